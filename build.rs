@@ -1,0 +1,24 @@
+//! Generates the C header from the Rust source with cbindgen. The header is
+//! committed: the build writes `$OUT_DIR/vine.h`, a test compares it with
+//! `include/vine.h`, and `make header` (VINE_UPDATE_HEADER=1) refreshes the copy.
+
+use std::path::PathBuf;
+
+fn main() {
+    let crate_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it")).join("vine.h");
+    println!("cargo:rerun-if-changed=src");
+    println!("cargo:rerun-if-changed=cbindgen.toml");
+    println!("cargo:rerun-if-env-changed=VINE_UPDATE_HEADER");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
+        .expect("cbindgen.toml is valid");
+    let bindings = cbindgen::Builder::new()
+        .with_crate(&crate_dir)
+        .with_config(config)
+        .generate()
+        .expect("the C header can be generated");
+    bindings.write_to_file(&out);
+    if std::env::var_os("VINE_UPDATE_HEADER").is_some_and(|v| v == "1") {
+        bindings.write_to_file(crate_dir.join("include/vine.h"));
+    }
+}

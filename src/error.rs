@@ -1,0 +1,82 @@
+//! The library's one error type. Every fallible operation inside vine returns
+//! [`Error`]; the C boundary maps each kind once to a fixed `vine_error_t` code and
+//! keeps the message for `vine_last_error()`.
+
+use std::fmt;
+
+/// What went wrong, as a kind (which becomes the C error code) and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+}
+
+/// The kinds of failure a caller can act on. Their C codes are fixed forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// A required pointer argument was NULL.
+    Null,
+    /// An argument was out of range or malformed.
+    InvalidArgument,
+    /// A handle the library does not know (deleted manager, foreign file).
+    InvalidHandle,
+    /// No outstanding task has that id.
+    UnknownTask,
+    /// The manager was shut down.
+    ShutDown,
+    /// The task already belongs to a manager.
+    TaskSubmitted,
+    /// `vine_tune` was given a name it does not know.
+    UnknownSetting,
+    /// A function name is already registered with another pointer.
+    DuplicateFunction,
+    /// An operating-system call failed.
+    Io,
+    /// The operation is not supported by this build or configuration.
+    Unsupported,
+    /// A bounded wait ran out.
+    Timeout,
+    /// A bug inside the library was caught at the boundary.
+    Internal,
+}
+
+impl Error {
+    /// An error of `kind` explained by `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// An argument error.
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::InvalidArgument, message)
+    }
+
+    /// An I/O error with the context it happened in.
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
+        Self::new(ErrorKind::Io, format!("{context}: {err}"))
+    }
+
+    /// The kind of failure.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The human sentence.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Shorthand for results inside the library.
+pub type Result<T> = std::result::Result<T, Error>;

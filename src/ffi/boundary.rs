@@ -1,0 +1,124 @@
+//! The one place where C meets Rust: the panic guard every entry point runs its
+//! body in, the thread-local last error, and the conversions from C pointers to
+//! the library's objects.
+
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crate::error::{Error, ErrorKind, Result};
+
+thread_local! {
+    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+}
+
+/// The fixed C code of each error kind.
+pub(crate) fn code_of(kind: ErrorKind) -> c_int {
+    use super::constants::*;
+    match kind {
+        ErrorKind::Null => VINE_ERROR_NULL,
+        ErrorKind::InvalidArgument => VINE_ERROR_INVALID_ARGUMENT,
+        ErrorKind::InvalidHandle => VINE_ERROR_INVALID_HANDLE,
+        ErrorKind::UnknownTask => VINE_ERROR_UNKNOWN_TASK,
+        ErrorKind::ShutDown => VINE_ERROR_SHUT_DOWN,
+        ErrorKind::TaskSubmitted => VINE_ERROR_TASK_SUBMITTED,
+        ErrorKind::UnknownSetting => VINE_ERROR_UNKNOWN_SETTING,
+        ErrorKind::DuplicateFunction => VINE_ERROR_DUPLICATE_FUNCTION,
+        ErrorKind::Io => VINE_ERROR_IO,
+        ErrorKind::Unsupported => VINE_ERROR_UNSUPPORTED,
+        ErrorKind::Timeout => VINE_ERROR_TIMEOUT,
+        ErrorKind::Internal => VINE_ERROR_INTERNAL,
+    }
+}
+
+/// Records `e` as this thread's last error and returns its code.
+pub(crate) fn record(e: &Error) -> c_int {
+    let msg = CString::new(e.message().replace('\0', " ")).unwrap_or_default();
+    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    code_of(e.kind())
+}
+
+/// The last error message of this thread (valid until its next failing call).
+pub(crate) fn last_error() -> *const c_char {
+    LAST_ERROR.with(|l| l.borrow().as_ptr())
+}
+
+fn panic_error() -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        "internal error in vine (a bug): the call was abandoned",
+    )
+}
+
+/// Runs an entry point's body: `Err` and panics become `on_error` with the last
+/// error set. No panic crosses into C.
+pub(crate) fn guard<T>(on_error: T, body: impl FnOnce() -> Result<T>) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            record(&e);
+            on_error
+        }
+        Err(_) => {
+            record(&panic_error());
+            on_error
+        }
+    }
+}
+
+/// Runs a body that returns a status: 0 (or a count) on success, the error's
+/// negative code on failure.
+pub(crate) fn guard_code(body: impl FnOnce() -> Result<c_int>) -> c_int {
+    guard_or_code(body, |code| code)
+}
+
+/// Runs a body whose errors are reported as `from_code(negative code)`.
+pub(crate) fn guard_or_code<T>(
+    body: impl FnOnce() -> Result<T>,
+    from_code: impl FnOnce(c_int) -> T,
+) -> T {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => from_code(record(&e)),
+        Err(_) => from_code(record(&panic_error())),
+    }
+}
+
+/// The error for a NULL argument named `what`.
+pub(crate) fn null(what: &str) -> Error {
+    Error::new(ErrorKind::Null, format!("{what} is NULL"))
+}
+
+/// Borrows a C string argument, refusing NULL.
+///
+/// # Safety
+/// `p`, when not NULL, must point to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a CStr> {
+    if p.is_null() {
+        return Err(null(what));
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    Ok(unsafe { CStr::from_ptr(p) })
+}
+
+/// Borrows `len` bytes at `p`; NULL is allowed only when `len` is 0.
+///
+/// # Safety
+/// `p`, when not NULL, must point to `len` readable bytes that outlive `'a`.
+pub(crate) unsafe fn bytes<'a>(
+    p: *const std::ffi::c_void,
+    len: usize,
+    what: &str,
+) -> Result<&'a [u8]> {
+    if len == 0 {
+        return Ok(&[]);
+    }
+    if p.is_null() {
+        return Err(null(what));
+    }
+    if len > isize::MAX as usize {
+        return Err(Error::invalid(format!("{what} is too long")));
+    }
+    // SAFETY: non-NULL, `len` readable bytes by the caller's contract.
+    Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+}

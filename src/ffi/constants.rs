@@ -1,0 +1,161 @@
+//! Every constant of the C API. Values are fixed forever: new ones get new numbers.
+
+use std::ffi::c_int;
+
+/// How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
+/// numbers, so ported code that compares them keeps working.
+pub type vine_result_t = c_int;
+/// A negative error code returned by a failing call (`VINE_ERROR_*`), or `VINE_OK`.
+pub type vine_error_t = c_int;
+/// How long a worker keeps a file (`VINE_CACHE_LEVEL_*`).
+pub type vine_cache_level_t = c_int;
+/// Flags of a declared file (`VINE_PEER_NOSHARE`, `VINE_UNLINK_WHEN_DONE`), or-ed.
+pub type vine_file_flags_t = c_int;
+/// Flags of a file attached to a task (`VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_*`), or-ed.
+pub type vine_mount_flags_t = c_int;
+/// Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
+pub type vine_exec_mode_t = c_int;
+
+/// Major version of the library this header belongs to.
+pub const VINE_VERSION_MAJOR: c_int = 0;
+/// Minor version.
+pub const VINE_VERSION_MINOR: c_int = 1;
+/// Patch version.
+pub const VINE_VERSION_PATCH: c_int = 0;
+
+/// The port TaskVine managers use by default.
+pub const VINE_DEFAULT_PORT: c_int = 9123;
+/// `vine_create(VINE_PORT_NONE)`: open no socket; only local workers run tasks.
+pub const VINE_PORT_NONE: c_int = -1;
+/// `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
+pub const VINE_WAIT_FOREVER: c_int = -1;
+
+/// The task ran. A command may still have exited non-zero: see its exit code.
+pub const VINE_RESULT_SUCCESS: vine_result_t = 0;
+/// A declared input file, buffer or temp was not there when the task started.
+pub const VINE_RESULT_INPUT_MISSING: vine_result_t = 1;
+/// A declared output was not produced.
+pub const VINE_RESULT_OUTPUT_MISSING: vine_result_t = 2;
+/// The command printed more than the `max-stdout` cap; what fit is kept.
+pub const VINE_RESULT_STDOUT_MISSING: vine_result_t = 4;
+/// The task was killed by a signal (exit code = the signal number).
+pub const VINE_RESULT_SIGNAL: vine_result_t = 8;
+/// The task used more memory or disk than it asked for.
+pub const VINE_RESULT_RESOURCE_EXHAUSTION: vine_result_t = 16;
+/// The task passed its absolute end time.
+pub const VINE_RESULT_MAX_END_TIME: vine_result_t = 24;
+/// The task failed for a reason the library could not classify (see the reason).
+pub const VINE_RESULT_UNKNOWN: vine_result_t = 32;
+/// The task's workers were lost more times than its retries allow.
+pub const VINE_RESULT_FORSAKEN: vine_result_t = 40;
+/// The task failed, not by its own fault, more times than its retries allow.
+pub const VINE_RESULT_MAX_RETRIES: vine_result_t = 48;
+/// The task ran longer than its `time_max`.
+pub const VINE_RESULT_MAX_WALL_TIME: vine_result_t = 56;
+/// The task was cancelled (by a cancel call or by `vine_shutdown`).
+pub const VINE_RESULT_CANCELLED: vine_result_t = 88;
+/// The task function returned non-zero; the exit code and any output are kept.
+pub const VINE_RESULT_FUNCTION_ERROR: vine_result_t = 1024;
+/// No function is registered under the task's name where it ran.
+pub const VINE_RESULT_MISSING_FUNCTION: vine_result_t = 1032;
+/// No worker could ever satisfy the task's request, and none may join.
+pub const VINE_RESULT_UNSCHEDULABLE: vine_result_t = 1040;
+
+/// Success.
+pub const VINE_OK: vine_error_t = 0;
+/// A required pointer argument was NULL.
+pub const VINE_ERROR_NULL: vine_error_t = -1;
+/// An argument was out of range or malformed; nothing was changed.
+pub const VINE_ERROR_INVALID_ARGUMENT: vine_error_t = -2;
+/// The handle is not one the library knows (e.g. a deleted manager).
+pub const VINE_ERROR_INVALID_HANDLE: vine_error_t = -3;
+/// No outstanding task has that id.
+pub const VINE_ERROR_UNKNOWN_TASK: vine_error_t = -4;
+/// The manager was shut down.
+pub const VINE_ERROR_SHUT_DOWN: vine_error_t = -5;
+/// The task belongs to a manager (submitted and not yet returned by `vine_wait`).
+pub const VINE_ERROR_TASK_SUBMITTED: vine_error_t = -6;
+/// `vine_tune` does not know that setting name.
+pub const VINE_ERROR_UNKNOWN_SETTING: vine_error_t = -7;
+/// Another function is already registered under that name.
+pub const VINE_ERROR_DUPLICATE_FUNCTION: vine_error_t = -8;
+/// An operating-system call failed (file, socket, thread).
+pub const VINE_ERROR_IO: vine_error_t = -9;
+/// Not supported by this build or configuration.
+pub const VINE_ERROR_UNSUPPORTED: vine_error_t = -10;
+/// A bounded operation ran out of time.
+pub const VINE_ERROR_TIMEOUT: vine_error_t = -11;
+/// A bug inside vine was caught; the call was abandoned.
+pub const VINE_ERROR_INTERNAL: vine_error_t = -12;
+
+/// The file is needed only by the task that uses it.
+pub const VINE_CACHE_LEVEL_TASK: vine_cache_level_t = 0;
+/// The file may be kept at a worker for the rest of the workflow.
+pub const VINE_CACHE_LEVEL_WORKFLOW: vine_cache_level_t = 1;
+/// The file may be kept at a worker for the worker's life.
+pub const VINE_CACHE_LEVEL_WORKER: vine_cache_level_t = 2;
+/// The file may be kept at a worker even after it exits.
+pub const VINE_CACHE_LEVEL_FOREVER: vine_cache_level_t = 3;
+
+/// File flag: never transfer the file between workers.
+pub const VINE_PEER_NOSHARE: vine_file_flags_t = 1;
+/// File flag: delete the manager's copy of the file when the manager is deleted.
+pub const VINE_UNLINK_WHEN_DONE: vine_file_flags_t = 2;
+
+/// Mount flag: transfer the file even if the worker has it cached.
+pub const VINE_TRANSFER_ALWAYS: vine_mount_flags_t = 1;
+/// Mount flag (input): create the remote name as an empty directory.
+pub const VINE_MOUNT_MKDIR: vine_mount_flags_t = 4;
+/// Mount flag (input): link the file into the sandbox instead of copying it.
+pub const VINE_MOUNT_SYMLINK: vine_mount_flags_t = 8;
+
+/// Run a function task on a worker thread (the default).
+pub const VINE_EXEC_THREAD: vine_exec_mode_t = 0;
+/// Run a function task in a separate process, so a crash costs only the task.
+pub const VINE_EXEC_PROCESS: vine_exec_mode_t = 1;
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::files;
+    use crate::task::TaskResult;
+
+    #[test]
+    fn c_constants_match_the_library() {
+        let pairs = [
+            (VINE_RESULT_SUCCESS, TaskResult::Success),
+            (VINE_RESULT_INPUT_MISSING, TaskResult::InputMissing),
+            (VINE_RESULT_OUTPUT_MISSING, TaskResult::OutputMissing),
+            (VINE_RESULT_STDOUT_MISSING, TaskResult::StdoutMissing),
+            (VINE_RESULT_SIGNAL, TaskResult::Signal),
+            (
+                VINE_RESULT_RESOURCE_EXHAUSTION,
+                TaskResult::ResourceExhaustion,
+            ),
+            (VINE_RESULT_MAX_END_TIME, TaskResult::MaxEndTime),
+            (VINE_RESULT_UNKNOWN, TaskResult::Unknown),
+            (VINE_RESULT_FORSAKEN, TaskResult::Forsaken),
+            (VINE_RESULT_MAX_RETRIES, TaskResult::MaxRetries),
+            (VINE_RESULT_MAX_WALL_TIME, TaskResult::MaxWallTime),
+            (VINE_RESULT_CANCELLED, TaskResult::Cancelled),
+            (VINE_RESULT_FUNCTION_ERROR, TaskResult::FunctionError),
+            (VINE_RESULT_MISSING_FUNCTION, TaskResult::MissingFunction),
+            (VINE_RESULT_UNSCHEDULABLE, TaskResult::Unschedulable),
+        ];
+        assert_eq!(pairs.len(), TaskResult::ALL.len());
+        for (c, r) in pairs {
+            assert_eq!(c, r.code());
+        }
+        assert_eq!(VINE_PEER_NOSHARE as u32, files::FILE_PEER_NOSHARE);
+        assert_eq!(VINE_UNLINK_WHEN_DONE as u32, files::FILE_UNLINK_WHEN_DONE);
+        assert_eq!(VINE_TRANSFER_ALWAYS as u32, files::MOUNT_TRANSFER_ALWAYS);
+        assert_eq!(VINE_MOUNT_MKDIR as u32, files::MOUNT_MKDIR);
+        assert_eq!(VINE_MOUNT_SYMLINK as u32, files::MOUNT_SYMLINK);
+    }
+
+    #[test]
+    fn version_macros_match_the_crate() {
+        let v = format!("{VINE_VERSION_MAJOR}.{VINE_VERSION_MINOR}.{VINE_VERSION_PATCH}");
+        assert_eq!(v, env!("CARGO_PKG_VERSION"));
+    }
+}

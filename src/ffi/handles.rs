@@ -1,0 +1,250 @@
+//! How C holds the library's objects, and how a C pointer becomes one again.
+//!
+//! - A manager is an `Arc<Manager>`; C holds its address. Live managers are listed
+//!   in a registry, so a deleted (or never created) manager is an error, not a crash,
+//!   and a call still running when another thread deletes it keeps it alive.
+//! - A task is a `TaskHandle` box; C holds its address from creation to
+//!   `vine_task_delete`. The `Box<Task>` inside moves to the manager at submission and
+//!   back at `vine_wait`; the handle's `owner` says who has it, so touching a
+//!   submitted task is an error instead of a data race.
+//! - A file is an `Arc<File>` owned by its manager; C holds its address. Live files
+//!   are listed in a registry, cleared when their manager is deleted.
+
+use std::cell::UnsafeCell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use super::{vine_file, vine_manager, vine_task};
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::File;
+use crate::manager::Manager;
+use crate::task::Task;
+
+fn managers() -> &'static RwLock<Vec<Arc<Manager>>> {
+    static LIVE: OnceLock<RwLock<Vec<Arc<Manager>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+fn files() -> &'static Mutex<HashMap<usize, Arc<File>>> {
+    static LIVE: OnceLock<Mutex<HashMap<usize, Arc<File>>>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Registers a new manager and returns the pointer C will hold.
+pub(crate) fn manager_into_c(m: Manager) -> *mut vine_manager {
+    let m = Arc::new(m);
+    let ptr = Arc::as_ptr(&m) as *mut vine_manager;
+    managers()
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(m);
+    ptr
+}
+
+/// The live manager at `m`.
+pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
+    if m.is_null() {
+        return Err(super::boundary::null("the manager"));
+    }
+    let live = managers().read().unwrap_or_else(|p| p.into_inner());
+    live.iter()
+        .find(|a| std::ptr::eq(Arc::as_ptr(a).cast(), m))
+        .cloned()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                "not a live manager (deleted already?)",
+            )
+        })
+}
+
+/// Removes the manager at `m` from the registry; it is freed when the last call
+/// using it returns.
+pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
+    let mut live = managers().write().unwrap_or_else(|p| p.into_inner());
+    let at = live
+        .iter()
+        .position(|a| std::ptr::eq(Arc::as_ptr(a).cast(), m))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                "not a live manager (deleted already?)",
+            )
+        })?;
+    Ok(live.swap_remove(at))
+}
+
+/// Registers a file declared by a manager and returns the pointer C will hold.
+pub(crate) fn file_into_c(f: Arc<File>) -> *mut vine_file {
+    let ptr = Arc::as_ptr(&f) as *mut vine_file;
+    files()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(ptr as usize, f);
+    ptr
+}
+
+/// The live file at `f`.
+pub(crate) fn file(f: *const vine_file) -> Result<Arc<File>> {
+    if f.is_null() {
+        return Err(super::boundary::null("the file"));
+    }
+    files()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(f as usize))
+        .cloned()
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                "not a file declared by a live manager",
+            )
+        })
+}
+
+/// Forgets the files of a manager being deleted.
+pub(crate) fn files_forget(list: &[Arc<File>]) {
+    let mut live = files().lock().unwrap_or_else(|p| p.into_inner());
+    for f in list {
+        live.remove(&(Arc::as_ptr(f) as usize));
+    }
+}
+
+const OWNER_CALLER: u8 = 1;
+const OWNER_MANAGER: u8 = 2;
+
+/// What a `struct vine_task *` points to.
+pub(crate) struct TaskHandle {
+    owner: AtomicU8,
+    id: AtomicI32,
+    /// Accessed only by the thread that owns the handle: the caller while `owner` is
+    /// CALLER, the code moving the task in or out while it is MANAGER.
+    task: UnsafeCell<Option<Box<Task>>>,
+}
+
+// SAFETY: `task` is only touched under the ownership protocol above; the atomics
+// publish each hand-over (Release on store, Acquire on load).
+unsafe impl Sync for TaskHandle {}
+
+/// Wraps a new task for C.
+pub(crate) fn task_into_c(task: Box<Task>) -> *mut vine_task {
+    let h = Box::new(TaskHandle {
+        owner: AtomicU8::new(OWNER_CALLER),
+        id: AtomicI32::new(0),
+        task: UnsafeCell::new(Some(task)),
+    });
+    Box::into_raw(h).cast()
+}
+
+fn handle<'a>(t: *const vine_task) -> Result<&'a TaskHandle> {
+    if t.is_null() {
+        return Err(super::boundary::null("the task"));
+    }
+    // SAFETY: C holds this pointer from `task_into_c` until `vine_task_delete`;
+    // using it after that is the one misuse the library cannot detect.
+    Ok(unsafe { &*t.cast::<TaskHandle>() })
+}
+
+fn submitted() -> Error {
+    Error::new(
+        ErrorKind::TaskSubmitted,
+        "the task belongs to the manager until vine_wait returns it",
+    )
+}
+
+/// Reads a task the caller owns.
+pub(crate) fn with_task<R>(t: *const vine_task, f: impl FnOnce(&Task) -> Result<R>) -> Result<R> {
+    let h = handle(t)?;
+    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
+        return Err(submitted());
+    }
+    // SAFETY: the caller owns the handle, so no other thread touches `task`.
+    let task = unsafe { &*h.task.get() };
+    f(task.as_deref().ok_or_else(submitted)?)
+}
+
+/// Changes a task the caller owns.
+pub(crate) fn with_task_mut<R>(
+    t: *mut vine_task,
+    f: impl FnOnce(&mut Task) -> Result<R>,
+) -> Result<R> {
+    let h = handle(t)?;
+    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
+        return Err(submitted());
+    }
+    // SAFETY: as in `with_task`; the C contract gives one thread at a time a task.
+    let task = unsafe { &mut *h.task.get() };
+    f(task.as_deref_mut().ok_or_else(submitted)?)
+}
+
+/// The task's id (0 before submission); readable whoever owns the task.
+pub(crate) fn task_id(t: *const vine_task) -> Result<i32> {
+    Ok(handle(t)?.id.load(Ordering::Acquire))
+}
+
+/// Moves the task out of its handle for submission; `give_back` if that fails.
+pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
+    let h = handle(t)?;
+    h.owner
+        .compare_exchange(
+            OWNER_CALLER,
+            OWNER_MANAGER,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        )
+        .map_err(|_| Error::new(ErrorKind::TaskSubmitted, "the task was already submitted"))?;
+    // SAFETY: this thread just won ownership of the handle.
+    let mut task = unsafe { (*h.task.get()).take() }.ok_or_else(submitted)?;
+    task.handle = t as usize;
+    Ok(task)
+}
+
+/// Records the id of a task just submitted.
+pub(crate) fn task_set_id(t: *mut vine_task, id: i32) {
+    if let Ok(h) = handle(t) {
+        h.id.store(id, Ordering::Release);
+    }
+}
+
+/// Puts a task back into its handle and gives the handle to the caller.
+pub(crate) fn task_give_back(task: Box<Task>) -> *mut vine_task {
+    let t = task.handle as *mut vine_task;
+    if t.is_null() {
+        // Submitted through the Rust API: it gets a handle of its own.
+        let id = task.id as i32;
+        let t = task_into_c(task);
+        task_set_id(t, id);
+        return t;
+    }
+    // SAFETY: the handle was made by `task_into_c` and, while the manager owns it,
+    // C may not delete it (vine_task_delete refuses) nor touch `task`.
+    let h = unsafe { &*t.cast::<TaskHandle>() };
+    // SAFETY: the manager owns the handle; only this thread moves the task back.
+    unsafe { *h.task.get() = Some(task) };
+    h.owner.store(OWNER_CALLER, Ordering::Release);
+    t
+}
+
+/// Frees a task the caller owns.
+pub(crate) fn task_delete(t: *mut vine_task) -> Result<()> {
+    let h = handle(t)?;
+    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
+        return Err(submitted());
+    }
+    // SAFETY: the caller owns the handle, made by `task_into_c`; after this C must
+    // not use the pointer again.
+    drop(unsafe { Box::from_raw(t.cast::<TaskHandle>()) });
+    Ok(())
+}
+
+/// Frees a finished task that was never waited for, and its handle.
+pub(crate) fn task_free_unretrieved(task: Box<Task>) {
+    let t = task.handle as *mut TaskHandle;
+    drop(task);
+    if !t.is_null() {
+        // SAFETY: the manager owned this handle; nobody else may touch it, and the
+        // manager is being deleted, so nothing will hand it back to C.
+        drop(unsafe { Box::from_raw(t) });
+    }
+}

@@ -1,0 +1,354 @@
+//! Entry points on the manager: lifecycle, settings, submitting and waiting.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr;
+use std::time::Duration;
+
+use super::boundary::{self, c_str, guard, guard_code};
+use super::handles;
+use super::{vine_manager, vine_result_t, vine_stats, vine_task};
+use crate::error::Error;
+use crate::manager::{Manager, Port, Want};
+use crate::task::TaskResult;
+
+/// Creates a manager and starts its thread and its local worker threads.
+///
+/// `port > 0` listens for remote workers on that port (loopback only unless an
+/// address is configured), `0` on any free port (see `vine_port`), `VINE_PORT_NONE`
+/// opens no socket: tasks run on local threads only, and a task too large for them
+/// comes back `VINE_RESULT_UNSCHEDULABLE`. With a socket, such a task waits for a
+/// worker large enough.
+///
+/// The local pool has the machine's cores, memory and free disk, changed by the
+/// environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
+/// `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
+///
+/// Returns NULL on failure (a port in use, a malformed environment variable), with
+/// the reason in `vine_last_error()`. The caller owns the manager and frees it with
+/// `vine_delete`. Any thread may call this.
+#[no_mangle]
+pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {
+    guard(ptr::null_mut(), || {
+        let port = match port {
+            -1 => Port::None,
+            0 => Port::Any,
+            1..=65535 => Port::Fixed(port as u16),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{port} is not a port (0..65535 or VINE_PORT_NONE)"
+                )))
+            }
+        };
+        Ok(handles::manager_into_c(Manager::new(port)?))
+    })
+}
+
+/// The port the manager listens on for remote workers, or `VINE_PORT_NONE` (-1) if
+/// it opened no socket. A negative `vine_error_t` other than -1 on error.
+#[no_mangle]
+pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
+    guard_code(|| Ok(handles::manager(m)?.port().map_or(-1, c_int::from)))
+}
+
+/// Changes a numeric setting. Known names:
+/// - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
+///   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
+/// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
+/// - `"keepalive-interval"`, `"keepalive-timeout"` (seconds): remote worker liveness.
+/// - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
+///   before killing them.
+/// - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
+///   `"local-gpus"`: the local pool's resources; only while no task is outstanding.
+///   `"local-cores"` 0 leaves execution to remote workers.
+/// - `"autocategory"` (1): a function task with no category gets its function name.
+/// - `"prefetch"` (the local pool's core count): tasks a worker may hold beyond what it
+///   can start now, so a finishing thread finds its next task without a round trip to
+///   the manager. A later task of higher priority may start after up to this many
+///   already-dispatched ones; 0 gives strict priority order.
+/// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
+///   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
+/// - `"hungry-factor"` (2): `vine_hungry` is true while fewer than this many tasks per
+///   worker slot are waiting.
+///
+/// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
+/// `VINE_ERROR_INVALID_ARGUMENT` for a bad value; on error nothing changes.
+#[no_mangle]
+pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, value: f64) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = Manager::utf8(unsafe { c_str(name, "the setting name")? })?;
+        m.tune(name, value)?;
+        Ok(0)
+    })
+}
+
+/// Reads the password remote workers must prove they know (challenge and HMAC: it
+/// never crosses the network). Returns 0 or a negative error (unreadable, empty).
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_password_file(
+    m: *mut vine_manager,
+    path: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let path = Manager::utf8(unsafe { c_str(path, "the password file path")? })?;
+        m.set_password_file(path.as_ref())?;
+        Ok(0)
+    })
+}
+
+/// Directory where the manager writes its log (`manager.log`); created if needed.
+/// Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_runtime_info_path(
+    m: *mut vine_manager,
+    dir: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let dir = Manager::utf8(unsafe { c_str(dir, "the directory")? })?;
+        m.set_runtime_info_path(dir.as_ref())?;
+        Ok(0)
+    })
+}
+
+/// Names the manager (shown to workers and in logs). Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = Manager::utf8(unsafe { c_str(name, "the name")? })?;
+        m.set_name(name)?;
+        Ok(0)
+    })
+}
+
+/// Submits a task. Returns its id (>= 1); from then on the manager owns the task
+/// until `vine_wait` (or `vine_wait_for_*`) returns it: do not touch or delete it
+/// meanwhile (such calls fail with `VINE_ERROR_TASK_SUBMITTED`).
+///
+/// Returns 0 on error, and the caller still owns the task: a NULL argument, a task
+/// already submitted, a manager shut down. A task too large for every worker when no
+/// remote workers may join is accepted and comes back `VINE_RESULT_UNSCHEDULABLE`.
+/// Any thread may call this, concurrently with others.
+#[no_mangle]
+pub extern "C" fn vine_submit(m: *mut vine_manager, t: *mut vine_task) -> c_int {
+    guard(0, || {
+        let m = handles::manager(m)?;
+        let task = handles::task_take_for_submit(t)?;
+        match m.submit(task) {
+            Ok(id) => {
+                handles::task_set_id(t, id as c_int);
+                Ok(id as c_int)
+            }
+            Err((e, task)) => {
+                handles::task_give_back(task);
+                Err(e)
+            }
+        }
+    })
+}
+
+fn timeout_of(timeout_s: c_int) -> crate::error::Result<Option<Duration>> {
+    match timeout_s {
+        -1 => Ok(None),
+        0.. => Ok(Some(Duration::from_secs(timeout_s as u64))),
+        _ => Err(Error::invalid(format!(
+            "timeout {timeout_s} is neither seconds >= 0 nor VINE_WAIT_FOREVER"
+        ))),
+    }
+}
+
+fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut vine_task {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        let timeout = timeout_of(timeout_s)?;
+        Ok(m.wait_for(want, timeout)
+            .map_or(ptr::null_mut(), handles::task_give_back))
+    })
+}
+
+/// Returns the next finished task, in completion order, as soon as one finishes;
+/// `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
+/// bound). NULL on timeout or when no task is outstanding (then it returns at once).
+/// The caller owns the returned task and frees it with `vine_task_delete`. Any
+/// number of threads may wait at once; each finished task goes to exactly one.
+#[no_mangle]
+pub extern "C" fn vine_wait(m: *mut vine_manager, timeout_s: c_int) -> *mut vine_task {
+    wait_common(m, timeout_s, Want::Any)
+}
+
+/// Like `vine_wait`, for the task with id `id`. NULL at once if no such task is
+/// outstanding or finished-and-unretrieved; NULL on timeout; if another thread takes
+/// that task first, this waits until its timeout or until nothing is outstanding.
+#[no_mangle]
+pub extern "C" fn vine_wait_for_task_id(
+    m: *mut vine_manager,
+    id: c_int,
+    timeout_s: c_int,
+) -> *mut vine_task {
+    if id <= 0 {
+        return guard(ptr::null_mut(), || {
+            Err(Error::invalid(format!("{id} is not a task id")))
+        });
+    }
+    wait_common(m, timeout_s, Want::Id(id as u64))
+}
+
+/// Like `vine_wait`, for the next finished task whose tag is `tag` (NULL: any task).
+#[no_mangle]
+pub unsafe extern "C" fn vine_wait_for_tag(
+    m: *mut vine_manager,
+    tag: *const c_char,
+    timeout_s: c_int,
+) -> *mut vine_task {
+    if tag.is_null() {
+        return wait_common(m, timeout_s, Want::Any);
+    }
+    // SAFETY: non-NULL and NUL-terminated by the C contract.
+    let tag = unsafe { CStr::from_ptr(tag) };
+    wait_common(m, timeout_s, Want::Tag(tag))
+}
+
+/// 1 when no task is outstanding (every submitted task was returned by a wait),
+/// 0 otherwise, a negative error for a bad manager.
+#[no_mangle]
+pub extern "C" fn vine_empty(m: *mut vine_manager) -> c_int {
+    guard_code(|| Ok(c_int::from(handles::manager(m)?.empty())))
+}
+
+/// 1 while the manager wants more tasks to keep its workers busy (fewer tasks wait
+/// than `hungry-factor` times the workers' slots), 0 otherwise (and after shutdown),
+/// a negative error for a bad manager. Feed it while it is hungry to bound memory.
+#[no_mangle]
+pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
+    guard_code(|| Ok(c_int::from(handles::manager(m)?.hungry())))
+}
+
+/// Cancels task `id`. A waiting task comes back from `vine_wait` as
+/// `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
+/// function cannot be stopped, so it is marked and comes back cancelled when it
+/// returns. Returns 0, or `VINE_ERROR_UNKNOWN_TASK` if no task `id` is waiting or
+/// running (finished tasks are not cancelled).
+#[no_mangle]
+pub extern "C" fn vine_cancel_by_task_id(m: *mut vine_manager, id: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        if id <= 0 {
+            return Err(Error::invalid(format!("{id} is not a task id")));
+        }
+        m.cancel(id as u64)?;
+        Ok(0)
+    })
+}
+
+/// Cancels every waiting and running task, as `vine_cancel_by_task_id` does one.
+/// Returns how many, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_cancel_all(m: *mut vine_manager) -> c_int {
+    guard_code(|| Ok(handles::manager(m)?.cancel_all()?.min(c_int::MAX as usize) as c_int))
+}
+
+/// Fills `*s` with the manager's counters. Returns 0 or a negative error (then `*s`
+/// is unchanged).
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        if s.is_null() {
+            return Err(boundary::null("the stats pointer"));
+        }
+        let st = m.stats()?;
+        let out = vine_stats {
+            tasks_submitted: st.tasks_submitted as i64,
+            tasks_waiting: st.tasks_waiting as i64,
+            tasks_on_workers: st.tasks_on_workers as i64,
+            tasks_running: st.tasks_running as i64,
+            tasks_done: st.tasks_done as i64,
+            tasks_failed: st.tasks_failed as i64,
+            tasks_cancelled: st.tasks_cancelled as i64,
+            tasks_retried: st.tasks_retried as i64,
+            workers_connected: st.workers_connected as i64,
+            total_cores: st.total.cores(),
+            total_memory: st.total.memory_mb as i64,
+            total_disk: st.total.disk_mb as i64,
+            total_gpus: i64::from(st.total.gpus),
+            committed_cores: st.committed.cores(),
+            committed_memory: st.committed.memory_mb as i64,
+            committed_disk: st.committed.disk_mb as i64,
+            committed_gpus: i64::from(st.committed.gpus),
+        };
+        // SAFETY: non-NULL and pointing to a vine_stats by the C contract.
+        unsafe { s.write(out) };
+        Ok(0)
+    })
+}
+
+/// Stops the manager: no more submissions (`vine_submit` fails with
+/// `VINE_ERROR_SHUT_DOWN`); waiting tasks come back from `vine_wait` as
+/// `VINE_RESULT_CANCELLED`; running tasks may finish within `shutdown-timeout`, then
+/// commands are killed and come back cancelled; remote workers are told to exit;
+/// every thread of the manager is joined. Finished tasks stay retrievable with
+/// `vine_wait` until `vine_delete`.
+///
+/// Returns 0 when all of that happened. A THREAD function still running after the
+/// timeout cannot be killed: it is abandoned (its thread detached, its task never
+/// returned) and this returns `VINE_ERROR_TIMEOUT`. Calling it again returns the first
+/// result. Do not call it from inside a task function (it would wait for itself).
+#[no_mangle]
+pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.shutdown()?;
+        Ok(0)
+    })
+}
+
+/// Shuts the manager down if needed and frees it, its files, and every finished
+/// task not retrieved (their handles become invalid). After it returns no thread of
+/// the manager remains. A deleted manager is detected: later calls with it fail with
+/// `VINE_ERROR_INVALID_HANDLE`. NULL is ignored. Do not call it from inside a task.
+#[no_mangle]
+pub extern "C" fn vine_delete(m: *mut vine_manager) {
+    guard((), || {
+        if m.is_null() {
+            return Ok(());
+        }
+        let mgr = handles::manager(m)?;
+        let _ = mgr.shutdown();
+        for task in mgr.drain_finished() {
+            handles::task_free_unretrieved(task);
+        }
+        handles::files_forget(&mgr.files());
+        handles::manager_remove(m)?;
+        Ok(())
+    })
+}
+
+/// The message of this thread's most recent failed call (never NULL; "" if none).
+/// Successful calls leave it unchanged. Valid until this thread's next failing call.
+#[no_mangle]
+pub extern "C" fn vine_last_error() -> *const c_char {
+    boundary::last_error()
+}
+
+/// The library version, "MAJOR.MINOR.PATCH" (static storage).
+#[no_mangle]
+pub extern "C" fn vine_version() -> *const c_char {
+    static VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => panic!("version string"),
+        };
+    VERSION.as_ptr()
+}
+
+/// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage);
+/// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*`.
+#[no_mangle]
+pub extern "C" fn vine_result_string(result: vine_result_t) -> *const c_char {
+    TaskResult::from_code(result).map_or(c"UNKNOWN_RESULT".as_ptr(), |r| r.name().as_ptr())
+}

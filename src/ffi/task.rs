@@ -1,0 +1,318 @@
+//! Entry points on tasks: creating, setting, reading results, deleting.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ptr;
+
+use super::boundary::{bytes, c_str, guard, guard_code, guard_or_code};
+use super::constants::*;
+use super::handles::{self, task_into_c, with_task, with_task_mut};
+use super::vine_task;
+use crate::error::Error;
+use crate::task::{ExecMode, Task};
+
+/// Creates a task that calls the function registered as `name` (see
+/// `vine_register_function`) with a copy of `input_len` bytes at `input` (NULL is
+/// allowed when `input_len` is 0). The name need not be registered yet in this
+/// process: a task whose function is unknown where it runs comes back
+/// `VINE_RESULT_MISSING_FUNCTION`. Returns NULL if `name` is NULL. The caller owns
+/// the task.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_create_function(
+    name: *const c_char,
+    input: *const c_void,
+    input_len: usize,
+) -> *mut vine_task {
+    guard(ptr::null_mut(), || {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = unsafe { c_str(name, "the function name")? };
+        if name.is_empty() {
+            return Err(Error::invalid("the function name is empty"));
+        }
+        // SAFETY: C passes `input_len` readable bytes or NULL with 0.
+        let input = unsafe { bytes(input, input_len, "the input")? };
+        Ok(task_into_c(Task::function(name, input)))
+    })
+}
+
+/// Creates a task that calls `fn(input, input_len, output, context)` on a local
+/// worker thread. `fn` need not be registered; `context` is passed through untouched
+/// and must stay valid until the task is returned by `vine_wait`. Such a task never
+/// runs on a remote worker. Returns NULL if `fn` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_create_local(
+    func: super::function::vine_function_t,
+    context: *mut c_void,
+    input: *const c_void,
+    input_len: usize,
+) -> *mut vine_task {
+    guard(ptr::null_mut(), || {
+        let f = func.ok_or_else(|| super::boundary::null("the function"))?;
+        // SAFETY: C passes `input_len` readable bytes or NULL with 0.
+        let input = unsafe { bytes(input, input_len, "the input")? };
+        Ok(task_into_c(Task::local(f, context as usize, input)))
+    })
+}
+
+/// Creates a task that runs `command` with `/bin/sh -c` in a fresh, empty sandbox
+/// directory (its inputs placed there), with standard output and standard error
+/// captured together (`vine_task_get_stdout`), `OMP_NUM_THREADS` set to its whole
+/// cores and `VINE_SANDBOX` to the sandbox. The sandbox is removed afterwards.
+/// Returns NULL if `command` is NULL.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
+    guard(ptr::null_mut(), || {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let cmd = unsafe { c_str(command, "the command")? };
+        Ok(task_into_c(Task::command(cmd)))
+    })
+}
+
+/// Frees a task the caller owns. Returns 0; `VINE_ERROR_TASK_SUBMITTED` (and frees
+/// nothing) if the task belongs to a manager; `VINE_ERROR_NULL` for NULL. Deleting
+/// the same task twice is undefined: the library cannot know freed memory.
+#[no_mangle]
+pub extern "C" fn vine_task_delete(t: *mut vine_task) -> c_int {
+    guard_code(|| handles::task_delete(t).map(|()| 0))
+}
+
+fn set(t: *mut vine_task, f: impl FnOnce(&mut Task) -> crate::error::Result<()>) -> c_int {
+    guard_code(|| with_task_mut(t, f).map(|()| 0))
+}
+
+/// Cores the task needs (default 1; fractions down to 0.001 allowed, e.g. 0.5 lets
+/// two such tasks share a core). Returns 0 or `VINE_ERROR_INVALID_ARGUMENT` for
+/// values <= 0, not finite, or finer than 0.001.
+#[no_mangle]
+pub extern "C" fn vine_task_set_cores(t: *mut vine_task, cores: f64) -> c_int {
+    set(t, |t| t.set_cores(cores))
+}
+
+/// Memory the task needs, in MB (default 0). Negative values are refused.
+#[no_mangle]
+pub extern "C" fn vine_task_set_memory(t: *mut vine_task, mb: i64) -> c_int {
+    set(t, |t| t.set_memory(mb))
+}
+
+/// Disk the task needs, in MB (default 0). Negative values are refused.
+#[no_mangle]
+pub extern "C" fn vine_task_set_disk(t: *mut vine_task, mb: i64) -> c_int {
+    set(t, |t| t.set_disk(mb))
+}
+
+/// Gpus the task needs (default 0). The task gets distinct device ids: a command sees
+/// them in `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`, a function reads them
+/// with `vine_task_gpu_ids`. Negative values are refused.
+#[no_mangle]
+pub extern "C" fn vine_task_set_gpus(t: *mut vine_task, gpus: c_int) -> c_int {
+    set(t, |t| t.set_gpus(i64::from(gpus)))
+}
+
+/// Priority: higher runs first, FIFO among equals (default 0). Must be finite.
+#[no_mangle]
+pub extern "C" fn vine_task_set_priority(t: *mut vine_task, priority: f64) -> c_int {
+    set(t, |t| t.set_priority(priority))
+}
+
+/// Category (default: the function name under autocategory, else "default").
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_category(
+    t: *mut vine_task,
+    category: *const c_char,
+) -> c_int {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    let c = unsafe { c_str(category, "the category") };
+    set(t, |t| t.set_category(c?))
+}
+
+/// A free-form tag, returned by `vine_task_get_tag` and matched by `vine_wait_for_tag`.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_tag(t: *mut vine_task, tag: *const c_char) -> c_int {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    let tag = unsafe { c_str(tag, "the tag") };
+    set(t, |t| {
+        t.set_tag(tag?);
+        Ok(())
+    })
+}
+
+/// The minimum running time the task should be given, in seconds (0 = none): a
+/// worker that will not live that long is not given the task.
+#[no_mangle]
+pub extern "C" fn vine_task_set_time_min(t: *mut vine_task, seconds: f64) -> c_int {
+    set(t, |t| t.set_time_min(seconds))
+}
+
+/// The maximum wall time in seconds (0 = none). A command past it is killed
+/// (its whole process group) and comes back `VINE_RESULT_MAX_WALL_TIME`. A THREAD
+/// function cannot be killed: it is reported `VINE_RESULT_MAX_WALL_TIME` when it
+/// returns late.
+#[no_mangle]
+pub extern "C" fn vine_task_set_time_max(t: *mut vine_task, seconds: f64) -> c_int {
+    set(t, |t| t.set_time_max(seconds))
+}
+
+/// How many times the task is re-run after failures that are not its own (its
+/// worker failed or was lost). Default: the manager's `max-retries`.
+#[no_mangle]
+pub extern "C" fn vine_task_set_retries(t: *mut vine_task, retries: c_int) -> c_int {
+    set(t, |t| t.set_retries(i64::from(retries)))
+}
+
+/// Sets an environment variable for a command (`value` NULL: unset it).
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_env_var(
+    t: *mut vine_task,
+    name: *const c_char,
+    value: *const c_char,
+) -> c_int {
+    // SAFETY: C passes NUL-terminated strings or NULL.
+    let (name, value) = unsafe {
+        (
+            c_str(name, "the variable name"),
+            (!value.is_null()).then(|| c_str(value, "value")),
+        )
+    };
+    set(t, |t| t.set_env_var(name?, value.transpose()?))
+}
+
+/// `VINE_EXEC_THREAD` (default) or `VINE_EXEC_PROCESS`. Process execution is not
+/// supported yet: it returns `VINE_ERROR_UNSUPPORTED` and leaves the task on threads.
+#[no_mangle]
+pub extern "C" fn vine_task_set_exec_mode(t: *mut vine_task, mode: vine_exec_mode_t) -> c_int {
+    set(t, |t| match mode {
+        VINE_EXEC_THREAD => t.set_exec_mode(ExecMode::Thread),
+        VINE_EXEC_PROCESS => t.set_exec_mode(ExecMode::Process),
+        _ => Err(Error::invalid(format!("{mode} is not an exec mode"))),
+    })
+}
+
+/// How the task ended (`VINE_RESULT_*`). `VINE_RESULT_UNKNOWN` for a task that has
+/// not run, and on error (NULL, or the task belongs to a manager).
+#[no_mangle]
+pub extern "C" fn vine_task_get_result(t: *const vine_task) -> vine_result_t {
+    guard(VINE_RESULT_UNKNOWN, || {
+        with_task(t, |t| Ok(t.result().code()))
+    })
+}
+
+/// The command's exit status, the function's return value, or the signal number
+/// for `VINE_RESULT_SIGNAL`. -1 on error.
+#[no_mangle]
+pub extern "C" fn vine_task_get_exit_code(t: *const vine_task) -> c_int {
+    guard(-1, || with_task(t, |t| Ok(t.exit_code())))
+}
+
+/// What the command printed (standard output and error), NUL-terminated, NUL bytes
+/// removed. NULL for function tasks, commands that did not run, and on error. Owned
+/// by the task: valid until it is deleted.
+#[no_mangle]
+pub extern "C" fn vine_task_get_stdout(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| Ok(t.stdout().map_or(ptr::null(), |s| s.as_ptr())))
+    })
+}
+
+/// The bytes the function appended to its output; their count in `*len` (`len` may
+/// be NULL). NULL (and `*len` = 0) when there are none or on error. Owned by the
+/// task: valid until it is deleted.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_get_output(
+    t: *const vine_task,
+    len: *mut usize,
+) -> *const c_void {
+    let (p, n) = guard((ptr::null(), 0), || {
+        with_task(t, |t| {
+            let out = t.output();
+            Ok(if out.is_empty() {
+                (ptr::null(), 0)
+            } else {
+                (out.as_ptr().cast(), out.len())
+            })
+        })
+    });
+    if !len.is_null() {
+        // SAFETY: non-NULL and writable by the C contract.
+        unsafe { len.write(n) };
+    }
+    p
+}
+
+/// The task's id: 0 before `vine_submit`, then the id it returned. Readable even
+/// while the manager owns the task. 0 on error.
+#[no_mangle]
+pub extern "C" fn vine_task_get_id(t: *const vine_task) -> c_int {
+    guard(0, || handles::task_id(t))
+}
+
+/// The tag, or NULL if none was set (or on error). Owned by the task.
+#[no_mangle]
+pub extern "C" fn vine_task_get_tag(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| Ok(t.tag().map_or(ptr::null(), |s| s.as_ptr())))
+    })
+}
+
+/// The category (see `vine_task_set_category`); NULL on error. Owned by the task.
+#[no_mangle]
+pub extern "C" fn vine_task_get_category(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || with_task(t, |t| Ok(t.category().as_ptr())))
+}
+
+/// The command line of a command task; NULL for function tasks and on error.
+#[no_mangle]
+pub extern "C" fn vine_task_get_command(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| {
+            Ok(match t.work() {
+                crate::task::Work::Command { command } => command.as_ptr(),
+                _ => ptr::null(),
+            })
+        })
+    })
+}
+
+/// One human sentence on why the task failed; NULL if it succeeded or has not run.
+#[no_mangle]
+pub extern "C" fn vine_task_get_reason(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| Ok(t.reason().map_or(ptr::null(), |s| s.as_ptr())))
+    })
+}
+
+/// A metric of a finished task: `"time_when_submitted"`, `"time_when_started"`,
+/// `"time_when_done"` (microseconds since the epoch), `"time_workers_execute"`
+/// (microseconds spent running, all attempts), `"worker_id"`, `"retries"` (attempts
+/// beyond the first), `"cores"`, `"memory"`, `"disk"`, `"gpus"` (as requested; cores
+/// in thousandths). A negative `vine_error_t` for an unknown name or a bad task.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_get_metric(t: *const vine_task, name: *const c_char) -> i64 {
+    guard_or_code(
+        || {
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let name = unsafe { c_str(name, "the metric name")? };
+            with_task(t, |t| {
+                let times = t.times();
+                let req = t.request();
+                Ok(match name.to_bytes() {
+                    b"time_when_submitted" => times.submitted,
+                    b"time_when_started" => times.started,
+                    b"time_when_done" => times.done,
+                    b"time_workers_execute" => times.execute,
+                    b"worker_id" => i64::from(t.worker_id()),
+                    b"retries" => i64::from(t.retries_used()),
+                    b"cores" => req.millicores as i64,
+                    b"memory" => req.memory_mb as i64,
+                    b"disk" => req.disk_mb as i64,
+                    b"gpus" => i64::from(req.gpus),
+                    _ => {
+                        return Err(Error::invalid(format!(
+                            "unknown metric {:?}",
+                            name.to_string_lossy()
+                        )))
+                    }
+                })
+            })
+        },
+        i64::from,
+    )
+}

@@ -1,0 +1,25 @@
+//! vine: a task executor with a C ABI.
+//!
+//! A program creates a [`Manager`], submits tasks (registered functions, local
+//! function pointers, shell commands) with resource requests, and waits for them.
+//! Tasks run on threads of the same process by default. See `include/vine.h` for the
+//! C API, which is the main interface; the Rust types are public for tests and for
+//! Rust programs that embed vine.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod ffi;
+pub mod files;
+mod idmap;
+pub mod manager;
+pub mod payload;
+pub mod registry;
+pub mod resources;
+pub mod task;
+pub mod worker;
+
+pub use error::{Error, ErrorKind, Result};
+pub use manager::{Manager, Port, Want};
+pub use resources::Resources;
+pub use task::{Task, TaskResult};

@@ -1,0 +1,297 @@
+//! The manager thread: the one owner of scheduling state. It waits on its channel
+//! (submissions, finished tasks, requests from callers) with a deadline for its
+//! timers, applies each message to the [`Scheduler`], and carries out what the
+//! scheduler decided: tasks to workers, finished tasks to the completion queue.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+
+use super::scheduler::{Comm, Scheduler, WorkerId};
+use super::settings::Setting;
+use super::{Message, Shared};
+use crate::error::{Error, ErrorKind, Result};
+use crate::resources::Resources;
+use crate::task::{Task, TaskId};
+use crate::worker::local::LocalPool;
+use crate::worker::WorkerLink;
+
+/// The id of the local pool.
+pub(crate) const LOCAL_WORKER: WorkerId = 0;
+
+/// Messages handled per wake-up before scheduling and flushing.
+const BATCH: usize = 4096;
+
+/// Seconds a THREAD function may still take after shutdown killed what it could.
+const STUCK_GRACE: Duration = Duration::from_secs(2);
+
+/// What the scheduler decided in one round, carried out after it.
+#[derive(Default)]
+struct Outbox {
+    to_local: Vec<Box<Task>>,
+    finished: Vec<Box<Task>>,
+    cancels: Vec<(WorkerId, TaskId)>,
+}
+
+impl Comm for Outbox {
+    fn dispatch(&mut self, worker: WorkerId, task: Box<Task>) {
+        debug_assert_eq!(worker, LOCAL_WORKER);
+        self.to_local.push(task);
+    }
+
+    fn complete(&mut self, task: Box<Task>) {
+        self.finished.push(task);
+    }
+
+    fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
+        self.cancels.push((worker, id));
+    }
+}
+
+struct Shutdown {
+    reply: Sender<Result<()>>,
+    deadline: Instant,
+    killed: bool,
+}
+
+pub(super) struct ManagerLoop {
+    pub(super) sched: Scheduler,
+    pub(super) rx: Receiver<Message>,
+    pub(super) shared: Arc<Shared>,
+    pub(super) local: LocalPool,
+    pub(super) local_capacity: Resources,
+    pub(super) prefetch: Option<usize>,
+    pub(super) shutdown_timeout: Duration,
+    outbox: Outbox,
+    shutdown: Option<Shutdown>,
+}
+
+impl ManagerLoop {
+    pub(super) fn new(
+        sched: Scheduler,
+        rx: Receiver<Message>,
+        shared: Arc<Shared>,
+        local: LocalPool,
+        local_capacity: Resources,
+    ) -> Self {
+        ManagerLoop {
+            sched,
+            rx,
+            shared,
+            local,
+            local_capacity,
+            prefetch: None,
+            shutdown_timeout: Duration::from_secs(30),
+            outbox: Outbox::default(),
+            shutdown: None,
+        }
+    }
+
+    /// How many tasks the local pool may hold beyond what it can start: by default
+    /// as many as it has whole cores, so each busy thread finds its next task there.
+    fn local_prefetch(&self) -> usize {
+        self.prefetch
+            .unwrap_or_else(|| self.local_capacity.millicores.div_ceil(1000) as usize)
+    }
+
+    pub(super) fn add_local_worker(&mut self) {
+        if self.local_capacity.millicores > 0 {
+            let prefetch = self.local_prefetch();
+            self.sched
+                .add_worker(LOCAL_WORKER, self.local_capacity, prefetch);
+        }
+    }
+
+    pub(super) fn run(mut self) {
+        loop {
+            let deadline = self.shutdown.as_ref().map(|s| s.deadline);
+            let first = match deadline {
+                Some(d) => self.rx.recv_deadline(d),
+                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            };
+            match first {
+                Ok(msg) => {
+                    self.handle(msg);
+                    for _ in 0..BATCH {
+                        match self.rx.try_recv() {
+                            Ok(msg) => self.handle(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    if self.on_shutdown_deadline() {
+                        return;
+                    }
+                }
+                // Every sender is gone: the manager handle and all pools dropped.
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.sched.schedule(&mut self.outbox);
+            self.flush();
+            if self.try_finish_shutdown() {
+                return;
+            }
+        }
+    }
+
+    fn handle(&mut self, msg: Message) {
+        match msg {
+            Message::Submit(task) => {
+                self.shared
+                    .processed_submits
+                    .fetch_add(1, Ordering::Relaxed);
+                self.sched.submit(task, &mut self.outbox)
+            }
+            Message::Finished { worker, task } => {
+                self.sched.finished(worker, task, &mut self.outbox)
+            }
+            Message::Cancel { id, reply } => {
+                let found = self.sched.cancel(id, &mut self.outbox);
+                // Flush first so the caller that hears "cancelled" can wait for it.
+                self.flush();
+                let _ = reply.send(found);
+            }
+            Message::CancelAll { reply } => {
+                let n = self.sched.cancel_all(&mut self.outbox);
+                self.flush();
+                let _ = reply.send(n);
+            }
+            Message::IsOutstanding { id, reply } => {
+                self.flush();
+                let _ = reply.send(self.sched.is_outstanding(id));
+            }
+            Message::Stats { reply } => {
+                let _ = reply.send(self.sched.stats());
+            }
+            Message::Tune { setting, reply } => {
+                let _ = reply.send(self.apply(setting));
+            }
+            Message::Shutdown { reply } => self.begin_shutdown(reply),
+        }
+    }
+
+    fn apply(&mut self, setting: Setting) -> Result<()> {
+        match setting {
+            Setting::MaxRetries(n) => self.sched.set_default_retries(n),
+            Setting::WaitForWorkers(n) => self.sched.set_wait_for_workers(n),
+            Setting::ShutdownTimeout(s) => self.shutdown_timeout = Duration::from_secs_f64(s),
+            Setting::Prefetch(n) => {
+                self.prefetch = Some(n);
+                self.sched.set_prefetch(LOCAL_WORKER, n);
+            }
+            Setting::LocalCores(_)
+            | Setting::LocalMemory(_)
+            | Setting::LocalDisk(_)
+            | Setting::LocalGpus(_) => {
+                if self.shared.completions.outstanding() > 0 || self.sched.dispatched_len() > 0 {
+                    return Err(Error::invalid(
+                        "local resources can only change while no task is outstanding",
+                    ));
+                }
+                let c = &mut self.local_capacity;
+                match setting {
+                    Setting::LocalCores(m) => c.millicores = m,
+                    Setting::LocalMemory(m) => c.memory_mb = m,
+                    Setting::LocalDisk(d) => c.disk_mb = d,
+                    Setting::LocalGpus(g) => c.gpus = g,
+                    _ => unreachable!(),
+                }
+                self.sched
+                    .remove_worker(LOCAL_WORKER, Vec::new(), &mut self.outbox);
+                self.local.set_capacity(self.local_capacity);
+                self.add_local_worker();
+                self.shared
+                    .slots
+                    .store(self.sched.total_slots(), Ordering::Relaxed);
+            }
+            Setting::KeepaliveTimeout(_) | Setting::KeepaliveInterval(_) => {
+                // Kept for remote workers; the local pool has no keepalives.
+            }
+            Setting::Autocategory(_) | Setting::MaxStdout(_) | Setting::HungryFactor(_) => {
+                unreachable!("applied by the manager handle")
+            }
+        }
+        Ok(())
+    }
+
+    /// Carries out what the scheduler decided.
+    fn flush(&mut self) {
+        if !self.outbox.to_local.is_empty() {
+            self.local.dispatch(&mut self.outbox.to_local);
+        }
+        for (worker, id) in std::mem::take(&mut self.outbox.cancels) {
+            debug_assert_eq!(worker, LOCAL_WORKER);
+            self.local.cancel(id);
+        }
+        self.shared.completions.push_all(&mut self.outbox.finished);
+        self.shared
+            .ready_len
+            .store(self.sched.ready_len() as u64, Ordering::Relaxed);
+    }
+
+    fn begin_shutdown(&mut self, reply: Sender<Result<()>>) {
+        if self.shutdown.is_some() {
+            let _ = reply.send(Err(Error::new(
+                ErrorKind::ShutDown,
+                "shutdown already under way",
+            )));
+            return;
+        }
+        self.sched.begin_shutdown(&mut self.outbox);
+        self.local.cancel_waiting();
+        self.shutdown = Some(Shutdown {
+            reply,
+            deadline: Instant::now() + self.shutdown_timeout,
+            killed: false,
+        });
+    }
+
+    /// The shutdown deadline passed: kill what can be killed, then, after a grace
+    /// period, give up on what cannot. True when the loop should end.
+    fn on_shutdown_deadline(&mut self) -> bool {
+        let Some(s) = self.shutdown.as_mut() else {
+            return false;
+        };
+        if !s.killed {
+            s.killed = true;
+            s.deadline = Instant::now() + STUCK_GRACE;
+            self.local.cancel_running();
+            return false;
+        }
+        // Only THREAD functions that ignore cancellation can still be running: a
+        // thread cannot be killed. Leave them behind and say so.
+        let stuck = self.sched.dispatched_len();
+        let s = self.shutdown.take().expect("checked above");
+        self.local.stop(Instant::now());
+        let _ = s.reply.send(Err(Error::new(
+            ErrorKind::Timeout,
+            format!("{stuck} task function(s) did not return within shutdown-timeout and were abandoned"),
+        )));
+        true
+    }
+
+    fn try_finish_shutdown(&mut self) -> bool {
+        let Some(s) = self.shutdown.as_ref() else {
+            return false;
+        };
+        if self.sched.dispatched_len() > 0 {
+            return false;
+        }
+        let joined = self
+            .local
+            .stop(s.deadline.max(Instant::now() + STUCK_GRACE));
+        let s = self.shutdown.take().expect("checked above");
+        let _ = s.reply.send(if joined {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                "a local worker thread did not exit",
+            ))
+        });
+        true
+    }
+}

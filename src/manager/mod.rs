@@ -1,0 +1,488 @@
+//! The manager: what a program creates to run tasks. [`Manager`] is the handle
+//! callers use from any thread; behind it one manager thread owns all scheduling
+//! state ([`core`]), and finished tasks come back through a [`CompletionQueue`].
+
+pub mod completion;
+mod core;
+pub mod scheduler;
+pub mod settings;
+
+use std::ffi::CStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender};
+
+pub use self::completion::{CompletionQueue, Want};
+pub use self::scheduler::{Stats, WorkerId};
+use self::settings::Setting;
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::File;
+use crate::resources::Resources;
+use crate::task::{now_us, Task, TaskId, FLAG_AUTOCATEGORY};
+use crate::worker::command::CommandEnv;
+use crate::worker::local::LocalPool;
+
+/// What flows into the manager thread.
+pub enum Message {
+    /// A new task.
+    Submit(Box<Task>),
+    /// A worker returns a task, run or not.
+    Finished {
+        /// Which worker.
+        worker: WorkerId,
+        /// The task.
+        task: Box<Task>,
+    },
+    /// Cancel one task; replies whether it was waiting or running.
+    Cancel {
+        /// The task.
+        id: TaskId,
+        /// Reply.
+        reply: Sender<bool>,
+    },
+    /// Cancel everything; replies how many.
+    CancelAll {
+        /// Reply.
+        reply: Sender<usize>,
+    },
+    /// Is the task waiting or running?
+    IsOutstanding {
+        /// The task.
+        id: TaskId,
+        /// Reply.
+        reply: Sender<bool>,
+    },
+    /// A stats snapshot.
+    Stats {
+        /// Reply.
+        reply: Sender<Stats>,
+    },
+    /// A setting the manager thread owns.
+    Tune {
+        /// The setting.
+        setting: Setting,
+        /// Reply.
+        reply: Sender<Result<()>>,
+    },
+    /// Begin shutting down; replies when every thread is done.
+    Shutdown {
+        /// Reply.
+        reply: Sender<Result<()>>,
+    },
+}
+
+/// State shared between the handle, the manager thread and the waiters. None of it
+/// is scheduling state: that lives on the manager thread only.
+pub(crate) struct Shared {
+    pub(crate) completions: CompletionQueue,
+    accepting: AtomicBool,
+    /// The manager thread has ended: nothing more will finish.
+    closed: AtomicBool,
+    next_id: AtomicU64,
+    autocategory: AtomicBool,
+    pub(crate) processed_submits: AtomicU64,
+    pub(crate) ready_len: AtomicU64,
+    pub(crate) slots: AtomicU64,
+    hungry_factor_milli: AtomicU64,
+}
+
+/// Where to listen for remote workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// No socket: local workers only.
+    None,
+    /// Any free port.
+    Any,
+    /// This port.
+    Fixed(u16),
+}
+
+/// A task manager.
+pub struct Manager {
+    tx: Sender<Message>,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    shutdown_result: Mutex<Option<Result<()>>>,
+    listener: Option<std::net::TcpListener>,
+    runtime_dir: PathBuf,
+    files: Mutex<Vec<Arc<File>>>,
+    name: Mutex<String>,
+    password: Mutex<Option<Vec<u8>>>,
+    info_dir: Mutex<Option<PathBuf>>,
+    max_stdout: Arc<AtomicUsize>,
+}
+
+static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
+
+/// Default cap on captured command output.
+pub(crate) const DEFAULT_MAX_STDOUT: usize = 16 << 20;
+
+impl Manager {
+    /// Starts a manager: its thread and its local pool, configured from the
+    /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
+    /// the local pool runs tasks.
+    pub fn new(port: Port) -> Result<Manager> {
+        let runtime_dir = std::env::temp_dir().join(format!(
+            "vine-{}-{}",
+            std::process::id(),
+            NEXT_MANAGER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
+        mkdir(&runtime_dir.join("sandbox"))?;
+        mkdir(&runtime_dir.join("temp"))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_dir_all(&runtime_dir);
+            e
+        };
+        let local_capacity = settings::local_resources_from_env(&runtime_dir).map_err(cleanup)?;
+        let listener = match port {
+            Port::None => None,
+            Port::Any | Port::Fixed(_) => {
+                let p = if let Port::Fixed(p) = port { p } else { 0 };
+                let l = std::net::TcpListener::bind(("127.0.0.1", p))
+                    .map_err(|e| cleanup(Error::io(format!("cannot listen on port {p}"), e)))?;
+                Some(l)
+            }
+        };
+        let (tx, rx): (Sender<Message>, Receiver<Message>) = crossbeam_channel::unbounded();
+        let shared = Arc::new(Shared {
+            completions: CompletionQueue::default(),
+            accepting: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            autocategory: AtomicBool::new(true),
+            processed_submits: AtomicU64::new(0),
+            ready_len: AtomicU64::new(0),
+            slots: AtomicU64::new(0),
+            hungry_factor_milli: AtomicU64::new(2000),
+        });
+        let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
+        let env = CommandEnv {
+            sandbox_root: runtime_dir.join("sandbox"),
+            temp_root: runtime_dir.join("temp"),
+            max_stdout: max_stdout.clone(),
+        };
+        let pool = LocalPool::new(core::LOCAL_WORKER, local_capacity, env, tx.clone());
+        let sched = scheduler::Scheduler::new(listener.is_some());
+        let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
+        lp.add_local_worker();
+        shared
+            .slots
+            .store(lp.sched.total_slots(), Ordering::Relaxed);
+        let thread_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("vine-manager".into())
+            .spawn(move || {
+                lp.run();
+                thread_shared.closed.store(true, Ordering::Release);
+                thread_shared.completions.wake_all();
+            })
+            .map_err(|e| cleanup(Error::io("cannot start the manager thread", e)))?;
+        Ok(Manager {
+            tx,
+            shared,
+            thread: Mutex::new(Some(thread)),
+            shutdown_result: Mutex::new(None),
+            listener,
+            runtime_dir,
+            files: Mutex::new(Vec::new()),
+            name: Mutex::new("vine".into()),
+            password: Mutex::new(None),
+            info_dir: Mutex::new(None),
+            max_stdout,
+        })
+    }
+
+    /// The port remote workers connect to, if listening.
+    pub fn port(&self) -> Option<u16> {
+        self.listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|a| a.port())
+    }
+
+    /// Submits `task`; returns its id. On error the task is handed back.
+    pub fn submit(&self, mut task: Box<Task>) -> std::result::Result<TaskId, (Error, Box<Task>)> {
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return Err((
+                Error::new(ErrorKind::ShutDown, "the manager was shut down"),
+                task,
+            ));
+        }
+        let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
+        if id > i32::MAX as u64 {
+            return Err((
+                Error::invalid("task ids are exhausted (more than 2^31 tasks)"),
+                task,
+            ));
+        }
+        task.id = id;
+        task.times.submitted = now_us();
+        if self.shared.autocategory.load(Ordering::Relaxed) {
+            task.flags |= FLAG_AUTOCATEGORY;
+        }
+        self.shared.completions.count_submitted();
+        match self.tx.send(Message::Submit(task)) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                self.shared.completions.uncount_submitted();
+                let Message::Submit(mut task) = e.into_inner() else {
+                    unreachable!("we sent a Submit")
+                };
+                task.id = 0;
+                Err((
+                    Error::new(ErrorKind::ShutDown, "the manager has stopped"),
+                    task,
+                ))
+            }
+        }
+    }
+
+    /// The next finished task, waiting up to `timeout` (None = forever). None on
+    /// timeout or when no task is outstanding.
+    pub fn wait(&self, timeout: Option<Duration>) -> Option<Box<Task>> {
+        self.wait_for(Want::Any, timeout)
+    }
+
+    /// Like [`Manager::wait`], for one task id or one tag.
+    pub fn wait_for(&self, want: Want<'_>, timeout: Option<Duration>) -> Option<Box<Task>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let shared = &self.shared;
+        let possible =
+            |cq: &CompletionQueue| cq.outstanding() > 0 && !shared.closed.load(Ordering::Acquire);
+        if let Want::Id(id) = want {
+            // Wait for it only if it is on its way; otherwise take it if finished.
+            if !self
+                .ask(|reply| Message::IsOutstanding { id, reply })
+                .unwrap_or(false)
+            {
+                return shared
+                    .completions
+                    .wait(want, Some(Instant::now()), |_| false);
+            }
+        }
+        shared.completions.wait(want, deadline, possible)
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Message) -> Result<T> {
+        let (reply, answer) = crossbeam_channel::bounded(1);
+        let gone = || Error::new(ErrorKind::ShutDown, "the manager has stopped");
+        self.tx.send(make(reply)).map_err(|_| gone())?;
+        answer.recv().map_err(|_| gone())
+    }
+
+    /// Cancels task `id`: it comes back from `wait` as cancelled.
+    pub fn cancel(&self, id: TaskId) -> Result<()> {
+        if self.ask(|reply| Message::Cancel { id, reply })? {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::UnknownTask,
+                format!("no task {id} is waiting or running"),
+            ))
+        }
+    }
+
+    /// Cancels every waiting and running task; returns how many.
+    pub fn cancel_all(&self) -> Result<usize> {
+        self.ask(|reply| Message::CancelAll { reply })
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> Result<Stats> {
+        self.ask(|reply| Message::Stats { reply })
+    }
+
+    /// True when no task is outstanding (submitted and not yet taken by `wait`).
+    pub fn empty(&self) -> bool {
+        self.shared.completions.outstanding() == 0
+    }
+
+    /// True while the manager would like more tasks: fewer are waiting for a worker
+    /// than `hungry-factor` (default 2) times the workers' slots.
+    pub fn hungry(&self) -> bool {
+        if !self.shared.accepting.load(Ordering::Acquire) {
+            return false;
+        }
+        let s = &self.shared;
+        let in_channel = s
+            .next_id
+            .load(Ordering::Relaxed)
+            .saturating_sub(1)
+            .saturating_sub(s.processed_submits.load(Ordering::Relaxed));
+        let waiting = s.ready_len.load(Ordering::Relaxed) + in_channel;
+        let slots = s.slots.load(Ordering::Relaxed).max(1);
+        let factor = s.hungry_factor_milli.load(Ordering::Relaxed);
+        waiting * 1000 < slots * factor
+    }
+
+    /// Applies a `vine_tune` setting.
+    pub fn tune(&self, name: &str, value: f64) -> Result<()> {
+        let setting = Setting::parse(name, value)?;
+        match setting {
+            Setting::Autocategory(on) => self.shared.autocategory.store(on, Ordering::Relaxed),
+            Setting::MaxStdout(n) => self.max_stdout.store(n, Ordering::Relaxed),
+            Setting::HungryFactor(f) => self
+                .shared
+                .hungry_factor_milli
+                .store((f * 1000.0).max(1.0) as u64, Ordering::Relaxed),
+            _ => self.ask(|reply| Message::Tune { setting, reply })??,
+        }
+        Ok(())
+    }
+
+    /// Sets the manager's name (what remote workers and logs show).
+    pub fn set_name(&self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Err(Error::invalid("a manager name cannot be empty"));
+        }
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.to_owned();
+        Ok(())
+    }
+
+    /// The manager's name.
+    pub fn name(&self) -> String {
+        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the password remote workers must prove they know.
+    pub fn set_password_file(&self, path: &Path) -> Result<()> {
+        let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+        while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            pw.pop();
+        }
+        if pw.is_empty() {
+            return Err(Error::invalid(format!(
+                "password file {} is empty",
+                path.display()
+            )));
+        }
+        *self.password.lock().unwrap_or_else(|p| p.into_inner()) = Some(pw);
+        Ok(())
+    }
+
+    /// Directory for the manager's logs; created if missing.
+    pub fn set_runtime_info_path(&self, dir: &Path) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let log = dir.join("manager.log");
+        let line = format!(
+            "{} manager {} started (pid {}, runtime {})\n",
+            now_us(),
+            self.name(),
+            std::process::id(),
+            self.runtime_dir.display()
+        );
+        std::fs::write(&log, line).map_err(|e| Error::io(log.display(), e))?;
+        *self.info_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_owned());
+        Ok(())
+    }
+
+    /// Keeps `file` alive as long as the manager and returns it.
+    pub fn declare(&self, file: Arc<File>) -> Arc<File> {
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(file.clone());
+        file
+    }
+
+    /// Stops accepting tasks, cancels those not running, lets running ones finish
+    /// (up to `shutdown-timeout`, then kills them) and joins every thread. Calling
+    /// it again returns the first call's result.
+    pub fn shutdown(&self) -> Result<()> {
+        let mut result = self
+            .shutdown_result
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(r) = result.as_ref() {
+            return r.clone();
+        }
+        self.shared.accepting.store(false, Ordering::Release);
+        let outcome = self
+            .ask(|reply| Message::Shutdown { reply })
+            .and_then(|r| r);
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+        self.shared.completions.wake_all();
+        if let Some(dir) = self
+            .info_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new()
+                .append(true)
+                .open(dir.join("manager.log"))
+            {
+                let _ = writeln!(f, "{} manager shut down: {:?}", now_us(), outcome);
+            }
+        }
+        *result = Some(outcome.clone());
+        outcome
+    }
+
+    /// True once `shutdown` has begun.
+    pub fn is_shut_down(&self) -> bool {
+        !self.shared.accepting.load(Ordering::Acquire)
+    }
+
+    /// Takes every finished task not yet waited for (used when deleting).
+    pub fn drain_finished(&self) -> Vec<Box<Task>> {
+        self.shared.completions.drain()
+    }
+
+    /// The capacity of the local pool as configured.
+    pub fn local_resources(&self) -> Resources {
+        self.stats().map(|s| s.total).unwrap_or_default()
+    }
+
+    /// Number of tasks submitted and not yet taken.
+    pub fn outstanding(&self) -> u64 {
+        self.shared.completions.outstanding()
+    }
+
+    /// The manager's scratch directory (sandboxes, temps).
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
+    /// The name of a setting, for tests and docs.
+    pub fn setting_names() -> &'static [&'static str] {
+        settings::NAMES
+    }
+
+    /// Looks up a C string argument as UTF-8.
+    pub fn utf8(s: &CStr) -> Result<&str> {
+        s.to_str()
+            .map_err(|_| Error::invalid("a string argument is not valid UTF-8"))
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+        drop(self.drain_finished());
+        for f in self
+            .files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            f.release();
+        }
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+}
+
+impl Manager {
+    /// The files declared to this manager.
+    pub fn files(&self) -> Vec<Arc<File>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}

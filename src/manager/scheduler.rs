@@ -1,0 +1,485 @@
+//! Scheduling as a pure state machine: events in (a task submitted, a task finished,
+//! a worker came or went, a cancel), actions out through [`Comm`] (dispatch a task to
+//! a worker, hand a finished task back, ask a worker to cancel). No threads, sockets
+//! or clocks here, so every rule is tested directly.
+//!
+//! Rules:
+//! - Ready tasks are taken highest priority first, FIFO among equals.
+//! - A task goes to a worker where it starts at once; failing that, to a worker
+//!   that can hold it and has fewer than its prefetch allowance waiting, so that a
+//!   worker finishing a task finds the next one already there. Prefetch 0 gives a
+//!   strict order: nothing is dispatched ahead of free resources.
+//! - A task that fits no worker now is passed over (up to a bound per round) so
+//!   smaller ones behind it can use what is free.
+//! - A task no worker could ever hold, when no more workers can join, is returned as
+//!   UNSCHEDULABLE at once.
+//! - A failure that is not the task's own (its worker failed it, or was lost) re-runs
+//!   it up to its retries.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::idmap::IdMap;
+use crate::resources::Resources;
+use crate::task::{Task, TaskId, TaskResult, RETRIES_DEFAULT};
+use crate::worker::slots::SlotQueue;
+
+/// A worker's id, unique for the life of the manager (0 is the local pool).
+pub type WorkerId = u32;
+
+/// What the scheduler asks the world to do.
+pub trait Comm {
+    /// Send `task` to `worker`.
+    fn dispatch(&mut self, worker: WorkerId, task: Box<Task>);
+    /// `task` is finished: hand it to the waiters.
+    fn complete(&mut self, task: Box<Task>);
+    /// Ask `worker` to stop task `id` and send it back.
+    fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId);
+}
+
+/// How many passed-over tasks one scheduling round looks past.
+const PASS_OVER_LIMIT: usize = 64;
+
+struct Ready {
+    priority: f64,
+    seq: u64,
+    task: Box<Task>,
+}
+
+impl PartialEq for Ready {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ready {}
+impl PartialOrd for Ready {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ready {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.priority
+            .total_cmp(&other.priority)
+            .then_with(|| other.seq.cmp(&self.seq))
+    }
+}
+
+struct WorkerEntry {
+    id: WorkerId,
+    model: SlotQueue<TaskId>,
+    prefetch: usize,
+    assigned: usize,
+}
+
+impl WorkerEntry {
+    fn has_room(&self) -> bool {
+        let waiting = self.model.waiting_len();
+        waiting < self.prefetch
+            || (waiting == 0 && self.model.in_use().millicores < self.model.capacity().millicores)
+    }
+}
+
+/// Counters and gauges, as `vine_get_stats` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    /// Tasks submitted.
+    pub tasks_submitted: u64,
+    /// Tasks waiting to be dispatched.
+    pub tasks_waiting: u64,
+    /// Tasks given to workers (running or about to).
+    pub tasks_on_workers: u64,
+    /// Tasks running on workers.
+    pub tasks_running: u64,
+    /// Tasks finished (any result).
+    pub tasks_done: u64,
+    /// Finished tasks whose result is not SUCCESS, or that exited non-zero.
+    pub tasks_failed: u64,
+    /// Finished tasks that were cancelled.
+    pub tasks_cancelled: u64,
+    /// Attempts re-run after failures that were not the task's own.
+    pub tasks_retried: u64,
+    /// Workers connected (the local pool counts when it has cores).
+    pub workers_connected: u64,
+    /// Sum of the workers' capacities.
+    pub total: Resources,
+    /// Sum of what running tasks hold.
+    pub committed: Resources,
+}
+
+/// The scheduling state of one manager.
+pub struct Scheduler {
+    ready: BinaryHeap<Ready>,
+    next_seq: u64,
+    workers: Vec<WorkerEntry>,
+    dispatched: IdMap<WorkerId>,
+    remote_allowed: bool,
+    default_retries: u32,
+    wait_for_workers: usize,
+    shutting_down: bool,
+    stats: Stats,
+    scratch: Vec<(Resources, TaskId)>,
+}
+
+impl Scheduler {
+    /// A scheduler with no workers. `remote_allowed` says whether workers may
+    /// still join (if not, a task that fits none of the present ones is refused).
+    pub fn new(remote_allowed: bool) -> Self {
+        Scheduler {
+            ready: BinaryHeap::new(),
+            next_seq: 0,
+            workers: Vec::new(),
+            dispatched: IdMap::default(),
+            remote_allowed,
+            default_retries: 3,
+            wait_for_workers: 0,
+            shutting_down: false,
+            stats: Stats::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Retries for tasks that did not set their own.
+    pub fn set_default_retries(&mut self, n: u32) {
+        self.default_retries = n;
+    }
+
+    /// Dispatch nothing until `n` workers are present.
+    pub fn set_wait_for_workers(&mut self, n: usize) {
+        self.wait_for_workers = n;
+    }
+
+    /// Changes how many tasks a worker may hold beyond what it can start.
+    pub fn set_prefetch(&mut self, worker: WorkerId, prefetch: usize) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.prefetch = prefetch;
+        }
+    }
+
+    /// A worker with `capacity` joins.
+    pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, prefetch: usize) {
+        self.workers.push(WorkerEntry {
+            id,
+            model: SlotQueue::new(capacity),
+            prefetch,
+            assigned: 0,
+        });
+    }
+
+    /// A worker left; `tasks` are those it held, which run again elsewhere or, out
+    /// of retries, come back FORSAKEN.
+    pub fn remove_worker(&mut self, id: WorkerId, tasks: Vec<Box<Task>>, comm: &mut impl Comm) {
+        self.workers.retain(|w| w.id != id);
+        self.dispatched.retain(|_, w| *w != id);
+        for mut task in tasks {
+            task.finish(
+                TaskResult::Forsaken,
+                Some(format!("worker {id} was lost while it held the task")),
+            );
+            self.retry_or_complete(task, TaskResult::Forsaken, comm);
+        }
+        if !self.remote_allowed {
+            self.refuse_what_cannot_fit(comm);
+        }
+    }
+
+    /// True if no worker present could ever hold `req` and none may join.
+    fn never_fits(&self, req: &Resources) -> bool {
+        !self.remote_allowed
+            && !self
+                .workers
+                .iter()
+                .any(|w| req.fits_within(&w.model.capacity()))
+    }
+
+    fn largest_worker(&self) -> String {
+        self.workers
+            .iter()
+            .map(|w| w.model.capacity())
+            .max_by_key(|c| (c.millicores, c.memory_mb, c.gpus, c.disk_mb))
+            .map_or_else(
+                || "there are no workers".into(),
+                |c| format!("the largest worker has {}", c.describe()),
+            )
+    }
+
+    fn refuse_what_cannot_fit(&mut self, comm: &mut impl Comm) {
+        let ready = std::mem::take(&mut self.ready).into_vec();
+        for entry in ready {
+            if self.never_fits(&entry.task.request) {
+                self.complete_unschedulable(entry.task, comm);
+            } else {
+                self.ready.push(entry);
+            }
+        }
+    }
+
+    fn complete_unschedulable(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
+        let reason = format!(
+            "the task asks for {} but {} and no remote workers are allowed",
+            task.request.describe(),
+            self.largest_worker()
+        );
+        task.finish(TaskResult::Unschedulable, Some(reason));
+        self.complete(task, comm);
+    }
+
+    /// A task is submitted.
+    pub fn submit(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
+        self.stats.tasks_submitted += 1;
+        if task.max_retries == RETRIES_DEFAULT {
+            task.max_retries = self.default_retries;
+        }
+        if self.shutting_down {
+            task.finish(
+                TaskResult::Cancelled,
+                Some("the manager is shutting down".into()),
+            );
+            self.complete(task, comm);
+        } else if self.never_fits(&task.request) {
+            self.complete_unschedulable(task, comm);
+        } else {
+            self.push_ready(task);
+        }
+    }
+
+    fn push_ready(&mut self, task: Box<Task>) {
+        self.next_seq += 1;
+        self.ready.push(Ready {
+            priority: task.priority,
+            seq: self.next_seq,
+            task,
+        });
+    }
+
+    /// Dispatches what can be dispatched now.
+    pub fn schedule(&mut self, comm: &mut impl Comm) {
+        if self.workers.len() < self.wait_for_workers || self.shutting_down {
+            return;
+        }
+        let mut passed_over = Vec::new();
+        while !self.ready.is_empty() && self.workers.iter().any(WorkerEntry::has_room) {
+            let Some(entry) = self.ready.pop() else { break };
+            match self.pick_worker(&entry.task.request) {
+                Some(at) => self.assign(at, entry.task, comm),
+                None => {
+                    passed_over.push(entry);
+                    if passed_over.len() >= PASS_OVER_LIMIT {
+                        break;
+                    }
+                }
+            }
+        }
+        self.ready.extend(passed_over);
+    }
+
+    fn pick_worker(&self, req: &Resources) -> Option<usize> {
+        let mut best: Option<(usize, usize)> = None;
+        for (at, w) in self.workers.iter().enumerate() {
+            if !req.fits_within(&w.model.capacity()) {
+                continue;
+            }
+            if w.model.would_start(req) {
+                return Some(at);
+            }
+            let waiting = w.model.waiting_len();
+            if waiting < w.prefetch && best.is_none_or(|(_, b)| waiting < b) {
+                best = Some((at, waiting));
+            }
+        }
+        best.map(|(at, _)| at)
+    }
+
+    fn assign(&mut self, at: usize, mut task: Box<Task>, comm: &mut impl Comm) {
+        let w = &mut self.workers[at];
+        task.attempts += 1;
+        task.worker_id = w.id;
+        self.scratch.clear();
+        w.model.push(task.request, task.id, &mut self.scratch);
+        w.assigned += 1;
+        self.dispatched.insert(task.id, w.id);
+        comm.dispatch(w.id, task);
+    }
+
+    /// A worker sends a task back, run or not.
+    pub fn finished(&mut self, worker: WorkerId, task: Box<Task>, comm: &mut impl Comm) {
+        if self.dispatched.remove(&task.id).is_none() {
+            debug_assert!(false, "task {} finished but was not dispatched", task.id);
+            return;
+        }
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            self.scratch.clear();
+            let id = task.id;
+            if w.model
+                .remove_waiting(|&t| t == id, &mut self.scratch)
+                .is_none()
+            {
+                w.model.release(task.request, &mut self.scratch);
+            }
+            w.assigned -= 1;
+        }
+        match task.result {
+            _ if task.cancel_requested() => {
+                let mut task = task;
+                task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+                self.complete(task, comm)
+            }
+            // The worker failed the task through no fault of the task.
+            TaskResult::Forsaken => self.retry_or_complete(task, TaskResult::MaxRetries, comm),
+            _ => self.complete(task, comm),
+        }
+    }
+
+    fn retry_or_complete(
+        &mut self,
+        mut task: Box<Task>,
+        exhausted: TaskResult,
+        comm: &mut impl Comm,
+    ) {
+        if self.shutting_down {
+            task.finish(
+                TaskResult::Cancelled,
+                Some("the manager is shutting down".into()),
+            );
+            return self.complete(task, comm);
+        }
+        if task.attempts <= task.max_retries {
+            self.stats.tasks_retried += 1;
+            task.reset_for_retry();
+            return self.push_ready(task);
+        }
+        let why = task
+            .reason()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let reason = format!("failed on all {} attempts; last: {why}", task.attempts);
+        task.finish(exhausted, Some(reason));
+        self.complete(task, comm);
+    }
+
+    fn complete(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
+        self.stats.tasks_done += 1;
+        if task.result != TaskResult::Success || task.exit_code != 0 {
+            self.stats.tasks_failed += 1;
+        }
+        if task.result == TaskResult::Cancelled {
+            self.stats.tasks_cancelled += 1;
+        }
+        if task.times.done == 0 {
+            task.times.done = crate::task::now_us();
+        }
+        comm.complete(task);
+    }
+
+    /// Cancels task `id`: a waiting one comes back at once, a dispatched one when its
+    /// worker returns it. False if no waiting or dispatched task has that id.
+    pub fn cancel(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
+        if let Some(&worker) = self.dispatched.get(&id) {
+            comm.cancel_on_worker(worker, id);
+            return true;
+        }
+        let mut found = None;
+        let ready = std::mem::take(&mut self.ready).into_vec();
+        for entry in ready {
+            if entry.task.id == id {
+                found = Some(entry.task);
+            } else {
+                self.ready.push(entry);
+            }
+        }
+        match found {
+            Some(mut task) => {
+                task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+                self.complete(task, comm);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every waiting and dispatched task; returns how many.
+    pub fn cancel_all(&mut self, comm: &mut impl Comm) -> usize {
+        let ready = std::mem::take(&mut self.ready).into_sorted_vec();
+        let n = ready.len() + self.dispatched.len();
+        // Highest priority first, as they would have run.
+        for entry in ready.into_iter().rev() {
+            let mut task = entry.task;
+            task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+            self.complete(task, comm);
+        }
+        let mut on_workers: Vec<(TaskId, WorkerId)> =
+            self.dispatched.iter().map(|(&t, &w)| (t, w)).collect();
+        on_workers.sort_unstable();
+        for (id, worker) in on_workers {
+            comm.cancel_on_worker(worker, id);
+        }
+        n
+    }
+
+    /// Stops taking work: waiting tasks come back cancelled, later submissions too,
+    /// dispatched ones are left to finish (the caller bounds that in time).
+    pub fn begin_shutdown(&mut self, comm: &mut impl Comm) {
+        let ready = std::mem::take(&mut self.ready).into_sorted_vec();
+        for entry in ready.into_iter().rev() {
+            let mut task = entry.task;
+            task.finish(
+                TaskResult::Cancelled,
+                Some("the manager shut down before the task ran".into()),
+            );
+            self.complete(task, comm);
+        }
+        self.shutting_down = true;
+    }
+
+    /// True when task `id` is waiting or on a worker.
+    pub fn is_outstanding(&self, id: TaskId) -> bool {
+        self.dispatched.contains_key(&id) || self.ready.iter().any(|e| e.task.id == id)
+    }
+
+    /// Tasks on workers.
+    pub fn dispatched_len(&self) -> usize {
+        self.dispatched.len()
+    }
+
+    /// Tasks waiting for a worker.
+    pub fn ready_len(&self) -> usize {
+        self.ready.len()
+    }
+
+    /// The ids of tasks on `worker`.
+    pub fn tasks_on(&self, worker: WorkerId) -> Vec<TaskId> {
+        self.dispatched
+            .iter()
+            .filter(|(_, &w)| w == worker)
+            .map(|(&t, _)| t)
+            .collect()
+    }
+
+    /// A snapshot of the counters and gauges.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        s.tasks_waiting = self.ready.len() as u64;
+        s.tasks_on_workers = self.dispatched.len() as u64;
+        s.workers_connected = self.workers.len() as u64;
+        s.total = Resources::default();
+        s.committed = Resources::default();
+        s.tasks_running = 0;
+        for w in &self.workers {
+            s.total = s.total.plus(&w.model.capacity());
+            s.committed = s.committed.plus(&w.model.in_use());
+            s.tasks_running += (w.assigned - w.model.waiting_len()) as u64;
+        }
+        s
+    }
+
+    /// Slots across all workers: what "hungry" compares the waiting tasks with.
+    pub fn total_slots(&self) -> u64 {
+        self.workers
+            .iter()
+            .map(|w| w.model.capacity().millicores.div_ceil(1000) + w.prefetch as u64)
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod test;

@@ -1,0 +1,165 @@
+//! The numeric settings of `vine_tune`, and the environment variables that set the
+//! local pool's resources. A setting is parsed and checked here, then applied by
+//! whoever owns it.
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::resources::Resources;
+
+/// One checked setting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Setting {
+    /// Retries for tasks that did not set their own.
+    MaxRetries(u32),
+    /// Dispatch nothing until this many workers are connected.
+    WaitForWorkers(usize),
+    /// Seconds of silence after which a remote worker is declared lost.
+    KeepaliveTimeout(f64),
+    /// Seconds between keepalives.
+    KeepaliveInterval(f64),
+    /// Seconds `vine_shutdown` lets running tasks finish before killing them.
+    ShutdownTimeout(f64),
+    /// Cores of the local pool.
+    LocalCores(u64),
+    /// Memory of the local pool, MB.
+    LocalMemory(u64),
+    /// Disk of the local pool, MB.
+    LocalDisk(u64),
+    /// Gpus of the local pool.
+    LocalGpus(u32),
+    /// Category = function name for tasks that set none.
+    Autocategory(bool),
+    /// Tasks a worker may hold beyond what it can start at once.
+    Prefetch(usize),
+    /// Bytes of command output kept.
+    MaxStdout(usize),
+    /// `vine_hungry` is true while fewer than this many tasks per slot are waiting.
+    HungryFactor(f64),
+}
+
+/// The names `vine_tune` knows, for messages and documentation.
+pub const NAMES: &[&str] = &[
+    "max-retries",
+    "wait-for-workers",
+    "keepalive-timeout",
+    "keepalive-interval",
+    "shutdown-timeout",
+    "local-cores",
+    "local-memory",
+    "local-disk",
+    "local-gpus",
+    "autocategory",
+    "prefetch",
+    "max-stdout",
+    "hungry-factor",
+];
+
+fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
+    if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > max {
+        return Err(Error::invalid(format!(
+            "{name} must be a whole number from 0 to {max}, not {v}"
+        )));
+    }
+    Ok(v as u64)
+}
+
+fn seconds(name: &str, v: f64) -> Result<f64> {
+    if !v.is_finite() || v < 0.0 {
+        return Err(Error::invalid(format!(
+            "{name} must be a number of seconds >= 0, not {v}"
+        )));
+    }
+    Ok(v)
+}
+
+impl Setting {
+    /// Parses `vine_tune(m, name, value)`.
+    pub fn parse(name: &str, v: f64) -> Result<Setting> {
+        const BIG: f64 = 1e15;
+        Ok(match name {
+            "max-retries" => Setting::MaxRetries(whole(name, v, 1e9)? as u32),
+            "wait-for-workers" => Setting::WaitForWorkers(whole(name, v, 1e9)? as usize),
+            "keepalive-timeout" => Setting::KeepaliveTimeout(seconds(name, v)?),
+            "keepalive-interval" => Setting::KeepaliveInterval(seconds(name, v)?),
+            "shutdown-timeout" => Setting::ShutdownTimeout(seconds(name, v)?),
+            "local-cores" => Setting::LocalCores(Resources::millicores_from(v, true)?),
+            "local-memory" => Setting::LocalMemory(whole(name, v, BIG)?),
+            "local-disk" => Setting::LocalDisk(whole(name, v, BIG)?),
+            "local-gpus" => Setting::LocalGpus(whole(name, v, 1e6)? as u32),
+            "autocategory" => Setting::Autocategory(whole(name, v, 1.0)? == 1),
+            "prefetch" => Setting::Prefetch(whole(name, v, 1e9)? as usize),
+            "max-stdout" => Setting::MaxStdout(whole(name, v, 1e12)? as usize),
+            "hungry-factor" => {
+                if !v.is_finite() || v <= 0.0 {
+                    return Err(Error::invalid("hungry-factor must be a number > 0"));
+                }
+                Setting::HungryFactor(v)
+            }
+            _ => {
+                return Err(Error::new(
+                    ErrorKind::UnknownSetting,
+                    format!("unknown setting {name:?}; known: {}", NAMES.join(", ")),
+                ))
+            }
+        })
+    }
+}
+
+/// Reads the local pool's resources: what the machine has, changed by
+/// `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB), `VINE_LOCAL_DISK` (MB) and
+/// `VINE_LOCAL_GPUS`. A variable that is set but not a valid number is an error.
+pub fn local_resources_from_env(work_dir: &std::path::Path) -> Result<Resources> {
+    let mut r = Resources {
+        millicores: crate::worker::machine::cores() * 1000,
+        memory_mb: crate::worker::machine::memory_mb(),
+        disk_mb: crate::worker::machine::disk_free_mb(work_dir),
+        gpus: 0,
+    };
+    let var = |name: &str| -> Result<Option<f64>> {
+        match std::env::var(name) {
+            Err(_) => Ok(None),
+            Ok(s) => s.trim().parse::<f64>().map(Some).map_err(|_| {
+                Error::invalid(format!("environment variable {name}={s:?} is not a number"))
+            }),
+        }
+    };
+    if let Some(v) = var("VINE_LOCAL_CORES")? {
+        r.millicores = Resources::millicores_from(v, true)?;
+    }
+    if let Some(v) = var("VINE_LOCAL_MEMORY")? {
+        r.memory_mb = whole("VINE_LOCAL_MEMORY", v, 1e15)?;
+    }
+    if let Some(v) = var("VINE_LOCAL_DISK")? {
+        r.disk_mb = whole("VINE_LOCAL_DISK", v, 1e15)?;
+    }
+    if let Some(v) = var("VINE_LOCAL_GPUS")? {
+        r.gpus = whole("VINE_LOCAL_GPUS", v, 1e6)? as u32;
+    }
+    Ok(r)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn unknown_names_and_bad_values_are_refused() {
+        assert_eq!(
+            Setting::parse("no-such-thing", 1.0).unwrap_err().kind(),
+            ErrorKind::UnknownSetting
+        );
+        assert!(Setting::parse("max-retries", -1.0).is_err());
+        assert!(Setting::parse("max-retries", 1.5).is_err());
+        assert!(Setting::parse("local-cores", f64::NAN).is_err());
+        assert_eq!(
+            Setting::parse("local-cores", 0.5).unwrap(),
+            Setting::LocalCores(500)
+        );
+        assert_eq!(
+            Setting::parse("autocategory", 0.0).unwrap(),
+            Setting::Autocategory(false)
+        );
+        for name in NAMES {
+            assert!(Setting::parse(name, 1.0).is_ok(), "{name}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! The process-wide registry of task functions by name. The same name resolves in
+//! the manager's process and in every worker process that registered it, which is
+//! what lets a function task run anywhere.
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::task::FunctionPtr;
+
+struct Entry {
+    name: Arc<CStr>,
+    func: FunctionPtr,
+}
+
+fn registry() -> &'static RwLock<HashMap<Box<[u8]>, Entry>> {
+    static REGISTRY: OnceLock<RwLock<HashMap<Box<[u8]>, Entry>>> = OnceLock::new();
+    REGISTRY.get_or_init(Default::default)
+}
+
+/// Registers `func` as `name`. Registering the same pair again is harmless; the
+/// same name with another pointer is an error.
+pub fn register(name: &CStr, func: FunctionPtr) -> Result<()> {
+    if name.is_empty() {
+        return Err(Error::invalid("a function name cannot be empty"));
+    }
+    let mut reg = registry().write().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = reg.get(name.to_bytes()) {
+        return if std::ptr::fn_addr_eq(e.func, func) {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::DuplicateFunction,
+                format!(
+                    "a different function is already registered as {:?}",
+                    name.to_string_lossy()
+                ),
+            ))
+        };
+    }
+    reg.insert(
+        name.to_bytes().into(),
+        Entry {
+            name: Arc::from(name),
+            func,
+        },
+    );
+    Ok(())
+}
+
+/// The function registered as `name`, if any.
+pub fn lookup(name: &CStr) -> Option<FunctionPtr> {
+    let reg = registry().read().unwrap_or_else(|p| p.into_inner());
+    reg.get(name.to_bytes()).map(|e| e.func)
+}
+
+/// The shared name and, when registered, the pointer: what a new task stores. The
+/// name is shared with the registry so a million tasks do not copy it a million times.
+pub(crate) fn lookup_for_task(name: &CStr) -> (Arc<CStr>, Option<FunctionPtr>) {
+    let reg = registry().read().unwrap_or_else(|p| p.into_inner());
+    match reg.get(name.to_bytes()) {
+        Some(e) => (e.name.clone(), Some(e.func)),
+        None => (Arc::from(name), None),
+    }
+}

@@ -1,0 +1,145 @@
+//! Resource quantities: what a task asks for and what a worker offers.
+//!
+//! Cores are counted in thousandths so that fractional requests (0.25 cores) add
+//! and subtract exactly; memory and disk are in MB; gpus are whole devices.
+
+use crate::error::{Error, Result};
+
+/// Thousandths of a core in one core.
+pub(crate) const MILLI: u64 = 1000;
+
+/// A bundle of cores, memory, disk and gpus.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Resources {
+    /// Cores in thousandths of a core.
+    pub millicores: u64,
+    /// Memory in MB.
+    pub memory_mb: u64,
+    /// Disk in MB.
+    pub disk_mb: u64,
+    /// Whole gpu devices.
+    pub gpus: u32,
+}
+
+impl Resources {
+    /// What a task takes when it asks for nothing: one core, nothing else.
+    pub const DEFAULT_REQUEST: Resources = Resources {
+        millicores: MILLI,
+        memory_mb: 0,
+        disk_mb: 0,
+        gpus: 0,
+    };
+
+    /// Converts a core count given by a user into thousandths, refusing values
+    /// that are not finite, negative, or not a multiple of 0.001.
+    pub fn millicores_from(cores: f64, allow_zero: bool) -> Result<u64> {
+        if !cores.is_finite() || cores < 0.0 || cores > 1.0e9 {
+            return Err(Error::invalid(format!(
+                "cores must be a finite, non-negative number, not {cores}"
+            )));
+        }
+        let milli = (cores * MILLI as f64).round();
+        if (milli - cores * MILLI as f64).abs() > 1e-6 * milli.max(1.0) {
+            return Err(Error::invalid(format!(
+                "cores are counted in thousandths; {cores} is finer than that"
+            )));
+        }
+        if milli == 0.0 && !allow_zero {
+            return Err(Error::invalid("a task needs more than 0 cores"));
+        }
+        Ok(milli as u64)
+    }
+
+    /// Cores as a floating-point number.
+    pub fn cores(&self) -> f64 {
+        self.millicores as f64 / MILLI as f64
+    }
+
+    /// Whole cores, at least one: what `OMP_NUM_THREADS` is set to.
+    pub fn whole_cores(&self) -> u64 {
+        (self.millicores / MILLI).max(1)
+    }
+
+    /// True when every component of `self` is at most that of `other`.
+    pub fn fits_within(&self, other: &Resources) -> bool {
+        self.millicores <= other.millicores
+            && self.memory_mb <= other.memory_mb
+            && self.disk_mb <= other.disk_mb
+            && self.gpus <= other.gpus
+    }
+
+    /// Component-wise sum.
+    pub fn plus(&self, other: &Resources) -> Resources {
+        Resources {
+            millicores: self.millicores + other.millicores,
+            memory_mb: self.memory_mb + other.memory_mb,
+            disk_mb: self.disk_mb + other.disk_mb,
+            gpus: self.gpus + other.gpus,
+        }
+    }
+
+    /// Component-wise difference; panics in debug builds on underflow, which
+    /// would mean the books are wrong.
+    pub fn minus(&self, other: &Resources) -> Resources {
+        debug_assert!(other.fits_within(self), "{other:?} > {self:?}");
+        Resources {
+            millicores: self.millicores.saturating_sub(other.millicores),
+            memory_mb: self.memory_mb.saturating_sub(other.memory_mb),
+            disk_mb: self.disk_mb.saturating_sub(other.disk_mb),
+            gpus: self.gpus.saturating_sub(other.gpus),
+        }
+    }
+
+    /// A short description for messages: "2 cores, 100 MB memory".
+    pub fn describe(&self) -> String {
+        format!(
+            "{} cores, {} MB memory, {} MB disk, {} gpus",
+            self.cores(),
+            self.memory_mb,
+            self.disk_mb,
+            self.gpus
+        )
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn fractional_cores_add_and_subtract_exactly() {
+        let quarter = Resources {
+            millicores: Resources::millicores_from(0.25, false).unwrap(),
+            ..Default::default()
+        };
+        let mut sum = Resources::default();
+        for _ in 0..4 {
+            sum = sum.plus(&quarter);
+        }
+        assert_eq!(sum.millicores, MILLI);
+        assert_eq!(sum.minus(&quarter).cores(), 0.75);
+    }
+
+    #[test]
+    fn bad_core_counts_are_refused() {
+        assert!(Resources::millicores_from(f64::NAN, false).is_err());
+        assert!(Resources::millicores_from(-1.0, false).is_err());
+        assert!(Resources::millicores_from(0.0, false).is_err());
+        assert!(Resources::millicores_from(0.0001, false).is_err());
+        assert_eq!(Resources::millicores_from(0.0, true).unwrap(), 0);
+    }
+
+    #[test]
+    fn fits_checks_every_component() {
+        let cap = Resources {
+            millicores: 2000,
+            memory_mb: 100,
+            disk_mb: 10,
+            gpus: 1,
+        };
+        let mut req = Resources::DEFAULT_REQUEST;
+        assert!(req.fits_within(&cap));
+        req.gpus = 2;
+        assert!(!req.fits_within(&cap));
+    }
+}

@@ -1,0 +1,583 @@
+//! A task: what to run (a registered function, a local function pointer or a shell
+//! command), what it needs, and, once it has run, what came of it.
+//!
+//! A task is plain data. Whoever holds the `Box<Task>` owns it: the caller before
+//! submission and after `wait`, the manager (and the worker the manager handed it to)
+//! in between. Rarely used settings live in [`Extra`] so that the common task stays
+//! small: a million queued tasks must fit in a few hundred MB.
+
+use std::ffi::{CStr, CString};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::files::Mount;
+use crate::payload::Payload;
+use crate::resources::Resources;
+
+/// A task id as the C API shows it (`int`, >= 1).
+pub type TaskId = u64;
+
+/// The C signature of a task function: reads `input`, appends its result to
+/// `output` with `vine_buffer_append`, returns 0 on success.
+pub type FunctionPtr = unsafe extern "C" fn(
+    input: *const std::ffi::c_void,
+    input_len: usize,
+    output: *mut crate::ffi::vine_buffer,
+    context: *mut std::ffi::c_void,
+) -> std::ffi::c_int;
+
+/// How a task ended. The numbers are the C API's `VINE_RESULT_*` values, shared
+/// with TaskVine where the concept is shared, and never reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(i32)]
+pub enum TaskResult {
+    /// Ran to completion (a command may still have a non-zero exit code).
+    Success = 0,
+    /// A declared input was not there.
+    InputMissing = 1,
+    /// A declared output was not produced.
+    OutputMissing = 2,
+    /// Standard output was larger than the cap and was cut.
+    StdoutMissing = 4,
+    /// Killed by a signal.
+    Signal = 8,
+    /// Went past its memory or disk.
+    ResourceExhaustion = 16,
+    /// Past its absolute end time.
+    MaxEndTime = 24,
+    /// Failed for a reason the library could not classify.
+    Unknown = 32,
+    /// Its worker failed it too many times.
+    Forsaken = 40,
+    /// Failed on every allowed attempt for reasons not its own.
+    MaxRetries = 48,
+    /// Ran longer than its `time_max`.
+    MaxWallTime = 56,
+    /// Cancelled by the caller or by shutdown.
+    Cancelled = 88,
+    /// The function returned non-zero.
+    FunctionError = 1024,
+    /// The function name is not registered where the task ran.
+    MissingFunction = 1032,
+    /// No worker can ever satisfy the request.
+    Unschedulable = 1040,
+}
+
+impl TaskResult {
+    /// Every result, for tables and tests.
+    pub(crate) const ALL: [TaskResult; 15] = [
+        TaskResult::Success,
+        TaskResult::InputMissing,
+        TaskResult::OutputMissing,
+        TaskResult::StdoutMissing,
+        TaskResult::Signal,
+        TaskResult::ResourceExhaustion,
+        TaskResult::MaxEndTime,
+        TaskResult::Unknown,
+        TaskResult::Forsaken,
+        TaskResult::MaxRetries,
+        TaskResult::MaxWallTime,
+        TaskResult::Cancelled,
+        TaskResult::FunctionError,
+        TaskResult::MissingFunction,
+        TaskResult::Unschedulable,
+    ];
+
+    /// The C value.
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+
+    /// The result with C value `code`, if there is one.
+    pub fn from_code(code: i32) -> Option<TaskResult> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// A short name, as `vine_result_string` returns it (static, NUL-terminated).
+    pub fn name(self) -> &'static CStr {
+        match self {
+            TaskResult::Success => c"SUCCESS",
+            TaskResult::InputMissing => c"INPUT_MISSING",
+            TaskResult::OutputMissing => c"OUTPUT_MISSING",
+            TaskResult::StdoutMissing => c"STDOUT_MISSING",
+            TaskResult::Signal => c"SIGNAL",
+            TaskResult::ResourceExhaustion => c"RESOURCE_EXHAUSTION",
+            TaskResult::MaxEndTime => c"MAX_END_TIME",
+            TaskResult::Unknown => c"UNKNOWN",
+            TaskResult::Forsaken => c"FORSAKEN",
+            TaskResult::MaxRetries => c"MAX_RETRIES",
+            TaskResult::MaxWallTime => c"MAX_WALL_TIME",
+            TaskResult::Cancelled => c"CANCELLED",
+            TaskResult::FunctionError => c"FUNCTION_ERROR",
+            TaskResult::MissingFunction => c"MISSING_FUNCTION",
+            TaskResult::Unschedulable => c"UNSCHEDULABLE",
+        }
+    }
+}
+
+/// Where a function task runs: on a warm worker thread, or in a separate process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    /// On a worker thread of the process that runs it.
+    Thread,
+    /// In a separate process, so a crash costs only the task.
+    Process,
+}
+
+/// What a task runs.
+pub enum Work {
+    /// A function registered by name, runnable wherever that name is registered.
+    Function {
+        /// The registered name (also the task's automatic category).
+        name: Arc<CStr>,
+        /// The pointer, when the name was registered in this process at creation.
+        func: Option<FunctionPtr>,
+        /// The input bytes.
+        input: Payload,
+    },
+    /// An unregistered function with a context pointer: local threads only.
+    Local {
+        /// The function.
+        func: FunctionPtr,
+        /// Opaque context, passed back to the function.
+        context: usize,
+        /// The input bytes.
+        input: Payload,
+    },
+    /// A shell command, run by `/bin/sh -c` in a fresh sandbox.
+    Command {
+        /// The command line.
+        command: CString,
+    },
+}
+
+/// Times of a task, in microseconds since the Unix epoch (0 = not yet).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Times {
+    /// When it was submitted.
+    pub submitted: i64,
+    /// When its last attempt started.
+    pub started: i64,
+    /// When it finished.
+    pub done: i64,
+    /// Microseconds spent executing, summed over attempts.
+    pub execute: i64,
+}
+
+/// The settings and results most tasks never use.
+#[derive(Default)]
+pub struct Extra {
+    /// Explicit category.
+    pub category: Option<Arc<CStr>>,
+    /// User tag.
+    pub tag: Option<CString>,
+    /// Environment for commands: (name, value or None to unset).
+    pub env: Vec<(CString, Option<CString>)>,
+    /// Minimum running time wanted, seconds (0 = none).
+    pub time_min: f64,
+    /// Maximum wall time, seconds (0 = none).
+    pub time_max: f64,
+    /// Declared inputs.
+    pub inputs: Vec<Mount>,
+    /// Declared outputs.
+    pub outputs: Vec<Mount>,
+    /// Captured standard output (and error) of a command.
+    pub stdout: Option<CString>,
+    /// Why it failed, one sentence.
+    pub reason: Option<CString>,
+}
+
+/// Sentinel for "use the manager's max-retries".
+pub(crate) const RETRIES_DEFAULT: u32 = u32::MAX;
+
+/// Task flag: the category comes from the function name.
+pub(crate) const FLAG_AUTOCATEGORY: u8 = 1;
+/// Task flag: cancellation was requested.
+pub(crate) const FLAG_CANCELLED: u8 = 2;
+
+/// One unit of work and its outcome.
+pub struct Task {
+    pub(crate) id: TaskId,
+    pub(crate) work: Work,
+    pub(crate) request: Resources,
+    pub(crate) priority: f64,
+    pub(crate) max_retries: u32,
+    pub(crate) attempts: u32,
+    pub(crate) mode: ExecMode,
+    pub(crate) flags: u8,
+    pub(crate) worker_id: u32,
+    pub(crate) result: TaskResult,
+    pub(crate) exit_code: i32,
+    pub(crate) output: Vec<u8>,
+    pub(crate) times: Times,
+    /// The address of the C handle that carries this task, 0 for Rust callers.
+    pub(crate) handle: usize,
+    pub(crate) extra: Option<Box<Extra>>,
+}
+
+static DEFAULT_CATEGORY: &CStr = c"default";
+
+impl Task {
+    fn new(work: Work) -> Box<Task> {
+        Box::new(Task {
+            id: 0,
+            work,
+            request: Resources::DEFAULT_REQUEST,
+            priority: 0.0,
+            max_retries: RETRIES_DEFAULT,
+            attempts: 0,
+            mode: ExecMode::Thread,
+            flags: 0,
+            worker_id: 0,
+            result: TaskResult::Unknown,
+            exit_code: 0,
+            output: Vec::new(),
+            times: Times::default(),
+            handle: 0,
+            extra: None,
+        })
+    }
+
+    /// A task that calls the function registered as `name` with a copy of `input`.
+    pub fn function(name: &CStr, input: &[u8]) -> Box<Task> {
+        let (name, func) = crate::registry::lookup_for_task(name);
+        Task::new(Work::Function {
+            name,
+            func,
+            input: Payload::copy_from(input),
+        })
+    }
+
+    /// A task that calls `func(input, len, output, context)` on a local thread.
+    pub fn local(func: FunctionPtr, context: usize, input: &[u8]) -> Box<Task> {
+        Task::new(Work::Local {
+            func,
+            context,
+            input: Payload::copy_from(input),
+        })
+    }
+
+    /// A task that runs `command` with `/bin/sh -c`.
+    pub fn command(command: &CStr) -> Box<Task> {
+        Task::new(Work::Command {
+            command: command.to_owned(),
+        })
+    }
+
+    pub(crate) fn extra_mut(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The id given at submission (0 before).
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// What the task runs.
+    pub fn work(&self) -> &Work {
+        &self.work
+    }
+
+    /// The resources requested.
+    pub fn request(&self) -> Resources {
+        self.request
+    }
+
+    /// Requests `cores` (fractions allowed, in thousandths).
+    pub fn set_cores(&mut self, cores: f64) -> Result<()> {
+        self.request.millicores = Resources::millicores_from(cores, false)?;
+        Ok(())
+    }
+
+    /// Requests `mb` MB of memory.
+    pub fn set_memory(&mut self, mb: i64) -> Result<()> {
+        self.request.memory_mb = non_negative(mb, "memory")?;
+        Ok(())
+    }
+
+    /// Requests `mb` MB of disk.
+    pub fn set_disk(&mut self, mb: i64) -> Result<()> {
+        self.request.disk_mb = non_negative(mb, "disk")?;
+        Ok(())
+    }
+
+    /// Requests `gpus` devices.
+    pub fn set_gpus(&mut self, gpus: i64) -> Result<()> {
+        let n = non_negative(gpus, "gpus")?;
+        self.request.gpus =
+            u32::try_from(n).map_err(|_| Error::invalid(format!("{gpus} gpus is too many")))?;
+        Ok(())
+    }
+
+    /// Sets the priority: higher runs first.
+    pub fn set_priority(&mut self, priority: f64) -> Result<()> {
+        if !priority.is_finite() {
+            return Err(Error::invalid("priority must be a finite number"));
+        }
+        self.priority = priority;
+        Ok(())
+    }
+
+    /// The priority.
+    pub fn priority(&self) -> f64 {
+        self.priority
+    }
+
+    /// Sets the category.
+    pub fn set_category(&mut self, category: &CStr) -> Result<()> {
+        if category.is_empty() {
+            return Err(Error::invalid("a category name cannot be empty"));
+        }
+        self.extra_mut().category = Some(Arc::from(category));
+        Ok(())
+    }
+
+    /// The category: explicit, else the function name under autocategory, else
+    /// "default".
+    pub fn category(&self) -> &CStr {
+        if let Some(c) = self.extra.as_ref().and_then(|e| e.category.as_deref()) {
+            return c;
+        }
+        match &self.work {
+            Work::Function { name, .. } if self.flags & FLAG_AUTOCATEGORY != 0 => name,
+            _ => DEFAULT_CATEGORY,
+        }
+    }
+
+    /// Sets the tag.
+    pub fn set_tag(&mut self, tag: &CStr) {
+        self.extra_mut().tag = Some(tag.to_owned());
+    }
+
+    /// The tag, if set.
+    pub fn tag(&self) -> Option<&CStr> {
+        self.extra.as_ref().and_then(|e| e.tag.as_deref())
+    }
+
+    /// Sets the minimum running time wanted (seconds; 0 = none).
+    pub fn set_time_min(&mut self, seconds: f64) -> Result<()> {
+        self.extra_mut().time_min = seconds_setting(seconds, "time_min")?;
+        Ok(())
+    }
+
+    /// Sets the maximum wall time (seconds; 0 = none).
+    pub fn set_time_max(&mut self, seconds: f64) -> Result<()> {
+        self.extra_mut().time_max = seconds_setting(seconds, "time_max")?;
+        Ok(())
+    }
+
+    /// The maximum wall time in seconds, 0 for none.
+    pub fn time_max(&self) -> f64 {
+        self.extra.as_ref().map_or(0.0, |e| e.time_max)
+    }
+
+    /// Sets how many times the task is re-run after failures that are not its own.
+    pub fn set_retries(&mut self, retries: i64) -> Result<()> {
+        let n = non_negative(retries, "retries")?;
+        self.max_retries = u32::try_from(n)
+            .ok()
+            .filter(|&n| n < RETRIES_DEFAULT)
+            .ok_or_else(|| Error::invalid("too many retries"))?;
+        Ok(())
+    }
+
+    /// Sets (or, with `None`, unsets) an environment variable for a command.
+    pub fn set_env_var(&mut self, name: &CStr, value: Option<&CStr>) -> Result<()> {
+        let bytes = name.to_bytes();
+        if bytes.is_empty() || bytes.contains(&b'=') {
+            return Err(Error::invalid(
+                "an environment variable name must be non-empty and have no '='",
+            ));
+        }
+        let env = &mut self.extra_mut().env;
+        env.retain(|(n, _)| n.as_c_str() != name);
+        env.push((name.to_owned(), value.map(CStr::to_owned)));
+        Ok(())
+    }
+
+    /// Chooses thread or process execution for a function task.
+    pub fn set_exec_mode(&mut self, mode: ExecMode) -> Result<()> {
+        if mode == ExecMode::Process {
+            return Err(Error::new(
+                crate::error::ErrorKind::Unsupported,
+                "VINE_EXEC_PROCESS is not supported yet: function tasks run on threads",
+            ));
+        }
+        self.mode = mode;
+        Ok(())
+    }
+
+    /// Adds a declared input.
+    pub fn add_input(&mut self, mount: Mount) -> Result<()> {
+        self.check_mount(&mount)?;
+        self.extra_mut().inputs.push(mount);
+        Ok(())
+    }
+
+    /// Adds a declared output.
+    pub fn add_output(&mut self, mount: Mount) -> Result<()> {
+        self.check_mount(&mount)?;
+        self.extra_mut().outputs.push(mount);
+        Ok(())
+    }
+
+    fn check_mount(&self, mount: &Mount) -> Result<()> {
+        if !matches!(self.work, Work::Command { .. }) {
+            return Err(Error::new(
+                crate::error::ErrorKind::Unsupported,
+                "files are inputs and outputs of command tasks; function tasks take bytes",
+            ));
+        }
+        if let Some(e) = &self.extra {
+            if e.inputs
+                .iter()
+                .chain(e.outputs.iter())
+                .any(|m| m.remote_name == mount.remote_name)
+            {
+                return Err(Error::invalid(format!(
+                    "the task already has a file named {:?}",
+                    mount.remote_name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// How it ended.
+    pub fn result(&self) -> TaskResult {
+        self.result
+    }
+
+    /// The function's return value or the command's exit status.
+    pub fn exit_code(&self) -> i32 {
+        self.exit_code
+    }
+
+    /// The bytes the function appended to its output buffer.
+    pub fn output(&self) -> &[u8] {
+        &self.output
+    }
+
+    /// What the command printed, if it was a command that ran.
+    pub fn stdout(&self) -> Option<&CStr> {
+        self.extra.as_ref().and_then(|e| e.stdout.as_deref())
+    }
+
+    /// Why it failed, one sentence.
+    pub fn reason(&self) -> Option<&CStr> {
+        self.extra.as_ref().and_then(|e| e.reason.as_deref())
+    }
+
+    /// The times of the task.
+    pub fn times(&self) -> Times {
+        self.times
+    }
+
+    /// The id of the worker that ran the last attempt.
+    pub fn worker_id(&self) -> u32 {
+        self.worker_id
+    }
+
+    /// Attempts beyond the first.
+    pub fn retries_used(&self) -> u32 {
+        self.attempts.saturating_sub(1)
+    }
+
+    /// The exec mode.
+    pub fn exec_mode(&self) -> ExecMode {
+        self.mode
+    }
+
+    /// Records the outcome: `result`, and a reason sentence when it is a failure.
+    pub(crate) fn finish(&mut self, result: TaskResult, reason: Option<String>) {
+        self.result = result;
+        if let Some(reason) = reason {
+            let reason = CString::new(reason.replace('\0', " ")).unwrap_or_default();
+            self.extra_mut().reason = Some(reason);
+        }
+    }
+
+    /// Forgets the outcome of a failed attempt before it runs again.
+    pub(crate) fn reset_for_retry(&mut self) {
+        self.result = TaskResult::Unknown;
+        self.exit_code = 0;
+        self.output.clear();
+        if let Some(e) = self.extra.as_mut() {
+            e.stdout = None;
+            e.reason = None;
+        }
+    }
+
+    pub(crate) fn cancel_requested(&self) -> bool {
+        self.flags & FLAG_CANCELLED != 0
+    }
+}
+
+fn non_negative(v: i64, what: &str) -> Result<u64> {
+    u64::try_from(v).map_err(|_| Error::invalid(format!("{what} cannot be negative ({v})")))
+}
+
+fn seconds_setting(seconds: f64, what: &str) -> Result<f64> {
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(Error::invalid(format!(
+            "{what} must be a finite number of seconds >= 0, not {seconds}"
+        )));
+    }
+    Ok(seconds)
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_common_task_stays_small() {
+        // The per-queued-task memory budget depends on this.
+        assert!(
+            std::mem::size_of::<Task>() <= 200,
+            "{}",
+            std::mem::size_of::<Task>()
+        );
+    }
+
+    #[test]
+    fn result_codes_round_trip_and_have_names() {
+        for r in TaskResult::ALL {
+            assert_eq!(TaskResult::from_code(r.code()), Some(r));
+            assert!(!r.name().is_empty());
+        }
+        assert_eq!(TaskResult::from_code(12345), None);
+    }
+
+    #[test]
+    fn settings_refuse_bad_values_and_keep_the_old_ones() {
+        let mut t = Task::command(c"true");
+        assert!(t.set_memory(-1).is_err());
+        assert!(t.set_priority(f64::INFINITY).is_err());
+        assert!(t.set_time_max(-3.0).is_err());
+        assert!(t.set_env_var(c"A=B", None).is_err());
+        assert_eq!(t.request(), Resources::DEFAULT_REQUEST);
+        t.set_env_var(c"X", Some(c"1")).unwrap();
+        t.set_env_var(c"X", Some(c"2")).unwrap();
+        assert_eq!(t.extra.as_ref().unwrap().env.len(), 1);
+    }
+
+    #[test]
+    fn category_defaults() {
+        let t = Task::command(c"true");
+        assert_eq!(t.category(), c"default");
+        let mut f = Task::function(c"some_function", b"");
+        assert_eq!(f.category(), c"default");
+        f.flags |= FLAG_AUTOCATEGORY;
+        assert_eq!(f.category(), c"some_function");
+        f.set_category(c"mine").unwrap();
+        assert_eq!(f.category(), c"mine");
+    }
+}

@@ -1,0 +1,187 @@
+//! Running a command task: a fresh sandbox, inputs placed, `/bin/sh -c` in its own
+//! process group, output captured up to a cap, time limit enforced, outputs moved to
+//! where they were declared, the sandbox removed.
+
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::files::FileKind;
+use crate::task::{Task, TaskResult, Work};
+use crate::worker::process::{self, Ending, RunControl};
+use crate::worker::sandbox::{self, Sandbox};
+
+/// Where commands run and what limits apply, shared by the threads of a worker.
+#[derive(Debug, Clone)]
+pub struct CommandEnv {
+    /// Sandboxes are created under this directory.
+    pub sandbox_root: std::path::PathBuf,
+    /// Temps produced here are kept under this directory.
+    pub temp_root: std::path::PathBuf,
+    /// Captured output beyond this many bytes is cut (STDOUT_MISSING).
+    pub max_stdout: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Runs the command task and records its outcome in it.
+pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv) {
+    let name = format!("t{}.{}", task.id, task.attempts);
+    let sandbox = match Sandbox::create(&env.sandbox_root, &name) {
+        Ok(s) => s,
+        Err(e) => {
+            // Not the task's fault: the scheduler may run it again.
+            let reason = format!(
+                "cannot create a sandbox under {}: {e}",
+                env.sandbox_root.display()
+            );
+            return task.finish(TaskResult::Forsaken, Some(reason));
+        }
+    };
+    if let Some(extra) = &task.extra {
+        for mount in &extra.inputs {
+            if let Err(reason) = sandbox.place_input(mount) {
+                return task.finish(TaskResult::InputMissing, Some(reason));
+            }
+        }
+    }
+    let Work::Command { command } = &task.work else {
+        unreachable!("only commands run here")
+    };
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            return task.finish(
+                TaskResult::Forsaken,
+                Some(format!("cannot create a pipe: {e}")),
+            )
+        }
+    };
+    let mut cmd = Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(std::ffi::OsStr::from_bytes(command.to_bytes()))
+        .current_dir(sandbox.path())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .env("OMP_NUM_THREADS", task.request.whole_cores().to_string())
+        .env("VINE_SANDBOX", sandbox.path());
+    if !gpus.is_empty() {
+        let list = gpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        cmd.env("CUDA_VISIBLE_DEVICES", &list)
+            .env("ROCR_VISIBLE_DEVICES", &list);
+    }
+    if let Some(extra) = &task.extra {
+        for (k, v) in &extra.env {
+            let k = std::ffi::OsStr::from_bytes(k.to_bytes());
+            match v {
+                Some(v) => cmd.env(k, std::ffi::OsStr::from_bytes(v.to_bytes())),
+                None => cmd.env_remove(k),
+            };
+        }
+    }
+    let spawned = writer
+        .try_clone()
+        .and_then(|w2| cmd.stdout(w2).stderr(writer).spawn());
+    drop(cmd); // closes the parent's copies of the pipe's write end
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => {
+            return task.finish(
+                TaskResult::Forsaken,
+                Some(format!("cannot start /bin/sh: {e}")),
+            )
+        }
+    };
+    control.set_pgid(child.id() as i32);
+    let time_max = task.time_max();
+    let deadline = (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max));
+    let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
+    let supervised = process::supervise(&mut child, reader, cap, deadline, control);
+    let (ending, captured) = match supervised {
+        Ok(x) => x,
+        Err(e) => {
+            return task.finish(
+                TaskResult::Forsaken,
+                Some(format!("lost track of the command: {e}")),
+            )
+        }
+    };
+    let mut stdout = captured.bytes;
+    stdout.retain(|&b| b != 0);
+    task.extra_mut().stdout = std::ffi::CString::new(stdout).ok();
+    match ending {
+        Ending::Cancelled => {
+            return task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()))
+        }
+        Ending::TimedOut => {
+            return task.finish(
+                TaskResult::MaxWallTime,
+                Some(format!("killed after its time_max of {time_max} s")),
+            )
+        }
+        Ending::Exited(status) => {
+            if let Some(sig) = process::signal_of(&status) {
+                task.exit_code = sig;
+                return task.finish(
+                    TaskResult::Signal,
+                    Some(format!("the command was killed by signal {sig}")),
+                );
+            }
+            task.exit_code = status.code().unwrap_or(-1);
+        }
+    }
+    if let Err(reason) = collect_outputs(task, &sandbox, env) {
+        return task.finish(TaskResult::OutputMissing, Some(reason));
+    }
+    if captured.truncated {
+        let reason = format!("the command printed more than the {cap} byte cap");
+        return task.finish(TaskResult::StdoutMissing, Some(reason));
+    }
+    task.finish(TaskResult::Success, None);
+}
+
+fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(), String> {
+    let Some(extra) = &task.extra else {
+        return Ok(());
+    };
+    let mut missing = Vec::new();
+    for mount in &extra.outputs {
+        let produced = sandbox.join(&mount.remote_name);
+        if !produced.exists() {
+            missing.push(mount.remote_name.clone());
+            continue;
+        }
+        let moved = match mount.file.kind() {
+            FileKind::Path(dest) => sandbox::move_file(&produced, dest).map_err(|e| e.to_string()),
+            FileKind::Buffer => std::fs::read(&produced)
+                .map(|data| mount.file.set_contents(data))
+                .map_err(|e| e.to_string()),
+            FileKind::Temp => {
+                let dest = env.temp_root.join(format!("{}", mount.file.id()));
+                replace_file(&produced, &dest).map(|()| mount.file.set_temp_location(dest))
+            }
+        };
+        if let Err(e) = moved {
+            return Err(format!("cannot store output {}: {e}", mount.remote_name));
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "the command did not produce {}",
+            missing.join(", ")
+        ))
+    }
+}
+
+fn replace_file(from: &Path, to: &Path) -> Result<(), String> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+    }
+    sandbox::move_file(from, to).map_err(|e| e.to_string())
+}

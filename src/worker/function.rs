@@ -1,0 +1,64 @@
+//! Running a function task on the current thread.
+
+use std::cell::RefCell;
+use std::time::Instant;
+
+use crate::task::{Task, TaskResult, Work};
+
+thread_local! {
+    static CURRENT_GPUS: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The gpu ids given to the task running on this thread (empty outside a task).
+pub fn current_gpu_ids() -> Vec<u32> {
+    CURRENT_GPUS.with(|g| g.borrow().clone())
+}
+
+/// Runs the task's function with its input and records output, exit code and result.
+pub fn run(task: &mut Task, gpus: &[u32]) {
+    let (func, context, input) = match &task.work {
+        Work::Function { name, func, input } => {
+            let f = func.or_else(|| crate::registry::lookup(name));
+            match f {
+                Some(f) => (f, 0usize, input),
+                None => {
+                    let reason = format!(
+                        "no function is registered as {:?} in this process",
+                        name.to_string_lossy()
+                    );
+                    task.finish(TaskResult::MissingFunction, Some(reason));
+                    return;
+                }
+            }
+        }
+        Work::Local {
+            func,
+            context,
+            input,
+        } => (*func, *context, input),
+        Work::Command { .. } => unreachable!("commands are not functions"),
+    };
+    if !gpus.is_empty() {
+        CURRENT_GPUS.with(|g| g.borrow_mut().extend_from_slice(gpus));
+    }
+    let start = Instant::now();
+    let (rc, output) = crate::ffi::callback::call_task_function(func, input.as_slice(), context);
+    let elapsed = start.elapsed().as_secs_f64();
+    if !gpus.is_empty() {
+        CURRENT_GPUS.with(|g| g.borrow_mut().clear());
+    }
+    task.output = output;
+    task.exit_code = rc;
+    let time_max = task.time_max();
+    if time_max > 0.0 && elapsed > time_max {
+        let reason = format!("ran {elapsed:.3} s, past its time_max of {time_max} s");
+        task.finish(TaskResult::MaxWallTime, Some(reason));
+    } else if rc == 0 {
+        task.finish(TaskResult::Success, None);
+    } else {
+        task.finish(
+            TaskResult::FunctionError,
+            Some(format!("the function returned {rc}")),
+        );
+    }
+}

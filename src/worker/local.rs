@@ -1,0 +1,306 @@
+//! The local pool: worker threads inside this process, one worker to the scheduler.
+//!
+//! The manager hands tasks over in batches; the pool starts them in arrival order as
+//! its resources allow (the [`SlotQueue`] rule the manager models), on threads that
+//! are spawned on demand and stay warm. A finished task goes straight back to the
+//! manager's channel. Because the manager may give the pool a few tasks more than it
+//! can run (prefetch), a thread that finishes one finds the next already here.
+
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+
+use crate::idmap::IdMap;
+use crate::manager::Message;
+use crate::resources::Resources;
+use crate::task::{now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED};
+use crate::worker::command::CommandEnv;
+use crate::worker::process::RunControl;
+use crate::worker::slots::SlotQueue;
+use crate::worker::WorkerLink;
+
+/// Stack size of pool threads: task functions (Fortran ones especially) may keep
+/// large arrays on the stack, as they would on the main thread.
+const THREAD_STACK: usize = 8 << 20;
+
+struct Startable {
+    task: Box<Task>,
+    gpus: Vec<u32>,
+}
+
+struct State {
+    slots: SlotQueue<Box<Task>>,
+    startable: VecDeque<Startable>,
+    free_gpus: Vec<u32>,
+    running: IdMap<Arc<RunControl>>,
+    /// Threads not running a task.
+    idle: usize,
+    /// Threads asleep on `work`.
+    sleeping: usize,
+    threads: usize,
+    stopping: bool,
+    handles: Vec<JoinHandle<()>>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    work: Condvar,
+    exited: Condvar,
+    events: Sender<Message>,
+    env: CommandEnv,
+    worker_id: u32,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The pool of local worker threads.
+pub struct LocalPool {
+    shared: Arc<Shared>,
+}
+
+impl LocalPool {
+    /// A pool over `capacity` (gpus numbered 0..n) reporting to `events`.
+    pub fn new(
+        worker_id: u32,
+        capacity: Resources,
+        env: CommandEnv,
+        events: Sender<Message>,
+    ) -> LocalPool {
+        LocalPool {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    slots: SlotQueue::new(capacity),
+                    startable: VecDeque::new(),
+                    free_gpus: (0..capacity.gpus).rev().collect(),
+                    running: IdMap::default(),
+                    idle: 0,
+                    sleeping: 0,
+                    threads: 0,
+                    stopping: false,
+                    handles: Vec::new(),
+                }),
+                work: Condvar::new(),
+                exited: Condvar::new(),
+                events,
+                env,
+                worker_id,
+            }),
+        }
+    }
+
+    /// Changes the capacity; only done while the pool holds no task.
+    pub fn set_capacity(&self, capacity: Resources) {
+        let mut st = self.shared.lock();
+        debug_assert!(st.slots.in_use() == Resources::default() && st.slots.waiting_len() == 0);
+        st.slots = SlotQueue::new(capacity);
+        st.free_gpus = (0..capacity.gpus).rev().collect();
+    }
+
+    /// Cancels every task that has not started; they come back cancelled.
+    pub fn cancel_waiting(&self) {
+        let mut st = self.shared.lock();
+        let mut back: Vec<Box<Task>> = st.slots.drain_waiting().map(|(_, t)| t).collect();
+        while let Some(s) = st.startable.pop_front() {
+            let mut started = Vec::new();
+            st.slots.release(s.task.request, &mut started);
+            debug_assert!(started.is_empty());
+            st.free_gpus.extend(s.gpus);
+            back.push(s.task);
+        }
+        drop(st);
+        for mut task in back {
+            task.flags |= FLAG_CANCELLED;
+            self.send_back(task);
+        }
+    }
+
+    /// Cancels every running task: commands are killed, functions are marked.
+    pub fn cancel_running(&self) {
+        let st = self.shared.lock();
+        for control in st.running.values() {
+            control.cancel();
+        }
+    }
+
+    /// Stops the threads, waiting until `deadline` for those still running a task.
+    /// True if every thread was joined; threads stuck in a task are left detached.
+    pub fn stop(&self, deadline: Instant) -> bool {
+        let mut st = self.shared.lock();
+        st.stopping = true;
+        self.shared.work.notify_all();
+        while st.threads > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            st = self
+                .shared
+                .exited
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        let all = st.threads == 0;
+        let handles = std::mem::take(&mut st.handles);
+        drop(st);
+        if all {
+            for h in handles {
+                let _ = h.join();
+            }
+        }
+        all
+    }
+
+    fn send_back(&self, task: Box<Task>) {
+        let _ = self.shared.events.send(Message::Finished {
+            worker: self.shared.worker_id,
+            task,
+        });
+    }
+
+    fn make_startable(st: &mut State, started: &mut Vec<(Resources, Box<Task>)>) {
+        for (req, task) in started.drain(..) {
+            let at = st.free_gpus.len() - req.gpus as usize;
+            let gpus = st.free_gpus.split_off(at);
+            st.startable.push_back(Startable { task, gpus });
+        }
+    }
+
+    fn wake_or_spawn(shared: &Arc<Shared>, st: &mut State) {
+        let want = st.startable.len();
+        let wake = want.min(st.sleeping);
+        for _ in 0..wake {
+            shared.work.notify_one();
+        }
+        while st.idle < want && !st.stopping {
+            let s = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("vine-local-{}", st.threads))
+                .stack_size(THREAD_STACK)
+                .spawn(move || thread_main(s));
+            match spawned {
+                Ok(h) => {
+                    st.idle += 1;
+                    st.threads += 1;
+                    st.handles.push(h);
+                }
+                // Out of threads: the ones there are will get to it.
+                Err(_) if st.threads > 0 => break,
+                Err(e) => panic!("vine: cannot start a single local worker thread: {e}"),
+            }
+        }
+    }
+}
+
+impl WorkerLink for LocalPool {
+    fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>) {
+        let mut st = self.shared.lock();
+        let mut started = Vec::new();
+        for task in tasks.drain(..) {
+            st.slots.push(task.request, task, &mut started);
+        }
+        Self::make_startable(&mut st, &mut started);
+        Self::wake_or_spawn(&self.shared, &mut st);
+    }
+
+    fn cancel(&mut self, id: TaskId) {
+        let mut st = self.shared.lock();
+        let mut started = Vec::new();
+        let mut back = st
+            .slots
+            .remove_waiting(|t| t.id == id, &mut started)
+            .map(|(_, t)| t);
+        if back.is_none() {
+            if let Some(at) = st.startable.iter().position(|s| s.task.id == id) {
+                let s = st.startable.remove(at).expect("position is in range");
+                st.free_gpus.extend(s.gpus);
+                st.slots.release(s.task.request, &mut started);
+                back = Some(s.task);
+            } else if let Some(control) = st.running.get(&id) {
+                control.cancel();
+            }
+        }
+        Self::make_startable(&mut st, &mut started);
+        Self::wake_or_spawn(&self.shared, &mut st);
+        drop(st);
+        if let Some(mut task) = back {
+            task.flags |= FLAG_CANCELLED;
+            self.send_back(task);
+        }
+    }
+}
+
+fn thread_main(shared: Arc<Shared>) {
+    let control = Arc::new(RunControl::default());
+    let mut started = Vec::new();
+    let mut st = shared.lock();
+    loop {
+        if let Some(Startable { mut task, gpus }) = st.startable.pop_front() {
+            st.idle -= 1;
+            control.reset();
+            st.running.insert(task.id, control.clone());
+            drop(st);
+
+            execute(&mut task, &gpus, &control, &shared);
+
+            st = shared.lock();
+            st.running.remove(&task.id);
+            st.free_gpus.extend(gpus);
+            st.slots.release(task.request, &mut started);
+            LocalPool::make_startable(&mut st, &mut started);
+            st.idle += 1;
+            // This thread takes the next task itself; wake others only for the rest.
+            if st.startable.len() > 1 {
+                let more = st.startable.len() - 1;
+                for _ in 0..more.min(st.sleeping) {
+                    shared.work.notify_one();
+                }
+            }
+            drop(st);
+            let _ = shared.events.send(Message::Finished {
+                worker: shared.worker_id,
+                task,
+            });
+            st = shared.lock();
+        } else if st.stopping {
+            st.idle -= 1;
+            st.threads -= 1;
+            shared.exited.notify_all();
+            return;
+        } else {
+            st.sleeping += 1;
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+            st.sleeping -= 1;
+        }
+    }
+}
+
+/// Runs one task on this thread; a panic inside the library fails only the task.
+fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared) {
+    task.times.started = now_us();
+    let begin = Instant::now();
+    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
+        Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
+        _ => crate::worker::function::run(task, gpus),
+    }));
+    if ran.is_err() {
+        task.finish(
+            TaskResult::Unknown,
+            Some("internal error while running the task".into()),
+        );
+    }
+    let took = begin.elapsed().min(Duration::from_secs(1 << 40));
+    task.times.execute += took.as_micros() as i64;
+    task.times.done = now_us();
+    if control.is_cancelled() {
+        task.flags |= FLAG_CANCELLED;
+    }
+}

@@ -1,0 +1,22 @@
+//! Workers: anything with resources that runs tasks. The local pool runs them on
+//! threads of this process; remote workers (other processes) plug in through the
+//! same [`WorkerLink`] interface, so the scheduler never knows which kind it uses.
+
+pub mod command;
+pub mod function;
+pub mod local;
+pub mod machine;
+pub mod process;
+pub mod sandbox;
+pub mod slots;
+
+use crate::task::{Task, TaskId};
+
+/// How the manager thread talks to one worker. Every call is made on the manager
+/// thread and must not block for long.
+pub trait WorkerLink: Send {
+    /// Hands over tasks (already placed on this worker by the scheduler).
+    fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>);
+    /// Stops task `id` if the worker has it; it comes back marked cancelled.
+    fn cancel(&mut self, id: TaskId);
+}

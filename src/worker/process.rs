@@ -1,0 +1,220 @@
+//! Supervising a child process: read its output up to a cap, notice its exit
+//! without polling (a pidfd), enforce a deadline, and kill its whole process group.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::time::Instant;
+
+/// Lets another thread stop a running task: the flag for functions, a kill of the
+/// process group for commands.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    cancelled: AtomicBool,
+    pgid: AtomicI32,
+}
+
+impl RunControl {
+    /// Clears the control for the next task.
+    pub fn reset(&self) {
+        self.cancelled.store(false, Ordering::Release);
+        self.pgid.store(0, Ordering::Release);
+    }
+
+    /// True once cancellation was requested.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Records the process group of the running command.
+    pub fn set_pgid(&self, pgid: i32) {
+        self.pgid.store(pgid, Ordering::Release);
+        if self.is_cancelled() {
+            kill_group(pgid);
+        }
+    }
+
+    /// Forgets the process group once it has been reaped.
+    pub fn clear_pgid(&self) {
+        self.pgid.store(0, Ordering::Release);
+    }
+
+    /// Requests cancellation; a running command's group is killed at once.
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+        let pgid = self.pgid.load(Ordering::Acquire);
+        if pgid > 0 {
+            kill_group(pgid);
+        }
+    }
+}
+
+/// Sends SIGKILL to every process of group `pgid`.
+pub fn kill_group(pgid: i32) {
+    if pgid > 0 {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid names a group.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// How the supervision ended.
+#[derive(Debug)]
+pub enum Ending {
+    /// The child exited by itself.
+    Exited(ExitStatus),
+    /// It was killed at its deadline.
+    TimedOut,
+    /// It was killed by a cancellation.
+    Cancelled,
+}
+
+/// What the child printed.
+#[derive(Debug, Default)]
+pub struct Captured {
+    /// Up to the cap.
+    pub bytes: Vec<u8>,
+    /// True if more than the cap was printed.
+    pub truncated: bool,
+}
+
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: the syscall takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a fresh descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+}
+
+fn set_nonblocking(fd: i32) {
+    // SAFETY: fcntl on a descriptor we own, with integer arguments only.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Waits for `child` (leader of its own process group), reading `output` into at
+/// most `cap` bytes, killing the group at `deadline` or when `control` is cancelled.
+/// When the child exits, whatever is left of its group is killed too.
+pub fn supervise(
+    child: &mut Child,
+    mut output: std::io::PipeReader,
+    cap: usize,
+    deadline: Option<Instant>,
+    control: &RunControl,
+) -> std::io::Result<(Ending, Captured)> {
+    let pid = child.id() as i32;
+    let pidfd = pidfd_open(pid)?;
+    let out_fd = output.as_raw_fd();
+    set_nonblocking(out_fd);
+    let mut captured = Captured::default();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pipe_open = true;
+    let mut timed_out = false;
+    let status = loop {
+        let mut fds = [
+            libc::pollfd {
+                fd: pidfd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: out_fd,
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        let nfds = if pipe_open { 2 } else { 1 };
+        let timeout_ms = match deadline {
+            Some(_) if timed_out => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                left.as_millis().min(i32::MAX as u128) as i32
+                    + i32::from(left.subsec_micros() % 1000 != 0)
+            }
+            None => -1,
+        };
+        // SAFETY: `fds` is a valid array of `nfds` pollfd structs for the call's duration.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds as libc::nfds_t, timeout_ms) };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            kill_group(pid);
+            let _ = child.wait();
+            return Err(err);
+        }
+        if pipe_open && fds[1].revents != 0 {
+            pipe_open = drain(&mut output, &mut buf, &mut captured, cap);
+        }
+        if fds[0].revents != 0 {
+            break child.wait()?;
+        }
+        if rc == 0 && !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+            timed_out = true;
+            kill_group(pid);
+        }
+    };
+    // The leader is gone; anything it left in its group goes too, so the pipe's
+    // writers close and what they wrote can be read to the end.
+    kill_group(pid);
+    control.clear_pgid();
+    while pipe_open {
+        let mut fds = [libc::pollfd {
+            fd: out_fd,
+            events: libc::POLLIN,
+            revents: 0,
+        }];
+        // SAFETY: as above, one valid pollfd. A short bound: a process that escaped
+        // the group could hold the pipe open forever.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
+        if rc <= 0 {
+            break;
+        }
+        pipe_open = drain(&mut output, &mut buf, &mut captured, cap);
+    }
+    let ending = if control.is_cancelled() {
+        Ending::Cancelled
+    } else if timed_out {
+        Ending::TimedOut
+    } else {
+        Ending::Exited(status)
+    };
+    Ok((ending, captured))
+}
+
+/// Reads what is available; false at end of file.
+fn drain(
+    output: &mut std::io::PipeReader,
+    buf: &mut [u8],
+    captured: &mut Captured,
+    cap: usize,
+) -> bool {
+    loop {
+        match output.read(buf) {
+            Ok(0) => return false,
+            Ok(n) => {
+                let room = cap.saturating_sub(captured.bytes.len());
+                if n > room {
+                    captured.truncated = true;
+                }
+                captured.bytes.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// The signal that ended `status`, if any.
+pub fn signal_of(status: &ExitStatus) -> Option<i32> {
+    status.signal()
+}

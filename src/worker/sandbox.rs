@@ -1,0 +1,94 @@
+//! A task's private directory: created fresh, inputs placed in it under their
+//! remote names, outputs taken from it, removed afterwards whatever happened.
+
+use std::path::{Path, PathBuf};
+
+use crate::files::{FileKind, Mount, MOUNT_MKDIR, MOUNT_SYMLINK};
+
+/// A directory that is removed when dropped.
+pub struct Sandbox {
+    path: PathBuf,
+}
+
+impl Sandbox {
+    /// Creates `root/name` afresh.
+    pub fn create(root: &Path, name: &str) -> std::io::Result<Sandbox> {
+        let path = root.join(name);
+        if path.exists() {
+            std::fs::remove_dir_all(&path)?;
+        }
+        std::fs::create_dir_all(&path)?;
+        Ok(Sandbox { path })
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where `remote_name` lives inside it (names were validated when added).
+    pub fn join(&self, remote_name: &str) -> PathBuf {
+        self.path.join(remote_name)
+    }
+
+    /// Places one input. Errors are sentences about what is missing.
+    pub fn place_input(&self, mount: &Mount) -> Result<(), String> {
+        let target = self.join(&mount.remote_name);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        }
+        if mount.flags & MOUNT_MKDIR != 0 {
+            return std::fs::create_dir_all(&target)
+                .map_err(|e| format!("cannot create directory {}: {e}", mount.remote_name));
+        }
+        match mount.file.kind() {
+            FileKind::Path(p) => place_path(p, &target, mount.flags & MOUNT_SYMLINK != 0),
+            FileKind::Buffer => {
+                let data = mount.file.contents().unwrap_or_default();
+                std::fs::write(&target, &data[..])
+                    .map_err(|e| format!("cannot write buffer input {}: {e}", mount.remote_name))
+            }
+            FileKind::Temp => match mount.file.temp_location() {
+                Some(loc) => place_path(&loc, &target, false),
+                None => Err(format!(
+                    "temp input {} has not been produced by any task",
+                    mount.remote_name
+                )),
+            },
+        }
+    }
+}
+
+fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String> {
+    let meta = std::fs::metadata(source)
+        .map_err(|e| format!("input file {} is missing: {e}", source.display()))?;
+    if symlink || meta.is_dir() {
+        let abs = std::path::absolute(source).map_err(|e| format!("{}: {e}", source.display()))?;
+        return std::os::unix::fs::symlink(&abs, target)
+            .map_err(|e| format!("cannot link input {}: {e}", source.display()));
+    }
+    // A hard link shares the data without copying, but a task writing to its
+    // input would then change the original: copy instead.
+    std::fs::copy(source, target)
+        .map(|_| ())
+        .map_err(|e| format!("cannot copy input {}: {e}", source.display()))
+}
+
+/// Moves `from` to `to`, copying when they are on different file systems.
+pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
+    match std::fs::rename(from, to) {
+        Ok(()) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+            std::fs::copy(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}

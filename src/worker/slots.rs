@@ -1,0 +1,152 @@
+//! The rule by which a worker starts the tasks it was given: in the order they
+//! arrived, each as soon as it fits in what is free. The worker applies the rule to
+//! its real tasks; the manager applies the same rule to the ids it dispatched, and so
+//! knows, without being told, how many tasks each worker holds that have not started.
+//! Both see the same dispatches and the same completions, and the rule's outcome does
+//! not depend on how those interleave, so the two views agree.
+
+use std::collections::VecDeque;
+
+use crate::resources::Resources;
+
+/// Capacity, what is in use, and the items waiting to start.
+#[derive(Debug)]
+pub struct SlotQueue<T> {
+    capacity: Resources,
+    in_use: Resources,
+    waiting: VecDeque<(Resources, T)>,
+}
+
+impl<T> SlotQueue<T> {
+    /// An empty queue over `capacity`.
+    pub fn new(capacity: Resources) -> Self {
+        SlotQueue {
+            capacity,
+            in_use: Resources::default(),
+            waiting: VecDeque::new(),
+        }
+    }
+
+    /// The whole capacity.
+    pub fn capacity(&self) -> Resources {
+        self.capacity
+    }
+
+    /// What the started items hold.
+    pub fn in_use(&self) -> Resources {
+        self.in_use
+    }
+
+    /// Items given but not started.
+    pub fn waiting_len(&self) -> usize {
+        self.waiting.len()
+    }
+
+    /// True when an item asking for `req` would start at once.
+    pub fn would_start(&self, req: &Resources) -> bool {
+        self.waiting.is_empty() && self.in_use.plus(req).fits_within(&self.capacity)
+    }
+
+    /// Adds an item; those that start as a result are appended to `started`.
+    /// The caller guarantees `req` fits in the capacity.
+    pub fn push(&mut self, req: Resources, item: T, started: &mut Vec<(Resources, T)>) {
+        debug_assert!(req.fits_within(&self.capacity));
+        self.waiting.push_back((req, item));
+        self.start_what_fits(started);
+    }
+
+    /// A started item holding `req` is done; what starts now is appended to `started`.
+    pub fn release(&mut self, req: Resources, started: &mut Vec<(Resources, T)>) {
+        self.in_use = self.in_use.minus(&req);
+        self.start_what_fits(started);
+    }
+
+    /// Takes out the first waiting item `matches` accepts; what starts now (the
+    /// head may have changed) is appended to `started`.
+    pub fn remove_waiting(
+        &mut self,
+        mut matches: impl FnMut(&T) -> bool,
+        started: &mut Vec<(Resources, T)>,
+    ) -> Option<(Resources, T)> {
+        let at = self.waiting.iter().position(|(_, t)| matches(t))?;
+        let out = self.waiting.remove(at);
+        self.start_what_fits(started);
+        out
+    }
+
+    /// Takes out every waiting item.
+    pub fn drain_waiting(&mut self) -> impl Iterator<Item = (Resources, T)> + '_ {
+        self.waiting.drain(..)
+    }
+
+    fn start_what_fits(&mut self, started: &mut Vec<(Resources, T)>) {
+        while let Some((req, _)) = self.waiting.front() {
+            let after = self.in_use.plus(req);
+            if !after.fits_within(&self.capacity) {
+                break;
+            }
+            self.in_use = after;
+            started.extend(self.waiting.pop_front());
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn cores(c: u64) -> Resources {
+        Resources {
+            millicores: c * 1000,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn starts_in_order_and_only_what_fits() {
+        let mut q = SlotQueue::new(cores(2));
+        let mut started = Vec::new();
+        q.push(cores(1), 'a', &mut started);
+        q.push(cores(2), 'b', &mut started);
+        q.push(cores(1), 'c', &mut started);
+        // b does not fit next to a, and c waits behind b: arrival order is kept.
+        assert_eq!(started.iter().map(|s| s.1).collect::<String>(), "a");
+        started.clear();
+        q.release(cores(1), &mut started);
+        assert_eq!(started.iter().map(|s| s.1).collect::<String>(), "b");
+        started.clear();
+        q.release(cores(2), &mut started);
+        assert_eq!(started.iter().map(|s| s.1).collect::<String>(), "c");
+    }
+
+    #[test]
+    fn the_outcome_does_not_depend_on_interleaving() {
+        // Push then release, or release then push: the same set ends up started.
+        let mut a = SlotQueue::new(cores(1));
+        let mut b = SlotQueue::new(cores(1));
+        let mut sa = Vec::new();
+        let mut sb = Vec::new();
+        a.push(cores(1), 1, &mut sa);
+        b.push(cores(1), 1, &mut sb);
+        a.push(cores(1), 2, &mut sa);
+        a.release(cores(1), &mut sa);
+        b.release(cores(1), &mut sb);
+        b.push(cores(1), 2, &mut sb);
+        assert_eq!(sa, sb);
+        assert_eq!(a.in_use(), b.in_use());
+        assert_eq!(a.waiting_len(), b.waiting_len());
+    }
+
+    #[test]
+    fn removing_the_head_lets_the_next_start() {
+        let mut q = SlotQueue::new(cores(2));
+        let mut started = Vec::new();
+        q.push(cores(1), 1, &mut started);
+        q.push(cores(2), 2, &mut started);
+        q.push(cores(1), 3, &mut started);
+        started.clear();
+        assert!(q.remove_waiting(|&t| t == 2, &mut started).is_some());
+        assert_eq!(started, vec![(cores(1), 3)]);
+        assert!(q.remove_waiting(|&t| t == 9, &mut started).is_none());
+    }
+}
