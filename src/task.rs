@@ -581,3 +581,15 @@ mod test {
         assert_eq!(f.category(), c"mine");
     }
 }
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("category", &self.category())
+            .field("request", &self.request)
+            .field("result", &self.result)
+            .field("exit_code", &self.exit_code)
+            .finish_non_exhaustive()
+    }
+}

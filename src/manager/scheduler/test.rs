@@ -1,1 +1,300 @@
+//! The scheduler's rules, driven event by event with no threads.
 
+use super::*;
+use crate::task::{Task, TaskResult};
+
+#[derive(Default)]
+struct TestComm {
+    dispatched: Vec<(WorkerId, Box<Task>)>,
+    completed: Vec<Box<Task>>,
+    cancels: Vec<(WorkerId, TaskId)>,
+}
+
+impl Comm for TestComm {
+    fn dispatch(&mut self, worker: WorkerId, task: Box<Task>) {
+        self.dispatched.push((worker, task));
+    }
+    fn complete(&mut self, task: Box<Task>) {
+        self.completed.push(task);
+    }
+    fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
+        self.cancels.push((worker, id));
+    }
+}
+
+impl TestComm {
+    fn dispatched_ids(&self) -> Vec<TaskId> {
+        self.dispatched.iter().map(|(_, t)| t.id).collect()
+    }
+    /// Takes the dispatched task `id` back, as a worker holding it would.
+    fn take(&mut self, id: TaskId) -> (WorkerId, Box<Task>) {
+        let at = self
+            .dispatched
+            .iter()
+            .position(|(_, t)| t.id == id)
+            .expect("dispatched");
+        self.dispatched.remove(at)
+    }
+}
+
+fn cores(c: f64) -> Resources {
+    Resources {
+        millicores: (c * 1000.0) as u64,
+        memory_mb: 1000,
+        disk_mb: 1000,
+        gpus: 0,
+    }
+}
+
+fn task(id: TaskId, priority: f64, c: f64) -> Box<Task> {
+    let mut t = Task::command(c"true");
+    t.id = id;
+    t.set_priority(priority).unwrap();
+    t.set_cores(c).unwrap();
+    t
+}
+
+fn finish_ok(s: &mut Scheduler, comm: &mut TestComm, id: TaskId) {
+    let (w, mut t) = comm.take(id);
+    t.finish(TaskResult::Success, None);
+    s.finished(w, t, comm);
+}
+
+#[test]
+fn higher_priority_first_and_fifo_among_equals() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), 0);
+    for (id, prio) in [(1, 0.0), (2, 5.0), (3, 0.0), (4, 5.0), (5, 9.0)] {
+        s.submit(task(id, prio, 1.0), &mut comm);
+    }
+    let mut order = Vec::new();
+    s.schedule(&mut comm);
+    while let Some(&(_, ref t)) = comm.dispatched.first() {
+        let id = t.id;
+        order.push(id);
+        finish_ok(&mut s, &mut comm, id);
+        s.schedule(&mut comm);
+    }
+    assert_eq!(order, vec![5, 2, 4, 1, 3]);
+    assert_eq!(comm.completed.len(), 5);
+}
+
+#[test]
+fn fractional_cores_pack_onto_one_worker() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), 0);
+    for id in 1..=10 {
+        s.submit(task(id, 0.0, 0.25), &mut comm);
+    }
+    s.schedule(&mut comm);
+    // 2 cores / 0.25 = 8 at once, none prefetched with prefetch 0.
+    assert_eq!(comm.dispatched.len(), 8);
+    assert_eq!(s.stats().tasks_running, 8);
+    assert_eq!(s.stats().committed.millicores, 2000);
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched.len(), 8);
+}
+
+#[test]
+fn memory_and_gpus_limit_packing_too() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    let cap = Resources {
+        millicores: 8000,
+        memory_mb: 1000,
+        disk_mb: 0,
+        gpus: 2,
+    };
+    s.add_worker(0, cap, 0);
+    for id in 1..=3 {
+        let mut t = task(id, 0.0, 1.0);
+        t.set_memory(400).unwrap();
+        s.submit(t, &mut comm);
+    }
+    for id in 4..=6 {
+        let mut t = task(id, 0.0, 1.0);
+        t.set_gpus(1).unwrap();
+        s.submit(t, &mut comm);
+    }
+    s.schedule(&mut comm);
+    // Two 400 MB tasks fit in 1000 MB; the third is passed over, and the gpu tasks
+    // behind it still use the two gpus.
+    assert_eq!(comm.dispatched_ids(), vec![1, 2, 4, 5]);
+}
+
+#[test]
+fn a_task_that_can_never_fit_is_unschedulable_at_once() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), 0);
+    s.submit(task(1, 0.0, 3.0), &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Unschedulable);
+    assert!(comm.completed[0].reason().is_some());
+    // With remote workers allowed, it waits for one that fits.
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), 0);
+    s.submit(task(1, 0.0, 3.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.completed.is_empty() && comm.dispatched.is_empty());
+    s.add_worker(1, cores(4.0), 0);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched[0].0, 1);
+}
+
+#[test]
+fn no_workers_and_none_allowed_is_unschedulable() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    assert_eq!(comm.completed[0].result(), TaskResult::Unschedulable);
+}
+
+#[test]
+fn prefetch_gives_a_busy_worker_its_next_tasks() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), 2);
+    for id in 1..=10 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    // Two start, two wait at the worker.
+    assert_eq!(comm.dispatched_ids(), vec![1, 2, 3, 4]);
+    assert_eq!(s.stats().tasks_running, 2);
+    assert_eq!(s.stats().tasks_on_workers, 4);
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    // Task 3 started in 1's place; one more is sent to keep two waiting.
+    assert_eq!(comm.dispatched_ids(), vec![2, 3, 4, 5]);
+    assert_eq!(s.stats().tasks_running, 2);
+}
+
+#[test]
+fn a_failure_not_the_tasks_own_is_retried_then_reported() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), 0);
+    let mut t = task(1, 0.0, 1.0);
+    t.set_retries(2).unwrap();
+    s.submit(t, &mut comm);
+    for attempt in 1..=3 {
+        s.schedule(&mut comm);
+        let (w, mut t) = comm.take(1);
+        assert_eq!(t.attempts, attempt);
+        t.finish(
+            TaskResult::Forsaken,
+            Some("sandbox could not be made".into()),
+        );
+        s.finished(w, t, &mut comm);
+    }
+    assert_eq!(comm.completed.len(), 1);
+    let done = &comm.completed[0];
+    assert_eq!(done.result(), TaskResult::MaxRetries);
+    assert_eq!(done.retries_used(), 2);
+    assert_eq!(s.stats().tasks_retried, 2);
+}
+
+#[test]
+fn the_tasks_own_failure_is_not_retried() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), 0);
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    let (w, mut t) = comm.take(1);
+    t.finish(TaskResult::FunctionError, Some("returned 3".into()));
+    s.finished(w, t, &mut comm);
+    assert_eq!(comm.completed[0].result(), TaskResult::FunctionError);
+    assert_eq!(s.stats().tasks_retried, 0);
+}
+
+#[test]
+fn a_lost_worker_s_tasks_run_elsewhere_then_are_forsaken() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(1.0), 0);
+    let mut t = task(1, 0.0, 1.0);
+    t.set_retries(1).unwrap();
+    s.submit(t, &mut comm);
+    s.schedule(&mut comm);
+    let (_, t) = comm.take(1);
+    s.remove_worker(1, vec![t], &mut comm);
+    assert!(comm.completed.is_empty(), "re-queued, not lost");
+    s.add_worker(2, cores(1.0), 0);
+    s.schedule(&mut comm);
+    let (w, t) = comm.take(1);
+    assert_eq!(w, 2);
+    s.remove_worker(2, vec![t], &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Forsaken);
+}
+
+#[test]
+fn cancel_waiting_and_running_tasks() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), 0);
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.cancel(2, &mut comm), "waiting task");
+    assert_eq!(comm.completed[0].id, 2);
+    assert_eq!(comm.completed[0].result(), TaskResult::Cancelled);
+    assert!(s.cancel(1, &mut comm), "running task");
+    assert_eq!(comm.cancels, vec![(0, 1)]);
+    // The worker sends it back marked.
+    let (w, mut t) = comm.take(1);
+    t.flags |= crate::task::FLAG_CANCELLED;
+    s.finished(w, t, &mut comm);
+    assert_eq!(comm.completed[1].result(), TaskResult::Cancelled);
+    assert!(!s.cancel(1, &mut comm), "finished tasks are not cancelled");
+    assert!(!s.cancel(99, &mut comm));
+}
+
+#[test]
+fn shutdown_cancels_waiting_tasks_and_later_submissions() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), 0);
+    for id in 1..=4 {
+        s.submit(task(id, id as f64, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    s.begin_shutdown(&mut comm);
+    let cancelled: Vec<TaskId> = comm.completed.iter().map(|t| t.id).collect();
+    assert_eq!(cancelled, vec![3, 2, 1], "highest priority first");
+    assert!(comm
+        .completed
+        .iter()
+        .all(|t| t.result() == TaskResult::Cancelled));
+    s.submit(task(5, 0.0, 1.0), &mut comm);
+    assert_eq!(
+        comm.completed.last().unwrap().result(),
+        TaskResult::Cancelled
+    );
+    // The running task finishes normally.
+    finish_ok(&mut s, &mut comm, 4);
+    assert_eq!(comm.completed.last().unwrap().result(), TaskResult::Success);
+    assert_eq!(s.dispatched_len(), 0);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty());
+}
+
+#[test]
+fn wait_for_workers_holds_dispatch() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.set_wait_for_workers(2);
+    s.add_worker(0, cores(1.0), 0);
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty());
+    s.add_worker(1, cores(1.0), 0);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched.len(), 1);
+}

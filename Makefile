@@ -1,0 +1,44 @@
+# vine: build, demo, test, benchmark, install.
+#   make demo     build the library and run the example workflows on local workers
+#   make test     run every test (Rust, C harness + valgrind, C++/Fortran, examples, install)
+#   make bench    run the benchmarks side by side with their peers
+#   make install PREFIX=/usr/local
+#   make header   regenerate include/vine.h after changing the C API
+
+CARGO  ?= cargo
+PREFIX ?= /usr/local
+LIB    := target/release/libvine.a
+
+.PHONY: all release demo test rust-test c-test examples header bench install clean
+
+all: release
+
+release:
+	$(CARGO) build --release
+
+header:
+	VINE_UPDATE_HEADER=1 $(CARGO) build
+
+demo: release
+	$(MAKE) -C c-examples run
+
+rust-test:
+	$(CARGO) test --release
+
+c-test: release
+	$(MAKE) -C tests/c run
+
+examples: release
+	$(MAKE) -C c-examples run
+
+test: rust-test c-test examples
+
+bench: release
+	bash benches/run.sh
+
+clean:
+	$(CARGO) clean
+	-$(MAKE) -C c-examples clean
+	-$(MAKE) -C tests/c clean
+
+-include mk/install.mk

@@ -1,0 +1,265 @@
+//! Scheduling semantics on the real local pool, observed from inside the tasks
+//! (how many run at once, in which order they start), never from wall time.
+
+use std::ffi::{c_int, c_void};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use vine::ffi::vine_buffer;
+use vine::{Manager, Port, Task, TaskResult, Want};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(60));
+
+/// Shared by the test and its tasks: a gate they block on, and what they saw.
+#[derive(Default)]
+struct Probe {
+    running: AtomicUsize,
+    peak: AtomicUsize,
+    started: Mutex<Vec<u8>>,
+    open: Mutex<bool>,
+    opened: Condvar,
+    arrived: Condvar,
+}
+
+impl Probe {
+    fn open_gate(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+    fn wait_until_running(&self, n: usize) {
+        let mut g = self.started.lock().unwrap();
+        while self.running.load(Ordering::SeqCst) < n {
+            g = self.arrived.wait(g).unwrap();
+        }
+    }
+}
+
+/// Records itself, waits at the gate, records its input byte as its start order.
+unsafe extern "C" fn gated(
+    input: *const c_void,
+    len: usize,
+    out: *mut vine_buffer,
+    ctx: *mut c_void,
+) -> c_int {
+    let probe = unsafe { &*(ctx as *const Probe) };
+    let now = probe.running.fetch_add(1, Ordering::SeqCst) + 1;
+    probe.peak.fetch_max(now, Ordering::SeqCst);
+    {
+        let mut started = probe.started.lock().unwrap();
+        if len > 0 {
+            started.push(unsafe { *(input as *const u8) });
+        }
+        probe.arrived.notify_all();
+    }
+    let mut open = probe.open.lock().unwrap();
+    while !*open {
+        open = probe.opened.wait(open).unwrap();
+    }
+    drop(open);
+    probe.running.fetch_sub(1, Ordering::SeqCst);
+    unsafe { vine::ffi::function::vine_buffer_append(out, input, len) };
+    0
+}
+
+fn gated_task(probe: &Arc<Probe>, tag: u8) -> Box<Task> {
+    Task::local(gated, Arc::as_ptr(probe) as usize, &[tag])
+}
+
+fn manager(cores: f64) -> Manager {
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", cores).unwrap();
+    m
+}
+
+fn wait_all(m: &Manager, n: usize) -> Vec<Box<Task>> {
+    (0..n)
+        .map(|_| m.wait(LONG).expect("a task comes back"))
+        .collect()
+}
+
+#[test]
+fn concurrency_never_exceeds_the_local_cores() {
+    let m = manager(3.0);
+    let probe = Arc::new(Probe::default());
+    for i in 0..12 {
+        m.submit(gated_task(&probe, i)).unwrap();
+    }
+    probe.wait_until_running(3);
+    // Three are blocked at the gate; the others cannot start until one leaves.
+    let stats = m.stats().unwrap();
+    assert_eq!(stats.tasks_running, 3);
+    probe.open_gate();
+    let done = wait_all(&m, 12);
+    assert!(done.iter().all(|t| t.result() == TaskResult::Success));
+    assert_eq!(probe.peak.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn fractional_cores_run_more_tasks_at_once() {
+    let m = manager(2.0);
+    let probe = Arc::new(Probe::default());
+    for i in 0..8 {
+        let mut t = gated_task(&probe, i);
+        t.set_cores(0.25).unwrap();
+        m.submit(t).unwrap();
+    }
+    probe.wait_until_running(8);
+    probe.open_gate();
+    wait_all(&m, 8);
+    assert_eq!(probe.peak.load(Ordering::SeqCst), 8);
+}
+
+#[test]
+fn tasks_start_by_priority_then_submission_order() {
+    let m = manager(1.0);
+    m.tune("prefetch", 0.0).unwrap();
+    let probe = Arc::new(Probe::default());
+    // The first task holds the only core while the rest queue up.
+    m.submit(gated_task(&probe, 0)).unwrap();
+    probe.wait_until_running(1);
+    for (tag, prio) in [(1u8, 1.0), (2, 5.0), (3, 1.0), (4, 9.0), (5, 5.0)] {
+        let mut t = gated_task(&probe, tag);
+        t.set_priority(prio).unwrap();
+        m.submit(t).unwrap();
+    }
+    // Make sure the manager has queued them all before the core frees up.
+    while m.stats().unwrap().tasks_waiting < 5 {
+        std::thread::yield_now();
+    }
+    probe.open_gate();
+    wait_all(&m, 6);
+    assert_eq!(*probe.started.lock().unwrap(), vec![0, 4, 2, 5, 1, 3]);
+}
+
+#[test]
+fn a_request_larger_than_the_pool_is_unschedulable_without_remote_workers() {
+    let m = manager(2.0);
+    let mut t = Task::command(c"true");
+    t.set_cores(4.0).unwrap();
+    let id = m.submit(t).unwrap();
+    let back = m.wait(LONG).unwrap();
+    assert_eq!(back.id(), id);
+    assert_eq!(back.result(), TaskResult::Unschedulable);
+    let reason = back.reason().unwrap().to_str().unwrap();
+    assert!(reason.contains("4 cores"), "{reason}");
+}
+
+#[test]
+fn cancelled_tasks_come_back_cancelled_and_others_run() {
+    let m = manager(1.0);
+    m.tune("prefetch", 0.0).unwrap();
+    let probe = Arc::new(Probe::default());
+    let gate = m.submit(gated_task(&probe, 0)).unwrap();
+    probe.wait_until_running(1);
+    let a = m.submit(gated_task(&probe, 1)).unwrap();
+    let b = m.submit(gated_task(&probe, 2)).unwrap();
+    m.cancel(a).unwrap();
+    let first = m.wait_for(Want::Id(a), LONG).unwrap();
+    assert_eq!(first.result(), TaskResult::Cancelled);
+    assert!(m.cancel(a).is_err(), "already finished");
+    assert!(m.cancel(12345).is_err(), "never existed");
+    probe.open_gate();
+    let rest = wait_all(&m, 2);
+    let mut ids: Vec<_> = rest.iter().map(|t| (t.id(), t.result())).collect();
+    ids.sort_by_key(|x| x.0);
+    assert_eq!(
+        ids,
+        vec![(gate, TaskResult::Success), (b, TaskResult::Success)]
+    );
+    assert!(m.empty());
+}
+
+#[test]
+fn shutdown_returns_every_outstanding_task_once() {
+    let m = Arc::new(manager(1.0));
+    let probe = Arc::new(Probe::default());
+    let running = m.submit(gated_task(&probe, 0)).unwrap();
+    probe.wait_until_running(1);
+    let queued: Vec<_> = (1..=20)
+        .map(|i| m.submit(gated_task(&probe, i)).unwrap())
+        .collect();
+    let m2 = m.clone();
+    let shut = std::thread::spawn(move || m2.shutdown());
+    // Shutdown cancels the queued tasks at once; the running one is let finish.
+    let mut cancelled = Vec::new();
+    for _ in 0..queued.len() {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Cancelled);
+        cancelled.push(t.id());
+    }
+    cancelled.sort();
+    assert_eq!(cancelled, queued);
+    probe.open_gate();
+    assert!(shut.join().unwrap().is_ok());
+    let last = m.wait(LONG).unwrap();
+    assert_eq!((last.id(), last.result()), (running, TaskResult::Success));
+    assert!(m.wait(LONG).is_none(), "nothing is outstanding");
+    let refused = m.submit(Task::command(c"true"));
+    assert!(refused.is_err());
+}
+
+#[test]
+fn many_threads_submit_and_wait_and_every_task_returns_once() {
+    unsafe extern "C" fn echo(
+        input: *const c_void,
+        len: usize,
+        out: *mut vine_buffer,
+        _: *mut c_void,
+    ) -> c_int {
+        unsafe { vine::ffi::function::vine_buffer_append(out, input, len) }
+    }
+    vine::registry::register(c"integration_echo", echo).unwrap();
+    let m = Arc::new(manager(2.0));
+    let per_thread = 5000u32;
+    let threads: Vec<_> = (0..4u32)
+        .map(|k| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                for i in 0..per_thread {
+                    let v = k * per_thread + i;
+                    m.submit(Task::function(c"integration_echo", &v.to_le_bytes()))
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    let waiters: Vec<_> = (0..2)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut seen = Vec::new();
+                while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
+                    assert_eq!(t.result(), TaskResult::Success);
+                    seen.push(u32::from_le_bytes(t.output().try_into().unwrap()));
+                    if seen.len() as u32 == 2 * per_thread {
+                        break;
+                    }
+                }
+                seen
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let mut all: Vec<u32> = waiters
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, (0..4 * per_thread).collect::<Vec<_>>());
+    assert!(m.empty());
+}
+
+#[test]
+fn local_resources_cannot_change_under_outstanding_tasks() {
+    let m = manager(1.0);
+    let probe = Arc::new(Probe::default());
+    m.submit(gated_task(&probe, 0)).unwrap();
+    assert!(m.tune("local-cores", 4.0).is_err());
+    probe.open_gate();
+    m.wait(LONG).unwrap();
+    assert!(m.tune("local-cores", 4.0).is_ok());
+    assert_eq!(m.stats().unwrap().total.millicores, 4000);
+}
