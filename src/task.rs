@@ -194,6 +194,8 @@ pub(crate) const RETRIES_DEFAULT: u32 = u32::MAX;
 pub(crate) const FLAG_AUTOCATEGORY: u8 = 1;
 /// Task flag: cancellation was requested.
 pub(crate) const FLAG_CANCELLED: u8 = 2;
+/// Task flag: its worker started it (this attempt).
+pub(crate) const FLAG_STARTED: u8 = 4;
 
 /// One unit of work and its outcome.
 pub struct Task {
@@ -499,6 +501,7 @@ impl Task {
 
     /// Forgets the outcome of a failed attempt before it runs again.
     pub(crate) fn reset_for_retry(&mut self) {
+        self.flags &= !FLAG_STARTED;
         self.result = TaskResult::Unknown;
         self.exit_code = 0;
         self.output.clear();
@@ -510,6 +513,11 @@ impl Task {
 
     pub(crate) fn cancel_requested(&self) -> bool {
         self.flags & FLAG_CANCELLED != 0
+    }
+
+    /// True if a worker started this attempt (false: returned before it ran).
+    pub(crate) fn was_started(&self) -> bool {
+        self.flags & FLAG_STARTED != 0
     }
 }
 

@@ -66,6 +66,8 @@ pub(super) struct ManagerLoop {
     pub(super) shutdown_timeout: Duration,
     outbox: Outbox,
     shutdown: Option<Shutdown>,
+    /// Reused buffer for tasks taken from the local pool.
+    returned: Vec<Box<Task>>,
 }
 
 impl ManagerLoop {
@@ -86,21 +88,14 @@ impl ManagerLoop {
             shutdown_timeout: Duration::from_secs(30),
             outbox: Outbox::default(),
             shutdown: None,
+            returned: Vec::new(),
         }
-    }
-
-    /// How many tasks the local pool may hold beyond what it can start: by default
-    /// as many as it has whole cores, so each busy thread finds its next task there.
-    fn local_prefetch(&self) -> usize {
-        self.prefetch
-            .unwrap_or_else(|| self.local_capacity.millicores.div_ceil(1000) as usize)
     }
 
     pub(super) fn add_local_worker(&mut self) {
         if self.local_capacity.millicores > 0 {
-            let prefetch = self.local_prefetch();
             self.sched
-                .add_worker(LOCAL_WORKER, self.local_capacity, prefetch);
+                .add_worker(LOCAL_WORKER, self.local_capacity, self.prefetch);
         }
     }
 
@@ -148,6 +143,15 @@ impl ManagerLoop {
             Message::Finished { worker, task } => {
                 self.sched.finished(worker, task, &mut self.outbox)
             }
+            Message::WorkerReady { worker } => {
+                debug_assert_eq!(worker, LOCAL_WORKER);
+                let mut batch = std::mem::take(&mut self.returned);
+                self.local.take_finished(&mut batch);
+                for task in batch.drain(..) {
+                    self.sched.finished(worker, task, &mut self.outbox);
+                }
+                self.returned = batch;
+            }
             Message::Cancel { id, reply } => {
                 let found = self.sched.cancel(id, &mut self.outbox);
                 // Flush first so the caller that hears "cancelled" can wait for it.
@@ -180,7 +184,7 @@ impl ManagerLoop {
             Setting::ShutdownTimeout(s) => self.shutdown_timeout = Duration::from_secs_f64(s),
             Setting::Prefetch(n) => {
                 self.prefetch = Some(n);
-                self.sched.set_prefetch(LOCAL_WORKER, n);
+                self.sched.set_prefetch(LOCAL_WORKER, Some(n));
             }
             Setting::LocalCores(_)
             | Setting::LocalMemory(_)

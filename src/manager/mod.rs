@@ -30,6 +30,11 @@ use crate::worker::local::LocalPool;
 pub enum Message {
     /// A new task.
     Submit(Box<Task>),
+    /// A worker has finished tasks waiting to be taken (the local pool's outbox).
+    WorkerReady {
+        /// Which worker.
+        worker: WorkerId,
+    },
     /// A worker returns a task, run or not.
     Finished {
         /// Which worker.

@@ -40,6 +40,14 @@ pub trait Comm {
 /// How many passed-over tasks one scheduling round looks past.
 const PASS_OVER_LIMIT: usize = 64;
 
+/// With automatic prefetch, a worker holds about this much work (in microseconds
+/// of its measured task durations) beyond what it runs: enough that tiny tasks are
+/// handed over in batches, little enough that a later task of higher priority waits
+/// behind at most this long.
+const PREFETCH_HORIZON_US: f64 = 1000.0;
+/// The most tasks automatic prefetch lets a worker hold beyond what it runs.
+const PREFETCH_MAX: usize = 4096;
+
 struct Ready {
     priority: f64,
     seq: u64,
@@ -68,8 +76,12 @@ impl Ord for Ready {
 struct WorkerEntry {
     id: WorkerId,
     model: SlotQueue<TaskId>,
+    /// Fixed prefetch, or None for automatic.
+    fixed_prefetch: Option<usize>,
     prefetch: usize,
     assigned: usize,
+    /// Moving average of task run times on this worker, microseconds.
+    avg_run_us: Option<f64>,
 }
 
 impl WorkerEntry {
@@ -77,6 +89,33 @@ impl WorkerEntry {
         let waiting = self.model.waiting_len();
         waiting < self.prefetch
             || (waiting == 0 && self.model.in_use().millicores < self.model.capacity().millicores)
+    }
+
+    fn slots(&self) -> usize {
+        self.model.capacity().millicores.div_ceil(1000).max(1) as usize
+    }
+
+    /// Learns from a task that ran for `us` microseconds and re-derives the
+    /// automatic prefetch.
+    fn observe_run(&mut self, us: f64) {
+        let avg = match self.avg_run_us {
+            Some(a) => a + (us - a) / 16.0,
+            None => us,
+        };
+        self.avg_run_us = Some(avg);
+        self.refresh_prefetch();
+    }
+
+    fn refresh_prefetch(&mut self) {
+        let slots = self.slots();
+        self.prefetch = match (self.fixed_prefetch, self.avg_run_us) {
+            (Some(n), _) => n,
+            (None, None) => slots,
+            (None, Some(avg)) => {
+                let depth = PREFETCH_HORIZON_US * slots as f64 / avg.max(0.1);
+                (depth as usize).clamp(slots, PREFETCH_MAX.max(slots))
+            }
+        };
     }
 }
 
@@ -149,21 +188,27 @@ impl Scheduler {
         self.wait_for_workers = n;
     }
 
-    /// Changes how many tasks a worker may hold beyond what it can start.
-    pub fn set_prefetch(&mut self, worker: WorkerId, prefetch: usize) {
+    /// Changes how many tasks a worker may hold beyond what it can start: a fixed
+    /// number, or None to derive it from the worker's measured task durations.
+    pub fn set_prefetch(&mut self, worker: WorkerId, prefetch: Option<usize>) {
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
-            w.prefetch = prefetch;
+            w.fixed_prefetch = prefetch;
+            w.refresh_prefetch();
         }
     }
 
-    /// A worker with `capacity` joins.
-    pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, prefetch: usize) {
-        self.workers.push(WorkerEntry {
+    /// A worker with `capacity` joins; `prefetch` as in [`Scheduler::set_prefetch`].
+    pub fn add_worker(&mut self, id: WorkerId, capacity: Resources, prefetch: Option<usize>) {
+        let mut w = WorkerEntry {
             id,
             model: SlotQueue::new(capacity),
-            prefetch,
+            fixed_prefetch: prefetch,
+            prefetch: 0,
             assigned: 0,
-        });
+            avg_run_us: None,
+        };
+        w.refresh_prefetch();
+        self.workers.push(w);
     }
 
     /// A worker left; `tasks` are those it held, which run again elsewhere or, out
@@ -309,14 +354,22 @@ impl Scheduler {
         }
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
-            let id = task.id;
-            if w.model
-                .remove_waiting(|&t| t == id, &mut self.scratch)
-                .is_none()
-            {
+            // A task its worker started holds resources; one returned unstarted
+            // (cancelled) is still in the worker's queue.
+            if task.was_started() {
                 w.model.release(task.request, &mut self.scratch);
+            } else {
+                let id = task.id;
+                let removed = w.model.remove_waiting(|&t| t == id, &mut self.scratch);
+                debug_assert!(
+                    removed.is_some(),
+                    "task {id} was neither started nor waiting"
+                );
             }
             w.assigned -= 1;
+            if task.times.started > 0 && task.times.done >= task.times.started {
+                w.observe_run((task.times.done - task.times.started) as f64);
+            }
         }
         match task.result {
             _ if task.cancel_requested() => {
@@ -476,7 +529,7 @@ impl Scheduler {
     pub fn total_slots(&self) -> u64 {
         self.workers
             .iter()
-            .map(|w| w.model.capacity().millicores.div_ceil(1000) + w.prefetch as u64)
+            .map(|w| (w.slots() + w.prefetch) as u64)
             .sum()
     }
 }

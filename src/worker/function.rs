@@ -41,15 +41,15 @@ pub fn run(task: &mut Task, gpus: &[u32]) {
     if !gpus.is_empty() {
         CURRENT_GPUS.with(|g| g.borrow_mut().extend_from_slice(gpus));
     }
-    let start = Instant::now();
+    let time_max = task.time_max();
+    let start = (time_max > 0.0).then(Instant::now);
     let (rc, output) = crate::ffi::callback::call_task_function(func, input.as_slice(), context);
-    let elapsed = start.elapsed().as_secs_f64();
+    let elapsed = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
     if !gpus.is_empty() {
         CURRENT_GPUS.with(|g| g.borrow_mut().clear());
     }
     task.output = output;
     task.exit_code = rc;
-    let time_max = task.time_max();
     if time_max > 0.0 && elapsed > time_max {
         let reason = format!("ran {elapsed:.3} s, past its time_max of {time_max} s");
         task.finish(TaskResult::MaxWallTime, Some(reason));

@@ -10,14 +10,14 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 
 use crate::idmap::IdMap;
 use crate::manager::Message;
 use crate::resources::Resources;
-use crate::task::{now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED};
+use crate::task::{now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_STARTED};
 use crate::worker::command::CommandEnv;
 use crate::worker::process::RunControl;
 use crate::worker::slots::SlotQueue;
@@ -44,6 +44,10 @@ struct State {
     threads: usize,
     stopping: bool,
     handles: Vec<JoinHandle<()>>,
+    /// Finished tasks not yet taken by the manager.
+    outbox: Vec<Box<Task>>,
+    /// The manager was told the outbox has tasks and has not taken them yet.
+    notified: bool,
 }
 
 struct Shared {
@@ -59,6 +63,20 @@ impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn notify_manager(&self) {
+        let _ = self.events.send(Message::WorkerReady {
+            worker: self.worker_id,
+        });
+    }
+}
+
+/// Puts a finished task in the outbox; true if the manager must be woken for it.
+/// While the manager has not emptied the outbox, more tasks join it silently, so
+/// a busy pool wakes the manager once per batch, not once per task.
+fn deliver(st: &mut State, task: Box<Task>) -> bool {
+    st.outbox.push(task);
+    !std::mem::replace(&mut st.notified, true)
 }
 
 /// The pool of local worker threads.
@@ -86,6 +104,8 @@ impl LocalPool {
                     threads: 0,
                     stopping: false,
                     handles: Vec::new(),
+                    outbox: Vec::new(),
+                    notified: false,
                 }),
                 work: Condvar::new(),
                 exited: Condvar::new(),
@@ -160,10 +180,20 @@ impl LocalPool {
     }
 
     fn send_back(&self, task: Box<Task>) {
-        let _ = self.shared.events.send(Message::Finished {
-            worker: self.shared.worker_id,
-            task,
-        });
+        let mut st = self.shared.lock();
+        let wake = deliver(&mut st, task);
+        drop(st);
+        if wake {
+            self.shared.notify_manager();
+        }
+    }
+
+    /// Moves the finished tasks into `out`; the next finished task wakes the
+    /// manager again.
+    pub fn take_finished(&self, out: &mut Vec<Box<Task>>) {
+        let mut st = self.shared.lock();
+        std::mem::swap(&mut st.outbox, out);
+        st.notified = false;
     }
 
     fn make_startable(st: &mut State, started: &mut Vec<(Resources, Box<Task>)>) {
@@ -264,12 +294,11 @@ fn thread_main(shared: Arc<Shared>) {
                     shared.work.notify_one();
                 }
             }
-            drop(st);
-            let _ = shared.events.send(Message::Finished {
-                worker: shared.worker_id,
-                task,
-            });
-            st = shared.lock();
+            if deliver(&mut st, task) {
+                drop(st);
+                shared.notify_manager();
+                st = shared.lock();
+            }
         } else if st.stopping {
             st.idle -= 1;
             st.threads -= 1;
@@ -285,8 +314,8 @@ fn thread_main(shared: Arc<Shared>) {
 
 /// Runs one task on this thread; a panic inside the library fails only the task.
 fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared) {
+    task.flags |= FLAG_STARTED;
     task.times.started = now_us();
-    let begin = Instant::now();
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
         _ => crate::worker::function::run(task, gpus),
@@ -297,9 +326,8 @@ fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared)
             Some("internal error while running the task".into()),
         );
     }
-    let took = begin.elapsed().min(Duration::from_secs(1 << 40));
-    task.times.execute += took.as_micros() as i64;
     task.times.done = now_us();
+    task.times.execute += (task.times.done - task.times.started).max(0);
     if control.is_cancelled() {
         task.flags |= FLAG_CANCELLED;
     }

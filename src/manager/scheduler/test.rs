@@ -33,7 +33,9 @@ impl TestComm {
             .iter()
             .position(|(_, t)| t.id == id)
             .expect("dispatched");
-        self.dispatched.remove(at)
+        let (w, mut t) = self.dispatched.remove(at);
+        t.flags |= crate::task::FLAG_STARTED;
+        (w, t)
     }
 }
 
@@ -64,7 +66,7 @@ fn finish_ok(s: &mut Scheduler, comm: &mut TestComm, id: TaskId) {
 fn higher_priority_first_and_fifo_among_equals() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     for (id, prio) in [(1, 0.0), (2, 5.0), (3, 0.0), (4, 5.0), (5, 9.0)] {
         s.submit(task(id, prio, 1.0), &mut comm);
     }
@@ -84,7 +86,7 @@ fn higher_priority_first_and_fifo_among_equals() {
 fn fractional_cores_pack_onto_one_worker() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(2.0), 0);
+    s.add_worker(0, cores(2.0), Some(0));
     for id in 1..=10 {
         s.submit(task(id, 0.0, 0.25), &mut comm);
     }
@@ -108,7 +110,7 @@ fn memory_and_gpus_limit_packing_too() {
         disk_mb: 0,
         gpus: 2,
     };
-    s.add_worker(0, cap, 0);
+    s.add_worker(0, cap, Some(0));
     for id in 1..=3 {
         let mut t = task(id, 0.0, 1.0);
         t.set_memory(400).unwrap();
@@ -129,7 +131,7 @@ fn memory_and_gpus_limit_packing_too() {
 fn a_task_that_can_never_fit_is_unschedulable_at_once() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(2.0), 0);
+    s.add_worker(0, cores(2.0), Some(0));
     s.submit(task(1, 0.0, 3.0), &mut comm);
     assert_eq!(comm.completed.len(), 1);
     assert_eq!(comm.completed[0].result(), TaskResult::Unschedulable);
@@ -137,11 +139,11 @@ fn a_task_that_can_never_fit_is_unschedulable_at_once() {
     // With remote workers allowed, it waits for one that fits.
     let mut s = Scheduler::new(true);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(2.0), 0);
+    s.add_worker(0, cores(2.0), Some(0));
     s.submit(task(1, 0.0, 3.0), &mut comm);
     s.schedule(&mut comm);
     assert!(comm.completed.is_empty() && comm.dispatched.is_empty());
-    s.add_worker(1, cores(4.0), 0);
+    s.add_worker(1, cores(4.0), Some(0));
     s.schedule(&mut comm);
     assert_eq!(comm.dispatched[0].0, 1);
 }
@@ -158,7 +160,7 @@ fn no_workers_and_none_allowed_is_unschedulable() {
 fn prefetch_gives_a_busy_worker_its_next_tasks() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(2.0), 2);
+    s.add_worker(0, cores(2.0), Some(2));
     for id in 1..=10 {
         s.submit(task(id, 0.0, 1.0), &mut comm);
     }
@@ -178,7 +180,7 @@ fn prefetch_gives_a_busy_worker_its_next_tasks() {
 fn a_failure_not_the_tasks_own_is_retried_then_reported() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     let mut t = task(1, 0.0, 1.0);
     t.set_retries(2).unwrap();
     s.submit(t, &mut comm);
@@ -203,7 +205,7 @@ fn a_failure_not_the_tasks_own_is_retried_then_reported() {
 fn the_tasks_own_failure_is_not_retried() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     s.submit(task(1, 0.0, 1.0), &mut comm);
     s.schedule(&mut comm);
     let (w, mut t) = comm.take(1);
@@ -217,7 +219,7 @@ fn the_tasks_own_failure_is_not_retried() {
 fn a_lost_worker_s_tasks_run_elsewhere_then_are_forsaken() {
     let mut s = Scheduler::new(true);
     let mut comm = TestComm::default();
-    s.add_worker(1, cores(1.0), 0);
+    s.add_worker(1, cores(1.0), Some(0));
     let mut t = task(1, 0.0, 1.0);
     t.set_retries(1).unwrap();
     s.submit(t, &mut comm);
@@ -225,7 +227,7 @@ fn a_lost_worker_s_tasks_run_elsewhere_then_are_forsaken() {
     let (_, t) = comm.take(1);
     s.remove_worker(1, vec![t], &mut comm);
     assert!(comm.completed.is_empty(), "re-queued, not lost");
-    s.add_worker(2, cores(1.0), 0);
+    s.add_worker(2, cores(1.0), Some(0));
     s.schedule(&mut comm);
     let (w, t) = comm.take(1);
     assert_eq!(w, 2);
@@ -238,7 +240,7 @@ fn a_lost_worker_s_tasks_run_elsewhere_then_are_forsaken() {
 fn cancel_waiting_and_running_tasks() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     s.submit(task(1, 0.0, 1.0), &mut comm);
     s.submit(task(2, 0.0, 1.0), &mut comm);
     s.schedule(&mut comm);
@@ -260,7 +262,7 @@ fn cancel_waiting_and_running_tasks() {
 fn shutdown_cancels_waiting_tasks_and_later_submissions() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     for id in 1..=4 {
         s.submit(task(id, id as f64, 1.0), &mut comm);
     }
@@ -290,11 +292,64 @@ fn wait_for_workers_holds_dispatch() {
     let mut s = Scheduler::new(true);
     let mut comm = TestComm::default();
     s.set_wait_for_workers(2);
-    s.add_worker(0, cores(1.0), 0);
+    s.add_worker(0, cores(1.0), Some(0));
     s.submit(task(1, 0.0, 1.0), &mut comm);
     s.schedule(&mut comm);
     assert!(comm.dispatched.is_empty());
-    s.add_worker(1, cores(1.0), 0);
+    s.add_worker(1, cores(1.0), Some(0));
     s.schedule(&mut comm);
     assert_eq!(comm.dispatched.len(), 1);
+}
+
+#[test]
+fn automatic_prefetch_deepens_for_short_tasks_and_stays_shallow_for_long_ones() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), None);
+    for id in 1..=5000 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    // Nothing measured yet: as many waiting as the worker has cores.
+    assert_eq!(comm.dispatched.len(), 4);
+    let run = |comm: &mut TestComm, s: &mut Scheduler, us: i64| {
+        let id = comm.dispatched[0].1.id;
+        let (w, mut t) = comm.take(id);
+        t.times.started = 1_000_000;
+        t.times.done = 1_000_000 + us;
+        t.finish(TaskResult::Success, None);
+        s.finished(w, t, comm);
+        s.schedule(comm);
+    };
+    for _ in 0..64 {
+        run(&mut comm, &mut s, 2);
+    }
+    let deep = comm.dispatched.len();
+    assert!(deep > 100, "2 us tasks are prefetched deeply: {deep}");
+    for _ in 0..2000 {
+        run(&mut comm, &mut s, 1_000_000);
+    }
+    let shallow = comm.dispatched.len();
+    assert_eq!(shallow, 4, "1 s tasks: only one per core waits");
+}
+
+#[test]
+fn a_task_returned_unstarted_frees_its_place_in_the_worker_queue() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(1));
+    for id in 1..=3 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1, 2]);
+    // The worker gives back task 2 before starting it (a cancel).
+    assert!(s.cancel(2, &mut comm));
+    let at = comm.dispatched.iter().position(|(_, t)| t.id == 2).unwrap();
+    let (w, mut t) = comm.dispatched.remove(at);
+    t.flags |= crate::task::FLAG_CANCELLED;
+    s.finished(w, t, &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1, 3]);
+    assert_eq!(s.stats().tasks_running, 1);
 }
