@@ -16,6 +16,7 @@ pub mod manager;
 pub mod payload;
 pub mod registry;
 pub mod resources;
+mod spin;
 pub mod task;
 pub mod worker;
 

@@ -102,9 +102,12 @@ impl ManagerLoop {
     pub(super) fn run(mut self) {
         loop {
             let deadline = self.shutdown.as_ref().map(|s| s.deadline);
-            let first = match deadline {
-                Some(d) => self.rx.recv_deadline(d),
-                None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            let first = match self.spin_for_message() {
+                Some(msg) => Ok(msg),
+                None => match deadline {
+                    Some(d) => self.rx.recv_deadline(d),
+                    None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                },
             };
             match first {
                 Ok(msg) => {
@@ -130,6 +133,17 @@ impl ManagerLoop {
                 return;
             }
         }
+    }
+
+    /// Before sleeping, watches the channel for a short while if a local core is
+    /// idle: a caller waiting on one task at a time then gets its next submission
+    /// and its task's completion handled without two thread wake-ups. With every
+    /// core busy it does not spin, so it never takes CPU from running tasks.
+    fn spin_for_message(&mut self) -> Option<Message> {
+        if !self.sched.has_idle_core(LOCAL_WORKER) {
+            return None;
+        }
+        crate::spin::spin_until(|| self.rx.try_recv().ok())
     }
 
     fn handle(&mut self, msg: Message) {

@@ -489,6 +489,13 @@ impl Scheduler {
         self.dispatched.contains_key(&id) || self.ready.iter().any(|e| e.task.id == id)
     }
 
+    /// True if `worker` has at least one whole core that no running task holds.
+    pub fn has_idle_core(&self, worker: WorkerId) -> bool {
+        self.workers.iter().any(|w| {
+            w.id == worker && w.model.in_use().millicores + 1000 <= w.model.capacity().millicores
+        })
+    }
+
     /// Tasks on workers.
     pub fn dispatched_len(&self) -> usize {
         self.dispatched.len()

@@ -48,10 +48,14 @@ struct State {
     outbox: Vec<Box<Task>>,
     /// The manager was told the outbox has tasks and has not taken them yet.
     notified: bool,
+    /// A thread is spinning for work (at most one does).
+    spinning: bool,
 }
 
 struct Shared {
     state: Mutex<State>,
+    /// Bumped whenever tasks become startable: what a spinning thread watches.
+    handed: std::sync::atomic::AtomicU64,
     work: Condvar,
     exited: Condvar,
     events: Sender<Message>,
@@ -106,7 +110,9 @@ impl LocalPool {
                     handles: Vec::new(),
                     outbox: Vec::new(),
                     notified: false,
+                    spinning: false,
                 }),
+                handed: std::sync::atomic::AtomicU64::new(0),
                 work: Condvar::new(),
                 exited: Condvar::new(),
                 events,
@@ -206,6 +212,11 @@ impl LocalPool {
 
     fn wake_or_spawn(shared: &Arc<Shared>, st: &mut State) {
         let want = st.startable.len();
+        if want > 0 {
+            shared
+                .handed
+                .fetch_add(1, std::sync::atomic::Ordering::Release);
+        }
         let wake = want.min(st.sleeping);
         for _ in 0..wake {
             shared.work.notify_one();
@@ -304,12 +315,32 @@ fn thread_main(shared: Arc<Shared>) {
             st.threads -= 1;
             shared.exited.notify_all();
             return;
+        } else if !st.spinning {
+            // One idle thread looks for work for a moment before sleeping, so a
+            // task handed over right after this one finished starts without a
+            // wake-up. An idle thread means an idle core, so this costs no work.
+            st.spinning = true;
+            let seen = shared.handed.load(std::sync::atomic::Ordering::Acquire);
+            drop(st);
+            crate::spin::spin_until(|| {
+                (shared.handed.load(std::sync::atomic::Ordering::Acquire) != seen).then_some(())
+            });
+            st = shared.lock();
+            st.spinning = false;
+            if st.startable.is_empty() && !st.stopping {
+                st = sleep(&shared, st);
+            }
         } else {
-            st.sleeping += 1;
-            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
-            st.sleeping -= 1;
+            st = sleep(&shared, st);
         }
     }
+}
+
+fn sleep<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    st.sleeping += 1;
+    st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+    st.sleeping -= 1;
+    st
 }
 
 /// Runs one task on this thread; a panic inside the library fails only the task.
