@@ -110,7 +110,9 @@ pub fn supervise(
     control: &RunControl,
 ) -> std::io::Result<(Ending, Captured)> {
     let pid = child.id() as i32;
-    let pidfd = pidfd_open(pid)?;
+    // Without pidfds (old kernels, tools that trace system calls) the exit is
+    // noticed by checking every EXIT_CHECK_MS instead.
+    let pidfd = pidfd_open(pid).ok();
     let out_fd = output.as_raw_fd();
     set_nonblocking(out_fd);
     let mut captured = Captured::default();
@@ -118,30 +120,32 @@ pub fn supervise(
     let mut pipe_open = true;
     let mut timed_out = false;
     let status = loop {
+        let mut timeout_ms = match deadline {
+            Some(d) if !timed_out => {
+                let left = d.saturating_duration_since(Instant::now());
+                let ms = left.as_millis().min(i32::MAX as u128 - 1) as i32;
+                ms + i32::from(left.subsec_micros() % 1000 != 0)
+            }
+            _ => -1,
+        };
+        if pidfd.is_none() && (timeout_ms < 0 || timeout_ms > EXIT_CHECK_MS) {
+            timeout_ms = EXIT_CHECK_MS;
+        }
         let mut fds = [
             libc::pollfd {
-                fd: pidfd.as_raw_fd(),
+                fd: if pipe_open { out_fd } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             },
             libc::pollfd {
-                fd: out_fd,
+                fd: pidfd.as_ref().map_or(-1, |f| f.as_raw_fd()),
                 events: libc::POLLIN,
                 revents: 0,
             },
         ];
-        let nfds = if pipe_open { 2 } else { 1 };
-        let timeout_ms = match deadline {
-            Some(_) if timed_out => -1,
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                left.as_millis().min(i32::MAX as u128) as i32
-                    + i32::from(left.subsec_micros() % 1000 != 0)
-            }
-            None => -1,
-        };
-        // SAFETY: `fds` is a valid array of `nfds` pollfd structs for the call's duration.
-        let rc = unsafe { libc::poll(fds.as_mut_ptr(), nfds as libc::nfds_t, timeout_ms) };
+        // SAFETY: `fds` is a valid array of 2 pollfd structs for the call's duration;
+        // poll ignores entries whose fd is negative.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, timeout_ms) };
         if rc < 0 {
             let err = std::io::Error::last_os_error();
             if err.kind() == std::io::ErrorKind::Interrupted {
@@ -151,13 +155,17 @@ pub fn supervise(
             let _ = child.wait();
             return Err(err);
         }
-        if pipe_open && fds[1].revents != 0 {
+        if pipe_open && fds[0].revents != 0 {
             pipe_open = drain(&mut output, &mut buf, &mut captured, cap);
         }
-        if fds[0].revents != 0 {
-            break child.wait()?;
+        if pidfd.is_some() {
+            if fds[1].revents != 0 {
+                break child.wait()?;
+            }
+        } else if let Some(status) = child.try_wait()? {
+            break status;
         }
-        if rc == 0 && !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
+        if !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
             kill_group(pid);
         }
@@ -172,8 +180,8 @@ pub fn supervise(
             events: libc::POLLIN,
             revents: 0,
         }];
-        // SAFETY: as above, one valid pollfd. A short bound: a process that escaped
-        // the group could hold the pipe open forever.
+        // SAFETY: one valid pollfd. A short bound: a process that escaped the group
+        // could hold the pipe open forever.
         let rc = unsafe { libc::poll(fds.as_mut_ptr(), 1, 100) };
         if rc <= 0 {
             break;
@@ -189,6 +197,9 @@ pub fn supervise(
     };
     Ok((ending, captured))
 }
+
+/// Without a pidfd, how often (ms) the child's exit is checked.
+const EXIT_CHECK_MS: i32 = 20;
 
 /// Reads what is available; false at end of file.
 fn drain(
