@@ -50,6 +50,12 @@
 // `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
 #define VINE_WAIT_FOREVER -1
 
+// The protocol version; both ends must speak the same.
+#define VERSION 1
+
+// The largest payload accepted.
+#define MAX_FRAME (256 << 20)
+
 // A bundle of cores, memory, disk and gpus.
 typedef struct Resources Resources;
 
@@ -70,6 +76,26 @@ typedef struct vine_manager vine_manager;
 // until `vine_wait` returns it, then to the caller again until `vine_task_delete`.
 // One thread at a time may use a task.
 typedef struct vine_task vine_task;
+
+// How long a worker keeps a file (`VINE_CACHE_LEVEL_*`).
+typedef int vine_cache_level_t;
+
+// Flags of a declared file (`VINE_PEER_NOSHARE`, `VINE_UNLINK_WHEN_DONE`), or-ed.
+typedef int vine_file_flags_t;
+
+// Flags of a file attached to a task (`VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_*`), or-ed.
+typedef int vine_mount_flags_t;
+
+// A task function. Reads `input_len` bytes at `input` (not NULL even when empty),
+// appends its result to `output` with `vine_buffer_append`, and returns 0 on
+// success; any other value is the task's exit code and the task ends
+// `VINE_RESULT_FUNCTION_ERROR` (output kept). `context` is NULL for registered
+// functions and the caller's pointer for `vine_task_create_local`.
+//
+// It runs on a worker thread, possibly many at once: it must be thread-safe. It may
+// create and submit tasks to a manager, but must not wait for them (every worker
+// thread could end up waiting), nor shut down or delete the manager.
+typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
 
 // Counters and gauges of a manager, filled by `vine_get_stats`.
 typedef struct vine_stats {
@@ -107,34 +133,18 @@ typedef struct vine_stats {
   int64_t committed_disk;
   // Gpus held by running tasks.
   int64_t committed_gpus;
+  // Bytes of input files sent to remote workers (a cached file is sent once).
+  int64_t bytes_sent;
+  // Bytes of output files received from remote workers.
+  int64_t bytes_received;
 } vine_stats;
 
 // How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
 // numbers, so ported code that compares them keeps working.
 typedef int vine_result_t;
 
-// A task function. Reads `input_len` bytes at `input` (not NULL even when empty),
-// appends its result to `output` with `vine_buffer_append`, and returns 0 on
-// success; any other value is the task's exit code and the task ends
-// `VINE_RESULT_FUNCTION_ERROR` (output kept). `context` is NULL for registered
-// functions and the caller's pointer for `vine_task_create_local`.
-//
-// It runs on a worker thread, possibly many at once: it must be thread-safe. It may
-// create and submit tasks to a manager, but must not wait for them (every worker
-// thread could end up waiting), nor shut down or delete the manager.
-typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
-
 // Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
 typedef int vine_exec_mode_t;
-
-// How long a worker keeps a file (`VINE_CACHE_LEVEL_*`).
-typedef int vine_cache_level_t;
-
-// Flags of a declared file (`VINE_PEER_NOSHARE`, `VINE_UNLINK_WHEN_DONE`), or-ed.
-typedef int vine_file_flags_t;
-
-// Flags of a file attached to a task (`VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_*`), or-ed.
-typedef int vine_mount_flags_t;
 
 // A negative error code returned by a failing call (`VINE_ERROR_*`), or `VINE_OK`.
 typedef int vine_error_t;
@@ -261,6 +271,75 @@ typedef int vine_error_t;
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+// Declares the file (or directory) at `path` on this machine, as an input to
+// copy into sandboxes or an output to write back. It need not exist yet. `cache`
+// is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
+// The manager owns the returned file (valid until `vine_delete`); NULL on error.
+struct vine_file *vine_declare_file(struct vine_manager *m, const char *path, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Declares an in-memory file holding a copy of `len` bytes at `data` (NULL allowed
+// when `len` is 0). As an input it is written into the sandbox; as an output it
+// receives what the task wrote (read it with `vine_fetch_file`). Owned by the
+// manager; NULL on error.
+struct vine_file *vine_declare_buffer(struct vine_manager *m, const void *data, size_t len, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Declares a temp: an output that stays where the task that made it ran, for
+// later tasks to use as an input, fetched only by `vine_fetch_file`. Owned by the
+// manager; NULL on error.
+struct vine_file *vine_declare_temp(struct vine_manager *m);
+
+// Attaches `f` as an input of command task `t`, placed in its sandbox as
+// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
+// `flags`: or-ed `VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`.
+// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
+// Returns 0 or a negative error.
+int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
+
+// Attaches `f` as an output of command task `t`: after the command, the sandbox's
+// `remote_name` is moved to the file's path, read into the buffer, or kept as the
+// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
+// Returns 0 or a negative error.
+int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
+
+// The current contents of a buffer, temp or file, NUL-terminated (the size, which
+// excludes the NUL, from `vine_file_size`). The memory belongs to the file and stays
+// valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet).
+const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
+
+// The size in bytes of what the file holds now (0 if unknown, and on error).
+size_t vine_file_size(struct vine_file *f);
+
+// Registers `fn` as `name` in this process, so tasks created with
+// `vine_task_create_function(name, ...)` can run here. Every process that may run
+// such tasks (this one, and workers started from the same program or library)
+// registers the same names. Registering the same pair again is harmless; the name
+// with a different pointer returns `VINE_ERROR_DUPLICATE_FUNCTION`. Thread-safe.
+int vine_register_function(const char *name, vine_function_t func);
+
+// Appends `len` bytes at `data` to a task's output. Only valid on the `output`
+// a task function was given, during that call. Returns 0 or a negative error
+// (NULL buffer, NULL data with `len` > 0).
+int vine_buffer_append(struct vine_buffer *out, const void *data, size_t len);
+
+// From inside a task function: writes up to `max` of the task's gpu device ids to
+// `ids` and returns how many the task has (which may exceed `max`). 0 outside a
+// task or for a task without gpus; a negative error if `ids` is NULL with `max` > 0.
+int vine_task_gpu_ids(int *ids, int max);
+
+// Makes this program a worker: `./app --vine-worker HOST PORT [options]` with the
+// options of `vine_worker` (`--password FILE`, `--cores N`, `--memory MB`,
+// `--disk MB`, `--gpus N`, `--library LIB.so`, `--timeout S`, `--workdir DIR`;
+// `--vine-worker` itself is optional). Register the program's functions before
+// calling it: the worker runs those, so an SPMD code started by `srun` or `mpirun`
+// serves its own functions. A library given with `--library` exports
+// `int vine_register_functions(int (*register_function)(const char *, vine_function_t))`
+// and calls `register_function` for each of its functions.
+//
+// Returns 0 when the manager tells the worker to exit, 1 when no manager could be
+// reached or authenticated within `--timeout` (default 900 s), 2 for a bad command
+// line (the reason on standard error).
+int vine_worker_main(int argc, const char *const *argv);
 
 // Creates a manager and starts its thread and its local worker threads.
 //
@@ -509,61 +588,6 @@ const char *vine_task_get_reason(const struct vine_task *t);
 // beyond the first), `"cores"`, `"memory"`, `"disk"`, `"gpus"` (as requested; cores
 // in thousandths). A negative `vine_error_t` for an unknown name or a bad task.
 int64_t vine_task_get_metric(const struct vine_task *t, const char *name);
-
-// Declares the file (or directory) at `path` on this machine, as an input to
-// copy into sandboxes or an output to write back. It need not exist yet. `cache`
-// is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
-// The manager owns the returned file (valid until `vine_delete`); NULL on error.
-struct vine_file *vine_declare_file(struct vine_manager *m, const char *path, vine_cache_level_t cache, vine_file_flags_t flags);
-
-// Declares an in-memory file holding a copy of `len` bytes at `data` (NULL allowed
-// when `len` is 0). As an input it is written into the sandbox; as an output it
-// receives what the task wrote (read it with `vine_fetch_file`). Owned by the
-// manager; NULL on error.
-struct vine_file *vine_declare_buffer(struct vine_manager *m, const void *data, size_t len, vine_cache_level_t cache, vine_file_flags_t flags);
-
-// Declares a temp: an output that stays where the task that made it ran, for
-// later tasks to use as an input, fetched only by `vine_fetch_file`. Owned by the
-// manager; NULL on error.
-struct vine_file *vine_declare_temp(struct vine_manager *m);
-
-// Attaches `f` as an input of command task `t`, placed in its sandbox as
-// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
-// `flags`: or-ed `VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`.
-// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
-// Returns 0 or a negative error.
-int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
-
-// Attaches `f` as an output of command task `t`: after the command, the sandbox's
-// `remote_name` is moved to the file's path, read into the buffer, or kept as the
-// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
-// Returns 0 or a negative error.
-int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
-
-// The current contents of a buffer, temp or file, NUL-terminated (the size, which
-// excludes the NUL, from `vine_file_size`). The memory belongs to the file and stays
-// valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet).
-const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
-
-// The size in bytes of what the file holds now (0 if unknown, and on error).
-size_t vine_file_size(struct vine_file *f);
-
-// Registers `fn` as `name` in this process, so tasks created with
-// `vine_task_create_function(name, ...)` can run here. Every process that may run
-// such tasks (this one, and workers started from the same program or library)
-// registers the same names. Registering the same pair again is harmless; the name
-// with a different pointer returns `VINE_ERROR_DUPLICATE_FUNCTION`. Thread-safe.
-int vine_register_function(const char *name, vine_function_t func);
-
-// Appends `len` bytes at `data` to a task's output. Only valid on the `output`
-// a task function was given, during that call. Returns 0 or a negative error
-// (NULL buffer, NULL data with `len` > 0).
-int vine_buffer_append(struct vine_buffer *out, const void *data, size_t len);
-
-// From inside a task function: writes up to `max` of the task's gpu device ids to
-// `ids` and returns how many the task has (which may exceed `max`). 0 outside a
-// task or for a task without gpus; a negative error if `ids` is NULL with `max` > 0.
-int vine_task_gpu_ids(int *ids, int max);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -64,3 +64,11 @@ pub(crate) fn lookup_for_task(name: &CStr) -> (Arc<CStr>, Option<FunctionPtr>) {
         None => (Arc::from(name), None),
     }
 }
+
+/// Every registered name (what a worker tells its manager it can run).
+pub fn names() -> Vec<String> {
+    let reg = registry().read().unwrap_or_else(|p| p.into_inner());
+    reg.values()
+        .map(|e| e.name.to_string_lossy().into_owned())
+        .collect()
+}

@@ -33,7 +33,7 @@ impl Resources {
     /// Converts a core count given by a user into thousandths, refusing values
     /// that are not finite, negative, or not a multiple of 0.001.
     pub fn millicores_from(cores: f64, allow_zero: bool) -> Result<u64> {
-        if !cores.is_finite() || cores < 0.0 || cores > 1.0e9 {
+        if !cores.is_finite() || !(0.0..=1.0e9).contains(&cores) {
             return Err(Error::invalid(format!(
                 "cores must be a finite, non-negative number, not {cores}"
             )));

@@ -21,7 +21,7 @@ pub fn spin_until<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
             std::hint::spin_loop();
         }
         round += 1;
-        if round % 4 == 0 {
+        if round.is_multiple_of(4) {
             if start.elapsed() >= BUDGET {
                 return None;
             }

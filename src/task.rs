@@ -185,6 +185,9 @@ pub struct Extra {
     pub stdout: Option<CString>,
     /// Why it failed, one sentence.
     pub reason: Option<CString>,
+    /// Set when a worker refused the task as sent (e.g. a file name escaping the
+    /// sandbox): it is reported failed without running.
+    pub refused: Option<String>,
 }
 
 /// Sentinel for "use the manager's max-retries".
@@ -541,6 +544,18 @@ pub(crate) fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.id)
+            .field("category", &self.category())
+            .field("request", &self.request)
+            .field("result", &self.result)
+            .field("exit_code", &self.exit_code)
+            .finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -587,17 +602,5 @@ mod test {
         assert_eq!(f.category(), c"some_function");
         f.set_category(c"mine").unwrap();
         assert_eq!(f.category(), c"mine");
-    }
-}
-
-impl std::fmt::Debug for Task {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Task")
-            .field("id", &self.id)
-            .field("category", &self.category())
-            .field("request", &self.request)
-            .field("result", &self.result)
-            .field("exit_code", &self.exit_code)
-            .finish_non_exhaustive()
     }
 }

@@ -72,6 +72,7 @@ fn manager(cores: f64) -> Manager {
     m
 }
 
+#[allow(clippy::vec_box)] // tasks come back boxed, as the API hands them out
 fn wait_all(m: &Manager, n: usize) -> Vec<Box<Task>> {
     (0..n)
         .map(|_| m.wait(LONG).expect("a task comes back"))

@@ -84,3 +84,35 @@ pub unsafe extern "C" fn vine_task_gpu_ids(ids: *mut c_int, max: c_int) -> c_int
         Ok(gpus.len() as c_int)
     })
 }
+
+/// Makes this program a worker: `./app --vine-worker HOST PORT [options]` with the
+/// options of `vine_worker` (`--password FILE`, `--cores N`, `--memory MB`,
+/// `--disk MB`, `--gpus N`, `--library LIB.so`, `--timeout S`, `--workdir DIR`;
+/// `--vine-worker` itself is optional). Register the program's functions before
+/// calling it: the worker runs those, so an SPMD code started by `srun` or `mpirun`
+/// serves its own functions. A library given with `--library` exports
+/// `int vine_register_functions(int (*register_function)(const char *, vine_function_t))`
+/// and calls `register_function` for each of its functions.
+///
+/// Returns 0 when the manager tells the worker to exit, 1 when no manager could be
+/// reached or authenticated within `--timeout` (default 900 s), 2 for a bad command
+/// line (the reason on standard error).
+#[no_mangle]
+pub unsafe extern "C" fn vine_worker_main(argc: c_int, argv: *const *const c_char) -> c_int {
+    guard_code(|| {
+        if argv.is_null() {
+            return Err(null("argv"));
+        }
+        let n =
+            usize::try_from(argc).map_err(|_| crate::error::Error::invalid("argc is negative"))?;
+        let mut args = Vec::with_capacity(n);
+        for i in 0..n {
+            // SAFETY: argv has argc entries by the C contract.
+            let a = unsafe { *argv.add(i) };
+            // SAFETY: each entry is a NUL-terminated string or NULL.
+            let a = unsafe { c_str(a, "an argv entry")? };
+            args.push(a.to_string_lossy().into_owned());
+        }
+        Ok(crate::worker::remote::main_with_args(args))
+    })
+}

@@ -263,6 +263,7 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             return Err(boundary::null("the stats pointer"));
         }
         let st = m.stats()?;
+        let (sent, received) = m.bytes_transferred();
         let out = vine_stats {
             tasks_submitted: st.tasks_submitted as i64,
             tasks_waiting: st.tasks_waiting as i64,
@@ -281,6 +282,8 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             committed_memory: st.committed.memory_mb as i64,
             committed_disk: st.committed.disk_mb as i64,
             committed_gpus: i64::from(st.committed.gpus),
+            bytes_sent: sent as i64,
+            bytes_received: received as i64,
         };
         // SAFETY: non-NULL and pointing to a vine_stats by the C contract.
         unsafe { s.write(out) };

@@ -10,6 +10,7 @@ pub mod constants;
 pub mod files;
 pub mod function;
 pub(crate) mod handles;
+pub(crate) mod library;
 pub mod manager;
 pub mod task;
 
@@ -79,4 +80,8 @@ pub struct vine_stats {
     pub committed_disk: i64,
     /// Gpus held by running tasks.
     pub committed_gpus: i64,
+    /// Bytes of input files sent to remote workers (a cached file is sent once).
+    pub bytes_sent: i64,
+    /// Bytes of output files received from remote workers.
+    pub bytes_received: i64,
 }

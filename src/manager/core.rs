@@ -9,6 +9,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 
+use std::collections::HashMap;
+
+use super::remote::{apply_report, RemoteLink, RemoteSettings};
 use super::scheduler::{Comm, Scheduler, WorkerId};
 use super::settings::Setting;
 use super::{Message, Shared};
@@ -31,14 +34,18 @@ const STUCK_GRACE: Duration = Duration::from_secs(2);
 #[derive(Default)]
 struct Outbox {
     to_local: Vec<Box<Task>>,
+    to_remote: Vec<(WorkerId, Box<Task>)>,
     finished: Vec<Box<Task>>,
     cancels: Vec<(WorkerId, TaskId)>,
 }
 
 impl Comm for Outbox {
     fn dispatch(&mut self, worker: WorkerId, task: Box<Task>) {
-        debug_assert_eq!(worker, LOCAL_WORKER);
-        self.to_local.push(task);
+        if worker == LOCAL_WORKER {
+            self.to_local.push(task);
+        } else {
+            self.to_remote.push((worker, task));
+        }
     }
 
     fn complete(&mut self, task: Box<Task>) {
@@ -68,6 +75,11 @@ pub(super) struct ManagerLoop {
     shutdown: Option<Shutdown>,
     /// Reused buffer for tasks taken from the local pool.
     returned: Vec<Box<Task>>,
+    /// Connected remote workers.
+    remote: HashMap<WorkerId, Box<RemoteLink>>,
+    pub(super) remote_settings: Arc<RemoteSettings>,
+    /// The accept loop, and the address that wakes it.
+    pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
 }
 
 impl ManagerLoop {
@@ -89,6 +101,9 @@ impl ManagerLoop {
             outbox: Outbox::default(),
             shutdown: None,
             returned: Vec::new(),
+            remote: HashMap::new(),
+            remote_settings: RemoteSettings::new(),
+            listener: None,
         }
     }
 
@@ -156,6 +171,44 @@ impl ManagerLoop {
             }
             Message::Finished { worker, task } => {
                 self.sched.finished(worker, task, &mut self.outbox)
+            }
+            Message::WorkerJoined {
+                worker,
+                resources,
+                link,
+            } => {
+                if self.shutdown.is_some() {
+                    link.exit();
+                    return;
+                }
+                self.sched.add_worker(worker, resources, None);
+                self.sched.set_functions(worker, link.functions().to_vec());
+                self.remote.insert(worker, link);
+                self.shared
+                    .slots
+                    .store(self.sched.total_slots(), Ordering::Relaxed);
+            }
+            Message::RemoteDone { worker, report } => {
+                let Some(link) = self.remote.get_mut(&worker) else {
+                    return;
+                };
+                let Some(mut task) = link.take(report.id) else {
+                    return;
+                };
+                if apply_report(&mut task, *report) {
+                    self.sched.finished(worker, task, &mut self.outbox);
+                } else {
+                    link.keep(task);
+                }
+            }
+            Message::WorkerLost { worker } => {
+                if let Some(mut link) = self.remote.remove(&worker) {
+                    let tasks = link.take_all();
+                    self.sched.remove_worker(worker, tasks, &mut self.outbox);
+                    self.shared
+                        .slots
+                        .store(self.sched.total_slots(), Ordering::Relaxed);
+                }
             }
             Message::WorkerReady { worker } => {
                 debug_assert_eq!(worker, LOCAL_WORKER);
@@ -225,8 +278,13 @@ impl ManagerLoop {
                     .slots
                     .store(self.sched.total_slots(), Ordering::Relaxed);
             }
-            Setting::KeepaliveTimeout(_) | Setting::KeepaliveInterval(_) => {
-                // Kept for remote workers; the local pool has no keepalives.
+            Setting::KeepaliveTimeout(s) => self
+                .remote_settings
+                .keepalive_timeout_ms
+                .store((s * 1000.0) as u64, Ordering::Relaxed),
+            Setting::KeepaliveInterval(_) => {
+                // Workers choose their interval (--keepalive-interval); the manager
+                // only bounds the silence it accepts.
             }
             Setting::Autocategory(_) | Setting::MaxStdout(_) | Setting::HungryFactor(_) => {
                 unreachable!("applied by the manager handle")
@@ -240,9 +298,24 @@ impl ManagerLoop {
         if !self.outbox.to_local.is_empty() {
             self.local.dispatch(&mut self.outbox.to_local);
         }
+        let mut one = Vec::with_capacity(1);
+        for (worker, task) in std::mem::take(&mut self.outbox.to_remote) {
+            match self.remote.get_mut(&worker) {
+                Some(link) => {
+                    one.push(task);
+                    link.dispatch(&mut one);
+                }
+                None => {
+                    unreachable!("the scheduler placed a task on worker {worker}, which is gone")
+                }
+            }
+        }
         for (worker, id) in std::mem::take(&mut self.outbox.cancels) {
-            debug_assert_eq!(worker, LOCAL_WORKER);
-            self.local.cancel(id);
+            if worker == LOCAL_WORKER {
+                self.local.cancel(id);
+            } else if let Some(link) = self.remote.get_mut(&worker) {
+                link.cancel(id);
+            }
         }
         self.shared.completions.push_all(&mut self.outbox.finished);
         self.shared
@@ -277,10 +350,30 @@ impl ManagerLoop {
             s.killed = true;
             s.deadline = Instant::now() + STUCK_GRACE;
             self.local.cancel_running();
+            for (worker, id) in self.sched.all_dispatched() {
+                if let Some(link) = self.remote.get_mut(&worker) {
+                    link.cancel(id);
+                }
+            }
             return false;
         }
         // Only THREAD functions that ignore cancellation can still be running: a
         // thread cannot be killed. Leave them behind and say so.
+        // Remote tasks whose workers did not answer come back cancelled: the
+        // manager still holds them.
+        let workers: Vec<WorkerId> = self.remote.keys().copied().collect();
+        for worker in workers {
+            let tasks = self
+                .remote
+                .get_mut(&worker)
+                .map(|l| l.take_all())
+                .unwrap_or_default();
+            for mut task in tasks {
+                task.flags |= crate::task::FLAG_CANCELLED | crate::task::FLAG_STARTED;
+                self.sched.finished(worker, task, &mut self.outbox);
+            }
+        }
+        self.flush();
         let stuck = self.sched.dispatched_len();
         let s = self.shutdown.take().expect("checked above");
         self.local.stop(Instant::now());
@@ -289,6 +382,17 @@ impl ManagerLoop {
             format!("{stuck} task function(s) did not return within shutdown-timeout and were abandoned"),
         )));
         true
+    }
+
+    /// Tells every remote worker to exit and stops accepting new ones.
+    fn close_remote(&mut self) {
+        for link in self.remote.values() {
+            link.exit();
+        }
+        if let Some((handle, addr)) = self.listener.take() {
+            super::remote::stop_listener(addr, &self.remote_settings);
+            let _ = handle.join();
+        }
     }
 
     fn try_finish_shutdown(&mut self) -> bool {
@@ -301,6 +405,7 @@ impl ManagerLoop {
         let joined = self
             .local
             .stop(s.deadline.max(Instant::now() + STUCK_GRACE));
+        self.close_remote();
         let s = self.shutdown.take().expect("checked above");
         let _ = s.reply.send(if joined {
             Ok(())

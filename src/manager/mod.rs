@@ -4,6 +4,7 @@
 
 pub mod completion;
 mod core;
+pub mod remote;
 pub mod scheduler;
 pub mod settings;
 
@@ -30,6 +31,27 @@ use crate::worker::local::LocalPool;
 pub enum Message {
     /// A new task.
     Submit(Box<Task>),
+    /// A remote worker connected and authenticated.
+    WorkerJoined {
+        /// Its id.
+        worker: WorkerId,
+        /// What it offers.
+        resources: Resources,
+        /// How to reach it.
+        link: Box<remote::RemoteLink>,
+    },
+    /// A remote worker reports on a task.
+    RemoteDone {
+        /// Which worker.
+        worker: WorkerId,
+        /// The report.
+        report: Box<crate::protocol::TaskReport>,
+    },
+    /// A remote worker's connection ended.
+    WorkerLost {
+        /// Which worker.
+        worker: WorkerId,
+    },
     /// A worker has finished tasks waiting to be taken (the local pool's outbox).
     WorkerReady {
         /// Which worker.
@@ -116,9 +138,9 @@ pub struct Manager {
     runtime_dir: PathBuf,
     files: Mutex<Vec<Arc<File>>>,
     name: Mutex<String>,
-    password: Mutex<Option<Vec<u8>>>,
     info_dir: Mutex<Option<PathBuf>>,
     max_stdout: Arc<AtomicUsize>,
+    remote_settings: Arc<remote::RemoteSettings>,
 }
 
 static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
@@ -148,8 +170,18 @@ impl Manager {
             Port::None => None,
             Port::Any | Port::Fixed(_) => {
                 let p = if let Port::Fixed(p) = port { p } else { 0 };
-                let l = std::net::TcpListener::bind(("127.0.0.1", p))
-                    .map_err(|e| cleanup(Error::io(format!("cannot listen on port {p}"), e)))?;
+                // Loopback unless an address is chosen explicitly (VINE_LISTEN_ADDRESS):
+                // whoever connects gets tasks, so only workers the user meant should.
+                let host =
+                    std::env::var("VINE_LISTEN_ADDRESS").unwrap_or_else(|_| "127.0.0.1".into());
+                let l = std::net::TcpListener::bind((host.as_str(), p))
+                    .map_err(|e| cleanup(Error::io(format!("cannot listen on {host}:{p}"), e)))?;
+                if host != "127.0.0.1" && host != "localhost" && host != "::1" {
+                    eprintln!(
+                        "vine: listening on {host}:{p}, reachable from other machines; \
+                         set a password with vine_set_password_file so only your workers connect"
+                    );
+                }
                 Some(l)
             }
         };
@@ -175,6 +207,18 @@ impl Manager {
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
         lp.add_local_worker();
+        let remote_settings = lp.remote_settings.clone();
+        if let Some(l) = &listener {
+            let addr = l
+                .local_addr()
+                .map_err(|e| cleanup(Error::io("listening socket", e)))?;
+            let l = l
+                .try_clone()
+                .map_err(|e| cleanup(Error::io("listening socket", e)))?;
+            let handle = remote::start_listener(l, tx.clone(), remote_settings.clone())
+                .map_err(|e| cleanup(Error::io("cannot start the listener thread", e)))?;
+            lp.listener = Some((handle, addr));
+        }
         shared
             .slots
             .store(lp.sched.total_slots(), Ordering::Relaxed);
@@ -196,9 +240,9 @@ impl Manager {
             runtime_dir,
             files: Mutex::new(Vec::new()),
             name: Mutex::new("vine".into()),
-            password: Mutex::new(None),
             info_dir: Mutex::new(None),
             max_stdout,
+            remote_settings,
         })
     }
 
@@ -366,7 +410,11 @@ impl Manager {
                 path.display()
             )));
         }
-        *self.password.lock().unwrap_or_else(|p| p.into_inner()) = Some(pw);
+        *self
+            .remote_settings
+            .password
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(pw);
         Ok(())
     }
 
@@ -445,6 +493,15 @@ impl Manager {
     /// The capacity of the local pool as configured.
     pub fn local_resources(&self) -> Resources {
         self.stats().map(|s| s.total).unwrap_or_default()
+    }
+
+    /// Bytes of input files sent to remote workers, and of outputs received.
+    pub fn bytes_transferred(&self) -> (u64, u64) {
+        let s = &self.remote_settings;
+        (
+            s.bytes_sent.load(Ordering::Relaxed),
+            s.bytes_received.load(Ordering::Relaxed),
+        )
     }
 
     /// Number of tasks submitted and not yet taken.

@@ -21,7 +21,7 @@ use std::collections::BinaryHeap;
 
 use crate::idmap::IdMap;
 use crate::resources::Resources;
-use crate::task::{Task, TaskId, TaskResult, RETRIES_DEFAULT};
+use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
 use crate::worker::slots::SlotQueue;
 
 /// A worker's id, unique for the life of the manager (0 is the local pool).
@@ -82,6 +82,9 @@ struct WorkerEntry {
     assigned: usize,
     /// Moving average of task run times on this worker, microseconds.
     avg_run_us: Option<f64>,
+    /// The function names a remote worker can run (None: the local pool, which
+    /// resolves names in this process when it runs them).
+    functions: Option<Vec<Box<[u8]>>>,
 }
 
 impl WorkerEntry {
@@ -116,6 +119,16 @@ impl WorkerEntry {
                 (depth as usize).clamp(slots, PREFETCH_MAX.max(slots))
             }
         };
+    }
+}
+
+/// True if worker `w` can run `task`: local function pointers only on the local
+/// pool, registered functions only where the name is known.
+fn can_run(w: &WorkerEntry, task: &Task) -> bool {
+    match (&task.work, &w.functions) {
+        (Work::Local { .. }, functions) => functions.is_none(),
+        (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
+        _ => true,
     }
 }
 
@@ -206,9 +219,22 @@ impl Scheduler {
             prefetch: 0,
             assigned: 0,
             avg_run_us: None,
+            functions: None,
         };
         w.refresh_prefetch();
         self.workers.push(w);
+    }
+
+    /// Records which functions a remote worker can run.
+    pub fn set_functions(&mut self, worker: WorkerId, names: Vec<Box<[u8]>>) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.functions = Some(names);
+        }
+    }
+
+    /// Every dispatched task and its worker.
+    pub fn all_dispatched(&self) -> Vec<(WorkerId, TaskId)> {
+        self.dispatched.iter().map(|(&t, &w)| (w, t)).collect()
     }
 
     /// A worker left; `tasks` are those it held, which run again elsewhere or, out
@@ -229,12 +255,13 @@ impl Scheduler {
     }
 
     /// True if no worker present could ever hold `req` and none may join.
-    fn never_fits(&self, req: &Resources) -> bool {
-        !self.remote_allowed
+    fn never_fits(&self, task: &Task) -> bool {
+        let local_only = matches!(task.work, Work::Local { .. });
+        (!self.remote_allowed || local_only)
             && !self
                 .workers
                 .iter()
-                .any(|w| req.fits_within(&w.model.capacity()))
+                .any(|w| task.request.fits_within(&w.model.capacity()) && can_run(w, task))
     }
 
     fn largest_worker(&self) -> String {
@@ -251,7 +278,7 @@ impl Scheduler {
     fn refuse_what_cannot_fit(&mut self, comm: &mut impl Comm) {
         let ready = std::mem::take(&mut self.ready).into_vec();
         for entry in ready {
-            if self.never_fits(&entry.task.request) {
+            if self.never_fits(&entry.task) {
                 self.complete_unschedulable(entry.task, comm);
             } else {
                 self.ready.push(entry);
@@ -281,7 +308,7 @@ impl Scheduler {
                 Some("the manager is shutting down".into()),
             );
             self.complete(task, comm);
-        } else if self.never_fits(&task.request) {
+        } else if self.never_fits(&task) {
             self.complete_unschedulable(task, comm);
         } else {
             self.push_ready(task);
@@ -305,7 +332,7 @@ impl Scheduler {
         let mut passed_over = Vec::new();
         while !self.ready.is_empty() && self.workers.iter().any(WorkerEntry::has_room) {
             let Some(entry) = self.ready.pop() else { break };
-            match self.pick_worker(&entry.task.request) {
+            match self.pick_worker(&entry.task) {
                 Some(at) => self.assign(at, entry.task, comm),
                 None => {
                     passed_over.push(entry);
@@ -318,10 +345,11 @@ impl Scheduler {
         self.ready.extend(passed_over);
     }
 
-    fn pick_worker(&self, req: &Resources) -> Option<usize> {
+    fn pick_worker(&self, task: &Task) -> Option<usize> {
+        let req = &task.request;
         let mut best: Option<(usize, usize)> = None;
         for (at, w) in self.workers.iter().enumerate() {
-            if !req.fits_within(&w.model.capacity()) {
+            if !req.fits_within(&w.model.capacity()) || !can_run(w, task) {
                 continue;
             }
             if w.model.would_start(req) {

@@ -347,6 +347,14 @@ fn sleep<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a
 fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared) {
     task.flags |= FLAG_STARTED;
     task.times.started = now_us();
+    if let Some(why) = task.extra.as_mut().and_then(|e| e.refused.take()) {
+        task.finish(
+            TaskResult::InputMissing,
+            Some(format!("the worker refused the task: {why}")),
+        );
+        task.times.done = now_us();
+        return;
+    }
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
         _ => crate::worker::function::run(task, gpus),

@@ -39,5 +39,7 @@ pub fn disk_free_mb(dir: &Path) -> u64 {
     }
     // SAFETY: statvfs returned 0, so the struct is initialised.
     let st = unsafe { st.assume_init() };
-    (st.f_bavail as u64).saturating_mul(st.f_frsize as u64) / (1024 * 1024)
+    #[allow(clippy::unnecessary_cast)] // the field types differ between targets
+    let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
+    free / (1024 * 1024)
 }

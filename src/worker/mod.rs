@@ -7,6 +7,7 @@ pub mod function;
 pub mod local;
 pub mod machine;
 pub mod process;
+pub mod remote;
 pub mod sandbox;
 pub mod slots;
 

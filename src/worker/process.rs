@@ -128,7 +128,7 @@ pub fn supervise(
             }
             _ => -1,
         };
-        if pidfd.is_none() && (timeout_ms < 0 || timeout_ms > EXIT_CHECK_MS) {
+        if pidfd.is_none() && !(0..=EXIT_CHECK_MS).contains(&timeout_ms) {
             timeout_ms = EXIT_CHECK_MS;
         }
         let mut fds = [

@@ -72,7 +72,7 @@ fn higher_priority_first_and_fifo_among_equals() {
     }
     let mut order = Vec::new();
     s.schedule(&mut comm);
-    while let Some(&(_, ref t)) = comm.dispatched.first() {
+    while let Some((_, t)) = comm.dispatched.first() {
         let id = t.id;
         order.push(id);
         finish_ok(&mut s, &mut comm, id);

@@ -1,0 +1,352 @@
+//! The wire protocol between a manager and its remote workers.
+//!
+//! Every message is one frame: an 8-byte header (`b"VN"`, the protocol version as
+//! a little-endian u16, the payload length as a little-endian u32) and a bincode
+//! payload. Frames longer than [`MAX_FRAME`] are refused before anything is
+//! allocated, and decoding is bounded by the frame's length, so no length field
+//! inside a payload can make the reader allocate more than the frame holds. A frame
+//! that is malformed, too long or of another version is an error for that
+//! connection only.
+//!
+//! Authentication is by challenge and HMAC-SHA256 in both directions: each side
+//! sends a random challenge and proves it knows the password by the HMAC of the
+//! other's challenge. The password never crosses the wire, and a worker runs
+//! nothing for a manager that did not prove itself.
+
+use std::io::{Read, Write};
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// The protocol version; both ends must speak the same.
+pub const VERSION: u16 = 1;
+/// The largest payload accepted.
+pub const MAX_FRAME: u32 = 256 << 20;
+const MAGIC: [u8; 2] = *b"VN";
+
+/// A random challenge.
+pub type Challenge = [u8; 32];
+/// An HMAC-SHA256 proof.
+pub type Proof = [u8; 32];
+
+/// A task as a worker needs it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskSpec {
+    /// Task id.
+    pub id: u64,
+    /// Attempt number (1 = first).
+    pub attempt: u32,
+    /// What to run.
+    pub work: WorkSpec,
+    /// Cores (thousandths), memory MB, disk MB, gpus.
+    pub resources: (u64, u64, u64, u32),
+    /// Maximum wall time in seconds (0 = none).
+    pub time_max: f64,
+    /// Inputs: files the worker has in its cache (sent with `PutFile` if not).
+    pub inputs: Vec<InputSpec>,
+    /// Outputs the worker sends back (or keeps, for temps).
+    pub outputs: Vec<OutputSpec>,
+}
+
+/// What a remote task runs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum WorkSpec {
+    /// A function registered by name at the worker.
+    Function {
+        /// Registered name.
+        name: Vec<u8>,
+        /// Input bytes.
+        input: Vec<u8>,
+    },
+    /// A shell command.
+    Command {
+        /// Command line.
+        command: Vec<u8>,
+        /// Environment: (name, value or None to unset).
+        env: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    },
+}
+
+/// An input file of a remote task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct InputSpec {
+    /// The file's id at the manager (its name in the worker's cache).
+    pub file_id: u64,
+    /// Name inside the sandbox.
+    pub remote_name: String,
+    /// Mount flags.
+    pub flags: u32,
+    /// Where the data is.
+    pub content: InputContent,
+}
+
+/// Where a remote task finds an input's data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum InputContent {
+    /// In the worker's cache under the file id (sent earlier with `PutFile`).
+    Cached,
+    /// Here: the file is for this task only.
+    Inline(Vec<u8>),
+    /// The manager could not read it: the task fails with INPUT_MISSING.
+    Missing,
+}
+
+/// An output file of a remote task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OutputSpec {
+    /// The file's id at the manager.
+    pub file_id: u64,
+    /// Name inside the sandbox.
+    pub remote_name: String,
+    /// A temp: keep it in the worker's cache instead of sending it back.
+    pub keep_at_worker: bool,
+}
+
+/// What became of a remote task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskReport {
+    /// Task id.
+    pub id: u64,
+    /// Attempt it reports on.
+    pub attempt: u32,
+    /// `TaskResult` code.
+    pub result: i32,
+    /// Exit code.
+    pub exit_code: i32,
+    /// Function output.
+    pub output: Vec<u8>,
+    /// Command output.
+    pub stdout: Option<Vec<u8>>,
+    /// Failure reason.
+    pub reason: Option<String>,
+    /// Start and end, microseconds since the epoch.
+    pub started: i64,
+    /// End.
+    pub done: i64,
+    /// Output files: (file id, bytes) for those sent back.
+    pub outputs: Vec<(u64, Vec<u8>)>,
+}
+
+/// Manager to worker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ToWorker {
+    /// First frame: the manager's challenge, and whether it wants a password.
+    Hello {
+        /// Random challenge the worker must answer.
+        challenge: Challenge,
+        /// True if the manager requires authentication.
+        auth: bool,
+    },
+    /// The worker is accepted.
+    Welcome {
+        /// The id the manager gave it.
+        worker_id: u32,
+        /// The manager's answer to the worker's challenge.
+        proof: Option<Proof>,
+    },
+    /// A file for the worker's cache.
+    PutFile {
+        /// File id.
+        file_id: u64,
+        /// Contents, or None if the manager could not read it.
+        data: Option<Vec<u8>>,
+    },
+    /// Run a task.
+    Run(Box<TaskSpec>),
+    /// Stop a task.
+    Cancel(u64),
+    /// Still here.
+    Keepalive,
+    /// Exit now.
+    Exit,
+}
+
+/// Worker to manager.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ToManager {
+    /// Reply to `Hello`.
+    Register {
+        /// What the worker offers: cores (thousandths), memory MB, disk MB, gpus.
+        resources: (u64, u64, u64, u32),
+        /// Function names registered at the worker.
+        functions: Vec<String>,
+        /// Host name, for logs.
+        hostname: String,
+        /// Answer to the manager's challenge.
+        proof: Option<Proof>,
+        /// The worker's own challenge.
+        challenge: Challenge,
+    },
+    /// A task finished (or was cancelled).
+    Done(Box<TaskReport>),
+    /// Still here.
+    Keepalive,
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<()> {
+    let payload = bincode::serialize(msg)
+        .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a frame: {e}")))?;
+    let len = u32::try_from(payload.len())
+        .ok()
+        .filter(|&n| n <= MAX_FRAME)
+        .ok_or_else(|| {
+            Error::invalid(format!(
+                "a frame of {} bytes is over the limit",
+                payload.len()
+            ))
+        })?;
+    let mut header = [0u8; 8];
+    header[..2].copy_from_slice(&MAGIC);
+    header[2..4].copy_from_slice(&VERSION.to_le_bytes());
+    header[4..].copy_from_slice(&len.to_le_bytes());
+    w.write_all(&header)
+        .map_err(|e| Error::io("sending a frame", e))?;
+    w.write_all(&payload)
+        .map_err(|e| Error::io("sending a frame", e))?;
+    Ok(())
+}
+
+/// Reads one frame; any malformation is an error (the caller drops the connection).
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T> {
+    let mut header = [0u8; 8];
+    r.read_exact(&mut header)
+        .map_err(|e| Error::io("reading a frame", e))?;
+    if header[..2] != MAGIC {
+        return Err(Error::invalid("not a vine frame (bad magic)"));
+    }
+    let version = u16::from_le_bytes([header[2], header[3]]);
+    if version != VERSION {
+        return Err(Error::invalid(format!(
+            "protocol version {version}, expected {VERSION}"
+        )));
+    }
+    let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+    if len > MAX_FRAME {
+        return Err(Error::invalid(format!(
+            "a frame of {len} bytes is over the limit"
+        )));
+    }
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload)
+        .map_err(|e| Error::io("reading a frame", e))?;
+    use bincode::Options;
+    bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .with_limit(u64::from(len))
+        .deserialize(&payload)
+        .map_err(|e| Error::invalid(format!("a frame does not decode: {e}")))
+}
+
+/// A fresh random challenge.
+pub fn challenge() -> Challenge {
+    let mut c = [0u8; 32];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        if f.read_exact(&mut c).is_ok() {
+            return c;
+        }
+    }
+    // /dev/urandom missing: mix the clock and addresses; weaker, but never fixed.
+    let seed = format!(
+        "{:?}{:p}{}",
+        std::time::SystemTime::now(),
+        &c,
+        std::process::id()
+    );
+    let mut h =
+        <Hmac<Sha256> as Mac>::new_from_slice(seed.as_bytes()).expect("any key length works");
+    h.update(b"vine challenge");
+    c.copy_from_slice(&h.finalize().into_bytes());
+    c
+}
+
+/// The proof that one knows `password`, for `challenge`, said by `role`.
+pub fn prove(password: &[u8], challenge: &Challenge, role: &[u8]) -> Proof {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(password).expect("any key length works");
+    mac.update(role);
+    mac.update(challenge);
+    mac.finalize().into_bytes().into()
+}
+
+/// Checks a proof in constant time.
+pub fn verify(password: &[u8], challenge: &Challenge, role: &[u8], proof: &Proof) -> bool {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(password).expect("any key length works");
+    mac.update(role);
+    mac.update(challenge);
+    mac.verify_slice(proof).is_ok()
+}
+
+/// Role strings, so a proof made by one side cannot be replayed as the other's.
+pub const ROLE_WORKER: &[u8] = b"vine-worker";
+/// See [`ROLE_WORKER`].
+pub const ROLE_MANAGER: &[u8] = b"vine-manager";
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msg = ToWorker::Run(Box::new(TaskSpec {
+            id: 7,
+            attempt: 1,
+            work: WorkSpec::Function {
+                name: b"f".to_vec(),
+                input: vec![1, 2, 3],
+            },
+            resources: (1000, 0, 0, 0),
+            time_max: 0.0,
+            inputs: vec![],
+            outputs: vec![],
+        }));
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &msg).unwrap();
+        let back: ToWorker = read_frame(&mut &buf[..]).unwrap();
+        assert_eq!(back, msg);
+    }
+
+    #[test]
+    fn bad_frames_are_errors_not_allocations() {
+        let mut good = Vec::new();
+        write_frame(&mut good, &ToManager::Keepalive).unwrap();
+        // Garbage.
+        assert!(read_frame::<ToManager>(&mut &b"garbage bytes here"[..]).is_err());
+        // Truncated.
+        assert!(read_frame::<ToManager>(&mut &good[..good.len() - 1]).is_err());
+        // Another version.
+        let mut other = good.clone();
+        other[2] = 99;
+        assert!(read_frame::<ToManager>(&mut &other[..]).is_err());
+        // A length far past the limit is refused before reading.
+        let mut huge = good[..8].to_vec();
+        huge[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(read_frame::<ToManager>(&mut &huge[..]).is_err());
+        // A payload whose inner length claims more than the frame holds.
+        let mut lying = Vec::new();
+        write_frame(
+            &mut lying,
+            &ToWorker::PutFile {
+                file_id: 1,
+                data: Some(vec![0; 16]),
+            },
+        )
+        .unwrap();
+        let at = lying.len() - 16 - 8;
+        lying[at..at + 8].copy_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(read_frame::<ToWorker>(&mut &lying[..]).is_err());
+    }
+
+    #[test]
+    fn proofs_need_the_password_and_the_role() {
+        let c = challenge();
+        assert_ne!(c, challenge());
+        let p = prove(b"secret", &c, ROLE_WORKER);
+        assert!(verify(b"secret", &c, ROLE_WORKER, &p));
+        assert!(!verify(b"wrong", &c, ROLE_WORKER, &p));
+        assert!(!verify(b"secret", &c, ROLE_MANAGER, &p));
+        assert!(!verify(b"secret", &challenge(), ROLE_WORKER, &p));
+    }
+}

@@ -1,0 +1,513 @@
+//! A worker process: connects to a manager, proves it knows the password (and makes
+//! the manager prove it too), then runs the tasks it is sent on a [`LocalPool`] of
+//! its own and sends back what became of them. `vine_worker` is this; so is any
+//! program that calls `vine_worker_main`.
+
+use std::ffi::CString;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{select, Receiver};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::files::{CacheLevel, File, Mount};
+use crate::manager::Message;
+use crate::protocol::{self, InputContent, TaskReport, TaskSpec, ToManager, ToWorker, WorkSpec};
+use crate::resources::Resources;
+use crate::task::{Task, TaskResult, FLAG_CANCELLED};
+use crate::worker::command::CommandEnv;
+use crate::worker::local::LocalPool;
+use crate::worker::WorkerLink;
+
+/// How a worker is configured (the command line of `vine_worker`).
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Manager host.
+    pub host: String,
+    /// Manager port.
+    pub port: u16,
+    /// Password, if the manager wants one.
+    pub password: Option<Vec<u8>>,
+    /// Resources offered; None = what the machine has.
+    pub cores: Option<f64>,
+    /// Memory MB.
+    pub memory: Option<u64>,
+    /// Disk MB.
+    pub disk: Option<u64>,
+    /// Gpus.
+    pub gpus: Option<u32>,
+    /// Shared libraries whose functions to register.
+    pub libraries: Vec<PathBuf>,
+    /// Give up when no manager is reachable for this long.
+    pub timeout: Duration,
+    /// Where sandboxes and the cache go.
+    pub workdir: PathBuf,
+    /// Seconds between keepalives.
+    pub keepalive: Duration,
+}
+
+const USAGE: &str = "usage: vine_worker HOST PORT [--password FILE] [--cores N] [--memory MB] \
+[--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR]";
+
+impl WorkerOptions {
+    /// Parses `argv` (program name first; an optional `--vine-worker` after it).
+    pub fn parse(args: &[String]) -> Result<WorkerOptions> {
+        let mut it = args
+            .iter()
+            .skip(1)
+            .filter(|a| a.as_str() != "--vine-worker");
+        let mut positional = Vec::new();
+        let mut o = WorkerOptions {
+            host: String::new(),
+            port: 0,
+            password: None,
+            cores: None,
+            memory: None,
+            disk: None,
+            gpus: None,
+            libraries: Vec::new(),
+            timeout: Duration::from_secs(900),
+            workdir: std::env::temp_dir(),
+            keepalive: Duration::from_secs(5),
+        };
+        let bad =
+            |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
+        while let Some(a) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .cloned()
+                    .ok_or_else(|| Error::invalid(format!("{name} needs a value\n{USAGE}")))
+            };
+            match a.as_str() {
+                "--password" => {
+                    let path = value(a)?;
+                    let mut pw = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+                    while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
+                        pw.pop();
+                    }
+                    o.password = Some(pw);
+                }
+                "--cores" => {
+                    let v = value(a)?;
+                    o.cores = Some(v.parse().map_err(|_| bad("--cores", &v))?);
+                }
+                "--memory" => {
+                    let v = value(a)?;
+                    o.memory = Some(v.parse().map_err(|_| bad("--memory", &v))?);
+                }
+                "--disk" => {
+                    let v = value(a)?;
+                    o.disk = Some(v.parse().map_err(|_| bad("--disk", &v))?);
+                }
+                "--gpus" => {
+                    let v = value(a)?;
+                    o.gpus = Some(v.parse().map_err(|_| bad("--gpus", &v))?);
+                }
+                "--library" => o.libraries.push(value(a)?.into()),
+                "--timeout" => {
+                    let v = value(a)?;
+                    let s: f64 = v.parse().map_err(|_| bad("--timeout", &v))?;
+                    if !s.is_finite() || s < 0.0 {
+                        return Err(bad("--timeout", &v));
+                    }
+                    o.timeout = Duration::from_secs_f64(s);
+                }
+                "--workdir" => o.workdir = value(a)?.into(),
+                "--keepalive-interval" => {
+                    let v = value(a)?;
+                    let s: f64 = v.parse().map_err(|_| bad("--keepalive-interval", &v))?;
+                    if !s.is_finite() || s <= 0.0 {
+                        return Err(bad("--keepalive-interval", &v));
+                    }
+                    o.keepalive = Duration::from_secs_f64(s);
+                }
+                s if s.starts_with("--") => {
+                    return Err(Error::invalid(format!("unknown option {s}\n{USAGE}")))
+                }
+                _ => positional.push(a.clone()),
+            }
+        }
+        match positional.as_slice() {
+            [host, port] => {
+                o.host = host.clone();
+                o.port = port.parse().map_err(|_| bad("port", port))?;
+            }
+            _ => return Err(Error::invalid(USAGE)),
+        }
+        Ok(o)
+    }
+
+    fn resources(&self, workdir: &Path) -> Result<Resources> {
+        let mut r = Resources {
+            millicores: crate::worker::machine::cores() * 1000,
+            memory_mb: crate::worker::machine::memory_mb(),
+            disk_mb: crate::worker::machine::disk_free_mb(workdir),
+            gpus: 0,
+        };
+        if let Some(c) = self.cores {
+            r.millicores = Resources::millicores_from(c, false)?;
+        }
+        if let Some(m) = self.memory {
+            r.memory_mb = m;
+        }
+        if let Some(d) = self.disk {
+            r.disk_mb = d;
+        }
+        if let Some(g) = self.gpus {
+            r.gpus = g;
+        }
+        Ok(r)
+    }
+}
+
+/// Runs a worker with `args` as its command line; returns the process exit code:
+/// 0 when the manager told it to exit, 1 when no manager could be reached or
+/// authenticated within the timeout, 2 for a bad command line.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let opts = match WorkerOptions::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vine_worker: {e}");
+            return 2;
+        }
+    };
+    match run(&opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vine_worker: {e}");
+            1
+        }
+    }
+}
+
+/// Connects, serves, reconnects while the manager is reachable within the timeout;
+/// returns when the manager says to exit.
+pub fn run(opts: &WorkerOptions) -> Result<()> {
+    for lib in &opts.libraries {
+        crate::ffi::library::load(lib)?;
+    }
+    let dir = opts
+        .workdir
+        .join(format!("vine-worker-{}", std::process::id()));
+    let _cleanup = DirGuard(dir.clone());
+    for sub in ["cache", "sandbox", "out"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let resources = opts.resources(&dir)?;
+    let mut last_contact = Instant::now();
+    loop {
+        match TcpStream::connect((opts.host.as_str(), opts.port)) {
+            Ok(stream) => match serve(opts, stream, resources, &dir) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == ErrorKind::InvalidHandle => return Err(e),
+                Err(e) => {
+                    eprintln!("vine_worker: connection to the manager ended: {e}");
+                    last_contact = Instant::now();
+                }
+            },
+            Err(e) => {
+                if last_contact.elapsed() >= opts.timeout {
+                    return Err(Error::io(
+                        format!(
+                            "no manager at {}:{} for {:?}",
+                            opts.host, opts.port, opts.timeout
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+        if last_contact.elapsed() >= opts.timeout {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the manager went away and did not come back",
+            ));
+        }
+        // Retry pacing for reconnection, not synchronisation.
+        std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
+    }
+}
+
+struct DirGuard(PathBuf);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn handshake(opts: &WorkerOptions, stream: &mut TcpStream, resources: Resources) -> Result<u32> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| Error::io("socket", e))?;
+    let ToWorker::Hello { challenge, auth } = protocol::read_frame(stream)? else {
+        return Err(Error::invalid("the manager did not start with Hello"));
+    };
+    if auth && opts.password.is_none() {
+        return Err(Error::new(
+            ErrorKind::InvalidHandle,
+            "the manager requires a password (--password FILE)",
+        ));
+    }
+    let mine = protocol::challenge();
+    let proof = opts
+        .password
+        .as_ref()
+        .map(|pw| protocol::prove(pw, &challenge, protocol::ROLE_WORKER));
+    let r = resources;
+    protocol::write_frame(
+        stream,
+        &ToManager::Register {
+            resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
+            functions: crate::registry::names(),
+            hostname: hostname(),
+            proof,
+            challenge: mine,
+        },
+    )?;
+    let ToWorker::Welcome { worker_id, proof } = protocol::read_frame(stream)? else {
+        return Err(Error::invalid("the manager did not welcome this worker"));
+    };
+    if let Some(pw) = &opts.password {
+        // Never run anything for a manager that cannot prove it knows the password.
+        let ok = proof.is_some_and(|p| protocol::verify(pw, &mine, protocol::ROLE_MANAGER, &p));
+        if !ok {
+            return Err(Error::new(
+                ErrorKind::InvalidHandle,
+                "the manager failed authentication",
+            ));
+        }
+    }
+    stream
+        .set_read_timeout(None)
+        .map_err(|e| Error::io("socket", e))?;
+    Ok(worker_id)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// One session with the manager. Ok when told to exit; Err when the connection broke.
+fn serve(
+    opts: &WorkerOptions,
+    mut stream: TcpStream,
+    resources: Resources,
+    dir: &Path,
+) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    handshake(opts, &mut stream, resources)?;
+    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Message>();
+    let env = CommandEnv {
+        sandbox_root: dir.join("sandbox"),
+        temp_root: dir.join("cache"),
+        max_stdout: Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT)),
+    };
+    let mut pool = LocalPool::new(0, resources, env, events_tx);
+    let (net_tx, net_rx) = crossbeam_channel::unbounded::<Result<ToWorker>>();
+    let mut reader = stream.try_clone().map_err(|e| Error::io("socket", e))?;
+    std::thread::Builder::new()
+        .name("vine-worker-reader".into())
+        .spawn(move || loop {
+            let frame = protocol::read_frame::<ToWorker>(&mut reader);
+            let end = frame.is_err();
+            if net_tx.send(frame).is_err() || end {
+                return;
+            }
+        })
+        .map_err(|e| Error::io("cannot start a thread", e))?;
+    let mut session = Session {
+        dir,
+        stream,
+        outputs: Default::default(),
+    };
+    let outcome = session.run(&mut pool, &net_rx, &events_rx, opts.keepalive);
+    pool.cancel_waiting();
+    pool.cancel_running();
+    pool.stop(Instant::now() + Duration::from_secs(5));
+    let _ = session.stream.shutdown(std::net::Shutdown::Both);
+    outcome
+}
+
+struct Session<'a> {
+    dir: &'a Path,
+    stream: TcpStream,
+    /// Per running task: what to do with its files once it is done.
+    outputs: std::collections::HashMap<u64, Vec<(u64, PathBuf, AfterTask)>>,
+}
+
+/// What happens to a task's file when the task is done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum AfterTask {
+    /// An output: send it to the manager, then remove it.
+    Send,
+    /// An input sent with this task only: remove it.
+    Remove,
+}
+
+impl Session<'_> {
+    fn run(
+        &mut self,
+        pool: &mut LocalPool,
+        net: &Receiver<Result<ToWorker>>,
+        events: &Receiver<Message>,
+        keepalive: Duration,
+    ) -> Result<()> {
+        let mut finished = Vec::new();
+        loop {
+            select! {
+                recv(net) -> frame => {
+                    let frame = frame.map_err(|_| Error::new(ErrorKind::Io, "connection closed"))??;
+                    match frame {
+                        ToWorker::PutFile { file_id, data } => {
+                            let path = self.cache_path(file_id);
+                            match data {
+                                Some(d) => std::fs::write(&path, d).map_err(|e| Error::io(path.display(), e))?,
+                                None => { let _ = std::fs::remove_file(&path); }
+                            }
+                        }
+                        ToWorker::Run(spec) => {
+                            let task = self.task_from(*spec);
+                            pool.dispatch(&mut vec![task]);
+                        }
+                        ToWorker::Cancel(id) => pool.cancel(id),
+                        ToWorker::Keepalive | ToWorker::Hello { .. } | ToWorker::Welcome { .. } => {}
+                        ToWorker::Exit => return Ok(()),
+                    }
+                }
+                recv(events) -> _ => {
+                    pool.take_finished(&mut finished);
+                    for task in finished.drain(..) {
+                        let report = self.report(&task);
+                        protocol::write_frame(&mut self.stream, &ToManager::Done(Box::new(report)))?;
+                    }
+                }
+                default(keepalive) => protocol::write_frame(&mut self.stream, &ToManager::Keepalive)?,
+            }
+        }
+    }
+
+    fn cache_path(&self, file_id: u64) -> PathBuf {
+        self.dir.join("cache").join(file_id.to_string())
+    }
+
+    /// Builds the local task that runs `spec`; a spec this worker cannot express
+    /// becomes a task that fails with the reason when it runs.
+    fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
+        let mut task = match &spec.work {
+            WorkSpec::Function { name, input } => {
+                let name = CString::new(name.clone()).unwrap_or_default();
+                Task::function(&name, input)
+            }
+            WorkSpec::Command { command, .. } => {
+                Task::command(&CString::new(command.clone()).unwrap_or_default())
+            }
+        };
+        task.id = spec.id;
+        task.attempts = spec.attempt;
+        let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
+        task.request = Resources {
+            millicores,
+            memory_mb,
+            disk_mb,
+            gpus,
+        };
+        let _ = task.set_time_max(spec.time_max);
+        if let WorkSpec::Command { env, .. } = &spec.work {
+            for (k, v) in env {
+                if let (Ok(k), Ok(v)) = (
+                    CString::new(k.clone()),
+                    v.clone().map(CString::new).transpose(),
+                ) {
+                    let _ = task.set_env_var(&k, v.as_deref());
+                }
+            }
+        }
+        let mut outs = Vec::new();
+        let mut refused = None;
+        for input in &spec.inputs {
+            let path = match &input.content {
+                InputContent::Cached => self.cache_path(input.file_id),
+                InputContent::Inline(data) => {
+                    let p = self
+                        .dir
+                        .join("out")
+                        .join(format!("in-{}-{}-{}", spec.id, spec.attempt, input.file_id));
+                    if std::fs::write(&p, data).is_ok() {
+                        outs.push((input.file_id, p.clone(), AfterTask::Remove));
+                    }
+                    p
+                }
+                // A path that does not exist: placing it fails as INPUT_MISSING.
+                InputContent::Missing => self
+                    .dir
+                    .join("out")
+                    .join(format!("missing-{}", input.file_id)),
+            };
+            let mount = File::path(&path, CacheLevel::Task, 0)
+                .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
+                .and_then(|m| task.add_input(m));
+            if let Err(e) = mount {
+                refused.get_or_insert(e);
+            }
+        }
+        for output in &spec.outputs {
+            let path = if output.keep_at_worker {
+                self.cache_path(output.file_id)
+            } else {
+                self.dir
+                    .join("out")
+                    .join(format!("{}-{}-{}", spec.id, spec.attempt, output.file_id))
+            };
+            if !output.keep_at_worker {
+                outs.push((output.file_id, path.clone(), AfterTask::Send));
+            }
+            let mount = File::path(&path, CacheLevel::Task, 0)
+                .and_then(|f| Mount::new(f, &output.remote_name, 0))
+                .and_then(|m| task.add_output(m));
+            if let Err(e) = mount {
+                refused.get_or_insert(e);
+            }
+        }
+        if let Some(e) = refused {
+            // A name from the wire that would leave the sandbox is never used: the
+            // task is not run, and the manager hears why.
+            task.extra_mut().refused = Some(e.to_string());
+        }
+        self.outputs.insert(spec.id, outs);
+        task
+    }
+
+    fn report(&mut self, task: &Task) -> TaskReport {
+        let mut outputs = Vec::new();
+        for (file_id, path, after) in self.outputs.remove(&task.id).unwrap_or_default() {
+            if after == AfterTask::Send {
+                if let Ok(data) = std::fs::read(&path) {
+                    outputs.push((file_id, data));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let result = if task.flags & FLAG_CANCELLED != 0 {
+            TaskResult::Cancelled
+        } else {
+            task.result()
+        };
+        TaskReport {
+            id: task.id,
+            attempt: task.attempts,
+            result: result.code(),
+            exit_code: task.exit_code(),
+            output: task.output().to_vec(),
+            stdout: task.stdout().map(|s| s.to_bytes().to_vec()),
+            reason: task.reason().map(|r| r.to_string_lossy().into_owned()),
+            started: task.times().started,
+            done: task.times().done,
+            outputs,
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Remote workers on loopback: real worker processes, real sockets, real kills.
+
+use std::ffi::{c_int, c_void, CString};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use vine::ffi::vine_buffer;
+use vine::files::{CacheLevel, File, Mount};
+use vine::{Manager, Port, Task, TaskResult};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(120));
+
+unsafe extern "C" fn double_it(
+    input: *const c_void,
+    len: usize,
+    out: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    let bytes = unsafe { std::slice::from_raw_parts(input as *const u8, len) };
+    let v = u64::from_le_bytes(bytes.try_into().unwrap()) * 2;
+    unsafe { vine::ffi::function::vine_buffer_append(out, v.to_le_bytes().as_ptr().cast(), 8) }
+}
+
+/// When the test binary is started as a worker (see `self_worker`), this test
+/// becomes that worker: it registers its functions and serves the manager, as a
+/// user's program does with `--vine-worker`.
+#[test]
+fn zz_worker_entry() {
+    let Ok(args) = std::env::var("VINE_TEST_WORKER_ARGS") else {
+        return;
+    };
+    vine::registry::register(c"double_it", double_it).unwrap();
+    let mut argv = vec!["self".to_owned()];
+    argv.extend(args.split(' ').map(str::to_owned));
+    std::process::exit(vine::worker::remote::main_with_args(argv));
+}
+
+fn self_worker(port: u16, extra: &str) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "zz_worker_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            "VINE_TEST_WORKER_ARGS",
+            format!("--vine-worker 127.0.0.1 {port} --cores 1 --timeout 60 {extra}").trim(),
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn vine_worker(port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args([
+            "127.0.0.1",
+            &port.to_string(),
+            "--cores",
+            "1",
+            "--timeout",
+            "60",
+        ])
+        .args(extra)
+        .spawn()
+        .unwrap()
+}
+
+fn remote_manager() -> (Manager, u16) {
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let port = m.port().unwrap();
+    (m, port)
+}
+
+fn stop(m: Manager, workers: Vec<Child>) {
+    m.shutdown().unwrap();
+    for mut w in workers {
+        // Shutdown tells every worker to exit: each one does, with status 0.
+        let status = w.wait().unwrap();
+        assert!(status.success(), "worker exited with {status}");
+    }
+}
+
+#[test]
+fn workers_serve_their_registered_functions() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 2.0).unwrap();
+    let workers = vec![self_worker(port, ""), self_worker(port, "")];
+    for i in 0..200u64 {
+        m.submit(Task::function(c"double_it", &i.to_le_bytes()))
+            .unwrap();
+    }
+    let mut seen = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    for _ in 0..200 {
+        let t = m.wait(LONG).expect("task back");
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        seen.push(u64::from_le_bytes(t.output().try_into().unwrap()));
+        used.insert(t.worker_id());
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..200).map(|i| i * 2).collect::<Vec<_>>());
+    assert_eq!(used.len(), 2, "both workers ran tasks");
+    stop(m, workers);
+}
+
+#[test]
+fn a_function_no_worker_knows_waits_and_local_tasks_stay_local() {
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    // vine_worker registers no functions: the task must not be sent there.
+    let id = m
+        .submit(Task::function(c"double_it", &1u64.to_le_bytes()))
+        .unwrap();
+    let echo = m.submit(Task::command(c"echo remote")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (echo, TaskResult::Success));
+    assert!(m.wait(Some(Duration::from_millis(0))).is_none());
+    m.cancel(id).unwrap();
+    assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Cancelled);
+    stop(m, vec![w]);
+}
+
+#[test]
+fn commands_with_files_and_a_cached_input_sent_once() {
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    let dir = tempdir();
+    let data = dir.join("in.dat");
+    std::fs::write(&data, vec![b'x'; 1000]).unwrap();
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    let param = m.declare(File::buffer(b"7\n", CacheLevel::Task, 0).unwrap());
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let out = dir.join(format!("out{i}.txt"));
+        let output = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        let cmd =
+            CString::new("wc -c < data/in.dat > result.txt; cat p.txt >> result.txt; echo ok")
+                .unwrap();
+        let mut t = Task::command(&cmd);
+        t.add_input(Mount::new(input.clone(), "data/in.dat", 0).unwrap())
+            .unwrap();
+        t.add_input(Mount::new(param.clone(), "p.txt", 0).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(output, "result.txt", 0).unwrap())
+            .unwrap();
+        ids.push((m.submit(t).unwrap(), out));
+    }
+    for _ in 0..3 {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        assert_eq!(t.stdout().unwrap().to_str().unwrap(), "ok\n");
+    }
+    for (_, out) in &ids {
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "1000\n7\n");
+    }
+    let (sent, received) = m.bytes_transferred();
+    // The 1000-byte file went once (cached at the worker); the 2-byte buffer,
+    // cached for one task only, went with each task.
+    assert_eq!(sent, 1000 + 3 * 2);
+    assert_eq!(received, 3 * "1000\n7\n".len() as u64);
+    stop(m, vec![w]);
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_nothing() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let fifo = dir.join("started");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let first = vine_worker(port, &[]);
+    // The first attempt reports its worker's pid and its own through the fifo,
+    // then waits; the second attempt finds the marker and finishes.
+    let script = format!(
+        "if [ ! -e {d}/once ]; then touch {d}/once; echo \"$PPID $$\" > {f}; exec sleep 600; fi; echo finished",
+        d = dir.display(),
+        f = fifo.display()
+    );
+    let mut t = Task::command(&CString::new(script).unwrap());
+    t.set_retries(2).unwrap();
+    let id = m.submit(t).unwrap();
+    let mut line = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    let pids: Vec<i32> = line
+        .split_whitespace()
+        .map(|p| p.parse().unwrap())
+        .collect();
+    let mut first = first;
+    assert_eq!(
+        pids[0] as u32,
+        first.id(),
+        "the task ran under the first worker"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // SAFETY: plain kill of the orphaned sleep the test started.
+    unsafe { libc::kill(pids[1], libc::SIGKILL) };
+    let second = vine_worker(port, &[]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.id(), id);
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "finished\n");
+    assert_eq!(t.retries_used(), 1);
+    stop(m, vec![second]);
+}
+
+#[test]
+fn a_worker_with_the_wrong_password_is_refused_and_the_workflow_completes() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let good = dir.join("good");
+    let bad = dir.join("bad");
+    std::fs::write(&good, "sesame\n").unwrap();
+    std::fs::write(&bad, "guess\n").unwrap();
+    m.set_password_file(&good).unwrap();
+    let mut wrong = vine_worker(
+        port,
+        &["--password", bad.to_str().unwrap(), "--timeout", "0"],
+    );
+    let mut none = vine_worker(port, &["--timeout", "0"]);
+    // Refused workers give up (timeout 0) with a non-zero status.
+    assert!(!wrong.wait().unwrap().success());
+    assert!(!none.wait().unwrap().success());
+    let id = m.submit(Task::command(c"echo authenticated")).unwrap();
+    let right = vine_worker(port, &["--password", good.to_str().unwrap()]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    stop(m, vec![right]);
+}
+
+#[test]
+fn bad_bytes_drop_only_their_connection() {
+    let (m, port) = remote_manager();
+    let mut frames: Vec<Vec<u8>> = vec![b"GET / HTTP/1.0\r\n\r\n".to_vec()];
+    // A header with another protocol version.
+    let mut v = b"VN".to_vec();
+    v.extend_from_slice(&99u16.to_le_bytes());
+    v.extend_from_slice(&4u32.to_le_bytes());
+    v.extend_from_slice(&[0; 4]);
+    frames.push(v);
+    // A length far past the limit.
+    let mut big = b"VN".to_vec();
+    big.extend_from_slice(&vine::protocol::VERSION.to_le_bytes());
+    big.extend_from_slice(&u32::MAX.to_le_bytes());
+    frames.push(big);
+    // A truncated frame: the header promises more than is sent before closing.
+    let mut short = b"VN".to_vec();
+    short.extend_from_slice(&vine::protocol::VERSION.to_le_bytes());
+    short.extend_from_slice(&100u32.to_le_bytes());
+    short.extend_from_slice(&[1, 2, 3]);
+    frames.push(short);
+    for bytes in frames {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+        s.write_all(&bytes).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The manager sends its Hello, then closes on the bad frame.
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink);
+    }
+    let w = vine_worker(port, &[]);
+    let id = m.submit(Task::command(c"echo still here")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(m.stats().unwrap().workers_connected, 1);
+    stop(m, vec![w]);
+}
+
+#[test]
+fn a_worker_without_a_manager_gives_up_after_its_timeout() {
+    // Nothing listens on this port once the listener is dropped.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let status = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--timeout", "0.3"])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+    let usage = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .arg("--bogus")
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert_eq!(usage.code(), Some(2));
+}
+
+fn tempdir() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "vine-remote-test-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
