@@ -60,6 +60,8 @@ pub enum WorkSpec {
         name: Vec<u8>,
         /// Input bytes.
         input: Vec<u8>,
+        /// Run it in a separate process.
+        process: bool,
     },
     /// A shell command.
     Command {
@@ -296,6 +298,7 @@ mod test {
             work: WorkSpec::Function {
                 name: b"f".to_vec(),
                 input: vec![1, 2, 3],
+                process: false,
             },
             resources: (1000, 0, 0, 0),
             time_max: 0.0,

@@ -402,11 +402,8 @@ impl Task {
 
     /// Chooses thread or process execution for a function task.
     pub fn set_exec_mode(&mut self, mode: ExecMode) -> Result<()> {
-        if mode == ExecMode::Process {
-            return Err(Error::new(
-                crate::error::ErrorKind::Unsupported,
-                "VINE_EXEC_PROCESS is not supported yet: function tasks run on threads",
-            ));
+        if mode == ExecMode::Process && matches!(self.work, Work::Command { .. }) {
+            return Err(Error::invalid("commands always run in their own processes"));
         }
         self.mode = mode;
         Ok(())

@@ -23,6 +23,17 @@ unsafe extern "C" fn double_it(
     unsafe { vine::ffi::function::vine_buffer_append(out, v.to_le_bytes().as_ptr().cast(), 8) }
 }
 
+unsafe extern "C" fn crash_it(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: deliberately invalid: a buggy task function.
+    unsafe { std::ptr::write_volatile(std::ptr::null_mut::<c_int>(), 1) };
+    0
+}
+
 /// When the test binary is started as a worker (see `self_worker`), this test
 /// becomes that worker: it registers its functions and serves the manager, as a
 /// user's program does with `--vine-worker`.
@@ -32,6 +43,7 @@ fn zz_worker_entry() {
         return;
     };
     vine::registry::register(c"double_it", double_it).unwrap();
+    vine::registry::register(c"crash_it", crash_it).unwrap();
     let mut argv = vec!["self".to_owned()];
     argv.extend(args.split(' ').map(str::to_owned));
     std::process::exit(vine::worker::remote::main_with_args(argv));
@@ -106,6 +118,29 @@ fn workers_serve_their_registered_functions() {
     assert_eq!(seen, (0..200).map(|i| i * 2).collect::<Vec<_>>());
     assert_eq!(used.len(), 2, "both workers ran tasks");
     stop(m, workers);
+}
+
+#[test]
+fn a_crash_on_a_remote_worker_costs_only_the_task() {
+    let (m, port) = remote_manager();
+    let w = self_worker(port, "");
+    let mut bad = Task::function(c"crash_it", b"");
+    bad.set_exec_mode(vine::task::ExecMode::Process).unwrap();
+    let bad = m.submit(bad).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (bad, TaskResult::Signal));
+    let mut good = Task::function(c"double_it", &21u64.to_le_bytes());
+    good.set_exec_mode(vine::task::ExecMode::Process).unwrap();
+    m.submit(good).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success);
+    assert_eq!(t.output(), 42u64.to_le_bytes());
+    assert_eq!(
+        m.stats().unwrap().workers_connected,
+        1,
+        "the worker survived"
+    );
+    stop(m, vec![w]);
 }
 
 #[test]

@@ -293,6 +293,7 @@ impl RemoteLink {
             Work::Function { name, input, .. } => WorkSpec::Function {
                 name: name.to_bytes().to_vec(),
                 input: input.as_slice().to_vec(),
+                process: task.mode == crate::task::ExecMode::Process,
             },
             Work::Command { command } => WorkSpec::Command {
                 command: command.to_bytes().to_vec(),

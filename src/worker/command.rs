@@ -87,7 +87,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         .try_clone()
         .and_then(|w2| cmd.stdout(w2).stderr(writer).spawn());
     drop(cmd); // closes the parent's copies of the pipe's write end
-    let mut child = match spawned {
+    let child = match spawned {
         Ok(c) => c,
         Err(e) => {
             return task.finish(
@@ -100,7 +100,12 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     let time_max = task.time_max();
     let deadline = (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max));
     let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
-    let supervised = process::supervise(&mut child, reader, cap, deadline, control);
+    let limits = process::Limits {
+        cap,
+        deadline,
+        memory_mb: task.request.memory_mb,
+    };
+    let supervised = process::supervise(child.id() as i32, reader, limits, control);
     let (ending, captured) = match supervised {
         Ok(x) => x,
         Err(e) => {
@@ -116,6 +121,13 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     match ending {
         Ending::Cancelled => {
             return task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()))
+        }
+        Ending::OverMemory(mb) => {
+            let reason = format!(
+                "used {mb} MB, more than its {} MB of memory",
+                task.request.memory_mb
+            );
+            return task.finish(TaskResult::ResourceExhaustion, Some(reason));
         }
         Ending::TimedOut => {
             return task.finish(

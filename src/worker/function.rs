@@ -15,7 +15,7 @@ pub fn current_gpu_ids() -> Vec<u32> {
 }
 
 /// Runs the task's function with its input and records output, exit code and result.
-pub fn run(task: &mut Task, gpus: &[u32]) {
+pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunControl) {
     let (func, context, input) = match &task.work {
         Work::Function { name, func, input } => {
             let f = func.or_else(|| crate::registry::lookup(name));
@@ -40,6 +40,14 @@ pub fn run(task: &mut Task, gpus: &[u32]) {
     };
     if !gpus.is_empty() {
         CURRENT_GPUS.with(|g| g.borrow_mut().extend_from_slice(gpus));
+    }
+    if task.mode == crate::task::ExecMode::Process {
+        let input = input.as_slice().to_vec();
+        crate::worker::isolated::run(task, func, context, &input, control);
+        if !gpus.is_empty() {
+            CURRENT_GPUS.with(|g| g.borrow_mut().clear());
+        }
+        return;
     }
     let time_max = task.time_max();
     let start = (time_max > 0.0).then(Instant::now);

@@ -357,7 +357,7 @@ fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared)
     }
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
-        _ => crate::worker::function::run(task, gpus),
+        _ => crate::worker::function::run(task, gpus, control),
     }));
     if ran.is_err() {
         task.finish(

@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
-use std::process::{Child, ExitStatus};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Instant;
 
@@ -70,6 +70,88 @@ pub enum Ending {
     TimedOut,
     /// It was killed by a cancellation.
     Cancelled,
+    /// It was killed for using this many MB, more than its memory.
+    OverMemory(u64),
+}
+
+/// The bounds a supervised process runs under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Bytes of output kept.
+    pub cap: usize,
+    /// Killed at this time.
+    pub deadline: Option<Instant>,
+    /// Killed when its process group's resident memory passes this (0 = no limit).
+    pub memory_mb: u64,
+}
+
+/// How often (ms) the memory of a limited process group is measured.
+const MEMORY_CHECK_MS: i32 = 20;
+
+/// Resident memory, in MB, of every process in group `pgid`.
+pub fn group_rss_mb(pgid: i32) -> u64 {
+    let page_kb = 4; // Linux reports RSS in pages; x86-64 and arm64 default to 4 KiB.
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    let mut kb = 0u64;
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if !name.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{name}/stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may contain spaces) start at ')'.
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
+            continue;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // rest[0] is field 3 (state): pgrp is field 5, rss field 24.
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) == Some(pgid) {
+            kb += fields
+                .get(21)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+                * page_kb;
+        }
+    }
+    kb / 1024
+}
+
+/// Waits for a child by pid (the library forks some itself, so not every child is
+/// a `std::process::Child`).
+struct Reaper(i32);
+
+impl Reaper {
+    fn reap(&self, flags: i32) -> std::io::Result<Option<ExitStatus>> {
+        let mut status = 0;
+        loop {
+            // SAFETY: waitpid on our own child, writing into a local int.
+            let rc = unsafe { libc::waitpid(self.0, &mut status, flags) };
+            if rc == self.0 {
+                return Ok(Some(ExitStatus::from_raw(status)));
+            }
+            if rc == 0 {
+                return Ok(None);
+            }
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err);
+            }
+        }
+    }
+
+    fn wait(&self) -> std::io::Result<ExitStatus> {
+        self.reap(0)?
+            .ok_or_else(|| std::io::Error::other("waitpid returned no status"))
+    }
+
+    fn try_wait(&self) -> std::io::Result<Option<ExitStatus>> {
+        self.reap(libc::WNOHANG)
+    }
 }
 
 /// What the child printed.
@@ -103,13 +185,17 @@ fn set_nonblocking(fd: i32) {
 /// most `cap` bytes, killing the group at `deadline` or when `control` is cancelled.
 /// When the child exits, whatever is left of its group is killed too.
 pub fn supervise(
-    child: &mut Child,
+    pid: i32,
     mut output: std::io::PipeReader,
-    cap: usize,
-    deadline: Option<Instant>,
+    limits: Limits,
     control: &RunControl,
 ) -> std::io::Result<(Ending, Captured)> {
-    let pid = child.id() as i32;
+    let Limits {
+        cap,
+        deadline,
+        memory_mb,
+    } = limits;
+    let child = Reaper(pid);
     // Without pidfds (old kernels, tools that trace system calls) the exit is
     // noticed by checking every EXIT_CHECK_MS instead.
     let pidfd = pidfd_open(pid).ok();
@@ -119,6 +205,7 @@ pub fn supervise(
     let mut buf = vec![0u8; 64 * 1024];
     let mut pipe_open = true;
     let mut timed_out = false;
+    let mut peak_mb = None;
     let status = loop {
         let mut timeout_ms = match deadline {
             Some(d) if !timed_out => {
@@ -130,6 +217,9 @@ pub fn supervise(
         };
         if pidfd.is_none() && !(0..=EXIT_CHECK_MS).contains(&timeout_ms) {
             timeout_ms = EXIT_CHECK_MS;
+        }
+        if memory_mb > 0 && !(0..=MEMORY_CHECK_MS).contains(&timeout_ms) {
+            timeout_ms = MEMORY_CHECK_MS;
         }
         let mut fds = [
             libc::pollfd {
@@ -169,6 +259,13 @@ pub fn supervise(
             timed_out = true;
             kill_group(pid);
         }
+        if memory_mb > 0 && peak_mb.is_none() {
+            let used = group_rss_mb(pid);
+            if used > memory_mb {
+                peak_mb = Some(used);
+                kill_group(pid);
+            }
+        }
     };
     // The leader is gone; anything it left in its group goes too, so the pipe's
     // writers close and what they wrote can be read to the end.
@@ -190,6 +287,8 @@ pub fn supervise(
     }
     let ending = if control.is_cancelled() {
         Ending::Cancelled
+    } else if let Some(mb) = peak_mb {
+        Ending::OverMemory(mb)
     } else if timed_out {
         Ending::TimedOut
     } else {

@@ -399,9 +399,17 @@ impl Session<'_> {
     /// becomes a task that fails with the reason when it runs.
     fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
         let mut task = match &spec.work {
-            WorkSpec::Function { name, input } => {
+            WorkSpec::Function {
+                name,
+                input,
+                process,
+            } => {
                 let name = CString::new(name.clone()).unwrap_or_default();
-                Task::function(&name, input)
+                let mut t = Task::function(&name, input);
+                if *process {
+                    let _ = t.set_exec_mode(crate::task::ExecMode::Process);
+                }
+                t
             }
             WorkSpec::Command { command, .. } => {
                 Task::command(&CString::new(command.clone()).unwrap_or_default())

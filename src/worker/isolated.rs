@@ -1,0 +1,116 @@
+//! Running a function task in a separate process (`VINE_EXEC_PROCESS`): the pool
+//! thread forks, the child calls the function and writes its return code and output
+//! to a pipe, then exits without running anything else of this process. A crash,
+//! an `exit()` or a leak in the function ends only the child; the task reports it.
+//!
+//! The child of a multi-threaded process may only rely on what fork keeps working:
+//! the allocator (glibc resets its locks at fork) and plain system calls. It touches
+//! no lock of the library and never returns into the parent's code.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use crate::task::{FunctionPtr, Task, TaskResult};
+use crate::worker::process::{self, Ending, Limits, RunControl};
+
+/// The most output a PROCESS function may return.
+const MAX_OUTPUT: usize = 1 << 30;
+
+/// Runs `func(input, context)` in a child process and records the outcome in `task`.
+pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], control: &RunControl) {
+    let (reader, mut writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => {
+            return task.finish(
+                TaskResult::Forsaken,
+                Some(format!("cannot create a pipe: {e}")),
+            )
+        }
+    };
+    // SAFETY: fork has no memory-safety preconditions; the child below only calls
+    // the task function, writes to its pipe and _exits (see the module comment).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        drop(reader);
+        // SAFETY: setpgid and _exit are async-signal-safe system calls.
+        unsafe { libc::setpgid(0, 0) };
+        let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
+        let ok = writer
+            .write_all(&rc.to_le_bytes())
+            .and_then(|()| writer.write_all(&output))
+            .is_ok();
+        // SAFETY: ends the child at once, running no destructor or atexit handler of
+        // the parent's program.
+        unsafe { libc::_exit(if ok { 0 } else { 111 }) };
+    }
+    drop(writer);
+    if pid < 0 {
+        let e = std::io::Error::last_os_error();
+        return task.finish(TaskResult::Forsaken, Some(format!("cannot fork: {e}")));
+    }
+    // SAFETY: also set from the parent, so the group exists before any kill of it.
+    unsafe { libc::setpgid(pid, pid) };
+    control.set_pgid(pid);
+    let time_max = task.time_max();
+    let limits = Limits {
+        cap: MAX_OUTPUT,
+        deadline: (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max)),
+        memory_mb: task.request.memory_mb,
+    };
+    let (ending, captured) = match process::supervise(pid, reader, limits, control) {
+        Ok(x) => x,
+        Err(e) => {
+            return task.finish(
+                TaskResult::Forsaken,
+                Some(format!("lost track of the task process: {e}")),
+            )
+        }
+    };
+    match ending {
+        Ending::Cancelled => {
+            task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()))
+        }
+        Ending::TimedOut => task.finish(
+            TaskResult::MaxWallTime,
+            Some(format!("killed after its time_max of {time_max} s")),
+        ),
+        Ending::OverMemory(mb) => {
+            let reason = format!(
+                "used {mb} MB, more than its {} MB of memory",
+                task.request.memory_mb
+            );
+            task.finish(TaskResult::ResourceExhaustion, Some(reason))
+        }
+        Ending::Exited(status) => {
+            if let Some(sig) = process::signal_of(&status) {
+                task.exit_code = sig;
+                return task.finish(
+                    TaskResult::Signal,
+                    Some(format!("the task process was killed by signal {sig}")),
+                );
+            }
+            let bytes = captured.bytes;
+            if status.code() != Some(0) || bytes.len() < 4 {
+                let code = status.code().unwrap_or(-1);
+                task.exit_code = code;
+                return task.finish(
+                    TaskResult::FunctionError,
+                    Some(format!(
+                        "the function ended its process with exit({code}) before returning"
+                    )),
+                );
+            }
+            let rc = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+            task.output = bytes[4..].to_vec();
+            task.exit_code = rc;
+            if rc == 0 {
+                task.finish(TaskResult::Success, None);
+            } else {
+                task.finish(
+                    TaskResult::FunctionError,
+                    Some(format!("the function returned {rc}")),
+                );
+            }
+        }
+    }
+}

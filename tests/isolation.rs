@@ -1,0 +1,130 @@
+//! Function tasks in separate processes, and memory limits.
+
+use std::ffi::{c_int, c_void};
+use std::time::Duration;
+
+use vine::ffi::vine_buffer;
+use vine::task::ExecMode;
+use vine::{Manager, Port, Task, TaskResult};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(120));
+
+unsafe extern "C" fn crash(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: not safe at all: the point is to crash the task's process with a
+    // real invalid write, as a buggy C function would.
+    unsafe { std::ptr::write_volatile(std::ptr::null_mut::<c_int>(), 1) };
+    0
+}
+
+unsafe extern "C" fn quit(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: ends the task's process, as a careless library might.
+    unsafe { libc::exit(3) }
+}
+
+unsafe extern "C" fn greet(
+    input: *const c_void,
+    len: usize,
+    out: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    let name = unsafe { std::slice::from_raw_parts(input as *const u8, len) };
+    let msg = [b"hello ".as_slice(), name].concat();
+    unsafe { vine::ffi::function::vine_buffer_append(out, msg.as_ptr().cast(), msg.len()) };
+    7
+}
+
+unsafe extern "C" fn hog(_: *const c_void, _: usize, _: *mut vine_buffer, _: *mut c_void) -> c_int {
+    // Touch 400 MB, then wait to be stopped: only the memory limit ends it.
+    let mut v: Vec<u8> = Vec::new();
+    for _ in 0..400 {
+        v.extend(std::iter::repeat_n(1u8, 1 << 20));
+    }
+    loop {
+        std::hint::black_box(&v);
+        std::thread::park();
+    }
+}
+
+fn manager() -> Manager {
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    m
+}
+
+fn process_task(f: vine::task::FunctionPtr, input: &[u8]) -> Box<Task> {
+    let mut t = Task::local(f, 0, input);
+    t.set_exec_mode(ExecMode::Process).unwrap();
+    t
+}
+
+#[test]
+fn a_crash_in_a_process_task_costs_only_that_task() {
+    let m = manager();
+    let bad = m.submit(process_task(crash, b"")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (bad, TaskResult::Signal));
+    assert_eq!(t.exit_code(), libc::SIGSEGV);
+    // The caller is alive, and the next task runs fine.
+    m.submit(process_task(greet, b"world")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::FunctionError);
+    assert_eq!(t.exit_code(), 7);
+    assert_eq!(t.output(), b"hello world");
+}
+
+#[test]
+fn exit_in_a_process_task_is_reported_with_its_code() {
+    let m = manager();
+    m.submit(process_task(quit, b"")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::FunctionError);
+    assert_eq!(t.exit_code(), 3);
+    assert!(t.reason().unwrap().to_str().unwrap().contains("exit(3)"));
+}
+
+#[test]
+fn a_process_task_over_its_memory_is_stopped() {
+    let m = manager();
+    let mut t = process_task(hog, b"");
+    t.set_memory(50).unwrap();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        t.result(),
+        TaskResult::ResourceExhaustion,
+        "{:?}",
+        t.reason()
+    );
+}
+
+#[test]
+fn a_command_over_its_memory_is_stopped() {
+    let m = manager();
+    // The shell holds 200 MB in a variable, then waits: only the limit ends it.
+    let mut t = Task::command(c"x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 600");
+    t.set_memory(40).unwrap();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        t.result(),
+        TaskResult::ResourceExhaustion,
+        "{:?}",
+        t.reason()
+    );
+}
+
+#[test]
+fn commands_cannot_be_put_in_process_mode_twice() {
+    let mut t = Task::command(c"true");
+    assert!(t.set_exec_mode(ExecMode::Process).is_err());
+}
