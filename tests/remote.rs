@@ -310,6 +310,35 @@ fn bad_bytes_drop_only_their_connection() {
 }
 
 #[test]
+fn the_local_factory_restarts_a_crashed_worker_and_reaps_all_at_shutdown() {
+    let (m, _) = remote_manager();
+    m.start_local_workers(1, Some(env!("CARGO_BIN_EXE_vine_worker").as_ref()))
+        .unwrap();
+    let ppid = |m: &Manager| {
+        m.submit(Task::command(c"echo $PPID")).unwrap();
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success);
+        t.stdout()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .unwrap()
+    };
+    let first = ppid(&m);
+    // SAFETY: kills the worker process the factory started.
+    unsafe { libc::kill(first, libc::SIGKILL) };
+    // Only a restarted worker can run this one (the local pool has no cores).
+    let second = ppid(&m);
+    assert_ne!(first, second);
+    m.shutdown().unwrap();
+    // Reaped: no such process remains.
+    // SAFETY: signal 0 only checks that the pid exists.
+    assert_eq!(unsafe { libc::kill(second, 0) }, -1);
+}
+
+#[test]
 fn a_worker_without_a_manager_gives_up_after_its_timeout() {
     // Nothing listens on this port once the listener is dropped.
     let port = std::net::TcpListener::bind("127.0.0.1:0")

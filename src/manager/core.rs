@@ -286,7 +286,10 @@ impl ManagerLoop {
                 // Workers choose their interval (--keepalive-interval); the manager
                 // only bounds the silence it accepts.
             }
-            Setting::Autocategory(_) | Setting::MaxStdout(_) | Setting::HungryFactor(_) => {
+            Setting::Autocategory(_)
+            | Setting::MaxStdout(_)
+            | Setting::HungryFactor(_)
+            | Setting::LocalWorkerProcesses(_) => {
                 unreachable!("applied by the manager handle")
             }
         }

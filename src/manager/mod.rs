@@ -4,6 +4,7 @@
 
 pub mod completion;
 mod core;
+pub mod factory;
 pub mod remote;
 pub mod scheduler;
 pub mod settings;
@@ -141,6 +142,8 @@ pub struct Manager {
     info_dir: Mutex<Option<PathBuf>>,
     max_stdout: Arc<AtomicUsize>,
     remote_settings: Arc<remote::RemoteSettings>,
+    factory: Mutex<Option<factory::Factory>>,
+    password_path: Mutex<Option<PathBuf>>,
 }
 
 static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
@@ -243,6 +246,8 @@ impl Manager {
             info_dir: Mutex::new(None),
             max_stdout,
             remote_settings,
+            factory: Mutex::new(None),
+            password_path: Mutex::new(None),
         })
     }
 
@@ -375,12 +380,48 @@ impl Manager {
         match setting {
             Setting::Autocategory(on) => self.shared.autocategory.store(on, Ordering::Relaxed),
             Setting::MaxStdout(n) => self.max_stdout.store(n, Ordering::Relaxed),
+            Setting::LocalWorkerProcesses(n) => self.start_local_workers(n, None)?,
             Setting::HungryFactor(f) => self
                 .shared
                 .hungry_factor_milli
                 .store((f * 1000.0).max(1.0) as u64, Ordering::Relaxed),
             _ => self.ask(|reply| Message::Tune { setting, reply })??,
         }
+        Ok(())
+    }
+
+    /// Starts and supervises `n` worker processes on this machine (1 core each),
+    /// running `program` (default: see [`factory::worker_program`]).
+    pub fn start_local_workers(&self, n: usize, program: Option<&Path>) -> Result<()> {
+        let port = self.port().ok_or_else(|| {
+            Error::invalid(
+                "local worker processes connect to the manager's port: \
+                 create it with a port, not VINE_PORT_NONE",
+            )
+        })?;
+        let mut slot = self.factory.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_some() {
+            return Err(Error::invalid(
+                "local worker processes were already started",
+            ));
+        }
+        if n == 0 || self.is_shut_down() {
+            return Ok(());
+        }
+        let mut args: Vec<String> = ["--cores", "1", "--timeout", "60"]
+            .map(String::from)
+            .to_vec();
+        if let Some(p) = self
+            .password_path
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            args.push("--password".into());
+            args.push(p.display().to_string());
+        }
+        let program = program.map_or_else(factory::worker_program, Path::to_path_buf);
+        *slot = Some(factory::Factory::start(n, &program, port, args)?);
         Ok(())
     }
 
@@ -415,6 +456,7 @@ impl Manager {
             .password
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = Some(pw);
+        *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_owned());
         Ok(())
     }
 
@@ -460,6 +502,15 @@ impl Manager {
             .and_then(|r| r);
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
+        }
+        // The workers were told to exit; any that did not are killed and reaped.
+        if let Some(f) = self
+            .factory
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            f.stop(Duration::from_secs(5));
         }
         self.shared.completions.wake_all();
         if let Some(dir) = self

@@ -34,6 +34,8 @@ pub enum Setting {
     MaxStdout(usize),
     /// `vine_hungry` is true while fewer than this many tasks per slot are waiting.
     HungryFactor(f64),
+    /// Start and supervise this many local worker processes.
+    LocalWorkerProcesses(usize),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -51,6 +53,7 @@ pub const NAMES: &[&str] = &[
     "prefetch",
     "max-stdout",
     "hungry-factor",
+    "local-worker-processes",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -87,6 +90,9 @@ impl Setting {
             "local-gpus" => Setting::LocalGpus(whole(name, v, 1e6)? as u32),
             "autocategory" => Setting::Autocategory(whole(name, v, 1.0)? == 1),
             "prefetch" => Setting::Prefetch(whole(name, v, 1e9)? as usize),
+            "local-worker-processes" => {
+                Setting::LocalWorkerProcesses(whole(name, v, 4096.0)? as usize)
+            }
             "max-stdout" => Setting::MaxStdout(whole(name, v, 1e12)? as usize),
             "hungry-factor" => {
                 if !v.is_finite() || v <= 0.0 {
