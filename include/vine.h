@@ -339,7 +339,7 @@ int vine_task_gpu_ids(int *ids, int max);
 // Returns 0 when the manager tells the worker to exit, 1 when no manager could be
 // reached or authenticated within `--timeout` (default 900 s), 2 for a bad command
 // line (the reason on standard error).
-int vine_worker_main(int argc, const char *const *argv);
+int vine_worker_main(int argc, char *const *argv);
 
 // Creates a manager and starts its thread and its local worker threads.
 //

@@ -98,7 +98,7 @@ pub unsafe extern "C" fn vine_task_gpu_ids(ids: *mut c_int, max: c_int) -> c_int
 /// reached or authenticated within `--timeout` (default 900 s), 2 for a bad command
 /// line (the reason on standard error).
 #[no_mangle]
-pub unsafe extern "C" fn vine_worker_main(argc: c_int, argv: *const *const c_char) -> c_int {
+pub unsafe extern "C" fn vine_worker_main(argc: c_int, argv: *const *mut c_char) -> c_int {
     guard_code(|| {
         if argv.is_null() {
             return Err(null("argv"));

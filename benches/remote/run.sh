@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Remote workers over loopback, side by side in one run: vine and Work Queue
+# (cctools) each run 5,000 empty commands on 2 workers of 1 core; the floor is
+# the machine spawning `true` 5,000 times two at a time (xargs -P2). vine alone
+# also runs 100,000 empty function tasks and a chain of 10,000 submit-wait links.
+# Needs coop-computing-tools and coop-computing-tools-dev for the Work Queue side.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+bin=benches/bin
+mkdir -p "$bin"
+cargo build --release -q
+gcc -O2 -Wall -Wextra -Werror -Iinclude benches/remote/vine_remote.c target/release/libvine.a \
+    -lpthread -ldl -lm -o "$bin/vine_remote"
+have_wq=0
+if [ -f /usr/include/cctools/work_queue.h ] && command -v work_queue_worker >/dev/null; then
+    gcc -O2 -Wall -Wextra -I/usr/include/cctools benches/remote/wq_remote.c \
+        -lwork_queue -ldttools -lm -lz -lcrypt -o "$bin/wq_remote"
+    have_wq=1
+fi
+
+value() { awk -v k="$1" '$2 == k { print $3 }'; }
+
+floor_start=$(date +%s.%N)
+seq 5000 | xargs -P2 -n1 true
+floor_end=$(date +%s.%N)
+floor=$(echo "5000 / ($floor_end - $floor_start)" | bc -l)
+
+vine_cmd=$("$bin/vine_remote" commands 5000 | value commands_per_s)
+vine_fn=$("$bin/vine_remote" functions 100000 | value functions_per_s)
+vine_chain=$("$bin/vine_remote" chain 10000 | value chain_us_per_link)
+
+wq_cmd="n/a"
+if [ "$have_wq" = 1 ]; then
+    out=$(mktemp)
+    "$bin/wq_remote" 5000 > "$out" &
+    mgr=$!
+    until grep -q '^port ' "$out"; do sleep 0.1; done
+    port=$(awk '/^port / { print $2 }' "$out")
+    work_queue_worker --cores 1 -t 60 localhost "$port" > /dev/null 2>&1 &
+    w1=$!
+    work_queue_worker --cores 1 -t 60 localhost "$port" > /dev/null 2>&1 &
+    w2=$!
+    wait "$mgr"
+    kill "$w1" "$w2" 2>/dev/null || true
+    wq_cmd=$(value commands_per_s < "$out")
+    rm -f "$out"
+fi
+
+printf '\n| measure (2 workers x 1 core, loopback) | vine | Work Queue | floor (xargs -P2) | target |\n'
+printf '|---|---|---|---|---|\n'
+printf '| 5,000 empty commands, tasks/s | %s | %s | %.0f | floor/vine = %.2f (<= 1.5) |\n' \
+    "$vine_cmd" "$wq_cmd" "$floor" "$(echo "$floor / $vine_cmd" | bc -l)"
+printf '| 100,000 empty function tasks, tasks/s | %s | - | - | >= 50,000 |\n' "$vine_fn"
+printf '| chain of 10,000 submit-wait links, us/link | %s | - | - | < 200 |\n' "$vine_chain"
