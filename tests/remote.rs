@@ -248,6 +248,69 @@ fn a_worker_killed_mid_task_loses_nothing() {
 }
 
 #[test]
+fn a_silent_worker_is_declared_lost_and_its_task_runs_elsewhere() {
+    let (m, port) = remote_manager();
+    m.tune("keepalive-timeout", 1.0).unwrap();
+    let dir = tempdir();
+    let fifo = dir.join("started");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let mut silent = vine_worker(port, &["--keepalive-interval", "0.2"]);
+    let script = format!(
+        "if [ ! -e {d}/once ]; then touch {d}/once; echo $$ > {f}; exec sleep 600; fi; echo elsewhere",
+        d = dir.display(),
+        f = fifo.display()
+    );
+    let id = m
+        .submit(Task::command(&CString::new(script).unwrap()))
+        .unwrap();
+    let mut line = String::new();
+    std::fs::File::open(&fifo)
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    // Freeze the worker: its socket stays open but it says nothing.
+    // SAFETY: plain signals to the worker process this test started.
+    unsafe { libc::kill(silent.id() as i32, libc::SIGSTOP) };
+    let other = vine_worker(port, &[]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "elsewhere\n");
+    let sleeper: i32 = line.trim().parse().unwrap();
+    // SAFETY: as above; the sleep is the frozen attempt's, orphaned in its group.
+    unsafe {
+        libc::kill(silent.id() as i32, libc::SIGKILL);
+        libc::kill(sleeper, libc::SIGKILL);
+    }
+    silent.wait().unwrap();
+    stop(m, vec![other]);
+}
+
+#[test]
+fn a_temp_made_on_a_worker_feeds_a_later_task_and_can_be_fetched() {
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo intermediate > t.txt");
+    make.add_output(Mount::new(temp.clone(), "t.txt", 0).unwrap())
+        .unwrap();
+    m.submit(make).unwrap();
+    assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+    let mut read = Task::command(c"tr a-z A-Z < in.txt");
+    read.add_input(Mount::new(temp.clone(), "in.txt", 0).unwrap())
+        .unwrap();
+    m.submit(read).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "INTERMEDIATE\n");
+    assert_eq!(&temp.fetch().unwrap()[..], b"intermediate\n\0");
+    stop(m, vec![w]);
+}
+
+#[test]
 fn a_worker_with_the_wrong_password_is_refused_and_the_workflow_completes() {
     let (m, port) = remote_manager();
     let dir = tempdir();

@@ -80,6 +80,8 @@ pub(super) struct ManagerLoop {
     pub(super) remote_settings: Arc<RemoteSettings>,
     /// The accept loop, and the address that wakes it.
     pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
+    /// Where temps produced by remote workers are kept.
+    pub(super) temp_root: std::path::PathBuf,
 }
 
 impl ManagerLoop {
@@ -104,6 +106,7 @@ impl ManagerLoop {
             remote: HashMap::new(),
             remote_settings: RemoteSettings::new(),
             listener: None,
+            temp_root: std::env::temp_dir(),
         }
     }
 
@@ -195,7 +198,7 @@ impl ManagerLoop {
                 let Some(mut task) = link.take(report.id) else {
                     return;
                 };
-                if apply_report(&mut task, *report) {
+                if apply_report(&mut task, *report, &self.temp_root) {
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
                     link.keep(task);

@@ -210,6 +210,7 @@ impl Manager {
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
         lp.add_local_worker();
+        lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
         if let Some(l) = &listener {
             let addr = l

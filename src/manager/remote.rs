@@ -403,7 +403,11 @@ impl WorkerLink for RemoteLink {
 
 /// Copies a worker's report into the task it is about, and the output files to
 /// where they were declared. Returns false if the report is stale (another attempt).
-pub(crate) fn apply_report(task: &mut Task, report: TaskReport) -> bool {
+pub(crate) fn apply_report(
+    task: &mut Task,
+    report: TaskReport,
+    temp_root: &std::path::Path,
+) -> bool {
     if report.attempt != task.attempts {
         return false;
     }
@@ -432,7 +436,14 @@ pub(crate) fn apply_report(task: &mut Task, report: TaskReport) -> bool {
                     m.file.set_contents(data);
                     Ok(())
                 }
-                FileKind::Temp => Err("temps from remote workers are not supported yet".to_owned()),
+                FileKind::Temp => {
+                    // Brought back and kept by the manager, which serves it to
+                    // later tasks and to vine_fetch_file.
+                    let dest = temp_root.join(file_id.to_string());
+                    std::fs::write(&dest, &data)
+                        .map(|()| m.file.set_temp_location(dest))
+                        .map_err(|e| e.to_string())
+                }
             };
             if let Err(e) = stored {
                 result = TaskResult::OutputMissing;
