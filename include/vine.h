@@ -366,21 +366,27 @@ int vine_port(const struct vine_manager *m);
 // - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
 //   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 // - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
-// - `"keepalive-interval"`, `"keepalive-timeout"` (seconds): remote worker liveness.
+// - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
+//   tasks re-run elsewhere (applies to workers that connect afterwards).
+//   `"keepalive-interval"` is accepted; workers choose theirs (5 s).
 // - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
 //   before killing them.
 // - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
 //   `"local-gpus"`: the local pool's resources; only while no task is outstanding.
 //   `"local-cores"` 0 leaves execution to remote workers.
 // - `"autocategory"` (1): a function task with no category gets its function name.
-// - `"prefetch"` (the local pool's core count): tasks a worker may hold beyond what it
-//   can start now, so a finishing thread finds its next task without a round trip to
-//   the manager. A later task of higher priority may start after up to this many
-//   already-dispatched ones; 0 gives strict priority order.
+// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
+//   so a finishing thread finds its next task without a round trip to the manager.
+//   Automatic: about 1 ms of the worker's measured task durations, at least one per
+//   core. A later task of higher priority may start after those already dispatched;
+//   0 gives strict priority order.
 // - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 //   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
 // - `"hungry-factor"` (2): `vine_hungry` is true while fewer than this many tasks per
 //   worker slot are waiting.
+// - `"local-worker-processes"` (0): start and supervise this many `vine_worker`
+//   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
+//   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 //
 // Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 // `VINE_ERROR_INVALID_ARGUMENT` for a bad value; on error nothing changes.
@@ -544,8 +550,20 @@ int vine_task_set_retries(struct vine_task *t, int retries);
 // Sets an environment variable for a command (`value` NULL: unset it).
 int vine_task_set_env_var(struct vine_task *t, const char *name, const char *value);
 
-// `VINE_EXEC_THREAD` (default) or `VINE_EXEC_PROCESS`. Process execution is not
-// supported yet: it returns `VINE_ERROR_UNSUPPORTED` and leaves the task on threads.
+// Where a function task runs: `VINE_EXEC_THREAD` (default), on a warm worker
+// thread, or `VINE_EXEC_PROCESS`, in a separate process, so that a crash, an
+// `exit()` or a leak costs only the task (`VINE_RESULT_SIGNAL`, or
+// `VINE_RESULT_FUNCTION_ERROR` with the exit code), never the caller.
+//
+// How: the worker running the task (a local worker thread of this program, or a
+// remote worker) forks its process; the child calls the function, sends back its
+// return value and output, and exits at once. The program needs no set-up, but the
+// function runs in a copy of the process: it sees the memory as it was at the fork
+// and its changes to it are lost; it must not rely on other threads (they do not
+// exist in the child) or on locks they might hold. A memory request
+// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
+// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
+// Commands always run in their own processes: setting PROCESS on one is refused.
 int vine_task_set_exec_mode(struct vine_task *t, vine_exec_mode_t mode);
 
 // How the task ended (`VINE_RESULT_*`). `VINE_RESULT_UNKNOWN` for a task that has

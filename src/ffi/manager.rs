@@ -54,21 +54,27 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
 ///   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 /// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
-/// - `"keepalive-interval"`, `"keepalive-timeout"` (seconds): remote worker liveness.
+/// - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
+///   tasks re-run elsewhere (applies to workers that connect afterwards).
+///   `"keepalive-interval"` is accepted; workers choose theirs (5 s).
 /// - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
 ///   before killing them.
 /// - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
 ///   `"local-gpus"`: the local pool's resources; only while no task is outstanding.
 ///   `"local-cores"` 0 leaves execution to remote workers.
 /// - `"autocategory"` (1): a function task with no category gets its function name.
-/// - `"prefetch"` (the local pool's core count): tasks a worker may hold beyond what it
-///   can start now, so a finishing thread finds its next task without a round trip to
-///   the manager. A later task of higher priority may start after up to this many
-///   already-dispatched ones; 0 gives strict priority order.
+/// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
+///   so a finishing thread finds its next task without a round trip to the manager.
+///   Automatic: about 1 ms of the worker's measured task durations, at least one per
+///   core. A later task of higher priority may start after those already dispatched;
+///   0 gives strict priority order.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 ///   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
 /// - `"hungry-factor"` (2): `vine_hungry` is true while fewer than this many tasks per
 ///   worker slot are waiting.
+/// - `"local-worker-processes"` (0): start and supervise this many `vine_worker`
+///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
+///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 ///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 /// `VINE_ERROR_INVALID_ARGUMENT` for a bad value; on error nothing changes.

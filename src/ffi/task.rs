@@ -175,8 +175,20 @@ pub unsafe extern "C" fn vine_task_set_env_var(
     set(t, |t| t.set_env_var(name?, value.transpose()?))
 }
 
-/// `VINE_EXEC_THREAD` (default) or `VINE_EXEC_PROCESS`. Process execution is not
-/// supported yet: it returns `VINE_ERROR_UNSUPPORTED` and leaves the task on threads.
+/// Where a function task runs: `VINE_EXEC_THREAD` (default), on a warm worker
+/// thread, or `VINE_EXEC_PROCESS`, in a separate process, so that a crash, an
+/// `exit()` or a leak costs only the task (`VINE_RESULT_SIGNAL`, or
+/// `VINE_RESULT_FUNCTION_ERROR` with the exit code), never the caller.
+///
+/// How: the worker running the task (a local worker thread of this program, or a
+/// remote worker) forks its process; the child calls the function, sends back its
+/// return value and output, and exits at once. The program needs no set-up, but the
+/// function runs in a copy of the process: it sees the memory as it was at the fork
+/// and its changes to it are lost; it must not rely on other threads (they do not
+/// exist in the child) or on locks they might hold. A memory request
+/// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
+/// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
+/// Commands always run in their own processes: setting PROCESS on one is refused.
 #[no_mangle]
 pub extern "C" fn vine_task_set_exec_mode(t: *mut vine_task, mode: vine_exec_mode_t) -> c_int {
     set(t, |t| match mode {
