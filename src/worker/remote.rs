@@ -189,6 +189,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     for lib in &opts.libraries {
         crate::ffi::library::load(lib)?;
     }
+    remove_dead_workers_dirs(&opts.workdir);
     let dir = opts
         .workdir
         .join(format!("vine-worker-{}", std::process::id()));
@@ -228,6 +229,27 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         }
         // Retry pacing for reconnection, not synchronisation.
         std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
+    }
+}
+
+/// Removes the directories of workers that were killed before they could clean up.
+fn remove_dead_workers_dirs(workdir: &Path) {
+    let Ok(entries) = std::fs::read_dir(workdir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("vine-worker-"))
+            .and_then(|p| p.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
