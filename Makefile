@@ -26,7 +26,8 @@ rust-test:
 	$(CARGO) test --release
 
 c-test: release
-	$(MAKE) -C tests/c run
+	$(MAKE) -C tests/capi run
+	$(MAKE) -C tests/capi valgrind
 
 examples: release
 	$(MAKE) -C c-examples run
@@ -39,6 +40,6 @@ bench: release
 clean:
 	$(CARGO) clean
 	-$(MAKE) -C c-examples clean
-	-$(MAKE) -C tests/c clean
+	-$(MAKE) -C tests/capi clean
 
 -include mk/install.mk

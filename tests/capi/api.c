@@ -1,0 +1,695 @@
+/*
+ * The C API as a C program sees it: every entry point with NULL and bad
+ * arguments, ownership rules, a deleted manager, many threads at once, commands
+ * with files, limits, cancellation and shutdown. Prints "N passed, M failed".
+ *
+ * Synchronisation is by pthread conditions (gate tasks), never by sleeping; waits
+ * are bounded (60 s) so a bug fails the run instead of hanging it.
+ */
+#define _GNU_SOURCE
+#include "vine.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static int passed, failed;
+
+#define CHECK(cond)                                                                   \
+    do {                                                                              \
+        if (cond) {                                                                   \
+            passed++;                                                                 \
+        } else {                                                                      \
+            failed++;                                                                 \
+            fprintf(stderr, "FAIL %s:%d: %s (last error: %s)\n", __FILE__, __LINE__, \
+                    #cond, vine_last_error());                                        \
+        }                                                                             \
+    } while (0)
+
+/* A failing call returns its code and leaves a message. */
+#define CHECK_ERR(expr, code)                                    \
+    do {                                                         \
+        int rc_ = (expr);                                        \
+        CHECK(rc_ == (code));                                    \
+        CHECK(vine_last_error() && vine_last_error()[0] != 0);   \
+    } while (0)
+
+#define LONG 60
+
+static struct vine_manager *manager(double cores)
+{
+    struct vine_manager *m = vine_create(VINE_PORT_NONE);
+    CHECK(m != NULL);
+    if (!m) exit(1);
+    CHECK(vine_tune(m, "local-cores", cores) == 0);
+    return m;
+}
+
+/* ---- functions ---------------------------------------------------------- */
+
+static int echo(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)ctx;
+    return vine_buffer_append(out, in, len);
+}
+
+static int echo_other(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    return echo(in, len, out, ctx);
+}
+
+/* Output: a checksum of the input, so every task's answer is its own. */
+static int checksum(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)ctx;
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = in;
+    for (size_t i = 0; i < len; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return vine_buffer_append(out, &h, sizeof h);
+}
+
+static int fails_with_7(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)in; (void)len; (void)ctx;
+    vine_buffer_append(out, "partial", 7);
+    return 7;
+}
+
+static int add_context(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    int x;
+    if (len != sizeof x) return 1;
+    memcpy(&x, in, sizeof x);
+    x += *(int *)ctx;
+    return vine_buffer_append(out, &x, sizeof x);
+}
+
+/* A gate: tasks block in it until the test opens it. */
+struct gate {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    int open;
+    int inside;
+};
+
+static struct gate gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+
+static int gated(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)ctx;
+    pthread_mutex_lock(&gate.lock);
+    gate.inside++;
+    pthread_cond_broadcast(&gate.changed);
+    while (!gate.open) pthread_cond_wait(&gate.changed, &gate.lock);
+    gate.inside--;
+    pthread_mutex_unlock(&gate.lock);
+    return vine_buffer_append(out, in, len);
+}
+
+static void gate_reset(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = 0;
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void gate_wait_inside(int n)
+{
+    pthread_mutex_lock(&gate.lock);
+    while (gate.inside < n) pthread_cond_wait(&gate.changed, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = 1;
+    pthread_cond_broadcast(&gate.changed);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* ---- NULL and bad arguments ------------------------------------------------ */
+
+static void test_null_and_bad_arguments(void)
+{
+    struct vine_manager *m = manager(2);
+    struct vine_task *t = vine_task_create("true");
+    struct vine_stats s;
+    size_t len = 99;
+
+    CHECK(vine_create(70000) == NULL);
+    CHECK(vine_create(-7) == NULL);
+    CHECK_ERR(vine_port(NULL), VINE_ERROR_NULL);
+    CHECK(vine_port(m) == VINE_PORT_NONE);
+    CHECK_ERR(vine_tune(NULL, "max-retries", 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_tune(m, NULL, 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_tune(m, "no-such-setting", 1), VINE_ERROR_UNKNOWN_SETTING);
+    CHECK_ERR(vine_tune(m, "max-retries", -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_tune(m, "max-retries", NAN), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_tune(m, "local-worker-processes", 1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_name(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_name(NULL, "x"), VINE_ERROR_NULL);
+    CHECK(vine_set_name(m, "harness") == 0);
+    CHECK_ERR(vine_set_password_file(m, "/nonexistent/password"), VINE_ERROR_IO);
+    CHECK_ERR(vine_set_password_file(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_runtime_info_path(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_submit(NULL, t), 0);
+    CHECK_ERR(vine_submit(m, NULL), 0);
+    CHECK(vine_wait(NULL, 0) == NULL);
+    CHECK(vine_wait(m, -5) == NULL);
+    CHECK(vine_last_error()[0] != 0);
+    CHECK(vine_wait_for_task_id(m, 0, 0) == NULL);
+    CHECK(vine_wait_for_tag(NULL, "x", 0) == NULL);
+    CHECK_ERR(vine_empty(NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_hungry(NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_cancel_by_task_id(NULL, 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_cancel_by_task_id(m, 12345), VINE_ERROR_UNKNOWN_TASK);
+    CHECK_ERR(vine_cancel_by_task_id(m, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_cancel_all(NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_get_stats(NULL, &s), VINE_ERROR_NULL);
+    CHECK_ERR(vine_get_stats(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_shutdown(NULL), VINE_ERROR_NULL);
+    vine_delete(NULL);
+
+    CHECK(vine_task_create(NULL) == NULL);
+    CHECK(vine_task_create_function(NULL, "x", 1) == NULL);
+    CHECK(vine_task_create_function("", "x", 1) == NULL);
+    CHECK(vine_task_create_function("f", NULL, 4) == NULL);
+    CHECK(vine_task_create_local(NULL, NULL, NULL, 0) == NULL);
+    CHECK_ERR(vine_task_delete(NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_set_cores(NULL, 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_set_cores(t, 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_cores(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_cores(t, NAN), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_cores(t, 0.0001), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_memory(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_disk(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_gpus(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_priority(t, INFINITY), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_category(t, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_set_category(t, ""), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_tag(t, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_set_time_min(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_time_max(t, NAN), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_retries(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_env_var(t, NULL, "x"), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_set_env_var(t, "A=B", "x"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_exec_mode(t, 9), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_get_result(NULL) == VINE_RESULT_UNKNOWN);
+    CHECK(vine_task_get_exit_code(NULL) == -1);
+    CHECK(vine_task_get_stdout(NULL) == NULL);
+    CHECK(vine_task_get_output(NULL, &len) == NULL && len == 0);
+    CHECK(vine_task_get_output(t, NULL) == NULL);
+    CHECK(vine_task_get_id(NULL) == 0);
+    CHECK(vine_task_get_id(t) == 0);
+    CHECK(vine_task_get_tag(NULL) == NULL);
+    CHECK(vine_task_get_tag(t) == NULL);
+    CHECK(vine_task_get_category(NULL) == NULL);
+    CHECK(strcmp(vine_task_get_category(t), "default") == 0);
+    CHECK(vine_task_get_reason(t) == NULL);
+    CHECK(strcmp(vine_task_get_command(t), "true") == 0);
+    CHECK(vine_task_get_metric(t, "no_such_metric") == VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_get_metric(t, NULL) == VINE_ERROR_NULL);
+    CHECK(vine_task_get_metric(NULL, "retries") == VINE_ERROR_NULL);
+
+    CHECK(vine_declare_file(NULL, "x", VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(vine_declare_file(m, NULL, VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(vine_declare_file(m, "x", 7, 0) == NULL);
+    CHECK(vine_declare_file(m, "x", VINE_CACHE_LEVEL_TASK, 1 << 12) == NULL);
+    CHECK(vine_declare_buffer(m, NULL, 3, VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(vine_declare_temp(NULL) == NULL);
+    struct vine_file *f = vine_declare_buffer(m, "abc", 3, VINE_CACHE_LEVEL_TASK, 0);
+    CHECK(f != NULL);
+    CHECK(vine_file_size(f) == 3);
+    CHECK(vine_file_size(NULL) == 0);
+    CHECK_ERR(vine_task_add_input(t, f, "../escape", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_input(t, f, "/abs/path", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_input(t, f, "a/../../b", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_input(t, f, "", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_input(t, f, NULL, 0), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_add_input(t, NULL, "x", 0), VINE_ERROR_NULL);
+    CHECK_ERR(vine_task_add_input(t, (struct vine_file *)&len, "x", 0), VINE_ERROR_INVALID_HANDLE);
+    CHECK_ERR(vine_task_add_input(t, f, "x", 1 << 10), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_output(t, f, "../out", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_add_input(t, f, "in/x", 0) == 0);
+    CHECK_ERR(vine_task_add_output(t, f, "in/x", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_fetch_file(NULL, f) == NULL);
+    CHECK(vine_fetch_file(m, NULL) == NULL);
+
+    CHECK_ERR(vine_register_function(NULL, echo), VINE_ERROR_NULL);
+    CHECK_ERR(vine_register_function("x", NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_buffer_append(NULL, "x", 1), VINE_ERROR_NULL);
+    CHECK(vine_task_gpu_ids(NULL, 0) == 0);
+    CHECK_ERR(vine_task_gpu_ids(NULL, 4), VINE_ERROR_NULL);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_SUCCESS), "SUCCESS") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_UNSCHEDULABLE), "UNSCHEDULABLE") == 0);
+    CHECK(strcmp(vine_result_string(12345), "UNKNOWN_RESULT") == 0);
+    {
+        char v[64];
+        snprintf(v, sizeof v, "%d.%d.%d", VINE_VERSION_MAJOR, VINE_VERSION_MINOR, VINE_VERSION_PATCH);
+        CHECK(strcmp(vine_version(), v) == 0);
+    }
+    CHECK(vine_task_delete(t) == 0);
+    vine_delete(m);
+}
+
+/* ---- ownership, deleted managers, shutdown ---------------------------------- */
+
+static void test_ownership_and_lifecycle(void)
+{
+    struct vine_manager *m = manager(1);
+    struct vine_task *t = vine_task_create_function("echo", "hi", 2);
+    int id = vine_submit(m, t);
+    CHECK(id >= 1);
+    CHECK(vine_task_get_id(t) == id);
+    CHECK_ERR(vine_submit(m, t), 0);
+    CHECK(vine_task_delete(t) == VINE_ERROR_TASK_SUBMITTED);
+    CHECK(vine_task_set_cores(t, 2) == VINE_ERROR_TASK_SUBMITTED);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_UNKNOWN);
+    struct vine_task *back = vine_wait_for_task_id(m, id, LONG);
+    CHECK(back == t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    CHECK(vine_wait_for_task_id(m, id, 0) == NULL); /* already taken */
+    CHECK(vine_wait_for_task_id(m, 99999, LONG) == NULL); /* never existed: at once */
+    CHECK(vine_empty(m) == 1);
+    CHECK(vine_wait(m, LONG) == NULL); /* nothing outstanding: at once */
+    CHECK(vine_task_delete(t) == 0);
+
+    CHECK(vine_shutdown(m) == 0);
+    CHECK(vine_shutdown(m) == 0);
+    struct vine_task *late = vine_task_create("true");
+    CHECK_ERR(vine_submit(m, late), 0);
+    CHECK(vine_task_delete(late) == 0); /* the caller still owns it */
+    CHECK(vine_hungry(m) == 0);
+    vine_delete(m);
+    /* A deleted manager is detected, never used. */
+    CHECK_ERR(vine_submit(m, NULL), 0);
+    CHECK(vine_wait(m, 0) == NULL);
+    CHECK_ERR(vine_tune(m, "max-retries", 1), VINE_ERROR_INVALID_HANDLE);
+    CHECK_ERR(vine_empty(m), VINE_ERROR_INVALID_HANDLE);
+    vine_delete(m);
+}
+
+/* ---- results of functions --------------------------------------------------- */
+
+static void test_function_results(void)
+{
+    struct vine_manager *m = manager(2);
+    int ten = 10, five = 5;
+    CHECK(vine_register_function("echo", echo) == 0); /* the same pair again: fine */
+    CHECK_ERR(vine_register_function("echo", echo_other), VINE_ERROR_DUPLICATE_FUNCTION);
+
+    struct vine_task *t = vine_task_create_function("fails_with_7", NULL, 0);
+    vine_task_set_tag(t, "seven");
+    int failing = vine_submit(m, t);
+    int missing = vine_submit(m, vine_task_create_function("never_registered", NULL, 0));
+    int local = vine_submit(m, vine_task_create_local(add_context, &ten, &five, sizeof five));
+
+    t = vine_wait_for_tag(m, "seven", LONG);
+    CHECK(t && vine_task_get_id(t) == failing);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_FUNCTION_ERROR);
+    CHECK(vine_task_get_exit_code(t) == 7);
+    size_t n;
+    const char *out = vine_task_get_output(t, &n);
+    CHECK(n == 7 && memcmp(out, "partial", 7) == 0);
+    CHECK(vine_task_get_reason(t) != NULL);
+    CHECK(strcmp(vine_task_get_tag(t), "seven") == 0);
+    CHECK(strcmp(vine_task_get_category(t), "fails_with_7") == 0); /* autocategory */
+    vine_task_delete(t);
+
+    t = vine_wait_for_task_id(m, missing, LONG);
+    CHECK(t && vine_task_get_result(t) == VINE_RESULT_MISSING_FUNCTION);
+    vine_task_delete(t);
+
+    t = vine_wait_for_task_id(m, local, LONG);
+    CHECK(t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    const int *sum = vine_task_get_output(t, &n);
+    CHECK(n == sizeof(int) && *sum == 15);
+    CHECK(vine_task_get_metric(t, "time_when_submitted") <= vine_task_get_metric(t, "time_when_started"));
+    CHECK(vine_task_get_metric(t, "time_when_started") <= vine_task_get_metric(t, "time_when_done"));
+    CHECK(vine_task_get_metric(t, "time_workers_execute") >= 0);
+    CHECK(vine_task_get_metric(t, "retries") == 0);
+    CHECK(vine_task_get_metric(t, "cores") == 1000);
+    vine_task_delete(t);
+
+    /* Too large for the pool, and no remote workers may join. */
+    t = vine_task_create_function("echo", NULL, 0);
+    vine_task_set_cores(t, 3);
+    int big = vine_submit(m, t);
+    t = vine_wait(m, LONG);
+    CHECK(t && vine_task_get_id(t) == big && vine_task_get_result(t) == VINE_RESULT_UNSCHEDULABLE);
+    vine_task_delete(t);
+
+    struct vine_stats s;
+    CHECK(vine_get_stats(m, &s) == 0);
+    CHECK(s.tasks_submitted == 4 && s.tasks_done == 4 && s.tasks_failed == 3);
+    CHECK(s.total_cores == 2.0 && s.tasks_waiting == 0 && s.workers_connected == 1);
+    vine_delete(m);
+}
+
+/* ---- many threads ------------------------------------------------------------- */
+
+#define THREADS 4
+static int per_thread = 25000;
+static struct vine_manager *shared;
+static unsigned char *seen;
+
+static void *submitter(void *arg)
+{
+    int k = (int)(intptr_t)arg;
+    for (int i = 0; i < per_thread; i++) {
+        int value = k * per_thread + i;
+        struct vine_task *t = vine_task_create_function("checksum", &value, sizeof value);
+        vine_task_set_tag(t, "mt");
+        vine_task_delete(t); /* a task never submitted is simply freed */
+        t = vine_task_create_function("checksum", &value, sizeof value);
+        if (!vine_submit(shared, t)) {
+            fprintf(stderr, "submit failed: %s\n", vine_last_error());
+            exit(1);
+        }
+    }
+    return NULL;
+}
+
+static void *waiter(void *arg)
+{
+    long *count = arg;
+    struct vine_task *t;
+    while (*count < (long)THREADS * per_thread / 2 && (t = vine_wait(shared, LONG))) {
+        size_t n;
+        if (vine_task_get_result(t) == VINE_RESULT_SUCCESS && vine_task_get_output(t, &n) && n == 8)
+            __atomic_fetch_add(&seen[vine_task_get_id(t)], 1, __ATOMIC_RELAXED);
+        vine_task_delete(t);
+        (*count)++;
+    }
+    return NULL;
+}
+
+static int checksum_of(int value)
+{
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *p = (const unsigned char *)&value;
+    for (size_t i = 0; i < sizeof value; i++) h = (h ^ p[i]) * 1099511628211ull;
+    return (int)(h & 0x7fffffff);
+}
+
+static void test_many_threads(void)
+{
+    if (getenv("VINE_HARNESS_SMALL")) per_thread = 2500;
+    int total = THREADS * per_thread;
+    shared = manager(2);
+    seen = calloc((size_t)total * 2 + 16, 1);
+    pthread_t sub[THREADS], wait[2];
+    long counts[2] = {0, 0};
+    for (int k = 0; k < THREADS; k++) pthread_create(&sub[k], NULL, submitter, (void *)(intptr_t)k);
+    for (int k = 0; k < 2; k++) pthread_create(&wait[k], NULL, waiter, &counts[k]);
+    for (int k = 0; k < THREADS; k++) pthread_join(sub[k], NULL);
+    for (int k = 0; k < 2; k++) pthread_join(wait[k], NULL);
+    /* Whatever the two waiters left (each stops at half) comes back here. */
+    struct vine_task *t;
+    long rest = 0;
+    while ((t = vine_wait(shared, 0))) {
+        seen[vine_task_get_id(t)]++;
+        vine_task_delete(t);
+        rest++;
+    }
+    CHECK(counts[0] + counts[1] + rest == total);
+    int once = 0;
+    for (int id = 1; id <= total; id++) once += seen[id] == 1;
+    CHECK(once == total);
+    CHECK(vine_empty(shared) == 1);
+
+    /* Outputs are each task's own: check a sample through wait_for_task_id. */
+    int ok = 1;
+    for (int value = 0; value < 200; value++) {
+        int id = vine_submit(shared, vine_task_create_function("checksum", &value, sizeof value));
+        t = vine_wait_for_task_id(shared, id, LONG);
+        size_t n;
+        const uint64_t *h = t ? vine_task_get_output(t, &n) : NULL;
+        ok &= h && n == 8 && (int)(*h & 0x7fffffff) == checksum_of(value);
+        vine_task_delete(t);
+    }
+    CHECK(ok);
+    free(seen);
+    vine_delete(shared);
+}
+
+/* ---- commands and files --------------------------------------------------------- */
+
+static char dir[256];
+
+static char *path(const char *name)
+{
+    static char buf[8][512];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, 512, "%s/%s", dir, name);
+    return p;
+}
+
+static void write_file(const char *p, const char *text)
+{
+    FILE *f = fopen(p, "w");
+    fputs(text, f);
+    fclose(f);
+}
+
+static int file_equals(const char *p, const char *text)
+{
+    char buf[4096] = {0};
+    FILE *f = fopen(p, "r");
+    if (!f) return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    return n == strlen(text) && memcmp(buf, text, n) == 0;
+}
+
+static struct vine_task *run(struct vine_manager *m, struct vine_task *t)
+{
+    int id = vine_submit(m, t);
+    CHECK(id > 0);
+    struct vine_task *back = vine_wait_for_task_id(m, id, LONG);
+    CHECK(back == t);
+    return back;
+}
+
+static void test_commands_and_files(void)
+{
+    struct vine_manager *m = manager(2);
+    snprintf(dir, sizeof dir, "/tmp/vine-capi-%d", (int)getpid());
+    mkdir(dir, 0700);
+
+    struct vine_task *t = vine_task_create("echo out; echo err >&2; exit 3");
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    CHECK(vine_task_get_exit_code(t) == 3);
+    CHECK(strcmp(vine_task_get_stdout(t), "out\nerr\n") == 0);
+    vine_task_delete(t);
+
+    t = vine_task_create("echo $GREETING $OMP_NUM_THREADS");
+    vine_task_set_env_var(t, "GREETING", "hello");
+    vine_task_set_cores(t, 2);
+    t = run(m, t);
+    CHECK(strcmp(vine_task_get_stdout(t), "hello 2\n") == 0);
+    vine_task_delete(t);
+
+    t = vine_task_create("exec sleep 30");
+    vine_task_set_time_max(t, 0.2);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_MAX_WALL_TIME);
+    vine_task_delete(t);
+
+    CHECK(vine_tune(m, "max-stdout", 1000) == 0);
+    t = vine_task_create("yes abcdefgh | head -c 100000");
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_STDOUT_MISSING);
+    CHECK(strlen(vine_task_get_stdout(t)) == 1000);
+    CHECK(strncmp(vine_task_get_stdout(t), "abcdefgh\n", 9) == 0);
+    vine_task_delete(t);
+
+    /* Inputs under remote names, a buffer, outputs to a path and a buffer. */
+    write_file(path("numbers.txt"), "3\n1\n2\n");
+    struct vine_file *numbers = vine_declare_file(m, path("numbers.txt"), VINE_CACHE_LEVEL_WORKFLOW, 0);
+    struct vine_file *param = vine_declare_buffer(m, "-r", 2, VINE_CACHE_LEVEL_TASK, 0);
+    struct vine_file *sorted = vine_declare_file(m, path("sorted.txt"), VINE_CACHE_LEVEL_TASK, 0);
+    struct vine_file *count = vine_declare_buffer(m, NULL, 0, VINE_CACHE_LEVEL_TASK, 0);
+    struct vine_file *temp = vine_declare_temp(m);
+    CHECK(numbers && param && sorted && count && temp);
+    CHECK(vine_fetch_file(m, temp) == NULL); /* not produced yet */
+
+    t = vine_task_create("sort $(cat flag) data/in.txt > sorted.txt; wc -l < data/in.txt > count; "
+                         "echo kept > t.txt");
+    CHECK(vine_task_add_input(t, numbers, "data/in.txt", 0) == 0);
+    CHECK(vine_task_add_input(t, param, "flag", 0) == 0);
+    CHECK(vine_task_add_output(t, sorted, "sorted.txt", 0) == 0);
+    CHECK(vine_task_add_output(t, count, "count", 0) == 0);
+    CHECK(vine_task_add_output(t, temp, "t.txt", 0) == 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    vine_task_delete(t);
+    CHECK(file_equals(path("sorted.txt"), "3\n2\n1\n"));
+    const char *c = vine_fetch_file(m, count);
+    CHECK(c && strcmp(c, "3\n") == 0 && vine_file_size(count) == 2);
+    c = vine_fetch_file(m, temp);
+    CHECK(c && strcmp(c, "kept\n") == 0);
+
+    /* A temp feeds a later task. */
+    t = vine_task_create("cat in");
+    vine_task_add_input(t, temp, "in", 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS && strcmp(vine_task_get_stdout(t), "kept\n") == 0);
+    vine_task_delete(t);
+
+    /* Missing input, missing output. */
+    struct vine_file *absent = vine_declare_file(m, path("absent"), VINE_CACHE_LEVEL_TASK, 0);
+    t = vine_task_create("echo never");
+    vine_task_add_input(t, absent, "x", 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_INPUT_MISSING);
+    CHECK(vine_task_get_reason(t) != NULL);
+    vine_task_delete(t);
+    struct vine_file *never = vine_declare_file(m, path("never"), VINE_CACHE_LEVEL_TASK, 0);
+    t = vine_task_create("true");
+    vine_task_add_output(t, never, "not-made", 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_OUTPUT_MISSING);
+    vine_task_delete(t);
+
+    /* Functions take bytes, not files. */
+    t = vine_task_create_function("echo", NULL, 0);
+    CHECK_ERR(vine_task_add_input(t, numbers, "x", 0), VINE_ERROR_UNSUPPORTED);
+    vine_task_delete(t);
+    vine_delete(m);
+    /* A deleted manager's files are no longer accepted. */
+    t = vine_task_create("true");
+    CHECK_ERR(vine_task_add_input(t, numbers, "x", 0), VINE_ERROR_INVALID_HANDLE);
+    vine_task_delete(t);
+
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
+/* ---- cancellation and shutdown -------------------------------------------------- */
+
+static void *shut(void *arg)
+{
+    return (void *)(intptr_t)vine_shutdown(arg);
+}
+
+static void test_cancel_and_shutdown(void)
+{
+    struct vine_manager *m = manager(1);
+    CHECK(vine_tune(m, "prefetch", 0) == 0);
+    gate_reset();
+    int g = vine_submit(m, vine_task_create_function("gated", "g", 1));
+    gate_wait_inside(1);
+    int a = vine_submit(m, vine_task_create_function("echo", "a", 1));
+    int b = vine_submit(m, vine_task_create_function("echo", "b", 1));
+    int c = vine_submit(m, vine_task_create_function("echo", "c", 1));
+    CHECK(vine_cancel_by_task_id(m, a) == 0);
+    struct vine_task *t = vine_wait_for_task_id(m, a, LONG);
+    CHECK(t && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+    vine_task_delete(t);
+    CHECK(vine_cancel_all(m) == 3); /* b, c waiting; the gate running */
+
+    /* The running gate comes back cancelled once it returns; b and c at once. */
+    int got = 0, cancelled = 0;
+    for (int i = 0; i < 2; i++) {
+        t = vine_wait(m, LONG);
+        got += t != NULL;
+        cancelled += t && vine_task_get_result(t) == VINE_RESULT_CANCELLED;
+        CHECK(t && (vine_task_get_id(t) == b || vine_task_get_id(t) == c));
+        vine_task_delete(t);
+    }
+    gate_open();
+    t = vine_wait(m, LONG);
+    CHECK(t && vine_task_get_id(t) == g && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+    vine_task_delete(t);
+    CHECK(got == 2 && cancelled == 2);
+
+    /* Shutdown with work outstanding: every task comes back exactly once. */
+    gate_reset();
+    int running = vine_submit(m, vine_task_create_function("gated", "r", 1));
+    gate_wait_inside(1);
+    int queued[10];
+    for (int i = 0; i < 10; i++) queued[i] = vine_submit(m, vine_task_create_function("echo", "q", 1));
+    pthread_t th;
+    pthread_create(&th, NULL, shut, m);
+    int back[64] = {0};
+    for (int i = 0; i < 10; i++) {
+        t = vine_wait(m, LONG);
+        CHECK(t && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+        if (t) back[vine_task_get_id(t) % 64]++;
+        vine_task_delete(t);
+    }
+    gate_open();
+    void *rc;
+    pthread_join(th, &rc);
+    CHECK((intptr_t)rc == 0);
+    t = vine_wait(m, LONG);
+    CHECK(t && vine_task_get_id(t) == running && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    vine_task_delete(t);
+    for (int i = 0; i < 10; i++) CHECK(back[queued[i] % 64] == 1);
+    CHECK(vine_wait(m, LONG) == NULL);
+
+    /* Deleting a manager with finished tasks nobody waited for frees them. */
+    struct vine_manager *m2 = manager(1);
+    for (int i = 0; i < 100; i++) vine_submit(m2, vine_task_create_function("echo", "x", 1));
+    vine_delete(m2);
+    vine_delete(m);
+}
+
+/* ---- gpus ---------------------------------------------------------------------------- */
+
+static int report_gpus(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)in; (void)len; (void)ctx;
+    int ids[8];
+    int n = vine_task_gpu_ids(ids, 8);
+    return vine_buffer_append(out, ids, sizeof(int) * (size_t)n);
+}
+
+static void test_gpus(void)
+{
+    struct vine_manager *m = manager(4);
+    CHECK(vine_tune(m, "local-gpus", 3) == 0);
+    struct vine_task *t = vine_task_create_local(report_gpus, NULL, NULL, 0);
+    vine_task_set_gpus(t, 2);
+    t = run(m, t);
+    size_t n;
+    const int *ids = vine_task_get_output(t, &n);
+    CHECK(n == 2 * sizeof(int) && ids[0] != ids[1] && ids[0] >= 0 && ids[0] < 3 && ids[1] < 3);
+    vine_task_delete(t);
+    t = vine_task_create("echo $CUDA_VISIBLE_DEVICES");
+    vine_task_set_gpus(t, 3);
+    t = run(m, t);
+    CHECK(vine_task_get_stdout(t) && strlen(vine_task_get_stdout(t)) == strlen("0,1,2\n"));
+    vine_task_delete(t);
+    vine_delete(m);
+}
+
+int main(void)
+{
+    CHECK(vine_register_function("echo", echo) == 0);
+    CHECK(vine_register_function("checksum", checksum) == 0);
+    CHECK(vine_register_function("fails_with_7", fails_with_7) == 0);
+    CHECK(vine_register_function("gated", gated) == 0);
+
+    test_null_and_bad_arguments();
+    test_ownership_and_lifecycle();
+    test_function_results();
+    test_many_threads();
+    test_commands_and_files();
+    test_cancel_and_shutdown();
+    test_gpus();
+
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed != 0;
+}
