@@ -57,10 +57,29 @@ pub fn lookup(name: &CStr) -> Option<FunctionPtr> {
 
 /// The shared name and, when registered, the pointer: what a new task stores. The
 /// name is shared with the registry so a million tasks do not copy it a million times.
+///
+/// A thread creating many tasks of one function asks for the same name again and
+/// again; its last hit is kept per thread. A registered name never changes its
+/// pointer (re-registering another is refused), so a kept hit is never stale.
 pub(crate) fn lookup_for_task(name: &CStr) -> (Arc<CStr>, Option<FunctionPtr>) {
+    thread_local! {
+        static LAST: std::cell::RefCell<Option<(Arc<CStr>, FunctionPtr)>> = const { std::cell::RefCell::new(None) };
+    }
+    let cached = LAST.with(|l| {
+        l.borrow()
+            .as_ref()
+            .filter(|(n, _)| **n == *name)
+            .map(|(n, f)| (n.clone(), *f))
+    });
+    if let Some((n, f)) = cached {
+        return (n, Some(f));
+    }
     let reg = registry().read().unwrap_or_else(|p| p.into_inner());
     match reg.get(name.to_bytes()) {
-        Some(e) => (e.name.clone(), Some(e.func)),
+        Some(e) => {
+            LAST.with(|l| *l.borrow_mut() = Some((e.name.clone(), e.func)));
+            (e.name.clone(), Some(e.func))
+        }
         None => (Arc::from(name), None),
     }
 }

@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
-use crate::idmap::IdMap;
 use crate::task::{Task, TaskId};
 
 /// What a waiter wants.
@@ -24,9 +23,9 @@ pub enum Want<'a> {
 
 #[derive(Default)]
 struct State {
-    /// Completion order; ids already taken by id or tag are skipped.
-    order: VecDeque<TaskId>,
-    done: IdMap<Box<Task>>,
+    /// Finished tasks in completion order. `vine_wait` takes the front; a wait for
+    /// an id or a tag looks through it.
+    done: VecDeque<Box<Task>>,
     /// Threads asleep waiting for any task.
     waiting_any: usize,
     /// Threads asleep waiting for a particular task or tag.
@@ -73,10 +72,7 @@ impl CompletionQueue {
         }
         let n = tasks.len();
         let mut st = self.lock();
-        for t in tasks.drain(..) {
-            st.order.push_back(t.id);
-            st.done.insert(t.id, t);
-        }
+        st.done.extend(tasks.drain(..));
         let (any, specific) = (st.waiting_any, st.waiting_specific);
         drop(st);
         if any > 0 {
@@ -108,25 +104,16 @@ impl CompletionQueue {
 
     fn take(&self, st: &mut State, want: Want<'_>) -> Option<Box<Task>> {
         let task = match want {
-            Want::Any => loop {
-                let id = st.order.pop_front()?;
-                if let Some(t) = st.done.remove(&id) {
-                    break t;
-                }
-            },
-            Want::Id(id) => st.done.remove(&id)?,
+            Want::Any => st.done.pop_front()?,
+            Want::Id(id) => {
+                let at = st.done.iter().position(|t| t.id == id)?;
+                st.done.remove(at)?
+            }
             Want::Tag(tag) => {
-                let id = st
-                    .order
-                    .iter()
-                    .copied()
-                    .find(|id| st.done.get(id).is_some_and(|t| t.tag() == Some(tag)))?;
-                st.done.remove(&id)?
+                let at = st.done.iter().position(|t| t.tag() == Some(tag))?;
+                st.done.remove(at)?
             }
         };
-        if st.done.is_empty() {
-            st.order.clear();
-        }
         self.taken.fetch_add(1, Ordering::AcqRel);
         Some(task)
     }
@@ -178,12 +165,7 @@ impl CompletionQueue {
     /// Removes and returns every finished task not yet taken.
     pub fn drain(&self) -> Vec<Box<Task>> {
         let mut st = self.lock();
-        let mut out = Vec::with_capacity(st.done.len());
-        while let Some(id) = st.order.pop_front() {
-            if let Some(t) = st.done.remove(&id) {
-                out.push(t);
-            }
-        }
+        let out: Vec<Box<Task>> = st.done.drain(..).collect();
         self.taken.fetch_add(out.len() as u64, Ordering::AcqRel);
         out
     }

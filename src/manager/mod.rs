@@ -5,6 +5,7 @@
 pub mod completion;
 mod core;
 pub mod factory;
+mod ready;
 pub mod remote;
 pub mod scheduler;
 pub mod settings;

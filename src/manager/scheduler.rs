@@ -16,9 +16,7 @@
 //! - A failure that is not the task's own (its worker failed it, or was lost) re-runs
 //!   it up to its retries.
 
-use std::cmp::Ordering;
-use std::collections::BinaryHeap;
-
+use super::ready::ReadyQueue;
 use crate::idmap::IdMap;
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
@@ -47,31 +45,6 @@ const PASS_OVER_LIMIT: usize = 64;
 const PREFETCH_HORIZON_US: f64 = 1000.0;
 /// The most tasks automatic prefetch lets a worker hold beyond what it runs.
 const PREFETCH_MAX: usize = 4096;
-
-struct Ready {
-    priority: f64,
-    seq: u64,
-    task: Box<Task>,
-}
-
-impl PartialEq for Ready {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-impl Eq for Ready {}
-impl PartialOrd for Ready {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Ready {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.priority
-            .total_cmp(&other.priority)
-            .then_with(|| other.seq.cmp(&self.seq))
-    }
-}
 
 struct WorkerEntry {
     id: WorkerId,
@@ -161,8 +134,7 @@ pub struct Stats {
 
 /// The scheduling state of one manager.
 pub struct Scheduler {
-    ready: BinaryHeap<Ready>,
-    next_seq: u64,
+    ready: ReadyQueue,
     workers: Vec<WorkerEntry>,
     dispatched: IdMap<WorkerId>,
     remote_allowed: bool,
@@ -178,8 +150,7 @@ impl Scheduler {
     /// still join (if not, a task that fits none of the present ones is refused).
     pub fn new(remote_allowed: bool) -> Self {
         Scheduler {
-            ready: BinaryHeap::new(),
-            next_seq: 0,
+            ready: ReadyQueue::default(),
             workers: Vec::new(),
             dispatched: IdMap::default(),
             remote_allowed,
@@ -276,14 +247,11 @@ impl Scheduler {
     }
 
     fn refuse_what_cannot_fit(&mut self, comm: &mut impl Comm) {
-        let ready = std::mem::take(&mut self.ready).into_vec();
-        for entry in ready {
-            if self.never_fits(&entry.task) {
-                self.complete_unschedulable(entry.task, comm);
-            } else {
-                self.ready.push(entry);
-            }
+        let mut ready = std::mem::take(&mut self.ready);
+        for task in ready.take_where(|t| self.never_fits(t)) {
+            self.complete_unschedulable(task, comm);
         }
+        self.ready = ready;
     }
 
     fn complete_unschedulable(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
@@ -316,12 +284,7 @@ impl Scheduler {
     }
 
     fn push_ready(&mut self, task: Box<Task>) {
-        self.next_seq += 1;
-        self.ready.push(Ready {
-            priority: task.priority,
-            seq: self.next_seq,
-            task,
-        });
+        self.ready.push_back(task);
     }
 
     /// Dispatches what can be dispatched now.
@@ -331,18 +294,20 @@ impl Scheduler {
         }
         let mut passed_over = Vec::new();
         while !self.ready.is_empty() && self.workers.iter().any(WorkerEntry::has_room) {
-            let Some(entry) = self.ready.pop() else { break };
-            match self.pick_worker(&entry.task) {
-                Some(at) => self.assign(at, entry.task, comm),
+            let Some(task) = self.ready.pop_front() else {
+                break;
+            };
+            match self.pick_worker(&task) {
+                Some(at) => self.assign(at, task, comm),
                 None => {
-                    passed_over.push(entry);
+                    passed_over.push(task);
                     if passed_over.len() >= PASS_OVER_LIMIT {
                         break;
                     }
                 }
             }
         }
-        self.ready.extend(passed_over);
+        self.ready.unpop(passed_over);
     }
 
     fn pick_worker(&self, task: &Task) -> Option<usize> {
@@ -459,16 +424,7 @@ impl Scheduler {
             comm.cancel_on_worker(worker, id);
             return true;
         }
-        let mut found = None;
-        let ready = std::mem::take(&mut self.ready).into_vec();
-        for entry in ready {
-            if entry.task.id == id {
-                found = Some(entry.task);
-            } else {
-                self.ready.push(entry);
-            }
-        }
-        match found {
+        match self.ready.remove(id) {
             Some(mut task) => {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
@@ -480,11 +436,10 @@ impl Scheduler {
 
     /// Cancels every waiting and dispatched task; returns how many.
     pub fn cancel_all(&mut self, comm: &mut impl Comm) -> usize {
-        let ready = std::mem::take(&mut self.ready).into_sorted_vec();
+        let ready = self.ready.drain_in_order();
         let n = ready.len() + self.dispatched.len();
         // Highest priority first, as they would have run.
-        for entry in ready.into_iter().rev() {
-            let mut task = entry.task;
+        for mut task in ready {
             task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
             self.complete(task, comm);
         }
@@ -500,9 +455,7 @@ impl Scheduler {
     /// Stops taking work: waiting tasks come back cancelled, later submissions too,
     /// dispatched ones are left to finish (the caller bounds that in time).
     pub fn begin_shutdown(&mut self, comm: &mut impl Comm) {
-        let ready = std::mem::take(&mut self.ready).into_sorted_vec();
-        for entry in ready.into_iter().rev() {
-            let mut task = entry.task;
+        for mut task in self.ready.drain_in_order() {
             task.finish(
                 TaskResult::Cancelled,
                 Some("the manager shut down before the task ran".into()),
@@ -514,7 +467,7 @@ impl Scheduler {
 
     /// True when task `id` is waiting or on a worker.
     pub fn is_outstanding(&self, id: TaskId) -> bool {
-        self.dispatched.contains_key(&id) || self.ready.iter().any(|e| e.task.id == id)
+        self.dispatched.contains_key(&id) || self.ready.contains(id)
     }
 
     /// True if `worker` has at least one whole core that no running task holds.
