@@ -9,7 +9,7 @@ CARGO  ?= cargo
 PREFIX ?= /usr/local
 LIB    := target/release/libvine.a
 
-.PHONY: all release demo test rust-test c-test examples header bench install clean
+.PHONY: all release demo test rust-test c-test cxx-test fortran-test examples header bench install clean
 
 all: release
 
@@ -29,10 +29,17 @@ c-test: release
 	$(MAKE) -C tests/capi run
 	$(MAKE) -C tests/capi valgrind
 
+cxx-test: release
+	$(MAKE) -C tests/cxx run
+	$(MAKE) -C tests/cxx valgrind
+
+fortran-test: release
+	$(MAKE) -C tests/fortran run
+
 examples: release
 	$(MAKE) -C c-examples run
 
-test: rust-test c-test examples
+test: rust-test c-test cxx-test fortran-test examples
 
 bench: release
 	bash benches/run.sh
@@ -41,5 +48,7 @@ clean:
 	$(CARGO) clean
 	-$(MAKE) -C c-examples clean
 	-$(MAKE) -C tests/capi clean
+	-$(MAKE) -C tests/cxx clean
+	-$(MAKE) -C tests/fortran clean
 
 -include mk/install.mk

@@ -117,7 +117,8 @@ impl ManagerLoop {
         }
     }
 
-    pub(super) fn run(mut self) {
+    /// Runs until shutdown completes; returns the final stats.
+    pub(super) fn run(mut self) -> super::Stats {
         loop {
             let deadline = self.shutdown.as_ref().map(|s| s.deadline);
             let first = match self.spin_for_message() {
@@ -139,16 +140,16 @@ impl ManagerLoop {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     if self.on_shutdown_deadline() {
-                        return;
+                        return self.sched.stats();
                     }
                 }
                 // Every sender is gone: the manager handle and all pools dropped.
-                Err(RecvTimeoutError::Disconnected) => return,
+                Err(RecvTimeoutError::Disconnected) => return self.sched.stats(),
             }
             self.sched.schedule(&mut self.outbox);
             self.flush();
             if self.try_finish_shutdown() {
-                return;
+                return self.sched.stats();
             }
         }
     }

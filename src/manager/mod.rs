@@ -117,6 +117,8 @@ pub(crate) struct Shared {
     pub(crate) ready_len: AtomicU64,
     pub(crate) slots: AtomicU64,
     hungry_factor_milli: AtomicU64,
+    /// The stats when the manager thread ended.
+    final_stats: Mutex<Option<Stats>>,
 }
 
 /// Where to listen for remote workers.
@@ -200,6 +202,7 @@ impl Manager {
             ready_len: AtomicU64::new(0),
             slots: AtomicU64::new(0),
             hungry_factor_milli: AtomicU64::new(2000),
+            final_stats: Mutex::new(None),
         });
         let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
         let env = CommandEnv {
@@ -231,7 +234,11 @@ impl Manager {
         let thread = std::thread::Builder::new()
             .name("vine-manager".into())
             .spawn(move || {
-                lp.run();
+                let last = lp.run();
+                *thread_shared
+                    .final_stats
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(last);
                 thread_shared.closed.store(true, Ordering::Release);
                 thread_shared.completions.wake_all();
             })
@@ -350,7 +357,14 @@ impl Manager {
 
     /// Counters and gauges.
     pub fn stats(&self) -> Result<Stats> {
-        self.ask(|reply| Message::Stats { reply })
+        self.ask(|reply| Message::Stats { reply }).or_else(|e| {
+            // After shutdown: the counters as the manager left them.
+            self.shared
+                .final_stats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .ok_or(e)
+        })
     }
 
     /// True when no task is outstanding (submitted and not yet taken by `wait`).

@@ -1,0 +1,577 @@
+! vine.f90: the Fortran 2003 module `vine`, over the C API in vine.h.
+!
+! Every C function keeps its C name. Handles (manager, task, file, output buffer)
+! are type(c_ptr); sizes are integer(c_size_t); string arguments are character(*)
+! (the module adds the terminating NUL) and strings the library returns come back as
+! allocatable character ('' where C returns NULL). Every constant of vine.h is a
+! named parameter here. Compile this file with your program; no .mod file is shipped.
+!
+! A task function is a bind(C) function, registered with c_funloc:
+!
+!   integer(c_int) function square(input, input_len, output, context) bind(C)
+!     type(c_ptr), value :: input, output, context
+!     integer(c_size_t), value :: input_len
+!     real(c_double), pointer :: x
+!     real(c_double), target, save :: y      ! any storage valid during the call
+!     call c_f_pointer(input, x)             ! read the input
+!     y = x * x
+!     square = vine_buffer_append(output, c_loc(y), int(c_sizeof(y), c_size_t))
+!   end function
+!   ...
+!   rc = vine_register_function('square', c_funloc(square))
+!
+! Arrays as task inputs: the input is copied at creation, so pass any contiguous
+! array with the TARGET attribute and its size in bytes:
+!
+!   real(c_double), target :: xs(100)
+!   t = vine_task_create_function('sum', c_loc(xs), int(c_sizeof(xs), c_size_t))
+!
+! Reading an output back into a Fortran array:
+!
+!   type(c_ptr) :: p
+!   integer(c_size_t) :: n
+!   real(c_double), pointer :: ys(:)
+!   p = vine_task_get_output(t, n)
+!   call c_f_pointer(p, ys, [n / c_sizeof(0.0_c_double)])  ! valid until vine_task_delete(t)
+!
+! Inside a task function, the input array is read the same way:
+!   call c_f_pointer(input, xs, [input_len / c_sizeof(0.0_c_double)])
+module vine
+  use, intrinsic :: iso_c_binding
+  implicit none
+  private
+  public :: c_ptr, c_null_ptr, c_funptr, c_int, c_int64_t, c_size_t, c_double
+
+  ! Constants of vine.h.
+  integer(c_int), parameter, public :: VINE_VERSION_MAJOR = 0
+  integer(c_int), parameter, public :: VINE_VERSION_MINOR = 1
+  integer(c_int), parameter, public :: VINE_VERSION_PATCH = 0
+  integer(c_int), parameter, public :: VINE_DEFAULT_PORT = 9123
+  integer(c_int), parameter, public :: VINE_PORT_NONE = -1
+  integer(c_int), parameter, public :: VINE_WAIT_FOREVER = -1
+  integer(c_int), parameter, public :: VINE_RESULT_SUCCESS = 0
+  integer(c_int), parameter, public :: VINE_RESULT_INPUT_MISSING = 1
+  integer(c_int), parameter, public :: VINE_RESULT_OUTPUT_MISSING = 2
+  integer(c_int), parameter, public :: VINE_RESULT_STDOUT_MISSING = 4
+  integer(c_int), parameter, public :: VINE_RESULT_SIGNAL = 8
+  integer(c_int), parameter, public :: VINE_RESULT_RESOURCE_EXHAUSTION = 16
+  integer(c_int), parameter, public :: VINE_RESULT_MAX_END_TIME = 24
+  integer(c_int), parameter, public :: VINE_RESULT_UNKNOWN = 32
+  integer(c_int), parameter, public :: VINE_RESULT_FORSAKEN = 40
+  integer(c_int), parameter, public :: VINE_RESULT_MAX_RETRIES = 48
+  integer(c_int), parameter, public :: VINE_RESULT_MAX_WALL_TIME = 56
+  integer(c_int), parameter, public :: VINE_RESULT_CANCELLED = 88
+  integer(c_int), parameter, public :: VINE_RESULT_FUNCTION_ERROR = 1024
+  integer(c_int), parameter, public :: VINE_RESULT_MISSING_FUNCTION = 1032
+  integer(c_int), parameter, public :: VINE_RESULT_UNSCHEDULABLE = 1040
+  integer(c_int), parameter, public :: VINE_OK = 0
+  integer(c_int), parameter, public :: VINE_ERROR_NULL = -1
+  integer(c_int), parameter, public :: VINE_ERROR_INVALID_ARGUMENT = -2
+  integer(c_int), parameter, public :: VINE_ERROR_INVALID_HANDLE = -3
+  integer(c_int), parameter, public :: VINE_ERROR_UNKNOWN_TASK = -4
+  integer(c_int), parameter, public :: VINE_ERROR_SHUT_DOWN = -5
+  integer(c_int), parameter, public :: VINE_ERROR_TASK_SUBMITTED = -6
+  integer(c_int), parameter, public :: VINE_ERROR_UNKNOWN_SETTING = -7
+  integer(c_int), parameter, public :: VINE_ERROR_DUPLICATE_FUNCTION = -8
+  integer(c_int), parameter, public :: VINE_ERROR_IO = -9
+  integer(c_int), parameter, public :: VINE_ERROR_UNSUPPORTED = -10
+  integer(c_int), parameter, public :: VINE_ERROR_TIMEOUT = -11
+  integer(c_int), parameter, public :: VINE_ERROR_INTERNAL = -12
+  integer(c_int), parameter, public :: VINE_CACHE_LEVEL_TASK = 0
+  integer(c_int), parameter, public :: VINE_CACHE_LEVEL_WORKFLOW = 1
+  integer(c_int), parameter, public :: VINE_CACHE_LEVEL_WORKER = 2
+  integer(c_int), parameter, public :: VINE_CACHE_LEVEL_FOREVER = 3
+  integer(c_int), parameter, public :: VINE_PEER_NOSHARE = 1
+  integer(c_int), parameter, public :: VINE_UNLINK_WHEN_DONE = 2
+  integer(c_int), parameter, public :: VINE_TRANSFER_ALWAYS = 1
+  integer(c_int), parameter, public :: VINE_MOUNT_MKDIR = 4
+  integer(c_int), parameter, public :: VINE_MOUNT_SYMLINK = 8
+  integer(c_int), parameter, public :: VINE_EXEC_THREAD = 0
+  integer(c_int), parameter, public :: VINE_EXEC_PROCESS = 1
+
+  !> Counters of a manager (struct vine_stats).
+  type, bind(C), public :: vine_stats
+    integer(c_int64_t) :: tasks_submitted, tasks_waiting, tasks_on_workers, tasks_running
+    integer(c_int64_t) :: tasks_done, tasks_failed, tasks_cancelled, tasks_retried
+    integer(c_int64_t) :: workers_connected
+    real(c_double) :: total_cores
+    integer(c_int64_t) :: total_memory, total_disk, total_gpus
+    real(c_double) :: committed_cores
+    integer(c_int64_t) :: committed_memory, committed_disk, committed_gpus
+    integer(c_int64_t) :: bytes_sent, bytes_received
+  end type vine_stats
+
+  ! Functions without string arguments: the C functions themselves.
+  public :: vine_create, vine_port, vine_submit, vine_wait, vine_wait_for_task_id
+  public :: vine_empty, vine_hungry, vine_cancel_by_task_id, vine_cancel_all, vine_get_stats
+  public :: vine_shutdown, vine_delete, vine_task_create_local, vine_task_delete
+  public :: vine_task_set_cores, vine_task_set_memory, vine_task_set_disk, vine_task_set_gpus
+  public :: vine_task_set_priority, vine_task_set_time_min, vine_task_set_time_max
+  public :: vine_task_set_retries, vine_task_set_exec_mode, vine_task_get_result
+  public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
+  public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
+  public :: vine_buffer_append, vine_task_gpu_ids, vine_worker_main
+  ! Functions with strings: Fortran wrappers of the same names.
+  public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path, vine_set_name
+  public :: vine_wait_for_tag, vine_last_error, vine_version, vine_result_string
+  public :: vine_task_create_function, vine_task_create, vine_task_set_category
+  public :: vine_task_set_tag, vine_task_set_env_var, vine_task_get_stdout, vine_task_get_tag
+  public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
+  public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
+  public :: vine_register_function, vine_fetch_file_string
+
+  interface
+    type(c_ptr) function vine_create(port) bind(C, name='vine_create')
+      import :: c_ptr, c_int
+      integer(c_int), value :: port
+    end function
+    integer(c_int) function vine_port(m) bind(C, name='vine_port')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_submit(m, t) bind(C, name='vine_submit')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, t
+    end function
+    type(c_ptr) function vine_wait(m, timeout_s) bind(C, name='vine_wait')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: timeout_s
+    end function
+    type(c_ptr) function vine_wait_for_task_id(m, id, timeout_s) bind(C, name='vine_wait_for_task_id')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: id, timeout_s
+    end function
+    integer(c_int) function vine_empty(m) bind(C, name='vine_empty')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_hungry(m) bind(C, name='vine_hungry')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_cancel_by_task_id(m, id) bind(C, name='vine_cancel_by_task_id')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: id
+    end function
+    integer(c_int) function vine_cancel_all(m) bind(C, name='vine_cancel_all')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_get_stats(m, s) bind(C, name='vine_get_stats')
+      import :: c_ptr, c_int, vine_stats
+      type(c_ptr), value :: m
+      type(vine_stats), intent(out) :: s
+    end function
+    integer(c_int) function vine_shutdown(m) bind(C, name='vine_shutdown')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    subroutine vine_delete(m) bind(C, name='vine_delete')
+      import :: c_ptr
+      type(c_ptr), value :: m
+    end subroutine
+    type(c_ptr) function vine_task_create_local(fn, context, input, input_len) bind(C, name='vine_task_create_local')
+      import :: c_ptr, c_funptr, c_size_t
+      type(c_funptr), value :: fn
+      type(c_ptr), value :: context, input
+      integer(c_size_t), value :: input_len
+    end function
+    integer(c_int) function vine_task_delete(t) bind(C, name='vine_task_delete')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+    end function
+    integer(c_int) function vine_task_set_cores(t, cores) bind(C, name='vine_task_set_cores')
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: t
+      real(c_double), value :: cores
+    end function
+    integer(c_int) function vine_task_set_memory(t, mb) bind(C, name='vine_task_set_memory')
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: t
+      integer(c_int64_t), value :: mb
+    end function
+    integer(c_int) function vine_task_set_disk(t, mb) bind(C, name='vine_task_set_disk')
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: t
+      integer(c_int64_t), value :: mb
+    end function
+    integer(c_int) function vine_task_set_gpus(t, gpus) bind(C, name='vine_task_set_gpus')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+      integer(c_int), value :: gpus
+    end function
+    integer(c_int) function vine_task_set_priority(t, priority) bind(C, name='vine_task_set_priority')
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: t
+      real(c_double), value :: priority
+    end function
+    integer(c_int) function vine_task_set_time_min(t, seconds) bind(C, name='vine_task_set_time_min')
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: t
+      real(c_double), value :: seconds
+    end function
+    integer(c_int) function vine_task_set_time_max(t, seconds) bind(C, name='vine_task_set_time_max')
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: t
+      real(c_double), value :: seconds
+    end function
+    integer(c_int) function vine_task_set_retries(t, retries) bind(C, name='vine_task_set_retries')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+      integer(c_int), value :: retries
+    end function
+    integer(c_int) function vine_task_set_exec_mode(t, mode) bind(C, name='vine_task_set_exec_mode')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+      integer(c_int), value :: mode
+    end function
+    integer(c_int) function vine_task_get_result(t) bind(C, name='vine_task_get_result')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+    end function
+    integer(c_int) function vine_task_get_exit_code(t) bind(C, name='vine_task_get_exit_code')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function vine_task_get_output(t, len) bind(C, name='vine_task_get_output')
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: t
+      integer(c_size_t), intent(out) :: len
+    end function
+    integer(c_int) function vine_task_get_id(t) bind(C, name='vine_task_get_id')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function vine_declare_buffer(m, data, len, cache, flags) bind(C, name='vine_declare_buffer')
+      import :: c_ptr, c_int, c_size_t
+      type(c_ptr), value :: m, data
+      integer(c_size_t), value :: len
+      integer(c_int), value :: cache, flags
+    end function
+    type(c_ptr) function vine_declare_temp(m) bind(C, name='vine_declare_temp')
+      import :: c_ptr
+      type(c_ptr), value :: m
+    end function
+    type(c_ptr) function vine_fetch_file(m, f) bind(C, name='vine_fetch_file')
+      import :: c_ptr
+      type(c_ptr), value :: m, f
+    end function
+    integer(c_size_t) function vine_file_size(f) bind(C, name='vine_file_size')
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_buffer_append(out, data, len) bind(C, name='vine_buffer_append')
+      import :: c_ptr, c_int, c_size_t
+      type(c_ptr), value :: out, data
+      integer(c_size_t), value :: len
+    end function
+    integer(c_int) function vine_task_gpu_ids(ids, max) bind(C, name='vine_task_gpu_ids')
+      import :: c_int
+      integer(c_int), intent(out) :: ids(*)
+      integer(c_int), value :: max
+    end function
+    !> argv: a C array of argc NUL-terminated strings (see vine.h).
+    integer(c_int) function vine_worker_main(argc, argv) bind(C, name='vine_worker_main')
+      import :: c_ptr, c_int
+      integer(c_int), value :: argc
+      type(c_ptr), value :: argv
+    end function
+
+    ! The C functions behind the string wrappers below.
+    integer(c_int) function c_vine_tune(m, name, value) bind(C, name='vine_tune')
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: name(*)
+      real(c_double), value :: value
+    end function
+    integer(c_int) function c_vine_set_password_file(m, s) bind(C, name='vine_set_password_file')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_set_runtime_info_path(m, s) bind(C, name='vine_set_runtime_info_path')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_set_name(m, s) bind(C, name='vine_set_name')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    type(c_ptr) function c_vine_wait_for_tag(m, tag, timeout_s) bind(C, name='vine_wait_for_tag')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: tag(*)
+      integer(c_int), value :: timeout_s
+    end function
+    type(c_ptr) function c_vine_last_error() bind(C, name='vine_last_error')
+      import :: c_ptr
+    end function
+    type(c_ptr) function c_vine_version() bind(C, name='vine_version')
+      import :: c_ptr
+    end function
+    type(c_ptr) function c_vine_result_string(r) bind(C, name='vine_result_string')
+      import :: c_ptr, c_int
+      integer(c_int), value :: r
+    end function
+    type(c_ptr) function c_vine_task_create_function(name, input, len) bind(C, name='vine_task_create_function')
+      import :: c_ptr, c_char, c_size_t
+      character(kind=c_char), intent(in) :: name(*)
+      type(c_ptr), value :: input
+      integer(c_size_t), value :: len
+    end function
+    type(c_ptr) function c_vine_task_create(command) bind(C, name='vine_task_create')
+      import :: c_ptr, c_char
+      character(kind=c_char), intent(in) :: command(*)
+    end function
+    integer(c_int) function c_vine_task_set_category(t, s) bind(C, name='vine_task_set_category')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_task_set_tag(t, s) bind(C, name='vine_task_set_tag')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_task_set_env_var(t, name, value) bind(C, name='vine_task_set_env_var')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: name(*), value(*)
+    end function
+    type(c_ptr) function c_vine_task_get_stdout(t) bind(C, name='vine_task_get_stdout')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_tag(t) bind(C, name='vine_task_get_tag')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_category(t) bind(C, name='vine_task_get_category')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_command(t) bind(C, name='vine_task_get_command')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_reason(t) bind(C, name='vine_task_get_reason')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    integer(c_int64_t) function c_vine_task_get_metric(t, name) bind(C, name='vine_task_get_metric')
+      import :: c_ptr, c_int64_t, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: name(*)
+    end function
+    type(c_ptr) function c_vine_declare_file(m, path, cache, flags) bind(C, name='vine_declare_file')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: path(*)
+      integer(c_int), value :: cache, flags
+    end function
+    integer(c_int) function c_vine_task_add_input(t, f, remote, flags) bind(C, name='vine_task_add_input')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t, f
+      character(kind=c_char), intent(in) :: remote(*)
+      integer(c_int), value :: flags
+    end function
+    integer(c_int) function c_vine_task_add_output(t, f, remote, flags) bind(C, name='vine_task_add_output')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t, f
+      character(kind=c_char), intent(in) :: remote(*)
+      integer(c_int), value :: flags
+    end function
+    integer(c_int) function c_vine_register_function(name, fn) bind(C, name='vine_register_function')
+      import :: c_int, c_char, c_funptr
+      character(kind=c_char), intent(in) :: name(*)
+      type(c_funptr), value :: fn
+    end function
+    integer(c_size_t) function c_strlen(s) bind(C, name='strlen')
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: s
+    end function
+  end interface
+
+contains
+
+  !> A Fortran string as a NUL-terminated C string.
+  pure function cstr(s) result(c)
+    character(*), intent(in) :: s
+    character(kind=c_char, len=len(s) + 1) :: c
+    c = s // c_null_char
+  end function
+
+  !> A C string (NULL: '') as a Fortran string.
+  function fstr(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(:), allocatable :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    if (.not. c_associated(p)) then
+      s = ''
+      return
+    end if
+    n = int(c_strlen(p))
+    call c_f_pointer(p, chars, [n])
+    allocate(character(n) :: s)
+    do i = 1, n
+      s(i:i) = chars(i)
+    end do
+  end function
+
+  integer(c_int) function vine_tune(m, name, value)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: name
+    real(c_double), intent(in) :: value
+    vine_tune = c_vine_tune(m, cstr(name), value)
+  end function
+
+  integer(c_int) function vine_set_password_file(m, path)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    vine_set_password_file = c_vine_set_password_file(m, cstr(path))
+  end function
+
+  integer(c_int) function vine_set_runtime_info_path(m, dir)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: dir
+    vine_set_runtime_info_path = c_vine_set_runtime_info_path(m, cstr(dir))
+  end function
+
+  integer(c_int) function vine_set_name(m, name)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: name
+    vine_set_name = c_vine_set_name(m, cstr(name))
+  end function
+
+  type(c_ptr) function vine_wait_for_tag(m, tag, timeout_s)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: tag
+    integer(c_int), intent(in) :: timeout_s
+    vine_wait_for_tag = c_vine_wait_for_tag(m, cstr(tag), timeout_s)
+  end function
+
+  function vine_last_error() result(s)
+    character(:), allocatable :: s
+    s = fstr(c_vine_last_error())
+  end function
+
+  function vine_version() result(s)
+    character(:), allocatable :: s
+    s = fstr(c_vine_version())
+  end function
+
+  function vine_result_string(r) result(s)
+    integer(c_int), intent(in) :: r
+    character(:), allocatable :: s
+    s = fstr(c_vine_result_string(r))
+  end function
+
+  !> input: c_loc of a TARGET variable or array (or c_null_ptr with input_len 0).
+  type(c_ptr) function vine_task_create_function(name, input, input_len)
+    character(*), intent(in) :: name
+    type(c_ptr), intent(in) :: input
+    integer(c_size_t), intent(in) :: input_len
+    vine_task_create_function = c_vine_task_create_function(cstr(name), input, input_len)
+  end function
+
+  type(c_ptr) function vine_task_create(command)
+    character(*), intent(in) :: command
+    vine_task_create = c_vine_task_create(cstr(command))
+  end function
+
+  integer(c_int) function vine_task_set_category(t, category)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: category
+    vine_task_set_category = c_vine_task_set_category(t, cstr(category))
+  end function
+
+  integer(c_int) function vine_task_set_tag(t, tag)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: tag
+    vine_task_set_tag = c_vine_task_set_tag(t, cstr(tag))
+  end function
+
+  integer(c_int) function vine_task_set_env_var(t, name, value)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: name, value
+    vine_task_set_env_var = c_vine_task_set_env_var(t, cstr(name), cstr(value))
+  end function
+
+  function vine_task_get_stdout(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_stdout(t))
+  end function
+
+  function vine_task_get_tag(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_tag(t))
+  end function
+
+  function vine_task_get_category(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_category(t))
+  end function
+
+  function vine_task_get_command(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_command(t))
+  end function
+
+  function vine_task_get_reason(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_reason(t))
+  end function
+
+  integer(c_int64_t) function vine_task_get_metric(t, name)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: name
+    vine_task_get_metric = c_vine_task_get_metric(t, cstr(name))
+  end function
+
+  type(c_ptr) function vine_declare_file(m, path, cache, flags)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    integer(c_int), intent(in) :: cache, flags
+    vine_declare_file = c_vine_declare_file(m, cstr(path), cache, flags)
+  end function
+
+  integer(c_int) function vine_task_add_input(t, f, remote_name, flags)
+    type(c_ptr), intent(in) :: t, f
+    character(*), intent(in) :: remote_name
+    integer(c_int), intent(in) :: flags
+    vine_task_add_input = c_vine_task_add_input(t, f, cstr(remote_name), flags)
+  end function
+
+  integer(c_int) function vine_task_add_output(t, f, remote_name, flags)
+    type(c_ptr), intent(in) :: t, f
+    character(*), intent(in) :: remote_name
+    integer(c_int), intent(in) :: flags
+    vine_task_add_output = c_vine_task_add_output(t, f, cstr(remote_name), flags)
+  end function
+
+  !> fn: c_funloc of a bind(C) task function (see the top of this file).
+  integer(c_int) function vine_register_function(name, fn)
+    character(*), intent(in) :: name
+    type(c_funptr), value :: fn
+    vine_register_function = c_vine_register_function(cstr(name), fn)
+  end function
+
+  !> The contents of a buffer, temp or file as a Fortran string.
+  function vine_fetch_file_string(m, f) result(s)
+    type(c_ptr), intent(in) :: m, f
+    character(:), allocatable :: s
+    s = fstr(vine_fetch_file(m, f))
+  end function
+
+end module vine

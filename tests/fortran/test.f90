@@ -1,0 +1,133 @@
+! The Fortran module: submit, wait, outputs into arrays, errors, commands, files,
+! shutdown. Prints "N passed, M failed" and stops with 1 on a failure.
+module test_tasks
+  use, intrinsic :: iso_c_binding
+  use vine
+  implicit none
+contains
+  !> Doubles every element of a real(8) array.
+  integer(c_int) function double_all(input, input_len, output, context) bind(C)
+    type(c_ptr), value :: input, output, context
+    integer(c_size_t), value :: input_len
+    real(c_double), pointer :: xs(:)
+    real(c_double), allocatable, target :: ys(:)
+    double_all = 1
+    if (c_associated(context)) return
+    call c_f_pointer(input, xs, [input_len / c_sizeof(0.0_c_double)])
+    ys = 2 * xs
+    double_all = vine_buffer_append(output, c_loc(ys), int(size(ys) * c_sizeof(0.0_c_double), c_size_t))
+  end function
+
+  integer(c_int) function fails(input, input_len, output, context) bind(C)
+    type(c_ptr), value :: input, output, context
+    integer(c_size_t), value :: input_len
+    fails = 9
+    if (c_associated(input) .and. input_len > 0 .and. c_associated(output) .and. c_associated(context)) fails = 10
+  end function
+end module test_tasks
+
+program test
+  use, intrinsic :: iso_c_binding
+  use vine
+  use test_tasks
+  implicit none
+  integer :: passed = 0, failed = 0
+  type(c_ptr) :: m, t, p, f
+  real(c_double), target :: xs(5) = [1, 2, 3, 4, 5]
+  real(c_double), pointer :: ys(:)
+  integer(c_size_t) :: n
+  integer(c_int) :: rc, id
+  type(vine_stats) :: s
+  integer :: back
+
+  call check(vine_register_function('double_all', c_funloc(double_all)) == 0, 'register')
+  call check(vine_register_function('fails', c_funloc(fails)) == 0, 'register fails')
+  call check(vine_register_function('double_all', c_funloc(fails)) == VINE_ERROR_DUPLICATE_FUNCTION, 'duplicate')
+  call check(len(vine_last_error()) > 0, 'last error')
+  call check(len(vine_version()) >= 5, 'version')
+
+  m = vine_create(VINE_PORT_NONE)
+  call check(c_associated(m), 'create')
+  call check(vine_tune(m, 'local-cores', 2.0_c_double) == 0, 'tune')
+  call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
+
+  ! An array in, an array out.
+  t = vine_task_create_function('double_all', c_loc(xs), int(c_sizeof(xs), c_size_t))
+  call check(vine_task_set_tag(t, 'arrays') == 0, 'tag')
+  id = vine_submit(m, t)
+  call check(id >= 1, 'submit')
+  t = vine_wait_for_task_id(m, id, 60)
+  call check(vine_task_get_result(t) == VINE_RESULT_SUCCESS, 'result')
+  call check(vine_task_get_tag(t) == 'arrays', 'tag back')
+  call check(vine_task_get_category(t) == 'double_all', 'autocategory')
+  p = vine_task_get_output(t, n)
+  call c_f_pointer(p, ys, [n / c_sizeof(0.0_c_double)])
+  call check(size(ys) == 5, 'output size')
+  call check(all(ys == 2 * xs), 'output values')
+  rc = vine_task_delete(t)
+
+  ! Errors: a failing function, an unknown one, bad arguments.
+  id = vine_submit(m, vine_task_create_function('fails', c_null_ptr, 0_c_size_t))
+  t = vine_wait(m, 60)
+  call check(vine_task_get_result(t) == VINE_RESULT_FUNCTION_ERROR, 'function error')
+  call check(vine_task_get_exit_code(t) == 9, 'exit code')
+  call check(vine_result_string(vine_task_get_result(t)) == 'FUNCTION_ERROR', 'result string')
+  call check(len(vine_task_get_reason(t)) > 0, 'reason')
+  rc = vine_task_delete(t)
+  id = vine_submit(m, vine_task_create_function('not_registered', c_null_ptr, 0_c_size_t))
+  t = vine_wait(m, 60)
+  call check(vine_task_get_result(t) == VINE_RESULT_MISSING_FUNCTION, 'missing function')
+  call check(vine_task_set_cores(t, -1.0_c_double) == VINE_ERROR_INVALID_ARGUMENT, 'bad cores')
+  call check(vine_task_get_metric(t, 'no_such') == VINE_ERROR_INVALID_ARGUMENT, 'bad metric')
+  rc = vine_task_delete(t)
+  call check(vine_cancel_by_task_id(m, 9999) == VINE_ERROR_UNKNOWN_TASK, 'unknown id')
+
+  ! A command with a buffer input and a buffer output.
+  f = vine_declare_buffer(m, c_loc(xs), int(c_sizeof(xs), c_size_t), VINE_CACHE_LEVEL_TASK, 0)
+  t = vine_task_create('wc -c < in > out; echo $GREETING')
+  call check(vine_task_add_input(t, f, 'in', 0) == 0, 'add input')
+  call check(vine_task_add_input(t, f, '../escape', 0) == VINE_ERROR_INVALID_ARGUMENT, 'escape refused')
+  p = vine_declare_buffer(m, c_null_ptr, 0_c_size_t, VINE_CACHE_LEVEL_TASK, 0)
+  call check(vine_task_add_output(t, p, 'out', 0) == 0, 'add output')
+  call check(vine_task_set_env_var(t, 'GREETING', 'hello fortran') == 0, 'env')
+  id = vine_submit(m, t)
+  t = vine_wait(m, 60)
+  call check(vine_task_get_result(t) == VINE_RESULT_SUCCESS, 'command')
+  call check(vine_task_get_stdout(t) == 'hello fortran' // new_line('a'), 'stdout')
+  call check(vine_task_get_command(t) == 'wc -c < in > out; echo $GREETING', 'command text')
+  call check(vine_fetch_file_string(m, p) == '40' // new_line('a'), 'fetched output')
+  rc = vine_task_delete(t)
+
+  ! Shutdown with work outstanding: every task comes back.
+  do back = 1, 20
+    id = vine_submit(m, vine_task_create('true'))
+  end do
+  call check(vine_shutdown(m) == 0, 'shutdown')
+  call check(vine_submit(m, vine_task_create('true')) == 0, 'submit after shutdown')
+  back = 0
+  do
+    t = vine_wait(m, 60)
+    if (.not. c_associated(t)) exit
+    back = back + 1
+    rc = vine_task_delete(t)
+  end do
+  call check(back == 20, 'all back')
+  call check(vine_get_stats(m, s) == 0, 'stats')
+  call check(s%tasks_submitted == 24, 'stats submitted')
+  call vine_delete(m)
+
+  print '(i0, a, i0, a)', passed, ' passed, ', failed, ' failed'
+  if (failed /= 0) stop 1
+
+contains
+  subroutine check(ok, what)
+    logical, intent(in) :: ok
+    character(*), intent(in) :: what
+    if (ok) then
+      passed = passed + 1
+    else
+      failed = failed + 1
+      print *, 'FAIL: ', what, ' (last error: ', vine_last_error(), ')'
+    end if
+  end subroutine
+end program test
