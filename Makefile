@@ -39,7 +39,7 @@ fortran-test: release
 examples: release
 	$(MAKE) -C c-examples run
 
-test: rust-test c-test cxx-test fortran-test examples
+test: rust-test c-test cxx-test fortran-test examples install-test
 
 bench: release
 	bash benches/run.sh

@@ -10,6 +10,10 @@ fn main() {
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=VINE_UPDATE_HEADER");
+    // The shared library carries a soname, so programs linked against it keep
+    // working across compatible releases (libvine.so.MAJOR).
+    let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets it");
+    println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libvine.so.{major}");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()
