@@ -79,9 +79,15 @@ fn main() {
     };
     let done = Arc::new(AtomicU64::new(0));
     let (back_tx, back) = unbounded::<()>();
-    let gate = Arc::new(Gate { open: Mutex::new(false), cv: Condvar::new() });
+    let gate = Arc::new(Gate {
+        open: Mutex::new(false),
+        cv: Condvar::new(),
+    });
     let tx = pool(done.clone(), back_tx, gate.clone());
-    let job = |kind| Job { input: *b"0123456789abcdef", kind };
+    let job = |kind| Job {
+        input: *b"0123456789abcdef",
+        kind,
+    };
     match what.as_str() {
         "throughput" => {
             let t0 = Instant::now();
@@ -91,7 +97,10 @@ fn main() {
             for _ in 0..n {
                 back.recv().unwrap();
             }
-            println!("crossbeam throughput_tasks_per_s {:.0}", n as f64 / t0.elapsed().as_secs_f64());
+            println!(
+                "crossbeam throughput_tasks_per_s {:.0}",
+                n as f64 / t0.elapsed().as_secs_f64()
+            );
         }
         "roundtrip" => {
             let t0 = Instant::now();
@@ -99,7 +108,10 @@ fn main() {
                 tx.send(job(Kind::Empty)).unwrap();
                 back.recv().unwrap();
             }
-            println!("crossbeam roundtrip_ns {:.0}", t0.elapsed().as_nanos() as f64 / n as f64);
+            println!(
+                "crossbeam roundtrip_ns {:.0}",
+                t0.elapsed().as_nanos() as f64 / n as f64
+            );
         }
         "relay" => {
             let (to_relay, relay_rx) = unbounded::<bool>();
@@ -129,7 +141,10 @@ fn main() {
                 to_relay.send(true).unwrap();
                 caller_rx.recv().unwrap();
             }
-            println!("crossbeam relay_roundtrip_ns {:.0}", t0.elapsed().as_nanos() as f64 / n as f64);
+            println!(
+                "crossbeam relay_roundtrip_ns {:.0}",
+                t0.elapsed().as_nanos() as f64 / n as f64
+            );
         }
         "efficiency" => {
             let t0 = Instant::now();
@@ -140,7 +155,10 @@ fn main() {
                 back.recv().unwrap();
             }
             let ideal = n as f64 * 100e-6 / 2.0;
-            println!("crossbeam efficiency {:.3}", ideal / t0.elapsed().as_secs_f64());
+            println!(
+                "crossbeam efficiency {:.3}",
+                ideal / t0.elapsed().as_secs_f64()
+            );
         }
         "memory" => {
             tx.send(job(Kind::Gate)).unwrap();
@@ -150,7 +168,10 @@ fn main() {
                 tx.send(job(Kind::Empty)).unwrap();
             }
             let after = rss_kb();
-            println!("crossbeam memory_bytes_per_task {:.0}", (after - before) as f64 * 1024.0 / n as f64);
+            println!(
+                "crossbeam memory_bytes_per_task {:.0}",
+                (after - before) as f64 * 1024.0 / n as f64
+            );
             *gate.open.lock().unwrap() = true;
             gate.cv.notify_all();
             for _ in 0..n + 2 {
