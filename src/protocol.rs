@@ -148,6 +148,9 @@ pub enum ToWorker {
         worker_id: u32,
         /// The manager's answer to the worker's challenge.
         proof: Option<Proof>,
+        /// How often the worker must send a keepalive, milliseconds: a fraction of
+        /// the silence after which the manager declares it lost.
+        keepalive_ms: u64,
     },
     /// A file for the worker's cache.
     PutFile {

@@ -206,11 +206,13 @@ fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error:
         return Err(crate::error::Error::invalid("a worker with no cores"));
     }
     let id = settings.next_worker.fetch_add(1, Ordering::Relaxed);
+    let timeout_ms = settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1);
     protocol::write_frame(
         stream,
         &ToWorker::Welcome {
             worker_id: id,
             proof: answer,
+            keepalive_ms: (timeout_ms / 4).max(1),
         },
     )?;
     let functions = functions

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::files::FileKind;
 use crate::task::{Task, TaskResult, Work};
-use crate::worker::process::{self, Ending, RunControl};
+use crate::worker::process::{self, RunControl};
 use crate::worker::sandbox::{self, Sandbox};
 
 /// Where commands run and what limits apply, shared by the threads of a worker.
@@ -118,34 +118,10 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     let mut stdout = captured.bytes;
     stdout.retain(|&b| b != 0);
     task.extra_mut().stdout = std::ffi::CString::new(stdout).ok();
-    match ending {
-        Ending::Cancelled => {
-            return task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()))
-        }
-        Ending::OverMemory(mb) => {
-            let reason = format!(
-                "used {mb} MB, more than its {} MB of memory",
-                task.request.memory_mb
-            );
-            return task.finish(TaskResult::ResourceExhaustion, Some(reason));
-        }
-        Ending::TimedOut => {
-            return task.finish(
-                TaskResult::MaxWallTime,
-                Some(format!("killed after its time_max of {time_max} s")),
-            )
-        }
-        Ending::Exited(status) => {
-            if let Some(sig) = process::signal_of(&status) {
-                task.exit_code = sig;
-                return task.finish(
-                    TaskResult::Signal,
-                    Some(format!("the command was killed by signal {sig}")),
-                );
-            }
-            task.exit_code = status.code().unwrap_or(-1);
-        }
-    }
+    let Some(status) = ending.settle(task, "the command") else {
+        return;
+    };
+    task.exit_code = status.code().unwrap_or(-1);
     if let Err(reason) = collect_outputs(task, &sandbox, env) {
         return task.finish(TaskResult::OutputMissing, Some(reason));
     }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use crate::task::{FunctionPtr, Task, TaskResult};
-use crate::worker::process::{self, Ending, Limits, RunControl};
+use crate::worker::process::{self, Limits, RunControl};
 
 /// The most output a PROCESS function may return.
 const MAX_OUTPUT: usize = 1 << 30;
@@ -66,51 +66,29 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
             )
         }
     };
-    match ending {
-        Ending::Cancelled => {
-            task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()))
-        }
-        Ending::TimedOut => task.finish(
-            TaskResult::MaxWallTime,
-            Some(format!("killed after its time_max of {time_max} s")),
-        ),
-        Ending::OverMemory(mb) => {
-            let reason = format!(
-                "used {mb} MB, more than its {} MB of memory",
-                task.request.memory_mb
-            );
-            task.finish(TaskResult::ResourceExhaustion, Some(reason))
-        }
-        Ending::Exited(status) => {
-            if let Some(sig) = process::signal_of(&status) {
-                task.exit_code = sig;
-                return task.finish(
-                    TaskResult::Signal,
-                    Some(format!("the task process was killed by signal {sig}")),
-                );
-            }
-            let bytes = captured.bytes;
-            if status.code() != Some(0) || bytes.len() < 4 {
-                let code = status.code().unwrap_or(-1);
-                task.exit_code = code;
-                return task.finish(
-                    TaskResult::FunctionError,
-                    Some(format!(
-                        "the function ended its process with exit({code}) before returning"
-                    )),
-                );
-            }
-            let rc = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-            task.output = bytes[4..].to_vec();
-            task.exit_code = rc;
-            if rc == 0 {
-                task.finish(TaskResult::Success, None);
-            } else {
-                task.finish(
-                    TaskResult::FunctionError,
-                    Some(format!("the function returned {rc}")),
-                );
-            }
-        }
+    let Some(status) = ending.settle(task, "the task process") else {
+        return;
+    };
+    let bytes = captured.bytes;
+    if status.code() != Some(0) || bytes.len() < 4 {
+        let code = status.code().unwrap_or(-1);
+        task.exit_code = code;
+        return task.finish(
+            TaskResult::FunctionError,
+            Some(format!(
+                "the function ended its process with exit({code}) before returning"
+            )),
+        );
+    }
+    let rc = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    task.output = bytes[4..].to_vec();
+    task.exit_code = rc;
+    if rc == 0 {
+        task.finish(TaskResult::Success, None);
+    } else {
+        task.finish(
+            TaskResult::FunctionError,
+            Some(format!("the function returned {rc}")),
+        );
     }
 }

@@ -74,6 +74,41 @@ pub enum Ending {
     OverMemory(u64),
 }
 
+impl Ending {
+    /// Records in `task` an ending that is not a normal exit (cancelled, killed at a
+    /// limit, killed by a signal) and returns None; a normal exit's status is
+    /// returned for the caller to interpret. `what` names the process in reasons.
+    pub fn settle(self, task: &mut crate::task::Task, what: &str) -> Option<ExitStatus> {
+        use crate::task::TaskResult;
+        let (result, reason) = match self {
+            Ending::Cancelled => (TaskResult::Cancelled, "the task was cancelled".to_owned()),
+            Ending::TimedOut => (
+                TaskResult::MaxWallTime,
+                format!("killed after its time_max of {} s", task.time_max()),
+            ),
+            Ending::OverMemory(mb) => (
+                TaskResult::ResourceExhaustion,
+                format!(
+                    "used {mb} MB, more than its {} MB of memory",
+                    task.request.memory_mb
+                ),
+            ),
+            Ending::Exited(status) => match signal_of(&status) {
+                Some(sig) => {
+                    task.exit_code = sig;
+                    (
+                        TaskResult::Signal,
+                        format!("{what} was killed by signal {sig}"),
+                    )
+                }
+                None => return Some(status),
+            },
+        };
+        task.finish(result, Some(reason));
+        None
+    }
+}
+
 /// The bounds a supervised process runs under.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

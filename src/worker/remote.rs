@@ -260,7 +260,12 @@ impl Drop for DirGuard {
     }
 }
 
-fn handshake(opts: &WorkerOptions, stream: &mut TcpStream, resources: Resources) -> Result<u32> {
+/// Returns the worker's id and how often it must send keepalives.
+fn handshake(
+    opts: &WorkerOptions,
+    stream: &mut TcpStream,
+    resources: Resources,
+) -> Result<(u32, Duration)> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .map_err(|e| Error::io("socket", e))?;
@@ -289,7 +294,12 @@ fn handshake(opts: &WorkerOptions, stream: &mut TcpStream, resources: Resources)
             challenge: mine,
         },
     )?;
-    let ToWorker::Welcome { worker_id, proof } = protocol::read_frame(stream)? else {
+    let ToWorker::Welcome {
+        worker_id,
+        proof,
+        keepalive_ms,
+    } = protocol::read_frame(stream)?
+    else {
         return Err(Error::invalid("the manager did not welcome this worker"));
     };
     if let Some(pw) = &opts.password {
@@ -305,7 +315,11 @@ fn handshake(opts: &WorkerOptions, stream: &mut TcpStream, resources: Resources)
     stream
         .set_read_timeout(None)
         .map_err(|e| Error::io("socket", e))?;
-    Ok(worker_id)
+    // Keep alive as often as the manager needs, or more often if asked to.
+    let keepalive = opts
+        .keepalive
+        .min(Duration::from_millis(keepalive_ms.max(1)));
+    Ok((worker_id, keepalive))
 }
 
 fn hostname() -> String {
@@ -322,7 +336,7 @@ fn serve(
     dir: &Path,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    handshake(opts, &mut stream, resources)?;
+    let (_, keepalive) = handshake(opts, &mut stream, resources)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Message>();
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
@@ -347,7 +361,7 @@ fn serve(
         stream,
         outputs: Default::default(),
     };
-    let outcome = session.run(&mut pool, &net_rx, &events_rx, opts.keepalive);
+    let outcome = session.run(&mut pool, &net_rx, &events_rx, keepalive);
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
@@ -380,7 +394,11 @@ impl Session<'_> {
         keepalive: Duration,
     ) -> Result<()> {
         let mut finished = Vec::new();
+        // Keepalives go out on time whatever else arrives: a worker busy receiving
+        // tasks while running long ones must not look silent.
+        let mut last_sent = Instant::now();
         loop {
+            let until_keepalive = keepalive.saturating_sub(last_sent.elapsed());
             select! {
                 recv(net) -> frame => {
                     let frame = frame.map_err(|_| Error::new(ErrorKind::Io, "connection closed"))??;
@@ -406,9 +424,14 @@ impl Session<'_> {
                     for task in finished.drain(..) {
                         let report = self.report(&task);
                         protocol::write_frame(&mut self.stream, &ToManager::Done(Box::new(report)))?;
+                        last_sent = Instant::now();
                     }
                 }
-                default(keepalive) => protocol::write_frame(&mut self.stream, &ToManager::Keepalive)?,
+                default(until_keepalive) => {}
+            }
+            if last_sent.elapsed() >= keepalive {
+                protocol::write_frame(&mut self.stream, &ToManager::Keepalive)?;
+                last_sent = Instant::now();
             }
         }
     }
