@@ -367,8 +367,9 @@ int vine_port(const struct vine_manager *m);
 //   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 // - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
 // - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
-//   tasks re-run elsewhere (applies to workers that connect afterwards).
-//   `"keepalive-interval"` is accepted; workers choose theirs (5 s).
+//   tasks re-run elsewhere; workers are told to send keepalives at a quarter of it
+//   (applies to workers that connect afterwards). `"keepalive-interval"` is
+//   accepted for compatibility; the timeout sets the pace.
 // - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
 //   before killing them.
 // - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
