@@ -285,8 +285,10 @@ struct vine_file *vine_declare_file(struct vine_manager *m, const char *path, vi
 struct vine_file *vine_declare_buffer(struct vine_manager *m, const void *data, size_t len, vine_cache_level_t cache, vine_file_flags_t flags);
 
 // Declares a temp: an output that stays where the task that made it ran, for
-// later tasks to use as an input, fetched only by `vine_fetch_file`. Owned by the
-// manager; NULL on error.
+// later tasks to use as an input (they are placed on the worker that holds it),
+// fetched only by `vine_fetch_file`. If that worker is lost, the task that made the
+// temp runs again (as the manager's own task, never returned by `vine_wait`) and
+// the tasks reading it wait for it. Owned by the manager; NULL on error.
 struct vine_file *vine_declare_temp(struct vine_manager *m);
 
 // Attaches `f` as an input of command task `t`, placed in its sandbox as
@@ -303,8 +305,10 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (the size, which
-// excludes the NUL, from `vine_file_size`). The memory belongs to the file and stays
-// valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet).
+// excludes the NUL, from `vine_file_size`). A temp kept at a remote worker is
+// brought from it first (the call waits for it). The memory belongs to the file and
+// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
+// or whose worker was lost).
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 
 // The size in bytes of what the file holds now (0 if unknown, and on error).

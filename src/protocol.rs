@@ -163,6 +163,8 @@ pub enum ToWorker {
     Run(Box<TaskSpec>),
     /// Stop a task.
     Cancel(u64),
+    /// Send back a file kept in the cache (a temp), as `FileData`.
+    GetFile(u64),
     /// Still here.
     Keepalive,
     /// Exit now.
@@ -189,6 +191,13 @@ pub enum ToManager {
     Done(Box<TaskReport>),
     /// Still here.
     Keepalive,
+    /// A cached file asked for with `GetFile` (None: not there).
+    FileData {
+        /// File id.
+        file_id: u64,
+        /// Contents.
+        data: Option<Vec<u8>>,
+    },
 }
 
 /// Writes one frame.

@@ -199,6 +199,8 @@ pub(crate) const FLAG_AUTOCATEGORY: u8 = 1;
 pub(crate) const FLAG_CANCELLED: u8 = 2;
 /// Task flag: its worker started it (this attempt).
 pub(crate) const FLAG_STARTED: u8 = 4;
+/// Task flag: run by the manager itself (to make a lost temp again), never returned.
+pub(crate) const FLAG_INTERNAL: u8 = 8;
 
 /// One unit of work and its outcome.
 pub struct Task {
@@ -267,6 +269,48 @@ impl Task {
         Task::new(Work::Command {
             command: command.to_owned(),
         })
+    }
+
+    /// A fresh, unsubmitted copy of what this task runs and needs (not its results).
+    pub(crate) fn recipe(&self) -> Box<Task> {
+        let work = match &self.work {
+            Work::Function { name, func, input } => Work::Function {
+                name: name.clone(),
+                func: *func,
+                input: input.clone(),
+            },
+            Work::Local {
+                func,
+                context,
+                input,
+            } => Work::Local {
+                func: *func,
+                context: *context,
+                input: input.clone(),
+            },
+            Work::Command { command } => Work::Command {
+                command: command.clone(),
+            },
+        };
+        let mut t = Task::new(work);
+        t.request = self.request;
+        t.priority = self.priority;
+        t.max_retries = self.max_retries;
+        t.mode = self.mode;
+        t.flags = self.flags & FLAG_AUTOCATEGORY;
+        if let Some(e) = &self.extra {
+            t.extra = Some(Box::new(Extra {
+                category: e.category.clone(),
+                tag: e.tag.clone(),
+                env: e.env.clone(),
+                time_min: e.time_min,
+                time_max: e.time_max,
+                inputs: e.inputs.clone(),
+                outputs: e.outputs.clone(),
+                ..Extra::default()
+            }));
+        }
+        t
     }
 
     pub(crate) fn extra_mut(&mut self) -> &mut Extra {

@@ -290,15 +290,23 @@ fn a_silent_worker_is_declared_lost_and_its_task_runs_elsewhere() {
 }
 
 #[test]
-fn a_temp_made_on_a_worker_feeds_a_later_task_and_can_be_fetched() {
+fn a_temp_stays_at_its_worker_feeds_a_later_task_there_and_is_fetched_on_request() {
     let (m, port) = remote_manager();
-    let w = vine_worker(port, &[]);
+    m.tune("wait-for-workers", 2.0).unwrap();
+    let workers = vec![vine_worker(port, &[]), vine_worker(port, &[])];
     let temp = m.declare(File::temp().unwrap());
     let mut make = Task::command(c"echo intermediate > t.txt");
     make.add_output(Mount::new(temp.clone(), "t.txt", 0).unwrap())
         .unwrap();
     m.submit(make).unwrap();
-    assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+    let made = m.wait(LONG).unwrap();
+    assert_eq!(made.result(), TaskResult::Success);
+    assert_eq!(
+        temp.temp_worker(),
+        Some(made.worker_id()),
+        "kept where it was made"
+    );
+    assert_eq!(m.bytes_transferred(), (0, 0), "nothing crossed the network");
     let mut read = Task::command(c"tr a-z A-Z < in.txt");
     read.add_input(Mount::new(temp.clone(), "in.txt", 0).unwrap())
         .unwrap();
@@ -306,8 +314,44 @@ fn a_temp_made_on_a_worker_feeds_a_later_task_and_can_be_fetched() {
     let t = m.wait(LONG).unwrap();
     assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "INTERMEDIATE\n");
-    assert_eq!(&temp.fetch().unwrap()[..], b"intermediate\n\0");
-    stop(m, vec![w]);
+    assert_eq!(t.worker_id(), made.worker_id(), "read where it is kept");
+    assert_eq!(m.bytes_transferred(), (0, 0));
+    // Fetched only when asked.
+    assert_eq!(&m.fetch_file(&temp).unwrap()[..], b"intermediate\n\0");
+    assert_eq!(m.bytes_transferred(), (0, "intermediate\n".len() as u64));
+    stop(m, workers);
+}
+
+#[test]
+fn a_temp_whose_worker_is_lost_is_made_again() {
+    let (m, port) = remote_manager();
+    let mut first = vine_worker(port, &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo intermediate > t.txt");
+    make.add_output(Mount::new(temp.clone(), "t.txt", 0).unwrap())
+        .unwrap();
+    m.submit(make).unwrap();
+    let made = m.wait(LONG).unwrap();
+    assert_eq!(made.result(), TaskResult::Success);
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = vine_worker(port, &[]);
+    let mut read = Task::command(c"cat in.txt");
+    read.add_input(Mount::new(temp.clone(), "in.txt", 0).unwrap())
+        .unwrap();
+    let id = m.submit(read).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        (t.id(), t.result()),
+        (id, TaskResult::Success),
+        "{:?}",
+        t.reason()
+    );
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "intermediate\n");
+    assert_ne!(t.worker_id(), made.worker_id());
+    // The re-run producer is the manager's own: it never comes back to the caller.
+    assert!(m.wait(Some(Duration::from_millis(0))).is_none());
+    stop(m, vec![second]);
 }
 
 #[test]

@@ -62,8 +62,10 @@ pub unsafe extern "C" fn vine_declare_buffer(
 }
 
 /// Declares a temp: an output that stays where the task that made it ran, for
-/// later tasks to use as an input, fetched only by `vine_fetch_file`. Owned by the
-/// manager; NULL on error.
+/// later tasks to use as an input (they are placed on the worker that holds it),
+/// fetched only by `vine_fetch_file`. If that worker is lost, the task that made the
+/// temp runs again (as the manager's own task, never returned by `vine_wait`) and
+/// the tasks reading it wait for it. Owned by the manager; NULL on error.
 #[no_mangle]
 pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
     guard(ptr::null_mut(), || {
@@ -116,14 +118,16 @@ pub unsafe extern "C" fn vine_task_add_output(
 }
 
 /// The current contents of a buffer, temp or file, NUL-terminated (the size, which
-/// excludes the NUL, from `vine_file_size`). The memory belongs to the file and stays
-/// valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet).
+/// excludes the NUL, from `vine_file_size`). A temp kept at a remote worker is
+/// brought from it first (the call waits for it). The memory belongs to the file and
+/// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
+/// or whose worker was lost).
 #[no_mangle]
 pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *const c_char {
     guard(ptr::null(), || {
-        handles::manager(m)?;
+        let m = handles::manager(m)?;
         let file = handles::file(f)?;
-        Ok(file.fetch()?.as_ptr().cast())
+        Ok(m.fetch_file(&file)?.as_ptr().cast())
     })
 }
 

@@ -37,6 +37,8 @@ struct Outbox {
     to_remote: Vec<(WorkerId, Box<Task>)>,
     finished: Vec<Box<Task>>,
     cancels: Vec<(WorkerId, TaskId)>,
+    /// Tasks the manager ran itself (to make lost temps again): never returned.
+    internal: Vec<Box<Task>>,
 }
 
 impl Comm for Outbox {
@@ -49,13 +51,20 @@ impl Comm for Outbox {
     }
 
     fn complete(&mut self, task: Box<Task>) {
-        self.finished.push(task);
+        if task.flags & crate::task::FLAG_INTERNAL != 0 {
+            self.internal.push(task);
+        } else {
+            self.finished.push(task);
+        }
     }
 
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
         self.cancels.push((worker, id));
     }
 }
+
+/// A caller waiting for a temp to come back from its worker.
+type PendingFetch = (Arc<crate::files::File>, Sender<Result<()>>);
 
 struct Shutdown {
     reply: Sender<Result<()>>,
@@ -82,6 +91,10 @@ pub(super) struct ManagerLoop {
     pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
     /// Where temps produced by remote workers are kept.
     pub(super) temp_root: std::path::PathBuf,
+    /// Temps each remote worker keeps, to make again if it is lost.
+    temps_at: HashMap<WorkerId, Vec<Arc<crate::files::File>>>,
+    /// Callers waiting for a temp to come from its worker, by file id.
+    fetches: HashMap<u64, Vec<PendingFetch>>,
 }
 
 impl ManagerLoop {
@@ -107,6 +120,8 @@ impl ManagerLoop {
             remote_settings: RemoteSettings::new(),
             listener: None,
             temp_root: std::env::temp_dir(),
+            temps_at: HashMap::new(),
+            fetches: HashMap::new(),
         }
     }
 
@@ -200,15 +215,67 @@ impl ManagerLoop {
                     return;
                 };
                 if apply_report(&mut task, *report, &self.temp_root) {
+                    if let Some(extra) = &task.extra {
+                        for m in &extra.outputs {
+                            if m.file.temp_worker() == Some(worker) {
+                                self.temps_at
+                                    .entry(worker)
+                                    .or_default()
+                                    .push(m.file.clone());
+                            }
+                        }
+                    }
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
                     link.keep(task);
                 }
             }
+            Message::RemoteFileData { file_id, data, .. } => {
+                let waiting = self.fetches.remove(&file_id).unwrap_or_default();
+                let stored = match data {
+                    Some(d) => {
+                        let dest = self.temp_root.join(file_id.to_string());
+                        std::fs::write(&dest, d)
+                            .map(|()| dest)
+                            .map_err(|e| Error::io("storing a fetched temp", e))
+                    }
+                    None => Err(Error::new(
+                        ErrorKind::Io,
+                        "the worker no longer has the temp",
+                    )),
+                };
+                for (file, reply) in waiting {
+                    if let Ok(dest) = &stored {
+                        file.set_temp_location(dest.clone());
+                    }
+                    let _ = reply.send(stored.as_ref().map(|_| ()).map_err(Clone::clone));
+                }
+            }
+            Message::FetchTemp { file, reply } => match file.temp_worker() {
+                None => {
+                    let _ = reply.send(Ok(()));
+                }
+                Some(w) => match self.remote.get(&w) {
+                    Some(link) => {
+                        link.get_file(file.id());
+                        self.fetches
+                            .entry(file.id())
+                            .or_default()
+                            .push((file, reply));
+                    }
+                    None => {
+                        let _ = reply.send(Err(Error::new(
+                            ErrorKind::Io,
+                            "the worker holding the temp is gone",
+                        )));
+                    }
+                },
+            },
             Message::WorkerLost { worker } => {
                 if let Some(mut link) = self.remote.remove(&worker) {
                     let tasks = link.take_all();
                     self.sched.remove_worker(worker, tasks, &mut self.outbox);
+                    self.remake_temps_of(worker);
                     self.shared
                         .slots
                         .store(self.sched.total_slots(), Ordering::Relaxed);
@@ -325,6 +392,16 @@ impl ManagerLoop {
             }
         }
         self.shared.completions.push_all(&mut self.outbox.finished);
+        for task in self.outbox.internal.drain(..) {
+            if task.result != crate::task::TaskResult::Success {
+                // Tasks reading its temps will find them missing.
+                if let Some(extra) = &task.extra {
+                    for m in &extra.outputs {
+                        m.file.regeneration_failed();
+                    }
+                }
+            }
+        }
         self.shared
             .ready_len
             .store(self.sched.ready_len() as u64, Ordering::Relaxed);
@@ -389,6 +466,27 @@ impl ManagerLoop {
             format!("{stuck} task function(s) did not return within shutdown-timeout and were abandoned"),
         )));
         true
+    }
+
+    /// A worker was lost with the temps it kept: their producing tasks run again,
+    /// as tasks of the manager's own; tasks that read them wait. Fetches of them fail.
+    fn remake_temps_of(&mut self, worker: WorkerId) {
+        for file in self.temps_at.remove(&worker).unwrap_or_default() {
+            if let Some(waiting) = self.fetches.remove(&file.id()) {
+                for (_, reply) in waiting {
+                    let _ = reply.send(Err(Error::new(
+                        ErrorKind::Io,
+                        "the worker holding the temp was lost",
+                    )));
+                }
+            }
+            if let Some(mut recipe) = file.lost_at(worker) {
+                recipe.flags |= crate::task::FLAG_INTERNAL;
+                recipe.id = self.shared.next_task_id();
+                recipe.times.submitted = crate::task::now_us();
+                self.sched.submit(recipe, &mut self.outbox);
+            }
+        }
     }
 
     /// Tells every remote worker to exit and stops accepting new ones.

@@ -49,6 +49,22 @@ pub enum Message {
         /// The report.
         report: Box<crate::protocol::TaskReport>,
     },
+    /// A remote worker sends a file it keeps.
+    RemoteFileData {
+        /// Which worker.
+        worker: WorkerId,
+        /// Which file.
+        file_id: u64,
+        /// Its contents (None: the worker does not have it).
+        data: Option<Vec<u8>>,
+    },
+    /// Bring a temp kept at a worker to the manager.
+    FetchTemp {
+        /// The temp.
+        file: Arc<File>,
+        /// Reply when it is here (or cannot be).
+        reply: Sender<Result<()>>,
+    },
     /// A remote worker's connection ended.
     WorkerLost {
         /// Which worker.
@@ -119,6 +135,13 @@ pub(crate) struct Shared {
     hungry_factor_milli: AtomicU64,
     /// The stats when the manager thread ended.
     final_stats: Mutex<Option<Stats>>,
+}
+
+impl Shared {
+    /// A new task id.
+    pub(crate) fn next_task_id(&self) -> TaskId {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// Where to listen for remote workers.
@@ -490,6 +513,18 @@ impl Manager {
         std::fs::write(&log, line).map_err(|e| Error::io(log.display(), e))?;
         *self.info_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_owned());
         Ok(())
+    }
+
+    /// The current contents of `file` (see [`File::fetch`]); a temp kept at a
+    /// remote worker is brought from it first.
+    pub fn fetch_file(&self, file: &Arc<File>) -> Result<Arc<[u8]>> {
+        if file.temp_worker().is_some() {
+            self.ask(|reply| Message::FetchTemp {
+                file: file.clone(),
+                reply,
+            })??;
+        }
+        file.fetch()
     }
 
     /// Keeps `file` alive as long as the manager and returns it.

@@ -109,6 +109,7 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
         return;
     }
     let link = RemoteLink {
+        id,
         out: out_tx,
         in_flight: IdMap::default(),
         cached: HashSet::new(),
@@ -143,6 +144,22 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
                 }
             }
             Ok(ToManager::Keepalive) => {}
+            Ok(ToManager::FileData { file_id, data }) => {
+                let n = data.as_ref().map_or(0, Vec::len);
+                settings
+                    .bytes_received
+                    .fetch_add(n as u64, Ordering::Relaxed);
+                if events
+                    .send(Message::RemoteFileData {
+                        worker: id,
+                        file_id,
+                        data,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
             Ok(ToManager::Register { .. }) => {
                 eprintln!("vine: worker {id} ({peer}) registered twice; dropping it");
                 break;
@@ -255,6 +272,7 @@ fn write_loop(stream: TcpStream, out: Receiver<ToWorker>) {
 
 /// The manager's end of one remote worker.
 pub struct RemoteLink {
+    id: WorkerId,
     out: Sender<ToWorker>,
     in_flight: IdMap<Box<Task>>,
     cached: HashSet<u64>,
@@ -283,6 +301,11 @@ impl RemoteLink {
         let mut v: Vec<_> = self.in_flight.drain().map(|(_, t)| t).collect();
         v.sort_by_key(|t| t.id);
         v
+    }
+
+    /// Asks the worker for a file it keeps (answered with `RemoteFileData`).
+    pub(crate) fn get_file(&self, file_id: u64) {
+        let _ = self.out.send(ToWorker::GetFile(file_id));
     }
 
     /// Tells the worker to exit.
@@ -333,7 +356,10 @@ impl RemoteLink {
             for m in &extra.inputs {
                 let id = m.file.id();
                 let keep = m.file.cache_level() != CacheLevel::Task;
-                let cached = self.cached.contains(&id) && m.flags & MOUNT_TRANSFER_ALWAYS == 0;
+                // A temp this worker keeps is already there.
+                let kept_here = m.file.temp_worker() == Some(self.id);
+                let cached = kept_here
+                    || (self.cached.contains(&id) && m.flags & MOUNT_TRANSFER_ALWAYS == 0);
                 let content = if cached {
                     InputContent::Cached
                 } else {
@@ -373,7 +399,8 @@ impl RemoteLink {
                 spec.outputs.push(OutputSpec {
                     file_id: m.file.id(),
                     remote_name: m.remote_name.clone(),
-                    keep_at_worker: false,
+                    // Temps stay where they are made.
+                    keep_at_worker: matches!(m.file.kind(), FileKind::Temp),
                 });
             }
         }
@@ -439,8 +466,7 @@ pub(crate) fn apply_report(
                     Ok(())
                 }
                 FileKind::Temp => {
-                    // Brought back and kept by the manager, which serves it to
-                    // later tasks and to vine_fetch_file.
+                    // Sent back only when asked for; normally kept at the worker.
                     let dest = temp_root.join(file_id.to_string());
                     std::fs::write(&dest, &data)
                         .map(|()| m.file.set_temp_location(dest))
@@ -454,5 +480,15 @@ pub(crate) fn apply_report(
         }
     }
     task.finish(result, reason);
+    if result == TaskResult::Success {
+        // Temps it made stay at its worker, which can make them again if lost.
+        if let Some(extra) = &task.extra {
+            for m in &extra.outputs {
+                if matches!(m.file.kind(), FileKind::Temp) && m.file.temp_location().is_none() {
+                    m.file.set_at_worker(task.worker_id, task.recipe());
+                }
+            }
+        }
+    }
     true
 }

@@ -17,6 +17,7 @@
 //!   it up to its retries.
 
 use super::ready::ReadyQueue;
+use crate::files::TempPlace;
 use crate::idmap::IdMap;
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
@@ -98,11 +99,20 @@ impl WorkerEntry {
 /// True if worker `w` can run `task`: local function pointers only on the local
 /// pool, registered functions only where the name is known.
 fn can_run(w: &WorkerEntry, task: &Task) -> bool {
-    match (&task.work, &w.functions) {
+    let known = match (&task.work, &w.functions) {
         (Work::Local { .. }, functions) => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
         _ => true,
-    }
+    };
+    // A temp kept at a worker is read there; one being made again is waited for.
+    known
+        && task.extra.as_ref().is_none_or(|e| {
+            e.inputs.iter().all(|m| match m.file.place() {
+                TempPlace::Anywhere => true,
+                TempPlace::Worker(at) => at == w.id,
+                TempPlace::Regenerating => false,
+            })
+        })
 }
 
 /// Counters and gauges, as `vine_get_stats` reports them.

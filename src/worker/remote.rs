@@ -415,6 +415,11 @@ impl Session<'_> {
                             pool.dispatch(&mut vec![task]);
                         }
                         ToWorker::Cancel(id) => pool.cancel(id),
+                        ToWorker::GetFile(file_id) => {
+                            let data = std::fs::read(self.cache_path(file_id)).ok();
+                            protocol::write_frame(&mut self.stream, &ToManager::FileData { file_id, data })?;
+                            last_sent = Instant::now();
+                        }
                         ToWorker::Keepalive | ToWorker::Hello { .. } | ToWorker::Welcome { .. } => {}
                         ToWorker::Exit => return Ok(()),
                     }
