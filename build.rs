@@ -14,6 +14,9 @@ fn main() {
     // working across compatible releases (libvine.so.MAJOR).
     let major = std::env::var("CARGO_PKG_VERSION_MAJOR").expect("cargo sets it");
     println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libvine.so.{major}");
+    // vine_worker exports the C API, so a library loaded with --library calls
+    // vine_buffer_append (and the rest) in the worker itself.
+    println!("cargo:rustc-link-arg-bin=vine_worker=-Wl,--export-dynamic");
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml"))
         .expect("cbindgen.toml is valid");
     let bindings = cbindgen::Builder::new()

@@ -144,6 +144,60 @@ fn a_crash_on_a_remote_worker_costs_only_the_task() {
 }
 
 #[test]
+fn a_worker_serves_the_functions_of_a_library() {
+    let dir = tempdir();
+    let src = dir.join("triple.c");
+    std::fs::write(
+        &src,
+        r#"#include "vine.h"
+#include <string.h>
+static int triple(const void *in, size_t len, struct vine_buffer *out, void *ctx) {
+    (void)ctx;
+    long x;
+    if (len != sizeof x) return 1;
+    memcpy(&x, in, sizeof x);
+    x *= 3;
+    return vine_buffer_append(out, &x, sizeof x);
+}
+int vine_register_functions(int (*register_function)(const char *, vine_function_t)) {
+    return register_function("triple", triple);
+}
+"#,
+    )
+    .unwrap();
+    let lib = dir.join("libtriple.so");
+    // Not linked against vine: vine_buffer_append resolves in the worker, which
+    // exports the C API to the libraries it loads.
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+        .arg(&src)
+        .arg("-o")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 2.0).unwrap();
+    let workers = vec![
+        vine_worker(port, &["--library", lib.to_str().unwrap()]),
+        vine_worker(port, &["--library", lib.to_str().unwrap()]),
+    ];
+    for x in 1..=20i64 {
+        m.submit(Task::function(c"triple", &x.to_le_bytes()))
+            .unwrap();
+    }
+    let mut sum = 0;
+    for _ in 0..20 {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        sum += i64::from_le_bytes(t.output().try_into().unwrap());
+    }
+    assert_eq!(sum, 3 * 210);
+    stop(m, workers);
+}
+
+#[test]
 fn a_function_no_worker_knows_waits_and_local_tasks_stay_local() {
     let (m, port) = remote_manager();
     let w = vine_worker(port, &[]);

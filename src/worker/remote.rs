@@ -569,3 +569,62 @@ impl Session<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::protocol::{InputSpec, OutputSpec};
+
+    fn session(dir: &Path) -> Session<'_> {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        Session {
+            dir,
+            stream,
+            outputs: Default::default(),
+        }
+    }
+
+    fn spec(input: &str, output: &str) -> TaskSpec {
+        TaskSpec {
+            id: 1,
+            attempt: 1,
+            work: WorkSpec::Command {
+                command: b"true".to_vec(),
+                env: vec![],
+            },
+            resources: (1000, 0, 0, 0),
+            time_max: 0.0,
+            inputs: vec![InputSpec {
+                file_id: 1,
+                remote_name: input.into(),
+                flags: 0,
+                content: InputContent::Inline(b"x".to_vec()),
+            }],
+            outputs: vec![OutputSpec {
+                file_id: 2,
+                remote_name: output.into(),
+                keep_at_worker: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn names_from_the_wire_that_leave_the_sandbox_are_refused() {
+        let dir = std::env::temp_dir().join(format!("vine-wire-names-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let mut s = session(&dir);
+        for (input, output) in [
+            ("../../etc/x", "ok"),
+            ("ok", "/etc/passwd"),
+            ("a/../../b", "ok"),
+        ] {
+            let task = s.task_from(spec(input, output));
+            let refused = task.extra.as_ref().and_then(|e| e.refused.clone());
+            assert!(refused.is_some(), "{input:?} / {output:?} accepted");
+        }
+        let fine = s.task_from(spec("in/x", "out/y"));
+        assert!(fine.extra.as_ref().unwrap().refused.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
