@@ -491,6 +491,8 @@ impl ManagerLoop {
 
     /// Tells every remote worker to exit and stops accepting new ones.
     fn close_remote(&mut self) {
+        // Workers leaving now are told to, not lost.
+        self.remote_settings.closing.store(true, Ordering::Release);
         for link in self.remote.values() {
             link.exit();
         }
