@@ -377,6 +377,39 @@ fn a_temp_stays_at_its_worker_feeds_a_later_task_there_and_is_fetched_on_request
 }
 
 #[test]
+fn a_task_reading_temps_kept_at_two_workers_still_runs() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 2.0).unwrap();
+    let (a, b) = (
+        m.declare(File::temp().unwrap()),
+        m.declare(File::temp().unwrap()),
+    );
+    // Both producers wait for both workers, then start at once: one on each.
+    for (temp, text) in [(&a, c"echo left > t"), (&b, c"echo right > t")] {
+        let mut make = Task::command(text);
+        make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        m.submit(make).unwrap();
+    }
+    let workers = vec![vine_worker(port, &[]), vine_worker(port, &[])];
+    for _ in 0..2 {
+        assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+    }
+    assert!(a.temp_worker().is_some() && b.temp_worker().is_some());
+    assert_ne!(a.temp_worker(), b.temp_worker(), "kept at two workers");
+    let mut join = Task::command(c"cat one two");
+    join.add_input(Mount::new(a.clone(), "one", 0).unwrap())
+        .unwrap();
+    join.add_input(Mount::new(b.clone(), "two", 0).unwrap())
+        .unwrap();
+    m.submit(join).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "left\nright\n");
+    stop(m, workers);
+}
+
+#[test]
 fn a_temp_whose_worker_is_lost_is_made_again() {
     let (m, port) = remote_manager();
     let mut first = vine_worker(port, &[]);

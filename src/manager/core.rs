@@ -63,8 +63,11 @@ impl Comm for Outbox {
     }
 }
 
-/// A caller waiting for a temp to come back from its worker.
-type PendingFetch = (Arc<crate::files::File>, Sender<Result<()>>);
+/// A temp on its way back from its worker, and the callers waiting for it.
+struct PendingFetch {
+    file: Arc<crate::files::File>,
+    replies: Vec<Sender<Result<()>>>,
+}
 
 struct Shutdown {
     reply: Sender<Result<()>>,
@@ -94,7 +97,7 @@ pub(super) struct ManagerLoop {
     /// Temps each remote worker keeps, to make again if it is lost.
     temps_at: HashMap<WorkerId, Vec<Arc<crate::files::File>>>,
     /// Callers waiting for a temp to come from its worker, by file id.
-    fetches: HashMap<u64, Vec<PendingFetch>>,
+    fetches: HashMap<u64, PendingFetch>,
 }
 
 impl ManagerLoop {
@@ -186,6 +189,9 @@ impl ManagerLoop {
                 self.shared
                     .processed_submits
                     .fetch_add(1, Ordering::Relaxed);
+                if task.extra.is_some() {
+                    self.gather_temps(&task);
+                }
                 self.sched.submit(task, &mut self.outbox)
             }
             Message::Finished { worker, task } => {
@@ -231,7 +237,9 @@ impl ManagerLoop {
                 }
             }
             Message::RemoteFileData { file_id, data, .. } => {
-                let waiting = self.fetches.remove(&file_id).unwrap_or_default();
+                let Some(pending) = self.fetches.remove(&file_id) else {
+                    return;
+                };
                 let stored = match data {
                     Some(d) => {
                         let dest = self.temp_root.join(file_id.to_string());
@@ -244,10 +252,10 @@ impl ManagerLoop {
                         "the worker no longer has the temp",
                     )),
                 };
-                for (file, reply) in waiting {
-                    if let Ok(dest) = &stored {
-                        file.set_temp_location(dest.clone());
-                    }
+                if let Ok(dest) = &stored {
+                    pending.file.set_temp_location(dest.clone());
+                }
+                for reply in pending.replies {
                     let _ = reply.send(stored.as_ref().map(|_| ()).map_err(Clone::clone));
                 }
             }
@@ -257,11 +265,15 @@ impl ManagerLoop {
                 }
                 Some(w) => match self.remote.get(&w) {
                     Some(link) => {
-                        link.get_file(file.id());
-                        self.fetches
-                            .entry(file.id())
-                            .or_default()
-                            .push((file, reply));
+                        let id = file.id();
+                        let pending = self.fetches.entry(id).or_insert_with(|| {
+                            link.get_file(id);
+                            PendingFetch {
+                                file,
+                                replies: Vec::new(),
+                            }
+                        });
+                        pending.replies.push(reply);
                     }
                     None => {
                         let _ = reply.send(Err(Error::new(
@@ -468,12 +480,40 @@ impl ManagerLoop {
         true
     }
 
+    /// A task can run only where its kept temps are. If they are at several workers,
+    /// or at one too small for the task, those of one worker that can hold it stay
+    /// there and the others are brought to the manager, from which any worker can
+    /// be sent them; the task waits until they arrive.
+    fn gather_temps(&mut self, task: &Task) {
+        let Some(extra) = &task.extra else { return };
+        let held: Vec<(Arc<crate::files::File>, WorkerId)> = extra
+            .inputs
+            .iter()
+            .filter_map(|m| m.file.temp_worker().map(|w| (m.file.clone(), w)))
+            .collect();
+        let keep = held
+            .iter()
+            .map(|(_, w)| *w)
+            .find(|&w| self.sched.worker_can_hold(w, &task.request));
+        for (file, w) in held {
+            if Some(w) == keep || self.fetches.contains_key(&file.id()) {
+                continue;
+            }
+            if let Some(link) = self.remote.get(&w) {
+                link.get_file(file.id());
+                let replies = Vec::new();
+                self.fetches
+                    .insert(file.id(), PendingFetch { file, replies });
+            }
+        }
+    }
+
     /// A worker was lost with the temps it kept: their producing tasks run again,
     /// as tasks of the manager's own; tasks that read them wait. Fetches of them fail.
     fn remake_temps_of(&mut self, worker: WorkerId) {
         for file in self.temps_at.remove(&worker).unwrap_or_default() {
-            if let Some(waiting) = self.fetches.remove(&file.id()) {
-                for (_, reply) in waiting {
+            if let Some(pending) = self.fetches.remove(&file.id()) {
+                for reply in pending.replies {
                     let _ = reply.send(Err(Error::new(
                         ErrorKind::Io,
                         "the worker holding the temp was lost",

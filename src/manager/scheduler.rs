@@ -213,6 +213,13 @@ impl Scheduler {
         }
     }
 
+    /// True if worker `worker` is present and `req` fits in its capacity.
+    pub fn worker_can_hold(&self, worker: WorkerId, req: &Resources) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.id == worker && req.fits_within(&w.model.capacity()))
+    }
+
     /// Every dispatched task and its worker.
     pub fn all_dispatched(&self) -> Vec<(WorkerId, TaskId)> {
         self.dispatched.iter().map(|(&t, &w)| (w, t)).collect()
