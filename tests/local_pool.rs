@@ -264,3 +264,26 @@ fn local_resources_cannot_change_under_outstanding_tasks() {
     assert!(m.tune("local-cores", 4.0).is_ok());
     assert_eq!(m.stats().unwrap().total.millicores, 4000);
 }
+
+#[test]
+fn hungry_while_few_tasks_wait_and_not_once_enough_do() {
+    let m = manager(1.0);
+    m.tune("prefetch", 0.0).unwrap();
+    assert!(m.hungry(), "an idle manager wants work");
+    let probe = Arc::new(Probe::default());
+    m.submit(gated_task(&probe, 0)).unwrap();
+    probe.wait_until_running(1);
+    for i in 1..=10 {
+        m.submit(gated_task(&probe, i)).unwrap();
+    }
+    while m.stats().unwrap().tasks_waiting < 10 {
+        std::thread::yield_now();
+    }
+    // One slot, hungry-factor 2: ten waiting is plenty.
+    assert!(!m.hungry());
+    probe.open_gate();
+    wait_all(&m, 11);
+    assert!(m.hungry());
+    m.shutdown().unwrap();
+    assert!(!m.hungry(), "a shut-down manager wants nothing");
+}

@@ -58,6 +58,11 @@ impl CompletionQueue {
         self.wake_all();
     }
 
+    /// Tasks ever submitted by callers.
+    pub fn submitted_total(&self) -> u64 {
+        self.submitted.load(Ordering::Acquire)
+    }
+
     /// Tasks submitted and not yet taken by a waiter.
     pub fn outstanding(&self) -> u64 {
         self.submitted

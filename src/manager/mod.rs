@@ -402,10 +402,10 @@ impl Manager {
             return false;
         }
         let s = &self.shared;
+        // Submitted by callers but not yet seen by the manager.
         let in_channel = s
-            .next_id
-            .load(Ordering::Relaxed)
-            .saturating_sub(1)
+            .completions
+            .submitted_total()
             .saturating_sub(s.processed_submits.load(Ordering::Relaxed));
         let waiting = s.ready_len.load(Ordering::Relaxed) + in_channel;
         let slots = s.slots.load(Ordering::Relaxed).max(1);
