@@ -675,6 +675,25 @@ static void test_gpus(void)
     vine_delete(m);
 }
 
+/* The local pool's resources from the environment; a malformed value is refused. */
+static void test_environment(void)
+{
+    setenv("VINE_LOCAL_CORES", "3.5", 1);
+    setenv("VINE_LOCAL_MEMORY", "1234", 1);
+    setenv("VINE_LOCAL_GPUS", "2", 1);
+    struct vine_manager *m = vine_create(VINE_PORT_NONE);
+    struct vine_stats s;
+    CHECK(m && vine_get_stats(m, &s) == 0);
+    CHECK(s.total_cores == 3.5 && s.total_memory == 1234 && s.total_gpus == 2);
+    vine_delete(m);
+    setenv("VINE_LOCAL_CORES", "lots", 1);
+    CHECK(vine_create(VINE_PORT_NONE) == NULL);
+    CHECK(strstr(vine_last_error(), "VINE_LOCAL_CORES") != NULL);
+    unsetenv("VINE_LOCAL_CORES");
+    unsetenv("VINE_LOCAL_MEMORY");
+    unsetenv("VINE_LOCAL_GPUS");
+}
+
 int main(void)
 {
     CHECK(vine_register_function("echo", echo) == 0);
@@ -689,6 +708,7 @@ int main(void)
     test_commands_and_files();
     test_cancel_and_shutdown();
     test_gpus();
+    test_environment();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
