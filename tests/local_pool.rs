@@ -213,28 +213,39 @@ fn many_threads_submit_and_wait_and_every_task_returns_once() {
     vine::registry::register(c"integration_echo", echo).unwrap();
     let m = Arc::new(manager(2.0));
     let per_thread = 5000u32;
+    // `wait` returns nothing at once when nothing is outstanding, which can
+    // happen between two submissions: a waiter stops only once every
+    // submitter has finished and nothing is left.
+    let submitted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let threads: Vec<_> = (0..4u32)
         .map(|k| {
             let m = m.clone();
+            let submitted = submitted.clone();
             std::thread::spawn(move || {
                 for i in 0..per_thread {
                     let v = k * per_thread + i;
                     m.submit(Task::function(c"integration_echo", &v.to_le_bytes()))
                         .unwrap();
                 }
+                submitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             })
         })
         .collect();
     let waiters: Vec<_> = (0..2)
         .map(|_| {
             let m = m.clone();
+            let submitted = submitted.clone();
             std::thread::spawn(move || {
                 let mut seen = Vec::new();
-                while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
-                    assert_eq!(t.result(), TaskResult::Success);
-                    seen.push(u32::from_le_bytes(t.output().try_into().unwrap()));
-                    if seen.len() as u32 == 2 * per_thread {
-                        break;
+                loop {
+                    let all_in = submitted.load(std::sync::atomic::Ordering::SeqCst) == 4;
+                    match m.wait(LONG) {
+                        Some(t) => {
+                            assert_eq!(t.result(), TaskResult::Success);
+                            seen.push(u32::from_le_bytes(t.output().try_into().unwrap()));
+                        }
+                        None if all_in => break,
+                        None => std::thread::yield_now(),
                     }
                 }
                 seen
