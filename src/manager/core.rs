@@ -173,11 +173,13 @@ impl ManagerLoop {
     }
 
     /// Before sleeping, watches the channel for a short while if a local core is
-    /// idle: a caller waiting on one task at a time then gets its next submission
-    /// and its task's completion handled without two thread wake-ups. With every
-    /// core busy it does not spin, so it never takes CPU from running tasks.
+    /// idle (the pool has room, or one of its threads waits for work, as it does
+    /// between tiny tasks): a caller waiting on one task at a time then gets its
+    /// next submission and its task's completion handled without two thread
+    /// wake-ups, and a caller submitting many is not woken into at every task.
+    /// With every core busy it does not spin, so it takes no CPU from running tasks.
     fn spin_for_message(&mut self) -> Option<Message> {
-        if !self.sched.has_idle_core(LOCAL_WORKER) {
+        if !self.sched.has_idle_core(LOCAL_WORKER) && !self.local.has_idle_thread() {
             return None;
         }
         crate::spin::spin_until(|| self.rx.try_recv().ok())

@@ -41,9 +41,10 @@ const PASS_OVER_LIMIT: usize = 64;
 
 /// With automatic prefetch, a worker holds about this much work (in microseconds
 /// of its measured task durations) beyond what it runs: enough that tiny tasks are
-/// handed over in batches, little enough that a later task of higher priority waits
-/// behind at most this long.
-const PREFETCH_HORIZON_US: f64 = 1000.0;
+/// handed over in batches and a pool never runs dry while the manager thread waits
+/// for a core (on a busy machine that can take a millisecond or more), little
+/// enough that a later task of higher priority waits behind at most this long.
+const PREFETCH_HORIZON_US: f64 = 5000.0;
 /// The most tasks automatic prefetch lets a worker hold beyond what it runs.
 const PREFETCH_MAX: usize = 4096;
 

@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -61,6 +62,8 @@ struct Shared {
     events: Sender<Message>,
     env: CommandEnv,
     worker_id: u32,
+    /// Mirrors `State::idle` for the manager, which reads it without the lock.
+    idle_gauge: std::sync::atomic::AtomicUsize,
 }
 
 impl Shared {
@@ -118,6 +121,7 @@ impl LocalPool {
                 events,
                 env,
                 worker_id,
+                idle_gauge: Default::default(),
             }),
         }
     }
@@ -194,6 +198,12 @@ impl LocalPool {
         }
     }
 
+    /// True if a pool thread is waiting for work, that is, a core the pool
+    /// could use is idle.
+    pub fn has_idle_thread(&self) -> bool {
+        self.shared.idle_gauge.load(Relaxed) > 0
+    }
+
     /// Moves the finished tasks into `out`; the next finished task wakes the
     /// manager again.
     pub fn take_finished(&self, out: &mut Vec<Box<Task>>) {
@@ -230,6 +240,7 @@ impl LocalPool {
             match spawned {
                 Ok(h) => {
                     st.idle += 1;
+                    shared.idle_gauge.store(st.idle, Relaxed);
                     st.threads += 1;
                     st.handles.push(h);
                 }
@@ -288,6 +299,7 @@ fn thread_main(shared: Arc<Shared>) {
     loop {
         if let Some(Startable { mut task, gpus }) = st.startable.pop_front() {
             st.idle -= 1;
+            shared.idle_gauge.store(st.idle, Relaxed);
             control.reset();
             st.running.insert(task.id, control.clone());
             drop(st);
@@ -306,6 +318,7 @@ fn thread_main(shared: Arc<Shared>) {
             st.slots.release(task.request, &mut started);
             LocalPool::make_startable(&mut st, &mut started);
             st.idle += 1;
+            shared.idle_gauge.store(st.idle, Relaxed);
             // This thread takes the next task itself; wake others only for the rest.
             if st.startable.len() > 1 {
                 let more = st.startable.len() - 1;
@@ -320,6 +333,7 @@ fn thread_main(shared: Arc<Shared>) {
             }
         } else if st.stopping {
             st.idle -= 1;
+            shared.idle_gauge.store(st.idle, Relaxed);
             st.threads -= 1;
             shared.exited.notify_all();
             return;
