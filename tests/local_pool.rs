@@ -298,3 +298,35 @@ fn hungry_while_few_tasks_wait_and_not_once_enough_do() {
     m.shutdown().unwrap();
     assert!(!m.hungry(), "a shut-down manager wants nothing");
 }
+
+#[test]
+fn a_task_finished_behind_a_deep_queue_still_comes_back() {
+    // Two cores, seven tasks handed over at once: five wait in the pool, more
+    // than it has cores. When the first finishes, the pool keeps it back for a
+    // batch; both threads then block in gated tasks, so only the manager's own
+    // collection can return it.
+    let m = manager(2.0);
+    m.tune("prefetch", 8.0).unwrap();
+    let quick = Arc::new(Probe::default());
+    let blocked = Arc::new(Probe::default());
+    let first = m.submit(gated_task(&quick, 0)).unwrap();
+    for i in 1..=6 {
+        m.submit(gated_task(&blocked, i)).unwrap();
+    }
+    quick.wait_until_running(1);
+    blocked.wait_until_running(1);
+    while m.stats().unwrap().tasks_on_workers < 7 {
+        std::thread::yield_now();
+    }
+    quick.open_gate();
+    let back = m.wait(LONG).expect("the finished task comes back");
+    assert_eq!((back.id(), back.result()), (first, TaskResult::Success));
+    assert_eq!(
+        blocked.running.load(Ordering::SeqCst),
+        2,
+        "the rest are still held"
+    );
+    blocked.open_gate();
+    assert_eq!(wait_all(&m, 6).len(), 6);
+    assert!(m.wait(LONG).is_none());
+}

@@ -27,6 +27,10 @@ pub(crate) const LOCAL_WORKER: WorkerId = 0;
 /// Messages handled per wake-up before scheduling and flushing.
 const BATCH: usize = 4096;
 
+/// While the local pool has a deep queue it may keep finished tasks for a while
+/// (see `LocalPool`); the manager collects them at least this often.
+const COLLECT_EVERY: Duration = Duration::from_millis(1);
+
 /// Seconds a THREAD function may still take after shutdown killed what it could.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
@@ -138,7 +142,11 @@ impl ManagerLoop {
     /// Runs until shutdown completes; returns the final stats.
     pub(super) fn run(mut self) -> super::Stats {
         loop {
-            let deadline = self.shutdown.as_ref().map(|s| s.deadline);
+            let mut deadline = self.shutdown.as_ref().map(|s| s.deadline);
+            if self.sched.has_deep_queue(LOCAL_WORKER) {
+                let collect = Instant::now() + COLLECT_EVERY;
+                deadline = Some(deadline.map_or(collect, |d| d.min(collect)));
+            }
             let first = match self.spin_for_message() {
                 Some(msg) => Ok(msg),
                 None => match deadline {
@@ -157,7 +165,9 @@ impl ManagerLoop {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if self.on_shutdown_deadline() {
+                    self.collect_local();
+                    let past = |s: &Shutdown| Instant::now() >= s.deadline;
+                    if self.shutdown.as_ref().is_some_and(past) && self.on_shutdown_deadline() {
                         return self.sched.stats();
                     }
                 }
@@ -297,12 +307,7 @@ impl ManagerLoop {
             }
             Message::WorkerReady { worker } => {
                 debug_assert_eq!(worker, LOCAL_WORKER);
-                let mut batch = std::mem::take(&mut self.returned);
-                self.local.take_finished(&mut batch);
-                for task in batch.drain(..) {
-                    self.sched.finished(worker, task, &mut self.outbox);
-                }
-                self.returned = batch;
+                self.collect_local();
             }
             Message::Cancel { id, reply } => {
                 let found = self.sched.cancel(id, &mut self.outbox);
@@ -440,6 +445,16 @@ impl ManagerLoop {
 
     /// The shutdown deadline passed: kill what can be killed, then, after a grace
     /// period, give up on what cannot. True when the loop should end.
+    /// Takes the tasks the local pool has finished.
+    fn collect_local(&mut self) {
+        let mut batch = std::mem::take(&mut self.returned);
+        self.local.take_finished(&mut batch);
+        for task in batch.drain(..) {
+            self.sched.finished(LOCAL_WORKER, task, &mut self.outbox);
+        }
+        self.returned = batch;
+    }
+
     fn on_shutdown_deadline(&mut self) -> bool {
         let Some(s) = self.shutdown.as_mut() else {
             return false;

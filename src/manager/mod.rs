@@ -234,6 +234,7 @@ impl Manager {
             max_stdout: max_stdout.clone(),
         };
         let pool = LocalPool::new(core::LOCAL_WORKER, local_capacity, env, tx.clone());
+        pool.report_in_batches();
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
         lp.add_local_worker();

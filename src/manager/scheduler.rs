@@ -495,6 +495,16 @@ impl Scheduler {
         })
     }
 
+    /// True if `worker` holds more tasks waiting for a core than it has cores: it
+    /// is busy for a while yet, and may report finished tasks in batches (see
+    /// `LocalPool`). Only ever overstates what the worker itself sees, since the
+    /// worker has run some of those tasks already.
+    pub fn has_deep_queue(&self, worker: WorkerId) -> bool {
+        self.workers
+            .iter()
+            .any(|w| w.id == worker && w.model.waiting_len() > w.slots())
+    }
+
     /// Tasks on workers.
     pub fn dispatched_len(&self) -> usize {
         self.dispatched.len()

@@ -51,6 +51,14 @@ struct State {
     notified: bool,
     /// A thread is spinning for work (at most one does).
     spinning: bool,
+    /// Finished tasks may wait in the outbox while the queue is deep (see
+    /// [`LocalPool::report_in_batches`]).
+    batch_reports: bool,
+    /// Tasks waiting for a core beyond which the queue counts as deep: the
+    /// number of cores, as the manager's model counts it.
+    deep_at: usize,
+    /// Tasks waiting for a core right after the last hand-over.
+    high_water: usize,
 }
 
 struct Shared {
@@ -78,12 +86,38 @@ impl Shared {
     }
 }
 
+/// Most finished tasks kept before the manager is woken for them.
+const OUTBOX_MAX: usize = 1024;
+
 /// Puts a finished task in the outbox; true if the manager must be woken for it.
 /// While the manager has not emptied the outbox, more tasks join it silently, so
-/// a busy pool wakes the manager once per batch, not once per task.
+/// a busy pool wakes the manager once per batch, not once per task. With batch
+/// reports, a pool that still has a deep queue (more tasks waiting than cores,
+/// and at least half of what it was last given) does not wake the manager at
+/// all: the manager collects on its own timer while it sees that queue, and
+/// each wake-up would take a core from a running task.
 fn deliver(st: &mut State, task: Box<Task>) -> bool {
+    let cancelled = task.flags & FLAG_CANCELLED != 0;
     st.outbox.push(task);
-    !std::mem::replace(&mut st.notified, true)
+    if st.notified {
+        return false;
+    }
+    let waiting = st.slots.waiting_len();
+    let keep = st.batch_reports
+        && !cancelled
+        && waiting > st.deep_at
+        && waiting * 2 > st.high_water
+        && st.outbox.len() < OUTBOX_MAX;
+    if keep {
+        return false;
+    }
+    st.notified = true;
+    true
+}
+
+/// Tasks waiting for a core beyond which a pool of `capacity` has a deep queue.
+fn deep_at(capacity: Resources) -> usize {
+    capacity.millicores.div_ceil(1000).max(1) as usize
 }
 
 /// The pool of local worker threads.
@@ -114,6 +148,9 @@ impl LocalPool {
                     outbox: Vec::new(),
                     notified: false,
                     spinning: false,
+                    batch_reports: false,
+                    deep_at: deep_at(capacity),
+                    high_water: 0,
                 }),
                 handed: std::sync::atomic::AtomicU64::new(0),
                 work: Condvar::new(),
@@ -132,6 +169,14 @@ impl LocalPool {
         debug_assert!(st.slots.in_use() == Resources::default() && st.slots.waiting_len() == 0);
         st.slots = SlotQueue::new(capacity);
         st.free_gpus = (0..capacity.gpus).rev().collect();
+        st.deep_at = deep_at(capacity);
+    }
+
+    /// Lets finished tasks wait in the outbox while the queue is deep; the
+    /// owner must then take them (`take_finished`) on a timer whenever its own
+    /// count of tasks waiting here exceeds the number of cores.
+    pub fn report_in_batches(&self) {
+        self.shared.lock().batch_reports = true;
     }
 
     /// Cancels every task that has not started; they come back cancelled.
@@ -259,6 +304,7 @@ impl WorkerLink for LocalPool {
         for task in tasks.drain(..) {
             st.slots.push(task.request, task, &mut started);
         }
+        st.high_water = st.slots.waiting_len();
         Self::make_startable(&mut st, &mut started);
         Self::wake_or_spawn(&self.shared, &mut st);
     }
@@ -337,6 +383,12 @@ fn thread_main(shared: Arc<Shared>) {
             st.threads -= 1;
             shared.exited.notify_all();
             return;
+        } else if !st.outbox.is_empty() && !st.notified {
+            // Nothing left to start here: report what was kept back first.
+            st.notified = true;
+            drop(st);
+            shared.notify_manager();
+            st = shared.lock();
         } else if !st.spinning {
             last_end = None;
             // One idle thread looks for work for a moment before sleeping, so a
