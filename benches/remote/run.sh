@@ -2,7 +2,8 @@
 # Remote workers over loopback, side by side in one run: vine and Work Queue
 # (cctools) each run 5,000 empty commands on 2 workers of 1 core; the floor is
 # the machine spawning `true` 5,000 times two at a time (xargs -P2). vine alone
-# also runs 100,000 empty function tasks and a chain of 10,000 submit-wait links.
+# also runs 100,000 empty function tasks and a chain of 10,000 submit-wait links,
+# beside the floor for a link here: a bare TCP ping-pong between two processes.
 # Needs coop-computing-tools and coop-computing-tools-dev for the Work Queue side.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -11,6 +12,7 @@ mkdir -p "$bin"
 cargo build --release -q
 gcc -O2 -Wall -Wextra -Werror -Iinclude benches/remote/vine_remote.c target/release/libvine.a \
     -lpthread -ldl -lm -o "$bin/vine_remote"
+gcc -O2 -Wall -Wextra -Werror benches/remote/tcp_pingpong.c -o "$bin/tcp_pingpong"
 have_wq=0
 if [ -f /usr/include/cctools/work_queue.h ] && command -v work_queue_worker >/dev/null; then
     gcc -O2 -Wall -Wextra -I/usr/include/cctools benches/remote/wq_remote.c \
@@ -28,6 +30,7 @@ floor=$(echo "5000 / ($floor_end - $floor_start)" | bc -l)
 vine_cmd=$("$bin/vine_remote" commands 5000 | value commands_per_s)
 vine_fn=$("$bin/vine_remote" functions 100000 | value functions_per_s)
 vine_chain=$("$bin/vine_remote" chain 10000 | value chain_us_per_link)
+pingpong=$("$bin/tcp_pingpong" 10000 | value pingpong_us_per_round_trip)
 
 wq_cmd="n/a"
 if [ "$have_wq" = 1 ]; then
@@ -46,9 +49,10 @@ if [ "$have_wq" = 1 ]; then
     rm -f "$out"
 fi
 
-printf '\n| measure (2 workers x 1 core, loopback) | vine | Work Queue | floor (xargs -P2) | target |\n'
+printf '\n| measure (2 workers x 1 core, loopback) | vine | Work Queue | floor | target |\n'
 printf '|---|---|---|---|---|\n'
-printf '| 5,000 empty commands, tasks/s | %s | %s | %.0f | floor/vine = %.2f (<= 1.5) |\n' \
+printf '| 5,000 empty commands, tasks/s | %s | %s | %.0f (xargs -P2) | floor/vine = %.2f (<= 1.5) |\n' \
     "$vine_cmd" "$wq_cmd" "$floor" "$(echo "$floor / $vine_cmd" | bc -l)"
 printf '| 100,000 empty function tasks, tasks/s | %s | - | - | >= 50,000 |\n' "$vine_fn"
-printf '| chain of 10,000 submit-wait links, us/link | %s | - | - | < 200 |\n' "$vine_chain"
+printf '| chain of 10,000 submit-wait links, us/link | %s | - | %s (TCP ping-pong) | < 200 |\n' \
+    "$vine_chain" "$pingpong"
