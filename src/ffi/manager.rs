@@ -55,9 +55,10 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 /// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
 /// - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
-///   tasks re-run elsewhere; workers are told to send keepalives at a quarter of it
-///   (applies to workers that connect afterwards). `"keepalive-interval"` is
-///   accepted for compatibility; the timeout sets the pace.
+///   tasks re-run elsewhere.
+/// - `"keepalive-interval"` (0 = a quarter of the timeout): how often workers send
+///   keepalives, at most half the timeout. Both apply to workers that connect
+///   afterwards.
 /// - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
 ///   before killing them.
 /// - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
@@ -66,7 +67,7 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// - `"autocategory"` (1): a function task with no category gets its function name.
 /// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
 ///   so a finishing thread finds its next task without a round trip to the manager.
-///   Automatic: about 1 ms of the worker's measured task durations, at least one per
+///   Automatic: about 5 ms of the worker's measured task durations, at least one per
 ///   core. A later task of higher priority may start after those already dispatched;
 ///   0 gives strict priority order.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends

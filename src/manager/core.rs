@@ -372,10 +372,10 @@ impl ManagerLoop {
                 .remote_settings
                 .keepalive_timeout_ms
                 .store((s * 1000.0) as u64, Ordering::Relaxed),
-            Setting::KeepaliveInterval(_) => {
-                // Workers choose their interval (--keepalive-interval); the manager
-                // only bounds the silence it accepts.
-            }
+            Setting::KeepaliveInterval(s) => self
+                .remote_settings
+                .keepalive_interval_ms
+                .store((s * 1000.0) as u64, Ordering::Relaxed),
             Setting::Autocategory(_)
             | Setting::MaxStdout(_)
             | Setting::HungryFactor(_)

@@ -30,6 +30,8 @@ pub(crate) struct RemoteSettings {
     pub password: Mutex<Option<Vec<u8>>>,
     /// Milliseconds of silence after which a worker is declared lost.
     pub keepalive_timeout_ms: AtomicU64,
+    /// Milliseconds between a worker's keepalives; 0: a quarter of the timeout.
+    pub keepalive_interval_ms: AtomicU64,
     /// Bytes of files sent to workers.
     pub bytes_sent: AtomicU64,
     /// Bytes of outputs received from workers.
@@ -44,6 +46,7 @@ impl RemoteSettings {
         Arc::new(RemoteSettings {
             password: Mutex::new(None),
             keepalive_timeout_ms: AtomicU64::new(30_000),
+            keepalive_interval_ms: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
@@ -229,7 +232,10 @@ fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error:
         &ToWorker::Welcome {
             worker_id: id,
             proof: answer,
-            keepalive_ms: (timeout_ms / 4).max(1),
+            keepalive_ms: keepalive_interval(
+                timeout_ms,
+                settings.keepalive_interval_ms.load(Ordering::Relaxed),
+            ),
         },
     )?;
     let functions = functions
@@ -491,4 +497,26 @@ pub(crate) fn apply_report(
         }
     }
     true
+}
+
+/// The interval a worker is told to send keepalives at: the one set, else a
+/// quarter of the timeout; never more than half the timeout, so that one late
+/// keepalive does not lose a live worker.
+fn keepalive_interval(timeout_ms: u64, set_ms: u64) -> u64 {
+    let auto = timeout_ms / 4;
+    let chosen = if set_ms == 0 { auto } else { set_ms };
+    chosen.min(timeout_ms / 2).max(1)
+}
+
+#[cfg(test)]
+mod test {
+    use super::keepalive_interval;
+
+    #[test]
+    fn workers_are_told_the_interval_set_within_half_the_timeout() {
+        assert_eq!(keepalive_interval(30_000, 0), 7_500, "a quarter by default");
+        assert_eq!(keepalive_interval(30_000, 2_000), 2_000);
+        assert_eq!(keepalive_interval(30_000, 60_000), 15_000, "at most half");
+        assert_eq!(keepalive_interval(1, 0), 1, "never zero");
+    }
 }
