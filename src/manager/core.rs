@@ -91,6 +91,8 @@ pub(super) struct ManagerLoop {
     shutdown: Option<Shutdown>,
     /// Reused buffer for tasks taken from the local pool.
     returned: Vec<Box<Task>>,
+    /// Submitted tasks taken from `Shared::submissions`, not yet handled.
+    incoming: std::collections::VecDeque<Box<Task>>,
     /// Connected remote workers.
     remote: HashMap<WorkerId, Box<RemoteLink>>,
     pub(super) remote_settings: Arc<RemoteSettings>,
@@ -123,6 +125,7 @@ impl ManagerLoop {
             outbox: Outbox::default(),
             shutdown: None,
             returned: Vec::new(),
+            incoming: Default::default(),
             remote: HashMap::new(),
             remote_settings: RemoteSettings::new(),
             listener: None,
@@ -139,15 +142,40 @@ impl ManagerLoop {
         }
     }
 
-    /// Runs until shutdown completes; returns the final stats.
+    /// Runs until shutdown completes; returns the final stats. Tasks submitted
+    /// but never taken come back cancelled, and later submissions are refused.
     pub(super) fn run(mut self) -> super::Stats {
+        let stats = self.serve();
+        let mut left: Vec<Box<Task>> = {
+            let mut queue = self.shared.submissions();
+            queue.closed = true;
+            let queued = std::mem::take(&mut queue.tasks);
+            self.incoming.drain(..).chain(queued).collect()
+        };
+        for t in &mut left {
+            t.finish(
+                crate::task::TaskResult::Cancelled,
+                Some("the manager had stopped".into()),
+            );
+        }
+        self.shared.completions.push_all(&mut left);
+        stats
+    }
+
+    fn serve(&mut self) -> super::Stats {
         loop {
             let mut deadline = self.shutdown.as_ref().map(|s| s.deadline);
             if self.sched.has_deep_queue(LOCAL_WORKER) {
                 let collect = Instant::now() + COLLECT_EVERY;
                 deadline = Some(deadline.map_or(collect, |d| d.min(collect)));
             }
-            let first = match self.spin_for_message() {
+            let spun = if self.incoming.is_empty() {
+                self.spin_for_message()
+            } else {
+                // Submissions left over from the last round go on without a wait.
+                Some(Message::Submitted)
+            };
+            let first = match spun {
                 Some(msg) => Ok(msg),
                 None => match deadline {
                     Some(d) => self.rx.recv_deadline(d),
@@ -195,17 +223,47 @@ impl ManagerLoop {
         crate::spin::spin_until(|| self.rx.try_recv().ok())
     }
 
-    fn handle(&mut self, msg: Message) {
-        match msg {
-            Message::Submit(task) => {
-                self.shared
-                    .processed_submits
-                    .fetch_add(1, Ordering::Relaxed);
-                if task.extra.is_some() {
-                    self.gather_temps(&task);
+    /// Takes up to `limit` submitted tasks, in order.
+    fn take_submissions(&mut self, limit: usize) {
+        for _ in 0..limit {
+            if self.incoming.is_empty() {
+                let mut queue = self.shared.submissions();
+                if queue.tasks.is_empty() {
+                    return;
                 }
-                self.sched.submit(task, &mut self.outbox)
+                std::mem::swap(&mut queue.tasks, &mut self.incoming);
             }
+            let Some(task) = self.incoming.pop_front() else {
+                return;
+            };
+            self.shared
+                .processed_submits
+                .fetch_add(1, Ordering::Relaxed);
+            if task.extra.is_some() {
+                self.gather_temps(&task);
+            }
+            self.sched.submit(task, &mut self.outbox);
+        }
+    }
+
+    fn handle(&mut self, msg: Message) {
+        // A caller's request concerns the tasks it submitted before it: those are
+        // taken first.
+        let from_caller = !matches!(
+            msg,
+            Message::Submitted
+                | Message::WorkerReady { .. }
+                | Message::Finished { .. }
+                | Message::RemoteDone { .. }
+                | Message::RemoteFileData { .. }
+                | Message::WorkerJoined { .. }
+                | Message::WorkerLost { .. }
+        );
+        if from_caller {
+            self.take_submissions(usize::MAX);
+        }
+        match msg {
+            Message::Submitted => self.take_submissions(BATCH),
             Message::Finished { worker, task } => {
                 self.sched.finished(worker, task, &mut self.outbox)
             }

@@ -22,6 +22,8 @@ use crossbeam_channel::{Receiver, Sender};
 pub use self::completion::{CompletionQueue, Want};
 pub use self::scheduler::{Stats, WorkerId};
 use self::settings::Setting;
+use std::collections::VecDeque;
+
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
 use crate::resources::Resources;
@@ -31,8 +33,8 @@ use crate::worker::local::LocalPool;
 
 /// What flows into the manager thread.
 pub enum Message {
-    /// A new task.
-    Submit(Box<Task>),
+    /// New tasks wait in `Shared::submissions` (sent when it stops being empty).
+    Submitted,
     /// A remote worker connected and authenticated.
     WorkerJoined {
         /// Its id.
@@ -124,6 +126,10 @@ pub enum Message {
 /// is scheduling state: that lives on the manager thread only.
 pub(crate) struct Shared {
     pub(crate) completions: CompletionQueue,
+    /// Tasks submitted and not yet taken by the manager thread. A batch of
+    /// submissions costs one message and no allocation, and the buffers stay
+    /// with the threads that use them instead of being freed across threads.
+    pub(crate) submissions: Mutex<Submissions>,
     accepting: AtomicBool,
     /// The manager thread has ended: nothing more will finish.
     closed: AtomicBool,
@@ -137,7 +143,19 @@ pub(crate) struct Shared {
     final_stats: Mutex<Option<Stats>>,
 }
 
+/// See `Shared::submissions`.
+#[derive(Default)]
+pub(crate) struct Submissions {
+    pub(crate) tasks: VecDeque<Box<Task>>,
+    /// The manager thread has ended: it takes no more.
+    pub(crate) closed: bool,
+}
+
 impl Shared {
+    pub(crate) fn submissions(&self) -> std::sync::MutexGuard<'_, Submissions> {
+        self.submissions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// A new task id.
     pub(crate) fn next_task_id(&self) -> TaskId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
@@ -217,6 +235,7 @@ impl Manager {
         let (tx, rx): (Sender<Message>, Receiver<Message>) = crossbeam_channel::unbounded();
         let shared = Arc::new(Shared {
             completions: CompletionQueue::default(),
+            submissions: Mutex::default(),
             accepting: AtomicBool::new(true),
             closed: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
@@ -312,21 +331,27 @@ impl Manager {
         if self.shared.autocategory.load(Ordering::Relaxed) {
             task.flags |= FLAG_AUTOCATEGORY;
         }
-        self.shared.completions.count_submitted();
-        match self.tx.send(Message::Submit(task)) {
-            Ok(()) => Ok(id),
-            Err(e) => {
-                self.shared.completions.uncount_submitted();
-                let Message::Submit(mut task) = e.into_inner() else {
-                    unreachable!("we sent a Submit")
-                };
-                task.id = 0;
-                Err((
-                    Error::new(ErrorKind::ShutDown, "the manager has stopped"),
-                    task,
-                ))
-            }
+        let mut queue = self.shared.submissions();
+        if queue.closed {
+            drop(queue);
+            task.id = 0;
+            return Err((
+                Error::new(ErrorKind::ShutDown, "the manager has stopped"),
+                task,
+            ));
         }
+        // Counted before the manager can see it, so that `wait` never finds more
+        // taken than submitted.
+        self.shared.completions.count_submitted();
+        let first = queue.tasks.is_empty();
+        queue.tasks.push_back(task);
+        drop(queue);
+        if first {
+            // The manager takes what is queued before it ends (it closes the queue
+            // first), so a failed send loses nothing.
+            let _ = self.tx.send(Message::Submitted);
+        }
+        Ok(id)
     }
 
     /// The next finished task, waiting up to `timeout` (None = forever). None on
