@@ -330,3 +330,30 @@ fn a_task_finished_behind_a_deep_queue_still_comes_back() {
     assert_eq!(wait_all(&m, 6).len(), 6);
     assert!(m.wait(LONG).is_none());
 }
+
+#[test]
+fn a_burst_of_submissions_all_comes_back() {
+    // Far more than the manager takes per round, submitted while it works
+    // through earlier ones: none may be left behind in the submission queue.
+    unsafe extern "C" fn nothing(
+        _: *const c_void,
+        _: usize,
+        _: *mut vine_buffer,
+        _: *mut c_void,
+    ) -> c_int {
+        0
+    }
+    let m = manager(2.0);
+    let n = 300_000;
+    for i in 0..n {
+        m.submit(Task::local(nothing, 0, &(i as u32).to_le_bytes()))
+            .unwrap();
+    }
+    let mut seen = vec![false; n + 1];
+    for _ in 0..n {
+        let t = m.wait(LONG).expect("every task comes back");
+        assert_eq!(t.result(), TaskResult::Success);
+        assert!(!std::mem::replace(&mut seen[t.id() as usize], true));
+    }
+    assert!(m.wait(LONG).is_none());
+}

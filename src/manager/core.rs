@@ -93,6 +93,8 @@ pub(super) struct ManagerLoop {
     returned: Vec<Box<Task>>,
     /// Submitted tasks taken from `Shared::submissions`, not yet handled.
     incoming: std::collections::VecDeque<Box<Task>>,
+    /// `take_submissions` stopped at its limit with tasks left.
+    more_submissions: bool,
     /// Connected remote workers.
     remote: HashMap<WorkerId, Box<RemoteLink>>,
     pub(super) remote_settings: Arc<RemoteSettings>,
@@ -126,6 +128,7 @@ impl ManagerLoop {
             shutdown: None,
             returned: Vec::new(),
             incoming: Default::default(),
+            more_submissions: false,
             remote: HashMap::new(),
             remote_settings: RemoteSettings::new(),
             listener: None,
@@ -169,11 +172,11 @@ impl ManagerLoop {
                 let collect = Instant::now() + COLLECT_EVERY;
                 deadline = Some(deadline.map_or(collect, |d| d.min(collect)));
             }
-            let spun = if self.incoming.is_empty() {
-                self.spin_for_message()
-            } else {
+            let spun = if self.more_submissions {
                 // Submissions left over from the last round go on without a wait.
                 Some(Message::Submitted)
+            } else {
+                self.spin_for_message()
             };
             let first = match spun {
                 Some(msg) => Ok(msg),
@@ -223,18 +226,27 @@ impl ManagerLoop {
         crate::spin::spin_until(|| self.rx.try_recv().ok())
     }
 
-    /// Takes up to `limit` submitted tasks, in order.
+    /// Takes up to `limit` submitted tasks, in order. If it stops at the limit,
+    /// the next round goes on without waiting for a message: the one that
+    /// announced the tasks still queued may have been consumed already.
     fn take_submissions(&mut self, limit: usize) {
-        for _ in 0..limit {
+        let mut taken = 0;
+        loop {
             if self.incoming.is_empty() {
                 let mut queue = self.shared.submissions();
                 if queue.tasks.is_empty() {
+                    self.more_submissions = false;
                     return;
                 }
                 std::mem::swap(&mut queue.tasks, &mut self.incoming);
             }
-            let Some(task) = self.incoming.pop_front() else {
+            if taken == limit {
+                self.more_submissions = true;
                 return;
+            }
+            taken += 1;
+            let Some(task) = self.incoming.pop_front() else {
+                continue;
             };
             self.shared
                 .processed_submits
