@@ -167,11 +167,6 @@ impl ManagerLoop {
 
     fn serve(&mut self) -> super::Stats {
         loop {
-            let mut deadline = self.shutdown.as_ref().map(|s| s.deadline);
-            if self.sched.has_deep_queue(LOCAL_WORKER) {
-                let collect = Instant::now() + COLLECT_EVERY;
-                deadline = Some(deadline.map_or(collect, |d| d.min(collect)));
-            }
             let spun = if self.more_submissions {
                 // Submissions left over from the last round go on without a wait.
                 Some(Message::Submitted)
@@ -180,10 +175,7 @@ impl ManagerLoop {
             };
             let first = match spun {
                 Some(msg) => Ok(msg),
-                None => match deadline {
-                    Some(d) => self.rx.recv_deadline(d),
-                    None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
-                },
+                None => self.block_for_message(),
             };
             match first {
                 Ok(msg) => {
@@ -256,6 +248,30 @@ impl ManagerLoop {
             }
             self.sched.submit(task, &mut self.outbox);
         }
+    }
+
+    /// Sleeps until a message comes, or a timer: the shutdown deadline, and
+    /// while the local pool may keep finished tasks back, the next collection.
+    fn block_for_message(&mut self) -> std::result::Result<Message, RecvTimeoutError> {
+        let mut deadline = self.shutdown.as_ref().map(|s| s.deadline);
+        let collect = self.sched.has_deep_queue(LOCAL_WORKER) || {
+            self.local.owner_sleeps_untimed(true);
+            let kept = self.local.has_kept();
+            if kept {
+                self.local.owner_sleeps_untimed(false);
+            }
+            kept
+        };
+        if collect {
+            let at = Instant::now() + COLLECT_EVERY;
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
+        let got = match deadline {
+            Some(d) => self.rx.recv_deadline(d),
+            None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+        };
+        self.local.owner_sleeps_untimed(false);
+        got
     }
 
     fn handle(&mut self, msg: Message) {

@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -72,6 +72,11 @@ struct Shared {
     worker_id: u32,
     /// Mirrors `State::idle` for the manager, which reads it without the lock.
     idle_gauge: std::sync::atomic::AtomicUsize,
+    /// The outbox holds tasks the owner was not told about.
+    kept: std::sync::atomic::AtomicBool,
+    /// The owner is about to sleep with no timer to collect kept tasks: keep
+    /// none back (see `deliver`).
+    owner_untimed: std::sync::atomic::AtomicBool,
 }
 
 impl Shared {
@@ -96,7 +101,13 @@ const OUTBOX_MAX: usize = 1024;
 /// and at least half of what it was last given) does not wake the manager at
 /// all: the manager collects on its own timer while it sees that queue, and
 /// each wake-up would take a core from a running task.
-fn deliver(st: &mut State, task: Box<Task>) -> bool {
+///
+/// The owner may go to sleep without a timer, e.g. when its model of this pool
+/// differs from the pool for a moment: it then says so (`owner_sleeps_untimed`)
+/// before checking `has_kept`, and this function checks that after marking a
+/// task kept. Both sides are sequentially consistent, so at least one sees the
+/// other: either the owner sets a timer or the task is reported at once.
+fn deliver(shared: &Shared, st: &mut State, task: Box<Task>) -> bool {
     let cancelled = task.flags & FLAG_CANCELLED != 0;
     st.outbox.push(task);
     if st.notified {
@@ -109,7 +120,10 @@ fn deliver(st: &mut State, task: Box<Task>) -> bool {
         && waiting * 2 > st.high_water
         && st.outbox.len() < OUTBOX_MAX;
     if keep {
-        return false;
+        shared.kept.store(true, SeqCst);
+        if !shared.owner_untimed.load(SeqCst) {
+            return false;
+        }
     }
     st.notified = true;
     true
@@ -159,6 +173,8 @@ impl LocalPool {
                 env,
                 worker_id,
                 idle_gauge: Default::default(),
+                kept: Default::default(),
+                owner_untimed: Default::default(),
             }),
         }
     }
@@ -172,9 +188,10 @@ impl LocalPool {
         st.deep_at = deep_at(capacity);
     }
 
-    /// Lets finished tasks wait in the outbox while the queue is deep; the
-    /// owner must then take them (`take_finished`) on a timer whenever its own
-    /// count of tasks waiting here exceeds the number of cores.
+    /// Lets finished tasks wait in the outbox while the queue is deep. The owner
+    /// must then take them (`take_finished`) on a timer while its own count of
+    /// tasks waiting here exceeds the number of cores or `has_kept` says so, and
+    /// call `owner_sleeps_untimed` around any sleep without that timer.
     pub fn report_in_batches(&self) {
         self.shared.lock().batch_reports = true;
     }
@@ -236,7 +253,7 @@ impl LocalPool {
 
     fn send_back(&self, task: Box<Task>) {
         let mut st = self.shared.lock();
-        let wake = deliver(&mut st, task);
+        let wake = deliver(&self.shared, &mut st, task);
         drop(st);
         if wake {
             self.shared.notify_manager();
@@ -255,6 +272,18 @@ impl LocalPool {
         let mut st = self.shared.lock();
         std::mem::swap(&mut st.outbox, out);
         st.notified = false;
+        self.shared.kept.store(false, SeqCst);
+    }
+
+    /// The owner is about to sleep with no timer to collect kept tasks (true),
+    /// or is awake again (false).
+    pub fn owner_sleeps_untimed(&self, untimed: bool) {
+        self.shared.owner_untimed.store(untimed, SeqCst);
+    }
+
+    /// True if finished tasks wait in the outbox unreported.
+    pub fn has_kept(&self) -> bool {
+        self.shared.kept.load(SeqCst)
     }
 
     fn make_startable(st: &mut State, started: &mut Vec<(Resources, Box<Task>)>) {
@@ -372,7 +401,7 @@ fn thread_main(shared: Arc<Shared>) {
                     shared.work.notify_one();
                 }
             }
-            if deliver(&mut st, task) {
+            if deliver(&shared, &mut st, task) {
                 drop(st);
                 shared.notify_manager();
                 st = shared.lock();
