@@ -489,11 +489,19 @@ fn bad_bytes_drop_only_their_connection() {
     for bytes in frames {
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-        s.write_all(&bytes).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
+        // The manager may already have dropped the connection (it reads the
+        // header first), so writing or shutting down may fail: that is the point.
+        let _ = s.write_all(&bytes);
+        let _ = s.shutdown(std::net::Shutdown::Write);
         // The manager sends its Hello, then closes on the bad frame.
         let mut sink = Vec::new();
-        let _ = s.read_to_end(&mut sink);
+        if let Err(e) = s.read_to_end(&mut sink) {
+            use std::io::ErrorKind::{TimedOut, WouldBlock};
+            assert!(
+                !matches!(e.kind(), WouldBlock | TimedOut),
+                "the manager dropped the connection"
+            );
+        }
     }
     let w = vine_worker(port, &[]);
     let id = m.submit(Task::command(c"echo still here")).unwrap();
