@@ -424,6 +424,10 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // bound). NULL on timeout or when no task is outstanding (then it returns at once).
 // The caller owns the returned task and frees it with `vine_task_delete`. Any
 // number of threads may wait at once; each finished task goes to exactly one.
+// While the local pool holds more queued tasks than it has cores, it reports
+// finished tasks in batches, at most about 1 ms after they finish, so that
+// delivering results takes no cores from running tasks; otherwise a task is
+// reported the moment it finishes.
 struct vine_task *vine_wait(struct vine_manager *m, int timeout_s);
 
 // Like `vine_wait`, for the task with id `id`. NULL at once if no such task is

@@ -185,6 +185,10 @@ fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut v
 /// bound). NULL on timeout or when no task is outstanding (then it returns at once).
 /// The caller owns the returned task and frees it with `vine_task_delete`. Any
 /// number of threads may wait at once; each finished task goes to exactly one.
+/// While the local pool holds more queued tasks than it has cores, it reports
+/// finished tasks in batches, at most about 1 ms after they finish, so that
+/// delivering results takes no cores from running tasks; otherwise a task is
+/// reported the moment it finishes.
 #[no_mangle]
 pub extern "C" fn vine_wait(m: *mut vine_manager, timeout_s: c_int) -> *mut vine_task {
     wait_common(m, timeout_s, Want::Any)
