@@ -2,9 +2,11 @@
 //!
 //! The manager hands tasks over in batches; the pool starts them in arrival order as
 //! its resources allow (the [`SlotQueue`] rule the manager models), on threads that
-//! are spawned on demand and stay warm. A finished task goes straight back to the
-//! manager's channel. Because the manager may give the pool a few tasks more than it
-//! can run (prefetch), a thread that finishes one finds the next already here.
+//! are spawned on demand and stay warm. Because the manager may give the pool a few
+//! tasks more than it can run (prefetch), a thread that finishes one finds the next
+//! already here. Finished tasks wait in an outbox the manager empties: it is woken
+//! once per batch, and while the queue is deep not at all (it collects on a timer;
+//! see `deliver`).
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
