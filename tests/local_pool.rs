@@ -357,3 +357,54 @@ fn a_burst_of_submissions_all_comes_back() {
     }
     assert!(m.wait(LONG).is_none());
 }
+
+#[test]
+fn submissions_racing_shutdown_are_each_refused_or_returned_once() {
+    unsafe extern "C" fn nothing(
+        _: *const c_void,
+        _: usize,
+        _: *mut vine_buffer,
+        _: *mut c_void,
+    ) -> c_int {
+        0
+    }
+    let m = Arc::new(manager(2.0));
+    let go = Arc::new(std::sync::Barrier::new(5));
+    let submitters: Vec<_> = (0..4)
+        .map(|_| {
+            let (m, go) = (m.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                let mut accepted = Vec::new();
+                for _ in 0..20_000 {
+                    match m.submit(Task::local(nothing, 0, b"")) {
+                        Ok(id) => accepted.push(id),
+                        // Refused: the task is handed back, never half-taken.
+                        Err((_, task)) => assert_eq!(task.id(), 0),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    go.wait();
+    m.shutdown().unwrap();
+    let mut accepted: Vec<u64> = submitters
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    accepted.sort_unstable();
+    let mut back = Vec::new();
+    while let Some(t) = m.wait(Some(Duration::ZERO)) {
+        assert!(matches!(
+            t.result(),
+            TaskResult::Success | TaskResult::Cancelled
+        ));
+        back.push(t.id());
+    }
+    back.sort_unstable();
+    assert_eq!(
+        back, accepted,
+        "every accepted task comes back exactly once"
+    );
+}
