@@ -4,6 +4,7 @@
 # for a channel hand-off). Each measure runs 5 times; the median is reported (libgomp's
 # empty-task rate alone varies 4-30 M/s between runs, depending on how many tasks it
 # runs inline on the producer).
+# The same throughput and round trip through the C++ wrapper show what it costs.
 # Then the remote-worker benchmark (benches/remote/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,6 +16,8 @@ floor=$(ls -t target/release/deps/crossbeam_floor-* | grep -v '\.d$' | head -1)
 gcc -O2 -Wall -Wextra -Werror -Iinclude benches/local/bench_vine.c target/release/libvine.a \
     -lpthread -ldl -lm -o "$bin/bench_vine"
 gcc -O2 -Wall -Wextra -Werror -fopenmp benches/local/bench_omp.c -o "$bin/bench_omp"
+g++ -std=c++17 -O2 -Wall -Wextra -Werror -Iinclude benches/local/bench_vine.cpp \
+    target/release/libvine.a -lpthread -ldl -lm -o "$bin/bench_vine_cpp"
 
 # median MEASURE N PROGRAM...
 median() {
@@ -35,6 +38,8 @@ for impl in vine omp floor; do
     r[$impl,mem]=$(median memory 1000000 "${prog[@]}")
 done
 relay=$(median relay 100000 "$floor")
+cpp_tp=$(median throughput 1000000 "$bin/bench_vine_cpp")
+cpp_rt=$(median roundtrip 100000 "$bin/bench_vine_cpp")
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 verdict() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo PASS; else echo MISS; fi; }
@@ -49,6 +54,12 @@ echo "| throughput, 1M empty tasks (tasks/s) | ${r[vine,tp]} | ${r[omp,tp]} | ${
 echo "| round trip, 100k submit+wait (ns) | ${r[vine,rt]} | ${r[omp,rt]} | ${r[floor,rt]} (through a relay thread: ${relay}) | vine/floor <= 2: ${rt_ratio} | $(verdict "$rt_ratio <= 2") |"
 echo "| efficiency, 20k x 100 us (ideal/actual) | ${r[vine,eff]} | ${r[omp,eff]} | ${r[floor,eff]} | vine/OpenMP >= 1: ${eff_ratio} | $(verdict "$eff_ratio >= 1") |"
 echo "| memory, 1M queued 16-byte tasks (bytes/task) | ${r[vine,mem]} | ${r[omp,mem]} (libgomp runs tasks inline past 64/thread) | ${r[floor,mem]} | vine <= 300 | $(verdict "${r[vine,mem]} <= 300") |"
+
+echo
+echo "| the C++ wrapper (vine.hpp) | C API | C++ wrapper |"
+echo "|---|---|---|"
+echo "| throughput, 1M empty tasks (tasks/s) | ${r[vine,tp]} | ${cpp_tp} |"
+echo "| round trip, 100k submit+wait (ns) | ${r[vine,rt]} | ${cpp_rt} |"
 
 if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh
