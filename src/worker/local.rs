@@ -181,6 +181,13 @@ impl LocalPool {
         }
     }
 
+    /// Another handle on the same pool, for a second thread that hands it tasks.
+    pub fn share(&self) -> LocalPool {
+        LocalPool {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Changes the capacity; only done while the pool holds no task.
     pub fn set_capacity(&self, capacity: Resources) {
         let mut st = self.shared.lock();

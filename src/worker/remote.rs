@@ -7,7 +7,7 @@ use std::ffi::CString;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{select, Receiver};
@@ -329,12 +329,13 @@ fn hostname() -> String {
 }
 
 /// One session with the manager. Ok when told to exit; Err when the connection broke.
-fn serve(
-    opts: &WorkerOptions,
-    mut stream: TcpStream,
-    resources: Resources,
-    dir: &Path,
-) -> Result<()> {
+///
+/// Two threads share it. The reader applies what the manager sends as it arrives
+/// (files into the cache, tasks straight onto the pool, cancellations), so a task
+/// reaches a pool thread with one hand-over; this thread sends what the pool
+/// finished, and keepalives. Frames from both go out whole under one lock.
+fn serve(opts: &WorkerOptions, stream: TcpStream, resources: Resources, dir: &Path) -> Result<()> {
+    let mut stream = stream;
     let _ = stream.set_nodelay(true);
     let (_, keepalive) = handshake(opts, &mut stream, resources)?;
     let (events_tx, events_rx) = crossbeam_channel::unbounded::<Message>();
@@ -343,37 +344,51 @@ fn serve(
         temp_root: dir.join("cache"),
         max_stdout: Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT)),
     };
-    let mut pool = LocalPool::new(0, resources, env, events_tx);
-    let (net_tx, net_rx) = crossbeam_channel::unbounded::<Result<ToWorker>>();
-    let mut reader = stream.try_clone().map_err(|e| Error::io("socket", e))?;
+    let pool = LocalPool::new(0, resources, env, events_tx);
+    let reader = stream.try_clone().map_err(|e| Error::io("socket", e))?;
+    let writer = Arc::new(Mutex::new(stream));
+    let outputs: Outputs = Default::default();
+    let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(1);
+    let mut inbound = Inbound {
+        dir: dir.to_path_buf(),
+        pool: pool.share(),
+        outputs: outputs.clone(),
+        writer: writer.clone(),
+    };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
-        .spawn(move || loop {
-            let frame = protocol::read_frame::<ToWorker>(&mut reader);
-            let end = frame.is_err();
-            if net_tx.send(frame).is_err() || end {
-                return;
-            }
+        .spawn(move || {
+            let end = inbound.run(reader);
+            let _ = end_tx.send(end);
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
-    let mut session = Session {
-        dir,
-        stream,
-        outputs: Default::default(),
-    };
-    let outcome = session.run(&mut pool, &net_rx, &events_rx, keepalive);
+    let session = Session { writer, outputs };
+    let outcome = session.run(&pool, &end_rx, &events_rx, keepalive);
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
-    let _ = session.stream.shutdown(std::net::Shutdown::Both);
+    let _ = session
+        .writer
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .shutdown(std::net::Shutdown::Both);
     outcome
 }
 
-struct Session<'a> {
-    dir: &'a Path,
-    stream: TcpStream,
-    /// Per running task: what to do with its files once it is done.
-    outputs: std::collections::HashMap<u64, Vec<(u64, PathBuf, AfterTask)>>,
+/// Per running task: what to do with its files once it is done.
+type Outputs = Arc<Mutex<std::collections::HashMap<u64, Vec<(u64, PathBuf, AfterTask)>>>>;
+
+fn send(writer: &Mutex<TcpStream>, frame: &ToManager) -> Result<()> {
+    protocol::write_frame(
+        &mut *writer.lock().unwrap_or_else(|p| p.into_inner()),
+        frame,
+    )
+}
+
+/// The outgoing half of a session.
+struct Session {
+    writer: Arc<Mutex<TcpStream>>,
+    outputs: Outputs,
 }
 
 /// What happens to a task's file when the task is done.
@@ -385,58 +400,112 @@ enum AfterTask {
     Remove,
 }
 
-impl Session<'_> {
+impl Session {
     fn run(
-        &mut self,
-        pool: &mut LocalPool,
-        net: &Receiver<Result<ToWorker>>,
+        &self,
+        pool: &LocalPool,
+        end: &Receiver<Result<()>>,
         events: &Receiver<Message>,
         keepalive: Duration,
     ) -> Result<()> {
         let mut finished = Vec::new();
-        // Keepalives go out on time whatever else arrives: a worker busy receiving
-        // tasks while running long ones must not look silent.
+        // Keepalives go out on time whatever else happens: a worker busy running
+        // long tasks must not look silent.
         let mut last_sent = Instant::now();
         loop {
             let until_keepalive = keepalive.saturating_sub(last_sent.elapsed());
             select! {
-                recv(net) -> frame => {
-                    let frame = frame.map_err(|_| Error::new(ErrorKind::Io, "connection closed"))??;
-                    match frame {
-                        ToWorker::PutFile { file_id, data } => {
-                            let path = self.cache_path(file_id);
-                            match data {
-                                Some(d) => std::fs::write(&path, d).map_err(|e| Error::io(path.display(), e))?,
-                                None => { let _ = std::fs::remove_file(&path); }
-                            }
-                        }
-                        ToWorker::Run(spec) => {
-                            let task = self.task_from(*spec);
-                            pool.dispatch(&mut vec![task]);
-                        }
-                        ToWorker::Cancel(id) => pool.cancel(id),
-                        ToWorker::GetFile(file_id) => {
-                            let data = std::fs::read(self.cache_path(file_id)).ok();
-                            protocol::write_frame(&mut self.stream, &ToManager::FileData { file_id, data })?;
-                            last_sent = Instant::now();
-                        }
-                        ToWorker::Keepalive | ToWorker::Hello { .. } | ToWorker::Welcome { .. } => {}
-                        ToWorker::Exit => return Ok(()),
-                    }
+                recv(end) -> why => {
+                    return why.unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "connection closed")));
                 }
                 recv(events) -> _ => {
                     pool.take_finished(&mut finished);
                     for task in finished.drain(..) {
                         let report = self.report(&task);
-                        protocol::write_frame(&mut self.stream, &ToManager::Done(Box::new(report)))?;
+                        send(&self.writer, &ToManager::Done(Box::new(report)))?;
                         last_sent = Instant::now();
                     }
                 }
                 default(until_keepalive) => {}
             }
             if last_sent.elapsed() >= keepalive {
-                protocol::write_frame(&mut self.stream, &ToManager::Keepalive)?;
+                send(&self.writer, &ToManager::Keepalive)?;
                 last_sent = Instant::now();
+            }
+        }
+    }
+
+    fn report(&self, task: &Task) -> TaskReport {
+        let mut outputs = Vec::new();
+        let files = self
+            .outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&task.id)
+            .unwrap_or_default();
+        for (file_id, path, after) in files {
+            if after == AfterTask::Send {
+                if let Ok(data) = std::fs::read(&path) {
+                    outputs.push((file_id, data));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        let result = if task.flags & FLAG_CANCELLED != 0 {
+            TaskResult::Cancelled
+        } else {
+            task.result()
+        };
+        TaskReport {
+            id: task.id,
+            attempt: task.attempts,
+            result: result.code(),
+            exit_code: task.exit_code(),
+            output: task.output().to_vec(),
+            stdout: task.stdout().map(|s| s.to_bytes().to_vec()),
+            reason: task.reason().map(|r| r.to_string_lossy().into_owned()),
+            started: task.times().started,
+            done: task.times().done,
+            outputs,
+        }
+    }
+}
+
+/// The incoming half of a session, on the reader thread.
+struct Inbound {
+    dir: PathBuf,
+    pool: LocalPool,
+    outputs: Outputs,
+    writer: Arc<Mutex<TcpStream>>,
+}
+
+impl Inbound {
+    /// Applies frames until the manager says exit (Ok) or the connection breaks.
+    fn run(&mut self, mut reader: TcpStream) -> Result<()> {
+        loop {
+            match protocol::read_frame::<ToWorker>(&mut reader)? {
+                ToWorker::PutFile { file_id, data } => {
+                    let path = self.cache_path(file_id);
+                    match data {
+                        Some(d) => {
+                            std::fs::write(&path, d).map_err(|e| Error::io(path.display(), e))?
+                        }
+                        None => {
+                            let _ = std::fs::remove_file(&path);
+                        }
+                    }
+                }
+                ToWorker::Run(spec) => {
+                    let task = self.task_from(*spec);
+                    self.pool.dispatch(&mut vec![task]);
+                }
+                ToWorker::Cancel(id) => self.pool.cancel(id),
+                ToWorker::GetFile(file_id) => {
+                    let data = std::fs::read(self.cache_path(file_id)).ok();
+                    send(&self.writer, &ToManager::FileData { file_id, data })?;
+                }
+                ToWorker::Keepalive | ToWorker::Hello { .. } | ToWorker::Welcome { .. } => {}
+                ToWorker::Exit => return Ok(()),
             }
         }
     }
@@ -536,37 +605,11 @@ impl Session<'_> {
             // task is not run, and the manager hears why.
             task.extra_mut().refused = Some(e.to_string());
         }
-        self.outputs.insert(spec.id, outs);
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.id, outs);
         task
-    }
-
-    fn report(&mut self, task: &Task) -> TaskReport {
-        let mut outputs = Vec::new();
-        for (file_id, path, after) in self.outputs.remove(&task.id).unwrap_or_default() {
-            if after == AfterTask::Send {
-                if let Ok(data) = std::fs::read(&path) {
-                    outputs.push((file_id, data));
-                }
-            }
-            let _ = std::fs::remove_file(&path);
-        }
-        let result = if task.flags & FLAG_CANCELLED != 0 {
-            TaskResult::Cancelled
-        } else {
-            task.result()
-        };
-        TaskReport {
-            id: task.id,
-            attempt: task.attempts,
-            result: result.code(),
-            exit_code: task.exit_code(),
-            output: task.output().to_vec(),
-            stdout: task.stdout().map(|s| s.to_bytes().to_vec()),
-            reason: task.reason().map(|r| r.to_string_lossy().into_owned()),
-            started: task.times().started,
-            done: task.times().done,
-            outputs,
-        }
     }
 }
 
@@ -575,13 +618,20 @@ mod test {
     use super::*;
     use crate::protocol::{InputSpec, OutputSpec};
 
-    fn session(dir: &Path) -> Session<'_> {
+    fn inbound(dir: &Path) -> Inbound {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
-        Session {
-            dir,
-            stream,
+        let (events, _) = crossbeam_channel::unbounded();
+        let env = CommandEnv {
+            sandbox_root: dir.join("sandbox"),
+            temp_root: dir.join("cache"),
+            max_stdout: Default::default(),
+        };
+        Inbound {
+            dir: dir.to_path_buf(),
+            pool: LocalPool::new(0, Resources::default(), env, events),
             outputs: Default::default(),
+            writer: Arc::new(Mutex::new(stream)),
         }
     }
 
@@ -613,7 +663,7 @@ mod test {
     fn names_from_the_wire_that_leave_the_sandbox_are_refused() {
         let dir = std::env::temp_dir().join(format!("vine-wire-names-{}", std::process::id()));
         std::fs::create_dir_all(dir.join("out")).unwrap();
-        let mut s = session(&dir);
+        let mut s = inbound(&dir);
         for (input, output) in [
             ("../../etc/x", "ok"),
             ("ok", "/etc/passwd"),
