@@ -79,7 +79,13 @@ struct Shared {
     /// The owner is about to sleep with no timer to collect kept tasks: keep
     /// none back (see `deliver`).
     owner_untimed: std::sync::atomic::AtomicBool,
+    /// Where finished tasks go instead of the outbox, if set.
+    sink: std::sync::OnceLock<Sink>,
 }
+
+/// Takes each finished task on the thread that finished it (see
+/// [`LocalPool::set_sink`]).
+pub type Sink = Box<dyn Fn(Box<Task>) + Send + Sync>;
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -177,6 +183,7 @@ impl LocalPool {
                 idle_gauge: Default::default(),
                 kept: Default::default(),
                 owner_untimed: Default::default(),
+                sink: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -260,7 +267,20 @@ impl LocalPool {
         all
     }
 
+    /// Sends each finished task to `sink`, called on the pool thread that
+    /// finished it (or the one cancelling it), with no lock held, instead of
+    /// through the outbox: one hand-over less for an owner that only forwards
+    /// results (a remote worker writes them to its manager). Set before the
+    /// first task; a second call is ignored.
+    pub fn set_sink(&self, sink: Sink) {
+        let _ = self.shared.sink.set(sink);
+    }
+
     fn send_back(&self, task: Box<Task>) {
+        if let Some(sink) = self.shared.sink.get() {
+            sink(task);
+            return;
+        }
         let mut st = self.shared.lock();
         let wake = deliver(&self.shared, &mut st, task);
         drop(st);
@@ -410,7 +430,11 @@ fn thread_main(shared: Arc<Shared>) {
                     shared.work.notify_one();
                 }
             }
-            if deliver(&shared, &mut st, task) {
+            if let Some(sink) = shared.sink.get() {
+                drop(st);
+                sink(task);
+                st = shared.lock();
+            } else if deliver(&shared, &mut st, task) {
                 drop(st);
                 shared.notify_manager();
                 st = shared.lock();

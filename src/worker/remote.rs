@@ -10,7 +10,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::Receiver;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{CacheLevel, File, Mount};
@@ -330,15 +330,16 @@ fn hostname() -> String {
 
 /// One session with the manager. Ok when told to exit; Err when the connection broke.
 ///
-/// Two threads share it. The reader applies what the manager sends as it arrives
-/// (files into the cache, tasks straight onto the pool, cancellations), so a task
-/// reaches a pool thread with one hand-over; this thread sends what the pool
-/// finished, and keepalives. Frames from both go out whole under one lock.
+/// The reader thread applies what the manager sends as it arrives (files into the
+/// cache, tasks straight onto the pool, cancellations), so a task reaches a pool
+/// thread with one hand-over; the pool thread that finishes a task reports it
+/// itself; this thread sends keepalives and waits for the end. Frames from all of
+/// them go out whole under one lock.
 fn serve(opts: &WorkerOptions, stream: TcpStream, resources: Resources, dir: &Path) -> Result<()> {
     let mut stream = stream;
     let _ = stream.set_nodelay(true);
     let (_, keepalive) = handshake(opts, &mut stream, resources)?;
-    let (events_tx, events_rx) = crossbeam_channel::unbounded::<Message>();
+    let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
@@ -348,7 +349,24 @@ fn serve(opts: &WorkerOptions, stream: TcpStream, resources: Resources, dir: &Pa
     let reader = stream.try_clone().map_err(|e| Error::io("socket", e))?;
     let writer = Arc::new(Mutex::new(stream));
     let outputs: Outputs = Default::default();
-    let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(1);
+    let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
+    let reporter = Reporter {
+        writer: writer.clone(),
+        outputs: outputs.clone(),
+    };
+    let broken = end_tx.clone();
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let over = ended.clone();
+    // A finished task is reported by the pool thread that ran it; once the
+    // session is over, what the pool gives back (cancelled) is not reported.
+    pool.set_sink(Box::new(move |task| {
+        if over.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        if let Err(e) = reporter.send(&task) {
+            let _ = broken.try_send(Err(e));
+        }
+    }));
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
         pool: pool.share(),
@@ -362,13 +380,12 @@ fn serve(opts: &WorkerOptions, stream: TcpStream, resources: Resources, dir: &Pa
             let _ = end_tx.send(end);
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
-    let session = Session { writer, outputs };
-    let outcome = session.run(&pool, &end_rx, &events_rx, keepalive);
+    let outcome = keep_alive(&writer, &end_rx, keepalive);
+    ended.store(true, std::sync::atomic::Ordering::Release);
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
-    let _ = session
-        .writer
+    let _ = writer
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .shutdown(std::net::Shutdown::Both);
@@ -385,8 +402,8 @@ fn send(writer: &Mutex<TcpStream>, frame: &ToManager) -> Result<()> {
     )
 }
 
-/// The outgoing half of a session.
-struct Session {
+/// Reports finished tasks to the manager.
+struct Reporter {
     writer: Arc<Mutex<TcpStream>>,
     outputs: Outputs,
 }
@@ -400,39 +417,29 @@ enum AfterTask {
     Remove,
 }
 
-impl Session {
-    fn run(
-        &self,
-        pool: &LocalPool,
-        end: &Receiver<Result<()>>,
-        events: &Receiver<Message>,
-        keepalive: Duration,
-    ) -> Result<()> {
-        let mut finished = Vec::new();
-        // Keepalives go out on time whatever else happens: a worker busy running
-        // long tasks must not look silent.
-        let mut last_sent = Instant::now();
-        loop {
-            let until_keepalive = keepalive.saturating_sub(last_sent.elapsed());
-            select! {
-                recv(end) -> why => {
-                    return why.unwrap_or_else(|_| Err(Error::new(ErrorKind::Io, "connection closed")));
-                }
-                recv(events) -> _ => {
-                    pool.take_finished(&mut finished);
-                    for task in finished.drain(..) {
-                        let report = self.report(&task);
-                        send(&self.writer, &ToManager::Done(Box::new(report)))?;
-                        last_sent = Instant::now();
-                    }
-                }
-                default(until_keepalive) => {}
+/// Sends keepalives until the session ends: Ok when the manager said exit, Err
+/// when the connection broke (on either thread).
+fn keep_alive(
+    writer: &Mutex<TcpStream>,
+    end: &Receiver<Result<()>>,
+    keepalive: Duration,
+) -> Result<()> {
+    loop {
+        match end.recv_timeout(keepalive) {
+            Ok(why) => return why,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                send(writer, &ToManager::Keepalive)?
             }
-            if last_sent.elapsed() >= keepalive {
-                send(&self.writer, &ToManager::Keepalive)?;
-                last_sent = Instant::now();
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(Error::new(ErrorKind::Io, "connection closed"))
             }
         }
+    }
+}
+
+impl Reporter {
+    fn send(&self, task: &Task) -> Result<()> {
+        send(&self.writer, &ToManager::Done(Box::new(self.report(task))))
     }
 
     fn report(&self, task: &Task) -> TaskReport {
