@@ -62,6 +62,16 @@ unsafe extern "C" fn gated(
     0
 }
 
+/// Does nothing, successfully.
+unsafe extern "C" fn nothing(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    0
+}
+
 fn gated_task(probe: &Arc<Probe>, tag: u8) -> Box<Task> {
     Task::local(gated, Arc::as_ptr(probe) as usize, &[tag])
 }
@@ -335,14 +345,6 @@ fn a_task_finished_behind_a_deep_queue_still_comes_back() {
 fn a_burst_of_submissions_all_comes_back() {
     // Far more than the manager takes per round, submitted while it works
     // through earlier ones: none may be left behind in the submission queue.
-    unsafe extern "C" fn nothing(
-        _: *const c_void,
-        _: usize,
-        _: *mut vine_buffer,
-        _: *mut c_void,
-    ) -> c_int {
-        0
-    }
     let m = manager(2.0);
     let n = 300_000;
     for i in 0..n {
@@ -360,14 +362,6 @@ fn a_burst_of_submissions_all_comes_back() {
 
 #[test]
 fn submissions_racing_shutdown_are_each_refused_or_returned_once() {
-    unsafe extern "C" fn nothing(
-        _: *const c_void,
-        _: usize,
-        _: *mut vine_buffer,
-        _: *mut c_void,
-    ) -> c_int {
-        0
-    }
     let m = Arc::new(manager(2.0));
     let go = Arc::new(std::sync::Barrier::new(5));
     let submitters: Vec<_> = (0..4)
