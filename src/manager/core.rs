@@ -237,9 +237,10 @@ impl ManagerLoop {
                 return;
             }
             taken += 1;
-            let Some(task) = self.incoming.pop_front() else {
-                continue;
-            };
+            let task = self
+                .incoming
+                .pop_front()
+                .expect("refilled above when empty");
             self.shared
                 .processed_submits
                 .fetch_add(1, Ordering::Relaxed);
@@ -529,8 +530,6 @@ impl ManagerLoop {
         });
     }
 
-    /// The shutdown deadline passed: kill what can be killed, then, after a grace
-    /// period, give up on what cannot. True when the loop should end.
     /// Takes the tasks the local pool has finished.
     fn collect_local(&mut self) {
         let mut batch = std::mem::take(&mut self.returned);
@@ -541,6 +540,8 @@ impl ManagerLoop {
         self.returned = batch;
     }
 
+    /// The shutdown deadline passed: kill what can be killed, then, after a grace
+    /// period, give up on what cannot. True when the loop should end.
     fn on_shutdown_deadline(&mut self) -> bool {
         let Some(s) = self.shutdown.as_mut() else {
             return false;
