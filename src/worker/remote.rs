@@ -335,8 +335,12 @@ fn hostname() -> String {
 /// thread with one hand-over; the pool thread that finishes a task reports it
 /// itself; this thread sends keepalives and waits for the end. Frames from all of
 /// them go out whole under one lock.
-fn serve(opts: &WorkerOptions, stream: TcpStream, resources: Resources, dir: &Path) -> Result<()> {
-    let mut stream = stream;
+fn serve(
+    opts: &WorkerOptions,
+    mut stream: TcpStream,
+    resources: Resources,
+    dir: &Path,
+) -> Result<()> {
     let _ = stream.set_nodelay(true);
     let (_, keepalive) = handshake(opts, &mut stream, resources)?;
     let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
