@@ -52,12 +52,6 @@ impl CompletionQueue {
         self.submitted.fetch_add(1, Ordering::AcqRel);
     }
 
-    /// Takes back a submission that never reached the manager.
-    pub fn uncount_submitted(&self) {
-        self.submitted.fetch_sub(1, Ordering::AcqRel);
-        self.wake_all();
-    }
-
     /// Tasks ever submitted by callers.
     pub fn submitted_total(&self) -> u64 {
         self.submitted.load(Ordering::Acquire)
