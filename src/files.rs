@@ -36,6 +36,23 @@ impl CacheLevel {
     }
 }
 
+/// Creates a directory `parent/{prefix}-{pid}-{k}` of its own, trying k = 0, 1, ...
+/// until one does not exist yet: a directory left behind by an earlier process that
+/// had the same pid (a crash, a recycled container) is never taken over.
+pub(crate) fn fresh_dir(parent: &Path, prefix: &str) -> Result<PathBuf> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let pid = std::process::id();
+    loop {
+        let k = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = parent.join(format!("{prefix}-{pid}-{k}"));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(Error::io(dir.display(), e)),
+        }
+    }
+}
+
 /// File flag: never transfer this file between workers.
 pub(crate) const FILE_PEER_NOSHARE: u32 = 1;
 /// File flag: delete the manager's copy when the manager is deleted.

@@ -562,13 +562,36 @@ fn a_worker_without_a_manager_gives_up_after_its_timeout() {
     assert_eq!(usage.code(), Some(2));
 }
 
-fn tempdir() -> std::path::PathBuf {
+/// A new, empty directory, removed when dropped. One left by an earlier run with the
+/// same pid is skipped, never reused (its fifo and marker files would change what
+/// the tests see).
+fn tempdir() -> TempDir {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "vine-remote-test-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
+    loop {
+        let d = std::env::temp_dir().join(format!(
+            "vine-remote-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&d) {
+            Ok(()) => return TempDir(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("{}: {e}", d.display()),
+        }
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -190,8 +190,6 @@ pub struct Manager {
     password_path: Mutex<Option<PathBuf>>,
 }
 
-static NEXT_MANAGER: AtomicU64 = AtomicU64::new(1);
-
 /// Default cap on captured command output.
 pub(crate) const DEFAULT_MAX_STDOUT: usize = 16 << 20;
 
@@ -200,11 +198,7 @@ impl Manager {
     /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
     /// the local pool runs tasks.
     pub fn new(port: Port) -> Result<Manager> {
-        let runtime_dir = std::env::temp_dir().join(format!(
-            "vine-{}-{}",
-            std::process::id(),
-            NEXT_MANAGER.fetch_add(1, Ordering::Relaxed)
-        ));
+        let runtime_dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine")?;
         let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
         mkdir(&runtime_dir.join("sandbox"))?;
         mkdir(&runtime_dir.join("temp"))?;

@@ -190,9 +190,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         crate::ffi::library::load(lib)?;
     }
     remove_dead_workers_dirs(&opts.workdir);
-    let dir = opts
-        .workdir
-        .join(format!("vine-worker-{}", std::process::id()));
+    let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
     for sub in ["cache", "sandbox", "out"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
@@ -242,6 +240,7 @@ fn remove_dead_workers_dirs(workdir: &Path) {
         let pid = name
             .to_str()
             .and_then(|n| n.strip_prefix("vine-worker-"))
+            .and_then(|rest| rest.split('-').next())
             .and_then(|p| p.parse::<i32>().ok());
         let Some(pid) = pid else { continue };
         // SAFETY: signal 0 only asks whether the process exists.
@@ -672,8 +671,8 @@ mod test {
 
     #[test]
     fn names_from_the_wire_that_leave_the_sandbox_are_refused() {
-        let dir = std::env::temp_dir().join(format!("vine-wire-names-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("out")).unwrap();
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-names").unwrap();
+        std::fs::create_dir(dir.join("out")).unwrap();
         let mut s = inbound(&dir);
         for (input, output) in [
             ("../../etc/x", "ok"),

@@ -483,8 +483,8 @@ static struct vine_task *run(struct vine_manager *m, struct vine_task *t)
 static void test_commands_and_files(void)
 {
     struct vine_manager *m = manager(2);
-    snprintf(dir, sizeof dir, "/tmp/vine-capi-%d", (int)getpid());
-    mkdir(dir, 0700);
+    snprintf(dir, sizeof dir, "/tmp/vine-capi-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
 
     struct vine_task *t = vine_task_create("echo out; echo err >&2; exit 3");
     t = run(m, t);
