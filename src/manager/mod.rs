@@ -361,6 +361,10 @@ impl Manager {
         let possible =
             |cq: &CompletionQueue| cq.outstanding() > 0 && !shared.closed.load(Ordering::Acquire);
         if let Want::Id(id) = want {
+            // Finished already: no need to ask the manager.
+            if let Some(t) = shared.completions.wait(want, None, |_| false) {
+                return Some(t);
+            }
             // Wait for it only if it is on its way; otherwise take it if finished.
             if !self
                 .ask(|reply| Message::IsOutstanding { id, reply })
