@@ -40,6 +40,7 @@ done
 relay=$(median relay 100000 "$floor")
 cpp_tp=$(median throughput 1000000 "$bin/bench_vine_cpp")
 cpp_rt=$(median roundtrip 100000 "$bin/bench_vine_cpp")
+byid=$(median byid 100000 "$bin/bench_vine")
 
 ratio() { echo "$1 / $2" | bc -l | xargs printf '%.2f'; }
 verdict() { if [ "$(echo "$1" | bc -l)" = 1 ]; then echo PASS; else echo MISS; fi; }
@@ -60,6 +61,11 @@ echo "| the C++ wrapper (vine.hpp) | C API | C++ wrapper |"
 echo "|---|---|---|"
 echo "| throughput, 1M empty tasks (tasks/s) | ${r[vine,tp]} | ${cpp_tp} |"
 echo "| round trip, 100k submit+wait (ns) | ${r[vine,rt]} | ${cpp_rt} |"
+
+echo
+echo "| waiting by id | vine |"
+echo "|---|---|"
+echo "| 100k finished tasks taken with vine_wait_for_task_id, newest first (ns/wait) | ${byid} |"
 
 if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh

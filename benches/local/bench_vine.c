@@ -4,6 +4,7 @@
  *   roundtrip N   : submit one task and wait for it, N times (ns per round trip)
  *   efficiency N  : N tasks of 100 us busy work (ideal time / actual time)
  *   memory N      : RSS growth per task with N tasks (16-byte inputs) queued
+ *   byid N        : N finished tasks taken with vine_wait_for_task_id, newest first
  * Every task is checked; a broken run fails instead of printing a number.
  */
 #define _GNU_SOURCE
@@ -83,7 +84,7 @@ static long drain(struct vine_manager *m)
 int main(int argc, char **argv)
 {
     if (argc != 3) {
-        fprintf(stderr, "usage: %s throughput|roundtrip|efficiency|memory N\n", argv[0]);
+        fprintf(stderr, "usage: %s throughput|roundtrip|efficiency|memory|byid N\n", argv[0]);
         return 2;
     }
     long n = atol(argv[2]);
@@ -134,6 +135,21 @@ int main(int argc, char **argv)
         pthread_cond_broadcast(&cond);
         pthread_mutex_unlock(&lock);
         if (drain(m) != n + 2) fail("lost tasks");
+    } else if (!strcmp(argv[1], "byid")) {
+        int *ids = malloc(n * sizeof *ids);
+        if (!ids) fail("malloc");
+        for (long i = 0; i < n; i++)
+            if (!(ids[i] = vine_submit(m, vine_task_create_function("empty", input, sizeof input)))) fail("submit");
+        struct vine_stats s;
+        do vine_get_stats(m, &s); while (s.tasks_done < n); /* all finished, none taken */
+        double t0 = now();
+        for (long i = n - 1; i >= 0; i--) {
+            struct vine_task *t = vine_wait_for_task_id(m, ids[i], VINE_WAIT_FOREVER);
+            if (!t || vine_task_get_id(t) != ids[i]) fail("wait by id");
+            vine_task_delete(t);
+        }
+        printf("vine byid_ns %.0f\n", (now() - t0) / n * 1e9);
+        free(ids);
     } else {
         return 2;
     }
