@@ -523,10 +523,16 @@ int vine_task_delete(struct vine_task *t);
 // values <= 0, not finite, or finer than 0.001.
 int vine_task_set_cores(struct vine_task *t, double cores);
 
-// Memory the task needs, in MB (default 0). Negative values are refused.
+// Memory the task needs, in MB (default 0: no limit). Negative values are
+// refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
+// `vine_task_set_exec_mode`).
 int vine_task_set_memory(struct vine_task *t, int64_t mb);
 
-// Disk the task needs, in MB (default 0). Negative values are refused.
+// Disk the task needs, in MB (default 0: no limit). Negative values are refused.
+// Enforced for commands: the files in the command's sandbox (inputs included,
+// each counted at the larger of its length and its allocated blocks) are
+// measured every 100 ms and when it ends; past the request the command is killed
+// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`.
 int vine_task_set_disk(struct vine_task *t, int64_t mb);
 
 // Gpus the task needs (default 0). The task gets distinct device ids: a command sees

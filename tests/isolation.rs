@@ -1,4 +1,4 @@
-//! Function tasks in separate processes, and memory limits.
+//! Function tasks in separate processes, and memory and disk limits.
 
 use std::ffi::{c_int, c_void};
 use std::time::Duration;
@@ -121,6 +121,50 @@ fn a_command_over_its_memory_is_stopped() {
         "{:?}",
         t.reason()
     );
+}
+
+#[test]
+fn a_command_writing_more_than_its_disk_is_stopped() {
+    let m = manager();
+    // 3 MB written, then a wait that only the limit ends.
+    let mut t = Task::command(c"head -c 3000000 /dev/urandom > big; exec sleep 600");
+    t.set_disk(1).unwrap();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        t.result(),
+        TaskResult::ResourceExhaustion,
+        "{:?}",
+        t.reason()
+    );
+    assert!(t
+        .reason()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("1 MB of disk"));
+}
+
+#[test]
+fn a_command_that_ends_over_its_disk_fails_and_one_within_it_succeeds() {
+    let m = manager();
+    // Exits at once: the measure after the end catches it whatever the pace.
+    let mut over = Task::command(c"head -c 3000000 /dev/urandom > big");
+    over.set_disk(1).unwrap();
+    let over = m.submit(over).unwrap();
+    let mut within = Task::command(c"head -c 3000000 /dev/urandom > big");
+    within.set_disk(10).unwrap();
+    let within = m.submit(within).unwrap();
+    for _ in 0..2 {
+        let t = m.wait(LONG).unwrap();
+        let want = if t.id() == over {
+            TaskResult::ResourceExhaustion
+        } else {
+            assert_eq!(t.id(), within);
+            TaskResult::Success
+        };
+        assert_eq!(t.result(), want, "{:?}", t.reason());
+    }
 }
 
 #[test]

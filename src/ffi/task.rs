@@ -87,13 +87,19 @@ pub extern "C" fn vine_task_set_cores(t: *mut vine_task, cores: f64) -> c_int {
     set(t, |t| t.set_cores(cores))
 }
 
-/// Memory the task needs, in MB (default 0). Negative values are refused.
+/// Memory the task needs, in MB (default 0: no limit). Negative values are
+/// refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
+/// `vine_task_set_exec_mode`).
 #[no_mangle]
 pub extern "C" fn vine_task_set_memory(t: *mut vine_task, mb: i64) -> c_int {
     set(t, |t| t.set_memory(mb))
 }
 
-/// Disk the task needs, in MB (default 0). Negative values are refused.
+/// Disk the task needs, in MB (default 0: no limit). Negative values are refused.
+/// Enforced for commands: the files in the command's sandbox (inputs included,
+/// each counted at the larger of its length and its allocated blocks) are
+/// measured every 100 ms and when it ends; past the request the command is killed
+/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`.
 #[no_mangle]
 pub extern "C" fn vine_task_set_disk(t: *mut vine_task, mb: i64) -> c_int {
     set(t, |t| t.set_disk(mb))

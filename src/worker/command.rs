@@ -104,9 +104,10 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         cap,
         deadline,
         memory_mb: task.request.memory_mb,
+        disk: (task.request.disk_mb > 0).then(|| (sandbox.path(), task.request.disk_mb)),
     };
     let supervised = process::supervise(child.id() as i32, reader, limits, control);
-    let (ending, captured) = match supervised {
+    let (mut ending, captured) = match supervised {
         Ok(x) => x,
         Err(e) => {
             return task.finish(
@@ -118,6 +119,12 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     let mut stdout = captured.bytes;
     stdout.retain(|&b| b != 0);
     task.extra_mut().stdout = std::ffi::CString::new(stdout).ok();
+    // What was written just before the command ended is measured here.
+    if let (process::Ending::Exited(_), Some((dir, mb))) = (&ending, limits.disk) {
+        if let Some(used) = process::over_disk(dir, mb) {
+            ending = process::Ending::OverDisk(used);
+        }
+    }
     let Some(status) = ending.settle(task, "the command") else {
         return;
     };

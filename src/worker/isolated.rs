@@ -56,6 +56,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         cap: MAX_OUTPUT,
         deadline: (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max)),
         memory_mb: task.request.memory_mb,
+        disk: None,
     };
     let (ending, captured) = match process::supervise(pid, reader, limits, control) {
         Ok(x) => x,

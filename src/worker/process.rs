@@ -3,10 +3,12 @@
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Lets another thread stop a running task: the flag for functions, a kill of the
 /// process group for commands.
@@ -72,6 +74,9 @@ pub enum Ending {
     Cancelled,
     /// It was killed for using this many MB, more than its memory.
     OverMemory(u64),
+    /// It was killed, or its results refused, for writing this many MB, more than
+    /// its disk.
+    OverDisk(u64),
 }
 
 impl Ending {
@@ -93,6 +98,13 @@ impl Ending {
                     task.request.memory_mb
                 ),
             ),
+            Ending::OverDisk(mb) => (
+                TaskResult::ResourceExhaustion,
+                format!(
+                    "its sandbox took {mb} MB, more than its {} MB of disk",
+                    task.request.disk_mb
+                ),
+            ),
             Ending::Exited(status) => match signal_of(&status) {
                 Some(sig) => {
                     task.exit_code = sig;
@@ -111,17 +123,46 @@ impl Ending {
 
 /// The bounds a supervised process runs under.
 #[derive(Debug, Clone, Copy)]
-pub struct Limits {
+pub struct Limits<'a> {
     /// Bytes of output kept.
     pub cap: usize,
     /// Killed at this time.
     pub deadline: Option<Instant>,
     /// Killed when its process group's resident memory passes this (0 = no limit).
     pub memory_mb: u64,
+    /// Killed when the files under this directory take more than this many MB.
+    pub disk: Option<(&'a Path, u64)>,
 }
 
 /// How often (ms) the memory of a limited process group is measured.
 const MEMORY_CHECK_MS: i32 = 20;
+
+/// How often (ms) the disk used by a limited sandbox is measured.
+const DISK_CHECK_MS: i32 = 100;
+
+/// Bytes of disk taken by the files under `dir` (symbolic links not followed).
+/// A file counts for the larger of its length and its allocated blocks: some file
+/// systems allocate blocks only when data is flushed.
+pub fn disk_used_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut total = 0;
+    for e in entries.flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        total += (meta.blocks() * 512).max(meta.len());
+        if meta.is_dir() {
+            total += disk_used_bytes(&e.path());
+        }
+    }
+    total
+}
+
+/// Whether the files under `dir` take more than `mb` MB; if so, how many MB.
+pub fn over_disk(dir: &Path, mb: u64) -> Option<u64> {
+    let used = disk_used_bytes(dir);
+    (used > mb << 20).then(|| used.div_ceil(1 << 20))
+}
 
 /// Resident memory, in MB, of every process in group `pgid`.
 pub fn group_rss_mb(pgid: i32) -> u64 {
@@ -229,6 +270,7 @@ pub fn supervise(
         cap,
         deadline,
         memory_mb,
+        disk,
     } = limits;
     let child = Reaper(pid);
     // Without pidfds (old kernels, tools that trace system calls) the exit is
@@ -241,6 +283,8 @@ pub fn supervise(
     let mut pipe_open = true;
     let mut timed_out = false;
     let mut peak_mb = None;
+    let mut disk_mb = None;
+    let mut next_disk_check = Instant::now();
     let status = loop {
         let mut timeout_ms = match deadline {
             Some(d) if !timed_out => {
@@ -255,6 +299,9 @@ pub fn supervise(
         }
         if memory_mb > 0 && !(0..=MEMORY_CHECK_MS).contains(&timeout_ms) {
             timeout_ms = MEMORY_CHECK_MS;
+        }
+        if disk.is_some() && !(0..=DISK_CHECK_MS).contains(&timeout_ms) {
+            timeout_ms = DISK_CHECK_MS;
         }
         let mut fds = [
             libc::pollfd {
@@ -301,6 +348,15 @@ pub fn supervise(
                 kill_group(pid);
             }
         }
+        if let Some((dir, mb)) = disk {
+            if disk_mb.is_none() && Instant::now() >= next_disk_check {
+                next_disk_check = Instant::now() + Duration::from_millis(DISK_CHECK_MS as u64);
+                disk_mb = over_disk(dir, mb);
+                if disk_mb.is_some() {
+                    kill_group(pid);
+                }
+            }
+        }
     };
     // The leader is gone; anything it left in its group goes too, so the pipe's
     // writers close and what they wrote can be read to the end.
@@ -324,6 +380,8 @@ pub fn supervise(
         Ending::Cancelled
     } else if let Some(mb) = peak_mb {
         Ending::OverMemory(mb)
+    } else if let Some(mb) = disk_mb {
+        Ending::OverDisk(mb)
     } else if timed_out {
         Ending::TimedOut
     } else {
