@@ -92,11 +92,9 @@ fn exit_in_a_process_task_is_reported_with_its_code() {
     assert!(t.reason().unwrap().to_str().unwrap().contains("exit(3)"));
 }
 
-#[test]
-fn a_process_task_over_its_memory_is_stopped() {
+/// Runs `t` alone and checks it came back for going past its request.
+fn run_to_exhaustion(t: Box<Task>) -> Box<Task> {
     let m = manager();
-    let mut t = process_task(hog, b"");
-    t.set_memory(50).unwrap();
     m.submit(t).unwrap();
     let t = m.wait(LONG).unwrap();
     assert_eq!(
@@ -105,38 +103,30 @@ fn a_process_task_over_its_memory_is_stopped() {
         "{:?}",
         t.reason()
     );
+    t
+}
+
+#[test]
+fn a_process_task_over_its_memory_is_stopped() {
+    let mut t = process_task(hog, b"");
+    t.set_memory(50).unwrap();
+    run_to_exhaustion(t);
 }
 
 #[test]
 fn a_command_over_its_memory_is_stopped() {
-    let m = manager();
     // The shell holds 200 MB in a variable, then waits: only the limit ends it.
     let mut t = Task::command(c"x=$(head -c 200000000 /dev/zero | tr '\\0' a); sleep 600");
     t.set_memory(40).unwrap();
-    m.submit(t).unwrap();
-    let t = m.wait(LONG).unwrap();
-    assert_eq!(
-        t.result(),
-        TaskResult::ResourceExhaustion,
-        "{:?}",
-        t.reason()
-    );
+    run_to_exhaustion(t);
 }
 
 #[test]
 fn a_command_writing_more_than_its_disk_is_stopped() {
-    let m = manager();
     // 3 MB written, then a wait that only the limit ends.
     let mut t = Task::command(c"head -c 3000000 /dev/urandom > big; exec sleep 600");
     t.set_disk(1).unwrap();
-    m.submit(t).unwrap();
-    let t = m.wait(LONG).unwrap();
-    assert_eq!(
-        t.result(),
-        TaskResult::ResourceExhaustion,
-        "{:?}",
-        t.reason()
-    );
+    let t = run_to_exhaustion(t);
     assert!(t
         .reason()
         .unwrap()
