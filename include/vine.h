@@ -51,7 +51,7 @@
 #define VINE_WAIT_FOREVER -1
 
 // The protocol version; both ends must speak the same.
-#define VERSION 1
+#define VERSION 2
 
 // The largest payload accepted.
 #define MAX_FRAME (256 << 20)
@@ -242,7 +242,9 @@ typedef int vine_error_t;
 // The file may be kept at a worker for the worker's life.
 #define VINE_CACHE_LEVEL_WORKER 2
 
-// The file may be kept at a worker even after it exits.
+// The file may be kept at a worker even after it exits: remote workers keep such
+// files (not temps) in a store in their work directory, named by the SHA-256 of
+// the contents, where later workers find them without a transfer.
 #define VINE_CACHE_LEVEL_FOREVER 3
 
 // File flag: never transfer the file between workers.

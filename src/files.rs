@@ -102,6 +102,8 @@ struct FileState {
     regenerating: bool,
     /// What made the temp, to make it again if the worker holding it is lost.
     producer: Option<Box<crate::task::Task>>,
+    /// For a file kept forever, its name in the workers' stores (once computed).
+    content_name: Option<String>,
 }
 
 /// Where a temp is, for placing the tasks that read it.
@@ -183,6 +185,16 @@ impl File {
     /// Replaces the contents (a buffer written as a task output).
     pub(crate) fn set_contents(&self, data: Vec<u8>) {
         self.state().contents = Some(Arc::from(data));
+    }
+
+    /// For a file kept forever, its name in the workers' stores, once computed.
+    pub(crate) fn content_name(&self) -> Option<String> {
+        self.state().content_name.clone()
+    }
+
+    /// Records the name computed for a file kept forever; returns it.
+    pub(crate) fn set_content_name(&self, name: String) -> String {
+        self.state().content_name.get_or_insert(name).clone()
     }
 
     /// Where a temp's data lives, once produced.

@@ -22,7 +22,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 const MAGIC: [u8; 2] = *b"VN";
@@ -94,6 +94,9 @@ pub enum InputContent {
     Inline(Vec<u8>),
     /// The manager could not read it: the task fails with INPUT_MISSING.
     Missing,
+    /// In the worker's store of files kept forever, under this name (sent earlier
+    /// with `Store`, or there since an earlier worker put it there).
+    Stored(String),
 }
 
 /// An output file of a remote task.
@@ -159,6 +162,14 @@ pub enum ToWorker {
         /// Contents, or None if the manager could not read it.
         data: Option<Vec<u8>>,
     },
+    /// A file for the worker's store of files kept forever (cache level FOREVER),
+    /// which outlives the worker.
+    Store {
+        /// Its name there: [`content_name`] of the data.
+        name: String,
+        /// Contents.
+        data: Vec<u8>,
+    },
     /// Run a task.
     Run(Box<TaskSpec>),
     /// Stop a task.
@@ -186,6 +197,8 @@ pub enum ToManager {
         proof: Option<Proof>,
         /// The worker's own challenge.
         challenge: Challenge,
+        /// Names of the files in its store of files kept forever.
+        stored: Vec<String>,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),
@@ -198,6 +211,22 @@ pub enum ToManager {
         /// Contents.
         data: Option<Vec<u8>>,
     },
+}
+
+/// The name a file kept forever has in workers' stores: the SHA-256 of its
+/// contents in lowercase hex, so that a later manager declaring the same contents
+/// finds it there.
+pub fn content_name(data: &[u8]) -> String {
+    use sha2::Digest;
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Whether `name` can be a [`content_name`]: only such names are used as paths.
+pub fn is_content_name(name: &str) -> bool {
+    name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Writes one frame.

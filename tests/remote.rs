@@ -256,6 +256,38 @@ fn commands_with_files_and_a_cached_input_sent_once() {
 }
 
 #[test]
+fn a_file_kept_forever_outlives_its_worker_and_its_manager() {
+    let dir = tempdir();
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let kept = dir.join("forever.dat");
+    std::fs::write(&kept, vec![b'f'; 1000]).unwrap();
+    let per_worker = dir.join("worker.dat");
+    std::fs::write(&per_worker, vec![b'w'; 500]).unwrap();
+    // One task reading both files, on a fresh manager and a fresh worker in `work`;
+    // returns the bytes the manager sent.
+    let workflow = || {
+        let (m, port) = remote_manager();
+        let w = vine_worker(port, &["--workdir", work.to_str().unwrap()]);
+        let forever = m.declare(File::path(&kept, CacheLevel::Forever, 0).unwrap());
+        let worker = m.declare(File::path(&per_worker, CacheLevel::Worker, 0).unwrap());
+        let mut t = Task::command(c"cat a b | wc -c");
+        t.add_input(Mount::new(forever, "a", 0).unwrap()).unwrap();
+        t.add_input(Mount::new(worker, "b", 0).unwrap()).unwrap();
+        m.submit(t).unwrap();
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        assert_eq!(t.stdout().unwrap().to_str().unwrap().trim(), "1500");
+        let (sent, _) = m.bytes_transferred();
+        stop(m, vec![w]);
+        sent
+    };
+    assert_eq!(workflow(), 1000 + 500);
+    // The first worker has exited; the file kept forever is still in its store.
+    assert_eq!(workflow(), 500);
+}
+
+#[test]
 fn a_worker_killed_mid_task_loses_nothing() {
     let (m, port) = remote_manager();
     let dir = tempdir();

@@ -94,7 +94,9 @@ pub const VINE_CACHE_LEVEL_TASK: vine_cache_level_t = 0;
 pub const VINE_CACHE_LEVEL_WORKFLOW: vine_cache_level_t = 1;
 /// The file may be kept at a worker for the worker's life.
 pub const VINE_CACHE_LEVEL_WORKER: vine_cache_level_t = 2;
-/// The file may be kept at a worker even after it exits.
+/// The file may be kept at a worker even after it exits: remote workers keep such
+/// files (not temps) in a store in their work directory, named by the SHA-256 of
+/// the contents, where later workers find them without a transfer.
 pub const VINE_CACHE_LEVEL_FOREVER: vine_cache_level_t = 3;
 
 /// File flag: never transfer the file between workers.

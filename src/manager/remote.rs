@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::scheduler::WorkerId;
 use super::Message;
-use crate::files::{CacheLevel, FileKind, MOUNT_TRANSFER_ALWAYS};
+use crate::files::{CacheLevel, File, FileKind, MOUNT_TRANSFER_ALWAYS};
 use crate::idmap::IdMap;
 use crate::protocol::{
     self, InputContent, InputSpec, OutputSpec, TaskReport, TaskSpec, ToManager, ToWorker, WorkSpec,
@@ -100,7 +100,12 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
             return;
         }
     };
-    let (id, resources, functions) = link;
+    let Joined {
+        id,
+        resources,
+        functions,
+        stored,
+    } = link;
     let Ok(writer) = stream.try_clone() else {
         return;
     };
@@ -116,6 +121,7 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
         out: out_tx,
         in_flight: IdMap::default(),
         cached: HashSet::new(),
+        stored,
         settings: settings.clone(),
         functions,
     };
@@ -179,7 +185,14 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
     let _ = events.send(Message::WorkerLost { worker: id });
 }
 
-type Joined = (WorkerId, Resources, Vec<Box<[u8]>>);
+/// What a worker told about itself when it joined.
+struct Joined {
+    id: WorkerId,
+    resources: Resources,
+    functions: Vec<Box<[u8]>>,
+    /// Names of the files in its store of files kept forever.
+    stored: HashSet<String>,
+}
 
 fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error::Result<Joined> {
     stream
@@ -203,6 +216,7 @@ fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error:
         proof,
         challenge: theirs,
         functions,
+        stored,
         ..
     } = protocol::read_frame(stream)?
     else {
@@ -242,16 +256,20 @@ fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error:
         .into_iter()
         .map(|f| f.into_bytes().into_boxed_slice())
         .collect();
-    Ok((
+    Ok(Joined {
         id,
-        Resources {
+        resources: Resources {
             millicores,
             memory_mb,
             disk_mb,
             gpus,
         },
         functions,
-    ))
+        stored: stored
+            .into_iter()
+            .filter(|n| protocol::is_content_name(n))
+            .collect(),
+    })
 }
 
 fn write_loop(stream: TcpStream, out: Receiver<ToWorker>) {
@@ -282,6 +300,8 @@ pub struct RemoteLink {
     out: Sender<ToWorker>,
     in_flight: IdMap<Box<Task>>,
     cached: HashSet<u64>,
+    /// Files in the worker's store of files kept forever, by content name.
+    stored: HashSet<String>,
     settings: Arc<RemoteSettings>,
     functions: Vec<Box<[u8]>>,
 }
@@ -317,6 +337,36 @@ impl RemoteLink {
     /// Tells the worker to exit.
     pub(crate) fn exit(&self) {
         let _ = self.out.send(ToWorker::Exit);
+    }
+
+    /// An input kept forever: found in the worker's store by its content name, or
+    /// sent there first.
+    fn stored_input(&mut self, file: &File) -> InputContent {
+        let mut data = None;
+        let name = match file.content_name() {
+            Some(name) => name,
+            None => {
+                let Some(d) = contents(file) else {
+                    return InputContent::Missing;
+                };
+                data = Some(d);
+                file.set_content_name(protocol::content_name(data.as_deref().unwrap_or_default()))
+            }
+        };
+        if !self.stored.contains(&name) {
+            let Some(data) = data.or_else(|| contents(file)) else {
+                return InputContent::Missing;
+            };
+            self.settings
+                .bytes_sent
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+            let _ = self.out.send(ToWorker::Store {
+                name: name.clone(),
+                data,
+            });
+            self.stored.insert(name.clone());
+        }
+        InputContent::Stored(name)
     }
 
     fn spec_of(&mut self, task: &Task) -> Result<TaskSpec, String> {
@@ -366,16 +416,15 @@ impl RemoteLink {
                 let kept_here = m.file.temp_worker() == Some(self.id);
                 let cached = kept_here
                     || (self.cached.contains(&id) && m.flags & MOUNT_TRANSFER_ALWAYS == 0);
+                let forever = m.file.cache_level() == CacheLevel::Forever
+                    && !matches!(m.file.kind(), FileKind::Temp)
+                    && m.flags & MOUNT_TRANSFER_ALWAYS == 0;
                 let content = if cached {
                     InputContent::Cached
+                } else if forever {
+                    self.stored_input(&m.file)
                 } else {
-                    let data = match m.file.kind() {
-                        FileKind::Path(p) => std::fs::read(p).ok(),
-                        FileKind::Buffer => m.file.contents().map(|c| c.to_vec()),
-                        FileKind::Temp => {
-                            m.file.temp_location().and_then(|p| std::fs::read(p).ok())
-                        }
-                    };
+                    let data = contents(&m.file);
                     let n = data.as_ref().map_or(0, Vec::len);
                     self.settings
                         .bytes_sent
@@ -433,6 +482,15 @@ impl WorkerLink for RemoteLink {
 
     fn cancel(&mut self, id: TaskId) {
         let _ = self.out.send(ToWorker::Cancel(id));
+    }
+}
+
+/// The contents of an input file, read from where the manager has them.
+fn contents(file: &File) -> Option<Vec<u8>> {
+    match file.kind() {
+        FileKind::Path(p) => std::fs::read(p).ok(),
+        FileKind::Buffer => file.contents().map(|c| c.to_vec()),
+        FileKind::Temp => file.temp_location().and_then(|p| std::fs::read(p).ok()),
     }
 }
 

@@ -20,6 +20,7 @@ use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
 use crate::worker::local::LocalPool;
+use crate::worker::sandbox::move_file;
 use crate::worker::WorkerLink;
 
 /// How a worker is configured (the command line of `vine_worker`).
@@ -53,6 +54,13 @@ const USAGE: &str = "usage: vine_worker HOST PORT [--password FILE] [--cores N] 
 [--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR]";
 
 impl WorkerOptions {
+    /// The store of files kept forever (cache level FOREVER): shared by the workers
+    /// that use the same work directory, and left in place when they exit, so a
+    /// later worker (for any manager) has them without a transfer.
+    pub fn store(&self) -> PathBuf {
+        self.workdir.join("vine-forever")
+    }
+
     /// Parses `argv` (program name first; an optional `--vine-worker` after it).
     pub fn parse(args: &[String]) -> Result<WorkerOptions> {
         let mut it = args
@@ -190,6 +198,8 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         crate::ffi::library::load(lib)?;
     }
     remove_dead_workers_dirs(&opts.workdir);
+    let store = opts.store();
+    std::fs::create_dir_all(&store).map_err(|e| Error::io(store.display(), e))?;
     let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
     for sub in ["cache", "sandbox", "out"] {
@@ -228,6 +238,18 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         // Retry pacing for reconnection, not synchronisation.
         std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
     }
+}
+
+/// The names of the files in a store of files kept forever.
+fn stored_names(store: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(store) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| protocol::is_content_name(n))
+        .collect()
 }
 
 /// Removes the directories of workers that were killed before they could clean up.
@@ -291,6 +313,7 @@ fn handshake(
             hostname: hostname(),
             proof,
             challenge: mine,
+            stored: stored_names(&opts.store()),
         },
     )?;
     let ToWorker::Welcome {
@@ -372,6 +395,7 @@ fn serve(
     }));
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
+        store: opts.store(),
         pool: pool.share(),
         outputs: outputs.clone(),
         writer: writer.clone(),
@@ -484,6 +508,8 @@ impl Reporter {
 /// The incoming half of a session, on the reader thread.
 struct Inbound {
     dir: PathBuf,
+    /// Files kept forever (see [`WorkerOptions::store`]).
+    store: PathBuf,
     pool: LocalPool,
     outputs: Outputs,
     writer: Arc<Mutex<TcpStream>>,
@@ -504,6 +530,17 @@ impl Inbound {
                             let _ = std::fs::remove_file(&path);
                         }
                     }
+                }
+                ToWorker::Store { name, data } => {
+                    if !protocol::is_content_name(&name) {
+                        return Err(Error::invalid("a stored file name that is not a hash"));
+                    }
+                    // Written aside and renamed: a worker sharing the store never
+                    // sees half a file under the name.
+                    let partial = self.dir.join("out").join(format!("store-{name}"));
+                    std::fs::write(&partial, data)
+                        .and_then(|()| move_file(&partial, &self.store.join(&name)))
+                        .map_err(|e| Error::io(self.store.display(), e))?;
                 }
                 ToWorker::Run(spec) => {
                     let task = self.task_from(*spec);
@@ -569,6 +606,13 @@ impl Inbound {
         for input in &spec.inputs {
             let path = match &input.content {
                 InputContent::Cached => self.cache_path(input.file_id),
+                InputContent::Stored(name) if protocol::is_content_name(name) => {
+                    self.store.join(name)
+                }
+                InputContent::Stored(_) => {
+                    refused.get_or_insert(Error::invalid("a stored file name that is not a hash"));
+                    continue;
+                }
                 InputContent::Inline(data) => {
                     let p = self
                         .dir
@@ -639,6 +683,7 @@ mod test {
         };
         Inbound {
             dir: dir.to_path_buf(),
+            store: dir.join("store"),
             pool: LocalPool::new(0, Resources::default(), env, events),
             outputs: Default::default(),
             writer: Arc::new(Mutex::new(stream)),
@@ -683,6 +728,10 @@ mod test {
             let refused = task.extra.as_ref().and_then(|e| e.refused.clone());
             assert!(refused.is_some(), "{input:?} / {output:?} accepted");
         }
+        let mut stored = spec("ok", "ok");
+        stored.inputs[0].content = InputContent::Stored("../../etc/passwd".into());
+        let task = s.task_from(stored);
+        assert!(task.extra.as_ref().unwrap().refused.is_some());
         let fine = s.task_from(spec("in/x", "out/y"));
         assert!(fine.extra.as_ref().unwrap().refused.is_none());
         let _ = std::fs::remove_dir_all(&dir);
