@@ -285,6 +285,13 @@ fn a_file_kept_forever_outlives_its_worker_and_its_manager() {
     assert_eq!(workflow(), 1000 + 500);
     // The first worker has exited; the file kept forever is still in its store.
     assert_eq!(workflow(), 500);
+    // A store anyone can write to could hold anything: it is not used, and the
+    // worker keeps the file for itself.
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let store = work.join(format!("vine-forever-{}", unsafe { libc::geteuid() }));
+    std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(workflow(), 1000 + 500);
 }
 
 #[test]

@@ -54,11 +54,13 @@ const USAGE: &str = "usage: vine_worker HOST PORT [--password FILE] [--cores N] 
 [--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR]";
 
 impl WorkerOptions {
-    /// The store of files kept forever (cache level FOREVER): shared by the workers
-    /// that use the same work directory, and left in place when they exit, so a
-    /// later worker (for any manager) has them without a transfer.
+    /// The store of files kept forever (cache level FOREVER): shared by this user's
+    /// workers that use the same work directory, and left in place when they exit,
+    /// so a later worker (for any manager) has them without a transfer.
     pub fn store(&self) -> PathBuf {
-        self.workdir.join("vine-forever")
+        // SAFETY: geteuid takes nothing and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        self.workdir.join(format!("vine-forever-{uid}"))
     }
 
     /// Parses `argv` (program name first; an optional `--vine-worker` after it).
@@ -198,8 +200,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         crate::ffi::library::load(lib)?;
     }
     remove_dead_workers_dirs(&opts.workdir);
-    let store = opts.store();
-    std::fs::create_dir_all(&store).map_err(|e| Error::io(store.display(), e))?;
+    let store = open_store(&opts.store());
     let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
     for sub in ["cache", "sandbox", "out"] {
@@ -209,7 +210,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     let mut last_contact = Instant::now();
     loop {
         match TcpStream::connect((opts.host.as_str(), opts.port)) {
-            Ok(stream) => match serve(opts, stream, resources, &dir) {
+            Ok(stream) => match serve(opts, stream, resources, &dir, store.as_deref()) {
                 Ok(()) => return Ok(()),
                 Err(e) if e.kind() == ErrorKind::InvalidHandle => return Err(e),
                 Err(e) => {
@@ -237,6 +238,36 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         }
         // Retry pacing for reconnection, not synchronisation.
         std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
+    }
+}
+
+/// Creates or opens the store of files kept forever. A directory that another user
+/// owns or could write to is not used (it could hold anything under a name), nor
+/// one that cannot be made: the worker then keeps such files for its life only.
+fn open_store(path: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let made = std::fs::DirBuilder::new().mode(0o700).create(path);
+    if let Err(e) = made {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            eprintln!(
+                "vine_worker: no store of files kept forever at {}: {e}",
+                path.display()
+            );
+            return None;
+        }
+    }
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0 => Some(path.to_owned()),
+        _ => {
+            eprintln!(
+                "vine_worker: not using {} for files kept forever: not a directory of \
+                 this user's that only it can write",
+                path.display()
+            );
+            None
+        }
     }
 }
 
@@ -286,6 +317,7 @@ fn handshake(
     opts: &WorkerOptions,
     stream: &mut TcpStream,
     resources: Resources,
+    store: Option<&Path>,
 ) -> Result<(u32, Duration)> {
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -313,7 +345,7 @@ fn handshake(
             hostname: hostname(),
             proof,
             challenge: mine,
-            stored: stored_names(&opts.store()),
+            stored: store.map(stored_names).unwrap_or_default(),
         },
     )?;
     let ToWorker::Welcome {
@@ -362,9 +394,10 @@ fn serve(
     mut stream: TcpStream,
     resources: Resources,
     dir: &Path,
+    store: Option<&Path>,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    let (_, keepalive) = handshake(opts, &mut stream, resources)?;
+    let (_, keepalive) = handshake(opts, &mut stream, resources, store)?;
     let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
@@ -395,7 +428,7 @@ fn serve(
     }));
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
-        store: opts.store(),
+        store: store.map(Path::to_path_buf),
         pool: pool.share(),
         outputs: outputs.clone(),
         writer: writer.clone(),
@@ -508,8 +541,8 @@ impl Reporter {
 /// The incoming half of a session, on the reader thread.
 struct Inbound {
     dir: PathBuf,
-    /// Files kept forever (see [`WorkerOptions::store`]).
-    store: PathBuf,
+    /// Files kept forever (see [`WorkerOptions::store`]), if usable.
+    store: Option<PathBuf>,
     pool: LocalPool,
     outputs: Outputs,
     writer: Arc<Mutex<TcpStream>>,
@@ -536,11 +569,19 @@ impl Inbound {
                         return Err(Error::invalid("a stored file name that is not a hash"));
                     }
                     // Written aside and renamed: a worker sharing the store never
-                    // sees half a file under the name.
+                    // sees half a file under the name. Without a usable store the
+                    // file is kept for this worker's life only.
                     let partial = self.dir.join("out").join(format!("store-{name}"));
-                    std::fs::write(&partial, data)
-                        .and_then(|()| move_file(&partial, &self.store.join(&name)))
-                        .map_err(|e| Error::io(self.store.display(), e))?;
+                    std::fs::write(&partial, data).map_err(|e| Error::io(partial.display(), e))?;
+                    let kept = self
+                        .store
+                        .as_ref()
+                        .is_some_and(|s| move_file(&partial, &s.join(&name)).is_ok());
+                    if !kept {
+                        let private = self.private_stored_path(&name);
+                        move_file(&partial, &private)
+                            .map_err(|e| Error::io(private.display(), e))?;
+                    }
                 }
                 ToWorker::Run(spec) => {
                     let task = self.task_from(*spec);
@@ -555,6 +596,19 @@ impl Inbound {
                 ToWorker::Exit => return Ok(()),
             }
         }
+    }
+
+    /// Where a file kept forever is: in the store, or else where this worker kept
+    /// it for itself.
+    fn stored_path(&self, name: &str) -> PathBuf {
+        match &self.store {
+            Some(store) if store.join(name).exists() => store.join(name),
+            _ => self.private_stored_path(name),
+        }
+    }
+
+    fn private_stored_path(&self, name: &str) -> PathBuf {
+        self.dir.join("cache").join(format!("stored-{name}"))
     }
 
     fn cache_path(&self, file_id: u64) -> PathBuf {
@@ -607,7 +661,7 @@ impl Inbound {
             let path = match &input.content {
                 InputContent::Cached => self.cache_path(input.file_id),
                 InputContent::Stored(name) if protocol::is_content_name(name) => {
-                    self.store.join(name)
+                    self.stored_path(name)
                 }
                 InputContent::Stored(_) => {
                     refused.get_or_insert(Error::invalid("a stored file name that is not a hash"));
@@ -683,7 +737,7 @@ mod test {
         };
         Inbound {
             dir: dir.to_path_buf(),
-            store: dir.join("store"),
+            store: None,
             pool: LocalPool::new(0, Resources::default(), env, events),
             outputs: Default::default(),
             writer: Arc::new(Mutex::new(stream)),
@@ -712,6 +766,23 @@ mod test {
                 keep_at_worker: false,
             }],
         }
+    }
+
+    #[test]
+    fn a_store_others_can_write_to_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-store-test").unwrap();
+        let mine = dir.join("mine");
+        assert_eq!(open_store(&mine), Some(mine.clone()));
+        assert_eq!(open_store(&mine), Some(mine.clone()), "opened again");
+        let shared = dir.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(open_store(&shared), None);
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(open_store(&file), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
