@@ -349,8 +349,9 @@ impl RemoteLink {
                 let Some(d) = contents(file) else {
                     return InputContent::Missing;
                 };
+                let name = file.set_content_name(protocol::content_name(&d));
                 data = Some(d);
-                file.set_content_name(protocol::content_name(data.as_deref().unwrap_or_default()))
+                name
             }
         };
         if !self.stored.contains(&name) {
