@@ -119,6 +119,7 @@ module vine
   public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
+  public :: vine_ssl_create, vine_ssl_fingerprint
 
   interface
     type(c_ptr) function vine_create(port) bind(C, name='vine_create')
@@ -287,6 +288,15 @@ module vine
       character(kind=c_char), intent(in) :: name(*)
       real(c_double), value :: value
     end function
+    type(c_ptr) function c_vine_ssl_create(port, key, cert) bind(C, name='vine_ssl_create')
+      import :: c_ptr, c_int
+      integer(c_int), value :: port
+      type(c_ptr), value :: key, cert
+    end function
+    type(c_ptr) function c_vine_ssl_fingerprint(m) bind(C, name='vine_ssl_fingerprint')
+      import :: c_ptr
+      type(c_ptr), value :: m
+    end function
     integer(c_int) function c_vine_set_password_file(m, s) bind(C, name='vine_set_password_file')
       import :: c_ptr, c_int, c_char
       type(c_ptr), value :: m
@@ -429,6 +439,29 @@ contains
     character(*), intent(in) :: name
     real(c_double), intent(in) :: value
     vine_tune = c_vine_tune(m, cstr(name), value)
+  end function
+
+  !> A manager whose workers connect with TLS. Empty key and cert: a self-signed
+  !> certificate made by the manager (see vine_ssl_fingerprint).
+  function vine_ssl_create(port, key, cert) result(m)
+    integer(c_int), intent(in) :: port
+    character(*), intent(in) :: key, cert
+    type(c_ptr) :: m
+    character(kind=c_char, len=len(key) + 1), target :: k
+    character(kind=c_char, len=len(cert) + 1), target :: c
+    if (len(key) == 0 .and. len(cert) == 0) then
+      m = c_vine_ssl_create(port, c_null_ptr, c_null_ptr)
+    else
+      k = cstr(key)
+      c = cstr(cert)
+      m = c_vine_ssl_create(port, c_loc(k), c_loc(c))
+    end if
+  end function
+
+  function vine_ssl_fingerprint(m) result(s)
+    type(c_ptr), intent(in) :: m
+    character(:), allocatable :: s
+    s = fstr(c_vine_ssl_fingerprint(m))
   end function
 
   integer(c_int) function vine_set_password_file(m, path)

@@ -51,10 +51,14 @@
 #define VINE_WAIT_FOREVER -1
 
 // The protocol version; both ends must speak the same.
-#define VERSION 2
+#define VERSION 3
 
 // The largest payload accepted.
 #define MAX_FRAME (256 << 20)
+
+// The largest payload accepted from a peer that has not authenticated yet: a
+// stranger cannot make the manager allocate more than this per connection.
+#define MAX_HANDSHAKE_FRAME (1 << 20)
 
 // A bundle of cores, memory, disk and gpus.
 typedef struct Resources Resources;
@@ -359,10 +363,39 @@ int vine_worker_main(int argc, char *const *argv);
 // environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 // `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
 //
-// Returns NULL on failure (a port in use, a malformed environment variable), with
-// the reason in `vine_last_error()`. The caller owns the manager and frees it with
-// `vine_delete`. Any thread may call this.
+// Who may connect: the manager binds its port at once, but takes no connection
+// until its authentication settings are final, so that no worker joins in the
+// window before `vine_set_password_file`. They are final at the first of
+// `vine_set_password_file`, `vine_submit`, `vine_wait` (and its variants),
+// `vine_empty`, `vine_hungry`, `vine_get_stats` and `"local-worker-processes"`;
+// until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
+// file, the password is read from it here and connections are taken at once. A
+// password set later still applies to everyone: workers that joined without it
+// are dropped then (their tasks run again elsewhere).
+//
+// Returns NULL on failure (a port in use, a malformed environment variable, an
+// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()`. The
+// caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 struct vine_manager *vine_create(int port);
+
+// Like `vine_create`, with remote workers connecting over TLS (rustls). `key` and
+// `cert` are PEM files: the private key and the certificate chain. If both are
+// NULL the manager makes a self-signed certificate for its life (vine's own
+// extension); `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to
+// pin (`vine_worker --ssl-fingerprint FP`). Workers connect with `--ssl` (any
+// certificate: private against listeners, and the password proof is bound to the
+// TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
+// (verified). Use it with a password: TLS alone does not say who may join.
+//
+// Returns NULL on failure, as `vine_create`, or when only one of `key` and `cert`
+// is given or they do not make a TLS identity.
+struct vine_manager *vine_ssl_create(int port, const char *key, const char *cert);
+
+// The SHA-256 fingerprint of the manager's TLS certificate, as 64 lowercase hex
+// digits, for `vine_worker --ssl-fingerprint`. NULL (with a message) if the
+// manager was not made with `vine_ssl_create`. The string belongs to the manager
+// and lives as long as it. vine's own.
+const char *vine_ssl_fingerprint(const struct vine_manager *m);
 
 // The port the manager listens on for remote workers, or `VINE_PORT_NONE` (-1) if
 // it opened no socket. A negative `vine_error_t` other than -1 on error.
@@ -401,7 +434,11 @@ int vine_port(const struct vine_manager *m);
 int vine_tune(struct vine_manager *m, const char *name, double value);
 
 // Reads the password remote workers must prove they know (challenge and HMAC: it
-// never crosses the network). Returns 0 or a negative error (unreadable, empty).
+// never crosses the network). The file's trailing white space is not part of it.
+// From then on every worker must prove it, on every connection: workers that
+// joined without one are dropped. Without TLS, every frame of an authenticated
+// session carries an HMAC under keys derived from the password (see the README's
+// security model). Returns 0 or a negative error (unreadable, empty).
 int vine_set_password_file(struct vine_manager *m, const char *path);
 
 // Directory where the manager writes its log (`manager.log`); created if needed.

@@ -11,6 +11,7 @@
 #![allow(clippy::vec_box)]
 #![warn(missing_docs)]
 
+pub mod channel;
 pub mod error;
 pub mod ffi;
 pub mod files;
@@ -22,6 +23,7 @@ pub mod registry;
 pub mod resources;
 mod spin;
 pub mod task;
+pub mod tls;
 pub mod worker;
 
 pub use error::{Error, ErrorKind, Result};

@@ -9,9 +9,12 @@
 //! connection only.
 //!
 //! Authentication is by challenge and HMAC-SHA256 in both directions: each side
-//! sends a random challenge and proves it knows the password by the HMAC of the
-//! other's challenge. The password never crosses the wire, and a worker runs
-//! nothing for a manager that did not prove itself.
+//! sends a random challenge and proves it knows the password by an HMAC of both
+//! challenges and of the TLS channel when there is one. The password never crosses
+//! the wire, and a worker runs nothing for a manager that did not prove itself.
+//! After the handshake, frames of a session without TLS carry an HMAC under keys
+//! derived from the password and both challenges (see [`session_keys`]); before
+//! it, frames are held to [`MAX_HANDSHAKE_FRAME`].
 
 use std::io::{Read, Write};
 
@@ -22,9 +25,12 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
+/// The largest payload accepted from a peer that has not authenticated yet: a
+/// stranger cannot make the manager allocate more than this per connection.
+pub const MAX_HANDSHAKE_FRAME: u32 = 1 << 20;
 const MAGIC: [u8; 2] = *b"VN";
 
 /// A random challenge.
@@ -180,6 +186,12 @@ pub enum ToWorker {
     Keepalive,
     /// Exit now.
     Exit,
+    /// The manager will not take this worker (wrong or missing password, no
+    /// cores): the worker gives up rather than try again.
+    Refused {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Worker to manager.
@@ -229,32 +241,97 @@ pub fn is_content_name(name: &str) -> bool {
     name.len() == 64 && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Per-direction key and sequence number of an authenticated session (see
+/// [`session_keys`]): every frame carries the HMAC-SHA256 of its sequence number,
+/// header and payload, so a frame cannot be forged, altered, reordered or replayed
+/// by anyone without the password.
+pub struct FrameMac {
+    key: [u8; 32],
+    seq: u64,
+}
+
+impl FrameMac {
+    fn tag(&self, header: &[u8], payload: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.key).expect("any key length works");
+        mac.update(&self.seq.to_le_bytes());
+        mac.update(header);
+        mac.update(payload);
+        mac
+    }
+}
+
+/// The length of a frame's authentication tag, after its payload.
+const TAG_LEN: usize = 32;
+
+/// The frame keys of a session: (manager to worker, worker to manager), derived with
+/// HKDF-SHA256 from the password and both challenges, so every session has its own.
+pub fn session_keys(
+    password: &[u8],
+    manager_challenge: &Challenge,
+    worker_challenge: &Challenge,
+) -> (FrameMac, FrameMac) {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(manager_challenge);
+    salt[32..].copy_from_slice(worker_challenge);
+    let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt), password);
+    let key = |info: &[u8]| {
+        let mut k = [0u8; 32];
+        hk.expand(info, &mut k)
+            .expect("32 bytes is a valid HKDF length");
+        FrameMac { key: k, seq: 0 }
+    };
+    (
+        key(b"vine frames manager to worker"),
+        key(b"vine frames worker to manager"),
+    )
+}
+
 /// Writes one frame.
 pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<()> {
-    let payload = bincode::serialize(msg)
+    write_frame_sealed(w, msg, None)
+}
+
+/// Writes one frame, followed by its tag when the session is authenticated.
+pub fn write_frame_sealed<T: Serialize>(
+    w: &mut impl Write,
+    msg: &T,
+    mac: Option<&mut FrameMac>,
+) -> Result<()> {
+    let mut frame = vec![0u8; 8];
+    bincode::serialize_into(&mut frame, msg)
         .map_err(|e| Error::new(ErrorKind::Internal, format!("cannot encode a frame: {e}")))?;
-    let len = u32::try_from(payload.len())
+    let payload_len = frame.len() - 8;
+    let len = u32::try_from(payload_len)
         .ok()
         .filter(|&n| n <= MAX_FRAME)
         .ok_or_else(|| {
-            Error::invalid(format!(
-                "a frame of {} bytes is over the limit",
-                payload.len()
-            ))
+            Error::invalid(format!("a frame of {payload_len} bytes is over the limit"))
         })?;
-    let mut header = [0u8; 8];
-    header[..2].copy_from_slice(&MAGIC);
-    header[2..4].copy_from_slice(&VERSION.to_le_bytes());
-    header[4..].copy_from_slice(&len.to_le_bytes());
-    w.write_all(&header)
-        .map_err(|e| Error::io("sending a frame", e))?;
-    w.write_all(&payload)
-        .map_err(|e| Error::io("sending a frame", e))?;
-    Ok(())
+    frame[..2].copy_from_slice(&MAGIC);
+    frame[2..4].copy_from_slice(&VERSION.to_le_bytes());
+    frame[4..8].copy_from_slice(&len.to_le_bytes());
+    if let Some(mac) = mac {
+        let tag = mac.tag(&frame[..8], &frame[8..]).finalize().into_bytes();
+        mac.seq += 1;
+        frame.extend_from_slice(&tag);
+    }
+    w.write_all(&frame)
+        .map_err(|e| Error::io("sending a frame", e))
 }
 
 /// Reads one frame; any malformation is an error (the caller drops the connection).
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T> {
+    read_frame_within(r, MAX_FRAME, None)
+}
+
+/// Reads one frame of at most `limit` bytes, checking its tag when the session is
+/// authenticated. Nothing is allocated for a frame over the limit.
+pub fn read_frame_within<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+    limit: u32,
+    mac: Option<&mut FrameMac>,
+) -> Result<T> {
     let mut header = [0u8; 8];
     r.read_exact(&mut header)
         .map_err(|e| Error::io("reading a frame", e))?;
@@ -268,7 +345,7 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T> 
         )));
     }
     let len = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-    if len > MAX_FRAME {
+    if len > limit.min(MAX_FRAME) {
         return Err(Error::invalid(format!(
             "a frame of {len} bytes is over the limit"
         )));
@@ -276,6 +353,15 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T> 
     let mut payload = vec![0u8; len as usize];
     r.read_exact(&mut payload)
         .map_err(|e| Error::io("reading a frame", e))?;
+    if let Some(mac) = mac {
+        let mut tag = [0u8; TAG_LEN];
+        r.read_exact(&mut tag)
+            .map_err(|e| Error::io("reading a frame", e))?;
+        mac.tag(&header, &payload)
+            .verify_slice(&tag)
+            .map_err(|_| Error::invalid("a frame failed authentication"))?;
+        mac.seq += 1;
+    }
     use bincode::Options;
     bincode::DefaultOptions::new()
         .with_fixint_encoding()
@@ -306,20 +392,38 @@ pub fn challenge() -> Challenge {
     c
 }
 
-/// The proof that one knows `password`, for `challenge`, said by `role`.
-pub fn prove(password: &[u8], challenge: &Challenge, role: &[u8]) -> Proof {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(password).expect("any key length works");
-    mac.update(role);
-    mac.update(challenge);
-    mac.finalize().into_bytes().into()
+/// What a proof covers: who says it, both challenges, and the TLS channel it is
+/// said on (empty without TLS), so that it is good for this one connection only.
+pub struct ProofContext<'a> {
+    /// The manager's challenge.
+    pub manager: &'a Challenge,
+    /// The worker's challenge.
+    pub worker: &'a Challenge,
+    /// TLS keying material of the connection, or empty.
+    pub binding: &'a [u8],
+}
+
+impl ProofContext<'_> {
+    fn mac(&self, password: &[u8], role: &[u8]) -> Hmac<Sha256> {
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(password).expect("any key length works");
+        mac.update(role);
+        mac.update(self.manager);
+        mac.update(self.worker);
+        mac.update(&(self.binding.len() as u64).to_le_bytes());
+        mac.update(self.binding);
+        mac
+    }
+}
+
+/// The proof that one knows `password`, said by `role` in `context`.
+pub fn prove(password: &[u8], context: &ProofContext<'_>, role: &[u8]) -> Proof {
+    context.mac(password, role).finalize().into_bytes().into()
 }
 
 /// Checks a proof in constant time.
-pub fn verify(password: &[u8], challenge: &Challenge, role: &[u8], proof: &Proof) -> bool {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(password).expect("any key length works");
-    mac.update(role);
-    mac.update(challenge);
-    mac.verify_slice(proof).is_ok()
+pub fn verify(password: &[u8], context: &ProofContext<'_>, role: &[u8], proof: &Proof) -> bool {
+    context.mac(password, role).verify_slice(proof).is_ok()
 }
 
 /// Role strings, so a proof made by one side cannot be replayed as the other's.
@@ -384,13 +488,100 @@ mod test {
     }
 
     #[test]
-    fn proofs_need_the_password_and_the_role() {
-        let c = challenge();
-        assert_ne!(c, challenge());
-        let p = prove(b"secret", &c, ROLE_WORKER);
-        assert!(verify(b"secret", &c, ROLE_WORKER, &p));
-        assert!(!verify(b"wrong", &c, ROLE_WORKER, &p));
-        assert!(!verify(b"secret", &c, ROLE_MANAGER, &p));
-        assert!(!verify(b"secret", &challenge(), ROLE_WORKER, &p));
+    fn proofs_need_the_password_the_role_and_the_channel() {
+        let (cm, cw) = (challenge(), challenge());
+        assert_ne!(cm, cw);
+        let ctx = |m, w, b| ProofContext {
+            manager: m,
+            worker: w,
+            binding: b,
+        };
+        let here = ctx(&cm, &cw, b"channel one");
+        let p = prove(b"secret", &here, ROLE_WORKER);
+        assert!(verify(b"secret", &here, ROLE_WORKER, &p));
+        assert!(!verify(b"wrong", &here, ROLE_WORKER, &p));
+        assert!(!verify(b"secret", &here, ROLE_MANAGER, &p));
+        let other = challenge();
+        assert!(!verify(
+            b"secret",
+            &ctx(&other, &cw, b"channel one"),
+            ROLE_WORKER,
+            &p
+        ));
+        assert!(!verify(
+            b"secret",
+            &ctx(&cm, &other, b"channel one"),
+            ROLE_WORKER,
+            &p
+        ));
+        assert!(!verify(
+            b"secret",
+            &ctx(&cm, &cw, b"channel two"),
+            ROLE_WORKER,
+            &p
+        ));
+    }
+
+    #[test]
+    fn authenticated_frames_refuse_forgery_tampering_and_replay() {
+        let (cm, cw) = (challenge(), challenge());
+        let (mut m_send, _) = session_keys(b"secret", &cm, &cw);
+        // The worker receives with the manager-to-worker key.
+        let (mut w_recv, _) = session_keys(b"secret", &cm, &cw);
+        let mut wire = Vec::new();
+        write_frame_sealed(&mut wire, &ToWorker::Cancel(7), Some(&mut m_send)).unwrap();
+        write_frame_sealed(&mut wire, &ToWorker::Cancel(8), Some(&mut m_send)).unwrap();
+        let one = wire[..wire.len() / 2].to_vec();
+        let mut r = &wire[..];
+        let a: ToWorker = read_frame_within(&mut r, MAX_FRAME, Some(&mut w_recv)).unwrap();
+        let b: ToWorker = read_frame_within(&mut r, MAX_FRAME, Some(&mut w_recv)).unwrap();
+        assert_eq!((a, b), (ToWorker::Cancel(7), ToWorker::Cancel(8)));
+        // Replaying the first frame: its sequence number is past.
+        assert!(
+            read_frame_within::<ToWorker>(&mut &one[..], MAX_FRAME, Some(&mut w_recv)).is_err()
+        );
+        // A frame made without the password.
+        let (mut forger, _) = session_keys(b"guess", &cm, &cw);
+        let (mut fresh, _) = session_keys(b"secret", &cm, &cw);
+        let mut forged = Vec::new();
+        write_frame_sealed(&mut forged, &ToWorker::Exit, Some(&mut forger)).unwrap();
+        assert!(
+            read_frame_within::<ToWorker>(&mut &forged[..], MAX_FRAME, Some(&mut fresh)).is_err()
+        );
+        // One bit changed in the payload.
+        let (mut s, _) = session_keys(b"secret", &cm, &cw);
+        let (mut fresh, _) = session_keys(b"secret", &cm, &cw);
+        let mut tampered = Vec::new();
+        write_frame_sealed(&mut tampered, &ToWorker::Cancel(7), Some(&mut s)).unwrap();
+        tampered[9] ^= 1;
+        assert!(
+            read_frame_within::<ToWorker>(&mut &tampered[..], MAX_FRAME, Some(&mut fresh)).is_err()
+        );
+        // A frame with no tag at all.
+        let (mut fresh, _) = session_keys(b"secret", &cm, &cw);
+        let mut bare = Vec::new();
+        write_frame(&mut bare, &ToWorker::Cancel(7)).unwrap();
+        assert!(
+            read_frame_within::<ToWorker>(&mut &bare[..], MAX_FRAME, Some(&mut fresh)).is_err()
+        );
+    }
+
+    #[test]
+    fn a_frame_over_the_handshake_limit_is_refused_before_allocation() {
+        let mut big = Vec::new();
+        write_frame(
+            &mut big,
+            &ToManager::FileData {
+                file_id: 1,
+                data: Some(vec![0; 2 << 20]),
+            },
+        )
+        .unwrap();
+        // Only the header is there: the reader must refuse on the length alone.
+        let header = &big[..8];
+        assert!(
+            read_frame_within::<ToManager>(&mut &header[..], MAX_HANDSHAKE_FRAME, None).is_err()
+        );
+        assert!(read_frame_within::<ToManager>(&mut &big[..], MAX_FRAME, None).is_ok());
     }
 }

@@ -507,6 +507,9 @@ fn a_worker_with_the_wrong_password_is_refused_and_the_workflow_completes() {
 #[test]
 fn bad_bytes_drop_only_their_connection() {
     let (m, port) = remote_manager();
+    // Connections are taken once the manager's authentication settings are
+    // final: asking for its stats is one of the calls that says so.
+    m.stats().unwrap();
     let mut frames: Vec<Vec<u8>> = vec![b"GET / HTTP/1.0\r\n\r\n".to_vec()];
     // A header with another protocol version.
     let mut v = b"VN".to_vec();

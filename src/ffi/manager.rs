@@ -23,23 +23,89 @@ use crate::task::TaskResult;
 /// environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 /// `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
 ///
-/// Returns NULL on failure (a port in use, a malformed environment variable), with
-/// the reason in `vine_last_error()`. The caller owns the manager and frees it with
-/// `vine_delete`. Any thread may call this.
+/// Who may connect: the manager binds its port at once, but takes no connection
+/// until its authentication settings are final, so that no worker joins in the
+/// window before `vine_set_password_file`. They are final at the first of
+/// `vine_set_password_file`, `vine_submit`, `vine_wait` (and its variants),
+/// `vine_empty`, `vine_hungry`, `vine_get_stats` and `"local-worker-processes"`;
+/// until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
+/// file, the password is read from it here and connections are taken at once. A
+/// password set later still applies to everyone: workers that joined without it
+/// are dropped then (their tasks run again elsewhere).
+///
+/// Returns NULL on failure (a port in use, a malformed environment variable, an
+/// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()`. The
+/// caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 #[no_mangle]
 pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {
     guard(ptr::null_mut(), || {
-        let port = match port {
-            -1 => Port::None,
-            0 => Port::Any,
-            1..=65535 => Port::Fixed(port as u16),
+        Ok(handles::manager_into_c(Manager::new(port_of(port)?)?))
+    })
+}
+
+fn port_of(port: c_int) -> crate::error::Result<Port> {
+    match port {
+        -1 => Ok(Port::None),
+        0 => Ok(Port::Any),
+        1..=65535 => Ok(Port::Fixed(port as u16)),
+        _ => Err(Error::invalid(format!(
+            "{port} is not a port (0..65535 or VINE_PORT_NONE)"
+        ))),
+    }
+}
+
+/// Like `vine_create`, with remote workers connecting over TLS (rustls). `key` and
+/// `cert` are PEM files: the private key and the certificate chain. If both are
+/// NULL the manager makes a self-signed certificate for its life (vine's own
+/// extension); `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to
+/// pin (`vine_worker --ssl-fingerprint FP`). Workers connect with `--ssl` (any
+/// certificate: private against listeners, and the password proof is bound to the
+/// TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
+/// (verified). Use it with a password: TLS alone does not say who may join.
+///
+/// Returns NULL on failure, as `vine_create`, or when only one of `key` and `cert`
+/// is given or they do not make a TLS identity.
+#[no_mangle]
+pub unsafe extern "C" fn vine_ssl_create(
+    port: c_int,
+    key: *const c_char,
+    cert: *const c_char,
+) -> *mut vine_manager {
+    guard(ptr::null_mut(), || {
+        let port = port_of(port)?;
+        if port == Port::None {
+            return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
+        }
+        let tls = match (key.is_null(), cert.is_null()) {
+            (true, true) => crate::tls::ServerTls::generate()?,
+            (false, false) => {
+                // SAFETY: C passes NUL-terminated strings.
+                let key = Manager::utf8(unsafe { c_str(key, "the key file")? })?;
+                // SAFETY: as above.
+                let cert = Manager::utf8(unsafe { c_str(cert, "the certificate file")? })?;
+                crate::tls::ServerTls::from_pem(key.as_ref(), cert.as_ref())?
+            }
             _ => {
-                return Err(Error::invalid(format!(
-                    "{port} is not a port (0..65535 or VINE_PORT_NONE)"
-                )))
+                return Err(Error::invalid(
+                    "give both the key and the certificate, or neither",
+                ))
             }
         };
-        Ok(handles::manager_into_c(Manager::new(port)?))
+        Ok(handles::manager_into_c(Manager::with_tls(port, Some(tls))?))
+    })
+}
+
+/// The SHA-256 fingerprint of the manager's TLS certificate, as 64 lowercase hex
+/// digits, for `vine_worker --ssl-fingerprint`. NULL (with a message) if the
+/// manager was not made with `vine_ssl_create`. The string belongs to the manager
+/// and lives as long as it. vine's own.
+#[no_mangle]
+pub extern "C" fn vine_ssl_fingerprint(m: *const vine_manager) -> *const c_char {
+    guard(ptr::null(), || {
+        handles::manager(m)?
+            .tls_fingerprint_c()
+            .map(CStr::as_ptr)
+            .ok_or_else(|| Error::invalid("the manager does not use TLS (see vine_ssl_create)"))
     })
 }
 
@@ -92,7 +158,11 @@ pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, va
 }
 
 /// Reads the password remote workers must prove they know (challenge and HMAC: it
-/// never crosses the network). Returns 0 or a negative error (unreadable, empty).
+/// never crosses the network). The file's trailing white space is not part of it.
+/// From then on every worker must prove it, on every connection: workers that
+/// joined without one are dropped. Without TLS, every frame of an authenticated
+/// session carries an HMAC under keys derived from the password (see the README's
+/// security model). Returns 0 or a negative error (unreadable, empty).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_password_file(
     m: *mut vine_manager,

@@ -190,6 +190,21 @@ pub struct Manager {
     password_path: Mutex<Option<PathBuf>>,
 }
 
+/// A password from its file: the file's bytes less trailing white space; never empty.
+fn read_password(path: &Path) -> Result<Vec<u8>> {
+    let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        pw.pop();
+    }
+    if pw.is_empty() {
+        return Err(Error::invalid(format!(
+            "password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(pw)
+}
+
 /// Default cap on captured command output.
 pub(crate) const DEFAULT_MAX_STDOUT: usize = 16 << 20;
 
@@ -198,6 +213,12 @@ impl Manager {
     /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
     /// the local pool runs tasks.
     pub fn new(port: Port) -> Result<Manager> {
+        Self::with_tls(port, None)
+    }
+
+    /// Like [`Manager::new`]; with `tls`, workers connect with TLS under that
+    /// identity. The password comes from `VINE_PASSWORD_FILE` when it is set.
+    pub fn with_tls(port: Port, tls: Option<crate::tls::ServerTls>) -> Result<Manager> {
         let runtime_dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine")?;
         let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
         mkdir(&runtime_dir.join("sandbox"))?;
@@ -253,6 +274,19 @@ impl Manager {
         lp.add_local_worker();
         lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
+        if let Some(tls) = tls {
+            let _ = remote_settings.tls.set(tls);
+        }
+        let env_password = match std::env::var_os("VINE_PASSWORD_FILE") {
+            Some(p) if listener.is_some() && !p.is_empty() => {
+                let path = PathBuf::from(p);
+                let pw = read_password(&path).map_err(cleanup)?;
+                remote_settings.set_password(pw);
+                remote_settings.seal();
+                Some(path)
+            }
+            _ => None,
+        };
         if let Some(l) = &listener {
             let addr = l
                 .local_addr()
@@ -293,8 +327,19 @@ impl Manager {
             max_stdout,
             remote_settings,
             factory: Mutex::new(None),
-            password_path: Mutex::new(None),
+            password_path: Mutex::new(env_password),
         })
+    }
+
+    /// The SHA-256 fingerprint of the manager's TLS certificate, if workers connect
+    /// with TLS.
+    pub fn tls_fingerprint(&self) -> Option<&str> {
+        self.remote_settings.tls.get().map(|t| t.fingerprint())
+    }
+
+    /// [`Manager::tls_fingerprint`] as a C string.
+    pub fn tls_fingerprint_c(&self) -> Option<&std::ffi::CStr> {
+        self.remote_settings.tls.get().map(|t| t.fingerprint_c())
     }
 
     /// The port remote workers connect to, if listening.
@@ -307,6 +352,7 @@ impl Manager {
 
     /// Submits `task`; returns its id. On error the task is handed back.
     pub fn submit(&self, mut task: Box<Task>) -> std::result::Result<TaskId, (Error, Box<Task>)> {
+        self.remote_settings.seal();
         if !self.shared.accepting.load(Ordering::Acquire) {
             return Err((
                 Error::new(ErrorKind::ShutDown, "the manager was shut down"),
@@ -356,6 +402,7 @@ impl Manager {
 
     /// Like [`Manager::wait`], for one task id or one tag.
     pub fn wait_for(&self, want: Want<'_>, timeout: Option<Duration>) -> Option<Box<Task>> {
+        self.remote_settings.seal();
         let deadline = timeout.map(|t| Instant::now() + t);
         let shared = &self.shared;
         let possible =
@@ -404,6 +451,7 @@ impl Manager {
 
     /// Counters and gauges.
     pub fn stats(&self) -> Result<Stats> {
+        self.remote_settings.seal();
         self.ask(|reply| Message::Stats { reply }).or_else(|e| {
             // After shutdown: the counters as the manager left them.
             self.shared
@@ -416,12 +464,14 @@ impl Manager {
 
     /// True when no task is outstanding (submitted and not yet taken by `wait`).
     pub fn empty(&self) -> bool {
+        self.remote_settings.seal();
         self.shared.completions.outstanding() == 0
     }
 
     /// True while the manager would like more tasks: fewer are waiting for a worker
     /// than `hungry-factor` (default 2) times the workers' slots.
     pub fn hungry(&self) -> bool {
+        self.remote_settings.seal();
         if !self.shared.accepting.load(Ordering::Acquire) {
             return false;
         }
@@ -456,6 +506,7 @@ impl Manager {
     /// Starts and supervises `n` worker processes on this machine (1 core each),
     /// running `program` (default: see [`factory::worker_program`]).
     pub fn start_local_workers(&self, n: usize, program: Option<&Path>) -> Result<()> {
+        self.remote_settings.seal();
         let port = self.port().ok_or_else(|| {
             Error::invalid(
                 "local worker processes connect to the manager's port: \
@@ -483,6 +534,10 @@ impl Manager {
             args.push("--password".into());
             args.push(p.display().to_string());
         }
+        if let Some(tls) = self.remote_settings.tls.get() {
+            args.push("--ssl-fingerprint".into());
+            args.push(tls.fingerprint().to_owned());
+        }
         let program = program.map_or_else(factory::worker_program, Path::to_path_buf);
         *slot = Some(factory::Factory::start(n, &program, port, args)?);
         Ok(())
@@ -504,22 +559,12 @@ impl Manager {
 
     /// Reads the password remote workers must prove they know.
     pub fn set_password_file(&self, path: &Path) -> Result<()> {
-        let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-        while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
-            pw.pop();
-        }
-        if pw.is_empty() {
-            return Err(Error::invalid(format!(
-                "password file {} is empty",
-                path.display()
-            )));
-        }
-        *self
-            .remote_settings
-            .password
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(pw);
+        let pw = read_password(path)?;
+        // Recorded before the password takes effect, so that local worker
+        // processes started from now on are given it.
         *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_owned());
+        self.remote_settings.set_password(pw);
+        self.remote_settings.seal();
         Ok(())
     }
 

@@ -4,17 +4,18 @@
 //! every task it sent until the worker reports on it, so a worker that dies loses
 //! nothing: its tasks go back to the scheduler.
 
-use std::collections::HashSet;
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
 use super::scheduler::WorkerId;
 use super::Message;
+use crate::channel::{Handshake, Incoming, Outgoing};
 use crate::files::{CacheLevel, File, FileKind, MOUNT_TRANSFER_ALWAYS};
 use crate::idmap::IdMap;
 use crate::protocol::{
@@ -24,10 +25,36 @@ use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work};
 use crate::worker::WorkerLink;
 
+/// How long a connection has to finish its handshake (TLS and the password
+/// proofs) before it is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// At most this many connections may be in their handshake at once, and at most
+/// [`MAX_PENDING_PER_HOST`] from one address: strangers cannot take every thread or
+/// descriptor, and one host cannot crowd out the others.
+const MAX_PENDING: usize = 128;
+/// See [`MAX_PENDING`].
+const MAX_PENDING_PER_HOST: usize = 32;
+
+/// Who may join: the password, and the sessions that joined without one (dropped
+/// the moment a password is set).
+#[derive(Default)]
+struct Auth {
+    password: Option<Vec<u8>>,
+    unauthenticated: Vec<(WorkerId, TcpStream)>,
+}
+
 /// Settings the connection threads read.
 pub(crate) struct RemoteSettings {
-    /// The password workers must prove, if any.
-    pub password: Mutex<Option<Vec<u8>>>,
+    auth: Mutex<Auth>,
+    /// The manager's TLS identity, if workers connect with TLS. Set before the
+    /// listener starts, never changed.
+    pub tls: std::sync::OnceLock<crate::tls::ServerTls>,
+    /// Whether the authentication settings are final: nothing is accepted before.
+    sealed: Mutex<bool>,
+    sealed_cv: Condvar,
+    sealed_fast: AtomicBool,
+    /// Connections in their handshake, by peer address.
+    pending: Mutex<HashMap<IpAddr, usize>>,
     /// Milliseconds of silence after which a worker is declared lost.
     pub keepalive_timeout_ms: AtomicU64,
     /// Milliseconds between a worker's keepalives; 0: a quarter of the timeout.
@@ -44,7 +71,12 @@ pub(crate) struct RemoteSettings {
 impl RemoteSettings {
     pub(crate) fn new() -> Arc<RemoteSettings> {
         Arc::new(RemoteSettings {
-            password: Mutex::new(None),
+            auth: Mutex::default(),
+            tls: std::sync::OnceLock::new(),
+            sealed: Mutex::new(false),
+            sealed_cv: Condvar::new(),
+            sealed_fast: AtomicBool::new(false),
+            pending: Mutex::default(),
             keepalive_timeout_ms: AtomicU64::new(30_000),
             keepalive_interval_ms: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
@@ -53,9 +85,88 @@ impl RemoteSettings {
             next_worker: AtomicU32::new(1),
         })
     }
+
+    fn auth(&self) -> std::sync::MutexGuard<'_, Auth> {
+        self.auth.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sets the password workers must prove. Workers that joined without one are
+    /// dropped now (their tasks go back to the queue): a manager with a password
+    /// talks to no unauthenticated peer.
+    pub(crate) fn set_password(&self, password: Vec<u8>) {
+        let mut auth = self.auth();
+        auth.password = Some(password);
+        for (id, sock) in auth.unauthenticated.drain(..) {
+            eprintln!(
+                "vine: worker {id} joined without a password; dropping it now that one is set"
+            );
+            crate::channel::close(&sock);
+        }
+    }
+
+    /// The authentication settings are final: connections are accepted from now on.
+    pub(crate) fn seal(&self) {
+        if self.sealed_fast.load(Ordering::Acquire) {
+            return;
+        }
+        *self.sealed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        self.sealed_fast.store(true, Ordering::Release);
+        self.sealed_cv.notify_all();
+    }
+
+    /// Waits until sealed or closing; true if sealed.
+    fn wait_until_sealed(&self) -> bool {
+        let mut sealed = self.sealed.lock().unwrap_or_else(|p| p.into_inner());
+        while !*sealed && !self.closing.load(Ordering::Acquire) {
+            sealed = self
+                .sealed_cv
+                .wait(sealed)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        *sealed && !self.closing.load(Ordering::Acquire)
+    }
+
+    /// Takes a handshake slot for a connection from `ip`, if one is free.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PendingSlot> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let total: usize = pending.values().sum();
+        let here = pending.get(&ip).copied().unwrap_or(0);
+        if total >= MAX_PENDING || here >= MAX_PENDING_PER_HOST {
+            return None;
+        }
+        pending.insert(ip, here + 1);
+        Some(PendingSlot {
+            settings: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// A connection's place among those in their handshake; freed when dropped.
+struct PendingSlot {
+    settings: Arc<RemoteSettings>,
+    ip: IpAddr,
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut pending = self
+            .settings
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = pending.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                pending.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Accepts workers on `listener` until the manager closes; returns the thread.
+/// Nothing is accepted before the authentication settings are final (see
+/// [`RemoteSettings::seal`]): until then connections wait in the kernel's queue.
 pub(crate) fn start_listener(
     listener: TcpListener,
     events: Sender<Message>,
@@ -64,16 +175,38 @@ pub(crate) fn start_listener(
     std::thread::Builder::new()
         .name("vine-listener".into())
         .spawn(move || {
-            for conn in listener.incoming() {
+            if !settings.wait_until_sealed() {
+                return;
+            }
+            let mut backoff = Duration::ZERO;
+            loop {
+                let conn = listener.accept();
                 if settings.closing.load(Ordering::Acquire) {
                     return;
                 }
-                let Ok(stream) = conn else { continue };
+                let (stream, addr) = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // Out of descriptors, say: wait for some to be freed rather
+                        // than spin on an accept that fails at once.
+                        if backoff.is_zero() {
+                            eprintln!("vine: cannot accept a worker connection: {e}");
+                        }
+                        backoff =
+                            (backoff * 2).clamp(Duration::from_millis(10), Duration::from_secs(1));
+                        std::thread::sleep(backoff);
+                        continue;
+                    }
+                };
+                backoff = Duration::ZERO;
+                let Some(slot) = settings.admit(addr.ip()) else {
+                    continue;
+                };
                 let events = events.clone();
                 let settings = settings.clone();
                 let spawned = std::thread::Builder::new()
                     .name("vine-conn".into())
-                    .spawn(move || serve_connection(stream, events, settings));
+                    .spawn(move || serve_connection(stream, events, settings, slot));
                 if let Err(e) = spawned {
                     eprintln!("vine: cannot serve a worker connection: {e}");
                 }
@@ -84,19 +217,31 @@ pub(crate) fn start_listener(
 /// Wakes the accept loop so it sees `closing`.
 pub(crate) fn stop_listener(addr: std::net::SocketAddr, settings: &RemoteSettings) {
     settings.closing.store(true, Ordering::Release);
+    {
+        let _sealed = settings.sealed.lock().unwrap_or_else(|p| p.into_inner());
+        settings.sealed_cv.notify_all();
+    }
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
 }
 
-fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Arc<RemoteSettings>) {
+fn serve_connection(
+    stream: TcpStream,
+    events: Sender<Message>,
+    settings: Arc<RemoteSettings>,
+    slot: PendingSlot,
+) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
-    let link = match handshake(&mut stream, &settings) {
+    let joined = handshake(stream, &settings);
+    drop(slot);
+    let (joined, mut incoming, outgoing, sock) = match joined {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("vine: dropped connection from {peer}: {e}");
-            let _ = stream.shutdown(Shutdown::Both);
+            if !settings.closing.load(Ordering::Acquire) {
+                eprintln!("vine: dropped connection from {peer}: {e}");
+            }
             return;
         }
     };
@@ -105,15 +250,17 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
         resources,
         functions,
         stored,
-    } = link;
-    let Ok(writer) = stream.try_clone() else {
+    } = joined;
+    let (out_tx, out_rx) = crossbeam_channel::unbounded::<ToWorker>();
+    let Ok(writer_sock) = sock.try_clone() else {
+        settings.forget(id);
         return;
     };
-    let (out_tx, out_rx) = crossbeam_channel::unbounded::<ToWorker>();
     let w = std::thread::Builder::new()
         .name("vine-conn-writer".into())
-        .spawn(move || write_loop(writer, out_rx));
+        .spawn(move || write_loop(outgoing, out_rx, writer_sock));
     if w.is_err() {
+        settings.forget(id);
         return;
     }
     let link = RemoteLink {
@@ -133,13 +280,14 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
         })
         .is_err()
     {
+        settings.forget(id);
         return;
     }
     let timeout =
         Duration::from_millis(settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1));
-    let _ = stream.set_read_timeout(Some(timeout));
+    let _ = sock.set_read_timeout(Some(timeout));
     loop {
-        match protocol::read_frame::<ToManager>(&mut stream) {
+        match incoming.recv::<ToManager>() {
             Ok(ToManager::Done(report)) => {
                 let n: usize = report.outputs.iter().map(|(_, d)| d.len()).sum();
                 settings
@@ -181,8 +329,36 @@ fn serve_connection(mut stream: TcpStream, events: Sender<Message>, settings: Ar
             }
         }
     }
-    let _ = stream.shutdown(Shutdown::Both);
+    crate::channel::close(&sock);
+    settings.forget(id);
     let _ = events.send(Message::WorkerLost { worker: id });
+}
+
+impl RemoteSettings {
+    /// Registers a session that just joined. One that did not prove a password is
+    /// kept on a list so that setting a password drops it; it is refused if a
+    /// password was set while it was in its handshake.
+    fn register(&self, id: WorkerId, sock: &TcpStream, authenticated: bool) -> bool {
+        let mut auth = self.auth();
+        if authenticated {
+            return true;
+        }
+        if auth.password.is_some() {
+            return false;
+        }
+        match sock.try_clone() {
+            Ok(s) => {
+                auth.unauthenticated.push((id, s));
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// A session ended.
+    fn forget(&self, id: WorkerId) {
+        self.auth().unauthenticated.retain(|(w, _)| *w != id);
+    }
 }
 
 /// What a worker told about itself when it joined.
@@ -194,23 +370,23 @@ struct Joined {
     stored: HashSet<String>,
 }
 
-fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error::Result<Joined> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| crate::error::Error::io("socket", e))?;
-    let password = settings
-        .password
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .clone();
+/// Runs a worker's handshake: TLS if on, the challenges, the password proofs (bound
+/// to the TLS channel when there is one), then registration. A peer that fails
+/// is told why (`Refused`) and dropped.
+fn handshake(
+    sock: TcpStream,
+    settings: &RemoteSettings,
+) -> crate::error::Result<(Joined, Incoming, Outgoing, TcpStream)> {
+    use crate::error::Error;
+    let until = Instant::now() + HANDSHAKE_TIMEOUT;
+    let tls = settings.tls.get().map(|t| t.accept()).transpose()?;
+    let mut h = Handshake::start(sock, tls, until)?;
+    let password = settings.auth().password.clone();
     let challenge = protocol::challenge();
-    protocol::write_frame(
-        stream,
-        &ToWorker::Hello {
-            challenge,
-            auth: password.is_some(),
-        },
-    )?;
+    h.send(&ToWorker::Hello {
+        challenge,
+        auth: password.is_some(),
+    })?;
     let ToManager::Register {
         resources,
         proof,
@@ -218,80 +394,103 @@ fn handshake(stream: &mut TcpStream, settings: &RemoteSettings) -> crate::error:
         functions,
         stored,
         ..
-    } = protocol::read_frame(stream)?
+    } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
-        return Err(crate::error::Error::invalid(
-            "the first frame was not Register",
-        ));
+        return Err(Error::invalid("the first frame was not Register"));
     };
-    let answer = match &password {
+    let refuse = |h: &mut Handshake, reason: &str| {
+        let _ = h.send(&ToWorker::Refused {
+            reason: reason.to_owned(),
+        });
+        crate::channel::close(h.socket());
+        Err(Error::invalid(reason.to_owned()))
+    };
+    let binding = h.binding()?;
+    let context = protocol::ProofContext {
+        manager: &challenge,
+        worker: &theirs,
+        binding: &binding,
+    };
+    let (answer, keys) = match &password {
         Some(pw) => {
             let ok =
-                proof.is_some_and(|p| protocol::verify(pw, &challenge, protocol::ROLE_WORKER, &p));
+                proof.is_some_and(|p| protocol::verify(pw, &context, protocol::ROLE_WORKER, &p));
             if !ok {
-                return Err(crate::error::Error::invalid("wrong or missing password"));
+                return refuse(&mut h, "wrong or missing password");
             }
-            Some(protocol::prove(pw, &theirs, protocol::ROLE_MANAGER))
+            // Without TLS, every later frame is authenticated under session keys.
+            let keys = (!h.is_tls()).then(|| protocol::session_keys(pw, &challenge, &theirs));
+            (
+                Some(protocol::prove(pw, &context, protocol::ROLE_MANAGER)),
+                keys,
+            )
         }
-        None => None,
+        None => (None, None),
     };
     let (millicores, memory_mb, disk_mb, gpus) = resources;
     if millicores == 0 {
-        return Err(crate::error::Error::invalid("a worker with no cores"));
+        return refuse(&mut h, "a worker with no cores");
     }
     let id = settings.next_worker.fetch_add(1, Ordering::Relaxed);
     let timeout_ms = settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1);
-    protocol::write_frame(
-        stream,
-        &ToWorker::Welcome {
-            worker_id: id,
-            proof: answer,
-            keepalive_ms: keepalive_interval(
-                timeout_ms,
-                settings.keepalive_interval_ms.load(Ordering::Relaxed),
-            ),
-        },
-    )?;
+    h.send(&ToWorker::Welcome {
+        worker_id: id,
+        proof: answer,
+        keepalive_ms: keepalive_interval(
+            timeout_ms,
+            settings.keepalive_interval_ms.load(Ordering::Relaxed),
+        ),
+    })?;
+    // The manager sends with the manager-to-worker key.
+    let (incoming, outgoing, sock) = h.into_session(keys)?;
+    if !settings.register(id, &sock, password.is_some()) {
+        crate::channel::close(&sock);
+        return Err(Error::invalid(
+            "a password was set while it joined without one",
+        ));
+    }
     let functions = functions
         .into_iter()
         .map(|f| f.into_bytes().into_boxed_slice())
         .collect();
-    Ok(Joined {
-        id,
-        resources: Resources {
-            millicores,
-            memory_mb,
-            disk_mb,
-            gpus,
+    Ok((
+        Joined {
+            id,
+            resources: Resources {
+                millicores,
+                memory_mb,
+                disk_mb,
+                gpus,
+            },
+            functions,
+            stored: stored
+                .into_iter()
+                .filter(|n| protocol::is_content_name(n))
+                .collect(),
         },
-        functions,
-        stored: stored
-            .into_iter()
-            .filter(|n| protocol::is_content_name(n))
-            .collect(),
-    })
+        incoming,
+        outgoing,
+        sock,
+    ))
 }
 
-fn write_loop(stream: TcpStream, out: Receiver<ToWorker>) {
-    let mut buf = std::io::BufWriter::with_capacity(
-        64 * 1024,
-        stream.try_clone().expect("clone of a live socket"),
-    );
+fn write_loop(outgoing: Outgoing, out: Receiver<ToWorker>, sock: TcpStream) {
+    let mut buf = outgoing.buffered(64 * 1024);
     while let Ok(msg) = out.recv() {
         let exit = msg == ToWorker::Exit;
-        let mut ok = protocol::write_frame(&mut buf, &msg).is_ok();
+        let mut ok = buf.send(&msg).is_ok();
         // Send what queued up together, then flush once.
         while ok {
             match out.try_recv() {
-                Ok(m) => ok = protocol::write_frame(&mut buf, &m).is_ok(),
+                Ok(m) => ok = buf.send(&m).is_ok(),
                 Err(_) => break,
             }
         }
-        if !ok || std::io::Write::flush(&mut buf).is_err() || exit {
+        if !ok || buf.flush().is_err() || exit {
             break;
         }
     }
-    let _ = stream.shutdown(Shutdown::Write);
+    let _ = sock.shutdown(Shutdown::Write);
 }
 
 /// The manager's end of one remote worker.
@@ -569,7 +768,42 @@ fn keepalive_interval(timeout_ms: u64, set_ms: u64) -> u64 {
 
 #[cfg(test)]
 mod test {
-    use super::keepalive_interval;
+    use super::{keepalive_interval, RemoteSettings, MAX_PENDING, MAX_PENDING_PER_HOST};
+
+    #[test]
+    fn handshakes_are_capped_per_host_and_in_all() {
+        let s = RemoteSettings::new();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let mut held: Vec<_> = (0..MAX_PENDING_PER_HOST)
+            .map(|_| s.admit(a).expect("under the cap"))
+            .collect();
+        assert!(s.admit(a).is_none(), "one host is capped");
+        held.pop();
+        held.push(s.admit(a).expect("a freed slot is reused"));
+        // Other hosts still get in, up to the total.
+        let mut n = MAX_PENDING_PER_HOST;
+        for host in 2u8.. {
+            let ip = std::net::IpAddr::from([10, 0, 0, host]);
+            while n < MAX_PENDING {
+                match s.admit(ip) {
+                    Some(slot) => {
+                        held.push(slot);
+                        n += 1;
+                    }
+                    None => break,
+                }
+            }
+            if n >= MAX_PENDING {
+                break;
+            }
+        }
+        assert!(
+            s.admit("10.0.1.1".parse().unwrap()).is_none(),
+            "the total is capped"
+        );
+        held.clear();
+        assert!(s.pending.lock().unwrap().is_empty(), "every slot is freed");
+    }
 
     #[test]
     fn workers_are_told_the_interval_set_within_half_the_timeout() {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
+use crate::channel::{Handshake, Incoming, Outgoing};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{CacheLevel, File, Mount};
 use crate::manager::Message;
@@ -48,10 +49,13 @@ pub struct WorkerOptions {
     pub workdir: PathBuf,
     /// Seconds between keepalives.
     pub keepalive: Duration,
+    /// Connect with TLS, checking the manager's certificate so.
+    pub tls: Option<crate::tls::Verify>,
 }
 
 const USAGE: &str = "usage: vine_worker HOST PORT [--password FILE] [--cores N] [--memory MB] \
-[--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR]";
+[--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR] \
+[--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM]";
 
 impl WorkerOptions {
     /// The store of files kept forever (cache level FOREVER): shared by this user's
@@ -82,6 +86,7 @@ impl WorkerOptions {
             timeout: Duration::from_secs(900),
             workdir: std::env::temp_dir(),
             keepalive: Duration::from_secs(5),
+            tls: None,
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -120,16 +125,25 @@ impl WorkerOptions {
                 "--timeout" => {
                     let v = value(a)?;
                     let s: f64 = v.parse().map_err(|_| bad("--timeout", &v))?;
-                    if !s.is_finite() || s < 0.0 {
+                    // Up to a year: past that it is a typo, and Instant arithmetic
+                    // on it must not overflow.
+                    if !s.is_finite() || !(0.0..=365.0 * 86400.0).contains(&s) {
                         return Err(bad("--timeout", &v));
                     }
                     o.timeout = Duration::from_secs_f64(s);
                 }
                 "--workdir" => o.workdir = value(a)?.into(),
+                "--ssl" => {
+                    o.tls.get_or_insert(crate::tls::Verify::Any);
+                }
+                "--ssl-fingerprint" => {
+                    o.tls = Some(crate::tls::Verify::fingerprint(&value(a)?)?);
+                }
+                "--ssl-ca" => o.tls = Some(crate::tls::Verify::Ca(value(a)?.into())),
                 "--keepalive-interval" => {
                     let v = value(a)?;
                     let s: f64 = v.parse().map_err(|_| bad("--keepalive-interval", &v))?;
-                    if !s.is_finite() || s <= 0.0 {
+                    if !s.is_finite() || s <= 0.0 || s > 86400.0 {
                         return Err(bad("--keepalive-interval", &v));
                     }
                     o.keepalive = Duration::from_secs_f64(s);
@@ -207,17 +221,44 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
     let resources = opts.resources(&dir)?;
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(crate::tls::ClientTls::new)
+        .transpose()?;
+    // The timeout counts from the last session the manager accepted: connections
+    // that fail their handshake do not count as contact.
     let mut last_contact = Instant::now();
     loop {
         match TcpStream::connect((opts.host.as_str(), opts.port)) {
-            Ok(stream) => match serve(opts, stream, resources, &dir, store.as_deref()) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::InvalidHandle => return Err(e),
-                Err(e) => {
-                    eprintln!("vine_worker: connection to the manager ended: {e}");
-                    last_contact = Instant::now();
+            Ok(stream) => {
+                match serve(
+                    opts,
+                    stream,
+                    tls.as_ref(),
+                    resources,
+                    &dir,
+                    store.as_deref(),
+                ) {
+                    Ok(()) => return Ok(()),
+                    Err(Ended::Refused(e)) => return Err(e),
+                    Err(Ended::BeforeSession(e)) => {
+                        if last_contact.elapsed() >= opts.timeout {
+                            return Err(Error::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "no session with the manager at {}:{} for {:?}: {e}",
+                                    opts.host, opts.port, opts.timeout
+                                ),
+                            ));
+                        }
+                    }
+                    Err(Ended::Broken(e)) => {
+                        eprintln!("vine_worker: connection to the manager ended: {e}");
+                        last_contact = Instant::now();
+                    }
                 }
-            },
+            }
             Err(e) => {
                 if last_contact.elapsed() >= opts.timeout {
                     return Err(Error::io(
@@ -239,6 +280,18 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         // Retry pacing for reconnection, not synchronisation.
         std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
     }
+}
+
+/// How a connection to the manager ended, when not told to exit.
+#[derive(Debug)]
+enum Ended {
+    /// The manager refused this worker, or failed to prove the password: trying
+    /// again would fail again.
+    Refused(Error),
+    /// Before a session began (refused connection, handshake cut off).
+    BeforeSession(Error),
+    /// A session that had begun.
+    Broken(Error),
 }
 
 /// Creates or opens the store of files kept forever. A directory that another user
@@ -312,68 +365,105 @@ impl Drop for DirGuard {
     }
 }
 
-/// Returns the worker's id and how often it must send keepalives.
+/// Runs the handshake: TLS if asked for, then registration with the password
+/// proofs both ways, bound to the TLS channel when there is one. Returns the
+/// session's halves, its socket and how often to send keepalives.
 fn handshake(
     opts: &WorkerOptions,
-    stream: &mut TcpStream,
+    stream: TcpStream,
+    tls: Option<&crate::tls::ClientTls>,
     resources: Resources,
     store: Option<&Path>,
-) -> Result<(u32, Duration)> {
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .map_err(|e| Error::io("socket", e))?;
-    let ToWorker::Hello { challenge, auth } = protocol::read_frame(stream)? else {
-        return Err(Error::invalid("the manager did not start with Hello"));
+) -> std::result::Result<(Incoming, Outgoing, TcpStream, Duration), Ended> {
+    use Ended::{BeforeSession, Refused};
+    // Long enough for a manager that holds connections until it is configured.
+    let until = Instant::now() + Duration::from_secs(30);
+    let conn = tls
+        .map(|t| t.connect(&opts.host))
+        .transpose()
+        .map_err(Refused)?;
+    let mut h = Handshake::start(stream, conn, until).map_err(|e| {
+        if e.kind() == ErrorKind::InvalidHandle {
+            Refused(e)
+        } else {
+            BeforeSession(e)
+        }
+    })?;
+    let hello: ToWorker = h
+        .recv(protocol::MAX_HANDSHAKE_FRAME)
+        .map_err(BeforeSession)?;
+    let ToWorker::Hello { challenge, auth } = hello else {
+        return Err(BeforeSession(Error::invalid(
+            "the manager did not start with Hello",
+        )));
     };
     if auth && opts.password.is_none() {
-        return Err(Error::new(
-            ErrorKind::InvalidHandle,
+        return Err(Refused(crate::channel::refused(
             "the manager requires a password (--password FILE)",
-        ));
+        )));
     }
     let mine = protocol::challenge();
+    let binding = h.binding().map_err(BeforeSession)?;
+    let context = protocol::ProofContext {
+        manager: &challenge,
+        worker: &mine,
+        binding: &binding,
+    };
     let proof = opts
         .password
         .as_ref()
-        .map(|pw| protocol::prove(pw, &challenge, protocol::ROLE_WORKER));
+        .map(|pw| protocol::prove(pw, &context, protocol::ROLE_WORKER));
     let r = resources;
-    protocol::write_frame(
-        stream,
-        &ToManager::Register {
-            resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
-            functions: crate::registry::names(),
-            hostname: hostname(),
-            proof,
-            challenge: mine,
-            stored: store.map(stored_names).unwrap_or_default(),
-        },
-    )?;
-    let ToWorker::Welcome {
-        worker_id,
+    h.send(&ToManager::Register {
+        resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
+        functions: crate::registry::names(),
+        hostname: hostname(),
         proof,
-        keepalive_ms,
-    } = protocol::read_frame(stream)?
-    else {
-        return Err(Error::invalid("the manager did not welcome this worker"));
+        challenge: mine,
+        stored: store.map(stored_names).unwrap_or_default(),
+    })
+    .map_err(BeforeSession)?;
+    let welcome: ToWorker = h
+        .recv(protocol::MAX_HANDSHAKE_FRAME)
+        .map_err(BeforeSession)?;
+    let (proof, keepalive_ms) = match welcome {
+        ToWorker::Welcome {
+            proof,
+            keepalive_ms,
+            ..
+        } => (proof, keepalive_ms),
+        ToWorker::Refused { reason } => {
+            return Err(Refused(crate::channel::refused(&format!(
+                "the manager refused this worker: {reason}"
+            ))))
+        }
+        _ => {
+            return Err(BeforeSession(Error::invalid(
+                "the manager did not welcome this worker",
+            )))
+        }
     };
+    let mut keys = None;
     if let Some(pw) = &opts.password {
         // Never run anything for a manager that cannot prove it knows the password.
-        let ok = proof.is_some_and(|p| protocol::verify(pw, &mine, protocol::ROLE_MANAGER, &p));
+        let ok = proof.is_some_and(|p| protocol::verify(pw, &context, protocol::ROLE_MANAGER, &p));
         if !ok {
-            return Err(Error::new(
-                ErrorKind::InvalidHandle,
+            return Err(Refused(crate::channel::refused(
                 "the manager failed authentication",
-            ));
+            )));
+        }
+        if !h.is_tls() {
+            // The worker sends with the worker-to-manager key.
+            let (m2w, w2m) = protocol::session_keys(pw, &challenge, &mine);
+            keys = Some((w2m, m2w));
         }
     }
-    stream
-        .set_read_timeout(None)
-        .map_err(|e| Error::io("socket", e))?;
+    let (incoming, outgoing, sock) = h.into_session(keys).map_err(BeforeSession)?;
     // Keep alive as often as the manager needs, or more often if asked to.
     let keepalive = opts
         .keepalive
         .min(Duration::from_millis(keepalive_ms.max(1)));
-    Ok((worker_id, keepalive))
+    Ok((incoming, outgoing, sock, keepalive))
 }
 
 fn hostname() -> String {
@@ -391,13 +481,27 @@ fn hostname() -> String {
 /// them go out whole under one lock.
 fn serve(
     opts: &WorkerOptions,
-    mut stream: TcpStream,
+    stream: TcpStream,
+    tls: Option<&crate::tls::ClientTls>,
+    resources: Resources,
+    dir: &Path,
+    store: Option<&Path>,
+) -> std::result::Result<(), Ended> {
+    let _ = stream.set_nodelay(true);
+    let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store)?;
+    serve_session(reader, outgoing, sock, keepalive, resources, dir, store).map_err(Ended::Broken)
+}
+
+/// Serves a session that has begun, until told to exit (Ok) or the connection breaks.
+fn serve_session(
+    reader: Incoming,
+    outgoing: Outgoing,
+    sock: TcpStream,
+    keepalive: Duration,
     resources: Resources,
     dir: &Path,
     store: Option<&Path>,
 ) -> Result<()> {
-    let _ = stream.set_nodelay(true);
-    let (_, keepalive) = handshake(opts, &mut stream, resources, store)?;
     let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
@@ -405,8 +509,7 @@ fn serve(
         max_stdout: Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT)),
     };
     let pool = LocalPool::new(0, resources, env, events_tx);
-    let reader = stream.try_clone().map_err(|e| Error::io("socket", e))?;
-    let writer = Arc::new(Mutex::new(stream));
+    let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
     let reporter = Reporter {
@@ -445,26 +548,20 @@ fn serve(
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
-    let _ = writer
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .shutdown(std::net::Shutdown::Both);
+    crate::channel::close(&sock);
     outcome
 }
 
 /// Per running task: what to do with its files once it is done.
 type Outputs = Arc<Mutex<std::collections::HashMap<u64, Vec<(u64, PathBuf, AfterTask)>>>>;
 
-fn send(writer: &Mutex<TcpStream>, frame: &ToManager) -> Result<()> {
-    protocol::write_frame(
-        &mut *writer.lock().unwrap_or_else(|p| p.into_inner()),
-        frame,
-    )
+fn send(writer: &Mutex<Outgoing>, frame: &ToManager) -> Result<()> {
+    writer.lock().unwrap_or_else(|p| p.into_inner()).send(frame)
 }
 
 /// Reports finished tasks to the manager.
 struct Reporter {
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Mutex<Outgoing>>,
     outputs: Outputs,
 }
 
@@ -480,7 +577,7 @@ enum AfterTask {
 /// Sends keepalives until the session ends: Ok when the manager said exit, Err
 /// when the connection broke (on either thread).
 fn keep_alive(
-    writer: &Mutex<TcpStream>,
+    writer: &Mutex<Outgoing>,
     end: &Receiver<Result<()>>,
     keepalive: Duration,
 ) -> Result<()> {
@@ -545,14 +642,14 @@ struct Inbound {
     store: Option<PathBuf>,
     pool: LocalPool,
     outputs: Outputs,
-    writer: Arc<Mutex<TcpStream>>,
+    writer: Arc<Mutex<Outgoing>>,
 }
 
 impl Inbound {
     /// Applies frames until the manager says exit (Ok) or the connection breaks.
-    fn run(&mut self, mut reader: TcpStream) -> Result<()> {
+    fn run(&mut self, mut reader: Incoming) -> Result<()> {
         loop {
-            match protocol::read_frame::<ToWorker>(&mut reader)? {
+            match reader.recv::<ToWorker>()? {
                 ToWorker::PutFile { file_id, data } => {
                     let path = self.cache_path(file_id);
                     match data {
@@ -592,7 +689,10 @@ impl Inbound {
                     let data = std::fs::read(self.cache_path(file_id)).ok();
                     send(&self.writer, &ToManager::FileData { file_id, data })?;
                 }
-                ToWorker::Keepalive | ToWorker::Hello { .. } | ToWorker::Welcome { .. } => {}
+                ToWorker::Keepalive
+                | ToWorker::Hello { .. }
+                | ToWorker::Welcome { .. }
+                | ToWorker::Refused { .. } => {}
                 ToWorker::Exit => return Ok(()),
             }
         }
@@ -729,6 +829,10 @@ mod test {
     fn inbound(dir: &Path) -> Inbound {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_, outgoing, _) = Handshake::start(stream, None, Instant::now())
+            .unwrap()
+            .into_session(None)
+            .unwrap();
         let (events, _) = crossbeam_channel::unbounded();
         let env = CommandEnv {
             sandbox_root: dir.join("sandbox"),
@@ -740,7 +844,7 @@ mod test {
             store: None,
             pool: LocalPool::new(0, Resources::default(), env, events),
             outputs: Default::default(),
-            writer: Arc::new(Mutex::new(stream)),
+            writer: Arc::new(Mutex::new(outgoing)),
         }
     }
 

@@ -695,6 +695,31 @@ static void test_environment(void)
     unsetenv("VINE_LOCAL_GPUS");
 }
 
+static void test_tls_and_password(void)
+{
+    /* A manager that makes its own certificate gives its fingerprint. */
+    struct vine_manager *m = vine_ssl_create(0, NULL, NULL);
+    CHECK(m != NULL);
+    const char *fp = vine_ssl_fingerprint(m);
+    CHECK(fp && strlen(fp) == 64 && strspn(fp, "0123456789abcdef") == 64);
+    vine_delete(m);
+    /* Half an identity, or none where there is no socket, is refused. */
+    CHECK(vine_ssl_create(0, "key.pem", NULL) == NULL);
+    CHECK(strstr(vine_last_error(), "both") != NULL);
+    CHECK(vine_ssl_create(0, "/nonexistent/key.pem", "/nonexistent/cert.pem") == NULL);
+    CHECK(vine_ssl_create(VINE_PORT_NONE, NULL, NULL) == NULL);
+    /* A manager without TLS has no fingerprint. */
+    m = vine_create(VINE_PORT_NONE);
+    CHECK(vine_ssl_fingerprint(m) == NULL && vine_last_error()[0] != 0);
+    CHECK(vine_ssl_fingerprint(NULL) == NULL);
+    vine_delete(m);
+    /* An unreadable VINE_PASSWORD_FILE fails vine_create. */
+    setenv("VINE_PASSWORD_FILE", "/nonexistent/password", 1);
+    CHECK(vine_create(0) == NULL);
+    CHECK(strstr(vine_last_error(), "/nonexistent/password") != NULL);
+    unsetenv("VINE_PASSWORD_FILE");
+}
+
 int main(void)
 {
     CHECK(vine_register_function("echo", echo) == 0);
@@ -710,6 +735,7 @@ int main(void)
     test_cancel_and_shutdown();
     test_gpus();
     test_environment();
+    test_tls_and_password();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

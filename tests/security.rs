@@ -1,0 +1,350 @@
+//! The trust boundary: who may join a manager, what a stranger or an impostor in
+//! the middle can make it do, and what a refused worker does. Real sockets and real
+//! worker processes on loopback.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vine::channel::Handshake;
+use vine::protocol::{self, TaskReport, ToManager, ToWorker};
+use vine::tls::{ClientTls, ServerTls, Verify};
+use vine::{Manager, Port, Task, TaskResult};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(120));
+
+fn vine_worker(port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(extra)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+fn remote_manager() -> (Manager, u16) {
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let port = m.port().unwrap();
+    (m, port)
+}
+
+/// Waits for a worker process to end, up to a bound far past what it needs.
+fn exit_code(mut w: Child) -> Option<i32> {
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = w.try_wait().unwrap() {
+            return status.code();
+        }
+        if Instant::now() > until {
+            let _ = w.kill();
+            let _ = w.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn password_file(dir: &TempDir, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_owned()
+}
+
+/// A raw frame as it is on the wire during the handshake (no tag).
+fn read_raw_frame(s: &mut TcpStream) -> Vec<u8> {
+    let mut frame = vec![0u8; 8];
+    s.read_exact(&mut frame).unwrap();
+    let len = u32::from_le_bytes(frame[4..8].try_into().unwrap()) as usize;
+    frame.resize(8 + len, 0);
+    s.read_exact(&mut frame[8..]).unwrap();
+    frame
+}
+
+#[test]
+fn a_connection_made_before_the_password_is_set_is_asked_for_it() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let pw = password_file(&dir, "pw", "sesame");
+    // A stranger connects in the window between vine_create and the password.
+    let mut early = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    early.set_read_timeout(LONG).unwrap();
+    m.set_password_file(pw.as_ref()).unwrap();
+    let hello: ToWorker = protocol::read_frame(&mut early).unwrap();
+    assert!(
+        matches!(hello, ToWorker::Hello { auth: true, .. }),
+        "{hello:?}"
+    );
+    // A real worker without the password, started just as early, never joins.
+    let (m2, port2) = remote_manager();
+    let intruder = vine_worker(port2, &["--timeout", "5"]);
+    m2.set_password_file(pw.as_ref()).unwrap();
+    let id = m2.submit(Task::command(c"echo mine")).unwrap();
+    let right = vine_worker(port2, &["--password", &pw]);
+    let t = m2.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(exit_code(intruder), Some(1), "refused for good");
+    assert_eq!(m2.stats().unwrap().workers_connected, 1);
+    m2.shutdown().unwrap();
+    assert_eq!(exit_code(right), Some(0));
+    drop(m);
+}
+
+#[test]
+fn setting_a_password_drops_workers_that_joined_without_one() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let pw = password_file(&dir, "pw", "sesame");
+    let gate = dir.join("gate");
+    // A task that runs until the test lets it go; it starts on the worker that
+    // joined without a password.
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+        gate.display()
+    );
+    let id = m
+        .submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
+        .unwrap();
+    let open = vine_worker(port, &["--timeout", "5"]);
+    while m.stats().unwrap().tasks_on_workers == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    m.set_password_file(pw.as_ref()).unwrap();
+    // The worker without the password is dropped and refused when it comes back.
+    assert_eq!(exit_code(open), Some(1));
+    std::fs::write(&gate, "").unwrap();
+    let right = vine_worker(port, &["--password", &pw]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"done\n");
+    assert_eq!(m.stats().unwrap().workers_connected, 1);
+    m.shutdown().unwrap();
+    assert_eq!(exit_code(right), Some(0));
+}
+
+/// An impostor between a real worker and the manager relays the handshake, then
+/// tries to drive the session itself: take a task and return a forged result.
+#[test]
+fn a_relayed_login_cannot_forge_a_result() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let pw = password_file(&dir, "pw", "sesame");
+    m.set_password_file(pw.as_ref()).unwrap();
+    let id = m.submit(Task::command(c"echo real")).unwrap();
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    let victim = vine_worker(trap_port, &["--password", &pw, "--timeout", "5"]);
+    let (mut to_worker, _) = trap.accept().unwrap();
+    drop(trap);
+    let mut to_manager = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    // Relay Hello, Register and Welcome untouched.
+    let hello = read_raw_frame(&mut to_manager);
+    to_worker.write_all(&hello).unwrap();
+    let register = read_raw_frame(&mut to_worker);
+    to_manager.write_all(&register).unwrap();
+    let welcome = read_raw_frame(&mut to_manager);
+    assert!(matches!(
+        protocol::read_frame::<ToWorker>(&mut &welcome[..]).unwrap(),
+        ToWorker::Welcome { .. }
+    ));
+    drop(to_worker);
+    // The manager sends the task; the impostor answers it with a forged report
+    // (it cannot make the frame's tag without the password).
+    let run = read_raw_frame(&mut to_manager);
+    let ToWorker::Run(spec) = protocol::read_frame::<ToWorker>(&mut &run[..]).unwrap() else {
+        panic!("expected a task");
+    };
+    assert_eq!(spec.id, id);
+    let forged = ToManager::Done(Box::new(TaskReport {
+        id: spec.id,
+        attempt: spec.attempt,
+        result: 0,
+        exit_code: 0,
+        output: Vec::new(),
+        stdout: Some(b"forged\n".to_vec()),
+        reason: None,
+        started: 1,
+        done: 2,
+        outputs: Vec::new(),
+    }));
+    let mut bytes = Vec::new();
+    protocol::write_frame(&mut bytes, &forged).unwrap();
+    bytes.extend_from_slice(&[0u8; 32]);
+    let _ = to_manager.write_all(&bytes);
+    // The manager drops the impostor; the task runs on an honest worker.
+    let honest = vine_worker(port, &["--password", &pw]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"real\n");
+    m.shutdown().unwrap();
+    assert_eq!(exit_code(honest), Some(0));
+    let _ = exit_code(victim);
+}
+
+/// With TLS, an impostor that terminates the worker's TLS and opens its own to the
+/// manager relays a proof bound to the wrong channel: the manager refuses it.
+#[test]
+fn a_relayed_login_over_tls_is_refused() {
+    let m = Manager::with_tls(Port::Any, Some(ServerTls::generate().unwrap())).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let port = m.port().unwrap();
+    let dir = tempdir();
+    let pw = password_file(&dir, "pw", "sesame");
+    m.set_password_file(pw.as_ref()).unwrap();
+    let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+    let trap_port = trap.local_addr().unwrap().port();
+    // A worker that accepts any certificate: only the channel binding protects it.
+    let victim = vine_worker(trap_port, &["--password", &pw, "--ssl", "--timeout", "5"]);
+    let (w_sock, _) = trap.accept().unwrap();
+    drop(trap);
+    let until = Instant::now() + Duration::from_secs(60);
+    let fake = ServerTls::generate().unwrap();
+    let mut to_worker = Handshake::start(w_sock, Some(fake.accept().unwrap()), until).unwrap();
+    let client = ClientTls::new(&Verify::Any).unwrap();
+    let m_sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut to_manager =
+        Handshake::start(m_sock, Some(client.connect("127.0.0.1").unwrap()), until).unwrap();
+    let hello: ToWorker = to_manager.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap();
+    to_worker.send(&hello).unwrap();
+    let register: ToManager = to_worker.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap();
+    to_manager.send(&register).unwrap();
+    let answer: ToWorker = to_manager.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap();
+    assert!(
+        matches!(&answer, ToWorker::Refused { reason } if reason.contains("password")),
+        "{answer:?}"
+    );
+    drop(to_worker);
+    let _ = exit_code(victim);
+    // A worker that talks to the manager directly, pinning its certificate, joins.
+    let fp = m.tls_fingerprint().unwrap().to_owned();
+    let id = m.submit(Task::command(c"echo over tls")).unwrap();
+    let honest = vine_worker(port, &["--password", &pw, "--ssl-fingerprint", &fp]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"over tls\n");
+    m.shutdown().unwrap();
+    assert_eq!(exit_code(honest), Some(0));
+}
+
+#[test]
+fn a_worker_pinning_another_certificate_refuses_the_manager() {
+    let m = Manager::with_tls(Port::Any, Some(ServerTls::generate().unwrap())).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    m.stats().unwrap();
+    let other = ServerTls::generate().unwrap();
+    let w = vine_worker(
+        m.port().unwrap(),
+        &["--ssl-fingerprint", other.fingerprint(), "--timeout", "600"],
+    );
+    assert_eq!(exit_code(w), Some(1), "gives up at once, not after 600 s");
+    assert_eq!(m.stats().unwrap().workers_connected, 0);
+}
+
+#[test]
+fn a_worker_with_the_wrong_password_gives_up_at_once() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let good = password_file(&dir, "good", "sesame");
+    let bad = password_file(&dir, "bad", "guess");
+    m.set_password_file(good.as_ref()).unwrap();
+    // A long timeout: the refusal, not the timeout, ends them.
+    let wrong = vine_worker(port, &["--password", &bad, "--timeout", "600"]);
+    let none = vine_worker(port, &["--timeout", "600"]);
+    assert_eq!(exit_code(wrong), Some(1));
+    assert_eq!(exit_code(none), Some(1));
+    // A plain worker against a TLS manager cannot complete a handshake: it gives
+    // up after its timeout, counted from the last session, not retrying forever.
+    let t = Manager::with_tls(Port::Any, Some(ServerTls::generate().unwrap())).unwrap();
+    t.stats().unwrap();
+    let plain = vine_worker(t.port().unwrap(), &["--timeout", "1"]);
+    assert_eq!(exit_code(plain), Some(1));
+}
+
+#[test]
+fn an_oversized_frame_before_login_is_refused_without_reading_it() {
+    let (m, port) = remote_manager();
+    m.stats().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(LONG).unwrap();
+    let _hello = read_raw_frame(&mut s);
+    // Announce a frame just under the session limit, then send 64 MiB of it: the
+    // manager must not take (and allocate for) any of it.
+    let mut header = b"VN".to_vec();
+    header.extend_from_slice(&protocol::VERSION.to_le_bytes());
+    header.extend_from_slice(&(protocol::MAX_FRAME - 1).to_le_bytes());
+    s.write_all(&header).unwrap();
+    let chunk = vec![0u8; 1 << 20];
+    let sent = (0..64).take_while(|_| s.write_all(&chunk).is_ok()).count();
+    assert!(
+        sent < 64,
+        "the manager read {sent} MiB of a stranger's frame"
+    );
+    assert_eq!(m.stats().unwrap().workers_connected, 0);
+}
+
+#[test]
+fn a_handshake_sent_a_byte_at_a_time_is_cut_off() {
+    let (m, port) = remote_manager();
+    m.stats().unwrap();
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(LONG).unwrap();
+    let _hello = read_raw_frame(&mut s);
+    // A frame of 100 bytes, sent one byte a second: each byte comes well within
+    // any per-read timeout, but the whole handshake has a deadline (10 s).
+    let mut frame = b"VN".to_vec();
+    frame.extend_from_slice(&protocol::VERSION.to_le_bytes());
+    frame.extend_from_slice(&100u32.to_le_bytes());
+    frame.extend_from_slice(&[0u8; 100]);
+    let mut cut = false;
+    for b in &frame {
+        if s.write_all(std::slice::from_ref(b)).is_err() {
+            cut = true;
+            break;
+        }
+        // Pacing of the slow sender, not synchronisation.
+        std::thread::sleep(Duration::from_secs(1));
+        let mut probe = [0u8; 1];
+        s.set_nonblocking(true).unwrap();
+        let closed = matches!(s.read(&mut probe), Ok(0));
+        s.set_nonblocking(false).unwrap();
+        if closed {
+            cut = true;
+            break;
+        }
+    }
+    assert!(cut, "the manager waited for the whole slow handshake");
+    drop(m);
+}
+
+/// A new, empty directory, removed when dropped.
+fn tempdir() -> TempDir {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let d = std::env::temp_dir().join(format!(
+            "vine-security-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&d) {
+            Ok(()) => return TempDir(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("{}: {e}", d.display()),
+        }
+    }
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
