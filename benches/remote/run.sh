@@ -49,6 +49,21 @@ if [ "$have_wq" = 1 ]; then
     rm -f "$out"
 fi
 
+# The cost of security: the same function tasks and chain with a password (every
+# frame authenticated by HMAC) and with a password over TLS.
+pw=$(mktemp)
+head -c 32 /dev/urandom | base64 > "$pw"
+sec_fn=$(VINE_PASSWORD_FILE="$pw" "$bin/vine_remote" functions 100000 | value functions_per_s)
+sec_chain=$(VINE_PASSWORD_FILE="$pw" "$bin/vine_remote" chain 10000 | value chain_us_per_link)
+tls_fn=$(VINE_BENCH_TLS=1 VINE_PASSWORD_FILE="$pw" "$bin/vine_remote" functions 100000 | value functions_per_s)
+tls_chain=$(VINE_BENCH_TLS=1 VINE_PASSWORD_FILE="$pw" "$bin/vine_remote" chain 10000 | value chain_us_per_link)
+rm -f "$pw"
+
+printf '\n| measure (2 workers x 1 core, loopback) | no password | password (frames MACed) | password + TLS |\n'
+printf '|---|---|---|---|\n'
+printf '| 100,000 empty function tasks, tasks/s | %s | %s | %s |\n' "$vine_fn" "$sec_fn" "$tls_fn"
+printf '| chain of 10,000 submit-wait links, us/link | %s | %s | %s |\n' "$vine_chain" "$sec_chain" "$tls_chain"
+
 printf '\n| measure (2 workers x 1 core, loopback) | vine | Work Queue | floor | target |\n'
 printf '|---|---|---|---|---|\n'
 printf '| 5,000 empty commands, tasks/s | %s | %s | %.0f (xargs -P2) | floor/vine = %.2f (<= 1.5) |\n' \
