@@ -22,6 +22,7 @@ pub mod registry;
 pub mod resources;
 mod spin;
 pub mod task;
+pub mod transfer;
 pub mod worker;
 
 pub use error::{Error, ErrorKind, Result};
