@@ -173,23 +173,24 @@ fn a_damaged_file_in_the_store_is_never_served_and_is_sent_again() {
     assert_eq!(std::fs::read(&stored).unwrap(), b"precious\n", "repaired");
 }
 
-/// Every entry under `root`: relative path, permission bits, and contents (or
-/// link target), sorted.
-fn tree(root: &Path) -> Vec<(String, u32, Vec<u8>)> {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u32, Vec<u8>)>) {
+/// Every entry under `root`: relative path, permission bits, and the hash of
+/// its contents (or its link target), sorted.
+fn tree(root: &Path) -> Vec<(String, u32, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u32, String)>) {
         for e in std::fs::read_dir(dir).unwrap() {
             let p = e.unwrap().path();
             let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
             let meta = std::fs::symlink_metadata(&p).unwrap();
             let mode = meta.permissions().mode() & 0o777;
             if meta.is_dir() {
-                out.push((rel + "/", mode, Vec::new()));
+                out.push((rel + "/", mode, String::new()));
                 walk(root, &p, out);
             } else if meta.file_type().is_symlink() {
                 let target = std::fs::read_link(&p).unwrap();
-                out.push((rel, 0, target.to_str().unwrap().as_bytes().to_vec()));
+                out.push((rel, 0, target.to_str().unwrap().to_owned()));
             } else {
-                out.push((rel, mode, std::fs::read(&p).unwrap()));
+                let data = std::fs::read(&p).unwrap();
+                out.push((rel, mode, vine::protocol::content_name(&data)));
             }
         }
     }

@@ -576,6 +576,11 @@ pub(crate) fn apply_report(
     temp_root: &std::path::Path,
 ) -> bool {
     if report.attempt != task.attempts {
+        for (_, arrived) in report.arrived {
+            if let Ok(path) = arrived {
+                transfer::remove_all(&path);
+            }
+        }
         return false;
     }
     task.exit_code = report.exit_code;
