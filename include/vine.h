@@ -51,7 +51,7 @@
 #define VINE_WAIT_FOREVER -1
 
 // The protocol version; both ends must speak the same.
-#define VERSION 2
+#define VERSION 3
 
 // The largest payload accepted.
 #define MAX_FRAME (256 << 20)
