@@ -146,7 +146,7 @@ impl Handshake {
     pub fn into_session(
         self,
         keys: Option<(FrameMac, FrameMac)>,
-    ) -> Result<(Incoming, Outgoing, TcpStream)> {
+    ) -> Result<(FrameReader, FrameWriter, TcpStream)> {
         let sock = self.sock;
         sock.set_read_timeout(None)
             .and_then(|()| sock.set_write_timeout(None))
@@ -165,20 +165,20 @@ impl Handshake {
             None => (Box::new(clone()?), Box::new(clone()?)),
         };
         Ok((
-            Incoming { r, mac: recv_mac },
-            Outgoing { w, mac: send_mac },
+            FrameReader { r, mac: recv_mac },
+            FrameWriter { w, mac: send_mac },
             sock,
         ))
     }
 }
 
 /// The reading half of a session.
-pub struct Incoming {
+pub struct FrameReader {
     r: Box<dyn Read + Send>,
     mac: Option<FrameMac>,
 }
 
-impl Incoming {
+impl FrameReader {
     /// The next frame; any malformation, or a frame that fails authentication, is
     /// an error (the caller drops the connection).
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self) -> Result<T> {
@@ -186,21 +186,21 @@ impl Incoming {
     }
 }
 
-/// The writing half of a session. Frames are buffered: call [`Outgoing::flush`].
-pub struct Outgoing {
+/// The writing half of a session. Frames are buffered: call [`FrameWriter::flush`].
+pub struct FrameWriter {
     w: Box<dyn Write + Send>,
     mac: Option<FrameMac>,
 }
 
-impl Outgoing {
+impl FrameWriter {
     /// Writes one frame (buffered until `flush`).
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<()> {
         protocol::write_frame_sealed(&mut self.w, msg, self.mac.as_mut())
     }
 
     /// Buffers writes `capacity` bytes at a time.
-    pub fn buffered(self, capacity: usize) -> Outgoing {
-        Outgoing {
+    pub fn buffered(self, capacity: usize) -> FrameWriter {
+        FrameWriter {
             w: Box::new(io::BufWriter::with_capacity(capacity, self.w)),
             mac: self.mac,
         }

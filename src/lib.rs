@@ -24,6 +24,7 @@ pub mod resources;
 mod spin;
 pub mod task;
 pub mod tls;
+pub mod transfer;
 pub mod worker;
 
 pub use error::{Error, ErrorKind, Result};

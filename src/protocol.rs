@@ -51,7 +51,9 @@ pub struct TaskSpec {
     pub resources: (u64, u64, u64, u32),
     /// Maximum wall time in seconds (0 = none).
     pub time_max: f64,
-    /// Inputs: files the worker has in its cache (sent with `PutFile` if not).
+    /// Bytes of command output kept (the manager's `max-stdout`).
+    pub max_stdout: u64,
+    /// Inputs: files the worker has in its cache (sent in a transfer if not).
     pub inputs: Vec<InputSpec>,
     /// Outputs the worker sends back (or keeps, for temps).
     pub outputs: Vec<OutputSpec>,
@@ -94,14 +96,14 @@ pub struct InputSpec {
 /// Where a remote task finds an input's data.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum InputContent {
-    /// In the worker's cache under the file id (sent earlier with `PutFile`).
+    /// In the worker's cache under the file id (sent earlier to [`Dest::Cache`]).
     Cached,
-    /// Here: the file is for this task only.
-    Inline(Vec<u8>),
+    /// Sent just before the task, to [`Dest::Task`]: for this task only.
+    Sent,
     /// The manager could not read it: the task fails with INPUT_MISSING.
     Missing,
     /// In the worker's store of files kept forever, under this name (sent earlier
-    /// with `Store`, or there since an earlier worker put it there).
+    /// to [`Dest::Store`], or there since an earlier worker put it there).
     Stored(String),
 }
 
@@ -137,8 +139,115 @@ pub struct TaskReport {
     pub started: i64,
     /// End.
     pub done: i64,
-    /// Output files: (file id, bytes) for those sent back.
-    pub outputs: Vec<(u64, Vec<u8>)>,
+    /// Output files the worker tried to send back, each in a transfer to
+    /// [`Dest::Output`] before this report: (file id, what became of it).
+    pub outputs: Vec<(u64, OutputStatus)>,
+    /// Inputs the worker should have had but found missing or damaged: the
+    /// manager sends them again to the next task that needs them.
+    pub lost: Vec<Held>,
+    /// Where each sent output arrived at the manager, or why it did not: filled by
+    /// the manager's connection thread, never on the wire.
+    #[serde(skip)]
+    pub arrived: Vec<(u64, std::result::Result<std::path::PathBuf, String>)>,
+}
+
+/// What became of one output a worker sends back.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum OutputStatus {
+    /// Sent in a transfer that ended before the report.
+    Sent,
+    /// Could not be sent; why.
+    Failed(String),
+}
+
+/// A copy of an input a worker keeps between tasks.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Held {
+    /// In its cache, by file id.
+    Cached(u64),
+    /// In its store of files kept forever, by content name.
+    Stored(String),
+}
+
+/// Where a transfer goes (see [`Piece`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Dest {
+    /// Into the worker's cache under this file id, for later tasks too.
+    Cache(u64),
+    /// Into the worker's store of files kept forever, under the content name of
+    /// what arrives (a regular file only).
+    Store,
+    /// For one task only: (task id, attempt, file id).
+    Task(u64, u32, u64),
+    /// An output of a task, back to the manager: (task id, attempt, file id).
+    Output(u64, u32, u64),
+    /// A file kept at the worker, sent back on `GetFile`.
+    Fetched(u64),
+}
+
+/// One frame of a file or directory tree on its way (see `transfer.rs`). A
+/// transfer is `Begin`, one root entry (`File` or `Dir` with an empty path), for
+/// a directory the entries inside it (each after its parent directory), the data
+/// of each file in `Data` chunks right after its entry, then `End` or `Abort`.
+/// Transfers carry an id, so the frames of several may interleave on one
+/// connection, and no frame holds more than one chunk.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Piece {
+    /// A transfer starts.
+    Begin {
+        /// Transfer id, unique on this connection and direction.
+        xfer: u64,
+        /// Where it goes.
+        dest: Dest,
+    },
+    /// A directory (path relative to the root; empty for the root).
+    Dir {
+        /// Transfer id.
+        xfer: u64,
+        /// Relative path.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A regular file; its data follows.
+    File {
+        /// Transfer id.
+        xfer: u64,
+        /// Relative path.
+        path: String,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A symbolic link inside a directory.
+    Link {
+        /// Transfer id.
+        xfer: u64,
+        /// Relative path.
+        path: String,
+        /// What it points to.
+        target: Vec<u8>,
+    },
+    /// The next bytes of the current file.
+    Data {
+        /// Transfer id.
+        xfer: u64,
+        /// At most `transfer::CHUNK` bytes.
+        bytes: Vec<u8>,
+    },
+    /// The transfer is complete: the content hash of everything sent.
+    End {
+        /// Transfer id.
+        xfer: u64,
+        /// SHA-256 of a file's bytes, or of a directory's records.
+        hash: [u8; 32],
+    },
+    /// The sender could not finish: what arrived is dropped.
+    Abort {
+        /// Transfer id.
+        xfer: u64,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Manager to worker.
@@ -161,26 +270,14 @@ pub enum ToWorker {
         /// the silence after which the manager declares it lost.
         keepalive_ms: u64,
     },
-    /// A file for the worker's cache.
-    PutFile {
-        /// File id.
-        file_id: u64,
-        /// Contents, or None if the manager could not read it.
-        data: Option<Vec<u8>>,
-    },
-    /// A file for the worker's store of files kept forever (cache level FOREVER),
-    /// which outlives the worker.
-    Store {
-        /// Its name there: [`content_name`] of the data.
-        name: String,
-        /// Contents.
-        data: Vec<u8>,
-    },
+    /// Part of a file or directory sent to the worker.
+    Xfer(Piece),
     /// Run a task.
     Run(Box<TaskSpec>),
     /// Stop a task.
     Cancel(u64),
-    /// Send back a file kept in the cache (a temp), as `FileData`.
+    /// Send back a file kept in the cache (a temp): a transfer to
+    /// [`Dest::Fetched`], then `FileData`.
     GetFile(u64),
     /// Still here.
     Keepalive,
@@ -216,12 +313,14 @@ pub enum ToManager {
     Done(Box<TaskReport>),
     /// Still here.
     Keepalive,
-    /// A cached file asked for with `GetFile` (None: not there).
+    /// Part of a file or directory sent to the manager.
+    Xfer(Piece),
+    /// The answer to `GetFile`, after the transfer of the file if there was one.
     FileData {
         /// File id.
         file_id: u64,
-        /// Contents.
-        data: Option<Vec<u8>>,
+        /// Why it could not be sent, if it could not.
+        error: Option<String>,
     },
 }
 
@@ -230,10 +329,12 @@ pub enum ToManager {
 /// finds it there.
 pub fn content_name(data: &[u8]) -> String {
     use sha2::Digest;
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex_name(&Sha256::digest(data).into())
+}
+
+/// A SHA-256 as a content name (lowercase hex).
+pub fn hex_name(hash: &[u8; 32]) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Whether `name` can be a [`content_name`]: only such names are used as paths.
@@ -447,6 +548,7 @@ mod test {
             },
             resources: (1000, 0, 0, 0),
             time_max: 0.0,
+            max_stdout: 1 << 20,
             inputs: vec![],
             outputs: vec![],
         }));
@@ -476,10 +578,10 @@ mod test {
         let mut lying = Vec::new();
         write_frame(
             &mut lying,
-            &ToWorker::PutFile {
-                file_id: 1,
-                data: Some(vec![0; 16]),
-            },
+            &ToWorker::Xfer(Piece::Data {
+                xfer: 1,
+                bytes: vec![0; 16],
+            }),
         )
         .unwrap();
         let at = lying.len() - 16 - 8;
@@ -573,7 +675,7 @@ mod test {
             &mut big,
             &ToManager::FileData {
                 file_id: 1,
-                data: Some(vec![0; 2 << 20]),
+                error: Some("x".repeat(2 << 20)),
             },
         )
         .unwrap();

@@ -167,6 +167,8 @@ fn a_relayed_login_cannot_forge_a_result() {
         started: 1,
         done: 2,
         outputs: Vec::new(),
+        lost: Vec::new(),
+        arrived: Vec::new(),
     }));
     let mut bytes = Vec::new();
     protocol::write_frame(&mut bytes, &forged).unwrap();

@@ -305,7 +305,8 @@ impl ManagerLoop {
                     link.exit();
                     return;
                 }
-                self.sched.add_worker(worker, resources, None);
+                // The prefetch set with vine_tune holds for every worker.
+                self.sched.add_worker(worker, resources, self.prefetch);
                 self.sched.set_functions(worker, link.functions().to_vec());
                 self.remote.insert(worker, link);
                 self.shared
@@ -339,18 +340,8 @@ impl ManagerLoop {
                 let Some(pending) = self.fetches.remove(&file_id) else {
                     return;
                 };
-                let stored = match data {
-                    Some(d) => {
-                        let dest = self.temp_root.join(file_id.to_string());
-                        std::fs::write(&dest, d)
-                            .map(|()| dest)
-                            .map_err(|e| Error::io("storing a fetched temp", e))
-                    }
-                    None => Err(Error::new(
-                        ErrorKind::Io,
-                        "the worker no longer has the temp",
-                    )),
-                };
+                let stored = data
+                    .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
                 if let Ok(dest) = &stored {
                     pending.file.set_temp_location(dest.clone());
                 }
@@ -429,6 +420,9 @@ impl ManagerLoop {
             Setting::Prefetch(n) => {
                 self.prefetch = Some(n);
                 self.sched.set_prefetch(LOCAL_WORKER, Some(n));
+                for &w in self.remote.keys() {
+                    self.sched.set_prefetch(w, Some(n));
+                }
             }
             Setting::LocalCores(_)
             | Setting::LocalMemory(_)

@@ -5,6 +5,7 @@
 pub mod completion;
 mod core;
 pub mod factory;
+mod outbound;
 mod ready;
 pub mod remote;
 pub mod scheduler;
@@ -57,8 +58,8 @@ pub enum Message {
         worker: WorkerId,
         /// Which file.
         file_id: u64,
-        /// Its contents (None: the worker does not have it).
-        data: Option<Vec<u8>>,
+        /// Where it arrived, in the manager's temp directory, or why it did not.
+        data: std::result::Result<PathBuf, String>,
     },
     /// Bring a temp kept at a worker to the manager.
     FetchTemp {
@@ -274,6 +275,7 @@ impl Manager {
         lp.add_local_worker();
         lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
+        let _ = remote_settings.staging.set(runtime_dir.join("temp"));
         if let Some(tls) = tls {
             let _ = remote_settings.tls.set(tls);
         }
@@ -492,7 +494,13 @@ impl Manager {
         let setting = Setting::parse(name, value)?;
         match setting {
             Setting::Autocategory(on) => self.shared.autocategory.store(on, Ordering::Relaxed),
-            Setting::MaxStdout(n) => self.max_stdout.store(n, Ordering::Relaxed),
+            Setting::MaxStdout(n) => {
+                self.max_stdout.store(n, Ordering::Relaxed);
+                // Remote workers are told with each task.
+                self.remote_settings
+                    .max_stdout
+                    .store(n as u64, Ordering::Relaxed);
+            }
             Setting::LocalWorkerProcesses(n) => self.start_local_workers(n, None)?,
             Setting::HungryFactor(f) => self
                 .shared

@@ -13,16 +13,19 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 
+use super::outbound::{Inventory, Outbound, Outgoing, Plan, Planned};
 use super::scheduler::WorkerId;
 use super::Message;
-use crate::channel::{Handshake, Incoming, Outgoing};
+use crate::channel::{FrameReader, FrameWriter, Handshake};
 use crate::files::{CacheLevel, File, FileKind, MOUNT_TRANSFER_ALWAYS};
 use crate::idmap::IdMap;
 use crate::protocol::{
-    self, InputContent, InputSpec, OutputSpec, TaskReport, TaskSpec, ToManager, ToWorker, WorkSpec,
+    self, Dest, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec, ToManager,
+    ToWorker, WorkSpec,
 };
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work};
+use crate::transfer::{self, Source};
 use crate::worker::WorkerLink;
 
 /// How long a connection has to finish its handshake (TLS and the password
@@ -65,6 +68,10 @@ pub(crate) struct RemoteSettings {
     pub bytes_received: AtomicU64,
     /// Set when the manager shuts down: stop accepting.
     pub closing: AtomicBool,
+    /// Bytes of command output a task keeps, told to workers with each task.
+    pub max_stdout: AtomicU64,
+    /// Where files arriving from workers are built (the manager's temp directory).
+    pub staging: std::sync::OnceLock<std::path::PathBuf>,
     next_worker: AtomicU32,
 }
 
@@ -82,6 +89,8 @@ impl RemoteSettings {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            max_stdout: AtomicU64::new(super::DEFAULT_MAX_STDOUT as u64),
+            staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
         })
     }
@@ -251,14 +260,23 @@ fn serve_connection(
         functions,
         stored,
     } = joined;
-    let (out_tx, out_rx) = crossbeam_channel::unbounded::<ToWorker>();
+    let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outgoing>();
     let Ok(writer_sock) = sock.try_clone() else {
         settings.forget(id);
         return;
     };
+    let inventory = Arc::new(Mutex::new(Inventory {
+        cached: HashSet::new(),
+        stored,
+    }));
+    let outbound = Outbound {
+        inventory: inventory.clone(),
+        settings: settings.clone(),
+        next_xfer: 0,
+    };
     let w = std::thread::Builder::new()
         .name("vine-conn-writer".into())
-        .spawn(move || write_loop(outgoing, out_rx, writer_sock));
+        .spawn(move || write_loop(outgoing, out_rx, outbound, writer_sock));
     if w.is_err() {
         settings.forget(id);
         return;
@@ -267,8 +285,6 @@ fn serve_connection(
         id,
         out: out_tx,
         in_flight: IdMap::default(),
-        cached: HashSet::new(),
-        stored,
         settings: settings.clone(),
         functions,
     };
@@ -286,13 +302,15 @@ fn serve_connection(
     let timeout =
         Duration::from_millis(settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1));
     let _ = sock.set_read_timeout(Some(timeout));
+    let mut files = Arrivals::new(id, &settings);
     loop {
         match incoming.recv::<ToManager>() {
-            Ok(ToManager::Done(report)) => {
-                let n: usize = report.outputs.iter().map(|(_, d)| d.len()).sum();
-                settings
-                    .bytes_received
-                    .fetch_add(n as u64, Ordering::Relaxed);
+            Ok(ToManager::Done(mut report)) => {
+                files.attach(&mut report);
+                inventory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .forget(&report.lost);
                 if events
                     .send(Message::RemoteDone { worker: id, report })
                     .is_err()
@@ -301,11 +319,20 @@ fn serve_connection(
                 }
             }
             Ok(ToManager::Keepalive) => {}
-            Ok(ToManager::FileData { file_id, data }) => {
-                let n = data.as_ref().map_or(0, Vec::len);
-                settings
-                    .bytes_received
-                    .fetch_add(n as u64, Ordering::Relaxed);
+            Ok(ToManager::Xfer(piece)) => {
+                if let Err(e) = files.piece(piece, &settings) {
+                    eprintln!("vine: worker {id} ({peer}) dropped: {e}");
+                    break;
+                }
+            }
+            Ok(ToManager::FileData { file_id, error }) => {
+                let data = match error {
+                    Some(e) => Err(e),
+                    None => files
+                        .fetched
+                        .remove(&file_id)
+                        .unwrap_or_else(|| Err("the worker sent no file".into())),
+                };
                 if events
                     .send(Message::RemoteFileData {
                         worker: id,
@@ -361,6 +388,90 @@ impl RemoteSettings {
     }
 }
 
+/// Files arriving from one worker: outputs wait here for the report of their
+/// task, temps for the answer to the request that fetched them.
+struct Arrivals {
+    receiver: transfer::Receiver,
+    /// Outputs, by (task id, attempt, file id).
+    outputs: HashMap<(u64, u32, u64), Result<std::path::PathBuf, String>>,
+    /// Temps fetched, by file id.
+    fetched: HashMap<u64, Result<std::path::PathBuf, String>>,
+}
+
+impl Arrivals {
+    fn new(worker: WorkerId, settings: &RemoteSettings) -> Arrivals {
+        let staging = settings
+            .staging
+            .get()
+            .cloned()
+            .unwrap_or_else(std::env::temp_dir);
+        Arrivals {
+            receiver: transfer::Receiver::new(staging, &format!("from-{worker}-")),
+            outputs: HashMap::new(),
+            fetched: HashMap::new(),
+        }
+    }
+
+    /// Takes one frame of a transfer; Err if the worker broke the protocol.
+    fn piece(
+        &mut self,
+        piece: protocol::Piece,
+        settings: &RemoteSettings,
+    ) -> crate::error::Result<()> {
+        let Some(arrived) = self.receiver.piece(piece)? else {
+            return Ok(());
+        };
+        settings
+            .bytes_received
+            .fetch_add(arrived.bytes, Ordering::Relaxed);
+        let outcome = arrived.outcome.map(|(path, _)| path);
+        let old = match arrived.dest {
+            Dest::Output(task, attempt, file) => {
+                self.outputs.insert((task, attempt, file), outcome)
+            }
+            Dest::Fetched(file) => self.fetched.insert(file, outcome),
+            _ => {
+                if let Ok(path) = &outcome {
+                    transfer::remove_all(path);
+                }
+                return Err(crate::error::Error::invalid(
+                    "a worker sent a file where only the manager sends",
+                ));
+            }
+        };
+        if let Some(Ok(path)) = old {
+            transfer::remove_all(&path);
+        }
+        Ok(())
+    }
+
+    /// Gives a report where each output it says was sent arrived.
+    fn attach(&mut self, report: &mut TaskReport) {
+        for (file_id, status) in &report.outputs {
+            let got = match status {
+                OutputStatus::Sent => self
+                    .outputs
+                    .remove(&(report.id, report.attempt, *file_id))
+                    .unwrap_or_else(|| Err("it never arrived".into())),
+                OutputStatus::Failed(why) => Err(why.clone()),
+            };
+            report.arrived.push((*file_id, got));
+        }
+    }
+}
+
+impl Drop for Arrivals {
+    fn drop(&mut self) {
+        let outputs = self.outputs.drain().map(|(_, got)| got);
+        for path in outputs
+            .chain(self.fetched.drain().map(|(_, got)| got))
+            .flatten()
+        {
+            transfer::remove_all(&path);
+        }
+    }
+}
+
 /// What a worker told about itself when it joined.
 struct Joined {
     id: WorkerId,
@@ -376,7 +487,7 @@ struct Joined {
 fn handshake(
     sock: TcpStream,
     settings: &RemoteSettings,
-) -> crate::error::Result<(Joined, Incoming, Outgoing, TcpStream)> {
+) -> crate::error::Result<(Joined, FrameReader, FrameWriter, TcpStream)> {
     use crate::error::Error;
     let until = Instant::now() + HANDSHAKE_TIMEOUT;
     let tls = settings.tls.get().map(|t| t.accept()).transpose()?;
@@ -474,15 +585,20 @@ fn handshake(
     ))
 }
 
-fn write_loop(outgoing: Outgoing, out: Receiver<ToWorker>, sock: TcpStream) {
-    let mut buf = outgoing.buffered(64 * 1024);
+fn write_loop(
+    frames: FrameWriter,
+    out: Receiver<Outgoing>,
+    mut outbound: Outbound,
+    sock: TcpStream,
+) {
+    let mut buf = frames.buffered(64 * 1024);
     while let Ok(msg) = out.recv() {
-        let exit = msg == ToWorker::Exit;
-        let mut ok = buf.send(&msg).is_ok();
+        let exit = matches!(msg, Outgoing::Frame(ToWorker::Exit));
+        let mut ok = outbound.write(&mut buf, msg).is_ok();
         // Send what queued up together, then flush once.
         while ok {
             match out.try_recv() {
-                Ok(m) => ok = buf.send(&m).is_ok(),
+                Ok(m) => ok = outbound.write(&mut buf, m).is_ok(),
                 Err(_) => break,
             }
         }
@@ -496,11 +612,8 @@ fn write_loop(outgoing: Outgoing, out: Receiver<ToWorker>, sock: TcpStream) {
 /// The manager's end of one remote worker.
 pub struct RemoteLink {
     id: WorkerId,
-    out: Sender<ToWorker>,
+    out: Sender<Outgoing>,
     in_flight: IdMap<Box<Task>>,
-    cached: HashSet<u64>,
-    /// Files in the worker's store of files kept forever, by content name.
-    stored: HashSet<String>,
     settings: Arc<RemoteSettings>,
     functions: Vec<Box<[u8]>>,
 }
@@ -530,46 +643,17 @@ impl RemoteLink {
 
     /// Asks the worker for a file it keeps (answered with `RemoteFileData`).
     pub(crate) fn get_file(&self, file_id: u64) {
-        let _ = self.out.send(ToWorker::GetFile(file_id));
+        let _ = self.out.send(Outgoing::Frame(ToWorker::GetFile(file_id)));
     }
 
     /// Tells the worker to exit.
     pub(crate) fn exit(&self) {
-        let _ = self.out.send(ToWorker::Exit);
+        let _ = self.out.send(Outgoing::Frame(ToWorker::Exit));
     }
 
-    /// An input kept forever: found in the worker's store by its content name, or
-    /// sent there first.
-    fn stored_input(&mut self, file: &File) -> InputContent {
-        let mut data = None;
-        let name = match file.content_name() {
-            Some(name) => name,
-            None => {
-                let Some(d) = contents(file) else {
-                    return InputContent::Missing;
-                };
-                let name = file.set_content_name(protocol::content_name(&d));
-                data = Some(d);
-                name
-            }
-        };
-        if !self.stored.contains(&name) {
-            let Some(data) = data.or_else(|| contents(file)) else {
-                return InputContent::Missing;
-            };
-            self.settings
-                .bytes_sent
-                .fetch_add(data.len() as u64, Ordering::Relaxed);
-            let _ = self.out.send(ToWorker::Store {
-                name: name.clone(),
-                data,
-            });
-            self.stored.insert(name.clone());
-        }
-        InputContent::Stored(name)
-    }
-
-    fn spec_of(&mut self, task: &Task) -> Result<TaskSpec, String> {
+    /// The task as the worker gets it, and the inputs whose content the writer
+    /// thread decides (sending them first if need be).
+    fn spec_of(&mut self, task: &Task) -> Result<(TaskSpec, Vec<Planned>), String> {
         let work = match &task.work {
             Work::Function { name, input, .. } => WorkSpec::Function {
                 name: name.to_bytes().to_vec(),
@@ -605,43 +689,37 @@ impl RemoteLink {
             work,
             resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
             time_max: task.time_max(),
+            max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
             inputs: Vec::new(),
             outputs: Vec::new(),
         };
+        let mut planned = Vec::new();
         if let Some(extra) = &task.extra {
-            for m in &extra.inputs {
+            for (index, m) in extra.inputs.iter().enumerate() {
                 let id = m.file.id();
-                let keep = m.file.cache_level() != CacheLevel::Task;
+                let always = m.flags & MOUNT_TRANSFER_ALWAYS != 0;
                 // A temp this worker keeps is already there.
-                let kept_here = m.file.temp_worker() == Some(self.id);
-                let cached = kept_here
-                    || (self.cached.contains(&id) && m.flags & MOUNT_TRANSFER_ALWAYS == 0);
-                let forever = m.file.cache_level() == CacheLevel::Forever
-                    && !matches!(m.file.kind(), FileKind::Temp)
-                    && m.flags & MOUNT_TRANSFER_ALWAYS == 0;
-                let content = if cached {
+                let content = if m.file.temp_worker() == Some(self.id) {
                     InputContent::Cached
-                } else if forever {
-                    self.stored_input(&m.file)
                 } else {
-                    let data = contents(&m.file);
-                    let n = data.as_ref().map_or(0, Vec::len);
-                    self.settings
-                        .bytes_sent
-                        .fetch_add(n as u64, Ordering::Relaxed);
-                    match data {
-                        None => InputContent::Missing,
-                        // Kept at the worker: sent once, used by later tasks too.
-                        Some(data) if keep => {
-                            let _ = self.out.send(ToWorker::PutFile {
-                                file_id: id,
-                                data: Some(data),
-                            });
-                            self.cached.insert(id);
-                            InputContent::Cached
+                    let plan = match m.file.cache_level() {
+                        CacheLevel::Task => Plan::Once,
+                        CacheLevel::Forever
+                            if !matches!(m.file.kind(), FileKind::Temp) && !always =>
+                        {
+                            Plan::Forever
                         }
-                        Some(data) => InputContent::Inline(data),
-                    }
+                        // Kept at the worker: sent once, used by later tasks too.
+                        _ => Plan::Keep { always },
+                    };
+                    planned.push(Planned {
+                        index,
+                        file: m.file.clone(),
+                        source: source(&m.file),
+                        plan,
+                    });
+                    // Decided by the writer when it sends the task.
+                    InputContent::Missing
                 };
                 spec.inputs.push(InputSpec {
                     file_id: id,
@@ -659,7 +737,7 @@ impl RemoteLink {
                 });
             }
         }
-        Ok(spec)
+        Ok((spec, planned))
     }
 }
 
@@ -667,8 +745,8 @@ impl WorkerLink for RemoteLink {
     fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>) {
         for mut task in tasks.drain(..) {
             match self.spec_of(&task) {
-                Ok(spec) => {
-                    let _ = self.out.send(ToWorker::Run(Box::new(spec)));
+                Ok((spec, planned)) => {
+                    let _ = self.out.send(Outgoing::Run(Box::new(spec), planned));
                 }
                 Err(reason) => {
                     // Cannot happen for tasks the scheduler places here; report it
@@ -681,16 +759,16 @@ impl WorkerLink for RemoteLink {
     }
 
     fn cancel(&mut self, id: TaskId) {
-        let _ = self.out.send(ToWorker::Cancel(id));
+        let _ = self.out.send(Outgoing::Frame(ToWorker::Cancel(id)));
     }
 }
 
-/// The contents of an input file, read from where the manager has them.
-fn contents(file: &File) -> Option<Vec<u8>> {
+/// Where the manager has an input's data (read later, by the writer thread).
+fn source(file: &File) -> Option<Source> {
     match file.kind() {
-        FileKind::Path(p) => std::fs::read(p).ok(),
-        FileKind::Buffer => file.contents().map(|c| c.to_vec()),
-        FileKind::Temp => file.temp_location().and_then(|p| std::fs::read(p).ok()),
+        FileKind::Path(p) => Some(Source::Path(p.clone())),
+        FileKind::Buffer => file.contents().map(Source::Bytes),
+        FileKind::Temp => file.temp_location().map(Source::Path),
     }
 }
 
@@ -702,6 +780,11 @@ pub(crate) fn apply_report(
     temp_root: &std::path::Path,
 ) -> bool {
     if report.attempt != task.attempts {
+        for (_, arrived) in report.arrived {
+            if let Ok(path) = arrived {
+                transfer::remove_all(&path);
+            }
+        }
         return false;
     }
     task.exit_code = report.exit_code;
@@ -718,26 +801,21 @@ pub(crate) fn apply_report(
     if result == TaskResult::Cancelled {
         task.flags |= crate::task::FLAG_CANCELLED;
     }
-    if let Some(extra) = &task.extra {
-        for (file_id, data) in report.outputs {
-            let Some(m) = extra.outputs.iter().find(|m| m.file.id() == file_id) else {
-                continue;
-            };
-            let stored = match m.file.kind() {
-                FileKind::Path(p) => std::fs::write(p, &data).map_err(|e| e.to_string()),
-                FileKind::Buffer => {
-                    m.file.set_contents(data);
-                    Ok(())
-                }
-                FileKind::Temp => {
-                    // Sent back only when asked for; normally kept at the worker.
-                    let dest = temp_root.join(file_id.to_string());
-                    std::fs::write(&dest, &data)
-                        .map(|()| m.file.set_temp_location(dest))
-                        .map_err(|e| e.to_string())
-                }
-            };
-            if let Err(e) = stored {
+    for (file_id, arrived) in report.arrived {
+        let m = task
+            .extra
+            .as_ref()
+            .and_then(|e| e.outputs.iter().find(|m| m.file.id() == file_id));
+        let Some(m) = m else {
+            if let Ok(path) = arrived {
+                transfer::remove_all(&path);
+            }
+            continue;
+        };
+        let stored = arrived.and_then(|path| store_output(&m.file, &path, temp_root));
+        if let Err(e) = stored {
+            // A result that already says the task failed stays.
+            if matches!(result, TaskResult::Success | TaskResult::StdoutMissing) {
                 result = TaskResult::OutputMissing;
                 reason = Some(format!("cannot store output {}: {e}", m.remote_name));
             }
@@ -755,6 +833,33 @@ pub(crate) fn apply_report(
         }
     }
     true
+}
+
+/// Puts an output that arrived at `path` where it was declared, as a local
+/// worker would have: moved to its path, read into its buffer, or kept as a temp.
+fn store_output(
+    file: &File,
+    path: &std::path::Path,
+    temp_root: &std::path::Path,
+) -> Result<(), String> {
+    let stored = match file.kind() {
+        FileKind::Path(dest) => {
+            crate::worker::sandbox::move_file(path, dest).map_err(|e| e.to_string())
+        }
+        FileKind::Buffer => std::fs::read(path)
+            .map(|data| file.set_contents(data))
+            .map_err(|e| e.to_string()),
+        // Sent back only when asked for; normally kept at the worker.
+        FileKind::Temp => {
+            let dest = temp_root.join(file.id().to_string());
+            transfer::remove_all(&dest);
+            return crate::worker::sandbox::move_file(path, &dest)
+                .map(|()| file.set_temp_location(dest))
+                .map_err(|e| e.to_string());
+        }
+    };
+    transfer::remove_all(path);
+    stored
 }
 
 /// The interval a worker is told to send keepalives at: the one set, else a

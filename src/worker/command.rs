@@ -150,6 +150,11 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
             missing.push(mount.remote_name.clone());
             continue;
         }
+        // A FIFO, socket or device is never opened (that could block forever),
+        // and what cannot be read is not delivered as if it were.
+        if let Err(why) = crate::transfer::check_output(&produced) {
+            return Err(format!("output {}: {why}", mount.remote_name));
+        }
         let moved = match mount.file.kind() {
             FileKind::Path(dest) => sandbox::move_file(&produced, dest).map_err(|e| e.to_string()),
             FileKind::Buffer => std::fs::read(&produced)

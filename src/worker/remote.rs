@@ -6,17 +6,20 @@
 use std::ffi::CString;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 
-use crate::channel::{Handshake, Incoming, Outgoing};
+use crate::channel::{FrameReader, FrameWriter, Handshake};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{CacheLevel, File, Mount};
 use crate::manager::Message;
-use crate::protocol::{self, InputContent, TaskReport, TaskSpec, ToManager, ToWorker, WorkSpec};
+use crate::protocol::{
+    self, Dest, Held, InputContent, OutputStatus, TaskReport, TaskSpec, ToManager, ToWorker,
+    WorkSpec,
+};
 use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
@@ -374,7 +377,7 @@ fn handshake(
     tls: Option<&crate::tls::ClientTls>,
     resources: Resources,
     store: Option<&Path>,
-) -> std::result::Result<(Incoming, Outgoing, TcpStream, Duration), Ended> {
+) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration), Ended> {
     use Ended::{BeforeSession, Refused};
     // Long enough for a manager that holds connections until it is configured.
     let until = Instant::now() + Duration::from_secs(30);
@@ -494,8 +497,8 @@ fn serve(
 
 /// Serves a session that has begun, until told to exit (Ok) or the connection breaks.
 fn serve_session(
-    reader: Incoming,
-    outgoing: Outgoing,
+    reader: FrameReader,
+    outgoing: FrameWriter,
     sock: TcpStream,
     keepalive: Duration,
     resources: Resources,
@@ -503,18 +506,21 @@ fn serve_session(
     store: Option<&Path>,
 ) -> Result<()> {
     let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
+    let max_stdout = Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
-        max_stdout: Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT)),
+        max_stdout: max_stdout.clone(),
     };
     let pool = LocalPool::new(0, resources, env, events_tx);
     let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
+    let next_xfer = Arc::new(AtomicU64::new(0));
     let reporter = Reporter {
         writer: writer.clone(),
         outputs: outputs.clone(),
+        next_xfer: next_xfer.clone(),
     };
     let broken = end_tx.clone();
     let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -535,6 +541,10 @@ fn serve_session(
         pool: pool.share(),
         outputs: outputs.clone(),
         writer: writer.clone(),
+        receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
+        verified: Default::default(),
+        max_stdout,
+        next_xfer,
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -553,16 +563,47 @@ fn serve_session(
 }
 
 /// Per running task: what to do with its files once it is done.
-type Outputs = Arc<Mutex<std::collections::HashMap<u64, Vec<(u64, PathBuf, AfterTask)>>>>;
+type Outputs = Arc<Mutex<std::collections::HashMap<u64, TaskFiles>>>;
 
-fn send(writer: &Mutex<Outgoing>, frame: &ToManager) -> Result<()> {
+/// The files of one task at this worker.
+#[derive(Default)]
+struct TaskFiles {
+    /// (file id, path, what to do with it when the task is done).
+    files: Vec<(u64, PathBuf, AfterTask)>,
+    /// Inputs this worker should have held but found missing or damaged.
+    lost: Vec<Held>,
+}
+
+fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()> {
     writer.lock().unwrap_or_else(|p| p.into_inner()).send(frame)
 }
 
 /// Reports finished tasks to the manager.
 struct Reporter {
-    writer: Arc<Mutex<Outgoing>>,
+    writer: Arc<Mutex<FrameWriter>>,
     outputs: Outputs,
+    next_xfer: Arc<AtomicU64>,
+}
+
+/// Sends a file or directory to the manager as a transfer to `dest`, one frame
+/// at a time (other frames go between them). The outer Err: the connection broke.
+fn send_file(
+    writer: &Mutex<FrameWriter>,
+    next_xfer: &AtomicU64,
+    dest: Dest,
+    path: &Path,
+) -> Result<std::result::Result<(), String>> {
+    let xfer = next_xfer.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = 0;
+    let source = crate::transfer::Source::Path(path.to_owned());
+    let outcome = crate::transfer::send(
+        xfer,
+        dest,
+        &source,
+        &mut |piece| send(writer, &ToManager::Xfer(piece)),
+        &mut sent,
+    )?;
+    Ok(outcome.map(drop))
 }
 
 /// What happens to a task's file when the task is done.
@@ -577,7 +618,7 @@ enum AfterTask {
 /// Sends keepalives until the session ends: Ok when the manager said exit, Err
 /// when the connection broke (on either thread).
 fn keep_alive(
-    writer: &Mutex<Outgoing>,
+    writer: &Mutex<FrameWriter>,
     end: &Receiver<Result<()>>,
     keepalive: Duration,
 ) -> Result<()> {
@@ -596,42 +637,57 @@ fn keep_alive(
 
 impl Reporter {
     fn send(&self, task: &Task) -> Result<()> {
-        send(&self.writer, &ToManager::Done(Box::new(self.report(task))))
+        let report = self.report(task)?;
+        send(&self.writer, &ToManager::Done(Box::new(report)))
     }
 
-    fn report(&self, task: &Task) -> TaskReport {
+    /// The report on `task`, after its outputs were sent (each in its own
+    /// transfer, so one that cannot be sent fails only this task).
+    fn report(&self, task: &Task) -> Result<TaskReport> {
         let mut outputs = Vec::new();
-        let files = self
+        let TaskFiles { files, lost } = self
             .outputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&task.id)
             .unwrap_or_default();
         for (file_id, path, after) in files {
-            if after == AfterTask::Send {
-                if let Ok(data) = std::fs::read(&path) {
-                    outputs.push((file_id, data));
-                }
+            // Not produced: the task's result already says so.
+            if after == AfterTask::Send && std::fs::symlink_metadata(&path).is_ok() {
+                let dest = Dest::Output(task.id, task.attempts, file_id);
+                let status = match send_file(&self.writer, &self.next_xfer, dest, &path)? {
+                    Ok(()) => OutputStatus::Sent,
+                    Err(why) => OutputStatus::Failed(why),
+                };
+                outputs.push((file_id, status));
             }
-            let _ = std::fs::remove_file(&path);
+            crate::transfer::remove_all(&path);
         }
+        let mut reason = task.reason().map(|r| r.to_string_lossy().into_owned());
         let result = if task.flags & FLAG_CANCELLED != 0 {
             TaskResult::Cancelled
+        } else if !lost.is_empty() {
+            // Not the task's fault: it runs again, and the manager sends the
+            // inputs again.
+            reason = Some("an input this worker kept was missing or damaged".into());
+            TaskResult::Forsaken
         } else {
             task.result()
         };
-        TaskReport {
+        Ok(TaskReport {
             id: task.id,
             attempt: task.attempts,
             result: result.code(),
             exit_code: task.exit_code(),
             output: task.output().to_vec(),
             stdout: task.stdout().map(|s| s.to_bytes().to_vec()),
-            reason: task.reason().map(|r| r.to_string_lossy().into_owned()),
+            reason,
             started: task.times().started,
             done: task.times().done,
             outputs,
-        }
+            lost,
+            arrived: Vec::new(),
+        })
     }
 }
 
@@ -642,42 +698,45 @@ struct Inbound {
     store: Option<PathBuf>,
     pool: LocalPool,
     outputs: Outputs,
-    writer: Arc<Mutex<Outgoing>>,
+    writer: Arc<Mutex<FrameWriter>>,
+    /// Files arriving from the manager.
+    receiver: crate::transfer::Receiver,
+    /// Files of the store found to hash to their names, as they were then.
+    verified: std::collections::HashMap<String, Stamp>,
+    /// The cap on command output the manager set, told with each task.
+    max_stdout: Arc<AtomicUsize>,
+    /// Ids for transfers to the manager.
+    next_xfer: Arc<AtomicU64>,
+}
+
+/// What identifies one version of a file on disk: any write changes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp(u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())?;
+    Some(Stamp(
+        m.dev(),
+        m.ino(),
+        m.size(),
+        m.mtime(),
+        m.mtime_nsec(),
+        m.ctime(),
+        m.ctime_nsec(),
+    ))
 }
 
 impl Inbound {
     /// Applies frames until the manager says exit (Ok) or the connection breaks.
-    fn run(&mut self, mut reader: Incoming) -> Result<()> {
+    fn run(&mut self, mut reader: FrameReader) -> Result<()> {
         loop {
             match reader.recv::<ToWorker>()? {
-                ToWorker::PutFile { file_id, data } => {
-                    let path = self.cache_path(file_id);
-                    match data {
-                        Some(d) => {
-                            std::fs::write(&path, d).map_err(|e| Error::io(path.display(), e))?
-                        }
-                        None => {
-                            let _ = std::fs::remove_file(&path);
-                        }
-                    }
-                }
-                ToWorker::Store { name, data } => {
-                    if !protocol::is_content_name(&name) {
-                        return Err(Error::invalid("a stored file name that is not a hash"));
-                    }
-                    // Written aside and renamed: a worker sharing the store never
-                    // sees half a file under the name. Without a usable store the
-                    // file is kept for this worker's life only.
-                    let partial = self.dir.join("out").join(format!("store-{name}"));
-                    std::fs::write(&partial, data).map_err(|e| Error::io(partial.display(), e))?;
-                    let kept = self
-                        .store
-                        .as_ref()
-                        .is_some_and(|s| move_file(&partial, &s.join(&name)).is_ok());
-                    if !kept {
-                        let private = self.private_stored_path(&name);
-                        move_file(&partial, &private)
-                            .map_err(|e| Error::io(private.display(), e))?;
+                ToWorker::Xfer(piece) => {
+                    if let Some(arrived) = self.receiver.piece(piece)? {
+                        self.arrived(arrived)?;
                     }
                 }
                 ToWorker::Run(spec) => {
@@ -686,8 +745,14 @@ impl Inbound {
                 }
                 ToWorker::Cancel(id) => self.pool.cancel(id),
                 ToWorker::GetFile(file_id) => {
-                    let data = std::fs::read(self.cache_path(file_id)).ok();
-                    send(&self.writer, &ToManager::FileData { file_id, data })?;
+                    let path = self.cache_path(file_id);
+                    let error = if std::fs::symlink_metadata(&path).is_ok() {
+                        let dest = Dest::Fetched(file_id);
+                        send_file(&self.writer, &self.next_xfer, dest, &path)?.err()
+                    } else {
+                        Some("the worker no longer has it".into())
+                    };
+                    send(&self.writer, &ToManager::FileData { file_id, error })?;
                 }
                 ToWorker::Keepalive
                 | ToWorker::Hello { .. }
@@ -696,6 +761,95 @@ impl Inbound {
                 ToWorker::Exit => return Ok(()),
             }
         }
+    }
+
+    /// Puts a file that arrived complete where it was sent to. One that cannot be
+    /// put there is dropped: the task that needs it finds it missing.
+    fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
+        let (staged, hash) = match arrived.outcome {
+            Ok(x) => x,
+            Err(_) => return Ok(()),
+        };
+        let dest = match arrived.dest {
+            Dest::Cache(file_id) => self.cache_path(file_id),
+            Dest::Task(task, attempt, file_id) => self.task_input_path(task, attempt, file_id),
+            // Named by the hash of what arrived, which the receiver computed: the
+            // store never holds a file under another file's name.
+            Dest::Store if arrived.is_file => {
+                let name = protocol::hex_name(&hash);
+                // Renamed into place whole: a worker sharing the store never sees
+                // half a file under the name. Without a usable store the file is
+                // kept for this worker's life only.
+                let kept = self.store.as_ref().map(|s| s.join(&name)).filter(|at| {
+                    crate::transfer::remove_all(at);
+                    move_file(&staged, at).is_ok()
+                });
+                let at = match kept {
+                    Some(at) => at,
+                    None => {
+                        let private = self.private_stored_path(&name);
+                        crate::transfer::remove_all(&private);
+                        if move_file(&staged, &private).is_err() {
+                            crate::transfer::remove_all(&staged);
+                            return Ok(());
+                        }
+                        private
+                    }
+                };
+                if let Some(s) = stamp(&at) {
+                    self.verified.insert(name, s);
+                }
+                return Ok(());
+            }
+            Dest::Store => {
+                crate::transfer::remove_all(&staged);
+                return Ok(());
+            }
+            Dest::Output(..) | Dest::Fetched(_) => {
+                crate::transfer::remove_all(&staged);
+                return Err(Error::invalid("the manager sent a file only workers send"));
+            }
+        };
+        crate::transfer::remove_all(&dest);
+        if move_file(&staged, &dest).is_err() {
+            crate::transfer::remove_all(&staged);
+        }
+        Ok(())
+    }
+
+    /// Whether the file kept forever at `path` still hashes to `name` (checked
+    /// again whenever the file changed since it last did). One that does not is
+    /// removed.
+    fn verify_stored(&mut self, name: &str, path: &Path) -> bool {
+        let Some(now) = stamp(path) else {
+            return false;
+        };
+        if self.verified.get(name) == Some(&now) {
+            return true;
+        }
+        let source = crate::transfer::Source::Path(path.to_owned());
+        match crate::transfer::hash_source(&source) {
+            Ok(h) if protocol::hex_name(&h) == name => {
+                self.verified.insert(name.to_owned(), now);
+                true
+            }
+            Ok(_) => {
+                eprintln!(
+                    "vine_worker: {} does not hash to its name: removed",
+                    path.display()
+                );
+                self.verified.remove(name);
+                crate::transfer::remove_all(path);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    fn task_input_path(&self, task: u64, attempt: u32, file_id: u64) -> PathBuf {
+        self.dir
+            .join("out")
+            .join(format!("in-{task}-{attempt}-{file_id}"))
     }
 
     /// Where a file kept forever is: in the store, or else where this worker kept
@@ -745,6 +899,10 @@ impl Inbound {
             gpus,
         };
         let _ = task.set_time_max(spec.time_max);
+        self.max_stdout.store(
+            usize::try_from(spec.max_stdout).unwrap_or(usize::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         if let WorkSpec::Command { env, .. } = &spec.work {
             for (k, v) in env {
                 if let (Ok(k), Ok(v)) = (
@@ -756,25 +914,32 @@ impl Inbound {
             }
         }
         let mut outs = Vec::new();
+        let mut lost = Vec::new();
         let mut refused = None;
         for input in &spec.inputs {
             let path = match &input.content {
-                InputContent::Cached => self.cache_path(input.file_id),
+                InputContent::Cached => {
+                    let p = self.cache_path(input.file_id);
+                    if std::fs::symlink_metadata(&p).is_err() {
+                        lost.push(Held::Cached(input.file_id));
+                    }
+                    p
+                }
                 InputContent::Stored(name) if protocol::is_content_name(name) => {
-                    self.stored_path(name)
+                    let p = self.stored_path(name);
+                    // Never serve bytes that are not the ones named.
+                    if !self.verify_stored(name, &p) {
+                        lost.push(Held::Stored(name.clone()));
+                    }
+                    p
                 }
                 InputContent::Stored(_) => {
                     refused.get_or_insert(Error::invalid("a stored file name that is not a hash"));
                     continue;
                 }
-                InputContent::Inline(data) => {
-                    let p = self
-                        .dir
-                        .join("out")
-                        .join(format!("in-{}-{}-{}", spec.id, spec.attempt, input.file_id));
-                    if std::fs::write(&p, data).is_ok() {
-                        outs.push((input.file_id, p.clone(), AfterTask::Remove));
-                    }
+                InputContent::Sent => {
+                    let p = self.task_input_path(spec.id, spec.attempt, input.file_id);
+                    outs.push((input.file_id, p.clone(), AfterTask::Remove));
                     p
                 }
                 // A path that does not exist: placing it fails as INPUT_MISSING.
@@ -812,11 +977,14 @@ impl Inbound {
             // A name from the wire that would leave the sandbox is never used: the
             // task is not run, and the manager hears why.
             task.extra_mut().refused = Some(e.to_string());
+        } else if !lost.is_empty() {
+            // Not run: reported as the worker's failure (see `Reporter::report`).
+            task.extra_mut().refused = Some("an input it kept was missing or damaged".into());
         }
         self.outputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.id, outs);
+            .insert(spec.id, TaskFiles { files: outs, lost });
         task
     }
 }
@@ -845,6 +1013,10 @@ mod test {
             pool: LocalPool::new(0, Resources::default(), env, events),
             outputs: Default::default(),
             writer: Arc::new(Mutex::new(outgoing)),
+            receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
+            verified: Default::default(),
+            max_stdout: Default::default(),
+            next_xfer: Default::default(),
         }
     }
 
@@ -858,11 +1030,12 @@ mod test {
             },
             resources: (1000, 0, 0, 0),
             time_max: 0.0,
+            max_stdout: 1 << 20,
             inputs: vec![InputSpec {
                 file_id: 1,
                 remote_name: input.into(),
                 flags: 0,
-                content: InputContent::Inline(b"x".to_vec()),
+                content: InputContent::Sent,
             }],
             outputs: vec![OutputSpec {
                 file_id: 2,

@@ -1,0 +1,184 @@
+//! What the manager sends one remote worker, on that connection's writer thread:
+//! frames as they are, and tasks whose input files are sent first, read from
+//! disk a chunk at a time there, never on the manager thread. The writer
+//! decides, when it gets to a task, whether the worker already holds each input
+//! (the [`Inventory`]) and what the task is told about it, from what was actually
+//! sent: a file kept forever is named by the hash of the bytes that went.
+
+use crate::channel::FrameWriter;
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+use super::remote::RemoteSettings;
+use crate::files::File;
+use crate::protocol::{self, Dest, InputContent, TaskSpec, ToWorker};
+use crate::transfer::{self, Source};
+
+/// What the manager thread queues for a worker's writer thread.
+pub(crate) enum Outgoing {
+    /// A frame sent as it is.
+    Frame(ToWorker),
+    /// A task: the inputs planned are resolved (sent if need be) first.
+    Run(Box<TaskSpec>, Vec<Planned>),
+}
+
+/// How an input of a task reaches the worker.
+pub(crate) enum Plan {
+    /// Kept in its cache for later tasks; sent unless there (`always`: sent anyway).
+    Keep {
+        /// Send even if the worker has it.
+        always: bool,
+    },
+    /// For this task only.
+    Once,
+    /// In its store of files kept forever, by content name.
+    Forever,
+}
+
+/// An input whose content the writer decides (see [`Outgoing::Run`]).
+pub(crate) struct Planned {
+    /// Its place in the task's inputs.
+    pub index: usize,
+    /// The file.
+    pub file: Arc<File>,
+    /// Where its data is at the manager; None if nowhere.
+    pub source: Option<Source>,
+    /// How it goes.
+    pub plan: Plan,
+}
+
+/// The inputs a worker holds between tasks, as far as the manager knows.
+#[derive(Debug, Default)]
+pub(crate) struct Inventory {
+    /// In its cache, by file id.
+    pub cached: HashSet<u64>,
+    /// In its store of files kept forever, by content name.
+    pub stored: HashSet<String>,
+}
+
+impl Inventory {
+    /// The worker found these missing or damaged: they are sent again when needed.
+    pub(crate) fn forget(&mut self, lost: &[protocol::Held]) {
+        for h in lost {
+            match h {
+                protocol::Held::Cached(id) => {
+                    self.cached.remove(id);
+                }
+                protocol::Held::Stored(name) => {
+                    self.stored.remove(name);
+                }
+            }
+        }
+    }
+}
+
+/// The writer thread's state for one worker.
+pub(crate) struct Outbound {
+    pub inventory: Arc<Mutex<Inventory>>,
+    pub settings: Arc<RemoteSettings>,
+    pub next_xfer: u64,
+}
+
+impl Outbound {
+    fn inventory(&self) -> std::sync::MutexGuard<'_, Inventory> {
+        self.inventory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes `msg` (and for a task, its inputs first). Err: the connection broke.
+    pub(crate) fn write(&mut self, w: &mut FrameWriter, msg: Outgoing) -> crate::error::Result<()> {
+        match msg {
+            Outgoing::Frame(f) => w.send(&f),
+            Outgoing::Run(mut spec, planned) => {
+                for p in planned {
+                    let content = self.resolve(w, &spec, &p)?;
+                    if let Some(input) = spec.inputs.get_mut(p.index) {
+                        input.content = content;
+                    }
+                }
+                w.send(&ToWorker::Run(spec))
+            }
+        }
+    }
+
+    /// Sends `source` to `dest`; Ok(Err) if the source could not be sent.
+    fn send(
+        &mut self,
+        w: &mut FrameWriter,
+        dest: Dest,
+        source: &Source,
+    ) -> crate::error::Result<Result<[u8; 32], String>> {
+        self.next_xfer += 1;
+        let mut sent = 0;
+        let outcome = transfer::send(
+            self.next_xfer,
+            dest,
+            source,
+            &mut |piece| w.send(&ToWorker::Xfer(piece)),
+            &mut sent,
+        );
+        self.settings.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+        outcome
+    }
+
+    fn resolve(
+        &mut self,
+        w: &mut FrameWriter,
+        spec: &TaskSpec,
+        p: &Planned,
+    ) -> crate::error::Result<InputContent> {
+        let Some(source) = &p.source else {
+            return Ok(InputContent::Missing);
+        };
+        let id = p.file.id();
+        let is_dir = matches!(source, Source::Path(path) if path.is_dir());
+        match p.plan {
+            // A directory has no content name: it is kept like a file kept
+            // for the worker's life.
+            Plan::Forever if !is_dir => {
+                let name = match p.file.content_name() {
+                    Some(name) => name,
+                    None => match transfer::hash_source(source) {
+                        Ok(h) => p.file.set_content_name(protocol::hex_name(&h)),
+                        Err(_) => return Ok(InputContent::Missing),
+                    },
+                };
+                if self.inventory().stored.contains(&name) {
+                    return Ok(InputContent::Stored(name));
+                }
+                // The task is told the name of what was sent, whatever the file
+                // held when it was named.
+                Ok(match self.send(w, Dest::Store, source)? {
+                    Ok(hash) => {
+                        let name = protocol::hex_name(&hash);
+                        self.inventory().stored.insert(name.clone());
+                        InputContent::Stored(name)
+                    }
+                    Err(_) => InputContent::Missing,
+                })
+            }
+            Plan::Forever | Plan::Keep { .. } => {
+                let always = matches!(p.plan, Plan::Keep { always: true });
+                if !always && self.inventory().cached.contains(&id) {
+                    return Ok(InputContent::Cached);
+                }
+                Ok(match self.send(w, Dest::Cache(id), source)? {
+                    Ok(_) => {
+                        self.inventory().cached.insert(id);
+                        InputContent::Cached
+                    }
+                    Err(_) => {
+                        self.inventory().cached.remove(&id);
+                        InputContent::Missing
+                    }
+                })
+            }
+            Plan::Once => Ok(
+                match self.send(w, Dest::Task(spec.id, spec.attempt, id), source)? {
+                    Ok(_) => InputContent::Sent,
+                    Err(_) => InputContent::Missing,
+                },
+            ),
+        }
+    }
+}

@@ -1,0 +1,456 @@
+//! The data path between a manager and its remote workers: files kept forever,
+//! directory outputs, files larger than a frame, special files as outputs, and
+//! the settings a remote worker must honour as the local pool does. Real worker
+//! processes, real sockets, real files.
+
+use std::ffi::CString;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::Duration;
+
+use vine::files::{CacheLevel, File, Mount};
+use vine::{Manager, Port, Task, TaskResult};
+
+/// A bound on every wait, never a pace: a task that has not come back by then is
+/// a failure (a hang, before the fixes these tests cover).
+const LONG: Option<Duration> = Some(Duration::from_secs(120));
+
+fn vine_worker(port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--timeout", "60"])
+        .args(extra)
+        .spawn()
+        .unwrap()
+}
+
+fn remote_manager() -> (Manager, u16) {
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let port = m.port().unwrap();
+    (m, port)
+}
+
+fn local_manager() -> Manager {
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    m
+}
+
+fn stop(m: Manager, workers: Vec<Child>) {
+    m.shutdown().unwrap();
+    for mut w in workers {
+        let status = w.wait().unwrap();
+        assert!(status.success(), "worker exited with {status}");
+    }
+}
+
+fn command(text: &str) -> Box<Task> {
+    Task::command(&CString::new(text).unwrap())
+}
+
+/// Runs `task` and returns it finished.
+fn run(m: &Manager, task: Box<Task>) -> Box<Task> {
+    let id = m.submit(task).unwrap();
+    let t = m.wait(LONG).expect("the task came back");
+    assert_eq!(t.id(), id);
+    t
+}
+
+fn stdout(t: &Task) -> String {
+    t.stdout()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// `cat a` with `file` as input `a`.
+fn cat(file: &Arc<File>) -> Box<Task> {
+    let mut t = command("cat a");
+    t.add_input(Mount::new(file.clone(), "a", 0).unwrap())
+        .unwrap();
+    t
+}
+
+fn store_of(workdir: &Path) -> PathBuf {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    workdir.join(format!("vine-forever-{}", unsafe { libc::geteuid() }))
+}
+
+#[test]
+fn a_file_kept_forever_is_stored_under_the_hash_of_the_bytes_sent() {
+    let dir = tempdir();
+    let (first, second) = (dir.join("w1"), dir.join("w2"));
+    std::fs::create_dir(&first).unwrap();
+    std::fs::create_dir(&second).unwrap();
+    let path = dir.join("f.dat");
+    std::fs::write(&path, "original\n").unwrap();
+
+    let (m, port) = remote_manager();
+    let f = m.declare(File::path(&path, CacheLevel::Forever, 0).unwrap());
+    let mut w1 = vine_worker(
+        port,
+        &["--cores", "1", "--workdir", first.to_str().unwrap()],
+    );
+    let t = run(&m, cat(&f));
+    assert_eq!(stdout(&t), "original\n");
+    w1.kill().unwrap();
+    w1.wait().unwrap();
+    // The file changes after the manager named it; a worker without it joins.
+    std::fs::write(&path, "changed\n").unwrap();
+    let w2 = vine_worker(
+        port,
+        &["--cores", "1", "--workdir", second.to_str().unwrap()],
+    );
+    let t = run(&m, cat(&f));
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(
+        stdout(&t),
+        "changed\n",
+        "what was sent is what the task read"
+    );
+    stop(m, vec![w2]);
+
+    // Every file in the store is named by the hash of its bytes.
+    let mut names = 0;
+    for e in std::fs::read_dir(store_of(&second)).unwrap() {
+        let e = e.unwrap();
+        let data = std::fs::read(e.path()).unwrap();
+        assert_eq!(
+            e.file_name().to_str().unwrap(),
+            vine::protocol::content_name(&data),
+            "stored under another file's name"
+        );
+        names += 1;
+    }
+    assert_eq!(names, 1);
+
+    // A later manager declaring the original contents gets them, not the others.
+    let again = dir.join("g.dat");
+    std::fs::write(&again, "original\n").unwrap();
+    let (m, port) = remote_manager();
+    let g = m.declare(File::path(&again, CacheLevel::Forever, 0).unwrap());
+    let w3 = vine_worker(
+        port,
+        &["--cores", "1", "--workdir", second.to_str().unwrap()],
+    );
+    let t = run(&m, cat(&g));
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(stdout(&t), "original\n");
+    stop(m, vec![w3]);
+}
+
+#[test]
+fn a_damaged_file_in_the_store_is_never_served_and_is_sent_again() {
+    let dir = tempdir();
+    let work = dir.join("work");
+    std::fs::create_dir(&work).unwrap();
+    let path = dir.join("f.dat");
+    std::fs::write(&path, "precious\n").unwrap();
+    let workflow = || {
+        let (m, port) = remote_manager();
+        let f = m.declare(File::path(&path, CacheLevel::Forever, 0).unwrap());
+        let w = vine_worker(port, &["--cores", "1", "--workdir", work.to_str().unwrap()]);
+        let t = run(&m, cat(&f));
+        stop(m, vec![w]);
+        t
+    };
+    let t = workflow();
+    assert_eq!(stdout(&t), "precious\n");
+    let stored = store_of(&work).join(vine::protocol::content_name(b"precious\n"));
+    assert_eq!(std::fs::read(&stored).unwrap(), b"precious\n");
+    // Someone changes the stored copy in place.
+    std::fs::write(&stored, "tampered\n").unwrap();
+    let t = workflow();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(stdout(&t), "precious\n", "the damaged copy was served");
+    assert_eq!(
+        t.retries_used(),
+        1,
+        "run again once the file was sent again"
+    );
+    assert_eq!(std::fs::read(&stored).unwrap(), b"precious\n", "repaired");
+}
+
+/// Every entry under `root`: relative path, permission bits, and the hash of
+/// its contents (or its link target), sorted.
+fn tree(root: &Path) -> Vec<(String, u32, String)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, u32, String)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let mode = meta.permissions().mode() & 0o777;
+            if meta.is_dir() {
+                out.push((rel + "/", mode, String::new()));
+                walk(root, &p, out);
+            } else if meta.file_type().is_symlink() {
+                let target = std::fs::read_link(&p).unwrap();
+                out.push((rel, 0, target.to_str().unwrap().to_owned()));
+            } else {
+                let data = std::fs::read(&p).unwrap();
+                out.push((rel, mode, vine::protocol::content_name(&data)));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn a_directory_output_comes_back_from_a_remote_worker_as_it_does_locally() {
+    let dir = tempdir();
+    let make =
+        "mkdir -p d/sub/deeper && printf hello > d/a.txt && printf '#!/bin/sh\\n' > d/sub/run.sh \
+                && chmod 751 d/sub/run.sh && chmod 750 d/sub && ln -s a.txt d/link \
+                && head -c 3000000 /dev/zero > d/sub/deeper/zeros";
+    // The same tasks on a local pool and on a remote worker: a directory output
+    // to a path, and one to a buffer (which cannot hold a directory).
+    let outcome = |m: &Manager, name: &str| {
+        let out = dir.join(name);
+        let mut t = command(make);
+        let f = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(f, "d", 0).unwrap()).unwrap();
+        let t = run(m, t);
+        let mut b = command(make);
+        let buffer = m.declare(File::buffer(b"", CacheLevel::Task, 0).unwrap());
+        b.add_output(Mount::new(buffer, "d", 0).unwrap()).unwrap();
+        let b = run(m, b);
+        let got = out.exists().then(|| tree(&out));
+        (t.result(), got, b.result())
+    };
+    let local = local_manager();
+    let here = outcome(&local, "local");
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = outcome(&m, "remote");
+    stop(m, vec![w]);
+    assert_eq!(here.0, TaskResult::Success);
+    let tree_here = here.1.as_ref().expect("delivered locally");
+    assert_eq!(tree_here.len(), 6, "{tree_here:?}");
+    assert_eq!(here.2, TaskResult::OutputMissing);
+    assert_eq!(there, here, "remote and local differ");
+}
+
+#[test]
+fn an_output_the_worker_cannot_read_fails_as_it_does_locally() {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        eprintln!("skipped: root can read any file");
+        return;
+    }
+    let dir = tempdir();
+    let outcome = |m: &Manager, name: &str| {
+        let mut t = command("echo secret > o; chmod 000 o");
+        let f = m.declare(File::path(&dir.join(name), CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(f, "o", 0).unwrap()).unwrap();
+        run(m, t).result()
+    };
+    let local = local_manager();
+    let here = outcome(&local, "local");
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = outcome(&m, "remote");
+    stop(m, vec![w]);
+    assert_eq!(here, TaskResult::OutputMissing);
+    assert_eq!(there, here);
+}
+
+/// A file of `len` bytes, sparse on disk, with markers at the start, the
+/// middle and the end.
+fn big_file(path: &Path, len: u64) {
+    let mut f = std::fs::File::create(path).unwrap();
+    f.set_len(len).unwrap();
+    for (at, mark) in [(0, b"head"), (len / 2, b"midl"), (len - 4, b"tail")] {
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.write_all(mark).unwrap();
+    }
+}
+
+fn marks(path: &Path) -> (u64, Vec<[u8; 4]>) {
+    let mut f = std::fs::File::open(path).unwrap();
+    let len = f.metadata().unwrap().len();
+    let mut got = Vec::new();
+    for at in [0, len / 2, len - 4] {
+        let mut m = [0u8; 4];
+        f.seek(SeekFrom::Start(at)).unwrap();
+        f.read_exact(&mut m).unwrap();
+        got.push(m);
+    }
+    (len, got)
+}
+
+#[test]
+fn files_larger_than_a_frame_cross_in_chunks_and_other_tasks_go_on() {
+    let dir = tempdir();
+    // Past the frame limit, and not a whole number of chunks.
+    let len = u64::from(vine::protocol::MAX_FRAME) + 3 * vine::transfer::CHUNK as u64 + 5;
+    let input = dir.join("big.in");
+    big_file(&input, len);
+    let output = dir.join("big.out");
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "2"]);
+    let big_in = m.declare(File::path(&input, CacheLevel::Task, 0).unwrap());
+    let big_out = m.declare(File::path(&output, CacheLevel::Task, 0).unwrap());
+    let mut big = command("cp in out && echo copied");
+    big.add_input(Mount::new(big_in, "in", 0).unwrap()).unwrap();
+    big.add_output(Mount::new(big_out, "out", 0).unwrap())
+        .unwrap();
+    let big = m.submit(big).unwrap();
+    let small = m.submit(command("echo small")).unwrap();
+    for _ in 0..2 {
+        let t = m.wait(LONG).expect("both tasks came back");
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        let expected = if t.id() == big { "copied\n" } else { "small\n" };
+        assert!(t.id() == big || t.id() == small);
+        assert_eq!(stdout(&t), expected);
+    }
+    assert_eq!(m.stats().unwrap().workers_connected, 1, "the worker stayed");
+    let (got_len, got) = marks(&output);
+    assert_eq!(got_len, len);
+    assert_eq!(got, vec![*b"head", *b"midl", *b"tail"]);
+    let (sent, received) = m.bytes_transferred();
+    assert_eq!((sent, received), (len, len));
+    stop(m, vec![w]);
+}
+
+/// A command that makes a FIFO as its output, with the output declared as a
+/// path or as a buffer.
+fn fifo_task(m: &Manager, out: Option<&Path>) -> Box<Task> {
+    let mut t = command("mkfifo o");
+    let f = match out {
+        Some(p) => File::path(p, CacheLevel::Task, 0).unwrap(),
+        None => File::buffer(b"", CacheLevel::Task, 0).unwrap(),
+    };
+    t.add_output(Mount::new(m.declare(f), "o", 0).unwrap())
+        .unwrap();
+    t
+}
+
+fn assert_fifo_refused(t: &Task) {
+    assert_eq!(t.result(), TaskResult::OutputMissing);
+    let why = t.reason().unwrap().to_string_lossy().into_owned();
+    assert!(why.contains("FIFO"), "{why}");
+}
+
+#[test]
+fn a_fifo_output_fails_its_task_and_nothing_waits_on_it_locally() {
+    let dir = tempdir();
+    let m = local_manager();
+    assert_fifo_refused(&run(&m, fifo_task(&m, Some(&dir.join("p")))));
+    assert_fifo_refused(&run(&m, fifo_task(&m, None)));
+    let t = run(&m, command("echo after"));
+    assert_eq!(
+        (t.result(), stdout(&t)),
+        (TaskResult::Success, "after\n".into())
+    );
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_fifo_output_fails_its_task_not_the_remote_worker() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    assert_fifo_refused(&run(&m, fifo_task(&m, Some(&dir.join("p")))));
+    assert_fifo_refused(&run(&m, fifo_task(&m, None)));
+    let t = run(&m, command("echo after"));
+    assert_eq!(
+        (t.result(), stdout(&t)),
+        (TaskResult::Success, "after\n".into())
+    );
+    stop(m, vec![w]);
+}
+
+#[test]
+fn prefetch_zero_keeps_priority_order_strict_on_remote_workers() {
+    let dir = tempdir();
+    let (started, go) = (dir.join("started"), dir.join("go"));
+    for fifo in [&started, &go] {
+        assert!(Command::new("mkfifo").arg(fifo).status().unwrap().success());
+    }
+    let (m, port) = remote_manager();
+    m.tune("prefetch", 0.0).unwrap();
+    let mut first = command(&format!(
+        "echo > {}; read x < {}; echo first",
+        started.display(),
+        go.display()
+    ));
+    first.set_priority(100.0).unwrap();
+    let mut low = command("echo low");
+    low.set_priority(1.0).unwrap();
+    m.submit(first).unwrap();
+    m.submit(low).unwrap();
+    // Both are queued at the manager before the one-core worker joins.
+    assert_eq!(m.stats().unwrap().tasks_submitted, 2);
+    let w = vine_worker(port, &["--cores", "1"]);
+    let mut line = String::new();
+    std::fs::File::open(&started)
+        .unwrap()
+        .read_to_string(&mut line)
+        .unwrap();
+    // The first task runs; one of higher priority than the waiting one comes.
+    let mut high = command("echo high");
+    high.set_priority(10.0).unwrap();
+    m.submit(high).unwrap();
+    assert_eq!(m.stats().unwrap().tasks_submitted, 3);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&go)
+        .unwrap()
+        .write_all(b"\n")
+        .unwrap();
+    let order: Vec<String> = (0..3)
+        .map(|_| stdout(&m.wait(LONG).expect("task back")))
+        .collect();
+    assert_eq!(order, ["first\n", "high\n", "low\n"]);
+    stop(m, vec![w]);
+}
+
+#[test]
+fn max_stdout_holds_on_remote_workers() {
+    let (m, port) = remote_manager();
+    m.tune("max-stdout", 100.0).unwrap();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let t = run(&m, command("head -c 1000 /dev/zero | tr '\\0' x"));
+    assert_eq!(t.result(), TaskResult::StdoutMissing, "{:?}", t.reason());
+    assert_eq!(stdout(&t).len(), 100);
+    stop(m, vec![w]);
+}
+
+/// A new, empty directory, removed when dropped.
+fn tempdir() -> TempDir {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    loop {
+        let d = std::env::temp_dir().join(format!(
+            "vine-data-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        match std::fs::create_dir(&d) {
+            Ok(()) => return TempDir(d),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => panic!("{}: {e}", d.display()),
+        }
+    }
+}
+
+struct TempDir(PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
