@@ -10,7 +10,6 @@ pub mod constants;
 pub mod files;
 pub mod function;
 pub(crate) mod handles;
-pub(crate) mod library;
 pub mod manager;
 pub mod task;
 

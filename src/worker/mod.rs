@@ -5,6 +5,7 @@
 pub mod command;
 pub mod function;
 pub mod isolated;
+pub mod library;
 pub mod local;
 pub mod machine;
 pub mod process;

@@ -214,7 +214,7 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
 /// returns when the manager says to exit.
 pub fn run(opts: &WorkerOptions) -> Result<()> {
     for lib in &opts.libraries {
-        crate::ffi::library::load(lib)?;
+        crate::worker::library::load(lib)?;
     }
     remove_dead_workers_dirs(&opts.workdir);
     let store = open_store(&opts.store());

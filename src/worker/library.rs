@@ -1,4 +1,5 @@
-//! Loading a shared library of task functions into a worker (`--library`).
+//! Loading a shared library of task functions into a worker (`--library`): an OS
+//! call (dlopen), handing the library the C registration entry point.
 
 use std::ffi::{c_int, CString};
 use std::os::unix::ffi::OsStrExt;
@@ -42,11 +43,11 @@ pub fn load(path: &Path) -> Result<()> {
         return Ok(());
     }
     type Register =
-        unsafe extern "C" fn(*const std::ffi::c_char, super::function::vine_function_t) -> c_int;
+        unsafe extern "C" fn(*const std::ffi::c_char, crate::ffi::function::vine_function_t) -> c_int;
     // SAFETY: the documented signature of the entry takes the register function.
     let entry: unsafe extern "C" fn(Register) -> c_int = unsafe { std::mem::transmute(sym) };
     // SAFETY: calling the library's entry as documented, with our own function.
-    let rc = unsafe { entry(super::function::vine_register_function) };
+    let rc = unsafe { entry(crate::ffi::function::vine_register_function) };
     if rc != 0 {
         return Err(Error::new(
             ErrorKind::Io,
