@@ -34,6 +34,14 @@ const COLLECT_EVERY: Duration = Duration::from_millis(1);
 /// Seconds a THREAD function may still take after shutdown killed what it could.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
+/// The instant `d` from now, or as late as an `Instant` goes.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(now)
+}
+
 /// What the scheduler decided in one round, carried out after it.
 #[derive(Default)]
 struct Outbox {
@@ -80,6 +88,8 @@ struct Shutdown {
 }
 
 pub(super) struct ManagerLoop {
+    /// First, so it is dropped first (see `FailNotice`).
+    _fail_notice: super::FailNotice,
     pub(super) sched: Scheduler,
     pub(super) rx: Receiver<Message>,
     pub(super) shared: Arc<Shared>,
@@ -117,6 +127,7 @@ impl ManagerLoop {
         local_capacity: Resources,
     ) -> Self {
         ManagerLoop {
+            _fail_notice: super::FailNotice(shared.clone()),
             sched,
             rx,
             shared,
@@ -418,6 +429,8 @@ impl ManagerLoop {
                 let _ = reply.send(self.apply(setting));
             }
             Message::Shutdown { reply } => self.begin_shutdown(reply),
+            #[cfg(test)]
+            Message::Crash => panic!("the manager thread was made to panic"),
         }
     }
 
@@ -425,7 +438,9 @@ impl ManagerLoop {
         match setting {
             Setting::MaxRetries(n) => self.sched.set_default_retries(n),
             Setting::WaitForWorkers(n) => self.sched.set_wait_for_workers(n),
-            Setting::ShutdownTimeout(s) => self.shutdown_timeout = Duration::from_secs_f64(s),
+            Setting::ShutdownTimeout(s) => {
+                self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+            }
             Setting::Prefetch(n) => {
                 self.prefetch = Some(n);
                 self.sched.set_prefetch(LOCAL_WORKER, Some(n));
@@ -525,7 +540,7 @@ impl ManagerLoop {
         self.local.cancel_waiting();
         self.shutdown = Some(Shutdown {
             reply,
-            deadline: Instant::now() + self.shutdown_timeout,
+            deadline: later(self.shutdown_timeout),
             killed: false,
         });
     }

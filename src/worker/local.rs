@@ -339,7 +339,16 @@ impl LocalPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("vine-local-{}", st.threads))
                 .stack_size(THREAD_STACK)
-                .spawn(move || thread_main(s));
+                .spawn(move || {
+                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| thread_main(s)));
+                    if ran.is_err() {
+                        // A bug outside any task: the pool's books and the tasks it
+                        // held are in an unknown state, and waiting on them would
+                        // hang. Stop loudly instead.
+                        eprintln!("vine: internal error: a local worker thread failed; aborting");
+                        std::process::abort();
+                    }
+                });
             match spawned {
                 Ok(h) => {
                     st.idle += 1;
@@ -501,14 +510,32 @@ fn execute(
         task.times.done = now_us();
         return task.times.done;
     }
+    #[cfg(test)]
+    control.panic_when_started.store(
+        task.extra.as_ref().is_some_and(|e| {
+            e.env
+                .iter()
+                .any(|(k, _)| k.as_bytes() == b"VINE_TEST_PANIC_WHEN_STARTED")
+        }),
+        SeqCst,
+    );
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
         _ => crate::worker::function::run(task, gpus, control),
     }));
-    if ran.is_err() {
+    if let Err(panic) = ran {
+        // What it started must not run on unwatched.
+        control.abandon();
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         task.finish(
             TaskResult::Unknown,
-            Some("internal error while running the task".into()),
+            Some(format!(
+                "internal error while running the task ({why}); what it started was killed"
+            )),
         );
     }
     task.times.done = now_us();
