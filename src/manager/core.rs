@@ -454,7 +454,7 @@ impl ManagerLoop {
                         "local resources can only change while no task is outstanding",
                     ));
                 }
-                let c = &mut self.local_capacity;
+                let mut c = self.local_capacity;
                 match setting {
                     Setting::LocalCores(m) => c.millicores = m,
                     Setting::LocalMemory(m) => c.memory_mb = m,
@@ -462,9 +462,14 @@ impl ManagerLoop {
                     Setting::LocalGpus(g) => c.gpus = g,
                     _ => unreachable!(),
                 }
+                if !self.local.set_capacity(c) {
+                    return Err(Error::invalid(
+                        "local resources can only change while the local pool holds no task",
+                    ));
+                }
+                self.local_capacity = c;
                 self.sched
                     .remove_worker(LOCAL_WORKER, Vec::new(), &mut self.outbox);
-                self.local.set_capacity(self.local_capacity);
                 self.add_local_worker();
                 self.shared
                     .slots
@@ -501,7 +506,13 @@ impl ManagerLoop {
                     link.dispatch(&mut one);
                 }
                 None => {
-                    unreachable!("the scheduler placed a task on worker {worker}, which is gone")
+                    // The books are wrong (a bug): the task runs again elsewhere.
+                    let mut task = task;
+                    task.finish(
+                        crate::task::TaskResult::Forsaken,
+                        Some(format!("internal error: worker {worker} is gone")),
+                    );
+                    self.sched.finished(worker, task, &mut self.outbox);
                 }
             }
         }

@@ -351,7 +351,21 @@ impl Scheduler {
         task.attempts += 1;
         task.worker_id = w.id;
         self.scratch.clear();
-        w.model.push(task.request, task.id, &mut self.scratch);
+        if w.model
+            .push(task.request, task.id, &mut self.scratch)
+            .is_err()
+        {
+            // `pick_worker` checked it fits; if not, the books are wrong. The task
+            // is not sent where it would wait forever: it counts as a failed attempt.
+            task.finish(
+                TaskResult::Forsaken,
+                Some(format!(
+                    "internal error: worker {} cannot hold the task",
+                    w.id
+                )),
+            );
+            return self.retry_or_complete(task, TaskResult::Forsaken, comm);
+        }
         w.assigned += 1;
         self.dispatched.insert(task.id, w.id);
         comm.dispatch(w.id, task);
@@ -360,8 +374,13 @@ impl Scheduler {
     /// A worker sends a task back, run or not.
     pub fn finished(&mut self, worker: WorkerId, task: Box<Task>, comm: &mut impl Comm) {
         if self.dispatched.remove(&task.id).is_none() {
-            debug_assert!(false, "task {} finished but was not dispatched", task.id);
-            return;
+            // The books are wrong (a bug), but the task is real: hand it back
+            // rather than lose it.
+            eprintln!(
+                "vine: internal error: task {} came back from worker {worker} but was not dispatched",
+                task.id
+            );
+            return self.complete(task, comm);
         }
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
@@ -372,10 +391,10 @@ impl Scheduler {
             } else {
                 let id = task.id;
                 let removed = w.model.remove_waiting(|&t| t == id, &mut self.scratch);
-                debug_assert!(
-                    removed.is_some(),
-                    "task {id} was neither started nor waiting"
-                );
+                if removed.is_none() {
+                    // The model had started it: what it held is free again.
+                    w.model.release(task.request, &mut self.scratch);
+                }
             }
             w.assigned -= 1;
             if task.times.started > 0 && task.times.done >= task.times.started {

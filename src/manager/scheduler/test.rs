@@ -355,3 +355,32 @@ fn a_task_returned_unstarted_frees_its_place_in_the_worker_queue() {
     assert_eq!(comm.dispatched_ids(), vec![1, 3]);
     assert_eq!(s.stats().tasks_running, 1);
 }
+
+#[test]
+fn a_task_returned_unstarted_that_the_model_had_started_frees_what_it_held() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    for id in 1..=2 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+    // The worker gives task 1 back without starting it, though the model had
+    // started it: its core is free again and task 2 goes there.
+    let (w, t) = comm.dispatched.remove(0);
+    s.finished(w, t, &mut comm);
+    assert_eq!(s.stats().committed.millicores, 0);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![2]);
+}
+
+#[test]
+fn a_task_returned_that_was_not_dispatched_is_handed_back_not_dropped() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.finished(0, task(7, 0.0, 1.0), &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].id, 7);
+}
