@@ -402,3 +402,46 @@ fn submissions_racing_shutdown_are_each_refused_or_returned_once() {
         "every accepted task comes back exactly once"
     );
 }
+
+#[test]
+fn a_cancel_that_succeeds_always_brings_the_task_back_cancelled() {
+    // Each cancel races its task's completion: it lands while the task waits,
+    // runs, has just finished on its thread, or waits in the pool's outbox.
+    // Whatever the timing, a cancel that returned Ok means CANCELLED, and one
+    // that failed says the task had finished, which then comes back SUCCESS.
+    let m = Arc::new(manager(2.0));
+    let per_thread = 2500;
+    let submitters: Vec<_> = (0..3)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for _ in 0..per_thread {
+                    let id = m.submit(Task::local(nothing, 0, b"")).unwrap();
+                    match m.cancel(id) {
+                        Ok(()) => accepted.push(id),
+                        Err(e) => assert!(e.message().contains("already finished"), "{e}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: std::collections::HashSet<_> = submitters
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    let mut wrong = Vec::new();
+    for t in wait_all(&m, 3 * per_thread) {
+        let want = if accepted.contains(&t.id()) {
+            TaskResult::Cancelled
+        } else {
+            TaskResult::Success
+        };
+        if t.result() != want {
+            wrong.push((t.id(), t.result()));
+        }
+    }
+    assert_eq!(wrong, vec![], "{} cancels accepted", accepted.len());
+    assert!(m.empty());
+}

@@ -255,8 +255,10 @@ pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
 /// Cancels task `id`. A waiting task comes back from `vine_wait` as
 /// `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 /// function cannot be stopped, so it is marked and comes back cancelled when it
-/// returns. Returns 0, or `VINE_ERROR_UNKNOWN_TASK` if no task `id` is waiting or
-/// running (finished tasks are not cancelled).
+/// returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
+/// (even if it was finishing as the cancel arrived), or `VINE_ERROR_UNKNOWN_TASK` if
+/// it has already finished (it comes back as it finished; `vine_last_error()` says
+/// so) or no task `id` was submitted.
 #[no_mangle]
 pub extern "C" fn vine_cancel_by_task_id(m: *mut vine_manager, id: c_int) -> c_int {
     guard_code(|| {

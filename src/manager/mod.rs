@@ -465,14 +465,21 @@ impl Manager {
         answer.recv().map_err(|_| gone())
     }
 
-    /// Cancels task `id`: it comes back from `wait` as cancelled.
+    /// Cancels task `id`: on success it comes back from `wait` as cancelled,
+    /// whatever happens to it meanwhile. An error if it has finished already (it
+    /// then comes back as it finished) or was never submitted.
     pub fn cancel(&self, id: TaskId) -> Result<()> {
         if self.ask(|reply| Message::Cancel { id, reply })? {
             Ok(())
+        } else if id < self.shared.next_id.load(Ordering::Relaxed) {
+            Err(Error::new(
+                ErrorKind::UnknownTask,
+                format!("task {id} has already finished; it was not cancelled"),
+            ))
         } else {
             Err(Error::new(
                 ErrorKind::UnknownTask,
-                format!("no task {id} is waiting or running"),
+                format!("no task {id} was submitted"),
             ))
         }
     }

@@ -148,6 +148,10 @@ pub struct Scheduler {
     ready: ReadyQueue,
     workers: Vec<WorkerEntry>,
     dispatched: IdMap<WorkerId>,
+    /// Dispatched tasks whose cancellation was accepted: they come back
+    /// CANCELLED whatever their worker made of them (it may have finished them
+    /// before the cancel reached it).
+    cancelling: IdMap<()>,
     remote_allowed: bool,
     default_retries: u32,
     wait_for_workers: usize,
@@ -164,6 +168,7 @@ impl Scheduler {
             ready: ReadyQueue::default(),
             workers: Vec::new(),
             dispatched: IdMap::default(),
+            cancelling: IdMap::default(),
             remote_allowed,
             default_retries: 3,
             wait_for_workers: 0,
@@ -232,6 +237,11 @@ impl Scheduler {
         self.workers.retain(|w| w.id != id);
         self.dispatched.retain(|_, w| *w != id);
         for mut task in tasks {
+            if self.cancelling.remove(&task.id).is_some() {
+                task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+                self.complete(task, comm);
+                continue;
+            }
             task.finish(
                 TaskResult::Forsaken,
                 Some(format!("worker {id} was lost while it held the task")),
@@ -401,8 +411,9 @@ impl Scheduler {
                 w.observe_run((task.times.done - task.times.started) as f64);
             }
         }
+        let cancelled = self.cancelling.remove(&task.id).is_some();
         match task.result {
-            _ if task.cancel_requested() => {
+            _ if cancelled || task.cancel_requested() => {
                 let mut task = task;
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm)
@@ -455,9 +466,12 @@ impl Scheduler {
     }
 
     /// Cancels task `id`: a waiting one comes back at once, a dispatched one when its
-    /// worker returns it. False if no waiting or dispatched task has that id.
+    /// worker returns it, CANCELLED in both cases (even if its worker finished it
+    /// meanwhile). False if no waiting or dispatched task has that id: it has
+    /// finished already, or never was.
     pub fn cancel(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
         if let Some(&worker) = self.dispatched.get(&id) {
+            self.cancelling.insert(id, ());
             comm.cancel_on_worker(worker, id);
             return true;
         }
@@ -484,6 +498,7 @@ impl Scheduler {
             self.dispatched.iter().map(|(&t, &w)| (t, w)).collect();
         on_workers.sort_unstable();
         for (id, worker) in on_workers {
+            self.cancelling.insert(id, ());
             comm.cancel_on_worker(worker, id);
         }
         n

@@ -384,3 +384,32 @@ fn a_task_returned_that_was_not_dispatched_is_handed_back_not_dropped() {
     assert_eq!(comm.completed.len(), 1);
     assert_eq!(comm.completed[0].id, 7);
 }
+
+#[test]
+fn a_cancel_accepted_wins_over_a_worker_that_finished_the_task_meanwhile() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.cancel(1, &mut comm));
+    // The worker had finished it before the cancel reached it.
+    finish_ok(&mut s, &mut comm, 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Cancelled);
+    assert_eq!(s.stats().tasks_cancelled, 1);
+}
+
+#[test]
+fn a_cancelled_task_on_a_lost_worker_comes_back_cancelled_not_retried() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.cancel(1, &mut comm));
+    let (_, t) = comm.take(1);
+    s.remove_worker(1, vec![t], &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Cancelled);
+    assert_eq!(s.ready_len(), 0);
+}
