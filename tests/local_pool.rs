@@ -445,3 +445,31 @@ fn a_cancel_that_succeeds_always_brings_the_task_back_cancelled() {
     assert_eq!(wrong, vec![], "{} cancels accepted", accepted.len());
     assert!(m.empty());
 }
+
+#[test]
+fn small_tasks_behind_many_that_need_a_larger_worker_still_run() {
+    // A port: tasks larger than the pool wait for a remote worker instead of
+    // being refused; none joins, so they wait, 200 deep, ahead of the small ones.
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    let large: Vec<_> = (0..200)
+        .map(|_| {
+            let mut t = Task::command(c"true");
+            t.set_cores(3.0).unwrap();
+            m.submit(t).unwrap()
+        })
+        .collect();
+    let small: Vec<_> = (0..50)
+        .map(|_| m.submit(Task::local(nothing, 0, b"")).unwrap())
+        .collect();
+    for id in small {
+        let t = m.wait_for(Want::Id(id), LONG).expect("a small task runs");
+        assert_eq!(t.result(), TaskResult::Success);
+    }
+    assert_eq!(m.stats().unwrap().tasks_waiting, 200);
+    m.shutdown().unwrap();
+    for _ in &large {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Cancelled);
+    }
+}

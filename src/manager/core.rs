@@ -364,6 +364,8 @@ impl ManagerLoop {
                 };
                 if let Ok(dest) = &stored {
                     pending.file.set_temp_location(dest.clone());
+                    // Tasks that read it may now go to any worker.
+                    self.sched.retry_parked();
                 }
                 for reply in pending.replies {
                     let _ = reply.send(stored.as_ref().map(|_| ()).map_err(Clone::clone));
@@ -532,6 +534,8 @@ impl ManagerLoop {
                         m.file.regeneration_failed();
                     }
                 }
+                // Tasks waiting for those temps are placed (to find them missing).
+                self.sched.retry_parked();
             }
         }
         self.shared
