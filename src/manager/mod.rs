@@ -755,6 +755,13 @@ impl Drop for Manager {
     }
 }
 
+impl Manager {
+    /// The files declared to this manager.
+    pub fn files(&self) -> Vec<Arc<File>> {
+        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -842,12 +849,5 @@ mod test {
             }
         }
         out
-    }
-}
-
-impl Manager {
-    /// The files declared to this manager.
-    pub fn files(&self) -> Vec<Arc<File>> {
-        self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
