@@ -197,7 +197,12 @@ impl Shared {
     /// standard error, refuses later submissions, returns those it had not taken
     /// (failed, with the reason), and lets every waiter see the failure.
     fn manager_failed(&self, why: &str) {
-        eprintln!("vine: internal error: the manager thread failed: {why}");
+        // Not eprintln!: this runs while the thread unwinds, where a second
+        // panic (a closed standard error) would abort the process.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("vine: internal error: the manager thread failed: {why}\n"),
+        );
         *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
         self.accepting.store(false, Ordering::Release);
         let mut left: Vec<Box<Task>> = {
