@@ -425,6 +425,10 @@ impl ManagerLoop {
                 let _ = reply.send(self.sched.is_outstanding(id));
             }
             Message::Stats { reply } => {
+                // What `vine_hungry` reads agrees with the stats the caller sees.
+                self.shared
+                    .ready_len
+                    .store(self.sched.ready_len() as u64, Ordering::Relaxed);
                 let _ = reply.send(self.sched.stats());
             }
             Message::Tune { setting, reply } => {
