@@ -50,6 +50,9 @@
 // `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
 #define VINE_WAIT_FOREVER -1
 
+// The largest `hungry-factor`.
+#define MAX_HUNGRY_FACTOR 1e6
+
 // The protocol version; both ends must speak the same.
 #define VERSION 3
 
@@ -59,6 +62,16 @@
 // The largest payload accepted from a peer that has not authenticated yet: a
 // stranger cannot make the manager allocate more than this per connection.
 #define MAX_HANDSHAKE_FRAME (1 << 20)
+
+// The largest number of seconds any time setting takes (about 31 years): every
+// such number becomes a deadline, which must stay representable.
+#define MAX_SECONDS 1e9
+
+// The largest memory or disk, in MB (an exabyte), a task asks for or a pool offers.
+#define MAX_MB 1000000000000
+
+// The largest number of gpus a task asks for or a pool offers.
+#define MAX_GPUS 1000000
 
 // A bundle of cores, memory, disk and gpus.
 typedef struct Resources Resources;
@@ -429,8 +442,16 @@ int vine_port(const struct vine_manager *m);
 //   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 //   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 //
+// Ranges: every value must be finite. Times (`*-timeout`, `*-interval`) are seconds
+// from 0 to 1e9; counts (`max-retries`, `wait-for-workers`, `prefetch`) whole numbers
+// from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
+// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
+// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
+// `local-worker-processes` 0 to 4096.
+//
 // Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
-// `VINE_ERROR_INVALID_ARGUMENT` for a bad value; on error nothing changes.
+// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
+// negative, too large); on error nothing changes.
 int vine_tune(struct vine_manager *m, const char *name, double value);
 
 // Reads the password remote workers must prove they know (challenge and HMAC: it
@@ -461,6 +482,9 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // Returns the next finished task, in completion order, as soon as one finishes;
 // `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 // bound). NULL on timeout or when no task is outstanding (then it returns at once).
+// If the manager's thread failed (a bug inside the library), every wait returns
+// NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
+// and `vine_submit` refuses new tasks.
 // The caller owns the returned task and frees it with `vine_task_delete`. Any
 // number of threads may wait at once; each finished task goes to exactly one.
 // While the local pool holds more queued tasks than it has cores, it reports
@@ -489,8 +513,10 @@ int vine_hungry(struct vine_manager *m);
 // Cancels task `id`. A waiting task comes back from `vine_wait` as
 // `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 // function cannot be stopped, so it is marked and comes back cancelled when it
-// returns. Returns 0, or `VINE_ERROR_UNKNOWN_TASK` if no task `id` is waiting or
-// running (finished tasks are not cancelled).
+// returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
+// (even if it was finishing as the cancel arrived), or `VINE_ERROR_UNKNOWN_TASK` if
+// it has already finished (it comes back as it finished; `vine_last_error()` says
+// so) or no task `id` was submitted.
 int vine_cancel_by_task_id(struct vine_manager *m, int id);
 
 // Cancels every waiting and running task, as `vine_cancel_by_task_id` does one.
@@ -558,16 +584,18 @@ struct vine_task *vine_task_create(const char *command);
 int vine_task_delete(struct vine_task *t);
 
 // Cores the task needs (default 1; fractions down to 0.001 allowed, e.g. 0.5 lets
-// two such tasks share a core). Returns 0 or `VINE_ERROR_INVALID_ARGUMENT` for
-// values <= 0, not finite, or finer than 0.001.
+// two such tasks share a core; at most 1e9). Returns 0 or
+// `VINE_ERROR_INVALID_ARGUMENT` for values <= 0, above 1e9, not finite, or finer
+// than 0.001.
 int vine_task_set_cores(struct vine_task *t, double cores);
 
-// Memory the task needs, in MB (default 0: no limit). Negative values are
-// refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
+// Memory the task needs, in MB (default 0: no limit), at most 1e12. Negative or
+// larger values are refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
 // `vine_task_set_exec_mode`).
 int vine_task_set_memory(struct vine_task *t, int64_t mb);
 
-// Disk the task needs, in MB (default 0: no limit). Negative values are refused.
+// Disk the task needs, in MB (default 0: no limit), at most 1e12. Negative or
+// larger values are refused.
 // Enforced for commands: the files in the command's sandbox (inputs included,
 // each counted at the larger of its length and its allocated blocks) are
 // measured every 100 ms and when it ends; past the request the command is killed
@@ -576,7 +604,7 @@ int vine_task_set_disk(struct vine_task *t, int64_t mb);
 
 // Gpus the task needs (default 0). The task gets distinct device ids: a command sees
 // them in `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`, a function reads them
-// with `vine_task_gpu_ids`. Negative values are refused.
+// with `vine_task_gpu_ids`. At most 1e6; negative or larger values are refused.
 int vine_task_set_gpus(struct vine_task *t, int gpus);
 
 // Priority: higher runs first, FIFO among equals (default 0). Must be finite.
@@ -589,17 +617,22 @@ int vine_task_set_category(struct vine_task *t, const char *category);
 int vine_task_set_tag(struct vine_task *t, const char *tag);
 
 // The minimum running time the task should be given, in seconds (0 = none): a
-// worker that will not live that long is not given the task.
+// worker that will not live that long is not given the task. From 0 to 1e9;
+// anything else (negative, NaN, infinite, larger) is refused with
+// `VINE_ERROR_INVALID_ARGUMENT`.
 int vine_task_set_time_min(struct vine_task *t, double seconds);
 
-// The maximum wall time in seconds (0 = none). A command past it is killed
+// The maximum wall time in seconds (0 = none), from 0 to 1e9 (about 31 years);
+// anything else (negative, NaN, infinite, larger) is refused with
+// `VINE_ERROR_INVALID_ARGUMENT`. A command past it is killed
 // (its whole process group) and comes back `VINE_RESULT_MAX_WALL_TIME`. A THREAD
 // function cannot be killed: it is reported `VINE_RESULT_MAX_WALL_TIME` when it
 // returns late.
 int vine_task_set_time_max(struct vine_task *t, double seconds);
 
 // How many times the task is re-run after failures that are not its own (its
-// worker failed or was lost). Default: the manager's `max-retries`.
+// worker failed or was lost). Default: the manager's `max-retries`. Negative
+// values are refused.
 int vine_task_set_retries(struct vine_task *t, int retries);
 
 // Sets an environment variable for a command (`value` NULL: unset it).

@@ -190,6 +190,14 @@ pub struct Extra {
     pub refused: Option<String>,
 }
 
+/// The largest number of seconds any time setting takes (about 31 years): every
+/// such number becomes a deadline, which must stay representable.
+pub const MAX_SECONDS: f64 = 1e9;
+/// The largest memory or disk, in MB (an exabyte), a task asks for or a pool offers.
+pub const MAX_MB: u64 = 1_000_000_000_000;
+/// The largest number of gpus a task asks for or a pool offers.
+pub const MAX_GPUS: u32 = 1_000_000;
+
 /// Sentinel for "use the manager's max-retries".
 pub(crate) const RETRIES_DEFAULT: u32 = u32::MAX;
 
@@ -340,21 +348,25 @@ impl Task {
 
     /// Requests `mb` MB of memory.
     pub fn set_memory(&mut self, mb: i64) -> Result<()> {
-        self.request.memory_mb = non_negative(mb, "memory")?;
+        self.request.memory_mb = megabytes(mb, "memory")?;
         Ok(())
     }
 
     /// Requests `mb` MB of disk.
     pub fn set_disk(&mut self, mb: i64) -> Result<()> {
-        self.request.disk_mb = non_negative(mb, "disk")?;
+        self.request.disk_mb = megabytes(mb, "disk")?;
         Ok(())
     }
 
     /// Requests `gpus` devices.
     pub fn set_gpus(&mut self, gpus: i64) -> Result<()> {
         let n = non_negative(gpus, "gpus")?;
-        self.request.gpus =
-            u32::try_from(n).map_err(|_| Error::invalid(format!("{gpus} gpus is too many")))?;
+        self.request.gpus = u32::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_GPUS)
+            .ok_or_else(|| {
+                Error::invalid(format!("gpus must be at most {MAX_GPUS}, not {gpus}"))
+            })?;
         Ok(())
     }
 
@@ -569,10 +581,20 @@ fn non_negative(v: i64, what: &str) -> Result<u64> {
     u64::try_from(v).map_err(|_| Error::invalid(format!("{what} cannot be negative ({v})")))
 }
 
-fn seconds_setting(seconds: f64, what: &str) -> Result<f64> {
-    if !seconds.is_finite() || seconds < 0.0 {
+fn megabytes(v: i64, what: &str) -> Result<u64> {
+    let mb = non_negative(v, what)?;
+    if mb > MAX_MB {
         return Err(Error::invalid(format!(
-            "{what} must be a finite number of seconds >= 0, not {seconds}"
+            "{what} must be at most {MAX_MB} MB, not {v}"
+        )));
+    }
+    Ok(mb)
+}
+
+fn seconds_setting(seconds: f64, what: &str) -> Result<f64> {
+    if !seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&seconds) {
+        return Err(Error::invalid(format!(
+            "{what} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {seconds}"
         )));
     }
     Ok(seconds)
@@ -628,6 +650,18 @@ mod test {
         assert!(t.set_time_max(-3.0).is_err());
         assert!(t.set_env_var(c"A=B", None).is_err());
         assert_eq!(t.request(), Resources::DEFAULT_REQUEST);
+        for v in [1e300, 1e19, f64::NAN, f64::INFINITY, -1.0] {
+            assert!(t.set_time_max(v).is_err(), "time_max {v}");
+            assert!(t.set_time_min(v).is_err(), "time_min {v}");
+            assert!(t.set_cores(v).is_err(), "cores {v}");
+        }
+        assert!(t.set_priority(f64::NAN).is_err());
+        assert!(t.set_memory(i64::MAX).is_err() && t.set_disk(i64::MAX).is_err());
+        assert!(t.set_gpus(i64::from(i32::MAX)).is_err());
+        assert_eq!(t.time_max(), 0.0);
+        t.set_time_max(MAX_SECONDS).unwrap();
+        t.set_memory(MAX_MB as i64).unwrap();
+        t.request.memory_mb = 0;
         t.set_env_var(c"X", Some(c"1")).unwrap();
         t.set_env_var(c"X", Some(c"2")).unwrap();
         assert_eq!(t.extra.as_ref().unwrap().env.len(), 1);

@@ -402,3 +402,74 @@ fn submissions_racing_shutdown_are_each_refused_or_returned_once() {
         "every accepted task comes back exactly once"
     );
 }
+
+#[test]
+fn a_cancel_that_succeeds_always_brings_the_task_back_cancelled() {
+    // Each cancel races its task's completion: it lands while the task waits,
+    // runs, has just finished on its thread, or waits in the pool's outbox.
+    // Whatever the timing, a cancel that returned Ok means CANCELLED, and one
+    // that failed says the task had finished, which then comes back SUCCESS.
+    let m = Arc::new(manager(2.0));
+    let per_thread = 2500;
+    let submitters: Vec<_> = (0..3)
+        .map(|_| {
+            let m = m.clone();
+            std::thread::spawn(move || {
+                let mut accepted = Vec::new();
+                for _ in 0..per_thread {
+                    let id = m.submit(Task::local(nothing, 0, b"")).unwrap();
+                    match m.cancel(id) {
+                        Ok(()) => accepted.push(id),
+                        Err(e) => assert!(e.message().contains("already finished"), "{e}"),
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    let accepted: std::collections::HashSet<_> = submitters
+        .into_iter()
+        .flat_map(|s| s.join().unwrap())
+        .collect();
+    let mut wrong = Vec::new();
+    for t in wait_all(&m, 3 * per_thread) {
+        let want = if accepted.contains(&t.id()) {
+            TaskResult::Cancelled
+        } else {
+            TaskResult::Success
+        };
+        if t.result() != want {
+            wrong.push((t.id(), t.result()));
+        }
+    }
+    assert_eq!(wrong, vec![], "{} cancels accepted", accepted.len());
+    assert!(m.empty());
+}
+
+#[test]
+fn small_tasks_behind_many_that_need_a_larger_worker_still_run() {
+    // A port: tasks larger than the pool wait for a remote worker instead of
+    // being refused; none joins, so they wait, 200 deep, ahead of the small ones.
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    let large: Vec<_> = (0..200)
+        .map(|_| {
+            let mut t = Task::command(c"true");
+            t.set_cores(3.0).unwrap();
+            m.submit(t).unwrap()
+        })
+        .collect();
+    let small: Vec<_> = (0..50)
+        .map(|_| m.submit(Task::local(nothing, 0, b"")).unwrap())
+        .collect();
+    for id in small {
+        let t = m.wait_for(Want::Id(id), LONG).expect("a small task runs");
+        assert_eq!(t.result(), TaskResult::Success);
+    }
+    assert_eq!(m.stats().unwrap().tasks_waiting, 200);
+    m.shutdown().unwrap();
+    for _ in &large {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Cancelled);
+    }
+}

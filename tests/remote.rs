@@ -637,3 +637,40 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[test]
+fn cancelling_tasks_queued_at_a_worker_frees_what_they_asked_for_there() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 1.0).unwrap();
+    // Half a core runs; a whole core waits behind it at the worker (prefetch).
+    let mut running = Task::command(c"exec sleep 1000");
+    running.set_cores(0.5).unwrap();
+    let running = m.submit(running).unwrap();
+    let queued = m.submit(Task::command(c"true")).unwrap();
+    let workers = vec![vine_worker(port, &[])];
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    while m.stats().unwrap().tasks_on_workers < 2 {
+        assert!(
+            std::time::Instant::now() < bound,
+            "both tasks reach the worker"
+        );
+        std::thread::yield_now();
+    }
+    m.cancel(queued).unwrap();
+    let t = m.wait_for(vine::Want::Id(queued), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Cancelled);
+    let s = m.stats().unwrap();
+    assert_eq!(
+        s.committed.millicores, 500,
+        "only the running task holds cores"
+    );
+    m.cancel(running).unwrap();
+    let t = m.wait_for(vine::Want::Id(running), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Cancelled);
+    assert_eq!(m.stats().unwrap().committed.millicores, 0);
+    // The whole core is free again: a task needing it runs there.
+    let next = m.submit(Task::command(c"true")).unwrap();
+    let t = m.wait_for(vine::Want::Id(next), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    stop(m, workers);
+}

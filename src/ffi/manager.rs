@@ -144,8 +144,16 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 ///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 ///
+/// Ranges: every value must be finite. Times (`*-timeout`, `*-interval`) are seconds
+/// from 0 to 1e9; counts (`max-retries`, `wait-for-workers`, `prefetch`) whole numbers
+/// from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
+/// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
+/// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
+/// `local-worker-processes` 0 to 4096.
+///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
-/// `VINE_ERROR_INVALID_ARGUMENT` for a bad value; on error nothing changes.
+/// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
+/// negative, too large); on error nothing changes.
 #[no_mangle]
 pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, value: f64) -> c_int {
     guard_code(|| {
@@ -245,7 +253,7 @@ fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut v
     guard(ptr::null_mut(), || {
         let m = handles::manager(m)?;
         let timeout = timeout_of(timeout_s)?;
-        Ok(m.wait_for(want, timeout)
+        Ok(m.try_wait_for(want, timeout)?
             .map_or(ptr::null_mut(), handles::task_give_back))
     })
 }
@@ -253,6 +261,9 @@ fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut v
 /// Returns the next finished task, in completion order, as soon as one finishes;
 /// `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 /// bound). NULL on timeout or when no task is outstanding (then it returns at once).
+/// If the manager's thread failed (a bug inside the library), every wait returns
+/// NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
+/// and `vine_submit` refuses new tasks.
 /// The caller owns the returned task and frees it with `vine_task_delete`. Any
 /// number of threads may wait at once; each finished task goes to exactly one.
 /// While the local pool holds more queued tasks than it has cores, it reports
@@ -314,8 +325,10 @@ pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
 /// Cancels task `id`. A waiting task comes back from `vine_wait` as
 /// `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 /// function cannot be stopped, so it is marked and comes back cancelled when it
-/// returns. Returns 0, or `VINE_ERROR_UNKNOWN_TASK` if no task `id` is waiting or
-/// running (finished tasks are not cancelled).
+/// returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
+/// (even if it was finishing as the cancel arrived), or `VINE_ERROR_UNKNOWN_TASK` if
+/// it has already finished (it comes back as it finished; `vine_last_error()` says
+/// so) or no task `id` was submitted.
 #[no_mangle]
 pub extern "C" fn vine_cancel_by_task_id(m: *mut vine_manager, id: c_int) -> c_int {
     guard_code(|| {

@@ -80,22 +80,24 @@ fn set(t: *mut vine_task, f: impl FnOnce(&mut Task) -> crate::error::Result<()>)
 }
 
 /// Cores the task needs (default 1; fractions down to 0.001 allowed, e.g. 0.5 lets
-/// two such tasks share a core). Returns 0 or `VINE_ERROR_INVALID_ARGUMENT` for
-/// values <= 0, not finite, or finer than 0.001.
+/// two such tasks share a core; at most 1e9). Returns 0 or
+/// `VINE_ERROR_INVALID_ARGUMENT` for values <= 0, above 1e9, not finite, or finer
+/// than 0.001.
 #[no_mangle]
 pub extern "C" fn vine_task_set_cores(t: *mut vine_task, cores: f64) -> c_int {
     set(t, |t| t.set_cores(cores))
 }
 
-/// Memory the task needs, in MB (default 0: no limit). Negative values are
-/// refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
+/// Memory the task needs, in MB (default 0: no limit), at most 1e12. Negative or
+/// larger values are refused. Enforced for commands and `VINE_EXEC_PROCESS` tasks (see
 /// `vine_task_set_exec_mode`).
 #[no_mangle]
 pub extern "C" fn vine_task_set_memory(t: *mut vine_task, mb: i64) -> c_int {
     set(t, |t| t.set_memory(mb))
 }
 
-/// Disk the task needs, in MB (default 0: no limit). Negative values are refused.
+/// Disk the task needs, in MB (default 0: no limit), at most 1e12. Negative or
+/// larger values are refused.
 /// Enforced for commands: the files in the command's sandbox (inputs included,
 /// each counted at the larger of its length and its allocated blocks) are
 /// measured every 100 ms and when it ends; past the request the command is killed
@@ -107,7 +109,7 @@ pub extern "C" fn vine_task_set_disk(t: *mut vine_task, mb: i64) -> c_int {
 
 /// Gpus the task needs (default 0). The task gets distinct device ids: a command sees
 /// them in `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`, a function reads them
-/// with `vine_task_gpu_ids`. Negative values are refused.
+/// with `vine_task_gpu_ids`. At most 1e6; negative or larger values are refused.
 #[no_mangle]
 pub extern "C" fn vine_task_set_gpus(t: *mut vine_task, gpus: c_int) -> c_int {
     set(t, |t| t.set_gpus(i64::from(gpus)))
@@ -142,13 +144,17 @@ pub unsafe extern "C" fn vine_task_set_tag(t: *mut vine_task, tag: *const c_char
 }
 
 /// The minimum running time the task should be given, in seconds (0 = none): a
-/// worker that will not live that long is not given the task.
+/// worker that will not live that long is not given the task. From 0 to 1e9;
+/// anything else (negative, NaN, infinite, larger) is refused with
+/// `VINE_ERROR_INVALID_ARGUMENT`.
 #[no_mangle]
 pub extern "C" fn vine_task_set_time_min(t: *mut vine_task, seconds: f64) -> c_int {
     set(t, |t| t.set_time_min(seconds))
 }
 
-/// The maximum wall time in seconds (0 = none). A command past it is killed
+/// The maximum wall time in seconds (0 = none), from 0 to 1e9 (about 31 years);
+/// anything else (negative, NaN, infinite, larger) is refused with
+/// `VINE_ERROR_INVALID_ARGUMENT`. A command past it is killed
 /// (its whole process group) and comes back `VINE_RESULT_MAX_WALL_TIME`. A THREAD
 /// function cannot be killed: it is reported `VINE_RESULT_MAX_WALL_TIME` when it
 /// returns late.
@@ -158,7 +164,8 @@ pub extern "C" fn vine_task_set_time_max(t: *mut vine_task, seconds: f64) -> c_i
 }
 
 /// How many times the task is re-run after failures that are not its own (its
-/// worker failed or was lost). Default: the manager's `max-retries`.
+/// worker failed or was lost). Default: the manager's `max-retries`. Negative
+/// values are refused.
 #[no_mangle]
 pub extern "C" fn vine_task_set_retries(t: *mut vine_task, retries: c_int) -> c_int {
     set(t, |t| t.set_retries(i64::from(retries)))

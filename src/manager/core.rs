@@ -34,6 +34,14 @@ const COLLECT_EVERY: Duration = Duration::from_millis(1);
 /// Seconds a THREAD function may still take after shutdown killed what it could.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
+/// The instant `d` from now, or as late as an `Instant` goes.
+fn later(d: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(d)
+        .or_else(|| now.checked_add(Duration::from_secs(1 << 30)))
+        .unwrap_or(now)
+}
+
 /// What the scheduler decided in one round, carried out after it.
 #[derive(Default)]
 struct Outbox {
@@ -80,6 +88,8 @@ struct Shutdown {
 }
 
 pub(super) struct ManagerLoop {
+    /// First, so it is dropped first (see `FailNotice`).
+    _fail_notice: super::FailNotice,
     pub(super) sched: Scheduler,
     pub(super) rx: Receiver<Message>,
     pub(super) shared: Arc<Shared>,
@@ -117,6 +127,7 @@ impl ManagerLoop {
         local_capacity: Resources,
     ) -> Self {
         ManagerLoop {
+            _fail_notice: super::FailNotice(shared.clone()),
             sched,
             rx,
             shared,
@@ -344,6 +355,8 @@ impl ManagerLoop {
                     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
                 if let Ok(dest) = &stored {
                     pending.file.set_temp_location(dest.clone());
+                    // Tasks that read it may now go to any worker.
+                    self.sched.retry_parked();
                 }
                 for reply in pending.replies {
                     let _ = reply.send(stored.as_ref().map(|_| ()).map_err(Clone::clone));
@@ -403,12 +416,18 @@ impl ManagerLoop {
                 let _ = reply.send(self.sched.is_outstanding(id));
             }
             Message::Stats { reply } => {
+                // What `vine_hungry` reads agrees with the stats the caller sees.
+                self.shared
+                    .ready_len
+                    .store(self.sched.ready_len() as u64, Ordering::Relaxed);
                 let _ = reply.send(self.sched.stats());
             }
             Message::Tune { setting, reply } => {
                 let _ = reply.send(self.apply(setting));
             }
             Message::Shutdown { reply } => self.begin_shutdown(reply),
+            #[cfg(test)]
+            Message::Crash => panic!("the manager thread was made to panic"),
         }
     }
 
@@ -416,7 +435,9 @@ impl ManagerLoop {
         match setting {
             Setting::MaxRetries(n) => self.sched.set_default_retries(n),
             Setting::WaitForWorkers(n) => self.sched.set_wait_for_workers(n),
-            Setting::ShutdownTimeout(s) => self.shutdown_timeout = Duration::from_secs_f64(s),
+            Setting::ShutdownTimeout(s) => {
+                self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+            }
             Setting::Prefetch(n) => {
                 self.prefetch = Some(n);
                 self.sched.set_prefetch(LOCAL_WORKER, Some(n));
@@ -433,7 +454,7 @@ impl ManagerLoop {
                         "local resources can only change while no task is outstanding",
                     ));
                 }
-                let c = &mut self.local_capacity;
+                let mut c = self.local_capacity;
                 match setting {
                     Setting::LocalCores(m) => c.millicores = m,
                     Setting::LocalMemory(m) => c.memory_mb = m,
@@ -441,9 +462,14 @@ impl ManagerLoop {
                     Setting::LocalGpus(g) => c.gpus = g,
                     _ => unreachable!(),
                 }
+                if !self.local.set_capacity(c) {
+                    return Err(Error::invalid(
+                        "local resources can only change while the local pool holds no task",
+                    ));
+                }
+                self.local_capacity = c;
                 self.sched
                     .remove_worker(LOCAL_WORKER, Vec::new(), &mut self.outbox);
-                self.local.set_capacity(self.local_capacity);
                 self.add_local_worker();
                 self.shared
                     .slots
@@ -480,7 +506,13 @@ impl ManagerLoop {
                     link.dispatch(&mut one);
                 }
                 None => {
-                    unreachable!("the scheduler placed a task on worker {worker}, which is gone")
+                    // The books are wrong (a bug): the task runs again elsewhere.
+                    let mut task = task;
+                    task.finish(
+                        crate::task::TaskResult::Forsaken,
+                        Some(format!("internal error: worker {worker} is gone")),
+                    );
+                    self.sched.finished(worker, task, &mut self.outbox);
                 }
             }
         }
@@ -500,6 +532,8 @@ impl ManagerLoop {
                         m.file.regeneration_failed();
                     }
                 }
+                // Tasks waiting for those temps are placed (to find them missing).
+                self.sched.retry_parked();
             }
         }
         self.shared
@@ -519,7 +553,7 @@ impl ManagerLoop {
         self.local.cancel_waiting();
         self.shutdown = Some(Shutdown {
             reply,
-            deadline: Instant::now() + self.shutdown_timeout,
+            deadline: later(self.shutdown_timeout),
             killed: false,
         });
     }

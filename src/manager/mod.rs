@@ -121,6 +121,9 @@ pub enum Message {
         /// Reply.
         reply: Sender<Result<()>>,
     },
+    /// Makes the manager thread panic, as a bug in it would (tests only).
+    #[cfg(test)]
+    Crash,
 }
 
 /// State shared between the handle, the manager thread and the waiters. None of it
@@ -142,6 +145,24 @@ pub(crate) struct Shared {
     hungry_factor_milli: AtomicU64,
     /// The stats when the manager thread ended.
     final_stats: Mutex<Option<Stats>>,
+    /// Why the manager thread failed, if it did (a bug inside the library): it
+    /// then ended without returning the tasks it held.
+    failure: Mutex<Option<String>>,
+}
+
+/// Held first among the manager thread's state, so that it is dropped first: if
+/// that happens because the thread panics, the failure is recorded before anything
+/// else the thread held (reply channels, its message channel) goes away, and every
+/// caller who sees those gone also sees why.
+pub(crate) struct FailNotice(pub(crate) Arc<Shared>);
+
+impl Drop for FailNotice {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0
+                .manager_failed("it panicked; the panic message is on standard error");
+        }
+    }
 }
 
 /// See `Shared::submissions`.
@@ -160,6 +181,43 @@ impl Shared {
     /// A new task id.
     pub(crate) fn next_task_id(&self) -> TaskId {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The error callers get once the manager thread has failed.
+    fn failure(&self) -> Option<Error> {
+        let why = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        why.as_ref().map(|why| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("the manager thread failed ({why}); tasks it held are lost"),
+            )
+        })
+    }
+
+    /// The manager thread panicked: nothing it held will come back. Says so on
+    /// standard error, refuses later submissions, returns those it had not taken
+    /// (failed, with the reason), and lets every waiter see the failure.
+    fn manager_failed(&self, why: &str) {
+        // Not eprintln!: this runs while the thread unwinds, where a second
+        // panic (a closed standard error) would abort the process.
+        let _ = std::io::Write::write_fmt(
+            &mut std::io::stderr(),
+            format_args!("vine: internal error: the manager thread failed: {why}\n"),
+        );
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(why.to_owned());
+        self.accepting.store(false, Ordering::Release);
+        let mut left: Vec<Box<Task>> = {
+            let mut queue = self.submissions();
+            queue.closed = true;
+            std::mem::take(&mut queue.tasks).into()
+        };
+        for t in &mut left {
+            t.finish(
+                crate::task::TaskResult::Unknown,
+                Some(format!("the manager thread failed ({why})")),
+            );
+        }
+        self.completions.push_all(&mut left);
     }
 }
 
@@ -261,6 +319,7 @@ impl Manager {
             slots: AtomicU64::new(0),
             hungry_factor_milli: AtomicU64::new(2000),
             final_stats: Mutex::new(None),
+            failure: Mutex::new(None),
         });
         let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
         let env = CommandEnv {
@@ -307,11 +366,17 @@ impl Manager {
         let thread = std::thread::Builder::new()
             .name("vine-manager".into())
             .spawn(move || {
-                let last = lp.run();
-                *thread_shared
-                    .final_stats
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner()) = Some(last);
+                // A panic here is a bug in the library; it must not leave callers
+                // waiting forever for tasks that will never come.
+                // (`FailNotice` records it as the thread unwinds.)
+                if let Ok(last) =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| lp.run()))
+                {
+                    *thread_shared
+                        .final_stats
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(last)
+                }
                 thread_shared.closed.store(true, Ordering::Release);
                 thread_shared.completions.wake_all();
             })
@@ -356,10 +421,11 @@ impl Manager {
     pub fn submit(&self, mut task: Box<Task>) -> std::result::Result<TaskId, (Error, Box<Task>)> {
         self.remote_settings.seal();
         if !self.shared.accepting.load(Ordering::Acquire) {
-            return Err((
-                Error::new(ErrorKind::ShutDown, "the manager was shut down"),
-                task,
-            ));
+            let e = self
+                .shared
+                .failure()
+                .unwrap_or_else(|| Error::new(ErrorKind::ShutDown, "the manager was shut down"));
+            return Err((e, task));
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
@@ -377,10 +443,11 @@ impl Manager {
         if queue.closed {
             drop(queue);
             task.id = 0;
-            return Err((
-                Error::new(ErrorKind::ShutDown, "the manager has stopped"),
-                task,
-            ));
+            let e = self
+                .shared
+                .failure()
+                .unwrap_or_else(|| Error::new(ErrorKind::ShutDown, "the manager has stopped"));
+            return Err((e, task));
         }
         // Counted before the manager can see it, so that `wait` never finds more
         // taken than submitted.
@@ -402,10 +469,24 @@ impl Manager {
         self.wait_for(Want::Any, timeout)
     }
 
+    /// Like [`Manager::wait_for`], but an error instead of None when the manager
+    /// thread has failed and no finished task is left to take.
+    pub fn try_wait_for(
+        &self,
+        want: Want<'_>,
+        timeout: Option<Duration>,
+    ) -> Result<Option<Box<Task>>> {
+        match self.wait_for(want, timeout) {
+            Some(t) => Ok(Some(t)),
+            None => self.shared.failure().map_or(Ok(None), Err),
+        }
+    }
+
     /// Like [`Manager::wait`], for one task id or one tag.
     pub fn wait_for(&self, want: Want<'_>, timeout: Option<Duration>) -> Option<Box<Task>> {
         self.remote_settings.seal();
-        let deadline = timeout.map(|t| Instant::now() + t);
+        // A timeout past what an Instant holds is no bound at all.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let shared = &self.shared;
         let possible =
             |cq: &CompletionQueue| cq.outstanding() > 0 && !shared.closed.load(Ordering::Acquire);
@@ -429,19 +510,30 @@ impl Manager {
 
     fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Message) -> Result<T> {
         let (reply, answer) = crossbeam_channel::bounded(1);
-        let gone = || Error::new(ErrorKind::ShutDown, "the manager has stopped");
+        let gone = || {
+            self.shared
+                .failure()
+                .unwrap_or_else(|| Error::new(ErrorKind::ShutDown, "the manager has stopped"))
+        };
         self.tx.send(make(reply)).map_err(|_| gone())?;
         answer.recv().map_err(|_| gone())
     }
 
-    /// Cancels task `id`: it comes back from `wait` as cancelled.
+    /// Cancels task `id`: on success it comes back from `wait` as cancelled,
+    /// whatever happens to it meanwhile. An error if it has finished already (it
+    /// then comes back as it finished) or was never submitted.
     pub fn cancel(&self, id: TaskId) -> Result<()> {
         if self.ask(|reply| Message::Cancel { id, reply })? {
             Ok(())
+        } else if id < self.shared.next_id.load(Ordering::Relaxed) {
+            Err(Error::new(
+                ErrorKind::UnknownTask,
+                format!("task {id} has already finished; it was not cancelled"),
+            ))
         } else {
             Err(Error::new(
                 ErrorKind::UnknownTask,
-                format!("no task {id} is waiting or running"),
+                format!("no task {id} was submitted"),
             ))
         }
     }
@@ -725,5 +817,95 @@ impl Manager {
     /// The files declared to this manager.
     pub fn files(&self) -> Vec<Arc<File>> {
         self.files.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_failed_manager_thread_wakes_every_waiter_with_an_error_and_refuses_tasks() {
+        // A port: tasks too large for the pool wait for a remote worker, so they
+        // stay outstanding without running anything.
+        let m = Arc::new(Manager::new(Port::Any).unwrap());
+        let mut ids = Vec::new();
+        for _ in 0..3 {
+            let mut t = Task::command(c"true");
+            t.set_cores(1e6).unwrap();
+            ids.push(m.submit(t).unwrap());
+        }
+        let waiters: Vec<_> = [None, None, Some(ids[1])]
+            .into_iter()
+            .map(|id| {
+                let m = m.clone();
+                std::thread::spawn(move || {
+                    let want = id.map_or(Want::Any, Want::Id);
+                    m.try_wait_for(want, None).map(|t| t.map(|t| t.id()))
+                })
+            })
+            .collect();
+        m.tx.send(Message::Crash).unwrap();
+        for w in waiters {
+            let e = w.join().unwrap().unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Internal);
+            assert!(e.message().contains("manager thread failed"), "{e}");
+        }
+        let (e, _) = m.submit(Task::command(c"true")).unwrap_err();
+        assert!(e.message().contains("manager thread failed"), "{e}");
+        assert!(m.cancel(ids[0]).unwrap_err().message().contains("failed"));
+        assert!(m.try_wait_for(Want::Any, Some(Duration::ZERO)).is_err());
+        assert!(m.shutdown().is_err());
+    }
+
+    #[test]
+    fn a_failed_supervisor_fails_its_task_and_kills_its_command() {
+        let m = Manager::new(Port::None).unwrap();
+        let mut t = Task::command(c"sleep 1000");
+        t.set_env_var(c"VINE_TEST_PANIC_WHEN_STARTED", Some(c"1"))
+            .unwrap();
+        let id = m.submit(t).unwrap();
+        let back = m
+            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
+            .expect("the task comes back");
+        assert_eq!(back.result(), crate::task::TaskResult::Unknown);
+        let reason = back.reason().unwrap().to_string_lossy().into_owned();
+        assert!(reason.contains("killed"), "{reason}");
+        let pgid = crate::worker::process::PANICKED_ON.load(Ordering::Acquire);
+        assert!(pgid > 0);
+        // Killed processes may linger a moment as zombies, or until the signal
+        // lands; the bound only keeps a failure from hanging the test.
+        let bound = Instant::now() + Duration::from_secs(20);
+        while !living_members(pgid).is_empty() && Instant::now() < bound {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            living_members(pgid),
+            Vec::<i32>::new(),
+            "the command runs on"
+        );
+        m.shutdown().unwrap();
+    }
+
+    /// The processes of group `pgid` that are not zombies.
+    fn living_members(pgid: i32) -> Vec<i32> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+                continue;
+            };
+            // "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+            let Some((_, rest)) = stat.rsplit_once(')') else {
+                continue;
+            };
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            if f.len() > 2 && f[2] == pgid.to_string() && f[0] != "Z" {
+                out.push(pid);
+            }
+        }
+        out
     }
 }

@@ -15,7 +15,7 @@ pub struct ReadyQueue {
 }
 
 /// Maps a priority to a key whose unsigned order is the priority's numeric order.
-fn key(priority: f64) -> u64 {
+pub(super) fn key(priority: f64) -> u64 {
     let bits = priority.to_bits();
     if bits >> 63 == 1 {
         !bits
@@ -44,16 +44,21 @@ impl ReadyQueue {
         self.len += 1;
     }
 
-    /// Puts back tasks taken with `pop_front` and not placed, ahead of the rest and in
-    /// the order they were taken.
-    pub fn unpop(&mut self, taken: Vec<Box<Task>>) {
-        for task in taken.into_iter().rev() {
-            self.levels
-                .entry(key(task.priority))
-                .or_default()
-                .push_front(task);
-            self.len += 1;
-        }
+    /// Puts back one task taken with `pop_front` and not placed, ahead of the rest.
+    pub fn push_front(&mut self, task: Box<Task>) {
+        self.levels
+            .entry(key(task.priority))
+            .or_default()
+            .push_front(task);
+        self.len += 1;
+    }
+
+    /// The next task `pop_front` would take.
+    pub fn peek_front(&self) -> Option<&Task> {
+        self.levels
+            .last_key_value()
+            .and_then(|(_, q)| q.front())
+            .map(|t| &**t)
     }
 
     /// Takes the next task: highest priority, then first come.
@@ -136,7 +141,7 @@ mod test {
     }
 
     #[test]
-    fn highest_first_fifo_among_equals_and_unpop_restores_order() {
+    fn highest_first_fifo_among_equals_and_push_front_restores_order() {
         let mut q = ReadyQueue::default();
         for (id, p) in [(1, 0.0), (2, 5.0), (3, 0.0), (4, -1.0), (5, 5.0)] {
             q.push_back(task(id, p));
@@ -144,7 +149,9 @@ mod test {
         let a = q.pop_front().unwrap();
         let b = q.pop_front().unwrap();
         assert_eq!((a.id, b.id), (2, 5));
-        q.unpop(vec![a, b]);
+        assert_eq!(q.peek_front().map(|t| t.id), Some(1));
+        q.push_front(b);
+        q.push_front(a);
         let order: Vec<_> = q.drain_in_order().iter().map(|t| t.id).collect();
         assert_eq!(order, vec![2, 5, 1, 3, 4]);
         assert!(q.is_empty());

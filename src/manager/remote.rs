@@ -792,7 +792,11 @@ pub(crate) fn apply_report(
     task.times.started = report.started;
     task.times.done = report.done;
     task.times.execute += (report.done - report.started).max(0);
-    task.flags |= crate::task::FLAG_STARTED;
+    // A task the worker gave back before starting it (a cancel) never held its
+    // resources there: it leaves the worker's queue instead.
+    if report.started > 0 {
+        task.flags |= crate::task::FLAG_STARTED;
+    }
     if let Some(out) = report.stdout {
         task.extra_mut().stdout = std::ffi::CString::new(out).ok();
     }

@@ -9,15 +9,24 @@
 //!   that can hold it and has fewer than its prefetch allowance waiting, so that a
 //!   worker finishing a task finds the next one already there. Prefetch 0 gives a
 //!   strict order: nothing is dispatched ahead of free resources.
-//! - A task that fits no worker now is passed over (up to a bound per round) so
-//!   smaller ones behind it can use what is free.
+//! - A task that no worker can take now is parked with the others of its shape
+//!   (same request, same kind of work), so that the ones behind it can use what is
+//!   free, however many wait ahead. Parked shapes are tried again, in priority
+//!   order with the ready tasks, only when something may have made room (a task
+//!   finished, a worker joined or changed): a round costs one attempt per shape,
+//!   not per parked task.
 //! - A task no worker could ever hold, when no more workers can join, is returned as
 //!   UNSCHEDULABLE at once.
 //! - A failure that is not the task's own (its worker failed it, or was lost) re-runs
 //!   it up to its retries.
 
-use super::ready::ReadyQueue;
-use crate::files::TempPlace;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::ffi::CStr;
+use std::sync::Arc;
+
+use super::ready::{key, ReadyQueue};
+use crate::files::{FileKind, TempPlace};
 use crate::idmap::IdMap;
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
@@ -36,8 +45,90 @@ pub trait Comm {
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId);
 }
 
-/// How many passed-over tasks one scheduling round looks past.
-const PASS_OVER_LIMIT: usize = 64;
+/// What decides which workers can take a task: tasks of one shape fit the same
+/// workers, so while one of them cannot be placed, none can.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct Shape {
+    request: Resources,
+    runs: Runs,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Runs {
+    /// A command: any worker.
+    Anywhere,
+    /// A function pointer of this process: the local pool only.
+    Here,
+    /// A registered function: workers that know its name.
+    Function(Arc<CStr>),
+    /// Reads temps, whose place changes as they are made and moved: a shape of
+    /// its own.
+    Alone(TaskId),
+}
+
+fn shape_of(task: &Task) -> Shape {
+    let reads_temps = task.extra.as_ref().is_some_and(|e| {
+        e.inputs
+            .iter()
+            .any(|m| matches!(m.file.kind(), FileKind::Temp))
+    });
+    let runs = match &task.work {
+        _ if reads_temps => Runs::Alone(task.id),
+        Work::Command { .. } => Runs::Anywhere,
+        Work::Local { .. } => Runs::Here,
+        Work::Function { name, .. } => Runs::Function(name.clone()),
+    };
+    Shape {
+        request: task.request,
+        runs,
+    }
+}
+
+/// The order tasks are taken in: highest priority, then first submitted.
+fn rank(task: &Task) -> (u64, Reverse<TaskId>) {
+    (key(task.priority), Reverse(task.id))
+}
+
+/// Tasks that could not be placed when last tried, by shape, each shape in the
+/// order its tasks would run.
+#[derive(Default)]
+struct Parked {
+    by_shape: HashMap<Shape, ReadyQueue>,
+    len: usize,
+}
+
+impl Parked {
+    fn park(&mut self, shape: Shape, task: Box<Task>) {
+        self.by_shape.entry(shape).or_default().push_back(task);
+        self.len += 1;
+    }
+
+    fn remove(&mut self, id: TaskId) -> Option<Box<Task>> {
+        let (shape, task) = self
+            .by_shape
+            .iter_mut()
+            .find_map(|(shape, q)| q.remove(id).map(|t| (shape.clone(), t)))?;
+        if self.by_shape[&shape].is_empty() {
+            self.by_shape.remove(&shape);
+        }
+        self.len -= 1;
+        Some(task)
+    }
+
+    fn contains(&self, id: TaskId) -> bool {
+        self.by_shape.values().any(|q| q.contains(id))
+    }
+
+    fn take_where(&mut self, mut take: impl FnMut(&Task) -> bool) -> Vec<Box<Task>> {
+        let mut out = Vec::new();
+        for q in self.by_shape.values_mut() {
+            out.extend(q.take_where(&mut take));
+        }
+        self.by_shape.retain(|_, q| !q.is_empty());
+        self.len -= out.len();
+        out
+    }
+}
 
 /// With automatic prefetch, a worker holds about this much work (in microseconds
 /// of its measured task durations) beyond what it runs: enough that tiny tasks are
@@ -116,6 +207,26 @@ fn can_run(w: &WorkerEntry, task: &Task) -> bool {
         })
 }
 
+/// The worker to place `task` on, if one can take it now: one where it starts at
+/// once, else the one with the fewest waiting among those with prefetch room.
+fn pick_worker(workers: &[WorkerEntry], task: &Task) -> Option<usize> {
+    let req = &task.request;
+    let mut best: Option<(usize, usize)> = None;
+    for (at, w) in workers.iter().enumerate() {
+        if !req.fits_within(&w.model.capacity()) || !can_run(w, task) {
+            continue;
+        }
+        if w.model.would_start(req) {
+            return Some(at);
+        }
+        let waiting = w.model.waiting_len();
+        if waiting < w.prefetch && best.is_none_or(|(_, b)| waiting < b) {
+            best = Some((at, waiting));
+        }
+    }
+    best.map(|(at, _)| at)
+}
+
 /// Counters and gauges, as `vine_get_stats` reports them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Stats {
@@ -146,8 +257,15 @@ pub struct Stats {
 /// The scheduling state of one manager.
 pub struct Scheduler {
     ready: ReadyQueue,
+    parked: Parked,
+    /// Something may have made room since parked tasks were last tried.
+    retry_parked: bool,
     workers: Vec<WorkerEntry>,
     dispatched: IdMap<WorkerId>,
+    /// Dispatched tasks whose cancellation was accepted: they come back
+    /// CANCELLED whatever their worker made of them (it may have finished them
+    /// before the cancel reached it).
+    cancelling: IdMap<()>,
     remote_allowed: bool,
     default_retries: u32,
     wait_for_workers: usize,
@@ -162,8 +280,11 @@ impl Scheduler {
     pub fn new(remote_allowed: bool) -> Self {
         Scheduler {
             ready: ReadyQueue::default(),
+            parked: Parked::default(),
+            retry_parked: false,
             workers: Vec::new(),
             dispatched: IdMap::default(),
+            cancelling: IdMap::default(),
             remote_allowed,
             default_retries: 3,
             wait_for_workers: 0,
@@ -190,6 +311,13 @@ impl Scheduler {
             w.fixed_prefetch = prefetch;
             w.refresh_prefetch();
         }
+        self.retry_parked = true;
+    }
+
+    /// Something outside the scheduler may let parked tasks be placed (a temp
+    /// they read has arrived or moved): they are tried again next round.
+    pub fn retry_parked(&mut self) {
+        self.retry_parked = true;
     }
 
     /// A worker with `capacity` joins; `prefetch` as in [`Scheduler::set_prefetch`].
@@ -205,6 +333,7 @@ impl Scheduler {
         };
         w.refresh_prefetch();
         self.workers.push(w);
+        self.retry_parked = true;
     }
 
     /// Records which functions a remote worker can run.
@@ -212,6 +341,7 @@ impl Scheduler {
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             w.functions = Some(names);
         }
+        self.retry_parked = true;
     }
 
     /// True if worker `worker` is present and `req` fits in its capacity.
@@ -231,7 +361,13 @@ impl Scheduler {
     pub fn remove_worker(&mut self, id: WorkerId, tasks: Vec<Box<Task>>, comm: &mut impl Comm) {
         self.workers.retain(|w| w.id != id);
         self.dispatched.retain(|_, w| *w != id);
+        self.retry_parked = true;
         for mut task in tasks {
+            if self.cancelling.remove(&task.id).is_some() {
+                task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+                self.complete(task, comm);
+                continue;
+            }
             task.finish(
                 TaskResult::Forsaken,
                 Some(format!("worker {id} was lost while it held the task")),
@@ -266,10 +402,25 @@ impl Scheduler {
 
     fn refuse_what_cannot_fit(&mut self, comm: &mut impl Comm) {
         let mut ready = std::mem::take(&mut self.ready);
-        for task in ready.take_where(|t| self.never_fits(t)) {
+        let mut refused = ready.take_where(|t| self.never_fits(t));
+        self.ready = ready;
+        let mut parked = std::mem::take(&mut self.parked);
+        refused.extend(parked.take_where(|t| self.never_fits(t)));
+        self.parked = parked;
+        for task in refused {
             self.complete_unschedulable(task, comm);
         }
-        self.ready = ready;
+    }
+
+    /// Takes every waiting task, ready or parked, in the order they would run.
+    fn take_all_waiting(&mut self) -> Vec<Box<Task>> {
+        let mut all = self.ready.drain_in_order();
+        let parked = std::mem::take(&mut self.parked);
+        for mut q in parked.by_shape.into_values() {
+            all.extend(q.drain_in_order());
+        }
+        all.sort_by_key(|t| Reverse(rank(t)));
+        all
     }
 
     fn complete_unschedulable(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
@@ -305,45 +456,89 @@ impl Scheduler {
         self.ready.push_back(task);
     }
 
-    /// Dispatches what can be dispatched now.
+    /// Dispatches what can be dispatched now: ready tasks and, if something may
+    /// have made room since they were parked, parked ones, all in priority order.
+    /// A task no worker can take now is parked with its shape; once a shape fails
+    /// in a round, its other tasks are parked without another attempt.
     pub fn schedule(&mut self, comm: &mut impl Comm) {
         if self.workers.len() < self.wait_for_workers || self.shutting_down {
             return;
         }
-        let mut passed_over = Vec::new();
-        while !self.ready.is_empty() && self.workers.iter().any(WorkerEntry::has_room) {
-            let Some(task) = self.ready.pop_front() else {
-                break;
-            };
-            match self.pick_worker(&task) {
-                Some(at) => self.assign(at, task, comm),
-                None => {
-                    passed_over.push(task);
-                    if passed_over.len() >= PASS_OVER_LIMIT {
-                        break;
-                    }
+        if !self.workers.iter().any(WorkerEntry::has_room) {
+            // Nothing can be placed: parked shapes wait for the next chance.
+            return;
+        }
+        // Parked shapes to try again, by the rank of their first task.
+        let mut retry = BinaryHeap::new();
+        let mut shapes = Vec::new();
+        let retrying = std::mem::take(&mut self.retry_parked);
+        if retrying {
+            for (shape, q) in &self.parked.by_shape {
+                if let Some(first) = q.peek_front() {
+                    retry.push((rank(first), shapes.len()));
+                    shapes.push(shape.clone());
                 }
             }
         }
-        self.ready.unpop(passed_over);
-    }
-
-    fn pick_worker(&self, task: &Task) -> Option<usize> {
-        let req = &task.request;
-        let mut best: Option<(usize, usize)> = None;
-        for (at, w) in self.workers.iter().enumerate() {
-            if !req.fits_within(&w.model.capacity()) || !can_run(w, task) {
+        // Shapes that failed this round.
+        let mut blocked: HashSet<Shape> = HashSet::new();
+        while self.workers.iter().any(WorkerEntry::has_room) {
+            let from_parked = match (self.ready.peek_front(), retry.peek()) {
+                (None, None) => break,
+                (Some(next), Some((first, _))) => *first > rank(next),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            if from_parked {
+                let Some((_, i)) = retry.pop() else { break };
+                let shape: &Shape = &shapes[i];
+                if blocked.contains(shape) {
+                    continue;
+                }
+                let Some(q) = self.parked.by_shape.get_mut(shape) else {
+                    continue;
+                };
+                let Some(task) = q.pop_front() else { continue };
+                match pick_worker(&self.workers, &task) {
+                    Some(at) => {
+                        self.parked.len -= 1;
+                        match q.peek_front() {
+                            Some(next) => retry.push((rank(next), i)),
+                            None => {
+                                self.parked.by_shape.remove(shape);
+                            }
+                        }
+                        self.assign(at, task, comm);
+                    }
+                    None => {
+                        q.push_front(task);
+                        blocked.insert(shape.clone());
+                    }
+                }
                 continue;
             }
-            if w.model.would_start(req) {
-                return Some(at);
-            }
-            let waiting = w.model.waiting_len();
-            if waiting < w.prefetch && best.is_none_or(|(_, b)| waiting < b) {
-                best = Some((at, waiting));
+            let Some(task) = self.ready.pop_front() else {
+                break;
+            };
+            // Only when something is parked can a task's shape be known to fail.
+            let shape = (!self.parked.by_shape.is_empty()).then(|| shape_of(&task));
+            let known_to_fail = shape.as_ref().is_some_and(|s| {
+                blocked.contains(s) || (!retrying && self.parked.by_shape.contains_key(s))
+            });
+            let at = if known_to_fail {
+                None
+            } else {
+                pick_worker(&self.workers, &task)
+            };
+            match at {
+                Some(at) => self.assign(at, task, comm),
+                None => {
+                    let shape = shape.unwrap_or_else(|| shape_of(&task));
+                    blocked.insert(shape.clone());
+                    self.parked.park(shape, task);
+                }
             }
         }
-        best.map(|(at, _)| at)
     }
 
     fn assign(&mut self, at: usize, mut task: Box<Task>, comm: &mut impl Comm) {
@@ -351,7 +546,21 @@ impl Scheduler {
         task.attempts += 1;
         task.worker_id = w.id;
         self.scratch.clear();
-        w.model.push(task.request, task.id, &mut self.scratch);
+        if w.model
+            .push(task.request, task.id, &mut self.scratch)
+            .is_err()
+        {
+            // `pick_worker` checked it fits; if not, the books are wrong. The task
+            // is not sent where it would wait forever: it counts as a failed attempt.
+            task.finish(
+                TaskResult::Forsaken,
+                Some(format!(
+                    "internal error: worker {} cannot hold the task",
+                    w.id
+                )),
+            );
+            return self.retry_or_complete(task, TaskResult::Forsaken, comm);
+        }
         w.assigned += 1;
         self.dispatched.insert(task.id, w.id);
         comm.dispatch(w.id, task);
@@ -360,8 +569,13 @@ impl Scheduler {
     /// A worker sends a task back, run or not.
     pub fn finished(&mut self, worker: WorkerId, task: Box<Task>, comm: &mut impl Comm) {
         if self.dispatched.remove(&task.id).is_none() {
-            debug_assert!(false, "task {} finished but was not dispatched", task.id);
-            return;
+            // The books are wrong (a bug), but the task is real: hand it back
+            // rather than lose it.
+            eprintln!(
+                "vine: internal error: task {} came back from worker {worker} but was not dispatched",
+                task.id
+            );
+            return self.complete(task, comm);
         }
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
@@ -372,18 +586,21 @@ impl Scheduler {
             } else {
                 let id = task.id;
                 let removed = w.model.remove_waiting(|&t| t == id, &mut self.scratch);
-                debug_assert!(
-                    removed.is_some(),
-                    "task {id} was neither started nor waiting"
-                );
+                if removed.is_none() {
+                    // The model had started it: what it held is free again.
+                    w.model.release(task.request, &mut self.scratch);
+                }
             }
             w.assigned -= 1;
             if task.times.started > 0 && task.times.done >= task.times.started {
                 w.observe_run((task.times.done - task.times.started) as f64);
             }
         }
+        // What the task held, or its place in a queue, is free again.
+        self.retry_parked = true;
+        let cancelled = self.cancelling.remove(&task.id).is_some();
         match task.result {
-            _ if task.cancel_requested() => {
+            _ if cancelled || task.cancel_requested() => {
                 let mut task = task;
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm)
@@ -436,13 +653,16 @@ impl Scheduler {
     }
 
     /// Cancels task `id`: a waiting one comes back at once, a dispatched one when its
-    /// worker returns it. False if no waiting or dispatched task has that id.
+    /// worker returns it, CANCELLED in both cases (even if its worker finished it
+    /// meanwhile). False if no waiting or dispatched task has that id: it has
+    /// finished already, or never was.
     pub fn cancel(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
         if let Some(&worker) = self.dispatched.get(&id) {
+            self.cancelling.insert(id, ());
             comm.cancel_on_worker(worker, id);
             return true;
         }
-        match self.ready.remove(id) {
+        match self.ready.remove(id).or_else(|| self.parked.remove(id)) {
             Some(mut task) => {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
@@ -454,7 +674,7 @@ impl Scheduler {
 
     /// Cancels every waiting and dispatched task; returns how many.
     pub fn cancel_all(&mut self, comm: &mut impl Comm) -> usize {
-        let ready = self.ready.drain_in_order();
+        let ready = self.take_all_waiting();
         let n = ready.len() + self.dispatched.len();
         // Highest priority first, as they would have run.
         for mut task in ready {
@@ -465,6 +685,7 @@ impl Scheduler {
             self.dispatched.iter().map(|(&t, &w)| (t, w)).collect();
         on_workers.sort_unstable();
         for (id, worker) in on_workers {
+            self.cancelling.insert(id, ());
             comm.cancel_on_worker(worker, id);
         }
         n
@@ -473,7 +694,7 @@ impl Scheduler {
     /// Stops taking work: waiting tasks come back cancelled, later submissions too,
     /// dispatched ones are left to finish (the caller bounds that in time).
     pub fn begin_shutdown(&mut self, comm: &mut impl Comm) {
-        for mut task in self.ready.drain_in_order() {
+        for mut task in self.take_all_waiting() {
             task.finish(
                 TaskResult::Cancelled,
                 Some("the manager shut down before the task ran".into()),
@@ -485,7 +706,7 @@ impl Scheduler {
 
     /// True when task `id` is waiting or on a worker.
     pub fn is_outstanding(&self, id: TaskId) -> bool {
-        self.dispatched.contains_key(&id) || self.ready.contains(id)
+        self.dispatched.contains_key(&id) || self.ready.contains(id) || self.parked.contains(id)
     }
 
     /// True if `worker` has at least one whole core that no running task holds.
@@ -510,9 +731,9 @@ impl Scheduler {
         self.dispatched.len()
     }
 
-    /// Tasks waiting for a worker.
+    /// Tasks waiting for a worker (parked ones included).
     pub fn ready_len(&self) -> usize {
-        self.ready.len()
+        self.ready.len() + self.parked.len
     }
 
     /// The ids of tasks on `worker`.
@@ -527,7 +748,7 @@ impl Scheduler {
     /// A snapshot of the counters and gauges.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;
-        s.tasks_waiting = self.ready.len() as u64;
+        s.tasks_waiting = self.ready_len() as u64;
         s.tasks_on_workers = self.dispatched.len() as u64;
         s.workers_connected = self.workers.len() as u64;
         s.total = Resources::default();

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::resources::Resources;
+use crate::task::{MAX_GPUS, MAX_MB, MAX_SECONDS};
 
 /// One checked setting.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,18 +67,21 @@ fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
 }
 
 fn seconds(name: &str, v: f64) -> Result<f64> {
-    if !v.is_finite() || v < 0.0 {
+    if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
         return Err(Error::invalid(format!(
-            "{name} must be a number of seconds >= 0, not {v}"
+            "{name} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {v}"
         )));
     }
     Ok(v)
 }
 
+/// The largest `hungry-factor`.
+pub const MAX_HUNGRY_FACTOR: f64 = 1e6;
+
 impl Setting {
     /// Parses `vine_tune(m, name, value)`.
     pub fn parse(name: &str, v: f64) -> Result<Setting> {
-        const BIG: f64 = 1e15;
+        const BIG: f64 = MAX_MB as f64;
         Ok(match name {
             "max-retries" => Setting::MaxRetries(whole(name, v, 1e9)? as u32),
             "wait-for-workers" => Setting::WaitForWorkers(whole(name, v, 1e9)? as usize),
@@ -87,7 +91,7 @@ impl Setting {
             "local-cores" => Setting::LocalCores(Resources::millicores_from(v, true)?),
             "local-memory" => Setting::LocalMemory(whole(name, v, BIG)?),
             "local-disk" => Setting::LocalDisk(whole(name, v, BIG)?),
-            "local-gpus" => Setting::LocalGpus(whole(name, v, 1e6)? as u32),
+            "local-gpus" => Setting::LocalGpus(whole(name, v, MAX_GPUS as f64)? as u32),
             "autocategory" => Setting::Autocategory(whole(name, v, 1.0)? == 1),
             "prefetch" => Setting::Prefetch(whole(name, v, 1e9)? as usize),
             "local-worker-processes" => {
@@ -95,8 +99,10 @@ impl Setting {
             }
             "max-stdout" => Setting::MaxStdout(whole(name, v, 1e12)? as usize),
             "hungry-factor" => {
-                if !v.is_finite() || v <= 0.0 {
-                    return Err(Error::invalid("hungry-factor must be a number > 0"));
+                if !v.is_finite() || v <= 0.0 || v > MAX_HUNGRY_FACTOR {
+                    return Err(Error::invalid(format!(
+                        "hungry-factor must be a number > 0 and at most {MAX_HUNGRY_FACTOR:e}, not {v}"
+                    )));
                 }
                 Setting::HungryFactor(v)
             }
@@ -132,13 +138,13 @@ pub fn local_resources_from_env(work_dir: &std::path::Path) -> Result<Resources>
         r.millicores = Resources::millicores_from(v, true)?;
     }
     if let Some(v) = var("VINE_LOCAL_MEMORY")? {
-        r.memory_mb = whole("VINE_LOCAL_MEMORY", v, 1e15)?;
+        r.memory_mb = whole("VINE_LOCAL_MEMORY", v, MAX_MB as f64)?;
     }
     if let Some(v) = var("VINE_LOCAL_DISK")? {
-        r.disk_mb = whole("VINE_LOCAL_DISK", v, 1e15)?;
+        r.disk_mb = whole("VINE_LOCAL_DISK", v, MAX_MB as f64)?;
     }
     if let Some(v) = var("VINE_LOCAL_GPUS")? {
-        r.gpus = whole("VINE_LOCAL_GPUS", v, 1e6)? as u32;
+        r.gpus = whole("VINE_LOCAL_GPUS", v, MAX_GPUS as f64)? as u32;
     }
     Ok(r)
 }
@@ -166,6 +172,31 @@ mod test {
         );
         for name in NAMES {
             assert!(Setting::parse(name, 1.0).is_ok(), "{name}");
+        }
+    }
+
+    #[test]
+    fn every_setting_refuses_numbers_past_its_range() {
+        for name in NAMES {
+            for v in [
+                1e300,
+                1e19,
+                f64::NAN,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                -1.0,
+            ] {
+                let e = Setting::parse(name, v).expect_err(&format!("{name} = {v}"));
+                assert_eq!(e.kind(), ErrorKind::InvalidArgument, "{name} = {v}");
+            }
+        }
+        for name in [
+            "shutdown-timeout",
+            "keepalive-timeout",
+            "keepalive-interval",
+        ] {
+            assert!(Setting::parse(name, MAX_SECONDS).is_ok(), "{name}");
+            assert!(Setting::parse(name, MAX_SECONDS * 1.01).is_err(), "{name}");
         }
     }
 }

@@ -6,7 +6,6 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
 use crate::files::FileKind;
 use crate::task::{Task, TaskResult, Work};
@@ -98,7 +97,9 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     };
     control.set_pgid(child.id() as i32);
     let time_max = task.time_max();
-    let deadline = (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max));
+    let deadline = (time_max > 0.0)
+        .then(|| process::deadline_in(time_max))
+        .flatten();
     let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
     let limits = process::Limits {
         cap,

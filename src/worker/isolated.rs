@@ -8,7 +8,6 @@
 //! no lock of the library and never returns into the parent's code.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 use crate::task::{FunctionPtr, Task, TaskResult};
 use crate::worker::process::{self, Limits, RunControl};
@@ -54,7 +53,9 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     let time_max = task.time_max();
     let limits = Limits {
         cap: MAX_OUTPUT,
-        deadline: (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max)),
+        deadline: (time_max > 0.0)
+            .then(|| process::deadline_in(time_max))
+            .flatten(),
         memory_mb: task.request.memory_mb,
         disk: None,
     };

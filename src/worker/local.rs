@@ -195,13 +195,20 @@ impl LocalPool {
         }
     }
 
-    /// Changes the capacity; only done while the pool holds no task.
-    pub fn set_capacity(&self, capacity: Resources) {
+    /// Changes the capacity; only while the pool holds no task (false, and
+    /// nothing changes, otherwise: the tasks it holds would be lost).
+    pub fn set_capacity(&self, capacity: Resources) -> bool {
         let mut st = self.shared.lock();
-        debug_assert!(st.slots.in_use() == Resources::default() && st.slots.waiting_len() == 0);
+        if st.slots.in_use() != Resources::default()
+            || st.slots.waiting_len() > 0
+            || !st.startable.is_empty()
+        {
+            return false;
+        }
         st.slots = SlotQueue::new(capacity);
         st.free_gpus = (0..capacity.gpus).rev().collect();
         st.deep_at = deep_at(capacity);
+        true
     }
 
     /// Lets finished tasks wait in the outbox while the queue is deep. The owner
@@ -216,12 +223,17 @@ impl LocalPool {
     pub fn cancel_waiting(&self) {
         let mut st = self.shared.lock();
         let mut back: Vec<Box<Task>> = st.slots.drain_waiting().map(|(_, t)| t).collect();
+        let mut started = Vec::new();
         while let Some(s) = st.startable.pop_front() {
-            let mut started = Vec::new();
             st.slots.release(s.task.request, &mut started);
-            debug_assert!(started.is_empty());
             st.free_gpus.extend(s.gpus);
             back.push(s.task);
+        }
+        // Nothing waits any more, so nothing can have started; anything that did
+        // comes back with the rest rather than being dropped.
+        for (req, task) in std::mem::take(&mut started) {
+            st.slots.release(req, &mut started);
+            back.push(task);
         }
         drop(st);
         for mut task in back {
@@ -339,7 +351,16 @@ impl LocalPool {
             let spawned = std::thread::Builder::new()
                 .name(format!("vine-local-{}", st.threads))
                 .stack_size(THREAD_STACK)
-                .spawn(move || thread_main(s));
+                .spawn(move || {
+                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| thread_main(s)));
+                    if ran.is_err() {
+                        // A bug outside any task: the pool's books and the tasks it
+                        // held are in an unknown state, and waiting on them would
+                        // hang. Stop loudly instead.
+                        eprintln!("vine: internal error: a local worker thread failed; aborting");
+                        std::process::abort();
+                    }
+                });
             match spawned {
                 Ok(h) => {
                     st.idle += 1;
@@ -359,12 +380,24 @@ impl WorkerLink for LocalPool {
     fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>) {
         let mut st = self.shared.lock();
         let mut started = Vec::new();
+        let mut refused = Vec::new();
         for task in tasks.drain(..) {
-            st.slots.push(task.request, task, &mut started);
+            if let Err(mut task) = st.slots.push(task.request, task, &mut started) {
+                let reason = format!(
+                    "the worker cannot hold a task that asks for {}",
+                    task.request.describe()
+                );
+                task.finish(TaskResult::Forsaken, Some(reason));
+                refused.push(task);
+            }
         }
         st.high_water = st.slots.waiting_len();
         Self::make_startable(&mut st, &mut started);
         Self::wake_or_spawn(&self.shared, &mut st);
+        drop(st);
+        for task in refused {
+            self.send_back(task);
+        }
     }
 
     fn cancel(&mut self, id: TaskId) {
@@ -501,14 +534,32 @@ fn execute(
         task.times.done = now_us();
         return task.times.done;
     }
+    #[cfg(test)]
+    control.panic_when_started.store(
+        task.extra.as_ref().is_some_and(|e| {
+            e.env
+                .iter()
+                .any(|(k, _)| k.as_bytes() == b"VINE_TEST_PANIC_WHEN_STARTED")
+        }),
+        SeqCst,
+    );
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
         _ => crate::worker::function::run(task, gpus, control),
     }));
-    if ran.is_err() {
+    if let Err(panic) = ran {
+        // What it started must not run on unwatched.
+        control.abandon();
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
         task.finish(
             TaskResult::Unknown,
-            Some("internal error while running the task".into()),
+            Some(format!(
+                "internal error while running the task ({why}); what it started was killed"
+            )),
         );
     }
     task.times.done = now_us();

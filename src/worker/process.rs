@@ -16,7 +16,15 @@ use std::time::{Duration, Instant};
 pub struct RunControl {
     cancelled: AtomicBool,
     pgid: AtomicI32,
+    /// Panic as soon as the process group is recorded, as a bug in the
+    /// supervisor would (tests only).
+    #[cfg(test)]
+    pub(crate) panic_when_started: AtomicBool,
 }
+
+/// The process group a supervisor was made to panic on (tests only).
+#[cfg(test)]
+pub(crate) static PANICKED_ON: AtomicI32 = AtomicI32::new(0);
 
 impl RunControl {
     /// Clears the control for the next task.
@@ -36,6 +44,22 @@ impl RunControl {
         if self.is_cancelled() {
             kill_group(pgid);
         }
+        #[cfg(test)]
+        if self.panic_when_started.load(Ordering::Acquire) {
+            PANICKED_ON.store(pgid, Ordering::Release);
+            panic!("the supervisor of process group {pgid} was made to panic");
+        }
+    }
+
+    /// The supervisor of the task failed (a bug in the library): kills the
+    /// process group it was watching, if any, and reaps its leader, so that
+    /// nothing runs on unsupervised.
+    pub fn abandon(&self) {
+        let pgid = self.pgid.swap(0, Ordering::AcqRel);
+        if pgid > 0 {
+            kill_group(pgid);
+            let _ = Reaper(pgid).wait();
+        }
     }
 
     /// Forgets the process group once it has been reaped.
@@ -51,6 +75,14 @@ impl RunControl {
             kill_group(pgid);
         }
     }
+}
+
+/// The instant `seconds` from now; None when that is past what an `Instant` can
+/// hold (a deadline that would never come).
+pub fn deadline_in(seconds: f64) -> Option<Instant> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .and_then(|d| Instant::now().checked_add(d))
 }
 
 /// Sends SIGKILL to every process of group `pgid`.
@@ -161,7 +193,7 @@ pub fn disk_used_bytes(dir: &Path) -> u64 {
 /// Whether the files under `dir` take more than `mb` MB; if so, how many MB.
 pub fn over_disk(dir: &Path, mb: u64) -> Option<u64> {
     let used = disk_used_bytes(dir);
-    (used > mb << 20).then(|| used.div_ceil(1 << 20))
+    (used > mb.saturating_mul(1 << 20)).then(|| used.div_ceil(1 << 20))
 }
 
 /// Resident memory, in MB, of every process in group `pgid`.

@@ -47,12 +47,21 @@ impl<T> SlotQueue<T> {
         self.waiting.is_empty() && self.in_use.plus(req).fits_within(&self.capacity)
     }
 
-    /// Adds an item; those that start as a result are appended to `started`.
-    /// The caller guarantees `req` fits in the capacity.
-    pub fn push(&mut self, req: Resources, item: T, started: &mut Vec<(Resources, T)>) {
-        debug_assert!(req.fits_within(&self.capacity));
+    /// Adds an item; those that start as a result are appended to `started`. An
+    /// item whose `req` exceeds the capacity would never start and would hold up
+    /// every item behind it: it is given back instead.
+    pub fn push(
+        &mut self,
+        req: Resources,
+        item: T,
+        started: &mut Vec<(Resources, T)>,
+    ) -> Result<(), T> {
+        if !req.fits_within(&self.capacity) {
+            return Err(item);
+        }
         self.waiting.push_back((req, item));
         self.start_what_fits(started);
+        Ok(())
     }
 
     /// A started item holding `req` is done; what starts now is appended to `started`.
@@ -106,9 +115,9 @@ mod test {
     fn starts_in_order_and_only_what_fits() {
         let mut q = SlotQueue::new(cores(2));
         let mut started = Vec::new();
-        q.push(cores(1), 'a', &mut started);
-        q.push(cores(2), 'b', &mut started);
-        q.push(cores(1), 'c', &mut started);
+        q.push(cores(1), 'a', &mut started).unwrap();
+        q.push(cores(2), 'b', &mut started).unwrap();
+        q.push(cores(1), 'c', &mut started).unwrap();
         // b does not fit next to a, and c waits behind b: arrival order is kept.
         assert_eq!(started.iter().map(|s| s.1).collect::<String>(), "a");
         started.clear();
@@ -126,24 +135,34 @@ mod test {
         let mut b = SlotQueue::new(cores(1));
         let mut sa = Vec::new();
         let mut sb = Vec::new();
-        a.push(cores(1), 1, &mut sa);
-        b.push(cores(1), 1, &mut sb);
-        a.push(cores(1), 2, &mut sa);
+        a.push(cores(1), 1, &mut sa).unwrap();
+        b.push(cores(1), 1, &mut sb).unwrap();
+        a.push(cores(1), 2, &mut sa).unwrap();
         a.release(cores(1), &mut sa);
         b.release(cores(1), &mut sb);
-        b.push(cores(1), 2, &mut sb);
+        b.push(cores(1), 2, &mut sb).unwrap();
         assert_eq!(sa, sb);
         assert_eq!(a.in_use(), b.in_use());
         assert_eq!(a.waiting_len(), b.waiting_len());
     }
 
     #[test]
+    fn an_item_larger_than_the_capacity_is_given_back_not_queued() {
+        let mut q = SlotQueue::new(cores(2));
+        let mut started = Vec::new();
+        assert_eq!(q.push(cores(3), 'x', &mut started), Err('x'));
+        q.push(cores(1), 'a', &mut started).unwrap();
+        assert_eq!(started, vec![(cores(1), 'a')]);
+        assert_eq!(q.waiting_len(), 0);
+    }
+
+    #[test]
     fn removing_the_head_lets_the_next_start() {
         let mut q = SlotQueue::new(cores(2));
         let mut started = Vec::new();
-        q.push(cores(1), 1, &mut started);
-        q.push(cores(2), 2, &mut started);
-        q.push(cores(1), 3, &mut started);
+        q.push(cores(1), 1, &mut started).unwrap();
+        q.push(cores(2), 2, &mut started).unwrap();
+        q.push(cores(1), 3, &mut started).unwrap();
         started.clear();
         assert!(q.remove_waiting(|&t| t == 2, &mut started).is_some());
         assert_eq!(started, vec![(cores(1), 3)]);

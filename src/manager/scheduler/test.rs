@@ -355,3 +355,157 @@ fn a_task_returned_unstarted_frees_its_place_in_the_worker_queue() {
     assert_eq!(comm.dispatched_ids(), vec![1, 3]);
     assert_eq!(s.stats().tasks_running, 1);
 }
+
+#[test]
+fn a_task_returned_unstarted_that_the_model_had_started_frees_what_it_held() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    for id in 1..=2 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+    // The worker gives task 1 back without starting it, though the model had
+    // started it: its core is free again and task 2 goes there.
+    let (w, t) = comm.dispatched.remove(0);
+    s.finished(w, t, &mut comm);
+    assert_eq!(s.stats().committed.millicores, 0);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![2]);
+}
+
+#[test]
+fn a_task_returned_that_was_not_dispatched_is_handed_back_not_dropped() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.finished(0, task(7, 0.0, 1.0), &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].id, 7);
+}
+
+#[test]
+fn a_cancel_accepted_wins_over_a_worker_that_finished_the_task_meanwhile() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.cancel(1, &mut comm));
+    // The worker had finished it before the cancel reached it.
+    finish_ok(&mut s, &mut comm, 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Cancelled);
+    assert_eq!(s.stats().tasks_cancelled, 1);
+}
+
+#[test]
+fn a_cancelled_task_on_a_lost_worker_comes_back_cancelled_not_retried() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.cancel(1, &mut comm));
+    let (_, t) = comm.take(1);
+    s.remove_worker(1, vec![t], &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Cancelled);
+    assert_eq!(s.ready_len(), 0);
+}
+
+#[test]
+fn tasks_no_worker_can_take_now_do_not_hide_smaller_ones_at_any_depth() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), Some(0));
+    for id in 1..=200 {
+        s.submit(task(id, 0.0, 3.0), &mut comm);
+    }
+    for id in 201..=204 {
+        s.submit(task(id, 0.0, 1.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![201, 202]);
+    assert_eq!(s.stats().tasks_waiting, 202);
+    finish_ok(&mut s, &mut comm, 201);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![202, 203]);
+    // Small tasks submitted later, behind the parked ones, run too.
+    s.submit(task(205, 0.0, 1.0), &mut comm);
+    finish_ok(&mut s, &mut comm, 202);
+    finish_ok(&mut s, &mut comm, 203);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![204, 205]);
+    // A worker they fit joins: the large ones go there, first come first.
+    s.add_worker(1, cores(3.0), Some(0));
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![204, 205, 1]);
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![204, 205, 2]);
+}
+
+#[test]
+fn tasks_of_a_function_no_worker_knows_do_not_hide_commands() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(1.0), Some(0));
+    s.set_functions(1, Vec::new());
+    for id in 1..=100 {
+        let mut t = Task::function(c"unknown_here", b"");
+        t.id = id;
+        s.submit(t, &mut comm);
+    }
+    s.submit(task(101, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![101]);
+    // The worker learns the function: its tasks run, in order.
+    s.set_functions(1, vec![Box::from(&b"unknown_here"[..])]);
+    finish_ok(&mut s, &mut comm, 101);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+}
+
+#[test]
+fn parked_and_ready_tasks_are_taken_in_priority_order() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    // Large tasks of high priority park; small ones of lower priority queue.
+    for id in 2..=100 {
+        s.submit(task(id, 10.0, 2.0), &mut comm);
+    }
+    s.submit(task(101, 1.0, 1.0), &mut comm);
+    s.submit(task(102, 5.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![102]);
+    // Now a worker for the large ones joins: they come before the small one left.
+    s.add_worker(1, cores(2.0), Some(0));
+    finish_ok(&mut s, &mut comm, 102);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![2, 101]);
+}
+
+#[test]
+fn parked_tasks_can_be_cancelled_and_come_back_at_shutdown() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    for id in 1..=3 {
+        s.submit(task(id, id as f64, 2.0), &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert!(s.is_outstanding(2));
+    assert!(s.cancel(2, &mut comm));
+    assert_eq!(comm.completed[0].id, 2);
+    s.begin_shutdown(&mut comm);
+    let ids: Vec<_> = comm.completed.iter().map(|t| t.id).collect();
+    assert_eq!(ids, vec![2, 3, 1]);
+    assert_eq!(s.stats().tasks_waiting, 0);
+}
