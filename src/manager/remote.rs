@@ -260,11 +260,17 @@ fn serve_connection(
         functions,
         stored,
     } = joined;
-    let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outgoing>();
     let Ok(writer_sock) = sock.try_clone() else {
         settings.forget(id);
         return;
     };
+    let mut departure = Departure {
+        id,
+        settings: settings.clone(),
+        sock,
+        events: None,
+    };
+    let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outgoing>();
     let inventory = Arc::new(Mutex::new(Inventory {
         cached: HashSet::new(),
         stored,
@@ -278,7 +284,6 @@ fn serve_connection(
         .name("vine-conn-writer".into())
         .spawn(move || write_loop(outgoing, out_rx, outbound, writer_sock));
     if w.is_err() {
-        settings.forget(id);
         return;
     }
     let link = RemoteLink {
@@ -296,9 +301,10 @@ fn serve_connection(
         })
         .is_err()
     {
-        settings.forget(id);
         return;
     }
+    departure.events = Some(events.clone());
+    let sock = &departure.sock;
     let timeout =
         Duration::from_millis(settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1));
     let _ = sock.set_read_timeout(Some(timeout));
@@ -356,9 +362,27 @@ fn serve_connection(
             }
         }
     }
-    crate::channel::close(&sock);
-    settings.forget(id);
-    let _ = events.send(Message::WorkerLost { worker: id });
+}
+
+/// Ends a session however its thread ends, a panic included: the socket is closed,
+/// and once the worker has joined the manager always hears that it is gone, so
+/// its tasks run elsewhere.
+struct Departure {
+    id: WorkerId,
+    settings: Arc<RemoteSettings>,
+    sock: TcpStream,
+    /// Set once the manager knows the worker.
+    events: Option<Sender<Message>>,
+}
+
+impl Drop for Departure {
+    fn drop(&mut self) {
+        crate::channel::close(&self.sock);
+        self.settings.forget(self.id);
+        if let Some(events) = &self.events {
+            let _ = events.send(Message::WorkerLost { worker: self.id });
+        }
+    }
 }
 
 impl RemoteSettings {
