@@ -46,7 +46,7 @@ fn zz_worker_entry() {
     vine::registry::register(c"crash_it", crash_it).unwrap();
     let mut argv = vec!["self".to_owned()];
     argv.extend(args.split(' ').map(str::to_owned));
-    std::process::exit(vine::worker::remote::main_with_args(argv));
+    std::process::exit(vine::worker::daemon::main_with_args(argv));
 }
 
 fn self_worker(port: u16, extra: &str) -> Child {

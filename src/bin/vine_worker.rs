@@ -1,5 +1,5 @@
 fn main() {
-    std::process::exit(vine::worker::remote::main_with_args(
+    std::process::exit(vine::worker::daemon::main_with_args(
         std::env::args().collect(),
     ));
 }

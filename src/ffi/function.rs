@@ -113,6 +113,6 @@ pub unsafe extern "C" fn vine_worker_main(argc: c_int, argv: *const *mut c_char)
             let a = unsafe { c_str(a, "an argv entry")? };
             args.push(a.to_string_lossy().into_owned());
         }
-        Ok(crate::worker::remote::main_with_args(args))
+        Ok(crate::worker::daemon::main_with_args(args))
     })
 }

@@ -42,8 +42,10 @@ pub fn load(path: &Path) -> Result<()> {
         // Its constructors may have registered functions themselves.
         return Ok(());
     }
-    type Register =
-        unsafe extern "C" fn(*const std::ffi::c_char, crate::ffi::function::vine_function_t) -> c_int;
+    type Register = unsafe extern "C" fn(
+        *const std::ffi::c_char,
+        crate::ffi::function::vine_function_t,
+    ) -> c_int;
     // SAFETY: the documented signature of the entry takes the register function.
     let entry: unsafe extern "C" fn(Register) -> c_int = unsafe { std::mem::transmute(sym) };
     // SAFETY: calling the library's entry as documented, with our own function.

@@ -3,13 +3,13 @@
 //! same [`WorkerLink`] interface, so the scheduler never knows which kind it uses.
 
 pub mod command;
+pub mod daemon;
 pub mod function;
 pub mod isolated;
 pub mod library;
 pub mod local;
 pub mod machine;
 pub mod process;
-pub mod remote;
 pub mod sandbox;
 pub mod slots;
 

@@ -1,0 +1,381 @@
+//! The incoming half of a session, on its reader thread: files into the cache
+//! and the store, tasks onto the pool, cancellations.
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use super::session::{send, send_file, AfterTask, Outputs, TaskFiles};
+use super::store::{stamp, Stamp};
+use crate::channel::{FrameReader, FrameWriter};
+use crate::error::{Error, Result};
+use crate::files::{CacheLevel, File, Mount};
+use crate::protocol::{self, Dest, Held, InputContent, TaskSpec, ToManager, ToWorker, WorkSpec};
+use crate::resources::Resources;
+use crate::task::Task;
+use crate::worker::local::LocalPool;
+use crate::worker::sandbox::move_file;
+use crate::worker::WorkerLink;
+
+/// The incoming half of a session, on the reader thread.
+pub(super) struct Inbound {
+    pub(super) dir: PathBuf,
+    /// Files kept forever (see [`WorkerOptions::store`]), if usable.
+    pub(super) store: Option<PathBuf>,
+    pub(super) pool: LocalPool,
+    pub(super) outputs: Outputs,
+    pub(super) writer: Arc<Mutex<FrameWriter>>,
+    /// Files arriving from the manager.
+    pub(super) receiver: crate::transfer::Receiver,
+    /// Files of the store found to hash to their names, as they were then.
+    pub(super) verified: std::collections::HashMap<String, Stamp>,
+    /// The cap on command output the manager set, told with each task.
+    pub(super) max_stdout: Arc<AtomicUsize>,
+    /// Ids for transfers to the manager.
+    pub(super) next_xfer: Arc<AtomicU64>,
+}
+
+impl Inbound {
+    /// Applies frames until the manager says exit (Ok) or the connection breaks.
+    pub(super) fn run(&mut self, mut reader: FrameReader) -> Result<()> {
+        loop {
+            match reader.recv::<ToWorker>()? {
+                ToWorker::Xfer(piece) => {
+                    if let Some(arrived) = self.receiver.piece(piece)? {
+                        self.arrived(arrived)?;
+                    }
+                }
+                ToWorker::Run(spec) => {
+                    let task = self.task_from(*spec);
+                    self.pool.dispatch(&mut vec![task]);
+                }
+                ToWorker::Cancel(id) => self.pool.cancel(id),
+                ToWorker::GetFile(file_id) => {
+                    let path = self.cache_path(file_id);
+                    let error = if std::fs::symlink_metadata(&path).is_ok() {
+                        let dest = Dest::Fetched(file_id);
+                        send_file(&self.writer, &self.next_xfer, dest, &path)?.err()
+                    } else {
+                        Some("the worker no longer has it".into())
+                    };
+                    send(&self.writer, &ToManager::FileData { file_id, error })?;
+                }
+                ToWorker::Keepalive
+                | ToWorker::Hello { .. }
+                | ToWorker::Welcome { .. }
+                | ToWorker::Refused { .. } => {}
+                ToWorker::Exit => return Ok(()),
+            }
+        }
+    }
+
+    /// Puts a file that arrived complete where it was sent to. One that cannot be
+    /// put there is dropped: the task that needs it finds it missing.
+    pub(super) fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
+        let (staged, hash) = match arrived.outcome {
+            Ok(x) => x,
+            Err(_) => return Ok(()),
+        };
+        let dest = match arrived.dest {
+            Dest::Cache(file_id) => self.cache_path(file_id),
+            Dest::Task(task, attempt, file_id) => self.task_input_path(task, attempt, file_id),
+            // Named by the hash of what arrived, which the receiver computed: the
+            // store never holds a file under another file's name.
+            Dest::Store if arrived.is_file => {
+                let name = protocol::hex_name(&hash);
+                // Renamed into place whole: a worker sharing the store never sees
+                // half a file under the name. Without a usable store the file is
+                // kept for this worker's life only.
+                let kept = self.store.as_ref().map(|s| s.join(&name)).filter(|at| {
+                    crate::transfer::remove_all(at);
+                    move_file(&staged, at).is_ok()
+                });
+                let at = match kept {
+                    Some(at) => at,
+                    None => {
+                        let private = self.private_stored_path(&name);
+                        crate::transfer::remove_all(&private);
+                        if move_file(&staged, &private).is_err() {
+                            crate::transfer::remove_all(&staged);
+                            return Ok(());
+                        }
+                        private
+                    }
+                };
+                if let Some(s) = stamp(&at) {
+                    self.verified.insert(name, s);
+                }
+                return Ok(());
+            }
+            Dest::Store => {
+                crate::transfer::remove_all(&staged);
+                return Ok(());
+            }
+            Dest::Output(..) | Dest::Fetched(_) => {
+                crate::transfer::remove_all(&staged);
+                return Err(Error::invalid("the manager sent a file only workers send"));
+            }
+        };
+        crate::transfer::remove_all(&dest);
+        if move_file(&staged, &dest).is_err() {
+            crate::transfer::remove_all(&staged);
+        }
+        Ok(())
+    }
+
+    /// Whether the file kept forever at `path` still hashes to `name` (checked
+    /// again whenever the file changed since it last did). One that does not is
+    /// removed.
+    pub(super) fn verify_stored(&mut self, name: &str, path: &Path) -> bool {
+        let Some(now) = stamp(path) else {
+            return false;
+        };
+        if self.verified.get(name) == Some(&now) {
+            return true;
+        }
+        let source = crate::transfer::Source::Path(path.to_owned());
+        match crate::transfer::hash_source(&source) {
+            Ok(h) if protocol::hex_name(&h) == name => {
+                self.verified.insert(name.to_owned(), now);
+                true
+            }
+            Ok(_) => {
+                eprintln!(
+                    "vine_worker: {} does not hash to its name: removed",
+                    path.display()
+                );
+                self.verified.remove(name);
+                crate::transfer::remove_all(path);
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    pub(super) fn task_input_path(&self, task: u64, attempt: u32, file_id: u64) -> PathBuf {
+        self.dir
+            .join("out")
+            .join(format!("in-{task}-{attempt}-{file_id}"))
+    }
+
+    /// Where a file kept forever is: in the store, or else where this worker kept
+    /// it for itself.
+    pub(super) fn stored_path(&self, name: &str) -> PathBuf {
+        match &self.store {
+            Some(store) if store.join(name).exists() => store.join(name),
+            _ => self.private_stored_path(name),
+        }
+    }
+
+    pub(super) fn private_stored_path(&self, name: &str) -> PathBuf {
+        self.dir.join("cache").join(format!("stored-{name}"))
+    }
+
+    pub(super) fn cache_path(&self, file_id: u64) -> PathBuf {
+        self.dir.join("cache").join(file_id.to_string())
+    }
+
+    /// Builds the local task that runs `spec`; a spec this worker cannot express
+    /// becomes a task that fails with the reason when it runs.
+    pub(super) fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
+        let mut task = match &spec.work {
+            WorkSpec::Function {
+                name,
+                input,
+                process,
+            } => {
+                let name = CString::new(name.clone()).unwrap_or_default();
+                let mut t = Task::function(&name, input);
+                if *process {
+                    let _ = t.set_exec_mode(crate::task::ExecMode::Process);
+                }
+                t
+            }
+            WorkSpec::Command { command, .. } => {
+                Task::command(&CString::new(command.clone()).unwrap_or_default())
+            }
+        };
+        task.id = spec.id;
+        task.attempts = spec.attempt;
+        let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
+        task.request = Resources {
+            millicores,
+            memory_mb,
+            disk_mb,
+            gpus,
+        };
+        let _ = task.set_time_max(spec.time_max);
+        self.max_stdout.store(
+            usize::try_from(spec.max_stdout).unwrap_or(usize::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        if let WorkSpec::Command { env, .. } = &spec.work {
+            for (k, v) in env {
+                if let (Ok(k), Ok(v)) = (
+                    CString::new(k.clone()),
+                    v.clone().map(CString::new).transpose(),
+                ) {
+                    let _ = task.set_env_var(&k, v.as_deref());
+                }
+            }
+        }
+        let mut outs = Vec::new();
+        let mut lost = Vec::new();
+        let mut refused = None;
+        for input in &spec.inputs {
+            let path = match &input.content {
+                InputContent::Cached => {
+                    let p = self.cache_path(input.file_id);
+                    if std::fs::symlink_metadata(&p).is_err() {
+                        lost.push(Held::Cached(input.file_id));
+                    }
+                    p
+                }
+                InputContent::Stored(name) if protocol::is_content_name(name) => {
+                    let p = self.stored_path(name);
+                    // Never serve bytes that are not the ones named.
+                    if !self.verify_stored(name, &p) {
+                        lost.push(Held::Stored(name.clone()));
+                    }
+                    p
+                }
+                InputContent::Stored(_) => {
+                    refused.get_or_insert(Error::invalid("a stored file name that is not a hash"));
+                    continue;
+                }
+                InputContent::Sent => {
+                    let p = self.task_input_path(spec.id, spec.attempt, input.file_id);
+                    outs.push((input.file_id, p.clone(), AfterTask::Remove));
+                    p
+                }
+                // A path that does not exist: placing it fails as INPUT_MISSING.
+                InputContent::Missing => self
+                    .dir
+                    .join("out")
+                    .join(format!("missing-{}", input.file_id)),
+            };
+            let mount = File::path(&path, CacheLevel::Task, 0)
+                .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
+                .and_then(|m| task.add_input(m));
+            if let Err(e) = mount {
+                refused.get_or_insert(e);
+            }
+        }
+        for output in &spec.outputs {
+            let path = if output.keep_at_worker {
+                self.cache_path(output.file_id)
+            } else {
+                self.dir
+                    .join("out")
+                    .join(format!("{}-{}-{}", spec.id, spec.attempt, output.file_id))
+            };
+            if !output.keep_at_worker {
+                outs.push((output.file_id, path.clone(), AfterTask::Send));
+            }
+            let mount = File::path(&path, CacheLevel::Task, 0)
+                .and_then(|f| Mount::new(f, &output.remote_name, 0))
+                .and_then(|m| task.add_output(m));
+            if let Err(e) = mount {
+                refused.get_or_insert(e);
+            }
+        }
+        if let Some(e) = refused {
+            // A name from the wire that would leave the sandbox is never used: the
+            // task is not run, and the manager hears why.
+            task.extra_mut().refused = Some(e.to_string());
+        } else if !lost.is_empty() {
+            // Not run: reported as the worker's failure (see `Reporter::report`).
+            task.extra_mut().refused = Some("an input it kept was missing or damaged".into());
+        }
+        self.outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.id, TaskFiles { files: outs, lost });
+        task
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::channel::Handshake;
+    use crate::protocol::{InputSpec, OutputSpec};
+    use crate::worker::command::CommandEnv;
+    use std::net::TcpStream;
+    use std::time::Instant;
+
+    fn inbound(dir: &Path) -> Inbound {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_, outgoing, _) = Handshake::start(stream, None, Instant::now())
+            .unwrap()
+            .into_session(None)
+            .unwrap();
+        let (events, _) = crossbeam_channel::unbounded();
+        let env = CommandEnv {
+            sandbox_root: dir.join("sandbox"),
+            temp_root: dir.join("cache"),
+            max_stdout: Default::default(),
+        };
+        Inbound {
+            dir: dir.to_path_buf(),
+            store: None,
+            pool: LocalPool::new(0, Resources::default(), env, events),
+            outputs: Default::default(),
+            writer: Arc::new(Mutex::new(outgoing)),
+            receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
+            verified: Default::default(),
+            max_stdout: Default::default(),
+            next_xfer: Default::default(),
+        }
+    }
+
+    fn spec(input: &str, output: &str) -> TaskSpec {
+        TaskSpec {
+            id: 1,
+            attempt: 1,
+            work: WorkSpec::Command {
+                command: b"true".to_vec(),
+                env: vec![],
+            },
+            resources: (1000, 0, 0, 0),
+            time_max: 0.0,
+            max_stdout: 1 << 20,
+            inputs: vec![InputSpec {
+                file_id: 1,
+                remote_name: input.into(),
+                flags: 0,
+                content: InputContent::Sent,
+            }],
+            outputs: vec![OutputSpec {
+                file_id: 2,
+                remote_name: output.into(),
+                keep_at_worker: false,
+            }],
+        }
+    }
+
+    #[test]
+    fn names_from_the_wire_that_leave_the_sandbox_are_refused() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-names").unwrap();
+        std::fs::create_dir(dir.join("out")).unwrap();
+        let mut s = inbound(&dir);
+        for (input, output) in [
+            ("../../etc/x", "ok"),
+            ("ok", "/etc/passwd"),
+            ("a/../../b", "ok"),
+        ] {
+            let task = s.task_from(spec(input, output));
+            let refused = task.extra.as_ref().and_then(|e| e.refused.clone());
+            assert!(refused.is_some(), "{input:?} / {output:?} accepted");
+        }
+        let mut stored = spec("ok", "ok");
+        stored.inputs[0].content = InputContent::Stored("../../etc/passwd".into());
+        let task = s.task_from(stored);
+        assert!(task.extra.as_ref().unwrap().refused.is_some());
+        let fine = s.task_from(spec("in/x", "out/y"));
+        assert!(fine.extra.as_ref().unwrap().refused.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,156 @@
+//! A worker process: connects to a manager, proves it knows the password (and makes
+//! the manager prove it too), then runs the tasks it is sent on a [`LocalPool`] of
+//! its own and sends back what became of them. `vine_worker` is this; so is any
+//! program that calls `vine_worker_main`.
+
+mod handshake;
+mod inbound;
+mod options;
+mod session;
+mod store;
+
+pub use options::WorkerOptions;
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, ErrorKind, Result};
+use session::serve;
+use store::open_store;
+
+/// Runs a worker with `args` as its command line; returns the process exit code:
+/// 0 when the manager told it to exit, 1 when no manager could be reached or
+/// authenticated within the timeout, 2 for a bad command line.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    let opts = match WorkerOptions::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vine_worker: {e}");
+            return 2;
+        }
+    };
+    match run(&opts) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("vine_worker: {e}");
+            1
+        }
+    }
+}
+
+/// Connects, serves, reconnects while the manager is reachable within the timeout;
+/// returns when the manager says to exit.
+pub fn run(opts: &WorkerOptions) -> Result<()> {
+    for lib in &opts.libraries {
+        crate::worker::library::load(lib)?;
+    }
+    remove_dead_workers_dirs(&opts.workdir);
+    let store = open_store(&opts.store());
+    let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
+    let _cleanup = DirGuard(dir.clone());
+    for sub in ["cache", "sandbox", "out"] {
+        std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    let resources = opts.resources(&dir)?;
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(crate::tls::ClientTls::new)
+        .transpose()?;
+    // The timeout counts from the last session the manager accepted: connections
+    // that fail their handshake do not count as contact.
+    let mut last_contact = Instant::now();
+    loop {
+        match TcpStream::connect((opts.host.as_str(), opts.port)) {
+            Ok(stream) => {
+                match serve(
+                    opts,
+                    stream,
+                    tls.as_ref(),
+                    resources,
+                    &dir,
+                    store.as_deref(),
+                ) {
+                    Ok(()) => return Ok(()),
+                    Err(Ended::Refused(e)) => return Err(e),
+                    Err(Ended::BeforeSession(e)) => {
+                        if last_contact.elapsed() >= opts.timeout {
+                            return Err(Error::new(
+                                ErrorKind::Timeout,
+                                format!(
+                                    "no session with the manager at {}:{} for {:?}: {e}",
+                                    opts.host, opts.port, opts.timeout
+                                ),
+                            ));
+                        }
+                    }
+                    Err(Ended::Broken(e)) => {
+                        eprintln!("vine_worker: connection to the manager ended: {e}");
+                        last_contact = Instant::now();
+                    }
+                }
+            }
+            Err(e) => {
+                if last_contact.elapsed() >= opts.timeout {
+                    return Err(Error::io(
+                        format!(
+                            "no manager at {}:{} for {:?}",
+                            opts.host, opts.port, opts.timeout
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
+        if last_contact.elapsed() >= opts.timeout {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                "the manager went away and did not come back",
+            ));
+        }
+        // Retry pacing for reconnection, not synchronisation.
+        std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
+    }
+}
+
+/// How a connection to the manager ended, when not told to exit.
+#[derive(Debug)]
+pub(super) enum Ended {
+    /// The manager refused this worker, or failed to prove the password: trying
+    /// again would fail again.
+    Refused(Error),
+    /// Before a session began (refused connection, handshake cut off).
+    BeforeSession(Error),
+    /// A session that had begun.
+    Broken(Error),
+}
+
+/// Removes the directories of workers that were killed before they could clean up.
+pub(super) fn remove_dead_workers_dirs(workdir: &Path) {
+    let Ok(entries) = std::fs::read_dir(workdir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let pid = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("vine-worker-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<i32>().ok());
+        let Some(pid) = pid else { continue };
+        // SAFETY: signal 0 only asks whether the process exists.
+        let gone = unsafe { libc::kill(pid, 0) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+pub(super) struct DirGuard(PathBuf);
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
