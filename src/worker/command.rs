@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::files::FileKind;
 use crate::task::{Task, TaskResult, Work};
+use crate::worker::guardian;
 use crate::worker::process::{self, RunControl};
 use crate::worker::sandbox::{self, Sandbox};
 
@@ -82,6 +83,13 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
                 None => cmd.env_remove(k),
             };
         }
+    }
+    // The command dies with this process, however it ends (see `guardian`).
+    let enlist = guardian::Enlist::prepare();
+    // SAFETY: the closure runs between fork and exec and only makes
+    // async-signal-safe system calls (prctl, getppid, getpgid, send).
+    unsafe {
+        cmd.pre_exec(move || enlist.in_child());
     }
     let spawned = writer
         .try_clone()

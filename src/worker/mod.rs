@@ -4,6 +4,7 @@
 
 pub mod command;
 pub mod function;
+pub mod guardian;
 pub mod isolated;
 pub mod local;
 pub mod machine;

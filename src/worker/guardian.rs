@@ -1,0 +1,188 @@
+//! Processes started for tasks die with the process that started them.
+//!
+//! A command (or a PROCESS-mode function) runs as the leader of its own process
+//! group. Two things end it when the worker (or the program embedding the local
+//! pool) is killed, even by SIGKILL, which no handler can catch:
+//!
+//! * The leader asks the kernel, between fork and exec, for SIGKILL when its
+//!   parent goes (`PR_SET_PDEATHSIG`). The kernel sends it when the *thread* that
+//!   forked the leader exits; tasks are started by pool threads, which stay until
+//!   their task has ended and its process has been reaped, so in practice this is
+//!   the death of the process.
+//! * What the leader started lives on in its process group, so each group is also
+//!   enlisted with a guardian: a small `/bin/sh` started once per process, at the
+//!   first task that needs it, reading group ids from a socket whose other end only
+//!   this process holds. When that socket closes (this process has ended, however),
+//!   the guardian kills every group still enlisted, then exits.
+//!
+//! Limits: a process that leaves its group (`setsid`, `setpgid`, daemons) is not
+//! found by the guardian; if the guardian itself is killed, only the leaders die
+//! with their worker.
+
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
+/// the enlisted ids as a multiset in `g`, and kills what is left at end of input.
+/// Terminal signals are ignored: it must outlive the process it guards.
+const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
+g=' '
+while read -r m; do
+  p=${m#?}
+  case $m in
+    +*) g="$g$p " ;;
+    -*) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
+  esac
+done
+for p in $g; do kill -9 -$p 2>/dev/null; done
+"#;
+
+struct Guardian {
+    /// This process's end of the socket; close-on-exec, so no command inherits it.
+    socket: OwnedFd,
+}
+
+static GUARDIAN: OnceLock<Option<Guardian>> = OnceLock::new();
+
+fn start() -> Option<Guardian> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two new descriptors into the 2-element array.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "vine: no guardian for task processes (socketpair: {})",
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The guardian is in a group of its own, so a signal to this process's group
+    // (a terminal's ^C) does not reach it; it is never waited for: it exits only
+    // after this process has.
+    let spawned = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(SCRIPT)
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    match spawned {
+        Ok(child) => {
+            // Dropping a Child neither kills nor waits for it.
+            drop(child);
+            Some(Guardian { socket: mine })
+        }
+        Err(e) => {
+            eprintln!("vine: no guardian for task processes (/bin/sh: {e})");
+            None
+        }
+    }
+}
+
+/// Sends one short line to the guardian. Async-signal-safe: it is also called
+/// between fork and exec. A guardian that is gone is ignored (no SIGPIPE).
+fn send(fd: RawFd, sign: u8, pgid: i32) {
+    // "+2147483647\n" fits in 16 bytes; formatted by hand, with no allocation.
+    let mut line = [0u8; 16];
+    let mut digits = [0u8; 10];
+    let mut n = pgid.unsigned_abs();
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    line[0] = sign;
+    for i in 0..d {
+        line[1 + i] = digits[d - 1 - i];
+    }
+    line[1 + d] = b'\n';
+    // SAFETY: sends `2 + d` initialised bytes of `line`; MSG_NOSIGNAL turns a closed
+    // peer into EPIPE instead of a signal. A line this short goes out whole.
+    unsafe {
+        libc::send(fd, line.as_ptr().cast(), 2 + d, libc::MSG_NOSIGNAL);
+    }
+}
+
+/// What a process about to fork a task's leader needs to hand the child: taken in
+/// the parent before fork, used in the child by [`Enlist::in_child`].
+#[derive(Debug, Clone, Copy)]
+pub struct Enlist {
+    parent: i32,
+    socket: RawFd,
+}
+
+impl Enlist {
+    /// Prepares to start a task's process, starting the guardian the first time.
+    pub fn prepare() -> Enlist {
+        let socket = GUARDIAN
+            .get_or_init(start)
+            .as_ref()
+            .map_or(-1, |g| g.socket.as_raw_fd());
+        Enlist {
+            parent: std::process::id() as i32,
+            socket,
+        }
+    }
+
+    /// In the child, after fork and once it leads its own process group: asks to be
+    /// killed with its parent and enlists its group with the guardian. Fails if the
+    /// parent is already gone (the child must then exit). Async-signal-safe.
+    pub fn in_child(&self) -> std::io::Result<()> {
+        // SAFETY: prctl with integer arguments only; getppid and getpid cannot fail.
+        unsafe {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the request was made.
+            if libc::getppid() != self.parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if self.socket >= 0 {
+                send(self.socket, b'+', libc::getpgid(0));
+            }
+        }
+        Ok(())
+    }
+
+    /// In a child that will not exec: closes its copy of the guardian's socket, so
+    /// that nothing it starts keeps the guardian from seeing this process end.
+    pub fn close_in_child(&self) {
+        if self.socket >= 0 {
+            // SAFETY: closes this child's own copy of the descriptor; async-signal-safe.
+            unsafe {
+                libc::close(self.socket);
+            }
+        }
+    }
+}
+
+/// Releases group `pgid` from the guardian, once per enlistment: its leader has
+/// ended and the group has been killed. The guardian counts enlistments of an id,
+/// so a group id reused by the next task before this release stays enlisted.
+pub fn release(pgid: i32) {
+    if let Some(Some(g)) = GUARDIAN.get() {
+        send(g.socket.as_raw_fd(), b'-', pgid);
+    }
+}
