@@ -50,15 +50,6 @@
 // `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
 #define VINE_WAIT_FOREVER -1
 
-// The protocol version; both ends must speak the same.
-#define VERSION 2
-
-// The largest payload accepted.
-#define MAX_FRAME (256 << 20)
-
-// A bundle of cores, memory, disk and gpus.
-typedef struct Resources Resources;
-
 // Where a task function writes its result, with `vine_buffer_append`. Valid only
 // during the call of the function it was passed to.
 typedef struct vine_buffer vine_buffer;
@@ -267,8 +258,6 @@ typedef int vine_error_t;
 
 // Run a function task in a separate process, so a crash costs only the task.
 #define VINE_EXEC_PROCESS 1
-
-
 
 #ifdef __cplusplus
 extern "C" {
