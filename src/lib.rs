@@ -9,17 +9,17 @@
 // Tasks stay boxed wherever they go: a task moves between the caller, the manager
 // and workers many times, and its C handle refers to one allocation throughout.
 #![allow(clippy::vec_box)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod error;
 pub mod ffi;
 pub mod files;
 mod idmap;
 pub mod manager;
-pub mod payload;
+pub(crate) mod payload;
 pub mod protocol;
 pub mod registry;
-pub mod resources;
+pub(crate) mod resources;
 mod spin;
 pub mod task;
 pub mod worker;

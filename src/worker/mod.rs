@@ -2,16 +2,16 @@
 //! threads of this process; remote workers (other processes) plug in through the
 //! same [`WorkerLink`] interface, so the scheduler never knows which kind it uses.
 
-pub mod command;
-pub mod function;
-pub mod guardian;
-pub mod isolated;
-pub mod local;
-pub mod machine;
-pub mod process;
+pub(crate) mod command;
+pub(crate) mod function;
+pub(crate) mod guardian;
+pub(crate) mod isolated;
+pub(crate) mod local;
+pub(crate) mod machine;
+pub(crate) mod process;
 pub mod remote;
-pub mod sandbox;
-pub mod slots;
+pub(crate) mod sandbox;
+pub(crate) mod slots;
 
 use crate::task::{Task, TaskId};
 
