@@ -1,6 +1,6 @@
 # vine: build, demo, test, benchmark, install.
 #   make demo     build the library and run the example workflows on local workers
-#   make test     run every test (Rust, C harness + valgrind, C++/Fortran, examples, install)
+#   make test     run every test (Rust, C harness + valgrind + ASan/UBSan, C++/Fortran, examples, install)
 #   make bench    run the benchmarks side by side with their peers
 #   make install PREFIX=/usr/local
 #   make header   regenerate include/vine.h after changing the C API
@@ -28,6 +28,7 @@ rust-test:
 c-test: release
 	$(MAKE) -C tests/capi run
 	$(MAKE) -C tests/capi valgrind
+	$(MAKE) -C tests/capi asan
 
 cxx-test: release
 	$(MAKE) -C tests/cxx run
