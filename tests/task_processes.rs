@@ -148,6 +148,44 @@ fn a_killed_workers_command_and_what_it_started_die_with_it() {
 }
 
 #[test]
+fn a_process_that_left_its_commands_group_dies_with_the_worker() {
+    let dir = tempdir();
+    let fifo = mkfifo(&dir);
+    let left = dir.join("left");
+    assert!(Command::new("mkfifo")
+        .arg(&left)
+        .status()
+        .unwrap()
+        .success());
+    let marker = dir.join("after");
+    // `setsid` gives the inner shell a session and group of its own; it reports
+    // its pid once there, and becomes the blocking sleep.
+    let script = format!(
+        "setsid sh -c 'echo $$ > {l}; exec sleep 1000' & read p < {l}; echo $$ $p > {f}; wait; touch {m}",
+        l = left.display(),
+        f = fifo.display(),
+        m = marker.display()
+    );
+    let (m, port) = remote_manager();
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(["--timeout", "60"])
+        .spawn()
+        .unwrap();
+    m.submit(Task::command(&CString::new(script).unwrap()))
+        .unwrap();
+    let pids = pids_from(&fifo);
+    assert_eq!(pids.len(), 2);
+    // SAFETY: getpgid and getsid only read another process's ids.
+    let (group, session) = unsafe { (libc::getpgid(pids[1]), libc::getsid(pids[1])) };
+    assert_eq!((group, session), (pids[1], pids[1]), "it left the group");
+    sigkill(&mut worker);
+    assert_all_end(&pids);
+    assert!(!marker.exists(), "the command ran past its block");
+    m.shutdown().unwrap();
+}
+
+#[test]
 fn a_killed_workers_process_function_dies_with_it() {
     let dir = tempdir();
     let fifo = mkfifo(&dir);

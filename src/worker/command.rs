@@ -86,6 +86,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     }
     // The command dies with this process, however it ends (see `guardian`).
     let enlist = guardian::Enlist::prepare();
+    enlist.mark(&mut cmd);
     // SAFETY: the closure runs between fork and exec and only makes
     // async-signal-safe system calls (prctl, getppid, getpgid, send).
     unsafe {

@@ -13,11 +13,13 @@
 //!   enlisted with a guardian: a small `/bin/sh` started once per process, at the
 //!   first task that needs it, reading group ids from a socket whose other end only
 //!   this process holds. When that socket closes (this process has ended, however),
-//!   the guardian kills every group still enlisted, then exits.
+//!   the guardian kills every group still enlisted, then every process whose
+//!   environment holds `VINE_GUARDIAN=<its pid>`, which commands are started with:
+//!   that finds what left its group (`setsid`, daemons) but kept its environment.
 //!
-//! Limits: a process that leaves its group (`setsid`, `setpgid`, daemons) is not
-//! found by the guardian; if the guardian itself is killed, only the leaders die
-//! with their worker.
+//! Limits: a process that left the group of a PROCESS-mode function, or that left
+//! a command's group and cleared its environment, is not found; if the guardian
+//! itself is killed, only the leaders die with their worker.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -25,8 +27,9 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
-/// the enlisted ids as a multiset in `g`, and kills what is left at end of input.
-/// Terminal signals are ignored: it must outlive the process it guards.
+/// the enlisted ids as a multiset in `g`, and at end of input kills what is left,
+/// then the processes marked with its pid. Terminal signals are ignored: it must
+/// outlive the process it guards.
 const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
 g=' '
 while read -r m; do
@@ -37,11 +40,21 @@ while read -r m; do
   esac
 done
 for p in $g; do kill -9 -$p 2>/dev/null; done
+for d in /proc/[0-9]*; do
+  e=$(tr '\0' '\n' < "$d/environ" 2>/dev/null)
+  case "
+$e
+" in *"
+VINE_GUARDIAN=$$
+"*) kill -9 "${d#/proc/}" 2>/dev/null ;; esac
+done
 "#;
 
 struct Guardian {
     /// This process's end of the socket; close-on-exec, so no command inherits it.
     socket: OwnedFd,
+    /// The guardian's pid, the value of the `VINE_GUARDIAN` mark.
+    pid: u32,
 }
 
 static GUARDIAN: OnceLock<Option<Guardian>> = OnceLock::new();
@@ -78,11 +91,11 @@ fn start() -> Option<Guardian> {
         .process_group(0)
         .spawn();
     match spawned {
-        Ok(child) => {
+        Ok(child) => Some(Guardian {
+            socket: mine,
             // Dropping a Child neither kills nor waits for it.
-            drop(child);
-            Some(Guardian { socket: mine })
-        }
+            pid: child.id(),
+        }),
         Err(e) => {
             eprintln!("vine: no guardian for task processes (/bin/sh: {e})");
             None
@@ -124,18 +137,25 @@ fn send(fd: RawFd, sign: u8, pgid: i32) {
 pub struct Enlist {
     parent: i32,
     socket: RawFd,
+    guardian: Option<u32>,
 }
 
 impl Enlist {
     /// Prepares to start a task's process, starting the guardian the first time.
     pub fn prepare() -> Enlist {
-        let socket = GUARDIAN
-            .get_or_init(start)
-            .as_ref()
-            .map_or(-1, |g| g.socket.as_raw_fd());
+        let guardian = GUARDIAN.get_or_init(start).as_ref();
         Enlist {
             parent: std::process::id() as i32,
-            socket,
+            socket: guardian.map_or(-1, |g| g.socket.as_raw_fd()),
+            guardian: guardian.map(|g| g.pid),
+        }
+    }
+
+    /// Marks a command, so that the guardian finds it and what it starts even
+    /// outside its process group.
+    pub fn mark(&self, cmd: &mut Command) {
+        if let Some(pid) = self.guardian {
+            cmd.env("VINE_GUARDIAN", pid.to_string());
         }
     }
 
