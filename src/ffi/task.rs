@@ -57,6 +57,9 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// directory (its inputs placed there), with standard output and standard error
 /// captured together (`vine_task_get_stdout`), `OMP_NUM_THREADS` set to its whole
 /// cores and `VINE_SANDBOX` to the sandbox. The sandbox is removed afterwards.
+/// The command and what it starts die with the worker that runs it, even if that
+/// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
+/// environment is how what leaves the command's process group is found.
 /// Returns NULL if `command` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
