@@ -87,11 +87,6 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     // The command dies with this process, however it ends (see `guardian`).
     let enlist = guardian::Enlist::prepare();
     enlist.mark(&mut cmd);
-    // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe system calls (prctl, getppid, getpgid, send).
-    unsafe {
-        cmd.pre_exec(move || enlist.in_child());
-    }
     let spawned = writer
         .try_clone()
         .and_then(|w2| cmd.stdout(w2).stderr(writer).spawn());
@@ -105,6 +100,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
             )
         }
     };
+    enlist.group(child.id() as i32);
     control.set_pgid(child.id() as i32);
     let time_max = task.time_max();
     let deadline = (time_max > 0.0).then(|| Instant::now() + Duration::from_secs_f64(time_max));

@@ -1,25 +1,25 @@
 //! Processes started for tasks die with the process that started them.
 //!
-//! A command (or a PROCESS-mode function) runs as the leader of its own process
-//! group. Two things end it when the worker (or the program embedding the local
-//! pool) is killed, even by SIGKILL, which no handler can catch:
+//! A command or a PROCESS-mode function runs as the leader of its own process
+//! group, enlisted with a guardian: a small `/bin/sh` started once per process, at
+//! the first task that needs it, reading group ids from a socket whose other end
+//! only this process holds. When that socket closes (this process has ended,
+//! however, even by SIGKILL, which no handler can catch), the guardian kills every
+//! group still enlisted, then every process whose environment holds
+//! `VINE_GUARDIAN=<its pid>`, which commands are started with: that finds what
+//! left its group (`setsid`, daemons) but kept its environment, and a command
+//! started just before its enlistment.
 //!
-//! * The leader asks the kernel, between fork and exec, for SIGKILL when its
-//!   parent goes (`PR_SET_PDEATHSIG`). The kernel sends it when the *thread* that
-//!   forked the leader exits; tasks are started by pool threads, which stay until
-//!   their task has ended and its process has been reaped, so in practice this is
-//!   the death of the process.
-//! * What the leader started lives on in its process group, so each group is also
-//!   enlisted with a guardian: a small `/bin/sh` started once per process, at the
-//!   first task that needs it, reading group ids from a socket whose other end only
-//!   this process holds. When that socket closes (this process has ended, however),
-//!   the guardian kills every group still enlisted, then every process whose
-//!   environment holds `VINE_GUARDIAN=<its pid>`, which commands are started with:
-//!   that finds what left its group (`setsid`, daemons) but kept its environment.
+//! Commands are spawned without fork (std uses `posix_spawn`: forking a process
+//! of many gigabytes costs milliseconds per command) and enlisted by the parent.
+//! A PROCESS function's child is forked anyway: it enlists itself, and also asks
+//! the kernel for SIGKILL when its parent goes (`PR_SET_PDEATHSIG`, sent when the
+//! *thread* that forked it exits: a pool thread, which stays until the task's
+//! process has been reaped), so it dies even without a guardian.
 //!
 //! Limits: a process that left the group of a PROCESS-mode function, or that left
-//! a command's group and cleared its environment, is not found; if the guardian
-//! itself is killed, only the leaders die with their worker.
+//! a command's group and cleared its environment, is not found; nor is anything
+//! but a PROCESS function's leader if the guardian itself was killed.
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
@@ -156,6 +156,14 @@ impl Enlist {
     pub fn mark(&self, cmd: &mut Command) {
         if let Some(pid) = self.guardian {
             cmd.env("VINE_GUARDIAN", pid.to_string());
+        }
+    }
+
+    /// Enlists the process group `pgid` of a command just spawned (by this
+    /// process, which has not reaped it yet).
+    pub fn group(&self, pgid: i32) {
+        if self.socket >= 0 {
+            send(self.socket, b'+', pgid);
         }
     }
 
