@@ -51,6 +51,17 @@ fn zz_entry() {
         let _ = m.wait(None);
         std::process::exit(3);
     }
+    if std::env::var("VINE_TEST_PROGRAM_WAITS_FOR_ANY_CHILD").is_ok() {
+        // A program that ran a command, then waits for any child of its own.
+        let m = Manager::new(Port::None).unwrap();
+        m.submit(Task::command(c"true")).unwrap();
+        assert!(m.wait(None).is_some());
+        let mut status = 0;
+        // SAFETY: waitpid with WNOHANG, writing into a local int.
+        let rc = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        let none = rc == -1 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+        std::process::exit(if none { 0 } else { 4 });
+    }
 }
 
 fn self_exec(var: &str, value: &str) -> Child {
@@ -219,6 +230,18 @@ fn a_killed_programs_local_commands_die_with_it() {
     sigkill(&mut program);
     assert_all_end(&pids);
     assert!(!marker.exists(), "the command ran past its block");
+}
+
+#[test]
+fn the_guardian_is_no_child_of_the_program() {
+    let status = self_exec("VINE_TEST_PROGRAM_WAITS_FOR_ANY_CHILD", "1")
+        .wait()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "the program has a child left to wait for"
+    );
 }
 
 fn mkfifo(dir: &Path) -> PathBuf {

@@ -1,9 +1,9 @@
 //! Processes started for tasks die with the process that started them.
 //!
 //! A command or a PROCESS-mode function runs as the leader of its own process
-//! group, enlisted with a guardian: a small `/bin/sh` started once per process, at
-//! the first task that needs it, reading group ids from a socket whose other end
-//! only this process holds. When that socket closes (this process has ended,
+//! group, enlisted with a guardian: a small `/bin/sh` started once per process (not
+//! as its child), at the first task that needs it, reading group ids from a socket
+//! whose other end only this process holds. When that socket closes (this process has ended,
 //! however, even by SIGKILL, which no handler can catch), the guardian kills every
 //! group still enlisted, then every process whose environment holds
 //! `VINE_GUARDIAN=<its pid>`, which commands are started with: that finds what
@@ -21,6 +21,7 @@
 //! a command's group and cleared its environment, is not found; nor is anything
 //! but a PROCESS function's leader if the guardian itself was killed.
 
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
@@ -49,6 +50,15 @@ VINE_GUARDIAN=$$
 "*) kill -9 "${d#/proc/}" 2>/dev/null ;; esac
 done
 "#;
+
+/// Starts the guardian in the background and prints its pid, so that it is not a
+/// child of this process: a program's wait for any child of its own never waits for
+/// it. Its input is the launcher's (kept as fd 3 past the rule that gives a
+/// background command /dev/null).
+const LAUNCH: &str = "exec 3<&0 </dev/null
+/bin/sh -c \"$1\" vine-guardian <&3 3<&- >/dev/null 2>&1 &
+echo $!
+";
 
 struct Guardian {
     /// This process's end of the socket; close-on-exec, so no command inherits it.
@@ -80,22 +90,29 @@ fn start() -> Option<Guardian> {
     // SAFETY: both descriptors were just created and nothing else owns them.
     let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // The guardian is in a group of its own, so a signal to this process's group
-    // (a terminal's ^C) does not reach it; it is never waited for: it exits only
-    // after this process has.
+    // (a terminal's ^C) does not reach it.
     let spawned = Command::new("/bin/sh")
         .arg("-c")
+        .arg(LAUNCH)
+        .arg("sh")
         .arg(SCRIPT)
         .stdin(Stdio::from(theirs))
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0)
         .spawn();
-    match spawned {
-        Ok(child) => Some(Guardian {
-            socket: mine,
-            // Dropping a Child neither kills nor waits for it.
-            pid: child.id(),
-        }),
+    let launched = spawned.and_then(|mut launcher| {
+        let mut said = String::new();
+        if let Some(mut out) = launcher.stdout.take() {
+            out.read_to_string(&mut said)?;
+        }
+        launcher.wait()?;
+        said.trim()
+            .parse::<u32>()
+            .map_err(|_| std::io::Error::other(format!("the launcher said {said:?}")))
+    });
+    match launched {
+        Ok(pid) => Some(Guardian { socket: mine, pid }),
         Err(e) => {
             eprintln!("vine: no guardian for task processes (/bin/sh: {e})");
             None
