@@ -29,7 +29,8 @@ use std::sync::OnceLock;
 
 /// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
 /// the enlisted ids as a multiset in `g`, and at end of input kills what is left,
-/// then the processes marked with its pid. Terminal signals are ignored: it must
+/// then the processes marked with its pid (a few rounds, for what they started
+/// meanwhile). Terminal signals are ignored: it must
 /// outlive the process it guards.
 const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
 g=' '
@@ -41,13 +42,10 @@ while read -r m; do
   esac
 done
 for p in $g; do kill -9 -$p 2>/dev/null; done
-for d in /proc/[0-9]*; do
-  e=$(tr '\0' '\n' < "$d/environ" 2>/dev/null)
-  case "
-$e
-" in *"
-VINE_GUARDIAN=$$
-"*) kill -9 "${d#/proc/}" 2>/dev/null ;; esac
+for round in 1 2 3; do
+  found=$(grep -lzx "VINE_GUARDIAN=$$" /proc/[0-9]*/environ 2>/dev/null)
+  [ -n "$found" ] || break
+  for f in $found; do p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; done
 done
 "#;
 
