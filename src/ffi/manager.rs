@@ -150,11 +150,11 @@ pub extern "C" fn vine_submit(m: *mut vine_manager, t: *mut vine_task) -> c_int 
         let task = handles::task_take_for_submit(t)?;
         match m.submit(task) {
             Ok(id) => {
-                handles::task_set_id(t, id as c_int);
+                handles::task_submitted(t, id as c_int);
                 Ok(id as c_int)
             }
             Err((e, task)) => {
-                handles::task_give_back(task);
+                handles::task_not_submitted(task);
                 Err(e)
             }
         }
