@@ -1,7 +1,8 @@
 # vine: build, demo, test, benchmark, install.
 #   make demo     build the library and run the example workflows on local workers
-#   make test     run every test (Rust, C harness + valgrind, C++/Fortran, examples, install)
+#   make test     run every test (Rust, C harness + valgrind + ASan/UBSan, C++/Fortran, examples, install)
 #   make bench    run the benchmarks side by side with their peers
+#   make fuzz     fuzz the frame decoder and the manager's handshake for FUZZ_SECONDS each
 #   make install PREFIX=/usr/local
 #   make header   regenerate include/vine.h after changing the C API
 
@@ -9,7 +10,7 @@ CARGO  ?= cargo
 PREFIX ?= /usr/local
 LIB    := target/release/libvine.a
 
-.PHONY: all release demo test rust-test c-test cxx-test fortran-test examples header bench install clean
+.PHONY: all release demo test rust-test c-test cxx-test fortran-test examples header bench fuzz install clean
 
 all: release
 
@@ -28,6 +29,7 @@ rust-test:
 c-test: release
 	$(MAKE) -C tests/capi run
 	$(MAKE) -C tests/capi valgrind
+	$(MAKE) -C tests/capi asan
 
 cxx-test: release
 	$(MAKE) -C tests/cxx run
@@ -43,6 +45,22 @@ test: rust-test c-test cxx-test fortran-test examples install-test
 
 bench: release
 	bash benches/run.sh
+
+# libFuzzer through `cargo fuzz` on a nightly toolchain, over the committed corpus
+# (tests/fuzz/corpus; new finds go to fuzz/corpus). Without it, the bounded
+# random-input test of tests/fuzz.rs runs for the same time instead.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@if cargo +nightly fuzz --version >/dev/null 2>&1; then \
+		for t in frame handshake; do \
+			mkdir -p fuzz/corpus/$$t && \
+			cargo +nightly fuzz run --release $$t fuzz/corpus/$$t tests/fuzz/corpus/$$t \
+				-- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+		done; \
+	else \
+		echo "no cargo fuzz on a nightly toolchain: running tests/fuzz.rs for $(FUZZ_SECONDS) s"; \
+		VINE_FUZZ_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --release --test fuzz; \
+	fi
 
 clean:
 	$(CARGO) clean

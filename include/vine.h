@@ -50,32 +50,6 @@
 // `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
 #define VINE_WAIT_FOREVER -1
 
-// The largest `hungry-factor`.
-#define MAX_HUNGRY_FACTOR 1e6
-
-// The protocol version; both ends must speak the same.
-#define VERSION 3
-
-// The largest payload accepted.
-#define MAX_FRAME (256 << 20)
-
-// The largest payload accepted from a peer that has not authenticated yet: a
-// stranger cannot make the manager allocate more than this per connection.
-#define MAX_HANDSHAKE_FRAME (1 << 20)
-
-// The largest number of seconds any time setting takes (about 31 years): every
-// such number becomes a deadline, which must stay representable.
-#define MAX_SECONDS 1e9
-
-// The largest memory or disk, in MB (an exabyte), a task asks for or a pool offers.
-#define MAX_MB 1000000000000
-
-// The largest number of gpus a task asks for or a pool offers.
-#define MAX_GPUS 1000000
-
-// A bundle of cores, memory, disk and gpus.
-typedef struct Resources Resources;
-
 // Where a task function writes its result, with `vine_buffer_append`. Valid only
 // during the call of the function it was passed to.
 typedef struct vine_buffer vine_buffer;
@@ -284,8 +258,6 @@ typedef int vine_error_t;
 
 // Run a function task in a separate process, so a crash costs only the task.
 #define VINE_EXEC_PROCESS 1
-
-
 
 #ifdef __cplusplus
 extern "C" {
@@ -575,6 +547,9 @@ struct vine_task *vine_task_create_local(vine_function_t func, void *context, co
 // directory (its inputs placed there), with standard output and standard error
 // captured together (`vine_task_get_stdout`), `OMP_NUM_THREADS` set to its whole
 // cores and `VINE_SANDBOX` to the sandbox. The sandbox is removed afterwards.
+// The command and what it starts die with the worker that runs it, even if that
+// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
+// environment is how what leaves the command's process group is found.
 // Returns NULL if `command` is NULL.
 struct vine_task *vine_task_create(const char *command);
 

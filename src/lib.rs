@@ -9,7 +9,7 @@
 // Tasks stay boxed wherever they go: a task moves between the caller, the manager
 // and workers many times, and its C handle refers to one allocation throughout.
 #![allow(clippy::vec_box)]
-#![warn(missing_docs)]
+#![deny(missing_docs)]
 
 pub mod channel;
 pub mod error;
@@ -17,10 +17,10 @@ pub mod ffi;
 pub mod files;
 mod idmap;
 pub mod manager;
-pub mod payload;
+pub(crate) mod payload;
 pub mod protocol;
 pub mod registry;
-pub mod resources;
+pub(crate) mod resources;
 mod spin;
 pub mod task;
 pub mod tls;

@@ -142,3 +142,266 @@ fn the_fortran_module_binds_every_c_function() {
         }
     }
 }
+
+/// Every name `header` defines, as (kind, name): macros, typedefs, struct, union
+/// and enum tags, enum constants, functions. Comments and `#include`s are dropped
+/// and the rest run through the C preprocessor (as C), so what is parsed is what a
+/// C compiler declares; fields and parameter names are scoped and not collected.
+fn names_defined(header: &str) -> Vec<(&'static str, String)> {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "vine-header-names-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let own = dir.join("own.h");
+    let kept: String = header
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("#include"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&own, kept).unwrap();
+    let cpp = |extra: &[&str]| {
+        let out = Command::new("cc")
+            .args(["-E", "-P", "-x", "c"])
+            .args(extra)
+            .arg(&own)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let mut found = Vec::new();
+    // Macros: those the header defines, not the compiler's own.
+    let builtin = Command::new("cc")
+        .args(["-E", "-dM", "-x", "c", "/dev/null"])
+        .output()
+        .unwrap();
+    let builtin = String::from_utf8(builtin.stdout).unwrap();
+    let macro_name = |l: &str| -> Option<String> {
+        let rest = l.strip_prefix("#define ")?;
+        Some(rest.split(['(', ' ']).next()?.to_owned())
+    };
+    let builtin: std::collections::HashSet<String> =
+        builtin.lines().filter_map(macro_name).collect();
+    for l in cpp(&["-dM"]).lines() {
+        if let Some(n) = macro_name(l).filter(|n| !builtin.contains(n)) {
+            found.push(("macro", n));
+        }
+    }
+    // Declarations, from the tokens of the preprocessed text.
+    let text = cpp(&[]);
+    let mut tokens = Vec::new();
+    let mut chars = text.char_indices().peekable();
+    while let Some((i, c)) = chars.next() {
+        if c.is_ascii_alphabetic() || c == '_' {
+            let mut end = i + 1;
+            while let Some(&(j, d)) = chars.peek() {
+                if d.is_ascii_alphanumeric() || d == '_' {
+                    end = j + 1;
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            tokens.push(text[i..end].to_owned());
+        } else if c == '"' {
+            for (_, d) in chars.by_ref() {
+                if d == '"' {
+                    break;
+                }
+            }
+        } else if c.is_ascii_digit() {
+            while chars
+                .peek()
+                .is_some_and(|&(_, d)| d.is_ascii_alphanumeric())
+            {
+                chars.next();
+            }
+            tokens.push("0".into());
+        } else if !c.is_whitespace() {
+            tokens.push(c.to_string());
+        }
+    }
+    let is_ident = |t: &str| t.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+    // Split into top-level declarations at `;` outside braces.
+    let mut depth = 0;
+    let mut decl: Vec<String> = Vec::new();
+    let mut decls = Vec::new();
+    for t in tokens {
+        match t.as_str() {
+            "{" => depth += 1,
+            "}" => depth -= 1,
+            ";" if depth == 0 => {
+                decls.push(std::mem::take(&mut decl));
+                continue;
+            }
+            _ => {}
+        }
+        decl.push(t);
+    }
+    for d in decls {
+        // Tags, and the constants of enum bodies.
+        for (k, w) in d.iter().enumerate() {
+            if matches!(w.as_str(), "struct" | "union" | "enum") {
+                if let Some(tag) = d.get(k + 1).filter(|t| is_ident(t)) {
+                    found.push(("tag", tag.clone()));
+                }
+                if w == "enum" {
+                    let Some(open) = d[k..].iter().position(|t| t == "{") else {
+                        continue;
+                    };
+                    let mut expect_name = true;
+                    let mut nest = 0;
+                    for t in &d[k + open + 1..] {
+                        match t.as_str() {
+                            "}" if nest == 0 => break,
+                            "(" => nest += 1,
+                            ")" => nest -= 1,
+                            "," if nest == 0 => expect_name = true,
+                            t if expect_name && is_ident(t) => {
+                                found.push(("enum constant", t.to_owned()));
+                                expect_name = false;
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+        }
+        // What stands at depth 0, bodies removed.
+        let mut flat = Vec::new();
+        let mut nest = 0;
+        for t in &d {
+            match t.as_str() {
+                "{" => nest += 1,
+                "}" => {
+                    nest -= 1;
+                    continue;
+                }
+                _ => {}
+            }
+            if nest == 0 {
+                flat.push(t.as_str());
+            }
+        }
+        if flat.first() == Some(&"typedef") {
+            // `typedef R (*name)(...)` or `typedef ... name`.
+            let name = match flat.windows(3).position(|w| w[0] == "(" && w[1] == "*") {
+                Some(k) => flat[k + 2],
+                None => flat
+                    .iter()
+                    .rev()
+                    .find(|t| is_ident(t))
+                    .copied()
+                    .unwrap_or(""),
+            };
+            found.push(("typedef", name.to_owned()));
+        } else if let Some(k) = flat.iter().position(|t| *t == "(") {
+            // A function: the name before its parameter list.
+            if k > 0 && is_ident(flat[k - 1]) {
+                found.push(("function", flat[k - 1].to_owned()));
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    found
+}
+
+fn unprefixed(header: &str) -> Vec<(&'static str, String)> {
+    names_defined(header)
+        .into_iter()
+        .filter(|(_, n)| !n.starts_with("vine_") && !n.starts_with("VINE_"))
+        .collect()
+}
+
+#[test]
+fn the_header_defines_only_vine_names() {
+    let names = names_defined(&committed());
+    // The parse finds every kind of name the header has.
+    for (kind, name) in [
+        ("macro", "VINE_RESULT_SUCCESS"),
+        ("macro", "VINE_H"),
+        ("function", "vine_create"),
+        ("function", "vine_task_get_metric"),
+        ("typedef", "vine_function_t"),
+        ("typedef", "vine_stats"),
+        ("tag", "vine_manager"),
+    ] {
+        assert!(
+            names.contains(&(kind, name.to_owned())),
+            "{kind} {name} not found in vine.h: {names:?}"
+        );
+    }
+    let bad = unprefixed(&committed());
+    assert!(
+        bad.is_empty(),
+        "vine.h defines names without vine_/VINE_: {bad:?}"
+    );
+}
+
+#[test]
+fn the_name_check_sees_each_kind_of_name() {
+    let header = r#"
+#include <stdint.h>
+#define VERSION 2
+#define MAX(a, b) a
+typedef struct Resources Resources;
+typedef int (*callback)(void *ctx);
+struct thing { int x; };
+enum colour { RED = 1, GREEN = (2), BLUE };
+typedef enum { vine_ok, other } vine_mode;
+int helper(const char *name);
+"#;
+    let mut bad: Vec<_> = unprefixed(header).into_iter().map(|(_, n)| n).collect();
+    bad.sort();
+    assert_eq!(
+        bad,
+        [
+            "BLUE",
+            "GREEN",
+            "MAX",
+            "RED",
+            "Resources",
+            "Resources",
+            "VERSION",
+            "callback",
+            "colour",
+            "helper",
+            "other",
+            "thing"
+        ]
+    );
+}
+
+#[test]
+fn the_header_compiles_after_an_autotools_config_h() {
+    // Macros a configure script typically defines, and the names vine.h once did.
+    let dir = std::env::temp_dir().join(format!("vine-header-config-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("app.c");
+    std::fs::write(
+        &src,
+        "#define VERSION \"9.9\"\n#define PACKAGE \"app\"\n#define PACKAGE_VERSION \"9.9\"\n\
+         #define MAX_FRAME 1\n#define Resources int\n#define Payload long\n\
+         #define HAVE_STDINT_H 1\n#include \"vine.h\"\nint main(void) { return vine_version() == 0; }\n",
+    )
+    .unwrap();
+    let out = Command::new("cc")
+        .args(["-fsyntax-only", "-Wall", "-Wextra", "-Werror", "-std=c99"])
+        .arg(format!("-I{}", root().join("include").display()))
+        .arg(&src)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "vine.h clashes with a config.h: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -34,13 +34,20 @@ pub(crate) fn code_of(kind: ErrorKind) -> c_int {
 /// Records `e` as this thread's last error and returns its code.
 pub(crate) fn record(e: &Error) -> c_int {
     let msg = CString::new(e.message().replace('\0', " ")).unwrap_or_default();
-    LAST_ERROR.with(|l| *l.borrow_mut() = msg);
+    // A thread that is exiting has no last error any more; the code still goes back.
+    let _ = LAST_ERROR.try_with(|l| {
+        if let Ok(mut l) = l.try_borrow_mut() {
+            *l = msg;
+        }
+    });
     code_of(e.kind())
 }
 
 /// The last error message of this thread (valid until its next failing call).
 pub(crate) fn last_error() -> *const c_char {
-    LAST_ERROR.with(|l| l.borrow().as_ptr())
+    LAST_ERROR
+        .try_with(|l| l.borrow().as_ptr())
+        .unwrap_or(c"".as_ptr())
 }
 
 fn panic_error() -> Error {
@@ -52,18 +59,13 @@ fn panic_error() -> Error {
 
 /// Runs an entry point's body: `Err` and panics become `on_error` with the last
 /// error set. No panic crosses into C.
+///
+/// Every `extern "C"` function of the library has as its whole body one call of
+/// this guard or of [`guard_code`] / [`guard_or_code`] (the same guard with the
+/// error code as the value), with everything it does inside: tests/ffi_guard.rs
+/// checks it.
 pub(crate) fn guard<T>(on_error: T, body: impl FnOnce() -> Result<T>) -> T {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(Ok(v)) => v,
-        Ok(Err(e)) => {
-            record(&e);
-            on_error
-        }
-        Err(_) => {
-            record(&panic_error());
-            on_error
-        }
-    }
+    guard_or_code(body, |_| on_error)
 }
 
 /// Runs a body that returns a status: 0 (or a count) on success, the error's
@@ -121,4 +123,21 @@ pub(crate) unsafe fn bytes<'a>(
     }
     // SAFETY: non-NULL, `len` readable bytes by the caller's contract.
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_a_body_becomes_the_error_value_and_the_last_error() {
+        let v = guard(7, || -> Result<i32> { panic!("a bug") });
+        assert_eq!(v, 7);
+        // SAFETY: the last error is a valid NUL-terminated string of this thread.
+        let msg = unsafe { CStr::from_ptr(last_error()) };
+        assert!(msg.to_str().unwrap().contains("internal error"), "{msg:?}");
+        let code = guard_code(|| -> Result<c_int> { panic!("another") });
+        assert_eq!(code, code_of(ErrorKind::Internal));
+        assert!(code < 0);
+    }
 }

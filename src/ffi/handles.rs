@@ -113,6 +113,10 @@ pub(crate) fn files_forget(list: &[Arc<File>]) {
 
 const OWNER_CALLER: u8 = 1;
 const OWNER_MANAGER: u8 = 2;
+/// `vine_submit` has handed the task to the manager and has not yet recorded its
+/// id in the handle: the task may already be finished, but the handle is not
+/// given back (nor freed) until the id is there.
+const OWNER_SUBMITTING: u8 = 3;
 
 /// What a `struct vine_task *` points to.
 pub(crate) struct TaskHandle {
@@ -189,7 +193,7 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     h.owner
         .compare_exchange(
             OWNER_CALLER,
-            OWNER_MANAGER,
+            OWNER_SUBMITTING,
             Ordering::AcqRel,
             Ordering::Acquire,
         )
@@ -200,11 +204,23 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     Ok(task)
 }
 
-/// Records the id of a task just submitted.
-pub(crate) fn task_set_id(t: *mut vine_task, id: i32) {
+/// Records the id of a task just submitted, then lets the manager give it back.
+pub(crate) fn task_submitted(t: *mut vine_task, id: i32) {
     if let Ok(h) = handle(t) {
         h.id.store(id, Ordering::Release);
+        h.owner.store(OWNER_MANAGER, Ordering::Release);
     }
+}
+
+/// Puts back a task whose submission failed: the caller owns it again.
+pub(crate) fn task_not_submitted(task: Box<Task>) {
+    let t = task.handle as *mut vine_task;
+    // SAFETY: the handle was made by `task_into_c`; `vine_submit`, on this thread,
+    // moved the task out of it and is the only one that can touch it now.
+    let h = unsafe { &*t.cast::<TaskHandle>() };
+    // SAFETY: as above.
+    unsafe { *h.task.get() = Some(task) };
+    h.owner.store(OWNER_CALLER, Ordering::Release);
 }
 
 /// Puts a task back into its handle and gives the handle to the caller.
@@ -214,12 +230,19 @@ pub(crate) fn task_give_back(task: Box<Task>) -> *mut vine_task {
         // Submitted through the Rust API: it gets a handle of its own.
         let id = task.id as i32;
         let t = task_into_c(task);
-        task_set_id(t, id);
+        if let Ok(h) = handle(t) {
+            h.id.store(id, Ordering::Release);
+        }
         return t;
     }
     // SAFETY: the handle was made by `task_into_c` and, while the manager owns it,
     // C may not delete it (vine_task_delete refuses) nor touch `task`.
     let h = unsafe { &*t.cast::<TaskHandle>() };
+    // A task can finish before `vine_submit` has recorded its id: wait for that
+    // (a few instructions of the submitting thread).
+    while h.owner.load(Ordering::Acquire) == OWNER_SUBMITTING {
+        std::thread::yield_now();
+    }
     // SAFETY: the manager owns the handle; only this thread moves the task back.
     unsafe { *h.task.get() = Some(task) };
     h.owner.store(OWNER_CALLER, Ordering::Release);

@@ -228,11 +228,11 @@ pub extern "C" fn vine_submit(m: *mut vine_manager, t: *mut vine_task) -> c_int 
         let task = handles::task_take_for_submit(t)?;
         match m.submit(task) {
             Ok(id) => {
-                handles::task_set_id(t, id as c_int);
+                handles::task_submitted(t, id as c_int);
                 Ok(id as c_int)
             }
             Err((e, task)) => {
-                handles::task_give_back(task);
+                handles::task_not_submitted(task);
                 Err(e)
             }
         }
@@ -249,13 +249,15 @@ fn timeout_of(timeout_s: c_int) -> crate::error::Result<Option<Duration>> {
     }
 }
 
-fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut vine_task {
-    guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
-        let timeout = timeout_of(timeout_s)?;
-        Ok(m.try_wait_for(want, timeout)?
-            .map_or(ptr::null_mut(), handles::task_give_back))
-    })
+fn wait_common(
+    m: *mut vine_manager,
+    timeout_s: c_int,
+    want: Want<'_>,
+) -> crate::error::Result<*mut vine_task> {
+    let m = handles::manager(m)?;
+    let timeout = timeout_of(timeout_s)?;
+    Ok(m.try_wait_for(want, timeout)?
+        .map_or(ptr::null_mut(), handles::task_give_back))
 }
 
 /// Returns the next finished task, in completion order, as soon as one finishes;
@@ -272,7 +274,7 @@ fn wait_common(m: *mut vine_manager, timeout_s: c_int, want: Want<'_>) -> *mut v
 /// reported the moment it finishes.
 #[no_mangle]
 pub extern "C" fn vine_wait(m: *mut vine_manager, timeout_s: c_int) -> *mut vine_task {
-    wait_common(m, timeout_s, Want::Any)
+    guard(ptr::null_mut(), || wait_common(m, timeout_s, Want::Any))
 }
 
 /// Like `vine_wait`, for the task with id `id`. NULL at once if no such task is
@@ -284,12 +286,12 @@ pub extern "C" fn vine_wait_for_task_id(
     id: c_int,
     timeout_s: c_int,
 ) -> *mut vine_task {
-    if id <= 0 {
-        return guard(ptr::null_mut(), || {
-            Err(Error::invalid(format!("{id} is not a task id")))
-        });
-    }
-    wait_common(m, timeout_s, Want::Id(id as u64))
+    guard(ptr::null_mut(), || {
+        if id <= 0 {
+            return Err(Error::invalid(format!("{id} is not a task id")));
+        }
+        wait_common(m, timeout_s, Want::Id(id as u64))
+    })
 }
 
 /// Like `vine_wait`, for the next finished task whose tag is `tag` (NULL: any task).
@@ -299,12 +301,14 @@ pub unsafe extern "C" fn vine_wait_for_tag(
     tag: *const c_char,
     timeout_s: c_int,
 ) -> *mut vine_task {
-    if tag.is_null() {
-        return wait_common(m, timeout_s, Want::Any);
-    }
-    // SAFETY: non-NULL and NUL-terminated by the C contract.
-    let tag = unsafe { CStr::from_ptr(tag) };
-    wait_common(m, timeout_s, Want::Tag(tag))
+    guard(ptr::null_mut(), || {
+        if tag.is_null() {
+            return wait_common(m, timeout_s, Want::Any);
+        }
+        // SAFETY: non-NULL and NUL-terminated by the C contract.
+        let tag = unsafe { CStr::from_ptr(tag) };
+        wait_common(m, timeout_s, Want::Tag(tag))
+    })
 }
 
 /// 1 when no task is outstanding (every submitted task was returned by a wait),
@@ -430,23 +434,27 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
 /// Successful calls leave it unchanged. Valid until this thread's next failing call.
 #[no_mangle]
 pub extern "C" fn vine_last_error() -> *const c_char {
-    boundary::last_error()
+    guard(c"".as_ptr(), || Ok(boundary::last_error()))
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (static storage).
 #[no_mangle]
 pub extern "C" fn vine_version() -> *const c_char {
-    static VERSION: &CStr =
-        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
-            Ok(v) => v,
-            Err(_) => panic!("version string"),
-        };
-    VERSION.as_ptr()
+    guard(c"".as_ptr(), || {
+        static VERSION: &CStr =
+            match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+                Ok(v) => v,
+                Err(_) => panic!("version string"),
+            };
+        Ok(VERSION.as_ptr())
+    })
 }
 
 /// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage);
 /// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*`.
 #[no_mangle]
 pub extern "C" fn vine_result_string(result: vine_result_t) -> *const c_char {
-    TaskResult::from_code(result).map_or(c"UNKNOWN_RESULT".as_ptr(), |r| r.name().as_ptr())
+    guard(c"UNKNOWN_RESULT".as_ptr(), || {
+        Ok(TaskResult::from_code(result).map_or(c"UNKNOWN_RESULT".as_ptr(), |r| r.name().as_ptr()))
+    })
 }

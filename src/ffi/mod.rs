@@ -5,9 +5,9 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub(crate) mod boundary;
-pub mod callback;
-pub mod constants;
-pub mod files;
+pub(crate) mod callback;
+pub(crate) mod constants;
+pub(crate) mod files;
 pub mod function;
 pub(crate) mod handles;
 pub mod manager;

@@ -57,6 +57,9 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// directory (its inputs placed there), with standard output and standard error
 /// captured together (`vine_task_get_stdout`), `OMP_NUM_THREADS` set to its whole
 /// cores and `VINE_SANDBOX` to the sandbox. The sandbox is removed afterwards.
+/// The command and what it starts die with the worker that runs it, even if that
+/// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
+/// environment is how what leaves the command's process group is found.
 /// Returns NULL if `command` is NULL.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
@@ -75,6 +78,8 @@ pub extern "C" fn vine_task_delete(t: *mut vine_task) -> c_int {
     guard_code(|| handles::task_delete(t).map(|()| 0))
 }
 
+/// The panic guard of the setters: `f`, the whole body of the entry point, runs
+/// inside it.
 fn set(t: *mut vine_task, f: impl FnOnce(&mut Task) -> crate::error::Result<()>) -> c_int {
     guard_code(|| with_task_mut(t, f).map(|()| 0))
 }
@@ -127,17 +132,19 @@ pub unsafe extern "C" fn vine_task_set_category(
     t: *mut vine_task,
     category: *const c_char,
 ) -> c_int {
-    // SAFETY: C passes a NUL-terminated string or NULL.
-    let c = unsafe { c_str(category, "the category") };
-    set(t, |t| t.set_category(c?))
+    set(t, |t| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let c = unsafe { c_str(category, "the category") };
+        t.set_category(c?)
+    })
 }
 
 /// A free-form tag, returned by `vine_task_get_tag` and matched by `vine_wait_for_tag`.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_set_tag(t: *mut vine_task, tag: *const c_char) -> c_int {
-    // SAFETY: C passes a NUL-terminated string or NULL.
-    let tag = unsafe { c_str(tag, "the tag") };
     set(t, |t| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let tag = unsafe { c_str(tag, "the tag") };
         t.set_tag(tag?);
         Ok(())
     })
@@ -178,14 +185,16 @@ pub unsafe extern "C" fn vine_task_set_env_var(
     name: *const c_char,
     value: *const c_char,
 ) -> c_int {
-    // SAFETY: C passes NUL-terminated strings or NULL.
-    let (name, value) = unsafe {
-        (
-            c_str(name, "the variable name"),
-            (!value.is_null()).then(|| c_str(value, "value")),
-        )
-    };
-    set(t, |t| t.set_env_var(name?, value.transpose()?))
+    set(t, |t| {
+        // SAFETY: C passes NUL-terminated strings or NULL.
+        let (name, value) = unsafe {
+            (
+                c_str(name, "the variable name"),
+                (!value.is_null()).then(|| c_str(value, "value")),
+            )
+        };
+        t.set_env_var(name?, value.transpose()?)
+    })
 }
 
 /// Where a function task runs: `VINE_EXEC_THREAD` (default), on a warm worker
@@ -245,21 +254,25 @@ pub unsafe extern "C" fn vine_task_get_output(
     t: *const vine_task,
     len: *mut usize,
 ) -> *const c_void {
-    let (p, n) = guard((ptr::null(), 0), || {
-        with_task(t, |t| {
+    guard(ptr::null(), || {
+        if !len.is_null() {
+            // SAFETY: non-NULL and writable by the C contract.
+            unsafe { len.write(0) };
+        }
+        let (p, n) = with_task(t, |t| {
             let out = t.output();
             Ok(if out.is_empty() {
                 (ptr::null(), 0)
             } else {
                 (out.as_ptr().cast(), out.len())
             })
-        })
-    });
-    if !len.is_null() {
-        // SAFETY: non-NULL and writable by the C contract.
-        unsafe { len.write(n) };
-    }
-    p
+        })?;
+        if !len.is_null() {
+            // SAFETY: non-NULL and writable by the C contract.
+            unsafe { len.write(n) };
+        }
+        Ok(p)
+    })
 }
 
 /// The task's id: 0 before `vine_submit`, then the id it returned. Readable even

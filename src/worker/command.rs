@@ -9,6 +9,7 @@ use std::process::{Command, Stdio};
 
 use crate::files::FileKind;
 use crate::task::{Task, TaskResult, Work};
+use crate::worker::guardian;
 use crate::worker::process::{self, RunControl};
 use crate::worker::sandbox::{self, Sandbox};
 
@@ -82,6 +83,9 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
             };
         }
     }
+    // The command dies with this process, however it ends (see `guardian`).
+    let enlist = guardian::Enlist::prepare();
+    enlist.mark(&mut cmd);
     let spawned = writer
         .try_clone()
         .and_then(|w2| cmd.stdout(w2).stderr(writer).spawn());
@@ -95,6 +99,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
             )
         }
     };
+    enlist.group(child.id() as i32);
     control.set_pgid(child.id() as i32);
     let time_max = task.time_max();
     let deadline = (time_max > 0.0)

@@ -10,6 +10,7 @@
 use std::io::Write;
 
 use crate::task::{FunctionPtr, Task, TaskResult};
+use crate::worker::guardian;
 use crate::worker::process::{self, Limits, RunControl};
 
 /// The most output a PROCESS function may return.
@@ -26,6 +27,8 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
             )
         }
     };
+    // The task's process dies with this process, however it ends (see `guardian`).
+    let enlist = guardian::Enlist::prepare();
     // SAFETY: fork has no memory-safety preconditions; the child below only calls
     // the task function, writes to its pipe and _exits (see the module comment).
     let pid = unsafe { libc::fork() };
@@ -33,6 +36,11 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         drop(reader);
         // SAFETY: setpgid and _exit are async-signal-safe system calls.
         unsafe { libc::setpgid(0, 0) };
+        if enlist.in_child().is_err() {
+            // SAFETY: as below; the parent is gone, so nobody wants the result.
+            unsafe { libc::_exit(111) };
+        }
+        enlist.close_in_child();
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
         let ok = writer
             .write_all(&rc.to_le_bytes())

@@ -2,16 +2,17 @@
 //! threads of this process; remote workers (other processes) plug in through the
 //! same [`WorkerLink`] interface, so the scheduler never knows which kind it uses.
 
-pub mod command;
+pub(crate) mod command;
 pub mod daemon;
-pub mod function;
-pub mod isolated;
-pub mod library;
-pub mod local;
-pub mod machine;
-pub mod process;
-pub mod sandbox;
-pub mod slots;
+pub(crate) mod function;
+pub(crate) mod guardian;
+pub(crate) mod isolated;
+pub(crate) mod library;
+pub(crate) mod local;
+pub(crate) mod machine;
+pub(crate) mod process;
+pub(crate) mod sandbox;
+pub(crate) mod slots;
 
 use crate::task::{Task, TaskId};
 

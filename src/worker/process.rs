@@ -357,6 +357,7 @@ pub fn supervise(
             }
             kill_group(pid);
             let _ = child.wait();
+            crate::worker::guardian::release(pid);
             return Err(err);
         }
         if pipe_open && fds[0].revents != 0 {
@@ -393,6 +394,7 @@ pub fn supervise(
     // The leader is gone; anything it left in its group goes too, so the pipe's
     // writers close and what they wrote can be read to the end.
     kill_group(pid);
+    crate::worker::guardian::release(pid);
     control.clear_pgid();
     while pipe_open {
         let mut fds = [libc::pollfd {

@@ -1,0 +1,231 @@
+//! Processes started for tasks die with the process that started them.
+//!
+//! A command or a PROCESS-mode function runs as the leader of its own process
+//! group, enlisted with a guardian: a small `/bin/sh` started once per process (not
+//! as its child), at the first task that needs it, reading group ids from a socket
+//! whose other end only this process holds. When that socket closes (this process has ended,
+//! however, even by SIGKILL, which no handler can catch), the guardian kills every
+//! group still enlisted, then every process whose environment holds
+//! `VINE_GUARDIAN=<its pid>`, which commands are started with: that finds what
+//! left its group (`setsid`, daemons) but kept its environment, and a command
+//! started just before its enlistment.
+//!
+//! Commands are spawned without fork (std uses `posix_spawn`: forking a process
+//! of many gigabytes costs milliseconds per command) and enlisted by the parent.
+//! A PROCESS function's child is forked anyway: it enlists itself, and also asks
+//! the kernel for SIGKILL when its parent goes (`PR_SET_PDEATHSIG`, sent when the
+//! *thread* that forked it exits: a pool thread, which stays until the task's
+//! process has been reaped), so it dies even without a guardian.
+//!
+//! Limits: a process that left the group of a PROCESS-mode function, or that left
+//! a command's group and cleared its environment, is not found; nor is anything
+//! but a PROCESS function's leader if the guardian itself was killed.
+
+use std::io::Read;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+/// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
+/// the enlisted ids as a multiset in `g`, and at end of input kills what is left,
+/// then the processes marked with its pid (a few rounds, for what they started
+/// meanwhile). Terminal signals are ignored: it must
+/// outlive the process it guards.
+const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
+g=' '
+while read -r m; do
+  p=${m#?}
+  case $m in
+    +*) g="$g$p " ;;
+    -*) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
+  esac
+done
+for p in $g; do kill -9 -$p 2>/dev/null; done
+for round in 1 2 3; do
+  found=$(grep -lzx "VINE_GUARDIAN=$$" /proc/[0-9]*/environ 2>/dev/null)
+  [ -n "$found" ] || break
+  for f in $found; do p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; done
+done
+"#;
+
+/// Starts the guardian in the background and prints its pid, so that it is not a
+/// child of this process: a program's wait for any child of its own never waits for
+/// it. Its input is the launcher's (kept as fd 3 past the rule that gives a
+/// background command /dev/null).
+const LAUNCH: &str = "exec 3<&0 </dev/null
+/bin/sh -c \"$1\" vine-guardian <&3 3<&- >/dev/null 2>&1 &
+echo $!
+";
+
+struct Guardian {
+    /// This process's end of the socket; close-on-exec, so no command inherits it.
+    socket: OwnedFd,
+    /// The guardian's pid, the value of the `VINE_GUARDIAN` mark.
+    pid: u32,
+}
+
+static GUARDIAN: OnceLock<Option<Guardian>> = OnceLock::new();
+
+fn start() -> Option<Guardian> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: socketpair writes two new descriptors into the 2-element array.
+    let rc = unsafe {
+        libc::socketpair(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+            0,
+            fds.as_mut_ptr(),
+        )
+    };
+    if rc != 0 {
+        eprintln!(
+            "vine: no guardian for task processes (socketpair: {})",
+            std::io::Error::last_os_error()
+        );
+        return None;
+    }
+    // SAFETY: both descriptors were just created and nothing else owns them.
+    let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // The guardian is in a group of its own, so a signal to this process's group
+    // (a terminal's ^C) does not reach it.
+    let spawned = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(LAUNCH)
+        .arg("sh")
+        .arg(SCRIPT)
+        .stdin(Stdio::from(theirs))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn();
+    let launched = spawned.and_then(|mut launcher| {
+        let mut said = String::new();
+        if let Some(mut out) = launcher.stdout.take() {
+            out.read_to_string(&mut said)?;
+        }
+        launcher.wait()?;
+        said.trim()
+            .parse::<u32>()
+            .map_err(|_| std::io::Error::other(format!("the launcher said {said:?}")))
+    });
+    match launched {
+        Ok(pid) => Some(Guardian { socket: mine, pid }),
+        Err(e) => {
+            eprintln!("vine: no guardian for task processes (/bin/sh: {e})");
+            None
+        }
+    }
+}
+
+/// Sends one short line to the guardian. Async-signal-safe: it is also called
+/// between fork and exec. A guardian that is gone is ignored (no SIGPIPE).
+fn send(fd: RawFd, sign: u8, pgid: i32) {
+    // "+2147483647\n" fits in 16 bytes; formatted by hand, with no allocation.
+    let mut line = [0u8; 16];
+    let mut digits = [0u8; 10];
+    let mut n = pgid.unsigned_abs();
+    let mut d = 0;
+    loop {
+        digits[d] = b'0' + (n % 10) as u8;
+        d += 1;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    line[0] = sign;
+    for i in 0..d {
+        line[1 + i] = digits[d - 1 - i];
+    }
+    line[1 + d] = b'\n';
+    // SAFETY: sends `2 + d` initialised bytes of `line`; MSG_NOSIGNAL turns a closed
+    // peer into EPIPE instead of a signal. A line this short goes out whole.
+    unsafe {
+        libc::send(fd, line.as_ptr().cast(), 2 + d, libc::MSG_NOSIGNAL);
+    }
+}
+
+/// What a process about to fork a task's leader needs to hand the child: taken in
+/// the parent before fork, used in the child by [`Enlist::in_child`].
+#[derive(Debug, Clone, Copy)]
+pub struct Enlist {
+    parent: i32,
+    socket: RawFd,
+    guardian: Option<u32>,
+}
+
+impl Enlist {
+    /// Prepares to start a task's process, starting the guardian the first time.
+    pub fn prepare() -> Enlist {
+        let guardian = GUARDIAN.get_or_init(start).as_ref();
+        Enlist {
+            parent: std::process::id() as i32,
+            socket: guardian.map_or(-1, |g| g.socket.as_raw_fd()),
+            guardian: guardian.map(|g| g.pid),
+        }
+    }
+
+    /// Marks a command, so that the guardian finds it and what it starts even
+    /// outside its process group.
+    pub fn mark(&self, cmd: &mut Command) {
+        if let Some(pid) = self.guardian {
+            cmd.env("VINE_GUARDIAN", pid.to_string());
+        }
+    }
+
+    /// Enlists the process group `pgid` of a command just spawned (by this
+    /// process, which has not reaped it yet).
+    pub fn group(&self, pgid: i32) {
+        if self.socket >= 0 {
+            send(self.socket, b'+', pgid);
+        }
+    }
+
+    /// In the child, after fork and once it leads its own process group: asks to be
+    /// killed with its parent and enlists its group with the guardian. Fails if the
+    /// parent is already gone (the child must then exit). Async-signal-safe.
+    pub fn in_child(&self) -> std::io::Result<()> {
+        // SAFETY: prctl with integer arguments only; getppid and getpid cannot fail.
+        unsafe {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the request was made.
+            if libc::getppid() != self.parent {
+                return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            if self.socket >= 0 {
+                send(self.socket, b'+', libc::getpgid(0));
+            }
+        }
+        Ok(())
+    }
+
+    /// In a child that will not exec: closes its copy of the guardian's socket, so
+    /// that nothing it starts keeps the guardian from seeing this process end.
+    pub fn close_in_child(&self) {
+        if self.socket >= 0 {
+            // SAFETY: closes this child's own copy of the descriptor; async-signal-safe.
+            unsafe {
+                libc::close(self.socket);
+            }
+        }
+    }
+}
+
+/// Releases group `pgid` from the guardian, once per enlistment: its leader has
+/// ended and the group has been killed. The guardian counts enlistments of an id,
+/// so a group id reused by the next task before this release stays enlisted.
+pub fn release(pgid: i32) {
+    if let Some(Some(g)) = GUARDIAN.get() {
+        send(g.socket.as_raw_fd(), b'-', pgid);
+    }
+}
