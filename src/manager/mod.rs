@@ -29,8 +29,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
 use crate::resources::Resources;
 use crate::task::{now_us, Task, TaskId, FLAG_AUTOCATEGORY};
-use crate::worker::command::CommandEnv;
-use crate::worker::local::LocalPool;
+use crate::worker::command::{CommandEnv, DEFAULT_MAX_STDOUT};
+use crate::worker::local::{LocalPool, Report};
 
 /// What flows into the manager thread.
 pub enum Message {
@@ -264,9 +264,6 @@ fn read_password(path: &Path) -> Result<Vec<u8>> {
     Ok(pw)
 }
 
-/// Default cap on captured command output.
-pub(crate) const DEFAULT_MAX_STDOUT: usize = 16 << 20;
-
 impl Manager {
     /// Starts a manager: its thread and its local pool, configured from the
     /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
@@ -327,7 +324,14 @@ impl Manager {
             temp_root: runtime_dir.join("temp"),
             max_stdout: max_stdout.clone(),
         };
-        let pool = LocalPool::new(core::LOCAL_WORKER, local_capacity, env, tx.clone());
+        // The pool wakes the manager thread when finished tasks wait for it.
+        let wake = tx.clone();
+        let report = Report::Outbox(Box::new(move || {
+            let _ = wake.send(Message::WorkerReady {
+                worker: core::LOCAL_WORKER,
+            });
+        }));
+        let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);

@@ -89,7 +89,7 @@ impl RemoteSettings {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
-            max_stdout: AtomicU64::new(super::DEFAULT_MAX_STDOUT as u64),
+            max_stdout: AtomicU64::new(crate::worker::command::DEFAULT_MAX_STDOUT as u64),
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
         })

@@ -15,7 +15,6 @@ use crossbeam_channel::Receiver;
 use crate::channel::{FrameReader, FrameWriter, Handshake};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::{CacheLevel, File, Mount};
-use crate::manager::Message;
 use crate::protocol::{
     self, Dest, Held, InputContent, OutputStatus, TaskReport, TaskSpec, ToManager, ToWorker,
     WorkSpec,
@@ -23,7 +22,7 @@ use crate::protocol::{
 use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
-use crate::worker::local::LocalPool;
+use crate::worker::local::{LocalPool, Report};
 use crate::worker::sandbox::move_file;
 use crate::worker::WorkerLink;
 
@@ -505,14 +504,12 @@ fn serve_session(
     dir: &Path,
     store: Option<&Path>,
 ) -> Result<()> {
-    let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
-    let max_stdout = Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT));
+    let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
         max_stdout: max_stdout.clone(),
     };
-    let pool = LocalPool::new(0, resources, env, events_tx);
     let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
@@ -527,7 +524,7 @@ fn serve_session(
     let over = ended.clone();
     // A finished task is reported by the pool thread that ran it; once the
     // session is over, what the pool gives back (cancelled) is not reported.
-    pool.set_sink(Box::new(move |task| {
+    let report = Report::Each(Box::new(move |task| {
         if over.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
@@ -535,6 +532,7 @@ fn serve_session(
             let _ = broken.try_send(Err(e));
         }
     }));
+    let pool = LocalPool::new(resources, env, report);
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
         store: store.map(Path::to_path_buf),
@@ -1001,7 +999,6 @@ mod test {
             .unwrap()
             .into_session(None)
             .unwrap();
-        let (events, _) = crossbeam_channel::unbounded();
         let env = CommandEnv {
             sandbox_root: dir.join("sandbox"),
             temp_root: dir.join("cache"),
@@ -1010,7 +1007,7 @@ mod test {
         Inbound {
             dir: dir.to_path_buf(),
             store: None,
-            pool: LocalPool::new(0, Resources::default(), env, events),
+            pool: LocalPool::new(Resources::default(), env, Report::Outbox(Box::new(|| {}))),
             outputs: Default::default(),
             writer: Arc::new(Mutex::new(outgoing)),
             receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
