@@ -10,6 +10,7 @@ mod ready;
 pub mod remote;
 pub mod scheduler;
 pub mod settings;
+mod temps;
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -67,6 +68,13 @@ pub enum Message {
         file: Arc<File>,
         /// Reply when it is here (or cannot be).
         reply: Sender<Result<()>>,
+    },
+    /// Which remote worker keeps a temp (by file id), if only a worker has it.
+    TempWorker {
+        /// The temp's id.
+        file_id: u64,
+        /// Reply.
+        reply: Sender<Option<WorkerId>>,
     },
     /// A remote worker's connection ended.
     WorkerLost {
@@ -691,13 +699,25 @@ impl Manager {
     /// The current contents of `file` (see [`File::fetch`]); a temp kept at a
     /// remote worker is brought from it first.
     pub fn fetch_file(&self, file: &Arc<File>) -> Result<Arc<[u8]>> {
-        if file.temp_worker().is_some() {
+        // Only the manager thread knows whether a worker keeps it.
+        if matches!(file.kind(), crate::files::FileKind::Temp) && file.temp_location().is_none() {
             self.ask(|reply| Message::FetchTemp {
                 file: file.clone(),
                 reply,
             })??;
         }
         file.fetch()
+    }
+
+    /// The remote worker that keeps temp `file`, if only a worker has it (the
+    /// manager has no copy, and it is not being made again).
+    pub fn temp_worker(&self, file: &File) -> Option<WorkerId> {
+        self.ask(|reply| Message::TempWorker {
+            file_id: file.id(),
+            reply,
+        })
+        .ok()
+        .flatten()
     }
 
     /// Keeps `file` alive as long as the manager and returns it.
