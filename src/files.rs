@@ -78,7 +78,10 @@ pub enum FileKind {
     Temp,
 }
 
-/// A declared file.
+/// A declared file. What it is never changes; what it holds (a buffer's bytes,
+/// where the manager keeps a temp's data) is read by the caller and the pool
+/// threads. Where a temp kept at a remote worker is, and what makes it again,
+/// is scheduling state: the manager thread's table of temps holds it.
 #[derive(Debug)]
 pub struct File {
     id: u64,
@@ -94,27 +97,11 @@ struct FileState {
     contents: Option<Arc<[u8]>>,
     /// Every NUL-terminated snapshot handed to C, kept alive with the file.
     fetched: Vec<Arc<[u8]>>,
-    /// Where a temp's data is, once a task produced it.
+    /// Where the manager keeps a temp's data: made by a local task, or
+    /// fetched from the worker that made it.
     temp_location: Option<PathBuf>,
-    /// The remote worker holding a temp, when it stayed where it was made.
-    temp_worker: Option<u32>,
-    /// The temp is being made again (its worker was lost).
-    regenerating: bool,
-    /// What made the temp, to make it again if the worker holding it is lost.
-    producer: Option<Box<crate::task::Task>>,
     /// For a file kept forever, its name in the workers' stores (once computed).
     content_name: Option<String>,
-}
-
-/// Where a temp is, for placing the tasks that read it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TempPlace {
-    /// Not a temp, or one the manager holds (any worker can be sent it).
-    Anywhere,
-    /// Only at this remote worker.
-    Worker(u32),
-    /// Being made again: tasks that read it wait.
-    Regenerating,
 }
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
@@ -197,63 +184,14 @@ impl File {
         self.state().content_name.get_or_insert(name).clone()
     }
 
-    /// Where a temp's data lives, once produced.
+    /// Where the manager keeps a temp's data, if it does (a temp kept at a
+    /// remote worker is brought here by [`crate::manager::Manager::fetch_file`]).
     pub fn temp_location(&self) -> Option<PathBuf> {
         self.state().temp_location.clone()
     }
 
     pub(crate) fn set_temp_location(&self, path: PathBuf) {
-        let mut st = self.state();
-        st.temp_location = Some(path);
-        st.regenerating = false;
-    }
-
-    /// Where tasks that read this file can run.
-    pub fn place(&self) -> TempPlace {
-        if !matches!(self.kind, FileKind::Temp) {
-            return TempPlace::Anywhere;
-        }
-        let st = self.state();
-        match (st.regenerating, st.temp_worker, &st.temp_location) {
-            (true, _, _) => TempPlace::Regenerating,
-            (false, Some(w), None) => TempPlace::Worker(w),
-            _ => TempPlace::Anywhere,
-        }
-    }
-
-    /// The remote worker holding the temp, if only a worker has it.
-    pub fn temp_worker(&self) -> Option<u32> {
-        match self.place() {
-            TempPlace::Worker(w) => Some(w),
-            _ => None,
-        }
-    }
-
-    /// Records that `worker` made the temp and keeps it, and what made it.
-    pub(crate) fn set_at_worker(&self, worker: u32, producer: Box<crate::task::Task>) {
-        let mut st = self.state();
-        st.temp_worker = Some(worker);
-        st.temp_location = None;
-        st.regenerating = false;
-        st.producer = Some(producer);
-    }
-
-    /// The worker holding the temp is gone: returns what made it, to run again
-    /// (the temp waits for it), or None if it cannot be made again.
-    pub(crate) fn lost_at(&self, worker: u32) -> Option<Box<crate::task::Task>> {
-        let mut st = self.state();
-        if st.temp_worker != Some(worker) || st.temp_location.is_some() {
-            return None;
-        }
-        st.temp_worker = None;
-        let recipe = st.producer.as_ref().map(|p| p.recipe());
-        st.regenerating = recipe.is_some();
-        recipe
-    }
-
-    /// Making the temp again failed: tasks that read it will find it missing.
-    pub(crate) fn regeneration_failed(&self) {
-        self.state().regenerating = false;
+        self.state().temp_location = Some(path);
     }
 
     /// Reads the file's current contents and keeps a NUL-terminated snapshot alive
@@ -301,10 +239,7 @@ impl File {
                 let _ = std::fs::remove_file(p);
             }
         }
-        let mut st = self.state();
-        // The producer's outputs refer to this file: drop it to break the cycle.
-        st.producer = None;
-        if let Some(loc) = st.temp_location.take() {
+        if let Some(loc) = self.state().temp_location.take() {
             let _ = std::fs::remove_file(loc);
         }
     }

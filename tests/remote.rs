@@ -395,7 +395,7 @@ fn a_temp_stays_at_its_worker_feeds_a_later_task_there_and_is_fetched_on_request
     let made = m.wait(LONG).unwrap();
     assert_eq!(made.result(), TaskResult::Success);
     assert_eq!(
-        temp.temp_worker(),
+        m.temp_worker(&temp),
         Some(made.worker_id()),
         "kept where it was made"
     );
@@ -434,8 +434,8 @@ fn a_task_reading_temps_kept_at_two_workers_still_runs() {
     for _ in 0..2 {
         assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
     }
-    assert!(a.temp_worker().is_some() && b.temp_worker().is_some());
-    assert_ne!(a.temp_worker(), b.temp_worker(), "kept at two workers");
+    assert!(m.temp_worker(&a).is_some() && m.temp_worker(&b).is_some());
+    assert_ne!(m.temp_worker(&a), m.temp_worker(&b), "kept at two workers");
     let mut join = Task::command(c"cat one two");
     join.add_input(Mount::new(a.clone(), "one", 0).unwrap())
         .unwrap();

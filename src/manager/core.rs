@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::resources::Resources;
 use crate::task::{Task, TaskId};
 use crate::worker::local::LocalPool;
-use crate::worker::WorkerLink;
+use crate::worker::WorkerLink as _;
 
 /// The id of the local pool.
 pub(crate) const LOCAL_WORKER: WorkerId = 0;
@@ -78,6 +78,8 @@ impl Comm for Outbox {
 /// A temp on its way back from its worker, and the callers waiting for it.
 struct PendingFetch {
     file: Arc<crate::files::File>,
+    /// The worker asked for it.
+    worker: WorkerId,
     replies: Vec<Sender<Result<()>>>,
 }
 
@@ -112,8 +114,6 @@ pub(super) struct ManagerLoop {
     pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
     /// Where temps produced by remote workers are kept.
     pub(super) temp_root: std::path::PathBuf,
-    /// Temps each remote worker keeps, to make again if it is lost.
-    temps_at: HashMap<WorkerId, Vec<Arc<crate::files::File>>>,
     /// Callers waiting for a temp to come from its worker, by file id.
     fetches: HashMap<u64, PendingFetch>,
 }
@@ -144,7 +144,6 @@ impl ManagerLoop {
             remote_settings: RemoteSettings::new(),
             listener: None,
             temp_root: std::env::temp_dir(),
-            temps_at: HashMap::new(),
             fetches: HashMap::new(),
         }
     }
@@ -332,16 +331,8 @@ impl ManagerLoop {
                     return;
                 };
                 if apply_report(&mut task, *report, &self.temp_root) {
-                    if let Some(extra) = &task.extra {
-                        for m in &extra.outputs {
-                            if m.file.temp_worker() == Some(worker) {
-                                self.temps_at
-                                    .entry(worker)
-                                    .or_default()
-                                    .push(m.file.clone());
-                            }
-                        }
-                    }
+                    // Temps it made stay at its worker, which can make them again if lost.
+                    self.sched.temps.task_done(worker, true, &task);
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
                     link.keep(task);
@@ -355,6 +346,7 @@ impl ManagerLoop {
                     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
                 if let Ok(dest) = &stored {
                     pending.file.set_temp_location(dest.clone());
+                    self.sched.temps.fetched(file_id);
                     // Tasks that read it may now go to any worker.
                     self.sched.retry_parked();
                 }
@@ -362,7 +354,7 @@ impl ManagerLoop {
                     let _ = reply.send(stored.as_ref().map(|_| ()).map_err(Clone::clone));
                 }
             }
-            Message::FetchTemp { file, reply } => match file.temp_worker() {
+            Message::FetchTemp { file, reply } => match self.sched.temps.worker_of(file.id()) {
                 None => {
                     let _ = reply.send(Ok(()));
                 }
@@ -373,6 +365,7 @@ impl ManagerLoop {
                             link.get_file(id);
                             PendingFetch {
                                 file,
+                                worker: w,
                                 replies: Vec::new(),
                             }
                         });
@@ -395,6 +388,9 @@ impl ManagerLoop {
                         .slots
                         .store(self.sched.total_slots(), Ordering::Relaxed);
                 }
+            }
+            Message::TempWorker { file_id, reply } => {
+                let _ = reply.send(self.sched.temps.worker_of(file_id));
             }
             Message::WorkerReady { worker } => {
                 debug_assert_eq!(worker, LOCAL_WORKER);
@@ -503,7 +499,7 @@ impl ManagerLoop {
             match self.remote.get_mut(&worker) {
                 Some(link) => {
                     one.push(task);
-                    link.dispatch(&mut one);
+                    link.dispatch(&mut one, &self.sched.temps);
                 }
                 None => {
                     // The books are wrong (a bug): the task runs again elsewhere.
@@ -527,11 +523,7 @@ impl ManagerLoop {
         for task in self.outbox.internal.drain(..) {
             if task.result != crate::task::TaskResult::Success {
                 // Tasks reading its temps will find them missing.
-                if let Some(extra) = &task.extra {
-                    for m in &extra.outputs {
-                        m.file.regeneration_failed();
-                    }
-                }
+                self.sched.temps.remake_failed(&task);
                 // Tasks waiting for those temps are placed (to find them missing).
                 self.sched.retry_parked();
             }
@@ -563,6 +555,10 @@ impl ManagerLoop {
         let mut batch = std::mem::take(&mut self.returned);
         self.local.take_finished(&mut batch);
         for task in batch.drain(..) {
+            if task.extra.is_some() {
+                // Temps it made are at the manager: any worker can be sent them.
+                self.sched.temps.task_done(LOCAL_WORKER, false, &task);
+            }
             self.sched.finished(LOCAL_WORKER, task, &mut self.outbox);
         }
         self.returned = batch;
@@ -621,7 +617,10 @@ impl ManagerLoop {
         let held: Vec<(Arc<crate::files::File>, WorkerId)> = extra
             .inputs
             .iter()
-            .filter_map(|m| m.file.temp_worker().map(|w| (m.file.clone(), w)))
+            .filter_map(|m| {
+                let w = self.sched.temps.worker_of(m.file.id())?;
+                Some((m.file.clone(), w))
+            })
             .collect();
         let keep = held
             .iter()
@@ -634,8 +633,14 @@ impl ManagerLoop {
             if let Some(link) = self.remote.get(&w) {
                 link.get_file(file.id());
                 let replies = Vec::new();
-                self.fetches
-                    .insert(file.id(), PendingFetch { file, replies });
+                self.fetches.insert(
+                    file.id(),
+                    PendingFetch {
+                        file,
+                        worker: w,
+                        replies,
+                    },
+                );
             }
         }
     }
@@ -643,21 +648,26 @@ impl ManagerLoop {
     /// A worker was lost with the temps it kept: their producing tasks run again,
     /// as tasks of the manager's own; tasks that read them wait. Fetches of them fail.
     fn remake_temps_of(&mut self, worker: WorkerId) {
-        for file in self.temps_at.remove(&worker).unwrap_or_default() {
-            if let Some(pending) = self.fetches.remove(&file.id()) {
-                for reply in pending.replies {
-                    let _ = reply.send(Err(Error::new(
-                        ErrorKind::Io,
-                        "the worker holding the temp was lost",
-                    )));
-                }
+        let asked: Vec<u64> = self
+            .fetches
+            .iter()
+            .filter(|(_, p)| p.worker == worker)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in asked {
+            let pending = self.fetches.remove(&id).expect("listed above");
+            for reply in pending.replies {
+                let _ = reply.send(Err(Error::new(
+                    ErrorKind::Io,
+                    "the worker holding the temp was lost",
+                )));
             }
-            if let Some(mut recipe) = file.lost_at(worker) {
-                recipe.flags |= crate::task::FLAG_INTERNAL;
-                recipe.id = self.shared.next_task_id();
-                recipe.times.submitted = crate::task::now_us();
-                self.sched.submit(recipe, &mut self.outbox);
-            }
+        }
+        for (_, mut recipe) in self.sched.temps.lost(worker) {
+            recipe.flags |= crate::task::FLAG_INTERNAL;
+            recipe.id = self.shared.next_task_id();
+            recipe.times.submitted = crate::task::now_us();
+            self.sched.submit(recipe, &mut self.outbox);
         }
     }
 

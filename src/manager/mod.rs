@@ -10,6 +10,7 @@ mod ready;
 pub mod remote;
 pub mod scheduler;
 pub mod settings;
+mod temps;
 
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
@@ -29,8 +30,8 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
 use crate::resources::Resources;
 use crate::task::{now_us, Task, TaskId, FLAG_AUTOCATEGORY};
-use crate::worker::command::CommandEnv;
-use crate::worker::local::LocalPool;
+use crate::worker::command::{CommandEnv, DEFAULT_MAX_STDOUT};
+use crate::worker::local::{LocalPool, Report};
 
 /// What flows into the manager thread.
 pub enum Message {
@@ -67,6 +68,13 @@ pub enum Message {
         file: Arc<File>,
         /// Reply when it is here (or cannot be).
         reply: Sender<Result<()>>,
+    },
+    /// Which remote worker keeps a temp (by file id), if only a worker has it.
+    TempWorker {
+        /// The temp's id.
+        file_id: u64,
+        /// Reply.
+        reply: Sender<Option<WorkerId>>,
     },
     /// A remote worker's connection ended.
     WorkerLost {
@@ -264,9 +272,6 @@ fn read_password(path: &Path) -> Result<Vec<u8>> {
     Ok(pw)
 }
 
-/// Default cap on captured command output.
-pub(crate) const DEFAULT_MAX_STDOUT: usize = 16 << 20;
-
 impl Manager {
     /// Starts a manager: its thread and its local pool, configured from the
     /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
@@ -327,7 +332,14 @@ impl Manager {
             temp_root: runtime_dir.join("temp"),
             max_stdout: max_stdout.clone(),
         };
-        let pool = LocalPool::new(core::LOCAL_WORKER, local_capacity, env, tx.clone());
+        // The pool wakes the manager thread when finished tasks wait for it.
+        let wake = tx.clone();
+        let report = Report::Outbox(Box::new(move || {
+            let _ = wake.send(Message::WorkerReady {
+                worker: core::LOCAL_WORKER,
+            });
+        }));
+        let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
@@ -687,13 +699,25 @@ impl Manager {
     /// The current contents of `file` (see [`File::fetch`]); a temp kept at a
     /// remote worker is brought from it first.
     pub fn fetch_file(&self, file: &Arc<File>) -> Result<Arc<[u8]>> {
-        if file.temp_worker().is_some() {
+        // Only the manager thread knows whether a worker keeps it.
+        if matches!(file.kind(), crate::files::FileKind::Temp) && file.temp_location().is_none() {
             self.ask(|reply| Message::FetchTemp {
                 file: file.clone(),
                 reply,
             })??;
         }
         file.fetch()
+    }
+
+    /// The remote worker that keeps temp `file`, if only a worker has it (the
+    /// manager has no copy, and it is not being made again).
+    pub fn temp_worker(&self, file: &File) -> Option<WorkerId> {
+        self.ask(|reply| Message::TempWorker {
+            file_id: file.id(),
+            reply,
+        })
+        .ok()
+        .flatten()
     }
 
     /// Keeps `file` alive as long as the manager and returns it.

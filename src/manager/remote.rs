@@ -15,6 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 
 use super::outbound::{Inventory, Outbound, Outgoing, Plan, Planned};
 use super::scheduler::WorkerId;
+use super::temps::Temps;
 use super::Message;
 use crate::channel::{FrameReader, FrameWriter, Handshake};
 use crate::files::{CacheLevel, File, FileKind, MOUNT_TRANSFER_ALWAYS};
@@ -26,7 +27,6 @@ use crate::protocol::{
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work};
 use crate::transfer::{self, Source};
-use crate::worker::WorkerLink;
 
 /// How long a connection has to finish its handshake (TLS and the password
 /// proofs) before it is dropped.
@@ -89,7 +89,7 @@ impl RemoteSettings {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
-            max_stdout: AtomicU64::new(super::DEFAULT_MAX_STDOUT as u64),
+            max_stdout: AtomicU64::new(crate::worker::command::DEFAULT_MAX_STDOUT as u64),
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
         })
@@ -677,7 +677,7 @@ impl RemoteLink {
 
     /// The task as the worker gets it, and the inputs whose content the writer
     /// thread decides (sending them first if need be).
-    fn spec_of(&mut self, task: &Task) -> Result<(TaskSpec, Vec<Planned>), String> {
+    fn spec_of(&mut self, task: &Task, temps: &Temps) -> Result<(TaskSpec, Vec<Planned>), String> {
         let work = match &task.work {
             Work::Function { name, input, .. } => WorkSpec::Function {
                 name: name.to_bytes().to_vec(),
@@ -723,7 +723,7 @@ impl RemoteLink {
                 let id = m.file.id();
                 let always = m.flags & MOUNT_TRANSFER_ALWAYS != 0;
                 // A temp this worker keeps is already there.
-                let content = if m.file.temp_worker() == Some(self.id) {
+                let content = if temps.worker_of(id) == Some(self.id) {
                     InputContent::Cached
                 } else {
                     let plan = match m.file.cache_level() {
@@ -765,10 +765,14 @@ impl RemoteLink {
     }
 }
 
-impl WorkerLink for RemoteLink {
-    fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>) {
+/// Unlike the local pool, a remote link describes each task to its worker,
+/// which takes the manager's table of temps (an input this worker keeps is not
+/// sent): the manager thread calls these directly, not as a `WorkerLink`.
+impl RemoteLink {
+    /// Hands over tasks (already placed on this worker by the scheduler).
+    pub(crate) fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>, temps: &Temps) {
         for mut task in tasks.drain(..) {
-            match self.spec_of(&task) {
+            match self.spec_of(&task, temps) {
                 Ok((spec, planned)) => {
                     let _ = self.out.send(Outgoing::Run(Box::new(spec), planned));
                 }
@@ -782,7 +786,8 @@ impl WorkerLink for RemoteLink {
         }
     }
 
-    fn cancel(&mut self, id: TaskId) {
+    /// Stops task `id` if the worker has it; it comes back marked cancelled.
+    pub(crate) fn cancel(&mut self, id: TaskId) {
         let _ = self.out.send(Outgoing::Frame(ToWorker::Cancel(id)));
     }
 }
@@ -850,16 +855,6 @@ pub(crate) fn apply_report(
         }
     }
     task.finish(result, reason);
-    if result == TaskResult::Success {
-        // Temps it made stay at its worker, which can make them again if lost.
-        if let Some(extra) = &task.extra {
-            for m in &extra.outputs {
-                if matches!(m.file.kind(), FileKind::Temp) && m.file.temp_location().is_none() {
-                    m.file.set_at_worker(task.worker_id, task.recipe());
-                }
-            }
-        }
-    }
     true
 }
 

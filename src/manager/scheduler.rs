@@ -26,7 +26,8 @@ use std::ffi::CStr;
 use std::sync::Arc;
 
 use super::ready::{key, ReadyQueue};
-use crate::files::{FileKind, TempPlace};
+use super::temps::{TempPlace, Temps};
+use crate::files::FileKind;
 use crate::idmap::IdMap;
 use crate::resources::Resources;
 use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
@@ -189,8 +190,9 @@ impl WorkerEntry {
 }
 
 /// True if worker `w` can run `task`: local function pointers only on the local
-/// pool, registered functions only where the name is known.
-fn can_run(w: &WorkerEntry, task: &Task) -> bool {
+/// pool, registered functions only where the name is known, readers of a kept
+/// temp where `temps` says it is.
+fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
     let known = match (&task.work, &w.functions) {
         (Work::Local { .. }, functions) => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
@@ -199,7 +201,7 @@ fn can_run(w: &WorkerEntry, task: &Task) -> bool {
     // A temp kept at a worker is read there; one being made again is waited for.
     known
         && task.extra.as_ref().is_none_or(|e| {
-            e.inputs.iter().all(|m| match m.file.place() {
+            e.inputs.iter().all(|m| match temps.place(&m.file) {
                 TempPlace::Anywhere => true,
                 TempPlace::Worker(at) => at == w.id,
                 TempPlace::Regenerating => false,
@@ -209,11 +211,11 @@ fn can_run(w: &WorkerEntry, task: &Task) -> bool {
 
 /// The worker to place `task` on, if one can take it now: one where it starts at
 /// once, else the one with the fewest waiting among those with prefetch room.
-fn pick_worker(workers: &[WorkerEntry], task: &Task) -> Option<usize> {
+fn pick_worker(workers: &[WorkerEntry], temps: &Temps, task: &Task) -> Option<usize> {
     let req = &task.request;
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
-        if !req.fits_within(&w.model.capacity()) || !can_run(w, task) {
+        if !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
             continue;
         }
         if w.model.would_start(req) {
@@ -272,6 +274,9 @@ pub struct Scheduler {
     shutting_down: bool,
     stats: Stats,
     scratch: Vec<(Resources, TaskId)>,
+    /// Where temps kept at remote workers are, and what makes them again; the
+    /// manager thread updates it as tasks come back and workers go.
+    pub(crate) temps: Temps,
 }
 
 impl Scheduler {
@@ -291,6 +296,7 @@ impl Scheduler {
             shutting_down: false,
             stats: Stats::default(),
             scratch: Vec::new(),
+            temps: Temps::default(),
         }
     }
 
@@ -383,10 +389,9 @@ impl Scheduler {
     fn never_fits(&self, task: &Task) -> bool {
         let local_only = matches!(task.work, Work::Local { .. });
         (!self.remote_allowed || local_only)
-            && !self
-                .workers
-                .iter()
-                .any(|w| task.request.fits_within(&w.model.capacity()) && can_run(w, task))
+            && !self.workers.iter().any(|w| {
+                task.request.fits_within(&w.model.capacity()) && can_run(w, &self.temps, task)
+            })
     }
 
     fn largest_worker(&self) -> String {
@@ -499,7 +504,7 @@ impl Scheduler {
                     continue;
                 };
                 let Some(task) = q.pop_front() else { continue };
-                match pick_worker(&self.workers, &task) {
+                match pick_worker(&self.workers, &self.temps, &task) {
                     Some(at) => {
                         self.parked.len -= 1;
                         match q.peek_front() {
@@ -528,7 +533,7 @@ impl Scheduler {
             let at = if known_to_fail {
                 None
             } else {
-                pick_worker(&self.workers, &task)
+                pick_worker(&self.workers, &self.temps, &task)
             };
             match at {
                 Some(at) => self.assign(at, task, comm),

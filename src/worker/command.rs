@@ -24,6 +24,10 @@ pub struct CommandEnv {
     pub max_stdout: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
+/// Bytes of command output kept unless the manager sets another cap
+/// (`max-stdout`): what both the manager and a worker start with.
+pub const DEFAULT_MAX_STDOUT: usize = 16 << 20;
+
 /// Runs the command task and records its outcome in it.
 pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv) {
     let name = format!("t{}.{}", task.id, task.attempts);

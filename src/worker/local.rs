@@ -4,9 +4,10 @@
 //! its resources allow (the [`SlotQueue`] rule the manager models), on threads that
 //! are spawned on demand and stay warm. Because the manager may give the pool a few
 //! tasks more than it can run (prefetch), a thread that finishes one finds the next
-//! already here. Finished tasks wait in an outbox the manager empties: it is woken
-//! once per batch, and while the queue is deep not at all (it collects on a timer;
-//! see `deliver`).
+//! already here. Finished tasks wait in an outbox the owner empties: it is woken
+//! (through the [`Report`] callback it gave) once per batch, and while the queue
+//! is deep not at all (it collects on a timer; see `deliver`). The pool knows
+//! nothing of its owner but that callback.
 
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
@@ -15,10 +16,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::Sender;
-
 use crate::idmap::IdMap;
-use crate::manager::Message;
 use crate::resources::Resources;
 use crate::task::{now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_STARTED};
 use crate::worker::command::CommandEnv;
@@ -69,9 +67,8 @@ struct Shared {
     handed: std::sync::atomic::AtomicU64,
     work: Condvar,
     exited: Condvar,
-    events: Sender<Message>,
+    report: Report,
     env: CommandEnv,
-    worker_id: u32,
     /// Mirrors `State::idle` for the manager, which reads it without the lock.
     idle_gauge: std::sync::atomic::AtomicUsize,
     /// The outbox holds tasks the owner was not told about.
@@ -79,23 +76,34 @@ struct Shared {
     /// The owner is about to sleep with no timer to collect kept tasks: keep
     /// none back (see `deliver`).
     owner_untimed: std::sync::atomic::AtomicBool,
-    /// Where finished tasks go instead of the outbox, if set.
-    sink: std::sync::OnceLock<Sink>,
 }
 
-/// Takes each finished task on the thread that finished it (see
-/// [`LocalPool::set_sink`]).
+/// Takes each finished task on the thread that finished it (see [`Report::Each`]).
 pub type Sink = Box<dyn Fn(Box<Task>) + Send + Sync>;
+
+/// How the pool hands finished tasks to its owner, chosen when it is made.
+pub enum Report {
+    /// Finished tasks wait in the outbox until the owner takes them
+    /// (`take_finished`); the callback is the owner's wake-up, called with no
+    /// lock held once per batch (not once per task), when the outbox stops
+    /// being empty. It must not block.
+    Outbox(Box<dyn Fn() + Send + Sync>),
+    /// Each finished task is passed to the sink on the pool thread that
+    /// finished it (or the one cancelling it), with no lock held: one hand-over
+    /// less for an owner that only forwards results (a remote worker writes
+    /// them to its manager).
+    Each(Sink),
+}
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn notify_manager(&self) {
-        let _ = self.events.send(Message::WorkerReady {
-            worker: self.worker_id,
-        });
+    fn wake_owner(&self) {
+        if let Report::Outbox(wake) = &self.report {
+            wake();
+        }
     }
 }
 
@@ -148,13 +156,9 @@ pub struct LocalPool {
 }
 
 impl LocalPool {
-    /// A pool over `capacity` (gpus numbered 0..n) reporting to `events`.
-    pub fn new(
-        worker_id: u32,
-        capacity: Resources,
-        env: CommandEnv,
-        events: Sender<Message>,
-    ) -> LocalPool {
+    /// A pool over `capacity` (gpus numbered 0..n) reporting finished tasks
+    /// through `report`.
+    pub fn new(capacity: Resources, env: CommandEnv, report: Report) -> LocalPool {
         LocalPool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -177,13 +181,11 @@ impl LocalPool {
                 handed: std::sync::atomic::AtomicU64::new(0),
                 work: Condvar::new(),
                 exited: Condvar::new(),
-                events,
+                report,
                 env,
-                worker_id,
                 idle_gauge: Default::default(),
                 kept: Default::default(),
                 owner_untimed: Default::default(),
-                sink: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -279,17 +281,8 @@ impl LocalPool {
         all
     }
 
-    /// Sends each finished task to `sink`, called on the pool thread that
-    /// finished it (or the one cancelling it), with no lock held, instead of
-    /// through the outbox: one hand-over less for an owner that only forwards
-    /// results (a remote worker writes them to its manager). Set before the
-    /// first task; a second call is ignored.
-    pub fn set_sink(&self, sink: Sink) {
-        let _ = self.shared.sink.set(sink);
-    }
-
     fn send_back(&self, task: Box<Task>) {
-        if let Some(sink) = self.shared.sink.get() {
+        if let Report::Each(sink) = &self.shared.report {
             sink(task);
             return;
         }
@@ -297,7 +290,7 @@ impl LocalPool {
         let wake = deliver(&self.shared, &mut st, task);
         drop(st);
         if wake {
-            self.shared.notify_manager();
+            self.shared.wake_owner();
         }
     }
 
@@ -463,13 +456,13 @@ fn thread_main(shared: Arc<Shared>) {
                     shared.work.notify_one();
                 }
             }
-            if let Some(sink) = shared.sink.get() {
+            if let Report::Each(sink) = &shared.report {
                 drop(st);
                 sink(task);
                 st = shared.lock();
             } else if deliver(&shared, &mut st, task) {
                 drop(st);
-                shared.notify_manager();
+                shared.wake_owner();
                 st = shared.lock();
             }
         } else if st.stopping {
@@ -482,7 +475,7 @@ fn thread_main(shared: Arc<Shared>) {
             // Nothing left to start here: report what was kept back first.
             st.notified = true;
             drop(st);
-            shared.notify_manager();
+            shared.wake_owner();
             st = shared.lock();
         } else if !st.spinning {
             last_end = None;
@@ -568,4 +561,73 @@ fn execute(
         task.flags |= FLAG_CANCELLED;
     }
     task.times.done
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn env(dir: &std::path::Path) -> CommandEnv {
+        CommandEnv {
+            sandbox_root: dir.join("sandbox"),
+            temp_root: dir.join("temp"),
+            max_stdout: Arc::new(crate::worker::command::DEFAULT_MAX_STDOUT.into()),
+        }
+    }
+
+    fn one_core() -> Resources {
+        Resources {
+            millicores: 1000,
+            ..Resources::default()
+        }
+    }
+
+    fn tasks(n: u64) -> Vec<Box<Task>> {
+        (1..=n)
+            .map(|id| {
+                let mut t = Task::command(c"true");
+                t.id = id;
+                t.request = one_core();
+                t
+            })
+            .collect()
+    }
+
+    #[test]
+    fn finished_tasks_wait_in_the_outbox_and_the_owner_is_woken_through_its_callback() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-pool-test").unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let wake = Report::Outbox(Box::new(move || tx.send(()).unwrap()));
+        let mut pool = LocalPool::new(one_core(), env(&dir), wake);
+        pool.dispatch(&mut tasks(3));
+        let mut got = Vec::new();
+        while got.len() < 3 {
+            rx.recv().unwrap();
+            let mut batch = Vec::new();
+            pool.take_finished(&mut batch);
+            got.extend(batch);
+        }
+        let mut ids: Vec<_> = got.iter().map(|t| (t.id, t.result)).collect();
+        ids.sort_by_key(|&(id, _)| id);
+        assert_eq!(ids, [1, 2, 3].map(|id| (id, TaskResult::Success)));
+        assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn each_finished_task_goes_to_the_sink_the_owner_gave() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-pool-test").unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sink = Report::Each(Box::new(move |t: Box<Task>| tx.send(t).unwrap()));
+        let mut pool = LocalPool::new(one_core(), env(&dir), sink);
+        pool.dispatch(&mut tasks(2));
+        let mut ids: Vec<_> = (0..2).map(|_| rx.recv().unwrap().id).collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2]);
+        let mut outbox = Vec::new();
+        pool.take_finished(&mut outbox);
+        assert!(outbox.is_empty(), "nothing waits in the outbox");
+        assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

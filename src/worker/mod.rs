@@ -1,6 +1,6 @@
 //! Workers: anything with resources that runs tasks. The local pool runs them on
-//! threads of this process; remote workers (other processes) plug in through the
-//! same [`WorkerLink`] interface, so the scheduler never knows which kind it uses.
+//! threads of this process, through the [`WorkerLink`] interface; remote workers
+//! (other processes) run [`remote`]. The scheduler never knows which kind it uses.
 
 pub(crate) mod command;
 pub mod daemon;

@@ -302,6 +302,7 @@ mod test {
     use crate::channel::Handshake;
     use crate::protocol::{InputSpec, OutputSpec};
     use crate::worker::command::CommandEnv;
+    use crate::worker::local::Report;
     use std::net::TcpStream;
     use std::time::Instant;
 
@@ -312,7 +313,6 @@ mod test {
             .unwrap()
             .into_session(None)
             .unwrap();
-        let (events, _) = crossbeam_channel::unbounded();
         let env = CommandEnv {
             sandbox_root: dir.join("sandbox"),
             temp_root: dir.join("cache"),
@@ -321,7 +321,7 @@ mod test {
         Inbound {
             dir: dir.to_path_buf(),
             store: None,
-            pool: LocalPool::new(0, Resources::default(), env, events),
+            pool: LocalPool::new(Resources::default(), env, Report::Outbox(Box::new(|| {}))),
             outputs: Default::default(),
             writer: Arc::new(Mutex::new(outgoing)),
             receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),

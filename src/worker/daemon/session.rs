@@ -15,12 +15,11 @@ use super::options::WorkerOptions;
 use super::Ended;
 use crate::channel::{FrameReader, FrameWriter};
 use crate::error::{Error, ErrorKind, Result};
-use crate::manager::Message;
 use crate::protocol::{Dest, Held, OutputStatus, TaskReport, ToManager};
 use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
-use crate::worker::local::LocalPool;
+use crate::worker::local::{LocalPool, Report};
 
 /// One session with the manager. Ok when told to exit; Err when the connection broke.
 ///
@@ -52,14 +51,12 @@ pub(super) fn serve_session(
     dir: &Path,
     store: Option<&Path>,
 ) -> Result<()> {
-    let (events_tx, _events_rx) = crossbeam_channel::unbounded::<Message>();
-    let max_stdout = Arc::new(AtomicUsize::new(crate::manager::DEFAULT_MAX_STDOUT));
+    let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
         max_stdout: max_stdout.clone(),
     };
-    let pool = LocalPool::new(0, resources, env, events_tx);
     let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
@@ -74,7 +71,7 @@ pub(super) fn serve_session(
     let over = ended.clone();
     // A finished task is reported by the pool thread that ran it; once the
     // session is over, what the pool gives back (cancelled) is not reported.
-    pool.set_sink(Box::new(move |task| {
+    let report = Report::Each(Box::new(move |task| {
         if over.load(std::sync::atomic::Ordering::Acquire) {
             return;
         }
@@ -82,6 +79,7 @@ pub(super) fn serve_session(
             let _ = broken.try_send(Err(e));
         }
     }));
+    let pool = LocalPool::new(resources, env, report);
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
         store: store.map(Path::to_path_buf),

@@ -1,0 +1,227 @@
+//! Where temps are kept and what makes them again: a table the manager thread
+//! alone owns and updates (a task came back, a worker was lost, a temp was
+//! fetched), read by the scheduler to place the tasks that read temps.
+//!
+//! A temp a remote worker made stays there: only that worker can run the tasks
+//! that read it, and if the worker is lost, the task that made it (its recipe,
+//! held here) runs again; meanwhile its readers wait. A temp whose data the
+//! manager has (made by the local pool, or fetched) has no entry: any worker
+//! can be sent it. The [`File`] itself keeps only where the manager's copy is,
+//! which the pool threads write and the user's fetch reads.
+//!
+//! Recipes refer to the files they make; the table, not the file, holds them,
+//! so a file never refers to a task and nothing has to break a cycle.
+
+use std::collections::HashMap;
+
+use super::scheduler::WorkerId;
+use crate::files::{File, FileKind};
+use crate::task::Task;
+
+/// Where a temp is, for placing the tasks that read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TempPlace {
+    /// Not a temp, or one the manager holds (any worker can be sent it), or
+    /// one nobody made (its readers find it missing).
+    Anywhere,
+    /// Only at this remote worker.
+    Worker(WorkerId),
+    /// Being made again: tasks that read it wait.
+    Regenerating,
+}
+
+/// One temp kept away from the manager.
+struct Kept {
+    /// At this worker, or None while it is made again.
+    at: Option<WorkerId>,
+    /// What made it, to make it again if its worker is lost.
+    recipe: Box<Task>,
+}
+
+/// The table of temps kept at remote workers, by file id.
+#[derive(Default)]
+pub(crate) struct Temps {
+    kept: HashMap<u64, Kept>,
+    /// Temps each worker was recorded to keep (some may have moved since).
+    by_worker: HashMap<WorkerId, Vec<u64>>,
+}
+
+impl Temps {
+    /// Where tasks that read `file` can run.
+    pub(crate) fn place(&self, file: &File) -> TempPlace {
+        if self.kept.is_empty() || !matches!(file.kind(), FileKind::Temp) {
+            return TempPlace::Anywhere;
+        }
+        match self.kept.get(&file.id()) {
+            None => TempPlace::Anywhere,
+            Some(Kept { at: Some(w), .. }) => TempPlace::Worker(*w),
+            Some(Kept { at: None, .. }) => TempPlace::Regenerating,
+        }
+    }
+
+    /// The remote worker holding temp `file_id`, if only a worker has it.
+    pub(crate) fn worker_of(&self, file_id: u64) -> Option<WorkerId> {
+        self.kept.get(&file_id).and_then(|k| k.at)
+    }
+
+    /// `task` came back: from a remote worker if `remote`, else from the local
+    /// pool. A temp it wrote that the manager now holds has no place any more;
+    /// one a successful remote task left at its worker stays there, with the
+    /// task's recipe to make it again.
+    pub(crate) fn task_done(&mut self, worker: WorkerId, remote: bool, task: &Task) {
+        let Some(extra) = &task.extra else { return };
+        let kept_there = remote && task.result == crate::task::TaskResult::Success;
+        for m in &extra.outputs {
+            if !matches!(m.file.kind(), FileKind::Temp) {
+                continue;
+            }
+            let id = m.file.id();
+            if m.file.temp_location().is_some() {
+                self.kept.remove(&id);
+            } else if kept_there {
+                let recipe = task.recipe();
+                self.kept.insert(
+                    id,
+                    Kept {
+                        at: Some(worker),
+                        recipe,
+                    },
+                );
+                self.by_worker.entry(worker).or_default().push(id);
+            }
+        }
+    }
+
+    /// Temp `file_id` arrived at the manager: any worker can be sent it now.
+    pub(crate) fn fetched(&mut self, file_id: u64) {
+        self.kept.remove(&file_id);
+    }
+
+    /// `worker` is gone with the temps it kept: each is marked as being made
+    /// again, and returned with a fresh copy of the task that makes it.
+    pub(crate) fn lost(&mut self, worker: WorkerId) -> Vec<(u64, Box<Task>)> {
+        let mut remake = Vec::new();
+        for id in self.by_worker.remove(&worker).unwrap_or_default() {
+            if let Some(k) = self.kept.get_mut(&id) {
+                if k.at == Some(worker) {
+                    k.at = None;
+                    remake.push((id, k.recipe.recipe()));
+                }
+            }
+        }
+        remake
+    }
+
+    /// Making again the temps `task` writes came to nothing: tasks that read
+    /// them are placed anywhere, to find them missing.
+    pub(crate) fn remake_failed(&mut self, task: &Task) {
+        let Some(extra) = &task.extra else { return };
+        for m in &extra.outputs {
+            let id = m.file.id();
+            if self.kept.get(&id).is_some_and(|k| k.at.is_none()) {
+                self.kept.remove(&id);
+            }
+        }
+    }
+
+    /// How many temps the table holds (kept or being made again).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.kept.len()
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::files::Mount;
+    use crate::task::TaskResult;
+    use std::sync::{Arc, Weak};
+
+    fn maker(temp: &Arc<File>, result: TaskResult) -> Box<Task> {
+        let mut t = Task::command(c"echo x > t");
+        t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        t.finish(result, None);
+        t
+    }
+
+    #[test]
+    fn a_temp_made_at_a_remote_worker_is_placed_there_and_nowhere_else() {
+        let mut temps = Temps::default();
+        let (temp, other) = (File::temp().unwrap(), File::temp().unwrap());
+        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        assert_eq!(temps.place(&temp), TempPlace::Worker(3));
+        assert_eq!(temps.worker_of(temp.id()), Some(3));
+        assert_eq!(temps.place(&other), TempPlace::Anywhere);
+        // A failed task leaves nothing behind; the local pool keeps nothing.
+        temps.task_done(4, true, &maker(&other, TaskResult::OutputMissing));
+        temps.task_done(0, false, &maker(&other, TaskResult::Success));
+        assert_eq!(temps.place(&other), TempPlace::Anywhere);
+        assert_eq!(temps.len(), 1);
+    }
+
+    #[test]
+    fn a_temp_the_manager_holds_goes_anywhere() {
+        let mut temps = Temps::default();
+        let temp = File::temp().unwrap();
+        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        temps.fetched(temp.id());
+        assert_eq!(temps.place(&temp), TempPlace::Anywhere);
+        assert!(temps.lost(3).is_empty(), "nothing to make again");
+        // Written again here: the manager's copy wins over any worker's.
+        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-temps-test").unwrap();
+        temp.set_temp_location(dir.join("t"));
+        temps.task_done(0, false, &maker(&temp, TaskResult::Success));
+        assert_eq!(temps.place(&temp), TempPlace::Anywhere);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_lost_workers_temps_are_made_again_by_their_recipe_and_waited_for() {
+        let mut temps = Temps::default();
+        let (a, b) = (File::temp().unwrap(), File::temp().unwrap());
+        temps.task_done(3, true, &maker(&a, TaskResult::Success));
+        temps.task_done(4, true, &maker(&b, TaskResult::Success));
+        let remake = temps.lost(3);
+        assert_eq!(remake.len(), 1);
+        let (id, recipe) = &remake[0];
+        assert_eq!(*id, a.id());
+        assert_eq!(recipe.result, TaskResult::Unknown, "a fresh task, not run");
+        assert!(recipe.extra.as_ref().unwrap().outputs[0].file.id() == a.id());
+        assert_eq!(temps.place(&a), TempPlace::Regenerating);
+        assert_eq!(temps.worker_of(a.id()), None);
+        assert_eq!(temps.place(&b), TempPlace::Worker(4), "other workers' stay");
+        assert!(temps.lost(3).is_empty(), "lost once");
+        // Made again at another worker: placed there, and lost again from there.
+        temps.task_done(4, true, &maker(&a, TaskResult::Success));
+        assert_eq!(temps.place(&a), TempPlace::Worker(4));
+        assert_eq!(temps.lost(4).len(), 2);
+    }
+
+    #[test]
+    fn a_temp_that_cannot_be_made_again_is_waited_for_no_more() {
+        let mut temps = Temps::default();
+        let temp = File::temp().unwrap();
+        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        let (_, recipe) = temps.lost(3).pop().unwrap();
+        let mut failed = recipe;
+        failed.finish(TaskResult::Forsaken, None);
+        temps.remake_failed(&failed);
+        assert_eq!(temps.place(&temp), TempPlace::Anywhere);
+        assert_eq!(temps.len(), 0);
+    }
+
+    #[test]
+    fn a_recipe_held_by_the_table_does_not_keep_its_temp_alive_after_the_table() {
+        let mut temps = Temps::default();
+        let temp = File::temp().unwrap();
+        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        let weak: Weak<File> = Arc::downgrade(&temp);
+        drop(temp);
+        assert!(weak.upgrade().is_some(), "the recipe still writes it");
+        drop(temps);
+        assert!(weak.upgrade().is_none(), "no cycle keeps it");
+    }
+}
