@@ -83,9 +83,10 @@ module vine
   integer(c_int), parameter, public :: VINE_CACHE_LEVEL_FOREVER = 3
   integer(c_int), parameter, public :: VINE_PEER_NOSHARE = 1
   integer(c_int), parameter, public :: VINE_UNLINK_WHEN_DONE = 2
-  integer(c_int), parameter, public :: VINE_TRANSFER_ALWAYS = 1
-  integer(c_int), parameter, public :: VINE_MOUNT_MKDIR = 4
-  integer(c_int), parameter, public :: VINE_MOUNT_SYMLINK = 8
+  integer(c_int), parameter, public :: VINE_TRANSFER_ALWAYS = 0
+  integer(c_int), parameter, public :: VINE_MOUNT_SYMLINK = 32
+  integer(c_int), parameter, public :: VINE_MOUNT_MKDIR = 64
+  integer(c_int), parameter, public :: VINE_MOUNT_RESEND = 256
   integer(c_int), parameter, public :: VINE_EXEC_THREAD = 0
   integer(c_int), parameter, public :: VINE_EXEC_PROCESS = 1
 

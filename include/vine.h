@@ -74,7 +74,7 @@ typedef int vine_cache_level_t;
 // Flags of a declared file (`VINE_PEER_NOSHARE`, `VINE_UNLINK_WHEN_DONE`), or-ed.
 typedef int vine_file_flags_t;
 
-// Flags of a file attached to a task (`VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_*`), or-ed.
+// Flags of a file attached to a task (`VINE_MOUNT_*`), or-ed.
 typedef int vine_mount_flags_t;
 
 // A task function. Reads `input_len` bytes at `input` (not NULL even when empty),
@@ -244,14 +244,20 @@ typedef int vine_error_t;
 // File flag: delete the manager's copy of the file when the manager is deleted.
 #define VINE_UNLINK_WHEN_DONE 2
 
-// Mount flag: transfer the file even if the worker has it cached.
-#define VINE_TRANSFER_ALWAYS 1
-
-// Mount flag (input): create the remote name as an empty directory.
-#define VINE_MOUNT_MKDIR 4
+// Mount flag: no flag (TaskVine's name for the default): the file is sent to a
+// worker whenever a task there needs it and the worker does not hold it.
+#define VINE_TRANSFER_ALWAYS 0
 
 // Mount flag (input): link the file into the sandbox instead of copying it.
-#define VINE_MOUNT_SYMLINK 8
+#define VINE_MOUNT_SYMLINK 32
+
+// Mount flag: create the remote name as an empty directory in the sandbox before
+// the task runs. On an output, the task fills it and the directory is the output;
+// on an input, the file's contents are not placed.
+#define VINE_MOUNT_MKDIR 64
+
+// Mount flag (vine's own): send the file even if the worker already holds it.
+#define VINE_MOUNT_RESEND 256
 
 // Run a function task on a worker thread (the default).
 #define VINE_EXEC_THREAD 0
@@ -284,7 +290,8 @@ struct vine_file *vine_declare_temp(struct vine_manager *m);
 
 // Attaches `f` as an input of command task `t`, placed in its sandbox as
 // `remote_name` (a relative path; one with `..` or starting with `/` is refused).
-// `flags`: or-ed `VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`.
+// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`, or
+// `VINE_TRANSFER_ALWAYS` (0, the default).
 // An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 // Returns 0 or a negative error.
 int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);

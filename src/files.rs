@@ -60,12 +60,12 @@ pub(crate) const FILE_UNLINK_WHEN_DONE: u32 = 2;
 const FILE_FLAGS: u32 = FILE_PEER_NOSHARE | FILE_UNLINK_WHEN_DONE;
 
 /// Mount flag: send the file even if the worker has it cached.
-pub(crate) const MOUNT_TRANSFER_ALWAYS: u32 = 1;
+pub(crate) const MOUNT_RESEND: u32 = 256;
 /// Mount flag: link the input into the sandbox instead of copying it.
-pub(crate) const MOUNT_SYMLINK: u32 = 8;
-/// Mount flag: create the remote name as an empty directory (inputs only).
-pub(crate) const MOUNT_MKDIR: u32 = 4;
-const MOUNT_FLAGS: u32 = MOUNT_TRANSFER_ALWAYS | MOUNT_MKDIR | MOUNT_SYMLINK;
+pub(crate) const MOUNT_SYMLINK: u32 = 32;
+/// Mount flag: create the remote name as an empty directory before the task runs.
+pub(crate) const MOUNT_MKDIR: u32 = 64;
+const MOUNT_FLAGS: u32 = MOUNT_RESEND | MOUNT_MKDIR | MOUNT_SYMLINK;
 
 /// What a file is.
 #[derive(Debug)]

@@ -405,3 +405,132 @@ fn the_header_compiles_after_an_autotools_config_h() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// TaskVine's values of the constants of its C API (numbers only), grouped by the
+/// enum they belong to, so that a vine-only name can be checked not to take a
+/// value that means something else in the same group.
+const TASKVINE: &[(&str, &[(&str, i64)])] = &[
+    (
+        "ports",
+        &[
+            ("VINE_DEFAULT_PORT", 9123),
+            ("VINE_RANDOM_PORT", 0),
+            ("VINE_WAIT_FOREVER", -1),
+        ],
+    ),
+    (
+        "MOUNT",
+        &[
+            ("VINE_TRANSFER_ALWAYS", 0),
+            ("VINE_FIXED_LOCATION", 1),
+            ("VINE_WATCH", 2),
+            ("VINE_FAILURE_ONLY", 4),
+            ("VINE_SUCCESS_ONLY", 8),
+            ("VINE_RETRACT_ON_RESET", 16),
+            ("VINE_MOUNT_SYMLINK", 32),
+            ("VINE_MOUNT_MKDIR", 64),
+        ],
+    ),
+    (
+        "CACHE_LEVEL",
+        &[
+            ("VINE_CACHE_LEVEL_TASK", 0),
+            ("VINE_CACHE_LEVEL_WORKFLOW", 1),
+            ("VINE_CACHE_LEVEL_WORKER", 2),
+            ("VINE_CACHE_LEVEL_FOREVER", 3),
+        ],
+    ),
+    (
+        "file flags",
+        &[("VINE_PEER_NOSHARE", 1), ("VINE_UNLINK_WHEN_DONE", 2)],
+    ),
+    (
+        "RESULT",
+        &[
+            ("VINE_RESULT_SUCCESS", 0),
+            ("VINE_RESULT_INPUT_MISSING", 1),
+            ("VINE_RESULT_OUTPUT_MISSING", 2),
+            ("VINE_RESULT_STDOUT_MISSING", 4),
+            ("VINE_RESULT_SIGNAL", 8),
+            ("VINE_RESULT_RESOURCE_EXHAUSTION", 16),
+            ("VINE_RESULT_MAX_END_TIME", 24),
+            ("VINE_RESULT_UNKNOWN", 32),
+            ("VINE_RESULT_FORSAKEN", 40),
+            ("VINE_RESULT_MAX_RETRIES", 48),
+            ("VINE_RESULT_MAX_WALL_TIME", 56),
+            ("VINE_RESULT_RMONITOR_ERROR", 64),
+            ("VINE_RESULT_OUTPUT_TRANSFER_ERROR", 72),
+            ("VINE_RESULT_FIXED_LOCATION_MISSING", 80),
+            ("VINE_RESULT_CANCELLED", 88),
+            ("VINE_RESULT_LIBRARY_EXIT", 96),
+            ("VINE_RESULT_SANDBOX_EXHAUSTION", 104),
+            ("VINE_RESULT_MISSING_LIBRARY", 112),
+        ],
+    ),
+    (
+        "file types",
+        &[
+            ("VINE_FILE", 1),
+            ("VINE_URL", 2),
+            ("VINE_TEMP", 3),
+            ("VINE_BUFFER", 4),
+            ("VINE_MINI_TASK", 5),
+        ],
+    ),
+    (
+        "SCHEDULE",
+        &[
+            ("VINE_SCHEDULE_UNSET", 0),
+            ("VINE_SCHEDULE_FCFS", 1),
+            ("VINE_SCHEDULE_FILES", 2),
+            ("VINE_SCHEDULE_TIME", 3),
+            ("VINE_SCHEDULE_RAND", 4),
+            ("VINE_SCHEDULE_WORST", 5),
+            ("VINE_SCHEDULE_DISK", 6),
+        ],
+    ),
+];
+
+#[test]
+fn names_shared_with_taskvine_have_taskvine_values() {
+    let ours = defines(&committed());
+    let mut shared = 0;
+    for (_, group) in TASKVINE {
+        for (name, value) in *group {
+            if let Some((_, v)) = ours.iter().find(|(n, _)| n == name) {
+                assert_eq!(v, value, "{name} is {v} in vine.h, {value} in TaskVine");
+                shared += 1;
+            }
+        }
+    }
+    assert!(shared >= 23, "only {shared} shared names found");
+}
+
+#[test]
+fn vine_only_mount_flags_and_results_take_no_taskvine_value() {
+    let ours = defines(&committed());
+    for (key, group) in TASKVINE {
+        if !matches!(*key, "MOUNT" | "RESULT") {
+            continue;
+        }
+        let prefix = if *key == "MOUNT" {
+            "VINE_MOUNT_"
+        } else {
+            "VINE_RESULT_"
+        };
+        for (name, v) in ours.iter().filter(|(n, _)| n.starts_with(prefix)) {
+            if group.iter().any(|(n, _)| n == name) {
+                continue;
+            }
+            let clash = group.iter().find(|(_, tv)| {
+                // Mount flags are bits: no shared bit; results are values.
+                if *key == "MOUNT" {
+                    tv & v != 0
+                } else {
+                    tv == v
+                }
+            });
+            assert!(clash.is_none(), "{name} = {v} collides with {clash:?}");
+        }
+    }
+}

@@ -11,7 +11,7 @@ pub type vine_error_t = c_int;
 pub type vine_cache_level_t = c_int;
 /// Flags of a declared file (`VINE_PEER_NOSHARE`, `VINE_UNLINK_WHEN_DONE`), or-ed.
 pub type vine_file_flags_t = c_int;
-/// Flags of a file attached to a task (`VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_*`), or-ed.
+/// Flags of a file attached to a task (`VINE_MOUNT_*`), or-ed.
 pub type vine_mount_flags_t = c_int;
 /// Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
 pub type vine_exec_mode_t = c_int;
@@ -104,12 +104,17 @@ pub const VINE_PEER_NOSHARE: vine_file_flags_t = 1;
 /// File flag: delete the manager's copy of the file when the manager is deleted.
 pub const VINE_UNLINK_WHEN_DONE: vine_file_flags_t = 2;
 
-/// Mount flag: transfer the file even if the worker has it cached.
-pub const VINE_TRANSFER_ALWAYS: vine_mount_flags_t = 1;
-/// Mount flag (input): create the remote name as an empty directory.
-pub const VINE_MOUNT_MKDIR: vine_mount_flags_t = 4;
+/// Mount flag: no flag (TaskVine's name for the default): the file is sent to a
+/// worker whenever a task there needs it and the worker does not hold it.
+pub const VINE_TRANSFER_ALWAYS: vine_mount_flags_t = 0;
 /// Mount flag (input): link the file into the sandbox instead of copying it.
-pub const VINE_MOUNT_SYMLINK: vine_mount_flags_t = 8;
+pub const VINE_MOUNT_SYMLINK: vine_mount_flags_t = 32;
+/// Mount flag: create the remote name as an empty directory in the sandbox before
+/// the task runs. On an output, the task fills it and the directory is the output;
+/// on an input, the file's contents are not placed.
+pub const VINE_MOUNT_MKDIR: vine_mount_flags_t = 64;
+/// Mount flag (vine's own): send the file even if the worker already holds it.
+pub const VINE_MOUNT_RESEND: vine_mount_flags_t = 256;
 
 /// Run a function task on a worker thread (the default).
 pub const VINE_EXEC_THREAD: vine_exec_mode_t = 0;
@@ -150,7 +155,7 @@ mod test {
         }
         assert_eq!(VINE_PEER_NOSHARE as u32, files::FILE_PEER_NOSHARE);
         assert_eq!(VINE_UNLINK_WHEN_DONE as u32, files::FILE_UNLINK_WHEN_DONE);
-        assert_eq!(VINE_TRANSFER_ALWAYS as u32, files::MOUNT_TRANSFER_ALWAYS);
+        assert_eq!(VINE_MOUNT_RESEND as u32, files::MOUNT_RESEND);
         assert_eq!(VINE_MOUNT_MKDIR as u32, files::MOUNT_MKDIR);
         assert_eq!(VINE_MOUNT_SYMLINK as u32, files::MOUNT_SYMLINK);
     }

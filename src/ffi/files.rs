@@ -76,7 +76,8 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 
 /// Attaches `f` as an input of command task `t`, placed in its sandbox as
 /// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
-/// `flags`: or-ed `VINE_TRANSFER_ALWAYS`, `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`.
+/// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`, or
+/// `VINE_TRANSFER_ALWAYS` (0, the default).
 /// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 /// Returns 0 or a negative error.
 #[no_mangle]

@@ -18,7 +18,7 @@ use super::scheduler::WorkerId;
 use super::temps::Temps;
 use super::Message;
 use crate::channel::{FrameReader, FrameWriter, Handshake};
-use crate::files::{CacheLevel, File, FileKind, MOUNT_TRANSFER_ALWAYS};
+use crate::files::{CacheLevel, File, FileKind, MOUNT_RESEND};
 use crate::idmap::IdMap;
 use crate::protocol::{
     self, Dest, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec, ToManager,
@@ -721,7 +721,7 @@ impl RemoteLink {
         if let Some(extra) = &task.extra {
             for (index, m) in extra.inputs.iter().enumerate() {
                 let id = m.file.id();
-                let always = m.flags & MOUNT_TRANSFER_ALWAYS != 0;
+                let always = m.flags & MOUNT_RESEND != 0;
                 // A temp this worker keeps is already there.
                 let content = if temps.worker_of(id) == Some(self.id) {
                     InputContent::Cached
