@@ -111,6 +111,7 @@ module vine
   public :: vine_task_set_retries, vine_task_set_exec_mode, vine_task_get_result
   public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
   public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
+  public :: vine_file_set_mode
   public :: vine_buffer_append, vine_task_gpu_ids, vine_worker_main
   ! Functions with strings: Fortran wrappers of the same names.
   public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path, vine_set_name
@@ -264,6 +265,11 @@ module vine
     integer(c_size_t) function vine_file_size(f) bind(C, name='vine_file_size')
       import :: c_ptr, c_size_t
       type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_file_set_mode(f, mode) bind(C, name='vine_file_set_mode')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: f
+      integer(c_int), value :: mode
     end function
     integer(c_int) function vine_buffer_append(out, data, len) bind(C, name='vine_buffer_append')
       import :: c_ptr, c_int, c_size_t

@@ -312,6 +312,14 @@ const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 // The size in bytes of what the file holds now (0 if unknown, and on error).
 size_t vine_file_size(struct vine_file *f);
 
+// Sets the Unix permission bits `f` has in a task's sandbox, locally and at remote
+// workers (owner read and write are always added; bits past 0777 are dropped).
+// Without it, a file or directory keeps its own mode and a buffer is 0755, so a
+// script shipped as an input runs. A file linked into the sandbox
+// (`VINE_MOUNT_SYMLINK`, or a directory on local workers) keeps its source's mode.
+// Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
+int vine_file_set_mode(struct vine_file *f, int mode);
+
 // Registers `fn` as `name` in this process, so tasks created with
 // `vine_task_create_function(name, ...)` can run here. Every process that may run
 // such tasks (this one, and workers started from the same program or library)

@@ -62,7 +62,7 @@ const FILE_FLAGS: u32 = FILE_PEER_NOSHARE | FILE_UNLINK_WHEN_DONE;
 /// Mount flag: send the file even if the worker has it cached.
 pub(crate) const MOUNT_RESEND: u32 = 256;
 /// Mount flag: link the input into the sandbox instead of copying it.
-pub(crate) const MOUNT_SYMLINK: u32 = 32;
+pub const MOUNT_SYMLINK: u32 = 32;
 /// Mount flag: create the remote name as an empty directory before the task runs.
 pub(crate) const MOUNT_MKDIR: u32 = 64;
 const MOUNT_FLAGS: u32 = MOUNT_RESEND | MOUNT_MKDIR | MOUNT_SYMLINK;
@@ -102,6 +102,8 @@ struct FileState {
     temp_location: Option<PathBuf>,
     /// For a file kept forever, its name in the workers' stores (once computed).
     content_name: Option<String>,
+    /// Permission bits set by [`File::set_mode`].
+    mode: Option<u32>,
 }
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
@@ -162,6 +164,23 @@ impl File {
     /// Its flags.
     pub fn flags(&self) -> u32 {
         self.flags
+    }
+
+    /// Sets the permission bits the file has in a task's sandbox; owner read
+    /// and write are always added, bits past 0777 dropped.
+    pub fn set_mode(&self, mode: u32) {
+        self.state().mode = Some((mode | 0o600) & 0o777);
+    }
+
+    /// The permission bits the file gets in a sandbox, where they are not its
+    /// own: those set by [`File::set_mode`], else 0755 for a buffer (so a
+    /// script shipped as a buffer runs). `None`: the source's own mode.
+    pub fn delivered_mode(&self) -> Option<u32> {
+        let set = self.state().mode;
+        set.or(match self.kind {
+            FileKind::Buffer => Some(0o755),
+            _ => None,
+        })
     }
 
     /// The bytes of a buffer (or of anything fetched), if known.

@@ -195,11 +195,13 @@ impl Hasher {
 /// Sends `source` as transfer `xfer` to `dest` through `emit` (which writes one
 /// frame). The outer Err is a broken connection; the inner one a source that
 /// could not be sent, after an `Abort` told the receiver so. Ok gives the
-/// content hash of what was sent; `sent` counts the data bytes.
+/// content hash of what was sent; `sent` counts the data bytes. `mode`, if
+/// given, replaces the permission bits of the root (a buffer's default is 0755).
 pub fn send(
     xfer: u64,
     dest: Dest,
     source: &Source,
+    mode: Option<u32>,
     emit: &mut dyn FnMut(Piece) -> Result<()>,
     sent: &mut u64,
 ) -> Result<std::result::Result<[u8; 32], String>> {
@@ -212,8 +214,8 @@ pub fn send(
         sent,
     };
     let outcome = match source {
-        Source::Bytes(b) => s.bytes("", 0o644, b),
-        Source::Path(p) => s.root(p),
+        Source::Bytes(b) => s.bytes("", mode.unwrap_or(0o755) & 0o777, b),
+        Source::Path(p) => s.root(p, mode),
     };
     match outcome {
         Ok(()) => {
@@ -275,7 +277,7 @@ impl Sending<'_> {
         Ok(())
     }
 
-    fn root(&mut self, p: &Path) -> std::result::Result<(), Failure> {
+    fn root(&mut self, p: &Path, mode: Option<u32>) -> std::result::Result<(), Failure> {
         // The root is followed if it is a link, as a task reading it would.
         let meta =
             std::fs::metadata(p).map_err(|e| Failure::Source(format!("{}: {e}", p.display())))?;
@@ -283,20 +285,26 @@ impl Sending<'_> {
             self.put(Piece::Dir {
                 xfer: self.xfer,
                 path: String::new(),
-                mode: meta.permissions().mode() & 0o777,
+                mode: mode.unwrap_or(meta.permissions().mode()) & 0o777,
             })?;
             self.dir(p, "")
         } else {
             let f = open_regular(p).map_err(Failure::Source)?;
-            self.file("", f)
+            self.file("", f, mode)
         }
     }
 
-    fn file(&mut self, path: &str, mut f: std::fs::File) -> std::result::Result<(), Failure> {
-        let mode = f
-            .metadata()
-            .map(|m| m.permissions().mode() & 0o777)
-            .unwrap_or(0o644);
+    fn file(
+        &mut self,
+        path: &str,
+        mut f: std::fs::File,
+        mode: Option<u32>,
+    ) -> std::result::Result<(), Failure> {
+        let mode = mode.unwrap_or_else(|| {
+            f.metadata()
+                .map(|m| m.permissions().mode() & 0o777)
+                .unwrap_or(0o644)
+        }) & 0o777;
         self.put(Piece::File {
             xfer: self.xfer,
             path: path.into(),
@@ -358,7 +366,7 @@ impl Sending<'_> {
                 })?;
             } else if ft.is_file() {
                 let f = open_regular(&path).map_err(Failure::Source)?;
-                self.file(&child, f)?;
+                self.file(&child, f, None)?;
             }
             // Special files inside a directory are left out: nothing reads them.
         }
@@ -654,6 +662,7 @@ mod test {
             7,
             Dest::Cache(1),
             source,
+            None,
             &mut |p| crate::protocol::write_frame(&mut frames, &p),
             &mut sent,
         )

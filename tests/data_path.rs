@@ -423,6 +423,92 @@ fn max_stdout_holds_on_remote_workers() {
     stop(m, vec![w]);
 }
 
+/// Runs `make(m)` on a local pool and on one remote worker; gives both outcomes.
+fn here_and_there<T>(make: impl Fn(&Manager) -> T) -> (T, T) {
+    let local = local_manager();
+    let here = make(&local);
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = make(&m);
+    stop(m, vec![w]);
+    (here, there)
+}
+
+fn outcome(t: &Task) -> (TaskResult, i32, String) {
+    (t.result(), t.exit_code(), stdout(t))
+}
+
+#[test]
+fn a_script_shipped_as_a_buffer_or_a_file_runs_as_dot_slash_locally_and_remotely() {
+    let dir = tempdir();
+    let script = b"#!/bin/sh\necho ran $1\n";
+    let exe = dir.join("exe.sh");
+    std::fs::write(&exe, script).unwrap();
+    std::fs::set_permissions(&exe, PermissionsExt::from_mode(0o750)).unwrap();
+    let plain = dir.join("plain.sh");
+    std::fs::write(&plain, script).unwrap();
+    std::fs::set_permissions(&plain, PermissionsExt::from_mode(0o644)).unwrap();
+    let runs = |m: &Manager| {
+        let buffer = m.declare(File::buffer(script, CacheLevel::Task, 0).unwrap());
+        let kept = m.declare(File::buffer(script, CacheLevel::Workflow, 0).unwrap());
+        let file = m.declare(File::path(&exe, CacheLevel::Task, 0).unwrap());
+        let moded = m.declare(File::path(&plain, CacheLevel::Worker, 0).unwrap());
+        moded.set_mode(0o700);
+        let unmoded = m.declare(File::path(&plain, CacheLevel::Task, 0).unwrap());
+        let mut got = Vec::new();
+        for (f, arg) in [
+            (buffer, "buffer"),
+            (kept, "kept"),
+            (file, "file"),
+            (moded, "moded"),
+        ] {
+            let mut t = command(&format!("./s.sh {arg}"));
+            t.add_input(Mount::new(f, "s.sh", 0).unwrap()).unwrap();
+            got.push(outcome(&run(m, t)));
+        }
+        let mut t = command("test -x s.sh || echo not executable");
+        t.add_input(Mount::new(unmoded, "s.sh", 0).unwrap())
+            .unwrap();
+        got.push(outcome(&run(m, t)));
+        got
+    };
+    let (here, there) = here_and_there(runs);
+    let ok = |s: &str| (TaskResult::Success, 0, format!("{s}\n"));
+    let want = vec![
+        ok("ran buffer"),
+        ok("ran kept"),
+        ok("ran file"),
+        ok("ran moded"),
+        ok("not executable"),
+    ];
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
+#[test]
+fn a_directory_input_reaches_the_task_whole_with_its_modes_locally_and_remotely() {
+    let dir = tempdir();
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("sub/deeper")).unwrap();
+    std::fs::write(input.join("sub/deeper/data.txt"), "deep\n").unwrap();
+    std::fs::write(input.join("run.sh"), "#!/bin/sh\ncat sub/deeper/data.txt\n").unwrap();
+    std::fs::set_permissions(input.join("run.sh"), PermissionsExt::from_mode(0o755)).unwrap();
+    let (here, there) = here_and_there(|m: &Manager| {
+        let mut got = Vec::new();
+        for cache in [CacheLevel::Task, CacheLevel::Worker, CacheLevel::Forever] {
+            let f = m.declare(File::path(&input, cache, 0).unwrap());
+            let mut t = command("cd d && ./run.sh");
+            t.add_input(Mount::new(f, "d", 0).unwrap()).unwrap();
+            got.push(outcome(&run(m, t)));
+        }
+        got
+    });
+    let want = vec![(TaskResult::Success, 0, "deep\n".to_string()); 3];
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
 /// A new, empty directory, removed when dropped.
 fn tempdir() -> TempDir {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -137,3 +137,20 @@ pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *c
 pub extern "C" fn vine_file_size(f: *mut vine_file) -> usize {
     guard(0, || Ok(handles::file(f)?.size().unwrap_or(0) as usize))
 }
+
+/// Sets the Unix permission bits `f` has in a task's sandbox, locally and at remote
+/// workers (owner read and write are always added; bits past 0777 are dropped).
+/// Without it, a file or directory keeps its own mode and a buffer is 0755, so a
+/// script shipped as an input runs. A file linked into the sandbox
+/// (`VINE_MOUNT_SYMLINK`, or a directory on local workers) keeps its source's mode.
+/// Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
+#[no_mangle]
+pub extern "C" fn vine_file_set_mode(f: *mut vine_file, mode: c_int) -> c_int {
+    guard_code(|| {
+        let file = handles::file(f)?;
+        let mode = u32::try_from(mode)
+            .map_err(|_| crate::error::Error::invalid(format!("mode {mode} is negative")))?;
+        file.set_mode(mode);
+        Ok(0)
+    })
+}

@@ -107,6 +107,7 @@ impl Outbound {
         w: &mut FrameWriter,
         dest: Dest,
         source: &Source,
+        mode: Option<u32>,
     ) -> crate::error::Result<Result<[u8; 32], String>> {
         self.next_xfer += 1;
         let mut sent = 0;
@@ -114,6 +115,7 @@ impl Outbound {
             self.next_xfer,
             dest,
             source,
+            mode,
             &mut |piece| w.send(&ToWorker::Xfer(piece)),
             &mut sent,
         );
@@ -148,33 +150,42 @@ impl Outbound {
                 }
                 // The task is told the name of what was sent, whatever the file
                 // held when it was named.
-                Ok(match self.send(w, Dest::Store, source)? {
-                    Ok(hash) => {
-                        let name = protocol::hex_name(&hash);
-                        self.inventory().stored.insert(name.clone());
-                        InputContent::Stored(name)
-                    }
-                    Err(_) => InputContent::Missing,
-                })
+                Ok(
+                    match self.send(w, Dest::Store, source, p.file.delivered_mode())? {
+                        Ok(hash) => {
+                            let name = protocol::hex_name(&hash);
+                            self.inventory().stored.insert(name.clone());
+                            InputContent::Stored(name)
+                        }
+                        Err(_) => InputContent::Missing,
+                    },
+                )
             }
             Plan::Forever | Plan::Keep { .. } => {
                 let always = matches!(p.plan, Plan::Keep { always: true });
                 if !always && self.inventory().cached.contains(&id) {
                     return Ok(InputContent::Cached);
                 }
-                Ok(match self.send(w, Dest::Cache(id), source)? {
-                    Ok(_) => {
-                        self.inventory().cached.insert(id);
-                        InputContent::Cached
-                    }
-                    Err(_) => {
-                        self.inventory().cached.remove(&id);
-                        InputContent::Missing
-                    }
-                })
+                Ok(
+                    match self.send(w, Dest::Cache(id), source, p.file.delivered_mode())? {
+                        Ok(_) => {
+                            self.inventory().cached.insert(id);
+                            InputContent::Cached
+                        }
+                        Err(_) => {
+                            self.inventory().cached.remove(&id);
+                            InputContent::Missing
+                        }
+                    },
+                )
             }
             Plan::Once => Ok(
-                match self.send(w, Dest::Task(spec.id, spec.attempt, id), source)? {
+                match self.send(
+                    w,
+                    Dest::Task(spec.id, spec.attempt, id),
+                    source,
+                    p.file.delivered_mode(),
+                )? {
                     Ok(_) => InputContent::Sent,
                     Err(_) => InputContent::Missing,
                 },

@@ -1,6 +1,7 @@
 //! A task's private directory: created fresh, inputs placed in it under their
 //! remote names, outputs taken from it, removed afterwards whatever happened.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::files::{FileKind, Mount, MOUNT_MKDIR, MOUNT_SYMLINK};
@@ -56,6 +57,17 @@ impl Sandbox {
                     mount.remote_name
                 )),
             },
+        }?;
+        // A linked input keeps its source's mode: changing it would change the source.
+        match (
+            mount.file.delivered_mode(),
+            std::fs::symlink_metadata(&target),
+        ) {
+            (Some(mode), Ok(meta)) if !meta.file_type().is_symlink() => {
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode))
+                    .map_err(|e| format!("cannot set the mode of {}: {e}", mount.remote_name))
+            }
+            _ => Ok(()),
         }
     }
 }

@@ -145,6 +145,7 @@ pub(super) fn send_file(
         xfer,
         dest,
         &source,
+        None,
         &mut |piece| send(writer, &ToManager::Xfer(piece)),
         &mut sent,
     )?;
