@@ -64,7 +64,7 @@ pub(crate) const MOUNT_RESEND: u32 = 256;
 /// Mount flag: link the input into the sandbox instead of copying it.
 pub const MOUNT_SYMLINK: u32 = 32;
 /// Mount flag: create the remote name as an empty directory before the task runs.
-pub(crate) const MOUNT_MKDIR: u32 = 64;
+pub const MOUNT_MKDIR: u32 = 64;
 const MOUNT_FLAGS: u32 = MOUNT_RESEND | MOUNT_MKDIR | MOUNT_SYMLINK;
 
 /// What a file is.

@@ -116,6 +116,9 @@ pub struct OutputSpec {
     pub remote_name: String,
     /// A temp: keep it in the worker's cache instead of sending it back.
     pub keep_at_worker: bool,
+    /// Its `MOUNT_*` flags (`MOUNT_MKDIR`: made before the task runs).
+    #[serde(default)]
+    pub flags: u32,
 }
 
 /// What became of a remote task.

@@ -487,6 +487,23 @@ fn a_script_shipped_as_a_buffer_or_a_file_runs_as_dot_slash_locally_and_remotely
 }
 
 #[test]
+fn a_mkdir_output_directory_exists_before_the_task_runs_locally_and_remotely() {
+    let dir = tempdir();
+    let (here, there) = here_and_there(|m: &Manager| {
+        let out = dir.join(format!("out-{}", m.port().map_or(0, |p| p)));
+        let f = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        let mut t = command("echo made > results/a.txt");
+        t.add_output(Mount::new(f, "results", vine::files::MOUNT_MKDIR).unwrap())
+            .unwrap();
+        let t = run(m, t);
+        (t.result(), std::fs::read_to_string(out.join("a.txt")).ok())
+    });
+    let want = (TaskResult::Success, Some("made\n".to_string()));
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
+#[test]
 fn a_directory_input_reaches_the_task_whole_with_its_modes_locally_and_remotely() {
     let dir = tempdir();
     let input = dir.join("in");

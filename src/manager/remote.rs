@@ -758,6 +758,7 @@ impl RemoteLink {
                     remote_name: m.remote_name.clone(),
                     // Temps stay where they are made.
                     keep_at_worker: matches!(m.file.kind(), FileKind::Temp),
+                    flags: m.flags,
                 });
             }
         }

@@ -48,6 +48,11 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
                 return task.finish(TaskResult::InputMissing, Some(reason));
             }
         }
+        for mount in &extra.outputs {
+            if let Err(reason) = sandbox.prepare_output(mount) {
+                return task.finish(TaskResult::OutputMissing, Some(reason));
+            }
+        }
     }
     let Work::Command { command } = &task.work else {
         unreachable!("only commands run here")

@@ -32,6 +32,16 @@ impl Sandbox {
         self.path.join(remote_name)
     }
 
+    /// Makes the directory of an output attached with `MOUNT_MKDIR`, so the task
+    /// finds it there when it starts.
+    pub fn prepare_output(&self, mount: &Mount) -> Result<(), String> {
+        if mount.flags & MOUNT_MKDIR == 0 {
+            return Ok(());
+        }
+        std::fs::create_dir_all(self.join(&mount.remote_name))
+            .map_err(|e| format!("cannot create output directory {}: {e}", mount.remote_name))
+    }
+
     /// Places one input. Errors are sentences about what is missing.
     pub fn place_input(&self, mount: &Mount) -> Result<(), String> {
         let target = self.join(&mount.remote_name);

@@ -274,7 +274,7 @@ impl Inbound {
                 outs.push((output.file_id, path.clone(), AfterTask::Send));
             }
             let mount = File::path(&path, CacheLevel::Task, 0)
-                .and_then(|f| Mount::new(f, &output.remote_name, 0))
+                .and_then(|f| Mount::new(f, &output.remote_name, output.flags))
                 .and_then(|m| task.add_output(m));
             if let Err(e) = mount {
                 refused.get_or_insert(e);
@@ -352,6 +352,7 @@ mod test {
                 file_id: 2,
                 remote_name: output.into(),
                 keep_at_worker: false,
+                flags: 0,
             }],
         }
     }
