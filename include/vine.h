@@ -666,13 +666,17 @@ const void *vine_task_get_output(const struct vine_task *t, size_t *len);
 // while the manager owns the task. 0 on error.
 int vine_task_get_id(const struct vine_task *t);
 
-// The tag, or NULL if none was set (or on error). Owned by the task.
+// The tag, or NULL if none was set (or on error). Owned by the task. Readable
+// while the manager owns the task too (as are the category and the command):
+// the string then stays valid until the task is submitted again or deleted.
 const char *vine_task_get_tag(const struct vine_task *t);
 
-// The category (see `vine_task_set_category`); NULL on error. Owned by the task.
+// The category (see `vine_task_set_category`); NULL on error. Owned by the task;
+// readable after `vine_submit` as the tag is.
 const char *vine_task_get_category(const struct vine_task *t);
 
 // The command line of a command task; NULL for function tasks and on error.
+// Owned by the task; readable after `vine_submit` as the tag is.
 const char *vine_task_get_command(const struct vine_task *t);
 
 // One human sentence on why the task failed; NULL if it succeeded or has not run.

@@ -6,12 +6,15 @@
 //! - A task is a `TaskHandle` box; C holds its address from creation to
 //!   `vine_task_delete`. The `Box<Task>` inside moves to the manager at submission and
 //!   back at `vine_wait`; the handle's `owner` says who has it, so touching a
-//!   submitted task is an error instead of a data race.
+//!   submitted task is an error instead of a data race. What cannot change while
+//!   the manager has it (command, tag, category, id) is copied into the handle at
+//!   submission, so C reads those from the handle without touching the task.
 //! - A file is an `Arc<File>` owned by its manager; C holds its address. Live files
 //!   are listed in a registry, cleared when their manager is deleted.
 
 use std::cell::UnsafeCell;
 use std::collections::HashMap;
+use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
@@ -125,6 +128,52 @@ pub(crate) struct TaskHandle {
     /// Accessed only by the thread that owns the handle: the caller while `owner` is
     /// CALLER, the code moving the task in or out while it is MANAGER.
     task: UnsafeCell<Option<Box<Task>>>,
+    /// The task's immutable strings as of its last submission, read by the caller
+    /// while the manager owns the task. Written only by `vine_submit`.
+    fields: Mutex<Option<Fields>>,
+}
+
+/// A task's strings that the manager never changes.
+struct Fields {
+    command: Option<CString>,
+    tag: Option<CString>,
+    category: CString,
+}
+
+/// Which of a task's immutable strings to read.
+#[derive(Clone, Copy)]
+pub(crate) enum Field {
+    Command,
+    Tag,
+    Category,
+}
+
+fn field_of(task: &Task, field: Field) -> *const c_char {
+    match field {
+        Field::Command => match task.work() {
+            crate::task::Work::Command { command } => command.as_ptr(),
+            _ => std::ptr::null(),
+        },
+        Field::Tag => task.tag().map_or(std::ptr::null(), |s| s.as_ptr()),
+        Field::Category => task.category().as_ptr(),
+    }
+}
+
+/// One of the task's immutable strings (NULL if it has none), whoever owns the
+/// task: from the task while the caller owns it, else from the copy made at
+/// submission (valid until the task is submitted again or deleted).
+pub(crate) fn task_field(t: *const vine_task, field: Field) -> Result<*const c_char> {
+    let h = handle(t)?;
+    if h.owner.load(Ordering::Acquire) == OWNER_CALLER {
+        return with_task(t, |task| Ok(field_of(task, field)));
+    }
+    let fields = h.fields.lock().unwrap_or_else(|p| p.into_inner());
+    let f = fields.as_ref().ok_or_else(submitted)?;
+    Ok(match field {
+        Field::Command => f.command.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        Field::Tag => f.tag.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        Field::Category => f.category.as_ptr(),
+    })
 }
 
 // SAFETY: `task` is only touched under the ownership protocol above; the atomics
@@ -137,6 +186,7 @@ pub(crate) fn task_into_c(task: Box<Task>) -> *mut vine_task {
         owner: AtomicU8::new(OWNER_CALLER),
         id: AtomicI32::new(0),
         task: UnsafeCell::new(Some(task)),
+        fields: Mutex::new(None),
     });
     Box::into_raw(h).cast()
 }
@@ -201,6 +251,15 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     // SAFETY: this thread just won ownership of the handle.
     let mut task = unsafe { (*h.task.get()).take() }.ok_or_else(submitted)?;
     task.handle = t as usize;
+    let command = match task.work() {
+        crate::task::Work::Command { command } => Some(command.to_owned()),
+        _ => None,
+    };
+    *h.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fields {
+        command,
+        tag: task.tag().map(ToOwned::to_owned),
+        category: task.category().to_owned(),
+    });
     Ok(task)
 }
 

@@ -282,30 +282,29 @@ pub extern "C" fn vine_task_get_id(t: *const vine_task) -> c_int {
     guard(0, || handles::task_id(t))
 }
 
-/// The tag, or NULL if none was set (or on error). Owned by the task.
+/// The tag, or NULL if none was set (or on error). Owned by the task. Readable
+/// while the manager owns the task too (as are the category and the command):
+/// the string then stays valid until the task is submitted again or deleted.
 #[no_mangle]
 pub extern "C" fn vine_task_get_tag(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || handles::task_field(t, handles::Field::Tag))
+}
+
+/// The category (see `vine_task_set_category`); NULL on error. Owned by the task;
+/// readable after `vine_submit` as the tag is.
+#[no_mangle]
+pub extern "C" fn vine_task_get_category(t: *const vine_task) -> *const c_char {
     guard(ptr::null(), || {
-        with_task(t, |t| Ok(t.tag().map_or(ptr::null(), |s| s.as_ptr())))
+        handles::task_field(t, handles::Field::Category)
     })
 }
 
-/// The category (see `vine_task_set_category`); NULL on error. Owned by the task.
-#[no_mangle]
-pub extern "C" fn vine_task_get_category(t: *const vine_task) -> *const c_char {
-    guard(ptr::null(), || with_task(t, |t| Ok(t.category().as_ptr())))
-}
-
 /// The command line of a command task; NULL for function tasks and on error.
+/// Owned by the task; readable after `vine_submit` as the tag is.
 #[no_mangle]
 pub extern "C" fn vine_task_get_command(t: *const vine_task) -> *const c_char {
     guard(ptr::null(), || {
-        with_task(t, |t| {
-            Ok(match t.work() {
-                crate::task::Work::Command { command } => command.as_ptr(),
-                _ => ptr::null(),
-            })
-        })
+        handles::task_field(t, handles::Field::Command)
     })
 }
 

@@ -296,6 +296,40 @@ static void test_ownership_and_lifecycle(void)
     vine_delete(m);
 }
 
+/* A submitted task's command, tag, category and id read as they were set, while
+   the manager has it (until vine_wait returns it). */
+static void test_submitted_task_fields(void)
+{
+    struct vine_manager *m = manager(1);
+    struct vine_task *t = vine_task_create("echo fields");
+    CHECK(vine_task_set_tag(t, "the-tag") == 0);
+    CHECK(vine_task_set_category(t, "the-category") == 0);
+    struct vine_task *f = vine_task_create_function("echo", "f", 1);
+    char fcategory[64];
+    snprintf(fcategory, sizeof fcategory, "%s", vine_task_get_category(f));
+    int id = vine_submit(m, t);
+    int fid = vine_submit(m, f);
+    CHECK(id >= 1 && fid >= 1);
+    CHECK(vine_task_get_id(t) == id);
+    const char *command = vine_task_get_command(t);
+    const char *tag = vine_task_get_tag(t);
+    const char *category = vine_task_get_category(t);
+    CHECK(command && strcmp(command, "echo fields") == 0);
+    CHECK(tag && strcmp(tag, "the-tag") == 0);
+    CHECK(category && strcmp(category, "the-category") == 0);
+    CHECK(vine_task_get_command(f) == NULL);
+    CHECK(vine_task_get_tag(f) == NULL);
+    CHECK(vine_task_get_category(f) && strcmp(vine_task_get_category(f), fcategory) == 0);
+    CHECK(vine_task_set_tag(t, "changed") == VINE_ERROR_TASK_SUBMITTED);
+    CHECK(vine_wait_for_task_id(m, id, LONG) == t);
+    CHECK(vine_wait_for_task_id(m, fid, LONG) == f);
+    CHECK(strcmp(vine_task_get_command(t), "echo fields") == 0);
+    CHECK(strcmp(vine_task_get_tag(t), "the-tag") == 0);
+    CHECK(vine_task_delete(t) == 0);
+    CHECK(vine_task_delete(f) == 0);
+    vine_delete(m);
+}
+
 /* ---- results of functions --------------------------------------------------- */
 
 static void test_function_results(void)
@@ -729,6 +763,7 @@ int main(void)
 
     test_null_and_bad_arguments();
     test_ownership_and_lifecycle();
+    test_submitted_task_fields();
     test_function_results();
     test_many_threads();
     test_commands_and_files();
