@@ -54,7 +54,7 @@ int main(void)
     /* Submit slices while the manager is hungry, collect results as they finish. */
     int c = 0, k = 0;
     while (next < total_slices || pending > 0) {
-        while (next < total_slices && vine_hungry(m) == 1) {
+        while (next < total_slices && vine_hungry(m) > 0) {
             int n = splits[c % SPLITS];
             struct slice s = {(double)k / n, (double)(k + 1) / n, steps[c / SPLITS] / n, c};
             struct vine_task *t = vine_task_create_function("integrate", &s, sizeof s);

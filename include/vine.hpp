@@ -270,7 +270,8 @@ public:
     task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_tag(m_, tag.c_str(), timeout_s)); }
 
     bool empty() const { return detail::check(vine_empty(m_), "vine_empty") == 1; }
-    bool hungry() const { return detail::check(vine_hungry(m_), "vine_hungry") == 1; }
+    /// How many more tasks the manager wants (0: not hungry); see vine_hungry.
+    int hungry() const { return detail::check(vine_hungry(m_), "vine_hungry"); }
     void cancel(int id) { detail::check(vine_cancel_by_task_id(m_, id), "vine_cancel_by_task_id"); }
     int cancel_all() { return detail::check(vine_cancel_all(m_), "vine_cancel_all"); }
     vine_stats stats() const

@@ -291,6 +291,9 @@ fn hungry_while_few_tasks_wait_and_not_once_enough_do() {
     let m = manager(1.0);
     m.tune("prefetch", 0.0).unwrap();
     assert!(m.hungry(), "an idle manager wants work");
+    // hungry-factor (2) tasks per slot of the pool, none waiting.
+    let idle = m.hungry_for();
+    assert!(idle >= 2 && idle.is_multiple_of(2), "{idle}");
     let probe = Arc::new(Probe::default());
     m.submit(gated_task(&probe, 0)).unwrap();
     probe.wait_until_running(1);
@@ -302,6 +305,14 @@ fn hungry_while_few_tasks_wait_and_not_once_enough_do() {
     }
     // One slot, hungry-factor 2: ten waiting is plenty.
     assert!(!m.hungry());
+    assert_eq!(m.hungry_for(), 0);
+    m.tune("hungry-factor", 13.0).unwrap();
+    let want = m.hungry_for();
+    assert!(
+        want > 0 && (want + 10).is_multiple_of(13),
+        "13 per slot, 10 waiting: {want}"
+    );
+    m.tune("hungry-factor", 2.0).unwrap();
     probe.open_gate();
     wait_all(&m, 11);
     assert!(m.hungry());

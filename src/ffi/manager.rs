@@ -138,8 +138,8 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   0 gives strict priority order.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 ///   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
-/// - `"hungry-factor"` (2): `vine_hungry` is true while fewer than this many tasks per
-///   worker slot are waiting.
+/// - `"hungry-factor"` (2): `vine_hungry` wants this many tasks waiting per worker
+///   slot.
 /// - `"local-worker-processes"` (0): start and supervise this many `vine_worker`
 ///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 ///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
@@ -318,12 +318,16 @@ pub extern "C" fn vine_empty(m: *mut vine_manager) -> c_int {
     guard_code(|| Ok(c_int::from(handles::manager(m)?.empty())))
 }
 
-/// 1 while the manager wants more tasks to keep its workers busy (fewer tasks wait
-/// than `hungry-factor` times the workers' slots), 0 otherwise (and after shutdown),
-/// a negative error for a bad manager. Feed it while it is hungry to bound memory.
+/// How many more tasks the manager wants to keep its workers busy, as in TaskVine:
+/// `hungry-factor` times the workers' slots, less the tasks waiting; 0 when it is
+/// not hungry (and after shutdown); a negative error for a bad manager. Feed it
+/// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory.
 #[no_mangle]
 pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
-    guard_code(|| Ok(c_int::from(handles::manager(m)?.hungry())))
+    guard_code(|| {
+        let n = handles::manager(m)?.hungry_for();
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
 }
 
 /// Cancels task `id`. A waiting task comes back from `vine_wait` as

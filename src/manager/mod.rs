@@ -577,9 +577,15 @@ impl Manager {
     /// True while the manager would like more tasks: fewer are waiting for a worker
     /// than `hungry-factor` (default 2) times the workers' slots.
     pub fn hungry(&self) -> bool {
+        self.hungry_for() > 0
+    }
+
+    /// How many more tasks the manager wants now: `hungry-factor` times the
+    /// workers' slots, less the tasks waiting (0 when not hungry or shut down).
+    pub fn hungry_for(&self) -> usize {
         self.remote_settings.seal();
         if !self.shared.accepting.load(Ordering::Acquire) {
-            return false;
+            return 0;
         }
         let s = &self.shared;
         // Submitted by callers but not yet seen by the manager.
@@ -590,7 +596,10 @@ impl Manager {
         let waiting = s.ready_len.load(Ordering::Relaxed) + in_channel;
         let slots = s.slots.load(Ordering::Relaxed).max(1);
         let factor = s.hungry_factor_milli.load(Ordering::Relaxed);
-        waiting * 1000 < slots * factor
+        // Hungry while waiting < slots * factor: as a count, the whole tasks
+        // that can still join the queue.
+        let want = (slots * factor).div_ceil(1000).saturating_sub(waiting);
+        usize::try_from(want).unwrap_or(usize::MAX)
     }
 
     /// Applies a `vine_tune` setting.

@@ -294,6 +294,14 @@ static void test_ownership_and_lifecycle(void)
     CHECK_ERR(vine_tune(m, "max-retries", 1), VINE_ERROR_INVALID_HANDLE);
     CHECK_ERR(vine_empty(m), VINE_ERROR_INVALID_HANDLE);
     vine_delete(m);
+    /* vine_hungry counts: hungry-factor tasks per slot of the pool, none waiting. */
+    struct vine_manager *h = manager(1);
+    int want = vine_hungry(h);
+    CHECK(want >= 2 && want % 2 == 0);
+    CHECK(vine_tune(h, "hungry-factor", 7) == 0);
+    want = vine_hungry(h);
+    CHECK(want >= 7 && want % 7 == 0);
+    vine_delete(h);
 }
 
 /* A submitted task's command, tag, category and id read as they were set, while
