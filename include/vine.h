@@ -374,7 +374,9 @@ int vine_worker_main(int argc, char *const *argv);
 // are dropped then (their tasks run again elsewhere).
 //
 // Returns NULL on failure (a port in use, a malformed environment variable, an
-// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()`. The
+// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
+// `errno` set (`EADDRINUSE` for a port in use, `EINVAL` for a bad port or
+// setting, the system's error for other failed calls). The
 // caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 struct vine_manager *vine_create(int port);
 
@@ -387,8 +389,8 @@ struct vine_manager *vine_create(int port);
 // TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
 // (verified). Use it with a password: TLS alone does not say who may join.
 //
-// Returns NULL on failure, as `vine_create`, or when only one of `key` and `cert`
-// is given or they do not make a TLS identity.
+// Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
+// `key` and `cert` is given or they do not make a TLS identity.
 struct vine_manager *vine_ssl_create(int port, const char *key, const char *cert);
 
 // The SHA-256 fingerprint of the manager's TLS certificate, as 64 lowercase hex

@@ -9,6 +9,8 @@ use std::fmt;
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    /// The operating system's error number, when an OS call failed.
+    os_code: Option<i32>,
 }
 
 /// The kinds of failure a caller can act on. Their C codes are fixed forever.
@@ -46,6 +48,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
+            os_code: None,
         }
     }
 
@@ -56,7 +59,21 @@ impl Error {
 
     /// An I/O error with the context it happened in.
     pub fn io(context: impl fmt::Display, err: std::io::Error) -> Self {
-        Self::new(ErrorKind::Io, format!("{context}: {err}"))
+        let mut e = Self::new(ErrorKind::Io, format!("{context}: {err}"));
+        e.os_code = err.raw_os_error();
+        e
+    }
+
+    /// The `errno` value that describes it: the operating system's own for a
+    /// failed OS call, else the closest one for its kind.
+    pub fn errno(&self) -> i32 {
+        self.os_code.unwrap_or(match self.kind {
+            ErrorKind::Io => libc::EIO,
+            ErrorKind::Unsupported => libc::ENOTSUP,
+            ErrorKind::Timeout => libc::ETIMEDOUT,
+            ErrorKind::Internal => libc::EIO,
+            _ => libc::EINVAL,
+        })
     }
 
     /// The kind of failure.

@@ -34,13 +34,27 @@ use crate::task::TaskResult;
 /// are dropped then (their tasks run again elsewhere).
 ///
 /// Returns NULL on failure (a port in use, a malformed environment variable, an
-/// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()`. The
+/// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
+/// `errno` set (`EADDRINUSE` for a port in use, `EINVAL` for a bad port or
+/// setting, the system's error for other failed calls). The
 /// caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 #[no_mangle]
 pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {
-    guard(ptr::null_mut(), || {
-        Ok(handles::manager_into_c(Manager::new(port_of(port)?)?))
-    })
+    with_errno(|| Ok(handles::manager_into_c(Manager::new(port_of(port)?)?)))
+}
+
+/// Runs a constructor for C; on failure also sets `errno` from the error (e.g.
+/// `EADDRINUSE`, `EINVAL`), as TaskVine's constructors do.
+fn with_errno(body: impl FnOnce() -> crate::error::Result<*mut vine_manager>) -> *mut vine_manager {
+    let mut errno = libc::EIO;
+    let m = guard(ptr::null_mut(), || {
+        body().inspect_err(|e| errno = e.errno())
+    });
+    if m.is_null() {
+        // SAFETY: errno is this thread's own variable, always addressable.
+        unsafe { *libc::__errno_location() = errno };
+    }
+    m
 }
 
 fn port_of(port: c_int) -> crate::error::Result<Port> {
@@ -63,15 +77,15 @@ fn port_of(port: c_int) -> crate::error::Result<Port> {
 /// TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
 /// (verified). Use it with a password: TLS alone does not say who may join.
 ///
-/// Returns NULL on failure, as `vine_create`, or when only one of `key` and `cert`
-/// is given or they do not make a TLS identity.
+/// Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
+/// `key` and `cert` is given or they do not make a TLS identity.
 #[no_mangle]
 pub unsafe extern "C" fn vine_ssl_create(
     port: c_int,
     key: *const c_char,
     cert: *const c_char,
 ) -> *mut vine_manager {
-    guard(ptr::null_mut(), || {
+    with_errno(|| {
         let port = port_of(port)?;
         if port == Port::None {
             return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include "vine.h"
 
+#include <errno.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdint.h>
@@ -302,6 +303,24 @@ static void test_ownership_and_lifecycle(void)
     want = vine_hungry(h);
     CHECK(want >= 7 && want % 7 == 0);
     vine_delete(h);
+}
+
+/* A failing vine_create says why in errno too. */
+static void test_create_sets_errno(void)
+{
+    struct vine_manager *m = vine_create(0);
+    CHECK(m != NULL);
+    if (!m) return;
+    errno = 0;
+    CHECK(vine_create(vine_port(m)) == NULL);
+    CHECK(errno == EADDRINUSE);
+    errno = 0;
+    CHECK(vine_create(70000) == NULL);
+    CHECK(errno == EINVAL);
+    errno = 0;
+    CHECK(vine_ssl_create(VINE_PORT_NONE, NULL, NULL) == NULL);
+    CHECK(errno == EINVAL);
+    vine_delete(m);
 }
 
 /* A submitted task's command, tag, category and id read as they were set, while
@@ -772,6 +791,7 @@ int main(void)
     test_null_and_bad_arguments();
     test_ownership_and_lifecycle();
     test_submitted_task_fields();
+    test_create_sets_errno();
     test_function_results();
     test_many_threads();
     test_commands_and_files();
