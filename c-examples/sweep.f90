@@ -71,7 +71,7 @@ program sweep
     call c_f_pointer(p, value)
     k = which(vine_task_get_id(t))
     total(k) = total(k) + value
-    rc = vine_task_delete(t)
+    call vine_task_delete(t)
   end do
   call vine_delete(m)
   ok = .true.

@@ -182,7 +182,7 @@ module vine
       type(c_ptr), value :: context, input
       integer(c_size_t), value :: input_len
     end function
-    integer(c_int) function vine_task_delete(t) bind(C, name='vine_task_delete')
+    integer(c_int) function vine_task_delete_c(t) bind(C, name='vine_task_delete')
       import :: c_ptr, c_int
       type(c_ptr), value :: t
     end function
@@ -440,6 +440,17 @@ contains
       s(i:i) = chars(i)
     end do
   end function
+
+  !> Frees a task the caller owns: `call vine_task_delete(t)`, as every Fortran
+  !> destructor is called. `rc`, if given, receives the C function's result (0, or
+  !> VINE_ERROR_TASK_SUBMITTED for a task the manager still has, which is kept).
+  subroutine vine_task_delete(t, rc)
+    type(c_ptr), intent(in) :: t
+    integer(c_int), intent(out), optional :: rc
+    integer(c_int) :: r
+    r = vine_task_delete_c(t)
+    if (present(rc)) rc = r
+  end subroutine
 
   integer(c_int) function vine_tune(m, name, value)
     type(c_ptr), intent(in) :: m

@@ -64,7 +64,7 @@ program test
   call c_f_pointer(p, ys, [n / c_sizeof(0.0_c_double)])
   call check(size(ys) == 5, 'output size')
   call check(all(ys == 2 * xs), 'output values')
-  rc = vine_task_delete(t)
+  call vine_task_delete(t)
 
   ! Errors: a failing function, an unknown one, bad arguments.
   id = vine_submit(m, vine_task_create_function('fails', c_null_ptr, 0_c_size_t))
@@ -73,13 +73,13 @@ program test
   call check(vine_task_get_exit_code(t) == 9, 'exit code')
   call check(vine_result_string(vine_task_get_result(t)) == 'FUNCTION_ERROR', 'result string')
   call check(len(vine_task_get_reason(t)) > 0, 'reason')
-  rc = vine_task_delete(t)
+  call vine_task_delete(t)
   id = vine_submit(m, vine_task_create_function('not_registered', c_null_ptr, 0_c_size_t))
   t = vine_wait(m, 60)
   call check(vine_task_get_result(t) == VINE_RESULT_MISSING_FUNCTION, 'missing function')
   call check(vine_task_set_cores(t, -1.0_c_double) == VINE_ERROR_INVALID_ARGUMENT, 'bad cores')
   call check(vine_task_get_metric(t, 'no_such') == VINE_ERROR_INVALID_ARGUMENT, 'bad metric')
-  rc = vine_task_delete(t)
+  call vine_task_delete(t)
   call check(vine_cancel_by_task_id(m, 9999) == VINE_ERROR_UNKNOWN_TASK, 'unknown id')
 
   ! A command with a buffer input and a buffer output.
@@ -91,12 +91,15 @@ program test
   call check(vine_task_add_output(t, p, 'out', 0) == 0, 'add output')
   call check(vine_task_set_env_var(t, 'GREETING', 'hello fortran') == 0, 'env')
   id = vine_submit(m, t)
+  call vine_task_delete(t, rc)
+  call check(rc == VINE_ERROR_TASK_SUBMITTED, 'a submitted task is kept')
   t = vine_wait(m, 60)
   call check(vine_task_get_result(t) == VINE_RESULT_SUCCESS, 'command')
   call check(vine_task_get_stdout(t) == 'hello fortran' // new_line('a'), 'stdout')
   call check(vine_task_get_command(t) == 'wc -c < in > out; echo $GREETING', 'command text')
   call check(vine_fetch_file_string(m, p) == '40' // new_line('a'), 'fetched output')
-  rc = vine_task_delete(t)
+  call vine_task_delete(t, rc)
+  call check(rc == 0, 'task deleted')
 
   ! Shutdown with work outstanding: every task comes back.
   do back = 1, 20
@@ -109,7 +112,7 @@ program test
     t = vine_wait(m, 60)
     if (.not. c_associated(t)) exit
     back = back + 1
-    rc = vine_task_delete(t)
+    call vine_task_delete(t)
   end do
   call check(back == 20, 'all back')
   call check(vine_get_stats(m, s) == 0, 'stats')
