@@ -575,6 +575,28 @@ static void test_commands_and_files(void)
     CHECK(strncmp(vine_task_get_stdout(t), "abcdefgh\n", 9) == 0);
     vine_task_delete(t);
 
+    /* A script shipped as a buffer runs as ./script (buffers are 0755); a file's
+       mode is set with vine_file_set_mode; an output directory made by MKDIR. */
+    const char *script = "#!/bin/sh\necho script $1\n";
+    struct vine_file *sbuf = vine_declare_buffer(m, script, strlen(script), VINE_CACHE_LEVEL_TASK, 0);
+    write_file(path("plain.sh"), script);
+    CHECK(chmod(path("plain.sh"), 0644) == 0);
+    struct vine_file *sfile = vine_declare_file(m, path("plain.sh"), VINE_CACHE_LEVEL_TASK, 0);
+    CHECK(vine_file_set_mode(sfile, 0700) == 0);
+    CHECK_ERR(vine_file_set_mode(NULL, 0700), VINE_ERROR_NULL);
+    CHECK_ERR(vine_file_set_mode(sfile, -1), VINE_ERROR_INVALID_ARGUMENT);
+    struct vine_file *outdir = vine_declare_file(m, path("outdir"), VINE_CACHE_LEVEL_TASK, 0);
+    t = vine_task_create("./a.sh A > d/a && ./b.sh B > d/b");
+    CHECK(vine_task_add_input(t, sbuf, "a.sh", VINE_TRANSFER_ALWAYS) == 0);
+    CHECK(vine_task_add_input(t, sfile, "b.sh", 0) == 0);
+    CHECK(vine_task_add_output(t, outdir, "d", VINE_MOUNT_MKDIR) == 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    CHECK(vine_task_get_exit_code(t) == 0);
+    vine_task_delete(t);
+    CHECK(file_equals(path("outdir/a"), "script A\n"));
+    CHECK(file_equals(path("outdir/b"), "script B\n"));
+
     /* Inputs under remote names, a buffer, outputs to a path and a buffer. */
     write_file(path("numbers.txt"), "3\n1\n2\n");
     struct vine_file *numbers = vine_declare_file(m, path("numbers.txt"), VINE_CACHE_LEVEL_WORKFLOW, 0);
