@@ -8,7 +8,7 @@ use std::path::Path;
 
 /// The calls that are the panic guard (see src/ffi/boundary.rs); `set` is the
 /// setters' guard in src/ffi/task.rs, itself one call of `guard_code`.
-const GUARDS: [&str; 4] = ["guard", "guard_code", "guard_or_code", "set"];
+const GUARDS: [&str; 5] = ["guard", "guard_code", "guard_or_code", "guard_errno", "set"];
 
 /// `extern "C" fn ` as it reads once string contents are blanked (`code_only`).
 const EXTERN_C_FN: &str = "extern \"\" fn ";

@@ -68,6 +68,21 @@ pub(crate) fn guard<T>(on_error: T, body: impl FnOnce() -> Result<T>) -> T {
     guard_or_code(body, |_| on_error)
 }
 
+/// Like [`guard`], and on failure also sets `errno` from the error (e.g.
+/// `EADDRINUSE`, `EINVAL`), as TaskVine's constructors do.
+pub(crate) fn guard_errno<T>(on_error: T, body: impl FnOnce() -> Result<T>) -> T {
+    let mut errno = libc::EIO;
+    let out = guard_or_code(
+        || body().map(Some).inspect_err(|e| errno = e.errno()),
+        |_| None,
+    );
+    out.unwrap_or_else(|| {
+        // SAFETY: errno is this thread's own variable, always addressable.
+        unsafe { *libc::__errno_location() = errno };
+        on_error
+    })
+}
+
 /// Runs a body that returns a status: 0 (or a count) on success, the error's
 /// negative code on failure.
 pub(crate) fn guard_code(body: impl FnOnce() -> Result<c_int>) -> c_int {

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
 use std::time::Duration;
 
-use super::boundary::{self, c_str, guard, guard_code};
+use super::boundary::{self, c_str, guard, guard_code, guard_errno};
 use super::handles;
 use super::{vine_manager, vine_result_t, vine_stats, vine_task};
 use crate::error::Error;
@@ -40,21 +40,9 @@ use crate::task::TaskResult;
 /// caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 #[no_mangle]
 pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {
-    with_errno(|| Ok(handles::manager_into_c(Manager::new(port_of(port)?)?)))
-}
-
-/// Runs a constructor for C; on failure also sets `errno` from the error (e.g.
-/// `EADDRINUSE`, `EINVAL`), as TaskVine's constructors do.
-fn with_errno(body: impl FnOnce() -> crate::error::Result<*mut vine_manager>) -> *mut vine_manager {
-    let mut errno = libc::EIO;
-    let m = guard(ptr::null_mut(), || {
-        body().inspect_err(|e| errno = e.errno())
-    });
-    if m.is_null() {
-        // SAFETY: errno is this thread's own variable, always addressable.
-        unsafe { *libc::__errno_location() = errno };
-    }
-    m
+    guard_errno(ptr::null_mut(), || {
+        Ok(handles::manager_into_c(Manager::new(port_of(port)?)?))
+    })
 }
 
 fn port_of(port: c_int) -> crate::error::Result<Port> {
@@ -85,7 +73,7 @@ pub unsafe extern "C" fn vine_ssl_create(
     key: *const c_char,
     cert: *const c_char,
 ) -> *mut vine_manager {
-    with_errno(|| {
+    guard_errno(ptr::null_mut(), || {
         let port = port_of(port)?;
         if port == Port::None {
             return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
