@@ -3,6 +3,9 @@
 //! the settings a remote worker must honour as the local pool does. Real worker
 //! processes, real sockets, real files.
 
+mod common;
+use common::{remote_manager, tempdir};
+
 use std::ffi::CString;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -24,13 +27,6 @@ fn vine_worker(port: u16, extra: &[&str]) -> Child {
         .args(extra)
         .spawn()
         .unwrap()
-}
-
-fn remote_manager() -> (Manager, u16) {
-    let m = Manager::new(Port::Any).unwrap();
-    m.tune("local-cores", 0.0).unwrap();
-    let port = m.port().unwrap();
-    (m, port)
 }
 
 fn local_manager() -> Manager {
@@ -524,36 +520,4 @@ fn a_directory_input_reaches_the_task_whole_with_its_modes_locally_and_remotely(
     let want = vec![(TaskResult::Success, 0, "deep\n".to_string()); 3];
     assert_eq!(here, want, "locally");
     assert_eq!(there, want, "remotely");
-}
-
-/// A new, empty directory, removed when dropped.
-fn tempdir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
-        let d = std::env::temp_dir().join(format!(
-            "vine-data-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        match std::fs::create_dir(&d) {
-            Ok(()) => return TempDir(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("{}: {e}", d.display()),
-        }
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

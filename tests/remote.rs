@@ -1,5 +1,8 @@
 //! Remote workers on loopback: real worker processes, real sockets, real kills.
 
+mod common;
+use common::{remote_manager, tempdir};
+
 use std::ffi::{c_int, c_void, CString};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -8,7 +11,7 @@ use std::time::Duration;
 
 use vine::ffi::vine_buffer;
 use vine::files::{CacheLevel, File, Mount};
-use vine::{Manager, Port, Task, TaskResult};
+use vine::{Manager, Task, TaskResult};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(120));
 
@@ -79,13 +82,6 @@ fn vine_worker(port: u16, extra: &[&str]) -> Child {
         .args(extra)
         .spawn()
         .unwrap()
-}
-
-fn remote_manager() -> (Manager, u16) {
-    let m = Manager::new(Port::Any).unwrap();
-    m.tune("local-cores", 0.0).unwrap();
-    let port = m.port().unwrap();
-    (m, port)
 }
 
 fn stop(m: Manager, workers: Vec<Child>) {
@@ -602,40 +598,6 @@ fn a_worker_without_a_manager_gives_up_after_its_timeout() {
         .status()
         .unwrap();
     assert_eq!(usage.code(), Some(2));
-}
-
-/// A new, empty directory, removed when dropped. One left by an earlier run with the
-/// same pid is skipped, never reused (its fifo and marker files would change what
-/// the tests see).
-fn tempdir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
-        let d = std::env::temp_dir().join(format!(
-            "vine-remote-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        match std::fs::create_dir(&d) {
-            Ok(()) => return TempDir(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("{}: {e}", d.display()),
-        }
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]

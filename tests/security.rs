@@ -2,6 +2,9 @@
 //! the middle can make it do, and what a refused worker does. Real sockets and real
 //! worker processes on loopback.
 
+mod common;
+use common::{remote_manager, tempdir, TempDir};
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -21,13 +24,6 @@ fn vine_worker(port: u16, extra: &[&str]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn remote_manager() -> (Manager, u16) {
-    let m = Manager::new(Port::Any).unwrap();
-    m.tune("local-cores", 0.0).unwrap();
-    let port = m.port().unwrap();
-    (m, port)
 }
 
 /// Waits for a worker process to end, up to a bound far past what it needs.
@@ -317,36 +313,4 @@ fn a_handshake_sent_a_byte_at_a_time_is_cut_off() {
     }
     assert!(cut, "the manager waited for the whole slow handshake");
     drop(m);
-}
-
-/// A new, empty directory, removed when dropped.
-fn tempdir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
-        let d = std::env::temp_dir().join(format!(
-            "vine-security-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        match std::fs::create_dir(&d) {
-            Ok(()) => return TempDir(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("{}: {e}", d.display()),
-        }
-    }
-}
-
-struct TempDir(std::path::PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = std::path::Path;
-    fn deref(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }

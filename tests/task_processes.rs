@@ -3,6 +3,9 @@
 //! Otherwise the command would run on while the manager runs the task again
 //! elsewhere: the task would run twice.
 
+mod common;
+use common::{remote_manager, tempdir};
+
 use std::ffi::{c_int, c_void, CString};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -71,13 +74,6 @@ fn self_exec(var: &str, value: &str) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-fn remote_manager() -> (Manager, u16) {
-    let m = Manager::new(Port::Any).unwrap();
-    m.tune("local-cores", 0.0).unwrap();
-    let port = m.port().unwrap();
-    (m, port)
 }
 
 /// The pids a task wrote to `fifo` (opening it waits for the task to write).
@@ -249,36 +245,4 @@ fn mkfifo(dir: &Path) -> PathBuf {
     let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success());
     fifo
-}
-
-/// A new, empty directory, removed when dropped.
-fn tempdir() -> TempDir {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    loop {
-        let d = std::env::temp_dir().join(format!(
-            "vine-taskproc-test-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        match std::fs::create_dir(&d) {
-            Ok(()) => return TempDir(d),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => panic!("{}: {e}", d.display()),
-        }
-    }
-}
-
-struct TempDir(PathBuf);
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
