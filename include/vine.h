@@ -299,6 +299,8 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 // Attaches `f` as an output of command task `t`: after the command, the sandbox's
 // `remote_name` is moved to the file's path, read into the buffer, or kept as the
 // temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
+// `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
+// command runs (the directory, as the command leaves it, is the output); else 0.
 // Returns 0 or a negative error.
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 

@@ -100,6 +100,8 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// Attaches `f` as an output of command task `t`: after the command, the sandbox's
 /// `remote_name` is moved to the file's path, read into the buffer, or kept as the
 /// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
+/// `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
+/// command runs (the directory, as the command leaves it, is the output); else 0.
 /// Returns 0 or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(
