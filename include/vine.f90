@@ -121,7 +121,7 @@ module vine
   public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
-  public :: vine_ssl_create, vine_ssl_fingerprint
+  public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
 
   interface
     type(c_ptr) function vine_create(port) bind(C, name='vine_create')
@@ -300,6 +300,10 @@ module vine
       integer(c_int), value :: port
       type(c_ptr), value :: key, cert
     end function
+    type(c_ptr) function vine_ssl_create_self_signed(port) bind(C, name='vine_ssl_create_self_signed')
+      import :: c_ptr, c_int
+      integer(c_int), value :: port
+    end function
     type(c_ptr) function c_vine_ssl_fingerprint(m) bind(C, name='vine_ssl_fingerprint')
       import :: c_ptr
       type(c_ptr), value :: m
@@ -459,8 +463,8 @@ contains
     vine_tune = c_vine_tune(m, cstr(name), value)
   end function
 
-  !> A manager whose workers connect with TLS. Empty key and cert: a self-signed
-  !> certificate made by the manager (see vine_ssl_fingerprint).
+  !> A manager whose workers connect with TLS under the PEM key and certificate.
+  !> Empty key and cert: no TLS, as vine_create (see vine_ssl_create_self_signed).
   function vine_ssl_create(port, key, cert) result(m)
     integer(c_int), intent(in) :: port
     character(*), intent(in) :: key, cert

@@ -383,21 +383,28 @@ int vine_worker_main(int argc, char *const *argv);
 struct vine_manager *vine_create(int port);
 
 // Like `vine_create`, with remote workers connecting over TLS (rustls). `key` and
-// `cert` are PEM files: the private key and the certificate chain. If both are
-// NULL the manager makes a self-signed certificate for its life (vine's own
-// extension); `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to
-// pin (`vine_worker --ssl-fingerprint FP`). Workers connect with `--ssl` (any
-// certificate: private against listeners, and the password proof is bound to the
-// TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
-// (verified). Use it with a password: TLS alone does not say who may join.
+// `cert` are PEM files: the private key and the certificate chain. As in TaskVine,
+// with both NULL this is `vine_create(port)`: no TLS. (For a certificate made by
+// the manager, see `vine_ssl_create_self_signed`.) Workers connect with `--ssl`
+// (any certificate: private against listeners, and the password proof is bound to
+// the TLS channel so a relay cannot log in), `--ssl-fingerprint FP` (see
+// `vine_ssl_fingerprint`) or `--ssl-ca PEM` (verified against the host name). Use
+// it with a password: TLS alone does not say who may join.
 //
 // Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
 // `key` and `cert` is given or they do not make a TLS identity.
 struct vine_manager *vine_ssl_create(int port, const char *key, const char *cert);
 
+// Like `vine_ssl_create`, with a self-signed certificate the manager makes for its
+// life; `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to pin
+// (`vine_worker --ssl-fingerprint FP`; local worker processes are given it).
+// vine's own. Returns NULL on failure, with `errno` set (`EINVAL` for
+// `VINE_PORT_NONE`).
+struct vine_manager *vine_ssl_create_self_signed(int port);
+
 // The SHA-256 fingerprint of the manager's TLS certificate, as 64 lowercase hex
 // digits, for `vine_worker --ssl-fingerprint`. NULL (with a message) if the
-// manager was not made with `vine_ssl_create`. The string belongs to the manager
+// manager does not use TLS. The string belongs to the manager
 // and lives as long as it. vine's own.
 const char *vine_ssl_fingerprint(const struct vine_manager *m);
 

@@ -2,7 +2,8 @@
 //! provider).
 //!
 //! The manager has a certificate: one the user gives (`vine_ssl_create` with a key
-//! and a certificate in PEM), or a self-signed one it makes at start-up. A worker
+//! and a certificate in PEM), or a self-signed one it makes at start-up
+//! (`vine_ssl_create_self_signed`). A worker
 //! either pins the certificate's SHA-256 fingerprint (`--ssl-fingerprint`),
 //! verifies it against certificates it trusts (`--ssl-ca`), or accepts any
 //! certificate (`--ssl` alone): then TLS keeps the traffic private from a passive

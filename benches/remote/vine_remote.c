@@ -63,7 +63,7 @@ int main(int argc, char **argv)
      * VINE_PASSWORD_FILE: workers prove the password; without TLS every frame is
      * then authenticated. */
     const char *tls = getenv("VINE_BENCH_TLS");
-    struct vine_manager *m = tls && !strcmp(tls, "1") ? vine_ssl_create(0, NULL, NULL) : vine_create(0);
+    struct vine_manager *m = tls && !strcmp(tls, "1") ? vine_ssl_create_self_signed(0) : vine_create(0);
     if (!m) die("create");
     if (vine_tune(m, "local-cores", 0) != 0) die("local-cores");
     if (vine_tune(m, "wait-for-workers", 2) != 0) die("wait-for-workers");

@@ -57,13 +57,13 @@ fn port_of(port: c_int) -> crate::error::Result<Port> {
 }
 
 /// Like `vine_create`, with remote workers connecting over TLS (rustls). `key` and
-/// `cert` are PEM files: the private key and the certificate chain. If both are
-/// NULL the manager makes a self-signed certificate for its life (vine's own
-/// extension); `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to
-/// pin (`vine_worker --ssl-fingerprint FP`). Workers connect with `--ssl` (any
-/// certificate: private against listeners, and the password proof is bound to the
-/// TLS channel so a relay cannot log in), `--ssl-fingerprint FP` or `--ssl-ca PEM`
-/// (verified). Use it with a password: TLS alone does not say who may join.
+/// `cert` are PEM files: the private key and the certificate chain. As in TaskVine,
+/// with both NULL this is `vine_create(port)`: no TLS. (For a certificate made by
+/// the manager, see `vine_ssl_create_self_signed`.) Workers connect with `--ssl`
+/// (any certificate: private against listeners, and the password proof is bound to
+/// the TLS channel so a relay cannot log in), `--ssl-fingerprint FP` (see
+/// `vine_ssl_fingerprint`) or `--ssl-ca PEM` (verified against the host name). Use
+/// it with a password: TLS alone does not say who may join.
 ///
 /// Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
 /// `key` and `cert` is given or they do not make a TLS identity.
@@ -75,17 +75,17 @@ pub unsafe extern "C" fn vine_ssl_create(
 ) -> *mut vine_manager {
     guard_errno(ptr::null_mut(), || {
         let port = port_of(port)?;
-        if port == Port::None {
-            return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
-        }
         let tls = match (key.is_null(), cert.is_null()) {
-            (true, true) => crate::tls::ServerTls::generate()?,
+            (true, true) => None,
             (false, false) => {
                 // SAFETY: C passes NUL-terminated strings.
                 let key = Manager::utf8(unsafe { c_str(key, "the key file")? })?;
                 // SAFETY: as above.
                 let cert = Manager::utf8(unsafe { c_str(cert, "the certificate file")? })?;
-                crate::tls::ServerTls::from_pem(key.as_ref(), cert.as_ref())?
+                Some(crate::tls::ServerTls::from_pem(
+                    key.as_ref(),
+                    cert.as_ref(),
+                )?)
             }
             _ => {
                 return Err(Error::invalid(
@@ -93,13 +93,33 @@ pub unsafe extern "C" fn vine_ssl_create(
                 ))
             }
         };
+        if tls.is_some() && port == Port::None {
+            return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
+        }
+        Ok(handles::manager_into_c(Manager::with_tls(port, tls)?))
+    })
+}
+
+/// Like `vine_ssl_create`, with a self-signed certificate the manager makes for its
+/// life; `vine_ssl_fingerprint` gives its SHA-256 fingerprint for workers to pin
+/// (`vine_worker --ssl-fingerprint FP`; local worker processes are given it).
+/// vine's own. Returns NULL on failure, with `errno` set (`EINVAL` for
+/// `VINE_PORT_NONE`).
+#[no_mangle]
+pub extern "C" fn vine_ssl_create_self_signed(port: c_int) -> *mut vine_manager {
+    guard_errno(ptr::null_mut(), || {
+        let port = port_of(port)?;
+        if port == Port::None {
+            return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
+        }
+        let tls = crate::tls::ServerTls::generate()?;
         Ok(handles::manager_into_c(Manager::with_tls(port, Some(tls))?))
     })
 }
 
 /// The SHA-256 fingerprint of the manager's TLS certificate, as 64 lowercase hex
 /// digits, for `vine_worker --ssl-fingerprint`. NULL (with a message) if the
-/// manager was not made with `vine_ssl_create`. The string belongs to the manager
+/// manager does not use TLS. The string belongs to the manager
 /// and lives as long as it. vine's own.
 #[no_mangle]
 pub extern "C" fn vine_ssl_fingerprint(m: *const vine_manager) -> *const c_char {
