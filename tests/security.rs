@@ -314,3 +314,61 @@ fn a_handshake_sent_a_byte_at_a_time_is_cut_off() {
     assert!(cut, "the manager waited for the whole slow handshake");
     drop(m);
 }
+
+/// A manager with a certificate from PEM files, and a worker that verifies it
+/// against a CA file: the chain and the host name are checked.
+#[test]
+fn a_worker_verifying_the_managers_certificate_against_a_ca_joins() {
+    let dir = tempdir();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    let write = |name: &str, text: String| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let key_pem = write("key.pem", key.serialize_pem());
+    let cert_pem = write("cert.pem", cert.pem());
+    let ca_pem = write("ca.pem", ca.pem());
+    let other_key = rcgen::KeyPair::generate().unwrap();
+    let mut other_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    other_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let other_ca = write(
+        "other.pem",
+        other_params.self_signed(&other_key).unwrap().pem(),
+    );
+    let tls = ServerTls::from_pem(&key_pem, &cert_pem).unwrap();
+    let m = Manager::with_tls(Port::Any, Some(tls)).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let port = m.port().unwrap();
+    let pw = password_file(&dir, "pw", "sesame");
+    m.set_password_file(pw.as_ref()).unwrap();
+    // A CA that did not sign the manager's certificate: refused at once.
+    let doubting = vine_worker(
+        port,
+        &[
+            "--password",
+            &pw,
+            "--ssl-ca",
+            other_ca.to_str().unwrap(),
+            "--timeout",
+            "600",
+        ],
+    );
+    assert_eq!(exit_code(doubting), Some(1));
+    let id = m.submit(Task::command(c"echo verified")).unwrap();
+    let w = vine_worker(
+        port,
+        &["--password", &pw, "--ssl-ca", ca_pem.to_str().unwrap()],
+    );
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"verified\n");
+    m.shutdown().unwrap();
+    assert_eq!(exit_code(w), Some(0));
+}
