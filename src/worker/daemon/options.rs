@@ -36,7 +36,7 @@ pub struct WorkerOptions {
 }
 
 pub(super) const USAGE: &str =
-    "usage: vine_worker HOST PORT [--password FILE] [--cores N] [--memory MB] \
+    "usage: vine_worker HOST PORT|HOST:PORT [--password FILE] [--cores N] [--memory MB] \
 [--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR] \
 [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM]";
 
@@ -142,6 +142,17 @@ impl WorkerOptions {
                 o.host = host.clone();
                 o.port = port.parse().map_err(|_| bad("port", port))?;
             }
+            // TaskVine's HOST:PORT (the last colon, so an IPv6 address in brackets
+            // keeps its own).
+            [both] => {
+                let (host, port) = both.rsplit_once(':').ok_or_else(|| Error::invalid(USAGE))?;
+                let host = host.trim_start_matches('[').trim_end_matches(']');
+                if host.is_empty() {
+                    return Err(bad("host", both));
+                }
+                o.host = host.to_owned();
+                o.port = port.parse().map_err(|_| bad("port", port))?;
+            }
             _ => return Err(Error::invalid(USAGE)),
         }
         Ok(o)
@@ -167,5 +178,50 @@ impl WorkerOptions {
             r.gpus = g;
         }
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::WorkerOptions;
+
+    fn parse(args: &[&str]) -> crate::error::Result<WorkerOptions> {
+        let mut v = vec!["vine_worker".to_owned()];
+        v.extend(args.iter().map(|a| a.to_string()));
+        WorkerOptions::parse(&v)
+    }
+
+    #[test]
+    fn the_manager_is_host_and_port_or_host_colon_port() {
+        let o = parse(&["node1", "9123"]).unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("node1", 9123));
+        let o = parse(&["node1:9124", "--cores", "2"]).unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("node1", 9124));
+        let o = parse(&["[::1]:9125"]).unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("::1", 9125));
+        for bad in [
+            &["node1"][..],
+            &[":9123"],
+            &["node1:port"],
+            &["a", "b", "c"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn numbers_past_their_range_are_refused() {
+        for bad in [
+            &["h", "1", "--timeout", "1e300"][..],
+            &["h", "1", "--timeout", "nan"],
+            &["h", "1", "--timeout", "-1"],
+            &["h", "1", "--keepalive-interval", "1e19"],
+            &["h", "1", "--keepalive-interval", "0"],
+            &["h", "70000"],
+            &["h", "1", "--ssl-fingerprint", "abc"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(parse(&["h", "1", "--timeout", "0.5", "--ssl"]).is_ok());
     }
 }
