@@ -122,6 +122,7 @@ module vine
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
   public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
+  public :: vine_set_password
 
   interface
     type(c_ptr) function vine_create(port) bind(C, name='vine_create')
@@ -308,6 +309,11 @@ module vine
       import :: c_ptr
       type(c_ptr), value :: m
     end function
+    integer(c_int) function c_vine_set_password(m, s) bind(C, name='vine_set_password')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
+    end function
     integer(c_int) function c_vine_set_password_file(m, s) bind(C, name='vine_set_password_file')
       import :: c_ptr, c_int, c_char
       type(c_ptr), value :: m
@@ -484,6 +490,12 @@ contains
     type(c_ptr), intent(in) :: m
     character(:), allocatable :: s
     s = fstr(c_vine_ssl_fingerprint(m))
+  end function
+
+  integer(c_int) function vine_set_password(m, password)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: password
+    vine_set_password = c_vine_set_password(m, cstr(password))
   end function
 
   integer(c_int) function vine_set_password_file(m, path)

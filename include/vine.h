@@ -460,6 +460,13 @@ int vine_tune(struct vine_manager *m, const char *name, double value);
 // security model). Returns 0 or a negative error (unreadable, empty).
 int vine_set_password_file(struct vine_manager *m, const char *path);
 
+// Sets the password remote workers must prove, as `vine_set_password_file` does,
+// from a string (TaskVine's call; trailing white space is not part of it, as from
+// a file). The manager keeps a copy readable by this user only in its runtime
+// directory, for the local worker processes it starts. Returns 0 or a negative
+// error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
+int vine_set_password(struct vine_manager *m, const char *password);
+
 // Directory where the manager writes its log (`manager.log`); created if needed.
 // Returns 0 or a negative error.
 int vine_set_runtime_info_path(struct vine_manager *m, const char *dir);

@@ -372,3 +372,24 @@ fn a_worker_verifying_the_managers_certificate_against_a_ca_joins() {
     m.shutdown().unwrap();
     assert_eq!(exit_code(w), Some(0));
 }
+
+/// A password given as a string reaches the local worker processes through a file
+/// of the manager's own, never a command line; a worker without it is refused.
+#[test]
+fn a_password_given_as_a_string_is_proved_by_local_worker_processes() {
+    let (m, port) = remote_manager();
+    m.set_password(b"sesame\n").unwrap();
+    let outsider = vine_worker(port, &["--timeout", "600"]);
+    assert_eq!(exit_code(outsider), Some(1));
+    m.start_local_workers(1, Some(env!("CARGO_BIN_EXE_vine_worker").as_ref()))
+        .unwrap();
+    let id = m.submit(Task::command(c"echo proved")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"proved\n");
+    assert!(
+        m.set_password(b" \n").is_err(),
+        "an empty password is refused"
+    );
+    m.shutdown().unwrap();
+}

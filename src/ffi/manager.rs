@@ -207,6 +207,22 @@ pub unsafe extern "C" fn vine_set_password_file(
     })
 }
 
+/// Sets the password remote workers must prove, as `vine_set_password_file` does,
+/// from a string (TaskVine's call; trailing white space is not part of it, as from
+/// a file). The manager keeps a copy readable by this user only in its runtime
+/// directory, for the local worker processes it starts. Returns 0 or a negative
+/// error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_password(m: *mut vine_manager, password: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let pw = unsafe { c_str(password, "the password")? };
+        m.set_password(pw.to_bytes())?;
+        Ok(0)
+    })
+}
+
 /// Directory where the manager writes its log (`manager.log`); created if needed.
 /// Returns 0 or a negative error.
 #[no_mangle]

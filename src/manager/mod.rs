@@ -689,6 +689,34 @@ impl Manager {
         Ok(())
     }
 
+    /// Sets the password from memory, less trailing white space as from a file. It
+    /// is also written, readable by this user only, into the manager's runtime
+    /// directory for local worker processes, which never get it on a command line.
+    pub fn set_password(&self, password: &[u8]) -> Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut pw = password.to_vec();
+        while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
+            pw.pop();
+        }
+        if pw.is_empty() {
+            return Err(Error::invalid("a password cannot be empty"));
+        }
+        let path = self.runtime_dir.join("password");
+        let _ = std::fs::remove_file(&path);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(&pw))
+            .map_err(|e| Error::io(path.display(), e))?;
+        *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
+        self.remote_settings.set_password(pw);
+        self.remote_settings.seal();
+        Ok(())
+    }
+
     /// Directory for the manager's logs; created if missing.
     pub fn set_runtime_info_path(&self, dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;

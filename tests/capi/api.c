@@ -797,6 +797,13 @@ static void test_tls_and_password(void)
     CHECK(vine_ssl_fingerprint(m) == NULL && vine_last_error()[0] != 0);
     CHECK(vine_ssl_fingerprint(NULL) == NULL);
     vine_delete(m);
+    /* A password given as a string; an empty one is refused. */
+    m = vine_create(0);
+    CHECK_ERR(vine_set_password(m, ""), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_password(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_password(NULL, "x"), VINE_ERROR_NULL);
+    CHECK(vine_set_password(m, "sesame") == 0);
+    vine_delete(m);
     /* An unreadable VINE_PASSWORD_FILE fails vine_create. */
     setenv("VINE_PASSWORD_FILE", "/nonexistent/password", 1);
     CHECK(vine_create(0) == NULL);
