@@ -1,7 +1,7 @@
 //! Remote workers on loopback: real worker processes, real sockets, real kills.
 
 mod common;
-use common::{remote_manager, tempdir};
+use common::{remote_manager, tempdir, vine_worker};
 
 use std::ffi::{c_int, c_void, CString};
 use std::io::{Read, Write};
@@ -65,21 +65,6 @@ fn self_worker(port: u16, extra: &str) -> Child {
             format!("--vine-worker 127.0.0.1 {port} --cores 1 --timeout 60 {extra}").trim(),
         )
         .stdout(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
-fn vine_worker(port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
-        .args([
-            "127.0.0.1",
-            &port.to_string(),
-            "--cores",
-            "1",
-            "--timeout",
-            "60",
-        ])
-        .args(extra)
         .spawn()
         .unwrap()
 }

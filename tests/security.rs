@@ -3,11 +3,11 @@
 //! worker processes on loopback.
 
 mod common;
-use common::{remote_manager, tempdir, TempDir};
+use common::{remote_manager, tempdir, vine_worker, TempDir};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use vine::channel::Handshake;
@@ -16,15 +16,6 @@ use vine::tls::{ClientTls, ServerTls, Verify};
 use vine::{Manager, Port, Task, TaskResult};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(120));
-
-fn vine_worker(port: u16, extra: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
-        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
-        .args(extra)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
 
 /// Waits for a worker process to end, up to a bound far past what it needs.
 fn exit_code(mut w: Child) -> Option<i32> {

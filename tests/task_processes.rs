@@ -4,7 +4,7 @@
 //! elsewhere: the task would run twice.
 
 mod common;
-use common::{remote_manager, tempdir};
+use common::{remote_manager, tempdir, vine_worker};
 
 use std::ffi::{c_int, c_void, CString};
 use std::io::{Read, Write};
@@ -139,11 +139,7 @@ fn a_killed_workers_command_and_what_it_started_die_with_it() {
     let dir = tempdir();
     let (fifo, marker, script) = blocking_command(&dir);
     let (m, port) = remote_manager();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
-        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
-        .args(["--timeout", "60"])
-        .spawn()
-        .unwrap();
+    let mut worker = vine_worker(port, &[]);
     m.submit(Task::command(&CString::new(script).unwrap()))
         .unwrap();
     let pids = pids_from(&fifo);
@@ -174,11 +170,7 @@ fn a_process_that_left_its_commands_group_dies_with_the_worker() {
         m = marker.display()
     );
     let (m, port) = remote_manager();
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
-        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
-        .args(["--timeout", "60"])
-        .spawn()
-        .unwrap();
+    let mut worker = vine_worker(port, &[]);
     m.submit(Task::command(&CString::new(script).unwrap()))
         .unwrap();
     let pids = pids_from(&fifo);

@@ -1,10 +1,24 @@
 //! What several integration tests share: scratch directories and a manager for
-//! remote workers.
+//! remote workers. Each test crate compiles this module and uses only part of it.
+#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 
+use std::process::{Child, Command};
+
 use vine::{Manager, Port};
+
+/// A `vine_worker` of 1 core for the manager at `port` on loopback, giving up 60 s
+/// after its last session; `extra` options come after (a later one wins).
+pub fn vine_worker(port: u16, extra: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(["--timeout", "60"])
+        .args(extra)
+        .spawn()
+        .unwrap()
+}
 
 /// A manager on a free loopback port that runs nothing itself (no local cores).
 pub fn remote_manager() -> (Manager, u16) {
