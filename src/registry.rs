@@ -2,7 +2,7 @@
 //! the manager's process and in every worker process that registered it, which is
 //! what lets a function task run anywhere.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -14,8 +14,8 @@ struct Entry {
     func: FunctionPtr,
 }
 
-fn registry() -> &'static RwLock<HashMap<Box<[u8]>, Entry>> {
-    static REGISTRY: OnceLock<RwLock<HashMap<Box<[u8]>, Entry>>> = OnceLock::new();
+fn registry() -> &'static RwLock<BTreeMap<Box<[u8]>, Entry>> {
+    static REGISTRY: OnceLock<RwLock<BTreeMap<Box<[u8]>, Entry>>> = OnceLock::new();
     REGISTRY.get_or_init(Default::default)
 }
 

@@ -13,7 +13,7 @@
 //!   are listed in a registry, cleared when their manager is deleted.
 
 use std::cell::UnsafeCell;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
@@ -29,8 +29,8 @@ fn managers() -> &'static RwLock<Vec<Arc<Manager>>> {
     LIVE.get_or_init(Default::default)
 }
 
-fn files() -> &'static Mutex<HashMap<usize, Arc<File>>> {
-    static LIVE: OnceLock<Mutex<HashMap<usize, Arc<File>>>> = OnceLock::new();
+fn files() -> &'static Mutex<BTreeMap<usize, Arc<File>>> {
+    static LIVE: OnceLock<Mutex<BTreeMap<usize, Arc<File>>>> = OnceLock::new();
     LIVE.get_or_init(Default::default)
 }
 
@@ -75,7 +75,13 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
                 "not a live manager (deleted already?)",
             )
         })?;
-    Ok(live.swap_remove(at))
+    let m = live.swap_remove(at);
+    if live.is_empty() {
+        // Nothing of the registry outlives the last manager (a leak checker
+        // run at exit finds no block of the library's at all).
+        *live = Vec::new();
+    }
+    Ok(m)
 }
 
 /// Registers a file declared by a manager and returns the pointer C will hold.

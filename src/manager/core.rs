@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use super::inbox::{Receiver, RecvTimeoutError};
 
 use std::collections::HashMap;
 
@@ -80,11 +80,11 @@ struct PendingFetch {
     file: Arc<crate::files::File>,
     /// The worker asked for it.
     worker: WorkerId,
-    replies: Vec<Sender<Result<()>>>,
+    replies: Vec<super::reply::Reply<Result<()>>>,
 }
 
 struct Shutdown {
-    reply: Sender<Result<()>>,
+    reply: super::reply::Reply<Result<()>>,
     deadline: Instant,
     killed: bool,
 }
@@ -533,7 +533,7 @@ impl ManagerLoop {
             .store(self.sched.ready_len() as u64, Ordering::Relaxed);
     }
 
-    fn begin_shutdown(&mut self, reply: Sender<Result<()>>) {
+    fn begin_shutdown(&mut self, reply: super::reply::Reply<Result<()>>) {
         if self.shutdown.is_some() {
             let _ = reply.send(Err(Error::new(
                 ErrorKind::ShutDown,

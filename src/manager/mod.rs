@@ -5,9 +5,11 @@
 pub mod completion;
 mod core;
 pub mod factory;
+pub(crate) mod inbox;
 mod outbound;
 mod ready;
 pub mod remote;
+mod reply;
 pub mod scheduler;
 pub mod settings;
 mod temps;
@@ -19,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use reply::Reply;
 
 pub use self::completion::{CompletionQueue, Want};
 pub use self::scheduler::{Stats, WorkerId};
@@ -67,14 +69,14 @@ pub enum Message {
         /// The temp.
         file: Arc<File>,
         /// Reply when it is here (or cannot be).
-        reply: Sender<Result<()>>,
+        reply: Reply<Result<()>>,
     },
     /// Which remote worker keeps a temp (by file id), if only a worker has it.
     TempWorker {
         /// The temp's id.
         file_id: u64,
         /// Reply.
-        reply: Sender<Option<WorkerId>>,
+        reply: Reply<Option<WorkerId>>,
     },
     /// A remote worker's connection ended.
     WorkerLost {
@@ -98,36 +100,36 @@ pub enum Message {
         /// The task.
         id: TaskId,
         /// Reply.
-        reply: Sender<bool>,
+        reply: Reply<bool>,
     },
     /// Cancel everything; replies how many.
     CancelAll {
         /// Reply.
-        reply: Sender<usize>,
+        reply: Reply<usize>,
     },
     /// Is the task waiting or running?
     IsOutstanding {
         /// The task.
         id: TaskId,
         /// Reply.
-        reply: Sender<bool>,
+        reply: Reply<bool>,
     },
     /// A stats snapshot.
     Stats {
         /// Reply.
-        reply: Sender<Stats>,
+        reply: Reply<Stats>,
     },
     /// A setting the manager thread owns.
     Tune {
         /// The setting.
         setting: Setting,
         /// Reply.
-        reply: Sender<Result<()>>,
+        reply: Reply<Result<()>>,
     },
     /// Begin shutting down; replies when every thread is done.
     Shutdown {
         /// Reply.
-        reply: Sender<Result<()>>,
+        reply: Reply<Result<()>>,
     },
     /// Makes the manager thread panic, as a bug in it would (tests only).
     #[cfg(test)]
@@ -242,7 +244,7 @@ pub enum Port {
 
 /// A task manager.
 pub struct Manager {
-    tx: Sender<Message>,
+    tx: inbox::Sender<Message>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shutdown_result: Mutex<Option<Result<()>>>,
@@ -311,7 +313,7 @@ impl Manager {
                 Some(l)
             }
         };
-        let (tx, rx): (Sender<Message>, Receiver<Message>) = crossbeam_channel::unbounded();
+        let (tx, rx) = inbox::unbounded::<Message>();
         let shared = Arc::new(Shared {
             completions: CompletionQueue::default(),
             submissions: Mutex::default(),
@@ -520,8 +522,8 @@ impl Manager {
         shared.completions.wait(want, deadline, possible)
     }
 
-    fn ask<T>(&self, make: impl FnOnce(Sender<T>) -> Message) -> Result<T> {
-        let (reply, answer) = crossbeam_channel::bounded(1);
+    fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Message) -> Result<T> {
+        let (reply, answer) = reply::oneshot();
         let gone = || {
             self.shared
                 .failure()
@@ -906,7 +908,7 @@ mod test {
                 })
             })
             .collect();
-        m.tx.send(Message::Crash).unwrap();
+        assert!(m.tx.send(Message::Crash).is_ok());
         for w in waiters {
             let e = w.join().unwrap().unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Internal);

@@ -178,7 +178,7 @@ impl Drop for PendingSlot {
 /// [`RemoteSettings::seal`]): until then connections wait in the kernel's queue.
 pub(crate) fn start_listener(
     listener: TcpListener,
-    events: Sender<Message>,
+    events: super::inbox::Sender<Message>,
     settings: Arc<RemoteSettings>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -235,7 +235,7 @@ pub(crate) fn stop_listener(addr: std::net::SocketAddr, settings: &RemoteSetting
 
 fn serve_connection(
     stream: TcpStream,
-    events: Sender<Message>,
+    events: super::inbox::Sender<Message>,
     settings: Arc<RemoteSettings>,
     slot: PendingSlot,
 ) {
@@ -372,7 +372,7 @@ struct Departure {
     settings: Arc<RemoteSettings>,
     sock: TcpStream,
     /// Set once the manager knows the worker.
-    events: Option<Sender<Message>>,
+    events: Option<super::inbox::Sender<Message>>,
 }
 
 impl Drop for Departure {
