@@ -10,7 +10,7 @@ CARGO  ?= cargo
 PREFIX ?= /usr/local
 LIB    := target/release/libvine.a
 
-.PHONY: all release demo test rust-test c-test cxx-test fortran-test examples header bench fuzz install clean
+.PHONY: all release demo test rust-test c-test cxx-test fortran-test taskvine-test examples header bench fuzz install clean
 
 all: release
 
@@ -41,7 +41,13 @@ fortran-test: release
 examples: release
 	$(MAKE) -C c-examples run
 
-test: rust-test c-test cxx-test fortran-test examples install-test
+# TaskVine-style C programs through include/taskvine.h, on local threads and on
+# remote workers, and one of them under valgrind.
+taskvine-test: release
+	$(MAKE) -C tests/taskvine run
+	$(MAKE) -C tests/taskvine valgrind
+
+test: rust-test c-test cxx-test fortran-test taskvine-test examples install-test
 
 bench: release
 	bash benches/run.sh
@@ -68,5 +74,6 @@ clean:
 	-$(MAKE) -C tests/capi clean
 	-$(MAKE) -C tests/cxx clean
 	-$(MAKE) -C tests/fortran clean
+	-$(MAKE) -C tests/taskvine clean
 
 -include mk/install.mk

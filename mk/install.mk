@@ -15,7 +15,7 @@ install: release
 	install -m 755 target/release/libvine.so $(DESTDIR)$(LIBDIR)/libvine.so.$(VERSION)
 	ln -sf libvine.so.$(VERSION) $(DESTDIR)$(LIBDIR)/libvine.so.$(MAJOR)
 	ln -sf libvine.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libvine.so
-	install -m 644 include/vine.h include/vine.hpp include/vine.f90 $(DESTDIR)$(INCDIR)/
+	install -m 644 include/vine.h include/taskvine.h include/vine.hpp include/vine.f90 $(DESTDIR)$(INCDIR)/
 	install -m 755 target/release/vine_worker $(DESTDIR)$(BINDIR)/vine_worker
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
 	    mk/vine.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vine.pc
