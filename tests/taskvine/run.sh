@@ -7,6 +7,7 @@
 #   run.sh              every program, local and remote
 #   run.sh --valgrind   one program on local threads under valgrind, where any
 #                       leak, definite or possible, is an error
+# TV_ONLY="name ..." runs only those programs.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
@@ -61,9 +62,10 @@ requests() { grep -cx "$1" "$work/requests"; }
 run() {
 	local name=$1 mode=$2 cores=$3 input=$4
 	shift 4
+	case " ${TV_ONLY:-$name} " in *" $name "*) ;; *) return ;; esac
 	local dir=$work/$name-$mode
 	mkdir -p "$dir"
-	local rc pid port books_before
+	local rc pid port books_before workers=()
 	books_before=$(requests /book0.txt)
 	if [ "$mode" = local ]; then
 		(cd "$dir" && printf "$input" | TV_PORT=0 TV_MARKS=$dir VINE_LOCAL_CORES=$cores \
@@ -84,11 +86,13 @@ run() {
 			for w in 1 2; do
 				timeout 600 "$worker" "127.0.0.1:$port" --cores "$cores" --timeout 60 \
 					> "$dir/worker$w.log" 2>&1 &
+				workers+=($!)
 			done
 		fi
 		wait $pid
 		rc=$?
-		wait
+		# The workers leave when the manager is deleted (or time out).
+		[ ${#workers[@]} -gt 0 ] && wait "${workers[@]}"
 	fi
 	local verdict=ok
 	if [ $rc -ne 0 ] || ! grep -q "^RESULT .*: OK" "$dir/out"; then
