@@ -90,16 +90,32 @@ module vine
   integer(c_int), parameter, public :: VINE_EXEC_THREAD = 0
   integer(c_int), parameter, public :: VINE_EXEC_PROCESS = 1
 
-  !> Counters of a manager (struct vine_stats).
+  !> Counters of a manager (struct vine_stats): TaskVine's fields in TaskVine's
+  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact).
   type, bind(C), public :: vine_stats
-    integer(c_int64_t) :: tasks_submitted, tasks_waiting, tasks_on_workers, tasks_running
-    integer(c_int64_t) :: tasks_done, tasks_failed, tasks_cancelled, tasks_retried
-    integer(c_int64_t) :: workers_connected
-    real(c_double) :: total_cores
-    integer(c_int64_t) :: total_memory, total_disk, total_gpus
-    real(c_double) :: committed_cores
-    integer(c_int64_t) :: committed_memory, committed_disk, committed_gpus
+    integer(c_int) :: workers_connected, workers_init, workers_idle, workers_busy, workers_able
+    integer(c_int) :: workers_joined, workers_removed, workers_released, workers_idled_out
+    integer(c_int) :: workers_slow, workers_blocked, workers_lost
+    integer(c_int) :: tasks_waiting, tasks_on_workers, tasks_running, tasks_with_results
+    integer(c_int) :: tasks_recovery
+    integer(c_int) :: tasks_submitted, tasks_dispatched, tasks_done, tasks_failed
+    integer(c_int) :: tasks_successful, tasks_cancelled, tasks_exhausted_attempts
+    integer(c_int64_t) :: time_when_started, time_send, time_receive, time_send_good
+    integer(c_int64_t) :: time_receive_good, time_status_msgs, time_internal, time_polling
+    integer(c_int64_t) :: time_application, time_scheduling
+    integer(c_int64_t) :: time_workers_execute, time_workers_execute_good
+    integer(c_int64_t) :: time_workers_execute_exhaustion
     integer(c_int64_t) :: bytes_sent, bytes_received
+    real(c_double) :: bandwidth
+    integer(c_int) :: capacity_tasks, capacity_cores, capacity_memory, capacity_disk
+    integer(c_int) :: capacity_gpus, capacity_instantaneous, capacity_weighted
+    integer(c_int64_t) :: total_cores, total_memory, total_disk, total_gpus
+    integer(c_int64_t) :: committed_cores, committed_memory, committed_disk, committed_gpus
+    integer(c_int64_t) :: max_cores, max_memory, max_disk, max_gpus
+    integer(c_int64_t) :: min_cores, min_memory, min_disk, min_gpus
+    integer(c_int64_t) :: inuse_cache
+    integer(c_int64_t) :: tasks_retried
+    real(c_double) :: total_cores_exact, committed_cores_exact
   end type vine_stats
 
   ! Functions without string arguments: the C functions themselves.

@@ -88,46 +88,153 @@ typedef int vine_mount_flags_t;
 // thread could end up waiting), nor shut down or delete the manager.
 typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
 
-// Counters and gauges of a manager, filled by `vine_get_stats`.
+// Counters and gauges of a manager, filled by `vine_get_stats`: TaskVine's
+// `struct vine_stats`, field for field (names, types and order), then vine's own.
+//
+// "Workers" are the remote `vine_worker` processes and, when it has cores, the
+// local pool, which counts as one worker. Times are microseconds. Fields vine does
+// not measure are 0: `workers_init` (a worker joins with its resources),
+// `workers_idled_out` (workers do not leave for idleness), the manager's own time
+// accounting (`time_send` to `time_scheduling`), `bandwidth`, the `capacity_*`
+// estimates and `inuse_cache`.
 typedef struct vine_stats {
-  // Tasks submitted since the manager was created.
-  int64_t tasks_submitted;
+  // Workers connected now.
+  int workers_connected;
+  // Workers connected that have not yet reported their resources (always 0 in
+  // vine: a worker joins with them).
+  int workers_init;
+  // Workers holding no task.
+  int workers_idle;
+  // Workers holding at least one task.
+  int workers_busy;
+  // Workers that can hold the largest waiting task (all of them when no task
+  // waits).
+  int workers_able;
+  // Remote worker connections ever established.
+  int workers_joined;
+  // Remote worker connections ended, for any reason.
+  int workers_removed;
+  // Remote workers the manager told to exit (`vine_workers_shutdown`, draining).
+  int workers_released;
+  // Workers that left for being idle (0: vine's do not).
+  int workers_idled_out;
+  // Workers disconnected for being slow (`vine_enable_disconnect_slow_workers`).
+  int workers_slow;
+  // Times a host was blocked (`vine_block_host`, and slow workers' hosts).
+  int workers_blocked;
+  // Remote worker connections lost unexpectedly.
+  int workers_lost;
   // Tasks waiting for a worker.
-  int64_t tasks_waiting;
+  int tasks_waiting;
   // Tasks given to workers: running, or held by a worker ready to start.
-  int64_t tasks_on_workers;
+  int tasks_on_workers;
   // Tasks running on workers.
-  int64_t tasks_running;
-  // Tasks finished (whatever the result), retrieved or not.
-  int64_t tasks_done;
+  int tasks_running;
+  // Finished tasks not yet returned by a wait.
+  int tasks_with_results;
+  // Tasks the manager ran itself to make again the temps of a lost worker.
+  int tasks_recovery;
+  // Tasks submitted since the manager was created.
+  int tasks_submitted;
+  // Times a task was given to a worker (retries count again).
+  int tasks_dispatched;
+  // Tasks finished, whatever the result, retrieved or not.
+  int tasks_done;
   // Finished tasks whose result is not SUCCESS or whose exit code is not 0.
-  int64_t tasks_failed;
+  int tasks_failed;
+  // Finished tasks with result SUCCESS and exit code 0.
+  int tasks_successful;
   // Finished tasks that were cancelled.
-  int64_t tasks_cancelled;
-  // Attempts re-run after failures that were not the task's own.
-  int64_t tasks_retried;
-  // Workers connected (the local pool counts as one when it has cores).
-  int64_t workers_connected;
-  // Cores of all workers.
-  double total_cores;
+  int tasks_cancelled;
+  // Finished tasks that exhausted their resources.
+  int tasks_exhausted_attempts;
+  // When the manager started (microseconds since the epoch).
+  uint64_t time_when_started;
+  // Not measured: 0.
+  uint64_t time_send;
+  // Not measured: 0.
+  uint64_t time_receive;
+  // Not measured: 0.
+  uint64_t time_send_good;
+  // Not measured: 0.
+  uint64_t time_receive_good;
+  // Not measured: 0.
+  uint64_t time_status_msgs;
+  // Not measured: 0.
+  uint64_t time_internal;
+  // Not measured: 0.
+  uint64_t time_polling;
+  // Not measured: 0.
+  uint64_t time_application;
+  // Not measured: 0.
+  uint64_t time_scheduling;
+  // Time workers spent executing the tasks finished so far.
+  uint64_t time_workers_execute;
+  // Of it, tasks that finished with SUCCESS.
+  uint64_t time_workers_execute_good;
+  // Of it, tasks that exhausted their resources.
+  uint64_t time_workers_execute_exhaustion;
+  // Bytes of input files sent to remote workers (a cached file is sent once).
+  int64_t bytes_sent;
+  // Bytes of output files received from remote workers.
+  int64_t bytes_received;
+  // Not measured: 0.
+  double bandwidth;
+  // Not estimated: 0.
+  int capacity_tasks;
+  // Not estimated: 0.
+  int capacity_cores;
+  // Not estimated: 0.
+  int capacity_memory;
+  // Not estimated: 0.
+  int capacity_disk;
+  // Not estimated: 0.
+  int capacity_gpus;
+  // Not estimated: 0.
+  int capacity_instantaneous;
+  // Not estimated: 0.
+  int capacity_weighted;
+  // Cores of all workers, rounded up to whole cores (see `total_cores_exact`).
+  int64_t total_cores;
   // Memory of all workers, MB.
   int64_t total_memory;
   // Disk of all workers, MB.
   int64_t total_disk;
   // Gpus of all workers.
   int64_t total_gpus;
-  // Cores held by running tasks.
-  double committed_cores;
+  // Cores held by running tasks, rounded up to whole cores (see
+  // `committed_cores_exact`).
+  int64_t committed_cores;
   // Memory held by running tasks, MB.
   int64_t committed_memory;
   // Disk held by running tasks, MB.
   int64_t committed_disk;
   // Gpus held by running tasks.
   int64_t committed_gpus;
-  // Bytes of input files sent to remote workers (a cached file is sent once).
-  int64_t bytes_sent;
-  // Bytes of output files received from remote workers.
-  int64_t bytes_received;
+  // The most cores of one worker (whole cores).
+  int64_t max_cores;
+  // The most memory of one worker, MB.
+  int64_t max_memory;
+  // The most disk of one worker, MB.
+  int64_t max_disk;
+  // The most gpus of one worker.
+  int64_t max_gpus;
+  // The fewest cores of one worker (whole cores).
+  int64_t min_cores;
+  // The least memory of one worker, MB.
+  int64_t min_memory;
+  // The least disk of one worker, MB.
+  int64_t min_disk;
+  // The fewest gpus of one worker.
+  int64_t min_gpus;
+  // Not measured: 0.
+  int64_t inuse_cache;
+  // vine's own: attempts re-run after failures that were not the task's own.
+  int64_t tasks_retried;
+  // vine's own: cores of all workers, fractions included.
+  double total_cores_exact;
+  // vine's own: cores held by running tasks, fractions included.
+  double committed_cores_exact;
 } vine_stats;
 
 // How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
@@ -701,11 +808,26 @@ const char *vine_task_get_command(const struct vine_task *t);
 // One human sentence on why the task failed; NULL if it succeeded or has not run.
 const char *vine_task_get_reason(const struct vine_task *t);
 
-// A metric of a finished task: `"time_when_submitted"`, `"time_when_started"`,
-// `"time_when_done"` (microseconds since the epoch), `"time_workers_execute"`
-// (microseconds spent running, all attempts), `"worker_id"`, `"retries"` (attempts
-// beyond the first), `"cores"`, `"memory"`, `"disk"`, `"gpus"` (as requested; cores
-// in thousandths). A negative `vine_error_t` for an unknown name or a bad task.
+// A metric of a finished task, by TaskVine's names (times in microseconds;
+// `time_when_*` since the epoch):
+// - `"time_when_submitted"`, `"time_when_done"`;
+// - `"time_when_commit_start"`, `"time_when_commit_end"`: when the last attempt
+//   started at its worker (vine hands a task over as one message, so both are
+//   that instant);
+// - `"time_when_retrieval"`: when its result reached the manager (as `time_when_done`);
+// - `"time_workers_execute_last"`: execution of the last attempt;
+//   `"time_workers_execute_all"`: of all attempts;
+//   `"time_workers_execute_exhaustion"`: of the last attempt if it exhausted its
+//   resources; `"time_workers_execute_failure"`: of the attempts that failed;
+// - `"bytes_received"`, `"bytes_sent"`, `"bytes_transferred"`: not counted per
+//   task by vine: 0 (see `vine_get_stats` for the manager's totals).
+//
+// vine's own: `"time_when_started"`, `"time_workers_execute"` (as
+// `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
+// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as requested).
+//
+// An unknown name gives 0, as in TaskVine (and `vine_last_error()` says so); a
+// NULL name or a bad task a negative `vine_error_t`.
 int64_t vine_task_get_metric(const struct vine_task *t, const char *name);
 
 #ifdef __cplusplus

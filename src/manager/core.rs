@@ -126,6 +126,8 @@ impl ManagerLoop {
         local: LocalPool,
         local_capacity: Resources,
     ) -> Self {
+        let mut sched = sched;
+        sched.stats_mut().time_when_started = u64::try_from(crate::task::now_us()).unwrap_or(0);
         ManagerLoop {
             _fail_notice: super::FailNotice(shared.clone()),
             sched,

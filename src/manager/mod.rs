@@ -836,6 +836,11 @@ impl Manager {
         )
     }
 
+    /// Finished tasks not yet taken by a wait.
+    pub fn finished_len(&self) -> usize {
+        self.shared.completions.finished_len()
+    }
+
     /// Number of tasks submitted and not yet taken.
     pub fn outstanding(&self) -> u64 {
         self.shared.completions.outstanding()

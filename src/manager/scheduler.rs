@@ -254,6 +254,46 @@ pub struct Stats {
     pub total: Resources,
     /// Sum of what running tasks hold.
     pub committed: Resources,
+    /// Times a task was given to a worker.
+    pub tasks_dispatched: u64,
+    /// Finished tasks with SUCCESS and exit code 0.
+    pub tasks_successful: u64,
+    /// Finished tasks that exhausted their resources.
+    pub tasks_exhausted: u64,
+    /// Tasks the manager submitted itself (to make lost temps again).
+    pub tasks_recovery: u64,
+    /// Microseconds finished tasks spent executing; of them, successful ones,
+    /// and those that exhausted their resources.
+    pub time_execute: u64,
+    /// See `time_execute`.
+    pub time_execute_good: u64,
+    /// See `time_execute`.
+    pub time_execute_exhaustion: u64,
+    /// Workers holding no task, and holding some.
+    pub workers_idle: u64,
+    /// See `workers_idle`.
+    pub workers_busy: u64,
+    /// Workers that can hold the largest waiting task (all when none waits).
+    pub workers_able: u64,
+    /// The largest and smallest capacity of one worker, resource by resource.
+    pub max: Resources,
+    /// See `max`.
+    pub min: Resources,
+    /// Remote worker connections established, ended, told to exit, disconnected
+    /// for being slow, lost; hosts blocked. Counted by the manager thread.
+    pub workers_joined: u64,
+    /// See `workers_joined`.
+    pub workers_removed: u64,
+    /// See `workers_joined`.
+    pub workers_released: u64,
+    /// See `workers_joined`.
+    pub workers_slow: u64,
+    /// See `workers_joined`.
+    pub workers_blocked: u64,
+    /// See `workers_joined`.
+    pub workers_lost: u64,
+    /// When the manager started, microseconds since the epoch.
+    pub time_when_started: u64,
 }
 
 /// The scheduling state of one manager.
@@ -440,7 +480,11 @@ impl Scheduler {
 
     /// A task is submitted.
     pub fn submit(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
-        self.stats.tasks_submitted += 1;
+        if task.flags & crate::task::FLAG_INTERNAL != 0 {
+            self.stats.tasks_recovery += 1;
+        } else {
+            self.stats.tasks_submitted += 1;
+        }
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
@@ -567,6 +611,7 @@ impl Scheduler {
             return self.retry_or_complete(task, TaskResult::Forsaken, comm);
         }
         w.assigned += 1;
+        self.stats.tasks_dispatched += 1;
         self.dispatched.insert(task.id, w.id);
         comm.dispatch(w.id, task);
     }
@@ -650,6 +695,18 @@ impl Scheduler {
         }
         if task.result == TaskResult::Cancelled {
             self.stats.tasks_cancelled += 1;
+        }
+        let execute = u64::try_from(task.times.execute).unwrap_or(0);
+        self.stats.time_execute += execute;
+        if task.result == TaskResult::Success {
+            self.stats.time_execute_good += execute;
+            if task.exit_code == 0 {
+                self.stats.tasks_successful += 1;
+            }
+        }
+        if task.result == TaskResult::ResourceExhaustion {
+            self.stats.tasks_exhausted += 1;
+            self.stats.time_execute_exhaustion += execute;
         }
         if task.times.done == 0 {
             task.times.done = crate::task::now_us();
@@ -759,12 +816,54 @@ impl Scheduler {
         s.total = Resources::default();
         s.committed = Resources::default();
         s.tasks_running = 0;
-        for w in &self.workers {
-            s.total = s.total.plus(&w.model.capacity());
+        s.workers_idle = 0;
+        s.workers_busy = 0;
+        s.workers_able = 0;
+        s.max = Resources::default();
+        s.min = Resources::default();
+        let largest = self.largest_waiting_request();
+        for (i, w) in self.workers.iter().enumerate() {
+            let c = w.model.capacity();
+            s.total = s.total.plus(&c);
             s.committed = s.committed.plus(&w.model.in_use());
             s.tasks_running += (w.assigned - w.model.waiting_len()) as u64;
+            if w.assigned == 0 {
+                s.workers_idle += 1;
+            } else {
+                s.workers_busy += 1;
+            }
+            if largest.is_none_or(|r| r.fits_within(&c)) {
+                s.workers_able += 1;
+            }
+            let first = i == 0;
+            s.max.millicores = s.max.millicores.max(c.millicores);
+            s.max.memory_mb = s.max.memory_mb.max(c.memory_mb);
+            s.max.disk_mb = s.max.disk_mb.max(c.disk_mb);
+            s.max.gpus = s.max.gpus.max(c.gpus);
+            if first {
+                s.min = c;
+            } else {
+                s.min.millicores = s.min.millicores.min(c.millicores);
+                s.min.memory_mb = s.min.memory_mb.min(c.memory_mb);
+                s.min.disk_mb = s.min.disk_mb.min(c.disk_mb);
+                s.min.gpus = s.min.gpus.min(c.gpus);
+            }
         }
         s
+    }
+
+    /// The largest request among waiting tasks (by cores, then memory, gpus and
+    /// disk), if any waits.
+    fn largest_waiting_request(&self) -> Option<Resources> {
+        let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
+        let parked = self.parked.by_shape.keys().map(|s| s.request);
+        let ready = self.ready.iter().map(|t| t.request);
+        parked.chain(ready).max_by_key(key)
+    }
+
+    /// The counters the manager thread keeps (workers joined, lost, ...).
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 
     /// Slots across all workers: what "hungry" compares the waiting tasks with.
