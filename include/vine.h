@@ -88,6 +88,10 @@ typedef int vine_mount_flags_t;
 // thread could end up waiting), nor shut down or delete the manager.
 typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
 
+// How tasks of a category are sized (`VINE_ALLOCATION_MODE_*`, TaskVine's
+// values), for `vine_set_category_mode`.
+typedef int vine_category_mode_t;
+
 // Counters and gauges of a manager, filled by `vine_get_stats`: TaskVine's
 // `struct vine_stats`, field for field (names, types and order), then vine's own.
 //
@@ -372,6 +376,34 @@ typedef int vine_error_t;
 // Run a function task in a separate process, so a crash costs only the task.
 #define VINE_EXEC_PROCESS 1
 
+// Tasks get what they ask for: vine's behaviour.
+#define VINE_ALLOCATION_MODE_FIXED 0
+
+// TaskVine: first the largest measured use of the category, then the maximum
+// declared. vine records it and sizes tasks as FIXED (it measures no use).
+#define VINE_ALLOCATION_MODE_MAX 1
+
+// TaskVine: an allocation that minimises waste. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_MIN_WASTE 2
+
+// TaskVine: an allocation that maximises throughput. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_MAX_THROUGHPUT 3
+
+// TaskVine: greedy bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_GREEDY_BUCKETING 4
+
+// TaskVine: exhaustive bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING 5
+
+// TaskVine: deterministic greedy bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING 6
+
+// TaskVine: deterministic exhaustive bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING 7
+
+// TaskVine: quantized bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING 8
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -574,12 +606,114 @@ int vine_set_password_file(struct vine_manager *m, const char *path);
 // error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
 int vine_set_password(struct vine_manager *m, const char *password);
 
-// Directory where the manager writes its log (`manager.log`); created if needed.
-// Returns 0 or a negative error.
-int vine_set_runtime_info_path(struct vine_manager *m, const char *dir);
+// Sets the directory under which managers created from now on keep their
+// runtime information, as TaskVine's call does (before `vine_create`, no
+// manager): each later manager writes its log (`manager.log`) into a fresh
+// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
+// if it cannot be). Staging files stay in the system's temporary directory.
+// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
+// callers still compile. For one manager's log directory, see
+// `vine_set_runtime_info_path_for`.
+int vine_set_runtime_info_path(const char *path);
+
+// Directory where manager `m` writes its log (`manager.log`) from now on;
+// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
+// for the managers created later). Returns 0 or a negative error.
+int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
 // Names the manager (shown to workers and in logs). Returns 0 or a negative error.
 int vine_set_name(struct vine_manager *m, const char *name);
+
+// The manager's name: what `vine_set_name` set, else "vine". Owned by the
+// manager and valid until `vine_delete` (a later `vine_set_name` does not free
+// it). NULL on error.
+const char *vine_get_name(struct vine_manager *m);
+
+// Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
+// next id changes nothing. Returns the id the next task will get, or a negative
+// error.
+int vine_set_task_id_min(struct vine_manager *m, int minid);
+
+// Blocks the workers of host `hostname`, as TaskVine does, until
+// `vine_unblock_host`: a host is named by the host name its workers report
+// (their `gethostname`) or by its address as the manager sees it (e.g.
+// "127.0.0.1"). Its connected workers are cut off at once and their tasks run
+// again elsewhere (a re-run counts against the task's retries); its workers
+// cannot join while it is blocked (they keep trying, within their `--timeout`).
+// Returns how many workers were cut off, or a negative error; TaskVine's returns
+// nothing, so its callers still compile.
+int vine_block_host(struct vine_manager *m, const char *hostname);
+
+// Like `vine_block_host`, for `seconds`; less than 1 blocks until unblocked, as
+// in TaskVine. (`seconds` is TaskVine's `time_t`, 64 bits here.)
+int vine_block_host_with_timeout(struct vine_manager *m, const char *hostname, int64_t seconds);
+
+// Lifts the block of `hostname` (as named to `vine_block_host`): its workers may
+// join again. Returns 0 or a negative error.
+int vine_unblock_host(struct vine_manager *m, const char *hostname);
+
+// Lifts every block, timed or not. Returns 0 or a negative error.
+int vine_unblock_all(struct vine_manager *m);
+
+// Tells up to `n` remote workers that hold no task to exit (`n` < 1: all of
+// them), as TaskVine does; busy workers are left alone. The local pool is not a
+// remote worker. Returns how many were told, or a negative error.
+int vine_workers_shutdown(struct vine_manager *m, int n);
+
+// With `drain_flag` non-zero, the remote workers now connected from `hostname`
+// (named as for `vine_block_host`) get no new task; the tasks they hold finish,
+// and each is told to exit once it holds none. With 0 they take tasks again.
+// Workers that join later are not draining. Returns how many workers were
+// changed, or a negative error.
+int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, int drain_flag);
+
+// Disconnects slow workers, as TaskVine does: once 10 tasks of a category have
+// succeeded on remote workers, a task of it still running on a remote worker
+// after `multiplier` times their average (from dispatch to result) is taken back
+// and runs elsewhere (the attempt does not count against its retries; each time
+// it is taken back it is allowed one average more). A worker that holds such a
+// task a second time is disconnected and its host blocked for
+// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
+// `multiplier` below 1 turns it off (the default). Applies to all categories.
+// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+int vine_enable_disconnect_slow_workers(struct vine_manager *m, double multiplier);
+
+// `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
+// (TaskVine's returns nothing).
+int vine_set_keepalive_interval(struct vine_manager *m, int interval);
+
+// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
+// (TaskVine's returns nothing).
+int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
+
+// Records that workers may send each other files, as TaskVine's call does (on
+// by default). vine sends every input to a remote worker from the manager and
+// brings every temp a task needs elsewhere through the manager, with or without
+// it: results are the same, and only the route of the bytes would differ.
+// Returns 1, or a negative error.
+int vine_enable_peer_transfers(struct vine_manager *m);
+
+// Records that workers may not send each other files (see
+// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
+// Returns 1, or a negative error.
+int vine_disable_peer_transfers(struct vine_manager *m);
+
+// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
+// without it: a task that uses more memory or disk than it asked for is stopped
+// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
+// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
+// (`time_series`) is not written, and measured peak resources are not reported.
+// Returns 1, or a negative error.
+int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series);
+
+// Sets how tasks of `category` are sized (NULL: the default for every category
+// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
+// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
+// it asks for nothing). The automatic modes are recorded; since vine measures no
+// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
+// 0 for another value (nothing changes), as TaskVine does; a negative error for a
+// bad manager.
+int vine_set_category_mode(struct vine_manager *m, const char *category, vine_category_mode_t mode);
 
 // Submits a task. Returns its id (>= 1); from then on the manager owns the task
 // until `vine_wait` (or `vine_wait_for_*`) returns it: do not touch or delete it
@@ -662,6 +796,10 @@ void vine_delete(struct vine_manager *m);
 // The message of this thread's most recent failed call (never NULL; "" if none).
 // Successful calls leave it unchanged. Valid until this thread's next failing call.
 const char *vine_last_error(void);
+
+// The library version as TaskVine's call gives it: a string in static storage,
+// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
+char *vine_version_string(void);
 
 // The library version, "MAJOR.MINOR.PATCH" (static storage).
 const char *vine_version(void);

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use super::boundary::{self, c_str, guard, guard_code, guard_errno};
 use super::handles;
+use super::{
+    vine_category_mode_t, VINE_ALLOCATION_MODE_FIXED, VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING,
+};
 use super::{vine_manager, vine_result_t, vine_stats, vine_task};
 use crate::error::Error;
-use crate::manager::{Manager, Port, Want};
+use crate::manager::{settings, Manager, Port, Want};
 use crate::task::TaskResult;
 
 /// Creates a manager and starts its thread and its local worker threads.
@@ -223,10 +226,32 @@ pub unsafe extern "C" fn vine_set_password(m: *mut vine_manager, password: *cons
     })
 }
 
-/// Directory where the manager writes its log (`manager.log`); created if needed.
-/// Returns 0 or a negative error.
+/// Sets the directory under which managers created from now on keep their
+/// runtime information, as TaskVine's call does (before `vine_create`, no
+/// manager): each later manager writes its log (`manager.log`) into a fresh
+/// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
+/// if it cannot be). Staging files stay in the system's temporary directory.
+/// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
+/// callers still compile. For one manager's log directory, see
+/// `vine_set_runtime_info_path_for`.
 #[no_mangle]
-pub unsafe extern "C" fn vine_set_runtime_info_path(
+pub unsafe extern "C" fn vine_set_runtime_info_path(path: *const c_char) -> c_int {
+    guard_code(|| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let path = Manager::utf8(unsafe { c_str(path, "the directory")? })?;
+        if path.is_empty() {
+            return Err(Error::invalid("the runtime info path cannot be empty"));
+        }
+        crate::manager::set_runtime_info_root(Some(path.into()));
+        Ok(0)
+    })
+}
+
+/// Directory where manager `m` writes its log (`manager.log`) from now on;
+/// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
+/// for the managers created later). Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     m: *mut vine_manager,
     dir: *const c_char,
 ) -> c_int {
@@ -248,6 +273,244 @@ pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char
         let name = Manager::utf8(unsafe { c_str(name, "the name")? })?;
         m.set_name(name)?;
         Ok(0)
+    })
+}
+
+/// The manager's name: what `vine_set_name` set, else "vine". Owned by the
+/// manager and valid until `vine_delete` (a later `vine_set_name` does not free
+/// it). NULL on error.
+#[no_mangle]
+pub extern "C" fn vine_get_name(m: *mut vine_manager) -> *const c_char {
+    guard(ptr::null(), || Ok(handles::manager(m)?.name_c()))
+}
+
+/// Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
+/// next id changes nothing. Returns the id the next task will get, or a negative
+/// error.
+#[no_mangle]
+pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let next = m.set_task_id_min(u64::try_from(minid).unwrap_or(0));
+        Ok(c_int::try_from(next).unwrap_or(c_int::MAX))
+    })
+}
+
+/// The host name argument of the calls below.
+unsafe fn host_of<'a>(hostname: *const c_char) -> crate::error::Result<&'a str> {
+    // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.
+    let host = Manager::utf8(unsafe { c_str(hostname, "the host name")? })?;
+    if host.is_empty() {
+        return Err(Error::invalid("the host name cannot be empty"));
+    }
+    Ok(host)
+}
+
+/// Blocks the workers of host `hostname`, as TaskVine does, until
+/// `vine_unblock_host`: a host is named by the host name its workers report
+/// (their `gethostname`) or by its address as the manager sees it (e.g.
+/// "127.0.0.1"). Its connected workers are cut off at once and their tasks run
+/// again elsewhere (a re-run counts against the task's retries); its workers
+/// cannot join while it is blocked (they keep trying, within their `--timeout`).
+/// Returns how many workers were cut off, or a negative error; TaskVine's returns
+/// nothing, so its callers still compile.
+#[no_mangle]
+pub unsafe extern "C" fn vine_block_host(m: *mut vine_manager, hostname: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = m.block_host(unsafe { host_of(hostname)? }, None)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Like `vine_block_host`, for `seconds`; less than 1 blocks until unblocked, as
+/// in TaskVine. (`seconds` is TaskVine's `time_t`, 64 bits here.)
+#[no_mangle]
+pub unsafe extern "C" fn vine_block_host_with_timeout(
+    m: *mut vine_manager,
+    hostname: *const c_char,
+    seconds: i64,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let timeout = (seconds >= 1).then(|| Duration::from_secs(seconds as u64));
+        let n = m.block_host(unsafe { host_of(hostname)? }, timeout)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Lifts the block of `hostname` (as named to `vine_block_host`): its workers may
+/// join again. Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_unblock_host(m: *mut vine_manager, hostname: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        m.unblock_host(Some(unsafe { host_of(hostname)? }));
+        Ok(0)
+    })
+}
+
+/// Lifts every block, timed or not. Returns 0 or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_unblock_all(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.unblock_host(None);
+        Ok(0)
+    })
+}
+
+/// Tells up to `n` remote workers that hold no task to exit (`n` < 1: all of
+/// them), as TaskVine does; busy workers are left alone. The local pool is not a
+/// remote worker. Returns how many were told, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_workers_shutdown(m: *mut vine_manager, n: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = usize::try_from(n).ok().filter(|&n| n >= 1);
+        let told = m.shutdown_workers(n)?;
+        Ok(c_int::try_from(told).unwrap_or(c_int::MAX))
+    })
+}
+
+/// With `drain_flag` non-zero, the remote workers now connected from `hostname`
+/// (named as for `vine_block_host`) get no new task; the tasks they hold finish,
+/// and each is told to exit once it holds none. With 0 they take tasks again.
+/// Workers that join later are not draining. Returns how many workers were
+/// changed, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_draining_by_hostname(
+    m: *mut vine_manager,
+    hostname: *const c_char,
+    drain_flag: c_int,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = m.drain_host(unsafe { host_of(hostname)? }, drain_flag != 0)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Disconnects slow workers, as TaskVine does: once 10 tasks of a category have
+/// succeeded on remote workers, a task of it still running on a remote worker
+/// after `multiplier` times their average (from dispatch to result) is taken back
+/// and runs elsewhere (the attempt does not count against its retries; each time
+/// it is taken back it is allowed one average more). A worker that holds such a
+/// task a second time is disconnected and its host blocked for
+/// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
+/// `multiplier` below 1 turns it off (the default). Applies to all categories.
+/// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+#[no_mangle]
+pub extern "C" fn vine_enable_disconnect_slow_workers(
+    m: *mut vine_manager,
+    multiplier: f64,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        if multiplier.is_nan() {
+            return Err(Error::invalid("the multiplier is not a number"));
+        }
+        let v = if multiplier >= 1.0 {
+            multiplier.min(settings::MAX_HUNGRY_FACTOR)
+        } else {
+            0.0
+        };
+        m.tune("disconnect-slow-workers-factor", v)?;
+        Ok(if v >= 1.0 { 0 } else { 1 })
+    })
+}
+
+/// `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
+/// (TaskVine's returns nothing).
+#[no_mangle]
+pub extern "C" fn vine_set_keepalive_interval(m: *mut vine_manager, interval: c_int) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.tune("keepalive-interval", f64::from(interval))?;
+        Ok(0)
+    })
+}
+
+/// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
+/// (TaskVine's returns nothing).
+#[no_mangle]
+pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_int) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.tune("keepalive-timeout", f64::from(timeout))?;
+        Ok(0)
+    })
+}
+
+/// Records that workers may send each other files, as TaskVine's call does (on
+/// by default). vine sends every input to a remote worker from the manager and
+/// brings every temp a task needs elsewhere through the manager, with or without
+/// it: results are the same, and only the route of the bytes would differ.
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_peer_transfers(true);
+        Ok(1)
+    })
+}
+
+/// Records that workers may not send each other files (see
+/// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_peer_transfers(false);
+        Ok(1)
+    })
+}
+
+/// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
+/// without it: a task that uses more memory or disk than it asked for is stopped
+/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
+/// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
+/// (`time_series`) is not written, and measured peak resources are not reported.
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_enable_monitoring(
+    m: *mut vine_manager,
+    watchdog: c_int,
+    time_series: c_int,
+) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_monitoring(watchdog != 0, time_series != 0);
+        Ok(1)
+    })
+}
+
+/// Sets how tasks of `category` are sized (NULL: the default for every category
+/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
+/// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
+/// it asks for nothing). The automatic modes are recorded; since vine measures no
+/// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
+/// 0 for another value (nothing changes), as TaskVine does; a negative error for a
+/// bad manager.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_mode(
+    m: *mut vine_manager,
+    category: *const c_char,
+    mode: vine_category_mode_t,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let category = if category.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and NUL-terminated by the C contract.
+            Some(Manager::utf8(unsafe { CStr::from_ptr(category) })?)
+        };
+        if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
+        {
+            boundary::record(&Error::invalid(format!(
+                "{mode} is not a VINE_ALLOCATION_MODE_*"
+            )));
+            return Ok(0);
+        }
+        m.set_category_mode(category, mode);
+        Ok(1)
     })
 }
 
@@ -511,6 +774,13 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
 #[no_mangle]
 pub extern "C" fn vine_last_error() -> *const c_char {
     guard(c"".as_ptr(), || Ok(boundary::last_error()))
+}
+
+/// The library version as TaskVine's call gives it: a string in static storage,
+/// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
+#[no_mangle]
+pub extern "C" fn vine_version_string() -> *mut c_char {
+    vine_version().cast_mut()
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (static storage).

@@ -152,10 +152,15 @@ struct WorkerEntry {
     /// The function names a remote worker can run (None: the local pool, which
     /// resolves names in this process when it runs them).
     functions: Option<Vec<Box<[u8]>>>,
+    /// Takes no new task (`vine_set_draining_by_hostname`).
+    draining: bool,
 }
 
 impl WorkerEntry {
     fn has_room(&self) -> bool {
+        if self.draining {
+            return false;
+        }
         let waiting = self.model.waiting_len();
         waiting < self.prefetch
             || (waiting == 0 && self.model.in_use().millicores < self.model.capacity().millicores)
@@ -215,7 +220,7 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, task: &Task) -> Option<us
     let req = &task.request;
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
-        if !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
+        if w.draining || !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
             continue;
         }
         if w.model.would_start(req) {
@@ -308,6 +313,9 @@ pub struct Scheduler {
     /// CANCELLED whatever their worker made of them (it may have finished them
     /// before the cancel reached it).
     cancelling: IdMap<()>,
+    /// Dispatched tasks taken back from a slow worker: unless they finished
+    /// meanwhile, they wait for a worker again, the attempt not counted.
+    recalling: IdMap<()>,
     remote_allowed: bool,
     default_retries: u32,
     wait_for_workers: usize,
@@ -330,6 +338,7 @@ impl Scheduler {
             workers: Vec::new(),
             dispatched: IdMap::default(),
             cancelling: IdMap::default(),
+            recalling: IdMap::default(),
             remote_allowed,
             default_retries: 3,
             wait_for_workers: 0,
@@ -376,6 +385,7 @@ impl Scheduler {
             assigned: 0,
             avg_run_us: None,
             functions: None,
+            draining: false,
         };
         w.refresh_prefetch();
         self.workers.push(w);
@@ -388,6 +398,37 @@ impl Scheduler {
             w.functions = Some(names);
         }
         self.retry_parked = true;
+    }
+
+    /// Stops (or resumes) giving `worker` new tasks.
+    pub fn set_draining(&mut self, worker: WorkerId, draining: bool) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.draining = draining;
+        }
+        self.retry_parked = true;
+    }
+
+    /// How many tasks `worker` holds, if it is present.
+    pub fn held_by(&self, worker: WorkerId) -> Option<usize> {
+        self.workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map(|w| w.assigned)
+    }
+
+    /// Takes back dispatched task `id` from its worker (asked to stop it): when
+    /// it comes back it waits for a worker again, unless it finished meanwhile.
+    /// False if it is not on a worker, or is being cancelled.
+    pub fn recall(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
+        let Some(&worker) = self.dispatched.get(&id) else {
+            return false;
+        };
+        if self.cancelling.contains_key(&id) {
+            return false;
+        }
+        self.recalling.insert(id, ());
+        comm.cancel_on_worker(worker, id);
+        true
     }
 
     /// True if worker `worker` is present and `req` fits in its capacity.
@@ -409,6 +450,7 @@ impl Scheduler {
         self.dispatched.retain(|_, w| *w != id);
         self.retry_parked = true;
         for mut task in tasks {
+            self.recalling.remove(&task.id);
             if self.cancelling.remove(&task.id).is_some() {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
@@ -649,6 +691,22 @@ impl Scheduler {
         // What the task held, or its place in a queue, is free again.
         self.retry_parked = true;
         let cancelled = self.cancelling.remove(&task.id).is_some();
+        let recalled = self.recalling.remove(&task.id).is_some();
+        if recalled && !cancelled && task.result != TaskResult::Success {
+            // Stopped by the recall: the attempt does not count.
+            let mut task = task;
+            task.attempts = task.attempts.saturating_sub(1);
+            task.flags &= !crate::task::FLAG_CANCELLED;
+            task.reset_for_retry();
+            if self.shutting_down {
+                task.finish(
+                    TaskResult::Cancelled,
+                    Some("the manager is shutting down".into()),
+                );
+                return self.complete(task, comm);
+            }
+            return self.push_ready(task);
+        }
         match task.result {
             _ if cancelled || task.cancel_requested() => {
                 let mut task = task;

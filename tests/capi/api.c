@@ -158,7 +158,8 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_name(m, "harness") == 0);
     CHECK_ERR(vine_set_password_file(m, "/nonexistent/password"), VINE_ERROR_IO);
     CHECK_ERR(vine_set_password_file(m, NULL), VINE_ERROR_NULL);
-    CHECK_ERR(vine_set_runtime_info_path(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_runtime_info_path_for(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_runtime_info_path(NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_submit(NULL, t), 0);
     CHECK_ERR(vine_submit(m, NULL), 0);
     CHECK(vine_wait(NULL, 0) == NULL);
