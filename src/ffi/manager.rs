@@ -780,7 +780,7 @@ pub extern "C" fn vine_last_error() -> *const c_char {
 /// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
 #[no_mangle]
 pub extern "C" fn vine_version_string() -> *mut c_char {
-    vine_version().cast_mut()
+    guard(ptr::null_mut(), || Ok(vine_version().cast_mut()))
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (static storage).
