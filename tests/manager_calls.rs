@@ -366,3 +366,37 @@ fn the_runtime_info_path_set_before_vine_create_holds_the_next_managers_logs() {
     );
     assert!(own.join("manager.log").exists());
 }
+
+#[test]
+fn vine_get_stats_fills_taskvines_fields() {
+    let m = M(vine_create(VINE_PORT_NONE));
+    assert_eq!(unsafe { vine_tune(m.0, c"local-cores".as_ptr(), 2.0) }, 0);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let ids = [
+        m.submit("true", c"default"),
+        m.submit("sleep 0.01", c"default"),
+        m.submit("exit 3", c"default"),
+    ];
+    let s = m.until("all done", |s| s.tasks_done == 3);
+    assert_eq!(s.tasks_with_results, 3, "finished, not yet waited for");
+    assert_eq!((s.tasks_submitted, s.tasks_dispatched), (3, 3));
+    assert_eq!((s.tasks_successful, s.tasks_failed), (2, 1));
+    assert_eq!((s.tasks_waiting, s.tasks_running), (0, 0));
+    assert!(s.time_when_started > 0 && s.time_when_started <= before);
+    assert!(s.time_workers_execute >= 10_000, "{s:?}");
+    assert!(s.time_workers_execute_good <= s.time_workers_execute);
+    assert_eq!(
+        (s.workers_connected, s.workers_idle, s.workers_able),
+        (1, 1, 1)
+    );
+    assert_eq!((s.total_cores, s.max_cores, s.min_cores), (2, 2, 2));
+    assert_eq!(s.total_cores_exact, 2.0);
+    assert_eq!(s.max_memory, s.total_memory);
+    for id in ids {
+        m.wait_for(id);
+    }
+    assert_eq!(m.stats().tasks_with_results, 0);
+}

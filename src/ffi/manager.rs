@@ -169,12 +169,25 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 ///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 ///
+/// TaskVine's names, with TaskVine's meaning (besides `"keepalive-interval"`,
+/// `"keepalive-timeout"` and `"wait-for-workers"` above):
+/// - `"disconnect-slow-workers-factor"` (also `"disconnect-slow-worker-factor"`;
+///   0 = off): as `vine_enable_disconnect_slow_workers`.
+/// - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
+///   host stays blocked.
+/// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+///
+/// TaskVine's other names (transfers between workers, the resource monitor,
+/// catalog updates, libraries, ...) tune machinery vine does not have: they are
+/// unknown settings here.
+///
 /// Ranges: every value must be finite. Times (`*-timeout`, `*-interval`) are seconds
 /// from 0 to 1e9; counts (`max-retries`, `wait-for-workers`, `prefetch`) whole numbers
 /// from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
 /// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 /// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
-/// `local-worker-processes` 0 to 4096.
+/// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
+/// `hungry-minimum` 0 to 1e9.
 ///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 /// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
