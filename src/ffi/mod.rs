@@ -64,8 +64,8 @@ pub struct vine_stats {
     pub workers_idle: c_int,
     /// Workers holding at least one task.
     pub workers_busy: c_int,
-    /// Workers that can hold the largest waiting task (all of them when no task
-    /// waits).
+    /// Workers that can hold the largest task submitted so far (all of them
+    /// before any).
     pub workers_able: c_int,
     /// Remote worker connections ever established.
     pub workers_joined: c_int,

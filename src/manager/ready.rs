@@ -115,11 +115,6 @@ impl ReadyQueue {
         out
     }
 
-    /// Every waiting task, in no particular order.
-    pub fn iter(&self) -> impl Iterator<Item = &Task> {
-        self.levels.values().flat_map(|q| q.iter().map(|t| &**t))
-    }
-
     /// True if task `id` waits here.
     pub fn contains(&self, id: TaskId) -> bool {
         self.levels.values().any(|q| q.iter().any(|t| t.id == id))

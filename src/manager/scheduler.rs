@@ -278,7 +278,7 @@ pub struct Stats {
     pub workers_idle: u64,
     /// See `workers_idle`.
     pub workers_busy: u64,
-    /// Workers that can hold the largest waiting task (all when none waits).
+    /// Workers that can hold the largest task submitted so far (all before any).
     pub workers_able: u64,
     /// The largest and smallest capacity of one worker, resource by resource.
     pub max: Resources,
@@ -322,6 +322,8 @@ pub struct Scheduler {
     shutting_down: bool,
     stats: Stats,
     scratch: Vec<(Resources, TaskId)>,
+    /// The largest request submitted so far (by cores, then memory, gpus, disk).
+    largest_request: Option<Resources>,
     /// Where temps kept at remote workers are, and what makes them again; the
     /// manager thread updates it as tasks come back and workers go.
     pub(crate) temps: Temps,
@@ -345,6 +347,7 @@ impl Scheduler {
             shutting_down: false,
             stats: Stats::default(),
             scratch: Vec::new(),
+            largest_request: None,
             temps: Temps::default(),
         }
     }
@@ -526,6 +529,10 @@ impl Scheduler {
             self.stats.tasks_recovery += 1;
         } else {
             self.stats.tasks_submitted += 1;
+        }
+        let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
+        if self.largest_request.is_none_or(|l| key(&task.request) > key(&l)) {
+            self.largest_request = Some(task.request);
         }
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
@@ -879,7 +886,7 @@ impl Scheduler {
         s.workers_able = 0;
         s.max = Resources::default();
         s.min = Resources::default();
-        let largest = self.largest_waiting_request();
+        let largest = self.largest_request;
         for (i, w) in self.workers.iter().enumerate() {
             let c = w.model.capacity();
             s.total = s.total.plus(&c);
@@ -908,15 +915,6 @@ impl Scheduler {
             }
         }
         s
-    }
-
-    /// The largest request among waiting tasks (by cores, then memory, gpus and
-    /// disk), if any waits.
-    fn largest_waiting_request(&self) -> Option<Resources> {
-        let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
-        let parked = self.parked.by_shape.keys().map(|s| s.request);
-        let ready = self.ready.iter().map(|t| t.request);
-        parked.chain(ready).max_by_key(key)
     }
 
     /// The counters the manager thread keeps (workers joined, lost, ...).

@@ -143,6 +143,28 @@ static void test_null_and_bad_arguments(void)
     struct vine_stats s;
     size_t len = 99;
 
+    /* TaskVine's manager calls, as TaskVine programs call them. */
+    char *version = vine_version_string();
+    CHECK(version && strcmp(version, vine_version()) == 0);
+    CHECK(strcmp(vine_get_name(m), "vine") == 0);
+    CHECK(vine_set_task_id_min(m, 50) == 50);
+    CHECK(vine_set_category_mode(m, NULL, VINE_ALLOCATION_MODE_GREEDY_BUCKETING) == 1);
+    CHECK(vine_set_category_mode(m, "x", (vine_category_mode_t)42) == 0);
+    vine_block_host(m, "node3");
+    vine_block_host_with_timeout(m, "node4", 10);
+    vine_unblock_host(m, "node3");
+    vine_unblock_all(m);
+    CHECK(vine_set_draining_by_hostname(m, "node3", 1) == 0);
+    CHECK(vine_workers_shutdown(m, 0) == 0);
+    CHECK(vine_enable_disconnect_slow_workers(m, 0) == 1);
+    vine_set_keepalive_interval(m, 60);
+    vine_set_keepalive_timeout(m, 120);
+    CHECK(vine_enable_monitoring(m, 1, 0) == 1);
+    CHECK(vine_disable_peer_transfers(m) == 1 && vine_enable_peer_transfers(m) == 1);
+    CHECK_ERR(vine_block_host(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_block_host(NULL, "x"), VINE_ERROR_NULL);
+    CHECK_ERR(vine_workers_shutdown(NULL, 0), VINE_ERROR_NULL);
+
     CHECK(vine_create(70000) == NULL);
     CHECK(vine_create(-7) == NULL);
     CHECK_ERR(vine_port(NULL), VINE_ERROR_NULL);

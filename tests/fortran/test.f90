@@ -50,6 +50,15 @@ program test
   call check(c_associated(m), 'create')
   call check(vine_tune(m, 'local-cores', 2.0_c_double) == 0, 'tune')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
+  ! TaskVine's manager calls.
+  call check(vine_get_name(m) == 'vine', 'name')
+  call check(vine_version_string() == vine_version(), 'version string')
+  call check(vine_set_category_mode(m, mode=VINE_ALLOCATION_MODE_MAX) == 1, 'default category mode')
+  call check(vine_set_category_mode(m, 'c', VINE_ALLOCATION_MODE_FIXED) == 1, 'category mode')
+  call check(vine_set_category_mode(m, 'c', 99_c_int) == 0, 'not a mode')
+  call check(vine_block_host(m, 'node7') == 0 .and. vine_unblock_host(m, 'node7') == 0, 'block')
+  call check(vine_workers_shutdown(m, 0_c_int) == 0, 'no remote workers')
+  call check(vine_enable_peer_transfers(m) == 1, 'peer transfers')
 
   ! An array in, an array out.
   t = vine_task_create_function('double_all', c_loc(xs), int(c_sizeof(xs), c_size_t))
