@@ -111,8 +111,8 @@ typedef struct vine_stats {
   int workers_idle;
   // Workers holding at least one task.
   int workers_busy;
-  // Workers that can hold the largest waiting task (all of them when no task
-  // waits).
+  // Workers that can hold the largest task submitted so far (all of them
+  // before any).
   int workers_able;
   // Remote worker connections ever established.
   int workers_joined;
@@ -586,6 +586,10 @@ int vine_port(const struct vine_manager *m);
 // - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
 //   host stays blocked.
 // - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+// - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
+//   worker holds tasks for this many times its cores, the excess waiting there:
+//   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
+//   `"prefetch"` replaces it.
 //
 // TaskVine's other names (transfers between workers, the resource monitor,
 // catalog updates, libraries, ...) tune machinery vine does not have: they are

@@ -400,3 +400,33 @@ fn vine_get_stats_fills_taskvines_fields() {
     }
     assert_eq!(m.stats().tasks_with_results, 0);
 }
+
+#[test]
+fn resource_submit_multiplier_lets_each_worker_hold_that_many_times_its_cores() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    for (multiplier, on_workers) in [(2.0, 4), (1.0, 2)] {
+        let m = M(vine_create(VINE_PORT_NONE));
+        assert_eq!(unsafe { vine_tune(m.0, c"local-cores".as_ptr(), 2.0) }, 0);
+        let name = c"resource-submit-multiplier";
+        assert_eq!(unsafe { vine_tune(m.0, name.as_ptr(), multiplier) }, 0);
+        assert_eq!(
+            unsafe { vine_tune(m.0, name.as_ptr(), 0.5) },
+            VINE_ERROR_INVALID_ARGUMENT
+        );
+        let ids: Vec<i32> = (0..6)
+            .map(|i| m.submit(&held(&go, &i.to_string()), c"h"))
+            .collect();
+        let s = m.until("tasks go to the pool", |s| s.tasks_on_workers >= on_workers);
+        assert_eq!(
+            (s.tasks_on_workers, s.tasks_running, s.tasks_waiting),
+            (on_workers, 2, 6 - on_workers),
+            "multiplier {multiplier}"
+        );
+        std::fs::write(&go, "").unwrap();
+        for id in ids {
+            assert_eq!(m.wait_for(id).0, VINE_RESULT_SUCCESS);
+        }
+        std::fs::remove_file(&go).unwrap();
+    }
+}

@@ -176,6 +176,10 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
 ///   host stays blocked.
 /// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+/// - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
+///   worker holds tasks for this many times its cores, the excess waiting there:
+///   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
+///   `"prefetch"` replaces it.
 ///
 /// TaskVine's other names (transfers between workers, the resource monitor,
 /// catalog updates, libraries, ...) tune machinery vine does not have: they are

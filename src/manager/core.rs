@@ -108,6 +108,8 @@ pub(super) struct ManagerLoop {
     pub(super) local: LocalPool,
     pub(super) local_capacity: Resources,
     pub(super) prefetch: Option<usize>,
+    /// Set by `resource-submit-multiplier`: each worker's prefetch follows its cores.
+    submit_multiplier: Option<f64>,
     pub(super) shutdown_timeout: Duration,
     outbox: Outbox,
     shutdown: Option<Shutdown>,
@@ -188,6 +190,7 @@ impl ManagerLoop {
             local,
             local_capacity,
             prefetch: None,
+            submit_multiplier: None,
             shutdown_timeout: Duration::from_secs(30),
             outbox: Outbox::default(),
             shutdown: None,
@@ -215,6 +218,9 @@ impl ManagerLoop {
         if self.local_capacity.millicores > 0 {
             self.sched
                 .add_worker(LOCAL_WORKER, self.local_capacity, self.prefetch);
+            if let Some(m) = self.submit_multiplier {
+                self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
+            }
         }
     }
 
@@ -393,6 +399,9 @@ impl ManagerLoop {
                 self.sched.stats_mut().workers_joined += 1;
                 // The prefetch set with vine_tune holds for every worker.
                 self.sched.add_worker(worker, resources, self.prefetch);
+                if let Some(m) = self.submit_multiplier {
+                    self.sched.set_prefetch_multiplier(worker, m);
+                }
                 self.sched.set_functions(worker, link.functions().to_vec());
                 self.remote.insert(worker, link);
                 self.shared
@@ -560,7 +569,15 @@ impl ManagerLoop {
             Setting::ShutdownTimeout(s) => {
                 self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
             }
+            Setting::SubmitMultiplier(m) => {
+                self.submit_multiplier = Some(m);
+                self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
+                for &w in self.remote.keys() {
+                    self.sched.set_prefetch_multiplier(w, m);
+                }
+            }
             Setting::Prefetch(n) => {
+                self.submit_multiplier = None;
                 self.prefetch = Some(n);
                 self.sched.set_prefetch(LOCAL_WORKER, Some(n));
                 for &w in self.remote.keys() {

@@ -372,6 +372,21 @@ impl Scheduler {
         self.retry_parked = true;
     }
 
+    /// Sets `worker`'s prefetch to hold tasks for `multiplier` times its cores:
+    /// `(multiplier - 1) * cores` tasks (rounded up) beyond what it can start.
+    pub fn set_prefetch_multiplier(&mut self, worker: WorkerId, multiplier: f64) {
+        let Some(slots) = self
+            .workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map(WorkerEntry::slots)
+        else {
+            return;
+        };
+        let n = ((multiplier - 1.0).max(0.0) * slots as f64).ceil();
+        self.set_prefetch(worker, Some(n.min(PREFETCH_MAX as f64) as usize));
+    }
+
     /// Something outside the scheduler may let parked tasks be placed (a temp
     /// they read has arrived or moved): they are tried again next round.
     pub fn retry_parked(&mut self) {
@@ -531,7 +546,10 @@ impl Scheduler {
             self.stats.tasks_submitted += 1;
         }
         let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
-        if self.largest_request.is_none_or(|l| key(&task.request) > key(&l)) {
+        if self
+            .largest_request
+            .is_none_or(|l| key(&task.request) > key(&l))
+        {
             self.largest_request = Some(task.request);
         }
         if task.max_retries == RETRIES_DEFAULT {

@@ -44,6 +44,9 @@ pub enum Setting {
     SlowWorkersBlockTimeout(f64),
     /// `vine_hungry` wants at least this many tasks waiting.
     HungryMinimum(usize),
+    /// Each worker holds tasks for this many times its cores (the excess wait
+    /// there): TaskVine's way to set the prefetch.
+    SubmitMultiplier(f64),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -66,6 +69,8 @@ pub const NAMES: &[&str] = &[
     "disconnect-slow-worker-factor",
     "option-blocklist-slow-workers-timeout",
     "hungry-minimum",
+    "resource-submit-multiplier",
+    "asynchrony-multiplier",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -122,6 +127,14 @@ impl Setting {
                 Setting::SlowWorkersBlockTimeout(seconds(name, v)?)
             }
             "hungry-minimum" => Setting::HungryMinimum(whole(name, v, 1e9)? as usize),
+            "resource-submit-multiplier" | "asynchrony-multiplier" => {
+                if !v.is_finite() || !(1.0..=MAX_HUNGRY_FACTOR).contains(&v) {
+                    return Err(Error::invalid(format!(
+                        "{name} must be a number from 1 to {MAX_HUNGRY_FACTOR:e}, not {v}"
+                    )));
+                }
+                Setting::SubmitMultiplier(v)
+            }
             "hungry-factor" => {
                 if !v.is_finite() || v <= 0.0 || v > MAX_HUNGRY_FACTOR {
                     return Err(Error::invalid(format!(
