@@ -100,6 +100,6 @@ int main(void)
         printf("%10ld %7d %16.12f %10.2e %s\n", steps[i / SPLITS], splits[i % SPLITS], estimate[i], err,
                err < bound ? "ok" : "WRONG");
     }
-    printf("%lld tasks on %.0f local cores\n", (long long)st.tasks_done, st.total_cores);
+    printf("%d tasks on %lld local cores\n", st.tasks_done, (long long)st.total_cores);
     return ok ? 0 : 1;
 }

@@ -89,17 +89,42 @@ module vine
   integer(c_int), parameter, public :: VINE_MOUNT_RESEND = 256
   integer(c_int), parameter, public :: VINE_EXEC_THREAD = 0
   integer(c_int), parameter, public :: VINE_EXEC_PROCESS = 1
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_FIXED = 0
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_MAX = 1
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_MIN_WASTE = 2
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_MAX_THROUGHPUT = 3
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_GREEDY_BUCKETING = 4
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING = 5
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING = 6
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING = 7
+  integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING = 8
 
-  !> Counters of a manager (struct vine_stats).
+  !> Counters of a manager (struct vine_stats): TaskVine's fields in TaskVine's
+  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact).
   type, bind(C), public :: vine_stats
-    integer(c_int64_t) :: tasks_submitted, tasks_waiting, tasks_on_workers, tasks_running
-    integer(c_int64_t) :: tasks_done, tasks_failed, tasks_cancelled, tasks_retried
-    integer(c_int64_t) :: workers_connected
-    real(c_double) :: total_cores
-    integer(c_int64_t) :: total_memory, total_disk, total_gpus
-    real(c_double) :: committed_cores
-    integer(c_int64_t) :: committed_memory, committed_disk, committed_gpus
+    integer(c_int) :: workers_connected, workers_init, workers_idle, workers_busy, workers_able
+    integer(c_int) :: workers_joined, workers_removed, workers_released, workers_idled_out
+    integer(c_int) :: workers_slow, workers_blocked, workers_lost
+    integer(c_int) :: tasks_waiting, tasks_on_workers, tasks_running, tasks_with_results
+    integer(c_int) :: tasks_recovery
+    integer(c_int) :: tasks_submitted, tasks_dispatched, tasks_done, tasks_failed
+    integer(c_int) :: tasks_successful, tasks_cancelled, tasks_exhausted_attempts
+    integer(c_int64_t) :: time_when_started, time_send, time_receive, time_send_good
+    integer(c_int64_t) :: time_receive_good, time_status_msgs, time_internal, time_polling
+    integer(c_int64_t) :: time_application, time_scheduling
+    integer(c_int64_t) :: time_workers_execute, time_workers_execute_good
+    integer(c_int64_t) :: time_workers_execute_exhaustion
     integer(c_int64_t) :: bytes_sent, bytes_received
+    real(c_double) :: bandwidth
+    integer(c_int) :: capacity_tasks, capacity_cores, capacity_memory, capacity_disk
+    integer(c_int) :: capacity_gpus, capacity_instantaneous, capacity_weighted
+    integer(c_int64_t) :: total_cores, total_memory, total_disk, total_gpus
+    integer(c_int64_t) :: committed_cores, committed_memory, committed_disk, committed_gpus
+    integer(c_int64_t) :: max_cores, max_memory, max_disk, max_gpus
+    integer(c_int64_t) :: min_cores, min_memory, min_disk, min_gpus
+    integer(c_int64_t) :: inuse_cache
+    integer(c_int64_t) :: tasks_retried
+    real(c_double) :: total_cores_exact, committed_cores_exact
   end type vine_stats
 
   ! Functions without string arguments: the C functions themselves.
@@ -114,7 +139,14 @@ module vine
   public :: vine_file_set_mode
   public :: vine_buffer_append, vine_task_gpu_ids, vine_worker_main
   ! Functions with strings: Fortran wrappers of the same names.
-  public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path, vine_set_name
+  public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path_for, vine_set_name
+  ! Managing workers and settings, as TaskVine names them.
+  public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
+  public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
+  public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
+  public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
+  public :: vine_version_string, vine_block_host, vine_block_host_with_timeout
+  public :: vine_unblock_host, vine_set_draining_by_hostname, vine_set_category_mode
   public :: vine_wait_for_tag, vine_last_error, vine_version, vine_result_string
   public :: vine_task_create_function, vine_task_create, vine_task_set_category
   public :: vine_task_set_tag, vine_task_set_env_var, vine_task_get_stdout, vine_task_get_tag
@@ -319,7 +351,8 @@ module vine
       type(c_ptr), value :: m
       character(kind=c_char), intent(in) :: s(*)
     end function
-    integer(c_int) function c_vine_set_runtime_info_path(m, s) bind(C, name='vine_set_runtime_info_path')
+    integer(c_int) function c_vine_set_runtime_info_path_for(m, s) &
+        bind(C, name='vine_set_runtime_info_path_for')
       import :: c_ptr, c_int, c_char
       type(c_ptr), value :: m
       character(kind=c_char), intent(in) :: s(*)
@@ -424,6 +457,97 @@ module vine
     end function
   end interface
 
+  ! Managing workers and settings, as TaskVine names them.
+  interface
+    integer(c_int) function vine_set_task_id_min(m, minid) bind(C, name='vine_set_task_id_min')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: minid
+    end function
+    integer(c_int) function vine_unblock_all(m) bind(C, name='vine_unblock_all')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_workers_shutdown(m, n) bind(C, name='vine_workers_shutdown')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: n
+    end function
+    integer(c_int) function vine_enable_disconnect_slow_workers(m, multiplier) &
+        bind(C, name='vine_enable_disconnect_slow_workers')
+      import :: c_ptr, c_int, c_double
+      type(c_ptr), value :: m
+      real(c_double), value :: multiplier
+    end function
+    integer(c_int) function vine_set_keepalive_interval(m, interval) &
+        bind(C, name='vine_set_keepalive_interval')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: interval
+    end function
+    integer(c_int) function vine_set_keepalive_timeout(m, timeout) &
+        bind(C, name='vine_set_keepalive_timeout')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: timeout
+    end function
+    integer(c_int) function vine_enable_peer_transfers(m) bind(C, name='vine_enable_peer_transfers')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_disable_peer_transfers(m) bind(C, name='vine_disable_peer_transfers')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_enable_monitoring(m, watchdog, time_series) &
+        bind(C, name='vine_enable_monitoring')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: watchdog, time_series
+    end function
+    integer(c_int) function c_vine_set_runtime_info_path(s) bind(C, name='vine_set_runtime_info_path')
+      import :: c_int, c_char
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    type(c_ptr) function c_vine_get_name(m) bind(C, name='vine_get_name')
+      import :: c_ptr
+      type(c_ptr), value :: m
+    end function
+    type(c_ptr) function c_vine_version_string() bind(C, name='vine_version_string')
+      import :: c_ptr
+    end function
+    integer(c_int) function c_vine_block_host(m, host) bind(C, name='vine_block_host')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: host(*)
+    end function
+    integer(c_int) function c_vine_block_host_with_timeout(m, host, seconds) &
+        bind(C, name='vine_block_host_with_timeout')
+      import :: c_ptr, c_int, c_char, c_int64_t
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: host(*)
+      integer(c_int64_t), value :: seconds
+    end function
+    integer(c_int) function c_vine_unblock_host(m, host) bind(C, name='vine_unblock_host')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: host(*)
+    end function
+    integer(c_int) function c_vine_set_draining_by_hostname(m, host, drain) &
+        bind(C, name='vine_set_draining_by_hostname')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: host(*)
+      integer(c_int), value :: drain
+    end function
+    integer(c_int) function c_vine_set_category_mode(m, category, mode) &
+        bind(C, name='vine_set_category_mode')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, category
+      integer(c_int), value :: mode
+    end function
+  end interface
+
 contains
 
   !> A Fortran string as a NUL-terminated C string.
@@ -504,10 +628,10 @@ contains
     vine_set_password_file = c_vine_set_password_file(m, cstr(path))
   end function
 
-  integer(c_int) function vine_set_runtime_info_path(m, dir)
+  integer(c_int) function vine_set_runtime_info_path_for(m, dir)
     type(c_ptr), intent(in) :: m
     character(*), intent(in) :: dir
-    vine_set_runtime_info_path = c_vine_set_runtime_info_path(m, cstr(dir))
+    vine_set_runtime_info_path_for = c_vine_set_runtime_info_path_for(m, cstr(dir))
   end function
 
   integer(c_int) function vine_set_name(m, name)
@@ -632,6 +756,64 @@ contains
     character(*), intent(in) :: name
     type(c_funptr), value :: fn
     vine_register_function = c_vine_register_function(cstr(name), fn)
+  end function
+
+  !> Managers created from now on keep their log under dir (TaskVine's call).
+  integer(c_int) function vine_set_runtime_info_path(dir)
+    character(*), intent(in) :: dir
+    vine_set_runtime_info_path = c_vine_set_runtime_info_path(cstr(dir))
+  end function
+
+  function vine_get_name(m) result(s)
+    type(c_ptr), intent(in) :: m
+    character(:), allocatable :: s
+    s = fstr(c_vine_get_name(m))
+  end function
+
+  function vine_version_string() result(s)
+    character(:), allocatable :: s
+    s = fstr(c_vine_version_string())
+  end function
+
+  integer(c_int) function vine_block_host(m, host)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: host
+    vine_block_host = c_vine_block_host(m, cstr(host))
+  end function
+
+  integer(c_int) function vine_block_host_with_timeout(m, host, seconds)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: host
+    integer(c_int64_t), intent(in) :: seconds
+    vine_block_host_with_timeout = c_vine_block_host_with_timeout(m, cstr(host), seconds)
+  end function
+
+  integer(c_int) function vine_unblock_host(m, host)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: host
+    vine_unblock_host = c_vine_unblock_host(m, cstr(host))
+  end function
+
+  integer(c_int) function vine_set_draining_by_hostname(m, host, drain)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: host
+    integer(c_int), intent(in) :: drain
+    vine_set_draining_by_hostname = c_vine_set_draining_by_hostname(m, cstr(host), drain)
+  end function
+
+  !> category absent (call with mode=...): the default of every category
+  !> (TaskVine's NULL).
+  integer(c_int) function vine_set_category_mode(m, category, mode)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in), optional :: category
+    integer(c_int), intent(in) :: mode
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(category)) then
+      c = cstr(category)
+      vine_set_category_mode = c_vine_set_category_mode(m, c_loc(c), mode)
+    else
+      vine_set_category_mode = c_vine_set_category_mode(m, c_null_ptr, mode)
+    end if
   end function
 
   !> The contents of a buffer, temp or file as a Fortran string.

@@ -88,46 +88,157 @@ typedef int vine_mount_flags_t;
 // thread could end up waiting), nor shut down or delete the manager.
 typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
 
-// Counters and gauges of a manager, filled by `vine_get_stats`.
+// How tasks of a category are sized (`VINE_ALLOCATION_MODE_*`, TaskVine's
+// values), for `vine_set_category_mode`.
+typedef int vine_category_mode_t;
+
+// Counters and gauges of a manager, filled by `vine_get_stats`: TaskVine's
+// `struct vine_stats`, field for field (names, types and order), then vine's own.
+//
+// "Workers" are the remote `vine_worker` processes and, when it has cores, the
+// local pool, which counts as one worker. Times are microseconds. Fields vine does
+// not measure are 0: `workers_init` (a worker joins with its resources),
+// `workers_idled_out` (workers do not leave for idleness), the manager's own time
+// accounting (`time_send` to `time_scheduling`), `bandwidth`, the `capacity_*`
+// estimates and `inuse_cache`.
 typedef struct vine_stats {
-  // Tasks submitted since the manager was created.
-  int64_t tasks_submitted;
+  // Workers connected now.
+  int workers_connected;
+  // Workers connected that have not yet reported their resources (always 0 in
+  // vine: a worker joins with them).
+  int workers_init;
+  // Workers holding no task.
+  int workers_idle;
+  // Workers holding at least one task.
+  int workers_busy;
+  // Workers that can hold the largest task submitted so far (all of them
+  // before any).
+  int workers_able;
+  // Remote worker connections ever established.
+  int workers_joined;
+  // Remote worker connections ended, for any reason.
+  int workers_removed;
+  // Remote workers the manager told to exit (`vine_workers_shutdown`, draining).
+  int workers_released;
+  // Workers that left for being idle (0: vine's do not).
+  int workers_idled_out;
+  // Workers disconnected for being slow (`vine_enable_disconnect_slow_workers`).
+  int workers_slow;
+  // Times a host was blocked (`vine_block_host`, and slow workers' hosts).
+  int workers_blocked;
+  // Remote worker connections lost unexpectedly.
+  int workers_lost;
   // Tasks waiting for a worker.
-  int64_t tasks_waiting;
+  int tasks_waiting;
   // Tasks given to workers: running, or held by a worker ready to start.
-  int64_t tasks_on_workers;
+  int tasks_on_workers;
   // Tasks running on workers.
-  int64_t tasks_running;
-  // Tasks finished (whatever the result), retrieved or not.
-  int64_t tasks_done;
+  int tasks_running;
+  // Finished tasks not yet returned by a wait.
+  int tasks_with_results;
+  // Tasks the manager ran itself to make again the temps of a lost worker.
+  int tasks_recovery;
+  // Tasks submitted since the manager was created.
+  int tasks_submitted;
+  // Times a task was given to a worker (retries count again).
+  int tasks_dispatched;
+  // Tasks finished, whatever the result, retrieved or not.
+  int tasks_done;
   // Finished tasks whose result is not SUCCESS or whose exit code is not 0.
-  int64_t tasks_failed;
+  int tasks_failed;
+  // Finished tasks with result SUCCESS and exit code 0.
+  int tasks_successful;
   // Finished tasks that were cancelled.
-  int64_t tasks_cancelled;
-  // Attempts re-run after failures that were not the task's own.
-  int64_t tasks_retried;
-  // Workers connected (the local pool counts as one when it has cores).
-  int64_t workers_connected;
-  // Cores of all workers.
-  double total_cores;
+  int tasks_cancelled;
+  // Finished tasks that exhausted their resources.
+  int tasks_exhausted_attempts;
+  // When the manager started (microseconds since the epoch).
+  uint64_t time_when_started;
+  // Not measured: 0.
+  uint64_t time_send;
+  // Not measured: 0.
+  uint64_t time_receive;
+  // Not measured: 0.
+  uint64_t time_send_good;
+  // Not measured: 0.
+  uint64_t time_receive_good;
+  // Not measured: 0.
+  uint64_t time_status_msgs;
+  // Not measured: 0.
+  uint64_t time_internal;
+  // Not measured: 0.
+  uint64_t time_polling;
+  // Not measured: 0.
+  uint64_t time_application;
+  // Not measured: 0.
+  uint64_t time_scheduling;
+  // Time workers spent executing the tasks finished so far.
+  uint64_t time_workers_execute;
+  // Of it, tasks that finished with SUCCESS.
+  uint64_t time_workers_execute_good;
+  // Of it, tasks that exhausted their resources.
+  uint64_t time_workers_execute_exhaustion;
+  // Bytes of input files sent to remote workers (a cached file is sent once).
+  int64_t bytes_sent;
+  // Bytes of output files received from remote workers.
+  int64_t bytes_received;
+  // Not measured: 0.
+  double bandwidth;
+  // Not estimated: 0.
+  int capacity_tasks;
+  // Not estimated: 0.
+  int capacity_cores;
+  // Not estimated: 0.
+  int capacity_memory;
+  // Not estimated: 0.
+  int capacity_disk;
+  // Not estimated: 0.
+  int capacity_gpus;
+  // Not estimated: 0.
+  int capacity_instantaneous;
+  // Not estimated: 0.
+  int capacity_weighted;
+  // Cores of all workers, rounded up to whole cores (see `total_cores_exact`).
+  int64_t total_cores;
   // Memory of all workers, MB.
   int64_t total_memory;
   // Disk of all workers, MB.
   int64_t total_disk;
   // Gpus of all workers.
   int64_t total_gpus;
-  // Cores held by running tasks.
-  double committed_cores;
+  // Cores held by running tasks, rounded up to whole cores (see
+  // `committed_cores_exact`).
+  int64_t committed_cores;
   // Memory held by running tasks, MB.
   int64_t committed_memory;
   // Disk held by running tasks, MB.
   int64_t committed_disk;
   // Gpus held by running tasks.
   int64_t committed_gpus;
-  // Bytes of input files sent to remote workers (a cached file is sent once).
-  int64_t bytes_sent;
-  // Bytes of output files received from remote workers.
-  int64_t bytes_received;
+  // The most cores of one worker (whole cores).
+  int64_t max_cores;
+  // The most memory of one worker, MB.
+  int64_t max_memory;
+  // The most disk of one worker, MB.
+  int64_t max_disk;
+  // The most gpus of one worker.
+  int64_t max_gpus;
+  // The fewest cores of one worker (whole cores).
+  int64_t min_cores;
+  // The least memory of one worker, MB.
+  int64_t min_memory;
+  // The least disk of one worker, MB.
+  int64_t min_disk;
+  // The fewest gpus of one worker.
+  int64_t min_gpus;
+  // Not measured: 0.
+  int64_t inuse_cache;
+  // vine's own: attempts re-run after failures that were not the task's own.
+  int64_t tasks_retried;
+  // vine's own: cores of all workers, fractions included.
+  double total_cores_exact;
+  // vine's own: cores held by running tasks, fractions included.
+  double committed_cores_exact;
 } vine_stats;
 
 // How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
@@ -264,6 +375,34 @@ typedef int vine_error_t;
 
 // Run a function task in a separate process, so a crash costs only the task.
 #define VINE_EXEC_PROCESS 1
+
+// Tasks get what they ask for: vine's behaviour.
+#define VINE_ALLOCATION_MODE_FIXED 0
+
+// TaskVine: first the largest measured use of the category, then the maximum
+// declared. vine records it and sizes tasks as FIXED (it measures no use).
+#define VINE_ALLOCATION_MODE_MAX 1
+
+// TaskVine: an allocation that minimises waste. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_MIN_WASTE 2
+
+// TaskVine: an allocation that maximises throughput. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_MAX_THROUGHPUT 3
+
+// TaskVine: greedy bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_GREEDY_BUCKETING 4
+
+// TaskVine: exhaustive bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING 5
+
+// TaskVine: deterministic greedy bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING 6
+
+// TaskVine: deterministic exhaustive bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING 7
+
+// TaskVine: quantized bucketing. Recorded; sized as FIXED.
+#define VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING 8
 
 #ifdef __cplusplus
 extern "C" {
@@ -440,12 +579,29 @@ int vine_port(const struct vine_manager *m);
 //   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 //   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 //
+// TaskVine's names, with TaskVine's meaning (besides `"keepalive-interval"`,
+// `"keepalive-timeout"` and `"wait-for-workers"` above):
+// - `"disconnect-slow-workers-factor"` (also `"disconnect-slow-worker-factor"`;
+//   0 = off): as `vine_enable_disconnect_slow_workers`.
+// - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
+//   host stays blocked.
+// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+// - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
+//   worker holds tasks for this many times its cores, the excess waiting there:
+//   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
+//   `"prefetch"` replaces it.
+//
+// TaskVine's other names (transfers between workers, the resource monitor,
+// catalog updates, libraries, ...) tune machinery vine does not have: they are
+// unknown settings here.
+//
 // Ranges: every value must be finite. Times (`*-timeout`, `*-interval`) are seconds
 // from 0 to 1e9; counts (`max-retries`, `wait-for-workers`, `prefetch`) whole numbers
 // from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
 // `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 // `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
-// `local-worker-processes` 0 to 4096.
+// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
+// `hungry-minimum` 0 to 1e9.
 //
 // Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 // `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -467,12 +623,114 @@ int vine_set_password_file(struct vine_manager *m, const char *path);
 // error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
 int vine_set_password(struct vine_manager *m, const char *password);
 
-// Directory where the manager writes its log (`manager.log`); created if needed.
-// Returns 0 or a negative error.
-int vine_set_runtime_info_path(struct vine_manager *m, const char *dir);
+// Sets the directory under which managers created from now on keep their
+// runtime information, as TaskVine's call does (before `vine_create`, no
+// manager): each later manager writes its log (`manager.log`) into a fresh
+// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
+// if it cannot be). Staging files stay in the system's temporary directory.
+// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
+// callers still compile. For one manager's log directory, see
+// `vine_set_runtime_info_path_for`.
+int vine_set_runtime_info_path(const char *path);
+
+// Directory where manager `m` writes its log (`manager.log`) from now on;
+// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
+// for the managers created later). Returns 0 or a negative error.
+int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
 // Names the manager (shown to workers and in logs). Returns 0 or a negative error.
 int vine_set_name(struct vine_manager *m, const char *name);
+
+// The manager's name: what `vine_set_name` set, else "vine". Owned by the
+// manager and valid until `vine_delete` (a later `vine_set_name` does not free
+// it). NULL on error.
+const char *vine_get_name(struct vine_manager *m);
+
+// Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
+// next id changes nothing. Returns the id the next task will get, or a negative
+// error.
+int vine_set_task_id_min(struct vine_manager *m, int minid);
+
+// Blocks the workers of host `hostname`, as TaskVine does, until
+// `vine_unblock_host`: a host is named by the host name its workers report
+// (their `gethostname`) or by its address as the manager sees it (e.g.
+// "127.0.0.1"). Its connected workers are cut off at once and their tasks run
+// again elsewhere (a re-run counts against the task's retries); its workers
+// cannot join while it is blocked (they keep trying, within their `--timeout`).
+// Returns how many workers were cut off, or a negative error; TaskVine's returns
+// nothing, so its callers still compile.
+int vine_block_host(struct vine_manager *m, const char *hostname);
+
+// Like `vine_block_host`, for `seconds`; less than 1 blocks until unblocked, as
+// in TaskVine. (`seconds` is TaskVine's `time_t`, 64 bits here.)
+int vine_block_host_with_timeout(struct vine_manager *m, const char *hostname, int64_t seconds);
+
+// Lifts the block of `hostname` (as named to `vine_block_host`): its workers may
+// join again. Returns 0 or a negative error.
+int vine_unblock_host(struct vine_manager *m, const char *hostname);
+
+// Lifts every block, timed or not. Returns 0 or a negative error.
+int vine_unblock_all(struct vine_manager *m);
+
+// Tells up to `n` remote workers that hold no task to exit (`n` < 1: all of
+// them), as TaskVine does; busy workers are left alone. The local pool is not a
+// remote worker. Returns how many were told, or a negative error.
+int vine_workers_shutdown(struct vine_manager *m, int n);
+
+// With `drain_flag` non-zero, the remote workers now connected from `hostname`
+// (named as for `vine_block_host`) get no new task; the tasks they hold finish,
+// and each is told to exit once it holds none. With 0 they take tasks again.
+// Workers that join later are not draining. Returns how many workers were
+// changed, or a negative error.
+int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, int drain_flag);
+
+// Disconnects slow workers, as TaskVine does: once 10 tasks of a category have
+// succeeded on remote workers, a task of it still running on a remote worker
+// after `multiplier` times their average (from dispatch to result) is taken back
+// and runs elsewhere (the attempt does not count against its retries; each time
+// it is taken back it is allowed one average more). A worker that holds such a
+// task a second time is disconnected and its host blocked for
+// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
+// `multiplier` below 1 turns it off (the default). Applies to all categories.
+// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+int vine_enable_disconnect_slow_workers(struct vine_manager *m, double multiplier);
+
+// `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
+// (TaskVine's returns nothing).
+int vine_set_keepalive_interval(struct vine_manager *m, int interval);
+
+// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
+// (TaskVine's returns nothing).
+int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
+
+// Records that workers may send each other files, as TaskVine's call does (on
+// by default). vine sends every input to a remote worker from the manager and
+// brings every temp a task needs elsewhere through the manager, with or without
+// it: results are the same, and only the route of the bytes would differ.
+// Returns 1, or a negative error.
+int vine_enable_peer_transfers(struct vine_manager *m);
+
+// Records that workers may not send each other files (see
+// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
+// Returns 1, or a negative error.
+int vine_disable_peer_transfers(struct vine_manager *m);
+
+// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
+// without it: a task that uses more memory or disk than it asked for is stopped
+// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
+// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
+// (`time_series`) is not written, and measured peak resources are not reported.
+// Returns 1, or a negative error.
+int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series);
+
+// Sets how tasks of `category` are sized (NULL: the default for every category
+// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
+// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
+// it asks for nothing). The automatic modes are recorded; since vine measures no
+// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
+// 0 for another value (nothing changes), as TaskVine does; a negative error for a
+// bad manager.
+int vine_set_category_mode(struct vine_manager *m, const char *category, vine_category_mode_t mode);
 
 // Submits a task. Returns its id (>= 1); from then on the manager owns the task
 // until `vine_wait` (or `vine_wait_for_*`) returns it: do not touch or delete it
@@ -555,6 +813,10 @@ void vine_delete(struct vine_manager *m);
 // The message of this thread's most recent failed call (never NULL; "" if none).
 // Successful calls leave it unchanged. Valid until this thread's next failing call.
 const char *vine_last_error(void);
+
+// The library version as TaskVine's call gives it: a string in static storage,
+// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
+char *vine_version_string(void);
 
 // The library version, "MAJOR.MINOR.PATCH" (static storage).
 const char *vine_version(void);
@@ -701,11 +963,26 @@ const char *vine_task_get_command(const struct vine_task *t);
 // One human sentence on why the task failed; NULL if it succeeded or has not run.
 const char *vine_task_get_reason(const struct vine_task *t);
 
-// A metric of a finished task: `"time_when_submitted"`, `"time_when_started"`,
-// `"time_when_done"` (microseconds since the epoch), `"time_workers_execute"`
-// (microseconds spent running, all attempts), `"worker_id"`, `"retries"` (attempts
-// beyond the first), `"cores"`, `"memory"`, `"disk"`, `"gpus"` (as requested; cores
-// in thousandths). A negative `vine_error_t` for an unknown name or a bad task.
+// A metric of a finished task, by TaskVine's names (times in microseconds;
+// `time_when_*` since the epoch):
+// - `"time_when_submitted"`, `"time_when_done"`;
+// - `"time_when_commit_start"`, `"time_when_commit_end"`: when the last attempt
+//   started at its worker (vine hands a task over as one message, so both are
+//   that instant);
+// - `"time_when_retrieval"`: when its result reached the manager (as `time_when_done`);
+// - `"time_workers_execute_last"`: execution of the last attempt;
+//   `"time_workers_execute_all"`: of all attempts;
+//   `"time_workers_execute_exhaustion"`: of the last attempt if it exhausted its
+//   resources; `"time_workers_execute_failure"`: of the attempts that failed;
+// - `"bytes_received"`, `"bytes_sent"`, `"bytes_transferred"`: not counted per
+//   task by vine: 0 (see `vine_get_stats` for the manager's totals).
+//
+// vine's own: `"time_when_started"`, `"time_workers_execute"` (as
+// `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
+// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as requested).
+//
+// An unknown name gives 0, as in TaskVine (and `vine_last_error()` says so); a
+// NULL name or a bad task a negative `vine_error_t`.
 int64_t vine_task_get_metric(const struct vine_task *t, const char *name);
 
 #ifdef __cplusplus

@@ -478,6 +478,20 @@ const TASKVINE: &[(&str, &[(&str, i64)])] = &[
         ],
     ),
     (
+        "ALLOCATION_MODE",
+        &[
+            ("VINE_ALLOCATION_MODE_FIXED", 0),
+            ("VINE_ALLOCATION_MODE_MAX", 1),
+            ("VINE_ALLOCATION_MODE_MIN_WASTE", 2),
+            ("VINE_ALLOCATION_MODE_MAX_THROUGHPUT", 3),
+            ("VINE_ALLOCATION_MODE_GREEDY_BUCKETING", 4),
+            ("VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING", 5),
+            ("VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING", 6),
+            ("VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING", 7),
+            ("VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING", 8),
+        ],
+    ),
+    (
         "SCHEDULE",
         &[
             ("VINE_SCHEDULE_UNSET", 0),
@@ -503,7 +517,7 @@ fn names_shared_with_taskvine_have_taskvine_values() {
             }
         }
     }
-    assert!(shared >= 23, "only {shared} shared names found");
+    assert!(shared >= 32, "only {shared} shared names found");
 }
 
 #[test]
@@ -532,5 +546,101 @@ fn vine_only_mount_flags_and_results_take_no_taskvine_value() {
             });
             assert!(clash.is_none(), "{name} = {v} collides with {clash:?}");
         }
+    }
+}
+
+/// TaskVine's `struct vine_stats`: (C type, field), in order (`timestamp_t` is
+/// `uint64_t`).
+const TASKVINE_STATS: &[(&str, &str)] = &[
+    ("int", "workers_connected"),
+    ("int", "workers_init"),
+    ("int", "workers_idle"),
+    ("int", "workers_busy"),
+    ("int", "workers_able"),
+    ("int", "workers_joined"),
+    ("int", "workers_removed"),
+    ("int", "workers_released"),
+    ("int", "workers_idled_out"),
+    ("int", "workers_slow"),
+    ("int", "workers_blocked"),
+    ("int", "workers_lost"),
+    ("int", "tasks_waiting"),
+    ("int", "tasks_on_workers"),
+    ("int", "tasks_running"),
+    ("int", "tasks_with_results"),
+    ("int", "tasks_recovery"),
+    ("int", "tasks_submitted"),
+    ("int", "tasks_dispatched"),
+    ("int", "tasks_done"),
+    ("int", "tasks_failed"),
+    ("int", "tasks_successful"),
+    ("int", "tasks_cancelled"),
+    ("int", "tasks_exhausted_attempts"),
+    ("uint64_t", "time_when_started"),
+    ("uint64_t", "time_send"),
+    ("uint64_t", "time_receive"),
+    ("uint64_t", "time_send_good"),
+    ("uint64_t", "time_receive_good"),
+    ("uint64_t", "time_status_msgs"),
+    ("uint64_t", "time_internal"),
+    ("uint64_t", "time_polling"),
+    ("uint64_t", "time_application"),
+    ("uint64_t", "time_scheduling"),
+    ("uint64_t", "time_workers_execute"),
+    ("uint64_t", "time_workers_execute_good"),
+    ("uint64_t", "time_workers_execute_exhaustion"),
+    ("int64_t", "bytes_sent"),
+    ("int64_t", "bytes_received"),
+    ("double", "bandwidth"),
+    ("int", "capacity_tasks"),
+    ("int", "capacity_cores"),
+    ("int", "capacity_memory"),
+    ("int", "capacity_disk"),
+    ("int", "capacity_gpus"),
+    ("int", "capacity_instantaneous"),
+    ("int", "capacity_weighted"),
+    ("int64_t", "total_cores"),
+    ("int64_t", "total_memory"),
+    ("int64_t", "total_disk"),
+    ("int64_t", "total_gpus"),
+    ("int64_t", "committed_cores"),
+    ("int64_t", "committed_memory"),
+    ("int64_t", "committed_disk"),
+    ("int64_t", "committed_gpus"),
+    ("int64_t", "max_cores"),
+    ("int64_t", "max_memory"),
+    ("int64_t", "max_disk"),
+    ("int64_t", "max_gpus"),
+    ("int64_t", "min_cores"),
+    ("int64_t", "min_memory"),
+    ("int64_t", "min_disk"),
+    ("int64_t", "min_gpus"),
+    ("int64_t", "inuse_cache"),
+];
+
+#[test]
+fn vine_stats_begins_with_taskvines_fields_in_taskvines_order() {
+    let h = committed();
+    let start = h
+        .find("typedef struct vine_stats {")
+        .expect("struct vine_stats");
+    let end = start + h[start..].find("} vine_stats;").unwrap();
+    let ours: Vec<(String, String)> = h[start..end]
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.ends_with(';') && !l.starts_with("//") && !l.starts_with('*'))
+        .map(|l| {
+            let l = l.trim_end_matches(';');
+            let (ty, name) = l.rsplit_once(' ').unwrap();
+            (ty.trim().to_owned(), name.to_owned())
+        })
+        .collect();
+    assert!(ours.len() >= TASKVINE_STATS.len(), "{ours:?}");
+    for (i, (ty, name)) in TASKVINE_STATS.iter().enumerate() {
+        assert_eq!(
+            (ours[i].0.as_str(), ours[i].1.as_str()),
+            (*ty, *name),
+            "field {i} of struct vine_stats"
+        );
     }
 }

@@ -121,6 +121,29 @@ pub const VINE_EXEC_THREAD: vine_exec_mode_t = 0;
 /// Run a function task in a separate process, so a crash costs only the task.
 pub const VINE_EXEC_PROCESS: vine_exec_mode_t = 1;
 
+/// How tasks of a category are sized (`VINE_ALLOCATION_MODE_*`, TaskVine's
+/// values), for `vine_set_category_mode`.
+pub type vine_category_mode_t = c_int;
+/// Tasks get what they ask for: vine's behaviour.
+pub const VINE_ALLOCATION_MODE_FIXED: vine_category_mode_t = 0;
+/// TaskVine: first the largest measured use of the category, then the maximum
+/// declared. vine records it and sizes tasks as FIXED (it measures no use).
+pub const VINE_ALLOCATION_MODE_MAX: vine_category_mode_t = 1;
+/// TaskVine: an allocation that minimises waste. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_MIN_WASTE: vine_category_mode_t = 2;
+/// TaskVine: an allocation that maximises throughput. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_MAX_THROUGHPUT: vine_category_mode_t = 3;
+/// TaskVine: greedy bucketing. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_GREEDY_BUCKETING: vine_category_mode_t = 4;
+/// TaskVine: exhaustive bucketing. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING: vine_category_mode_t = 5;
+/// TaskVine: deterministic greedy bucketing. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING: vine_category_mode_t = 6;
+/// TaskVine: deterministic exhaustive bucketing. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING: vine_category_mode_t = 7;
+/// TaskVine: quantized bucketing. Recorded; sized as FIXED.
+pub const VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING: vine_category_mode_t = 8;
+
 #[cfg(test)]
 mod test {
     use super::*;

@@ -6,9 +6,12 @@ use std::time::Duration;
 
 use super::boundary::{self, c_str, guard, guard_code, guard_errno};
 use super::handles;
+use super::{
+    vine_category_mode_t, VINE_ALLOCATION_MODE_FIXED, VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING,
+};
 use super::{vine_manager, vine_result_t, vine_stats, vine_task};
 use crate::error::Error;
-use crate::manager::{Manager, Port, Want};
+use crate::manager::{settings, Manager, Port, Want};
 use crate::task::TaskResult;
 
 /// Creates a manager and starts its thread and its local worker threads.
@@ -166,12 +169,29 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 ///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
 ///
+/// TaskVine's names, with TaskVine's meaning (besides `"keepalive-interval"`,
+/// `"keepalive-timeout"` and `"wait-for-workers"` above):
+/// - `"disconnect-slow-workers-factor"` (also `"disconnect-slow-worker-factor"`;
+///   0 = off): as `vine_enable_disconnect_slow_workers`.
+/// - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
+///   host stays blocked.
+/// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+/// - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
+///   worker holds tasks for this many times its cores, the excess waiting there:
+///   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
+///   `"prefetch"` replaces it.
+///
+/// TaskVine's other names (transfers between workers, the resource monitor,
+/// catalog updates, libraries, ...) tune machinery vine does not have: they are
+/// unknown settings here.
+///
 /// Ranges: every value must be finite. Times (`*-timeout`, `*-interval`) are seconds
 /// from 0 to 1e9; counts (`max-retries`, `wait-for-workers`, `prefetch`) whole numbers
 /// from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
 /// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 /// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
-/// `local-worker-processes` 0 to 4096.
+/// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
+/// `hungry-minimum` 0 to 1e9.
 ///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 /// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -223,10 +243,32 @@ pub unsafe extern "C" fn vine_set_password(m: *mut vine_manager, password: *cons
     })
 }
 
-/// Directory where the manager writes its log (`manager.log`); created if needed.
-/// Returns 0 or a negative error.
+/// Sets the directory under which managers created from now on keep their
+/// runtime information, as TaskVine's call does (before `vine_create`, no
+/// manager): each later manager writes its log (`manager.log`) into a fresh
+/// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
+/// if it cannot be). Staging files stay in the system's temporary directory.
+/// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
+/// callers still compile. For one manager's log directory, see
+/// `vine_set_runtime_info_path_for`.
 #[no_mangle]
-pub unsafe extern "C" fn vine_set_runtime_info_path(
+pub unsafe extern "C" fn vine_set_runtime_info_path(path: *const c_char) -> c_int {
+    guard_code(|| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let path = Manager::utf8(unsafe { c_str(path, "the directory")? })?;
+        if path.is_empty() {
+            return Err(Error::invalid("the runtime info path cannot be empty"));
+        }
+        crate::manager::set_runtime_info_root(Some(path.into()));
+        Ok(0)
+    })
+}
+
+/// Directory where manager `m` writes its log (`manager.log`) from now on;
+/// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
+/// for the managers created later). Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     m: *mut vine_manager,
     dir: *const c_char,
 ) -> c_int {
@@ -248,6 +290,244 @@ pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char
         let name = Manager::utf8(unsafe { c_str(name, "the name")? })?;
         m.set_name(name)?;
         Ok(0)
+    })
+}
+
+/// The manager's name: what `vine_set_name` set, else "vine". Owned by the
+/// manager and valid until `vine_delete` (a later `vine_set_name` does not free
+/// it). NULL on error.
+#[no_mangle]
+pub extern "C" fn vine_get_name(m: *mut vine_manager) -> *const c_char {
+    guard(ptr::null(), || Ok(handles::manager(m)?.name_c()))
+}
+
+/// Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
+/// next id changes nothing. Returns the id the next task will get, or a negative
+/// error.
+#[no_mangle]
+pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let next = m.set_task_id_min(u64::try_from(minid).unwrap_or(0));
+        Ok(c_int::try_from(next).unwrap_or(c_int::MAX))
+    })
+}
+
+/// The host name argument of the calls below.
+unsafe fn host_of<'a>(hostname: *const c_char) -> crate::error::Result<&'a str> {
+    // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.
+    let host = Manager::utf8(unsafe { c_str(hostname, "the host name")? })?;
+    if host.is_empty() {
+        return Err(Error::invalid("the host name cannot be empty"));
+    }
+    Ok(host)
+}
+
+/// Blocks the workers of host `hostname`, as TaskVine does, until
+/// `vine_unblock_host`: a host is named by the host name its workers report
+/// (their `gethostname`) or by its address as the manager sees it (e.g.
+/// "127.0.0.1"). Its connected workers are cut off at once and their tasks run
+/// again elsewhere (a re-run counts against the task's retries); its workers
+/// cannot join while it is blocked (they keep trying, within their `--timeout`).
+/// Returns how many workers were cut off, or a negative error; TaskVine's returns
+/// nothing, so its callers still compile.
+#[no_mangle]
+pub unsafe extern "C" fn vine_block_host(m: *mut vine_manager, hostname: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = m.block_host(unsafe { host_of(hostname)? }, None)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Like `vine_block_host`, for `seconds`; less than 1 blocks until unblocked, as
+/// in TaskVine. (`seconds` is TaskVine's `time_t`, 64 bits here.)
+#[no_mangle]
+pub unsafe extern "C" fn vine_block_host_with_timeout(
+    m: *mut vine_manager,
+    hostname: *const c_char,
+    seconds: i64,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let timeout = (seconds >= 1).then(|| Duration::from_secs(seconds as u64));
+        let n = m.block_host(unsafe { host_of(hostname)? }, timeout)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Lifts the block of `hostname` (as named to `vine_block_host`): its workers may
+/// join again. Returns 0 or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_unblock_host(m: *mut vine_manager, hostname: *const c_char) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        m.unblock_host(Some(unsafe { host_of(hostname)? }));
+        Ok(0)
+    })
+}
+
+/// Lifts every block, timed or not. Returns 0 or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_unblock_all(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.unblock_host(None);
+        Ok(0)
+    })
+}
+
+/// Tells up to `n` remote workers that hold no task to exit (`n` < 1: all of
+/// them), as TaskVine does; busy workers are left alone. The local pool is not a
+/// remote worker. Returns how many were told, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_workers_shutdown(m: *mut vine_manager, n: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = usize::try_from(n).ok().filter(|&n| n >= 1);
+        let told = m.shutdown_workers(n)?;
+        Ok(c_int::try_from(told).unwrap_or(c_int::MAX))
+    })
+}
+
+/// With `drain_flag` non-zero, the remote workers now connected from `hostname`
+/// (named as for `vine_block_host`) get no new task; the tasks they hold finish,
+/// and each is told to exit once it holds none. With 0 they take tasks again.
+/// Workers that join later are not draining. Returns how many workers were
+/// changed, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_draining_by_hostname(
+    m: *mut vine_manager,
+    hostname: *const c_char,
+    drain_flag: c_int,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = m.drain_host(unsafe { host_of(hostname)? }, drain_flag != 0)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Disconnects slow workers, as TaskVine does: once 10 tasks of a category have
+/// succeeded on remote workers, a task of it still running on a remote worker
+/// after `multiplier` times their average (from dispatch to result) is taken back
+/// and runs elsewhere (the attempt does not count against its retries; each time
+/// it is taken back it is allowed one average more). A worker that holds such a
+/// task a second time is disconnected and its host blocked for
+/// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
+/// `multiplier` below 1 turns it off (the default). Applies to all categories.
+/// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+#[no_mangle]
+pub extern "C" fn vine_enable_disconnect_slow_workers(
+    m: *mut vine_manager,
+    multiplier: f64,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        if multiplier.is_nan() {
+            return Err(Error::invalid("the multiplier is not a number"));
+        }
+        let v = if multiplier >= 1.0 {
+            multiplier.min(settings::MAX_HUNGRY_FACTOR)
+        } else {
+            0.0
+        };
+        m.tune("disconnect-slow-workers-factor", v)?;
+        Ok(if v >= 1.0 { 0 } else { 1 })
+    })
+}
+
+/// `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
+/// (TaskVine's returns nothing).
+#[no_mangle]
+pub extern "C" fn vine_set_keepalive_interval(m: *mut vine_manager, interval: c_int) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.tune("keepalive-interval", f64::from(interval))?;
+        Ok(0)
+    })
+}
+
+/// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
+/// (TaskVine's returns nothing).
+#[no_mangle]
+pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_int) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.tune("keepalive-timeout", f64::from(timeout))?;
+        Ok(0)
+    })
+}
+
+/// Records that workers may send each other files, as TaskVine's call does (on
+/// by default). vine sends every input to a remote worker from the manager and
+/// brings every temp a task needs elsewhere through the manager, with or without
+/// it: results are the same, and only the route of the bytes would differ.
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_peer_transfers(true);
+        Ok(1)
+    })
+}
+
+/// Records that workers may not send each other files (see
+/// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_peer_transfers(false);
+        Ok(1)
+    })
+}
+
+/// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
+/// without it: a task that uses more memory or disk than it asked for is stopped
+/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
+/// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
+/// (`time_series`) is not written, and measured peak resources are not reported.
+/// Returns 1, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_enable_monitoring(
+    m: *mut vine_manager,
+    watchdog: c_int,
+    time_series: c_int,
+) -> c_int {
+    guard_code(|| {
+        handles::manager(m)?.set_monitoring(watchdog != 0, time_series != 0);
+        Ok(1)
+    })
+}
+
+/// Sets how tasks of `category` are sized (NULL: the default for every category
+/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
+/// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
+/// it asks for nothing). The automatic modes are recorded; since vine measures no
+/// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
+/// 0 for another value (nothing changes), as TaskVine does; a negative error for a
+/// bad manager.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_mode(
+    m: *mut vine_manager,
+    category: *const c_char,
+    mode: vine_category_mode_t,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let category = if category.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and NUL-terminated by the C contract.
+            Some(Manager::utf8(unsafe { CStr::from_ptr(category) })?)
+        };
+        if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
+        {
+            boundary::record(&Error::invalid(format!(
+                "{mode} is not a VINE_ALLOCATION_MODE_*"
+            )));
+            return Ok(0);
+        }
+        m.set_category_mode(category, mode);
+        Ok(1)
     })
 }
 
@@ -405,26 +685,60 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
         }
         let st = m.stats()?;
         let (sent, received) = m.bytes_transferred();
+        let int = |n: u64| c_int::try_from(n).unwrap_or(c_int::MAX);
+        let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let cores = |r: &crate::resources::Resources| big(r.millicores.div_ceil(1000));
         let out = vine_stats {
-            tasks_submitted: st.tasks_submitted as i64,
-            tasks_waiting: st.tasks_waiting as i64,
-            tasks_on_workers: st.tasks_on_workers as i64,
-            tasks_running: st.tasks_running as i64,
-            tasks_done: st.tasks_done as i64,
-            tasks_failed: st.tasks_failed as i64,
-            tasks_cancelled: st.tasks_cancelled as i64,
-            tasks_retried: st.tasks_retried as i64,
-            workers_connected: st.workers_connected as i64,
-            total_cores: st.total.cores(),
-            total_memory: st.total.memory_mb as i64,
-            total_disk: st.total.disk_mb as i64,
+            workers_connected: int(st.workers_connected),
+            workers_init: 0,
+            workers_idle: int(st.workers_idle),
+            workers_busy: int(st.workers_busy),
+            workers_able: int(st.workers_able),
+            workers_joined: int(st.workers_joined),
+            workers_removed: int(st.workers_removed),
+            workers_released: int(st.workers_released),
+            workers_idled_out: 0,
+            workers_slow: int(st.workers_slow),
+            workers_blocked: int(st.workers_blocked),
+            workers_lost: int(st.workers_lost),
+            tasks_waiting: int(st.tasks_waiting),
+            tasks_on_workers: int(st.tasks_on_workers),
+            tasks_running: int(st.tasks_running),
+            tasks_with_results: int(m.finished_len() as u64),
+            tasks_recovery: int(st.tasks_recovery),
+            tasks_submitted: int(st.tasks_submitted),
+            tasks_dispatched: int(st.tasks_dispatched),
+            tasks_done: int(st.tasks_done),
+            tasks_failed: int(st.tasks_failed),
+            tasks_successful: int(st.tasks_successful),
+            tasks_cancelled: int(st.tasks_cancelled),
+            tasks_exhausted_attempts: int(st.tasks_exhausted),
+            time_when_started: st.time_when_started,
+            time_workers_execute: st.time_execute,
+            time_workers_execute_good: st.time_execute_good,
+            time_workers_execute_exhaustion: st.time_execute_exhaustion,
+            bytes_sent: big(sent),
+            bytes_received: big(received),
+            total_cores: cores(&st.total),
+            total_memory: big(st.total.memory_mb),
+            total_disk: big(st.total.disk_mb),
             total_gpus: i64::from(st.total.gpus),
-            committed_cores: st.committed.cores(),
-            committed_memory: st.committed.memory_mb as i64,
-            committed_disk: st.committed.disk_mb as i64,
+            committed_cores: cores(&st.committed),
+            committed_memory: big(st.committed.memory_mb),
+            committed_disk: big(st.committed.disk_mb),
             committed_gpus: i64::from(st.committed.gpus),
-            bytes_sent: sent as i64,
-            bytes_received: received as i64,
+            max_cores: cores(&st.max),
+            max_memory: big(st.max.memory_mb),
+            max_disk: big(st.max.disk_mb),
+            max_gpus: i64::from(st.max.gpus),
+            min_cores: cores(&st.min),
+            min_memory: big(st.min.memory_mb),
+            min_disk: big(st.min.disk_mb),
+            min_gpus: i64::from(st.min.gpus),
+            tasks_retried: big(st.tasks_retried),
+            total_cores_exact: st.total.cores(),
+            committed_cores_exact: st.committed.cores(),
+            ..vine_stats::default()
         };
         // SAFETY: non-NULL and pointing to a vine_stats by the C contract.
         unsafe { s.write(out) };
@@ -477,6 +791,13 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
 #[no_mangle]
 pub extern "C" fn vine_last_error() -> *const c_char {
     guard(c"".as_ptr(), || Ok(boundary::last_error()))
+}
+
+/// The library version as TaskVine's call gives it: a string in static storage,
+/// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
+#[no_mangle]
+pub extern "C" fn vine_version_string() -> *mut c_char {
+    guard(ptr::null_mut(), || Ok(vine_version().cast_mut()))
 }
 
 /// The library version, "MAJOR.MINOR.PATCH" (static storage).

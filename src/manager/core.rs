@@ -75,6 +75,16 @@ impl Comm for Outbox {
     }
 }
 
+/// How a remote worker leaves (see `ManagerLoop::drop_worker`).
+enum Departure {
+    /// Told to exit.
+    Released,
+    /// Its connection cut; it may try to join again.
+    Disconnected,
+    /// Its connection ended by itself.
+    Lost,
+}
+
 /// A temp on its way back from its worker, and the callers waiting for it.
 struct PendingFetch {
     file: Arc<crate::files::File>,
@@ -98,6 +108,8 @@ pub(super) struct ManagerLoop {
     pub(super) local: LocalPool,
     pub(super) local_capacity: Resources,
     pub(super) prefetch: Option<usize>,
+    /// Set by `resource-submit-multiplier`: each worker's prefetch follows its cores.
+    submit_multiplier: Option<f64>,
     pub(super) shutdown_timeout: Duration,
     outbox: Outbox,
     shutdown: Option<Shutdown>,
@@ -116,6 +128,48 @@ pub(super) struct ManagerLoop {
     pub(super) temp_root: std::path::PathBuf,
     /// Callers waiting for a temp to come from its worker, by file id.
     fetches: HashMap<u64, PendingFetch>,
+    /// Remote workers draining: they take no new task and are told to exit once
+    /// they hold none.
+    draining: std::collections::HashSet<WorkerId>,
+    /// Slow workers (`vine_enable_disconnect_slow_workers`).
+    slow: SlowWorkers,
+}
+
+/// What it takes to find slow workers: a task running past `factor` times the
+/// average of its category is taken back and runs elsewhere; a worker that twice
+/// holds such a task is disconnected and its host blocked for `block_for`.
+struct SlowWorkers {
+    /// 0: off.
+    factor: f64,
+    block_for: Duration,
+    /// Tasks on remote workers: their worker, when they were sent, their category.
+    running: HashMap<TaskId, (WorkerId, Instant, Arc<[u8]>)>,
+    /// By category: tasks that succeeded on remote workers, and the sum of their
+    /// times from dispatch to report.
+    times: HashMap<Arc<[u8]>, (u64, Duration)>,
+    /// Times each task was taken back for slowness.
+    marks: HashMap<TaskId, u32>,
+    /// Workers that held a task taken back once already.
+    suspects: std::collections::HashSet<WorkerId>,
+}
+
+/// Tasks of a category that must succeed before its average counts.
+const SLOW_MIN_SAMPLES: u64 = 10;
+
+impl SlowWorkers {
+    fn average(&self, category: &[u8]) -> Option<Duration> {
+        let &(n, sum) = self.times.get(category)?;
+        (n >= SLOW_MIN_SAMPLES).then(|| sum / n as u32)
+    }
+
+    /// When task `id`, sent at `sent`, counts as slow, if its category has an
+    /// average.
+    fn deadline(&self, id: TaskId, sent: Instant, category: &[u8]) -> Option<Instant> {
+        let avg = self.average(category)?;
+        let marks = self.marks.get(&id).copied().unwrap_or(0);
+        let allowed = avg.as_secs_f64() * (self.factor + f64::from(marks));
+        sent.checked_add(Duration::try_from_secs_f64(allowed).ok()?)
+    }
 }
 
 impl ManagerLoop {
@@ -126,6 +180,8 @@ impl ManagerLoop {
         local: LocalPool,
         local_capacity: Resources,
     ) -> Self {
+        let mut sched = sched;
+        sched.stats_mut().time_when_started = u64::try_from(crate::task::now_us()).unwrap_or(0);
         ManagerLoop {
             _fail_notice: super::FailNotice(shared.clone()),
             sched,
@@ -134,6 +190,7 @@ impl ManagerLoop {
             local,
             local_capacity,
             prefetch: None,
+            submit_multiplier: None,
             shutdown_timeout: Duration::from_secs(30),
             outbox: Outbox::default(),
             shutdown: None,
@@ -145,6 +202,15 @@ impl ManagerLoop {
             listener: None,
             temp_root: std::env::temp_dir(),
             fetches: HashMap::new(),
+            draining: Default::default(),
+            slow: SlowWorkers {
+                factor: 0.0,
+                block_for: Duration::from_secs(900),
+                running: HashMap::new(),
+                times: HashMap::new(),
+                marks: HashMap::new(),
+                suspects: Default::default(),
+            },
         }
     }
 
@@ -152,6 +218,9 @@ impl ManagerLoop {
         if self.local_capacity.millicores > 0 {
             self.sched
                 .add_worker(LOCAL_WORKER, self.local_capacity, self.prefetch);
+            if let Some(m) = self.submit_multiplier {
+                self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
+            }
         }
     }
 
@@ -199,6 +268,7 @@ impl ManagerLoop {
                 }
                 Err(RecvTimeoutError::Timeout) => {
                     self.collect_local();
+                    self.check_slow();
                     let past = |s: &Shutdown| Instant::now() >= s.deadline;
                     if self.shutdown.as_ref().is_some_and(past) && self.on_shutdown_deadline() {
                         return self.sched.stats();
@@ -209,6 +279,9 @@ impl ManagerLoop {
             }
             self.sched.schedule(&mut self.outbox);
             self.flush();
+            if !self.draining.is_empty() {
+                self.release_drained();
+            }
             if self.try_finish_shutdown() {
                 return self.sched.stats();
             }
@@ -277,6 +350,9 @@ impl ManagerLoop {
             let at = Instant::now() + COLLECT_EVERY;
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
+        if let Some(at) = self.next_slow_deadline() {
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
         let got = match deadline {
             Some(d) => self.rx.recv_deadline(d),
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -315,8 +391,17 @@ impl ManagerLoop {
                     link.exit();
                     return;
                 }
+                if link.is_blocked() {
+                    // Blocked while it was joining.
+                    link.disconnect();
+                    return;
+                }
+                self.sched.stats_mut().workers_joined += 1;
                 // The prefetch set with vine_tune holds for every worker.
                 self.sched.add_worker(worker, resources, self.prefetch);
+                if let Some(m) = self.submit_multiplier {
+                    self.sched.set_prefetch_multiplier(worker, m);
+                }
                 self.sched.set_functions(worker, link.functions().to_vec());
                 self.remote.insert(worker, link);
                 self.shared
@@ -330,6 +415,13 @@ impl ManagerLoop {
                 let Some(mut task) = link.take(report.id) else {
                     return;
                 };
+                if let Some((_, sent, category)) = self.slow.running.remove(&task.id) {
+                    if report.result == crate::task::TaskResult::Success as i32 {
+                        let e = self.slow.times.entry(category).or_default();
+                        e.0 += 1;
+                        e.1 += sent.elapsed();
+                    }
+                }
                 if apply_report(&mut task, *report, &self.temp_root) {
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);
@@ -380,14 +472,57 @@ impl ManagerLoop {
                 },
             },
             Message::WorkerLost { worker } => {
-                if let Some(mut link) = self.remote.remove(&worker) {
-                    let tasks = link.take_all();
-                    self.sched.remove_worker(worker, tasks, &mut self.outbox);
-                    self.remake_temps_of(worker);
-                    self.shared
-                        .slots
-                        .store(self.sched.total_slots(), Ordering::Relaxed);
+                if self.remote.contains_key(&worker) {
+                    self.sched.stats_mut().workers_lost += 1;
+                    self.drop_worker(worker, Departure::Lost);
                 }
+            }
+            Message::BlockHost {
+                host,
+                timeout,
+                reply,
+            } => {
+                self.remote_settings.block(&host, timeout);
+                self.sched.stats_mut().workers_blocked += 1;
+                let on: Vec<WorkerId> = self
+                    .remote
+                    .iter()
+                    .filter(|(_, l)| l.is_on(&host))
+                    .map(|(&w, _)| w)
+                    .collect();
+                for &w in &on {
+                    self.drop_worker(w, Departure::Disconnected);
+                }
+                let _ = reply.send(on.len());
+            }
+            Message::Drain { host, on, reply } => {
+                let mut n = 0;
+                for (&w, l) in &self.remote {
+                    if l.is_on(&host) {
+                        self.sched.set_draining(w, on);
+                        if on {
+                            self.draining.insert(w);
+                        } else {
+                            self.draining.remove(&w);
+                        }
+                        n += 1;
+                    }
+                }
+                let _ = reply.send(n);
+            }
+            Message::ShutdownWorkers { n, reply } => {
+                let mut idle: Vec<WorkerId> = self
+                    .remote
+                    .keys()
+                    .copied()
+                    .filter(|&w| self.sched.held_by(w) == Some(0))
+                    .collect();
+                idle.sort_unstable();
+                idle.truncate(n.unwrap_or(usize::MAX));
+                for &w in &idle {
+                    self.drop_worker(w, Departure::Released);
+                }
+                let _ = reply.send(idle.len());
             }
             Message::TempWorker { file_id, reply } => {
                 let _ = reply.send(self.sched.temps.worker_of(file_id));
@@ -434,7 +569,15 @@ impl ManagerLoop {
             Setting::ShutdownTimeout(s) => {
                 self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
             }
+            Setting::SubmitMultiplier(m) => {
+                self.submit_multiplier = Some(m);
+                self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
+                for &w in self.remote.keys() {
+                    self.sched.set_prefetch_multiplier(w, m);
+                }
+            }
             Setting::Prefetch(n) => {
+                self.submit_multiplier = None;
                 self.prefetch = Some(n);
                 self.sched.set_prefetch(LOCAL_WORKER, Some(n));
                 for &w in self.remote.keys() {
@@ -479,7 +622,17 @@ impl ManagerLoop {
                 .remote_settings
                 .keepalive_interval_ms
                 .store((s * 1000.0) as u64, Ordering::Relaxed),
+            Setting::SlowWorkersFactor(f) => {
+                self.slow.factor = if f >= 1.0 { f } else { 0.0 };
+                if self.slow.factor == 0.0 {
+                    self.slow.running.clear();
+                }
+            }
+            Setting::SlowWorkersBlockTimeout(s) => {
+                self.slow.block_for = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+            }
             Setting::Autocategory(_)
+            | Setting::HungryMinimum(_)
             | Setting::MaxStdout(_)
             | Setting::HungryFactor(_)
             | Setting::LocalWorkerProcesses(_) => {
@@ -498,6 +651,12 @@ impl ManagerLoop {
         for (worker, task) in std::mem::take(&mut self.outbox.to_remote) {
             match self.remote.get_mut(&worker) {
                 Some(link) => {
+                    if self.slow.factor > 0.0 {
+                        let category: Arc<[u8]> = task.category().to_bytes().into();
+                        self.slow
+                            .running
+                            .insert(task.id, (worker, Instant::now(), category));
+                    }
                     one.push(task);
                     link.dispatch(&mut one, &self.sched.temps);
                 }
@@ -517,6 +676,11 @@ impl ManagerLoop {
                 self.local.cancel(id);
             } else if let Some(link) = self.remote.get_mut(&worker) {
                 link.cancel(id);
+            }
+        }
+        if !self.slow.marks.is_empty() {
+            for t in &self.outbox.finished {
+                self.slow.marks.remove(&t.id);
             }
         }
         self.shared.completions.push_all(&mut self.outbox.finished);
@@ -669,6 +833,106 @@ impl ManagerLoop {
             recipe.times.submitted = crate::task::now_us();
             self.sched.submit(recipe, &mut self.outbox);
         }
+    }
+
+    /// Removes remote worker `worker`: its tasks run again elsewhere (up to
+    /// their retries), temps only it kept are made again. A worker `Released` is
+    /// told to exit; one `Disconnected` is cut off (it tries to join again).
+    fn drop_worker(&mut self, worker: WorkerId, how: Departure) {
+        let Some(mut link) = self.remote.remove(&worker) else {
+            return;
+        };
+        let tasks = link.take_all();
+        self.sched.remove_worker(worker, tasks, &mut self.outbox);
+        self.remake_temps_of(worker);
+        self.shared
+            .slots
+            .store(self.sched.total_slots(), Ordering::Relaxed);
+        let stats = self.sched.stats_mut();
+        stats.workers_removed += 1;
+        match how {
+            Departure::Released => {
+                stats.workers_released += 1;
+                link.exit();
+            }
+            Departure::Disconnected => link.disconnect(),
+            Departure::Lost => {}
+        }
+        self.draining.remove(&worker);
+        self.slow.suspects.remove(&worker);
+        self.slow.running.retain(|_, (w, _, _)| *w != worker);
+    }
+
+    /// Tells draining workers that hold no task to exit.
+    fn release_drained(&mut self) {
+        let done: Vec<WorkerId> = self
+            .draining
+            .iter()
+            .copied()
+            .filter(|&w| self.sched.held_by(w).is_none_or(|n| n == 0))
+            .collect();
+        for w in done {
+            self.drop_worker(w, Departure::Released);
+        }
+    }
+
+    /// The next instant a task on a remote worker would count as slow.
+    fn next_slow_deadline(&self) -> Option<Instant> {
+        if self.slow.factor == 0.0 {
+            return None;
+        }
+        self.slow
+            .running
+            .iter()
+            .filter_map(|(&id, (_, sent, c))| self.slow.deadline(id, *sent, c))
+            .min()
+    }
+
+    /// Takes back tasks running past their category's average times the factor;
+    /// a worker caught twice is disconnected and its host blocked for a while.
+    fn check_slow(&mut self) {
+        if self.slow.factor == 0.0 {
+            return;
+        }
+        let now = Instant::now();
+        let late: Vec<(TaskId, WorkerId)> = self
+            .slow
+            .running
+            .iter()
+            .filter(|(&id, (_, sent, c))| {
+                self.slow.deadline(id, *sent, c).is_some_and(|d| d <= now)
+            })
+            .map(|(&id, (w, _, _))| (id, *w))
+            .collect();
+        for (id, worker) in late {
+            self.slow.running.remove(&id);
+            if !self.remote.contains_key(&worker) || !self.sched.recall(id, &mut self.outbox) {
+                continue;
+            }
+            let marks = self.slow.marks.entry(id).or_insert(0);
+            *marks += 1;
+            // A task slow everywhere says nothing about a second worker.
+            if *marks > 1 {
+                continue;
+            }
+            if self.slow.suspects.insert(worker) {
+                continue;
+            }
+            // The second task in a row slow there: the worker, not the task.
+            let host = self.remote.get(&worker).map(|l| l.host_key());
+            if let Some(host) = host {
+                eprintln!(
+                    "vine: worker {worker} on {host} is slow: disconnecting it and blocking its host for {:?}",
+                    self.slow.block_for
+                );
+                self.remote_settings.block(&host, Some(self.slow.block_for));
+                let stats = self.sched.stats_mut();
+                stats.workers_slow += 1;
+                stats.workers_blocked += 1;
+                self.drop_worker(worker, Departure::Disconnected);
+            }
+        }
+        self.flush();
     }
 
     /// Tells every remote worker to exit and stops accepting new ones.

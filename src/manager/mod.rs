@@ -126,6 +126,32 @@ pub enum Message {
         /// Reply.
         reply: Reply<Result<()>>,
     },
+    /// Block a host: its workers are cut off and may not join until unblocked
+    /// (or `timeout` passes); replies how many were connected.
+    BlockHost {
+        /// Host name or address.
+        host: String,
+        /// None: until unblocked.
+        timeout: Option<Duration>,
+        /// Reply.
+        reply: Sender<usize>,
+    },
+    /// Stop (or resume) giving tasks to the workers of a host; replies how many.
+    Drain {
+        /// Host name or address.
+        host: String,
+        /// Draining or not.
+        on: bool,
+        /// Reply.
+        reply: Sender<usize>,
+    },
+    /// Tell up to `n` idle remote workers (None: all) to exit; replies how many.
+    ShutdownWorkers {
+        /// How many at most.
+        n: Option<usize>,
+        /// Reply.
+        reply: Sender<usize>,
+    },
     /// Begin shutting down; replies when every thread is done.
     Shutdown {
         /// Reply.
@@ -153,6 +179,8 @@ pub(crate) struct Shared {
     pub(crate) ready_len: AtomicU64,
     pub(crate) slots: AtomicU64,
     hungry_factor_milli: AtomicU64,
+    /// `vine_hungry` wants at least this many tasks waiting.
+    hungry_minimum: AtomicU64,
     /// The stats when the manager thread ended.
     final_stats: Mutex<Option<Stats>>,
     /// Why the manager thread failed, if it did (a bug inside the library): it
@@ -252,11 +280,30 @@ pub struct Manager {
     runtime_dir: PathBuf,
     files: Mutex<Vec<Arc<File>>>,
     name: Mutex<String>,
+    /// Every name the manager had, as C strings: what `vine_get_name` returned
+    /// stays valid as long as the manager.
+    names_c: Mutex<Vec<std::ffi::CString>>,
     info_dir: Mutex<Option<PathBuf>>,
+    /// Recorded by `vine_enable_peer_transfers` / `vine_disable_peer_transfers`.
+    peer_transfers: AtomicBool,
+    /// Recorded by `vine_enable_monitoring`: (watchdog, time series), if enabled.
+    monitoring: Mutex<Option<(bool, bool)>>,
+    /// Recorded by `vine_set_category_mode`, by category (None: the default).
+    category_modes: Mutex<std::collections::HashMap<Option<String>, i32>>,
     max_stdout: Arc<AtomicUsize>,
     remote_settings: Arc<remote::RemoteSettings>,
     factory: Mutex<Option<factory::Factory>>,
     password_path: Mutex<Option<PathBuf>>,
+}
+
+/// Where managers created from now on keep their runtime information (see
+/// [`set_runtime_info_root`]).
+static RUNTIME_INFO_ROOT: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Managers created from now on each write their log into a fresh directory
+/// under `root` (created if needed); None: they write none unless told.
+pub fn set_runtime_info_root(root: Option<PathBuf>) {
+    *RUNTIME_INFO_ROOT.lock().unwrap_or_else(|p| p.into_inner()) = root;
 }
 
 /// A password from its file: the file's bytes less trailing white space; never empty.
@@ -325,6 +372,7 @@ impl Manager {
             ready_len: AtomicU64::new(0),
             slots: AtomicU64::new(0),
             hungry_factor_milli: AtomicU64::new(2000),
+            hungry_minimum: AtomicU64::new(0),
             final_stats: Mutex::new(None),
             failure: Mutex::new(None),
         });
@@ -395,7 +443,7 @@ impl Manager {
                 thread_shared.completions.wake_all();
             })
             .map_err(|e| cleanup(Error::io("cannot start the manager thread", e)))?;
-        Ok(Manager {
+        let manager = Manager {
             tx,
             shared,
             thread: Mutex::new(Some(thread)),
@@ -404,12 +452,34 @@ impl Manager {
             runtime_dir,
             files: Mutex::new(Vec::new()),
             name: Mutex::new("vine".into()),
+            names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
+            peer_transfers: AtomicBool::new(true),
+            monitoring: Mutex::new(None),
+            category_modes: Mutex::default(),
             max_stdout,
             remote_settings,
             factory: Mutex::new(None),
             password_path: Mutex::new(env_password),
-        })
+        };
+        let root = RUNTIME_INFO_ROOT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(root) = root {
+            std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
+            let dir = crate::files::fresh_dir(&root, "vine-run")?;
+            manager.set_runtime_info_path(&dir)?;
+        }
+        Ok(manager)
+    }
+
+    /// The directory the manager writes its log into, if any.
+    pub fn runtime_info_dir(&self) -> Option<PathBuf> {
+        self.info_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The SHA-256 fingerprint of the manager's TLS certificate, if workers connect
@@ -600,7 +670,10 @@ impl Manager {
         let factor = s.hungry_factor_milli.load(Ordering::Relaxed);
         // Hungry while waiting < slots * factor: as a count, the whole tasks
         // that can still join the queue.
-        let want = (slots * factor).div_ceil(1000).saturating_sub(waiting);
+        let want = (slots * factor)
+            .div_ceil(1000)
+            .max(s.hungry_minimum.load(Ordering::Relaxed))
+            .saturating_sub(waiting);
         usize::try_from(want).unwrap_or(usize::MAX)
     }
 
@@ -617,6 +690,10 @@ impl Manager {
                     .store(n as u64, Ordering::Relaxed);
             }
             Setting::LocalWorkerProcesses(n) => self.start_local_workers(n, None)?,
+            Setting::HungryMinimum(n) => self
+                .shared
+                .hungry_minimum
+                .store(n as u64, Ordering::Relaxed),
             Setting::HungryFactor(f) => self
                 .shared
                 .hungry_factor_milli
@@ -678,6 +755,98 @@ impl Manager {
     /// The manager's name.
     pub fn name(&self) -> String {
         self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The manager's name as a C string, valid as long as the manager.
+    pub fn name_c(&self) -> *const std::ffi::c_char {
+        let name = self.name();
+        let mut names = self.names_c.lock().unwrap_or_else(|p| p.into_inner());
+        if names.last().is_none_or(|n| n.to_bytes() != name.as_bytes()) {
+            names.push(std::ffi::CString::new(name.replace('\0', " ")).unwrap_or_default());
+        }
+        names.last().map_or(std::ptr::null(), |n| n.as_ptr())
+    }
+
+    /// Future tasks get ids of at least `min`; returns the id the next task
+    /// gets (a smaller `min` changes nothing).
+    pub fn set_task_id_min(&self, min: u64) -> u64 {
+        let before = self.shared.next_id.fetch_max(min, Ordering::Relaxed);
+        before.max(min)
+    }
+
+    /// Blocks `host` (its workers' host name or address): its workers are cut
+    /// off now, their tasks run elsewhere, and none may join until it is
+    /// unblocked or `timeout` has passed. Returns how many were cut off.
+    pub fn block_host(&self, host: &str, timeout: Option<Duration>) -> Result<usize> {
+        self.ask(|reply| Message::BlockHost {
+            host: host.to_owned(),
+            timeout,
+            reply,
+        })
+    }
+
+    /// Lifts the block of `host` (every host if None).
+    pub fn unblock_host(&self, host: Option<&str>) {
+        self.remote_settings.unblock(host);
+    }
+
+    /// Stops (`on`) or resumes giving new tasks to the remote workers on `host`;
+    /// draining workers are told to exit once they hold no task. Returns how many
+    /// workers are on `host`.
+    pub fn drain_host(&self, host: &str, on: bool) -> Result<usize> {
+        self.ask(|reply| Message::Drain {
+            host: host.to_owned(),
+            on,
+            reply,
+        })
+    }
+
+    /// Tells up to `n` (None: every) remote worker holding no task to exit;
+    /// returns how many were told.
+    pub fn shutdown_workers(&self, n: Option<usize>) -> Result<usize> {
+        self.ask(|reply| Message::ShutdownWorkers { n, reply })
+    }
+
+    /// Records whether peer transfers are wanted (see `vine_enable_peer_transfers`).
+    pub fn set_peer_transfers(&self, on: bool) {
+        self.peer_transfers.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether peer transfers were asked for.
+    pub fn peer_transfers(&self) -> bool {
+        self.peer_transfers.load(Ordering::Relaxed)
+    }
+
+    /// Records `vine_enable_monitoring(watchdog, time_series)`.
+    pub fn set_monitoring(&self, watchdog: bool, time_series: bool) {
+        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = Some((watchdog, time_series));
+    }
+
+    /// What `vine_enable_monitoring` recorded, if it was called.
+    pub fn monitoring(&self) -> Option<(bool, bool)> {
+        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the allocation mode of `category` (None: the default of all).
+    pub fn set_category_mode(&self, category: Option<&str>, mode: i32) {
+        self.category_modes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(category.map(str::to_owned), mode);
+    }
+
+    /// The allocation mode recorded for `category`, else the default's, else 0
+    /// (FIXED).
+    pub fn category_mode(&self, category: &str) -> i32 {
+        let modes = self
+            .category_modes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        modes
+            .get(&Some(category.to_owned()))
+            .or_else(|| modes.get(&None))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Reads the password remote workers must prove they know.
@@ -836,6 +1005,11 @@ impl Manager {
             s.bytes_sent.load(Ordering::Relaxed),
             s.bytes_received.load(Ordering::Relaxed),
         )
+    }
+
+    /// Finished tasks not yet taken by a wait.
+    pub fn finished_len(&self) -> usize {
+        self.shared.completions.finished_len()
     }
 
     /// Number of tasks submitted and not yet taken.

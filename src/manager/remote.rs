@@ -73,6 +73,9 @@ pub(crate) struct RemoteSettings {
     /// Where files arriving from workers are built (the manager's temp directory).
     pub staging: std::sync::OnceLock<std::path::PathBuf>,
     next_worker: AtomicU32,
+    /// Hosts whose workers may not join (`vine_block_host`): by host name or
+    /// address, until an instant or (None) until unblocked.
+    blocked: Mutex<HashMap<String, Option<Instant>>>,
 }
 
 impl RemoteSettings {
@@ -92,6 +95,7 @@ impl RemoteSettings {
             max_stdout: AtomicU64::new(crate::worker::command::DEFAULT_MAX_STDOUT as u64),
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
+            blocked: Mutex::default(),
         })
     }
 
@@ -133,6 +137,41 @@ impl RemoteSettings {
                 .unwrap_or_else(|p| p.into_inner());
         }
         *sealed && !self.closing.load(Ordering::Acquire)
+    }
+
+    fn blocklist(&self) -> std::sync::MutexGuard<'_, HashMap<String, Option<Instant>>> {
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks `host` (a worker's host name or address) for `for_how_long`, or
+    /// until unblocked (None).
+    pub(crate) fn block(&self, host: &str, for_how_long: Option<Duration>) {
+        // A time past what an Instant holds is no limit.
+        let until = for_how_long.and_then(|d| Instant::now().checked_add(d));
+        self.blocklist().insert(host.to_owned(), until);
+    }
+
+    /// Unblocks `host`; every host if None.
+    pub(crate) fn unblock(&self, host: Option<&str>) {
+        let mut list = self.blocklist();
+        match host {
+            Some(h) => {
+                list.remove(h);
+            }
+            None => list.clear(),
+        }
+    }
+
+    /// True if a worker on `hostname` at `ip` may not join now. Blocks whose time
+    /// is up are lifted here.
+    pub(crate) fn is_blocked(&self, hostname: &str, ip: Option<IpAddr>) -> bool {
+        let mut list = self.blocklist();
+        if list.is_empty() {
+            return false;
+        }
+        let now = Instant::now();
+        list.retain(|_, until| until.is_none_or(|u| u > now));
+        list.contains_key(hostname) || ip.is_some_and(|ip| list.contains_key(&ip.to_string()))
     }
 
     /// Takes a handshake slot for a connection from `ip`, if one is free.
@@ -248,7 +287,8 @@ fn serve_connection(
     let (joined, mut incoming, outgoing, sock) = match joined {
         Ok(x) => x,
         Err(e) => {
-            if !settings.closing.load(Ordering::Acquire) {
+            // A blocked host's workers retry until it is unblocked: not news.
+            if !settings.closing.load(Ordering::Acquire) && e.message() != BLOCKED {
                 eprintln!("vine: dropped connection from {peer}: {e}");
             }
             return;
@@ -259,8 +299,9 @@ fn serve_connection(
         resources,
         functions,
         stored,
+        hostname,
     } = joined;
-    let Ok(writer_sock) = sock.try_clone() else {
+    let (Ok(writer_sock), Ok(link_sock)) = (sock.try_clone(), sock.try_clone()) else {
         settings.forget(id);
         return;
     };
@@ -292,6 +333,9 @@ fn serve_connection(
         in_flight: IdMap::default(),
         settings: settings.clone(),
         functions,
+        hostname,
+        ip: link_sock.peer_addr().ok().map(|a| a.ip()),
+        sock: link_sock,
     };
     if events
         .send(Message::WorkerJoined {
@@ -503,7 +547,12 @@ struct Joined {
     functions: Vec<Box<[u8]>>,
     /// Names of the files in its store of files kept forever.
     stored: HashSet<String>,
+    /// The host name it reported.
+    hostname: String,
 }
+
+/// Why a worker of a blocked host is turned away (it retries; it is not told).
+const BLOCKED: &str = "its host is blocked";
 
 /// Runs a worker's handshake: TLS if on, the challenges, the password proofs (bound
 /// to the TLS channel when there is one), then registration. A peer that fails
@@ -528,11 +577,19 @@ fn handshake(
         challenge: theirs,
         functions,
         stored,
+        hostname,
         ..
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
         return Err(Error::invalid("the first frame was not Register"));
     };
+    let ip = h.socket().peer_addr().ok().map(|a| a.ip());
+    if settings.is_blocked(&hostname, ip) {
+        // Dropped without a word, as an unreachable manager: the worker tries
+        // again, and joins once the block is lifted.
+        crate::channel::close(h.socket());
+        return Err(Error::invalid(BLOCKED));
+    }
     let refuse = |h: &mut Handshake, reason: &str| {
         let _ = h.send(&ToWorker::Refused {
             reason: reason.to_owned(),
@@ -602,6 +659,7 @@ fn handshake(
                 .into_iter()
                 .filter(|n| protocol::is_content_name(n))
                 .collect(),
+            hostname,
         },
         incoming,
         outgoing,
@@ -640,9 +698,37 @@ pub struct RemoteLink {
     in_flight: IdMap<Box<Task>>,
     settings: Arc<RemoteSettings>,
     functions: Vec<Box<[u8]>>,
+    /// The host name the worker reported.
+    hostname: String,
+    /// Its address as the manager sees it.
+    ip: Option<IpAddr>,
+    /// Its connection, to cut it.
+    sock: TcpStream,
 }
 
 impl RemoteLink {
+    /// True if `host` names this worker's host: the host name it reported, or
+    /// its address.
+    pub(crate) fn is_on(&self, host: &str) -> bool {
+        self.hostname == host || self.ip.is_some_and(|ip| ip.to_string() == host)
+    }
+
+    /// The name its host is blocked by: the host name it reported.
+    pub(crate) fn host_key(&self) -> String {
+        self.hostname.clone()
+    }
+
+    /// True if the worker's host is blocked now.
+    pub(crate) fn is_blocked(&self) -> bool {
+        self.settings.is_blocked(&self.hostname, self.ip)
+    }
+
+    /// Cuts the connection without telling the worker to exit: it tries to join
+    /// again (and is turned away while its host is blocked).
+    pub(crate) fn disconnect(&self) {
+        crate::channel::close(&self.sock);
+    }
+
     /// The function names the worker registered.
     pub(crate) fn functions(&self) -> &[Box<[u8]>] {
         &self.functions

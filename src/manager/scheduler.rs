@@ -152,10 +152,15 @@ struct WorkerEntry {
     /// The function names a remote worker can run (None: the local pool, which
     /// resolves names in this process when it runs them).
     functions: Option<Vec<Box<[u8]>>>,
+    /// Takes no new task (`vine_set_draining_by_hostname`).
+    draining: bool,
 }
 
 impl WorkerEntry {
     fn has_room(&self) -> bool {
+        if self.draining {
+            return false;
+        }
         let waiting = self.model.waiting_len();
         waiting < self.prefetch
             || (waiting == 0 && self.model.in_use().millicores < self.model.capacity().millicores)
@@ -215,7 +220,7 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, task: &Task) -> Option<us
     let req = &task.request;
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
-        if !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
+        if w.draining || !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
             continue;
         }
         if w.model.would_start(req) {
@@ -254,6 +259,46 @@ pub struct Stats {
     pub total: Resources,
     /// Sum of what running tasks hold.
     pub committed: Resources,
+    /// Times a task was given to a worker.
+    pub tasks_dispatched: u64,
+    /// Finished tasks with SUCCESS and exit code 0.
+    pub tasks_successful: u64,
+    /// Finished tasks that exhausted their resources.
+    pub tasks_exhausted: u64,
+    /// Tasks the manager submitted itself (to make lost temps again).
+    pub tasks_recovery: u64,
+    /// Microseconds finished tasks spent executing; of them, successful ones,
+    /// and those that exhausted their resources.
+    pub time_execute: u64,
+    /// See `time_execute`.
+    pub time_execute_good: u64,
+    /// See `time_execute`.
+    pub time_execute_exhaustion: u64,
+    /// Workers holding no task, and holding some.
+    pub workers_idle: u64,
+    /// See `workers_idle`.
+    pub workers_busy: u64,
+    /// Workers that can hold the largest task submitted so far (all before any).
+    pub workers_able: u64,
+    /// The largest and smallest capacity of one worker, resource by resource.
+    pub max: Resources,
+    /// See `max`.
+    pub min: Resources,
+    /// Remote worker connections established, ended, told to exit, disconnected
+    /// for being slow, lost; hosts blocked. Counted by the manager thread.
+    pub workers_joined: u64,
+    /// See `workers_joined`.
+    pub workers_removed: u64,
+    /// See `workers_joined`.
+    pub workers_released: u64,
+    /// See `workers_joined`.
+    pub workers_slow: u64,
+    /// See `workers_joined`.
+    pub workers_blocked: u64,
+    /// See `workers_joined`.
+    pub workers_lost: u64,
+    /// When the manager started, microseconds since the epoch.
+    pub time_when_started: u64,
 }
 
 /// The scheduling state of one manager.
@@ -268,12 +313,17 @@ pub struct Scheduler {
     /// CANCELLED whatever their worker made of them (it may have finished them
     /// before the cancel reached it).
     cancelling: IdMap<()>,
+    /// Dispatched tasks taken back from a slow worker: unless they finished
+    /// meanwhile, they wait for a worker again, the attempt not counted.
+    recalling: IdMap<()>,
     remote_allowed: bool,
     default_retries: u32,
     wait_for_workers: usize,
     shutting_down: bool,
     stats: Stats,
     scratch: Vec<(Resources, TaskId)>,
+    /// The largest request submitted so far (by cores, then memory, gpus, disk).
+    largest_request: Option<Resources>,
     /// Where temps kept at remote workers are, and what makes them again; the
     /// manager thread updates it as tasks come back and workers go.
     pub(crate) temps: Temps,
@@ -290,12 +340,14 @@ impl Scheduler {
             workers: Vec::new(),
             dispatched: IdMap::default(),
             cancelling: IdMap::default(),
+            recalling: IdMap::default(),
             remote_allowed,
             default_retries: 3,
             wait_for_workers: 0,
             shutting_down: false,
             stats: Stats::default(),
             scratch: Vec::new(),
+            largest_request: None,
             temps: Temps::default(),
         }
     }
@@ -320,6 +372,21 @@ impl Scheduler {
         self.retry_parked = true;
     }
 
+    /// Sets `worker`'s prefetch to hold tasks for `multiplier` times its cores:
+    /// `(multiplier - 1) * cores` tasks (rounded up) beyond what it can start.
+    pub fn set_prefetch_multiplier(&mut self, worker: WorkerId, multiplier: f64) {
+        let Some(slots) = self
+            .workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map(WorkerEntry::slots)
+        else {
+            return;
+        };
+        let n = ((multiplier - 1.0).max(0.0) * slots as f64).ceil();
+        self.set_prefetch(worker, Some(n.min(PREFETCH_MAX as f64) as usize));
+    }
+
     /// Something outside the scheduler may let parked tasks be placed (a temp
     /// they read has arrived or moved): they are tried again next round.
     pub fn retry_parked(&mut self) {
@@ -336,6 +403,7 @@ impl Scheduler {
             assigned: 0,
             avg_run_us: None,
             functions: None,
+            draining: false,
         };
         w.refresh_prefetch();
         self.workers.push(w);
@@ -348,6 +416,37 @@ impl Scheduler {
             w.functions = Some(names);
         }
         self.retry_parked = true;
+    }
+
+    /// Stops (or resumes) giving `worker` new tasks.
+    pub fn set_draining(&mut self, worker: WorkerId, draining: bool) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.draining = draining;
+        }
+        self.retry_parked = true;
+    }
+
+    /// How many tasks `worker` holds, if it is present.
+    pub fn held_by(&self, worker: WorkerId) -> Option<usize> {
+        self.workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map(|w| w.assigned)
+    }
+
+    /// Takes back dispatched task `id` from its worker (asked to stop it): when
+    /// it comes back it waits for a worker again, unless it finished meanwhile.
+    /// False if it is not on a worker, or is being cancelled.
+    pub fn recall(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
+        let Some(&worker) = self.dispatched.get(&id) else {
+            return false;
+        };
+        if self.cancelling.contains_key(&id) {
+            return false;
+        }
+        self.recalling.insert(id, ());
+        comm.cancel_on_worker(worker, id);
+        true
     }
 
     /// True if worker `worker` is present and `req` fits in its capacity.
@@ -369,6 +468,7 @@ impl Scheduler {
         self.dispatched.retain(|_, w| *w != id);
         self.retry_parked = true;
         for mut task in tasks {
+            self.recalling.remove(&task.id);
             if self.cancelling.remove(&task.id).is_some() {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
@@ -440,7 +540,18 @@ impl Scheduler {
 
     /// A task is submitted.
     pub fn submit(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
-        self.stats.tasks_submitted += 1;
+        if task.flags & crate::task::FLAG_INTERNAL != 0 {
+            self.stats.tasks_recovery += 1;
+        } else {
+            self.stats.tasks_submitted += 1;
+        }
+        let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
+        if self
+            .largest_request
+            .is_none_or(|l| key(&task.request) > key(&l))
+        {
+            self.largest_request = Some(task.request);
+        }
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
@@ -567,6 +678,7 @@ impl Scheduler {
             return self.retry_or_complete(task, TaskResult::Forsaken, comm);
         }
         w.assigned += 1;
+        self.stats.tasks_dispatched += 1;
         self.dispatched.insert(task.id, w.id);
         comm.dispatch(w.id, task);
     }
@@ -604,6 +716,22 @@ impl Scheduler {
         // What the task held, or its place in a queue, is free again.
         self.retry_parked = true;
         let cancelled = self.cancelling.remove(&task.id).is_some();
+        let recalled = self.recalling.remove(&task.id).is_some();
+        if recalled && !cancelled && task.result != TaskResult::Success {
+            // Stopped by the recall: the attempt does not count.
+            let mut task = task;
+            task.attempts = task.attempts.saturating_sub(1);
+            task.flags &= !crate::task::FLAG_CANCELLED;
+            task.reset_for_retry();
+            if self.shutting_down {
+                task.finish(
+                    TaskResult::Cancelled,
+                    Some("the manager is shutting down".into()),
+                );
+                return self.complete(task, comm);
+            }
+            return self.push_ready(task);
+        }
         match task.result {
             _ if cancelled || task.cancel_requested() => {
                 let mut task = task;
@@ -650,6 +778,18 @@ impl Scheduler {
         }
         if task.result == TaskResult::Cancelled {
             self.stats.tasks_cancelled += 1;
+        }
+        let execute = u64::try_from(task.times.execute).unwrap_or(0);
+        self.stats.time_execute += execute;
+        if task.result == TaskResult::Success {
+            self.stats.time_execute_good += execute;
+            if task.exit_code == 0 {
+                self.stats.tasks_successful += 1;
+            }
+        }
+        if task.result == TaskResult::ResourceExhaustion {
+            self.stats.tasks_exhausted += 1;
+            self.stats.time_execute_exhaustion += execute;
         }
         if task.times.done == 0 {
             task.times.done = crate::task::now_us();
@@ -759,12 +899,45 @@ impl Scheduler {
         s.total = Resources::default();
         s.committed = Resources::default();
         s.tasks_running = 0;
-        for w in &self.workers {
-            s.total = s.total.plus(&w.model.capacity());
+        s.workers_idle = 0;
+        s.workers_busy = 0;
+        s.workers_able = 0;
+        s.max = Resources::default();
+        s.min = Resources::default();
+        let largest = self.largest_request;
+        for (i, w) in self.workers.iter().enumerate() {
+            let c = w.model.capacity();
+            s.total = s.total.plus(&c);
             s.committed = s.committed.plus(&w.model.in_use());
             s.tasks_running += (w.assigned - w.model.waiting_len()) as u64;
+            if w.assigned == 0 {
+                s.workers_idle += 1;
+            } else {
+                s.workers_busy += 1;
+            }
+            if largest.is_none_or(|r| r.fits_within(&c)) {
+                s.workers_able += 1;
+            }
+            let first = i == 0;
+            s.max.millicores = s.max.millicores.max(c.millicores);
+            s.max.memory_mb = s.max.memory_mb.max(c.memory_mb);
+            s.max.disk_mb = s.max.disk_mb.max(c.disk_mb);
+            s.max.gpus = s.max.gpus.max(c.gpus);
+            if first {
+                s.min = c;
+            } else {
+                s.min.millicores = s.min.millicores.min(c.millicores);
+                s.min.memory_mb = s.min.memory_mb.min(c.memory_mb);
+                s.min.disk_mb = s.min.disk_mb.min(c.disk_mb);
+                s.min.gpus = s.min.gpus.min(c.gpus);
+            }
         }
         s
+    }
+
+    /// The counters the manager thread keeps (workers joined, lost, ...).
+    pub(crate) fn stats_mut(&mut self) -> &mut Stats {
+        &mut self.stats
     }
 
     /// Slots across all workers: what "hungry" compares the waiting tasks with.

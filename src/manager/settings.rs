@@ -37,6 +37,16 @@ pub enum Setting {
     HungryFactor(f64),
     /// Start and supervise this many local worker processes.
     LocalWorkerProcesses(usize),
+    /// Take back tasks running past this many times their category's average,
+    /// and disconnect workers that are slow twice (below 1: off).
+    SlowWorkersFactor(f64),
+    /// Seconds a slow worker's host stays blocked.
+    SlowWorkersBlockTimeout(f64),
+    /// `vine_hungry` wants at least this many tasks waiting.
+    HungryMinimum(usize),
+    /// Each worker holds tasks for this many times its cores (the excess wait
+    /// there): TaskVine's way to set the prefetch.
+    SubmitMultiplier(f64),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -55,6 +65,12 @@ pub const NAMES: &[&str] = &[
     "max-stdout",
     "hungry-factor",
     "local-worker-processes",
+    "disconnect-slow-workers-factor",
+    "disconnect-slow-worker-factor",
+    "option-blocklist-slow-workers-timeout",
+    "hungry-minimum",
+    "resource-submit-multiplier",
+    "asynchrony-multiplier",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -98,6 +114,27 @@ impl Setting {
                 Setting::LocalWorkerProcesses(whole(name, v, 4096.0)? as usize)
             }
             "max-stdout" => Setting::MaxStdout(whole(name, v, 1e12)? as usize),
+            // TaskVine's names, with TaskVine's meaning.
+            "disconnect-slow-workers-factor" | "disconnect-slow-worker-factor" => {
+                if !v.is_finite() || !(0.0..=MAX_HUNGRY_FACTOR).contains(&v) {
+                    return Err(Error::invalid(format!(
+                        "{name} must be a number from 0 to {MAX_HUNGRY_FACTOR:e} (below 1: off), not {v}"
+                    )));
+                }
+                Setting::SlowWorkersFactor(v)
+            }
+            "option-blocklist-slow-workers-timeout" => {
+                Setting::SlowWorkersBlockTimeout(seconds(name, v)?)
+            }
+            "hungry-minimum" => Setting::HungryMinimum(whole(name, v, 1e9)? as usize),
+            "resource-submit-multiplier" | "asynchrony-multiplier" => {
+                if !v.is_finite() || !(1.0..=MAX_HUNGRY_FACTOR).contains(&v) {
+                    return Err(Error::invalid(format!(
+                        "{name} must be a number from 1 to {MAX_HUNGRY_FACTOR:e}, not {v}"
+                    )));
+                }
+                Setting::SubmitMultiplier(v)
+            }
             "hungry-factor" => {
                 if !v.is_finite() || v <= 0.0 || v > MAX_HUNGRY_FACTOR {
                     return Err(Error::invalid(format!(

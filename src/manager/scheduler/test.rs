@@ -509,3 +509,55 @@ fn parked_tasks_can_be_cancelled_and_come_back_at_shutdown() {
     assert_eq!(ids, vec![2, 3, 1]);
     assert_eq!(s.stats().tasks_waiting, 0);
 }
+
+#[test]
+fn a_draining_worker_gets_no_new_task_and_others_do() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(2.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1]);
+    s.set_draining(1, true);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1], "a core is free, but it drains");
+    assert_eq!(s.held_by(1), Some(1));
+    s.add_worker(2, cores(1.0), Some(0));
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1, 2]);
+    assert_eq!(comm.dispatched[1].0, 2);
+}
+
+#[test]
+fn a_recalled_task_waits_again_without_using_a_retry_unless_it_finished() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(1.0), Some(0));
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(s.recall(1, &mut comm));
+    assert_eq!(comm.cancels, [(1, 1)]);
+    assert!(!s.recall(99, &mut comm), "not on a worker");
+    // Stopped by the recall: back in the queue, the attempt not counted.
+    let (w, mut t) = comm.take(1);
+    t.flags |= crate::task::FLAG_CANCELLED;
+    t.finish(TaskResult::Cancelled, None);
+    s.finished(w, t, &mut comm);
+    assert!(comm.completed.is_empty());
+    assert_eq!(s.stats().tasks_waiting, 2);
+    // It waits behind the task that was waiting already.
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [2]);
+    finish_ok(&mut s, &mut comm, 2);
+    comm.completed.clear();
+    s.schedule(&mut comm);
+    let (_, again) = comm.dispatched.iter().find(|(_, t)| t.id == 1).unwrap();
+    assert_eq!(again.retries_used(), 0);
+    // Finished before the recall arrived: it comes back as it finished.
+    assert!(s.recall(1, &mut comm));
+    finish_ok(&mut s, &mut comm, 1);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Success);
+}

@@ -141,10 +141,10 @@ impl Inbound {
                 true
             }
             Ok(_) => {
-                eprintln!(
-                    "vine_worker: {} does not hash to its name: removed",
+                super::log::notice(&format!(
+                    "{} does not hash to its name: removed",
                     path.display()
-                );
+                ));
                 self.verified.remove(name);
                 crate::transfer::remove_all(path);
                 false

@@ -5,23 +5,26 @@
 
 mod handshake;
 mod inbound;
+mod log;
 mod options;
 mod session;
 mod store;
 
 pub use options::WorkerOptions;
+use options::MIN_BACKOFF;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::{Error, ErrorKind, Result};
 use session::serve;
 use store::open_store;
 
 /// Runs a worker with `args` as its command line; returns the process exit code:
-/// 0 when the manager told it to exit, 1 when no manager could be reached or
-/// authenticated within the timeout, 2 for a bad command line.
+/// 0 when the manager told it to exit (or, with `--single-shot`, its session
+/// ended; with `--wall-time`, that time passed), 1 when no manager could be
+/// reached or authenticated within the timeout, 2 for a bad command line.
 pub fn main_with_args(args: Vec<String>) -> i32 {
     let opts = match WorkerOptions::parse(&args) {
         Ok(o) => o,
@@ -30,9 +33,20 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             return 2;
         }
     };
+    let debug = opts.debug.iter().any(|d| d != "none");
+    if let Err(e) = log::configure(opts.debug_file.as_deref(), debug) {
+        eprintln!("vine_worker: {e}");
+        return 2;
+    }
     match run(&opts) {
-        Ok(()) => 0,
+        Ok(()) => {
+            log::debug(|| "exiting".into());
+            0
+        }
         Err(e) => {
+            if log::to_file() {
+                log::notice(&e.to_string());
+            }
             eprintln!("vine_worker: {e}");
             1
         }
@@ -61,7 +75,14 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     // The timeout counts from the last session the manager accepted: connections
     // that fail their handshake do not count as contact.
     let mut last_contact = Instant::now();
+    let end = opts.wall_time.and_then(|t| Instant::now().checked_add(t));
+    let mut backoff = MIN_BACKOFF.min(opts.max_backoff);
     loop {
+        if end.is_some_and(|end| Instant::now() >= end) {
+            log::notice("reached its wall time: exiting");
+            return Ok(());
+        }
+        log::debug(|| format!("connecting to {}:{}", opts.host, opts.port));
         match TcpStream::connect((opts.host.as_str(), opts.port)) {
             Ok(stream) => {
                 match serve(
@@ -71,8 +92,19 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                     resources,
                     &dir,
                     store.as_deref(),
+                    end,
                 ) {
                     Ok(()) => return Ok(()),
+                    Err(Ended::WallTime) => {
+                        log::notice("reached its wall time: left the manager, exiting");
+                        return Ok(());
+                    }
+                    Err(Ended::Broken(e)) if opts.single_shot => {
+                        log::notice(&format!(
+                            "connection to the manager ended: {e}; single shot: exiting"
+                        ));
+                        return Ok(());
+                    }
                     Err(Ended::Refused(e)) => return Err(e),
                     Err(Ended::BeforeSession(e)) => {
                         if last_contact.elapsed() >= opts.timeout {
@@ -86,8 +118,9 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                         }
                     }
                     Err(Ended::Broken(e)) => {
-                        eprintln!("vine_worker: connection to the manager ended: {e}");
+                        log::notice(&format!("connection to the manager ended: {e}"));
                         last_contact = Instant::now();
+                        backoff = MIN_BACKOFF.min(opts.max_backoff);
                     }
                 }
             }
@@ -109,8 +142,14 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                 "the manager went away and did not come back",
             ));
         }
-        // Retry pacing for reconnection, not synchronisation.
-        std::thread::sleep(Duration::from_millis(200).min(opts.timeout));
+        // Retry pacing for reconnection, not synchronisation: doubling up to
+        // --max-backoff, and never past the wall time.
+        let mut pause = backoff.min(opts.timeout);
+        if let Some(end) = end {
+            pause = pause.min(end.saturating_duration_since(Instant::now()));
+        }
+        std::thread::sleep(pause);
+        backoff = (backoff * 2).min(opts.max_backoff);
     }
 }
 
@@ -124,6 +163,8 @@ pub(super) enum Ended {
     BeforeSession(Error),
     /// A session that had begun.
     Broken(Error),
+    /// The wall time passed during a session: the worker left it.
+    WallTime,
 }
 
 /// Removes the directories of workers that were killed before they could clean up.

@@ -33,12 +33,74 @@ pub struct WorkerOptions {
     pub keepalive: Duration,
     /// Connect with TLS, checking the manager's certificate so.
     pub tls: Option<crate::tls::Verify>,
+    /// Debug subsystems (`-d`); any but "none" turns debug messages on.
+    pub debug: Vec<String>,
+    /// Where messages go (`-o`): a file, `:stderr` or `:stdout`.
+    pub debug_file: Option<PathBuf>,
+    /// Exit when the first session with a manager ends, instead of reconnecting.
+    pub single_shot: bool,
+    /// Stop and exit after being active this long.
+    pub wall_time: Option<Duration>,
+    /// The longest wait between attempts to reach the manager.
+    pub max_backoff: Duration,
 }
 
+/// The first wait between attempts to reach the manager (doubling up to
+/// `--max-backoff`).
+pub const MIN_BACKOFF: Duration = Duration::from_millis(200);
+
 pub(super) const USAGE: &str =
-    "usage: vine_worker HOST PORT|HOST:PORT [--password FILE] [--cores N] [--memory MB] \
-[--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR] \
-[--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM]";
+    "usage: vine_worker HOST PORT|HOST:PORT [-P|--password FILE] [--cores N|all] \
+[--memory MB|all] [--disk MB|all] [--gpus N|all] [--library LIB.so]... [-t|--timeout S] \
+[-s|--workdir DIR] [-d|--debug SUBSYSTEM] [-o|--debug-file FILE] [--single-shot] \
+[--wall-time S] [-b|--max-backoff S] [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] \
+(--name=value works too)";
+
+/// TaskVine's short options that take a value, which may be attached (`-dall`).
+const SHORT_WITH_VALUE: &[char] = &['P', 't', 's', 'd', 'o', 'b'];
+
+/// The arguments with `--name=value` and `-Xvalue` split in two, as getopt reads them.
+fn split_values(args: &[String]) -> Vec<String> {
+    let mut out = Vec::with_capacity(args.len());
+    for a in args {
+        if let Some((name, value)) = a.strip_prefix("--").and_then(|r| r.split_once('=')) {
+            out.push(format!("--{name}"));
+            out.push(value.to_owned());
+        } else if let Some(rest) = a.strip_prefix('-').filter(|r| !r.starts_with('-')) {
+            match rest.chars().next() {
+                Some(c) if rest.len() > 1 && SHORT_WITH_VALUE.contains(&c) => {
+                    out.push(format!("-{c}"));
+                    out.push(rest[c.len_utf8()..].to_owned());
+                }
+                _ => out.push(a.clone()),
+            }
+        } else {
+            out.push(a.clone());
+        }
+    }
+    out
+}
+
+/// A value of `--cores`, `--memory`, `--disk` or `--gpus`: "all", as in
+/// TaskVine, means what the machine has, and so does a negative number, or 0
+/// unless `zero_is_real` (gpus).
+fn amount<T: std::str::FromStr>(v: &str, zero_is_real: bool) -> Option<Option<T>> {
+    if v == "all" {
+        return Some(None);
+    }
+    let n: f64 = v.parse().ok()?;
+    if n.is_finite() && (n < 0.0 || (n == 0.0 && !zero_is_real)) {
+        return Some(None);
+    }
+    v.parse().ok().map(Some)
+}
+
+/// Seconds from 0 to a year (past that it is a typo, and Instant arithmetic on
+/// it must not overflow).
+fn secs(v: &str) -> Option<Duration> {
+    let s: f64 = v.parse().ok()?;
+    (s.is_finite() && (0.0..=365.0 * 86400.0).contains(&s)).then(|| Duration::from_secs_f64(s))
+}
 
 impl WorkerOptions {
     /// The store of files kept forever (cache level FOREVER): shared by this user's
@@ -52,10 +114,8 @@ impl WorkerOptions {
 
     /// Parses `argv` (program name first; an optional `--vine-worker` after it).
     pub fn parse(args: &[String]) -> Result<WorkerOptions> {
-        let mut it = args
-            .iter()
-            .skip(1)
-            .filter(|a| a.as_str() != "--vine-worker");
+        let args = split_values(args.get(1..).unwrap_or_default());
+        let mut it = args.iter().filter(|a| a.as_str() != "--vine-worker");
         let mut positional = Vec::new();
         let mut o = WorkerOptions {
             host: String::new(),
@@ -70,6 +130,11 @@ impl WorkerOptions {
             workdir: std::env::temp_dir(),
             keepalive: Duration::from_secs(5),
             tls: None,
+            debug: Vec::new(),
+            debug_file: None,
+            single_shot: false,
+            wall_time: None,
+            max_backoff: MIN_BACKOFF,
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -80,7 +145,7 @@ impl WorkerOptions {
                     .ok_or_else(|| Error::invalid(format!("{name} needs a value\n{USAGE}")))
             };
             match a.as_str() {
-                "--password" => {
+                "--password" | "-P" => {
                     let path = value(a)?;
                     let mut pw = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
                     while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
@@ -90,32 +155,39 @@ impl WorkerOptions {
                 }
                 "--cores" => {
                     let v = value(a)?;
-                    o.cores = Some(v.parse().map_err(|_| bad("--cores", &v))?);
+                    o.cores = amount(&v, false).ok_or_else(|| bad("--cores", &v))?;
                 }
                 "--memory" => {
                     let v = value(a)?;
-                    o.memory = Some(v.parse().map_err(|_| bad("--memory", &v))?);
+                    o.memory = amount(&v, false).ok_or_else(|| bad("--memory", &v))?;
                 }
                 "--disk" => {
                     let v = value(a)?;
-                    o.disk = Some(v.parse().map_err(|_| bad("--disk", &v))?);
+                    o.disk = amount(&v, false).ok_or_else(|| bad("--disk", &v))?;
                 }
                 "--gpus" => {
                     let v = value(a)?;
-                    o.gpus = Some(v.parse().map_err(|_| bad("--gpus", &v))?);
+                    o.gpus = amount(&v, true).ok_or_else(|| bad("--gpus", &v))?;
                 }
                 "--library" => o.libraries.push(value(a)?.into()),
-                "--timeout" => {
+                "--timeout" | "-t" => {
                     let v = value(a)?;
-                    let s: f64 = v.parse().map_err(|_| bad("--timeout", &v))?;
-                    // Up to a year: past that it is a typo, and Instant arithmetic
-                    // on it must not overflow.
-                    if !s.is_finite() || !(0.0..=365.0 * 86400.0).contains(&s) {
-                        return Err(bad("--timeout", &v));
-                    }
-                    o.timeout = Duration::from_secs_f64(s);
+                    o.timeout = secs(&v).ok_or_else(|| bad("--timeout", &v))?;
                 }
-                "--workdir" => o.workdir = value(a)?.into(),
+                "--workdir" | "--workspace" | "-s" => o.workdir = value(a)?.into(),
+                "--debug" | "-d" => o.debug.push(value(a)?),
+                "--debug-file" | "-o" => o.debug_file = Some(value(a)?.into()),
+                "--single-shot" => o.single_shot = true,
+                "--wall-time" => {
+                    let v = value(a)?;
+                    let t = secs(&v).filter(|t| !t.is_zero());
+                    o.wall_time = Some(t.ok_or_else(|| bad("--wall-time", &v))?);
+                }
+                "--max-backoff" | "-b" => {
+                    let v = value(a)?;
+                    let t = secs(&v).filter(|t| !t.is_zero());
+                    o.max_backoff = t.ok_or_else(|| bad("--max-backoff", &v))?;
+                }
                 "--ssl" => {
                     o.tls.get_or_insert(crate::tls::Verify::Any);
                 }
@@ -131,7 +203,7 @@ impl WorkerOptions {
                     }
                     o.keepalive = Duration::from_secs_f64(s);
                 }
-                s if s.starts_with("--") => {
+                s if s.starts_with('-') && s.len() > 1 => {
                     return Err(Error::invalid(format!("unknown option {s}\n{USAGE}")))
                 }
                 _ => positional.push(a.clone()),
@@ -184,6 +256,8 @@ impl WorkerOptions {
 #[cfg(test)]
 mod test {
     use super::WorkerOptions;
+    use std::path::PathBuf;
+    use std::time::Duration;
 
     fn parse(args: &[&str]) -> crate::error::Result<WorkerOptions> {
         let mut v = vec!["vine_worker".to_owned()];
@@ -223,5 +297,96 @@ mod test {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse(&["h", "1", "--timeout", "0.5", "--ssl"]).is_ok());
+    }
+
+    #[test]
+    fn taskvines_common_options_are_understood() {
+        let o = parse(&[
+            "-P",
+            "/dev/null",
+            "--cores",
+            "4",
+            "--memory=2048",
+            "--disk",
+            "all",
+            "--gpus",
+            "0",
+            "-t",
+            "30",
+            "-s",
+            "/scratch",
+            "-d",
+            "all",
+            "-o",
+            "/tmp/worker.log",
+            "--single-shot",
+            "--wall-time",
+            "3600",
+            "-b",
+            "5",
+            "node1:9123",
+        ])
+        .unwrap();
+        assert_eq!(o.password.as_deref(), Some(&b""[..]));
+        assert_eq!(
+            (o.cores, o.memory, o.disk, o.gpus),
+            (Some(4.0), Some(2048), None, Some(0))
+        );
+        assert_eq!(o.timeout, Duration::from_secs(30));
+        assert_eq!(o.workdir, PathBuf::from("/scratch"));
+        assert_eq!(o.debug, ["all"]);
+        assert_eq!(o.debug_file, Some(PathBuf::from("/tmp/worker.log")));
+        assert!(o.single_shot);
+        assert_eq!(o.wall_time, Some(Duration::from_secs(3600)));
+        assert_eq!(o.max_backoff, Duration::from_secs(5));
+        assert_eq!((o.host.as_str(), o.port), ("node1", 9123));
+
+        // Long names with '=', short ones with the value attached, as getopt.
+        let o = parse(&[
+            "--password=/dev/null",
+            "--timeout=7",
+            "--workdir=/w",
+            "-dvine",
+            "-o:stderr",
+            "--debug=tcp",
+            "--debug-file=/tmp/x",
+            "--max-backoff=2",
+            "--wall-time=10",
+            "--workspace=/w2",
+            "--cores=all",
+            "--memory=-1",
+            "h",
+            "1",
+        ])
+        .unwrap();
+        assert_eq!(o.timeout, Duration::from_secs(7));
+        assert_eq!(o.workdir, PathBuf::from("/w2"));
+        assert_eq!(o.debug, ["vine", "tcp"]);
+        assert_eq!(o.debug_file, Some(PathBuf::from("/tmp/x")));
+        assert_eq!(o.max_backoff, Duration::from_secs(2));
+        assert_eq!(o.wall_time, Some(Duration::from_secs(10)));
+        assert_eq!((o.cores, o.memory), (None, None));
+
+        // Defaults: reconnect at once, no wall time, not single-shot.
+        let o = parse(&["h", "1"]).unwrap();
+        assert!(!o.single_shot && o.wall_time.is_none() && o.debug.is_empty());
+        assert_eq!(o.max_backoff, super::MIN_BACKOFF);
+    }
+
+    #[test]
+    fn bad_values_of_taskvines_options_are_refused() {
+        for bad in [
+            &["h", "1", "--wall-time", "0"][..],
+            &["h", "1", "--wall-time", "soon"],
+            &["h", "1", "-b", "0"],
+            &["h", "1", "--max-backoff", "-3"],
+            &["h", "1", "--cores", "many"],
+            &["h", "1", "--gpus", "1.5"],
+            &["h", "1", "-d"],
+            &["h", "1", "-x"],
+            &["h", "1", "--feature-not-an-option"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} accepted");
+        }
     }
 }

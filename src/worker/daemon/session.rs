@@ -35,13 +35,26 @@ pub(super) fn serve(
     resources: Resources,
     dir: &Path,
     store: Option<&Path>,
+    end: Option<Instant>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
     let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store)?;
-    serve_session(reader, outgoing, sock, keepalive, resources, dir, store).map_err(Ended::Broken)
+    super::log::debug(|| "session with the manager begun".into());
+    match serve_session(
+        reader, outgoing, sock, keepalive, resources, dir, store, end,
+    ) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::Timeout && end.is_some_and(|t| Instant::now() >= t) => {
+            Err(Ended::WallTime)
+        }
+        Err(e) => Err(Ended::Broken(e)),
+    }
 }
 
-/// Serves a session that has begun, until told to exit (Ok) or the connection breaks.
+/// Serves a session that has begun, until told to exit (Ok), the connection
+/// breaks, or `end` comes (a Timeout error: the tasks it holds are stopped and
+/// go back to the manager with the connection).
+#[allow(clippy::too_many_arguments)]
 pub(super) fn serve_session(
     reader: FrameReader,
     outgoing: FrameWriter,
@@ -50,6 +63,7 @@ pub(super) fn serve_session(
     resources: Resources,
     dir: &Path,
     store: Option<&Path>,
+    end: Option<Instant>,
 ) -> Result<()> {
     let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
@@ -98,7 +112,7 @@ pub(super) fn serve_session(
             let _ = end_tx.send(end);
         })
         .map_err(|e| Error::io("cannot start a thread", e))?;
-    let outcome = keep_alive(&writer, &end_rx, keepalive);
+    let outcome = keep_alive(&writer, &end_rx, keepalive, end);
     ended.store(true, std::sync::atomic::Ordering::Release);
     pool.cancel_waiting();
     pool.cancel_running();
@@ -167,10 +181,19 @@ pub(super) fn keep_alive(
     writer: &Mutex<FrameWriter>,
     end: &Receiver<Result<()>>,
     keepalive: Duration,
+    wall: Option<Instant>,
 ) -> Result<()> {
     loop {
-        match end.recv_timeout(keepalive) {
+        let now = Instant::now();
+        let next = now.checked_add(keepalive).unwrap_or(now);
+        let at = wall.map_or(next, |w| w.min(next));
+        match end.recv_deadline(at) {
             Ok(why) => return why,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout)
+                if wall.is_some_and(|w| Instant::now() >= w) =>
+            {
+                return Err(Error::new(ErrorKind::Timeout, "the wall time passed"))
+            }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 send(writer, &ToManager::Keepalive)?
             }

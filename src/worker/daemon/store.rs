@@ -13,10 +13,10 @@ pub(super) fn open_store(path: &Path) -> Option<PathBuf> {
     let made = std::fs::DirBuilder::new().mode(0o700).create(path);
     if let Err(e) = made {
         if e.kind() != std::io::ErrorKind::AlreadyExists {
-            eprintln!(
-                "vine_worker: no store of files kept forever at {}: {e}",
+            super::log::notice(&format!(
+                "no store of files kept forever at {}: {e}",
                 path.display()
-            );
+            ));
             return None;
         }
     }
@@ -25,11 +25,11 @@ pub(super) fn open_store(path: &Path) -> Option<PathBuf> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() && m.uid() == uid && m.mode() & 0o022 == 0 => Some(path.to_owned()),
         _ => {
-            eprintln!(
-                "vine_worker: not using {} for files kept forever: not a directory of \
+            super::log::notice(&format!(
+                "not using {} for files kept forever: not a directory of \
                  this user's that only it can write",
                 path.display()
-            );
+            ));
             None
         }
     }

@@ -1,0 +1,432 @@
+//! TaskVine's manager calls through the C API, with real `vine_worker` processes
+//! on loopback: blocking and draining hosts, shutting workers down, slow workers,
+//! and the smaller settings.
+
+mod common;
+use common::{tempdir, vine_worker};
+
+use std::ffi::{c_char, CStr, CString};
+use std::path::Path;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use vine::ffi::manager::*;
+use vine::ffi::task::*;
+use vine::ffi::*;
+
+/// The host name the manager knows loopback workers by (their address).
+const HOST: &CStr = c"127.0.0.1";
+
+/// A bound on waits for events, so that a failure ends the test instead of
+/// hanging it; never a synchronisation.
+const BOUND: Duration = Duration::from_secs(60);
+
+struct M(*mut vine_manager);
+
+impl M {
+    /// A manager on a free loopback port with no local cores.
+    fn remote() -> (M, u16) {
+        let m = vine_create(0);
+        assert!(!m.is_null());
+        assert_eq!(unsafe { vine_tune(m, c"local-cores".as_ptr(), 0.0) }, 0);
+        let port = vine_port(m);
+        (M(m), port as u16)
+    }
+
+    fn stats(&self) -> vine_stats {
+        let mut s = vine_stats::default();
+        assert_eq!(unsafe { vine_get_stats(self.0, &mut s) }, 0);
+        s
+    }
+
+    /// Polls the stats until `ok` holds (bounded).
+    fn until(&self, what: &str, ok: impl Fn(&vine_stats) -> bool) -> vine_stats {
+        let end = Instant::now() + BOUND;
+        loop {
+            let s = self.stats();
+            if ok(&s) {
+                return s;
+            }
+            assert!(Instant::now() < end, "never: {what}: {s:?}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn submit(&self, command: &str, category: &CStr) -> i32 {
+        let c = CString::new(command).unwrap();
+        let t = unsafe { vine_task_create(c.as_ptr()) };
+        assert_eq!(unsafe { vine_task_set_category(t, category.as_ptr()) }, 0);
+        let id = vine_submit(self.0, t);
+        assert!(id > 0);
+        id
+    }
+
+    /// Waits for task `id`; returns its result and standard output.
+    fn wait_for(&self, id: i32) -> (vine_result_t, String) {
+        let t = vine_wait_for_task_id(self.0, id, BOUND.as_secs() as i32);
+        assert!(!t.is_null(), "task {id} did not come back");
+        let result = vine_task_get_result(t);
+        let out = vine_task_get_stdout(t);
+        let out = if out.is_null() {
+            String::new()
+        } else {
+            unsafe { CStr::from_ptr(out) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        vine_task_delete(t);
+        (result, out)
+    }
+}
+
+impl Drop for M {
+    fn drop(&mut self) {
+        vine_delete(self.0);
+    }
+}
+
+/// A command that runs until `go` exists, then prints `word`.
+fn held(go: &Path, word: &str) -> String {
+    format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; echo {word}",
+        go.display()
+    )
+}
+
+fn exits_with(w: &mut Child) -> std::process::ExitStatus {
+    let end = Instant::now() + BOUND;
+    loop {
+        if let Some(st) = w.try_wait().unwrap() {
+            return st;
+        }
+        assert!(Instant::now() < end, "the worker did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_blocked_host_loses_its_workers_and_none_joins_until_it_is_unblocked() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = M::remote();
+    let mut w = vine_worker(port, &[]);
+    let id = m.submit(&held(&go, "ran"), c"held");
+    m.until("the task runs", |s| s.tasks_running == 1);
+
+    // Its worker is cut off and the task waits again.
+    assert_eq!(unsafe { vine_block_host(m.0, HOST.as_ptr()) }, 1);
+    let s = m.stats();
+    assert_eq!((s.workers_connected, s.tasks_waiting), (0, 1), "{s:?}");
+    assert_eq!((s.workers_blocked, s.workers_removed), (1, 1), "{s:?}");
+
+    // A worker of the blocked host never gets in: it gives up at its timeout.
+    let mut late = vine_worker(port, &["--timeout", "2"]);
+    assert!(!exits_with(&mut late).success());
+    assert_eq!(m.stats().workers_connected, 0);
+
+    // Unblocked, the first worker (still trying) joins and runs the task.
+    assert_eq!(unsafe { vine_unblock_host(m.0, HOST.as_ptr()) }, 0);
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(m.wait_for(id), (VINE_RESULT_SUCCESS, "ran\n".into()));
+    assert_eq!(vine_shutdown(m.0), 0);
+    assert!(exits_with(&mut w).success());
+}
+
+#[test]
+fn a_host_blocked_for_a_while_is_let_back_in_after_it() {
+    let (m, port) = M::remote();
+    let mut w = vine_worker(port, &[]);
+    m.until("the worker joins", |s| s.workers_connected == 1);
+    assert_eq!(
+        unsafe { vine_block_host_with_timeout(m.0, HOST.as_ptr(), 1) },
+        1
+    );
+    let id = m.submit("echo back", c"default");
+    // No unblock: the block ends by itself and the worker comes back.
+    assert_eq!(m.wait_for(id), (VINE_RESULT_SUCCESS, "back\n".into()));
+    assert!(m.stats().workers_joined >= 2);
+    assert_eq!(vine_unblock_all(m.0), 0);
+    assert_eq!(vine_shutdown(m.0), 0);
+    assert!(exits_with(&mut w).success());
+}
+
+#[test]
+fn vine_workers_shutdown_tells_idle_workers_to_exit_and_leaves_busy_ones() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = M::remote();
+    let mut workers: Vec<Child> = (0..3).map(|_| vine_worker(port, &[])).collect();
+    m.until("three workers", |s| s.workers_connected == 3);
+    let id = m.submit(&held(&go, "busy"), c"held");
+    m.until("the task runs", |s| s.tasks_running == 1);
+
+    assert_eq!(vine_workers_shutdown(m.0, 1), 1);
+    assert_eq!(vine_workers_shutdown(m.0, 0), 1, "only idle workers go");
+    let s = m.stats();
+    assert_eq!((s.workers_connected, s.workers_released), (1, 2), "{s:?}");
+    // Two processes exit, told to (status 0); the busy one stays.
+    let end = Instant::now() + BOUND;
+    let mut gone = 0;
+    while gone < 2 {
+        gone = 0;
+        for w in &mut workers {
+            if let Some(st) = w.try_wait().unwrap() {
+                assert!(st.success(), "{st}");
+                gone += 1;
+            }
+        }
+        assert!(Instant::now() < end, "the idle workers did not exit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(m.wait_for(id), (VINE_RESULT_SUCCESS, "busy\n".into()));
+    assert_eq!(vine_workers_shutdown(m.0, 0), 1);
+    for w in &mut workers {
+        assert!(exits_with(w).success());
+    }
+    assert_eq!(m.stats().workers_lost, 0);
+}
+
+#[test]
+fn a_draining_host_finishes_its_tasks_takes_no_new_one_and_is_let_go() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = M::remote();
+    let mut first = vine_worker(port, &["--cores", "2"]);
+    let running = m.submit(&held(&go, "finished"), c"held");
+    m.until("the task runs", |s| s.tasks_running == 1);
+
+    assert_eq!(
+        unsafe { vine_set_draining_by_hostname(m.0, HOST.as_ptr(), 1) },
+        1
+    );
+    assert_eq!(
+        unsafe { vine_set_draining_by_hostname(m.0, c"no.such.host".as_ptr(), 1) },
+        0
+    );
+    // A core is free there, but the new task is not sent.
+    let later = m.submit("echo later", c"default");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(
+        m.wait_for(running),
+        (VINE_RESULT_SUCCESS, "finished\n".into())
+    );
+    // Holding nothing, the draining worker is told to exit.
+    assert!(exits_with(&mut first).success());
+    let s = m.stats();
+    assert_eq!((s.tasks_waiting, s.tasks_dispatched), (1, 1), "{s:?}");
+
+    // A worker that joins later is not draining.
+    let mut second = vine_worker(port, &[]);
+    assert_eq!(m.wait_for(later), (VINE_RESULT_SUCCESS, "later\n".into()));
+    assert_eq!(vine_shutdown(m.0), 0);
+    assert!(exits_with(&mut second).success());
+}
+
+#[test]
+fn a_worker_slow_twice_is_disconnected_and_its_host_blocked() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = M::remote();
+    assert_eq!(
+        vine_enable_disconnect_slow_workers(m.0, 0.5),
+        1,
+        "off below 1"
+    );
+    assert_eq!(vine_enable_disconnect_slow_workers(m.0, 2.0), 0);
+    let mut w = vine_worker(port, &["--cores", "2"]);
+    // Ten quick tasks give the category its average.
+    let quick: Vec<i32> = (0..10).map(|_| m.submit("true", c"c")).collect();
+    for id in quick {
+        assert_eq!(m.wait_for(id).0, VINE_RESULT_SUCCESS);
+    }
+    // Two tasks far slower than that: the first marks the worker, the second
+    // has it disconnected and its host blocked.
+    let a = m.submit(&held(&go, "a"), c"c");
+    let b = m.submit(&held(&go, "b"), c"c");
+    let s = m.until("the worker is found slow", |s| s.workers_slow == 1);
+    assert!(s.workers_blocked >= 1, "{s:?}");
+    m.until("the worker is gone", |s| s.workers_connected == 0);
+
+    // Unblocked, it joins again and both tasks finish, none of them failed.
+    assert_eq!(vine_unblock_all(m.0), 0);
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(m.wait_for(a), (VINE_RESULT_SUCCESS, "a\n".into()));
+    assert_eq!(m.wait_for(b), (VINE_RESULT_SUCCESS, "b\n".into()));
+    assert_eq!(vine_shutdown(m.0), 0);
+    assert!(exits_with(&mut w).success());
+}
+
+#[test]
+fn the_smaller_manager_calls_do_what_taskvine_documents() {
+    let m = M(vine_create(VINE_PORT_NONE));
+    // Names: the default, then one set; an earlier pointer stays readable.
+    let first = vine_get_name(m.0);
+    assert_eq!(unsafe { CStr::from_ptr(first) }, c"vine");
+    assert_eq!(unsafe { vine_set_name(m.0, c"sweep".as_ptr()) }, 0);
+    assert_eq!(unsafe { CStr::from_ptr(vine_get_name(m.0)) }, c"sweep");
+    assert_eq!(unsafe { CStr::from_ptr(first) }, c"vine");
+    assert!(vine_get_name(std::ptr::null_mut()).is_null());
+
+    // Task ids from a minimum; a smaller one changes nothing.
+    assert_eq!(vine_set_task_id_min(m.0, 100), 100);
+    assert_eq!(m.submit("true", c"default"), 100);
+    assert_eq!(vine_set_task_id_min(m.0, 5), 101);
+    assert_eq!(m.wait_for(100).0, VINE_RESULT_SUCCESS);
+
+    let v = vine_version_string() as *const c_char;
+    assert_eq!(unsafe { CStr::from_ptr(v) }, unsafe {
+        CStr::from_ptr(vine_version())
+    });
+
+    // TaskVine's tune names.
+    for (name, value) in [
+        (c"keepalive-interval", 10.0),
+        (c"keepalive-timeout", 60.0),
+        (c"wait-for-workers", 0.0),
+        (c"disconnect-slow-workers-factor", 0.0),
+        (c"disconnect-slow-worker-factor", 3.0),
+        (c"option-blocklist-slow-workers-timeout", 60.0),
+        (c"hungry-minimum", 10.0),
+    ] {
+        assert_eq!(
+            unsafe { vine_tune(m.0, name.as_ptr(), value) },
+            0,
+            "{name:?}"
+        );
+    }
+    assert_eq!(
+        unsafe { vine_tune(m.0, c"no-such-setting".as_ptr(), 1.0) },
+        VINE_ERROR_UNKNOWN_SETTING
+    );
+    assert_eq!(vine_set_keepalive_interval(m.0, 5), 0);
+    assert_eq!(vine_set_keepalive_timeout(m.0, 30), 0);
+    assert_eq!(
+        vine_set_keepalive_timeout(m.0, -1),
+        VINE_ERROR_INVALID_ARGUMENT
+    );
+
+    // hungry-minimum: wanted however few slots there are.
+    assert_eq!(
+        unsafe { vine_tune(m.0, c"hungry-minimum".as_ptr(), 1000.0) },
+        0
+    );
+    assert!(vine_hungry(m.0) >= 1000);
+
+    // Recorded settings: TaskVine's return values, and tasks run as before.
+    assert_eq!(vine_enable_peer_transfers(m.0), 1);
+    assert_eq!(vine_disable_peer_transfers(m.0), 1);
+    assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+    assert_eq!(
+        unsafe { vine_set_category_mode(m.0, std::ptr::null(), VINE_ALLOCATION_MODE_MAX) },
+        1
+    );
+    assert_eq!(
+        unsafe { vine_set_category_mode(m.0, c"c".as_ptr(), VINE_ALLOCATION_MODE_MIN_WASTE) },
+        1
+    );
+    assert_eq!(
+        unsafe { vine_set_category_mode(m.0, c"c".as_ptr(), 99) },
+        0,
+        "not a mode"
+    );
+    let id = m.submit("echo same", c"c");
+    assert_eq!(m.wait_for(id), (VINE_RESULT_SUCCESS, "same\n".into()));
+}
+
+#[test]
+fn the_runtime_info_path_set_before_vine_create_holds_the_next_managers_logs() {
+    let dir = tempdir();
+    let root = dir.join("runs");
+    let c = CString::new(root.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { vine_set_runtime_info_path(c.as_ptr()) }, 0);
+    assert_eq!(
+        unsafe { vine_set_runtime_info_path(std::ptr::null()) },
+        VINE_ERROR_NULL
+    );
+    let m = M(vine_create(VINE_PORT_NONE));
+    assert!(!m.0.is_null());
+    // Other tests' managers are not affected for long.
+    vine::manager::set_runtime_info_root(None);
+    let logs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("manager.log"))
+        .filter(|l| l.exists())
+        .collect();
+    assert!(!logs.is_empty(), "no manager.log under {}", root.display());
+
+    // One manager's own directory.
+    let own = dir.join("own");
+    let c = CString::new(own.to_str().unwrap()).unwrap();
+    assert_eq!(
+        unsafe { vine_set_runtime_info_path_for(m.0, c.as_ptr()) },
+        0
+    );
+    assert!(own.join("manager.log").exists());
+}
+
+#[test]
+fn vine_get_stats_fills_taskvines_fields() {
+    let m = M(vine_create(VINE_PORT_NONE));
+    assert_eq!(unsafe { vine_tune(m.0, c"local-cores".as_ptr(), 2.0) }, 0);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
+    let ids = [
+        m.submit("true", c"default"),
+        m.submit("sleep 0.01", c"default"),
+        m.submit("exit 3", c"default"),
+    ];
+    let s = m.until("all done", |s| s.tasks_done == 3);
+    assert_eq!(s.tasks_with_results, 3, "finished, not yet waited for");
+    assert_eq!((s.tasks_submitted, s.tasks_dispatched), (3, 3));
+    assert_eq!((s.tasks_successful, s.tasks_failed), (2, 1));
+    assert_eq!((s.tasks_waiting, s.tasks_running), (0, 0));
+    assert!(s.time_when_started > 0 && s.time_when_started <= before);
+    assert!(s.time_workers_execute >= 10_000, "{s:?}");
+    assert!(s.time_workers_execute_good <= s.time_workers_execute);
+    assert_eq!(
+        (s.workers_connected, s.workers_idle, s.workers_able),
+        (1, 1, 1)
+    );
+    assert_eq!((s.total_cores, s.max_cores, s.min_cores), (2, 2, 2));
+    assert_eq!(s.total_cores_exact, 2.0);
+    assert_eq!(s.max_memory, s.total_memory);
+    for id in ids {
+        m.wait_for(id);
+    }
+    assert_eq!(m.stats().tasks_with_results, 0);
+}
+
+#[test]
+fn resource_submit_multiplier_lets_each_worker_hold_that_many_times_its_cores() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    for (multiplier, on_workers) in [(2.0, 4), (1.0, 2)] {
+        let m = M(vine_create(VINE_PORT_NONE));
+        assert_eq!(unsafe { vine_tune(m.0, c"local-cores".as_ptr(), 2.0) }, 0);
+        let name = c"resource-submit-multiplier";
+        assert_eq!(unsafe { vine_tune(m.0, name.as_ptr(), multiplier) }, 0);
+        assert_eq!(
+            unsafe { vine_tune(m.0, name.as_ptr(), 0.5) },
+            VINE_ERROR_INVALID_ARGUMENT
+        );
+        let ids: Vec<i32> = (0..6)
+            .map(|i| m.submit(&held(&go, &i.to_string()), c"h"))
+            .collect();
+        let s = m.until("tasks go to the pool", |s| s.tasks_on_workers >= on_workers);
+        assert_eq!(
+            (s.tasks_on_workers, s.tasks_running, s.tasks_waiting),
+            (on_workers, 2, 6 - on_workers),
+            "multiplier {multiplier}"
+        );
+        std::fs::write(&go, "").unwrap();
+        for id in ids {
+            assert_eq!(m.wait_for(id).0, VINE_RESULT_SUCCESS);
+        }
+        std::fs::remove_file(&go).unwrap();
+    }
+}

@@ -1,0 +1,106 @@
+//! TaskVine's worker options that change how a `vine_worker` process lives:
+//! `--single-shot`, `--wall-time`, `-d`/`-o`. Real processes on loopback.
+
+mod common;
+use common::{remote_manager, tempdir, vine_worker};
+
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use vine::{Manager, Task, TaskResult};
+
+/// Bounds waits for events (shorter than the workers' 60 s `--timeout`, so that a
+/// worker that only gives up at its timeout fails the test); never a
+/// synchronisation.
+const BOUND: Duration = Duration::from_secs(30);
+
+fn exits_within_bound(w: &mut Child) -> std::process::ExitStatus {
+    let end = Instant::now() + BOUND;
+    loop {
+        if let Some(st) = w.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= end {
+            let _ = w.kill();
+            let _ = w.wait();
+            panic!("the worker did not exit");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn until(m: &Manager, what: &str, ok: impl Fn(&vine::manager::Stats) -> bool) {
+    let end = Instant::now() + BOUND;
+    while !ok(&m.stats().unwrap()) {
+        assert!(Instant::now() < end, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn held(go: &std::path::Path, word: &str) -> Box<Task> {
+    let c = std::ffi::CString::new(format!(
+        "while [ ! -e {} ]; do sleep 0.02; done; echo {word}",
+        go.display()
+    ))
+    .unwrap();
+    Task::command(&c)
+}
+
+#[test]
+fn a_single_shot_worker_exits_when_its_session_ends() {
+    let (m, port) = remote_manager();
+    let mut w = vine_worker(port, &["--single-shot"]);
+    until(&m, "the worker joins", |s| s.workers_connected == 1);
+    // Cut off without being told to exit: a worker reconnects; this one exits.
+    assert_eq!(m.block_host("127.0.0.1", None).unwrap(), 1);
+    assert!(exits_within_bound(&mut w).success());
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_worker_past_its_wall_time_leaves_and_its_task_runs_elsewhere() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = remote_manager();
+    let mut first = vine_worker(port, &["--wall-time", "8"]);
+    let id = m.submit(held(&go, "done")).unwrap();
+    until(&m, "the task runs", |s| s.tasks_running == 1);
+    // The worker leaves by itself, the task still running.
+    assert!(exits_within_bound(&mut first).success());
+    until(&m, "the task waits again", |s| {
+        s.workers_connected == 0 && s.tasks_waiting == 1
+    });
+
+    let mut second = vine_worker(port, &[]);
+    std::fs::write(&go, "").unwrap();
+    let t = m
+        .wait_for(vine::Want::Id(id), Some(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(t.result(), TaskResult::Success);
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"done\n");
+    m.shutdown().unwrap();
+    assert!(exits_within_bound(&mut second).success());
+}
+
+#[test]
+fn debug_messages_go_to_the_file_of_dash_o() {
+    let dir = tempdir();
+    let log = dir.join("worker.log");
+    let (m, port) = remote_manager();
+    let mut w = vine_worker(port, &["-d", "all", "-o", log.to_str().unwrap()]);
+    let id = m.submit(Task::command(c"echo hi")).unwrap();
+    let t = m
+        .wait_for(vine::Want::Id(id), Some(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(t.result(), TaskResult::Success);
+    m.shutdown().unwrap();
+    assert!(exits_within_bound(&mut w).success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    for line in [
+        format!("connecting to 127.0.0.1:{port}"),
+        "session with the manager begun".into(),
+        "exiting".into(),
+    ] {
+        assert!(text.contains(&line), "{line:?} not in {text:?}");
+    }
+}
