@@ -134,7 +134,7 @@ pub enum Message {
         /// None: until unblocked.
         timeout: Option<Duration>,
         /// Reply.
-        reply: Sender<usize>,
+        reply: Reply<usize>,
     },
     /// Stop (or resume) giving tasks to the workers of a host; replies how many.
     Drain {
@@ -143,14 +143,14 @@ pub enum Message {
         /// Draining or not.
         on: bool,
         /// Reply.
-        reply: Sender<usize>,
+        reply: Reply<usize>,
     },
     /// Tell up to `n` idle remote workers (None: all) to exit; replies how many.
     ShutdownWorkers {
         /// How many at most.
         n: Option<usize>,
         /// Reply.
-        reply: Sender<usize>,
+        reply: Reply<usize>,
     },
     /// Begin shutting down; replies when every thread is done.
     Shutdown {
