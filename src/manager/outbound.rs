@@ -38,7 +38,10 @@ pub(crate) enum Plan {
 
 /// An input whose content the writer decides (see [`Outgoing::Run`]).
 pub(crate) struct Planned {
-    /// Its place in the task's inputs.
+    /// For an input of a mini task, the input indices leading to that mini
+    /// task; empty for the task's own inputs.
+    pub nest: Vec<usize>,
+    /// Its place in the inputs.
     pub index: usize,
     /// The file.
     pub file: Arc<File>,
@@ -55,6 +58,8 @@ pub(crate) struct Inventory {
     pub cached: HashSet<u64>,
     /// In its store of files kept forever, by content name.
     pub stored: HashSet<String>,
+    /// URLs and mini-task outputs it was told to make, by file id.
+    pub made: HashSet<u64>,
 }
 
 impl Inventory {
@@ -71,6 +76,23 @@ impl Inventory {
             }
         }
     }
+}
+
+/// Input `index` of the mini task reached from `spec` through the input
+/// indices `nest` (of `spec` itself if `nest` is empty).
+fn input_at<'a>(
+    spec: &'a mut TaskSpec,
+    nest: &[usize],
+    index: usize,
+) -> Option<&'a mut protocol::InputSpec> {
+    let mut inputs = &mut spec.inputs;
+    for &i in nest {
+        match inputs.get_mut(i).map(|x| &mut x.content) {
+            Some(InputContent::MiniTask { task, .. }) => inputs = &mut task.inputs,
+            _ => return None,
+        }
+    }
+    inputs.get_mut(index)
 }
 
 /// The writer thread's state for one worker.
@@ -92,7 +114,7 @@ impl Outbound {
             Outgoing::Run(mut spec, planned) => {
                 for p in planned {
                     let content = self.resolve(w, &spec, &p)?;
-                    if let Some(input) = spec.inputs.get_mut(p.index) {
+                    if let Some(input) = input_at(&mut spec, &p.nest, p.index) {
                         input.content = content;
                     }
                 }

@@ -53,6 +53,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
     let resources = opts.resources(&dir)?;
+    let fetcher = std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched")));
     let tls = opts
         .tls
         .as_ref()
@@ -71,6 +72,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                     resources,
                     &dir,
                     store.as_deref(),
+                    &fetcher,
                 ) {
                     Ok(()) => return Ok(()),
                     Err(Ended::Refused(e)) => return Err(e),

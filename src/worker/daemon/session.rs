@@ -19,6 +19,7 @@ use crate::protocol::{Dest, Held, OutputStatus, TaskReport, ToManager};
 use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
+use crate::worker::fetch::Fetcher;
 use crate::worker::local::{LocalPool, Report};
 
 /// One session with the manager. Ok when told to exit; Err when the connection broke.
@@ -35,10 +36,29 @@ pub(super) fn serve(
     resources: Resources,
     dir: &Path,
     store: Option<&Path>,
+    fetcher: &Arc<Fetcher>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
     let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store)?;
-    serve_session(reader, outgoing, sock, keepalive, resources, dir, store).map_err(Ended::Broken)
+    let session = Session {
+        keepalive,
+        resources,
+        dir,
+        store,
+        fetcher,
+    };
+    serve_session(reader, outgoing, sock, session).map_err(Ended::Broken)
+}
+
+/// What a session works with besides its connection.
+pub(super) struct Session<'a> {
+    pub(super) keepalive: Duration,
+    pub(super) resources: Resources,
+    pub(super) dir: &'a Path,
+    pub(super) store: Option<&'a Path>,
+    /// URL downloads and mini-task outputs, kept across sessions as their cache
+    /// levels allow.
+    pub(super) fetcher: &'a Arc<Fetcher>,
 }
 
 /// Serves a session that has begun, until told to exit (Ok) or the connection breaks.
@@ -46,16 +66,23 @@ pub(super) fn serve_session(
     reader: FrameReader,
     outgoing: FrameWriter,
     sock: TcpStream,
-    keepalive: Duration,
-    resources: Resources,
-    dir: &Path,
-    store: Option<&Path>,
+    session: Session<'_>,
 ) -> Result<()> {
+    let Session {
+        keepalive,
+        resources,
+        dir,
+        store,
+        fetcher,
+    } = session;
+    // What this manager's files are called here: its file ids are its own.
+    let generation = fetcher.new_generation();
     let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
         max_stdout: max_stdout.clone(),
+        fetcher: fetcher.clone(),
     };
     let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
@@ -90,6 +117,9 @@ pub(super) fn serve_session(
         verified: Default::default(),
         max_stdout,
         next_xfer,
+        fetcher: fetcher.clone(),
+        generation,
+        made: Default::default(),
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -103,6 +133,8 @@ pub(super) fn serve_session(
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
+    // What was made for this manager alone goes with it.
+    fetcher.forget_prefix(&super::inbound::session_prefix(generation));
     crate::channel::close(&sock);
     outcome
 }
