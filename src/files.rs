@@ -224,6 +224,42 @@ impl File {
         )
     }
 
+    /// The directory made by unpacking tar archive `archive` at the worker: a
+    /// mini task running `mkdir output && tar xf input -C output`.
+    pub fn untar(archive: Arc<File>, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
+        File::unpacking(
+            archive,
+            c"mkdir output && tar xf input -C output",
+            "input",
+            cache,
+            flags,
+        )
+    }
+
+    /// The environment packed in tarball `package`, unpacked at the worker: a
+    /// mini task running `mkdir output && tar xf package.tar.gz -C output`.
+    pub fn poncho(package: Arc<File>, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
+        File::unpacking(
+            package,
+            c"mkdir output && tar xf package.tar.gz -C output",
+            "package.tar.gz",
+            cache,
+            flags,
+        )
+    }
+
+    fn unpacking(
+        archive: Arc<File>,
+        command: &std::ffi::CStr,
+        input: &str,
+        cache: CacheLevel,
+        flags: u32,
+    ) -> Result<Arc<File>> {
+        let mut task = crate::task::Task::command(command);
+        task.add_input(Mount::new(archive, input, 0)?)?;
+        File::mini_task(task, "output", cache, flags)
+    }
+
     /// What `vine_file_type` says it is.
     pub fn source_type(&self) -> SourceType {
         match self.kind {
@@ -460,6 +496,30 @@ impl Mount {
             flags,
         })
     }
+}
+
+/// Makes command task `task` run inside the environment `package` (a directory
+/// at the worker, e.g. from [`File::poncho`]): it is linked into the sandbox as
+/// `__vine_env_<file id>`, and the command first sources its `bin/activate`, or
+/// without one puts its `bin` first in `PATH`.
+pub fn add_poncho_package(task: &mut crate::task::Task, package: Arc<File>) -> Result<()> {
+    let name = format!("__vine_env_{}", package.id());
+    let mount = Mount::new(package, &name, MOUNT_SYMLINK)?;
+    let crate::task::Work::Command { command } = &task.work else {
+        return Err(Error::invalid("only a command task runs in an environment"));
+    };
+    let env = format!("\"$PWD/{name}\"");
+    let mut wrapped = format!(
+        "if [ -f {env}/bin/activate ]; then . {env}/bin/activate; \
+         else PATH={env}/bin:\"$PATH\"; export PATH; fi\n"
+    )
+    .into_bytes();
+    wrapped.extend_from_slice(command.to_bytes());
+    let wrapped =
+        std::ffi::CString::new(wrapped).map_err(|_| Error::invalid("a NUL byte in the command"))?;
+    task.add_input(mount)?;
+    task.work = crate::task::Work::Command { command: wrapped };
+    Ok(())
 }
 
 /// Accepts a relative path of normal components: no `..`, no root, no `.`-only,

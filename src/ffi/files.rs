@@ -226,22 +226,6 @@ pub unsafe extern "C" fn vine_declare_mini_task(
     })
 }
 
-fn unpacking(
-    m: *mut vine_manager,
-    f: *mut vine_file,
-    command: &std::ffi::CStr,
-    input: &str,
-    cache: vine_cache_level_t,
-    flags: vine_file_flags_t,
-) -> crate::error::Result<*mut vine_file> {
-    let m = handles::manager(m)?;
-    let archive = handles::file(f)?;
-    let mut task = crate::task::Task::command(command);
-    task.add_input(Mount::new(archive, input, 0)?)?;
-    let out = File::mini_task(task, "output", CacheLevel::from_code(cache)?, flags_of(flags)?)?;
-    Ok(handles::file_into_c(m.declare(out)))
-}
-
 /// Declares the directory obtained by unpacking tar archive `f` (compressed or
 /// not, as the worker's `tar` recognises: gzip, bzip2, xz, ...) at each worker
 /// that needs it: a mini task (see `vine_declare_mini_task`) running
@@ -256,14 +240,13 @@ pub extern "C" fn vine_declare_untar(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        unpacking(
-            m,
-            f,
-            c"mkdir output && tar xf input -C output",
-            "input",
-            cache,
-            flags,
-        )
+        let m = handles::manager(m)?;
+        let f = File::untar(
+            handles::file(f)?,
+            CacheLevel::from_code(cache)?,
+            flags_of(flags)?,
+        )?;
+        Ok(handles::file_into_c(m.declare(f)))
     })
 }
 
@@ -281,14 +264,13 @@ pub extern "C" fn vine_declare_poncho(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        unpacking(
-            m,
-            f,
-            c"mkdir output && tar xf package.tar.gz -C output",
-            "package.tar.gz",
-            cache,
-            flags,
-        )
+        let m = handles::manager(m)?;
+        let f = File::poncho(
+            handles::file(f)?,
+            CacheLevel::from_code(cache)?,
+            flags_of(flags)?,
+        )?;
+        Ok(handles::file_into_c(m.declare(f)))
     })
 }
 
@@ -307,27 +289,7 @@ pub extern "C" fn vine_declare_poncho(
 pub extern "C" fn vine_task_add_poncho_package(t: *mut vine_task, pkg: *mut vine_file) -> c_int {
     guard(0, || {
         let file = handles::file(pkg)?;
-        let name = format!("__vine_env_{}", file.id());
-        let mount = Mount::new(file, &name, crate::files::MOUNT_SYMLINK)?;
-        with_task_mut(t, |t| {
-            let crate::task::Work::Command { command } = &t.work else {
-                return Err(crate::error::Error::invalid(
-                    "only a command task runs in an environment",
-                ));
-            };
-            let env = format!("\"$PWD/{name}\"");
-            let mut wrapped = format!(
-                "if [ -f {env}/bin/activate ]; then . {env}/bin/activate; \
-                 else PATH={env}/bin:\"$PATH\"; export PATH; fi\n"
-            )
-            .into_bytes();
-            wrapped.extend_from_slice(command.to_bytes());
-            let wrapped = std::ffi::CString::new(wrapped)
-                .map_err(|_| crate::error::Error::invalid("a NUL in the command"))?;
-            t.add_input(mount)?;
-            t.work = crate::task::Work::Command { command: wrapped };
-            Ok(())
-        })?;
+        with_task_mut(t, |t| crate::files::add_poncho_package(t, file))?;
         Ok(1)
     })
 }

@@ -291,23 +291,25 @@ fn run_mini_task(
     if t.result == TaskResult::Success && t.exit_code == 0 {
         return Ok(());
     }
-    let why = match t.reason() {
-        Some(r) => r.to_string_lossy().into_owned(),
-        None => {
-            let said = t
-                .stdout()
-                .map(|s| s.to_string_lossy().trim().to_owned())
-                .unwrap_or_default();
-            let tail: String = said
-                .chars()
-                .rev()
-                .take(300)
-                .collect::<Vec<_>>()
-                .into_iter()
-                .rev()
-                .collect();
-            format!("it exited with code {}: {tail}", t.exit_code)
-        }
+    let exited = matches!(t.result, TaskResult::Success | TaskResult::OutputMissing);
+    let why = if exited && t.exit_code != 0 {
+        let said = t
+            .stdout()
+            .map(|s| s.to_string_lossy().trim().to_owned())
+            .unwrap_or_default();
+        let tail: String = said
+            .chars()
+            .rev()
+            .take(300)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        format!("it exited with code {}: {tail}", t.exit_code)
+    } else {
+        t.reason()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_else(|| format!("it ended {:?}", t.result))
     };
     remove_all(dest);
     Err(format!("the mini task making {output} failed: {why}"))
