@@ -106,10 +106,7 @@ impl Fetcher {
     pub fn get(&self, file: &File, env: &CommandEnv) -> Result<Made, String> {
         let Some(key) = file.worker_key() else {
             let p = self.fresh_path("once")?;
-            make(file, &p, None, env, &self.next).map_err(|e| {
-                remove_all(&p);
-                e
-            })?;
+            make(file, &p, None, env, &self.next).inspect_err(|_| remove_all(&p))?;
             return Ok(Made::Once(p));
         };
         let entry = lock(&self.entries).entry(key.clone()).or_default().clone();
@@ -181,10 +178,12 @@ impl Fetcher {
     }
 }
 
-/// Makes `file` at `dest`. For a URL with `validators` (ETag, Last-Modified of
-/// the copy kept), Ok(None) means the server says it has not changed; Ok(Some)
-/// gives the validators of what was made.
+/// A URL's ETag and Last-Modified, as its server gave them.
 type Validators = (Option<String>, Option<String>);
+
+/// Makes `file` at `dest`. For a URL with `validators` (those of the copy
+/// kept), Ok(None) means the server says it has not changed; Ok(Some) gives the
+/// validators of what was made.
 fn make(
     file: &File,
     dest: &Path,
@@ -281,13 +280,12 @@ fn run_mini_task(
     let mut t = task.recipe();
     t.id = MINI_TASK_IDS + next.fetch_add(1, Ordering::Relaxed);
     t.attempts = 1;
-    let out = File::path(dest, CacheLevel::Task, 0)
+    File::path(dest, CacheLevel::Task, 0)
         .and_then(|f| Mount::new(f, output, 0))
         .and_then(|m| t.add_output(m))
         .map_err(|e| e.to_string())?;
     let control = crate::worker::process::RunControl::default();
     crate::worker::command::run(&mut t, &[], &control, env);
-    let _ = out;
     if t.result == TaskResult::Success && t.exit_code == 0 {
         return Ok(());
     }
@@ -313,4 +311,84 @@ fn run_mini_task(
     };
     remove_all(dest);
     Err(format!("the mini task making {output} failed: {why}"))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    /// Serves `body` with an ETag, 304 to a matching If-None-Match; sends each
+    /// request's If-None-Match (or None) on the channel.
+    fn server(body: &'static [u8]) -> (String, crossbeam_channel::Receiver<Option<String>>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/f", l.local_addr().unwrap());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        std::thread::spawn(move || {
+            for c in l.incoming() {
+                let mut c = c.unwrap();
+                let mut r = BufReader::new(c.try_clone().unwrap());
+                let mut inm = None;
+                loop {
+                    let mut h = String::new();
+                    if r.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h.strip_prefix("If-None-Match:") {
+                        inm = Some(v.trim().to_owned());
+                    }
+                }
+                let reply = if inm.as_deref() == Some("\"v1\"") {
+                    b"HTTP/1.1 304 Not Modified\r\nConnection: close\r\n\r\n".to_vec()
+                } else {
+                    let mut r = format!(
+                        "HTTP/1.1 200 OK\r\nETag: \"v1\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    )
+                    .into_bytes();
+                    r.extend_from_slice(body);
+                    r
+                };
+                tx.send(inm).unwrap();
+                let _ = c.write_all(&reply);
+            }
+        });
+        (url, rx)
+    }
+
+    #[test]
+    fn a_url_kept_for_the_workers_life_is_checked_again_once_per_manager_by_its_etag() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-fetch-test").unwrap();
+        let fetcher = Arc::new(Fetcher::new(dir.join("fetched")));
+        let env = CommandEnv {
+            sandbox_root: dir.join("sandbox"),
+            temp_root: dir.join("temp"),
+            max_stdout: Default::default(),
+            fetcher: fetcher.clone(),
+        };
+        let (url, requests) = server(b"contents");
+        let f = File::url(&url, CacheLevel::Worker, 0).unwrap();
+        let path_of = |m: Made| match m {
+            Made::Kept(p, _) => p,
+            Made::Once(_) => panic!("a file kept for the worker's life is kept"),
+        };
+        let first = path_of(fetcher.get(&f, &env).unwrap());
+        assert_eq!(requests.recv().unwrap(), None, "a plain download first");
+        assert_eq!(path_of(fetcher.get(&f, &env).unwrap()), first);
+        assert!(
+            requests.try_recv().is_err(),
+            "not asked again for one manager"
+        );
+        fetcher.new_generation();
+        assert_eq!(path_of(fetcher.get(&f, &env).unwrap()), first);
+        assert_eq!(
+            requests.recv().unwrap().as_deref(),
+            Some("\"v1\""),
+            "checked by its ETag for the next manager"
+        );
+        assert_eq!(std::fs::read(&first).unwrap(), b"contents");
+        assert!(fetcher.forget(&f.worker_key().unwrap()));
+        assert!(!first.exists(), "forgotten with no task using it: removed");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
