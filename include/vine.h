@@ -325,7 +325,8 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (the size, which
-// excludes the NUL, from `vine_file_size`). A temp kept at a remote worker is
+// excludes the NUL, from `vine_file_size`). A URL or mini-task file exists only
+// at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 // brought from it first (the call waits for it). The memory belongs to the file and
 // stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
 // or whose worker was lost).
@@ -418,8 +419,9 @@ vine_file_type_t vine_file_type(struct vine_file *f);
 const char *vine_file_source(struct vine_file *f);
 
 // Deletes the copies of `f` that workers keep (in their caches, kept there as
-// a temp, downloaded or made there), now, or at a remote worker once the tasks
-// using a directory there are done; the manager's own data stays, and a later
+// a temp, downloaded or made there): at once, or, where running tasks use
+// one, when the last of them is done (a remote worker is told by a message;
+// the call does not wait for it). The manager's own data stays, and a later
 // task needing `f` has it sent, downloaded or made again, except a temp that
 // only a worker held, which is then missing (TaskVine could make it again with
 // a recovery task; vine does not). Files kept forever in a worker's store are

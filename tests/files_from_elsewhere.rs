@@ -495,3 +495,57 @@ fn pruned_and_undeclared_files_leave_the_remote_workers_cache() {
     );
     place.stop();
 }
+
+#[test]
+fn a_cached_directory_pruned_while_a_task_uses_it_goes_when_that_task_is_done() {
+    let dir = tempdir();
+    let workdir = dir.join("worker");
+    let (m, port) = remote_manager();
+    std::fs::create_dir_all(&workdir).unwrap();
+    let w = vine_worker(
+        port,
+        &["--cores", "2", "--workdir", workdir.to_str().unwrap()],
+    );
+    let place = Place {
+        m,
+        worker: Some((w, workdir.clone())),
+    };
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("x"), b"x\n").unwrap();
+    let tree = place
+        .m
+        .declare(File::path(&tree, CacheLevel::Workflow, 0).unwrap());
+    let (started, go) = (dir.join("started"), dir.join("go"));
+    let user = task(
+        &format!(
+            "touch {}; i=0; while [ ! -e {} ] && [ $i -lt 2400 ]; do sleep 0.05; i=$((i+1)); done; cat d/x",
+            started.display(),
+            go.display()
+        ),
+        &[(&tree, "d")],
+    );
+    place.m.submit(user).unwrap();
+    // A bound, not a pace: the task has its input once it started.
+    for _ in 0..2400 {
+        if started.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(started.exists(), "the task started");
+    let cached: Vec<PathBuf> = find(&workdir, &tree.id().to_string())
+        .into_iter()
+        .filter(|p| p.parent().is_some_and(|d| d.ends_with("cache")))
+        .collect();
+    assert_eq!(cached.len(), 1, "the directory is in the cache");
+    assert_eq!(place.m.prune_file(&tree).unwrap(), 1);
+    // Applied in order at the worker: once a later task is back, so is the prune.
+    assert_eq!(place.output_of("echo later", &[]), "later\n");
+    assert!(cached[0].exists(), "kept while the task uses it");
+    std::fs::write(&go, b"").unwrap();
+    let t = place.m.wait(LONG).unwrap();
+    assert_eq!(stdout(&t), "x\n", "{:?}", t.reason());
+    assert!(!cached[0].exists(), "gone once the task is done");
+    place.stop();
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
-use super::session::{send, send_file, AfterTask, Outputs, TaskFiles};
+use super::session::{send, send_file, AfterTask, Outputs, SharedInUse, TaskFiles};
 use super::store::{stamp, Stamp};
 use crate::channel::{FrameReader, FrameWriter};
 use crate::error::{Error, Result};
@@ -41,6 +41,8 @@ pub(super) struct Inbound {
     pub(super) generation: u64,
     /// The names the files made here for this manager are kept under, by file id.
     pub(super) made: std::collections::HashMap<u64, String>,
+    /// The cached files running tasks use.
+    pub(super) in_use: SharedInUse,
 }
 
 /// How the names of files made for one session begin.
@@ -64,7 +66,8 @@ impl Inbound {
                 }
                 ToWorker::Cancel(id) => self.pool.cancel(id),
                 ToWorker::Forget(file_id) => {
-                    crate::transfer::remove_all(&self.cache_path(file_id));
+                    let path = self.cache_path(file_id);
+                    self.in_use().forget(file_id, &path);
                     if let Some(key) = self.made.remove(&file_id) {
                         self.fetcher.forget(&key);
                     }
@@ -88,6 +91,10 @@ impl Inbound {
         }
     }
 
+    fn in_use(&self) -> std::sync::MutexGuard<'_, super::session::InUse> {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Puts a file that arrived complete where it was sent to. One that cannot be
     /// put there is dropped: the task that needs it finds it missing.
     pub(super) fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
@@ -96,7 +103,10 @@ impl Inbound {
             Err(_) => return Ok(()),
         };
         let dest = match arrived.dest {
-            Dest::Cache(file_id) => self.cache_path(file_id),
+            Dest::Cache(file_id) => {
+                self.in_use().arrived(file_id);
+                self.cache_path(file_id)
+            }
             Dest::Task(task, attempt, file_id) => self.task_input_path(task, attempt, file_id),
             // Named by the hash of what arrived, which the receiver computed: the
             // store never holds a file under another file's name.
@@ -216,6 +226,8 @@ impl Inbound {
                 if std::fs::symlink_metadata(&p).is_err() {
                     lost.push(Held::Cached(input.file_id));
                 }
+                self.in_use().acquire(input.file_id);
+                outs.push((input.file_id, p.clone(), AfterTask::Release));
                 p
             }
             InputContent::Stored(name) if protocol::is_content_name(name) => {
@@ -246,7 +258,7 @@ impl Inbound {
                 level,
             } => {
                 let level = CacheLevel::from_code(i32::from(*level))?;
-                let t = self.mini_task_from(mini, lost, refused);
+                let t = self.mini_task_from(mini, outs, lost, refused);
                 let f = File::mini_task(t, output, level, 0)?;
                 return Ok(self.made_here(f, input.file_id));
             }
@@ -278,6 +290,7 @@ impl Inbound {
     fn mini_task_from(
         &mut self,
         spec: &TaskSpec,
+        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
         lost: &mut Vec<Held>,
         refused: &mut Option<Error>,
     ) -> Box<Task> {
@@ -302,11 +315,11 @@ impl Inbound {
                 let _ = t.set_env_var(&k, v.as_deref());
             }
         }
-        // Inputs sent for one task only are never planned for a mini task.
-        let mut outs = Vec::new();
+        // Inputs sent for one task only are never planned for a mini task; the
+        // files it uses in the cache are released with the task it runs for.
         for input in &spec.inputs {
             let mount = self
-                .input_file(spec, input, &mut outs, lost, refused)
+                .input_file(spec, input, outs, lost, refused)
                 .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
                 .and_then(|m| t.add_input(m));
             if let Err(e) = mount {
@@ -442,6 +455,7 @@ mod test {
             fetcher: Arc::new(Fetcher::new(dir.join("fetched"))),
             generation: 1,
             made: Default::default(),
+            in_use: Default::default(),
         }
     }
 

@@ -88,9 +88,11 @@ pub(super) fn serve_session(
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
     let next_xfer = Arc::new(AtomicU64::new(0));
+    let in_use = SharedInUse::default();
     let reporter = Reporter {
         writer: writer.clone(),
         outputs: outputs.clone(),
+        in_use: in_use.clone(),
         next_xfer: next_xfer.clone(),
     };
     let broken = end_tx.clone();
@@ -120,6 +122,7 @@ pub(super) fn serve_session(
         fetcher: fetcher.clone(),
         generation,
         made: Default::default(),
+        in_use,
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -151,6 +154,52 @@ pub(super) struct TaskFiles {
     pub(super) lost: Vec<Held>,
 }
 
+/// The files in the cache that running tasks use, by file id: one the manager
+/// says to forget while a task uses it is removed when the last such task is done.
+#[derive(Default)]
+pub(super) struct InUse {
+    count: std::collections::HashMap<u64, usize>,
+    doomed: std::collections::HashSet<u64>,
+}
+
+/// See [`InUse`].
+pub(super) type SharedInUse = Arc<Mutex<InUse>>;
+
+impl InUse {
+    /// A task uses file `id`.
+    pub(super) fn acquire(&mut self, id: u64) {
+        *self.count.entry(id).or_insert(0) += 1;
+    }
+
+    /// A task that used file `id`, at `path`, is done.
+    pub(super) fn release(&mut self, id: u64, path: &Path) {
+        let Some(n) = self.count.get_mut(&id) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.count.remove(&id);
+            if self.doomed.remove(&id) {
+                crate::transfer::remove_all(path);
+            }
+        }
+    }
+
+    /// The manager says to delete file `id`, at `path`.
+    pub(super) fn forget(&mut self, id: u64, path: &Path) {
+        if self.count.contains_key(&id) {
+            self.doomed.insert(id);
+        } else {
+            crate::transfer::remove_all(path);
+        }
+    }
+
+    /// A new copy of file `id` arrived: it stays.
+    pub(super) fn arrived(&mut self, id: u64) {
+        self.doomed.remove(&id);
+    }
+}
+
 pub(super) fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()> {
     writer.lock().unwrap_or_else(|p| p.into_inner()).send(frame)
 }
@@ -159,6 +208,7 @@ pub(super) fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()>
 pub(super) struct Reporter {
     pub(super) writer: Arc<Mutex<FrameWriter>>,
     pub(super) outputs: Outputs,
+    pub(super) in_use: SharedInUse,
     pub(super) next_xfer: Arc<AtomicU64>,
 }
 
@@ -191,6 +241,8 @@ pub(super) enum AfterTask {
     Send,
     /// An input sent with this task only: remove it.
     Remove,
+    /// An input in the cache: the task no longer uses it (see [`InUse`]).
+    Release,
 }
 
 /// Sends keepalives until the session ends: Ok when the manager said exit, Err
@@ -230,6 +282,13 @@ impl Reporter {
             .remove(&task.id)
             .unwrap_or_default();
         for (file_id, path, after) in files {
+            if after == AfterTask::Release {
+                self.in_use
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .release(file_id, &path);
+                continue;
+            }
             // Not produced: the task's result already says so.
             if after == AfterTask::Send && std::fs::symlink_metadata(&path).is_ok() {
                 let dest = Dest::Output(task.id, task.attempts, file_id);
