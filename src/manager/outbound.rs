@@ -21,6 +21,9 @@ pub(crate) enum Outgoing {
     Frame(ToWorker),
     /// A task: the inputs planned are resolved (sent if need be) first.
     Run(Box<TaskSpec>, Vec<Planned>),
+    /// Tell the worker to delete its copy of a file (by id), in order with the
+    /// tasks before it: after it, the worker holds none.
+    Forget(u64),
 }
 
 /// How an input of a task reaches the worker.
@@ -111,6 +114,14 @@ impl Outbound {
     pub(crate) fn write(&mut self, w: &mut FrameWriter, msg: Outgoing) -> crate::error::Result<()> {
         match msg {
             Outgoing::Frame(f) => w.send(&f),
+            Outgoing::Forget(id) => {
+                {
+                    let mut inv = self.inventory();
+                    inv.cached.remove(&id);
+                    inv.made.remove(&id);
+                }
+                w.send(&ToWorker::Forget(id))
+            }
             Outgoing::Run(mut spec, planned) => {
                 for p in planned {
                     let content = self.resolve(w, &spec, &p)?;

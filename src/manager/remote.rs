@@ -837,18 +837,29 @@ impl RemoteLink {
     /// its cache, kept as a temp, or made there); true if it was told.
     pub(crate) fn forget_file(&self, file: &File, temps: &Temps) -> bool {
         let id = file.id();
+        // The writer thread updates the inventory when it sends the frame, after
+        // the tasks queued before it (which may still send the file).
         let held = {
-            let mut inv = self.inventory();
-            let cached = inv.cached.remove(&id);
-            let made = inv.made.remove(&id);
-            cached || made
+            let inv = self.inventory();
+            inv.cached.contains(&id) || inv.made.contains(&id)
         };
-        if held || temps.worker_of(id) == Some(self.id) {
-            let _ = self.out.send(Outgoing::Frame(ToWorker::Forget(id)));
+        let queued = self.in_flight.values().any(|t| uses(t, id));
+        if held || queued || temps.worker_of(id) == Some(self.id) {
+            let _ = self.out.send(Outgoing::Forget(id));
             return true;
         }
         false
     }
+}
+
+/// Whether `task` has file `id` among its inputs (or its mini tasks' inputs).
+fn uses(task: &Task, id: u64) -> bool {
+    task.extra.as_ref().is_some_and(|e| {
+        e.inputs.iter().any(|m| {
+            m.file.id() == id
+                || matches!(m.file.kind(), FileKind::MiniTask { task, .. } if uses(task, id))
+        })
+    })
 }
 
 /// A command task's environment as the wire carries it.
