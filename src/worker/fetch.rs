@@ -238,7 +238,14 @@ fn download(
                 r.status_text()
             ))
         }
-        Err(ureq::Error::Transport(t)) => return Err(format!("cannot download {url}: {t}")),
+        Err(ureq::Error::Transport(t)) => {
+            // Its own text repeats the URL: say it once.
+            let why = match t.message() {
+                Some(m) => format!("{}: {m}", t.kind()),
+                None => t.kind().to_string(),
+            };
+            return Err(format!("cannot download {url}: {why}"));
+        }
     };
     if resp.status() == 304 && validators.is_some() {
         return Ok(None);
