@@ -87,6 +87,11 @@ module vine
   integer(c_int), parameter, public :: VINE_MOUNT_SYMLINK = 32
   integer(c_int), parameter, public :: VINE_MOUNT_MKDIR = 64
   integer(c_int), parameter, public :: VINE_MOUNT_RESEND = 256
+  integer(c_int), parameter, public :: VINE_FILE = 1
+  integer(c_int), parameter, public :: VINE_URL = 2
+  integer(c_int), parameter, public :: VINE_TEMP = 3
+  integer(c_int), parameter, public :: VINE_BUFFER = 4
+  integer(c_int), parameter, public :: VINE_MINI_TASK = 5
   integer(c_int), parameter, public :: VINE_EXEC_THREAD = 0
   integer(c_int), parameter, public :: VINE_EXEC_PROCESS = 1
   integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_FIXED = 0
@@ -137,6 +142,9 @@ module vine
   public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
   public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
   public :: vine_file_set_mode
+  public :: vine_declare_untar, vine_declare_poncho, vine_task_add_poncho_package
+  public :: vine_file_contents, vine_file_type, vine_file_source, vine_prune_file
+  public :: vine_undeclare_file
   public :: vine_buffer_append, vine_task_gpu_ids, vine_worker_main
   ! Functions with strings: Fortran wrappers of the same names.
   public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path_for, vine_set_name
@@ -153,6 +161,7 @@ module vine
   public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
+  public :: vine_declare_url, vine_declare_mini_task
   public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
   public :: vine_set_password
 
@@ -304,6 +313,40 @@ module vine
       type(c_ptr), value :: f
       integer(c_int), value :: mode
     end function
+    type(c_ptr) function vine_declare_untar(m, f, cache, flags) bind(C, name='vine_declare_untar')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, f
+      integer(c_int), value :: cache, flags
+    end function
+    type(c_ptr) function vine_declare_poncho(m, f, cache, flags) bind(C, name='vine_declare_poncho')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, f
+      integer(c_int), value :: cache, flags
+    end function
+    integer(c_int) function vine_task_add_poncho_package(t, f) bind(C, name='vine_task_add_poncho_package')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: t, f
+    end function
+    type(c_ptr) function vine_file_contents(f) bind(C, name='vine_file_contents')
+      import :: c_ptr
+      type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_file_type(f) bind(C, name='vine_file_type')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: f
+    end function
+    type(c_ptr) function vine_file_source(f) bind(C, name='vine_file_source')
+      import :: c_ptr
+      type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_prune_file(m, f) bind(C, name='vine_prune_file')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, f
+    end function
+    subroutine vine_undeclare_file(m, f) bind(C, name='vine_undeclare_file')
+      import :: c_ptr
+      type(c_ptr), value :: m, f
+    end subroutine
     integer(c_int) function vine_buffer_append(out, data, len) bind(C, name='vine_buffer_append')
       import :: c_ptr, c_int, c_size_t
       type(c_ptr), value :: out, data
@@ -427,6 +470,19 @@ module vine
       import :: c_ptr, c_int64_t, c_char
       type(c_ptr), value :: t
       character(kind=c_char), intent(in) :: name(*)
+    end function
+    type(c_ptr) function c_vine_declare_url(m, url, cache, flags) bind(C, name='vine_declare_url')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: url(*)
+      integer(c_int), value :: cache, flags
+    end function
+    type(c_ptr) function c_vine_declare_mini_task(m, t, name, cache, flags) &
+        bind(C, name='vine_declare_mini_task')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m, t
+      character(kind=c_char), intent(in) :: name(*)
+      integer(c_int), value :: cache, flags
     end function
     type(c_ptr) function c_vine_declare_file(m, path, cache, flags) bind(C, name='vine_declare_file')
       import :: c_ptr, c_int, c_char
@@ -735,6 +791,21 @@ contains
     character(*), intent(in) :: path
     integer(c_int), intent(in) :: cache, flags
     vine_declare_file = c_vine_declare_file(m, cstr(path), cache, flags)
+  end function
+
+  type(c_ptr) function vine_declare_url(m, url, cache, flags)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: url
+    integer(c_int), intent(in) :: cache, flags
+    vine_declare_url = c_vine_declare_url(m, cstr(url), cache, flags)
+  end function
+
+  !> The file takes the task over: do not delete it afterwards.
+  type(c_ptr) function vine_declare_mini_task(m, t, name, cache, flags)
+    type(c_ptr), intent(in) :: m, t
+    character(*), intent(in) :: name
+    integer(c_int), intent(in) :: cache, flags
+    vine_declare_mini_task = c_vine_declare_mini_task(m, t, cstr(name), cache, flags)
   end function
 
   integer(c_int) function vine_task_add_input(t, f, remote_name, flags)

@@ -77,6 +77,10 @@ typedef int vine_file_flags_t;
 // Flags of a file attached to a task (`VINE_MOUNT_*`), or-ed.
 typedef int vine_mount_flags_t;
 
+// What a file is (`VINE_FILE`, `VINE_URL`, `VINE_TEMP`, `VINE_BUFFER`,
+// `VINE_MINI_TASK`), as `vine_file_type` says.
+typedef int vine_file_type_t;
+
 // A task function. Reads `input_len` bytes at `input` (not NULL even when empty),
 // appends its result to `output` with `vine_buffer_append`, and returns 0 on
 // success; any other value is the task's exit code and the task ends
@@ -370,6 +374,22 @@ typedef int vine_error_t;
 // Mount flag (vine's own): send the file even if the worker already holds it.
 #define VINE_MOUNT_RESEND 256
 
+// File type: a file or directory at the manager (`vine_declare_file`).
+#define VINE_FILE 1
+
+// File type: downloaded from a URL by the worker (`vine_declare_url`).
+#define VINE_URL 2
+
+// File type: a temp (`vine_declare_temp`).
+#define VINE_TEMP 3
+
+// File type: a buffer (`vine_declare_buffer`).
+#define VINE_BUFFER 4
+
+// File type: made at the worker by a mini task (`vine_declare_mini_task`,
+// `vine_declare_untar`, `vine_declare_poncho`).
+#define VINE_MINI_TASK 5
+
 // Run a function task on a worker thread (the default).
 #define VINE_EXEC_THREAD 0
 
@@ -444,7 +464,8 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (the size, which
-// excludes the NUL, from `vine_file_size`). A temp kept at a remote worker is
+// excludes the NUL, from `vine_file_size`). A URL or mini-task file exists only
+// at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 // brought from it first (the call waits for it). The memory belongs to the file and
 // stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
 // or whose worker was lost).
@@ -460,6 +481,100 @@ size_t vine_file_size(struct vine_file *f);
 // (`VINE_MOUNT_SYMLINK`, or a directory on local workers) keeps its source's mode.
 // Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
 int vine_file_set_mode(struct vine_file *f, int mode);
+
+// Declares a file that each worker needing it downloads itself from `url`
+// (`http://`, `https://`, or `file://` for a path at the worker), as TaskVine
+// does. A worker downloads it once and keeps it as `cache` allows: for one task
+// (`VINE_CACHE_LEVEL_TASK`: downloaded for each task), for the workflow, or
+// (`VINE_CACHE_LEVEL_WORKER` and `_FOREVER`) for the worker's life, under the
+// URL, shared by every file declared with that URL and checked against the
+// server's `ETag` / `Last-Modified` once per manager the worker serves. (vine
+// keeps `_FOREVER` downloads for the worker's life, not after it exits.) The
+// local pool downloads into the manager's own directory in the same way. A
+// download that fails (an HTTP status other than 200, a refused connection, an
+// unknown host) makes the task that needs it `VINE_RESULT_INPUT_MISSING`, with
+// a reason naming the URL and the status. Redirects are followed; the manager
+// never reads the URL. Owned by the manager; NULL on error.
+struct vine_file *vine_declare_url(struct vine_manager *m, const char *url, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Declares a file (or directory) that each worker needing it makes by running
+// command task `mini_task` in a sandbox of its own (with the task's inputs) and
+// taking its output `name`, as TaskVine does. A worker makes it once, when a
+// task first needs it, and keeps it as `cache` allows (`VINE_CACHE_LEVEL_TASK`:
+// made for each task; any other level: for the workflow; vine names the file
+// by its declaration, so a later manager makes it again). If the mini task
+// fails (does not exit 0 or does not make `name`), the tasks needing the file
+// end `VINE_RESULT_INPUT_MISSING` with its reason. It runs within the
+// resources of the task that needs it. The file takes `mini_task` over: do not
+// change, submit or delete it afterwards (`vine_task_delete` refuses); it is
+// freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
+// Owned by the manager; NULL on error (and the task stays the caller's).
+struct vine_file *vine_declare_mini_task(struct vine_manager *m, struct vine_task *mini_task, const char *name, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Declares the directory obtained by unpacking tar archive `f` (compressed or
+// not, as the worker's `tar` recognises: gzip, bzip2, xz, ...) at each worker
+// that needs it: a mini task (see `vine_declare_mini_task`) running
+// `mkdir output && tar xf input -C output` with `f` as `input`, as TaskVine
+// does. `f` may be any file, e.g. from `vine_declare_url`. Owned by the
+// manager; NULL on error.
+struct vine_file *vine_declare_untar(struct vine_manager *m, struct vine_file *f, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Declares the environment packed in tarball `f` (a poncho or conda-pack
+// package), unpacked at each worker that needs it: a mini task running
+// `mkdir output && tar xf package.tar.gz -C output` with `f` as
+// `package.tar.gz`. TaskVine's mini task also runs the package's
+// `bin/run_in_env` (a Python tool); vine does not: it only unpacks. Use it
+// with `vine_task_add_poncho_package`. Owned by the manager; NULL on error.
+struct vine_file *vine_declare_poncho(struct vine_manager *m, struct vine_file *f, vine_cache_level_t cache, vine_file_flags_t flags);
+
+// Runs command task `t` inside the environment `pkg` (from
+// `vine_declare_poncho`, or any file that is a directory at the worker): the
+// directory is placed in the sandbox as `__vine_env_<n>` (linked, as
+// `VINE_MOUNT_SYMLINK`), and the command becomes
+// `if [ -f "$PWD/__vine_env_<n>/bin/activate" ]; then . "$PWD/__vine_env_<n>/bin/activate";`
+// `else PATH="$PWD/__vine_env_<n>/bin:$PATH"; export PATH; fi` followed, on a
+// new line, by the command as it was (what `vine_task_get_command` then
+// returns). TaskVine instead runs the command through the package's
+// `bin/run_in_env`, a Python tool. Call it after setting the command; calling
+// it twice nests the environments. Returns 1 on success and 0 on error, as
+// TaskVine does.
+int vine_task_add_poncho_package(struct vine_task *t, struct vine_file *pkg);
+
+// The contents of `f` as the manager holds them in memory, NUL-terminated: a
+// buffer's bytes (an output buffer's once its task is done), or what
+// `vine_fetch_file` last brought. NULL if the manager holds none (e.g. a file
+// never fetched), as in TaskVine. The memory belongs to the file.
+const char *vine_file_contents(struct vine_file *f);
+
+// What `f` is: `VINE_FILE`, `VINE_URL`, `VINE_TEMP`, `VINE_BUFFER` or
+// `VINE_MINI_TASK` (untar and poncho files are mini tasks); 0 for a NULL or
+// unknown file.
+vine_file_type_t vine_file_type(struct vine_file *f);
+
+// Where `f` comes from, as TaskVine says: the path of a `VINE_FILE`, the URL of
+// a `VINE_URL`, the output name of a `VINE_MINI_TASK` (`"output"` for untar and
+// poncho files), `"buffer"` or `"temp"`. The string belongs to the file; NULL
+// for a NULL or unknown file.
+const char *vine_file_source(struct vine_file *f);
+
+// Deletes the copies of `f` that workers keep (in their caches, kept there as
+// a temp, downloaded or made there): at once, or, where running tasks use
+// one, when the last of them is done (a remote worker is told by a message;
+// the call does not wait for it). The manager's own data stays, and a later
+// task needing `f` has it sent, downloaded or made again, except a temp that
+// only a worker held, which is then missing (TaskVine could make it again with
+// a recovery task; vine does not). Files kept forever in a worker's store are
+// not deleted. Returns how many workers had a copy (the local pool counts when
+// it had downloaded or made `f`), 0 on error, as TaskVine.
+int vine_prune_file(struct vine_manager *m, struct vine_file *f);
+
+// Forgets `f`, as TaskVine: workers delete their copies (see
+// `vine_prune_file`), the manager lets go of it, deleting what it keeps for
+// it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
+// and `f` may no longer be used in calls (they fail as with a file never
+// declared). No task should need it any more. Tasks that were given it keep
+// what they need of it until they are deleted.
+void vine_undeclare_file(struct vine_manager *m, struct vine_file *f);
 
 // Registers `fn` as `name` in this process, so tasks created with
 // `vine_task_create_function(name, ...)` can run here. Every process that may run

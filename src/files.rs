@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use crate::error::{Error, Result};
 
 /// How long a file is kept at a worker, as TaskVine defines the levels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum CacheLevel {
     /// Only for the task that uses it.
     Task = 0,
@@ -76,19 +76,49 @@ pub enum FileKind {
     Buffer,
     /// An output kept where it was produced.
     Temp,
+    /// A file the worker that needs it downloads from this `http://`, `https://`
+    /// or `file://` URL.
+    Url(String),
+    /// A file (or directory) the worker that needs it makes by running a
+    /// command task and taking its output `output`.
+    MiniTask {
+        /// The task, as declared (its inputs included); run as a copy.
+        task: Box<crate::task::Task>,
+        /// The name of its output in its sandbox.
+        output: String,
+    },
+}
+
+/// What `vine_file_type` says a file is: TaskVine's `vine_file_type_t` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceType {
+    /// A file or directory at the manager.
+    File = 1,
+    /// Downloaded from a URL.
+    Url = 2,
+    /// A temp.
+    Temp = 3,
+    /// A buffer.
+    Buffer = 4,
+    /// Made by a mini task.
+    MiniTask = 5,
 }
 
 /// A declared file. What it is never changes; what it holds (a buffer's bytes,
 /// where the manager keeps a temp's data) is read by the caller and the pool
 /// threads. Where a temp kept at a remote worker is, and what makes it again,
 /// is scheduling state: the manager thread's table of temps holds it.
-#[derive(Debug)]
 pub struct File {
     id: u64,
     kind: FileKind,
     cache: CacheLevel,
     flags: u32,
+    /// What `vine_file_source` gives: the path, the URL, the mini task's output
+    /// name, or "buffer" / "temp" (TaskVine's strings).
+    source: std::ffi::CString,
     state: Mutex<FileState>,
+    /// Something the file owns and frees when it goes (a mini task's C handle).
+    owned: Mutex<Option<Box<dyn std::any::Any + Send>>>,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +134,9 @@ struct FileState {
     content_name: Option<String>,
     /// Permission bits set by [`File::set_mode`].
     mode: Option<u32>,
+    /// The name a worker keeps a URL or mini-task file under, when the default
+    /// (see [`File::worker_key`]) is not unique there.
+    worker_key: Option<String>,
 }
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
@@ -113,12 +146,24 @@ impl File {
         if flags & !FILE_FLAGS != 0 {
             return Err(Error::invalid(format!("unknown file flags {flags:#x}")));
         }
+        use std::os::unix::ffi::OsStrExt;
+        let source = match &kind {
+            FileKind::Path(p) => p.as_os_str().as_bytes().to_vec(),
+            FileKind::Buffer => b"buffer".to_vec(),
+            FileKind::Temp => b"temp".to_vec(),
+            FileKind::Url(u) => u.as_bytes().to_vec(),
+            FileKind::MiniTask { output, .. } => output.as_bytes().to_vec(),
+        };
+        let source = std::ffi::CString::new(source)
+            .map_err(|_| Error::invalid("a file name or URL cannot contain a NUL byte"))?;
         Ok(Arc::new(File {
             id: NEXT_FILE_ID.fetch_add(1, Ordering::Relaxed),
             kind,
             cache,
             flags,
+            source,
             state: Mutex::new(FileState::default()),
+            owned: Mutex::new(None),
         }))
     }
 
@@ -140,6 +185,128 @@ impl File {
     /// A temp: an output that stays where it was produced.
     pub fn temp() -> Result<Arc<File>> {
         File::new(FileKind::Temp, CacheLevel::Workflow, 0)
+    }
+
+    /// A file downloaded from `url` by the worker that needs it.
+    pub fn url(url: &str, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
+        let lower = url.to_ascii_lowercase();
+        if !["http://", "https://", "file://"]
+            .iter()
+            .any(|s| lower.starts_with(s) && lower.len() > s.len())
+        {
+            return Err(Error::invalid(format!(
+                "{url:?} is not an http://, https:// or file:// URL"
+            )));
+        }
+        File::new(FileKind::Url(url.to_owned()), cache, flags)
+    }
+
+    /// A file made at the worker by running command task `task` and taking its
+    /// output `output` (a name in its sandbox). Like TaskVine, never shared
+    /// between workers (`FILE_PEER_NOSHARE` is added).
+    pub fn mini_task(
+        task: Box<crate::task::Task>,
+        output: &str,
+        cache: CacheLevel,
+        flags: u32,
+    ) -> Result<Arc<File>> {
+        validate_remote_name(output)?;
+        if !matches!(task.work, crate::task::Work::Command { .. }) {
+            return Err(Error::invalid("a mini task must be a command task"));
+        }
+        File::new(
+            FileKind::MiniTask {
+                task,
+                output: output.to_owned(),
+            },
+            cache,
+            flags | FILE_PEER_NOSHARE,
+        )
+    }
+
+    /// The directory made by unpacking tar archive `archive` at the worker: a
+    /// mini task running `mkdir output && tar xf input -C output`.
+    pub fn untar(archive: Arc<File>, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
+        File::unpacking(
+            archive,
+            c"mkdir output && tar xf input -C output",
+            "input",
+            cache,
+            flags,
+        )
+    }
+
+    /// The environment packed in tarball `package`, unpacked at the worker: a
+    /// mini task running `mkdir output && tar xf package.tar.gz -C output`.
+    pub fn poncho(package: Arc<File>, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
+        File::unpacking(
+            package,
+            c"mkdir output && tar xf package.tar.gz -C output",
+            "package.tar.gz",
+            cache,
+            flags,
+        )
+    }
+
+    fn unpacking(
+        archive: Arc<File>,
+        command: &std::ffi::CStr,
+        input: &str,
+        cache: CacheLevel,
+        flags: u32,
+    ) -> Result<Arc<File>> {
+        let mut task = crate::task::Task::command(command);
+        task.add_input(Mount::new(archive, input, 0)?)?;
+        File::mini_task(task, "output", cache, flags)
+    }
+
+    /// What `vine_file_type` says it is.
+    pub fn source_type(&self) -> SourceType {
+        match self.kind {
+            FileKind::Path(_) => SourceType::File,
+            FileKind::Buffer => SourceType::Buffer,
+            FileKind::Temp => SourceType::Temp,
+            FileKind::Url(_) => SourceType::Url,
+            FileKind::MiniTask { .. } => SourceType::MiniTask,
+        }
+    }
+
+    /// What `vine_file_source` gives (see the field).
+    pub fn source(&self) -> &std::ffi::CStr {
+        &self.source
+    }
+
+    /// Keeps `thing` until the file goes away.
+    pub(crate) fn own(&self, thing: Box<dyn std::any::Any + Send>) {
+        *self.owned.lock().unwrap_or_else(|p| p.into_inner()) = Some(thing);
+    }
+
+    /// Whether a worker makes this file itself (a URL or a mini task's output).
+    pub fn made_at_worker(&self) -> bool {
+        matches!(self.kind, FileKind::Url(_) | FileKind::MiniTask { .. })
+    }
+
+    /// The name a worker keeps a URL or mini-task file under between tasks, or
+    /// None if it keeps it for one task only (cache level TASK). A URL kept for
+    /// the worker's life or longer is named by its URL, so every declaration of
+    /// it shares one download there (checked again against the server's ETag or
+    /// Last-Modified once per manager); anything else by the file.
+    pub fn worker_key(&self) -> Option<String> {
+        if self.cache == CacheLevel::Task {
+            return None;
+        }
+        if let Some(k) = &self.state().worker_key {
+            return Some(k.clone());
+        }
+        Some(match &self.kind {
+            FileKind::Url(u) if self.cache >= CacheLevel::Worker => url_key(u),
+            _ => format!("file-{}", self.id),
+        })
+    }
+
+    /// Sets the name a worker keeps the file under (see [`File::worker_key`]).
+    pub(crate) fn set_worker_key(&self, key: String) {
+        self.state().worker_key = Some(key);
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, FileState> {
@@ -188,6 +355,23 @@ impl File {
         self.state().contents.clone()
     }
 
+    /// What the file holds in memory (a buffer's bytes, or what was last
+    /// fetched), NUL-terminated, kept alive with the file; None if nothing.
+    pub fn contents_c(&self) -> Option<Arc<[u8]>> {
+        let mut st = self.state();
+        let c = st.contents.clone()?;
+        if let Some(last) = st.fetched.last() {
+            if last.len() == c.len() + 1 && last[..c.len()] == c[..] {
+                return Some(last.clone());
+            }
+        }
+        let mut v = c.to_vec();
+        v.push(0);
+        let snapshot: Arc<[u8]> = Arc::from(v);
+        st.fetched.push(snapshot.clone());
+        Some(snapshot)
+    }
+
     /// Replaces the contents (a buffer written as a task output).
     pub(crate) fn set_contents(&self, data: Vec<u8>) {
         self.state().contents = Some(Arc::from(data));
@@ -228,6 +412,12 @@ impl File {
                 })?;
                 std::fs::read(&loc).map_err(|e| Error::io(loc.display(), e))?
             }
+            FileKind::Url(_) | FileKind::MiniTask { .. } => {
+                return Err(Error::new(
+                    crate::error::ErrorKind::Unsupported,
+                    "a URL or mini-task file exists only at the workers that make it",
+                ))
+            }
         };
         let mut with_nul = data.clone();
         with_nul.push(0);
@@ -247,6 +437,7 @@ impl File {
                 .temp_location()
                 .and_then(|p| std::fs::metadata(p).ok())
                 .map(|m| m.len()),
+            FileKind::Url(_) | FileKind::MiniTask { .. } => None,
         }
     }
 
@@ -261,6 +452,23 @@ impl File {
         if let Some(loc) = self.state().temp_location.take() {
             let _ = std::fs::remove_file(loc);
         }
+    }
+}
+
+/// The name under which workers keep the download of `url` for their life.
+pub(crate) fn url_key(url: &str) -> String {
+    use sha2::Digest;
+    let h: [u8; 32] = sha2::Sha256::digest(url.as_bytes()).into();
+    format!("url-{}", crate::protocol::hex_name(&h))
+}
+
+impl std::fmt::Debug for File {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("File")
+            .field("id", &self.id)
+            .field("kind", &self.kind)
+            .field("cache", &self.cache)
+            .finish()
     }
 }
 
@@ -288,6 +496,30 @@ impl Mount {
             flags,
         })
     }
+}
+
+/// Makes command task `task` run inside the environment `package` (a directory
+/// at the worker, e.g. from [`File::poncho`]): it is linked into the sandbox as
+/// `__vine_env_<file id>`, and the command first sources its `bin/activate`, or
+/// without one puts its `bin` first in `PATH`.
+pub fn add_poncho_package(task: &mut crate::task::Task, package: Arc<File>) -> Result<()> {
+    let name = format!("__vine_env_{}", package.id());
+    let mount = Mount::new(package, &name, MOUNT_SYMLINK)?;
+    let crate::task::Work::Command { command } = &task.work else {
+        return Err(Error::invalid("only a command task runs in an environment"));
+    };
+    let env = format!("\"$PWD/{name}\"");
+    let mut wrapped = format!(
+        "if [ -f {env}/bin/activate ]; then . {env}/bin/activate; \
+         else PATH={env}/bin:\"$PATH\"; export PATH; fi\n"
+    )
+    .into_bytes();
+    wrapped.extend_from_slice(command.to_bytes());
+    let wrapped =
+        std::ffi::CString::new(wrapped).map_err(|_| Error::invalid("a NUL byte in the command"))?;
+    task.add_input(mount)?;
+    task.work = crate::task::Work::Command { command: wrapped };
+    Ok(())
 }
 
 /// Accepts a relative path of normal components: no `..`, no root, no `.`-only,

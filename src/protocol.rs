@@ -25,7 +25,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 3;
+pub const VERSION: u16 = 4;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 /// The largest payload accepted from a peer that has not authenticated yet: a
@@ -105,6 +105,24 @@ pub enum InputContent {
     /// In the worker's store of files kept forever, under this name (sent earlier
     /// to [`Dest::Store`], or there since an earlier worker put it there).
     Stored(String),
+    /// Downloaded by the worker from this URL, and kept as the cache level
+    /// (`CacheLevel` code) allows.
+    Url {
+        /// The URL.
+        url: String,
+        /// Its cache level's code.
+        level: u8,
+    },
+    /// Made by the worker by running a task and taking its output `output`,
+    /// kept as the cache level allows.
+    MiniTask {
+        /// The task (its id unused; its outputs none).
+        task: Box<TaskSpec>,
+        /// The name of its output in its sandbox.
+        output: String,
+        /// Its cache level's code.
+        level: u8,
+    },
 }
 
 /// An output file of a remote task.
@@ -292,6 +310,9 @@ pub enum ToWorker {
         /// Why.
         reason: String,
     },
+    /// Delete the worker's copy of this file (cached, or made there), now or,
+    /// if tasks are using it, once they are done.
+    Forget(u64),
 }
 
 /// Worker to manager.

@@ -13,6 +13,9 @@ pub type vine_cache_level_t = c_int;
 pub type vine_file_flags_t = c_int;
 /// Flags of a file attached to a task (`VINE_MOUNT_*`), or-ed.
 pub type vine_mount_flags_t = c_int;
+/// What a file is (`VINE_FILE`, `VINE_URL`, `VINE_TEMP`, `VINE_BUFFER`,
+/// `VINE_MINI_TASK`), as `vine_file_type` says.
+pub type vine_file_type_t = c_int;
 /// Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
 pub type vine_exec_mode_t = c_int;
 
@@ -116,6 +119,18 @@ pub const VINE_MOUNT_MKDIR: vine_mount_flags_t = 64;
 /// Mount flag (vine's own): send the file even if the worker already holds it.
 pub const VINE_MOUNT_RESEND: vine_mount_flags_t = 256;
 
+/// File type: a file or directory at the manager (`vine_declare_file`).
+pub const VINE_FILE: vine_file_type_t = 1;
+/// File type: downloaded from a URL by the worker (`vine_declare_url`).
+pub const VINE_URL: vine_file_type_t = 2;
+/// File type: a temp (`vine_declare_temp`).
+pub const VINE_TEMP: vine_file_type_t = 3;
+/// File type: a buffer (`vine_declare_buffer`).
+pub const VINE_BUFFER: vine_file_type_t = 4;
+/// File type: made at the worker by a mini task (`vine_declare_mini_task`,
+/// `vine_declare_untar`, `vine_declare_poncho`).
+pub const VINE_MINI_TASK: vine_file_type_t = 5;
+
 /// Run a function task on a worker thread (the default).
 pub const VINE_EXEC_THREAD: vine_exec_mode_t = 0;
 /// Run a function task in a separate process, so a crash costs only the task.
@@ -181,6 +196,16 @@ mod test {
         assert_eq!(VINE_MOUNT_RESEND as u32, files::MOUNT_RESEND);
         assert_eq!(VINE_MOUNT_MKDIR as u32, files::MOUNT_MKDIR);
         assert_eq!(VINE_MOUNT_SYMLINK as u32, files::MOUNT_SYMLINK);
+        use files::SourceType;
+        for (c, t) in [
+            (VINE_FILE, SourceType::File),
+            (VINE_URL, SourceType::Url),
+            (VINE_TEMP, SourceType::Temp),
+            (VINE_BUFFER, SourceType::Buffer),
+            (VINE_MINI_TASK, SourceType::MiniTask),
+        ] {
+            assert_eq!(c, t as c_int);
+        }
     }
 
     #[test]

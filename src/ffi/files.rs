@@ -121,7 +121,8 @@ pub unsafe extern "C" fn vine_task_add_output(
 }
 
 /// The current contents of a buffer, temp or file, NUL-terminated (the size, which
-/// excludes the NUL, from `vine_file_size`). A temp kept at a remote worker is
+/// excludes the NUL, from `vine_file_size`). A URL or mini-task file exists only
+/// at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 /// brought from it first (the call waits for it). The memory belongs to the file and
 /// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
 /// or whose worker was lost).
@@ -154,5 +155,207 @@ pub extern "C" fn vine_file_set_mode(f: *mut vine_file, mode: c_int) -> c_int {
             .map_err(|_| crate::error::Error::invalid(format!("mode {mode} is negative")))?;
         file.set_mode(mode);
         Ok(0)
+    })
+}
+
+/// Declares a file that each worker needing it downloads itself from `url`
+/// (`http://`, `https://`, or `file://` for a path at the worker), as TaskVine
+/// does. A worker downloads it once and keeps it as `cache` allows: for one task
+/// (`VINE_CACHE_LEVEL_TASK`: downloaded for each task), for the workflow, or
+/// (`VINE_CACHE_LEVEL_WORKER` and `_FOREVER`) for the worker's life, under the
+/// URL, shared by every file declared with that URL and checked against the
+/// server's `ETag` / `Last-Modified` once per manager the worker serves. (vine
+/// keeps `_FOREVER` downloads for the worker's life, not after it exits.) The
+/// local pool downloads into the manager's own directory in the same way. A
+/// download that fails (an HTTP status other than 200, a refused connection, an
+/// unknown host) makes the task that needs it `VINE_RESULT_INPUT_MISSING`, with
+/// a reason naming the URL and the status. Redirects are followed; the manager
+/// never reads the URL. Owned by the manager; NULL on error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_declare_url(
+    m: *mut vine_manager,
+    url: *const c_char,
+    cache: vine_cache_level_t,
+    flags: vine_file_flags_t,
+) -> *mut vine_file {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let url = Manager::utf8(unsafe { c_str(url, "the URL")? })?;
+        let f = File::url(url, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
+        Ok(handles::file_into_c(m.declare(f)))
+    })
+}
+
+/// Declares a file (or directory) that each worker needing it makes by running
+/// command task `mini_task` in a sandbox of its own (with the task's inputs) and
+/// taking its output `name`, as TaskVine does. A worker makes it once, when a
+/// task first needs it, and keeps it as `cache` allows (`VINE_CACHE_LEVEL_TASK`:
+/// made for each task; any other level: for the workflow; vine names the file
+/// by its declaration, so a later manager makes it again). If the mini task
+/// fails (does not exit 0 or does not make `name`), the tasks needing the file
+/// end `VINE_RESULT_INPUT_MISSING` with its reason. It runs within the
+/// resources of the task that needs it. The file takes `mini_task` over: do not
+/// change, submit or delete it afterwards (`vine_task_delete` refuses); it is
+/// freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
+/// Owned by the manager; NULL on error (and the task stays the caller's).
+#[no_mangle]
+pub unsafe extern "C" fn vine_declare_mini_task(
+    m: *mut vine_manager,
+    mini_task: *mut vine_task,
+    name: *const c_char,
+    cache: vine_cache_level_t,
+    flags: vine_file_flags_t,
+) -> *mut vine_file {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = Manager::utf8(unsafe { c_str(name, "the output name")? })?;
+        let cache = CacheLevel::from_code(cache)?;
+        let flags = flags_of(flags)?;
+        crate::files::validate_remote_name(name)?;
+        handles::with_task(mini_task, |t| match t.work() {
+            crate::task::Work::Command { .. } => Ok(()),
+            _ => Err(crate::error::Error::invalid(
+                "a mini task must be a command task",
+            )),
+        })?;
+        let (task, owner) = handles::task_take_for_file(mini_task)?;
+        let f = File::mini_task(task, name, cache, flags)?;
+        f.own(Box::new(owner));
+        Ok(handles::file_into_c(m.declare(f)))
+    })
+}
+
+/// Declares the directory obtained by unpacking tar archive `f` (compressed or
+/// not, as the worker's `tar` recognises: gzip, bzip2, xz, ...) at each worker
+/// that needs it: a mini task (see `vine_declare_mini_task`) running
+/// `mkdir output && tar xf input -C output` with `f` as `input`, as TaskVine
+/// does. `f` may be any file, e.g. from `vine_declare_url`. Owned by the
+/// manager; NULL on error.
+#[no_mangle]
+pub extern "C" fn vine_declare_untar(
+    m: *mut vine_manager,
+    f: *mut vine_file,
+    cache: vine_cache_level_t,
+    flags: vine_file_flags_t,
+) -> *mut vine_file {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        let f = File::untar(
+            handles::file(f)?,
+            CacheLevel::from_code(cache)?,
+            flags_of(flags)?,
+        )?;
+        Ok(handles::file_into_c(m.declare(f)))
+    })
+}
+
+/// Declares the environment packed in tarball `f` (a poncho or conda-pack
+/// package), unpacked at each worker that needs it: a mini task running
+/// `mkdir output && tar xf package.tar.gz -C output` with `f` as
+/// `package.tar.gz`. TaskVine's mini task also runs the package's
+/// `bin/run_in_env` (a Python tool); vine does not: it only unpacks. Use it
+/// with `vine_task_add_poncho_package`. Owned by the manager; NULL on error.
+#[no_mangle]
+pub extern "C" fn vine_declare_poncho(
+    m: *mut vine_manager,
+    f: *mut vine_file,
+    cache: vine_cache_level_t,
+    flags: vine_file_flags_t,
+) -> *mut vine_file {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        let f = File::poncho(
+            handles::file(f)?,
+            CacheLevel::from_code(cache)?,
+            flags_of(flags)?,
+        )?;
+        Ok(handles::file_into_c(m.declare(f)))
+    })
+}
+
+/// Runs command task `t` inside the environment `pkg` (from
+/// `vine_declare_poncho`, or any file that is a directory at the worker): the
+/// directory is placed in the sandbox as `__vine_env_<n>` (linked, as
+/// `VINE_MOUNT_SYMLINK`), and the command becomes
+/// `if [ -f "$PWD/__vine_env_<n>/bin/activate" ]; then . "$PWD/__vine_env_<n>/bin/activate";`
+/// `else PATH="$PWD/__vine_env_<n>/bin:$PATH"; export PATH; fi` followed, on a
+/// new line, by the command as it was (what `vine_task_get_command` then
+/// returns). TaskVine instead runs the command through the package's
+/// `bin/run_in_env`, a Python tool. Call it after setting the command; calling
+/// it twice nests the environments. Returns 1 on success and 0 on error, as
+/// TaskVine does.
+#[no_mangle]
+pub extern "C" fn vine_task_add_poncho_package(t: *mut vine_task, pkg: *mut vine_file) -> c_int {
+    guard(0, || {
+        let file = handles::file(pkg)?;
+        with_task_mut(t, |t| crate::files::add_poncho_package(t, file))?;
+        Ok(1)
+    })
+}
+
+/// The contents of `f` as the manager holds them in memory, NUL-terminated: a
+/// buffer's bytes (an output buffer's once its task is done), or what
+/// `vine_fetch_file` last brought. NULL if the manager holds none (e.g. a file
+/// never fetched), as in TaskVine. The memory belongs to the file.
+#[no_mangle]
+pub extern "C" fn vine_file_contents(f: *mut vine_file) -> *const c_char {
+    guard(ptr::null(), || {
+        Ok(handles::file(f)?
+            .contents_c()
+            .map_or(ptr::null(), |c| c.as_ptr().cast()))
+    })
+}
+
+/// What `f` is: `VINE_FILE`, `VINE_URL`, `VINE_TEMP`, `VINE_BUFFER` or
+/// `VINE_MINI_TASK` (untar and poncho files are mini tasks); 0 for a NULL or
+/// unknown file.
+#[no_mangle]
+pub extern "C" fn vine_file_type(f: *mut vine_file) -> super::vine_file_type_t {
+    guard(0, || Ok(handles::file(f)?.source_type() as c_int))
+}
+
+/// Where `f` comes from, as TaskVine says: the path of a `VINE_FILE`, the URL of
+/// a `VINE_URL`, the output name of a `VINE_MINI_TASK` (`"output"` for untar and
+/// poncho files), `"buffer"` or `"temp"`. The string belongs to the file; NULL
+/// for a NULL or unknown file.
+#[no_mangle]
+pub extern "C" fn vine_file_source(f: *mut vine_file) -> *const c_char {
+    guard(ptr::null(), || Ok(handles::file(f)?.source().as_ptr()))
+}
+
+/// Deletes the copies of `f` that workers keep (in their caches, kept there as
+/// a temp, downloaded or made there): at once, or, where running tasks use
+/// one, when the last of them is done (a remote worker is told by a message;
+/// the call does not wait for it). The manager's own data stays, and a later
+/// task needing `f` has it sent, downloaded or made again, except a temp that
+/// only a worker held, which is then missing (TaskVine could make it again with
+/// a recovery task; vine does not). Files kept forever in a worker's store are
+/// not deleted. Returns how many workers had a copy (the local pool counts when
+/// it had downloaded or made `f`), 0 on error, as TaskVine.
+#[no_mangle]
+pub extern "C" fn vine_prune_file(m: *mut vine_manager, f: *mut vine_file) -> c_int {
+    guard(0, || {
+        let m = handles::manager(m)?;
+        let file = handles::file(f)?;
+        Ok(c_int::try_from(m.prune_file(&file)?).unwrap_or(c_int::MAX))
+    })
+}
+
+/// Forgets `f`, as TaskVine: workers delete their copies (see
+/// `vine_prune_file`), the manager lets go of it, deleting what it keeps for
+/// it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
+/// and `f` may no longer be used in calls (they fail as with a file never
+/// declared). No task should need it any more. Tasks that were given it keep
+/// what they need of it until they are deleted.
+#[no_mangle]
+pub extern "C" fn vine_undeclare_file(m: *mut vine_manager, f: *mut vine_file) {
+    guard((), || {
+        let m = handles::manager(m)?;
+        let file = handles::file(f)?;
+        m.undeclare(&file)?;
+        handles::files_forget(&[file]);
+        Ok(())
     })
 }

@@ -336,3 +336,26 @@ pub(crate) fn task_free_unretrieved(task: Box<Task>) {
         drop(unsafe { Box::from_raw(t) });
     }
 }
+
+/// A task handle a file took over (a mini task's): freed when the file goes.
+pub(crate) struct TakenHandle(usize);
+
+impl Drop for TakenHandle {
+    fn drop(&mut self) {
+        // SAFETY: the handle was made by `task_into_c` and given up by the caller
+        // to the file that owns this (see `task_take_for_file`); only this frees it.
+        drop(unsafe { Box::from_raw(self.0 as *mut TaskHandle) });
+    }
+}
+
+/// Takes a task out of its handle for good, for a file that a worker makes by
+/// running it. The handle stays valid until the file goes, read as a submitted
+/// task's (its command, tag, category); it cannot be changed, submitted or deleted.
+pub(crate) fn task_take_for_file(t: *mut vine_task) -> Result<(Box<Task>, TakenHandle)> {
+    let mut task = task_take_for_submit(t)?;
+    task.handle = 0;
+    if let Ok(h) = handle(t) {
+        h.owner.store(OWNER_MANAGER, Ordering::Release);
+    }
+    Ok((task, TakenHandle(t as usize)))
+}

@@ -524,6 +524,17 @@ impl ManagerLoop {
                 }
                 let _ = reply.send(idle.len());
             }
+            Message::Prune { file, reply } => {
+                let mut n = 0;
+                for link in self.remote.values() {
+                    if link.forget_file(&file, &self.sched.temps) {
+                        n += 1;
+                    }
+                }
+                // Nowhere now: tasks that read it find it missing.
+                self.sched.temps.forget(file.id());
+                let _ = reply.send(n);
+            }
             Message::TempWorker { file_id, reply } => {
                 let _ = reply.send(self.sched.temps.worker_of(file_id));
             }

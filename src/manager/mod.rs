@@ -71,6 +71,14 @@ pub enum Message {
         /// Reply when it is here (or cannot be).
         reply: Reply<Result<()>>,
     },
+    /// Tell the remote workers holding a copy of a file to delete it; replies
+    /// how many were told.
+    Prune {
+        /// The file.
+        file: Arc<File>,
+        /// Reply.
+        reply: Reply<usize>,
+    },
     /// Which remote worker keeps a temp (by file id), if only a worker has it.
     TempWorker {
         /// The temp's id.
@@ -294,6 +302,8 @@ pub struct Manager {
     remote_settings: Arc<remote::RemoteSettings>,
     factory: Mutex<Option<factory::Factory>>,
     password_path: Mutex<Option<PathBuf>>,
+    /// What the local pool downloaded or made (URLs, mini tasks).
+    fetcher: Arc<crate::worker::fetch::Fetcher>,
 }
 
 /// Where managers created from now on keep their runtime information (see
@@ -377,10 +387,14 @@ impl Manager {
             failure: Mutex::new(None),
         });
         let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
+        let fetcher = Arc::new(crate::worker::fetch::Fetcher::new(
+            runtime_dir.join("fetched"),
+        ));
         let env = CommandEnv {
             sandbox_root: runtime_dir.join("sandbox"),
             temp_root: runtime_dir.join("temp"),
             max_stdout: max_stdout.clone(),
+            fetcher: fetcher.clone(),
         };
         // The pool wakes the manager thread when finished tasks wait for it.
         let wake = tx.clone();
@@ -461,6 +475,7 @@ impl Manager {
             remote_settings,
             factory: Mutex::new(None),
             password_path: Mutex::new(env_password),
+            fetcher,
         };
         let root = RUNTIME_INFO_ROOT
             .lock()
@@ -926,6 +941,32 @@ impl Manager {
         })
         .ok()
         .flatten()
+    }
+
+    /// Deletes the copies of `file` that workers keep (cached, kept as a temp,
+    /// downloaded or made there); the manager's own data stays. Returns how
+    /// many workers had one: the local pool counts when it had made the file.
+    pub fn prune_file(&self, file: &Arc<File>) -> Result<usize> {
+        let remote = self.ask(|reply| Message::Prune {
+            file: file.clone(),
+            reply,
+        })?;
+        let local = file.worker_key().is_some_and(|k| self.fetcher.forget(&k));
+        Ok(remote + usize::from(local))
+    }
+
+    /// Forgets `file`: workers delete their copies (see [`Manager::prune_file`]),
+    /// the manager no longer holds it, and what it keeps for it goes (a temp's
+    /// data; a path declared with `FILE_UNLINK_WHEN_DONE`). Tasks holding it
+    /// keep the object until they go.
+    pub fn undeclare(&self, file: &Arc<File>) -> Result<()> {
+        self.prune_file(file)?;
+        self.files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|f| !Arc::ptr_eq(f, file));
+        file.release();
+        Ok(())
     }
 
     /// Keeps `file` alive as long as the manager and returns it.

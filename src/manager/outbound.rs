@@ -21,6 +21,9 @@ pub(crate) enum Outgoing {
     Frame(ToWorker),
     /// A task: the inputs planned are resolved (sent if need be) first.
     Run(Box<TaskSpec>, Vec<Planned>),
+    /// Tell the worker to delete its copy of a file (by id), in order with the
+    /// tasks before it: after it, the worker holds none.
+    Forget(u64),
 }
 
 /// How an input of a task reaches the worker.
@@ -38,7 +41,10 @@ pub(crate) enum Plan {
 
 /// An input whose content the writer decides (see [`Outgoing::Run`]).
 pub(crate) struct Planned {
-    /// Its place in the task's inputs.
+    /// For an input of a mini task, the input indices leading to that mini
+    /// task; empty for the task's own inputs.
+    pub nest: Vec<usize>,
+    /// Its place in the inputs.
     pub index: usize,
     /// The file.
     pub file: Arc<File>,
@@ -55,6 +61,8 @@ pub(crate) struct Inventory {
     pub cached: HashSet<u64>,
     /// In its store of files kept forever, by content name.
     pub stored: HashSet<String>,
+    /// URLs and mini-task outputs it was told to make, by file id.
+    pub made: HashSet<u64>,
 }
 
 impl Inventory {
@@ -73,6 +81,23 @@ impl Inventory {
     }
 }
 
+/// Input `index` of the mini task reached from `spec` through the input
+/// indices `nest` (of `spec` itself if `nest` is empty).
+fn input_at<'a>(
+    spec: &'a mut TaskSpec,
+    nest: &[usize],
+    index: usize,
+) -> Option<&'a mut protocol::InputSpec> {
+    let mut inputs = &mut spec.inputs;
+    for &i in nest {
+        match inputs.get_mut(i).map(|x| &mut x.content) {
+            Some(InputContent::MiniTask { task, .. }) => inputs = &mut task.inputs,
+            _ => return None,
+        }
+    }
+    inputs.get_mut(index)
+}
+
 /// The writer thread's state for one worker.
 pub(crate) struct Outbound {
     pub inventory: Arc<Mutex<Inventory>>,
@@ -89,10 +114,18 @@ impl Outbound {
     pub(crate) fn write(&mut self, w: &mut FrameWriter, msg: Outgoing) -> crate::error::Result<()> {
         match msg {
             Outgoing::Frame(f) => w.send(&f),
+            Outgoing::Forget(id) => {
+                {
+                    let mut inv = self.inventory();
+                    inv.cached.remove(&id);
+                    inv.made.remove(&id);
+                }
+                w.send(&ToWorker::Forget(id))
+            }
             Outgoing::Run(mut spec, planned) => {
                 for p in planned {
                     let content = self.resolve(w, &spec, &p)?;
-                    if let Some(input) = spec.inputs.get_mut(p.index) {
+                    if let Some(input) = input_at(&mut spec, &p.nest, p.index) {
                         input.content = content;
                     }
                 }

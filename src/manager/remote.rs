@@ -315,6 +315,7 @@ fn serve_connection(
     let inventory = Arc::new(Mutex::new(Inventory {
         cached: HashSet::new(),
         stored,
+        made: HashSet::new(),
     }));
     let outbound = Outbound {
         inventory: inventory.clone(),
@@ -336,6 +337,7 @@ fn serve_connection(
         hostname,
         ip: link_sock.peer_addr().ok().map(|a| a.ip()),
         sock: link_sock,
+        inventory: inventory.clone(),
     };
     if events
         .send(Message::WorkerJoined {
@@ -704,6 +706,8 @@ pub struct RemoteLink {
     ip: Option<IpAddr>,
     /// Its connection, to cut it.
     sock: TcpStream,
+    /// What the worker holds, shared with the connection's writer thread.
+    inventory: Arc<Mutex<Inventory>>,
 }
 
 impl RemoteLink {
@@ -805,39 +809,7 @@ impl RemoteLink {
         };
         let mut planned = Vec::new();
         if let Some(extra) = &task.extra {
-            for (index, m) in extra.inputs.iter().enumerate() {
-                let id = m.file.id();
-                let always = m.flags & MOUNT_RESEND != 0;
-                // A temp this worker keeps is already there.
-                let content = if temps.worker_of(id) == Some(self.id) {
-                    InputContent::Cached
-                } else {
-                    let plan = match m.file.cache_level() {
-                        CacheLevel::Task => Plan::Once,
-                        CacheLevel::Forever
-                            if !matches!(m.file.kind(), FileKind::Temp) && !always =>
-                        {
-                            Plan::Forever
-                        }
-                        // Kept at the worker: sent once, used by later tasks too.
-                        _ => Plan::Keep { always },
-                    };
-                    planned.push(Planned {
-                        index,
-                        file: m.file.clone(),
-                        source: source(&m.file),
-                        plan,
-                    });
-                    // Decided by the writer when it sends the task.
-                    InputContent::Missing
-                };
-                spec.inputs.push(InputSpec {
-                    file_id: id,
-                    remote_name: m.remote_name.clone(),
-                    flags: m.flags,
-                    content,
-                });
-            }
+            spec.inputs = self.input_specs(&extra.inputs, temps, &[], &mut planned);
             for m in &extra.outputs {
                 spec.outputs.push(OutputSpec {
                     file_id: m.file.id(),
@@ -850,6 +822,148 @@ impl RemoteLink {
         }
         Ok((spec, planned))
     }
+}
+
+impl RemoteLink {
+    /// The inputs `mounts` as the worker gets them (those of a mini task at
+    /// `nest`, the path of input indices leading to it; `[]` for the task's
+    /// own), and the inputs whose content the writer decides.
+    fn input_specs(
+        &self,
+        mounts: &[crate::files::Mount],
+        temps: &Temps,
+        nest: &[usize],
+        planned: &mut Vec<Planned>,
+    ) -> Vec<InputSpec> {
+        let mut specs = Vec::new();
+        for (index, m) in mounts.iter().enumerate() {
+            let id = m.file.id();
+            let always = m.flags & MOUNT_RESEND != 0;
+            let level = m.file.cache_level() as u8;
+            let content = match m.file.kind() {
+                // Made by the worker itself.
+                FileKind::Url(url) => {
+                    self.inventory().made.insert(id);
+                    InputContent::Url {
+                        url: url.clone(),
+                        level,
+                    }
+                }
+                FileKind::MiniTask { task, output } => {
+                    self.inventory().made.insert(id);
+                    let mut inner = nest.to_vec();
+                    inner.push(index);
+                    let inputs = task
+                        .extra
+                        .as_ref()
+                        .map(|e| self.input_specs(&e.inputs, temps, &inner, planned))
+                        .unwrap_or_default();
+                    let r = task.request;
+                    InputContent::MiniTask {
+                        task: Box::new(TaskSpec {
+                            id: 0,
+                            attempt: 0,
+                            work: WorkSpec::Command {
+                                command: match &task.work {
+                                    Work::Command { command } => command.to_bytes().to_vec(),
+                                    _ => b"false".to_vec(),
+                                },
+                                env: command_env(task),
+                            },
+                            resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
+                            time_max: task.time_max(),
+                            max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
+                            inputs,
+                            outputs: Vec::new(),
+                        }),
+                        output: output.clone(),
+                        level,
+                    }
+                }
+                // A temp this worker keeps is already there.
+                _ if temps.worker_of(id) == Some(self.id) => InputContent::Cached,
+                _ => {
+                    let plan = match m.file.cache_level() {
+                        // A mini task's inputs are kept: it may run again there.
+                        CacheLevel::Task if nest.is_empty() => Plan::Once,
+                        CacheLevel::Forever
+                            if !matches!(m.file.kind(), FileKind::Temp) && !always =>
+                        {
+                            Plan::Forever
+                        }
+                        // Kept at the worker: sent once, used by later tasks too.
+                        _ => Plan::Keep { always },
+                    };
+                    planned.push(Planned {
+                        nest: nest.to_vec(),
+                        index,
+                        file: m.file.clone(),
+                        source: source(&m.file),
+                        plan,
+                    });
+                    // Decided by the writer when it sends the task.
+                    InputContent::Missing
+                }
+            };
+            specs.push(InputSpec {
+                file_id: id,
+                remote_name: m.remote_name.clone(),
+                flags: m.flags,
+                content,
+            });
+        }
+        specs
+    }
+
+    fn inventory(&self) -> std::sync::MutexGuard<'_, Inventory> {
+        self.inventory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the worker to delete its copy of `file`, if it may have one (in
+    /// its cache, kept as a temp, or made there); true if it was told.
+    pub(crate) fn forget_file(&self, file: &File, temps: &Temps) -> bool {
+        let id = file.id();
+        // The writer thread updates the inventory when it sends the frame, after
+        // the tasks queued before it (which may still send the file).
+        let held = {
+            let inv = self.inventory();
+            inv.cached.contains(&id) || inv.made.contains(&id)
+        };
+        let queued = self.in_flight.values().any(|t| uses(t, id));
+        if held || queued || temps.worker_of(id) == Some(self.id) {
+            let _ = self.out.send(Outgoing::Forget(id));
+            return true;
+        }
+        false
+    }
+}
+
+/// Whether `task` has file `id` among its inputs (or its mini tasks' inputs).
+fn uses(task: &Task, id: u64) -> bool {
+    task.extra.as_ref().is_some_and(|e| {
+        e.inputs.iter().any(|m| {
+            m.file.id() == id
+                || matches!(m.file.kind(), FileKind::MiniTask { task, .. } if uses(task, id))
+        })
+    })
+}
+
+/// A command task's environment as the wire carries it.
+fn command_env(task: &Task) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    task.extra
+        .as_ref()
+        .map(|e| {
+            e.env
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_bytes().to_vec(),
+                        v.as_ref().map(|v| v.to_bytes().to_vec()),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Unlike the local pool, a remote link describes each task to its worker,
@@ -885,6 +999,7 @@ fn source(file: &File) -> Option<Source> {
         FileKind::Path(p) => Some(Source::Path(p.clone())),
         FileKind::Buffer => file.contents().map(Source::Bytes),
         FileKind::Temp => file.temp_location().map(Source::Path),
+        FileKind::Url(_) | FileKind::MiniTask { .. } => None,
     }
 }
 
@@ -966,6 +1081,9 @@ fn store_output(
             return crate::worker::sandbox::move_file(path, &dest)
                 .map(|()| file.set_temp_location(dest))
                 .map_err(|e| e.to_string());
+        }
+        FileKind::Url(_) | FileKind::MiniTask { .. } => {
+            Err("a URL or mini-task file cannot be an output".into())
         }
     };
     transfer::remove_all(path);

@@ -92,6 +92,11 @@ impl Temps {
         }
     }
 
+    /// Temp `file_id` was deleted where it was kept: it is nowhere now.
+    pub(crate) fn forget(&mut self, file_id: u64) {
+        self.kept.remove(&file_id);
+    }
+
     /// Temp `file_id` arrived at the manager: any worker can be sent it now.
     pub(crate) fn fetched(&mut self, file_id: u64) {
         self.kept.remove(&file_id);

@@ -22,6 +22,8 @@ pub struct CommandEnv {
     pub temp_root: std::path::PathBuf,
     /// Captured output beyond this many bytes is cut (STDOUT_MISSING).
     pub max_stdout: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// URL downloads and mini-task outputs this worker made.
+    pub fetcher: std::sync::Arc<crate::worker::fetch::Fetcher>,
 }
 
 /// Bytes of command output kept unless the manager sets another cap
@@ -44,7 +46,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     };
     if let Some(extra) = &task.extra {
         for mount in &extra.inputs {
-            if let Err(reason) = sandbox.place_input(mount) {
+            if let Err(reason) = sandbox.place_input(mount, env) {
                 return task.finish(TaskResult::InputMissing, Some(reason));
             }
         }
@@ -178,6 +180,9 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
             FileKind::Temp => {
                 let dest = env.temp_root.join(format!("{}", mount.file.id()));
                 replace_file(&produced, &dest).map(|()| mount.file.set_temp_location(dest))
+            }
+            FileKind::Url(_) | FileKind::MiniTask { .. } => {
+                Err("a URL or mini-task file cannot be an output".into())
             }
         };
         if let Err(e) = moved {

@@ -572,6 +572,7 @@ mod test {
             sandbox_root: dir.join("sandbox"),
             temp_root: dir.join("temp"),
             max_stdout: Arc::new(crate::worker::command::DEFAULT_MAX_STDOUT.into()),
+            fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
         }
     }
 

@@ -4,6 +4,7 @@
 
 pub(crate) mod command;
 pub mod daemon;
+pub(crate) mod fetch;
 pub(crate) mod function;
 pub(crate) mod guardian;
 pub(crate) mod isolated;

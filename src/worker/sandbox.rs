@@ -5,10 +5,13 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::files::{FileKind, Mount, MOUNT_MKDIR, MOUNT_SYMLINK};
+use crate::worker::fetch::Made;
 
 /// A directory that is removed when dropped.
 pub struct Sandbox {
     path: PathBuf,
+    /// Files the worker keeps that this task uses (see [`crate::worker::fetch`]).
+    leases: std::sync::Mutex<Vec<crate::worker::fetch::Lease>>,
 }
 
 impl Sandbox {
@@ -19,7 +22,10 @@ impl Sandbox {
             std::fs::remove_dir_all(&path)?;
         }
         std::fs::create_dir_all(&path)?;
-        Ok(Sandbox { path })
+        Ok(Sandbox {
+            path,
+            leases: Default::default(),
+        })
     }
 
     /// Its path.
@@ -43,7 +49,11 @@ impl Sandbox {
     }
 
     /// Places one input. Errors are sentences about what is missing.
-    pub fn place_input(&self, mount: &Mount) -> Result<(), String> {
+    pub fn place_input(
+        &self,
+        mount: &Mount,
+        env: &crate::worker::command::CommandEnv,
+    ) -> Result<(), String> {
         let target = self.join(&mount.remote_name);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
@@ -67,6 +77,21 @@ impl Sandbox {
                     mount.remote_name
                 )),
             },
+            FileKind::Url(_) | FileKind::MiniTask { .. } => {
+                match env.fetcher.get(&mount.file, env)? {
+                    Made::Kept(path, lease) => {
+                        self.leases
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(lease);
+                        place_path(&path, &target, mount.flags & MOUNT_SYMLINK != 0)
+                    }
+                    Made::Once(path) => move_file(&path, &target).map_err(|e| {
+                        crate::transfer::remove_all(&path);
+                        format!("cannot place input {}: {e}", mount.remote_name)
+                    }),
+                }
+            }
         }?;
         // A linked input keeps its source's mode: changing it would change the source.
         match (

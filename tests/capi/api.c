@@ -693,6 +693,83 @@ static void test_commands_and_files(void)
     CHECK(system(cmd) == 0);
 }
 
+/* ---- files from elsewhere ------------------------------------------------------- */
+
+static void test_files_from_elsewhere(void)
+{
+    struct vine_manager *m = manager(1);
+    snprintf(dir, sizeof dir, "/tmp/vine-capi-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    char cmd[1200];
+
+    /* Types, sources and contents, with TaskVine's values and strings. */
+    struct vine_file *buf = vine_declare_buffer(m, "hello", 5, VINE_CACHE_LEVEL_TASK, 0);
+    CHECK(vine_file_type(buf) == VINE_BUFFER);
+    CHECK(strcmp(vine_file_source(buf), "buffer") == 0);
+    CHECK(strcmp(vine_file_contents(buf), "hello") == 0);
+    CHECK(vine_file_contents(buf) == vine_file_contents(buf));
+    CHECK(vine_file_type(vine_declare_temp(m)) == VINE_TEMP);
+    struct vine_file *plain = vine_declare_file(m, path("plain.txt"), VINE_CACHE_LEVEL_TASK, 0);
+    CHECK(vine_file_type(plain) == VINE_FILE);
+    CHECK(strcmp(vine_file_source(plain), path("plain.txt")) == 0);
+    CHECK(vine_file_contents(plain) == NULL);
+    CHECK(vine_file_type(NULL) == 0);
+
+    /* A file:// URL, downloaded by the worker. */
+    write_file(path("page.txt"), "page\n");
+    snprintf(cmd, sizeof cmd, "file://%s", path("page.txt"));
+    struct vine_file *url = vine_declare_url(m, cmd, VINE_CACHE_LEVEL_WORKFLOW, 0);
+    CHECK(url != NULL);
+    CHECK(vine_file_type(url) == VINE_URL);
+    CHECK(strcmp(vine_file_source(url), cmd) == 0);
+    CHECK(vine_declare_url(m, "ftp://example/x", VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    struct vine_task *t = vine_task_create("cat p");
+    vine_task_add_input(t, url, "p", 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    CHECK(strcmp(vine_task_get_stdout(t), "page\n") == 0);
+    vine_task_delete(t);
+
+    /* A mini task's output, an unpacked archive and a poncho environment. */
+    struct vine_task *mini = vine_task_create("echo made > out");
+    struct vine_file *made = vine_declare_mini_task(m, mini, "out", VINE_CACHE_LEVEL_WORKFLOW, 0);
+    CHECK(made != NULL);
+    CHECK(vine_file_type(made) == VINE_MINI_TASK);
+    CHECK(strcmp(vine_file_source(made), "out") == 0);
+    CHECK_ERR(vine_task_delete(mini), VINE_ERROR_TASK_SUBMITTED);
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/env/bin && echo 'export CAPI_ENV=on' > %s/env/bin/activate && "
+             "tar czf %s/env.tar.gz -C %s/env .",
+             dir, dir, dir, dir);
+    CHECK(system(cmd) == 0);
+    struct vine_file *tarball = vine_declare_file(m, path("env.tar.gz"), VINE_CACHE_LEVEL_WORKFLOW, 0);
+    struct vine_file *tree = vine_declare_untar(m, tarball, VINE_CACHE_LEVEL_WORKFLOW, 0);
+    struct vine_file *env = vine_declare_poncho(m, tarball, VINE_CACHE_LEVEL_WORKFLOW, 0);
+    CHECK(tree != NULL && env != NULL);
+    t = vine_task_create("cat m; cat d/bin/activate; echo env=$CAPI_ENV");
+    vine_task_add_input(t, made, "m", 0);
+    vine_task_add_input(t, tree, "d", 0);
+    CHECK(vine_task_add_poncho_package(t, env) == 1);
+    CHECK(vine_task_add_poncho_package(t, NULL) == 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    CHECK(strcmp(vine_task_get_stdout(t), "made\nexport CAPI_ENV=on\nenv=on\n") == 0);
+    vine_task_delete(t);
+
+    /* Pruned: made again when next needed; undeclared: no longer accepted. */
+    CHECK(vine_prune_file(m, made) == 1);
+    CHECK(vine_prune_file(m, made) == 0);
+    CHECK(vine_prune_file(NULL, made) == 0);
+    vine_undeclare_file(m, url);
+    t = vine_task_create("true");
+    CHECK_ERR(vine_task_add_input(t, url, "p", 0), VINE_ERROR_INVALID_HANDLE);
+    vine_task_delete(t);
+
+    vine_delete(m);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 /* ---- cancellation and shutdown -------------------------------------------------- */
 
 static void *shut(void *arg)
@@ -858,6 +935,7 @@ int main(void)
     test_function_results();
     test_many_threads();
     test_commands_and_files();
+    test_files_from_elsewhere();
     test_cancel_and_shutdown();
     test_gpus();
     test_environment();

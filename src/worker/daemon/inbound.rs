@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
-use super::session::{send, send_file, AfterTask, Outputs, TaskFiles};
+use super::session::{send, send_file, AfterTask, Outputs, SharedInUse, TaskFiles};
 use super::store::{stamp, Stamp};
 use crate::channel::{FrameReader, FrameWriter};
 use crate::error::{Error, Result};
@@ -14,6 +14,7 @@ use crate::files::{CacheLevel, File, Mount};
 use crate::protocol::{self, Dest, Held, InputContent, TaskSpec, ToManager, ToWorker, WorkSpec};
 use crate::resources::Resources;
 use crate::task::Task;
+use crate::worker::fetch::Fetcher;
 use crate::worker::local::LocalPool;
 use crate::worker::sandbox::move_file;
 use crate::worker::WorkerLink;
@@ -34,6 +35,19 @@ pub(super) struct Inbound {
     pub(super) max_stdout: Arc<AtomicUsize>,
     /// Ids for transfers to the manager.
     pub(super) next_xfer: Arc<AtomicU64>,
+    /// URL downloads and mini-task outputs this worker made.
+    pub(super) fetcher: Arc<Fetcher>,
+    /// This session's number among the worker's sessions.
+    pub(super) generation: u64,
+    /// The names the files made here for this manager are kept under, by file id.
+    pub(super) made: std::collections::HashMap<u64, String>,
+    /// The cached files running tasks use.
+    pub(super) in_use: SharedInUse,
+}
+
+/// How the names of files made for one session begin.
+pub(super) fn session_prefix(generation: u64) -> String {
+    format!("s{generation}-")
 }
 
 impl Inbound {
@@ -51,6 +65,13 @@ impl Inbound {
                     self.pool.dispatch(&mut vec![task]);
                 }
                 ToWorker::Cancel(id) => self.pool.cancel(id),
+                ToWorker::Forget(file_id) => {
+                    let path = self.cache_path(file_id);
+                    self.in_use().forget(file_id, &path);
+                    if let Some(key) = self.made.remove(&file_id) {
+                        self.fetcher.forget(&key);
+                    }
+                }
                 ToWorker::GetFile(file_id) => {
                     let path = self.cache_path(file_id);
                     let error = if std::fs::symlink_metadata(&path).is_ok() {
@@ -70,6 +91,10 @@ impl Inbound {
         }
     }
 
+    fn in_use(&self) -> std::sync::MutexGuard<'_, super::session::InUse> {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Puts a file that arrived complete where it was sent to. One that cannot be
     /// put there is dropped: the task that needs it finds it missing.
     pub(super) fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
@@ -78,7 +103,10 @@ impl Inbound {
             Err(_) => return Ok(()),
         };
         let dest = match arrived.dest {
-            Dest::Cache(file_id) => self.cache_path(file_id),
+            Dest::Cache(file_id) => {
+                self.in_use().arrived(file_id);
+                self.cache_path(file_id)
+            }
             Dest::Task(task, attempt, file_id) => self.task_input_path(task, attempt, file_id),
             // Named by the hash of what arrived, which the receiver computed: the
             // store never holds a file under another file's name.
@@ -176,6 +204,131 @@ impl Inbound {
         self.dir.join("cache").join(file_id.to_string())
     }
 
+    /// The file a task finds input `input` of `spec` in. A path that does not
+    /// exist stands for what the manager could not send: placing it fails as
+    /// INPUT_MISSING.
+    fn input_file(
+        &mut self,
+        spec: &TaskSpec,
+        input: &protocol::InputSpec,
+        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
+        lost: &mut Vec<Held>,
+        refused: &mut Option<Error>,
+    ) -> Result<Arc<File>> {
+        let missing = || {
+            self.dir
+                .join("out")
+                .join(format!("missing-{}", input.file_id))
+        };
+        let path = match &input.content {
+            InputContent::Cached => {
+                let p = self.cache_path(input.file_id);
+                if std::fs::symlink_metadata(&p).is_err() {
+                    lost.push(Held::Cached(input.file_id));
+                }
+                self.in_use().acquire(input.file_id);
+                outs.push((input.file_id, p.clone(), AfterTask::Release));
+                p
+            }
+            InputContent::Stored(name) if protocol::is_content_name(name) => {
+                let p = self.stored_path(name);
+                // Never serve bytes that are not the ones named.
+                if !self.verify_stored(name, &p) {
+                    lost.push(Held::Stored(name.clone()));
+                }
+                p
+            }
+            InputContent::Stored(_) => {
+                return Err(Error::invalid("a stored file name that is not a hash"));
+            }
+            InputContent::Sent => {
+                let p = self.task_input_path(spec.id, spec.attempt, input.file_id);
+                outs.push((input.file_id, p.clone(), AfterTask::Remove));
+                p
+            }
+            InputContent::Missing => missing(),
+            InputContent::Url { url, level } => {
+                let level = CacheLevel::from_code(i32::from(*level))?;
+                let f = File::url(url, level, 0)?;
+                return Ok(self.made_here(f, input.file_id));
+            }
+            InputContent::MiniTask {
+                task: mini,
+                output,
+                level,
+            } => {
+                let level = CacheLevel::from_code(i32::from(*level))?;
+                let t = self.mini_task_from(mini, outs, lost, refused);
+                let f = File::mini_task(t, output, level, 0)?;
+                return Ok(self.made_here(f, input.file_id));
+            }
+        };
+        File::path(&path, CacheLevel::Task, 0)
+    }
+
+    /// Names a file made at this worker so that it is kept apart from other
+    /// managers' files, and remembers the name for `Forget`.
+    fn made_here(&mut self, f: Arc<File>, file_id: u64) -> Arc<File> {
+        let key = match f.worker_key() {
+            // A URL kept for the worker's life is shared by every manager.
+            Some(k) if k.starts_with("url-") => Some(k),
+            Some(_) => {
+                let k = format!("{}{file_id}", session_prefix(self.generation));
+                f.set_worker_key(k.clone());
+                Some(k)
+            }
+            None => None,
+        };
+        if let Some(k) = key {
+            self.made.insert(file_id, k);
+        }
+        f
+    }
+
+    /// The task a mini task's spec describes, to run here when its output is
+    /// needed. Its inputs are kept at the worker or made here.
+    fn mini_task_from(
+        &mut self,
+        spec: &TaskSpec,
+        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
+        lost: &mut Vec<Held>,
+        refused: &mut Option<Error>,
+    ) -> Box<Task> {
+        let WorkSpec::Command { command, env } = &spec.work else {
+            refused.get_or_insert(Error::invalid("a mini task that is not a command"));
+            return Task::command(c"false");
+        };
+        let mut t = Task::command(&CString::new(command.clone()).unwrap_or_default());
+        let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
+        t.request = Resources {
+            millicores,
+            memory_mb,
+            disk_mb,
+            gpus,
+        };
+        let _ = t.set_time_max(spec.time_max);
+        for (k, v) in env {
+            if let (Ok(k), Ok(v)) = (
+                CString::new(k.clone()),
+                v.clone().map(CString::new).transpose(),
+            ) {
+                let _ = t.set_env_var(&k, v.as_deref());
+            }
+        }
+        // Inputs sent for one task only are never planned for a mini task; the
+        // files it uses in the cache are released with the task it runs for.
+        for input in &spec.inputs {
+            let mount = self
+                .input_file(spec, input, outs, lost, refused)
+                .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
+                .and_then(|m| t.add_input(m));
+            if let Err(e) = mount {
+                refused.get_or_insert(e);
+            }
+        }
+        t
+    }
+
     /// Builds the local task that runs `spec`; a spec this worker cannot express
     /// becomes a task that fails with the reason when it runs.
     pub(super) fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
@@ -224,38 +377,8 @@ impl Inbound {
         let mut lost = Vec::new();
         let mut refused = None;
         for input in &spec.inputs {
-            let path = match &input.content {
-                InputContent::Cached => {
-                    let p = self.cache_path(input.file_id);
-                    if std::fs::symlink_metadata(&p).is_err() {
-                        lost.push(Held::Cached(input.file_id));
-                    }
-                    p
-                }
-                InputContent::Stored(name) if protocol::is_content_name(name) => {
-                    let p = self.stored_path(name);
-                    // Never serve bytes that are not the ones named.
-                    if !self.verify_stored(name, &p) {
-                        lost.push(Held::Stored(name.clone()));
-                    }
-                    p
-                }
-                InputContent::Stored(_) => {
-                    refused.get_or_insert(Error::invalid("a stored file name that is not a hash"));
-                    continue;
-                }
-                InputContent::Sent => {
-                    let p = self.task_input_path(spec.id, spec.attempt, input.file_id);
-                    outs.push((input.file_id, p.clone(), AfterTask::Remove));
-                    p
-                }
-                // A path that does not exist: placing it fails as INPUT_MISSING.
-                InputContent::Missing => self
-                    .dir
-                    .join("out")
-                    .join(format!("missing-{}", input.file_id)),
-            };
-            let mount = File::path(&path, CacheLevel::Task, 0)
+            let file = self.input_file(&spec, input, &mut outs, &mut lost, &mut refused);
+            let mount = file
                 .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
                 .and_then(|m| task.add_input(m));
             if let Err(e) = mount {
@@ -317,6 +440,7 @@ mod test {
             sandbox_root: dir.join("sandbox"),
             temp_root: dir.join("cache"),
             max_stdout: Default::default(),
+            fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
         };
         Inbound {
             dir: dir.to_path_buf(),
@@ -328,6 +452,10 @@ mod test {
             verified: Default::default(),
             max_stdout: Default::default(),
             next_xfer: Default::default(),
+            fetcher: Arc::new(Fetcher::new(dir.join("fetched"))),
+            generation: 1,
+            made: Default::default(),
+            in_use: Default::default(),
         }
     }
 

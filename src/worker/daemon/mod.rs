@@ -67,6 +67,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
     let resources = opts.resources(&dir)?;
+    let fetcher = std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched")));
     let tls = opts
         .tls
         .as_ref()
@@ -93,6 +94,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                     &dir,
                     store.as_deref(),
                     end,
+                    &fetcher,
                 ) {
                     Ok(()) => return Ok(()),
                     Err(Ended::WallTime) => {

@@ -19,6 +19,7 @@ use crate::protocol::{Dest, Held, OutputStatus, TaskReport, ToManager};
 use crate::resources::Resources;
 use crate::task::{Task, TaskResult, FLAG_CANCELLED};
 use crate::worker::command::CommandEnv;
+use crate::worker::fetch::Fetcher;
 use crate::worker::local::{LocalPool, Report};
 
 /// One session with the manager. Ok when told to exit; Err when the connection broke.
@@ -28,6 +29,7 @@ use crate::worker::local::{LocalPool, Report};
 /// thread with one hand-over; the pool thread that finishes a task reports it
 /// itself; this thread sends keepalives and waits for the end. Frames from all of
 /// them go out whole under one lock.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn serve(
     opts: &WorkerOptions,
     stream: TcpStream,
@@ -36,13 +38,20 @@ pub(super) fn serve(
     dir: &Path,
     store: Option<&Path>,
     end: Option<Instant>,
+    fetcher: &Arc<Fetcher>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
     let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store)?;
     super::log::debug(|| "session with the manager begun".into());
-    match serve_session(
-        reader, outgoing, sock, keepalive, resources, dir, store, end,
-    ) {
+    let session = Session {
+        keepalive,
+        resources,
+        dir,
+        store,
+        fetcher,
+        end,
+    };
+    match serve_session(reader, outgoing, sock, session) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == ErrorKind::Timeout && end.is_some_and(|t| Instant::now() >= t) => {
             Err(Ended::WallTime)
@@ -51,33 +60,54 @@ pub(super) fn serve(
     }
 }
 
+/// What a session works with besides its connection.
+pub(super) struct Session<'a> {
+    pub(super) keepalive: Duration,
+    pub(super) resources: Resources,
+    pub(super) dir: &'a Path,
+    pub(super) store: Option<&'a Path>,
+    /// URL downloads and mini-task outputs, kept across sessions as their cache
+    /// levels allow.
+    pub(super) fetcher: &'a Arc<Fetcher>,
+    /// The worker's wall time, if it has one.
+    pub(super) end: Option<Instant>,
+}
+
 /// Serves a session that has begun, until told to exit (Ok), the connection
 /// breaks, or `end` comes (a Timeout error: the tasks it holds are stopped and
 /// go back to the manager with the connection).
-#[allow(clippy::too_many_arguments)]
 pub(super) fn serve_session(
     reader: FrameReader,
     outgoing: FrameWriter,
     sock: TcpStream,
-    keepalive: Duration,
-    resources: Resources,
-    dir: &Path,
-    store: Option<&Path>,
-    end: Option<Instant>,
+    session: Session<'_>,
 ) -> Result<()> {
+    let Session {
+        keepalive,
+        resources,
+        dir,
+        store,
+        fetcher,
+        end,
+    } = session;
+    // What this manager's files are called here: its file ids are its own.
+    let generation = fetcher.new_generation();
     let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
         max_stdout: max_stdout.clone(),
+        fetcher: fetcher.clone(),
     };
     let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
     let next_xfer = Arc::new(AtomicU64::new(0));
+    let in_use = SharedInUse::default();
     let reporter = Reporter {
         writer: writer.clone(),
         outputs: outputs.clone(),
+        in_use: in_use.clone(),
         next_xfer: next_xfer.clone(),
     };
     let broken = end_tx.clone();
@@ -104,6 +134,10 @@ pub(super) fn serve_session(
         verified: Default::default(),
         max_stdout,
         next_xfer,
+        fetcher: fetcher.clone(),
+        generation,
+        made: Default::default(),
+        in_use,
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -117,6 +151,8 @@ pub(super) fn serve_session(
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
+    // What was made for this manager alone goes with it.
+    fetcher.forget_prefix(&super::inbound::session_prefix(generation));
     crate::channel::close(&sock);
     outcome
 }
@@ -133,6 +169,52 @@ pub(super) struct TaskFiles {
     pub(super) lost: Vec<Held>,
 }
 
+/// The files in the cache that running tasks use, by file id: one the manager
+/// says to forget while a task uses it is removed when the last such task is done.
+#[derive(Default)]
+pub(super) struct InUse {
+    count: std::collections::HashMap<u64, usize>,
+    doomed: std::collections::HashSet<u64>,
+}
+
+/// See [`InUse`].
+pub(super) type SharedInUse = Arc<Mutex<InUse>>;
+
+impl InUse {
+    /// A task uses file `id`.
+    pub(super) fn acquire(&mut self, id: u64) {
+        *self.count.entry(id).or_insert(0) += 1;
+    }
+
+    /// A task that used file `id`, at `path`, is done.
+    pub(super) fn release(&mut self, id: u64, path: &Path) {
+        let Some(n) = self.count.get_mut(&id) else {
+            return;
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.count.remove(&id);
+            if self.doomed.remove(&id) {
+                crate::transfer::remove_all(path);
+            }
+        }
+    }
+
+    /// The manager says to delete file `id`, at `path`.
+    pub(super) fn forget(&mut self, id: u64, path: &Path) {
+        if self.count.contains_key(&id) {
+            self.doomed.insert(id);
+        } else {
+            crate::transfer::remove_all(path);
+        }
+    }
+
+    /// A new copy of file `id` arrived: it stays.
+    pub(super) fn arrived(&mut self, id: u64) {
+        self.doomed.remove(&id);
+    }
+}
+
 pub(super) fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()> {
     writer.lock().unwrap_or_else(|p| p.into_inner()).send(frame)
 }
@@ -141,6 +223,7 @@ pub(super) fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()>
 pub(super) struct Reporter {
     pub(super) writer: Arc<Mutex<FrameWriter>>,
     pub(super) outputs: Outputs,
+    pub(super) in_use: SharedInUse,
     pub(super) next_xfer: Arc<AtomicU64>,
 }
 
@@ -173,6 +256,8 @@ pub(super) enum AfterTask {
     Send,
     /// An input sent with this task only: remove it.
     Remove,
+    /// An input in the cache: the task no longer uses it (see [`InUse`]).
+    Release,
 }
 
 /// Sends keepalives until the session ends: Ok when the manager said exit, Err
@@ -221,6 +306,13 @@ impl Reporter {
             .remove(&task.id)
             .unwrap_or_default();
         for (file_id, path, after) in files {
+            if after == AfterTask::Release {
+                self.in_use
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .release(file_id, &path);
+                continue;
+            }
             // Not produced: the task's result already says so.
             if after == AfterTask::Send && std::fs::symlink_metadata(&path).is_ok() {
                 let dest = Dest::Output(task.id, task.attempts, file_id);
