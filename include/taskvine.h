@@ -1,11 +1,66 @@
 /*
  * taskvine.h: the name TaskVine's C programs include. A program written for
- * TaskVine builds against vine by this header alone: it includes vine.h, where
- * every name TaskVine's taskvine.h also has keeps TaskVine's signature, value
- * and meaning (each function's comment in vine.h says where vine differs).
+ * cctools TaskVine builds against vine by this header alone: it includes vine.h,
+ * where every name TaskVine's taskvine.h also has keeps TaskVine's value and
+ * meaning. vine.h documents each function, and where vine differs from TaskVine
+ * its comment says so. Differences that compile unchanged:
  *
- * What vine deliberately lacks of TaskVine's C API is listed at the end of this
- * file, each with the reason.
+ *  - Calls that return nothing in TaskVine (vine_task_set_cores, vine_set_name,
+ *    vine_get_stats, vine_task_delete, ...) return an int in vine: 0, or a
+ *    negative VINE_ERROR_* with the reason in vine_last_error().
+ *  - Some parameters are wider: cores are a double (fractions of a core), times
+ *    in seconds are doubles, vine_declare_buffer takes const void *, getters take
+ *    const pointers.
+ *  - vine_enable_peer_transfers, vine_disable_peer_transfers and
+ *    vine_enable_monitoring are recorded but change no result: every file goes
+ *    through the manager, memory and disk limits are always enforced, and no
+ *    measured peaks or time series are kept. vine_set_category_mode accepts
+ *    TaskVine's modes; tasks get what they ask for in every mode.
+ *
+ * What vine lacks of TaskVine's C API (84 of its 142 functions are in vine.h):
+ *
+ * Not yet in vine (planned):
+ *  - Logs and the runtime directory's paths: vine_enable_transactions_log,
+ *    vine_enable_perf_log, vine_enable_debug_log, vine_enable_taskgraph_log,
+ *    vine_log_txn_app, vine_log_debug_app, vine_get_runtime_directory,
+ *    vine_get_path_log, vine_get_path_cache, vine_get_path_staging,
+ *    vine_get_path_library_log, vine_set_runtime_info_template, vine_get_status.
+ *  - Measured resources and automatic sizing: vine_task_get_resources,
+ *    vine_task_set_resources, vine_task_set_monitor_output,
+ *    vine_set_category_resources_max, vine_set_category_resources_min,
+ *    vine_set_category_first_allocation_guess, vine_set_category_max_concurrent,
+ *    vine_set_resources_max, vine_set_resources_min, vine_get_stats_category,
+ *    vine_enable_category_resource, vine_initialize_categories,
+ *    vine_enable_proportional_resources, vine_disable_proportional_resources,
+ *    vine_summarize_workers (these take or give TaskVine's struct rmsummary).
+ *  - Transfers between workers: vine_file_replica_count,
+ *    vine_get_effective_bandwidth, vine_set_bandwidth_limit.
+ *  - vine_set_tasks_left_count (a hint for a worker factory),
+ *    vine_enable_disconnect_slow_workers_category (the slow-worker rule per
+ *    category; vine_enable_disconnect_slow_workers is there).
+ *
+ * Deliberately absent:
+ *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,
+ *    vine_set_property, vine_set_priority, vine_set_manager_preferred_connection.
+ *    vine's workers are given the manager's HOST:PORT; there is no catalog.
+ *  - TaskVine's Python function libraries and serverless calls:
+ *    vine_manager_install_library, vine_manager_remove_library,
+ *    vine_manager_find_library_template, vine_task_set_library_provided,
+ *    vine_task_set_library_required, vine_task_get_library_provided,
+ *    vine_task_get_library_required, vine_task_set_function_slots,
+ *    vine_task_set_function_exec_mode_from_string,
+ *    vine_task_add_execution_context, vine_task_set_snapshot_file. vine's
+ *    function tasks are native: vine_register_function, vine_task_create_function
+ *    and vine_worker --library.
+ *  - Files in other systems' protocols: vine_declare_chirp (Chirp),
+ *    vine_declare_xrootd (XRootD); and starch, cctools' packer of executables:
+ *    vine_declare_starch, vine_task_add_starch_package. Python environments
+ *    (poncho) are unpacked and activated but never run through Python;
+ *    vine_task_add_environment is not there (vine_task_add_poncho_package is).
+ *  - Worker selection policies: vine_set_scheduler, vine_task_set_scheduler
+ *    (vine places a task on a worker that holds its temps, else the first that
+ *    fits, in priority order), and vine_manager_release_random_worker.
+ *  - vine_counters_print (TaskVine's internal allocation counters).
  */
 #ifndef VINE_TASKVINE_H
 #define VINE_TASKVINE_H

@@ -644,3 +644,52 @@ fn vine_stats_begins_with_taskvines_fields_in_taskvines_order() {
         );
     }
 }
+
+/// taskvine.h lists what vine lacks of TaskVine's API: none of those names is a
+/// function of vine.h, and its count of what vine has adds up.
+#[test]
+fn taskvines_missing_functions_are_listed_and_absent() {
+    let tv = std::fs::read_to_string(root().join("include/taskvine.h")).unwrap();
+    let vine = committed();
+    let lacks = &tv[tv
+        .find("What vine lacks")
+        .expect("the list of what vine lacks")..];
+    let mut listed: Vec<&str> = Vec::new();
+    for word in lacks.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("vine_") && !listed.contains(&word) {
+            listed.push(word);
+        }
+    }
+    // Names that appear in the prose as vine's own alternatives.
+    let alternatives = [
+        "vine_enable_disconnect_slow_workers",
+        "vine_register_function",
+        "vine_task_create_function",
+        "vine_worker",
+        "vine_task_add_poncho_package",
+    ];
+    let missing: Vec<&str> = listed
+        .iter()
+        .copied()
+        .filter(|n| !alternatives.contains(n))
+        .collect();
+    let declared =
+        |name: &str| vine.contains(&format!(" {name}(")) || vine.contains(&format!("*{name}("));
+    for name in &missing {
+        assert!(
+            !declared(name),
+            "{name} is listed as missing but vine.h has it"
+        );
+    }
+    for name in alternatives {
+        assert!(
+            declared(name) || name == "vine_worker",
+            "{name} is not in vine.h"
+        );
+    }
+    let have = 142 - missing.len();
+    assert!(
+        lacks.contains(&format!("({have} of its 142 functions")),
+        "taskvine.h should say vine has {have} of TaskVine's 142 functions"
+    );
+}
