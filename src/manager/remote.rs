@@ -259,6 +259,8 @@ fn serve_connection(
         resources,
         functions,
         stored,
+        features,
+        hostname,
     } = joined;
     let Ok(writer_sock) = sock.try_clone() else {
         settings.forget(id);
@@ -286,12 +288,18 @@ fn serve_connection(
     if w.is_err() {
         return;
     }
+    let place = crate::task::Place {
+        hostname: std::ffi::CString::new(hostname).unwrap_or_default(),
+        addrport: std::ffi::CString::new(peer.clone()).unwrap_or_default(),
+    };
     let link = RemoteLink {
         id,
         out: out_tx,
         in_flight: IdMap::default(),
         settings: settings.clone(),
         functions,
+        features,
+        place: Arc::new(place),
     };
     if events
         .send(Message::WorkerJoined {
@@ -325,6 +333,20 @@ fn serve_connection(
                 }
             }
             Ok(ToManager::Keepalive) => {}
+            Ok(ToManager::Watch(update)) => {
+                if update.bytes.len() > protocol::WATCH_CHUNK {
+                    eprintln!(
+                        "vine: worker {id} ({peer}) sent an oversized watch update; dropping it"
+                    );
+                    break;
+                }
+                if events
+                    .send(Message::RemoteWatch { worker: id, update })
+                    .is_err()
+                {
+                    break;
+                }
+            }
             Ok(ToManager::Xfer(piece)) => {
                 if let Err(e) = files.piece(piece, &settings) {
                     eprintln!("vine: worker {id} ({peer}) dropped: {e}");
@@ -503,6 +525,10 @@ struct Joined {
     functions: Vec<Box<[u8]>>,
     /// Names of the files in its store of files kept forever.
     stored: HashSet<String>,
+    /// Features it offers.
+    features: Vec<Box<[u8]>>,
+    /// Its host name, as it says.
+    hostname: String,
 }
 
 /// Runs a worker's handshake: TLS if on, the challenges, the password proofs (bound
@@ -528,6 +554,8 @@ fn handshake(
         challenge: theirs,
         functions,
         stored,
+        features,
+        hostname,
         ..
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
@@ -602,6 +630,11 @@ fn handshake(
                 .into_iter()
                 .filter(|n| protocol::is_content_name(n))
                 .collect(),
+            features: features
+                .into_iter()
+                .map(|f| f.into_bytes().into_boxed_slice())
+                .collect(),
+            hostname,
         },
         incoming,
         outgoing,
@@ -640,12 +673,29 @@ pub struct RemoteLink {
     in_flight: IdMap<Box<Task>>,
     settings: Arc<RemoteSettings>,
     functions: Vec<Box<[u8]>>,
+    features: Vec<Box<[u8]>>,
+    place: Arc<crate::task::Place>,
 }
 
 impl RemoteLink {
     /// The function names the worker registered.
     pub(crate) fn functions(&self) -> &[Box<[u8]>] {
         &self.functions
+    }
+
+    /// The features the worker offers.
+    pub(crate) fn features(&self) -> &[Box<[u8]>] {
+        &self.features
+    }
+
+    /// The worker's host name and address.
+    pub(crate) fn place(&self) -> Arc<crate::task::Place> {
+        self.place.clone()
+    }
+
+    /// A task sent to the worker and not reported on.
+    pub(crate) fn task(&self, id: TaskId) -> Option<&Task> {
+        self.in_flight.get(&id).map(|t| &**t)
     }
 
     /// Puts back a task a stale report was about.
@@ -716,6 +766,7 @@ impl RemoteLink {
             max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            time_end: task.time_end(),
         };
         let mut planned = Vec::new();
         if let Some(extra) = &task.extra {

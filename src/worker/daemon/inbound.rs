@@ -206,6 +206,9 @@ impl Inbound {
             gpus,
         };
         let _ = task.set_time_max(spec.time_max);
+        if spec.time_end > 0 {
+            task.set_time_end(spec.time_end);
+        }
         self.max_stdout.store(
             usize::try_from(spec.max_stdout).unwrap_or(usize::MAX),
             std::sync::atomic::Ordering::Relaxed,
@@ -317,6 +320,7 @@ mod test {
             sandbox_root: dir.join("sandbox"),
             temp_root: dir.join("cache"),
             max_stdout: Default::default(),
+            watch: None,
         };
         Inbound {
             dir: dir.to_path_buf(),
@@ -354,6 +358,7 @@ mod test {
                 keep_at_worker: false,
                 flags: 0,
             }],
+            time_end: 0,
         }
     }
 

@@ -33,12 +33,16 @@ pub struct WorkerOptions {
     pub keepalive: Duration,
     /// Connect with TLS, checking the manager's certificate so.
     pub tls: Option<crate::tls::Verify>,
+    /// Features this worker offers (`--feature NAME`, repeatable): tasks that
+    /// require features (`vine_task_add_feature`) run only on workers that offer
+    /// them all.
+    pub features: Vec<String>,
 }
 
 pub(super) const USAGE: &str =
     "usage: vine_worker HOST PORT|HOST:PORT [--password FILE] [--cores N] [--memory MB] \
 [--disk MB] [--gpus N] [--library LIB.so]... [--timeout S] [--workdir DIR] \
-[--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM]";
+[--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] [--feature NAME]...";
 
 impl WorkerOptions {
     /// The store of files kept forever (cache level FOREVER): shared by this user's
@@ -70,6 +74,7 @@ impl WorkerOptions {
             workdir: std::env::temp_dir(),
             keepalive: Duration::from_secs(5),
             tls: None,
+            features: Vec::new(),
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -105,6 +110,15 @@ impl WorkerOptions {
                     o.gpus = Some(v.parse().map_err(|_| bad("--gpus", &v))?);
                 }
                 "--library" => o.libraries.push(value(a)?.into()),
+                "--feature" => {
+                    let v = value(a)?;
+                    if v.is_empty() || v.contains('\0') {
+                        return Err(bad("--feature", &v));
+                    }
+                    if !o.features.contains(&v) {
+                        o.features.push(v);
+                    }
+                }
                 "--timeout" => {
                     let v = value(a)?;
                     let s: f64 = v.parse().map_err(|_| bad("--timeout", &v))?;
@@ -223,5 +237,23 @@ mod test {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse(&["h", "1", "--timeout", "0.5", "--ssl"]).is_ok());
+    }
+
+    #[test]
+    fn features_repeat_and_an_empty_one_is_refused() {
+        let o = parse(&[
+            "h",
+            "1",
+            "--feature",
+            "gpu-a",
+            "--feature",
+            "big",
+            "--feature",
+            "big",
+        ])
+        .unwrap();
+        assert_eq!(o.features, ["gpu-a", "big"]);
+        assert!(parse(&["h", "1", "--feature", ""]).is_err());
+        assert!(parse(&["h", "1", "--feature"]).is_err());
     }
 }
