@@ -918,6 +918,10 @@ impl Scheduler {
             note(t);
         }
         for (&id, _) in self.dispatched.iter() {
+            // One whose cancellation is under way was cancelled already.
+            if self.cancelling.contains_key(&id) {
+                continue;
+            }
             if self.dispatched_tags.get(&id).map(|t| t.as_c_str()) == tag {
                 ids.push(id);
             }
