@@ -95,6 +95,47 @@ fn watched_output_grows_while_running(m: &Manager, dir: &Path) {
     assert_eq!(std::fs::read_to_string(&dest).unwrap(), "first\nsecond\n");
 }
 
+/// A watched output's declared file is emptied when the task starts, before the
+/// task writes anything: what it shows is this run's.
+fn watched_output_is_emptied_when_the_task_starts(m: &Manager, dir: &Path) {
+    let dest = dir.join("stale.txt");
+    std::fs::write(&dest, "from an earlier run\n").unwrap();
+    let marker = dir.join("go");
+    let file = m.declare(File::path(&dest, CacheLevel::Task, 0).unwrap());
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo new > out",
+        marker.display()
+    );
+    let mut t = Task::command(&CString::new(cmd).unwrap());
+    t.add_output(Mount::new(file, "out", MOUNT_WATCH).unwrap())
+        .unwrap();
+    let id = m.submit(t).map_err(|(e, _)| e).unwrap();
+    until("the stale file to be emptied", || {
+        std::fs::metadata(&dest).is_ok_and(|md| md.len() == 0)
+    });
+    std::fs::write(&marker, b"").unwrap();
+    let t = m.wait_for(vine::Want::Id(id), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), "new\n");
+}
+
+#[test]
+fn a_watched_output_is_emptied_when_a_local_task_starts() {
+    let dir = tempdir();
+    let m = local_manager();
+    watched_output_is_emptied_when_the_task_starts(&m, &dir);
+    stop(m, vec![]);
+}
+
+#[test]
+fn a_watched_output_is_emptied_when_a_remote_task_starts() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    watched_output_is_emptied_when_the_task_starts(&m, &dir);
+    stop(m, vec![w]);
+}
+
 #[test]
 fn a_watched_output_grows_at_the_manager_while_a_local_task_runs() {
     let dir = tempdir();

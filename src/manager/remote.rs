@@ -824,6 +824,7 @@ impl RemoteLink {
     /// Hands over tasks (already placed on this worker by the scheduler).
     pub(crate) fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>, temps: &Temps) {
         for mut task in tasks.drain(..) {
+            empty_watched_outputs(&task);
             match self.spec_of(&task, temps) {
                 Ok((spec, planned)) => {
                     let _ = self.out.send(Outgoing::Run(Box::new(spec), planned));
@@ -841,6 +842,20 @@ impl RemoteLink {
     /// Stops task `id` if the worker has it; it comes back marked cancelled.
     pub(crate) fn cancel(&mut self, id: TaskId) {
         let _ = self.out.send(Outgoing::Frame(ToWorker::Cancel(id)));
+    }
+}
+
+/// Empties the declared files of `task`'s `VINE_WATCH` outputs as it goes to
+/// its worker (emptied, not removed, so a reader following one keeps it): what
+/// they show from then on is this run's.
+fn empty_watched_outputs(task: &Task) {
+    let Some(extra) = &task.extra else { return };
+    for m in &extra.outputs {
+        if m.flags & crate::files::MOUNT_WATCH != 0 {
+            if let FileKind::Path(dest) = m.file.kind() {
+                let _ = crate::worker::watch::write_update(dest, 0, &[]);
+            }
+        }
     }
 }
 
