@@ -60,6 +60,7 @@ module vine
   integer(c_int), parameter, public :: VINE_RESULT_FORSAKEN = 40
   integer(c_int), parameter, public :: VINE_RESULT_MAX_RETRIES = 48
   integer(c_int), parameter, public :: VINE_RESULT_MAX_WALL_TIME = 56
+  integer(c_int), parameter, public :: VINE_RESULT_FIXED_LOCATION_MISSING = 80
   integer(c_int), parameter, public :: VINE_RESULT_CANCELLED = 88
   integer(c_int), parameter, public :: VINE_RESULT_FUNCTION_ERROR = 1024
   integer(c_int), parameter, public :: VINE_RESULT_MISSING_FUNCTION = 1032
@@ -84,6 +85,10 @@ module vine
   integer(c_int), parameter, public :: VINE_PEER_NOSHARE = 1
   integer(c_int), parameter, public :: VINE_UNLINK_WHEN_DONE = 2
   integer(c_int), parameter, public :: VINE_TRANSFER_ALWAYS = 0
+  integer(c_int), parameter, public :: VINE_FIXED_LOCATION = 1
+  integer(c_int), parameter, public :: VINE_WATCH = 2
+  integer(c_int), parameter, public :: VINE_FAILURE_ONLY = 4
+  integer(c_int), parameter, public :: VINE_SUCCESS_ONLY = 8
   integer(c_int), parameter, public :: VINE_MOUNT_SYMLINK = 32
   integer(c_int), parameter, public :: VINE_MOUNT_MKDIR = 64
   integer(c_int), parameter, public :: VINE_MOUNT_RESEND = 256
@@ -159,6 +164,10 @@ module vine
   public :: vine_task_create_function, vine_task_create, vine_task_set_category
   public :: vine_task_set_tag, vine_task_set_env_var, vine_task_get_stdout, vine_task_get_tag
   public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
+  public :: vine_task_set_time_start, vine_task_set_time_end, vine_task_set_max_forsaken
+  public :: vine_task_set_command, vine_task_add_feature, vine_task_get_hostname
+  public :: vine_task_get_addrport, vine_task_get_state, vine_cancel_by_task_tag
+  public :: vine_cancel_all_by_tag
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
   public :: vine_declare_url, vine_declare_mini_task
@@ -267,6 +276,21 @@ module vine
       import :: c_ptr, c_int
       type(c_ptr), value :: t
       integer(c_int), value :: retries
+    end function
+    integer(c_int) function vine_task_set_time_start(t, useconds) bind(C, name='vine_task_set_time_start')
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: t
+      integer(c_int64_t), value :: useconds
+    end function
+    integer(c_int) function vine_task_set_time_end(t, useconds) bind(C, name='vine_task_set_time_end')
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: t
+      integer(c_int64_t), value :: useconds
+    end function
+    integer(c_int) function vine_task_set_max_forsaken(t, n) bind(C, name='vine_task_set_max_forsaken')
+      import :: c_ptr, c_int, c_int64_t
+      type(c_ptr), value :: t
+      integer(c_int64_t), value :: n
     end function
     integer(c_int) function vine_task_set_exec_mode(t, mode) bind(C, name='vine_task_set_exec_mode')
       import :: c_ptr, c_int
@@ -461,6 +485,38 @@ module vine
     type(c_ptr) function c_vine_task_get_command(t) bind(C, name='vine_task_get_command')
       import :: c_ptr
       type(c_ptr), value :: t
+    end function
+    integer(c_int) function c_vine_task_set_command(t, s) bind(C, name='vine_task_set_command')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_task_add_feature(t, s) bind(C, name='vine_task_add_feature')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    type(c_ptr) function c_vine_task_get_hostname(t) bind(C, name='vine_task_get_hostname')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_addrport(t) bind(C, name='vine_task_get_addrport')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    type(c_ptr) function c_vine_task_get_state(t) bind(C, name='vine_task_get_state')
+      import :: c_ptr
+      type(c_ptr), value :: t
+    end function
+    integer(c_int) function c_vine_cancel_by_task_tag(m, s) bind(C, name='vine_cancel_by_task_tag')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
+    end function
+    integer(c_int) function c_vine_cancel_all_by_tag(m, s) bind(C, name='vine_cancel_all_by_tag')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: s(*)
     end function
     type(c_ptr) function c_vine_task_get_reason(t) bind(C, name='vine_task_get_reason')
       import :: c_ptr
@@ -772,6 +828,48 @@ contains
     type(c_ptr), intent(in) :: t
     character(:), allocatable :: s
     s = fstr(c_vine_task_get_command(t))
+  end function
+
+  integer(c_int) function vine_task_set_command(t, cmd)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: cmd
+    vine_task_set_command = c_vine_task_set_command(t, cstr(cmd))
+  end function
+
+  integer(c_int) function vine_task_add_feature(t, name)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: name
+    vine_task_add_feature = c_vine_task_add_feature(t, cstr(name))
+  end function
+
+  function vine_task_get_hostname(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_hostname(t))
+  end function
+
+  function vine_task_get_addrport(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_addrport(t))
+  end function
+
+  function vine_task_get_state(t) result(s)
+    type(c_ptr), intent(in) :: t
+    character(:), allocatable :: s
+    s = fstr(c_vine_task_get_state(t))
+  end function
+
+  integer(c_int) function vine_cancel_by_task_tag(m, tag)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: tag
+    vine_cancel_by_task_tag = c_vine_cancel_by_task_tag(m, cstr(tag))
+  end function
+
+  integer(c_int) function vine_cancel_all_by_tag(m, tag)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: tag
+    vine_cancel_all_by_tag = c_vine_cancel_all_by_tag(m, cstr(tag))
   end function
 
   function vine_task_get_reason(t) result(s)

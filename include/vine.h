@@ -288,6 +288,10 @@ typedef int vine_error_t;
 // The task ran longer than its `time_max`.
 #define VINE_RESULT_MAX_WALL_TIME 56
 
+// A `VINE_FIXED_LOCATION` input of the task is at no present worker (see
+// `VINE_FIXED_LOCATION`).
+#define VINE_RESULT_FIXED_LOCATION_MISSING 80
+
 // The task was cancelled (by a cancel call or by `vine_shutdown`).
 #define VINE_RESULT_CANCELLED 88
 
@@ -362,6 +366,36 @@ typedef int vine_error_t;
 // Mount flag: no flag (TaskVine's name for the default): the file is sent to a
 // worker whenever a task there needs it and the worker does not hold it.
 #define VINE_TRANSFER_ALWAYS 0
+
+// Mount flag (input): the task runs only on a worker that already has the
+// file; the file is never transferred for it. In vine a worker "has" a file
+// when it is a temp that worker keeps, or, for the local worker threads, when
+// the manager holds its data (a file on the manager's disk, a buffer, a temp
+// made or fetched here): they read it in place. A file a remote worker merely
+// cached from an earlier task does not count (vine does not track those for
+// scheduling). If no worker present has every such input of the task (and none
+// is being made again after its worker was lost), the task comes back at once
+// `VINE_RESULT_FIXED_LOCATION_MISSING`, as in TaskVine.
+#define VINE_FIXED_LOCATION 1
+
+// Mount flag (output): while the task runs, what it appends to the output is
+// copied to the declared file (about every half second; a remote worker sends
+// it to the manager), so a program reading that file sees it grow; at the end
+// the file is complete, as any output. The file is emptied when the task
+// starts. Only outputs declared with `vine_declare_file` are watched (for
+// others the flag is accepted and does nothing), and only command tasks have
+// outputs.
+#define VINE_WATCH 2
+
+// Mount flag (output): return the output only if the task failed, that is,
+// its command exited non-zero (as TaskVine judges it: not `VINE_RESULT_SUCCESS`
+// with exit code 0). Otherwise it is not returned and not missing. A command
+// killed (signal, time or resource limit, end time) returns no output at all.
+#define VINE_FAILURE_ONLY 4
+
+// Mount flag (output): return the output only if the task succeeded (its
+// command exited 0); otherwise it is not returned and not missing.
+#define VINE_SUCCESS_ONLY 8
 
 // Mount flag (input): link the file into the sandbox instead of copying it.
 #define VINE_MOUNT_SYMLINK 32
@@ -961,8 +995,84 @@ struct vine_task *vine_task_create_local(vine_function_t func, void *context, co
 // The command and what it starts die with the worker that runs it, even if that
 // worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
 // environment is how what leaves the command's process group is found.
-// Returns NULL if `command` is NULL.
+// `command` may be NULL, as in TaskVine: the command is then given later with
+// `vine_task_set_command` (`vine_submit` refuses a task that still has none,
+// and `vine_task_get_command` returns NULL for it).
 struct vine_task *vine_task_create(const char *command);
+
+// Sets (or replaces) the command line of a command task (see
+// `vine_task_create`); the string is copied. Returns 0, or an error code: NULL
+// arguments, a function task (it has no command), a submitted task. TaskVine's
+// returns nothing; the int can be ignored.
+int vine_task_set_command(struct vine_task *t, const char *cmd);
+
+// The earliest time the task may be dispatched to a worker, in microseconds
+// since the epoch (as TaskVine's); less than 1: none (the default). Until
+// then it waits in the manager (`vine_task_get_state` says `READY`). Returns 0
+// or an error code (NULL, a submitted task).
+int vine_task_set_time_start(struct vine_task *t, int64_t useconds);
+
+// The time by which the task must be done, in microseconds since the epoch (as
+// TaskVine's); less than 1: none (the default). A task still waiting then comes
+// back `VINE_RESULT_MAX_END_TIME` at that time; one that reaches its worker
+// later is not run; a running command (or `VINE_EXEC_PROCESS` function) is
+// killed then and comes back `VINE_RESULT_MAX_END_TIME`. A THREAD function
+// cannot be stopped: it comes back `VINE_RESULT_MAX_END_TIME` when it returns
+// late. Remote workers compare it with their own clock. Returns 0 or an error
+// code (NULL, a submitted task).
+int vine_task_set_time_end(struct vine_task *t, int64_t useconds);
+
+// How many times the task may be forsaken (its worker gave it back unfinished
+// through no fault of the task, e.g. the worker was lost) and still be run
+// again; forsaken once more, it comes back `VINE_RESULT_FORSAKEN`. As in
+// TaskVine, forsaken attempts then do not count against its retries. Less than
+// zero (the default): no such limit, and, unlike TaskVine (which then retries
+// forever), vine counts forsaken attempts against the task's retries
+// (`vine_task_set_retries`, default the manager's `max-retries`), after which
+// it comes back `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
+int vine_task_set_max_forsaken(struct vine_task *t, int64_t max_forsaken);
+
+// Requires a worker offering the feature `name` (a `vine_worker` started with
+// `--feature name`; the option repeats). A task with features runs only on a
+// worker offering all of them. The local worker threads offer no features, so
+// such a task always runs on a remote worker; if the manager allows none
+// (`VINE_PORT_NONE`), it comes back `VINE_RESULT_UNSCHEDULABLE`. Adding a feature
+// twice is adding it once. Returns 0 or an error code (NULL or empty name, a
+// submitted task).
+int vine_task_add_feature(struct vine_task *t, const char *name);
+
+// The host name of the worker the task's last attempt was given to: a remote
+// worker's own host name, or this machine's for the local worker threads. NULL
+// if it was never given to a worker, and on error (NULL, or the task belongs to
+// the manager: read it after `vine_wait`). Owned by the task.
+const char *vine_task_get_hostname(const struct vine_task *t);
+
+// The address and port of the worker the task's last attempt was given to, as
+// `"ADDRESS:PORT"` of its connection for a remote worker, `"local"` for the
+// local worker threads (vine's own). NULL as for `vine_task_get_hostname`.
+// Owned by the task.
+const char *vine_task_get_addrport(const struct vine_task *t);
+
+// Where the task is, as TaskVine names it: `"INITIAL"` (not submitted),
+// `"READY"` (waiting in the manager), `"RUNNING"` (given to a worker),
+// `"RETRIEVED"` (finished, not yet returned by `vine_wait`), `"DONE"` (returned
+// by `vine_wait`). vine never reports TaskVine's `"WAITING_RETRIEVAL"`: a
+// task's results come back with it. Readable whoever owns the task; a static
+// string. `"UNKNOWN"` on error (NULL).
+const char *vine_task_get_state(const struct vine_task *t);
+
+// Cancels the submitted task tagged `tag` (see `vine_task_set_tag`) that is
+// still waiting or running, as `vine_cancel_by_task_id` does: it comes back
+// from `vine_wait` as `VINE_RESULT_CANCELLED`. As TaskVine's, returns 1 if a task
+// was found and cancelled, 0 otherwise (also for a NULL tag); a negative error
+// code for a bad manager. If several tasks have the tag, the first submitted
+// is cancelled (TaskVine picks any one).
+int vine_cancel_by_task_tag(struct vine_manager *m, const char *tag);
+
+// Cancels every submitted task tagged `tag` that is still waiting or running,
+// each as `vine_cancel_by_task_id` does. A NULL tag cancels the tasks that have
+// no tag (as TaskVine's does). Returns how many, or a negative error code.
+int vine_cancel_all_by_tag(struct vine_manager *m, const char *tag);
 
 // Frees a task the caller owns. Returns 0; `VINE_ERROR_TASK_SUBMITTED` (and frees
 // nothing) if the task belongs to a manager; `VINE_ERROR_NULL` for NULL. Deleting

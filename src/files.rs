@@ -65,7 +65,22 @@ pub(crate) const MOUNT_RESEND: u32 = 256;
 pub const MOUNT_SYMLINK: u32 = 32;
 /// Mount flag: create the remote name as an empty directory before the task runs.
 pub const MOUNT_MKDIR: u32 = 64;
-const MOUNT_FLAGS: u32 = MOUNT_RESEND | MOUNT_MKDIR | MOUNT_SYMLINK;
+/// Mount flag (inputs): run the task only where the file already is; it is
+/// never transferred for it.
+pub const MOUNT_FIXED_LOCATION: u32 = 1;
+/// Mount flag (outputs): stream what the task appends back while it runs.
+pub const MOUNT_WATCH: u32 = 2;
+/// Mount flag (outputs): return the file only if the task failed.
+pub const MOUNT_FAILURE_ONLY: u32 = 4;
+/// Mount flag (outputs): return the file only if the task succeeded.
+pub const MOUNT_SUCCESS_ONLY: u32 = 8;
+const MOUNT_FLAGS: u32 = MOUNT_RESEND
+    | MOUNT_MKDIR
+    | MOUNT_SYMLINK
+    | MOUNT_FIXED_LOCATION
+    | MOUNT_WATCH
+    | MOUNT_FAILURE_ONLY
+    | MOUNT_SUCCESS_ONLY;
 
 /// What a file is.
 #[derive(Debug)]

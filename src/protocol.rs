@@ -57,6 +57,10 @@ pub struct TaskSpec {
     pub inputs: Vec<InputSpec>,
     /// Outputs the worker sends back (or keeps, for temps).
     pub outputs: Vec<OutputSpec>,
+    /// The task's end time, microseconds since the epoch (0 = none): not started
+    /// after it, killed at it.
+    #[serde(default)]
+    pub time_end: i64,
 }
 
 /// What a remote task runs.
@@ -332,6 +336,9 @@ pub enum ToManager {
         challenge: Challenge,
         /// Names of the files in its store of files kept forever.
         stored: Vec<String>,
+        /// Features it offers (`--feature`): tasks that require them may run here.
+        #[serde(default)]
+        features: Vec<String>,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),
@@ -346,7 +353,28 @@ pub enum ToManager {
         /// Why it could not be sent, if it could not.
         error: Option<String>,
     },
+    /// What a running task appended to an output it watches (`VINE_WATCH`).
+    Watch(Box<WatchUpdate>),
 }
+
+/// Bytes of a watched output of a running task: the file at the manager gets
+/// them at `offset` and ends after them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WatchUpdate {
+    /// Task id.
+    pub id: u64,
+    /// Attempt.
+    pub attempt: u32,
+    /// The output's name in the sandbox.
+    pub remote_name: String,
+    /// Where the bytes go in the file.
+    pub offset: u64,
+    /// The bytes (at most [`WATCH_CHUNK`]).
+    pub bytes: Vec<u8>,
+}
+
+/// The most bytes of a watched output sent in one frame.
+pub const WATCH_CHUNK: usize = 1 << 20;
 
 /// The name a file kept forever has in workers' stores: the SHA-256 of its
 /// contents in lowercase hex, so that a later manager declaring the same contents
@@ -575,6 +603,7 @@ mod test {
             max_stdout: 1 << 20,
             inputs: vec![],
             outputs: vec![],
+            time_end: 0,
         }));
         let mut buf = Vec::new();
         write_frame(&mut buf, &msg).unwrap();

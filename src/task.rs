@@ -53,6 +53,8 @@ pub enum TaskResult {
     MaxRetries = 48,
     /// Ran longer than its `time_max`.
     MaxWallTime = 56,
+    /// A `VINE_FIXED_LOCATION` input is at no worker that could run the task.
+    FixedLocationMissing = 80,
     /// Cancelled by the caller or by shutdown.
     Cancelled = 88,
     /// The function returned non-zero.
@@ -65,7 +67,7 @@ pub enum TaskResult {
 
 impl TaskResult {
     /// Every result, for tables and tests.
-    pub(crate) const ALL: [TaskResult; 15] = [
+    pub(crate) const ALL: [TaskResult; 16] = [
         TaskResult::Success,
         TaskResult::InputMissing,
         TaskResult::OutputMissing,
@@ -77,6 +79,7 @@ impl TaskResult {
         TaskResult::Forsaken,
         TaskResult::MaxRetries,
         TaskResult::MaxWallTime,
+        TaskResult::FixedLocationMissing,
         TaskResult::Cancelled,
         TaskResult::FunctionError,
         TaskResult::MissingFunction,
@@ -107,6 +110,7 @@ impl TaskResult {
             TaskResult::Forsaken => c"FORSAKEN",
             TaskResult::MaxRetries => c"MAX_RETRIES",
             TaskResult::MaxWallTime => c"MAX_WALL_TIME",
+            TaskResult::FixedLocationMissing => c"FIXED_LOCATION_MISSING",
             TaskResult::Cancelled => c"CANCELLED",
             TaskResult::FunctionError => c"FUNCTION_ERROR",
             TaskResult::MissingFunction => c"MISSING_FUNCTION",
@@ -188,6 +192,72 @@ pub struct Extra {
     /// Set when a worker refused the task as sent (e.g. a file name escaping the
     /// sandbox): it is reported failed without running.
     pub refused: Option<String>,
+    /// Not dispatched before this time, microseconds since the epoch (0 = none).
+    pub time_start: i64,
+    /// Ended `MaxEndTime` if not done by this time, microseconds since the
+    /// epoch (0 = none).
+    pub time_end: i64,
+    /// Returned `Forsaken` once forsaken more than this many times (None: the
+    /// manager's retries bound it instead).
+    pub max_forsaken: Option<u32>,
+    /// Times it was forsaken so far.
+    pub forsaken: u32,
+    /// Features a worker must offer to run it.
+    pub features: Vec<CString>,
+}
+
+/// Where a task ran: the worker's host name and address, as
+/// `vine_task_get_hostname` and `vine_task_get_addrport` return them.
+#[derive(Debug)]
+pub struct Place {
+    /// The worker's host name.
+    pub hostname: CString,
+    /// The worker's address and port (`"local"` for the local pool).
+    pub addrport: CString,
+}
+
+/// Where a task is, as `vine_task_get_state` names it (TaskVine's states).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// Not submitted.
+    Initial = 0,
+    /// Waiting in the manager for a worker.
+    Ready = 1,
+    /// Dispatched to a worker.
+    Running = 2,
+    /// Results at the worker (never reported by vine: results come with the task).
+    WaitingRetrieval = 3,
+    /// Finished, waiting for `vine_wait`.
+    Retrieved = 4,
+    /// Returned by `vine_wait`.
+    Done = 5,
+}
+
+impl State {
+    /// The state stored as `v`.
+    pub fn from_u8(v: u8) -> State {
+        match v {
+            1 => State::Ready,
+            2 => State::Running,
+            3 => State::WaitingRetrieval,
+            4 => State::Retrieved,
+            5 => State::Done,
+            _ => State::Initial,
+        }
+    }
+
+    /// TaskVine's name for the state.
+    pub fn name(self) -> &'static CStr {
+        match self {
+            State::Initial => c"INITIAL",
+            State::Ready => c"READY",
+            State::Running => c"RUNNING",
+            State::WaitingRetrieval => c"WAITING_RETRIEVAL",
+            State::Retrieved => c"RETRIEVED",
+            State::Done => c"DONE",
+        }
+    }
 }
 
 /// The largest number of seconds any time setting takes (about 31 years): every
@@ -228,6 +298,8 @@ pub struct Task {
     /// The address of the C handle that carries this task, 0 for Rust callers.
     pub(crate) handle: usize,
     pub(crate) extra: Option<Box<Extra>>,
+    /// The worker its last attempt was given to.
+    pub(crate) place: Option<Arc<Place>>,
 }
 
 static DEFAULT_CATEGORY: &CStr = c"default";
@@ -250,6 +322,7 @@ impl Task {
             times: Times::default(),
             handle: 0,
             extra: None,
+            place: None,
         })
     }
 
@@ -315,6 +388,10 @@ impl Task {
                 time_max: e.time_max,
                 inputs: e.inputs.clone(),
                 outputs: e.outputs.clone(),
+                time_start: e.time_start,
+                time_end: e.time_end,
+                max_forsaken: e.max_forsaken,
+                features: e.features.clone(),
                 ..Extra::default()
             }));
         }
@@ -430,6 +507,77 @@ impl Task {
     /// The maximum wall time in seconds, 0 for none.
     pub fn time_max(&self) -> f64 {
         self.extra.as_ref().map_or(0.0, |e| e.time_max)
+    }
+
+    /// Replaces the command line of a command task.
+    pub fn set_command(&mut self, command: &CStr) -> Result<()> {
+        match &mut self.work {
+            Work::Command { command: c } => {
+                *c = command.to_owned();
+                Ok(())
+            }
+            _ => Err(Error::invalid(
+                "only a command task has a command; this one calls a function",
+            )),
+        }
+    }
+
+    /// Sets the earliest time the task may be dispatched, microseconds since the
+    /// epoch; less than 1: none.
+    pub fn set_time_start(&mut self, us: i64) {
+        self.extra_mut().time_start = us.max(0);
+    }
+
+    /// Sets the time by which the task must be done, microseconds since the
+    /// epoch; less than 1: none.
+    pub fn set_time_end(&mut self, us: i64) {
+        self.extra_mut().time_end = us.max(0);
+    }
+
+    /// The earliest dispatch time, microseconds since the epoch (0 = none).
+    pub fn time_start(&self) -> i64 {
+        self.extra.as_ref().map_or(0, |e| e.time_start)
+    }
+
+    /// The end time, microseconds since the epoch (0 = none).
+    pub fn time_end(&self) -> i64 {
+        self.extra.as_ref().map_or(0, |e| e.time_end)
+    }
+
+    /// Sets how many times the task may be forsaken (given back by a worker that
+    /// did not run it to completion, through no fault of its own) before it is
+    /// returned `Forsaken`; negative: no limit of its own (the default).
+    pub fn set_max_forsaken(&mut self, n: i64) {
+        self.extra_mut().max_forsaken = u32::try_from(n).ok();
+    }
+
+    /// Requires a worker that offers `feature`.
+    pub fn add_feature(&mut self, feature: &CStr) -> Result<()> {
+        if feature.is_empty() {
+            return Err(Error::invalid("a feature name cannot be empty"));
+        }
+        let f = &mut self.extra_mut().features;
+        if !f.iter().any(|x| x.as_c_str() == feature) {
+            f.push(feature.to_owned());
+        }
+        Ok(())
+    }
+
+    /// The features a worker must offer to run the task.
+    pub fn features(&self) -> &[CString] {
+        self.extra.as_ref().map_or(&[], |e| &e.features)
+    }
+
+    /// Where the last attempt was given, if it was.
+    pub fn place(&self) -> Option<&Place> {
+        self.place.as_deref()
+    }
+
+    /// Records where the task is now (for `vine_task_get_state`).
+    pub(crate) fn publish_state(&self, state: State) {
+        if self.handle != 0 {
+            crate::ffi::handles::publish_state(self.handle, state);
+        }
     }
 
     /// Sets how many times the task is re-run after failures that are not its own.

@@ -55,6 +55,9 @@ pub const VINE_RESULT_FORSAKEN: vine_result_t = 40;
 pub const VINE_RESULT_MAX_RETRIES: vine_result_t = 48;
 /// The task ran longer than its `time_max`.
 pub const VINE_RESULT_MAX_WALL_TIME: vine_result_t = 56;
+/// A `VINE_FIXED_LOCATION` input of the task is at no present worker (see
+/// `VINE_FIXED_LOCATION`).
+pub const VINE_RESULT_FIXED_LOCATION_MISSING: vine_result_t = 80;
 /// The task was cancelled (by a cancel call or by `vine_shutdown`).
 pub const VINE_RESULT_CANCELLED: vine_result_t = 88;
 /// The task function returned non-zero; the exit code and any output are kept.
@@ -110,6 +113,32 @@ pub const VINE_UNLINK_WHEN_DONE: vine_file_flags_t = 2;
 /// Mount flag: no flag (TaskVine's name for the default): the file is sent to a
 /// worker whenever a task there needs it and the worker does not hold it.
 pub const VINE_TRANSFER_ALWAYS: vine_mount_flags_t = 0;
+/// Mount flag (input): the task runs only on a worker that already has the
+/// file; the file is never transferred for it. In vine a worker "has" a file
+/// when it is a temp that worker keeps, or, for the local worker threads, when
+/// the manager holds its data (a file on the manager's disk, a buffer, a temp
+/// made or fetched here): they read it in place. A file a remote worker merely
+/// cached from an earlier task does not count (vine does not track those for
+/// scheduling). If no worker present has every such input of the task (and none
+/// is being made again after its worker was lost), the task comes back at once
+/// `VINE_RESULT_FIXED_LOCATION_MISSING`, as in TaskVine.
+pub const VINE_FIXED_LOCATION: vine_mount_flags_t = 1;
+/// Mount flag (output): while the task runs, what it appends to the output is
+/// copied to the declared file (about every half second; a remote worker sends
+/// it to the manager), so a program reading that file sees it grow; at the end
+/// the file is complete, as any output. The file is emptied when the task
+/// starts. Only outputs declared with `vine_declare_file` are watched (for
+/// others the flag is accepted and does nothing), and only command tasks have
+/// outputs.
+pub const VINE_WATCH: vine_mount_flags_t = 2;
+/// Mount flag (output): return the output only if the task failed, that is,
+/// its command exited non-zero (as TaskVine judges it: not `VINE_RESULT_SUCCESS`
+/// with exit code 0). Otherwise it is not returned and not missing. A command
+/// killed (signal, time or resource limit, end time) returns no output at all.
+pub const VINE_FAILURE_ONLY: vine_mount_flags_t = 4;
+/// Mount flag (output): return the output only if the task succeeded (its
+/// command exited 0); otherwise it is not returned and not missing.
+pub const VINE_SUCCESS_ONLY: vine_mount_flags_t = 8;
 /// Mount flag (input): link the file into the sandbox instead of copying it.
 pub const VINE_MOUNT_SYMLINK: vine_mount_flags_t = 32;
 /// Mount flag: create the remote name as an empty directory in the sandbox before
@@ -182,6 +211,10 @@ mod test {
             (VINE_RESULT_FORSAKEN, TaskResult::Forsaken),
             (VINE_RESULT_MAX_RETRIES, TaskResult::MaxRetries),
             (VINE_RESULT_MAX_WALL_TIME, TaskResult::MaxWallTime),
+            (
+                VINE_RESULT_FIXED_LOCATION_MISSING,
+                TaskResult::FixedLocationMissing,
+            ),
             (VINE_RESULT_CANCELLED, TaskResult::Cancelled),
             (VINE_RESULT_FUNCTION_ERROR, TaskResult::FunctionError),
             (VINE_RESULT_MISSING_FUNCTION, TaskResult::MissingFunction),
@@ -206,6 +239,10 @@ mod test {
         ] {
             assert_eq!(c, t as c_int);
         }
+        assert_eq!(VINE_FIXED_LOCATION as u32, files::MOUNT_FIXED_LOCATION);
+        assert_eq!(VINE_WATCH as u32, files::MOUNT_WATCH);
+        assert_eq!(VINE_FAILURE_ONLY as u32, files::MOUNT_FAILURE_ONLY);
+        assert_eq!(VINE_SUCCESS_ONLY as u32, files::MOUNT_SUCCESS_ONLY);
     }
 
     #[test]

@@ -137,6 +137,8 @@ pub(crate) struct TaskHandle {
     /// The task's immutable strings as of its last submission, read by the caller
     /// while the manager owns the task. Written only by `vine_submit`.
     fields: Mutex<Option<Fields>>,
+    /// Where the task is (a `task::State`), written by whoever moves it along.
+    state: AtomicU8,
 }
 
 /// A task's strings that the manager never changes.
@@ -157,7 +159,7 @@ pub(crate) enum Field {
 fn field_of(task: &Task, field: Field) -> *const c_char {
     match field {
         Field::Command => match task.work() {
-            crate::task::Work::Command { command } => command.as_ptr(),
+            crate::task::Work::Command { command } if !command.is_empty() => command.as_ptr(),
             _ => std::ptr::null(),
         },
         Field::Tag => task.tag().map_or(std::ptr::null(), |s| s.as_ptr()),
@@ -193,6 +195,7 @@ pub(crate) fn task_into_c(task: Box<Task>) -> *mut vine_task {
         id: AtomicI32::new(0),
         task: UnsafeCell::new(Some(task)),
         fields: Mutex::new(None),
+        state: AtomicU8::new(crate::task::State::Initial as u8),
     });
     Box::into_raw(h).cast()
 }
@@ -257,6 +260,8 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     // SAFETY: this thread just won ownership of the handle.
     let mut task = unsafe { (*h.task.get()).take() }.ok_or_else(submitted)?;
     task.handle = t as usize;
+    h.state
+        .store(crate::task::State::Ready as u8, Ordering::Release);
     let command = match task.work() {
         crate::task::Work::Command { command } => Some(command.to_owned()),
         _ => None,
@@ -285,6 +290,8 @@ pub(crate) fn task_not_submitted(task: Box<Task>) {
     let h = unsafe { &*t.cast::<TaskHandle>() };
     // SAFETY: as above.
     unsafe { *h.task.get() = Some(task) };
+    h.state
+        .store(crate::task::State::Initial as u8, Ordering::Release);
     h.owner.store(OWNER_CALLER, Ordering::Release);
 }
 
@@ -297,6 +304,8 @@ pub(crate) fn task_give_back(task: Box<Task>) -> *mut vine_task {
         let t = task_into_c(task);
         if let Ok(h) = handle(t) {
             h.id.store(id, Ordering::Release);
+            h.state
+                .store(crate::task::State::Done as u8, Ordering::Release);
         }
         return t;
     }
@@ -310,8 +319,29 @@ pub(crate) fn task_give_back(task: Box<Task>) -> *mut vine_task {
     }
     // SAFETY: the manager owns the handle; only this thread moves the task back.
     unsafe { *h.task.get() = Some(task) };
+    h.state
+        .store(crate::task::State::Done as u8, Ordering::Release);
     h.owner.store(OWNER_CALLER, Ordering::Release);
     t
+}
+
+/// Records the state of a task the manager owns, in its handle (the address
+/// `task.handle` holds; 0 for tasks submitted through the Rust API).
+pub(crate) fn publish_state(handle: usize, state: crate::task::State) {
+    if handle == 0 {
+        return;
+    }
+    // SAFETY: a task carries the address of its handle only while the manager
+    // owns it, and C cannot delete a handle the manager owns (vine_task_delete
+    // refuses), so the handle is alive; `state` is an atomic.
+    let h = unsafe { &*(handle as *const TaskHandle) };
+    h.state.store(state as u8, Ordering::Release);
+}
+
+/// The state of the task at `t`, whoever owns it.
+pub(crate) fn task_state(t: *const vine_task) -> Result<crate::task::State> {
+    let h = handle(t)?;
+    Ok(crate::task::State::from_u8(h.state.load(Ordering::Acquire)))
 }
 
 /// Frees a task the caller owns.

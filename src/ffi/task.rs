@@ -60,13 +60,173 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// The command and what it starts die with the worker that runs it, even if that
 /// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
 /// environment is how what leaves the command's process group is found.
-/// Returns NULL if `command` is NULL.
+/// `command` may be NULL, as in TaskVine: the command is then given later with
+/// `vine_task_set_command` (`vine_submit` refuses a task that still has none,
+/// and `vine_task_get_command` returns NULL for it).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
     guard(ptr::null_mut(), || {
+        if command.is_null() {
+            return Ok(task_into_c(Task::command(c"")));
+        }
         // SAFETY: C passes a NUL-terminated string or NULL.
         let cmd = unsafe { c_str(command, "the command")? };
         Ok(task_into_c(Task::command(cmd)))
+    })
+}
+
+/// Sets (or replaces) the command line of a command task (see
+/// `vine_task_create`); the string is copied. Returns 0, or an error code: NULL
+/// arguments, a function task (it has no command), a submitted task. TaskVine's
+/// returns nothing; the int can be ignored.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_command(t: *mut vine_task, cmd: *const c_char) -> c_int {
+    set(t, |t| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let cmd = unsafe { c_str(cmd, "the command") };
+        t.set_command(cmd?)
+    })
+}
+
+/// The earliest time the task may be dispatched to a worker, in microseconds
+/// since the epoch (as TaskVine's); less than 1: none (the default). Until
+/// then it waits in the manager (`vine_task_get_state` says `READY`). Returns 0
+/// or an error code (NULL, a submitted task).
+#[no_mangle]
+pub extern "C" fn vine_task_set_time_start(t: *mut vine_task, useconds: i64) -> c_int {
+    set(t, |t| {
+        t.set_time_start(useconds);
+        Ok(())
+    })
+}
+
+/// The time by which the task must be done, in microseconds since the epoch (as
+/// TaskVine's); less than 1: none (the default). A task still waiting then comes
+/// back `VINE_RESULT_MAX_END_TIME` at that time; one that reaches its worker
+/// later is not run; a running command (or `VINE_EXEC_PROCESS` function) is
+/// killed then and comes back `VINE_RESULT_MAX_END_TIME`. A THREAD function
+/// cannot be stopped: it comes back `VINE_RESULT_MAX_END_TIME` when it returns
+/// late. Remote workers compare it with their own clock. Returns 0 or an error
+/// code (NULL, a submitted task).
+#[no_mangle]
+pub extern "C" fn vine_task_set_time_end(t: *mut vine_task, useconds: i64) -> c_int {
+    set(t, |t| {
+        t.set_time_end(useconds);
+        Ok(())
+    })
+}
+
+/// How many times the task may be forsaken (its worker gave it back unfinished
+/// through no fault of the task, e.g. the worker was lost) and still be run
+/// again; forsaken once more, it comes back `VINE_RESULT_FORSAKEN`. As in
+/// TaskVine, forsaken attempts then do not count against its retries. Less than
+/// zero (the default): no such limit, and, unlike TaskVine (which then retries
+/// forever), vine counts forsaken attempts against the task's retries
+/// (`vine_task_set_retries`, default the manager's `max-retries`), after which
+/// it comes back `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
+#[no_mangle]
+pub extern "C" fn vine_task_set_max_forsaken(t: *mut vine_task, max_forsaken: i64) -> c_int {
+    set(t, |t| {
+        t.set_max_forsaken(max_forsaken);
+        Ok(())
+    })
+}
+
+/// Requires a worker offering the feature `name` (a `vine_worker` started with
+/// `--feature name`; the option repeats). A task with features runs only on a
+/// worker offering all of them. The local worker threads offer no features, so
+/// such a task always runs on a remote worker; if the manager allows none
+/// (`VINE_PORT_NONE`), it comes back `VINE_RESULT_UNSCHEDULABLE`. Adding a feature
+/// twice is adding it once. Returns 0 or an error code (NULL or empty name, a
+/// submitted task).
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_add_feature(t: *mut vine_task, name: *const c_char) -> c_int {
+    set(t, |t| {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = unsafe { c_str(name, "the feature") };
+        t.add_feature(name?)
+    })
+}
+
+/// The host name of the worker the task's last attempt was given to: a remote
+/// worker's own host name, or this machine's for the local worker threads. NULL
+/// if it was never given to a worker, and on error (NULL, or the task belongs to
+/// the manager: read it after `vine_wait`). Owned by the task.
+#[no_mangle]
+pub extern "C" fn vine_task_get_hostname(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| {
+            Ok(t.place().map_or(ptr::null(), |p| p.hostname.as_ptr()))
+        })
+    })
+}
+
+/// The address and port of the worker the task's last attempt was given to, as
+/// `"ADDRESS:PORT"` of its connection for a remote worker, `"local"` for the
+/// local worker threads (vine's own). NULL as for `vine_task_get_hostname`.
+/// Owned by the task.
+#[no_mangle]
+pub extern "C" fn vine_task_get_addrport(t: *const vine_task) -> *const c_char {
+    guard(ptr::null(), || {
+        with_task(t, |t| {
+            Ok(t.place().map_or(ptr::null(), |p| p.addrport.as_ptr()))
+        })
+    })
+}
+
+/// Where the task is, as TaskVine names it: `"INITIAL"` (not submitted),
+/// `"READY"` (waiting in the manager), `"RUNNING"` (given to a worker),
+/// `"RETRIEVED"` (finished, not yet returned by `vine_wait`), `"DONE"` (returned
+/// by `vine_wait`). vine never reports TaskVine's `"WAITING_RETRIEVAL"`: a
+/// task's results come back with it. Readable whoever owns the task; a static
+/// string. `"UNKNOWN"` on error (NULL).
+#[no_mangle]
+pub extern "C" fn vine_task_get_state(t: *const vine_task) -> *const c_char {
+    guard(c"UNKNOWN".as_ptr(), || {
+        Ok(handles::task_state(t)?.name().as_ptr())
+    })
+}
+
+/// Cancels the submitted task tagged `tag` (see `vine_task_set_tag`) that is
+/// still waiting or running, as `vine_cancel_by_task_id` does: it comes back
+/// from `vine_wait` as `VINE_RESULT_CANCELLED`. As TaskVine's, returns 1 if a task
+/// was found and cancelled, 0 otherwise (also for a NULL tag); a negative error
+/// code for a bad manager. If several tasks have the tag, the first submitted
+/// is cancelled (TaskVine picks any one).
+#[no_mangle]
+pub unsafe extern "C" fn vine_cancel_by_task_tag(
+    m: *mut super::vine_manager,
+    tag: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        if tag.is_null() {
+            return Ok(0);
+        }
+        // SAFETY: C passes a NUL-terminated string.
+        let tag = unsafe { c_str(tag, "the tag")? };
+        Ok(c_int::from(m.cancel_by_tag(Some(tag))?))
+    })
+}
+
+/// Cancels every submitted task tagged `tag` that is still waiting or running,
+/// each as `vine_cancel_by_task_id` does. A NULL tag cancels the tasks that have
+/// no tag (as TaskVine's does). Returns how many, or a negative error code.
+#[no_mangle]
+pub unsafe extern "C" fn vine_cancel_all_by_tag(
+    m: *mut super::vine_manager,
+    tag: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let tag = if tag.is_null() {
+            None
+        } else {
+            // SAFETY: C passes a NUL-terminated string.
+            Some(unsafe { c_str(tag, "the tag")? })
+        };
+        let n = m.cancel_all_by_tag(tag)?;
+        Ok(c_int::try_from(n).unwrap_or(c_int::MAX))
     })
 }
 

@@ -221,6 +221,12 @@ impl ManagerLoop {
             if let Some(m) = self.submit_multiplier {
                 self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
             }
+            let place = crate::task::Place {
+                hostname: std::ffi::CString::new(crate::worker::machine::hostname())
+                    .unwrap_or_default(),
+                addrport: c"local".to_owned(),
+            };
+            self.sched.set_place(LOCAL_WORKER, Arc::new(place));
         }
     }
 
@@ -276,6 +282,9 @@ impl ManagerLoop {
                 }
                 // Every sender is gone: the manager handle and all pools dropped.
                 Err(RecvTimeoutError::Disconnected) => return self.sched.stats(),
+            }
+            if self.sched.next_timer_us().is_some() {
+                self.sched.tick(crate::task::now_us(), &mut self.outbox);
             }
             self.sched.schedule(&mut self.outbox);
             self.flush();
@@ -353,6 +362,12 @@ impl ManagerLoop {
         if let Some(at) = self.next_slow_deadline() {
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
+        // A task's start or end time.
+        if let Some(t) = self.sched.next_timer_us() {
+            let wait = (t - crate::task::now_us()).max(0) as u64;
+            let at = later(Duration::from_micros(wait));
+            deadline = Some(deadline.map_or(at, |d| d.min(at)));
+        }
         let got = match deadline {
             Some(d) => self.rx.recv_deadline(d),
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
@@ -371,6 +386,7 @@ impl ManagerLoop {
                 | Message::Finished { .. }
                 | Message::RemoteDone { .. }
                 | Message::RemoteFileData { .. }
+                | Message::RemoteWatch { .. }
                 | Message::WorkerJoined { .. }
                 | Message::WorkerLost { .. }
         );
@@ -403,6 +419,8 @@ impl ManagerLoop {
                     self.sched.set_prefetch_multiplier(worker, m);
                 }
                 self.sched.set_functions(worker, link.functions().to_vec());
+                self.sched.set_features(worker, link.features().to_vec());
+                self.sched.set_place(worker, link.place());
                 self.remote.insert(worker, link);
                 self.shared
                     .slots
@@ -547,6 +565,36 @@ impl ManagerLoop {
                 // Flush first so the caller that hears "cancelled" can wait for it.
                 self.flush();
                 let _ = reply.send(found);
+            }
+            Message::CancelByTag { tag, all, reply } => {
+                let n = self
+                    .sched
+                    .cancel_by_tag(tag.as_deref(), all, &mut self.outbox);
+                self.flush();
+                let _ = reply.send(n);
+            }
+            Message::RemoteWatch { worker, update } => {
+                let dest = self
+                    .remote
+                    .get(&worker)
+                    .and_then(|l| l.task(update.id))
+                    .filter(|t| t.attempts == update.attempt)
+                    .and_then(|t| t.extra.as_ref())
+                    .and_then(|e| {
+                        e.outputs.iter().find(|m| {
+                            m.remote_name == update.remote_name
+                                && m.flags & crate::files::MOUNT_WATCH != 0
+                        })
+                    })
+                    .and_then(|m| match m.file.kind() {
+                        crate::files::FileKind::Path(p) => Some(p.clone()),
+                        _ => None,
+                    });
+                // Stale (the task came back, or another attempt runs) or not
+                // watched: dropped.
+                if let Some(dest) = dest {
+                    let _ = crate::worker::watch::write_update(&dest, update.offset, &update.bytes);
+                }
             }
             Message::CancelAll { reply } => {
                 let n = self.sched.cancel_all(&mut self.outbox);
@@ -789,18 +837,27 @@ impl ManagerLoop {
     /// be sent them; the task waits until they arrive.
     fn gather_temps(&mut self, task: &Task) {
         let Some(extra) = &task.extra else { return };
+        let fixed = |m: &crate::files::Mount| m.flags & crate::files::MOUNT_FIXED_LOCATION != 0;
+        // A fixed-location temp never moves: the task runs where it is, or not.
+        let pinned = extra
+            .inputs
+            .iter()
+            .filter(|m| fixed(m))
+            .find_map(|m| self.sched.temps.worker_of(m.file.id()));
         let held: Vec<(Arc<crate::files::File>, WorkerId)> = extra
             .inputs
             .iter()
+            .filter(|m| !fixed(m))
             .filter_map(|m| {
                 let w = self.sched.temps.worker_of(m.file.id())?;
                 Some((m.file.clone(), w))
             })
             .collect();
-        let keep = held
-            .iter()
-            .map(|(_, w)| *w)
-            .find(|&w| self.sched.worker_can_hold(w, &task.request));
+        let keep = pinned.or_else(|| {
+            held.iter()
+                .map(|(_, w)| *w)
+                .find(|&w| self.sched.worker_can_hold(w, &task.request))
+        });
         for (file, w) in held {
             if Some(w) == keep || self.fetches.contains_key(&file.id()) {
                 continue;

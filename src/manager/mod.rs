@@ -110,6 +110,22 @@ pub enum Message {
         /// Reply.
         reply: Reply<bool>,
     },
+    /// Cancel by tag (None: untagged tasks), the first or all; replies how many.
+    CancelByTag {
+        /// The tag.
+        tag: Option<std::ffi::CString>,
+        /// All of them, or only the first submitted.
+        all: bool,
+        /// Reply.
+        reply: Reply<usize>,
+    },
+    /// A remote worker sends what a task appended to a watched output.
+    RemoteWatch {
+        /// Which worker.
+        worker: WorkerId,
+        /// The bytes and where they go.
+        update: Box<crate::protocol::WatchUpdate>,
+    },
     /// Cancel everything; replies how many.
     CancelAll {
         /// Reply.
@@ -395,6 +411,7 @@ impl Manager {
             temp_root: runtime_dir.join("temp"),
             max_stdout: max_stdout.clone(),
             fetcher: fetcher.clone(),
+            watch: None,
         };
         // The pool wakes the manager thread when finished tasks wait for it.
         let wake = tx.clone();
@@ -526,6 +543,14 @@ impl Manager {
                 .unwrap_or_else(|| Error::new(ErrorKind::ShutDown, "the manager was shut down"));
             return Err((e, task));
         }
+        if let crate::task::Work::Command { command } = task.work() {
+            if command.is_empty() {
+                return Err((
+                    Error::invalid("the task has no command (see vine_task_set_command)"),
+                    task,
+                ));
+            }
+        }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
             return Err((
@@ -635,6 +660,29 @@ impl Manager {
                 format!("no task {id} was submitted"),
             ))
         }
+    }
+
+    /// Cancels the first submitted waiting or running task tagged `tag` (None:
+    /// with no tag); true if there was one.
+    pub fn cancel_by_tag(&self, tag: Option<&CStr>) -> Result<bool> {
+        let tag = tag.map(CStr::to_owned);
+        self.ask(|reply| Message::CancelByTag {
+            tag,
+            all: false,
+            reply,
+        })
+        .map(|n| n > 0)
+    }
+
+    /// Cancels every waiting and running task tagged `tag` (None: with no tag);
+    /// returns how many.
+    pub fn cancel_all_by_tag(&self, tag: Option<&CStr>) -> Result<usize> {
+        let tag = tag.map(CStr::to_owned);
+        self.ask(|reply| Message::CancelByTag {
+            tag,
+            all: true,
+            reply,
+        })
     }
 
     /// Cancels every waiting and running task; returns how many.

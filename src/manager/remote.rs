@@ -299,6 +299,7 @@ fn serve_connection(
         resources,
         functions,
         stored,
+        features,
         hostname,
     } = joined;
     let (Ok(writer_sock), Ok(link_sock)) = (sock.try_clone(), sock.try_clone()) else {
@@ -328,6 +329,10 @@ fn serve_connection(
     if w.is_err() {
         return;
     }
+    let place = crate::task::Place {
+        hostname: std::ffi::CString::new(hostname.clone()).unwrap_or_default(),
+        addrport: std::ffi::CString::new(peer.clone()).unwrap_or_default(),
+    };
     let link = RemoteLink {
         id,
         out: out_tx,
@@ -338,6 +343,8 @@ fn serve_connection(
         ip: link_sock.peer_addr().ok().map(|a| a.ip()),
         sock: link_sock,
         inventory: inventory.clone(),
+        features,
+        place: Arc::new(place),
     };
     if events
         .send(Message::WorkerJoined {
@@ -371,6 +378,20 @@ fn serve_connection(
                 }
             }
             Ok(ToManager::Keepalive) => {}
+            Ok(ToManager::Watch(update)) => {
+                if update.bytes.len() > protocol::WATCH_CHUNK {
+                    eprintln!(
+                        "vine: worker {id} ({peer}) sent an oversized watch update; dropping it"
+                    );
+                    break;
+                }
+                if events
+                    .send(Message::RemoteWatch { worker: id, update })
+                    .is_err()
+                {
+                    break;
+                }
+            }
             Ok(ToManager::Xfer(piece)) => {
                 if let Err(e) = files.piece(piece, &settings) {
                     eprintln!("vine: worker {id} ({peer}) dropped: {e}");
@@ -549,7 +570,9 @@ struct Joined {
     functions: Vec<Box<[u8]>>,
     /// Names of the files in its store of files kept forever.
     stored: HashSet<String>,
-    /// The host name it reported.
+    /// Features it offers.
+    features: Vec<Box<[u8]>>,
+    /// Its host name, as it says.
     hostname: String,
 }
 
@@ -579,6 +602,7 @@ fn handshake(
         challenge: theirs,
         functions,
         stored,
+        features,
         hostname,
         ..
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
@@ -661,6 +685,10 @@ fn handshake(
                 .into_iter()
                 .filter(|n| protocol::is_content_name(n))
                 .collect(),
+            features: features
+                .into_iter()
+                .map(|f| f.into_bytes().into_boxed_slice())
+                .collect(),
             hostname,
         },
         incoming,
@@ -708,6 +736,10 @@ pub struct RemoteLink {
     sock: TcpStream,
     /// What the worker holds, shared with the connection's writer thread.
     inventory: Arc<Mutex<Inventory>>,
+    /// The features it offers.
+    features: Vec<Box<[u8]>>,
+    /// Its host name and address, given to the tasks it runs.
+    place: Arc<crate::task::Place>,
 }
 
 impl RemoteLink {
@@ -736,6 +768,21 @@ impl RemoteLink {
     /// The function names the worker registered.
     pub(crate) fn functions(&self) -> &[Box<[u8]>] {
         &self.functions
+    }
+
+    /// The features the worker offers.
+    pub(crate) fn features(&self) -> &[Box<[u8]>] {
+        &self.features
+    }
+
+    /// The worker's host name and address.
+    pub(crate) fn place(&self) -> Arc<crate::task::Place> {
+        self.place.clone()
+    }
+
+    /// A task sent to the worker and not reported on.
+    pub(crate) fn task(&self, id: TaskId) -> Option<&Task> {
+        self.in_flight.get(&id).map(|t| &**t)
     }
 
     /// Puts back a task a stale report was about.
@@ -806,6 +853,7 @@ impl RemoteLink {
             max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            time_end: task.time_end(),
         };
         let mut planned = Vec::new();
         if let Some(extra) = &task.extra {
@@ -873,6 +921,7 @@ impl RemoteLink {
                             resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
                             time_max: task.time_max(),
                             max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
+                            time_end: 0,
                             inputs,
                             outputs: Vec::new(),
                         }),
@@ -973,6 +1022,7 @@ impl RemoteLink {
     /// Hands over tasks (already placed on this worker by the scheduler).
     pub(crate) fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>, temps: &Temps) {
         for mut task in tasks.drain(..) {
+            empty_watched_outputs(&task);
             match self.spec_of(&task, temps) {
                 Ok((spec, planned)) => {
                     let _ = self.out.send(Outgoing::Run(Box::new(spec), planned));
@@ -990,6 +1040,20 @@ impl RemoteLink {
     /// Stops task `id` if the worker has it; it comes back marked cancelled.
     pub(crate) fn cancel(&mut self, id: TaskId) {
         let _ = self.out.send(Outgoing::Frame(ToWorker::Cancel(id)));
+    }
+}
+
+/// Empties the declared files of `task`'s `VINE_WATCH` outputs as it goes to
+/// its worker (emptied, not removed, so a reader following one keeps it): what
+/// they show from then on is this run's.
+fn empty_watched_outputs(task: &Task) {
+    let Some(extra) = &task.extra else { return };
+    for m in &extra.outputs {
+        if m.flags & crate::files::MOUNT_WATCH != 0 {
+            if let FileKind::Path(dest) = m.file.kind() {
+                let _ = crate::worker::watch::write_update(dest, 0, &[]);
+            }
+        }
     }
 }
 

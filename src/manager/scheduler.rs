@@ -27,10 +27,10 @@ use std::sync::Arc;
 
 use super::ready::{key, ReadyQueue};
 use super::temps::{TempPlace, Temps};
-use crate::files::FileKind;
+use crate::files::{FileKind, MOUNT_FIXED_LOCATION};
 use crate::idmap::IdMap;
 use crate::resources::Resources;
-use crate::task::{Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
+use crate::task::{Place, State, Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
 use crate::worker::slots::SlotQueue;
 
 /// A worker's id, unique for the life of the manager (0 is the local pool).
@@ -52,6 +52,8 @@ pub trait Comm {
 struct Shape {
     request: Resources,
     runs: Runs,
+    /// Features a worker must offer.
+    features: Vec<std::ffi::CString>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -71,7 +73,7 @@ fn shape_of(task: &Task) -> Shape {
     let reads_temps = task.extra.as_ref().is_some_and(|e| {
         e.inputs
             .iter()
-            .any(|m| matches!(m.file.kind(), FileKind::Temp))
+            .any(|m| matches!(m.file.kind(), FileKind::Temp) || m.flags & MOUNT_FIXED_LOCATION != 0)
     });
     let runs = match &task.work {
         _ if reads_temps => Runs::Alone(task.id),
@@ -82,6 +84,7 @@ fn shape_of(task: &Task) -> Shape {
     Shape {
         request: task.request,
         runs,
+        features: task.features().to_vec(),
     }
 }
 
@@ -154,6 +157,10 @@ struct WorkerEntry {
     functions: Option<Vec<Box<[u8]>>>,
     /// Takes no new task (`vine_set_draining_by_hostname`).
     draining: bool,
+    /// The features it offers (`vine_worker --feature`).
+    features: Vec<Box<[u8]>>,
+    /// Its host name and address, given to the tasks it runs.
+    place: Option<Arc<Place>>,
 }
 
 impl WorkerEntry {
@@ -196,7 +203,8 @@ impl WorkerEntry {
 
 /// True if worker `w` can run `task`: local function pointers only on the local
 /// pool, registered functions only where the name is known, readers of a kept
-/// temp where `temps` says it is.
+/// temp where `temps` says it is, tasks with features where they are all
+/// offered, and `VINE_FIXED_LOCATION` inputs only where they already are.
 fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
     let known = match (&task.work, &w.functions) {
         (Work::Local { .. }, functions) => functions.is_none(),
@@ -206,12 +214,39 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
     // A temp kept at a worker is read there; one being made again is waited for.
     known
         && task.extra.as_ref().is_none_or(|e| {
-            e.inputs.iter().all(|m| match temps.place(&m.file) {
-                TempPlace::Anywhere => true,
-                TempPlace::Worker(at) => at == w.id,
-                TempPlace::Regenerating => false,
-            })
+            e.features
+                .iter()
+                .all(|f| w.features.iter().any(|k| **k == *f.to_bytes()))
+                && e.inputs.iter().all(|m| {
+                    let place = temps.place(&m.file);
+                    if m.flags & MOUNT_FIXED_LOCATION != 0 {
+                        return holds(w, place, &m.file);
+                    }
+                    match place {
+                        TempPlace::Anywhere => true,
+                        TempPlace::Worker(at) => at == w.id,
+                        TempPlace::Regenerating => false,
+                    }
+                })
         })
+}
+
+/// True if worker `w` already has `file` (whose place as a temp is `place`), so
+/// a `VINE_FIXED_LOCATION` input needs no transfer: a remote worker has the
+/// temps it keeps; the local pool, which reads the manager's files where they
+/// are, has every file whose data the manager holds.
+fn holds(w: &WorkerEntry, place: TempPlace, file: &crate::files::File) -> bool {
+    match place {
+        TempPlace::Worker(at) => at == w.id,
+        TempPlace::Regenerating => false,
+        TempPlace::Anywhere => {
+            w.functions.is_none()
+                && match file.kind() {
+                    FileKind::Temp => file.temp_location().is_some(),
+                    _ => true,
+                }
+        }
+    }
 }
 
 /// The worker to place `task` on, if one can take it now: one where it starts at
@@ -327,6 +362,14 @@ pub struct Scheduler {
     /// Where temps kept at remote workers are, and what makes them again; the
     /// manager thread updates it as tasks come back and workers go.
     pub(crate) temps: Temps,
+    /// The time as of the last [`Scheduler::tick`], microseconds since the epoch.
+    clock_us: i64,
+    /// Tasks whose start time has not come, as of `clock_us`.
+    delayed: Vec<Box<Task>>,
+    /// End times of waiting tasks (some may have left since), earliest first.
+    ends: BinaryHeap<Reverse<(i64, TaskId)>>,
+    /// Tags of dispatched tasks that have one, to cancel them by tag.
+    dispatched_tags: HashMap<TaskId, std::ffi::CString>,
 }
 
 impl Scheduler {
@@ -349,6 +392,10 @@ impl Scheduler {
             scratch: Vec::new(),
             largest_request: None,
             temps: Temps::default(),
+            clock_us: 0,
+            delayed: Vec::new(),
+            ends: BinaryHeap::new(),
+            dispatched_tags: HashMap::new(),
         }
     }
 
@@ -404,6 +451,8 @@ impl Scheduler {
             avg_run_us: None,
             functions: None,
             draining: false,
+            features: Vec::new(),
+            place: None,
         };
         w.refresh_prefetch();
         self.workers.push(w);
@@ -422,6 +471,14 @@ impl Scheduler {
     pub fn set_draining(&mut self, worker: WorkerId, draining: bool) {
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             w.draining = draining;
+        }
+        self.retry_parked = true;
+    }
+
+    /// Records the features a remote worker offers.
+    pub fn set_features(&mut self, worker: WorkerId, features: Vec<Box<[u8]>>) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.features = features;
         }
         self.retry_parked = true;
     }
@@ -449,6 +506,13 @@ impl Scheduler {
         true
     }
 
+    /// Records where a worker is: the tasks it is given carry it.
+    pub fn set_place(&mut self, worker: WorkerId, place: Arc<Place>) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.place = Some(place);
+        }
+    }
+
     /// True if worker `worker` is present and `req` fits in its capacity.
     pub fn worker_can_hold(&self, worker: WorkerId, req: &Resources) -> bool {
         self.workers
@@ -466,6 +530,9 @@ impl Scheduler {
     pub fn remove_worker(&mut self, id: WorkerId, tasks: Vec<Box<Task>>, comm: &mut impl Comm) {
         self.workers.retain(|w| w.id != id);
         self.dispatched.retain(|_, w| *w != id);
+        for task in &tasks {
+            self.dispatched_tags.remove(&task.id);
+        }
         self.retry_parked = true;
         for mut task in tasks {
             self.recalling.remove(&task.id);
@@ -478,7 +545,7 @@ impl Scheduler {
                 TaskResult::Forsaken,
                 Some(format!("worker {id} was lost while it held the task")),
             );
-            self.retry_or_complete(task, TaskResult::Forsaken, comm);
+            self.forsaken(task, TaskResult::Forsaken, comm);
         }
         if !self.remote_allowed {
             self.refuse_what_cannot_fit(comm);
@@ -520,6 +587,7 @@ impl Scheduler {
     /// Takes every waiting task, ready or parked, in the order they would run.
     fn take_all_waiting(&mut self) -> Vec<Box<Task>> {
         let mut all = self.ready.drain_in_order();
+        all.append(&mut self.delayed);
         let parked = std::mem::take(&mut self.parked);
         for mut q in parked.by_shape.into_values() {
             all.extend(q.drain_in_order());
@@ -563,13 +631,104 @@ impl Scheduler {
             self.complete(task, comm);
         } else if self.never_fits(&task) {
             self.complete_unschedulable(task, comm);
+        } else if let Some(why) = self.fixed_location_missing(&task) {
+            task.finish(TaskResult::FixedLocationMissing, Some(why));
+            self.complete(task, comm);
         } else {
             self.push_ready(task);
         }
     }
 
+    /// Why a task with `VINE_FIXED_LOCATION` inputs cannot run: no worker present
+    /// has them all, and none of them is being made again.
+    fn fixed_location_missing(&self, task: &Task) -> Option<String> {
+        let e = task.extra.as_ref()?;
+        let mut fixed = e
+            .inputs
+            .iter()
+            .filter(|m| m.flags & MOUNT_FIXED_LOCATION != 0)
+            .peekable();
+        fixed.peek()?;
+        let fixed: Vec<_> = fixed.collect();
+        let places: Vec<TempPlace> = fixed.iter().map(|m| self.temps.place(&m.file)).collect();
+        if places.contains(&TempPlace::Regenerating) {
+            return None;
+        }
+        let held_at = |w: &WorkerEntry| {
+            fixed
+                .iter()
+                .zip(&places)
+                .all(|(m, &place)| holds(w, place, &m.file))
+        };
+        if self.workers.iter().any(held_at) {
+            return None;
+        }
+        let names: Vec<&str> = fixed.iter().map(|m| m.remote_name.as_str()).collect();
+        Some(format!(
+            "no worker has all of its fixed-location inputs ({})",
+            names.join(", ")
+        ))
+    }
+
     fn push_ready(&mut self, task: Box<Task>) {
+        task.publish_state(State::Ready);
+        if let Some(e) = &task.extra {
+            if e.time_end > 0 {
+                self.ends.push(Reverse((e.time_end, task.id)));
+            }
+            if e.time_start > self.clock_us {
+                self.delayed.push(task);
+                return;
+            }
+        }
         self.ready.push_back(task);
+    }
+
+    /// The time is `now_us` (microseconds since the epoch): tasks whose start
+    /// time has come may be dispatched, and waiting tasks past their end time
+    /// come back `MaxEndTime`.
+    pub fn tick(&mut self, now_us: i64, comm: &mut impl Comm) {
+        self.clock_us = now_us;
+        if !self.delayed.is_empty() {
+            let mut i = 0;
+            while i < self.delayed.len() {
+                if self.delayed[i].time_start() <= now_us {
+                    let task = self.delayed.swap_remove(i);
+                    self.ready.push_back(task);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        while let Some(&Reverse((end, id))) = self.ends.peek() {
+            if end > now_us {
+                break;
+            }
+            self.ends.pop();
+            let waiting = self.ready.remove(id).or_else(|| self.parked.remove(id));
+            let waiting = waiting.or_else(|| {
+                let at = self.delayed.iter().position(|t| t.id == id)?;
+                Some(self.delayed.swap_remove(at))
+            });
+            if let Some(mut task) = waiting {
+                task.finish(
+                    TaskResult::MaxEndTime,
+                    Some("the task was not done by its end time".into()),
+                );
+                self.complete(task, comm);
+            }
+        }
+    }
+
+    /// When [`Scheduler::tick`] has something to do next (microseconds since the
+    /// epoch), if ever.
+    pub fn next_timer_us(&self) -> Option<i64> {
+        let start = self.delayed.iter().map(|t| t.time_start()).min();
+        let end = self.ends.peek().map(|Reverse((end, _))| *end);
+        match (start, end) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Dispatches what can be dispatched now: ready tasks and, if something may
@@ -680,6 +839,13 @@ impl Scheduler {
         w.assigned += 1;
         self.stats.tasks_dispatched += 1;
         self.dispatched.insert(task.id, w.id);
+        if w.place.is_some() {
+            task.place = w.place.clone();
+        }
+        if let Some(tag) = task.tag() {
+            self.dispatched_tags.insert(task.id, tag.to_owned());
+        }
+        task.publish_state(State::Running);
         comm.dispatch(w.id, task);
     }
 
@@ -715,6 +881,9 @@ impl Scheduler {
         }
         // What the task held, or its place in a queue, is free again.
         self.retry_parked = true;
+        if !self.dispatched_tags.is_empty() {
+            self.dispatched_tags.remove(&task.id);
+        }
         let cancelled = self.cancelling.remove(&task.id).is_some();
         let recalled = self.recalling.remove(&task.id).is_some();
         if recalled && !cancelled && task.result != TaskResult::Success {
@@ -739,9 +908,39 @@ impl Scheduler {
                 self.complete(task, comm)
             }
             // The worker failed the task through no fault of the task.
-            TaskResult::Forsaken => self.retry_or_complete(task, TaskResult::MaxRetries, comm),
+            TaskResult::Forsaken => self.forsaken(task, TaskResult::MaxRetries, comm),
             _ => self.complete(task, comm),
         }
+    }
+
+    /// A worker gave the task back unfinished through no fault of its own. With
+    /// a `max_forsaken` of its own, it runs again until it has been forsaken more
+    /// than that many times, then comes back `Forsaken`, whatever its retries (as
+    /// TaskVine does); without, its retries bound it and `exhausted` says how it
+    /// ends.
+    fn forsaken(&mut self, mut task: Box<Task>, exhausted: TaskResult, comm: &mut impl Comm) {
+        let limit = task.extra.as_ref().and_then(|e| e.max_forsaken);
+        let Some(limit) = limit else {
+            return self.retry_or_complete(task, exhausted, comm);
+        };
+        if self.shutting_down {
+            return self.retry_or_complete(task, exhausted, comm);
+        }
+        let e = task.extra_mut();
+        e.forsaken += 1;
+        let forsaken = e.forsaken;
+        if forsaken > limit {
+            let why = task
+                .reason()
+                .map(|r| r.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let reason = format!("forsaken {forsaken} times; last: {why}");
+            task.finish(TaskResult::Forsaken, Some(reason));
+            return self.complete(task, comm);
+        }
+        self.stats.tasks_retried += 1;
+        task.reset_for_retry();
+        self.push_ready(task);
     }
 
     fn retry_or_complete(
@@ -794,6 +993,7 @@ impl Scheduler {
         if task.times.done == 0 {
             task.times.done = crate::task::now_us();
         }
+        task.publish_state(State::Retrieved);
         comm.complete(task);
     }
 
@@ -807,7 +1007,12 @@ impl Scheduler {
             comm.cancel_on_worker(worker, id);
             return true;
         }
-        match self.ready.remove(id).or_else(|| self.parked.remove(id)) {
+        let waiting = self.ready.remove(id).or_else(|| self.parked.remove(id));
+        let waiting = waiting.or_else(|| {
+            let at = self.delayed.iter().position(|t| t.id == id)?;
+            Some(self.delayed.swap_remove(at))
+        });
+        match waiting {
             Some(mut task) => {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
@@ -836,6 +1041,38 @@ impl Scheduler {
         n
     }
 
+    /// Cancels the waiting and dispatched tasks whose tag is `tag` (None: those
+    /// with no tag), each as [`Scheduler::cancel`] does: all of them if `all`,
+    /// else the one submitted first. Returns how many.
+    pub fn cancel_by_tag(&mut self, tag: Option<&CStr>, all: bool, comm: &mut impl Comm) -> usize {
+        let mut ids: Vec<TaskId> = Vec::new();
+        let mut note = |t: &Task| {
+            if t.tag() == tag {
+                ids.push(t.id);
+            }
+            false
+        };
+        self.ready.take_where(&mut note);
+        self.parked.take_where(&mut note);
+        for t in &self.delayed {
+            note(t);
+        }
+        for (&id, _) in self.dispatched.iter() {
+            // One whose cancellation is under way was cancelled already.
+            if self.cancelling.contains_key(&id) {
+                continue;
+            }
+            if self.dispatched_tags.get(&id).map(|t| t.as_c_str()) == tag {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        if !all {
+            ids.truncate(1);
+        }
+        ids.into_iter().filter(|&id| self.cancel(id, comm)).count()
+    }
+
     /// Stops taking work: waiting tasks come back cancelled, later submissions too,
     /// dispatched ones are left to finish (the caller bounds that in time).
     pub fn begin_shutdown(&mut self, comm: &mut impl Comm) {
@@ -851,7 +1088,10 @@ impl Scheduler {
 
     /// True when task `id` is waiting or on a worker.
     pub fn is_outstanding(&self, id: TaskId) -> bool {
-        self.dispatched.contains_key(&id) || self.ready.contains(id) || self.parked.contains(id)
+        self.dispatched.contains_key(&id)
+            || self.ready.contains(id)
+            || self.parked.contains(id)
+            || self.delayed.iter().any(|t| t.id == id)
     }
 
     /// True if `worker` has at least one whole core that no running task holds.
@@ -878,7 +1118,7 @@ impl Scheduler {
 
     /// Tasks waiting for a worker (parked ones included).
     pub fn ready_len(&self) -> usize {
-        self.ready.len() + self.parked.len
+        self.ready.len() + self.parked.len + self.delayed.len()
     }
 
     /// The ids of tasks on `worker`.

@@ -7,7 +7,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::files::FileKind;
+use crate::files::{FileKind, MOUNT_FAILURE_ONLY, MOUNT_SUCCESS_ONLY};
 use crate::task::{Task, TaskResult, Work};
 use crate::worker::guardian;
 use crate::worker::process::{self, RunControl};
@@ -24,6 +24,9 @@ pub struct CommandEnv {
     pub max_stdout: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// URL downloads and mini-task outputs this worker made.
     pub fetcher: std::sync::Arc<crate::worker::fetch::Fetcher>,
+    /// Where what watched outputs grow by goes (a remote worker sends it to its
+    /// manager); None: to the declared files themselves.
+    pub watch: Option<crate::worker::watch::WatchHook>,
 }
 
 /// Bytes of command output kept unless the manager sets another cap
@@ -112,10 +115,8 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     };
     enlist.group(child.id() as i32);
     control.set_pgid(child.id() as i32);
-    let time_max = task.time_max();
-    let deadline = (time_max > 0.0)
-        .then(|| process::deadline_in(time_max))
-        .flatten();
+    let deadline = process::task_deadline(task);
+    let watcher = crate::worker::watch::start(task, sandbox.path(), env.watch.clone());
     let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
     let limits = process::Limits {
         cap,
@@ -124,6 +125,8 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         disk: (task.request.disk_mb > 0).then(|| (sandbox.path(), task.request.disk_mb)),
     };
     let supervised = process::supervise(child.id() as i32, reader, limits, control);
+    // Stopped before the outputs are collected: they are then delivered whole.
+    drop(watcher);
     let (mut ending, captured) = match supervised {
         Ok(x) => x,
         Err(e) => {
@@ -161,7 +164,14 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
         return Ok(());
     };
     let mut missing = Vec::new();
+    // As TaskVine judges it for these flags: ran and exited 0.
+    let succeeded = task.exit_code == 0;
     for mount in &extra.outputs {
+        if (mount.flags & MOUNT_FAILURE_ONLY != 0 && succeeded)
+            || (mount.flags & MOUNT_SUCCESS_ONLY != 0 && !succeeded)
+        {
+            continue;
+        }
         let produced = sandbox.join(&mount.remote_name);
         if !produced.exists() {
             missing.push(mount.remote_name.clone());

@@ -372,6 +372,7 @@ mod test {
             temp_root: dir.join("temp"),
             max_stdout: Default::default(),
             fetcher: fetcher.clone(),
+            watch: None,
         };
         let (url, requests) = server(b"contents");
         let f = File::url(&url, CacheLevel::Worker, 0).unwrap();

@@ -58,7 +58,11 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunC
     }
     task.output = output;
     task.exit_code = rc;
-    if time_max > 0.0 && elapsed > time_max {
+    let end = task.time_end();
+    if end > 0 && crate::task::now_us() > end {
+        let reason = "returned after its end time (a THREAD function cannot be stopped)";
+        task.finish(TaskResult::MaxEndTime, Some(reason.into()));
+    } else if time_max > 0.0 && elapsed > time_max {
         let reason = format!("ran {elapsed:.3} s, past its time_max of {time_max} s");
         task.finish(TaskResult::MaxWallTime, Some(reason));
     } else if rc == 0 {

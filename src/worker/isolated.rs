@@ -58,12 +58,9 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     // SAFETY: also set from the parent, so the group exists before any kill of it.
     unsafe { libc::setpgid(pid, pid) };
     control.set_pgid(pid);
-    let time_max = task.time_max();
     let limits = Limits {
         cap: MAX_OUTPUT,
-        deadline: (time_max > 0.0)
-            .then(|| process::deadline_in(time_max))
-            .flatten(),
+        deadline: process::task_deadline(task),
         memory_mb: task.request.memory_mb,
         disk: None,
     };

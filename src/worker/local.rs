@@ -527,6 +527,15 @@ fn execute(
         task.times.done = now_us();
         return task.times.done;
     }
+    let end = task.time_end();
+    if end > 0 && task.times.started >= end {
+        task.finish(
+            TaskResult::MaxEndTime,
+            Some("the task reached its worker after its end time; it did not run".into()),
+        );
+        task.times.done = task.times.started;
+        return task.times.done;
+    }
     #[cfg(test)]
     control.panic_when_started.store(
         task.extra.as_ref().is_some_and(|e| {
@@ -573,6 +582,7 @@ mod test {
             temp_root: dir.join("temp"),
             max_stdout: Arc::new(crate::worker::command::DEFAULT_MAX_STDOUT.into()),
             fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
+            watch: None,
         }
     }
 

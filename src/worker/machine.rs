@@ -43,3 +43,10 @@ pub fn disk_free_mb(dir: &Path) -> u64 {
     let free = (st.f_bavail as u64).saturating_mul(st.f_frsize as u64);
     free / (1024 * 1024)
 }
+
+/// This machine's host name ("unknown" if unreadable).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}

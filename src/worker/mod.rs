@@ -14,6 +14,7 @@ pub(crate) mod machine;
 pub(crate) mod process;
 pub(crate) mod sandbox;
 pub(crate) mod slots;
+pub(crate) mod watch;
 
 use crate::task::{Task, TaskId};
 

@@ -85,6 +85,24 @@ pub fn deadline_in(seconds: f64) -> Option<Instant> {
         .and_then(|d| Instant::now().checked_add(d))
 }
 
+/// When a process running `task` must be killed: at its time_max from now or
+/// at its end time, whichever comes first (None: neither is set).
+pub fn task_deadline(task: &crate::task::Task) -> Option<Instant> {
+    let time_max = task.time_max();
+    let by_max = (time_max > 0.0).then(|| deadline_in(time_max)).flatten();
+    let end = task.time_end();
+    let by_end = (end > 0)
+        .then(|| {
+            let left = (end - crate::task::now_us()).max(0) as u64;
+            Instant::now().checked_add(Duration::from_micros(left))
+        })
+        .flatten();
+    match (by_max, by_end) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// Sends SIGKILL to every process of group `pgid`.
 pub fn kill_group(pgid: i32) {
     if pgid > 0 {
@@ -119,6 +137,9 @@ impl Ending {
         use crate::task::TaskResult;
         let (result, reason) = match self {
             Ending::Cancelled => (TaskResult::Cancelled, "the task was cancelled".to_owned()),
+            Ending::TimedOut if task.time_end() > 0 && crate::task::now_us() >= task.time_end() => {
+                (TaskResult::MaxEndTime, "killed at its end time".to_owned())
+            }
             Ending::TimedOut => (
                 TaskResult::MaxWallTime,
                 format!("killed after its time_max of {} s", task.time_max()),

@@ -200,7 +200,16 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_shutdown(NULL), VINE_ERROR_NULL);
     vine_delete(NULL);
 
-    CHECK(vine_task_create(NULL) == NULL);
+    {
+        /* As in TaskVine: a task created without a command gets one later. */
+        struct vine_task *later = vine_task_create(NULL);
+        CHECK(later != NULL && vine_task_get_command(later) == NULL);
+        CHECK(vine_submit(m, later) == 0);
+        CHECK(vine_task_set_command(later, "true") == 0);
+        CHECK(strcmp(vine_task_get_command(later), "true") == 0);
+        CHECK_ERR(vine_task_set_command(later, NULL), VINE_ERROR_NULL);
+        vine_task_delete(later);
+    }
     CHECK(vine_task_create_function(NULL, "x", 1) == NULL);
     CHECK(vine_task_create_function("", "x", 1) == NULL);
     CHECK(vine_task_create_function("f", NULL, 4) == NULL);

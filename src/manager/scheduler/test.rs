@@ -561,3 +561,73 @@ fn a_recalled_task_waits_again_without_using_a_retry_unless_it_finished() {
     assert_eq!(comm.completed.len(), 1);
     assert_eq!(comm.completed[0].result(), TaskResult::Success);
 }
+
+#[test]
+fn a_task_waits_for_its_start_time_and_a_waiting_one_ends_at_its_end_time() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(1.0), Some(0));
+    s.tick(1_000, &mut comm);
+    let mut later = task(1, 0.0, 1.0);
+    later.set_time_start(5_000);
+    s.submit(later, &mut comm);
+    let mut big = task(2, 0.0, 8.0);
+    big.set_time_end(3_000);
+    s.submit(big, &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty(), "nothing before its start time");
+    assert_eq!(s.next_timer_us(), Some(3_000));
+    s.tick(3_000, &mut comm);
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].id, 2);
+    assert_eq!(comm.completed[0].result(), TaskResult::MaxEndTime);
+    assert_eq!(s.next_timer_us(), Some(5_000));
+    s.tick(4_999, &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty());
+    s.tick(5_000, &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1]);
+    assert_eq!(s.next_timer_us(), None);
+}
+
+#[test]
+fn a_task_with_features_goes_only_to_a_worker_offering_them_all() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(1, cores(4.0), Some(0));
+    s.add_worker(2, cores(4.0), Some(0));
+    s.add_worker(3, cores(4.0), Some(0));
+    s.set_features(1, vec![b"big".to_vec().into()]);
+    s.set_features(2, vec![b"big".to_vec().into(), b"fast".to_vec().into()]);
+    for id in 1..=3 {
+        let mut t = task(id, 0.0, 1.0);
+        t.add_feature(c"big").unwrap();
+        t.add_feature(c"fast").unwrap();
+        s.submit(t, &mut comm);
+    }
+    s.schedule(&mut comm);
+    let workers: Vec<WorkerId> = comm.dispatched.iter().map(|(w, _)| *w).collect();
+    assert_eq!(workers, [2, 2, 2]);
+}
+
+#[test]
+fn a_task_forsaken_more_than_its_max_forsaken_comes_back_forsaken() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.set_default_retries(0);
+    let mut t = task(1, 0.0, 1.0);
+    t.set_max_forsaken(1);
+    s.submit(t, &mut comm);
+    for (round, worker) in [(1, 1), (2, 2)] {
+        s.add_worker(worker, cores(1.0), Some(0));
+        s.schedule(&mut comm);
+        let (w, t) = comm.take(1);
+        s.remove_worker(w, vec![t], &mut comm);
+        if round == 1 {
+            assert!(comm.completed.is_empty(), "once is within its max_forsaken");
+        }
+    }
+    assert_eq!(comm.completed.len(), 1);
+    assert_eq!(comm.completed[0].result(), TaskResult::Forsaken);
+}

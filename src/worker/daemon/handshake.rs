@@ -69,6 +69,7 @@ pub(super) fn handshake(
         proof,
         challenge: mine,
         stored: store.map(stored_names).unwrap_or_default(),
+        features: opts.features.clone(),
     })
     .map_err(BeforeSession)?;
     let welcome: ToWorker = h

@@ -359,6 +359,9 @@ impl Inbound {
             gpus,
         };
         let _ = task.set_time_max(spec.time_max);
+        if spec.time_end > 0 {
+            task.set_time_end(spec.time_end);
+        }
         self.max_stdout.store(
             usize::try_from(spec.max_stdout).unwrap_or(usize::MAX),
             std::sync::atomic::Ordering::Relaxed,
@@ -441,6 +444,7 @@ mod test {
             temp_root: dir.join("cache"),
             max_stdout: Default::default(),
             fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
+            watch: None,
         };
         Inbound {
             dir: dir.to_path_buf(),
@@ -482,6 +486,7 @@ mod test {
                 keep_at_worker: false,
                 flags: 0,
             }],
+            time_end: 0,
         }
     }
 

@@ -43,6 +43,10 @@ pub struct WorkerOptions {
     pub wall_time: Option<Duration>,
     /// The longest wait between attempts to reach the manager.
     pub max_backoff: Duration,
+    /// Features this worker offers (`--feature NAME`, repeatable): tasks that
+    /// require features (`vine_task_add_feature`) run only on workers that offer
+    /// them all.
+    pub features: Vec<String>,
 }
 
 /// The first wait between attempts to reach the manager (doubling up to
@@ -54,7 +58,7 @@ pub(super) const USAGE: &str =
 [--memory MB|all] [--disk MB|all] [--gpus N|all] [--library LIB.so]... [-t|--timeout S] \
 [-s|--workdir DIR] [-d|--debug SUBSYSTEM] [-o|--debug-file FILE] [--single-shot] \
 [--wall-time S] [-b|--max-backoff S] [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] \
-(--name=value works too)";
+[--feature NAME]... (--name=value works too)";
 
 /// TaskVine's short options that take a value, which may be attached (`-dall`).
 const SHORT_WITH_VALUE: &[char] = &['P', 't', 's', 'd', 'o', 'b'];
@@ -135,6 +139,7 @@ impl WorkerOptions {
             single_shot: false,
             wall_time: None,
             max_backoff: MIN_BACKOFF,
+            features: Vec::new(),
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -170,6 +175,15 @@ impl WorkerOptions {
                     o.gpus = amount(&v, true).ok_or_else(|| bad("--gpus", &v))?;
                 }
                 "--library" => o.libraries.push(value(a)?.into()),
+                "--feature" => {
+                    let v = value(a)?;
+                    if v.is_empty() || v.contains('\0') {
+                        return Err(bad("--feature", &v));
+                    }
+                    if !o.features.contains(&v) {
+                        o.features.push(v);
+                    }
+                }
                 "--timeout" | "-t" => {
                     let v = value(a)?;
                     o.timeout = secs(&v).ok_or_else(|| bad("--timeout", &v))?;
@@ -388,5 +402,23 @@ mod test {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn features_repeat_and_an_empty_one_is_refused() {
+        let o = parse(&[
+            "h",
+            "1",
+            "--feature",
+            "gpu-a",
+            "--feature",
+            "big",
+            "--feature",
+            "big",
+        ])
+        .unwrap();
+        assert_eq!(o.features, ["gpu-a", "big"]);
+        assert!(parse(&["h", "1", "--feature", ""]).is_err());
+        assert!(parse(&["h", "1", "--feature"]).is_err());
     }
 }

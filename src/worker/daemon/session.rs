@@ -93,13 +93,18 @@ pub(super) fn serve_session(
     // What this manager's files are called here: its file ids are its own.
     let generation = fetcher.new_generation();
     let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
+    let writer = Arc::new(Mutex::new(outgoing));
+    let watch_writer = writer.clone();
     let env = CommandEnv {
         sandbox_root: dir.join("sandbox"),
         temp_root: dir.join("cache"),
         max_stdout: max_stdout.clone(),
         fetcher: fetcher.clone(),
+        // What watched outputs grow by goes to the manager as it happens.
+        watch: Some(crate::worker::watch::WatchHook(Arc::new(move |update| {
+            send(&watch_writer, &ToManager::Watch(Box::new(update))).is_ok()
+        }))),
     };
-    let writer = Arc::new(Mutex::new(outgoing));
     let outputs: Outputs = Default::default();
     let (end_tx, end_rx) = crossbeam_channel::bounded::<Result<()>>(2);
     let next_xfer = Arc::new(AtomicU64::new(0));
