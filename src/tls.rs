@@ -439,3 +439,69 @@ impl Write for TlsWriter {
         Ok(())
     }
 }
+
+/// HTTPS for URL downloads (`vine_declare_url`): ureq's connections through
+/// rustls with ring, checking servers against the Mozilla roots of
+/// `webpki-roots`. It belongs to whoever downloads, so nothing of it outlives
+/// them (a process-wide TLS configuration would stay until exit).
+pub struct HttpsConnector(Arc<ClientConfig>);
+
+impl HttpsConnector {
+    /// Settings that trust the usual public certificate authorities.
+    pub fn new() -> Result<HttpsConnector> {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+        };
+        let config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error("TLS set-up", e))?
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Ok(HttpsConnector(Arc::new(config)))
+    }
+}
+
+/// One HTTPS connection of a download.
+struct HttpsStream(rustls::StreamOwned<ClientConnection, Box<dyn ureq::ReadWrite>>);
+
+impl Read for HttpsStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for HttpsStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl std::fmt::Debug for HttpsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HttpsStream")
+    }
+}
+
+impl ureq::ReadWrite for HttpsStream {
+    fn socket(&self) -> Option<&TcpStream> {
+        self.0.sock.socket()
+    }
+}
+
+impl ureq::TlsConnector for HttpsConnector {
+    fn connect(
+        &self,
+        dns_name: &str,
+        io: Box<dyn ureq::ReadWrite>,
+    ) -> std::result::Result<Box<dyn ureq::ReadWrite>, ureq::Error> {
+        let name = ServerName::try_from(dns_name.to_owned()).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("{dns_name:?}: {e}"))
+        })?;
+        let conn = ClientConnection::new(self.0.clone(), name)
+            .map_err(|e| io::Error::other(format!("TLS with {dns_name}: {e}")))?;
+        Ok(Box::new(HttpsStream(rustls::StreamOwned::new(conn, io))))
+    }
+}

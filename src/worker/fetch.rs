@@ -32,6 +32,9 @@ pub struct Fetcher {
     generation: AtomicU64,
     next: AtomicU64,
     entries: Mutex<HashMap<String, Arc<Mutex<Entry>>>>,
+    /// The HTTP client, made at the first download and dropped with the
+    /// fetcher (its connections and TLS settings with it).
+    agent: OnceLock<Result<ureq::Agent, String>>,
 }
 
 #[derive(Debug, Default)]
@@ -82,7 +85,22 @@ impl Fetcher {
             generation: AtomicU64::new(1),
             next: AtomicU64::new(0),
             entries: Mutex::default(),
+            agent: OnceLock::new(),
         }
+    }
+
+    fn agent(&self) -> Result<&ureq::Agent, String> {
+        self.agent
+            .get_or_init(|| {
+                let https = crate::tls::HttpsConnector::new().map_err(|e| e.to_string())?;
+                Ok(ureq::AgentBuilder::new()
+                    .timeout_connect(Duration::from_secs(30))
+                    .timeout_read(Duration::from_secs(300))
+                    .tls_connector(Arc::new(https))
+                    .build())
+            })
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     /// A new manager: URLs kept from before are checked against their servers
@@ -106,7 +124,7 @@ impl Fetcher {
     pub fn get(&self, file: &File, env: &CommandEnv) -> Result<Made, String> {
         let Some(key) = file.worker_key() else {
             let p = self.fresh_path("once")?;
-            make(file, &p, None, env, &self.next).inspect_err(|_| remove_all(&p))?;
+            make(self, file, &p, None, env).inspect_err(|_| remove_all(&p))?;
             return Ok(Made::Once(p));
         };
         let entry = lock(&self.entries).entry(key.clone()).or_default().clone();
@@ -126,7 +144,7 @@ impl Fetcher {
         } else {
             None
         };
-        match make(file, &p, validators, env, &self.next) {
+        match make(self, file, &p, validators, env) {
             Ok(Some(v)) => {
                 if let Some(old) = e.path.replace(p) {
                     remove_all(&old);
@@ -185,33 +203,24 @@ type Validators = (Option<String>, Option<String>);
 /// kept), Ok(None) means the server says it has not changed; Ok(Some) gives the
 /// validators of what was made.
 fn make(
+    fetcher: &Fetcher,
     file: &File,
     dest: &Path,
     validators: Option<Validators>,
     env: &CommandEnv,
-    next: &AtomicU64,
 ) -> Result<Option<Validators>, String> {
     match file.kind() {
-        FileKind::Url(url) => download(url, dest, validators),
+        FileKind::Url(url) => download(fetcher, url, dest, validators),
         FileKind::MiniTask { task, output } => {
-            run_mini_task(task, output, dest, env, next).map(|()| Some((None, None)))
+            run_mini_task(task, output, dest, env, &fetcher.next).map(|()| Some((None, None)))
         }
         _ => Err("only URLs and mini tasks are made at a worker".into()),
     }
 }
 
-fn agent() -> &'static ureq::Agent {
-    static AGENT: OnceLock<ureq::Agent> = OnceLock::new();
-    AGENT.get_or_init(|| {
-        ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(30))
-            .timeout_read(Duration::from_secs(300))
-            .build()
-    })
-}
-
 /// Downloads `url` to `dest` (see [`make`]).
 fn download(
+    fetcher: &Fetcher,
     url: &str,
     dest: &Path,
     validators: Option<Validators>,
@@ -221,7 +230,7 @@ fn download(
         std::fs::copy(from, dest).map_err(|e| format!("cannot copy {url}: {e}"))?;
         return Ok(Some((None, None)));
     }
-    let mut req = agent().get(url);
+    let mut req = fetcher.agent()?.get(url);
     if let Some((etag, modified)) = &validators {
         if let Some(t) = etag {
             req = req.set("If-None-Match", t);
