@@ -249,10 +249,13 @@ fn download(
         }
         Err(ureq::Error::Transport(t)) => {
             // Its own text repeats the URL: say it once.
-            let why = match t.message() {
+            let mut why = match t.message() {
                 Some(m) => format!("{}: {m}", t.kind()),
                 None => t.kind().to_string(),
             };
+            if let Some(cause) = std::error::Error::source(&t) {
+                why = format!("{why}: {cause}");
+            }
             return Err(format!("cannot download {url}: {why}"));
         }
     };
