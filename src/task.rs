@@ -504,6 +504,11 @@ impl Task {
         Ok(())
     }
 
+    /// The minimum running time wanted in seconds, 0 for none.
+    pub fn time_min(&self) -> f64 {
+        self.extra.as_ref().map_or(0.0, |e| e.time_min)
+    }
+
     /// The maximum wall time in seconds, 0 for none.
     pub fn time_max(&self) -> f64 {
         self.extra.as_ref().map_or(0.0, |e| e.time_max)

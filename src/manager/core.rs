@@ -283,7 +283,7 @@ impl ManagerLoop {
                 // Every sender is gone: the manager handle and all pools dropped.
                 Err(RecvTimeoutError::Disconnected) => return self.sched.stats(),
             }
-            if self.sched.next_timer_us().is_some() {
+            if self.sched.next_timer_us().is_some() || self.sched.needs_clock() {
                 self.sched.tick(crate::task::now_us(), &mut self.outbox);
             }
             self.sched.schedule(&mut self.outbox);

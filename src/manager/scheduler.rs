@@ -17,6 +17,10 @@
 //!   not per parked task.
 //! - A task no worker could ever hold, when no more workers can join, is returned as
 //!   UNSCHEDULABLE at once.
+//! - A worker whose end is known (its batch job's or its own wall time) is given
+//!   no task within [`END_MARGIN_US`] of that end, nor a task whose `time_min` is
+//!   more than the time it has left. Such a task waits for another worker; it is
+//!   not failed.
 //! - A failure that is not the task's own (its worker failed it, or was lost) re-runs
 //!   it up to its retries.
 
@@ -54,6 +58,8 @@ struct Shape {
     runs: Runs,
     /// Features a worker must offer.
     features: Vec<std::ffi::CString>,
+    /// The running time it asks for (`time_min`, seconds, as bits).
+    time_min: u64,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -85,6 +91,7 @@ fn shape_of(task: &Task) -> Shape {
         request: task.request,
         runs,
         features: task.features().to_vec(),
+        time_min: task.time_min().to_bits(),
     }
 }
 
@@ -142,6 +149,9 @@ impl Parked {
 const PREFETCH_HORIZON_US: f64 = 5000.0;
 /// The most tasks automatic prefetch lets a worker hold beyond what it runs.
 const PREFETCH_MAX: usize = 4096;
+/// A worker this close to its end (microseconds) takes no new task: it would
+/// barely start before the worker goes.
+pub const END_MARGIN_US: i64 = 5_000_000;
 
 struct WorkerEntry {
     id: WorkerId,
@@ -161,6 +171,8 @@ struct WorkerEntry {
     features: Vec<Box<[u8]>>,
     /// Its host name and address, given to the tasks it runs.
     place: Option<Arc<Place>>,
+    /// When it will end, microseconds since the epoch (None: not known, or never).
+    end_us: Option<i64>,
 }
 
 impl WorkerEntry {
@@ -249,13 +261,29 @@ fn holds(w: &WorkerEntry, place: TempPlace, file: &crate::files::File) -> bool {
     }
 }
 
+/// True if worker `w`, as of `now_us`, lives long enough for `task`: it is not
+/// within [`END_MARGIN_US`] of its end, and has at least the task's `time_min`
+/// left. A worker with no known end always does.
+fn lives_long_enough(w: &WorkerEntry, now_us: i64, task: &Task) -> bool {
+    let Some(end) = w.end_us else {
+        return true;
+    };
+    let left = end.saturating_sub(now_us);
+    let wanted = (task.time_min() * 1e6).ceil() as i64;
+    left >= END_MARGIN_US && left >= wanted
+}
+
 /// The worker to place `task` on, if one can take it now: one where it starts at
 /// once, else the one with the fewest waiting among those with prefetch room.
-fn pick_worker(workers: &[WorkerEntry], temps: &Temps, task: &Task) -> Option<usize> {
+fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task) -> Option<usize> {
     let req = &task.request;
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
-        if w.draining || !req.fits_within(&w.model.capacity()) || !can_run(w, temps, task) {
+        if w.draining
+            || !req.fits_within(&w.model.capacity())
+            || !lives_long_enough(w, now_us, task)
+            || !can_run(w, temps, task)
+        {
             continue;
         }
         if w.model.would_start(req) {
@@ -453,6 +481,7 @@ impl Scheduler {
             draining: false,
             features: Vec::new(),
             place: None,
+            end_us: None,
         };
         w.refresh_prefetch();
         self.workers.push(w);
@@ -481,6 +510,22 @@ impl Scheduler {
             w.features = features;
         }
         self.retry_parked = true;
+    }
+
+    /// Records when a worker will end (microseconds since the epoch; None: not
+    /// known). Tasks are then placed on it only while it has time for them, as of
+    /// the time given to [`Scheduler::tick`].
+    pub fn set_end(&mut self, worker: WorkerId, end_us: Option<i64>) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            w.end_us = end_us;
+        }
+        self.retry_parked = true;
+    }
+
+    /// True if placing tasks depends on the time (some worker's end is known), so
+    /// [`Scheduler::tick`] must be kept up to date even with no timer due.
+    pub fn needs_clock(&self) -> bool {
+        self.workers.iter().any(|w| w.end_us.is_some())
     }
 
     /// How many tasks `worker` holds, if it is present.
@@ -774,7 +819,7 @@ impl Scheduler {
                     continue;
                 };
                 let Some(task) = q.pop_front() else { continue };
-                match pick_worker(&self.workers, &self.temps, &task) {
+                match pick_worker(&self.workers, &self.temps, self.clock_us, &task) {
                     Some(at) => {
                         self.parked.len -= 1;
                         match q.peek_front() {
@@ -803,7 +848,7 @@ impl Scheduler {
             let at = if known_to_fail {
                 None
             } else {
-                pick_worker(&self.workers, &self.temps, &task)
+                pick_worker(&self.workers, &self.temps, self.clock_us, &task)
             };
             match at {
                 Some(at) => self.assign(at, task, comm),

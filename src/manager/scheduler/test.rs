@@ -631,3 +631,82 @@ fn a_task_forsaken_more_than_its_max_forsaken_comes_back_forsaken() {
     assert_eq!(comm.completed.len(), 1);
     assert_eq!(comm.completed[0].result(), TaskResult::Forsaken);
 }
+
+const SEC: i64 = 1_000_000;
+
+fn task_wanting(id: TaskId, time_min: f64) -> Box<Task> {
+    let mut t = task(id, 0.0, 1.0);
+    t.set_time_min(time_min).unwrap();
+    t
+}
+
+#[test]
+fn a_task_is_not_given_a_worker_with_less_time_left_than_its_time_min() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    let now = 1_000 * SEC;
+    s.tick(now, &mut comm);
+    s.add_worker(1, cores(1.0), Some(0));
+    s.set_end(1, Some(now + 600 * SEC));
+    s.submit(task_wanting(1, 3600.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty());
+    assert!(comm.completed.is_empty(), "it waits, it does not fail");
+    // A worker with no known end takes it.
+    s.add_worker(2, cores(1.0), Some(0));
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched.len(), 1);
+    assert_eq!(comm.dispatched[0].0, 2);
+}
+
+#[test]
+fn a_task_whose_time_min_fits_the_time_left_runs_there() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    let now = 1_000 * SEC;
+    s.tick(now, &mut comm);
+    s.add_worker(1, cores(1.0), Some(0));
+    s.set_end(1, Some(now + 600 * SEC));
+    s.submit(task_wanting(1, 600.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+}
+
+#[test]
+fn a_worker_near_its_end_takes_no_new_task() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    let end = 1_000 * SEC;
+    s.add_worker(1, cores(1.0), Some(0));
+    s.set_end(1, Some(end));
+    s.tick(end - END_MARGIN_US - SEC, &mut comm);
+    s.submit(task(1, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![1]);
+    finish_ok(&mut s, &mut comm, 1);
+    // Within the margin now: the next task waits.
+    s.tick(end - END_MARGIN_US + 1, &mut comm);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert!(comm.dispatched.is_empty());
+    assert_eq!(comm.completed.len(), 1, "only the first, finished");
+}
+
+#[test]
+fn a_task_held_back_by_its_time_min_does_not_hold_back_others_of_its_size() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    let now = 1_000 * SEC;
+    s.tick(now, &mut comm);
+    s.add_worker(1, cores(2.0), Some(0));
+    s.set_end(1, Some(now + 600 * SEC));
+    s.submit(task_wanting(1, 3600.0), &mut comm);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![2]);
+    // Later tasks like the second still go, after the first was parked.
+    finish_ok(&mut s, &mut comm, 2);
+    s.submit(task(3, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), vec![3]);
+}
