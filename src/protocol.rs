@@ -339,6 +339,11 @@ pub enum ToManager {
         /// Features it offers (`--feature`): tasks that require them may run here.
         #[serde(default)]
         features: Vec<String>,
+        /// Whole seconds it has left to live, as of this message, when it knows
+        /// (`--wall-time`, or its Slurm job's end): a duration rather than a time,
+        /// so that the manager needs no clock agreement with the worker's host.
+        #[serde(default)]
+        time_left_s: Option<u64>,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),

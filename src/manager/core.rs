@@ -420,6 +420,7 @@ impl ManagerLoop {
                 }
                 self.sched.set_functions(worker, link.functions().to_vec());
                 self.sched.set_features(worker, link.features().to_vec());
+                self.sched.set_end(worker, link.end_us());
                 self.sched.set_place(worker, link.place());
                 self.remote.insert(worker, link);
                 self.shared

@@ -301,6 +301,7 @@ fn serve_connection(
         stored,
         features,
         hostname,
+        end_us,
     } = joined;
     let (Ok(writer_sock), Ok(link_sock)) = (sock.try_clone(), sock.try_clone()) else {
         settings.forget(id);
@@ -345,6 +346,7 @@ fn serve_connection(
         inventory: inventory.clone(),
         features,
         place: Arc::new(place),
+        end_us,
     };
     if events
         .send(Message::WorkerJoined {
@@ -574,6 +576,8 @@ struct Joined {
     features: Vec<Box<[u8]>>,
     /// Its host name, as it says.
     hostname: String,
+    /// When it will end, microseconds since the epoch, if it knows.
+    end_us: Option<i64>,
 }
 
 /// Why a worker of a blocked host is turned away (it retries; it is not told).
@@ -604,6 +608,7 @@ fn handshake(
         stored,
         features,
         hostname,
+        time_left_s,
         ..
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
@@ -690,6 +695,10 @@ fn handshake(
                 .map(|f| f.into_bytes().into_boxed_slice())
                 .collect(),
             hostname,
+            // Seconds past any real end are no end at all.
+            end_us: time_left_s
+                .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000))
+                .and_then(|us| crate::task::now_us().checked_add(us)),
         },
         incoming,
         outgoing,
@@ -740,6 +749,8 @@ pub struct RemoteLink {
     features: Vec<Box<[u8]>>,
     /// Its host name and address, given to the tasks it runs.
     place: Arc<crate::task::Place>,
+    /// When it will end, microseconds since the epoch, if it said.
+    end_us: Option<i64>,
 }
 
 impl RemoteLink {
@@ -773,6 +784,11 @@ impl RemoteLink {
     /// The features the worker offers.
     pub(crate) fn features(&self) -> &[Box<[u8]>] {
         &self.features
+    }
+
+    /// When the worker will end (microseconds since the epoch), if it said.
+    pub(crate) fn end_us(&self) -> Option<i64> {
+        self.end_us
     }
 
     /// The worker's host name and address.

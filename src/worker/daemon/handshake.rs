@@ -22,6 +22,7 @@ pub(super) fn handshake(
     tls: Option<&crate::tls::ClientTls>,
     resources: Resources,
     store: Option<&Path>,
+    end: Option<Instant>,
 ) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration), Ended> {
     use Ended::{BeforeSession, Refused};
     // Long enough for a manager that holds connections until it is configured.
@@ -70,6 +71,7 @@ pub(super) fn handshake(
         challenge: mine,
         stored: store.map(stored_names).unwrap_or_default(),
         features: opts.features.clone(),
+        time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
     })
     .map_err(BeforeSession)?;
     let welcome: ToWorker = h

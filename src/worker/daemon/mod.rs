@@ -5,6 +5,7 @@
 
 mod handshake;
 mod inbound;
+mod job_end;
 mod log;
 mod options;
 mod session;
@@ -76,7 +77,13 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     // The timeout counts from the last session the manager accepted: connections
     // that fail their handshake do not count as contact.
     let mut last_contact = Instant::now();
-    let end = opts.wall_time.and_then(|t| Instant::now().checked_add(t));
+    // The earliest of its own wall time and its batch job's end.
+    let start = Instant::now();
+    let end = [opts.wall_time, job_end::slurm_time_left()]
+        .into_iter()
+        .flatten()
+        .min()
+        .and_then(|t| start.checked_add(t));
     let mut backoff = MIN_BACKOFF.min(opts.max_backoff);
     loop {
         if end.is_some_and(|end| Instant::now() >= end) {

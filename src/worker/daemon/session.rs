@@ -41,7 +41,7 @@ pub(super) fn serve(
     fetcher: &Arc<Fetcher>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
-    let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store)?;
+    let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store, end)?;
     super::log::debug(|| "session with the manager begun".into());
     let session = Session {
         keepalive,
