@@ -1115,7 +1115,12 @@ int vine_task_set_tag(struct vine_task *t, const char *tag);
 // The minimum running time the task should be given, in seconds (0 = none): a
 // worker that will not live that long is not given the task. From 0 to 1e9;
 // anything else (negative, NaN, infinite, larger) is refused with
-// `VINE_ERROR_INVALID_ARGUMENT`.
+// `VINE_ERROR_INVALID_ARGUMENT`. In vine, a worker's end is known from its
+// `--wall-time` or, run in a Slurm job, from that job's end (`squeue`), whichever
+// is earlier, as told when it joins; a worker with no known end (and the local
+// pool) takes any task. Independently of this setting, a worker within 5 s of its
+// end takes no new task. A task no worker has the time for waits for one that
+// has; it does not fail.
 int vine_task_set_time_min(struct vine_task *t, double seconds);
 
 // The maximum wall time in seconds (0 = none), from 0 to 1e9 (about 31 years);
