@@ -839,21 +839,7 @@ impl RemoteLink {
             },
             Work::Command { command } => WorkSpec::Command {
                 command: command.to_bytes().to_vec(),
-                env: task
-                    .extra
-                    .as_ref()
-                    .map(|e| {
-                        e.env
-                            .iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.to_bytes().to_vec(),
-                                    v.as_ref().map(|v| v.to_bytes().to_vec()),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                env: command_env(task),
             },
             Work::Local { .. } => {
                 return Err("a local function task cannot run on a remote worker".into())
