@@ -35,6 +35,16 @@ impl std::fmt::Debug for WatchHook {
 /// Writes `bytes` at `offset` in `dest`, which then ends after them (a file that
 /// shrank in the sandbox shrinks here too).
 pub fn write_update(dest: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<()> {
+    // The offset comes from a worker: one past any file size is refused, not wrapped.
+    let end = offset
+        .checked_add(bytes.len() as u64)
+        .filter(|&e| e <= i64::MAX as u64)
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "offset past any file size",
+            )
+        })?;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -42,7 +52,7 @@ pub fn write_update(dest: &Path, offset: u64, bytes: &[u8]) -> std::io::Result<(
         .open(dest)?;
     f.seek(SeekFrom::Start(offset))?;
     f.write_all(bytes)?;
-    f.set_len(offset + bytes.len() as u64)
+    f.set_len(end)
 }
 
 struct Watched {
@@ -170,4 +180,17 @@ fn look(w: &mut Watched, send: &mut impl FnMut(&Watched, u64, Vec<u8>) -> bool) 
         left -= n as u64;
     }
     true
+}
+
+#[cfg(test)]
+mod offset_test {
+    #[test]
+    fn an_update_past_any_file_size_is_refused() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-watch-test").unwrap();
+        let dest = dir.join("out");
+        assert!(super::write_update(&dest, u64::MAX - 1, b"abc").is_err());
+        super::write_update(&dest, 0, b"abc").unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"abc");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
