@@ -25,7 +25,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 4;
+pub const VERSION: u16 = 5;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 /// The largest payload accepted from a peer that has not authenticated yet: a
@@ -344,6 +344,9 @@ pub enum ToManager {
         /// so that the manager needs no clock agreement with the worker's host.
         #[serde(default)]
         time_left_s: Option<u64>,
+        /// The factory job it runs in, when a factory started it.
+        #[serde(default)]
+        factory_job: Option<String>,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),

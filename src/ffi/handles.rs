@@ -18,15 +18,69 @@ use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use super::{vine_file, vine_manager, vine_task};
+use super::{vine_factory, vine_file, vine_manager, vine_task};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
+use crate::manager::factory::Factory;
 use crate::manager::Manager;
 use crate::task::Task;
 
 fn managers() -> &'static RwLock<Vec<Arc<Manager>>> {
     static LIVE: OnceLock<RwLock<Vec<Arc<Manager>>>> = OnceLock::new();
     LIVE.get_or_init(Default::default)
+}
+
+/// Live factories by address, each with its manager's address.
+type Factories = BTreeMap<usize, (usize, Arc<Factory>)>;
+
+fn factories() -> &'static Mutex<Factories> {
+    static LIVE: OnceLock<Mutex<Factories>> = OnceLock::new();
+    LIVE.get_or_init(Default::default)
+}
+
+/// Registers factory `f` of manager `m`; the pointer C will hold.
+pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> *mut vine_factory {
+    let ptr = Arc::as_ptr(&f) as *mut vine_factory;
+    factories()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(ptr as usize, (m as usize, f));
+    ptr
+}
+
+/// The live factory at `f`, with its manager's address.
+pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<Factory>)> {
+    if f.is_null() {
+        return Err(super::boundary::null("the factory"));
+    }
+    factories()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&(f as usize))
+        .map(|(m, f)| (*m as *mut vine_manager, f.clone()))
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidHandle,
+                "not a live factory (deleted already, or its manager was?)",
+            )
+        })
+}
+
+/// Forgets factory `f`; false if it was not live.
+pub(crate) fn factory_remove(f: *const vine_factory) -> bool {
+    factories()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&(f as usize))
+        .is_some()
+}
+
+/// Forgets every factory of manager `m`.
+pub(crate) fn factories_forget(m: *const vine_manager) {
+    factories()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|_, (owner, _)| *owner != m as usize);
 }
 
 fn files() -> &'static Mutex<BTreeMap<usize, Arc<File>>> {

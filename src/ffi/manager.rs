@@ -574,8 +574,17 @@ fn wait_common(
 ) -> crate::error::Result<*mut vine_task> {
     let m = handles::manager(m)?;
     let timeout = timeout_of(timeout_s)?;
-    Ok(m.try_wait_for(want, timeout)?
-        .map_or(ptr::null_mut(), handles::task_give_back))
+    match m.try_wait_for(want, timeout)? {
+        Some(t) => Ok(handles::task_give_back(t)),
+        // Nothing came back: if a factory cannot get workers, say why.
+        None => match m.factory_error() {
+            Some(e) => Err(Error::new(
+                crate::error::ErrorKind::Io,
+                format!("no task finished; {e}"),
+            )),
+            None => Ok(ptr::null_mut()),
+        },
+    }
 }
 
 /// Returns the next finished task, in completion order, as soon as one finishes;
@@ -781,6 +790,7 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
             handles::task_free_unretrieved(task);
         }
         handles::files_forget(&mgr.files());
+        handles::factories_forget(m);
         handles::manager_remove(m)?;
         Ok(())
     })

@@ -9,6 +9,7 @@ use std::ffi::c_int;
 pub(crate) mod boundary;
 pub(crate) mod callback;
 pub(crate) mod constants;
+pub mod factory;
 pub(crate) mod files;
 pub mod function;
 pub(crate) mod handles;
@@ -28,6 +29,13 @@ pub struct vine_manager {
 /// until `vine_wait` returns it, then to the caller again until `vine_task_delete`.
 /// One thread at a time may use a task.
 pub struct vine_task {
+    _opaque: [u8; 0],
+}
+
+/// A factory: worker jobs submitted to a batch system as tasks need them (see
+/// `vine_factory_create`). Belongs to its manager: valid until
+/// `vine_factory_delete` or `vine_delete` of that manager, whichever comes first.
+pub struct vine_factory {
     _opaque: [u8; 0],
 }
 

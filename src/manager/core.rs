@@ -529,6 +529,32 @@ impl ManagerLoop {
                 }
                 let _ = reply.send(n);
             }
+            Message::FactoryView { ask, reply } => {
+                let mut view = super::factory::View::default();
+                self.sched.visit_waiting(|t, n| {
+                    view.count(&ask, t, n);
+                    if view.enough(&ask) {
+                        std::ops::ControlFlow::Break(())
+                    } else {
+                        std::ops::ControlFlow::Continue(())
+                    }
+                });
+                for (&w, link) in &self.remote {
+                    if let Some(job) = link.factory_job().filter(|j| ask.owns(j)) {
+                        let held = self.sched.held_by(w).unwrap_or(0);
+                        view.workers.push((w, job.to_owned(), held));
+                    }
+                }
+                let _ = reply.send(view);
+            }
+            Message::ReleaseWorker { worker, reply } => {
+                let idle =
+                    self.remote.contains_key(&worker) && self.sched.held_by(worker) == Some(0);
+                if idle {
+                    self.drop_worker(worker, Departure::Released);
+                }
+                let _ = reply.send(idle);
+            }
             Message::ShutdownWorkers { n, reply } => {
                 let mut idle: Vec<WorkerId> = self
                     .remote

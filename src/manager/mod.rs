@@ -169,6 +169,22 @@ pub enum Message {
         /// Reply.
         reply: Reply<usize>,
     },
+    /// A factory asks how many workers of its size the waiting tasks need, and
+    /// which of its jobs' workers are connected.
+    FactoryView {
+        /// The factory's worker size and what its workers offer.
+        ask: factory::Ask,
+        /// Reply.
+        reply: Reply<factory::View>,
+    },
+    /// A factory lets one of its workers go: told to exit if it holds no task;
+    /// replies whether it was.
+    ReleaseWorker {
+        /// The worker.
+        worker: WorkerId,
+        /// Reply.
+        reply: Reply<bool>,
+    },
     /// Tell up to `n` idle remote workers (None: all) to exit; replies how many.
     ShutdownWorkers {
         /// How many at most.
@@ -316,7 +332,9 @@ pub struct Manager {
     category_modes: Mutex<std::collections::HashMap<Option<String>, i32>>,
     max_stdout: Arc<AtomicUsize>,
     remote_settings: Arc<remote::RemoteSettings>,
-    factory: Mutex<Option<factory::Factory>>,
+    /// Its factories, and whether local worker processes were started.
+    factories: Mutex<Vec<Arc<factory::Factory>>>,
+    local_workers_started: AtomicBool,
     password_path: Mutex<Option<PathBuf>>,
     /// What the local pool downloaded or made (URLs, mini tasks).
     fetcher: Arc<crate::worker::fetch::Fetcher>,
@@ -490,7 +508,8 @@ impl Manager {
             category_modes: Mutex::default(),
             max_stdout,
             remote_settings,
-            factory: Mutex::new(None),
+            factories: Mutex::new(Vec::new()),
+            local_workers_started: AtomicBool::new(false),
             password_path: Mutex::new(env_password),
             fetcher,
         };
@@ -766,44 +785,123 @@ impl Manager {
         Ok(())
     }
 
-    /// Starts and supervises `n` worker processes on this machine (1 core each),
-    /// running `program` (default: see [`factory::worker_program`]).
+    /// Starts `n` worker processes on this machine (1 core each), running
+    /// `program` (default: see [`factory::worker_program`]), and starts another
+    /// whenever one ends: a local factory keeping `n` workers.
     pub fn start_local_workers(&self, n: usize, program: Option<&Path>) -> Result<()> {
-        self.remote_settings.seal();
-        let port = self.port().ok_or_else(|| {
-            Error::invalid(
-                "local worker processes connect to the manager's port: \
-                 create it with a port, not VINE_PORT_NONE",
-            )
-        })?;
-        let mut slot = self.factory.lock().unwrap_or_else(|p| p.into_inner());
-        if slot.is_some() {
+        if self.local_workers_started.swap(true, Ordering::AcqRel) {
             return Err(Error::invalid(
                 "local worker processes were already started",
+            ));
+        }
+        if self.port().is_none() {
+            self.local_workers_started.store(false, Ordering::Release);
+            return Err(Error::invalid(
+                "local worker processes connect to the manager's port: \
+                 create it with a port, not VINE_PORT_NONE",
             ));
         }
         if n == 0 || self.is_shut_down() {
             return Ok(());
         }
-        let mut args: Vec<String> = ["--cores", "1", "--timeout", "60"]
-            .map(String::from)
-            .to_vec();
-        if let Some(p) = self
-            .password_path
+        let program = program.map_or_else(factory::worker_program, Path::to_path_buf);
+        let n = n as f64;
+        self.start_factory(factory::Kind::Local, |c| {
+            c.set("min-workers", n)?;
+            c.set("max-workers", n)?;
+            c.set("workers-per-cycle", n)?;
+            c.set("idle-timeout", 1e8)?;
+            c.set_string("worker-path", &program.display().to_string())
+        })
+        .map(drop)
+    }
+
+    /// A new factory submitting worker jobs to `batch_type` ("local", "slurm" or
+    /// "custom"); it belongs to the manager, which stops it at shutdown.
+    pub fn create_factory(&self, batch_type: &str) -> Result<Arc<factory::Factory>> {
+        let kind = factory::Kind::parse(batch_type)?;
+        self.start_factory(kind, |_| Ok(()))
+    }
+
+    fn start_factory(
+        &self,
+        kind: factory::Kind,
+        setup: impl FnOnce(&mut factory::ConfigEdit) -> Result<()>,
+    ) -> Result<Arc<factory::Factory>> {
+        self.remote_settings.seal();
+        let addr = self
+            .listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .ok_or_else(|| {
+                Error::invalid(
+                    "a factory's workers connect to the manager's port: \
+                     create the manager with a port, not VINE_PORT_NONE",
+                )
+            })?;
+        if self.is_shut_down() {
+            return Err(Error::new(ErrorKind::ShutDown, "the manager has shut down"));
+        }
+        let ip = addr.ip();
+        let host = if ip.is_unspecified() {
+            if kind == factory::Kind::Local {
+                "127.0.0.1".to_owned()
+            } else {
+                crate::worker::machine::hostname()
+            }
+        } else {
+            ip.to_string()
+        };
+        if ip.is_loopback() && kind != factory::Kind::Local {
+            eprintln!(
+                "vine: factory: the manager listens on {ip} only, so its workers can run on \
+                 this machine only; to reach compute nodes set VINE_LISTEN_ADDRESS to an \
+                 address they can reach (and set a password) before vine_create"
+            );
+        }
+        let endpoint = factory::Endpoint {
+            host,
+            port: addr.port(),
+            password: self
+                .password_path
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            tls_fingerprint: self
+                .remote_settings
+                .tls
+                .get()
+                .map(|t| t.fingerprint().to_owned()),
+        };
+        let default_dir = if kind == factory::Kind::Local {
+            self.runtime_dir.clone()
+        } else {
+            std::env::current_dir().map_err(|e| Error::io("the current directory", e))?
+        };
+        let f = factory::Factory::start(kind, self.tx.clone(), endpoint, &default_dir, setup)?;
+        self.factories
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            args.push("--password".into());
-            args.push(p.display().to_string());
-        }
-        if let Some(tls) = self.remote_settings.tls.get() {
-            args.push("--ssl-fingerprint".into());
-            args.push(tls.fingerprint().to_owned());
-        }
-        let program = program.map_or_else(factory::worker_program, Path::to_path_buf);
-        *slot = Some(factory::Factory::start(n, &program, port, args)?);
-        Ok(())
+            .push(f.clone());
+        Ok(f)
+    }
+
+    /// Stops factory `f` (see [`factory::Factory::stop`]) and forgets it.
+    pub fn delete_factory(&self, f: &Arc<factory::Factory>) -> Result<()> {
+        self.factories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|g| !Arc::ptr_eq(g, f));
+        f.stop(Duration::from_secs(60))
+    }
+
+    /// The last failure any of its factories reported, if any.
+    pub fn factory_error(&self) -> Option<String> {
+        self.factories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find_map(|f| f.last_error())
     }
 
     /// Sets the manager's name (what remote workers and logs show).
@@ -1038,20 +1136,31 @@ impl Manager {
             return r.clone();
         }
         self.shared.accepting.store(false, Ordering::Release);
+        for f in self
+            .factories
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            f.pause();
+        }
         let outcome = self
             .ask(|reply| Message::Shutdown { reply })
             .and_then(|r| r);
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
-        // The workers were told to exit; any that did not are killed and reaped.
-        if let Some(f) = self
-            .factory
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
-            f.stop(Duration::from_secs(5));
+        // The workers were told to exit; the factories' jobs still there are
+        // cancelled, and waited for.
+        let factories =
+            std::mem::take(&mut *self.factories.lock().unwrap_or_else(|p| p.into_inner()));
+        for f in factories {
+            let grace = if f.kind() == factory::Kind::Local {
+                5
+            } else {
+                60
+            };
+            let _ = f.stop(Duration::from_secs(grace));
         }
         self.shared.completions.wake_all();
         if let Some(dir) = self

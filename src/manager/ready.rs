@@ -115,6 +115,14 @@ impl ReadyQueue {
         out
     }
 
+    /// The tasks in the order they would run.
+    pub fn iter(&self) -> impl Iterator<Item = &Task> {
+        self.levels
+            .values()
+            .rev()
+            .flat_map(|q| q.iter().map(|t| &**t))
+    }
+
     /// True if task `id` waits here.
     pub fn contains(&self, id: TaskId) -> bool {
         self.levels.values().any(|q| q.iter().any(|t| t.id == id))

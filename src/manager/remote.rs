@@ -302,6 +302,7 @@ fn serve_connection(
         features,
         hostname,
         end_us,
+        factory_job,
     } = joined;
     let (Ok(writer_sock), Ok(link_sock)) = (sock.try_clone(), sock.try_clone()) else {
         settings.forget(id);
@@ -347,6 +348,7 @@ fn serve_connection(
         features,
         place: Arc::new(place),
         end_us,
+        factory_job,
     };
     if events
         .send(Message::WorkerJoined {
@@ -578,6 +580,8 @@ struct Joined {
     hostname: String,
     /// When it will end, microseconds since the epoch, if it knows.
     end_us: Option<i64>,
+    /// The factory job it runs in, if a factory started it.
+    factory_job: Option<String>,
 }
 
 /// Why a worker of a blocked host is turned away (it retries; it is not told).
@@ -609,6 +613,7 @@ fn handshake(
         features,
         hostname,
         time_left_s,
+        factory_job,
         ..
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
@@ -699,6 +704,7 @@ fn handshake(
             end_us: time_left_s
                 .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000))
                 .and_then(|us| crate::task::now_us().checked_add(us)),
+            factory_job,
         },
         incoming,
         outgoing,
@@ -751,6 +757,8 @@ pub struct RemoteLink {
     place: Arc<crate::task::Place>,
     /// When it will end, microseconds since the epoch, if it said.
     end_us: Option<i64>,
+    /// The factory job it runs in, if a factory started it.
+    factory_job: Option<String>,
 }
 
 impl RemoteLink {
@@ -789,6 +797,11 @@ impl RemoteLink {
     /// When the worker will end (microseconds since the epoch), if it said.
     pub(crate) fn end_us(&self) -> Option<i64> {
         self.end_us
+    }
+
+    /// The factory job the worker runs in, if a factory started it.
+    pub(crate) fn factory_job(&self) -> Option<&str> {
+        self.factory_job.as_deref()
     }
 
     /// The worker's host name and address.

@@ -27,6 +27,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::ffi::CStr;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 use super::ready::{key, ReadyQueue};
@@ -526,6 +527,25 @@ impl Scheduler {
     /// [`Scheduler::tick`] must be kept up to date even with no timer due.
     pub fn needs_clock(&self) -> bool {
         self.workers.iter().any(|w| w.end_us.is_some())
+    }
+
+    /// Shows `visit` the tasks waiting for a worker, parked ones one per shape with
+    /// how many share it, then the others one by one in the order they would
+    /// run, until it says to stop. Tasks waiting for their start time are not
+    /// shown. What a factory sizes its demand from.
+    pub fn visit_waiting(&self, mut visit: impl FnMut(&Task, usize) -> ControlFlow<()>) {
+        for q in self.parked.by_shape.values() {
+            if let Some(first) = q.peek_front() {
+                if visit(first, q.len()).is_break() {
+                    return;
+                }
+            }
+        }
+        for t in self.ready.iter() {
+            if visit(t, 1).is_break() {
+                return;
+            }
+        }
     }
 
     /// How many tasks `worker` holds, if it is present.

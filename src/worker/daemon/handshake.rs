@@ -71,6 +71,7 @@ pub(super) fn handshake(
         challenge: mine,
         stored: store.map(stored_names).unwrap_or_default(),
         features: opts.features.clone(),
+        factory_job: opts.factory_job.clone(),
         time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
     })
     .map_err(BeforeSession)?;

@@ -47,6 +47,9 @@ pub struct WorkerOptions {
     /// require features (`vine_task_add_feature`) run only on workers that offer
     /// them all.
     pub features: Vec<String>,
+    /// The factory job this worker runs in (`--factory-job ID`, set by a factory),
+    /// told to the manager so the factory knows which of its jobs have joined.
+    pub factory_job: Option<String>,
 }
 
 /// The first wait between attempts to reach the manager (doubling up to
@@ -57,7 +60,7 @@ pub(super) const USAGE: &str =
     "usage: vine_worker HOST PORT|HOST:PORT [-P|--password FILE] [--cores N|all] \
 [--memory MB|all] [--disk MB|all] [--gpus N|all] [--library LIB.so]... [-t|--timeout S] \
 [-s|--workdir DIR] [-d|--debug SUBSYSTEM] [-o|--debug-file FILE] [--single-shot] \
-[--wall-time S] [-b|--max-backoff S] [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] \
+[--wall-time S] [--factory-job ID] [-b|--max-backoff S] [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] \
 [--feature NAME]... (--name=value works too)";
 
 /// TaskVine's short options that take a value, which may be attached (`-dall`).
@@ -140,6 +143,7 @@ impl WorkerOptions {
             wall_time: None,
             max_backoff: MIN_BACKOFF,
             features: Vec::new(),
+            factory_job: None,
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -183,6 +187,13 @@ impl WorkerOptions {
                     if !o.features.contains(&v) {
                         o.features.push(v);
                     }
+                }
+                "--factory-job" => {
+                    let v = value(a)?;
+                    if v.is_empty() || v.len() > 128 || v.contains('\0') {
+                        return Err(bad("--factory-job", &v));
+                    }
+                    o.factory_job = Some(v);
                 }
                 "--timeout" | "-t" => {
                     let v = value(a)?;

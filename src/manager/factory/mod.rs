@@ -1,0 +1,1015 @@
+//! Factories: worker jobs submitted to a batch system as waiting tasks need them,
+//! and given back as they stop needing them.
+//!
+//! A factory's thread runs a cycle every `cycle-interval`: it asks the batch
+//! system how its jobs are, asks the manager how many workers of its size the
+//! waiting tasks fill and which of its workers are connected (each worker says
+//! which job it runs in), then submits jobs toward that, at most
+//! `workers-per-cycle` at a time and `max-workers` alive, cancels pending jobs no
+//! longer wanted, and releases workers idle for `idle-timeout` beyond
+//! `min-workers`. A job that ends before its worker connects is a failure: the
+//! next submission waits longer each time (up to a minute), and the batch
+//! system's words are kept for [`Factory::last_error`] and printed.
+//!
+//! `vine_tune(m, "local-worker-processes", n)` is a local factory keeping `n`
+//! one-core workers alive.
+
+mod batch;
+mod demand;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+pub use demand::{Ask, View};
+
+use self::batch::{Batch, JobSpec, Status};
+use super::inbox;
+use super::scheduler::WorkerId;
+use super::Message;
+use crate::error::{Error, Result};
+use crate::resources::{Resources, MILLI};
+
+/// Where the worker program is: `VINE_WORKER_PATH`, else `vine_worker` beside this
+/// program, else `vine_worker` on the `PATH`.
+pub fn worker_program() -> PathBuf {
+    if let Some(p) = std::env::var_os("VINE_WORKER_PATH") {
+        return p.into();
+    }
+    if let Some(beside) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("vine_worker")))
+        .filter(|p| p.is_file())
+    {
+        return beside;
+    }
+    PathBuf::from("vine_worker")
+}
+
+/// The batch system a factory submits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Processes on this machine.
+    Local,
+    /// Slurm.
+    Slurm,
+    /// The user's shell commands.
+    Custom,
+}
+
+impl Kind {
+    /// The kind named `name`.
+    pub fn parse(name: &str) -> Result<Kind> {
+        match name {
+            "local" => Ok(Kind::Local),
+            "slurm" => Ok(Kind::Slurm),
+            "custom" => Ok(Kind::Custom),
+            _ => Err(Error::invalid(format!(
+                "unknown batch type '{name}': known are local, slurm and custom"
+            ))),
+        }
+    }
+}
+
+/// A factory's settings (see the header for each).
+#[derive(Debug, Clone)]
+struct Config {
+    min_workers: usize,
+    max_workers: usize,
+    per_cycle: usize,
+    cores: u64,
+    memory_mb: u64,
+    disk_mb: u64,
+    gpus: u32,
+    idle_timeout: Duration,
+    wall_time: Option<Duration>,
+    cycle: Duration,
+    batch_options: Vec<String>,
+    batch_options_text: String,
+    worker_options: Vec<String>,
+    worker_path: PathBuf,
+    submit_command: Option<String>,
+    status_command: Option<String>,
+    cancel_command: Option<String>,
+    /// Where job scripts, their output and the password copy go.
+    scratch_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            scratch_dir: PathBuf::new(),
+            min_workers: 0,
+            max_workers: 10,
+            per_cycle: 5,
+            cores: 1,
+            memory_mb: 0,
+            disk_mb: 0,
+            gpus: 0,
+            idle_timeout: Duration::from_secs(60),
+            wall_time: None,
+            cycle: Duration::from_secs(1),
+            batch_options: Vec::new(),
+            batch_options_text: String::new(),
+            worker_options: Vec::new(),
+            worker_path: worker_program(),
+            submit_command: None,
+            status_command: None,
+            cancel_command: None,
+        }
+    }
+}
+
+/// The names `Factory::set` knows.
+const NUMBERS: &str = "min-workers, max-workers, workers-per-cycle, cores, memory, disk, gpus, \
+                       idle-timeout, wall-time, cycle-interval";
+/// The names `Factory::set_string` knows.
+const STRINGS: &str = "batch-options, worker-options, worker-path, scratch-dir, \
+                       submit-command, status-command, cancel-command";
+
+/// The largest count, and the largest number of seconds, a setting takes.
+const MAX_COUNT: f64 = 1e6;
+const MAX_SECONDS: f64 = 1e8;
+
+/// What the factory thread and its owner share.
+struct Shared {
+    config: Mutex<Config>,
+    /// The last failure to report, if any.
+    last_error: Mutex<Option<String>>,
+    /// No new submissions (shutting down).
+    paused: AtomicBool,
+    /// Set to stop the thread; it is woken through `wake`.
+    stop: AtomicBool,
+    wake: std::sync::Condvar,
+    sleep: Mutex<()>,
+    /// Jobs submitted so far, and submissions that failed.
+    submitted: AtomicU64,
+    failures: AtomicU64,
+    /// How long stopping waits for jobs to go, in milliseconds.
+    grace_ms: AtomicU64,
+    /// Scratch directories the factory made (removed at the end if nothing failed).
+    made_dirs: Mutex<Vec<PathBuf>>,
+}
+
+/// Where the factory's workers connect, and how they prove who they are.
+pub struct Endpoint {
+    /// Host or address the jobs connect to, and the port.
+    pub host: String,
+    /// See `host`.
+    pub port: u16,
+    /// The manager's password file; jobs are given a copy in the scratch
+    /// directory, readable by this user only.
+    pub password: Option<PathBuf>,
+    /// The manager's certificate fingerprint, when it uses TLS.
+    pub tls_fingerprint: Option<String>,
+}
+
+/// A factory, owned by its manager.
+pub struct Factory {
+    kind: Kind,
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+static NEXT_FACTORY: AtomicU64 = AtomicU64::new(1);
+
+impl Factory {
+    /// A factory of `kind` for the manager reached through `tx`, its scratch
+    /// directory under `default_dir` unless set. It starts cycling at once; with
+    /// its defaults it submits nothing until tasks wait.
+    pub(crate) fn start(
+        kind: Kind,
+        tx: inbox::Sender<Message>,
+        endpoint: Endpoint,
+        default_dir: &Path,
+        config_changes: impl FnOnce(&mut ConfigEdit) -> Result<()>,
+    ) -> Result<Arc<Factory>> {
+        let seq = NEXT_FACTORY.fetch_add(1, Ordering::Relaxed);
+        let name = format!("vine-worker-{}-{seq}", std::process::id());
+        let batch: Box<dyn Batch> = match kind {
+            Kind::Local => Box::new(batch::Local::default()),
+            Kind::Slurm => Box::new(batch::Slurm::new(&name).map_err(Error::invalid)?),
+            Kind::Custom => Box::new(batch::Custom {
+                submit: String::new(),
+                status: String::new(),
+                cancel: String::new(),
+                dir: PathBuf::new(),
+            }),
+        };
+        let dir = default_dir.join(format!("vine-factory-{}-{seq}", std::process::id()));
+        let mut edit = ConfigEdit {
+            kind,
+            config: Config {
+                scratch_dir: dir,
+                ..Config::default()
+            },
+        };
+        config_changes(&mut edit)?;
+        let shared = Arc::new(Shared {
+            config: Mutex::new(edit.config),
+            last_error: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            wake: std::sync::Condvar::new(),
+            sleep: Mutex::new(()),
+            submitted: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            grace_ms: AtomicU64::new(30_000),
+            made_dirs: Mutex::new(Vec::new()),
+        });
+        let mut cycle = Cycle {
+            kind,
+            batch,
+            shared: shared.clone(),
+            tx,
+            name,
+            prefix: format!("vf{seq}-"),
+            next_job: 1,
+            jobs: Vec::new(),
+            endpoint,
+            ready_dir: None,
+            backoff_until: None,
+            streak: 0,
+            said_unfit: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("vine-factory-{seq}"))
+            .spawn(move || cycle.run())
+            .map_err(|e| Error::io("cannot start the factory thread", e))?;
+        Ok(Arc::new(Factory {
+            kind,
+            shared,
+            thread: Mutex::new(Some(thread)),
+        }))
+    }
+
+    /// Its batch type.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    /// Changes a numeric setting; applies to jobs submitted from now on.
+    pub fn set(&self, name: &str, value: f64) -> Result<()> {
+        let mut config = self.config();
+        let mut edit = ConfigEdit {
+            kind: self.kind,
+            config: config.clone(),
+        };
+        edit.set(name, value)?;
+        *config = edit.config;
+        drop(config);
+        self.poke();
+        Ok(())
+    }
+
+    /// Changes a text setting; applies to jobs submitted from now on.
+    pub fn set_string(&self, name: &str, value: &str) -> Result<()> {
+        let mut edit = ConfigEdit {
+            kind: self.kind,
+            config: self.config().clone(),
+        };
+        // Checking options with the batch system may take a while: not under the lock.
+        edit.set_string(name, value)?;
+        let mut config = self.config();
+        let c = edit.config;
+        match name {
+            "batch-options" => {
+                config.batch_options = c.batch_options;
+                config.batch_options_text = c.batch_options_text;
+            }
+            "worker-options" => config.worker_options = c.worker_options,
+            "worker-path" => config.worker_path = c.worker_path,
+            "submit-command" => config.submit_command = c.submit_command,
+            "status-command" => config.status_command = c.status_command,
+            "cancel-command" => config.cancel_command = c.cancel_command,
+            "scratch-dir" => config.scratch_dir = c.scratch_dir,
+            _ => {}
+        }
+        drop(config);
+        self.poke();
+        Ok(())
+    }
+
+    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.shared.config.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Wakes the thread for a cycle now.
+    fn poke(&self) {
+        let _g = self.shared.sleep.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.wake.notify_all();
+    }
+
+    /// What last went wrong with its jobs, if anything.
+    pub fn last_error(&self) -> Option<String> {
+        self.shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Jobs submitted so far, and submissions or jobs that failed.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.shared.submitted.load(Ordering::Relaxed),
+            self.shared.failures.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Its scratch directory (job scripts, their output, the password copy).
+    pub fn scratch_dir(&self) -> PathBuf {
+        self.config().scratch_dir.clone()
+    }
+
+    /// Submits no more jobs (the manager is shutting down).
+    pub(crate) fn pause(&self) {
+        self.shared.paused.store(true, Ordering::Release);
+    }
+
+    /// Stops the factory: cancels every job still pending or running and waits
+    /// until the batch system says they are gone (bounded by `grace`). An error
+    /// names jobs that would not go. Calling it again does nothing.
+    pub fn stop(&self, grace: Duration) -> Result<()> {
+        let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Ok(());
+        };
+        self.pause();
+        {
+            let _g = self.shared.sleep.lock().unwrap_or_else(|p| p.into_inner());
+            self.shared.stop.store(true, Ordering::Release);
+            self.shared.wake.notify_all();
+        }
+        // The thread cancels its jobs as it ends.
+        self.shared.grace_ms.store(
+            grace.as_millis().try_into().unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
+        let _ = t.join();
+        let left = self.last_error();
+        let failed = self.shared.failures.load(Ordering::Relaxed) > 0;
+        let stuck = left.as_deref().is_some_and(|e| e.starts_with(STUCK));
+        let made = std::mem::take(
+            &mut *self
+                .shared
+                .made_dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for dir in made {
+            if failed || stuck {
+                eprintln!(
+                    "vine: factory: its job scripts and output are kept in {}",
+                    dir.display()
+                );
+            } else {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        match left {
+            Some(e) if stuck => Err(Error::invalid(e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl Drop for Factory {
+    fn drop(&mut self) {
+        let _ = self.stop(Duration::from_secs(30));
+    }
+}
+
+/// How the error about jobs that would not go begins.
+const STUCK: &str = "factory jobs still present";
+
+/// Settings being checked and changed.
+pub struct ConfigEdit {
+    kind: Kind,
+    config: Config,
+}
+
+impl ConfigEdit {
+    /// Changes a numeric setting.
+    pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
+        let c = &mut self.config;
+        let count = |lo: f64| -> Result<usize> {
+            if value.is_finite() && value >= lo && value <= MAX_COUNT && value.fract() == 0.0 {
+                Ok(value as usize)
+            } else {
+                Err(Error::invalid(format!(
+                    "factory setting {name} must be a whole number from {lo} to {MAX_COUNT}, not {value}"
+                )))
+            }
+        };
+        let seconds = |lo: f64, zero_ok: bool| -> Result<Option<Duration>> {
+            if zero_ok && value == 0.0 {
+                return Ok(None);
+            }
+            if value.is_finite() && value >= lo && value <= MAX_SECONDS {
+                Ok(Some(Duration::from_secs_f64(value)))
+            } else {
+                Err(Error::invalid(format!(
+                    "factory setting {name} must be seconds from {lo} to {MAX_SECONDS}{}, not {value}",
+                    if zero_ok { " (or 0: none)" } else { "" }
+                )))
+            }
+        };
+        match name {
+            "min-workers" => c.min_workers = count(0.0)?,
+            "max-workers" => c.max_workers = count(0.0)?,
+            "workers-per-cycle" => c.per_cycle = count(1.0)?,
+            "cores" => c.cores = count(1.0)? as u64,
+            "memory" => c.memory_mb = count(0.0)? as u64,
+            "disk" => c.disk_mb = count(0.0)? as u64,
+            "gpus" => c.gpus = count(0.0)? as u32,
+            "idle-timeout" => c.idle_timeout = seconds(0.001, false)?.unwrap_or_default(),
+            "wall-time" => c.wall_time = seconds(1.0, true)?,
+            "cycle-interval" => c.cycle = seconds(0.01, false)?.unwrap_or_default(),
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown factory setting '{name}': numbers are {NUMBERS}"
+                )))
+            }
+        }
+        Ok(())
+    }
+
+    /// Changes a text setting.
+    pub fn set_string(&mut self, name: &str, value: &str) -> Result<()> {
+        let words = |v: &str| {
+            shlex::split(v).ok_or_else(|| {
+                Error::invalid(format!(
+                    "factory setting {name}: unbalanced quotes in {v:?}"
+                ))
+            })
+        };
+        let command = |v: &str| -> Result<Option<String>> {
+            if self.kind != Kind::Custom {
+                return Err(Error::invalid(format!(
+                    "factory setting {name} is for the custom batch type only"
+                )));
+            }
+            if v.trim().is_empty() {
+                return Err(Error::invalid(format!(
+                    "factory setting {name} cannot be empty"
+                )));
+            }
+            Ok(Some(v.to_owned()))
+        };
+        let c = &mut self.config;
+        match name {
+            "batch-options" => {
+                let w = words(value)?;
+                if self.kind == Kind::Slurm {
+                    batch::Slurm::check_options(&w).map_err(Error::invalid)?;
+                }
+                c.batch_options = w;
+                c.batch_options_text = value.to_owned();
+            }
+            "worker-options" => c.worker_options = words(value)?,
+            "worker-path" => {
+                if value.is_empty() {
+                    return Err(Error::invalid(
+                        "factory setting worker-path cannot be empty",
+                    ));
+                }
+                if self.kind == Kind::Local && !batch::on_path(value) {
+                    return Err(Error::invalid(format!(
+                        "factory setting worker-path: {value} is not an executable file"
+                    )));
+                }
+                c.worker_path = PathBuf::from(value);
+            }
+            "scratch-dir" => {
+                if value.is_empty() {
+                    return Err(Error::invalid(
+                        "factory setting scratch-dir cannot be empty",
+                    ));
+                }
+                let dir = std::path::absolute(value).map_err(|e| Error::io(value, e))?;
+                c.scratch_dir = dir;
+            }
+            "submit-command" => c.submit_command = command(value)?,
+            "status-command" => c.status_command = command(value)?,
+            "cancel-command" => c.cancel_command = command(value)?,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "unknown factory setting '{name}': strings are {STRINGS}"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One job the factory submitted.
+struct Job {
+    /// The token its worker gives the manager.
+    token: String,
+    /// Its id at the batch system.
+    id: String,
+    status: Status,
+    /// Its worker, while connected.
+    worker: Option<WorkerId>,
+    /// True once its worker connected (it may have left since).
+    joined: bool,
+    /// Since when its worker holds no task.
+    idle_since: Option<Instant>,
+    /// Its output file.
+    output: PathBuf,
+    /// Cancelled by the factory.
+    cancelled: bool,
+}
+
+impl Job {
+    /// Counts toward the workers alive: pending, or running and not yet gone.
+    fn alive(&self) -> bool {
+        self.status != Status::Ended && !self.cancelled && (!self.joined || self.worker.is_some())
+    }
+}
+
+/// The factory's thread.
+struct Cycle {
+    kind: Kind,
+    batch: Box<dyn Batch>,
+    shared: Arc<Shared>,
+    tx: inbox::Sender<Message>,
+    /// Every job's name at the batch system.
+    name: String,
+    /// Every job token begins with it.
+    prefix: String,
+    next_job: u64,
+    jobs: Vec<Job>,
+    endpoint: Endpoint,
+    /// The scratch directory jobs are submitted from now, once made ready, and
+    /// the password copy in it.
+    ready_dir: Option<(PathBuf, Option<PathBuf>)>,
+    /// No submission before then (after failures).
+    backoff_until: Option<Instant>,
+    /// Failures in a row.
+    streak: u32,
+    /// The unfit tasks were reported.
+    said_unfit: bool,
+}
+
+impl Cycle {
+    fn run(&mut self) {
+        loop {
+            if self.shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            if !self.once() {
+                // The manager is gone: nothing to do but clean up.
+                break;
+            }
+            let cycle = self.config().cycle;
+            let g = self.shared.sleep.lock().unwrap_or_else(|p| p.into_inner());
+            if self.shared.stop.load(Ordering::Acquire) {
+                break;
+            }
+            let _ = self.shared.wake.wait_timeout(g, cycle);
+        }
+        let grace = Duration::from_millis(self.shared.grace_ms.load(Ordering::Acquire));
+        self.cancel_all(grace);
+    }
+
+    fn config(&self) -> Config {
+        self.shared
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn fail(&mut self, message: String) {
+        eprintln!("vine: factory: {message}");
+        *self
+            .shared
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(message);
+    }
+
+    /// One cycle; false if the manager is gone.
+    fn once(&mut self) -> bool {
+        let config = self.config();
+        self.refresh_status();
+        let size = Resources {
+            millicores: config.cores * MILLI,
+            memory_mb: config.memory_mb,
+            disk_mb: config.disk_mb,
+            gpus: config.gpus,
+        };
+        let features = config
+            .worker_options
+            .windows(2)
+            .filter(|w| w[0] == "--feature")
+            .map(|w| w[1].clone())
+            .chain(
+                config
+                    .worker_options
+                    .iter()
+                    .filter_map(|o| o.strip_prefix("--feature=").map(str::to_owned)),
+            )
+            .collect();
+        let ask = Ask {
+            prefix: self.prefix.clone(),
+            size,
+            features,
+            wall_time_s: config.wall_time.map(|w| w.as_secs_f64()),
+            limit: config.max_workers as f64 + 1.0,
+        };
+        let (reply, answer) = super::reply::oneshot();
+        if self
+            .tx
+            .send(Message::FactoryView {
+                ask: ask.clone(),
+                reply,
+            })
+            .is_err()
+        {
+            return false;
+        }
+        let Ok(view) = answer.recv() else {
+            return false;
+        };
+        let now = Instant::now();
+        for job in &mut self.jobs {
+            match view.workers.iter().find(|(_, t, _)| *t == job.token) {
+                Some(&(w, _, held)) => {
+                    if !job.joined {
+                        // A job that works: failures before it are history.
+                        self.streak = 0;
+                        self.backoff_until = None;
+                        *self
+                            .shared
+                            .last_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = None;
+                    }
+                    job.worker = Some(w);
+                    job.joined = true;
+                    if held > 0 {
+                        job.idle_since = None;
+                    } else if job.idle_since.is_none() {
+                        job.idle_since = Some(now);
+                    }
+                }
+                None => job.worker = None,
+            }
+        }
+        self.reap();
+        if view.unfit > 0 && view.demand == 0.0 && !self.said_unfit {
+            self.said_unfit = true;
+            eprintln!(
+                "vine: factory: {} waiting task(s) fit no worker of this factory \
+                 ({} cores, {} MB memory, {} MB disk, {} gpus, features {:?})",
+                view.unfit,
+                config.cores,
+                config.memory_mb,
+                config.disk_mb,
+                config.gpus,
+                ask.features
+            );
+        }
+        let busy = self
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.worker.is_some()
+                    && view
+                        .workers
+                        .iter()
+                        .any(|(_, t, held)| *t == j.token && *held > 0)
+            })
+            .count();
+        let target = demand::target(config.min_workers, config.max_workers, busy, view.demand);
+        let alive = self.jobs.iter().filter(|j| j.alive()).count();
+        let paused = self.shared.paused.load(Ordering::Acquire);
+        let backing_off = self.backoff_until.is_some_and(|t| now < t);
+        if !paused && !backing_off {
+            let n = demand::to_submit(target, alive, config.per_cycle, config.max_workers);
+            for _ in 0..n {
+                if !self.submit(&config) {
+                    break;
+                }
+            }
+        }
+        let alive = self.jobs.iter().filter(|j| j.alive()).count();
+        if alive > target {
+            self.shrink(alive - target, &config, target);
+        }
+        true
+    }
+
+    /// Asks the batch system about the jobs not known to have ended.
+    fn refresh_status(&mut self) {
+        let ids: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|j| j.status != Status::Ended)
+            .map(|j| j.id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        match self.batch.status(&refs) {
+            Ok(known) => {
+                for j in &mut self.jobs {
+                    if let Some(&s) = known.get(&j.id) {
+                        j.status = s;
+                    }
+                }
+            }
+            Err(e) => eprintln!("vine: factory: cannot learn its jobs' status: {e}"),
+        }
+    }
+
+    /// Forgets ended jobs; one whose worker never connected is a failure.
+    fn reap(&mut self) {
+        let mut ended = Vec::new();
+        self.jobs.retain_mut(|j| {
+            let gone = j.status == Status::Ended && j.worker.is_none();
+            if gone {
+                ended.push((j.joined || j.cancelled, j.id.clone(), j.output.clone()));
+            }
+            !gone
+        });
+        for (fine, id, output) in ended {
+            if fine {
+                continue;
+            }
+            let tail = std::fs::read_to_string(&output)
+                .map(|s| {
+                    let lines: Vec<&str> = s.lines().filter(|l| !l.trim().is_empty()).collect();
+                    lines[lines.len().saturating_sub(5)..].join("\n")
+                })
+                .unwrap_or_default();
+            self.failed(format!(
+                "worker job {id} ended before its worker connected{}",
+                if tail.is_empty() {
+                    format!(" (no output in {})", output.display())
+                } else {
+                    format!("; its output ({}) ends:\n{tail}", output.display())
+                }
+            ));
+        }
+    }
+
+    /// Records a failure and backs off: 1, 2, 4 ... up to 60 s without submitting.
+    fn failed(&mut self, message: String) {
+        self.shared.failures.fetch_add(1, Ordering::Relaxed);
+        self.streak = self.streak.saturating_add(1);
+        let wait = Duration::from_secs(1 << self.streak.saturating_sub(1).min(6))
+            .min(Duration::from_secs(60));
+        self.backoff_until = Some(Instant::now() + wait);
+        self.fail(format!(
+            "{message} (next submission in {} s at the earliest)",
+            wait.as_secs()
+        ));
+    }
+
+    /// Makes the scratch directory ready (created readable by this user only,
+    /// with a copy of the password file): the password copy's path.
+    fn prepare_dir(&mut self, dir: &Path) -> std::result::Result<Option<PathBuf>, String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        if let Some((d, pw)) = &self.ready_dir {
+            if d == dir {
+                return Ok(pw.clone());
+            }
+        }
+        if !dir.is_dir() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| format!("cannot make the scratch directory {}: {e}", dir.display()))?;
+            self.shared
+                .made_dirs
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(dir.to_owned());
+        }
+        let pw = match &self.endpoint.password {
+            Some(src) => {
+                let copy = dir.join("password");
+                let data = std::fs::read(src)
+                    .map_err(|e| format!("cannot read the password file {}: {e}", src.display()))?;
+                let _ = std::fs::remove_file(&copy);
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&copy)
+                    .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
+                    .map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
+                Some(copy)
+            }
+            None => None,
+        };
+        self.ready_dir = Some((dir.to_owned(), pw.clone()));
+        Ok(pw)
+    }
+
+    /// Submits one job; false if it failed.
+    fn submit(&mut self, config: &Config) -> bool {
+        let password = match self.prepare_dir(&config.scratch_dir) {
+            Ok(p) => p,
+            Err(e) => {
+                self.failed(e);
+                return false;
+            }
+        };
+        let dir = config.scratch_dir.clone();
+        if self.kind == Kind::Custom {
+            let (Some(s), Some(st), Some(c)) = (
+                &config.submit_command,
+                &config.status_command,
+                &config.cancel_command,
+            ) else {
+                // Nothing can be submitted before the commands are set.
+                return false;
+            };
+            self.batch = Box::new(batch::Custom {
+                submit: s.clone(),
+                status: st.clone(),
+                cancel: c.clone(),
+                dir: dir.clone(),
+            });
+        }
+        let token = format!("{}{}", self.prefix, self.next_job);
+        self.next_job += 1;
+        let output = dir.join(format!("{token}.out"));
+        let script = dir.join(format!("{token}.sh"));
+        let argv = self.worker_argv(config, &token, password.as_deref());
+        let spec = JobSpec {
+            name: &self.name,
+            argv: &argv,
+            output: &output,
+            script: &script,
+            cores: config.cores,
+            memory_mb: config.memory_mb,
+            disk_mb: config.disk_mb,
+            gpus: config.gpus,
+            wall_time: config.wall_time,
+            options: &config.batch_options,
+            options_text: &config.batch_options_text,
+        };
+        self.shared.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.batch.submit(&spec) {
+            Ok(id) => {
+                self.jobs.push(Job {
+                    token,
+                    id,
+                    status: Status::Pending,
+                    worker: None,
+                    joined: false,
+                    idle_since: None,
+                    output,
+                    cancelled: false,
+                });
+                true
+            }
+            Err(e) => {
+                self.failed(format!("cannot submit a worker job: {e}"));
+                false
+            }
+        }
+    }
+
+    fn worker_argv(&self, config: &Config, token: &str, password: Option<&Path>) -> Vec<String> {
+        let e = &self.endpoint;
+        let mut v = vec![
+            config.worker_path.display().to_string(),
+            e.host.clone(),
+            e.port.to_string(),
+            "--cores".into(),
+            config.cores.to_string(),
+        ];
+        if config.memory_mb > 0 {
+            v.extend(["--memory".into(), config.memory_mb.to_string()]);
+        }
+        if config.disk_mb > 0 {
+            v.extend(["--disk".into(), config.disk_mb.to_string()]);
+        }
+        v.extend(["--gpus".into(), config.gpus.to_string()]);
+        if let Some(p) = password {
+            v.extend(["--password".into(), p.display().to_string()]);
+        }
+        if let Some(f) = &e.tls_fingerprint {
+            v.extend(["--ssl-fingerprint".into(), f.clone()]);
+        }
+        // A worker whose manager is gone for a minute gives up and ends its job.
+        v.extend(["--timeout".into(), "60".into()]);
+        if let Some(w) = config.wall_time.filter(|_| self.kind != Kind::Slurm) {
+            v.extend(["--wall-time".into(), w.as_secs().max(1).to_string()]);
+        }
+        v.extend(["--factory-job".into(), token.to_owned()]);
+        v.extend(config.worker_options.iter().cloned());
+        v
+    }
+
+    /// Gives back `surplus` workers: pending jobs first, newest first, then
+    /// workers idle for the idle timeout, never below `min-workers`.
+    fn shrink(&mut self, mut surplus: usize, config: &Config, target: usize) {
+        let mut cancel = Vec::new();
+        for j in self.jobs.iter_mut().rev() {
+            if surplus == 0 {
+                break;
+            }
+            if j.alive() && !j.joined {
+                j.cancelled = true;
+                cancel.push(j.id.clone());
+                surplus -= 1;
+            }
+        }
+        if !cancel.is_empty() {
+            let refs: Vec<&str> = cancel.iter().map(String::as_str).collect();
+            if let Err(e) = self.batch.cancel(&refs) {
+                eprintln!("vine: factory: {e}");
+            }
+        }
+        let keep = target.max(config.min_workers.min(config.max_workers));
+        let mut connected = self.jobs.iter().filter(|j| j.worker.is_some()).count();
+        let now = Instant::now();
+        let idle: Vec<WorkerId> = self
+            .jobs
+            .iter()
+            .filter(|j| {
+                j.idle_since
+                    .is_some_and(|t| now.duration_since(t) >= config.idle_timeout)
+            })
+            .filter_map(|j| j.worker)
+            .collect();
+        for w in idle {
+            if surplus == 0 || connected <= keep {
+                break;
+            }
+            let (reply, answer) = super::reply::oneshot();
+            if self
+                .tx
+                .send(Message::ReleaseWorker { worker: w, reply })
+                .is_err()
+            {
+                return;
+            }
+            if answer.recv().unwrap_or(false) {
+                surplus -= 1;
+                connected -= 1;
+                if let Some(j) = self.jobs.iter_mut().find(|j| j.worker == Some(w)) {
+                    j.worker = None;
+                    j.idle_since = None;
+                }
+            }
+        }
+    }
+
+    /// Cancels every job not known to have ended and waits, up to `grace`, until
+    /// the batch system says they are gone.
+    fn cancel_all(&mut self, grace: Duration) {
+        let deadline = Instant::now() + grace;
+        let mut pause = Duration::from_millis(10);
+        let mut asked = false;
+        loop {
+            self.refresh_status();
+            let left: Vec<String> = self
+                .jobs
+                .iter()
+                .filter(|j| j.status != Status::Ended)
+                .map(|j| j.id.clone())
+                .collect();
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() >= deadline {
+                let message = format!(
+                    "{STUCK} after {} s: {} (cancel them by hand)",
+                    grace.as_secs(),
+                    left.join(" ")
+                );
+                eprintln!("vine: factory: {message}");
+                *self
+                    .shared
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(message);
+                return;
+            }
+            if !asked {
+                asked = true;
+                for j in &mut self.jobs {
+                    j.cancelled = true;
+                }
+                let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+                if let Err(e) = self.batch.cancel(&refs) {
+                    eprintln!("vine: factory: {e}");
+                }
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+}
