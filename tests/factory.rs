@@ -1,0 +1,276 @@
+//! Factories on this machine: the local batch type, and the custom type driven by
+//! small shell scripts acting as a batch system. Real `vine_worker` processes.
+//! (Slurm: tests/factory_slurm.rs.)
+
+mod common;
+use common::{remote_manager, tempdir};
+
+use std::time::{Duration, Instant};
+
+use vine::{Manager, Task, TaskResult, Want};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_vine_worker");
+
+/// Waits (at most a minute) until `ok` holds, looking again every 20 ms.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < until, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn done(m: &Manager, id: u64) -> Box<Task> {
+    let t = m
+        .wait_for(Want::Id(id), Some(Duration::from_secs(120)))
+        .unwrap_or_else(|| panic!("task {id} did not finish: {:?}", m.factory_error()));
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.stdout());
+    t
+}
+
+/// Live processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            e.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            if state == 'Z' || state == 'X' {
+                return None;
+            }
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd).contains(marker).then_some(())
+        })
+        .count()
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id())
+        .replace(['(', ')'], "")
+}
+
+#[test]
+fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
+    let (m, _) = remote_manager();
+    let marker = unique("local-max");
+    let f = m.create_factory("local").unwrap();
+    f.set("max-workers", 2.0).unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set_string("worker-options", &format!("--feature {marker}"))
+        .unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    let ids: Vec<u64> = (0..8)
+        .map(|i| m.submit(Task::command(&std::ffi::CString::new(format!("echo {i}")).unwrap())).unwrap())
+        .collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        let t = done(&m, id);
+        assert_eq!(t.stdout().unwrap().to_str().unwrap(), format!("{i}\n"));
+    }
+    // Eight tasks, two workers at most: two jobs, kept while tasks came.
+    assert_eq!(f.counts(), (2, 0));
+    assert!(m.stats().unwrap().workers_connected <= 2);
+    // No demand: idle workers go once idle long enough, and none comes back.
+    f.set("idle-timeout", 0.05).unwrap();
+    eventually("the idle workers leave", || {
+        m.stats().unwrap().workers_connected == 0 && processes_with(&marker) == 0
+    });
+    assert_eq!(m.stats().unwrap().workers_released, 2);
+    assert_eq!(f.counts(), (2, 0));
+    m.delete_factory(&f).unwrap();
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn min_workers_are_kept_alive_and_deleting_the_factory_ends_them() {
+    let (m, _) = remote_manager();
+    let marker = unique("local-min");
+    let f = m.create_factory("local").unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set_string("worker-options", &format!("--feature={marker}"))
+        .unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    f.set("idle-timeout", 0.01).unwrap();
+    f.set("min-workers", 2.0).unwrap();
+    eventually("two workers join", || m.stats().unwrap().workers_connected == 2);
+    // Idle, but the minimum: kept.
+    assert_eq!(m.stats().unwrap().workers_released, 0);
+    // A worker killed is replaced.
+    let pids: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmd)
+                .contains(&marker)
+                .then(|| e.file_name().to_string_lossy().into_owned())
+        })
+        .collect();
+    assert_eq!(pids.len(), 2, "{pids:?}");
+    assert!(std::process::Command::new("kill")
+        .args(["-KILL", &pids[0]])
+        .status()
+        .unwrap()
+        .success());
+    eventually("a third job replaces the killed one", || {
+        f.counts().0 == 3 && m.stats().unwrap().workers_connected == 2
+    });
+    m.delete_factory(&f).unwrap();
+    assert_eq!(processes_with(&marker), 0);
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn tasks_no_worker_of_the_factory_can_hold_start_no_job() {
+    let (m, _) = remote_manager();
+    let f = m.create_factory("local").unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    f.set("cores", 1.0).unwrap();
+    let mut big = Task::command(c"true");
+    big.set_cores(4.0).unwrap();
+    let mut featured = Task::command(c"true");
+    featured.add_feature(c"nowhere").unwrap();
+    m.submit(big).unwrap();
+    m.submit(featured).unwrap();
+    // A task that fits comes after them: its job is the only one.
+    let id = m.submit(Task::command(c"echo fits")).unwrap();
+    done(&m, id);
+    assert_eq!(f.counts(), (1, 0));
+    m.shutdown().unwrap();
+}
+
+/// A batch system made of three shell commands: a job is a process in a session
+/// of its own (its id the pid), alive while that process is.
+fn fake_batch(m: &Manager, dir: &std::path::Path) -> std::sync::Arc<vine::manager::factory::Factory> {
+    let f = m.create_factory("custom").unwrap();
+    f.set_string("scratch-dir", dir.to_str().unwrap()).unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    f.set_string(
+        "submit-command",
+        "FAKE_JOB=yes setsid sh -c \"$VINE_WORKER_COMMAND\" >\"$VINE_JOB_OUTPUT\" 2>&1 </dev/null & \
+         echo \"$VINE_JOB_CORES core(s)\"; echo $!",
+    )
+    .unwrap();
+    f.set_string(
+        "status-command",
+        "s=$(sed 's/.*) //' /proc/$VINE_JOB_ID/stat 2>/dev/null | cut -c1); \
+         case \"$s\" in ''|Z|X) echo done;; *) echo running;; esac",
+    )
+    .unwrap();
+    f.set_string("cancel-command", "/bin/kill -KILL -- -\"$VINE_JOB_ID\"")
+        .unwrap();
+    f
+}
+
+#[test]
+fn a_custom_batch_system_runs_the_workers_and_cancels_them_at_the_end() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    f.set("max-workers", 3.0).unwrap();
+    let ids: Vec<u64> = (0..6)
+        .map(|_| m.submit(Task::command(c"echo $FAKE_JOB")).unwrap())
+        .collect();
+    for id in ids {
+        // The task ran inside a job of the fake batch system.
+        assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
+    }
+    let (submitted, failed) = f.counts();
+    assert!((1..=3).contains(&submitted) && failed == 0, "{submitted} {failed}");
+    m.delete_factory(&f).unwrap();
+    // Every job is gone: no worker process of this manager is left.
+    let port = m.port().unwrap().to_string();
+    assert_eq!(processes_with(&format!("vine_worker\0127.0.0.1\0{port}\0")), 0);
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_submit_command_that_fails_is_reported_and_not_retried_in_a_loop() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    f.set_string("submit-command", "echo 'qsub: Unknown queue nosuch' >&2; exit 3")
+        .unwrap();
+    m.submit(Task::command(c"true")).unwrap();
+    let started = Instant::now();
+    eventually("the failure is reported", || m.factory_error().is_some());
+    let e = m.factory_error().unwrap();
+    assert!(e.contains("Unknown queue nosuch") && e.contains("exit status 3"), "{e}");
+    // The next attempts wait 1, 2, 4 ... s: after a second failure, still a
+    // handful of attempts, not one per cycle (20 a second).
+    eventually("a second attempt", || f.counts().1 >= 2);
+    let (submitted, failed) = f.counts();
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(submitted, failed);
+    assert!(
+        (submitted as f64) <= 3.0 + secs.log2().max(0.0),
+        "{submitted} submissions in {secs} s"
+    );
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_job_that_ends_before_its_worker_connects_is_reported_with_its_output() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    f.set_string("worker-path", "/nonexistent/vine_worker").unwrap();
+    f.set("max-workers", 1.0).unwrap();
+    m.submit(Task::command(c"true")).unwrap();
+    eventually("the failure is reported", || m.factory_error().is_some());
+    let e = m.factory_error().unwrap();
+    assert!(
+        e.contains("ended before its worker connected") && e.contains("nonexistent"),
+        "{e}"
+    );
+    // With a worker that works, the task runs and the error is history.
+    f.set_string("worker-path", WORKER).unwrap();
+    let t = m
+        .wait_for(Want::Any, Some(Duration::from_secs(120)))
+        .expect("the task runs once the worker path is right");
+    assert_eq!(t.result(), TaskResult::Success);
+    eventually("the error is forgotten", || m.factory_error().is_none());
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn bad_settings_are_refused_with_a_message() {
+    let (m, _) = remote_manager();
+    let e = m.create_factory("pbs").err().unwrap();
+    assert!(e.message().contains("unknown batch type 'pbs'"), "{e}");
+    let f = m.create_factory("local").unwrap();
+    for (name, v) in [
+        ("max-workers", -1.0),
+        ("max-workers", 1.5),
+        ("max-workers", f64::NAN),
+        ("cores", 0.0),
+        ("cores", f64::INFINITY),
+        ("memory", 1e300),
+        ("idle-timeout", 0.0),
+        ("wall-time", -5.0),
+        ("cycle-interval", 0.0),
+        ("no-such-thing", 1.0),
+    ] {
+        assert!(f.set(name, v).is_err(), "{name} = {v} accepted");
+    }
+    for (name, v) in [
+        ("worker-options", "--feature 'unbalanced"),
+        ("worker-path", ""),
+        ("worker-path", "/nonexistent/vine_worker"),
+        ("submit-command", "true"),
+        ("scratch-dir", ""),
+        ("nothing", "x"),
+    ] {
+        assert!(f.set_string(name, v).is_err(), "{name} = {v:?} accepted");
+    }
+    let c = m.create_factory("custom").unwrap();
+    assert!(c.set_string("submit-command", "  ").is_err());
+    // A manager without a port has nowhere for workers to connect.
+    let none = Manager::new(vine::Port::None).unwrap();
+    let e = none.create_factory("local").err().unwrap();
+    assert!(e.message().contains("port"), "{e}");
+    m.shutdown().unwrap();
+}
