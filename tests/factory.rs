@@ -47,8 +47,12 @@ fn processes_with(marker: &str) -> usize {
 }
 
 fn unique(name: &str) -> String {
-    format!("{name}-{}-{:?}", std::process::id(), std::thread::current().id())
-        .replace(['(', ')'], "")
+    format!(
+        "{name}-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    )
+    .replace(['(', ')'], "")
 }
 
 #[test]
@@ -62,7 +66,12 @@ fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
         .unwrap();
     f.set("cycle-interval", 0.05).unwrap();
     let ids: Vec<u64> = (0..8)
-        .map(|i| m.submit(Task::command(&std::ffi::CString::new(format!("echo {i}")).unwrap())).unwrap())
+        .map(|i| {
+            m.submit(Task::command(
+                &std::ffi::CString::new(format!("echo {i}")).unwrap(),
+            ))
+            .unwrap()
+        })
         .collect();
     for (i, id) in ids.into_iter().enumerate() {
         let t = done(&m, id);
@@ -93,7 +102,9 @@ fn min_workers_are_kept_alive_and_deleting_the_factory_ends_them() {
     f.set("cycle-interval", 0.05).unwrap();
     f.set("idle-timeout", 0.01).unwrap();
     f.set("min-workers", 2.0).unwrap();
-    eventually("two workers join", || m.stats().unwrap().workers_connected == 2);
+    eventually("two workers join", || {
+        m.stats().unwrap().workers_connected == 2
+    });
     // Idle, but the minimum: kept.
     assert_eq!(m.stats().unwrap().workers_released, 0);
     // A worker killed is replaced.
@@ -143,7 +154,10 @@ fn tasks_no_worker_of_the_factory_can_hold_start_no_job() {
 
 /// A batch system made of three shell commands: a job is a process in a session
 /// of its own (its id the pid), alive while that process is.
-fn fake_batch(m: &Manager, dir: &std::path::Path) -> std::sync::Arc<vine::manager::factory::Factory> {
+fn fake_batch(
+    m: &Manager,
+    dir: &std::path::Path,
+) -> std::sync::Arc<vine::manager::factory::Factory> {
     let f = m.create_factory("custom").unwrap();
     f.set_string("scratch-dir", dir.to_str().unwrap()).unwrap();
     f.set_string("worker-path", WORKER).unwrap();
@@ -179,11 +193,17 @@ fn a_custom_batch_system_runs_the_workers_and_cancels_them_at_the_end() {
         assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
     }
     let (submitted, failed) = f.counts();
-    assert!((1..=3).contains(&submitted) && failed == 0, "{submitted} {failed}");
+    assert!(
+        (1..=3).contains(&submitted) && failed == 0,
+        "{submitted} {failed}"
+    );
     m.delete_factory(&f).unwrap();
     // Every job is gone: no worker process of this manager is left.
     let port = m.port().unwrap().to_string();
-    assert_eq!(processes_with(&format!("vine_worker\0127.0.0.1\0{port}\0")), 0);
+    assert_eq!(
+        processes_with(&format!("vine_worker\0127.0.0.1\0{port}\0")),
+        0
+    );
     m.shutdown().unwrap();
 }
 
@@ -192,13 +212,19 @@ fn a_submit_command_that_fails_is_reported_and_not_retried_in_a_loop() {
     let dir = tempdir();
     let (m, _) = remote_manager();
     let f = fake_batch(&m, &dir);
-    f.set_string("submit-command", "echo 'qsub: Unknown queue nosuch' >&2; exit 3")
-        .unwrap();
+    f.set_string(
+        "submit-command",
+        "echo 'qsub: Unknown queue nosuch' >&2; exit 3",
+    )
+    .unwrap();
     m.submit(Task::command(c"true")).unwrap();
     let started = Instant::now();
     eventually("the failure is reported", || m.factory_error().is_some());
     let e = m.factory_error().unwrap();
-    assert!(e.contains("Unknown queue nosuch") && e.contains("exit status 3"), "{e}");
+    assert!(
+        e.contains("Unknown queue nosuch") && e.contains("exit status 3"),
+        "{e}"
+    );
     // The next attempts wait 1, 2, 4 ... s: after a second failure, still a
     // handful of attempts, not one per cycle (20 a second).
     eventually("a second attempt", || f.counts().1 >= 2);
@@ -217,7 +243,8 @@ fn a_job_that_ends_before_its_worker_connects_is_reported_with_its_output() {
     let dir = tempdir();
     let (m, _) = remote_manager();
     let f = fake_batch(&m, &dir);
-    f.set_string("worker-path", "/nonexistent/vine_worker").unwrap();
+    f.set_string("worker-path", "/nonexistent/vine_worker")
+        .unwrap();
     f.set("max-workers", 1.0).unwrap();
     m.submit(Task::command(c"true")).unwrap();
     eventually("the failure is reported", || m.factory_error().is_some());

@@ -15,6 +15,9 @@ use super::remote::{apply_report, RemoteLink, RemoteSettings};
 use super::scheduler::{Comm, Scheduler, WorkerId};
 use super::settings::Setting;
 use super::{Message, Shared};
+
+/// The most factory job tokens kept for factories that have not looked yet.
+const MAX_FACTORY_JOINED: usize = 100_000;
 use crate::error::{Error, ErrorKind, Result};
 use crate::resources::Resources;
 use crate::task::{Task, TaskId};
@@ -121,6 +124,8 @@ pub(super) struct ManagerLoop {
     more_submissions: bool,
     /// Connected remote workers.
     remote: HashMap<WorkerId, Box<RemoteLink>>,
+    /// Factory job tokens of workers that joined, until their factory looks.
+    factory_joined: Vec<String>,
     pub(super) remote_settings: Arc<RemoteSettings>,
     /// The accept loop, and the address that wakes it.
     pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
@@ -198,6 +203,7 @@ impl ManagerLoop {
             incoming: Default::default(),
             more_submissions: false,
             remote: HashMap::new(),
+            factory_joined: Vec::new(),
             remote_settings: RemoteSettings::new(),
             listener: None,
             temp_root: std::env::temp_dir(),
@@ -422,6 +428,13 @@ impl ManagerLoop {
                 self.sched.set_features(worker, link.features().to_vec());
                 self.sched.set_end(worker, link.end_us());
                 self.sched.set_place(worker, link.place());
+                if let Some(job) = link.factory_job() {
+                    // For its factory's next look, even if it is gone by then.
+                    if self.factory_joined.len() >= MAX_FACTORY_JOINED {
+                        self.factory_joined.remove(0);
+                    }
+                    self.factory_joined.push(job.to_owned());
+                }
                 self.remote.insert(worker, link);
                 self.shared
                     .slots
@@ -538,6 +551,13 @@ impl ManagerLoop {
                     } else {
                         std::ops::ControlFlow::Continue(())
                     }
+                });
+                self.factory_joined.retain(|j| {
+                    let mine = ask.owns(j);
+                    if mine {
+                        view.joined.push(j.clone());
+                    }
+                    !mine
                 });
                 for (&w, link) in &self.remote {
                     if let Some(job) = link.factory_job().filter(|j| ask.owns(j)) {

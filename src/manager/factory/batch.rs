@@ -359,8 +359,9 @@ impl Batch for Slurm {
                     None
                     | Some("COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT")
                     | Some("NODE_FAIL" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE")
-                    | Some("PREEMPTED" | "COMPLETING") => Status::Ended,
-                    Some("RUNNING") => Status::Running,
+                    | Some("PREEMPTED") => Status::Ended,
+                    // Still listed while its processes end: not gone yet.
+                    Some("RUNNING" | "COMPLETING") => Status::Running,
                     Some(_) => Status::Pending,
                 };
                 (id.to_owned(), s)

@@ -77,6 +77,9 @@ pub struct View {
     pub unfit: usize,
     /// The factory's connected workers: id, job token, tasks held.
     pub workers: Vec<(WorkerId, String, usize)>,
+    /// Job tokens of its workers that joined since the last view (some may
+    /// have left already).
+    pub joined: Vec<String>,
 }
 
 impl View {

@@ -637,6 +637,10 @@ impl Cycle {
         };
         let now = Instant::now();
         for job in &mut self.jobs {
+            if !job.joined && view.joined.contains(&job.token) {
+                // Joined and left between two looks (its job was killed?).
+                job.joined = true;
+            }
             match view.workers.iter().find(|(_, t, _)| *t == job.token) {
                 Some(&(w, _, held)) => {
                     if !job.joined {

@@ -1,0 +1,267 @@
+//! The Slurm factory against a real Slurm (`make slurm-up` brings up a
+//! single-node cluster). Each test asks Slurm itself (`squeue`, the jobs' own
+//! `SLURM_JOB_ID`) what happened. Without a working Slurm every test says loudly
+//! that it was skipped.
+//!
+//! The tests share the one node, so they run one at a time (a lock).
+
+mod common;
+use common::remote_manager;
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use vine::manager::factory::Factory;
+use vine::{Manager, Task, TaskResult, Want};
+
+const WORKER: &str = env!("CARGO_BIN_EXE_vine_worker");
+
+/// The node's CPUs, or None (with a loud message) when there is no Slurm to use.
+fn slurm() -> Option<(MutexGuard<'static, ()>, u32)> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let out = Command::new("sinfo")
+        .args(["--noheader", "--format=%c %t"])
+        .output();
+    let cpus = match out {
+        Ok(o) if o.status.success() => String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .find(|l| l.contains("idle") || l.contains("mix") || l.contains("alloc"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok()),
+        _ => None,
+    };
+    match cpus {
+        Some(c) => Some((guard, c)),
+        None => {
+            eprintln!(
+                "\n*** SKIPPED: no working Slurm here (sinfo shows no usable node); \
+                 `make slurm-up` starts one ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// Waits (at most two minutes) until `ok` holds, looking again every 50 ms.
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(120);
+    while !ok() {
+        assert!(Instant::now() < until, "never happened: {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// This process's factory jobs in Slurm: (id, state).
+fn jobs() -> Vec<(String, String)> {
+    let o = Command::new("squeue")
+        .args(["--noheader", "--format=%i %j %T"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mine = format!("vine-worker-{}-", std::process::id());
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (id, name, state) = (w.next()?, w.next()?, w.next()?);
+            name.starts_with(&mine)
+                .then(|| (id.to_owned(), state.to_owned()))
+        })
+        .collect()
+}
+
+/// A Slurm factory whose scratch directory is `dir`.
+fn factory(m: &Manager, max: f64, dir: &std::path::Path) -> Arc<Factory> {
+    let f = m.create_factory("slurm").unwrap();
+    f.set_string("scratch-dir", dir.to_str().unwrap()).unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set("max-workers", max).unwrap();
+    f.set("cycle-interval", 0.1).unwrap();
+    f
+}
+
+fn job_id_of(t: &Task) -> String {
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.stdout());
+    let id = t.stdout().unwrap().to_str().unwrap().trim().to_owned();
+    assert!(
+        !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()),
+        "not in a Slurm job: {id:?}"
+    );
+    id
+}
+
+fn wait(m: &Manager) -> Box<Task> {
+    m.wait(Some(Duration::from_secs(180)))
+        .unwrap_or_else(|| panic!("no task came back: {:?}", m.factory_error()))
+}
+
+#[test]
+fn tasks_run_inside_slurm_jobs_never_more_than_max_workers_and_none_is_left() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    m.set_password(b"slurm-suite-secret").unwrap();
+    let f = factory(&m, 2.0, &dir);
+    let n = 30;
+    for _ in 0..n {
+        m.submit(Task::command(c"echo $SLURM_JOB_ID")).unwrap();
+    }
+    let mut seen = BTreeSet::new();
+    let mut most = 0;
+    for _ in 0..n {
+        seen.insert(job_id_of(&wait(&m)));
+        most = most.max(jobs().len());
+    }
+    // Thirty tasks, two workers at most: two jobs, each ran some of them.
+    assert!(
+        most <= 2 && seen.len() <= 2,
+        "{most} jobs at once, ran in {seen:?}"
+    );
+    assert_eq!(f.counts(), (2, 0));
+    // The password reached the jobs as a file, never on their command line.
+    let scripts: Vec<String> = std::fs::read_dir(f.scratch_dir())
+        .unwrap()
+        .filter_map(|e| {
+            let p = e.ok()?.path();
+            (p.extension()? == "sh").then(|| std::fs::read_to_string(p).unwrap())
+        })
+        .collect();
+    assert_eq!(scripts.len(), 2);
+    assert!(scripts
+        .iter()
+        .all(|s| s.contains("--password") && !s.contains("slurm-suite-secret")));
+    m.shutdown().unwrap();
+    // Shut down: no job of this factory remains in Slurm.
+    assert_eq!(jobs(), vec![]);
+}
+
+#[test]
+fn a_worker_job_cancelled_mid_run_loses_no_task() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let f = factory(&m, 1.0, &dir);
+    let go = dir.join("go");
+    let cmd = format!(
+        "echo $SLURM_JOB_ID >> {d}/ran; while [ ! -e {go} ]; do sleep 0.05; done; echo $SLURM_JOB_ID",
+        d = dir.display(),
+        go = go.display()
+    );
+    let id = m
+        .submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
+        .unwrap();
+    let ran = dir.join("ran");
+    eventually("the task starts", || ran.exists());
+    let first = std::fs::read_to_string(&ran).unwrap().trim().to_owned();
+    assert!(Command::new("scancel")
+        .arg(&first)
+        .status()
+        .unwrap()
+        .success());
+    // The task runs again, in another job the factory submits.
+    eventually("the task starts again", || {
+        std::fs::read_to_string(&ran).unwrap().lines().count() == 2
+    });
+    std::fs::write(&go, "").unwrap();
+    let t = m
+        .wait_for(Want::Id(id), Some(Duration::from_secs(180)))
+        .unwrap();
+    let second = job_id_of(&t);
+    assert_ne!(first, second);
+    assert_eq!(m.stats().unwrap().workers_lost, 1);
+    // The cancelled job had its worker: no failure.
+    assert_eq!(f.counts(), (2, 0));
+    m.delete_factory(&f).unwrap();
+    assert_eq!(jobs(), vec![]);
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn jobs_pending_on_a_full_node_are_tolerated_and_cancelled_when_demand_falls() {
+    let Some((_slurm, cpus)) = slurm() else {
+        return;
+    };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    // Each job takes the whole node: one runs, the others wait in the queue.
+    let f = factory(&m, 3.0, &dir);
+    f.set("cores", f64::from(cpus)).unwrap();
+    let go = dir.join("go");
+    let cmd = format!(
+        "while [ ! -e {go} ]; do sleep 0.05; done; echo $SLURM_JOB_ID",
+        go = go.display()
+    );
+    let mut t = Task::command(&std::ffi::CString::new(cmd).unwrap());
+    t.set_cores(f64::from(cpus)).unwrap();
+    m.submit(t).unwrap();
+    let short: Vec<u64> = (0..3)
+        .map(|_| {
+            let mut t = Task::command(c"echo $SLURM_JOB_ID");
+            t.set_cores(f64::from(cpus)).unwrap();
+            m.submit(t).unwrap()
+        })
+        .collect();
+    eventually("one job runs and two are pending", || {
+        let j = jobs();
+        j.len() == 3
+            && j.iter().filter(|(_, s)| s == "RUNNING").count() == 1
+            && j.iter().filter(|(_, s)| s == "PENDING").count() == 2
+    });
+    // The three short tasks are cancelled: demand falls to the one running.
+    for id in short {
+        m.cancel(id).unwrap();
+    }
+    eventually("the pending jobs are cancelled", || {
+        let j = jobs();
+        j.len() == 1 && j[0].1 == "RUNNING"
+    });
+    std::fs::write(&go, "").unwrap();
+    let mut ok = 0;
+    for _ in 0..4 {
+        let t = wait(&m);
+        if t.result() == TaskResult::Success {
+            job_id_of(&t);
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 1);
+    m.delete_factory(&f).unwrap();
+    assert_eq!(jobs(), vec![]);
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn bad_batch_options_are_refused_at_once_and_failing_jobs_back_off() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let f = factory(&m, 2.0, &dir);
+    let e = f
+        .set_string("batch-options", "--partition=no-such-partition")
+        .unwrap_err();
+    assert!(e.message().contains("partition"), "{e}");
+    // A job Slurm accepts but whose worker cannot start: reported with its
+    // output, and not resubmitted in a loop.
+    f.set_string("worker-path", "/nonexistent/vine_worker")
+        .unwrap();
+    m.submit(Task::command(c"true")).unwrap();
+    let started = Instant::now();
+    eventually("the failure is reported", || m.factory_error().is_some());
+    let e = m.factory_error().unwrap();
+    assert!(
+        e.contains("before its worker connected") && e.contains("nonexistent"),
+        "{e}"
+    );
+    eventually("a second round of attempts", || f.counts().1 >= 3);
+    let (submitted, failed) = f.counts();
+    let secs = started.elapsed().as_secs_f64();
+    assert!(
+        (submitted as f64) <= 2.0 * (3.0 + secs.log2().max(0.0)),
+        "{submitted} submissions ({failed} failed) in {secs} s"
+    );
+    m.delete_factory(&f).unwrap();
+    assert_eq!(jobs(), vec![]);
+    m.shutdown().unwrap();
+}
