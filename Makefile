@@ -1,6 +1,7 @@
 # vine: build, demo, test, benchmark, install.
 #   make demo     build the library and run the example workflows on local workers
-#   make test     run every test (Rust, C harness + valgrind + ASan/UBSan, C++/Fortran, examples, install)
+#   make test     run every test (Rust, C harness + valgrind + ASan/UBSan, C++/Fortran, examples, install;
+#                 the Slurm suite when a Slurm works here: make slurm-up)
 #   make bench    run the benchmarks side by side with their peers
 #   make fuzz     fuzz the frame decoder and the manager's handshake for FUZZ_SECONDS each
 #   make install PREFIX=/usr/local
@@ -10,7 +11,7 @@ CARGO  ?= cargo
 PREFIX ?= /usr/local
 LIB    := target/release/libvine.a
 
-.PHONY: all release demo test rust-test c-test cxx-test fortran-test taskvine-test examples header bench fuzz install clean
+.PHONY: all release demo test slurm-up slurm-down rust-test c-test cxx-test fortran-test taskvine-test examples header bench fuzz install clean
 
 all: release
 
@@ -25,6 +26,15 @@ demo: release
 
 rust-test:
 	$(CARGO) test --release
+	@sinfo --noheader >/dev/null 2>&1 || echo "*** SKIPPED: the Slurm suite (tests/factory_slurm.rs) found no working Slurm; 'make slurm-up' (root) starts a single-node one ***"
+
+# A single-node Slurm on this machine for the Slurm suite (root; installs
+# slurm-wlm and munge if missing).
+slurm-up:
+	bash .ci/slurm.sh up
+
+slurm-down:
+	bash .ci/slurm.sh down
 
 c-test: release
 	$(MAKE) -C tests/capi run

@@ -76,6 +76,8 @@ pub(crate) struct RemoteSettings {
     /// Hosts whose workers may not join (`vine_block_host`): by host name or
     /// address, until an instant or (None) until unblocked.
     blocked: Mutex<HashMap<String, Option<Instant>>>,
+    /// Workers told to exit: their connection's end is no news.
+    told_to_exit: Mutex<HashSet<WorkerId>>,
 }
 
 impl RemoteSettings {
@@ -92,6 +94,7 @@ impl RemoteSettings {
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
+            told_to_exit: Mutex::new(HashSet::new()),
             max_stdout: AtomicU64::new(crate::worker::command::DEFAULT_MAX_STDOUT as u64),
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
@@ -426,7 +429,12 @@ fn serve_connection(
                 break;
             }
             Err(e) => {
-                if !settings.closing.load(Ordering::Acquire) {
+                let told = settings
+                    .told_to_exit
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                if !told && !settings.closing.load(Ordering::Acquire) {
                     eprintln!("vine: worker {id} ({peer}) lost: {e}");
                 }
                 break;
@@ -838,6 +846,11 @@ impl RemoteLink {
 
     /// Tells the worker to exit.
     pub(crate) fn exit(&self) {
+        self.settings
+            .told_to_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.id);
         let _ = self.out.send(Outgoing::Frame(ToWorker::Exit));
     }
 

@@ -930,6 +930,61 @@ static void test_tls_and_password(void)
     unsetenv("VINE_PASSWORD_FILE");
 }
 
+/* A factory through the C API: the four lines a program adds, its errors, and
+ * its end with vine_factory_delete or with its manager. */
+static void test_factory(void)
+{
+    char worker[4096];
+    CHECK(realpath("../../target/release/vine_worker", worker) != NULL);
+    CHECK(vine_factory_create(NULL, "local") == NULL);
+    struct vine_manager *none = vine_create(VINE_PORT_NONE);
+    CHECK(vine_factory_create(none, "local") == NULL && strstr(vine_last_error(), "port"));
+    vine_delete(none);
+
+    struct vine_manager *m = vine_create(0);
+    CHECK(vine_tune(m, "local-cores", 0) == 0);
+    CHECK(vine_factory_create(m, NULL) == NULL);
+    CHECK(vine_factory_create(m, "pbs") == NULL && strstr(vine_last_error(), "'pbs'"));
+
+    struct vine_factory *f = vine_factory_create(m, "local");
+    CHECK(f != NULL);
+    CHECK(vine_factory_set(f, "max-workers", 2) == 0);
+    CHECK(vine_factory_set_string(f, "worker-path", worker) == 0);
+    CHECK_ERR(vine_factory_set(f, "max-workers", NAN), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_factory_set(f, "cores", 1e300), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_factory_set(NULL, "max-workers", 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_factory_set(f, NULL, 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_factory_set(f, "no-such-setting", 1), VINE_ERROR_UNKNOWN_SETTING);
+    CHECK_ERR(vine_factory_set_string(f, "worker-options", NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_factory_set_string(NULL, "worker-options", ""), VINE_ERROR_NULL);
+    CHECK_ERR(vine_factory_set_string(f, "submit-command", "true"), VINE_ERROR_INVALID_ARGUMENT);
+    for (int i = 0; i < 4; i++)
+        CHECK(vine_submit(m, vine_task_create("echo from-a-worker")) > 0);
+    for (int i = 0; i < 4; i++) {
+        struct vine_task *t = vine_wait(m, LONG);
+        CHECK(t != NULL);
+        if (!t)
+            break;
+        CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+        CHECK(strcmp(vine_task_get_stdout(t), "from-a-worker\n") == 0);
+        vine_task_delete(t);
+    }
+    vine_factory_delete(f);
+    /* Deleted: an error, not a crash. */
+    CHECK_ERR(vine_factory_set(f, "max-workers", 1), VINE_ERROR_INVALID_HANDLE);
+    vine_factory_delete(f);
+    CHECK(strstr(vine_last_error(), "not a live factory") != NULL);
+    vine_factory_delete(NULL);
+
+    /* A factory ends with its manager. */
+    f = vine_factory_create(m, "local");
+    CHECK(f != NULL);
+    CHECK(vine_factory_set_string(f, "worker-path", worker) == 0);
+    CHECK(vine_factory_set(f, "min-workers", 1) == 0);
+    vine_delete(m);
+    CHECK_ERR(vine_factory_set(f, "max-workers", 1), VINE_ERROR_INVALID_HANDLE);
+}
+
 int main(void)
 {
     CHECK(vine_register_function("echo", echo) == 0);
@@ -949,6 +1004,7 @@ int main(void)
     test_gpus();
     test_environment();
     test_tls_and_password();
+    test_factory();
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

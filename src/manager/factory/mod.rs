@@ -29,7 +29,7 @@ use self::batch::{Batch, JobSpec, Status};
 use super::inbox;
 use super::scheduler::WorkerId;
 use super::Message;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::resources::{Resources, MILLI};
 
 /// Where the worker program is: `VINE_WORKER_PATH`, else `vine_worker` beside this
@@ -428,9 +428,10 @@ impl ConfigEdit {
             "wall-time" => c.wall_time = seconds(1.0, true)?,
             "cycle-interval" => c.cycle = seconds(0.01, false)?.unwrap_or_default(),
             _ => {
-                return Err(Error::invalid(format!(
-                    "unknown factory setting '{name}': numbers are {NUMBERS}"
-                )))
+                return Err(Error::new(
+                    ErrorKind::UnknownSetting,
+                    format!("unknown factory setting '{name}': numbers are {NUMBERS}"),
+                ))
             }
         }
         Ok(())
@@ -495,9 +496,10 @@ impl ConfigEdit {
             "status-command" => c.status_command = command(value)?,
             "cancel-command" => c.cancel_command = command(value)?,
             _ => {
-                return Err(Error::invalid(format!(
-                    "unknown factory setting '{name}': strings are {STRINGS}"
-                )))
+                return Err(Error::new(
+                    ErrorKind::UnknownSetting,
+                    format!("unknown factory setting '{name}': strings are {STRINGS}"),
+                ))
             }
         }
         Ok(())
@@ -621,49 +623,10 @@ impl Cycle {
             wall_time_s: config.wall_time.map(|w| w.as_secs_f64()),
             limit: config.max_workers as f64 + 1.0,
         };
-        let (reply, answer) = super::reply::oneshot();
-        if self
-            .tx
-            .send(Message::FactoryView {
-                ask: ask.clone(),
-                reply,
-            })
-            .is_err()
-        {
-            return false;
-        }
-        let Ok(view) = answer.recv() else {
+        let Some(view) = self.look(ask.clone()) else {
             return false;
         };
-        let now = Instant::now();
-        for job in &mut self.jobs {
-            if !job.joined && view.joined.contains(&job.token) {
-                // Joined and left between two looks (its job was killed?).
-                job.joined = true;
-            }
-            match view.workers.iter().find(|(_, t, _)| *t == job.token) {
-                Some(&(w, _, held)) => {
-                    if !job.joined {
-                        // A job that works: failures before it are history.
-                        self.streak = 0;
-                        self.backoff_until = None;
-                        *self
-                            .shared
-                            .last_error
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = None;
-                    }
-                    job.worker = Some(w);
-                    job.joined = true;
-                    if held > 0 {
-                        job.idle_since = None;
-                    } else if job.idle_since.is_none() {
-                        job.idle_since = Some(now);
-                    }
-                }
-                None => job.worker = None,
-            }
-        }
+        self.take_view(&view);
         self.reap();
         if view.unfit > 0 && view.demand == 0.0 && !self.said_unfit {
             self.said_unfit = true;
@@ -692,7 +655,7 @@ impl Cycle {
         let target = demand::target(config.min_workers, config.max_workers, busy, view.demand);
         let alive = self.jobs.iter().filter(|j| j.alive()).count();
         let paused = self.shared.paused.load(Ordering::Acquire);
-        let backing_off = self.backoff_until.is_some_and(|t| now < t);
+        let backing_off = self.backoff_until.is_some_and(|t| Instant::now() < t);
         if !paused && !backing_off {
             let n = demand::to_submit(target, alive, config.per_cycle, config.max_workers);
             for _ in 0..n {
@@ -706,6 +669,48 @@ impl Cycle {
             self.shrink(alive - target, &config, target);
         }
         true
+    }
+
+    /// Asks the manager how many workers the waiting tasks need and which of
+    /// this factory's workers are connected; None if the manager is gone.
+    fn look(&self, ask: Ask) -> Option<View> {
+        let (reply, answer) = super::reply::oneshot();
+        self.tx.send(Message::FactoryView { ask, reply }).ok()?;
+        answer.recv().ok()
+    }
+
+    /// Records which jobs' workers joined, are connected, and since when idle.
+    fn take_view(&mut self, view: &View) {
+        let now = Instant::now();
+        let mut worked = false;
+        for job in &mut self.jobs {
+            let connected = view.workers.iter().find(|(_, t, _)| *t == job.token);
+            if !job.joined && (connected.is_some() || view.joined.contains(&job.token)) {
+                job.joined = true;
+                worked = true;
+            }
+            match connected {
+                Some(&(w, _, held)) => {
+                    job.worker = Some(w);
+                    if held > 0 {
+                        job.idle_since = None;
+                    } else if job.idle_since.is_none() {
+                        job.idle_since = Some(now);
+                    }
+                }
+                None => job.worker = None,
+            }
+        }
+        if worked {
+            // A job that works: failures before it are history.
+            self.streak = 0;
+            self.backoff_until = None;
+            *self
+                .shared
+                .last_error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = None;
+        }
     }
 
     /// Asks the batch system about the jobs not known to have ended.
@@ -974,9 +979,38 @@ impl Cycle {
     /// Cancels every job not known to have ended and waits, up to `grace`, until
     /// the batch system says they are gone.
     fn cancel_all(&mut self, grace: Duration) {
-        let deadline = Instant::now() + grace;
+        let start = Instant::now();
+        let deadline = start + grace;
+        self.refresh_status();
+        let ask = Ask {
+            prefix: self.prefix.clone(),
+            size: Resources::default(),
+            features: Vec::new(),
+            wall_time_s: None,
+            limit: 0.0,
+        };
+        if let Some(view) = self.look(ask) {
+            self.take_view(&view);
+        }
+        // Idle workers are told to exit, and their jobs end by themselves;
+        // the others are cancelled (their tasks run again elsewhere).
+        let mut released = Vec::new();
+        for j in &self.jobs {
+            let Some(w) = j.worker.filter(|_| j.status != Status::Ended) else {
+                continue;
+            };
+            let (reply, answer) = super::reply::oneshot();
+            if self
+                .tx
+                .send(Message::ReleaseWorker { worker: w, reply })
+                .is_ok()
+                && answer.recv().unwrap_or(false)
+            {
+                released.push(j.id.clone());
+            }
+        }
         let mut pause = Duration::from_millis(10);
-        let mut asked = false;
+        let mut asked = std::collections::HashSet::new();
         loop {
             self.refresh_status();
             let left: Vec<String> = self
@@ -1002,15 +1036,23 @@ impl Cycle {
                     .unwrap_or_else(|p| p.into_inner()) = Some(message);
                 return;
             }
-            if !asked {
-                asked = true;
+            // Released workers get half the grace to end on their own.
+            let patient = start.elapsed() < grace / 2;
+            let now: Vec<String> = left
+                .into_iter()
+                .filter(|id| !asked.contains(id) && !(patient && released.contains(id)))
+                .collect();
+            if !now.is_empty() {
                 for j in &mut self.jobs {
-                    j.cancelled = true;
+                    if now.contains(&j.id) {
+                        j.cancelled = true;
+                    }
                 }
-                let refs: Vec<&str> = left.iter().map(String::as_str).collect();
+                let refs: Vec<&str> = now.iter().map(String::as_str).collect();
                 if let Err(e) = self.batch.cancel(&refs) {
                     eprintln!("vine: factory: {e}");
                 }
+                asked.extend(now);
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(500));
