@@ -173,6 +173,7 @@ module vine
   public :: vine_declare_url, vine_declare_mini_task
   public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
   public :: vine_set_password
+  public :: vine_factory_create, vine_factory_set, vine_factory_set_string, vine_factory_delete
 
   interface
     type(c_ptr) function vine_create(port) bind(C, name='vine_create')
@@ -388,7 +389,29 @@ module vine
       type(c_ptr), value :: argv
     end function
 
+    subroutine vine_factory_delete(f) bind(C, name='vine_factory_delete')
+      import :: c_ptr
+      type(c_ptr), value :: f
+    end subroutine
+
     ! The C functions behind the string wrappers below.
+    type(c_ptr) function c_vine_factory_create(m, batch_type) bind(C, name='vine_factory_create')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: batch_type(*)
+    end function
+    integer(c_int) function c_vine_factory_set(f, name, value) bind(C, name='vine_factory_set')
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: f
+      character(kind=c_char), intent(in) :: name(*)
+      real(c_double), value :: value
+    end function
+    integer(c_int) function c_vine_factory_set_string(f, name, value) &
+        bind(C, name='vine_factory_set_string')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: f
+      character(kind=c_char), intent(in) :: name(*), value(*)
+    end function
     integer(c_int) function c_vine_tune(m, name, value) bind(C, name='vine_tune')
       import :: c_ptr, c_int, c_char, c_double
       type(c_ptr), value :: m
@@ -726,6 +749,26 @@ contains
     type(c_ptr), intent(in) :: m
     character(:), allocatable :: s
     s = fstr(c_vine_ssl_fingerprint(m))
+  end function
+
+  !> A factory getting workers for m from a batch system ('local', 'slurm', 'custom').
+  type(c_ptr) function vine_factory_create(m, batch_type)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: batch_type
+    vine_factory_create = c_vine_factory_create(m, cstr(batch_type))
+  end function
+
+  integer(c_int) function vine_factory_set(f, name, value)
+    type(c_ptr), intent(in) :: f
+    character(*), intent(in) :: name
+    real(c_double), intent(in) :: value
+    vine_factory_set = c_vine_factory_set(f, cstr(name), value)
+  end function
+
+  integer(c_int) function vine_factory_set_string(f, name, value)
+    type(c_ptr), intent(in) :: f
+    character(*), intent(in) :: name, value
+    vine_factory_set_string = c_vine_factory_set_string(f, cstr(name), cstr(value))
   end function
 
   integer(c_int) function vine_set_password(m, password)

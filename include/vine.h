@@ -467,6 +467,93 @@ typedef int vine_error_t;
 extern "C" {
 #endif // __cplusplus
 
+// Creates a factory that gets workers for `m` from a batch system as its waiting
+// tasks need them, and gives them back as they stop needing them (vine's own).
+//
+// `batch_type`:
+// - `"local"`: worker processes on this machine;
+// - `"slurm"`: Slurm jobs (`sbatch`, `squeue`, `scancel` must be on the `PATH`);
+// - `"custom"`: any batch system, through three shell commands set with
+//   `vine_factory_set_string` (`submit-command`, `status-command`,
+//   `cancel-command`; see there). Nothing is submitted before all three are set.
+//
+// The manager must have a port. The jobs connect to the address the manager
+// listens on (`VINE_LISTEN_ADDRESS` at `vine_create`; loopback by default, which
+// only workers on this machine reach: the factory says so on standard error).
+// When the manager has a password, each job is given a copy of the password file
+// in the scratch directory (readable by this user only) with `--password`, never
+// the password itself.
+//
+// Every cycle (`cycle-interval`) the factory compares what the waiting tasks
+// need (their resources against its worker size) with its connected and pending
+// workers, and submits at most `workers-per-cycle` jobs, never more than
+// `max-workers` alive at once, keeping `min-workers`. When demand falls, pending
+// jobs are cancelled and workers idle for `idle-timeout` are told to exit. A job
+// that ends before its worker connects is a failure: submissions then pause
+// 1, 2, 4 ... up to 60 s, the batch system's message is printed on standard
+// error, and a `vine_wait` that returns NULL sets `vine_last_error()` to it.
+// Tasks on a worker whose job ends (cancelled, out of time) run again elsewhere,
+// as for any lost worker.
+//
+// Settings apply to jobs submitted after them: set them before submitting tasks.
+// The factory belongs to `m`: `vine_factory_delete` stops it, and so does
+// `vine_delete`. Returns NULL with `vine_last_error()` set on an unknown type, a
+// batch system whose commands are missing, or a manager without a port.
+struct vine_factory *vine_factory_create(struct vine_manager *m, const char *batch_type);
+
+// Sets a numeric setting of factory `f`; 0, or a negative error code with
+// `vine_last_error()` set (unknown name, a value not finite or out of range).
+//
+// - `min-workers` (default 0), `max-workers` (10): workers kept alive at least,
+//   and alive at most (pending jobs count); min above max counts as max.
+// - `workers-per-cycle` (5): jobs submitted per cycle at most.
+// - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
+//   measured), `gpus` (0): each worker job's size, asked of the batch system and
+//   offered by the worker. Whole numbers.
+// - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
+//   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
+// - `wall-time` (seconds, 0: none): each job's time limit; the worker knows it
+//   and takes no task whose `vine_task_set_time_min` exceeds the time it has left.
+// - `cycle-interval` (seconds, 1): how often the factory looks at demand.
+int vine_factory_set(struct vine_factory *f, const char *name, double value);
+
+// Sets a text setting of factory `f`; 0, or a negative error code with
+// `vine_last_error()` set.
+//
+// - `batch-options`: options given to the batch system's submit command, split
+//   into words as a shell would (e.g. `"--partition=debug --account=x"`). For
+//   Slurm they are checked at once with `sbatch --test-only`: options Slurm
+//   refuses are an error here, with Slurm's message.
+// - `worker-options`: more `vine_worker` options (e.g. `"--feature big"`).
+// - `worker-path`: the worker program (default: `VINE_WORKER_PATH`, else
+//   `vine_worker` beside this program, else on the `PATH`); it must exist where
+//   the jobs run.
+// - `scratch-dir`: where job scripts, their output and the password copy go
+//   (default: `vine-factory-PID-N` in the current directory; for `"local"`, in
+//   the manager's runtime directory). It must be visible to the jobs. Made
+//   readable by this user only; removed at the end unless a job failed.
+// - `submit-command`, `status-command`, `cancel-command` (`"custom"` only): run
+//   by `/bin/sh -c` in the scratch directory.
+//   - submit: gets the worker's whole command line in `VINE_WORKER_COMMAND`
+//     (quoted for the shell), and `VINE_JOB_NAME`, `VINE_JOB_CORES`,
+//     `VINE_JOB_MEMORY`, `VINE_JOB_DISK`, `VINE_JOB_GPUS` (0: unset),
+//     `VINE_JOB_WALL_TIME` (seconds, 0: none), `VINE_JOB_OUTPUT` (a file for the
+//     job's output) and `VINE_BATCH_OPTIONS`; it must exit 0 and print the job id
+//     as the last non-empty line of its standard output.
+//   - status: gets `VINE_JOB_ID`; prints `pending` or `running` while the job
+//     lives, anything else (or nothing) once it has ended; a non-zero exit means
+//     "unknown this time".
+//   - cancel: gets `VINE_JOB_ID`.
+int vine_factory_set_string(struct vine_factory *f, const char *name, const char *value);
+
+// Stops factory `f`: it submits nothing more, cancels every job it submitted
+// that is still pending or running (their tasks run again elsewhere, or wait),
+// and waits until the batch system says they are gone, at most 60 s; jobs still
+// there then are named in `vine_last_error()` and on standard error. NULL, or a
+// factory already deleted (also by `vine_delete` of its manager), sets
+// `vine_last_error()` and does nothing else.
+void vine_factory_delete(struct vine_factory *f);
+
 // Declares the file (or directory) at `path` on this machine, as an input to
 // copy into sandboxes or an output to write back. It need not exist yet. `cache`
 // is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
@@ -614,93 +701,6 @@ int vine_prune_file(struct vine_manager *m, struct vine_file *f);
 // declared). No task should need it any more. Tasks that were given it keep
 // what they need of it until they are deleted.
 void vine_undeclare_file(struct vine_manager *m, struct vine_file *f);
-
-// Creates a factory that gets workers for `m` from a batch system as its waiting
-// tasks need them, and gives them back as they stop needing them (vine's own).
-//
-// `batch_type`:
-// - `"local"`: worker processes on this machine;
-// - `"slurm"`: Slurm jobs (`sbatch`, `squeue`, `scancel` must be on the `PATH`);
-// - `"custom"`: any batch system, through three shell commands set with
-//   `vine_factory_set_string` (`submit-command`, `status-command`,
-//   `cancel-command`; see there). Nothing is submitted before all three are set.
-//
-// The manager must have a port. The jobs connect to the address the manager
-// listens on (`VINE_LISTEN_ADDRESS` at `vine_create`; loopback by default, which
-// only workers on this machine reach: the factory says so on standard error).
-// When the manager has a password, each job is given a copy of the password file
-// in the scratch directory (readable by this user only) with `--password`, never
-// the password itself.
-//
-// Every cycle (`cycle-interval`) the factory compares what the waiting tasks
-// need (their resources against its worker size) with its connected and pending
-// workers, and submits at most `workers-per-cycle` jobs, never more than
-// `max-workers` alive at once, keeping `min-workers`. When demand falls, pending
-// jobs are cancelled and workers idle for `idle-timeout` are told to exit. A job
-// that ends before its worker connects is a failure: submissions then pause
-// 1, 2, 4 ... up to 60 s, the batch system's message is printed on standard
-// error, and a `vine_wait` that returns NULL sets `vine_last_error()` to it.
-// Tasks on a worker whose job ends (cancelled, out of time) run again elsewhere,
-// as for any lost worker.
-//
-// Settings apply to jobs submitted after them: set them before submitting tasks.
-// The factory belongs to `m`: `vine_factory_delete` stops it, and so does
-// `vine_delete`. Returns NULL with `vine_last_error()` set on an unknown type, a
-// batch system whose commands are missing, or a manager without a port.
-struct vine_factory *vine_factory_create(struct vine_manager *m, const char *batch_type);
-
-// Sets a numeric setting of factory `f`; 0, or a negative error code with
-// `vine_last_error()` set (unknown name, a value not finite or out of range).
-//
-// - `min-workers` (default 0), `max-workers` (10): workers kept alive at least,
-//   and alive at most (pending jobs count); min above max counts as max.
-// - `workers-per-cycle` (5): jobs submitted per cycle at most.
-// - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
-//   measured), `gpus` (0): each worker job's size, asked of the batch system and
-//   offered by the worker. Whole numbers.
-// - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
-//   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
-// - `wall-time` (seconds, 0: none): each job's time limit; the worker knows it
-//   and takes no task whose `vine_task_set_time_min` exceeds the time it has left.
-// - `cycle-interval` (seconds, 1): how often the factory looks at demand.
-int vine_factory_set(struct vine_factory *f, const char *name, double value);
-
-// Sets a text setting of factory `f`; 0, or a negative error code with
-// `vine_last_error()` set.
-//
-// - `batch-options`: options given to the batch system's submit command, split
-//   into words as a shell would (e.g. `"--partition=debug --account=x"`). For
-//   Slurm they are checked at once with `sbatch --test-only`: options Slurm
-//   refuses are an error here, with Slurm's message.
-// - `worker-options`: more `vine_worker` options (e.g. `"--feature big"`).
-// - `worker-path`: the worker program (default: `VINE_WORKER_PATH`, else
-//   `vine_worker` beside this program, else on the `PATH`); it must exist where
-//   the jobs run.
-// - `scratch-dir`: where job scripts, their output and the password copy go
-//   (default: `vine-factory-PID-N` in the current directory; for `"local"`, in
-//   the manager's runtime directory). It must be visible to the jobs. Made
-//   readable by this user only; removed at the end unless a job failed.
-// - `submit-command`, `status-command`, `cancel-command` (`"custom"` only): run
-//   by `/bin/sh -c` in the scratch directory.
-//   - submit: gets the worker's whole command line in `VINE_WORKER_COMMAND`
-//     (quoted for the shell), and `VINE_JOB_NAME`, `VINE_JOB_CORES`,
-//     `VINE_JOB_MEMORY`, `VINE_JOB_DISK`, `VINE_JOB_GPUS` (0: unset),
-//     `VINE_JOB_WALL_TIME` (seconds, 0: none), `VINE_JOB_OUTPUT` (a file for the
-//     job's output) and `VINE_BATCH_OPTIONS`; it must exit 0 and print the job id
-//     as the last non-empty line of its standard output.
-//   - status: gets `VINE_JOB_ID`; prints `pending` or `running` while the job
-//     lives, anything else (or nothing) once it has ended; a non-zero exit means
-//     "unknown this time".
-//   - cancel: gets `VINE_JOB_ID`.
-int vine_factory_set_string(struct vine_factory *f, const char *name, const char *value);
-
-// Stops factory `f`: it submits nothing more, cancels every job it submitted
-// that is still pending or running (their tasks run again elsewhere, or wait),
-// and waits until the batch system says they are gone, at most 60 s; jobs still
-// there then are named in `vine_last_error()` and on standard error. NULL, or a
-// factory already deleted (also by `vine_delete` of its manager), sets
-// `vine_last_error()` and does nothing else.
-void vine_factory_delete(struct vine_factory *f);
 
 // Registers `fn` as `name` in this process, so tasks created with
 // `vine_task_create_function(name, ...)` can run here. Every process that may run

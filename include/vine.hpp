@@ -282,6 +282,21 @@ public:
     }
     void shutdown() { detail::check(vine_shutdown(m_), "vine_shutdown"); }
 
+    /// A factory of this manager (see vine_factory_create); owned by the manager,
+    /// which stops it at the latest when it is deleted.
+    vine_factory *create_factory(const std::string &batch_type)
+    {
+        return detail::check_ptr(vine_factory_create(m_, batch_type.c_str()), "vine_factory_create");
+    }
+    static void factory_set(vine_factory *f, const std::string &name, double value)
+    {
+        detail::check(vine_factory_set(f, name.c_str(), value), "vine_factory_set");
+    }
+    static void factory_set(vine_factory *f, const std::string &name, const std::string &value)
+    {
+        detail::check(vine_factory_set_string(f, name.c_str(), value.c_str()), "vine_factory_set_string");
+    }
+
     file declare_file(const std::string &path, int cache = VINE_CACHE_LEVEL_TASK, int flags = 0)
     {
         return file(detail::check_ptr(vine_declare_file(m_, path.c_str(), cache, flags), "vine_declare_file"));
