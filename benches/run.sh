@@ -5,7 +5,8 @@
 # empty-task rate alone varies 4-30 M/s between runs, depending on how many tasks it
 # runs inline on the producer).
 # The same throughput and round trip through the C++ wrapper show what it costs.
-# Then the remote-worker benchmark (benches/remote/run.sh).
+# Then the remote-worker benchmark (benches/remote/run.sh) and the factories on
+# Slurm (benches/factory/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=benches/bin
@@ -69,4 +70,6 @@ echo "| 100k finished tasks taken with vine_wait_for_task_id, newest first (ns/w
 
 if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh
+    # Factories on this machine's Slurm (skipped without one: make slurm-up).
+    bash benches/factory/run.sh
 fi

@@ -49,7 +49,7 @@ pub unsafe extern "C" fn vine_factory_create(
         let mgr = handles::manager(m)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let kind = Manager::utf8(unsafe { c_str(batch_type, "the batch type")? })?;
-        let f = mgr.create_factory(&kind)?;
+        let f = mgr.create_factory(kind)?;
         Ok(handles::factory_into_c(m, f))
     })
 }
@@ -78,7 +78,7 @@ pub unsafe extern "C" fn vine_factory_set(
         let (_, f) = handles::factory(f)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = Manager::utf8(unsafe { c_str(name, "the setting name")? })?;
-        f.set(&name, value)?;
+        f.set(name, value)?;
         Ok(0)
     })
 }
@@ -125,7 +125,7 @@ pub unsafe extern "C" fn vine_factory_set_string(
                 Manager::utf8(c_str(value, "the value")?)?,
             )
         };
-        f.set_string(&name, &value)?;
+        f.set_string(name, value)?;
         Ok(0)
     })
 }

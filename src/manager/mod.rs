@@ -334,6 +334,8 @@ pub struct Manager {
     remote_settings: Arc<remote::RemoteSettings>,
     /// Its factories, and whether local worker processes were started.
     factories: Mutex<Vec<Arc<factory::Factory>>>,
+    /// How many factories there are (read on every submission).
+    factory_count: AtomicUsize,
     local_workers_started: AtomicBool,
     password_path: Mutex<Option<PathBuf>>,
     /// What the local pool downloaded or made (URLs, mini tasks).
@@ -509,6 +511,7 @@ impl Manager {
             max_stdout,
             remote_settings,
             factories: Mutex::new(Vec::new()),
+            factory_count: AtomicUsize::new(0),
             local_workers_started: AtomicBool::new(false),
             password_path: Mutex::new(env_password),
             fetcher,
@@ -602,6 +605,17 @@ impl Manager {
             // The manager takes what is queued before it ends (it closes the queue
             // first), so a failed send loses nothing.
             let _ = self.tx.send(Message::Submitted);
+        }
+        if self.factory_count.load(Ordering::Relaxed) > 0 {
+            // Demand rose: factories look now rather than at their next cycle.
+            for f in self
+                .factories
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                f.nudge();
+            }
         }
         Ok(id)
     }
@@ -879,19 +893,19 @@ impl Manager {
             std::env::current_dir().map_err(|e| Error::io("the current directory", e))?
         };
         let f = factory::Factory::start(kind, self.tx.clone(), endpoint, &default_dir, setup)?;
-        self.factories
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(f.clone());
+        let mut all = self.factories.lock().unwrap_or_else(|p| p.into_inner());
+        all.push(f.clone());
+        self.factory_count.store(all.len(), Ordering::Relaxed);
+        drop(all);
         Ok(f)
     }
 
     /// Stops factory `f` (see [`factory::Factory::stop`]) and forgets it.
     pub fn delete_factory(&self, f: &Arc<factory::Factory>) -> Result<()> {
-        self.factories
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|g| !Arc::ptr_eq(g, f));
+        let mut all = self.factories.lock().unwrap_or_else(|p| p.into_inner());
+        all.retain(|g| !Arc::ptr_eq(g, f));
+        self.factory_count.store(all.len(), Ordering::Relaxed);
+        drop(all);
         f.stop(Duration::from_secs(60))
     }
 
@@ -1154,6 +1168,7 @@ impl Manager {
         // cancelled, and waited for.
         let factories =
             std::mem::take(&mut *self.factories.lock().unwrap_or_else(|p| p.into_inner()));
+        self.factory_count.store(0, Ordering::Relaxed);
         for f in factories {
             let grace = if f.kind() == factory::Kind::Local {
                 5

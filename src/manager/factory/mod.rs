@@ -142,6 +142,8 @@ struct Shared {
     paused: AtomicBool,
     /// Set to stop the thread; it is woken through `wake`.
     stop: AtomicBool,
+    /// Tasks were submitted since the last look.
+    nudged: AtomicBool,
     wake: std::sync::Condvar,
     sleep: Mutex<()>,
     /// Jobs submitted so far, and submissions that failed.
@@ -212,6 +214,7 @@ impl Factory {
             last_error: Mutex::new(None),
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
+            nudged: AtomicBool::new(false),
             wake: std::sync::Condvar::new(),
             sleep: Mutex::new(()),
             submitted: AtomicU64::new(0),
@@ -294,6 +297,14 @@ impl Factory {
 
     fn config(&self) -> std::sync::MutexGuard<'_, Config> {
         self.shared.config.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tasks were submitted: the thread looks now, unless it was told so since
+    /// its last look. Cheap enough for every submission.
+    pub(crate) fn nudge(&self) {
+        if !self.shared.nudged.swap(true, Ordering::AcqRel) {
+            self.poke();
+        }
     }
 
     /// Wakes the thread for a cycle now.
@@ -571,7 +582,10 @@ impl Cycle {
             if self.shared.stop.load(Ordering::Acquire) {
                 break;
             }
-            let _ = self.shared.wake.wait_timeout(g, cycle);
+            // Nudged during the look: look again at once.
+            if !self.shared.nudged.load(Ordering::Acquire) {
+                let _ = self.shared.wake.wait_timeout(g, cycle);
+            }
         }
         let grace = Duration::from_millis(self.shared.grace_ms.load(Ordering::Acquire));
         self.cancel_all(grace);
@@ -596,6 +610,7 @@ impl Cycle {
 
     /// One cycle; false if the manager is gone.
     fn once(&mut self) -> bool {
+        self.shared.nudged.store(false, Ordering::Release);
         let config = self.config();
         self.refresh_status();
         let size = Resources {
@@ -1040,7 +1055,7 @@ impl Cycle {
             let patient = start.elapsed() < grace / 2;
             let now: Vec<String> = left
                 .into_iter()
-                .filter(|id| !asked.contains(id) && !(patient && released.contains(id)))
+                .filter(|id| !(asked.contains(id) || (patient && released.contains(id))))
                 .collect();
             if !now.is_empty() {
                 for j in &mut self.jobs {
