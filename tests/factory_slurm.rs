@@ -265,3 +265,34 @@ fn bad_batch_options_are_refused_at_once_and_failing_jobs_back_off() {
     assert_eq!(jobs(), vec![]);
     m.shutdown().unwrap();
 }
+
+#[test]
+fn jobs_renamed_by_the_batch_options_are_still_followed_and_cancelled() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let f = factory(&m, 1.0, &dir);
+    let name = format!("vine-renamed-{}", std::process::id());
+    f.set_string("batch-options", &format!("--job-name={name}"))
+        .unwrap();
+    f.set("min-workers", 1.0).unwrap();
+    for _ in 0..3 {
+        m.submit(Task::command(c"echo $SLURM_JOB_ID")).unwrap();
+    }
+    for _ in 0..3 {
+        job_id_of(&wait(&m));
+    }
+    // One job, known by its id whatever its name, and gone after the delete.
+    assert_eq!(f.counts(), (1, 0));
+    let named = || {
+        let o = Command::new("squeue")
+            .args(["--noheader", "--format=%i", "--name", &name])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).lines().count()
+    };
+    assert_eq!(named(), 1);
+    m.delete_factory(&f).unwrap();
+    assert_eq!(named(), 0);
+    m.shutdown().unwrap();
+}

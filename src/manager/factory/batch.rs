@@ -246,16 +246,13 @@ impl Drop for Local {
     }
 }
 
-/// Slurm: a job script given to `sbatch`, jobs listed by name with `squeue`,
+/// Slurm: a job script given to `sbatch`, jobs looked up by id with `squeue`,
 /// cancelled with `scancel`.
-pub struct Slurm {
-    /// The name every job of this factory has.
-    name: String,
-}
+pub struct Slurm;
 
 impl Slurm {
-    /// Slurm with its jobs named `name`; an error if its commands are missing.
-    pub fn new(name: &str) -> Result<Slurm, String> {
+    /// Slurm; an error if its commands are missing.
+    pub fn new() -> Result<Slurm, String> {
         for c in ["sbatch", "squeue", "scancel"] {
             if !on_path(c) {
                 return Err(format!(
@@ -264,9 +261,7 @@ impl Slurm {
                 ));
             }
         }
-        Ok(Slurm {
-            name: name.to_owned(),
-        })
+        Ok(Slurm)
     }
 
     /// Asks Slurm whether `options` would be accepted, without submitting.
@@ -340,18 +335,22 @@ impl Batch for Slurm {
     }
 
     fn status(&mut self, ids: &[&str]) -> Result<HashMap<String, Status>, String> {
+        // By id, not by name: the user's batch options may rename the jobs.
         let mut cmd = Command::new("squeue");
-        cmd.args(["--noheader", "--format=%i %T", "--name"])
-            .arg(&self.name);
+        cmd.args(["--noheader", "--format=%i %T"])
+            .arg(format!("--jobs={}", ids.join(",")));
         let ran = run(cmd)?;
-        if ran.code != Some(0) {
+        let listed: HashMap<&str, &str> = if ran.code == Some(0) {
+            ran.stdout
+                .lines()
+                .filter_map(|l| l.trim().split_once(' '))
+                .collect()
+        } else if ran.stderr.contains("Invalid job id") {
+            // Every one of them has left Slurm's memory.
+            HashMap::new()
+        } else {
             return Err(format!("squeue failed: {}", ran.complaint()));
-        }
-        let listed: HashMap<&str, &str> = ran
-            .stdout
-            .lines()
-            .filter_map(|l| l.trim().split_once(' '))
-            .collect();
+        };
         Ok(ids
             .iter()
             .map(|&id| {

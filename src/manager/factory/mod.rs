@@ -192,7 +192,7 @@ impl Factory {
         let name = format!("vine-worker-{}-{seq}", std::process::id());
         let batch: Box<dyn Batch> = match kind {
             Kind::Local => Box::new(batch::Local::default()),
-            Kind::Slurm => Box::new(batch::Slurm::new(&name).map_err(Error::invalid)?),
+            Kind::Slurm => Box::new(batch::Slurm::new().map_err(Error::invalid)?),
             Kind::Custom => Box::new(batch::Custom {
                 submit: String::new(),
                 status: String::new(),
