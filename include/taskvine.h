@@ -17,14 +17,13 @@
  *    measured peaks or time series are kept. vine_set_category_mode accepts
  *    TaskVine's modes; tasks get what they ask for in every mode.
  *
- * What vine lacks of TaskVine's C API (84 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (91 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
- *  - Logs and the runtime directory's paths: vine_enable_transactions_log,
- *    vine_enable_perf_log, vine_enable_debug_log, vine_enable_taskgraph_log,
- *    vine_log_txn_app, vine_log_debug_app, vine_get_runtime_directory,
- *    vine_get_path_log, vine_get_path_cache, vine_get_path_staging,
- *    vine_get_path_library_log, vine_set_runtime_info_template, vine_get_status.
+ *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
+ *    vine_get_path_cache, vine_get_path_staging, vine_get_path_library_log;
+ *    vine_get_status (it returns TaskVine's struct jx; vine_status and its
+ *    JSON answer the same questions).
  *  - Measured resources and automatic sizing: vine_task_get_resources,
  *    vine_task_set_resources, vine_task_set_monitor_output,
  *    vine_set_category_resources_max, vine_set_category_resources_min,

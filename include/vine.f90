@@ -170,6 +170,10 @@ module vine
   public :: vine_cancel_all_by_tag
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
+  ! Logs and the run directory.
+  public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
+  public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
+  public :: vine_get_runtime_directory, vine_get_path_log
   public :: vine_declare_url, vine_declare_mini_task
   public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
   public :: vine_set_password
@@ -681,6 +685,50 @@ module vine
       type(c_ptr), value :: m, category
       integer(c_int), value :: mode
     end function
+
+    ! Logs and the run directory.
+    integer(c_int) function c_vine_enable_transactions_log(m, path) &
+        bind(C, name='vine_enable_transactions_log')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: path(*)
+    end function
+    integer(c_int) function c_vine_enable_perf_log(m, path) bind(C, name='vine_enable_perf_log')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: path(*)
+    end function
+    integer(c_int) function c_vine_enable_debug_log(path) bind(C, name='vine_enable_debug_log')
+      import :: c_int, c_char
+      character(kind=c_char), intent(in) :: path(*)
+    end function
+    subroutine c_vine_log_txn_app(m, entry) bind(C, name='vine_log_txn_app')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: entry(*)
+    end subroutine
+    subroutine c_vine_log_debug_app(m, entry) bind(C, name='vine_log_debug_app')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: entry(*)
+    end subroutine
+    subroutine c_vine_set_runtime_info_template(dir) bind(C, name='vine_set_runtime_info_template')
+      import :: c_char
+      character(kind=c_char), intent(in) :: dir(*)
+    end subroutine
+    type(c_ptr) function c_vine_get_runtime_directory(m) bind(C, name='vine_get_runtime_directory')
+      import :: c_ptr
+      type(c_ptr), value :: m
+    end function
+    type(c_ptr) function c_vine_get_path_log(m, path) bind(C, name='vine_get_path_log')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: path(*)
+    end function
+    subroutine c_free(p) bind(C, name='free')
+      import :: c_ptr
+      type(c_ptr), value :: p
+    end subroutine
   end interface
 
 contains
@@ -1033,6 +1081,64 @@ contains
     type(c_ptr), intent(in) :: m, f
     character(:), allocatable :: s
     s = fstr(vine_fetch_file(m, f))
+  end function
+
+  !> Writes the transactions log to `path` (1 if opened, 0 if not).
+  integer(c_int) function vine_enable_transactions_log(m, path)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    vine_enable_transactions_log = c_vine_enable_transactions_log(m, cstr(path))
+  end function
+
+  !> Writes the performance log to `path` (1 if opened, 0 if not).
+  integer(c_int) function vine_enable_perf_log(m, path)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    vine_enable_perf_log = c_vine_enable_perf_log(m, cstr(path))
+  end function
+
+  !> Writes every manager's debug log to `path` (1 if opened, 0 if not).
+  integer(c_int) function vine_enable_debug_log(path)
+    character(*), intent(in) :: path
+    vine_enable_debug_log = c_vine_enable_debug_log(cstr(path))
+  end function
+
+  !> Adds an APPLICATION record to the transactions log.
+  subroutine vine_log_txn_app(m, entry)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: entry
+    call c_vine_log_txn_app(m, cstr(entry))
+  end subroutine
+
+  !> Adds a line to the debug log.
+  subroutine vine_log_debug_app(m, entry)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: entry
+    call c_vine_log_debug_app(m, cstr(entry))
+  end subroutine
+
+  !> Names the run directories of managers created from now on.
+  subroutine vine_set_runtime_info_template(dir)
+    character(*), intent(in) :: dir
+    call c_vine_set_runtime_info_template(cstr(dir))
+  end subroutine
+
+  !> The manager's run directory ('' if it writes no logs).
+  function vine_get_runtime_directory(m) result(s)
+    type(c_ptr), intent(in) :: m
+    character(:), allocatable :: s
+    s = fstr(c_vine_get_runtime_directory(m))
+  end function
+
+  !> `RUNDIR/vine-logs/path` ('' if the manager writes no logs).
+  function vine_get_path_log(m, path) result(s)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    character(:), allocatable :: s
+    type(c_ptr) :: p
+    p = c_vine_get_path_log(m, cstr(path))
+    s = fstr(p)
+    if (c_associated(p)) call c_free(p)
   end function
 
 end module vine

@@ -733,6 +733,62 @@ int vine_task_gpu_ids(int *ids, int max);
 // line (the reason on standard error).
 int vine_worker_main(int argc, char *const *argv);
 
+// Writes manager `m`'s transactions log to `logfile` from now on (created or
+// truncated), in TaskVine's format: a header block of `#` lines, then a line
+// per event, `TIME PID MANAGER|WORKER|TASK|TRANSFER|APPLICATION ...` (TIME in
+// microseconds since the epoch). Every task goes `READY` (TaskVine's documents
+// call this state WAITING; its manager writes, and its tools read, `READY`),
+// `RUNNING`, `WAITING_RETRIEVAL`, `RETRIEVED`, and `DONE` when it is handed to
+// `vine_wait`'s queue; a retried task starts again at `READY` with the next
+// attempt number. Local threads appear as the worker `worker-local`, remote
+// workers as `worker-N`. Records are written by a thread of their own, a batch
+// at a time: the file may be a fraction of a second behind, and is complete
+// once `vine_delete` returns (or at `exit`). A manager with a port writes this
+// log by default in its runtime directory (see `vine_set_runtime_info_path`).
+// Returns 1 if the file was opened, 0 if not (as TaskVine).
+int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
+
+// Writes manager `m`'s performance log to `logfile` from now on (created or
+// truncated): TaskVine's header row of `vine_stats` field names, then a row of
+// their values whenever one changed, at most one a second. Fields vine does
+// not measure (the manager's own time split, capacity estimates) are 0.
+// Returns 1 if the file was opened, 0 if not.
+int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
+
+// Writes the debug log of every manager of the process to `logfile` (created or
+// truncated), as TaskVine's call does (it takes no manager): workers joining
+// and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
+// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). Returns 1 if the file
+// was opened, 0 if not.
+int vine_enable_debug_log(const char *logfile);
+
+// Adds `APPLICATION TEXT` to manager `m`'s transactions log (line breaks in
+// `entry` become spaces). Does nothing if the log is off, or on NULL (which
+// sets `vine_last_error`).
+void vine_log_txn_app(struct vine_manager *m, const char *entry);
+
+// Adds a line of the program's own to manager `m`'s debug log (and the
+// process's, see `vine_enable_debug_log`).
+void vine_log_debug_app(struct vine_manager *m, const char *entry);
+
+// Names the run directory of managers created from now on, as TaskVine's call
+// does: a template with `%Y %m %d %H %M %S` (UTC start time), under the
+// runtime info path unless absolute. NULL restores the default
+// (`%Y-%m-%dT%H%M%S`; a second manager started in the same second gets `.2`).
+// A directory named by the template is used even if it exists (its logs are
+// truncated).
+void vine_set_runtime_info_template(const char *dir);
+
+// The absolute path of manager `m`'s run directory (its logs are in
+// `vine-logs/` there), or NULL if it writes none. The string belongs to the
+// manager and stays valid until `vine_delete`.
+const char *vine_get_runtime_directory(struct vine_manager *m);
+
+// `RUNDIR/vine-logs/PATH` (or `RUNDIR/vine-logs` for a NULL `path`) for manager
+// `m`'s run directory, as a string the caller frees with `free()`; NULL if the
+// manager writes no logs or memory ran out.
+char *vine_get_path_log(struct vine_manager *m, const char *path);
+
 // Creates a manager and starts its thread and its local worker threads.
 //
 // `port > 0` listens for remote workers on that port (loopback only unless an
@@ -866,17 +922,25 @@ int vine_set_password(struct vine_manager *m, const char *password);
 
 // Sets the directory under which managers created from now on keep their
 // runtime information, as TaskVine's call does (before `vine_create`, no
-// manager): each later manager writes its log (`manager.log`) into a fresh
-// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
-// if it cannot be). Staging files stay in the system's temporary directory.
-// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
-// callers still compile. For one manager's log directory, see
+// manager). Each later manager makes a run directory there (named by
+// `vine_set_runtime_info_template`, by default its start time
+// `%Y-%m-%dT%H%M%S`, UTC), writes its logs into `RUN/vine-logs/`
+// (`transactions`, `performance`, `debug`) and points `PATH/most-recent` at
+// it. Without this call, managers with a port do the same under
+// `vine-run-info` in the current directory (as TaskVine), or under
+// `$VINE_RUNTIME_INFO_DIR` when that is set; managers without a port write no
+// logs unless this call, that variable or `vine_enable_*_log` asks. When the
+// directory was asked for and cannot be made, `vine_create` fails; the
+// default one only warns. Staging files stay in the system's temporary
+// directory. Returns 0 or a negative error (NULL); TaskVine's returns nothing,
+// so its callers still compile. For one manager's run directory, see
 // `vine_set_runtime_info_path_for`.
 int vine_set_runtime_info_path(const char *path);
 
-// Directory where manager `m` writes its log (`manager.log`) from now on;
-// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
-// for the managers created later). Returns 0 or a negative error.
+// Makes `dir` manager `m`'s run directory: its logs go to `dir/vine-logs/`
+// (`transactions`, `performance`, `debug`; created or truncated) from now on.
+// vine's own (TaskVine's `vine_set_runtime_info_path` sets the root for the
+// managers created later). Returns 0 or a negative error.
 int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
 // Names the manager (shown to workers and in logs). Returns 0 or a negative error.

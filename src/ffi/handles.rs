@@ -90,6 +90,7 @@ fn files() -> &'static Mutex<BTreeMap<usize, Arc<File>>> {
 
 /// Registers a new manager and returns the pointer C will hold.
 pub(crate) fn manager_into_c(m: Manager) -> *mut vine_manager {
+    super::logs::flush_at_exit();
     let m = Arc::new(m);
     let ptr = Arc::as_ptr(&m) as *mut vine_manager;
     managers()

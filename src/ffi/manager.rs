@@ -245,11 +245,18 @@ pub unsafe extern "C" fn vine_set_password(m: *mut vine_manager, password: *cons
 
 /// Sets the directory under which managers created from now on keep their
 /// runtime information, as TaskVine's call does (before `vine_create`, no
-/// manager): each later manager writes its log (`manager.log`) into a fresh
-/// directory `vine-run-PID-N` under `path` (created if needed; `vine_create` fails
-/// if it cannot be). Staging files stay in the system's temporary directory.
-/// Returns 0 or a negative error (NULL); TaskVine's returns nothing, so its
-/// callers still compile. For one manager's log directory, see
+/// manager). Each later manager makes a run directory there (named by
+/// `vine_set_runtime_info_template`, by default its start time
+/// `%Y-%m-%dT%H%M%S`, UTC), writes its logs into `RUN/vine-logs/`
+/// (`transactions`, `performance`, `debug`) and points `PATH/most-recent` at
+/// it. Without this call, managers with a port do the same under
+/// `vine-run-info` in the current directory (as TaskVine), or under
+/// `$VINE_RUNTIME_INFO_DIR` when that is set; managers without a port write no
+/// logs unless this call, that variable or `vine_enable_*_log` asks. When the
+/// directory was asked for and cannot be made, `vine_create` fails; the
+/// default one only warns. Staging files stay in the system's temporary
+/// directory. Returns 0 or a negative error (NULL); TaskVine's returns nothing,
+/// so its callers still compile. For one manager's run directory, see
 /// `vine_set_runtime_info_path_for`.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_runtime_info_path(path: *const c_char) -> c_int {
@@ -264,9 +271,10 @@ pub unsafe extern "C" fn vine_set_runtime_info_path(path: *const c_char) -> c_in
     })
 }
 
-/// Directory where manager `m` writes its log (`manager.log`) from now on;
-/// created if needed. vine's own (TaskVine's `vine_set_runtime_info_path` sets it
-/// for the managers created later). Returns 0 or a negative error.
+/// Makes `dir` manager `m`'s run directory: its logs go to `dir/vine-logs/`
+/// (`transactions`, `performance`, `debug`; created or truncated) from now on.
+/// vine's own (TaskVine's `vine_set_runtime_info_path` sets the root for the
+/// managers created later). Returns 0 or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     m: *mut vine_manager,

@@ -13,6 +13,7 @@ pub mod factory;
 pub(crate) mod files;
 pub mod function;
 pub(crate) mod handles;
+pub mod logs;
 pub mod manager;
 pub mod task;
 

@@ -138,6 +138,11 @@ pub(super) struct ManagerLoop {
     draining: std::collections::HashSet<WorkerId>,
     /// Slow workers (`vine_enable_disconnect_slow_workers`).
     slow: SlowWorkers,
+    /// Where the logs' records go.
+    pub(super) sink: Arc<super::journal::Sink>,
+    /// The last row of the performance log, and when it was written.
+    perf_last: Vec<i64>,
+    perf_last_at: i64,
 }
 
 /// What it takes to find slow workers: a task running past `factor` times the
@@ -184,8 +189,10 @@ impl ManagerLoop {
         shared: Arc<Shared>,
         local: LocalPool,
         local_capacity: Resources,
+        sink: Arc<super::journal::Sink>,
     ) -> Self {
         let mut sched = sched;
+        sched.journal.attach(sink.clone());
         sched.stats_mut().time_when_started = u64::try_from(crate::task::now_us()).unwrap_or(0);
         ManagerLoop {
             _fail_notice: super::FailNotice(shared.clone()),
@@ -217,6 +224,9 @@ impl ManagerLoop {
                 marks: HashMap::new(),
                 suspects: Default::default(),
             },
+            sink,
+            perf_last: Vec::new(),
+            perf_last_at: 0,
         }
     }
 
@@ -233,7 +243,44 @@ impl ManagerLoop {
                 addrport: c"local".to_owned(),
             };
             self.sched.set_place(LOCAL_WORKER, Arc::new(place));
+            self.worker_records(LOCAL_WORKER, "local".into(), self.local_capacity);
         }
+    }
+
+    /// A worker's CONNECTION and RESOURCES records.
+    fn worker_records(&mut self, worker: WorkerId, addr: String, resources: Resources) {
+        use super::journal::Other;
+        let j = &mut self.sched.journal;
+        j.set_now(super::journal::now_us());
+        j.other(Other::WorkerConnect { worker, addr });
+        j.other(Other::WorkerResources { worker, resources });
+        j.other(Other::Debug(format!(
+            "worker-{worker} joined with {}",
+            resources.describe()
+        )));
+    }
+
+    /// A row of the performance log, at most one a second and only when
+    /// something changed.
+    fn perf_row(&mut self, now: i64) {
+        if now - self.perf_last_at < 1_000_000 {
+            return;
+        }
+        let s = self.sched.stats();
+        let (sent, received) = (
+            self.remote_settings.bytes_sent.load(Ordering::Relaxed),
+            self.remote_settings.bytes_received.load(Ordering::Relaxed),
+        );
+        let row =
+            super::journal::perf_values(&s, sent, received, self.shared.completions.finished_len());
+        if row == self.perf_last {
+            return;
+        }
+        self.perf_last_at = now;
+        self.perf_last = row.clone();
+        self.sched
+            .journal
+            .other(super::journal::Other::Perf(super::journal::Perf(row)));
     }
 
     /// Runs until shutdown completes; returns the final stats. Tasks submitted
@@ -268,6 +315,10 @@ impl ManagerLoop {
                 Some(msg) => Ok(msg),
                 None => self.block_for_message(),
             };
+            let logging = self.sched.journal.on();
+            if logging {
+                self.sched.journal.set_now(super::journal::now_us());
+            }
             match first {
                 Ok(msg) => {
                     self.handle(msg);
@@ -292,11 +343,21 @@ impl ManagerLoop {
             if self.sched.next_timer_us().is_some() || self.sched.needs_clock() {
                 self.sched.tick(crate::task::now_us(), &mut self.outbox);
             }
+            if logging {
+                // Dispatches carry the time they are made.
+                self.sched.journal.set_now(super::journal::now_us());
+            }
             self.sched.schedule(&mut self.outbox);
             self.flush();
             if !self.draining.is_empty() {
                 self.release_drained();
             }
+            if self.sink.perf_on.load(Ordering::Relaxed) {
+                let now = super::journal::now_us();
+                self.sched.journal.set_now(now);
+                self.perf_row(now);
+            }
+            self.sched.journal.flush();
             if self.try_finish_shutdown() {
                 return self.sched.stats();
             }
@@ -428,6 +489,8 @@ impl ManagerLoop {
                 self.sched.set_features(worker, link.features().to_vec());
                 self.sched.set_end(worker, link.end_us());
                 self.sched.set_place(worker, link.place());
+                let addr = link.place().addrport.to_string_lossy().into_owned();
+                self.worker_records(worker, addr, resources);
                 if let Some(job) = link.factory_job() {
                     // For its factory's next look, even if it is gone by then.
                     if self.factory_joined.len() >= MAX_FACTORY_JOINED {
@@ -712,6 +775,14 @@ impl ManagerLoop {
                         "local resources can only change while the local pool holds no task",
                     ));
                 }
+                if self.local_capacity.millicores > 0 {
+                    use super::journal::{Departure as Why, Other};
+                    self.sched.journal.set_now(super::journal::now_us());
+                    self.sched.journal.other(Other::WorkerGone {
+                        worker: LOCAL_WORKER,
+                        why: Why::Explicit,
+                    });
+                }
                 self.local_capacity = c;
                 self.sched
                     .remove_worker(LOCAL_WORKER, Vec::new(), &mut self.outbox);
@@ -957,6 +1028,21 @@ impl ManagerLoop {
         let Some(mut link) = self.remote.remove(&worker) else {
             return;
         };
+        {
+            use super::journal::{Departure as Why, Other};
+            let why = match how {
+                Departure::Released => Why::Explicit,
+                Departure::Disconnected => Why::FastAbort,
+                Departure::Lost => Why::Unknown,
+            };
+            let j = &mut self.sched.journal;
+            j.set_now(super::journal::now_us());
+            j.other(Other::WorkerGone { worker, why });
+            j.other(Other::Debug(format!(
+                "worker-{worker} left ({})",
+                why.name()
+            )));
+        }
         let tasks = link.take_all();
         self.sched.remove_worker(worker, tasks, &mut self.outbox);
         self.remake_temps_of(worker);
@@ -1054,8 +1140,20 @@ impl ManagerLoop {
     fn close_remote(&mut self) {
         // Workers leaving now are told to, not lost.
         self.remote_settings.closing.store(true, Ordering::Release);
-        for link in self.remote.values() {
+        use super::journal::{Departure as Why, Other};
+        self.sched.journal.set_now(super::journal::now_us());
+        if self.local_capacity.millicores > 0 {
+            self.sched.journal.other(Other::WorkerGone {
+                worker: LOCAL_WORKER,
+                why: Why::Explicit,
+            });
+        }
+        for (&worker, link) in &self.remote {
             link.exit();
+            self.sched.journal.other(Other::WorkerGone {
+                worker,
+                why: Why::Explicit,
+            });
         }
         if let Some((handle, addr)) = self.listener.take() {
             super::remote::stop_listener(addr, &self.remote_settings);

@@ -3,13 +3,15 @@
 //! state ([`core`]), and finished tasks come back through a [`CompletionQueue`].
 
 pub mod completion;
-mod core;
+pub(crate) mod core;
 pub mod factory;
 pub(crate) mod inbox;
+pub(crate) mod journal;
 mod outbound;
 mod ready;
 pub mod remote;
 mod reply;
+pub(crate) mod rundir;
 pub mod scheduler;
 pub mod settings;
 mod temps;
@@ -312,6 +314,8 @@ pub enum Port {
 
 /// A task manager.
 pub struct Manager {
+    /// Where its log records go.
+    sink: Arc<journal::Sink>,
     tx: inbox::Sender<Message>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -442,11 +446,20 @@ impl Manager {
         }));
         let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
+        let sink = journal::Sink::start().map_err(cleanup)?;
         let sched = scheduler::Scheduler::new(listener.is_some());
-        let mut lp = core::ManagerLoop::new(sched, rx, shared.clone(), pool, local_capacity);
+        let mut lp = core::ManagerLoop::new(
+            sched,
+            rx,
+            shared.clone(),
+            pool,
+            local_capacity,
+            sink.clone(),
+        );
         lp.add_local_worker();
         lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
+        let _ = remote_settings.journal.set(sink.clone());
         let _ = remote_settings.staging.set(runtime_dir.join("temp"));
         if let Some(tls) = tls {
             let _ = remote_settings.tls.set(tls);
@@ -494,7 +507,24 @@ impl Manager {
                 thread_shared.completions.wake_all();
             })
             .map_err(|e| cleanup(Error::io("cannot start the manager thread", e)))?;
+        // Where its logs go: asked for (a root set by the program or the
+        // environment), or by default when it has a port, as TaskVine does.
+        let root = RUNTIME_INFO_ROOT
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let asked = root.clone().or_else(|| {
+            std::env::var_os("VINE_RUNTIME_INFO_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        });
+        let run_root = asked.clone().or_else(|| {
+            listener
+                .is_some()
+                .then(|| PathBuf::from(rundir::DEFAULT_ROOT))
+        });
         let manager = Manager {
+            sink,
             tx,
             shared,
             thread: Mutex::new(Some(thread)),
@@ -516,14 +546,14 @@ impl Manager {
             password_path: Mutex::new(env_password),
             fetcher,
         };
-        let root = RUNTIME_INFO_ROOT
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if let Some(root) = root {
-            std::fs::create_dir_all(&root).map_err(|e| Error::io(root.display(), e))?;
-            let dir = crate::files::fresh_dir(&root, "vine-run")?;
-            manager.set_runtime_info_path(&dir)?;
+        if let Some(root) = run_root {
+            let made = rundir::create(&root).and_then(|dir| manager.set_runtime_info_path(&dir));
+            match made {
+                Ok(()) => {}
+                Err(e) if asked.is_some() => return Err(e),
+                // By default only: a manager runs without logs rather than not at all.
+                Err(e) => eprintln!("vine: no logs for this run: {e}"),
+            }
         }
         Ok(manager)
     }
@@ -942,6 +972,17 @@ impl Manager {
         names.last().map_or(std::ptr::null(), |n| n.as_ptr())
     }
 
+    /// `s` as a C string kept as long as the manager (the same string is kept
+    /// once, however often it is asked for).
+    pub fn keep_c(&self, s: &str) -> *const std::ffi::c_char {
+        let mut kept = self.names_c.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = kept.iter().find(|k| k.to_bytes() == s.as_bytes()) {
+            return k.as_ptr();
+        }
+        kept.push(std::ffi::CString::new(s.replace('\0', " ")).unwrap_or_default());
+        kept.last().map_or(std::ptr::null(), |n| n.as_ptr())
+    }
+
     /// Future tasks get ids of at least `min`; returns the id the next task
     /// gets (a smaller `min` changes nothing).
     pub fn set_task_id_min(&self, min: u64) -> u64 {
@@ -1063,20 +1104,58 @@ impl Manager {
         Ok(())
     }
 
-    /// Directory for the manager's logs; created if missing.
+    /// Directory of this run's information: its logs go to `dir/vine-logs/`
+    /// (`transactions`, `performance`, `debug`, created or truncated) from now on.
     pub fn set_runtime_info_path(&self, dir: &Path) -> Result<()> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let log = dir.join("manager.log");
-        let line = format!(
-            "{} manager {} started (pid {}, runtime {})\n",
-            now_us(),
+        let logs = dir.join("vine-logs");
+        std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
+        self.sink
+            .open(journal::Target::Debug, &logs.join("debug"))?;
+        self.sink
+            .open(journal::Target::Txn, &logs.join("transactions"))?;
+        self.sink
+            .open(journal::Target::Perf, &logs.join("performance"))?;
+        self.log_debug(&format!(
+            "manager {} started (pid {}, scratch {})",
             self.name(),
             std::process::id(),
             self.runtime_dir.display()
-        );
-        std::fs::write(&log, line).map_err(|e| Error::io(log.display(), e))?;
-        *self.info_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_owned());
+        ));
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        *self.info_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
         Ok(())
+    }
+
+    /// Writes the transactions log to `path` from now on.
+    pub fn enable_transactions_log(&self, path: &Path) -> Result<()> {
+        self.sink.open(journal::Target::Txn, path)
+    }
+
+    /// Writes the performance log to `path` from now on.
+    pub fn enable_perf_log(&self, path: &Path) -> Result<()> {
+        self.sink.open(journal::Target::Perf, path)
+    }
+
+    /// Writes the debug log to `path` from now on.
+    pub fn enable_debug_log(&self, path: &Path) -> Result<()> {
+        self.sink.open(journal::Target::Debug, path)
+    }
+
+    /// Adds an APPLICATION record to the transactions log.
+    pub fn log_txn_app(&self, text: &str) {
+        if self.sink.txn_on.load(Ordering::Relaxed) {
+            self.sink.push(journal::Other::App(text.to_owned()));
+        }
+    }
+
+    /// Adds a line to the debug log.
+    pub fn log_debug(&self, text: &str) {
+        self.sink.push(journal::Other::Debug(text.to_owned()));
+    }
+
+    /// Waits until every record so far is written to the log files.
+    pub fn sync_logs(&self) {
+        self.sink.sync();
     }
 
     /// The current contents of `file` (see [`File::fetch`]); a temp kept at a
@@ -1178,20 +1257,12 @@ impl Manager {
             let _ = f.stop(Duration::from_secs(grace));
         }
         self.shared.completions.wake_all();
-        if let Some(dir) = self
-            .info_dir
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-        {
-            use std::io::Write;
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .append(true)
-                .open(dir.join("manager.log"))
-            {
-                let _ = writeln!(f, "{} manager shut down: {:?}", now_us(), outcome);
-            }
-        }
+        self.log_debug(&match &outcome {
+            Ok(()) => "manager shut down".to_owned(),
+            Err(e) => format!("manager shut down: {e}"),
+        });
+        // Everything is written, and the transactions log ends.
+        self.sink.stop();
         *result = Some(outcome.clone());
         outcome
     }

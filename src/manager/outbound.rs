@@ -103,6 +103,22 @@ pub(crate) struct Outbound {
     pub inventory: Arc<Mutex<Inventory>>,
     pub settings: Arc<RemoteSettings>,
     pub next_xfer: u64,
+    /// The worker it writes to (for the transactions log).
+    pub worker: super::WorkerId,
+}
+
+/// A file's name in the transactions log: its kind, then its id (TaskVine's
+/// tools take the kind from what precedes the first `-`).
+fn log_name(file: &crate::files::File) -> String {
+    use crate::files::FileKind;
+    let kind = match file.kind() {
+        FileKind::Path(_) => "file",
+        FileKind::Buffer => "buffer",
+        FileKind::Temp => "temp",
+        FileKind::Url(_) => "url",
+        _ => "task",
+    };
+    format!("{kind}-{}", file.id())
 }
 
 impl Outbound {
@@ -141,9 +157,12 @@ impl Outbound {
         dest: Dest,
         source: &Source,
         mode: Option<u32>,
+        name: Option<String>,
     ) -> crate::error::Result<Result<[u8; 32], String>> {
         self.next_xfer += 1;
         let mut sent = 0;
+        let to_task = matches!(dest, Dest::Task(..));
+        let start = crate::manager::journal::now_us();
         let outcome = transfer::send(
             self.next_xfer,
             dest,
@@ -153,6 +172,31 @@ impl Outbound {
             &mut sent,
         );
         self.settings.bytes_sent.fetch_add(sent, Ordering::Relaxed);
+        if let (Some(sink), Some(name), Ok(Ok(_))) =
+            (self.settings.journal.get(), name, outcome.as_ref())
+        {
+            if sink.txn_on.load(Ordering::Relaxed) {
+                use crate::manager::journal::Other;
+                let took_us = crate::manager::journal::now_us() - start;
+                sink.push(Other::Transfer {
+                    worker: self.worker,
+                    input: true,
+                    name: name.clone(),
+                    bytes: sent,
+                    took_us,
+                    start_us: start,
+                });
+                if !to_task {
+                    sink.push(Other::CacheUpdate {
+                        worker: self.worker,
+                        name,
+                        bytes: sent,
+                        took_us,
+                        start_us: start,
+                    });
+                }
+            }
+        }
         outcome
     }
 
@@ -166,25 +210,31 @@ impl Outbound {
             return Ok(InputContent::Missing);
         };
         let id = p.file.id();
+        let logging = self
+            .settings
+            .journal
+            .get()
+            .is_some_and(|s| s.txn_on.load(Ordering::Relaxed));
+        let name = logging.then(|| log_name(&p.file));
         let is_dir = matches!(source, Source::Path(path) if path.is_dir());
         match p.plan {
             // A directory has no content name: it is kept like a file kept
             // for the worker's life.
             Plan::Forever if !is_dir => {
-                let name = match p.file.content_name() {
+                let content = match p.file.content_name() {
                     Some(name) => name,
                     None => match transfer::hash_source(source) {
                         Ok(h) => p.file.set_content_name(protocol::hex_name(&h)),
                         Err(_) => return Ok(InputContent::Missing),
                     },
                 };
-                if self.inventory().stored.contains(&name) {
-                    return Ok(InputContent::Stored(name));
+                if self.inventory().stored.contains(&content) {
+                    return Ok(InputContent::Stored(content));
                 }
                 // The task is told the name of what was sent, whatever the file
                 // held when it was named.
                 Ok(
-                    match self.send(w, Dest::Store, source, p.file.delivered_mode())? {
+                    match self.send(w, Dest::Store, source, p.file.delivered_mode(), name)? {
                         Ok(hash) => {
                             let name = protocol::hex_name(&hash);
                             self.inventory().stored.insert(name.clone());
@@ -200,7 +250,7 @@ impl Outbound {
                     return Ok(InputContent::Cached);
                 }
                 Ok(
-                    match self.send(w, Dest::Cache(id), source, p.file.delivered_mode())? {
+                    match self.send(w, Dest::Cache(id), source, p.file.delivered_mode(), name)? {
                         Ok(_) => {
                             self.inventory().cached.insert(id);
                             InputContent::Cached
@@ -218,6 +268,7 @@ impl Outbound {
                     Dest::Task(spec.id, spec.attempt, id),
                     source,
                     p.file.delivered_mode(),
+                    name,
                 )? {
                     Ok(_) => InputContent::Sent,
                     Err(_) => InputContent::Missing,

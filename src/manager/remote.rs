@@ -78,6 +78,8 @@ pub(crate) struct RemoteSettings {
     blocked: Mutex<HashMap<String, Option<Instant>>>,
     /// Workers told to exit: their connection's end is no news.
     told_to_exit: Mutex<HashSet<WorkerId>>,
+    /// Where transfer records go.
+    pub(crate) journal: std::sync::OnceLock<Arc<super::journal::Sink>>,
 }
 
 impl RemoteSettings {
@@ -95,6 +97,7 @@ impl RemoteSettings {
             bytes_received: AtomicU64::new(0),
             closing: AtomicBool::new(false),
             told_to_exit: Mutex::new(HashSet::new()),
+            journal: std::sync::OnceLock::new(),
             max_stdout: AtomicU64::new(crate::worker::command::DEFAULT_MAX_STDOUT as u64),
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
@@ -327,6 +330,7 @@ fn serve_connection(
         inventory: inventory.clone(),
         settings: settings.clone(),
         next_xfer: 0,
+        worker: id,
     };
     let w = std::thread::Builder::new()
         .name("vine-conn-writer".into())
@@ -494,6 +498,7 @@ impl RemoteSettings {
 /// Files arriving from one worker: outputs wait here for the report of their
 /// task, temps for the answer to the request that fetched them.
 struct Arrivals {
+    worker: WorkerId,
     receiver: transfer::Receiver,
     /// Outputs, by (task id, attempt, file id).
     outputs: HashMap<(u64, u32, u64), Result<std::path::PathBuf, String>>,
@@ -509,6 +514,7 @@ impl Arrivals {
             .cloned()
             .unwrap_or_else(std::env::temp_dir);
         Arrivals {
+            worker,
             receiver: transfer::Receiver::new(staging, &format!("from-{worker}-")),
             outputs: HashMap::new(),
             fetched: HashMap::new(),
@@ -527,6 +533,29 @@ impl Arrivals {
         settings
             .bytes_received
             .fetch_add(arrived.bytes, Ordering::Relaxed);
+        if let Some(sink) = settings.journal.get() {
+            let name = match &arrived.dest {
+                Dest::Output(_, _, file) => Some(format!("file-{file}")),
+                Dest::Fetched(file) => Some(format!("temp-{file}")),
+                _ => None,
+            };
+            if let (Some(name), true, true) = (
+                name,
+                arrived.outcome.is_ok(),
+                sink.txn_on.load(Ordering::Relaxed),
+            ) {
+                // Pieces arrive between other frames: the time of the last is
+                // what the manager knows.
+                sink.push(super::journal::Other::Transfer {
+                    worker: self.worker,
+                    input: false,
+                    name,
+                    bytes: arrived.bytes,
+                    took_us: 0,
+                    start_us: super::journal::now_us(),
+                });
+            }
+        }
         let outcome = arrived.outcome.map(|(path, _)| path);
         let old = match arrived.dest {
             Dest::Output(task, attempt, file) => {

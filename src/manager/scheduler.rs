@@ -399,6 +399,9 @@ pub struct Scheduler {
     ends: BinaryHeap<Reverse<(i64, TaskId)>>,
     /// Tags of dispatched tasks that have one, to cancel them by tag.
     dispatched_tags: HashMap<TaskId, std::ffi::CString>,
+    /// Every task's states, for the transactions log (records only: the manager
+    /// thread sets its clock and hands them on).
+    pub(crate) journal: super::journal::Journal,
 }
 
 impl Scheduler {
@@ -425,6 +428,7 @@ impl Scheduler {
             delayed: Vec::new(),
             ends: BinaryHeap::new(),
             dispatched_tags: HashMap::new(),
+            journal: Default::default(),
         }
     }
 
@@ -688,6 +692,14 @@ impl Scheduler {
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
+        if self.journal.on()
+            && (self.shutting_down
+                || self.never_fits(&task)
+                || self.fixed_location_missing(&task).is_some())
+        {
+            // Refused at once: its log still begins where every task's does.
+            self.journal.ready(&task);
+        }
         if self.shutting_down {
             task.finish(
                 TaskResult::Cancelled,
@@ -737,6 +749,7 @@ impl Scheduler {
 
     fn push_ready(&mut self, task: Box<Task>) {
         task.publish_state(State::Ready);
+        self.journal.ready(&task);
         if let Some(e) = &task.extra {
             if e.time_end > 0 {
                 self.ends.push(Reverse((e.time_end, task.id)));
@@ -911,6 +924,7 @@ impl Scheduler {
             self.dispatched_tags.insert(task.id, tag.to_owned());
         }
         task.publish_state(State::Running);
+        self.journal.running(&task, w.id);
         comm.dispatch(w.id, task);
     }
 
@@ -925,6 +939,7 @@ impl Scheduler {
             );
             return self.complete(task, comm);
         }
+        self.journal.retrieved(&task, worker);
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
             // A task its worker started holds resources; one returned unstarted
@@ -1059,6 +1074,7 @@ impl Scheduler {
             task.times.done = crate::task::now_us();
         }
         task.publish_state(State::Retrieved);
+        self.journal.done(&task);
         comm.complete(task);
     }
 

@@ -1,0 +1,207 @@
+//! The logs and the runtime information directory, with TaskVine's calls.
+
+use std::ffi::{c_char, c_int};
+use std::path::Path;
+use std::ptr;
+
+use super::boundary::{c_str, guard, guard_or_code};
+use super::{handles, vine_manager};
+use crate::error::Error;
+use crate::manager::Manager;
+
+/// A path argument: UTF-8, not empty.
+unsafe fn path_of<'a>(path: *const c_char, what: &str) -> crate::error::Result<&'a str> {
+    // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.
+    let p = Manager::utf8(unsafe { c_str(path, what)? })?;
+    if p.is_empty() {
+        return Err(Error::invalid(format!("{what} cannot be empty")));
+    }
+    Ok(p)
+}
+
+/// Writes manager `m`'s transactions log to `logfile` from now on (created or
+/// truncated), in TaskVine's format: a header block of `#` lines, then a line
+/// per event, `TIME PID MANAGER|WORKER|TASK|TRANSFER|APPLICATION ...` (TIME in
+/// microseconds since the epoch). Every task goes `READY` (TaskVine's documents
+/// call this state WAITING; its manager writes, and its tools read, `READY`),
+/// `RUNNING`, `WAITING_RETRIEVAL`, `RETRIEVED`, and `DONE` when it is handed to
+/// `vine_wait`'s queue; a retried task starts again at `READY` with the next
+/// attempt number. Local threads appear as the worker `worker-local`, remote
+/// workers as `worker-N`. Records are written by a thread of their own, a batch
+/// at a time: the file may be a fraction of a second behind, and is complete
+/// once `vine_delete` returns (or at `exit`). A manager with a port writes this
+/// log by default in its runtime directory (see `vine_set_runtime_info_path`).
+/// Returns 1 if the file was opened, 0 if not (as TaskVine).
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_transactions_log(
+    m: *mut vine_manager,
+    logfile: *const c_char,
+) -> c_int {
+    guard_or_code(
+        || {
+            let m = handles::manager(m)?;
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let path = unsafe { path_of(logfile, "the log file")? };
+            m.enable_transactions_log(Path::new(path)).map(|()| 1)
+        },
+        |_| 0,
+    )
+}
+
+/// Writes manager `m`'s performance log to `logfile` from now on (created or
+/// truncated): TaskVine's header row of `vine_stats` field names, then a row of
+/// their values whenever one changed, at most one a second. Fields vine does
+/// not measure (the manager's own time split, capacity estimates) are 0.
+/// Returns 1 if the file was opened, 0 if not.
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_perf_log(
+    m: *mut vine_manager,
+    logfile: *const c_char,
+) -> c_int {
+    guard_or_code(
+        || {
+            let m = handles::manager(m)?;
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let path = unsafe { path_of(logfile, "the log file")? };
+            m.enable_perf_log(Path::new(path)).map(|()| 1)
+        },
+        |_| 0,
+    )
+}
+
+/// Writes the debug log of every manager of the process to `logfile` (created or
+/// truncated), as TaskVine's call does (it takes no manager): workers joining
+/// and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
+/// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). Returns 1 if the file
+/// was opened, 0 if not.
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_debug_log(logfile: *const c_char) -> c_int {
+    guard_or_code(
+        || {
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let path = unsafe { path_of(logfile, "the log file")? };
+            crate::manager::journal::debug::enable_global(Path::new(path)).map(|()| 1)
+        },
+        |_| 0,
+    )
+}
+
+/// Adds `APPLICATION TEXT` to manager `m`'s transactions log (line breaks in
+/// `entry` become spaces). Does nothing if the log is off, or on NULL (which
+/// sets `vine_last_error`).
+#[no_mangle]
+pub unsafe extern "C" fn vine_log_txn_app(m: *mut vine_manager, entry: *const c_char) {
+    guard((), || {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let text = unsafe { c_str(entry, "the entry")? };
+        m.log_txn_app(&text.to_string_lossy());
+        Ok(())
+    })
+}
+
+/// Adds a line of the program's own to manager `m`'s debug log (and the
+/// process's, see `vine_enable_debug_log`).
+#[no_mangle]
+pub unsafe extern "C" fn vine_log_debug_app(m: *mut vine_manager, entry: *const c_char) {
+    guard((), || {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let text = unsafe { c_str(entry, "the entry")? };
+        m.log_debug(&format!("APPLICATION {}", text.to_string_lossy()));
+        Ok(())
+    })
+}
+
+/// Names the run directory of managers created from now on, as TaskVine's call
+/// does: a template with `%Y %m %d %H %M %S` (UTC start time), under the
+/// runtime info path unless absolute. NULL restores the default
+/// (`%Y-%m-%dT%H%M%S`; a second manager started in the same second gets `.2`).
+/// A directory named by the template is used even if it exists (its logs are
+/// truncated).
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_runtime_info_template(dir: *const c_char) {
+    guard((), || {
+        let template = if dir.is_null() {
+            None
+        } else {
+            // SAFETY: C passes a NUL-terminated string.
+            Some(unsafe { path_of(dir, "the template")? }.to_owned())
+        };
+        crate::manager::rundir::set_template(template);
+        Ok(())
+    })
+}
+
+/// The absolute path of manager `m`'s run directory (its logs are in
+/// `vine-logs/` there), or NULL if it writes none. The string belongs to the
+/// manager and stays valid until `vine_delete`.
+#[no_mangle]
+pub extern "C" fn vine_get_runtime_directory(m: *mut vine_manager) -> *const c_char {
+    guard(ptr::null(), || {
+        let m = handles::manager(m)?;
+        Ok(match m.runtime_info_dir() {
+            Some(dir) => m.keep_c(&dir.to_string_lossy()),
+            None => ptr::null(),
+        })
+    })
+}
+
+/// `RUNDIR/vine-logs/PATH` (or `RUNDIR/vine-logs` for a NULL `path`) for manager
+/// `m`'s run directory, as a string the caller frees with `free()`; NULL if the
+/// manager writes no logs or memory ran out.
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_path_log(
+    m: *mut vine_manager,
+    path: *const c_char,
+) -> *mut c_char {
+    guard(ptr::null_mut(), || {
+        let m = handles::manager(m)?;
+        let Some(dir) = m.runtime_info_dir() else {
+            return Err(Error::invalid("the manager writes no logs"));
+        };
+        let mut full = dir.join("vine-logs");
+        if !path.is_null() {
+            // SAFETY: C passes a NUL-terminated string.
+            full.push(
+                unsafe { c_str(path, "the path")? }
+                    .to_string_lossy()
+                    .as_ref(),
+            );
+        }
+        let s = full.to_string_lossy();
+        let bytes = s.as_bytes();
+        if bytes.contains(&0) {
+            return Err(Error::invalid("the path holds a NUL byte"));
+        }
+        // SAFETY: a fresh allocation of len + 1 bytes, filled and terminated
+        // below; the caller owns it and frees it with free().
+        unsafe {
+            let out = libc::malloc(bytes.len() + 1).cast::<u8>();
+            if out.is_null() {
+                return Err(Error::invalid("out of memory"));
+            }
+            ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
+            *out.add(bytes.len()) = 0;
+            Ok(out.cast::<c_char>())
+        }
+    })
+}
+
+extern "C" fn flush_logs_at_exit() {
+    guard((), || {
+        crate::manager::journal::flush_all();
+        Ok(())
+    })
+}
+
+/// Has `exit` write out every manager's pending log records (once per process).
+pub(crate) fn flush_at_exit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: registers a function with no arguments that never unwinds.
+        unsafe {
+            libc::atexit(flush_logs_at_exit);
+        }
+    });
+}

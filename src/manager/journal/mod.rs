@@ -1,0 +1,521 @@
+//! The manager's logs, in TaskVine's formats: the transactions log (every task
+//! state and worker event), the performance log (a row of `vine_stats` at each
+//! change, at most one a second) and the debug log.
+//!
+//! The hot path only appends small records to a vector: the scheduler fills a
+//! [`Journal`] as tasks change state, and the manager thread hands the whole
+//! vector to the [`Sink`] once per round (one lock, no syscall). A writer thread
+//! takes what has gathered, formats it and writes it with one `write` per file and
+//! batch. Other threads (links to remote workers, the caller's `vine_log_*`) push
+//! their rare records to the sink directly. The sink flushes everything when the
+//! manager is deleted, when the journal is dropped by a panic, and at `exit`.
+//!
+//! Memory is bounded: past [`MAX_PENDING`] records not yet written, the manager
+//! thread waits for the writer rather than grow without end or drop records.
+
+mod clock;
+pub(crate) mod debug;
+mod format;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::error::{Error, Result};
+use crate::resources::Resources;
+use crate::task::{Task, TaskId, TaskResult};
+
+pub(crate) use clock::now_us;
+pub(crate) use writer::{flush_all, Perf, Target, PERF_COLUMNS};
+
+use super::scheduler::WorkerId;
+
+/// Records gathered and not yet written, past which producers wait.
+const MAX_PENDING: usize = 2 << 20;
+
+/// Why a worker left, as the transactions log names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Departure {
+    /// Its connection ended by itself (it failed, was killed, or left when
+    /// idle: the manager cannot tell which).
+    Unknown,
+    /// Disconnected for being slow, or its host blocked.
+    FastAbort,
+    /// Told to exit.
+    Explicit,
+}
+
+impl Departure {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Departure::Unknown => "UNKNOWN",
+            Departure::FastAbort => "FAST_ABORT",
+            Departure::Explicit => "EXPLICIT",
+        }
+    }
+}
+
+/// The values of a performance log row (all columns but the timestamp).
+pub(crate) fn perf_values(
+    s: &super::Stats,
+    bytes_sent: u64,
+    bytes_received: u64,
+    with_results: usize,
+) -> Vec<i64> {
+    let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let cores = |r: &Resources| i(r.millicores / crate::resources::MILLI);
+    let tasks_with_results = i(with_results as u64);
+    let mut row = vec![
+        i(s.workers_connected),
+        0,
+        i(s.workers_idle),
+        i(s.workers_busy),
+        i(s.workers_able),
+        i(s.workers_joined),
+        i(s.workers_removed),
+        i(s.workers_released),
+        0,
+        i(s.workers_blocked),
+        i(s.workers_slow),
+        i(s.workers_lost),
+        i(s.tasks_waiting),
+        i(s.tasks_on_workers),
+        i(s.tasks_running),
+        tasks_with_results,
+        i(s.tasks_submitted),
+        i(s.tasks_dispatched),
+        i(s.tasks_done),
+        i(s.tasks_failed),
+        i(s.tasks_successful),
+        i(s.tasks_cancelled),
+        i(s.tasks_exhausted),
+        i(s.tasks_recovery),
+    ];
+    // Manager times: not measured.
+    row.extend([0; 9]);
+    row.extend([
+        i(s.time_execute),
+        i(s.time_execute_good),
+        i(s.time_execute_exhaustion),
+        i(bytes_sent),
+        i(bytes_received),
+        0,
+    ]);
+    // Capacity estimates: not made.
+    row.extend([0; 6]);
+    for r in [&s.total, &s.committed, &s.max, &s.min] {
+        row.extend([cores(r), i(r.memory_mb), i(r.disk_mb)]);
+    }
+    row.push(0);
+    debug_assert_eq!(row.len() + 1, PERF_COLUMNS.len());
+    row
+}
+
+/// One record, with the time it happened (microseconds since the epoch).
+pub(crate) struct Rec {
+    pub(crate) at: i64,
+    pub(crate) what: What,
+}
+
+/// What happened. The variants a task goes through are kept small; the rare
+/// ones are boxed.
+pub(crate) enum What {
+    /// A task waits for a worker: its attempt (from 1) and its shape (category
+    /// and request, see [`Shapes`]).
+    Ready {
+        task: TaskId,
+        attempt: u32,
+        shape: u32,
+    },
+    /// A task was given to a worker.
+    Running {
+        task: TaskId,
+        worker: WorkerId,
+        shape: u32,
+    },
+    /// A task came back from its worker: the attempt's result, exit code and
+    /// worker-side start and end.
+    Retrieved(Box<Retrieved>),
+    /// A task was handed to the caller with its final result.
+    Done {
+        task: TaskId,
+        result: TaskResult,
+        exit: i32,
+    },
+    /// A shape seen for the first time.
+    Shape(Box<(u32, Arc<[u8]>, Resources)>),
+    /// Everything else, formatted when written.
+    Other(Box<Other>),
+}
+
+/// See [`What::Retrieved`].
+pub(crate) struct Retrieved {
+    pub(crate) task: TaskId,
+    pub(crate) worker: WorkerId,
+    pub(crate) result: TaskResult,
+    pub(crate) exit: i32,
+    pub(crate) started: i64,
+    pub(crate) ended: i64,
+}
+
+/// The rare records.
+pub(crate) enum Other {
+    /// A worker connected from `addr`.
+    WorkerConnect { worker: WorkerId, addr: String },
+    /// A worker's capacity.
+    WorkerResources {
+        worker: WorkerId,
+        resources: Resources,
+    },
+    /// A worker left.
+    WorkerGone { worker: WorkerId, why: Departure },
+    /// A file went to (`input`) or came from a worker: name, bytes, microseconds
+    /// it took, when it started.
+    Transfer {
+        worker: WorkerId,
+        input: bool,
+        name: String,
+        bytes: u64,
+        took_us: i64,
+        start_us: i64,
+    },
+    /// A worker has a file in its cache.
+    CacheUpdate {
+        worker: WorkerId,
+        name: String,
+        bytes: u64,
+        took_us: i64,
+        start_us: i64,
+    },
+    /// A line of the program's own.
+    App(String),
+    /// A row of the performance log.
+    Perf(Perf),
+    /// A line for the debug log.
+    Debug(String),
+}
+
+/// The shapes (category, request) tasks have had, so a task's record names one
+/// by number. The last one is checked first: most runs have few shapes.
+#[derive(Default)]
+struct Shapes {
+    last: Option<(usize, Resources, u32)>,
+    by_key: HashMap<(Arc<[u8]>, Resources), u32>,
+    names: Vec<Arc<[u8]>>,
+}
+
+/// The records the scheduler gathers during one round of the manager thread.
+#[derive(Default)]
+pub(crate) struct Journal {
+    sink: Option<Arc<Sink>>,
+    now: i64,
+    recs: Vec<Rec>,
+    shapes: Shapes,
+}
+
+
+impl Journal {
+    /// Records go to `sink` from now on.
+    pub(crate) fn attach(&mut self, sink: Arc<Sink>) {
+        self.sink = Some(sink);
+    }
+
+    /// Whether the transactions log is being written.
+    #[inline]
+    pub(crate) fn on(&self) -> bool {
+        self.sink
+            .as_ref()
+            .is_some_and(|s| s.txn_on.load(Ordering::Relaxed))
+    }
+
+    /// The time records of this round carry.
+    pub(crate) fn set_now(&mut self, now: i64) {
+        self.now = now;
+    }
+
+    fn shape(&mut self, task: &Task) -> u32 {
+        let category = task.category();
+        let bytes = category.to_bytes();
+        let ptr = bytes.as_ptr() as usize;
+        if let Some((p, r, n)) = self.shapes.last {
+            if p == ptr && r == task.request && *self.shapes.names[n as usize] == *bytes {
+                return n;
+            }
+        }
+        let name: Arc<[u8]> = bytes.into();
+        let n = match self.shapes.by_key.get(&(name.clone(), task.request)) {
+            Some(&n) => n,
+            None => {
+                let n = self.shapes.names.len() as u32;
+                self.shapes.names.push(name.clone());
+                self.shapes.by_key.insert((name.clone(), task.request), n);
+                self.recs.push(Rec {
+                    at: self.now,
+                    what: What::Shape(Box::new((n, name, task.request))),
+                });
+                n
+            }
+        };
+        self.shapes.last = Some((ptr, task.request, n));
+        n
+    }
+
+    /// `task` waits for a worker.
+    #[inline]
+    pub(crate) fn ready(&mut self, task: &Task) {
+        if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
+            return;
+        }
+        let shape = self.shape(task);
+        self.recs.push(Rec {
+            at: self.now,
+            what: What::Ready {
+                task: task.id,
+                attempt: task.attempts + 1,
+                shape,
+            },
+        });
+    }
+
+    /// `task` was given to `worker`.
+    #[inline]
+    pub(crate) fn running(&mut self, task: &Task, worker: WorkerId) {
+        if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
+            return;
+        }
+        let shape = self.shape(task);
+        self.recs.push(Rec {
+            at: self.now,
+            what: What::Running {
+                task: task.id,
+                worker,
+                shape,
+            },
+        });
+    }
+
+    /// `task` came back from `worker`.
+    #[inline]
+    pub(crate) fn retrieved(&mut self, task: &Task, worker: WorkerId) {
+        if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
+            return;
+        }
+        self.recs.push(Rec {
+            at: self.now,
+            what: What::Retrieved(Box::new(Retrieved {
+                task: task.id,
+                worker,
+                result: task.result,
+                exit: task.exit_code,
+                started: task.times.started,
+                ended: task.times.done,
+            })),
+        });
+    }
+
+    /// `task` is handed to the caller.
+    #[inline]
+    pub(crate) fn done(&mut self, task: &Task) {
+        if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
+            return;
+        }
+        self.recs.push(Rec {
+            at: self.now,
+            what: What::Done {
+                task: task.id,
+                result: task.result,
+                exit: task.exit_code,
+            },
+        });
+    }
+
+    /// A rare record (worker events, performance rows).
+    pub(crate) fn other(&mut self, other: Other) {
+        if self.sink.is_some() {
+            self.recs.push(Rec {
+                at: self.now,
+                what: What::Other(Box::new(other)),
+            });
+        }
+    }
+
+    /// Hands this round's records to the writer.
+    pub(crate) fn flush(&mut self) {
+        if self.recs.is_empty() {
+            return;
+        }
+        match &self.sink {
+            Some(sink) => sink.append(&mut self.recs),
+            None => self.recs.clear(),
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Also when the manager thread unwinds: what it saw is written.
+        self.flush();
+    }
+}
+
+/// Where records gather for the writer thread, shared by every thread that logs.
+pub(crate) struct Sink {
+    pending: Mutex<Pending>,
+    /// The writer waits for records.
+    wake: Condvar,
+    /// Producers wait for room.
+    room: Condvar,
+    /// The transactions log is open (checked on every record).
+    pub(crate) txn_on: AtomicBool,
+    /// The performance log is open.
+    pub(crate) perf_on: AtomicBool,
+    /// When the manager started: the time of the log's START record, so that
+    /// it comes before every other.
+    started: i64,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Default)]
+struct Pending {
+    recs: Vec<Rec>,
+    /// Files opened by callers, for the writer to take.
+    opened: Vec<(writer::Target, std::fs::File)>,
+    /// The writer is asleep and must be woken for new records.
+    idle: bool,
+    /// Records handed over and not yet written, counted by `flushed`.
+    handed: u64,
+    /// Records written (and flushed to the kernel).
+    flushed: u64,
+    stop: bool,
+}
+
+impl Sink {
+    /// A sink with its writer thread, writing nothing until a log is opened.
+    pub(crate) fn start() -> Result<Arc<Sink>> {
+        let sink = Arc::new(Sink {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            room: Condvar::new(),
+            txn_on: AtomicBool::new(false),
+            perf_on: AtomicBool::new(false),
+            started: now_us(),
+            thread: Mutex::new(None),
+        });
+        let s = sink.clone();
+        let started = sink.started;
+        let t = std::thread::Builder::new()
+            .name("vine-log".into())
+            .spawn(move || writer::run(&s, started))
+            .map_err(|e| Error::io("cannot start the log writer thread", e))?;
+        *sink.thread.lock().unwrap_or_else(|p| p.into_inner()) = Some(t);
+        writer::register(&sink);
+        Ok(sink)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes `recs` (leaving it empty) for the writer.
+    pub(crate) fn append(&self, recs: &mut Vec<Rec>) {
+        let mut p = self.lock();
+        while p.recs.len() >= MAX_PENDING && !p.stop {
+            if p.idle {
+                p.idle = false;
+                self.wake.notify_one();
+            }
+            p = self.room.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+        p.handed += recs.len() as u64;
+        if p.recs.is_empty() {
+            std::mem::swap(&mut p.recs, recs);
+        } else {
+            p.recs.append(recs);
+        }
+        if p.idle {
+            p.idle = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// One record from any thread.
+    pub(crate) fn push(&self, what: Other) {
+        let mut one = vec![Rec {
+            at: now_us(),
+            what: What::Other(Box::new(what)),
+        }];
+        self.append(&mut one);
+    }
+
+    /// Opens `path` for `target` (truncated), writes its header at once, and has
+    /// the writer append to it from now on.
+    pub(crate) fn open(&self, target: writer::Target, path: &Path) -> Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        }
+        let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
+        writer::write_header(target, &mut f).map_err(|e| Error::io(path.display(), e))?;
+        let mut p = self.lock();
+        p.opened.push((target, f));
+        match target {
+            writer::Target::Txn => self.txn_on.store(true, Ordering::Relaxed),
+            writer::Target::Perf => self.perf_on.store(true, Ordering::Relaxed),
+            writer::Target::Debug => {}
+        }
+        if p.idle {
+            p.idle = false;
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Waits until everything handed over so far is written to the kernel.
+    pub(crate) fn sync(&self) {
+        let mut p = self.lock();
+        let target = p.handed;
+        while p.flushed < target && !p.stop {
+            self.wake.notify_one();
+            p = self.room.wait(p).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Writes what is left, closes the files and ends the writer thread.
+    pub(crate) fn stop(&self) {
+        {
+            let mut p = self.lock();
+            p.stop = true;
+            self.wake.notify_all();
+            self.room.notify_all();
+        }
+        if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A category name or word as the log can hold it: spaces and control
+/// characters would split or end a record, so they become `_`.
+pub(crate) fn word(bytes: &[u8]) -> String {
+    let s = String::from_utf8_lossy(bytes);
+    if s.is_empty() {
+        return "_".into();
+    }
+    s.chars()
+        .map(|c| {
+            if c.is_whitespace() || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Free text on one line: line breaks and control characters become spaces.
+pub(crate) fn line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}

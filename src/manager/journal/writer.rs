@@ -1,0 +1,512 @@
+//! The writer thread: formats what the sink gathered and writes it, one batch
+//! at a time, to the transactions, performance and debug logs.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use super::format;
+use super::{Other, Rec, Sink, What};
+use crate::resources::Resources;
+
+/// How long the writer lets records gather after a batch, so that a busy
+/// manager costs it a few wake-ups a second, not one per round.
+const GATHER: Duration = Duration::from_millis(20);
+
+/// Which log a file is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    Txn,
+    Perf,
+    Debug,
+}
+
+/// The columns of the performance log, TaskVine's names and order.
+pub(crate) const PERF_COLUMNS: &[&str] = &[
+    "timestamp",
+    "workers_connected",
+    "workers_init",
+    "workers_idle",
+    "workers_busy",
+    "workers_able",
+    "workers_joined",
+    "workers_removed",
+    "workers_released",
+    "workers_idled_out",
+    "workers_blocked",
+    "workers_slow",
+    "workers_lost",
+    "tasks_waiting",
+    "tasks_on_workers",
+    "tasks_running",
+    "tasks_with_results",
+    "tasks_submitted",
+    "tasks_dispatched",
+    "tasks_done",
+    "tasks_failed",
+    "tasks_successful",
+    "tasks_cancelled",
+    "tasks_exhausted_attempts",
+    "tasks_recovery",
+    "time_send",
+    "time_receive",
+    "time_send_good",
+    "time_receive_good",
+    "time_status_msgs",
+    "time_internal",
+    "time_polling",
+    "time_application",
+    "time_scheduling",
+    "time_execute",
+    "time_execute_good",
+    "time_execute_exhaustion",
+    "bytes_sent",
+    "bytes_received",
+    "bandwidth",
+    "capacity_tasks",
+    "capacity_cores",
+    "capacity_memory",
+    "capacity_disk",
+    "capacity_instantaneous",
+    "capacity_weighted",
+    "total_cores",
+    "total_memory",
+    "total_disk",
+    "committed_cores",
+    "committed_memory",
+    "committed_disk",
+    "max_cores",
+    "max_memory",
+    "max_disk",
+    "min_cores",
+    "min_memory",
+    "min_disk",
+    "inuse_cache",
+];
+
+/// A row of the performance log: one value per column after the timestamp.
+pub(crate) struct Perf(pub(crate) Vec<i64>);
+
+/// The documentation block at the top of the transactions log.
+const TXN_HEADER: &str = "\
+# time manager_pid MANAGER manager_pid START|END time_from_origin
+# time manager_pid WORKER worker_id CONNECTION host:port
+# time manager_pid WORKER worker_id DISCONNECTION (UNKNOWN|IDLE_OUT|FAST_ABORT|FAILURE|STATUS_WORKER|EXPLICIT|XFER_ERRORS)
+# time manager_pid WORKER worker_id RESOURCES {resources}
+# time manager_pid WORKER worker_id CACHE_UPDATE filename size_in_mb wall_time_us start_time_us
+# time manager_pid WORKER worker_id TRANSFER (INPUT|OUTPUT) filename size_in_mb wall_time_us start_time_us
+# time manager_pid CATEGORY name MAX {resources_max_per_task}
+# time manager_pid CATEGORY name MIN {resources_min_per_task_per_worker}
+# time manager_pid CATEGORY name FIRST (FIXED|MAX|MIN_WASTE|MAX_THROUGHPUT) {resources_requested}
+# time manager_pid TASK task_id WAITING category_name (FIRST_RESOURCES|MAX_RESOURCES) attempt_number {resources_requested}
+# time manager_pid TASK task_id RUNNING worker_id (FIRST_RESOURCES|MAX_RESOURCES) {resources_allocated}
+# time manager_pid TASK task_id WAITING_RETRIEVAL worker_id
+# time manager_pid TASK task_id RETRIEVED (SUCCESS|UNKNOWN|INPUT_MISSING|OUTPUT_MISSING|STDOUT_MISSING|SIGNAL|RESOURCE_EXHAUSTION|MAX_RETRIES|MAX_END_TIME|MAX_WALL_TIME|FORSAKEN) {limits_exceeded} {resources_measured}
+# time manager_pid TASK task_id DONE (SUCCESS|UNKNOWN|INPUT_MISSING|OUTPUT_MISSING|STDOUT_MISSING|SIGNAL|RESOURCE_EXHAUSTION|MAX_RETRIES|MAX_END_TIME|MAX_WALL_TIME|FORSAKEN) exit_code
+# time manager_pid LIBRARY library_id (WAITING|SENT|STARTED|FAILURE) worker_id
+# time manager_pid APPLICATION message*
+";
+
+/// Writes the header a new log file starts with.
+pub(crate) fn write_header(target: Target, f: &mut File) -> std::io::Result<()> {
+    match target {
+        Target::Txn => f.write_all(TXN_HEADER.as_bytes()),
+        Target::Perf => {
+            let mut line = String::from("#");
+            for c in PERF_COLUMNS {
+                line.push(' ');
+                line.push_str(c);
+            }
+            line.push('\n');
+            f.write_all(line.as_bytes())
+        }
+        Target::Debug => Ok(()),
+    }
+}
+
+/// The name the logs give worker `id`.
+pub(crate) fn worker_name(buf: &mut Vec<u8>, id: u32) {
+    if id == crate::manager::core::LOCAL_WORKER {
+        buf.extend_from_slice(b"worker-local");
+    } else {
+        buf.extend_from_slice(b"worker-");
+        format::uint(buf, u64::from(id));
+    }
+}
+
+struct Files {
+    txn: Option<BufWriter<File>>,
+    perf: Option<BufWriter<File>>,
+    debug: Option<BufWriter<File>>,
+    shapes: Vec<(String, Resources)>,
+    pid: Vec<u8>,
+    started: i64,
+    line: Vec<u8>,
+    /// A write failed: the log says why on standard error once.
+    failed: bool,
+}
+
+/// The writer thread's body.
+pub(crate) fn run(sink: &Sink, started: i64) {
+    let mut files = Files {
+        txn: None,
+        perf: None,
+        debug: None,
+        shapes: Vec::new(),
+        pid: std::process::id().to_string().into_bytes(),
+        started,
+        line: Vec::with_capacity(512),
+        failed: false,
+    };
+    let mut batch = Vec::new();
+    loop {
+        let (opened, stop) = {
+            let mut p = sink.lock();
+            while p.recs.is_empty() && p.opened.is_empty() && !p.stop {
+                p.idle = true;
+                p = sink.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            p.idle = false;
+            std::mem::swap(&mut p.recs, &mut batch);
+            (std::mem::take(&mut p.opened), p.stop)
+        };
+        sink.room.notify_all();
+        for (target, f) in opened {
+            let w = Some(BufWriter::with_capacity(1 << 20, f));
+            match target {
+                Target::Txn => {
+                    files.txn = w;
+                    // Every transactions log begins with the manager's start.
+                    files.manager_line(files.started, "START", 0);
+                }
+                Target::Perf => files.perf = w,
+                Target::Debug => files.debug = w,
+            }
+        }
+        let n = batch.len() as u64;
+        files.write(&mut batch);
+        batch.clear();
+        files.flush();
+        {
+            let mut p = sink.lock();
+            p.flushed += n;
+            sink.room.notify_all();
+            if p.stop && p.recs.is_empty() && p.opened.is_empty() {
+                break;
+            }
+            if !stop && !p.stop {
+                // Let records gather; `stop` and `sync` wake it early.
+                let (g, _) = sink
+                    .wake
+                    .wait_timeout(p, GATHER)
+                    .unwrap_or_else(|e| e.into_inner());
+                drop(g);
+            }
+        }
+    }
+    // The end of the transactions log.
+    let now = super::now_us();
+    files.manager_line(now, "END", now - files.started);
+    files.flush();
+}
+
+impl Files {
+    /// `MANAGER PID START|END TIME_FROM_ORIGIN`.
+    fn manager_line(&mut self, at: i64, event: &str, since: i64) {
+        if self.txn.is_none() {
+            return;
+        }
+        self.prefix(at);
+        let b = &mut self.line;
+        b.extend_from_slice(b"MANAGER ");
+        b.extend_from_slice(&self.pid);
+        b.push(b' ');
+        b.extend_from_slice(event.as_bytes());
+        b.push(b' ');
+        format::int(b, since);
+        b.push(b'\n');
+        if let Some(t) = self.txn.as_mut() {
+            if t.write_all(&self.line).is_err() {
+                self.failed("transactions");
+            }
+        }
+    }
+
+    fn write(&mut self, batch: &mut [Rec]) {
+        // Shapes first, whatever their times, so that every record finds its own.
+        for r in batch.iter() {
+            if let What::Shape(s) = &r.what {
+                let (n, name, req) = &**s;
+                let n = *n as usize;
+                if self.shapes.len() <= n {
+                    self.shapes
+                        .resize(n + 1, (String::new(), Resources::default()));
+                }
+                self.shapes[n] = (super::word(name), *req);
+            }
+        }
+        // Records from other threads may be a little older than the manager's.
+        batch.sort_by_key(|r| r.at);
+        for r in batch.iter() {
+            self.one(r);
+        }
+    }
+
+    fn prefix(&mut self, at: i64) {
+        self.line.clear();
+        format::int(&mut self.line, at);
+        self.line.push(b' ');
+        self.line.extend_from_slice(&self.pid);
+        self.line.push(b' ');
+    }
+
+    fn shape(&self, n: u32) -> (&str, Resources) {
+        self.shapes
+            .get(n as usize)
+            .map_or(("default", Resources::default()), |(c, r)| (c.as_str(), *r))
+    }
+
+    fn one(&mut self, r: &Rec) {
+        if let What::Other(o) = &r.what {
+            return self.other(r.at, o);
+        }
+        if self.txn.is_none() {
+            return;
+        }
+        let at = r.at;
+        match &r.what {
+            What::Ready {
+                task,
+                attempt,
+                shape,
+            } => {
+                self.prefix(at);
+                let (category, req) = self.shape(*shape);
+                let category = category.as_bytes().to_vec();
+                let b = &mut self.line;
+                b.extend_from_slice(b"TASK ");
+                format::uint(b, *task);
+                b.extend_from_slice(b" READY ");
+                b.extend_from_slice(&category);
+                b.extend_from_slice(b" FIRST_RESOURCES ");
+                format::uint(b, u64::from(*attempt));
+                b.push(b' ');
+                format::open_resources(b, &req, false);
+                format::close(b);
+            }
+            What::Running {
+                task,
+                worker,
+                shape,
+            } => {
+                self.prefix(at);
+                let (_, req) = self.shape(*shape);
+                let b = &mut self.line;
+                b.extend_from_slice(b"TASK ");
+                format::uint(b, *task);
+                b.extend_from_slice(b" RUNNING ");
+                worker_name(b, *worker);
+                b.extend_from_slice(b" FIRST_RESOURCES ");
+                format::open_resources(b, &req, false);
+                format::add_seconds(b, "time_commit_start", at);
+                format::add_seconds(b, "time_commit_end", at);
+                format::close(b);
+            }
+            What::Retrieved(d) => {
+                self.prefix(at);
+                let b = &mut self.line;
+                b.extend_from_slice(b"TASK ");
+                format::uint(b, d.task);
+                b.extend_from_slice(b" WAITING_RETRIEVAL ");
+                worker_name(b, d.worker);
+                b.push(b'\n');
+                format::int(b, at);
+                b.push(b' ');
+                b.extend_from_slice(&self.pid);
+                b.extend_from_slice(b" TASK ");
+                format::uint(b, d.task);
+                b.extend_from_slice(b" RETRIEVED ");
+                b.extend_from_slice(d.result.name().to_bytes());
+                b.push(b' ');
+                format::int(b, i64::from(d.exit));
+                b.extend_from_slice(b" {} {");
+                if d.started > 0 && d.ended >= d.started {
+                    b.extend_from_slice(b"\"wall_time\":[");
+                    format::seconds(b, d.ended - d.started);
+                    b.extend_from_slice(b",\"s\"]");
+                    format::add_seconds(b, "time_worker_start", d.started);
+                    format::add_seconds(b, "time_worker_end", d.ended);
+                }
+                format::close(b);
+            }
+            What::Done { task, result, exit } => {
+                self.prefix(at);
+                let b = &mut self.line;
+                b.extend_from_slice(b"TASK ");
+                format::uint(b, *task);
+                b.extend_from_slice(b" DONE ");
+                b.extend_from_slice(result.name().to_bytes());
+                b.push(b' ');
+                format::int(b, i64::from(*exit));
+            }
+            What::Shape(_) | What::Other(_) => return,
+        }
+        self.line.push(b'\n');
+        if let Some(t) = self.txn.as_mut() {
+            if t.write_all(&self.line).is_err() {
+                self.failed("transactions");
+            }
+        }
+    }
+
+    fn other(&mut self, at: i64, o: &Other) {
+        match o {
+            Other::Perf(p) => {
+                let Some(f) = self.perf.as_mut() else { return };
+                let mut b = Vec::with_capacity(512);
+                format::int(&mut b, at);
+                for v in &p.0 {
+                    b.push(b' ');
+                    format::int(&mut b, *v);
+                }
+                b.push(b'\n');
+                if f.write_all(&b).is_err() {
+                    self.failed("performance");
+                }
+                return;
+            }
+            Other::Debug(text) => {
+                let line = super::debug::format_line(at, text);
+                if let Some(f) = self.debug.as_mut() {
+                    if f.write_all(line.as_bytes()).is_err() {
+                        self.failed("debug");
+                    }
+                }
+                super::debug::to_global(&line);
+                return;
+            }
+            _ => {}
+        }
+        if self.txn.is_none() {
+            return;
+        }
+        self.prefix(at);
+        let b = &mut self.line;
+        match o {
+            Other::WorkerConnect { worker, addr } => {
+                b.extend_from_slice(b"WORKER ");
+                worker_name(b, *worker);
+                b.extend_from_slice(b" CONNECTION ");
+                b.extend_from_slice(super::word(addr.as_bytes()).as_bytes());
+            }
+            Other::WorkerResources { worker, resources } => {
+                b.extend_from_slice(b"WORKER ");
+                worker_name(b, *worker);
+                b.extend_from_slice(b" RESOURCES ");
+                format::open_resources(b, resources, true);
+                format::close(b);
+            }
+            Other::WorkerGone { worker, why } => {
+                b.extend_from_slice(b"WORKER ");
+                worker_name(b, *worker);
+                b.extend_from_slice(b" DISCONNECTION ");
+                b.extend_from_slice(why.name().as_bytes());
+            }
+            Other::Transfer {
+                worker,
+                input,
+                name,
+                bytes,
+                took_us,
+                start_us,
+            } => {
+                b.extend_from_slice(b"WORKER ");
+                worker_name(b, *worker);
+                b.extend_from_slice(if *input {
+                    b" TRANSFER INPUT "
+                } else {
+                    b" TRANSFER OUTPUT "
+                });
+                b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
+                b.push(b' ');
+                format::uint(b, *bytes);
+                b.push(b' ');
+                format::int(b, *took_us);
+                b.push(b' ');
+                format::int(b, *start_us);
+            }
+            Other::CacheUpdate {
+                worker,
+                name,
+                bytes,
+                took_us,
+                start_us,
+            } => {
+                b.extend_from_slice(b"WORKER ");
+                worker_name(b, *worker);
+                b.extend_from_slice(b" CACHE_UPDATE ");
+                b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
+                b.push(b' ');
+                format::uint(b, *bytes);
+                b.push(b' ');
+                format::int(b, *took_us);
+                b.push(b' ');
+                format::int(b, *start_us);
+            }
+            Other::App(text) => {
+                b.extend_from_slice(b"APPLICATION ");
+                b.extend_from_slice(super::line(text).as_bytes());
+            }
+            Other::Perf(_) | Other::Debug(_) => return,
+        }
+        self.line.push(b'\n');
+        if let Some(t) = self.txn.as_mut() {
+            if t.write_all(&self.line).is_err() {
+                self.failed("transactions");
+            }
+        }
+    }
+
+    fn failed(&mut self, which: &str) {
+        if !self.failed {
+            self.failed = true;
+            eprintln!("vine: cannot write the {which} log; later records may be missing");
+        }
+    }
+
+    fn flush(&mut self) {
+        for f in [&mut self.txn, &mut self.perf, &mut self.debug]
+            .into_iter()
+            .flatten()
+        {
+            if f.flush().is_err() && !self.failed {
+                self.failed = true;
+                eprintln!("vine: cannot write a log file; later records may be missing");
+            }
+        }
+    }
+}
+
+/// Every live sink, for [`flush_all`].
+static SINKS: Mutex<Vec<Weak<Sink>>> = Mutex::new(Vec::new());
+
+/// Remembers `sink` so that [`flush_all`] reaches it.
+pub(crate) fn register(sink: &Arc<Sink>) {
+    let mut all = SINKS.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(sink));
+}
+
+/// Writes out everything handed to any sink so far (called at `exit`).
+pub(crate) fn flush_all() {
+    let all: Vec<Arc<Sink>> = SINKS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter_map(Weak::upgrade)
+        .collect();
+    for s in all {
+        s.sync();
+    }
+}

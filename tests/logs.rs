@@ -1,0 +1,426 @@
+//! The logs, checked against TaskVine's documented formats: a workflow with a
+//! lost worker (and its task's retry), failures, files and the program's own
+//! line; every record's fields and every task's sequence of states.
+
+mod common;
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::time::Duration;
+
+use common::{remote_manager, tempdir, vine_worker};
+use vine::files::{CacheLevel, File, Mount};
+use vine::{Manager, Port, Task, TaskResult};
+
+/// TaskVine's results, as the log names them.
+const RESULTS: &[&str] = &[
+    "SUCCESS",
+    "UNKNOWN",
+    "INPUT_MISSING",
+    "OUTPUT_MISSING",
+    "STDOUT_MISSING",
+    "SIGNAL",
+    "RESOURCE_EXHAUSTION",
+    "MAX_RETRIES",
+    "MAX_END_TIME",
+    "MAX_WALL_TIME",
+    "FORSAKEN",
+    "FIXED_LOCATION_MISSING",
+    "CANCELLED",
+    "FUNCTION_ERROR",
+    "MISSING_FUNCTION",
+    "UNSCHEDULABLE",
+];
+
+/// A resource dictionary as TaskVine writes it: `{"name":[number,"unit"],...}`,
+/// no spaces (TaskVine's tools split records on white space).
+fn resources(json: &str, want: &[&str]) -> HashMap<String, f64> {
+    assert!(!json.contains(' '), "a space in {json}");
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+    let obj = v
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {json}"));
+    let mut out = HashMap::new();
+    for (k, v) in obj {
+        let pair = v.as_array().unwrap_or_else(|| panic!("{k} in {json}"));
+        assert_eq!(pair.len(), 2, "{k} in {json}");
+        let n = pair[0].as_f64().unwrap_or_else(|| panic!("{k} in {json}"));
+        assert!(n.is_finite() && n >= 0.0, "{k} in {json}");
+        assert!(pair[1].is_string(), "{k} in {json}");
+        out.insert(k.clone(), n);
+    }
+    for w in want {
+        assert!(out.contains_key(*w), "no {w} in {json}");
+    }
+    out
+}
+
+/// A record: its time, and its words after the pid.
+struct Rec {
+    at: i64,
+    words: Vec<String>,
+}
+
+/// Reads a transactions log, checking what every line shares.
+fn read_txn(path: &Path) -> (Vec<String>, Vec<Rec>) {
+    let pid = std::process::id().to_string();
+    let mut header = Vec::new();
+    let mut recs: Vec<Rec> = Vec::new();
+    for line in BufReader::new(std::fs::File::open(path).unwrap()).lines() {
+        let line = line.unwrap();
+        if line.starts_with('#') {
+            assert!(recs.is_empty(), "a comment after the records: {line}");
+            header.push(line);
+            continue;
+        }
+        let mut w = line.split(' ');
+        let at: i64 = w
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("{line}"));
+        assert_eq!(w.next(), Some(pid.as_str()), "{line}");
+        let words: Vec<String> = w.map(str::to_owned).collect();
+        assert!(words.iter().all(|w| !w.is_empty()), "double space: {line}");
+        if let Some(last) = recs.last() {
+            assert!(at >= last.at, "time goes back at {line}");
+        }
+        recs.push(Rec { at, words });
+    }
+    (header, recs)
+}
+
+fn fifo(path: &Path) {
+    let ok = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+#[test]
+fn the_transactions_log_follows_each_task_through_taskvines_states() {
+    let dir = tempdir();
+    let txn = dir.join("logs/transactions");
+    let perf = dir.join("logs/performance");
+    let (m, port) = remote_manager();
+    m.tune("max-retries", 2.0).unwrap();
+    m.enable_transactions_log(&txn).unwrap();
+    m.enable_perf_log(&perf).unwrap();
+    m.log_txn_app("phase one\nbegins");
+
+    // Task 1 is on the first worker when that worker is killed: it runs again
+    // on the second (it knows by the marker it left).
+    let started = dir.join("started");
+    fifo(&started);
+    let marker = dir.join("marker");
+    let cmd = format!(
+        "if [ -e {m} ]; then echo again; else touch {m}; echo up > {f}; exec sleep 600; fi",
+        m = marker.display(),
+        f = started.display()
+    );
+    let mut first = vine_worker(port, &[]);
+    let lost = m
+        .submit(Task::command(&CString::new(cmd).unwrap()))
+        .unwrap();
+    // The task has started on the first worker once it writes to the fifo.
+    let mut line = String::new();
+    BufReader::new(std::fs::File::open(&started).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let mut second = vine_worker(port, &[]);
+    // Back from the second worker: the first one's loss is known.
+    let t = m.wait(Some(Duration::from_secs(120))).expect("the task");
+    assert_eq!(
+        (t.id(), t.result(), t.exit_code()),
+        (lost, TaskResult::Success, 0)
+    );
+
+    // A non-zero exit, a signal, and files both ways.
+    let exit3 = m.submit(Task::command(c"exit 3")).unwrap();
+    let signal = m.submit(Task::command(c"kill -9 $$")).unwrap();
+    let mut t = Task::command(c"tr a-z A-Z < in.txt > out.txt");
+    let input = m.declare(File::buffer(b"hello\n", CacheLevel::Task, 0).unwrap());
+    let output = m.declare(File::temp().unwrap());
+    t.add_input(Mount::new(input, "in.txt", 0).unwrap())
+        .unwrap();
+    t.add_output(Mount::new(output.clone(), "out.txt", 0).unwrap())
+        .unwrap();
+    let files = m.submit(t).unwrap();
+    let mut c = Task::command(c"true");
+    c.set_category(c"two words\nTASK 99 DONE").unwrap();
+    let odd = m.submit(c).unwrap();
+
+    let mut results = HashMap::new();
+    for _ in 0..4 {
+        let t = m.wait(Some(Duration::from_secs(120))).expect("a task");
+        results.insert(t.id(), (t.result(), t.exit_code()));
+    }
+    assert_eq!(results[&exit3], (TaskResult::Success, 3));
+    assert_eq!(results[&signal].0, TaskResult::Signal);
+    assert_eq!(results[&files], (TaskResult::Success, 0));
+    assert!(m.fetch_file(&output).unwrap().starts_with(b"HELLO\n"));
+    m.shutdown().unwrap();
+    second.wait().unwrap();
+
+    let (header, recs) = read_txn(&txn);
+    assert_eq!(
+        header[0],
+        "# time manager_pid MANAGER manager_pid START|END time_from_origin"
+    );
+    assert_eq!(header.len(), 16, "TaskVine's header block");
+    let pid = std::process::id().to_string();
+    let first_rec = &recs[0].words;
+    assert_eq!(first_rec[..], ["MANAGER", &pid, "START", "0"]);
+    let last = &recs.last().unwrap().words;
+    assert_eq!(last[..3], ["MANAGER", &pid, "END"]);
+    assert!(last[3].parse::<i64>().unwrap() > 0);
+
+    // Every record, field by field.
+    let mut by_task: HashMap<u64, Vec<&Rec>> = HashMap::new();
+    let mut workers: HashMap<String, Vec<String>> = HashMap::new();
+    let mut transfers = Vec::new();
+    let mut app = Vec::new();
+    let mut local = Vec::new();
+    for r in &recs[1..recs.len() - 1] {
+        let w = &r.words;
+        match w[0].as_str() {
+            "TASK" => {
+                let id: u64 = w[1].parse().unwrap();
+                match w[2].as_str() {
+                    "READY" => {
+                        assert_eq!(w.len(), 7, "{w:?}");
+                        assert_eq!(w[4], "FIRST_RESOURCES");
+                        assert!(w[5].parse::<u32>().unwrap() >= 1);
+                        resources(&w[6], &["cores"]);
+                    }
+                    "RUNNING" => {
+                        assert_eq!(w.len(), 6, "{w:?}");
+                        assert!(w[3].starts_with("worker-"), "{w:?}");
+                        assert_eq!(w[4], "FIRST_RESOURCES");
+                        resources(&w[5], &["cores", "time_commit_start", "time_commit_end"]);
+                    }
+                    "WAITING_RETRIEVAL" => {
+                        assert_eq!(w.len(), 4, "{w:?}");
+                        assert!(w[3].starts_with("worker-"), "{w:?}");
+                    }
+                    "RETRIEVED" => {
+                        assert_eq!(w.len(), 7, "{w:?}");
+                        assert!(RESULTS.contains(&w[3].as_str()), "{w:?}");
+                        w[4].parse::<i32>().unwrap();
+                        assert_eq!(w[5], "{}");
+                        let got = resources(&w[6], &[]);
+                        if w[3] == "SUCCESS" {
+                            let start = got["time_worker_start"];
+                            let end = got["time_worker_end"];
+                            assert!(end >= start && start > 1.0e9, "{w:?}");
+                            assert!((got["wall_time"] - (end - start)).abs() < 1e-3);
+                        }
+                    }
+                    "DONE" => {
+                        assert_eq!(w.len(), 5, "{w:?}");
+                        assert!(RESULTS.contains(&w[3].as_str()), "{w:?}");
+                        w[4].parse::<i32>().unwrap();
+                    }
+                    other => panic!("unknown task state {other}"),
+                }
+                by_task.entry(id).or_default().push(r);
+            }
+            "WORKER" => {
+                assert!(w[1].starts_with("worker-"), "{w:?}");
+                if w[1] == "worker-local" {
+                    // Its cores were taken away before the first task.
+                    local.push(w[2..].join(" "));
+                    continue;
+                }
+                let event = match w[2].as_str() {
+                    "CONNECTION" => {
+                        assert_eq!(w.len(), 4);
+                        let (host, port) = w[3].rsplit_once(':').expect("host:port");
+                        assert_eq!(host, "127.0.0.1");
+                        port.parse::<u16>().unwrap();
+                        "CONNECTION".to_owned()
+                    }
+                    "RESOURCES" => {
+                        assert_eq!(w.len(), 4);
+                        let r = resources(&w[3], &["cores", "memory", "disk"]);
+                        assert_eq!(r["cores"], 1.0);
+                        "RESOURCES".to_owned()
+                    }
+                    "DISCONNECTION" => {
+                        assert_eq!(w.len(), 4);
+                        format!("DISCONNECTION {}", w[3])
+                    }
+                    "TRANSFER" => {
+                        assert_eq!(w.len(), 8, "{w:?}");
+                        assert!(w[3] == "INPUT" || w[3] == "OUTPUT");
+                        for n in &w[5..] {
+                            n.parse::<i64>().unwrap();
+                        }
+                        transfers.push((w[3].clone(), w[4].clone(), w[5].clone()));
+                        continue;
+                    }
+                    "CACHE_UPDATE" => {
+                        assert_eq!(w.len(), 7, "{w:?}");
+                        continue;
+                    }
+                    other => panic!("unknown worker event {other}"),
+                };
+                workers.entry(w[1].clone()).or_default().push(event);
+            }
+            "APPLICATION" => app.push(w[1..].join(" ")),
+            other => panic!(
+                "unknown record {other}: {}",
+                std::fs::read_to_string(&txn).unwrap()
+            ),
+        }
+    }
+    assert_eq!(app, ["phase one begins"]);
+    // The local pool's records may have gone to the run directory's log, opened
+    // first; if here, they are whole.
+    if !local.is_empty() {
+        assert_eq!(local[0], "CONNECTION local");
+        assert_eq!(local[2], "DISCONNECTION EXPLICIT");
+    }
+
+    // Two workers: the first lost, the second told to exit at shutdown.
+    assert_eq!(workers.len(), 2, "{workers:?}");
+    let mut lives: Vec<&Vec<String>> = workers.values().collect();
+    lives.sort_by_key(|l| l.last().cloned());
+    assert_eq!(
+        lives[0][..],
+        ["CONNECTION", "RESOURCES", "DISCONNECTION EXPLICIT"]
+    );
+    assert_eq!(
+        lives[1][..],
+        ["CONNECTION", "RESOURCES", "DISCONNECTION UNKNOWN"]
+    );
+
+    // The buffer went to the worker, the output came back.
+    assert!(transfers
+        .iter()
+        .any(|(d, n, b)| d == "INPUT" && n.starts_with("buffer-") && b == "6"));
+    assert!(transfers
+        .iter()
+        .any(|(d, n, b)| d == "OUTPUT" && n.starts_with("temp-") && b == "6"));
+
+    let states = |id: u64| -> Vec<String> {
+        by_task[&id]
+            .iter()
+            .map(|r| match r.words[2].as_str() {
+                "READY" => format!("READY {}", r.words[5]),
+                "RETRIEVED" | "DONE" => format!("{} {} {}", r.words[2], r.words[3], r.words[4]),
+                s => s.to_owned(),
+            })
+            .collect()
+    };
+    assert_eq!(
+        states(lost),
+        [
+            "READY 1",
+            "RUNNING",
+            "READY 2",
+            "RUNNING",
+            "WAITING_RETRIEVAL",
+            "RETRIEVED SUCCESS 0",
+            "DONE SUCCESS 0"
+        ]
+    );
+    // Its first attempt ended with its worker.
+    let lost_at = recs
+        .iter()
+        .find(|r| r.words[2] == "DISCONNECTION" && r.words[3] == "UNKNOWN")
+        .unwrap()
+        .at;
+    let running = &by_task[&lost];
+    assert!(running[1].at <= lost_at && lost_at <= running[2].at);
+    assert_ne!(
+        running[1].words[3], running[3].words[3],
+        "it ran on another worker"
+    );
+    let plain = |r: &str, code: i32| {
+        vec![
+            "READY 1".to_owned(),
+            "RUNNING".into(),
+            "WAITING_RETRIEVAL".into(),
+            format!("RETRIEVED {r} {code}"),
+            format!("DONE {r} {code}"),
+        ]
+    };
+    assert_eq!(states(exit3), plain("SUCCESS", 3));
+    assert_eq!(states(files), plain("SUCCESS", 0));
+    let sig = states(signal);
+    assert_eq!(sig[..3], plain("SIGNAL", 9)[..3]);
+    assert!(sig[3].starts_with("RETRIEVED SIGNAL") && sig[4].starts_with("DONE SIGNAL"));
+    // A category with a space and a line break stays one word on one line.
+    assert_eq!(by_task[&odd][0].words[3], "two_words_TASK_99_DONE");
+    assert_eq!(by_task.len(), 5, "no record invented by a category");
+
+    // The performance log: TaskVine's columns, a row at each change.
+    let text = std::fs::read_to_string(&perf).unwrap();
+    let mut lines = text.lines();
+    let columns: Vec<&str> = lines.next().unwrap().split(' ').collect();
+    assert_eq!(columns[..3], ["#", "timestamp", "workers_connected"]);
+    let done_col = columns.iter().position(|c| *c == "tasks_done").unwrap() - 1;
+    let rows: Vec<Vec<i64>> = lines
+        .map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect())
+        .collect();
+    assert!(!rows.is_empty());
+    for r in &rows {
+        assert_eq!(r.len(), columns.len() - 1);
+    }
+    assert!(rows.windows(2).all(|w| w[1][0] >= w[0][0] + 1_000_000));
+    let last_done = rows.last().unwrap()[done_col];
+    assert!(last_done <= 5);
+}
+
+#[test]
+fn a_manager_with_a_port_writes_taskvines_run_directory_by_default() {
+    // (One test: the root is the process's.)
+    let m = Manager::new(Port::None).unwrap();
+    assert!(
+        m.runtime_info_dir().is_none(),
+        "no port: no logs unless asked"
+    );
+    drop(m);
+    let dir = tempdir();
+    let root = dir.join("runs");
+    vine::manager::set_runtime_info_root(Some(root.clone()));
+    let m = Manager::new(Port::Any);
+    vine::manager::set_runtime_info_root(None);
+    let m = m.unwrap();
+    let run = m.runtime_info_dir().expect("a run directory");
+    assert!(run.starts_with(std::fs::canonicalize(&root).unwrap()));
+    assert_eq!(
+        std::fs::canonicalize(root.join("most-recent")).unwrap(),
+        run
+    );
+    let id = m.submit(Task::command(c"true")).unwrap();
+    assert_eq!(m.wait(None).unwrap().id(), id);
+    m.log_debug("from the program");
+    m.shutdown().unwrap();
+    let logs = run.join("vine-logs");
+    let txn = std::fs::read_to_string(logs.join("transactions")).unwrap();
+    assert!(txn.contains(&format!("TASK {id} DONE SUCCESS 0")), "{txn}");
+    assert!(txn.contains("WORKER worker-local CONNECTION local"));
+    let perf = std::fs::read_to_string(logs.join("performance")).unwrap();
+    assert!(perf.starts_with("# timestamp workers_connected"));
+    let debug = std::fs::read_to_string(logs.join("debug")).unwrap();
+    assert!(debug.contains("vine: from the program\n"), "{debug}");
+    assert!(debug.contains("vine: manager shut down\n"), "{debug}");
+}
+
+#[test]
+fn logs_that_cannot_be_opened_say_why() {
+    let m = Manager::new(Port::None).unwrap();
+    let e = m
+        .enable_transactions_log(Path::new("/proc/no/such/dir/txn"))
+        .unwrap_err();
+    assert!(e.to_string().contains("/proc/no/such/dir"), "{e}");
+}
