@@ -12,6 +12,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::model::Model;
 
@@ -88,6 +89,18 @@ fn render(
     Ok(svg)
 }
 
+/// The width left of every plot for labels: the timeline's worker names decide
+/// it, and the other plots share it so their time axes line up.
+fn y_area(m: &Model) -> u32 {
+    let longest = m
+        .lanes
+        .iter()
+        .map(|l| l.worker.chars().count())
+        .max()
+        .unwrap_or(6);
+    (longest.min(24) as u32 * 8 + 24).max(70)
+}
+
 /// Task attempts per worker lane over time, coloured by category.
 pub fn timeline(m: &Model) -> Result<String, String> {
     let lanes = m.total_lanes.max(1);
@@ -102,26 +115,8 @@ pub fn timeline(m: &Model) -> Result<String, String> {
     let plot_px = (lanes.min(1 << 20) as u32 * lane_px).min(4000);
     let legend_rows = m.categories.len().min(40) as u32 + 3;
     let height = plot_px.max(legend_rows * 20) + 80;
-    let lane_px = plot_px as f64 / lanes as f64;
-    let longest = m
-        .lanes
-        .iter()
-        .map(|l| l.worker.chars().count())
-        .max()
-        .unwrap_or(6);
-    let y_area = (longest.min(24) as u32 * 8 + 20).max(60);
-    // A worker's name goes at the middle lane of its block, if that lane is at
-    // least 12 px below the last name written.
-    let mut label_of: Vec<Option<String>> = vec![None; lanes];
-    let mut last_y: Option<f64> = None;
-    for l in &m.lanes {
-        let mid = l.first + (l.count - 1) / 2;
-        let y = mid as f64 * lane_px;
-        if last_y.is_none_or(|p| y >= p + 12.0) {
-            label_of[mid] = Some(shorten(&l.worker, 24));
-            last_y = Some(y);
-        }
-    }
+    // The failure mark's line: thinner on thin lanes, where 2 px hides the bar.
+    let mark_px = if plot_px / lanes as u32 >= 8 { 2 } else { 1 };
     let x_dec = decimals(m.x_max - m.x_min);
 
     render((WIDTH, height), |root| {
@@ -130,28 +125,14 @@ pub fn timeline(m: &Model) -> Result<String, String> {
             .margin(10)
             .margin_bottom(5)
             .x_label_area_size(45)
-            .y_label_area_size(y_area)
+            .y_label_area_size(y_area(m))
             .build_cartesian_2d(m.x_min..m.x_max, -0.5..(lanes as f64 - 0.5))
             .map_err(err)?;
-        // Lane `g` (0 = top) is centred on y = lanes - 1 - g.
-        let to_lane = |y: f64| -> Option<usize> {
-            let r = y.round();
-            if (y - r).abs() > 1e-6 || r < 0.0 || r >= lanes as f64 {
-                return None;
-            }
-            Some(lanes - 1 - r as usize)
-        };
-        let y_fmt = |y: &f64| {
-            to_lane(*y)
-                .and_then(|g| label_of[g].clone())
-                .unwrap_or_default()
-        };
         let x_fmt = |x: &f64| format!("{x:.x_dec$}");
         chart
             .configure_mesh()
             .disable_y_mesh()
-            .y_labels(lanes.min(400))
-            .y_label_formatter(&y_fmt)
+            .y_labels(0)
             .x_label_formatter(&x_fmt)
             .x_labels(12)
             .x_desc("seconds since manager start")
@@ -164,8 +145,31 @@ pub fn timeline(m: &Model) -> Result<String, String> {
             .draw()
             .map_err(err)?;
 
-        // Separators between workers' blocks of lanes.
+        // Lane `g` (0 = top) spans y from top(g) down to top(g) - 1.
         let top = |g: usize| (lanes - g) as f64 - 0.5;
+
+        // Each worker's name, left of the middle of its block of lanes, unless
+        // it would touch the name above (many thin blocks).
+        let name_style = (FONT, 15)
+            .into_font()
+            .color(&TEXT)
+            .pos(Pos::new(HPos::Right, VPos::Center));
+        let mut last_y: Option<i32> = None;
+        for l in &m.lanes {
+            let middle = top(l.first) - l.count as f64 / 2.0;
+            let (x, y) = chart.backend_coord(&(m.x_min, middle));
+            if last_y.is_none_or(|p| y >= p + 16) {
+                root.draw(&Text::new(
+                    shorten(&l.worker, 24),
+                    (x - 8, y),
+                    name_style.clone(),
+                ))
+                .map_err(err)?;
+                last_y = Some(y);
+            }
+        }
+
+        // Separators between workers' blocks of lanes.
         chart
             .draw_series(m.lanes.iter().skip(1).map(|l| {
                 PathElement::new(
@@ -202,7 +206,7 @@ pub fn timeline(m: &Model) -> Result<String, String> {
                 let (x0, y0, x1, y1) = bar_box(b);
                 PathElement::new(
                     vec![(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)],
-                    FAIL.stroke_width(2),
+                    FAIL.stroke_width(mark_px),
                 )
             }))
             .map_err(err)?;
@@ -268,7 +272,7 @@ pub fn step_plot(
             .margin(10)
             .margin_right(20 + LEGEND_WIDTH as i32)
             .x_label_area_size(45)
-            .y_label_area_size(70)
+            .y_label_area_size(y_area(m))
             .build_cartesian_2d(m.x_min..m.x_max, 0.0..(y_max * 1.08).ceil())
             .map_err(err)?;
         let x_fmt = |x: &f64| format!("{x:.x_dec$}");
@@ -347,7 +351,7 @@ pub fn histogram(m: &Model) -> Result<String, String> {
             .margin(10)
             .margin_right(20 + LEGEND_WIDTH as i32)
             .x_label_area_size(45)
-            .y_label_area_size(70)
+            .y_label_area_size(y_area(m))
             .build_cartesian_2d(
                 (0u32..n - 1).into_segmented(),
                 0u32..(y_max + y_max / 10 + 1),
