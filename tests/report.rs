@@ -11,7 +11,7 @@ mod common;
 mod slots;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 const HOSTILE: &str = "<script>x</script>";
 /// The manager START of the reported run, in µs since the epoch.
@@ -353,11 +353,21 @@ fn report_of_a_synthetic_run() {
 fn render_and_check(html: &Path, dir: &Path) {
     let chromium = Path::new("/usr/bin/chromium");
     if !chromium.exists() {
-        eprintln!("SKIPPED: chromium not found, the report was not rendered");
+        // Straight to the process's stderr: the test harness captures
+        // eprintln! of a passing test, and this line must be seen.
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: chromium not found, the report was not rendered"
+        );
         return;
     }
     let png = dir.join("report.png");
-    let out = Command::new(chromium)
+    // Chromium's child processes can outlive it holding inherited pipes, so
+    // its output goes to a file and only the browser process is waited for.
+    let log_path = dir.join("chromium.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let mut child = Command::new(chromium)
         .args([
             "--headless",
             "--no-sandbox",
@@ -375,13 +385,37 @@ fn render_and_check(html: &Path, dir: &Path) {
         .arg("--window-size=1400,2000")
         .arg(format!("--screenshot={}", png.display()))
         .arg(format!("file://{}", html.canonicalize().unwrap().display()))
-        .output()
-        .expect("chromium runs");
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("chromium starts");
+    // A guard against a browser that never exits (not a limit on the work: a
+    // screenshot takes a second or two): after 5 minutes it is killed and the
+    // test fails saying so.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    if rx
+        .recv_timeout(std::time::Duration::from_secs(300))
+        .is_err()
+    {
+        let _ = Command::new("kill")
+            .arg("-KILL")
+            .arg(pid.to_string())
+            .status();
+        let _ = waiter.join();
+        panic!("chromium (pid {pid}) did not exit within 5 minutes; killed");
+    }
+    let status = waiter.join().unwrap().expect("waiting for chromium");
     assert!(
         png.is_file(),
-        "chromium wrote no screenshot ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
+        "chromium wrote no screenshot ({status}): {}",
+        std::fs::read_to_string(&log_path).unwrap_or_default()
     );
 
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));

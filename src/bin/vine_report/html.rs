@@ -6,7 +6,8 @@ use std::fmt::Write;
 use super::model::{Model, SLOWEST};
 use super::parse::Log;
 
-/// HTML-escapes text for element content and quoted attribute values.
+/// HTML-escapes text for element content and quoted attribute values (control
+/// characters, which have no business in a page, become U+FFFD).
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -16,6 +17,8 @@ pub fn esc(s: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => out.push('\u{FFFD}'),
             c => out.push(c),
         }
     }

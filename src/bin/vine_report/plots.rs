@@ -51,12 +51,15 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     format!("drawing a plot: {e}")
 }
 
-/// At most `max` characters of `s`, with an ellipsis when cut.
+/// At most `max` characters of `s`, with an ellipsis when cut, and control
+/// characters replaced (XML, and so a standalone SVG, does not allow most of
+/// them even escaped).
 pub fn shorten(s: &str, max: usize) -> String {
+    let clean = |c: char| if c.is_control() { '\u{FFFD}' } else { c };
     if s.chars().count() <= max {
-        s.to_string()
+        s.chars().map(clean).collect()
     } else {
-        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        let mut out: String = s.chars().take(max.saturating_sub(1)).map(clean).collect();
         out.push('…');
         out
     }
@@ -393,6 +396,13 @@ pub fn histogram(m: &Model) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shorten_cuts_and_cleans() {
+        assert_eq!(shorten("abc", 5), "abc");
+        assert_eq!(shorten("abcdef", 4), "abc…");
+        assert_eq!(shorten("a\u{1}b", 5), "a\u{FFFD}b");
+    }
 
     #[test]
     fn bins_cover_every_duration() {
