@@ -86,4 +86,10 @@ clean:
 	-$(MAKE) -C tests/fortran clean
 	-$(MAKE) -C tests/taskvine clean
 
+# An HTML page about a run from its transactions log: make report RUN=path/to/rundir
+.PHONY: report
+report:
+	$(CARGO) build --release --bin vine_report
+	target/release/vine_report $(RUN)
+
 -include mk/install.mk
