@@ -25,7 +25,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 5;
+pub const VERSION: u16 = 6;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 /// The largest payload accepted from a peer that has not authenticated yet: a
@@ -317,6 +317,9 @@ pub enum ToWorker {
     /// Delete the worker's copy of this file (cached, or made there), now or,
     /// if tasks are using it, once they are done.
     Forget(u64),
+    /// The answer to a status query (`vine_status`): the manager's state as
+    /// JSON. The connection ends after it.
+    Status(String),
 }
 
 /// Worker to manager.
@@ -347,6 +350,10 @@ pub enum ToManager {
         /// The factory job it runs in, when a factory started it.
         #[serde(default)]
         factory_job: Option<String>,
+        /// Not a worker: `vine_status` asking for the manager's state, once
+        /// authenticated as a worker would be.
+        #[serde(default)]
+        status: bool,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),

@@ -143,7 +143,12 @@ pub(super) struct ManagerLoop {
     /// The last row of the performance log, and when it was written.
     perf_last: Vec<i64>,
     perf_last_at: i64,
+    /// When the state was last written to the run directory.
+    status_last_at: i64,
 }
+
+/// How often the state is written to the run directory, at most.
+const STATUS_EVERY_US: i64 = 5_000_000;
 
 /// What it takes to find slow workers: a task running past `factor` times the
 /// average of its category is taken back and runs elsewhere; a worker that twice
@@ -227,6 +232,7 @@ impl ManagerLoop {
             sink,
             perf_last: Vec::new(),
             perf_last_at: 0,
+            status_last_at: 0,
         }
     }
 
@@ -258,6 +264,32 @@ impl ManagerLoop {
             "worker-{worker} joined with {}",
             resources.describe()
         )));
+    }
+
+    /// The manager's state as JSON (see `status`).
+    fn status_report(&self) -> String {
+        let run_dir = self.sink.status_dir();
+        let about = super::status::About {
+            port: self.listener.as_ref().map(|(_, a)| a.port()),
+            with_results: self.shared.completions.finished_len(),
+            bytes_sent: self.remote_settings.bytes_sent.load(Ordering::Relaxed),
+            bytes_received: self.remote_settings.bytes_received.load(Ordering::Relaxed),
+            run_dir: run_dir.as_deref().and_then(|d| d.to_str()),
+        };
+        super::status::report(&self.sched, &about)
+    }
+
+    /// Every few seconds, while something happens, the state goes to the run
+    /// directory (`vine-logs/status.json`) for managers `vine_status` cannot ask.
+    fn status_file(&mut self, now: i64) {
+        if now - self.status_last_at < STATUS_EVERY_US || self.sink.status_dir().is_none() {
+            return;
+        }
+        self.status_last_at = now;
+        let report = self.status_report();
+        self.sched
+            .journal
+            .other(super::journal::Other::Status(report));
     }
 
     /// A row of the performance log, at most one a second and only when
@@ -356,6 +388,7 @@ impl ManagerLoop {
                 let now = super::journal::now_us();
                 self.sched.journal.set_now(now);
                 self.perf_row(now);
+                self.status_file(now);
             }
             self.sched.journal.flush();
             if self.try_finish_shutdown() {
@@ -566,6 +599,9 @@ impl ManagerLoop {
                     }
                 },
             },
+            Message::Status { reply } => {
+                let _ = reply.send(self.status_report());
+            }
             Message::WorkerLost { worker } => {
                 if self.remote.contains_key(&worker) {
                     self.sched.stats_mut().workers_lost += 1;

@@ -14,6 +14,7 @@ mod reply;
 pub(crate) mod rundir;
 pub mod scheduler;
 pub mod settings;
+mod status;
 mod temps;
 
 use std::ffi::CStr;
@@ -39,6 +40,11 @@ use crate::worker::local::{LocalPool, Report};
 
 /// What flows into the manager thread.
 pub enum Message {
+    /// The manager's state as JSON, for `vine_status`.
+    Status {
+        /// Where the answer goes.
+        reply: Reply<String>,
+    },
     /// New tasks wait in `Shared::submissions` (sent when it stops being empty).
     Submitted,
     /// A remote worker connected and authenticated.
@@ -1122,6 +1128,7 @@ impl Manager {
             self.runtime_dir.display()
         ));
         let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_owned());
+        self.sink.set_run_dir(&dir);
         *self.info_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir);
         Ok(())
     }

@@ -288,13 +288,16 @@ fn serve_connection(
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
-    let joined = handshake(stream, &settings);
+    let joined = handshake(stream, &settings, &events);
     drop(slot);
     let (joined, mut incoming, outgoing, sock) = match joined {
         Ok(x) => x,
         Err(e) => {
             // A blocked host's workers retry until it is unblocked: not news.
-            if !settings.closing.load(Ordering::Acquire) && e.message() != BLOCKED {
+            if !settings.closing.load(Ordering::Acquire)
+                && e.message() != BLOCKED
+                && e.message() != STATUS_SERVED
+            {
                 eprintln!("vine: dropped connection from {peer}: {e}");
             }
             return;
@@ -627,9 +630,13 @@ const BLOCKED: &str = "its host is blocked";
 /// Runs a worker's handshake: TLS if on, the challenges, the password proofs (bound
 /// to the TLS channel when there is one), then registration. A peer that fails
 /// is told why (`Refused`) and dropped.
+/// How `handshake` ends for a status query it answered.
+const STATUS_SERVED: &str = "a status query was answered";
+
 fn handshake(
     sock: TcpStream,
     settings: &RemoteSettings,
+    events: &super::inbox::Sender<Message>,
 ) -> crate::error::Result<(Joined, FrameReader, FrameWriter, TcpStream)> {
     use crate::error::Error;
     let until = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -651,7 +658,7 @@ fn handshake(
         hostname,
         time_left_s,
         factory_job,
-        ..
+        status,
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
         return Err(Error::invalid("the first frame was not Register"));
@@ -692,6 +699,25 @@ fn handshake(
         }
         None => (None, None),
     };
+    if status {
+        // Authenticated as a worker would be; answered, and never a worker.
+        h.send(&ToWorker::Welcome {
+            worker_id: 0,
+            proof: answer,
+            keepalive_ms: 0,
+        })?;
+        let (_incoming, mut outgoing, sock) = h.into_session(keys)?;
+        let (reply, answer) = super::reply::oneshot();
+        let json = match events.send(Message::Status { reply }) {
+            Ok(()) => answer
+                .recv()
+                .unwrap_or_else(|_| r#"{"error":"the manager has stopped"}"#.into()),
+            Err(_) => r#"{"error":"the manager has stopped"}"#.into(),
+        };
+        let _ = outgoing.send(&ToWorker::Status(json));
+        crate::channel::close(&sock);
+        return Err(Error::invalid(STATUS_SERVED));
+    }
     let (millicores, memory_mb, disk_mb, gpus) = resources;
     if millicores == 0 {
         return refuse(&mut h, "a worker with no cores");

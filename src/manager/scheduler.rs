@@ -365,6 +365,22 @@ pub struct Stats {
     pub time_when_started: u64,
 }
 
+/// A worker as a status report shows it.
+pub struct WorkerView {
+    /// Its id.
+    pub id: WorkerId,
+    /// What it offers.
+    pub capacity: Resources,
+    /// What its running tasks hold.
+    pub in_use: Resources,
+    /// Tasks given to it (running or queued there).
+    pub tasks: usize,
+    /// Its host name and address.
+    pub place: Option<Arc<Place>>,
+    /// It takes no new task.
+    pub draining: bool,
+}
+
 /// The scheduling state of one manager.
 pub struct Scheduler {
     ready: ReadyQueue,
@@ -550,6 +566,21 @@ impl Scheduler {
                 return;
             }
         }
+    }
+
+    /// What a status report says of each worker.
+    pub fn worker_views(&self) -> Vec<WorkerView> {
+        self.workers
+            .iter()
+            .map(|w| WorkerView {
+                id: w.id,
+                capacity: w.model.capacity(),
+                in_use: w.model.in_use(),
+                tasks: w.assigned,
+                place: w.place.clone(),
+                draining: w.draining,
+            })
+            .collect()
     }
 
     /// How many tasks `worker` holds, if it is present.

@@ -195,6 +195,8 @@ pub(crate) enum Other {
     Perf(Perf),
     /// A line for the debug log.
     Debug(String),
+    /// The manager's state, for `status.json` in the run directory.
+    Status(String),
 }
 
 /// The shapes (category, request) tasks have had, so a task's record names one
@@ -214,7 +216,6 @@ pub(crate) struct Journal {
     recs: Vec<Rec>,
     shapes: Shapes,
 }
-
 
 impl Journal {
     /// Records go to `sink` from now on.
@@ -371,6 +372,8 @@ pub(crate) struct Sink {
     pub(crate) txn_on: AtomicBool,
     /// The performance log is open.
     pub(crate) perf_on: AtomicBool,
+    /// The run directory, where `vine-logs/status.json` is written.
+    run_dir: Mutex<Option<std::path::PathBuf>>,
     /// When the manager started: the time of the log's START record, so that
     /// it comes before every other.
     started: i64,
@@ -401,6 +404,7 @@ impl Sink {
             txn_on: AtomicBool::new(false),
             perf_on: AtomicBool::new(false),
             started: now_us(),
+            run_dir: Mutex::new(None),
             thread: Mutex::new(None),
         });
         let s = sink.clone();
@@ -469,6 +473,19 @@ impl Sink {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// The run directory, if the manager has one.
+    pub(crate) fn status_dir(&self) -> Option<std::path::PathBuf> {
+        self.run_dir
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Sets the run directory.
+    pub(crate) fn set_run_dir(&self, dir: &Path) {
+        *self.run_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_owned());
     }
 
     /// Waits until everything handed over so far is written to the kernel.

@@ -149,6 +149,7 @@ struct Files {
 
 /// The writer thread's body.
 pub(crate) fn run(sink: &Sink, started: i64) {
+    let status_dir = || sink.status_dir();
     let mut files = Files {
         txn: None,
         perf: None,
@@ -185,6 +186,18 @@ pub(crate) fn run(sink: &Sink, started: i64) {
             }
         }
         let n = batch.len() as u64;
+        // Only the newest state is worth writing.
+        if let Some(report) = batch.iter().rev().find_map(|r| match &r.what {
+            What::Other(o) => match &**o {
+                Other::Status(s) => Some(s.clone()),
+                _ => None,
+            },
+            _ => None,
+        }) {
+            if let Some(dir) = status_dir() {
+                write_status(&dir, &report);
+            }
+        }
         files.write(&mut batch);
         batch.clear();
         files.flush();
@@ -386,6 +399,7 @@ impl Files {
                 super::debug::to_global(&line);
                 return;
             }
+            Other::Status(_) => return,
             _ => {}
         }
         if self.txn.is_none() {
@@ -458,7 +472,7 @@ impl Files {
                 b.extend_from_slice(b"APPLICATION ");
                 b.extend_from_slice(super::line(text).as_bytes());
             }
-            Other::Perf(_) | Other::Debug(_) => return,
+            Other::Perf(_) | Other::Debug(_) | Other::Status(_) => return,
         }
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
@@ -485,6 +499,16 @@ impl Files {
                 eprintln!("vine: cannot write a log file; later records may be missing");
             }
         }
+    }
+}
+
+/// Replaces `dir/vine-logs/status.json` with `report` (written aside, then
+/// renamed, so a reader never sees half of it).
+fn write_status(dir: &std::path::Path, report: &str) {
+    let logs = dir.join("vine-logs");
+    let tmp = logs.join(".status.json.tmp");
+    if std::fs::write(&tmp, report).is_ok() {
+        let _ = std::fs::rename(&tmp, logs.join("status.json"));
     }
 }
 

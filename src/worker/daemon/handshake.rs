@@ -23,6 +23,7 @@ pub(super) fn handshake(
     resources: Resources,
     store: Option<&Path>,
     end: Option<Instant>,
+    status: bool,
 ) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration), Ended> {
     use Ended::{BeforeSession, Refused};
     // Long enough for a manager that holds connections until it is configured.
@@ -73,6 +74,7 @@ pub(super) fn handshake(
         features: opts.features.clone(),
         factory_job: opts.factory_job.clone(),
         time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
+        status,
     })
     .map_err(BeforeSession)?;
     let welcome: ToWorker = h

@@ -85,7 +85,8 @@ impl Inbound {
                 ToWorker::Keepalive
                 | ToWorker::Hello { .. }
                 | ToWorker::Welcome { .. }
-                | ToWorker::Refused { .. } => {}
+                | ToWorker::Refused { .. }
+                | ToWorker::Status(_) => {}
                 ToWorker::Exit => return Ok(()),
             }
         }

@@ -204,3 +204,35 @@ impl Drop for DirGuard {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Asks the manager `opts` names for its state (what `vine_status` shows): the
+/// same connection, TLS and password proofs both ways as a worker's, then one
+/// answer. Gives up after `opts.timeout`.
+pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
+    use std::net::ToSocketAddrs;
+    let addr = (opts.host.as_str(), opts.port)
+        .to_socket_addrs()
+        .map_err(|e| Error::io(format!("{}:{}", opts.host, opts.port), e))?
+        .next()
+        .ok_or_else(|| Error::invalid(format!("{} has no address", opts.host)))?;
+    let stream = TcpStream::connect_timeout(&addr, opts.timeout)
+        .map_err(|e| Error::io(format!("cannot reach {}:{}", opts.host, opts.port), e))?;
+    let _ = stream.set_read_timeout(Some(opts.timeout));
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(crate::tls::ClientTls::new)
+        .transpose()?;
+    let nothing = crate::resources::Resources::default();
+    let (mut reader, _writer, _sock, _) =
+        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true).map_err(
+            |e| match e {
+                Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
+                Ended::WallTime => Error::invalid("ended"),
+            },
+        )?;
+    match reader.recv::<crate::protocol::ToWorker>()? {
+        crate::protocol::ToWorker::Status(json) => Ok(json),
+        _ => Err(Error::invalid("the manager did not answer with its state")),
+    }
+}

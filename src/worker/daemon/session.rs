@@ -41,7 +41,8 @@ pub(super) fn serve(
     fetcher: &Arc<Fetcher>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
-    let (reader, outgoing, sock, keepalive) = handshake(opts, stream, tls, resources, store, end)?;
+    let (reader, outgoing, sock, keepalive) =
+        handshake(opts, stream, tls, resources, store, end, false)?;
     super::log::debug(|| "session with the manager begun".into());
     let session = Session {
         keepalive,

@@ -1,0 +1,197 @@
+//! `vine_status HOST PORT [--tasks|--workers|--json] [--password FILE] [--ssl ...]`:
+//! asks a running manager for its state over its port, authenticated as a worker
+//! would be, and prints it.
+
+use serde_json::Value;
+
+const USAGE: &str = "\
+usage: vine_status HOST PORT [--tasks | --workers | --json] [options]
+
+Asks the vine manager at HOST:PORT for its state and prints it: tasks by state,
+workers with their resources and tasks, and the largest waiting task with the
+workers that could hold it.
+
+  --tasks           only the tasks
+  --workers         only the workers
+  --json            everything, as JSON
+  --password FILE   the manager's password file (when it has one)
+  --ssl             connect with TLS (also --ssl-fingerprint FP, --ssl-ca PEM)
+  --timeout S       give up after S seconds (default 10)
+  -h, --help        this text
+";
+
+enum Show {
+    All,
+    Tasks,
+    Workers,
+    Json,
+}
+
+fn main() {
+    std::process::exit(run(std::env::args().collect()));
+}
+
+fn run(args: Vec<String>) -> i32 {
+    let mut show = Show::All;
+    let mut rest = vec!["vine_status".to_owned()];
+    let mut timeout = false;
+    for a in args.into_iter().skip(1) {
+        match a.as_str() {
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return 0;
+            }
+            "--tasks" => show = Show::Tasks,
+            "--workers" => show = Show::Workers,
+            "--json" => show = Show::Json,
+            _ => {
+                timeout |= a == "--timeout" || a.starts_with("--timeout=");
+                rest.push(a);
+            }
+        }
+    }
+    if rest.len() < 3 {
+        eprint!("{USAGE}");
+        return 2;
+    }
+    if !timeout {
+        rest.extend(["--timeout".to_owned(), "10".to_owned()]);
+    }
+    let opts = match vine::worker::daemon::WorkerOptions::parse(&rest) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("vine_status: {e}");
+            return 2;
+        }
+    };
+    let json = match vine::worker::daemon::ask_status(&opts) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("vine_status: {}:{}: {e}", opts.host, opts.port);
+            return 1;
+        }
+    };
+    let v: Value = match serde_json::from_str(&json) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("vine_status: the manager's answer is not JSON: {e}");
+            return 1;
+        }
+    };
+    let where_ = format!("{}:{}", opts.host, opts.port);
+    let out = match show {
+        Show::Json => serde_json::to_string_pretty(&v).unwrap_or(json) + "\n",
+        Show::Tasks => tasks(&v),
+        Show::Workers => workers(&v),
+        Show::All => format!("{}{}\n{}", header(&v, &where_), tasks(&v), workers(&v)),
+    };
+    print!("{out}");
+    0
+}
+
+fn num(v: &Value, path: &[&str]) -> f64 {
+    let mut v = v;
+    for p in path {
+        v = &v[*p];
+    }
+    v.as_f64().unwrap_or(0.0)
+}
+
+fn header(v: &Value, where_: &str) -> String {
+    let up = (num(v, &["manager", "now"]) - num(v, &["manager", "started"])).max(0.0) as u64;
+    format!(
+        "manager {where_} (pid {}), up {:02}:{:02}:{:02}\n",
+        v["manager"]["pid"],
+        up / 3600,
+        up / 60 % 60,
+        up % 60
+    )
+}
+
+fn res(r: &Value) -> String {
+    let mut s = format!("{} cores", num(r, &["cores"]));
+    for (k, unit) in [
+        ("memory", " MB memory"),
+        ("disk", " MB disk"),
+        ("gpus", " gpus"),
+    ] {
+        let n = num(r, &[k]);
+        if n > 0.0 {
+            s += &format!(", {n}{unit}");
+        }
+    }
+    s
+}
+
+fn tasks(v: &Value) -> String {
+    let t = &v["tasks"];
+    let n = |k: &str| num(t, &[k]) as u64;
+    let mut s = format!(
+        "tasks: {} waiting, {} running, {} on workers, {} with results\n       {} submitted, {} done ({} failed, {} cancelled), {} retried\n",
+        n("waiting"),
+        n("running"),
+        n("on_workers"),
+        n("with_results"),
+        n("submitted"),
+        n("done"),
+        n("failed"),
+        n("cancelled"),
+        n("retried"),
+    );
+    match v["largest_waiting"].as_object() {
+        None => s += "largest waiting task: none\n",
+        Some(l) => {
+            let able: Vec<&str> = l["workers_able"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            s += &format!(
+                "largest waiting task: {} ({}): {}\n  workers that could hold it: {}\n",
+                l["id"],
+                l["category"].as_str().unwrap_or(""),
+                res(&l["resources"]),
+                if able.is_empty() {
+                    "none".to_owned()
+                } else {
+                    able.join(", ")
+                }
+            );
+        }
+    }
+    s
+}
+
+fn workers(v: &Value) -> String {
+    let empty = Vec::new();
+    let list = v["workers"].as_array().unwrap_or(&empty);
+    let mut s = format!(
+        "{:<14} {:<22} {:>11} {:>15} {:>15} {:>5} {:>6}  RUNNING\n",
+        "WORKER", "ADDRESS", "CORES", "MEMORY(MB)", "DISK(MB)", "GPUS", "TASKS"
+    );
+    for w in list {
+        let pair = |k: &str| format!("{}/{}", num(&w["in_use"], &[k]), num(&w["resources"], &[k]));
+        let ids: Vec<String> = w["task_ids"]
+            .as_array()
+            .map(|a| a.iter().map(ToString::to_string).collect())
+            .unwrap_or_default();
+        let more = num(w, &["tasks"]) as usize > ids.len();
+        s += &format!(
+            "{:<14} {:<22} {:>11} {:>15} {:>15} {:>5} {:>6}  {}{}{}\n",
+            w["id"].as_str().unwrap_or("?"),
+            w["addrport"].as_str().unwrap_or(""),
+            pair("cores"),
+            pair("memory"),
+            pair("disk"),
+            pair("gpus"),
+            num(w, &["tasks"]),
+            ids.join(" "),
+            if more { " ..." } else { "" },
+            if w["draining"].as_bool() == Some(true) {
+                " (draining)"
+            } else {
+                ""
+            }
+        );
+    }
+    s
+}

@@ -1,0 +1,124 @@
+//! `vine_status` against a running manager: what it shows, and that it must
+//! prove the password like any worker.
+
+mod common;
+
+use std::ffi::CString;
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{remote_manager, tempdir, vine_worker};
+use vine::Task;
+
+fn status(port: u16, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vine_status"))
+        .args(["127.0.0.1", &port.to_string()])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn vine_status_shows_the_tasks_and_workers_of_a_running_manager() {
+    let dir = tempdir();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "sesame\n").unwrap();
+    let wrong = dir.join("wrong");
+    std::fs::write(&wrong, "open\n").unwrap();
+    let (m, port) = remote_manager();
+    m.set_password_file(&pw).unwrap();
+    let started = dir.join("started");
+    assert!(Command::new("mkfifo")
+        .arg(&started)
+        .status()
+        .unwrap()
+        .success());
+    let cmd = format!("echo up > {}; exec sleep 600", started.display());
+    let running = m
+        .submit(Task::command(&CString::new(cmd).unwrap()))
+        .unwrap();
+    let mut big = Task::command(c"true");
+    big.set_cores(4.0).unwrap();
+    let waiting = m.submit(big).unwrap();
+    let mut w = vine_worker(port, &["--password", pw.to_str().unwrap()]);
+    let mut line = String::new();
+    BufReader::new(std::fs::File::open(&started).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line, "up\n");
+
+    let out = status(port, &["--json", "--password", pw.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["tasks"]["waiting"], 1, "{v}");
+    assert_eq!(v["tasks"]["on_workers"], 1, "{v}");
+    assert_eq!(v["tasks"]["submitted"], 2, "{v}");
+    let workers = v["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), 1, "{v}");
+    assert_eq!(workers[0]["id"], "worker-1");
+    assert_eq!(workers[0]["resources"]["cores"], 1.0);
+    assert_eq!(workers[0]["in_use"]["cores"], 1.0);
+    assert_eq!(workers[0]["task_ids"], serde_json::json!([running]));
+    assert_eq!(v["largest_waiting"]["id"], waiting);
+    assert_eq!(v["largest_waiting"]["resources"]["cores"], 4.0);
+    assert_eq!(v["largest_waiting"]["workers_able"], serde_json::json!([]));
+    assert_eq!(v["manager"]["port"], port);
+
+    // As a person reads it.
+    let out = status(port, &["--password", pw.to_str().unwrap()]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("tasks: 1 waiting"), "{text}");
+    assert!(text.contains("worker-1"), "{text}");
+    assert!(
+        text.contains(&format!("largest waiting task: {waiting}")),
+        "{text}"
+    );
+    assert!(text.contains("workers that could hold it: none"), "{text}");
+    let out = status(port, &["--workers", "--password", pw.to_str().unwrap()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("WORKER"), "{text}");
+    assert!(!text.contains("tasks:"), "{text}");
+
+    // No password, or the wrong one: nothing said.
+    for extra in [vec![], vec!["--password", wrong.to_str().unwrap()]] {
+        let out = status(port, &extra);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("password"), "{err}");
+    }
+    // The queries changed nothing.
+    assert_eq!(m.stats().unwrap().workers_connected, 1);
+    m.cancel(running).unwrap();
+    m.cancel(waiting).unwrap();
+    for _ in 0..2 {
+        m.wait(Some(Duration::from_secs(60)))
+            .expect("a cancelled task");
+    }
+    m.shutdown().unwrap();
+    w.wait().unwrap();
+}
+
+#[test]
+fn vine_status_says_why_it_cannot_ask() {
+    // A port where nothing listens.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    drop(l);
+    let out = status(port, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot reach"), "{err}");
+    let out = status(port, &["--bogus"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_vine_status"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
