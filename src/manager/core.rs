@@ -845,6 +845,7 @@ impl ManagerLoop {
                 self.slow.block_for = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
             }
             Setting::Autocategory(_)
+            | Setting::Progress(_)
             | Setting::HungryMinimum(_)
             | Setting::MaxStdout(_)
             | Setting::HungryFactor(_)

@@ -8,6 +8,7 @@ pub mod factory;
 pub(crate) mod inbox;
 pub(crate) mod journal;
 mod outbound;
+mod progress;
 mod ready;
 pub mod remote;
 mod reply;
@@ -322,6 +323,8 @@ pub enum Port {
 pub struct Manager {
     /// Where its log records go.
     sink: Arc<journal::Sink>,
+    /// The progress line on standard error.
+    progress: progress::Progress,
     tx: inbox::Sender<Message>,
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
@@ -530,6 +533,7 @@ impl Manager {
                 .then(|| PathBuf::from(rundir::DEFAULT_ROOT))
         });
         let manager = Manager {
+            progress: progress::Progress::new(&tx),
             sink,
             tx,
             shared,
@@ -814,6 +818,7 @@ impl Manager {
         let setting = Setting::parse(name, value)?;
         match setting {
             Setting::Autocategory(on) => self.shared.autocategory.store(on, Ordering::Relaxed),
+            Setting::Progress(on) => self.progress.set(on, &self.tx),
             Setting::MaxStdout(n) => {
                 self.max_stdout.store(n, Ordering::Relaxed);
                 // Remote workers are told with each task.
@@ -1264,6 +1269,12 @@ impl Manager {
             let _ = f.stop(Duration::from_secs(grace));
         }
         self.shared.completions.wake_all();
+        let last = *self
+            .shared
+            .final_stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.progress.finish(last.as_ref());
         self.log_debug(&match &outcome {
             Ok(()) => "manager shut down".to_owned(),
             Err(e) => format!("manager shut down: {e}"),

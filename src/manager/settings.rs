@@ -47,6 +47,8 @@ pub enum Setting {
     /// Each worker holds tasks for this many times its cores (the excess wait
     /// there): TaskVine's way to set the prefetch.
     SubmitMultiplier(f64),
+    /// The progress line on standard error: on (1) or off (0).
+    Progress(bool),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -61,6 +63,7 @@ pub const NAMES: &[&str] = &[
     "local-disk",
     "local-gpus",
     "autocategory",
+    "progress",
     "prefetch",
     "max-stdout",
     "hungry-factor",
@@ -109,6 +112,7 @@ impl Setting {
             "local-disk" => Setting::LocalDisk(whole(name, v, BIG)?),
             "local-gpus" => Setting::LocalGpus(whole(name, v, MAX_GPUS as f64)? as u32),
             "autocategory" => Setting::Autocategory(whole(name, v, 1.0)? == 1),
+            "progress" => Setting::Progress(whole(name, v, 1.0)? == 1),
             "prefetch" => Setting::Prefetch(whole(name, v, 1e9)? as usize),
             "local-worker-processes" => {
                 Setting::LocalWorkerProcesses(whole(name, v, 4096.0)? as usize)
