@@ -375,9 +375,13 @@ fn the_transactions_log_follows_each_task_through_taskvines_states() {
     for r in &rows {
         assert_eq!(r.len(), columns.len() - 1);
     }
-    assert!(rows.windows(2).all(|w| w[1][0] >= w[0][0] + 1_000_000));
-    let last_done = rows.last().unwrap()[done_col];
-    assert!(last_done <= 5);
+    // In time order; at most one a second, but for a first row when a log
+    // opens and the last one, at shutdown.
+    let n = rows.len();
+    assert!(rows.windows(2).all(|w| w[1][0] >= w[0][0]));
+    let seconds = (rows[n - 1][0] - rows[0][0]) / 1_000_000;
+    assert!(n as i64 <= seconds + 4, "{n} rows in {seconds} s");
+    assert_eq!(rows[n - 1][done_col], 5, "the last row counts every task");
 }
 
 #[test]

@@ -294,8 +294,9 @@ impl ManagerLoop {
 
     /// A row of the performance log, at most one a second and only when
     /// something changed.
-    fn perf_row(&mut self, now: i64) {
-        if now - self.perf_last_at < 1_000_000 {
+    fn perf_row(&mut self, now: i64, force: bool) {
+        let fresh = self.sink.perf_fresh.swap(false, Ordering::Relaxed);
+        if now - self.perf_last_at < 1_000_000 && !fresh && !force {
             return;
         }
         let s = self.sched.stats();
@@ -305,7 +306,7 @@ impl ManagerLoop {
         );
         let row =
             super::journal::perf_values(&s, sent, received, self.shared.completions.finished_len());
-        if row == self.perf_last {
+        if row == self.perf_last && !fresh {
             return;
         }
         self.perf_last_at = now;
@@ -387,7 +388,7 @@ impl ManagerLoop {
             if self.sink.perf_on.load(Ordering::Relaxed) {
                 let now = super::journal::now_us();
                 self.sched.journal.set_now(now);
-                self.perf_row(now);
+                self.perf_row(now, false);
                 self.status_file(now);
             }
             self.sched.journal.flush();
@@ -1178,7 +1179,12 @@ impl ManagerLoop {
         // Workers leaving now are told to, not lost.
         self.remote_settings.closing.store(true, Ordering::Release);
         use super::journal::{Departure as Why, Other};
-        self.sched.journal.set_now(super::journal::now_us());
+        let now = super::journal::now_us();
+        self.sched.journal.set_now(now);
+        if self.sink.perf_on.load(Ordering::Relaxed) {
+            // The last row: how the run ended.
+            self.perf_row(now, true);
+        }
         if self.local_capacity.millicores > 0 {
             self.sched.journal.other(Other::WorkerGone {
                 worker: LOCAL_WORKER,

@@ -33,7 +33,7 @@ pub(crate) use writer::{flush_all, Perf, Target, PERF_COLUMNS};
 use super::scheduler::WorkerId;
 
 /// Records gathered and not yet written, past which producers wait.
-const MAX_PENDING: usize = 2 << 20;
+const MAX_PENDING: usize = 8 << 20;
 
 /// Why a worker left, as the transactions log names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,8 +136,9 @@ pub(crate) enum What {
         shape: u32,
     },
     /// A task came back from its worker: the attempt's result, exit code and
-    /// worker-side start and end.
-    Retrieved(Box<Retrieved>),
+    /// worker-side start and end; with `done`, also handed to the caller with
+    /// that result (the common case, one record for three lines).
+    Retrieved(Retrieved),
     /// A task was handed to the caller with its final result.
     Done {
         task: TaskId,
@@ -153,11 +154,12 @@ pub(crate) enum What {
 /// See [`What::Retrieved`].
 pub(crate) struct Retrieved {
     pub(crate) task: TaskId,
-    pub(crate) worker: WorkerId,
-    pub(crate) result: TaskResult,
-    pub(crate) exit: i32,
     pub(crate) started: i64,
     pub(crate) ended: i64,
+    pub(crate) worker: WorkerId,
+    pub(crate) exit: i32,
+    pub(crate) result: TaskResult,
+    pub(crate) done: bool,
 }
 
 /// The rare records.
@@ -305,14 +307,15 @@ impl Journal {
         }
         self.recs.push(Rec {
             at: self.now,
-            what: What::Retrieved(Box::new(Retrieved {
+            what: What::Retrieved(Retrieved {
                 task: task.id,
                 worker,
                 result: task.result,
                 exit: task.exit_code,
                 started: task.times.started,
                 ended: task.times.done,
-            })),
+                done: false,
+            }),
         });
     }
 
@@ -321,6 +324,17 @@ impl Journal {
     pub(crate) fn done(&mut self, task: &Task) {
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
+        }
+        // Handed over as it came back: the same record says so.
+        if let Some(Rec {
+            what: What::Retrieved(r),
+            ..
+        }) = self.recs.last_mut()
+        {
+            if r.task == task.id && r.result == task.result && r.exit == task.exit_code && !r.done {
+                r.done = true;
+                return;
+            }
         }
         self.recs.push(Rec {
             at: self.now,
@@ -372,6 +386,8 @@ pub(crate) struct Sink {
     pub(crate) txn_on: AtomicBool,
     /// The performance log is open.
     pub(crate) perf_on: AtomicBool,
+    /// A performance log was just opened: its first row is due at once.
+    pub(crate) perf_fresh: AtomicBool,
     /// The run directory, where `vine-logs/status.json` is written.
     run_dir: Mutex<Option<std::path::PathBuf>>,
     /// When the manager started: the time of the log's START record, so that
@@ -403,6 +419,7 @@ impl Sink {
             room: Condvar::new(),
             txn_on: AtomicBool::new(false),
             perf_on: AtomicBool::new(false),
+            perf_fresh: AtomicBool::new(false),
             started: now_us(),
             run_dir: Mutex::new(None),
             thread: Mutex::new(None),
@@ -465,7 +482,10 @@ impl Sink {
         p.opened.push((target, f));
         match target {
             writer::Target::Txn => self.txn_on.store(true, Ordering::Relaxed),
-            writer::Target::Perf => self.perf_on.store(true, Ordering::Relaxed),
+            writer::Target::Perf => {
+                self.perf_fresh.store(true, Ordering::Relaxed);
+                self.perf_on.store(true, Ordering::Relaxed);
+            }
             writer::Target::Debug => {}
         }
         if p.idle {
@@ -535,4 +555,13 @@ pub(crate) fn line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+#[cfg(test)]
+mod test {
+    #[test]
+    fn a_record_stays_small() {
+        // Millions of them may wait for the writer.
+        assert!(std::mem::size_of::<super::Rec>() <= 48);
+    }
 }
