@@ -456,6 +456,7 @@ impl Manager {
         let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
         let sink = journal::Sink::start().map_err(cleanup)?;
+        let sink_guard = journal::StopUnlessKept(Some(sink.clone()));
         let sched = scheduler::Scheduler::new(listener.is_some());
         let mut lp = core::ManagerLoop::new(
             sched,
@@ -532,6 +533,7 @@ impl Manager {
                 .is_some()
                 .then(|| PathBuf::from(rundir::DEFAULT_ROOT))
         });
+        sink_guard.keep();
         let manager = Manager {
             progress: progress::Progress::new(&tx),
             sink,

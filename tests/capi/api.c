@@ -985,6 +985,77 @@ static void test_factory(void)
     CHECK_ERR(vine_factory_set(f, "max-workers", 1), VINE_ERROR_INVALID_HANDLE);
 }
 
+/* The whole of a small file, NUL-terminated (static buffer). */
+static const char *slurp(const char *path)
+{
+    static char buf[1 << 16];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return "";
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return buf;
+}
+
+static void test_logs(void)
+{
+    CHECK(vine_enable_transactions_log(NULL, "/tmp/x") == 0 && strstr(vine_last_error(), "NULL"));
+    CHECK(vine_enable_perf_log(NULL, "/tmp/x") == 0);
+    CHECK(vine_enable_debug_log(NULL) == 0);
+    CHECK(vine_get_runtime_directory(NULL) == NULL);
+    CHECK(vine_get_path_log(NULL, "x") == NULL);
+    vine_log_txn_app(NULL, "x");
+    vine_log_debug_app(NULL, "x");
+    struct vine_manager *plain = vine_create(VINE_PORT_NONE);
+    CHECK(vine_get_runtime_directory(plain) == NULL);
+    CHECK(vine_get_path_log(plain, "transactions") == NULL);
+    CHECK(vine_enable_transactions_log(plain, NULL) == 0);
+    CHECK(vine_enable_transactions_log(plain, "") == 0);
+    CHECK(vine_enable_transactions_log(plain, "/proc/no/such/dir/txn") == 0 && strstr(vine_last_error(), "/proc/no"));
+    vine_log_txn_app(plain, NULL);
+    vine_delete(plain);
+
+    char dir[] = "/tmp/vine-capi-logs-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/all-debug", dir);
+    CHECK(vine_enable_debug_log(path) == 1);
+    CHECK(vine_set_runtime_info_path(dir) == 0);
+    struct vine_manager *m = vine_create(VINE_PORT_NONE);
+    CHECK(m != NULL);
+    const char *run = vine_get_runtime_directory(m);
+    CHECK(run != NULL && strncmp(run, dir, strlen(dir)) == 0);
+    char *txn = vine_get_path_log(m, "transactions");
+    CHECK(txn != NULL && strstr(txn, "/vine-logs/transactions") != NULL);
+    CHECK(vine_submit(m, vine_task_create("true")) == 1);
+    struct vine_task *t = vine_wait(m, LONG);
+    CHECK(t != NULL);
+    vine_task_delete(t);
+    vine_log_txn_app(m, "hello\nworld app");
+    vine_log_debug_app(m, "from the harness");
+    vine_delete(m);
+    if (txn) {
+        const char *log = slurp(txn);
+        CHECK(strstr(log, " APPLICATION hello world app\n") != NULL);
+        CHECK(strstr(log, " TASK 1 DONE SUCCESS 0\n") != NULL);
+        CHECK(strstr(log, " MANAGER ") != NULL);
+        free(txn);
+    }
+    CHECK(strstr(slurp(path), "vine: APPLICATION from the harness\n") != NULL);
+
+    /* A template names the next run directories. */
+    vine_set_runtime_info_template("fixed-%Y");
+    m = vine_create(VINE_PORT_NONE);
+    run = vine_get_runtime_directory(m);
+    CHECK(run != NULL && strstr(run, "/fixed-20") != NULL);
+    vine_delete(m);
+    vine_set_runtime_info_template(NULL);
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 int main(void)
 {
     CHECK(vine_register_function("echo", echo) == 0);
@@ -1005,6 +1076,7 @@ int main(void)
     test_environment();
     test_tls_and_password();
     test_factory();
+    test_logs(); /* last: it sets where every later manager writes its logs */
 
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;

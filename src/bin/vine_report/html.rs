@@ -63,8 +63,10 @@ fn fmt_secs(s: f64) -> String {
         format!("{s:.0} s")
     } else if s >= 1.0 {
         format!("{s:.2} s")
+    } else if s >= 0.001 {
+        format!("{:.1} ms", s * 1e3)
     } else {
-        format!("{s:.3} s")
+        format!("{:.0} µs", s * 1e6)
     }
 }
 

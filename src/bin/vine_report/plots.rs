@@ -67,7 +67,13 @@ pub fn shorten(s: &str, max: usize) -> String {
 
 /// Decimals that tell apart the ticks of an axis spanning `span` seconds.
 fn decimals(span: f64) -> usize {
-    if span < 1.0 {
+    if span < 0.001 {
+        6
+    } else if span < 0.01 {
+        5
+    } else if span < 0.1 {
+        4
+    } else if span < 1.0 {
         3
     } else if span < 10.0 {
         2

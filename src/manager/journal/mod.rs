@@ -532,6 +532,25 @@ impl Sink {
     }
 }
 
+/// Stops a sink when dropped, unless disarmed: a manager that fails to start
+/// leaves no writer thread behind.
+pub(crate) struct StopUnlessKept(pub(crate) Option<Arc<Sink>>);
+
+impl StopUnlessKept {
+    /// The sink lives on (its manager stops it).
+    pub(crate) fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopUnlessKept {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.stop();
+        }
+    }
+}
+
 /// A category name or word as the log can hold it: spaces and control
 /// characters would split or end a record, so they become `_`.
 pub(crate) fn word(bytes: &[u8]) -> String {

@@ -335,8 +335,12 @@ impl Files {
                 worker_name(b, *worker);
                 b.extend_from_slice(b" FIRST_RESOURCES ");
                 format::open_resources(b, &req, false);
-                format::add_seconds(b, "time_commit_start", at);
+                // TaskVine's commit report: what the manager sent with the task
+                // is not counted per task here (see bytes_sent).
+                b.extend_from_slice(b",\"size_input_mgr\":[0,\"MB\"]");
+                format::add_seconds(b, "time_input_mgr", 0);
                 format::add_seconds(b, "time_commit_end", at);
+                format::add_seconds(b, "time_commit_start", at);
                 format::close(b);
             }
             What::Retrieved(d) => {
@@ -363,6 +367,14 @@ impl Files {
                     b.extend_from_slice(b",\"s\"]");
                     format::add_seconds(b, "time_worker_start", d.started);
                     format::add_seconds(b, "time_worker_end", d.ended);
+                    b.extend_from_slice(b",\"size_output_mgr\":[0,\"MB\"]");
+                    format::add_seconds(b, "time_output_mgr", 0);
+                    // TaskVine repeats the commit report here; the worker's
+                    // start is when the task had reached it.
+                    b.extend_from_slice(b",\"size_input_mgr\":[0,\"MB\"]");
+                    format::add_seconds(b, "time_input_mgr", 0);
+                    format::add_seconds(b, "time_commit_end", d.started);
+                    format::add_seconds(b, "time_commit_start", d.started);
                 }
                 format::close(b);
                 if d.done {
