@@ -5,8 +5,8 @@
 # empty-task rate alone varies 4-30 M/s between runs, depending on how many tasks it
 # runs inline on the producer).
 # The same throughput and round trip through the C++ wrapper show what it costs.
-# Then the remote-worker benchmark (benches/remote/run.sh) and the factories on
-# Slurm (benches/factory/run.sh).
+# Then the cost of the transactions log (benches/logs/run.sh), the remote-worker
+# benchmark (benches/remote/run.sh) and the factories on Slurm (benches/factory/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=benches/bin
@@ -67,6 +67,9 @@ echo
 echo "| waiting by id | vine |"
 echo "|---|---|"
 echo "| 100k finished tasks taken with vine_wait_for_task_id, newest first (ns/wait) | ${byid} |"
+
+# What the transactions log costs the same 1M empty tasks.
+bash benches/logs/run.sh
 
 if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh

@@ -1,5 +1,6 @@
 # make install PREFIX=/usr/local [DESTDIR=...]: libraries (static, and shared with a
-# soname), headers, the Fortran module source, vine_worker, vine.pc and a CMake package.
+# soname), headers, the Fortran module source, vine_worker, vine_status, vine_report,
+# vine.pc and a CMake package.
 VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 LIBDIR  := $(PREFIX)/lib
@@ -17,6 +18,8 @@ install: release
 	ln -sf libvine.so.$(MAJOR) $(DESTDIR)$(LIBDIR)/libvine.so
 	install -m 644 include/vine.h include/taskvine.h include/vine.hpp include/vine.f90 $(DESTDIR)$(INCDIR)/
 	install -m 755 target/release/vine_worker $(DESTDIR)$(BINDIR)/vine_worker
+	install -m 755 target/release/vine_status $(DESTDIR)$(BINDIR)/vine_status
+	install -m 755 target/release/vine_report $(DESTDIR)$(BINDIR)/vine_report
 	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' -e 's|@STATIC_LIBS@|$(STATIC_LIBS)|g' \
 	    mk/vine.pc.in > $(DESTDIR)$(LIBDIR)/pkgconfig/vine.pc
 	sed -e 's|@VERSION@|$(VERSION)|g' -e 's|@MAJOR@|$(MAJOR)|g' \

@@ -165,7 +165,7 @@ fn workers(v: &Value) -> String {
     let empty = Vec::new();
     let list = v["workers"].as_array().unwrap_or(&empty);
     let mut s = format!(
-        "{:<14} {:<22} {:>11} {:>15} {:>15} {:>5} {:>6}  RUNNING\n",
+        "{:<14} {:<22} {:>11} {:>15} {:>15} {:>5} {:>6}  TASK IDS\n",
         "WORKER", "ADDRESS", "CORES", "MEMORY(MB)", "DISK(MB)", "GPUS", "TASKS"
     );
     for w in list {

@@ -13,7 +13,8 @@ check() { # name command...
 }
 check "make install" make -s install PREFIX="$prefix"
 for f in lib/libvine.a lib/libvine.so lib/pkgconfig/vine.pc lib/cmake/vine/vineConfig.cmake \
-         include/vine.h include/vine.hpp include/vine.f90 bin/vine_worker; do
+         include/vine.h include/vine.hpp include/vine.f90 bin/vine_worker bin/vine_status \
+         bin/vine_report; do
     check "installed $f" test -e "$prefix/$f"
 done
 check "soname" sh -c "readelf -d '$prefix/lib/libvine.so' | grep -q 'SONAME.*libvine.so.0'"
