@@ -863,6 +863,12 @@ int vine_port(const struct vine_manager *m);
 //   `"local-gpus"`: the local pool's resources; only while no task is outstanding.
 //   `"local-cores"` 0 leaves execution to remote workers.
 // - `"autocategory"` (1): a function task with no category gets its function name.
+// - `"progress"` (on when standard error is a terminal, from the run's third
+//   second; `VINE_PROGRESS=0|1` sets the default): a line on standard error,
+//   redrawn at most four times a second, with the tasks submitted, waiting,
+//   running, done and failed, the workers, the rate and the time left; when
+//   the manager is deleted, one summary line replaces it. When standard error
+//   is not a terminal, only the summary line is written, and only if asked for.
 // - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
 //   so a finishing thread finds its next task without a round trip to the manager.
 //   Automatic: about 5 ms of the worker's measured task durations, at least one per

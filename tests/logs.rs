@@ -415,6 +415,11 @@ fn a_manager_with_a_port_writes_taskvines_run_directory_by_default() {
     assert!(txn.contains("WORKER worker-local CONNECTION local"));
     let perf = std::fs::read_to_string(logs.join("performance")).unwrap();
     assert!(perf.starts_with("# timestamp workers_connected"));
+    // What vine_status would say, for managers it cannot ask.
+    let status: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(logs.join("status.json")).unwrap()).unwrap();
+    assert!(status["tasks"]["submitted"].is_u64(), "{status}");
+    assert_eq!(status["workers"][0]["id"], "worker-local", "{status}");
     let debug = std::fs::read_to_string(logs.join("debug")).unwrap();
     assert!(debug.contains("vine: from the program\n"), "{debug}");
     assert!(debug.contains("vine: manager shut down\n"), "{debug}");
