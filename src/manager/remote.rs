@@ -714,7 +714,10 @@ fn handshake(
                 .unwrap_or_else(|_| r#"{"error":"the manager has stopped"}"#.into()),
             Err(_) => r#"{"error":"the manager has stopped"}"#.into(),
         };
-        let _ = outgoing.send(&ToWorker::Status(json));
+        if outgoing.send(&ToWorker::Status(json)).is_ok() {
+            let _ = outgoing.flush();
+        }
+        drop(outgoing);
         crate::channel::close(&sock);
         return Err(Error::invalid(STATUS_SERVED));
     }
