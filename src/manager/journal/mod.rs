@@ -388,6 +388,8 @@ pub(crate) struct Sink {
     pub(crate) perf_on: AtomicBool,
     /// A performance log was just opened: its first row is due at once.
     pub(crate) perf_fresh: AtomicBool,
+    /// The writer thread's id, once it runs (0 before).
+    pub(crate) writer_tid: std::sync::atomic::AtomicI32,
     /// The run directory, where `vine-logs/status.json` is written.
     run_dir: Mutex<Option<std::path::PathBuf>>,
     /// When the manager started: the time of the log's START record, so that
@@ -422,6 +424,7 @@ impl Sink {
             perf_fresh: AtomicBool::new(false),
             started: now_us(),
             run_dir: Mutex::new(None),
+            writer_tid: std::sync::atomic::AtomicI32::new(0),
             thread: Mutex::new(None),
         });
         let s = sink.clone();
@@ -508,8 +511,17 @@ impl Sink {
         *self.run_dir.lock().unwrap_or_else(|p| p.into_inner()) = Some(dir.to_owned());
     }
 
+    /// The writer is needed now: out of the idle class.
+    fn hurry(&self) {
+        let tid = self.writer_tid.load(Ordering::Acquire);
+        if tid != 0 {
+            writer::set_idle(tid, false);
+        }
+    }
+
     /// Waits until everything handed over so far is written to the kernel.
     pub(crate) fn sync(&self) {
+        self.hurry();
         let mut p = self.lock();
         let target = p.handed;
         while p.flushed < target && !p.stop {
@@ -520,6 +532,7 @@ impl Sink {
 
     /// Writes what is left, closes the files and ends the writer thread.
     pub(crate) fn stop(&self) {
+        self.hurry();
         {
             let mut p = self.lock();
             p.stop = true;

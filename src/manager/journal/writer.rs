@@ -148,20 +148,32 @@ struct Files {
 }
 
 /// The writer thread's body.
-/// Lowers the calling thread to the idle scheduling class: it runs only on
-/// cores nothing else wants, so that formatting and writing the logs takes no
-/// time from tasks (the records wait in memory meanwhile, up to the bound).
-fn run_when_idle() {
+/// Puts thread `tid` (0: the calling thread) in the idle scheduling class, or
+/// back in the normal one. Idle, it runs only on cores nothing else wants, so
+/// that formatting and writing the logs takes no time from tasks (the records
+/// wait in memory meanwhile, up to the bound); when the logs must be written
+/// now (`vine_delete`, `exit`), it goes back to normal so busy cores cannot
+/// starve it.
+pub(crate) fn set_idle(tid: i32, idle: bool) {
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 is the calling thread; `param` is a valid, initialised
-    // struct that the call only reads. A refusal leaves the thread as it was.
+    let policy = if idle {
+        libc::SCHED_IDLE
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: `param` is a valid, initialised struct that the call only reads; a
+    // tid that is gone or a refusal only makes the call fail.
     unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
+        libc::sched_setscheduler(tid, policy, &param);
     }
 }
 
 pub(crate) fn run(sink: &Sink, started: i64) {
-    run_when_idle();
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() };
+    sink.writer_tid
+        .store(tid, std::sync::atomic::Ordering::Release);
+    set_idle(0, true);
     let status_dir = || sink.status_dir();
     let mut files = Files {
         txn: None,
