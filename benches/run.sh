@@ -5,7 +5,8 @@
 # empty-task rate alone varies 4-30 M/s between runs, depending on how many tasks it
 # runs inline on the producer).
 # The same throughput and round trip through the C++ wrapper show what it costs.
-# Then the cost of the transactions log (benches/logs/run.sh), the remote-worker
+# Then the cost of the transactions log (benches/logs/run.sh), the in-process
+# comparison with oneTBB and rayon (benches/inprocess/run.sh), the remote-worker
 # benchmark (benches/remote/run.sh) and the factories on Slurm (benches/factory/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -70,6 +71,9 @@ echo "| 100k finished tasks taken with vine_wait_for_task_id, newest first (ns/w
 
 # What the transactions log costs the same 1M empty tasks.
 bash benches/logs/run.sh
+
+# The in-process path against OpenMP, oneTBB and rayon, alternated over passes.
+bash benches/inprocess/run.sh
 
 if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh
