@@ -86,7 +86,9 @@ pub(crate) fn create(root: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let link = root.join("most-recent");
-    let tmp = root.join(format!(".most-recent.{}", std::process::id()));
+    static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = LINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root.join(format!(".most-recent.{}.{n}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     if std::os::unix::fs::symlink(&dir, &tmp).is_ok() && std::fs::rename(&tmp, &link).is_err() {
         let _ = std::fs::remove_file(&tmp);
