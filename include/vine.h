@@ -742,8 +742,9 @@ int vine_worker_main(int argc, char *const *argv);
 // `vine_wait`'s queue; a retried task starts again at `READY` with the next
 // attempt number. Local threads appear as the worker `worker-local`, remote
 // workers as `worker-N`. Records are written by a thread of their own, a batch
-// at a time: the file may be a fraction of a second behind, and is complete
-// once `vine_delete` returns (or at `exit`). A manager with a port writes this
+// at a time and at idle priority: the file may lag behind the run while tasks
+// keep every core busy, and is complete once `vine_delete` returns (or at
+// `exit`). A manager with a port writes this
 // log by default in its runtime directory (see `vine_set_runtime_info_path`).
 // Returns 1 if the file was opened, 0 if not (as TaskVine).
 int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);

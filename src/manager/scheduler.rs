@@ -723,23 +723,19 @@ impl Scheduler {
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
-        if self.journal.on()
-            && (self.shutting_down
-                || self.never_fits(&task)
-                || self.fixed_location_missing(&task).is_some())
-        {
-            // Refused at once: its log still begins where every task's does.
-            self.journal.ready(&task);
-        }
+        // A task refused at once still begins its log where every task's does.
         if self.shutting_down {
+            self.journal.ready(&task);
             task.finish(
                 TaskResult::Cancelled,
                 Some("the manager is shutting down".into()),
             );
             self.complete(task, comm);
         } else if self.never_fits(&task) {
+            self.journal.ready(&task);
             self.complete_unschedulable(task, comm);
         } else if let Some(why) = self.fixed_location_missing(&task) {
+            self.journal.ready(&task);
             task.finish(TaskResult::FixedLocationMissing, Some(why));
             self.complete(task, comm);
         } else {

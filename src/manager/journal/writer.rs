@@ -135,6 +135,35 @@ pub(crate) fn worker_name(buf: &mut Vec<u8>, id: u32) {
     }
 }
 
+/// Starts a record in `b`: `TIME PID `.
+fn record_start(b: &mut Vec<u8>, at: i64, pid: &[u8]) {
+    format::int(b, at);
+    b.push(b' ');
+    b.extend_from_slice(pid);
+    b.push(b' ');
+}
+
+/// `TASK ID DONE RESULT EXIT`.
+fn done_fields(b: &mut Vec<u8>, task: u64, result: crate::task::TaskResult, exit: i32) {
+    b.extend_from_slice(b"TASK ");
+    format::uint(b, task);
+    b.extend_from_slice(b" DONE ");
+    b.extend_from_slice(result.name().to_bytes());
+    b.push(b' ');
+    format::int(b, i64::from(exit));
+}
+
+/// A file event's tail: `NAME BYTES TOOK_US START_US`.
+fn file_fields(b: &mut Vec<u8>, name: &str, bytes: u64, took_us: i64, start_us: i64) {
+    b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
+    b.push(b' ');
+    format::uint(b, bytes);
+    b.push(b' ');
+    format::int(b, took_us);
+    b.push(b' ');
+    format::int(b, start_us);
+}
+
 struct Files {
     txn: Option<BufWriter<File>>,
     perf: Option<BufWriter<File>>,
@@ -293,10 +322,7 @@ impl Files {
 
     fn prefix(&mut self, at: i64) {
         self.line.clear();
-        format::int(&mut self.line, at);
-        self.line.push(b' ');
-        self.line.extend_from_slice(&self.pid);
-        self.line.push(b' ');
+        record_start(&mut self.line, at, &self.pid);
     }
 
     fn shape(&self, n: u32) -> (&str, Resources) {
@@ -363,10 +389,8 @@ impl Files {
                 b.extend_from_slice(b" WAITING_RETRIEVAL ");
                 worker_name(b, d.worker);
                 b.push(b'\n');
-                format::int(b, at);
-                b.push(b' ');
-                b.extend_from_slice(&self.pid);
-                b.extend_from_slice(b" TASK ");
+                record_start(b, at, &self.pid);
+                b.extend_from_slice(b"TASK ");
                 format::uint(b, d.task);
                 b.extend_from_slice(b" RETRIEVED ");
                 b.extend_from_slice(d.result.name().to_bytes());
@@ -391,26 +415,13 @@ impl Files {
                 format::close(b);
                 if d.done {
                     b.push(b'\n');
-                    format::int(b, at);
-                    b.push(b' ');
-                    b.extend_from_slice(&self.pid);
-                    b.extend_from_slice(b" TASK ");
-                    format::uint(b, d.task);
-                    b.extend_from_slice(b" DONE ");
-                    b.extend_from_slice(d.result.name().to_bytes());
-                    b.push(b' ');
-                    format::int(b, i64::from(d.exit));
+                    record_start(b, at, &self.pid);
+                    done_fields(b, d.task, d.result, d.exit);
                 }
             }
             What::Done { task, result, exit } => {
                 self.prefix(at);
-                let b = &mut self.line;
-                b.extend_from_slice(b"TASK ");
-                format::uint(b, *task);
-                b.extend_from_slice(b" DONE ");
-                b.extend_from_slice(result.name().to_bytes());
-                b.push(b' ');
-                format::int(b, i64::from(*exit));
+                done_fields(&mut self.line, *task, *result, *exit);
             }
             What::Shape(_) | What::Other(_) => return,
         }
@@ -491,13 +502,7 @@ impl Files {
                 } else {
                     b" TRANSFER OUTPUT "
                 });
-                b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
-                b.push(b' ');
-                format::uint(b, *bytes);
-                b.push(b' ');
-                format::int(b, *took_us);
-                b.push(b' ');
-                format::int(b, *start_us);
+                file_fields(b, name, *bytes, *took_us, *start_us);
             }
             Other::CacheUpdate {
                 worker,
@@ -509,13 +514,7 @@ impl Files {
                 b.extend_from_slice(b"WORKER ");
                 worker_name(b, *worker);
                 b.extend_from_slice(b" CACHE_UPDATE ");
-                b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
-                b.push(b' ');
-                format::uint(b, *bytes);
-                b.push(b' ');
-                format::int(b, *took_us);
-                b.push(b' ');
-                format::int(b, *start_us);
+                file_fields(b, name, *bytes, *took_us, *start_us);
             }
             Other::App(text) => {
                 b.extend_from_slice(b"APPLICATION ");
