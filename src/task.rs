@@ -279,6 +279,9 @@ pub(crate) const FLAG_CANCELLED: u8 = 2;
 pub(crate) const FLAG_STARTED: u8 = 4;
 /// Task flag: run by the manager itself (to make a lost temp again), never returned.
 pub(crate) const FLAG_INTERNAL: u8 = 8;
+/// Task flag: placed on the local pool by its submitter, not by the manager
+/// thread; it goes from the pool straight to the completion queue.
+pub(crate) const FLAG_DIRECT: u8 = 16;
 
 /// One unit of work and its outcome.
 pub struct Task {

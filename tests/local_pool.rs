@@ -325,8 +325,11 @@ fn a_task_finished_behind_a_deep_queue_still_comes_back() {
     // Two cores, seven tasks handed over at once: five wait in the pool, more
     // than it has cores. When the first finishes, the pool keeps it back for a
     // batch; both threads then block in gated tasks, so only the manager's own
-    // collection can return it.
+    // collection can return it. (A transactions log keeps the tasks on the
+    // manager's path, where that batching is.)
     let m = manager(2.0);
+    let log = std::env::temp_dir().join(format!("vine-deep-queue-{}.log", std::process::id()));
+    m.enable_transactions_log(&log).unwrap();
     m.tune("prefetch", 8.0).unwrap();
     let quick = Arc::new(Probe::default());
     let blocked = Arc::new(Probe::default());
@@ -350,6 +353,8 @@ fn a_task_finished_behind_a_deep_queue_still_comes_back() {
     blocked.open_gate();
     assert_eq!(wait_all(&m, 6).len(), 6);
     assert!(m.wait(LONG).is_none());
+    drop(m);
+    let _ = std::fs::remove_file(log);
 }
 
 #[test]

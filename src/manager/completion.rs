@@ -243,6 +243,20 @@ impl CompletionQueue {
         }
     }
 
+    /// Hands one finished task to the waiters, waking one only if one sleeps.
+    pub fn push(&self, task: Box<Task>) {
+        let mut st = self.lock();
+        st.done.push(task);
+        let (any, specific) = (st.waiting_any, st.waiting_specific);
+        drop(st);
+        if any > 0 {
+            self.any.notify_one();
+        }
+        if specific > 0 {
+            self.specific.notify_all();
+        }
+    }
+
     /// Wakes every waiter so each re-checks what is outstanding.
     pub fn wake_all(&self) {
         let st = self.lock();

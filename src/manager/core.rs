@@ -708,15 +708,20 @@ impl ManagerLoop {
                 self.collect_local();
             }
             Message::Cancel { id, reply } => {
-                let found = self.sched.cancel(id, &mut self.outbox);
+                let found = self.sched.cancel(id, &mut self.outbox) || self.local.cancel_direct(id);
                 // Flush first so the caller that hears "cancelled" can wait for it.
                 self.flush();
                 let _ = reply.send(found);
             }
             Message::CancelByTag { tag, all, reply } => {
-                let n = self
+                let mut n = self
                     .sched
                     .cancel_by_tag(tag.as_deref(), all, &mut self.outbox);
+                if all || n == 0 {
+                    n += self
+                        .local
+                        .cancel_direct_matching(|_, t| t == tag.as_deref(), all);
+                }
                 self.flush();
                 let _ = reply.send(n);
             }
@@ -744,13 +749,14 @@ impl ManagerLoop {
                 }
             }
             Message::CancelAll { reply } => {
-                let n = self.sched.cancel_all(&mut self.outbox);
+                let n = self.sched.cancel_all(&mut self.outbox)
+                    + self.local.cancel_direct_matching(|_, _| true, true);
                 self.flush();
                 let _ = reply.send(n);
             }
             Message::IsOutstanding { id, reply } => {
                 self.flush();
-                let _ = reply.send(self.sched.is_outstanding(id));
+                let _ = reply.send(self.sched.is_outstanding(id) || self.local.holds_direct(id));
             }
             Message::Stats { reply } => {
                 // What `vine_hungry` reads agrees with the stats the caller sees.
@@ -977,7 +983,7 @@ impl ManagerLoop {
             }
         }
         self.flush();
-        let stuck = self.sched.dispatched_len();
+        let stuck = self.sched.dispatched_len() + self.local.direct_counts().1;
         let s = self.shutdown.take().expect("checked above");
         self.local.stop(Instant::now());
         let _ = s.reply.send(Err(Error::new(
@@ -1208,7 +1214,9 @@ impl ManagerLoop {
         let Some(s) = self.shutdown.as_ref() else {
             return false;
         };
-        if self.sched.dispatched_len() > 0 {
+        // Direct tasks still running end before the pool stops; the pool wakes
+        // this thread when the last one has.
+        if self.sched.dispatched_len() > 0 || self.local.direct_counts() != (0, 0) {
             return false;
         }
         let joined = self

@@ -4,6 +4,7 @@
 
 pub mod completion;
 pub(crate) mod core;
+mod direct;
 pub mod factory;
 pub(crate) mod inbox;
 pub(crate) mod journal;
@@ -235,6 +236,8 @@ pub(crate) struct Shared {
     /// Why the manager thread failed, if it did (a bug inside the library): it
     /// then ended without returning the tasks it held.
     failure: Mutex<Option<String>>,
+    /// What the stats count of tasks that took the direct lane.
+    pub(crate) direct: direct::Counters,
 }
 
 /// Held first among the manager thread's state, so that it is dropped first: if
@@ -353,6 +356,15 @@ pub struct Manager {
     password_path: Mutex<Option<PathBuf>>,
     /// What the local pool downloaded or made (URLs, mini tasks).
     fetcher: Arc<crate::worker::fetch::Fetcher>,
+    /// The local pool, for the direct lane (see [`direct`]).
+    pool: LocalPool,
+    /// A setting only the manager thread can honour was made (waiting for
+    /// workers): no task takes the direct lane.
+    direct_off: AtomicBool,
+    /// Some category is sized automatically (an allocation mode other than
+    /// FIXED, or a category maximum or minimum): its tasks need the manager's
+    /// measurements, so no task takes the direct lane. Read on every submission.
+    sizing_active: AtomicBool,
 }
 
 /// Where managers created from now on keep their runtime information (see
@@ -434,6 +446,7 @@ impl Manager {
             hungry_minimum: AtomicU64::new(0),
             final_stats: Mutex::new(None),
             failure: Mutex::new(None),
+            direct: direct::Counters::default(),
         });
         let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
         let fetcher = Arc::new(crate::worker::fetch::Fetcher::new(
@@ -455,6 +468,8 @@ impl Manager {
         }));
         let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
+        pool.set_direct_sink(direct::sink(shared.clone()));
+        let direct_pool = pool.share();
         let sink = journal::Sink::start().map_err(cleanup)?;
         let sink_guard = journal::StopUnlessKept(Some(sink.clone()));
         let sched = scheduler::Scheduler::new(listener.is_some());
@@ -557,6 +572,9 @@ impl Manager {
             local_workers_started: AtomicBool::new(false),
             password_path: Mutex::new(env_password),
             fetcher,
+            pool: direct_pool,
+            direct_off: AtomicBool::new(false),
+            sizing_active: AtomicBool::new(false),
         };
         if let Some(root) = run_root {
             let made = rundir::create(&root).and_then(|dir| manager.set_runtime_info_path(&dir));
@@ -627,6 +645,23 @@ impl Manager {
         if self.shared.autocategory.load(Ordering::Relaxed) {
             task.flags |= FLAG_AUTOCATEGORY;
         }
+        let mut counted = false;
+        if self.direct_lane_open() && direct::eligible(&task) {
+            // Counted before a waiter can see it finish.
+            self.shared.completions.count_submitted();
+            self.shared.direct.submitted(1);
+            direct::prepare(&mut task, core::LOCAL_WORKER);
+            match self.pool.submit_direct(task) {
+                Ok(()) => return Ok(id),
+                // Shutdown began: the manager's path refuses it or cancels it.
+                Err(back) => {
+                    task = back;
+                    self.shared.direct.submitted(-1);
+                    task.publish_state(crate::task::State::Ready);
+                    counted = true;
+                }
+            }
+        }
         let mut queue = self.shared.submissions();
         if queue.closed {
             drop(queue);
@@ -639,7 +674,9 @@ impl Manager {
         }
         // Counted before the manager can see it, so that `wait` never finds more
         // taken than submitted.
-        self.shared.completions.count_submitted();
+        if !counted {
+            self.shared.completions.count_submitted();
+        }
         let first = queue.tasks.is_empty();
         queue.tasks.push_back(task);
         drop(queue);
@@ -660,6 +697,18 @@ impl Manager {
             }
         }
         Ok(id)
+    }
+
+    /// True while tasks may take the direct lane: nothing needs the manager's
+    /// view of every task (see [`direct`]).
+    fn direct_lane_open(&self) -> bool {
+        self.listener.is_none()
+            && self.factory_count.load(Ordering::Relaxed) == 0
+            && !self.local_workers_started.load(Ordering::Relaxed)
+            && !self.sizing_active.load(Ordering::Relaxed)
+            && !self.direct_off.load(Ordering::Relaxed)
+            && !self.sink.txn_on.load(Ordering::Relaxed)
+            && !self.sink.perf_on.load(Ordering::Relaxed)
     }
 
     /// The next finished task, waiting up to `timeout` (None = forever). None on
@@ -768,14 +817,16 @@ impl Manager {
     /// Counters and gauges.
     pub fn stats(&self) -> Result<Stats> {
         self.remote_settings.seal();
-        self.ask(|reply| Message::Stats { reply }).or_else(|e| {
+        let mut stats = self.ask(|reply| Message::Stats { reply }).or_else(|e| {
             // After shutdown: the counters as the manager left them.
             self.shared
                 .final_stats
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .ok_or(e)
-        })
+        })?;
+        self.shared.direct.add_to(&mut stats, &self.pool);
+        Ok(stats)
     }
 
     /// True when no task is outstanding (submitted and not yet taken by `wait`).
@@ -798,12 +849,13 @@ impl Manager {
             return 0;
         }
         let s = &self.shared;
-        // Submitted by callers but not yet seen by the manager.
-        let in_channel = s
-            .completions
-            .submitted_total()
-            .saturating_sub(s.processed_submits.load(Ordering::Relaxed));
-        let waiting = s.ready_len.load(Ordering::Relaxed) + in_channel;
+        // Submitted by callers but not yet seen by the manager (direct tasks
+        // never are: those waiting in the pool are counted below).
+        let in_channel = s.completions.submitted_total().saturating_sub(
+            s.processed_submits.load(Ordering::Relaxed) + s.direct.submitted_total(),
+        );
+        let waiting =
+            s.ready_len.load(Ordering::Relaxed) + in_channel + self.pool.direct_waiting() as u64;
         let slots = s.slots.load(Ordering::Relaxed).max(1);
         let factor = s.hungry_factor_milli.load(Ordering::Relaxed);
         // Hungry while waiting < slots * factor: as a count, the whole tasks
@@ -829,6 +881,11 @@ impl Manager {
                     .store(n as u64, Ordering::Relaxed);
             }
             Setting::LocalWorkerProcesses(n) => self.start_local_workers(n, None)?,
+            // Held until workers join: only the manager thread holds tasks back.
+            Setting::WaitForWorkers(n) if n > 1 => {
+                self.direct_off.store(true, Ordering::Relaxed);
+                return self.ask(|reply| Message::Tune { setting, reply })?;
+            }
             Setting::HungryMinimum(n) => self
                 .shared
                 .hungry_minimum
@@ -1058,6 +1115,10 @@ impl Manager {
 
     /// Records the allocation mode of `category` (None: the default of all).
     pub fn set_category_mode(&self, category: Option<&str>, mode: i32) {
+        if mode != 0 {
+            // Not FIXED: its tasks are measured and sized by the manager.
+            self.sizing_active.store(true, Ordering::Relaxed);
+        }
         self.category_modes
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use crate::idmap::IdMap;
 use crate::resources::Resources;
-use crate::task::{now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_STARTED};
+use crate::task::{
+    now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_DIRECT, FLAG_STARTED,
+};
 use crate::worker::command::CommandEnv;
 use crate::worker::process::RunControl;
 use crate::worker::slots::SlotQueue;
@@ -59,6 +61,12 @@ struct State {
     deep_at: usize,
     /// Tasks waiting for a core right after the last hand-over.
     high_water: usize,
+    /// Direct tasks held (waiting, startable or running), with their tags.
+    direct: IdMap<Option<std::ffi::CString>>,
+    /// The pool takes no more direct tasks (shutdown began).
+    direct_closed: bool,
+    /// Reused for what a direct submission starts.
+    scratch: Vec<(Resources, Box<Task>)>,
 }
 
 struct Shared {
@@ -76,6 +84,10 @@ struct Shared {
     /// The owner is about to sleep with no timer to collect kept tasks: keep
     /// none back (see `deliver`).
     owner_untimed: std::sync::atomic::AtomicBool,
+    /// Where finished direct tasks go (see [`LocalPool::submit_direct`]).
+    direct_sink: std::sync::OnceLock<Sink>,
+    /// Direct tasks not yet started, for readers without the lock.
+    direct_waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// Takes each finished task on the thread that finished it (see [`Report::Each`]).
@@ -177,6 +189,9 @@ impl LocalPool {
                     batch_reports: false,
                     deep_at: deep_at(capacity),
                     high_water: 0,
+                    direct: IdMap::default(),
+                    direct_closed: false,
+                    scratch: Vec::new(),
                 }),
                 handed: std::sync::atomic::AtomicU64::new(0),
                 work: Condvar::new(),
@@ -186,6 +201,8 @@ impl LocalPool {
                 idle_gauge: Default::default(),
                 kept: Default::default(),
                 owner_untimed: Default::default(),
+                direct_sink: std::sync::OnceLock::new(),
+                direct_waiting: Default::default(),
             }),
         }
     }
@@ -224,6 +241,7 @@ impl LocalPool {
     /// Cancels every task that has not started; they come back cancelled.
     pub fn cancel_waiting(&self) {
         let mut st = self.shared.lock();
+        st.direct_closed = true;
         let mut back: Vec<Box<Task>> = st.slots.drain_waiting().map(|(_, t)| t).collect();
         let mut started = Vec::new();
         while let Some(s) = st.startable.pop_front() {
@@ -236,6 +254,9 @@ impl LocalPool {
         for (req, task) in std::mem::take(&mut started) {
             st.slots.release(req, &mut started);
             back.push(task);
+        }
+        for task in &back {
+            Self::forget_unstarted(&self.shared, &mut st, task);
         }
         drop(st);
         for mut task in back {
@@ -282,6 +303,9 @@ impl LocalPool {
     }
 
     fn send_back(&self, task: Box<Task>) {
+        if task.flags & FLAG_DIRECT != 0 {
+            return direct_done(&self.shared, task);
+        }
         if let Report::Each(sink) = &self.shared.report {
             sink(task);
             return;
@@ -318,6 +342,135 @@ impl LocalPool {
     /// True if finished tasks wait in the outbox unreported.
     pub fn has_kept(&self) -> bool {
         self.shared.kept.load(SeqCst)
+    }
+
+    /// Where finished direct tasks go: set once, before the first
+    /// `submit_direct` (which refuses tasks until it is set).
+    pub fn set_direct_sink(&self, sink: Sink) {
+        let _ = self.shared.direct_sink.set(sink);
+    }
+
+    /// The direct lane: the submitting thread places `task` on the pool itself,
+    /// in priority order (FIFO among equals) among the tasks waiting here, to
+    /// start as soon as it fits; when it ends it goes to the direct sink from the
+    /// thread that ran it, without passing through the pool's owner. Given back
+    /// if the pool takes no more direct tasks or could never hold it.
+    pub fn submit_direct(&self, mut task: Box<Task>) -> Result<(), Box<Task>> {
+        let mut st = self.shared.lock();
+        // A pool of no cores runs nothing (remote only), whatever a task asks.
+        if st.direct_closed
+            || st.stopping
+            || st.slots.capacity().millicores == 0
+            || self.shared.direct_sink.get().is_none()
+        {
+            return Err(task);
+        }
+        task.flags |= FLAG_DIRECT;
+        let (id, req, priority) = (task.id, task.request, task.priority);
+        let tag = task.tag().map(std::ffi::CStr::to_owned);
+        let mut started = std::mem::take(&mut st.scratch);
+        let pushed = st
+            .slots
+            .push_ordered(req, task, |w| w.priority < priority, &mut started);
+        if let Err(mut task) = pushed {
+            st.scratch = started;
+            task.flags &= !FLAG_DIRECT;
+            return Err(task);
+        }
+        st.direct.insert(id, tag);
+        self.shared.direct_waiting.fetch_add(1, Relaxed);
+        Self::make_startable(&mut st, &mut started);
+        st.scratch = started;
+        Self::wake_or_spawn(&self.shared, &mut st);
+        Ok(())
+    }
+
+    /// Cancels direct task `id`: one not started comes back cancelled at once,
+    /// a running one is told to stop and comes back cancelled when it returns.
+    /// False if the pool holds no direct task `id`.
+    pub fn cancel_direct(&self, id: TaskId) -> bool {
+        self.cancel_direct_matching(|tid, _| tid == id, false) > 0
+    }
+
+    /// Cancels the direct tasks whose id and tag `matches` accepts: all of them,
+    /// or the first submitted only. Returns how many.
+    pub fn cancel_direct_matching(
+        &self,
+        matches: impl Fn(TaskId, Option<&std::ffi::CStr>) -> bool,
+        all: bool,
+    ) -> usize {
+        let mut st = self.shared.lock();
+        let mut ids: Vec<TaskId> = st
+            .direct
+            .iter()
+            .filter(|(&id, tag)| matches(id, tag.as_deref()))
+            .map(|(&id, _)| id)
+            .collect();
+        if !all {
+            ids = ids.into_iter().min().into_iter().collect();
+        }
+        if ids.is_empty() {
+            return 0;
+        }
+        let chosen: IdMap<()> = ids.iter().map(|&id| (id, ())).collect();
+        let mut started = Vec::new();
+        let mut back: Vec<Box<Task>> = st
+            .slots
+            .remove_all_waiting(|t| chosen.contains_key(&t.id), true, &mut started)
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        let mut i = 0;
+        while i < st.startable.len() {
+            if chosen.contains_key(&st.startable[i].task.id) {
+                let s = st.startable.remove(i).expect("index is in range");
+                st.free_gpus.extend(s.gpus);
+                st.slots.release(s.task.request, &mut started);
+                back.push(s.task);
+            } else {
+                i += 1;
+            }
+        }
+        for id in &ids {
+            if let Some(control) = st.running.get(id) {
+                control.cancel();
+            }
+        }
+        for task in &back {
+            Self::forget_unstarted(&self.shared, &mut st, task);
+        }
+        Self::make_startable(&mut st, &mut started);
+        Self::wake_or_spawn(&self.shared, &mut st);
+        drop(st);
+        for mut task in back {
+            task.flags |= FLAG_CANCELLED;
+            direct_done(&self.shared, task);
+        }
+        ids.len()
+    }
+
+    /// True if the pool holds direct task `id` (waiting or running).
+    pub fn holds_direct(&self, id: TaskId) -> bool {
+        self.shared.lock().direct.contains_key(&id)
+    }
+
+    /// Direct tasks held: (not started, running).
+    pub fn direct_counts(&self) -> (usize, usize) {
+        let st = self.shared.lock();
+        let waiting = self.shared.direct_waiting.load(Relaxed);
+        (waiting, st.direct.len().saturating_sub(waiting))
+    }
+
+    /// Direct tasks not started (read without the lock).
+    pub fn direct_waiting(&self) -> usize {
+        self.shared.direct_waiting.load(Relaxed)
+    }
+
+    /// A task leaves the pool unstarted: if direct, it is no longer held.
+    fn forget_unstarted(shared: &Shared, st: &mut State, task: &Task) {
+        if task.flags & FLAG_DIRECT != 0 && st.direct.remove(&task.id).is_some() {
+            shared.direct_waiting.fetch_sub(1, Relaxed);
+        }
     }
 
     fn make_startable(st: &mut State, started: &mut Vec<(Resources, Box<Task>)>) {
@@ -410,6 +563,9 @@ impl WorkerLink for LocalPool {
                 control.cancel();
             }
         }
+        if let Some(task) = &back {
+            Self::forget_unstarted(&self.shared, &mut st, task);
+        }
         Self::make_startable(&mut st, &mut started);
         Self::wake_or_spawn(&self.shared, &mut st);
         drop(st);
@@ -425,15 +581,21 @@ fn thread_main(shared: Arc<Shared>) {
     let mut started = Vec::new();
     // The end of the task just run, while this thread goes straight to the next.
     let mut last_end = None;
-    let mut st = shared.lock();
+    // The next task, already taken (with the lock released) after a direct one.
+    let mut carried: Option<Startable> = None;
+    let mut guard = Some(shared.lock());
     loop {
-        if let Some(Startable { mut task, gpus }) = st.startable.pop_front() {
-            st.idle -= 1;
-            shared.idle_gauge.store(st.idle, Relaxed);
-            control.reset();
-            st.running.insert(task.id, control.clone());
-            drop(st);
-
+        let job = match carried.take() {
+            Some(job) => Some(job),
+            None => {
+                let st = guard.get_or_insert_with(|| shared.lock());
+                st.startable
+                    .pop_front()
+                    .inspect(|job| begin(&shared, st, &control, job))
+            }
+        };
+        if let Some(Startable { mut task, gpus }) = job {
+            guard = None;
             last_end = Some(execute(
                 &mut task,
                 &gpus,
@@ -442,7 +604,7 @@ fn thread_main(shared: Arc<Shared>) {
                 last_end.take(),
             ));
 
-            st = shared.lock();
+            let mut st = shared.lock();
             st.running.remove(&task.id);
             st.free_gpus.extend(gpus);
             st.slots.release(task.request, &mut started);
@@ -456,16 +618,41 @@ fn thread_main(shared: Arc<Shared>) {
                     shared.work.notify_one();
                 }
             }
-            if let Report::Each(sink) = &shared.report {
+            if task.flags & FLAG_DIRECT != 0 {
+                st.direct.remove(&task.id);
+                // A cancel that came after the function returned, while the
+                // task was still listed as running, still counts.
+                if control.is_cancelled() {
+                    task.flags |= FLAG_CANCELLED;
+                }
+                let last = st.direct_closed && st.direct.is_empty();
+                // The next task is taken before this one is handed over, so
+                // its waiter never finds the pool idle with work queued, and
+                // the lock is taken once per task.
+                carried = st.startable.pop_front();
+                if let Some(job) = &carried {
+                    begin(&shared, &mut st, &control, job);
+                }
+                // Handed over without the lock held.
+                drop(st);
+                direct_done(&shared, task);
+                if last {
+                    // Shutdown waits for the last direct task.
+                    shared.wake_owner();
+                }
+            } else if let Report::Each(sink) = &shared.report {
                 drop(st);
                 sink(task);
-                st = shared.lock();
             } else if deliver(&shared, &mut st, task) {
                 drop(st);
                 shared.wake_owner();
-                st = shared.lock();
+            } else {
+                guard = Some(st);
             }
-        } else if st.stopping {
+            continue;
+        }
+        let mut st = guard.take().expect("held when no task was carried");
+        if st.stopping {
             st.idle -= 1;
             shared.idle_gauge.store(st.idle, Relaxed);
             st.threads -= 1;
@@ -497,6 +684,27 @@ fn thread_main(shared: Arc<Shared>) {
             last_end = None;
             st = sleep(&shared, st);
         }
+        guard = Some(st);
+    }
+}
+
+/// Books a task this thread is about to run (under the lock).
+fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Startable) {
+    st.idle -= 1;
+    shared.idle_gauge.store(st.idle, Relaxed);
+    control.reset();
+    st.running.insert(job.task.id, control.clone());
+    if job.task.flags & FLAG_DIRECT != 0 {
+        shared.direct_waiting.fetch_sub(1, Relaxed);
+    }
+}
+
+/// Hands a finished (or cancelled) direct task to the direct sink.
+fn direct_done(shared: &Shared, task: Box<Task>) {
+    match shared.direct_sink.get() {
+        Some(sink) => sink(task),
+        // `submit_direct` takes no task before the sink is set.
+        None => unreachable!("a direct task without a direct sink"),
     }
 }
 

@@ -64,6 +64,50 @@ impl<T> SlotQueue<T> {
         Ok(())
     }
 
+    /// Like [`SlotQueue::push`], but the item goes ahead of the waiting items at
+    /// the back for which `goes_before` is true (those of lower priority), and
+    /// behind all others: FIFO among equals, and O(1) when nothing is passed.
+    pub fn push_ordered(
+        &mut self,
+        req: Resources,
+        item: T,
+        goes_before: impl Fn(&T) -> bool,
+        started: &mut Vec<(Resources, T)>,
+    ) -> Result<(), T> {
+        if !req.fits_within(&self.capacity) {
+            return Err(item);
+        }
+        let mut at = self.waiting.len();
+        while at > 0 && goes_before(&self.waiting[at - 1].1) {
+            at -= 1;
+        }
+        self.waiting.insert(at, (req, item));
+        self.start_what_fits(started);
+        Ok(())
+    }
+
+    /// Takes out every waiting item `matches` accepts (all of them, or the
+    /// first only), in queue order; what starts now is appended to `started`.
+    pub fn remove_all_waiting(
+        &mut self,
+        mut matches: impl FnMut(&T) -> bool,
+        all: bool,
+        started: &mut Vec<(Resources, T)>,
+    ) -> Vec<(Resources, T)> {
+        let mut out = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.waiting.len());
+        for (req, item) in self.waiting.drain(..) {
+            if (all || out.is_empty()) && matches(&item) {
+                out.push((req, item));
+            } else {
+                kept.push_back((req, item));
+            }
+        }
+        self.waiting = kept;
+        self.start_what_fits(started);
+        out
+    }
+
     /// A started item holding `req` is done; what starts now is appended to `started`.
     pub fn release(&mut self, req: Resources, started: &mut Vec<(Resources, T)>) {
         self.in_use = self.in_use.minus(&req);
@@ -154,6 +198,24 @@ mod test {
         q.push(cores(1), 'a', &mut started).unwrap();
         assert_eq!(started, vec![(cores(1), 'a')]);
         assert_eq!(q.waiting_len(), 0);
+    }
+
+    #[test]
+    fn an_ordered_push_passes_only_lower_items_and_keeps_fifo_among_equals() {
+        let mut q = SlotQueue::new(cores(1));
+        let mut started = Vec::new();
+        q.push(cores(1), (0, 'a'), &mut started).unwrap();
+        for item in [(1, 'b'), (5, 'c'), (1, 'd'), (5, 'e')] {
+            q.push_ordered(cores(1), item, |w: &(i32, char)| w.0 < item.0, &mut started)
+                .unwrap();
+        }
+        started.clear();
+        let mut order = String::new();
+        for _ in 0..4 {
+            q.release(cores(1), &mut started);
+            order.extend(started.drain(..).map(|s| s.1 .1));
+        }
+        assert_eq!(order, "cebd");
     }
 
     #[test]

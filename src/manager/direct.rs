@@ -1,0 +1,133 @@
+//! The direct lane: local tasks that need nothing the manager thread owns go
+//! from the submitting thread straight onto the local pool, and from the pool
+//! thread that ran them straight to the completion queue. The manager thread
+//! takes part in neither hand-off; it still answers for these tasks when asked
+//! (cancel, `IsOutstanding`, shutdown) by asking the pool, which holds them.
+//!
+//! A task takes the lane only when nothing needs the manager's view of it: the
+//! manager has no remote workers (no port, no factory, no local worker
+//! processes), writes no transactions or performance log, sizes no category
+//! automatically (`Manager::sizing_active`), and the task is a THREAD function
+//! of this process with no files, environment, features, time window or
+//! minimum/maximum running time, that the pool could ever hold. Any other task
+//! takes the manager's path, as before. Between the two lanes priority order is
+//! kept where the tasks meet, in the pool's queue; a task the manager still holds
+//! back (waiting for a file, say) does not hold up a direct task.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+
+use super::scheduler::Stats;
+use super::Shared;
+use crate::task::{now_us, ExecMode, State, Task, TaskResult, Work};
+use crate::worker::local::{LocalPool, Sink};
+
+/// What the stats count of direct tasks, kept with atomics by the threads that
+/// submit and finish them.
+#[derive(Default)]
+pub(crate) struct Counters {
+    submitted: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    successful: AtomicU64,
+    time_execute: AtomicU64,
+    time_execute_good: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn submitted(&self, n: i64) {
+        if n >= 0 {
+            self.submitted.fetch_add(n as u64, Relaxed);
+        } else {
+            self.submitted.fetch_sub(n.unsigned_abs(), Relaxed);
+        }
+    }
+
+    /// Tasks that took the direct lane.
+    pub(crate) fn submitted_total(&self) -> u64 {
+        self.submitted.load(Relaxed)
+    }
+
+    /// Adds the direct tasks to `stats` (kept by the manager thread for its own).
+    pub(crate) fn add_to(&self, stats: &mut Stats, pool: &LocalPool) {
+        let (waiting, running) = pool.direct_counts();
+        let (waiting, running) = (waiting as u64, running as u64);
+        let submitted = self.submitted.load(Relaxed);
+        stats.tasks_submitted += submitted;
+        stats.tasks_dispatched += submitted;
+        stats.tasks_waiting += waiting;
+        stats.tasks_on_workers += waiting + running;
+        stats.tasks_running += running;
+        stats.tasks_done += self.done.load(Relaxed);
+        stats.tasks_failed += self.failed.load(Relaxed);
+        stats.tasks_cancelled += self.cancelled.load(Relaxed);
+        stats.tasks_successful += self.successful.load(Relaxed);
+        stats.time_execute += self.time_execute.load(Relaxed);
+        stats.time_execute_good += self.time_execute_good.load(Relaxed);
+    }
+}
+
+/// True if `task` may take the direct lane (the manager's settings aside; see
+/// the module's documentation). The pool itself refuses a task it could never
+/// hold, which then takes the manager's path.
+pub(crate) fn eligible(task: &Task) -> bool {
+    let runs_here = match &task.work {
+        Work::Local { .. } => true,
+        Work::Function { func, .. } => func.is_some(),
+        Work::Command { .. } => false,
+    };
+    runs_here
+        && matches!(task.mode, ExecMode::Thread)
+        && task.extra.as_ref().is_none_or(|e| {
+            e.inputs.is_empty()
+                && e.outputs.is_empty()
+                && e.env.is_empty()
+                && e.features.is_empty()
+                && e.time_min == 0.0
+                && e.time_max == 0.0
+                && e.time_start == 0
+                && e.time_end == 0
+                && e.max_forsaken.is_none()
+                && e.refused.is_none()
+        })
+}
+
+/// Readies `task` for the pool: it is dispatched as the manager would have
+/// dispatched it to its local worker.
+pub(crate) fn prepare(task: &mut Task, local_worker: u32) {
+    task.attempts = 1;
+    task.worker_id = local_worker;
+    task.publish_state(State::Running);
+}
+
+/// Where the pool puts finished direct tasks: counted, then handed to the
+/// waiters, as the manager thread would have done.
+pub(crate) fn sink(shared: Arc<Shared>) -> Sink {
+    Box::new(move |mut task: Box<Task>| {
+        let c = &shared.direct;
+        if task.cancel_requested() {
+            task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+        }
+        if task.times.done == 0 {
+            task.times.done = now_us();
+        }
+        c.done.fetch_add(1, Relaxed);
+        if task.result != TaskResult::Success || task.exit_code != 0 {
+            c.failed.fetch_add(1, Relaxed);
+        }
+        if task.result == TaskResult::Cancelled {
+            c.cancelled.fetch_add(1, Relaxed);
+        }
+        let execute = u64::try_from(task.times.execute).unwrap_or(0);
+        c.time_execute.fetch_add(execute, Relaxed);
+        if task.result == TaskResult::Success {
+            c.time_execute_good.fetch_add(execute, Relaxed);
+            if task.exit_code == 0 {
+                c.successful.fetch_add(1, Relaxed);
+            }
+        }
+        task.publish_state(State::Retrieved);
+        shared.completions.push(task);
+    })
+}

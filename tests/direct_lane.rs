@@ -1,0 +1,184 @@
+//! Local function tasks on a manager with no remote workers take the direct
+//! lane (submitter to pool to waiter, without the manager thread). Many threads
+//! submit, wait, cancel and shut down at once; whatever the interleaving, every
+//! accepted task comes back exactly once, and a cancel that succeeded means the
+//! task comes back cancelled.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::{c_int, c_void};
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Duration;
+
+use vine::ffi::vine_buffer;
+use vine::{Manager, Port, Task, TaskResult};
+
+const SUBMITTERS: usize = 8;
+const PER_THREAD: usize = 3000;
+
+/// A little work (input byte: how much), so tasks are running when cancels and
+/// the shutdown land; never sleeps.
+unsafe extern "C" fn churn(
+    input: *const c_void,
+    len: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    let rounds = if len > 0 {
+        u64::from(unsafe { *(input as *const u8) })
+    } else {
+        0
+    };
+    let mut x = 1u64;
+    for i in 0..rounds * 200 {
+        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(i));
+    }
+    std::hint::black_box(x);
+    0
+}
+
+fn manager() -> Manager {
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    m
+}
+
+#[derive(Default)]
+struct Seen {
+    /// Ids accepted by submit.
+    accepted: Vec<u64>,
+    /// Ids whose cancel returned Ok.
+    cancelled: HashSet<u64>,
+    /// Tasks taken by wait, with their result.
+    back: Vec<(u64, TaskResult)>,
+}
+
+#[test]
+fn eight_threads_with_cancels_and_shutdown_racing_completions_get_every_id_once() {
+    let m = Arc::new(manager());
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    // The submitters, a canceller by tag and the shutdown start together.
+    let go = Arc::new(Barrier::new(SUBMITTERS + 2));
+    let threads: Vec<_> = (0..SUBMITTERS)
+        .map(|k| {
+            let (m, seen, go) = (m.clone(), seen.clone(), go.clone());
+            std::thread::spawn(move || {
+                go.wait();
+                let mut mine = Seen::default();
+                for i in 0..PER_THREAD {
+                    let mut t = Task::local(churn, 0, &[(i % 7) as u8]);
+                    t.set_priority((i % 3) as f64).unwrap();
+                    if i % 5 == 0 {
+                        t.set_tag(c"fifth");
+                    }
+                    if i % 4 == 0 {
+                        t.set_cores(0.5).unwrap();
+                    }
+                    let id = match m.submit(t) {
+                        Ok(id) => id,
+                        // Refused after the shutdown: handed back whole.
+                        Err((_, t)) => {
+                            assert_eq!(t.id(), 0);
+                            continue;
+                        }
+                    };
+                    mine.accepted.push(id);
+                    if (i + k) % 3 == 0 {
+                        // Waiting, running, just finished or long finished.
+                        if m.cancel(id).is_ok() {
+                            mine.cancelled.insert(id);
+                        }
+                    }
+                    if i % 2 == 0 {
+                        if let Some(t) = m.wait(Some(Duration::ZERO)) {
+                            mine.back.push((t.id(), t.result()));
+                        }
+                    }
+                }
+                let mut s = seen.lock().unwrap();
+                s.accepted.extend(mine.accepted);
+                s.cancelled.extend(mine.cancelled);
+                s.back.extend(mine.back);
+            })
+        })
+        .collect();
+    let tagger = {
+        let (m, go) = (m.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            // Each cancelled task counts; the shutdown may already be under way.
+            for _ in 0..50 {
+                let _ = m.cancel_all_by_tag(Some(c"fifth"));
+            }
+        })
+    };
+    go.wait();
+    // Half-way through, roughly: no sleep, just a number of tasks seen.
+    while m.stats().unwrap().tasks_submitted < (SUBMITTERS * PER_THREAD / 2) as u64 {
+        std::thread::yield_now();
+    }
+    let shut = m.shutdown();
+    assert!(shut.is_ok(), "{shut:?}");
+    for t in threads {
+        t.join().unwrap();
+    }
+    tagger.join().unwrap();
+    let mut s = seen.lock().unwrap();
+    while let Some(t) = m.wait(Some(Duration::ZERO)) {
+        s.back.push((t.id(), t.result()));
+    }
+    assert!(m.empty());
+    let mut times: HashMap<u64, usize> = HashMap::new();
+    for (id, _) in &s.back {
+        *times.entry(*id).or_default() += 1;
+    }
+    let twice: Vec<_> = times.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(twice.is_empty(), "returned more than once: {twice:?}");
+    let mut accepted = s.accepted.clone();
+    accepted.sort_unstable();
+    let mut back: Vec<u64> = s.back.iter().map(|(id, _)| *id).collect();
+    back.sort_unstable();
+    assert_eq!(back.len(), accepted.len());
+    assert_eq!(back, accepted, "every accepted task comes back");
+    for (id, result) in &s.back {
+        assert!(
+            matches!(result, TaskResult::Success | TaskResult::Cancelled),
+            "task {id}: {result:?}"
+        );
+        if s.cancelled.contains(id) {
+            assert_eq!(*result, TaskResult::Cancelled, "task {id} was cancelled");
+        }
+    }
+    let stats = m.stats().unwrap();
+    assert_eq!(stats.tasks_submitted, accepted.len() as u64);
+    assert_eq!(stats.tasks_done, accepted.len() as u64);
+    assert_eq!(stats.tasks_waiting + stats.tasks_running, 0);
+}
+
+#[test]
+fn direct_tasks_are_counted_cancelled_by_id_and_waited_for_by_id() {
+    let m = manager();
+    let ids: Vec<u64> = (0..200)
+        .map(|i| m.submit(Task::local(churn, 0, &[(i % 4) as u8])).unwrap())
+        .collect();
+    // The last one is waited for by id, whether it has finished or not.
+    let last = *ids.last().unwrap();
+    let t = m
+        .wait_for(vine::Want::Id(last), Some(Duration::from_secs(60)))
+        .expect("the task comes back");
+    assert_eq!(t.id(), last);
+    let mut n = 1;
+    while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
+        assert_eq!(t.result(), TaskResult::Success);
+        n += 1;
+    }
+    assert_eq!(n, ids.len());
+    let stats = m.stats().unwrap();
+    assert_eq!(stats.tasks_submitted, 200);
+    assert_eq!(stats.tasks_done, 200);
+    assert_eq!(stats.tasks_successful, 200);
+    assert!(
+        m.cancel(ids[0]).is_err(),
+        "a finished task cannot be cancelled"
+    );
+    assert!(m.empty());
+}
