@@ -193,6 +193,8 @@ pub struct CompletionQueue {
     specific: Condvar,
     submitted: AtomicU64,
     taken: AtomicU64,
+    /// Tasks ever pushed: what a waiter spinning before it sleeps watches.
+    pushed: AtomicU64,
 }
 
 impl CompletionQueue {
@@ -227,6 +229,7 @@ impl CompletionQueue {
         for t in tasks.drain(..) {
             st.done.push(t);
         }
+        self.pushed.fetch_add(n as u64, Ordering::Release);
         let (any, specific) = (st.waiting_any, st.waiting_specific);
         drop(st);
         if any > 0 {
@@ -247,6 +250,7 @@ impl CompletionQueue {
     pub fn push(&self, task: Box<Task>) {
         let mut st = self.lock();
         st.done.push(task);
+        self.pushed.fetch_add(1, Ordering::Release);
         let (any, specific) = (st.waiting_any, st.waiting_specific);
         drop(st);
         if any > 0 {
@@ -322,6 +326,18 @@ impl CompletionQueue {
             };
             *counter(&mut st) -= 1;
         }
+    }
+
+    /// Watches for a push for a moment (see [`crate::spin`]) instead of going to
+    /// sleep at once; for a waiter whose task is likely to finish within
+    /// microseconds while a core is idle.
+    pub fn spin_for_push(&self) {
+        let seen = self.pushed.load(Ordering::Acquire);
+        if self.taken.load(Ordering::Acquire) < seen {
+            // Something may be there already.
+            return;
+        }
+        crate::spin::spin_until(|| (self.pushed.load(Ordering::Acquire) != seen).then_some(()));
     }
 
     /// Removes and returns every finished task not yet taken.

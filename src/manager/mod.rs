@@ -753,6 +753,17 @@ impl Manager {
                     .wait(want, Some(Instant::now()), |_| false);
             }
         }
+        // A direct task runs while a local core is idle: it is likely to end
+        // within microseconds, sooner than a sleeping waiter could be woken.
+        // With every core busy, the waiter sleeps at once, taking no CPU from
+        // running tasks.
+        if matches!(want, Want::Any)
+            && self.pool.has_idle_thread()
+            && self.pool.direct_running()
+            && possible(&shared.completions)
+        {
+            shared.completions.spin_for_push();
+        }
         shared.completions.wait(want, deadline, possible)
     }
 

@@ -88,6 +88,8 @@ struct Shared {
     direct_sink: std::sync::OnceLock<Sink>,
     /// Direct tasks not yet started, for readers without the lock.
     direct_waiting: std::sync::atomic::AtomicUsize,
+    /// Direct tasks running, likewise.
+    direct_running: std::sync::atomic::AtomicUsize,
 }
 
 /// Takes each finished task on the thread that finished it (see [`Report::Each`]).
@@ -203,6 +205,7 @@ impl LocalPool {
                 owner_untimed: Default::default(),
                 direct_sink: std::sync::OnceLock::new(),
                 direct_waiting: Default::default(),
+                direct_running: Default::default(),
             }),
         }
     }
@@ -461,6 +464,11 @@ impl LocalPool {
         (waiting, st.direct.len().saturating_sub(waiting))
     }
 
+    /// True if some direct task runs (read without the lock).
+    pub fn direct_running(&self) -> bool {
+        self.shared.direct_running.load(Relaxed) > 0
+    }
+
     /// Direct tasks not started (read without the lock).
     pub fn direct_waiting(&self) -> usize {
         self.shared.direct_waiting.load(Relaxed)
@@ -620,6 +628,7 @@ fn thread_main(shared: Arc<Shared>) {
             }
             if task.flags & FLAG_DIRECT != 0 {
                 st.direct.remove(&task.id);
+                shared.direct_running.fetch_sub(1, Relaxed);
                 // A cancel that came after the function returned, while the
                 // task was still listed as running, still counts.
                 if control.is_cancelled() {
@@ -696,6 +705,7 @@ fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Start
     st.running.insert(job.task.id, control.clone());
     if job.task.flags & FLAG_DIRECT != 0 {
         shared.direct_waiting.fetch_sub(1, Relaxed);
+        shared.direct_running.fetch_add(1, Relaxed);
     }
 }
 
