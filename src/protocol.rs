@@ -61,6 +61,10 @@ pub struct TaskSpec {
     /// after it, killed at it.
     #[serde(default)]
     pub time_end: i64,
+    /// Whether to measure what it uses, and whether it runs without the
+    /// watchdog: the task's `FLAG_MONITOR` and `FLAG_NO_WATCHDOG` bits.
+    #[serde(default)]
+    pub monitor: u16,
 }
 
 /// What a remote task runs.
@@ -174,6 +178,9 @@ pub struct TaskReport {
     /// the manager's connection thread, never on the wire.
     #[serde(skip)]
     pub arrived: Vec<(u64, std::result::Result<std::path::PathBuf, String>)>,
+    /// What the attempt used, when it was monitored.
+    #[serde(default)]
+    pub measured: Option<crate::resources::Measured>,
 }
 
 /// What became of one output a worker sends back.
@@ -619,6 +626,7 @@ mod test {
             inputs: vec![],
             outputs: vec![],
             time_end: 0,
+            monitor: 0,
         }));
         let mut buf = Vec::new();
         write_frame(&mut buf, &msg).unwrap();

@@ -494,12 +494,15 @@ pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
     })
 }
 
-/// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
-/// without it: a task that uses more memory or disk than it asked for is stopped
-/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
-/// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
-/// (`time_series`) is not written, and measured peak resources are not reported.
-/// Returns 1, or a negative error.
+/// Measures what every task submitted from now on uses (see
+/// `vine_task_get_resources(t, "measured")`): its worker samples the task's
+/// process group (every 50 ms) and sandbox, and times a THREAD function's
+/// thread. With `watchdog` (non-zero), a task that uses more memory or disk
+/// than it was given is stopped and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`,
+/// as without this call; with 0, tasks are measured only, never stopped for
+/// that. A time series (`time_series`) is not written. Categories with an
+/// automatic allocation mode are measured without this call. Returns 1, or a
+/// negative error.
 #[no_mangle]
 pub extern "C" fn vine_enable_monitoring(
     m: *mut vine_manager,
@@ -507,18 +510,37 @@ pub extern "C" fn vine_enable_monitoring(
     time_series: c_int,
 ) -> c_int {
     guard_code(|| {
-        handles::manager(m)?.set_monitoring(watchdog != 0, time_series != 0);
+        let _ = time_series;
+        let change = crate::manager::categories::Change::Monitoring(watchdog != 0);
+        handles::manager(m)?.change_categories(change)?;
         Ok(1)
     })
 }
 
 /// Sets how tasks of `category` are sized (NULL: the default for every category
-/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
-/// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
-/// it asks for nothing). The automatic modes are recorded; since vine measures no
-/// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
-/// 0 for another value (nothing changes), as TaskVine does; a negative error for a
-/// bad manager.
+/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`:
+/// - `FIXED` (the default): a task gets what it asks for; what it does not set
+///   is the category's maximum (`vine_set_category_resources_max`) if set, else
+///   vine's default: one core, no memory, disk or gpu bound.
+/// - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
+///   What a task sets is kept; the rest (cores, memory, disk; gpus stay 0) is,
+///   until `"category-steady-n-tasks"` (`vine_tune`, default 25) of them have
+///   succeeded, the category's first allocation guess, else its maximum, else
+///   the largest worker's whole size; then computed from their measured peaks:
+///   the largest (`MAX`), the allocation that wastes least over the measured
+///   tasks weighted by their run time, counting a failed attempt as waste
+///   (`MIN_WASTE`), or the one that completes most tasks per worker, counting
+///   what a worker cannot pack (`MAX_THROUGHPUT`). Memory and disk are rounded up
+///   by at most 1/16, cores to whole cores; always within the category's minimum
+///   and maximum. A task that exhausts such an allocation runs once more with
+///   the maximum (the category's, else the largest worker's), an attempt that
+///   does not count against its retries; exhausting that ends it
+///   `VINE_RESULT_RESOURCE_EXHAUSTION`.
+/// - The bucketing modes are sized as `MIN_WASTE`.
+///
+/// Tasks already waiting are sized by the new mode when they are dispatched.
+/// Returns 1 for a valid mode, 0 for another value (nothing changes), as TaskVine
+/// does; a negative error for a bad manager or category name.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_mode(
     m: *mut vine_manager,
@@ -531,7 +553,9 @@ pub unsafe extern "C" fn vine_set_category_mode(
             None
         } else {
             // SAFETY: non-NULL and NUL-terminated by the C contract.
-            Some(Manager::utf8(unsafe { CStr::from_ptr(category) })?)
+            let name = unsafe { CStr::from_ptr(category) };
+            Manager::utf8(name)?;
+            Some(name.to_owned())
         };
         if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
         {
@@ -540,7 +564,7 @@ pub unsafe extern "C" fn vine_set_category_mode(
             )));
             return Ok(0);
         }
-        m.set_category_mode(category, mode);
+        m.change_categories(crate::manager::categories::Change::Mode(category, mode))?;
         Ok(1)
     })
 }

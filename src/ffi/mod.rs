@@ -15,6 +15,7 @@ pub mod function;
 pub(crate) mod handles;
 pub mod logs;
 pub mod manager;
+pub mod resources;
 pub mod task;
 
 pub use constants::*;

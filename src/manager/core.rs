@@ -752,6 +752,18 @@ impl ManagerLoop {
                 self.flush();
                 let _ = reply.send(self.sched.is_outstanding(id));
             }
+            Message::Category { change, reply } => {
+                self.sched.categories.apply(change);
+                // Waiting tasks may be sized or bounded otherwise now.
+                self.sched.retry_parked();
+                let _ = reply.send(());
+            }
+            Message::CategoryStats { category, reply } => {
+                let waiting = self
+                    .sched
+                    .count_waiting(|t| t.category() == category.as_c_str());
+                let _ = reply.send((self.sched.categories.stats(&category), waiting));
+            }
             Message::Stats { reply } => {
                 // What `vine_hungry` reads agrees with the stats the caller sees.
                 self.shared
@@ -771,6 +783,7 @@ impl ManagerLoop {
     fn apply(&mut self, setting: Setting) -> Result<()> {
         match setting {
             Setting::MaxRetries(n) => self.sched.set_default_retries(n),
+            Setting::CategorySteadyN(n) => self.sched.categories.set_steady_n(n),
             Setting::WaitForWorkers(n) => self.sched.set_wait_for_workers(n),
             Setting::ShutdownTimeout(s) => {
                 self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)

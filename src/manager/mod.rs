@@ -2,6 +2,7 @@
 //! callers use from any thread; behind it one manager thread owns all scheduling
 //! state ([`core`]), and finished tasks come back through a [`CompletionQueue`].
 
+pub(crate) mod categories;
 pub mod completion;
 pub(crate) mod core;
 pub mod factory;
@@ -151,6 +152,20 @@ pub enum Message {
     Stats {
         /// Reply.
         reply: Reply<Stats>,
+    },
+    /// A change to categories (sizing, bounds, monitoring).
+    Category {
+        /// The change.
+        change: categories::Change,
+        /// Reply when applied.
+        reply: Reply<()>,
+    },
+    /// One category's counts, and how many of its tasks wait.
+    CategoryStats {
+        /// The category.
+        category: std::ffi::CString,
+        /// Reply.
+        reply: Reply<(categories::CategoryStats, u64)>,
     },
     /// A setting the manager thread owns.
     Tune {
@@ -339,10 +354,6 @@ pub struct Manager {
     info_dir: Mutex<Option<PathBuf>>,
     /// Recorded by `vine_enable_peer_transfers` / `vine_disable_peer_transfers`.
     peer_transfers: AtomicBool,
-    /// Recorded by `vine_enable_monitoring`: (watchdog, time series), if enabled.
-    monitoring: Mutex<Option<(bool, bool)>>,
-    /// Recorded by `vine_set_category_mode`, by category (None: the default).
-    category_modes: Mutex<std::collections::HashMap<Option<String>, i32>>,
     max_stdout: Arc<AtomicUsize>,
     remote_settings: Arc<remote::RemoteSettings>,
     /// Its factories, and whether local worker processes were started.
@@ -548,8 +559,6 @@ impl Manager {
             names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
             peer_transfers: AtomicBool::new(true),
-            monitoring: Mutex::new(None),
-            category_modes: Mutex::default(),
             max_stdout,
             remote_settings,
             factories: Mutex::new(Vec::new()),
@@ -1046,36 +1055,18 @@ impl Manager {
         self.peer_transfers.load(Ordering::Relaxed)
     }
 
-    /// Records `vine_enable_monitoring(watchdog, time_series)`.
-    pub fn set_monitoring(&self, watchdog: bool, time_series: bool) {
-        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = Some((watchdog, time_series));
+    /// Changes how categories are sized or bounded, or turns monitoring on.
+    pub fn change_categories(&self, change: categories::Change) -> Result<()> {
+        self.ask(|reply| Message::Category { change, reply })
     }
 
-    /// What `vine_enable_monitoring` recorded, if it was called.
-    pub fn monitoring(&self) -> Option<(bool, bool)> {
-        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records the allocation mode of `category` (None: the default of all).
-    pub fn set_category_mode(&self, category: Option<&str>, mode: i32) {
-        self.category_modes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(category.map(str::to_owned), mode);
-    }
-
-    /// The allocation mode recorded for `category`, else the default's, else 0
-    /// (FIXED).
-    pub fn category_mode(&self, category: &str) -> i32 {
-        let modes = self
-            .category_modes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        modes
-            .get(&Some(category.to_owned()))
-            .or_else(|| modes.get(&None))
-            .copied()
-            .unwrap_or(0)
+    /// One category's counts, and how many of its tasks wait.
+    pub fn category_stats(
+        &self,
+        category: &std::ffi::CStr,
+    ) -> Result<(categories::CategoryStats, u64)> {
+        let category = category.to_owned();
+        self.ask(|reply| Message::CategoryStats { category, reply })
     }
 
     /// Reads the password remote workers must prove they know.

@@ -24,8 +24,8 @@ use crate::protocol::{
     self, Dest, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec, ToManager,
     ToWorker, WorkSpec,
 };
-use crate::resources::Resources;
-use crate::task::{Task, TaskId, TaskResult, Work};
+use crate::resources::{Measured, Resources};
+use crate::task::{Task, TaskId, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::transfer::{self, Source};
 
 /// How long a connection has to finish its handshake (TLS and the password
@@ -940,6 +940,7 @@ impl RemoteLink {
             inputs: Vec::new(),
             outputs: Vec::new(),
             time_end: task.time_end(),
+            monitor: task.flags & (FLAG_MONITOR | FLAG_NO_WATCHDOG),
         };
         let mut planned = Vec::new();
         if let Some(extra) = &task.extra {
@@ -1008,6 +1009,7 @@ impl RemoteLink {
                             time_max: task.time_max(),
                             max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
                             time_end: 0,
+                            monitor: 0,
                             inputs,
                             outputs: Vec::new(),
                         }),
@@ -1173,6 +1175,9 @@ pub(crate) fn apply_report(
     task.times.started = report.started;
     task.times.done = report.done;
     task.times.execute += (report.done - report.started).max(0);
+    if report.measured.is_some() || task.extra.as_ref().is_some_and(|e| e.measured.is_some()) {
+        task.extra_mut().measured = report.measured.map(Measured::bounded);
+    }
     // A task the worker gave back before starting it (a cancel) never held its
     // resources there: it leaves the worker's queue instead.
     if report.started > 0 {

@@ -11,6 +11,9 @@ use crate::task::{MAX_GPUS, MAX_MB, MAX_SECONDS};
 pub enum Setting {
     /// Retries for tasks that did not set their own.
     MaxRetries(u32),
+    /// Successful measured tasks of a category before its automatic
+    /// allocations are computed from them.
+    CategorySteadyN(usize),
     /// Dispatch nothing until this many workers are connected.
     WaitForWorkers(usize),
     /// Seconds of silence after which a remote worker is declared lost.
@@ -74,6 +77,7 @@ pub const NAMES: &[&str] = &[
     "hungry-minimum",
     "resource-submit-multiplier",
     "asynchrony-multiplier",
+    "category-steady-n-tasks",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -103,6 +107,9 @@ impl Setting {
         const BIG: f64 = MAX_MB as f64;
         Ok(match name {
             "max-retries" => Setting::MaxRetries(whole(name, v, 1e9)? as u32),
+            "category-steady-n-tasks" => {
+                Setting::CategorySteadyN(whole(name, v, 1e9)?.max(1) as usize)
+            }
             "wait-for-workers" => Setting::WaitForWorkers(whole(name, v, 1e9)? as usize),
             "keepalive-timeout" => Setting::KeepaliveTimeout(seconds(name, v)?),
             "keepalive-interval" => Setting::KeepaliveInterval(seconds(name, v)?),

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::files::{CacheLevel, File, Mount};
 use crate::protocol::{self, Dest, Held, InputContent, TaskSpec, ToManager, ToWorker, WorkSpec};
 use crate::resources::Resources;
-use crate::task::Task;
+use crate::task::{Task, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::worker::fetch::Fetcher;
 use crate::worker::local::LocalPool;
 use crate::worker::sandbox::move_file;
@@ -360,6 +360,7 @@ impl Inbound {
             gpus,
         };
         let _ = task.set_time_max(spec.time_max);
+        task.flags |= spec.monitor & (FLAG_MONITOR | FLAG_NO_WATCHDOG);
         if spec.time_end > 0 {
             task.set_time_end(spec.time_end);
         }
@@ -488,6 +489,7 @@ mod test {
                 flags: 0,
             }],
             time_end: 0,
+            monitor: 0,
         }
     }
 

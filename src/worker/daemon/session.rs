@@ -354,6 +354,7 @@ impl Reporter {
             outputs,
             lost,
             arrived: Vec::new(),
+            measured: task.extra.as_ref().and_then(|e| e.measured),
         })
     }
 }
