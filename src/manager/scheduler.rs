@@ -284,6 +284,12 @@ fn lives_long_enough(w: &WorkerEntry, now_us: i64, task: &Task) -> bool {
 /// once, else the one with the fewest waiting among those with prefetch room.
 fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task) -> Option<usize> {
     let req = &task.request;
+    // A task sized automatically is not queued at a worker: by the time it
+    // would start, its category may be sized otherwise.
+    let may_wait = task
+        .extra
+        .as_ref()
+        .is_none_or(|e| e.sizing != crate::resources::Sizing::Auto);
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
         if w.draining
@@ -297,7 +303,7 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task)
             return Some(at);
         }
         let waiting = w.model.waiting_len();
-        if waiting < w.prefetch && best.is_none_or(|(_, b)| waiting < b) {
+        if waiting < w.prefetch && may_wait && best.is_none_or(|(_, b)| waiting < b) {
             best = Some((at, waiting));
         }
     }
