@@ -11,27 +11,24 @@
  *  - Some parameters are wider: cores are a double (fractions of a core), times
  *    in seconds are doubles, vine_declare_buffer takes const void *, getters take
  *    const pointers.
- *  - vine_enable_peer_transfers, vine_disable_peer_transfers and
- *    vine_enable_monitoring are recorded but change no result: every file goes
- *    through the manager, memory and disk limits are always enforced, and no
- *    measured peaks or time series are kept. vine_set_category_mode accepts
- *    TaskVine's modes; tasks get what they ask for in every mode.
+ *  - vine_enable_peer_transfers and vine_disable_peer_transfers are recorded
+ *    but change no result: every file goes through the manager.
+ *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
+ *    time series is not written. struct rmsummary has TaskVine's fields, and
+ *    vine provides rmsummary_create, rmsummary_delete, rmsummary_set and
+ *    rmsummary_get, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (91 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (100 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
  *    vine_get_path_cache, vine_get_path_staging, vine_get_path_library_log;
  *    vine_get_status (it returns TaskVine's struct jx; vine_status and its
  *    JSON answer the same questions).
- *  - Measured resources and automatic sizing: vine_task_get_resources,
- *    vine_task_set_resources, vine_task_set_monitor_output,
- *    vine_set_category_resources_max, vine_set_category_resources_min,
- *    vine_set_category_first_allocation_guess, vine_set_category_max_concurrent,
- *    vine_set_resources_max, vine_set_resources_min, vine_get_stats_category,
+ *  - More of measured resources: vine_task_set_monitor_output,
  *    vine_enable_category_resource, vine_initialize_categories,
  *    vine_enable_proportional_resources, vine_disable_proportional_resources,
- *    vine_summarize_workers (these take or give TaskVine's struct rmsummary).
+ *    vine_summarize_workers.
  *  - Transfers between workers: vine_file_replica_count,
  *    vine_get_effective_bandwidth, vine_set_bandwidth_limit.
  *  - vine_set_tasks_left_count (a hint for a worker factory),

@@ -432,6 +432,11 @@ impl Task {
         &self.work
     }
 
+    /// What its last attempt used, when it was monitored.
+    pub fn measured(&self) -> Option<crate::resources::Measured> {
+        self.extra.as_ref().and_then(|e| e.measured)
+    }
+
     /// The resources requested.
     pub fn request(&self) -> Resources {
         self.request

@@ -1055,6 +1055,12 @@ impl Manager {
         self.peer_transfers.load(Ordering::Relaxed)
     }
 
+    /// Measures every task submitted from now on, stopping those past their
+    /// memory or disk when `watchdog` (see `vine_enable_monitoring`).
+    pub fn enable_monitoring(&self, watchdog: bool) -> Result<()> {
+        self.change_categories(categories::Change::Monitoring(watchdog))
+    }
+
     /// Changes how categories are sized or bounded, or turns monitoring on.
     pub fn change_categories(&self, change: categories::Change) -> Result<()> {
         self.ask(|reply| Message::Category { change, reply })

@@ -342,6 +342,17 @@ impl Reaper {
     }
 }
 
+/// The peak resident memory of this process, MB.
+fn own_peak_mb() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the local struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return u64::MAX;
+    }
+    (usage.ru_maxrss.max(0) as u64).div_ceil(1024)
+}
+
 fn micros(t: libc::timeval) -> u64 {
     (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64
 }
@@ -523,8 +534,16 @@ pub fn supervise(
         pipe_open = drain(&mut output, &mut buf, &mut captured, cap);
     }
     // The kernel's peak of the largest process catches what was too quick for
-    // the samples; ru_maxrss is in KiB.
+    // the samples (ru_maxrss, in KiB). But a process started by this one begins
+    // with this one's peak (the kernel carries it over at exec, and a fork
+    // copies the pages), so that figure says something only above this
+    // process's own peak.
     let kernel_peak = (rusage.ru_maxrss.max(0) as u64).div_ceil(1024);
+    let kernel_peak = if kernel_peak > own_peak_mb() {
+        kernel_peak
+    } else {
+        0
+    };
     if memory_mb > 0 && peak_mb.is_none() && kernel_peak > memory_mb {
         peak_mb = Some(kernel_peak);
     }
