@@ -150,7 +150,7 @@ unsafe extern "C" fn spin(
             tv_nsec: 0,
         };
         unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-        ts.tv_sec as i64 * 1_000_000_000 + ts.tv_nsec as i64
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
     };
     let start = cpu_ns();
     while cpu_ns() - start < 30_000_000 {}
