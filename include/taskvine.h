@@ -14,9 +14,10 @@
  *  - vine_enable_peer_transfers and vine_disable_peer_transfers are recorded
  *    but change no result: every file goes through the manager.
  *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
- *    time series is not written. struct rmsummary has TaskVine's fields, and
- *    vine provides rmsummary_create, rmsummary_delete, rmsummary_set and
- *    rmsummary_get, so programs that build summaries need no cctools library.
+ *    time series is not written. TaskVine's struct rmsummary is vine's struct
+ *    vine_resources, with the same fields; this header maps the names, and
+ *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
+ *    vine's, so programs that build summaries need no cctools library.
  *
  * What vine lacks of TaskVine's C API (100 of its 142 functions are in vine.h):
  *
@@ -62,5 +63,12 @@
 #define VINE_TASKVINE_H
 
 #include "vine.h"
+
+/* TaskVine's resource summaries are vine's. */
+#define rmsummary vine_resources
+#define rmsummary_create vine_resources_create
+#define rmsummary_delete vine_resources_delete
+#define rmsummary_set vine_resources_set
+#define rmsummary_get vine_resources_get
 
 #endif /* VINE_TASKVINE_H */

@@ -254,7 +254,9 @@ typedef struct vine_stats {
 // numbers, so ported code that compares them keeps working.
 typedef int vine_result_t;
 
-// A summary of resources, TaskVine's `struct rmsummary`: its fields, in its
+// A summary of resources: TaskVine's `struct rmsummary` under vine's name (a
+// program that includes `taskvine.h` can call it `struct rmsummary`, and the
+// helpers `rmsummary_create`, `_delete`, `_set` and `_get`): its fields, in its
 // order, with its units. A field that is not known or not set is -1. vine
 // fills `cores`, `gpus`, `memory` and `disk` (what a task asks for, was given
 // or used), and for measurements also `start`, `end`, `wall_time`,
@@ -262,7 +264,7 @@ typedef int vine_result_t;
 // `max_concurrent_processes` and `total_processes`; the strings and pointers
 // are always NULL, `snapshots_count` 0. vine reads only `cores`, `gpus`,
 // `memory` and `disk` of a summary it is given.
-typedef struct rmsummary {
+typedef struct vine_resources {
   // Always NULL in vine.
   char *category;
   // Always NULL in vine.
@@ -326,16 +328,16 @@ typedef struct rmsummary {
   // Not filled (-1).
   double workers;
   // Always NULL in vine.
-  struct rmsummary *limits_exceeded;
+  struct vine_resources *limits_exceeded;
   // Always NULL in vine.
-  struct rmsummary *peak_times;
+  struct vine_resources *peak_times;
   // Always NULL in vine.
   char *snapshot_name;
   // Always 0 in vine.
   size_t snapshots_count;
   // Always NULL in vine.
-  struct rmsummary **snapshots;
-} rmsummary;
+  struct vine_resources **snapshots;
+} vine_resources;
 
 // Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
 typedef int vine_exec_mode_t;
@@ -1241,23 +1243,24 @@ const char *vine_version(void);
 const char *vine_result_string(vine_result_t result);
 
 // A new summary with every number `default_value` (TaskVine's programs pass -1:
-// not set) and every pointer NULL, freed with `rmsummary_delete`. vine's own
-// version of the resource monitor's helper, so that TaskVine programs that
-// build summaries compile unchanged; NULL only if memory runs out.
-struct rmsummary *rmsummary_create(double default_value);
+// not set) and every pointer NULL, freed with `vine_resources_delete`: the
+// resource monitor's `rmsummary_create`, which `taskvine.h` maps here, so that
+// TaskVine programs that build summaries compile unchanged. NULL only if memory
+// runs out.
+struct vine_resources *vine_resources_create(double default_value);
 
-// Frees a summary made by `rmsummary_create` (never one that
+// Frees a summary made by `vine_resources_create` (never one that
 // `vine_task_get_resources` returned: the task owns those). NULL is ignored.
-void rmsummary_delete(struct rmsummary *s);
+void vine_resources_delete(struct vine_resources *s);
 
 // Sets the number called `resource` (a field name: "cores", "memory", "disk",
 // "gpus", "wall_time", ...) of `s`. Returns 1, or 0 if `resource` is not a
 // number of the summary or an argument is NULL, as the resource monitor's does.
-int rmsummary_set(struct rmsummary *s, const char *resource, double value);
+int vine_resources_set(struct vine_resources *s, const char *resource, double value);
 
 // The number called `resource` of `s`; -1 if it is not one (or an argument is
 // NULL), with the reason in `vine_last_error()`.
-double rmsummary_get(const struct rmsummary *s, const char *resource);
+double vine_resources_get(const struct vine_resources *s, const char *resource);
 
 // The resources of a finished task the caller owns, by `name`:
 // - `"measured"`: what its last attempt used, as its worker measured it, when
@@ -1278,12 +1281,12 @@ double rmsummary_get(const struct rmsummary *s, const char *resource);
 // call with the same name rewrites it), or NULL if there is none yet or on
 // error (NULL arguments, an unknown name, a task the manager holds), with the
 // reason in `vine_last_error()`.
-const struct rmsummary *vine_task_get_resources(struct vine_task *t, const char *name);
+const struct vine_resources *vine_task_get_resources(struct vine_task *t, const char *name);
 
 // Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
 // negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
 // negative error (nothing changes then).
-int vine_task_set_resources(struct vine_task *t, const struct rmsummary *rm);
+int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm);
 
 // The most that tasks of `category` are given (TaskVine's call): a task that
 // sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
@@ -1291,24 +1294,24 @@ int vine_task_set_resources(struct vine_task *t, const struct rmsummary *rm);
 // allocation runs once more with them. Negative fields (and NULL: all) are not
 // set, which means the largest worker's for the automatic modes. Returns 0, or a
 // negative error (TaskVine's returns nothing).
-int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct rmsummary *rm);
+int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // The least that an automatic mode allocates to tasks of `category` (fields as
 // in `vine_set_category_resources_max`). Returns 0, or a negative error.
-int vine_set_category_resources_min(struct vine_manager *m, const char *category, const struct rmsummary *rm);
+int vine_set_category_resources_min(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // What an automatic mode gives tasks of `category` before it has measured
 // enough of them (`"category-steady-n-tasks"`), instead of the maximum (fields as
 // in `vine_set_category_resources_max`). Returns 0, or a negative error.
-int vine_set_category_first_allocation_guess(struct vine_manager *m, const char *category, const struct rmsummary *rm);
+int vine_set_category_first_allocation_guess(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // `vine_set_category_resources_max` for every category without its own.
 // Returns 0, or a negative error.
-int vine_set_resources_max(struct vine_manager *m, const struct rmsummary *rm);
+int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *rm);
 
 // `vine_set_category_resources_min` for every category without its own.
 // Returns 0, or a negative error.
-int vine_set_resources_min(struct vine_manager *m, const struct rmsummary *rm);
+int vine_set_resources_min(struct vine_manager *m, const struct vine_resources *rm);
 
 // At most `max_concurrent` tasks of `category` run at once, on all workers
 // together; a negative value removes the bound (the default). The others wait,

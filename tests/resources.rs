@@ -62,7 +62,7 @@ fn last_error() -> String {
     }
 }
 
-fn resources(t: *mut vine_task, which: &CStr) -> Option<rmsummary> {
+fn resources(t: *mut vine_task, which: &CStr) -> Option<vine_resources> {
     let r = unsafe { vine_task_get_resources(t, which.as_ptr()) };
     (!r.is_null()).then(|| unsafe { *r })
 }
@@ -273,11 +273,11 @@ fn an_automatic_category_runs_whole_workers_until_steady_then_what_its_tasks_use
 #[test]
 fn a_category_maximum_bounds_fixed_tasks_and_the_retry() {
     let m = local(4.0);
-    let max = rmsummary_create(-1.0);
+    let max = vine_resources_create(-1.0);
     unsafe {
-        assert_eq!(rmsummary_set(max, c"cores".as_ptr(), 2.0), 1);
-        assert_eq!(rmsummary_set(max, c"memory".as_ptr(), 200.0), 1);
-        assert_eq!(rmsummary_get(max, c"memory".as_ptr()), 200.0);
+        assert_eq!(vine_resources_set(max, c"cores".as_ptr(), 2.0), 1);
+        assert_eq!(vine_resources_set(max, c"memory".as_ptr(), 200.0), 1);
+        assert_eq!(vine_resources_get(max, c"memory".as_ptr()), 200.0);
         assert_eq!(
             vine_set_category_resources_max(m.0, c"capped".as_ptr(), max),
             0
@@ -297,7 +297,7 @@ fn a_category_maximum_bounds_fixed_tasks_and_the_retry() {
         result(t).1
     );
     vine_task_delete(t);
-    unsafe { rmsummary_delete(max) };
+    unsafe { vine_resources_delete(max) };
 }
 
 #[test]
@@ -353,21 +353,21 @@ fn a_remote_worker_measures_what_its_tasks_use() {
 #[test]
 fn bad_summaries_and_names_are_refused() {
     let m = local(1.0);
-    let s = rmsummary_create(-1.0);
+    let s = vine_resources_create(-1.0);
     unsafe {
         for bad in [f64::NAN, f64::INFINITY, 1e300] {
-            assert_eq!(rmsummary_set(s, c"memory".as_ptr(), bad), 1);
+            assert_eq!(vine_resources_set(s, c"memory".as_ptr(), bad), 1);
             assert!(vine_set_category_resources_max(m.0, c"a".as_ptr(), s) < 0);
             assert!(vine_task_set_resources(command("true", c"a"), s) < 0);
         }
-        assert_eq!(rmsummary_set(s, c"memory".as_ptr(), -1.0), 1);
-        assert_eq!(rmsummary_set(s, c"cores".as_ptr(), 0.0005), 1);
+        assert_eq!(vine_resources_set(s, c"memory".as_ptr(), -1.0), 1);
+        assert_eq!(vine_resources_set(s, c"cores".as_ptr(), 0.0005), 1);
         // Rounded up to a thousandth of a core.
         assert_eq!(vine_set_resources_min(m.0, s), 0);
-        assert_eq!(rmsummary_set(s, c"no such field".as_ptr(), 1.0), 0);
-        assert_eq!(rmsummary_get(s, c"no such field".as_ptr()), -1.0);
+        assert_eq!(vine_resources_set(s, c"no such field".as_ptr(), 1.0), 0);
+        assert_eq!(vine_resources_get(s, c"no such field".as_ptr()), -1.0);
         assert_eq!(
-            rmsummary_set(std::ptr::null_mut(), c"cores".as_ptr(), 1.0),
+            vine_resources_set(std::ptr::null_mut(), c"cores".as_ptr(), 1.0),
             0
         );
         assert!(vine_set_category_resources_max(m.0, std::ptr::null(), s) < 0);
@@ -385,7 +385,7 @@ fn bad_summaries_and_names_are_refused() {
             "not run yet"
         );
         // Set from a summary: cores and gpus, the rest untouched.
-        let r = rmsummary_create(-1.0);
+        let r = vine_resources_create(-1.0);
         (*r).cores = 2.5;
         (*r).gpus = 0.0;
         assert_eq!(vine_task_set_resources(t, r), 0);
@@ -399,8 +399,8 @@ fn bad_summaries_and_names_are_refused() {
         let back = vine_wait(m.0, 60);
         assert_eq!(back, t);
         vine_task_delete(t);
-        rmsummary_delete(r);
-        rmsummary_delete(s);
-        rmsummary_delete(std::ptr::null_mut());
+        vine_resources_delete(r);
+        vine_resources_delete(s);
+        vine_resources_delete(std::ptr::null_mut());
     }
 }

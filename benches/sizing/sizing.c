@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "vine.h"
+#include "taskvine.h"
 
 static double now(void)
 {

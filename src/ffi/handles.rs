@@ -18,7 +18,7 @@ use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use super::resources::rmsummary;
+use super::resources::vine_resources;
 use super::{vine_factory, vine_file, vine_manager, vine_task};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
@@ -197,7 +197,7 @@ pub(crate) struct TaskHandle {
     state: AtomicU8,
     /// What `vine_task_get_resources` returned ("measured", "allocated",
     /// "requested"): kept here so the pointers stay valid; used by the caller only.
-    summaries: UnsafeCell<Option<Box<[rmsummary; 3]>>>,
+    summaries: UnsafeCell<Option<Box<[vine_resources; 3]>>>,
 }
 
 /// A task's strings that the manager never changes.
@@ -293,8 +293,8 @@ pub(crate) fn with_task<R>(t: *const vine_task, f: impl FnOnce(&Task) -> Result<
 pub(crate) fn task_summary(
     t: *const vine_task,
     which: usize,
-    make: impl FnOnce(&Task) -> Result<Option<rmsummary>>,
-) -> Result<*const rmsummary> {
+    make: impl FnOnce(&Task) -> Result<Option<vine_resources>>,
+) -> Result<*const vine_resources> {
     let Some(value) = with_task(t, make)? else {
         return Ok(std::ptr::null());
     };
@@ -302,7 +302,7 @@ pub(crate) fn task_summary(
     // SAFETY: `with_task` just checked that the caller owns the handle, so no
     // other thread touches `summaries`.
     let slots = unsafe { &mut *h.summaries.get() };
-    let slots = slots.get_or_insert_with(|| Box::new([rmsummary::unset(); 3]));
+    let slots = slots.get_or_insert_with(|| Box::new([vine_resources::unset(); 3]));
     slots[which] = value;
     Ok(&slots[which])
 }

@@ -1,7 +1,8 @@
 //! Entry points on resources: what a task measured (`vine_task_get_resources`),
 //! how categories are sized (`vine_set_category_*`, `vine_set_resources_*`),
-//! `vine_get_stats_category`, and TaskVine's `struct rmsummary` that they take
-//! and give, with the four helpers programs use to make one.
+//! `vine_get_stats_category`, and the summary they take and give: `struct
+//! vine_resources`, TaskVine's `struct rmsummary` under vine's name (taskvine.h
+//! maps the TaskVine names onto it), with the four helpers programs use to make one.
 
 use std::ffi::{c_char, c_int, CStr};
 use std::ptr;
@@ -15,7 +16,9 @@ use crate::manager::categories::{Bound, Change, Partial};
 use crate::resources::Resources;
 use crate::task::{Task, MAX_GPUS, MAX_MB};
 
-/// A summary of resources, TaskVine's `struct rmsummary`: its fields, in its
+/// A summary of resources: TaskVine's `struct rmsummary` under vine's name (a
+/// program that includes `taskvine.h` can call it `struct rmsummary`, and the
+/// helpers `rmsummary_create`, `_delete`, `_set` and `_get`): its fields, in its
 /// order, with its units. A field that is not known or not set is -1. vine
 /// fills `cores`, `gpus`, `memory` and `disk` (what a task asks for, was given
 /// or used), and for measurements also `start`, `end`, `wall_time`,
@@ -25,7 +28,7 @@ use crate::task::{Task, MAX_GPUS, MAX_MB};
 /// `memory` and `disk` of a summary it is given.
 #[repr(C)]
 #[derive(Debug, Clone, Copy)]
-pub struct rmsummary {
+pub struct vine_resources {
     /// Always NULL in vine.
     pub category: *mut c_char,
     /// Always NULL in vine.
@@ -89,22 +92,22 @@ pub struct rmsummary {
     /// Not filled (-1).
     pub workers: f64,
     /// Always NULL in vine.
-    pub limits_exceeded: *mut rmsummary,
+    pub limits_exceeded: *mut vine_resources,
     /// Always NULL in vine.
-    pub peak_times: *mut rmsummary,
+    pub peak_times: *mut vine_resources,
     /// Always NULL in vine.
     pub snapshot_name: *mut c_char,
     /// Always 0 in vine.
     pub snapshots_count: usize,
     /// Always NULL in vine.
-    pub snapshots: *mut *mut rmsummary,
+    pub snapshots: *mut *mut vine_resources,
 }
 
-impl rmsummary {
+impl vine_resources {
     /// Every number `value`, every pointer NULL.
-    fn filled_with(value: f64) -> rmsummary {
+    fn filled_with(value: f64) -> vine_resources {
         let i = value as i64;
-        rmsummary {
+        vine_resources {
             category: ptr::null_mut(),
             command: ptr::null_mut(),
             taskid: ptr::null_mut(),
@@ -145,8 +148,8 @@ impl rmsummary {
     }
 
     /// Every number -1 (unknown), every pointer NULL.
-    pub(crate) fn unset() -> rmsummary {
-        rmsummary::filled_with(-1.0)
+    pub(crate) fn unset() -> vine_resources {
+        vine_resources::filled_with(-1.0)
     }
 
     /// The field called `name`, if it is one of the numbers.
@@ -180,24 +183,24 @@ impl rmsummary {
         })
     }
 
-    fn of(r: Resources) -> rmsummary {
-        rmsummary {
+    fn of(r: Resources) -> vine_resources {
+        vine_resources {
             cores: r.cores(),
             gpus: f64::from(r.gpus),
             memory: r.memory_mb as f64,
             disk: r.disk_mb as f64,
-            ..rmsummary::unset()
+            ..vine_resources::unset()
         }
     }
 }
 
 /// The cores, memory, disk and gpus of `rm` (a negative value: not given),
 /// checked; NULL gives none of them.
-fn partial(rm: *const rmsummary) -> Result<Partial> {
+fn partial(rm: *const vine_resources) -> Result<Partial> {
     if rm.is_null() {
         return Ok(Partial::default());
     }
-    // SAFETY: non-NULL and pointing to a struct rmsummary by the C contract.
+    // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
     let rm = unsafe { &*rm };
     let given = |v: f64, what: &str, max: f64| -> Result<Option<f64>> {
         if v.is_nan() || v.is_infinite() || v > max {
@@ -230,25 +233,26 @@ unsafe fn category_name<'a>(category: *const c_char) -> Result<&'a CStr> {
 }
 
 /// A new summary with every number `default_value` (TaskVine's programs pass -1:
-/// not set) and every pointer NULL, freed with `rmsummary_delete`. vine's own
-/// version of the resource monitor's helper, so that TaskVine programs that
-/// build summaries compile unchanged; NULL only if memory runs out.
+/// not set) and every pointer NULL, freed with `vine_resources_delete`: the
+/// resource monitor's `rmsummary_create`, which `taskvine.h` maps here, so that
+/// TaskVine programs that build summaries compile unchanged. NULL only if memory
+/// runs out.
 #[no_mangle]
-pub extern "C" fn rmsummary_create(default_value: f64) -> *mut rmsummary {
+pub extern "C" fn vine_resources_create(default_value: f64) -> *mut vine_resources {
     guard(ptr::null_mut(), || {
-        Ok(Box::into_raw(Box::new(rmsummary::filled_with(
+        Ok(Box::into_raw(Box::new(vine_resources::filled_with(
             default_value,
         ))))
     })
 }
 
-/// Frees a summary made by `rmsummary_create` (never one that
+/// Frees a summary made by `vine_resources_create` (never one that
 /// `vine_task_get_resources` returned: the task owns those). NULL is ignored.
 #[no_mangle]
-pub unsafe extern "C" fn rmsummary_delete(s: *mut rmsummary) {
+pub unsafe extern "C" fn vine_resources_delete(s: *mut vine_resources) {
     guard((), || {
         if !s.is_null() {
-            // SAFETY: made by `rmsummary_create` (Box::into_raw), by the C contract.
+            // SAFETY: made by `vine_resources_create` (Box::into_raw), by the C contract.
             drop(unsafe { Box::from_raw(s) });
         }
         Ok(())
@@ -259,8 +263,8 @@ pub unsafe extern "C" fn rmsummary_delete(s: *mut rmsummary) {
 /// "gpus", "wall_time", ...) of `s`. Returns 1, or 0 if `resource` is not a
 /// number of the summary or an argument is NULL, as the resource monitor's does.
 #[no_mangle]
-pub unsafe extern "C" fn rmsummary_set(
-    s: *mut rmsummary,
+pub unsafe extern "C" fn vine_resources_set(
+    s: *mut vine_resources,
     resource: *const c_char,
     value: f64,
 ) -> c_int {
@@ -270,7 +274,7 @@ pub unsafe extern "C" fn rmsummary_set(
         }
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = unsafe { c_str(resource, "the resource name")? };
-        // SAFETY: non-NULL and pointing to a struct rmsummary by the C contract.
+        // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
         let s = unsafe { &mut *s };
         match s.field(name.to_bytes()) {
             Some(f) => {
@@ -278,7 +282,7 @@ pub unsafe extern "C" fn rmsummary_set(
                 Ok(1)
             }
             None => Err(Error::invalid(format!(
-                "{:?} is not a number of struct rmsummary",
+                "{:?} is not a number of struct vine_resources",
                 name.to_string_lossy()
             ))),
         }
@@ -288,18 +292,21 @@ pub unsafe extern "C" fn rmsummary_set(
 /// The number called `resource` of `s`; -1 if it is not one (or an argument is
 /// NULL), with the reason in `vine_last_error()`.
 #[no_mangle]
-pub unsafe extern "C" fn rmsummary_get(s: *const rmsummary, resource: *const c_char) -> f64 {
+pub unsafe extern "C" fn vine_resources_get(
+    s: *const vine_resources,
+    resource: *const c_char,
+) -> f64 {
     guard(-1.0, || {
         if s.is_null() {
             return Err(boundary::null("the summary"));
         }
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = unsafe { c_str(resource, "the resource name")? };
-        // SAFETY: non-NULL and pointing to a struct rmsummary by the C contract.
+        // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
         let mut copy = unsafe { *s };
         copy.field(name.to_bytes()).map(|f| *f).ok_or_else(|| {
             Error::invalid(format!(
-                "{:?} is not a number of struct rmsummary",
+                "{:?} is not a number of struct vine_resources",
                 name.to_string_lossy()
             ))
         })
@@ -329,7 +336,7 @@ pub unsafe extern "C" fn rmsummary_get(s: *const rmsummary, resource: *const c_c
 pub unsafe extern "C" fn vine_task_get_resources(
     t: *mut vine_task,
     name: *const c_char,
-) -> *const rmsummary {
+) -> *const vine_resources {
     guard(ptr::null(), || {
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = unsafe { c_str(name, "the summary name")? };
@@ -347,7 +354,7 @@ pub unsafe extern "C" fn vine_task_get_resources(
         let found = task_summary(t, which, |task| {
             Ok(match which {
                 0 => measured(task),
-                1 => (task.attempts > 0).then(|| rmsummary::of(task.request)),
+                1 => (task.attempts > 0).then(|| vine_resources::of(task.request)),
                 _ => Some(requested(task)),
             })
         })?;
@@ -361,11 +368,11 @@ pub unsafe extern "C" fn vine_task_get_resources(
     })
 }
 
-fn measured(task: &Task) -> Option<rmsummary> {
+fn measured(task: &Task) -> Option<vine_resources> {
     let m = task.extra.as_ref()?.measured?;
     let times = task.times();
     let mb = |b: u64| b as f64 / (1u64 << 20) as f64;
-    Some(rmsummary {
+    Some(vine_resources {
         cores: m.cores(),
         cores_avg: m.cores(),
         memory: m.memory_mb.map_or(-1.0, |v| v as f64),
@@ -378,25 +385,25 @@ fn measured(task: &Task) -> Option<rmsummary> {
         bytes_written: mb(m.bytes_written),
         max_concurrent_processes: f64::from(m.max_processes),
         total_processes: f64::from(m.max_processes),
-        ..rmsummary::unset()
+        ..vine_resources::unset()
     })
 }
 
-fn requested(task: &Task) -> rmsummary {
+fn requested(task: &Task) -> vine_resources {
     use crate::task::{FLAG_SET_CORES, FLAG_SET_DISK, FLAG_SET_GPUS, FLAG_SET_MEMORY};
     let asked = task
         .extra
         .as_ref()
         .and_then(|e| e.asked)
         .unwrap_or(task.request);
-    let all = rmsummary::of(asked);
+    let all = vine_resources::of(asked);
     let set = |flag: u16, v: f64| if task.flags & flag != 0 { v } else { -1.0 };
-    rmsummary {
+    vine_resources {
         cores: set(FLAG_SET_CORES, all.cores),
         memory: set(FLAG_SET_MEMORY, all.memory),
         disk: set(FLAG_SET_DISK, all.disk),
         gpus: set(FLAG_SET_GPUS, all.gpus),
-        ..rmsummary::unset()
+        ..vine_resources::unset()
     }
 }
 
@@ -404,7 +411,10 @@ fn requested(task: &Task) -> rmsummary {
 /// negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
 /// negative error (nothing changes then).
 #[no_mangle]
-pub unsafe extern "C" fn vine_task_set_resources(t: *mut vine_task, rm: *const rmsummary) -> c_int {
+pub unsafe extern "C" fn vine_task_set_resources(
+    t: *mut vine_task,
+    rm: *const vine_resources,
+) -> c_int {
     guard_code(|| {
         if rm.is_null() {
             return Err(boundary::null("the summary"));
@@ -436,7 +446,7 @@ fn set_bound(
     m: *mut vine_manager,
     category: Option<*const c_char>,
     which: Bound,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> Result<c_int> {
     let m = handles::manager(m)?;
     let category = match category {
@@ -458,7 +468,7 @@ fn set_bound(
 pub unsafe extern "C" fn vine_set_category_resources_max(
     m: *mut vine_manager,
     category: *const c_char,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> c_int {
     guard_code(|| set_bound(m, Some(category), Bound::Max, rm))
 }
@@ -469,7 +479,7 @@ pub unsafe extern "C" fn vine_set_category_resources_max(
 pub unsafe extern "C" fn vine_set_category_resources_min(
     m: *mut vine_manager,
     category: *const c_char,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> c_int {
     guard_code(|| set_bound(m, Some(category), Bound::Min, rm))
 }
@@ -481,7 +491,7 @@ pub unsafe extern "C" fn vine_set_category_resources_min(
 pub unsafe extern "C" fn vine_set_category_first_allocation_guess(
     m: *mut vine_manager,
     category: *const c_char,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> c_int {
     guard_code(|| set_bound(m, Some(category), Bound::FirstGuess, rm))
 }
@@ -491,7 +501,7 @@ pub unsafe extern "C" fn vine_set_category_first_allocation_guess(
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_resources_max(
     m: *mut vine_manager,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> c_int {
     guard_code(|| set_bound(m, None, Bound::Max, rm))
 }
@@ -501,7 +511,7 @@ pub unsafe extern "C" fn vine_set_resources_max(
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_resources_min(
     m: *mut vine_manager,
-    rm: *const rmsummary,
+    rm: *const vine_resources,
 ) -> c_int {
     guard_code(|| set_bound(m, None, Bound::Min, rm))
 }

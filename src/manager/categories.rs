@@ -96,8 +96,12 @@ impl Histogram {
         let mut values: Vec<(u64, u64)> = self.0.iter().map(|(&v, &(_, w))| (v, w)).collect();
         values.sort_unstable();
         let largest = values.last()?.0;
-        if mode == MODE_MAX || top == 0 {
-            return Some(largest.min(top.max(1)));
+        if top == 0 {
+            // Workers that do not say how much they have: no bound.
+            return None;
+        }
+        if mode == MODE_MAX {
+            return Some(largest.min(top));
         }
         let cost = |a: u64| -> f64 {
             // What a worker of size `whole` spends per task given `a`: all of it
@@ -324,8 +328,15 @@ impl Categories {
         self.active && self.mode(category) != MODE_FIXED
     }
 
-    /// A task is submitted.
-    pub fn submitted(&mut self, task: &Task) {
+    /// A task is submitted: it asks for what the program set, whatever an
+    /// earlier submission of it was given.
+    pub fn submitted(&mut self, task: &mut Task) {
+        if let Some(e) = task.extra.as_mut() {
+            if let Some(asked) = e.asked.take() {
+                task.request = asked;
+            }
+            e.sizing = Sizing::Asked;
+        }
         self.entry(task.category()).stats.submitted += 1;
     }
 

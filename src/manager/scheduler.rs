@@ -749,7 +749,7 @@ impl Scheduler {
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
-        self.categories.submitted(&task);
+        self.categories.submitted(&mut task);
         match self.categories.monitoring() {
             Some(true) => task.flags |= FLAG_MONITOR,
             Some(false) => task.flags |= FLAG_MONITOR | FLAG_NO_WATCHDOG,
@@ -897,6 +897,8 @@ impl Scheduler {
         }
         // Shapes that failed this round.
         let mut blocked: HashSet<Shape> = HashSet::new();
+        // The largest worker, for sizing by category: found once a round.
+        let mut largest = None;
         while self.workers.iter().any(WorkerEntry::has_room) {
             let from_parked = match (self.ready.peek_front(), retry.peek()) {
                 (None, None) => break,
@@ -945,7 +947,10 @@ impl Scheduler {
             let mut held = false;
             if by_category {
                 held = !self.categories.may_start(&task);
-                if let Some(largest) = self.largest_capacity() {
+                if largest.is_none() {
+                    largest = self.largest_capacity();
+                }
+                if let Some(largest) = largest {
                     self.categories.size(&mut task, largest);
                 }
             }

@@ -1062,12 +1062,12 @@ static void test_resources(void)
     CHECK(vine_enable_monitoring(NULL, 1, 0) < 0);
     CHECK(vine_set_category_resources_max(NULL, "a", NULL) < 0);
     CHECK(vine_get_stats_category(NULL, "a", NULL) < 0);
-    rmsummary_delete(NULL);
-    struct rmsummary *r = rmsummary_create(-1);
+    vine_resources_delete(NULL);
+    struct vine_resources *r = vine_resources_create(-1);
     CHECK(r != NULL && r->cores == -1 && r->category == NULL && r->snapshots_count == 0);
-    CHECK(rmsummary_set(r, "memory", 150) == 1 && rmsummary_get(r, "memory") == 150);
-    CHECK(rmsummary_set(r, "nothing", 1) == 0);
-    CHECK(rmsummary_get(r, NULL) == -1);
+    CHECK(vine_resources_set(r, "memory", 150) == 1 && vine_resources_get(r, "memory") == 150);
+    CHECK(vine_resources_set(r, "nothing", 1) == 0);
+    CHECK(vine_resources_get(r, NULL) == -1);
     r->disk = NAN;
     struct vine_manager *m = manager(2);
     CHECK_ERR(vine_set_category_resources_max(m, "a", r), VINE_ERROR_INVALID_ARGUMENT);
@@ -1082,17 +1082,17 @@ static void test_resources(void)
     CHECK(vine_task_set_category(t, "a") == 0);
     CHECK(vine_task_get_resources(t, "measured") == NULL);
     CHECK(vine_task_get_resources(t, "nonsense") == NULL);
-    const struct rmsummary *q = vine_task_get_resources(t, "requested");
+    const struct vine_resources *q = vine_task_get_resources(t, "requested");
     CHECK(q != NULL && q->memory == -1 && q->cores == -1);
     CHECK(vine_submit(m, t) > 0);
     CHECK(vine_task_get_resources(t, "requested") == NULL);
     CHECK(vine_wait(m, LONG) == t);
     CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
-    const struct rmsummary *got = vine_task_get_resources(t, "measured");
+    const struct vine_resources *got = vine_task_get_resources(t, "measured");
     /* (Under a sanitizer this process is larger than the task, whose quick peak
        is then known only from samples: not checked here.) */
     CHECK(got != NULL && got->memory >= 0 && got->wall_time > 0);
-    const struct rmsummary *a = vine_task_get_resources(t, "allocated");
+    const struct vine_resources *a = vine_task_get_resources(t, "allocated");
     CHECK(a != NULL && a->memory == 150 && a->cores == 1);
     CHECK(vine_task_get_metric(t, "memory_measured") >= 0);
     vine_task_delete(t);
@@ -1112,7 +1112,7 @@ static void test_resources(void)
     CHECK(s.tasks_submitted == 3 && s.tasks_done == 3 && s.tasks_running == 0);
     CHECK(vine_get_stats_category(m, "a", &s) == 0 && s.tasks_successful == 1);
     vine_delete(m);
-    rmsummary_delete(r);
+    vine_resources_delete(r);
 }
 
 int main(void)
