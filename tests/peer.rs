@@ -174,6 +174,8 @@ fn a_chain_of_temps_runs_across_workers_without_the_manager() {
         .unwrap();
     make.add_feature(c"a").unwrap();
     m.submit(make).unwrap();
+    // A temp is read once it is made.
+    wait_ok(&m);
     let mut next = Task::command(c"cat in > t; echo second >> t");
     next.add_input(Mount::new(one.clone(), "in", 0).unwrap())
         .unwrap();
@@ -181,19 +183,17 @@ fn a_chain_of_temps_runs_across_workers_without_the_manager() {
         .unwrap();
     next.add_feature(c"b").unwrap();
     m.submit(next).unwrap();
+    wait_ok(&m);
     let mut last = Task::command(c"cat in; echo third");
     last.add_input(Mount::new(two.clone(), "in", 0).unwrap())
         .unwrap();
     last.add_feature(c"a").unwrap();
-    let last_id = m.submit(last).unwrap();
-    let mut out = None;
-    for _ in 0..3 {
-        let t = wait_ok(&m);
-        if t.id() == last_id {
-            out = t.stdout().map(|s| s.to_str().unwrap().to_owned());
-        }
-    }
-    assert_eq!(out.as_deref(), Some("first\nsecond\nthird\n"));
+    m.submit(last).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(
+        t.stdout().unwrap().to_str().unwrap(),
+        "first\nsecond\nthird\n"
+    );
     assert_eq!(
         m.bytes_transferred(),
         (0, 0),
@@ -212,7 +212,11 @@ fn a_temp_replicated_to_two_workers_survives_the_loss_of_its_maker() {
     m.tune("temp-replica-count", 2.0).unwrap();
     let mut maker = worker_with(port, "a", &[]);
     let other = worker_with(port, "b", &[]);
-    m.tune("wait-for-workers", 2.0).unwrap();
+    // Both workers are there when the temp is made.
+    let mut hello = Task::command(c"true");
+    hello.add_feature(c"b").unwrap();
+    m.submit(hello).unwrap();
+    wait_ok(&m);
     let temp = m.declare(File::temp().unwrap());
     let mut make = Task::command(c"echo precious > t");
     make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
@@ -233,7 +237,7 @@ fn a_temp_replicated_to_two_workers_survives_the_loss_of_its_maker() {
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
     assert_eq!(
         m.stats().unwrap().tasks_dispatched,
-        2,
+        3,
         "the maker did not run again"
     );
     stop(m, vec![other]);
