@@ -11,10 +11,12 @@
  *  - Some parameters are wider: cores are a double (fractions of a core), times
  *    in seconds are doubles, vine_declare_buffer takes const void *, getters take
  *    const pointers.
- *  - vine_enable_peer_transfers, vine_disable_peer_transfers and
- *    vine_enable_monitoring are recorded but change no result: every file goes
- *    through the manager, memory and disk limits are always enforced, and no
- *    measured peaks or time series are kept. vine_set_category_mode accepts
+ *  - Peer transfers (vine_enable_peer_transfers, on by default) move cached
+ *    inputs and temps between remote workers as in TaskVine; peer links are
+ *    authenticated but not under TLS, and vine_stats has vine's own bytes_peer.
+ *  - vine_enable_monitoring is recorded but changes no result: memory and disk
+ *    limits are always enforced, and no measured peaks or time series are
+ *    kept. vine_set_category_mode accepts
  *    TaskVine's modes; tasks get what they ask for in every mode.
  *
  * What vine lacks of TaskVine's C API (91 of its 142 functions are in vine.h):
