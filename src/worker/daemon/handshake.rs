@@ -15,7 +15,8 @@ use crate::resources::Resources;
 
 /// Runs the handshake: TLS if asked for, then registration with the password
 /// proofs both ways, bound to the TLS channel when there is one. Returns the
-/// session's halves, its socket and how often to send keepalives.
+/// session's halves, its socket, how often to send keepalives and the manager run's transfer token.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn handshake(
     opts: &WorkerOptions,
     stream: TcpStream,
