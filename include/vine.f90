@@ -110,7 +110,8 @@ module vine
   integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING = 8
 
   !> Counters of a manager (struct vine_stats): TaskVine's fields in TaskVine's
-  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact).
+  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact,
+  !> bytes_peer: bytes moved between workers).
   type, bind(C), public :: vine_stats
     integer(c_int) :: workers_connected, workers_init, workers_idle, workers_busy, workers_able
     integer(c_int) :: workers_joined, workers_removed, workers_released, workers_idled_out
@@ -135,6 +136,7 @@ module vine
     integer(c_int64_t) :: inuse_cache
     integer(c_int64_t) :: tasks_retried
     real(c_double) :: total_cores_exact, committed_cores_exact
+    integer(c_int64_t) :: bytes_peer
   end type vine_stats
 
   ! Functions without string arguments: the C functions themselves.
