@@ -11,15 +11,16 @@
  *  - Some parameters are wider: cores are a double (fractions of a core), times
  *    in seconds are doubles, vine_declare_buffer takes const void *, getters take
  *    const pointers.
- *  - vine_enable_peer_transfers and vine_disable_peer_transfers are recorded
- *    but change no result: every file goes through the manager.
+ *  - Peer transfers (vine_enable_peer_transfers, on by default) move cached
+ *    inputs and temps between remote workers as in TaskVine; peer links are
+ *    authenticated but not under TLS, and vine_stats has vine's own bytes_peer.
  *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
  *    time series is not written. TaskVine's struct rmsummary is vine's struct
  *    vine_resources, with the same fields; this header maps the names, and
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (100 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (101 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
@@ -30,8 +31,8 @@
  *    vine_enable_category_resource, vine_initialize_categories,
  *    vine_enable_proportional_resources, vine_disable_proportional_resources,
  *    vine_summarize_workers.
- *  - Transfers between workers: vine_file_replica_count,
- *    vine_get_effective_bandwidth, vine_set_bandwidth_limit.
+ *  - Transfers between workers: vine_get_effective_bandwidth,
+ *    vine_set_bandwidth_limit.
  *  - vine_set_tasks_left_count (a hint for a worker factory),
  *    vine_enable_disconnect_slow_workers_category (the slow-worker rule per
  *    category; vine_enable_disconnect_slow_workers is there).

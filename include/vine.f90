@@ -145,7 +145,8 @@ module vine
   end type vine_resources
 
   !> Counters of a manager (struct vine_stats): TaskVine's fields in TaskVine's
-  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact).
+  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact,
+  !> bytes_peer: bytes moved between workers).
   type, bind(C), public :: vine_stats
     integer(c_int) :: workers_connected, workers_init, workers_idle, workers_busy, workers_able
     integer(c_int) :: workers_joined, workers_removed, workers_released, workers_idled_out
@@ -170,6 +171,7 @@ module vine
     integer(c_int64_t) :: inuse_cache
     integer(c_int64_t) :: tasks_retried
     real(c_double) :: total_cores_exact, committed_cores_exact
+    integer(c_int64_t) :: bytes_peer
   end type vine_stats
 
   ! Functions without string arguments: the C functions themselves.
@@ -181,7 +183,7 @@ module vine
   public :: vine_task_set_retries, vine_task_set_exec_mode, vine_task_get_result
   public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
   public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
-  public :: vine_file_set_mode
+  public :: vine_file_set_mode, vine_file_replica_count
   public :: vine_declare_untar, vine_declare_poncho, vine_task_add_poncho_package
   public :: vine_file_contents, vine_file_type, vine_file_source, vine_prune_file
   public :: vine_undeclare_file
@@ -377,6 +379,10 @@ module vine
     integer(c_size_t) function vine_file_size(f) bind(C, name='vine_file_size')
       import :: c_ptr, c_size_t
       type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_file_replica_count(m, f) bind(C, name='vine_file_replica_count')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, f
     end function
     integer(c_int) function vine_file_set_mode(f, mode) bind(C, name='vine_file_set_mode')
       import :: c_ptr, c_int

@@ -248,6 +248,9 @@ typedef struct vine_stats {
   double total_cores_exact;
   // vine's own: cores held by running tasks, fractions included.
   double committed_cores_exact;
+  // vine's own: bytes of files moved between remote workers (peer
+  // transfers), which `bytes_sent` does not count.
+  int64_t bytes_peer;
 } vine_stats;
 
 // How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
@@ -682,6 +685,14 @@ int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *r
 // or whose worker was lost).
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 
+// How many remote workers hold `f` now (or are being sent it), as TaskVine's
+// function of the same name: a temp made or fetched there, an input cached
+// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
+// A worker that is lost, or that dropped the file, no longer counts. The
+// local pool reads the manager's own copy and is not counted; neither are
+// inputs sent for one task only. Returns the count, or a negative error.
+int vine_file_replica_count(struct vine_manager *m, struct vine_file *f);
+
 // The size in bytes of what the file holds now (0 if unknown, and on error).
 size_t vine_file_size(struct vine_file *f);
 
@@ -979,8 +990,17 @@ int vine_port(const struct vine_manager *m);
 //   worker holds tasks for this many times its cores, the excess waiting there:
 //   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
 //   `"prefetch"` replaces it.
+// - `"worker-source-max-transfers"` (10): the most peer transfers one worker
+//   serves at once; past it (and past the next limit on every holder) an input
+//   goes from the manager.
+// - `"file-source-max-transfers"` (1): the most transfers of one file one
+//   worker serves at once, so that a file wanted by many workers spreads from
+//   worker to worker.
+// - `"temp-replica-count"` (1): a temp is kept at this many workers: when it is
+//   made, others fetch a copy from its maker, so that losing a worker costs
+//   no recomputation while a copy remains (with peer transfers on).
 //
-// TaskVine's other names (transfers between workers, the resource monitor,
+// TaskVine's other names (the resource monitor,
 // catalog updates, libraries, ...) tune machinery vine does not have: they are
 // unknown settings here.
 //
@@ -990,7 +1010,8 @@ int vine_port(const struct vine_manager *m);
 // `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 // `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
 // `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
-// `hungry-minimum` 0 to 1e9.
+// `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
+// to 1e6 (0 counts as 1).
 //
 // Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 // `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -1100,16 +1121,26 @@ int vine_set_keepalive_interval(struct vine_manager *m, int interval);
 // (TaskVine's returns nothing).
 int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
 
-// Records that workers may send each other files, as TaskVine's call does (on
-// by default). vine sends every input to a remote worker from the manager and
-// brings every temp a task needs elsewhere through the manager, with or without
-// it: results are the same, and only the route of the bytes would differ.
-// Returns 1, or a negative error.
+// Lets remote workers send each other files (peer transfers), as TaskVine
+// does; on by default. A worker that needs a cached input (declared
+// `VINE_CACHE_LEVEL_WORKFLOW` or longer) or a temp that another worker of this
+// manager holds fetches it from that worker's transfer port instead of from the
+// manager, which sends each such file to one worker and lets it spread. Peers
+// prove to each other that they belong to this manager: an HMAC challenge and
+// response over the manager's password, when it has one, and a random token of
+// this manager run that each worker gets when it joins; peer links are
+// authenticated, not encrypted. A failed fetch is sent again, from the manager
+// or another peer. Tasks that read a temp may run at any remote worker. Files
+// declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
+// always reads the manager's own files. Tuned by `vine_tune`'s
+// `"worker-source-max-transfers"` (default 10), `"file-source-max-transfers"`
+// (default 1) and `"temp-replica-count"` (default 1); bytes moved between
+// workers are `bytes_peer` in `vine_stats`. Returns 1, or a negative error.
 int vine_enable_peer_transfers(struct vine_manager *m);
 
-// Records that workers may not send each other files (see
-// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
-// Returns 1, or a negative error.
+// Stops transfers between workers: from now on every input goes to a remote
+// worker from the manager, and tasks that read a temp run where it is kept (see
+// `vine_enable_peer_transfers`). Returns 1, or a negative error.
 int vine_disable_peer_transfers(struct vine_manager *m);
 
 // Measures what every task submitted from now on uses (see

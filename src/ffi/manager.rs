@@ -186,8 +186,17 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   worker holds tasks for this many times its cores, the excess waiting there:
 ///   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
 ///   `"prefetch"` replaces it.
+/// - `"worker-source-max-transfers"` (10): the most peer transfers one worker
+///   serves at once; past it (and past the next limit on every holder) an input
+///   goes from the manager.
+/// - `"file-source-max-transfers"` (1): the most transfers of one file one
+///   worker serves at once, so that a file wanted by many workers spreads from
+///   worker to worker.
+/// - `"temp-replica-count"` (1): a temp is kept at this many workers: when it is
+///   made, others fetch a copy from its maker, so that losing a worker costs
+///   no recomputation while a copy remains (with peer transfers on).
 ///
-/// TaskVine's other names (transfers between workers, the resource monitor,
+/// TaskVine's other names (the resource monitor,
 /// catalog updates, libraries, ...) tune machinery vine does not have: they are
 /// unknown settings here.
 ///
@@ -197,7 +206,8 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 /// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
 /// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
-/// `hungry-minimum` 0 to 1e9.
+/// `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
+/// to 1e6 (0 counts as 1).
 ///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 /// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -470,11 +480,21 @@ pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_in
     })
 }
 
-/// Records that workers may send each other files, as TaskVine's call does (on
-/// by default). vine sends every input to a remote worker from the manager and
-/// brings every temp a task needs elsewhere through the manager, with or without
-/// it: results are the same, and only the route of the bytes would differ.
-/// Returns 1, or a negative error.
+/// Lets remote workers send each other files (peer transfers), as TaskVine
+/// does; on by default. A worker that needs a cached input (declared
+/// `VINE_CACHE_LEVEL_WORKFLOW` or longer) or a temp that another worker of this
+/// manager holds fetches it from that worker's transfer port instead of from the
+/// manager, which sends each such file to one worker and lets it spread. Peers
+/// prove to each other that they belong to this manager: an HMAC challenge and
+/// response over the manager's password, when it has one, and a random token of
+/// this manager run that each worker gets when it joins; peer links are
+/// authenticated, not encrypted. A failed fetch is sent again, from the manager
+/// or another peer. Tasks that read a temp may run at any remote worker. Files
+/// declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
+/// always reads the manager's own files. Tuned by `vine_tune`'s
+/// `"worker-source-max-transfers"` (default 10), `"file-source-max-transfers"`
+/// (default 1) and `"temp-replica-count"` (default 1); bytes moved between
+/// workers are `bytes_peer` in `vine_stats`. Returns 1, or a negative error.
 #[no_mangle]
 pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -483,9 +503,9 @@ pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
     })
 }
 
-/// Records that workers may not send each other files (see
-/// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
-/// Returns 1, or a negative error.
+/// Stops transfers between workers: from now on every input goes to a remote
+/// worker from the manager, and tasks that read a temp run where it is kept (see
+/// `vine_enable_peer_transfers`). Returns 1, or a negative error.
 #[no_mangle]
 pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -785,6 +805,7 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             tasks_retried: big(st.tasks_retried),
             total_cores_exact: st.total.cores(),
             committed_cores_exact: st.committed.cores(),
+            bytes_peer: big(m.bytes_peer()),
             ..vine_stats::default()
         };
         // SAFETY: non-NULL and pointing to a vine_stats by the C contract.

@@ -554,9 +554,15 @@ impl ManagerLoop {
                 if apply_report(&mut task, *report, &self.temp_root) {
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);
+                    self.share_temps_of(worker, &task);
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
                     link.keep(task);
+                }
+            }
+            Message::PeerFetched { worker, file_id } => {
+                if self.remote.contains_key(&worker) {
+                    self.sched.temps.add_replica(file_id, worker);
                 }
             }
             Message::RemoteFileData { file_id, data, .. } => {
@@ -863,7 +869,10 @@ impl ManagerLoop {
             | Setting::HungryMinimum(_)
             | Setting::MaxStdout(_)
             | Setting::HungryFactor(_)
-            | Setting::LocalWorkerProcesses(_) => {
+            | Setting::LocalWorkerProcesses(_)
+            | Setting::WorkerSourceMaxTransfers(_)
+            | Setting::FileSourceMaxTransfers(_)
+            | Setting::TempReplicaCount(_) => {
                 unreachable!("applied by the manager handle")
             }
         }
@@ -1042,6 +1051,38 @@ impl ManagerLoop {
                         replies,
                     },
                 );
+            }
+        }
+    }
+
+    /// Temps `task` left at remote worker `worker` can be fetched from there;
+    /// with `temp-replica-count` above 1, that many workers in all are told to
+    /// fetch a copy now, so that losing one costs no recomputation.
+    fn share_temps_of(&mut self, worker: WorkerId, task: &crate::task::Task) {
+        let Some(extra) = &task.extra else { return };
+        let peers = &self.remote_settings.peers;
+        let want = peers.temp_replicas.load(Ordering::Relaxed) as usize;
+        for m in &extra.outputs {
+            let id = m.file.id();
+            if !self.sched.temps.held_by(id, worker) {
+                continue;
+            }
+            peers.add(id, worker);
+            if !peers.enabled() || m.file.flags() & crate::files::FILE_PEER_NOSHARE != 0 {
+                continue;
+            }
+            let mut others: Vec<WorkerId> = self
+                .remote
+                .keys()
+                .copied()
+                .filter(|w| !self.sched.temps.held_by(id, *w))
+                .collect();
+            others.sort_unstable();
+            let have = self.sched.temps.holders(id);
+            for w in others.into_iter().take(want.saturating_sub(have)) {
+                if let (Some(c), Some(link)) = (peers.choose(id, w, false), self.remote.get(&w)) {
+                    link.replicate(id, c);
+                }
             }
         }
     }

@@ -9,6 +9,7 @@ pub mod factory;
 pub(crate) mod inbox;
 pub(crate) mod journal;
 mod outbound;
+pub(crate) mod peers;
 mod progress;
 mod ready;
 pub mod remote;
@@ -64,6 +65,13 @@ pub enum Message {
         worker: WorkerId,
         /// The report.
         report: Box<crate::protocol::TaskReport>,
+    },
+    /// A remote worker fetched a file from a peer: it holds a replica now.
+    PeerFetched {
+        /// Which worker.
+        worker: WorkerId,
+        /// Which file.
+        file_id: u64,
     },
     /// A remote worker sends a file it keeps.
     RemoteFileData {
@@ -480,6 +488,7 @@ impl Manager {
         lp.add_local_worker();
         lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
+        lp.sched.temps.peers_on = remote_settings.peers.on.clone();
         let _ = remote_settings.journal.set(sink.clone());
         let _ = remote_settings.staging.set(runtime_dir.join("temp"));
         if let Some(tls) = tls {
@@ -838,6 +847,21 @@ impl Manager {
                     .store(n as u64, Ordering::Relaxed);
             }
             Setting::LocalWorkerProcesses(n) => self.start_local_workers(n, None)?,
+            Setting::WorkerSourceMaxTransfers(n) => self
+                .remote_settings
+                .peers
+                .worker_max
+                .store(n, Ordering::Relaxed),
+            Setting::FileSourceMaxTransfers(n) => self
+                .remote_settings
+                .peers
+                .file_max
+                .store(n, Ordering::Relaxed),
+            Setting::TempReplicaCount(n) => self
+                .remote_settings
+                .peers
+                .temp_replicas
+                .store(n, Ordering::Relaxed),
             Setting::HungryMinimum(n) => self
                 .shared
                 .hungry_minimum
@@ -1048,6 +1072,7 @@ impl Manager {
     /// Records whether peer transfers are wanted (see `vine_enable_peer_transfers`).
     pub fn set_peer_transfers(&self, on: bool) {
         self.peer_transfers.store(on, Ordering::Relaxed);
+        self.remote_settings.peers.on.store(on, Ordering::Relaxed);
     }
 
     /// Whether peer transfers were asked for.
@@ -1297,6 +1322,17 @@ impl Manager {
     /// The capacity of the local pool as configured.
     pub fn local_resources(&self) -> Resources {
         self.stats().map(|s| s.total).unwrap_or_default()
+    }
+
+    /// How many remote workers hold `file` (or are being sent it): temps made
+    /// or fetched there, and inputs cached there for the workflow or longer.
+    pub fn file_replica_count(&self, file: &crate::files::File) -> usize {
+        self.remote_settings.peers.replicas(file.id())
+    }
+
+    /// Bytes of files moved between remote workers (peer transfers).
+    pub fn bytes_peer(&self) -> u64 {
+        self.remote_settings.peers.bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes of input files sent to remote workers, and of outputs received.

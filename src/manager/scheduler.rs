@@ -243,7 +243,14 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
                     }
                     match place {
                         TempPlace::Anywhere => true,
-                        TempPlace::Worker(at) => at == w.id,
+                        // With peer transfers, any remote worker fetches it
+                        // from one that holds it.
+                        TempPlace::Worker(_) => {
+                            temps.held_by(m.file.id(), w.id)
+                                || (temps.shared()
+                                    && w.functions.is_some()
+                                    && m.file.flags() & crate::files::FILE_PEER_NOSHARE == 0)
+                        }
                         TempPlace::Regenerating => false,
                     }
                 })

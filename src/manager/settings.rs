@@ -52,6 +52,12 @@ pub enum Setting {
     SubmitMultiplier(f64),
     /// The progress line on standard error: on (1) or off (0).
     Progress(bool),
+    /// TaskVine's: the most peer transfers one worker serves at once.
+    WorkerSourceMaxTransfers(u64),
+    /// TaskVine's: the most transfers of one file one worker serves at once.
+    FileSourceMaxTransfers(u64),
+    /// TaskVine's: workers each temp is kept at.
+    TempReplicaCount(u64),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -78,6 +84,9 @@ pub const NAMES: &[&str] = &[
     "resource-submit-multiplier",
     "asynchrony-multiplier",
     "category-steady-n-tasks",
+    "worker-source-max-transfers",
+    "file-source-max-transfers",
+    "temp-replica-count",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -138,6 +147,13 @@ impl Setting {
                 Setting::SlowWorkersBlockTimeout(seconds(name, v)?)
             }
             "hungry-minimum" => Setting::HungryMinimum(whole(name, v, 1e9)? as usize),
+            "worker-source-max-transfers" => {
+                Setting::WorkerSourceMaxTransfers(whole(name, v, 1e6)?.max(1))
+            }
+            "file-source-max-transfers" => {
+                Setting::FileSourceMaxTransfers(whole(name, v, 1e6)?.max(1))
+            }
+            "temp-replica-count" => Setting::TempReplicaCount(whole(name, v, 1e6)?.max(1)),
             "resource-submit-multiplier" | "asynchrony-multiplier" => {
                 if !v.is_finite() || !(1.0..=MAX_HUNGRY_FACTOR).contains(&v) {
                     return Err(Error::invalid(format!(

@@ -161,6 +161,13 @@ static void test_null_and_bad_arguments(void)
     vine_set_keepalive_timeout(m, 120);
     CHECK(vine_enable_monitoring(m, 1, 0) == 1);
     CHECK(vine_disable_peer_transfers(m) == 1 && vine_enable_peer_transfers(m) == 1);
+    {
+        struct vine_file *b = vine_declare_buffer(m, "x", 1, VINE_CACHE_LEVEL_WORKFLOW, 0);
+        CHECK(b != NULL);
+        CHECK(vine_file_replica_count(m, b) == 0); /* the local pool is not counted */
+        CHECK_ERR(vine_file_replica_count(NULL, b), VINE_ERROR_NULL);
+        CHECK_ERR(vine_file_replica_count(m, NULL), VINE_ERROR_NULL);
+    }
     CHECK_ERR(vine_block_host(m, NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_block_host(NULL, "x"), VINE_ERROR_NULL);
     CHECK_ERR(vine_workers_shutdown(NULL, 0), VINE_ERROR_NULL);

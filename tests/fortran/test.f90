@@ -61,6 +61,7 @@ program test
   call check(vine_block_host(m, 'node7') == 0 .and. vine_unblock_host(m, 'node7') == 0, 'block')
   call check(vine_workers_shutdown(m, 0_c_int) == 0, 'no remote workers')
   call check(vine_enable_peer_transfers(m) == 1, 'peer transfers')
+  call check(vine_file_replica_count(m, c_null_ptr) < 0, 'no file, no count')
 
   ! An array in, an array out.
   t = vine_task_create_function('double_all', c_loc(xs), int(c_sizeof(xs), c_size_t))
