@@ -11,29 +11,28 @@
  *  - Some parameters are wider: cores are a double (fractions of a core), times
  *    in seconds are doubles, vine_declare_buffer takes const void *, getters take
  *    const pointers.
- *  - vine_enable_peer_transfers, vine_disable_peer_transfers and
- *    vine_enable_monitoring are recorded but change no result: every file goes
- *    through the manager, memory and disk limits are always enforced, and no
- *    measured peaks or time series are kept. vine_set_category_mode accepts
- *    TaskVine's modes; tasks get what they ask for in every mode.
+ *  - Peer transfers (vine_enable_peer_transfers, on by default) move cached
+ *    inputs and temps between remote workers as in TaskVine; peer links are
+ *    authenticated but not under TLS, and vine_stats has vine's own bytes_peer.
+ *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
+ *    time series is not written. TaskVine's struct rmsummary is vine's struct
+ *    vine_resources, with the same fields; this header maps the names, and
+ *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
+ *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (91 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (101 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
  *    vine_get_path_cache, vine_get_path_staging, vine_get_path_library_log;
  *    vine_get_status (it returns TaskVine's struct jx; vine_status and its
  *    JSON answer the same questions).
- *  - Measured resources and automatic sizing: vine_task_get_resources,
- *    vine_task_set_resources, vine_task_set_monitor_output,
- *    vine_set_category_resources_max, vine_set_category_resources_min,
- *    vine_set_category_first_allocation_guess, vine_set_category_max_concurrent,
- *    vine_set_resources_max, vine_set_resources_min, vine_get_stats_category,
+ *  - More of measured resources: vine_task_set_monitor_output,
  *    vine_enable_category_resource, vine_initialize_categories,
  *    vine_enable_proportional_resources, vine_disable_proportional_resources,
- *    vine_summarize_workers (these take or give TaskVine's struct rmsummary).
- *  - Transfers between workers: vine_file_replica_count,
- *    vine_get_effective_bandwidth, vine_set_bandwidth_limit.
+ *    vine_summarize_workers.
+ *  - Transfers between workers: vine_get_effective_bandwidth,
+ *    vine_set_bandwidth_limit.
  *  - vine_set_tasks_left_count (a hint for a worker factory),
  *    vine_enable_disconnect_slow_workers_category (the slow-worker rule per
  *    category; vine_enable_disconnect_slow_workers is there).
@@ -65,5 +64,12 @@
 #define VINE_TASKVINE_H
 
 #include "vine.h"
+
+/* TaskVine's resource summaries are vine's. */
+#define rmsummary vine_resources
+#define rmsummary_create vine_resources_create
+#define rmsummary_delete vine_resources_delete
+#define rmsummary_set vine_resources_set
+#define rmsummary_get vine_resources_get
 
 #endif /* VINE_TASKVINE_H */

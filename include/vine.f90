@@ -109,8 +109,44 @@ module vine
   integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING = 7
   integer(c_int), parameter, public :: VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING = 8
 
+  !> TaskVine's struct vine_resources (vine_task_get_resources, the category
+  !> bounds): -1 is "not set"; strings and pointers are c_null_ptr in vine.
+  type, bind(C), public :: vine_resources
+    type(c_ptr) :: category, command, taskid
+    real(c_double) :: cores
+    real(c_double) :: gpus
+    real(c_double) :: memory
+    real(c_double) :: disk
+    type(c_ptr) :: exit_type
+    integer(c_int64_t) :: signal, exit_status, last_error
+    real(c_double) :: start
+    real(c_double) :: end
+    real(c_double) :: cores_avg
+    real(c_double) :: wall_time
+    real(c_double) :: cpu_time
+    real(c_double) :: virtual_memory
+    real(c_double) :: swap_memory
+    real(c_double) :: bytes_read
+    real(c_double) :: bytes_written
+    real(c_double) :: bytes_received
+    real(c_double) :: bytes_sent
+    real(c_double) :: bandwidth
+    real(c_double) :: machine_cpus
+    real(c_double) :: machine_load
+    real(c_double) :: context_switches
+    real(c_double) :: max_concurrent_processes
+    real(c_double) :: total_processes
+    real(c_double) :: total_files
+    real(c_double) :: fs_nodes
+    real(c_double) :: workers
+    type(c_ptr) :: limits_exceeded, peak_times, snapshot_name
+    integer(c_size_t) :: snapshots_count
+    type(c_ptr) :: snapshots
+  end type vine_resources
+
   !> Counters of a manager (struct vine_stats): TaskVine's fields in TaskVine's
-  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact).
+  !> order, then vine's own (tasks_retried, total_cores_exact, committed_cores_exact,
+  !> bytes_peer: bytes moved between workers).
   type, bind(C), public :: vine_stats
     integer(c_int) :: workers_connected, workers_init, workers_idle, workers_busy, workers_able
     integer(c_int) :: workers_joined, workers_removed, workers_released, workers_idled_out
@@ -135,6 +171,7 @@ module vine
     integer(c_int64_t) :: inuse_cache
     integer(c_int64_t) :: tasks_retried
     real(c_double) :: total_cores_exact, committed_cores_exact
+    integer(c_int64_t) :: bytes_peer
   end type vine_stats
 
   ! Functions without string arguments: the C functions themselves.
@@ -146,7 +183,7 @@ module vine
   public :: vine_task_set_retries, vine_task_set_exec_mode, vine_task_get_result
   public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
   public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
-  public :: vine_file_set_mode
+  public :: vine_file_set_mode, vine_file_replica_count
   public :: vine_declare_untar, vine_declare_poncho, vine_task_add_poncho_package
   public :: vine_file_contents, vine_file_type, vine_file_source, vine_prune_file
   public :: vine_undeclare_file
@@ -170,6 +207,12 @@ module vine
   public :: vine_cancel_all_by_tag
   public :: vine_task_get_metric, vine_declare_file, vine_task_add_input, vine_task_add_output
   public :: vine_register_function, vine_fetch_file_string
+  ! Measured resources and sizing.
+  public :: vine_resources_create, vine_resources_delete, vine_task_get_resources
+  public :: vine_set_category_resources_max, vine_set_category_resources_min
+  public :: vine_set_category_first_allocation_guess, vine_set_resources_max
+  public :: vine_set_resources_min, vine_set_category_max_concurrent, vine_get_stats_category
+  public :: vine_task_set_resources, vine_resources_set, vine_resources_get
   ! Logs and the run directory.
   public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
   public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
@@ -336,6 +379,10 @@ module vine
     integer(c_size_t) function vine_file_size(f) bind(C, name='vine_file_size')
       import :: c_ptr, c_size_t
       type(c_ptr), value :: f
+    end function
+    integer(c_int) function vine_file_replica_count(m, f) bind(C, name='vine_file_replica_count')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, f
     end function
     integer(c_int) function vine_file_set_mode(f, mode) bind(C, name='vine_file_set_mode')
       import :: c_ptr, c_int
@@ -684,6 +731,81 @@ module vine
       import :: c_ptr, c_int
       type(c_ptr), value :: m, category
       integer(c_int), value :: mode
+    end function
+
+    ! Measured resources and sizing.
+    type(c_ptr) function vine_resources_create(default_value) bind(C, name='vine_resources_create')
+      import :: c_ptr, c_double
+      real(c_double), value :: default_value
+    end function
+    subroutine vine_resources_delete(s) bind(C, name='vine_resources_delete')
+      import :: c_ptr
+      type(c_ptr), value :: s
+    end subroutine
+    integer(c_int) function c_vine_resources_set(s, name, v) bind(C, name='vine_resources_set')
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: s
+      character(kind=c_char), intent(in) :: name(*)
+      real(c_double), value :: v
+    end function
+    real(c_double) function c_vine_resources_get(s, name) bind(C, name='vine_resources_get')
+      import :: c_ptr, c_char, c_double
+      type(c_ptr), value :: s
+      character(kind=c_char), intent(in) :: name(*)
+    end function
+    type(c_ptr) function c_vine_task_get_resources(t, name) bind(C, name='vine_task_get_resources')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: name(*)
+    end function
+    integer(c_int) function vine_task_set_resources(t, rm) bind(C, name='vine_task_set_resources')
+      import :: c_ptr, c_int, vine_resources
+      type(c_ptr), value :: t
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function c_vine_set_category_resources_max(m, c, rm) &
+        bind(C, name='vine_set_category_resources_max')
+      import :: c_ptr, c_int, c_char, vine_resources
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: c(*)
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function c_vine_set_category_resources_min(m, c, rm) &
+        bind(C, name='vine_set_category_resources_min')
+      import :: c_ptr, c_int, c_char, vine_resources
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: c(*)
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function c_vine_set_category_first_allocation_guess(m, c, rm) &
+        bind(C, name='vine_set_category_first_allocation_guess')
+      import :: c_ptr, c_int, c_char, vine_resources
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: c(*)
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function vine_set_resources_max(m, rm) bind(C, name='vine_set_resources_max')
+      import :: c_ptr, c_int, vine_resources
+      type(c_ptr), value :: m
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function vine_set_resources_min(m, rm) bind(C, name='vine_set_resources_min')
+      import :: c_ptr, c_int, vine_resources
+      type(c_ptr), value :: m
+      type(vine_resources), intent(in) :: rm
+    end function
+    integer(c_int) function c_vine_set_category_max_concurrent(m, c, n) &
+        bind(C, name='vine_set_category_max_concurrent')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: c(*)
+      integer(c_int), value :: n
+    end function
+    integer(c_int) function c_vine_get_stats_category(m, c, s) bind(C, name='vine_get_stats_category')
+      import :: c_ptr, c_int, c_char, vine_stats
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: c(*)
+      type(vine_stats), intent(out) :: s
     end function
 
     ! Logs and the run directory.
@@ -1074,6 +1196,65 @@ contains
     else
       vine_set_category_mode = c_vine_set_category_mode(m, c_null_ptr, mode)
     end if
+  end function
+
+  !> Sets the number called `name` of summary `s` (1), or 0 if it has none.
+  integer(c_int) function vine_resources_set(s, name, v)
+    type(c_ptr), intent(in) :: s
+    character(*), intent(in) :: name
+    real(c_double), intent(in) :: v
+    vine_resources_set = c_vine_resources_set(s, cstr(name), v)
+  end function
+
+  !> The number called `name` of summary `s`, or -1.
+  real(c_double) function vine_resources_get(s, name)
+    type(c_ptr), intent(in) :: s
+    character(*), intent(in) :: name
+    vine_resources_get = c_vine_resources_get(s, cstr(name))
+  end function
+
+  !> The task's "measured", "allocated" or "requested" resources; null if none
+  !> (use c_f_pointer to read it as a type(vine_resources)). The task owns it.
+  type(c_ptr) function vine_task_get_resources(t, name)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: name
+    vine_task_get_resources = c_vine_task_get_resources(t, cstr(name))
+  end function
+
+  integer(c_int) function vine_set_category_resources_max(m, category, rm)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    type(vine_resources), intent(in) :: rm
+    vine_set_category_resources_max = c_vine_set_category_resources_max(m, cstr(category), rm)
+  end function
+
+  integer(c_int) function vine_set_category_resources_min(m, category, rm)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    type(vine_resources), intent(in) :: rm
+    vine_set_category_resources_min = c_vine_set_category_resources_min(m, cstr(category), rm)
+  end function
+
+  integer(c_int) function vine_set_category_first_allocation_guess(m, category, rm)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    type(vine_resources), intent(in) :: rm
+    vine_set_category_first_allocation_guess = &
+        c_vine_set_category_first_allocation_guess(m, cstr(category), rm)
+  end function
+
+  integer(c_int) function vine_set_category_max_concurrent(m, category, n)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    integer(c_int), intent(in) :: n
+    vine_set_category_max_concurrent = c_vine_set_category_max_concurrent(m, cstr(category), n)
+  end function
+
+  integer(c_int) function vine_get_stats_category(m, category, s)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    type(vine_stats), intent(out) :: s
+    vine_get_stats_category = c_vine_get_stats_category(m, cstr(category), s)
   end function
 
   !> The contents of a buffer, temp or file as a Fortran string.

@@ -248,11 +248,99 @@ typedef struct vine_stats {
   double total_cores_exact;
   // vine's own: cores held by running tasks, fractions included.
   double committed_cores_exact;
+  // vine's own: bytes of files moved between remote workers (peer
+  // transfers), which `bytes_sent` does not count.
+  int64_t bytes_peer;
 } vine_stats;
 
 // How a task ended (`VINE_RESULT_*`). Values shared with TaskVine keep TaskVine's
 // numbers, so ported code that compares them keeps working.
 typedef int vine_result_t;
+
+// A summary of resources: TaskVine's `struct rmsummary` under vine's name (a
+// program that includes `taskvine.h` can call it `struct rmsummary`, and the
+// helpers `rmsummary_create`, `_delete`, `_set` and `_get`): its fields, in its
+// order, with its units. A field that is not known or not set is -1. vine
+// fills `cores`, `gpus`, `memory` and `disk` (what a task asks for, was given
+// or used), and for measurements also `start`, `end`, `wall_time`,
+// `cpu_time`, `cores_avg`, `bytes_read`, `bytes_written`,
+// `max_concurrent_processes` and `total_processes`; the strings and pointers
+// are always NULL, `snapshots_count` 0. vine reads only `cores`, `gpus`,
+// `memory` and `disk` of a summary it is given.
+typedef struct vine_resources {
+  // Always NULL in vine.
+  char *category;
+  // Always NULL in vine.
+  char *command;
+  // Always NULL in vine.
+  char *taskid;
+  // Cores (measured: CPU time over wall time, as `cores_avg`).
+  double cores;
+  // Gpus.
+  double gpus;
+  // Memory, MB (measured: the peak resident memory).
+  double memory;
+  // Disk, MB (measured: the peak size of the sandbox).
+  double disk;
+  // Always NULL in vine.
+  char *exit_type;
+  // Not filled (-1).
+  int64_t signal;
+  // Not filled (-1).
+  int64_t exit_status;
+  // Not filled (-1).
+  int64_t last_error;
+  // When the measured attempt started, microseconds since the epoch.
+  double start;
+  // When it ended, microseconds since the epoch.
+  double end;
+  // CPU time over wall time.
+  double cores_avg;
+  // Wall time, seconds.
+  double wall_time;
+  // CPU time (user and system), seconds.
+  double cpu_time;
+  // Not filled (-1).
+  double virtual_memory;
+  // Not filled (-1).
+  double swap_memory;
+  // MB read through system calls.
+  double bytes_read;
+  // MB written through system calls.
+  double bytes_written;
+  // Not filled (-1).
+  double bytes_received;
+  // Not filled (-1).
+  double bytes_sent;
+  // Not filled (-1).
+  double bandwidth;
+  // Not filled (-1).
+  double machine_cpus;
+  // Not filled (-1).
+  double machine_load;
+  // Not filled (-1).
+  double context_switches;
+  // Most processes of the task alive at once (as sampled).
+  double max_concurrent_processes;
+  // As `max_concurrent_processes` (vine samples; it does not count every fork).
+  double total_processes;
+  // Not filled (-1).
+  double total_files;
+  // Not filled (-1).
+  double fs_nodes;
+  // Not filled (-1).
+  double workers;
+  // Always NULL in vine.
+  struct vine_resources *limits_exceeded;
+  // Always NULL in vine.
+  struct vine_resources *peak_times;
+  // Always NULL in vine.
+  char *snapshot_name;
+  // Always 0 in vine.
+  size_t snapshots_count;
+  // Always NULL in vine.
+  struct vine_resources **snapshots;
+} vine_resources;
 
 // Where a function task runs (`VINE_EXEC_THREAD` or `VINE_EXEC_PROCESS`).
 typedef int vine_exec_mode_t;
@@ -597,6 +685,14 @@ int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *r
 // or whose worker was lost).
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 
+// How many remote workers hold `f` now (or are being sent it), as TaskVine's
+// function of the same name: a temp made or fetched there, an input cached
+// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
+// A worker that is lost, or that dropped the file, no longer counts. The
+// local pool reads the manager's own copy and is not counted; neither are
+// inputs sent for one task only. Returns the count, or a negative error.
+int vine_file_replica_count(struct vine_manager *m, struct vine_file *f);
+
 // The size in bytes of what the file holds now (0 if unknown, and on error).
 size_t vine_file_size(struct vine_file *f);
 
@@ -894,8 +990,17 @@ int vine_port(const struct vine_manager *m);
 //   worker holds tasks for this many times its cores, the excess waiting there:
 //   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
 //   `"prefetch"` replaces it.
+// - `"worker-source-max-transfers"` (10): the most peer transfers one worker
+//   serves at once; past it (and past the next limit on every holder) an input
+//   goes from the manager.
+// - `"file-source-max-transfers"` (1): the most transfers of one file one
+//   worker serves at once, so that a file wanted by many workers spreads from
+//   worker to worker.
+// - `"temp-replica-count"` (1): a temp is kept at this many workers: when it is
+//   made, others fetch a copy from its maker, so that losing a worker costs
+//   no recomputation while a copy remains (with peer transfers on).
 //
-// TaskVine's other names (transfers between workers, the resource monitor,
+// TaskVine's other names (the resource monitor,
 // catalog updates, libraries, ...) tune machinery vine does not have: they are
 // unknown settings here.
 //
@@ -905,7 +1010,8 @@ int vine_port(const struct vine_manager *m);
 // `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 // `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
 // `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
-// `hungry-minimum` 0 to 1e9.
+// `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
+// to 1e6 (0 counts as 1).
 //
 // Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 // `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -1015,33 +1121,63 @@ int vine_set_keepalive_interval(struct vine_manager *m, int interval);
 // (TaskVine's returns nothing).
 int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
 
-// Records that workers may send each other files, as TaskVine's call does (on
-// by default). vine sends every input to a remote worker from the manager and
-// brings every temp a task needs elsewhere through the manager, with or without
-// it: results are the same, and only the route of the bytes would differ.
-// Returns 1, or a negative error.
+// Lets remote workers send each other files (peer transfers), as TaskVine
+// does; on by default. A worker that needs a cached input (declared
+// `VINE_CACHE_LEVEL_WORKFLOW` or longer) or a temp that another worker of this
+// manager holds fetches it from that worker's transfer port instead of from the
+// manager, which sends each such file to one worker and lets it spread. Peers
+// prove to each other that they belong to this manager: an HMAC challenge and
+// response over the manager's password, when it has one, and a random token of
+// this manager run that each worker gets when it joins; peer links are
+// authenticated, not encrypted. A failed fetch is sent again, from the manager
+// or another peer. Tasks that read a temp may run at any remote worker. Files
+// declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
+// always reads the manager's own files. Tuned by `vine_tune`'s
+// `"worker-source-max-transfers"` (default 10), `"file-source-max-transfers"`
+// (default 1) and `"temp-replica-count"` (default 1); bytes moved between
+// workers are `bytes_peer` in `vine_stats`. Returns 1, or a negative error.
 int vine_enable_peer_transfers(struct vine_manager *m);
 
-// Records that workers may not send each other files (see
-// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
-// Returns 1, or a negative error.
+// Stops transfers between workers: from now on every input goes to a remote
+// worker from the manager, and tasks that read a temp run where it is kept (see
+// `vine_enable_peer_transfers`). Returns 1, or a negative error.
 int vine_disable_peer_transfers(struct vine_manager *m);
 
-// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
-// without it: a task that uses more memory or disk than it asked for is stopped
-// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
-// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
-// (`time_series`) is not written, and measured peak resources are not reported.
-// Returns 1, or a negative error.
+// Measures what every task submitted from now on uses (see
+// `vine_task_get_resources(t, "measured")`): its worker samples the task's
+// process group (every 50 ms) and sandbox, and times a THREAD function's
+// thread. With `watchdog` (non-zero), a task that uses more memory or disk
+// than it was given is stopped and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`,
+// as without this call; with 0, tasks are measured only, never stopped for
+// that. A time series (`time_series`) is not written. Categories with an
+// automatic allocation mode are measured without this call. Returns 1, or a
+// negative error.
 int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series);
 
 // Sets how tasks of `category` are sized (NULL: the default for every category
-// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
-// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
-// it asks for nothing). The automatic modes are recorded; since vine measures no
-// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
-// 0 for another value (nothing changes), as TaskVine does; a negative error for a
-// bad manager.
+// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`:
+// - `FIXED` (the default): a task gets what it asks for; what it does not set
+//   is the category's maximum (`vine_set_category_resources_max`) if set, else
+//   vine's default: one core, no memory, disk or gpu bound.
+// - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
+//   What a task sets is kept; the rest (cores, memory, disk; gpus stay 0) is,
+//   until `"category-steady-n-tasks"` (`vine_tune`, default 25) of them have
+//   succeeded, the category's first allocation guess, else its maximum, else
+//   the largest worker's whole size; then computed from their measured peaks:
+//   the largest (`MAX`), the allocation that wastes least over the measured
+//   tasks weighted by their run time, counting a failed attempt as waste
+//   (`MIN_WASTE`), or the one that completes most tasks per worker, counting
+//   what a worker cannot pack (`MAX_THROUGHPUT`). Memory and disk are rounded up
+//   by at most 1/16, cores to whole cores; always within the category's minimum
+//   and maximum. A task that exhausts such an allocation runs once more with
+//   the maximum (the category's, else the largest worker's), an attempt that
+//   does not count against its retries; exhausting that ends it
+//   `VINE_RESULT_RESOURCE_EXHAUSTION`.
+// - The bucketing modes are sized as `MIN_WASTE`.
+//
+// Tasks already waiting are sized by the new mode when they are dispatched.
+// Returns 1 for a valid mode, 0 for another value (nothing changes), as TaskVine
+// does; a negative error for a bad manager or category name.
 int vine_set_category_mode(struct vine_manager *m, const char *category, vine_category_mode_t mode);
 
 // Submits a task. Returns its id (>= 1); from then on the manager owns the task
@@ -1136,6 +1272,92 @@ const char *vine_version(void);
 // The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage);
 // "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*`.
 const char *vine_result_string(vine_result_t result);
+
+// A new summary with every number `default_value` (TaskVine's programs pass -1:
+// not set) and every pointer NULL, freed with `vine_resources_delete`: the
+// resource monitor's `rmsummary_create`, which `taskvine.h` maps here, so that
+// TaskVine programs that build summaries compile unchanged. NULL only if memory
+// runs out.
+struct vine_resources *vine_resources_create(double default_value);
+
+// Frees a summary made by `vine_resources_create` (never one that
+// `vine_task_get_resources` returned: the task owns those). NULL is ignored.
+void vine_resources_delete(struct vine_resources *s);
+
+// Sets the number called `resource` (a field name: "cores", "memory", "disk",
+// "gpus", "wall_time", ...) of `s`. Returns 1, or 0 if `resource` is not a
+// number of the summary or an argument is NULL, as the resource monitor's does.
+int vine_resources_set(struct vine_resources *s, const char *resource, double value);
+
+// The number called `resource` of `s`; -1 if it is not one (or an argument is
+// NULL), with the reason in `vine_last_error()`.
+double vine_resources_get(const struct vine_resources *s, const char *resource);
+
+// The resources of a finished task the caller owns, by `name`:
+// - `"measured"`: what its last attempt used, as its worker measured it, when
+//   it was monitored (`vine_enable_monitoring`, or a category with an automatic
+//   allocation mode). For a command or a PROCESS function: peak resident memory
+//   of its process group (sampled every 50 ms, and the kernel's peak of its
+//   largest process), peak sandbox size, CPU time of the processes it waited
+//   for, bytes read and written, most processes at once. For a THREAD
+//   function: its thread's CPU time and wall time only; its memory (-1) cannot
+//   be told apart from the rest of the process.
+// - `"allocated"`: what its last attempt was given (its request, or what its
+//   category's allocation mode chose), once it has been dispatched.
+// - `"requested"`: what the program set (`vine_task_set_cores`, ...); what it
+//   did not set is -1 (vine gives such a task one core and no memory, disk or
+//   gpu bound, unless its category says otherwise).
+//
+// Returns a summary the task owns (valid until `vine_task_delete`; the next
+// call with the same name rewrites it), or NULL if there is none yet or on
+// error (NULL arguments, an unknown name, a task the manager holds), with the
+// reason in `vine_last_error()`.
+const struct vine_resources *vine_task_get_resources(struct vine_task *t, const char *name);
+
+// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
+// negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
+// negative error (nothing changes then).
+int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm);
+
+// The most that tasks of `category` are given (TaskVine's call): a task that
+// sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
+// an automatic mode never allocates more, and a task that exhausts an automatic
+// allocation runs once more with them. Negative fields (and NULL: all) are not
+// set, which means the largest worker's for the automatic modes. Returns 0, or a
+// negative error (TaskVine's returns nothing).
+int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
+
+// The least that an automatic mode allocates to tasks of `category` (fields as
+// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+int vine_set_category_resources_min(struct vine_manager *m, const char *category, const struct vine_resources *rm);
+
+// What an automatic mode gives tasks of `category` before it has measured
+// enough of them (`"category-steady-n-tasks"`), instead of the maximum (fields as
+// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+int vine_set_category_first_allocation_guess(struct vine_manager *m, const char *category, const struct vine_resources *rm);
+
+// `vine_set_category_resources_max` for every category without its own.
+// Returns 0, or a negative error.
+int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *rm);
+
+// `vine_set_category_resources_min` for every category without its own.
+// Returns 0, or a negative error.
+int vine_set_resources_min(struct vine_manager *m, const struct vine_resources *rm);
+
+// At most `max_concurrent` tasks of `category` run at once, on all workers
+// together; a negative value removes the bound (the default). The others wait,
+// and tasks of other categories go ahead of them. Returns 0, or a negative error.
+int vine_set_category_max_concurrent(struct vine_manager *m, const char *category, int max_concurrent);
+
+// Fills `s` with the counts of `category`'s tasks: `tasks_waiting`,
+// `tasks_running` and `tasks_on_workers` (both: its tasks on workers now),
+// `tasks_submitted`, `tasks_dispatched`, `tasks_done`, `tasks_failed`,
+// `tasks_successful`, `tasks_cancelled`, `tasks_exhausted_attempts` (attempts
+// that exhausted their resources, including those run again with the
+// maximum), and the `time_workers_execute*` sums; every other field is 0. An
+// unknown category has all 0. Returns 0, or a negative error (TaskVine's
+// returns nothing).
+int vine_get_stats_category(struct vine_manager *m, const char *category, struct vine_stats *s);
 
 // Creates a task that calls the function registered as `name` (see
 // `vine_register_function`) with a copy of `input_len` bytes at `input` (NULL is
@@ -1372,7 +1594,12 @@ const char *vine_task_get_reason(const struct vine_task *t);
 //
 // vine's own: `"time_when_started"`, `"time_workers_execute"` (as
 // `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
-// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as requested).
+// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
+// its last attempt); and what its last attempt used, when it was monitored (-1
+// if not; see `vine_task_get_resources`): `"memory_measured"` and
+// `"disk_measured"` (peak MB), `"cores_measured"` (CPU over wall time, in
+// thousandths), `"cpu_time"` and `"wall_time"` (microseconds), `"bytes_read"`
+// and `"bytes_written"`.
 //
 // An unknown name gives 0, as in TaskVine (and `vine_last_error()` says so); a
 // NULL name or a bad task a negative `vine_error_t`.

@@ -25,7 +25,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 6;
+pub const VERSION: u16 = 7;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 /// The largest payload accepted from a peer that has not authenticated yet: a
@@ -61,6 +61,10 @@ pub struct TaskSpec {
     /// after it, killed at it.
     #[serde(default)]
     pub time_end: i64,
+    /// Whether to measure what it uses, and whether it runs without the
+    /// watchdog: the task's `FLAG_MONITOR` and `FLAG_NO_WATCHDOG` bits.
+    #[serde(default)]
+    pub monitor: u16,
 }
 
 /// What a remote task runs.
@@ -109,6 +113,18 @@ pub enum InputContent {
     /// In the worker's store of files kept forever, under this name (sent earlier
     /// to [`Dest::Store`], or there since an earlier worker put it there).
     Stored(String),
+    /// Fetched by the worker from another worker of the same manager (a peer),
+    /// into its cache under the file id; then as [`InputContent::Cached`]. A
+    /// fetch that fails is reported (`ToManager::PeerFetched`) and the task
+    /// comes back as an input lost, to be sent again.
+    Peer {
+        /// The peer's transfer address as the manager sees it (host or IP).
+        host: String,
+        /// Its transfer port.
+        port: u16,
+        /// Its worker id at the manager.
+        source: u32,
+    },
     /// Downloaded by the worker from this URL, and kept as the cache level
     /// (`CacheLevel` code) allows.
     Url {
@@ -174,6 +190,9 @@ pub struct TaskReport {
     /// the manager's connection thread, never on the wire.
     #[serde(skip)]
     pub arrived: Vec<(u64, std::result::Result<std::path::PathBuf, String>)>,
+    /// What the attempt used, when it was monitored.
+    #[serde(default)]
+    pub measured: Option<crate::resources::Measured>,
 }
 
 /// What became of one output a worker sends back.
@@ -294,6 +313,10 @@ pub enum ToWorker {
         /// How often the worker must send a keepalive, milliseconds: a fraction of
         /// the silence after which the manager declares it lost.
         keepalive_ms: u64,
+        /// This manager run's random transfer token: with the password, if
+        /// there is one, what a peer of the same manager proves it knows (see
+        /// [`peer_key`]).
+        transfer_token: [u8; 32],
     },
     /// Part of a file or directory sent to the worker.
     Xfer(Piece),
@@ -320,6 +343,18 @@ pub enum ToWorker {
     /// The answer to a status query (`vine_status`): the manager's state as
     /// JSON. The connection ends after it.
     Status(String),
+    /// Fetch a copy of this file from the peer named into the cache (a temp
+    /// replicated for `temp-replica-count`); answered with `PeerFetched`.
+    Replicate {
+        /// File id.
+        file_id: u64,
+        /// The peer's transfer address.
+        host: String,
+        /// Its transfer port.
+        port: u16,
+        /// Its worker id.
+        source: u32,
+    },
 }
 
 /// Worker to manager.
@@ -354,6 +389,9 @@ pub enum ToManager {
         /// authenticated as a worker would be.
         #[serde(default)]
         status: bool,
+        /// The port the worker serves its files to peers on (0: none).
+        #[serde(default)]
+        transfer_port: u16,
     },
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),
@@ -370,7 +408,77 @@ pub enum ToManager {
     },
     /// What a running task appended to an output it watches (`VINE_WATCH`).
     Watch(Box<WatchUpdate>),
+    /// A fetch from a peer ([`InputContent::Peer`]) ended: how many bytes came,
+    /// or why it failed. Sent before the report of the task that needed it.
+    PeerFetched {
+        /// File id.
+        file_id: u64,
+        /// The worker id of the peer it came (or failed to come) from.
+        source: u32,
+        /// Bytes received.
+        bytes: u64,
+        /// Microseconds it took.
+        took_us: u64,
+        /// Why it failed, if it did.
+        error: Option<String>,
+    },
 }
+
+/// A transfer between two workers of one manager, on the serving worker's
+/// transfer port. The server speaks first (`Hello`); the fetching peer answers
+/// with its own challenge, its proof and the file it wants (`Ask`); the server
+/// answers with its proof (`Welcome`) or `Refused`, then sends the file as one
+/// transfer (`Xfer` pieces) and closes. After `Welcome` every frame carries an
+/// HMAC under session keys derived as for a manager link (see [`session_keys`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum PeerMsg {
+    /// Server: its challenge.
+    Hello {
+        /// Challenge the fetching peer must answer.
+        challenge: Challenge,
+    },
+    /// Fetching peer: its challenge, its proof, and the file wanted.
+    Ask {
+        /// Its challenge.
+        challenge: Challenge,
+        /// Proof of the peer key ([`ROLE_PEER_FETCH`]).
+        proof: Proof,
+        /// The file id at the manager.
+        file_id: u64,
+    },
+    /// Server: accepted; its own proof ([`ROLE_PEER_SERVE`]).
+    Welcome {
+        /// Proof of the peer key.
+        proof: Proof,
+    },
+    /// Server: not served, and why.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A piece of the file.
+    Xfer(Piece),
+}
+
+/// The key peers prove they know: the password, when the manager has one, and
+/// the manager run's transfer token, handed to each worker at `Welcome` over its
+/// authenticated link. A worker of another manager (or of an earlier run of
+/// this one) does not know the token; a stranger without the password cannot
+/// join to learn it.
+pub fn peer_key(password: Option<&[u8]>, token: &[u8; 32]) -> Vec<u8> {
+    let mut key = Vec::with_capacity(64);
+    key.extend_from_slice(b"vine peers\0");
+    key.extend_from_slice(token);
+    if let Some(pw) = password {
+        key.extend_from_slice(pw);
+    }
+    key
+}
+
+/// Role of a peer fetching a file (see [`ROLE_WORKER`]).
+pub const ROLE_PEER_FETCH: &[u8] = b"vine-peer-fetch";
+/// Role of a worker serving a file to a peer.
+pub const ROLE_PEER_SERVE: &[u8] = b"vine-peer-serve";
 
 /// Bytes of a watched output of a running task: the file at the manager gets
 /// them at `offset` and ends after them.
@@ -619,6 +727,7 @@ mod test {
             inputs: vec![],
             outputs: vec![],
             time_end: 0,
+            monitor: 0,
         }));
         let mut buf = Vec::new();
         write_frame(&mut buf, &msg).unwrap();

@@ -102,6 +102,67 @@ impl Resources {
     }
 }
 
+/// What a task used, as its worker measured it (`vine_enable_monitoring`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Measured {
+    /// Wall time of the attempt, microseconds.
+    pub wall_us: u64,
+    /// CPU time (user + system), microseconds: of the process group for a command
+    /// or PROCESS function, of the calling thread for a THREAD function.
+    pub cpu_us: u64,
+    /// Peak resident memory, MB; None for a THREAD function, whose memory cannot
+    /// be told apart from the rest of the process.
+    pub memory_mb: Option<u64>,
+    /// Peak size of the sandbox, MB (0 for functions, which have none).
+    pub disk_mb: u64,
+    /// Bytes read through system calls by the task's processes.
+    pub bytes_read: u64,
+    /// Bytes written through system calls by the task's processes.
+    pub bytes_written: u64,
+    /// Most processes of the task seen alive at once (0 for a THREAD function).
+    pub max_processes: u32,
+}
+
+impl Measured {
+    /// The same, with every figure within what a real task could report (a
+    /// worker's report is not trusted to be sane): memory and disk at most
+    /// [`crate::task::MAX_MB`], times at most about 31 years.
+    pub fn bounded(self) -> Measured {
+        const MAX_US: u64 = 1_000_000_000_000_000;
+        let mb = |v: u64| v.min(crate::task::MAX_MB);
+        Measured {
+            wall_us: self.wall_us.min(MAX_US),
+            cpu_us: self.cpu_us.min(MAX_US),
+            memory_mb: self.memory_mb.map(mb),
+            disk_mb: mb(self.disk_mb),
+            ..self
+        }
+    }
+
+    /// Cores used on average: CPU time over wall time.
+    pub fn cores(&self) -> f64 {
+        if self.wall_us == 0 {
+            0.0
+        } else {
+            self.cpu_us as f64 / self.wall_us as f64
+        }
+    }
+}
+
+/// How a task's resources were chosen for its current attempt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Sizing {
+    /// As the program asked (and its category's maximum, for what it left unset).
+    #[default]
+    Asked,
+    /// An automatic allocation of its category (`VINE_ALLOCATION_MODE_MAX`,
+    /// `_MIN_WASTE`, `_MAX_THROUGHPUT`): what it asked for is kept in
+    /// [`crate::task::Extra::asked`].
+    Auto,
+    /// Its category's maximum, after an automatic allocation was exhausted.
+    Max,
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

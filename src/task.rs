@@ -204,6 +204,12 @@ pub struct Extra {
     pub forsaken: u32,
     /// Features a worker must offer to run it.
     pub features: Vec<CString>,
+    /// What its last attempt used, when it was monitored.
+    pub measured: Option<crate::resources::Measured>,
+    /// How its resources were chosen by its category (see `manager::categories`).
+    pub sizing: crate::resources::Sizing,
+    /// What it asked for, when its category chose other resources.
+    pub asked: Option<Resources>,
 }
 
 /// Where a task ran: the worker's host name and address, as
@@ -272,16 +278,30 @@ pub const MAX_GPUS: u32 = 1_000_000;
 pub(crate) const RETRIES_DEFAULT: u32 = u32::MAX;
 
 /// Task flag: the category comes from the function name.
-pub(crate) const FLAG_AUTOCATEGORY: u8 = 1;
+pub(crate) const FLAG_AUTOCATEGORY: u16 = 1;
 /// Task flag: cancellation was requested.
-pub(crate) const FLAG_CANCELLED: u8 = 2;
+pub(crate) const FLAG_CANCELLED: u16 = 2;
 /// Task flag: its worker started it (this attempt).
-pub(crate) const FLAG_STARTED: u8 = 4;
+pub(crate) const FLAG_STARTED: u16 = 4;
 /// Task flag: run by the manager itself (to make a lost temp again), never returned.
-pub(crate) const FLAG_INTERNAL: u8 = 8;
+pub(crate) const FLAG_INTERNAL: u16 = 8;
+/// Task flag: its worker measures what it uses (`vine_enable_monitoring`, or a
+/// category sized from measurements).
+pub(crate) const FLAG_MONITOR: u16 = 16;
+/// Task flag: measured only, never stopped for using more memory or disk than
+/// it was given (`vine_enable_monitoring` without its watchdog).
+pub(crate) const FLAG_NO_WATCHDOG: u16 = 32;
+/// Task flag: the program set its cores (else they are the default, one core).
+pub(crate) const FLAG_SET_CORES: u16 = 64;
+/// Task flag: the program set its memory.
+pub(crate) const FLAG_SET_MEMORY: u16 = 128;
+/// Task flag: the program set its disk.
+pub(crate) const FLAG_SET_DISK: u16 = 256;
+/// Task flag: the program set its gpus.
+pub(crate) const FLAG_SET_GPUS: u16 = 512;
 /// Task flag: placed on the local pool by its submitter, not by the manager
 /// thread; it goes from the pool straight to the completion queue.
-pub(crate) const FLAG_DIRECT: u8 = 16;
+pub(crate) const FLAG_DIRECT: u16 = 1024;
 
 /// One unit of work and its outcome.
 pub struct Task {
@@ -292,7 +312,7 @@ pub struct Task {
     pub(crate) max_retries: u32,
     pub(crate) attempts: u32,
     pub(crate) mode: ExecMode,
-    pub(crate) flags: u8,
+    pub(crate) flags: u16,
     pub(crate) worker_id: u32,
     pub(crate) result: TaskResult,
     pub(crate) exit_code: i32,
@@ -305,7 +325,7 @@ pub struct Task {
     pub(crate) place: Option<Arc<Place>>,
 }
 
-static DEFAULT_CATEGORY: &CStr = c"default";
+pub(crate) static DEFAULT_CATEGORY: &CStr = c"default";
 
 impl Task {
     fn new(work: Work) -> Box<Task> {
@@ -415,6 +435,11 @@ impl Task {
         &self.work
     }
 
+    /// What its last attempt used, when it was monitored.
+    pub fn measured(&self) -> Option<crate::resources::Measured> {
+        self.extra.as_ref().and_then(|e| e.measured)
+    }
+
     /// The resources requested.
     pub fn request(&self) -> Resources {
         self.request
@@ -423,18 +448,21 @@ impl Task {
     /// Requests `cores` (fractions allowed, in thousandths).
     pub fn set_cores(&mut self, cores: f64) -> Result<()> {
         self.request.millicores = Resources::millicores_from(cores, false)?;
+        self.flags |= FLAG_SET_CORES;
         Ok(())
     }
 
     /// Requests `mb` MB of memory.
     pub fn set_memory(&mut self, mb: i64) -> Result<()> {
         self.request.memory_mb = megabytes(mb, "memory")?;
+        self.flags |= FLAG_SET_MEMORY;
         Ok(())
     }
 
     /// Requests `mb` MB of disk.
     pub fn set_disk(&mut self, mb: i64) -> Result<()> {
         self.request.disk_mb = megabytes(mb, "disk")?;
+        self.flags |= FLAG_SET_DISK;
         Ok(())
     }
 
@@ -447,6 +475,7 @@ impl Task {
             .ok_or_else(|| {
                 Error::invalid(format!("gpus must be at most {MAX_GPUS}, not {gpus}"))
             })?;
+        self.flags |= FLAG_SET_GPUS;
         Ok(())
     }
 

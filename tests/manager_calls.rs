@@ -314,7 +314,7 @@ fn the_smaller_manager_calls_do_what_taskvine_documents() {
     );
     assert!(vine_hungry(m.0) >= 1000);
 
-    // Recorded settings: TaskVine's return values, and tasks run as before.
+    // TaskVine's return values; a task of an automatically sized category runs.
     assert_eq!(vine_enable_peer_transfers(m.0), 1);
     assert_eq!(vine_disable_peer_transfers(m.0), 1);
     assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);

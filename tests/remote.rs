@@ -366,6 +366,8 @@ fn a_silent_worker_is_declared_lost_and_its_task_runs_elsewhere() {
 #[test]
 fn a_temp_stays_at_its_worker_feeds_a_later_task_there_and_is_fetched_on_request() {
     let (m, port) = remote_manager();
+    // Without peer transfers a temp's readers run where it is kept.
+    m.set_peer_transfers(false);
     m.tune("wait-for-workers", 2.0).unwrap();
     let workers = vec![vine_worker(port, &[]), vine_worker(port, &[])];
     let temp = m.declare(File::temp().unwrap());

@@ -156,6 +156,7 @@ fn a_relayed_login_cannot_forge_a_result() {
         outputs: Vec::new(),
         lost: Vec::new(),
         arrived: Vec::new(),
+        measured: None,
     }));
     let mut bytes = Vec::new();
     protocol::write_frame(&mut bytes, &forged).unwrap();

@@ -135,6 +135,21 @@ pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *c
     })
 }
 
+/// How many remote workers hold `f` now (or are being sent it), as TaskVine's
+/// function of the same name: a temp made or fetched there, an input cached
+/// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
+/// A worker that is lost, or that dropped the file, no longer counts. The
+/// local pool reads the manager's own copy and is not counted; neither are
+/// inputs sent for one task only. Returns the count, or a negative error.
+#[no_mangle]
+pub extern "C" fn vine_file_replica_count(m: *mut vine_manager, f: *mut vine_file) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let file = handles::file(f)?;
+        Ok(c_int::try_from(m.file_replica_count(&file)).unwrap_or(c_int::MAX))
+    })
+}
+
 /// The size in bytes of what the file holds now (0 if unknown, and on error).
 #[no_mangle]
 pub extern "C" fn vine_file_size(f: *mut vine_file) -> usize {

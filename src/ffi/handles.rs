@@ -18,6 +18,7 @@ use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use super::resources::vine_resources;
 use super::{vine_factory, vine_file, vine_manager, vine_task};
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
@@ -194,6 +195,9 @@ pub(crate) struct TaskHandle {
     fields: Mutex<Option<Fields>>,
     /// Where the task is (a `task::State`), written by whoever moves it along.
     state: AtomicU8,
+    /// What `vine_task_get_resources` returned ("measured", "allocated",
+    /// "requested"): kept here so the pointers stay valid; used by the caller only.
+    summaries: UnsafeCell<Option<Box<[vine_resources; 3]>>>,
 }
 
 /// A task's strings that the manager never changes.
@@ -251,6 +255,7 @@ pub(crate) fn task_into_c(task: Box<Task>) -> *mut vine_task {
         task: UnsafeCell::new(Some(task)),
         fields: Mutex::new(None),
         state: AtomicU8::new(crate::task::State::Initial as u8),
+        summaries: UnsafeCell::new(None),
     });
     Box::into_raw(h).cast()
 }
@@ -280,6 +285,26 @@ pub(crate) fn with_task<R>(t: *const vine_task, f: impl FnOnce(&Task) -> Result<
     // SAFETY: the caller owns the handle, so no other thread touches `task`.
     let task = unsafe { &*h.task.get() };
     f(task.as_deref().ok_or_else(submitted)?)
+}
+
+/// Fills summary `which` (0..3) of a task the caller owns with what `make` gives,
+/// and returns where it is (valid until the task is deleted; the next call for
+/// the same summary rewrites it in place), or NULL if `make` gives none.
+pub(crate) fn task_summary(
+    t: *const vine_task,
+    which: usize,
+    make: impl FnOnce(&Task) -> Result<Option<vine_resources>>,
+) -> Result<*const vine_resources> {
+    let Some(value) = with_task(t, make)? else {
+        return Ok(std::ptr::null());
+    };
+    let h = handle(t)?;
+    // SAFETY: `with_task` just checked that the caller owns the handle, so no
+    // other thread touches `summaries`.
+    let slots = unsafe { &mut *h.summaries.get() };
+    let slots = slots.get_or_insert_with(|| Box::new([vine_resources::unset(); 3]));
+    slots[which] = value;
+    Ok(&slots[which])
 }
 
 /// Changes a task the caller owns.

@@ -186,8 +186,17 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   worker holds tasks for this many times its cores, the excess waiting there:
 ///   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
 ///   `"prefetch"` replaces it.
+/// - `"worker-source-max-transfers"` (10): the most peer transfers one worker
+///   serves at once; past it (and past the next limit on every holder) an input
+///   goes from the manager.
+/// - `"file-source-max-transfers"` (1): the most transfers of one file one
+///   worker serves at once, so that a file wanted by many workers spreads from
+///   worker to worker.
+/// - `"temp-replica-count"` (1): a temp is kept at this many workers: when it is
+///   made, others fetch a copy from its maker, so that losing a worker costs
+///   no recomputation while a copy remains (with peer transfers on).
 ///
-/// TaskVine's other names (transfers between workers, the resource monitor,
+/// TaskVine's other names (the resource monitor,
 /// catalog updates, libraries, ...) tune machinery vine does not have: they are
 /// unknown settings here.
 ///
@@ -197,7 +206,8 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 /// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
 /// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
-/// `hungry-minimum` 0 to 1e9.
+/// `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
+/// to 1e6 (0 counts as 1).
 ///
 /// Returns 0, `VINE_ERROR_UNKNOWN_SETTING` for an unknown name, or
 /// `VINE_ERROR_INVALID_ARGUMENT` for a value outside its range (NaN, infinite,
@@ -470,11 +480,21 @@ pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_in
     })
 }
 
-/// Records that workers may send each other files, as TaskVine's call does (on
-/// by default). vine sends every input to a remote worker from the manager and
-/// brings every temp a task needs elsewhere through the manager, with or without
-/// it: results are the same, and only the route of the bytes would differ.
-/// Returns 1, or a negative error.
+/// Lets remote workers send each other files (peer transfers), as TaskVine
+/// does; on by default. A worker that needs a cached input (declared
+/// `VINE_CACHE_LEVEL_WORKFLOW` or longer) or a temp that another worker of this
+/// manager holds fetches it from that worker's transfer port instead of from the
+/// manager, which sends each such file to one worker and lets it spread. Peers
+/// prove to each other that they belong to this manager: an HMAC challenge and
+/// response over the manager's password, when it has one, and a random token of
+/// this manager run that each worker gets when it joins; peer links are
+/// authenticated, not encrypted. A failed fetch is sent again, from the manager
+/// or another peer. Tasks that read a temp may run at any remote worker. Files
+/// declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
+/// always reads the manager's own files. Tuned by `vine_tune`'s
+/// `"worker-source-max-transfers"` (default 10), `"file-source-max-transfers"`
+/// (default 1) and `"temp-replica-count"` (default 1); bytes moved between
+/// workers are `bytes_peer` in `vine_stats`. Returns 1, or a negative error.
 #[no_mangle]
 pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -483,9 +503,9 @@ pub extern "C" fn vine_enable_peer_transfers(m: *mut vine_manager) -> c_int {
     })
 }
 
-/// Records that workers may not send each other files (see
-/// `vine_enable_peer_transfers`: vine sends them all from the manager anyway).
-/// Returns 1, or a negative error.
+/// Stops transfers between workers: from now on every input goes to a remote
+/// worker from the manager, and tasks that read a temp run where it is kept (see
+/// `vine_enable_peer_transfers`). Returns 1, or a negative error.
 #[no_mangle]
 pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -494,12 +514,15 @@ pub extern "C" fn vine_disable_peer_transfers(m: *mut vine_manager) -> c_int {
     })
 }
 
-/// TaskVine's call to monitor tasks' resources, recorded. What vine does with or
-/// without it: a task that uses more memory or disk than it asked for is stopped
-/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`, and a task's times are in
-/// `vine_task_get_metric` (so `watchdog` is always in effect); a time series
-/// (`time_series`) is not written, and measured peak resources are not reported.
-/// Returns 1, or a negative error.
+/// Measures what every task submitted from now on uses (see
+/// `vine_task_get_resources(t, "measured")`): its worker samples the task's
+/// process group (every 50 ms) and sandbox, and times a THREAD function's
+/// thread. With `watchdog` (non-zero), a task that uses more memory or disk
+/// than it was given is stopped and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`,
+/// as without this call; with 0, tasks are measured only, never stopped for
+/// that. A time series (`time_series`) is not written. Categories with an
+/// automatic allocation mode are measured without this call. Returns 1, or a
+/// negative error.
 #[no_mangle]
 pub extern "C" fn vine_enable_monitoring(
     m: *mut vine_manager,
@@ -507,18 +530,37 @@ pub extern "C" fn vine_enable_monitoring(
     time_series: c_int,
 ) -> c_int {
     guard_code(|| {
-        handles::manager(m)?.set_monitoring(watchdog != 0, time_series != 0);
+        let _ = time_series;
+        let change = crate::manager::categories::Change::Monitoring(watchdog != 0);
+        handles::manager(m)?.change_categories(change)?;
         Ok(1)
     })
 }
 
 /// Sets how tasks of `category` are sized (NULL: the default for every category
-/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`. vine sizes every
-/// task as `VINE_ALLOCATION_MODE_FIXED`: it gets what it asks for (one core when
-/// it asks for nothing). The automatic modes are recorded; since vine measures no
-/// task's peak use, tasks in them are sized as FIXED. Returns 1 for a valid mode,
-/// 0 for another value (nothing changes), as TaskVine does; a negative error for a
-/// bad manager.
+/// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`:
+/// - `FIXED` (the default): a task gets what it asks for; what it does not set
+///   is the category's maximum (`vine_set_category_resources_max`) if set, else
+///   vine's default: one core, no memory, disk or gpu bound.
+/// - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
+///   What a task sets is kept; the rest (cores, memory, disk; gpus stay 0) is,
+///   until `"category-steady-n-tasks"` (`vine_tune`, default 25) of them have
+///   succeeded, the category's first allocation guess, else its maximum, else
+///   the largest worker's whole size; then computed from their measured peaks:
+///   the largest (`MAX`), the allocation that wastes least over the measured
+///   tasks weighted by their run time, counting a failed attempt as waste
+///   (`MIN_WASTE`), or the one that completes most tasks per worker, counting
+///   what a worker cannot pack (`MAX_THROUGHPUT`). Memory and disk are rounded up
+///   by at most 1/16, cores to whole cores; always within the category's minimum
+///   and maximum. A task that exhausts such an allocation runs once more with
+///   the maximum (the category's, else the largest worker's), an attempt that
+///   does not count against its retries; exhausting that ends it
+///   `VINE_RESULT_RESOURCE_EXHAUSTION`.
+/// - The bucketing modes are sized as `MIN_WASTE`.
+///
+/// Tasks already waiting are sized by the new mode when they are dispatched.
+/// Returns 1 for a valid mode, 0 for another value (nothing changes), as TaskVine
+/// does; a negative error for a bad manager or category name.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_mode(
     m: *mut vine_manager,
@@ -531,7 +573,9 @@ pub unsafe extern "C" fn vine_set_category_mode(
             None
         } else {
             // SAFETY: non-NULL and NUL-terminated by the C contract.
-            Some(Manager::utf8(unsafe { CStr::from_ptr(category) })?)
+            let name = unsafe { CStr::from_ptr(category) };
+            Manager::utf8(name)?;
+            Some(name.to_owned())
         };
         if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
         {
@@ -540,7 +584,7 @@ pub unsafe extern "C" fn vine_set_category_mode(
             )));
             return Ok(0);
         }
-        m.set_category_mode(category, mode);
+        m.change_categories(crate::manager::categories::Change::Mode(category, mode))?;
         Ok(1)
     })
 }
@@ -761,6 +805,7 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             tasks_retried: big(st.tasks_retried),
             total_cores_exact: st.total.cores(),
             committed_cores_exact: st.committed.cores(),
+            bytes_peer: big(m.bytes_peer()),
             ..vine_stats::default()
         };
         // SAFETY: non-NULL and pointing to a vine_stats by the C contract.

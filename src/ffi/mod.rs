@@ -15,6 +15,7 @@ pub mod function;
 pub(crate) mod handles;
 pub mod logs;
 pub mod manager;
+pub mod resources;
 pub mod task;
 
 pub use constants::*;
@@ -201,4 +202,7 @@ pub struct vine_stats {
     pub total_cores_exact: f64,
     /// vine's own: cores held by running tasks, fractions included.
     pub committed_cores_exact: f64,
+    /// vine's own: bytes of files moved between remote workers (peer
+    /// transfers), which `bytes_sent` does not count.
+    pub bytes_peer: i64,
 }

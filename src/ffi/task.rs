@@ -497,7 +497,12 @@ pub extern "C" fn vine_task_get_reason(t: *const vine_task) -> *const c_char {
 ///
 /// vine's own: `"time_when_started"`, `"time_workers_execute"` (as
 /// `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
-/// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as requested).
+/// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
+/// its last attempt); and what its last attempt used, when it was monitored (-1
+/// if not; see `vine_task_get_resources`): `"memory_measured"` and
+/// `"disk_measured"` (peak MB), `"cores_measured"` (CPU over wall time, in
+/// thousandths), `"cpu_time"` and `"wall_time"` (microseconds), `"bytes_read"`
+/// and `"bytes_written"`.
 ///
 /// An unknown name gives 0, as in TaskVine (and `vine_last_error()` says so); a
 /// NULL name or a bad task a negative `vine_error_t`.
@@ -542,6 +547,20 @@ pub unsafe extern "C" fn vine_task_get_metric(t: *const vine_task, name: *const 
                     b"memory" => req.memory_mb as i64,
                     b"disk" => req.disk_mb as i64,
                     b"gpus" => i64::from(req.gpus),
+                    b"memory_measured" | b"disk_measured" | b"cores_measured" | b"cpu_time"
+                    | b"wall_time" | b"bytes_read" | b"bytes_written" => {
+                        let m = t.extra.as_ref().and_then(|e| e.measured);
+                        let big = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+                        m.map_or(-1, |m| match name.to_bytes() {
+                            b"memory_measured" => m.memory_mb.map_or(-1, big),
+                            b"disk_measured" => big(m.disk_mb),
+                            b"cores_measured" => (m.cores() * 1000.0).round() as i64,
+                            b"cpu_time" => big(m.cpu_us),
+                            b"wall_time" => big(m.wall_us),
+                            b"bytes_read" => big(m.bytes_read),
+                            _ => big(m.bytes_written),
+                        })
+                    }
                     _ => {
                         super::boundary::record(&Error::invalid(format!(
                             "unknown metric {:?}; its value is 0",

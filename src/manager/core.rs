@@ -554,9 +554,15 @@ impl ManagerLoop {
                 if apply_report(&mut task, *report, &self.temp_root) {
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);
+                    self.share_temps_of(worker, &task);
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
                     link.keep(task);
+                }
+            }
+            Message::PeerFetched { worker, file_id } => {
+                if self.remote.contains_key(&worker) {
+                    self.sched.temps.add_replica(file_id, worker);
                 }
             }
             Message::RemoteFileData { file_id, data, .. } => {
@@ -758,6 +764,18 @@ impl ManagerLoop {
                 self.flush();
                 let _ = reply.send(self.sched.is_outstanding(id) || self.local.holds_direct(id));
             }
+            Message::Category { change, reply } => {
+                self.sched.categories.apply(change);
+                // Waiting tasks may be sized or bounded otherwise now.
+                self.sched.retry_parked();
+                let _ = reply.send(());
+            }
+            Message::CategoryStats { category, reply } => {
+                let waiting = self
+                    .sched
+                    .count_waiting(|t| t.category() == category.as_c_str());
+                let _ = reply.send((self.sched.categories.stats(&category), waiting));
+            }
             Message::Stats { reply } => {
                 // What `vine_hungry` reads agrees with the stats the caller sees.
                 self.shared
@@ -777,6 +795,7 @@ impl ManagerLoop {
     fn apply(&mut self, setting: Setting) -> Result<()> {
         match setting {
             Setting::MaxRetries(n) => self.sched.set_default_retries(n),
+            Setting::CategorySteadyN(n) => self.sched.categories.set_steady_n(n),
             Setting::WaitForWorkers(n) => self.sched.set_wait_for_workers(n),
             Setting::ShutdownTimeout(s) => {
                 self.shutdown_timeout = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
@@ -856,7 +875,10 @@ impl ManagerLoop {
             | Setting::HungryMinimum(_)
             | Setting::MaxStdout(_)
             | Setting::HungryFactor(_)
-            | Setting::LocalWorkerProcesses(_) => {
+            | Setting::LocalWorkerProcesses(_)
+            | Setting::WorkerSourceMaxTransfers(_)
+            | Setting::FileSourceMaxTransfers(_)
+            | Setting::TempReplicaCount(_) => {
                 unreachable!("applied by the manager handle")
             }
         }
@@ -1035,6 +1057,38 @@ impl ManagerLoop {
                         replies,
                     },
                 );
+            }
+        }
+    }
+
+    /// Temps `task` left at remote worker `worker` can be fetched from there;
+    /// with `temp-replica-count` above 1, that many workers in all are told to
+    /// fetch a copy now, so that losing one costs no recomputation.
+    fn share_temps_of(&mut self, worker: WorkerId, task: &crate::task::Task) {
+        let Some(extra) = &task.extra else { return };
+        let peers = &self.remote_settings.peers;
+        let want = peers.temp_replicas.load(Ordering::Relaxed) as usize;
+        for m in &extra.outputs {
+            let id = m.file.id();
+            if !self.sched.temps.held_by(id, worker) {
+                continue;
+            }
+            peers.add(id, worker);
+            if !peers.enabled() || m.file.flags() & crate::files::FILE_PEER_NOSHARE != 0 {
+                continue;
+            }
+            let mut others: Vec<WorkerId> = self
+                .remote
+                .keys()
+                .copied()
+                .filter(|w| !self.sched.temps.held_by(id, *w))
+                .collect();
+            others.sort_unstable();
+            let have = self.sched.temps.holders(id);
+            for w in others.into_iter().take(want.saturating_sub(have)) {
+                if let (Some(c), Some(link)) = (peers.choose(id, w, false), self.remote.get(&w)) {
+                    link.replicate(id, c);
+                }
             }
         }
     }

@@ -6,9 +6,9 @@
 //!
 //! A task takes the lane only when nothing needs the manager's view of it: the
 //! manager has no remote workers (no port, no factory, no local worker
-//! processes), writes no transactions or performance log, sizes no category
-//! automatically (`Manager::sizing_active`), and the task is a THREAD function
-//! of this process with no files, environment, features, time window or
+//! processes), writes no transactions or performance log, changes no category
+//! setting and measures nothing (`Manager::sizing_active`), and the task is a
+//! THREAD function of this process, of the default category, with no files, environment, features, time window or
 //! minimum/maximum running time, that the pool could ever hold. Any other task
 //! takes the manager's path, as before. Between the two lanes priority order is
 //! kept where the tasks meet, in the pool's queue; a task the manager still holds
@@ -79,6 +79,8 @@ pub(crate) fn eligible(task: &Task) -> bool {
     };
     runs_here
         && matches!(task.mode, ExecMode::Thread)
+        && task.flags & crate::task::FLAG_MONITOR == 0
+        && task.category() == crate::task::DEFAULT_CATEGORY
         && task.extra.as_ref().is_none_or(|e| {
             e.inputs.is_empty()
                 && e.outputs.is_empty()

@@ -2,6 +2,7 @@
 //! callers use from any thread; behind it one manager thread owns all scheduling
 //! state ([`core`]), and finished tasks come back through a [`CompletionQueue`].
 
+pub(crate) mod categories;
 pub mod completion;
 pub(crate) mod core;
 mod direct;
@@ -9,6 +10,7 @@ pub mod factory;
 pub(crate) mod inbox;
 pub(crate) mod journal;
 mod outbound;
+pub(crate) mod peers;
 mod progress;
 mod ready;
 pub mod remote;
@@ -64,6 +66,13 @@ pub enum Message {
         worker: WorkerId,
         /// The report.
         report: Box<crate::protocol::TaskReport>,
+    },
+    /// A remote worker fetched a file from a peer: it holds a replica now.
+    PeerFetched {
+        /// Which worker.
+        worker: WorkerId,
+        /// Which file.
+        file_id: u64,
     },
     /// A remote worker sends a file it keeps.
     RemoteFileData {
@@ -152,6 +161,20 @@ pub enum Message {
     Stats {
         /// Reply.
         reply: Reply<Stats>,
+    },
+    /// A change to categories (sizing, bounds, monitoring).
+    Category {
+        /// The change.
+        change: categories::Change,
+        /// Reply when applied.
+        reply: Reply<()>,
+    },
+    /// One category's counts, and how many of its tasks wait.
+    CategoryStats {
+        /// The category.
+        category: std::ffi::CString,
+        /// Reply.
+        reply: Reply<(categories::CategoryStats, u64)>,
     },
     /// A setting the manager thread owns.
     Tune {
@@ -342,10 +365,6 @@ pub struct Manager {
     info_dir: Mutex<Option<PathBuf>>,
     /// Recorded by `vine_enable_peer_transfers` / `vine_disable_peer_transfers`.
     peer_transfers: AtomicBool,
-    /// Recorded by `vine_enable_monitoring`: (watchdog, time series), if enabled.
-    monitoring: Mutex<Option<(bool, bool)>>,
-    /// Recorded by `vine_set_category_mode`, by category (None: the default).
-    category_modes: Mutex<std::collections::HashMap<Option<String>, i32>>,
     max_stdout: Arc<AtomicUsize>,
     remote_settings: Arc<remote::RemoteSettings>,
     /// Its factories, and whether local worker processes were started.
@@ -484,6 +503,7 @@ impl Manager {
         lp.add_local_worker();
         lp.temp_root = runtime_dir.join("temp");
         let remote_settings = lp.remote_settings.clone();
+        lp.sched.temps.peers_on = remote_settings.peers.on.clone();
         let _ = remote_settings.journal.set(sink.clone());
         let _ = remote_settings.staging.set(runtime_dir.join("temp"));
         if let Some(tls) = tls {
@@ -563,8 +583,6 @@ impl Manager {
             names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
             peer_transfers: AtomicBool::new(true),
-            monitoring: Mutex::new(None),
-            category_modes: Mutex::default(),
             max_stdout,
             remote_settings,
             factories: Mutex::new(Vec::new()),
@@ -897,6 +915,21 @@ impl Manager {
                 self.direct_off.store(true, Ordering::Relaxed);
                 return self.ask(|reply| Message::Tune { setting, reply })?;
             }
+            Setting::WorkerSourceMaxTransfers(n) => self
+                .remote_settings
+                .peers
+                .worker_max
+                .store(n, Ordering::Relaxed),
+            Setting::FileSourceMaxTransfers(n) => self
+                .remote_settings
+                .peers
+                .file_max
+                .store(n, Ordering::Relaxed),
+            Setting::TempReplicaCount(n) => self
+                .remote_settings
+                .peers
+                .temp_replicas
+                .store(n, Ordering::Relaxed),
             Setting::HungryMinimum(n) => self
                 .shared
                 .hungry_minimum
@@ -1107,6 +1140,7 @@ impl Manager {
     /// Records whether peer transfers are wanted (see `vine_enable_peer_transfers`).
     pub fn set_peer_transfers(&self, on: bool) {
         self.peer_transfers.store(on, Ordering::Relaxed);
+        self.remote_settings.peers.on.store(on, Ordering::Relaxed);
     }
 
     /// Whether peer transfers were asked for.
@@ -1114,40 +1148,43 @@ impl Manager {
         self.peer_transfers.load(Ordering::Relaxed)
     }
 
-    /// Records `vine_enable_monitoring(watchdog, time_series)`.
-    pub fn set_monitoring(&self, watchdog: bool, time_series: bool) {
-        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner()) = Some((watchdog, time_series));
+    /// Measures every task submitted from now on, stopping those past their
+    /// memory or disk when `watchdog` (see `vine_enable_monitoring`).
+    pub fn enable_monitoring(&self, watchdog: bool) -> Result<()> {
+        self.change_categories(categories::Change::Monitoring(watchdog))
     }
 
-    /// What `vine_enable_monitoring` recorded, if it was called.
-    pub fn monitoring(&self) -> Option<(bool, bool)> {
-        *self.monitoring.lock().unwrap_or_else(|p| p.into_inner())
+    /// Changes how categories are sized or bounded, or turns monitoring on.
+    pub fn change_categories(&self, change: categories::Change) -> Result<()> {
+        // Tasks are measured or sized from now on: the manager sees every one.
+        self.sizing_active.store(true, Ordering::Relaxed);
+        self.ask(|reply| Message::Category { change, reply })
     }
 
-    /// Records the allocation mode of `category` (None: the default of all).
-    pub fn set_category_mode(&self, category: Option<&str>, mode: i32) {
-        if mode != 0 {
-            // Not FIXED: its tasks are measured and sized by the manager.
-            self.sizing_active.store(true, Ordering::Relaxed);
+    /// One category's counts, and how many of its tasks wait.
+    pub fn category_stats(
+        &self,
+        category: &std::ffi::CStr,
+    ) -> Result<(categories::CategoryStats, u64)> {
+        let is_default = category == crate::task::DEFAULT_CATEGORY;
+        let category = category.to_owned();
+        let (mut stats, waiting) = self.ask(|reply| Message::CategoryStats { category, reply })?;
+        if !is_default {
+            return Ok((stats, waiting));
         }
-        self.category_modes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(category.map(str::to_owned), mode);
-    }
-
-    /// The allocation mode recorded for `category`, else the default's, else 0
-    /// (FIXED).
-    pub fn category_mode(&self, category: &str) -> i32 {
-        let modes = self
-            .category_modes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        modes
-            .get(&Some(category.to_owned()))
-            .or_else(|| modes.get(&None))
-            .copied()
-            .unwrap_or(0)
+        // Direct tasks are all of the default category.
+        let mut all = Stats::default();
+        self.shared.direct.add_to(&mut all, &self.pool);
+        stats.submitted += all.tasks_submitted;
+        stats.dispatched += all.tasks_dispatched;
+        stats.running += all.tasks_running;
+        stats.done += all.tasks_done;
+        stats.failed += all.tasks_failed;
+        stats.successful += all.tasks_successful;
+        stats.cancelled += all.tasks_cancelled;
+        stats.time_execute += all.time_execute;
+        stats.time_execute_good += all.time_execute_good;
+        Ok((stats, waiting + all.tasks_waiting))
     }
 
     /// Reads the password remote workers must prove they know.
@@ -1372,6 +1409,17 @@ impl Manager {
     /// The capacity of the local pool as configured.
     pub fn local_resources(&self) -> Resources {
         self.stats().map(|s| s.total).unwrap_or_default()
+    }
+
+    /// How many remote workers hold `file` (or are being sent it): temps made
+    /// or fetched there, and inputs cached there for the workflow or longer.
+    pub fn file_replica_count(&self, file: &crate::files::File) -> usize {
+        self.remote_settings.peers.replicas(file.id())
+    }
+
+    /// Bytes of files moved between remote workers (peer transfers).
+    pub fn bytes_peer(&self) -> u64 {
+        self.remote_settings.peers.bytes.load(Ordering::Relaxed)
     }
 
     /// Bytes of input files sent to remote workers, and of outputs received.

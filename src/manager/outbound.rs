@@ -52,6 +52,9 @@ pub(crate) struct Planned {
     pub source: Option<Source>,
     /// How it goes.
     pub plan: Plan,
+    /// It may come from another worker that holds it (peer transfers on, the
+    /// file not `VINE_PEER_NOSHARE`).
+    pub shareable: bool,
 }
 
 /// The inputs a worker holds between tasks, as far as the manager knows.
@@ -136,6 +139,7 @@ impl Outbound {
                     inv.cached.remove(&id);
                     inv.made.remove(&id);
                 }
+                self.settings.peers.remove(id, self.worker);
                 w.send(&ToWorker::Forget(id))
             }
             Outgoing::Run(mut spec, planned) => {
@@ -206,10 +210,27 @@ impl Outbound {
         spec: &TaskSpec,
         p: &Planned,
     ) -> crate::error::Result<InputContent> {
+        let id = p.file.id();
+        let settings = self.settings.clone();
+        let peers = &settings.peers;
+        if p.shareable && matches!(p.plan, Plan::Keep { always: false }) {
+            if self.inventory().cached.contains(&id) {
+                return Ok(InputContent::Cached);
+            }
+            // A file only workers have (a temp) is fetched from one whatever
+            // the limits; one the manager has too, from a peer under them.
+            if let Some(c) = peers.choose(id, self.worker, p.source.is_some()) {
+                self.inventory().cached.insert(id);
+                return Ok(InputContent::Peer {
+                    host: c.host,
+                    port: c.port,
+                    source: c.source,
+                });
+            }
+        }
         let Some(source) = &p.source else {
             return Ok(InputContent::Missing);
         };
-        let id = p.file.id();
         let logging = self
             .settings
             .journal
@@ -249,6 +270,11 @@ impl Outbound {
                 if !always && self.inventory().cached.contains(&id) {
                     return Ok(InputContent::Cached);
                 }
+                // Counted as a replica from now on: a peer asking for it while
+                // it is on its way is served once it is here. (A file that may
+                // not travel is counted too, for vine_file_replica_count; no
+                // peer is ever sent to fetch it.)
+                peers.add(id, self.worker);
                 Ok(
                     match self.send(w, Dest::Cache(id), source, p.file.delivered_mode(), name)? {
                         Ok(_) => {
@@ -256,6 +282,7 @@ impl Outbound {
                             InputContent::Cached
                         }
                         Err(_) => {
+                            peers.remove(id, self.worker);
                             self.inventory().cached.remove(&id);
                             InputContent::Missing
                         }

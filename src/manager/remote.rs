@@ -24,8 +24,8 @@ use crate::protocol::{
     self, Dest, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec, ToManager,
     ToWorker, WorkSpec,
 };
-use crate::resources::Resources;
-use crate::task::{Task, TaskId, TaskResult, Work};
+use crate::resources::{Measured, Resources};
+use crate::task::{Task, TaskId, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::transfer::{self, Source};
 
 /// How long a connection has to finish its handshake (TLS and the password
@@ -80,6 +80,8 @@ pub(crate) struct RemoteSettings {
     told_to_exit: Mutex<HashSet<WorkerId>>,
     /// Where transfer records go.
     pub(crate) journal: std::sync::OnceLock<Arc<super::journal::Sink>>,
+    /// Replicas and transfers between workers.
+    pub(crate) peers: super::peers::Peers,
 }
 
 impl RemoteSettings {
@@ -102,6 +104,7 @@ impl RemoteSettings {
             staging: std::sync::OnceLock::new(),
             next_worker: AtomicU32::new(1),
             blocked: Mutex::default(),
+            peers: super::peers::Peers::new(),
         })
     }
 
@@ -312,11 +315,18 @@ fn serve_connection(
         hostname,
         end_us,
         factory_job,
+        transfer_port,
     } = joined;
     let (Ok(writer_sock), Ok(link_sock)) = (sock.try_clone(), sock.try_clone()) else {
         settings.forget(id);
         return;
     };
+    if let Ok(addr) = sock.peer_addr() {
+        // Peers reach it where the manager sees its connection come from.
+        settings
+            .peers
+            .joined(id, addr.ip().to_string(), transfer_port);
+    }
     let mut departure = Departure {
         id,
         settings: settings.clone(),
@@ -431,6 +441,52 @@ fn serve_connection(
                     break;
                 }
             }
+            Ok(ToManager::PeerFetched {
+                file_id,
+                source,
+                bytes,
+                took_us,
+                error,
+            }) => {
+                let ok = error.is_none();
+                settings.peers.finished(id, file_id, source, ok);
+                if !ok {
+                    inventory
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .cached
+                        .remove(&file_id);
+                }
+                if ok
+                    && events
+                        .send(Message::PeerFetched {
+                            worker: id,
+                            file_id,
+                        })
+                        .is_err()
+                {
+                    break;
+                }
+                settings.peers.bytes.fetch_add(bytes, Ordering::Relaxed);
+                if let Some(e) = &error {
+                    eprintln!(
+                        "vine: worker {id} ({peer}) could not fetch file {file_id} from worker {source}: {e}"
+                    );
+                }
+                if let (true, Some(sink)) = (ok, settings.journal.get()) {
+                    if sink.txn_on.load(Ordering::Relaxed) {
+                        let now = super::journal::now_us();
+                        let took = i64::try_from(took_us).unwrap_or(i64::MAX);
+                        sink.push(super::journal::Other::CacheUpdate {
+                            worker: id,
+                            name: format!("file-{file_id}"),
+                            bytes,
+                            took_us: took,
+                            start_us: now.saturating_sub(took),
+                        });
+                    }
+                }
+            }
             Ok(ToManager::Register { .. }) => {
                 eprintln!("vine: worker {id} ({peer}) registered twice; dropping it");
                 break;
@@ -465,6 +521,7 @@ impl Drop for Departure {
     fn drop(&mut self) {
         crate::channel::close(&self.sock);
         self.settings.forget(self.id);
+        self.settings.peers.gone(self.id);
         if let Some(events) = &self.events {
             let _ = events.send(Message::WorkerLost { worker: self.id });
         }
@@ -622,6 +679,8 @@ struct Joined {
     end_us: Option<i64>,
     /// The factory job it runs in, if a factory started it.
     factory_job: Option<String>,
+    /// The port it serves files to peers on (0: none).
+    transfer_port: u16,
 }
 
 /// Why a worker of a blocked host is turned away (it retries; it is not told).
@@ -659,6 +718,7 @@ fn handshake(
         time_left_s,
         factory_job,
         status,
+        transfer_port,
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
         return Err(Error::invalid("the first frame was not Register"));
@@ -705,6 +765,7 @@ fn handshake(
             worker_id: 0,
             proof: answer,
             keepalive_ms: 0,
+            transfer_token: [0; 32],
         })?;
         let (_incoming, mut outgoing, sock) = h.into_session(keys)?;
         let (reply, answer) = super::reply::oneshot();
@@ -734,6 +795,8 @@ fn handshake(
             timeout_ms,
             settings.keepalive_interval_ms.load(Ordering::Relaxed),
         ),
+        // Over a link authenticated by the password when there is one.
+        transfer_token: settings.peers.token,
     })?;
     // The manager sends with the manager-to-worker key.
     let (incoming, outgoing, sock) = h.into_session(keys)?;
@@ -771,6 +834,7 @@ fn handshake(
                 .and_then(|s| i64::try_from(s).ok()?.checked_mul(1_000_000))
                 .and_then(|us| crate::task::now_us().checked_add(us)),
             factory_job,
+            transfer_port,
         },
         incoming,
         outgoing,
@@ -902,6 +966,17 @@ impl RemoteLink {
         let _ = self.out.send(Outgoing::Frame(ToWorker::GetFile(file_id)));
     }
 
+    /// Tells the worker to fetch a replica of `file_id` from the peer chosen.
+    pub(crate) fn replicate(&self, file_id: u64, from: super::peers::Chosen) {
+        self.inventory().cached.insert(file_id);
+        let _ = self.out.send(Outgoing::Frame(ToWorker::Replicate {
+            file_id,
+            host: from.host,
+            port: from.port,
+            source: from.source,
+        }));
+    }
+
     /// Tells the worker to exit.
     pub(crate) fn exit(&self) {
         self.settings
@@ -940,6 +1015,7 @@ impl RemoteLink {
             inputs: Vec::new(),
             outputs: Vec::new(),
             time_end: task.time_end(),
+            monitor: task.flags & (FLAG_MONITOR | FLAG_NO_WATCHDOG),
         };
         let mut planned = Vec::new();
         if let Some(extra) = &task.extra {
@@ -1008,6 +1084,7 @@ impl RemoteLink {
                             time_max: task.time_max(),
                             max_stdout: self.settings.max_stdout.load(Ordering::Relaxed),
                             time_end: 0,
+                            monitor: 0,
                             inputs,
                             outputs: Vec::new(),
                         }),
@@ -1016,9 +1093,21 @@ impl RemoteLink {
                     }
                 }
                 // A temp this worker keeps is already there.
-                _ if temps.worker_of(id) == Some(self.id) => InputContent::Cached,
+                _ if temps.held_by(id, self.id) => InputContent::Cached,
                 _ => {
+                    let source = source(&m.file);
+                    let shareable = self.settings.peers.enabled()
+                        && m.file.flags() & crate::files::FILE_PEER_NOSHARE == 0
+                        && !always;
                     let plan = match m.file.cache_level() {
+                        // A temp only workers have comes from one of them, and
+                        // stays here as a replica.
+                        _ if shareable
+                            && source.is_none()
+                            && matches!(m.file.kind(), FileKind::Temp) =>
+                        {
+                            Plan::Keep { always: false }
+                        }
                         // A mini task's inputs are kept: it may run again there.
                         CacheLevel::Task if nest.is_empty() => Plan::Once,
                         CacheLevel::Forever
@@ -1033,7 +1122,8 @@ impl RemoteLink {
                         nest: nest.to_vec(),
                         index,
                         file: m.file.clone(),
-                        source: source(&m.file),
+                        shareable: shareable && matches!(plan, Plan::Keep { always: false }),
+                        source,
                         plan,
                     });
                     // Decided by the writer when it sends the task.
@@ -1173,6 +1263,9 @@ pub(crate) fn apply_report(
     task.times.started = report.started;
     task.times.done = report.done;
     task.times.execute += (report.done - report.started).max(0);
+    if report.measured.is_some() || task.extra.as_ref().is_some_and(|e| e.measured.is_some()) {
+        task.extra_mut().measured = report.measured.map(Measured::bounded);
+    }
     // A task the worker gave back before starting it (a cancel) never held its
     // resources there: it leaves the worker's queue instead.
     if report.started > 0 {

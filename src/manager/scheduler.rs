@@ -30,12 +30,15 @@ use std::ffi::CStr;
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
+use super::categories::Categories;
 use super::ready::{key, ReadyQueue};
 use super::temps::{TempPlace, Temps};
 use crate::files::{FileKind, MOUNT_FIXED_LOCATION};
 use crate::idmap::IdMap;
 use crate::resources::Resources;
-use crate::task::{Place, State, Task, TaskId, TaskResult, Work, RETRIES_DEFAULT};
+use crate::task::{
+    Place, State, Task, TaskId, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG, RETRIES_DEFAULT,
+};
 use crate::worker::slots::SlotQueue;
 
 /// A worker's id, unique for the life of the manager (0 is the local pool).
@@ -61,6 +64,8 @@ struct Shape {
     features: Vec<std::ffi::CString>,
     /// The running time it asks for (`time_min`, seconds, as bits).
     time_min: u64,
+    /// Its category, when categories bound how many of their tasks run at once.
+    category: Option<Box<[u8]>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -76,7 +81,7 @@ enum Runs {
     Alone(TaskId),
 }
 
-fn shape_of(task: &Task) -> Shape {
+fn shape_of(task: &Task, by_category: bool) -> Shape {
     let reads_temps = task.extra.as_ref().is_some_and(|e| {
         e.inputs
             .iter()
@@ -93,6 +98,7 @@ fn shape_of(task: &Task) -> Shape {
         runs,
         features: task.features().to_vec(),
         time_min: task.time_min().to_bits(),
+        category: by_category.then(|| task.category().to_bytes().into()),
     }
 }
 
@@ -237,7 +243,14 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
                     }
                     match place {
                         TempPlace::Anywhere => true,
-                        TempPlace::Worker(at) => at == w.id,
+                        // With peer transfers, any remote worker fetches it
+                        // from one that holds it.
+                        TempPlace::Worker(_) => {
+                            temps.held_by(m.file.id(), w.id)
+                                || (temps.shared()
+                                    && w.functions.is_some()
+                                    && m.file.flags() & crate::files::FILE_PEER_NOSHARE == 0)
+                        }
                         TempPlace::Regenerating => false,
                     }
                 })
@@ -278,6 +291,12 @@ fn lives_long_enough(w: &WorkerEntry, now_us: i64, task: &Task) -> bool {
 /// once, else the one with the fewest waiting among those with prefetch room.
 fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task) -> Option<usize> {
     let req = &task.request;
+    // A task sized automatically is not queued at a worker: by the time it
+    // would start, its category may be sized otherwise.
+    let may_wait = task
+        .extra
+        .as_ref()
+        .is_none_or(|e| e.sizing != crate::resources::Sizing::Auto);
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
         if w.draining
@@ -291,7 +310,7 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task)
             return Some(at);
         }
         let waiting = w.model.waiting_len();
-        if waiting < w.prefetch && best.is_none_or(|(_, b)| waiting < b) {
+        if waiting < w.prefetch && may_wait && best.is_none_or(|(_, b)| waiting < b) {
             best = Some((at, waiting));
         }
     }
@@ -418,6 +437,8 @@ pub struct Scheduler {
     /// Every task's states, for the transactions log (records only: the manager
     /// thread sets its clock and hands them on).
     pub(crate) journal: super::journal::Journal,
+    /// Categories: their sizing, bounds and counts.
+    pub(crate) categories: Categories,
 }
 
 impl Scheduler {
@@ -445,6 +466,7 @@ impl Scheduler {
             ends: BinaryHeap::new(),
             dispatched_tags: HashMap::new(),
             journal: Default::default(),
+            categories: Categories::new(),
         }
     }
 
@@ -547,6 +569,17 @@ impl Scheduler {
     /// [`Scheduler::tick`] must be kept up to date even with no timer due.
     pub fn needs_clock(&self) -> bool {
         self.workers.iter().any(|w| w.end_us.is_some())
+    }
+
+    /// How many waiting tasks (ready, parked, or before their start time) `which` selects.
+    pub fn count_waiting(&self, mut which: impl FnMut(&Task) -> bool) -> u64 {
+        let parked = self.parked.by_shape.values().flat_map(|q| q.iter());
+        let delayed = self.delayed.iter().map(|t| &**t);
+        parked
+            .chain(self.ready.iter())
+            .chain(delayed)
+            .filter(|t| which(t))
+            .count() as u64
     }
 
     /// Shows `visit` the tasks waiting for a worker, parked ones one per shape with
@@ -723,6 +756,15 @@ impl Scheduler {
         if task.max_retries == RETRIES_DEFAULT {
             task.max_retries = self.default_retries;
         }
+        self.categories.submitted(&mut task);
+        match self.categories.monitoring() {
+            Some(true) => task.flags |= FLAG_MONITOR,
+            Some(false) => task.flags |= FLAG_MONITOR | FLAG_NO_WATCHDOG,
+            None if self.categories.wants_measurements(task.category()) => {
+                task.flags |= FLAG_MONITOR
+            }
+            None => {}
+        }
         // A task refused at once still begins its log where every task's does.
         if self.shutting_down {
             self.journal.ready(&task);
@@ -862,6 +904,8 @@ impl Scheduler {
         }
         // Shapes that failed this round.
         let mut blocked: HashSet<Shape> = HashSet::new();
+        // The largest worker, for sizing by category: found once a round.
+        let mut largest = None;
         while self.workers.iter().any(WorkerEntry::has_room) {
             let from_parked = match (self.ready.peek_front(), retry.peek()) {
                 (None, None) => break,
@@ -879,7 +923,13 @@ impl Scheduler {
                     continue;
                 };
                 let Some(task) = q.pop_front() else { continue };
-                match pick_worker(&self.workers, &self.temps, self.clock_us, &task) {
+                let held = self.categories.active() && !self.categories.may_start(&task);
+                let at = if held {
+                    None
+                } else {
+                    pick_worker(&self.workers, &self.temps, self.clock_us, &task)
+                };
+                match at {
                     Some(at) => {
                         self.parked.len -= 1;
                         match q.peek_front() {
@@ -897,14 +947,27 @@ impl Scheduler {
                 }
                 continue;
             }
-            let Some(task) = self.ready.pop_front() else {
+            let Some(mut task) = self.ready.pop_front() else {
                 break;
             };
+            let by_category = self.categories.active();
+            let mut held = false;
+            if by_category {
+                held = !self.categories.may_start(&task);
+                if largest.is_none() {
+                    largest = self.largest_capacity();
+                }
+                if let Some(largest) = largest {
+                    self.categories.size(&mut task, largest);
+                }
+            }
             // Only when something is parked can a task's shape be known to fail.
-            let shape = (!self.parked.by_shape.is_empty()).then(|| shape_of(&task));
-            let known_to_fail = shape.as_ref().is_some_and(|s| {
-                blocked.contains(s) || (!retrying && self.parked.by_shape.contains_key(s))
-            });
+            let shape =
+                (held || !self.parked.by_shape.is_empty()).then(|| shape_of(&task, by_category));
+            let known_to_fail = held
+                || shape.as_ref().is_some_and(|s| {
+                    blocked.contains(s) || (!retrying && self.parked.by_shape.contains_key(s))
+                });
             let at = if known_to_fail {
                 None
             } else {
@@ -913,7 +976,7 @@ impl Scheduler {
             match at {
                 Some(at) => self.assign(at, task, comm),
                 None => {
-                    let shape = shape.unwrap_or_else(|| shape_of(&task));
+                    let shape = shape.unwrap_or_else(|| shape_of(&task, by_category));
                     blocked.insert(shape.clone());
                     self.parked.park(shape, task);
                 }
@@ -943,6 +1006,7 @@ impl Scheduler {
         }
         w.assigned += 1;
         self.stats.tasks_dispatched += 1;
+        self.categories.dispatched(&task);
         self.dispatched.insert(task.id, w.id);
         if w.place.is_some() {
             task.place = w.place.clone();
@@ -953,6 +1017,14 @@ impl Scheduler {
         task.publish_state(State::Running);
         self.journal.running(&task, w.id);
         comm.dispatch(w.id, task);
+    }
+
+    /// The capacity of the largest worker (by cores, then memory), if any.
+    fn largest_capacity(&self) -> Option<Resources> {
+        self.workers
+            .iter()
+            .map(|w| w.model.capacity())
+            .max_by_key(|c| (c.millicores, c.memory_mb, c.disk_mb, c.gpus))
     }
 
     /// A worker sends a task back, run or not.
@@ -988,6 +1060,16 @@ impl Scheduler {
         }
         // What the task held, or its place in a queue, is free again.
         self.retry_parked = true;
+        let returned = self.categories.returned(&task);
+        if returned.resized {
+            // Its category's waiting tasks are sized again when next taken.
+            let category = task.category();
+            let mut again = self.parked.take_where(|t| t.category() == category);
+            again.sort_unstable_by_key(|t| std::cmp::Reverse(rank(t)));
+            for t in again.into_iter().rev() {
+                self.ready.push_front(t);
+            }
+        }
         if !self.dispatched_tags.is_empty() {
             self.dispatched_tags.remove(&task.id);
         }
@@ -1007,6 +1089,21 @@ impl Scheduler {
                 return self.complete(task, comm);
             }
             return self.push_ready(task);
+        }
+        let mut task = task;
+        if !cancelled && !task.cancel_requested() && self.categories.retry_at_max(&mut task) {
+            // An automatic allocation was too small: once more with the maximum,
+            // not counted as an attempt.
+            task.attempts = task.attempts.saturating_sub(1);
+            task.reset_for_retry();
+            if !self.shutting_down {
+                return self.push_ready(task);
+            }
+            task.finish(
+                TaskResult::Cancelled,
+                Some("the manager is shutting down".into()),
+            );
+            return self.complete(task, comm);
         }
         match task.result {
             _ if cancelled || task.cancel_requested() => {
@@ -1079,6 +1176,7 @@ impl Scheduler {
 
     fn complete(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
         self.stats.tasks_done += 1;
+        self.categories.completed(&task);
         if task.result != TaskResult::Success || task.exit_code != 0 {
             self.stats.tasks_failed += 1;
         }

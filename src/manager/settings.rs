@@ -11,6 +11,9 @@ use crate::task::{MAX_GPUS, MAX_MB, MAX_SECONDS};
 pub enum Setting {
     /// Retries for tasks that did not set their own.
     MaxRetries(u32),
+    /// Successful measured tasks of a category before its automatic
+    /// allocations are computed from them.
+    CategorySteadyN(usize),
     /// Dispatch nothing until this many workers are connected.
     WaitForWorkers(usize),
     /// Seconds of silence after which a remote worker is declared lost.
@@ -49,6 +52,12 @@ pub enum Setting {
     SubmitMultiplier(f64),
     /// The progress line on standard error: on (1) or off (0).
     Progress(bool),
+    /// TaskVine's: the most peer transfers one worker serves at once.
+    WorkerSourceMaxTransfers(u64),
+    /// TaskVine's: the most transfers of one file one worker serves at once.
+    FileSourceMaxTransfers(u64),
+    /// TaskVine's: workers each temp is kept at.
+    TempReplicaCount(u64),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -74,6 +83,10 @@ pub const NAMES: &[&str] = &[
     "hungry-minimum",
     "resource-submit-multiplier",
     "asynchrony-multiplier",
+    "category-steady-n-tasks",
+    "worker-source-max-transfers",
+    "file-source-max-transfers",
+    "temp-replica-count",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -103,6 +116,9 @@ impl Setting {
         const BIG: f64 = MAX_MB as f64;
         Ok(match name {
             "max-retries" => Setting::MaxRetries(whole(name, v, 1e9)? as u32),
+            "category-steady-n-tasks" => {
+                Setting::CategorySteadyN(whole(name, v, 1e9)?.max(1) as usize)
+            }
             "wait-for-workers" => Setting::WaitForWorkers(whole(name, v, 1e9)? as usize),
             "keepalive-timeout" => Setting::KeepaliveTimeout(seconds(name, v)?),
             "keepalive-interval" => Setting::KeepaliveInterval(seconds(name, v)?),
@@ -131,6 +147,13 @@ impl Setting {
                 Setting::SlowWorkersBlockTimeout(seconds(name, v)?)
             }
             "hungry-minimum" => Setting::HungryMinimum(whole(name, v, 1e9)? as usize),
+            "worker-source-max-transfers" => {
+                Setting::WorkerSourceMaxTransfers(whole(name, v, 1e6)?.max(1))
+            }
+            "file-source-max-transfers" => {
+                Setting::FileSourceMaxTransfers(whole(name, v, 1e6)?.max(1))
+            }
+            "temp-replica-count" => Setting::TempReplicaCount(whole(name, v, 1e6)?.max(1)),
             "resource-submit-multiplier" | "asynchrony-multiplier" => {
                 if !v.is_finite() || !(1.0..=MAX_HUNGRY_FACTOR).contains(&v) {
                     return Err(Error::invalid(format!(

@@ -2,9 +2,12 @@
 //! alone owns and updates (a task came back, a worker was lost, a temp was
 //! fetched), read by the scheduler to place the tasks that read temps.
 //!
-//! A temp a remote worker made stays there: only that worker can run the tasks
-//! that read it, and if the worker is lost, the task that made it (its recipe,
-//! held here) runs again; meanwhile its readers wait. A temp whose data the
+//! A temp a remote worker made stays there. Without peer transfers only that
+//! worker can run the tasks that read it; with them (the default) any remote
+//! worker can, fetching it from a worker that holds it, and a worker that ran
+//! a task reading it holds a replica from then on. If every worker holding it
+//! is lost, the task that made it (its recipe, held here) runs again;
+//! meanwhile its readers wait. A temp whose data the
 //! manager has (made by the local pool, or fetched) has no entry: any worker
 //! can be sent it. The [`File`] itself keeps only where the manager's copy is,
 //! which the pool threads write and the user's fetch reads.
@@ -34,6 +37,8 @@ pub enum TempPlace {
 struct Kept {
     /// At this worker, or None while it is made again.
     at: Option<WorkerId>,
+    /// Other workers holding a replica.
+    replicas: Vec<WorkerId>,
     /// What made it, to make it again if its worker is lost.
     recipe: Box<Task>,
 }
@@ -41,6 +46,8 @@ struct Kept {
 /// The table of temps kept at remote workers, by file id.
 #[derive(Default)]
 pub(crate) struct Temps {
+    /// Peer transfers on: tasks reading a temp may run at any remote worker.
+    pub(crate) peers_on: std::sync::Arc<std::sync::atomic::AtomicBool>,
     kept: HashMap<u64, Kept>,
     /// Temps each worker was recorded to keep (some may have moved since).
     by_worker: HashMap<WorkerId, Vec<u64>>,
@@ -64,6 +71,38 @@ impl Temps {
         self.kept.get(&file_id).and_then(|k| k.at)
     }
 
+    /// Whether remote worker `worker` holds temp `file_id` (made or replicated there).
+    pub(crate) fn held_by(&self, file_id: u64, worker: WorkerId) -> bool {
+        self.kept
+            .get(&file_id)
+            .is_some_and(|k| k.at == Some(worker) || k.replicas.contains(&worker))
+    }
+
+    /// Whether tasks reading temps may run at remote workers that do not hold
+    /// them (fetching them from one that does).
+    pub(crate) fn shared(&self) -> bool {
+        self.peers_on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many workers hold temp `file_id`.
+    pub(crate) fn holders(&self, file_id: u64) -> usize {
+        self.kept
+            .get(&file_id)
+            .map_or(0, |k| usize::from(k.at.is_some()) + k.replicas.len())
+    }
+
+    /// Remote worker `worker` holds a replica of temp `file_id` now.
+    pub(crate) fn add_replica(&mut self, file_id: u64, worker: WorkerId) {
+        let Some(k) = self.kept.get_mut(&file_id) else {
+            return;
+        };
+        if k.at.is_none() || k.at == Some(worker) || k.replicas.contains(&worker) {
+            return;
+        }
+        k.replicas.push(worker);
+        self.by_worker.entry(worker).or_default().push(file_id);
+    }
+
     /// `task` came back: from a remote worker if `remote`, else from the local
     /// pool. A temp it wrote that the manager now holds has no place any more;
     /// one a successful remote task left at its worker stays there, with the
@@ -71,6 +110,14 @@ impl Temps {
     pub(crate) fn task_done(&mut self, worker: WorkerId, remote: bool, task: &Task) {
         let Some(extra) = &task.extra else { return };
         let kept_there = remote && task.result == crate::task::TaskResult::Success;
+        if kept_there {
+            // Temps it read that it did not hold were fetched from a peer.
+            for m in &extra.inputs {
+                if matches!(m.file.kind(), FileKind::Temp) {
+                    self.add_replica(m.file.id(), worker);
+                }
+            }
+        }
         for m in &extra.outputs {
             if !matches!(m.file.kind(), FileKind::Temp) {
                 continue;
@@ -84,6 +131,7 @@ impl Temps {
                     id,
                     Kept {
                         at: Some(worker),
+                        replicas: Vec::new(),
                         recipe,
                     },
                 );
@@ -108,9 +156,13 @@ impl Temps {
         let mut remake = Vec::new();
         for id in self.by_worker.remove(&worker).unwrap_or_default() {
             if let Some(k) = self.kept.get_mut(&id) {
+                k.replicas.retain(|w| *w != worker);
                 if k.at == Some(worker) {
-                    k.at = None;
-                    remake.push((id, k.recipe.recipe()));
+                    // A replica elsewhere takes its place; with none, it is made again.
+                    k.at = k.replicas.pop();
+                    if k.at.is_none() {
+                        remake.push((id, k.recipe.recipe()));
+                    }
                 }
             }
         }

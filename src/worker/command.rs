@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::files::{FileKind, MOUNT_FAILURE_ONLY, MOUNT_SUCCESS_ONLY};
-use crate::task::{Task, TaskResult, Work};
+use crate::task::{Task, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::worker::guardian;
 use crate::worker::process::{self, RunControl};
 use crate::worker::sandbox::{self, Sandbox};
@@ -118,16 +118,21 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     let deadline = process::task_deadline(task);
     let watcher = crate::worker::watch::start(task, sandbox.path(), env.watch.clone());
     let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
+    let watchdog = task.flags & FLAG_NO_WATCHDOG == 0;
+    let monitor = task.flags & FLAG_MONITOR != 0;
     let limits = process::Limits {
         cap,
         deadline,
-        memory_mb: task.request.memory_mb,
-        disk: (task.request.disk_mb > 0).then(|| (sandbox.path(), task.request.disk_mb)),
+        memory_mb: if watchdog { task.request.memory_mb } else { 0 },
+        sandbox: Some(sandbox.path()),
+        disk_mb: if watchdog { task.request.disk_mb } else { 0 },
+        monitor,
     };
+    let started = std::time::Instant::now();
     let supervised = process::supervise(child.id() as i32, reader, limits, control);
     // Stopped before the outputs are collected: they are then delivered whole.
     drop(watcher);
-    let (mut ending, captured) = match supervised {
+    let (ending, captured, usage) = match supervised {
         Ok(x) => x,
         Err(e) => {
             return task.finish(
@@ -139,11 +144,8 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     let mut stdout = captured.bytes;
     stdout.retain(|&b| b != 0);
     task.extra_mut().stdout = std::ffi::CString::new(stdout).ok();
-    // What was written just before the command ended is measured here.
-    if let (process::Ending::Exited(_), Some((dir, mb))) = (&ending, limits.disk) {
-        if let Some(used) = process::over_disk(dir, mb) {
-            ending = process::Ending::OverDisk(used);
-        }
+    if monitor {
+        task.extra_mut().measured = Some(usage.measured(started.elapsed()));
     }
     let Some(status) = ending.settle(task, "the command") else {
         return;

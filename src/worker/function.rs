@@ -50,9 +50,18 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunC
         return;
     }
     let time_max = task.time_max();
-    let start = (time_max > 0.0).then(Instant::now);
+    let monitor = task.flags & crate::task::FLAG_MONITOR != 0;
+    let start = (time_max > 0.0 || monitor).then(Instant::now);
+    let cpu_before = if monitor { thread_cpu_us() } else { 0 };
     let (rc, output) = crate::ffi::callback::call_task_function(func, input.as_slice(), context);
     let elapsed = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
+    if monitor {
+        task.extra_mut().measured = Some(crate::resources::Measured {
+            wall_us: (elapsed * 1e6) as u64,
+            cpu_us: thread_cpu_us().saturating_sub(cpu_before),
+            ..Default::default()
+        });
+    }
     if !gpus.is_empty() {
         CURRENT_GPUS.with(|g| g.borrow_mut().clear());
     }
@@ -73,4 +82,15 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunC
             Some(format!("the function returned {rc}")),
         );
     }
+}
+
+/// CPU time of the calling thread so far, microseconds.
+fn thread_cpu_us() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the local struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut usage) } != 0 {
+        return 0;
+    }
+    crate::worker::process::cpu_us(&usage)
 }

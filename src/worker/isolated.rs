@@ -9,7 +9,7 @@
 
 use std::io::Write;
 
-use crate::task::{FunctionPtr, Task, TaskResult};
+use crate::task::{FunctionPtr, Task, TaskResult, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::worker::guardian;
 use crate::worker::process::{self, Limits, RunControl};
 
@@ -58,13 +58,22 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     // SAFETY: also set from the parent, so the group exists before any kill of it.
     unsafe { libc::setpgid(pid, pid) };
     control.set_pgid(pid);
+    let monitor = task.flags & FLAG_MONITOR != 0;
     let limits = Limits {
         cap: MAX_OUTPUT,
         deadline: process::task_deadline(task),
-        memory_mb: task.request.memory_mb,
-        disk: None,
+        memory_mb: if task.flags & FLAG_NO_WATCHDOG == 0 {
+            task.request.memory_mb
+        } else {
+            0
+        },
+        sandbox: None,
+        disk_mb: 0,
+        monitor,
     };
-    let (ending, captured) = match process::supervise(pid, reader, limits, control) {
+    let started = std::time::Instant::now();
+    let supervised = process::supervise(pid, reader, limits, control);
+    let (ending, captured, usage) = match supervised {
         Ok(x) => x,
         Err(e) => {
             return task.finish(
@@ -73,6 +82,9 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
             )
         }
     };
+    if monitor {
+        task.extra_mut().measured = Some(usage.measured(started.elapsed()));
+    }
     let Some(status) = ending.settle(task, "the task process") else {
         return;
     };

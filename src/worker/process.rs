@@ -1,6 +1,7 @@
 //! Supervising a child process: read its output up to a cap, notice its exit
 //! without polling (a pidfd), enforce a deadline, and kill its whole process group.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
@@ -183,9 +184,50 @@ pub struct Limits<'a> {
     pub deadline: Option<Instant>,
     /// Killed when its process group's resident memory passes this (0 = no limit).
     pub memory_mb: u64,
-    /// Killed when the files under this directory take more than this many MB.
-    pub disk: Option<(&'a Path, u64)>,
+    /// Its sandbox, if it has one: measured for `disk_mb` and when monitored.
+    pub sandbox: Option<&'a Path>,
+    /// Killed when the files under the sandbox take more than this many MB
+    /// (0 = no limit).
+    pub disk_mb: u64,
+    /// Measure what it uses (see [`Usage`]).
+    pub monitor: bool,
 }
+
+/// What a supervised process group used, when it was monitored.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Usage {
+    /// Peak resident memory of the group, MB: the larger of the sampled sum over
+    /// the group and the kernel's peak for the largest process waited for.
+    pub memory_mb: u64,
+    /// Peak size of the sandbox, MB.
+    pub disk_mb: u64,
+    /// User and system CPU time of the leader and the descendants it waited for.
+    pub cpu_us: u64,
+    /// Bytes read through system calls, summed over the processes seen.
+    pub bytes_read: u64,
+    /// Bytes written through system calls, summed over the processes seen.
+    pub bytes_written: u64,
+    /// Most processes of the group seen at once.
+    pub max_processes: u32,
+}
+
+impl Usage {
+    /// As a task's measurement, for an attempt that took `wall`.
+    pub fn measured(&self, wall: Duration) -> crate::resources::Measured {
+        crate::resources::Measured {
+            wall_us: wall.as_micros() as u64,
+            cpu_us: self.cpu_us,
+            memory_mb: Some(self.memory_mb),
+            disk_mb: self.disk_mb,
+            bytes_read: self.bytes_read,
+            bytes_written: self.bytes_written,
+            max_processes: self.max_processes,
+        }
+    }
+}
+
+/// How often (ms) a monitored process group is sampled.
+const MONITOR_MS: i32 = 50;
 
 /// How often (ms) the memory of a limited process group is measured.
 const MEMORY_CHECK_MS: i32 = 20;
@@ -211,19 +253,15 @@ pub fn disk_used_bytes(dir: &Path) -> u64 {
     total
 }
 
-/// Whether the files under `dir` take more than `mb` MB; if so, how many MB.
-pub fn over_disk(dir: &Path, mb: u64) -> Option<u64> {
-    let used = disk_used_bytes(dir);
-    (used > mb.saturating_mul(1 << 20)).then(|| used.div_ceil(1 << 20))
-}
-
-/// Resident memory, in MB, of every process in group `pgid`.
-pub fn group_rss_mb(pgid: i32) -> u64 {
+/// Resident memory (MB) and number of the processes in group `pgid`; with `io`,
+/// also records each one's bytes read and written (by pid) there.
+fn sample_group(pgid: i32, mut io: Option<&mut HashMap<i32, (u64, u64)>>) -> (u64, u32) {
     let page_kb = 4; // Linux reports RSS in pages; x86-64 and arm64 default to 4 KiB.
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
+        return (0, 0);
     };
     let mut kb = 0u64;
+    let mut count = 0u32;
     for entry in dir.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -239,15 +277,33 @@ pub fn group_rss_mb(pgid: i32) -> u64 {
         };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // rest[0] is field 3 (state): pgrp is field 5, rss field 24.
-        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) == Some(pgid) {
-            kb += fields
-                .get(21)
-                .and_then(|f| f.parse::<u64>().ok())
-                .unwrap_or(0)
-                * page_kb;
+        if fields.get(2).and_then(|f| f.parse::<i32>().ok()) != Some(pgid) {
+            continue;
+        }
+        count += 1;
+        kb += fields
+            .get(21)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+            * page_kb;
+        if let (Some(io), Ok(pid)) = (io.as_deref_mut(), name.parse::<i32>()) {
+            if let Some(rw) = read_io(name) {
+                io.insert(pid, rw);
+            }
         }
     }
-    kb / 1024
+    (kb / 1024, count)
+}
+
+/// A process's bytes read and written through system calls (`rchar`, `wchar`).
+fn read_io(pid: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    Some((field("rchar:")?, field("wchar:")?))
 }
 
 /// Waits for a child by pid (the library forks some itself, so not every child is
@@ -255,13 +311,16 @@ pub fn group_rss_mb(pgid: i32) -> u64 {
 struct Reaper(i32);
 
 impl Reaper {
-    fn reap(&self, flags: i32) -> std::io::Result<Option<ExitStatus>> {
+    /// The child's status and resource use once it has exited.
+    fn reap(&self, flags: i32) -> std::io::Result<Option<(ExitStatus, libc::rusage)>> {
         let mut status = 0;
         loop {
-            // SAFETY: waitpid on our own child, writing into a local int.
-            let rc = unsafe { libc::waitpid(self.0, &mut status, flags) };
+            // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+            let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: wait4 on our own child, writing into a local int and struct.
+            let rc = unsafe { libc::wait4(self.0, &mut status, flags, &mut usage) };
             if rc == self.0 {
-                return Ok(Some(ExitStatus::from_raw(status)));
+                return Ok(Some((ExitStatus::from_raw(status), usage)));
             }
             if rc == 0 {
                 return Ok(None);
@@ -273,14 +332,34 @@ impl Reaper {
         }
     }
 
-    fn wait(&self) -> std::io::Result<ExitStatus> {
+    fn wait(&self) -> std::io::Result<(ExitStatus, libc::rusage)> {
         self.reap(0)?
             .ok_or_else(|| std::io::Error::other("waitpid returned no status"))
     }
 
-    fn try_wait(&self) -> std::io::Result<Option<ExitStatus>> {
+    fn try_wait(&self) -> std::io::Result<Option<(ExitStatus, libc::rusage)>> {
         self.reap(libc::WNOHANG)
     }
+}
+
+/// The peak resident memory of this process, MB.
+fn own_peak_mb() -> u64 {
+    // SAFETY: an all-zero rusage is a valid value of the plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the local struct it is given.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) } != 0 {
+        return u64::MAX;
+    }
+    (usage.ru_maxrss.max(0) as u64).div_ceil(1024)
+}
+
+fn micros(t: libc::timeval) -> u64 {
+    (t.tv_sec.max(0) as u64) * 1_000_000 + t.tv_usec.max(0) as u64
+}
+
+/// CPU time, microseconds, that `usage` reports.
+pub fn cpu_us(usage: &libc::rusage) -> u64 {
+    micros(usage.ru_utime) + micros(usage.ru_stime)
 }
 
 /// What the child printed.
@@ -311,20 +390,26 @@ fn set_nonblocking(fd: i32) {
 }
 
 /// Waits for `child` (leader of its own process group), reading `output` into at
-/// most `cap` bytes, killing the group at `deadline` or when `control` is cancelled.
-/// When the child exits, whatever is left of its group is killed too.
+/// most `cap` bytes, killing the group at `deadline`, past its memory or disk
+/// limit, or when `control` is cancelled, and measuring what it uses when
+/// `limits.monitor` says so. When the child exits, whatever is left of its group
+/// is killed too.
 pub fn supervise(
     pid: i32,
     mut output: std::io::PipeReader,
     limits: Limits,
     control: &RunControl,
-) -> std::io::Result<(Ending, Captured)> {
+) -> std::io::Result<(Ending, Captured, Usage)> {
     let Limits {
         cap,
         deadline,
         memory_mb,
-        disk,
+        sandbox,
+        disk_mb: disk_limit,
+        monitor,
     } = limits;
+    let disk = sandbox.filter(|_| disk_limit > 0 || monitor);
+    let sample_memory = memory_mb > 0 || monitor;
     let child = Reaper(pid);
     // Without pidfds (old kernels, tools that trace system calls) the exit is
     // noticed by checking every EXIT_CHECK_MS instead.
@@ -332,13 +417,21 @@ pub fn supervise(
     let out_fd = output.as_raw_fd();
     set_nonblocking(out_fd);
     let mut captured = Captured::default();
+    let mut usage = Usage::default();
+    let mut io = HashMap::new();
+    let mut leader_io = None;
     let mut buf = vec![0u8; 64 * 1024];
     let mut pipe_open = true;
     let mut timed_out = false;
     let mut peak_mb = None;
     let mut disk_mb = None;
     let mut next_disk_check = Instant::now();
-    let status = loop {
+    let memory_every = if memory_mb > 0 {
+        MEMORY_CHECK_MS
+    } else {
+        MONITOR_MS
+    };
+    let (status, rusage) = loop {
         let mut timeout_ms = match deadline {
             Some(d) if !timed_out => {
                 let left = d.saturating_duration_since(Instant::now());
@@ -350,8 +443,8 @@ pub fn supervise(
         if pidfd.is_none() && !(0..=EXIT_CHECK_MS).contains(&timeout_ms) {
             timeout_ms = EXIT_CHECK_MS;
         }
-        if memory_mb > 0 && !(0..=MEMORY_CHECK_MS).contains(&timeout_ms) {
-            timeout_ms = MEMORY_CHECK_MS;
+        if sample_memory && !(0..=memory_every).contains(&timeout_ms) {
+            timeout_ms = memory_every;
         }
         if disk.is_some() && !(0..=DISK_CHECK_MS).contains(&timeout_ms) {
             timeout_ms = DISK_CHECK_MS;
@@ -386,27 +479,36 @@ pub fn supervise(
         }
         if pidfd.is_some() {
             if fds[1].revents != 0 {
+                if monitor {
+                    // Until reaped, the leader's counts include those of the
+                    // children it reaped.
+                    leader_io = read_io(&pid.to_string());
+                }
                 break child.wait()?;
             }
-        } else if let Some(status) = child.try_wait()? {
-            break status;
+        } else if let Some(done) = child.try_wait()? {
+            break done;
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
             kill_group(pid);
         }
-        if memory_mb > 0 && peak_mb.is_none() {
-            let used = group_rss_mb(pid);
-            if used > memory_mb {
+        if sample_memory && peak_mb.is_none() {
+            let (used, procs) = sample_group(pid, monitor.then_some(&mut io));
+            usage.memory_mb = usage.memory_mb.max(used);
+            usage.max_processes = usage.max_processes.max(procs);
+            if memory_mb > 0 && used > memory_mb {
                 peak_mb = Some(used);
                 kill_group(pid);
             }
         }
-        if let Some((dir, mb)) = disk {
+        if let Some(dir) = disk {
             if disk_mb.is_none() && Instant::now() >= next_disk_check {
                 next_disk_check = Instant::now() + Duration::from_millis(DISK_CHECK_MS as u64);
-                disk_mb = over_disk(dir, mb);
-                if disk_mb.is_some() {
+                let used = disk_used_bytes(dir).div_ceil(1 << 20);
+                usage.disk_mb = usage.disk_mb.max(used);
+                if disk_limit > 0 && used > disk_limit {
+                    disk_mb = Some(used);
                     kill_group(pid);
                 }
             }
@@ -431,6 +533,41 @@ pub fn supervise(
         }
         pipe_open = drain(&mut output, &mut buf, &mut captured, cap);
     }
+    // The kernel's peak of the largest process catches what was too quick for
+    // the samples (ru_maxrss, in KiB). But a process started by this one begins
+    // with this one's peak (the kernel carries it over at exec, and a fork
+    // copies the pages), so that figure says something only above this
+    // process's own peak.
+    let kernel_peak = (rusage.ru_maxrss.max(0) as u64).div_ceil(1024);
+    let kernel_peak = if kernel_peak > own_peak_mb() {
+        kernel_peak
+    } else {
+        0
+    };
+    if memory_mb > 0 && peak_mb.is_none() && kernel_peak > memory_mb {
+        peak_mb = Some(kernel_peak);
+    }
+    if monitor {
+        usage.memory_mb = usage.memory_mb.max(kernel_peak);
+        usage.cpu_us = cpu_us(&rusage);
+        usage.max_processes = usage.max_processes.max(1);
+        for (r, w) in io.values() {
+            usage.bytes_read += r;
+            usage.bytes_written += w;
+        }
+        if let Some((r, w)) = leader_io {
+            usage.bytes_read = usage.bytes_read.max(r);
+            usage.bytes_written = usage.bytes_written.max(w);
+        }
+    }
+    // What was written just before the process ended is measured here.
+    if let Some(dir) = disk {
+        let used = disk_used_bytes(dir).div_ceil(1 << 20);
+        usage.disk_mb = usage.disk_mb.max(used);
+        if disk_limit > 0 && used > disk_limit && disk_mb.is_none() && !timed_out {
+            disk_mb = Some(used);
+        }
+    }
     let ending = if control.is_cancelled() {
         Ending::Cancelled
     } else if let Some(mb) = peak_mb {
@@ -442,7 +579,7 @@ pub fn supervise(
     } else {
         Ending::Exited(status)
     };
-    Ok((ending, captured))
+    Ok((ending, captured, usage))
 }
 
 /// Without a pidfd, how often (ms) the child's exit is checked.

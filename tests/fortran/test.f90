@@ -39,6 +39,8 @@ program test
   integer(c_int) :: rc, id
   type(vine_stats) :: s
   integer :: back
+  type(c_ptr) :: rp
+  type(vine_resources), pointer :: r
 
   call check(vine_register_function('double_all', c_funloc(double_all)) == 0, 'register')
   call check(vine_register_function('fails', c_funloc(fails)) == 0, 'register fails')
@@ -59,6 +61,7 @@ program test
   call check(vine_block_host(m, 'node7') == 0 .and. vine_unblock_host(m, 'node7') == 0, 'block')
   call check(vine_workers_shutdown(m, 0_c_int) == 0, 'no remote workers')
   call check(vine_enable_peer_transfers(m) == 1, 'peer transfers')
+  call check(vine_file_replica_count(m, c_null_ptr) < 0, 'no file, no count')
 
   ! An array in, an array out.
   t = vine_task_create_function('double_all', c_loc(xs), int(c_sizeof(xs), c_size_t))
@@ -128,6 +131,32 @@ program test
   call check(s%tasks_submitted == 24, 'stats submitted')
   ! Fields at both ends of the struct read right: the layouts agree.
   call check(s%tasks_done == 24 .and. s%total_cores_exact > 0 .and. s%time_when_started > 0, 'stats layout')
+  call vine_delete(m)
+
+  ! Measured resources and category bounds, through TaskVine's struct vine_resources.
+  m = vine_create(VINE_PORT_NONE)
+  call check(vine_tune(m, 'local-cores', 2.0_c_double) == 0, 'tune 2')
+  rp = vine_resources_create(-1.0_c_double)
+  call c_f_pointer(rp, r)
+  call check(r%cores == -1 .and. .not. c_associated(r%category), 'vine_resources unset')
+  call check(vine_resources_set(rp, 'memory', 100.0_c_double) == 1, 'resources set')
+  call check(vine_resources_get(rp, 'memory') == 100, 'resources get')
+  r%memory = 120
+  call check(vine_set_category_resources_max(m, 'fcat', r) == 0, 'category max')
+  call check(vine_set_category_max_concurrent(m, 'fcat', 1_c_int) == 0, 'max concurrent')
+  call check(vine_enable_monitoring(m, 1_c_int, 0_c_int) == 1, 'monitoring')
+  t = vine_task_create('dd if=/dev/zero of=/dev/null bs=1M count=20 2>/dev/null')
+  call check(vine_task_set_category(t, 'fcat') == 0, 'fcat')
+  call check(vine_submit(m, t) > 0, 'submit fcat')
+  t = vine_wait(m, 60)
+  call check(c_associated(t), 'fcat back')
+  call c_f_pointer(vine_task_get_resources(t, 'allocated'), r)
+  call check(r%memory == 120 .and. r%cores == 1, 'allocated from the category max')
+  call check(c_associated(vine_task_get_resources(t, 'measured')), 'measured')
+  call check(.not. c_associated(vine_task_get_resources(t, 'nonsense')), 'bad summary name')
+  call vine_task_delete(t)
+  call check(vine_get_stats_category(m, 'fcat', s) == 0 .and. s%tasks_done == 1, 'category stats')
+  call vine_resources_delete(rp)
   call vine_delete(m)
 
   print '(i0, a, i0, a)', passed, ' passed, ', failed, ' failed'

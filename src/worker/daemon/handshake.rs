@@ -15,7 +15,8 @@ use crate::resources::Resources;
 
 /// Runs the handshake: TLS if asked for, then registration with the password
 /// proofs both ways, bound to the TLS channel when there is one. Returns the
-/// session's halves, its socket and how often to send keepalives.
+/// session's halves, its socket, how often to send keepalives and the manager run's transfer token.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn handshake(
     opts: &WorkerOptions,
     stream: TcpStream,
@@ -24,7 +25,8 @@ pub(super) fn handshake(
     store: Option<&Path>,
     end: Option<Instant>,
     status: bool,
-) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration), Ended> {
+    transfer_port: u16,
+) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration, [u8; 32]), Ended> {
     use Ended::{BeforeSession, Refused};
     // Long enough for a manager that holds connections until it is configured.
     let until = Instant::now() + Duration::from_secs(30);
@@ -75,17 +77,19 @@ pub(super) fn handshake(
         factory_job: opts.factory_job.clone(),
         time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
         status,
+        transfer_port,
     })
     .map_err(BeforeSession)?;
     let welcome: ToWorker = h
         .recv(protocol::MAX_HANDSHAKE_FRAME)
         .map_err(BeforeSession)?;
-    let (proof, keepalive_ms) = match welcome {
+    let (proof, keepalive_ms, token) = match welcome {
         ToWorker::Welcome {
             proof,
             keepalive_ms,
+            transfer_token,
             ..
-        } => (proof, keepalive_ms),
+        } => (proof, keepalive_ms, transfer_token),
         ToWorker::Refused { reason } => {
             return Err(Refused(crate::channel::refused(&format!(
                 "the manager refused this worker: {reason}"
@@ -117,7 +121,7 @@ pub(super) fn handshake(
     let keepalive = opts
         .keepalive
         .min(Duration::from_millis(keepalive_ms.max(1)));
-    Ok((incoming, outgoing, sock, keepalive))
+    Ok((incoming, outgoing, sock, keepalive, token))
 }
 
 pub(super) fn hostname() -> String {

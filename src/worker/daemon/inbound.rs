@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::files::{CacheLevel, File, Mount};
 use crate::protocol::{self, Dest, Held, InputContent, TaskSpec, ToManager, ToWorker, WorkSpec};
 use crate::resources::Resources;
-use crate::task::Task;
+use crate::task::{Task, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::worker::fetch::Fetcher;
 use crate::worker::local::LocalPool;
 use crate::worker::sandbox::move_file;
@@ -43,6 +43,8 @@ pub(super) struct Inbound {
     pub(super) made: std::collections::HashMap<u64, String>,
     /// The cached files running tasks use.
     pub(super) in_use: SharedInUse,
+    /// The transfer server: told of arrivals, and holds the peer key.
+    pub(super) peer: Option<Arc<super::peer::PeerServer>>,
 }
 
 /// How the names of files made for one session begin.
@@ -65,6 +67,14 @@ impl Inbound {
                     self.pool.dispatch(&mut vec![task]);
                 }
                 ToWorker::Cancel(id) => self.pool.cancel(id),
+                ToWorker::Replicate {
+                    file_id,
+                    host,
+                    port,
+                    source,
+                } => {
+                    self.fetch_from_peer(file_id, &host, port, source)?;
+                }
                 ToWorker::Forget(file_id) => {
                     let path = self.cache_path(file_id);
                     self.in_use().forget(file_id, &path);
@@ -150,7 +160,60 @@ impl Inbound {
         if move_file(&staged, &dest).is_err() {
             crate::transfer::remove_all(&staged);
         }
+        if let Some(peer) = &self.peer {
+            peer.arrived();
+        }
         Ok(())
+    }
+
+    /// Fetches file `file_id` into the cache from the peer at `host:port`, and
+    /// tells the manager how it went; false if it failed.
+    fn fetch_from_peer(
+        &mut self,
+        file_id: u64,
+        host: &str,
+        port: u16,
+        source: u32,
+    ) -> Result<bool> {
+        let start = std::time::Instant::now();
+        let fetched = match self.peer.as_ref().and_then(|p| p.key()) {
+            Some(key) => super::peer::fetch(host, port, file_id, &key, &self.dir.join("out")),
+            None => Err("this worker has no peer key".into()),
+        };
+        let (bytes, error) = match fetched {
+            Ok(f) => {
+                let dest = self.cache_path(file_id);
+                crate::transfer::remove_all(&dest);
+                match move_file(&f.staged, &dest) {
+                    Ok(()) => (f.bytes, None),
+                    Err(e) => {
+                        crate::transfer::remove_all(&f.staged);
+                        (0, Some(format!("cannot put it in the cache: {e}")))
+                    }
+                }
+            }
+            Err(e) => (0, Some(e)),
+        };
+        if let (None, Some(peer)) = (&error, &self.peer) {
+            peer.arrived();
+        }
+        if let Some(e) = &error {
+            super::log::notice(&format!(
+                "fetching file {file_id} from the worker at {host}:{port} failed: {e}"
+            ));
+        }
+        let ok = error.is_none();
+        send(
+            &self.writer,
+            &ToManager::PeerFetched {
+                file_id,
+                source,
+                bytes,
+                took_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+                error,
+            },
+        )?;
+        Ok(ok)
     }
 
     /// Whether the file kept forever at `path` still hashes to `name` (checked
@@ -222,6 +285,17 @@ impl Inbound {
                 .join(format!("missing-{}", input.file_id))
         };
         let path = match &input.content {
+            InputContent::Peer { host, port, source } => {
+                let p = self.cache_path(input.file_id);
+                // A fetch that fails is an input lost: the manager sends it
+                // again, from itself or another peer.
+                if !self.fetch_from_peer(input.file_id, host, *port, *source)? {
+                    lost.push(Held::Cached(input.file_id));
+                }
+                self.in_use().acquire(input.file_id);
+                outs.push((input.file_id, p.clone(), AfterTask::Release));
+                p
+            }
             InputContent::Cached => {
                 let p = self.cache_path(input.file_id);
                 if std::fs::symlink_metadata(&p).is_err() {
@@ -360,6 +434,7 @@ impl Inbound {
             gpus,
         };
         let _ = task.set_time_max(spec.time_max);
+        task.flags |= spec.monitor & (FLAG_MONITOR | FLAG_NO_WATCHDOG);
         if spec.time_end > 0 {
             task.set_time_end(spec.time_end);
         }
@@ -461,6 +536,7 @@ mod test {
             generation: 1,
             made: Default::default(),
             in_use: Default::default(),
+            peer: None,
         }
     }
 
@@ -488,6 +564,7 @@ mod test {
                 flags: 0,
             }],
             time_end: 0,
+            monitor: 0,
         }
     }
 

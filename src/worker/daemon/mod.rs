@@ -8,6 +8,7 @@ mod inbound;
 mod job_end;
 mod log;
 mod options;
+pub mod peer;
 mod session;
 mod store;
 
@@ -69,6 +70,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     }
     let resources = opts.resources(&dir)?;
     let fetcher = std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched")));
+    let peer = peer::PeerServer::start(&dir.join("cache"), opts.transfer_port)?;
     let tls = opts
         .tls
         .as_ref()
@@ -102,6 +104,7 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                     store.as_deref(),
                     end,
                     &fetcher,
+                    &peer,
                 ) {
                     Ok(()) => return Ok(()),
                     Err(Ended::WallTime) => {
@@ -224,8 +227,8 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
         .map(crate::tls::ClientTls::new)
         .transpose()?;
     let nothing = crate::resources::Resources::default();
-    let (mut reader, _writer, _sock, _) =
-        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true).map_err(
+    let (mut reader, _writer, _sock, _, _) =
+        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true, 0).map_err(
             |e| match e {
                 Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
                 Ended::WallTime => Error::invalid("ended"),

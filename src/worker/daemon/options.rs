@@ -50,6 +50,9 @@ pub struct WorkerOptions {
     /// The factory job this worker runs in (`--factory-job ID`, set by a factory),
     /// told to the manager so the factory knows which of its jobs have joined.
     pub factory_job: Option<String>,
+    /// The port it serves files to other workers on (`--transfer-port`, as
+    /// TaskVine's worker); 0: one the system picks.
+    pub transfer_port: u16,
 }
 
 /// The first wait between attempts to reach the manager (doubling up to
@@ -61,7 +64,7 @@ pub(super) const USAGE: &str =
 [--memory MB|all] [--disk MB|all] [--gpus N|all] [--library LIB.so]... [-t|--timeout S] \
 [-s|--workdir DIR] [-d|--debug SUBSYSTEM] [-o|--debug-file FILE] [--single-shot] \
 [--wall-time S] [--factory-job ID] [-b|--max-backoff S] [--ssl] [--ssl-fingerprint SHA256] [--ssl-ca PEM] \
-[--feature NAME]... (--name=value works too)";
+[--feature NAME]... [--transfer-port PORT] (--name=value works too)";
 
 /// TaskVine's short options that take a value, which may be attached (`-dall`).
 const SHORT_WITH_VALUE: &[char] = &['P', 't', 's', 'd', 'o', 'b'];
@@ -144,6 +147,7 @@ impl WorkerOptions {
             max_backoff: MIN_BACKOFF,
             features: Vec::new(),
             factory_job: None,
+            transfer_port: 0,
         };
         let bad =
             |what: &str, v: &str| Error::invalid(format!("{what} {v:?} is not valid\n{USAGE}"));
@@ -187,6 +191,10 @@ impl WorkerOptions {
                     if !o.features.contains(&v) {
                         o.features.push(v);
                     }
+                }
+                "--transfer-port" => {
+                    let v = value(a)?;
+                    o.transfer_port = v.parse().map_err(|_| bad("--transfer-port", &v))?;
                 }
                 "--factory-job" => {
                     let v = value(a)?;

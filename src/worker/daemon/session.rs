@@ -39,10 +39,23 @@ pub(super) fn serve(
     store: Option<&Path>,
     end: Option<Instant>,
     fetcher: &Arc<Fetcher>,
+    peer: &Arc<super::peer::PeerServer>,
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
-    let (reader, outgoing, sock, keepalive) =
-        handshake(opts, stream, tls, resources, store, end, false)?;
+    let (reader, outgoing, sock, keepalive, token) =
+        handshake(opts, stream, tls, resources, store, end, false, peer.port)?;
+    peer.set_key(Some(crate::protocol::peer_key(
+        opts.password.as_deref(),
+        &token,
+    )));
+    // However the session ends, its key serves no peer any more.
+    struct Unkey<'a>(&'a super::peer::PeerServer);
+    impl Drop for Unkey<'_> {
+        fn drop(&mut self) {
+            self.0.set_key(None);
+        }
+    }
+    let _unkey = Unkey(peer);
     super::log::debug(|| "session with the manager begun".into());
     let session = Session {
         keepalive,
@@ -51,6 +64,7 @@ pub(super) fn serve(
         store,
         fetcher,
         end,
+        peer: Some(peer.clone()),
     };
     match serve_session(reader, outgoing, sock, session) {
         Ok(()) => Ok(()),
@@ -72,6 +86,8 @@ pub(super) struct Session<'a> {
     pub(super) fetcher: &'a Arc<Fetcher>,
     /// The worker's wall time, if it has one.
     pub(super) end: Option<Instant>,
+    /// Its transfer server, which serves peers and knows the peer key.
+    pub(super) peer: Option<Arc<super::peer::PeerServer>>,
 }
 
 /// Serves a session that has begun, until told to exit (Ok), the connection
@@ -90,6 +106,7 @@ pub(super) fn serve_session(
         store,
         fetcher,
         end,
+        peer,
     } = session;
     // What this manager's files are called here: its file ids are its own.
     let generation = fetcher.new_generation();
@@ -144,6 +161,7 @@ pub(super) fn serve_session(
         generation,
         made: Default::default(),
         in_use,
+        peer,
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -354,6 +372,7 @@ impl Reporter {
             outputs,
             lost,
             arrived: Vec::new(),
+            measured: task.extra.as_ref().and_then(|e| e.measured),
         })
     }
 }

@@ -1,0 +1,581 @@
+//! Entry points on resources: what a task measured (`vine_task_get_resources`),
+//! how categories are sized (`vine_set_category_*`, `vine_set_resources_*`),
+//! `vine_get_stats_category`, and the summary they take and give: `struct
+//! vine_resources`, TaskVine's `struct rmsummary` under vine's name (taskvine.h
+//! maps the TaskVine names onto it), with the four helpers programs use to make one.
+
+use std::ffi::{c_char, c_int, CStr};
+use std::ptr;
+
+use super::boundary::{self, c_str, guard, guard_code};
+use super::handles::{self, task_summary};
+use super::vine_stats;
+use super::{vine_manager, vine_task};
+use crate::error::{Error, Result};
+use crate::manager::categories::{Bound, Change, Partial};
+use crate::resources::Resources;
+use crate::task::{Task, MAX_GPUS, MAX_MB};
+
+/// A summary of resources: TaskVine's `struct rmsummary` under vine's name (a
+/// program that includes `taskvine.h` can call it `struct rmsummary`, and the
+/// helpers `rmsummary_create`, `_delete`, `_set` and `_get`): its fields, in its
+/// order, with its units. A field that is not known or not set is -1. vine
+/// fills `cores`, `gpus`, `memory` and `disk` (what a task asks for, was given
+/// or used), and for measurements also `start`, `end`, `wall_time`,
+/// `cpu_time`, `cores_avg`, `bytes_read`, `bytes_written`,
+/// `max_concurrent_processes` and `total_processes`; the strings and pointers
+/// are always NULL, `snapshots_count` 0. vine reads only `cores`, `gpus`,
+/// `memory` and `disk` of a summary it is given.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct vine_resources {
+    /// Always NULL in vine.
+    pub category: *mut c_char,
+    /// Always NULL in vine.
+    pub command: *mut c_char,
+    /// Always NULL in vine.
+    pub taskid: *mut c_char,
+    /// Cores (measured: CPU time over wall time, as `cores_avg`).
+    pub cores: f64,
+    /// Gpus.
+    pub gpus: f64,
+    /// Memory, MB (measured: the peak resident memory).
+    pub memory: f64,
+    /// Disk, MB (measured: the peak size of the sandbox).
+    pub disk: f64,
+    /// Always NULL in vine.
+    pub exit_type: *mut c_char,
+    /// Not filled (-1).
+    pub signal: i64,
+    /// Not filled (-1).
+    pub exit_status: i64,
+    /// Not filled (-1).
+    pub last_error: i64,
+    /// When the measured attempt started, microseconds since the epoch.
+    pub start: f64,
+    /// When it ended, microseconds since the epoch.
+    pub end: f64,
+    /// CPU time over wall time.
+    pub cores_avg: f64,
+    /// Wall time, seconds.
+    pub wall_time: f64,
+    /// CPU time (user and system), seconds.
+    pub cpu_time: f64,
+    /// Not filled (-1).
+    pub virtual_memory: f64,
+    /// Not filled (-1).
+    pub swap_memory: f64,
+    /// MB read through system calls.
+    pub bytes_read: f64,
+    /// MB written through system calls.
+    pub bytes_written: f64,
+    /// Not filled (-1).
+    pub bytes_received: f64,
+    /// Not filled (-1).
+    pub bytes_sent: f64,
+    /// Not filled (-1).
+    pub bandwidth: f64,
+    /// Not filled (-1).
+    pub machine_cpus: f64,
+    /// Not filled (-1).
+    pub machine_load: f64,
+    /// Not filled (-1).
+    pub context_switches: f64,
+    /// Most processes of the task alive at once (as sampled).
+    pub max_concurrent_processes: f64,
+    /// As `max_concurrent_processes` (vine samples; it does not count every fork).
+    pub total_processes: f64,
+    /// Not filled (-1).
+    pub total_files: f64,
+    /// Not filled (-1).
+    pub fs_nodes: f64,
+    /// Not filled (-1).
+    pub workers: f64,
+    /// Always NULL in vine.
+    pub limits_exceeded: *mut vine_resources,
+    /// Always NULL in vine.
+    pub peak_times: *mut vine_resources,
+    /// Always NULL in vine.
+    pub snapshot_name: *mut c_char,
+    /// Always 0 in vine.
+    pub snapshots_count: usize,
+    /// Always NULL in vine.
+    pub snapshots: *mut *mut vine_resources,
+}
+
+impl vine_resources {
+    /// Every number `value`, every pointer NULL.
+    fn filled_with(value: f64) -> vine_resources {
+        let i = value as i64;
+        vine_resources {
+            category: ptr::null_mut(),
+            command: ptr::null_mut(),
+            taskid: ptr::null_mut(),
+            cores: value,
+            gpus: value,
+            memory: value,
+            disk: value,
+            exit_type: ptr::null_mut(),
+            signal: i,
+            exit_status: i,
+            last_error: i,
+            start: value,
+            end: value,
+            cores_avg: value,
+            wall_time: value,
+            cpu_time: value,
+            virtual_memory: value,
+            swap_memory: value,
+            bytes_read: value,
+            bytes_written: value,
+            bytes_received: value,
+            bytes_sent: value,
+            bandwidth: value,
+            machine_cpus: value,
+            machine_load: value,
+            context_switches: value,
+            max_concurrent_processes: value,
+            total_processes: value,
+            total_files: value,
+            fs_nodes: value,
+            workers: value,
+            limits_exceeded: ptr::null_mut(),
+            peak_times: ptr::null_mut(),
+            snapshot_name: ptr::null_mut(),
+            snapshots_count: 0,
+            snapshots: ptr::null_mut(),
+        }
+    }
+
+    /// Every number -1 (unknown), every pointer NULL.
+    pub(crate) fn unset() -> vine_resources {
+        vine_resources::filled_with(-1.0)
+    }
+
+    /// The field called `name`, if it is one of the numbers.
+    fn field(&mut self, name: &[u8]) -> Option<&mut f64> {
+        Some(match name {
+            b"cores" => &mut self.cores,
+            b"gpus" => &mut self.gpus,
+            b"memory" => &mut self.memory,
+            b"disk" => &mut self.disk,
+            b"start" => &mut self.start,
+            b"end" => &mut self.end,
+            b"cores_avg" => &mut self.cores_avg,
+            b"wall_time" => &mut self.wall_time,
+            b"cpu_time" => &mut self.cpu_time,
+            b"virtual_memory" => &mut self.virtual_memory,
+            b"swap_memory" => &mut self.swap_memory,
+            b"bytes_read" => &mut self.bytes_read,
+            b"bytes_written" => &mut self.bytes_written,
+            b"bytes_received" => &mut self.bytes_received,
+            b"bytes_sent" => &mut self.bytes_sent,
+            b"bandwidth" => &mut self.bandwidth,
+            b"machine_cpus" => &mut self.machine_cpus,
+            b"machine_load" => &mut self.machine_load,
+            b"context_switches" => &mut self.context_switches,
+            b"max_concurrent_processes" => &mut self.max_concurrent_processes,
+            b"total_processes" => &mut self.total_processes,
+            b"total_files" => &mut self.total_files,
+            b"fs_nodes" => &mut self.fs_nodes,
+            b"workers" => &mut self.workers,
+            _ => return None,
+        })
+    }
+
+    fn of(r: Resources) -> vine_resources {
+        vine_resources {
+            cores: r.cores(),
+            gpus: f64::from(r.gpus),
+            memory: r.memory_mb as f64,
+            disk: r.disk_mb as f64,
+            ..vine_resources::unset()
+        }
+    }
+}
+
+/// The cores, memory, disk and gpus of `rm` (a negative value: not given),
+/// checked; NULL gives none of them.
+fn partial(rm: *const vine_resources) -> Result<Partial> {
+    if rm.is_null() {
+        return Ok(Partial::default());
+    }
+    // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
+    let rm = unsafe { &*rm };
+    let given = |v: f64, what: &str, max: f64| -> Result<Option<f64>> {
+        if v.is_nan() || v.is_infinite() || v > max {
+            return Err(Error::invalid(format!(
+                "{what} must be a number from 0 to {max:e} (or negative: not set), not {v}"
+            )));
+        }
+        Ok((v >= 0.0).then_some(v))
+    };
+    let cores = given(rm.cores, "cores", 1e9)?
+        .map(|c| Resources::millicores_from((c * 1000.0).ceil() / 1000.0, true))
+        .transpose()?;
+    let mb = MAX_MB as f64;
+    Ok(Partial {
+        millicores: cores,
+        memory_mb: given(rm.memory, "memory", mb)?.map(|m| m.ceil() as u64),
+        disk_mb: given(rm.disk, "disk", mb)?.map(|d| d.ceil() as u64),
+        gpus: given(rm.gpus, "gpus", f64::from(MAX_GPUS))?.map(|g| g.ceil() as u32),
+    })
+}
+
+unsafe fn category_name<'a>(category: *const c_char) -> Result<&'a CStr> {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    let name = unsafe { c_str(category, "the category")? };
+    if name.is_empty() {
+        return Err(Error::invalid("a category name cannot be empty"));
+    }
+    crate::manager::Manager::utf8(name)?;
+    Ok(name)
+}
+
+/// A new summary with every number `default_value` (TaskVine's programs pass -1:
+/// not set) and every pointer NULL, freed with `vine_resources_delete`: the
+/// resource monitor's `rmsummary_create`, which `taskvine.h` maps here, so that
+/// TaskVine programs that build summaries compile unchanged. NULL only if memory
+/// runs out.
+#[no_mangle]
+pub extern "C" fn vine_resources_create(default_value: f64) -> *mut vine_resources {
+    guard(ptr::null_mut(), || {
+        Ok(Box::into_raw(Box::new(vine_resources::filled_with(
+            default_value,
+        ))))
+    })
+}
+
+/// Frees a summary made by `vine_resources_create` (never one that
+/// `vine_task_get_resources` returned: the task owns those). NULL is ignored.
+#[no_mangle]
+pub unsafe extern "C" fn vine_resources_delete(s: *mut vine_resources) {
+    guard((), || {
+        if !s.is_null() {
+            // SAFETY: made by `vine_resources_create` (Box::into_raw), by the C contract.
+            drop(unsafe { Box::from_raw(s) });
+        }
+        Ok(())
+    })
+}
+
+/// Sets the number called `resource` (a field name: "cores", "memory", "disk",
+/// "gpus", "wall_time", ...) of `s`. Returns 1, or 0 if `resource` is not a
+/// number of the summary or an argument is NULL, as the resource monitor's does.
+#[no_mangle]
+pub unsafe extern "C" fn vine_resources_set(
+    s: *mut vine_resources,
+    resource: *const c_char,
+    value: f64,
+) -> c_int {
+    guard(0, || {
+        if s.is_null() {
+            return Err(boundary::null("the summary"));
+        }
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = unsafe { c_str(resource, "the resource name")? };
+        // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
+        let s = unsafe { &mut *s };
+        match s.field(name.to_bytes()) {
+            Some(f) => {
+                *f = value;
+                Ok(1)
+            }
+            None => Err(Error::invalid(format!(
+                "{:?} is not a number of struct vine_resources",
+                name.to_string_lossy()
+            ))),
+        }
+    })
+}
+
+/// The number called `resource` of `s`; -1 if it is not one (or an argument is
+/// NULL), with the reason in `vine_last_error()`.
+#[no_mangle]
+pub unsafe extern "C" fn vine_resources_get(
+    s: *const vine_resources,
+    resource: *const c_char,
+) -> f64 {
+    guard(-1.0, || {
+        if s.is_null() {
+            return Err(boundary::null("the summary"));
+        }
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = unsafe { c_str(resource, "the resource name")? };
+        // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
+        let mut copy = unsafe { *s };
+        copy.field(name.to_bytes()).map(|f| *f).ok_or_else(|| {
+            Error::invalid(format!(
+                "{:?} is not a number of struct vine_resources",
+                name.to_string_lossy()
+            ))
+        })
+    })
+}
+
+/// The resources of a finished task the caller owns, by `name`:
+/// - `"measured"`: what its last attempt used, as its worker measured it, when
+///   it was monitored (`vine_enable_monitoring`, or a category with an automatic
+///   allocation mode). For a command or a PROCESS function: peak resident memory
+///   of its process group (sampled every 50 ms, and the kernel's peak of its
+///   largest process), peak sandbox size, CPU time of the processes it waited
+///   for, bytes read and written, most processes at once. For a THREAD
+///   function: its thread's CPU time and wall time only; its memory (-1) cannot
+///   be told apart from the rest of the process.
+/// - `"allocated"`: what its last attempt was given (its request, or what its
+///   category's allocation mode chose), once it has been dispatched.
+/// - `"requested"`: what the program set (`vine_task_set_cores`, ...); what it
+///   did not set is -1 (vine gives such a task one core and no memory, disk or
+///   gpu bound, unless its category says otherwise).
+///
+/// Returns a summary the task owns (valid until `vine_task_delete`; the next
+/// call with the same name rewrites it), or NULL if there is none yet or on
+/// error (NULL arguments, an unknown name, a task the manager holds), with the
+/// reason in `vine_last_error()`.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_get_resources(
+    t: *mut vine_task,
+    name: *const c_char,
+) -> *const vine_resources {
+    guard(ptr::null(), || {
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let name = unsafe { c_str(name, "the summary name")? };
+        let which = match name.to_bytes() {
+            b"measured" => 0,
+            b"allocated" => 1,
+            b"requested" => 2,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "{:?} is not \"measured\", \"allocated\" or \"requested\"",
+                    name.to_string_lossy()
+                )))
+            }
+        };
+        let found = task_summary(t, which, |task| {
+            Ok(match which {
+                0 => measured(task),
+                1 => (task.attempts > 0).then(|| vine_resources::of(task.request)),
+                _ => Some(requested(task)),
+            })
+        })?;
+        if found.is_null() {
+            boundary::record(&Error::invalid(format!(
+                "the task has no {} resources (yet)",
+                name.to_string_lossy()
+            )));
+        }
+        Ok(found)
+    })
+}
+
+fn measured(task: &Task) -> Option<vine_resources> {
+    let m = task.extra.as_ref()?.measured?;
+    let times = task.times();
+    let mb = |b: u64| b as f64 / (1u64 << 20) as f64;
+    Some(vine_resources {
+        cores: m.cores(),
+        cores_avg: m.cores(),
+        memory: m.memory_mb.map_or(-1.0, |v| v as f64),
+        disk: m.disk_mb as f64,
+        start: times.started as f64,
+        end: times.done as f64,
+        wall_time: m.wall_us as f64 / 1e6,
+        cpu_time: m.cpu_us as f64 / 1e6,
+        bytes_read: mb(m.bytes_read),
+        bytes_written: mb(m.bytes_written),
+        max_concurrent_processes: f64::from(m.max_processes),
+        total_processes: f64::from(m.max_processes),
+        ..vine_resources::unset()
+    })
+}
+
+fn requested(task: &Task) -> vine_resources {
+    use crate::task::{FLAG_SET_CORES, FLAG_SET_DISK, FLAG_SET_GPUS, FLAG_SET_MEMORY};
+    let asked = task
+        .extra
+        .as_ref()
+        .and_then(|e| e.asked)
+        .unwrap_or(task.request);
+    let all = vine_resources::of(asked);
+    let set = |flag: u16, v: f64| if task.flags & flag != 0 { v } else { -1.0 };
+    vine_resources {
+        cores: set(FLAG_SET_CORES, all.cores),
+        memory: set(FLAG_SET_MEMORY, all.memory),
+        disk: set(FLAG_SET_DISK, all.disk),
+        gpus: set(FLAG_SET_GPUS, all.gpus),
+        ..vine_resources::unset()
+    }
+}
+
+/// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
+/// negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
+/// negative error (nothing changes then).
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_resources(
+    t: *mut vine_task,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| {
+        if rm.is_null() {
+            return Err(boundary::null("the summary"));
+        }
+        let p = partial(rm)?;
+        handles::with_task_mut(t, |task| {
+            let mut copy = Task::command(c"true");
+            copy.request = task.request;
+            if let Some(m) = p.millicores {
+                copy.set_cores(m as f64 / 1000.0)?;
+            }
+            if let Some(mb) = p.memory_mb {
+                copy.set_memory(mb as i64)?;
+            }
+            if let Some(mb) = p.disk_mb {
+                copy.set_disk(mb as i64)?;
+            }
+            if let Some(g) = p.gpus {
+                copy.set_gpus(i64::from(g))?;
+            }
+            task.request = copy.request;
+            task.flags |= copy.flags;
+            Ok(0)
+        })
+    })
+}
+
+fn set_bound(
+    m: *mut vine_manager,
+    category: Option<*const c_char>,
+    which: Bound,
+    rm: *const vine_resources,
+) -> Result<c_int> {
+    let m = handles::manager(m)?;
+    let category = match category {
+        // SAFETY: passed through from C, NUL-terminated or NULL.
+        Some(c) => Some(unsafe { category_name(c)? }.to_owned()),
+        None => None,
+    };
+    m.change_categories(Change::Bound(category, which, partial(rm)?))?;
+    Ok(0)
+}
+
+/// The most that tasks of `category` are given (TaskVine's call): a task that
+/// sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
+/// an automatic mode never allocates more, and a task that exhausts an automatic
+/// allocation runs once more with them. Negative fields (and NULL: all) are not
+/// set, which means the largest worker's for the automatic modes. Returns 0, or a
+/// negative error (TaskVine's returns nothing).
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_resources_max(
+    m: *mut vine_manager,
+    category: *const c_char,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| set_bound(m, Some(category), Bound::Max, rm))
+}
+
+/// The least that an automatic mode allocates to tasks of `category` (fields as
+/// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_resources_min(
+    m: *mut vine_manager,
+    category: *const c_char,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| set_bound(m, Some(category), Bound::Min, rm))
+}
+
+/// What an automatic mode gives tasks of `category` before it has measured
+/// enough of them (`"category-steady-n-tasks"`), instead of the maximum (fields as
+/// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_first_allocation_guess(
+    m: *mut vine_manager,
+    category: *const c_char,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| set_bound(m, Some(category), Bound::FirstGuess, rm))
+}
+
+/// `vine_set_category_resources_max` for every category without its own.
+/// Returns 0, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_resources_max(
+    m: *mut vine_manager,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| set_bound(m, None, Bound::Max, rm))
+}
+
+/// `vine_set_category_resources_min` for every category without its own.
+/// Returns 0, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_resources_min(
+    m: *mut vine_manager,
+    rm: *const vine_resources,
+) -> c_int {
+    guard_code(|| set_bound(m, None, Bound::Min, rm))
+}
+
+/// At most `max_concurrent` tasks of `category` run at once, on all workers
+/// together; a negative value removes the bound (the default). The others wait,
+/// and tasks of other categories go ahead of them. Returns 0, or a negative error.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_category_max_concurrent(
+    m: *mut vine_manager,
+    category: *const c_char,
+    max_concurrent: c_int,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: passed through from C, NUL-terminated or NULL.
+        let category = unsafe { category_name(category)? }.to_owned();
+        let n = u64::try_from(max_concurrent).ok();
+        m.change_categories(Change::MaxConcurrent(category, n))?;
+        Ok(0)
+    })
+}
+
+/// Fills `s` with the counts of `category`'s tasks: `tasks_waiting`,
+/// `tasks_running` and `tasks_on_workers` (both: its tasks on workers now),
+/// `tasks_submitted`, `tasks_dispatched`, `tasks_done`, `tasks_failed`,
+/// `tasks_successful`, `tasks_cancelled`, `tasks_exhausted_attempts` (attempts
+/// that exhausted their resources, including those run again with the
+/// maximum), and the `time_workers_execute*` sums; every other field is 0. An
+/// unknown category has all 0. Returns 0, or a negative error (TaskVine's
+/// returns nothing).
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_stats_category(
+    m: *mut vine_manager,
+    category: *const c_char,
+    s: *mut vine_stats,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: passed through from C, NUL-terminated or NULL.
+        let category = unsafe { category_name(category)? };
+        if s.is_null() {
+            return Err(boundary::null("the stats pointer"));
+        }
+        let (c, waiting) = m.category_stats(category)?;
+        let int = |n: u64| c_int::try_from(n).unwrap_or(c_int::MAX);
+        let out = vine_stats {
+            tasks_waiting: int(waiting),
+            tasks_on_workers: int(c.running),
+            tasks_running: int(c.running),
+            tasks_submitted: int(c.submitted),
+            tasks_dispatched: int(c.dispatched),
+            tasks_done: int(c.done),
+            tasks_failed: int(c.failed),
+            tasks_successful: int(c.successful),
+            tasks_cancelled: int(c.cancelled),
+            tasks_exhausted_attempts: int(c.exhausted + c.exhausted_retried),
+            time_workers_execute: c.time_execute,
+            time_workers_execute_good: c.time_execute_good,
+            time_workers_execute_exhaustion: c.time_execute_exhaustion,
+            ..vine_stats::default()
+        };
+        // SAFETY: non-NULL and pointing to a vine_stats by the C contract.
+        unsafe { s.write(out) };
+        Ok(0)
+    })
+}

@@ -1,0 +1,285 @@
+//! Transfers between workers (peer transfers): which remote workers hold which
+//! files (replicas), where each worker serves its files, and which transfers
+//! each source is serving now. The connection threads read and write it (a
+//! writer choosing a source for an input, a reader hearing how a fetch went,
+//! a session ending); the manager thread adds the temps its workers make.
+//!
+//! A worker is counted as holding a file from the moment it is sent it (by the
+//! manager or a peer), not once it has it all: a peer asking for a file still
+//! on its way is served once it arrives. A source serves at most
+//! `worker-source-max-transfers` fetches at once, and at most
+//! `file-source-max-transfers` of one file; past both, the input goes from the
+//! manager as it would without peers. A fetch that fails drops both ends'
+//! replicas of the file, so the retry of its task is not sent there again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::scheduler::WorkerId;
+
+/// TaskVine's default `worker-source-max-transfers`.
+pub const WORKER_SOURCE_MAX_TRANSFERS: usize = 10;
+/// TaskVine's default `file-source-max-transfers`.
+pub const FILE_SOURCE_MAX_TRANSFERS: usize = 1;
+
+/// A source chosen for a worker's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Chosen {
+    /// The serving worker.
+    pub source: WorkerId,
+    /// Its transfer address.
+    pub host: String,
+    /// Its transfer port.
+    pub port: u16,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Where each worker serves its files: (host, port).
+    addrs: HashMap<WorkerId, (String, u16)>,
+    /// Workers holding each file, oldest first.
+    holders: HashMap<u64, Vec<WorkerId>>,
+    /// Fetches each source is serving now.
+    serving: HashMap<WorkerId, usize>,
+    /// Fetches of one file from one source now.
+    serving_file: HashMap<(WorkerId, u64), usize>,
+    /// Fetches under way: (fetching worker, file) to its source.
+    under_way: HashMap<(WorkerId, u64), WorkerId>,
+}
+
+/// The manager's table of replicas and peer transfers.
+pub(crate) struct Peers {
+    /// Peer transfers on (`vine_enable_peer_transfers`, the default) or off.
+    pub on: Arc<AtomicBool>,
+    /// The manager run's transfer token, given to each worker at `Welcome`.
+    pub token: [u8; 32],
+    /// `worker-source-max-transfers`.
+    pub worker_max: AtomicU64,
+    /// `file-source-max-transfers`.
+    pub file_max: AtomicU64,
+    /// Bytes moved between workers (vine's own counter).
+    pub bytes: AtomicU64,
+    /// `temp-replica-count`: workers each temp is kept at (1: where it is made).
+    pub temp_replicas: AtomicU64,
+    table: Mutex<Table>,
+}
+
+impl Peers {
+    pub(crate) fn new() -> Peers {
+        Peers {
+            on: Arc::new(AtomicBool::new(true)),
+            token: crate::protocol::challenge(),
+            worker_max: AtomicU64::new(WORKER_SOURCE_MAX_TRANSFERS as u64),
+            file_max: AtomicU64::new(FILE_SOURCE_MAX_TRANSFERS as u64),
+            bytes: AtomicU64::new(0),
+            temp_replicas: AtomicU64::new(1),
+            table: Mutex::default(),
+        }
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether peer transfers are on.
+    pub(crate) fn enabled(&self) -> bool {
+        self.on.load(Ordering::Relaxed)
+    }
+
+    /// `worker` joined, serving its files at `host:port` (port 0: it serves none).
+    pub(crate) fn joined(&self, worker: WorkerId, host: String, port: u16) {
+        if port != 0 {
+            self.table().addrs.insert(worker, (host, port));
+        }
+    }
+
+    /// `worker` is gone with every file it held; fetches it served end.
+    pub(crate) fn gone(&self, worker: WorkerId) {
+        let mut t = self.table();
+        t.addrs.remove(&worker);
+        t.holders.retain(|_, ws| {
+            ws.retain(|w| *w != worker);
+            !ws.is_empty()
+        });
+        let ended: Vec<(WorkerId, u64)> = t
+            .under_way
+            .iter()
+            .filter(|(&(dest, _), &src)| dest == worker || src == worker)
+            .map(|(&k, _)| k)
+            .collect();
+        for k in ended {
+            end(&mut t, k);
+        }
+        t.serving.remove(&worker);
+        t.serving_file.retain(|(w, _), _| *w != worker);
+    }
+
+    /// `worker` holds (or is being sent) `file`.
+    pub(crate) fn add(&self, file: u64, worker: WorkerId) {
+        let mut t = self.table();
+        let ws = t.holders.entry(file).or_default();
+        if !ws.contains(&worker) {
+            ws.push(worker);
+        }
+    }
+
+    /// `worker` no longer holds `file`.
+    pub(crate) fn remove(&self, file: u64, worker: WorkerId) {
+        let mut t = self.table();
+        if let Some(ws) = t.holders.get_mut(&file) {
+            ws.retain(|w| *w != worker);
+            if ws.is_empty() {
+                t.holders.remove(&file);
+            }
+        }
+    }
+
+    /// How many workers hold `file` (or are being sent it).
+    pub(crate) fn replicas(&self, file: u64) -> usize {
+        self.table().holders.get(&file).map_or(0, Vec::len)
+    }
+
+    /// Chooses a peer for `dest` to fetch `file` from: a holder other than
+    /// `dest` that serves transfers and is under both limits (`limits` false:
+    /// any holder, for a file only workers have). The transfer counts against
+    /// the source, and `dest` counts as a holder, until [`Peers::finished`].
+    pub(crate) fn choose(&self, file: u64, dest: WorkerId, limits: bool) -> Option<Chosen> {
+        if !self.enabled() {
+            return None;
+        }
+        let worker_max = self.worker_max.load(Ordering::Relaxed) as usize;
+        let file_max = self.file_max.load(Ordering::Relaxed) as usize;
+        let mut t = self.table();
+        let candidates = t.holders.get(&file)?.clone();
+        let mut best: Option<(usize, WorkerId)> = None;
+        for w in candidates {
+            if w == dest || !t.addrs.contains_key(&w) {
+                continue;
+            }
+            let busy = t.serving.get(&w).copied().unwrap_or(0);
+            let busy_file = t.serving_file.get(&(w, file)).copied().unwrap_or(0);
+            if limits && (busy >= worker_max || busy_file >= file_max) {
+                continue;
+            }
+            if best.is_none_or(|(b, _)| busy < b) {
+                best = Some((busy, w));
+            }
+        }
+        let (_, source) = best?;
+        let (host, port) = t.addrs.get(&source).cloned()?;
+        *t.serving.entry(source).or_default() += 1;
+        *t.serving_file.entry((source, file)).or_default() += 1;
+        if let Some(old) = t.under_way.insert((dest, file), source) {
+            release(&mut t, old, file);
+        }
+        let ws = t.holders.entry(file).or_default();
+        if !ws.contains(&dest) {
+            ws.push(dest);
+        }
+        Some(Chosen { source, host, port })
+    }
+
+    /// `dest`'s fetch of `file` from `source` ended; `ok` false: neither end
+    /// is counted as holding it any more.
+    pub(crate) fn finished(&self, dest: WorkerId, file: u64, source: WorkerId, ok: bool) {
+        let mut t = self.table();
+        if t.under_way.get(&(dest, file)) == Some(&source) {
+            end(&mut t, (dest, file));
+        }
+        if !ok {
+            if let Some(ws) = t.holders.get_mut(&file) {
+                ws.retain(|w| *w != dest && *w != source);
+                if ws.is_empty() {
+                    t.holders.remove(&file);
+                }
+            }
+        }
+    }
+
+    /// Fetches `source` is serving now (for tests and status).
+    #[cfg(test)]
+    fn serving(&self, source: WorkerId) -> usize {
+        self.table().serving.get(&source).copied().unwrap_or(0)
+    }
+}
+
+fn end(t: &mut Table, key: (WorkerId, u64)) {
+    if let Some(source) = t.under_way.remove(&key) {
+        release(t, source, key.1);
+    }
+}
+
+fn release(t: &mut Table, source: WorkerId, file: u64) {
+    if let Some(n) = t.serving.get_mut(&source) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            t.serving.remove(&source);
+        }
+    }
+    if let Some(n) = t.serving_file.get_mut(&(source, file)) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            t.serving_file.remove(&(source, file));
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    fn peers() -> Peers {
+        let p = Peers::new();
+        for w in 1..=4 {
+            p.joined(w, "127.0.0.1".into(), 9000 + w as u16);
+        }
+        p
+    }
+
+    #[test]
+    fn a_file_fans_out_along_a_chain_under_the_per_file_limit() {
+        let p = peers();
+        assert_eq!(p.choose(7, 1, true), None, "nobody holds it yet");
+        p.add(7, 1);
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        // Worker 1 serves its one transfer of file 7: the next goes from 2.
+        assert_eq!(p.choose(7, 3, true).unwrap().source, 2);
+        assert_eq!(p.choose(7, 4, true).unwrap().source, 3);
+        assert_eq!(p.replicas(7), 4);
+        p.finished(2, 7, 1, true);
+        assert_eq!(p.serving(1), 0);
+    }
+
+    #[test]
+    fn limits_turn_to_the_manager_and_a_failure_drops_both_ends() {
+        let p = peers();
+        p.file_max.store(10, Ordering::Relaxed);
+        p.worker_max.store(1, Ordering::Relaxed);
+        p.add(7, 1);
+        p.add(8, 1);
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        assert_eq!(p.choose(8, 3, true), None, "worker 1 serves one at a time");
+        assert!(p.choose(8, 3, false).is_some(), "limits off for temps");
+        p.finished(2, 7, 1, false);
+        assert_eq!(p.replicas(7), 0);
+        p.on.store(false, Ordering::Relaxed);
+        p.add(7, 1);
+        assert_eq!(p.choose(7, 2, true), None, "off");
+    }
+
+    #[test]
+    fn a_lost_worker_holds_and_serves_nothing() {
+        let p = peers();
+        p.add(7, 1);
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        p.gone(1);
+        assert_eq!(p.serving(1), 0);
+        assert_eq!(
+            p.replicas(7),
+            1,
+            "the fetching worker counts until it fails"
+        );
+        assert_eq!(p.choose(7, 3, true).unwrap().source, 2);
+    }
+}

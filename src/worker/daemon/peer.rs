@@ -1,0 +1,318 @@
+//! Transfers between workers of one manager: each worker serves the files in its
+//! cache on a transfer port of its own, and fetches from another worker's port
+//! the inputs the manager tells it to ([`InputContent::Peer`]).
+//!
+//! Who may fetch: a peer that proves, by an HMAC over both sides' challenges,
+//! that it knows the peer key of the current manager (see
+//! [`protocol::peer_key`]: the manager's password, when it has one, and the
+//! random transfer token of the manager's run, which the manager gives each
+//! worker at `Welcome` over its authenticated link). The server proves the same
+//! back, and every frame after that carries an HMAC under keys derived from the
+//! peer key and both challenges. The link is not encrypted: a manager that uses
+//! TLS for its own links should disable peer transfers where the files' bytes
+//! must not cross the network in the clear.
+//!
+//! [`InputContent::Peer`]: crate::protocol::InputContent::Peer
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::channel::Handshake;
+use crate::error::{Error, Result};
+use crate::protocol::{self, Dest, PeerMsg, Piece};
+use crate::transfer::{self, Source};
+
+/// How long a peer has for its handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a file on its way to this worker is waited for before a peer
+/// asking for it is told it is not here.
+const ARRIVAL_WAIT: Duration = Duration::from_secs(120);
+/// How long a fetch may go without a byte before it is given up.
+const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Peers served at once, at most; more are turned away (the manager limits
+/// transfers per source well below this).
+const MAX_SERVING: usize = 64;
+
+/// Test-only knob, documented as such: `N:PATH` makes this worker's transfer
+/// server stop sending after N data bytes of a file, create PATH, and hang, so
+/// that a test can kill it in the middle of a peer transfer.
+pub const STALL_ENV: &str = "VINE_TEST_PEER_STALL";
+
+/// The serving side, shared by the listener and the sessions.
+pub struct PeerServer {
+    /// The worker's cache directory, where the files it serves are.
+    cache: PathBuf,
+    state: Mutex<State>,
+    /// Notified when a file arrives in the cache or the key changes.
+    changed: Condvar,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+#[derive(Default)]
+struct State {
+    /// The current manager's peer key; None between sessions.
+    key: Option<Vec<u8>>,
+    serving: usize,
+}
+
+impl PeerServer {
+    /// Listens on every interface, on `port` (0: one the system picks),
+    /// serving files from `cache`.
+    pub fn start(cache: &Path, port: u16) -> Result<Arc<PeerServer>> {
+        let listener = TcpListener::bind(("0.0.0.0", port))
+            .map_err(|e| Error::io("cannot open the transfer port", e))?;
+        let port = listener
+            .local_addr()
+            .map_err(|e| Error::io("transfer port", e))?
+            .port();
+        let server = Arc::new(PeerServer {
+            cache: cache.to_path_buf(),
+            state: Mutex::default(),
+            changed: Condvar::new(),
+            port,
+        });
+        let s = server.clone();
+        std::thread::Builder::new()
+            .name("vine-peer-listener".into())
+            .spawn(move || s.accept_loop(listener))
+            .map_err(|e| Error::io("cannot start a thread", e))?;
+        Ok(server)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The key of the session that begins (None: the session ended).
+    pub fn set_key(&self, key: Option<Vec<u8>>) {
+        self.state().key = key;
+        self.changed.notify_all();
+    }
+
+    /// The current peer key.
+    pub fn key(&self) -> Option<Vec<u8>> {
+        self.state().key.clone()
+    }
+
+    /// A file arrived in the cache.
+    pub fn arrived(&self) {
+        let _guard = self.state();
+        self.changed.notify_all();
+    }
+
+    fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        for conn in listener.incoming() {
+            let Ok(sock) = conn else {
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            };
+            {
+                let mut st = self.state();
+                if st.serving >= MAX_SERVING {
+                    crate::channel::close(&sock);
+                    continue;
+                }
+                st.serving += 1;
+            }
+            let s = self.clone();
+            let spawned = std::thread::Builder::new()
+                .name("vine-peer-serve".into())
+                .spawn(move || {
+                    if let Err(e) = s.serve(sock) {
+                        super::log::debug(|| format!("peer transfer not served: {e}"));
+                    }
+                    s.state().serving -= 1;
+                });
+            if spawned.is_err() {
+                self.state().serving -= 1;
+            }
+        }
+    }
+
+    fn serve(&self, sock: TcpStream) -> Result<()> {
+        let _ = sock.set_nodelay(true);
+        let mut h = Handshake::start(sock, None, Instant::now() + HANDSHAKE_TIMEOUT)?;
+        let mine = protocol::challenge();
+        h.send(&PeerMsg::Hello { challenge: mine })?;
+        let PeerMsg::Ask {
+            challenge: theirs,
+            proof,
+            file_id,
+        } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
+        else {
+            return Err(Error::invalid("a peer did not ask for a file"));
+        };
+        let context = protocol::ProofContext {
+            manager: &mine,
+            worker: &theirs,
+            binding: &[],
+        };
+        let key = self.key();
+        let ok = key
+            .as_ref()
+            .is_some_and(|k| protocol::verify(k, &context, protocol::ROLE_PEER_FETCH, &proof));
+        let Some(key) = key.filter(|_| ok) else {
+            let _ = h.send(&PeerMsg::Refused {
+                reason: "not a peer of this worker's manager".into(),
+            });
+            crate::channel::close(h.socket());
+            return Err(Error::invalid("a peer failed authentication"));
+        };
+        h.send(&PeerMsg::Welcome {
+            proof: protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE),
+        })?;
+        let (_reader, writer, sock) =
+            h.into_session(Some(protocol::session_keys(&key, &mine, &theirs)))?;
+        let mut writer = writer.buffered(256 * 1024);
+        let path = self.cache.join(file_id.to_string());
+        if !self.wait_for(&path, &key) {
+            writer.send(&PeerMsg::Refused {
+                reason: format!("this worker does not have file {file_id}"),
+            })?;
+            writer.flush()?;
+            crate::channel::close(&sock);
+            return Ok(());
+        }
+        let stall = std::env::var(STALL_ENV).ok().and_then(|v| {
+            let (n, marker) = v.split_once(':')?;
+            Some((n.parse::<u64>().ok()?, PathBuf::from(marker)))
+        });
+        let mut data = 0u64;
+        let mut sent = 0u64;
+        let outcome = transfer::send(
+            1,
+            Dest::Cache(file_id),
+            &Source::Path(path),
+            None,
+            &mut |piece: Piece| {
+                if let Piece::Data { bytes, .. } = &piece {
+                    data += bytes.len() as u64;
+                }
+                writer.send(&PeerMsg::Xfer(piece))?;
+                if let Some((after, marker)) = &stall {
+                    if data >= *after {
+                        writer.flush()?;
+                        let _ = std::fs::write(marker, b"stalled");
+                        loop {
+                            std::thread::park();
+                        }
+                    }
+                }
+                Ok(())
+            },
+            &mut sent,
+        )?;
+        writer.flush()?;
+        let _ = sock.shutdown(std::net::Shutdown::Write);
+        // Until the peer has read everything and closed its end.
+        let _ = sock.set_read_timeout(Some(STALL_TIMEOUT));
+        let _ = std::io::Read::read(&mut &sock, &mut [0u8; 1]);
+        outcome.map(|_| ()).map_err(Error::invalid)
+    }
+
+    /// Waits until `path` is in the cache, while the session keyed `key` lasts.
+    fn wait_for(&self, path: &Path, key: &[u8]) -> bool {
+        let until = Instant::now() + ARRIVAL_WAIT;
+        let mut st = self.state();
+        loop {
+            if std::fs::symlink_metadata(path).is_ok() {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= until || st.key.as_deref() != Some(key) {
+                return false;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, until - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+}
+
+/// What a fetch from a peer brought.
+pub struct Fetched {
+    /// Where it was built (the caller moves it into the cache).
+    pub staged: PathBuf,
+    /// Data bytes received.
+    pub bytes: u64,
+}
+
+/// Fetches file `file_id` from the peer at `host:port`, proving `key`; builds it
+/// under `staging`.
+pub fn fetch(
+    host: &str,
+    port: u16,
+    file_id: u64,
+    key: &[u8],
+    staging: &Path,
+) -> std::result::Result<Fetched, String> {
+    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("cannot resolve {host}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("no address for {host}"))?;
+    let sock = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    let _ = sock.set_nodelay(true);
+    let mut h = Handshake::start(sock, None, Instant::now() + HANDSHAKE_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let PeerMsg::Hello { challenge: theirs } = h
+        .recv(protocol::MAX_HANDSHAKE_FRAME)
+        .map_err(|e| e.to_string())?
+    else {
+        return Err("the peer did not start with Hello".into());
+    };
+    let mine = protocol::challenge();
+    let context = protocol::ProofContext {
+        manager: &theirs,
+        worker: &mine,
+        binding: &[],
+    };
+    h.send(&PeerMsg::Ask {
+        challenge: mine,
+        proof: protocol::prove(key, &context, protocol::ROLE_PEER_FETCH),
+        file_id,
+    })
+    .map_err(|e| e.to_string())?;
+    match h
+        .recv(protocol::MAX_HANDSHAKE_FRAME)
+        .map_err(|e| e.to_string())?
+    {
+        PeerMsg::Welcome { proof }
+            if protocol::verify(key, &context, protocol::ROLE_PEER_SERVE, &proof) => {}
+        PeerMsg::Refused { reason } => return Err(format!("the peer refused: {reason}")),
+        _ => return Err("the peer failed authentication".into()),
+    }
+    let (m2w, w2m) = protocol::session_keys(key, &theirs, &mine);
+    let (mut reader, _writer, sock) = h
+        .into_session(Some((w2m, m2w)))
+        .map_err(|e| e.to_string())?;
+    let _ = sock.set_read_timeout(Some(STALL_TIMEOUT));
+    let mut receiver = transfer::Receiver::new(staging.to_path_buf(), &format!("peer-{file_id}-"));
+    loop {
+        let msg: PeerMsg = reader.recv().map_err(|e| e.to_string())?;
+        let piece = match msg {
+            PeerMsg::Xfer(p) => p,
+            PeerMsg::Refused { reason } => return Err(format!("the peer refused: {reason}")),
+            _ => return Err("the peer sent something else than the file".into()),
+        };
+        // Only the file asked for, into the cache.
+        if let Piece::Begin { dest, .. } = &piece {
+            if *dest != Dest::Cache(file_id) {
+                return Err("the peer sent another file".into());
+            }
+        }
+        if let Some(arrived) = receiver.piece(piece).map_err(|e| e.to_string())? {
+            crate::channel::close(&sock);
+            let (staged, _) = arrived.outcome?;
+            return Ok(Fetched {
+                staged,
+                bytes: arrived.bytes,
+            });
+        }
+    }
+}

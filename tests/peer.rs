@@ -1,0 +1,322 @@
+//! Transfers between workers (peer transfers): real `vine_worker` processes on
+//! loopback, real files, and the manager's byte counters to tell the bytes it
+//! sent from those that moved between workers.
+
+mod common;
+use common::{remote_manager, tempdir, vine_worker};
+
+use std::ffi::CString;
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use vine::files::{CacheLevel, File, Mount};
+use vine::protocol::{self, PeerMsg};
+use vine::{Manager, Task, TaskResult};
+
+const LONG: Option<Duration> = Some(Duration::from_secs(180));
+const MB: u64 = 1 << 20;
+
+fn stop(m: Manager, workers: Vec<Child>) {
+    m.shutdown().unwrap();
+    for mut w in workers {
+        let _ = w.wait();
+    }
+}
+
+/// A worker offering feature `name`, so a test decides where each task runs.
+fn worker_with(port: u16, name: &str, extra: &[&str]) -> Child {
+    let mut args = vec!["--feature", name];
+    args.extend_from_slice(extra);
+    vine_worker(port, &args)
+}
+
+fn big_file(dir: &Path, name: &str, bytes: u64) -> std::path::PathBuf {
+    let p = dir.join(name);
+    let chunk: Vec<u8> = (0..MB).map(|i| (i % 251) as u8).collect();
+    let mut f = std::fs::File::create(&p).unwrap();
+    for _ in 0..bytes / MB {
+        std::io::Write::write_all(&mut f, &chunk).unwrap();
+    }
+    p
+}
+
+/// A task on the worker offering `feature` that prints the size of `input`.
+fn count_on(feature: &str, input: &std::sync::Arc<File>) -> Box<Task> {
+    let mut t = Task::command(c"wc -c < in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    t.add_feature(&CString::new(feature).unwrap()).unwrap();
+    t
+}
+
+fn wait_ok(m: &Manager) -> Box<Task> {
+    let t = m.wait(LONG).expect("a task comes back");
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    t
+}
+
+/// Waits until `cond` holds: the condition is what the test waits for, and a
+/// deadline turns a hang into a failure.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs one task on each of `n` workers, all reading one `size`-byte input
+/// cached for the workflow; returns (bytes the manager sent, bytes between peers).
+fn fan_out(n: usize, size: u64, peers: bool, flags: u32) -> (u64, u64) {
+    let (m, port) = remote_manager();
+    if !peers {
+        m.set_peer_transfers(false);
+    }
+    let dir = tempdir();
+    let data = big_file(&dir, "in.dat", size);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, flags).unwrap());
+    let workers: Vec<Child> = (0..n)
+        .map(|i| worker_with(port, &format!("w{i}"), &[]))
+        .collect();
+    for i in 0..n {
+        m.submit(count_on(&format!("w{i}"), &input)).unwrap();
+    }
+    for _ in 0..n {
+        let t = wait_ok(&m);
+        assert_eq!(
+            t.stdout().unwrap().to_str().unwrap().trim(),
+            size.to_string()
+        );
+    }
+    assert_eq!(m.file_replica_count(&input), n, "every worker holds it");
+    let sent = m.bytes_transferred().0;
+    let peer = m.bytes_peer();
+    stop(m, workers);
+    (sent, peer)
+}
+
+#[test]
+fn one_200mb_input_reaches_four_workers_and_the_manager_sends_it_once() {
+    let size = 200 * MB;
+    let (sent, peer) = fan_out(4, size, true, 0);
+    assert_eq!(sent, size, "the manager sent it to one worker");
+    assert_eq!(peer, 3 * size, "the three others got it from peers");
+}
+
+#[test]
+fn with_peer_transfers_disabled_every_worker_gets_it_from_the_manager() {
+    let size = 4 * MB;
+    let (sent, peer) = fan_out(3, size, false, 0);
+    assert_eq!((sent, peer), (3 * size, 0));
+}
+
+#[test]
+fn a_file_declared_peer_noshare_never_travels_between_workers() {
+    let size = 4 * MB;
+    let (sent, peer) = fan_out(3, size, true, vine::ffi::VINE_PEER_NOSHARE as u32);
+    assert_eq!((sent, peer), (3 * size, 0));
+}
+
+#[test]
+fn a_peer_killed_mid_transfer_is_replaced_by_the_manager() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let size = 32 * MB;
+    let data = big_file(&dir, "in.dat", size);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    // The first worker's transfer server stops after 1 MB of a file and says so.
+    let marker = dir.join("stalled");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(["--timeout", "60", "--feature", "a"])
+        .env(
+            "VINE_TEST_PEER_STALL",
+            format!("{}:{}", MB, marker.display()),
+        )
+        .spawn()
+        .unwrap();
+    m.submit(count_on("a", &input)).unwrap();
+    wait_ok(&m);
+    assert_eq!(m.bytes_transferred().0, size, "sent to the first worker");
+    let second = worker_with(port, "b", &[]);
+    let id = m.submit(count_on("b", &input)).unwrap();
+    // The second worker fetches it from the first, which stalls mid-file:
+    // killed there, the fetch breaks.
+    wait_until("the peer transfer to stall", || marker.exists());
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.id(), id);
+    assert_eq!(
+        t.stdout().unwrap().to_str().unwrap().trim(),
+        size.to_string()
+    );
+    assert_eq!(
+        m.bytes_transferred().0,
+        2 * size,
+        "the manager sent it again after the failed fetch"
+    );
+    assert_eq!(m.bytes_peer(), 0, "no peer fetch completed");
+    stop(m, vec![second]);
+}
+
+#[test]
+fn a_chain_of_temps_runs_across_workers_without_the_manager() {
+    let (m, port) = remote_manager();
+    let workers = vec![worker_with(port, "a", &[]), worker_with(port, "b", &[])];
+    let (one, two) = (
+        m.declare(File::temp().unwrap()),
+        m.declare(File::temp().unwrap()),
+    );
+    let mut make = Task::command(c"echo first > t");
+    make.add_output(Mount::new(one.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    // A temp is read once it is made.
+    wait_ok(&m);
+    let mut next = Task::command(c"cat in > t; echo second >> t");
+    next.add_input(Mount::new(one.clone(), "in", 0).unwrap())
+        .unwrap();
+    next.add_output(Mount::new(two.clone(), "t", 0).unwrap())
+        .unwrap();
+    next.add_feature(c"b").unwrap();
+    m.submit(next).unwrap();
+    wait_ok(&m);
+    let mut last = Task::command(c"cat in; echo third");
+    last.add_input(Mount::new(two.clone(), "in", 0).unwrap())
+        .unwrap();
+    last.add_feature(c"a").unwrap();
+    m.submit(last).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(
+        t.stdout().unwrap().to_str().unwrap(),
+        "first\nsecond\nthird\n"
+    );
+    assert_eq!(
+        m.bytes_transferred(),
+        (0, 0),
+        "nothing went through the manager"
+    );
+    assert_eq!(
+        m.bytes_peer(),
+        ("first\n".len() + "first\nsecond\n".len()) as u64
+    );
+    stop(m, workers);
+}
+
+#[test]
+fn a_temp_replicated_to_two_workers_survives_the_loss_of_its_maker() {
+    let (m, port) = remote_manager();
+    m.tune("temp-replica-count", 2.0).unwrap();
+    let mut maker = worker_with(port, "a", &[]);
+    let other = worker_with(port, "b", &[]);
+    // Both workers are there when the temp is made.
+    let mut hello = Task::command(c"true");
+    hello.add_feature(c"b").unwrap();
+    m.submit(hello).unwrap();
+    wait_ok(&m);
+    let temp = m.declare(File::temp().unwrap());
+    let dir = tempdir();
+    let runs = dir.join("runs");
+    let cmd = CString::new(format!("echo precious > t; echo ran >> {}", runs.display())).unwrap();
+    let mut make = Task::command(&cmd);
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    wait_until("the replica", || {
+        m.bytes_peer() == "precious\n".len() as u64
+    });
+    assert_eq!(m.file_replica_count(&temp), 2);
+    maker.kill().unwrap();
+    maker.wait().unwrap();
+    wait_until("the maker's loss", || m.file_replica_count(&temp) == 1);
+    let mut read = Task::command(c"cat in");
+    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    m.submit(read).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "ran\n",
+        "the maker did not run again"
+    );
+    stop(m, vec![other]);
+}
+
+/// A free loopback port (bound, then released for the worker to take).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Asks the transfer server at `port` for file `file_id` with a proof of `key`;
+/// returns its answer to the request.
+fn ask(port: u16, file_id: u64, key: &[u8]) -> PeerMsg {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let PeerMsg::Hello { challenge } = protocol::read_frame(&mut s).unwrap() else {
+        panic!("no Hello");
+    };
+    let mine = protocol::challenge();
+    let context = protocol::ProofContext {
+        manager: &challenge,
+        worker: &mine,
+        binding: &[],
+    };
+    let proof = protocol::prove(key, &context, protocol::ROLE_PEER_FETCH);
+    protocol::write_frame(
+        &mut s,
+        &PeerMsg::Ask {
+            challenge: mine,
+            proof,
+            file_id,
+        },
+    )
+    .unwrap();
+    protocol::read_frame(&mut s).unwrap()
+}
+
+#[test]
+fn a_peer_that_cannot_prove_it_belongs_to_the_manager_is_refused() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "sesame").unwrap();
+    m.set_password_file(&pw).unwrap();
+    let tport = free_port();
+    let w = vine_worker(
+        port,
+        &[
+            "--password",
+            pw.to_str().unwrap(),
+            "--transfer-port",
+            &tport.to_string(),
+        ],
+    );
+    let data = big_file(&dir, "in.dat", MB);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    let mut t = Task::command(c"wc -c < in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    m.submit(t).unwrap();
+    wait_ok(&m);
+    // The worker holds the file now. Without the password, or with it but
+    // without this manager run's token, nobody gets it.
+    let refused = |answer: PeerMsg| matches!(answer, PeerMsg::Refused { .. });
+    let no_token = protocol::peer_key(Some(b"sesame"), &[0; 32]);
+    assert!(refused(ask(tport, input.id(), b"sesame")));
+    assert!(refused(ask(tport, input.id(), &no_token)));
+    let wrong = protocol::peer_key(Some(b"open sesame"), &[0; 32]);
+    assert!(refused(ask(tport, input.id(), &wrong)));
+    assert_eq!(m.bytes_peer(), 0);
+    stop(m, vec![w]);
+}

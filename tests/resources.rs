@@ -1,0 +1,406 @@
+//! Measured resources and automatic sizing through the C API: what the local pool
+//! and a remote `vine_worker` measure (`vine_task_get_resources`), the watchdog
+//! on and off, TaskVine's allocation modes with their retry at the maximum,
+//! bounds on concurrent tasks, per-category counts, and bad summaries.
+//!
+//! Memory is used by `dd` with a block as large as wanted: it fills the whole
+//! block, so the peak is known (and the kernel reports it even for a process too
+//! quick to be sampled).
+
+mod common;
+use common::{tempdir, vine_worker};
+
+use std::ffi::{c_void, CStr, CString};
+
+use vine::ffi::manager::*;
+use vine::ffi::resources::*;
+use vine::ffi::task::*;
+use vine::ffi::*;
+
+struct M(*mut vine_manager);
+
+impl Drop for M {
+    fn drop(&mut self) {
+        vine_delete(self.0);
+    }
+}
+
+/// A manager without a port whose local pool has `cores` cores and 1 GB.
+fn local(cores: f64) -> M {
+    let m = vine_create(VINE_PORT_NONE);
+    assert!(!m.is_null());
+    unsafe {
+        assert_eq!(vine_tune(m, c"local-cores".as_ptr(), cores), 0);
+        assert_eq!(vine_tune(m, c"local-memory".as_ptr(), 1024.0), 0);
+        assert_eq!(vine_tune(m, c"local-disk".as_ptr(), 4096.0), 0);
+    }
+    M(m)
+}
+
+fn command(cmd: &str, category: &CStr) -> *mut vine_task {
+    let c = CString::new(cmd).unwrap();
+    let t = unsafe { vine_task_create(c.as_ptr()) };
+    assert!(!t.is_null());
+    assert_eq!(unsafe { vine_task_set_category(t, category.as_ptr()) }, 0);
+    t
+}
+
+/// Submits `t` and waits for it.
+fn run(m: &M, t: *mut vine_task) -> *mut vine_task {
+    assert!(vine_submit(m.0, t) > 0, "{}", last_error());
+    let back = vine_wait(m.0, 120);
+    assert_eq!(back, t, "{}", last_error());
+    back
+}
+
+fn last_error() -> String {
+    let e = vine_last_error();
+    if e.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(e) }.to_string_lossy().into_owned()
+    }
+}
+
+fn resources(t: *mut vine_task, which: &CStr) -> Option<vine_resources> {
+    let r = unsafe { vine_task_get_resources(t, which.as_ptr()) };
+    (!r.is_null()).then(|| unsafe { *r })
+}
+
+fn result(t: *mut vine_task) -> (vine_result_t, String) {
+    let reason = vine_task_get_reason(t);
+    let reason = if reason.is_null() {
+        String::new()
+    } else {
+        unsafe { CStr::from_ptr(reason) }
+            .to_string_lossy()
+            .into_owned()
+    };
+    (vine_task_get_result(t), reason)
+}
+
+/// `mb` MB held by `dd`, and `disk_mb` MB written into the sandbox.
+fn user(mb: u64, disk_mb: u64) -> String {
+    format!(
+        "dd if=/dev/zero of=/dev/null bs={mb}M count=1 2>/dev/null && \
+         dd if=/dev/zero of=out bs=1M count={disk_mb} 2>/dev/null"
+    )
+}
+
+#[test]
+fn a_monitored_command_reports_its_peaks_and_an_unmonitored_one_nothing() {
+    let m = local(2.0);
+    let t = run(&m, command(&user(100, 30), c"a"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS);
+    assert!(resources(t, c"measured").is_none(), "not monitored");
+    assert!(
+        last_error().contains("no measured resources"),
+        "{}",
+        last_error()
+    );
+    assert_eq!(
+        unsafe { vine_task_get_metric(t, c"memory_measured".as_ptr()) },
+        -1
+    );
+    vine_task_delete(t);
+
+    assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+    let t = run(&m, command(&user(100, 30), c"a"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    let r = resources(t, c"measured").expect("measured");
+    assert!((100.0..200.0).contains(&r.memory), "memory {}", r.memory);
+    assert!((30.0..40.0).contains(&r.disk), "disk {}", r.disk);
+    assert!(
+        r.wall_time > 0.0 && r.cpu_time >= 0.0,
+        "{} {}",
+        r.wall_time,
+        r.cpu_time
+    );
+    assert!(r.bytes_read >= 100.0, "read {} MB", r.bytes_read);
+    assert!(r.bytes_written >= 30.0, "wrote {} MB", r.bytes_written);
+    assert!(r.max_concurrent_processes >= 1.0);
+    assert!(r.start > 0.0 && r.end >= r.start);
+    let metric = unsafe { vine_task_get_metric(t, c"memory_measured".as_ptr()) };
+    assert_eq!(metric as f64, r.memory);
+    // What it was given, and what it asked for (nothing: -1).
+    let a = resources(t, c"allocated").expect("allocated");
+    assert_eq!((a.cores, a.memory), (1.0, 0.0));
+    let q = resources(t, c"requested").expect("requested");
+    assert_eq!(
+        (q.cores, q.memory, q.disk, q.gpus),
+        (-1.0, -1.0, -1.0, -1.0)
+    );
+    // The pointer is the task's, and stays put.
+    let p1 = unsafe { vine_task_get_resources(t, c"measured".as_ptr()) };
+    let p2 = unsafe { vine_task_get_resources(t, c"measured".as_ptr()) };
+    assert_eq!(p1, p2);
+    vine_task_delete(t);
+}
+
+unsafe extern "C" fn spin(
+    _input: *const c_void,
+    _len: usize,
+    _output: *mut vine_buffer,
+    _context: *mut c_void,
+) -> i32 {
+    // Until this thread has used 30 ms more CPU.
+    let cpu_ns = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+    };
+    let start = cpu_ns();
+    while cpu_ns() - start < 30_000_000 {}
+    0
+}
+
+#[test]
+fn a_thread_function_reports_its_cpu_time_and_no_memory() {
+    let m = local(1.0);
+    assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+    let t =
+        unsafe { vine_task_create_local(Some(spin), std::ptr::null_mut(), std::ptr::null(), 0) };
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS);
+    let r = resources(t, c"measured").expect("measured");
+    assert_eq!(r.memory, -1.0, "a thread's memory is not told apart");
+    assert!(r.cpu_time >= 0.029, "cpu {}", r.cpu_time);
+    assert!(
+        r.cpu_time <= r.wall_time + 0.01,
+        "{} > {}",
+        r.cpu_time,
+        r.wall_time
+    );
+    vine_task_delete(t);
+}
+
+#[test]
+fn without_the_watchdog_a_task_past_its_memory_is_measured_not_stopped() {
+    let m = local(1.0);
+    let over = |m: &M| {
+        let t = command(&user(100, 1), c"a");
+        assert_eq!(vine_task_set_memory(t, 50), 0);
+        run(m, t)
+    };
+    let t = over(&m);
+    assert_eq!(
+        result(t).0,
+        VINE_RESULT_RESOURCE_EXHAUSTION,
+        "{}",
+        result(t).1
+    );
+    vine_task_delete(t);
+    assert_eq!(vine_enable_monitoring(m.0, 0, 0), 1);
+    let t = over(&m);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    assert!(resources(t, c"measured").unwrap().memory >= 100.0);
+    vine_task_delete(t);
+}
+
+#[test]
+fn an_automatic_category_runs_whole_workers_until_steady_then_what_its_tasks_use() {
+    let m = local(4.0);
+    unsafe {
+        assert_eq!(vine_tune(m.0, c"category-steady-n-tasks".as_ptr(), 2.0), 0);
+        assert_eq!(
+            vine_set_category_mode(m.0, c"auto".as_ptr(), VINE_ALLOCATION_MODE_MAX),
+            1
+        );
+    }
+    for _ in 0..2 {
+        let t = run(&m, command(&user(100, 1), c"auto"));
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+        let a = resources(t, c"allocated").unwrap();
+        assert_eq!(
+            (a.cores, a.memory, a.disk),
+            (4.0, 1024.0, 4096.0),
+            "whole worker"
+        );
+        vine_task_delete(t);
+    }
+    let t = run(&m, command(&user(100, 1), c"auto"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    let a = resources(t, c"allocated").unwrap();
+    let r = resources(t, c"measured").unwrap();
+    assert_eq!(a.cores, 1.0);
+    assert!(
+        a.memory >= 100.0 && a.memory <= 120.0,
+        "memory {}",
+        a.memory
+    );
+    assert!(a.memory >= r.memory);
+    vine_task_delete(t);
+
+    // A task that sets its own memory keeps it.
+    let t = command(&user(10, 1), c"auto");
+    assert_eq!(vine_task_set_memory(t, 300), 0);
+    let t = run(&m, t);
+    assert_eq!(resources(t, c"allocated").unwrap().memory, 300.0);
+    assert_eq!(resources(t, c"requested").unwrap().memory, 300.0);
+    vine_task_delete(t);
+
+    // One that needs more than the computed allocation runs again with the
+    // maximum, even with no retries of its own.
+    let t = command(&user(300, 1), c"auto");
+    assert_eq!(vine_task_set_retries(t, 0), 0);
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    assert_eq!(resources(t, c"allocated").unwrap().memory, 1024.0);
+    vine_task_delete(t);
+
+    let mut s = vine_stats::default();
+    assert_eq!(
+        unsafe { vine_get_stats_category(m.0, c"auto".as_ptr(), &mut s) },
+        0
+    );
+    assert_eq!(s.tasks_submitted, 5);
+    assert_eq!(s.tasks_done, 5);
+    assert_eq!(s.tasks_successful, 5);
+    assert_eq!(s.tasks_exhausted_attempts, 1);
+    assert_eq!(s.tasks_dispatched, 6);
+    assert_eq!(s.tasks_waiting, 0);
+    let mut other = vine_stats::default();
+    assert_eq!(
+        unsafe { vine_get_stats_category(m.0, c"never".as_ptr(), &mut other) },
+        0
+    );
+    assert_eq!(other.tasks_submitted, 0);
+}
+
+#[test]
+fn a_category_maximum_bounds_fixed_tasks_and_the_retry() {
+    let m = local(4.0);
+    let max = vine_resources_create(-1.0);
+    unsafe {
+        assert_eq!(vine_resources_set(max, c"cores".as_ptr(), 2.0), 1);
+        assert_eq!(vine_resources_set(max, c"memory".as_ptr(), 200.0), 1);
+        assert_eq!(vine_resources_get(max, c"memory".as_ptr()), 200.0);
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"capped".as_ptr(), max),
+            0
+        );
+    }
+    // FIXED: what a task leaves unset is the category's maximum.
+    let t = run(&m, command("true", c"capped"));
+    let a = resources(t, c"allocated").unwrap();
+    assert_eq!((a.cores, a.memory), (2.0, 200.0));
+    vine_task_delete(t);
+    // Past it: exhausted, and FIXED does not retry.
+    let t = run(&m, command(&user(300, 1), c"capped"));
+    assert_eq!(
+        result(t).0,
+        VINE_RESULT_RESOURCE_EXHAUSTION,
+        "{}",
+        result(t).1
+    );
+    vine_task_delete(t);
+    unsafe { vine_resources_delete(max) };
+}
+
+#[test]
+fn at_most_max_concurrent_tasks_of_a_category_run_at_once() {
+    let dir = tempdir();
+    let m = local(4.0);
+    unsafe { assert_eq!(vine_set_category_max_concurrent(m.0, c"one".as_ptr(), 1), 0) };
+    // Each holds a lock directory while it runs; a second one at once would fail.
+    let lock = dir.join("lock");
+    let cmd = format!(
+        "mkdir {0} || exit 3; for i in 1 2 3 4 5 6 7 8; do test -d {0} || exit 4; done; rmdir {0}",
+        lock.display()
+    );
+    let n = 12;
+    for _ in 0..n {
+        assert!(vine_submit(m.0, command(&cmd, c"one")) > 0);
+    }
+    // Others run alongside.
+    assert!(vine_submit(m.0, command("true", c"other")) > 0);
+    for _ in 0..=n {
+        let t = vine_wait(m.0, 120);
+        assert!(!t.is_null());
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS);
+        assert_eq!(
+            vine_task_get_exit_code(t),
+            0,
+            "two tasks of the category at once"
+        );
+        vine_task_delete(t);
+    }
+}
+
+#[test]
+fn a_remote_worker_measures_what_its_tasks_use() {
+    let m = vine_create(0);
+    assert!(!m.is_null());
+    let m = M(m);
+    unsafe { assert_eq!(vine_tune(m.0, c"local-cores".as_ptr(), 0.0), 0) };
+    assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+    let port = vine_port(m.0) as u16;
+    let mut w = vine_worker(port, &["--memory", "1024", "--disk", "4096"]);
+    let t = run(&m, command(&user(100, 20), c"remote"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    let r = resources(t, c"measured").expect("measured at the worker");
+    assert!((100.0..200.0).contains(&r.memory), "memory {}", r.memory);
+    assert!((20.0..30.0).contains(&r.disk), "disk {}", r.disk);
+    vine_task_delete(t);
+    drop(m);
+    let _ = w.kill();
+    let _ = w.wait();
+}
+
+#[test]
+fn bad_summaries_and_names_are_refused() {
+    let m = local(1.0);
+    let s = vine_resources_create(-1.0);
+    unsafe {
+        for bad in [f64::NAN, f64::INFINITY, 1e300] {
+            assert_eq!(vine_resources_set(s, c"memory".as_ptr(), bad), 1);
+            assert!(vine_set_category_resources_max(m.0, c"a".as_ptr(), s) < 0);
+            assert!(vine_task_set_resources(command("true", c"a"), s) < 0);
+        }
+        assert_eq!(vine_resources_set(s, c"memory".as_ptr(), -1.0), 1);
+        assert_eq!(vine_resources_set(s, c"cores".as_ptr(), 0.0005), 1);
+        // Rounded up to a thousandth of a core.
+        assert_eq!(vine_set_resources_min(m.0, s), 0);
+        assert_eq!(vine_resources_set(s, c"no such field".as_ptr(), 1.0), 0);
+        assert_eq!(vine_resources_get(s, c"no such field".as_ptr()), -1.0);
+        assert_eq!(
+            vine_resources_set(std::ptr::null_mut(), c"cores".as_ptr(), 1.0),
+            0
+        );
+        assert!(vine_set_category_resources_max(m.0, std::ptr::null(), s) < 0);
+        assert!(vine_set_category_resources_max(m.0, c"".as_ptr(), s) < 0);
+        assert!(vine_set_category_max_concurrent(std::ptr::null_mut(), c"a".as_ptr(), 1) < 0);
+        assert!(vine_get_stats_category(m.0, c"a".as_ptr(), std::ptr::null_mut()) < 0);
+        // NULL: no bound at all.
+        assert_eq!(vine_set_resources_max(m.0, std::ptr::null()), 0);
+        let t = command("true", c"a");
+        assert!(vine_task_get_resources(t, c"weird".as_ptr()).is_null());
+        assert!(vine_task_get_resources(t, std::ptr::null()).is_null());
+        assert!(vine_task_get_resources(std::ptr::null_mut(), c"measured".as_ptr()).is_null());
+        assert!(
+            vine_task_get_resources(t, c"allocated".as_ptr()).is_null(),
+            "not run yet"
+        );
+        // Set from a summary: cores and gpus, the rest untouched.
+        let r = vine_resources_create(-1.0);
+        (*r).cores = 2.5;
+        (*r).gpus = 0.0;
+        assert_eq!(vine_task_set_resources(t, r), 0);
+        let q = resources(t, c"requested").unwrap();
+        assert_eq!((q.cores, q.memory, q.gpus), (2.5, -1.0, 0.0));
+        assert!(vine_submit(m.0, t) > 0);
+        assert!(
+            vine_task_get_resources(t, c"requested".as_ptr()).is_null(),
+            "the manager's"
+        );
+        let back = vine_wait(m.0, 60);
+        assert_eq!(back, t);
+        vine_task_delete(t);
+        vine_resources_delete(r);
+        vine_resources_delete(s);
+        vine_resources_delete(std::ptr::null_mut());
+    }
+}
