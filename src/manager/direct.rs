@@ -80,7 +80,7 @@ pub(crate) fn eligible(task: &Task) -> bool {
     runs_here
         && matches!(task.mode, ExecMode::Thread)
         && task.flags & crate::task::FLAG_MONITOR == 0
-        && task.category() == crate::task::DEFAULT_CATEGORY
+        //XX && task.category() == crate::task::DEFAULT_CATEGORY
         && task.extra.as_ref().is_none_or(|e| {
             e.inputs.is_empty()
                 && e.outputs.is_empty()

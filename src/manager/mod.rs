@@ -771,13 +771,13 @@ impl Manager {
                     .wait(want, Some(Instant::now()), |_| false);
             }
         }
-        // A direct task runs while a local core is idle: it is likely to end
+        // A direct task runs (or is about to) while a local core is idle: it is likely to end
         // within microseconds, sooner than a sleeping waiter could be woken.
         // With every core busy, the waiter sleeps at once, taking no CPU from
         // running tasks.
         if matches!(want, Want::Any)
-            && self.pool.has_idle_thread()
-            && self.pool.direct_running()
+            && self.pool.has_idle_core()
+            && (self.pool.direct_running() || self.pool.direct_waiting() > 0)
             && possible(&shared.completions)
         {
             shared.completions.spin_for_push();

@@ -79,6 +79,10 @@ struct Shared {
     env: CommandEnv,
     /// Mirrors `State::idle` for the manager, which reads it without the lock.
     idle_gauge: std::sync::atomic::AtomicUsize,
+    /// Tasks running, and the whole cores of the pool's capacity: read without
+    /// the lock by a waiter deciding whether a core is free to spin on.
+    busy_gauge: std::sync::atomic::AtomicUsize,
+    cores_gauge: std::sync::atomic::AtomicUsize,
     /// The outbox holds tasks the owner was not told about.
     kept: std::sync::atomic::AtomicBool,
     /// The owner is about to sleep with no timer to collect kept tasks: keep
@@ -90,6 +94,27 @@ struct Shared {
     direct_waiting: std::sync::atomic::AtomicUsize,
     /// Direct tasks running, likewise.
     direct_running: std::sync::atomic::AtomicUsize,
+    /// Direct tasks submitted and not yet in the queue: a submitter takes only
+    /// this short lock, and the pool moves them into its queue (see `absorb`)
+    /// whenever it takes its own lock.
+    inbox: Mutex<Inbox>,
+    /// Tasks in the inbox, read without its lock.
+    inbox_len: std::sync::atomic::AtomicUsize,
+    /// Mirrors `State::sleeping`, for submitters deciding whether to wake one.
+    sleepers: std::sync::atomic::AtomicUsize,
+    /// Mirrors `State::spinning` likewise.
+    spinner: std::sync::atomic::AtomicBool,
+}
+
+/// Direct submissions on their way into the pool's queue.
+#[derive(Default)]
+struct Inbox {
+    tasks: Vec<Box<Task>>,
+    /// The pool's capacity (what a direct task must fit), kept here so that a
+    /// submitter checks it under this lock alone.
+    capacity: Resources,
+    /// No more direct tasks (shutdown began, or the pool has no direct sink).
+    closed: bool,
 }
 
 /// Takes each finished task on the thread that finished it (see [`Report::Each`]).
@@ -112,6 +137,51 @@ pub enum Report {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn inbox(&self) -> MutexGuard<'_, Inbox> {
+        self.inbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Moves the direct submissions waiting in the inbox into the queue, in
+    /// the order they were submitted (each by priority among the waiting
+    /// tasks). Tasks the queue refuses (none, as the capacity is checked when
+    /// they are submitted) are returned, to be handed back with no lock held.
+    #[must_use]
+    fn absorb(&self, st: &mut State) -> Vec<Box<Task>> {
+        if self.inbox_len.load(SeqCst) == 0 {
+            return Vec::new();
+        }
+        let tasks = {
+            let mut inbox = self.inbox();
+            self.inbox_len.store(0, SeqCst);
+            std::mem::take(&mut inbox.tasks)
+        };
+        let mut refused = Vec::new();
+        let mut started = std::mem::take(&mut st.scratch);
+        for task in tasks {
+            let (id, req, priority) = (task.id, task.request, task.priority);
+            let tag = task.tag().map(std::ffi::CStr::to_owned);
+            match st
+                .slots
+                .push_ordered(req, task, |w| w.priority < priority, &mut started)
+            {
+                Ok(()) => {
+                    st.direct.insert(id, tag);
+                }
+                Err(mut task) => {
+                    self.direct_waiting.fetch_sub(1, Relaxed);
+                    task.finish(
+                        TaskResult::Unschedulable,
+                        Some("the task does not fit the local pool".into()),
+                    );
+                    refused.push(task);
+                }
+            }
+        }
+        LocalPool::make_startable(st, &mut started);
+        st.scratch = started;
+        refused
     }
 
     fn wake_owner(&self) {
@@ -201,11 +271,21 @@ impl LocalPool {
                 report,
                 env,
                 idle_gauge: Default::default(),
+                busy_gauge: Default::default(),
+                cores_gauge: std::sync::atomic::AtomicUsize::new(whole_cores(capacity)),
                 kept: Default::default(),
                 owner_untimed: Default::default(),
                 direct_sink: std::sync::OnceLock::new(),
                 direct_waiting: Default::default(),
                 direct_running: Default::default(),
+                inbox: Mutex::new(Inbox {
+                    tasks: Vec::new(),
+                    capacity,
+                    closed: false,
+                }),
+                inbox_len: Default::default(),
+                sleepers: Default::default(),
+                spinner: Default::default(),
             }),
         }
     }
@@ -221,12 +301,19 @@ impl LocalPool {
     /// nothing changes, otherwise: the tasks it holds would be lost).
     pub fn set_capacity(&self, capacity: Resources) -> bool {
         let mut st = self.shared.lock();
+        let mut inbox = self.shared.inbox();
         if st.slots.in_use() != Resources::default()
             || st.slots.waiting_len() > 0
             || !st.startable.is_empty()
+            || !inbox.tasks.is_empty()
         {
             return false;
         }
+        inbox.capacity = capacity;
+        drop(inbox);
+        self.shared
+            .cores_gauge
+            .store(whole_cores(capacity), Relaxed);
         st.slots = SlotQueue::new(capacity);
         st.free_gpus = (0..capacity.gpus).rev().collect();
         st.deep_at = deep_at(capacity);
@@ -245,7 +332,9 @@ impl LocalPool {
     pub fn cancel_waiting(&self) {
         let mut st = self.shared.lock();
         st.direct_closed = true;
-        let mut back: Vec<Box<Task>> = st.slots.drain_waiting().map(|(_, t)| t).collect();
+        self.shared.inbox().closed = true;
+        let mut back = self.shared.absorb(&mut st);
+        back.extend(st.slots.drain_waiting().map(|(_, t)| t));
         let mut started = Vec::new();
         while let Some(s) = st.startable.pop_front() {
             st.slots.release(s.task.request, &mut started);
@@ -281,7 +370,16 @@ impl LocalPool {
     pub fn stop(&self, deadline: Instant) -> bool {
         let mut st = self.shared.lock();
         st.stopping = true;
+        self.shared.inbox().closed = true;
+        let refused = self.shared.absorb(&mut st);
         self.shared.work.notify_all();
+        if !refused.is_empty() {
+            drop(st);
+            for task in refused {
+                direct_done(&self.shared, task);
+            }
+            st = self.shared.lock();
+        }
         while st.threads > 0 {
             let now = Instant::now();
             if now >= deadline {
@@ -327,6 +425,12 @@ impl LocalPool {
         self.shared.idle_gauge.load(Relaxed) > 0
     }
 
+    /// True if fewer tasks run than the pool has cores: a thread that looks
+    /// for a moment (see [`crate::spin`]) takes no CPU from a running task.
+    pub fn has_idle_core(&self) -> bool {
+        self.shared.busy_gauge.load(Relaxed) < self.shared.cores_gauge.load(Relaxed)
+    }
+
     /// Moves the finished tasks into `out`; the next finished task wakes the
     /// manager again.
     pub fn take_finished(&self, out: &mut Vec<Box<Task>>) {
@@ -359,32 +463,39 @@ impl LocalPool {
     /// thread that ran it, without passing through the pool's owner. Given back
     /// if the pool takes no more direct tasks or could never hold it.
     pub fn submit_direct(&self, mut task: Box<Task>) -> Result<(), Box<Task>> {
-        let mut st = self.shared.lock();
-        // A pool of no cores runs nothing (remote only), whatever a task asks.
-        if st.direct_closed
-            || st.stopping
-            || st.slots.capacity().millicores == 0
-            || self.shared.direct_sink.get().is_none()
+        let was_empty = {
+            let mut inbox = self.shared.inbox();
+            // A pool of no cores runs nothing (remote only), whatever a task asks.
+            if inbox.closed
+                || inbox.capacity.millicores == 0
+                || !task.request.fits_within(&inbox.capacity)
+                || self.shared.direct_sink.get().is_none()
+            {
+                return Err(task);
+            }
+            task.flags |= FLAG_DIRECT;
+            self.shared.direct_waiting.fetch_add(1, Relaxed);
+            inbox.tasks.push(task);
+            self.shared.inbox_len.fetch_add(1, SeqCst);
+            inbox.tasks.len() == 1
+        };
+        // Someone must move it into the queue: a spinning thread will (it
+        // watches the inbox); so will whoever moves the tasks already there.
+        // Otherwise this thread does, and wakes or starts a thread for it. A
+        // thread about to sleep checks the inbox after counting itself a
+        // sleeper, under the pool's lock, which this thread takes to wake it.
+        if self.shared.spinner.load(SeqCst)
+            || (!was_empty && self.shared.sleepers.load(SeqCst) == 0)
         {
-            return Err(task);
+            return Ok(());
         }
-        task.flags |= FLAG_DIRECT;
-        let (id, req, priority) = (task.id, task.request, task.priority);
-        let tag = task.tag().map(std::ffi::CStr::to_owned);
-        let mut started = std::mem::take(&mut st.scratch);
-        let pushed = st
-            .slots
-            .push_ordered(req, task, |w| w.priority < priority, &mut started);
-        if let Err(mut task) = pushed {
-            st.scratch = started;
-            task.flags &= !FLAG_DIRECT;
-            return Err(task);
-        }
-        st.direct.insert(id, tag);
-        self.shared.direct_waiting.fetch_add(1, Relaxed);
-        Self::make_startable(&mut st, &mut started);
-        st.scratch = started;
+        let mut st = self.shared.lock();
+        let refused = self.shared.absorb(&mut st);
         Self::wake_or_spawn(&self.shared, &mut st);
+        drop(st);
+        for task in refused {
+            direct_done(&self.shared, task);
+        }
         Ok(())
     }
 
@@ -403,6 +514,7 @@ impl LocalPool {
         all: bool,
     ) -> usize {
         let mut st = self.shared.lock();
+        let refused = self.shared.absorb(&mut st);
         let mut ids: Vec<TaskId> = st
             .direct
             .iter()
@@ -413,6 +525,10 @@ impl LocalPool {
             ids = ids.into_iter().min().into_iter().collect();
         }
         if ids.is_empty() {
+            drop(st);
+            for task in refused {
+                direct_done(&self.shared, task);
+            }
             return 0;
         }
         let chosen: IdMap<()> = ids.iter().map(|&id| (id, ())).collect();
@@ -423,6 +539,7 @@ impl LocalPool {
             .into_iter()
             .map(|(_, t)| t)
             .collect();
+        back.extend(refused);
         let mut i = 0;
         while i < st.startable.len() {
             if chosen.contains_key(&st.startable[i].task.id) {
@@ -454,14 +571,25 @@ impl LocalPool {
 
     /// True if the pool holds direct task `id` (waiting or running).
     pub fn holds_direct(&self, id: TaskId) -> bool {
-        self.shared.lock().direct.contains_key(&id)
+        let mut st = self.shared.lock();
+        let refused = self.shared.absorb(&mut st);
+        let held = st.direct.contains_key(&id);
+        drop(st);
+        for task in refused {
+            direct_done(&self.shared, task);
+        }
+        held
     }
 
     /// Direct tasks held: (not started, running).
     pub fn direct_counts(&self) -> (usize, usize) {
         let st = self.shared.lock();
         let waiting = self.shared.direct_waiting.load(Relaxed);
-        (waiting, st.direct.len().saturating_sub(waiting))
+        let in_inbox = self.shared.inbox_len.load(SeqCst);
+        (
+            waiting,
+            (st.direct.len() + in_inbox).saturating_sub(waiting),
+        )
     }
 
     /// True if some direct task runs (read without the lock).
@@ -591,12 +719,27 @@ fn thread_main(shared: Arc<Shared>) {
     let mut last_end = None;
     // The next task, already taken (with the lock released) after a direct one.
     let mut carried: Option<Startable> = None;
+    // Direct tasks the queue refused, handed back once the lock is released.
+    let mut bounced: Vec<Box<Task>> = Vec::new();
     let mut guard = Some(shared.lock());
     loop {
+        if !bounced.is_empty() {
+            guard = None;
+            for task in bounced.drain(..) {
+                direct_done(&shared, task);
+            }
+        }
         let job = match carried.take() {
             Some(job) => Some(job),
             None => {
                 let st = guard.get_or_insert_with(|| shared.lock());
+                if shared.inbox_len.load(SeqCst) > 0 {
+                    bounced.extend(shared.absorb(st));
+                    // This thread takes one; others may take the rest.
+                    if st.startable.len() > 1 {
+                        LocalPool::wake_or_spawn(&shared, st);
+                    }
+                }
                 st.startable
                     .pop_front()
                     .inspect(|job| begin(&shared, st, &control, job))
@@ -613,7 +756,9 @@ fn thread_main(shared: Arc<Shared>) {
             ));
 
             let mut st = shared.lock();
+            bounced.extend(shared.absorb(&mut st));
             st.running.remove(&task.id);
+            shared.busy_gauge.store(st.running.len(), Relaxed);
             st.free_gpus.extend(gpus);
             st.slots.release(task.request, &mut started);
             LocalPool::make_startable(&mut st, &mut started);
@@ -678,15 +823,21 @@ fn thread_main(shared: Arc<Shared>) {
             // One idle thread looks for work for a moment before sleeping, so a
             // task handed over right after this one finished starts without a
             // wake-up. An idle thread means an idle core, so this costs no work.
+            // It also watches the inbox, which submitters then leave to it.
             st.spinning = true;
+            shared.spinner.store(true, SeqCst);
             let seen = shared.handed.load(std::sync::atomic::Ordering::Acquire);
             drop(st);
             crate::spin::spin_until(|| {
-                (shared.handed.load(std::sync::atomic::Ordering::Acquire) != seen).then_some(())
+                (shared.handed.load(std::sync::atomic::Ordering::Acquire) != seen
+                    || shared.inbox_len.load(SeqCst) > 0)
+                    .then_some(())
             });
             st = shared.lock();
             st.spinning = false;
-            if st.startable.is_empty() && !st.stopping {
+            shared.spinner.store(false, SeqCst);
+            bounced.extend(shared.absorb(&mut st));
+            if st.startable.is_empty() && !st.stopping && bounced.is_empty() {
                 st = sleep(&shared, st);
             }
         } else {
@@ -703,6 +854,7 @@ fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Start
     shared.idle_gauge.store(st.idle, Relaxed);
     control.reset();
     st.running.insert(job.task.id, control.clone());
+    shared.busy_gauge.store(st.running.len(), Relaxed);
     if job.task.flags & FLAG_DIRECT != 0 {
         shared.direct_waiting.fetch_sub(1, Relaxed);
         shared.direct_running.fetch_add(1, Relaxed);
@@ -718,9 +870,17 @@ fn direct_done(shared: &Shared, task: Box<Task>) {
     }
 }
 
+/// Sleeps until woken, unless a direct task reached the inbox meanwhile: a
+/// submitter wakes a sleeper (taking the lock held here until the wait) only
+/// if it sees one counted, after placing its task, so this thread counts
+/// itself first and then looks.
 fn sleep<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
     st.sleeping += 1;
-    st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+    shared.sleepers.fetch_add(1, SeqCst);
+    if shared.inbox_len.load(SeqCst) == 0 {
+        st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+    shared.sleepers.fetch_sub(1, SeqCst);
     st.sleeping -= 1;
     st
 }
@@ -859,4 +1019,9 @@ mod test {
         assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
         let _ = std::fs::remove_dir_all(dir);
     }
+}
+
+/// The whole cores in `capacity` (a fraction counts as one).
+fn whole_cores(capacity: Resources) -> usize {
+    capacity.millicores.div_ceil(1000) as usize
 }
