@@ -13,7 +13,8 @@
  *    const pointers.
  *  - Peer transfers (vine_enable_peer_transfers, on by default) move cached
  *    inputs and temps between remote workers as in TaskVine; peer links are
- *    authenticated but not under TLS, and vine_stats has vine's own bytes_peer.
+ *    authenticated, and under TLS when the manager's links are; vine_stats has
+ *    vine's own bytes_peer.
  *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
  *    time series is not written. TaskVine's struct rmsummary is vine's struct
  *    vine_resources, with the same fields; this header maps the names, and

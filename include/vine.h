@@ -1129,7 +1129,9 @@ int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
 // prove to each other that they belong to this manager: an HMAC challenge and
 // response over the manager's password, when it has one, and a random token of
 // this manager run that each worker gets when it joins; peer links are
-// authenticated, not encrypted. A failed fetch is sent again, from the manager
+// under TLS when the manager's links are (each worker serves with a
+// self-signed certificate, the proofs bound to the channel), in the clear
+// with an HMAC on every frame otherwise. A failed fetch is sent again, from the manager
 // or another peer. Tasks that read a temp may run at any remote worker. Files
 // declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
 // always reads the manager's own files. Tuned by `vine_tune`'s

@@ -29,5 +29,5 @@ pub mod worker;
 
 pub use error::{Error, ErrorKind, Result};
 pub use manager::{Manager, Port, Want};
-pub use resources::Resources;
+pub use resources::{Measured, Resources};
 pub use task::{Task, TaskResult};

@@ -320,3 +320,96 @@ fn a_peer_that_cannot_prove_it_belongs_to_the_manager_is_refused() {
     assert_eq!(m.bytes_peer(), 0);
     stop(m, vec![w]);
 }
+
+/// A manager whose links use TLS, with a password; its workers serve and fetch
+/// from each other under TLS too. Returns it, its port, and the worker
+/// arguments that reach it.
+fn tls_manager(dir: &Path) -> (Manager, u16, Vec<String>) {
+    let tls = vine::tls::ServerTls::generate().unwrap();
+    let m = Manager::with_tls(vine::Port::Any, Some(tls)).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "sesame").unwrap();
+    m.set_password_file(&pw).unwrap();
+    let port = m.port().unwrap();
+    let args = vec![
+        "--password".to_owned(),
+        pw.to_str().unwrap().to_owned(),
+        "--ssl-fingerprint".to_owned(),
+        m.tls_fingerprint().unwrap().to_owned(),
+    ];
+    (m, port, args)
+}
+
+#[test]
+fn under_tls_a_fan_out_still_goes_between_peers() {
+    let dir = tempdir();
+    let (m, port, args) = tls_manager(&dir);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let size = 8 * MB;
+    let data = big_file(&dir, "in.dat", size);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    let workers: Vec<Child> = (0..3)
+        .map(|i| worker_with(port, &format!("w{i}"), &args))
+        .collect();
+    for i in 0..3 {
+        m.submit(count_on(&format!("w{i}"), &input)).unwrap();
+    }
+    for _ in 0..3 {
+        let t = wait_ok(&m);
+        assert_eq!(
+            t.stdout().unwrap().to_str().unwrap().trim(),
+            size.to_string()
+        );
+    }
+    assert_eq!(m.bytes_transferred().0, size, "the manager sent it once");
+    assert_eq!(m.bytes_peer(), 2 * size, "the others got it from peers");
+    stop(m, workers);
+}
+
+#[test]
+fn a_worker_under_tls_gives_nothing_to_a_client_that_does_not_speak_tls() {
+    let dir = tempdir();
+    let (m, port, mut args) = tls_manager(&dir);
+    let tport = free_port();
+    args.extend(["--transfer-port".to_owned(), tport.to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let w = vine_worker(port, &args);
+    let data = big_file(&dir, "in.dat", MB);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    let mut t = Task::command(c"wc -c < in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    m.submit(t).unwrap();
+    wait_ok(&m);
+    // The worker holds the file. A client that asks in the clear, as a peer
+    // without TLS would, gets a TLS alert at most and never a byte of it.
+    let mut s = TcpStream::connect(("127.0.0.1", tport)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    protocol::write_frame(
+        &mut s,
+        &PeerMsg::Ask {
+            challenge: protocol::challenge(),
+            proof: protocol::prove(
+                b"sesame",
+                &protocol::ProofContext {
+                    manager: &[0; 32],
+                    worker: &[0; 32],
+                    binding: &[],
+                },
+                protocol::ROLE_PEER_FETCH,
+            ),
+            file_id: input.id(),
+        },
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let _ = std::io::Read::read_to_end(&mut s, &mut got);
+    assert!(got.len() < 64, "{} bytes came back", got.len());
+    assert!(
+        got.is_empty() || got[0] == 0x15,
+        "only a TLS alert may come back: {got:?}"
+    );
+    assert_eq!(m.bytes_peer(), 0);
+    stop(m, vec![w]);
+}

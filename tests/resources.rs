@@ -404,3 +404,110 @@ fn bad_summaries_and_names_are_refused() {
         vine_resources_delete(std::ptr::null_mut());
     }
 }
+
+/// A fake worker of 4 cores, 1 GB and 4 GB of disk at `port` (no password):
+/// the session's halves after the handshake.
+fn fake_worker(port: u16) -> (vine::channel::FrameReader, vine::channel::FrameWriter) {
+    use vine::protocol::{self, ToManager, ToWorker};
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
+    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Hello");
+    };
+    h.send(&ToManager::Register {
+        resources: (4000, 1024, 4096, 0),
+        functions: Vec::new(),
+        hostname: "forger".into(),
+        proof: None,
+        challenge: protocol::challenge(),
+        stored: Vec::new(),
+        features: Vec::new(),
+        time_left_s: None,
+        factory_job: None,
+        status: false,
+        transfer_port: 0,
+    })
+    .unwrap();
+    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("not welcomed");
+    };
+    let (r, w, _) = h.into_session(None).unwrap();
+    (r, w)
+}
+
+/// The next task the manager sends the fake worker.
+fn next_run(r: &mut vine::channel::FrameReader) -> Box<vine::protocol::TaskSpec> {
+    loop {
+        match r.recv::<vine::protocol::ToWorker>().unwrap() {
+            vine::protocol::ToWorker::Run(spec) => return spec,
+            vine::protocol::ToWorker::Exit => panic!("told to exit"),
+            _ => {}
+        }
+    }
+}
+
+#[test]
+fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
+    use vine::protocol::{TaskReport, ToManager};
+    use vine::Measured;
+    let m = vine_create(0);
+    assert!(!m.is_null());
+    let m = M(m);
+    unsafe {
+        assert_eq!(vine_tune(m.0, c"local-cores".as_ptr(), 0.0), 0);
+        assert_eq!(vine_tune(m.0, c"category-steady-n-tasks".as_ptr(), 1.0), 0);
+        assert_eq!(
+            vine_set_category_mode(m.0, c"forged".as_ptr(), VINE_ALLOCATION_MODE_MAX),
+            1
+        );
+    }
+    assert_eq!(vine_enable_monitoring(m.0, 0, 0), 1);
+    let t = command("true", c"forged");
+    assert!(vine_submit(m.0, t) > 0, "{}", last_error());
+    // (A manager made from C takes workers once it is first used.)
+    let (mut r, mut w) = fake_worker(vine_port(m.0) as u16);
+    let spec = next_run(&mut r);
+    w.send(&ToManager::Done(Box::new(TaskReport {
+        id: spec.id,
+        attempt: spec.attempt,
+        result: 0,
+        exit_code: 0,
+        output: Vec::new(),
+        stdout: Some(Vec::new()),
+        reason: None,
+        started: 1,
+        done: 2,
+        outputs: Vec::new(),
+        lost: Vec::new(),
+        arrived: Vec::new(),
+        measured: Some(Measured {
+            wall_us: 1,
+            cpu_us: u64::MAX,
+            memory_mb: Some(u64::MAX),
+            disk_mb: u64::MAX,
+            bytes_read: u64::MAX,
+            bytes_written: u64::MAX,
+            max_processes: u32::MAX,
+        }),
+    })))
+    .unwrap();
+    assert_eq!(vine_wait(m.0, 120), t, "{}", last_error());
+    let got = resources(t, c"measured").expect("measured");
+    for v in [got.memory, got.disk, got.cores, got.wall_time, got.cpu_time] {
+        assert!(v.is_finite() && v >= 0.0, "{got:?}");
+    }
+    assert!(got.memory <= vine::task::MAX_MB as f64, "{}", got.memory);
+    vine_task_delete(t);
+    // The category is steady on that one figure; its next task is still sized
+    // to fit the largest worker, and runs.
+    let t = command("true", c"forged");
+    assert!(vine_submit(m.0, t) > 0, "{}", last_error());
+    let spec = next_run(&mut r);
+    let (cores, memory, disk, _) = spec.resources;
+    assert!(
+        cores <= 4000 && memory <= 1024 && disk <= 4096,
+        "{:?}",
+        spec.resources
+    );
+}

@@ -4,7 +4,9 @@
  * prints its port, waits for them, runs the tasks, and prints the wall time from
  * the first submit to the last result and the bytes the manager sent and the
  * bytes moved between workers.
- * usage: fanout FILE N peer|nopeer */
+ * With peertls, the manager's links use TLS (a self-signed certificate whose
+ * fingerprint it prints) and so do the workers' links to each other.
+ * usage: fanout FILE N peer|nopeer|peertls */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,21 +24,24 @@ static double now(void)
 int main(int argc, char **argv)
 {
     if (argc != 4) {
-        fprintf(stderr, "usage: %s FILE N peer|nopeer\n", argv[0]);
+        fprintf(stderr, "usage: %s FILE N peer|nopeer|peertls\n", argv[0]);
         return 2;
     }
     int n = atoi(argv[2]);
-    struct vine_manager *m = vine_create(0);
+    int tls = strcmp(argv[3], "peertls") == 0;
+    struct vine_manager *m = tls ? vine_ssl_create_self_signed(0) : vine_create(0);
     if (!m) {
         fprintf(stderr, "vine_create: %s\n", vine_last_error());
         return 1;
     }
     vine_tune(m, "local-cores", 0);
     vine_tune(m, "wait-for-workers", n);
-    if (strcmp(argv[3], "peer") == 0)
+    if (strcmp(argv[3], "nopeer") != 0)
         vine_enable_peer_transfers(m);
     else
         vine_disable_peer_transfers(m);
+    if (tls)
+        printf("fingerprint %s\n", vine_ssl_fingerprint(m));
     printf("port %d\n", vine_port(m));
     fflush(stdout);
     struct vine_file *input = vine_declare_file(m, argv[1], VINE_CACHE_LEVEL_WORKFLOW, 0);

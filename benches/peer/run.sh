@@ -4,6 +4,7 @@
 # wall time from the first submit to the last result and the bytes the manager
 # sent (bytes_sent) and that moved between workers (bytes_peer), median of 3
 # passes for the time (the bytes are the same in every pass), as a markdown table.
+# A third row runs the same with peer transfers on and every link under TLS.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 bin=benches/bin
@@ -22,11 +23,14 @@ pass() {
     "$bin/peer_fanout" "$work/input" "$n" "$1" > "$out" &
     local mgr=$!
     until grep -q '^port ' "$out"; do sleep 0.05; done
-    local port
+    local port tls=()
     port=$(awk '/^port / { print $2 }' "$out")
+    if [ "$1" = peertls ]; then
+        tls=(--ssl-fingerprint "$(awk '/^fingerprint / { print $2 }' "$out")")
+    fi
     for i in $(seq 0 $((n - 1))); do
         target/release/vine_worker 127.0.0.1 "$port" --cores 1 --timeout 30 \
-            --feature "w$i" --workdir "$work" > /dev/null 2>&1 &
+            --feature "w$i" --workdir "$work" "${tls[@]}" > /dev/null 2>&1 &
         pids+=($!)
     done
     wait "$mgr"
@@ -36,7 +40,7 @@ pass() {
 }
 
 declare -A wall sent peer
-for mode in peer nopeer; do
+for mode in peer nopeer peertls; do
     times=()
     for _ in 1 2 3; do
         read -r w s p < <(pass "$mode")
@@ -52,3 +56,4 @@ echo "| one 200 MB input to $n workers | wall time (s, median of 3) | sent by th
 echo "|---|---|---|---|"
 echo "| peer transfers on (default) | ${wall[peer]} | $(mb "${sent[peer]}") | $(mb "${peer[peer]}") |"
 echo "| peer transfers off | ${wall[nopeer]} | $(mb "${sent[nopeer]}") | $(mb "${peer[nopeer]}") |"
+echo "| peer transfers on, every link under TLS | ${wall[peertls]} | $(mb "${sent[peertls]}") | $(mb "${peer[peertls]}") |"

@@ -176,9 +176,9 @@ impl Inbound {
         source: u32,
     ) -> Result<bool> {
         let start = std::time::Instant::now();
-        let fetched = match self.peer.as_ref().and_then(|p| p.key()) {
-            Some(key) => super::peer::fetch(host, port, file_id, &key, &self.dir.join("out")),
-            None => Err("this worker has no peer key".into()),
+        let fetched = match &self.peer {
+            Some(peer) => peer.fetch(host, port, file_id, &self.dir.join("out")),
+            None => Err("this worker has no transfer server".into()),
         };
         let (bytes, error) = match fetched {
             Ok(f) => {

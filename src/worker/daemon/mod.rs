@@ -70,7 +70,8 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     }
     let resources = opts.resources(&dir)?;
     let fetcher = std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched")));
-    let peer = peer::PeerServer::start(&dir.join("cache"), opts.transfer_port)?;
+    // Peers are reached as the manager is: under TLS when its link is.
+    let peer = peer::PeerServer::start(&dir.join("cache"), opts.transfer_port, opts.tls.is_some())?;
     let tls = opts
         .tls
         .as_ref()

@@ -7,10 +7,14 @@
 //! [`protocol::peer_key`]: the manager's password, when it has one, and the
 //! random transfer token of the manager's run, which the manager gives each
 //! worker at `Welcome` over its authenticated link). The server proves the same
-//! back, and every frame after that carries an HMAC under keys derived from the
-//! peer key and both challenges. The link is not encrypted: a manager that uses
-//! TLS for its own links should disable peer transfers where the files' bytes
-//! must not cross the network in the clear.
+//! back. A worker whose link to its manager uses TLS serves its files under TLS
+//! too, with a self-signed certificate it makes at start-up, and fetches from
+//! its peers under TLS: the bytes are private, and both proofs are bound to the
+//! TLS channel (exported keying material, as on the manager's links), so a
+//! party in the middle without the peer key can neither read a file nor relay a
+//! proof. Without TLS, every frame after the proofs carries an HMAC under keys
+//! derived from the peer key and both challenges, and the bytes travel in the
+//! clear.
 //!
 //! [`InputContent::Peer`]: crate::protocol::InputContent::Peer
 
@@ -49,6 +53,11 @@ pub struct PeerServer {
     changed: Condvar,
     /// The port it listens on.
     pub port: u16,
+    /// Its TLS identity, when its peers are reached under TLS.
+    tls: Option<crate::tls::ServerTls>,
+    /// How it connects to peers under TLS (their certificates are self-signed:
+    /// the proofs bound to the channel are what authenticate them).
+    client: Option<crate::tls::ClientTls>,
 }
 
 #[derive(Default)]
@@ -60,8 +69,16 @@ struct State {
 
 impl PeerServer {
     /// Listens on every interface, on `port` (0: one the system picks),
-    /// serving files from `cache`.
-    pub fn start(cache: &Path, port: u16) -> Result<Arc<PeerServer>> {
+    /// serving files from `cache`; with `tls`, serves and fetches under TLS.
+    pub fn start(cache: &Path, port: u16, tls: bool) -> Result<Arc<PeerServer>> {
+        let (tls, client) = if tls {
+            (
+                Some(crate::tls::ServerTls::generate()?),
+                Some(crate::tls::ClientTls::new(&crate::tls::Verify::Any)?),
+            )
+        } else {
+            (None, None)
+        };
         let listener = TcpListener::bind(("0.0.0.0", port))
             .map_err(|e| Error::io("cannot open the transfer port", e))?;
         let port = listener
@@ -73,6 +90,8 @@ impl PeerServer {
             state: Mutex::default(),
             changed: Condvar::new(),
             port,
+            tls,
+            client,
         });
         let s = server.clone();
         std::thread::Builder::new()
@@ -134,7 +153,9 @@ impl PeerServer {
 
     fn serve(&self, sock: TcpStream) -> Result<()> {
         let _ = sock.set_nodelay(true);
-        let mut h = Handshake::start(sock, None, Instant::now() + HANDSHAKE_TIMEOUT)?;
+        let conn = self.tls.as_ref().map(|t| t.accept()).transpose()?;
+        let mut h = Handshake::start(sock, conn, Instant::now() + HANDSHAKE_TIMEOUT)?;
+        let binding = h.binding()?;
         let mine = protocol::challenge();
         h.send(&PeerMsg::Hello { challenge: mine })?;
         let PeerMsg::Ask {
@@ -148,7 +169,7 @@ impl PeerServer {
         let context = protocol::ProofContext {
             manager: &mine,
             worker: &theirs,
-            binding: &[],
+            binding: &binding,
         };
         let key = self.key();
         let ok = key
@@ -164,8 +185,9 @@ impl PeerServer {
         h.send(&PeerMsg::Welcome {
             proof: protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE),
         })?;
-        let (_reader, writer, sock) =
-            h.into_session(Some(protocol::session_keys(&key, &mine, &theirs)))?;
+        // Under TLS, TLS keeps the frames whole.
+        let keys = (!h.is_tls()).then(|| protocol::session_keys(&key, &mine, &theirs));
+        let (_reader, writer, sock) = h.into_session(keys)?;
         let mut writer = writer.buffered(256 * 1024);
         let path = self.cache.join(file_id.to_string());
         if !self.wait_for(&path, &key) {
@@ -242,9 +264,26 @@ pub struct Fetched {
     pub bytes: u64,
 }
 
-/// Fetches file `file_id` from the peer at `host:port`, proving `key`; builds it
-/// under `staging`.
+impl PeerServer {
+    /// Fetches file `file_id` from the peer at `host:port` with this worker's
+    /// peer key, under TLS when this worker serves under TLS; builds it under
+    /// `staging`.
+    pub fn fetch(
+        &self,
+        host: &str,
+        port: u16,
+        file_id: u64,
+        staging: &Path,
+    ) -> std::result::Result<Fetched, String> {
+        let key = self.key().ok_or("this worker has no peer key")?;
+        fetch(self.client.as_ref(), host, port, file_id, &key, staging)
+    }
+}
+
+/// Fetches file `file_id` from the peer at `host:port`, proving `key`, under TLS
+/// with `tls`; builds it under `staging`.
 pub fn fetch(
+    tls: Option<&crate::tls::ClientTls>,
     host: &str,
     port: u16,
     file_id: u64,
@@ -258,8 +297,13 @@ pub fn fetch(
     let sock = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
         .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
     let _ = sock.set_nodelay(true);
-    let mut h = Handshake::start(sock, None, Instant::now() + HANDSHAKE_TIMEOUT)
+    let conn = tls
+        .map(|t| t.connect(host))
+        .transpose()
         .map_err(|e| e.to_string())?;
+    let mut h = Handshake::start(sock, conn, Instant::now() + HANDSHAKE_TIMEOUT)
+        .map_err(|e| e.to_string())?;
+    let binding = h.binding().map_err(|e| e.to_string())?;
     let PeerMsg::Hello { challenge: theirs } = h
         .recv(protocol::MAX_HANDSHAKE_FRAME)
         .map_err(|e| e.to_string())?
@@ -270,7 +314,7 @@ pub fn fetch(
     let context = protocol::ProofContext {
         manager: &theirs,
         worker: &mine,
-        binding: &[],
+        binding: &binding,
     };
     h.send(&PeerMsg::Ask {
         challenge: mine,
@@ -287,10 +331,11 @@ pub fn fetch(
         PeerMsg::Refused { reason } => return Err(format!("the peer refused: {reason}")),
         _ => return Err("the peer failed authentication".into()),
     }
-    let (m2w, w2m) = protocol::session_keys(key, &theirs, &mine);
-    let (mut reader, _writer, sock) = h
-        .into_session(Some((w2m, m2w)))
-        .map_err(|e| e.to_string())?;
+    let keys = (!h.is_tls()).then(|| {
+        let (m2w, w2m) = protocol::session_keys(key, &theirs, &mine);
+        (w2m, m2w)
+    });
+    let (mut reader, _writer, sock) = h.into_session(keys).map_err(|e| e.to_string())?;
     let _ = sock.set_read_timeout(Some(STALL_TIMEOUT));
     let mut receiver = transfer::Receiver::new(staging.to_path_buf(), &format!("peer-{file_id}-"));
     loop {
@@ -314,5 +359,67 @@ pub fn fetch(
                 bytes: arrived.bytes,
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server(tls: bool) -> (Arc<PeerServer>, PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("vine-peer-unit-{}-{}", std::process::id(), tls));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::write(dir.join("cache").join("7"), b"the bytes of file 7").unwrap();
+        let s = PeerServer::start(&dir.join("cache"), 0, tls).unwrap();
+        s.set_key(Some(b"peer key".to_vec()));
+        (s, dir)
+    }
+
+    #[test]
+    fn under_tls_a_peer_with_the_key_gets_the_file_and_a_plain_one_does_not() {
+        let (s, dir) = server(true);
+        let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
+        let got = fetch(
+            Some(&client),
+            "127.0.0.1",
+            s.port,
+            7,
+            b"peer key",
+            &dir.join("out"),
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");
+        assert!(fetch(None, "127.0.0.1", s.port, 7, b"peer key", &dir.join("out")).is_err());
+        let wrong = fetch(
+            Some(&client),
+            "127.0.0.1",
+            s.port,
+            7,
+            b"other",
+            &dir.join("out"),
+        );
+        assert!(wrong.is_err_and(|e| e.contains("refused")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn in_the_clear_a_tls_client_gets_nothing() {
+        let (s, dir) = server(false);
+        let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
+        assert!(fetch(
+            Some(&client),
+            "127.0.0.1",
+            s.port,
+            7,
+            b"peer key",
+            &dir.join("out")
+        )
+        .is_err());
+        let got = fetch(None, "127.0.0.1", s.port, 7, b"peer key", &dir.join("out")).unwrap();
+        assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
