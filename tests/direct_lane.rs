@@ -152,6 +152,8 @@ fn eight_threads_with_cancels_and_shutdown_racing_completions_get_every_id_once(
     assert_eq!(stats.tasks_submitted, accepted.len() as u64);
     assert_eq!(stats.tasks_done, accepted.len() as u64);
     assert_eq!(stats.tasks_waiting + stats.tasks_running, 0);
+    // Both lanes were taken: the first submission found the pool idle.
+    assert!(m.direct_tasks() >= 1);
 }
 
 #[test]
@@ -181,4 +183,80 @@ fn direct_tasks_are_counted_cancelled_by_id_and_waited_for_by_id() {
         "a finished task cannot be cancelled"
     );
     assert!(m.empty());
+}
+
+#[test]
+fn a_task_submitted_while_the_pool_is_idle_takes_the_lane_and_counts_in_its_category() {
+    let m = manager();
+    for i in 0..50u8 {
+        let mut t = Task::local(churn, 0, &[i % 3]);
+        t.set_category(c"mine").unwrap();
+        let id = m.submit(t).unwrap();
+        let t = m
+            .wait(Some(Duration::from_secs(60)))
+            .expect("it comes back");
+        assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    }
+    // Nothing was running or queued at any submission: every one went direct.
+    assert_eq!(m.direct_tasks(), 50);
+    let (mine, waiting) = m.category_stats(c"mine").unwrap();
+    assert_eq!(
+        (
+            mine.submitted,
+            mine.done,
+            mine.successful,
+            mine.running,
+            waiting
+        ),
+        (50, 50, 50, 0, 0)
+    );
+    let (default, _) = m.category_stats(c"default").unwrap();
+    assert_eq!(default.submitted, 0);
+    assert_eq!(m.stats().unwrap().tasks_done, 50);
+}
+
+/// Set when the blockers may end.
+static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Holds its core until RELEASE is set.
+unsafe extern "C" fn blocker(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    while !RELEASE.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    0
+}
+
+#[test]
+fn while_every_core_is_busy_tasks_take_the_managers_path_and_every_one_comes_back() {
+    let m = manager();
+    // Each blocker is submitted once the one before runs: with a core idle
+    // and nothing queued, each goes direct, and the two hold both cores.
+    let mut blockers = Vec::new();
+    for running in 1..=2 {
+        blockers.push(m.submit(Task::local(blocker, 0, &[])).unwrap());
+        while m.stats().unwrap().tasks_running < running {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(m.direct_tasks(), 2);
+    let n = 500u64;
+    for i in 0..n {
+        m.submit(Task::local(churn, 0, &[(i % 5) as u8])).unwrap();
+    }
+    assert_eq!(m.direct_tasks(), 2, "no core was idle: none went direct");
+    RELEASE.store(true, std::sync::atomic::Ordering::Release);
+    let mut back = HashSet::new();
+    while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
+        assert_eq!(t.result(), TaskResult::Success);
+        assert!(back.insert(t.id()), "{} came back twice", t.id());
+    }
+    assert_eq!(back.len() as u64, n + 2);
+    assert!(blockers.iter().all(|id| back.contains(id)));
+    let s = m.stats().unwrap();
+    assert_eq!((s.tasks_submitted, s.tasks_done), (n + 2, n + 2));
 }

@@ -8,15 +8,23 @@
 //! manager has no remote workers (no port, no factory, no local worker
 //! processes), writes no transactions or performance log, changes no category
 //! setting and measures nothing (`Manager::sizing_active`), and the task is a
-//! THREAD function of this process, of the default category, with no files, environment, features, time window or
-//! minimum/maximum running time, that the pool could ever hold. Any other task
-//! takes the manager's path, as before. Between the two lanes priority order is
+//! THREAD function of this process with no files, environment, features, time
+//! window or minimum/maximum running time, that the pool could ever hold. And
+//! only while the lane saves a hand-off without costing one: the pool has an
+//! idle core, no direct task waits in it, and the manager holds no task ready
+//! or unseen. Under load, when every core is busy, tasks take the manager's
+//! path, which hands them over in batches. Any other task takes the manager's
+//! path, as before. Direct tasks are counted in their category's stats (their
+//! category is the function's name under autocategory). Between the two lanes priority order is
 //! kept where the tasks meet, in the pool's queue; a task the manager still holds
 //! back (waiting for a file, say) does not hold up a direct task.
 
+use std::collections::HashMap;
+use std::ffi::CString;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use super::categories::CategoryStats;
 use super::scheduler::Stats;
 use super::Shared;
 use crate::task::{now_us, ExecMode, State, Task, TaskResult, Work};
@@ -33,6 +41,8 @@ pub(crate) struct Counters {
     successful: AtomicU64,
     time_execute: AtomicU64,
     time_execute_good: AtomicU64,
+    /// The same, per category (running: submitted and not done).
+    categories: Mutex<HashMap<CString, CategoryStats>>,
 }
 
 impl Counters {
@@ -41,6 +51,41 @@ impl Counters {
             self.submitted.fetch_add(n as u64, Relaxed);
         } else {
             self.submitted.fetch_sub(n.unsigned_abs(), Relaxed);
+        }
+    }
+
+    fn categories(&self) -> std::sync::MutexGuard<'_, HashMap<CString, CategoryStats>> {
+        self.categories.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A task of `category` took the lane (`n` = 1), or was taken back (-1).
+    pub(crate) fn category_submitted(&self, category: &std::ffi::CStr, n: i64) {
+        let mut all = self.categories();
+        let c = match all.get_mut(category) {
+            Some(c) => c,
+            None => all.entry(category.to_owned()).or_default(),
+        };
+        if n >= 0 {
+            c.submitted += 1;
+            c.dispatched += 1;
+        } else {
+            c.submitted = c.submitted.saturating_sub(1);
+            c.dispatched = c.dispatched.saturating_sub(1);
+        }
+    }
+
+    /// Adds the direct tasks of `category` to `stats`.
+    pub(crate) fn add_category_to(&self, category: &std::ffi::CStr, stats: &mut CategoryStats) {
+        if let Some(c) = self.categories().get(category) {
+            stats.submitted += c.submitted;
+            stats.dispatched += c.dispatched;
+            stats.running += c.submitted.saturating_sub(c.done);
+            stats.done += c.done;
+            stats.failed += c.failed;
+            stats.successful += c.successful;
+            stats.cancelled += c.cancelled;
+            stats.time_execute += c.time_execute;
+            stats.time_execute_good += c.time_execute_good;
         }
     }
 
@@ -80,7 +125,6 @@ pub(crate) fn eligible(task: &Task) -> bool {
     runs_here
         && matches!(task.mode, ExecMode::Thread)
         && task.flags & crate::task::FLAG_MONITOR == 0
-        //XX && task.category() == crate::task::DEFAULT_CATEGORY
         && task.extra.as_ref().is_none_or(|e| {
             e.inputs.is_empty()
                 && e.outputs.is_empty()
@@ -123,10 +167,28 @@ pub(crate) fn sink(shared: Arc<Shared>) -> Sink {
         }
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
         c.time_execute.fetch_add(execute, Relaxed);
-        if task.result == TaskResult::Success {
+        let good = task.result == TaskResult::Success;
+        let successful = good && task.exit_code == 0;
+        if good {
             c.time_execute_good.fetch_add(execute, Relaxed);
-            if task.exit_code == 0 {
+            if successful {
                 c.successful.fetch_add(1, Relaxed);
+            }
+        }
+        {
+            let mut all = c.categories();
+            let category = task.category();
+            let s = match all.get_mut(category) {
+                Some(s) => s,
+                None => all.entry(category.to_owned()).or_default(),
+            };
+            s.done += 1;
+            s.failed += u64::from(!successful);
+            s.successful += u64::from(successful);
+            s.cancelled += u64::from(task.result == TaskResult::Cancelled);
+            s.time_execute += execute;
+            if good {
+                s.time_execute_good += execute;
             }
         }
         task.publish_state(State::Retrieved);
