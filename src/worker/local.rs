@@ -950,6 +950,11 @@ fn execute(
     task.times.done
 }
 
+/// The whole cores in `capacity` (a fraction counts as one).
+fn whole_cores(capacity: Resources) -> usize {
+    capacity.millicores.div_ceil(1000) as usize
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
@@ -1019,9 +1024,4 @@ mod test {
         assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-/// The whole cores in `capacity` (a fraction counts as one).
-fn whole_cores(capacity: Resources) -> usize {
-    capacity.millicores.div_ceil(1000) as usize
 }
