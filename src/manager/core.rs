@@ -106,6 +106,8 @@ pub(super) struct ManagerLoop {
     /// First, so it is dropped first (see `FailNotice`).
     _fail_notice: super::FailNotice,
     pub(super) sched: Scheduler,
+    /// What direct tasks held of the local pool when last looked at.
+    local_reserved: Resources,
     pub(super) rx: Receiver<Message>,
     pub(super) shared: Arc<Shared>,
     pub(super) local: LocalPool,
@@ -202,6 +204,7 @@ impl ManagerLoop {
         ManagerLoop {
             _fail_notice: super::FailNotice(shared.clone()),
             sched,
+            local_reserved: Resources::default(),
             rx,
             shared,
             local,
@@ -380,7 +383,7 @@ impl ManagerLoop {
                 // Dispatches carry the time they are made.
                 self.sched.journal.set_now(super::journal::now_us());
             }
-            self.sched.schedule(&mut self.outbox);
+            self.schedule();
             self.flush();
             if !self.draining.is_empty() {
                 self.release_drained();
@@ -781,7 +784,13 @@ impl ManagerLoop {
                 self.shared
                     .ready_len
                     .store(self.sched.ready_len() as u64, Ordering::Relaxed);
-                let _ = reply.send(self.sched.stats());
+                let mut stats = self.sched.stats();
+                // The model of the local pool does not see direct tasks, which
+                // may hold cores it counts free: what runs there is what the
+                // pool says runs (direct tasks are added by the caller).
+                stats.tasks_running -= self.sched.started_on(LOCAL_WORKER);
+                stats.tasks_running += self.local.running_not_direct();
+                let _ = reply.send(stats);
             }
             Message::Tune { setting, reply } => {
                 let _ = reply.send(self.apply(setting));
@@ -957,8 +966,41 @@ impl ManagerLoop {
         });
     }
 
+    /// Schedules, counting what direct tasks hold of the local pool as taken
+    /// in its model. While they hold some and tasks wait for a worker, each
+    /// direct task that ends wakes the manager (checked again after asking, so
+    /// that one ending meanwhile is not missed).
+    fn schedule(&mut self) {
+        loop {
+            self.sync_reserved();
+            self.sched.schedule(&mut self.outbox);
+            self.shared
+                .local_assigned
+                .store(self.sched.assigned_on(LOCAL_WORKER), Ordering::Relaxed);
+            let waits = self.local_reserved != Resources::default() && self.sched.ready_len() > 0;
+            self.local.set_owner_waits(waits);
+            if !waits || self.local.direct_held() == self.local_reserved {
+                return;
+            }
+        }
+    }
+
+    /// Counts what direct tasks hold of the local pool as taken in its model.
+    fn sync_reserved(&mut self) {
+        if self.local.direct_any() || self.local_reserved != Resources::default() {
+            let held = self.local.direct_held();
+            if held != self.local_reserved {
+                self.sched.reserve(LOCAL_WORKER, held);
+                self.local_reserved = held;
+            }
+        }
+    }
+
     /// Takes the tasks the local pool has finished.
     fn collect_local(&mut self) {
+        // First: a task the pool started once a direct task left is started
+        // in the model too before it comes back.
+        self.sync_reserved();
         let mut batch = std::mem::take(&mut self.returned);
         self.local.take_finished(&mut batch);
         for task in batch.drain(..) {

@@ -250,6 +250,9 @@ pub(crate) struct Shared {
     autocategory: AtomicBool,
     pub(crate) processed_submits: AtomicU64,
     pub(crate) ready_len: AtomicU64,
+    /// Tasks the manager has on the local pool, as of its last round (the
+    /// direct lane stays closed while there are any).
+    pub(crate) local_assigned: AtomicU64,
     pub(crate) slots: AtomicU64,
     hungry_factor_milli: AtomicU64,
     /// `vine_hungry` wants at least this many tasks waiting.
@@ -460,6 +463,7 @@ impl Manager {
             autocategory: AtomicBool::new(true),
             processed_submits: AtomicU64::new(0),
             ready_len: AtomicU64::new(0),
+            local_assigned: AtomicU64::new(0),
             slots: AtomicU64::new(0),
             hungry_factor_milli: AtomicU64::new(2000),
             hungry_minimum: AtomicU64::new(0),
@@ -669,6 +673,7 @@ impl Manager {
             && self.pool.has_idle_core()
             && self.pool.direct_waiting() == 0
             && self.shared.ready_len.load(Ordering::Relaxed) == 0
+            && self.shared.local_assigned.load(Ordering::Relaxed) == 0
             && self.shared.submissions().tasks.is_empty()
         {
             // Counted before a waiter can see it finish.

@@ -189,7 +189,7 @@ impl WorkerEntry {
         }
         let waiting = self.model.waiting_len();
         waiting < self.prefetch
-            || (waiting == 0 && self.model.in_use().millicores < self.model.capacity().millicores)
+            || (waiting == 0 && self.model.taken().millicores < self.model.capacity().millicores)
     }
 
     fn slots(&self) -> usize {
@@ -1043,10 +1043,19 @@ impl Scheduler {
             self.scratch.clear();
             // A task its worker started holds resources; one returned unstarted
             // (cancelled) is still in the worker's queue.
+            let id = task.id;
             if task.was_started() {
-                w.model.release(task.request, &mut self.scratch);
+                // The model may not have started it where the pool did (its
+                // view of what direct tasks hold lags; the manager syncs it
+                // before it collects, so only as a safeguard): caught up here.
+                let caught_up = !task.request.fits_within(&w.model.in_use())
+                    && w.model
+                        .remove_waiting(|&t| t == id, &mut self.scratch)
+                        .is_some();
+                if !caught_up {
+                    w.model.release(task.request, &mut self.scratch);
+                }
             } else {
-                let id = task.id;
                 let removed = w.model.remove_waiting(|&t| t == id, &mut self.scratch);
                 if removed.is_none() {
                     // The model had started it: what it held is free again.
@@ -1303,7 +1312,7 @@ impl Scheduler {
     /// True if `worker` has at least one whole core that no running task holds.
     pub fn has_idle_core(&self, worker: WorkerId) -> bool {
         self.workers.iter().any(|w| {
-            w.id == worker && w.model.in_use().millicores + 1000 <= w.model.capacity().millicores
+            w.id == worker && w.model.taken().millicores + 1000 <= w.model.capacity().millicores
         })
     }
 
@@ -1334,6 +1343,32 @@ impl Scheduler {
             .filter(|(_, &w)| w == worker)
             .map(|(&t, _)| t)
             .collect()
+    }
+
+    /// Sets what tasks the manager does not hold take of `worker` (direct
+    /// tasks in the local pool).
+    pub fn reserve(&mut self, worker: WorkerId, reserved: Resources) {
+        if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
+            self.scratch.clear();
+            w.model.set_reserved(reserved, &mut self.scratch);
+            self.retry_parked = true;
+        }
+    }
+
+    /// Tasks given to `worker` and not yet back.
+    pub fn assigned_on(&self, worker: WorkerId) -> u64 {
+        self.workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map_or(0, |w| w.assigned as u64)
+    }
+
+    /// Tasks on `worker` that its model counts as started.
+    pub fn started_on(&self, worker: WorkerId) -> u64 {
+        self.workers
+            .iter()
+            .find(|w| w.id == worker)
+            .map_or(0, |w| (w.assigned - w.model.waiting_len()) as u64)
     }
 
     /// A snapshot of the counters and gauges.

@@ -61,8 +61,9 @@ struct State {
     deep_at: usize,
     /// Tasks waiting for a core right after the last hand-over.
     high_water: usize,
-    /// Direct tasks held (waiting, startable or running), with their tags.
-    direct: IdMap<Option<std::ffi::CString>>,
+    /// Direct tasks held (waiting, startable or running), with their tags and
+    /// requests.
+    direct: IdMap<(Option<std::ffi::CString>, Resources)>,
     /// The pool takes no more direct tasks (shutdown began).
     direct_closed: bool,
     /// Reused for what a direct submission starts.
@@ -104,6 +105,11 @@ struct Shared {
     sleepers: std::sync::atomic::AtomicUsize,
     /// Mirrors `State::spinning` likewise.
     spinner: std::sync::atomic::AtomicBool,
+    /// Mirrors the number of direct tasks held (`State::direct`).
+    direct_len: std::sync::atomic::AtomicUsize,
+    /// The owner waits for direct tasks to leave room: each one that ends
+    /// wakes it.
+    owner_waits: std::sync::atomic::AtomicBool,
 }
 
 /// Direct submissions on their way into the pool's queue.
@@ -167,7 +173,8 @@ impl Shared {
                 .push_ordered(req, task, |w| w.priority < priority, &mut started)
             {
                 Ok(()) => {
-                    st.direct.insert(id, tag);
+                    st.direct.insert(id, (tag, req));
+                    self.direct_len.store(st.direct.len(), SeqCst);
                 }
                 Err(mut task) => {
                     self.direct_waiting.fetch_sub(1, Relaxed);
@@ -286,6 +293,8 @@ impl LocalPool {
                 inbox_len: Default::default(),
                 sleepers: Default::default(),
                 spinner: Default::default(),
+                direct_len: Default::default(),
+                owner_waits: Default::default(),
             }),
         }
     }
@@ -518,7 +527,7 @@ impl LocalPool {
         let mut ids: Vec<TaskId> = st
             .direct
             .iter()
-            .filter(|(&id, tag)| matches(id, tag.as_deref()))
+            .filter(|(&id, (tag, _))| matches(id, tag.as_deref()))
             .map(|(&id, _)| id)
             .collect();
         if !all {
@@ -581,6 +590,46 @@ impl LocalPool {
         held
     }
 
+    /// True if direct tasks may be held (read without the lock).
+    pub fn direct_any(&self) -> bool {
+        self.shared.direct_len.load(SeqCst) > 0
+            || self.shared.inbox_len.load(SeqCst) > 0
+            || self.shared.direct_waiting.load(SeqCst) > 0
+    }
+
+    /// The owner waits (or no longer does) for direct tasks to leave room:
+    /// each that ends wakes it (see `Report::Outbox`).
+    pub fn set_owner_waits(&self, on: bool) {
+        self.shared.owner_waits.store(on, SeqCst);
+    }
+
+    /// What the direct tasks held (waiting or running) ask for together: the
+    /// part of the pool the manager's model of it must count as taken.
+    pub fn direct_held(&self) -> Resources {
+        let mut st = self.shared.lock();
+        let refused = self.shared.absorb(&mut st);
+        let held = st
+            .direct
+            .values()
+            .fold(Resources::default(), |sum, (_, req)| sum.plus(req));
+        drop(st);
+        for task in refused {
+            direct_done(&self.shared, task);
+        }
+        held
+    }
+
+    /// Tasks running that did not come by the direct lane.
+    pub fn running_not_direct(&self) -> u64 {
+        let st = self.shared.lock();
+        let direct_running = st
+            .running
+            .keys()
+            .filter(|id| st.direct.contains_key(id))
+            .count();
+        (st.running.len() - direct_running) as u64
+    }
+
     /// Direct tasks held: (not started, running).
     pub fn direct_counts(&self) -> (usize, usize) {
         let st = self.shared.lock();
@@ -605,6 +654,7 @@ impl LocalPool {
     /// A task leaves the pool unstarted: if direct, it is no longer held.
     fn forget_unstarted(shared: &Shared, st: &mut State, task: &Task) {
         if task.flags & FLAG_DIRECT != 0 && st.direct.remove(&task.id).is_some() {
+            shared.direct_len.store(st.direct.len(), SeqCst);
             shared.direct_waiting.fetch_sub(1, Relaxed);
         }
     }
@@ -773,6 +823,7 @@ fn thread_main(shared: Arc<Shared>) {
             }
             if task.flags & FLAG_DIRECT != 0 {
                 st.direct.remove(&task.id);
+                shared.direct_len.store(st.direct.len(), SeqCst);
                 shared.direct_running.fetch_sub(1, Relaxed);
                 // A cancel that came after the function returned, while the
                 // task was still listed as running, still counts.
@@ -867,6 +918,9 @@ fn direct_done(shared: &Shared, task: Box<Task>) {
         Some(sink) => sink(task),
         // `submit_direct` takes no task before the sink is set.
         None => unreachable!("a direct task without a direct sink"),
+    }
+    if shared.owner_waits.load(SeqCst) {
+        shared.wake_owner();
     }
 }
 

@@ -14,6 +14,9 @@ use crate::resources::Resources;
 pub struct SlotQueue<T> {
     capacity: Resources,
     in_use: Resources,
+    /// Taken by items this queue does not hold (direct tasks in the local
+    /// pool, for the manager's model of it).
+    reserved: Resources,
     waiting: VecDeque<(Resources, T)>,
 }
 
@@ -23,6 +26,7 @@ impl<T> SlotQueue<T> {
         SlotQueue {
             capacity,
             in_use: Resources::default(),
+            reserved: Resources::default(),
             waiting: VecDeque::new(),
         }
     }
@@ -37,6 +41,11 @@ impl<T> SlotQueue<T> {
         self.in_use
     }
 
+    /// What the started items and the reservation hold.
+    pub fn taken(&self) -> Resources {
+        self.in_use.plus(&self.reserved)
+    }
+
     /// Items given but not started.
     pub fn waiting_len(&self) -> usize {
         self.waiting.len()
@@ -44,7 +53,19 @@ impl<T> SlotQueue<T> {
 
     /// True when an item asking for `req` would start at once.
     pub fn would_start(&self, req: &Resources) -> bool {
-        self.waiting.is_empty() && self.in_use.plus(req).fits_within(&self.capacity)
+        self.waiting.is_empty()
+            && self
+                .in_use
+                .plus(&self.reserved)
+                .plus(req)
+                .fits_within(&self.capacity)
+    }
+
+    /// Sets what items this queue does not hold take; what starts now is
+    /// appended to `started`.
+    pub fn set_reserved(&mut self, reserved: Resources, started: &mut Vec<(Resources, T)>) {
+        self.reserved = reserved;
+        self.start_what_fits(started);
     }
 
     /// Adds an item; those that start as a result are appended to `started`. An
@@ -135,7 +156,7 @@ impl<T> SlotQueue<T> {
     fn start_what_fits(&mut self, started: &mut Vec<(Resources, T)>) {
         while let Some((req, _)) = self.waiting.front() {
             let after = self.in_use.plus(req);
-            if !after.fits_within(&self.capacity) {
+            if !after.plus(&self.reserved).fits_within(&self.capacity) {
                 break;
             }
             self.in_use = after;
