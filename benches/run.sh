@@ -7,8 +7,8 @@
 # The same throughput and round trip through the C++ wrapper show what it costs.
 # Then the cost of the transactions log (benches/logs/run.sh), the in-process
 # comparison with oneTBB and rayon (benches/inprocess/run.sh), the remote-worker
-# benchmark (benches/remote/run.sh), automatic sizing (benches/sizing/run.sh) and the
-# factories on Slurm (benches/factory/run.sh).
+# benchmark (benches/remote/run.sh), automatic sizing (benches/sizing/run.sh), peer
+# transfers (benches/peer/run.sh) and the factories on Slurm (benches/factory/run.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=benches/bin
@@ -80,6 +80,8 @@ if [ "${1:-}" != "--local-only" ]; then
     bash benches/remote/run.sh
     # Automatic sizing against whole workers and the one-core default.
     bash benches/sizing/run.sh
+    # One input to four workers, with and without transfers between them.
+    bash benches/peer/run.sh
     # Factories on this machine's Slurm (skipped without one: make slurm-up).
     bash benches/factory/run.sh
 fi

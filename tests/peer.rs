@@ -285,6 +285,19 @@ fn ask(port: u16, file_id: u64, key: &[u8]) -> PeerMsg {
     protocol::read_frame(&mut s).unwrap()
 }
 
+/// Runs one task reading a 1 MB cached input, so that the only worker holds
+/// it; returns the input.
+fn give_the_worker_a_file(m: &Manager, dir: &Path) -> std::sync::Arc<File> {
+    let data = big_file(dir, "in.dat", MB);
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    let mut t = Task::command(c"wc -c < in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    m.submit(t).unwrap();
+    wait_ok(m);
+    input
+}
+
 #[test]
 fn a_peer_that_cannot_prove_it_belongs_to_the_manager_is_refused() {
     let (m, port) = remote_manager();
@@ -302,13 +315,7 @@ fn a_peer_that_cannot_prove_it_belongs_to_the_manager_is_refused() {
             &tport.to_string(),
         ],
     );
-    let data = big_file(&dir, "in.dat", MB);
-    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
-    let mut t = Task::command(c"wc -c < in");
-    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
-        .unwrap();
-    m.submit(t).unwrap();
-    wait_ok(&m);
+    let input = give_the_worker_a_file(&m, &dir);
     // The worker holds the file now. Without the password, or with it but
     // without this manager run's token, nobody gets it.
     let refused = |answer: PeerMsg| matches!(answer, PeerMsg::Refused { .. });
@@ -375,13 +382,7 @@ fn a_worker_under_tls_gives_nothing_to_a_client_that_does_not_speak_tls() {
     args.extend(["--transfer-port".to_owned(), tport.to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let w = vine_worker(port, &args);
-    let data = big_file(&dir, "in.dat", MB);
-    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
-    let mut t = Task::command(c"wc -c < in");
-    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
-        .unwrap();
-    m.submit(t).unwrap();
-    wait_ok(&m);
+    let input = give_the_worker_a_file(&m, &dir);
     // The worker holds the file. A client that asks in the clear, as a peer
     // without TLS would, gets a TLS alert at most and never a byte of it.
     let mut s = TcpStream::connect(("127.0.0.1", tport)).unwrap();

@@ -116,6 +116,20 @@ impl PeerServer {
         self.state().key.clone()
     }
 
+    /// Fetches file `file_id` from the peer at `host:port` with this worker's
+    /// peer key, under TLS when this worker serves under TLS; builds it under
+    /// `staging`.
+    pub fn fetch(
+        &self,
+        host: &str,
+        port: u16,
+        file_id: u64,
+        staging: &Path,
+    ) -> std::result::Result<Fetched, String> {
+        let key = self.key().ok_or("this worker has no peer key")?;
+        fetch(self.client.as_ref(), host, port, file_id, &key, staging)
+    }
+
     /// A file arrived in the cache.
     pub fn arrived(&self) {
         let _guard = self.state();
@@ -264,22 +278,6 @@ pub struct Fetched {
     pub bytes: u64,
 }
 
-impl PeerServer {
-    /// Fetches file `file_id` from the peer at `host:port` with this worker's
-    /// peer key, under TLS when this worker serves under TLS; builds it under
-    /// `staging`.
-    pub fn fetch(
-        &self,
-        host: &str,
-        port: u16,
-        file_id: u64,
-        staging: &Path,
-    ) -> std::result::Result<Fetched, String> {
-        let key = self.key().ok_or("this worker has no peer key")?;
-        fetch(self.client.as_ref(), host, port, file_id, &key, staging)
-    }
-}
-
 /// Fetches file `file_id` from the peer at `host:port`, proving `key`, under TLS
 /// with `tls`; builds it under `staging`.
 pub fn fetch(
@@ -382,25 +380,11 @@ mod tests {
     fn under_tls_a_peer_with_the_key_gets_the_file_and_a_plain_one_does_not() {
         let (s, dir) = server(true);
         let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
-        let got = fetch(
-            Some(&client),
-            "127.0.0.1",
-            s.port,
-            7,
-            b"peer key",
-            &dir.join("out"),
-        )
-        .unwrap();
+        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, key, &dir.join("out"));
+        let got = get(Some(&client), b"peer key").unwrap();
         assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");
-        assert!(fetch(None, "127.0.0.1", s.port, 7, b"peer key", &dir.join("out")).is_err());
-        let wrong = fetch(
-            Some(&client),
-            "127.0.0.1",
-            s.port,
-            7,
-            b"other",
-            &dir.join("out"),
-        );
+        assert!(get(None, b"peer key").is_err());
+        let wrong = get(Some(&client), b"other");
         assert!(wrong.is_err_and(|e| e.contains("refused")));
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -409,16 +393,9 @@ mod tests {
     fn in_the_clear_a_tls_client_gets_nothing() {
         let (s, dir) = server(false);
         let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
-        assert!(fetch(
-            Some(&client),
-            "127.0.0.1",
-            s.port,
-            7,
-            b"peer key",
-            &dir.join("out")
-        )
-        .is_err());
-        let got = fetch(None, "127.0.0.1", s.port, 7, b"peer key", &dir.join("out")).unwrap();
+        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, key, &dir.join("out"));
+        assert!(get(Some(&client), b"peer key").is_err());
+        let got = get(None, b"peer key").unwrap();
         assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");
         let _ = std::fs::remove_dir_all(&dir);
     }
