@@ -17,6 +17,7 @@ pub mod ffi;
 pub mod files;
 mod idmap;
 pub mod manager;
+pub(crate) mod padded;
 pub(crate) mod payload;
 pub mod protocol;
 pub mod registry;

@@ -502,6 +502,25 @@ impl Task {
         Ok(())
     }
 
+    /// The category as a shared string, `None` for the default one: what a C
+    /// handle keeps while the task is submitted, without a copy.
+    pub(crate) fn category_shared(&self) -> Option<Arc<CStr>> {
+        if let Some(c) = self.extra.as_ref().and_then(|e| e.category.clone()) {
+            return Some(c);
+        }
+        match &self.work {
+            Work::Function { name, .. } if self.flags & FLAG_AUTOCATEGORY != 0 => {
+                Some(name.clone())
+            }
+            _ => None,
+        }
+    }
+
+    /// The category of a task that names none.
+    pub(crate) fn default_category() -> &'static CStr {
+        DEFAULT_CATEGORY
+    }
+
     /// The category: explicit, else the function name under autocategory, else
     /// "default".
     pub fn category(&self) -> &CStr {

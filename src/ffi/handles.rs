@@ -204,7 +204,9 @@ pub(crate) struct TaskHandle {
 struct Fields {
     command: Option<CString>,
     tag: Option<CString>,
-    category: CString,
+    /// Shared with the task (`None`: the default category), so that submitting
+    /// copies no string.
+    category: Option<Arc<std::ffi::CStr>>,
 }
 
 /// Which of a task's immutable strings to read.
@@ -239,7 +241,11 @@ pub(crate) fn task_field(t: *const vine_task, field: Field) -> Result<*const c_c
     Ok(match field {
         Field::Command => f.command.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
         Field::Tag => f.tag.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-        Field::Category => f.category.as_ptr(),
+        Field::Category => f
+            .category
+            .as_deref()
+            .unwrap_or(Task::default_category())
+            .as_ptr(),
     })
 }
 
@@ -349,7 +355,7 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     *h.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fields {
         command,
         tag: task.tag().map(ToOwned::to_owned),
-        category: task.category().to_owned(),
+        category: task.category_shared(),
     });
     Ok(task)
 }

@@ -2,6 +2,7 @@
 //! any number of caller threads take. Waiters sleep on a condition variable and are
 //! woken by the push that concerns them: waiting never polls.
 
+use crate::padded::Padded;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::{CStr, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,13 +189,15 @@ impl Finished {
 /// The queue, and the count of tasks submitted but not yet taken.
 #[derive(Default)]
 pub struct CompletionQueue {
-    state: Mutex<State>,
+    state: Padded<Mutex<State>>,
     any: Condvar,
     specific: Condvar,
-    submitted: AtomicU64,
-    taken: AtomicU64,
+    /// Written by submitters, `taken` by waiters, `state` by whoever finishes
+    /// tasks: each on lines of its own.
+    submitted: Padded<AtomicU64>,
+    taken: Padded<AtomicU64>,
     /// Tasks ever pushed: what a waiter spinning before it sleeps watches.
-    pushed: AtomicU64,
+    pushed: Padded<AtomicU64>,
 }
 
 impl CompletionQueue {

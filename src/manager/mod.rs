@@ -21,6 +21,7 @@ pub mod settings;
 mod status;
 mod temps;
 
+use crate::padded::Padded;
 use std::ffi::CStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -242,18 +243,20 @@ pub(crate) struct Shared {
     /// Tasks submitted and not yet taken by the manager thread. A batch of
     /// submissions costs one message and no allocation, and the buffers stay
     /// with the threads that use them instead of being freed across threads.
-    pub(crate) submissions: Mutex<Submissions>,
+    /// (What submitters write and what the manager thread writes are on lines of
+    /// their own.)
+    pub(crate) submissions: Padded<Mutex<Submissions>>,
     accepting: AtomicBool,
     /// The manager thread has ended: nothing more will finish.
     closed: AtomicBool,
-    next_id: AtomicU64,
+    next_id: Padded<AtomicU64>,
     autocategory: AtomicBool,
-    pub(crate) processed_submits: AtomicU64,
-    pub(crate) ready_len: AtomicU64,
+    pub(crate) processed_submits: Padded<AtomicU64>,
+    pub(crate) ready_len: Padded<AtomicU64>,
     /// Tasks the manager has on the local pool, as of its last round (the
     /// direct lane stays closed while there are any).
-    pub(crate) local_assigned: AtomicU64,
-    pub(crate) slots: AtomicU64,
+    pub(crate) local_assigned: Padded<AtomicU64>,
+    pub(crate) slots: Padded<AtomicU64>,
     hungry_factor_milli: AtomicU64,
     /// `vine_hungry` wants at least this many tasks waiting.
     hungry_minimum: AtomicU64,
@@ -456,15 +459,15 @@ impl Manager {
         let (tx, rx) = inbox::unbounded::<Message>();
         let shared = Arc::new(Shared {
             completions: CompletionQueue::default(),
-            submissions: Mutex::default(),
+            submissions: Default::default(),
             accepting: AtomicBool::new(true),
             closed: AtomicBool::new(false),
-            next_id: AtomicU64::new(1),
+            next_id: Padded(AtomicU64::new(1)),
             autocategory: AtomicBool::new(true),
-            processed_submits: AtomicU64::new(0),
-            ready_len: AtomicU64::new(0),
-            local_assigned: AtomicU64::new(0),
-            slots: AtomicU64::new(0),
+            processed_submits: Padded(AtomicU64::new(0)),
+            ready_len: Padded(AtomicU64::new(0)),
+            local_assigned: Padded(AtomicU64::new(0)),
+            slots: Padded(AtomicU64::new(0)),
             hungry_factor_milli: AtomicU64::new(2000),
             hungry_minimum: AtomicU64::new(0),
             final_stats: Mutex::new(None),
