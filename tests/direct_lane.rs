@@ -101,6 +101,24 @@ fn eight_threads_with_cancels_and_shutdown_racing_completions_get_every_id_once(
             })
         })
         .collect();
+    // A waiter with no deadline, which runs direct tasks itself when it finds
+    // one not started, until the shutdown has come and gone.
+    let shut_down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let waiter = {
+        let (m, seen, shut_down) = (m.clone(), seen.clone(), shut_down.clone());
+        std::thread::spawn(move || {
+            let mut back = Vec::new();
+            loop {
+                match m.wait(None) {
+                    Some(t) => back.push((t.id(), t.result())),
+                    None if shut_down.load(std::sync::atomic::Ordering::Acquire) => break,
+                    // Nothing outstanding for now.
+                    None => std::thread::yield_now(),
+                }
+            }
+            seen.lock().unwrap().back.extend(back);
+        })
+    };
     let tagger = {
         let (m, go) = (m.clone(), go.clone());
         std::thread::spawn(move || {
@@ -121,6 +139,8 @@ fn eight_threads_with_cancels_and_shutdown_racing_completions_get_every_id_once(
     for t in threads {
         t.join().unwrap();
     }
+    shut_down.store(true, std::sync::atomic::Ordering::Release);
+    waiter.join().unwrap();
     tagger.join().unwrap();
     let mut s = seen.lock().unwrap();
     while let Some(t) = m.wait(Some(Duration::ZERO)) {
@@ -234,8 +254,9 @@ unsafe extern "C" fn blocker(
 #[test]
 fn while_every_core_is_busy_tasks_take_the_managers_path_and_every_one_comes_back() {
     let m = manager();
-    // Each blocker is submitted once the one before runs: with a core idle
-    // and nothing queued, each goes direct, and the two hold both cores.
+    // Each blocker is submitted once the one before runs, and the two hold
+    // both cores. The first goes direct (nothing else was outstanding); the
+    // second, submitted while the first is, takes the manager's path.
     let mut blockers = Vec::new();
     for running in 1..=2 {
         blockers.push(m.submit(Task::local(blocker, 0, &[])).unwrap());
@@ -243,12 +264,12 @@ fn while_every_core_is_busy_tasks_take_the_managers_path_and_every_one_comes_bac
             std::thread::yield_now();
         }
     }
-    assert_eq!(m.direct_tasks(), 2);
+    assert_eq!(m.direct_tasks(), 1);
     let n = 500u64;
     for i in 0..n {
         m.submit(Task::local(churn, 0, &[(i % 5) as u8])).unwrap();
     }
-    assert_eq!(m.direct_tasks(), 2, "no core was idle: none went direct");
+    assert_eq!(m.direct_tasks(), 1, "no core was idle: none went direct");
     RELEASE.store(true, std::sync::atomic::Ordering::Release);
     let mut back = HashSet::new();
     while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
@@ -259,4 +280,113 @@ fn while_every_core_is_busy_tasks_take_the_managers_path_and_every_one_comes_bac
     assert!(blockers.iter().all(|id| back.contains(id)));
     let s = m.stats().unwrap();
     assert_eq!((s.tasks_submitted, s.tasks_done), (n + 2, n + 2));
+}
+
+/// Thousandths of a core in use by `packed` tasks, and the most seen.
+static PACKED_IN_USE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static PACKED_MOST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts its share of a core (input: thousandths, as 2 bytes) while it runs.
+unsafe extern "C" fn packed(
+    input: *const c_void,
+    len: usize,
+    out: *mut vine_buffer,
+    ctx: *mut c_void,
+) -> c_int {
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(len, 2);
+    let milli = u64::from(u16::from_le_bytes(unsafe { *(input as *const [u8; 2]) }));
+    let now = PACKED_IN_USE.fetch_add(milli, SeqCst) + milli;
+    PACKED_MOST.fetch_max(now, SeqCst);
+    let work = [3u8];
+    unsafe { churn(work.as_ptr().cast(), 1, out, ctx) };
+    PACKED_IN_USE.fetch_sub(milli, SeqCst);
+    0
+}
+
+#[test]
+fn a_waiter_that_runs_a_direct_task_itself_keeps_the_pools_packing() {
+    // A wait with no deadline runs a direct task that has not started on the
+    // waiting thread. The task took its share of the pool when it became
+    // startable, so with the manager's tasks on the pool threads at the same
+    // time the cores in use never pass the pool's: whichever thread ran what.
+    let m = manager();
+    let mut ids = HashSet::new();
+    for round in 0..300u16 {
+        // Nothing outstanding: the first goes direct; the rest take the
+        // manager's path to the same pool.
+        for milli in [1000u16, 500 + (round % 2) * 500, 1000, 500] {
+            let mut t = Task::local(packed, 0, &milli.to_le_bytes());
+            t.set_cores(f64::from(milli) / 1000.0).unwrap();
+            ids.insert(m.submit(t).unwrap());
+        }
+        for _ in 0..4 {
+            let t = m.wait(None).expect("each comes back");
+            assert_eq!(t.result(), TaskResult::Success);
+            assert!(ids.remove(&t.id()), "{} came back twice", t.id());
+        }
+    }
+    assert!(ids.is_empty());
+    assert!(m.wait(None).is_none(), "nothing outstanding: wait returns");
+    assert!(m.direct_tasks() >= 300);
+    let most = PACKED_MOST.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= 2000, "{most} thousandths of a core in use at once");
+    let s = m.stats().unwrap();
+    assert_eq!((s.tasks_done, s.tasks_running), (1200, 0));
+}
+
+/// Set by `held` once it runs; it returns once HELD_GO is set.
+static HELD_RUNNING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static HELD_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// The thread `held` ran on.
+static HELD_ON: Mutex<Option<std::thread::ThreadId>> = Mutex::new(None);
+
+unsafe extern "C" fn held(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    use std::sync::atomic::Ordering::SeqCst;
+    *HELD_ON.lock().unwrap() = Some(std::thread::current().id());
+    HELD_RUNNING.store(true, SeqCst);
+    while !HELD_GO.load(SeqCst) {
+        std::thread::yield_now();
+    }
+    0
+}
+
+#[test]
+fn a_direct_task_cancelled_while_it_runs_comes_back_cancelled_whichever_thread_ran_it() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let m = Arc::new(manager());
+    let id = m.submit(Task::local(held, 0, &[])).unwrap();
+    assert_eq!(
+        m.direct_tasks(),
+        1,
+        "nothing was outstanding: it went direct"
+    );
+    // Another thread cancels it once it runs (on a pool thread, or on the
+    // waiting thread below), then lets it return.
+    let canceller = {
+        let m = m.clone();
+        std::thread::spawn(move || {
+            while !HELD_RUNNING.load(SeqCst) {
+                std::thread::yield_now();
+            }
+            m.cancel(id).expect("a running task can be cancelled");
+            HELD_GO.store(true, SeqCst);
+        })
+    };
+    let t = m.wait(None).expect("it comes back");
+    canceller.join().unwrap();
+
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Cancelled));
+    assert!(HELD_ON.lock().unwrap().is_some());
+    assert!(m.wait(None).is_none());
+    let s = m.stats().unwrap();
+    assert_eq!(
+        (s.tasks_done, s.tasks_cancelled, s.tasks_running),
+        (1, 1, 0)
+    );
 }

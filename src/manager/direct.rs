@@ -10,9 +10,11 @@
 //! setting and measures nothing (`Manager::sizing_active`), and the task is a
 //! THREAD function of this process with no files, environment, features, time
 //! window or minimum/maximum running time, that the pool could ever hold. And
-//! only while the lane saves a hand-off without costing one: the pool has an
+//! only while the lane saves a hand-off without costing one: nothing else is
+//! outstanding (the caller waited for every task before), the pool has an
 //! idle core, no direct task waits in it, and the manager holds no task ready
-//! or unseen. Under load, when every core is busy, tasks take the manager's
+//! or unseen. A wait with no deadline then runs the task itself if no pool
+//! thread has started it (`LocalPool::run_direct_here`). Under load, when every core is busy, tasks take the manager's
 //! path, which hands them over in batches. Any other task takes the manager's
 //! path, as before. Direct tasks are counted in their category's stats (their
 //! category is the function's name under autocategory). Between the two lanes priority order is

@@ -673,6 +673,7 @@ impl Manager {
         let mut counted = false;
         if self.direct_lane_open()
             && direct::eligible(&task)
+            && self.shared.completions.outstanding() == 0
             && self.pool.has_idle_core()
             && self.pool.direct_waiting() == 0
             && self.shared.ready_len.load(Ordering::Relaxed) == 0
@@ -785,6 +786,21 @@ impl Manager {
                 return shared
                     .completions
                     .wait(want, Some(Instant::now()), |_| false);
+            }
+        }
+        // A direct task waits to start: a waiter with no deadline runs it here
+        // rather than sleep until a pool thread has (see `run_direct_here`).
+        if matches!(want, Want::Any) && timeout.is_none() {
+            while self.pool.direct_waiting() > 0 {
+                if let Some(t) = shared
+                    .completions
+                    .wait(want, Some(Instant::now()), |_| false)
+                {
+                    return Some(t);
+                }
+                if !self.pool.run_direct_here() {
+                    break;
+                }
             }
         }
         // A direct task runs (or is about to) while a local core is idle: it is likely to end

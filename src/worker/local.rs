@@ -641,6 +641,72 @@ impl LocalPool {
         )
     }
 
+    /// Runs on the calling thread the task the pool would start next, if it is
+    /// a direct task; true if it ran one. For a thread about to sleep until a
+    /// task ends: it does the work itself instead of handing it to a pool thread
+    /// and waiting to be woken, as task runtimes do in their waits. The task's
+    /// resources were taken from the pool when it became startable, as for any
+    /// pool thread, so the pool's packing holds; the task is listed as running,
+    /// so cancel and shutdown find it as they would on a pool thread.
+    pub fn run_direct_here(&self) -> bool {
+        thread_local! {
+            static CONTROL: Arc<RunControl> = Arc::new(RunControl::default());
+        }
+        let shared = &self.shared;
+        if shared.direct_waiting.load(Relaxed) == 0 {
+            return false;
+        }
+        let control = CONTROL.with(Arc::clone);
+        let mut st = shared.lock();
+        let mut bounced = shared.absorb(&mut st);
+        let next_is_direct = st
+            .startable
+            .front()
+            .is_some_and(|job| job.task.flags & FLAG_DIRECT != 0);
+        let job = if next_is_direct && !st.stopping {
+            st.startable.pop_front()
+        } else {
+            None
+        };
+        let Some(Startable { mut task, gpus }) = job else {
+            drop(st);
+            for task in bounced {
+                direct_done(shared, task);
+            }
+            return false;
+        };
+        control.reset();
+        st.running.insert(task.id, control.clone());
+        shared.busy_gauge.store(st.running.len(), Relaxed);
+        shared.direct_waiting.fetch_sub(1, Relaxed);
+        shared.direct_running.fetch_add(1, Relaxed);
+        drop(st);
+        for task in bounced.drain(..) {
+            direct_done(shared, task);
+        }
+        execute(&mut task, &gpus, &control, shared, None);
+        let mut st = shared.lock();
+        bounced.extend(shared.absorb(&mut st));
+        st.running.remove(&task.id);
+        shared.busy_gauge.store(st.running.len(), Relaxed);
+        st.free_gpus.extend(gpus);
+        let mut started = Vec::new();
+        st.slots.release(task.request, &mut started);
+        LocalPool::make_startable(&mut st, &mut started);
+        let last = direct_ended(shared, &mut st, &mut task, &control);
+        // What became startable goes to the pool's threads.
+        LocalPool::wake_or_spawn(shared, &mut st);
+        drop(st);
+        for task in bounced {
+            direct_done(shared, task);
+        }
+        direct_done(shared, task);
+        if last {
+            shared.wake_owner();
+        }
+        true
+    }
+
     /// True if some direct task runs (read without the lock).
     pub fn direct_running(&self) -> bool {
         self.shared.direct_running.load(Relaxed) > 0
@@ -762,6 +828,11 @@ impl WorkerLink for LocalPool {
     }
 }
 
+/// How long a spinning pool thread leaves a direct task to a submitter that
+/// may run it itself: about what a wait that follows the submission takes to
+/// get there, and far less than waking a sleeping thread.
+const LEFT_TO_SUBMITTER: std::time::Duration = std::time::Duration::from_micros(2);
+
 fn thread_main(shared: Arc<Shared>) {
     let control = Arc::new(RunControl::default());
     let mut started = Vec::new();
@@ -822,15 +893,7 @@ fn thread_main(shared: Arc<Shared>) {
                 }
             }
             if task.flags & FLAG_DIRECT != 0 {
-                st.direct.remove(&task.id);
-                shared.direct_len.store(st.direct.len(), SeqCst);
-                shared.direct_running.fetch_sub(1, Relaxed);
-                // A cancel that came after the function returned, while the
-                // task was still listed as running, still counts.
-                if control.is_cancelled() {
-                    task.flags |= FLAG_CANCELLED;
-                }
-                let last = st.direct_closed && st.direct.is_empty();
+                let last = direct_ended(&shared, &mut st, &mut task, &control);
                 // The next task is taken before this one is handed over, so
                 // its waiter never finds the pool idle with work queued, and
                 // the lock is taken once per task.
@@ -879,10 +942,20 @@ fn thread_main(shared: Arc<Shared>) {
             shared.spinner.store(true, SeqCst);
             let seen = shared.handed.load(std::sync::atomic::Ordering::Acquire);
             drop(st);
+            // A direct task in the inbox is left for a moment to its submitter,
+            // which may be about to wait for it and run it itself
+            // (`run_direct_here`) without a hand-over between cores.
+            let mut queued_at = None;
             crate::spin::spin_until(|| {
-                (shared.handed.load(std::sync::atomic::Ordering::Acquire) != seen
-                    || shared.inbox_len.load(SeqCst) > 0)
-                    .then_some(())
+                if shared.handed.load(std::sync::atomic::Ordering::Acquire) != seen {
+                    return Some(());
+                }
+                if shared.inbox_len.load(SeqCst) == 0 {
+                    queued_at = None;
+                    return None;
+                }
+                let at = *queued_at.get_or_insert_with(std::time::Instant::now);
+                (at.elapsed() >= LEFT_TO_SUBMITTER).then_some(())
             });
             st = shared.lock();
             st.spinning = false;
@@ -910,6 +983,20 @@ fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Start
         shared.direct_waiting.fetch_sub(1, Relaxed);
         shared.direct_running.fetch_add(1, Relaxed);
     }
+}
+
+/// Books the end of direct task `task` (under the lock); true if it was the last
+/// one a shutdown waits for.
+fn direct_ended(shared: &Shared, st: &mut State, task: &mut Task, control: &RunControl) -> bool {
+    st.direct.remove(&task.id);
+    shared.direct_len.store(st.direct.len(), SeqCst);
+    shared.direct_running.fetch_sub(1, Relaxed);
+    // A cancel that came after the function returned, while the task was still
+    // listed as running, still counts.
+    if control.is_cancelled() {
+        task.flags |= FLAG_CANCELLED;
+    }
+    st.direct_closed && st.direct.is_empty()
 }
 
 /// Hands a finished (or cancelled) direct task to the direct sink.
