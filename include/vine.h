@@ -1204,6 +1204,13 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // finished tasks in batches, at most about 1 ms after they finish, so that
 // delivering results takes no cores from running tasks; otherwise a task is
 // reported the moment it finishes.
+// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and
+// the local pool's next task a function task submitted while nothing else was
+// outstanding (see the README's direct lane) runs that task on the calling
+// thread, as OpenMP's taskwait and oneTBB's wait do, instead of sleeping until
+// a pool thread has. The task holds its share of the pool's cores meanwhile, so
+// the pool's limits hold, and cancel finds it as anywhere else; its function
+// then runs on the caller's stack. A wait with a timeout never does this.
 struct vine_task *vine_wait(struct vine_manager *m, int timeout_s);
 
 // Like `vine_wait`, for the task with id `id`. NULL at once if no such task is
