@@ -192,7 +192,7 @@ pub(crate) struct TaskHandle {
     task: UnsafeCell<Option<Box<Task>>>,
     /// The task's immutable strings as of its last submission, read by the caller
     /// while the manager owns the task. Written only by `vine_submit`.
-    fields: Mutex<Option<Fields>>,
+    fields: Mutex<Fields>,
     /// Where the task is (a `task::State`), written by whoever moves it along.
     state: AtomicU8,
     /// What `vine_task_get_resources` returned ("measured", "allocated",
@@ -200,13 +200,18 @@ pub(crate) struct TaskHandle {
     summaries: UnsafeCell<Option<Box<[vine_resources; 3]>>>,
 }
 
-/// A task's strings that the manager never changes.
+/// A task's strings that the manager never changes. Small, since every handle
+/// has it: the category is shared with the task (`None`: the default one), and
+/// the command and tag, which most function tasks lack, are boxed.
 struct Fields {
+    category: Option<Arc<std::ffi::CStr>>,
+    strings: Option<Box<Strings>>,
+}
+
+/// A submitted task's command and tag, if it has either.
+struct Strings {
     command: Option<CString>,
     tag: Option<CString>,
-    /// Shared with the task (`None`: the default category), so that submitting
-    /// copies no string.
-    category: Option<Arc<std::ffi::CStr>>,
 }
 
 /// Which of a task's immutable strings to read.
@@ -236,11 +241,12 @@ pub(crate) fn task_field(t: *const vine_task, field: Field) -> Result<*const c_c
     if h.owner.load(Ordering::Acquire) == OWNER_CALLER {
         return with_task(t, |task| Ok(field_of(task, field)));
     }
-    let fields = h.fields.lock().unwrap_or_else(|p| p.into_inner());
-    let f = fields.as_ref().ok_or_else(submitted)?;
+    // Written by `vine_submit` before the handle left the caller.
+    let f = h.fields.lock().unwrap_or_else(|p| p.into_inner());
+    let string = |s: Option<&CString>| s.map_or(std::ptr::null(), |s| s.as_ptr());
     Ok(match field {
-        Field::Command => f.command.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
-        Field::Tag => f.tag.as_ref().map_or(std::ptr::null(), |s| s.as_ptr()),
+        Field::Command => string(f.strings.as_ref().and_then(|s| s.command.as_ref())),
+        Field::Tag => string(f.strings.as_ref().and_then(|s| s.tag.as_ref())),
         Field::Category => f
             .category
             .as_deref()
@@ -259,7 +265,10 @@ pub(crate) fn task_into_c(task: Box<Task>) -> *mut vine_task {
         owner: AtomicU8::new(OWNER_CALLER),
         id: AtomicI32::new(0),
         task: UnsafeCell::new(Some(task)),
-        fields: Mutex::new(None),
+        fields: Mutex::new(Fields {
+            category: None,
+            strings: None,
+        }),
         state: AtomicU8::new(crate::task::State::Initial as u8),
         summaries: UnsafeCell::new(None),
     });
@@ -352,11 +361,12 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
         crate::task::Work::Command { command } => Some(command.to_owned()),
         _ => None,
     };
-    *h.fields.lock().unwrap_or_else(|p| p.into_inner()) = Some(Fields {
-        command,
-        tag: task.tag().map(ToOwned::to_owned),
+    let tag = task.tag().map(ToOwned::to_owned);
+    let strings = (command.is_some() || tag.is_some()).then(|| Box::new(Strings { command, tag }));
+    *h.fields.lock().unwrap_or_else(|p| p.into_inner()) = Fields {
         category: task.category_shared(),
-    });
+        strings,
+    };
     Ok(task)
 }
 
