@@ -302,6 +302,9 @@ pub(crate) const FLAG_SET_GPUS: u16 = 512;
 /// Task flag: placed on the local pool by its submitter, not by the manager
 /// thread; it goes from the pool straight to the completion queue.
 pub(crate) const FLAG_DIRECT: u16 = 1024;
+/// A direct task the pool no longer holds and has not yet handed to the
+/// completion queue (see `LocalPool::holds_direct`).
+pub(crate) const FLAG_DELIVERING: u16 = 2048;
 
 /// One unit of work and its outcome.
 pub struct Task {

@@ -10,7 +10,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
 use vine::ffi::vine_buffer;
-use vine::{Manager, Port, Task, TaskResult};
+use vine::{Manager, Port, Task, TaskResult, Want};
 
 const SUBMITTERS: usize = 8;
 const PER_THREAD: usize = 3000;
@@ -389,4 +389,20 @@ fn a_direct_task_cancelled_while_it_runs_comes_back_cancelled_whichever_thread_r
         (s.tasks_done, s.tasks_cancelled, s.tasks_running),
         (1, 1, 0)
     );
+}
+
+#[test]
+fn a_wait_for_the_id_of_a_direct_task_that_just_ended_finds_it() {
+    // A direct task leaves the pool's books a moment before it reaches the
+    // completion queue; a wait by id asking the manager in that moment must
+    // still get it, not NULL.
+    let m = manager();
+    for i in 0..3000u32 {
+        let id = m.submit(Task::local(churn, 0, &[(i % 3) as u8])).unwrap();
+        let t = m
+            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
+            .unwrap_or_else(|| panic!("task {id} (round {i}) did not come back"));
+        assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    }
+    assert!(m.direct_tasks() >= 1);
 }

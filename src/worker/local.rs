@@ -19,7 +19,8 @@ use std::time::Instant;
 use crate::idmap::IdMap;
 use crate::resources::Resources;
 use crate::task::{
-    now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_DIRECT, FLAG_STARTED,
+    now_us, Task, TaskId, TaskResult, Work, FLAG_CANCELLED, FLAG_DELIVERING, FLAG_DIRECT,
+    FLAG_STARTED,
 };
 use crate::worker::command::CommandEnv;
 use crate::worker::process::RunControl;
@@ -107,6 +108,8 @@ struct Shared {
     spinner: std::sync::atomic::AtomicBool,
     /// Mirrors the number of direct tasks held (`State::direct`).
     direct_len: std::sync::atomic::AtomicUsize,
+    /// Direct tasks let go of and not yet in the completion queue.
+    delivering: std::sync::atomic::AtomicUsize,
     /// The owner waits for direct tasks to leave room: each one that ends
     /// wakes it.
     owner_waits: std::sync::atomic::AtomicBool,
@@ -294,6 +297,7 @@ impl LocalPool {
                 sleepers: Default::default(),
                 spinner: Default::default(),
                 direct_len: Default::default(),
+                delivering: Default::default(),
                 owner_waits: Default::default(),
             }),
         }
@@ -356,7 +360,7 @@ impl LocalPool {
             st.slots.release(req, &mut started);
             back.push(task);
         }
-        for task in &back {
+        for task in &mut back {
             Self::forget_unstarted(&self.shared, &mut st, task);
         }
         drop(st);
@@ -565,7 +569,7 @@ impl LocalPool {
                 control.cancel();
             }
         }
-        for task in &back {
+        for task in &mut back {
             Self::forget_unstarted(&self.shared, &mut st, task);
         }
         Self::make_startable(&mut st, &mut started);
@@ -578,7 +582,10 @@ impl LocalPool {
         ids.len()
     }
 
-    /// True if the pool holds direct task `id` (waiting or running).
+    /// True if the pool holds direct task `id` (waiting or running). If not,
+    /// every direct task the pool let go of is in the completion queue by the
+    /// time this returns, so a caller told "not held" finds a finished task
+    /// there rather than nowhere.
     pub fn holds_direct(&self, id: TaskId) -> bool {
         let mut st = self.shared.lock();
         let refused = self.shared.absorb(&mut st);
@@ -586,6 +593,14 @@ impl LocalPool {
         drop(st);
         for task in refused {
             direct_done(&self.shared, task);
+        }
+        // A direct task the pool let go of is a push away from the completion
+        // queue: once it is there, a caller told "not held" finds it finished
+        // rather than nowhere.
+        if !held {
+            while self.shared.delivering.load(SeqCst) > 0 {
+                std::thread::yield_now();
+            }
         }
         held
     }
@@ -718,8 +733,9 @@ impl LocalPool {
     }
 
     /// A task leaves the pool unstarted: if direct, it is no longer held.
-    fn forget_unstarted(shared: &Shared, st: &mut State, task: &Task) {
+    fn forget_unstarted(shared: &Shared, st: &mut State, task: &mut Task) {
         if task.flags & FLAG_DIRECT != 0 && st.direct.remove(&task.id).is_some() {
+            delivering(shared, task);
             shared.direct_len.store(st.direct.len(), SeqCst);
             shared.direct_waiting.fetch_sub(1, Relaxed);
         }
@@ -815,7 +831,7 @@ impl WorkerLink for LocalPool {
                 control.cancel();
             }
         }
-        if let Some(task) = &back {
+        if let Some(task) = &mut back {
             Self::forget_unstarted(&self.shared, &mut st, task);
         }
         Self::make_startable(&mut st, &mut started);
@@ -989,6 +1005,7 @@ fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Start
 /// one a shutdown waits for.
 fn direct_ended(shared: &Shared, st: &mut State, task: &mut Task, control: &RunControl) -> bool {
     st.direct.remove(&task.id);
+    delivering(shared, task);
     shared.direct_len.store(st.direct.len(), SeqCst);
     shared.direct_running.fetch_sub(1, Relaxed);
     // A cancel that came after the function returned, while the task was still
@@ -999,12 +1016,25 @@ fn direct_ended(shared: &Shared, st: &mut State, task: &mut Task, control: &RunC
     st.direct_closed && st.direct.is_empty()
 }
 
+/// Counts direct task `task`, just removed from the pool's books (under the
+/// lock), as on its way to the completion queue until `direct_done` has put it
+/// there.
+fn delivering(shared: &Shared, task: &mut Task) {
+    task.flags |= FLAG_DELIVERING;
+    shared.delivering.fetch_add(1, SeqCst);
+}
+
 /// Hands a finished (or cancelled) direct task to the direct sink.
-fn direct_done(shared: &Shared, task: Box<Task>) {
+fn direct_done(shared: &Shared, mut task: Box<Task>) {
+    let counted = task.flags & FLAG_DELIVERING != 0;
+    task.flags &= !FLAG_DELIVERING;
     match shared.direct_sink.get() {
         Some(sink) => sink(task),
         // `submit_direct` takes no task before the sink is set.
         None => unreachable!("a direct task without a direct sink"),
+    }
+    if counted {
+        shared.delivering.fetch_sub(1, SeqCst);
     }
     if shared.owner_waits.load(SeqCst) {
         shared.wake_owner();
