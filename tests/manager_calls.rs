@@ -417,7 +417,10 @@ fn resource_submit_multiplier_lets_each_worker_hold_that_many_times_its_cores() 
         let ids: Vec<i32> = (0..6)
             .map(|i| m.submit(&held(&go, &i.to_string()), c"h"))
             .collect();
-        let s = m.until("tasks go to the pool", |s| s.tasks_on_workers >= on_workers);
+        // Given to the pool first, then started by its threads: both seen.
+        let s = m.until("tasks go to the pool and two start", |s| {
+            s.tasks_on_workers >= on_workers && s.tasks_running >= 2
+        });
         assert_eq!(
             (s.tasks_on_workers, s.tasks_running, s.tasks_waiting),
             (on_workers, 2, 6 - on_workers),
