@@ -690,11 +690,7 @@ impl LocalPool {
             }
             return false;
         };
-        control.reset();
-        st.running.insert(task.id, control.clone());
-        shared.busy_gauge.store(st.running.len(), Relaxed);
-        shared.direct_waiting.fetch_sub(1, Relaxed);
-        shared.direct_running.fetch_add(1, Relaxed);
+        book_start(shared, &mut st, &control, &task);
         drop(st);
         for task in bounced.drain(..) {
             direct_done(shared, task);
@@ -702,12 +698,7 @@ impl LocalPool {
         execute(&mut task, &gpus, &control, shared, None);
         let mut st = shared.lock();
         bounced.extend(shared.absorb(&mut st));
-        st.running.remove(&task.id);
-        shared.busy_gauge.store(st.running.len(), Relaxed);
-        st.free_gpus.extend(gpus);
-        let mut started = Vec::new();
-        st.slots.release(task.request, &mut started);
-        LocalPool::make_startable(&mut st, &mut started);
+        book_end(&mut st, shared, &task, gpus, &mut Vec::new());
         let last = direct_ended(shared, &mut st, &mut task, &control);
         // What became startable goes to the pool's threads.
         LocalPool::wake_or_spawn(shared, &mut st);
@@ -894,11 +885,7 @@ fn thread_main(shared: Arc<Shared>) {
 
             let mut st = shared.lock();
             bounced.extend(shared.absorb(&mut st));
-            st.running.remove(&task.id);
-            shared.busy_gauge.store(st.running.len(), Relaxed);
-            st.free_gpus.extend(gpus);
-            st.slots.release(task.request, &mut started);
-            LocalPool::make_startable(&mut st, &mut started);
+            book_end(&mut st, &shared, &task, gpus, &mut started);
             st.idle += 1;
             shared.idle_gauge.store(st.idle, Relaxed);
             // This thread takes the next task itself; wake others only for the rest.
@@ -992,13 +979,35 @@ fn thread_main(shared: Arc<Shared>) {
 fn begin(shared: &Shared, st: &mut State, control: &Arc<RunControl>, job: &Startable) {
     st.idle -= 1;
     shared.idle_gauge.store(st.idle, Relaxed);
+    book_start(shared, st, control, &job.task);
+}
+
+/// Lists `task` as running under `control` (under the lock), whichever thread
+/// runs it.
+fn book_start(shared: &Shared, st: &mut State, control: &Arc<RunControl>, task: &Task) {
     control.reset();
-    st.running.insert(job.task.id, control.clone());
+    st.running.insert(task.id, control.clone());
     shared.busy_gauge.store(st.running.len(), Relaxed);
-    if job.task.flags & FLAG_DIRECT != 0 {
+    if task.flags & FLAG_DIRECT != 0 {
         shared.direct_waiting.fetch_sub(1, Relaxed);
         shared.direct_running.fetch_add(1, Relaxed);
     }
+}
+
+/// Books the end of `task`, which ran with `gpus` (under the lock): what it held
+/// is free, and what fits now is startable.
+fn book_end(
+    st: &mut State,
+    shared: &Shared,
+    task: &Task,
+    gpus: Vec<u32>,
+    started: &mut Vec<(Resources, Box<Task>)>,
+) {
+    st.running.remove(&task.id);
+    shared.busy_gauge.store(st.running.len(), Relaxed);
+    st.free_gpus.extend(gpus);
+    st.slots.release(task.request, started);
+    LocalPool::make_startable(st, started);
 }
 
 /// Books the end of direct task `task` (under the lock); true if it was the last

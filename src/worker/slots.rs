@@ -53,12 +53,7 @@ impl<T> SlotQueue<T> {
 
     /// True when an item asking for `req` would start at once.
     pub fn would_start(&self, req: &Resources) -> bool {
-        self.waiting.is_empty()
-            && self
-                .in_use
-                .plus(&self.reserved)
-                .plus(req)
-                .fits_within(&self.capacity)
+        self.waiting.is_empty() && self.taken().plus(req).fits_within(&self.capacity)
     }
 
     /// Sets what items this queue does not hold take; what starts now is
