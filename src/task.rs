@@ -505,18 +505,22 @@ impl Task {
         Ok(())
     }
 
-    /// The category as a shared string, `None` for the default one: what a C
-    /// handle keeps while the task is submitted, without a copy.
-    pub(crate) fn category_shared(&self) -> Option<Arc<CStr>> {
-        if let Some(c) = self.extra.as_ref().and_then(|e| e.category.clone()) {
+    /// The category when it is not the default one: explicit, else the function
+    /// name under autocategory.
+    fn category_named(&self) -> Option<&Arc<CStr>> {
+        if let Some(c) = self.extra.as_ref().and_then(|e| e.category.as_ref()) {
             return Some(c);
         }
         match &self.work {
-            Work::Function { name, .. } if self.flags & FLAG_AUTOCATEGORY != 0 => {
-                Some(name.clone())
-            }
+            Work::Function { name, .. } if self.flags & FLAG_AUTOCATEGORY != 0 => Some(name),
             _ => None,
         }
+    }
+
+    /// The category as a shared string, `None` for the default one: what a C
+    /// handle keeps while the task is submitted, without a copy.
+    pub(crate) fn category_shared(&self) -> Option<Arc<CStr>> {
+        self.category_named().cloned()
     }
 
     /// The category of a task that names none.
@@ -527,13 +531,7 @@ impl Task {
     /// The category: explicit, else the function name under autocategory, else
     /// "default".
     pub fn category(&self) -> &CStr {
-        if let Some(c) = self.extra.as_ref().and_then(|e| e.category.as_deref()) {
-            return c;
-        }
-        match &self.work {
-            Work::Function { name, .. } if self.flags & FLAG_AUTOCATEGORY != 0 => name,
-            _ => DEFAULT_CATEGORY,
-        }
+        self.category_named().map_or(DEFAULT_CATEGORY, |c| c)
     }
 
     /// Sets the tag.

@@ -14,8 +14,9 @@
 //! outstanding (the caller waited for every task before), the pool has an
 //! idle core, no direct task waits in it, and the manager holds no task ready
 //! or unseen. A wait with no deadline then runs the task itself if no pool
-//! thread has started it (`LocalPool::run_direct_here`). Under load, when every core is busy, tasks take the manager's
-//! path, which hands them over in batches. Any other task takes the manager's
+//! thread has started it (`LocalPool::run_direct_here`). Otherwise (tasks
+//! outstanding, every core busy) tasks take the manager's path, which hands
+//! them over in batches. Any other task takes the manager's
 //! path, as before. Direct tasks are counted in their category's stats (their
 //! category is the function's name under autocategory). Between the two lanes priority order is
 //! kept where the tasks meet, in the pool's queue; a task the manager still holds
