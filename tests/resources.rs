@@ -219,6 +219,10 @@ fn an_automatic_category_runs_whole_workers_until_steady_then_what_its_tasks_use
             (4.0, 1024.0, 4096.0),
             "whole worker"
         );
+        // The command runs one process at a time: its CPU time fits in its wall
+        // time, which counts from before it was started.
+        let r = resources(t, c"measured").unwrap();
+        assert!(r.cores <= 1.0, "measured {} cores", r.cores);
         vine_task_delete(t);
     }
     let t = run(&m, command(&user(100, 1), c"auto"));

@@ -100,6 +100,9 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     // The command dies with this process, however it ends (see `guardian`).
     let enlist = guardian::Enlist::prepare();
     enlist.mark(&mut cmd);
+    // Wall time counts from before the spawn: the child may run for a while
+    // before this thread is scheduled again, and its CPU time counts from there.
+    let started = std::time::Instant::now();
     let spawned = writer
         .try_clone()
         .and_then(|w2| cmd.stdout(w2).stderr(writer).spawn());
@@ -128,7 +131,6 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         disk_mb: if watchdog { task.request.disk_mb } else { 0 },
         monitor,
     };
-    let started = std::time::Instant::now();
     let supervised = process::supervise(child.id() as i32, reader, limits, control);
     // Stopped before the outputs are collected: they are then delivered whole.
     drop(watcher);

@@ -29,6 +29,8 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     };
     // The task's process dies with this process, however it ends (see `guardian`).
     let enlist = guardian::Enlist::prepare();
+    // Wall time counts from before the fork, as the child's CPU time does.
+    let started = std::time::Instant::now();
     // SAFETY: fork has no memory-safety preconditions; the child below only calls
     // the task function, writes to its pipe and _exits (see the module comment).
     let pid = unsafe { libc::fork() };
@@ -71,7 +73,6 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         disk_mb: 0,
         monitor,
     };
-    let started = std::time::Instant::now();
     let supervised = process::supervise(pid, reader, limits, control);
     let (ending, captured, usage) = match supervised {
         Ok(x) => x,
