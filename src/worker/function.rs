@@ -54,11 +54,17 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunC
     let start = (time_max > 0.0 || monitor).then(Instant::now);
     let cpu_before = if monitor { thread_cpu_us() } else { 0 };
     let (rc, output) = crate::ffi::callback::call_task_function(func, input.as_slice(), context);
+    // CPU time is read before the wall clock, so it never covers more.
+    let cpu_us = if monitor {
+        thread_cpu_us().saturating_sub(cpu_before)
+    } else {
+        0
+    };
     let elapsed = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
     if monitor {
         task.extra_mut().measured = Some(crate::resources::Measured {
             wall_us: (elapsed * 1e6) as u64,
-            cpu_us: thread_cpu_us().saturating_sub(cpu_before),
+            cpu_us,
             ..Default::default()
         });
     }
