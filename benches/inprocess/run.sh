@@ -5,6 +5,7 @@
 # its own process; runtimes are alternated within every pass, over PASSES passes
 # (default 3), so that a slow quarter of an hour hits them all alike. Medians,
 # and each runtime's ratio to vine. Needs libtbb-dev (oneTBB) and cargo (rayon).
+# Then one run of lost.c: where vine's time goes on the 100 us tasks.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=../..
@@ -12,6 +13,7 @@ bin=$root/benches/bin
 mkdir -p "$bin"
 cargo build --release -q --manifest-path "$root/Cargo.toml"
 gcc -O2 -Wall -Wextra -Werror -I. vine.c "$root/target/release/libvine.a" -lpthread -ldl -lm -o "$bin/ip_vine"
+gcc -O2 -Wall -Wextra -Werror -I. lost.c "$root/target/release/libvine.a" -lpthread -ldl -lm -o "$bin/ip_lost"
 gcc -O2 -Wall -Wextra -Werror -fopenmp omp.c -o "$bin/ip_omp"
 runtimes=(vine omp tbb rayon)
 if ! g++ -std=c++17 -O2 -Wall -Wextra -Werror tbb.cpp -ltbb -lpthread -o "$bin/ip_tbb" 2>/dev/null; then
@@ -87,3 +89,6 @@ for wl in "${workloads[@]}"; do
         if [ -n "${vals[$rt,$1]:-}" ]; then echo "per pass, $rt $1:${vals[$rt,$1]}"; fi
     done
 done
+echo
+echo "Where vine's spin100 loses time (one run; see lost.c):"
+env VINE_LOCAL_CORES=2 "$bin/ip_lost" 20000
