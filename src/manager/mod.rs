@@ -1576,6 +1576,26 @@ mod test {
         m.shutdown().unwrap();
     }
 
+    #[test]
+    fn a_commands_cpu_time_fits_in_its_wall_time_however_late_its_supervision_starts() {
+        let m = Manager::new(Port::None).unwrap();
+        m.enable_monitoring(true).unwrap();
+        // One process at a time, busy for some tens of milliseconds; it has
+        // ended before the worker thread starts to supervise it.
+        let mut t = Task::command(c"dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null");
+        t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
+            .unwrap();
+        let id = m.submit(t).unwrap();
+        let back = m
+            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
+            .expect("the task comes back");
+        assert_eq!(back.result(), crate::task::TaskResult::Success);
+        let r = back.measured().expect("monitored");
+        assert!(r.cpu_us > 0, "{r:?}");
+        assert!(r.cpu_us <= r.wall_us, "{r:?}");
+        m.shutdown().unwrap();
+    }
+
     /// The processes of group `pgid` that are not zombies.
     fn living_members(pgid: i32) -> Vec<i32> {
         let mut out = Vec::new();

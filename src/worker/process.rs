@@ -362,6 +362,21 @@ pub fn cpu_us(usage: &libc::rusage) -> u64 {
     micros(usage.ru_utime) + micros(usage.ru_stime)
 }
 
+/// Waits until process `pid`, a child not yet waited for, has ended (it is a
+/// zombie); a bound of 60 s keeps a failure from hanging the test.
+#[cfg(test)]
+pub(crate) fn test_wait_until_ended(pid: i32) {
+    let bound = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < bound {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        // "pid (comm) state ...": comm may hold spaces and parentheses.
+        match stat.rsplit_once(')') {
+            Some((_, rest)) if rest.trim_start().starts_with('Z') => return,
+            _ => std::thread::yield_now(),
+        }
+    }
+}
+
 /// What the child printed.
 #[derive(Debug, Default)]
 pub struct Captured {
