@@ -1577,12 +1577,36 @@ mod test {
     }
 
     #[test]
-    fn a_commands_cpu_time_fits_in_its_wall_time_however_late_its_supervision_starts() {
+    fn measured_cpu_time_fits_in_wall_time_however_late_supervision_starts() {
         let m = Manager::new(Port::None).unwrap();
         m.enable_monitoring(true).unwrap();
         // One process at a time, busy for some tens of milliseconds; it has
         // ended before the worker thread starts to supervise it.
         let mut t = Task::command(c"dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null");
+        t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
+            .unwrap();
+        let id = m.submit(t).unwrap();
+        let back = m
+            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
+            .expect("the task comes back");
+        assert_eq!(back.result(), crate::task::TaskResult::Success);
+        let r = back.measured().expect("monitored");
+        assert!(r.cpu_us > 0, "{r:?}");
+        assert!(r.cpu_us <= r.wall_us, "{r:?}");
+
+        // The same for a function run in a process of its own.
+        unsafe extern "C" fn busy(
+            _input: *const std::ffi::c_void,
+            _len: usize,
+            _output: *mut crate::ffi::vine_buffer,
+            _context: *mut std::ffi::c_void,
+        ) -> i32 {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_millis(20) {}
+            0
+        }
+        let mut t = Task::local(busy, 0, b"");
+        t.set_exec_mode(crate::task::ExecMode::Process).unwrap();
         t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
             .unwrap();
         let id = m.submit(t).unwrap();
