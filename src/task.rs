@@ -438,6 +438,15 @@ impl Task {
         &self.work
     }
 
+    /// True if its environment names `name`: how tests ask the runners for a
+    /// fault or a delay (see `VINE_TEST_*`).
+    #[cfg(test)]
+    pub(crate) fn has_test_env(&self, name: &[u8]) -> bool {
+        self.extra
+            .as_ref()
+            .is_some_and(|e| e.env.iter().any(|(k, _)| k.as_bytes() == name))
+    }
+
     /// What its last attempt used, when it was monitored.
     pub fn measured(&self) -> Option<crate::resources::Measured> {
         self.extra.as_ref().and_then(|e| e.measured)

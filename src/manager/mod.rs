@@ -1582,17 +1582,21 @@ mod test {
         m.enable_monitoring(true).unwrap();
         // One process at a time, busy for some tens of milliseconds; it has
         // ended before the worker thread starts to supervise it.
-        let mut t = Task::command(c"dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null");
-        t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
-            .unwrap();
-        let id = m.submit(t).unwrap();
-        let back = m
-            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
-            .expect("the task comes back");
-        assert_eq!(back.result(), crate::task::TaskResult::Success);
-        let r = back.measured().expect("monitored");
-        assert!(r.cpu_us > 0, "{r:?}");
-        assert!(r.cpu_us <= r.wall_us, "{r:?}");
+        let check = |mut t: Box<Task>| {
+            t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
+                .unwrap();
+            let id = m.submit(t).unwrap();
+            let back = m
+                .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
+                .expect("the task comes back");
+            assert_eq!(back.result(), crate::task::TaskResult::Success);
+            let r = back.measured().expect("monitored");
+            assert!(r.cpu_us > 0, "{r:?}");
+            assert!(r.cpu_us <= r.wall_us, "{r:?}");
+        };
+        check(Task::command(
+            c"dd if=/dev/zero of=/dev/null bs=1M count=300 2>/dev/null",
+        ));
 
         // The same for a function run in a process of its own.
         unsafe extern "C" fn busy(
@@ -1607,16 +1611,7 @@ mod test {
         }
         let mut t = Task::local(busy, 0, b"");
         t.set_exec_mode(crate::task::ExecMode::Process).unwrap();
-        t.set_env_var(c"VINE_TEST_END_BEFORE_SUPERVISED", Some(c"1"))
-            .unwrap();
-        let id = m.submit(t).unwrap();
-        let back = m
-            .wait_for(Want::Id(id), Some(Duration::from_secs(60)))
-            .expect("the task comes back");
-        assert_eq!(back.result(), crate::task::TaskResult::Success);
-        let r = back.measured().expect("monitored");
-        assert!(r.cpu_us > 0, "{r:?}");
-        assert!(r.cpu_us <= r.wall_us, "{r:?}");
+        check(t);
         m.shutdown().unwrap();
     }
 

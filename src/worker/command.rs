@@ -117,16 +117,8 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         }
     };
     enlist.group(child.id() as i32);
-    // Widens the window in which this thread is off the core after the spawn,
-    // as far as it goes: the command has ended before it is supervised.
     #[cfg(test)]
-    if task.extra.as_ref().is_some_and(|e| {
-        e.env
-            .iter()
-            .any(|(k, _)| k.as_bytes() == b"VINE_TEST_END_BEFORE_SUPERVISED")
-    }) {
-        process::test_wait_until_ended(child.id() as i32);
-    }
+    process::test_end_before_supervised(task, child.id() as i32);
     control.set_pgid(child.id() as i32);
     let deadline = process::task_deadline(task);
     let watcher = crate::worker::watch::start(task, sandbox.path(), env.watch.clone());

@@ -60,15 +60,8 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     // SAFETY: also set from the parent, so the group exists before any kill of it.
     unsafe { libc::setpgid(pid, pid) };
     control.set_pgid(pid);
-    // As for commands: the task's process has ended before it is supervised.
     #[cfg(test)]
-    if task.extra.as_ref().is_some_and(|e| {
-        e.env
-            .iter()
-            .any(|(k, _)| k.as_bytes() == b"VINE_TEST_END_BEFORE_SUPERVISED")
-    }) {
-        process::test_wait_until_ended(pid);
-    }
+    process::test_end_before_supervised(task, pid);
     let monitor = task.flags & FLAG_MONITOR != 0;
     let limits = Limits {
         cap: MAX_OUTPUT,

@@ -1095,14 +1095,9 @@ fn execute(
         return task.times.done;
     }
     #[cfg(test)]
-    control.panic_when_started.store(
-        task.extra.as_ref().is_some_and(|e| {
-            e.env
-                .iter()
-                .any(|(k, _)| k.as_bytes() == b"VINE_TEST_PANIC_WHEN_STARTED")
-        }),
-        SeqCst,
-    );
+    control
+        .panic_when_started
+        .store(task.has_test_env(b"VINE_TEST_PANIC_WHEN_STARTED"), SeqCst);
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| match task.work {
         Work::Command { .. } => crate::worker::command::run(task, gpus, control, &shared.env),
         _ => crate::worker::function::run(task, gpus, control),
