@@ -521,3 +521,76 @@ fn a_directory_input_reaches_the_task_whole_with_its_modes_locally_and_remotely(
     assert_eq!(here, want, "locally");
     assert_eq!(there, want, "remotely");
 }
+
+/// What a task sees of `victim` (a directory outside every sandbox, holding
+/// `kept`) through names that pass a symbolic link: the task links to it, or
+/// a directory input holds a link to it. Returns the results of: an output
+/// through the task's link, an output that is itself a link to a file there,
+/// and an input placed through the input's link.
+fn through_links(m: &Manager, dir: &Path, victim: &Path, name: &str) -> Vec<TaskResult> {
+    let link = format!(
+        "ln -s {} v; ln -s {}/kept o",
+        victim.display(),
+        victim.display()
+    );
+    let mut t = command(&link);
+    let out = m.declare(File::path(&dir.join(format!("{name}-out")), CacheLevel::Task, 0).unwrap());
+    t.add_output(Mount::new(out, "v/kept", 0).unwrap()).unwrap();
+    let t = run(m, t);
+    let mut l = command(&link);
+    let buffer = m.declare(File::buffer(b"", CacheLevel::Task, 0).unwrap());
+    l.add_output(Mount::new(buffer.clone(), "o", 0).unwrap())
+        .unwrap();
+    let l = run(m, l);
+    assert!(
+        buffer.contents().unwrap_or_default().is_empty(),
+        "{name}: read through a link"
+    );
+    let holder = dir.join(format!("{name}-holder"));
+    std::fs::create_dir_all(&holder).unwrap();
+    let _ = std::fs::remove_file(holder.join("d"));
+    std::os::unix::fs::symlink(victim, holder.join("d")).unwrap();
+    let mut i = command("true");
+    let input = m.declare(File::path(&holder, CacheLevel::Task, 0).unwrap());
+    i.add_input(Mount::new(input, "h", 0).unwrap()).unwrap();
+    let placed = m.declare(File::buffer(b"planted", CacheLevel::Task, 0).unwrap());
+    i.add_input(Mount::new(placed, "h/d/planted", 0).unwrap())
+        .unwrap();
+    let i = run(m, i);
+    for t in [&t, &l, &i] {
+        let why = t
+            .reason()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        assert!(why.contains("symbolic link"), "{name}: {why}");
+    }
+    vec![t.result(), l.result(), i.result()]
+}
+
+#[test]
+fn names_through_symbolic_links_never_reach_outside_the_sandbox() {
+    let dir = tempdir();
+    let victim = dir.join("victim");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("kept"), "precious").unwrap();
+    let local = local_manager();
+    let here = through_links(&local, &dir, &victim, "local");
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = through_links(&m, &dir, &victim, "remote");
+    stop(m, vec![w]);
+    use TaskResult::{InputMissing, OutputMissing};
+    assert_eq!(here, [OutputMissing, OutputMissing, InputMissing]);
+    assert_eq!(there, here);
+    // Nothing outside was moved, read or written.
+    let left: Vec<_> = std::fs::read_dir(&victim)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["kept"]);
+    assert_eq!(
+        std::fs::read_to_string(victim.join("kept")).unwrap(),
+        "precious"
+    );
+}

@@ -178,7 +178,9 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
         {
             continue;
         }
-        let produced = sandbox.join(&mount.remote_name);
+        let produced = sandbox
+            .resolve_output(&mount.remote_name)
+            .map_err(|why| format!("output {why}"))?;
         if !produced.exists() {
             missing.push(mount.remote_name.clone());
             continue;

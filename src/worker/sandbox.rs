@@ -33,9 +33,37 @@ impl Sandbox {
         &self.path
     }
 
-    /// Where `remote_name` lives inside it (names were validated when added).
-    pub fn join(&self, remote_name: &str) -> PathBuf {
-        self.path.join(remote_name)
+    /// Where `remote_name` lives inside it (names were validated when added:
+    /// relative, without `..`). Refused if a directory on the way is a
+    /// symbolic link: one made by the task, or an input linked there, may
+    /// point anywhere, and a name through it would place or take a file
+    /// outside the sandbox.
+    pub fn resolve(&self, remote_name: &str) -> Result<PathBuf, String> {
+        resolve_in(&self.path, remote_name)
+    }
+
+    /// Where output `remote_name` is, as [`Sandbox::resolve`] finds it; also
+    /// refused if it is itself a symbolic link that leads out of the sandbox
+    /// (what it points to is not the task's to deliver).
+    pub fn resolve_output(&self, remote_name: &str) -> Result<PathBuf, String> {
+        let at = self.resolve(remote_name)?;
+        if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
+            let inside = match (
+                std::fs::canonicalize(&at),
+                std::fs::canonicalize(&self.path),
+            ) {
+                (Ok(target), Ok(root)) => target.starts_with(root),
+                // A dangling link delivers nothing; it is reported missing.
+                (Err(_), _) => true,
+                (_, Err(_)) => false,
+            };
+            if !inside {
+                return Err(format!(
+                    "{remote_name} is a symbolic link that leads out of the sandbox"
+                ));
+            }
+        }
+        Ok(at)
     }
 
     /// Makes the directory of an output attached with `MOUNT_MKDIR`, so the task
@@ -44,7 +72,7 @@ impl Sandbox {
         if mount.flags & MOUNT_MKDIR == 0 {
             return Ok(());
         }
-        std::fs::create_dir_all(self.join(&mount.remote_name))
+        std::fs::create_dir_all(self.resolve(&mount.remote_name)?)
             .map_err(|e| format!("cannot create output directory {}: {e}", mount.remote_name))
     }
 
@@ -54,7 +82,7 @@ impl Sandbox {
         mount: &Mount,
         env: &crate::worker::command::CommandEnv,
     ) -> Result<(), String> {
-        let target = self.join(&mount.remote_name);
+        let target = self.resolve(&mount.remote_name)?;
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
@@ -105,6 +133,23 @@ impl Sandbox {
             _ => Ok(()),
         }
     }
+}
+
+/// [`Sandbox::resolve`] in the sandbox at `root`.
+pub fn resolve_in(root: &Path, remote_name: &str) -> Result<PathBuf, String> {
+    let mut at = root.to_path_buf();
+    let mut parts = Path::new(remote_name).components().peekable();
+    while let Some(part) = parts.next() {
+        at.push(part);
+        if parts.peek().is_some()
+            && std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink())
+        {
+            return Err(format!(
+                "{remote_name} passes through a symbolic link, which may lead out of the sandbox"
+            ));
+        }
+    }
+    Ok(at)
 }
 
 fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String> {

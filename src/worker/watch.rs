@@ -7,6 +7,7 @@
 //! other output is.
 
 use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -96,9 +97,14 @@ pub(crate) fn start(task: &Task, sandbox: &Path, hook: Option<WatchHook>) -> Opt
                 continue;
             }
         }
+        // A name through a symbolic link is not followed (and the output is
+        // refused when the task ends).
+        let Ok(produced) = crate::worker::sandbox::resolve_in(sandbox, &m.remote_name) else {
+            continue;
+        };
         files.push(Watched {
             remote_name: m.remote_name.clone(),
-            produced: sandbox.join(&m.remote_name),
+            produced,
             dest,
             sent: 0,
         });
@@ -158,7 +164,12 @@ fn look(w: &mut Watched, send: &mut impl FnMut(&Watched, u64, Vec<u8>) -> bool) 
     if len == w.sent {
         return true;
     }
-    let Ok(mut f) = std::fs::File::open(&w.produced) else {
+    // Never through a link the task may have put in its place.
+    let Ok(mut f) = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&w.produced)
+    else {
         return true;
     };
     if f.seek(SeekFrom::Start(w.sent)).is_err() {
