@@ -110,6 +110,45 @@ fn setting_a_password_drops_workers_that_joined_without_one() {
     assert_eq!(exit_code(right), Some(0));
 }
 
+#[test]
+fn changing_the_password_drops_workers_that_proved_the_old_one() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let old = password_file(&dir, "old", "sesame");
+    let new = password_file(&dir, "new", "open up");
+    m.set_password_file(old.as_ref()).unwrap();
+    let gate = dir.join("gate");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+        gate.display()
+    );
+    let id = m
+        .submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
+        .unwrap();
+    let stale = vine_worker(port, &["--password", &old, "--timeout", "5"]);
+    while m.stats().unwrap().tasks_on_workers == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The same password again revokes nothing: the task ends where it runs
+    // (there is no other worker to run it again).
+    m.set_password_file(old.as_ref()).unwrap();
+    std::fs::write(&gate, "").unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.retries_used(), 0);
+    // Another password: the worker on the old one is dropped, and refused
+    // when it comes back.
+    m.set_password_file(new.as_ref()).unwrap();
+    assert_eq!(exit_code(stale), Some(1));
+    let id = m.submit(Task::command(c"echo again")).unwrap();
+    let right = vine_worker(port, &["--password", &new]);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(m.stats().unwrap().workers_connected, 1);
+    m.shutdown().unwrap();
+    assert_eq!(exit_code(right), Some(0));
+}
+
 /// An impostor between a real worker and the manager relays the handshake, then
 /// tries to drive the session itself: take a task and return a forged result.
 #[test]

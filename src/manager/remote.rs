@@ -38,12 +38,16 @@ const MAX_PENDING: usize = 128;
 /// See [`MAX_PENDING`].
 const MAX_PENDING_PER_HOST: usize = 32;
 
-/// Who may join: the password, and the sessions that joined without one (dropped
-/// the moment a password is set).
+/// Who may join: the password, and the sessions joined under an earlier one
+/// or none (dropped the moment a password is set or changed).
 #[derive(Default)]
 struct Auth {
     password: Option<Vec<u8>>,
-    unauthenticated: Vec<(WorkerId, TcpStream)>,
+    /// Counts the passwords set: a session records the one it proved.
+    generation: u64,
+    /// Sessions joined, with the generation of the password they proved (None:
+    /// joined without one).
+    sessions: Vec<(WorkerId, TcpStream, Option<u64>)>,
 }
 
 /// Settings the connection threads read.
@@ -112,18 +116,34 @@ impl RemoteSettings {
         self.auth.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Sets the password workers must prove. Workers that joined without one are
-    /// dropped now (their tasks go back to the queue): a manager with a password
-    /// talks to no unauthenticated peer.
+    /// Sets the password workers must prove. Workers that joined without one,
+    /// or with another password, are dropped now (their tasks go back to the
+    /// queue): a manager with a password talks only to peers that proved it,
+    /// and a password changed is revoked for everyone.
     pub(crate) fn set_password(&self, password: Vec<u8>) {
         let mut auth = self.auth();
+        if auth.password.as_ref() == Some(&password) {
+            return;
+        }
         auth.password = Some(password);
-        for (id, sock) in auth.unauthenticated.drain(..) {
-            eprintln!(
-                "vine: worker {id} joined without a password; dropping it now that one is set"
-            );
+        auth.generation += 1;
+        for (id, sock, proved) in auth.sessions.drain(..) {
+            match proved {
+                None => eprintln!(
+                    "vine: worker {id} joined without a password; dropping it now that one is set"
+                ),
+                Some(_) => eprintln!(
+                    "vine: worker {id} joined with another password; dropping it now that the password changed"
+                ),
+            }
             crate::channel::close(&sock);
         }
+    }
+
+    /// The password workers must prove now, and its generation.
+    fn password(&self) -> (Option<Vec<u8>>, u64) {
+        let auth = self.auth();
+        (auth.password.clone(), auth.generation)
     }
 
     /// The authentication settings are final: connections are accepted from now on.
@@ -529,20 +549,19 @@ impl Drop for Departure {
 }
 
 impl RemoteSettings {
-    /// Registers a session that just joined. One that did not prove a password is
-    /// kept on a list so that setting a password drops it; it is refused if a
-    /// password was set while it was in its handshake.
-    fn register(&self, id: WorkerId, sock: &TcpStream, authenticated: bool) -> bool {
+    /// Registers a session that just joined, having proved the password of
+    /// generation `proved` (None: it proved none). It is kept on a list so that
+    /// setting or changing the password drops it; it is refused if the password
+    /// was set or changed while it was in its handshake.
+    fn register(&self, id: WorkerId, sock: &TcpStream, proved: Option<u64>) -> bool {
         let mut auth = self.auth();
-        if authenticated {
-            return true;
-        }
-        if auth.password.is_some() {
+        let current = auth.password.is_some().then_some(auth.generation);
+        if proved != current {
             return false;
         }
         match sock.try_clone() {
             Ok(s) => {
-                auth.unauthenticated.push((id, s));
+                auth.sessions.push((id, s, proved));
                 true
             }
             Err(_) => false,
@@ -551,7 +570,7 @@ impl RemoteSettings {
 
     /// A session ended.
     fn forget(&self, id: WorkerId) {
-        self.auth().unauthenticated.retain(|(w, _)| *w != id);
+        self.auth().sessions.retain(|(w, _, _)| *w != id);
     }
 }
 
@@ -701,7 +720,7 @@ fn handshake(
     let until = Instant::now() + HANDSHAKE_TIMEOUT;
     let tls = settings.tls.get().map(|t| t.accept()).transpose()?;
     let mut h = Handshake::start(sock, tls, until)?;
-    let password = settings.auth().password.clone();
+    let (password, generation) = settings.password();
     let challenge = protocol::challenge();
     h.send(&ToWorker::Hello {
         challenge,
@@ -800,10 +819,10 @@ fn handshake(
     })?;
     // The manager sends with the manager-to-worker key.
     let (incoming, outgoing, sock) = h.into_session(keys)?;
-    if !settings.register(id, &sock, password.is_some()) {
+    if !settings.register(id, &sock, password.is_some().then_some(generation)) {
         crate::channel::close(&sock);
         return Err(Error::invalid(
-            "a password was set while it joined without one",
+            "the password was set or changed while it joined",
         ));
     }
     let functions = functions
