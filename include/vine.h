@@ -775,8 +775,8 @@ vine_file_type_t vine_file_type(struct vine_file *f);
 
 // Where `f` comes from, as TaskVine says: the path of a `VINE_FILE`, the URL of
 // a `VINE_URL`, the output name of a `VINE_MINI_TASK` (`"output"` for untar and
-// poncho files), `"buffer"` or `"temp"`. The string belongs to the file; NULL
-// for a NULL or unknown file.
+// poncho files), `"buffer"` or `"temp"`. The string belongs to the file and
+// stays valid until `vine_delete`; NULL for a NULL or unknown file.
 const char *vine_file_source(struct vine_file *f);
 
 // Deletes the copies of `f` that workers keep (in their caches, kept there as
@@ -795,7 +795,8 @@ int vine_prune_file(struct vine_manager *m, struct vine_file *f);
 // it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
 // and `f` may no longer be used in calls (they fail as with a file never
 // declared). No task should need it any more. Tasks that were given it keep
-// what they need of it until they are deleted.
+// what they need of it until they are deleted. What `vine_fetch_file` and
+// `vine_file_source` returned for it stays valid until `vine_delete`.
 void vine_undeclare_file(struct vine_manager *m, struct vine_file *f);
 
 // Registers `fn` as `name` in this process, so tasks created with
@@ -906,7 +907,7 @@ char *vine_get_path_log(struct vine_manager *m, const char *path);
 // until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
 // file, the password is read from it here and connections are taken at once. A
 // password set later still applies to everyone: workers that joined without it
-// are dropped then (their tasks run again elsewhere).
+// (or with an earlier one) are dropped then (their tasks run again elsewhere).
 //
 // Returns NULL on failure (a port in use, a malformed environment variable, an
 // unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
@@ -1021,7 +1022,8 @@ int vine_tune(struct vine_manager *m, const char *name, double value);
 // Reads the password remote workers must prove they know (challenge and HMAC: it
 // never crosses the network). The file's trailing white space is not part of it.
 // From then on every worker must prove it, on every connection: workers that
-// joined without one are dropped. Without TLS, every frame of an authenticated
+// joined without one, or with another password (it was changed), are dropped.
+// Without TLS, every frame of an authenticated
 // session carries an HMAC under keys derived from the password (see the README's
 // security model). Returns 0 or a negative error (unreadable, empty).
 int vine_set_password_file(struct vine_manager *m, const char *path);
@@ -1110,7 +1112,8 @@ int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, 
 // task a second time is disconnected and its host blocked for
 // `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
 // `multiplier` below 1 turns it off (the default). Applies to all categories.
-// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN,
+// infinite, above 1e6, as `vine_tune`'s `disconnect-slow-workers-factor`).
 int vine_enable_disconnect_slow_workers(struct vine_manager *m, double multiplier);
 
 // `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
@@ -1423,7 +1426,8 @@ int vine_task_set_time_end(struct vine_task *t, int64_t useconds);
 // zero (the default): no such limit, and, unlike TaskVine (which then retries
 // forever), vine counts forsaken attempts against the task's retries
 // (`vine_task_set_retries`, default the manager's `max-retries`), after which
-// it comes back `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
+// it comes back `VINE_RESULT_FORSAKEN` if its last worker was lost, else
+// `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
 int vine_task_set_max_forsaken(struct vine_task *t, int64_t max_forsaken);
 
 // Requires a worker offering the feature `name` (a `vine_worker` started with
@@ -1526,8 +1530,11 @@ int vine_task_set_time_min(struct vine_task *t, double seconds);
 int vine_task_set_time_max(struct vine_task *t, double seconds);
 
 // How many times the task is re-run after failures that are not its own (its
-// worker failed or was lost). Default: the manager's `max-retries`. Negative
-// values are refused.
+// worker failed or was lost); 0: without limit, as in TaskVine. Default: the
+// manager's `max-retries` (vine's; TaskVine's default is no limit). Negative
+// values are refused (TaskVine reads them as 0). Out of retries, a task whose
+// last worker was lost comes back `VINE_RESULT_FORSAKEN`, one whose last
+// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`.
 int vine_task_set_retries(struct vine_task *t, int retries);
 
 // Sets an environment variable for a command (`value` NULL: unset it).

@@ -461,7 +461,8 @@ impl File {
     pub(crate) fn release(&self) {
         if let FileKind::Path(p) = &self.kind {
             if self.flags & FILE_UNLINK_WHEN_DONE != 0 {
-                let _ = std::fs::remove_file(p);
+                // A directory too, whole.
+                crate::transfer::remove_all(p);
             }
         }
         if let Some(loc) = self.state().temp_location.take() {

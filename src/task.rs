@@ -276,6 +276,9 @@ pub const MAX_GPUS: u32 = 1_000_000;
 
 /// Sentinel for "use the manager's max-retries".
 pub(crate) const RETRIES_DEFAULT: u32 = u32::MAX;
+/// Retries without limit (`vine_task_set_retries(t, 0)`, as in TaskVine): more
+/// attempts than a task can ever make.
+pub(crate) const RETRIES_UNLIMITED: u32 = u32::MAX - 1;
 
 /// Task flag: the category comes from the function name.
 pub(crate) const FLAG_AUTOCATEGORY: u16 = 1;
@@ -646,13 +649,15 @@ impl Task {
         }
     }
 
-    /// Sets how many times the task is re-run after failures that are not its own.
+    /// Sets how many times the task is re-run after failures that are not its
+    /// own; 0: without limit, as in TaskVine.
     pub fn set_retries(&mut self, retries: i64) -> Result<()> {
         let n = non_negative(retries, "retries")?;
-        self.max_retries = u32::try_from(n)
-            .ok()
-            .filter(|&n| n < RETRIES_DEFAULT)
-            .ok_or_else(|| Error::invalid("too many retries"))?;
+        self.max_retries = match u32::try_from(n) {
+            Ok(0) => RETRIES_UNLIMITED,
+            Ok(n) if n < RETRIES_UNLIMITED => n,
+            _ => return Err(Error::invalid("too many retries")),
+        };
         Ok(())
     }
 
@@ -778,6 +783,29 @@ impl Task {
         if let Some(e) = self.extra.as_mut() {
             e.stdout = None;
             e.reason = None;
+        }
+    }
+
+    /// Forgets everything an earlier submission left (its outcome, attempts,
+    /// times, where it ran, what it measured), so that a task submitted again
+    /// starts as a fresh one with the same settings.
+    pub(crate) fn reset_for_submit(&mut self) {
+        self.reset_for_retry();
+        // What the program set stays; what the manager decided goes (the
+        // automatic category is decided again at submission).
+        self.flags &= FLAG_SET_CORES | FLAG_SET_MEMORY | FLAG_SET_DISK | FLAG_SET_GPUS;
+        self.attempts = 0;
+        self.worker_id = 0;
+        self.times = Times::default();
+        self.place = None;
+        if let Some(e) = self.extra.as_mut() {
+            e.refused = None;
+            e.forsaken = 0;
+            e.measured = None;
+            if let Some(asked) = e.asked.take() {
+                self.request = asked;
+            }
+            e.sizing = crate::resources::Sizing::Asked;
         }
     }
 

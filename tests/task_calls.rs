@@ -336,6 +336,74 @@ fn a_task_forsaken_more_than_its_max_forsaken_comes_back_forsaken() {
     stop(m, vec![]);
 }
 
+/// A command that sleeps (until its worker is killed) on its first `losses`
+/// runs, each marked by a file `run<i>` in `dir`, and then prints "done".
+fn lost_until_done(dir: &Path, losses: usize) -> CString {
+    let mark = |i: usize| dir.join(format!("run{i}")).display().to_string();
+    let mut cmd = format!("if [ -e {} ]; then echo done", mark(losses - 1));
+    for i in (1..losses).rev() {
+        cmd += &format!(
+            "; elif [ -e {} ]; then touch {}; sleep 1000",
+            mark(i - 1),
+            mark(i)
+        );
+    }
+    cmd += &format!("; else touch {}; sleep 1000; fi", mark(0));
+    CString::new(cmd).unwrap()
+}
+
+/// Kills the worker once the run marked `mark` has started, and starts another.
+fn lose_worker_when(w: &mut Child, mark: &Path, port: u16) {
+    until("the attempt to start", || mark.exists());
+    w.kill().unwrap();
+    let _ = w.wait();
+    *w = vine_worker(port, &[]);
+}
+
+#[test]
+fn a_task_submitted_again_starts_afresh_with_all_its_retries() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let mut w = vine_worker(port, &[]);
+    let mut t = Task::command(c"exit 0");
+    t.set_retries(1).unwrap();
+    t.set_time_max(1000.0).unwrap();
+    let t = run(&m, t);
+    assert_eq!(t.result(), TaskResult::Success);
+    assert_eq!(t.retries_used(), 0);
+    // The same task again: its one retry is still there for a lost worker.
+    let mut t = t;
+    t.set_command(&lost_until_done(&dir, 1)).unwrap();
+    let id = m.submit(t).map_err(|(e, _)| e).unwrap();
+    lose_worker_when(&mut w, &dir.join("run0"), port);
+    let t = m.wait_for(vine::Want::Id(id), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(stdout(&t), "done\n");
+    assert_eq!(t.retries_used(), 1);
+    let _ = w.kill();
+    stop(m, vec![w]);
+}
+
+#[test]
+fn zero_retries_means_without_limit_as_in_taskvine() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    m.tune("max-retries", 1.0).unwrap();
+    let mut w = vine_worker(port, &[]);
+    let mut t = Task::command(&lost_until_done(&dir, 3));
+    t.set_retries(0).unwrap();
+    let id = m.submit(t).map_err(|(e, _)| e).unwrap();
+    for i in 0..3 {
+        lose_worker_when(&mut w, &dir.join(format!("run{i}")), port);
+    }
+    let t = m.wait_for(vine::Want::Id(id), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(stdout(&t), "done\n");
+    assert_eq!(t.retries_used(), 3);
+    let _ = w.kill();
+    stop(m, vec![w]);
+}
+
 // ---- the C calls ------------------------------------------------------------
 
 struct CManager(*mut vine_manager);
@@ -571,4 +639,75 @@ fn a_task_with_a_feature_no_worker_can_offer_is_unschedulable_without_a_port() {
     let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     assert_eq!(place.hostname.to_str().unwrap(), hostname.trim());
     stop(m, vec![]);
+}
+
+/// Returns its input's first byte as its exit code.
+unsafe extern "C" fn exit_with_input(
+    input: *const std::ffi::c_void,
+    len: usize,
+    _: *mut vine::ffi::vine_buffer,
+    _: *mut std::ffi::c_void,
+) -> c_int {
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: the library passes `len` readable bytes.
+    c_int::from(unsafe { *(input as *const u8) })
+}
+
+#[test]
+fn a_returned_task_submitted_again_forgets_its_last_outcome() {
+    let m = CManager::new(1.0);
+    let t = command("sleep 100");
+    assert_eq!(ct::vine_task_set_time_max(t, 0.5), 0);
+    m.submit(t);
+    let t = m.wait();
+    assert_eq!(
+        ct::vine_task_get_result(t),
+        vine::ffi::VINE_RESULT_MAX_WALL_TIME
+    );
+    assert!(text(ct::vine_task_get_reason(t)).is_some());
+    // SAFETY: a live, returned task and a NUL-terminated command.
+    assert_eq!(
+        unsafe { ct::vine_task_set_command(t, c"echo ok".as_ptr()) },
+        0
+    );
+    assert_eq!(ct::vine_task_set_time_max(t, 0.0), 0);
+    m.submit(t);
+    let t = m.wait();
+    assert_eq!(ct::vine_task_get_result(t), vine::ffi::VINE_RESULT_SUCCESS);
+    assert_eq!(text(ct::vine_task_get_stdout(t)).unwrap(), "ok\n");
+    assert_eq!(text(ct::vine_task_get_reason(t)), None);
+    ct::vine_task_delete(t);
+}
+
+#[test]
+fn a_submitted_function_task_shows_the_category_it_is_counted_in() {
+    // SAFETY: a NUL-terminated name and a function of the right type.
+    let r = unsafe {
+        vine::ffi::function::vine_register_function(
+            c"exit_with_input".as_ptr(),
+            Some(exit_with_input),
+        )
+    };
+    assert_eq!(r, 0);
+    let m = CManager::new(1.0);
+    // A task that cannot start (it asks for more cores than there are) stays
+    // submitted while its category is read.
+    // SAFETY: a NUL-terminated name and no input.
+    let t = unsafe { ct::vine_task_create_function(c"exit_with_input".as_ptr(), ptr::null(), 0) };
+    assert_eq!(text(ct::vine_task_get_category(t)).unwrap(), "default");
+    assert_eq!(ct::vine_task_set_cores(t, 2.0), 0);
+    m.submit(t);
+    assert_eq!(
+        text(ct::vine_task_get_category(t)).unwrap(),
+        "exit_with_input"
+    );
+    vine_cancel_all(m.0);
+    let t = m.wait();
+    assert_eq!(
+        text(ct::vine_task_get_category(t)).unwrap(),
+        "exit_with_input"
+    );
+    ct::vine_task_delete(t);
 }

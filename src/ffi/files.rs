@@ -333,8 +333,8 @@ pub extern "C" fn vine_file_type(f: *mut vine_file) -> super::vine_file_type_t {
 
 /// Where `f` comes from, as TaskVine says: the path of a `VINE_FILE`, the URL of
 /// a `VINE_URL`, the output name of a `VINE_MINI_TASK` (`"output"` for untar and
-/// poncho files), `"buffer"` or `"temp"`. The string belongs to the file; NULL
-/// for a NULL or unknown file.
+/// poncho files), `"buffer"` or `"temp"`. The string belongs to the file and
+/// stays valid until `vine_delete`; NULL for a NULL or unknown file.
 #[no_mangle]
 pub extern "C" fn vine_file_source(f: *mut vine_file) -> *const c_char {
     guard(ptr::null(), || Ok(handles::file(f)?.source().as_ptr()))
@@ -363,7 +363,8 @@ pub extern "C" fn vine_prune_file(m: *mut vine_manager, f: *mut vine_file) -> c_
 /// it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
 /// and `f` may no longer be used in calls (they fail as with a file never
 /// declared). No task should need it any more. Tasks that were given it keep
-/// what they need of it until they are deleted.
+/// what they need of it until they are deleted. What `vine_fetch_file` and
+/// `vine_file_source` returned for it stays valid until `vine_delete`.
 #[no_mangle]
 pub extern "C" fn vine_undeclare_file(m: *mut vine_manager, f: *mut vine_file) {
     guard((), || {

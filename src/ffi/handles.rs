@@ -342,7 +342,10 @@ pub(crate) fn task_id(t: *const vine_task) -> Result<i32> {
 }
 
 /// Moves the task out of its handle for submission; `give_back` if that fails.
-pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
+pub(crate) fn task_take_for_submit(
+    t: *mut vine_task,
+    prepare: impl FnOnce(&mut Task),
+) -> Result<Box<Task>> {
     let h = handle(t)?;
     h.owner
         .compare_exchange(
@@ -355,6 +358,7 @@ pub(crate) fn task_take_for_submit(t: *mut vine_task) -> Result<Box<Task>> {
     // SAFETY: this thread just won ownership of the handle.
     let mut task = unsafe { (*h.task.get()).take() }.ok_or_else(submitted)?;
     task.handle = t as usize;
+    prepare(&mut task);
     h.state
         .store(crate::task::State::Ready as u8, Ordering::Release);
     let command = match task.work() {
@@ -478,7 +482,7 @@ impl Drop for TakenHandle {
 /// running it. The handle stays valid until the file goes, read as a submitted
 /// task's (its command, tag, category); it cannot be changed, submitted or deleted.
 pub(crate) fn task_take_for_file(t: *mut vine_task) -> Result<(Box<Task>, TakenHandle)> {
-    let mut task = task_take_for_submit(t)?;
+    let mut task = task_take_for_submit(t, |_| ())?;
     task.handle = 0;
     if let Ok(h) = handle(t) {
         h.owner.store(OWNER_MANAGER, Ordering::Release);

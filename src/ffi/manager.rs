@@ -34,7 +34,7 @@ use crate::task::TaskResult;
 /// until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
 /// file, the password is read from it here and connections are taken at once. A
 /// password set later still applies to everyone: workers that joined without it
-/// are dropped then (their tasks run again elsewhere).
+/// (or with an earlier one) are dropped then (their tasks run again elsewhere).
 ///
 /// Returns NULL on failure (a port in use, a malformed environment variable, an
 /// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
@@ -226,7 +226,8 @@ pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, va
 /// Reads the password remote workers must prove they know (challenge and HMAC: it
 /// never crosses the network). The file's trailing white space is not part of it.
 /// From then on every worker must prove it, on every connection: workers that
-/// joined without one are dropped. Without TLS, every frame of an authenticated
+/// joined without one, or with another password (it was changed), are dropped.
+/// Without TLS, every frame of an authenticated
 /// session carries an HMAC under keys derived from the password (see the README's
 /// security model). Returns 0 or a negative error (unreadable, empty).
 #[no_mangle]
@@ -439,7 +440,8 @@ pub unsafe extern "C" fn vine_set_draining_by_hostname(
 /// task a second time is disconnected and its host blocked for
 /// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
 /// `multiplier` below 1 turns it off (the default). Applies to all categories.
-/// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN).
+/// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN,
+/// infinite, above 1e6, as `vine_tune`'s `disconnect-slow-workers-factor`).
 #[no_mangle]
 pub extern "C" fn vine_enable_disconnect_slow_workers(
     m: *mut vine_manager,
@@ -447,14 +449,13 @@ pub extern "C" fn vine_enable_disconnect_slow_workers(
 ) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
-        if multiplier.is_nan() {
-            return Err(Error::invalid("the multiplier is not a number"));
+        if !multiplier.is_finite() || multiplier > settings::MAX_HUNGRY_FACTOR {
+            return Err(Error::invalid(format!(
+                "the multiplier must be a finite number up to {:e}, not {multiplier}",
+                settings::MAX_HUNGRY_FACTOR
+            )));
         }
-        let v = if multiplier >= 1.0 {
-            multiplier.min(settings::MAX_HUNGRY_FACTOR)
-        } else {
-            0.0
-        };
+        let v = if multiplier >= 1.0 { multiplier } else { 0.0 };
         m.tune("disconnect-slow-workers-factor", v)?;
         Ok(if v >= 1.0 { 0 } else { 1 })
     })
@@ -575,9 +576,7 @@ pub unsafe extern "C" fn vine_set_category_mode(
             None
         } else {
             // SAFETY: non-NULL and NUL-terminated by the C contract.
-            let name = unsafe { CStr::from_ptr(category) };
-            Manager::utf8(name)?;
-            Some(name.to_owned())
+            Some(unsafe { super::resources::category_name(category)? }.to_owned())
         };
         if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
         {
@@ -603,7 +602,7 @@ pub unsafe extern "C" fn vine_set_category_mode(
 pub extern "C" fn vine_submit(m: *mut vine_manager, t: *mut vine_task) -> c_int {
     guard(0, || {
         let m = handles::manager(m)?;
-        let task = handles::task_take_for_submit(t)?;
+        let task = handles::task_take_for_submit(t, |task| m.prepare_submission(task))?;
         match m.submit(task) {
             Ok(id) => {
                 handles::task_submitted(t, id as c_int);

@@ -222,7 +222,7 @@ fn partial(rm: *const vine_resources) -> Result<Partial> {
     })
 }
 
-unsafe fn category_name<'a>(category: *const c_char) -> Result<&'a CStr> {
+pub(crate) unsafe fn category_name<'a>(category: *const c_char) -> Result<&'a CStr> {
     // SAFETY: C passes a NUL-terminated string or NULL.
     let name = unsafe { c_str(category, "the category")? };
     if name.is_empty() {

@@ -123,7 +123,8 @@ pub extern "C" fn vine_task_set_time_end(t: *mut vine_task, useconds: i64) -> c_
 /// zero (the default): no such limit, and, unlike TaskVine (which then retries
 /// forever), vine counts forsaken attempts against the task's retries
 /// (`vine_task_set_retries`, default the manager's `max-retries`), after which
-/// it comes back `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
+/// it comes back `VINE_RESULT_FORSAKEN` if its last worker was lost, else
+/// `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
 #[no_mangle]
 pub extern "C" fn vine_task_set_max_forsaken(t: *mut vine_task, max_forsaken: i64) -> c_int {
     set(t, |t| {
@@ -336,8 +337,11 @@ pub extern "C" fn vine_task_set_time_max(t: *mut vine_task, seconds: f64) -> c_i
 }
 
 /// How many times the task is re-run after failures that are not its own (its
-/// worker failed or was lost). Default: the manager's `max-retries`. Negative
-/// values are refused.
+/// worker failed or was lost); 0: without limit, as in TaskVine. Default: the
+/// manager's `max-retries` (vine's; TaskVine's default is no limit). Negative
+/// values are refused (TaskVine reads them as 0). Out of retries, a task whose
+/// last worker was lost comes back `VINE_RESULT_FORSAKEN`, one whose last
+/// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`.
 #[no_mangle]
 pub extern "C" fn vine_task_set_retries(t: *mut vine_task, retries: c_int) -> c_int {
     set(t, |t| t.set_retries(i64::from(retries)))

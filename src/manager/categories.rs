@@ -434,27 +434,41 @@ impl Categories {
             (declared.or(max).filled(asked), Sizing::Asked)
         } else if sizing == Sizing::Max {
             (declared.filled(top), Sizing::Max)
-        } else if c.measured < steady_n {
-            (declared.or(c.guess).filled(top), Sizing::Auto)
         } else {
-            let whole = largest;
-            let computed = Partial {
-                millicores: c.cores.choose(mode, top.millicores, whole.millicores),
-                memory_mb: c.memory.choose(mode, top.memory_mb, whole.memory_mb),
-                disk_mb: c.disk.choose(mode, top.disk_mb, whole.disk_mb),
-                gpus: None,
+            let chosen = if c.measured < steady_n {
+                c.guess
+            } else {
+                let whole = largest;
+                Partial {
+                    millicores: c.cores.choose(mode, top.millicores, whole.millicores),
+                    memory_mb: c.memory.choose(mode, top.memory_mb, whole.memory_mb),
+                    disk_mb: c.disk.choose(mode, top.disk_mb, whole.disk_mb),
+                    gpus: None,
+                }
             };
-            let mut alloc = declared.or(computed).filled(top);
-            let at_least = min.filled(Resources::default());
-            if declared.millicores.is_none() {
-                alloc.millicores = alloc.millicores.max(at_least.millicores);
-            }
-            if declared.memory_mb.is_none() {
-                alloc.memory_mb = alloc.memory_mb.max(at_least.memory_mb);
-            }
-            if declared.disk_mb.is_none() {
-                alloc.disk_mb = alloc.disk_mb.max(at_least.disk_mb);
-            }
+            let mut alloc = declared.or(chosen).filled(top);
+            // What vine chose (not what the task set) stays within the
+            // category's minimum and maximum; the maximum wins a conflict.
+            let within = |v: u64, declared: Option<u64>, min: Option<u64>, max: Option<u64>| {
+                if declared.is_some() {
+                    return v;
+                }
+                let v = min.map_or(v, |m| v.max(m));
+                max.map_or(v, |m| v.min(m))
+            };
+            alloc.millicores = within(
+                alloc.millicores,
+                declared.millicores,
+                min.millicores,
+                max.millicores,
+            );
+            alloc.memory_mb = within(
+                alloc.memory_mb,
+                declared.memory_mb,
+                min.memory_mb,
+                max.memory_mb,
+            );
+            alloc.disk_mb = within(alloc.disk_mb, declared.disk_mb, min.disk_mb, max.disk_mb);
             (alloc, Sizing::Auto)
         };
         let alloc = Resources {
@@ -621,6 +635,52 @@ mod test {
                 ..Default::default()
             }
         );
+    }
+
+    #[test]
+    fn a_first_allocation_guess_stays_within_the_categorys_minimum_and_maximum() {
+        let mut c = Categories::new();
+        c.set_mode(Some(c"a"), MODE_MAX);
+        let guess = Partial {
+            millicores: Some(1000),
+            memory_mb: Some(100),
+            disk_mb: Some(50),
+            gpus: None,
+        };
+        c.set_bound(Some(c"a"), Bound::FirstGuess, guess);
+        c.set_bound(
+            Some(c"a"),
+            Bound::Min,
+            Partial {
+                millicores: Some(2000),
+                memory_mb: Some(700),
+                ..Default::default()
+            },
+        );
+        c.set_bound(
+            Some(c"a"),
+            Bound::Max,
+            Partial {
+                disk_mb: Some(40),
+                ..Default::default()
+            },
+        );
+        let mut t = task(c"a");
+        assert!(c.size(&mut t, WORKER));
+        assert_eq!(
+            t.request,
+            Resources {
+                millicores: 2000,
+                memory_mb: 700,
+                disk_mb: 40,
+                gpus: 0,
+            }
+        );
+        // What the task set itself is kept.
+        let mut t = task(c"a");
+        t.set_memory(100).unwrap();
+        c.size(&mut t, WORKER);
+        assert_eq!(t.request.memory_mb, 100);
     }
 
     #[test]

@@ -364,6 +364,10 @@ pub struct Manager {
     listener: Option<std::net::TcpListener>,
     runtime_dir: PathBuf,
     files: Mutex<Vec<Arc<File>>>,
+    /// Files undeclared: kept (their data, not the manager's interest in
+    /// them) until the manager goes, as the memory `vine_fetch_file` and
+    /// `vine_file_source` returned must stay valid until `vine_delete`.
+    undeclared: Mutex<Vec<Arc<File>>>,
     name: Mutex<String>,
     /// Every name the manager had, as C strings: what `vine_get_name` returned
     /// stays valid as long as the manager.
@@ -586,6 +590,7 @@ impl Manager {
             listener,
             runtime_dir,
             files: Mutex::new(Vec::new()),
+            undeclared: Mutex::new(Vec::new()),
             name: Mutex::new("vine".into()),
             names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
@@ -658,6 +663,7 @@ impl Manager {
                 ));
             }
         }
+        self.prepare_submission(&mut task);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
             return Err((
@@ -667,9 +673,6 @@ impl Manager {
         }
         task.id = id;
         task.times.submitted = now_us();
-        if self.shared.autocategory.load(Ordering::Relaxed) {
-            task.flags |= FLAG_AUTOCATEGORY;
-        }
         let mut counted = false;
         if self.direct_lane_open()
             && direct::eligible(&task)
@@ -732,6 +735,17 @@ impl Manager {
             }
         }
         Ok(id)
+    }
+
+    /// Readies `task` for submission: what an earlier submission left is
+    /// forgotten, and its category is decided (the function's name under
+    /// autocategory). [`Manager::submit`] does it; the C API does it first, so
+    /// that the task's handle shows the category the manager counts it in.
+    pub(crate) fn prepare_submission(&self, task: &mut Task) {
+        task.reset_for_submit();
+        if self.shared.autocategory.load(Ordering::Relaxed) {
+            task.flags |= FLAG_AUTOCATEGORY;
+        }
     }
 
     /// True while tasks may take the direct lane: nothing needs the manager's
@@ -1356,6 +1370,10 @@ impl Manager {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|f| !Arc::ptr_eq(f, file));
         file.release();
+        self.undeclared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(file.clone());
         Ok(())
     }
 

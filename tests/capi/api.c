@@ -150,6 +150,7 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_task_id_min(m, 50) == 50);
     CHECK(vine_set_category_mode(m, NULL, VINE_ALLOCATION_MODE_GREEDY_BUCKETING) == 1);
     CHECK(vine_set_category_mode(m, "x", (vine_category_mode_t)42) == 0);
+    CHECK_ERR(vine_set_category_mode(m, "", VINE_ALLOCATION_MODE_MAX), VINE_ERROR_INVALID_ARGUMENT);
     vine_block_host(m, "node3");
     vine_block_host_with_timeout(m, "node4", 10);
     vine_unblock_host(m, "node3");
@@ -157,6 +158,8 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_draining_by_hostname(m, "node3", 1) == 0);
     CHECK(vine_workers_shutdown(m, 0) == 0);
     CHECK(vine_enable_disconnect_slow_workers(m, 0) == 1);
+    CHECK_ERR(vine_enable_disconnect_slow_workers(m, INFINITY), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_enable_disconnect_slow_workers(m, 2e6), VINE_ERROR_INVALID_ARGUMENT);
     vine_set_keepalive_interval(m, 60);
     vine_set_keepalive_timeout(m, 120);
     CHECK(vine_enable_monitoring(m, 1, 0) == 1);
@@ -693,6 +696,19 @@ static void test_commands_and_files(void)
     t = run(m, t);
     CHECK(vine_task_get_result(t) == VINE_RESULT_OUTPUT_MISSING);
     vine_task_delete(t);
+
+    /* What vine_fetch_file and vine_file_source returned stays valid until
+       vine_delete, even once the files are undeclared (ASan and valgrind
+       check the reads below). */
+    struct vine_file *gone = vine_declare_buffer(m, "bytes", 5, VINE_CACHE_LEVEL_TASK, 0);
+    const char *fetched = vine_fetch_file(m, gone);
+    const char *source = vine_file_source(gone);
+    const char *temp_fetched = vine_fetch_file(m, temp);
+    CHECK(fetched && source && temp_fetched);
+    vine_undeclare_file(m, gone);
+    vine_undeclare_file(m, temp);
+    CHECK(strcmp(fetched, "bytes") == 0 && strcmp(source, "buffer") == 0);
+    CHECK(strcmp(temp_fetched, "kept\n") == 0);
 
     /* Functions take bytes, not files. */
     t = vine_task_create_function("echo", NULL, 0);
