@@ -349,6 +349,41 @@ fn a_fifo_output_fails_its_task_and_nothing_waits_on_it_locally() {
 }
 
 #[test]
+fn a_fifo_input_fails_its_task_and_frees_its_slot_locally_and_remotely() {
+    let dir = tempdir();
+    let fifo = dir.join("p");
+    let c = CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let outcome = |m: &Manager| {
+        let mut t = command("cat x");
+        let f = m.declare(File::path(&fifo, CacheLevel::Task, 0).unwrap());
+        t.add_input(Mount::new(f, "x", 0).unwrap()).unwrap();
+        let t = run(m, t);
+        let why = t
+            .reason()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        // The only core is free again.
+        let after = run(m, command("echo after"));
+        (t.result(), why.contains("FIFO"), stdout(&after))
+    };
+    let local = local_manager();
+    let here = outcome(&local);
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = outcome(&m);
+    stop(m, vec![w]);
+    assert_eq!(
+        here,
+        (TaskResult::InputMissing, true, "after\n".to_string())
+    );
+    assert_eq!(there.0, here.0);
+    assert_eq!(there.2, here.2);
+}
+
+#[test]
 fn a_fifo_output_fails_its_task_not_the_remote_worker() {
     let dir = tempdir();
     let (m, port) = remote_manager();

@@ -155,6 +155,14 @@ pub fn resolve_in(root: &Path, remote_name: &str) -> Result<PathBuf, String> {
 fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String> {
     let meta = std::fs::metadata(source)
         .map_err(|e| format!("input file {} is missing: {e}", source.display()))?;
+    // A FIFO, socket or device is never opened: reading one could hold the
+    // task's slot forever. Remote workers refuse them too.
+    if let Some(kind) = crate::transfer::special_kind(meta.file_type()) {
+        return Err(format!(
+            "input file {} is {kind}, not a regular file or directory",
+            source.display()
+        ));
+    }
     if symlink || meta.is_dir() {
         let abs = std::path::absolute(source).map_err(|e| format!("{}: {e}", source.display()))?;
         return std::os::unix::fs::symlink(&abs, target)
