@@ -406,3 +406,50 @@ fn a_wait_for_the_id_of_a_direct_task_that_just_ended_finds_it() {
     }
     assert!(m.direct_tasks() >= 1);
 }
+
+static HOLD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Runs until the test lets it go; says when it started.
+unsafe extern "C" fn held_until_let_go(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    use std::sync::atomic::Ordering::SeqCst;
+    STARTED.store(true, SeqCst);
+    while HOLD.load(SeqCst) {
+        std::thread::yield_now();
+    }
+    0
+}
+
+#[test]
+fn a_running_thread_function_is_cancelled_once_however_often_it_is_asked() {
+    use std::sync::atomic::Ordering::SeqCst;
+    // The direct lane (no port), then the manager's path (a port closes the lane).
+    for port in [Port::None, Port::Any] {
+        let m = Manager::new(port).unwrap();
+        m.tune("local-cores", 1.0).unwrap();
+        HOLD.store(true, SeqCst);
+        STARTED.store(false, SeqCst);
+        let mut t = Task::local(held_until_let_go, 0, &[]);
+        t.set_tag(c"A");
+        let id = m.submit(t).unwrap();
+        while !STARTED.load(SeqCst) {
+            std::thread::yield_now();
+        }
+        m.cancel(id).unwrap();
+        // It cannot be stopped, so it is still running: asked again, each call
+        // finds nothing left to cancel.
+        assert!(m.cancel(id).is_err());
+        assert!(!m.cancel_by_tag(Some(c"A")).unwrap());
+        assert_eq!(m.cancel_all_by_tag(Some(c"A")).unwrap(), 0);
+        assert_eq!(m.cancel_all().unwrap(), 0);
+        HOLD.store(false, SeqCst);
+        let t = m.wait(Some(Duration::from_secs(120))).unwrap();
+        assert_eq!((t.id(), t.result()), (id, TaskResult::Cancelled));
+        m.shutdown().unwrap();
+    }
+}

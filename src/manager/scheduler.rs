@@ -1218,7 +1218,10 @@ impl Scheduler {
     /// finished already, or never was.
     pub fn cancel(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
         if let Some(&worker) = self.dispatched.get(&id) {
-            self.cancelling.insert(id, ());
+            // One whose cancellation is under way was cancelled already.
+            if self.cancelling.insert(id, ()).is_some() {
+                return false;
+            }
             comm.cancel_on_worker(worker, id);
             return true;
         }
@@ -1240,15 +1243,20 @@ impl Scheduler {
     /// Cancels every waiting and dispatched task; returns how many.
     pub fn cancel_all(&mut self, comm: &mut impl Comm) -> usize {
         let ready = self.take_all_waiting();
-        let n = ready.len() + self.dispatched.len();
+        let n = ready.len();
         // Highest priority first, as they would have run.
         for mut task in ready {
             task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
             self.complete(task, comm);
         }
-        let mut on_workers: Vec<(TaskId, WorkerId)> =
-            self.dispatched.iter().map(|(&t, &w)| (t, w)).collect();
+        let mut on_workers: Vec<(TaskId, WorkerId)> = self
+            .dispatched
+            .iter()
+            .filter(|(t, _)| !self.cancelling.contains_key(t))
+            .map(|(&t, &w)| (t, w))
+            .collect();
         on_workers.sort_unstable();
+        let n = n + on_workers.len();
         for (id, worker) in on_workers {
             self.cancelling.insert(id, ());
             comm.cancel_on_worker(worker, id);

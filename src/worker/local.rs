@@ -528,10 +528,12 @@ impl LocalPool {
     ) -> usize {
         let mut st = self.shared.lock();
         let refused = self.shared.absorb(&mut st);
+        // A running task told to stop already was cancelled already.
+        let cancelled = |id: &TaskId| st.running.get(id).is_some_and(|c| c.is_cancelled());
         let mut ids: Vec<TaskId> = st
             .direct
             .iter()
-            .filter(|(&id, (tag, _))| matches(id, tag.as_deref()))
+            .filter(|(&id, (tag, _))| matches(id, tag.as_deref()) && !cancelled(&id))
             .map(|(&id, _)| id)
             .collect();
         if !all {
