@@ -78,6 +78,23 @@ fn a_connection_made_before_the_password_is_set_is_asked_for_it() {
     drop(m);
 }
 
+/// Submits a task that runs until the file `gate` exists, then prints "done".
+fn submit_gated(m: &Manager, gate: &std::path::Path) -> u64 {
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
+        gate.display()
+    );
+    m.submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
+        .unwrap()
+}
+
+/// Waits until some task is on a worker.
+fn until_dispatched(m: &Manager) {
+    while m.stats().unwrap().tasks_on_workers == 0 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn setting_a_password_drops_workers_that_joined_without_one() {
     let (m, port) = remote_manager();
@@ -86,17 +103,9 @@ fn setting_a_password_drops_workers_that_joined_without_one() {
     let gate = dir.join("gate");
     // A task that runs until the test lets it go; it starts on the worker that
     // joined without a password.
-    let cmd = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
-        gate.display()
-    );
-    let id = m
-        .submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
-        .unwrap();
+    let id = submit_gated(&m, &gate);
     let open = vine_worker(port, &["--timeout", "5"]);
-    while m.stats().unwrap().tasks_on_workers == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_dispatched(&m);
     m.set_password_file(pw.as_ref()).unwrap();
     // The worker without the password is dropped and refused when it comes back.
     assert_eq!(exit_code(open), Some(1));
@@ -118,17 +127,9 @@ fn changing_the_password_drops_workers_that_proved_the_old_one() {
     let new = password_file(&dir, "new", "open up");
     m.set_password_file(old.as_ref()).unwrap();
     let gate = dir.join("gate");
-    let cmd = format!(
-        "while [ ! -e {} ]; do sleep 0.05; done; echo done",
-        gate.display()
-    );
-    let id = m
-        .submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
-        .unwrap();
+    let id = submit_gated(&m, &gate);
     let stale = vine_worker(port, &["--password", &old, "--timeout", "5"]);
-    while m.stats().unwrap().tasks_on_workers == 0 {
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    until_dispatched(&m);
     // The same password again revokes nothing: the task ends where it runs
     // (there is no other worker to run it again).
     m.set_password_file(old.as_ref()).unwrap();

@@ -603,7 +603,7 @@ pub extern "C" fn vine_submit(m: *mut vine_manager, t: *mut vine_task) -> c_int 
     guard(0, || {
         let m = handles::manager(m)?;
         let task = handles::task_take_for_submit(t, |task| m.prepare_submission(task))?;
-        match m.submit(task) {
+        match m.submit_prepared(task) {
             Ok(id) => {
                 handles::task_submitted(t, id as c_int);
                 Ok(id as c_int)

@@ -647,6 +647,15 @@ impl Manager {
 
     /// Submits `task`; returns its id. On error the task is handed back.
     pub fn submit(&self, mut task: Box<Task>) -> std::result::Result<TaskId, (Error, Box<Task>)> {
+        self.prepare_submission(&mut task);
+        self.submit_prepared(task)
+    }
+
+    /// [`Manager::submit`] for a task [`Manager::prepare_submission`] readied.
+    pub(crate) fn submit_prepared(
+        &self,
+        mut task: Box<Task>,
+    ) -> std::result::Result<TaskId, (Error, Box<Task>)> {
         self.remote_settings.seal();
         if !self.shared.accepting.load(Ordering::Acquire) {
             let e = self
@@ -663,7 +672,6 @@ impl Manager {
                 ));
             }
         }
-        self.prepare_submission(&mut task);
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
             return Err((
@@ -739,8 +747,9 @@ impl Manager {
 
     /// Readies `task` for submission: what an earlier submission left is
     /// forgotten, and its category is decided (the function's name under
-    /// autocategory). [`Manager::submit`] does it; the C API does it first, so
-    /// that the task's handle shows the category the manager counts it in.
+    /// autocategory). [`Manager::submit`] does it; the C API does it while it
+    /// takes the task from its handle, so that the handle shows the category
+    /// the manager counts it in, then calls [`Manager::submit_prepared`].
     pub(crate) fn prepare_submission(&self, task: &mut Task) {
         task.reset_for_submit();
         if self.shared.autocategory.load(Ordering::Relaxed) {
