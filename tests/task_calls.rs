@@ -255,6 +255,109 @@ fn a_fixed_location_file_of_the_manager_is_read_in_place_by_local_workers() {
     stop(m, vec![]);
 }
 
+// ---- temps made by tasks still running -------------------------------------
+
+/// A command that waits for a line on fifo `gate`, then does `then`.
+fn gated(gate: &Path, then: &str) -> Box<Task> {
+    let made = std::process::Command::new("mkfifo").arg(gate).status();
+    assert!(made.unwrap().success());
+    let cmd = format!("read x < {}; {then}", gate.display());
+    Task::command(&CString::new(cmd).unwrap())
+}
+
+fn open_gate(gate: &Path) {
+    use std::io::Write;
+    let mut w = std::fs::OpenOptions::new().write(true).open(gate).unwrap();
+    w.write_all(b"go\n").unwrap();
+}
+
+/// Submits a task that reads `temp` as "t" (`cat t`); returns its id.
+fn submit_reader(m: &Manager, temp: &std::sync::Arc<File>) -> u64 {
+    let mut read = Task::command(c"cat t");
+    read.add_input(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    m.submit(read).map_err(|(e, _)| e).unwrap()
+}
+
+fn wait_id(m: &Manager, id: u64) -> Box<Task> {
+    m.wait_for(vine::Want::Id(id), LONG)
+        .expect("the task comes back")
+}
+
+/// A task that reads a temp, submitted while the task making it still runs
+/// (there is a core for both), waits for it and reads what it made. Readers of
+/// a temp whose maker failed or was cancelled find it missing, never wait on.
+fn readers_wait_for_the_temp_being_made(m: &Manager, dir: &Path) {
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = gated(&dir.join("gate"), "echo made > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
+    let reader = submit_reader(m, &temp);
+    open_gate(&dir.join("gate"));
+    let made = wait_id(m, maker);
+    assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
+    let read = wait_id(m, reader);
+    assert_eq!(read.result(), TaskResult::Success, "{:?}", read.reason());
+    assert_eq!(stdout(&read), "made\n");
+
+    // A maker that fails to write it.
+    let never = m.declare(File::temp().unwrap());
+    let mut make = gated(&dir.join("gate2"), "exit 3");
+    make.add_output(Mount::new(never.clone(), "t", 0).unwrap())
+        .unwrap();
+    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
+    let reader = submit_reader(m, &never);
+    open_gate(&dir.join("gate2"));
+    let made = wait_id(m, maker);
+    assert_ne!(made.result(), TaskResult::Success);
+    let read = wait_id(m, reader);
+    assert_eq!(
+        read.result(),
+        TaskResult::InputMissing,
+        "{:?}",
+        read.reason()
+    );
+
+    // A maker cancelled while it runs.
+    let started = dir.join("started");
+    let cancelled = m.declare(File::temp().unwrap());
+    let cmd = format!("touch {}; sleep 1000; echo late > t", started.display());
+    let mut make = Task::command(&CString::new(cmd).unwrap());
+    make.add_output(Mount::new(cancelled.clone(), "t", 0).unwrap())
+        .unwrap();
+    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
+    let reader = submit_reader(m, &cancelled);
+    until("the maker to start", || started.exists());
+    m.cancel(maker).unwrap();
+    assert_eq!(wait_id(m, maker).result(), TaskResult::Cancelled);
+    let read = wait_id(m, reader);
+    assert_eq!(
+        read.result(),
+        TaskResult::InputMissing,
+        "{:?}",
+        read.reason()
+    );
+}
+
+#[test]
+fn a_reader_of_a_temp_waits_for_the_local_task_making_it() {
+    let dir = tempdir();
+    let m = local_manager();
+    m.tune("local-cores", 2.0).unwrap();
+    readers_wait_for_the_temp_being_made(&m, &dir);
+    stop(m, vec![]);
+}
+
+#[test]
+fn a_reader_of_a_temp_waits_for_the_remote_task_making_it() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let workers = vec![vine_worker(port, &[]), vine_worker(port, &[])];
+    readers_wait_for_the_temp_being_made(&m, &dir);
+    stop(m, workers);
+}
+
 // ---- start and end times --------------------------------------------------
 
 #[test]

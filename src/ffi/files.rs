@@ -65,7 +65,10 @@ pub unsafe extern "C" fn vine_declare_buffer(
 /// later tasks to use as an input (they are placed on the worker that holds it),
 /// fetched only by `vine_fetch_file`. If that worker is lost, the task that made the
 /// temp runs again (as the manager's own task, never returned by `vine_wait`) and
-/// the tasks reading it wait for it. Owned by the manager; NULL on error.
+/// the tasks reading it wait for it. A task reading a temp that a task submitted
+/// before it will write waits until that task is done, as TaskVine's do; if no
+/// such task made it (none was submitted, or it failed or was cancelled), the
+/// reader ends `VINE_RESULT_INPUT_MISSING`. Owned by the manager; NULL on error.
 #[no_mangle]
 pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
     guard(ptr::null_mut(), || {

@@ -224,13 +224,16 @@ impl WorkerEntry {
 /// pool, registered functions only where the name is known, readers of a kept
 /// temp where `temps` says it is, tasks with features where they are all
 /// offered, and `VINE_FIXED_LOCATION` inputs only where they already are.
-fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
+///
+/// With `ever`, a temp being made counts as placeable wherever it may end up:
+/// what decides whether a task could ever run, not whether it can run now.
+fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
     let known = match (&task.work, &w.functions) {
         (Work::Local { .. }, functions) => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
         _ => true,
     };
-    // A temp kept at a worker is read there; one being made again is waited for.
+    // A temp kept at a worker is read there; one being made is waited for.
     known
         && task.extra.as_ref().is_none_or(|e| {
             e.features
@@ -238,6 +241,9 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
                 .all(|f| w.features.iter().any(|k| **k == *f.to_bytes()))
                 && e.inputs.iter().all(|m| {
                     let place = temps.place(&m.file);
+                    if ever && place == TempPlace::BeingMade {
+                        return true;
+                    }
                     if m.flags & MOUNT_FIXED_LOCATION != 0 {
                         return holds(w, place, &m.file);
                     }
@@ -251,7 +257,7 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
                                     && w.functions.is_some()
                                     && m.file.flags() & crate::files::FILE_PEER_NOSHARE == 0)
                         }
-                        TempPlace::Regenerating => false,
+                        TempPlace::BeingMade => false,
                     }
                 })
         })
@@ -264,7 +270,7 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task) -> bool {
 fn holds(w: &WorkerEntry, place: TempPlace, file: &crate::files::File) -> bool {
     match place {
         TempPlace::Worker(at) => at == w.id,
-        TempPlace::Regenerating => false,
+        TempPlace::BeingMade => false,
         TempPlace::Anywhere => {
             w.functions.is_none()
                 && match file.kind() {
@@ -302,7 +308,7 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task)
         if w.draining
             || !req.fits_within(&w.model.capacity())
             || !lives_long_enough(w, now_us, task)
-            || !can_run(w, temps, task)
+            || !can_run(w, temps, task, false)
         {
             continue;
         }
@@ -690,7 +696,7 @@ impl Scheduler {
         let local_only = matches!(task.work, Work::Local { .. });
         (!self.remote_allowed || local_only)
             && !self.workers.iter().any(|w| {
-                task.request.fits_within(&w.model.capacity()) && can_run(w, &self.temps, task)
+                task.request.fits_within(&w.model.capacity()) && can_run(w, &self.temps, task, true)
             })
     }
 
@@ -745,6 +751,9 @@ impl Scheduler {
             self.stats.tasks_recovery += 1;
         } else {
             self.stats.tasks_submitted += 1;
+            if task.extra.is_some() {
+                self.temps.submitted(&task);
+            }
         }
         let key = |r: &Resources| (r.millicores, r.memory_mb, r.gpus, r.disk_mb);
         if self
@@ -797,7 +806,7 @@ impl Scheduler {
         fixed.peek()?;
         let fixed: Vec<_> = fixed.collect();
         let places: Vec<TempPlace> = fixed.iter().map(|m| self.temps.place(&m.file)).collect();
-        if places.contains(&TempPlace::Regenerating) {
+        if places.contains(&TempPlace::BeingMade) {
             return None;
         }
         let held_at = |w: &WorkerEntry| {
@@ -1184,6 +1193,10 @@ impl Scheduler {
     }
 
     fn complete(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
+        if self.temps.returned(task.id) {
+            // Tasks that wait for its temps run now, or find them missing.
+            self.retry_parked = true;
+        }
         self.stats.tasks_done += 1;
         self.categories.completed(&task);
         if task.result != TaskResult::Success || task.exit_code != 0 {

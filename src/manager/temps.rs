@@ -19,7 +19,7 @@ use std::collections::HashMap;
 
 use super::scheduler::WorkerId;
 use crate::files::{File, FileKind};
-use crate::task::Task;
+use crate::task::{Task, TaskId};
 
 /// Where a temp is, for placing the tasks that read it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,8 +29,9 @@ pub enum TempPlace {
     Anywhere,
     /// Only at this remote worker.
     Worker(WorkerId),
-    /// Being made again: tasks that read it wait.
-    Regenerating,
+    /// Being made (by a task submitted and not yet returned, or again after its
+    /// worker was lost): tasks that read it wait.
+    BeingMade,
 }
 
 /// One temp kept away from the manager.
@@ -51,18 +52,78 @@ pub(crate) struct Temps {
     kept: HashMap<u64, Kept>,
     /// Temps each worker was recorded to keep (some may have moved since).
     by_worker: HashMap<WorkerId, Vec<u64>>,
+    /// Temps that tasks submitted and not yet returned will write, with how
+    /// many such tasks: tasks submitted after them that read one wait for it.
+    coming: HashMap<u64, u32>,
+    /// The temps each of those tasks writes.
+    makers: HashMap<TaskId, Vec<u64>>,
 }
 
 impl Temps {
     /// Where tasks that read `file` can run.
     pub(crate) fn place(&self, file: &File) -> TempPlace {
-        if self.kept.is_empty() || !matches!(file.kind(), FileKind::Temp) {
+        if (self.kept.is_empty() && self.coming.is_empty())
+            || !matches!(file.kind(), FileKind::Temp)
+        {
             return TempPlace::Anywhere;
         }
         match self.kept.get(&file.id()) {
+            None if self.coming.contains_key(&file.id()) => TempPlace::BeingMade,
             None => TempPlace::Anywhere,
             Some(Kept { at: Some(w), .. }) => TempPlace::Worker(*w),
-            Some(Kept { at: None, .. }) => TempPlace::Regenerating,
+            Some(Kept { at: None, .. }) => TempPlace::BeingMade,
+        }
+    }
+
+    /// `task` (the program's, just submitted) will write the temps among its
+    /// outputs that it does not also read: until it is returned, tasks that
+    /// read them wait (see [`Temps::returned`]).
+    pub(crate) fn submitted(&mut self, task: &Task) {
+        let Some(extra) = &task.extra else { return };
+        let reads = |id: u64| extra.inputs.iter().any(|m| m.file.id() == id);
+        let makes: Vec<u64> = extra
+            .outputs
+            .iter()
+            .filter(|m| matches!(m.file.kind(), FileKind::Temp) && !reads(m.file.id()))
+            .map(|m| m.file.id())
+            .collect();
+        if makes.is_empty() {
+            return;
+        }
+        for &id in &makes {
+            *self.coming.entry(id).or_default() += 1;
+        }
+        if let Some(earlier) = self.makers.insert(task.id, makes) {
+            // Not expected (ids are unique); its count must not stay behind.
+            self.uncount(&earlier);
+        }
+    }
+
+    /// Task `id` was returned to the program (whatever its result): the temps
+    /// it was to write are no longer waited for on its account. True if it was
+    /// to write any, so that tasks waiting for them are tried again (to run,
+    /// or to find them missing).
+    pub(crate) fn returned(&mut self, id: TaskId) -> bool {
+        if self.makers.is_empty() {
+            return false;
+        }
+        match self.makers.remove(&id) {
+            Some(makes) => {
+                self.uncount(&makes);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn uncount(&mut self, files: &[u64]) {
+        for id in files {
+            if let Some(n) = self.coming.get_mut(id) {
+                *n -= 1;
+                if *n == 0 {
+                    self.coming.remove(id);
+                }
+            }
         }
     }
 
@@ -247,7 +308,7 @@ mod test {
         assert_eq!(*id, a.id());
         assert_eq!(recipe.result, TaskResult::Unknown, "a fresh task, not run");
         assert!(recipe.extra.as_ref().unwrap().outputs[0].file.id() == a.id());
-        assert_eq!(temps.place(&a), TempPlace::Regenerating);
+        assert_eq!(temps.place(&a), TempPlace::BeingMade);
         assert_eq!(temps.worker_of(a.id()), None);
         assert_eq!(temps.place(&b), TempPlace::Worker(4), "other workers' stay");
         assert!(temps.lost(3).is_empty(), "lost once");
@@ -255,6 +316,33 @@ mod test {
         temps.task_done(4, true, &maker(&a, TaskResult::Success));
         assert_eq!(temps.place(&a), TempPlace::Worker(4));
         assert_eq!(temps.lost(4).len(), 2);
+    }
+
+    #[test]
+    fn a_temp_is_waited_for_while_a_task_submitted_to_write_it_is_out() {
+        let mut temps = Temps::default();
+        let temp = File::temp().unwrap();
+        let (mut first, mut second) = (
+            maker(&temp, TaskResult::Unknown),
+            maker(&temp, TaskResult::Unknown),
+        );
+        (first.id, second.id) = (7, 8);
+        temps.submitted(&first);
+        temps.submitted(&second);
+        assert_eq!(temps.place(&temp), TempPlace::BeingMade);
+        assert!(temps.returned(7));
+        assert!(!temps.returned(7), "counted once");
+        assert_eq!(temps.place(&temp), TempPlace::BeingMade, "one still out");
+        assert!(temps.returned(8));
+        assert_eq!(temps.place(&temp), TempPlace::Anywhere);
+        // A task that reads the temp it writes does not wait for itself.
+        let mut both = maker(&temp, TaskResult::Unknown);
+        both.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+            .unwrap();
+        both.id = 9;
+        temps.submitted(&both);
+        assert_eq!(temps.place(&temp), TempPlace::Anywhere);
+        assert!(!temps.returned(9));
     }
 
     #[test]
