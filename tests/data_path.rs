@@ -557,6 +557,44 @@ fn a_directory_input_reaches_the_task_whole_with_its_modes_locally_and_remotely(
     assert_eq!(there, want, "remotely");
 }
 
+#[test]
+fn a_task_writing_in_its_directory_input_leaves_the_programs_directory_as_it_was() {
+    let dir = tempdir();
+    let input = dir.join("in");
+    std::fs::create_dir_all(input.join("ro")).unwrap();
+    std::fs::write(input.join("data.txt"), "original\n").unwrap();
+    std::fs::write(input.join("ro/kept.txt"), "kept\n").unwrap();
+    std::os::unix::fs::symlink("data.txt", input.join("link")).unwrap();
+    std::fs::set_permissions(input.join("ro"), PermissionsExt::from_mode(0o555)).unwrap();
+    let before = tree(&input);
+    let side = std::cell::Cell::new(0);
+    let (here, there) = here_and_there(|m: &Manager| {
+        side.set(side.get() + 1);
+        let out = dir.join(format!("new-{}.txt", side.get()));
+        let f = m.declare(File::path(&input, CacheLevel::Task, 0).unwrap());
+        let o = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        let mut t = command(
+            "echo changed > d/data.txt && echo new > d/new.txt && rm d/ro/kept.txt; \
+             cat d/link",
+        );
+        t.add_input(Mount::new(f, "d", 0).unwrap()).unwrap();
+        t.add_output(Mount::new(o, "d/new.txt", 0).unwrap())
+            .unwrap();
+        let t = run(m, t);
+        (outcome(&t), std::fs::read_to_string(&out).ok())
+    });
+    // Its own copy changed (the link inside it is a link still); the program's
+    // directory did not, and the output named inside it came back.
+    let want = (
+        (TaskResult::Success, 0, "changed\n".to_string()),
+        Some("new\n".to_string()),
+    );
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+    assert_eq!(tree(&input), before);
+    std::fs::set_permissions(input.join("ro"), PermissionsExt::from_mode(0o755)).unwrap();
+}
+
 /// What a task sees of `victim` (a directory outside every sandbox, holding
 /// `kept`) through names that pass a symbolic link: the task links to it, or
 /// a directory input holds a link to it. Returns the results of: an output

@@ -163,7 +163,8 @@ pub extern "C" fn vine_file_size(f: *mut vine_file) -> usize {
 /// workers (owner read and write are always added; bits past 0777 are dropped).
 /// Without it, a file or directory keeps its own mode and a buffer is 0755, so a
 /// script shipped as an input runs. A file linked into the sandbox
-/// (`VINE_MOUNT_SYMLINK`, or a directory on local workers) keeps its source's mode.
+/// (`VINE_MOUNT_SYMLINK`) keeps its source's mode. A directory is copied,
+/// locally as at remote workers, so that a task writing in it changes only its copy.
 /// Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
 #[no_mangle]
 pub extern "C" fn vine_file_set_mode(f: *mut vine_file, mode: c_int) -> c_int {

@@ -163,16 +163,41 @@ fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String>
             source.display()
         ));
     }
-    if symlink || meta.is_dir() {
+    if symlink {
         let abs = std::path::absolute(source).map_err(|e| format!("{}: {e}", source.display()))?;
         return std::os::unix::fs::symlink(&abs, target)
             .map_err(|e| format!("cannot link input {}: {e}", source.display()));
     }
-    // A hard link shares the data without copying, but a task writing to its
-    // input would then change the original: copy instead.
-    std::fs::copy(source, target)
-        .map(|_| ())
-        .map_err(|e| format!("cannot copy input {}: {e}", source.display()))
+    // A hard link or a symbolic link shares the data without copying, but a
+    // task writing to its input would then change the original: copy instead.
+    let copied = if meta.is_dir() {
+        copy_tree(source, target)
+    } else {
+        std::fs::copy(source, target).map(|_| ())
+    };
+    copied.map_err(|e| format!("cannot copy input {}: {e}", source.display()))
+}
+
+/// Copies directory `source` to `target`, which must not exist, as a remote
+/// worker receives one: directories with their modes, regular files with
+/// theirs, symbolic links as links; FIFOs, sockets and devices are left out.
+fn copy_tree(source: &Path, target: &Path) -> std::io::Result<()> {
+    std::fs::create_dir(target)?;
+    for entry in std::fs::read_dir(source)? {
+        let entry = entry?;
+        let (from, to) = (entry.path(), target.join(entry.file_name()));
+        // Not followed: a link is copied as a link.
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            copy_tree(&from, &to)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&from)?, &to)?;
+        } else if kind.is_file() {
+            std::fs::copy(&from, &to)?;
+        }
+    }
+    // Last, so that a directory without write permission is filled first.
+    std::fs::set_permissions(target, std::fs::metadata(source)?.permissions())
 }
 
 /// Moves `from` to `to`, copying when they are on different file systems.
@@ -189,6 +214,7 @@ pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        // Directories without write permission (an input's, or the task's) too.
+        crate::transfer::remove_all(&self.path);
     }
 }
