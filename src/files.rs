@@ -397,6 +397,12 @@ impl File {
         self.state().content_name.clone()
     }
 
+    /// The file was written anew (a task's output): its content name, if
+    /// computed, no longer names what it holds.
+    pub(crate) fn forget_content_name(&self) {
+        self.state().content_name = None;
+    }
+
     /// Records the name computed for a file kept forever; returns it.
     pub(crate) fn set_content_name(&self, name: String) -> String {
         self.state().content_name.get_or_insert(name).clone()

@@ -595,6 +595,47 @@ fn a_task_writing_in_its_directory_input_leaves_the_programs_directory_as_it_was
     std::fs::set_permissions(input.join("ro"), PermissionsExt::from_mode(0o755)).unwrap();
 }
 
+#[test]
+fn a_cached_file_a_task_rewrote_is_sent_again_not_served_stale() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let mut seen = Vec::new();
+    for cache in [
+        CacheLevel::Workflow,
+        CacheLevel::Worker,
+        CacheLevel::Forever,
+    ] {
+        let path = dir.join(format!("f{}", cache as i32));
+        std::fs::write(&path, "one\n").unwrap();
+        let files = [
+            m.declare(File::path(&path, cache, 0).unwrap()),
+            m.declare(File::buffer(b"one\n", cache, 0).unwrap()),
+        ];
+        for f in files {
+            let read = || {
+                let mut t = command("cat in");
+                t.add_input(Mount::new(f.clone(), "in", 0).unwrap())
+                    .unwrap();
+                stdout(&run(&m, t))
+            };
+            let first = read();
+            let mut write = command("echo two > out");
+            write
+                .add_output(Mount::new(f.clone(), "out", 0).unwrap())
+                .unwrap();
+            assert_eq!(run(&m, write).result(), TaskResult::Success);
+            seen.push((cache as i32, first, read()));
+        }
+    }
+    let want: Vec<_> = [1, 1, 2, 2, 3, 3]
+        .into_iter()
+        .map(|c| (c, "one\n".to_string(), "two\n".to_string()))
+        .collect();
+    assert_eq!(seen, want);
+    stop(m, vec![w]);
+}
+
 /// What a task sees of `victim` (a directory outside every sandbox, holding
 /// `kept`) through names that pass a symbolic link: the task links to it, or
 /// a directory input holds a link to it. Returns the results of: an output

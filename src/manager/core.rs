@@ -19,6 +19,7 @@ use super::{Message, Shared};
 /// The most factory job tokens kept for factories that have not looked yet.
 const MAX_FACTORY_JOINED: usize = 100_000;
 use crate::error::{Error, ErrorKind, Result};
+use crate::files::FileKind;
 use crate::resources::Resources;
 use crate::task::{Task, TaskId};
 use crate::worker::local::LocalPool;
@@ -555,6 +556,7 @@ impl ManagerLoop {
                     }
                 }
                 if apply_report(&mut task, *report, &self.temp_root) {
+                    self.outputs_renewed(&task);
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);
                     self.share_temps_of(worker, &task);
@@ -997,6 +999,21 @@ impl ManagerLoop {
     }
 
     /// Takes the tasks the local pool has finished.
+    /// `task` came back: files and buffers of the manager that it wrote as
+    /// outputs may hold new data, so remote workers caching an older copy are
+    /// told to delete it, and the next task reading one is sent it again.
+    fn outputs_renewed(&mut self, task: &Task) {
+        let Some(extra) = &task.extra else { return };
+        for m in &extra.outputs {
+            if matches!(m.file.kind(), FileKind::Path(_) | FileKind::Buffer) {
+                m.file.forget_content_name();
+                for link in self.remote.values() {
+                    link.forget_file(&m.file, &self.sched.temps);
+                }
+            }
+        }
+    }
+
     fn collect_local(&mut self) {
         // First: a task the pool started once a direct task left is started
         // in the model too before it comes back.
@@ -1005,6 +1022,7 @@ impl ManagerLoop {
         self.local.take_finished(&mut batch);
         for task in batch.drain(..) {
             if task.extra.is_some() {
+                self.outputs_renewed(&task);
                 // Temps it made are at the manager: any worker can be sent them.
                 self.sched.temps.task_done(LOCAL_WORKER, false, &task);
             }
