@@ -643,7 +643,10 @@ int vine_factory_set_string(struct vine_factory *f, const char *name, const char
 void vine_factory_delete(struct vine_factory *f);
 
 // Declares the file (or directory) at `path` on this machine, as an input to
-// copy into sandboxes or an output to write back. It need not exist yet. `cache`
+// copy into sandboxes or an output to write back. It need not exist yet; an
+// output replaces what is there when the task ends (a directory with all it
+// holds), and a task's outputs that can be stored are stored even if one of
+// them cannot (the task then ends `VINE_RESULT_OUTPUT_MISSING`). `cache`
 // is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
 // The manager owns the returned file (valid until `vine_delete`); NULL on error.
 struct vine_file *vine_declare_file(struct vine_manager *m, const char *path, vine_cache_level_t cache, vine_file_flags_t flags);

@@ -636,6 +636,58 @@ fn a_cached_file_a_task_rewrote_is_sent_again_not_served_stale() {
     stop(m, vec![w]);
 }
 
+#[test]
+fn an_output_replaces_what_is_at_its_destination_and_one_that_fails_spares_the_others() {
+    let dir = tempdir();
+    // Another file system (a tmpfs), for an output that must be copied across.
+    let across_root = Path::new("/dev/shm");
+    let side = std::cell::Cell::new(0);
+    let (here, there) = here_and_there(|m: &Manager| {
+        side.set(side.get() + 1);
+        let n = side.get();
+        let onto = dir.join(format!("onto-{n}"));
+        std::fs::create_dir_all(onto.join("old/deeper")).unwrap();
+        std::fs::write(onto.join("old/deeper/x"), "old").unwrap();
+        let was_file = dir.join(format!("was-file-{n}"));
+        std::fs::write(&was_file, "a file").unwrap();
+        let across = across_root.join(format!("vine-test-{}-{n}", std::process::id()));
+        let good = dir.join(format!("good-{n}"));
+        let mut t = command(
+            "mkfifo bad; for d in d1 d2 d3; do mkdir -p $d/sub && echo new > $d/sub/f; done; \
+             echo fine > good",
+        );
+        let mut out = |name: &str, path: &Path| {
+            let f = m.declare(File::path(path, CacheLevel::Task, 0).unwrap());
+            t.add_output(Mount::new(f, name, 0).unwrap()).unwrap();
+        };
+        // The FIFO first: it cannot be delivered, and must not stop the rest.
+        out("bad", &dir.join(format!("bad-{n}")));
+        out("d1", &onto);
+        out("d2", &was_file);
+        out("d3", &across);
+        out("good", &good);
+        let t = run(m, t);
+        let trees = [tree(&onto), tree(&was_file), tree(&across)];
+        let _ = std::fs::remove_dir_all(&across);
+        (t.result(), trees, std::fs::read_to_string(&good).ok())
+    });
+    let made = vec![
+        ("sub/".to_string(), 0o755, String::new()),
+        (
+            "sub/f".to_string(),
+            0o644,
+            vine::protocol::content_name(b"new\n"),
+        ),
+    ];
+    let want = (
+        TaskResult::OutputMissing,
+        [made.clone(), made.clone(), made],
+        Some("fine\n".to_string()),
+    );
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
 /// What a task sees of `victim` (a directory outside every sandbox, holding
 /// `kept`) through names that pass a symbolic link: the task links to it, or
 /// a directory input holds a link to it. Returns the results of: an output

@@ -17,7 +17,10 @@ fn flags_of(flags: c_int) -> crate::error::Result<u32> {
 }
 
 /// Declares the file (or directory) at `path` on this machine, as an input to
-/// copy into sandboxes or an output to write back. It need not exist yet. `cache`
+/// copy into sandboxes or an output to write back. It need not exist yet; an
+/// output replaces what is there when the task ends (a directory with all it
+/// holds), and a task's outputs that can be stored are stored even if one of
+/// them cannot (the task then ends `VINE_RESULT_OUTPUT_MISSING`). `cache`
 /// is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
 /// The manager owns the returned file (valid until `vine_delete`); NULL on error.
 #[no_mangle]

@@ -170,6 +170,9 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
         return Ok(());
     };
     let mut missing = Vec::new();
+    // The first output that could not be stored; the others are still
+    // delivered, as remote workers deliver them.
+    let mut failed = None;
     // As TaskVine judges it for these flags: ran and exited 0.
     let succeeded = task.exit_code == 0;
     for mount in &extra.outputs {
@@ -178,9 +181,13 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
         {
             continue;
         }
-        let produced = sandbox
-            .resolve_output(&mount.remote_name)
-            .map_err(|why| format!("output {why}"))?;
+        let produced = match sandbox.resolve_output(&mount.remote_name) {
+            Ok(p) => p,
+            Err(why) => {
+                failed.get_or_insert(format!("output {why}"));
+                continue;
+            }
+        };
         if !produced.exists() {
             missing.push(mount.remote_name.clone());
             continue;
@@ -188,7 +195,8 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
         // A FIFO, socket or device is never opened (that could block forever),
         // and what cannot be read is not delivered as if it were.
         if let Err(why) = crate::transfer::check_output(&produced) {
-            return Err(format!("output {}: {why}", mount.remote_name));
+            failed.get_or_insert(format!("output {}: {why}", mount.remote_name));
+            continue;
         }
         let moved = match mount.file.kind() {
             FileKind::Path(dest) => sandbox::move_file(&produced, dest).map_err(|e| e.to_string()),
@@ -204,10 +212,12 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
             }
         };
         if let Err(e) = moved {
-            return Err(format!("cannot store output {}: {e}", mount.remote_name));
+            failed.get_or_insert(format!("cannot store output {}: {e}", mount.remote_name));
         }
     }
-    if missing.is_empty() {
+    if let Some(why) = failed {
+        Err(why)
+    } else if missing.is_empty() {
         Ok(())
     } else {
         Err(format!(

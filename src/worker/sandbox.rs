@@ -200,16 +200,64 @@ fn copy_tree(source: &Path, target: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(target, std::fs::metadata(source)?.permissions())
 }
 
-/// Moves `from` to `to`, copying when they are on different file systems.
+/// Moves `from` (a file or a directory) to `to`, replacing what is there, a
+/// directory with all it holds too; copies when they are on different file
+/// systems. What was at `to` stays if the move fails.
 pub fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
-    match std::fs::rename(from, to) {
-        Ok(()) => Ok(()),
-        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
-            std::fs::copy(from, to)?;
-            std::fs::remove_file(from)
+    let is_dir = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir());
+    // A rename replaces a file in one step, but not a directory, nor a file
+    // by a directory: that is put aside first, and removed once `from` is in
+    // its place (or put back).
+    let aside = if std::fs::symlink_metadata(to).is_ok() && (is_dir(to) || is_dir(from)) {
+        let aside = beside(to, "old")?;
+        std::fs::rename(to, &aside)?;
+        Some(aside)
+    } else {
+        None
+    };
+    let moved = match std::fs::rename(from, to) {
+        Err(e) if e.raw_os_error() == Some(libc::EXDEV) => copy_across(from, to),
+        moved => moved,
+    };
+    if let Some(aside) = aside {
+        if moved.is_ok() {
+            crate::transfer::remove_all(&aside);
+        } else {
+            let _ = std::fs::rename(&aside, to);
         }
-        Err(e) => Err(e),
     }
+    moved
+}
+
+/// [`move_file`] to another file system: copied next to `to` first, so that
+/// `to` never holds part of it, then renamed into place.
+fn copy_across(from: &Path, to: &Path) -> std::io::Result<()> {
+    let staging = beside(to, "new")?;
+    let copied = if std::fs::symlink_metadata(from).is_ok_and(|m| m.is_dir()) {
+        copy_tree(from, &staging)
+    } else {
+        std::fs::copy(from, &staging).map(|_| ())
+    };
+    if let Err(e) = copied.and_then(|()| std::fs::rename(&staging, to)) {
+        crate::transfer::remove_all(&staging);
+        return Err(e);
+    }
+    crate::transfer::remove_all(from);
+    Ok(())
+}
+
+/// A fresh hidden name in `to`'s directory, for what is on its way to or from `to`.
+fn beside(to: &Path, what: &str) -> std::io::Result<PathBuf> {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let name = to.file_name().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "a path without a name")
+    })?;
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    Ok(to.with_file_name(format!(
+        ".{}.vine-{what}-{}-{n}",
+        name.to_string_lossy(),
+        std::process::id()
+    )))
 }
 
 impl Drop for Sandbox {
