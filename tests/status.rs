@@ -115,10 +115,52 @@ fn vine_status_says_why_it_cannot_ask() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach"), "{err}");
+    // Bad arguments get vine_status's own usage, not the worker's; worker
+    // options it has no use for are refused.
+    for bad in [
+        &["--bogus"][..],
+        &["--cores", "2"],
+        &["--timeout", "nan"],
+        &["--password"],
+    ] {
+        let out = status(port, bad);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("vine_worker"), "{bad:?}: {err}");
+    }
     let out = status(port, &["--bogus"]);
-    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("usage: vine_status"), "{err}");
     let out = Command::new(env!("CARGO_BIN_EXE_vine_status"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn vine_status_gives_up_on_a_silent_manager_within_its_timeout() {
+    // Accepts the connection and never says a word: the handshake must end at
+    // the --timeout given (2 s), not at the 30 s a worker allows a manager.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let held = std::thread::spawn(move || l.accept().map(|(s, _)| s));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vine_status"))
+        .args(["127.0.0.1", &port.to_string(), "--timeout", "2"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _conn = held.join().unwrap().unwrap();
+    // A bound against the old behaviour (30 s), far above the 2 s asked for.
+    let bound = std::time::Instant::now() + Duration::from_secs(25);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > bound {
+            let _ = child.kill();
+            panic!("vine_status still waits on a silent manager");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(code, Some(1));
 }

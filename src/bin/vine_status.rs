@@ -5,19 +5,19 @@
 use serde_json::Value;
 
 const USAGE: &str = "\
-usage: vine_status HOST PORT [--tasks | --workers | --json] [options]
+usage: vine_status HOST PORT|HOST:PORT [--tasks | --workers | --json] [options]
 
 Asks the vine manager at HOST:PORT for its state and prints it: tasks by state,
 workers with their resources and tasks, and the largest waiting task with the
 workers that could hold it.
 
-  --tasks           only the tasks
-  --workers         only the workers
-  --json            everything, as JSON
-  --password FILE   the manager's password file (when it has one)
-  --ssl             connect with TLS (also --ssl-fingerprint FP, --ssl-ca PEM)
-  --timeout S       give up after S seconds (default 10)
-  -h, --help        this text
+  --tasks              only the tasks
+  --workers            only the workers
+  --json               everything, as JSON
+  -P, --password FILE  the manager's password file (when it has one)
+  --ssl                connect with TLS (also --ssl-fingerprint FP, --ssl-ca PEM)
+  --timeout S          give up after S seconds (default 10)
+  -h, --help           this text
 ";
 
 enum Show {
@@ -35,8 +35,13 @@ fn run(args: Vec<String>) -> i32 {
     let mut show = Show::All;
     let mut rest = vec!["vine_status".to_owned()];
     let mut timeout = false;
-    for a in args.into_iter().skip(1) {
-        match a.as_str() {
+    let mut positional = 0;
+    let mut args = args.into_iter().skip(1);
+    while let Some(a) = args.next() {
+        // The options it shares with vine_worker are read by the worker's
+        // parser; any other option is refused here, with this usage.
+        let name = a.split_once('=').map_or(a.as_str(), |(n, _)| n).to_owned();
+        match name.as_str() {
             "-h" | "--help" => {
                 print!("{USAGE}");
                 return 0;
@@ -44,13 +49,31 @@ fn run(args: Vec<String>) -> i32 {
             "--tasks" => show = Show::Tasks,
             "--workers" => show = Show::Workers,
             "--json" => show = Show::Json,
+            "--ssl" => rest.push(a),
+            "-P" | "--password" | "--ssl-fingerprint" | "--ssl-ca" | "--timeout" => {
+                timeout |= name == "--timeout";
+                let inline = a.contains('=');
+                rest.push(a);
+                if !inline {
+                    let Some(v) = args.next() else {
+                        eprint!("{USAGE}");
+                        return 2;
+                    };
+                    rest.push(v);
+                }
+            }
+            _ if a.starts_with('-') && a.len() > 1 => {
+                eprintln!("vine_status: unknown option {a}");
+                eprint!("{USAGE}");
+                return 2;
+            }
             _ => {
-                timeout |= a == "--timeout" || a.starts_with("--timeout=");
+                positional += 1;
                 rest.push(a);
             }
         }
     }
-    if rest.len() < 3 {
+    if !(1..=2).contains(&positional) {
         eprint!("{USAGE}");
         return 2;
     }
@@ -60,7 +83,13 @@ fn run(args: Vec<String>) -> i32 {
     let opts = match vine::worker::daemon::WorkerOptions::parse(&rest) {
         Ok(o) => o,
         Err(e) => {
-            eprintln!("vine_status: {e}");
+            // The worker's usage names the worker's options: this one's instead.
+            let e = e.to_string();
+            if e.contains("usage: vine_worker") {
+                eprint!("{USAGE}");
+            } else {
+                eprintln!("vine_status: {e}");
+            }
             return 2;
         }
     };

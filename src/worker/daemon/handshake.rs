@@ -28,8 +28,10 @@ pub(super) fn handshake(
     transfer_port: u16,
 ) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration, [u8; 32]), Ended> {
     use Ended::{BeforeSession, Refused};
-    // Long enough for a manager that holds connections until it is configured.
-    let until = Instant::now() + Duration::from_secs(30);
+    // Long enough for a manager that holds connections until it is configured,
+    // but never past the time the worker (or vine_status) was given to find one.
+    let bound = Duration::from_secs(30).min(opts.timeout.max(Duration::from_secs(1)));
+    let until = Instant::now() + bound;
     let conn = tls
         .map(|t| t.connect(&opts.host))
         .transpose()

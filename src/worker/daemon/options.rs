@@ -99,7 +99,10 @@ fn amount<T: std::str::FromStr>(v: &str, zero_is_real: bool) -> Option<Option<T>
         return Some(None);
     }
     let n: f64 = v.parse().ok()?;
-    if n.is_finite() && (n < 0.0 || (n == 0.0 && !zero_is_real)) {
+    if !n.is_finite() {
+        return None;
+    }
+    if n < 0.0 || (n == 0.0 && !zero_is_real) {
         return Some(None);
     }
     v.parse().ok().map(Some)
@@ -321,6 +324,9 @@ mod test {
         for bad in [
             &["h", "1", "--timeout", "1e300"][..],
             &["h", "1", "--timeout", "nan"],
+            &["h", "1", "--cores", "nan"],
+            &["h", "1", "--cores", "inf"],
+            &["h", "1", "--memory", "-inf"],
             &["h", "1", "--timeout", "-1"],
             &["h", "1", "--keepalive-interval", "1e19"],
             &["h", "1", "--keepalive-interval", "0"],
