@@ -425,3 +425,56 @@ fn a_password_given_as_a_string_is_proved_by_local_worker_processes() {
     );
     m.shutdown().unwrap();
 }
+
+/// Run as a child of the test below (`VINE_TEST_EXPOSED` set): a manager on a
+/// port, given a password by the program (`set`) or not, then a submission.
+fn exposed_child(mode: &str) {
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 0.0).unwrap();
+    if mode == "set" {
+        m.set_password(b"a password").unwrap();
+    }
+    m.submit(Task::command(c"true"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_manager_reachable_from_other_machines_warns_only_if_it_has_no_password() {
+    if let Ok(mode) = std::env::var("VINE_TEST_EXPOSED") {
+        return exposed_child(&mode);
+    }
+    let dir = tempdir();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "from the environment").unwrap();
+    // The program's own password, set after vine_create, and one from
+    // VINE_PASSWORD_FILE silence the warning; none at all does not.
+    for (mode, env_file, warned) in [
+        ("none", None, true),
+        ("set", None, false),
+        ("none", Some(&pw), false),
+    ] {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap());
+        child
+            .args([
+                "--exact",
+                "a_manager_reachable_from_other_machines_warns_only_if_it_has_no_password",
+                "--nocapture",
+            ])
+            .env("VINE_TEST_EXPOSED", mode)
+            .env("VINE_LISTEN_ADDRESS", "0.0.0.0")
+            .env_remove("VINE_PASSWORD_FILE");
+        if let Some(f) = env_file {
+            child.env("VINE_PASSWORD_FILE", f);
+        }
+        let out = child.output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{mode} {env_file:?}: {err}");
+        assert_eq!(
+            err.matches("without a password").count(),
+            usize::from(warned),
+            "{mode} {env_file:?}: {err}"
+        );
+    }
+}

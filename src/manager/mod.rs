@@ -441,6 +441,8 @@ impl Manager {
             e
         };
         let local_capacity = settings::local_resources_from_env(&runtime_dir).map_err(cleanup)?;
+        // Where workers from other machines can connect, if they can.
+        let mut exposed_at = None;
         let listener = match port {
             Port::None => None,
             Port::Any | Port::Fixed(_) => {
@@ -452,10 +454,8 @@ impl Manager {
                 let l = std::net::TcpListener::bind((host.as_str(), p))
                     .map_err(|e| cleanup(Error::io(format!("cannot listen on {host}:{p}"), e)))?;
                 if host != "127.0.0.1" && host != "localhost" && host != "::1" {
-                    eprintln!(
-                        "vine: listening on {host}:{p}, reachable from other machines; \
-                         set a password with vine_set_password_file so only your workers connect"
-                    );
+                    let port = l.local_addr().map_or(p, |a| a.port());
+                    exposed_at = Some(format!("{host}:{port}"));
                 }
                 Some(l)
             }
@@ -520,6 +520,7 @@ impl Manager {
         if let Some(tls) = tls {
             let _ = remote_settings.tls.set(tls);
         }
+        remote_settings.exposed_at(exposed_at);
         let env_password = match std::env::var_os("VINE_PASSWORD_FILE") {
             Some(p) if listener.is_some() && !p.is_empty() => {
                 let path = PathBuf::from(p);

@@ -60,6 +60,8 @@ pub(crate) struct RemoteSettings {
     sealed: Mutex<bool>,
     sealed_cv: Condvar,
     sealed_fast: AtomicBool,
+    /// Where other machines can connect, until sealing has warned of it.
+    exposed: Mutex<Option<String>>,
     /// Connections in their handshake, by peer address.
     pending: Mutex<HashMap<IpAddr, usize>>,
     /// Milliseconds of silence after which a worker is declared lost.
@@ -96,6 +98,7 @@ impl RemoteSettings {
             sealed: Mutex::new(false),
             sealed_cv: Condvar::new(),
             sealed_fast: AtomicBool::new(false),
+            exposed: Mutex::new(None),
             pending: Mutex::default(),
             keepalive_timeout_ms: AtomicU64::new(30_000),
             keepalive_interval_ms: AtomicU64::new(0),
@@ -151,9 +154,30 @@ impl RemoteSettings {
         if self.sealed_fast.load(Ordering::Acquire) {
             return;
         }
-        *self.sealed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        let mut sealed = self.sealed.lock().unwrap_or_else(|p| p.into_inner());
+        let exposed = self
+            .exposed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(at) = exposed.filter(|_| !*sealed && self.auth().password.is_none()) {
+            // Said once workers are let in without one: a password set
+            // between creating the manager and this point silences it.
+            eprintln!(
+                "vine: listening on {at}, reachable from other machines, without a password; \
+                 set one with vine_set_password_file so only your workers connect"
+            );
+        }
+        *sealed = true;
+        drop(sealed);
         self.sealed_fast.store(true, Ordering::Release);
         self.sealed_cv.notify_all();
+    }
+
+    /// The manager listens at `at`, an address other machines can reach (None:
+    /// loopback only): sealing without a password warns of it.
+    pub(crate) fn exposed_at(&self, at: Option<String>) {
+        *self.exposed.lock().unwrap_or_else(|p| p.into_inner()) = at;
     }
 
     /// Waits until sealed or closing; true if sealed.
