@@ -694,6 +694,24 @@ impl Task {
     /// Adds a declared output.
     pub fn add_output(&mut self, mount: Mount) -> Result<()> {
         self.check_mount(&mount)?;
+        // Two outputs into one file: one would silently overwrite the other.
+        let same = |m: &Mount| {
+            m.file.id() == mount.file.id()
+                || matches!(
+                    (m.file.kind(), mount.file.kind()),
+                    (crate::files::FileKind::Path(a), crate::files::FileKind::Path(b)) if a == b
+                )
+        };
+        if let Some(m) = self
+            .extra
+            .as_ref()
+            .and_then(|e| e.outputs.iter().find(|m| same(m)))
+        {
+            return Err(Error::invalid(format!(
+                "output {:?} goes to the same file as output {:?} of this task",
+                mount.remote_name, m.remote_name
+            )));
+        }
         self.extra_mut().outputs.push(mount);
         Ok(())
     }
@@ -907,6 +925,29 @@ mod test {
         t.set_env_var(c"X", Some(c"1")).unwrap();
         t.set_env_var(c"X", Some(c"2")).unwrap();
         assert_eq!(t.extra.as_ref().unwrap().env.len(), 1);
+    }
+
+    #[test]
+    fn two_outputs_into_one_file_are_refused() {
+        use crate::files::{CacheLevel, File, Mount};
+        let dir = std::env::temp_dir().join("vine-task-test-out");
+        let (a, b) = (
+            File::path(&dir, CacheLevel::Task, 0).unwrap(),
+            File::path(&dir, CacheLevel::Task, 0).unwrap(),
+        );
+        let other = File::buffer(b"", CacheLevel::Task, 0).unwrap();
+        let mut t = Task::command(c"true");
+        t.add_output(Mount::new(a.clone(), "x", 0).unwrap())
+            .unwrap();
+        // The same file again, or another declared at the same path.
+        assert!(t
+            .add_output(Mount::new(a.clone(), "y", 0).unwrap())
+            .is_err());
+        assert!(t.add_output(Mount::new(b, "z", 0).unwrap()).is_err());
+        // An input and an output of one file, and other files, are fine.
+        t.add_input(Mount::new(a, "in", 0).unwrap()).unwrap();
+        t.add_output(Mount::new(other, "w", 0).unwrap()).unwrap();
+        assert_eq!(t.extra.as_ref().unwrap().outputs.len(), 2);
     }
 
     #[test]

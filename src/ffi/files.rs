@@ -108,7 +108,8 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
 /// `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
 /// command runs (the directory, as the command leaves it, is the output); else 0.
-/// Returns 0 or a negative error.
+/// A second output of `t` into the same file (the same `vine_file`, or another
+/// declared at the same path) is refused. Returns 0 or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(
     t: *mut vine_task,
