@@ -688,6 +688,22 @@ fn an_output_replaces_what_is_at_its_destination_and_one_that_fails_spares_the_o
     assert_eq!(there, want, "remotely");
 }
 
+#[test]
+fn a_command_too_long_to_start_fails_as_the_tasks_own_failure_everywhere() {
+    // One argument of 200 kB: past the kernel's 128 KiB for a single argument.
+    let long = format!("echo {}", "x".repeat(200_000));
+    let (here, there) = here_and_there(|m: &Manager| {
+        m.tune("max-retries", 5.0).unwrap();
+        let t = run(m, command(&long));
+        let why = t.reason().map(|r| r.to_string_lossy().into_owned());
+        (t.result(), t.exit_code(), why.unwrap_or_default())
+    });
+    for (side, (result, code, why)) in [("locally", here), ("remotely", there)] {
+        assert_eq!((result, code), (TaskResult::Success, 126), "{side}: {why}");
+        assert!(why.contains("Argument list too long"), "{side}: {why}");
+    }
+}
+
 /// What a task sees of `victim` (a directory outside every sandbox, holding
 /// `kept`) through names that pass a symbolic link: the task links to it, or
 /// a directory input holds a link to it. Returns the results of: an output

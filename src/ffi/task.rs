@@ -62,7 +62,10 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// environment is how what leaves the command's process group is found.
 /// `command` may be NULL, as in TaskVine: the command is then given later with
 /// `vine_task_set_command` (`vine_submit` refuses a task that still has none,
-/// and `vine_task_get_command` returns NULL for it).
+/// and `vine_task_get_command` returns NULL for it). A command longer than the
+/// kernel takes as one argument (128 KiB on Linux) cannot start anywhere: the
+/// task ends `VINE_RESULT_SUCCESS` with exit code 126, as a command the shell
+/// cannot execute does, and is not retried.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
     guard(ptr::null_mut(), || {

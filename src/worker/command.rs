@@ -109,6 +109,17 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     drop(cmd); // closes the parent's copies of the pipe's write end
     let child = match spawned {
         Ok(c) => c,
+        // The command itself is too long for the kernel (a single argument is
+        // limited to 128 KiB): it fails wherever it goes, so it fails as a
+        // command the shell cannot execute does, with exit code 126, and is
+        // not retried elsewhere.
+        Err(e) if e.raw_os_error() == Some(libc::E2BIG) => {
+            task.exit_code = 126;
+            return task.finish(
+                TaskResult::Success,
+                Some(format!("cannot start the command: {e}")),
+            );
+        }
         Err(e) => {
             return task.finish(
                 TaskResult::Forsaken,
