@@ -1007,6 +1007,7 @@ impl ManagerLoop {
         for m in &extra.outputs {
             if matches!(m.file.kind(), FileKind::Path(_) | FileKind::Buffer) {
                 m.file.forget_content_name();
+                self.remote_settings.peers.unstored(m.file.id());
                 for link in self.remote.values() {
                     link.forget_file(&m.file, &self.sched.temps);
                 }

@@ -250,6 +250,7 @@ impl Outbound {
                     },
                 };
                 if self.inventory().stored.contains(&content) {
+                    peers.stored(id, self.worker);
                     return Ok(InputContent::Stored(content));
                 }
                 // The task is told the name of what was sent, whatever the file
@@ -259,6 +260,7 @@ impl Outbound {
                         Ok(hash) => {
                             let name = protocol::hex_name(&hash);
                             self.inventory().stored.insert(name.clone());
+                            peers.stored(id, self.worker);
                             InputContent::Stored(name)
                         }
                         Err(_) => InputContent::Missing,

@@ -46,6 +46,9 @@ struct Table {
     serving_file: HashMap<(WorkerId, u64), usize>,
     /// Fetches under way: (fetching worker, file) to its source.
     under_way: HashMap<(WorkerId, u64), WorkerId>,
+    /// Workers holding a file kept forever in their store (by its content,
+    /// not its id, so never a peer source): counted as replicas only.
+    stored: HashMap<u64, Vec<WorkerId>>,
 }
 
 /// The manager's table of replicas and peer transfers.
@@ -98,10 +101,15 @@ impl Peers {
     pub(crate) fn gone(&self, worker: WorkerId) {
         let mut t = self.table();
         t.addrs.remove(&worker);
-        t.holders.retain(|_, ws| {
-            ws.retain(|w| *w != worker);
-            !ws.is_empty()
-        });
+        let Table {
+            holders, stored, ..
+        } = &mut *t;
+        for held in [holders, stored] {
+            held.retain(|_, ws| {
+                ws.retain(|w| *w != worker);
+                !ws.is_empty()
+            });
+        }
         let ended: Vec<(WorkerId, u64)> = t
             .under_way
             .iter()
@@ -137,7 +145,24 @@ impl Peers {
 
     /// How many workers hold `file` (or are being sent it).
     pub(crate) fn replicas(&self, file: u64) -> usize {
-        self.table().holders.get(&file).map_or(0, Vec::len)
+        let t = self.table();
+        let stored = t.stored.get(&file).map_or(&[][..], Vec::as_slice);
+        let held = t.holders.get(&file).map_or(&[][..], Vec::as_slice);
+        held.len() + stored.iter().filter(|w| !held.contains(w)).count()
+    }
+
+    /// `worker` holds file kept forever `file` in its store.
+    pub(crate) fn stored(&self, file: u64, worker: WorkerId) {
+        let mut t = self.table();
+        let ws = t.stored.entry(file).or_default();
+        if !ws.contains(&worker) {
+            ws.push(worker);
+        }
+    }
+
+    /// File `file` was written anew: what workers store of it is its old content.
+    pub(crate) fn unstored(&self, file: u64) {
+        self.table().stored.remove(&file);
     }
 
     /// Chooses a peer for `dest` to fetch `file` from: a holder other than
