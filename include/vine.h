@@ -713,8 +713,9 @@ size_t vine_file_size(struct vine_file *f);
 int vine_file_set_mode(struct vine_file *f, int mode);
 
 // Declares a file that each worker needing it downloads itself from `url`
-// (`http://`, `https://`, or `file://` for a path at the worker), as TaskVine
-// does. A worker downloads it once and keeps it as `cache` allows: for one task
+// (`http://`, `https://`, or `file://` for a path at the worker, written
+// `file:///path` or `file://localhost/path` with `%XX` escapes decoded; a
+// `file://` URL naming another host is refused), as TaskVine does. A worker downloads it once and keeps it as `cache` allows: for one task
 // (`VINE_CACHE_LEVEL_TASK`: downloaded for each task), for the workflow, or
 // (`VINE_CACHE_LEVEL_WORKER` and `_FOREVER`) for the worker's life, under the
 // URL, shared by every file declared with that URL and checked against the

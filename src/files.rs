@@ -213,6 +213,9 @@ impl File {
                 "{url:?} is not an http://, https:// or file:// URL"
             )));
         }
+        if lower.starts_with("file://") {
+            file_url_path(url).map_err(Error::invalid)?;
+        }
         File::new(FileKind::Url(url.to_owned()), cache, flags)
     }
 
@@ -571,6 +574,36 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
         return refuse("names no file");
     }
     Ok(())
+}
+
+/// The local path a `file://` URL names: `file:///path` or
+/// `file://localhost/path`, with `%XX` escapes decoded (RFC 8089). Another
+/// host, a relative path, a bad escape or an escaped NUL is refused.
+pub(crate) fn file_url_path(url: &str) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStringExt;
+    let rest = url.get(7..).unwrap_or_default();
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    if !(host.is_empty() || host.eq_ignore_ascii_case("localhost")) {
+        return Err(format!("{url}: a file:// URL for another host ({host})"));
+    }
+    if path.is_empty() {
+        return Err(format!("{url}: a file:// URL without a path"));
+    }
+    let mut bytes = Vec::with_capacity(path.len());
+    let mut it = path.bytes();
+    while let Some(b) = it.next() {
+        if b != b'%' {
+            bytes.push(b);
+            continue;
+        }
+        let hex = |c: Option<u8>| c.and_then(|c| (c as char).to_digit(16));
+        match (hex(it.next()), hex(it.next())) {
+            (Some(0), Some(0)) => return Err(format!("{url}: a NUL byte in the path")),
+            (Some(h), Some(l)) => bytes.push((h * 16 + l) as u8),
+            _ => return Err(format!("{url}: a % not followed by two hex digits")),
+        }
+    }
+    Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
 #[cfg(test)]

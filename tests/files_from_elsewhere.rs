@@ -427,6 +427,38 @@ fn a_task_runs_inside_a_poncho_environment() {
 }
 
 #[test]
+fn a_file_url_is_decoded_as_rfc_8089_says_and_names_only_this_host() {
+    let dir = tempdir();
+    std::fs::write(dir.join("a b%.txt"), b"spaced\n").unwrap();
+    let escaped = format!("{}/a%20b%25.txt", dir.display());
+    for place in Place::both(&dir) {
+        for url in [
+            format!("file://{escaped}"),
+            format!("file://LocalHost{escaped}"),
+        ] {
+            let f = place
+                .m
+                .declare(File::url(&url, CacheLevel::Task, 0).unwrap());
+            assert_eq!(
+                place.output_of("cat in", &[(&f, "in")]),
+                "spaced\n",
+                "{url}"
+            );
+        }
+        place.stop();
+    }
+    // Refused when declared: another host, no path, a bad escape, a NUL.
+    for bad in [
+        "file://elsewhere/etc/hosts",
+        "file://x",
+        "file:///tmp/%zz",
+        "file:///tmp/a%00b",
+    ] {
+        assert!(File::url(bad, CacheLevel::Task, 0).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn a_directory_input_reaches_local_and_remote_tasks_whole() {
     let dir = tempdir();
     let src = dir.join("tree");

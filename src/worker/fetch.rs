@@ -226,8 +226,8 @@ fn download(
     validators: Option<Validators>,
 ) -> Result<Option<Validators>, String> {
     if url.len() > 7 && url[..7].eq_ignore_ascii_case("file://") {
-        let from = &url[7..];
-        std::fs::copy(from, dest).map_err(|e| format!("cannot copy {url}: {e}"))?;
+        let from = crate::files::file_url_path(url)?;
+        std::fs::copy(&from, dest).map_err(|e| format!("cannot copy {url}: {e}"))?;
         return Ok(Some((None, None)));
     }
     let mut req = fetcher.agent()?.get(url);
