@@ -700,7 +700,8 @@ const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 // inputs sent for one task only. Returns the count, or a negative error.
 int vine_file_replica_count(struct vine_manager *m, struct vine_file *f);
 
-// The size in bytes of what the file holds now (0 if unknown, and on error).
+// The size in bytes of what the file holds now: for a directory, what the
+// regular files in it and below it hold (0 if unknown, and on error).
 size_t vine_file_size(struct vine_file *f);
 
 // Sets the Unix permission bits `f` has in a task's sandbox, locally and at remote

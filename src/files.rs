@@ -455,12 +455,9 @@ impl File {
     /// Size in bytes of what the file holds now, if known.
     pub fn size(&self) -> Option<u64> {
         match &self.kind {
-            FileKind::Path(p) => std::fs::metadata(p).ok().map(|m| m.len()),
+            FileKind::Path(p) => tree_size(p),
             FileKind::Buffer => self.contents().map(|c| c.len() as u64),
-            FileKind::Temp => self
-                .temp_location()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map(|m| m.len()),
+            FileKind::Temp => self.temp_location().and_then(|p| tree_size(&p)),
             FileKind::Url(_) | FileKind::MiniTask { .. } => None,
         }
     }
@@ -475,9 +472,34 @@ impl File {
             }
         }
         if let Some(loc) = self.state().temp_location.take() {
-            let _ = std::fs::remove_file(loc);
+            // A directory too, whole.
+            crate::transfer::remove_all(&loc);
         }
     }
+}
+
+/// Bytes at `path`: a file's length, or the lengths of the regular files in a
+/// directory and all below it (links not followed); None if nothing is there.
+fn tree_size(path: &Path) -> Option<u64> {
+    fn below(dir: &Path) -> u64 {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .map(|e| match e.file_type() {
+                Ok(t) if t.is_dir() => below(&e.path()),
+                Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+                _ => 0,
+            })
+            .sum()
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    Some(if meta.is_dir() {
+        below(path)
+    } else {
+        meta.len()
+    })
 }
 
 /// The name under which workers keep the download of `url` for their life.
@@ -638,6 +660,26 @@ mod test {
         assert_eq!(&first[..], b"abc\0");
         assert_eq!(&second[..], b"longer\0");
         assert_eq!(f.size(), Some(6));
+    }
+
+    #[test]
+    fn a_directorys_size_is_what_its_files_hold() {
+        let dir = fresh_dir(&std::env::temp_dir(), "vine-size-test").unwrap();
+        std::fs::create_dir_all(dir.join("d/sub")).unwrap();
+        std::fs::write(dir.join("d/a"), [0u8; 1000]).unwrap();
+        std::fs::write(dir.join("d/sub/b"), [0u8; 234]).unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("d/link")).unwrap();
+        let f = File::path(&dir.join("d"), CacheLevel::Task, 0).unwrap();
+        assert_eq!(f.size(), Some(1234));
+        let none = File::path(&dir.join("nothing"), CacheLevel::Task, 0).unwrap();
+        assert_eq!(none.size(), None);
+        // A temp held as a directory goes whole when released.
+        let t = File::temp().unwrap();
+        t.set_temp_location(dir.join("d"));
+        assert_eq!(t.size(), Some(1234));
+        t.release();
+        assert!(!dir.join("d").exists());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

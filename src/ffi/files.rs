@@ -157,7 +157,8 @@ pub extern "C" fn vine_file_replica_count(m: *mut vine_manager, f: *mut vine_fil
     })
 }
 
-/// The size in bytes of what the file holds now (0 if unknown, and on error).
+/// The size in bytes of what the file holds now: for a directory, what the
+/// regular files in it and below it hold (0 if unknown, and on error).
 #[no_mangle]
 pub extern "C" fn vine_file_size(f: *mut vine_file) -> usize {
     guard(0, || Ok(handles::file(f)?.size().unwrap_or(0) as usize))
