@@ -853,6 +853,9 @@ int vine_worker_main(int argc, char *const *argv);
 // keep every core busy, and is complete once `vine_delete` returns (or at
 // `exit`). A manager with a port writes this
 // log by default in its runtime directory (see `vine_set_runtime_info_path`).
+// Enabled again with another file, the log goes on there; records of events
+// before that stay in the old file. A file that is already another log of the
+// manager (its performance or debug log) is refused.
 // Returns 1 if the file was opened, 0 if not (as TaskVine).
 int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
 

@@ -392,3 +392,37 @@ fn logs_that_cannot_be_opened_say_why() {
         .unwrap_err();
     assert!(e.to_string().contains("/proc/no/such/dir"), "{e}");
 }
+
+#[test]
+fn two_logs_never_share_a_file_and_a_switched_log_keeps_its_own_records() {
+    let dir = tempdir();
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    let (a, b) = (dir.join("a.txn"), dir.join("b.txn"));
+    m.enable_transactions_log(&a).unwrap();
+    // The file the transactions log writes cannot be another log's too,
+    // by its name or by a link to it.
+    let e = m.enable_perf_log(&a).unwrap_err();
+    assert!(e.to_string().contains("transactions log already"), "{e}");
+    std::os::unix::fs::symlink(&a, dir.join("link")).unwrap();
+    assert!(m.enable_debug_log(&dir.join("link")).is_err());
+    m.enable_debug_log(&dir.join("debug")).unwrap();
+    // A task's records go to the log open while it ran, even if they were
+    // still on their way when the log was switched.
+    let id = m
+        .submit(Task::command(c"true"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert!(m.wait(Some(Duration::from_secs(120))).is_some());
+    m.enable_transactions_log(&b).unwrap();
+    m.shutdown().unwrap();
+    let task = |path: &Path| {
+        let (_, recs) = read_txn(path);
+        let id = id.to_string();
+        recs.iter()
+            .filter(|r| r.words.first().is_some_and(|w| w == "TASK") && r.words.get(1) == Some(&id))
+            .count()
+    };
+    assert!(task(&a) > 0, "the task's records reached its log");
+    assert_eq!(task(&b), 0, "none moved to the next log");
+}

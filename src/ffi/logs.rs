@@ -32,6 +32,9 @@ unsafe fn path_of<'a>(path: *const c_char, what: &str) -> crate::error::Result<&
 /// keep every core busy, and is complete once `vine_delete` returns (or at
 /// `exit`). A manager with a port writes this
 /// log by default in its runtime directory (see `vine_set_runtime_info_path`).
+/// Enabled again with another file, the log goes on there; records of events
+/// before that stay in the old file. A file that is already another log of the
+/// manager (its performance or debug log) is refused.
 /// Returns 1 if the file was opened, 0 if not (as TaskVine).
 #[no_mangle]
 pub unsafe extern "C" fn vine_enable_transactions_log(

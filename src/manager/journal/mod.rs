@@ -390,6 +390,8 @@ pub(crate) struct Sink {
     pub(crate) perf_fresh: AtomicBool,
     /// The writer thread's id, once it runs (0 before).
     pub(crate) writer_tid: std::sync::atomic::AtomicI32,
+    /// The file (device, inode) each open log writes.
+    places: Mutex<Vec<(writer::Target, (u64, u64))>>,
     /// The run directory, where `vine-logs/status.json` is written.
     run_dir: Mutex<Option<std::path::PathBuf>>,
     /// When the manager started: the time of the log's START record, so that
@@ -401,8 +403,10 @@ pub(crate) struct Sink {
 #[derive(Default)]
 struct Pending {
     recs: Vec<Rec>,
-    /// Files opened by callers, for the writer to take.
-    opened: Vec<(writer::Target, std::fs::File)>,
+    /// Files opened by callers, for the writer to take, each with the number
+    /// of records in `recs` when it was opened: those go to the file it
+    /// replaces.
+    opened: Vec<(writer::Target, std::fs::File, usize)>,
     /// The writer is asleep and must be woken for new records.
     idle: bool,
     /// Records handed over and not yet written, counted by `flushed`.
@@ -425,6 +429,7 @@ impl Sink {
             started: now_us(),
             run_dir: Mutex::new(None),
             writer_tid: std::sync::atomic::AtomicI32::new(0),
+            places: Mutex::new(Vec::new()),
             thread: Mutex::new(None),
         });
         let s = sink.clone();
@@ -476,13 +481,33 @@ impl Sink {
     /// Opens `path` for `target` (truncated), writes its header at once, and has
     /// the writer append to it from now on.
     pub(crate) fn open(&self, target: writer::Target, path: &Path) -> Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        // One file, two logs: each would truncate and interleave the other.
+        let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
+        if let Ok(m) = std::fs::metadata(path) {
+            if let Some((other, _)) = places
+                .iter()
+                .find(|(t, at)| *t != target && *at == (m.dev(), m.ino()))
+            {
+                return Err(Error::invalid(format!(
+                    "{} is the {} log already",
+                    path.display(),
+                    other.name()
+                )));
+            }
+        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
+        let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+        places.retain(|(t, _)| *t != target);
+        places.push((target, (m.dev(), m.ino())));
+        drop(places);
         writer::write_header(target, &mut f).map_err(|e| Error::io(path.display(), e))?;
         let mut p = self.lock();
-        p.opened.push((target, f));
+        let before = p.recs.len();
+        p.opened.push((target, f, before));
         match target {
             writer::Target::Txn => self.txn_on.store(true, Ordering::Relaxed),
             writer::Target::Perf => {

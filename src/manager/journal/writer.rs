@@ -22,6 +22,17 @@ pub(crate) enum Target {
     Debug,
 }
 
+impl Target {
+    /// How the API names it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Target::Txn => "transactions",
+            Target::Perf => "performance",
+            Target::Debug => "debug",
+        }
+    }
+}
+
 /// The columns of the performance log, TaskVine's names and order.
 pub(crate) const PERF_COLUMNS: &[&str] = &[
     "timestamp",
@@ -227,18 +238,6 @@ pub(crate) fn run(sink: &Sink, started: i64) {
             (std::mem::take(&mut p.opened), p.stop)
         };
         sink.room.notify_all();
-        for (target, f) in opened {
-            let w = Some(BufWriter::with_capacity(1 << 20, f));
-            match target {
-                Target::Txn => {
-                    files.txn = w;
-                    // Every transactions log begins with the manager's start.
-                    files.manager_line(files.started, "START", 0);
-                }
-                Target::Perf => files.perf = w,
-                Target::Debug => files.debug = w,
-            }
-        }
         let n = batch.len() as u64;
         // Only the newest state is worth writing.
         if let Some(report) = batch.iter().rev().find_map(|r| match &r.what {
@@ -252,7 +251,26 @@ pub(crate) fn run(sink: &Sink, started: i64) {
                 write_status(&dir, &report);
             }
         }
-        files.write(&mut batch);
+        // Records made before a log was switched go to the log they were made for.
+        let mut written = 0;
+        for (target, f, before) in opened {
+            let before = before.min(batch.len());
+            if before > written {
+                files.write(&mut batch[written..before]);
+                written = before;
+            }
+            let w = Some(BufWriter::with_capacity(1 << 20, f));
+            match target {
+                Target::Txn => {
+                    files.txn = w;
+                    // Every transactions log begins with the manager's start.
+                    files.manager_line(files.started, "START", 0);
+                }
+                Target::Perf => files.perf = w,
+                Target::Debug => files.debug = w,
+            }
+        }
+        files.write(&mut batch[written..]);
         batch.clear();
         files.flush();
         {
