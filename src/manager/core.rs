@@ -998,7 +998,6 @@ impl ManagerLoop {
         }
     }
 
-    /// Takes the tasks the local pool has finished.
     /// `task` came back: files and buffers of the manager that it wrote as
     /// outputs may hold new data, so remote workers caching an older copy are
     /// told to delete it, and the next task reading one is sent it again.
@@ -1015,6 +1014,7 @@ impl ManagerLoop {
         }
     }
 
+    /// Takes the tasks the local pool has finished.
     fn collect_local(&mut self) {
         // First: a task the pool started once a direct task left is started
         // in the model too before it comes back.
