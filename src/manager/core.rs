@@ -937,6 +937,11 @@ impl ManagerLoop {
                 self.slow.marks.remove(&t.id);
             }
         }
+        if !self.outbox.finished.is_empty() {
+            // Their records reach the logs before a waiter can see them done
+            // (and, say, switch the transactions log to another file).
+            self.sched.journal.flush();
+        }
         self.shared.completions.push_all(&mut self.outbox.finished);
         for task in self.outbox.internal.drain(..) {
             if task.result != crate::task::TaskResult::Success {
