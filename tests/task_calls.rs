@@ -284,16 +284,22 @@ fn wait_id(m: &Manager, id: u64) -> Box<Task> {
         .expect("the task comes back")
 }
 
+/// Submits `make` with a new temp as its output "t", then a task that reads
+/// that temp; returns their ids.
+fn submit_maker_and_reader(m: &Manager, mut make: Box<Task>) -> (u64, u64) {
+    let temp = m.declare(File::temp().unwrap());
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
+    (maker, submit_reader(m, &temp))
+}
+
 /// A task that reads a temp, submitted while the task making it still runs
 /// (there is a core for both), waits for it and reads what it made. Readers of
 /// a temp whose maker failed or was cancelled find it missing, never wait on.
 fn readers_wait_for_the_temp_being_made(m: &Manager, dir: &Path) {
-    let temp = m.declare(File::temp().unwrap());
-    let mut make = gated(&dir.join("gate"), "echo made > t");
-    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
-        .unwrap();
-    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
-    let reader = submit_reader(m, &temp);
+    let make = gated(&dir.join("gate"), "echo made > t");
+    let (maker, reader) = submit_maker_and_reader(m, make);
     open_gate(&dir.join("gate"));
     let made = wait_id(m, maker);
     assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
@@ -302,12 +308,8 @@ fn readers_wait_for_the_temp_being_made(m: &Manager, dir: &Path) {
     assert_eq!(stdout(&read), "made\n");
 
     // A maker that fails to write it.
-    let never = m.declare(File::temp().unwrap());
-    let mut make = gated(&dir.join("gate2"), "exit 3");
-    make.add_output(Mount::new(never.clone(), "t", 0).unwrap())
-        .unwrap();
-    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
-    let reader = submit_reader(m, &never);
+    let make = gated(&dir.join("gate2"), "exit 3");
+    let (maker, reader) = submit_maker_and_reader(m, make);
     open_gate(&dir.join("gate2"));
     let made = wait_id(m, maker);
     assert_ne!(made.result(), TaskResult::Success);
@@ -321,13 +323,9 @@ fn readers_wait_for_the_temp_being_made(m: &Manager, dir: &Path) {
 
     // A maker cancelled while it runs.
     let started = dir.join("started");
-    let cancelled = m.declare(File::temp().unwrap());
     let cmd = format!("touch {}; sleep 1000; echo late > t", started.display());
-    let mut make = Task::command(&CString::new(cmd).unwrap());
-    make.add_output(Mount::new(cancelled.clone(), "t", 0).unwrap())
-        .unwrap();
-    let maker = m.submit(make).map_err(|(e, _)| e).unwrap();
-    let reader = submit_reader(m, &cancelled);
+    let make = Task::command(&CString::new(cmd).unwrap());
+    let (maker, reader) = submit_maker_and_reader(m, make);
     until("the maker to start", || started.exists());
     m.cancel(maker).unwrap();
     assert_eq!(wait_id(m, maker).result(), TaskResult::Cancelled);
