@@ -414,3 +414,78 @@ fn a_worker_under_tls_gives_nothing_to_a_client_that_does_not_speak_tls() {
     assert_eq!(m.bytes_peer(), 0);
     stop(m, vec![w]);
 }
+
+/// Holds every connection the transfer server at `port` serves at once, idle
+/// (each past the server's Hello, so counted), taking a slot again whenever the
+/// server drops one, until the returned flag is set.
+fn flood(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let stop = Arc::new(AtomicBool::new(false));
+    let held = Arc::new(AtomicUsize::new(0));
+    for _ in 0..vine::worker::daemon::peer::MAX_SERVING {
+        let (stop, held) = (stop.clone(), held.clone());
+        std::thread::spawn(move || {
+            let mut counted = false;
+            while !stop.load(Ordering::Relaxed) {
+                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                    continue;
+                };
+                s.set_read_timeout(Some(Duration::from_millis(200)))
+                    .unwrap();
+                if !counted && protocol::read_frame::<PeerMsg>(&mut s).is_ok() {
+                    counted = true;
+                    held.fetch_add(1, Ordering::SeqCst);
+                }
+                // Idle until the server gives up on it (or the test ends).
+                let mut byte = [0u8; 1];
+                while !stop.load(Ordering::Relaxed) {
+                    match std::io::Read::read(&mut s, &mut byte) {
+                        Ok(0) => break,
+                        Ok(_) => {}
+                        Err(e)
+                            if e.kind() == std::io::ErrorKind::WouldBlock
+                                || e.kind() == std::io::ErrorKind::TimedOut => {}
+                        Err(_) => break,
+                    }
+                }
+            }
+        });
+    }
+    wait_until("the transfer server to be full", || {
+        held.load(Ordering::SeqCst) == vine::worker::daemon::peer::MAX_SERVING
+    });
+    stop
+}
+
+#[test]
+fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
+    let (m, port) = remote_manager();
+    let tport = free_port();
+    let holder = worker_with(port, "a", &["--transfer-port", &tport.to_string()]);
+    let other = worker_with(port, "b", &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo precious > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    // The holder's transfer server turns every other peer away: the reader's
+    // worker cannot fetch the temp from it, and its task is not to blame.
+    let flooded = flood(tport);
+    let mut read = Task::command(c"cat in");
+    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    read.add_feature(c"b").unwrap();
+    m.submit(read).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
+    assert_eq!(
+        m.bytes_transferred().0,
+        "precious\n".len() as u64,
+        "the manager sent it"
+    );
+    flooded.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop(m, vec![holder, other]);
+}

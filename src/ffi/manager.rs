@@ -492,7 +492,9 @@ pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_in
 /// under TLS when the manager's links are (each worker serves with a
 /// self-signed certificate, the proofs bound to the channel), in the clear
 /// with an HMAC on every frame otherwise. A failed fetch is sent again, from the manager
-/// or another peer. Tasks that read a temp may run at any remote worker. Files
+/// or another peer; a temp (which only workers have) is first brought to the
+/// manager from the worker keeping it, over that worker's own connection, and
+/// its readers wait for it. Tasks that read a temp may run at any remote worker. Files
 /// declared `VINE_PEER_NOSHARE` never travel between workers; the local pool
 /// always reads the manager's own files. Tuned by `vine_tune`'s
 /// `"worker-source-max-transfers"` (default 10), `"file-source-max-transfers"`

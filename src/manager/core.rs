@@ -565,15 +565,24 @@ impl ManagerLoop {
                     link.keep(task);
                 }
             }
-            Message::PeerFetched { worker, file_id } => {
+            Message::PeerFetched {
+                worker,
+                file_id,
+                ok: true,
+            } => {
                 if self.remote.contains_key(&worker) {
                     self.sched.temps.add_replica(file_id, worker);
                 }
             }
+            Message::PeerFetched {
+                file_id, ok: false, ..
+            } => self.bring_temp(file_id),
             Message::RemoteFileData { file_id, data, .. } => {
                 let Some(pending) = self.fetches.remove(&file_id) else {
                     return;
                 };
+                self.sched.temps.brought(file_id);
+                self.sched.retry_parked();
                 let stored = data
                     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
                 if let Ok(dest) = &stored {
@@ -1125,6 +1134,32 @@ impl ManagerLoop {
                 );
             }
         }
+    }
+
+    /// A worker could not fetch temp `file_id` from a peer (the task that
+    /// needed it comes back to run again): the manager brings it from a worker
+    /// holding it over that worker's own connection, from which any worker can
+    /// be sent it; tasks that read it wait until it arrives.
+    fn bring_temp(&mut self, file_id: u64) {
+        if self.fetches.contains_key(&file_id) {
+            return;
+        }
+        let Some(w) = self.sched.temps.worker_of(file_id) else {
+            return;
+        };
+        let (Some(link), Some(file)) = (self.remote.get(&w), self.sched.temps.file(file_id)) else {
+            return;
+        };
+        link.get_file(file_id);
+        self.sched.temps.bringing(file_id);
+        self.fetches.insert(
+            file_id,
+            PendingFetch {
+                file,
+                worker: w,
+                replies: Vec::new(),
+            },
+        );
     }
 
     /// Temps `task` left at remote worker `worker` can be fetched from there;

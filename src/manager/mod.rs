@@ -68,12 +68,15 @@ pub enum Message {
         /// The report.
         report: Box<crate::protocol::TaskReport>,
     },
-    /// A remote worker fetched a file from a peer: it holds a replica now.
+    /// A remote worker fetched a file from a peer (`ok`: it holds a replica
+    /// now), or failed to.
     PeerFetched {
         /// Which worker.
         worker: WorkerId,
         /// Which file.
         file_id: u64,
+        /// Whether the fetch succeeded.
+        ok: bool,
     },
     /// A remote worker sends a file it keeps.
     RemoteFileData {

@@ -10,7 +10,9 @@
 //! `worker-source-max-transfers` fetches at once, and at most
 //! `file-source-max-transfers` of one file; past both, the input goes from the
 //! manager as it would without peers. A fetch that fails drops both ends'
-//! replicas of the file, so the retry of its task is not sent there again.
+//! replicas of the file, so the retry of its task is not sent there again; a
+//! temp, which only workers have, is then brought to the manager from the
+//! worker keeping it (over that worker's own connection) and sent from there.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -501,13 +501,13 @@ fn serve_connection(
                         .cached
                         .remove(&file_id);
                 }
-                if ok
-                    && events
-                        .send(Message::PeerFetched {
-                            worker: id,
-                            file_id,
-                        })
-                        .is_err()
+                if events
+                    .send(Message::PeerFetched {
+                        worker: id,
+                        file_id,
+                        ok,
+                    })
+                    .is_err()
                 {
                     break;
                 }

@@ -42,6 +42,9 @@ struct Kept {
     replicas: Vec<WorkerId>,
     /// What made it, to make it again if its worker is lost.
     recipe: Box<Task>,
+    /// Being brought to the manager after a peer could not fetch it: tasks
+    /// that read it wait until it is here.
+    bringing: bool,
 }
 
 /// The table of temps kept at remote workers, by file id.
@@ -70,6 +73,11 @@ impl Temps {
         match self.kept.get(&file.id()) {
             None if self.coming.contains_key(&file.id()) => TempPlace::BeingMade,
             None => TempPlace::Anywhere,
+            Some(Kept {
+                at: Some(_),
+                bringing: true,
+                ..
+            }) => TempPlace::BeingMade,
             Some(Kept { at: Some(w), .. }) => TempPlace::Worker(*w),
             Some(Kept { at: None, .. }) => TempPlace::BeingMade,
         }
@@ -194,6 +202,7 @@ impl Temps {
                         at: Some(worker),
                         replicas: Vec::new(),
                         recipe,
+                        bringing: false,
                     },
                 );
                 self.by_worker.entry(worker).or_default().push(id);
@@ -204,6 +213,32 @@ impl Temps {
     /// Temp `file_id` was deleted where it was kept: it is nowhere now.
     pub(crate) fn forget(&mut self, file_id: u64) {
         self.kept.remove(&file_id);
+    }
+
+    /// The manager is bringing temp `file_id` from the worker holding it.
+    pub(crate) fn bringing(&mut self, file_id: u64) {
+        if let Some(k) = self.kept.get_mut(&file_id) {
+            k.bringing = true;
+        }
+    }
+
+    /// Bringing temp `file_id` to the manager ended (arrived, see
+    /// [`Temps::fetched`], or failed): its readers wait for it no more.
+    pub(crate) fn brought(&mut self, file_id: u64) {
+        if let Some(k) = self.kept.get_mut(&file_id) {
+            k.bringing = false;
+        }
+    }
+
+    /// The file of temp `file_id`, while it is kept away from the manager.
+    pub(crate) fn file(&self, file_id: u64) -> Option<std::sync::Arc<File>> {
+        let k = self.kept.get(&file_id)?;
+        let extra = k.recipe.extra.as_ref()?;
+        extra
+            .outputs
+            .iter()
+            .find(|m| m.file.id() == file_id)
+            .map(|m| m.file.clone())
     }
 
     /// Temp `file_id` arrived at the manager: any worker can be sent it now.
@@ -219,6 +254,8 @@ impl Temps {
             if let Some(k) = self.kept.get_mut(&id) {
                 k.replicas.retain(|w| *w != worker);
                 if k.at == Some(worker) {
+                    // Bringing it from there fails with the worker.
+                    k.bringing = false;
                     // A replica elsewhere takes its place; with none, it is made again.
                     k.at = k.replicas.pop();
                     if k.at.is_none() {

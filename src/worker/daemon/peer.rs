@@ -37,7 +37,7 @@ const ARRIVAL_WAIT: Duration = Duration::from_secs(120);
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Peers served at once, at most; more are turned away (the manager limits
 /// transfers per source well below this).
-const MAX_SERVING: usize = 64;
+pub const MAX_SERVING: usize = 64;
 
 /// Test-only knob, documented as such: `N:PATH` makes this worker's transfer
 /// server stop sending after N data bytes of a file, create PATH, and hang, so
