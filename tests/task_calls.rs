@@ -406,6 +406,45 @@ fn a_task_not_done_by_its_end_time_ends_max_end_time_remotely() {
     stop(m, vec![w]);
 }
 
+/// A task sent to a worker whose one core is held by another ends at its end
+/// time, not once the core frees up.
+fn queued_end_time(m: &Manager, dir: &Path) {
+    let gate = dir.join("gate");
+    let mut busy = gated(&gate, "true");
+    busy.set_cores(1.0).unwrap();
+    let busy = m.submit(busy).map_err(|(e, _)| e).unwrap();
+    let mut queued = Task::command(c"true");
+    queued.set_cores(1.0).unwrap();
+    queued.set_time_end(now_us() + 2_000_000);
+    let queued = m.submit(queued).map_err(|(e, _)| e).unwrap();
+    until("both tasks at the worker", || {
+        m.stats().unwrap().tasks_on_workers == 2
+    });
+    let t = m.wait(LONG).expect("a task comes back");
+    assert_eq!(t.id(), queued, "the queued task came back first");
+    assert_eq!(t.result(), TaskResult::MaxEndTime, "{:?}", t.reason());
+    open_gate(&gate);
+    let t = wait_id(m, busy);
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+}
+
+#[test]
+fn a_task_queued_at_a_busy_worker_ends_at_its_end_time_locally() {
+    let dir = tempdir();
+    let m = local_manager();
+    queued_end_time(&m, &dir);
+    stop(m, vec![]);
+}
+
+#[test]
+fn a_task_queued_at_a_busy_worker_ends_at_its_end_time_remotely() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    queued_end_time(&m, &dir);
+    stop(m, vec![w]);
+}
+
 #[test]
 fn a_waiting_task_past_its_end_time_comes_back_without_a_worker() {
     // No worker ever joins: the task waits, then its end time passes.

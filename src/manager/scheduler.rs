@@ -421,6 +421,9 @@ pub struct Scheduler {
     /// Dispatched tasks taken back from a slow worker: unless they finished
     /// meanwhile, they wait for a worker again, the attempt not counted.
     recalling: IdMap<()>,
+    /// Dispatched tasks whose end time passed, which their worker was told to
+    /// stop: unless they finished meanwhile, they come back MAX_END_TIME.
+    ending: IdMap<()>,
     remote_allowed: bool,
     default_retries: u32,
     wait_for_workers: usize,
@@ -459,6 +462,7 @@ impl Scheduler {
             dispatched: IdMap::default(),
             cancelling: IdMap::default(),
             recalling: IdMap::default(),
+            ending: IdMap::default(),
             remote_allowed,
             default_retries: 3,
             wait_for_workers: 0,
@@ -842,7 +846,8 @@ impl Scheduler {
 
     /// The time is `now_us` (microseconds since the epoch): tasks whose start
     /// time has come may be dispatched, and waiting tasks past their end time
-    /// come back `MaxEndTime`.
+    /// come back `MaxEndTime`, as do dispatched ones, which their workers are
+    /// told to stop (one may be waiting in a busy worker's queue).
     pub fn tick(&mut self, now_us: i64, comm: &mut impl Comm) {
         self.clock_us = now_us;
         if !self.delayed.is_empty() {
@@ -861,6 +866,12 @@ impl Scheduler {
                 break;
             }
             self.ends.pop();
+            if let Some(&worker) = self.dispatched.get(&id) {
+                if !self.cancelling.contains_key(&id) && self.ending.insert(id, ()).is_none() {
+                    comm.cancel_on_worker(worker, id);
+                }
+                continue;
+            }
             let waiting = self.ready.remove(id).or_else(|| self.parked.remove(id));
             let waiting = waiting.or_else(|| {
                 let at = self.delayed.iter().position(|t| t.id == id)?;
@@ -1093,7 +1104,19 @@ impl Scheduler {
         }
         let cancelled = self.cancelling.remove(&task.id).is_some();
         let recalled = self.recalling.remove(&task.id).is_some();
-        if recalled && !cancelled && task.result != TaskResult::Success {
+        let ended = !self.ending.is_empty() && self.ending.remove(&task.id).is_some();
+        if ended && !cancelled && (task.cancel_requested() || task.result == TaskResult::Cancelled)
+        {
+            // Stopped at its end time, before or while it ran.
+            let mut task = task;
+            task.flags &= !crate::task::FLAG_CANCELLED;
+            task.finish(
+                TaskResult::MaxEndTime,
+                Some("the task was not done by its end time".into()),
+            );
+            return self.complete(task, comm);
+        }
+        if recalled && !cancelled && !ended && task.result != TaskResult::Success {
             // Stopped by the recall: the attempt does not count.
             let mut task = task;
             task.attempts = task.attempts.saturating_sub(1);
