@@ -705,7 +705,9 @@ int vine_file_replica_count(struct vine_manager *m, struct vine_file *f);
 size_t vine_file_size(struct vine_file *f);
 
 // Sets the Unix permission bits `f` has in a task's sandbox, locally and at remote
-// workers (owner read and write are always added; bits past 0777 are dropped).
+// workers, whatever kind of file it is: a temp or a URL has them too, as does a
+// file a worker kept or fetched from a peer (owner read and write are always
+// added; bits past 0777 are dropped).
 // Without it, a file or directory keeps its own mode and a buffer is 0755, so a
 // script shipped as an input runs. A file linked into the sandbox
 // (`VINE_MOUNT_SYMLINK`) keeps its source's mode. A directory is copied,

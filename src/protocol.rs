@@ -99,6 +99,10 @@ pub struct InputSpec {
     pub flags: u32,
     /// Where the data is.
     pub content: InputContent,
+    /// The permission bits it has in the sandbox (`vine_file_set_mode`), if
+    /// set; else those it came with.
+    #[serde(default)]
+    pub mode: Option<u32>,
 }
 
 /// Where a remote task finds an input's data.

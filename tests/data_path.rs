@@ -519,6 +519,37 @@ fn a_script_shipped_as_a_buffer_or_a_file_runs_as_dot_slash_locally_and_remotely
 }
 
 #[test]
+fn the_mode_set_on_a_temp_or_a_url_is_the_mode_its_readers_see_locally_and_remotely() {
+    let dir = tempdir();
+    let plain = dir.join("plain.sh");
+    std::fs::write(&plain, b"#!/bin/sh\necho ran $1\n").unwrap();
+    std::fs::set_permissions(&plain, PermissionsExt::from_mode(0o644)).unwrap();
+    let url = format!("file://{}", plain.display());
+    let (here, there) = here_and_there(|m: &Manager| {
+        let temp = m.declare(File::temp().unwrap());
+        temp.set_mode(0o700);
+        let mut make = command("printf '#!/bin/sh\\necho ran $1\\n' > s.sh; chmod 644 s.sh");
+        make.add_output(Mount::new(temp.clone(), "s.sh", 0).unwrap())
+            .unwrap();
+        let made = run(m, make);
+        assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
+        let fetched = m.declare(File::url(&url, CacheLevel::Worker, 0).unwrap());
+        fetched.set_mode(0o700);
+        let mut got = Vec::new();
+        for (f, arg) in [(temp, "temp"), (fetched, "url")] {
+            let mut t = command(&format!("stat -c %a s.sh; ./s.sh {arg}"));
+            t.add_input(Mount::new(f, "s.sh", 0).unwrap()).unwrap();
+            got.push(outcome(&run(m, t)));
+        }
+        got
+    });
+    let ok = |s: &str| (TaskResult::Success, 0, format!("700\n{s}\n"));
+    let want = vec![ok("ran temp"), ok("ran url")];
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
+#[test]
 fn a_mkdir_output_directory_exists_before_the_task_runs_locally_and_remotely() {
     let dir = tempdir();
     let (here, there) = here_and_there(|m: &Manager| {

@@ -1178,6 +1178,7 @@ impl RemoteLink {
                 remote_name: m.remote_name.clone(),
                 flags: m.flags,
                 content,
+                mode: m.file.delivered_mode(),
             });
         }
         specs

@@ -268,10 +268,26 @@ impl Inbound {
         self.dir.join("cache").join(file_id.to_string())
     }
 
-    /// The file a task finds input `input` of `spec` in. A path that does not
-    /// exist stands for what the manager could not send: placing it fails as
-    /// INPUT_MISSING.
+    /// The file a task finds input `input` of `spec` in, with the mode the
+    /// manager gave it (whether this worker was sent it, made it, fetched it or
+    /// kept it). A path that does not exist stands for what the manager could
+    /// not send: placing it fails as INPUT_MISSING.
     fn input_file(
+        &mut self,
+        spec: &TaskSpec,
+        input: &protocol::InputSpec,
+        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
+        lost: &mut Vec<Held>,
+        refused: &mut Option<Error>,
+    ) -> Result<Arc<File>> {
+        let file = self.input_data(spec, input, outs, lost, refused)?;
+        if let Some(mode) = input.mode {
+            file.set_mode(mode);
+        }
+        Ok(file)
+    }
+
+    fn input_data(
         &mut self,
         spec: &TaskSpec,
         input: &protocol::InputSpec,
@@ -556,6 +572,7 @@ mod test {
                 remote_name: input.into(),
                 flags: 0,
                 content: InputContent::Sent,
+                mode: None,
             }],
             outputs: vec![OutputSpec {
                 file_id: 2,
