@@ -198,6 +198,7 @@ module vine
   public :: vine_version_string, vine_block_host, vine_block_host_with_timeout
   public :: vine_unblock_host, vine_set_draining_by_hostname, vine_set_category_mode
   public :: vine_wait_for_tag, vine_last_error, vine_version, vine_result_string
+  public :: vine_last_error_code
   public :: vine_task_create_function, vine_task_create, vine_task_set_category
   public :: vine_task_set_tag, vine_task_set_env_var, vine_task_get_stdout, vine_task_get_tag
   public :: vine_task_get_category, vine_task_get_command, vine_task_get_reason
@@ -226,6 +227,9 @@ module vine
     type(c_ptr) function vine_create(port) bind(C, name='vine_create')
       import :: c_ptr, c_int
       integer(c_int), value :: port
+    end function
+    integer(c_int) function vine_last_error_code() bind(C, name='vine_last_error_code')
+      import :: c_int
     end function
     integer(c_int) function vine_port(m) bind(C, name='vine_port')
       import :: c_ptr, c_int

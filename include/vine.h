@@ -1291,6 +1291,12 @@ void vine_delete(struct vine_manager *m);
 // Successful calls leave it unchanged. Valid until this thread's next failing call.
 const char *vine_last_error(void);
 
+// vine's own: the `vine_error_t` code (negative) of this thread's most recent
+// failed call, the one `vine_last_error()` describes; 0 if no call of this
+// thread has failed. For calls that report failure by a NULL or 0 result, this
+// says which error it was. Successful calls leave it unchanged.
+int vine_last_error_code(void);
+
 // The library version as TaskVine's call gives it: a string in static storage,
 // "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
 char *vine_version_string(void);

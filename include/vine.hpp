@@ -40,6 +40,12 @@ inline std::string last(const char *call)
 {
     return std::string(call) + ": " + vine_last_error();
 }
+/* The code of the call that just failed, as vine_last_error_code() gives it. */
+inline int last_code()
+{
+    int code = vine_last_error_code();
+    return code < 0 ? code : VINE_ERROR_INTERNAL;
+}
 inline int check(int rc, const char *call)
 {
     if (rc < 0) throw error(rc, last(call));
@@ -47,7 +53,7 @@ inline int check(int rc, const char *call)
 }
 template <class T> T *check_ptr(T *p, const char *call)
 {
-    if (!p) throw error(VINE_ERROR_INVALID_ARGUMENT, last(call));
+    if (!p) throw error(last_code(), last(call));
     return p;
 }
 } // namespace detail
@@ -258,7 +264,7 @@ public:
     int submit(task &t)
     {
         int id = vine_submit(m_, t.get());
-        if (id == 0) throw error(VINE_ERROR_INVALID_ARGUMENT, detail::last("vine_submit"));
+        if (id == 0) throw error(detail::last_code(), detail::last("vine_submit"));
         t.release();
         return id;
     }

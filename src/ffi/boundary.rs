@@ -10,6 +10,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 thread_local! {
     static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    static LAST_CODE: std::cell::Cell<c_int> = const { std::cell::Cell::new(0) };
 }
 
 /// The fixed C code of each error kind.
@@ -40,7 +41,14 @@ pub(crate) fn record(e: &Error) -> c_int {
             *l = msg;
         }
     });
-    code_of(e.kind())
+    let code = code_of(e.kind());
+    let _ = LAST_CODE.try_with(|c| c.set(code));
+    code
+}
+
+/// The code of this thread's last error (0 if none).
+pub(crate) fn last_error_code() -> c_int {
+    LAST_CODE.try_with(std::cell::Cell::get).unwrap_or(0)
 }
 
 /// The last error message of this thread (valid until its next failing call).

@@ -872,6 +872,15 @@ pub extern "C" fn vine_last_error() -> *const c_char {
     guard(c"".as_ptr(), || Ok(boundary::last_error()))
 }
 
+/// vine's own: the `vine_error_t` code (negative) of this thread's most recent
+/// failed call, the one `vine_last_error()` describes; 0 if no call of this
+/// thread has failed. For calls that report failure by a NULL or 0 result, this
+/// says which error it was. Successful calls leave it unchanged.
+#[no_mangle]
+pub extern "C" fn vine_last_error_code() -> c_int {
+    guard(0, || Ok(boundary::last_error_code()))
+}
+
 /// The library version as TaskVine's call gives it: a string in static storage,
 /// "MAJOR.MINOR.PATCH" as `vine_version`. Do not modify or free it.
 #[no_mangle]

@@ -195,8 +195,17 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_submit(NULL, t), 0);
     CHECK_ERR(vine_submit(m, NULL), 0);
     CHECK(vine_wait(NULL, 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_NULL);
     CHECK(vine_wait(m, -5) == NULL);
     CHECK(vine_last_error()[0] != 0);
+    CHECK(vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
+    /* A call that fails by returning NULL says which error it was. */
+    CHECK(vine_task_create_function(NULL, NULL, 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_NULL);
+    CHECK(vine_declare_file(m, "/tmp/x", 99, 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_set_name(m, "harness") == 0);
+    CHECK(vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_wait_for_task_id(m, 0, 0) == NULL);
     CHECK(vine_wait_for_tag(NULL, "x", 0) == NULL);
     CHECK_ERR(vine_empty(NULL), VINE_ERROR_NULL);

@@ -78,6 +78,17 @@ int main()
             threw = e.code() == VINE_ERROR_INVALID_ARGUMENT;
         }
         CHECK(threw);
+        // A constructor that fails carries the library's code for why.
+        {
+            vine::manager listening(0);
+            threw = false;
+            try {
+                vine::manager again(vine_port(listening.get()));
+            } catch (const vine::error &e) {
+                threw = e.code() == VINE_ERROR_IO && std::string(e.what()).find("in use") != std::string::npos;
+            }
+            CHECK(threw);
+        }
 
         // An exception inside a task fails the task, not the program.
         int id = m.submit(vine::task::function("throws", nullptr, 0));

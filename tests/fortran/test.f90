@@ -46,6 +46,7 @@ program test
   call check(vine_register_function('fails', c_funloc(fails)) == 0, 'register fails')
   call check(vine_register_function('double_all', c_funloc(fails)) == VINE_ERROR_DUPLICATE_FUNCTION, 'duplicate')
   call check(len(vine_last_error()) > 0, 'last error')
+  call check(vine_last_error_code() == VINE_ERROR_DUPLICATE_FUNCTION, 'last error code')
   call check(len(vine_version()) >= 5, 'version')
 
   m = vine_create(VINE_PORT_NONE)
