@@ -198,6 +198,9 @@ pub struct Categories {
     list: Vec<Category>,
     /// The category looked up last: runs of one category need no hashing.
     last: Option<(Box<[u8]>, usize)>,
+    /// Where "default" is in `list`, once known: a task that names no
+    /// category has the one static name, found by its address alone.
+    default_at: Option<usize>,
     /// The mode of categories given none (`vine_set_category_mode(m, NULL, mode)`).
     default_mode: i32,
     /// `vine_set_resources_max` / `_min`: for every category.
@@ -222,6 +225,10 @@ impl Categories {
     }
 
     fn entry(&mut self, name: &CStr) -> &mut Category {
+        let default = std::ptr::eq(name, crate::task::Task::default_category());
+        if let (true, Some(at)) = (default, self.default_at) {
+            return &mut self.list[at];
+        }
         let key = name.to_bytes();
         let at = match &self.last {
             Some((k, at)) if **k == *key => *at,
@@ -238,10 +245,18 @@ impl Categories {
                 at
             }
         };
+        if default {
+            self.default_at = Some(at);
+        }
         &mut self.list[at]
     }
 
     fn get(&self, name: &CStr) -> Option<&Category> {
+        if let Some(at) = self.default_at {
+            if std::ptr::eq(name, crate::task::Task::default_category()) {
+                return Some(&self.list[at]);
+            }
+        }
         let key = name.to_bytes();
         match &self.last {
             Some((k, at)) if **k == *key => Some(&self.list[*at]),
@@ -600,6 +615,23 @@ mod test {
         t.extra_mut().measured = Some(m);
         c.returned(t);
         c.completed(t);
+    }
+
+    #[test]
+    fn a_task_naming_no_category_and_one_naming_default_count_in_one() {
+        let mut c = Categories::new();
+        for named in [false, true, false, true] {
+            let mut t = Task::command(c"true");
+            if named {
+                t.set_category(c"default").unwrap();
+            }
+            c.submitted(&mut t);
+            // Another category in between: the last-looked-up cache moves.
+            c.submitted(&mut task(c"other"));
+        }
+        assert_eq!(c.stats(c"default").submitted, 4);
+        assert_eq!(c.stats(crate::task::Task::default_category()).submitted, 4);
+        assert_eq!(c.stats(c"other").submitted, 4);
     }
 
     #[test]
