@@ -252,6 +252,18 @@ fn a_fixed_location_file_of_the_manager_is_read_in_place_by_local_workers() {
     let t = run(&m, t);
     assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
     assert_eq!(stdout(&t), "here\n");
+    // A temp no task made is at no worker, with or without remote workers.
+    let nowhere = m.declare(File::temp().unwrap());
+    let mut t = Task::command(c"cat t");
+    t.add_input(Mount::new(nowhere, "t", MOUNT_FIXED_LOCATION).unwrap())
+        .unwrap();
+    let t = run(&m, t);
+    assert_eq!(
+        t.result(),
+        TaskResult::FixedLocationMissing,
+        "{:?}",
+        t.reason()
+    );
     stop(m, vec![]);
 }
 

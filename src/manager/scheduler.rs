@@ -740,11 +740,21 @@ impl Scheduler {
     }
 
     fn complete_unschedulable(&mut self, mut task: Box<Task>, comm: &mut impl Comm) {
-        let reason = format!(
-            "the task asks for {} but {} and no remote workers are allowed",
-            task.request.describe(),
-            self.largest_worker()
-        );
+        let big_enough = self
+            .workers
+            .iter()
+            .any(|w| task.request.fits_within(&w.model.capacity()));
+        let reason = if big_enough {
+            "no worker can run it (none offers its features, knows its function or \
+             holds its fixed-location inputs) and no remote workers are allowed"
+                .to_string()
+        } else {
+            format!(
+                "the task asks for {} but {} and no remote workers are allowed",
+                task.request.describe(),
+                self.largest_worker()
+            )
+        };
         task.finish(TaskResult::Unschedulable, Some(reason));
         self.complete(task, comm);
     }
@@ -786,13 +796,15 @@ impl Scheduler {
                 Some("the manager is shutting down".into()),
             );
             self.complete(task, comm);
-        } else if self.never_fits(&task) {
-            self.journal.ready(&task);
-            self.complete_unschedulable(task, comm);
         } else if let Some(why) = self.fixed_location_missing(&task) {
+            // Whatever else may stop it: said first, as it is the same with
+            // remote workers or without.
             self.journal.ready(&task);
             task.finish(TaskResult::FixedLocationMissing, Some(why));
             self.complete(task, comm);
+        } else if self.never_fits(&task) {
+            self.journal.ready(&task);
+            self.complete_unschedulable(task, comm);
         } else {
             self.push_ready(task);
         }
