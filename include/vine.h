@@ -681,7 +681,8 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 // `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
 // command runs (the directory, as the command leaves it, is the output); else 0.
 // A second output of `t` into the same file (the same `vine_file`, or another
-// declared at the same path) is refused. Returns 0 or a negative error.
+// declared at the same path, however spelled: relative, through `..`, or
+// through a link to its directory) is refused. Returns 0 or a negative error.
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (the size, which

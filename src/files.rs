@@ -156,6 +156,21 @@ struct FileState {
 
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
 
+/// Whether paths `a` and `b` name one place in the file system, however they
+/// are spelled: relative to the working directory or absolute, through `..` or
+/// through links to the directory they are in.
+pub(crate) fn same_destination(a: &Path, b: &Path) -> bool {
+    fn place(p: &Path) -> Option<PathBuf> {
+        let abs = std::path::absolute(p).ok()?;
+        let name = abs.file_name()?.to_owned();
+        let parent = abs.parent()?;
+        // The directory as the system resolves it, where it exists.
+        let dir = std::fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+        Some(dir.join(name))
+    }
+    a == b || matches!((place(a), place(b)), (Some(x), Some(y)) if x == y)
+}
+
 impl File {
     fn new(kind: FileKind, cache: CacheLevel, flags: u32) -> Result<Arc<File>> {
         if flags & !FILE_FLAGS != 0 {

@@ -699,7 +699,8 @@ impl Task {
             m.file.id() == mount.file.id()
                 || matches!(
                     (m.file.kind(), mount.file.kind()),
-                    (crate::files::FileKind::Path(a), crate::files::FileKind::Path(b)) if a == b
+                    (crate::files::FileKind::Path(a), crate::files::FileKind::Path(b))
+                        if crate::files::same_destination(a, b)
                 )
         };
         if let Some(m) = self
@@ -948,6 +949,36 @@ mod test {
         t.add_input(Mount::new(a, "in", 0).unwrap()).unwrap();
         t.add_output(Mount::new(other, "w", 0).unwrap()).unwrap();
         assert_eq!(t.extra.as_ref().unwrap().outputs.len(), 2);
+        // Other spellings of one path: through "..", through a link to its
+        // directory, and relative to the working directory.
+        let root = std::env::temp_dir().join(format!("vine-task-test-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        let _ = std::fs::remove_file(root.join("link"));
+        std::os::unix::fs::symlink(root.join("sub"), root.join("link")).unwrap();
+        let here = std::env::current_dir().unwrap();
+        for (one, other) in [
+            (root.join("same"), root.join("sub/../same")),
+            (root.join("sub/same"), root.join("link/same")),
+            (here.join("vine-task-test-out"), "vine-task-test-out".into()),
+        ] {
+            let mut t = Task::command(c"true");
+            let f = |p: &std::path::Path| File::path(p, CacheLevel::Task, 0).unwrap();
+            t.add_output(Mount::new(f(&one), "x", 0).unwrap()).unwrap();
+            assert!(
+                t.add_output(Mount::new(f(&other), "y", 0).unwrap())
+                    .is_err(),
+                "{} and {} are one file",
+                one.display(),
+                other.display()
+            );
+        }
+        let mut t = Task::command(c"true");
+        let f = |p: std::path::PathBuf| File::path(&p, CacheLevel::Task, 0).unwrap();
+        t.add_output(Mount::new(f(root.join("sub/a")), "x", 0).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(f(root.join("sub/b")), "y", 0).unwrap())
+            .unwrap();
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -109,7 +109,8 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
 /// command runs (the directory, as the command leaves it, is the output); else 0.
 /// A second output of `t` into the same file (the same `vine_file`, or another
-/// declared at the same path) is refused. Returns 0 or a negative error.
+/// declared at the same path, however spelled: relative, through `..`, or
+/// through a link to its directory) is refused. Returns 0 or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(
     t: *mut vine_task,
