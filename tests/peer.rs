@@ -489,3 +489,51 @@ fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
     flooded.store(true, std::sync::atomic::Ordering::Relaxed);
     stop(m, vec![holder, other]);
 }
+
+#[test]
+fn pruning_a_temp_the_manager_fetched_still_deletes_the_workers_copies() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let workdir = dir.join("w");
+    std::fs::create_dir(&workdir).unwrap();
+    let w = worker_with(port, "a", &["--workdir", workdir.to_str().unwrap()]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo kept > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    assert_eq!(
+        &*m.fetch_file(&temp).unwrap(),
+        b"kept\n\0",
+        "NUL-terminated"
+    );
+    assert_eq!(m.file_replica_count(&temp), 1);
+    assert_eq!(m.prune_file(&temp).unwrap(), 1, "the worker had a copy");
+    wait_until("the copy to be gone", || m.file_replica_count(&temp) == 0);
+    // The worker deleted it too: nothing under its cache holds the bytes.
+    let id = temp.id().to_string();
+    wait_until("the worker to delete it", || {
+        !walk(&workdir).iter().any(|p| {
+            p.file_name().is_some_and(|n| n == id.as_str())
+                && p.parent().is_some_and(|d| d.ends_with("cache"))
+        })
+    });
+    stop(m, vec![w]);
+}
+
+/// Every path under `dir`.
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut all = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                all.extend(walk(&p));
+            }
+            all.push(p);
+        }
+    }
+    all
+}

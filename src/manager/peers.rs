@@ -145,6 +145,14 @@ impl Peers {
         }
     }
 
+    /// Whether `worker` holds `file` (or is being sent it).
+    pub(crate) fn holds(&self, file: u64, worker: WorkerId) -> bool {
+        self.table()
+            .holders
+            .get(&file)
+            .is_some_and(|ws| ws.contains(&worker))
+    }
+
     /// How many workers hold `file` (or are being sent it).
     pub(crate) fn replicas(&self, file: u64) -> usize {
         let t = self.table();

@@ -1199,7 +1199,10 @@ impl RemoteLink {
             inv.cached.contains(&id) || inv.made.contains(&id)
         };
         let queued = self.in_flight.values().any(|t| uses(t, id));
-        if held || queued || temps.worker_of(id) == Some(self.id) {
+        // A temp made or fetched here is in the replica table even once the
+        // manager has its own copy (and the temps table has forgotten it).
+        let replica = self.settings.peers.holds(id, self.id);
+        if held || queued || replica || temps.worker_of(id) == Some(self.id) {
             let _ = self.out.send(Outgoing::Forget(id));
             return true;
         }
