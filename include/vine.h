@@ -677,7 +677,11 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 
 // Attaches `f` as an output of command task `t`: after the command, the sandbox's
 // `remote_name` is moved to the file's path, read into the buffer, or kept as the
-// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`.
+// temp. An output not produced makes the task `VINE_RESULT_OUTPUT_MISSING`. If
+// `remote_name` is a symbolic link, the file or directory it leads to in the
+// sandbox is the output (locally and at remote workers alike); one leading out
+// of the sandbox is refused (`VINE_RESULT_OUTPUT_MISSING`), and one leading to
+// nothing is an output not produced.
 // `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
 // command runs (the directory, as the command leaves it, is the output); else 0.
 // A second output of `t` into the same file (the same `vine_file`, or another

@@ -782,6 +782,48 @@ fn through_links(m: &Manager, dir: &Path, victim: &Path, name: &str) -> Vec<Task
 }
 
 #[test]
+fn an_output_that_links_to_a_file_in_the_sandbox_delivers_that_file_locally_and_remotely() {
+    let dir = tempdir();
+    let (here, there) = here_and_there(|m: &Manager| {
+        let at = dir.join(format!("out-{}", m.port().map_or(0, |p| p)));
+        std::fs::create_dir_all(&at).unwrap();
+        // What a relative link would name next to the output, if it were moved as a link.
+        std::fs::create_dir_all(at.join("d")).unwrap();
+        std::fs::write(at.join("d/a"), "the manager's own file\n").unwrap();
+        let file = m.declare(File::path(&at.join("result"), CacheLevel::Task, 0).unwrap());
+        let buffer = m.declare(File::buffer(b"", CacheLevel::Task, 0).unwrap());
+        let temp = m.declare(File::temp().unwrap());
+        let mut t = command("mkdir d; for x in a b c; do echo data > d/$x; ln -s d/$x $x; done");
+        t.add_output(Mount::new(file, "a", 0).unwrap()).unwrap();
+        t.add_output(Mount::new(buffer.clone(), "b", 0).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(temp.clone(), "c", 0).unwrap())
+            .unwrap();
+        let made = outcome(&run(m, t));
+        let mut read = command("cat t");
+        read.add_input(Mount::new(temp, "t", 0).unwrap()).unwrap();
+        let read = outcome(&run(m, read));
+        let result = at.join("result");
+        (
+            made,
+            std::fs::symlink_metadata(&result).map(|m| m.is_file()).ok(),
+            std::fs::read_to_string(&result).ok(),
+            buffer.contents().map(|c| c.to_vec()),
+            read,
+        )
+    });
+    let want = (
+        (TaskResult::Success, 0, String::new()),
+        Some(true),
+        Some("data\n".to_string()),
+        Some(b"data\n".to_vec()),
+        (TaskResult::Success, 0, "data\n".to_string()),
+    );
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}
+
+#[test]
 fn names_through_symbolic_links_never_reach_outside_the_sandbox() {
     let dir = tempdir();
     let victim = dir.join("victim");

@@ -42,26 +42,25 @@ impl Sandbox {
         resolve_in(&self.path, remote_name)
     }
 
-    /// Where output `remote_name` is, as [`Sandbox::resolve`] finds it; also
-    /// refused if it is itself a symbolic link that leads out of the sandbox
-    /// (what it points to is not the task's to deliver).
+    /// Where output `remote_name` is, as [`Sandbox::resolve`] finds it. If it
+    /// is a symbolic link, what it leads to inside the sandbox is the output
+    /// (a link alone would lead elsewhere once moved); one that leads out of
+    /// the sandbox (not the task's to deliver) is refused.
     pub fn resolve_output(&self, remote_name: &str) -> Result<PathBuf, String> {
         let at = self.resolve(remote_name)?;
         if std::fs::symlink_metadata(&at).is_ok_and(|m| m.file_type().is_symlink()) {
-            let inside = match (
-                std::fs::canonicalize(&at),
-                std::fs::canonicalize(&self.path),
-            ) {
-                (Ok(target), Ok(root)) => target.starts_with(root),
-                // A dangling link delivers nothing; it is reported missing.
-                (Err(_), _) => true,
-                (_, Err(_)) => false,
+            let root = std::fs::canonicalize(&self.path)
+                .map_err(|e| format!("the sandbox {}: {e}", self.path.display()))?;
+            // A link to nothing delivers nothing: it is reported missing.
+            let Ok(target) = std::fs::canonicalize(&at) else {
+                return Ok(at);
             };
-            if !inside {
+            if !target.starts_with(&root) || target == root {
                 return Err(format!(
                     "{remote_name} is a symbolic link that leads out of the sandbox"
                 ));
             }
+            return Ok(target);
         }
         Ok(at)
     }
