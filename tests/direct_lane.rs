@@ -453,3 +453,48 @@ fn a_running_thread_function_is_cancelled_once_however_often_it_is_asked() {
         m.shutdown().unwrap();
     }
 }
+
+/// Set when the tagged tasks may end.
+static TAGGED_GO: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Holds its core until TAGGED_GO is set.
+unsafe extern "C" fn tagged(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    while !TAGGED_GO.load(std::sync::atomic::Ordering::Acquire) {
+        std::thread::yield_now();
+    }
+    0
+}
+
+#[test]
+fn cancelling_by_tag_cancels_the_first_submitted_whichever_lane_it_took() {
+    let m = manager();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut t = Task::local(tagged, 0, &[]);
+        t.set_tag(c"T");
+        ids.push(m.submit(t).unwrap());
+        // The first runs before the others are submitted: it took the lane.
+        while m.stats().unwrap().tasks_running < 1 {
+            std::thread::yield_now();
+        }
+    }
+    assert_eq!(m.direct_tasks(), 1);
+    assert!(m.cancel_by_tag(Some(c"T")).unwrap());
+    TAGGED_GO.store(true, std::sync::atomic::Ordering::Release);
+    let mut results = std::collections::BTreeMap::new();
+    while let Some(t) = m.wait(Some(Duration::from_secs(60))) {
+        results.insert(t.id(), t.result());
+    }
+    use TaskResult::{Cancelled, Success};
+    let want: std::collections::BTreeMap<u64, TaskResult> = ids
+        .iter()
+        .copied()
+        .zip([Cancelled, Success, Success])
+        .collect();
+    assert_eq!(results, want, "the first submitted was cancelled");
+}

@@ -734,14 +734,23 @@ impl ManagerLoop {
                 let _ = reply.send(found);
             }
             Message::CancelByTag { tag, all, reply } => {
-                let mut n = self
-                    .sched
-                    .cancel_by_tag(tag.as_deref(), all, &mut self.outbox);
-                if all || n == 0 {
-                    n += self
-                        .local
-                        .cancel_direct_matching(|_, t| t == tag.as_deref(), all);
-                }
+                let tag = tag.as_deref();
+                let n = if all {
+                    self.sched.cancel_by_tag(tag, true, &mut self.outbox)
+                        + self.local.cancel_direct_matching(|_, t| t == tag, true)
+                } else {
+                    // The first submitted, in whichever lane it went.
+                    let first = self.sched.first_by_tag(tag);
+                    let direct = self.local.cancel_direct_matching(
+                        |id, t| t == tag && first.is_none_or(|f| id < f),
+                        false,
+                    );
+                    if direct > 0 {
+                        direct
+                    } else {
+                        self.sched.cancel_by_tag(tag, false, &mut self.outbox)
+                    }
+                };
                 self.flush();
                 let _ = reply.send(n);
             }

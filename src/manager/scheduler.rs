@@ -1316,6 +1316,22 @@ impl Scheduler {
     /// with no tag), each as [`Scheduler::cancel`] does: all of them if `all`,
     /// else the one submitted first. Returns how many.
     pub fn cancel_by_tag(&mut self, tag: Option<&CStr>, all: bool, comm: &mut impl Comm) -> usize {
+        let mut ids = self.ids_by_tag(tag);
+        if !all {
+            ids.truncate(1);
+        }
+        ids.into_iter().filter(|&id| self.cancel(id, comm)).count()
+    }
+
+    /// The first submitted of the waiting and dispatched tasks whose tag is
+    /// `tag` (None: with no tag) and that are not being cancelled already.
+    pub fn first_by_tag(&mut self, tag: Option<&CStr>) -> Option<TaskId> {
+        self.ids_by_tag(tag).first().copied()
+    }
+
+    /// The waiting and dispatched tasks whose tag is `tag` and that are not
+    /// being cancelled already, in the order they were submitted.
+    fn ids_by_tag(&mut self, tag: Option<&CStr>) -> Vec<TaskId> {
         let mut ids: Vec<TaskId> = Vec::new();
         let mut note = |t: &Task| {
             if t.tag() == tag {
@@ -1338,10 +1354,7 @@ impl Scheduler {
             }
         }
         ids.sort_unstable();
-        if !all {
-            ids.truncate(1);
-        }
-        ids.into_iter().filter(|&id| self.cancel(id, comm)).count()
+        ids
     }
 
     /// Stops taking work: waiting tasks come back cancelled, later submissions too,
