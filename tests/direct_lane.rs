@@ -482,6 +482,12 @@ fn cancelling_by_tag_cancels_the_first_submitted_whichever_lane_it_took() {
         while m.stats().unwrap().tasks_running < 1 {
             std::thread::yield_now();
         }
+        if ids.len() == 1 {
+            // It holds its core, and the local worker is busy with it.
+            let s = m.stats().unwrap();
+            assert_eq!(s.committed.millicores, 1000, "{:?}", s.committed);
+            assert_eq!((s.workers_busy, s.workers_idle), (1, 0));
+        }
     }
     assert_eq!(m.direct_tasks(), 1);
     assert!(m.cancel_by_tag(Some(c"T")).unwrap());

@@ -810,6 +810,15 @@ impl ManagerLoop {
                 // pool says runs (direct tasks are added by the caller).
                 stats.tasks_running -= self.sched.started_on(LOCAL_WORKER);
                 stats.tasks_running += self.local.running_not_direct();
+                // Nor what they hold, or that the local worker is busy with them.
+                let held = self.local.direct_held();
+                if held != crate::resources::Resources::default() {
+                    stats.committed = stats.committed.plus(&held);
+                    if self.sched.assigned_on(LOCAL_WORKER) == 0 && stats.workers_idle > 0 {
+                        stats.workers_idle -= 1;
+                        stats.workers_busy += 1;
+                    }
+                }
                 let _ = reply.send(stats);
             }
             Message::Tune { setting, reply } => {
