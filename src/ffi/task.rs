@@ -106,8 +106,9 @@ pub extern "C" fn vine_task_set_time_start(t: *mut vine_task, useconds: i64) -> 
 /// The time by which the task must be done, in microseconds since the epoch (as
 /// TaskVine's); less than 1: none (the default). A task still waiting then comes
 /// back `VINE_RESULT_MAX_END_TIME` at that time, whether at the manager or in
-/// a busy worker's queue; one that reaches its worker later is not run; a running command (or `VINE_EXEC_PROCESS` function) is
-/// killed then and comes back `VINE_RESULT_MAX_END_TIME`. A THREAD function
+/// a busy worker's queue; one that reaches its worker later is not run; a
+/// running command (or `VINE_EXEC_PROCESS` function) is killed then and comes
+/// back `VINE_RESULT_MAX_END_TIME`. A THREAD function
 /// cannot be stopped: it comes back `VINE_RESULT_MAX_END_TIME` when it returns
 /// late. Remote workers compare it with their own clock. Returns 0 or an error
 /// code (NULL, a submitted task).

@@ -287,6 +287,8 @@ impl Inbound {
         Ok(file)
     }
 
+    /// Where input `input` of `spec` is: sent, kept, fetched from a peer, or
+    /// made here (see [`Inbound::input_file`]).
     fn input_data(
         &mut self,
         spec: &TaskSpec,
