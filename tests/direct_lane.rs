@@ -9,7 +9,14 @@ use std::ffi::{c_int, c_void};
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use vine::ffi::vine_buffer;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
+use vine::ffi::function::*;
+use vine::ffi::manager::*;
+use vine::ffi::resources::vine_set_category_max_concurrent;
+use vine::ffi::task::*;
+use vine::ffi::*;
+use vine::ffi::{vine_buffer, vine_stats};
 use vine::{Manager, Port, Task, TaskResult, Want};
 
 const SUBMITTERS: usize = 8;
@@ -503,4 +510,154 @@ fn cancelling_by_tag_cancels_the_first_submitted_whichever_lane_it_took() {
         .zip([Cancelled, Success, Success])
         .collect();
     assert_eq!(results, want, "the first submitted was cancelled");
+}
+
+/// Tasks of `bounded` running now, the most seen at once, and their gate.
+static BOUND_NOW: AtomicU64 = AtomicU64::new(0);
+static BOUND_MOST: AtomicU64 = AtomicU64::new(0);
+static BOUND_GO: AtomicBool = AtomicBool::new(false);
+
+unsafe extern "C" fn bounded(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    let now = BOUND_NOW.fetch_add(1, SeqCst) + 1;
+    BOUND_MOST.fetch_max(now, SeqCst);
+    while !BOUND_GO.load(SeqCst) {
+        std::thread::yield_now();
+    }
+    BOUND_NOW.fetch_sub(1, SeqCst);
+    0
+}
+
+/// A manager of the C API with two local cores.
+struct CManager(*mut vine::ffi::vine_manager);
+
+impl CManager {
+    fn new() -> CManager {
+        let m = vine_create(VINE_PORT_NONE);
+        assert!(!m.is_null());
+        unsafe { assert_eq!(vine_tune(m, c"local-cores".as_ptr(), 2.0), 0) };
+        CManager(m)
+    }
+
+    fn stats(&self) -> vine_stats {
+        let mut s: vine_stats = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { vine_get_stats(self.0, &mut s) }, 0);
+        s
+    }
+}
+
+// SAFETY: the C API's manager is thread-safe (vine.h).
+unsafe impl Sync for CManager {}
+
+impl Drop for CManager {
+    fn drop(&mut self) {
+        vine_delete(self.0);
+    }
+}
+
+#[test]
+fn a_bound_on_concurrent_tasks_set_while_a_direct_task_runs_counts_that_task() {
+    let m = CManager::new();
+    unsafe {
+        assert_eq!(
+            vine_register_function(c"bounded".as_ptr(), Some(bounded)),
+            0
+        );
+        let first = vine_task_create_function(c"bounded".as_ptr(), std::ptr::null(), 0);
+        assert_eq!(vine_task_set_category(first, c"one".as_ptr()), 0);
+        assert!(vine_submit(m.0, first) > 0);
+    }
+    // It runs, on the direct lane (nothing else is outstanding, a core is idle).
+    while BOUND_NOW.load(SeqCst) < 1 {
+        std::thread::yield_now();
+    }
+    unsafe {
+        assert_eq!(vine_set_category_max_concurrent(m.0, c"one".as_ptr(), 1), 0);
+        let second = vine_task_create_function(c"bounded".as_ptr(), std::ptr::null(), 0);
+        assert_eq!(vine_task_set_category(second, c"one".as_ptr()), 0);
+        assert!(vine_submit(m.0, second) > 0);
+    }
+    // The manager has seen the second and had a round to place it since.
+    m.stats();
+    let s = m.stats();
+    assert_eq!(
+        (s.tasks_waiting, s.tasks_on_workers),
+        (1, 1),
+        "the second waits for the first"
+    );
+    BOUND_GO.store(true, SeqCst);
+    for _ in 0..2 {
+        let t = vine_wait(m.0, 60);
+        assert!(!t.is_null());
+        assert_eq!(vine_task_get_result(t), VINE_RESULT_SUCCESS);
+        vine_task_delete(t);
+    }
+    assert_eq!(
+        BOUND_MOST.load(SeqCst),
+        1,
+        "two of the category ran at once"
+    );
+}
+
+unsafe extern "C" fn nothing(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    0
+}
+
+#[test]
+fn every_stats_sample_taken_while_direct_tasks_run_adds_up() {
+    let m = CManager::new();
+    unsafe {
+        assert_eq!(
+            vine_register_function(c"nothing".as_ptr(), Some(nothing)),
+            0
+        )
+    };
+    let stop = AtomicBool::new(false);
+    let n = 3000;
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut samples = 0u64;
+            while !stop.load(SeqCst) {
+                let s = m.stats();
+                assert_eq!(
+                    s.tasks_submitted,
+                    s.tasks_waiting + s.tasks_on_workers + s.tasks_done,
+                    "submitted is waiting + on workers + done in one sample"
+                );
+                assert!(
+                    s.tasks_with_results <= s.tasks_done,
+                    "more with results than done"
+                );
+                assert!(
+                    s.tasks_running <= s.tasks_on_workers,
+                    "more running than on workers"
+                );
+                samples += 1;
+            }
+            samples
+        });
+        // Submitted one at a time, each waited for: most take the direct lane.
+        for _ in 0..n {
+            unsafe {
+                let t = vine_task_create_function(c"nothing".as_ptr(), std::ptr::null(), 0);
+                assert!(vine_submit(m.0, t) > 0);
+            }
+            let t = vine_wait(m.0, 60);
+            assert!(!t.is_null());
+            vine_task_delete(t);
+        }
+        stop.store(true, SeqCst);
+        assert!(sampler.join().unwrap() > 0);
+    });
+    let s = m.stats();
+    assert_eq!((s.tasks_submitted, s.tasks_done), (n, n));
 }

@@ -760,6 +760,9 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
         if s.is_null() {
             return Err(boundary::null("the stats pointer"));
         }
+        // Read before the counts: a task finished between the two is then
+        // counted done and not yet with results, never the other way round.
+        let with_results = m.finished_len() as u64;
         let st = m.stats()?;
         let (sent, received) = m.bytes_transferred();
         let int = |n: u64| c_int::try_from(n).unwrap_or(c_int::MAX);
@@ -781,7 +784,7 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             tasks_waiting: int(st.tasks_waiting),
             tasks_on_workers: int(st.tasks_on_workers),
             tasks_running: int(st.tasks_running),
-            tasks_with_results: int(m.finished_len() as u64),
+            tasks_with_results: int(with_results),
             tasks_recovery: int(st.tasks_recovery),
             tasks_submitted: int(st.tasks_submitted),
             tasks_dispatched: int(st.tasks_dispatched),

@@ -183,6 +183,10 @@ struct Category {
     min: Partial,
     guess: Partial,
     max_concurrent: Option<u64>,
+    /// Its tasks that took the direct lane and have not ended, once the
+    /// manager counts them (see `direct::Counters::watch`); not in `stats`,
+    /// which the direct lane's own counts are added to when read.
+    direct_running: u64,
     cores: Histogram,
     memory: Histogram,
     disk: Histogram,
@@ -360,7 +364,21 @@ impl Categories {
         let Some(c) = self.get(task.category()) else {
             return true;
         };
-        c.max_concurrent.is_none_or(|n| c.stats.running < n)
+        c.max_concurrent
+            .is_none_or(|n| c.stats.running + c.direct_running < n)
+    }
+
+    /// `n` tasks of `category` that took the direct lane have not ended.
+    pub fn direct_running(&mut self, category: &CStr, n: u64) {
+        self.entry(category).direct_running += n;
+    }
+
+    /// A task of `category` that took the direct lane ended. Says whether this
+    /// may let another of its category start.
+    pub fn direct_ended(&mut self, category: &CStr) -> bool {
+        let c = self.entry(category);
+        c.direct_running = c.direct_running.saturating_sub(1);
+        c.max_concurrent.is_some()
     }
 
     /// A task starts on a worker.

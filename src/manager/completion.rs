@@ -210,6 +210,12 @@ impl CompletionQueue {
         self.submitted.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Takes back a submission counted by [`CompletionQueue::count_submitted`]
+    /// that was refused after all.
+    pub fn uncount_submitted(&self) {
+        self.submitted.fetch_sub(1, Ordering::AcqRel);
+    }
+
     /// Tasks ever submitted by callers.
     pub fn submitted_total(&self) -> u64 {
         self.submitted.load(Ordering::Acquire)

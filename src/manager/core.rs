@@ -788,10 +788,20 @@ impl ManagerLoop {
                 let _ = reply.send(self.sched.is_outstanding(id) || self.local.holds_direct(id));
             }
             Message::Category { change, reply } => {
+                // The lane closed when the change was asked for: what still
+                // runs on it counts against the bounds on concurrent tasks.
+                for (category, n) in self.shared.direct.watch() {
+                    self.sched.categories.direct_running(&category, n);
+                }
                 self.sched.categories.apply(change);
                 // Waiting tasks may be sized or bounded otherwise now.
                 self.sched.retry_parked();
                 let _ = reply.send(());
+            }
+            Message::DirectEnded { category } => {
+                if self.sched.categories.direct_ended(&category) {
+                    self.sched.retry_parked();
+                }
             }
             Message::CategoryStats { category, reply } => {
                 let waiting = self

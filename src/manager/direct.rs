@@ -23,63 +23,100 @@
 //! back (waiting for a file, say) does not hold up a direct task.
 
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Mutex};
+use std::ffi::{CStr, CString};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::categories::CategoryStats;
 use super::scheduler::Stats;
-use super::Shared;
+use super::{Message, Shared};
 use crate::task::{now_us, ExecMode, State, Task, TaskResult, Work};
 use crate::worker::local::{LocalPool, Sink};
 
-/// What the stats count of direct tasks, kept with atomics by the threads that
-/// submit and finish them.
+/// What the stats count of direct tasks, kept under one lock by the threads
+/// that submit and finish them, so that a reader sees them all at one moment
+/// (a task is never counted submitted and not yet finished in one total while
+/// finished in another).
 #[derive(Default)]
-pub(crate) struct Counters {
-    submitted: AtomicU64,
-    done: AtomicU64,
-    failed: AtomicU64,
-    cancelled: AtomicU64,
-    successful: AtomicU64,
-    time_execute: AtomicU64,
-    time_execute_good: AtomicU64,
+pub(crate) struct Counters(Mutex<Counts>);
+
+#[derive(Default)]
+struct Counts {
+    submitted: u64,
+    done: u64,
+    failed: u64,
+    cancelled: u64,
+    successful: u64,
+    time_execute: u64,
+    time_execute_good: u64,
     /// The same, per category (running: submitted and not done).
-    categories: Mutex<HashMap<CString, CategoryStats>>,
+    categories: HashMap<CString, CategoryStats>,
+    /// The manager thread counts the direct tasks still running by category
+    /// (it bounds how many of a category run at once): no task takes the lane
+    /// any more, and each one ending is reported to it.
+    watched: bool,
+}
+
+impl Counts {
+    fn category(&mut self, category: &CStr) -> &mut CategoryStats {
+        // Looked up before inserting: the name is copied only the first time.
+        if !self.categories.contains_key(category) {
+            self.categories
+                .insert(category.to_owned(), CategoryStats::default());
+        }
+        self.categories
+            .get_mut(category)
+            .expect("the category was just inserted")
+    }
 }
 
 impl Counters {
-    pub(crate) fn submitted(&self, n: i64) {
-        if n >= 0 {
-            self.submitted.fetch_add(n as u64, Relaxed);
-        } else {
-            self.submitted.fetch_sub(n.unsigned_abs(), Relaxed);
-        }
+    fn lock(&self) -> MutexGuard<'_, Counts> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn categories(&self) -> std::sync::MutexGuard<'_, HashMap<CString, CategoryStats>> {
-        self.categories.lock().unwrap_or_else(|p| p.into_inner())
+    /// A task of `category` takes the lane; false if the manager thread
+    /// watches the lane (see [`Counters::watch`]): it must take the manager's
+    /// path.
+    pub(crate) fn take(&self, category: &CStr) -> bool {
+        let mut c = self.lock();
+        if c.watched {
+            return false;
+        }
+        c.submitted += 1;
+        let s = c.category(category);
+        s.submitted += 1;
+        s.dispatched += 1;
+        true
     }
 
-    /// A task of `category` took the lane (`n` = 1), or was taken back (-1).
-    pub(crate) fn category_submitted(&self, category: &std::ffi::CStr, n: i64) {
-        let mut all = self.categories();
-        let c = match all.get_mut(category) {
-            Some(c) => c,
-            None => all.entry(category.to_owned()).or_default(),
-        };
-        if n >= 0 {
-            c.submitted += 1;
-            c.dispatched += 1;
-        } else {
-            c.submitted = c.submitted.saturating_sub(1);
-            c.dispatched = c.dispatched.saturating_sub(1);
+    /// A task [`Counters::take`] counted did not take the lane after all.
+    pub(crate) fn give_back(&self, category: &CStr) {
+        let mut c = self.lock();
+        c.submitted = c.submitted.saturating_sub(1);
+        let s = c.category(category);
+        s.submitted = s.submitted.saturating_sub(1);
+        s.dispatched = s.dispatched.saturating_sub(1);
+    }
+
+    /// From now on no task takes the lane, and the end of each direct task
+    /// is reported to the manager thread ([`Message::DirectEnded`]). Returns
+    /// how many direct tasks of each category are still submitted and not
+    /// done (running, or about to); nothing once watched already.
+    pub(crate) fn watch(&self) -> Vec<(CString, u64)> {
+        let mut c = self.lock();
+        if std::mem::replace(&mut c.watched, true) {
+            return Vec::new();
         }
+        c.categories
+            .iter()
+            .map(|(name, s)| (name.clone(), s.submitted.saturating_sub(s.done)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Adds the direct tasks of `category` to `stats`.
-    pub(crate) fn add_category_to(&self, category: &std::ffi::CStr, stats: &mut CategoryStats) {
-        if let Some(c) = self.categories().get(category) {
+    pub(crate) fn add_category_to(&self, category: &CStr, stats: &mut CategoryStats) {
+        if let Some(c) = self.lock().categories.get(category) {
             stats.submitted += c.submitted;
             stats.dispatched += c.dispatched;
             stats.running += c.submitted.saturating_sub(c.done);
@@ -94,25 +131,25 @@ impl Counters {
 
     /// Tasks that took the direct lane.
     pub(crate) fn submitted_total(&self) -> u64 {
-        self.submitted.load(Relaxed)
+        self.lock().submitted
     }
 
-    /// Adds the direct tasks to `stats` (kept by the manager thread for its own).
+    /// Adds the direct tasks to `stats` (kept by the manager thread for its
+    /// own). A direct task not done is on the local worker, as a task the
+    /// manager gave it is, whether it has started or waits for a core.
     pub(crate) fn add_to(&self, stats: &mut Stats, pool: &LocalPool) {
-        let (waiting, running) = pool.direct_counts();
-        let (waiting, running) = (waiting as u64, running as u64);
-        let submitted = self.submitted.load(Relaxed);
-        stats.tasks_submitted += submitted;
-        stats.tasks_dispatched += submitted;
-        stats.tasks_waiting += waiting;
-        stats.tasks_on_workers += waiting + running;
-        stats.tasks_running += running;
-        stats.tasks_done += self.done.load(Relaxed);
-        stats.tasks_failed += self.failed.load(Relaxed);
-        stats.tasks_cancelled += self.cancelled.load(Relaxed);
-        stats.tasks_successful += self.successful.load(Relaxed);
-        stats.time_execute += self.time_execute.load(Relaxed);
-        stats.time_execute_good += self.time_execute_good.load(Relaxed);
+        let c = self.lock();
+        let on_worker = c.submitted.saturating_sub(c.done);
+        stats.tasks_submitted += c.submitted;
+        stats.tasks_dispatched += c.submitted;
+        stats.tasks_on_workers += on_worker;
+        stats.tasks_running += (pool.direct_counts().1 as u64).min(on_worker);
+        stats.tasks_done += c.done;
+        stats.tasks_failed += c.failed;
+        stats.tasks_cancelled += c.cancelled;
+        stats.tasks_successful += c.successful;
+        stats.time_execute += c.time_execute;
+        stats.time_execute_good += c.time_execute_good;
     }
 }
 
@@ -151,48 +188,46 @@ pub(crate) fn prepare(task: &mut Task, local_worker: u32) {
 }
 
 /// Where the pool puts finished direct tasks: counted, then handed to the
-/// waiters, as the manager thread would have done.
-pub(crate) fn sink(shared: Arc<Shared>) -> Sink {
+/// waiters, as the manager thread would have done. `tell` reaches the manager
+/// thread (for a watched lane, see [`Counters::watch`]).
+pub(crate) fn sink(shared: Arc<Shared>, tell: super::inbox::Sender<Message>) -> Sink {
     Box::new(move |mut task: Box<Task>| {
-        let c = &shared.direct;
         if task.cancel_requested() {
             task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
         }
         if task.times.done == 0 {
             task.times.done = now_us();
         }
-        c.done.fetch_add(1, Relaxed);
-        if task.result != TaskResult::Success || task.exit_code != 0 {
-            c.failed.fetch_add(1, Relaxed);
-        }
-        if task.result == TaskResult::Cancelled {
-            c.cancelled.fetch_add(1, Relaxed);
-        }
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
-        c.time_execute.fetch_add(execute, Relaxed);
         let good = task.result == TaskResult::Success;
         let successful = good && task.exit_code == 0;
-        if good {
-            c.time_execute_good.fetch_add(execute, Relaxed);
-            if successful {
-                c.successful.fetch_add(1, Relaxed);
+        let cancelled = task.result == TaskResult::Cancelled;
+        let watched = {
+            let mut c = shared.direct.lock();
+            c.done += 1;
+            c.failed += u64::from(!successful);
+            c.cancelled += u64::from(cancelled);
+            c.successful += u64::from(successful);
+            c.time_execute += execute;
+            if good {
+                c.time_execute_good += execute;
             }
-        }
-        {
-            let mut all = c.categories();
-            let category = task.category();
-            let s = match all.get_mut(category) {
-                Some(s) => s,
-                None => all.entry(category.to_owned()).or_default(),
-            };
+            let s = c.category(task.category());
             s.done += 1;
             s.failed += u64::from(!successful);
             s.successful += u64::from(successful);
-            s.cancelled += u64::from(task.result == TaskResult::Cancelled);
+            s.cancelled += u64::from(cancelled);
             s.time_execute += execute;
             if good {
                 s.time_execute_good += execute;
             }
+            c.watched
+        };
+        if watched {
+            // The manager thread is gone only when nothing waits for this.
+            let _ = tell.send(Message::DirectEnded {
+                category: task.category().to_owned(),
+            });
         }
         task.publish_state(State::Retrieved);
         shared.completions.push(task);

@@ -114,6 +114,12 @@ pub enum Message {
         /// Which worker.
         worker: WorkerId,
     },
+    /// A direct task of `category` ended while the manager thread watches the
+    /// direct lane (see `direct::Counters::watch`).
+    DirectEnded {
+        /// Its category.
+        category: std::ffi::CString,
+    },
     /// A worker has finished tasks waiting to be taken (the local pool's outbox).
     WorkerReady {
         /// Which worker.
@@ -501,7 +507,7 @@ impl Manager {
         }));
         let pool = LocalPool::new(local_capacity, env, report);
         pool.report_in_batches();
-        pool.set_direct_sink(direct::sink(shared.clone()));
+        pool.set_direct_sink(direct::sink(shared.clone(), tx.clone()));
         let direct_pool = pool.share();
         let sink = journal::Sink::start().map_err(cleanup)?;
         let sink_guard = journal::StopUnlessKept(Some(sink.clone()));
@@ -697,24 +703,27 @@ impl Manager {
         {
             // Counted before a waiter can see it finish.
             self.shared.completions.count_submitted();
-            self.shared.direct.submitted(1);
-            self.shared.direct.category_submitted(task.category(), 1);
-            direct::prepare(&mut task, core::LOCAL_WORKER);
-            match self.pool.submit_direct(task) {
-                Ok(()) => return Ok(id),
-                // Shutdown began: the manager's path refuses it or cancels it.
-                Err(back) => {
-                    task = back;
-                    self.shared.direct.submitted(-1);
-                    self.shared.direct.category_submitted(task.category(), -1);
-                    task.publish_state(crate::task::State::Ready);
-                    counted = true;
+            counted = true;
+            // The manager thread may have closed the lane since it was looked at.
+            if self.shared.direct.take(task.category()) {
+                direct::prepare(&mut task, core::LOCAL_WORKER);
+                match self.pool.submit_direct(task) {
+                    Ok(()) => return Ok(id),
+                    // Shutdown began: the manager's path refuses it or cancels it.
+                    Err(back) => {
+                        task = back;
+                        self.shared.direct.give_back(task.category());
+                        task.publish_state(crate::task::State::Ready);
+                    }
                 }
             }
         }
         let mut queue = self.shared.submissions();
         if queue.closed {
             drop(queue);
+            if counted {
+                self.shared.completions.uncount_submitted();
+            }
             task.id = 0;
             let e = self
                 .shared
