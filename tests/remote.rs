@@ -4,7 +4,7 @@ mod common;
 use common::{remote_manager, tempdir, vine_worker};
 
 use std::ffi::{c_int, c_void, CString};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -622,4 +622,43 @@ fn cancelling_tasks_queued_at_a_worker_frees_what_they_asked_for_there() {
     let t = m.wait_for(vine::Want::Id(next), LONG).unwrap();
     assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
     stop(m, workers);
+}
+
+#[test]
+fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
+    let (m, port) = remote_manager();
+    m.tune("keepalive-timeout", 0.0).unwrap();
+    let dir = tempdir();
+    let fifo = dir.join("started");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let silent = vine_worker(port, &[]);
+    let script = format!(
+        "echo started > {f}; read line < {f}; echo done",
+        f = fifo.display()
+    );
+    let id = m
+        .submit(Task::command(&CString::new(script).unwrap()))
+        .unwrap();
+    // One line: a later attempt (were the worker lost) would keep it open.
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(&fifo).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    // The worker says nothing for a while (what is tested is the silence).
+    // SAFETY: plain signals to the worker process this test started.
+    unsafe { libc::kill(silent.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_millis(300));
+    let s = m.stats().unwrap();
+    assert_eq!((s.workers_lost, s.workers_connected), (0, 1));
+    unsafe { libc::kill(silent.id() as i32, libc::SIGCONT) };
+    std::fs::write(&fifo, "go\n").unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "done\n");
+    assert_eq!((t.retries_used(), m.stats().unwrap().workers_lost), (0, 0));
+    stop(m, vec![silent]);
 }

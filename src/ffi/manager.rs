@@ -146,7 +146,9 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 /// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
 /// - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
-///   tasks re-run elsewhere.
+///   tasks re-run elsewhere; 0: never for its silence alone (a closed connection
+///   still loses it), and workers keep alive at their own interval unless
+///   `"keepalive-interval"` is set.
 /// - `"keepalive-interval"` (0 = a quarter of the timeout): how often workers send
 ///   keepalives, at most half the timeout. Both apply to workers that connect
 ///   afterwards.
@@ -471,8 +473,8 @@ pub extern "C" fn vine_set_keepalive_interval(m: *mut vine_manager, interval: c_
     })
 }
 
-/// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
-/// (TaskVine's returns nothing).
+/// `vine_tune(m, "keepalive-timeout", timeout)` (0: no timeout). Returns 0 or a
+/// negative error (TaskVine's returns nothing).
 #[no_mangle]
 pub extern "C" fn vine_set_keepalive_timeout(m: *mut vine_manager, timeout: c_int) -> c_int {
     guard_code(|| {

@@ -904,7 +904,8 @@ impl ManagerLoop {
             Setting::KeepaliveTimeout(s) => self
                 .remote_settings
                 .keepalive_timeout_ms
-                .store((s * 1000.0) as u64, Ordering::Relaxed),
+                // 0 is no timeout; any other is at least a millisecond.
+                .store((s * 1000.0).ceil() as u64, Ordering::Relaxed),
             Setting::KeepaliveInterval(s) => self
                 .remote_settings
                 .keepalive_interval_ms

@@ -426,9 +426,12 @@ fn serve_connection(
     }
     departure.events = Some(events.clone());
     let sock = &departure.sock;
-    let timeout =
-        Duration::from_millis(settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1));
-    let _ = sock.set_read_timeout(Some(timeout));
+    // 0: a worker is never lost for its silence alone.
+    let timeout = match settings.keepalive_timeout_ms.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    };
+    let _ = sock.set_read_timeout(timeout);
     let mut files = Arrivals::new(id, &settings);
     loop {
         match incoming.recv::<ToManager>() {
@@ -830,7 +833,7 @@ fn handshake(
         return refuse(&mut h, "a worker with no cores");
     }
     let id = settings.next_worker.fetch_add(1, Ordering::Relaxed);
-    let timeout_ms = settings.keepalive_timeout_ms.load(Ordering::Relaxed).max(1);
+    let timeout_ms = settings.keepalive_timeout_ms.load(Ordering::Relaxed);
     h.send(&ToWorker::Welcome {
         worker_id: id,
         proof: answer,
@@ -1382,8 +1385,12 @@ fn store_output(
 
 /// The interval a worker is told to send keepalives at: the one set, else a
 /// quarter of the timeout; never more than half the timeout, so that one late
-/// keepalive does not lose a live worker.
+/// keepalive does not lose a live worker. With no timeout (0), the one set,
+/// else the worker's own.
 fn keepalive_interval(timeout_ms: u64, set_ms: u64) -> u64 {
+    if timeout_ms == 0 {
+        return if set_ms == 0 { u64::MAX } else { set_ms };
+    }
     let auto = timeout_ms / 4;
     let chosen = if set_ms == 0 { auto } else { set_ms };
     chosen.min(timeout_ms / 2).max(1)
@@ -1432,6 +1439,12 @@ mod test {
     fn workers_are_told_the_interval_set_within_half_the_timeout() {
         assert_eq!(keepalive_interval(30_000, 0), 7_500, "a quarter by default");
         assert_eq!(keepalive_interval(30_000, 2_000), 2_000);
+        assert_eq!(
+            keepalive_interval(0, 0),
+            u64::MAX,
+            "no timeout: the worker's own"
+        );
+        assert_eq!(keepalive_interval(0, 2_000), 2_000);
         assert_eq!(keepalive_interval(30_000, 60_000), 15_000, "at most half");
         assert_eq!(keepalive_interval(1, 0), 1, "never zero");
     }
