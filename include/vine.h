@@ -971,7 +971,9 @@ int vine_port(const struct vine_manager *m);
 //   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
 // - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
 // - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
-//   tasks re-run elsewhere.
+//   tasks re-run elsewhere; 0: never for its silence alone (a closed connection
+//   still loses it), and workers keep alive at their own interval unless
+//   `"keepalive-interval"` is set.
 // - `"keepalive-interval"` (0 = a quarter of the timeout): how often workers send
 //   keepalives, at most half the timeout. Both apply to workers that connect
 //   afterwards.
@@ -1140,8 +1142,8 @@ int vine_enable_disconnect_slow_workers(struct vine_manager *m, double multiplie
 // (TaskVine's returns nothing).
 int vine_set_keepalive_interval(struct vine_manager *m, int interval);
 
-// `vine_tune(m, "keepalive-timeout", timeout)`. Returns 0 or a negative error
-// (TaskVine's returns nothing).
+// `vine_tune(m, "keepalive-timeout", timeout)` (0: no timeout). Returns 0 or a
+// negative error (TaskVine's returns nothing).
 int vine_set_keepalive_timeout(struct vine_manager *m, int timeout);
 
 // Lets remote workers send each other files (peer transfers), as TaskVine
