@@ -135,10 +135,20 @@ pub extern "C" fn vine_ssl_fingerprint(m: *const vine_manager) -> *const c_char 
 }
 
 /// The port the manager listens on for remote workers, or `VINE_PORT_NONE` (-1) if
-/// it opened no socket. A negative `vine_error_t` other than -1 on error.
+/// it opened no socket. A negative `vine_error_t` other than -1 on error: a NULL
+/// manager, like a deleted one, is `VINE_ERROR_INVALID_HANDLE` here (its usual
+/// `VINE_ERROR_NULL` is -1, which would read as no socket).
 #[no_mangle]
 pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
-    guard_code(|| Ok(handles::manager(m)?.port().map_or(-1, c_int::from)))
+    guard_code(|| {
+        if m.is_null() {
+            return Err(Error::new(
+                crate::error::ErrorKind::InvalidHandle,
+                "the manager is NULL",
+            ));
+        }
+        Ok(handles::manager(m)?.port().map_or(-1, c_int::from))
+    })
 }
 
 /// Changes a numeric setting. Known names:

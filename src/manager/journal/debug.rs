@@ -11,11 +11,22 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 
 static GLOBAL: Mutex<Option<std::fs::File>> = Mutex::new(None);
+/// The device and inode of the file `GLOBAL` writes to.
+static GLOBAL_AT: Mutex<Option<(u64, u64)>> = Mutex::new(None);
+
+/// The device and inode of the process's debug log, if there is one.
+pub(crate) fn global_at() -> Option<(u64, u64)> {
+    *GLOBAL_AT.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Every manager's debug lines also go to `path` (created or truncated).
 pub(crate) fn enable_global(path: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
-    *GLOBAL.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
+    let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+    let mut global = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
+    *global = Some(f);
+    *GLOBAL_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some((m.dev(), m.ino()));
     Ok(())
 }
 

@@ -495,6 +495,12 @@ impl Sink {
                     other.name()
                 )));
             }
+            if debug::global_at() == Some((m.dev(), m.ino())) {
+                return Err(Error::invalid(format!(
+                    "{} is the process's debug log already (vine_enable_debug_log)",
+                    path.display()
+                )));
+            }
         }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
