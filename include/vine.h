@@ -44,6 +44,9 @@
 // The port TaskVine managers use by default.
 #define VINE_DEFAULT_PORT 9123
 
+// `vine_create(VINE_RANDOM_PORT)`: listen on any free port (as 0; see `vine_port`).
+#define VINE_RANDOM_PORT 0
+
 // `vine_create(VINE_PORT_NONE)`: open no socket; only local workers run tasks.
 #define VINE_PORT_NONE -1
 
@@ -380,6 +383,27 @@ typedef int vine_error_t;
 
 // The task ran longer than its `time_max`.
 #define VINE_RESULT_MAX_WALL_TIME 56
+
+// TaskVine's result when its resource monitor wrote no report. vine never
+// gives it (it measures without a monitor process); defined, with TaskVine's
+// value, for programs that name it. Likewise the four below.
+#define VINE_RESULT_RMONITOR_ERROR 64
+
+// TaskVine's result when an output could not be brought back. vine gives
+// `VINE_RESULT_OUTPUT_MISSING` instead; defined for programs that name it.
+#define VINE_RESULT_OUTPUT_TRANSFER_ERROR 72
+
+// TaskVine's result for a library task that ended; vine has no library
+// tasks and never gives it.
+#define VINE_RESULT_LIBRARY_EXIT 96
+
+// TaskVine's result for a task that used more disk than its sandbox was
+// allowed; vine gives `VINE_RESULT_RESOURCE_EXHAUSTION` instead.
+#define VINE_RESULT_SANDBOX_EXHAUSTION 104
+
+// TaskVine's result for a function call whose library is missing; vine gives
+// `VINE_RESULT_MISSING_FUNCTION` instead.
+#define VINE_RESULT_MISSING_LIBRARY 112
 
 // A `VINE_FIXED_LOCATION` input of the task is at no present worker (see
 // `VINE_FIXED_LOCATION`).
@@ -868,7 +892,8 @@ int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
 
 // Writes manager `m`'s performance log to `logfile` from now on (created or
 // truncated): TaskVine's header row of `vine_stats` field names, then a row of
-// their values whenever one changed, at most one a second. Fields vine does
+// their values whenever one changed, at most one a second, and a last row when the
+// manager ends (it may follow the one before within the second). Fields vine does
 // not measure (the manager's own time split, capacity estimates) are 0.
 // Returns 1 if the file was opened, 0 if not.
 int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
@@ -963,7 +988,9 @@ struct vine_manager *vine_ssl_create_self_signed(int port);
 const char *vine_ssl_fingerprint(const struct vine_manager *m);
 
 // The port the manager listens on for remote workers, or `VINE_PORT_NONE` (-1) if
-// it opened no socket. A negative `vine_error_t` other than -1 on error.
+// it opened no socket. A negative `vine_error_t` other than -1 on error: a NULL
+// manager, like a deleted one, is `VINE_ERROR_INVALID_HANDLE` here (its usual
+// `VINE_ERROR_NULL` is -1, which would read as no socket).
 int vine_port(const struct vine_manager *m);
 
 // Changes a numeric setting. Known names:

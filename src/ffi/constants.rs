@@ -28,6 +28,8 @@ pub const VINE_VERSION_PATCH: c_int = 0;
 
 /// The port TaskVine managers use by default.
 pub const VINE_DEFAULT_PORT: c_int = 9123;
+/// `vine_create(VINE_RANDOM_PORT)`: listen on any free port (as 0; see `vine_port`).
+pub const VINE_RANDOM_PORT: c_int = 0;
 /// `vine_create(VINE_PORT_NONE)`: open no socket; only local workers run tasks.
 pub const VINE_PORT_NONE: c_int = -1;
 /// `vine_wait(m, VINE_WAIT_FOREVER)`: wait with no time limit.
@@ -55,6 +57,22 @@ pub const VINE_RESULT_FORSAKEN: vine_result_t = 40;
 pub const VINE_RESULT_MAX_RETRIES: vine_result_t = 48;
 /// The task ran longer than its `time_max`.
 pub const VINE_RESULT_MAX_WALL_TIME: vine_result_t = 56;
+/// TaskVine's result when its resource monitor wrote no report. vine never
+/// gives it (it measures without a monitor process); defined, with TaskVine's
+/// value, for programs that name it. Likewise the four below.
+pub const VINE_RESULT_RMONITOR_ERROR: vine_result_t = 64;
+/// TaskVine's result when an output could not be brought back. vine gives
+/// `VINE_RESULT_OUTPUT_MISSING` instead; defined for programs that name it.
+pub const VINE_RESULT_OUTPUT_TRANSFER_ERROR: vine_result_t = 72;
+/// TaskVine's result for a library task that ended; vine has no library
+/// tasks and never gives it.
+pub const VINE_RESULT_LIBRARY_EXIT: vine_result_t = 96;
+/// TaskVine's result for a task that used more disk than its sandbox was
+/// allowed; vine gives `VINE_RESULT_RESOURCE_EXHAUSTION` instead.
+pub const VINE_RESULT_SANDBOX_EXHAUSTION: vine_result_t = 104;
+/// TaskVine's result for a function call whose library is missing; vine gives
+/// `VINE_RESULT_MISSING_FUNCTION` instead.
+pub const VINE_RESULT_MISSING_LIBRARY: vine_result_t = 112;
 /// A `VINE_FIXED_LOCATION` input of the task is at no present worker (see
 /// `VINE_FIXED_LOCATION`).
 pub const VINE_RESULT_FIXED_LOCATION_MISSING: vine_result_t = 80;

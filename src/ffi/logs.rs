@@ -54,7 +54,8 @@ pub unsafe extern "C" fn vine_enable_transactions_log(
 
 /// Writes manager `m`'s performance log to `logfile` from now on (created or
 /// truncated): TaskVine's header row of `vine_stats` field names, then a row of
-/// their values whenever one changed, at most one a second. Fields vine does
+/// their values whenever one changed, at most one a second, and a last row when the
+/// manager ends (it may follow the one before within the second). Fields vine does
 /// not measure (the manager's own time split, capacity estimates) are 0.
 /// Returns 1 if the file was opened, 0 if not.
 #[no_mangle]

@@ -177,7 +177,9 @@ static void test_null_and_bad_arguments(void)
 
     CHECK(vine_create(70000) == NULL);
     CHECK(vine_create(-7) == NULL);
-    CHECK_ERR(vine_port(NULL), VINE_ERROR_NULL);
+    /* -1 would read as VINE_PORT_NONE: a NULL manager is an invalid handle here. */
+    CHECK_ERR(vine_port(NULL), VINE_ERROR_INVALID_HANDLE);
+    CHECK(vine_last_error_code() == VINE_ERROR_INVALID_HANDLE);
     CHECK(vine_port(m) == VINE_PORT_NONE);
     CHECK_ERR(vine_tune(NULL, "max-retries", 1), VINE_ERROR_NULL);
     CHECK_ERR(vine_tune(m, NULL, 1), VINE_ERROR_NULL);
@@ -303,6 +305,10 @@ static void test_null_and_bad_arguments(void)
     CHECK(strcmp(vine_result_string(VINE_RESULT_SUCCESS), "SUCCESS") == 0);
     CHECK(strcmp(vine_result_string(VINE_RESULT_UNSCHEDULABLE), "UNSCHEDULABLE") == 0);
     CHECK(strcmp(vine_result_string(12345), "UNKNOWN_RESULT") == 0);
+    /* TaskVine's names and values, for programs that name them. */
+    CHECK(VINE_RANDOM_PORT == 0 && VINE_RESULT_RMONITOR_ERROR == 8 << 3);
+    CHECK(VINE_RESULT_OUTPUT_TRANSFER_ERROR == 9 << 3 && VINE_RESULT_LIBRARY_EXIT == 12 << 3);
+    CHECK(VINE_RESULT_SANDBOX_EXHAUSTION == 13 << 3 && VINE_RESULT_MISSING_LIBRARY == 14 << 3);
     {
         char v[64];
         snprintf(v, sizeof v, "%d.%d.%d", VINE_VERSION_MAJOR, VINE_VERSION_MINOR, VINE_VERSION_PATCH);
@@ -1061,6 +1067,10 @@ static void test_logs(void)
     CHECK(run != NULL && strncmp(run, dir, strlen(dir)) == 0);
     char *txn = vine_get_path_log(m, "transactions");
     CHECK(txn != NULL && strstr(txn, "/vine-logs/transactions") != NULL);
+    /* The process's debug log is no manager's other log: both would write
+       (and truncate) one file. */
+    CHECK(vine_enable_perf_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));
+    CHECK(vine_enable_transactions_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));
     CHECK(vine_submit(m, vine_task_create("true")) == 1);
     struct vine_task *t = vine_wait(m, LONG);
     CHECK(t != NULL);
