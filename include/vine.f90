@@ -47,6 +47,7 @@ module vine
   integer(c_int), parameter, public :: VINE_VERSION_MINOR = 1
   integer(c_int), parameter, public :: VINE_VERSION_PATCH = 0
   integer(c_int), parameter, public :: VINE_DEFAULT_PORT = 9123
+  integer(c_int), parameter, public :: VINE_RANDOM_PORT = 0
   integer(c_int), parameter, public :: VINE_PORT_NONE = -1
   integer(c_int), parameter, public :: VINE_WAIT_FOREVER = -1
   integer(c_int), parameter, public :: VINE_RESULT_SUCCESS = 0
@@ -60,8 +61,13 @@ module vine
   integer(c_int), parameter, public :: VINE_RESULT_FORSAKEN = 40
   integer(c_int), parameter, public :: VINE_RESULT_MAX_RETRIES = 48
   integer(c_int), parameter, public :: VINE_RESULT_MAX_WALL_TIME = 56
+  integer(c_int), parameter, public :: VINE_RESULT_RMONITOR_ERROR = 64
+  integer(c_int), parameter, public :: VINE_RESULT_OUTPUT_TRANSFER_ERROR = 72
   integer(c_int), parameter, public :: VINE_RESULT_FIXED_LOCATION_MISSING = 80
   integer(c_int), parameter, public :: VINE_RESULT_CANCELLED = 88
+  integer(c_int), parameter, public :: VINE_RESULT_LIBRARY_EXIT = 96
+  integer(c_int), parameter, public :: VINE_RESULT_SANDBOX_EXHAUSTION = 104
+  integer(c_int), parameter, public :: VINE_RESULT_MISSING_LIBRARY = 112
   integer(c_int), parameter, public :: VINE_RESULT_FUNCTION_ERROR = 1024
   integer(c_int), parameter, public :: VINE_RESULT_MISSING_FUNCTION = 1032
   integer(c_int), parameter, public :: VINE_RESULT_UNSCHEDULABLE = 1040
