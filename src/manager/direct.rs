@@ -41,19 +41,32 @@ pub(crate) struct Counters(Mutex<Counts>);
 
 #[derive(Default)]
 struct Counts {
-    submitted: u64,
-    done: u64,
-    failed: u64,
-    cancelled: u64,
-    successful: u64,
-    time_execute: u64,
-    time_execute_good: u64,
-    /// The same, per category (running: submitted and not done).
+    /// Every direct task (`running` unused: submitted and not done).
+    all: CategoryStats,
+    /// The same, per category.
     categories: HashMap<CString, CategoryStats>,
     /// The manager thread counts the direct tasks still running by category
     /// (it bounds how many of a category run at once): no task takes the lane
     /// any more, and each one ending is reported to it.
     watched: bool,
+}
+
+/// A direct task took the lane (`by` 1) or was taken back (-1).
+fn count_taken(s: &mut CategoryStats, by: i64) {
+    s.submitted = s.submitted.saturating_add_signed(by);
+    s.dispatched = s.dispatched.saturating_add_signed(by);
+}
+
+/// A direct task ended after `execute` microseconds with `result`.
+fn count_ended(s: &mut CategoryStats, execute: u64, result: TaskResult, successful: bool) {
+    s.done += 1;
+    s.failed += u64::from(!successful);
+    s.successful += u64::from(successful);
+    s.cancelled += u64::from(result == TaskResult::Cancelled);
+    s.time_execute += execute;
+    if result == TaskResult::Success {
+        s.time_execute_good += execute;
+    }
 }
 
 impl Counts {
@@ -82,20 +95,16 @@ impl Counters {
         if c.watched {
             return false;
         }
-        c.submitted += 1;
-        let s = c.category(category);
-        s.submitted += 1;
-        s.dispatched += 1;
+        count_taken(&mut c.all, 1);
+        count_taken(c.category(category), 1);
         true
     }
 
     /// A task [`Counters::take`] counted did not take the lane after all.
     pub(crate) fn give_back(&self, category: &CStr) {
         let mut c = self.lock();
-        c.submitted = c.submitted.saturating_sub(1);
-        let s = c.category(category);
-        s.submitted = s.submitted.saturating_sub(1);
-        s.dispatched = s.dispatched.saturating_sub(1);
+        count_taken(&mut c.all, -1);
+        count_taken(c.category(category), -1);
     }
 
     /// From now on no task takes the lane, and the end of each direct task
@@ -131,19 +140,22 @@ impl Counters {
 
     /// Tasks that took the direct lane.
     pub(crate) fn submitted_total(&self) -> u64 {
-        self.lock().submitted
+        self.lock().all.submitted
     }
 
     /// Adds the direct tasks to `stats` (kept by the manager thread for its
     /// own). A direct task not done is on the local worker, as a task the
     /// manager gave it is, whether it has started or waits for a core.
     pub(crate) fn add_to(&self, stats: &mut Stats, pool: &LocalPool) {
-        let c = self.lock();
+        // The pool's lock is not taken under this one.
+        let running = pool.direct_counts().1 as u64;
+        let counts = self.lock();
+        let c = &counts.all;
         let on_worker = c.submitted.saturating_sub(c.done);
         stats.tasks_submitted += c.submitted;
-        stats.tasks_dispatched += c.submitted;
+        stats.tasks_dispatched += c.dispatched;
         stats.tasks_on_workers += on_worker;
-        stats.tasks_running += (pool.direct_counts().1 as u64).min(on_worker);
+        stats.tasks_running += running.min(on_worker);
         stats.tasks_done += c.done;
         stats.tasks_failed += c.failed;
         stats.tasks_cancelled += c.cancelled;
@@ -199,28 +211,16 @@ pub(crate) fn sink(shared: Arc<Shared>, tell: super::inbox::Sender<Message>) -> 
             task.times.done = now_us();
         }
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
-        let good = task.result == TaskResult::Success;
-        let successful = good && task.exit_code == 0;
-        let cancelled = task.result == TaskResult::Cancelled;
+        let successful = task.result == TaskResult::Success && task.exit_code == 0;
         let watched = {
             let mut c = shared.direct.lock();
-            c.done += 1;
-            c.failed += u64::from(!successful);
-            c.cancelled += u64::from(cancelled);
-            c.successful += u64::from(successful);
-            c.time_execute += execute;
-            if good {
-                c.time_execute_good += execute;
-            }
-            let s = c.category(task.category());
-            s.done += 1;
-            s.failed += u64::from(!successful);
-            s.successful += u64::from(successful);
-            s.cancelled += u64::from(cancelled);
-            s.time_execute += execute;
-            if good {
-                s.time_execute_good += execute;
-            }
+            count_ended(&mut c.all, execute, task.result, successful);
+            count_ended(
+                c.category(task.category()),
+                execute,
+                task.result,
+                successful,
+            );
             c.watched
         };
         if watched {
