@@ -331,9 +331,9 @@ module vine
       real(c_double), value :: seconds
     end function
     integer(c_int) function vine_task_set_retries(t, retries) bind(C, name='vine_task_set_retries')
-      import :: c_ptr, c_int
+      import :: c_ptr, c_int, c_int64_t
       type(c_ptr), value :: t
-      integer(c_int), value :: retries
+      integer(c_int64_t), value :: retries
     end function
     integer(c_int) function vine_task_set_time_start(t, useconds) bind(C, name='vine_task_set_time_start')
       import :: c_ptr, c_int, c_int64_t

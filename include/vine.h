@@ -901,7 +901,8 @@ int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
 // Writes the debug log of every manager of the process to `logfile` (created or
 // truncated), as TaskVine's call does (it takes no manager): workers joining
 // and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
-// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). Returns 1 if the file
+// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). A file a manager of
+// the process writes one of its own logs to is refused. Returns 1 if the file
 // was opened, 0 if not.
 int vine_enable_debug_log(const char *logfile);
 
@@ -1595,8 +1596,10 @@ int vine_task_set_time_max(struct vine_task *t, double seconds);
 // manager's `max-retries` (vine's; TaskVine's default is no limit). Negative
 // values are refused (TaskVine reads them as 0). Out of retries, a task whose
 // last worker was lost comes back `VINE_RESULT_FORSAKEN`, one whose last
-// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`.
-int vine_task_set_retries(struct vine_task *t, int retries);
+// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`. As in TaskVine
+// the count is an `int64_t`; counts of 2^32 - 2 and more are refused
+// (`VINE_ERROR_INVALID_ARGUMENT`), not cut short.
+int vine_task_set_retries(struct vine_task *t, int64_t retries);
 
 // Sets an environment variable for a command (`value` NULL: unset it).
 int vine_task_set_env_var(struct vine_task *t, const char *name, const char *value);

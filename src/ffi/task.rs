@@ -345,10 +345,12 @@ pub extern "C" fn vine_task_set_time_max(t: *mut vine_task, seconds: f64) -> c_i
 /// manager's `max-retries` (vine's; TaskVine's default is no limit). Negative
 /// values are refused (TaskVine reads them as 0). Out of retries, a task whose
 /// last worker was lost comes back `VINE_RESULT_FORSAKEN`, one whose last
-/// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`.
+/// worker gave it back unfinished `VINE_RESULT_MAX_RETRIES`. As in TaskVine
+/// the count is an `int64_t`; counts of 2^32 - 2 and more are refused
+/// (`VINE_ERROR_INVALID_ARGUMENT`), not cut short.
 #[no_mangle]
-pub extern "C" fn vine_task_set_retries(t: *mut vine_task, retries: c_int) -> c_int {
-    set(t, |t| t.set_retries(i64::from(retries)))
+pub extern "C" fn vine_task_set_retries(t: *mut vine_task, retries: i64) -> c_int {
+    set(t, |t| t.set_retries(retries))
 }
 
 /// Sets an environment variable for a command (`value` NULL: unset it).

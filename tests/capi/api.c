@@ -251,6 +251,10 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_set_time_min(t, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_time_max(t, NAN), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_retries(t, -1), VINE_ERROR_INVALID_ARGUMENT);
+    /* An int64_t count, as in TaskVine: 2^32 + 1 is refused, not cut to 1. */
+    CHECK_ERR(vine_task_set_retries(t, ((int64_t)1 << 32) + 1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_retries(t, INT64_MAX), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_set_retries(t, 4000000000) == 0);
     CHECK_ERR(vine_task_set_env_var(t, NULL, "x"), VINE_ERROR_NULL);
     CHECK_ERR(vine_task_set_env_var(t, "A=B", "x"), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_exec_mode(t, 9), VINE_ERROR_INVALID_ARGUMENT);
