@@ -77,7 +77,8 @@ pub unsafe extern "C" fn vine_enable_perf_log(
 /// Writes the debug log of every manager of the process to `logfile` (created or
 /// truncated), as TaskVine's call does (it takes no manager): workers joining
 /// and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
-/// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). Returns 1 if the file
+/// is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). A file a manager of
+/// the process writes one of its own logs to is refused. Returns 1 if the file
 /// was opened, 0 if not.
 #[no_mangle]
 pub unsafe extern "C" fn vine_enable_debug_log(logfile: *const c_char) -> c_int {

@@ -1075,6 +1075,8 @@ static void test_logs(void)
        (and truncate) one file. */
     CHECK(vine_enable_perf_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));
     CHECK(vine_enable_transactions_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));
+    /* Nor is a manager's log taken for the process's debug log. */
+    CHECK(txn != NULL && vine_enable_debug_log(txn) == 0 && strstr(vine_last_error(), "log of a manager"));
     CHECK(vine_submit(m, vine_task_create("true")) == 1);
     struct vine_task *t = vine_wait(m, LONG);
     CHECK(t != NULL);
@@ -1087,9 +1089,11 @@ static void test_logs(void)
         CHECK(strstr(log, " APPLICATION hello world app\n") != NULL);
         CHECK(strstr(log, " TASK 1 DONE SUCCESS 0\n") != NULL);
         CHECK(strstr(log, " MANAGER ") != NULL);
-        free(txn);
     }
     CHECK(strstr(slurp(path), "vine: APPLICATION from the harness\n") != NULL);
+    /* Its manager deleted, the file is free for the debug log. */
+    CHECK(txn != NULL && vine_enable_debug_log(txn) == 1);
+    free(txn);
 
     /* A template names the next run directories. */
     vine_set_runtime_info_template("fixed-%Y");

@@ -20,8 +20,18 @@ pub(crate) fn global_at() -> Option<(u64, u64)> {
 }
 
 /// Every manager's debug lines also go to `path` (created or truncated).
+/// Refused if a manager of the process writes a log of its own to that file
+/// (both would truncate and tear each other's lines).
 pub(crate) fn enable_global(path: &Path) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        if super::is_manager_log((m.dev(), m.ino())) {
+            return Err(Error::invalid(format!(
+                "{} is a log of a manager already",
+                path.display()
+            )));
+        }
+    }
     let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
     let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
     let mut global = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());

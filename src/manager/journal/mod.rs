@@ -507,8 +507,16 @@ impl Sink {
         }
         let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
         let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+        let at = (m.dev(), m.ino());
+        {
+            let mut all = in_use();
+            if let Some(&(_, old)) = places.iter().find(|(t, _)| *t == target) {
+                forget(&mut all, old);
+            }
+            all.push(at);
+        }
         places.retain(|(t, _)| *t != target);
-        places.push((target, (m.dev(), m.ino())));
+        places.push((target, at));
         drop(places);
         writer::write_header(target, &mut f).map_err(|e| Error::io(path.display(), e))?;
         let mut p = self.lock();
@@ -573,7 +581,37 @@ impl Sink {
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = t.join();
         }
+        // Its files are closed: another log of the process may have them.
+        let mut all = in_use();
+        for (_, at) in self
+            .places
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
+            forget(&mut all, at);
+        }
     }
+}
+
+/// The files (device, inode) every manager of the process writes a log to,
+/// once per log: the process's debug log refuses them (`debug::enable_global`).
+static IN_USE: Mutex<Vec<(u64, u64)>> = Mutex::new(Vec::new());
+
+fn in_use() -> std::sync::MutexGuard<'static, Vec<(u64, u64)>> {
+    IN_USE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One log no longer writes the file at `at`.
+fn forget(all: &mut Vec<(u64, u64)>, at: (u64, u64)) {
+    if let Some(i) = all.iter().position(|x| *x == at) {
+        all.swap_remove(i);
+    }
+}
+
+/// True if some manager of the process writes a log to the file at `at`.
+pub(crate) fn is_manager_log(at: (u64, u64)) -> bool {
+    in_use().contains(&at)
 }
 
 /// Stops a sink when dropped, unless disarmed: a manager that fails to start
