@@ -16,6 +16,7 @@
 #include "vine.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -201,7 +202,7 @@ public:
     task &tag(const std::string &s) { detail::check(vine_task_set_tag(t_, s.c_str()), "vine_task_set_tag"); return *this; }
     task &time_max(double s) { detail::check(vine_task_set_time_max(t_, s), "vine_task_set_time_max"); return *this; }
     task &time_min(double s) { detail::check(vine_task_set_time_min(t_, s), "vine_task_set_time_min"); return *this; }
-    task &retries(int n) { detail::check(vine_task_set_retries(t_, n), "vine_task_set_retries"); return *this; }
+    task &retries(std::int64_t n) { detail::check(vine_task_set_retries(t_, n), "vine_task_set_retries"); return *this; }
     task &env(const std::string &k, const std::string &v) { detail::check(vine_task_set_env_var(t_, k.c_str(), v.c_str()), "vine_task_set_env_var"); return *this; }
     task &exec_mode(int mode) { detail::check(vine_task_set_exec_mode(t_, mode), "vine_task_set_exec_mode"); return *this; }
     task &input(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_input(t_, f.get(), remote.c_str(), flags), "vine_task_add_input"); return *this; }
@@ -310,6 +311,16 @@ public:
     file declare_buffer(const void *data, std::size_t len, int cache = VINE_CACHE_LEVEL_TASK, int flags = 0)
     {
         return file(detail::check_ptr(vine_declare_buffer(m_, data, len, cache, flags), "vine_declare_buffer"));
+    }
+    /// The same with a length of another integer type (`declare_buffer(p, 3)`);
+    /// a negative length throws.
+    template <class Len, class = std::enable_if_t<std::is_integral_v<Len> && !std::is_same_v<Len, bool>>>
+    file declare_buffer(const void *data, Len len, int cache = VINE_CACHE_LEVEL_TASK, int flags = 0)
+    {
+        if constexpr (std::is_signed_v<Len>) {
+            if (len < 0) throw error(VINE_ERROR_INVALID_ARGUMENT, "vine_declare_buffer: the length is negative");
+        }
+        return declare_buffer(data, static_cast<std::size_t>(len), cache, flags);
     }
     file declare_buffer(const std::string &text, int cache = VINE_CACHE_LEVEL_TASK) { return declare_buffer(text.data(), text.size(), cache); }
     file declare_temp() { return file(detail::check_ptr(vine_declare_temp(m_), "vine_declare_temp")); }

@@ -103,6 +103,17 @@ int main()
         t = m.wait_for(m.submit(vine::task::command("tr a-z A-Z < in > out; cat out").input(in, "in").output(out, "out")), 60);
         CHECK(t.ok() && t.stdout_text() == "HELLO FILES\n");
         CHECK(m.fetch(out) == "HELLO FILES\n");
+        // A pointer and an int length: the bytes, not a string of the pointer
+        // (ambiguous under -pedantic-errors before).
+        const char abc[] = "abcdef";
+        CHECK(m.fetch(m.declare_buffer(abc, 3)) == "abc");
+        threw = false;
+        try {
+            m.declare_buffer(abc, -1);
+        } catch (const vine::error &e) {
+            threw = e.code() == VINE_ERROR_INVALID_ARGUMENT;
+        }
+        CHECK(threw);
 
         // A task that is never submitted, and one dropped while an exception
         // unwinds: both freed by their owners (valgrind/ASan would see a leak).
