@@ -106,9 +106,11 @@ fn the_transactions_log_follows_each_task_through_taskvines_states() {
     let dir = tempdir();
     let txn = dir.join("logs/transactions");
     let perf = dir.join("logs/performance");
+    let debug = dir.join("logs/debug");
     let (m, port) = remote_manager();
     m.tune("max-retries", 2.0).unwrap();
     m.enable_transactions_log(&txn).unwrap();
+    m.enable_debug_log(&debug).unwrap();
     m.enable_perf_log(&perf).unwrap();
     m.log_txn_app("phase one\nbegins");
 
@@ -301,6 +303,18 @@ fn the_transactions_log_follows_each_task_through_taskvines_states() {
         lives[1][..],
         ["CONNECTION", "RESOURCES", "DISCONNECTION UNKNOWN"]
     );
+    // The debug log tells the same of each: joined, then left, the second
+    // one told to exit at shutdown.
+    let debug = std::fs::read_to_string(&debug).unwrap();
+    for (name, life) in &workers {
+        let how = life.last().unwrap().trim_start_matches("DISCONNECTION ");
+        let joined = debug.find(&format!(" vine: {name} joined with "));
+        let left = debug.find(&format!(" vine: {name} left ({how})\n"));
+        assert!(
+            joined.is_some() && left.is_some() && joined < left,
+            "{name} {how}: {debug}"
+        );
+    }
 
     // The buffer went to the worker, the output came back.
     assert!(transfers

@@ -265,8 +265,22 @@ impl ManagerLoop {
         j.other(Other::WorkerConnect { worker, addr });
         j.other(Other::WorkerResources { worker, resources });
         j.other(Other::Debug(format!(
-            "worker-{worker} joined with {}",
+            "{} joined with {}",
+            super::journal::worker_label(worker),
             resources.describe()
+        )));
+    }
+
+    /// A worker's DISCONNECTION record and its debug line.
+    fn worker_left_records(&mut self, worker: WorkerId, why: super::journal::Departure) {
+        use super::journal::Other;
+        let j = &mut self.sched.journal;
+        j.set_now(super::journal::now_us());
+        j.other(Other::WorkerGone { worker, why });
+        j.other(Other::Debug(format!(
+            "{} left ({})",
+            super::journal::worker_label(worker),
+            why.name()
         )));
     }
 
@@ -886,12 +900,7 @@ impl ManagerLoop {
                     ));
                 }
                 if self.local_capacity.millicores > 0 {
-                    use super::journal::{Departure as Why, Other};
-                    self.sched.journal.set_now(super::journal::now_us());
-                    self.sched.journal.other(Other::WorkerGone {
-                        worker: LOCAL_WORKER,
-                        why: Why::Explicit,
-                    });
+                    self.worker_left_records(LOCAL_WORKER, super::journal::Departure::Explicit);
                 }
                 self.local_capacity = c;
                 self.sched
@@ -1257,19 +1266,13 @@ impl ManagerLoop {
             return;
         };
         {
-            use super::journal::{Departure as Why, Other};
+            use super::journal::Departure as Why;
             let why = match how {
                 Departure::Released => Why::Explicit,
                 Departure::Disconnected => Why::FastAbort,
                 Departure::Lost => Why::Unknown,
             };
-            let j = &mut self.sched.journal;
-            j.set_now(super::journal::now_us());
-            j.other(Other::WorkerGone { worker, why });
-            j.other(Other::Debug(format!(
-                "worker-{worker} left ({})",
-                why.name()
-            )));
+            self.worker_left_records(worker, why);
         }
         let tasks = link.take_all();
         self.sched.remove_worker(worker, tasks, &mut self.outbox);
@@ -1368,7 +1371,7 @@ impl ManagerLoop {
     fn close_remote(&mut self) {
         // Workers leaving now are told to, not lost.
         self.remote_settings.closing.store(true, Ordering::Release);
-        use super::journal::{Departure as Why, Other};
+        use super::journal::Departure as Why;
         let now = super::journal::now_us();
         self.sched.journal.set_now(now);
         if self.sink.perf_on.load(Ordering::Relaxed) {
@@ -1376,17 +1379,16 @@ impl ManagerLoop {
             self.perf_row(now, true);
         }
         if self.local_capacity.millicores > 0 {
-            self.sched.journal.other(Other::WorkerGone {
-                worker: LOCAL_WORKER,
-                why: Why::Explicit,
-            });
+            self.worker_left_records(LOCAL_WORKER, Why::Explicit);
         }
+        let mut told: Vec<WorkerId> = Vec::with_capacity(self.remote.len());
         for (&worker, link) in &self.remote {
             link.exit();
-            self.sched.journal.other(Other::WorkerGone {
-                worker,
-                why: Why::Explicit,
-            });
+            told.push(worker);
+        }
+        told.sort_unstable();
+        for worker in told {
+            self.worker_left_records(worker, Why::Explicit);
         }
         if let Some((handle, addr)) = self.listener.take() {
             super::remote::stop_listener(addr, &self.remote_settings);

@@ -633,6 +633,14 @@ impl Drop for StopUnlessKept {
     }
 }
 
+/// A worker's name in the logs: `worker-local` for the local pool,
+/// `worker-N` for the others.
+pub(crate) fn worker_label(id: u32) -> String {
+    let mut b = Vec::new();
+    writer::worker_name(&mut b, id);
+    String::from_utf8_lossy(&b).into_owned()
+}
+
 /// A category name or word as the log can hold it: spaces and control
 /// characters would split or end a record, so they become `_`.
 pub(crate) fn word(bytes: &[u8]) -> String {
