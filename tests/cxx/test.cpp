@@ -107,6 +107,7 @@ int main()
         // (ambiguous under -pedantic-errors before).
         const char abc[] = "abcdef";
         CHECK(m.fetch(m.declare_buffer(abc, 3)) == "abc");
+        CHECK(m.fetch(m.declare_buffer(nullptr, 0)).empty());
         threw = false;
         try {
             m.declare_buffer(abc, -1);
