@@ -625,6 +625,65 @@ fn cancelling_tasks_queued_at_a_worker_frees_what_they_asked_for_there() {
 }
 
 #[test]
+fn shutdown_takes_back_tasks_a_worker_has_not_started_and_lets_the_running_one_finish() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 1.0).unwrap();
+    m.tune("shutdown-timeout", 10.0).unwrap();
+    let dir = tempdir();
+    let (started, gate) = (dir.join("started"), dir.join("gate"));
+    for f in [&started, &gate] {
+        assert!(Command::new("mkfifo").arg(f).status().unwrap().success());
+    }
+    // The first task holds the worker's one core until the gate opens; the
+    // second waits behind it at the worker (prefetch). The gate is open for
+    // reading (and writing, which does not block) before the task says so.
+    let script = format!(
+        "exec 3<> {g}; echo up > {s}; read x <&3; echo ran",
+        s = started.display(),
+        g = gate.display()
+    );
+    let running = m
+        .submit(Task::command(&CString::new(script).unwrap()))
+        .unwrap();
+    let queued = m.submit(Task::command(c"echo ran")).unwrap();
+    let worker = vine_worker(port, &[]);
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(&started).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    while m.stats().unwrap().tasks_on_workers < 2 {
+        assert!(
+            std::time::Instant::now() < bound,
+            "both tasks reach the worker"
+        );
+        std::thread::yield_now();
+    }
+    std::thread::scope(|s| {
+        let down = s.spawn(|| m.shutdown());
+        // Back cancelled while the first still runs: it never started.
+        let t = m.wait_for(vine::Want::Id(queued), LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Cancelled, "{:?}", t.reason());
+        assert!(t.stdout().is_none_or(|o| o.is_empty()), "it ran");
+        // Refused at once (not blocked) if the first task is gone.
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&gate)
+            .and_then(|mut f| f.write_all(b"go\n"))
+            .expect("the first task still runs");
+        down.join().unwrap().unwrap();
+    });
+    // The running one finished within the shutdown's time.
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (running, TaskResult::Success));
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "ran\n");
+    assert!(m.wait(LONG).is_none());
+    stop(m, vec![worker]);
+}
+
+#[test]
 fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
     let (m, port) = remote_manager();
     m.tune("keepalive-timeout", 0.0).unwrap();

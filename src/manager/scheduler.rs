@@ -1358,7 +1358,10 @@ impl Scheduler {
     }
 
     /// Stops taking work: waiting tasks come back cancelled, later submissions too,
-    /// dispatched ones are left to finish (the caller bounds that in time).
+    /// running ones are left to finish (the caller bounds that in time). Tasks
+    /// a remote worker holds and has not started, as far as the manager knows,
+    /// are taken back from it cancelled; the local pool's are its own to cancel
+    /// (`LocalPool::cancel_waiting`).
     pub fn begin_shutdown(&mut self, comm: &mut impl Comm) {
         for mut task in self.take_all_waiting() {
             task.finish(
@@ -1366,6 +1369,13 @@ impl Scheduler {
                 Some("the manager shut down before the task ran".into()),
             );
             self.complete(task, comm);
+        }
+        for w in self.workers.iter().filter(|w| w.id != 0) {
+            for &id in w.model.waiting() {
+                if self.cancelling.insert(id, ()).is_none() {
+                    comm.cancel_on_worker(w.id, id);
+                }
+            }
         }
         self.shutting_down = true;
     }

@@ -51,6 +51,11 @@ impl<T> SlotQueue<T> {
         self.waiting.len()
     }
 
+    /// The waiting items, in queue order.
+    pub fn waiting(&self) -> impl Iterator<Item = &T> {
+        self.waiting.iter().map(|(_, item)| item)
+    }
+
     /// True when an item asking for `req` would start at once.
     pub fn would_start(&self, req: &Resources) -> bool {
         self.waiting.is_empty() && self.taken().plus(req).fits_within(&self.capacity)
