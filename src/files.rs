@@ -39,8 +39,12 @@ impl CacheLevel {
 /// Creates a directory `parent/{prefix}-{pid}-{k}` of its own, trying k = 0, 1, ...
 /// until one does not exist yet: a directory left behind by an earlier process that
 /// had the same pid (a crash, a recycled container) is never taken over.
+/// The path returned is absolute (a relative `parent` is taken from the
+/// current directory now): sandboxes under it are named to the tasks that run
+/// in them (`VINE_SANDBOX`), whose own current directory is elsewhere.
 pub(crate) fn fresh_dir(parent: &Path, prefix: &str) -> Result<PathBuf> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    let parent = &std::path::absolute(parent).map_err(|e| Error::io(parent.display(), e))?;
     let pid = std::process::id();
     loop {
         let k = NEXT.fetch_add(1, Ordering::Relaxed);

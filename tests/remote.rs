@@ -684,6 +684,28 @@ fn shutdown_takes_back_tasks_a_worker_has_not_started_and_lets_the_running_one_f
 }
 
 #[test]
+fn vine_sandbox_names_the_sandbox_when_the_worker_directory_is_relative() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    std::fs::create_dir(dir.join("rel")).unwrap();
+    let worker = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1", "-s", "rel"])
+        .current_dir(&*dir)
+        .spawn()
+        .unwrap();
+    let id = m
+        .submit(Task::command(
+            c"touch \"$VINE_SANDBOX/x\" && test -e x && case $VINE_SANDBOX in /*) echo absolute;; esac",
+        ))
+        .unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    let out = t.stdout().unwrap().to_str().unwrap().to_owned();
+    assert_eq!((t.exit_code(), out.as_str()), (0, "absolute\n"), "{out}");
+    stop(m, vec![worker]);
+}
+
+#[test]
 fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
     let (m, port) = remote_manager();
     m.tune("keepalive-timeout", 0.0).unwrap();
