@@ -333,6 +333,15 @@ pub struct Task {
 
 pub(crate) static DEFAULT_CATEGORY: &CStr = c"default";
 
+/// True if two names in a sandbox are one file there, however spelled: `o`,
+/// `./o`, `o/` and `a//o` against `a/o` (names with `..` are refused before).
+fn same_sandbox_name(a: &str, b: &str) -> bool {
+    fn parts(s: &str) -> impl Iterator<Item = &str> {
+        s.split('/').filter(|c| !c.is_empty() && *c != ".")
+    }
+    parts(a).eq(parts(b))
+}
+
 impl Task {
     fn new(work: Work) -> Box<Task> {
         Box::new(Task {
@@ -728,7 +737,7 @@ impl Task {
             if e.inputs
                 .iter()
                 .chain(e.outputs.iter())
-                .any(|m| m.remote_name == mount.remote_name)
+                .any(|m| same_sandbox_name(&m.remote_name, &mount.remote_name))
             {
                 return Err(Error::invalid(format!(
                     "the task already has a file named {:?}",

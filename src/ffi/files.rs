@@ -84,6 +84,8 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 /// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
 /// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`, or
 /// `VINE_TRANSFER_ALWAYS` (0, the default).
+/// A name the task has already (an input or an output), however spelled (`x`,
+/// `./x`, `x/`), is refused.
 /// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 /// Returns 0 or a negative error.
 #[no_mangle]

@@ -298,6 +298,11 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_add_output(t, f, "../out", 0), VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_task_add_input(t, f, "in/x", 0) == 0);
     CHECK_ERR(vine_task_add_output(t, f, "in/x", 0), VINE_ERROR_INVALID_ARGUMENT);
+    /* One name in the sandbox, however spelled. */
+    CHECK_ERR(vine_task_add_input(t, f, "./in/x", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_input(t, f, "in//x/", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_output(t, f, "in/./x", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_add_input(t, f, "in/xy", 0) == 0);
     CHECK(vine_fetch_file(NULL, f) == NULL);
     CHECK(vine_fetch_file(m, NULL) == NULL);
 
