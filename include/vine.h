@@ -10,8 +10,9 @@
  *
  * Ownership: the caller owns a task from creation to vine_submit, the manager owns
  * it until vine_wait returns it, then the caller again until vine_task_delete.
- * Files belong to the manager that declared them. Strings returned by the library
- * belong to the object they came from.
+ * Files belong to the manager that declared them: a task using one cannot be
+ * submitted to another manager, which cannot fetch, prune or undeclare it either.
+ * Strings returned by the library belong to the object they came from.
  *
  * Threads: every function taking a manager may be called from any thread,
  * concurrently. A task may be used by one thread at a time.

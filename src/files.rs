@@ -138,6 +138,8 @@ pub struct File {
     state: Mutex<FileState>,
     /// Something the file owns and frees when it goes (a mini task's C handle).
     owned: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+    /// The manager it was declared to (its `Manager::owner_id`), 0 if none yet.
+    owner: AtomicU64,
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +200,7 @@ impl File {
             source,
             state: Mutex::new(FileState::default()),
             owned: Mutex::new(None),
+            owner: AtomicU64::new(0),
         }))
     }
 
@@ -353,6 +356,25 @@ impl File {
     /// A number unique in this process.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// Makes manager `manager` the file's owner, unless another one is: true
+    /// if `manager` owns it now.
+    pub(crate) fn claim(&self, manager: u64) -> bool {
+        match self
+            .owner
+            .compare_exchange(0, manager, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(owner) => owner == manager,
+        }
+    }
+
+    /// False if a manager other than `manager` declared the file (one never
+    /// declared belongs to none and may go to any).
+    pub(crate) fn usable_by(&self, manager: u64) -> bool {
+        let owner = self.owner.load(Ordering::Acquire);
+        owner == 0 || owner == manager
     }
 
     /// What kind of file it is.

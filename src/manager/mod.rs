@@ -372,6 +372,9 @@ pub struct Manager {
     shutdown_result: Mutex<Option<Result<()>>>,
     listener: Option<std::net::TcpListener>,
     runtime_dir: PathBuf,
+    /// Names this manager among those of the process, as the owner of the
+    /// files declared to it.
+    owner_id: u64,
     files: Mutex<Vec<Arc<File>>>,
     /// Files undeclared: kept (their data, not the manager's interest in
     /// them) until the manager goes, as the memory `vine_fetch_file` and
@@ -599,6 +602,10 @@ impl Manager {
             shutdown_result: Mutex::new(None),
             listener,
             runtime_dir,
+            owner_id: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            },
             files: Mutex::new(Vec::new()),
             undeclared: Mutex::new(Vec::new()),
             name: Mutex::new("vine".into()),
@@ -680,6 +687,20 @@ impl Manager {
                     Error::invalid("the task has no command (see vine_task_set_command)"),
                     task,
                 ));
+            }
+        }
+        if let Some(e) = task.extra.as_ref() {
+            if let Some(m) = e
+                .inputs
+                .iter()
+                .chain(e.outputs.iter())
+                .find(|m| !m.file.usable_by(self.owner_id))
+            {
+                let e = Error::invalid(format!(
+                    "the file of {:?} was declared to another manager",
+                    m.remote_name
+                ));
+                return Err((e, task));
             }
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
@@ -1348,6 +1369,7 @@ impl Manager {
     /// The current contents of `file` (see [`File::fetch`]); a temp kept at a
     /// remote worker is brought from it first.
     pub fn fetch_file(&self, file: &Arc<File>) -> Result<Arc<[u8]>> {
+        self.check_owner(file)?;
         // Only the manager thread knows whether a worker keeps it.
         if matches!(file.kind(), crate::files::FileKind::Temp) && file.temp_location().is_none() {
             self.ask(|reply| Message::FetchTemp {
@@ -1373,6 +1395,7 @@ impl Manager {
     /// downloaded or made there); the manager's own data stays. Returns how
     /// many workers had one: the local pool counts when it had made the file.
     pub fn prune_file(&self, file: &Arc<File>) -> Result<usize> {
+        self.check_owner(file)?;
         let remote = self.ask(|reply| Message::Prune {
             file: file.clone(),
             reply,
@@ -1399,8 +1422,22 @@ impl Manager {
         Ok(())
     }
 
-    /// Keeps `file` alive as long as the manager and returns it.
+    /// An error if `file` was declared to another manager.
+    fn check_owner(&self, file: &File) -> Result<()> {
+        if file.usable_by(self.owner_id) {
+            Ok(())
+        } else {
+            Err(Error::invalid("the file was declared to another manager"))
+        }
+    }
+
+    /// Keeps `file` alive as long as the manager and returns it. The first
+    /// manager a file is declared to owns it: tasks of other managers cannot
+    /// use it, nor can those managers fetch, prune or undeclare it.
     pub fn declare(&self, file: Arc<File>) -> Arc<File> {
+        if !file.claim(self.owner_id) {
+            return file;
+        }
         self.files
             .lock()
             .unwrap_or_else(|p| p.into_inner())

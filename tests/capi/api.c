@@ -349,6 +349,24 @@ static void test_ownership_and_lifecycle(void)
     CHECK(vine_wait(m, LONG) == NULL); /* nothing outstanding: at once */
     CHECK(vine_task_delete(t) == 0);
 
+    /* A file belongs to the manager it was declared to: another one's tasks
+       cannot use it, and that one cannot fetch, prune or undeclare it. */
+    struct vine_manager *other = manager(1);
+    struct vine_file *mine = vine_declare_buffer(m, "mine", 4, VINE_CACHE_LEVEL_TASK, 0);
+    struct vine_task *c = vine_task_create("cat in");
+    CHECK(vine_task_add_input(c, mine, "in", 0) == 0);
+    CHECK_ERR(vine_submit(other, c), 0);
+    CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    CHECK(vine_fetch_file(other, mine) == NULL && strstr(vine_last_error(), "another manager"));
+    CHECK(vine_prune_file(other, mine) == 0 && strstr(vine_last_error(), "another manager"));
+    vine_undeclare_file(other, mine);
+    CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    CHECK(vine_submit(m, c) > 0);
+    CHECK(vine_wait(m, LONG) == c && vine_task_get_result(c) == VINE_RESULT_SUCCESS);
+    CHECK(vine_task_get_stdout(c) && strcmp(vine_task_get_stdout(c), "mine") == 0);
+    CHECK(vine_task_delete(c) == 0);
+    vine_delete(other);
+
     CHECK(vine_shutdown(m) == 0);
     CHECK(vine_shutdown(m) == 0);
     struct vine_task *late = vine_task_create("true");
