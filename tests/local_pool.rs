@@ -157,6 +157,24 @@ fn a_request_larger_than_the_pool_is_unschedulable_without_remote_workers() {
 }
 
 #[test]
+fn a_local_function_larger_than_the_pool_is_unschedulable_even_with_a_port() {
+    // Remote workers may join, but a function pointer of this process never
+    // runs on one: the reason says so, not that no worker may join.
+    let m = Manager::new(Port::Any).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    let mut t = Task::local(nothing, 0, &[]);
+    t.set_cores(4.0).unwrap();
+    let id = m.submit(t).unwrap();
+    let back = m.wait(LONG).unwrap();
+    assert_eq!((back.id(), back.result()), (id, TaskResult::Unschedulable));
+    let reason = back.reason().unwrap().to_str().unwrap();
+    assert!(
+        reason.contains("4 cores") && reason.contains("runs only in the local pool"),
+        "{reason}"
+    );
+}
+
+#[test]
 fn cancelled_tasks_come_back_cancelled_and_others_run() {
     let m = manager(1.0);
     m.tune("prefetch", 0.0).unwrap();

@@ -744,13 +744,20 @@ impl Scheduler {
             .workers
             .iter()
             .any(|w| task.request.fits_within(&w.model.capacity()));
+        // A local function runs only here, whatever workers may join.
+        let why_none = if matches!(task.work, Work::Local { .. }) && self.remote_allowed {
+            "a local function pointer runs only in the local pool"
+        } else {
+            "no remote workers are allowed"
+        };
         let reason = if big_enough {
-            "no worker can run it (none offers its features, knows its function or \
-             holds its fixed-location inputs) and no remote workers are allowed"
-                .to_string()
+            format!(
+                "no worker can run it (none offers its features, knows its function or \
+                 holds its fixed-location inputs) and {why_none}"
+            )
         } else {
             format!(
-                "the task asks for {} but {} and no remote workers are allowed",
+                "the task asks for {} but {} and {why_none}",
                 task.request.describe(),
                 self.largest_worker()
             )
