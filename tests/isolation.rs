@@ -162,3 +162,65 @@ fn commands_cannot_be_put_in_process_mode_twice() {
     let mut t = Task::command(c"true");
     assert!(t.set_exec_mode(ExecMode::Process).is_err());
 }
+
+/// Spins until `SPIN_STOP` is set.
+static SPIN_STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+unsafe extern "C" fn spin_until_stopped(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    while !SPIN_STOP.load(std::sync::atomic::Ordering::SeqCst) {
+        std::hint::spin_loop();
+    }
+    0
+}
+
+#[test]
+fn exit_in_a_process_task_comes_back_while_the_log_writer_lags() {
+    use vine::ffi::{logs::*, manager::*, task::*};
+    // The C API's logs flush at exit(). A PROCESS function's exit() runs that
+    // in its child, which has no log writer to wait for: it must not wait.
+    // Every core spins meanwhile, so the writer (at idle priority) lags.
+    let dir = std::env::temp_dir().join(format!("vine-isolation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let txn = std::ffi::CString::new(dir.join("txn").to_str().unwrap()).unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    unsafe {
+        let m = vine_create(vine::ffi::VINE_PORT_NONE);
+        assert!(!m.is_null());
+        assert_eq!(vine_tune(m, c"local-cores".as_ptr(), cores as f64 + 1.0), 0);
+        assert_eq!(vine_enable_transactions_log(m, txn.as_ptr()), 1);
+        for _ in 0..cores {
+            let s = vine_task_create_local(
+                Some(spin_until_stopped),
+                std::ptr::null_mut(),
+                std::ptr::null(),
+                0,
+            );
+            assert!(vine_submit(m, s) > 0);
+        }
+        let t = vine_task_create_local(Some(quit), std::ptr::null_mut(), std::ptr::null(), 0);
+        assert_eq!(vine_task_set_exec_mode(t, vine::ffi::VINE_EXEC_PROCESS), 0);
+        let id = vine_submit(m, t);
+        assert!(id > 0);
+        let back = vine_wait_for_task_id(m, id, 60);
+        SPIN_STOP.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(back, t, "the task came back");
+        assert_eq!(
+            vine_task_get_result(t),
+            vine::ffi::VINE_RESULT_FUNCTION_ERROR
+        );
+        assert_eq!(vine_task_get_exit_code(t), 3);
+        vine_task_delete(t);
+        for _ in 0..cores {
+            let s = vine_wait(m, 60);
+            assert!(!s.is_null());
+            vine_task_delete(s);
+        }
+        vine_delete(m);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

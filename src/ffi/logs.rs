@@ -194,7 +194,15 @@ pub unsafe extern "C" fn vine_get_path_log(
     })
 }
 
+/// The process that registered [`flush_logs_at_exit`].
+static REGISTERED_BY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 extern "C" fn flush_logs_at_exit() {
+    // A child forked to run a PROCESS function that calls exit() has none
+    // of the log writer threads: waiting for them would never end.
+    if std::process::id() != REGISTERED_BY.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
     guard((), || {
         crate::manager::journal::flush_all();
         Ok(())
@@ -205,6 +213,7 @@ extern "C" fn flush_logs_at_exit() {
 pub(crate) fn flush_at_exit() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
+        REGISTERED_BY.store(std::process::id(), std::sync::atomic::Ordering::Relaxed);
         // SAFETY: registers a function with no arguments that never unwinds.
         unsafe {
             libc::atexit(flush_logs_at_exit);

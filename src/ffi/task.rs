@@ -382,7 +382,11 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// return value and output, and exits at once. The program needs no set-up, but the
 /// function runs in a copy of the process: it sees the memory as it was at the fork
 /// and its changes to it are lost; it must not rely on other threads (they do not
-/// exist in the child) or on locks they might hold. A memory request
+/// exist in the child) or on locks they might hold. An `exit()` in the function
+/// runs the program's own `atexit` handlers and flushes its `stdio` buffers in
+/// the child, as after any `fork`: a program that has unwritten `stdio` output
+/// when it submits sees it twice (`fflush` first). vine's own exit handler does
+/// nothing there. A memory request
 /// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 /// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
 /// Commands always run in their own processes: setting PROCESS on one is refused.
