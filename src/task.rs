@@ -508,7 +508,8 @@ impl Task {
         if !priority.is_finite() {
             return Err(Error::invalid("priority must be a finite number"));
         }
-        self.priority = priority;
+        // -0.0 is 0.0: equal priorities keep their order.
+        self.priority = priority + 0.0;
         Ok(())
     }
 

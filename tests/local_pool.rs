@@ -129,18 +129,31 @@ fn tasks_start_by_priority_then_submission_order() {
     // The first task holds the only core while the rest queue up.
     m.submit(gated_task(&probe, 0)).unwrap();
     probe.wait_until_running(1);
-    for (tag, prio) in [(1u8, 1.0), (2, 5.0), (3, 1.0), (4, 9.0), (5, 5.0)] {
+    // -0.0 and 0.0 are one priority: FIFO between them.
+    for (tag, prio) in [
+        (1u8, 1.0),
+        (2, 5.0),
+        (3, 1.0),
+        (4, 9.0),
+        (5, 5.0),
+        (6, -0.0),
+        (7, 0.0),
+        (8, -0.0),
+    ] {
         let mut t = gated_task(&probe, tag);
         t.set_priority(prio).unwrap();
         m.submit(t).unwrap();
     }
     // Make sure the manager has queued them all before the core frees up.
-    while m.stats().unwrap().tasks_waiting < 5 {
+    while m.stats().unwrap().tasks_waiting < 8 {
         std::thread::yield_now();
     }
     probe.open_gate();
-    wait_all(&m, 6);
-    assert_eq!(*probe.started.lock().unwrap(), vec![0, 4, 2, 5, 1, 3]);
+    wait_all(&m, 9);
+    assert_eq!(
+        *probe.started.lock().unwrap(),
+        vec![0, 4, 2, 5, 1, 3, 6, 7, 8]
+    );
 }
 
 #[test]
