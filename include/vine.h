@@ -548,32 +548,31 @@ typedef int vine_error_t;
 // Run a function task in a separate process, so a crash costs only the task.
 #define VINE_EXEC_PROCESS 1
 
-// Tasks get what they ask for: vine's behaviour.
+// Tasks get what they ask for (the default).
 #define VINE_ALLOCATION_MODE_FIXED 0
 
-// TaskVine: first the largest measured use of the category, then the maximum
-// declared. vine records it and sizes tasks as FIXED (it measures no use).
+// The largest measured use of the category's tasks (see `vine_set_category_mode`).
 #define VINE_ALLOCATION_MODE_MAX 1
 
-// TaskVine: an allocation that minimises waste. Recorded; sized as FIXED.
+// The allocation that wastes least over the category's measured tasks.
 #define VINE_ALLOCATION_MODE_MIN_WASTE 2
 
-// TaskVine: an allocation that maximises throughput. Recorded; sized as FIXED.
+// The allocation that completes most of the category's tasks per worker.
 #define VINE_ALLOCATION_MODE_MAX_THROUGHPUT 3
 
-// TaskVine: greedy bucketing. Recorded; sized as FIXED.
+// TaskVine: greedy bucketing. Sized as `MIN_WASTE` in vine.
 #define VINE_ALLOCATION_MODE_GREEDY_BUCKETING 4
 
-// TaskVine: exhaustive bucketing. Recorded; sized as FIXED.
+// TaskVine: exhaustive bucketing. Sized as `MIN_WASTE` in vine.
 #define VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING 5
 
-// TaskVine: deterministic greedy bucketing. Recorded; sized as FIXED.
+// TaskVine: deterministic greedy bucketing. Sized as `MIN_WASTE` in vine.
 #define VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING 6
 
-// TaskVine: deterministic exhaustive bucketing. Recorded; sized as FIXED.
+// TaskVine: deterministic exhaustive bucketing. Sized as `MIN_WASTE` in vine.
 #define VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING 7
 
-// TaskVine: quantized bucketing. Recorded; sized as FIXED.
+// TaskVine: quantized bucketing. Sized as `MIN_WASTE` in vine.
 #define VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING 8
 
 #ifdef __cplusplus

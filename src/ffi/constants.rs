@@ -186,24 +186,23 @@ pub const VINE_EXEC_PROCESS: vine_exec_mode_t = 1;
 /// How tasks of a category are sized (`VINE_ALLOCATION_MODE_*`, TaskVine's
 /// values), for `vine_set_category_mode`.
 pub type vine_category_mode_t = c_int;
-/// Tasks get what they ask for: vine's behaviour.
+/// Tasks get what they ask for (the default).
 pub const VINE_ALLOCATION_MODE_FIXED: vine_category_mode_t = 0;
-/// TaskVine: first the largest measured use of the category, then the maximum
-/// declared. vine records it and sizes tasks as FIXED (it measures no use).
+/// The largest measured use of the category's tasks (see `vine_set_category_mode`).
 pub const VINE_ALLOCATION_MODE_MAX: vine_category_mode_t = 1;
-/// TaskVine: an allocation that minimises waste. Recorded; sized as FIXED.
+/// The allocation that wastes least over the category's measured tasks.
 pub const VINE_ALLOCATION_MODE_MIN_WASTE: vine_category_mode_t = 2;
-/// TaskVine: an allocation that maximises throughput. Recorded; sized as FIXED.
+/// The allocation that completes most of the category's tasks per worker.
 pub const VINE_ALLOCATION_MODE_MAX_THROUGHPUT: vine_category_mode_t = 3;
-/// TaskVine: greedy bucketing. Recorded; sized as FIXED.
+/// TaskVine: greedy bucketing. Sized as `MIN_WASTE` in vine.
 pub const VINE_ALLOCATION_MODE_GREEDY_BUCKETING: vine_category_mode_t = 4;
-/// TaskVine: exhaustive bucketing. Recorded; sized as FIXED.
+/// TaskVine: exhaustive bucketing. Sized as `MIN_WASTE` in vine.
 pub const VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING: vine_category_mode_t = 5;
-/// TaskVine: deterministic greedy bucketing. Recorded; sized as FIXED.
+/// TaskVine: deterministic greedy bucketing. Sized as `MIN_WASTE` in vine.
 pub const VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING: vine_category_mode_t = 6;
-/// TaskVine: deterministic exhaustive bucketing. Recorded; sized as FIXED.
+/// TaskVine: deterministic exhaustive bucketing. Sized as `MIN_WASTE` in vine.
 pub const VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING: vine_category_mode_t = 7;
-/// TaskVine: quantized bucketing. Recorded; sized as FIXED.
+/// TaskVine: quantized bucketing. Sized as `MIN_WASTE` in vine.
 pub const VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING: vine_category_mode_t = 8;
 
 #[cfg(test)]
