@@ -263,6 +263,11 @@ impl WorkerOptions {
             }
             _ => return Err(Error::invalid(USAGE)),
         }
+        // Cores past what a worker can offer are a bad command line, found
+        // here rather than when the worker starts.
+        if let Some(c) = o.cores {
+            Resources::millicores_from(c, false)?;
+        }
         Ok(o)
     }
 
@@ -326,6 +331,8 @@ mod test {
             &["h", "1", "--timeout", "nan"],
             &["h", "1", "--cores", "nan"],
             &["h", "1", "--cores", "inf"],
+            &["h", "1", "--cores", "1e30"],
+            &["h", "1", "--cores", "0.0001"],
             &["h", "1", "--memory", "-inf"],
             &["h", "1", "--timeout", "-1"],
             &["h", "1", "--keepalive-interval", "1e19"],
