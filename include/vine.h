@@ -1436,7 +1436,11 @@ int vine_get_stats_category(struct vine_manager *m, const char *category, struct
 // allowed when `input_len` is 0). The name need not be registered yet in this
 // process: a task whose function is unknown where it runs comes back
 // `VINE_RESULT_MISSING_FUNCTION`. Returns NULL if `name` is NULL. The caller owns
-// the task.
+// the task. Between the manager and a remote worker an input or an output
+// travels in one message of at most 255 MiB: a task with a larger input runs
+// only in the local pool (without one it is `VINE_RESULT_UNSCHEDULABLE`), and
+// one whose output on a remote worker is larger ends
+// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound).
 struct vine_task *vine_task_create_function(const char *name, const void *input, size_t input_len);
 
 // Creates a task that calls `fn(input, input_len, output, context)` on a local

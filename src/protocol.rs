@@ -28,6 +28,12 @@ use crate::error::{Error, ErrorKind, Result};
 pub const VERSION: u16 = 7;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
+
+/// The most bytes of a function task's input, or of its output, that travel
+/// between the manager and a remote worker: a frame carries them with the
+/// rest of the task (for a function task, a few hundred bytes; a megabyte is
+/// left for them).
+pub const MAX_TASK_BYTES: usize = (MAX_FRAME as usize) - (1 << 20);
 /// The largest payload accepted from a peer that has not authenticated yet: a
 /// stranger cannot make the manager allocate more than this per connection.
 pub const MAX_HANDSHAKE_FRAME: u32 = 1 << 20;

@@ -374,6 +374,19 @@ impl Task {
         })
     }
 
+    /// True if the task can run only in the local pool: a function pointer of
+    /// this process, or a function whose input is too large to send to a
+    /// remote worker ([`crate::protocol::MAX_TASK_BYTES`]).
+    pub(crate) fn local_only(&self) -> bool {
+        match &self.work {
+            Work::Local { .. } => true,
+            Work::Function { input, .. } => {
+                input.as_slice().len() > crate::protocol::MAX_TASK_BYTES
+            }
+            Work::Command { .. } => false,
+        }
+    }
+
     /// A task that calls `func(input, len, output, context)` on a local thread.
     pub fn local(func: FunctionPtr, context: usize, input: &[u8]) -> Box<Task> {
         Task::new(Work::Local {

@@ -37,6 +37,19 @@ unsafe extern "C" fn crash_it(
     0
 }
 
+/// Appends as many bytes as its input (a u64) says.
+unsafe extern "C" fn big_output(
+    input: *const c_void,
+    len: usize,
+    out: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    let bytes = unsafe { std::slice::from_raw_parts(input as *const u8, len) };
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let big = vec![7u8; n];
+    unsafe { vine::ffi::function::vine_buffer_append(out, big.as_ptr().cast(), n) }
+}
+
 /// When the test binary is started as a worker (see `self_worker`), this test
 /// becomes that worker: it registers its functions and serves the manager, as a
 /// user's program does with `--vine-worker`.
@@ -47,6 +60,7 @@ fn zz_worker_entry() {
     };
     vine::registry::register(c"double_it", double_it).unwrap();
     vine::registry::register(c"crash_it", crash_it).unwrap();
+    vine::registry::register(c"big_output", big_output).unwrap();
     let mut argv = vec!["self".to_owned()];
     argv.extend(args.split(' ').map(str::to_owned));
     std::process::exit(vine::worker::daemon::main_with_args(argv));
@@ -702,6 +716,45 @@ fn vine_sandbox_names_the_sandbox_when_the_worker_directory_is_relative() {
     assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
     let out = t.stdout().unwrap().to_str().unwrap().to_owned();
     assert_eq!((t.exit_code(), out.as_str()), (0, "absolute\n"), "{out}");
+    stop(m, vec![worker]);
+}
+
+#[test]
+fn a_function_too_large_for_a_frame_fails_its_task_and_costs_no_worker() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 1.0).unwrap();
+    let worker = self_worker(port, "");
+    // An output past what a frame carries: the task fails, the worker stays.
+    let n = u64::from(vine::protocol::MAX_FRAME) + 1;
+    let id = m
+        .submit(Task::function(c"big_output", &n.to_le_bytes()))
+        .unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::OutputMissing));
+    let reason = t.reason().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        reason.contains("more than a remote worker sends back"),
+        "{reason}"
+    );
+    // One within it comes back whole, from the same worker.
+    let id = m
+        .submit(Task::function(c"big_output", &(1u64 << 20).to_le_bytes()))
+        .unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(t.output().len(), 1 << 20);
+    // An input past what a frame carries runs only in the local pool, which
+    // this manager lacks: unschedulable, not sent.
+    let mut input = vec![0u8; vine::protocol::MAX_FRAME as usize + 1];
+    input[..8].copy_from_slice(&8u64.to_le_bytes());
+    let id = m.submit(Task::function(c"big_output", &input)).unwrap();
+    drop(input);
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Unschedulable));
+    let reason = t.reason().unwrap().to_str().unwrap().to_owned();
+    assert!(reason.contains("runs only in the local pool"), "{reason}");
+    let s = m.stats().unwrap();
+    assert_eq!((s.workers_lost, s.workers_connected), (0, 1));
     stop(m, vec![worker]);
 }
 

@@ -15,7 +15,11 @@ use crate::task::{ExecMode, Task};
 /// allowed when `input_len` is 0). The name need not be registered yet in this
 /// process: a task whose function is unknown where it runs comes back
 /// `VINE_RESULT_MISSING_FUNCTION`. Returns NULL if `name` is NULL. The caller owns
-/// the task.
+/// the task. Between the manager and a remote worker an input or an output
+/// travels in one message of at most 255 MiB: a task with a larger input runs
+/// only in the local pool (without one it is `VINE_RESULT_UNSCHEDULABLE`), and
+/// one whose output on a remote worker is larger ends
+/// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create_function(
     name: *const c_char,

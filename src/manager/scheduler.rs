@@ -90,6 +90,7 @@ fn shape_of(task: &Task, by_category: bool) -> Shape {
     let runs = match &task.work {
         _ if reads_temps => Runs::Alone(task.id),
         Work::Command { .. } => Runs::Anywhere,
+        _ if task.local_only() => Runs::Here,
         Work::Local { .. } => Runs::Here,
         Work::Function { name, .. } => Runs::Function(name.clone()),
     };
@@ -229,7 +230,7 @@ impl WorkerEntry {
 /// what decides whether a task could ever run, not whether it can run now.
 fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
     let known = match (&task.work, &w.functions) {
-        (Work::Local { .. }, functions) => functions.is_none(),
+        (_, functions) if task.local_only() => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
         _ => true,
     };
@@ -697,8 +698,7 @@ impl Scheduler {
 
     /// True if no worker present could ever hold `req` and none may join.
     fn never_fits(&self, task: &Task) -> bool {
-        let local_only = matches!(task.work, Work::Local { .. });
-        (!self.remote_allowed || local_only)
+        (!self.remote_allowed || task.local_only())
             && !self.workers.iter().any(|w| {
                 task.request.fits_within(&w.model.capacity()) && can_run(w, &self.temps, task, true)
             })
@@ -745,10 +745,13 @@ impl Scheduler {
             .iter()
             .any(|w| task.request.fits_within(&w.model.capacity()));
         // A local function runs only here, whatever workers may join.
-        let why_none = if matches!(task.work, Work::Local { .. }) && self.remote_allowed {
-            "a local function pointer runs only in the local pool"
-        } else {
-            "no remote workers are allowed"
+        let why_none = match &task.work {
+            _ if !self.remote_allowed => "no remote workers are allowed".to_string(),
+            Work::Local { .. } => "a local function pointer runs only in the local pool".into(),
+            _ => format!(
+                "a function input over {} bytes runs only in the local pool",
+                crate::protocol::MAX_TASK_BYTES
+            ),
         };
         let reason = if big_enough {
             format!(

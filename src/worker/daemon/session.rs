@@ -349,8 +349,19 @@ impl Reporter {
             crate::transfer::remove_all(&path);
         }
         let mut reason = task.reason().map(|r| r.to_string_lossy().into_owned());
+        let mut output = task.output();
         let result = if task.flags & FLAG_CANCELLED != 0 {
             TaskResult::Cancelled
+        } else if output.len() > crate::protocol::MAX_TASK_BYTES {
+            // More than a frame can bring back: the task's own doing, and it
+            // must not cost the link (and the other tasks on it).
+            reason = Some(format!(
+                "the function's output of {} bytes is more than a remote worker sends back ({} bytes)",
+                output.len(),
+                crate::protocol::MAX_TASK_BYTES
+            ));
+            output = &[];
+            TaskResult::OutputMissing
         } else if !lost.is_empty() {
             // Not the task's fault: it runs again, and the manager sends the
             // inputs again.
@@ -364,7 +375,7 @@ impl Reporter {
             attempt: task.attempts,
             result: result.code(),
             exit_code: task.exit_code(),
-            output: task.output().to_vec(),
+            output: output.to_vec(),
             stdout: task.stdout().map(|s| s.to_bytes().to_vec()),
             reason,
             started: task.times().started,
