@@ -224,3 +224,59 @@ fn exit_in_a_process_task_comes_back_while_the_log_writer_lags() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// When the test below starts this binary as another user, this is its
+/// workload: a command takes away the permissions of the directory its sandbox
+/// is in (`$VINE_SANDBOX/..`), and the next command still runs.
+#[test]
+fn zz_unprivileged_entry() {
+    if std::env::var_os("VINE_TEST_UNPRIVILEGED").is_none() {
+        return;
+    }
+    let m = manager();
+    for cmd in [
+        c"chmod 000 \"$(dirname \"$VINE_SANDBOX\")\" && echo taken",
+        c"echo after",
+    ] {
+        m.submit(Task::command(cmd)).unwrap();
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    }
+    drop(m);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_task_that_takes_away_its_sandboxes_directory_costs_no_later_task() {
+    // Permissions bind only users other than root: as root, the workload
+    // runs as nobody.
+    let dir = std::env::temp_dir().join(format!("vine-unpriv-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = if unsafe { libc::geteuid() } == 0 {
+        let c_dir = std::ffi::CString::new(dir.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::chown(c_dir.as_ptr(), 65534, 65534) }, 0);
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(&exe);
+        c
+    } else {
+        std::process::Command::new(&exe)
+    };
+    let status = cmd
+        .args([
+            "--exact",
+            "zz_unprivileged_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VINE_TEST_UNPRIVILEGED", "1")
+        .env("TMPDIR", &dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the workload failed: {status}");
+    // Nothing left behind: the sandbox and the manager's directory are gone.
+    let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

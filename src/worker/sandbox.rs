@@ -18,6 +18,7 @@ impl Sandbox {
     /// Creates `root/name` afresh.
     pub fn create(root: &Path, name: &str) -> std::io::Result<Sandbox> {
         let path = root.join(name);
+        repair_root(root);
         if path.exists() {
             std::fs::remove_dir_all(&path)?;
         }
@@ -259,8 +260,23 @@ fn beside(to: &Path, what: &str) -> std::io::Result<PathBuf> {
     )))
 }
 
+/// Gives the directory of the sandboxes back the owner's permissions: a task
+/// may have taken them away (it is `$VINE_SANDBOX/..`), and no later sandbox
+/// could be made in it, nor this one removed.
+fn repair_root(root: &Path) {
+    if let Ok(m) = std::fs::symlink_metadata(root) {
+        let mode = m.permissions().mode();
+        if m.is_dir() && mode & 0o700 != 0o700 {
+            let _ = std::fs::set_permissions(root, std::fs::Permissions::from_mode(mode | 0o700));
+        }
+    }
+}
+
 impl Drop for Sandbox {
     fn drop(&mut self) {
+        if let Some(root) = self.path.parent() {
+            repair_root(root);
+        }
         // Directories without write permission (an input's, or the task's) too.
         crate::transfer::remove_all(&self.path);
     }
