@@ -582,13 +582,10 @@ impl Sink {
             let _ = t.join();
         }
         // Its files are closed: another log of the process may have them.
+        // (The table is locked after `places`, as `open` does.)
+        let mut places = self.places.lock().unwrap_or_else(|p| p.into_inner());
         let mut all = in_use();
-        for (_, at) in self
-            .places
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain(..)
-        {
+        for (_, at) in places.drain(..) {
             forget(&mut all, at);
         }
     }
