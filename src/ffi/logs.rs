@@ -198,13 +198,12 @@ pub unsafe extern "C" fn vine_get_path_log(
 static REGISTERED_BY: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 extern "C" fn flush_logs_at_exit() {
-    // A child forked to run a PROCESS function that calls exit() has none
-    // of the log writer threads: waiting for them would never end.
-    if std::process::id() != REGISTERED_BY.load(std::sync::atomic::Ordering::Relaxed) {
-        return;
-    }
     guard((), || {
-        crate::manager::journal::flush_all();
+        // A child forked to run a PROCESS function that calls exit() has none
+        // of the log writer threads: waiting for them would never end.
+        if std::process::id() == REGISTERED_BY.load(std::sync::atomic::Ordering::Relaxed) {
+            crate::manager::journal::flush_all();
+        }
         Ok(())
     })
 }
