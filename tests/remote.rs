@@ -83,6 +83,20 @@ fn self_worker(port: u16, extra: &str) -> Child {
         .unwrap()
 }
 
+/// Makes a fifo at `path`: a task tells the test through it that it runs.
+fn mkfifo(path: &std::path::Path) {
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
+}
+
+/// The first line written to the fifo at `path` (waits for a writer).
+fn first_line(path: &std::path::Path) -> String {
+    let mut line = String::new();
+    std::io::BufReader::new(std::fs::File::open(path).unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    line
+}
+
 fn stop(m: Manager, workers: Vec<Child>) {
     m.shutdown().unwrap();
     for mut w in workers {
@@ -294,8 +308,7 @@ fn a_worker_killed_mid_task_loses_nothing() {
     let (m, port) = remote_manager();
     let dir = tempdir();
     let fifo = dir.join("started");
-    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
-    assert!(made.success());
+    mkfifo(&fifo);
     let first = vine_worker(port, &[]);
     // The first attempt reports its worker's pid and its own through the fifo,
     // then waits; the second attempt finds the marker and finishes.
@@ -341,11 +354,7 @@ fn a_silent_worker_is_declared_lost_and_its_task_runs_elsewhere() {
     m.tune("keepalive-timeout", 1.0).unwrap();
     let dir = tempdir();
     let fifo = dir.join("started");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let mut silent = vine_worker(port, &["--keepalive-interval", "0.2"]);
     let script = format!(
         "if [ ! -e {d}/once ]; then touch {d}/once; echo $$ > {f}; exec sleep 600; fi; echo elsewhere",
@@ -646,7 +655,7 @@ fn shutdown_takes_back_tasks_a_worker_has_not_started_and_lets_the_running_one_f
     let dir = tempdir();
     let (started, gate) = (dir.join("started"), dir.join("gate"));
     for f in [&started, &gate] {
-        assert!(Command::new("mkfifo").arg(f).status().unwrap().success());
+        mkfifo(f);
     }
     // The first task holds the worker's one core until the gate opens; the
     // second waits behind it at the worker (prefetch). The gate is open for
@@ -661,10 +670,7 @@ fn shutdown_takes_back_tasks_a_worker_has_not_started_and_lets_the_running_one_f
         .unwrap();
     let queued = m.submit(Task::command(c"echo ran")).unwrap();
     let worker = vine_worker(port, &[]);
-    let mut line = String::new();
-    std::io::BufReader::new(std::fs::File::open(&started).unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    first_line(&started);
     let bound = std::time::Instant::now() + Duration::from_secs(60);
     while m.stats().unwrap().tasks_on_workers < 2 {
         assert!(
@@ -764,11 +770,7 @@ fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
     m.tune("keepalive-timeout", 0.0).unwrap();
     let dir = tempdir();
     let fifo = dir.join("started");
-    assert!(Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap()
-        .success());
+    mkfifo(&fifo);
     let silent = vine_worker(port, &[]);
     let script = format!(
         "echo started > {f}; read line < {f}; echo done",
@@ -778,10 +780,7 @@ fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
         .submit(Task::command(&CString::new(script).unwrap()))
         .unwrap();
     // One line: a later attempt (were the worker lost) would keep it open.
-    let mut line = String::new();
-    std::io::BufReader::new(std::fs::File::open(&fifo).unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    first_line(&fifo);
     // The worker says nothing for a while (what is tested is the silence).
     // SAFETY: plain signals to the worker process this test started.
     unsafe { libc::kill(silent.id() as i32, libc::SIGSTOP) };
