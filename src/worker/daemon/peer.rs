@@ -168,7 +168,8 @@ impl PeerServer {
     fn serve(&self, sock: TcpStream) -> Result<()> {
         let _ = sock.set_nodelay(true);
         let conn = self.tls.as_ref().map(|t| t.accept()).transpose()?;
-        let mut h = Handshake::start(sock, conn, Instant::now() + HANDSHAKE_TIMEOUT)?;
+        let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+        let mut h = Handshake::start(sock, conn, deadline)?;
         let binding = h.binding()?;
         let mine = protocol::challenge();
         h.send(&PeerMsg::Hello { challenge: mine })?;
@@ -185,7 +186,7 @@ impl PeerServer {
             worker: &theirs,
             binding: &binding,
         };
-        let key = self.key();
+        let key = self.key_by(deadline);
         let ok = key
             .as_ref()
             .is_some_and(|k| protocol::verify(k, &context, protocol::ROLE_PEER_FETCH, &proof));
@@ -250,6 +251,24 @@ impl PeerServer {
     }
 
     /// Waits until `path` is in the cache, while the session keyed `key` lasts.
+    /// The peer key, waiting until `deadline` for a session to set one: the
+    /// manager may send a peer here as its session with this worker begins,
+    /// before this side has taken the session's key.
+    fn key_by(&self, deadline: Instant) -> Option<Vec<u8>> {
+        let mut st = self.state();
+        loop {
+            let now = Instant::now();
+            if st.key.is_some() || now >= deadline {
+                return st.key.clone();
+            }
+            st = self
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     fn wait_for(&self, path: &Path, key: &[u8]) -> bool {
         let until = Instant::now() + ARRIVAL_WAIT;
         let mut st = self.state();
