@@ -542,7 +542,7 @@ impl Task {
 
     /// The category when it is not the default one: explicit, else the function
     /// name under autocategory.
-    fn category_named(&self) -> Option<&Arc<CStr>> {
+    pub(crate) fn category_named(&self) -> Option<&Arc<CStr>> {
         if let Some(c) = self.extra.as_ref().and_then(|e| e.category.as_ref()) {
             return Some(c);
         }

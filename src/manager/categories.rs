@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CStr;
+use std::sync::Arc;
 
 use crate::resources::{Measured, Resources, Sizing, MILLI};
 use crate::task::{
@@ -202,6 +203,10 @@ pub struct Categories {
     list: Vec<Category>,
     /// The category looked up last: runs of one category need no hashing.
     last: Option<(Box<[u8]>, usize)>,
+    /// The shared name of the category a task looked up last, kept alive so
+    /// that its address names it: a run of tasks of one function (under
+    /// autocategory) or one set category is found by comparing one pointer.
+    last_shared: Option<(Arc<CStr>, usize)>,
     /// Where "default" is in `list`, once known: a task that names no
     /// category has the one static name, found by its address alone.
     default_at: Option<usize>,
@@ -252,6 +257,23 @@ impl Categories {
         if default {
             self.default_at = Some(at);
         }
+        &mut self.list[at]
+    }
+
+    /// The category of `task`, as [`Categories::entry`].
+    fn entry_of(&mut self, task: &Task) -> &mut Category {
+        let Some(name) = task.category_named() else {
+            return self.entry(task.category());
+        };
+        let at = match &self.last_shared {
+            Some((kept, at)) if Arc::ptr_eq(kept, name) => *at,
+            _ => {
+                self.entry(name);
+                let at = self.last.as_ref().map_or(0, |(_, at)| *at);
+                self.last_shared = Some((Arc::clone(name), at));
+                at
+            }
+        };
         &mut self.list[at]
     }
 
@@ -356,7 +378,7 @@ impl Categories {
             }
             e.sizing = Sizing::Asked;
         }
-        self.entry(task.category()).stats.submitted += 1;
+        self.entry_of(task).stats.submitted += 1;
     }
 
     /// Whether another task of `task`'s category may start now.
@@ -383,7 +405,7 @@ impl Categories {
 
     /// A task starts on a worker.
     pub fn dispatched(&mut self, task: &Task) {
-        let s = &mut self.entry(task.category()).stats;
+        let s = &mut self.entry_of(task).stats;
         s.dispatched += 1;
         s.running += 1;
     }
@@ -395,7 +417,7 @@ impl Categories {
     pub fn returned(&mut self, task: &Task) -> Returned {
         let steady_n = self.steady_n;
         let auto = self.wants_measurements(task.category());
-        let c = self.entry(task.category());
+        let c = self.entry_of(task);
         c.stats.running = c.stats.running.saturating_sub(1);
         let mut resized = false;
         if task.result == TaskResult::Success && task.exit_code == 0 && auto {
@@ -414,7 +436,7 @@ impl Categories {
 
     /// A task is finished for good.
     pub fn completed(&mut self, task: &Task) {
-        let s = &mut self.entry(task.category()).stats;
+        let s = &mut self.entry_of(task).stats;
         s.done += 1;
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
         s.time_execute += execute;
@@ -446,7 +468,7 @@ impl Categories {
         let mode = self.mode(task.category());
         let steady_n = self.steady_n;
         let (gmax, gmin) = (self.max, self.min);
-        let c = self.entry(task.category());
+        let c = self.entry_of(task);
         let max = c.max.or(gmax);
         let min = c.min.or(gmin);
         let sizing = task.extra.as_ref().map_or(Sizing::Asked, |e| e.sizing);
@@ -531,7 +553,7 @@ impl Categories {
             return false;
         }
         task.extra_mut().sizing = Sizing::Max;
-        self.entry(task.category()).stats.exhausted_retried += 1;
+        self.entry_of(task).stats.exhausted_retried += 1;
         true
     }
 }
