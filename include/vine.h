@@ -583,7 +583,9 @@ extern "C" {
 // tasks need them, and gives them back as they stop needing them (vine's own).
 //
 // `batch_type`:
-// - `"local"`: worker processes on this machine;
+// - `"local"`: worker processes on this machine, which end with the program
+//   even if it exits without deleting its manager (started directly, not
+//   through a wrapper script: a wrapper's own children are not told);
 // - `"slurm"`: Slurm jobs (`sbatch`, `squeue`, `scancel` must be on the `PATH`);
 // - `"custom"`: any batch system, through three shell commands set with
 //   `vine_factory_set_string` (`submit-command`, `status-command`,

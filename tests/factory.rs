@@ -301,3 +301,51 @@ fn bad_settings_are_refused_with_a_message() {
     assert!(e.message().contains("port"), "{e}");
     m.shutdown().unwrap();
 }
+
+/// Run by the next test in a process of its own: a program with a local
+/// factory whose worker has joined, which then exits without deleting its
+/// manager or its factory.
+#[test]
+fn zz_exit_without_delete_entry() {
+    let Ok(marker) = std::env::var("VINE_TEST_EXIT_MARKER") else {
+        return;
+    };
+    let (m, _) = remote_manager();
+    let f = m.create_factory("local").unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set_string("worker-options", &format!("--feature={marker}"))
+        .unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    f.set("min-workers", 1.0).unwrap();
+    eventually("the worker joins", || {
+        m.stats().unwrap().workers_connected == 1
+    });
+    assert_eq!(processes_with(&marker), 1);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_program_that_exits_without_deleting_its_manager_leaves_no_local_worker() {
+    let marker = unique("exit-no-delete");
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "zz_exit_without_delete_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env("VINE_TEST_EXIT_MARKER", &marker)
+        .status()
+        .unwrap();
+    assert!(status.success(), "the program failed: {status}");
+    // A worker that outlived it would wait for its manager for a minute
+    // (its --timeout) before giving up.
+    let until = Instant::now() + Duration::from_secs(20);
+    while processes_with(&marker) > 0 {
+        assert!(
+            Instant::now() < until,
+            "a worker of the factory outlived its program"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -193,12 +193,32 @@ impl Batch for Local {
         let err = out
             .try_clone()
             .map_err(|e| format!("{}: {e}", job.output.display()))?;
-        let child = Command::new(program)
-            .args(args)
+        let parent = std::process::id();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
-            .process_group(0)
+            .process_group(0);
+        // The worker ends with this process, even one that exits without
+        // deleting its manager: the kernel sends it SIGTERM when the thread that
+        // started it (this factory's, which lives as long as the factory) is
+        // gone. A parent gone before the request is seen to be gone.
+        // SAFETY: prctl and getppid are async-signal-safe system calls, and
+        // the closure allocates nothing and touches only its copied `parent`.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    // Made without allocating, as everything after a fork.
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
+        }
+        let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {program}: {e}"))?;
         let id = child.id().to_string();
