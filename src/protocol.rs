@@ -470,6 +470,24 @@ pub enum PeerMsg {
     Xfer(Piece),
 }
 
+/// A password from its file: the file's bytes less trailing white space; never
+/// empty (an empty password would let anyone in, so it is refused, on the
+/// manager's side and the worker's alike).
+pub fn read_password(path: &std::path::Path) -> crate::error::Result<Vec<u8>> {
+    use crate::error::Error;
+    let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
+        pw.pop();
+    }
+    if pw.is_empty() {
+        return Err(Error::invalid(format!(
+            "password file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(pw)
+}
+
 /// The key peers prove they know: the password, when the manager has one, and
 /// the manager run's transfer token, handed to each worker at `Welcome` over its
 /// authenticated link. A worker of another manager (or of an earlier run of

@@ -608,6 +608,15 @@ fn a_worker_without_a_manager_gives_up_after_its_timeout() {
         .status()
         .unwrap();
     assert_eq!(usage.code(), Some(2));
+    // An empty password, which no manager accepts, is a bad command line.
+    let empty = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["-P", "/dev/null", "127.0.0.1", &port.to_string()])
+        .args(["--timeout", "0.3"])
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&empty.stderr);
+    assert!(said.contains("/dev/null is empty"), "{said}");
 }
 
 #[test]

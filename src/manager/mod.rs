@@ -418,21 +418,6 @@ pub fn set_runtime_info_root(root: Option<PathBuf>) {
     *RUNTIME_INFO_ROOT.lock().unwrap_or_else(|p| p.into_inner()) = root;
 }
 
-/// A password from its file: the file's bytes less trailing white space; never empty.
-fn read_password(path: &Path) -> Result<Vec<u8>> {
-    let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
-    while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
-        pw.pop();
-    }
-    if pw.is_empty() {
-        return Err(Error::invalid(format!(
-            "password file {} is empty",
-            path.display()
-        )));
-    }
-    Ok(pw)
-}
-
 impl Manager {
     /// Starts a manager: its thread and its local pool, configured from the
     /// environment (`VINE_LOCAL_*`). With `Port::None` no socket is opened and only
@@ -536,7 +521,7 @@ impl Manager {
         let env_password = match std::env::var_os("VINE_PASSWORD_FILE") {
             Some(p) if listener.is_some() && !p.is_empty() => {
                 let path = PathBuf::from(p);
-                let pw = read_password(&path).map_err(cleanup)?;
+                let pw = crate::protocol::read_password(&path).map_err(cleanup)?;
                 remote_settings.set_password(pw);
                 remote_settings.seal();
                 Some(path)
@@ -1274,7 +1259,7 @@ impl Manager {
 
     /// Reads the password remote workers must prove they know.
     pub fn set_password_file(&self, path: &Path) -> Result<()> {
-        let pw = read_password(path)?;
+        let pw = crate::protocol::read_password(path)?;
         // Recorded before the password takes effect, so that local worker
         // processes started from now on are given it.
         *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_owned());

@@ -163,11 +163,7 @@ impl WorkerOptions {
             match a.as_str() {
                 "--password" | "-P" => {
                     let path = value(a)?;
-                    let mut pw = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-                    while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
-                        pw.pop();
-                    }
-                    o.password = Some(pw);
+                    o.password = Some(crate::protocol::read_password(Path::new(&path))?);
                 }
                 "--cores" => {
                     let v = value(a)?;
@@ -347,9 +343,12 @@ mod test {
 
     #[test]
     fn taskvines_common_options_are_understood() {
+        let pw = std::env::temp_dir().join(format!("vine-options-pw-{}", std::process::id()));
+        std::fs::write(&pw, "secret\n").unwrap();
+        let pw_arg = format!("--password={}", pw.display());
         let o = parse(&[
             "-P",
-            "/dev/null",
+            pw.to_str().unwrap(),
             "--cores",
             "4",
             "--memory=2048",
@@ -373,7 +372,7 @@ mod test {
             "node1:9123",
         ])
         .unwrap();
-        assert_eq!(o.password.as_deref(), Some(&b""[..]));
+        assert_eq!(o.password.as_deref(), Some(&b"secret"[..]));
         assert_eq!(
             (o.cores, o.memory, o.disk, o.gpus),
             (Some(4.0), Some(2048), None, Some(0))
@@ -389,7 +388,7 @@ mod test {
 
         // Long names with '=', short ones with the value attached, as getopt.
         let o = parse(&[
-            "--password=/dev/null",
+            &pw_arg,
             "--timeout=7",
             "--workdir=/w",
             "-dvine",
@@ -412,11 +411,25 @@ mod test {
         assert_eq!(o.max_backoff, Duration::from_secs(2));
         assert_eq!(o.wall_time, Some(Duration::from_secs(10)));
         assert_eq!((o.cores, o.memory), (None, None));
+        assert_eq!(o.password.as_deref(), Some(&b"secret"[..]));
+        std::fs::remove_file(&pw).unwrap();
 
         // Defaults: reconnect at once, no wall time, not single-shot.
         let o = parse(&["h", "1"]).unwrap();
         assert!(!o.single_shot && o.wall_time.is_none() && o.debug.is_empty());
         assert_eq!(o.max_backoff, super::MIN_BACKOFF);
+    }
+
+    #[test]
+    fn an_empty_password_file_is_refused_as_the_manager_refuses_it() {
+        let pw = std::env::temp_dir().join(format!("vine-options-empty-{}", std::process::id()));
+        for empty in ["", " \n\t\n"] {
+            std::fs::write(&pw, empty).unwrap();
+            let e = parse(&["-P", pw.to_str().unwrap(), "h", "1"]).unwrap_err();
+            assert!(e.to_string().contains("is empty"), "{e}");
+        }
+        std::fs::remove_file(&pw).unwrap();
+        assert!(parse(&["-P", "/dev/null", "h", "1"]).is_err());
     }
 
     #[test]
