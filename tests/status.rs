@@ -163,4 +163,7 @@ fn vine_status_gives_up_on_a_silent_manager_within_its_timeout() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(code, Some(1));
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(said.contains("no answer within 2 s"), "{said}");
 }

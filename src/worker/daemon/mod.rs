@@ -227,15 +227,30 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
         .as_ref()
         .map(crate::tls::ClientTls::new)
         .transpose()?;
+    // A read that times out says "Resource temporarily unavailable": say
+    // what happened instead.
+    let silent = |e: Error| {
+        if matches!(e.errno(), libc::EAGAIN | libc::ETIMEDOUT) {
+            Error::new(
+                ErrorKind::Io,
+                format!(
+                    "no answer within {} s (is a vine manager listening there?)",
+                    opts.timeout.as_secs_f64()
+                ),
+            )
+        } else {
+            e
+        }
+    };
     let nothing = crate::resources::Resources::default();
     let (mut reader, _writer, _sock, _, _) =
-        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true, 0).map_err(
-            |e| match e {
+        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true, 0)
+            .map_err(|e| match e {
                 Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
                 Ended::WallTime => Error::invalid("ended"),
-            },
-        )?;
-    match reader.recv::<crate::protocol::ToWorker>()? {
+            })
+            .map_err(silent)?;
+    match reader.recv::<crate::protocol::ToWorker>().map_err(silent)? {
         crate::protocol::ToWorker::Status(json) => Ok(json),
         _ => Err(Error::invalid("the manager did not answer with its state")),
     }
