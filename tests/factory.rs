@@ -60,6 +60,13 @@ fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
     let (m, _) = remote_manager();
     let marker = unique("local-max");
     let f = m.create_factory("local").unwrap();
+    // Its scripts and their output go where the manager's sandboxes are.
+    assert!(
+        f.scratch_dir().starts_with(m.runtime_dir()),
+        "{:?} is not in {:?}",
+        f.scratch_dir(),
+        m.runtime_dir()
+    );
     f.set("max-workers", 2.0).unwrap();
     f.set_string("worker-path", WORKER).unwrap();
     f.set_string("worker-options", &format!("--feature {marker}"))

@@ -98,8 +98,10 @@ pub unsafe extern "C" fn vine_factory_set(
 ///   the jobs run.
 /// - `scratch-dir`: where job scripts, their output and the password copy go
 ///   (default: `vine-factory-PID-N` in the current directory; for `"local"`, in
-///   the manager's runtime directory). It must be visible to the jobs. Made
-///   readable by this user only; removed at the end unless a job failed.
+///   the manager's own scratch directory under `TMPDIR`, where its sandboxes
+///   are, not its run directory of `vine_get_runtime_directory`, and gone
+///   with the manager). It must be visible to the jobs. Made readable by this
+///   user only; removed at the end unless a job failed.
 /// - `submit-command`, `status-command`, `cancel-command` (`"custom"` only): run
 ///   by `/bin/sh -c` in the scratch directory.
 ///   - submit: gets the worker's whole command line in `VINE_WORKER_COMMAND`
