@@ -846,10 +846,12 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
 /// every thread of the manager is joined. Finished tasks stay retrievable with
 /// `vine_wait` until `vine_delete`.
 ///
-/// Returns 0 when all of that happened. A THREAD function still running after the
-/// timeout cannot be killed: it is abandoned (its thread detached, its task never
-/// returned) and this returns `VINE_ERROR_TIMEOUT`. Calling it again returns the first
-/// result. Do not call it from inside a task function (it would wait for itself).
+/// Returns 0 when all of that happened. At the timeout, killed commands and
+/// the workers told to cancel get 2 s more to bring their tasks back, and a
+/// THREAD function 2 s more to return. A THREAD function still running then
+/// cannot be killed: it is abandoned (its thread detached, its task never
+/// returned) and this returns `VINE_ERROR_TIMEOUT`, about 2 s after
+/// `shutdown-timeout`. Calling it again returns the first result. Do not call it from inside a task function (it would wait for itself).
 #[no_mangle]
 pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
     guard_code(|| {
