@@ -218,8 +218,15 @@ impl Outbound {
                 return Ok(InputContent::Cached);
             }
             // A file only workers have (a temp) is fetched from one whatever
-            // the limits; one the manager has too, from a peer under them.
-            if let Some(c) = peers.choose(id, self.worker, p.source.is_some()) {
+            // the limits; one the manager has too, from a peer under them,
+            // else this worker is its holder from now on (the manager sends
+            // it below), before another connection looks for one.
+            let chosen = if p.source.is_some() {
+                peers.choose_or_hold(id, self.worker, true)
+            } else {
+                peers.choose(id, self.worker, false)
+            };
+            if let Some(c) = chosen {
                 self.inventory().cached.insert(id);
                 return Ok(InputContent::Peer {
                     host: c.host,

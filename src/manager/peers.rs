@@ -183,9 +183,33 @@ impl Peers {
         if !self.enabled() {
             return None;
         }
+        self.choose_in(&mut self.table(), file, dest, limits)
+    }
+
+    /// As [`Peers::choose`]; when no peer is chosen, `dest` is counted as
+    /// holding `file` in the same step (the manager is about to send it
+    /// there). Two workers' connections choosing a source for one file at
+    /// once then never both find no holder: the second fetches from the
+    /// first, once the file is there, and the manager sends it once.
+    pub(crate) fn choose_or_hold(&self, file: u64, dest: WorkerId, limits: bool) -> Option<Chosen> {
+        let mut t = self.table();
+        let chosen = if self.enabled() {
+            self.choose_in(&mut t, file, dest, limits)
+        } else {
+            None
+        };
+        if chosen.is_none() {
+            let ws = t.holders.entry(file).or_default();
+            if !ws.contains(&dest) {
+                ws.push(dest);
+            }
+        }
+        chosen
+    }
+
+    fn choose_in(&self, t: &mut Table, file: u64, dest: WorkerId, limits: bool) -> Option<Chosen> {
         let worker_max = self.worker_max.load(Ordering::Relaxed) as usize;
         let file_max = self.file_max.load(Ordering::Relaxed) as usize;
-        let mut t = self.table();
         let candidates = t.holders.get(&file)?.clone();
         let mut best: Option<(usize, WorkerId)> = None;
         for w in candidates {
@@ -206,7 +230,7 @@ impl Peers {
         *t.serving.entry(source).or_default() += 1;
         *t.serving_file.entry((source, file)).or_default() += 1;
         if let Some(old) = t.under_way.insert((dest, file), source) {
-            release(&mut t, old, file);
+            release(t, old, file);
         }
         let ws = t.holders.entry(file).or_default();
         if !ws.contains(&dest) {
@@ -284,6 +308,22 @@ mod test {
         assert_eq!(p.replicas(7), 4);
         p.finished(2, 7, 1, true);
         assert_eq!(p.serving(1), 0);
+    }
+
+    #[test]
+    fn a_worker_the_manager_will_send_a_file_to_is_its_holder_before_the_next_choice() {
+        // Two connections choose a source for one file, one after the other
+        // as their lock allows: the first finds none and the manager sends it
+        // there, so the second must find the first (not the manager again).
+        let p = peers();
+        assert_eq!(p.choose_or_hold(7, 1, true), None);
+        assert!(p.holds(7, 1));
+        assert_eq!(p.choose_or_hold(7, 2, true).unwrap().source, 1);
+        // With peer transfers off, each is sent it by the manager and counted.
+        p.on.store(false, Ordering::Relaxed);
+        assert_eq!(p.choose_or_hold(8, 1, true), None);
+        assert_eq!(p.choose_or_hold(8, 2, true), None);
+        assert_eq!(p.replicas(8), 2);
     }
 
     #[test]
