@@ -5,6 +5,14 @@
  * meaning. vine.h documents each function, and where vine differs from TaskVine
  * its comment says so. Differences that compile unchanged:
  *
+ *  - Six calls return what TaskVine's return, not vine.h's 0 or negative
+ *    error: this header maps them onto vine's through small wrappers, so a
+ *    program that tests them as TaskVine documents sees TaskVine's values,
+ *    and vine_last_error() still says why one failed. vine_task_add_input,
+ *    vine_task_add_output, vine_set_password_file and vine_enable_monitoring
+ *    return 1 on success and 0 on failure; vine_cancel_by_task_id returns 1
+ *    if the task was found and cancelled, else 0; vine_tune returns 0, or -1
+ *    on failure. A program that includes vine.h gets vine.h's values.
  *  - Calls that return nothing in TaskVine (vine_task_set_cores, vine_set_name,
  *    vine_get_stats, vine_task_delete, ...) return an int in vine: 0, or a
  *    negative VINE_ERROR_* with the reason in vine_last_error().
@@ -72,5 +80,45 @@
 #define rmsummary_delete vine_resources_delete
 #define rmsummary_set vine_resources_set
 #define rmsummary_get vine_resources_get
+
+/* TaskVine's return values, where they differ from vine.h's. */
+static inline int vine_taskvine_task_add_input(struct vine_task *t, struct vine_file *f,
+		const char *remote_name, vine_mount_flags_t flags)
+{
+	return vine_task_add_input(t, f, remote_name, flags) == 0;
+}
+
+static inline int vine_taskvine_task_add_output(struct vine_task *t, struct vine_file *f,
+		const char *remote_name, vine_mount_flags_t flags)
+{
+	return vine_task_add_output(t, f, remote_name, flags) == 0;
+}
+
+static inline int vine_taskvine_set_password_file(struct vine_manager *m, const char *file)
+{
+	return vine_set_password_file(m, file) == 0;
+}
+
+static inline int vine_taskvine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series)
+{
+	return vine_enable_monitoring(m, watchdog, time_series) == 1;
+}
+
+static inline int vine_taskvine_cancel_by_task_id(struct vine_manager *m, int id)
+{
+	return vine_cancel_by_task_id(m, id) == 0;
+}
+
+static inline int vine_taskvine_tune(struct vine_manager *m, const char *name, double value)
+{
+	return vine_tune(m, name, value) == 0 ? 0 : -1;
+}
+
+#define vine_task_add_input vine_taskvine_task_add_input
+#define vine_task_add_output vine_taskvine_task_add_output
+#define vine_set_password_file vine_taskvine_set_password_file
+#define vine_enable_monitoring vine_taskvine_enable_monitoring
+#define vine_cancel_by_task_id vine_taskvine_cancel_by_task_id
+#define vine_tune vine_taskvine_tune
 
 #endif /* VINE_TASKVINE_H */
