@@ -322,6 +322,11 @@ public:
         }
         return declare_buffer(data, static_cast<std::size_t>(len), cache, flags);
     }
+    /// A text of its own length. Its cache level is the second argument only
+    /// for a `std::string`: with a char array or pointer the second argument is
+    /// always the length (as in `vine_declare_buffer`), so
+    /// `declare_buffer("text", VINE_CACHE_LEVEL_WORKFLOW)` is one byte, cached
+    /// for the task. Write `declare_buffer(std::string("text"), VINE_CACHE_LEVEL_WORKFLOW)`.
     file declare_buffer(const std::string &text, int cache = VINE_CACHE_LEVEL_TASK) { return declare_buffer(text.data(), text.size(), cache); }
     file declare_temp() { return file(detail::check_ptr(vine_declare_temp(m_), "vine_declare_temp")); }
     /// The current contents of a buffer, temp or file.

@@ -108,6 +108,9 @@ int main()
         const char abc[] = "abcdef";
         CHECK(m.fetch(m.declare_buffer(abc, 3)) == "abc");
         CHECK(m.fetch(m.declare_buffer(nullptr, 0)).empty());
+        // A text with a cache level is a std::string: all of it, cached as asked.
+        auto kept = m.declare_buffer(std::string("hello world\n"), VINE_CACHE_LEVEL_WORKFLOW);
+        CHECK(kept.size() == 12 && m.fetch(kept) == "hello world\n");
         threw = false;
         try {
             m.declare_buffer(abc, -1);
