@@ -38,13 +38,23 @@ pub(crate) struct Progress {
 
 impl Progress {
     /// Whether the environment turns it on (Some(true)), off, or leaves the
-    /// default.
-    fn from_env() -> Option<bool> {
-        match std::env::var("VINE_PROGRESS").ok()?.trim() {
-            "1" | "yes" | "on" | "true" => Some(true),
-            "0" | "no" | "off" | "false" => Some(false),
-            _ => None,
+    /// default (unset); an error for any other value, which `vine_create`
+    /// refuses as it refuses a malformed `VINE_LOCAL_*`.
+    pub(crate) fn env_setting() -> crate::error::Result<Option<bool>> {
+        let Ok(v) = std::env::var("VINE_PROGRESS") else {
+            return Ok(None);
+        };
+        match v.trim() {
+            "1" | "yes" | "on" | "true" => Ok(Some(true)),
+            "0" | "no" | "off" | "false" => Ok(Some(false)),
+            _ => Err(crate::error::Error::invalid(format!(
+                "environment variable VINE_PROGRESS={v:?} is neither 1 (on) nor 0 (off)"
+            ))),
         }
+    }
+
+    fn from_env() -> Option<bool> {
+        Self::env_setting().ok().flatten()
     }
 
     /// The progress line of a manager reached through `tx`: started now if the

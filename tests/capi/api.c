@@ -959,6 +959,18 @@ static void test_environment(void)
     CHECK(vine_create(VINE_PORT_NONE) == NULL);
     CHECK(strstr(vine_last_error(), "VINE_LOCAL_CORES") != NULL);
     unsetenv("VINE_LOCAL_CORES");
+    /* VINE_PROGRESS is 1 or 0 (or yes/no, on/off, true/false): anything else too. */
+    const char *bad_progress[] = {"abc", "2", "-1", ""};
+    for (size_t i = 0; i < sizeof bad_progress / sizeof *bad_progress; i++) {
+        setenv("VINE_PROGRESS", bad_progress[i], 1);
+        CHECK(vine_create(VINE_PORT_NONE) == NULL);
+        CHECK(strstr(vine_last_error(), "VINE_PROGRESS") != NULL);
+    }
+    setenv("VINE_PROGRESS", "0", 1);
+    m = vine_create(VINE_PORT_NONE);
+    CHECK(m != NULL);
+    vine_delete(m);
+    unsetenv("VINE_PROGRESS");
     unsetenv("VINE_LOCAL_MEMORY");
     unsetenv("VINE_LOCAL_GPUS");
 }
