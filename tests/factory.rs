@@ -7,6 +7,9 @@ use common::{remote_manager, tempdir};
 
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use vine::manager::factory::Factory;
 use vine::{Manager, Task, TaskResult, Want};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_vine_worker");
@@ -46,6 +49,18 @@ fn processes_with(marker: &str) -> usize {
         .count()
 }
 
+/// A local factory whose workers run this build's `vine_worker` offering
+/// feature `marker` (so a test finds its workers' processes), cycling every
+/// 50 ms.
+fn marked_local_factory(m: &Manager, marker: &str) -> Arc<Factory> {
+    let f = m.create_factory("local").unwrap();
+    f.set_string("worker-path", WORKER).unwrap();
+    f.set_string("worker-options", &format!("--feature={marker}"))
+        .unwrap();
+    f.set("cycle-interval", 0.05).unwrap();
+    f
+}
+
 fn unique(name: &str) -> String {
     format!(
         "{name}-{}-{:?}",
@@ -59,7 +74,7 @@ fn unique(name: &str) -> String {
 fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
     let (m, _) = remote_manager();
     let marker = unique("local-max");
-    let f = m.create_factory("local").unwrap();
+    let f = marked_local_factory(&m, &marker);
     // Its scripts and their output go where the manager's sandboxes are.
     assert!(
         f.scratch_dir().starts_with(m.runtime_dir()),
@@ -68,10 +83,6 @@ fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
         m.runtime_dir()
     );
     f.set("max-workers", 2.0).unwrap();
-    f.set_string("worker-path", WORKER).unwrap();
-    f.set_string("worker-options", &format!("--feature {marker}"))
-        .unwrap();
-    f.set("cycle-interval", 0.05).unwrap();
     let ids: Vec<u64> = (0..8)
         .map(|i| {
             m.submit(Task::command(
@@ -102,11 +113,7 @@ fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
 fn min_workers_are_kept_alive_and_deleting_the_factory_ends_them() {
     let (m, _) = remote_manager();
     let marker = unique("local-min");
-    let f = m.create_factory("local").unwrap();
-    f.set_string("worker-path", WORKER).unwrap();
-    f.set_string("worker-options", &format!("--feature={marker}"))
-        .unwrap();
-    f.set("cycle-interval", 0.05).unwrap();
+    let f = marked_local_factory(&m, &marker);
     f.set("idle-timeout", 0.01).unwrap();
     f.set("min-workers", 2.0).unwrap();
     eventually("two workers join", || {
@@ -318,11 +325,7 @@ fn zz_exit_without_delete_entry() {
         return;
     };
     let (m, _) = remote_manager();
-    let f = m.create_factory("local").unwrap();
-    f.set_string("worker-path", WORKER).unwrap();
-    f.set_string("worker-options", &format!("--feature={marker}"))
-        .unwrap();
-    f.set("cycle-interval", 0.05).unwrap();
+    let f = marked_local_factory(&m, &marker);
     f.set("min-workers", 1.0).unwrap();
     eventually("the worker joins", || {
         m.stats().unwrap().workers_connected == 1
