@@ -438,7 +438,7 @@ impl Manager {
             e
         };
         let local_capacity = settings::local_resources_from_env(&runtime_dir).map_err(cleanup)?;
-        progress::Progress::env_setting().map_err(cleanup)?;
+        let progress_asked = progress::Progress::env_setting().map_err(cleanup)?;
         // Where workers from other machines can connect, if they can.
         let mut exposed_at = None;
         let listener = match port {
@@ -580,7 +580,7 @@ impl Manager {
         });
         sink_guard.keep();
         let manager = Manager {
-            progress: progress::Progress::new(&tx),
+            progress: progress::Progress::new(&tx, progress_asked),
             sink,
             tx,
             shared,

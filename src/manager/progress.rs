@@ -53,13 +53,10 @@ impl Progress {
         }
     }
 
-    fn from_env() -> Option<bool> {
-        Self::env_setting().ok().flatten()
-    }
-
-    /// The progress line of a manager reached through `tx`: started now if the
-    /// environment or a terminal asks for it.
-    pub(crate) fn new(tx: &inbox::Sender<Message>) -> Progress {
+    /// The progress line of a manager reached through `tx`: started now if
+    /// `asked` (the environment's [`Progress::env_setting`]) or, when that
+    /// says nothing, a terminal asks for it.
+    pub(crate) fn new(tx: &inbox::Sender<Message>, asked: Option<bool>) -> Progress {
         let tty = std::io::stderr().is_terminal();
         let p = Progress {
             state: Arc::new((
@@ -74,7 +71,7 @@ impl Progress {
             started: Instant::now(),
             tty,
         };
-        match Self::from_env() {
+        match asked {
             Some(true) => p.set(true, tx),
             Some(false) => {}
             None if tty => p.start(tx),
