@@ -886,9 +886,16 @@ fn seconds_setting(seconds: f64, what: &str) -> Result<f64> {
 
 /// Microseconds since the Unix epoch.
 pub(crate) fn now_us() -> i64 {
+    // Whole seconds and the microseconds of the last one, added as i64: called
+    // for every task on the submitting and running threads, and `as_micros`
+    // divides a u128.
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
+        .map_or(0, |d| {
+            (d.as_secs() as i64)
+                .saturating_mul(1_000_000)
+                .saturating_add(i64::from(d.subsec_micros()))
+        })
 }
 
 impl std::fmt::Debug for Task {
@@ -915,6 +922,17 @@ mod test {
             "{}",
             std::mem::size_of::<Task>()
         );
+    }
+
+    #[test]
+    fn now_us_is_the_system_clock_in_microseconds() {
+        let us = |t: std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_micros() as i64
+        };
+        let before = us(std::time::SystemTime::now());
+        let now = now_us();
+        let after = us(std::time::SystemTime::now());
+        assert!(before <= now && now <= after, "{before} {now} {after}");
     }
 
     #[test]
