@@ -804,3 +804,34 @@ fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
     assert_eq!((t.retries_used(), m.stats().unwrap().workers_lost), (0, 0));
     stop(m, vec![silent]);
 }
+
+#[test]
+fn a_remote_command_is_told_what_it_holds_as_taskvine_tells_it() {
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "2"]);
+    let show = c"echo $CORES $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $VECLIB_NUM_THREADS \
+        $MKL_NUM_THREADS $NUMEXPR_NUM_THREADS m=$MEMORY d=$DISK g=$GPUS";
+    let mut sized = Task::command(show);
+    sized.set_cores(2.0).unwrap();
+    sized.set_memory(100).unwrap();
+    sized.set_disk(50).unwrap();
+    let sized = m.submit(sized).unwrap();
+    // Nothing asked for but the default core: no MEMORY, DISK or GPUS; the
+    // task's own environment comes last.
+    let mut own = Task::command(show);
+    own.set_env_var(c"CORES", Some(c"7")).unwrap();
+    own.set_env_var(c"MEMORY", Some(c"inherited")).unwrap();
+    let own = m.submit(own).unwrap();
+    for _ in 0..2 {
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success);
+        let out = t.stdout().unwrap().to_str().unwrap().to_owned();
+        if t.id() == sized {
+            assert_eq!(out, "2 2 2 2 2 2 m=100 d=50 g=\n");
+        } else {
+            assert_eq!(t.id(), own);
+            assert_eq!(out, "7 1 1 1 1 1 m=inherited d= g=\n");
+        }
+    }
+    stop(m, vec![w]);
+}

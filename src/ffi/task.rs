@@ -59,8 +59,14 @@ pub unsafe extern "C" fn vine_task_create_local(
 
 /// Creates a task that runs `command` with `/bin/sh -c` in a fresh, empty sandbox
 /// directory (its inputs placed there), with standard output and standard error
-/// captured together (`vine_task_get_stdout`), `OMP_NUM_THREADS` set to its whole
-/// cores and `VINE_SANDBOX` to the sandbox. The sandbox is removed afterwards.
+/// captured together (`vine_task_get_stdout`) and `VINE_SANDBOX` set to the
+/// sandbox. The sandbox is removed afterwards. As TaskVine's worker does, vine
+/// tells the command what it holds: its whole cores in `CORES`,
+/// `OMP_NUM_THREADS`, `OPENBLAS_NUM_THREADS`, `VECLIB_NUM_THREADS`,
+/// `MKL_NUM_THREADS` and `NUMEXPR_NUM_THREADS`; its memory and disk (MB) in
+/// `MEMORY` and `DISK` and its gpus in `GPUS` (with their numbers in
+/// `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`) when it holds any. What
+/// `vine_task_set_env_var` sets is applied after these and may replace them.
 /// The command and what it starts die with the worker that runs it, even if that
 /// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
 /// environment is how what leaves the command's process group is found.

@@ -77,8 +77,8 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         .current_dir(sandbox.path())
         .stdin(Stdio::null())
         .process_group(0)
-        .env("OMP_NUM_THREADS", task.request.whole_cores().to_string())
         .env("VINE_SANDBOX", sandbox.path());
+    resource_env(&mut cmd, &task.request);
     if !gpus.is_empty() {
         let list = gpus
             .iter()
@@ -243,4 +243,32 @@ fn replace_file(from: &Path, to: &Path) -> Result<(), String> {
         std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
     }
     sandbox::move_file(from, to).map_err(|e| e.to_string())
+}
+
+/// The variables that tell a command what it holds, as TaskVine's worker sets
+/// them: its whole cores as `CORES` and as the thread count of the common
+/// threaded libraries (OpenMP, OpenBLAS, vecLib, MKL, NumExpr), and `MEMORY`
+/// and `DISK` (MB) and `GPUS` when it holds any. The task's own environment is
+/// applied after these, so it may replace them.
+fn resource_env(cmd: &mut Command, held: &crate::resources::Resources) {
+    let cores = held.whole_cores().to_string();
+    for name in [
+        "CORES",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "VECLIB_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    ] {
+        cmd.env(name, &cores);
+    }
+    for (name, amount) in [
+        ("MEMORY", held.memory_mb),
+        ("DISK", held.disk_mb),
+        ("GPUS", u64::from(held.gpus)),
+    ] {
+        if amount > 0 {
+            cmd.env(name, amount.to_string());
+        }
+    }
 }

@@ -649,11 +649,20 @@ static void test_commands_and_files(void)
     CHECK(strcmp(vine_task_get_stdout(t), "out\nerr\n") == 0);
     vine_task_delete(t);
 
-    t = vine_task_create("echo $GREETING $OMP_NUM_THREADS");
+    t = vine_task_create("echo $GREETING $OMP_NUM_THREADS $CORES $MKL_NUM_THREADS $MEMORY $DISK");
     vine_task_set_env_var(t, "GREETING", "hello");
     vine_task_set_cores(t, 2);
+    vine_task_set_memory(t, 10);
+    vine_task_set_disk(t, 5);
     t = run(m, t);
-    CHECK(strcmp(vine_task_get_stdout(t), "hello 2\n") == 0);
+    CHECK(strcmp(vine_task_get_stdout(t), "hello 2 2 2 10 5\n") == 0);
+    vine_task_delete(t);
+
+    /* What it holds, as TaskVine's worker says it; its own environment last. */
+    t = vine_task_create("echo $CORES $OPENBLAS_NUM_THREADS m=$MEMORY g=$GPUS");
+    vine_task_set_env_var(t, "OPENBLAS_NUM_THREADS", "4");
+    t = run(m, t);
+    CHECK(strcmp(vine_task_get_stdout(t), "1 4 m= g=\n") == 0);
     vine_task_delete(t);
 
     t = vine_task_create("exec sleep 30");
