@@ -806,7 +806,7 @@ fn with_a_keepalive_timeout_of_zero_a_silent_worker_is_never_lost() {
 }
 
 #[test]
-fn a_remote_command_is_told_what_it_holds_as_taskvine_tells_it() {
+fn a_remote_command_is_told_what_it_holds_and_where_its_temporary_files_go() {
     let (m, port) = remote_manager();
     let w = vine_worker(port, &["--cores", "2"]);
     let show = c"echo $CORES $OMP_NUM_THREADS $OPENBLAS_NUM_THREADS $VECLIB_NUM_THREADS \
@@ -822,16 +822,36 @@ fn a_remote_command_is_told_what_it_holds_as_taskvine_tells_it() {
     own.set_env_var(c"CORES", Some(c"7")).unwrap();
     own.set_env_var(c"MEMORY", Some(c"inherited")).unwrap();
     let own = m.submit(own).unwrap();
-    for _ in 0..2 {
+    // Temporary files go inside the sandbox, named by all three variables.
+    let tmp = m
+        .submit(Task::command(
+            c"test \"$TMPDIR\" = \"$VINE_SANDBOX/.vine.tmp\" && test \"$TMP\" = \"$TMPDIR\" \
+            && test \"$TEMP\" = \"$TMPDIR\" && f=$(mktemp) && test -f \"$TMPDIR/${f##*/}\" \
+            && echo tmp-ok",
+        ))
+        .unwrap();
+    // An input of that name stays the input, and the variables stay as they were.
+    let mut taken = Task::command(c"echo $(cat .vine.tmp) \"$TMPDIR\"");
+    let text = m.declare(File::buffer(b"mine", CacheLevel::Task, 0).unwrap());
+    taken
+        .add_input(Mount::new(text, ".vine.tmp", 0).unwrap())
+        .unwrap();
+    taken.set_env_var(c"TMPDIR", Some(c"/elsewhere")).unwrap();
+    let taken = m.submit(taken).unwrap();
+    for _ in 0..4 {
         let t = m.wait(LONG).unwrap();
         assert_eq!(t.result(), TaskResult::Success);
         let out = t.stdout().unwrap().to_str().unwrap().to_owned();
-        if t.id() == sized {
-            assert_eq!(out, "2 2 2 2 2 2 m=100 d=50 g=\n");
-        } else {
-            assert_eq!(t.id(), own);
-            assert_eq!(out, "7 1 1 1 1 1 m=inherited d= g=\n");
-        }
+        let expected = match t.id() {
+            id if id == sized => "2 2 2 2 2 2 m=100 d=50 g=\n",
+            id if id == own => "7 1 1 1 1 1 m=inherited d= g=\n",
+            id if id == tmp => "tmp-ok\n",
+            id => {
+                assert_eq!(id, taken);
+                "mine /elsewhere\n"
+            }
+        };
+        assert_eq!(out, expected);
     }
     stop(m, vec![w]);
 }

@@ -57,7 +57,7 @@ pub unsafe extern "C" fn vine_task_create_local(
     })
 }
 
-/// Creates a task that runs `command` with `/bin/sh -c` in a fresh, empty sandbox
+/// Creates a task that runs `command` with `/bin/sh -c` in a fresh sandbox
 /// directory (its inputs placed there), with standard output and standard error
 /// captured together (`vine_task_get_stdout`) and `VINE_SANDBOX` set to the
 /// sandbox. The sandbox is removed afterwards. As TaskVine's worker does, vine
@@ -67,6 +67,9 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// `MEMORY` and `DISK` and its gpus in `GPUS` (with their numbers in
 /// `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`) when it holds any. What
 /// `vine_task_set_env_var` sets is applied after these and may replace them.
+/// `TMPDIR`, `TMP` and `TEMP` name `.vine.tmp` in the sandbox (unless an input
+/// or output has that name), so that temporary files count in the task's disk
+/// and go with the sandbox.
 /// The command and what it starts die with the worker that runs it, even if that
 /// worker is SIGKILLed (see the README for the limits); `VINE_GUARDIAN` in their
 /// environment is how what leaves the command's process group is found.

@@ -33,6 +33,9 @@ pub struct CommandEnv {
 /// (`max-stdout`): what both the manager and a worker start with.
 pub const DEFAULT_MAX_STDOUT: usize = 16 << 20;
 
+/// The directory in a command's sandbox that `TMPDIR`, `TMP` and `TEMP` name.
+pub const TMP_DIR: &str = ".vine.tmp";
+
 /// Runs the command task and records its outcome in it.
 pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv) {
     let name = format!("t{}.{}", task.id, task.attempts);
@@ -59,6 +62,18 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
             }
         }
     }
+    // Temporary files go inside the sandbox, as on TaskVine's workers: counted
+    // in its disk, and removed with it. Unless a file of the task has that
+    // name: the variables are then left as they were.
+    let tmp = sandbox.path().join(TMP_DIR);
+    let tmp = match std::fs::create_dir(&tmp) {
+        Ok(()) => Some(tmp),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
+        Err(e) => {
+            let reason = format!("cannot create {}: {e}", tmp.display());
+            return task.finish(TaskResult::Forsaken, Some(reason));
+        }
+    };
     let Work::Command { command } = &task.work else {
         unreachable!("only commands run here")
     };
@@ -78,6 +93,11 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         .stdin(Stdio::null())
         .process_group(0)
         .env("VINE_SANDBOX", sandbox.path());
+    if let Some(tmp) = &tmp {
+        for name in ["TMPDIR", "TMP", "TEMP"] {
+            cmd.env(name, tmp);
+        }
+    }
     resource_env(&mut cmd, &task.request);
     if !gpus.is_empty() {
         let list = gpus

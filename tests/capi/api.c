@@ -665,6 +665,14 @@ static void test_commands_and_files(void)
     CHECK(strcmp(vine_task_get_stdout(t), "1 4 m= g=\n") == 0);
     vine_task_delete(t);
 
+    /* Temporary files go in the sandbox, and go with it. */
+    t = vine_task_create("test \"$TMPDIR\" = \"$VINE_SANDBOX/.vine.tmp\" && test \"$TMP$TEMP\" = \"$TMPDIR$TMPDIR\""
+                         " && mktemp > /dev/null && ls \"$TMPDIR\" | wc -l");
+    t = run(m, t);
+    CHECK(vine_task_get_exit_code(t) == 0);
+    CHECK(strcmp(vine_task_get_stdout(t), "1\n") == 0);
+    vine_task_delete(t);
+
     t = vine_task_create("exec sleep 30");
     vine_task_set_time_max(t, 0.2);
     t = run(m, t);
