@@ -198,6 +198,7 @@ module vine
   public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path_for, vine_set_name
   ! Managing workers and settings, as TaskVine names them.
   public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
+  public :: vine_set_tasks_left_count
   public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
   public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
@@ -659,6 +660,12 @@ module vine
       import :: c_ptr, c_int
       type(c_ptr), value :: m
       integer(c_int), value :: minid
+    end function
+    integer(c_int) function vine_set_tasks_left_count(m, ntasks) &
+        bind(C, name='vine_set_tasks_left_count')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+      integer(c_int), value :: ntasks
     end function
     integer(c_int) function vine_unblock_all(m) bind(C, name='vine_unblock_all')
       import :: c_ptr, c_int

@@ -1127,6 +1127,16 @@ const char *vine_get_name(struct vine_manager *m);
 // error.
 int vine_set_task_id_min(struct vine_manager *m, int minid);
 
+// Tells the manager's factories (`vine_factory_create`) how many tasks the
+// program has yet to submit, as TaskVine's `vine_set_tasks_left_count` tells
+// its `vine_factory`: until the next call changes it, each counts in their
+// demand as a task of the default size (one core), with the tasks waiting, so
+// that workers are started before the tasks come and kept while they are
+// coming. The count is the program's to keep up to date; submitting does not
+// lower it. Default 0. Returns 0, or a negative error: a bad manager,
+// `VINE_ERROR_INVALID_ARGUMENT` for a negative count.
+int vine_set_tasks_left_count(struct vine_manager *m, int ntasks);
+
 // Blocks the workers of host `hostname`, as TaskVine does, until
 // `vine_unblock_host`: a host is named by the host name its workers report
 // (their `gethostname`) or by its address as the manager sees it (e.g.

@@ -110,6 +110,37 @@ fn a_local_factory_starts_no_more_than_max_workers_and_releases_idle_ones() {
 }
 
 #[test]
+fn tasks_left_to_submit_start_workers_before_the_tasks_come() {
+    let (m, _) = remote_manager();
+    let marker = unique("local-left");
+    let f = marked_local_factory(&m, &marker);
+    f.set("max-workers", 3.0).unwrap();
+    f.set("idle-timeout", 0.01).unwrap();
+    // No task submitted: the count alone is the demand, one worker (of one
+    // core) for each task to come.
+    m.set_tasks_left_count(2);
+    eventually("two workers join for the tasks to come", || {
+        m.stats().unwrap().workers_connected == 2
+    });
+    assert_eq!(f.counts(), (2, 0));
+    // The tasks came: they run on those workers.
+    let ids: Vec<u64> = (0..2)
+        .map(|_| m.submit(Task::command(c"echo came")).unwrap())
+        .collect();
+    m.set_tasks_left_count(0);
+    for id in ids {
+        done(&m, id);
+    }
+    // None left to come: the idle workers are given back.
+    eventually("the idle workers leave", || {
+        m.stats().unwrap().workers_connected == 0 && processes_with(&marker) == 0
+    });
+    assert_eq!(f.counts(), (2, 0));
+    m.delete_factory(&f).unwrap();
+    m.shutdown().unwrap();
+}
+
+#[test]
 fn min_workers_are_kept_alive_and_deleting_the_factory_ends_them() {
     let (m, _) = remote_manager();
     let marker = unique("local-min");

@@ -350,6 +350,25 @@ pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_
     })
 }
 
+/// Tells the manager's factories (`vine_factory_create`) how many tasks the
+/// program has yet to submit, as TaskVine's `vine_set_tasks_left_count` tells
+/// its `vine_factory`: until the next call changes it, each counts in their
+/// demand as a task of the default size (one core), with the tasks waiting, so
+/// that workers are started before the tasks come and kept while they are
+/// coming. The count is the program's to keep up to date; submitting does not
+/// lower it. Default 0. Returns 0, or a negative error: a bad manager,
+/// `VINE_ERROR_INVALID_ARGUMENT` for a negative count.
+#[no_mangle]
+pub extern "C" fn vine_set_tasks_left_count(m: *mut vine_manager, ntasks: c_int) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let n = u64::try_from(ntasks)
+            .map_err(|_| Error::invalid(format!("the tasks left count {ntasks} is negative")))?;
+        m.set_tasks_left_count(n);
+        Ok(0)
+    })
+}
+
 /// The host name argument of the calls below.
 unsafe fn host_of<'a>(hostname: *const c_char) -> crate::error::Result<&'a str> {
     // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.

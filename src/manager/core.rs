@@ -686,6 +686,7 @@ impl ManagerLoop {
                         std::ops::ControlFlow::Continue(())
                     }
                 });
+                view.count_left(&ask, self.shared.tasks_left.load(Ordering::Relaxed));
                 self.factory_joined.retain(|j| {
                     let mine = ask.owns(j);
                     if mine {

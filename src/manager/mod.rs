@@ -261,6 +261,9 @@ pub(crate) struct Shared {
     next_id: Padded<AtomicU64>,
     autocategory: AtomicBool,
     pub(crate) processed_submits: Padded<AtomicU64>,
+    /// Tasks the program says it has yet to submit
+    /// ([`Manager::set_tasks_left_count`]).
+    pub(crate) tasks_left: AtomicU64,
     pub(crate) ready_len: Padded<AtomicU64>,
     /// Tasks the manager has on the local pool, as of its last round (the
     /// direct lane stays closed while there are any).
@@ -467,6 +470,7 @@ impl Manager {
             next_id: Padded(AtomicU64::new(1)),
             autocategory: AtomicBool::new(true),
             processed_submits: Padded(AtomicU64::new(0)),
+            tasks_left: AtomicU64::new(0),
             ready_len: Padded(AtomicU64::new(0)),
             local_assigned: Padded(AtomicU64::new(0)),
             slots: Padded(AtomicU64::new(0)),
@@ -751,8 +755,13 @@ impl Manager {
             // first), so a failed send loses nothing.
             let _ = self.tx.send(Message::Submitted);
         }
+        self.nudge_factories();
+        Ok(id)
+    }
+
+    /// Demand changed: factories look now rather than at their next cycle.
+    fn nudge_factories(&self) {
         if self.factory_count.load(Ordering::Relaxed) > 0 {
-            // Demand rose: factories look now rather than at their next cycle.
             for f in self
                 .factories
                 .lock()
@@ -762,7 +771,14 @@ impl Manager {
                 f.nudge();
             }
         }
-        Ok(id)
+    }
+
+    /// Tells the factories that the program has `n` tasks yet to submit
+    /// (TaskVine's tasks-left count): each counts in their demand as a task of
+    /// the default size (one core) until the next call changes the count.
+    pub fn set_tasks_left_count(&self, n: u64) {
+        self.shared.tasks_left.store(n, Ordering::Relaxed);
+        self.nudge_factories();
     }
 
     /// Readies `task` for submission: what an earlier submission left is

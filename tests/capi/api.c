@@ -148,6 +148,10 @@ static void test_null_and_bad_arguments(void)
     CHECK(version && strcmp(version, vine_version()) == 0);
     CHECK(strcmp(vine_get_name(m), "vine") == 0);
     CHECK(vine_set_task_id_min(m, 50) == 50);
+    CHECK(vine_set_tasks_left_count(m, 1000) == 0);
+    CHECK(vine_set_tasks_left_count(m, 0) == 0);
+    CHECK_ERR(vine_set_tasks_left_count(m, -1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_tasks_left_count(NULL, 1), VINE_ERROR_NULL);
     CHECK(vine_set_category_mode(m, NULL, VINE_ALLOCATION_MODE_GREEDY_BUCKETING) == 1);
     CHECK(vine_set_category_mode(m, "x", (vine_category_mode_t)42) == 0);
     CHECK_ERR(vine_set_category_mode(m, "", VINE_ALLOCATION_MODE_MAX), VINE_ERROR_INVALID_ARGUMENT);

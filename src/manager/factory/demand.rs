@@ -95,6 +95,19 @@ impl View {
         }
     }
 
+    /// Adds `n` tasks yet to be submitted, each taken to be of the default
+    /// size, up to what the factory could ever meet.
+    pub fn count_left(&mut self, ask: &Ask, n: u64) {
+        if n == 0 || self.enough(ask) {
+            return;
+        }
+        if let Some(s) = share_of(&Resources::DEFAULT_REQUEST, &ask.size) {
+            let room = (ask.limit - self.demand).max(0.0);
+            // Just past the limit at most: the count may be any u64.
+            self.demand += (s * n as f64).min(room + s);
+        }
+    }
+
     /// True once the demand exceeds what the factory could ever meet.
     pub fn enough(&self, ask: &Ask) -> bool {
         self.demand > ask.limit
@@ -158,6 +171,31 @@ mod test {
         // min above max: max.
         assert_eq!(target(20, 10, 0, 0.0), 10);
         assert_eq!(target(0, 0, 5, 5.0), 0);
+    }
+
+    #[test]
+    fn tasks_left_count_as_default_tasks_up_to_the_limit() {
+        let ask = |size| Ask {
+            prefix: String::new(),
+            size,
+            features: Vec::new(),
+            wall_time_s: None,
+            limit: 11.0,
+        };
+        let four = ask(res(4.0, 1000, 0, 0));
+        let mut v = View::default();
+        v.count_left(&four, 0);
+        assert_eq!(v.demand, 0.0);
+        v.count_left(&four, 6);
+        assert_eq!(v.demand, 1.5);
+        // Any count: just past the limit, never a number target() cannot take.
+        let mut v = View::default();
+        v.count_left(&four, u64::MAX);
+        assert!(v.demand > 11.0 && v.demand < 12.0, "{}", v.demand);
+        // Workers of no cores still take a default task (one core each).
+        let mut v = View::default();
+        v.count_left(&ask(res(0.0, 0, 0, 0)), 2);
+        assert_eq!(v.demand, 2.0);
     }
 
     #[test]
