@@ -29,7 +29,7 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (102 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (103 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
@@ -42,8 +42,6 @@
  *    vine_summarize_workers.
  *  - Transfers between workers: vine_get_effective_bandwidth,
  *    vine_set_bandwidth_limit.
- *  - vine_enable_disconnect_slow_workers_category (the slow-worker rule per
- *    category; vine_enable_disconnect_slow_workers is there).
  *
  * Deliberately absent:
  *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,

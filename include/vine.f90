@@ -198,7 +198,7 @@ module vine
   public :: vine_tune, vine_set_password_file, vine_set_runtime_info_path_for, vine_set_name
   ! Managing workers and settings, as TaskVine names them.
   public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
-  public :: vine_set_tasks_left_count
+  public :: vine_set_tasks_left_count, vine_enable_disconnect_slow_workers_category
   public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
   public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
@@ -660,6 +660,13 @@ module vine
       import :: c_ptr, c_int
       type(c_ptr), value :: m
       integer(c_int), value :: minid
+    end function
+    integer(c_int) function c_vine_enable_disconnect_slow_workers_category(m, category, multiplier) &
+        bind(C, name='vine_enable_disconnect_slow_workers_category')
+      import :: c_ptr, c_int, c_char, c_double
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: category(*)
+      real(c_double), value :: multiplier
     end function
     integer(c_int) function vine_set_tasks_left_count(m, ntasks) &
         bind(C, name='vine_set_tasks_left_count')
@@ -1172,6 +1179,14 @@ contains
   function vine_version_string() result(s)
     character(:), allocatable :: s
     s = fstr(c_vine_version_string())
+  end function
+
+  integer(c_int) function vine_enable_disconnect_slow_workers_category(m, category, multiplier)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: category
+    real(c_double), intent(in) :: multiplier
+    vine_enable_disconnect_slow_workers_category = &
+        c_vine_enable_disconnect_slow_workers_category(m, cstr(category), multiplier)
   end function
 
   integer(c_int) function vine_block_host(m, host)

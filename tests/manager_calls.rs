@@ -226,15 +226,43 @@ fn a_draining_host_finishes_its_tasks_takes_no_new_one_and_is_let_go() {
 
 #[test]
 fn a_worker_slow_twice_is_disconnected_and_its_host_blocked() {
+    a_worker_slow_twice_is_found(|m| {
+        assert_eq!(
+            vine_enable_disconnect_slow_workers(m.0, 0.5),
+            1,
+            "off below 1"
+        );
+        assert_eq!(vine_enable_disconnect_slow_workers(m.0, 2.0), 0);
+    });
+}
+
+#[test]
+fn a_category_with_its_own_multiplier_finds_a_slow_worker_while_the_default_is_off() {
+    a_worker_slow_twice_is_found(|m| {
+        let own = |c: &CStr, f: f64| unsafe {
+            vine_enable_disconnect_slow_workers_category(m.0, c.as_ptr(), f)
+        };
+        assert_eq!(own(c"c", 0.5), 1, "below 1: the default's, which is off");
+        assert_eq!(own(c"c", 2.0), 0);
+        // "default" is the default's: turned on, then off again.
+        assert_eq!(own(c"default", 2.0), 0);
+        assert_eq!(vine_enable_disconnect_slow_workers(m.0, 0.0), 1);
+        assert_eq!(own(c"", 2.0), VINE_ERROR_INVALID_ARGUMENT);
+        assert_eq!(own(c"c", f64::NAN), VINE_ERROR_INVALID_ARGUMENT);
+        assert_eq!(
+            unsafe { vine_enable_disconnect_slow_workers_category(m.0, std::ptr::null(), 2.0) },
+            VINE_ERROR_NULL
+        );
+    });
+}
+
+/// Tasks of category "c" on one remote worker, with the slow-worker rule set
+/// by `enable`: ten quick ones, then two that hang until told to go.
+fn a_worker_slow_twice_is_found(enable: impl FnOnce(&M)) {
     let dir = tempdir();
     let go = dir.join("go");
     let (m, port) = M::remote();
-    assert_eq!(
-        vine_enable_disconnect_slow_workers(m.0, 0.5),
-        1,
-        "off below 1"
-    );
-    assert_eq!(vine_enable_disconnect_slow_workers(m.0, 2.0), 0);
+    enable(&m);
     let mut w = vine_worker(port, &["--cores", "2"]);
     // Ten quick tasks give the category its average.
     let quick: Vec<i32> = (0..10).map(|_| m.submit("true", c"c")).collect();

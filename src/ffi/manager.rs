@@ -350,6 +350,31 @@ pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_
     })
 }
 
+/// As `vine_enable_disconnect_slow_workers`, for the tasks of one category
+/// only, as in TaskVine: a task of `category` is taken back once it runs past
+/// `multiplier` times the average of its category, whatever the multiplier of
+/// the other categories. A `multiplier` below 1 makes the category follow
+/// `vine_enable_disconnect_slow_workers` again (the default). The category
+/// "default" is `vine_enable_disconnect_slow_workers` itself: it sets the
+/// multiplier of every category without its own. Returns 0 if the category's
+/// own multiplier is on, 1 if the category follows the default, or a negative
+/// error: a bad manager, NULL or empty `category`, a `multiplier` that is NaN,
+/// infinite or above 1e6.
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_disconnect_slow_workers_category(
+    m: *mut vine_manager,
+    category: *const c_char,
+    multiplier: f64,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let category = unsafe { c_str(category, "the category")? };
+        m.set_slow_workers_category(category, multiplier)?;
+        Ok(if multiplier >= 1.0 { 0 } else { 1 })
+    })
+}
+
 /// Tells the manager's factories (`vine_factory_create`) how many tasks the
 /// program has yet to submit, as TaskVine's `vine_set_tasks_left_count` tells
 /// its `vine_factory`: until the next call changes it, each counts in their

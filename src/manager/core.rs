@@ -157,8 +157,10 @@ const STATUS_EVERY_US: i64 = 5_000_000;
 /// average of its category is taken back and runs elsewhere; a worker that twice
 /// holds such a task is disconnected and its host blocked for `block_for`.
 struct SlowWorkers {
-    /// 0: off.
+    /// For categories without their own; 0: off.
     factor: f64,
+    /// Categories with their own factor (at least 1).
+    by_category: HashMap<Arc<[u8]>, f64>,
     block_for: Duration,
     /// Tasks on remote workers: their worker, when they were sent, their category.
     running: HashMap<TaskId, (WorkerId, Instant, Arc<[u8]>)>,
@@ -175,6 +177,39 @@ struct SlowWorkers {
 const SLOW_MIN_SAMPLES: u64 = 10;
 
 impl SlowWorkers {
+    /// Off for every category; a slow worker's host blocked for 900 s once on.
+    fn off() -> SlowWorkers {
+        SlowWorkers {
+            factor: 0.0,
+            by_category: HashMap::new(),
+            block_for: Duration::from_secs(900),
+            running: HashMap::new(),
+            times: HashMap::new(),
+            marks: HashMap::new(),
+            suspects: Default::default(),
+        }
+    }
+
+    /// True if tasks of any category may be taken back.
+    fn on(&self) -> bool {
+        self.factor > 0.0 || !self.by_category.is_empty()
+    }
+
+    /// The factor for tasks of `category` (0: off).
+    fn factor_of(&self, category: &[u8]) -> f64 {
+        self.by_category
+            .get(category)
+            .copied()
+            .unwrap_or(self.factor)
+    }
+
+    /// Forgets the running tasks of categories that are off now.
+    fn forget_off(&mut self) {
+        let (factor, by_category) = (self.factor, &self.by_category);
+        self.running
+            .retain(|_, (_, _, c)| by_category.get(&**c).copied().unwrap_or(factor) > 0.0);
+    }
+
     fn average(&self, category: &[u8]) -> Option<Duration> {
         let &(n, sum) = self.times.get(category)?;
         (n >= SLOW_MIN_SAMPLES).then(|| sum / n as u32)
@@ -183,9 +218,13 @@ impl SlowWorkers {
     /// When task `id`, sent at `sent`, counts as slow, if its category has an
     /// average.
     fn deadline(&self, id: TaskId, sent: Instant, category: &[u8]) -> Option<Instant> {
+        let factor = self.factor_of(category);
+        if factor == 0.0 {
+            return None;
+        }
         let avg = self.average(category)?;
         let marks = self.marks.get(&id).copied().unwrap_or(0);
-        let allowed = avg.as_secs_f64() * (self.factor + f64::from(marks));
+        let allowed = avg.as_secs_f64() * (factor + f64::from(marks));
         sent.checked_add(Duration::try_from_secs_f64(allowed).ok()?)
     }
 }
@@ -225,14 +264,7 @@ impl ManagerLoop {
             temp_root: std::env::temp_dir(),
             fetches: HashMap::new(),
             draining: Default::default(),
-            slow: SlowWorkers {
-                factor: 0.0,
-                block_for: Duration::from_secs(900),
-                running: HashMap::new(),
-                times: HashMap::new(),
-                marks: HashMap::new(),
-                suspects: Default::default(),
-            },
+            slow: SlowWorkers::off(),
             sink,
             perf_last: Vec::new(),
             perf_last_at: 0,
@@ -849,6 +881,20 @@ impl ManagerLoop {
             Message::Tune { setting, reply } => {
                 let _ = reply.send(self.apply(setting));
             }
+            Message::SlowWorkersCategory {
+                category,
+                factor,
+                reply,
+            } => {
+                let key: Arc<[u8]> = category.to_bytes().into();
+                if factor >= 1.0 {
+                    self.slow.by_category.insert(key, factor);
+                } else {
+                    self.slow.by_category.remove(&key);
+                    self.slow.forget_off();
+                }
+                let _ = reply.send(());
+            }
             Message::Shutdown { reply } => self.begin_shutdown(reply),
             #[cfg(test)]
             Message::Crash => panic!("the manager thread was made to panic"),
@@ -922,9 +968,7 @@ impl ManagerLoop {
                 .store((s * 1000.0) as u64, Ordering::Relaxed),
             Setting::SlowWorkersFactor(f) => {
                 self.slow.factor = if f >= 1.0 { f } else { 0.0 };
-                if self.slow.factor == 0.0 {
-                    self.slow.running.clear();
-                }
+                self.slow.forget_off();
             }
             Setting::SlowWorkersBlockTimeout(s) => {
                 self.slow.block_for = Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
@@ -953,7 +997,7 @@ impl ManagerLoop {
         for (worker, task) in std::mem::take(&mut self.outbox.to_remote) {
             match self.remote.get_mut(&worker) {
                 Some(link) => {
-                    if self.slow.factor > 0.0 {
+                    if self.slow.on() && self.slow.factor_of(task.category().to_bytes()) > 0.0 {
                         let category: Arc<[u8]> = task.category().to_bytes().into();
                         self.slow
                             .running
@@ -1311,7 +1355,7 @@ impl ManagerLoop {
 
     /// The next instant a task on a remote worker would count as slow.
     fn next_slow_deadline(&self) -> Option<Instant> {
-        if self.slow.factor == 0.0 {
+        if !self.slow.on() {
             return None;
         }
         self.slow
@@ -1324,7 +1368,7 @@ impl ManagerLoop {
     /// Takes back tasks running past their category's average times the factor;
     /// a worker caught twice is disconnected and its host blocked for a while.
     fn check_slow(&mut self) {
-        if self.slow.factor == 0.0 {
+        if !self.slow.on() {
             return;
         }
         let now = Instant::now();
@@ -1420,5 +1464,42 @@ impl ManagerLoop {
             ))
         });
         true
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    #[test]
+    fn a_category_of_its_own_is_judged_by_its_factor_and_the_others_by_the_default() {
+        let mut slow = SlowWorkers::off();
+        assert!(!slow.on());
+        slow.by_category.insert(b"own".as_slice().into(), 3.0);
+        assert!(slow.on());
+        for c in [b"own".as_slice(), b"other"] {
+            slow.times
+                .insert(c.into(), (SLOW_MIN_SAMPLES, Duration::from_secs(10)));
+        }
+        let sent = Instant::now();
+        // Averages of 1 s: the own category's tasks are slow after 3 s, the
+        // others never while the default is off, then after 2 s.
+        assert_eq!(
+            slow.deadline(1, sent, b"own"),
+            Some(sent + Duration::from_secs(3))
+        );
+        assert_eq!(slow.deadline(2, sent, b"other"), None);
+        slow.factor = 2.0;
+        assert_eq!(
+            slow.deadline(2, sent, b"other"),
+            Some(sent + Duration::from_secs(2))
+        );
+        // Turning the default off forgets only the tasks it judged.
+        slow.running.insert(1, (0, sent, b"own".as_slice().into()));
+        slow.running
+            .insert(2, (0, sent, b"other".as_slice().into()));
+        slow.factor = 0.0;
+        slow.forget_off();
+        assert_eq!(slow.running.keys().copied().collect::<Vec<_>>(), vec![1]);
     }
 }

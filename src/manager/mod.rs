@@ -186,6 +186,15 @@ pub enum Message {
         /// Reply.
         reply: Reply<(categories::CategoryStats, u64)>,
     },
+    /// The slow-worker factor of one category (below 1: the default's).
+    SlowWorkersCategory {
+        /// The category.
+        category: std::ffi::CString,
+        /// The factor.
+        factor: f64,
+        /// Reply when applied.
+        reply: Reply<()>,
+    },
     /// A setting the manager thread owns.
     Tune {
         /// The setting.
@@ -1272,6 +1281,33 @@ impl Manager {
         // starts them at once (it had an idle core).
         self.shared.direct.add_category_to(category, &mut stats);
         Ok((stats, waiting))
+    }
+
+    /// Takes back tasks of `category` running on a remote worker past
+    /// `factor` times the category's average, as
+    /// `disconnect-slow-workers-factor` does for every category (see
+    /// `vine_enable_disconnect_slow_workers_category`); below 1 the category
+    /// follows that setting again. The category "default" is that setting.
+    pub fn set_slow_workers_category(&self, category: &std::ffi::CStr, factor: f64) -> Result<()> {
+        if !factor.is_finite() || factor > settings::MAX_HUNGRY_FACTOR {
+            return Err(Error::invalid(format!(
+                "the multiplier must be a finite number up to {:e}, not {factor}",
+                settings::MAX_HUNGRY_FACTOR
+            )));
+        }
+        if category.is_empty() {
+            return Err(Error::invalid("the category name is empty"));
+        }
+        let factor = if factor >= 1.0 { factor } else { 0.0 };
+        if category == crate::task::DEFAULT_CATEGORY {
+            return self.tune("disconnect-slow-workers-factor", factor);
+        }
+        let category = category.to_owned();
+        self.ask(|reply| Message::SlowWorkersCategory {
+            category,
+            factor,
+            reply,
+        })
     }
 
     /// Reads the password remote workers must prove they know.

@@ -52,6 +52,10 @@ program test
   m = vine_create(VINE_PORT_NONE)
   call check(c_associated(m), 'create')
   call check(vine_tune(m, 'local-cores', 2.0_c_double) == 0, 'tune')
+  call check(vine_enable_disconnect_slow_workers_category(m, 'sweep', 3.0_c_double) == 0, 'slow category')
+  call check(vine_enable_disconnect_slow_workers_category(m, '', 3.0_c_double) == VINE_ERROR_INVALID_ARGUMENT, &
+             'slow category empty')
+  call check(vine_set_tasks_left_count(m, 10_c_int) == 0, 'tasks left')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
   ! TaskVine's manager calls.
   call check(vine_get_name(m) == 'vine', 'name')
