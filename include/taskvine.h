@@ -29,13 +29,13 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (103 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (105 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
- *  - The task graph log and the other runtime paths: vine_enable_taskgraph_log,
- *    vine_get_path_cache, vine_get_path_staging, vine_get_path_library_log;
- *    vine_get_status (it returns TaskVine's struct jx; vine_status and its
- *    JSON answer the same questions).
+ *  - The task graph log and the manager's cache directory:
+ *    vine_enable_taskgraph_log, vine_get_path_cache; vine_get_status (it
+ *    returns TaskVine's struct jx; vine_status and its JSON answer the same
+ *    questions).
  *  - More of measured resources: vine_task_set_monitor_output,
  *    vine_enable_category_resource, vine_initialize_categories,
  *    vine_enable_proportional_resources, vine_disable_proportional_resources,

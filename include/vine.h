@@ -936,8 +936,21 @@ const char *vine_get_runtime_directory(struct vine_manager *m);
 
 // `RUNDIR/vine-logs/PATH` (or `RUNDIR/vine-logs` for a NULL `path`) for manager
 // `m`'s run directory, as a string the caller frees with `free()`; NULL if the
-// manager writes no logs or memory ran out.
+// manager writes no logs or memory ran out. `PATH` is appended as it is, as in
+// TaskVine: an absolute one still names a place under `RUNDIR/vine-logs`.
 char *vine_get_path_log(struct vine_manager *m, const char *path);
+
+// `RUNDIR/staging/PATH` (or `RUNDIR/staging`), as `vine_get_path_log`: a
+// directory of the run for the program's own staged files, as TaskVine's
+// call gives. vine stages nothing there itself; the directory is made when
+// first asked for.
+char *vine_get_path_staging(struct vine_manager *m, const char *path);
+
+// `RUNDIR/library-logs/PATH` (or `RUNDIR/library-logs`), as
+// `vine_get_path_log`: where TaskVine keeps its libraries' logs. vine's
+// libraries (`vine_worker --library`) log with their worker, so vine writes
+// nothing there; the directory is made when first asked for.
+char *vine_get_path_library_log(struct vine_manager *m, const char *path);
 
 // Creates a manager and starts its thread and its local worker threads.
 //

@@ -155,43 +155,85 @@ pub extern "C" fn vine_get_runtime_directory(m: *mut vine_manager) -> *const c_c
 
 /// `RUNDIR/vine-logs/PATH` (or `RUNDIR/vine-logs` for a NULL `path`) for manager
 /// `m`'s run directory, as a string the caller frees with `free()`; NULL if the
-/// manager writes no logs or memory ran out.
+/// manager writes no logs or memory ran out. `PATH` is appended as it is, as in
+/// TaskVine: an absolute one still names a place under `RUNDIR/vine-logs`.
 #[no_mangle]
 pub unsafe extern "C" fn vine_get_path_log(
     m: *mut vine_manager,
     path: *const c_char,
 ) -> *mut c_char {
-    guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
-        let Some(dir) = m.runtime_info_dir() else {
-            return Err(Error::invalid("the manager writes no logs"));
-        };
-        let mut full = dir.join("vine-logs");
-        if !path.is_null() {
-            // SAFETY: C passes a NUL-terminated string.
-            full.push(
-                unsafe { c_str(path, "the path")? }
-                    .to_string_lossy()
-                    .as_ref(),
-            );
-        }
-        let s = full.to_string_lossy();
-        let bytes = s.as_bytes();
-        if bytes.contains(&0) {
-            return Err(Error::invalid("the path holds a NUL byte"));
-        }
-        // SAFETY: a fresh allocation of len + 1 bytes, filled and terminated
-        // below; the caller owns it and frees it with free().
-        unsafe {
-            let out = libc::malloc(bytes.len() + 1).cast::<u8>();
-            if out.is_null() {
-                return Err(Error::invalid("out of memory"));
-            }
-            ptr::copy_nonoverlapping(bytes.as_ptr(), out, bytes.len());
-            *out.add(bytes.len()) = 0;
-            Ok(out.cast::<c_char>())
-        }
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    guard(ptr::null_mut(), || unsafe {
+        path_in_run(m, "vine-logs", path)
     })
+}
+
+/// `RUNDIR/staging/PATH` (or `RUNDIR/staging`), as `vine_get_path_log`: a
+/// directory of the run for the program's own staged files, as TaskVine's
+/// call gives. vine stages nothing there itself; the directory is made when
+/// first asked for.
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_path_staging(
+    m: *mut vine_manager,
+    path: *const c_char,
+) -> *mut c_char {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    guard(ptr::null_mut(), || unsafe {
+        path_in_run(m, "staging", path)
+    })
+}
+
+/// `RUNDIR/library-logs/PATH` (or `RUNDIR/library-logs`), as
+/// `vine_get_path_log`: where TaskVine keeps its libraries' logs. vine's
+/// libraries (`vine_worker --library`) log with their worker, so vine writes
+/// nothing there; the directory is made when first asked for.
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_path_library_log(
+    m: *mut vine_manager,
+    path: *const c_char,
+) -> *mut c_char {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    guard(ptr::null_mut(), || unsafe {
+        path_in_run(m, "library-logs", path)
+    })
+}
+
+/// `RUNDIR/sub/PATH` (`RUNDIR/sub` for NULL) as a string for `free()`, the
+/// directory `RUNDIR/sub` made if missing.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn path_in_run(
+    m: *mut vine_manager,
+    sub: &str,
+    path: *const c_char,
+) -> crate::error::Result<*mut c_char> {
+    let m = handles::manager(m)?;
+    let Some(dir) = m.runtime_info_dir() else {
+        return Err(Error::invalid("the manager writes no logs"));
+    };
+    let dir = dir.join(sub);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let mut full = dir.into_os_string().into_encoded_bytes();
+    if !path.is_null() {
+        // SAFETY: C passes a NUL-terminated string.
+        full.push(b'/');
+        full.extend_from_slice(unsafe { c_str(path, "the path")? }.to_bytes());
+    }
+    if full.contains(&0) {
+        return Err(Error::invalid("the path holds a NUL byte"));
+    }
+    // SAFETY: a fresh allocation of len + 1 bytes, filled and terminated
+    // below; the caller owns it and frees it with free().
+    unsafe {
+        let out = libc::malloc(full.len() + 1).cast::<u8>();
+        if out.is_null() {
+            return Err(Error::invalid("out of memory"));
+        }
+        ptr::copy_nonoverlapping(full.as_ptr(), out, full.len());
+        *out.add(full.len()) = 0;
+        Ok(out.cast::<c_char>())
+    }
 }
 
 /// The process that registered [`flush_logs_at_exit`].

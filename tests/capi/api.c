@@ -1109,6 +1109,7 @@ static void test_logs(void)
     struct vine_manager *plain = vine_create(VINE_PORT_NONE);
     CHECK(vine_get_runtime_directory(plain) == NULL);
     CHECK(vine_get_path_log(plain, "transactions") == NULL);
+    CHECK(vine_get_path_staging(plain, "x") == NULL && vine_get_path_library_log(plain, NULL) == NULL);
     CHECK(vine_enable_transactions_log(plain, NULL) == 0);
     CHECK(vine_enable_transactions_log(plain, "") == 0);
     CHECK(vine_enable_transactions_log(plain, "/proc/no/such/dir/txn") == 0 && strstr(vine_last_error(), "/proc/no"));
@@ -1127,6 +1128,21 @@ static void test_logs(void)
     CHECK(run != NULL && strncmp(run, dir, strlen(dir)) == 0);
     char *txn = vine_get_path_log(m, "transactions");
     CHECK(txn != NULL && strstr(txn, "/vine-logs/transactions") != NULL);
+    /* TaskVine's other paths of the run, their directories made when asked;
+       the path is appended as given, even an absolute one. */
+    char expect[8192], *p;
+    snprintf(expect, sizeof expect, "%s/vine-logs//etc/passwd", run ? run : "");
+    CHECK((p = vine_get_path_log(m, "/etc/passwd")) && strcmp(p, expect) == 0);
+    free(p);
+    snprintf(expect, sizeof expect, "%s/staging/in.dat", run ? run : "");
+    CHECK((p = vine_get_path_staging(m, "in.dat")) && strcmp(p, expect) == 0);
+    free(p);
+    struct stat st;
+    snprintf(expect, sizeof expect, "%s/library-logs", run ? run : "");
+    CHECK((p = vine_get_path_library_log(m, NULL)) && strcmp(p, expect) == 0 && stat(p, &st) == 0 &&
+          S_ISDIR(st.st_mode));
+    free(p);
+    CHECK(vine_get_path_staging(NULL, "x") == NULL && vine_last_error_code() == VINE_ERROR_NULL);
     /* The process's debug log is no manager's other log: both would write
        (and truncate) one file. */
     CHECK(vine_enable_perf_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));

@@ -56,6 +56,8 @@ program test
   call check(vine_enable_disconnect_slow_workers_category(m, '', 3.0_c_double) == VINE_ERROR_INVALID_ARGUMENT, &
              'slow category empty')
   call check(vine_set_tasks_left_count(m, 10_c_int) == 0, 'tasks left')
+  call check(len(vine_get_path_staging(m, 'x')) == 0, 'no staging path without a run directory')
+  call check(len(vine_get_path_library_log(m, 'x')) == 0, 'no library log path without a run directory')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
   ! TaskVine's manager calls.
   call check(vine_get_name(m) == 'vine', 'name')
