@@ -335,7 +335,7 @@ pub(crate) static DEFAULT_CATEGORY: &CStr = c"default";
 
 /// True if two names in a sandbox are one file there, however spelled: `o`,
 /// `./o`, `o/` and `a//o` against `a/o` (names with `..` are refused before).
-fn same_sandbox_name(a: &str, b: &str) -> bool {
+pub(crate) fn same_sandbox_name(a: &str, b: &str) -> bool {
     fn parts(s: &str) -> impl Iterator<Item = &str> {
         s.split('/').filter(|c| !c.is_empty() && *c != ".")
     }

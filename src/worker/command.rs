@@ -66,8 +66,18 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     // in its disk, and removed with it. Unless a file of the task has that
     // name: the variables are then left as they were.
     let tmp = sandbox.path().join(TMP_DIR);
-    let tmp = match std::fs::create_dir(&tmp) {
-        Ok(()) => Some(tmp),
+    let named = task.extra.as_ref().is_some_and(|e| {
+        e.outputs
+            .iter()
+            .any(|m| crate::task::same_sandbox_name(&m.remote_name, TMP_DIR))
+    });
+    let tmp = match if named {
+        Ok(false)
+    } else {
+        std::fs::create_dir(&tmp).map(|()| true)
+    } {
+        Ok(false) => None,
+        Ok(true) => Some(tmp),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
         Err(e) => {
             let reason = format!("cannot create {}: {e}", tmp.display());

@@ -669,6 +669,15 @@ static void test_commands_and_files(void)
     CHECK(strcmp(vine_task_get_stdout(t), "1 4 m= g=\n") == 0);
     vine_task_delete(t);
 
+    /* An output of that name is the output, and TMPDIR is left alone. */
+    t = vine_task_create("echo data > .vine.tmp && test \"$TMPDIR\" != \"$VINE_SANDBOX/.vine.tmp\"");
+    struct vine_file *vt = vine_declare_buffer(m, NULL, 0, VINE_CACHE_LEVEL_TASK, 0);
+    CHECK(vine_task_add_output(t, vt, ".vine.tmp", 0) == 0);
+    t = run(m, t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS && vine_task_get_exit_code(t) == 0);
+    CHECK(vine_file_size(vt) == 5);
+    vine_task_delete(t);
+
     /* Temporary files go in the sandbox, and go with it. */
     t = vine_task_create("test \"$TMPDIR\" = \"$VINE_SANDBOX/.vine.tmp\" && test \"$TMP$TEMP\" = \"$TMPDIR$TMPDIR\""
                          " && mktemp > /dev/null && ls \"$TMPDIR\" | wc -l");
