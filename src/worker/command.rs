@@ -62,27 +62,9 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
             }
         }
     }
-    // Temporary files go inside the sandbox, as on TaskVine's workers: counted
-    // in its disk, and removed with it. Unless a file of the task has that
-    // name: the variables are then left as they were.
-    let tmp = sandbox.path().join(TMP_DIR);
-    let named = task.extra.as_ref().is_some_and(|e| {
-        e.outputs
-            .iter()
-            .any(|m| crate::task::same_sandbox_name(&m.remote_name, TMP_DIR))
-    });
-    let tmp = match if named {
-        Ok(false)
-    } else {
-        std::fs::create_dir(&tmp).map(|()| true)
-    } {
-        Ok(false) => None,
-        Ok(true) => Some(tmp),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => None,
-        Err(e) => {
-            let reason = format!("cannot create {}: {e}", tmp.display());
-            return task.finish(TaskResult::Forsaken, Some(reason));
-        }
+    let tmp = match temp_dir(&sandbox, task) {
+        Ok(tmp) => tmp,
+        Err(reason) => return task.finish(TaskResult::Forsaken, Some(reason)),
     };
     let Work::Command { command } = &task.work else {
         unreachable!("only commands run here")
@@ -300,5 +282,26 @@ fn resource_env(cmd: &mut Command, held: &crate::resources::Resources) {
         if amount > 0 {
             cmd.env(name, amount.to_string());
         }
+    }
+}
+
+/// Makes the directory of `task`'s temporary files in its sandbox, as on
+/// TaskVine's workers (counted in its disk, removed with it). None if an input
+/// or output of the task has that name: the variables are then left alone.
+fn temp_dir(sandbox: &Sandbox, task: &Task) -> Result<Option<std::path::PathBuf>, String> {
+    let output_named = task.extra.as_ref().is_some_and(|e| {
+        e.outputs
+            .iter()
+            .any(|m| crate::task::same_sandbox_name(&m.remote_name, TMP_DIR))
+    });
+    if output_named {
+        return Ok(None);
+    }
+    let tmp = sandbox.path().join(TMP_DIR);
+    match std::fs::create_dir(&tmp) {
+        Ok(()) => Ok(Some(tmp)),
+        // An input of that name.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(format!("cannot create {}: {e}", tmp.display())),
     }
 }
