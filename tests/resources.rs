@@ -137,6 +137,61 @@ fn a_monitored_command_reports_its_peaks_and_an_unmonitored_one_nothing() {
     vine_task_delete(t);
 }
 
+/// Run by the test below in a process started by a larger one.
+#[test]
+fn zz_started_by_a_larger_program_entry() {
+    match std::env::var("VINE_TEST_STAGE").as_deref() {
+        // The larger program: 300 MB touched, then this binary started again.
+        Ok("launcher") => {
+            let big = vec![1u8; 300 << 20];
+            let status = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "zz_started_by_a_larger_program_entry"])
+                .args(["--nocapture", "--test-threads=1"])
+                .env("VINE_TEST_STAGE", "program")
+                .status()
+                .unwrap();
+            std::hint::black_box(&big);
+            std::process::exit(status.code().unwrap_or(1));
+        }
+        // The program: its command's 100 MB, too quick to be sampled reliably,
+        // and a 50 MB limit passed.
+        Ok("program") => {
+            let m = local(1.0);
+            assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+            let t = run(&m, command(&user(100, 1), c"a"));
+            let r = resources(t, c"measured").expect("measured");
+            assert!((100.0..200.0).contains(&r.memory), "memory {}", r.memory);
+            vine_task_delete(t);
+            let t = command(&user(100, 1), c"a");
+            assert_eq!(vine_task_set_memory(t, 50), 0);
+            let t = run(&m, t);
+            assert_eq!(
+                result(t).0,
+                VINE_RESULT_RESOURCE_EXHAUSTION,
+                "{}",
+                result(t).1
+            );
+            vine_task_delete(t);
+            drop(m);
+            std::process::exit(0);
+        }
+        _ => {}
+    }
+}
+
+#[test]
+fn a_command_peak_is_measured_when_the_program_was_started_by_a_larger_one() {
+    // A process inherits the peak of the one that started it (at exec); a
+    // launcher larger than the tasks must not hide theirs.
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "zz_started_by_a_larger_program_entry"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env("VINE_TEST_STAGE", "launcher")
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
 unsafe extern "C" fn spin(
     _input: *const c_void,
     _len: usize,

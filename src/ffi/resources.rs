@@ -318,10 +318,12 @@ pub unsafe extern "C" fn vine_resources_get(
 ///   it was monitored (`vine_enable_monitoring`, or a category with an automatic
 ///   allocation mode). For a command or a PROCESS function: peak resident memory
 ///   of its process group (sampled every 50 ms, and the kernel's peak of its
-///   largest process), peak sandbox size, CPU time of the processes it waited
-///   for, bytes read and written, most processes at once. For a THREAD
-///   function: its thread's CPU time and wall time only; its memory (-1) cannot
-///   be told apart from the rest of the process.
+///   largest process when that is above the peak of the process that started
+///   it, which a process inherits), peak sandbox size (directories the task
+///   closed to itself are opened again to measure them), CPU time of the
+///   processes it waited for, bytes read and written, most processes at once.
+///   For a THREAD function: its thread's CPU time and wall time only; its
+///   memory (-1) cannot be told apart from the rest of the process.
 /// - `"allocated"`: what its last attempt was given (its request, or what its
 ///   category's allocation mode chose), once it has been dispatched.
 /// - `"requested"`: what the program set (`vine_task_set_cores`, ...); what it

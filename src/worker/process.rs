@@ -342,8 +342,21 @@ impl Reaper {
     }
 }
 
-/// The peak resident memory of this process, MB.
+/// The peak resident memory of this process's own memory, MB: what a process
+/// it starts inherits as its peak at exec (`VmHWM`). Not `getrusage`'s
+/// figure, which also holds the peak this process itself inherited from the
+/// one that started it: a launcher larger than the tasks would hide every
+/// task's peak.
 fn own_peak_mb() -> u64 {
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        if let Some(kb) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            return kb.div_ceil(1024);
+        }
+    }
     // SAFETY: an all-zero rusage is a valid value of the plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: getrusage writes into the local struct it is given.
