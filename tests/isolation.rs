@@ -246,11 +246,11 @@ fn zz_unprivileged_entry() {
     std::process::exit(0);
 }
 
-#[test]
-fn a_task_that_takes_away_its_sandboxes_directory_costs_no_later_task() {
-    // Permissions bind only users other than root: as root, the workload
-    // runs as nobody.
-    let dir = std::env::temp_dir().join(format!("vine-unpriv-{}", std::process::id()));
+/// Runs test `entry` of this binary as a user other than root (nobody, when
+/// this one is root: permissions bind only users other than root), with its
+/// temporary files in a fresh directory, and checks that nothing is left there.
+fn run_unprivileged(entry: &str) {
+    let dir = std::env::temp_dir().join(format!("vine-unpriv-{entry}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = if unsafe { libc::geteuid() } == 0 {
@@ -264,12 +264,7 @@ fn a_task_that_takes_away_its_sandboxes_directory_costs_no_later_task() {
         std::process::Command::new(&exe)
     };
     let status = cmd
-        .args([
-            "--exact",
-            "zz_unprivileged_entry",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", entry, "--nocapture", "--test-threads=1"])
         .env("VINE_TEST_UNPRIVILEGED", "1")
         .env("TMPDIR", &dir)
         .status()
@@ -279,4 +274,53 @@ fn a_task_that_takes_away_its_sandboxes_directory_costs_no_later_task() {
     let left: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_task_that_takes_away_its_sandboxes_directory_costs_no_later_task() {
+    run_unprivileged("zz_unprivileged_entry");
+}
+
+/// Run by the test below as a user other than root.
+#[test]
+fn zz_unprivileged_disk_entry() {
+    if std::env::var_os("VINE_TEST_UNPRIVILEGED").is_none() {
+        return;
+    }
+    let m = manager();
+    // 3 MB under a directory the task then closes to itself: without read
+    // permission, without search permission, and the sandbox itself.
+    let cmds = [
+        c"mkdir d && head -c 3000000 /dev/urandom > d/big && chmod 000 d",
+        c"mkdir d && head -c 3000000 /dev/urandom > d/big && chmod 300 d",
+        c"mkdir d && head -c 3000000 /dev/urandom > d/big && chmod 600 d",
+        c"head -c 3000000 /dev/urandom > big && chmod 000 \"$VINE_SANDBOX\"",
+    ];
+    let mut ids = Vec::new();
+    for cmd in cmds {
+        let mut t = Task::command(cmd);
+        t.set_disk(1).unwrap();
+        ids.push(m.submit(t).unwrap());
+    }
+    // Without the limit, the same commands succeed.
+    let mut t = Task::command(cmds[0]);
+    t.set_disk(10).unwrap();
+    let within = m.submit(t).unwrap();
+    for _ in 0..=cmds.len() {
+        let t = m.wait(LONG).unwrap();
+        let want = if t.id() == within {
+            TaskResult::Success
+        } else {
+            assert!(ids.contains(&t.id()));
+            TaskResult::ResourceExhaustion
+        };
+        assert_eq!(t.result(), want, "task {}: {:?}", t.id(), t.reason());
+    }
+    drop(m);
+    std::process::exit(0);
+}
+
+#[test]
+fn a_task_cannot_hide_its_disk_behind_permissions() {
+    run_unprivileged("zz_unprivileged_disk_entry");
 }

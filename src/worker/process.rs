@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::ExitStatus;
@@ -238,19 +238,55 @@ const DISK_CHECK_MS: i32 = 100;
 /// Bytes of disk taken by the files under `dir` (symbolic links not followed).
 /// A file counts for the larger of its length and its allocated blocks: some file
 /// systems allocate blocks only when data is flushed.
+///
+/// A task may take its own permissions away from a directory of its sandbox
+/// (`chmod 000`): what is in it would then not count, and the limit could be
+/// passed. Such a directory gets the owner's read and search permissions back.
 pub fn disk_used_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && let_owner_in(dir) => {
+            match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(_) => return 0,
+            }
+        }
+        Err(_) => return 0,
     };
     let mut total = 0;
+    let mut repaired = false;
     for e in entries.flatten() {
-        let Ok(meta) = e.metadata() else { continue };
+        let meta = match e.metadata() {
+            Ok(meta) => meta,
+            // Listed but not searchable (read without execute permission).
+            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied && !repaired => {
+                repaired = true;
+                let_owner_in(dir);
+                match e.metadata() {
+                    Ok(meta) => meta,
+                    Err(_) => continue,
+                }
+            }
+            Err(_) => continue,
+        };
         total += (meta.blocks() * 512).max(meta.len());
         if meta.is_dir() {
             total += disk_used_bytes(&e.path());
         }
     }
     total
+}
+
+/// Adds the owner's read and search permissions to directory `dir`; whether
+/// it could.
+fn let_owner_in(dir: &Path) -> bool {
+    match std::fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {
+            let mode = m.permissions().mode() | 0o500;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode)).is_ok()
+        }
+        _ => false,
+    }
 }
 
 /// Resident memory (MB) and number of the processes in group `pgid`; with `io`,
