@@ -29,7 +29,7 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (105 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (107 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the manager's cache directory:
@@ -40,8 +40,6 @@
  *    vine_enable_category_resource, vine_initialize_categories,
  *    vine_enable_proportional_resources, vine_disable_proportional_resources,
  *    vine_summarize_workers.
- *  - Transfers between workers: vine_get_effective_bandwidth,
- *    vine_set_bandwidth_limit.
  *
  * Deliberately absent:
  *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,

@@ -199,6 +199,7 @@ module vine
   ! Managing workers and settings, as TaskVine names them.
   public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
   public :: vine_set_tasks_left_count, vine_enable_disconnect_slow_workers_category
+  public :: vine_set_bandwidth_limit, vine_get_effective_bandwidth
   public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
   public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
@@ -669,6 +670,17 @@ module vine
       character(kind=c_char), intent(in) :: category(*)
       real(c_double), value :: multiplier
     end function
+    integer(c_int) function c_vine_set_bandwidth_limit(m, bandwidth) &
+        bind(C, name='vine_set_bandwidth_limit')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: bandwidth(*)
+    end function
+    real(c_double) function vine_get_effective_bandwidth(m) &
+        bind(C, name='vine_get_effective_bandwidth')
+      import :: c_ptr, c_double
+      type(c_ptr), value :: m
+    end function
     integer(c_int) function vine_set_tasks_left_count(m, ntasks) &
         bind(C, name='vine_set_tasks_left_count')
       import :: c_ptr, c_int
@@ -993,6 +1005,12 @@ contains
     type(c_ptr), intent(in) :: m
     character(*), intent(in) :: dir
     vine_set_runtime_info_path_for = c_vine_set_runtime_info_path_for(m, cstr(dir))
+  end function
+
+  integer(c_int) function vine_set_bandwidth_limit(m, bandwidth)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: bandwidth
+    vine_set_bandwidth_limit = c_vine_set_bandwidth_limit(m, cstr(bandwidth))
   end function
 
   integer(c_int) function vine_set_name(m, name)

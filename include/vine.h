@@ -112,8 +112,8 @@ typedef int vine_category_mode_t;
 // local pool, which counts as one worker. Times are microseconds. Fields vine does
 // not measure are 0: `workers_init` (a worker joins with its resources),
 // `workers_idled_out` (workers do not leave for idleness), the manager's own time
-// accounting (`time_send` to `time_scheduling`), `bandwidth`, the `capacity_*`
-// estimates and `inuse_cache`.
+// accounting past the transfers (`time_status_msgs` to `time_scheduling`), the
+// `capacity_*` estimates and `inuse_cache`.
 typedef struct vine_stats {
   // Workers connected now.
   int workers_connected;
@@ -167,13 +167,14 @@ typedef struct vine_stats {
   int tasks_exhausted_attempts;
   // When the manager started (microseconds since the epoch).
   uint64_t time_when_started;
-  // Not measured: 0.
+  // Time spent sending files to remote workers, each from its first frame
+  // to its last.
   uint64_t time_send;
-  // Not measured: 0.
+  // Time spent receiving files from remote workers.
   uint64_t time_receive;
-  // Not measured: 0.
+  // Of `time_send`, the files that arrived whole.
   uint64_t time_send_good;
-  // Not measured: 0.
+  // Of `time_receive`, the files that arrived whole.
   uint64_t time_receive_good;
   // Not measured: 0.
   uint64_t time_status_msgs;
@@ -195,7 +196,9 @@ typedef struct vine_stats {
   int64_t bytes_sent;
   // Bytes of output files received from remote workers.
   int64_t bytes_received;
-  // Not measured: 0.
+  // MB (2^20 bytes) a second over the files sent and received: their bytes
+  // over `time_send` and `time_receive` (`vine_get_effective_bandwidth`); 0
+  // before any.
   double bandwidth;
   // Not estimated: 0.
   int capacity_tasks;
@@ -1343,6 +1346,26 @@ int vine_cancel_all(struct vine_manager *m);
 // Fills `*s` with the manager's counters. Returns 0 or a negative error (then `*s`
 // is unchanged).
 int vine_get_stats(struct vine_manager *m, struct vine_stats *s);
+
+// The average rate, in MB (2^20 bytes) a second, of the files the manager
+// has sent to and received from remote workers: their bytes over the time
+// they took, from each transfer's first frame to its last. 0 before any file
+// has gone either way; -1 if `m` is not a manager (the reason in
+// `vine_last_error()`). Peer transfers between workers are not counted. As
+// TaskVine's; also `bandwidth` in `vine_get_stats`.
+double vine_get_effective_bandwidth(struct vine_manager *m);
+
+// Limits the rate of file data between the manager and each remote worker, in
+// each direction, to `bandwidth` bytes a second: a number, optionally followed
+// by K, M, G, T or P (powers of 1024) and B, such as `"10MB"` or `"500K"`;
+// `"0"` removes the limit (the default). The limit holds each connection
+// separately, and applies at once, to transfers under way too; data moves in
+// pieces of up to 1 MiB, each followed by the wait the limit asks for. Peer
+// transfers between workers are not limited. Returns 0, or
+// `VINE_ERROR_INVALID_ARGUMENT` for a rate that is negative, not finite or
+// not a rate (`VINE_ERROR_NULL` for NULL), with the reason in
+// `vine_last_error()`. vine's: TaskVine's returns nothing.
+int vine_set_bandwidth_limit(struct vine_manager *m, const char *bandwidth);
 
 // Stops the manager: no more submissions (`vine_submit` fails with
 // `VINE_ERROR_SHUT_DOWN`); waiting tasks come back from `vine_wait` as

@@ -388,6 +388,8 @@ pub struct Arrived {
     pub bytes: u64,
     /// True if the root is a regular file.
     pub is_file: bool,
+    /// From its first frame to its last.
+    pub took: std::time::Duration,
 }
 
 struct Incoming {
@@ -403,6 +405,7 @@ struct Incoming {
     started: bool,
     file: Option<(std::fs::File, PathBuf, u32)>,
     hasher: Hasher,
+    began: std::time::Instant,
 }
 
 /// Builds the transfers arriving on one connection under a staging directory.
@@ -456,6 +459,7 @@ impl Receiver {
                     started: false,
                     file: None,
                     hasher: Hasher::new(),
+                    began: std::time::Instant::now(),
                 },
             );
             return Ok(None);
@@ -477,6 +481,7 @@ impl Receiver {
                     outcome,
                     bytes: t.bytes,
                     is_file: t.is_file,
+                    took: t.began.elapsed(),
                 }))
             }
             Piece::Abort { reason, .. } => {
@@ -489,6 +494,7 @@ impl Receiver {
                     outcome: Err(reason),
                     bytes: t.bytes,
                     is_file: t.is_file,
+                    took: t.began.elapsed(),
                 }))
             }
             piece => {

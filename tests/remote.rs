@@ -265,6 +265,47 @@ fn commands_with_files_and_a_cached_input_sent_once() {
 }
 
 #[test]
+fn transfers_are_timed_and_held_to_the_bandwidth_limit() {
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &[]);
+    let dir = tempdir();
+    let data = dir.join("in.dat");
+    std::fs::write(&data, vec![7u8; 8 << 20]).unwrap();
+    // 8 MiB to the worker and 8 MiB back.
+    let copy = |name: &str| {
+        let input = m.declare(File::path(&data, CacheLevel::Task, 0).unwrap());
+        let out = dir.join(name);
+        let output = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        let mut t = Task::command(c"cp in.dat out.dat");
+        t.add_input(Mount::new(input, "in.dat", 0).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(output, "out.dat", 0).unwrap())
+            .unwrap();
+        m.submit(t).unwrap();
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        assert_eq!(std::fs::metadata(&out).unwrap().len(), 8 << 20);
+    };
+    copy("a");
+    let free = m.transfer_times();
+    assert!(free.send_us > 0 && free.receive_us > 0, "{free:?}");
+    assert_eq!(
+        (free.send_good_us, free.receive_good_us),
+        (free.send_us, free.receive_us)
+    );
+    // At 16 MiB a second, 8 MiB take at least half a second each way.
+    m.set_bandwidth_limit(16 << 20);
+    copy("b");
+    let held = m.transfer_times();
+    assert!(held.send_us - free.send_us >= 500_000, "{free:?} {held:?}");
+    assert!(
+        held.receive_us - free.receive_us >= 500_000,
+        "{free:?} {held:?}"
+    );
+    stop(m, vec![w]);
+}
+
+#[test]
 fn a_file_kept_forever_outlives_its_worker_and_its_manager() {
     let dir = tempdir();
     let work = dir.join("work");

@@ -821,6 +821,7 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
         let with_results = m.finished_len() as u64;
         let st = m.stats()?;
         let (sent, received) = m.bytes_transferred();
+        let times = m.transfer_times();
         let int = |n: u64| c_int::try_from(n).unwrap_or(c_int::MAX);
         let big = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         let cores = |r: &crate::resources::Resources| big(r.millicores.div_ceil(1000));
@@ -853,8 +854,13 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
             time_workers_execute: st.time_execute,
             time_workers_execute_good: st.time_execute_good,
             time_workers_execute_exhaustion: st.time_execute_exhaustion,
+            time_send: times.send_us,
+            time_receive: times.receive_us,
+            time_send_good: times.send_good_us,
+            time_receive_good: times.receive_good_us,
             bytes_sent: big(sent),
             bytes_received: big(received),
+            bandwidth: effective_bandwidth(sent, received, &times),
             total_cores: cores(&st.total),
             total_memory: big(st.total.memory_mb),
             total_disk: big(st.total.disk_mb),
@@ -879,6 +885,55 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
         };
         // SAFETY: non-NULL and pointing to a vine_stats by the C contract.
         unsafe { s.write(out) };
+        Ok(0)
+    })
+}
+
+/// MB/s over every file sent to and received from remote workers.
+fn effective_bandwidth(sent: u64, received: u64, t: &crate::manager::bandwidth::Times) -> f64 {
+    crate::manager::bandwidth::mb_per_second(
+        sent.saturating_add(received),
+        t.send_us.saturating_add(t.receive_us),
+    )
+}
+
+/// The average rate, in MB (2^20 bytes) a second, of the files the manager
+/// has sent to and received from remote workers: their bytes over the time
+/// they took, from each transfer's first frame to its last. 0 before any file
+/// has gone either way; -1 if `m` is not a manager (the reason in
+/// `vine_last_error()`). Peer transfers between workers are not counted. As
+/// TaskVine's; also `bandwidth` in `vine_get_stats`.
+#[no_mangle]
+pub extern "C" fn vine_get_effective_bandwidth(m: *mut vine_manager) -> f64 {
+    guard(-1.0, || {
+        let m = handles::manager(m)?;
+        let (sent, received) = m.bytes_transferred();
+        Ok(effective_bandwidth(sent, received, &m.transfer_times()))
+    })
+}
+
+/// Limits the rate of file data between the manager and each remote worker, in
+/// each direction, to `bandwidth` bytes a second: a number, optionally followed
+/// by K, M, G, T or P (powers of 1024) and B, such as `"10MB"` or `"500K"`;
+/// `"0"` removes the limit (the default). The limit holds each connection
+/// separately, and applies at once, to transfers under way too; data moves in
+/// pieces of up to 1 MiB, each followed by the wait the limit asks for. Peer
+/// transfers between workers are not limited. Returns 0, or
+/// `VINE_ERROR_INVALID_ARGUMENT` for a rate that is negative, not finite or
+/// not a rate (`VINE_ERROR_NULL` for NULL), with the reason in
+/// `vine_last_error()`. vine's: TaskVine's returns nothing.
+#[no_mangle]
+pub unsafe extern "C" fn vine_set_bandwidth_limit(
+    m: *mut vine_manager,
+    bandwidth: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let text = unsafe { c_str(bandwidth, "the bandwidth")? };
+        m.set_bandwidth_limit(crate::manager::bandwidth::parse_rate(
+            &text.to_string_lossy(),
+        )?);
         Ok(0)
     })
 }

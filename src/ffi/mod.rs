@@ -60,8 +60,8 @@ pub struct vine_buffer {
 /// local pool, which counts as one worker. Times are microseconds. Fields vine does
 /// not measure are 0: `workers_init` (a worker joins with its resources),
 /// `workers_idled_out` (workers do not leave for idleness), the manager's own time
-/// accounting (`time_send` to `time_scheduling`), `bandwidth`, the `capacity_*`
-/// estimates and `inuse_cache`.
+/// accounting past the transfers (`time_status_msgs` to `time_scheduling`), the
+/// `capacity_*` estimates and `inuse_cache`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default)]
 pub struct vine_stats {
@@ -117,13 +117,14 @@ pub struct vine_stats {
     pub tasks_exhausted_attempts: c_int,
     /// When the manager started (microseconds since the epoch).
     pub time_when_started: u64,
-    /// Not measured: 0.
+    /// Time spent sending files to remote workers, each from its first frame
+    /// to its last.
     pub time_send: u64,
-    /// Not measured: 0.
+    /// Time spent receiving files from remote workers.
     pub time_receive: u64,
-    /// Not measured: 0.
+    /// Of `time_send`, the files that arrived whole.
     pub time_send_good: u64,
-    /// Not measured: 0.
+    /// Of `time_receive`, the files that arrived whole.
     pub time_receive_good: u64,
     /// Not measured: 0.
     pub time_status_msgs: u64,
@@ -145,7 +146,9 @@ pub struct vine_stats {
     pub bytes_sent: i64,
     /// Bytes of output files received from remote workers.
     pub bytes_received: i64,
-    /// Not measured: 0.
+    /// MB (2^20 bytes) a second over the files sent and received: their bytes
+    /// over `time_send` and `time_receive` (`vine_get_effective_bandwidth`); 0
+    /// before any.
     pub bandwidth: f64,
     /// Not estimated: 0.
     pub capacity_tasks: c_int,

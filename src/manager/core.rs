@@ -354,8 +354,14 @@ impl ManagerLoop {
             self.remote_settings.bytes_sent.load(Ordering::Relaxed),
             self.remote_settings.bytes_received.load(Ordering::Relaxed),
         );
-        let row =
-            super::journal::perf_values(&s, sent, received, self.shared.completions.finished_len());
+        let times = self.remote_settings.transfers.times();
+        let row = super::journal::perf_values(
+            &s,
+            sent,
+            received,
+            &times,
+            self.shared.completions.finished_len(),
+        );
         if row == self.perf_last && !fresh {
             return;
         }

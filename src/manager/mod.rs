@@ -2,6 +2,7 @@
 //! callers use from any thread; behind it one manager thread owns all scheduling
 //! state ([`core`]), and finished tasks come back through a [`CompletionQueue`].
 
+pub mod bandwidth;
 pub(crate) mod categories;
 pub mod completion;
 pub(crate) mod core;
@@ -1572,6 +1573,17 @@ impl Manager {
             s.bytes_sent.load(Ordering::Relaxed),
             s.bytes_received.load(Ordering::Relaxed),
         )
+    }
+
+    /// How long files took to go to and from remote workers.
+    pub fn transfer_times(&self) -> bandwidth::Times {
+        self.remote_settings.transfers.times()
+    }
+
+    /// Holds the file data on each connection with a remote worker to at most
+    /// `bytes_per_second` each way; 0: no limit.
+    pub fn set_bandwidth_limit(&self, bytes_per_second: u64) {
+        self.remote_settings.transfers.set_limit(bytes_per_second);
     }
 
     /// Finished tasks not yet taken by a wait.

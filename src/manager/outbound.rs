@@ -167,14 +167,27 @@ impl Outbound {
         let mut sent = 0;
         let to_task = matches!(dest, Dest::Task(..));
         let start = crate::manager::journal::now_us();
+        let began = std::time::Instant::now();
+        let transfers = &self.settings.transfers;
+        let mut pace = crate::manager::bandwidth::Pace::default();
         let outcome = transfer::send(
             self.next_xfer,
             dest,
             source,
             mode,
-            &mut |piece| w.send(&ToWorker::Xfer(piece)),
+            &mut |piece| {
+                let at = std::time::Instant::now();
+                let data = match &piece {
+                    crate::protocol::Piece::Data { bytes, .. } => bytes.len(),
+                    _ => 0,
+                };
+                w.send(&ToWorker::Xfer(piece))?;
+                pace.went(at, data, transfers.limit(), &self.settings.closing);
+                Ok(())
+            },
             &mut sent,
         );
+        transfers.sent(began.elapsed(), matches!(outcome, Ok(Ok(_))));
         self.settings.bytes_sent.fetch_add(sent, Ordering::Relaxed);
         if let (Some(sink), Some(name), Ok(Ok(_))) =
             (self.settings.journal.get(), name, outcome.as_ref())

@@ -72,6 +72,8 @@ pub(crate) struct RemoteSettings {
     pub bytes_sent: AtomicU64,
     /// Bytes of outputs received from workers.
     pub bytes_received: AtomicU64,
+    /// How long files took to go each way, and the limit on their rate.
+    pub transfers: super::bandwidth::Transfers,
     /// Set when the manager shuts down: stop accepting.
     pub closing: AtomicBool,
     /// Bytes of command output a task keeps, told to workers with each task.
@@ -104,6 +106,7 @@ impl RemoteSettings {
             keepalive_interval_ms: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             bytes_received: AtomicU64::new(0),
+            transfers: super::bandwidth::Transfers::default(),
             closing: AtomicBool::new(false),
             told_to_exit: Mutex::new(HashSet::new()),
             journal: std::sync::OnceLock::new(),
@@ -433,6 +436,7 @@ fn serve_connection(
     };
     let _ = sock.set_read_timeout(timeout);
     let mut files = Arrivals::new(id, &settings);
+    let mut pace = super::bandwidth::Pace::default();
     loop {
         match incoming.recv::<ToManager>() {
             Ok(ToManager::Done(mut report)) => {
@@ -464,10 +468,16 @@ fn serve_connection(
                 }
             }
             Ok(ToManager::Xfer(piece)) => {
+                let at = Instant::now();
+                let data = match &piece {
+                    protocol::Piece::Data { bytes, .. } => bytes.len(),
+                    _ => 0,
+                };
                 if let Err(e) = files.piece(piece, &settings) {
                     eprintln!("vine: worker {id} ({peer}) dropped: {e}");
                     break;
                 }
+                pace.went(at, data, settings.transfers.limit(), &settings.closing);
             }
             Ok(ToManager::FileData { file_id, error }) => {
                 let data = match error {
@@ -639,6 +649,9 @@ impl Arrivals {
         settings
             .bytes_received
             .fetch_add(arrived.bytes, Ordering::Relaxed);
+        settings
+            .transfers
+            .received(arrived.took, arrived.outcome.is_ok());
         if let Some(sink) = settings.journal.get() {
             let name = match &arrived.dest {
                 Dest::Output(_, _, file) => Some(format!("file-{file}")),
@@ -650,15 +663,15 @@ impl Arrivals {
                 arrived.outcome.is_ok(),
                 sink.txn_on.load(Ordering::Relaxed),
             ) {
-                // Pieces arrive between other frames: the time of the last is
-                // what the manager knows.
+                let took_us = i64::try_from(arrived.took.as_micros()).unwrap_or(i64::MAX);
+                let now = super::journal::now_us();
                 sink.push(super::journal::Other::Transfer {
                     worker: self.worker,
                     input: false,
                     name,
                     bytes: arrived.bytes,
-                    took_us: 0,
-                    start_us: super::journal::now_us(),
+                    took_us,
+                    start_us: now.saturating_sub(took_us),
                 });
             }
         }

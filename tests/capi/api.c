@@ -152,6 +152,19 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_tasks_left_count(m, 0) == 0);
     CHECK_ERR(vine_set_tasks_left_count(m, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_set_tasks_left_count(NULL, 1), VINE_ERROR_NULL);
+    /* Nothing has gone to a worker: no bandwidth yet. */
+    CHECK(vine_get_effective_bandwidth(m) == 0.0);
+    CHECK(vine_get_effective_bandwidth(NULL) == -1.0);
+    CHECK(vine_set_bandwidth_limit(m, "10MB") == 0);
+    CHECK(vine_set_bandwidth_limit(m, "1.5 G") == 0);
+    CHECK(vine_set_bandwidth_limit(m, "0") == 0);
+    CHECK_ERR(vine_set_bandwidth_limit(m, "-1M"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_bandwidth_limit(m, "nan"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_bandwidth_limit(m, "1e400"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_bandwidth_limit(m, "fast"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_bandwidth_limit(m, ""), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_set_bandwidth_limit(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_bandwidth_limit(NULL, "1M"), VINE_ERROR_NULL);
     CHECK(vine_set_category_mode(m, NULL, VINE_ALLOCATION_MODE_GREEDY_BUCKETING) == 1);
     CHECK(vine_set_category_mode(m, "x", (vine_category_mode_t)42) == 0);
     CHECK_ERR(vine_set_category_mode(m, "", VINE_ALLOCATION_MODE_MAX), VINE_ERROR_INVALID_ARGUMENT);

@@ -62,6 +62,7 @@ pub(crate) fn perf_values(
     s: &super::Stats,
     bytes_sent: u64,
     bytes_received: u64,
+    times: &crate::manager::bandwidth::Times,
     with_results: usize,
 ) -> Vec<i64> {
     let i = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
@@ -93,15 +94,25 @@ pub(crate) fn perf_values(
         i(s.tasks_exhausted),
         i(s.tasks_recovery),
     ];
-    // Manager times: not measured.
-    row.extend([0; 9]);
+    row.extend([
+        i(times.send_us),
+        i(times.receive_us),
+        i(times.send_good_us),
+        i(times.receive_good_us),
+    ]);
+    // The manager's other times: not measured.
+    row.extend([0; 5]);
+    let bandwidth = crate::manager::bandwidth::mb_per_second(
+        bytes_sent.saturating_add(bytes_received),
+        times.send_us.saturating_add(times.receive_us),
+    );
     row.extend([
         i(s.time_execute),
         i(s.time_execute_good),
         i(s.time_execute_exhaustion),
         i(bytes_sent),
         i(bytes_received),
-        0,
+        bandwidth.round() as i64,
     ]);
     // Capacity estimates: not made.
     row.extend([0; 6]);
