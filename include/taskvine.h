@@ -29,7 +29,7 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (107 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (108 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The task graph log and the manager's cache directory:
@@ -38,8 +38,7 @@
  *    questions).
  *  - More of measured resources: vine_task_set_monitor_output,
  *    vine_enable_category_resource, vine_initialize_categories,
- *    vine_enable_proportional_resources, vine_disable_proportional_resources,
- *    vine_summarize_workers.
+ *    vine_enable_proportional_resources, vine_disable_proportional_resources.
  *
  * Deliberately absent:
  *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,

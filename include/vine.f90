@@ -199,7 +199,7 @@ module vine
   ! Managing workers and settings, as TaskVine names them.
   public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
   public :: vine_set_tasks_left_count, vine_enable_disconnect_slow_workers_category
-  public :: vine_set_bandwidth_limit, vine_get_effective_bandwidth
+  public :: vine_set_bandwidth_limit, vine_get_effective_bandwidth, vine_summarize_workers
   public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
   public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
@@ -675,6 +675,13 @@ module vine
       import :: c_ptr, c_int, c_char
       type(c_ptr), value :: m
       character(kind=c_char), intent(in) :: bandwidth(*)
+    end function
+    ! A C array of pointers to struct vine_resources, NULL-terminated: read it
+    ! with c_f_pointer; free each with vine_resources_delete, then the array
+    ! with C's free().
+    type(c_ptr) function vine_summarize_workers(m) bind(C, name='vine_summarize_workers')
+      import :: c_ptr
+      type(c_ptr), value :: m
     end function
     real(c_double) function vine_get_effective_bandwidth(m) &
         bind(C, name='vine_get_effective_bandwidth')

@@ -1416,7 +1416,19 @@ const char *vine_result_string(vine_result_t result);
 // runs out.
 struct vine_resources *vine_resources_create(double default_value);
 
-// Frees a summary made by `vine_resources_create` (never one that
+// The workers connected now, by size: a NULL-terminated array with one summary
+// for each size of worker there is (`cores`, `memory` and `disk` in MB, and
+// `gpus`, the worker's whole resources) and in its `workers` field how many
+// workers have that size; every other number is -1. The local pool, when it
+// has cores, counts as one worker. Sizes come in the order the first worker
+// of each joined. With no worker, the array holds only the NULL.
+//
+// The caller frees each summary with `vine_resources_delete` and then the array
+// with `free()`, as in TaskVine. NULL if `m` is not a manager, the manager has
+// shut down or memory runs out, with the reason in `vine_last_error()`.
+struct vine_resources **vine_summarize_workers(struct vine_manager *m);
+
+// Frees a summary made by `vine_resources_create` or `vine_summarize_workers` (never one that
 // `vine_task_get_resources` returned: the task owns those). NULL is ignored.
 void vine_resources_delete(struct vine_resources *s);
 

@@ -189,6 +189,43 @@ fn vine_workers_shutdown_tells_idle_workers_to_exit_and_leaves_busy_ones() {
 }
 
 #[test]
+fn the_workers_are_summarized_by_size() {
+    let (m, port) = M::remote();
+    let mut workers: Vec<Child> = [
+        ["--cores", "1", "--memory", "100", "--disk", "200"],
+        ["--cores", "2", "--memory", "300", "--disk", "400"],
+        ["--cores", "1", "--memory", "100", "--disk", "200"],
+    ]
+    .iter()
+    .map(|size| vine_worker(port, size))
+    .collect();
+    m.until("three workers", |s| s.workers_connected == 3);
+    let sizes = vine::ffi::resources::vine_summarize_workers(m.0);
+    assert!(!sizes.is_null());
+    let mut got = Vec::new();
+    for i in 0.. {
+        let s = unsafe { *sizes.add(i) };
+        if s.is_null() {
+            break;
+        }
+        let r = unsafe { &*s };
+        got.push((r.cores, r.memory, r.disk, r.gpus, r.workers));
+        assert_eq!(r.wall_time, -1.0);
+        unsafe { vine::ffi::resources::vine_resources_delete(s) };
+    }
+    unsafe { libc::free(sizes.cast()) };
+    got.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    assert_eq!(
+        got,
+        [(1.0, 100.0, 200.0, 0.0, 2.0), (2.0, 300.0, 400.0, 0.0, 1.0)]
+    );
+    assert_eq!(vine_workers_shutdown(m.0, 0), 3);
+    for w in &mut workers {
+        assert!(exits_with(w).success());
+    }
+}
+
+#[test]
 fn a_draining_host_finishes_its_tasks_takes_no_new_one_and_is_let_go() {
     let dir = tempdir();
     let go = dir.join("go");

@@ -246,13 +246,52 @@ pub extern "C" fn vine_resources_create(default_value: f64) -> *mut vine_resourc
     })
 }
 
-/// Frees a summary made by `vine_resources_create` (never one that
+/// The workers connected now, by size: a NULL-terminated array with one summary
+/// for each size of worker there is (`cores`, `memory` and `disk` in MB, and
+/// `gpus`, the worker's whole resources) and in its `workers` field how many
+/// workers have that size; every other number is -1. The local pool, when it
+/// has cores, counts as one worker. Sizes come in the order the first worker
+/// of each joined. With no worker, the array holds only the NULL.
+///
+/// The caller frees each summary with `vine_resources_delete` and then the array
+/// with `free()`, as in TaskVine. NULL if `m` is not a manager, the manager has
+/// shut down or memory runs out, with the reason in `vine_last_error()`.
+#[no_mangle]
+pub extern "C" fn vine_summarize_workers(m: *mut vine_manager) -> *mut *mut vine_resources {
+    guard(ptr::null_mut(), || {
+        let sizes = handles::manager(m)?.worker_sizes()?;
+        let slots = sizes.len() + 1;
+        // SAFETY: calloc of `slots` pointers; checked for NULL below. C frees it.
+        let array = unsafe { libc::calloc(slots, std::mem::size_of::<*mut vine_resources>()) }
+            as *mut *mut vine_resources;
+        if array.is_null() {
+            return Err(Error::new(
+                crate::error::ErrorKind::Io,
+                "out of memory for the workers' summaries",
+            ));
+        }
+        for (i, (r, n)) in sizes.iter().enumerate() {
+            let mut s = vine_resources::filled_with(-1.0);
+            s.cores = r.cores();
+            s.memory = r.memory_mb as f64;
+            s.disk = r.disk_mb as f64;
+            s.gpus = f64::from(r.gpus);
+            s.workers = *n as f64;
+            // SAFETY: `i` < `slots` - 1; the last slot stays NULL (calloc).
+            unsafe { *array.add(i) = Box::into_raw(Box::new(s)) };
+        }
+        Ok(array)
+    })
+}
+
+/// Frees a summary made by `vine_resources_create` or `vine_summarize_workers` (never one that
 /// `vine_task_get_resources` returned: the task owns those). NULL is ignored.
 #[no_mangle]
 pub unsafe extern "C" fn vine_resources_delete(s: *mut vine_resources) {
     guard((), || {
         if !s.is_null() {
-            // SAFETY: made by `vine_resources_create` (Box::into_raw), by the C contract.
+            // SAFETY: made by `vine_resources_create` or `vine_summarize_workers`
+            // (Box::into_raw), by the C contract.
             drop(unsafe { Box::from_raw(s) });
         }
         Ok(())

@@ -862,6 +862,9 @@ impl ManagerLoop {
                     .count_waiting(|t| t.category() == category.as_c_str());
                 let _ = reply.send((self.sched.categories.stats(&category), waiting));
             }
+            Message::WorkerSizes { reply } => {
+                let _ = reply.send(self.sched.worker_sizes());
+            }
             Message::Stats { reply } => {
                 // What `vine_hungry` reads agrees with the stats the caller sees.
                 self.shared

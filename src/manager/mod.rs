@@ -173,6 +173,11 @@ pub enum Message {
         /// Reply.
         reply: Reply<Stats>,
     },
+    /// The workers' sizes, and how many workers have each.
+    WorkerSizes {
+        /// Reply.
+        reply: Reply<Vec<(Resources, u64)>>,
+    },
     /// A change to categories (sizing, bounds, monitoring).
     Category {
         /// The change.
@@ -957,6 +962,12 @@ impl Manager {
         })?;
         self.shared.direct.add_to(&mut stats, &self.pool);
         Ok(stats)
+    }
+
+    /// The connected workers (the local pool counts as one) grouped by their
+    /// whole resources, with how many have each size.
+    pub fn worker_sizes(&self) -> Result<Vec<(Resources, u64)>> {
+        self.ask(|reply| Message::WorkerSizes { reply })
     }
 
     /// True when no task is outstanding (submitted and not yet taken by `wait`).

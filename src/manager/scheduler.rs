@@ -1460,6 +1460,20 @@ impl Scheduler {
             .map_or(0, |w| (w.assigned - w.model.waiting_len()) as u64)
     }
 
+    /// The connected workers grouped by their whole resources: each size once,
+    /// with how many workers have it, in the order the first of each joined.
+    pub fn worker_sizes(&self) -> Vec<(Resources, u64)> {
+        let mut sizes: Vec<(Resources, u64)> = Vec::new();
+        for w in &self.workers {
+            let c = w.model.capacity();
+            match sizes.iter_mut().find(|(r, _)| *r == c) {
+                Some((_, n)) => *n += 1,
+                None => sizes.push((c, 1)),
+            }
+        }
+        sizes
+    }
+
     /// A snapshot of the counters and gauges.
     pub fn stats(&self) -> Stats {
         let mut s = self.stats;

@@ -152,6 +152,19 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_tasks_left_count(m, 0) == 0);
     CHECK_ERR(vine_set_tasks_left_count(m, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_set_tasks_left_count(NULL, 1), VINE_ERROR_NULL);
+    {
+        /* The local pool is the one worker: 2 cores. */
+        struct vine_resources **sizes = vine_summarize_workers(m);
+        CHECK(sizes && sizes[0] && !sizes[1]);
+        if (sizes && sizes[0]) {
+            CHECK(sizes[0]->cores == 2.0 && sizes[0]->workers == 1.0);
+            CHECK(vine_resources_get(sizes[0], "workers") == 1.0);
+            CHECK(sizes[0]->wall_time == -1.0);
+        }
+        for (int i = 0; sizes && sizes[i]; i++) vine_resources_delete(sizes[i]);
+        free(sizes);
+        CHECK(vine_summarize_workers(NULL) == NULL);
+    }
     /* Nothing has gone to a worker: no bandwidth yet. */
     CHECK(vine_get_effective_bandwidth(m) == 0.0);
     CHECK(vine_get_effective_bandwidth(NULL) == -1.0);
