@@ -29,11 +29,10 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (108 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (109 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
- *  - The task graph log and the manager's cache directory:
- *    vine_enable_taskgraph_log, vine_get_path_cache; vine_get_status (it
+ *  - The manager's cache directory: vine_get_path_cache; vine_get_status (it
  *    returns TaskVine's struct jx; vine_status and its JSON answer the same
  *    questions).
  *  - More of measured resources: vine_task_set_monitor_output,

@@ -200,6 +200,7 @@ module vine
   public :: vine_set_task_id_min, vine_unblock_all, vine_workers_shutdown
   public :: vine_set_tasks_left_count, vine_enable_disconnect_slow_workers_category
   public :: vine_set_bandwidth_limit, vine_get_effective_bandwidth, vine_summarize_workers
+  public :: vine_enable_taskgraph_log
   public :: vine_enable_disconnect_slow_workers, vine_set_keepalive_interval
   public :: vine_set_keepalive_timeout, vine_enable_peer_transfers, vine_disable_peer_transfers
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
@@ -683,6 +684,12 @@ module vine
       import :: c_ptr
       type(c_ptr), value :: m
     end function
+    integer(c_int) function c_vine_enable_taskgraph_log(m, logfile) &
+        bind(C, name='vine_enable_taskgraph_log')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: logfile(*)
+    end function
     real(c_double) function vine_get_effective_bandwidth(m) &
         bind(C, name='vine_get_effective_bandwidth')
       import :: c_ptr, c_double
@@ -1012,6 +1019,12 @@ contains
     type(c_ptr), intent(in) :: m
     character(*), intent(in) :: dir
     vine_set_runtime_info_path_for = c_vine_set_runtime_info_path_for(m, cstr(dir))
+  end function
+
+  integer(c_int) function vine_enable_taskgraph_log(m, logfile)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: logfile
+    vine_enable_taskgraph_log = c_vine_enable_taskgraph_log(m, cstr(logfile))
   end function
 
   integer(c_int) function vine_set_bandwidth_limit(m, bandwidth)

@@ -903,9 +903,23 @@ int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
 // truncated): TaskVine's header row of `vine_stats` field names, then a row of
 // their values whenever one changed, at most one a second, and a last row when the
 // manager ends (it may follow the one before within the second). Fields vine does
-// not measure (the manager's own time split, capacity estimates) are 0.
+// not measure (the manager's own time split past its transfers, capacity
+// estimates) are 0.
 // Returns 1 if the file was opened, 0 if not.
 int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
+
+// Writes manager `m`'s task graph log to `logfile` from now on (created or
+// truncated, its directory made if missing): a Graphviz `digraph` of every task
+// submitted from now on and the files it reads and writes. Task nodes are
+// `"task-ID"`, labelled with the task id; file nodes are `"file-N"`, boxes
+// labelled with the last part of the file's path or URL (or `buffer`, `temp`,
+// `mini task`), each written once; an edge goes from each input to its task and
+// from each task to its outputs. The closing brace is written when the
+// manager ends, or when the log is enabled again with another file. A file
+// that is already another log of the manager is refused. Returns 1 if the
+// file was opened, 0 if not (the reason in `vine_last_error()`), as TaskVine.
+// While it is on, local tasks all take the manager's path.
+int vine_enable_taskgraph_log(struct vine_manager *m, const char *logfile);
 
 // Writes the debug log of every manager of the process to `logfile` (created or
 // truncated), as TaskVine's call does (it takes no manager): workers joining

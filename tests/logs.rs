@@ -440,3 +440,78 @@ fn two_logs_never_share_a_file_and_a_switched_log_keeps_its_own_records() {
     assert!(task(&a) > 0, "the task's records reached its log");
     assert_eq!(task(&b), 0, "none moved to the next log");
 }
+
+#[test]
+fn the_task_graph_log_draws_each_task_with_the_files_it_reads_and_writes() {
+    let dir = tempdir();
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    // Its directory is made; a task submitted before it is not in it.
+    let graph = dir.join("graphs/run.dot");
+    m.submit(Task::command(c"true"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert!(m.wait(Some(Duration::from_secs(120))).is_some());
+    m.enable_taskgraph_log(&graph).unwrap();
+    // in "odd".txt -> make -> temp -> use -> out.txt, with a buffer into both.
+    let input = dir.join("in \"odd\".txt");
+    std::fs::write(&input, "x").unwrap();
+    let input = m.declare(File::path(&input, CacheLevel::Task, 0).unwrap());
+    let buffer = m.declare(File::buffer(b"b", CacheLevel::Task, 0).unwrap());
+    let temp = m.declare(File::temp().unwrap());
+    let out = m.declare(File::path(&dir.join("out.txt"), CacheLevel::Task, 0).unwrap());
+    let mut make = Task::command(c"cat in b > t");
+    make.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    make.add_input(Mount::new(buffer.clone(), "b", 0).unwrap())
+        .unwrap();
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    let make = m.submit(make).map_err(|(e, _)| e).unwrap();
+    let mut usage = Task::command(c"cat t b > o");
+    usage
+        .add_input(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    usage
+        .add_input(Mount::new(buffer.clone(), "b", 0).unwrap())
+        .unwrap();
+    usage
+        .add_output(Mount::new(out.clone(), "o", 0).unwrap())
+        .unwrap();
+    let usage = m.submit(usage).map_err(|(e, _)| e).unwrap();
+    for _ in 0..2 {
+        let t = m.wait(Some(Duration::from_secs(120))).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    }
+    drop(m);
+    let text = std::fs::read_to_string(&graph).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "digraph \"vine\" {", "{text}");
+    assert_eq!(*lines.last().unwrap(), "}", "{text}");
+    let body = &lines[1..lines.len() - 1];
+    let file = |f: &std::sync::Arc<File>| format!("\"file-{}\"", f.id());
+    let task = |t: u64| format!("\"task-{t}\"");
+    let mut want = vec![
+        format!("{} [label=\"{make}\"];", task(make)),
+        format!("{} [label=\"{usage}\"];", task(usage)),
+        format!("{} [shape=box,label=\"in \\\"odd\\\".txt\"];", file(&input)),
+        format!("{} [shape=box,label=\"buffer\"];", file(&buffer)),
+        format!("{} [shape=box,label=\"temp\"];", file(&temp)),
+        format!("{} [shape=box,label=\"out.txt\"];", file(&out)),
+        format!("{} -> {};", file(&input), task(make)),
+        format!("{} -> {};", file(&buffer), task(make)),
+        format!("{} -> {};", task(make), file(&temp)),
+        format!("{} -> {};", file(&temp), task(usage)),
+        format!("{} -> {};", file(&buffer), task(usage)),
+        format!("{} -> {};", task(usage), file(&out)),
+    ];
+    // Node defaults first; then exactly these, each once.
+    let mut got: Vec<String> = body
+        .iter()
+        .filter(|l| !l.starts_with("node "))
+        .map(|l| l.to_string())
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "{text}");
+}

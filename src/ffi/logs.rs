@@ -56,7 +56,8 @@ pub unsafe extern "C" fn vine_enable_transactions_log(
 /// truncated): TaskVine's header row of `vine_stats` field names, then a row of
 /// their values whenever one changed, at most one a second, and a last row when the
 /// manager ends (it may follow the one before within the second). Fields vine does
-/// not measure (the manager's own time split, capacity estimates) are 0.
+/// not measure (the manager's own time split past its transfers, capacity
+/// estimates) are 0.
 /// Returns 1 if the file was opened, 0 if not.
 #[no_mangle]
 pub unsafe extern "C" fn vine_enable_perf_log(
@@ -69,6 +70,33 @@ pub unsafe extern "C" fn vine_enable_perf_log(
             // SAFETY: C passes a NUL-terminated string or NULL.
             let path = unsafe { path_of(logfile, "the log file")? };
             m.enable_perf_log(Path::new(path)).map(|()| 1)
+        },
+        |_| 0,
+    )
+}
+
+/// Writes manager `m`'s task graph log to `logfile` from now on (created or
+/// truncated, its directory made if missing): a Graphviz `digraph` of every task
+/// submitted from now on and the files it reads and writes. Task nodes are
+/// `"task-ID"`, labelled with the task id; file nodes are `"file-N"`, boxes
+/// labelled with the last part of the file's path or URL (or `buffer`, `temp`,
+/// `mini task`), each written once; an edge goes from each input to its task and
+/// from each task to its outputs. The closing brace is written when the
+/// manager ends, or when the log is enabled again with another file. A file
+/// that is already another log of the manager is refused. Returns 1 if the
+/// file was opened, 0 if not (the reason in `vine_last_error()`), as TaskVine.
+/// While it is on, local tasks all take the manager's path.
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_taskgraph_log(
+    m: *mut vine_manager,
+    logfile: *const c_char,
+) -> c_int {
+    guard_or_code(
+        || {
+            let m = handles::manager(m)?;
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let path = unsafe { path_of(logfile, "the log file")? };
+            m.enable_taskgraph_log(Path::new(path)).map(|()| 1)
         },
         |_| 0,
     )

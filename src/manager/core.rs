@@ -148,6 +148,8 @@ pub(super) struct ManagerLoop {
     perf_last_at: i64,
     /// When the state was last written to the run directory.
     status_last_at: i64,
+    /// The files already in the task graph log.
+    graph: super::journal::graph::Graph,
 }
 
 /// How often the state is written to the run directory, at most.
@@ -269,6 +271,7 @@ impl ManagerLoop {
             perf_last: Vec::new(),
             perf_last_at: 0,
             status_last_at: 0,
+            graph: Default::default(),
         }
     }
 
@@ -495,6 +498,12 @@ impl ManagerLoop {
                 .fetch_add(1, Ordering::Relaxed);
             if task.extra.is_some() {
                 self.gather_temps(&task);
+            }
+            if self.sink.graph_on.load(Ordering::Relaxed) {
+                let lines = self.graph.task(&task);
+                self.sched
+                    .journal
+                    .other(super::journal::Other::Graph(lines));
             }
             self.sched.submit(task, &mut self.outbox);
         }

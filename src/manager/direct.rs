@@ -6,7 +6,7 @@
 //!
 //! A task takes the lane only when nothing needs the manager's view of it: the
 //! manager has no remote workers (no port, no factory, no local worker
-//! processes), writes no transactions or performance log, changes no category
+//! processes), writes no transactions, performance or task graph log, changes no category
 //! setting and measures nothing (`Manager::sizing_active`), and the task is a
 //! THREAD function of this process with no files, environment, features, time
 //! window or minimum/maximum running time, that the pool could ever hold. And

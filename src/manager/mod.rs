@@ -818,6 +818,7 @@ impl Manager {
             && !self.direct_off.load(Ordering::Relaxed)
             && !self.sink.txn_on.load(Ordering::Relaxed)
             && !self.sink.perf_on.load(Ordering::Relaxed)
+            && !self.sink.graph_on.load(Ordering::Relaxed)
     }
 
     /// The next finished task, waiting up to `timeout` (None = forever). None on
@@ -1392,6 +1393,12 @@ impl Manager {
     /// Writes the performance log to `path` from now on.
     pub fn enable_perf_log(&self, path: &Path) -> Result<()> {
         self.sink.open(journal::Target::Perf, path)
+    }
+
+    /// Writes the task graph log to `path` from now on: every task submitted
+    /// from now on, with its files.
+    pub fn enable_taskgraph_log(&self, path: &Path) -> Result<()> {
+        self.sink.open(journal::Target::Graph, path)
     }
 
     /// Writes the debug log to `path` from now on.

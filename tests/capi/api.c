@@ -833,6 +833,38 @@ static void test_files_from_elsewhere(void)
     CHECK(mkdtemp(dir) != NULL);
     char cmd[1200];
 
+    {
+        /* The task graph log: a digraph with this task and its input, closed
+           when the manager ends. */
+        struct vine_manager *g = vine_create(VINE_PORT_NONE);
+        CHECK(vine_enable_taskgraph_log(g, path("graph/run.dot")) == 1);
+        CHECK(vine_enable_taskgraph_log(NULL, path("g.dot")) == 0);
+        CHECK(vine_enable_taskgraph_log(g, NULL) == 0);
+        write_file(path("graph-in.txt"), "in\n");
+        struct vine_file *in = vine_declare_file(g, path("graph-in.txt"), VINE_CACHE_LEVEL_TASK, 0);
+        struct vine_task *gt = vine_task_create("cat i");
+        vine_task_add_input(gt, in, "i", 0);
+        int id = vine_submit(g, gt);
+        CHECK(id > 0);
+        gt = vine_wait(g, LONG);
+        CHECK(gt != NULL && vine_task_get_result(gt) == VINE_RESULT_SUCCESS);
+        vine_task_delete(gt);
+        vine_delete(g);
+        char got[1000] = {0}, want[200];
+        FILE *f = fopen(path("graph/run.dot"), "r");
+        CHECK(f != NULL);
+        if (f) {
+            CHECK(fread(got, 1, sizeof got - 1, f) > 0);
+            fclose(f);
+        }
+        CHECK(strncmp(got, "digraph \"vine\" {\n", 17) == 0);
+        snprintf(want, sizeof want, "\"task-%d\" [label=\"%d\"];\n", id, id);
+        CHECK(strstr(got, want) != NULL);
+        CHECK(strstr(got, "[shape=box,label=\"graph-in.txt\"];\n") != NULL);
+        snprintf(want, sizeof want, "\" -> \"task-%d\";\n}\n", id);
+        CHECK(strlen(got) > strlen(want) && strcmp(got + strlen(got) - strlen(want), want) == 0);
+    }
+
     /* Types, sources and contents, with TaskVine's values and strings. */
     struct vine_file *buf = vine_declare_buffer(m, "hello", 5, VINE_CACHE_LEVEL_TASK, 0);
     CHECK(vine_file_type(buf) == VINE_BUFFER);

@@ -59,6 +59,7 @@ program test
   call check(vine_set_bandwidth_limit(m, '10MB') == 0, 'bandwidth limit')
   call check(vine_set_bandwidth_limit(m, 'fast') == VINE_ERROR_INVALID_ARGUMENT, 'bad bandwidth limit')
   call check(vine_get_effective_bandwidth(m) == 0.0_c_double, 'no bandwidth yet')
+  call check(vine_enable_taskgraph_log(m, '/proc/no/such/dir/graph.dot') == 0, 'task graph log refused')
   call check(len(vine_get_path_staging(m, 'x')) == 0, 'no staging path without a run directory')
   call check(len(vine_get_path_library_log(m, 'x')) == 0, 'no library log path without a run directory')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')

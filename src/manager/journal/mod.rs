@@ -16,6 +16,7 @@
 mod clock;
 pub(crate) mod debug;
 mod format;
+pub(crate) mod graph;
 mod writer;
 
 use std::collections::HashMap;
@@ -210,6 +211,8 @@ pub(crate) enum Other {
     Debug(String),
     /// The manager's state, for `status.json` in the run directory.
     Status(String),
+    /// Lines of the task graph log.
+    Graph(String),
 }
 
 /// The shapes (category, request) tasks have had, so a task's record names one
@@ -397,6 +400,8 @@ pub(crate) struct Sink {
     pub(crate) txn_on: AtomicBool,
     /// The performance log is open.
     pub(crate) perf_on: AtomicBool,
+    /// The task graph log is open.
+    pub(crate) graph_on: AtomicBool,
     /// A performance log was just opened: its first row is due at once.
     pub(crate) perf_fresh: AtomicBool,
     /// The writer thread's id, once it runs (0 before).
@@ -436,6 +441,7 @@ impl Sink {
             room: Condvar::new(),
             txn_on: AtomicBool::new(false),
             perf_on: AtomicBool::new(false),
+            graph_on: AtomicBool::new(false),
             perf_fresh: AtomicBool::new(false),
             started: now_us(),
             run_dir: Mutex::new(None),
@@ -540,6 +546,7 @@ impl Sink {
                 self.perf_on.store(true, Ordering::Relaxed);
             }
             writer::Target::Debug => {}
+            writer::Target::Graph => self.graph_on.store(true, Ordering::Relaxed),
         }
         if p.idle {
             p.idle = false;

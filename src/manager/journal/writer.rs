@@ -20,6 +20,7 @@ pub(crate) enum Target {
     Txn,
     Perf,
     Debug,
+    Graph,
 }
 
 impl Target {
@@ -29,6 +30,7 @@ impl Target {
             Target::Txn => "transactions",
             Target::Perf => "performance",
             Target::Debug => "debug",
+            Target::Graph => "task graph",
         }
     }
 }
@@ -133,8 +135,15 @@ pub(crate) fn write_header(target: Target, f: &mut File) -> std::io::Result<()> 
             f.write_all(line.as_bytes())
         }
         Target::Debug => Ok(()),
+        Target::Graph => f.write_all(GRAPH_HEADER.as_bytes()),
     }
 }
+
+/// The task graph log: a Graphviz `digraph`, tasks as ellipses, files as boxes.
+const GRAPH_HEADER: &str = "digraph \"vine\" {\nnode [fontsize=10];\n";
+
+/// What closes the task graph log.
+const GRAPH_FOOTER: &[u8] = b"}\n";
 
 /// The name the logs give worker `id`.
 pub(crate) fn worker_name(buf: &mut Vec<u8>, id: u32) {
@@ -179,6 +188,7 @@ struct Files {
     txn: Option<BufWriter<File>>,
     perf: Option<BufWriter<File>>,
     debug: Option<BufWriter<File>>,
+    graph: Option<BufWriter<File>>,
     shapes: Vec<(String, Resources)>,
     pid: Vec<u8>,
     started: i64,
@@ -219,6 +229,7 @@ pub(crate) fn run(sink: &Sink, started: i64) {
         txn: None,
         perf: None,
         debug: None,
+        graph: None,
         shapes: Vec::new(),
         pid: std::process::id().to_string().into_bytes(),
         started,
@@ -268,6 +279,10 @@ pub(crate) fn run(sink: &Sink, started: i64) {
                 }
                 Target::Perf => files.perf = w,
                 Target::Debug => files.debug = w,
+                Target::Graph => {
+                    files.close_graph();
+                    files.graph = w;
+                }
             }
         }
         files.write(&mut batch[written..]);
@@ -290,9 +305,10 @@ pub(crate) fn run(sink: &Sink, started: i64) {
             }
         }
     }
-    // The end of the transactions log.
+    // The end of the transactions log, and of the graph.
     let now = super::now_us();
     files.manager_line(now, "END", now - files.started);
+    files.close_graph();
     files.flush();
 }
 
@@ -478,6 +494,14 @@ impl Files {
                 return;
             }
             Other::Status(_) => return,
+            Other::Graph(lines) => {
+                if let Some(f) = self.graph.as_mut() {
+                    if f.write_all(lines.as_bytes()).is_err() {
+                        self.failed("task graph");
+                    }
+                }
+                return;
+            }
             _ => {}
         }
         if self.txn.is_none() {
@@ -538,7 +562,7 @@ impl Files {
                 b.extend_from_slice(b"APPLICATION ");
                 b.extend_from_slice(super::line(text).as_bytes());
             }
-            Other::Perf(_) | Other::Debug(_) | Other::Status(_) => return,
+            Other::Perf(_) | Other::Debug(_) | Other::Status(_) | Other::Graph(_) => return,
         }
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
@@ -555,10 +579,24 @@ impl Files {
         }
     }
 
+    /// Ends the task graph log, if one is open: its closing brace.
+    fn close_graph(&mut self) {
+        if let Some(mut f) = self.graph.take() {
+            if f.write_all(GRAPH_FOOTER).and_then(|()| f.flush()).is_err() {
+                self.failed("task graph");
+            }
+        }
+    }
+
     fn flush(&mut self) {
-        for f in [&mut self.txn, &mut self.perf, &mut self.debug]
-            .into_iter()
-            .flatten()
+        for f in [
+            &mut self.txn,
+            &mut self.perf,
+            &mut self.debug,
+            &mut self.graph,
+        ]
+        .into_iter()
+        .flatten()
         {
             if f.flush().is_err() && !self.failed {
                 self.failed = true;
