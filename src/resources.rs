@@ -68,13 +68,14 @@ impl Resources {
             && self.gpus <= other.gpus
     }
 
-    /// Component-wise sum.
+    /// Component-wise sum, held at the largest value (totals of workers that
+    /// announce huge sizes must not wrap).
     pub fn plus(&self, other: &Resources) -> Resources {
         Resources {
-            millicores: self.millicores + other.millicores,
-            memory_mb: self.memory_mb + other.memory_mb,
-            disk_mb: self.disk_mb + other.disk_mb,
-            gpus: self.gpus + other.gpus,
+            millicores: self.millicores.saturating_add(other.millicores),
+            memory_mb: self.memory_mb.saturating_add(other.memory_mb),
+            disk_mb: self.disk_mb.saturating_add(other.disk_mb),
+            gpus: self.gpus.saturating_add(other.gpus),
         }
     }
 
@@ -179,6 +180,17 @@ mod test {
         }
         assert_eq!(sum.millicores, MILLI);
         assert_eq!(sum.minus(&quarter).cores(), 0.75);
+    }
+
+    #[test]
+    fn sums_of_huge_sizes_stay_at_the_largest_value() {
+        let huge = Resources {
+            millicores: u64::MAX,
+            memory_mb: u64::MAX,
+            disk_mb: u64::MAX,
+            gpus: u32::MAX,
+        };
+        assert_eq!(huge.plus(&huge), huge);
     }
 
     #[test]

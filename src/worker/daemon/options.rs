@@ -171,15 +171,22 @@ impl WorkerOptions {
                 }
                 "--memory" => {
                     let v = value(a)?;
-                    o.memory = amount(&v, false).ok_or_else(|| bad("--memory", &v))?;
+                    o.memory = amount(&v, false)
+                        .filter(|m| m.is_none_or(|m| m <= crate::task::MAX_MB))
+                        .ok_or_else(|| bad("--memory", &v))?;
                 }
                 "--disk" => {
                     let v = value(a)?;
-                    o.disk = amount(&v, false).ok_or_else(|| bad("--disk", &v))?;
+                    o.disk = amount(&v, false)
+                        .filter(|d| d.is_none_or(|d| d <= crate::task::MAX_MB))
+                        .ok_or_else(|| bad("--disk", &v))?;
                 }
                 "--gpus" => {
                     let v = value(a)?;
-                    o.gpus = amount(&v, true).ok_or_else(|| bad("--gpus", &v))?;
+                    // Each gpu is numbered in the worker's table of them.
+                    o.gpus = amount(&v, true)
+                        .filter(|g| g.is_none_or(|g| g <= crate::task::MAX_GPUS))
+                        .ok_or_else(|| bad("--gpus", &v))?;
                 }
                 "--library" => o.libraries.push(value(a)?.into()),
                 "--feature" => {
@@ -230,7 +237,8 @@ impl WorkerOptions {
                 "--keepalive-interval" => {
                     let v = value(a)?;
                     let s: f64 = v.parse().map_err(|_| bad("--keepalive-interval", &v))?;
-                    if !s.is_finite() || s <= 0.0 || s > 86400.0 {
+                    // Below 0.1 s it would be a flood of frames, not a heartbeat.
+                    if !s.is_finite() || !(0.1..=86400.0).contains(&s) {
                         return Err(bad("--keepalive-interval", &v));
                     }
                     o.keepalive = Duration::from_secs_f64(s);
@@ -333,12 +341,18 @@ mod test {
             &["h", "1", "--timeout", "-1"],
             &["h", "1", "--keepalive-interval", "1e19"],
             &["h", "1", "--keepalive-interval", "0"],
+            &["h", "1", "--keepalive-interval", "1e-9"],
+            &["h", "1", "--gpus", "4294967295"],
+            &["h", "1", "--gpus", "1000001"],
+            &["h", "1", "--memory", "18446744073709551615"],
+            &["h", "1", "--disk", "18446744073709551615"],
             &["h", "70000"],
             &["h", "1", "--ssl-fingerprint", "abc"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(parse(&["h", "1", "--timeout", "0.5", "--ssl"]).is_ok());
+        assert!(parse(&["h", "1", "--gpus", "1000000", "--keepalive-interval", "0.1"]).is_ok());
     }
 
     #[test]
