@@ -128,6 +128,10 @@ fn vine_status_says_why_it_cannot_ask() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!err.contains("vine_worker"), "{bad:?}: {err}");
     }
+    // And say which argument was wrong.
+    let out = status(port, &["--timeout", "nan"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--timeout \"nan\" is not valid"), "{err}");
     let out = status(port, &["--bogus"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("usage: vine_status"), "{err}");
@@ -166,4 +170,87 @@ fn vine_status_gives_up_on_a_silent_manager_within_its_timeout() {
     let mut said = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
     assert!(said.contains("no answer within 2 s"), "{said}");
+}
+
+/// Runs `vine_status --timeout 2` against a fake manager on `port` (served by
+/// `serve` on another thread); its exit code and standard error. A bound far
+/// above the timeout turns a hang into a failure.
+fn status_against(
+    serve: impl FnOnce(std::net::TcpStream) + Send + 'static,
+) -> (Option<i32>, String) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || serve(l.accept().unwrap().0));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vine_status"))
+        .args(["127.0.0.1", &port.to_string(), "--timeout", "2"])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let bound = std::time::Instant::now() + Duration::from_secs(25);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        if std::time::Instant::now() > bound {
+            let _ = child.kill();
+            panic!("vine_status still waits");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    drop(server);
+    (code, said)
+}
+
+/// A fake manager's handshake, without a password: Hello, the worker's
+/// Hello, Welcome.
+fn welcome(s: &mut std::net::TcpStream) {
+    use vine::protocol::{challenge, read_frame, write_frame, ToManager, ToWorker};
+    write_frame(
+        s,
+        &ToWorker::Hello {
+            challenge: challenge(),
+            auth: false,
+        },
+    )
+    .unwrap();
+    let _: ToManager = read_frame(s).unwrap();
+    write_frame(
+        s,
+        &ToWorker::Welcome {
+            worker_id: 1,
+            proof: None,
+            keepalive_ms: 5000,
+            transfer_token: [0; 32],
+        },
+    )
+    .unwrap();
+}
+
+#[test]
+fn vine_status_gives_up_on_a_manager_silent_after_the_handshake() {
+    let (code, said) = status_against(|mut s| {
+        welcome(&mut s);
+        // Holds the connection open, silent, until vine_status leaves.
+        let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+    });
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("no answer within 2 s"), "{said}");
+}
+
+#[test]
+fn vine_status_shows_an_answer_that_lacks_fields_without_failing() {
+    let (code, said) = status_against(|mut s| {
+        welcome(&mut s);
+        vine::protocol::write_frame(
+            &mut s,
+            &vine::protocol::ToWorker::Status(r#"{"largest_waiting":{}}"#.into()),
+        )
+        .unwrap();
+        let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+    });
+    assert_eq!(code, Some(0), "{said}");
+    assert!(!said.contains("panicked"), "{said}");
 }

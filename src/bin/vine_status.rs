@@ -85,7 +85,11 @@ fn run(args: Vec<String>) -> i32 {
         Err(e) => {
             // The worker's usage names the worker's options: this one's instead.
             let e = e.to_string();
-            if e.contains("usage: vine_worker") {
+            if let Some((why, _)) = e.split_once("usage: vine_worker") {
+                let why = why.trim();
+                if !why.is_empty() {
+                    eprintln!("vine_status: {why}");
+                }
                 eprint!("{USAGE}");
             } else {
                 eprintln!("vine_status: {e}");
@@ -169,7 +173,9 @@ fn tasks(v: &Value) -> String {
     );
     match v["largest_waiting"].as_object() {
         None => s += "largest waiting task: none\n",
-        Some(l) => {
+        Some(_) => {
+            // Indexing a Value (not its map) gives null for a key it lacks.
+            let l = &v["largest_waiting"];
             let able: Vec<&str> = l["workers_able"]
                 .as_array()
                 .map(|a| a.iter().filter_map(Value::as_str).collect())

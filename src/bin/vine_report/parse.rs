@@ -83,8 +83,8 @@ impl Attempt {
     pub fn duration_us(&self) -> Option<i64> {
         self.retrieved_us?;
         match (self.worker_start_us, self.worker_end_us) {
-            (Some(s), Some(e)) if e >= s => Some(e - s),
-            _ => Some((self.retrieved_us? - self.running_us?).max(0)),
+            (Some(s), Some(e)) if e >= s => Some(e.saturating_sub(s)),
+            _ => Some(self.retrieved_us?.saturating_sub(self.running_us?).max(0)),
         }
     }
 
@@ -676,6 +676,16 @@ mod tests {
         assert_eq!(a.duration_us(), Some(5));
         assert_eq!(a.outcome(), Outcome::Success);
         assert_eq!(log.bad_json, 0);
+    }
+
+    #[test]
+    fn a_duration_between_extreme_times_does_not_wrap() {
+        let a = Attempt {
+            running_us: Some(i64::MIN),
+            retrieved_us: Some(i64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(a.duration_us(), Some(i64::MAX));
     }
 
     #[test]

@@ -243,13 +243,17 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
         }
     };
     let nothing = crate::resources::Resources::default();
-    let (mut reader, _writer, _sock, _, _) =
+    let (mut reader, _writer, sock, _, _) =
         handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true, 0)
             .map_err(|e| match e {
                 Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
                 Ended::WallTime => Error::invalid("ended"),
             })
             .map_err(silent)?;
+    // The session starts without a timeout: a peer that goes silent after
+    // the handshake must not hold the question forever.
+    sock.set_read_timeout(Some(opts.timeout))
+        .map_err(|e| Error::io("socket", e))?;
     match reader.recv::<crate::protocol::ToWorker>().map_err(silent)? {
         crate::protocol::ToWorker::Status(json) => Ok(json),
         _ => Err(Error::invalid("the manager did not answer with its state")),
