@@ -113,3 +113,16 @@ fn debug_messages_go_to_the_file_of_dash_o() {
         assert!(text.contains(&line), "{line:?} not in {text:?}");
     }
 }
+
+#[test]
+fn help_prints_the_usage_and_succeeds() {
+    for flag in ["-h", "--help"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{flag}: {:?}", out.status);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.starts_with("usage: vine_worker"), "{flag}: {text}");
+    }
+}

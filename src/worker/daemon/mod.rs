@@ -26,8 +26,13 @@ use store::open_store;
 /// Runs a worker with `args` as its command line; returns the process exit code:
 /// 0 when the manager told it to exit (or, with `--single-shot`, its session
 /// ended; with `--wall-time`, that time passed), 1 when no manager could be
-/// reached or authenticated within the timeout, 2 for a bad command line.
+/// reached or authenticated within the timeout, 2 for a bad command line;
+/// `-h` or `--help` prints the usage and returns 0.
 pub fn main_with_args(args: Vec<String>) -> i32 {
+    if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
+        println!("{}", options::USAGE);
+        return 0;
+    }
     let opts = match WorkerOptions::parse(&args) {
         Ok(o) => o,
         Err(e) => {
