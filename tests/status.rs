@@ -254,3 +254,17 @@ fn vine_status_shows_an_answer_that_lacks_fields_without_failing() {
     assert_eq!(code, Some(0), "{said}");
     assert!(!said.contains("panicked"), "{said}");
 }
+
+#[test]
+fn vine_status_refuses_an_answer_that_is_not_a_state() {
+    for answer in ["null", "[]", "7"] {
+        let (code, said) = status_against(move |mut s| {
+            welcome(&mut s);
+            vine::protocol::write_frame(&mut s, &vine::protocol::ToWorker::Status(answer.into()))
+                .unwrap();
+            let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+        });
+        assert_eq!(code, Some(1), "{answer}: {said}");
+        assert!(said.contains("not its state"), "{answer}: {said}");
+    }
+}

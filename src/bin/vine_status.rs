@@ -105,7 +105,11 @@ fn run(args: Vec<String>) -> i32 {
         }
     };
     let v: Value = match serde_json::from_str(&json) {
-        Ok(v) => v,
+        Ok(v @ Value::Object(_)) => v,
+        Ok(_) => {
+            eprintln!("vine_status: the manager's answer is not its state (not a JSON object)");
+            return 1;
+        }
         Err(e) => {
             eprintln!("vine_status: the manager's answer is not JSON: {e}");
             return 1;
