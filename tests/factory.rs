@@ -135,7 +135,15 @@ fn tasks_left_to_submit_start_workers_before_the_tasks_come() {
     eventually("the idle workers leave", || {
         m.stats().unwrap().workers_connected == 0 && processes_with(&marker) == 0
     });
-    assert_eq!(f.counts(), (2, 0));
+    // Between the submissions and the count set to 0, the two tasks and the
+    // two still to come made a demand of four: a third worker (the factory's
+    // most) may have started then. Never more, and none failed.
+    let (started, failed) = f.counts();
+    assert!(
+        (2..=3).contains(&started) && failed == 0,
+        "{:?}",
+        f.counts()
+    );
     m.delete_factory(&f).unwrap();
     m.shutdown().unwrap();
 }
