@@ -206,6 +206,7 @@ module vine
   public :: vine_enable_monitoring, vine_set_runtime_info_path, vine_get_name
   public :: vine_version_string, vine_block_host, vine_block_host_with_timeout
   public :: vine_unblock_host, vine_set_draining_by_hostname, vine_set_category_mode
+  public :: vine_enable_category_resource
   public :: vine_wait_for_tag, vine_last_error, vine_version, vine_result_string
   public :: vine_last_error_code
   public :: vine_task_create_function, vine_task_create, vine_task_set_category
@@ -783,6 +784,13 @@ module vine
       type(c_ptr), value :: m, category
       integer(c_int), value :: mode
     end function
+    integer(c_int) function c_vine_enable_category_resource(m, category, resource, autolabel) &
+        bind(C, name='vine_enable_category_resource')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m, category
+      character(kind=c_char), intent(in) :: resource(*)
+      integer(c_int), value :: autolabel
+    end function
 
     ! Measured resources and sizing.
     type(c_ptr) function vine_resources_create(default_value) bind(C, name='vine_resources_create')
@@ -1277,6 +1285,24 @@ contains
       vine_set_category_mode = c_vine_set_category_mode(m, c_loc(c), mode)
     else
       vine_set_category_mode = c_vine_set_category_mode(m, c_null_ptr, mode)
+    end if
+  end function
+
+  !> category absent (call with resource=..., autolabel=...): the default of
+  !> every category (TaskVine's NULL).
+  integer(c_int) function vine_enable_category_resource(m, category, resource, autolabel)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in), optional :: category
+    character(*), intent(in) :: resource
+    integer(c_int), intent(in) :: autolabel
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(category)) then
+      c = cstr(category)
+      vine_enable_category_resource = &
+        c_vine_enable_category_resource(m, c_loc(c), cstr(resource), autolabel)
+    else
+      vine_enable_category_resource = &
+        c_vine_enable_category_resource(m, c_null_ptr, cstr(resource), autolabel)
     end if
   end function
 

@@ -1275,7 +1275,9 @@ int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series
 //   is the category's maximum (`vine_set_category_resources_max`) if set, else
 //   vine's default: one core, no memory, disk or gpu bound.
 // - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
-//   What a task sets is kept; the rest (cores, memory, disk; gpus stay 0) is,
+//   What a task sets is kept; the rest of what these modes size (cores,
+//   memory and disk; gpus as FIXED sizes them; see
+//   `vine_enable_category_resource` to change which) is,
 //   until `"category-steady-n-tasks"` (`vine_tune`, default 25) of them have
 //   succeeded, the category's first allocation guess, else its maximum, else
 //   the largest worker's whole size; then computed from their measured peaks:
@@ -1294,6 +1296,22 @@ int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series
 // Returns 1 for a valid mode, 0 for another value (nothing changes), as TaskVine
 // does; a negative error for a bad manager or category name.
 int vine_set_category_mode(struct vine_manager *m, const char *category, vine_category_mode_t mode);
+
+// Turns the automatic sizing of one resource on (`autolabel` 1) or off (0)
+// for the tasks of `category` (NULL: every category without a setting of its
+// own; a category's first setting starts from those), as TaskVine's function
+// of the same name: `resource` is `"cores"`, `"memory"`, `"disk"` or
+// `"gpus"`. The automatic modes (see `vine_set_category_mode`) size cores,
+// memory and disk, and not gpus, unless told otherwise. A resource they do not
+// size is sized as `FIXED` sizes it: what the task set, else the category's
+// maximum, else vine's default. Gpus, when sized, are the first allocation
+// guess's until the category is steady, then (never measured) its maximum,
+// else the largest worker's. Tasks already waiting are sized anew when they
+// are dispatched.
+// Returns 1 if `resource` is one of those four and `autolabel` is 0 or 1, 0
+// otherwise (nothing changes), as TaskVine does; a negative error for a bad
+// manager, category or a NULL resource.
+int vine_enable_category_resource(struct vine_manager *m, const char *category, const char *resource, int autolabel);
 
 // Submits a task. Returns its id (>= 1); from then on the manager owns the task
 // until `vine_wait` (or `vine_wait_for_*`) returns it: do not touch or delete it

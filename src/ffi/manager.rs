@@ -604,7 +604,9 @@ pub extern "C" fn vine_enable_monitoring(
 ///   is the category's maximum (`vine_set_category_resources_max`) if set, else
 ///   vine's default: one core, no memory, disk or gpu bound.
 /// - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
-///   What a task sets is kept; the rest (cores, memory, disk; gpus stay 0) is,
+///   What a task sets is kept; the rest of what these modes size (cores,
+///   memory and disk; gpus as FIXED sizes them; see
+///   `vine_enable_category_resource` to change which) is,
 ///   until `"category-steady-n-tasks"` (`vine_tune`, default 25) of them have
 ///   succeeded, the category's first allocation guess, else its maximum, else
 ///   the largest worker's whole size; then computed from their measured peaks:
@@ -644,6 +646,62 @@ pub unsafe extern "C" fn vine_set_category_mode(
             return Ok(0);
         }
         m.change_categories(crate::manager::categories::Change::Mode(category, mode))?;
+        Ok(1)
+    })
+}
+
+/// Turns the automatic sizing of one resource on (`autolabel` 1) or off (0)
+/// for the tasks of `category` (NULL: every category without a setting of its
+/// own; a category's first setting starts from those), as TaskVine's function
+/// of the same name: `resource` is `"cores"`, `"memory"`, `"disk"` or
+/// `"gpus"`. The automatic modes (see `vine_set_category_mode`) size cores,
+/// memory and disk, and not gpus, unless told otherwise. A resource they do not
+/// size is sized as `FIXED` sizes it: what the task set, else the category's
+/// maximum, else vine's default. Gpus, when sized, are the first allocation
+/// guess's until the category is steady, then (never measured) its maximum,
+/// else the largest worker's. Tasks already waiting are sized anew when they
+/// are dispatched.
+/// Returns 1 if `resource` is one of those four and `autolabel` is 0 or 1, 0
+/// otherwise (nothing changes), as TaskVine does; a negative error for a bad
+/// manager, category or a NULL resource.
+#[no_mangle]
+pub unsafe extern "C" fn vine_enable_category_resource(
+    m: *mut vine_manager,
+    category: *const c_char,
+    resource: *const c_char,
+    autolabel: c_int,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let category = if category.is_null() {
+            None
+        } else {
+            // SAFETY: non-NULL and NUL-terminated by the C contract.
+            Some(unsafe { super::resources::category_name(category)? }.to_owned())
+        };
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let resource = unsafe { c_str(resource, "the resource")? };
+        let which = resource
+            .to_str()
+            .ok()
+            .and_then(crate::manager::categories::Labeled::from_name);
+        let Some(which) = which else {
+            boundary::record(&Error::invalid(format!(
+                "{resource:?} is not a resource vine sizes (cores, memory, disk or gpus)"
+            )));
+            return Ok(0);
+        };
+        if !(0..=1).contains(&autolabel) {
+            boundary::record(&Error::invalid(format!(
+                "autolabel must be 0 (off) or 1 (on), not {autolabel}"
+            )));
+            return Ok(0);
+        }
+        m.change_categories(crate::manager::categories::Change::Label(
+            category,
+            which,
+            autolabel == 1,
+        ))?;
         Ok(1)
     })
 }

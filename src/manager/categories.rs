@@ -3,7 +3,8 @@
 //! counts for `vine_get_stats_category`. Owned by the scheduler, so the manager
 //! thread alone reads and writes it.
 //!
-//! Sizing, per resource (cores, memory, disk; gpus are never guessed):
+//! Sizing, per resource (cores, memory, disk; gpus only when labeled, see
+//! [`Labels`]; a resource not labeled is sized as in `FIXED` mode):
 //! - `FIXED` (the default): what the task asked for; what it left unset is the
 //!   category's maximum if one is set, else vine's default (one core, no memory,
 //!   disk or gpu bound).
@@ -75,6 +76,62 @@ impl Partial {
             memory_mb: self.memory_mb.unwrap_or(whole.memory_mb),
             disk_mb: self.disk_mb.unwrap_or(whole.disk_mb),
             gpus: self.gpus.unwrap_or(whole.gpus),
+        }
+    }
+}
+
+/// Which resources an automatic mode sizes (TaskVine's first-allocation
+/// labeling, `vine_enable_category_resource`): by default cores, memory and
+/// disk; gpus not. One it does not size is sized as in `FIXED` mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Labels {
+    pub cores: bool,
+    pub memory: bool,
+    pub disk: bool,
+    pub gpus: bool,
+}
+
+impl Default for Labels {
+    fn default() -> Labels {
+        Labels {
+            cores: true,
+            memory: true,
+            disk: true,
+            gpus: false,
+        }
+    }
+}
+
+/// A resource a category's labels name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Labeled {
+    Cores,
+    Memory,
+    Disk,
+    Gpus,
+}
+
+impl Labeled {
+    /// The resource TaskVine calls `name` (`"cores"`, `"memory"`, `"disk"`,
+    /// `"gpus"`), if it is one an automatic mode may size.
+    pub fn from_name(name: &str) -> Option<Labeled> {
+        match name {
+            "cores" => Some(Labeled::Cores),
+            "memory" => Some(Labeled::Memory),
+            "disk" => Some(Labeled::Disk),
+            "gpus" => Some(Labeled::Gpus),
+            _ => None,
+        }
+    }
+}
+
+impl Labels {
+    fn set(&mut self, which: Labeled, on: bool) {
+        match which {
+            Labeled::Cores => self.cores = on,
+            Labeled::Memory => self.memory = on,
+            Labeled::Disk => self.disk = on,
+            Labeled::Gpus => self.gpus = on,
         }
     }
 }
@@ -180,6 +237,8 @@ pub struct CategoryStats {
 #[derive(Default)]
 struct Category {
     mode: Option<i32>,
+    /// Its own labels (`vine_enable_category_resource`), if set.
+    labels: Option<Labels>,
     max: Partial,
     min: Partial,
     guess: Partial,
@@ -212,6 +271,8 @@ pub struct Categories {
     default_at: Option<usize>,
     /// The mode of categories given none (`vine_set_category_mode(m, NULL, mode)`).
     default_mode: i32,
+    /// The labels of categories given none.
+    default_labels: Labels,
     /// `vine_set_resources_max` / `_min`: for every category.
     max: Partial,
     min: Partial,
@@ -320,6 +381,26 @@ impl Categories {
             None => self.default_mode = mode,
         }
         self.refresh_active();
+    }
+
+    /// Turns the automatic sizing of one resource on or off for a category
+    /// (None: for every category without labels of its own, which start from
+    /// these).
+    pub fn set_label(&mut self, category: Option<&CStr>, which: Labeled, on: bool) {
+        match category {
+            Some(c) => {
+                let defaults = self.default_labels;
+                self.entry(c).labels.get_or_insert(defaults).set(which, on);
+            }
+            None => self.default_labels.set(which, on),
+        }
+    }
+
+    /// The resources automatic modes size for tasks of `category`.
+    pub fn labels(&self, category: &CStr) -> Labels {
+        self.get(category)
+            .and_then(|c| c.labels)
+            .unwrap_or(self.default_labels)
     }
 
     /// The mode tasks of `category` are sized by.
@@ -466,6 +547,7 @@ impl Categories {
     /// size. False if nothing changed.
     pub fn size(&mut self, task: &mut Task, largest: Resources) -> bool {
         let mode = self.mode(task.category());
+        let labels = self.labels(task.category());
         let steady_n = self.steady_n;
         let (gmax, gmin) = (self.max, self.min);
         let c = self.entry_of(task);
@@ -484,11 +566,35 @@ impl Categories {
             disk_mb: set(FLAG_SET_DISK).then_some(asked.disk_mb),
             gpus: set(FLAG_SET_GPUS).then_some(asked.gpus),
         };
-        let top = max.filled(Resources { gpus: 0, ..largest });
+        let top = max.filled(Resources {
+            gpus: if labels.gpus { largest.gpus } else { 0 },
+            ..largest
+        });
+        // What FIXED mode gives: also what an automatic mode gives a
+        // resource it does not size.
+        let fixed = declared.or(max).filled(asked);
+        let sized = |alloc: Resources| Resources {
+            millicores: if labels.cores {
+                alloc.millicores
+            } else {
+                fixed.millicores
+            },
+            memory_mb: if labels.memory {
+                alloc.memory_mb
+            } else {
+                fixed.memory_mb
+            },
+            disk_mb: if labels.disk {
+                alloc.disk_mb
+            } else {
+                fixed.disk_mb
+            },
+            gpus: if labels.gpus { alloc.gpus } else { fixed.gpus },
+        };
         let (alloc, how) = if mode == MODE_FIXED && sizing != Sizing::Max {
-            (declared.or(max).filled(asked), Sizing::Asked)
+            (fixed, Sizing::Asked)
         } else if sizing == Sizing::Max {
-            (declared.filled(top), Sizing::Max)
+            (sized(declared.filled(top)), Sizing::Max)
         } else {
             let chosen = if c.measured < steady_n {
                 c.guess
@@ -524,7 +630,7 @@ impl Categories {
                 max.memory_mb,
             );
             alloc.disk_mb = within(alloc.disk_mb, declared.disk_mb, min.disk_mb, max.disk_mb);
-            (alloc, Sizing::Auto)
+            (sized(alloc), Sizing::Auto)
         };
         let alloc = Resources {
             // A task always holds some of a core.
@@ -578,6 +684,9 @@ pub enum Change {
     MaxConcurrent(std::ffi::CString, Option<u64>),
     /// `vine_enable_monitoring`, with or without its watchdog.
     Monitoring(bool),
+    /// `vine_enable_category_resource` (None: every category without labels
+    /// of its own).
+    Label(Option<std::ffi::CString>, Labeled, bool),
 }
 
 impl Categories {
@@ -588,6 +697,7 @@ impl Categories {
             Change::Bound(c, which, value) => self.set_bound(c.as_deref(), which, value),
             Change::MaxConcurrent(c, n) => self.set_max_concurrent(&c, n),
             Change::Monitoring(watchdog) => self.set_monitoring(watchdog),
+            Change::Label(c, which, on) => self.set_label(c.as_deref(), which, on),
         }
     }
 }
@@ -779,6 +889,104 @@ mod test {
         assert_eq!(t.request, Resources { gpus: 0, ..WORKER });
         t.result = TaskResult::ResourceExhaustion;
         assert!(!c.retry_at_max(&mut t));
+    }
+
+    #[test]
+    fn a_resource_left_unlabeled_is_sized_as_fixed_mode_sizes_it() {
+        const GPU_WORKER: Resources = Resources { gpus: 2, ..WORKER };
+        let mut c = Categories::new();
+        c.set_mode(Some(c"a"), MODE_MAX);
+        c.set_steady_n(2);
+        // The defaults: cores, memory and disk are sized; gpus are not.
+        let mut t = task(c"a");
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request, WORKER);
+        // Memory off for "a": vine's default (no bound) unless a maximum is set.
+        c.set_label(Some(c"a"), Labeled::Memory, false);
+        let mut t = task(c"a");
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(
+            t.request,
+            Resources {
+                memory_mb: 0,
+                ..WORKER
+            }
+        );
+        c.set_bound(
+            Some(c"a"),
+            Bound::Max,
+            Partial {
+                memory_mb: Some(300),
+                ..Default::default()
+            },
+        );
+        let mut t = task(c"a");
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request.memory_mb, 300);
+        // Gpus on: the largest worker's until steady, and still then (they are
+        // never measured); a gpu the task set is kept.
+        c.set_label(Some(c"a"), Labeled::Gpus, true);
+        let mut t = task(c"a");
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request.gpus, 2);
+        for _ in 0..2 {
+            let mut done = task(c"a");
+            run(&mut c, &mut done, measured(100, 900));
+        }
+        let mut t = task(c"a");
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(
+            t.request,
+            Resources {
+                millicores: 1000,
+                memory_mb: 300,
+                disk_mb: bucket(1),
+                gpus: 2
+            }
+        );
+        let mut t = task(c"a");
+        t.set_gpus(1).unwrap();
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request.gpus, 1);
+        // Cores off, after steady: one core, what the task asked.
+        c.set_label(Some(c"a"), Labeled::Cores, false);
+        let mut t = task(c"a");
+        t.set_cores(3.0).unwrap();
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request.millicores, 3000);
+        // A retry at the maximum keeps what is not sized, too.
+        t.result = TaskResult::ResourceExhaustion;
+        t.extra_mut().sizing = Sizing::Auto;
+        assert!(c.retry_at_max(&mut t));
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request.millicores, 3000);
+        assert_eq!(t.request.disk_mb, WORKER.disk_mb);
+        // Another category keeps the defaults; the defaults can change too,
+        // and a category's first own setting starts from them.
+        let mut t = task(c"b");
+        c.set_mode(Some(c"b"), MODE_MAX);
+        c.size(&mut t, GPU_WORKER);
+        assert_eq!(t.request, WORKER);
+        c.set_label(None, Labeled::Disk, false);
+        c.set_label(Some(c"b"), Labeled::Cores, false);
+        assert_eq!(
+            c.labels(c"b"),
+            Labels {
+                cores: false,
+                memory: true,
+                disk: false,
+                gpus: false
+            }
+        );
+        assert_eq!(
+            c.labels(c"zzz"),
+            Labels {
+                disk: false,
+                ..Labels::default()
+            }
+        );
+        assert_eq!(Labeled::from_name("cpus"), None);
+        assert_eq!(Labeled::from_name("gpus"), Some(Labeled::Gpus));
     }
 
     #[test]

@@ -181,6 +181,15 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_set_category_mode(m, NULL, VINE_ALLOCATION_MODE_GREEDY_BUCKETING) == 1);
     CHECK(vine_set_category_mode(m, "x", (vine_category_mode_t)42) == 0);
     CHECK_ERR(vine_set_category_mode(m, "", VINE_ALLOCATION_MODE_MAX), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_enable_category_resource(m, NULL, "gpus", 0) == 1);
+    CHECK(vine_enable_category_resource(m, "x", "memory", 0) == 1);
+    CHECK(vine_enable_category_resource(m, "x", "cpus", 1) == 0);
+    CHECK(vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_enable_category_resource(m, "x", "disk", 2) == 0);
+    CHECK(vine_enable_category_resource(m, "x", "disk", -1) == 0);
+    CHECK_ERR(vine_enable_category_resource(m, "x", NULL, 1), VINE_ERROR_NULL);
+    CHECK_ERR(vine_enable_category_resource(m, "", "cores", 1), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_enable_category_resource(NULL, "x", "cores", 1), VINE_ERROR_NULL);
     vine_block_host(m, "node3");
     vine_block_host_with_timeout(m, "node4", 10);
     vine_unblock_host(m, "node3");
@@ -1295,6 +1304,20 @@ static void test_resources(void)
     for (int i = 0; i < 3; i++) {
         t = vine_wait(m, LONG);
         CHECK(t != NULL && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+        vine_task_delete(t);
+    }
+    /* An automatic mode sizes what it is told to: the whole pool's cores for
+       "c", vine's default of one core for "d", whose cores it does not size. */
+    const char *sized[] = {"c", "d"};
+    CHECK(vine_enable_category_resource(m, "d", "cores", 0) == 1);
+    for (int i = 0; i < 2; i++) {
+        CHECK(vine_set_category_mode(m, sized[i], VINE_ALLOCATION_MODE_MAX) == 1);
+        t = vine_task_create("true");
+        vine_task_set_category(t, sized[i]);
+        CHECK(vine_submit(m, t) > 0);
+        CHECK(vine_wait(m, LONG) == t);
+        a = vine_task_get_resources(t, "allocated");
+        CHECK(a != NULL && a->cores == 2 - i);
         vine_task_delete(t);
     }
     struct vine_stats s;

@@ -69,6 +69,10 @@ program test
   call check(vine_set_category_mode(m, mode=VINE_ALLOCATION_MODE_MAX) == 1, 'default category mode')
   call check(vine_set_category_mode(m, 'c', VINE_ALLOCATION_MODE_FIXED) == 1, 'category mode')
   call check(vine_set_category_mode(m, 'c', 99_c_int) == 0, 'not a mode')
+  call check(vine_enable_category_resource(m, 'c', 'memory', 0_c_int) == 1, 'category resource')
+  call check(vine_enable_category_resource(m, resource='gpus', autolabel=0_c_int) == 1, &
+    'default category resource')
+  call check(vine_enable_category_resource(m, 'c', 'cpus', 1_c_int) == 0, 'not a resource')
   call check(vine_block_host(m, 'node7') == 0 .and. vine_unblock_host(m, 'node7') == 0, 'block')
   call check(vine_workers_shutdown(m, 0_c_int) == 0, 'no remote workers')
   call check(vine_enable_peer_transfers(m) == 1, 'peer transfers')
