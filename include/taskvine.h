@@ -29,15 +29,14 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (110 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (111 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - The manager's cache directory: vine_get_path_cache; vine_get_status (it
  *    returns TaskVine's struct jx; vine_status and its JSON answer the same
  *    questions).
- *  - More of measured resources: vine_task_set_monitor_output,
- *    vine_initialize_categories, vine_enable_proportional_resources,
- *    vine_disable_proportional_resources.
+ *  - More of measured resources: vine_initialize_categories,
+ *    vine_enable_proportional_resources, vine_disable_proportional_resources.
  *
  * Deliberately absent:
  *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,

@@ -224,6 +224,7 @@ module vine
   public :: vine_set_category_first_allocation_guess, vine_set_resources_max
   public :: vine_set_resources_min, vine_set_category_max_concurrent, vine_get_stats_category
   public :: vine_task_set_resources, vine_resources_set, vine_resources_get
+  public :: vine_task_set_monitor_output
   ! Logs and the run directory.
   public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
   public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
@@ -812,6 +813,12 @@ module vine
       type(c_ptr), value :: s
       character(kind=c_char), intent(in) :: name(*)
     end function
+    integer(c_int) function c_vine_task_set_monitor_output(t, dir) &
+        bind(C, name='vine_task_set_monitor_output')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: t
+      character(kind=c_char), intent(in) :: dir(*)
+    end function
     type(c_ptr) function c_vine_task_get_resources(t, name) bind(C, name='vine_task_get_resources')
       import :: c_ptr, c_char
       type(c_ptr), value :: t
@@ -1304,6 +1311,13 @@ contains
       vine_enable_category_resource = &
         c_vine_enable_category_resource(m, c_null_ptr, cstr(resource), autolabel)
     end if
+  end function
+
+  !> Writes what task `t` used into directory `dir` when it ends (1), or 0 on error.
+  integer(c_int) function vine_task_set_monitor_output(t, dir)
+    type(c_ptr), intent(in) :: t
+    character(*), intent(in) :: dir
+    vine_task_set_monitor_output = c_vine_task_set_monitor_output(t, cstr(dir))
   end function
 
   !> Sets the number called `name` of summary `s` (1), or 0 if it has none.

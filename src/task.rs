@@ -210,6 +210,9 @@ pub struct Extra {
     pub sizing: crate::resources::Sizing,
     /// What it asked for, when its category chose other resources.
     pub asked: Option<Resources>,
+    /// Where the summary of what it measured is written when it ends
+    /// (`vine_task_set_monitor_output`).
+    pub monitor_output: Option<std::path::PathBuf>,
 }
 
 /// Where a task ran: the worker's host name and address, as
@@ -583,6 +586,23 @@ impl Task {
     pub fn set_time_min(&mut self, seconds: f64) -> Result<()> {
         self.extra_mut().time_min = seconds_setting(seconds, "time_min")?;
         Ok(())
+    }
+
+    /// Measures the task and writes what it used into directory `dir` when
+    /// it ends (the manager's `summary` module).
+    pub fn set_monitor_output(&mut self, dir: &CStr) -> Result<()> {
+        if dir.is_empty() {
+            return Err(Error::invalid("the monitor output directory is empty"));
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
+        self.extra_mut().monitor_output = Some(dir.into());
+        Ok(())
+    }
+
+    /// Where its summary goes when it ends, if anywhere.
+    pub fn monitor_output(&self) -> Option<&std::path::Path> {
+        self.extra.as_ref()?.monitor_output.as_deref()
     }
 
     /// Sets the maximum wall time (seconds; 0 = none).

@@ -570,3 +570,100 @@ fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
         spec.resources
     );
 }
+
+/// The summary `vine_task_set_monitor_output` asked for, parsed.
+fn summary(dir: &std::path::Path, id: i32) -> serde_json::Value {
+    let path = dir.join(format!("vine-task-{id}.summary"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{text}: {e}"))
+}
+
+#[test]
+fn a_task_given_a_monitor_output_is_measured_and_its_summary_written_there() {
+    let m = local(1.0);
+    let tmp = tempdir();
+    // Made when the first summary is written.
+    let dir = tmp.join("summaries/of/tasks");
+    let c_dir = CString::new(dir.to_str().unwrap()).unwrap();
+    // Monitoring is not on: the task alone is measured.
+    let t = command(&user(100, 30), c"a");
+    assert_eq!(
+        unsafe { vine_task_set_monitor_output(t, c_dir.as_ptr()) },
+        1
+    );
+    let id = vine_submit(m.0, t);
+    assert!(id > 0, "{}", last_error());
+    assert_eq!(vine_wait(m.0, 120), t, "{}", last_error());
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    let r = resources(t, c"measured").expect("measured");
+    let s = summary(&dir, id);
+    assert_eq!(s["task_id"], id);
+    assert_eq!(s["category"], "a");
+    assert_eq!(s["result"], "SUCCESS");
+    assert_eq!(s["exit_status"], 0);
+    assert_eq!(s["memory"][0].as_f64(), Some(r.memory));
+    assert_eq!(s["memory"][1], "MB");
+    assert!((100.0..200.0).contains(&r.memory), "memory {}", r.memory);
+    assert_eq!(s["disk"][0].as_f64(), Some(r.disk));
+    assert_eq!(s["wall_time"][0].as_f64(), Some(r.wall_time));
+    assert_eq!(s["wall_time"][1], "s");
+    assert!(s["bytes_read"][0].as_f64().unwrap() >= 100.0, "{s}");
+    // Resubmitted, it keeps the setting; the file of its new id is written.
+    assert_eq!(vine_submit(m.0, t), id + 1, "{}", last_error());
+    assert_eq!(vine_wait(m.0, 120), t);
+    assert_eq!(summary(&dir, id + 1)["task_id"], id + 1);
+    vine_task_delete(t);
+
+    // A THREAD function: no memory of its own to report.
+    let t =
+        unsafe { vine_task_create_local(Some(spin), std::ptr::null_mut(), std::ptr::null(), 0) };
+    assert_eq!(
+        unsafe { vine_task_set_monitor_output(t, c_dir.as_ptr()) },
+        1
+    );
+    let id = vine_submit(m.0, t);
+    assert_eq!(vine_wait(m.0, 120), t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS);
+    let s = summary(&dir, id);
+    assert!(s.get("memory").is_none(), "{s}");
+    assert!(s["cpu_time"][0].as_f64().unwrap() > 0.0, "{s}");
+    vine_task_delete(t);
+
+    // Cancelled before it ran: nothing measured, no file.
+    let blocker = command("sleep 60", c"b");
+    let blocked = vine_submit(m.0, blocker);
+    let t = command("true", c"a");
+    unsafe { vine_task_set_monitor_output(t, c_dir.as_ptr()) };
+    let id = vine_submit(m.0, t);
+    assert_eq!(vine_cancel_by_task_id(m.0, id), 0, "{}", last_error());
+    assert_eq!(vine_wait_for_task_id(m.0, id, 60), t);
+    assert_eq!(result(t).0, VINE_RESULT_CANCELLED);
+    assert!(!dir.join(format!("vine-task-{id}.summary")).exists());
+    vine_task_delete(t);
+    assert_eq!(vine_cancel_by_task_id(m.0, blocked), 0);
+    assert_eq!(vine_wait(m.0, 60), blocker);
+    vine_task_delete(blocker);
+    // Only the summaries: no partial file left behind.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.iter().all(|n| n.ends_with(".summary")), "{names:?}");
+
+    // Refused: NULL and empty directories, a NULL task.
+    let t = command("true", c"a");
+    assert_eq!(
+        unsafe { vine_task_set_monitor_output(t, std::ptr::null()) },
+        0
+    );
+    assert!(last_error().contains("NULL"), "{}", last_error());
+    assert_eq!(unsafe { vine_task_set_monitor_output(t, c"".as_ptr()) }, 0);
+    assert!(last_error().contains("empty"), "{}", last_error());
+    assert_eq!(
+        unsafe { vine_task_set_monitor_output(std::ptr::null_mut(), c_dir.as_ptr()) },
+        0
+    );
+    vine_task_delete(t);
+}

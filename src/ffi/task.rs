@@ -353,6 +353,36 @@ pub extern "C" fn vine_task_set_time_max(t: *mut vine_task, seconds: f64) -> c_i
     set(t, |t| t.set_time_max(seconds))
 }
 
+/// Measures the task (see `vine_task_get_resources`) and, when it ends, writes
+/// what it used into directory `dir`, as TaskVine's function of the same name:
+/// the file `DIR/vine-task-ID.summary` (ID its task id; `dir` is made if missing;
+/// a file of that name is replaced), one JSON object whose figures are
+/// `[value, "unit"]` pairs, e.g. `"memory": [52, "MB"]`: `wall_time`, `cpu_time`
+/// (s), `cores`, `memory` (absent for a THREAD function), `disk`,
+/// `bytes_read`, `bytes_written` (MB), `max_concurrent_processes`, `start`,
+/// `end` (us since the epoch), and `task_id`, `category`, `result`,
+/// `exit_status`. Memory limits are enforced as for any task. A task that
+/// never ran (cancelled while waiting, say) measured nothing and gets no file;
+/// one whose summary cannot be written ends as it would have, the reason in
+/// the debug log. The setting stays with the task when it is resubmitted.
+/// Returns 1, or 0 on error (NULL or empty `dir`, a bad or submitted task) with
+/// the reason in `vine_last_error()`, as TaskVine returns 1 or 0.
+#[no_mangle]
+pub unsafe extern "C" fn vine_task_set_monitor_output(
+    t: *mut vine_task,
+    dir: *const c_char,
+) -> c_int {
+    guard_or_code(
+        || {
+            // SAFETY: C passes a NUL-terminated string or NULL.
+            let dir = unsafe { c_str(dir, "the monitor output directory")? };
+            with_task_mut(t, |t| t.set_monitor_output(dir))?;
+            Ok(1)
+        },
+        |_| 0,
+    )
+}
+
 /// How many times the task is re-run after failures that are not its own (its
 /// worker failed or was lost); 0: without limit, as in TaskVine. Default: the
 /// manager's `max-retries` (vine's; TaskVine's default is no limit). Negative

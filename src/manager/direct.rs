@@ -188,6 +188,7 @@ pub(crate) fn eligible(task: &Task) -> bool {
                 && e.time_end == 0
                 && e.max_forsaken.is_none()
                 && e.refused.is_none()
+                && e.monitor_output.is_none()
         })
 }
 

@@ -20,6 +20,7 @@ pub(crate) mod rundir;
 pub mod scheduler;
 pub mod settings;
 mod status;
+mod summary;
 mod temps;
 
 use crate::padded::Padded;

@@ -793,7 +793,9 @@ impl Scheduler {
         match self.categories.monitoring() {
             Some(true) => task.flags |= FLAG_MONITOR,
             Some(false) => task.flags |= FLAG_MONITOR | FLAG_NO_WATCHDOG,
-            None if self.categories.wants_measurements(task.category()) => {
+            None if self.categories.wants_measurements(task.category())
+                || task.monitor_output().is_some() =>
+            {
                 task.flags |= FLAG_MONITOR
             }
             None => {}
@@ -1264,6 +1266,15 @@ impl Scheduler {
         }
         if task.times.done == 0 {
             task.times.done = crate::task::now_us();
+        }
+        if let Some(dir) = task.monitor_output() {
+            if let Err(e) = super::summary::write(dir, &task) {
+                self.journal.other(super::journal::Other::Debug(format!(
+                    "the summary of task {} could not be written in {}: {e}",
+                    task.id,
+                    dir.display()
+                )));
+            }
         }
         task.publish_state(State::Retrieved);
         self.journal.done(&task);

@@ -1296,6 +1296,32 @@ static void test_resources(void)
     CHECK(vine_task_get_metric(t, "memory_measured") >= 0);
     vine_task_delete(t);
 
+    /* A summary written where the task was told to write it. */
+    char sdir[] = "/tmp/vine-capi-summary-XXXXXX";
+    CHECK(mkdtemp(sdir) != NULL);
+    t = vine_task_create("true");
+    CHECK(vine_task_set_monitor_output(t, sdir) == 1);
+    CHECK(vine_task_set_monitor_output(t, NULL) == 0 && vine_last_error_code() == VINE_ERROR_NULL);
+    CHECK(vine_task_set_monitor_output(t, "") == 0 && vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_set_monitor_output(NULL, sdir) == 0);
+    int sid = vine_submit(m, t);
+    CHECK(sid > 0);
+    CHECK(vine_task_set_monitor_output(t, sdir) == 0 && vine_last_error_code() == VINE_ERROR_TASK_SUBMITTED);
+    CHECK(vine_wait(m, LONG) == t);
+    char spath[256];
+    snprintf(spath, sizeof spath, "%s/vine-task-%d.summary", sdir, sid);
+    FILE *sf = fopen(spath, "r");
+    CHECK(sf != NULL);
+    if (sf) {
+        char text[4096] = "";
+        size_t got_len = fread(text, 1, sizeof text - 1, sf);
+        fclose(sf);
+        CHECK(got_len > 0 && strstr(text, "\"wall_time\":[") != NULL);
+    }
+    unlink(spath);
+    CHECK(rmdir(sdir) == 0);
+    vine_task_delete(t);
+
     for (int i = 0; i < 3; i++) {
         t = vine_task_create("true");
         vine_task_set_category(t, "b");

@@ -162,6 +162,7 @@ program test
   call check(vine_enable_monitoring(m, 1_c_int, 0_c_int) == 1, 'monitoring')
   t = vine_task_create('dd if=/dev/zero of=/dev/null bs=1M count=20 2>/dev/null')
   call check(vine_task_set_category(t, 'fcat') == 0, 'fcat')
+  call check(vine_task_set_monitor_output(t, '') == 0, 'empty monitor output')
   call check(vine_submit(m, t) > 0, 'submit fcat')
   t = vine_wait(m, 60)
   call check(c_associated(t), 'fcat back')
