@@ -224,7 +224,7 @@ module vine
   public :: vine_set_category_first_allocation_guess, vine_set_resources_max
   public :: vine_set_resources_min, vine_set_category_max_concurrent, vine_get_stats_category
   public :: vine_task_set_resources, vine_resources_set, vine_resources_get
-  public :: vine_task_set_monitor_output
+  public :: vine_task_set_monitor_output, vine_initialize_categories
   ! Logs and the run directory.
   public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
   public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
@@ -813,6 +813,12 @@ module vine
       type(c_ptr), value :: s
       character(kind=c_char), intent(in) :: name(*)
     end function
+    integer(c_int) function c_vine_initialize_categories(m, max, file) &
+        bind(C, name='vine_initialize_categories')
+      import :: c_ptr, c_int, c_char
+      type(c_ptr), value :: m, max
+      character(kind=c_char), intent(in) :: file(*)
+    end function
     integer(c_int) function c_vine_task_set_monitor_output(t, dir) &
         bind(C, name='vine_task_set_monitor_output')
       import :: c_ptr, c_int, c_char
@@ -1311,6 +1317,14 @@ contains
       vine_enable_category_resource = &
         c_vine_enable_category_resource(m, c_null_ptr, cstr(resource), autolabel)
     end if
+  end function
+
+  !> Counts the resource summaries in `file` as measured by tasks of their
+  !> categories, each figure bounded by `max` (c_null_ptr: none); 0 or an error.
+  integer(c_int) function vine_initialize_categories(m, max, file)
+    type(c_ptr), intent(in) :: m, max
+    character(*), intent(in) :: file
+    vine_initialize_categories = c_vine_initialize_categories(m, max, cstr(file))
   end function
 
   !> Writes what task `t` used into directory `dir` when it ends (1), or 0 on error.

@@ -1522,6 +1522,26 @@ int vine_set_category_first_allocation_guess(struct vine_manager *m, const char 
 // Returns 0, or a negative error.
 int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *rm);
 
+// Counts what earlier tasks measured, as TaskVine's function of the same name:
+// each resource summary in `summaries_file` counts for its category (its
+// `"category"`; none: `"default"`) as a task of that category that succeeded
+// with those measurements, so the automatic modes (`vine_set_category_mode`)
+// size from them at once instead of from whole workers until 25 tasks have
+// run. The file holds JSON objects one after another, as
+// `vine_task_set_monitor_output` writes them (`cat DIR/*.summary > FILE`) and
+// TaskVine's resource monitor does: of each, `cores`, `memory` and `disk`
+// (MB), `wall_time` and `cpu_time` (s) are read, each a number or a
+// `[number, "unit"]` pair in that unit; other fields are ignored. Without
+// `cores`, cores are `cpu_time` over `wall_time`; without `wall_time`, 1 s.
+// `max` (NULL: none) bounds what the summaries say: a figure above one it
+// sets (>= 0) counts as that figure (then rounded up as any measurement is;
+// `vine_set_category_resources_max` bounds allocations).
+// Returns 0, or a negative error and nothing counts: `VINE_ERROR_IO` if the file
+// cannot be read, `VINE_ERROR_INVALID_ARGUMENT` for one that is not such
+// summaries (which one, in `vine_last_error()`) or a bad `max`. (TaskVine's
+// returns nothing.)
+int vine_initialize_categories(struct vine_manager *m, const struct vine_resources *max, const char *summaries_file);
+
 // `vine_set_category_resources_min` for every category without its own.
 // Returns 0, or a negative error.
 int vine_set_resources_min(struct vine_manager *m, const struct vine_resources *rm);

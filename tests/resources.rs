@@ -667,3 +667,77 @@ fn a_task_given_a_monitor_output_is_measured_and_its_summary_written_there() {
     );
     vine_task_delete(t);
 }
+
+#[test]
+fn summaries_of_an_earlier_run_size_a_category_from_its_first_task() {
+    let tmp = tempdir();
+    let file = tmp.join("earlier.summaries");
+    // Two tasks of "s" used 200 and 180 MB; one of "other", 900 MB.
+    std::fs::write(
+        &file,
+        "{\"category\":\"s\",\"memory\":[200,\"MB\"],\"disk\":[3,\"MB\"],\"cores\":[1,\"cores\"],\"wall_time\":[2,\"s\"]}\n\
+         {\"category\":\"s\",\"memory\":180,\"disk\":2,\"cpu_time\":1,\"wall_time\":1}\n\
+         {\"category\":\"other\",\"memory\":900}\n",
+    )
+    .unwrap();
+    let c_file = CString::new(file.to_str().unwrap()).unwrap();
+    let sized = |max: Option<f64>| {
+        let m = local(1.0);
+        unsafe {
+            assert_eq!(vine_tune(m.0, c"category-steady-n-tasks".as_ptr(), 2.0), 0);
+            assert_eq!(
+                vine_set_category_mode(m.0, c"s".as_ptr(), VINE_ALLOCATION_MODE_MAX),
+                1
+            );
+        }
+        let cap = max.map(|mb| {
+            let r = vine_resources_create(-1.0);
+            unsafe { (*r).memory = mb };
+            r
+        });
+        let rc = unsafe {
+            vine_initialize_categories(m.0, cap.unwrap_or(std::ptr::null_mut()), c_file.as_ptr())
+        };
+        assert_eq!(rc, 0, "{}", last_error());
+        if let Some(r) = cap {
+            unsafe { vine_resources_delete(r) };
+        }
+        let t = run(&m, command("true", c"s"));
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+        let a = resources(t, c"allocated").expect("allocated");
+        vine_task_delete(t);
+        a
+    };
+    // Steady from the start: the largest measured (in its bucket), not the
+    // whole pool (1024 MB).
+    let a = sized(None);
+    assert!((200.0..216.0).contains(&a.memory), "memory {}", a.memory);
+    assert_eq!(a.cores, 1.0);
+    // What the summaries say is bounded by the max given (then rounded up to
+    // its bucket, as any measurement).
+    let a = sized(Some(150.0));
+    assert!((150.0..160.0).contains(&a.memory), "memory {}", a.memory);
+
+    // Nothing counts from a file that is not all summaries; what is wrong is said.
+    let m = local(1.0);
+    let bad = tmp.join("bad.summaries");
+    std::fs::write(&bad, "{\"memory\":1}\n{\"memory\":[1,\"GB\"]}").unwrap();
+    let c_bad = CString::new(bad.to_str().unwrap()).unwrap();
+    let rc = unsafe { vine_initialize_categories(m.0, std::ptr::null(), c_bad.as_ptr()) };
+    assert_eq!(rc, VINE_ERROR_INVALID_ARGUMENT);
+    assert!(last_error().contains("summary 2"), "{}", last_error());
+    let missing = CString::new(tmp.join("none").to_str().unwrap()).unwrap();
+    let rc = unsafe { vine_initialize_categories(m.0, std::ptr::null(), missing.as_ptr()) };
+    assert_eq!(rc, VINE_ERROR_IO, "{}", last_error());
+    let rc = unsafe { vine_initialize_categories(m.0, std::ptr::null(), std::ptr::null()) };
+    assert_eq!(rc, VINE_ERROR_NULL);
+    let r = vine_resources_create(-1.0);
+    unsafe { (*r).memory = f64::NAN };
+    let rc = unsafe { vine_initialize_categories(m.0, r, c_file.as_ptr()) };
+    assert_eq!(rc, VINE_ERROR_INVALID_ARGUMENT);
+    unsafe { vine_resources_delete(r) };
+    let rc = unsafe {
+        vine_initialize_categories(std::ptr::null_mut(), std::ptr::null(), c_file.as_ptr())
+    };
+    assert_eq!(rc, VINE_ERROR_NULL);
+}

@@ -547,6 +547,42 @@ pub unsafe extern "C" fn vine_set_resources_max(
     guard_code(|| set_bound(m, None, Bound::Max, rm))
 }
 
+/// Counts what earlier tasks measured, as TaskVine's function of the same name:
+/// each resource summary in `summaries_file` counts for its category (its
+/// `"category"`; none: `"default"`) as a task of that category that succeeded
+/// with those measurements, so the automatic modes (`vine_set_category_mode`)
+/// size from them at once instead of from whole workers until 25 tasks have
+/// run. The file holds JSON objects one after another, as
+/// `vine_task_set_monitor_output` writes them (`cat DIR/*.summary > FILE`) and
+/// TaskVine's resource monitor does: of each, `cores`, `memory` and `disk`
+/// (MB), `wall_time` and `cpu_time` (s) are read, each a number or a
+/// `[number, "unit"]` pair in that unit; other fields are ignored. Without
+/// `cores`, cores are `cpu_time` over `wall_time`; without `wall_time`, 1 s.
+/// `max` (NULL: none) bounds what the summaries say: a figure above one it
+/// sets (>= 0) counts as that figure (then rounded up as any measurement is;
+/// `vine_set_category_resources_max` bounds allocations).
+/// Returns 0, or a negative error and nothing counts: `VINE_ERROR_IO` if the file
+/// cannot be read, `VINE_ERROR_INVALID_ARGUMENT` for one that is not such
+/// summaries (which one, in `vine_last_error()`) or a bad `max`. (TaskVine's
+/// returns nothing.)
+#[no_mangle]
+pub unsafe extern "C" fn vine_initialize_categories(
+    m: *mut vine_manager,
+    max: *const vine_resources,
+    summaries_file: *const c_char,
+) -> c_int {
+    guard_code(|| {
+        let m = handles::manager(m)?;
+        let cap = partial(max)?;
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let path = unsafe { c_str(summaries_file, "the summaries file")? };
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
+        m.initialize_categories(cap, path)?;
+        Ok(0)
+    })
+}
+
 /// `vine_set_category_resources_min` for every category without its own.
 /// Returns 0, or a negative error.
 #[no_mangle]

@@ -687,6 +687,8 @@ pub enum Change {
     /// `vine_enable_category_resource` (None: every category without labels
     /// of its own).
     Label(Option<std::ffi::CString>, Labeled, bool),
+    /// `vine_initialize_categories`: what tasks of earlier runs measured.
+    Seed(Vec<(std::ffi::CString, Measured)>),
 }
 
 impl Categories {
@@ -698,6 +700,11 @@ impl Categories {
             Change::MaxConcurrent(c, n) => self.set_max_concurrent(&c, n),
             Change::Monitoring(watchdog) => self.set_monitoring(watchdog),
             Change::Label(c, which, on) => self.set_label(c.as_deref(), which, on),
+            Change::Seed(measured) => {
+                for (category, m) in measured {
+                    self.entry(&category).add(&m);
+                }
+            }
         }
     }
 }

@@ -1275,6 +1275,19 @@ impl Manager {
         self.ask(|reply| Message::Category { change, reply })
     }
 
+    /// Counts what the resource summaries in `path` measured as measured by
+    /// tasks of their categories (see [`summary::read_all`]), each figure
+    /// bounded by `cap`; nothing changes if the file cannot be read whole.
+    pub fn initialize_categories(
+        &self,
+        cap: categories::Partial,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+        let measured = summary::read_all(file, cap)?;
+        self.change_categories(categories::Change::Seed(measured))
+    }
+
     /// How many tasks took the direct lane so far (for tests and benchmarks).
     #[doc(hidden)]
     pub fn direct_tasks(&self) -> u64 {

@@ -1304,6 +1304,9 @@ static void test_resources(void)
     CHECK(vine_task_set_monitor_output(t, NULL) == 0 && vine_last_error_code() == VINE_ERROR_NULL);
     CHECK(vine_task_set_monitor_output(t, "") == 0 && vine_last_error_code() == VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_task_set_monitor_output(NULL, sdir) == 0);
+    CHECK_ERR(vine_initialize_categories(m, NULL, "/no/such/summaries"), VINE_ERROR_IO);
+    CHECK_ERR(vine_initialize_categories(m, NULL, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_initialize_categories(NULL, NULL, "x"), VINE_ERROR_NULL);
     int sid = vine_submit(m, t);
     CHECK(sid > 0);
     CHECK(vine_task_set_monitor_output(t, sdir) == 0 && vine_last_error_code() == VINE_ERROR_TASK_SUBMITTED);
@@ -1318,6 +1321,10 @@ static void test_resources(void)
         fclose(sf);
         CHECK(got_len > 0 && strstr(text, "\"wall_time\":[") != NULL);
     }
+    /* The summary just written seeds a category of another manager. */
+    struct vine_manager *seeded = manager(1);
+    CHECK(vine_initialize_categories(seeded, r, spath) == 0);
+    vine_delete(seeded);
     unlink(spath);
     CHECK(rmdir(sdir) == 0);
     vine_task_delete(t);
