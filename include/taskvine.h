@@ -29,12 +29,11 @@
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (112 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (113 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
- *  - The manager's cache directory: vine_get_path_cache; vine_get_status (it
- *    returns TaskVine's struct jx; vine_status and its JSON answer the same
- *    questions).
+ *  - vine_get_status (it returns TaskVine's struct jx; vine_status and its
+ *    JSON answer the same questions).
  *  - Proportional resources: vine_enable_proportional_resources,
  *    vine_disable_proportional_resources (a task gets what it asks for, and
  *    one core if it asks for nothing; the categories' modes size the rest).

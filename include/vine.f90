@@ -229,7 +229,7 @@ module vine
   public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
   public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
   public :: vine_get_runtime_directory, vine_get_path_log
-  public :: vine_get_path_staging, vine_get_path_library_log
+  public :: vine_get_path_staging, vine_get_path_library_log, vine_get_path_cache
   public :: vine_declare_url, vine_declare_mini_task
   public :: vine_ssl_create, vine_ssl_create_self_signed, vine_ssl_fingerprint
   public :: vine_set_password
@@ -930,6 +930,12 @@ module vine
       type(c_ptr), value :: m
       character(kind=c_char), intent(in) :: path(*)
     end function
+    type(c_ptr) function c_vine_get_path_cache(m, path) &
+        bind(C, name='vine_get_path_cache')
+      import :: c_ptr, c_char
+      type(c_ptr), value :: m
+      character(kind=c_char), intent(in) :: path(*)
+    end function
     subroutine c_free(p) bind(C, name='free')
       import :: c_ptr
       type(c_ptr), value :: p
@@ -1467,6 +1473,13 @@ contains
     character(*), intent(in) :: path
     character(:), allocatable :: s
     s = owned_str(c_vine_get_path_library_log(m, cstr(path)))
+  end function
+
+  function vine_get_path_cache(m, path) result(s)
+    type(c_ptr), intent(in) :: m
+    character(*), intent(in) :: path
+    character(:), allocatable :: s
+    s = owned_str(c_vine_get_path_cache(m, cstr(path)))
   end function
 
   ! A string the library allocated for the caller, copied and freed.

@@ -969,6 +969,14 @@ char *vine_get_path_staging(struct vine_manager *m, const char *path);
 // nothing there; the directory is made when first asked for.
 char *vine_get_path_library_log(struct vine_manager *m, const char *path);
 
+// `RUNDIR/../vine-cache/PATH` (or `RUNDIR/../vine-cache`), as
+// `vine_get_path_log` and as TaskVine's call gives: a directory next to the
+// run directories of `vine_set_runtime_info_path`, which outlives each run, for
+// the program's own cached files. vine keeps nothing there itself (workers keep
+// their caches in their own workspaces); the directory is made when first asked
+// for.
+char *vine_get_path_cache(struct vine_manager *m, const char *path);
+
 // Creates a manager and starts its thread and its local worker threads.
 //
 // `port > 0` listens for remote workers on that port (loopback only unless an

@@ -226,6 +226,27 @@ pub unsafe extern "C" fn vine_get_path_library_log(
     })
 }
 
+/// `RUNDIR/../vine-cache/PATH` (or `RUNDIR/../vine-cache`), as
+/// `vine_get_path_log` and as TaskVine's call gives: a directory next to the
+/// run directories of `vine_set_runtime_info_path`, which outlives each run, for
+/// the program's own cached files. vine keeps nothing there itself (workers keep
+/// their caches in their own workspaces); the directory is made when first asked
+/// for.
+#[no_mangle]
+pub unsafe extern "C" fn vine_get_path_cache(
+    m: *mut vine_manager,
+    path: *const c_char,
+) -> *mut c_char {
+    // SAFETY: C passes a NUL-terminated string or NULL.
+    guard(ptr::null_mut(), || unsafe {
+        path_under_run(
+            m,
+            |run| run.parent().unwrap_or(run).join("vine-cache"),
+            path,
+        )
+    })
+}
+
 /// `RUNDIR/sub/PATH` (`RUNDIR/sub` for NULL) as a string for `free()`, the
 /// directory `RUNDIR/sub` made if missing.
 ///
@@ -236,11 +257,25 @@ unsafe fn path_in_run(
     sub: &str,
     path: *const c_char,
 ) -> crate::error::Result<*mut c_char> {
+    // SAFETY: as this function's.
+    unsafe { path_under_run(m, |run| run.join(sub), path) }
+}
+
+/// `DIR/PATH` (`DIR` for NULL) as a string for `free()`, where `dir_of` gives
+/// DIR from the run directory; DIR is made if missing.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string.
+unsafe fn path_under_run(
+    m: *mut vine_manager,
+    dir_of: impl FnOnce(&std::path::Path) -> std::path::PathBuf,
+    path: *const c_char,
+) -> crate::error::Result<*mut c_char> {
     let m = handles::manager(m)?;
     let Some(dir) = m.runtime_info_dir() else {
         return Err(Error::invalid("the manager writes no logs"));
     };
-    let dir = dir.join(sub);
+    let dir = dir_of(&dir);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let mut full = dir.into_os_string().into_encoded_bytes();
     if !path.is_null() {

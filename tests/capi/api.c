@@ -1186,6 +1186,7 @@ static void test_logs(void)
     CHECK(vine_get_runtime_directory(plain) == NULL);
     CHECK(vine_get_path_log(plain, "transactions") == NULL);
     CHECK(vine_get_path_staging(plain, "x") == NULL && vine_get_path_library_log(plain, NULL) == NULL);
+    CHECK(vine_get_path_cache(plain, "x") == NULL);
     CHECK(vine_enable_transactions_log(plain, NULL) == 0);
     CHECK(vine_enable_transactions_log(plain, "") == 0);
     CHECK(vine_enable_transactions_log(plain, "/proc/no/such/dir/txn") == 0 && strstr(vine_last_error(), "/proc/no"));
@@ -1219,6 +1220,15 @@ static void test_logs(void)
           S_ISDIR(st.st_mode));
     free(p);
     CHECK(vine_get_path_staging(NULL, "x") == NULL && vine_last_error_code() == VINE_ERROR_NULL);
+    /* The cache outlives the run: beside the run directories, as TaskVine's. */
+    snprintf(expect, sizeof expect, "%s/vine-cache", dir);
+    CHECK((p = vine_get_path_cache(m, NULL)) && strcmp(p, expect) == 0 && stat(p, &st) == 0 &&
+          S_ISDIR(st.st_mode));
+    free(p);
+    snprintf(expect, sizeof expect, "%s/vine-cache/f.dat", dir);
+    CHECK((p = vine_get_path_cache(m, "f.dat")) && strcmp(p, expect) == 0);
+    free(p);
+    CHECK(vine_get_path_cache(NULL, "x") == NULL && vine_last_error_code() == VINE_ERROR_NULL);
     /* The process's debug log is no manager's other log: both would write
        (and truncate) one file. */
     CHECK(vine_enable_perf_log(m, path) == 0 && strstr(vine_last_error(), "debug log"));

@@ -62,6 +62,7 @@ program test
   call check(vine_enable_taskgraph_log(m, '/proc/no/such/dir/graph.dot') == 0, 'task graph log refused')
   call check(len(vine_get_path_staging(m, 'x')) == 0, 'no staging path without a run directory')
   call check(len(vine_get_path_library_log(m, 'x')) == 0, 'no library log path without a run directory')
+  call check(len(vine_get_path_cache(m, 'x')) == 0, 'no cache path without a run directory')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
   ! TaskVine's manager calls.
   call check(vine_get_name(m) == 'vine', 'name')
