@@ -23,20 +23,21 @@
  *    inputs and temps between remote workers as in TaskVine; peer links are
  *    authenticated, and under TLS when the manager's links are; vine_stats has
  *    vine's own bytes_peer.
+ *  - Proportional resources are off unless vine_enable_proportional_resources
+ *    turns them on (TaskVine's are on): a task that sets no resources gets
+ *    one core and no memory or disk bound, not a whole worker. With them on, a
+ *    task's share is of the largest worker's size.
  *  - vine_enable_monitoring measures tasks (vine_task_get_resources); its
  *    time series is not written. TaskVine's struct rmsummary is vine's struct
  *    vine_resources, with the same fields; this header maps the names, and
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
  *
- * What vine lacks of TaskVine's C API (113 of its 142 functions are in vine.h):
+ * What vine lacks of TaskVine's C API (115 of its 142 functions are in vine.h):
  *
  * Not yet in vine (planned):
  *  - vine_get_status (it returns TaskVine's struct jx; vine_status and its
  *    JSON answer the same questions).
- *  - Proportional resources: vine_enable_proportional_resources,
- *    vine_disable_proportional_resources (a task gets what it asks for, and
- *    one core if it asks for nothing; the categories' modes size the rest).
  *
  * Deliberately absent:
  *  - The catalog server: vine_set_catalog_servers, vine_update_catalog,

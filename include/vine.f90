@@ -225,6 +225,7 @@ module vine
   public :: vine_set_resources_min, vine_set_category_max_concurrent, vine_get_stats_category
   public :: vine_task_set_resources, vine_resources_set, vine_resources_get
   public :: vine_task_set_monitor_output, vine_initialize_categories
+  public :: vine_enable_proportional_resources, vine_disable_proportional_resources
   ! Logs and the run directory.
   public :: vine_enable_transactions_log, vine_enable_perf_log, vine_enable_debug_log
   public :: vine_log_txn_app, vine_log_debug_app, vine_set_runtime_info_template
@@ -812,6 +813,16 @@ module vine
       import :: c_ptr, c_char, c_double
       type(c_ptr), value :: s
       character(kind=c_char), intent(in) :: name(*)
+    end function
+    integer(c_int) function vine_enable_proportional_resources(m) &
+        bind(C, name='vine_enable_proportional_resources')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
+    end function
+    integer(c_int) function vine_disable_proportional_resources(m) &
+        bind(C, name='vine_disable_proportional_resources')
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m
     end function
     integer(c_int) function c_vine_initialize_categories(m, max, file) &
         bind(C, name='vine_initialize_categories')

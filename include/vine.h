@@ -1530,6 +1530,30 @@ int vine_set_category_first_allocation_guess(struct vine_manager *m, const char 
 // Returns 0, or a negative error.
 int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *rm);
 
+// Turns on TaskVine's proportional resources: a task sized by what it asks
+// for (`VINE_ALLOCATION_MODE_FIXED`, the default) gets, of what it leaves
+// unset, its share of a worker: the largest share of the worker that what it
+// set (or its category's maximum) makes up, rounded up to 1/2, 1/3, 1/4... so
+// that a whole number of such tasks fit; its unset cores (whole, at least
+// one), memory and disk are that share of the worker's. One that sets nothing
+// takes a whole worker; one that sets cores, memory and disk is unchanged;
+// unset gpus stay 0. E.g. one core of a 4-core, 16 GB worker also gets 4 GB.
+// The worker is the largest connected (the local pool counts as one), so on
+// workers of one size it is each worker, as in TaskVine; TaskVine takes the
+// share of the worker a task is placed on. Automatic modes size as before,
+// but a resource they do not size (see `vine_enable_category_resource`) gets
+// its share. Memory and disk so given are limits as if set.
+// vine's own: off by default (TaskVine's is on), so a task that asks for
+// nothing gets one core and no memory or disk bound. Tasks already waiting are
+// sized anew when dispatched. Returns 0, or a negative error. (TaskVine's
+// returns nothing.)
+int vine_enable_proportional_resources(struct vine_manager *m);
+
+// Turns TaskVine's proportional resources off (see
+// `vine_enable_proportional_resources`): what a task leaves unset is sized as
+// if they had never been on. Returns 0, or a negative error.
+int vine_disable_proportional_resources(struct vine_manager *m);
+
 // Counts what earlier tasks measured, as TaskVine's function of the same name:
 // each resource summary in `summaries_file` counts for its category (its
 // `"category"`; none: `"default"`) as a task of that category that succeeded

@@ -741,3 +741,49 @@ fn summaries_of_an_earlier_run_size_a_category_from_its_first_task() {
     };
     assert_eq!(rc, VINE_ERROR_NULL);
 }
+
+#[test]
+fn proportional_resources_give_a_task_its_share_of_the_pool() {
+    // 2 cores, 1024 MB, 4096 MB of disk.
+    let m = local(2.0);
+    let allocated = |t: *mut vine_task| {
+        let t = run(&m, t);
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+        let a = resources(t, c"allocated").expect("allocated");
+        vine_task_delete(t);
+        (a.cores, a.memory, a.disk)
+    };
+    let one_core = || {
+        let t = command("true", c"p");
+        assert_eq!(unsafe { vine_task_set_cores(t, 1.0) }, 0);
+        t
+    };
+    // Off (vine's default): what it asked for, no memory or disk bound.
+    assert_eq!(allocated(one_core()), (1.0, 0.0, 0.0));
+    assert_eq!(vine_enable_proportional_resources(m.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 512.0, 2048.0));
+    // Asking for nothing: the whole pool.
+    assert_eq!(allocated(command("true", c"p")), (2.0, 1024.0, 4096.0));
+    // A memory limit given as a share is enforced as one that was set.
+    let t = command(&user(600, 0), c"p");
+    assert_eq!(unsafe { vine_task_set_cores(t, 1.0) }, 0);
+    assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
+    let t = run(&m, t);
+    assert_eq!(
+        result(t).0,
+        VINE_RESULT_RESOURCE_EXHAUSTION,
+        "{}",
+        result(t).1
+    );
+    vine_task_delete(t);
+    assert_eq!(vine_disable_proportional_resources(m.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 0.0, 0.0));
+    assert_eq!(
+        vine_enable_proportional_resources(std::ptr::null_mut()),
+        VINE_ERROR_NULL
+    );
+    assert_eq!(
+        vine_disable_proportional_resources(std::ptr::null_mut()),
+        VINE_ERROR_NULL
+    );
+}

@@ -283,6 +283,49 @@ pub struct Categories {
     /// Monitoring asked for by `vine_enable_monitoring`: with (true) or without
     /// (false) its watchdog.
     monitoring: Option<bool>,
+    /// TaskVine's proportional resources (`vine_enable_proportional_resources`):
+    /// what a task does not set is its share of a worker (see [`proportional`]).
+    proportional: bool,
+    /// They were on once: tasks they sized are sized anew when dispatched.
+    proportional_once: bool,
+}
+
+/// What TaskVine's proportional resources give a task that set `given` of
+/// `whole` (a worker): the largest share of `whole` that what it set makes up
+/// (all of it if it set nothing), made the share of a whole number of such
+/// tasks (1/2, 1/3, ...); its unset cores (whole, at least one), memory and disk
+/// are that share of the worker's. Gpus it did not set stay unset.
+pub fn proportional(given: Partial, whole: Resources) -> Partial {
+    if given.millicores.is_some() && given.memory_mb.is_some() && given.disk_mb.is_some() {
+        return given;
+    }
+    let share = |v: Option<u64>, w: u64| v.filter(|_| w > 0).map(|v| v as f64 / w as f64);
+    let shares = [
+        share(given.millicores, whole.millicores),
+        share(given.memory_mb, whole.memory_mb),
+        share(given.disk_mb, whole.disk_mb),
+        share(given.gpus.map(u64::from), u64::from(whole.gpus)),
+    ];
+    let p = shares
+        .into_iter()
+        .flatten()
+        .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+        .unwrap_or(1.0)
+        .min(1.0);
+    let p = if p > 0.0 {
+        1.0 / (1.0 / p).floor()
+    } else {
+        0.0
+    };
+    let part = |w: u64| (p * w as f64).floor() as u64;
+    Partial {
+        millicores: given
+            .millicores
+            .or(Some((part(whole.millicores) / MILLI).max(1) * MILLI)),
+        memory_mb: given.memory_mb.or(Some(part(whole.memory_mb))),
+        disk_mb: given.disk_mb.or(Some(part(whole.disk_mb))),
+        gpus: given.gpus,
+    }
 }
 
 impl Categories {
@@ -353,6 +396,7 @@ impl Categories {
 
     fn refresh_active(&mut self) {
         self.active = self.default_mode != MODE_FIXED
+            || self.proportional_once
             || self.max != Partial::default()
             || self.min != Partial::default()
             || self.list.iter().any(|c| {
@@ -362,6 +406,13 @@ impl Categories {
                     || c.guess != Partial::default()
                     || c.max_concurrent.is_some()
             });
+    }
+
+    /// Turns TaskVine's proportional resources on or off.
+    pub fn set_proportional(&mut self, on: bool) {
+        self.proportional = on;
+        self.proportional_once |= on;
+        self.refresh_active();
     }
 
     /// True when dispatch must consult categories (sizing or concurrency bounds).
@@ -548,6 +599,7 @@ impl Categories {
     pub fn size(&mut self, task: &mut Task, largest: Resources) -> bool {
         let mode = self.mode(task.category());
         let labels = self.labels(task.category());
+        let by_share = self.proportional;
         let steady_n = self.steady_n;
         let (gmax, gmin) = (self.max, self.min);
         let c = self.entry_of(task);
@@ -572,7 +624,11 @@ impl Categories {
         });
         // What FIXED mode gives: also what an automatic mode gives a
         // resource it does not size.
-        let fixed = declared.or(max).filled(asked);
+        let fixed = if by_share {
+            proportional(declared.or(max), largest).filled(asked)
+        } else {
+            declared.or(max).filled(asked)
+        };
         let sized = |alloc: Resources| Resources {
             millicores: if labels.cores {
                 alloc.millicores
@@ -640,7 +696,12 @@ impl Categories {
         if alloc == task.request && how == sizing {
             return false;
         }
-        if how != Sizing::Asked || task.extra.as_ref().is_some_and(|e| e.asked.is_some()) {
+        // What it asked for is kept once its request is changed, so that it is
+        // sized anew from that, not from what it was given.
+        if how != Sizing::Asked
+            || alloc != asked
+            || task.extra.as_ref().is_some_and(|e| e.asked.is_some())
+        {
             let e = task.extra_mut();
             e.asked.get_or_insert(asked);
             e.sizing = how;
@@ -689,6 +750,8 @@ pub enum Change {
     Label(Option<std::ffi::CString>, Labeled, bool),
     /// `vine_initialize_categories`: what tasks of earlier runs measured.
     Seed(Vec<(std::ffi::CString, Measured)>),
+    /// `vine_enable_proportional_resources` (true) or `_disable_` (false).
+    Proportional(bool),
 }
 
 impl Categories {
@@ -700,6 +763,7 @@ impl Categories {
             Change::MaxConcurrent(c, n) => self.set_max_concurrent(&c, n),
             Change::Monitoring(watchdog) => self.set_monitoring(watchdog),
             Change::Label(c, which, on) => self.set_label(c.as_deref(), which, on),
+            Change::Proportional(on) => self.set_proportional(on),
             Change::Seed(measured) => {
                 for (category, m) in measured {
                     self.entry(&category).add(&m);
@@ -994,6 +1058,110 @@ mod test {
         );
         assert_eq!(Labeled::from_name("cpus"), None);
         assert_eq!(Labeled::from_name("gpus"), Some(Labeled::Gpus));
+    }
+
+    #[test]
+    fn proportional_resources_give_a_whole_number_share_of_the_worker() {
+        // WORKER: 4 cores, 1024 MB, 4096 MB disk.
+        let share = |given: Partial| proportional(given, WORKER).filled(Resources::default());
+        // One core of four: a quarter of the rest.
+        let one_core = Partial {
+            millicores: Some(1000),
+            ..Default::default()
+        };
+        assert_eq!(
+            share(one_core),
+            Resources {
+                millicores: 1000,
+                memory_mb: 256,
+                disk_mb: 1024,
+                gpus: 0
+            }
+        );
+        // 300 MB is more than a quarter, less than a third: a third, as three
+        // such tasks fit and four do not.
+        let memory = Partial {
+            memory_mb: Some(300),
+            ..Default::default()
+        };
+        assert_eq!(
+            share(memory),
+            Resources {
+                millicores: 1000,
+                memory_mb: 300,
+                disk_mb: 1365,
+                gpus: 0
+            }
+        );
+        // Nothing set: the whole worker. The largest share decides; what was
+        // set is kept; all set, nothing changes.
+        assert_eq!(share(Partial::default()), Resources { gpus: 0, ..WORKER });
+        let both = Partial {
+            millicores: Some(1000),
+            disk_mb: Some(2048),
+            ..Default::default()
+        };
+        assert_eq!(
+            share(both),
+            Resources {
+                millicores: 1000,
+                memory_mb: 512,
+                disk_mb: 2048,
+                gpus: 0
+            }
+        );
+        let all = Partial {
+            millicores: Some(3000),
+            memory_mb: Some(1),
+            disk_mb: Some(1),
+            gpus: None,
+        };
+        assert_eq!(proportional(all, WORKER), all);
+        // More than the worker has: all of the rest. Zero asked: nothing more.
+        let big = Partial {
+            memory_mb: Some(5000),
+            ..Default::default()
+        };
+        assert_eq!(share(big).disk_mb, 4096);
+        let zero = Partial {
+            memory_mb: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            share(zero),
+            Resources {
+                millicores: 1000,
+                memory_mb: 0,
+                disk_mb: 0,
+                gpus: 0
+            }
+        );
+
+        // Through the categories: FIXED tasks only while it is on; a category
+        // maximum counts as set.
+        let mut c = Categories::new();
+        let mut t = task(c"a");
+        t.set_cores(1.0).unwrap();
+        assert!(!c.size(&mut t, WORKER));
+        c.set_proportional(true);
+        assert!(c.active());
+        assert!(c.size(&mut t, WORKER));
+        assert_eq!((t.request.memory_mb, t.request.disk_mb), (256, 1024));
+        c.set_bound(Some(c"a"), Bound::Max, memory);
+        let mut t = task(c"a");
+        c.size(&mut t, WORKER);
+        assert_eq!(t.request.memory_mb, 300);
+        assert_eq!(t.request.disk_mb, 1365);
+        // Off again: a task sized while it was on gets what it asked for.
+        let mut t = task(c"b");
+        c.size(&mut t, WORKER);
+        assert_eq!(t.request.memory_mb, 1024);
+        c.set_proportional(false);
+        assert!(c.size(&mut t, WORKER));
+        assert_eq!(t.request, task(c"b").request);
+        let mut t = task(c"b");
+        c.size(&mut t, WORKER);
+        assert_eq!(t.request.memory_mb, 0);
     }
 
     #[test]

@@ -1317,6 +1317,8 @@ static void test_resources(void)
     CHECK_ERR(vine_initialize_categories(m, NULL, "/no/such/summaries"), VINE_ERROR_IO);
     CHECK_ERR(vine_initialize_categories(m, NULL, NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_initialize_categories(NULL, NULL, "x"), VINE_ERROR_NULL);
+    CHECK_ERR(vine_enable_proportional_resources(NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_disable_proportional_resources(NULL), VINE_ERROR_NULL);
     int sid = vine_submit(m, t);
     CHECK(sid > 0);
     CHECK(vine_task_set_monitor_output(t, sdir) == 0 && vine_last_error_code() == VINE_ERROR_TASK_SUBMITTED);

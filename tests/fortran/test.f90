@@ -164,6 +164,8 @@ program test
   t = vine_task_create('dd if=/dev/zero of=/dev/null bs=1M count=20 2>/dev/null')
   call check(vine_task_set_category(t, 'fcat') == 0, 'fcat')
   call check(vine_task_set_monitor_output(t, '') == 0, 'empty monitor output')
+  call check(vine_enable_proportional_resources(m) == 0, 'proportional on')
+  call check(vine_disable_proportional_resources(m) == 0, 'proportional off')
   call check(vine_initialize_categories(m, c_null_ptr, '/no/such/summaries') == &
     VINE_ERROR_IO, 'summaries not found')
   call check(vine_submit(m, t) > 0, 'submit fcat')
