@@ -755,7 +755,7 @@ fn proportional_resources_give_a_task_its_share_of_the_pool() {
     };
     let one_core = || {
         let t = command("true", c"p");
-        assert_eq!(unsafe { vine_task_set_cores(t, 1.0) }, 0);
+        assert_eq!(vine_task_set_cores(t, 1.0), 0);
         t
     };
     // Off (vine's default): what it asked for, no memory or disk bound.
@@ -766,7 +766,7 @@ fn proportional_resources_give_a_task_its_share_of_the_pool() {
     assert_eq!(allocated(command("true", c"p")), (2.0, 1024.0, 4096.0));
     // A memory limit given as a share is enforced as one that was set.
     let t = command(&user(600, 0), c"p");
-    assert_eq!(unsafe { vine_task_set_cores(t, 1.0) }, 0);
+    assert_eq!(vine_task_set_cores(t, 1.0), 0);
     assert_eq!(vine_enable_monitoring(m.0, 1, 0), 1);
     let t = run(&m, t);
     assert_eq!(
