@@ -87,6 +87,19 @@ impl Sandbox {
             std::fs::create_dir_all(parent)
                 .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
         }
+        // What an earlier input left at this name (a link inside a directory
+        // input, say) is replaced, never written through: a link there may
+        // point out of the sandbox.
+        let there = std::fs::symlink_metadata(&target);
+        let keep_dir = mount.flags & MOUNT_MKDIR != 0 && there.as_ref().is_ok_and(|m| m.is_dir());
+        if let (Ok(meta), false) = (there, keep_dir) {
+            let removed = if meta.is_dir() {
+                std::fs::remove_dir_all(&target)
+            } else {
+                std::fs::remove_file(&target)
+            };
+            removed.map_err(|e| format!("cannot replace {}: {e}", mount.remote_name))?;
+        }
         if mount.flags & MOUNT_MKDIR != 0 {
             return std::fs::create_dir_all(&target)
                 .map_err(|e| format!("cannot create directory {}: {e}", mount.remote_name));
@@ -279,5 +292,62 @@ impl Drop for Sandbox {
         }
         // Directories without write permission (an input's, or the task's) too.
         crate::transfer::remove_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+    use crate::files::{CacheLevel, File};
+
+    #[test]
+    fn an_input_placed_where_a_directory_input_holds_a_link_replaces_the_link() {
+        let dir = std::env::temp_dir().join(format!("vine-sandbox-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (source, outside) = (dir.join("source"), dir.join("outside"));
+        std::fs::create_dir_all(&source).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let canary = outside.join("canary");
+        std::fs::write(&canary, "kept").unwrap();
+        // A directory input holding links out of the sandbox, to a file and to
+        // a name that does not exist yet.
+        std::os::unix::fs::symlink(&canary, source.join("lnk")).unwrap();
+        std::os::unix::fs::symlink(outside.join("made"), source.join("dangling")).unwrap();
+        std::os::unix::fs::symlink(&outside, source.join("dirlink")).unwrap();
+        let env = crate::worker::command::CommandEnv {
+            sandbox_root: dir.join("sandbox"),
+            temp_root: dir.join("temp"),
+            max_stdout: std::sync::Arc::new(crate::worker::command::DEFAULT_MAX_STDOUT.into()),
+            fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
+            watch: None,
+        };
+        let sandbox = Sandbox::create(&dir.join("sandbox"), "t").unwrap();
+        let tree = File::path(&source, CacheLevel::Task, 0).unwrap();
+        sandbox
+            .place_input(&Mount::new(tree, "d", 0).unwrap(), &env)
+            .unwrap();
+        let buffer = File::buffer(b"PWNED", CacheLevel::Task, 0).unwrap();
+        for name in ["d/lnk", "d/dangling"] {
+            let m = Mount::new(buffer.clone(), name, 0).unwrap();
+            sandbox.place_input(&m, &env).unwrap();
+            let placed = sandbox.path().join(name);
+            assert!(!std::fs::symlink_metadata(&placed).unwrap().is_symlink());
+            assert_eq!(std::fs::read(&placed).unwrap(), b"PWNED");
+        }
+        let copied = File::path(&canary, CacheLevel::Task, 0).unwrap();
+        sandbox
+            .place_input(&Mount::new(copied, "d/lnk", 0).unwrap(), &env)
+            .unwrap();
+        // A directory made where a link to one was.
+        let mkdir = Mount::new(buffer, "d/dirlink", MOUNT_MKDIR).unwrap();
+        sandbox.place_input(&mkdir, &env).unwrap();
+        assert!(std::fs::symlink_metadata(sandbox.path().join("d/dirlink"))
+            .unwrap()
+            .is_dir());
+        assert_eq!(std::fs::read_to_string(&canary).unwrap(), "kept");
+        assert!(!outside.join("made").exists());
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        drop(sandbox);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
