@@ -1570,7 +1570,8 @@ int vine_disable_proportional_resources(struct vine_manager *m);
 // `vine_set_category_resources_max` bounds allocations).
 // Returns 0, or a negative error and nothing counts: `VINE_ERROR_IO` if the file
 // cannot be read, `VINE_ERROR_INVALID_ARGUMENT` for one that is not such
-// summaries (which one, in `vine_last_error()`) or a bad `max`. (TaskVine's
+// summaries (which one, in `vine_last_error()`), holds more than 1,000,000 of
+// them, or a bad `max`. (TaskVine's
 // returns nothing.)
 int vine_initialize_categories(struct vine_manager *m, const struct vine_resources *max, const char *summaries_file);
 

@@ -599,7 +599,8 @@ pub extern "C" fn vine_disable_proportional_resources(m: *mut vine_manager) -> c
 /// `vine_set_category_resources_max` bounds allocations).
 /// Returns 0, or a negative error and nothing counts: `VINE_ERROR_IO` if the file
 /// cannot be read, `VINE_ERROR_INVALID_ARGUMENT` for one that is not such
-/// summaries (which one, in `vine_last_error()`) or a bad `max`. (TaskVine's
+/// summaries (which one, in `vine_last_error()`), holds more than 1,000,000 of
+/// them, or a bad `max`. (TaskVine's
 /// returns nothing.)
 #[no_mangle]
 pub unsafe extern "C" fn vine_initialize_categories(

@@ -59,15 +59,24 @@ pub(crate) fn write(dir: &Path, task: &Task) -> std::io::Result<()> {
     };
     std::fs::create_dir_all(dir)?;
     // Written whole under another name, then renamed: a reader never sees half.
+    // That name is made afresh (never opened through a link someone left
+    // there), and the rename replaces a link at the final name, not its target.
     let at = path(dir, task.id);
     let part = dir.join(format!(".vine-task-{}.summary.part", task.id));
-    let mut f = std::fs::File::create(&part)?;
+    let _ = std::fs::remove_file(&part);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&part)?;
     f.write_all(text.as_bytes())?;
     drop(f);
     std::fs::rename(&part, &at).inspect_err(|_| {
         let _ = std::fs::remove_file(&part);
     })
 }
+
+/// Most summaries [`read_all`] takes from one file.
+pub(crate) const MAX_SUMMARIES: usize = 1_000_000;
 
 /// Reads resource summaries (JSON objects one after another, as [`write`]
 /// writes them and TaskVine's resource monitor does) into what each
@@ -85,6 +94,11 @@ pub(crate) fn read_all(
     for (i, value) in stream.enumerate() {
         let n = i + 1;
         let bad = |why: String| Error::invalid(format!("summary {n}: {why}"));
+        if n > MAX_SUMMARIES {
+            return Err(bad(format!(
+                "more than {MAX_SUMMARIES} summaries in one file (keep the latest)"
+            )));
+        }
         let value = value.map_err(|e| {
             if e.is_io() {
                 Error::new(crate::error::ErrorKind::Io, format!("summary {n}: {e}"))
@@ -194,6 +208,41 @@ mod test {
         assert!((got[0].1.cores() - 1.0).abs() < 1e-9);
         assert_eq!(got[0].1.disk_mb, 12);
         assert!(read_all(&b""[..], cap).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_summary_is_not_written_through_a_link_left_in_its_place() {
+        let dir = std::env::temp_dir().join(format!("vine-summary-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("target");
+        std::fs::write(&target, "kept").unwrap();
+        let mut t = Task::command(c"true");
+        t.id = 3;
+        t.extra_mut().measured = Some(crate::resources::Measured::default());
+        std::os::unix::fs::symlink(&target, dir.join(".vine-task-3.summary.part")).unwrap();
+        std::os::unix::fs::symlink(&target, dir.join("vine-task-3.summary")).unwrap();
+        write(&dir, &t).unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "kept");
+        let at = dir.join("vine-task-3.summary");
+        assert!(!std::fs::symlink_metadata(&at).unwrap().is_symlink());
+        assert!(std::fs::read_to_string(&at)
+            .unwrap()
+            .contains("\"task_id\":3"));
+        assert!(!dir.join(".vine-task-3.summary.part").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_file_of_too_many_summaries_is_refused() {
+        let file = "{}".repeat(MAX_SUMMARIES + 1);
+        let e = read_all(file.as_bytes(), Partial::default()).unwrap_err();
+        assert!(e.to_string().contains("more than"), "{e}");
+        let file = "{}".repeat(MAX_SUMMARIES);
+        assert_eq!(
+            read_all(file.as_bytes(), Partial::default()).unwrap().len(),
+            MAX_SUMMARIES
+        );
     }
 
     #[test]
