@@ -780,6 +780,8 @@ struct vine_file *vine_declare_url(struct vine_manager *m, const char *url, vine
 // resources of the task that needs it. The file takes `mini_task` over: do not
 // change, submit or delete it afterwards (`vine_task_delete` refuses); it is
 // freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
+// Mini tasks whose inputs are made by mini tasks nest at most 16 deep (vine's
+// bound; workers refuse deeper ones); deeper is `VINE_ERROR_INVALID_ARGUMENT`.
 // Owned by the manager; NULL on error (and the task stays the caller's).
 struct vine_file *vine_declare_mini_task(struct vine_manager *m, struct vine_task *mini_task, const char *name, vine_cache_level_t cache, vine_file_flags_t flags);
 

@@ -254,6 +254,14 @@ impl File {
         if !matches!(task.work, crate::task::Work::Command { .. }) {
             return Err(Error::invalid("a mini task must be a command task"));
         }
+        // Workers refuse deeper nesting (see the protocol's bound).
+        let depth = 1 + mini_task_depth(&task);
+        if depth > crate::protocol::MAX_MINI_TASK_DEPTH {
+            return Err(Error::invalid(format!(
+                "mini tasks nested {depth} deep: at most {} may be made one from another",
+                crate::protocol::MAX_MINI_TASK_DEPTH
+            )));
+        }
         File::new(
             FileKind::MiniTask {
                 task,
@@ -669,9 +677,43 @@ pub(crate) fn file_url_path(url: &str) -> std::result::Result<PathBuf, String> {
     Ok(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
 }
 
+/// How deep the mini tasks making `task`'s inputs go (0: none of its inputs is
+/// made by a mini task).
+fn mini_task_depth(task: &crate::task::Task) -> u32 {
+    task.extra.as_ref().map_or(0, |e| {
+        e.inputs
+            .iter()
+            .filter_map(|m| match &m.file.kind {
+                FileKind::MiniTask { task, .. } => Some(1 + mini_task_depth(task)),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+    })
+}
+
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn mini_tasks_nest_as_deep_as_workers_take_them_and_no_deeper() {
+        let mut file = File::buffer(b"x", CacheLevel::Task, 0).unwrap();
+        for depth in 1..=crate::protocol::MAX_MINI_TASK_DEPTH + 1 {
+            let mut task = crate::task::Task::command(c"cp in out");
+            task.add_input(Mount::new(file.clone(), "in", 0).unwrap())
+                .unwrap();
+            match File::mini_task(task, "out", CacheLevel::Task, 0) {
+                Ok(made) => file = made,
+                Err(e) => {
+                    assert_eq!(depth, crate::protocol::MAX_MINI_TASK_DEPTH + 1);
+                    assert!(e.to_string().contains("nested"), "{e}");
+                    return;
+                }
+            }
+        }
+        panic!("mini tasks nested past the bound were accepted");
+    }
 
     #[test]
     fn names_that_escape_the_sandbox_are_refused() {

@@ -146,13 +146,49 @@ pub enum InputContent {
     /// Made by the worker by running a task and taking its output `output`,
     /// kept as the cache level allows.
     MiniTask {
-        /// The task (its id unused; its outputs none).
+        /// The task (its id unused; its outputs none), whose inputs may be
+        /// made by mini tasks in turn, at most [`MAX_MINI_TASK_DEPTH`] deep.
+        #[serde(deserialize_with = "nested_task")]
         task: Box<TaskSpec>,
         /// The name of its output in its sandbox.
         output: String,
         /// Its cache level's code.
         level: u8,
     },
+}
+
+/// The deepest a mini task may be made from inputs made by mini tasks, in
+/// turn (1: its inputs are no mini tasks). A frame nesting them deeper is
+/// refused when decoded, before the recursion could run out of stack.
+pub const MAX_MINI_TASK_DEPTH: u32 = 16;
+
+thread_local! {
+    /// The mini tasks being decoded on this thread, one inside the other.
+    static MINI_TASK_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Decodes a mini task's task, refusing one nested deeper than
+/// [`MAX_MINI_TASK_DEPTH`].
+fn nested_task<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Box<TaskSpec>, D::Error> {
+    struct Leave;
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            MINI_TASK_DEPTH.with(|c| c.set(c.get().saturating_sub(1)));
+        }
+    }
+    let depth = MINI_TASK_DEPTH.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    let _leave = Leave;
+    if depth > MAX_MINI_TASK_DEPTH {
+        return Err(serde::de::Error::custom(format!(
+            "mini tasks nested more than {MAX_MINI_TASK_DEPTH} deep"
+        )));
+    }
+    Box::<TaskSpec>::deserialize(d)
 }
 
 /// An output file of a remote task.
@@ -761,6 +797,77 @@ mod test {
         write_frame(&mut buf, &msg).unwrap();
         let back: ToWorker = read_frame(&mut &buf[..]).unwrap();
         assert_eq!(back, msg);
+    }
+
+    /// A command task whose one input is made by mini tasks `depth` deep.
+    fn nested(depth: u32) -> TaskSpec {
+        let mut spec = TaskSpec {
+            id: 1,
+            attempt: 1,
+            work: WorkSpec::Command {
+                command: b"true".to_vec(),
+                env: vec![],
+            },
+            resources: (1000, 0, 0, 0),
+            time_max: 0.0,
+            max_stdout: 1 << 20,
+            inputs: vec![],
+            outputs: vec![],
+            time_end: 0,
+            monitor: 0,
+        };
+        for _ in 0..depth {
+            let inner = std::mem::take(&mut spec.inputs);
+            let mut task = spec.clone();
+            task.inputs = inner;
+            spec.inputs = vec![InputSpec {
+                file_id: 2,
+                remote_name: "in".into(),
+                flags: 0,
+                content: InputContent::MiniTask {
+                    task: Box::new(task),
+                    output: "out".into(),
+                    level: 0,
+                },
+                mode: None,
+            }];
+        }
+        spec
+    }
+
+    #[test]
+    fn mini_tasks_nested_past_the_bound_are_refused_without_running_out_of_stack() {
+        let frame = |depth: u32| {
+            let mut buf = Vec::new();
+            write_frame(&mut buf, &ToWorker::Run(Box::new(nested(depth)))).unwrap();
+            buf
+        };
+        let ok: ToWorker = read_frame(&mut &frame(MAX_MINI_TASK_DEPTH)[..]).unwrap();
+        assert!(matches!(ok, ToWorker::Run(_)));
+        let e = read_frame::<ToWorker>(&mut &frame(MAX_MINI_TASK_DEPTH + 1)[..]).unwrap_err();
+        assert!(e.to_string().contains("nested more than"), "{e}");
+        // Deep enough to overflow a reader thread's stack if decoded whole:
+        // built and dropped on a large stack, decoded on a small one.
+        let deep = std::thread::Builder::new()
+            .stack_size(512 << 20)
+            .spawn(move || frame(20_000))
+            .unwrap()
+            .join()
+            .unwrap();
+        let decoded = std::thread::Builder::new()
+            .stack_size(256 << 10)
+            .spawn(move || {
+                read_frame::<ToWorker>(&mut &deep[..])
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(decoded.unwrap_err().contains("nested more than"));
+        // The bound is per frame: the next frame on the thread starts at 0.
+        let again: ToWorker = read_frame(&mut &frame(MAX_MINI_TASK_DEPTH)[..]).unwrap();
+        assert!(matches!(again, ToWorker::Run(_)));
     }
 
     #[test]

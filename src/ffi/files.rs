@@ -232,6 +232,8 @@ pub unsafe extern "C" fn vine_declare_url(
 /// resources of the task that needs it. The file takes `mini_task` over: do not
 /// change, submit or delete it afterwards (`vine_task_delete` refuses); it is
 /// freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
+/// Mini tasks whose inputs are made by mini tasks nest at most 16 deep (vine's
+/// bound; workers refuse deeper ones); deeper is `VINE_ERROR_INVALID_ARGUMENT`.
 /// Owned by the manager; NULL on error (and the task stays the caller's).
 #[no_mangle]
 pub unsafe extern "C" fn vine_declare_mini_task(
