@@ -213,6 +213,9 @@ pub struct Extra {
     /// Where the summary of what it measured is written when it ends
     /// (`vine_task_set_monitor_output`).
     pub monitor_output: Option<std::path::PathBuf>,
+    /// Bytes of its command's output kept, when its own (a remote worker's
+    /// task, told with it); else the worker's setting.
+    pub max_stdout: Option<usize>,
 }
 
 /// Where a task ran: the worker's host name and address, as

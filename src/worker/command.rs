@@ -145,7 +145,11 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     control.set_pgid(child.id() as i32);
     let deadline = process::task_deadline(task);
     let watcher = crate::worker::watch::start(task, sandbox.path(), env.watch.clone());
-    let cap = env.max_stdout.load(std::sync::atomic::Ordering::Relaxed);
+    let cap = task
+        .extra
+        .as_ref()
+        .and_then(|e| e.max_stdout)
+        .unwrap_or_else(|| env.max_stdout.load(std::sync::atomic::Ordering::Relaxed));
     let watchdog = task.flags & FLAG_NO_WATCHDOG == 0;
     let monitor = task.flags & FLAG_MONITOR != 0;
     let limits = process::Limits {

@@ -3,7 +3,7 @@
 
 use std::ffi::CString;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use super::session::{send, send_file, AfterTask, Outputs, SharedInUse, TaskFiles};
@@ -19,6 +19,33 @@ use crate::worker::local::LocalPool;
 use crate::worker::sandbox::move_file;
 use crate::worker::WorkerLink;
 
+/// Most bytes of a command's output a remote worker keeps for the manager:
+/// half of what a frame holds, so that the report always fits.
+const MAX_REMOTE_STDOUT: usize = protocol::MAX_TASK_BYTES / 2;
+
+/// `bytes` from the wire as a C string; one holding a NUL byte (which the
+/// command, name or variable would silently stop at) refuses the task, saying
+/// what held it.
+fn c_string(bytes: &[u8], what: &str, refused: &mut Option<Error>) -> CString {
+    CString::new(bytes).unwrap_or_else(|_| {
+        refused.get_or_insert(Error::invalid(format!("its {what} holds a NUL byte")));
+        CString::default()
+    })
+}
+
+/// Sets the environment variables `env` of command task `t`.
+fn set_env(t: &mut Task, env: &[(Vec<u8>, Option<Vec<u8>>)], refused: &mut Option<Error>) {
+    for (k, v) in env {
+        let name = c_string(k, "environment variable's name", refused);
+        let value = v
+            .as_ref()
+            .map(|v| c_string(v, "environment variable's value", refused));
+        if let Err(e) = t.set_env_var(&name, value.as_deref()) {
+            refused.get_or_insert(e);
+        }
+    }
+}
+
 /// The incoming half of a session, on the reader thread.
 pub(super) struct Inbound {
     pub(super) dir: PathBuf,
@@ -31,8 +58,6 @@ pub(super) struct Inbound {
     pub(super) receiver: crate::transfer::Receiver,
     /// Files of the store found to hash to their names, as they were then.
     pub(super) verified: std::collections::HashMap<String, Stamp>,
-    /// The cap on command output the manager set, told with each task.
-    pub(super) max_stdout: Arc<AtomicUsize>,
     /// Ids for transfers to the manager.
     pub(super) next_xfer: Arc<AtomicU64>,
     /// URL downloads and mini-task outputs this worker made.
@@ -391,7 +416,7 @@ impl Inbound {
             refused.get_or_insert(Error::invalid("a mini task that is not a command"));
             return Task::command(c"false");
         };
-        let mut t = Task::command(&CString::new(command.clone()).unwrap_or_default());
+        let mut t = Task::command(&c_string(command, "command", refused));
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         t.request = Resources {
             millicores,
@@ -400,14 +425,7 @@ impl Inbound {
             gpus,
         };
         let _ = t.set_time_max(spec.time_max);
-        for (k, v) in env {
-            if let (Ok(k), Ok(v)) = (
-                CString::new(k.clone()),
-                v.clone().map(CString::new).transpose(),
-            ) {
-                let _ = t.set_env_var(&k, v.as_deref());
-            }
-        }
+        set_env(&mut t, env, refused);
         // Inputs sent for one task only are never planned for a mini task; the
         // files it uses in the cache are released with the task it runs for.
         for input in &spec.inputs {
@@ -425,13 +443,14 @@ impl Inbound {
     /// Builds the local task that runs `spec`; a spec this worker cannot express
     /// becomes a task that fails with the reason when it runs.
     pub(super) fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
+        let mut refused = None;
         let mut task = match &spec.work {
             WorkSpec::Function {
                 name,
                 input,
                 process,
             } => {
-                let name = CString::new(name.clone()).unwrap_or_default();
+                let name = c_string(name, "function name", &mut refused);
                 let mut t = Task::function(&name, input);
                 if *process {
                     let _ = t.set_exec_mode(crate::task::ExecMode::Process);
@@ -439,7 +458,7 @@ impl Inbound {
                 t
             }
             WorkSpec::Command { command, .. } => {
-                Task::command(&CString::new(command.clone()).unwrap_or_default())
+                Task::command(&c_string(command, "command", &mut refused))
             }
         };
         task.id = spec.id;
@@ -456,23 +475,17 @@ impl Inbound {
         if spec.time_end > 0 {
             task.set_time_end(spec.time_end);
         }
-        self.max_stdout.store(
-            usize::try_from(spec.max_stdout).unwrap_or(usize::MAX),
-            std::sync::atomic::Ordering::Relaxed,
+        // This task's own cap, at most what a frame can bring back.
+        task.extra_mut().max_stdout = Some(
+            usize::try_from(spec.max_stdout)
+                .unwrap_or(usize::MAX)
+                .min(MAX_REMOTE_STDOUT),
         );
         if let WorkSpec::Command { env, .. } = &spec.work {
-            for (k, v) in env {
-                if let (Ok(k), Ok(v)) = (
-                    CString::new(k.clone()),
-                    v.clone().map(CString::new).transpose(),
-                ) {
-                    let _ = task.set_env_var(&k, v.as_deref());
-                }
-            }
+            set_env(&mut task, env, &mut refused);
         }
         let mut outs = Vec::new();
         let mut lost = Vec::new();
-        let mut refused = None;
         for input in &spec.inputs {
             let file = self.input_file(&spec, input, &mut outs, &mut lost, &mut refused);
             let mount = file
@@ -548,7 +561,6 @@ mod test {
             writer: Arc::new(Mutex::new(outgoing)),
             receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
             verified: Default::default(),
-            max_stdout: Default::default(),
             next_xfer: Default::default(),
             fetcher: Arc::new(Fetcher::new(dir.join("fetched"))),
             generation: 1,
@@ -607,6 +619,66 @@ mod test {
         assert!(task.extra.as_ref().unwrap().refused.is_some());
         let fine = s.task_from(spec("in/x", "out/y"));
         assert!(fine.extra.as_ref().unwrap().refused.is_none());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_nul_byte_in_a_command_name_or_variable_refuses_the_task() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-nul").unwrap();
+        std::fs::create_dir(dir.join("out")).unwrap();
+        let mut s = inbound(&dir);
+        let refused = |s: &mut Inbound, work: WorkSpec| {
+            let mut sp = spec("in", "out");
+            sp.work = work;
+            let task = s.task_from(sp);
+            task.extra.as_ref().and_then(|e| e.refused.clone())
+        };
+        let command = |command: &[u8], env: Vec<(Vec<u8>, Option<Vec<u8>>)>| WorkSpec::Command {
+            command: command.to_vec(),
+            env,
+        };
+        let why = refused(&mut s, command(b"exit 7\0rm -rf x", vec![])).expect("refused");
+        assert!(why.contains("command holds a NUL"), "{why}");
+        let bad_value = vec![(b"FOO".to_vec(), Some(b"a\0b".to_vec()))];
+        let why = refused(&mut s, command(b"true", bad_value)).expect("refused");
+        assert!(why.contains("value holds a NUL"), "{why}");
+        let bad_name = vec![(b"F\0O".to_vec(), None)];
+        assert!(refused(&mut s, command(b"true", bad_name)).is_some());
+        let function = WorkSpec::Function {
+            name: b"f\0g".to_vec(),
+            input: vec![],
+            process: false,
+        };
+        let why = refused(&mut s, function).expect("refused");
+        assert!(why.contains("function name holds a NUL"), "{why}");
+        let good = vec![
+            (b"FOO".to_vec(), Some(b"bar".to_vec())),
+            (b"GONE".to_vec(), None),
+        ];
+        assert_eq!(refused(&mut s, command(b"echo $FOO", good)), None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn each_task_keeps_its_own_output_cap_and_none_past_what_a_frame_holds() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-cap").unwrap();
+        std::fs::create_dir(dir.join("out")).unwrap();
+        let mut s = inbound(&dir);
+        let mut first = spec("in", "out");
+        first.max_stdout = 1 << 20;
+        let first = s.task_from(first);
+        let mut second = spec("in", "out");
+        second.id = 2;
+        second.max_stdout = 0;
+        let second = s.task_from(second);
+        let mut third = spec("in", "out");
+        third.id = 3;
+        third.max_stdout = u64::MAX;
+        let third = s.task_from(third);
+        let cap = |t: &Task| t.extra.as_ref().and_then(|e| e.max_stdout);
+        assert_eq!(cap(&first), Some(1 << 20));
+        assert_eq!(cap(&second), Some(0));
+        assert_eq!(cap(&third), Some(MAX_REMOTE_STDOUT));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -155,7 +155,6 @@ pub(super) fn serve_session(
         writer: writer.clone(),
         receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
         verified: Default::default(),
-        max_stdout,
         next_xfer,
         fetcher: fetcher.clone(),
         generation,
