@@ -227,7 +227,14 @@ fn download(
 ) -> Result<Option<Validators>, String> {
     if url.len() > 7 && url[..7].eq_ignore_ascii_case("file://") {
         let from = crate::files::file_url_path(url)?;
-        std::fs::copy(&from, dest).map_err(|e| format!("cannot copy {url}: {e}"))?;
+        // Opened without blocking and checked first: a FIFO or device named by
+        // the URL would hold the task's slot forever.
+        let mut source = crate::transfer::open_regular(&from)?;
+        let copied = std::fs::File::create(dest).and_then(|mut to| {
+            std::io::copy(&mut source, &mut to)?;
+            to.set_permissions(source.metadata()?.permissions())
+        });
+        copied.map_err(|e| format!("cannot copy {url}: {e}"))?;
         return Ok(Some((None, None)));
     }
     let mut req = fetcher.agent()?.get(url);
@@ -373,6 +380,31 @@ mod test {
             }
         });
         (url, rx)
+    }
+
+    #[test]
+    fn a_file_url_naming_a_fifo_or_device_is_refused_without_blocking() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-fetch-fifo").unwrap();
+        let fetcher = Fetcher::new(dir.join("fetched"));
+        let fifo = dir.join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (from, says) in [
+            (fifo.clone(), "a FIFO"),
+            ("/dev/zero".into(), "character device"),
+        ] {
+            let url = format!("file://{}", from.display());
+            // Nobody writes to the FIFO: opening it for reading the usual way
+            // would block this test forever.
+            let e = download(&fetcher, &url, &dir.join("dest"), None).unwrap_err();
+            assert!(e.contains(says), "{e}");
+        }
+        std::fs::write(dir.join("plain"), "data").unwrap();
+        let url = format!("file://{}", dir.join("plain").display());
+        download(&fetcher, &url, &dir.join("dest"), None).unwrap();
+        assert_eq!(std::fs::read_to_string(dir.join("dest")).unwrap(), "data");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
