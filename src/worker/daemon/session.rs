@@ -93,6 +93,12 @@ pub(super) struct Session<'a> {
 /// Serves a session that has begun, until told to exit (Ok), the connection
 /// breaks, or `end` comes (a Timeout error: the tasks it holds are stopped and
 /// go back to the manager with the connection).
+/// Empties the cache of files kept by id, `cache`, for a new session.
+fn fresh_cache(cache: &std::path::Path) -> std::io::Result<()> {
+    crate::transfer::remove_all(cache);
+    std::fs::create_dir_all(cache)
+}
+
 pub(super) fn serve_session(
     reader: FrameReader,
     outgoing: FrameWriter,
@@ -110,6 +116,10 @@ pub(super) fn serve_session(
     } = session;
     // What this manager's files are called here: its file ids are its own.
     let generation = fetcher.new_generation();
+    // So are the files cached under them: what an earlier manager (or an
+    // earlier connection, whose files the manager counts as lost) left there
+    // would be given to this one's tasks under its own ids.
+    fresh_cache(&dir.join("cache")).map_err(|e| Error::io("clearing the cache", e))?;
     let max_stdout = Arc::new(AtomicUsize::new(crate::worker::command::DEFAULT_MAX_STDOUT));
     let writer = Arc::new(Mutex::new(outgoing));
     let watch_writer = writer.clone();
@@ -384,5 +394,23 @@ impl Reporter {
             arrived: Vec::new(),
             measured: task.extra.as_ref().and_then(|e| e.measured),
         })
+    }
+}
+
+#[cfg(test)]
+mod test {
+    #[test]
+    fn a_new_session_starts_with_nothing_cached_under_the_old_ids() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-session-cache").unwrap();
+        let cache = dir.join("cache");
+        std::fs::create_dir_all(cache.join("8")).unwrap();
+        std::fs::write(cache.join("7"), "an earlier manager's file").unwrap();
+        super::fresh_cache(&cache).unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0);
+        // And a worker that never had one.
+        std::fs::remove_dir_all(&cache).unwrap();
+        super::fresh_cache(&cache).unwrap();
+        assert!(cache.is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
