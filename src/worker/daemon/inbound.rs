@@ -88,8 +88,9 @@ impl Inbound {
                     }
                 }
                 ToWorker::Run(spec) => {
-                    let task = self.task_from(*spec);
-                    self.pool.dispatch(&mut vec![task]);
+                    if let Some(task) = self.accept_run(*spec) {
+                        self.pool.dispatch(&mut vec![task]);
+                    }
                 }
                 ToWorker::Cancel(id) => self.pool.cancel(id),
                 ToWorker::Replicate {
@@ -419,7 +420,9 @@ impl Inbound {
         let mut t = Task::command(&c_string(command, "command", refused));
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         t.request = Resources {
-            millicores,
+            // A task always holds some of a core (as the manager gives it):
+            // tasks of none would all start at once, however many.
+            millicores: millicores.max(1),
             memory_mb,
             disk_mb,
             gpus,
@@ -438,6 +441,25 @@ impl Inbound {
             }
         }
         t
+    }
+
+    /// The task to run for `spec`, or None if a task of that id is still
+    /// here: a manager never sends one twice, and running the copy would
+    /// take the first one's sandbox from under it (both are named by the id).
+    pub(super) fn accept_run(&mut self, spec: TaskSpec) -> Option<Box<Task>> {
+        let here = self
+            .outputs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&spec.id);
+        if here {
+            eprintln!(
+                "vine_worker: the manager sent task {} again while it is here; the copy is ignored",
+                spec.id
+            );
+            return None;
+        }
+        Some(self.task_from(spec))
     }
 
     /// Builds the local task that runs `spec`; a spec this worker cannot express
@@ -465,7 +487,7 @@ impl Inbound {
         task.attempts = spec.attempt;
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         task.request = Resources {
-            millicores,
+            millicores: millicores.max(1),
             memory_mb,
             disk_mb,
             gpus,
@@ -660,6 +682,22 @@ mod test {
     }
 
     #[test]
+    fn a_task_sent_again_while_it_is_here_is_ignored() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-twice").unwrap();
+        std::fs::create_dir(dir.join("out")).unwrap();
+        let mut s = inbound(&dir);
+        assert!(s.accept_run(spec("in", "out")).is_some());
+        assert!(s.accept_run(spec("in", "out")).is_none());
+        let mut other = spec("in", "out");
+        other.id = 2;
+        assert!(s.accept_run(other).is_some());
+        // Reported (its files taken): the id may come again, as a retry would.
+        s.outputs.lock().unwrap().remove(&1);
+        assert!(s.accept_run(spec("in", "out")).is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn each_task_keeps_its_own_output_cap_and_none_past_what_a_frame_holds() {
         let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-wire-cap").unwrap();
         std::fs::create_dir(dir.join("out")).unwrap();
@@ -679,6 +717,11 @@ mod test {
         assert_eq!(cap(&first), Some(1 << 20));
         assert_eq!(cap(&second), Some(0));
         assert_eq!(cap(&third), Some(MAX_REMOTE_STDOUT));
+        // A task asking for no core holds a thousandth of one.
+        let mut none = spec("in", "out");
+        none.id = 4;
+        none.resources = (0, 0, 0, 0);
+        assert_eq!(s.task_from(none).request.millicores, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
