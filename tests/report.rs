@@ -240,6 +240,14 @@ fn report_of_a_synthetic_run() {
     );
     std::fs::write(logs.join("transactions"), &bytes).unwrap();
 
+    // --svg names a directory: a file there is said to be one.
+    let not_a_dir = dir.join("plots.svg");
+    std::fs::write(&not_a_dir, "mine").unwrap();
+    let out = vine_report(&[dir.as_os_str(), "--svg".as_ref(), not_a_dir.as_os_str()]);
+    assert!(!out.status.success());
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("that is a file"), "{said}");
+    assert_eq!(std::fs::read_to_string(&not_a_dir).unwrap(), "mine");
     let svg_dir = dir.join("svg");
     let out = vine_report(&[dir.as_os_str(), "--svg".as_ref(), svg_dir.as_os_str()]);
     assert!(

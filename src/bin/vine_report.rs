@@ -151,6 +151,12 @@ fn run(args: Args) -> Result<bool, String> {
     let durations = plots::histogram(&m)?;
 
     if let Some(dir) = &args.svg_dir {
+        if std::fs::metadata(dir).is_ok_and(|m| !m.is_dir()) {
+            return Err(format!(
+                "--svg {}: that is a file; --svg names a directory for the plots",
+                dir.display()
+            ));
+        }
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         for (name, svg) in [
             ("timeline.svg", &timeline),
