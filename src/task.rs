@@ -593,13 +593,11 @@ impl Task {
 
     /// Measures the task and writes what it used into directory `dir` when
     /// it ends (the manager's `summary` module).
-    pub fn set_monitor_output(&mut self, dir: &CStr) -> Result<()> {
-        if dir.is_empty() {
+    pub fn set_monitor_output(&mut self, dir: &std::path::Path) -> Result<()> {
+        if dir.as_os_str().is_empty() {
             return Err(Error::invalid("the monitor output directory is empty"));
         }
-        use std::os::unix::ffi::OsStrExt;
-        let dir = std::ffi::OsStr::from_bytes(dir.to_bytes());
-        self.extra_mut().monitor_output = Some(dir.into());
+        self.extra_mut().monitor_output = Some(dir.to_path_buf());
         Ok(())
     }
 

@@ -126,6 +126,19 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char, what: &str) -> Result<&'a CStr>
     Ok(unsafe { CStr::from_ptr(p) })
 }
 
+/// A path argument named `what`: not NULL, UTF-8, not empty.
+///
+/// # Safety
+/// `path`, when not NULL, must point to a NUL-terminated string that outlives `'a`.
+pub(crate) unsafe fn path_of<'a>(path: *const c_char, what: &str) -> Result<&'a str> {
+    // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.
+    let p = crate::manager::Manager::utf8(unsafe { c_str(path, what)? })?;
+    if p.is_empty() {
+        return Err(Error::invalid(format!("{what} cannot be empty")));
+    }
+    Ok(p)
+}
+
 /// Borrows `len` bytes at `p`; NULL is allowed only when `len` is 0.
 ///
 /// # Safety

@@ -4,20 +4,9 @@ use std::ffi::{c_char, c_int};
 use std::path::Path;
 use std::ptr;
 
-use super::boundary::{c_str, guard, guard_or_code};
+use super::boundary::{c_str, guard, guard_or_code, path_of};
 use super::{handles, vine_manager};
 use crate::error::Error;
-use crate::manager::Manager;
-
-/// A path argument: UTF-8, not empty.
-unsafe fn path_of<'a>(path: *const c_char, what: &str) -> crate::error::Result<&'a str> {
-    // SAFETY: C passes a NUL-terminated string or NULL, valid during the call.
-    let p = Manager::utf8(unsafe { c_str(path, what)? })?;
-    if p.is_empty() {
-        return Err(Error::invalid(format!("{what} cannot be empty")));
-    }
-    Ok(p)
-}
 
 /// Writes manager `m`'s transactions log to `logfile` from now on (created or
 /// truncated), in TaskVine's format: a header block of `#` lines, then a line

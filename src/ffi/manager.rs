@@ -632,12 +632,8 @@ pub unsafe extern "C" fn vine_set_category_mode(
 ) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
-        let category = if category.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL and NUL-terminated by the C contract.
-            Some(unsafe { super::resources::category_name(category)? }.to_owned())
-        };
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let category = unsafe { super::resources::optional_category(category)? };
         if !(VINE_ALLOCATION_MODE_FIXED..=VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING).contains(&mode)
         {
             boundary::record(&Error::invalid(format!(
@@ -673,12 +669,8 @@ pub unsafe extern "C" fn vine_enable_category_resource(
 ) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
-        let category = if category.is_null() {
-            None
-        } else {
-            // SAFETY: non-NULL and NUL-terminated by the C contract.
-            Some(unsafe { super::resources::category_name(category)? }.to_owned())
-        };
+        // SAFETY: C passes a NUL-terminated string or NULL.
+        let category = unsafe { super::resources::optional_category(category)? };
         // SAFETY: C passes a NUL-terminated string or NULL.
         let resource = unsafe { c_str(resource, "the resource")? };
         let which = resource

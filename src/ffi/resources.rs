@@ -222,6 +222,22 @@ fn partial(rm: *const vine_resources) -> Result<Partial> {
     })
 }
 
+/// A category argument where NULL stands for every category without a
+/// setting of its own: None for NULL, else the name as [`category_name`]
+/// checks it.
+///
+/// # Safety
+/// `category` is NULL or a NUL-terminated string.
+pub(crate) unsafe fn optional_category(
+    category: *const c_char,
+) -> Result<Option<std::ffi::CString>> {
+    if category.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: non-NULL and NUL-terminated by the caller's contract.
+    Ok(Some(unsafe { category_name(category)? }.to_owned()))
+}
+
 pub(crate) unsafe fn category_name<'a>(category: *const c_char) -> Result<&'a CStr> {
     // SAFETY: C passes a NUL-terminated string or NULL.
     let name = unsafe { c_str(category, "the category")? };
@@ -612,10 +628,8 @@ pub unsafe extern "C" fn vine_initialize_categories(
         let m = handles::manager(m)?;
         let cap = partial(max)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
-        let path = unsafe { c_str(summaries_file, "the summaries file")? };
-        use std::os::unix::ffi::OsStrExt;
-        let path = std::path::Path::new(std::ffi::OsStr::from_bytes(path.to_bytes()));
-        m.initialize_categories(cap, path)?;
+        let path = unsafe { boundary::path_of(summaries_file, "the summaries file")? };
+        m.initialize_categories(cap, std::path::Path::new(path))?;
         Ok(0)
     })
 }

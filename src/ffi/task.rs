@@ -375,8 +375,8 @@ pub unsafe extern "C" fn vine_task_set_monitor_output(
     guard_or_code(
         || {
             // SAFETY: C passes a NUL-terminated string or NULL.
-            let dir = unsafe { c_str(dir, "the monitor output directory")? };
-            with_task_mut(t, |t| t.set_monitor_output(dir))?;
+            let dir = unsafe { super::boundary::path_of(dir, "the monitor output directory")? };
+            with_task_mut(t, |t| t.set_monitor_output(std::path::Path::new(dir)))?;
             Ok(1)
         },
         |_| 0,

@@ -448,6 +448,7 @@ impl Categories {
     }
 
     /// The resources automatic modes size for tasks of `category`.
+    #[cfg(test)]
     pub fn labels(&self, category: &CStr) -> Labels {
         self.get(category)
             .and_then(|c| c.labels)
@@ -598,11 +599,12 @@ impl Categories {
     /// size. False if nothing changed.
     pub fn size(&mut self, task: &mut Task, largest: Resources) -> bool {
         let mode = self.mode(task.category());
-        let labels = self.labels(task.category());
+        let default_labels = self.default_labels;
         let by_share = self.proportional;
         let steady_n = self.steady_n;
         let (gmax, gmin) = (self.max, self.min);
         let c = self.entry_of(task);
+        let labels = c.labels.unwrap_or(default_labels);
         let max = c.max.or(gmax);
         let min = c.min.or(gmin);
         let sizing = task.extra.as_ref().map_or(Sizing::Asked, |e| e.sizing);
