@@ -537,3 +537,213 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     all
 }
+
+/// A manager's end of a session with a real worker, played by the test: the
+/// worker, the frames from it, the frames to it, and the peer key it was given.
+fn play_manager() -> (
+    Child,
+    vine::channel::FrameReader,
+    vine::channel::FrameWriter,
+    Vec<u8>,
+) {
+    use vine::protocol::{ToManager, ToWorker};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let w = vine_worker(port, &[]);
+    let (sock, _) = listener.accept().unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
+    h.send(&ToWorker::Hello {
+        challenge: protocol::challenge(),
+        auth: false,
+    })
+    .unwrap();
+    let ToManager::Register { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Register");
+    };
+    let token = [7u8; 32];
+    h.send(&ToWorker::Welcome {
+        worker_id: 1,
+        proof: None,
+        keepalive_ms: 60_000,
+        transfer_token: token,
+    })
+    .unwrap();
+    let (r, wr, sock) = h.into_session(None).unwrap();
+    // Past what any step here takes, short of a peer's stall timeout (60 s):
+    // a worker whose reader waits for the peer is caught, not waited out.
+    sock.set_read_timeout(Some(Duration::from_secs(40)))
+        .unwrap();
+    (w, r, wr, protocol::peer_key(None, &token))
+}
+
+/// A peer that proves `key` to whoever fetches from it, then holds each
+/// connection (by the file asked for) until the test says what to do with it.
+fn held_peer(
+    key: Vec<u8>,
+) -> (
+    u16,
+    crossbeam_channel::Receiver<(u64, vine::channel::FrameWriter, TcpStream)>,
+) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut h = vine::channel::Handshake::start(sock.unwrap(), None, until).unwrap();
+            let mine = protocol::challenge();
+            h.send(&PeerMsg::Hello { challenge: mine }).unwrap();
+            let PeerMsg::Ask {
+                challenge: theirs,
+                file_id,
+                ..
+            } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
+            else {
+                panic!("no Ask");
+            };
+            let context = protocol::ProofContext {
+                manager: &mine,
+                worker: &theirs,
+                binding: &[],
+            };
+            let proof = protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE);
+            h.send(&PeerMsg::Welcome { proof }).unwrap();
+            let keys = protocol::session_keys(&key, &mine, &theirs);
+            let (_, w, s) = h.into_session(Some(keys)).unwrap();
+            if tx.send((file_id, w, s)).is_err() {
+                return;
+            }
+        }
+    });
+    (port, rx)
+}
+
+fn command_spec(id: u64, command: &str) -> vine::protocol::TaskSpec {
+    vine::protocol::TaskSpec {
+        id,
+        attempt: 1,
+        work: vine::protocol::WorkSpec::Command {
+            command: command.as_bytes().to_vec(),
+            env: vec![],
+        },
+        resources: (100, 0, 0, 0),
+        time_max: 0.0,
+        max_stdout: 1 << 20,
+        inputs: vec![],
+        outputs: vec![],
+        time_end: 0,
+        monitor: 0,
+    }
+}
+
+fn cache_input(file_id: u64, content: vine::protocol::InputContent) -> vine::protocol::InputSpec {
+    vine::protocol::InputSpec {
+        file_id,
+        remote_name: "in".into(),
+        flags: 0,
+        content,
+        mode: None,
+    }
+}
+
+/// Frames from the worker until `n` reports have come; the reports by task
+/// id, and each fetch's error by file id.
+fn collect(
+    r: &mut vine::channel::FrameReader,
+    n: usize,
+    fetched: &mut std::collections::HashMap<u64, Option<String>>,
+) -> std::collections::HashMap<u64, vine::protocol::TaskReport> {
+    use vine::protocol::ToManager;
+    let mut done = std::collections::HashMap::new();
+    while done.len() < n {
+        match r.recv::<ToManager>().expect("the worker answers") {
+            ToManager::Done(report) => {
+                done.insert(report.id, *report);
+            }
+            ToManager::PeerFetched { file_id, error, .. } => {
+                fetched.insert(file_id, error);
+            }
+            _ => {}
+        }
+    }
+    done
+}
+
+#[test]
+fn a_peer_that_does_not_answer_holds_up_only_the_tasks_that_need_its_files() {
+    use vine::protocol::{InputContent, ToWorker};
+    let (mut worker, mut r, mut w, key) = play_manager();
+    let (peer_port, peer) = held_peer(key);
+    let peer_at = |file_id| (file_id, "127.0.0.1".to_string(), peer_port);
+    let (f5, host, port) = peer_at(5);
+    w.send(&ToWorker::Replicate {
+        file_id: f5,
+        host: host.clone(),
+        port,
+        source: 2,
+    })
+    .unwrap();
+    let (asked, hold5, sock5) = peer.recv().unwrap();
+    assert_eq!(asked, 5);
+    // The peer holds file 5: a task that needs nothing of it still runs.
+    w.send(&ToWorker::Run(Box::new(command_spec(1, "echo free"))))
+        .unwrap();
+    let mut fetched = std::collections::HashMap::new();
+    let done = collect(&mut r, 1, &mut fetched);
+    assert_eq!(done[&1].stdout.as_deref(), Some(&b"free\n"[..]));
+    // A task whose own input the peer holds is cancelled while it waits.
+    let mut needs6 = command_spec(2, "cat in");
+    needs6.inputs.push(cache_input(
+        6,
+        InputContent::Peer {
+            host: host.clone(),
+            port,
+            source: 2,
+        },
+    ));
+    w.send(&ToWorker::Run(Box::new(needs6))).unwrap();
+    let (asked, hold6, sock6) = peer.recv().unwrap();
+    assert_eq!(asked, 6);
+    w.send(&ToWorker::Cancel(2)).unwrap();
+    let done = collect(&mut r, 1, &mut fetched);
+    assert_eq!(done[&2].result, TaskResult::Cancelled.code());
+    // A task using file 5 as a replica the manager counts as there waits
+    // for it, and reads it once it has come.
+    let mut reads5 = command_spec(3, "cat in");
+    reads5.inputs.push(cache_input(5, InputContent::Cached));
+    w.send(&ToWorker::Run(Box::new(reads5))).unwrap();
+    let mut hold5 = hold5;
+    let mut sent = 0;
+    vine::transfer::send(
+        1,
+        protocol::Dest::Cache(5),
+        &vine::transfer::Source::Bytes(b"from the peer\n".to_vec().into()),
+        None,
+        &mut |piece| hold5.send(&PeerMsg::Xfer(piece)),
+        &mut sent,
+    )
+    .unwrap()
+    .unwrap();
+    let done = collect(&mut r, 1, &mut fetched);
+    assert_eq!(
+        done[&3].result,
+        TaskResult::Success.code(),
+        "{:?}",
+        done[&3].reason
+    );
+    assert_eq!(done[&3].stdout.as_deref(), Some(&b"from the peer\n"[..]));
+    assert_eq!(fetched.get(&5), Some(&None));
+    // The peer gives up on file 6: the worker says so.
+    drop((hold6, sock6, sock5));
+    while !fetched.contains_key(&6) {
+        if let vine::protocol::ToManager::PeerFetched { file_id, error, .. } =
+            r.recv().expect("the worker answers")
+        {
+            fetched.insert(file_id, error);
+        }
+    }
+    assert!(fetched[&6].is_some(), "file 6 never came");
+    w.send(&ToWorker::Exit).unwrap();
+    assert_eq!(worker.wait().unwrap().code(), Some(0));
+}

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use super::peer_fetch::{Fetch, PeerFetches};
 use super::session::{send, send_file, AfterTask, Outputs, SharedInUse, TaskFiles};
 use super::store::{stamp, Stamp};
 use crate::channel::{FrameReader, FrameWriter};
@@ -70,6 +71,8 @@ pub(super) struct Inbound {
     pub(super) in_use: SharedInUse,
     /// The transfer server: told of arrivals, and holds the peer key.
     pub(super) peer: Option<Arc<super::peer::PeerServer>>,
+    /// Fetches from peers, and the tasks waiting for them.
+    pub(super) fetches: Arc<PeerFetches>,
 }
 
 /// How the names of files made for one session begin.
@@ -88,22 +91,38 @@ impl Inbound {
                     }
                 }
                 ToWorker::Run(spec) => {
-                    if let Some(task) = self.accept_run(*spec) {
-                        self.pool.dispatch(&mut vec![task]);
+                    if let Some((task, waits)) = self.accept_run(*spec) {
+                        if waits.needs.is_empty() {
+                            self.pool.dispatch(&mut vec![task]);
+                        } else {
+                            self.fetches.queue(waits.fetches, Some((task, waits.needs)));
+                        }
                     }
                 }
-                ToWorker::Cancel(id) => self.pool.cancel(id),
+                ToWorker::Cancel(id) => {
+                    if !self.fetches.cancel(id) {
+                        self.pool.cancel(id);
+                    }
+                }
                 ToWorker::Replicate {
                     file_id,
                     host,
                     port,
                     source,
                 } => {
-                    self.fetch_from_peer(file_id, &host, port, source)?;
+                    let fetch = Fetch {
+                        file_id,
+                        host,
+                        port,
+                        source,
+                    };
+                    self.fetches.queue(vec![fetch], None);
                 }
                 ToWorker::Forget(file_id) => {
                     let path = self.cache_path(file_id);
-                    self.in_use().forget(file_id, &path);
+                    if !self.fetches.forget(file_id) {
+                        self.in_use().forget(file_id, &path);
+                    }
                     if let Some(key) = self.made.remove(&file_id) {
                         self.fetcher.forget(&key);
                     }
@@ -192,56 +211,6 @@ impl Inbound {
         Ok(())
     }
 
-    /// Fetches file `file_id` into the cache from the peer at `host:port`, and
-    /// tells the manager how it went; false if it failed.
-    fn fetch_from_peer(
-        &mut self,
-        file_id: u64,
-        host: &str,
-        port: u16,
-        source: u32,
-    ) -> Result<bool> {
-        let start = std::time::Instant::now();
-        let fetched = match &self.peer {
-            Some(peer) => peer.fetch(host, port, file_id, &self.dir.join("out")),
-            None => Err("this worker has no transfer server".into()),
-        };
-        let (bytes, error) = match fetched {
-            Ok(f) => {
-                let dest = self.cache_path(file_id);
-                crate::transfer::remove_all(&dest);
-                match move_file(&f.staged, &dest) {
-                    Ok(()) => (f.bytes, None),
-                    Err(e) => {
-                        crate::transfer::remove_all(&f.staged);
-                        (0, Some(format!("cannot put it in the cache: {e}")))
-                    }
-                }
-            }
-            Err(e) => (0, Some(e)),
-        };
-        if let (None, Some(peer)) = (&error, &self.peer) {
-            peer.arrived();
-        }
-        if let Some(e) = &error {
-            super::log::notice(&format!(
-                "fetching file {file_id} from the worker at {host}:{port} failed: {e}"
-            ));
-        }
-        let ok = error.is_none();
-        send(
-            &self.writer,
-            &ToManager::PeerFetched {
-                file_id,
-                source,
-                bytes,
-                took_us: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-                error,
-            },
-        )?;
-        Ok(ok)
-    }
-
     /// Whether the file kept forever at `path` still hashes to `name` (checked
     /// again whenever the file changed since it last did). One that does not is
     /// removed.
@@ -302,11 +271,9 @@ impl Inbound {
         &mut self,
         spec: &TaskSpec,
         input: &protocol::InputSpec,
-        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
-        lost: &mut Vec<Held>,
-        refused: &mut Option<Error>,
+        p: &mut Placing,
     ) -> Result<Arc<File>> {
-        let file = self.input_data(spec, input, outs, lost, refused)?;
+        let file = self.input_data(spec, input, p)?;
         if let Some(mode) = input.mode {
             file.set_mode(mode);
         }
@@ -319,9 +286,7 @@ impl Inbound {
         &mut self,
         spec: &TaskSpec,
         input: &protocol::InputSpec,
-        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
-        lost: &mut Vec<Held>,
-        refused: &mut Option<Error>,
+        p: &mut Placing,
     ) -> Result<Arc<File>> {
         let missing = || {
             self.dir
@@ -330,40 +295,46 @@ impl Inbound {
         };
         let path = match &input.content {
             InputContent::Peer { host, port, source } => {
-                let p = self.cache_path(input.file_id);
-                // A fetch that fails is an input lost: the manager sends it
-                // again, from itself or another peer.
-                if !self.fetch_from_peer(input.file_id, host, *port, *source)? {
-                    lost.push(Held::Cached(input.file_id));
-                }
-                self.in_use().acquire(input.file_id);
-                outs.push((input.file_id, p.clone(), AfterTask::Release));
-                p
+                // Fetched before the task goes to the pool (see
+                // `peer_fetch`); one that fails is an input lost, which the
+                // manager sends again, from itself or another peer.
+                p.fetches.push(Fetch {
+                    file_id: input.file_id,
+                    host: host.clone(),
+                    port: *port,
+                    source: *source,
+                });
+                p.needs.push(input.file_id);
+                self.cached(input.file_id, p)
+            }
+            // A replica on its way is waited for, as the manager counts it here.
+            InputContent::Cached if self.fetches.on_the_way(input.file_id) => {
+                p.needs.push(input.file_id);
+                self.cached(input.file_id, p)
             }
             InputContent::Cached => {
-                let p = self.cache_path(input.file_id);
-                if std::fs::symlink_metadata(&p).is_err() {
-                    lost.push(Held::Cached(input.file_id));
+                let path = self.cached(input.file_id, p);
+                if std::fs::symlink_metadata(&path).is_err() {
+                    p.lost.push(Held::Cached(input.file_id));
                 }
-                self.in_use().acquire(input.file_id);
-                outs.push((input.file_id, p.clone(), AfterTask::Release));
-                p
+                path
             }
             InputContent::Stored(name) if protocol::is_content_name(name) => {
-                let p = self.stored_path(name);
+                let path = self.stored_path(name);
                 // Never serve bytes that are not the ones named.
-                if !self.verify_stored(name, &p) {
-                    lost.push(Held::Stored(name.clone()));
+                if !self.verify_stored(name, &path) {
+                    p.lost.push(Held::Stored(name.clone()));
                 }
-                p
+                path
             }
             InputContent::Stored(_) => {
                 return Err(Error::invalid("a stored file name that is not a hash"));
             }
             InputContent::Sent => {
-                let p = self.task_input_path(spec.id, spec.attempt, input.file_id);
-                outs.push((input.file_id, p.clone(), AfterTask::Remove));
-                p
+                let path = self.task_input_path(spec.id, spec.attempt, input.file_id);
+                p.outs
+                    .push((input.file_id, path.clone(), AfterTask::Remove));
+                path
             }
             InputContent::Missing => missing(),
             InputContent::Url { url, level } => {
@@ -377,7 +348,7 @@ impl Inbound {
                 level,
             } => {
                 let level = CacheLevel::from_code(i32::from(*level))?;
-                let t = self.mini_task_from(mini, outs, lost, refused);
+                let t = self.mini_task_from(mini, p);
                 let f = File::mini_task(t, output, level, 0)?;
                 return Ok(self.made_here(f, input.file_id));
             }
@@ -406,18 +377,13 @@ impl Inbound {
 
     /// The task a mini task's spec describes, to run here when its output is
     /// needed. Its inputs are kept at the worker or made here.
-    fn mini_task_from(
-        &mut self,
-        spec: &TaskSpec,
-        outs: &mut Vec<(u64, PathBuf, AfterTask)>,
-        lost: &mut Vec<Held>,
-        refused: &mut Option<Error>,
-    ) -> Box<Task> {
+    fn mini_task_from(&mut self, spec: &TaskSpec, p: &mut Placing) -> Box<Task> {
         let WorkSpec::Command { command, env } = &spec.work else {
-            refused.get_or_insert(Error::invalid("a mini task that is not a command"));
+            p.refused
+                .get_or_insert(Error::invalid("a mini task that is not a command"));
             return Task::command(c"false");
         };
-        let mut t = Task::command(&c_string(command, "command", refused));
+        let mut t = Task::command(&c_string(command, "command", &mut p.refused));
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         t.request = Resources {
             // A task always holds some of a core (as the manager gives it):
@@ -428,16 +394,16 @@ impl Inbound {
             gpus,
         };
         let _ = t.set_time_max(spec.time_max);
-        set_env(&mut t, env, refused);
+        set_env(&mut t, env, &mut p.refused);
         // Inputs sent for one task only are never planned for a mini task; the
         // files it uses in the cache are released with the task it runs for.
         for input in &spec.inputs {
             let mount = self
-                .input_file(spec, input, outs, lost, refused)
+                .input_file(spec, input, p)
                 .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
                 .and_then(|m| t.add_input(m));
             if let Err(e) = mount {
-                refused.get_or_insert(e);
+                p.refused.get_or_insert(e);
             }
         }
         t
@@ -446,7 +412,7 @@ impl Inbound {
     /// The task to run for `spec`, or None if a task of that id is still
     /// here: a manager never sends one twice, and running the copy would
     /// take the first one's sandbox from under it (both are named by the id).
-    pub(super) fn accept_run(&mut self, spec: TaskSpec) -> Option<Box<Task>> {
+    pub(super) fn accept_run(&mut self, spec: TaskSpec) -> Option<(Box<Task>, Waits)> {
         let here = self
             .outputs
             .lock()
@@ -462,9 +428,10 @@ impl Inbound {
         Some(self.task_from(spec))
     }
 
-    /// Builds the local task that runs `spec`; a spec this worker cannot express
-    /// becomes a task that fails with the reason when it runs.
-    pub(super) fn task_from(&mut self, spec: TaskSpec) -> Box<Task> {
+    /// Builds the local task that runs `spec`, and what it waits for; a spec
+    /// this worker cannot express becomes a task that fails with the reason
+    /// when it runs.
+    pub(super) fn task_from(&mut self, spec: TaskSpec) -> (Box<Task>, Waits) {
         let mut refused = None;
         let mut task = match &spec.work {
             WorkSpec::Function {
@@ -506,17 +473,26 @@ impl Inbound {
         if let WorkSpec::Command { env, .. } = &spec.work {
             set_env(&mut task, env, &mut refused);
         }
-        let mut outs = Vec::new();
-        let mut lost = Vec::new();
+        let mut p = Placing {
+            refused,
+            ..Placing::default()
+        };
         for input in &spec.inputs {
-            let file = self.input_file(&spec, input, &mut outs, &mut lost, &mut refused);
+            let file = self.input_file(&spec, input, &mut p);
             let mount = file
                 .and_then(|f| Mount::new(f, &input.remote_name, input.flags))
                 .and_then(|m| task.add_input(m));
             if let Err(e) = mount {
-                refused.get_or_insert(e);
+                p.refused.get_or_insert(e);
             }
         }
+        let Placing {
+            mut outs,
+            lost,
+            mut refused,
+            fetches,
+            needs,
+        } = p;
         for output in &spec.outputs {
             let path = if output.keep_at_worker {
                 self.cache_path(output.file_id)
@@ -547,8 +523,37 @@ impl Inbound {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(spec.id, TaskFiles { files: outs, lost });
-        task
+        (task, Waits { fetches, needs })
     }
+
+    /// The cache's copy of file `file_id`, which the task uses until it is done.
+    fn cached(&self, file_id: u64, p: &mut Placing) -> PathBuf {
+        let path = self.cache_path(file_id);
+        self.in_use().acquire(file_id);
+        p.outs.push((file_id, path.clone(), AfterTask::Release));
+        path
+    }
+}
+
+/// What placing a task's inputs found, as they are gathered.
+#[derive(Default)]
+struct Placing {
+    /// Its files, and what to do with each when the task is done.
+    outs: Vec<(u64, PathBuf, AfterTask)>,
+    /// Inputs this worker should hold and does not.
+    lost: Vec<Held>,
+    /// Why the task cannot be run as sent, if it cannot.
+    refused: Option<Error>,
+    /// Files to fetch from peers for it.
+    fetches: Vec<Fetch>,
+    /// Files it must wait for (those fetched, and replicas on their way).
+    needs: Vec<u64>,
+}
+
+/// What a task must wait for before it goes to the pool.
+pub(super) struct Waits {
+    pub(super) fetches: Vec<Fetch>,
+    pub(super) needs: Vec<u64>,
 }
 
 #[cfg(test)]
@@ -575,20 +580,32 @@ mod test {
             fetcher: std::sync::Arc::new(crate::worker::fetch::Fetcher::new(dir.join("fetched"))),
             watch: None,
         };
+        let pool = LocalPool::new(Resources::default(), env, Report::Outbox(Box::new(|| {})));
+        let outputs: Outputs = Default::default();
+        let writer = Arc::new(Mutex::new(outgoing));
+        let in_use = SharedInUse::default();
         Inbound {
             dir: dir.to_path_buf(),
             store: None,
-            pool: LocalPool::new(Resources::default(), env, Report::Outbox(Box::new(|| {}))),
-            outputs: Default::default(),
-            writer: Arc::new(Mutex::new(outgoing)),
+            pool: pool.share(),
+            outputs: outputs.clone(),
+            writer: writer.clone(),
             receiver: crate::transfer::Receiver::new(dir.join("out"), "xfer-"),
             verified: Default::default(),
             next_xfer: Default::default(),
             fetcher: Arc::new(Fetcher::new(dir.join("fetched"))),
             generation: 1,
             made: Default::default(),
-            in_use: Default::default(),
+            in_use: in_use.clone(),
             peer: None,
+            fetches: super::PeerFetches::new(
+                None,
+                dir.to_path_buf(),
+                writer,
+                pool.share(),
+                outputs.clone(),
+                in_use,
+            ),
         }
     }
 
@@ -631,15 +648,15 @@ mod test {
             ("ok", "/etc/passwd"),
             ("a/../../b", "ok"),
         ] {
-            let task = s.task_from(spec(input, output));
+            let (task, _) = s.task_from(spec(input, output));
             let refused = task.extra.as_ref().and_then(|e| e.refused.clone());
             assert!(refused.is_some(), "{input:?} / {output:?} accepted");
         }
         let mut stored = spec("ok", "ok");
         stored.inputs[0].content = InputContent::Stored("../../etc/passwd".into());
-        let task = s.task_from(stored);
+        let (task, _) = s.task_from(stored);
         assert!(task.extra.as_ref().unwrap().refused.is_some());
-        let fine = s.task_from(spec("in/x", "out/y"));
+        let (fine, _) = s.task_from(spec("in/x", "out/y"));
         assert!(fine.extra.as_ref().unwrap().refused.is_none());
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -652,7 +669,7 @@ mod test {
         let refused = |s: &mut Inbound, work: WorkSpec| {
             let mut sp = spec("in", "out");
             sp.work = work;
-            let task = s.task_from(sp);
+            let (task, _) = s.task_from(sp);
             task.extra.as_ref().and_then(|e| e.refused.clone())
         };
         let command = |command: &[u8], env: Vec<(Vec<u8>, Option<Vec<u8>>)>| WorkSpec::Command {
@@ -704,15 +721,15 @@ mod test {
         let mut s = inbound(&dir);
         let mut first = spec("in", "out");
         first.max_stdout = 1 << 20;
-        let first = s.task_from(first);
+        let (first, _) = s.task_from(first);
         let mut second = spec("in", "out");
         second.id = 2;
         second.max_stdout = 0;
-        let second = s.task_from(second);
+        let (second, _) = s.task_from(second);
         let mut third = spec("in", "out");
         third.id = 3;
         third.max_stdout = u64::MAX;
-        let third = s.task_from(third);
+        let (third, _) = s.task_from(third);
         let cap = |t: &Task| t.extra.as_ref().and_then(|e| e.max_stdout);
         assert_eq!(cap(&first), Some(1 << 20));
         assert_eq!(cap(&second), Some(0));
@@ -721,7 +738,7 @@ mod test {
         let mut none = spec("in", "out");
         none.id = 4;
         none.resources = (0, 0, 0, 0);
-        assert_eq!(s.task_from(none).request.millicores, 1);
+        assert_eq!(s.task_from(none).0.request.millicores, 1);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

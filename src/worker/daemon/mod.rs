@@ -9,6 +9,7 @@ mod job_end;
 mod log;
 mod options;
 pub mod peer;
+mod peer_fetch;
 mod session;
 mod store;
 

@@ -157,6 +157,14 @@ pub(super) fn serve_session(
         }
     }));
     let pool = LocalPool::new(resources, env, report);
+    let fetches = super::peer_fetch::PeerFetches::new(
+        peer.clone(),
+        dir.to_path_buf(),
+        writer.clone(),
+        pool.share(),
+        outputs.clone(),
+        in_use.clone(),
+    );
     let mut inbound = Inbound {
         dir: dir.to_path_buf(),
         store: store.map(Path::to_path_buf),
@@ -171,6 +179,7 @@ pub(super) fn serve_session(
         made: Default::default(),
         in_use,
         peer,
+        fetches: fetches.clone(),
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -181,6 +190,7 @@ pub(super) fn serve_session(
         .map_err(|e| Error::io("cannot start a thread", e))?;
     let outcome = keep_alive(&writer, &end_rx, keepalive, end);
     ended.store(true, std::sync::atomic::Ordering::Release);
+    fetches.close();
     pool.cancel_waiting();
     pool.cancel_running();
     pool.stop(Instant::now() + Duration::from_secs(5));
