@@ -34,6 +34,11 @@ pub const CHUNK: usize = 1 << 20;
 
 /// Transfers a receiver builds at once, at most: a peer opening more is broken.
 const MAX_OPEN: usize = 4096;
+/// Files a receiver keeps open at once, at most, whatever the number of
+/// transfers: the others are closed between their pieces and opened again for
+/// the next (so a peer interleaving many transfers cannot use up the
+/// process's file descriptors).
+const MAX_HANDLES: usize = 64;
 
 /// What a sender reads from.
 #[derive(Debug, Clone)]
@@ -403,7 +408,9 @@ struct Incoming {
     dirs: HashSet<String>,
     modes: Vec<(PathBuf, u32)>,
     started: bool,
-    file: Option<(std::fs::File, PathBuf, u32)>,
+    /// The file being written: its handle (None while it is closed between
+    /// pieces, see [`MAX_HANDLES`]), path and mode.
+    file: Option<(Option<std::fs::File>, PathBuf, u32)>,
     hasher: Hasher,
     began: std::time::Instant,
 }
@@ -413,6 +420,8 @@ pub struct Receiver {
     staging: PathBuf,
     prefix: String,
     open: HashMap<u64, Incoming>,
+    /// Transfers that may hold an open file, oldest first.
+    handles: std::collections::VecDeque<u64>,
 }
 
 impl Receiver {
@@ -422,6 +431,25 @@ impl Receiver {
             staging,
             prefix: prefix.to_owned(),
             open: HashMap::new(),
+            handles: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Transfer `xfer` may hold an open file: the oldest others are closed
+    /// while more than [`MAX_HANDLES`] are open.
+    fn opened(&mut self, xfer: u64) {
+        if !self.handles.contains(&xfer) {
+            self.handles.push_back(xfer);
+        }
+        while self.handles.len() > MAX_HANDLES {
+            let oldest = self.handles.pop_front().expect("more than none");
+            if oldest == xfer {
+                self.handles.push_back(oldest);
+                continue;
+            }
+            if let Some((handle, _, _)) = self.open.get_mut(&oldest).and_then(|t| t.file.as_mut()) {
+                *handle = None;
+            }
         }
     }
 
@@ -471,6 +499,7 @@ impl Receiver {
             Piece::Begin { .. } => unreachable!("handled above"),
             Piece::End { hash, .. } => {
                 let mut t = self.open.remove(&xfer).expect("looked up above");
+                self.handles.retain(|x| *x != xfer);
                 let outcome = t.end(hash);
                 if outcome.is_err() {
                     remove_all(&t.root);
@@ -486,6 +515,7 @@ impl Receiver {
             }
             Piece::Abort { reason, .. } => {
                 let t = self.open.remove(&xfer).expect("looked up above");
+                self.handles.retain(|x| *x != xfer);
                 drop(t.file);
                 remove_all(&t.root);
                 Ok(Some(Arrived {
@@ -503,6 +533,9 @@ impl Receiver {
                         t.file = None;
                         t.failed = Some(e);
                     }
+                }
+                if t.file.as_ref().is_some_and(|(h, _, _)| h.is_some()) {
+                    self.opened(xfer);
                 }
                 Ok(None)
             }
@@ -546,6 +579,10 @@ impl Incoming {
 
     fn close_file(&mut self) -> std::result::Result<(), String> {
         if let Some((f, path, mode)) = self.file.take() {
+            let f = match f {
+                Some(f) => f,
+                None => reopen(&path)?,
+            };
             f.set_permissions(std::fs::Permissions::from_mode(mode))
                 .map_err(|e| format!("{}: {e}", path.display()))?;
         }
@@ -577,7 +614,7 @@ impl Incoming {
                     self.is_file = true;
                 }
                 self.started = true;
-                self.file = Some((f, at, mode & 0o777));
+                self.file = Some((Some(f), at, mode & 0o777));
             }
             Piece::Link { path, target, .. } => {
                 use std::os::unix::ffi::OsStrExt;
@@ -594,7 +631,12 @@ impl Incoming {
                 let Some((f, at, _)) = &mut self.file else {
                     return Err("data outside a file".into());
                 };
-                f.write_all(&bytes)
+                if f.is_none() {
+                    *f = Some(reopen(at)?);
+                }
+                f.as_mut()
+                    .expect("opened above")
+                    .write_all(&bytes)
                     .map_err(|e| format!("{}: {e}", at.display()))?;
             }
             Piece::Begin { .. } | Piece::End { .. } | Piece::Abort { .. } => {}
@@ -622,6 +664,16 @@ impl Incoming {
         }
         Ok((self.root.clone(), got))
     }
+}
+
+/// Opens the file a transfer is writing at `path` again, to go on at its end;
+/// never through a link.
+fn reopen(path: &Path) -> std::result::Result<std::fs::File, String> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Removes a file or a directory tree, whatever is at `path`; directories
@@ -655,6 +707,76 @@ fn open_up(dir: &Path) {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn many_transfers_at_once_keep_few_files_open_and_arrive_whole() {
+        let staging = tmp("vine-xfer-many");
+        let mut r = Receiver::new(staging.clone(), "m-");
+        let n = 3 * MAX_HANDLES as u64;
+        // Each transfer's pieces, its data split in two to be interleaved.
+        let mut pieces: Vec<Vec<Piece>> = Vec::new();
+        for x in 0..n {
+            let content: Arc<[u8]> = format!("transfer {x}\n").repeat(3).into_bytes().into();
+            let mut mine = Vec::new();
+            send(
+                x,
+                Dest::Cache(x),
+                &Source::Bytes(content),
+                None,
+                &mut |p| {
+                    match p {
+                        Piece::Data { xfer, bytes } => {
+                            let (a, b) = bytes.split_at(bytes.len() / 2);
+                            mine.push(Piece::Data {
+                                xfer,
+                                bytes: a.to_vec(),
+                            });
+                            mine.push(Piece::Data {
+                                xfer,
+                                bytes: b.to_vec(),
+                            });
+                        }
+                        p => mine.push(p),
+                    }
+                    Ok(())
+                },
+                &mut 0,
+            )
+            .unwrap()
+            .unwrap();
+            pieces.push(mine);
+        }
+        let open = |r: &Receiver| {
+            r.open
+                .values()
+                .filter(|t| t.file.as_ref().is_some_and(|(h, _, _)| h.is_some()))
+                .count()
+        };
+        // Round by round: every transfer's next piece.
+        let mut arrived = Vec::new();
+        let longest = pieces.iter().map(Vec::len).max().unwrap();
+        for round in 0..longest {
+            for mine in &pieces {
+                if let Some(p) = mine.get(round) {
+                    if let Some(a) = r.piece(p.clone()).unwrap() {
+                        arrived.push(a);
+                    }
+                }
+                assert!(open(&r) <= MAX_HANDLES, "{} files open", open(&r));
+            }
+        }
+        assert_eq!(arrived.len() as u64, n);
+        for a in arrived {
+            let (path, _) = a.outcome.expect("arrived whole");
+            let Dest::Cache(x) = a.dest else { panic!() };
+            let got = std::fs::read_to_string(&path).unwrap();
+            assert_eq!(got, format!("transfer {x}\n").repeat(3));
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o755);
+        }
+        let _ = std::fs::remove_dir_all(&staging);
+    }
 
     fn tmp(name: &str) -> PathBuf {
         crate::files::fresh_dir(&std::env::temp_dir(), name).unwrap()
