@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use vine::files::{CacheLevel, File, Mount};
 use vine::protocol::{self, PeerMsg};
+use vine::worker::daemon::peer::{MAX_SERVING, MAX_UNPROVED_PER_HOST};
 use vine::{Manager, Task, TaskResult};
 
 const LONG: Option<Duration> = Some(Duration::from_secs(180));
@@ -415,27 +416,53 @@ fn a_worker_under_tls_gives_nothing_to_a_client_that_does_not_speak_tls() {
     stop(m, vec![w]);
 }
 
-/// Holds every connection the transfer server at `port` serves at once, idle
-/// (each past the server's Hello, so counted), taking a slot again whenever the
-/// server drops one, until the returned flag is set.
-fn flood(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+/// A connection to the transfer server at `port` from local address `from`.
+fn connect_from(from: [u8; 4], port: u16) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    s.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+    s.connect(&std::net::SocketAddr::from(([127, 0, 0, 1], port)).into())?;
+    Ok(s.into())
+}
+
+/// Opens `n` connections to the transfer server at `port` from local address
+/// `from`, each held idle once the server has said Hello (so it counts), and
+/// opened again whenever the server drops it, until the returned flag is set.
+/// Returns once each has been taken in or turned away at least once, with how
+/// many were taken in.
+fn flood(
+    port: u16,
+    from: [u8; 4],
+    n: usize,
+) -> (std::sync::Arc<std::sync::atomic::AtomicBool>, usize) {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
     let stop = Arc::new(AtomicBool::new(false));
     let held = Arc::new(AtomicUsize::new(0));
-    for _ in 0..vine::worker::daemon::peer::MAX_SERVING {
-        let (stop, held) = (stop.clone(), held.clone());
+    let tried = Arc::new(AtomicUsize::new(0));
+    for _ in 0..n {
+        let (stop, held, tried) = (stop.clone(), held.clone(), tried.clone());
         std::thread::spawn(move || {
+            let mut first = true;
             let mut counted = false;
             while !stop.load(Ordering::Relaxed) {
-                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+                let Ok(mut s) = connect_from(from, port) else {
                     continue;
                 };
                 s.set_read_timeout(Some(Duration::from_millis(200)))
                     .unwrap();
-                if !counted && protocol::read_frame::<PeerMsg>(&mut s).is_ok() {
+                let taken = protocol::read_frame::<PeerMsg>(&mut s).is_ok();
+                if taken && !counted {
                     counted = true;
                     held.fetch_add(1, Ordering::SeqCst);
+                }
+                if std::mem::take(&mut first) {
+                    tried.fetch_add(1, Ordering::SeqCst);
+                }
+                if !taken {
+                    // Turned away: try again a little later.
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
                 }
                 // Idle until the server gives up on it (or the test ends).
                 let mut byte = [0u8; 1];
@@ -452,10 +479,10 @@ fn flood(port: u16) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
             }
         });
     }
-    wait_until("the transfer server to be full", || {
-        held.load(Ordering::SeqCst) == vine::worker::daemon::peer::MAX_SERVING
+    wait_until("every connection to be taken in or turned away", || {
+        tried.load(Ordering::SeqCst) == n
     });
-    stop
+    (stop, held.load(Ordering::SeqCst))
 }
 
 #[test]
@@ -471,9 +498,11 @@ fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
     make.add_feature(c"a").unwrap();
     m.submit(make).unwrap();
     wait_ok(&m);
-    // The holder's transfer server turns every other peer away: the reader's
-    // worker cannot fetch the temp from it, and its task is not to blame.
-    let flooded = flood(tport);
+    // The holder's transfer server turns every other peer from this host away:
+    // the reader's worker cannot fetch the temp from it, and its task is not
+    // to blame.
+    let (flooded, held) = flood(tport, [127, 0, 0, 1], MAX_UNPROVED_PER_HOST);
+    assert_eq!(held, MAX_UNPROVED_PER_HOST);
     let mut read = Task::command(c"cat in");
     read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
         .unwrap();
@@ -486,6 +515,36 @@ fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
         "precious\n".len() as u64,
         "the manager sent it"
     );
+    flooded.store(true, std::sync::atomic::Ordering::Relaxed);
+    stop(m, vec![holder, other]);
+}
+
+#[test]
+fn connections_that_prove_nothing_from_one_host_leave_room_for_peers() {
+    let (m, port) = remote_manager();
+    let tport = free_port();
+    let holder = worker_with(port, "a", &["--transfer-port", &tport.to_string()]);
+    let other = worker_with(port, "b", &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo precious > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    // Another host opens more connections than the server serves peers, and
+    // proves nothing on any of them: it is given a few slots, no more.
+    let (flooded, held) = flood(tport, [127, 0, 0, 2], MAX_SERVING + 8);
+    assert_eq!(held, MAX_UNPROVED_PER_HOST);
+    let mut read = Task::command(c"cat in");
+    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    read.add_feature(c"b").unwrap();
+    m.submit(read).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
+    assert_eq!(m.bytes_transferred().0, 0, "the manager sent nothing");
+    assert_eq!(m.bytes_peer(), "precious\n".len() as u64);
     flooded.store(true, std::sync::atomic::Ordering::Relaxed);
     stop(m, vec![holder, other]);
 }

@@ -16,6 +16,11 @@
 //! derived from the peer key and both challenges, and the bytes travel in the
 //! clear.
 //!
+//! Who is served: at most [`MAX_SERVING`] peers at once that proved the key,
+//! and at most [`MAX_UNPROVED_PER_HOST`] connections not yet proved from any
+//! one address, so that a host that only opens connections cannot take the
+//! slots of peers elsewhere.
+//!
 //! [`InputContent::Peer`]: crate::protocol::InputContent::Peer
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -35,9 +40,15 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const ARRIVAL_WAIT: Duration = Duration::from_secs(120);
 /// How long a fetch may go without a byte before it is given up.
 const STALL_TIMEOUT: Duration = Duration::from_secs(60);
-/// Peers served at once, at most; more are turned away (the manager limits
-/// transfers per source well below this).
+/// Peers served at once, at most, once they have proved they are peers; more
+/// are turned away (the manager limits transfers per source well below this).
 pub const MAX_SERVING: usize = 64;
+/// Connections not yet proved, at most, from one address: a host that only
+/// opens connections (and never proves anything) holds no more slots than
+/// this, and peers elsewhere are still served.
+pub const MAX_UNPROVED_PER_HOST: usize = 8;
+/// Connections not yet proved, at most, from all addresses.
+const MAX_UNPROVED: usize = 256;
 
 /// Test-only knob, documented as such: `N:PATH` makes this worker's transfer
 /// server stop sending after N data bytes of a file, create PATH, and hang, so
@@ -64,7 +75,55 @@ pub struct PeerServer {
 struct State {
     /// The current manager's peer key; None between sessions.
     key: Option<Vec<u8>>,
+    /// Peers that proved the key, being served.
     serving: usize,
+    /// Connections not yet proved, by the address they come from.
+    unproved: std::collections::HashMap<std::net::IpAddr, usize>,
+    unproved_total: usize,
+}
+
+/// A connection's slot: unproved until its peer proves the key, then one of
+/// those served; given back when the connection ends.
+struct Slot<'a> {
+    server: &'a PeerServer,
+    from: std::net::IpAddr,
+    proved: bool,
+}
+
+impl Slot<'_> {
+    /// The peer proved the key: false if every slot for those is taken.
+    fn prove(&mut self) -> bool {
+        let mut st = self.server.state();
+        if st.serving >= MAX_SERVING {
+            return false;
+        }
+        st.serving += 1;
+        unprove(&mut st, self.from);
+        self.proved = true;
+        true
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut st = self.server.state();
+        if self.proved {
+            st.serving -= 1;
+        } else {
+            unprove(&mut st, self.from);
+        }
+    }
+}
+
+/// One connection from `from` is no longer unproved.
+fn unprove(st: &mut State, from: std::net::IpAddr) {
+    st.unproved_total -= 1;
+    if let Some(n) = st.unproved.get_mut(&from) {
+        *n -= 1;
+        if *n == 0 {
+            st.unproved.remove(&from);
+        }
+    }
 }
 
 impl PeerServer {
@@ -142,30 +201,39 @@ impl PeerServer {
                 std::thread::sleep(Duration::from_millis(50));
                 continue;
             };
+            let Ok(from) = sock.peer_addr().map(|a| a.ip()) else {
+                continue;
+            };
             {
                 let mut st = self.state();
-                if st.serving >= MAX_SERVING {
+                let here = st.unproved.get(&from).copied().unwrap_or(0);
+                if st.unproved_total >= MAX_UNPROVED || here >= MAX_UNPROVED_PER_HOST {
                     crate::channel::close(&sock);
                     continue;
                 }
-                st.serving += 1;
+                st.unproved.insert(from, here + 1);
+                st.unproved_total += 1;
             }
             let s = self.clone();
             let spawned = std::thread::Builder::new()
                 .name("vine-peer-serve".into())
                 .spawn(move || {
-                    if let Err(e) = s.serve(sock) {
+                    let slot = Slot {
+                        server: &s,
+                        from,
+                        proved: false,
+                    };
+                    if let Err(e) = s.serve(sock, slot) {
                         super::log::debug(|| format!("peer transfer not served: {e}"));
                     }
-                    s.state().serving -= 1;
                 });
             if spawned.is_err() {
-                self.state().serving -= 1;
+                unprove(&mut self.state(), from);
             }
         }
     }
 
-    fn serve(&self, sock: TcpStream) -> Result<()> {
+    fn serve(&self, sock: TcpStream, mut slot: Slot<'_>) -> Result<()> {
         let _ = sock.set_nodelay(true);
         let conn = self.tls.as_ref().map(|t| t.accept()).transpose()?;
         let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
@@ -197,6 +265,13 @@ impl PeerServer {
             crate::channel::close(h.socket());
             return Err(Error::invalid("a peer failed authentication"));
         };
+        if !slot.prove() {
+            let _ = h.send(&PeerMsg::Refused {
+                reason: "this worker serves as many peers as it can".into(),
+            });
+            crate::channel::close(h.socket());
+            return Err(Error::invalid("every slot for peers is taken"));
+        }
         h.send(&PeerMsg::Welcome {
             proof: protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE),
         })?;
