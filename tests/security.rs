@@ -426,6 +426,29 @@ fn a_password_given_as_a_string_is_proved_by_local_worker_processes() {
     m.shutdown().unwrap();
 }
 
+#[test]
+fn a_listen_address_that_is_no_address_is_an_argument_error() {
+    if std::env::var("VINE_TEST_LISTEN_AT").is_ok() {
+        let e = Manager::new(Port::Any).err().expect("refused");
+        assert_eq!(e.errno(), libc::EINVAL, "{e}");
+        assert!(e.message().contains("VINE_LISTEN_ADDRESS"), "{e}");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "a_listen_address_that_is_no_address_is_an_argument_error",
+            "--nocapture",
+        ])
+        .env("VINE_TEST_LISTEN_AT", "1")
+        .env("VINE_LISTEN_ADDRESS", "no such host.invalid")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
 /// Run as a child of the test below (`VINE_TEST_EXPOSED` set): a manager on a
 /// port, given a password by the program (`set`) or not, then a submission.
 fn exposed_child(mode: &str) {

@@ -39,7 +39,8 @@ use crate::task::TaskResult;
 /// Returns NULL on failure (a port in use, a malformed environment variable, an
 /// unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
 /// `errno` set (`EADDRINUSE` for a port in use, `EINVAL` for a bad port or
-/// setting, the system's error for other failed calls). The
+/// setting, such as a `VINE_LISTEN_ADDRESS` that is no address, the system's
+/// error for other failed calls). The
 /// caller owns the manager and frees it with `vine_delete`. Any thread may call this.
 #[no_mangle]
 pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {

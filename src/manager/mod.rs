@@ -468,7 +468,18 @@ impl Manager {
                 // whoever connects gets tasks, so only workers the user meant should.
                 let host =
                     std::env::var("VINE_LISTEN_ADDRESS").unwrap_or_else(|_| "127.0.0.1".into());
-                let l = std::net::TcpListener::bind((host.as_str(), p))
+                // A name that is no address at all is the caller's mistake
+                // (EINVAL), not an OS failure; an address of another machine
+                // fails to bind with the OS's own reason.
+                let addrs: Vec<std::net::SocketAddr> =
+                    std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), p))
+                        .map_err(|e| {
+                            cleanup(Error::invalid(format!(
+                                "VINE_LISTEN_ADDRESS {host:?} is not an address: {e}"
+                            )))
+                        })?
+                        .collect();
+                let l = std::net::TcpListener::bind(&addrs[..])
                     .map_err(|e| cleanup(Error::io(format!("cannot listen on {host}:{p}"), e)))?;
                 if host != "127.0.0.1" && host != "localhost" && host != "::1" {
                     let port = l.local_addr().map_or(p, |a| a.port());
