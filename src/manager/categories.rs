@@ -572,21 +572,21 @@ impl Categories {
         let s = &mut self.entry_of(task).stats;
         s.done += 1;
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
-        s.time_execute += execute;
+        s.time_execute = s.time_execute.saturating_add(execute);
         if task.result != TaskResult::Success || task.exit_code != 0 {
             s.failed += 1;
         } else {
             s.successful += 1;
         }
         if task.result == TaskResult::Success {
-            s.time_execute_good += execute;
+            s.time_execute_good = s.time_execute_good.saturating_add(execute);
         }
         if task.result == TaskResult::Cancelled {
             s.cancelled += 1;
         }
         if task.result == TaskResult::ResourceExhaustion {
             s.exhausted += 1;
-            s.time_execute_exhaustion += execute;
+            s.time_execute_exhaustion = s.time_execute_exhaustion.saturating_add(execute);
         }
     }
 

@@ -63,9 +63,9 @@ fn count_ended(s: &mut CategoryStats, execute: u64, result: TaskResult, successf
     s.failed += u64::from(!successful);
     s.successful += u64::from(successful);
     s.cancelled += u64::from(result == TaskResult::Cancelled);
-    s.time_execute += execute;
+    s.time_execute = s.time_execute.saturating_add(execute);
     if result == TaskResult::Success {
-        s.time_execute_good += execute;
+        s.time_execute_good = s.time_execute_good.saturating_add(execute);
     }
 }
 
@@ -133,8 +133,8 @@ impl Counters {
             stats.failed += c.failed;
             stats.successful += c.successful;
             stats.cancelled += c.cancelled;
-            stats.time_execute += c.time_execute;
-            stats.time_execute_good += c.time_execute_good;
+            stats.time_execute = stats.time_execute.saturating_add(c.time_execute);
+            stats.time_execute_good = stats.time_execute_good.saturating_add(c.time_execute_good);
         }
     }
 
@@ -160,8 +160,8 @@ impl Counters {
         stats.tasks_failed += c.failed;
         stats.tasks_cancelled += c.cancelled;
         stats.tasks_successful += c.successful;
-        stats.time_execute += c.time_execute;
-        stats.time_execute_good += c.time_execute_good;
+        stats.time_execute = stats.time_execute.saturating_add(c.time_execute);
+        stats.time_execute_good = stats.time_execute_good.saturating_add(c.time_execute_good);
     }
 }
 

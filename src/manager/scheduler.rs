@@ -1253,16 +1253,17 @@ impl Scheduler {
             self.stats.tasks_cancelled += 1;
         }
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
-        self.stats.time_execute += execute;
+        self.stats.time_execute = self.stats.time_execute.saturating_add(execute);
         if task.result == TaskResult::Success {
-            self.stats.time_execute_good += execute;
+            self.stats.time_execute_good = self.stats.time_execute_good.saturating_add(execute);
             if task.exit_code == 0 {
                 self.stats.tasks_successful += 1;
             }
         }
         if task.result == TaskResult::ResourceExhaustion {
             self.stats.tasks_exhausted += 1;
-            self.stats.time_execute_exhaustion += execute;
+            self.stats.time_execute_exhaustion =
+                self.stats.time_execute_exhaustion.saturating_add(execute);
         }
         if task.times.done == 0 {
             task.times.done = crate::task::now_us();
