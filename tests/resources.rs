@@ -8,7 +8,7 @@
 //! quick to be sampled).
 
 mod common;
-use common::{tempdir, vine_worker};
+use common::{fake_worker, next_run, tempdir, vine_worker};
 
 use std::ffi::{c_void, CStr, CString};
 
@@ -464,48 +464,6 @@ fn bad_summaries_and_names_are_refused() {
     }
 }
 
-/// A fake worker of 4 cores, 1 GB and 4 GB of disk at `port` (no password):
-/// the session's halves after the handshake.
-fn fake_worker(port: u16) -> (vine::channel::FrameReader, vine::channel::FrameWriter) {
-    use vine::protocol::{self, ToManager, ToWorker};
-    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
-    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
-        panic!("no Hello");
-    };
-    h.send(&ToManager::Register {
-        resources: (4000, 1024, 4096, 0),
-        functions: Vec::new(),
-        hostname: "forger".into(),
-        proof: None,
-        challenge: protocol::challenge(),
-        stored: Vec::new(),
-        features: Vec::new(),
-        time_left_s: None,
-        factory_job: None,
-        status: false,
-        transfer_port: 0,
-    })
-    .unwrap();
-    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
-        panic!("not welcomed");
-    };
-    let (r, w, _) = h.into_session(None).unwrap();
-    (r, w)
-}
-
-/// The next task the manager sends the fake worker.
-fn next_run(r: &mut vine::channel::FrameReader) -> Box<vine::protocol::TaskSpec> {
-    loop {
-        match r.recv::<vine::protocol::ToWorker>().unwrap() {
-            vine::protocol::ToWorker::Run(spec) => return spec,
-            vine::protocol::ToWorker::Exit => panic!("told to exit"),
-            _ => {}
-        }
-    }
-}
-
 #[test]
 fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
     use vine::protocol::{TaskReport, ToManager};
@@ -525,7 +483,7 @@ fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
     let t = command("true", c"forged");
     assert!(vine_submit(m.0, t) > 0, "{}", last_error());
     // (A manager made from C takes workers once it is first used.)
-    let (mut r, mut w) = fake_worker(vine_port(m.0) as u16);
+    let (mut r, mut w) = fake_worker(vine_port(m.0) as u16, &[]);
     let spec = next_run(&mut r);
     w.send(&ToManager::Done(Box::new(TaskReport {
         id: spec.id,

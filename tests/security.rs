@@ -3,7 +3,9 @@
 //! worker processes on loopback.
 
 mod common;
-use common::{remote_manager, tempdir, vine_worker, TempDir};
+use common::{
+    fake_worker, next_run, remote_manager, report_success, tempdir, vine_worker, TempDir,
+};
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -500,4 +502,119 @@ fn a_manager_reachable_from_other_machines_warns_only_if_it_has_no_password() {
             "{mode} {env_file:?}: {err}"
         );
     }
+}
+
+/// What a worker reports of its own tasks' times is checked: times before the
+/// epoch or ending before they start, and durations that would overflow the
+/// manager's sums, neither stop the manager thread nor wrap around.
+#[test]
+fn a_workers_absurd_task_times_are_bounded_not_trusted() {
+    let (m, port) = remote_manager();
+    let ids: Vec<u64> = (0..3)
+        .map(|_| m.submit(Task::command(c"true")).unwrap())
+        .collect();
+    let (mut r, mut w) = fake_worker(port, &[]);
+    let times = [(i64::MIN, i64::MAX), (1, i64::MAX), (i64::MAX, 1)];
+    for (started, done) in times {
+        let spec = next_run(&mut r);
+        w.send(&report_success(&spec, started, done, b"")).unwrap();
+    }
+    let mut execute = Vec::new();
+    for _ in &ids {
+        let t = m.wait(LONG).expect("every task comes back");
+        assert_eq!(t.result(), TaskResult::Success);
+        let times = t.times();
+        assert!(times.started >= 0, "{times:?}");
+        assert!(times.done >= times.started, "{times:?}");
+        assert!(times.execute >= 0, "{times:?}");
+        execute.push(times.execute as u64);
+    }
+    let stats = m.stats().expect("the manager thread is alive");
+    assert_eq!(stats.tasks_done, 3);
+    // Saturated, never wrapped around below what one task took.
+    assert!(stats.time_execute >= execute.iter().copied().max().unwrap());
+    m.shutdown().unwrap();
+}
+
+/// Sends `bytes` to the manager as the file it asked for, `file_id`, in
+/// transfer `xfer`; with `answer`, also says that is the file.
+fn send_fetched(
+    w: &mut vine::channel::FrameWriter,
+    xfer: u64,
+    file_id: u64,
+    bytes: &[u8],
+    answer: bool,
+) {
+    vine::transfer::send(
+        xfer,
+        protocol::Dest::Fetched(file_id),
+        &vine::transfer::Source::Bytes(bytes.to_vec().into()),
+        None,
+        &mut |p| w.send(&ToManager::Xfer(p)),
+        &mut 0,
+    )
+    .unwrap()
+    .unwrap();
+    if answer {
+        w.send(&ToManager::FileData {
+            file_id,
+            error: None,
+        })
+        .unwrap();
+    }
+}
+
+/// A temp kept at one worker is what that worker sends: another worker's
+/// answer for it is not taken, and a transfer that reuses the id of the one
+/// that brought it does not change it afterwards.
+#[test]
+fn only_the_worker_keeping_a_temp_answers_for_it() {
+    use vine::files::{File, Mount};
+    let (m, port) = remote_manager();
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo honest > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    // (The manager takes workers once it has been given work.)
+    m.submit(make).unwrap();
+    let (mut ra, mut wa) = fake_worker(port, &["a"]);
+    let spec = next_run(&mut ra);
+    assert!(spec.outputs[0].keep_at_worker);
+    wa.send(&report_success(&spec, 1, 2, b"")).unwrap();
+    assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+    let (mut rb, mut wb) = fake_worker(port, &["b"]);
+    let mut other = Task::command(c"true");
+    other.add_feature(c"b").unwrap();
+    m.submit(other).unwrap();
+    let spec_b = next_run(&mut rb);
+    std::thread::scope(|s| {
+        let fetched = s.spawn(|| m.fetch_file(&temp));
+        // The manager asks the worker keeping the temp.
+        loop {
+            if let ToWorker::GetFile(id) = ra.recv::<ToWorker>().unwrap() {
+                assert_eq!(id, temp.id());
+                break;
+            }
+        }
+        // Another worker answers first, then reports its task: once that
+        // report is back, the manager has read the forged answer.
+        send_fetched(&mut wb, 1, temp.id(), b"forged\n", true);
+        wb.send(&report_success(&spec_b, 1, 2, b"")).unwrap();
+        assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+        send_fetched(&mut wa, 1, temp.id(), b"honest\n", true);
+        let got = fetched.join().unwrap().expect("fetched");
+        assert_eq!(&got[..], b"honest\n\0");
+    });
+    // The keeper sends another file under the same transfer id, then
+    // reports a task: the temp the manager holds is unchanged.
+    let mut again = Task::command(c"true");
+    again.add_feature(c"a").unwrap();
+    m.submit(again).unwrap();
+    let spec = next_run(&mut ra);
+    send_fetched(&mut wa, 1, 999, b"changed afterwards\n", false);
+    wa.send(&report_success(&spec, 1, 2, b"")).unwrap();
+    assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
+    assert_eq!(&m.fetch_file(&temp).unwrap()[..], b"honest\n\0");
+    m.shutdown().unwrap();
 }

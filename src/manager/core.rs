@@ -638,16 +638,34 @@ impl ManagerLoop {
             Message::PeerFetched {
                 file_id, ok: false, ..
             } => self.bring_temp(file_id),
-            Message::RemoteFileData { file_id, data, .. } => {
-                let Some(pending) = self.fetches.remove(&file_id) else {
+            Message::RemoteFileData {
+                worker,
+                file_id,
+                data,
+            } => {
+                // Only the worker asked for the file answers for it.
+                if self
+                    .fetches
+                    .get(&file_id)
+                    .is_none_or(|p| p.worker != worker)
+                {
+                    if let Ok(staged) = data {
+                        crate::transfer::remove_all(&staged);
+                    }
                     return;
-                };
+                }
+                let pending = self.fetches.remove(&file_id).expect("looked up above");
                 self.sched.temps.brought(file_id);
                 self.sched.retry_parked();
                 let stored = data
+                    .and_then(|staged| {
+                        super::remote::keep_temp(&pending.file, &staged, &self.temp_root)
+                            .inspect_err(|_| {
+                                crate::transfer::remove_all(&staged);
+                            })
+                    })
                     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
-                if let Ok(dest) = &stored {
-                    pending.file.set_temp_location(dest.clone());
+                if stored.is_ok() {
                     self.sched.temps.fetched(file_id);
                     // Tasks that read it may now go to any worker.
                     self.sched.retry_parked();

@@ -240,12 +240,15 @@ impl Peers {
     }
 
     /// `dest`'s fetch of `file` from `source` ended; `ok` false: neither end
-    /// is counted as holding it any more.
-    pub(crate) fn finished(&self, dest: WorkerId, file: u64, source: WorkerId, ok: bool) {
+    /// is counted as holding it any more. False, and nothing changes, if
+    /// `dest` was not fetching `file` from `source` (a worker's word about a
+    /// fetch it was never told to make is not taken).
+    pub(crate) fn finished(&self, dest: WorkerId, file: u64, source: WorkerId, ok: bool) -> bool {
         let mut t = self.table();
-        if t.under_way.get(&(dest, file)) == Some(&source) {
-            end(&mut t, (dest, file));
+        if t.under_way.get(&(dest, file)) != Some(&source) {
+            return false;
         }
+        end(&mut t, (dest, file));
         if !ok {
             if let Some(ws) = t.holders.get_mut(&file) {
                 ws.retain(|w| *w != dest && *w != source);
@@ -254,6 +257,7 @@ impl Peers {
                 }
             }
         }
+        true
     }
 
     /// Fetches `source` is serving now (for tests and status).
@@ -324,6 +328,23 @@ mod test {
         assert_eq!(p.choose_or_hold(8, 1, true), None);
         assert_eq!(p.choose_or_hold(8, 2, true), None);
         assert_eq!(p.replicas(8), 2);
+    }
+
+    #[test]
+    fn a_fetch_a_worker_was_never_told_to_make_changes_nothing() {
+        let p = peers();
+        p.add(7, 1);
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        // Worker 3 fetched nothing; worker 2 fetched from 1, not from 4.
+        assert!(!p.finished(3, 7, 1, false));
+        assert!(!p.finished(2, 7, 4, false));
+        assert!(p.holds(7, 1) && p.holds(7, 2));
+        assert_eq!(p.serving(1), 1);
+        assert!(p.finished(2, 7, 1, true));
+        assert_eq!(p.serving(1), 0);
+        // Once reported, the same report again is not taken either.
+        assert!(!p.finished(2, 7, 1, false));
+        assert!(p.holds(7, 1) && p.holds(7, 2));
     }
 
     #[test]

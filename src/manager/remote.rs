@@ -506,7 +506,10 @@ fn serve_connection(
                 error,
             }) => {
                 let ok = error.is_none();
-                settings.peers.finished(id, file_id, source, ok);
+                if !settings.peers.finished(id, file_id, source, ok) {
+                    // Not a fetch this worker was told to make.
+                    continue;
+                }
                 if !ok {
                     inventory
                         .lock()
@@ -589,20 +592,26 @@ impl RemoteSettings {
     /// Registers a session that just joined, having proved the password of
     /// generation `proved` (None: it proved none). It is kept on a list so that
     /// setting or changing the password drops it; it is refused if the password
-    /// was set or changed while it was in its handshake.
-    fn register(&self, id: WorkerId, sock: &TcpStream, proved: Option<u64>) -> bool {
+    /// was set or changed while it was in its handshake, or if the system
+    /// gives no handle on its socket (too many open files).
+    fn register(
+        &self,
+        id: WorkerId,
+        sock: &TcpStream,
+        proved: Option<u64>,
+    ) -> crate::error::Result<()> {
         let mut auth = self.auth();
         let current = auth.password.is_some().then_some(auth.generation);
         if proved != current {
-            return false;
+            return Err(crate::error::Error::invalid(
+                "the password was set or changed while it joined",
+            ));
         }
-        match sock.try_clone() {
-            Ok(s) => {
-                auth.sessions.push((id, s, proved));
-                true
-            }
-            Err(_) => false,
-        }
+        let s = sock
+            .try_clone()
+            .map_err(|e| crate::error::Error::io("cannot keep its connection", e))?;
+        auth.sessions.push((id, s, proved));
+        Ok(())
     }
 
     /// A session ended.
@@ -859,11 +868,9 @@ fn handshake(
     })?;
     // The manager sends with the manager-to-worker key.
     let (incoming, outgoing, sock) = h.into_session(keys)?;
-    if !settings.register(id, &sock, password.is_some().then_some(generation)) {
+    if let Err(e) = settings.register(id, &sock, password.is_some().then_some(generation)) {
         crate::channel::close(&sock);
-        return Err(Error::invalid(
-            "the password was set or changed while it joined",
-        ));
+        return Err(e);
     }
     let functions = functions
         .into_iter()
@@ -1323,9 +1330,12 @@ pub(crate) fn apply_report(
     }
     task.exit_code = report.exit_code;
     task.output = report.output;
-    task.times.started = report.started;
-    task.times.done = report.done;
-    task.times.execute += (report.done - report.started).max(0);
+    // The worker's word: never before the epoch, never ending before it began.
+    let started = report.started.max(0);
+    let done = report.done.max(started);
+    task.times.started = started;
+    task.times.done = done;
+    task.times.execute = task.times.execute.saturating_add(done - started);
     if report.measured.is_some() || task.extra.as_ref().is_some_and(|e| e.measured.is_some()) {
         task.extra_mut().measured = report.measured.map(Measured::bounded);
     }
@@ -1381,19 +1391,27 @@ fn store_output(
             .map(|data| file.set_contents(data))
             .map_err(|e| e.to_string()),
         // Sent back only when asked for; normally kept at the worker.
-        FileKind::Temp => {
-            let dest = temp_root.join(file.id().to_string());
-            transfer::remove_all(&dest);
-            return crate::worker::sandbox::move_file(path, &dest)
-                .map(|()| file.set_temp_location(dest))
-                .map_err(|e| e.to_string());
-        }
+        FileKind::Temp => return keep_temp(file, path, temp_root),
         FileKind::Url(_) | FileKind::MiniTask { .. } => {
             Err("a URL or mini-task file cannot be an output".into())
         }
     };
     transfer::remove_all(path);
     stored
+}
+
+/// Keeps what arrived at `path` as temp `file`'s data, under `temp_root` in a
+/// name of its own (never at a staging path that a later transfer reuses).
+pub(crate) fn keep_temp(
+    file: &File,
+    path: &std::path::Path,
+    temp_root: &std::path::Path,
+) -> Result<(), String> {
+    let dest = temp_root.join(file.id().to_string());
+    transfer::remove_all(&dest);
+    crate::worker::sandbox::move_file(path, &dest)
+        .map(|()| file.set_temp_location(dest))
+        .map_err(|e| e.to_string())
 }
 
 /// The interval a worker is told to send keepalives at: the one set, else a

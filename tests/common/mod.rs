@@ -66,3 +66,73 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// A fake worker of 4 cores, 1 GB and 4 GB of disk at `port` (no password),
+/// offering `features`: the session's halves after the handshake.
+pub fn fake_worker(
+    port: u16,
+    features: &[&str],
+) -> (vine::channel::FrameReader, vine::channel::FrameWriter) {
+    use vine::protocol::{self, ToManager, ToWorker};
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
+    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Hello");
+    };
+    h.send(&ToManager::Register {
+        resources: (4000, 1024, 4096, 0),
+        functions: Vec::new(),
+        hostname: "forger".into(),
+        proof: None,
+        challenge: protocol::challenge(),
+        stored: Vec::new(),
+        features: features.iter().map(|f| f.to_string()).collect(),
+        time_left_s: None,
+        factory_job: None,
+        status: false,
+        transfer_port: 0,
+    })
+    .unwrap();
+    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("not welcomed");
+    };
+    let (r, w, _) = h.into_session(None).unwrap();
+    (r, w)
+}
+
+/// The next task the manager sends a fake worker.
+pub fn next_run(r: &mut vine::channel::FrameReader) -> Box<vine::protocol::TaskSpec> {
+    loop {
+        match r.recv::<vine::protocol::ToWorker>().unwrap() {
+            vine::protocol::ToWorker::Run(spec) => return spec,
+            vine::protocol::ToWorker::Exit => panic!("told to exit"),
+            _ => {}
+        }
+    }
+}
+
+/// A fake worker's report that task `spec` succeeded, having run from
+/// `started` to `done` and printed `stdout`.
+pub fn report_success(
+    spec: &vine::protocol::TaskSpec,
+    started: i64,
+    done: i64,
+    stdout: &[u8],
+) -> vine::protocol::ToManager {
+    vine::protocol::ToManager::Done(Box::new(vine::protocol::TaskReport {
+        id: spec.id,
+        attempt: spec.attempt,
+        result: 0,
+        exit_code: 0,
+        output: Vec::new(),
+        stdout: Some(stdout.to_vec()),
+        reason: None,
+        started,
+        done,
+        outputs: Vec::new(),
+        lost: Vec::new(),
+        arrived: Vec::new(),
+        measured: None,
+    }))
+}
