@@ -4,7 +4,8 @@
 
 mod common;
 use common::{
-    fake_worker, next_run, remote_manager, report_success, tempdir, vine_worker, TempDir,
+    fake_worker, next_run, remote_manager, report_success, tempdir, try_fake_worker, vine_worker,
+    TempDir,
 };
 
 use std::io::{Read, Write};
@@ -617,4 +618,45 @@ fn only_the_worker_keeping_a_temp_answers_for_it() {
     assert_eq!(m.wait(LONG).unwrap().result(), TaskResult::Success);
     assert_eq!(&m.fetch_file(&temp).unwrap()[..], b"honest\n\0");
     m.shutdown().unwrap();
+}
+
+/// Workers join until the manager would leave the program too few file
+/// descriptors: then it turns them away, and the program can still open files.
+#[test]
+fn workers_never_take_the_programs_last_file_descriptors() {
+    const ME: &str = "workers_never_take_the_programs_last_file_descriptors";
+    if std::env::var("VINE_TEST_FEW_FDS").is_ok() {
+        let (m, port) = remote_manager();
+        m.submit(Task::command(c"true")).unwrap();
+        let mut joined = Vec::new();
+        while joined.len() < 1000 {
+            match try_fake_worker(port, &[]) {
+                Ok(w) => joined.push(w),
+                Err(_) => break,
+            }
+        }
+        assert!(joined.len() >= 5, "only {} joined", joined.len());
+        let files: Vec<_> = (0..16)
+            .map(|_| std::fs::File::open("/dev/null"))
+            .collect::<Result<_, _>>()
+            .expect("the program can still open files");
+        drop(files);
+        drop(joined);
+        m.shutdown().unwrap();
+        return;
+    }
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 256 && exec \"$0\" --exact \"$1\" --nocapture",
+        ])
+        .arg(std::env::current_exe().unwrap())
+        .arg(ME)
+        .env("VINE_TEST_FEW_FDS", "1")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+    assert!(err.contains("turning workers away"), "{err}");
 }

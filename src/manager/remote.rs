@@ -35,6 +35,13 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`MAX_PENDING_PER_HOST`] from one address: strangers cannot take every thread or
 /// descriptor, and one host cannot crowd out the others.
 const MAX_PENDING: usize = 128;
+/// File descriptors a joined worker holds in the manager's process, about
+/// (its socket, the handles on it, and its session's).
+const FDS_PER_WORKER: usize = 8;
+/// File descriptors the manager leaves to the rest of the program, at most:
+/// no worker is taken that would leave fewer (an eighth of the limit when
+/// that is less).
+const FD_RESERVE: usize = 128;
 /// See [`MAX_PENDING`].
 const MAX_PENDING_PER_HOST: usize = 32;
 
@@ -90,6 +97,27 @@ pub(crate) struct RemoteSettings {
     pub(crate) journal: std::sync::OnceLock<Arc<super::journal::Sink>>,
     /// Replicas and transfers between workers.
     pub(crate) peers: super::peers::Peers,
+    /// The process's limit on open files (`ulimit -n`), if known.
+    fd_limit: Option<usize>,
+    /// When a worker was last turned away for want of descriptors (said once
+    /// a minute at most).
+    fd_warned: Mutex<Option<Instant>>,
+}
+
+/// The process's soft limit on open files, from `/proc/self/limits`.
+fn open_files_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// File descriptors open in this process now.
+fn open_files() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
 }
 
 impl RemoteSettings {
@@ -115,7 +143,44 @@ impl RemoteSettings {
             next_worker: AtomicU32::new(1),
             blocked: Mutex::default(),
             peers: super::peers::Peers::new(),
+            fd_limit: open_files_limit(),
+            fd_warned: Mutex::new(None),
         })
+    }
+
+    /// False if one more worker would leave the program fewer file
+    /// descriptors than it keeps for it (see [`FD_RESERVE`]); counted only
+    /// once the workers joined could be near the limit.
+    fn descriptors_to_spare(&self) -> bool {
+        let Some(limit) = self.fd_limit else {
+            return true;
+        };
+        let reserve = FD_RESERVE.min(limit / 8);
+        let joined = self.auth().sessions.len();
+        let pending: usize = self
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .sum();
+        if (joined + pending + 1) * FDS_PER_WORKER * 2 + reserve < limit {
+            return true;
+        }
+        let Some(open) = open_files() else {
+            return true;
+        };
+        if open + FDS_PER_WORKER + reserve <= limit {
+            return true;
+        }
+        let mut warned = self.fd_warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+            *warned = Some(Instant::now());
+            eprintln!(
+                "vine: turning workers away: {open} of this process's {limit} file descriptors \
+                 are open (ulimit -n), and {reserve} are kept for the program; {joined} workers joined"
+            );
+        }
+        false
     }
 
     fn auth(&self) -> std::sync::MutexGuard<'_, Auth> {
@@ -303,6 +368,9 @@ pub(crate) fn start_listener(
                     }
                 };
                 backoff = Duration::ZERO;
+                if !settings.descriptors_to_spare() {
+                    continue;
+                }
                 let Some(slot) = settings.admit(addr.ip()) else {
                     continue;
                 };

@@ -73,11 +73,20 @@ pub fn fake_worker(
     port: u16,
     features: &[&str],
 ) -> (vine::channel::FrameReader, vine::channel::FrameWriter) {
+    try_fake_worker(port, features).unwrap()
+}
+
+/// [`fake_worker`], or why it did not join.
+pub fn try_fake_worker(
+    port: u16,
+    features: &[&str],
+) -> vine::Result<(vine::channel::FrameReader, vine::channel::FrameWriter)> {
     use vine::protocol::{self, ToManager, ToWorker};
-    let sock = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let sock = std::net::TcpStream::connect(("127.0.0.1", port))
+        .map_err(|e| vine::Error::io("connecting", e))?;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
-    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+    let mut h = vine::channel::Handshake::start(sock, None, until)?;
+    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME)? else {
         panic!("no Hello");
     };
     h.send(&ToManager::Register {
@@ -92,13 +101,12 @@ pub fn fake_worker(
         factory_job: None,
         status: false,
         transfer_port: 0,
-    })
-    .unwrap();
-    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+    })?;
+    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME)? else {
         panic!("not welcomed");
     };
-    let (r, w, _) = h.into_session(None).unwrap();
-    (r, w)
+    let (r, w, _) = h.into_session(None)?;
+    Ok((r, w))
 }
 
 /// The next task the manager sends a fake worker.
