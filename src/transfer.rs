@@ -39,6 +39,10 @@ const MAX_OPEN: usize = 4096;
 /// the next (so a peer interleaving many transfers cannot use up the
 /// process's file descriptors).
 const MAX_HANDLES: usize = 64;
+/// Memory the directories of a receiver's open transfers may take, at most
+/// (their names are kept until each transfer ends): a transfer that would
+/// take more fails.
+const MAX_DIR_BYTES: usize = 256 << 20;
 
 /// What a sender reads from.
 #[derive(Debug, Clone)]
@@ -406,6 +410,8 @@ struct Incoming {
     failed: Option<String>,
     /// Directories made so far (relative paths), with their modes to set at the end.
     dirs: HashSet<String>,
+    /// What its directories count against [`MAX_DIR_BYTES`].
+    dir_bytes: usize,
     modes: Vec<(PathBuf, u32)>,
     started: bool,
     /// The file being written: its handle (None while it is closed between
@@ -422,6 +428,10 @@ pub struct Receiver {
     open: HashMap<u64, Incoming>,
     /// Transfers that may hold an open file, oldest first.
     handles: std::collections::VecDeque<u64>,
+    /// What the directories of the open transfers take, and the most they may
+    /// (see [`MAX_DIR_BYTES`]).
+    dir_bytes: usize,
+    dir_limit: usize,
 }
 
 impl Receiver {
@@ -432,6 +442,8 @@ impl Receiver {
             prefix: prefix.to_owned(),
             open: HashMap::new(),
             handles: std::collections::VecDeque::new(),
+            dir_bytes: 0,
+            dir_limit: MAX_DIR_BYTES,
         }
     }
 
@@ -483,6 +495,7 @@ impl Receiver {
                     is_file: false,
                     failed: None,
                     dirs: HashSet::new(),
+                    dir_bytes: 0,
                     modes: Vec::new(),
                     started: false,
                     file: None,
@@ -500,6 +513,7 @@ impl Receiver {
             Piece::End { hash, .. } => {
                 let mut t = self.open.remove(&xfer).expect("looked up above");
                 self.handles.retain(|x| *x != xfer);
+                self.dir_bytes -= t.dir_bytes;
                 let outcome = t.end(hash);
                 if outcome.is_err() {
                     remove_all(&t.root);
@@ -516,6 +530,7 @@ impl Receiver {
             Piece::Abort { reason, .. } => {
                 let t = self.open.remove(&xfer).expect("looked up above");
                 self.handles.retain(|x| *x != xfer);
+                self.dir_bytes -= t.dir_bytes;
                 drop(t.file);
                 remove_all(&t.root);
                 Ok(Some(Arrived {
@@ -528,6 +543,17 @@ impl Receiver {
                 }))
             }
             piece => {
+                if let (Piece::Dir { path, .. }, None) = (&piece, &t.failed) {
+                    // A name is kept twice (the set and the modes), with overhead.
+                    let cost = 2 * path.len() + 128;
+                    if self.dir_bytes + cost > self.dir_limit {
+                        t.file = None;
+                        t.failed = Some("more directories than a receiver keeps at once".into());
+                        return Ok(None);
+                    }
+                    self.dir_bytes += cost;
+                    t.dir_bytes += cost;
+                }
                 if t.failed.is_none() {
                     if let Err(e) = t.take(piece) {
                         t.file = None;
@@ -707,6 +733,52 @@ fn open_up(dir: &Path) {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn the_directories_of_open_transfers_take_bounded_memory() {
+        let staging = tmp("vine-xfer-dirs");
+        let mut r = Receiver::new(staging.clone(), "d-");
+        r.dir_limit = 100 * (2 * 8 + 128);
+        let dir = |xfer, path: String| Piece::Dir {
+            xfer,
+            path,
+            mode: 0o755,
+        };
+        let end = |r: &mut Receiver, xfer| {
+            r.piece(Piece::End {
+                xfer,
+                hash: [0; 32],
+            })
+            .unwrap()
+            .expect("it ended")
+            .outcome
+        };
+        r.piece(Piece::Begin {
+            xfer: 1,
+            dest: Dest::Cache(1),
+        })
+        .unwrap();
+        r.piece(dir(1, String::new())).unwrap();
+        for i in 0..200 {
+            r.piece(dir(1, format!("d{i:07}"))).unwrap();
+        }
+        let why = end(&mut r, 1).unwrap_err();
+        assert!(why.contains("more directories"), "{why}");
+        assert!(r.dir_bytes == 0, "given back when it ended");
+        // A transfer within the bound, after it, is built (its hash aside).
+        r.piece(Piece::Begin {
+            xfer: 2,
+            dest: Dest::Cache(2),
+        })
+        .unwrap();
+        r.piece(dir(2, String::new())).unwrap();
+        for i in 0..50 {
+            r.piece(dir(2, format!("d{i:07}"))).unwrap();
+        }
+        let why = end(&mut r, 2).unwrap_err();
+        assert!(why.contains("hash"), "{why}");
+        let _ = std::fs::remove_dir_all(&staging);
+    }
 
     #[test]
     fn many_transfers_at_once_keep_few_files_open_and_arrive_whole() {
