@@ -154,7 +154,7 @@ impl PeerFetches {
         let Some(at) = st.held.iter().position(|h| h.task.id == id) else {
             return false;
         };
-        let mut held = st.held.swap_remove(at);
+        let mut held = st.held.remove(at);
         held.task.flags |= FLAG_CANCELLED;
         held.task.extra_mut().refused = Some("the task was cancelled".into());
         if !st.closed {
@@ -304,19 +304,12 @@ impl PeerFetches {
         if st.closed {
             return;
         }
-        let mut ready = Vec::new();
-        let mut i = 0;
-        while i < st.held.len() {
-            if st.held[i]
-                .needs
-                .iter()
-                .any(|f| st.on_the_way.contains_key(f))
-            {
-                i += 1;
-            } else {
-                ready.push(st.held.swap_remove(i));
-            }
-        }
+        // In the order they came, as the pool would have had them.
+        let on_the_way = &st.on_the_way;
+        let (ready, waiting): (Vec<Waiting>, Vec<Waiting>) = std::mem::take(&mut st.held)
+            .into_iter()
+            .partition(|w| !w.needs.iter().any(|f| on_the_way.contains_key(f)));
+        st.held = waiting;
         if ready.is_empty() {
             return;
         }
