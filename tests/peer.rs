@@ -485,8 +485,10 @@ fn flood(
     (stop, held.load(Ordering::SeqCst))
 }
 
-#[test]
-fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
+/// A manager, a worker offering "a" that serves peers on a known transfer
+/// port, a worker offering "b", and a temp "a" made and keeps: the manager,
+/// that port, both workers and the temp.
+fn temp_at_a_holder() -> (Manager, u16, Child, Child, std::sync::Arc<File>) {
     let (m, port) = remote_manager();
     let tport = free_port();
     let holder = worker_with(port, "a", &["--transfer-port", &tport.to_string()]);
@@ -498,17 +500,28 @@ fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
     make.add_feature(c"a").unwrap();
     m.submit(make).unwrap();
     wait_ok(&m);
-    // The holder's transfer server turns every other peer from this host away:
-    // the reader's worker cannot fetch the temp from it, and its task is not
-    // to blame.
-    let (flooded, held) = flood(tport, [127, 0, 0, 1], MAX_UNPROVED_PER_HOST);
-    assert_eq!(held, MAX_UNPROVED_PER_HOST);
+    (m, tport, holder, other, temp)
+}
+
+/// Runs a task at "b" reading `temp`; the task, done.
+fn read_at_b(m: &Manager, temp: &std::sync::Arc<File>) -> Box<Task> {
     let mut read = Task::command(c"cat in");
     read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
         .unwrap();
     read.add_feature(c"b").unwrap();
     m.submit(read).unwrap();
-    let t = wait_ok(&m);
+    wait_ok(m)
+}
+
+#[test]
+fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
+    let (m, tport, holder, other, temp) = temp_at_a_holder();
+    // The holder's transfer server turns every other peer from this host away:
+    // the reader's worker cannot fetch the temp from it, and its task is not
+    // to blame.
+    let (flooded, held) = flood(tport, [127, 0, 0, 1], MAX_UNPROVED_PER_HOST);
+    assert_eq!(held, MAX_UNPROVED_PER_HOST);
+    let t = read_at_b(&m, &temp);
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
     assert_eq!(
         m.bytes_transferred().0,
@@ -521,27 +534,12 @@ fn a_temp_its_holder_cannot_serve_to_a_peer_comes_through_the_manager() {
 
 #[test]
 fn connections_that_prove_nothing_from_one_host_leave_room_for_peers() {
-    let (m, port) = remote_manager();
-    let tport = free_port();
-    let holder = worker_with(port, "a", &["--transfer-port", &tport.to_string()]);
-    let other = worker_with(port, "b", &[]);
-    let temp = m.declare(File::temp().unwrap());
-    let mut make = Task::command(c"echo precious > t");
-    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
-        .unwrap();
-    make.add_feature(c"a").unwrap();
-    m.submit(make).unwrap();
-    wait_ok(&m);
+    let (m, tport, holder, other, temp) = temp_at_a_holder();
     // Another host opens more connections than the server serves peers, and
     // proves nothing on any of them: it is given a few slots, no more.
     let (flooded, held) = flood(tport, [127, 0, 0, 2], MAX_SERVING + 8);
     assert_eq!(held, MAX_UNPROVED_PER_HOST);
-    let mut read = Task::command(c"cat in");
-    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
-        .unwrap();
-    read.add_feature(c"b").unwrap();
-    m.submit(read).unwrap();
-    let t = wait_ok(&m);
+    let t = read_at_b(&m, &temp);
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "precious\n");
     assert_eq!(m.bytes_transferred().0, 0, "the manager sent nothing");
     assert_eq!(m.bytes_peer(), "precious\n".len() as u64);
