@@ -95,6 +95,9 @@ struct Config {
     cancel_command: Option<String>,
     /// Where job scripts, their output and the password copy go.
     scratch_dir: PathBuf,
+    /// Changes made after the factory started: a cycle that finds it changed
+    /// while it asked the manager starts again with the new settings.
+    edits: u64,
 }
 
 impl Default for Config {
@@ -118,6 +121,7 @@ impl Default for Config {
             submit_command: None,
             status_command: None,
             cancel_command: None,
+            edits: 0,
         }
     }
 }
@@ -262,6 +266,7 @@ impl Factory {
         };
         edit.set(name, value)?;
         *config = edit.config;
+        config.edits += 1;
         drop(config);
         self.poke();
         Ok(())
@@ -290,6 +295,7 @@ impl Factory {
             "scratch-dir" => config.scratch_dir = c.scratch_dir,
             _ => {}
         }
+        config.edits += 1;
         drop(config);
         self.poke();
         Ok(())
@@ -643,6 +649,19 @@ impl Cycle {
         };
         self.take_view(&view);
         self.reap();
+        let edits = self
+            .shared
+            .config
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .edits;
+        if edits != config.edits {
+            // Settings changed while the manager was asked (a program sets them
+            // right after creating the factory, then submits): no job goes out
+            // with the old ones. Look again at once.
+            self.shared.nudged.store(true, Ordering::Release);
+            return true;
+        }
         if view.unfit > 0 && view.demand == 0.0 && !self.said_unfit {
             self.said_unfit = true;
             eprintln!(
@@ -1072,5 +1091,95 @@ impl Cycle {
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(500));
         }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// The factory's next question to the manager, answered with `demand`.
+    fn answer(rx: &inbox::Receiver<Message>, demand: f64) {
+        match rx.recv() {
+            Ok(Message::FactoryView { reply, .. }) => {
+                let _ = reply.send(View {
+                    demand,
+                    unfit: 0,
+                    workers: Vec::new(),
+                    joined: Vec::new(),
+                });
+            }
+            Ok(_) => panic!("a factory sends only FactoryView here"),
+            Err(e) => panic!("the factory stopped asking: {e:?}"),
+        }
+    }
+
+    fn outputs(dir: &Path) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                (p.extension()? == "out").then(|| std::fs::read_to_string(p).unwrap())
+            })
+            .collect()
+    }
+
+    /// A program sets a factory up right after creating it, then submits; the
+    /// factory's first look at the manager may be under way all that time. No
+    /// job goes out with the settings from before.
+    #[test]
+    fn settings_changed_while_a_cycle_asks_the_manager_apply_to_its_jobs() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let (tx, rx) = inbox::unbounded();
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 9,
+            password: None,
+            tls_fingerprint: None,
+        };
+        // Each job's worker command goes to its output file; the jobs stay pending.
+        let f = Factory::start(Kind::Custom, tx, endpoint, &dir, |e| {
+            e.set_string(
+                "submit-command",
+                "printf '%s\\n' \"$VINE_WORKER_COMMAND\" > \"$VINE_JOB_OUTPUT\"; echo job",
+            )?;
+            e.set_string("status-command", "echo pending")?;
+            e.set_string("cancel-command", "true")
+        })
+        .unwrap();
+        let first = f.scratch_dir();
+        // The first look is under way: the factory waits for the manager.
+        let Ok(Message::FactoryView { reply, .. }) = rx.recv() else {
+            panic!("the factory did not look");
+        };
+        let later = dir.join("later");
+        f.set_string("scratch-dir", later.to_str().unwrap())
+            .unwrap();
+        f.set_string("worker-path", "/bin/true").unwrap();
+        f.set("max-workers", 1.0).unwrap();
+        // Tasks came meanwhile.
+        let _ = reply.send(View {
+            demand: 4.0,
+            unfit: 0,
+            workers: Vec::new(),
+            joined: Vec::new(),
+        });
+        answer(&rx, 4.0);
+        // A third look means the cycle before it has submitted.
+        f.nudge();
+        answer(&rx, 4.0);
+        drop(rx);
+        let _ = f.stop(Duration::ZERO);
+        assert_eq!(
+            outputs(&first),
+            Vec::<String>::new(),
+            "jobs with old settings"
+        );
+        let jobs = outputs(&later);
+        assert_eq!(jobs.len(), 1, "max-workers 1: {jobs:?}");
+        assert!(jobs[0].starts_with("/bin/true "), "{jobs:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
