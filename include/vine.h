@@ -98,7 +98,9 @@ typedef int vine_file_type_t;
 //
 // It runs on a worker thread, possibly many at once: it must be thread-safe. It may
 // create and submit tasks to a manager, but must not wait for them (every worker
-// thread could end up waiting), nor shut down or delete the manager.
+// thread could end up waiting), nor shut down or delete the manager. Run as
+// `VINE_EXEC_PROCESS`, it cannot use a manager, file or factory at all (such
+// calls fail with `VINE_ERROR_UNSUPPORTED`; see `vine_task_set_exec_mode`).
 typedef int (*vine_function_t)(const void *input, size_t input_len, struct vine_buffer *output, void *context);
 
 // How tasks of a category are sized (`VINE_ALLOCATION_MODE_*`, TaskVine's
@@ -650,7 +652,11 @@ int vine_factory_set(struct vine_factory *f, const char *name, double value);
 //   the manager's own scratch directory under `TMPDIR`, where its sandboxes
 //   are, not its run directory of `vine_get_runtime_directory`, and gone
 //   with the manager). It must be visible to the jobs. Made readable by this
-//   user only; removed at the end unless a job failed.
+//   user only, and made again if it is removed meanwhile; removed at the end
+//   unless a job failed. An existing directory others may write (`/tmp`, a
+//   group's) is not used as it is: the files go in a private directory made
+//   inside it, `vine-worker-PID-N-files`. The password's copy is removed at the
+//   end in any case.
 // - `submit-command`, `status-command`, `cancel-command` (`"custom"` only): run
 //   by `/bin/sh -c` in the scratch directory.
 //   - submit: gets the worker's whole command line in `VINE_WORKER_COMMAND`
@@ -735,7 +741,8 @@ const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 // there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
 // A worker that is lost, or that dropped the file, no longer counts. The
 // local pool reads the manager's own copy and is not counted; neither are
-// inputs sent for one task only. Returns the count, or a negative error.
+// inputs sent for one task only. Returns the count, or a negative error
+// (`VINE_ERROR_INVALID_ARGUMENT` for a file declared to another manager).
 int vine_file_replica_count(struct vine_manager *m, struct vine_file *f);
 
 // The size in bytes of what the file holds now: for a directory, what the
@@ -1422,13 +1429,19 @@ int vine_set_bandwidth_limit(struct vine_manager *m, const char *bandwidth);
 // THREAD function 2 s more to return. A THREAD function still running then
 // cannot be killed: it is abandoned (its thread detached, its task never
 // returned) and this returns `VINE_ERROR_TIMEOUT`, about 2 s after
-// `shutdown-timeout`. Calling it again returns the first result. Do not call it from inside a task function (it would wait for itself).
+// `shutdown-timeout`. A factory's jobs still listed by the batch system after
+// 60 s (5 s for a local factory) also make it `VINE_ERROR_TIMEOUT`, naming them.
+// Calling it again returns the first result. Do not call it from inside a task
+// function (it would wait for itself).
 int vine_shutdown(struct vine_manager *m);
 
 // Shuts the manager down if needed and frees it, its files, and every finished
 // task not retrieved (their handles become invalid). After it returns no thread of
 // the manager remains. A deleted manager is detected: later calls with it fail with
 // `VINE_ERROR_INVALID_HANDLE`. NULL is ignored. Do not call it from inside a task.
+// When the shutdown did not all happen (see `vine_shutdown`: an abandoned THREAD
+// function, or a factory's jobs that would not go), the manager is freed all the
+// same and `vine_last_error()` says what did not happen.
 void vine_delete(struct vine_manager *m);
 
 // The message of this thread's most recent failed call (never NULL; "" if none).
@@ -1811,7 +1824,9 @@ int vine_task_set_env_var(struct vine_task *t, const char *name, const char *val
 // return value and output, and exits at once. The program needs no set-up, but the
 // function runs in a copy of the process: it sees the memory as it was at the fork
 // and its changes to it are lost; it must not rely on other threads (they do not
-// exist in the child) or on locks they might hold. An `exit()` in the function
+// exist in the child) or on locks they might hold. So calls on a manager (its
+// threads are not in the child), a file, a factory, and `vine_register_function`
+// fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
 // runs the program's own `atexit` handlers and flushes its `stdio` buffers in
 // the child, as after any `fork`: a program that has unwritten `stdio` output
 // when it submits sees it twice (`fflush` first). vine's own exit handler does

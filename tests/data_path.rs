@@ -91,7 +91,11 @@ fn a_file_kept_forever_is_stored_under_the_hash_of_the_bytes_sent() {
     );
     let t = run(&m, cat(&f));
     assert_eq!(stdout(&t), "original\n");
-    assert_eq!(m.file_replica_count(&f), 1, "held in the worker's store");
+    assert_eq!(
+        m.file_replica_count(&f).unwrap(),
+        1,
+        "held in the worker's store"
+    );
     w1.kill().unwrap();
     w1.wait().unwrap();
     // The file changes after the manager named it; a worker without it joins.

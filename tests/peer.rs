@@ -91,7 +91,11 @@ fn fan_out(n: usize, size: u64, peers: bool, flags: u32) -> (u64, u64) {
             size.to_string()
         );
     }
-    assert_eq!(m.file_replica_count(&input), n, "every worker holds it");
+    assert_eq!(
+        m.file_replica_count(&input).unwrap(),
+        n,
+        "every worker holds it"
+    );
     let sent = m.bytes_transferred().0;
     let peer = m.bytes_peer();
     stop(m, workers);
@@ -232,10 +236,12 @@ fn a_temp_replicated_to_two_workers_survives_the_loss_of_its_maker() {
     wait_until("the replica", || {
         m.bytes_peer() == "precious\n".len() as u64
     });
-    assert_eq!(m.file_replica_count(&temp), 2);
+    assert_eq!(m.file_replica_count(&temp).unwrap(), 2);
     maker.kill().unwrap();
     maker.wait().unwrap();
-    wait_until("the maker's loss", || m.file_replica_count(&temp) == 1);
+    wait_until("the maker's loss", || {
+        m.file_replica_count(&temp).unwrap() == 1
+    });
     let mut read = Task::command(c"cat in");
     read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
         .unwrap();
@@ -566,9 +572,11 @@ fn pruning_a_temp_the_manager_fetched_still_deletes_the_workers_copies() {
         b"kept\n\0",
         "NUL-terminated"
     );
-    assert_eq!(m.file_replica_count(&temp), 1);
+    assert_eq!(m.file_replica_count(&temp).unwrap(), 1);
     assert_eq!(m.prune_file(&temp).unwrap(), 1, "the worker had a copy");
-    wait_until("the copy to be gone", || m.file_replica_count(&temp) == 0);
+    wait_until("the copy to be gone", || {
+        m.file_replica_count(&temp).unwrap() == 0
+    });
     // The worker deleted it too: nothing under its cache holds the bytes.
     let id = temp.id().to_string();
     wait_until("the worker to delete it", || {

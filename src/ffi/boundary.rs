@@ -161,6 +161,22 @@ pub(crate) unsafe fn bytes<'a>(
     Ok(unsafe { std::slice::from_raw_parts(p.cast::<u8>(), len) })
 }
 
+/// An error unless `len` bytes can be had for a copy of `what`: an allocation
+/// that fails aborts the program, so a length the caller could give without
+/// holding that much memory (a large mapping, a wrong length) is tried first.
+/// Small copies are not tried.
+pub(crate) fn can_copy(len: usize, what: &str) -> Result<()> {
+    if len <= 1 << 20 {
+        return Ok(());
+    }
+    let mut probe: Vec<u8> = Vec::new();
+    probe.try_reserve_exact(len).map_err(|_| {
+        Error::invalid(format!(
+            "{what} is {len} bytes, more memory than can be had for a copy of it"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

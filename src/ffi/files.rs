@@ -59,6 +59,7 @@ pub unsafe extern "C" fn vine_declare_buffer(
         let m = handles::manager(m)?;
         // SAFETY: C passes `len` readable bytes or NULL with 0.
         let data = unsafe { bytes(data, len, "the data")? };
+        super::boundary::can_copy(data.len(), "the data")?;
         let f = File::buffer(data, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
         Ok(handles::file_into_c(m.declare(f)))
     })
@@ -154,13 +155,14 @@ pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *c
 /// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
 /// A worker that is lost, or that dropped the file, no longer counts. The
 /// local pool reads the manager's own copy and is not counted; neither are
-/// inputs sent for one task only. Returns the count, or a negative error.
+/// inputs sent for one task only. Returns the count, or a negative error
+/// (`VINE_ERROR_INVALID_ARGUMENT` for a file declared to another manager).
 #[no_mangle]
 pub extern "C" fn vine_file_replica_count(m: *mut vine_manager, f: *mut vine_file) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
         let file = handles::file(f)?;
-        Ok(c_int::try_from(m.file_replica_count(&file)).unwrap_or(c_int::MAX))
+        Ok(c_int::try_from(m.file_replica_count(&file)?).unwrap_or(c_int::MAX))
     })
 }
 

@@ -5,6 +5,7 @@ use std::ffi::{c_char, c_int, c_void};
 
 use super::boundary::{bytes, c_str, guard_code, null};
 use super::vine_buffer;
+use crate::error::Error;
 
 /// A task function. Reads `input_len` bytes at `input` (not NULL even when empty),
 /// appends its result to `output` with `vine_buffer_append`, and returns 0 on
@@ -14,7 +15,9 @@ use super::vine_buffer;
 ///
 /// It runs on a worker thread, possibly many at once: it must be thread-safe. It may
 /// create and submit tasks to a manager, but must not wait for them (every worker
-/// thread could end up waiting), nor shut down or delete the manager.
+/// thread could end up waiting), nor shut down or delete the manager. Run as
+/// `VINE_EXEC_PROCESS`, it cannot use a manager, file or factory at all (such
+/// calls fail with `VINE_ERROR_UNSUPPORTED`; see `vine_task_set_exec_mode`).
 pub type vine_function_t = Option<
     unsafe extern "C" fn(
         input: *const c_void,
@@ -38,6 +41,7 @@ pub unsafe extern "C" fn vine_register_function(
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = unsafe { c_str(name, "the function name")? };
         let f = func.ok_or_else(|| null("the function"))?;
+        super::handles::not_in_child("the function registry")?;
         crate::registry::register(name, f)?;
         Ok(0)
     })
@@ -59,7 +63,16 @@ pub unsafe extern "C" fn vine_buffer_append(
         // SAFETY: C passes `len` readable bytes, or NULL with 0.
         let data = unsafe { bytes(data, len, "the data")? };
         // SAFETY: `out` is the buffer the library passed to the running function.
-        unsafe { (*out).bytes.extend_from_slice(data) };
+        let out = unsafe { &mut (*out).bytes };
+        // Reserved first: a failed allocation would abort the program.
+        out.try_reserve(data.len()).map_err(|_| {
+            Error::invalid(format!(
+                "cannot append {} bytes to the {} the output holds: not enough memory",
+                data.len(),
+                out.len()
+            ))
+        })?;
+        out.extend_from_slice(data);
         Ok(0)
     })
 }

@@ -1,21 +1,26 @@
 //! How C holds the library's objects, and how a C pointer becomes one again.
 //!
-//! - A manager is an `Arc<Manager>`; C holds its address. Live managers are listed
-//!   in a registry, so a deleted (or never created) manager is an error, not a crash,
-//!   and a call still running when another thread deletes it keeps it alive.
+//! - A manager is an `Arc<Manager>`; C holds a handle for it (see [`fresh_handle`]).
+//!   Live managers are listed in a registry, so a deleted (or never created) manager
+//!   is an error, not a crash, and a call still running when another thread deletes
+//!   it keeps it alive.
 //! - A task is a `TaskHandle` box; C holds its address from creation to
 //!   `vine_task_delete`. The `Box<Task>` inside moves to the manager at submission and
 //!   back at `vine_wait`; the handle's `owner` says who has it, so touching a
 //!   submitted task is an error instead of a data race. What cannot change while
 //!   the manager has it (command, tag, category, id) is copied into the handle at
 //!   submission, so C reads those from the handle without touching the task.
-//! - A file is an `Arc<File>` owned by its manager; C holds its address. Live files
-//!   are listed in a registry, cleared when their manager is deleted.
+//! - A file is an `Arc<File>` owned by its manager; C holds a handle for it. Live
+//!   files are listed in a registry, cleared when their manager is deleted; so are
+//!   factories.
+//! - A manager's, file's or factory's handle is never given twice in a process,
+//!   unlike an address the allocator may hand out again: a handle kept after its
+//!   object was deleted stays an error even once another object is made.
 
 use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
-use std::sync::atomic::{AtomicI32, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use super::resources::vine_resources;
@@ -26,12 +31,25 @@ use crate::manager::factory::Factory;
 use crate::manager::Manager;
 use crate::task::Task;
 
-fn managers() -> &'static RwLock<Vec<Arc<Manager>>> {
-    static LIVE: OnceLock<RwLock<Vec<Arc<Manager>>>> = OnceLock::new();
+/// A handle C holds for a manager, file or factory: an address no other handle
+/// of this process had or will have, and never memory (C never reads through it;
+/// it is looked up in the registries).
+fn fresh_handle() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    // 16-byte steps from 1 MiB: aligned, never NULL, and it takes 2^60 handles
+    // to run out.
+    (1 << 20) + NEXT.fetch_add(1, Ordering::Relaxed).saturating_mul(16)
+}
+
+/// Live managers, each with its handle.
+type Managers = Vec<(usize, Arc<Manager>)>;
+
+fn managers() -> &'static RwLock<Managers> {
+    static LIVE: OnceLock<RwLock<Managers>> = OnceLock::new();
     LIVE.get_or_init(Default::default)
 }
 
-/// Live factories by address, each with its manager's address.
+/// Live factories by handle, each with its manager's handle.
 type Factories = BTreeMap<usize, (usize, Arc<Factory>)>;
 
 fn factories() -> &'static Mutex<Factories> {
@@ -41,12 +59,12 @@ fn factories() -> &'static Mutex<Factories> {
 
 /// Registers factory `f` of manager `m`; the pointer C will hold.
 pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> *mut vine_factory {
-    let ptr = Arc::as_ptr(&f) as *mut vine_factory;
+    let handle = fresh_handle();
     factories()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(ptr as usize, (m as usize, f));
-    ptr
+        .insert(handle, (m as usize, f));
+    handle as *mut vine_factory
 }
 
 /// The live factory at `f`, with its manager's address.
@@ -54,6 +72,7 @@ pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<
     if f.is_null() {
         return Err(super::boundary::null("the factory"));
     }
+    not_in_child("a factory")?;
     factories()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
@@ -84,21 +103,44 @@ pub(crate) fn factories_forget(m: *const vine_manager) {
         .retain(|_, (owner, _)| *owner != m as usize);
 }
 
-fn files() -> &'static Mutex<BTreeMap<usize, Arc<File>>> {
-    static LIVE: OnceLock<Mutex<BTreeMap<usize, Arc<File>>>> = OnceLock::new();
+/// Live files by handle, and each one's handle by its address.
+#[derive(Default)]
+struct Files {
+    by_handle: BTreeMap<usize, Arc<File>>,
+    handle_of: BTreeMap<usize, usize>,
+}
+
+fn files() -> &'static Mutex<Files> {
+    static LIVE: OnceLock<Mutex<Files>> = OnceLock::new();
     LIVE.get_or_init(Default::default)
 }
 
-/// Registers a new manager and returns the pointer C will hold.
-pub(crate) fn manager_into_c(m: Manager) -> *mut vine_manager {
+/// Makes a manager with `make`, registers it and returns the pointer C will hold.
+pub(crate) fn manager_into_c(make: impl FnOnce() -> Result<Manager>) -> Result<*mut vine_manager> {
+    not_in_child("a manager")?;
+    let m = make()?;
     super::logs::flush_at_exit();
-    let m = Arc::new(m);
-    let ptr = Arc::as_ptr(&m) as *mut vine_manager;
+    let handle = fresh_handle();
     managers()
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .push(m);
-    ptr
+        .push((handle, Arc::new(m)));
+    Ok(handle as *mut vine_manager)
+}
+
+/// Refused in a PROCESS function's process: the manager's threads are not
+/// there, and a lock another thread held at the fork stays held.
+pub(crate) fn not_in_child(what: &str) -> Result<()> {
+    if crate::worker::isolated::in_child() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "a VINE_EXEC_PROCESS function runs in a process of its own, where {what} \
+                 cannot be used: run it as VINE_EXEC_THREAD to call the manager"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The live manager at `m`.
@@ -106,10 +148,11 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
     if m.is_null() {
         return Err(super::boundary::null("the manager"));
     }
+    not_in_child("the manager")?;
     let live = managers().read().unwrap_or_else(|p| p.into_inner());
     live.iter()
-        .find(|a| std::ptr::eq(Arc::as_ptr(a).cast(), m))
-        .cloned()
+        .find(|(h, _)| *h == m as usize)
+        .map(|(_, a)| a.clone())
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidHandle,
@@ -124,14 +167,14 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
     let mut live = managers().write().unwrap_or_else(|p| p.into_inner());
     let at = live
         .iter()
-        .position(|a| std::ptr::eq(Arc::as_ptr(a).cast(), m))
+        .position(|(h, _)| *h == m as usize)
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidHandle,
                 "not a live manager (deleted already?)",
             )
         })?;
-    let m = live.swap_remove(at);
+    let (_, m) = live.swap_remove(at);
     if live.is_empty() {
         // Nothing of the registry outlives the last manager (a leak checker
         // run at exit finds no block of the library's at all).
@@ -141,13 +184,17 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
 }
 
 /// Registers a file declared by a manager and returns the pointer C will hold.
+/// The same file registered again keeps its handle.
 pub(crate) fn file_into_c(f: Arc<File>) -> *mut vine_file {
-    let ptr = Arc::as_ptr(&f) as *mut vine_file;
-    files()
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(ptr as usize, f);
-    ptr
+    let mut live = files().lock().unwrap_or_else(|p| p.into_inner());
+    let at = Arc::as_ptr(&f) as usize;
+    if let Some(&h) = live.handle_of.get(&at) {
+        return h as *mut vine_file;
+    }
+    let handle = fresh_handle();
+    live.handle_of.insert(at, handle);
+    live.by_handle.insert(handle, f);
+    handle as *mut vine_file
 }
 
 /// The live file at `f`.
@@ -155,9 +202,11 @@ pub(crate) fn file(f: *const vine_file) -> Result<Arc<File>> {
     if f.is_null() {
         return Err(super::boundary::null("the file"));
     }
+    not_in_child("a file")?;
     files()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
+        .by_handle
         .get(&(f as usize))
         .cloned()
         .ok_or_else(|| {
@@ -172,7 +221,9 @@ pub(crate) fn file(f: *const vine_file) -> Result<Arc<File>> {
 pub(crate) fn files_forget(list: &[Arc<File>]) {
     let mut live = files().lock().unwrap_or_else(|p| p.into_inner());
     for f in list {
-        live.remove(&(Arc::as_ptr(f) as usize));
+        if let Some(h) = live.handle_of.remove(&(Arc::as_ptr(f) as usize)) {
+            live.by_handle.remove(&h);
+        }
     }
 }
 

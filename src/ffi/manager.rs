@@ -45,7 +45,7 @@ use crate::task::TaskResult;
 #[no_mangle]
 pub extern "C" fn vine_create(port: c_int) -> *mut vine_manager {
     guard_errno(ptr::null_mut(), || {
-        Ok(handles::manager_into_c(Manager::new(port_of(port)?)?))
+        handles::manager_into_c(|| Manager::new(port_of(port)?))
     })
 }
 
@@ -100,7 +100,7 @@ pub unsafe extern "C" fn vine_ssl_create(
         if tls.is_some() && port == Port::None {
             return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
         }
-        Ok(handles::manager_into_c(Manager::with_tls(port, tls)?))
+        handles::manager_into_c(|| Manager::with_tls(port, tls))
     })
 }
 
@@ -116,8 +116,9 @@ pub extern "C" fn vine_ssl_create_self_signed(port: c_int) -> *mut vine_manager 
         if port == Port::None {
             return Err(Error::invalid("TLS needs a port, not VINE_PORT_NONE"));
         }
-        let tls = crate::tls::ServerTls::generate()?;
-        Ok(handles::manager_into_c(Manager::with_tls(port, Some(tls))?))
+        handles::manager_into_c(|| {
+            Manager::with_tls(port, Some(crate::tls::ServerTls::generate()?))
+        })
     })
 }
 
@@ -1001,7 +1002,10 @@ pub unsafe extern "C" fn vine_set_bandwidth_limit(
 /// THREAD function 2 s more to return. A THREAD function still running then
 /// cannot be killed: it is abandoned (its thread detached, its task never
 /// returned) and this returns `VINE_ERROR_TIMEOUT`, about 2 s after
-/// `shutdown-timeout`. Calling it again returns the first result. Do not call it from inside a task function (it would wait for itself).
+/// `shutdown-timeout`. A factory's jobs still listed by the batch system after
+/// 60 s (5 s for a local factory) also make it `VINE_ERROR_TIMEOUT`, naming them.
+/// Calling it again returns the first result. Do not call it from inside a task
+/// function (it would wait for itself).
 #[no_mangle]
 pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -1014,6 +1018,9 @@ pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
 /// task not retrieved (their handles become invalid). After it returns no thread of
 /// the manager remains. A deleted manager is detected: later calls with it fail with
 /// `VINE_ERROR_INVALID_HANDLE`. NULL is ignored. Do not call it from inside a task.
+/// When the shutdown did not all happen (see `vine_shutdown`: an abandoned THREAD
+/// function, or a factory's jobs that would not go), the manager is freed all the
+/// same and `vine_last_error()` says what did not happen.
 #[no_mangle]
 pub extern "C" fn vine_delete(m: *mut vine_manager) {
     guard((), || {
@@ -1021,14 +1028,15 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
             return Ok(());
         }
         let mgr = handles::manager(m)?;
-        let _ = mgr.shutdown();
+        let down = mgr.shutdown();
         for task in mgr.drain_finished() {
             handles::task_free_unretrieved(task);
         }
         handles::files_forget(&mgr.files());
         handles::factories_forget(m);
         handles::manager_remove(m)?;
-        Ok(())
+        // Freed all the same; what did not happen is said.
+        down
     })
 }
 

@@ -34,6 +34,7 @@ pub unsafe extern "C" fn vine_task_create_function(
         }
         // SAFETY: C passes `input_len` readable bytes or NULL with 0.
         let input = unsafe { bytes(input, input_len, "the input")? };
+        super::boundary::can_copy(input.len(), "the input")?;
         Ok(task_into_c(Task::function(name, input)))
     })
 }
@@ -53,6 +54,7 @@ pub unsafe extern "C" fn vine_task_create_local(
         let f = func.ok_or_else(|| super::boundary::null("the function"))?;
         // SAFETY: C passes `input_len` readable bytes or NULL with 0.
         let input = unsafe { bytes(input, input_len, "the input")? };
+        super::boundary::can_copy(input.len(), "the input")?;
         Ok(task_into_c(Task::local(f, context as usize, input)))
     })
 }
@@ -425,7 +427,9 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// return value and output, and exits at once. The program needs no set-up, but the
 /// function runs in a copy of the process: it sees the memory as it was at the fork
 /// and its changes to it are lost; it must not rely on other threads (they do not
-/// exist in the child) or on locks they might hold. An `exit()` in the function
+/// exist in the child) or on locks they might hold. So calls on a manager (its
+/// threads are not in the child), a file, a factory, and `vine_register_function`
+/// fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
 /// runs the program's own `atexit` handlers and flushes its `stdio` buffers in
 /// the child, as after any `fork`: a program that has unwritten `stdio` output
 /// when it submits sees it twice (`fflush` first). vine's own exit handler does

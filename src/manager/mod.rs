@@ -1547,7 +1547,7 @@ impl Manager {
         {
             f.pause();
         }
-        let outcome = self
+        let mut outcome = self
             .ask(|reply| Message::Shutdown { reply })
             .and_then(|r| r);
         if let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() {
@@ -1564,7 +1564,11 @@ impl Manager {
             } else {
                 60
             };
-            let _ = f.stop(Duration::from_secs(grace));
+            // Jobs that would not go are this call's failure too, unless it
+            // failed already.
+            if let (Err(e), Ok(())) = (f.stop(Duration::from_secs(grace)), &outcome) {
+                outcome = Err(e);
+            }
         }
         self.shared.completions.wake_all();
         let last = *self
@@ -1600,8 +1604,9 @@ impl Manager {
 
     /// How many remote workers hold `file` (or are being sent it): temps made
     /// or fetched there, and inputs cached there for the workflow or longer.
-    pub fn file_replica_count(&self, file: &crate::files::File) -> usize {
-        self.remote_settings.peers.replicas(file.id())
+    pub fn file_replica_count(&self, file: &crate::files::File) -> Result<usize> {
+        self.check_owner(file)?;
+        Ok(self.remote_settings.peers.replicas(file.id()))
     }
 
     /// Bytes of files moved between remote workers (peer transfers).

@@ -13,6 +13,15 @@ use crate::task::{FunctionPtr, Task, TaskResult, FLAG_MONITOR, FLAG_NO_WATCHDOG}
 use crate::worker::guardian;
 use crate::worker::process::{self, Limits, RunControl};
 
+/// Set in the child only: this process is a PROCESS function's.
+static IN_CHILD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// True in the process of a PROCESS function, where the manager's threads do not
+/// exist and its locks may be held forever: calls on a manager are refused there.
+pub fn in_child() -> bool {
+    IN_CHILD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The most output a PROCESS function may return.
 const MAX_OUTPUT: usize = 1 << 30;
 
@@ -43,6 +52,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
             unsafe { libc::_exit(111) };
         }
         enlist.close_in_child();
+        IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
         let ok = writer
             .write_all(&rc.to_le_bytes())
