@@ -451,7 +451,7 @@ fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
-fn set_nonblocking(fd: i32) {
+pub(crate) fn set_nonblocking(fd: i32) {
     // SAFETY: fcntl on a descriptor we own, with integer arguments only.
     unsafe {
         let flags = libc::fcntl(fd, libc::F_GETFL);

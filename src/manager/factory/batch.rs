@@ -78,11 +78,12 @@ impl Ran {
             &self.stderr
         };
         let text = text.trim();
-        let text = if text.len() > 2000 {
-            &text[text.len() - 2000..]
-        } else {
-            text
-        };
+        // Its last 2000 bytes, cut where a character begins.
+        let mut from = text.len().saturating_sub(2000);
+        while !text.is_char_boundary(from) {
+            from += 1;
+        }
+        let text = &text[from..];
         match self.code {
             Some(c) => format!("exit status {c}: {text}"),
             None => format!("killed or timed out: {text}"),
@@ -90,56 +91,161 @@ impl Ran {
     }
 }
 
-/// Runs `cmd` to its end, at most `COMMAND_TIMEOUT`, capturing what it prints.
+/// The most of each stream of a command kept; the rest is read and dropped.
+const KEEP: usize = 1 << 20;
+
+thread_local! {
+    /// When this thread's batch commands must be over (see [`commands_end_by`]).
+    static END_BY: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+}
+
+/// Bounds every batch command this thread runs from now by `deadline` as well
+/// as by `COMMAND_TIMEOUT` (a factory stopping within its grace).
+pub fn commands_end_by(deadline: Option<Instant>) {
+    END_BY.with(|d| d.set(deadline));
+}
+
+/// One output stream of a command being read.
+struct Stream {
+    pipe: Option<Box<dyn Read + Send>>,
+    fd: i32,
+    kept: Vec<u8>,
+}
+
+impl Stream {
+    fn new<R: Read + Send + std::os::fd::AsRawFd + 'static>(r: Option<R>) -> Stream {
+        match r {
+            Some(r) => {
+                let fd = r.as_raw_fd();
+                crate::worker::process::set_nonblocking(fd);
+                Stream {
+                    pipe: Some(Box::new(r)),
+                    fd,
+                    kept: Vec::new(),
+                }
+            }
+            None => Stream {
+                pipe: None,
+                fd: -1,
+                kept: Vec::new(),
+            },
+        }
+    }
+
+    /// Reads what is there now (a bounded amount), keeping up to `KEEP` bytes;
+    /// true if anything came.
+    fn read_some(&mut self, buf: &mut [u8]) -> bool {
+        let Some(pipe) = &mut self.pipe else {
+            return false;
+        };
+        let mut came = false;
+        for _ in 0..64 {
+            match pipe.read(buf) {
+                Ok(0) => {
+                    self.pipe = None;
+                    self.fd = -1;
+                    return came;
+                }
+                Ok(n) => {
+                    came = true;
+                    let room = KEEP.saturating_sub(self.kept.len());
+                    self.kept.extend_from_slice(&buf[..n.min(room)]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return came,
+                Err(_) => {
+                    self.pipe = None;
+                    self.fd = -1;
+                    return came;
+                }
+            }
+        }
+        came
+    }
+
+    fn text(self) -> String {
+        String::from_utf8_lossy(&self.kept).into_owned()
+    }
+}
+
+/// Waits up to `ms` for output on `streams`; true if some is there.
+fn wait_for_output(streams: &[Stream; 2], ms: i32) -> bool {
+    let mut fds = streams.each_ref().map(|s| libc::pollfd {
+        fd: s.fd,
+        events: libc::POLLIN,
+        revents: 0,
+    });
+    // SAFETY: `fds` is a valid array of 2 pollfd structs for the call's duration;
+    // poll ignores entries whose fd is negative.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, ms) };
+    rc > 0
+}
+
+/// Runs `cmd` to its end, at most `COMMAND_TIMEOUT` (and the thread's
+/// [`commands_end_by`]), capturing up to `KEEP` bytes of what it prints on each
+/// stream. It runs in a process group of its own, killed whole at the timeout.
+/// Once the command has exited, what it printed is read and nothing more: a
+/// process it left in the background (a job it started) may keep the pipes
+/// open, and is neither waited for nor killed.
 pub fn run(mut cmd: Command) -> Result<Ran, String> {
+    use std::os::unix::process::CommandExt;
     let what = format!("{:?}", cmd.get_program());
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot run {what}: {e}"))?;
-    let reader = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut s);
-            }
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
-    let err = reader(
-        child
-            .stderr
-            .take()
-            .map(|r| Box::new(r) as Box<dyn Read + Send>),
-    );
+    let pid = i32::try_from(child.id()).unwrap_or(0);
+    let mut streams = [
+        Stream::new(child.stdout.take()),
+        Stream::new(child.stderr.take()),
+    ];
+    let mut buf = vec![0u8; 64 * 1024];
     let deadline = Instant::now() + COMMAND_TIMEOUT;
+    let deadline = END_BY
+        .with(|d| d.get())
+        .map_or(deadline, |d| d.min(deadline));
     let mut pause = Duration::from_millis(2);
     let code = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let ms = pause.min(left).as_millis() as i32;
+        if wait_for_output(&streams, ms) {
+            for s in &mut streams {
+                s.read_some(&mut buf);
+            }
+        } else {
+            pause = (pause * 2).min(Duration::from_millis(100));
+        }
         match child.try_wait() {
             Ok(Some(s)) => break s.code(),
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(100));
-            }
+            Ok(None) if Instant::now() < deadline => {}
             _ => {
+                crate::worker::process::kill_group(pid);
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
             }
         }
     };
+    // What the command printed before it ended is in the pipes now; a short
+    // bound, as a background process may go on writing.
+    let until = Instant::now() + Duration::from_millis(100);
+    while Instant::now() < until && wait_for_output(&streams, 0) {
+        let mut came = false;
+        for s in &mut streams {
+            came |= s.read_some(&mut buf);
+        }
+        if !came {
+            break;
+        }
+    }
+    let [out, err] = streams;
     Ok(Ran {
         code,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: out.text(),
+        stderr: err.text(),
     })
 }
 
@@ -471,6 +577,12 @@ impl Batch for Custom {
             let mut cmd = self.shell(&self.status);
             cmd.env("VINE_JOB_ID", id);
             let ran = run(cmd)?;
+            if ran.code.is_none() {
+                // It hung: the others' status is unknown this time rather
+                // than each one's asked until it hangs too.
+                failure = Some(format!("the status command failed: {}", ran.complaint()));
+                break;
+            }
             if ran.code != Some(0) {
                 failure = Some(format!("the status command failed: {}", ran.complaint()));
                 continue;
@@ -586,5 +698,101 @@ mod test {
         assert_eq!(c.status(&["1"]).unwrap()["1"], Status::Ended);
         c.status = "exit 1".into();
         assert!(c.status(&["1"]).is_err());
+    }
+
+    fn sh(line: &str) -> Command {
+        let mut c = Command::new("/bin/sh");
+        c.arg("-c").arg(line);
+        c
+    }
+
+    /// Runs `line` on another thread; what it gave, or a panic if it has not
+    /// ended within a minute (it would have hung).
+    fn run_ending(line: &str, end_by: Option<Instant>) -> Ran {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let line = line.to_owned();
+        std::thread::spawn(move || {
+            commands_end_by(end_by);
+            let _ = tx.send(run(sh(&line)));
+        });
+        rx.recv_timeout(Duration::from_secs(60))
+            .expect("the command's run never ended")
+            .unwrap()
+    }
+
+    fn alive(pid: &str) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.to_owned()))
+            .is_some_and(|r| !r.starts_with('Z') && !r.starts_with('X'))
+    }
+
+    #[test]
+    fn a_commands_output_is_kept_up_to_a_bound() {
+        // 50 MB on standard output, a complaint of wide characters on standard
+        // error: 1 MiB kept of each, and the complaint cut between characters.
+        let ran = run_ending(
+            "head -c 50000000 /dev/zero; for i in $(seq 1500); do printf 'é'; done >&2; exit 4",
+            None,
+        );
+        assert_eq!(ran.stdout.len(), KEEP);
+        assert_eq!(ran.code, Some(4));
+        let c = ran.complaint();
+        assert!(
+            c.starts_with("exit status 4: é") && c.len() <= 2000 + 20,
+            "{c}"
+        );
+    }
+
+    #[test]
+    fn a_command_that_leaves_a_process_holding_its_output_is_not_waited_for() {
+        // A job started in the background keeps the pipes open: the command's own
+        // end is what counts, and the job is left alone.
+        let ran = run_ending("sleep 120 & echo $!; echo said >&2", None);
+        assert_eq!(ran.code, Some(0));
+        assert_eq!(ran.stderr, "said\n");
+        let pid = ran.stdout.trim();
+        assert!(alive(pid), "the background job was killed");
+        crate::worker::process::kill_group(pid.parse().unwrap());
+    }
+
+    #[test]
+    fn a_command_past_its_time_is_killed_with_every_process_it_started() {
+        let ran = run_ending(
+            "sleep 120 & echo $!; sleep 120",
+            Some(Instant::now() + Duration::from_millis(300)),
+        );
+        assert_eq!(ran.code, None);
+        let pid = ran.stdout.trim().to_owned();
+        assert!(!pid.is_empty());
+        // Killed with its group; reaped by whoever inherits it.
+        let until = Instant::now() + Duration::from_secs(60);
+        while alive(&pid) {
+            assert!(Instant::now() < until, "the background process lives on");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    #[test]
+    fn a_status_command_that_hangs_is_not_asked_again_in_the_same_look() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-batch-test").unwrap();
+        let count = dir.join("count");
+        let mut c = Custom {
+            submit: "true".into(),
+            status: format!("echo x >> '{}'; sleep 120", count.display()),
+            cancel: "true".into(),
+            dir: dir.clone(),
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            commands_end_by(Some(Instant::now() + Duration::from_millis(300)));
+            let _ = tx.send(c.status(&["1", "2", "3"]));
+        });
+        let got = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("never ended");
+        assert!(got.unwrap_err().contains("killed or timed out"));
+        assert_eq!(std::fs::read_to_string(&count).unwrap(), "x\n");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

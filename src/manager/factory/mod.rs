@@ -386,7 +386,7 @@ impl Factory {
             }
         }
         match left {
-            Some(e) if stuck => Err(Error::invalid(e)),
+            Some(e) if stuck => Err(Error::new(ErrorKind::Timeout, e)),
             _ => Ok(()),
         }
     }
@@ -562,9 +562,9 @@ struct Cycle {
     next_job: u64,
     jobs: Vec<Job>,
     endpoint: Endpoint,
-    /// The scratch directory jobs are submitted from now, once made ready, and
-    /// the password copy in it.
-    ready_dir: Option<(PathBuf, Option<PathBuf>)>,
+    /// The scratch directory jobs are submitted from now, once made ready, the
+    /// directory their files go in (see `prepare_dir`), and the password copy.
+    ready_dir: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
     /// No submission before then (after failures).
     backoff_until: Option<Instant>,
     /// Failures in a row.
@@ -595,6 +595,11 @@ impl Cycle {
         }
         let grace = Duration::from_millis(self.shared.grace_ms.load(Ordering::Acquire));
         self.cancel_all(grace);
+        // The password's copy never outlives the factory, even where its job
+        // files are kept.
+        if let Some((_, _, Some(pw))) = &self.ready_dir {
+            let _ = std::fs::remove_file(pw);
+        }
     }
 
     fn config(&self) -> Config {
@@ -815,30 +820,78 @@ impl Cycle {
         ));
     }
 
-    /// Makes the scratch directory ready (created readable by this user only,
-    /// with a copy of the password file): the password copy's path.
-    fn prepare_dir(&mut self, dir: &Path) -> std::result::Result<Option<PathBuf>, String> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-        if let Some((d, pw)) = &self.ready_dir {
-            if d == dir {
-                return Ok(pw.clone());
+    /// Makes the scratch directory `dir` ready: the directory jobs' files go in,
+    /// and the password copy's path. A directory that does not exist is made,
+    /// readable by this user only. One that exists and that others may write
+    /// (`/tmp`, a group's directory) gets a private directory of the factory's
+    /// own inside it, since another user could replace a job's script there.
+    /// Checked for every submission: a directory removed meanwhile (a cleaner
+    /// of old files, say) is made again.
+    fn prepare_dir(
+        &mut self,
+        dir: &Path,
+    ) -> std::result::Result<(PathBuf, Option<PathBuf>), String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+        if let Some((d, used, pw)) = &self.ready_dir {
+            if d == dir && used.is_dir() && pw.as_ref().is_none_or(|p| p.is_file()) {
+                return Ok((used.clone(), pw.clone()));
             }
         }
-        if !dir.is_dir() {
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(|e| format!("cannot make the scratch directory {}: {e}", dir.display()))?;
-            self.shared
-                .made_dirs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(dir.to_owned());
-        }
+        let used = match std::fs::metadata(dir) {
+            Ok(m) if !m.is_dir() => {
+                return Err(format!(
+                    "the scratch directory {} is not a directory",
+                    dir.display()
+                ))
+            }
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            Ok(m) if m.mode() & 0o022 == 0 && m.uid() == unsafe { libc::geteuid() } => {
+                dir.to_owned()
+            }
+            Ok(_) => {
+                let own = dir.join(format!("{}{}", self.name, "-files"));
+                if !own.is_dir() {
+                    std::fs::DirBuilder::new()
+                        .mode(0o700)
+                        .create(&own)
+                        .map_err(|e| format!("cannot make {}: {e}", own.display()))?;
+                    self.shared
+                        .made_dirs
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push(own.clone());
+                }
+                // Made by someone else between the look and the make: not ours.
+                let m = std::fs::symlink_metadata(&own)
+                    .map_err(|e| format!("{}: {e}", own.display()))?;
+                // SAFETY: as above.
+                if !m.is_dir() || m.uid() != unsafe { libc::geteuid() } || m.mode() & 0o077 != 0 {
+                    return Err(format!(
+                        "{} is not a directory of this user's only: not used for job files",
+                        own.display()
+                    ));
+                }
+                own
+            }
+            Err(_) => {
+                std::fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| {
+                        format!("cannot make the scratch directory {}: {e}", dir.display())
+                    })?;
+                self.shared
+                    .made_dirs
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(dir.to_owned());
+                dir.to_owned()
+            }
+        };
         let pw = match &self.endpoint.password {
             Some(src) => {
-                let copy = dir.join("password");
+                let copy = used.join(format!("{}password", self.prefix));
                 let data = std::fs::read(src)
                     .map_err(|e| format!("cannot read the password file {}: {e}", src.display()))?;
                 let _ = std::fs::remove_file(&copy);
@@ -853,20 +906,19 @@ impl Cycle {
             }
             None => None,
         };
-        self.ready_dir = Some((dir.to_owned(), pw.clone()));
-        Ok(pw)
+        self.ready_dir = Some((dir.to_owned(), used.clone(), pw.clone()));
+        Ok((used, pw))
     }
 
     /// Submits one job; false if it failed.
     fn submit(&mut self, config: &Config) -> bool {
-        let password = match self.prepare_dir(&config.scratch_dir) {
+        let (dir, password) = match self.prepare_dir(&config.scratch_dir) {
             Ok(p) => p,
             Err(e) => {
                 self.failed(e);
                 return false;
             }
         };
-        let dir = config.scratch_dir.clone();
         if self.kind == Kind::Custom {
             let (Some(s), Some(st), Some(c)) = (
                 &config.submit_command,
@@ -1015,6 +1067,8 @@ impl Cycle {
     fn cancel_all(&mut self, grace: Duration) {
         let start = Instant::now();
         let deadline = start + grace;
+        // No batch command outlasts the grace either.
+        batch::commands_end_by(Some(deadline));
         self.refresh_status();
         let ask = Ask {
             prefix: self.prefix.clone(),
@@ -1124,6 +1178,116 @@ mod test {
                 (p.extension()? == "out").then(|| std::fs::read_to_string(p).unwrap())
             })
             .collect()
+    }
+
+    /// A custom factory under `dir` whose jobs write their worker's command
+    /// line to their output file and stay pending until cancelled, cycling every
+    /// 10 ms: the
+    /// factory and where it asks the manager.
+    fn pending_jobs(
+        dir: &Path,
+        scratch: &Path,
+        password: Option<PathBuf>,
+    ) -> (Arc<Factory>, inbox::Receiver<Message>) {
+        let (tx, rx) = inbox::unbounded();
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 9,
+            password,
+            tls_fingerprint: None,
+        };
+        let scratch = scratch.to_str().unwrap().to_owned();
+        let f = Factory::start(Kind::Custom, tx, endpoint, dir, |e| {
+            e.set_string(
+                "submit-command",
+                "printf '%s\\n' \"$VINE_WORKER_COMMAND\" > \"$VINE_JOB_OUTPUT\" && echo job",
+            )?;
+            // Cancelled, the jobs end.
+            e.set_string(
+                "status-command",
+                "test -e cancelled && echo done || echo pending",
+            )?;
+            e.set_string("cancel-command", "touch cancelled")?;
+            e.set_string("scratch-dir", &scratch)?;
+            e.set("cycle-interval", 0.01)
+        })
+        .unwrap();
+        (f, rx)
+    }
+
+    /// Each `.out` file under `dir` (one level down too), with its text.
+    fn outputs_below(dir: &Path) -> Vec<(PathBuf, String)> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                found.extend(outputs_below(&p));
+            } else if p.extension().is_some_and(|x| x == "out") {
+                found.push((p.clone(), std::fs::read_to_string(&p).unwrap()));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_scratch_directory_removed_meanwhile_is_made_again() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let scratch = dir.join("scratch");
+        let (f, rx) = pending_jobs(&dir, &scratch, None);
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        // One job is out; a cleaner of old files removes the directory.
+        assert_eq!(outputs_below(&scratch).len(), 1);
+        std::fs::remove_dir_all(&scratch).unwrap();
+        answer(&rx, 2.0);
+        answer(&rx, 2.0);
+        assert_eq!(f.counts(), (2, 0), "{:?}", f.last_error());
+        assert_eq!(outputs_below(&scratch).len(), 1);
+        drop(rx);
+        f.stop(Duration::from_secs(60)).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_scratch_directory_others_may_write_gets_a_private_one_inside() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let shared = dir.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        std::fs::write(shared.join("password"), "mine").unwrap();
+        let secret = dir.join("secret");
+        std::fs::write(&secret, "sesame").unwrap();
+        let (f, rx) = pending_jobs(&dir, &shared, Some(secret));
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        let jobs = outputs_below(&shared);
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let (out, line) = &jobs[0];
+        let own = out.parent().unwrap();
+        assert_ne!(
+            own, shared,
+            "job files straight in a directory others write"
+        );
+        let mode = std::fs::metadata(own).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        // The job's password copy is in the private directory; the user's own
+        // file of that name is untouched.
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "--password").unwrap();
+        let copy = PathBuf::from(words[at + 1]);
+        assert_eq!(copy.parent().unwrap(), own);
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "sesame");
+        assert_eq!(
+            std::fs::read_to_string(shared.join("password")).unwrap(),
+            "mine"
+        );
+        drop(rx);
+        f.stop(Duration::from_secs(60)).unwrap();
+        // Nothing of the factory's is left, the password's copy least of all.
+        assert!(!copy.exists() && !own.exists());
+        assert!(shared.join("password").exists());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// A program sets a factory up right after creating it, then submits; the
