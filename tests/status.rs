@@ -268,3 +268,83 @@ fn vine_status_refuses_an_answer_that_is_not_a_state() {
         assert!(said.contains("not its state"), "{answer}: {said}");
     }
 }
+
+/// Sends `bytes` one at a time, a tenth of a second apart (far less than the
+/// 2 s vine_status allows a read), until they run out or vine_status hangs up.
+fn trickle(s: &mut std::net::TcpStream, bytes: impl IntoIterator<Item = u8>) {
+    for b in bytes {
+        if std::io::Write::write_all(s, &[b]).is_err() {
+            return;
+        }
+        // Pacing of the trickle, not synchronisation.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn vine_status_gives_up_on_an_answer_trickled_past_its_timeout() {
+    // The answer comes, a byte at a time: every read gets something well
+    // within 2 s, but the whole answer would take days. --timeout bounds the
+    // exchange, not each read.
+    let (code, said) = status_against(|mut s| {
+        welcome(&mut s);
+        let mut frame = Vec::new();
+        vine::protocol::write_frame(
+            &mut frame,
+            &vine::protocol::ToWorker::Status(format!("{{\"pad\":\"{}\"}}", "x".repeat(1 << 20))),
+        )
+        .unwrap();
+        trickle(&mut s, frame.into_iter().chain(std::iter::repeat(0)));
+    });
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("no answer within 2 s"), "{said}");
+}
+
+#[test]
+fn vine_status_refuses_an_answer_announced_too_long_for_a_state() {
+    // A frame header that announces 250 MiB (under the protocol's limit for a
+    // task, far over any manager's state), then zeros, slowly: refused on its
+    // header, not read until the timeout.
+    let (code, said) = status_against(|mut s| {
+        welcome(&mut s);
+        let mut header = b"VN".to_vec();
+        header.extend_from_slice(&vine::protocol::VERSION.to_le_bytes());
+        header.extend_from_slice(&(250u32 << 20).to_le_bytes());
+        std::io::Write::write_all(&mut s, &header).unwrap();
+        trickle(&mut s, std::iter::repeat(0));
+    });
+    assert_eq!(code, Some(1), "{said}");
+    assert!(said.contains("over the limit"), "{said}");
+    assert!(!said.contains("no answer within"), "{said}");
+}
+
+#[test]
+fn vine_status_asks_a_manager_over_tls() {
+    // The answer comes inside TLS (no frame tags there), with and without a
+    // password.
+    let dir = tempdir();
+    let pw = dir.join("pw");
+    std::fs::write(&pw, "sesame\n").unwrap();
+    for password in [false, true] {
+        let tls = vine::tls::ServerTls::generate().unwrap();
+        let m = vine::Manager::with_tls(vine::Port::Any, Some(tls)).unwrap();
+        m.tune("local-cores", 0.0).unwrap();
+        let port = m.port().unwrap();
+        let fp = m.tls_fingerprint().unwrap().to_owned();
+        let mut extra = vec!["--json", "--ssl-fingerprint", &fp];
+        if password {
+            m.set_password_file(&pw).unwrap();
+            extra.extend(["--password", pw.to_str().unwrap()]);
+        }
+        // The manager lets connections in once it has a task.
+        let waiting = m.submit(Task::command(c"true")).unwrap();
+        let out = status(port, &extra);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "password {password}: {err}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["manager"]["port"], port, "{v}");
+        assert_eq!(v["tasks"]["waiting"], 1, "{v}");
+        m.cancel(waiting).unwrap();
+        m.shutdown().unwrap();
+    }
+}

@@ -8,10 +8,17 @@ use std::time::{Duration, Instant};
 use super::options::WorkerOptions;
 use super::store::stored_names;
 use super::Ended;
-use crate::channel::{FrameReader, FrameWriter, Handshake};
+use crate::channel::{Deadline, FrameReader, FrameWriter, Handshake};
 use crate::error::{Error, ErrorKind};
-use crate::protocol::{self, ToManager, ToWorker};
+use crate::protocol::{self, FrameMac, ToManager, ToWorker};
 use crate::resources::Resources;
+
+/// The largest answer to a status query accepted, well under
+/// [`protocol::MAX_FRAME`]: the manager lists at most 64 tasks per worker, so
+/// its state takes a few kilobytes per worker, and this holds tens of
+/// thousands of them. A peer that announces more is refused on the frame's
+/// header, before its payload is read or allocated.
+const MAX_STATUS_FRAME: u32 = 64 << 20;
 
 /// Runs the handshake: TLS if asked for, then registration with the password
 /// proofs both ways, bound to the TLS channel when there is one. Returns the
@@ -27,11 +34,97 @@ pub(super) fn handshake(
     status: bool,
     transfer_port: u16,
 ) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration, [u8; 32]), Ended> {
-    use Ended::{BeforeSession, Refused};
     // Long enough for a manager that holds connections until it is configured,
-    // but never past the time the worker (or vine_status) was given to find one.
+    // but never past the time the worker was given to find one.
     let bound = Duration::from_secs(30).min(opts.timeout.max(Duration::from_secs(1)));
     let until = Instant::now() + bound;
+    let w = register(
+        opts,
+        stream,
+        tls,
+        resources,
+        store,
+        end,
+        status,
+        transfer_port,
+        until,
+    )?;
+    let (incoming, outgoing, sock) = w.h.into_session(w.keys).map_err(Ended::BeforeSession)?;
+    // Keep alive as often as the manager needs, or more often if asked to.
+    let keepalive = opts
+        .keepalive
+        .min(Duration::from_millis(w.keepalive_ms.max(1)));
+    Ok((incoming, outgoing, sock, keepalive, w.token))
+}
+
+/// Asks the manager for its state, as `vine_status` does: the registration of
+/// a worker, marked as a status query, then the manager's one answer. Every
+/// read and write, the answer's included, ends by `until`, however slowly the
+/// peer sends; an answer announced longer than [`MAX_STATUS_FRAME`] is refused
+/// before it is read.
+pub(super) fn query_status(
+    opts: &WorkerOptions,
+    stream: TcpStream,
+    tls: Option<&crate::tls::ClientTls>,
+    until: Instant,
+) -> std::result::Result<String, Ended> {
+    let w = register(
+        opts,
+        stream,
+        tls,
+        Resources::default(),
+        None,
+        None,
+        true,
+        0,
+        until,
+    )?;
+    let mut h = w.h;
+    let answer: ToWorker = match w.keys {
+        // Without TLS, with a password: the answer carries its tag under the
+        // session's manager-to-worker key, as every frame after Welcome.
+        Some((_, mut theirs)) => protocol::read_frame_within(
+            &mut Deadline::new(h.socket(), until),
+            MAX_STATUS_FRAME,
+            Some(&mut theirs),
+        ),
+        // Under TLS (which authenticates it), or without a password.
+        None => h.recv(MAX_STATUS_FRAME),
+    }
+    .map_err(Ended::Broken)?;
+    match answer {
+        ToWorker::Status(json) => Ok(json),
+        _ => Err(Ended::Broken(Error::invalid(
+            "the manager did not answer with its state",
+        ))),
+    }
+}
+
+/// A connection the manager welcomed, still under the handshake's deadline.
+struct Welcomed {
+    h: Handshake,
+    /// The session's frame keys (sending, receiving), when its frames are
+    /// authenticated.
+    keys: Option<(FrameMac, FrameMac)>,
+    keepalive_ms: u64,
+    token: [u8; 32],
+}
+
+/// TLS if asked for, then registration with the password proofs both ways,
+/// everything done by `until`.
+#[allow(clippy::too_many_arguments)]
+fn register(
+    opts: &WorkerOptions,
+    stream: TcpStream,
+    tls: Option<&crate::tls::ClientTls>,
+    resources: Resources,
+    store: Option<&Path>,
+    end: Option<Instant>,
+    status: bool,
+    transfer_port: u16,
+    until: Instant,
+) -> std::result::Result<Welcomed, Ended> {
+    use Ended::{BeforeSession, Refused};
     let conn = tls
         .map(|t| t.connect(&opts.host))
         .transpose()
@@ -118,12 +211,12 @@ pub(super) fn handshake(
             keys = Some((w2m, m2w));
         }
     }
-    let (incoming, outgoing, sock) = h.into_session(keys).map_err(BeforeSession)?;
-    // Keep alive as often as the manager needs, or more often if asked to.
-    let keepalive = opts
-        .keepalive
-        .min(Duration::from_millis(keepalive_ms.max(1)));
-    Ok((incoming, outgoing, sock, keepalive, token))
+    Ok(Welcomed {
+        h,
+        keys,
+        keepalive_ms,
+        token,
+    })
 }
 
 pub(super) fn hostname() -> String {

@@ -217,7 +217,8 @@ impl Drop for DirGuard {
 
 /// Asks the manager `opts` names for its state (what `vine_status` shows): the
 /// same connection, TLS and password proofs both ways as a worker's, then one
-/// answer. Gives up after `opts.timeout`.
+/// answer. Gives up after `opts.timeout`: the connection, the handshake and the
+/// answer all end by one deadline, however slowly the peer sends.
 pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
     use std::net::ToSocketAddrs;
     let addr = (opts.host.as_str(), opts.port)
@@ -225,18 +226,15 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
         .map_err(|e| Error::io(format!("{}:{}", opts.host, opts.port), e))?
         .next()
         .ok_or_else(|| Error::invalid(format!("{} has no address", opts.host)))?;
-    let stream = TcpStream::connect_timeout(&addr, opts.timeout)
-        .map_err(|e| Error::io(format!("cannot reach {}:{}", opts.host, opts.port), e))?;
-    let _ = stream.set_read_timeout(Some(opts.timeout));
-    let tls = opts
-        .tls
-        .as_ref()
-        .map(crate::tls::ClientTls::new)
-        .transpose()?;
-    // A read that times out says "Resource temporarily unavailable": say
-    // what happened instead.
+    let deadline = Instant::now() + opts.timeout;
+    let past = || Instant::now() >= deadline;
+    // A read that times out says "Resource temporarily unavailable", and one
+    // begun past the deadline "the handshake took too long": say what
+    // happened instead.
     let silent = |e: Error| {
-        if matches!(e.errno(), libc::EAGAIN | libc::ETIMEDOUT) {
+        if matches!(e.errno(), libc::EAGAIN | libc::ETIMEDOUT)
+            || (e.kind() == ErrorKind::Io && past())
+        {
             Error::new(
                 ErrorKind::Io,
                 format!(
@@ -248,20 +246,21 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
             e
         }
     };
-    let nothing = crate::resources::Resources::default();
-    let (mut reader, _writer, sock, _, _) =
-        handshake::handshake(opts, stream, tls.as_ref(), nothing, None, None, true, 0)
-            .map_err(|e| match e {
-                Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
-                Ended::WallTime => Error::invalid("ended"),
-            })
-            .map_err(silent)?;
-    // The session starts without a timeout: a peer that goes silent after
-    // the handshake must not hold the question forever.
-    sock.set_read_timeout(Some(opts.timeout))
-        .map_err(|e| Error::io("socket", e))?;
-    match reader.recv::<crate::protocol::ToWorker>().map_err(silent)? {
-        crate::protocol::ToWorker::Status(json) => Ok(json),
-        _ => Err(Error::invalid("the manager did not answer with its state")),
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(silent(Error::new(ErrorKind::Timeout, "no time left")));
     }
+    let stream = TcpStream::connect_timeout(&addr, left)
+        .map_err(|e| Error::io(format!("cannot reach {}:{}", opts.host, opts.port), e))?;
+    let tls = opts
+        .tls
+        .as_ref()
+        .map(crate::tls::ClientTls::new)
+        .transpose()?;
+    handshake::query_status(opts, stream, tls.as_ref(), deadline)
+        .map_err(|e| match e {
+            Ended::Refused(e) | Ended::BeforeSession(e) | Ended::Broken(e) => e,
+            Ended::WallTime => Error::invalid("ended"),
+        })
+        .map_err(silent)
 }
