@@ -1249,6 +1249,25 @@ mod test {
     }
 
     #[test]
+    fn jobs_that_would_not_go_are_named_in_a_timeout_error() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let (f, rx) = pending_jobs(&dir, &dir.join("scratch"), None);
+        f.set_string("cancel-command", "true").unwrap();
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        drop(rx);
+        let e = f.stop(Duration::ZERO).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert!(
+            e.to_string().contains("still present") && e.to_string().contains("job"),
+            "{e}"
+        );
+        // Kept for a look, as the jobs may still use them.
+        assert!(dir.join("scratch").is_dir());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn a_scratch_directory_others_may_write_gets_a_private_one_inside() {
         use std::os::unix::fs::PermissionsExt;
         let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
