@@ -6,7 +6,7 @@ module sweep_tasks
   use vine
   implicit none
 contains
-  integer(c_int) function integrate(input, input_len, output, context) bind(C)
+  recursive integer(c_int) function integrate(input, input_len, output, context) bind(C)
     type(c_ptr), value :: input, output, context
     integer(c_size_t), value :: input_len
     real(c_double), pointer :: args(:)

@@ -2,23 +2,34 @@
 !
 ! Every C function keeps its C name. Handles (manager, task, file, output buffer)
 ! are type(c_ptr); sizes are integer(c_size_t); string arguments are character(*)
-! (the module adds the terminating NUL) and strings the library returns come back as
+! (the module drops trailing blanks, as Fortran comparisons ignore them, so a
+! fixed-length variable passes what it holds, and adds the terminating NUL) and
+! strings the library returns come back as
 ! allocatable character ('' where C returns NULL). Every constant of vine.h is a
 ! named parameter here. Compile this file with your program; no .mod file is shipped.
 !
 ! A task function is a bind(C) function, registered with c_funloc:
 !
-!   integer(c_int) function square(input, input_len, output, context) bind(C)
+!   recursive integer(c_int) function square(input, input_len, output, context) bind(C)
 !     type(c_ptr), value :: input, output, context
 !     integer(c_size_t), value :: input_len
 !     real(c_double), pointer :: x
-!     real(c_double), target, save :: y      ! any storage valid during the call
+!     real(c_double), target :: y            ! a local: appending copies it
 !     call c_f_pointer(input, x)             ! read the input
 !     y = x * x
 !     square = vine_buffer_append(output, c_loc(y), int(c_sizeof(y), c_size_t))
 !   end function
 !   ...
 !   rc = vine_register_function('square', c_funloc(square))
+!
+! Task functions run on several threads at once. Declare them RECURSIVE (or
+! compile with -frecursive), so that their locals, large arrays too, are each
+! call's own, and keep no SAVE variable or module variable they write: those are
+! shared by every call running (gfortran's -fcheck=all stops the program on a
+! second call of a function not RECURSIVE). A STOP or ERROR STOP in a task
+! function ends the whole program, as exit() does in C: run such code with
+! vine_task_set_exec_mode(t, VINE_EXEC_PROCESS), where it ends only the task
+! (VINE_RESULT_FUNCTION_ERROR with the stop code).
 !
 ! Arrays as task inputs: the input is copied at creation, so pass any contiguous
 ! array with the TARGET attribute and its size in bytes:
@@ -188,7 +199,7 @@ module vine
   public :: vine_task_set_priority, vine_task_set_time_min, vine_task_set_time_max
   public :: vine_task_set_retries, vine_task_set_exec_mode, vine_task_get_result
   public :: vine_task_get_exit_code, vine_task_get_output, vine_task_get_id
-  public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_file_size
+  public :: vine_declare_buffer, vine_declare_temp, vine_fetch_file, vine_fetch_file_len, vine_file_size
   public :: vine_file_set_mode, vine_file_replica_count
   public :: vine_declare_untar, vine_declare_poncho, vine_task_add_poncho_package
   public :: vine_file_contents, vine_file_type, vine_file_source, vine_prune_file
@@ -392,6 +403,11 @@ module vine
     type(c_ptr) function vine_fetch_file(m, f) bind(C, name='vine_fetch_file')
       import :: c_ptr
       type(c_ptr), value :: m, f
+    end function
+    type(c_ptr) function vine_fetch_file_len(m, f, len) bind(C, name='vine_fetch_file_len')
+      import :: c_ptr, c_size_t
+      type(c_ptr), value :: m, f
+      integer(c_size_t), intent(out) :: len
     end function
     integer(c_size_t) function vine_file_size(f) bind(C, name='vine_file_size')
       import :: c_ptr, c_size_t
@@ -955,11 +971,11 @@ module vine
 
 contains
 
-  !> A Fortran string as a NUL-terminated C string.
+  !> A Fortran string, without its trailing blanks, as a NUL-terminated C string.
   pure function cstr(s) result(c)
     character(*), intent(in) :: s
-    character(kind=c_char, len=len(s) + 1) :: c
-    c = s // c_null_char
+    character(kind=c_char, len=len_trim(s) + 1) :: c
+    c = s(1:len_trim(s)) // c_null_char
   end function
 
   !> A C string (NULL: '') as a Fortran string.
@@ -1410,11 +1426,25 @@ contains
     vine_get_stats_category = c_vine_get_stats_category(m, cstr(category), s)
   end function
 
-  !> The contents of a buffer, temp or file as a Fortran string.
+  !> The contents of a buffer, temp or file as a Fortran string, every byte of
+  !> them (NUL bytes too); '' on error.
   function vine_fetch_file_string(m, f) result(s)
     type(c_ptr), intent(in) :: m, f
     character(:), allocatable :: s
-    s = fstr(vine_fetch_file(m, f))
+    type(c_ptr) :: p
+    integer(c_size_t) :: n
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i
+    p = vine_fetch_file_len(m, f, n)
+    if (.not. c_associated(p)) then
+      s = ''
+      return
+    end if
+    call c_f_pointer(p, chars, [n])
+    allocate(character(n) :: s)
+    do i = 1, int(n)
+      s(i:i) = chars(i)
+    end do
   end function
 
   !> Writes the transactions log to `path` (1 if opened, 0 if not).

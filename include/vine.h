@@ -728,13 +728,20 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 // through a link to its directory) is refused. Returns 0 or a negative error.
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
-// The current contents of a buffer, temp or file, NUL-terminated (the size, which
-// excludes the NUL, from `vine_file_size`). A URL or mini-task file exists only
+// The current contents of a buffer, temp or file, NUL-terminated (their size,
+// which excludes the NUL, from `vine_fetch_file_len`; `vine_file_size` says what
+// the file holds now, which a task or a `VINE_WATCH` output may have changed
+// since). A URL or mini-task file exists only
 // at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 // brought from it first (the call waits for it). The memory belongs to the file and
 // stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
 // or whose worker was lost).
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
+
+// `vine_fetch_file`, writing the size of what it returns to `*len` (the NUL
+// excluded; 0 on error): the size that goes with those bytes, however the file
+// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`. vine's own.
+const char *vine_fetch_file_len(struct vine_manager *m, struct vine_file *f, size_t *len);
 
 // How many remote workers hold `f` now (or are being sent it), as TaskVine's
 // function of the same name: a temp made or fetched there, an input cached
@@ -1159,7 +1166,7 @@ int vine_set_runtime_info_path(const char *path);
 // Makes `dir` manager `m`'s run directory: its logs go to `dir/vine-logs/`
 // (`transactions`, `performance`, `debug`; created or truncated) from now on.
 // vine's own (TaskVine's `vine_set_runtime_info_path` sets the root for the
-// managers created later). Returns 0 or a negative error.
+// managers created later). Returns 0 or a negative error (`""` is refused).
 int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
 // Names the manager (shown to workers and in logs). Returns 0 or a negative error.
@@ -1827,10 +1834,11 @@ int vine_task_set_env_var(struct vine_task *t, const char *name, const char *val
 // exist in the child) or on locks they might hold. So calls on a manager (its
 // threads are not in the child), a file, a factory, and `vine_register_function`
 // fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
-// runs the program's own `atexit` handlers and flushes its `stdio` buffers in
-// the child, as after any `fork`: a program that has unwritten `stdio` output
-// when it submits sees it twice (`fflush` first). vine's own exit handler does
-// nothing there. A memory request
+// runs the program's own `atexit` handlers in the child, as after any `fork`.
+// What the program's C `stdio` had not written at the fork (C++ streams synced
+// with it included) is dropped in the child, so an `exit()` there does not
+// write it a second time; other buffers, a Fortran unit's, would be: flush
+// them before submitting. vine's own exit handler does nothing there. A memory request
 // (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 // task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
 // Commands always run in their own processes: setting PROCESS on one is refused.

@@ -57,6 +57,14 @@ template <class T> T *check_ptr(T *p, const char *call)
     if (!p) throw error(last_code(), last(call));
     return p;
 }
+/* The string for C, which would end at a NUL byte inside it: refused instead
+   of cut short (a command, path or tag that is not what was given). */
+inline const char *cstr(const std::string &s)
+{
+    if (s.find('\0') != std::string::npos)
+        throw error(VINE_ERROR_INVALID_ARGUMENT, "vine: a string argument holds a NUL byte");
+    return s.c_str();
+}
 } // namespace detail
 
 /// A read-only view of bytes (std::span<const std::byte> in C++20).
@@ -134,7 +142,7 @@ template <function F> int trampoline(const void *in, std::size_t len, vine_buffe
 /// Registers the C++ function F under `name` (see vine_register_function).
 template <function F> void register_function(const std::string &name)
 {
-    detail::check(vine_register_function(name.c_str(), &detail::trampoline<F>), "vine_register_function");
+    detail::check(vine_register_function(detail::cstr(name), &detail::trampoline<F>), "vine_register_function");
 }
 
 /// A file declared to a manager (owned by the manager; copyable handle).
@@ -169,11 +177,11 @@ public:
     ~task() { reset(); }
 
     /// A shell command.
-    static task command(const std::string &cmd) { return task(detail::check_ptr(vine_task_create(cmd.c_str()), "vine_task_create")); }
+    static task command(const std::string &cmd) { return task(detail::check_ptr(vine_task_create(detail::cstr(cmd)), "vine_task_create")); }
     /// A registered function with raw input bytes.
     static task function(const std::string &name, const void *input, std::size_t len)
     {
-        return task(detail::check_ptr(vine_task_create_function(name.c_str(), input, len), "vine_task_create_function"));
+        return task(detail::check_ptr(vine_task_create_function(detail::cstr(name), input, len), "vine_task_create_function"));
     }
     /// A registered function with one trivially copyable value as input.
     template <class T> static task function(const std::string &name, const T &value)
@@ -198,15 +206,15 @@ public:
     task &disk(int64_t mb) { detail::check(vine_task_set_disk(t_, mb), "vine_task_set_disk"); return *this; }
     task &gpus(int n) { detail::check(vine_task_set_gpus(t_, n), "vine_task_set_gpus"); return *this; }
     task &priority(double p) { detail::check(vine_task_set_priority(t_, p), "vine_task_set_priority"); return *this; }
-    task &category(const std::string &c) { detail::check(vine_task_set_category(t_, c.c_str()), "vine_task_set_category"); return *this; }
-    task &tag(const std::string &s) { detail::check(vine_task_set_tag(t_, s.c_str()), "vine_task_set_tag"); return *this; }
+    task &category(const std::string &c) { detail::check(vine_task_set_category(t_, detail::cstr(c)), "vine_task_set_category"); return *this; }
+    task &tag(const std::string &s) { detail::check(vine_task_set_tag(t_, detail::cstr(s)), "vine_task_set_tag"); return *this; }
     task &time_max(double s) { detail::check(vine_task_set_time_max(t_, s), "vine_task_set_time_max"); return *this; }
     task &time_min(double s) { detail::check(vine_task_set_time_min(t_, s), "vine_task_set_time_min"); return *this; }
     task &retries(std::int64_t n) { detail::check(vine_task_set_retries(t_, n), "vine_task_set_retries"); return *this; }
-    task &env(const std::string &k, const std::string &v) { detail::check(vine_task_set_env_var(t_, k.c_str(), v.c_str()), "vine_task_set_env_var"); return *this; }
+    task &env(const std::string &k, const std::string &v) { detail::check(vine_task_set_env_var(t_, detail::cstr(k), detail::cstr(v)), "vine_task_set_env_var"); return *this; }
     task &exec_mode(int mode) { detail::check(vine_task_set_exec_mode(t_, mode), "vine_task_set_exec_mode"); return *this; }
-    task &input(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_input(t_, f.get(), remote.c_str(), flags), "vine_task_add_input"); return *this; }
-    task &output(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_output(t_, f.get(), remote.c_str(), flags), "vine_task_add_output"); return *this; }
+    task &input(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_input(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_input"); return *this; }
+    task &output(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_output(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_output"); return *this; }
 
     int id() const noexcept { return vine_task_get_id(t_); }
     int result() const noexcept { return vine_task_get_result(t_); }
@@ -258,7 +266,7 @@ public:
 
     vine_manager *get() const noexcept { return m_; }
     int port() const noexcept { return vine_port(m_); }
-    void tune(const std::string &name, double value) { detail::check(vine_tune(m_, name.c_str(), value), "vine_tune"); }
+    void tune(const std::string &name, double value) { detail::check(vine_tune(m_, detail::cstr(name), value), "vine_tune"); }
 
     /// Submits; the manager owns the task until wait() returns it. On failure the
     /// task stays with the caller (and `t` still holds it).
@@ -274,7 +282,7 @@ public:
     /// The next finished task (empty on timeout or when nothing is outstanding).
     task wait(int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait(m_, timeout_s)); }
     task wait_for(int id, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_task_id(m_, id, timeout_s)); }
-    task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_tag(m_, tag.c_str(), timeout_s)); }
+    task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_tag(m_, detail::cstr(tag), timeout_s)); }
 
     bool empty() const { return detail::check(vine_empty(m_), "vine_empty") == 1; }
     /// How many more tasks the manager wants (0: not hungry); see vine_hungry.
@@ -293,20 +301,20 @@ public:
     /// which stops it at the latest when it is deleted.
     vine_factory *create_factory(const std::string &batch_type)
     {
-        return detail::check_ptr(vine_factory_create(m_, batch_type.c_str()), "vine_factory_create");
+        return detail::check_ptr(vine_factory_create(m_, detail::cstr(batch_type)), "vine_factory_create");
     }
     static void factory_set(vine_factory *f, const std::string &name, double value)
     {
-        detail::check(vine_factory_set(f, name.c_str(), value), "vine_factory_set");
+        detail::check(vine_factory_set(f, detail::cstr(name), value), "vine_factory_set");
     }
     static void factory_set(vine_factory *f, const std::string &name, const std::string &value)
     {
-        detail::check(vine_factory_set_string(f, name.c_str(), value.c_str()), "vine_factory_set_string");
+        detail::check(vine_factory_set_string(f, detail::cstr(name), detail::cstr(value)), "vine_factory_set_string");
     }
 
     file declare_file(const std::string &path, int cache = VINE_CACHE_LEVEL_TASK, int flags = 0)
     {
-        return file(detail::check_ptr(vine_declare_file(m_, path.c_str(), cache, flags), "vine_declare_file"));
+        return file(detail::check_ptr(vine_declare_file(m_, detail::cstr(path), cache, flags), "vine_declare_file"));
     }
     file declare_buffer(const void *data, std::size_t len, int cache = VINE_CACHE_LEVEL_TASK, int flags = 0)
     {
@@ -332,8 +340,9 @@ public:
     /// The current contents of a buffer, temp or file.
     std::string fetch(const file &f)
     {
-        const char *p = detail::check_ptr(vine_fetch_file(m_, f.get()), "vine_fetch_file");
-        return std::string(p, vine_file_size(f.get()));
+        size_t n = 0;
+        const char *p = detail::check_ptr(vine_fetch_file_len(m_, f.get(), &n), "vine_fetch_file_len");
+        return std::string(p, n);
     }
 
 private:

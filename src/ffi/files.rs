@@ -135,8 +135,10 @@ pub unsafe extern "C" fn vine_task_add_output(
     })
 }
 
-/// The current contents of a buffer, temp or file, NUL-terminated (the size, which
-/// excludes the NUL, from `vine_file_size`). A URL or mini-task file exists only
+/// The current contents of a buffer, temp or file, NUL-terminated (their size,
+/// which excludes the NUL, from `vine_fetch_file_len`; `vine_file_size` says what
+/// the file holds now, which a task or a `VINE_WATCH` output may have changed
+/// since). A URL or mini-task file exists only
 /// at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 /// brought from it first (the call waits for it). The memory belongs to the file and
 /// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
@@ -147,6 +149,30 @@ pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *c
         let m = handles::manager(m)?;
         let file = handles::file(f)?;
         Ok(m.fetch_file(&file)?.as_ptr().cast())
+    })
+}
+
+/// `vine_fetch_file`, writing the size of what it returns to `*len` (the NUL
+/// excluded; 0 on error): the size that goes with those bytes, however the file
+/// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`. vine's own.
+#[no_mangle]
+pub unsafe extern "C" fn vine_fetch_file_len(
+    m: *mut vine_manager,
+    f: *mut vine_file,
+    len: *mut usize,
+) -> *const c_char {
+    guard(ptr::null(), || {
+        if len.is_null() {
+            return Err(super::boundary::null("the length"));
+        }
+        // SAFETY: C passes a writable size_t.
+        unsafe { *len = 0 };
+        let m = handles::manager(m)?;
+        let file = handles::file(f)?;
+        let data = m.fetch_file(&file)?;
+        // SAFETY: as above. The copy ends with the NUL it does not count.
+        unsafe { *len = data.len().saturating_sub(1) };
+        Ok(data.as_ptr().cast())
     })
 }
 

@@ -305,7 +305,7 @@ pub unsafe extern "C" fn vine_set_runtime_info_path(path: *const c_char) -> c_in
 /// Makes `dir` manager `m`'s run directory: its logs go to `dir/vine-logs/`
 /// (`transactions`, `performance`, `debug`; created or truncated) from now on.
 /// vine's own (TaskVine's `vine_set_runtime_info_path` sets the root for the
-/// managers created later). Returns 0 or a negative error.
+/// managers created later). Returns 0 or a negative error (`""` is refused).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     m: *mut vine_manager,
@@ -315,6 +315,10 @@ pub unsafe extern "C" fn vine_set_runtime_info_path_for(
         let m = handles::manager(m)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let dir = Manager::utf8(unsafe { c_str(dir, "the directory")? })?;
+        if dir.is_empty() {
+            // As `vine_set_runtime_info_path`: not the current directory.
+            return Err(Error::invalid("the run directory cannot be empty"));
+        }
         m.set_runtime_info_path(dir.as_ref())?;
         Ok(0)
     })

@@ -430,10 +430,11 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// exist in the child) or on locks they might hold. So calls on a manager (its
 /// threads are not in the child), a file, a factory, and `vine_register_function`
 /// fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
-/// runs the program's own `atexit` handlers and flushes its `stdio` buffers in
-/// the child, as after any `fork`: a program that has unwritten `stdio` output
-/// when it submits sees it twice (`fflush` first). vine's own exit handler does
-/// nothing there. A memory request
+/// runs the program's own `atexit` handlers in the child, as after any `fork`.
+/// What the program's C `stdio` had not written at the fork (C++ streams synced
+/// with it included) is dropped in the child, so an `exit()` there does not
+/// write it a second time; other buffers, a Fortran unit's, would be: flush
+/// them before submitting. vine's own exit handler does nothing there. A memory request
 /// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 /// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
 /// Commands always run in their own processes: setting PROCESS on one is refused.

@@ -25,6 +25,27 @@ pub fn in_child() -> bool {
 /// The most output a PROCESS function may return.
 const MAX_OUTPUT: usize = 1 << 30;
 
+extern "C" {
+    /// The C library's standard streams and its call that drops what a stream
+    /// holds unwritten (glibc and musl both have it).
+    static stdout: *mut libc::FILE;
+    static stderr: *mut libc::FILE;
+    fn __fpurge(stream: *mut libc::FILE);
+}
+
+/// In the child: what the program's C stdio had not yet written at the fork is
+/// the program's, and the program writes it itself; an `exit()` in the function
+/// would write it a second time. glibc's fork leaves the streams' locks usable
+/// in the child.
+fn drop_inherited_stdio() {
+    // SAFETY: the standard streams are valid for the process's life; purging
+    // one only resets its buffer pointers.
+    unsafe {
+        __fpurge(stdout);
+        __fpurge(stderr);
+    }
+}
+
 /// Runs `func(input, context)` in a child process and records the outcome in `task`.
 pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], control: &RunControl) {
     let (reader, mut writer) = match std::io::pipe() {
@@ -53,6 +74,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         }
         enlist.close_in_child();
         IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
+        drop_inherited_stdio();
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
         let ok = writer
             .write_all(&rc.to_le_bytes())

@@ -233,6 +233,7 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_set_password_file(m, "/nonexistent/password"), VINE_ERROR_IO);
     CHECK_ERR(vine_set_password_file(m, NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_set_runtime_info_path_for(m, NULL), VINE_ERROR_NULL);
+    CHECK_ERR(vine_set_runtime_info_path_for(m, ""), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_set_runtime_info_path(NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_submit(NULL, t), 0);
     CHECK_ERR(vine_submit(m, NULL), 0);
@@ -345,6 +346,9 @@ static void test_null_and_bad_arguments(void)
     CHECK(vine_task_add_input(t, f, "in/xy", 0) == 0);
     CHECK(vine_fetch_file(NULL, f) == NULL);
     CHECK(vine_fetch_file(m, NULL) == NULL);
+    size_t got_len = 7;
+    CHECK(vine_fetch_file_len(m, f, NULL) == NULL && vine_last_error_code() == VINE_ERROR_NULL);
+    CHECK(vine_fetch_file_len(m, NULL, &got_len) == NULL && got_len == 0);
 
     CHECK_ERR(vine_register_function(NULL, echo), VINE_ERROR_NULL);
     CHECK_ERR(vine_register_function("x", NULL), VINE_ERROR_NULL);
@@ -523,6 +527,40 @@ static void test_manager_calls_from_a_process_function(void)
     CHECK(vine_empty(parent_manager) == 1);
     CHECK(vine_wait(parent_manager, 0) == NULL);
     vine_delete(parent_manager);
+}
+
+/* A PROCESS function that calls exit() flushes the stdio buffers its process
+   inherited: what the program had not written yet must not come out twice. */
+static int exits_3(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)in; (void)len; (void)out; (void)ctx;
+    exit(3);
+}
+
+static void test_process_exit_writes_no_stdio_twice(void)
+{
+    char tmpl[] = "/tmp/vine-stdio-XXXXXX";
+    int fd = mkstemp(tmpl);
+    CHECK(fd >= 0);
+    fflush(stdout);
+    int saved = dup(1);
+    CHECK(saved >= 0 && dup2(fd, 1) == 1);
+    printf("pending in the buffer"); /* no newline: not written yet */
+    struct vine_manager *m = manager(1);
+    struct vine_task *t = vine_task_create_local(exits_3, NULL, NULL, 0);
+    CHECK(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS) == 0);
+    CHECK(vine_submit(m, t) > 0);
+    CHECK(vine_wait(m, LONG) == t);
+    vine_task_delete(t);
+    vine_delete(m);
+    fflush(stdout);
+    CHECK(dup2(saved, 1) == 1);
+    close(saved);
+    char buf[256] = {0};
+    CHECK(pread(fd, buf, sizeof buf - 1, 0) >= 0);
+    CHECK(strcmp(buf, "pending in the buffer") == 0);
+    close(fd);
+    unlink(tmpl);
 }
 
 /* A copy larger than the memory the library can have is an error, never an
@@ -916,6 +954,17 @@ static void test_commands_and_files(void)
     CHECK(c && strcmp(c, "3\n") == 0 && vine_file_size(count) == 2);
     c = vine_fetch_file(m, temp);
     CHECK(c && strcmp(c, "kept\n") == 0);
+    /* The size that goes with the bytes fetched, whatever the file holds since,
+       NUL bytes and all. */
+    size_t len = 0;
+    c = vine_fetch_file_len(m, sorted, &len);
+    CHECK(c && len == 6 && memcmp(c, "3\n2\n1\n", 7) == 0);
+    FILE *grow = fopen(path("sorted.txt"), "a");
+    CHECK(grow && fputs("0\n", grow) >= 0 && fclose(grow) == 0);
+    CHECK(vine_file_size(sorted) == 8 && len == 6);
+    struct vine_file *zeros = vine_declare_buffer(m, "a\0b\0", 4, VINE_CACHE_LEVEL_TASK, 0);
+    c = vine_fetch_file_len(m, zeros, &len);
+    CHECK(c && len == 4 && memcmp(c, "a\0b\0", 5) == 0);
 
     /* A temp feeds a later task. */
     t = vine_task_create("cat in");
@@ -1528,6 +1577,7 @@ int main(void)
     test_tls_and_password();
     test_factory();
     test_manager_calls_from_a_process_function();
+    test_process_exit_writes_no_stdio_twice();
     test_copies_too_large_for_memory();
     test_resources();
     test_logs(); /* last: it sets where every later manager writes its logs */

@@ -108,6 +108,16 @@ int main()
         const char abc[] = "abcdef";
         CHECK(m.fetch(m.declare_buffer(abc, 3)) == "abc");
         CHECK(m.fetch(m.declare_buffer(nullptr, 0)).empty());
+        // Every byte fetched, NULs included; a string holding a NUL is refused,
+        // not cut short.
+        CHECK(m.fetch(m.declare_buffer(std::string("a\0b", 3))) == std::string("a\0b", 3));
+        threw = false;
+        try {
+            vine::task::command(std::string("echo hi\0; rm -rf x", 18));
+        } catch (const vine::error &e) {
+            threw = e.code() == VINE_ERROR_INVALID_ARGUMENT;
+        }
+        CHECK(threw);
         // A text with a cache level is a std::string: all of it, cached as asked.
         auto kept = m.declare_buffer(std::string("hello world\n"), VINE_CACHE_LEVEL_WORKFLOW);
         CHECK(kept.size() == 12 && m.fetch(kept) == "hello world\n");

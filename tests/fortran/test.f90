@@ -6,7 +6,7 @@ module test_tasks
   implicit none
 contains
   !> Doubles every element of a real(8) array.
-  integer(c_int) function double_all(input, input_len, output, context) bind(C)
+  recursive integer(c_int) function double_all(input, input_len, output, context) bind(C)
     type(c_ptr), value :: input, output, context
     integer(c_size_t), value :: input_len
     real(c_double), pointer :: xs(:)
@@ -18,7 +18,7 @@ contains
     double_all = vine_buffer_append(output, c_loc(ys), int(size(ys) * c_sizeof(0.0_c_double), c_size_t))
   end function
 
-  integer(c_int) function fails(input, input_len, output, context) bind(C)
+  recursive integer(c_int) function fails(input, input_len, output, context) bind(C)
     type(c_ptr), value :: input, output, context
     integer(c_size_t), value :: input_len
     fails = 9
@@ -118,6 +118,9 @@ program test
   p = vine_declare_buffer(m, c_null_ptr, 0_c_size_t, VINE_CACHE_LEVEL_TASK, 0)
   call check(vine_task_add_output(t, p, 'out', 0) == 0, 'add output')
   call check(vine_task_set_env_var(t, 'GREETING', 'hello fortran') == 0, 'env')
+  ! A fixed-length variable passes what it holds, not its blank padding.
+  call check(vine_task_set_tag(t, 'padded    ') == 0, 'tag')
+  call check(vine_task_get_tag(t) == 'padded' .and. len(vine_task_get_tag(t)) == 6, 'trailing blanks dropped')
   id = vine_submit(m, t)
   call vine_task_delete(t, rc)
   call check(rc == VINE_ERROR_TASK_SUBMITTED, 'a submitted task is kept')
@@ -126,6 +129,10 @@ program test
   call check(vine_task_get_stdout(t) == 'hello fortran' // new_line('a'), 'stdout')
   call check(vine_task_get_command(t) == 'wc -c < in > out; echo $GREETING', 'command text')
   call check(vine_fetch_file_string(m, p) == '40' // new_line('a'), 'fetched output')
+  ! Every byte of a buffer whose bytes include NULs (1.0 is six of them, and more).
+  call check(len(vine_fetch_file_string(m, f)) == 40, 'fetched bytes with NULs')
+  n = 1
+  call check(c_associated(vine_fetch_file_len(m, f, n)) .and. n == 40, 'fetched length')
   call vine_task_delete(t, rc)
   call check(rc == 0, 'task deleted')
 
