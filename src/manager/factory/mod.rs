@@ -831,7 +831,7 @@ impl Cycle {
         &mut self,
         dir: &Path,
     ) -> std::result::Result<(PathBuf, Option<PathBuf>), String> {
-        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
         if let Some((d, used, pw)) = &self.ready_dir {
             if d == dir && used.is_dir() && pw.as_ref().is_none_or(|p| p.is_file()) {
                 return Ok((used.clone(), pw.clone()));
@@ -849,17 +849,9 @@ impl Cycle {
                 dir.to_owned()
             }
             Ok(_) => {
-                let own = dir.join(format!("{}{}", self.name, "-files"));
+                let own = dir.join(format!("{}-files", self.name));
                 if !own.is_dir() {
-                    std::fs::DirBuilder::new()
-                        .mode(0o700)
-                        .create(&own)
-                        .map_err(|e| format!("cannot make {}: {e}", own.display()))?;
-                    self.shared
-                        .made_dirs
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push(own.clone());
+                    self.make_dir(&own, false)?;
                 }
                 // Made by someone else between the look and the make: not ours.
                 let m = std::fs::symlink_metadata(&own)
@@ -874,18 +866,7 @@ impl Cycle {
                 own
             }
             Err(_) => {
-                std::fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| {
-                        format!("cannot make the scratch directory {}: {e}", dir.display())
-                    })?;
-                self.shared
-                    .made_dirs
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push(dir.to_owned());
+                self.make_dir(dir, true)?;
                 dir.to_owned()
             }
         };
@@ -908,6 +889,26 @@ impl Cycle {
         };
         self.ready_dir = Some((dir.to_owned(), used.clone(), pw.clone()));
         Ok((used, pw))
+    }
+
+    /// Makes `dir` readable by this user only (with its parents if `parents`),
+    /// to be removed when the factory stops unless a job failed.
+    fn make_dir(&self, dir: &Path, parents: bool) -> std::result::Result<(), String> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(parents)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot make the scratch directory {}: {e}", dir.display()))?;
+        let mut made = self
+            .shared
+            .made_dirs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if !made.iter().any(|d| d == dir) {
+            made.push(dir.to_owned());
+        }
+        Ok(())
     }
 
     /// Submits one job; false if it failed.

@@ -31,7 +31,6 @@ pub(super) fn handshake(
     resources: Resources,
     store: Option<&Path>,
     end: Option<Instant>,
-    status: bool,
     transfer_port: u16,
 ) -> std::result::Result<(FrameReader, FrameWriter, TcpStream, Duration, [u8; 32]), Ended> {
     // Long enough for a manager that holds connections until it is configured,
@@ -45,7 +44,7 @@ pub(super) fn handshake(
         resources,
         store,
         end,
-        status,
+        false,
         transfer_port,
         until,
     )?;

@@ -43,7 +43,7 @@ pub(super) fn serve(
 ) -> std::result::Result<(), Ended> {
     let _ = stream.set_nodelay(true);
     let (reader, outgoing, sock, keepalive, token) =
-        handshake(opts, stream, tls, resources, store, end, false, peer.port)?;
+        handshake(opts, stream, tls, resources, store, end, peer.port)?;
     peer.set_key(Some(crate::protocol::peer_key(
         opts.password.as_deref(),
         &token,
