@@ -74,7 +74,11 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     /// Bumped whenever tasks become startable: what a spinning thread watches.
-    handed: std::sync::atomic::AtomicU64,
+    /// It and `inbox_len` are each alone on their lines: the spinning thread
+    /// reads them in a loop, and a write by any thread to a field beside them
+    /// would take their line from it and back, one cache miss per write (this
+    /// alone made a submit-and-wait round trip half again as long).
+    handed: crate::padded::Padded<std::sync::atomic::AtomicU64>,
     work: Condvar,
     exited: Condvar,
     report: Report,
@@ -101,7 +105,7 @@ struct Shared {
     /// whenever it takes its own lock.
     inbox: Mutex<Inbox>,
     /// Tasks in the inbox, read without its lock.
-    inbox_len: std::sync::atomic::AtomicUsize,
+    inbox_len: crate::padded::Padded<std::sync::atomic::AtomicUsize>,
     /// Mirrors `State::sleeping`, for submitters deciding whether to wake one.
     sleepers: std::sync::atomic::AtomicUsize,
     /// Mirrors `State::spinning` likewise.
@@ -275,7 +279,7 @@ impl LocalPool {
                     direct_closed: false,
                     scratch: Vec::new(),
                 }),
-                handed: std::sync::atomic::AtomicU64::new(0),
+                handed: Default::default(),
                 work: Condvar::new(),
                 exited: Condvar::new(),
                 report,
