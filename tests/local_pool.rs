@@ -389,6 +389,47 @@ fn a_task_finished_behind_a_deep_queue_still_comes_back() {
 }
 
 #[test]
+fn a_submission_made_while_the_manager_collects_on_its_timer_is_taken_without_a_wake_up() {
+    // Two cores, ten gated tasks with a prefetch of 8: eight wait in the pool,
+    // more than it has cores, and none finishes. The manager thread then sleeps
+    // on its collection timer, and a submission does not wake it: nothing but
+    // that timer may bring the task in, and the test makes no call that reaches
+    // the manager thread until it has. (A transactions log keeps the tasks on
+    // the manager's path.)
+    let m = manager(2.0);
+    let log = std::env::temp_dir().join(format!("vine-timer-take-{}.log", std::process::id()));
+    m.enable_transactions_log(&log).unwrap();
+    m.tune("prefetch", 8.0).unwrap();
+    let blocked = Arc::new(Probe::default());
+    let mut ids: Vec<u64> = (0..10)
+        .map(|i| m.submit(gated_task(&blocked, i)).unwrap())
+        .collect();
+    blocked.wait_until_running(2);
+    while m.stats().unwrap().tasks_on_workers < 10 {
+        std::thread::yield_now();
+    }
+    while !m.collects_on_timer() {
+        std::thread::yield_now();
+    }
+    ids.push(m.submit(Task::local(nothing, 0, b"")).unwrap());
+    let give_up = std::time::Instant::now() + LONG.unwrap();
+    while m.unseen_submissions() > 0 {
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the manager thread never took the submission"
+        );
+        std::thread::yield_now();
+    }
+    blocked.open_gate();
+    let mut back: Vec<u64> = wait_all(&m, 11).iter().map(|t| t.id()).collect();
+    back.sort_unstable();
+    assert_eq!(back, ids, "every task comes back once");
+    assert!(m.wait(LONG).is_none());
+    drop(m);
+    let _ = std::fs::remove_file(log);
+}
+
+#[test]
 fn a_burst_of_submissions_all_comes_back() {
     // Far more than the manager takes per round, submitted while it works
     // through earlier ones: none may be left behind in the submission queue.

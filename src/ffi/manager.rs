@@ -178,7 +178,7 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   is not a terminal, only the summary line is written, and only if asked for.
 /// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
 ///   so a finishing thread finds its next task without a round trip to the manager.
-///   Automatic: about 5 ms of the worker's measured task durations, at least one per
+///   Automatic: about 20 ms of the worker's measured task durations, at least one per
 ///   core. A later task of higher priority may start after those already dispatched;
 ///   0 gives strict priority order.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
@@ -769,7 +769,7 @@ fn wait_common(
 /// The caller owns the returned task and frees it with `vine_task_delete`. Any
 /// number of threads may wait at once; each finished task goes to exactly one.
 /// While the local pool holds more queued tasks than it has cores, it reports
-/// finished tasks in batches, at most about 1 ms after they finish, so that
+/// finished tasks in batches, at most about 5 ms after they finish, so that
 /// delivering results takes no cores from running tasks; otherwise a task is
 /// reported the moment it finishes.
 /// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and

@@ -32,8 +32,11 @@ pub(crate) const LOCAL_WORKER: WorkerId = 0;
 const BATCH: usize = 4096;
 
 /// While the local pool has a deep queue it may keep finished tasks for a while
-/// (see `LocalPool`); the manager collects them at least this often.
-const COLLECT_EVERY: Duration = Duration::from_millis(1);
+/// (see `LocalPool`); the manager collects them at least this often. Each
+/// collection wakes the manager and then the waiter, each taking a core from a
+/// running task; the pool's prefetch (`PREFETCH_HORIZON_US`, four times this)
+/// keeps it fed in between.
+const COLLECT_EVERY: Duration = Duration::from_millis(5);
 
 /// Seconds a THREAD function may still take after shutdown killed what it could.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
@@ -513,7 +516,11 @@ impl ManagerLoop {
     /// while the local pool may keep finished tasks back, the next collection.
     fn block_for_message(&mut self) -> std::result::Result<Message, RecvTimeoutError> {
         let mut deadline = self.shutdown.as_ref().map(|s| s.deadline);
-        let collect = self.sched.has_deep_queue(LOCAL_WORKER) || {
+        let deep = self.sched.has_deep_queue(LOCAL_WORKER);
+        if deep {
+            self.shared.collects_soon.store(true, Ordering::SeqCst);
+        }
+        let collect = deep || {
             self.local.owner_sleeps_untimed(true);
             let kept = self.local.has_kept();
             if kept {
@@ -539,6 +546,11 @@ impl ManagerLoop {
             None => self.rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
         };
         self.local.owner_sleeps_untimed(false);
+        if deep {
+            // Submissions may have been queued meanwhile without a message.
+            self.shared.collects_soon.store(false, Ordering::SeqCst);
+            self.more_submissions = true;
+        }
         got
     }
 

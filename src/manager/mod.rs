@@ -277,6 +277,11 @@ pub(crate) struct Shared {
     next_id: Padded<AtomicU64>,
     autocategory: AtomicBool,
     pub(crate) processed_submits: Padded<AtomicU64>,
+    /// The manager thread sleeps with a timer to collect from a local pool
+    /// whose queue is deep: it takes the submissions queued meanwhile when it
+    /// wakes, so a submission need not wake it (each wake-up would take a core
+    /// from a running task). See `Manager::submit_prepared` for the ordering.
+    pub(crate) collects_soon: Padded<AtomicBool>,
     /// Tasks the program says it has yet to submit
     /// ([`Manager::set_tasks_left_count`]).
     pub(crate) tasks_left: AtomicU64,
@@ -497,6 +502,7 @@ impl Manager {
             next_id: Padded(AtomicU64::new(1)),
             autocategory: AtomicBool::new(true),
             processed_submits: Padded(AtomicU64::new(0)),
+            collects_soon: Padded(AtomicBool::new(false)),
             tasks_left: AtomicU64::new(0),
             ready_len: Padded(AtomicU64::new(0)),
             local_assigned: Padded(AtomicU64::new(0)),
@@ -777,7 +783,11 @@ impl Manager {
         let first = queue.tasks.is_empty();
         queue.tasks.push_back(task);
         drop(queue);
-        if first {
+        // No wake-up while the manager thread will come for it on its timer.
+        // Both sides are sequentially consistent: the manager clears the flag
+        // before it next takes this queue, so either it finds this task there
+        // or this thread sees the flag cleared and wakes it.
+        if first && !self.shared.collects_soon.load(Ordering::SeqCst) {
             // The manager takes what is queued before it ends (it closes the queue
             // first), so a failed send loses nothing.
             let _ = self.tx.send(Message::Submitted);
@@ -1297,6 +1307,22 @@ impl Manager {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
         let measured = summary::read_all(file, cap)?;
         self.change_categories(categories::Change::Seed(measured))
+    }
+
+    /// True while the manager thread sleeps on its timer to collect from a
+    /// deep local pool, so that submissions do not wake it (for tests).
+    #[doc(hidden)]
+    pub fn collects_on_timer(&self) -> bool {
+        self.shared.collects_soon.load(Ordering::SeqCst)
+    }
+
+    /// Tasks submitted that the manager thread has not taken yet (for tests).
+    #[doc(hidden)]
+    pub fn unseen_submissions(&self) -> u64 {
+        let s = &self.shared;
+        s.completions.submitted_total().saturating_sub(
+            s.processed_submits.load(Ordering::Relaxed) + s.direct.submitted_total(),
+        )
     }
 
     /// How many tasks took the direct lane so far (for tests and benchmarks).

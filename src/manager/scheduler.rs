@@ -151,10 +151,12 @@ impl Parked {
 
 /// With automatic prefetch, a worker holds about this much work (in microseconds
 /// of its measured task durations) beyond what it runs: enough that tiny tasks are
-/// handed over in batches and a pool never runs dry while the manager thread waits
-/// for a core (on a busy machine that can take a millisecond or more), little
-/// enough that a later task of higher priority waits behind at most this long.
-const PREFETCH_HORIZON_US: f64 = 5000.0;
+/// handed over in batches and a pool never runs dry between the manager's
+/// collections (every 5 ms while its queue is deep) even when the manager
+/// thread then waits for a core (on a busy machine that can take a millisecond
+/// or more), little enough that a later task of higher priority waits behind at
+/// most this long.
+const PREFETCH_HORIZON_US: f64 = 20000.0;
 /// The most tasks automatic prefetch lets a worker hold beyond what it runs.
 const PREFETCH_MAX: usize = 4096;
 /// A worker this close to its end (microseconds) takes no new task: it would
