@@ -97,3 +97,42 @@ impl std::error::Error for Error {}
 
 /// Shorthand for results inside the library.
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// A number as an error message shows it: as written when it is of a size
+/// people write out (1000, 0.25, -5), in exponent form when that would run to
+/// many digits (1e300, 2.5e-12), so a message never spells out 300 zeros.
+pub(crate) struct Shown(pub(crate) f64);
+
+impl fmt::Display for Shown {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let v = self.0;
+        let a = v.abs();
+        if v.is_finite() && (a >= 1e9 || (a != 0.0 && a < 1e-6)) {
+            write!(f, "{v:e}")
+        } else {
+            write!(f, "{v}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod test {
+    use super::Shown;
+
+    #[test]
+    fn numbers_in_messages_are_short_whatever_their_size() {
+        let shown = |v: f64| Shown(v).to_string();
+        assert_eq!(shown(1e300), "1e300");
+        assert_eq!(shown(-1e300), "-1e300");
+        assert_eq!(shown(f64::MAX), "1.7976931348623157e308");
+        assert_eq!(shown(5e-324), "5e-324");
+        assert_eq!(shown(2.5e-12), "2.5e-12");
+        assert_eq!(shown(1000.0), "1000");
+        assert_eq!(shown(0.25), "0.25");
+        assert_eq!(shown(-5.0), "-5");
+        assert_eq!(shown(0.0), "0");
+        assert_eq!(shown(123456789.0), "123456789");
+        assert_eq!(shown(f64::NAN), "NaN");
+        assert_eq!(shown(f64::NEG_INFINITY), "-inf");
+    }
+}

@@ -35,7 +35,8 @@ impl Resources {
     pub fn millicores_from(cores: f64, allow_zero: bool) -> Result<u64> {
         if !cores.is_finite() || !(0.0..=1.0e9).contains(&cores) {
             return Err(Error::invalid(format!(
-                "cores must be a number from 0 to 1e9, not {cores}"
+                "cores must be a number from 0 to 1e9, not {}",
+                crate::error::Shown(cores)
             )));
         }
         let milli = (cores * MILLI as f64).round();

@@ -899,7 +899,8 @@ fn megabytes(v: i64, what: &str) -> Result<u64> {
 fn seconds_setting(seconds: f64, what: &str) -> Result<f64> {
     if !seconds.is_finite() || !(0.0..=MAX_SECONDS).contains(&seconds) {
         return Err(Error::invalid(format!(
-            "{what} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {seconds}"
+            "{what} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {}",
+            crate::error::Shown(seconds)
         )));
     }
     Ok(seconds)

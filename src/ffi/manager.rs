@@ -513,8 +513,9 @@ pub extern "C" fn vine_enable_disconnect_slow_workers(
         let m = handles::manager(m)?;
         if !multiplier.is_finite() || multiplier > settings::MAX_HUNGRY_FACTOR {
             return Err(Error::invalid(format!(
-                "the multiplier must be a finite number up to {:e}, not {multiplier}",
-                settings::MAX_HUNGRY_FACTOR
+                "the multiplier must be a finite number up to {:e}, not {}",
+                settings::MAX_HUNGRY_FACTOR,
+                crate::error::Shown(multiplier)
             )));
         }
         let v = if multiplier >= 1.0 { multiplier } else { 0.0 };

@@ -205,7 +205,8 @@ fn partial(rm: *const vine_resources) -> Result<Partial> {
     let given = |v: f64, what: &str, max: f64| -> Result<Option<f64>> {
         if v.is_nan() || v.is_infinite() || v > max {
             return Err(Error::invalid(format!(
-                "{what} must be a number from 0 to {max:e} (or negative: not set), not {v}"
+                "{what} must be a number from 0 to {max:e} (or negative: not set), not {}",
+                crate::error::Shown(v)
             )));
         }
         Ok((v >= 0.0).then_some(v))

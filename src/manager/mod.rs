@@ -1355,8 +1355,9 @@ impl Manager {
     pub fn set_slow_workers_category(&self, category: &std::ffi::CStr, factor: f64) -> Result<()> {
         if !factor.is_finite() || factor > settings::MAX_HUNGRY_FACTOR {
             return Err(Error::invalid(format!(
-                "the multiplier must be a finite number up to {:e}, not {factor}",
-                settings::MAX_HUNGRY_FACTOR
+                "the multiplier must be a finite number up to {:e}, not {}",
+                settings::MAX_HUNGRY_FACTOR,
+                crate::error::Shown(factor)
             )));
         }
         if category.is_empty() {

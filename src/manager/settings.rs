@@ -92,7 +92,8 @@ pub const NAMES: &[&str] = &[
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
     if !v.is_finite() || v < 0.0 || v.fract() != 0.0 || v > max {
         return Err(Error::invalid(format!(
-            "{name} must be a whole number from 0 to {max}, not {v}"
+            "{name} must be a whole number from 0 to {max}, not {}",
+            crate::error::Shown(v)
         )));
     }
     Ok(v as u64)
@@ -101,7 +102,8 @@ fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
 fn seconds(name: &str, v: f64) -> Result<f64> {
     if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
         return Err(Error::invalid(format!(
-            "{name} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {v}"
+            "{name} must be a number of seconds from 0 to {MAX_SECONDS:e}, not {}",
+            crate::error::Shown(v)
         )));
     }
     Ok(v)
@@ -138,7 +140,8 @@ impl Setting {
             "disconnect-slow-workers-factor" | "disconnect-slow-worker-factor" => {
                 if !v.is_finite() || !(0.0..=MAX_HUNGRY_FACTOR).contains(&v) {
                     return Err(Error::invalid(format!(
-                        "{name} must be a number from 0 to {MAX_HUNGRY_FACTOR:e} (below 1: off), not {v}"
+                        "{name} must be a number from 0 to {MAX_HUNGRY_FACTOR:e} (below 1: off), not {}",
+                        crate::error::Shown(v)
                     )));
                 }
                 Setting::SlowWorkersFactor(v)
@@ -157,7 +160,8 @@ impl Setting {
             "resource-submit-multiplier" | "asynchrony-multiplier" => {
                 if !v.is_finite() || !(1.0..=MAX_HUNGRY_FACTOR).contains(&v) {
                     return Err(Error::invalid(format!(
-                        "{name} must be a number from 1 to {MAX_HUNGRY_FACTOR:e}, not {v}"
+                        "{name} must be a number from 1 to {MAX_HUNGRY_FACTOR:e}, not {}",
+                        crate::error::Shown(v)
                     )));
                 }
                 Setting::SubmitMultiplier(v)
@@ -165,7 +169,8 @@ impl Setting {
             "hungry-factor" => {
                 if !v.is_finite() || v <= 0.0 || v > MAX_HUNGRY_FACTOR {
                     return Err(Error::invalid(format!(
-                        "hungry-factor must be a number > 0 and at most {MAX_HUNGRY_FACTOR:e}, not {v}"
+                        "hungry-factor must be a number > 0 and at most {MAX_HUNGRY_FACTOR:e}, not {}",
+                        crate::error::Shown(v)
                     )));
                 }
                 Setting::HungryFactor(v)

@@ -282,6 +282,11 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_set_cores(t, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_cores(t, NAN), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_cores(t, 0.0001), VINE_ERROR_INVALID_ARGUMENT);
+    /* A huge number is named in exponent form, not in 300 digits. */
+    CHECK_ERR(vine_task_set_cores(t, 1e300), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "not 1e300") && strlen(vine_last_error()) < 100);
+    CHECK_ERR(vine_task_set_time_max(t, -1e300), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "not -1e300") && strlen(vine_last_error()) < 100);
     CHECK_ERR(vine_task_set_memory(t, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_disk(t, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_gpus(t, -1), VINE_ERROR_INVALID_ARGUMENT);

@@ -416,7 +416,8 @@ impl ConfigEdit {
                 Ok(value as usize)
             } else {
                 Err(Error::invalid(format!(
-                    "factory setting {name} must be a whole number from {lo} to {MAX_COUNT}, not {value}"
+                    "factory setting {name} must be a whole number from {lo} to {MAX_COUNT}, not {}",
+                    crate::error::Shown(value)
                 )))
             }
         };
@@ -428,8 +429,9 @@ impl ConfigEdit {
                 Ok(Some(Duration::from_secs_f64(value)))
             } else {
                 Err(Error::invalid(format!(
-                    "factory setting {name} must be seconds from {lo} to {MAX_SECONDS}{}, not {value}",
-                    if zero_ok { " (or 0: none)" } else { "" }
+                    "factory setting {name} must be seconds from {lo} to {MAX_SECONDS}{}, not {}",
+                    if zero_ok { " (or 0: none)" } else { "" },
+                    crate::error::Shown(value)
                 )))
             }
         };
