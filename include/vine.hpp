@@ -265,6 +265,17 @@ public:
     ~manager() { vine_delete(m_); }
 
     vine_manager *get() const noexcept { return m_; }
+
+private:
+    /* The handle, refused once moved from: an empty task from a wait would
+       read as a timeout, where every other call throws. */
+    vine_manager *live(const char *call) const
+    {
+        if (!m_) throw error(VINE_ERROR_NULL, std::string(call) + ": the vine::manager was moved from");
+        return m_;
+    }
+
+public:
     int port() const noexcept { return vine_port(m_); }
     void tune(const std::string &name, double value) { detail::check(vine_tune(m_, detail::cstr(name), value), "vine_tune"); }
 
@@ -280,9 +291,16 @@ public:
     int submit(task &&t) { return submit(t); }
 
     /// The next finished task (empty on timeout or when nothing is outstanding).
-    task wait(int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait(m_, timeout_s)); }
-    task wait_for(int id, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_task_id(m_, id, timeout_s)); }
-    task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait_for_tag(m_, detail::cstr(tag), timeout_s)); }
+    /// A manager moved from throws vine::error (VINE_ERROR_NULL) instead.
+    task wait(int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait(live("vine_wait"), timeout_s)); }
+    task wait_for(int id, int timeout_s = VINE_WAIT_FOREVER)
+    {
+        return task(vine_wait_for_task_id(live("vine_wait_for_task_id"), id, timeout_s));
+    }
+    task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER)
+    {
+        return task(vine_wait_for_tag(live("vine_wait_for_tag"), detail::cstr(tag), timeout_s));
+    }
 
     bool empty() const { return detail::check(vine_empty(m_), "vine_empty") == 1; }
     /// How many more tasks the manager wants (0: not hungry); see vine_hungry.

@@ -164,6 +164,23 @@ int main()
     vine::manager moved_from;
     vine::manager owner = std::move(moved_from);
     CHECK(owner.port() == VINE_PORT_NONE);
+    {
+        // A wait on the manager moved from is an error, not a timeout.
+        int code = 0;
+        try {
+            moved_from.wait(0);
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_NULL);
+        code = 0;
+        try {
+            moved_from.wait_for_tag("t", 0);
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_NULL);
+    }
 
     std::cout << passed << " passed, " << failed << " failed" << std::endl;
     return failed != 0;
