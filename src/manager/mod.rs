@@ -1015,9 +1015,7 @@ impl Manager {
         let s = &self.shared;
         // Submitted by callers but not yet seen by the manager (direct tasks
         // never are: those waiting in the pool are counted below).
-        let in_channel = s.completions.submitted_total().saturating_sub(
-            s.processed_submits.load(Ordering::Relaxed) + s.direct.submitted_total(),
-        );
+        let in_channel = self.unseen_submissions();
         let waiting =
             s.ready_len.load(Ordering::Relaxed) + in_channel + self.pool.direct_waiting() as u64;
         let slots = s.slots.load(Ordering::Relaxed).max(1);
@@ -1316,7 +1314,8 @@ impl Manager {
         self.shared.collects_soon.load(Ordering::SeqCst)
     }
 
-    /// Tasks submitted that the manager thread has not taken yet (for tests).
+    /// Tasks submitted that the manager thread has not taken yet (direct
+    /// tasks never reach it).
     #[doc(hidden)]
     pub fn unseen_submissions(&self) -> u64 {
         let s = &self.shared;
