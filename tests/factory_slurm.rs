@@ -185,6 +185,10 @@ fn jobs_pending_on_a_full_node_are_tolerated_and_cancelled_when_demand_falls() {
     };
     let dir = common::tempdir();
     let (m, _) = remote_manager();
+    // The worker holds only the task it runs: with automatic prefetch it would
+    // also hold two short tasks (one per core), which then wait there rather
+    // than at the manager, and the factory rightly counts one worker less.
+    m.tune("prefetch", 0.0).unwrap();
     // Each job takes the whole node: one runs, the others wait in the queue.
     let f = factory(&m, 3.0, &dir);
     f.set("cores", f64::from(cpus)).unwrap();
@@ -203,6 +207,7 @@ fn jobs_pending_on_a_full_node_are_tolerated_and_cancelled_when_demand_falls() {
             m.submit(t).unwrap()
         })
         .collect();
+    std::thread::sleep(Duration::from_secs(8));
     eventually("one job runs and two are pending", || {
         let j = jobs();
         j.len() == 3
