@@ -999,11 +999,14 @@ contains
   !> Frees a task the caller owns: `call vine_task_delete(t)`, as every Fortran
   !> destructor is called. `rc`, if given, receives the C function's result (0, or
   !> VINE_ERROR_TASK_SUBMITTED for a task the manager still has, which is kept).
+  !> Once freed, `t` is set to c_null_ptr, so a second delete is VINE_ERROR_NULL
+  !> rather than a double free; `t` must therefore be a variable.
   subroutine vine_task_delete(t, rc)
-    type(c_ptr), intent(in) :: t
+    type(c_ptr), intent(inout) :: t
     integer(c_int), intent(out), optional :: rc
     integer(c_int) :: r
     r = vine_task_delete_c(t)
+    if (r == 0) t = c_null_ptr
     if (present(rc)) rc = r
   end subroutine
 

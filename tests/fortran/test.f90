@@ -135,6 +135,9 @@ program test
   call check(c_associated(vine_fetch_file_len(m, f, n)) .and. n == 40, 'fetched length')
   call vine_task_delete(t, rc)
   call check(rc == 0, 'task deleted')
+  call check(.not. c_associated(t), 'a deleted task is c_null_ptr')
+  call vine_task_delete(t, rc)
+  call check(rc == VINE_ERROR_NULL, 'deleting it again is an error, not a double free')
 
   ! Shutdown with work outstanding: every task comes back.
   do back = 1, 20
