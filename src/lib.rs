@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 pub mod channel;
+mod dial;
 pub mod error;
 pub mod ffi;
 pub mod files;

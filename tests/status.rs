@@ -139,6 +139,15 @@ fn vine_status_says_why_it_cannot_ask() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
+    // A name no resolver knows (.invalid never resolves): the lookup fails,
+    // or gives no answer within the timeout, which it counts in.
+    let out = Command::new(env!("CARGO_BIN_EXE_vine_status"))
+        .args(["no-such-host.invalid", "9123", "--timeout", "3"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot look up no-such-host.invalid"), "{err}");
 }
 
 #[test]

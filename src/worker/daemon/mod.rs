@@ -220,12 +220,7 @@ impl Drop for DirGuard {
 /// answer. Gives up after `opts.timeout`: the connection, the handshake and the
 /// answer all end by one deadline, however slowly the peer sends.
 pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
-    use std::net::ToSocketAddrs;
-    let addr = (opts.host.as_str(), opts.port)
-        .to_socket_addrs()
-        .map_err(|e| Error::io(format!("{}:{}", opts.host, opts.port), e))?
-        .next()
-        .ok_or_else(|| Error::invalid(format!("{} has no address", opts.host)))?;
+    // The name lookup counts in the time given, as the rest does.
     let deadline = Instant::now() + opts.timeout;
     let past = || Instant::now() >= deadline;
     // A read that times out says "Resource temporarily unavailable", and one
@@ -246,11 +241,12 @@ pub fn ask_status(opts: &WorkerOptions) -> Result<String> {
             e
         }
     };
-    let left = deadline.saturating_duration_since(Instant::now());
-    if left.is_zero() {
+    let addrs = crate::dial::resolve_within(&opts.host, opts.port, deadline)
+        .map_err(|e| Error::io(format!("cannot look up {}", opts.host), e))?;
+    if past() {
         return Err(silent(Error::new(ErrorKind::Timeout, "no time left")));
     }
-    let stream = TcpStream::connect_timeout(&addr, left)
+    let stream = crate::dial::connect_within_addrs(&addrs, deadline)
         .map_err(|e| Error::io(format!("cannot reach {}:{}", opts.host, opts.port), e))?;
     let tls = opts
         .tls

@@ -23,7 +23,7 @@
 //!
 //! [`InputContent::Peer`]: crate::protocol::InputContent::Peer
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -382,12 +382,9 @@ pub fn fetch(
     key: &[u8],
     staging: &Path,
 ) -> std::result::Result<Fetched, String> {
-    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("no address for {host}"))?;
-    let sock = TcpStream::connect_timeout(&addr, HANDSHAKE_TIMEOUT)
-        .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+    // The lookup, if the peer is named, counts in the handshake's time.
+    let sock = crate::dial::connect_within(host, port, Instant::now() + HANDSHAKE_TIMEOUT)
+        .map_err(|e| format!("cannot connect to {host}:{port}: {e}"))?;
     let _ = sock.set_nodelay(true);
     let conn = tls
         .map(|t| t.connect(host))
