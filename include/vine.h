@@ -734,7 +734,8 @@ int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *r
 // since). A URL or mini-task file exists only
 // at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 // brought from it first (the call waits for it). The memory belongs to the file and
-// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
+// stays valid until `vine_delete`; a fetch of contents that have not changed since
+// the last returns the same pointer (one copy per version, not per call). NULL on error (e.g. a temp no task produced yet,
 // or whose worker was lost).
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 

@@ -160,6 +160,25 @@ struct FileState {
     worker_key: Option<String>,
 }
 
+impl FileState {
+    /// A NUL-terminated copy of `data` for C, kept alive with the file: the
+    /// last one again if it holds the same bytes, so that a file fetched again
+    /// and again costs one copy per version of it, not one per call.
+    fn snapshot(&mut self, data: &[u8]) -> Arc<[u8]> {
+        if let Some(last) = self.fetched.last() {
+            if last.len() == data.len() + 1 && last[..data.len()] == *data {
+                return last.clone();
+            }
+        }
+        let mut v = Vec::with_capacity(data.len() + 1);
+        v.extend_from_slice(data);
+        v.push(0);
+        let snapshot: Arc<[u8]> = Arc::from(v);
+        self.fetched.push(snapshot.clone());
+        snapshot
+    }
+}
+
 static NEXT_FILE_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Whether paths `a` and `b` name one place in the file system, however they
@@ -427,16 +446,7 @@ impl File {
     pub fn contents_c(&self) -> Option<Arc<[u8]>> {
         let mut st = self.state();
         let c = st.contents.clone()?;
-        if let Some(last) = st.fetched.last() {
-            if last.len() == c.len() + 1 && last[..c.len()] == c[..] {
-                return Some(last.clone());
-            }
-        }
-        let mut v = c.to_vec();
-        v.push(0);
-        let snapshot: Arc<[u8]> = Arc::from(v);
-        st.fetched.push(snapshot.clone());
-        Some(snapshot)
+        Some(st.snapshot(&c))
     }
 
     /// Replaces the contents (a buffer written as a task output).
@@ -492,12 +502,9 @@ impl File {
                 ))
             }
         };
-        let mut with_nul = data.clone();
-        with_nul.push(0);
-        let snapshot: Arc<[u8]> = Arc::from(with_nul);
         let mut st = self.state();
+        let snapshot = st.snapshot(&data);
         st.contents = Some(Arc::from(data));
-        st.fetched.push(snapshot.clone());
         Ok(snapshot)
     }
 
@@ -743,6 +750,23 @@ mod test {
         assert_eq!(&first[..], b"abc\0");
         assert_eq!(&second[..], b"longer\0");
         assert_eq!(f.size(), Some(6));
+        // Fetched again unchanged: the same copy, however many times.
+        for _ in 0..1000 {
+            assert!(Arc::ptr_eq(&f.fetch().unwrap(), &second));
+            assert!(Arc::ptr_eq(&f.contents_c().unwrap(), &second));
+        }
+        assert_eq!(f.state().fetched.len(), 2);
+        // A path read again after it changed: a new copy, the old one intact.
+        let dir = fresh_dir(&std::env::temp_dir(), "vine-fetch-test").unwrap();
+        let p = File::path(&dir.join("x"), CacheLevel::Task, 0).unwrap();
+        std::fs::write(dir.join("x"), b"one").unwrap();
+        let one = p.fetch().unwrap();
+        assert!(Arc::ptr_eq(&p.fetch().unwrap(), &one));
+        std::fs::write(dir.join("x"), b"two").unwrap();
+        let two = p.fetch().unwrap();
+        assert_eq!((&one[..], &two[..]), (&b"one\0"[..], &b"two\0"[..]));
+        assert_eq!(p.state().fetched.len(), 2);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -141,7 +141,8 @@ pub unsafe extern "C" fn vine_task_add_output(
 /// since). A URL or mini-task file exists only
 /// at the workers that make it: NULL (TaskVine brings it back from one). A temp kept at a remote worker is
 /// brought from it first (the call waits for it). The memory belongs to the file and
-/// stays valid until `vine_delete`. NULL on error (e.g. a temp no task produced yet,
+/// stays valid until `vine_delete`; a fetch of contents that have not changed since
+/// the last returns the same pointer (one copy per version, not per call). NULL on error (e.g. a temp no task produced yet,
 /// or whose worker was lost).
 #[no_mangle]
 pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *const c_char {

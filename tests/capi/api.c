@@ -980,6 +980,13 @@ static void test_commands_and_files(void)
     FILE *grow = fopen(path("sorted.txt"), "a");
     CHECK(grow && fputs("0\n", grow) >= 0 && fclose(grow) == 0);
     CHECK(vine_file_size(sorted) == 8 && len == 6);
+    /* Fetched again: the new bytes; the old pointer still holds the old ones;
+       and unchanged contents fetched again are the same copy. */
+    const char *old_bytes = c;
+    const char *grown = vine_fetch_file_len(m, sorted, &len);
+    CHECK(grown && len == 8 && memcmp(grown, "3\n2\n1\n0\n", 9) == 0);
+    CHECK(memcmp(old_bytes, "3\n2\n1\n", 7) == 0);
+    CHECK(vine_fetch_file(m, sorted) == grown && vine_fetch_file(m, sorted) == grown);
     struct vine_file *zeros = vine_declare_buffer(m, "a\0b\0", 4, VINE_CACHE_LEVEL_TASK, 0);
     c = vine_fetch_file_len(m, zeros, &len);
     CHECK(c && len == 4 && memcmp(c, "a\0b\0", 5) == 0);
