@@ -185,10 +185,9 @@ fn jobs_pending_on_a_full_node_are_tolerated_and_cancelled_when_demand_falls() {
     };
     let dir = common::tempdir();
     let (m, _) = remote_manager();
-    // The worker holds only the task it runs: with automatic prefetch it would
-    // also hold two short tasks (one per core), which then wait there rather
-    // than at the manager, and the factory rightly counts one worker less.
-    m.tune("prefetch", 0.0).unwrap();
+    // Automatic prefetch knows no task duration here: the worker holds only
+    // the task it runs, and the short ones wait at the manager, counted as
+    // demand.
     // Each job takes the whole node: one runs, the others wait in the queue.
     let f = factory(&m, 3.0, &dir);
     f.set("cores", f64::from(cpus)).unwrap();

@@ -664,6 +664,7 @@ fn a_worker_without_a_manager_gives_up_after_its_timeout() {
 fn cancelling_tasks_queued_at_a_worker_frees_what_they_asked_for_there() {
     let (m, port) = remote_manager();
     m.tune("wait-for-workers", 1.0).unwrap();
+    m.tune("prefetch", 1.0).unwrap();
     // Half a core runs; a whole core waits behind it at the worker (prefetch).
     let mut running = Task::command(c"exec sleep 1000");
     running.set_cores(0.5).unwrap();
@@ -698,10 +699,45 @@ fn cancelling_tasks_queued_at_a_worker_frees_what_they_asked_for_there() {
 }
 
 #[test]
+fn a_busy_worker_holds_no_task_of_unknown_length_so_a_worker_that_joins_runs_it() {
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 1.0).unwrap();
+    let dir = tempdir();
+    let (started, gate) = (dir.join("started"), dir.join("gate"));
+    for f in [&started, &gate] {
+        mkfifo(f);
+    }
+    // The first task holds the first worker's one core until the gate opens.
+    let script = format!(
+        "exec 3<> {g}; echo up > {s}; read x <&3; echo ran",
+        s = started.display(),
+        g = gate.display()
+    );
+    let long = m
+        .submit(Task::command(&CString::new(script).unwrap()))
+        .unwrap();
+    let second = m.submit(Task::command(c"echo second")).unwrap();
+    let mut workers = vec![vine_worker(port, &[])];
+    first_line(&started);
+    // Automatic prefetch knows no duration yet: the second task stays with
+    // the manager rather than wait behind the first at its worker.
+    let s = m.stats().unwrap();
+    assert_eq!((s.tasks_on_workers, s.tasks_waiting), (1, 1));
+    workers.push(vine_worker(port, &[]));
+    let t = m.wait_for(vine::Want::Id(second), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    std::fs::write(&gate, "go\n").unwrap();
+    let t = m.wait_for(vine::Want::Id(long), LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    stop(m, workers);
+}
+
+#[test]
 fn shutdown_takes_back_tasks_a_worker_has_not_started_and_lets_the_running_one_finish() {
     let (m, port) = remote_manager();
     m.tune("wait-for-workers", 1.0).unwrap();
     m.tune("shutdown-timeout", 10.0).unwrap();
+    m.tune("prefetch", 1.0).unwrap();
     let dir = tempdir();
     let (started, gate) = (dir.join("started"), dir.join("gate"));
     for f in [&started, &gate] {

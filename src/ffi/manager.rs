@@ -178,9 +178,11 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   is not a terminal, only the summary line is written, and only if asked for.
 /// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
 ///   so a finishing thread finds its next task without a round trip to the manager.
-///   Automatic: about 20 ms of the worker's measured task durations, at least one per
-///   core. A later task of higher priority may start after those already dispatched;
-///   0 gives strict priority order.
+///   Automatic: about 20 ms of the worker's measured task durations; none until a
+///   task has run there, nor for tasks longer than that (they wait at the manager,
+///   where a worker that joins, or a factory counting demand, finds them). A later
+///   task of higher priority may start after those already dispatched; 0 gives
+///   strict priority order.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 ///   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
 /// - `"hungry-factor"` (2): `vine_hungry` wants this many tasks waiting per worker

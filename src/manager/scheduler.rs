@@ -155,7 +155,10 @@ impl Parked {
 /// collections (every 5 ms while its queue is deep) even when the manager
 /// thread then waits for a core (on a busy machine that can take a millisecond
 /// or more), little enough that a later task of higher priority waits behind at
-/// most this long.
+/// most this long. A worker whose tasks have not run yet, or last longer than
+/// this, holds only what it runs: its tasks would wait there for many times
+/// what a round trip to the manager costs, while a worker that joins meanwhile
+/// (or a factory counting the tasks that wait) could take them.
 const PREFETCH_HORIZON_US: f64 = 20000.0;
 /// The most tasks automatic prefetch lets a worker hold beyond what it runs.
 const PREFETCH_MAX: usize = 4096;
@@ -214,10 +217,10 @@ impl WorkerEntry {
         let slots = self.slots();
         self.prefetch = match (self.fixed_prefetch, self.avg_run_us) {
             (Some(n), _) => n,
-            (None, None) => slots,
+            (None, None) => 0,
             (None, Some(avg)) => {
                 let depth = PREFETCH_HORIZON_US * slots as f64 / avg.max(0.1);
-                (depth as usize).clamp(slots, PREFETCH_MAX.max(slots))
+                (depth as usize).min(PREFETCH_MAX)
             }
         };
     }

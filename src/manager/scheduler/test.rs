@@ -302,7 +302,7 @@ fn wait_for_workers_holds_dispatch() {
 }
 
 #[test]
-fn automatic_prefetch_deepens_for_short_tasks_and_stays_shallow_for_long_ones() {
+fn automatic_prefetch_deepens_for_short_tasks_and_holds_none_for_long_ones() {
     let mut s = Scheduler::new(false);
     let mut comm = TestComm::default();
     s.add_worker(0, cores(2.0), None);
@@ -310,8 +310,8 @@ fn automatic_prefetch_deepens_for_short_tasks_and_stays_shallow_for_long_ones() 
         s.submit(task(id, 0.0, 1.0), &mut comm);
     }
     s.schedule(&mut comm);
-    // Nothing measured yet: as many waiting as the worker has cores.
-    assert_eq!(comm.dispatched.len(), 4);
+    // Nothing measured yet: only what the worker can run.
+    assert_eq!(comm.dispatched.len(), 2);
     let run = |comm: &mut TestComm, s: &mut Scheduler, us: i64| {
         let id = comm.dispatched[0].1.id;
         let (w, mut t) = comm.take(id);
@@ -332,7 +332,7 @@ fn automatic_prefetch_deepens_for_short_tasks_and_stays_shallow_for_long_ones() 
         run(&mut comm, &mut s, 1_000_000);
     }
     let shallow = comm.dispatched.len();
-    assert_eq!(shallow, 4, "1 s tasks: only one per core waits");
+    assert_eq!(shallow, 2, "1 s tasks: none waits at the worker");
 }
 
 #[test]
