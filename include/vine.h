@@ -68,7 +68,11 @@ typedef struct vine_factory vine_factory;
 typedef struct vine_file vine_file;
 
 // A task manager. Create with `vine_create`, free with `vine_delete`. Every
-// function taking a manager may be called from any thread at any time.
+// function taking a manager may be called from any thread at any time. In a
+// process `fork()`ed after `vine_create`, the manager (and its factories) belong
+// to the parent, whose threads run it: every call on it there fails at once
+// with `VINE_ERROR_UNSUPPORTED` (`vine_delete` frees nothing); the child may
+// create managers of its own.
 typedef struct vine_manager vine_manager;
 
 // A task: a function call or a command, its settings, and after it ran its

@@ -41,8 +41,23 @@ fn fresh_handle() -> usize {
     (1 << 20) + NEXT.fetch_add(1, Ordering::Relaxed).saturating_mul(16)
 }
 
-/// Live managers, each with its handle.
-type Managers = Vec<(usize, Arc<Manager>)>;
+/// Live managers, each with its handle and the process generation it was made in
+/// (see [`crate::worker::isolated::forks`]).
+type Managers = Vec<(usize, Arc<Manager>, u64)>;
+
+/// Refused in a process forked after the manager (or factory) was made.
+fn made_here(generation: u64, what: &str) -> Result<()> {
+    if generation == crate::worker::isolated::forks() {
+        return Ok(());
+    }
+    Err(Error::new(
+        ErrorKind::Unsupported,
+        format!(
+            "{what} was made before this process was forked: it belongs to the parent \
+             (its threads are not in this process); make a new one here"
+        ),
+    ))
+}
 
 fn managers() -> &'static RwLock<Managers> {
     static LIVE: OnceLock<RwLock<Managers>> = OnceLock::new();
@@ -73,7 +88,7 @@ pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<
         return Err(super::boundary::null("the factory"));
     }
     not_in_child("a factory")?;
-    factories()
+    let (m, f) = factories()
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&(f as usize))
@@ -83,7 +98,10 @@ pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<
                 ErrorKind::InvalidHandle,
                 "not a live factory (deleted already, or its manager was?)",
             )
-        })
+        })?;
+    // Usable where its manager is (not in a process forked since).
+    manager(m)?;
+    Ok((m, f))
 }
 
 /// Forgets factory `f`; false if it was not live.
@@ -118,13 +136,15 @@ fn files() -> &'static Mutex<Files> {
 /// Makes a manager with `make`, registers it and returns the pointer C will hold.
 pub(crate) fn manager_into_c(make: impl FnOnce() -> Result<Manager>) -> Result<*mut vine_manager> {
     not_in_child("a manager")?;
+    crate::worker::isolated::count_forks();
     let m = make()?;
     super::logs::flush_at_exit();
     let handle = fresh_handle();
-    managers()
-        .write()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((handle, Arc::new(m)));
+    managers().write().unwrap_or_else(|p| p.into_inner()).push((
+        handle,
+        Arc::new(m),
+        crate::worker::isolated::forks(),
+    ));
     Ok(handle as *mut vine_manager)
 }
 
@@ -150,15 +170,17 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
     }
     not_in_child("the manager")?;
     let live = managers().read().unwrap_or_else(|p| p.into_inner());
-    live.iter()
-        .find(|(h, _)| *h == m as usize)
-        .map(|(_, a)| a.clone())
+    let (_, a, generation) = live
+        .iter()
+        .find(|(h, ..)| *h == m as usize)
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidHandle,
                 "not a live manager (deleted already?)",
             )
-        })
+        })?;
+    made_here(*generation, "the manager")?;
+    Ok(a.clone())
 }
 
 /// Removes the manager at `m` from the registry; it is freed when the last call
@@ -167,14 +189,17 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
     let mut live = managers().write().unwrap_or_else(|p| p.into_inner());
     let at = live
         .iter()
-        .position(|(h, _)| *h == m as usize)
+        .position(|(h, ..)| *h == m as usize)
         .ok_or_else(|| {
             Error::new(
                 ErrorKind::InvalidHandle,
                 "not a live manager (deleted already?)",
             )
         })?;
-    let (_, m) = live.swap_remove(at);
+    // In a forked child the parent's manager stays: its drop would wait for
+    // threads that are not here.
+    made_here(live[at].2, "the manager")?;
+    let (_, m, _) = live.swap_remove(at);
     if live.is_empty() {
         // Nothing of the registry outlives the last manager (a leak checker
         // run at exit finds no block of the library's at all).

@@ -21,7 +21,11 @@ pub mod task;
 pub use constants::*;
 
 /// A task manager. Create with `vine_create`, free with `vine_delete`. Every
-/// function taking a manager may be called from any thread at any time.
+/// function taking a manager may be called from any thread at any time. In a
+/// process `fork()`ed after `vine_create`, the manager (and its factories) belong
+/// to the parent, whose threads run it: every call on it there fails at once
+/// with `VINE_ERROR_UNSUPPORTED` (`vine_delete` frees nothing); the child may
+/// create managers of its own.
 pub struct vine_manager {
     _opaque: [u8; 0],
 }

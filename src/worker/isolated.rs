@@ -22,6 +22,30 @@ pub fn in_child() -> bool {
     IN_CHILD.load(std::sync::atomic::Ordering::Relaxed)
 }
 
+/// How many times this process is a `fork()` away from the one that started
+/// counting (0 there; each fork's child adds one). A manager made before a
+/// fork cannot be used in the child: its threads are not there, and a call
+/// waiting for them would wait forever.
+pub fn forks() -> u64 {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Counts forks from now on (once per process; a child inherits the handler).
+pub fn count_forks() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    extern "C" fn forked_child() {
+        // Async-signal-safe: one atomic add.
+        FORKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    ONCE.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic; the call
+        // fails only without memory, and then forks are not counted (as before).
+        unsafe { libc::pthread_atfork(None, None, Some(forked_child)) };
+    });
+}
+
 /// The most output a PROCESS function may return.
 const MAX_OUTPUT: usize = 1 << 30;
 

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static int passed, failed;
@@ -532,6 +533,55 @@ static void test_manager_calls_from_a_process_function(void)
     CHECK(vine_empty(parent_manager) == 1);
     CHECK(vine_wait(parent_manager, 0) == NULL);
     vine_delete(parent_manager);
+}
+
+/* After fork(), the child cannot use a manager made before it (its threads
+   stayed in the parent): every call is refused at once, none waits forever,
+   and the child can make a manager of its own. The parent goes on. */
+static void test_fork_after_create(void)
+{
+    if (getenv("VINE_HARNESS_VALGRIND")) {
+        printf("SKIPPED under valgrind: a forked child's calls\n");
+        return;
+    }
+    struct vine_manager *m = manager(1);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        failed = 0;
+        struct vine_task *t = vine_task_create("true");
+        CHECK(vine_submit(m, t) == 0 && vine_last_error_code() == VINE_ERROR_UNSUPPORTED);
+        CHECK(strstr(vine_last_error(), "forked") != NULL);
+        struct vine_stats st;
+        CHECK_ERR(vine_get_stats(m, &st), VINE_ERROR_UNSUPPORTED);
+        CHECK(vine_wait(m, 5) == NULL && vine_last_error_code() == VINE_ERROR_UNSUPPORTED);
+        CHECK(vine_tune(m, "hungry-factor", 3) == VINE_ERROR_UNSUPPORTED);
+        CHECK(vine_cancel_all(m) < 0);
+        vine_delete(m);
+        CHECK(vine_last_error_code() == VINE_ERROR_UNSUPPORTED);
+        /* A manager of the child's own works. */
+        struct vine_manager *mine = vine_create(VINE_PORT_NONE);
+        CHECK(mine != NULL);
+        if (mine) {
+            CHECK(vine_submit(mine, t) > 0);
+            CHECK(vine_wait(mine, LONG) == t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+            vine_delete(mine);
+        }
+        vine_task_delete(t);
+        fflush(NULL);
+        _exit(failed == 0 ? 0 : 1);
+    }
+    int status = 0;
+    CHECK(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* The parent's manager is untouched. */
+    struct vine_task *t = vine_task_create("true");
+    CHECK(vine_submit(m, t) > 0);
+    CHECK(vine_wait(m, LONG) == t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    vine_task_delete(t);
+    CHECK(vine_empty(m) == 1);
+    vine_delete(m);
 }
 
 /* A PROCESS function that calls exit() flushes the stdio buffers its process
@@ -1602,6 +1652,7 @@ int main(void)
     test_tls_and_password();
     test_factory();
     test_manager_calls_from_a_process_function();
+    test_fork_after_create();
     test_process_exit_writes_no_stdio_twice();
     test_copies_too_large_for_memory();
     test_resources();
