@@ -360,6 +360,43 @@ fn a_category_maximum_bounds_fixed_tasks_and_the_retry() {
 }
 
 #[test]
+fn a_task_its_category_makes_larger_than_the_pool_comes_back_unschedulable() {
+    let m = local(2.0);
+    let big = vine_resources_create(-1.0);
+    unsafe {
+        assert_eq!(vine_resources_set(big, c"cores".as_ptr(), 64.0), 1);
+        // FIXED: a task that sets nothing gets the maximum, 64 cores.
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"wide".as_ptr(), big),
+            0
+        );
+        // An automatic mode that starts at a minimum of 64 cores.
+        assert_eq!(
+            vine_set_category_resources_min(m.0, c"atleast".as_ptr(), big),
+            0
+        );
+        assert_eq!(
+            vine_set_category_mode(m.0, c"atleast".as_ptr(), VINE_ALLOCATION_MODE_MAX),
+            1
+        );
+    }
+    for category in [c"wide", c"atleast"] {
+        let t = run(&m, command("true", category));
+        let (r, why) = result(t);
+        assert_eq!(r, VINE_RESULT_UNSCHEDULABLE, "{category:?}: {why}");
+        assert!(why.contains("64 cores"), "{why}");
+        vine_task_delete(t);
+    }
+    // A task that sets its cores is sized by them, and runs.
+    let t = command("true", c"wide");
+    assert_eq!(vine_task_set_cores(t, 1.0), 0);
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    vine_task_delete(t);
+    unsafe { vine_resources_delete(big) };
+}
+
+#[test]
 fn at_most_max_concurrent_tasks_of_a_category_run_at_once() {
     let dir = tempdir();
     let m = local(4.0);

@@ -1009,6 +1009,12 @@ impl Scheduler {
                 if let Some(largest) = largest {
                     self.categories.size(&mut task, largest);
                 }
+                // Its category made it larger than every worker, and none
+                // may join: it would wait forever.
+                if self.never_fits(&task) {
+                    self.complete_unschedulable(task, comm);
+                    continue;
+                }
             }
             // Only when something is parked can a task's shape be known to fail.
             let shape =
