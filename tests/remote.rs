@@ -528,6 +528,71 @@ fn a_temp_whose_worker_is_lost_is_made_again() {
 }
 
 #[test]
+fn a_task_whose_three_temps_are_lost_with_its_worker_runs_again_once() {
+    let (m, port) = remote_manager();
+    let mut first = vine_worker(port, &[]);
+    let dir = tempdir();
+    let runs = dir.join("runs");
+    let temps: Vec<_> = (0..3).map(|_| m.declare(File::temp().unwrap())).collect();
+    let cmd = CString::new(format!(
+        "echo one > t0; echo two > t1; echo three > t2; echo run >> {}",
+        runs.display()
+    ))
+    .unwrap();
+    let mut make = Task::command(&cmd);
+    for (i, temp) in temps.iter().enumerate() {
+        make.add_output(Mount::new(temp.clone(), &format!("t{i}"), 0).unwrap())
+            .unwrap();
+    }
+    m.submit(make).unwrap();
+    let made = m.wait(LONG).unwrap();
+    assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
+    assert!(temps
+        .iter()
+        .all(|t| m.temp_worker(t) == Some(made.worker_id())));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let second = vine_worker(port, &[]);
+    let mut read = Task::command(c"cat a b c");
+    for (temp, name) in temps.iter().zip(["a", "b", "c"]) {
+        read.add_input(Mount::new(temp.clone(), name, 0).unwrap())
+            .unwrap();
+    }
+    let id = m.submit(read).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        (t.id(), t.result()),
+        (id, TaskResult::Success),
+        "{:?}",
+        t.reason()
+    );
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "one\ntwo\nthree\n");
+    assert_ne!(t.worker_id(), made.worker_id());
+    // Every run the manager started for the lost temps is over (a bounded wait:
+    // with one run per temp, the others may still be queued or running).
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let stats = loop {
+        let s = m.stats().unwrap();
+        if s.tasks_done == s.tasks_submitted + s.tasks_recovery {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "recoveries never ended: {s:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        std::fs::read_to_string(&runs).unwrap(),
+        "run\nrun\n",
+        "the producer ran once, then once again for all three temps"
+    );
+    assert_eq!(stats.tasks_recovery, 1, "{stats:?}");
+    assert!(m.wait(Some(Duration::from_millis(0))).is_none());
+    stop(m, vec![second]);
+}
+
+#[test]
 fn a_worker_with_the_wrong_password_is_refused_and_the_workflow_completes() {
     let (m, port) = remote_manager();
     let dir = tempdir();

@@ -14,8 +14,13 @@
 //!
 //! Recipes refer to the files they make; the table, not the file, holds them,
 //! so a file never refers to a task and nothing has to break a cycle.
+//!
+//! A task that made several temps runs again once however many of them a lost
+//! worker took: the temps one run of a task made share a maker number, and a
+//! maker being run again is not run again a second time (for another of its
+//! temps lost later, say its last replica) until that run comes back.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use super::scheduler::WorkerId;
 use crate::files::{File, FileKind};
@@ -42,6 +47,9 @@ struct Kept {
     replicas: Vec<WorkerId>,
     /// What made it, to make it again if its worker is lost.
     recipe: Box<Task>,
+    /// The run of a task that made it, shared by all the temps that run made:
+    /// see [`Temps::remaking`].
+    maker: u64,
     /// Being brought to the manager after a peer could not fetch it: tasks
     /// that read it wait until it is here.
     bringing: bool,
@@ -60,6 +68,11 @@ pub(crate) struct Temps {
     coming: HashMap<u64, u32>,
     /// The temps each of those tasks writes.
     makers: HashMap<TaskId, Vec<u64>>,
+    /// The last maker number given (see [`Kept::maker`]).
+    last_maker: u64,
+    /// Makers whose temps are being made again: run again once, however many
+    /// of their temps are lost, until that run comes back.
+    remaking: HashSet<u64>,
 }
 
 impl Temps {
@@ -187,32 +200,55 @@ impl Temps {
                 }
             }
         }
+        let mut maker = None;
         for m in &extra.outputs {
             if !matches!(m.file.kind(), FileKind::Temp) {
                 continue;
             }
             let id = m.file.id();
-            if m.file.temp_location().is_some() {
-                self.kept.remove(&id);
+            let old = if m.file.temp_location().is_some() {
+                self.kept.remove(&id)
             } else if kept_there {
+                let maker = *maker.get_or_insert_with(|| {
+                    self.last_maker += 1;
+                    self.last_maker
+                });
                 let recipe = task.recipe();
+                self.by_worker.entry(worker).or_default().push(id);
                 self.kept.insert(
                     id,
                     Kept {
                         at: Some(worker),
                         replicas: Vec::new(),
                         recipe,
+                        maker,
                         bringing: false,
                     },
-                );
-                self.by_worker.entry(worker).or_default().push(id);
+                )
+            } else {
+                None
+            };
+            // Made again (or written anew): any run making it again is over.
+            if let Some(old) = old {
+                self.remaking.remove(&old.maker);
             }
+        }
+    }
+
+    /// Removes the entry of temp `file_id`; a maker with no temp left in the
+    /// table is no longer being made again (nothing of it can be lost now).
+    fn remove(&mut self, file_id: u64) {
+        let Some(k) = self.kept.remove(&file_id) else {
+            return;
+        };
+        if self.remaking.contains(&k.maker) && !self.kept.values().any(|o| o.maker == k.maker) {
+            self.remaking.remove(&k.maker);
         }
     }
 
     /// Temp `file_id` was deleted where it was kept: it is nowhere now.
     pub(crate) fn forget(&mut self, file_id: u64) {
-        self.kept.remove(&file_id);
+        self.remove(file_id);
     }
 
     /// The manager is bringing temp `file_id` from the worker holding it.
@@ -243,11 +279,13 @@ impl Temps {
 
     /// Temp `file_id` arrived at the manager: any worker can be sent it now.
     pub(crate) fn fetched(&mut self, file_id: u64) {
-        self.kept.remove(&file_id);
+        self.remove(file_id);
     }
 
     /// `worker` is gone with the temps it kept: each is marked as being made
-    /// again, and returned with a fresh copy of the task that makes it.
+    /// again, and the task that made them is returned (a fresh copy, with one
+    /// of those temps) once: not for each temp it made, nor if it is being run
+    /// again already.
     pub(crate) fn lost(&mut self, worker: WorkerId) -> Vec<(u64, Box<Task>)> {
         let mut remake = Vec::new();
         for id in self.by_worker.remove(&worker).unwrap_or_default() {
@@ -258,7 +296,7 @@ impl Temps {
                     k.bringing = false;
                     // A replica elsewhere takes its place; with none, it is made again.
                     k.at = k.replicas.pop();
-                    if k.at.is_none() {
+                    if k.at.is_none() && self.remaking.insert(k.maker) {
                         remake.push((id, k.recipe.recipe()));
                     }
                 }
@@ -273,7 +311,12 @@ impl Temps {
         let Some(extra) = &task.extra else { return };
         for m in &extra.outputs {
             let id = m.file.id();
-            if self.kept.get(&id).is_some_and(|k| k.at.is_none()) {
+            let Some(k) = self.kept.get(&id) else {
+                continue;
+            };
+            // A temp of it lost later may be made again by another run.
+            self.remaking.remove(&k.maker);
+            if k.at.is_none() {
                 self.kept.remove(&id);
             }
         }
@@ -353,6 +396,66 @@ mod test {
         temps.task_done(4, true, &maker(&a, TaskResult::Success));
         assert_eq!(temps.place(&a), TempPlace::Worker(4));
         assert_eq!(temps.lost(4).len(), 2);
+    }
+
+    fn maker_of(temps: &[&Arc<File>], result: TaskResult) -> Box<Task> {
+        let mut t = Task::command(c"echo x > t0; echo x > t1; echo x > t2");
+        for (i, temp) in temps.iter().enumerate() {
+            let name = format!("t{i}");
+            t.add_output(Mount::new((*temp).clone(), &name, 0).unwrap())
+                .unwrap();
+        }
+        t.finish(result, None);
+        t
+    }
+
+    #[test]
+    fn a_task_that_made_several_lost_temps_is_made_again_once() {
+        let mut temps = Temps::default();
+        let made: Vec<Arc<File>> = (0..3).map(|_| File::temp().unwrap()).collect();
+        let refs: Vec<&Arc<File>> = made.iter().collect();
+        temps.task_done(3, true, &maker_of(&refs, TaskResult::Success));
+        let remake = temps.lost(3);
+        assert_eq!(remake.len(), 1, "one run makes all three again");
+        for t in &made {
+            assert_eq!(temps.place(t), TempPlace::BeingMade);
+        }
+        // Back from its new worker: lost from there, it runs again, once.
+        let (_, mut again) = remake.into_iter().next().unwrap();
+        again.finish(TaskResult::Success, None);
+        temps.task_done(4, true, &again);
+        for t in &made {
+            assert_eq!(temps.place(t), TempPlace::Worker(4));
+        }
+        assert_eq!(temps.lost(4).len(), 1);
+    }
+
+    #[test]
+    fn a_task_being_made_again_is_not_run_again_for_another_of_its_temps() {
+        let mut temps = Temps::default();
+        let (a, b) = (File::temp().unwrap(), File::temp().unwrap());
+        temps.task_done(3, true, &maker_of(&[&a, &b], TaskResult::Success));
+        temps.add_replica(a.id(), 5);
+        let remake = temps.lost(3);
+        assert_eq!(remake.len(), 1, "b is made again");
+        assert_eq!(temps.place(&a), TempPlace::Worker(5), "a has a replica");
+        assert_eq!(temps.place(&b), TempPlace::BeingMade);
+        // Its replica lost while that run is out: the same run makes it.
+        assert!(temps.lost(5).is_empty(), "already being made again");
+        assert_eq!(temps.place(&a), TempPlace::BeingMade);
+        // That run failed: a temp of it lost later is made by another.
+        let (_, mut failed) = remake.into_iter().next().unwrap();
+        failed.finish(TaskResult::Forsaken, None);
+        temps.remake_failed(&failed);
+        assert_eq!(temps.len(), 0);
+        temps.task_done(6, true, &maker_of(&[&a, &b], TaskResult::Success));
+        temps.add_replica(a.id(), 7);
+        assert_eq!(temps.lost(6).len(), 1);
+        assert!(temps.lost(7).is_empty(), "still the one run");
+        // A maker whose temps all left the table is forgotten with them.
+        temps.fetched(a.id());
+        temps.forget(b.id());
+        assert!(temps.remaking.is_empty());
     }
 
     #[test]
