@@ -168,7 +168,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         Err(e) => {
             return task.finish(
                 TaskResult::Forsaken,
-                Some(format!("lost track of the command: {e}")),
+                Some(crate::worker::process::lost_track("the command", &e)),
             )
         }
     };

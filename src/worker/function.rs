@@ -3,6 +3,7 @@
 use std::cell::RefCell;
 use std::time::Instant;
 
+use crate::payload::Payload;
 use crate::task::{Task, TaskResult, Work};
 
 thread_local! {
@@ -13,6 +14,14 @@ thread_local! {
 pub fn current_gpu_ids() -> Vec<u32> {
     CURRENT_GPUS.with(|g| g.borrow().clone())
 }
+
+/// The alignment a function's input has: that of C's `max_align_t` on the
+/// platforms this runs on.
+const ALIGN: usize = 16;
+
+/// Room for a short input at an address aligned to [`ALIGN`].
+#[repr(C, align(16))]
+struct Aligned([u8; Payload::INLINE]);
 
 /// Runs the task's function with its input and records output, exit code and result.
 pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunControl) {
@@ -53,7 +62,23 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &crate::worker::process::RunC
     let monitor = task.flags & crate::task::FLAG_MONITOR != 0;
     let start = (time_max > 0.0 || monitor).then(Instant::now);
     let cpu_before = if monitor { thread_cpu_us() } else { 0 };
-    let (rc, output) = crate::ffi::callback::call_task_function(func, input.as_slice(), context);
+    let mut stack = Aligned([0; Payload::INLINE]);
+    let copy: Vec<u8>;
+    let bytes = input.as_slice();
+    // At an address aligned for any C type, as malloc's memory is: a function
+    // may read its input through a pointer to a double or a struct. (A short
+    // input is kept inside the task, at whatever offset that has.)
+    let bytes = if (bytes.as_ptr() as usize).is_multiple_of(ALIGN) {
+        bytes
+    } else if bytes.len() <= stack.0.len() {
+        stack.0[..bytes.len()].copy_from_slice(bytes);
+        &stack.0[..bytes.len()]
+    } else {
+        // The allocator's blocks are aligned so.
+        copy = bytes.to_vec();
+        &copy
+    };
+    let (rc, output) = crate::ffi::callback::call_task_function(func, bytes, context);
     // CPU time is read before the wall clock, so it never covers more.
     let cpu_us = if monitor {
         thread_cpu_us().saturating_sub(cpu_before)

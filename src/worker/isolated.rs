@@ -137,7 +137,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         Err(e) => {
             return task.finish(
                 TaskResult::Forsaken,
-                Some(format!("lost track of the task process: {e}")),
+                Some(crate::worker::process::lost_track("the task process", &e)),
             )
         }
     };

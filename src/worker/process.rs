@@ -683,3 +683,25 @@ fn drain(
 pub fn signal_of(status: &ExitStatus) -> Option<i32> {
     status.signal()
 }
+
+/// Why a child process could not be waited for, as a task's reason: `what`
+/// and the error, and when the program ignores SIGCHLD (which makes the
+/// system reap children before anyone can read how they ended), that cause.
+pub(crate) fn lost_track(what: &str, e: &std::io::Error) -> String {
+    let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+    // SAFETY: a null new action only reads the current one into `old`.
+    let ok = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), old.as_mut_ptr()) } == 0;
+    // SAFETY: zeroed is a valid sigaction, and sigaction filled it on success.
+    let old = unsafe { old.assume_init() };
+    let reaped = ok
+        && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0);
+    if reaped && e.raw_os_error() == Some(libc::ECHILD) {
+        format!(
+            "lost track of {what}: this program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), \
+             so the system reaps child processes before their exit status can be read; \
+             leave SIGCHLD at its default to run commands and PROCESS functions here"
+        )
+    } else {
+        format!("lost track of {what}: {e}")
+    }
+}

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -581,6 +582,60 @@ static void test_fork_after_create(void)
     CHECK(vine_wait(m, LONG) == t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
     vine_task_delete(t);
     CHECK(vine_empty(m) == 1);
+    vine_delete(m);
+}
+
+/* Returns 0 if its input is aligned for any C type and its first double reads
+   back as 2.5. */
+static int aligned_input(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)out; (void)ctx;
+    if ((uintptr_t)in % 16 != 0) return 1;
+    if (len >= sizeof(double) && *(const double *)in != 2.5) return 2;
+    return 0;
+}
+
+/* A function's input is aligned as malloc's memory is, short (kept inside the
+   task) or long, on a thread or in a process of its own. */
+static void test_input_alignment(void)
+{
+    struct vine_manager *m = manager(1);
+    double values[16];
+    for (int i = 0; i < 16; i++) values[i] = 2.5;
+    const size_t lens[] = {1, 8, 16, 22, 23, 24, 128};
+    for (int mode = 0; mode < 2; mode++) {
+        for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
+            struct vine_task *t = vine_task_create_local(aligned_input, NULL, values, lens[i]);
+            if (mode) CHECK(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS) == 0);
+            CHECK(vine_submit(m, t) > 0);
+            CHECK(vine_wait(m, LONG) == t);
+            CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS && vine_task_get_exit_code(t) == 0);
+            vine_task_delete(t);
+        }
+    }
+    vine_delete(m);
+}
+
+/* A program that ignores SIGCHLD has its children reaped by the system before
+   their exit status can be read: a command then fails, and says why. */
+static void test_sigchld_ignored(void)
+{
+    struct vine_manager *m = manager(1);
+    struct sigaction ign = {0}, old;
+    ign.sa_handler = SIG_IGN;
+    CHECK(sigaction(SIGCHLD, &ign, &old) == 0);
+    struct vine_task *t = vine_task_create("true");
+    CHECK(vine_task_set_retries(t, 1) == 0);
+    CHECK(vine_submit(m, t) > 0);
+    CHECK(vine_wait(m, LONG) == t);
+    CHECK(vine_task_get_result(t) != VINE_RESULT_SUCCESS);
+    const char *why = vine_task_get_reason(t);
+    CHECK(why && strstr(why, "ignores SIGCHLD") != NULL);
+    CHECK(sigaction(SIGCHLD, &old, NULL) == 0);
+    /* Back to the default: commands run again. */
+    CHECK(vine_submit(m, t) > 0);
+    CHECK(vine_wait(m, LONG) == t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    vine_task_delete(t);
     vine_delete(m);
 }
 
@@ -1656,6 +1711,8 @@ int main(void)
     test_process_exit_writes_no_stdio_twice();
     test_copies_too_large_for_memory();
     test_resources();
+    test_sigchld_ignored();
+    test_input_alignment();
     test_logs(); /* last: it sets where every later manager writes its logs */
 
     printf("%d passed, %d failed\n", passed, failed);
