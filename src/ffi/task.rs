@@ -80,7 +80,11 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// and `vine_task_get_command` returns NULL for it). A command longer than the
 /// kernel takes as one argument (128 KiB on Linux) cannot start anywhere: the
 /// task ends `VINE_RESULT_SUCCESS` with exit code 126, as a command the shell
-/// cannot execute does, and is not retried.
+/// cannot execute does, and is not retried. In the local pool a command (as a
+/// `VINE_EXEC_PROCESS` function) is a child process of the program, which must
+/// therefore not ignore SIGCHLD (`SIG_IGN` or `SA_NOCLDWAIT`): the system would
+/// reap it before its exit status could be read, and the task fails saying so.
+/// An empty command is no command, as NULL is.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
     guard(ptr::null_mut(), || {
@@ -559,7 +563,8 @@ pub extern "C" fn vine_task_get_reason(t: *const vine_task) -> *const c_char {
 ///
 /// vine's own: `"time_when_started"`, `"time_workers_execute"` (as
 /// `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
-/// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
+/// first that count against `vine_task_set_retries`: not a run again with the
+/// category's maximum after an automatic allocation was exhausted), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
 /// its last attempt); and what its last attempt used, when it was monitored (-1
 /// if not; see `vine_task_get_resources`): `"memory_measured"` and
 /// `"disk_measured"` (peak MB), `"cores_measured"` (CPU over wall time, in
