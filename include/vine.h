@@ -605,7 +605,11 @@ extern "C" {
 // only workers on this machine reach: the factory says so on standard error).
 // When the manager has a password, each job is given a copy of the password file
 // in the scratch directory (readable by this user only) with `--password`, never
-// the password itself.
+// the password itself. It is the password the manager has at each submission:
+// one set or changed after the factory was created reaches the jobs submitted
+// from then on (and pending jobs that have yet to read the copy). Workers that
+// joined without one are dropped when it is set (see `vine_create`) and jobs
+// submitted without one are cancelled; jobs given the password replace them.
 //
 // Every cycle (`cycle-interval`) the factory compares what the waiting tasks
 // need (their resources against its worker size) with its connected and pending
@@ -1097,6 +1101,8 @@ int vine_port(const struct vine_manager *m);
 // - `"local-worker-processes"` (0): start and supervise this many `vine_worker`
 //   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 //   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
+//   They get the manager's password, even one set after they started (see
+//   `vine_set_password_file`).
 //
 // TaskVine's names, with TaskVine's meaning (besides `"keepalive-interval"`,
 // `"keepalive-timeout"` and `"wait-for-workers"` above):
@@ -1141,16 +1147,21 @@ int vine_tune(struct vine_manager *m, const char *name, double value);
 // never crosses the network). The file's trailing white space is not part of it.
 // From then on every worker must prove it, on every connection: workers that
 // joined without one, or with another password (it was changed), are dropped.
-// Without TLS, every frame of an authenticated
-// session carries an HMAC under keys derived from the password (see the README's
-// security model). Returns 0 or a negative error (unreadable, empty).
+// Local worker processes and factories, started before or after it is set, give
+// it to the workers they start from then on as a file readable by this user only
+// in their scratch directory, never on a command line; theirs that were dropped
+// are replaced (see `vine_factory_create`). Without TLS, every frame of an
+// authenticated session carries an HMAC under keys derived from the password (see
+// the README's security model). Returns 0 or a negative error (unreadable,
+// empty).
 int vine_set_password_file(struct vine_manager *m, const char *path);
 
 // Sets the password remote workers must prove, as `vine_set_password_file` does,
 // from a string (TaskVine's call; trailing white space is not part of it, as from
-// a file). The manager keeps a copy readable by this user only in its runtime
-// directory, for the local worker processes it starts. Returns 0 or a negative
-// error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
+// a file). Local worker processes and factories, started before or after it is
+// set, give it to their workers as a file, never on a command line. Returns 0 or
+// a negative error (NULL, empty); TaskVine's returns nothing, so its callers
+// still compile.
 int vine_set_password(struct vine_manager *m, const char *password);
 
 // Sets the directory under which managers created from now on keep their
@@ -1663,7 +1674,11 @@ struct vine_task *vine_task_create_local(vine_function_t func, void *context, co
 // and `vine_task_get_command` returns NULL for it). A command longer than the
 // kernel takes as one argument (128 KiB on Linux) cannot start anywhere: the
 // task ends `VINE_RESULT_SUCCESS` with exit code 126, as a command the shell
-// cannot execute does, and is not retried.
+// cannot execute does, and is not retried. In the local pool a command (as a
+// `VINE_EXEC_PROCESS` function) is a child process of the program, which must
+// therefore not ignore SIGCHLD (`SIG_IGN` or `SA_NOCLDWAIT`): the system would
+// reap it before its exit status could be read, and the task fails saying so.
+// An empty command is no command, as NULL is.
 struct vine_task *vine_task_create(const char *command);
 
 // Sets (or replaces) the command line of a command task (see
@@ -1905,7 +1920,8 @@ const char *vine_task_get_reason(const struct vine_task *t);
 //
 // vine's own: `"time_when_started"`, `"time_workers_execute"` (as
 // `"time_workers_execute_all"`), `"worker_id"`, `"retries"` (attempts beyond the
-// first), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
+// first that count against `vine_task_set_retries`: not a run again with the
+// category's maximum after an automatic allocation was exhausted), `"cores"` (in thousandths), `"memory"`, `"disk"`, `"gpus"` (as given to
 // its last attempt); and what its last attempt used, when it was monitored (-1
 // if not; see `vine_task_get_resources`): `"memory_measured"` and
 // `"disk_measured"` (peak MB), `"cores_measured"` (CPU over wall time, in

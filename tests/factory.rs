@@ -398,3 +398,100 @@ fn a_program_that_exits_without_deleting_its_manager_leaves_no_local_worker() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// When a test sets the manager's password, against its local workers' start.
+#[derive(Clone, Copy, Debug)]
+enum PasswordSet {
+    /// Before the workers are set up.
+    Before,
+    /// Right after they are set up, before any task.
+    After,
+    /// Once a worker that joined without a password has run a task: it is
+    /// connected when the password is set.
+    AfterATask,
+}
+
+/// A manager whose local workers are set up by `start` gets its password (from
+/// a string, or from a file) `when` told: the task submitted after both runs,
+/// on a worker that proved the password. What `start` returns is checked last.
+fn the_password_reaches_local_workers<T>(
+    start: impl Fn(&Manager) -> T,
+    check: impl Fn(&T),
+    when: PasswordSet,
+    from_file: bool,
+) {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let set = || {
+        if from_file {
+            let pw = dir.join("password");
+            std::fs::write(&pw, "open sesame\n").unwrap();
+            m.set_password_file(&pw).unwrap();
+        } else {
+            m.set_password(b"open sesame").unwrap();
+        }
+    };
+    if let PasswordSet::Before = when {
+        set();
+    }
+    let started = start(&m);
+    match when {
+        PasswordSet::Before => {}
+        PasswordSet::After => set(),
+        PasswordSet::AfterATask => {
+            let id = m.submit(Task::command(c"echo before")).unwrap();
+            assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"before\n");
+            set();
+        }
+    }
+    let id = m.submit(Task::command(c"echo with-password")).unwrap();
+    let t = done(&m, id);
+    assert_eq!(
+        t.stdout().unwrap().to_bytes(),
+        b"with-password\n",
+        "{when:?}, from a file: {from_file}"
+    );
+    check(&started);
+    m.shutdown().unwrap();
+}
+
+const PASSWORD_CASES: [(PasswordSet, bool); 6] = [
+    (PasswordSet::Before, false),
+    (PasswordSet::Before, true),
+    (PasswordSet::After, false),
+    (PasswordSet::After, true),
+    (PasswordSet::AfterATask, false),
+    (PasswordSet::AfterATask, true),
+];
+
+#[test]
+fn local_worker_processes_get_a_password_set_before_or_after_they_start() {
+    for (when, from_file) in PASSWORD_CASES {
+        the_password_reaches_local_workers(
+            |m| {
+                m.start_local_workers(1, Some(std::path::Path::new(WORKER)))
+                    .unwrap()
+            },
+            |_| {},
+            when,
+            from_file,
+        );
+    }
+}
+
+#[test]
+fn a_local_factory_gets_a_password_set_before_or_after_it_starts() {
+    for (when, from_file) in PASSWORD_CASES {
+        the_password_reaches_local_workers(
+            |m| {
+                let f = marked_local_factory(m, &unique("password"));
+                f.set("max-workers", 1.0).unwrap();
+                f
+            },
+            // Its jobs were all given the password they needed: none failed.
+            |f| assert_eq!(f.counts().1, 0, "{when:?}: {:?}", f.last_error()),
+            when,
+            from_file,
+        );
+    }
+}

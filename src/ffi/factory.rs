@@ -25,7 +25,11 @@ use crate::manager::Manager;
 /// only workers on this machine reach: the factory says so on standard error).
 /// When the manager has a password, each job is given a copy of the password file
 /// in the scratch directory (readable by this user only) with `--password`, never
-/// the password itself.
+/// the password itself. It is the password the manager has at each submission:
+/// one set or changed after the factory was created reaches the jobs submitted
+/// from then on (and pending jobs that have yet to read the copy). Workers that
+/// joined without one are dropped when it is set (see `vine_create`) and jobs
+/// submitted without one are cancelled; jobs given the password replace them.
 ///
 /// Every cycle (`cycle-interval`) the factory compares what the waiting tasks
 /// need (their resources against its worker size) with its connected and pending

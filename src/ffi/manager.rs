@@ -190,6 +190,8 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// - `"local-worker-processes"` (0): start and supervise this many `vine_worker`
 ///   processes on this machine (1 core each; the program is `$VINE_WORKER_PATH`, else
 ///   `vine_worker` beside this program, else on `PATH`); needs a port. Once only.
+///   They get the manager's password, even one set after they started (see
+///   `vine_set_password_file`).
 ///
 /// TaskVine's names, with TaskVine's meaning (besides `"keepalive-interval"`,
 /// `"keepalive-timeout"` and `"wait-for-workers"` above):
@@ -243,9 +245,13 @@ pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, va
 /// never crosses the network). The file's trailing white space is not part of it.
 /// From then on every worker must prove it, on every connection: workers that
 /// joined without one, or with another password (it was changed), are dropped.
-/// Without TLS, every frame of an authenticated
-/// session carries an HMAC under keys derived from the password (see the README's
-/// security model). Returns 0 or a negative error (unreadable, empty).
+/// Local worker processes and factories, started before or after it is set, give
+/// it to the workers they start from then on as a file readable by this user only
+/// in their scratch directory, never on a command line; theirs that were dropped
+/// are replaced (see `vine_factory_create`). Without TLS, every frame of an
+/// authenticated session carries an HMAC under keys derived from the password (see
+/// the README's security model). Returns 0 or a negative error (unreadable,
+/// empty).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_password_file(
     m: *mut vine_manager,
@@ -262,9 +268,10 @@ pub unsafe extern "C" fn vine_set_password_file(
 
 /// Sets the password remote workers must prove, as `vine_set_password_file` does,
 /// from a string (TaskVine's call; trailing white space is not part of it, as from
-/// a file). The manager keeps a copy readable by this user only in its runtime
-/// directory, for the local worker processes it starts. Returns 0 or a negative
-/// error (NULL, empty); TaskVine's returns nothing, so its callers still compile.
+/// a file). Local worker processes and factories, started before or after it is
+/// set, give it to their workers as a file, never on a command line. Returns 0 or
+/// a negative error (NULL, empty); TaskVine's returns nothing, so its callers
+/// still compile.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_password(m: *mut vine_manager, password: *const c_char) -> c_int {
     guard_code(|| {

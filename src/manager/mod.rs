@@ -418,7 +418,6 @@ pub struct Manager {
     /// How many factories there are (read on every submission).
     factory_count: AtomicUsize,
     local_workers_started: AtomicBool,
-    password_path: Mutex<Option<PathBuf>>,
     /// What the local pool downloaded or made (URLs, mini tasks).
     fetcher: Arc<crate::worker::fetch::Fetcher>,
     /// The local pool, for the direct lane (see [`direct`]).
@@ -556,16 +555,14 @@ impl Manager {
             let _ = remote_settings.tls.set(tls);
         }
         remote_settings.exposed_at(exposed_at);
-        let env_password = match std::env::var_os("VINE_PASSWORD_FILE") {
+        match std::env::var_os("VINE_PASSWORD_FILE") {
             Some(p) if listener.is_some() && !p.is_empty() => {
-                let path = PathBuf::from(p);
-                let pw = crate::protocol::read_password(&path).map_err(cleanup)?;
+                let pw = crate::protocol::read_password(Path::new(&p)).map_err(cleanup)?;
                 remote_settings.set_password(pw);
                 remote_settings.seal();
-                Some(path)
             }
-            _ => None,
-        };
+            _ => {}
+        }
         if let Some(l) = &listener {
             let addr = l
                 .local_addr()
@@ -640,7 +637,6 @@ impl Manager {
             factories: Mutex::new(Vec::new()),
             factory_count: AtomicUsize::new(0),
             local_workers_started: AtomicBool::new(false),
-            password_path: Mutex::new(env_password),
             fetcher,
             pool: direct_pool,
             direct_off: AtomicBool::new(false),
@@ -1150,14 +1146,13 @@ impl Manager {
                  address they can reach (and set a password) before vine_create"
             );
         }
+        // The password as it is at each submission, not now: one set later
+        // reaches the jobs submitted from then on.
+        let settings = self.remote_settings.clone();
         let endpoint = factory::Endpoint {
             host,
             port: addr.port(),
-            password: self
-                .password_path
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone(),
+            password: Arc::new(move || settings.password()),
             tls_fingerprint: self
                 .remote_settings
                 .tls
@@ -1374,23 +1369,21 @@ impl Manager {
         })
     }
 
-    /// Reads the password remote workers must prove they know.
+    /// Reads the password remote workers must prove they know. Local worker
+    /// processes and factories, started before or after, give it to the jobs
+    /// they submit from now on (see [`factory`]).
     pub fn set_password_file(&self, path: &Path) -> Result<()> {
         let pw = crate::protocol::read_password(path)?;
-        // Recorded before the password takes effect, so that local worker
-        // processes started from now on are given it.
-        *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path.to_owned());
         self.remote_settings.set_password(pw);
         self.remote_settings.seal();
         Ok(())
     }
 
-    /// Sets the password from memory, less trailing white space as from a file. It
-    /// is also written, readable by this user only, into the manager's runtime
-    /// directory for local worker processes, which never get it on a command line.
+    /// Sets the password from memory, less trailing white space as from a file,
+    /// as [`Manager::set_password_file`] does. Local worker processes and
+    /// factories get it as a file, readable by this user only, in their
+    /// scratch directory, never on a command line.
     pub fn set_password(&self, password: &[u8]) -> Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         let mut pw = password.to_vec();
         while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
             pw.pop();
@@ -1398,16 +1391,6 @@ impl Manager {
         if pw.is_empty() {
             return Err(Error::invalid("a password cannot be empty"));
         }
-        let path = self.runtime_dir.join("password");
-        let _ = std::fs::remove_file(&path);
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .and_then(|mut f| f.write_all(&pw))
-            .map_err(|e| Error::io(path.display(), e))?;
-        *self.password_path.lock().unwrap_or_else(|p| p.into_inner()) = Some(path);
         self.remote_settings.set_password(pw);
         self.remote_settings.seal();
         Ok(())

@@ -212,7 +212,7 @@ impl RemoteSettings {
     }
 
     /// The password workers must prove now, and its generation.
-    fn password(&self) -> (Option<Vec<u8>>, u64) {
+    pub(super) fn password(&self) -> (Option<Vec<u8>>, u64) {
         let auth = self.auth();
         (auth.password.clone(), auth.generation)
     }

@@ -693,8 +693,8 @@ pub(crate) fn lost_track(what: &str, e: &std::io::Error) -> String {
     let ok = unsafe { libc::sigaction(libc::SIGCHLD, std::ptr::null(), old.as_mut_ptr()) } == 0;
     // SAFETY: zeroed is a valid sigaction, and sigaction filled it on success.
     let old = unsafe { old.assume_init() };
-    let reaped = ok
-        && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0);
+    let reaped =
+        ok && (old.sa_sigaction == libc::SIG_IGN || old.sa_flags & libc::SA_NOCLDWAIT != 0);
     if reaped && e.raw_os_error() == Some(libc::ECHILD) {
         format!(
             "lost track of {what}: this program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), \

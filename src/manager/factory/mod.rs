@@ -11,6 +11,10 @@
 //! next submission waits longer each time (up to a minute), and the batch
 //! system's words are kept for [`Factory::last_error`] and printed.
 //!
+//! The manager's password is asked at every submission, so a password set
+//! after the factory started reaches the jobs submitted since; jobs submitted
+//! without one are cancelled once it is set, and replaced.
+//!
 //! `vine_tune(m, "local-worker-processes", n)` is a local factory keeping `n`
 //! one-core workers alive.
 
@@ -159,15 +163,20 @@ struct Shared {
     made_dirs: Mutex<Vec<PathBuf>>,
 }
 
+/// The manager's password as it is now (None: it has none), and its
+/// generation, which changes whenever the password is set or changed.
+pub type PasswordNow = Arc<dyn Fn() -> (Option<Vec<u8>>, u64) + Send + Sync>;
+
 /// Where the factory's workers connect, and how they prove who they are.
 pub struct Endpoint {
     /// Host or address the jobs connect to, and the port.
     pub host: String,
     /// See `host`.
     pub port: u16,
-    /// The manager's password file; jobs are given a copy in the scratch
-    /// directory, readable by this user only.
-    pub password: Option<PathBuf>,
+    /// The manager's password, asked at every submission: a password set after
+    /// the factory started reaches the jobs submitted from then on. Jobs are
+    /// given a copy in the scratch directory, readable by this user only.
+    pub password: PasswordNow,
     /// The manager's certificate fingerprint, when it uses TLS.
     pub tls_fingerprint: Option<String>,
 }
@@ -542,6 +551,8 @@ struct Job {
     output: PathBuf,
     /// Cancelled by the factory.
     cancelled: bool,
+    /// The generation of the password it was given (None: it was given none).
+    password: Option<u64>,
 }
 
 impl Job {
@@ -549,6 +560,16 @@ impl Job {
     fn alive(&self) -> bool {
         self.status != Status::Ended && !self.cancelled && (!self.joined || self.worker.is_some())
     }
+}
+
+/// A scratch directory made ready (see `Cycle::prepare_dir`).
+struct ReadyDir {
+    /// The `scratch-dir` setting.
+    dir: PathBuf,
+    /// The directory jobs' files go in.
+    used: PathBuf,
+    /// The password copy, and the generation of the password it holds.
+    password: Option<(PathBuf, u64)>,
 }
 
 /// The factory's thread.
@@ -564,9 +585,8 @@ struct Cycle {
     next_job: u64,
     jobs: Vec<Job>,
     endpoint: Endpoint,
-    /// The scratch directory jobs are submitted from now, once made ready, the
-    /// directory their files go in (see `prepare_dir`), and the password copy.
-    ready_dir: Option<(PathBuf, PathBuf, Option<PathBuf>)>,
+    /// The scratch directory jobs are submitted from now, once made ready.
+    ready_dir: Option<ReadyDir>,
     /// No submission before then (after failures).
     backoff_until: Option<Instant>,
     /// Failures in a row.
@@ -599,7 +619,7 @@ impl Cycle {
         self.cancel_all(grace);
         // The password's copy never outlives the factory, even where its job
         // files are kept.
-        if let Some((_, _, Some(pw))) = &self.ready_dir {
+        if let Some((pw, _)) = self.ready_dir.as_ref().and_then(|r| r.password.as_ref()) {
             let _ = std::fs::remove_file(pw);
         }
     }
@@ -655,7 +675,11 @@ impl Cycle {
             return false;
         };
         self.take_view(&view);
-        self.reap();
+        let (password, generation) = (self.endpoint.password)();
+        let current = password.is_some().then_some(generation);
+        self.cancel_without_password(current);
+        self.refresh_password_copy(current);
+        self.reap(current);
         let edits = self
             .shared
             .config
@@ -778,13 +802,17 @@ impl Cycle {
         }
     }
 
-    /// Forgets ended jobs; one whose worker never connected is a failure.
-    fn reap(&mut self) {
+    /// Forgets ended jobs; one whose worker never connected is a failure,
+    /// unless the manager's password, of generation `current` now, was set or
+    /// changed since it was submitted (its worker was refused for the password
+    /// it had: the jobs submitted since have the right one).
+    fn reap(&mut self, current: Option<u64>) {
         let mut ended = Vec::new();
         self.jobs.retain_mut(|j| {
             let gone = j.status == Status::Ended && j.worker.is_none();
             if gone {
-                ended.push((j.joined || j.cancelled, j.id.clone(), j.output.clone()));
+                let fine = j.joined || j.cancelled || j.password != current;
+                ended.push((fine, j.id.clone(), j.output.clone()));
             }
             !gone
         });
@@ -823,20 +851,29 @@ impl Cycle {
     }
 
     /// Makes the scratch directory `dir` ready: the directory jobs' files go in,
-    /// and the password copy's path. A directory that does not exist is made,
+    /// and the copy of the manager's password as it is now (its path, and the
+    /// password's generation). A directory that does not exist is made,
     /// readable by this user only. One that exists and that others may write
     /// (`/tmp`, a group's directory) gets a private directory of the factory's
     /// own inside it, since another user could replace a job's script there.
     /// Checked for every submission: a directory removed meanwhile (a cleaner
-    /// of old files, say) is made again.
+    /// of old files, say) is made again, and a password set or changed since
+    /// the last submission replaces the copy (pending jobs that read it later
+    /// get the new one).
     fn prepare_dir(
         &mut self,
         dir: &Path,
-    ) -> std::result::Result<(PathBuf, Option<PathBuf>), String> {
+    ) -> std::result::Result<(PathBuf, Option<(PathBuf, u64)>), String> {
         use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        if let Some((d, used, pw)) = &self.ready_dir {
-            if d == dir && used.is_dir() && pw.as_ref().is_none_or(|p| p.is_file()) {
-                return Ok((used.clone(), pw.clone()));
+        let (password, generation) = (self.endpoint.password)();
+        let current = password.is_some().then_some(generation);
+        if let Some(r) = &self.ready_dir {
+            let copy_ok = match &r.password {
+                Some((p, g)) => Some(*g) == current && p.is_file(),
+                None => current.is_none(),
+            };
+            if r.dir == dir && r.used.is_dir() && copy_ok {
+                return Ok((r.used.clone(), r.password.clone()));
             }
         }
         let used = match std::fs::metadata(dir) {
@@ -872,24 +909,33 @@ impl Cycle {
                 dir.to_owned()
             }
         };
-        let pw = match &self.endpoint.password {
-            Some(src) => {
+        let pw = match password {
+            Some(data) => {
+                // Written beside it and renamed over it: a job reading the copy
+                // meanwhile finds the old password or the new, never none.
                 let copy = used.join(format!("{}password", self.prefix));
-                let data = std::fs::read(src)
-                    .map_err(|e| format!("cannot read the password file {}: {e}", src.display()))?;
-                let _ = std::fs::remove_file(&copy);
+                let new = used.join(format!("{}password.new", self.prefix));
+                let _ = std::fs::remove_file(&new);
                 std::fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
                     .mode(0o600)
-                    .open(&copy)
+                    .open(&new)
                     .and_then(|mut f| std::io::Write::write_all(&mut f, &data))
-                    .map_err(|e| format!("cannot write {}: {e}", copy.display()))?;
-                Some(copy)
+                    .and_then(|()| std::fs::rename(&new, &copy))
+                    .map_err(|e| {
+                        let _ = std::fs::remove_file(&new);
+                        format!("cannot write {}: {e}", copy.display())
+                    })?;
+                Some((copy, generation))
             }
             None => None,
         };
-        self.ready_dir = Some((dir.to_owned(), used.clone(), pw.clone()));
+        self.ready_dir = Some(ReadyDir {
+            dir: dir.to_owned(),
+            used: used.clone(),
+            password: pw.clone(),
+        });
         Ok((used, pw))
     }
 
@@ -942,7 +988,7 @@ impl Cycle {
         self.next_job += 1;
         let output = dir.join(format!("{token}.out"));
         let script = dir.join(format!("{token}.sh"));
-        let argv = self.worker_argv(config, &token, password.as_deref());
+        let argv = self.worker_argv(config, &token, password.as_ref().map(|(p, _)| p.as_path()));
         let spec = JobSpec {
             name: &self.name,
             argv: &argv,
@@ -968,6 +1014,7 @@ impl Cycle {
                     idle_since: None,
                     output,
                     cancelled: false,
+                    password: password.map(|(_, g)| g),
                 });
                 true
             }
@@ -1008,6 +1055,46 @@ impl Cycle {
         v.extend(["--factory-job".into(), token.to_owned()]);
         v.extend(config.worker_options.iter().cloned());
         v
+    }
+
+    /// Writes the password copy again when the manager's password, of generation
+    /// `current` now, was set or changed since it was written: jobs yet to start
+    /// read the password the manager has now.
+    fn refresh_password_copy(&mut self, current: Option<u64>) {
+        let Some(r) = &self.ready_dir else {
+            return;
+        };
+        if r.password.as_ref().map(|(_, g)| *g) == current {
+            return;
+        }
+        let dir = r.dir.clone();
+        if let Err(e) = self.prepare_dir(&dir) {
+            self.fail(e);
+        }
+    }
+
+    /// Cancels the jobs submitted without a password, now that the manager has
+    /// one: their workers would be refused (one that joined before was dropped
+    /// when the password was set), and the jobs submitted from now on, with
+    /// the password, replace them. Jobs given an earlier password are left:
+    /// one that has yet to start reads the copy, which holds the new one.
+    fn cancel_without_password(&mut self, current: Option<u64>) {
+        if current.is_none() {
+            return;
+        }
+        let mut cancel = Vec::new();
+        for j in &mut self.jobs {
+            if j.password.is_none() && !j.cancelled && j.status != Status::Ended {
+                j.cancelled = true;
+                cancel.push(j.id.clone());
+            }
+        }
+        if !cancel.is_empty() {
+            let refs: Vec<&str> = cancel.iter().map(String::as_str).collect();
+            if let Err(e) = self.batch.cancel(&refs) {
+                eprintln!("vine: factory: {e}");
+            }
+        }
     }
 
     /// Gives back `surplus` workers: pending jobs first, newest first, then
@@ -1190,13 +1277,14 @@ mod test {
     fn pending_jobs(
         dir: &Path,
         scratch: &Path,
-        password: Option<PathBuf>,
+        password: Option<&[u8]>,
     ) -> (Arc<Factory>, inbox::Receiver<Message>) {
         let (tx, rx) = inbox::unbounded();
+        let password = password.map(<[u8]>::to_vec);
         let endpoint = Endpoint {
             host: "127.0.0.1".into(),
             port: 9,
-            password,
+            password: Arc::new(move || (password.clone(), 1)),
             tls_fingerprint: None,
         };
         let scratch = scratch.to_str().unwrap().to_owned();
@@ -1278,9 +1366,7 @@ mod test {
         std::fs::create_dir(&shared).unwrap();
         std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
         std::fs::write(shared.join("password"), "mine").unwrap();
-        let secret = dir.join("secret");
-        std::fs::write(&secret, "sesame").unwrap();
-        let (f, rx) = pending_jobs(&dir, &shared, Some(secret));
+        let (f, rx) = pending_jobs(&dir, &shared, Some(b"sesame"));
         answer(&rx, 1.0);
         answer(&rx, 1.0);
         let jobs = outputs_below(&shared);
@@ -1312,6 +1398,83 @@ mod test {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// A password set after the factory started: the jobs submitted without one
+    /// are cancelled and replaced by jobs given it; one changed later replaces
+    /// the copy that the jobs yet to start read, and no job given an earlier
+    /// password is cancelled for it.
+    #[test]
+    fn a_password_set_later_reaches_the_jobs_and_replaces_those_without_one() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let scratch = dir.join("scratch");
+        let now = Arc::new(Mutex::new((None::<Vec<u8>>, 0)));
+        let (tx, rx) = inbox::unbounded();
+        let seen = now.clone();
+        let endpoint = Endpoint {
+            host: "127.0.0.1".into(),
+            port: 9,
+            password: Arc::new(move || seen.lock().unwrap().clone()),
+            tls_fingerprint: None,
+        };
+        // Each job's worker command goes to its output file, its id is its
+        // token, and it stays pending until cancelled.
+        let f = Factory::start(Kind::Custom, tx, endpoint, &dir, |e| {
+            e.set_string(
+                "submit-command",
+                "printf '%s\\n' \"$VINE_WORKER_COMMAND\" > \"$VINE_JOB_OUTPUT\" && \
+                 basename \"$VINE_JOB_OUTPUT\" .out",
+            )?;
+            e.set_string(
+                "status-command",
+                "test -e \"cancelled-$VINE_JOB_ID\" && echo done || echo pending",
+            )?;
+            e.set_string("cancel-command", "touch \"cancelled-$VINE_JOB_ID\"")?;
+            e.set_string("scratch-dir", scratch.to_str().unwrap())?;
+            e.set("cycle-interval", 0.01)
+        })
+        .unwrap();
+        // Job n's worker command, and whether it was cancelled (its token is
+        // vfSEQ-n).
+        let job = |n: u64| {
+            outputs_below(&scratch)
+                .into_iter()
+                .find(|(p, _)| p.to_string_lossy().ends_with(&format!("-{n}.out")))
+                .map(|(_, line)| line)
+        };
+        let cancelled = |n: u64| {
+            std::fs::read_dir(&scratch).unwrap().flatten().any(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("cancelled-vf") && name.ends_with(&format!("-{n}"))
+            })
+        };
+        // No password: the first job is given none.
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        let first = job(1).expect("a first job");
+        assert!(!first.contains("--password"), "{first}");
+        // Set now: the next cycle cancels it, and submits one given the password.
+        *now.lock().unwrap() = (Some(b"sesame".to_vec()), 1);
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        assert!(cancelled(1));
+        let second = job(2).expect("a job to replace the first");
+        let words: Vec<&str> = second.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "--password").unwrap();
+        let copy = PathBuf::from(words[at + 1]);
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "sesame");
+        // Changed: the copy holds the new one; the pending job stays.
+        *now.lock().unwrap() = (Some(b"open".to_vec()), 2);
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        assert_eq!(std::fs::read_to_string(&copy).unwrap(), "open");
+        assert!(!cancelled(2));
+        assert!(job(3).is_none(), "a job beyond the demand");
+        assert_eq!(f.counts(), (2, 0), "{:?}", f.last_error());
+        drop(rx);
+        f.stop(Duration::from_secs(60)).unwrap();
+        assert!(!copy.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// A program sets a factory up right after creating it, then submits; the
     /// factory's first look at the manager may be under way all that time. No
     /// job goes out with the settings from before.
@@ -1322,7 +1485,7 @@ mod test {
         let endpoint = Endpoint {
             host: "127.0.0.1".into(),
             port: 9,
-            password: None,
+            password: Arc::new(|| (None, 0)),
             tls_fingerprint: None,
         };
         // Each job's worker command goes to its output file; the jobs stay pending.
