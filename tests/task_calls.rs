@@ -421,6 +421,9 @@ fn a_task_not_done_by_its_end_time_ends_max_end_time_remotely() {
 /// A task sent to a worker whose one core is held by another ends at its end
 /// time, not once the core frees up.
 fn queued_end_time(m: &Manager, dir: &Path) {
+    // A task waits at the worker behind a running one only with a prefetch
+    // (automatic prefetch holds none before a duration is known).
+    m.tune("prefetch", 1.0).unwrap();
     let gate = dir.join("gate");
     let mut busy = gated(&gate, "true");
     busy.set_cores(1.0).unwrap();
