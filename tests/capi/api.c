@@ -603,7 +603,10 @@ static void test_input_alignment(void)
     double values[16];
     for (int i = 0; i < 16; i++) values[i] = 2.5;
     const size_t lens[] = {1, 8, 16, 22, 23, 24, 128};
-    for (int mode = 0; mode < 2; mode++) {
+    /* Under valgrind a PROCESS function's child ends with valgrind's exit code
+       (see test_manager_calls_from_a_process_function): threads only. */
+    int modes = getenv("VINE_HARNESS_VALGRIND") ? 1 : 2;
+    for (int mode = 0; mode < modes; mode++) {
         for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
             struct vine_task *t = vine_task_create_local(aligned_input, NULL, values, lens[i]);
             if (mode) CHECK(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS) == 0);
