@@ -348,6 +348,17 @@ pub(crate) fn same_sandbox_name(a: &str, b: &str) -> bool {
     parts(a).eq(parts(b))
 }
 
+/// Whether sandbox name `inner` lies inside name `outer`: `d/x` in `d`.
+pub(crate) fn sandbox_name_within(outer: &str, inner: &str) -> bool {
+    fn parts(s: &str) -> Vec<&str> {
+        s.split('/')
+            .filter(|c| !c.is_empty() && *c != ".")
+            .collect()
+    }
+    let (outer, inner) = (parts(outer), parts(inner));
+    inner.len() > outer.len() && inner.starts_with(&outer)
+}
+
 impl Task {
     fn new(work: Work) -> Box<Task> {
         Box::new(Task {
@@ -731,6 +742,30 @@ impl Task {
     /// Adds a declared input.
     pub fn add_input(&mut self, mount: Mount) -> Result<()> {
         self.check_mount(&mount)?;
+        // Inputs are placed in order, a later one replacing what is at its
+        // name: one around an earlier one would silently remove it, and one
+        // inside a file could never be placed.
+        let inputs = self.extra.as_ref().map_or(&[][..], |e| &e.inputs[..]);
+        for earlier in inputs {
+            if sandbox_name_within(&mount.remote_name, &earlier.remote_name) {
+                return Err(Error::invalid(format!(
+                    "input {:?} would replace input {:?}, added before it inside it: \
+                     add {:?} first",
+                    mount.remote_name, earlier.remote_name, mount.remote_name
+                )));
+            }
+            let is_file = match earlier.file.kind() {
+                crate::files::FileKind::Buffer => true,
+                crate::files::FileKind::Path(p) => std::fs::metadata(p).is_ok_and(|m| !m.is_dir()),
+                _ => false,
+            };
+            if is_file && sandbox_name_within(&earlier.remote_name, &mount.remote_name) {
+                return Err(Error::invalid(format!(
+                    "input {:?} would be inside input {:?}, which is not a directory",
+                    mount.remote_name, earlier.remote_name
+                )));
+            }
+        }
         self.extra_mut().inputs.push(mount);
         Ok(())
     }
@@ -738,6 +773,17 @@ impl Task {
     /// Adds a declared output.
     pub fn add_output(&mut self, mount: Mount) -> Result<()> {
         self.check_mount(&mount)?;
+        // Refused now rather than when the task ran: nothing could receive it.
+        if matches!(
+            mount.file.kind(),
+            crate::files::FileKind::Url(_) | crate::files::FileKind::MiniTask { .. }
+        ) {
+            return Err(Error::invalid(format!(
+                "output {:?}: a URL or mini-task file is made at workers from its source \
+                 and cannot be an output (declare a file, buffer or temp)",
+                mount.remote_name
+            )));
+        }
         // Two outputs into one file: one would silently overwrite the other.
         let same = |m: &Mount| {
             m.file.id() == mount.file.id()

@@ -87,6 +87,11 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 /// `VINE_TRANSFER_ALWAYS` (0, the default).
 /// A name the task has already (an input or an output), however spelled (`x`,
 /// `./x`, `x/`), is refused.
+/// The task gets its own copy of each input (unless `VINE_MOUNT_SYMLINK`), which
+/// it may change. A name inside another input's (`d/x` beside `d`) puts that
+/// file into the task's copy of `d`, which must be a directory (a buffer, or a
+/// file that is not a directory now, is refused) added before it (an input
+/// around one added earlier, which would replace it, is refused).
 /// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 /// Returns 0 or a negative error.
 #[no_mangle]
@@ -117,7 +122,9 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// command runs (the directory, as the command leaves it, is the output); else 0.
 /// A second output of `t` into the same file (the same `vine_file`, or another
 /// declared at the same path, however spelled: relative, through `..`, or
-/// through a link to its directory) is refused. Returns 0 or a negative error.
+/// through a link to its directory) is refused, and so is a URL or mini-task
+/// file (they are made from their source at workers). Returns 0 or a negative
+/// error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(
     t: *mut vine_task,

@@ -258,6 +258,8 @@ const OWNER_MANAGER: u8 = 2;
 /// id in the handle: the task may already be finished, but the handle is not
 /// given back (nor freed) until the id is there.
 const OWNER_SUBMITTING: u8 = 3;
+/// A mini task: its file owns it for good (see `task_take_for_file`).
+const OWNER_FILE: u8 = 4;
 
 /// What a `struct vine_task *` points to.
 pub(crate) struct TaskHandle {
@@ -360,18 +362,29 @@ fn handle<'a>(t: *const vine_task) -> Result<&'a TaskHandle> {
     Ok(unsafe { &*t.cast::<TaskHandle>() })
 }
 
-fn submitted() -> Error {
+/// Why the caller cannot use a task it does not own, by who owns it.
+fn not_callers(owner: u8) -> Error {
     Error::new(
         ErrorKind::TaskSubmitted,
-        "the task belongs to the manager until vine_wait returns it",
+        if owner == OWNER_FILE {
+            "the task is a mini task: its file (vine_declare_mini_task) owns it \
+             until the manager is deleted"
+        } else {
+            "the task belongs to the manager until vine_wait returns it"
+        },
     )
+}
+
+fn submitted() -> Error {
+    not_callers(OWNER_MANAGER)
 }
 
 /// Reads a task the caller owns.
 pub(crate) fn with_task<R>(t: *const vine_task, f: impl FnOnce(&Task) -> Result<R>) -> Result<R> {
     let h = handle(t)?;
-    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
-        return Err(submitted());
+    let owner = h.owner.load(Ordering::Acquire);
+    if owner != OWNER_CALLER {
+        return Err(not_callers(owner));
     }
     // SAFETY: the caller owns the handle, so no other thread touches `task`.
     let task = unsafe { &*h.task.get() };
@@ -404,8 +417,9 @@ pub(crate) fn with_task_mut<R>(
     f: impl FnOnce(&mut Task) -> Result<R>,
 ) -> Result<R> {
     let h = handle(t)?;
-    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
-        return Err(submitted());
+    let owner = h.owner.load(Ordering::Acquire);
+    if owner != OWNER_CALLER {
+        return Err(not_callers(owner));
     }
     // SAFETY: as in `with_task`; the C contract gives one thread at a time a task.
     let task = unsafe { &mut *h.task.get() };
@@ -430,7 +444,10 @@ pub(crate) fn task_take_for_submit(
             Ordering::AcqRel,
             Ordering::Acquire,
         )
-        .map_err(|_| Error::new(ErrorKind::TaskSubmitted, "the task was already submitted"))?;
+        .map_err(|owner| match owner {
+            OWNER_FILE => not_callers(owner),
+            _ => Error::new(ErrorKind::TaskSubmitted, "the task was already submitted"),
+        })?;
     // SAFETY: this thread just won ownership of the handle.
     let mut task = unsafe { (*h.task.get()).take() }.ok_or_else(submitted)?;
     task.handle = t as usize;
@@ -523,8 +540,9 @@ pub(crate) fn task_state(t: *const vine_task) -> Result<crate::task::State> {
 /// Frees a task the caller owns.
 pub(crate) fn task_delete(t: *mut vine_task) -> Result<()> {
     let h = handle(t)?;
-    if h.owner.load(Ordering::Acquire) != OWNER_CALLER {
-        return Err(submitted());
+    let owner = h.owner.load(Ordering::Acquire);
+    if owner != OWNER_CALLER {
+        return Err(not_callers(owner));
     }
     // SAFETY: the caller owns the handle, made by `task_into_c`; after this C must
     // not use the pointer again.
@@ -561,7 +579,7 @@ pub(crate) fn task_take_for_file(t: *mut vine_task) -> Result<(Box<Task>, TakenH
     let mut task = task_take_for_submit(t, |_| ())?;
     task.handle = 0;
     if let Ok(h) = handle(t) {
-        h.owner.store(OWNER_MANAGER, Ordering::Release);
+        h.owner.store(OWNER_FILE, Ordering::Release);
     }
     Ok((task, TakenHandle(t as usize)))
 }
