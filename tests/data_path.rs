@@ -389,6 +389,80 @@ fn a_fifo_input_fails_its_task_and_frees_its_slot_locally_and_remotely() {
 }
 
 #[test]
+fn a_missing_input_is_named_by_its_name_in_the_sandbox_locally_and_remotely() {
+    let dir = tempdir();
+    let gone = dir.join("never-made");
+    let outcome = |m: &Manager| {
+        let mut t = command("cat my-input");
+        let f = m.declare(File::path(&gone, CacheLevel::Task, 0).unwrap());
+        t.add_input(Mount::new(f, "my-input", 0).unwrap()).unwrap();
+        let t = run(m, t);
+        let why = t
+            .reason()
+            .map(|r| r.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (t.result(), why)
+    };
+    let local = local_manager();
+    let here = outcome(&local);
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    let there = outcome(&m);
+    stop(m, vec![w]);
+    for (place, (result, why)) in [("local", here), ("remote", there)] {
+        assert_eq!(result, TaskResult::InputMissing, "{place}: {why}");
+        assert!(why.contains("my-input"), "{place}: {why}");
+    }
+}
+
+#[test]
+fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotely() {
+    let dir = tempdir();
+    let victim = dir.join("victim");
+    std::fs::write(&victim, "outside\n").unwrap();
+    let special = dir.join("special");
+    std::fs::write(&special, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&special, std::fs::Permissions::from_mode(0o6755)).unwrap();
+    let outcome = |m: &Manager, place: &str| {
+        // An output the task made a hard link to a file outside its sandbox,
+        // and one it gave setuid and setgid bits.
+        let linked = dir.join(format!("linked-{place}"));
+        let suid = dir.join(format!("suid-{place}"));
+        let mut t = command(&format!(
+            "ln {} out && stat -c %h out && echo x > s && chmod 6755 s && stat -c %a in",
+            victim.display()
+        ));
+        let out = m.declare(File::path(&linked, CacheLevel::Task, 0).unwrap());
+        let s = m.declare(File::path(&suid, CacheLevel::Task, 0).unwrap());
+        let input = m.declare(File::path(&special, CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(out, "out", 0).unwrap()).unwrap();
+        t.add_output(Mount::new(s, "s", 0).unwrap()).unwrap();
+        t.add_input(Mount::new(input, "in", 0).unwrap()).unwrap();
+        let t = run(m, t);
+        assert_eq!(t.result(), TaskResult::Success, "{place}: {:?}", t.reason());
+        // The link was made (2 names), and the input came without its bits.
+        assert_eq!(stdout(&t), "2\n755\n", "{place}");
+        // A write to the delivered output leaves the outside file alone.
+        std::fs::write(&linked, "changed\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "outside\n",
+            "{place}"
+        );
+        let mode = std::fs::metadata(&suid).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o755, "{place}");
+    };
+    let local = local_manager();
+    outcome(&local, "local");
+    local.shutdown().unwrap();
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--cores", "1"]);
+    outcome(&m, "remote");
+    stop(m, vec![w]);
+}
+
+#[test]
 fn a_fifo_output_fails_its_task_not_the_remote_worker() {
     let dir = tempdir();
     let (m, port) = remote_manager();

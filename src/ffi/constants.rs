@@ -158,6 +158,11 @@ pub const VINE_FAILURE_ONLY: vine_mount_flags_t = 4;
 /// command exited 0); otherwise it is not returned and not missing.
 pub const VINE_SUCCESS_ONLY: vine_mount_flags_t = 8;
 /// Mount flag (input): link the file into the sandbox instead of copying it.
+/// The task then reads the source itself, with no copy: in the local pool the
+/// program's own file, at a remote worker its cached copy, which later tasks
+/// there share. A task must not write through such a link; what it writes
+/// changes that source (and those later tasks' input). Without the flag the
+/// task gets a copy it may change.
 pub const VINE_MOUNT_SYMLINK: vine_mount_flags_t = 32;
 /// Mount flag: create the remote name as an empty directory in the sandbox before
 /// the task runs. On an output, the task fills it and the directory is the output;

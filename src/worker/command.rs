@@ -225,6 +225,13 @@ fn collect_outputs(task: &Task, sandbox: &Sandbox, env: &CommandEnv) -> Result<(
             failed.get_or_insert(format!("output {}: {why}", mount.remote_name));
             continue;
         }
+        // Delivered as a remote worker delivers it: a copy of its own (see `detach`).
+        if matches!(mount.file.kind(), FileKind::Path(_) | FileKind::Temp) {
+            if let Err(e) = sandbox::detach(&produced) {
+                failed.get_or_insert(format!("cannot store output {}: {e}", mount.remote_name));
+                continue;
+            }
+        }
         let moved = match mount.file.kind() {
             FileKind::Path(dest) => sandbox::move_file(&produced, dest).map_err(|e| e.to_string()),
             FileKind::Buffer => std::fs::read(&produced)

@@ -105,14 +105,19 @@ impl Sandbox {
                 .map_err(|e| format!("cannot create directory {}: {e}", mount.remote_name));
         }
         match mount.file.kind() {
-            FileKind::Path(p) => place_path(p, &target, mount.flags & MOUNT_SYMLINK != 0),
+            FileKind::Path(p) => place_path(
+                &mount.remote_name,
+                p,
+                &target,
+                mount.flags & MOUNT_SYMLINK != 0,
+            ),
             FileKind::Buffer => {
                 let data = mount.file.contents().unwrap_or_default();
                 std::fs::write(&target, &data[..])
                     .map_err(|e| format!("cannot write buffer input {}: {e}", mount.remote_name))
             }
             FileKind::Temp => match mount.file.temp_location() {
-                Some(loc) => place_path(&loc, &target, false),
+                Some(loc) => place_path(&mount.remote_name, &loc, &target, false),
                 None => Err(format!(
                     "temp input {} has not been produced by any task",
                     mount.remote_name
@@ -125,7 +130,12 @@ impl Sandbox {
                             .lock()
                             .unwrap_or_else(|p| p.into_inner())
                             .push(lease);
-                        place_path(&path, &target, mount.flags & MOUNT_SYMLINK != 0)
+                        place_path(
+                            &mount.remote_name,
+                            &path,
+                            &target,
+                            mount.flags & MOUNT_SYMLINK != 0,
+                        )
                     }
                     Made::Once(path) => move_file(&path, &target).map_err(|e| {
                         crate::transfer::remove_all(&path);
@@ -165,21 +175,24 @@ pub fn resolve_in(root: &Path, remote_name: &str) -> Result<PathBuf, String> {
     Ok(at)
 }
 
-fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String> {
+fn place_path(name: &str, source: &Path, target: &Path, symlink: bool) -> Result<(), String> {
+    // Named by its name in the sandbox first: at a remote worker `source` is
+    // the worker's own copy, a path the program never gave.
     let meta = std::fs::metadata(source)
-        .map_err(|e| format!("input file {} is missing: {e}", source.display()))?;
+        .map_err(|e| format!("input {name} ({}) is missing: {e}", source.display()))?;
     // A FIFO, socket or device is never opened: reading one could hold the
     // task's slot forever. Remote workers refuse them too.
     if let Some(kind) = crate::transfer::special_kind(meta.file_type()) {
         return Err(format!(
-            "input file {} is {kind}, not a regular file or directory",
+            "input {name} ({}) is {kind}, not a regular file or directory",
             source.display()
         ));
     }
     if symlink {
-        let abs = std::path::absolute(source).map_err(|e| format!("{}: {e}", source.display()))?;
+        let abs = std::path::absolute(source)
+            .map_err(|e| format!("input {name} ({}): {e}", source.display()))?;
         return std::os::unix::fs::symlink(&abs, target)
-            .map_err(|e| format!("cannot link input {}: {e}", source.display()));
+            .map_err(|e| format!("cannot link input {name} ({}): {e}", source.display()));
     }
     // A hard link or a symbolic link shares the data without copying, but a
     // task writing to its input would then change the original: copy instead.
@@ -188,7 +201,9 @@ fn place_path(source: &Path, target: &Path, symlink: bool) -> Result<(), String>
     } else {
         std::fs::copy(source, target).map(|_| ())
     };
-    copied.map_err(|e| format!("cannot copy input {}: {e}", source.display()))
+    copied
+        .and_then(|()| detach(target))
+        .map_err(|e| format!("cannot copy input {name} ({}): {e}", source.display()))
 }
 
 /// Copies directory `source` to `target`, which must not exist, as a remote
@@ -211,6 +226,36 @@ fn copy_tree(source: &Path, target: &Path) -> std::io::Result<()> {
     }
     // Last, so that a directory without write permission is filled first.
     std::fs::set_permissions(target, std::fs::metadata(source)?.permissions())
+}
+
+/// Makes `path` (a file, or a directory and all it holds) what a remote worker
+/// would deliver or receive: regular files with no other name, and modes without
+/// setuid, setgid or sticky bits. A task could otherwise make an output a hard
+/// link to a file outside its sandbox, and the output delivered would be that
+/// file, which a later write to either would change. Links are left as links.
+pub fn detach(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    let kind = meta.file_type();
+    if kind.is_symlink() {
+        return Ok(());
+    }
+    if kind.is_dir() {
+        for entry in std::fs::read_dir(path)? {
+            detach(&entry?.path())?;
+        }
+    } else if kind.is_file() && meta.nlink() > 1 {
+        let copy = beside(path, "copy")?;
+        let copied = std::fs::copy(path, &copy).and_then(|_| std::fs::rename(&copy, path));
+        if copied.is_err() {
+            let _ = std::fs::remove_file(&copy);
+        }
+        copied?;
+    }
+    if meta.mode() & 0o7000 != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(meta.mode() & 0o777))?;
+    }
+    Ok(())
 }
 
 /// Moves `from` (a file or a directory) to `to`, replacing what is there, a
