@@ -236,6 +236,21 @@ fn a_fixed_location_input_runs_where_its_temp_is_and_is_missing_where_nobody_has
     let t = run(&m, t);
     assert_eq!(t.result(), TaskResult::FixedLocationMissing);
     assert_eq!(t.result().code(), 80);
+    // Where the temp is, no worker offers a feature the task needs: it can
+    // never run, and says so rather than waiting.
+    let mut t = Task::command(c"cat t");
+    t.add_input(Mount::new(temp.clone(), "t", MOUNT_FIXED_LOCATION).unwrap())
+        .unwrap();
+    t.add_feature(c"nobody-has-this").unwrap();
+    let t = run(&m, t);
+    assert_eq!(
+        t.result(),
+        TaskResult::FixedLocationMissing,
+        "{:?}",
+        t.reason()
+    );
+    let why = t.reason().unwrap().to_string_lossy().into_owned();
+    assert!(why.contains("nobody-has-this"), "{why}");
     stop(m, workers);
 }
 

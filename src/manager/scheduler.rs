@@ -848,13 +848,28 @@ impl Scheduler {
                 .zip(&places)
                 .all(|(m, &place)| holds(w, place, &m.file))
         };
-        if self.workers.iter().any(held_at) {
+        // It must also be able to run the task there: a worker holding them
+        // that lacks a feature the task asks for never will.
+        let offers = |w: &WorkerEntry| {
+            e.features
+                .iter()
+                .all(|f| w.features.iter().any(|k| **k == *f.to_bytes()))
+        };
+        let names: Vec<&str> = fixed.iter().map(|m| m.remote_name.as_str()).collect();
+        if !self.workers.iter().any(held_at) {
+            return Some(format!(
+                "no worker has all of its fixed-location inputs ({})",
+                names.join(", ")
+            ));
+        }
+        if self.workers.iter().any(|w| held_at(w) && offers(w)) {
             return None;
         }
-        let names: Vec<&str> = fixed.iter().map(|m| m.remote_name.as_str()).collect();
+        let features: Vec<_> = e.features.iter().map(|f| f.to_string_lossy()).collect();
         Some(format!(
-            "no worker has all of its fixed-location inputs ({})",
-            names.join(", ")
+            "no worker with all of its fixed-location inputs ({}) offers its features ({})",
+            names.join(", "),
+            features.join(", ")
         ))
     }
 
@@ -1295,13 +1310,14 @@ impl Scheduler {
 
     /// Cancels task `id`: a waiting one comes back at once, a dispatched one when its
     /// worker returns it, CANCELLED in both cases (even if its worker finished it
-    /// meanwhile). False if no waiting or dispatched task has that id: it has
-    /// finished already, or never was.
+    /// meanwhile). True also for one whose cancellation is under way: it too
+    /// comes back CANCELLED. False if no waiting or dispatched task has that id:
+    /// it has finished already, or never was.
     pub fn cancel(&mut self, id: TaskId, comm: &mut impl Comm) -> bool {
         if let Some(&worker) = self.dispatched.get(&id) {
             // One whose cancellation is under way was cancelled already.
             if self.cancelling.insert(id, ()).is_some() {
-                return false;
+                return true;
             }
             comm.cancel_on_worker(worker, id);
             return true;

@@ -527,7 +527,15 @@ impl LocalPool {
     /// a running one is told to stop and comes back cancelled when it returns.
     /// False if the pool holds no direct task `id`.
     pub fn cancel_direct(&self, id: TaskId) -> bool {
-        self.cancel_direct_matching(|tid, _| tid == id, false) > 0
+        // One told to stop already comes back cancelled, as a caller cancelling
+        // it again is told.
+        let told = self
+            .shared
+            .lock()
+            .running
+            .get(&id)
+            .is_some_and(|c| c.is_cancelled());
+        told || self.cancel_direct_matching(|tid, _| tid == id, false) > 0
     }
 
     /// Cancels the direct tasks whose id and tag `matches` accepts: all of them,
