@@ -525,6 +525,11 @@ typedef int vine_error_t;
 #define VINE_SUCCESS_ONLY 8
 
 // Mount flag (input): link the file into the sandbox instead of copying it.
+// The task then reads the source itself, with no copy: in the local pool the
+// program's own file, at a remote worker its cached copy, which later tasks
+// there share. A task must not write through such a link; what it writes
+// changes that source (and those later tasks' input). Without the flag the
+// task gets a copy it may change.
 #define VINE_MOUNT_SYMLINK 32
 
 // Mount flag: create the remote name as an empty directory in the sandbox before
@@ -718,6 +723,11 @@ struct vine_file *vine_declare_temp(struct vine_manager *m);
 // `VINE_TRANSFER_ALWAYS` (0, the default).
 // A name the task has already (an input or an output), however spelled (`x`,
 // `./x`, `x/`), is refused.
+// The task gets its own copy of each input (unless `VINE_MOUNT_SYMLINK`), which
+// it may change. A name inside another input's (`d/x` beside `d`) puts that
+// file into the task's copy of `d`, which must be a directory (a buffer, or a
+// file that is not a directory now, is refused) added before it (an input
+// around one added earlier, which would replace it, is refused).
 // An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 // Returns 0 or a negative error.
 int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
@@ -733,7 +743,9 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 // command runs (the directory, as the command leaves it, is the output); else 0.
 // A second output of `t` into the same file (the same `vine_file`, or another
 // declared at the same path, however spelled: relative, through `..`, or
-// through a link to its directory) is refused. Returns 0 or a negative error.
+// through a link to its directory) is refused, and so is a URL or mini-task
+// file (they are made from their source at workers). Returns 0 or a negative
+// error.
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (their size,
@@ -1020,7 +1032,9 @@ char *vine_get_path_cache(struct vine_manager *m, const char *path);
 // `vine_set_password_file`, `vine_submit`, `vine_wait` (and its variants),
 // `vine_empty`, `vine_hungry`, `vine_get_stats` and `"local-worker-processes"`;
 // until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
-// file, the password is read from it here and connections are taken at once. A
+// file and the manager has a port, the password is read from it here and
+// connections are taken at once (without a port no worker connects, and the
+// variable is not read). A
 // password set later still applies to everyone: workers that joined without it
 // (or with an earlier one) are dropped then (their tasks run again elsewhere).
 //
@@ -1082,9 +1096,10 @@ int vine_port(const struct vine_manager *m);
 //   `"local-cores"` 0 leaves execution to remote workers.
 // - `"autocategory"` (1): a function task with no category gets its function name.
 // - `"progress"` (on when standard error is a terminal, from the run's third
-//   second; `VINE_PROGRESS=0|1` sets the default): a line on standard error,
-//   redrawn at most four times a second, with the tasks submitted, waiting,
-//   running, done and failed, the workers, the rate and the time left; when
+//   second; `VINE_PROGRESS` 1, yes, on, true or 0, no, off, false sets the
+//   default): a line on standard error, redrawn at most four times a second,
+//   with the tasks submitted, waiting, running, done and failed, the workers,
+//   the rate and the time left; when
 //   the manager is deleted, one summary line replaces it. When standard error
 //   is not a terminal, only the summary line is written, and only if asked for.
 // - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
@@ -1368,7 +1383,9 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 
 // Returns the next finished task, in completion order, as soon as one finishes;
 // `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
-// bound). NULL on timeout or when no task is outstanding (then it returns at once).
+// bound). NULL on timeout or when no task is outstanding (then it returns at once);
+// `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
+// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error).
 // If the manager's thread failed (a bug inside the library), every wait returns
 // NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
 // and `vine_submit` refuses new tasks.
@@ -1388,8 +1405,9 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 struct vine_task *vine_wait(struct vine_manager *m, int timeout_s);
 
 // Like `vine_wait`, for the task with id `id`. NULL at once if no such task is
-// outstanding or finished-and-unretrieved; NULL on timeout; if another thread takes
-// that task first, this waits until its timeout or until nothing is outstanding.
+// outstanding or finished-and-unretrieved (`VINE_ERROR_UNKNOWN_TASK`); NULL on
+// timeout (`VINE_ERROR_TIMEOUT`); if another thread takes that task first, this
+// waits until its timeout or until nothing is outstanding.
 struct vine_task *vine_wait_for_task_id(struct vine_manager *m, int id, int timeout_s);
 
 // Like `vine_wait`, for the next finished task whose tag is `tag` (NULL: any task).
@@ -1409,7 +1427,8 @@ int vine_hungry(struct vine_manager *m);
 // `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 // function cannot be stopped, so it is marked and comes back cancelled when it
 // returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
-// (even if it was finishing as the cancel arrived), or `VINE_ERROR_UNKNOWN_TASK` if
+// (even if it was finishing as the cancel arrived; a second cancel of a task
+// still on its way back also returns 0), or `VINE_ERROR_UNKNOWN_TASK` if
 // it has already finished (it comes back as it finished; `vine_last_error()` says
 // so) or no task `id` was submitted.
 int vine_cancel_by_task_id(struct vine_manager *m, int id);
@@ -1452,9 +1471,11 @@ int vine_set_bandwidth_limit(struct vine_manager *m, const char *bandwidth);
 // Returns 0 when all of that happened. At the timeout, killed commands and
 // the workers told to cancel get 2 s more to bring their tasks back, and a
 // THREAD function 2 s more to return. A THREAD function still running then
-// cannot be killed: it is abandoned (its thread detached, its task never
-// returned) and this returns `VINE_ERROR_TIMEOUT`, about 2 s after
-// `shutdown-timeout`. A factory's jobs still listed by the batch system after
+// cannot be killed: it is abandoned (its thread detached) and this returns
+// `VINE_ERROR_TIMEOUT`, about 2 s after `shutdown-timeout`. If the function
+// returns before `vine_delete`, its task may still come back from a
+// `vine_wait`; if not, it never comes back and its handle (a few dozen bytes)
+// is not freed, as the function may still read its input. A factory's jobs still listed by the batch system after
 // 60 s (5 s for a local factory) also make it `VINE_ERROR_TIMEOUT`, naming them.
 // Calling it again returns the first result. Do not call it from inside a task
 // function (it would wait for itself).
@@ -1846,7 +1867,11 @@ int vine_task_set_env_var(struct vine_task *t, const char *name, const char *val
 // Where a function task runs: `VINE_EXEC_THREAD` (default), on a warm worker
 // thread, or `VINE_EXEC_PROCESS`, in a separate process, so that a crash, an
 // `exit()` or a leak costs only the task (`VINE_RESULT_SIGNAL`, or
-// `VINE_RESULT_FUNCTION_ERROR` with the exit code), never the caller.
+// `VINE_RESULT_FUNCTION_ERROR` with the exit code, and no output: what it
+// appended before the `exit()` is lost with the process), never the caller.
+// Its result travels back through a descriptor the child inherits: a function
+// that closes every descriptor ends `VINE_RESULT_FUNCTION_ERROR` with exit
+// code 111 (the reason says so).
 //
 // How: the worker running the task (a local worker thread of this program, or a
 // remote worker) forks its process; the child calls the function, sends back its

@@ -57,7 +57,7 @@ impl M {
         let t = unsafe { vine_task_create(c.as_ptr()) };
         assert_eq!(unsafe { vine_task_set_category(t, category.as_ptr()) }, 0);
         let id = vine_submit(self.0, t);
-        assert!(id > 0);
+        assert!(id > 0, "{:?}", unsafe { CStr::from_ptr(vine_last_error()) });
         id
     }
 
@@ -339,6 +339,31 @@ fn the_smaller_manager_calls_do_what_taskvine_documents() {
     assert_eq!(m.submit("true", c"default"), 100);
     assert_eq!(vine_set_task_id_min(m.0, 5), 101);
     assert_eq!(m.wait_for(100).0, VINE_RESULT_SUCCESS);
+    // No local worker processes, the default, needs no port and may be said again.
+    for _ in 0..2 {
+        assert_eq!(
+            unsafe { vine_tune(m.0, c"local-worker-processes".as_ptr(), 0.0) },
+            0
+        );
+    }
+    assert!(unsafe { vine_tune(m.0, c"local-worker-processes".as_ptr(), 1.0) } < 0);
+    let why = unsafe { CStr::from_ptr(vine_last_error()) }.to_string_lossy();
+    assert!(why.contains("VINE_PORT_NONE"), "{why}");
+    // Ids up to the largest C int; past it, submit refuses and says why.
+    {
+        let m = M(vine_create(VINE_PORT_NONE));
+        assert_eq!(vine_set_task_id_min(m.0, i32::MAX), i32::MAX);
+        assert_eq!(m.submit("true", c"default"), i32::MAX);
+        let t = unsafe { vine_task_create(c"true".as_ptr()) };
+        assert_eq!(vine_submit(m.0, t), 0);
+        let why = unsafe { CStr::from_ptr(vine_last_error()) }.to_string_lossy();
+        assert!(
+            why.contains("exhausted") && why.contains("vine_set_task_id_min"),
+            "{why}"
+        );
+        assert_eq!(vine_task_delete(t), 0);
+        assert_eq!(m.wait_for(i32::MAX).0, VINE_RESULT_SUCCESS);
+    }
 
     let v = vine_version_string() as *const c_char;
     assert_eq!(unsafe { CStr::from_ptr(v) }, unsafe {

@@ -321,27 +321,33 @@ fn a_file_kept_forever_outlives_its_worker_and_its_manager() {
         let w = vine_worker(port, &["--workdir", work.to_str().unwrap()]);
         let forever = m.declare(File::path(&kept, CacheLevel::Forever, 0).unwrap());
         let worker = m.declare(File::path(&per_worker, CacheLevel::Worker, 0).unwrap());
-        let mut t = Task::command(c"cat a b | wc -c");
+        let mut t = Task::command(c"cat a b | wc -c; stat -c %a a");
         t.add_input(Mount::new(forever, "a", 0).unwrap()).unwrap();
         t.add_input(Mount::new(worker, "b", 0).unwrap()).unwrap();
         m.submit(t).unwrap();
         let t = m.wait(LONG).unwrap();
         assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
-        assert_eq!(t.stdout().unwrap().to_str().unwrap().trim(), "1500");
+        let out = t.stdout().unwrap().to_str().unwrap().to_owned();
+        let (count, mode) = out.trim().split_once('\n').unwrap();
+        assert_eq!(count, "1500");
         let (sent, _) = m.bytes_transferred();
         stop(m, vec![w]);
-        sent
+        (sent, mode.to_owned())
     };
-    assert_eq!(workflow(), 1000 + 500);
-    // The first worker has exited; the file kept forever is still in its store.
-    assert_eq!(workflow(), 500);
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |mode| std::fs::set_permissions(&kept, std::fs::Permissions::from_mode(mode));
+    chmod(0o640).unwrap();
+    assert_eq!(workflow(), (1000 + 500, "640".into()));
+    // The first worker has exited; the file kept forever is still in its store,
+    // and the task sees the mode it has now, not the one it was stored with.
+    chmod(0o750).unwrap();
+    assert_eq!(workflow(), (500, "750".into()));
     // A store anyone can write to could hold anything: it is not used, and the
     // worker keeps the file for itself.
-    use std::os::unix::fs::PermissionsExt;
     // SAFETY: geteuid takes nothing and cannot fail.
     let store = work.join(format!("vine-forever-{}", unsafe { libc::geteuid() }));
     std::fs::set_permissions(&store, std::fs::Permissions::from_mode(0o777)).unwrap();
-    assert_eq!(workflow(), 1000 + 500);
+    assert_eq!(workflow(), (1000 + 500, "750".into()));
 }
 
 #[test]
@@ -668,8 +674,12 @@ fn bad_bytes_drop_only_their_connection() {
 #[test]
 fn the_local_factory_restarts_a_crashed_worker_and_reaps_all_at_shutdown() {
     let (m, _) = remote_manager();
-    m.start_local_workers(1, Some(env!("CARGO_BIN_EXE_vine_worker").as_ref()))
-        .unwrap();
+    let program = Some(env!("CARGO_BIN_EXE_vine_worker").as_ref());
+    // 0, the default, starts nothing and leaves the one start to a later call.
+    m.start_local_workers(0, program).unwrap();
+    m.start_local_workers(1, program).unwrap();
+    let again = m.start_local_workers(1, program).unwrap_err();
+    assert!(again.message().contains("once only"), "{again}");
     let ppid = |m: &Manager| {
         m.submit(Task::command(c"echo $PPID")).unwrap();
         let t = m.wait(LONG).unwrap();

@@ -32,7 +32,9 @@ use crate::task::TaskResult;
 /// `vine_set_password_file`, `vine_submit`, `vine_wait` (and its variants),
 /// `vine_empty`, `vine_hungry`, `vine_get_stats` and `"local-worker-processes"`;
 /// until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
-/// file, the password is read from it here and connections are taken at once. A
+/// file and the manager has a port, the password is read from it here and
+/// connections are taken at once (without a port no worker connects, and the
+/// variable is not read). A
 /// password set later still applies to everyone: workers that joined without it
 /// (or with an earlier one) are dropped then (their tasks run again elsewhere).
 ///
@@ -171,9 +173,10 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   `"local-cores"` 0 leaves execution to remote workers.
 /// - `"autocategory"` (1): a function task with no category gets its function name.
 /// - `"progress"` (on when standard error is a terminal, from the run's third
-///   second; `VINE_PROGRESS=0|1` sets the default): a line on standard error,
-///   redrawn at most four times a second, with the tasks submitted, waiting,
-///   running, done and failed, the workers, the rate and the time left; when
+///   second; `VINE_PROGRESS` 1, yes, on, true or 0, no, off, false sets the
+///   default): a line on standard error, redrawn at most four times a second,
+///   with the tasks submitted, waiting, running, done and failed, the workers,
+///   the rate and the time left; when
 ///   the manager is deleted, one summary line replaces it. When standard error
 ///   is not a terminal, only the summary line is written, and only if asked for.
 /// - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
@@ -765,14 +768,18 @@ fn wait_common(
                 crate::error::ErrorKind::Io,
                 format!("no task finished; {e}"),
             )),
-            None => Ok(ptr::null_mut()),
+            // Say why, so that `vine_last_error_code()` tells a timeout from
+            // nothing outstanding and no error of an earlier call remains.
+            None => Err(m.why_nothing(want, timeout)),
         },
     }
 }
 
 /// Returns the next finished task, in completion order, as soon as one finishes;
 /// `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
-/// bound). NULL on timeout or when no task is outstanding (then it returns at once).
+/// bound). NULL on timeout or when no task is outstanding (then it returns at once);
+/// `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
+/// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error).
 /// If the manager's thread failed (a bug inside the library), every wait returns
 /// NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
 /// and `vine_submit` refuses new tasks.
@@ -795,8 +802,9 @@ pub extern "C" fn vine_wait(m: *mut vine_manager, timeout_s: c_int) -> *mut vine
 }
 
 /// Like `vine_wait`, for the task with id `id`. NULL at once if no such task is
-/// outstanding or finished-and-unretrieved; NULL on timeout; if another thread takes
-/// that task first, this waits until its timeout or until nothing is outstanding.
+/// outstanding or finished-and-unretrieved (`VINE_ERROR_UNKNOWN_TASK`); NULL on
+/// timeout (`VINE_ERROR_TIMEOUT`); if another thread takes that task first, this
+/// waits until its timeout or until nothing is outstanding.
 #[no_mangle]
 pub extern "C" fn vine_wait_for_task_id(
     m: *mut vine_manager,
@@ -851,7 +859,8 @@ pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
 /// `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 /// function cannot be stopped, so it is marked and comes back cancelled when it
 /// returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
-/// (even if it was finishing as the cancel arrived), or `VINE_ERROR_UNKNOWN_TASK` if
+/// (even if it was finishing as the cancel arrived; a second cancel of a task
+/// still on its way back also returns 0), or `VINE_ERROR_UNKNOWN_TASK` if
 /// it has already finished (it comes back as it finished; `vine_last_error()` says
 /// so) or no task `id` was submitted.
 #[no_mangle]
@@ -1014,9 +1023,11 @@ pub unsafe extern "C" fn vine_set_bandwidth_limit(
 /// Returns 0 when all of that happened. At the timeout, killed commands and
 /// the workers told to cancel get 2 s more to bring their tasks back, and a
 /// THREAD function 2 s more to return. A THREAD function still running then
-/// cannot be killed: it is abandoned (its thread detached, its task never
-/// returned) and this returns `VINE_ERROR_TIMEOUT`, about 2 s after
-/// `shutdown-timeout`. A factory's jobs still listed by the batch system after
+/// cannot be killed: it is abandoned (its thread detached) and this returns
+/// `VINE_ERROR_TIMEOUT`, about 2 s after `shutdown-timeout`. If the function
+/// returns before `vine_delete`, its task may still come back from a
+/// `vine_wait`; if not, it never comes back and its handle (a few dozen bytes)
+/// is not freed, as the function may still read its input. A factory's jobs still listed by the batch system after
 /// 60 s (5 s for a local factory) also make it `VINE_ERROR_TIMEOUT`, naming them.
 /// Calling it again returns the first result. Do not call it from inside a task
 /// function (it would wait for itself).

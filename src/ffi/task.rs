@@ -424,7 +424,11 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// Where a function task runs: `VINE_EXEC_THREAD` (default), on a warm worker
 /// thread, or `VINE_EXEC_PROCESS`, in a separate process, so that a crash, an
 /// `exit()` or a leak costs only the task (`VINE_RESULT_SIGNAL`, or
-/// `VINE_RESULT_FUNCTION_ERROR` with the exit code), never the caller.
+/// `VINE_RESULT_FUNCTION_ERROR` with the exit code, and no output: what it
+/// appended before the `exit()` is lost with the process), never the caller.
+/// Its result travels back through a descriptor the child inherits: a function
+/// that closes every descriptor ends `VINE_RESULT_FUNCTION_ERROR` with exit
+/// code 111 (the reason says so).
 ///
 /// How: the worker running the task (a local worker thread of this program, or a
 /// remote worker) forks its process; the child calls the function, sends back its

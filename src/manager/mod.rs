@@ -725,7 +725,10 @@ impl Manager {
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
             return Err((
-                Error::invalid("task ids are exhausted (more than 2^31 tasks)"),
+                Error::invalid(format!(
+                    "task ids are exhausted: the next would be {id}, above the largest \
+                     a C int holds (2147483647; vine_set_task_id_min moves ids up)"
+                )),
                 task,
             ));
         }
@@ -855,6 +858,52 @@ impl Manager {
         match self.wait_for(want, timeout) {
             Some(t) => Ok(Some(t)),
             None => self.shared.failure().map_or(Ok(None), Err),
+        }
+    }
+
+    /// Why a wait for `want` bounded by `timeout` gave nothing, for its caller
+    /// to report: nothing was outstanding, that id was not, or the time ran out.
+    pub fn why_nothing(&self, want: Want<'_>, timeout: Option<Duration>) -> Error {
+        if let Some(e) = self.shared.failure() {
+            return e;
+        }
+        if self.shared.completions.outstanding() == 0 {
+            return Error::new(
+                ErrorKind::UnknownTask,
+                "no task is outstanding: every task submitted was returned by a wait",
+            );
+        }
+        if let Want::Id(id) = want {
+            let outstanding = self
+                .ask(|reply| Message::IsOutstanding { id, reply })
+                .unwrap_or(false);
+            if !outstanding {
+                return Error::new(
+                    ErrorKind::UnknownTask,
+                    format!("task {id} is not outstanding (not submitted, or already returned)"),
+                );
+            }
+        }
+        let what = match want {
+            Want::Any => "no task".to_string(),
+            Want::Id(id) => format!("task {id}"),
+            Want::Tag(tag) => format!("no task tagged \"{}\"", tag.to_string_lossy()),
+        };
+        let verb = if matches!(want, Want::Id(_)) {
+            "has not finished"
+        } else {
+            "finished"
+        };
+        match timeout {
+            Some(t) if t.is_zero() => Error::new(
+                ErrorKind::Timeout,
+                format!("{what} {verb} (the wait did not block)"),
+            ),
+            Some(t) => Error::new(
+                ErrorKind::Timeout,
+                format!("{what} {verb} within {} s", t.as_secs()),
+            ),
+            None => Error::new(ErrorKind::Timeout, format!("{what} {verb}")),
         }
     }
 
@@ -1075,10 +1124,14 @@ impl Manager {
     /// Starts `n` worker processes on this machine (1 core each), running
     /// `program` (default: see [`factory::worker_program`]), and starts another
     /// whenever one ends: a local factory keeping `n` workers.
+    /// None (`n` 0, the default) starts nothing and leaves the one start open.
     pub fn start_local_workers(&self, n: usize, program: Option<&Path>) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
         if self.local_workers_started.swap(true, Ordering::AcqRel) {
             return Err(Error::invalid(
-                "local worker processes were already started",
+                "local worker processes were already started (they are set once only)",
             ));
         }
         if self.port().is_none() {
@@ -1088,7 +1141,7 @@ impl Manager {
                  create it with a port, not VINE_PORT_NONE",
             ));
         }
-        if n == 0 || self.is_shut_down() {
+        if self.is_shut_down() {
             return Ok(());
         }
         let program = program.map_or_else(factory::worker_program, Path::to_path_buf);
@@ -1101,6 +1154,7 @@ impl Manager {
             c.set_string("worker-path", &program.display().to_string())
         })
         .map(drop)
+        .inspect_err(|_| self.local_workers_started.store(false, Ordering::Release))
     }
 
     /// A new factory submitting worker jobs to `batch_type` ("local", "slurm" or

@@ -48,7 +48,8 @@ impl Progress {
             "1" | "yes" | "on" | "true" => Ok(Some(true)),
             "0" | "no" | "off" | "false" => Ok(Some(false)),
             _ => Err(crate::error::Error::invalid(format!(
-                "environment variable VINE_PROGRESS={v:?} is neither 1 (on) nor 0 (off)"
+                "environment variable VINE_PROGRESS={v:?} is neither 1, yes, on or true \
+                 (on) nor 0, no, off or false (off)"
             ))),
         }
     }

@@ -1264,12 +1264,25 @@ impl RemoteLink {
                     InputContent::Missing
                 }
             };
+            // A file kept forever is stored under its contents' name alone, with
+            // the mode it first came with: the mode it has now is sent too, so
+            // that a changed one is what the task sees.
+            let mode = m.file.delivered_mode().or_else(|| match m.file.kind() {
+                FileKind::Path(p) if m.file.cache_level() == CacheLevel::Forever => {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::metadata(p)
+                        .ok()
+                        .filter(|md| md.is_file())
+                        .map(|md| md.permissions().mode() & 0o777)
+                }
+                _ => None,
+            });
             specs.push(InputSpec {
                 file_id: id,
                 remote_name: m.remote_name.clone(),
                 flags: m.flags,
                 content,
-                mode: m.file.delivered_mode(),
+                mode,
             });
         }
         specs

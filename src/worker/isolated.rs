@@ -46,6 +46,9 @@ pub fn count_forks() {
     });
 }
 
+/// The child's exit code when it cannot send its result back.
+const CANNOT_SEND: i32 = 111;
+
 /// The most output a PROCESS function may return.
 const MAX_OUTPUT: usize = 1 << 30;
 
@@ -94,7 +97,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         unsafe { libc::setpgid(0, 0) };
         if enlist.in_child().is_err() {
             // SAFETY: as below; the parent is gone, so nobody wants the result.
-            unsafe { libc::_exit(111) };
+            unsafe { libc::_exit(CANNOT_SEND) };
         }
         enlist.close_in_child();
         IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -106,7 +109,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
             .is_ok();
         // SAFETY: ends the child at once, running no destructor or atexit handler of
         // the parent's program.
-        unsafe { libc::_exit(if ok { 0 } else { 111 }) };
+        unsafe { libc::_exit(if ok { 0 } else { CANNOT_SEND }) };
     }
     drop(writer);
     if pid < 0 {
@@ -151,10 +154,16 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     if status.code() != Some(0) || bytes.len() < 4 {
         let code = status.code().unwrap_or(-1);
         task.exit_code = code;
+        // 111 is also the child's own code when its result could not be sent.
+        let unsent = if code == CANNOT_SEND {
+            ", or returned but closed the descriptor its result is sent through"
+        } else {
+            ""
+        };
         return task.finish(
             TaskResult::FunctionError,
             Some(format!(
-                "the function ended its process with exit({code}) before returning"
+                "the function ended its process with exit({code}) before returning{unsent}"
             )),
         );
     }

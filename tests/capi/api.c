@@ -351,6 +351,11 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_add_input(t, f, "in//x/", 0), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_add_output(t, f, "in/./x", 0), VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_task_add_input(t, f, "in/xy", 0) == 0);
+    /* Nested inputs: never inside a file, never around one added before. */
+    CHECK_ERR(vine_task_add_input(t, f, "in/x/deeper", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "not a directory") != NULL);
+    CHECK_ERR(vine_task_add_input(t, f, "./in", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "first") != NULL);
     CHECK(vine_fetch_file(NULL, f) == NULL);
     CHECK(vine_fetch_file(m, NULL) == NULL);
     size_t got_len = 7;
@@ -394,11 +399,35 @@ static void test_ownership_and_lifecycle(void)
     struct vine_task *back = vine_wait_for_task_id(m, id, LONG);
     CHECK(back == t);
     CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    /* A wait that gives NULL says why, never leaving an earlier call's error. */
+    CHECK(vine_task_set_cores(t, -1) == VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_wait_for_task_id(m, id, 0) == NULL); /* already taken */
+    CHECK(vine_last_error_code() == VINE_ERROR_UNKNOWN_TASK);
+    CHECK(vine_task_set_cores(t, -1) == VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_wait_for_task_id(m, 99999, LONG) == NULL); /* never existed: at once */
+    CHECK(vine_last_error_code() == VINE_ERROR_UNKNOWN_TASK);
     CHECK(vine_empty(m) == 1);
+    CHECK(vine_task_set_cores(t, -1) == VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_wait(m, LONG) == NULL); /* nothing outstanding: at once */
+    CHECK(vine_last_error_code() == VINE_ERROR_UNKNOWN_TASK);
+    CHECK(strstr(vine_last_error(), "no task is outstanding") != NULL);
     CHECK(vine_task_delete(t) == 0);
+    struct vine_task *slow = vine_task_create("sleep 600");
+    vine_task_set_tag(slow, "slow");
+    int slow_id = vine_submit(m, slow);
+    CHECK(slow_id > 0);
+    CHECK(vine_tune(m, "no-such-setting", 1) == VINE_ERROR_UNKNOWN_SETTING);
+    CHECK(vine_wait(m, 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_TIMEOUT);
+    CHECK(vine_tune(m, "no-such-setting", 1) == VINE_ERROR_UNKNOWN_SETTING);
+    CHECK(vine_wait_for_tag(m, "slow", 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_TIMEOUT);
+    CHECK(strstr(vine_last_error(), "slow") != NULL);
+    CHECK(vine_wait_for_task_id(m, slow_id, 0) == NULL);
+    CHECK(vine_last_error_code() == VINE_ERROR_TIMEOUT);
+    CHECK(vine_cancel_by_task_id(m, slow_id) == 0);
+    CHECK(vine_wait(m, LONG) == slow && vine_task_get_result(slow) == VINE_RESULT_CANCELLED);
+    CHECK(vine_task_delete(slow) == 0);
 
     /* A file belongs to the manager it was declared to: another one's tasks
        cannot use it, and that one cannot fetch, prune, count or undeclare it. */
@@ -687,6 +716,36 @@ static void test_process_exit_writes_no_stdio_twice(void)
     CHECK(strcmp(buf, "pending in the buffer") == 0);
     close(fd);
     unlink(tmpl);
+}
+
+/* Closes every descriptor but the standard ones, then returns 0. */
+static int closes_all(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)in; (void)len; (void)out; (void)ctx;
+    for (int fd = 3; fd < 4096; fd++) close(fd);
+    return 0;
+}
+
+/* A PROCESS function that closes the descriptor its result travels through
+   is reported as such, not only as an exit it never made. */
+static void test_process_closing_every_descriptor(void)
+{
+    if (getenv("VINE_HARNESS_VALGRIND")) {
+        /* valgrind's own descriptors are closed too, and its exit code replaces 111. */
+        printf("SKIPPED under valgrind: a PROCESS function closing every descriptor\n");
+        return;
+    }
+    struct vine_manager *m = manager(1);
+    struct vine_task *t = vine_task_create_local(closes_all, NULL, NULL, 0);
+    CHECK(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS) == 0);
+    CHECK(vine_submit(m, t) > 0);
+    CHECK(vine_wait(m, LONG) == t);
+    CHECK(vine_task_get_result(t) == VINE_RESULT_FUNCTION_ERROR);
+    CHECK(vine_task_get_exit_code(t) == 111);
+    const char *why = vine_task_get_reason(t);
+    CHECK(why && strstr(why, "closed the descriptor") != NULL);
+    vine_task_delete(t);
+    vine_delete(m);
 }
 
 /* A copy larger than the memory the library can have is an error, never an
@@ -1225,6 +1284,11 @@ static void test_files_from_elsewhere(void)
     CHECK(vine_file_type(made) == VINE_MINI_TASK);
     CHECK(strcmp(vine_file_source(made), "out") == 0);
     CHECK_ERR(vine_task_delete(mini), VINE_ERROR_TASK_SUBMITTED);
+    CHECK(strstr(vine_last_error(), "mini task") != NULL);
+    CHECK_ERR(vine_submit(m, mini), 0);
+    CHECK(strstr(vine_last_error(), "mini task") != NULL);
+    CHECK_ERR(vine_task_set_cores(mini, 1), VINE_ERROR_TASK_SUBMITTED);
+    CHECK(strstr(vine_last_error(), "mini task") != NULL);
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/env/bin && echo 'export CAPI_ENV=on' > %s/env/bin/activate && "
              "tar czf %s/env.tar.gz -C %s/env .",
@@ -1234,6 +1298,13 @@ static void test_files_from_elsewhere(void)
     struct vine_file *tree = vine_declare_untar(m, tarball, VINE_CACHE_LEVEL_WORKFLOW, 0);
     struct vine_file *env = vine_declare_poncho(m, tarball, VINE_CACHE_LEVEL_WORKFLOW, 0);
     CHECK(tree != NULL && env != NULL);
+    /* Made at workers from their sources: refused as outputs when added. */
+    t = vine_task_create("true");
+    CHECK_ERR(vine_task_add_output(t, url, "u", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "cannot be an output") != NULL);
+    CHECK_ERR(vine_task_add_output(t, made, "m", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_add_output(t, tree, "d", 0), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(vine_task_delete(t) == 0);
     t = vine_task_create("cat m; cat d/bin/activate; echo env=$CAPI_ENV");
     vine_task_add_input(t, made, "m", 0);
     vine_task_add_input(t, tree, "d", 0);
@@ -1295,6 +1366,23 @@ static void test_cancel_and_shutdown(void)
     CHECK(t && vine_task_get_id(t) == g && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
     vine_task_delete(t);
     CHECK(got == 2 && cancelled == 2);
+
+    /* A running task cancelled twice: both calls say it is cancelled, on either
+       lane (an environment keeps a task off the direct lane). */
+    for (int lane = 0; lane < 2; lane++) {
+        gate_reset();
+        struct vine_task *gt = vine_task_create_function("gated", "d", 1);
+        if (lane) CHECK(vine_task_set_env_var(gt, "LANE", "manager") == 0);
+        int gid = vine_submit(m, gt);
+        gate_wait_inside(1);
+        CHECK(vine_cancel_by_task_id(m, gid) == 0);
+        CHECK(vine_cancel_by_task_id(m, gid) == 0);
+        gate_open();
+        t = vine_wait(m, LONG);
+        CHECK(t == gt && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+        vine_task_delete(t);
+        CHECK(vine_cancel_by_task_id(m, gid) == VINE_ERROR_UNKNOWN_TASK);
+    }
 
     /* Shutdown with work outstanding: every task comes back exactly once. */
     gate_reset();
@@ -1378,6 +1466,7 @@ static void test_environment(void)
         setenv("VINE_PROGRESS", bad_progress[i], 1);
         CHECK(vine_create(VINE_PORT_NONE) == NULL);
         CHECK(strstr(vine_last_error(), "VINE_PROGRESS") != NULL);
+        CHECK(strstr(vine_last_error(), "yes") != NULL); /* names every word it takes */
     }
     setenv("VINE_PROGRESS", "0", 1);
     m = vine_create(VINE_PORT_NONE);
@@ -1507,11 +1596,23 @@ static void test_logs(void)
     CHECK(vine_enable_transactions_log(plain, "") == 0);
     CHECK(vine_enable_transactions_log(plain, "/proc/no/such/dir/txn") == 0 && strstr(vine_last_error(), "/proc/no"));
     vine_log_txn_app(plain, NULL);
-    vine_delete(plain);
 
     char dir[] = "/tmp/vine-capi-logs-XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     char path[4096];
+    /* A parent that is a file is named as not a directory, by every log. */
+    snprintf(path, sizeof path, "%s/plain-file", dir);
+    FILE *pf = fopen(path, "w");
+    CHECK(pf != NULL);
+    if (pf) fclose(pf);
+    snprintf(path, sizeof path, "%s/plain-file/log", dir);
+    CHECK(vine_enable_transactions_log(plain, path) == 0 && strstr(vine_last_error(), "Not a directory"));
+    CHECK(vine_enable_perf_log(plain, path) == 0 && strstr(vine_last_error(), "Not a directory"));
+    CHECK(vine_enable_taskgraph_log(plain, path) == 0 && strstr(vine_last_error(), "Not a directory"));
+    CHECK(vine_enable_debug_log(path) == 0 && strstr(vine_last_error(), "Not a directory"));
+    snprintf(path, sizeof path, "%s/plain-file", dir);
+    unlink(path);
+    vine_delete(plain);
     snprintf(path, sizeof path, "%s/all-debug", dir);
     CHECK(vine_enable_debug_log(path) == 1);
     CHECK(vine_set_runtime_info_path(dir) == 0);
@@ -1712,6 +1813,7 @@ int main(void)
     test_manager_calls_from_a_process_function();
     test_fork_after_create();
     test_process_exit_writes_no_stdio_twice();
+    test_process_closing_every_descriptor();
     test_copies_too_large_for_memory();
     test_resources();
     test_sigchld_ignored();

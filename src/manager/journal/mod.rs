@@ -519,7 +519,12 @@ impl Sink {
                 )));
             }
         }
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        // A parent that is a file is left to the create below, which names the
+        // failure rightly ("Not a directory"); making it would say "File exists".
+        if let Some(dir) = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+        {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
