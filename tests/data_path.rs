@@ -360,26 +360,15 @@ fn a_fifo_input_fails_its_task_and_frees_its_slot_locally_and_remotely() {
     let c = CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
     // SAFETY: a NUL-terminated path.
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-    let outcome = |m: &Manager| {
+    let (here, there) = here_and_there(|m: &Manager| {
         let mut t = command("cat x");
         let f = m.declare(File::path(&fifo, CacheLevel::Task, 0).unwrap());
         t.add_input(Mount::new(f, "x", 0).unwrap()).unwrap();
         let t = run(m, t);
-        let why = t
-            .reason()
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_default();
         // The only core is free again.
         let after = run(m, command("echo after"));
-        (t.result(), why.contains("FIFO"), stdout(&after))
-    };
-    let local = local_manager();
-    let here = outcome(&local);
-    local.shutdown().unwrap();
-    let (m, port) = remote_manager();
-    let w = vine_worker(port, &["--cores", "1"]);
-    let there = outcome(&m);
-    stop(m, vec![w]);
+        (t.result(), reason(&t).contains("FIFO"), stdout(&after))
+    });
     assert_eq!(
         here,
         (TaskResult::InputMissing, true, "after\n".to_string())
@@ -392,24 +381,13 @@ fn a_fifo_input_fails_its_task_and_frees_its_slot_locally_and_remotely() {
 fn a_missing_input_is_named_by_its_name_in_the_sandbox_locally_and_remotely() {
     let dir = tempdir();
     let gone = dir.join("never-made");
-    let outcome = |m: &Manager| {
+    let (here, there) = here_and_there(|m: &Manager| {
         let mut t = command("cat my-input");
         let f = m.declare(File::path(&gone, CacheLevel::Task, 0).unwrap());
         t.add_input(Mount::new(f, "my-input", 0).unwrap()).unwrap();
         let t = run(m, t);
-        let why = t
-            .reason()
-            .map(|r| r.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (t.result(), why)
-    };
-    let local = local_manager();
-    let here = outcome(&local);
-    local.shutdown().unwrap();
-    let (m, port) = remote_manager();
-    let w = vine_worker(port, &["--cores", "1"]);
-    let there = outcome(&m);
-    stop(m, vec![w]);
+        (t.result(), reason(&t))
+    });
     for (place, (result, why)) in [("local", here), ("remote", there)] {
         assert_eq!(result, TaskResult::InputMissing, "{place}: {why}");
         assert!(why.contains("my-input"), "{place}: {why}");
@@ -424,7 +402,10 @@ fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotel
     let special = dir.join("special");
     std::fs::write(&special, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&special, std::fs::Permissions::from_mode(0o6755)).unwrap();
-    let outcome = |m: &Manager, place: &str| {
+    let runs = std::cell::Cell::new(0);
+    here_and_there(|m: &Manager| {
+        runs.set(runs.get() + 1);
+        let place = ["local", "remote"][runs.get() - 1];
         // An output the task made a hard link to a file outside its sandbox,
         // and one it gave setuid and setgid bits.
         let linked = dir.join(format!("linked-{place}"));
@@ -452,14 +433,7 @@ fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotel
         );
         let mode = std::fs::metadata(&suid).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o755, "{place}");
-    };
-    let local = local_manager();
-    outcome(&local, "local");
-    local.shutdown().unwrap();
-    let (m, port) = remote_manager();
-    let w = vine_worker(port, &["--cores", "1"]);
-    outcome(&m, "remote");
-    stop(m, vec![w]);
+    });
 }
 
 #[test]
@@ -543,6 +517,13 @@ fn here_and_there<T>(make: impl Fn(&Manager) -> T) -> (T, T) {
     let there = make(&m);
     stop(m, vec![w]);
     (here, there)
+}
+
+/// Why the task ended as it did ("" if it says nothing).
+fn reason(t: &Task) -> String {
+    t.reason()
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn outcome(t: &Task) -> (TaskResult, i32, String) {

@@ -201,6 +201,14 @@ fn failure_only_and_success_only_outputs_follow_the_exit_code_remotely() {
 
 // ---- VINE_FIXED_LOCATION --------------------------------------------------
 
+/// `cat t`, with `file` as its input `t` read where it is.
+fn reads_in_place(file: &std::sync::Arc<File>) -> Box<Task> {
+    let mut t = Task::command(c"cat t");
+    t.add_input(Mount::new(file.clone(), "t", MOUNT_FIXED_LOCATION).unwrap())
+        .unwrap();
+    t
+}
+
 #[test]
 fn a_fixed_location_input_runs_where_its_temp_is_and_is_missing_where_nobody_has_it() {
     let dir = tempdir();
@@ -216,10 +224,7 @@ fn a_fixed_location_input_runs_where_its_temp_is_and_is_missing_where_nobody_has
     let made = run(&m, make);
     assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
     for _ in 0..3 {
-        let mut read = Task::command(c"cat t");
-        read.add_input(Mount::new(temp.clone(), "t", MOUNT_FIXED_LOCATION).unwrap())
-            .unwrap();
-        let read = run(&m, read);
+        let read = run(&m, reads_in_place(&temp));
         assert_eq!(read.result(), TaskResult::Success, "{:?}", read.reason());
         assert_eq!(stdout(&read), "kept\n");
         assert_eq!(
@@ -230,17 +235,12 @@ fn a_fixed_location_input_runs_where_its_temp_is_and_is_missing_where_nobody_has
     }
     // A temp no task made is at no worker: the task cannot run anywhere.
     let nowhere = m.declare(File::temp().unwrap());
-    let mut t = Task::command(c"cat t");
-    t.add_input(Mount::new(nowhere, "t", MOUNT_FIXED_LOCATION).unwrap())
-        .unwrap();
-    let t = run(&m, t);
+    let t = run(&m, reads_in_place(&nowhere));
     assert_eq!(t.result(), TaskResult::FixedLocationMissing);
     assert_eq!(t.result().code(), 80);
     // Where the temp is, no worker offers a feature the task needs: it can
     // never run, and says so rather than waiting.
-    let mut t = Task::command(c"cat t");
-    t.add_input(Mount::new(temp.clone(), "t", MOUNT_FIXED_LOCATION).unwrap())
-        .unwrap();
+    let mut t = reads_in_place(&temp);
     t.add_feature(c"nobody-has-this").unwrap();
     let t = run(&m, t);
     assert_eq!(
@@ -269,10 +269,7 @@ fn a_fixed_location_file_of_the_manager_is_read_in_place_by_local_workers() {
     assert_eq!(stdout(&t), "here\n");
     // A temp no task made is at no worker, with or without remote workers.
     let nowhere = m.declare(File::temp().unwrap());
-    let mut t = Task::command(c"cat t");
-    t.add_input(Mount::new(nowhere, "t", MOUNT_FIXED_LOCATION).unwrap())
-        .unwrap();
-    let t = run(&m, t);
+    let t = run(&m, reads_in_place(&nowhere));
     assert_eq!(
         t.result(),
         TaskResult::FixedLocationMissing,
