@@ -1034,9 +1034,9 @@ char *vine_get_path_cache(struct vine_manager *m, const char *path);
 // until then workers wait in the kernel's queue. If `VINE_PASSWORD_FILE` names a
 // file and the manager has a port, the password is read from it here and
 // connections are taken at once (without a port no worker connects, and the
-// variable is not read). A
-// password set later still applies to everyone: workers that joined without it
-// (or with an earlier one) are dropped then (their tasks run again elsewhere).
+// variable is not read). A password set later still applies to everyone:
+// workers that joined without it (or with an earlier one) are dropped then
+// (their tasks run again elsewhere).
 //
 // Returns NULL on failure (a port in use, a malformed environment variable, an
 // unreadable `VINE_PASSWORD_FILE`), with the reason in `vine_last_error()` and
@@ -1099,9 +1099,9 @@ int vine_port(const struct vine_manager *m);
 //   second; `VINE_PROGRESS` 1, yes, on, true or 0, no, off, false sets the
 //   default): a line on standard error, redrawn at most four times a second,
 //   with the tasks submitted, waiting, running, done and failed, the workers,
-//   the rate and the time left; when
-//   the manager is deleted, one summary line replaces it. When standard error
-//   is not a terminal, only the summary line is written, and only if asked for.
+//   the rate and the time left; when the manager is deleted, one summary line
+//   replaces it. When standard error is not a terminal, only the summary line
+//   is written, and only if asked for.
 // - `"prefetch"` (automatic): tasks a worker may hold beyond what it can start now,
 //   so a finishing thread finds its next task without a round trip to the manager.
 //   Automatic: about 20 ms of the worker's measured task durations; none until a
@@ -1475,8 +1475,9 @@ int vine_set_bandwidth_limit(struct vine_manager *m, const char *bandwidth);
 // `VINE_ERROR_TIMEOUT`, about 2 s after `shutdown-timeout`. If the function
 // returns before `vine_delete`, its task may still come back from a
 // `vine_wait`; if not, it never comes back and its handle (a few dozen bytes)
-// is not freed, as the function may still read its input. A factory's jobs still listed by the batch system after
-// 60 s (5 s for a local factory) also make it `VINE_ERROR_TIMEOUT`, naming them.
+// is not freed, as the function may still read its input. A factory's jobs
+// still listed by the batch system after 60 s (5 s for a local factory) also
+// make it `VINE_ERROR_TIMEOUT`, naming them.
 // Calling it again returns the first result. Do not call it from inside a task
 // function (it would wait for itself).
 int vine_shutdown(struct vine_manager *m);

@@ -1124,7 +1124,7 @@ impl Manager {
     /// Starts `n` worker processes on this machine (1 core each), running
     /// `program` (default: see [`factory::worker_program`]), and starts another
     /// whenever one ends: a local factory keeping `n` workers.
-    /// None (`n` 0, the default) starts nothing and leaves the one start open.
+    /// `n` 0 (the default) starts nothing and leaves the one start open.
     pub fn start_local_workers(&self, n: usize, program: Option<&Path>) -> Result<()> {
         if n == 0 {
             return Ok(());
