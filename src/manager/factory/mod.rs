@@ -363,16 +363,17 @@ impl Factory {
             return Ok(());
         };
         self.pause();
+        // The thread cancels its jobs as it ends, within this grace: set before
+        // it is told to stop, or it could wake and read the default first.
+        self.shared.grace_ms.store(
+            grace.as_millis().try_into().unwrap_or(u64::MAX),
+            Ordering::Release,
+        );
         {
             let _g = self.shared.sleep.lock().unwrap_or_else(|p| p.into_inner());
             self.shared.stop.store(true, Ordering::Release);
             self.shared.wake.notify_all();
         }
-        // The thread cancels its jobs as it ends.
-        self.shared.grace_ms.store(
-            grace.as_millis().try_into().unwrap_or(u64::MAX),
-            Ordering::Release,
-        );
         let _ = t.join();
         let left = self.last_error();
         let failed = self.shared.failures.load(Ordering::Relaxed) > 0;
@@ -1342,9 +1343,20 @@ mod test {
     #[test]
     fn jobs_that_would_not_go_are_named_in_a_timeout_error() {
         let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
-        let (f, rx) = pending_jobs(&dir, &dir.join("scratch"), None);
+        let scratch = dir.join("scratch");
+        let (f, rx) = pending_jobs(&dir, &scratch, None);
         f.set_string("cancel-command", "true").unwrap();
-        answer(&rx, 1.0);
+        // A settings change during a look makes the factory look again before
+        // it submits: answered until its job is out, and once more, so that the
+        // cycle that submitted it is over.
+        let out = || scratch.exists() && !outputs_below(&scratch).is_empty();
+        for looks in 0.. {
+            if out() {
+                break;
+            }
+            assert!(looks < 1000, "no job went out");
+            answer(&rx, 1.0);
+        }
         answer(&rx, 1.0);
         drop(rx);
         let e = f.stop(Duration::ZERO).unwrap_err();
