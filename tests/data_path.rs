@@ -410,13 +410,18 @@ fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotel
         // and one it gave setuid and setgid bits.
         let linked = dir.join(format!("linked-{place}"));
         let suid = dir.join(format!("suid-{place}"));
+        // And a directory it closed (mode 555) holding another such link.
+        let closed = dir.join(format!("closed-{place}"));
         let mut t = command(&format!(
-            "ln {} out && stat -c %h out && echo x > s && chmod 6755 s && stat -c %a in",
-            victim.display()
+            "ln {v} out && stat -c %h out && echo x > s && chmod 6755 s && stat -c %a in \
+             && mkdir d && ln {v} d/l && chmod 555 d",
+            v = victim.display()
         ));
         let out = m.declare(File::path(&linked, CacheLevel::Task, 0).unwrap());
         let s = m.declare(File::path(&suid, CacheLevel::Task, 0).unwrap());
         let input = m.declare(File::path(&special, CacheLevel::Task, 0).unwrap());
+        let d = m.declare(File::path(&closed, CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(d, "d", 0).unwrap()).unwrap();
         t.add_output(Mount::new(out, "out", 0).unwrap()).unwrap();
         t.add_output(Mount::new(s, "s", 0).unwrap()).unwrap();
         t.add_input(Mount::new(input, "in", 0).unwrap()).unwrap();
@@ -433,6 +438,15 @@ fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotel
         );
         let mode = std::fs::metadata(&suid).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o755, "{place}");
+        let mode = std::fs::metadata(&closed).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o555, "{place}");
+        std::fs::write(closed.join("l"), "changed\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&victim).unwrap(),
+            "outside\n",
+            "{place}"
+        );
+        std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
     });
 }
 

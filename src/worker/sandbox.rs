@@ -241,9 +241,23 @@ pub fn detach(path: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     if kind.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            detach(&entry?.path())?;
+        // One the task made closed to its owner is opened for the walk, then
+        // given back its mode (without special bits).
+        let mode = meta.mode() & 0o777;
+        let opened = mode & 0o700 != 0o700;
+        if opened {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode | 0o700))?;
         }
+        let walked = std::fs::read_dir(path).and_then(|entries| {
+            for entry in entries {
+                detach(&entry?.path())?;
+            }
+            Ok(())
+        });
+        if opened || meta.mode() & 0o7000 != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+        }
+        return walked;
     } else if kind.is_file() && meta.nlink() > 1 {
         let copy = beside(path, "copy")?;
         let copied = std::fs::copy(path, &copy).and_then(|_| std::fs::rename(&copy, path));
