@@ -501,23 +501,24 @@ fn a_task_reading_temps_kept_at_two_workers_still_runs() {
     stop(m, workers);
 }
 
-#[test]
-fn a_temp_whose_worker_is_lost_is_made_again() {
-    let (m, port) = remote_manager();
+/// Runs `make` on a worker of its own (`check` sees it succeeded there), kills
+/// that worker, then runs `read` on a second one, which must succeed on it:
+/// returns `read` finished and the second worker.
+fn made_lost_and_read(
+    m: &Manager,
+    port: u16,
+    make: Box<Task>,
+    read: Box<Task>,
+    check: impl FnOnce(&Task),
+) -> (Box<Task>, Child) {
     let mut first = vine_worker(port, &[]);
-    let temp = m.declare(File::temp().unwrap());
-    let mut make = Task::command(c"echo intermediate > t.txt");
-    make.add_output(Mount::new(temp.clone(), "t.txt", 0).unwrap())
-        .unwrap();
     m.submit(make).unwrap();
     let made = m.wait(LONG).unwrap();
-    assert_eq!(made.result(), TaskResult::Success);
+    assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
+    check(&made);
     first.kill().unwrap();
     first.wait().unwrap();
     let second = vine_worker(port, &[]);
-    let mut read = Task::command(c"cat in.txt");
-    read.add_input(Mount::new(temp.clone(), "in.txt", 0).unwrap())
-        .unwrap();
     let id = m.submit(read).unwrap();
     let t = m.wait(LONG).unwrap();
     assert_eq!(
@@ -526,8 +527,22 @@ fn a_temp_whose_worker_is_lost_is_made_again() {
         "{:?}",
         t.reason()
     );
-    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "intermediate\n");
     assert_ne!(t.worker_id(), made.worker_id());
+    (t, second)
+}
+
+#[test]
+fn a_temp_whose_worker_is_lost_is_made_again() {
+    let (m, port) = remote_manager();
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo intermediate > t.txt");
+    make.add_output(Mount::new(temp.clone(), "t.txt", 0).unwrap())
+        .unwrap();
+    let mut read = Task::command(c"cat in.txt");
+    read.add_input(Mount::new(temp.clone(), "in.txt", 0).unwrap())
+        .unwrap();
+    let (t, second) = made_lost_and_read(&m, port, make, read, |_| ());
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "intermediate\n");
     // The re-run producer is the manager's own: it never comes back to the caller.
     assert!(m.wait(Some(Duration::from_millis(0))).is_none());
     stop(m, vec![second]);
@@ -536,7 +551,6 @@ fn a_temp_whose_worker_is_lost_is_made_again() {
 #[test]
 fn a_task_whose_three_temps_are_lost_with_its_worker_runs_again_once() {
     let (m, port) = remote_manager();
-    let mut first = vine_worker(port, &[]);
     let dir = tempdir();
     let runs = dir.join("runs");
     let temps: Vec<_> = (0..3).map(|_| m.declare(File::temp().unwrap())).collect();
@@ -550,30 +564,17 @@ fn a_task_whose_three_temps_are_lost_with_its_worker_runs_again_once() {
         make.add_output(Mount::new(temp.clone(), &format!("t{i}"), 0).unwrap())
             .unwrap();
     }
-    m.submit(make).unwrap();
-    let made = m.wait(LONG).unwrap();
-    assert_eq!(made.result(), TaskResult::Success, "{:?}", made.reason());
-    assert!(temps
-        .iter()
-        .all(|t| m.temp_worker(t) == Some(made.worker_id())));
-    first.kill().unwrap();
-    first.wait().unwrap();
-    let second = vine_worker(port, &[]);
     let mut read = Task::command(c"cat a b c");
     for (temp, name) in temps.iter().zip(["a", "b", "c"]) {
         read.add_input(Mount::new(temp.clone(), name, 0).unwrap())
             .unwrap();
     }
-    let id = m.submit(read).unwrap();
-    let t = m.wait(LONG).unwrap();
-    assert_eq!(
-        (t.id(), t.result()),
-        (id, TaskResult::Success),
-        "{:?}",
-        t.reason()
-    );
+    let (t, second) = made_lost_and_read(&m, port, make, read, |made| {
+        assert!(temps
+            .iter()
+            .all(|t| m.temp_worker(t) == Some(made.worker_id())));
+    });
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "one\ntwo\nthree\n");
-    assert_ne!(t.worker_id(), made.worker_id());
     // Every run the manager started for the lost temps is over (a bounded wait:
     // with one run per temp, the others may still be queued or running).
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
