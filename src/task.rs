@@ -339,24 +339,21 @@ pub struct Task {
 
 pub(crate) static DEFAULT_CATEGORY: &CStr = c"default";
 
+/// The components of a name in a sandbox, without empty ones and `.`.
+fn sandbox_parts(s: &str) -> impl Iterator<Item = &str> {
+    s.split('/').filter(|c| !c.is_empty() && *c != ".")
+}
+
 /// True if two names in a sandbox are one file there, however spelled: `o`,
 /// `./o`, `o/` and `a//o` against `a/o` (names with `..` are refused before).
 pub(crate) fn same_sandbox_name(a: &str, b: &str) -> bool {
-    fn parts(s: &str) -> impl Iterator<Item = &str> {
-        s.split('/').filter(|c| !c.is_empty() && *c != ".")
-    }
-    parts(a).eq(parts(b))
+    sandbox_parts(a).eq(sandbox_parts(b))
 }
 
 /// Whether sandbox name `inner` lies inside name `outer`: `d/x` in `d`.
 pub(crate) fn sandbox_name_within(outer: &str, inner: &str) -> bool {
-    fn parts(s: &str) -> Vec<&str> {
-        s.split('/')
-            .filter(|c| !c.is_empty() && *c != ".")
-            .collect()
-    }
-    let (outer, inner) = (parts(outer), parts(inner));
-    inner.len() > outer.len() && inner.starts_with(&outer)
+    let mut inner = sandbox_parts(inner);
+    sandbox_parts(outer).all(|o| inner.next() == Some(o)) && inner.next().is_some()
 }
 
 impl Task {
@@ -981,6 +978,18 @@ impl std::fmt::Debug for Task {
 #[cfg(test)]
 mod test {
     use super::*;
+
+    #[test]
+    fn sandbox_names_are_compared_by_their_components() {
+        assert!(same_sandbox_name("a//o/", "./a/o"));
+        assert!(!same_sandbox_name("a/o", "a"));
+        for (outer, inner) in [("d", "d/x"), ("./d/", "d//x/y"), ("d/e", "d/e/f")] {
+            assert!(sandbox_name_within(outer, inner), "{inner} in {outer}");
+        }
+        for (outer, inner) in [("d", "d"), ("d/x", "d"), ("d", "dx/y"), ("d/e", "d/f/g")] {
+            assert!(!sandbox_name_within(outer, inner), "{inner} not in {outer}");
+        }
+    }
 
     #[test]
     fn a_common_task_stays_small() {
