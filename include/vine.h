@@ -1381,7 +1381,8 @@ int vine_enable_category_resource(struct vine_manager *m, const char *category, 
 // Any thread may call this, concurrently with others.
 int vine_submit(struct vine_manager *m, struct vine_task *t);
 
-// Returns the next finished task, in completion order, as soon as one finishes;
+// Returns the next finished task, in the order finished tasks reached the
+// manager (completion order but for the batches below), as soon as one finishes;
 // `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 // bound). NULL on timeout or when no task is outstanding (then it returns at once);
 // `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
@@ -1394,7 +1395,8 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // While the local pool holds more queued tasks than it has cores, it reports
 // finished tasks in batches, at most about 5 ms after they finish, so that
 // delivering results takes no cores from running tasks; otherwise a task is
-// reported the moment it finishes.
+// reported the moment it finishes. So a task may come back after one that
+// finished up to about 5 ms after it.
 // vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and
 // the local pool's next task a function task submitted while nothing else was
 // outstanding (see the README's direct lane) runs that task on the calling
@@ -1430,7 +1432,9 @@ int vine_hungry(struct vine_manager *m);
 // (even if it was finishing as the cancel arrived; a second cancel of a task
 // still on its way back also returns 0), or `VINE_ERROR_UNKNOWN_TASK` if
 // it has already finished (it comes back as it finished; `vine_last_error()` says
-// so) or no task `id` was submitted.
+// so) or no task `id` was submitted; `VINE_ERROR_INVALID_ARGUMENT` for an `id`
+// below 1, `VINE_ERROR_SHUT_DOWN` after `vine_shutdown` (which has cancelled
+// what had not started).
 int vine_cancel_by_task_id(struct vine_manager *m, int id);
 
 // Cancels every waiting and running task, as `vine_cancel_by_task_id` does one.

@@ -775,7 +775,8 @@ fn wait_common(
     }
 }
 
-/// Returns the next finished task, in completion order, as soon as one finishes;
+/// Returns the next finished task, in the order finished tasks reached the
+/// manager (completion order but for the batches below), as soon as one finishes;
 /// `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 /// bound). NULL on timeout or when no task is outstanding (then it returns at once);
 /// `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
@@ -788,7 +789,8 @@ fn wait_common(
 /// While the local pool holds more queued tasks than it has cores, it reports
 /// finished tasks in batches, at most about 5 ms after they finish, so that
 /// delivering results takes no cores from running tasks; otherwise a task is
-/// reported the moment it finishes.
+/// reported the moment it finishes. So a task may come back after one that
+/// finished up to about 5 ms after it.
 /// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and
 /// the local pool's next task a function task submitted while nothing else was
 /// outstanding (see the README's direct lane) runs that task on the calling
@@ -862,7 +864,9 @@ pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
 /// (even if it was finishing as the cancel arrived; a second cancel of a task
 /// still on its way back also returns 0), or `VINE_ERROR_UNKNOWN_TASK` if
 /// it has already finished (it comes back as it finished; `vine_last_error()` says
-/// so) or no task `id` was submitted.
+/// so) or no task `id` was submitted; `VINE_ERROR_INVALID_ARGUMENT` for an `id`
+/// below 1, `VINE_ERROR_SHUT_DOWN` after `vine_shutdown` (which has cancelled
+/// what had not started).
 #[no_mangle]
 pub extern "C" fn vine_cancel_by_task_id(m: *mut vine_manager, id: c_int) -> c_int {
     guard_code(|| {
@@ -891,10 +895,11 @@ pub unsafe extern "C" fn vine_get_stats(m: *mut vine_manager, s: *mut vine_stats
         if s.is_null() {
             return Err(boundary::null("the stats pointer"));
         }
-        // Read before the counts: a task finished between the two is then
-        // counted done and not yet with results, never the other way round.
-        let with_results = m.finished_len() as u64;
         let st = m.stats()?;
+        // Every task counted done is returned by a wait once (but those the
+        // manager ran itself): counted so rather than by the tasks that reached
+        // the queue, which a snapshot would find behind the count of those done.
+        let with_results = (st.tasks_done - st.tasks_done_internal).saturating_sub(m.taken_total());
         let (sent, received) = m.bytes_transferred();
         let times = m.transfer_times();
         let int = |n: u64| c_int::try_from(n).unwrap_or(c_int::MAX);

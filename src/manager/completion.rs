@@ -100,6 +100,13 @@ impl Finished {
         self.take_seq(seq)
     }
 
+    /// The outcome of task `id`, if it is here.
+    fn result_of(&mut self, id: TaskId) -> Option<crate::task::TaskResult> {
+        let seq = *self.index().by_id.get(&id)?;
+        let slot = self.slots.get((seq.checked_sub(self.base)?) as usize)?;
+        slot.as_ref().map(|t| t.result)
+    }
+
     fn take_tag(&mut self, tag: &CStr) -> Option<Box<Task>> {
         self.index();
         let (base, slots) = (self.base, &self.slots);
@@ -219,6 +226,11 @@ impl CompletionQueue {
     /// Tasks ever submitted by callers.
     pub fn submitted_total(&self) -> u64 {
         self.submitted.load(Ordering::Acquire)
+    }
+
+    /// Tasks ever taken by waiters (or drained).
+    pub fn taken_total(&self) -> u64 {
+        self.taken.load(Ordering::Acquire)
     }
 
     /// Tasks submitted and not yet taken by a waiter.
@@ -355,6 +367,11 @@ impl CompletionQueue {
         let out = st.done.drain();
         self.taken.fetch_add(out.len() as u64, Ordering::AcqRel);
         out
+    }
+
+    /// The outcome of task `id` if it waits here to be taken.
+    pub fn result_of(&self, id: TaskId) -> Option<crate::task::TaskResult> {
+        self.lock().done.result_of(id)
     }
 
     /// Finished tasks not yet taken.

@@ -285,12 +285,8 @@ impl ManagerLoop {
             if let Some(m) = self.submit_multiplier {
                 self.sched.set_prefetch_multiplier(LOCAL_WORKER, m);
             }
-            let place = crate::task::Place {
-                hostname: std::ffi::CString::new(crate::worker::machine::hostname())
-                    .unwrap_or_default(),
-                addrport: c"local".to_owned(),
-            };
-            self.sched.set_place(LOCAL_WORKER, Arc::new(place));
+            self.sched
+                .set_place(LOCAL_WORKER, self.shared.local_place.clone());
             self.worker_records(LOCAL_WORKER, "local".into(), self.local_capacity);
         }
     }

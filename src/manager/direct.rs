@@ -29,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use super::categories::CategoryStats;
 use super::scheduler::Stats;
 use super::{Message, Shared};
-use crate::task::{now_us, ExecMode, State, Task, TaskResult, Work};
+use crate::task::{now_us, ExecMode, Place, State, Task, TaskResult, Work};
 use crate::worker::local::{LocalPool, Sink};
 
 /// What the stats count of direct tasks, kept under one lock by the threads
@@ -193,10 +193,11 @@ pub(crate) fn eligible(task: &Task) -> bool {
 }
 
 /// Readies `task` for the pool: it is dispatched as the manager would have
-/// dispatched it to its local worker.
-pub(crate) fn prepare(task: &mut Task, local_worker: u32) {
+/// dispatched it to its local worker, at `place`.
+pub(crate) fn prepare(task: &mut Task, local_worker: u32, place: &Arc<Place>) {
     task.attempts = 1;
     task.worker_id = local_worker;
+    task.place = Some(place.clone());
     task.publish_state(State::Running);
 }
 

@@ -24,7 +24,7 @@ mod summary;
 mod temps;
 
 use crate::padded::Padded;
-use std::ffi::CStr;
+use std::ffi::{CStr, CString};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -41,7 +41,7 @@ use std::collections::VecDeque;
 use crate::error::{Error, ErrorKind, Result};
 use crate::files::File;
 use crate::resources::Resources;
-use crate::task::{now_us, Task, TaskId, FLAG_AUTOCATEGORY};
+use crate::task::{now_us, Task, TaskId, TaskResult, FLAG_AUTOCATEGORY};
 use crate::worker::command::{CommandEnv, DEFAULT_MAX_STDOUT};
 use crate::worker::local::{LocalPool, Report};
 
@@ -300,6 +300,8 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     /// What the stats count of tasks that took the direct lane.
     pub(crate) direct: direct::Counters,
+    /// Where the local pool is, as tasks that ran there report it.
+    pub(crate) local_place: Arc<crate::task::Place>,
 }
 
 /// Held first among the manager thread's state, so that it is dropped first: if
@@ -511,6 +513,10 @@ impl Manager {
             final_stats: Mutex::new(None),
             failure: Mutex::new(None),
             direct: direct::Counters::default(),
+            local_place: Arc::new(crate::task::Place {
+                hostname: CString::new(crate::worker::machine::hostname()).unwrap_or_default(),
+                addrport: c"local".to_owned(),
+            }),
         });
         let max_stdout = Arc::new(AtomicUsize::new(DEFAULT_MAX_STDOUT));
         let fetcher = Arc::new(crate::worker::fetch::Fetcher::new(
@@ -749,7 +755,7 @@ impl Manager {
             counted = true;
             // The manager thread may have closed the lane since it was looked at.
             if self.shared.direct.take(task.category()) {
-                direct::prepare(&mut task, core::LOCAL_WORKER);
+                direct::prepare(&mut task, core::LOCAL_WORKER, &self.shared.local_place);
                 match self.pool.submit_direct(task) {
                     Ok(()) => return Ok(id),
                     // Shutdown began: the manager's path refuses it or cancels it.
@@ -975,6 +981,10 @@ impl Manager {
     /// then comes back as it finished) or was never submitted.
     pub fn cancel(&self, id: TaskId) -> Result<()> {
         if self.ask(|reply| Message::Cancel { id, reply })? {
+            Ok(())
+        } else if self.shared.completions.result_of(id) == Some(TaskResult::Cancelled) {
+            // Cancelled already and not yet taken by a wait: it comes back
+            // cancelled, as a second cancel of a running task is told.
             Ok(())
         } else if id < self.shared.next_id.load(Ordering::Relaxed) {
             Err(Error::new(
@@ -1700,6 +1710,11 @@ impl Manager {
     /// Finished tasks not yet taken by a wait.
     pub fn finished_len(&self) -> usize {
         self.shared.completions.finished_len()
+    }
+
+    /// Tasks ever taken by waits (or by `vine_delete`).
+    pub fn taken_total(&self) -> u64 {
+        self.shared.completions.taken_total()
     }
 
     /// Number of tasks submitted and not yet taken.

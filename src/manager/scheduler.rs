@@ -342,6 +342,9 @@ pub struct Stats {
     pub tasks_running: u64,
     /// Tasks finished (any result).
     pub tasks_done: u64,
+    /// Of those, the tasks the manager ran itself (`tasks_recovery`), which no
+    /// wait returns.
+    pub tasks_done_internal: u64,
     /// Finished tasks whose result is not SUCCESS, or that exited non-zero.
     pub tasks_failed: u64,
     /// Finished tasks that were cancelled.
@@ -1271,6 +1274,9 @@ impl Scheduler {
             self.retry_parked = true;
         }
         self.stats.tasks_done += 1;
+        if task.flags & crate::task::FLAG_INTERNAL != 0 {
+            self.stats.tasks_done_internal += 1;
+        }
         self.categories.completed(&task);
         if task.result != TaskResult::Success || task.exit_code != 0 {
             self.stats.tasks_failed += 1;

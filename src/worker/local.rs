@@ -716,7 +716,7 @@ impl LocalPool {
         for task in bounced.drain(..) {
             direct_done(shared, task);
         }
-        execute(&mut task, &gpus, &control, shared, None);
+        execute(&mut task, &gpus, &control, shared);
         let mut st = shared.lock();
         bounced.extend(shared.absorb(&mut st));
         book_end(&mut st, shared, &task, gpus, &mut Vec::new());
@@ -864,8 +864,6 @@ const LEFT_TO_SUBMITTER: std::time::Duration = std::time::Duration::from_micros(
 fn thread_main(shared: Arc<Shared>) {
     let control = Arc::new(RunControl::default());
     let mut started = Vec::new();
-    // The end of the task just run, while this thread goes straight to the next.
-    let mut last_end = None;
     // The next task, already taken (with the lock released) after a direct one.
     let mut carried: Option<Startable> = None;
     // Direct tasks the queue refused, handed back once the lock is released.
@@ -896,13 +894,7 @@ fn thread_main(shared: Arc<Shared>) {
         };
         if let Some(Startable { mut task, gpus }) = job {
             guard = None;
-            last_end = Some(execute(
-                &mut task,
-                &gpus,
-                &control,
-                &shared,
-                last_end.take(),
-            ));
+            execute(&mut task, &gpus, &control, &shared);
 
             let mut st = shared.lock();
             bounced.extend(shared.absorb(&mut st));
@@ -957,7 +949,6 @@ fn thread_main(shared: Arc<Shared>) {
             shared.wake_owner();
             st = shared.lock();
         } else if !st.spinning {
-            last_end = None;
             // One idle thread looks for work for a moment before sleeping, so a
             // task handed over right after this one finished starts without a
             // wake-up. An idle thread means an idle core, so this costs no work.
@@ -989,7 +980,6 @@ fn thread_main(shared: Arc<Shared>) {
                 st = sleep(&shared, st);
             }
         } else {
-            last_end = None;
             st = sleep(&shared, st);
         }
         guard = Some(st);
@@ -1087,24 +1077,16 @@ fn sleep<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a
 }
 
 /// Runs one task on this thread; a panic inside the library fails only the task.
-/// `now`, if given, is the current time (the end of the task this thread just ran),
-/// which saves a clock read per task. Returns the end time.
-fn execute(
-    task: &mut Task,
-    gpus: &[u32],
-    control: &RunControl,
-    shared: &Shared,
-    now: Option<i64>,
-) -> i64 {
+fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared) {
     task.flags |= FLAG_STARTED;
-    task.times.started = now.unwrap_or_else(now_us);
+    task.times.started = now_us();
     if let Some(why) = task.extra.as_mut().and_then(|e| e.refused.take()) {
         task.finish(
             TaskResult::InputMissing,
             Some(format!("the worker refused the task: {why}")),
         );
         task.times.done = now_us();
-        return task.times.done;
+        return;
     }
     let end = task.time_end();
     if end > 0 && task.times.started >= end {
@@ -1113,7 +1095,7 @@ fn execute(
             Some("the task reached its worker after its end time; it did not run".into()),
         );
         task.times.done = task.times.started;
-        return task.times.done;
+        return;
     }
     #[cfg(test)]
     control
@@ -1143,7 +1125,6 @@ fn execute(
     if control.is_cancelled() {
         task.flags |= FLAG_CANCELLED;
     }
-    task.times.done
 }
 
 /// The whole cores in `capacity` (a fraction counts as one).

@@ -1384,6 +1384,23 @@ static void test_cancel_and_shutdown(void)
         CHECK(vine_cancel_by_task_id(m, gid) == VINE_ERROR_UNKNOWN_TASK);
     }
 
+    /* A task waiting for a core cancelled twice: both calls say it is
+       cancelled (it waits in the completion queue after the first). */
+    gate_reset();
+    int busy = vine_submit(m, vine_task_create_function("gated", "e", 1));
+    gate_wait_inside(1);
+    int waiting = vine_submit(m, vine_task_create_function("echo", "w", 1));
+    CHECK(vine_cancel_by_task_id(m, waiting) == 0);
+    CHECK(vine_cancel_by_task_id(m, waiting) == 0);
+    t = vine_wait_for_task_id(m, waiting, LONG);
+    CHECK(t && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+    vine_task_delete(t);
+    CHECK(vine_cancel_by_task_id(m, waiting) == VINE_ERROR_UNKNOWN_TASK);
+    gate_open();
+    t = vine_wait_for_task_id(m, busy, LONG);
+    CHECK(t && vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+    vine_task_delete(t);
+
     /* Shutdown with work outstanding: every task comes back exactly once. */
     gate_reset();
     int running = vine_submit(m, vine_task_create_function("gated", "r", 1));
@@ -1413,6 +1430,64 @@ static void test_cancel_and_shutdown(void)
     struct vine_manager *m2 = manager(1);
     for (int i = 0; i < 100; i++) vine_submit(m2, vine_task_create_function("echo", "x", 1));
     vine_delete(m2);
+    vine_delete(m);
+}
+
+/* ---- what a finished task says about its run ------------------------------------------ */
+
+static int nap(const void *in, size_t len, struct vine_buffer *out, void *ctx)
+{
+    (void)in; (void)len; (void)out; (void)ctx;
+    usleep(1000);
+    return 0;
+}
+
+static void test_what_tasks_report(void)
+{
+    struct vine_manager *m = manager(2);
+    char host[256] = "";
+    CHECK(gethostname(host, sizeof host - 1) == 0);
+
+    /* Where it ran: the local threads are this machine and "local", whichever
+       lane the task took (an environment keeps it off the direct lane). */
+    for (int lane = 0; lane < 2; lane++) {
+        struct vine_task *t = vine_task_create_function("echo", "h", 1);
+        if (lane) CHECK(vine_task_set_env_var(t, "LANE", "manager") == 0);
+        CHECK(vine_submit(m, t) > 0);
+        CHECK(vine_wait(m, VINE_WAIT_FOREVER) == t);
+        CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+        CHECK(vine_task_get_hostname(t) && strcmp(vine_task_get_hostname(t), host) == 0);
+        CHECK(vine_task_get_addrport(t) && strcmp(vine_task_get_addrport(t), "local") == 0);
+        vine_task_delete(t);
+    }
+
+    /* A task starts after it was submitted, however soon after the one before
+       it ended on the same thread (rounds of one and two short tasks). */
+    int early = 0, n = 0;
+    for (int round = 0; round < 1000; round++) {
+        for (int i = 0; i <= round % 2; i++) vine_submit(m, vine_task_create_local(nap, NULL, NULL, 0));
+        struct vine_task *t;
+        while ((t = vine_wait(m, LONG))) {
+            n++;
+            early += vine_task_get_metric(t, "time_when_commit_start") <
+                     vine_task_get_metric(t, "time_when_submitted");
+            vine_task_delete(t);
+        }
+    }
+    CHECK(n == 1500 && early == 0);
+
+    /* Nothing returned yet: every task counted done is counted with results,
+       at every moment, and each submitted task is in exactly one gauge. */
+    int inconsistent = 0;
+    for (int i = 0; i < 200; i++) vine_submit(m, vine_task_create_local(nap, NULL, NULL, 0));
+    struct vine_stats st;
+    do {
+        if (vine_get_stats(m, &st) != 0) break;
+        inconsistent += st.tasks_with_results != st.tasks_done - 1500 - 2 ||
+                        st.tasks_waiting + st.tasks_on_workers + st.tasks_with_results !=
+                            st.tasks_submitted - 1500 - 2;
+    } while (st.tasks_done < 1502 + 200);
+    CHECK(st.tasks_done == 1502 + 200 && inconsistent == 0);
     vine_delete(m);
 }
 
@@ -1806,6 +1881,7 @@ int main(void)
     test_commands_and_files();
     test_files_from_elsewhere();
     test_cancel_and_shutdown();
+    test_what_tasks_report();
     test_gpus();
     test_environment();
     test_tls_and_password();
