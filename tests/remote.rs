@@ -469,6 +469,53 @@ fn a_temp_stays_at_its_worker_feeds_a_later_task_there_and_is_fetched_on_request
 }
 
 #[test]
+fn a_reader_of_a_temp_waits_for_every_writer_submitted_before_it() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    m.tune("wait-for-workers", 2.0).unwrap();
+    let workers = vec![vine_worker(port, &[]), vine_worker(port, &[])];
+    let temp = m.declare(File::temp().unwrap());
+    // The second writer holds until the test lets it go, after the first is back.
+    let gate = dir.join("gate");
+    mkfifo(&gate);
+    let mut first = Task::command(c"echo first > t");
+    first
+        .add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    let cmd = format!("cat {} > /dev/null; echo second > t", gate.display());
+    let mut second = Task::command(&CString::new(cmd).unwrap());
+    second
+        .add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    let mut read = Task::command(c"cat in");
+    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    let first = m.submit(first).unwrap();
+    let second = m.submit(second).unwrap();
+    let read = m.submit(read).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.id(), first);
+    // A worker is free and the first copy is there: the reader still waits.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&gate)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(
+        t.id(),
+        second,
+        "the reader came back before the second writer"
+    );
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.id(), read);
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "second\n");
+    stop(m, workers);
+}
+
+#[test]
 fn a_task_reading_temps_kept_at_two_workers_still_runs() {
     let (m, port) = remote_manager();
     m.tune("wait-for-workers", 2.0).unwrap();

@@ -83,8 +83,12 @@ impl Temps {
         {
             return TempPlace::Anywhere;
         }
+        // A task that will write it is still out, whether or not an earlier
+        // writer left a copy somewhere: readers wait for the last write.
+        if self.coming.contains_key(&file.id()) {
+            return TempPlace::BeingMade;
+        }
         match self.kept.get(&file.id()) {
-            None if self.coming.contains_key(&file.id()) => TempPlace::BeingMade,
             None => TempPlace::Anywhere,
             Some(Kept {
                 at: Some(_),
