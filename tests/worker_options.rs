@@ -126,3 +126,44 @@ fn help_prints_the_usage_and_succeeds() {
         assert!(text.starts_with("usage: vine_worker"), "{flag}: {text}");
     }
 }
+
+#[test]
+fn a_worker_stopped_by_a_signal_removes_its_directory_and_dies_of_it() {
+    use std::os::unix::process::ExitStatusExt;
+    for (sig, name) in [(libc::SIGTERM, "TERM"), (libc::SIGINT, "INT")] {
+        let dir = tempdir();
+        let (m, port) = remote_manager();
+        let workdir = dir.join("w");
+        std::fs::create_dir(&workdir).unwrap();
+        let mut w = vine_worker(port, &["-s", workdir.to_str().unwrap()]);
+        // A task running when the signal comes: it says so through a file.
+        let running = dir.join("running");
+        let c =
+            std::ffi::CString::new(format!("touch {}; exec sleep 600", running.display())).unwrap();
+        m.submit(Task::command(&c)).unwrap();
+        let end = Instant::now() + BOUND;
+        while !running.exists() {
+            assert!(Instant::now() < end, "the task never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // SAFETY: signals a child process of this test.
+        assert_eq!(unsafe { libc::kill(w.id() as i32, sig) }, 0);
+        let status = exits_within_bound(&mut w);
+        assert_eq!(status.signal(), Some(sig), "SIG{name}: {status}");
+        // Its own directory; the store of files kept forever stays for the
+        // next worker, as at any exit.
+        let left: Vec<_> = std::fs::read_dir(&workdir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
+            .collect();
+        assert!(
+            left.is_empty(),
+            "SIG{name} left {:?}",
+            left.iter().map(|e| e.path()).collect::<Vec<_>>()
+        );
+        // The task's process went with its worker: the task runs again at
+        // the next worker, as after any lost worker.
+        drop(m);
+    }
+}
