@@ -756,12 +756,17 @@ int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *r
 // brought from it first (the call waits for it). The memory belongs to the file and
 // stays valid until `vine_delete`; a fetch of contents that have not changed since
 // the last returns the same pointer (one copy per version, not per call). NULL on error (e.g. a temp no task produced yet,
-// or whose worker was lost).
+// or whose worker was lost). A file declared at a FIFO, socket or device (or at
+// a link to one) is refused without being opened, as it is as an input (reading
+// a FIFO could wait forever, `/dev/zero` never end): NULL with `VINE_ERROR_IO`
+// ("... is a FIFO, not a regular file").
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 
 // `vine_fetch_file`, writing the size of what it returns to `*len` (the NUL
 // excluded; 0 on error): the size that goes with those bytes, however the file
-// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`. vine's own.
+// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`, and with
+// `VINE_ERROR_IO` for a file at a FIFO, socket or device (never opened), as
+// `vine_fetch_file`. vine's own.
 const char *vine_fetch_file_len(struct vine_manager *m, struct vine_file *f, size_t *len);
 
 // How many remote workers hold `f` now (or are being sent it), as TaskVine's
@@ -881,9 +886,13 @@ int vine_prune_file(struct vine_manager *m, struct vine_file *f);
 // `vine_prune_file`), the manager lets go of it, deleting what it keeps for
 // it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
 // and `f` may no longer be used in calls (they fail as with a file never
-// declared). No task should need it any more. Tasks that were given it keep
-// what they need of it until they are deleted. What `vine_fetch_file` and
-// `vine_file_source` returned for it stays valid until `vine_delete`.
+// declared). No task should need it any more: the handles of tasks that were
+// given it stay valid until they are deleted, but a task not yet run finds
+// the file of one declared `VINE_UNLINK_WHEN_DONE` gone (it ends
+// `VINE_RESULT_INPUT_MISSING`; a buffer's or temp's data it is still sent).
+// Undeclare such a file after the tasks reading it came back. What
+// `vine_fetch_file` and `vine_file_source` returned for it stays valid until
+// `vine_delete`.
 void vine_undeclare_file(struct vine_manager *m, struct vine_file *f);
 
 // Registers `fn` as `name` in this process, so tasks created with

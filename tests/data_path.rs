@@ -450,6 +450,120 @@ fn outputs_and_inputs_are_copies_of_their_own_without_setuid_locally_and_remotel
     });
 }
 
+/// Every entry under `root` with its type (d, f, l, or p/s/b/c for a FIFO,
+/// socket, block or character device), found without opening any; sorted.
+fn kinds(root: &Path) -> Vec<(String, char)> {
+    use std::os::unix::fs::FileTypeExt;
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, char)>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let rel = p.strip_prefix(root).unwrap().to_str().unwrap().to_owned();
+            let ft = std::fs::symlink_metadata(&p).unwrap().file_type();
+            let kind = [
+                (ft.is_dir(), 'd'),
+                (ft.is_file(), 'f'),
+                (ft.is_symlink(), 'l'),
+                (ft.is_fifo(), 'p'),
+                (ft.is_socket(), 's'),
+                (ft.is_block_device(), 'b'),
+                (ft.is_char_device(), 'c'),
+            ]
+            .into_iter()
+            .find_map(|(is, k)| is.then_some(k))
+            .unwrap_or('?');
+            out.push((rel, kind));
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
+#[test]
+fn fifos_sockets_and_devices_are_left_out_of_output_directories_locally_and_remotely() {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let dir = tempdir();
+    // A socket bound (and left) at `$1`.
+    let sock = "perl -MSocket -e 'socket(S, PF_UNIX, SOCK_STREAM, 0) && \
+                bind(S, pack_sockaddr_un($ARGV[0])) or die \"$!\"'";
+    // Only root may make device nodes (a task run as root could plant one at
+    // the program's output path); mknod makes them without their devices.
+    let devices = if root {
+        "mknod $d/null c 1 3 && mknod $d/sub/loop b 7 0"
+    } else {
+        "true"
+    };
+    // The same tree in d (delivered to a path) and t (kept as a temp); a
+    // socket, and as root a device, alone as s and c.
+    let make = format!(
+        "for d in d t; do mkdir -p $d/sub && echo a > $d/a && echo b > $d/sub/b \
+         && ln -s a $d/link && mkfifo $d/fifo $d/sub/fifo && {sock} $d/sock \
+         && {sock} $d/sub/sock && {devices} && chmod 555 $d/sub || exit 1; done; \
+         {sock} s && {}",
+        if root { "mknod c c 1 3" } else { "true" }
+    );
+    let runs = std::cell::Cell::new(0);
+    let (here, there) = here_and_there(|m: &Manager| {
+        runs.set(runs.get() + 1);
+        let place = ["local", "remote"][runs.get() - 1];
+        let out = dir.join(format!("d-{place}"));
+        let mut t = command(&make);
+        let d = m.declare(File::path(&out, CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(d, "d", 0).unwrap()).unwrap();
+        // The same directory as a temp, listed by the next task.
+        let temp = m.declare(File::temp().unwrap());
+        t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        let t = run(m, t);
+        assert_eq!(t.result(), TaskResult::Success, "{place}: {}", reason(&t));
+        let got = kinds(&out);
+        let mut ls = command("cd in && find . ! -type d ! -type f ! -type l | wc -l");
+        ls.add_input(Mount::new(temp, "in", 0).unwrap()).unwrap();
+        let ls = run(m, ls);
+        assert_eq!(ls.result(), TaskResult::Success, "{place}: {}", reason(&ls));
+        // As the output itself: fails its task, and nothing is delivered.
+        let mut tops = vec!["s"];
+        if root {
+            tops.push("c");
+        }
+        let mut refused = Vec::new();
+        for name in tops {
+            let mut t = command(&make);
+            let f = m.declare(
+                File::path(&dir.join(format!("{name}-{place}")), CacheLevel::Task, 0).unwrap(),
+            );
+            t.add_output(Mount::new(f, name, 0).unwrap()).unwrap();
+            let t = run(m, t);
+            let why = reason(&t);
+            assert!(why.contains(&format!("output {name}")), "{place}: {why}");
+            refused.push(t.result());
+            assert!(std::fs::symlink_metadata(dir.join(format!("{name}-{place}"))).is_err());
+        }
+        std::fs::set_permissions(out.join("sub"), std::fs::Permissions::from_mode(0o755)).unwrap();
+        (got, stdout(&ls), refused)
+    });
+    let names = |v: &[(&str, char)]| -> Vec<(String, char)> {
+        v.iter().map(|(n, k)| (n.to_string(), *k)).collect()
+    };
+    assert_eq!(
+        here.0,
+        names(&[("a", 'f'), ("link", 'l'), ("sub", 'd'), ("sub/b", 'f')]),
+        "local"
+    );
+    assert_eq!(here.1, "0\n");
+    assert!(
+        here.2.iter().all(|r| *r == TaskResult::OutputMissing),
+        "{:?}",
+        here.2
+    );
+    assert_eq!(there, here, "remote and local differ");
+}
+
 #[test]
 fn a_fifo_output_fails_its_task_not_the_remote_worker() {
     let dir = tempdir();

@@ -581,3 +581,90 @@ fn a_cached_directory_pruned_while_a_task_uses_it_goes_when_that_task_is_done() 
     assert!(!cached[0].exists(), "gone once the task is done");
     place.stop();
 }
+
+// The C calls that fetch a file's contents (their module is the library's
+// own), with the manager and the file as C sees them: opaque pointers.
+extern "C" {
+    fn vine_declare_file(
+        m: *mut std::ffi::c_void,
+        path: *const std::ffi::c_char,
+        cache: std::ffi::c_int,
+        flags: std::ffi::c_int,
+    ) -> *mut std::ffi::c_void;
+    fn vine_fetch_file(
+        m: *mut std::ffi::c_void,
+        f: *mut std::ffi::c_void,
+    ) -> *const std::ffi::c_char;
+    fn vine_fetch_file_len(
+        m: *mut std::ffi::c_void,
+        f: *mut std::ffi::c_void,
+        len: *mut usize,
+    ) -> *const std::ffi::c_char;
+}
+
+#[test]
+fn fetching_a_file_declared_at_a_fifo_or_a_device_refuses_it_unopened() {
+    use vine::ffi::manager::{vine_create, vine_delete, vine_last_error, vine_last_error_code};
+    let dir = tempdir();
+    let fifo = dir.join("fifo");
+    let c = CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let link = dir.join("link");
+    std::os::unix::fs::symlink(&fifo, &link).unwrap();
+    let sock = dir.join("sock");
+    let _bound = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let plain = dir.join("plain");
+    std::fs::write(&plain, "hello").unwrap();
+    // The calls go to another thread, which a FIFO opened for reading would
+    // hold until a writer came: a bound, not a pace.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let paths = [&fifo, &link, &sock, Path::new("/dev/null"), &plain].map(|p| p.to_owned());
+    std::thread::spawn(move || {
+        let manager = vine_create(vine::ffi::VINE_PORT_NONE);
+        assert!(!manager.is_null());
+        let m = manager.cast::<std::ffi::c_void>();
+        for p in paths {
+            let c = CString::new(p.to_str().unwrap()).unwrap();
+            // SAFETY: a live manager, a NUL-terminated path, a writable length.
+            let got = unsafe {
+                let f = vine_declare_file(m, c.as_ptr(), vine::ffi::VINE_CACHE_LEVEL_TASK, 0);
+                assert!(!f.is_null());
+                let mut len = 99;
+                let with_len = vine_fetch_file_len(m, f, &mut len);
+                let data = vine_fetch_file(m, f);
+                let said = std::ffi::CStr::from_ptr(vine_last_error())
+                    .to_string_lossy()
+                    .into_owned();
+                let data = (!data.is_null()).then(|| {
+                    std::ffi::CStr::from_ptr(data)
+                        .to_string_lossy()
+                        .into_owned()
+                });
+                (with_len.is_null(), len, data, vine_last_error_code(), said)
+            };
+            tx.send((p, got)).unwrap();
+        }
+        vine_delete(manager);
+    });
+    for (i, kind) in ["a FIFO", "a FIFO", "a socket", "a character device"]
+        .into_iter()
+        .enumerate()
+    {
+        let Ok((path, (no_data, len, data, code, said))) = rx.recv_timeout(Duration::from_secs(20))
+        else {
+            // Lets the reader go (it sees the end at once), then fails.
+            drop(std::fs::OpenOptions::new().write(true).open(&fifo));
+            panic!("fetch {i} ({kind}) still waits");
+        };
+        assert!(no_data, "{}: fetched", path.display());
+        assert_eq!((len, data), (0, None), "{}", path.display());
+        assert_eq!(code, vine::ffi::VINE_ERROR_IO, "{}: {said}", path.display());
+        assert!(
+            said.contains(&format!("is {kind}, not a regular file")),
+            "{said}"
+        );
+    }
+    let (_, (no_data, len, data, ..)) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
+    assert_eq!((no_data, len, data.as_deref()), (false, 5, Some("hello")));
+}

@@ -187,13 +187,24 @@ fn vine_status_gives_up_on_a_silent_manager_within_its_timeout() {
 fn status_against(
     serve: impl FnOnce(std::net::TcpStream) + Send + 'static,
 ) -> (Option<i32>, String) {
+    let (code, _, said) = shown_against(serve, &[]);
+    (code, said)
+}
+
+/// [`status_against`] with `extra` arguments: its exit code, standard output
+/// and standard error (both short: they fit in their pipes).
+fn shown_against(
+    serve: impl FnOnce(std::net::TcpStream) + Send + 'static,
+    extra: &[&str],
+) -> (Option<i32>, String, String) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let server = std::thread::spawn(move || serve(l.accept().unwrap().0));
     let mut child = Command::new(env!("CARGO_BIN_EXE_vine_status"))
         .args(["127.0.0.1", &port.to_string(), "--timeout", "2"])
+        .args(extra)
         .stderr(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let bound = std::time::Instant::now() + Duration::from_secs(25);
@@ -209,8 +220,10 @@ fn status_against(
     };
     let mut said = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut said).unwrap();
+    let mut shown = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut shown).unwrap();
     drop(server);
-    (code, said)
+    (code, shown, said)
 }
 
 /// A fake manager's handshake, without a password: Hello, the worker's
@@ -262,6 +275,72 @@ fn vine_status_shows_an_answer_that_lacks_fields_without_failing() {
     });
     assert_eq!(code, Some(0), "{said}");
     assert!(!said.contains("panicked"), "{said}");
+}
+
+#[test]
+fn vine_status_shows_control_characters_from_the_manager_escaped() {
+    // A manager whose strings hold terminal escape sequences (a window title,
+    // a cleared screen, colours), a carriage return, a new line, DEL and a C1
+    // CSI: shown as \xNN in the plain views, never written raw.
+    let esc = "\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{1b}[31mFAKE\r\nline\u{7f}\u{9b}1m";
+    let answer = serde_json::json!({
+        "manager": {"pid": esc, "now": 10.0, "started": 0.0},
+        "tasks": {"waiting": 1},
+        "largest_waiting": {
+            "id": esc,
+            "category": esc,
+            "resources": {"cores": 1.0},
+            "workers_able": [esc, "w2"],
+        },
+        "workers": [{
+            "id": esc,
+            "addrport": esc,
+            "resources": {"cores": 1.0},
+            "in_use": {},
+            "task_ids": [esc, 7],
+            "tasks": 2,
+        }],
+    })
+    .to_string();
+    let escaped = "\\x1b]0;PWNED\\x07\\x1b[2J\\x1b[31mFAKE\\x0d\\x0aline\\x7f\\x9b1m";
+    for view in [&[][..], &["--tasks"], &["--workers"], &["--json"]] {
+        let answer = answer.clone();
+        let (code, shown, said) = shown_against(
+            move |mut s| {
+                welcome(&mut s);
+                vine::protocol::write_frame(&mut s, &vine::protocol::ToWorker::Status(answer))
+                    .unwrap();
+                let _ = std::io::Read::read_to_end(&mut s, &mut Vec::new());
+            },
+            view,
+        );
+        assert_eq!(code, Some(0), "{view:?}: {said}");
+        let raw: Vec<char> = shown
+            .chars()
+            .filter(|c| c.is_control() && *c != '\n')
+            .collect();
+        assert!(raw.is_empty(), "{view:?}: {raw:?} in {shown:?}");
+        if view == ["--json"] {
+            // The same strings, escaped as JSON (DEL and C1 too).
+            let v: serde_json::Value = serde_json::from_str(&shown).unwrap();
+            assert_eq!(v["largest_waiting"]["category"], esc, "{shown}");
+            assert_eq!(v["workers"][0]["addrport"], esc, "{shown}");
+            continue;
+        }
+        // Every field is shown, escaped (the pid, the largest waiting task's
+        // id, category and first able worker, the worker's id, address and
+        // first task id); the views' own lines stay theirs.
+        let (fields, lines) = match view.first().copied() {
+            None => (7, 8),
+            Some("--tasks") => (3, 4),
+            _ => (3, 2),
+        };
+        assert_eq!(shown.matches(escaped).count(), fields, "{view:?}: {shown}");
+        assert_eq!(shown.lines().count(), lines, "{view:?}: {shown}");
+        if view != ["--workers"] {
+            assert!(shown.contains(&format!("{escaped}, w2\n")), "{shown}");
+        }
+    }
 }
 
 #[test]

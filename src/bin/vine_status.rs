@@ -100,7 +100,13 @@ fn run(args: Vec<String>) -> i32 {
     let json = match vine::worker::daemon::ask_status(&opts) {
         Ok(j) => j,
         Err(e) => {
-            eprintln!("vine_status: {}:{}: {e}", opts.host, opts.port);
+            // The error may quote what the manager said.
+            eprintln!(
+                "vine_status: {}:{}: {}",
+                opts.host,
+                opts.port,
+                shown(&e.to_string())
+            );
             return 1;
         }
     };
@@ -117,13 +123,54 @@ fn run(args: Vec<String>) -> i32 {
     };
     let where_ = format!("{}:{}", opts.host, opts.port);
     let out = match show {
-        Show::Json => serde_json::to_string_pretty(&v).unwrap_or(json) + "\n",
+        Show::Json => json_shown(&serde_json::to_string_pretty(&v).unwrap_or(json)) + "\n",
         Show::Tasks => tasks(&v),
         Show::Workers => workers(&v),
         Show::All => format!("{}{}\n{}", header(&v, &where_), tasks(&v), workers(&v)),
     };
     print!("{out}");
     0
+}
+
+/// `s` as it may reach a terminal: control characters (C0, DEL and C1, with
+/// which a manager could move the cursor, rewrite what is shown, set the
+/// window's title or start a new line) are written as `\xNN`. Every string
+/// that came from the manager goes through it in the plain views (`--json`
+/// escapes them itself).
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out += &format!("\\x{:02x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// JSON text with DEL and the C1 controls inside its strings written as
+/// `\uNNNN` (the same JSON: serde escapes C0 controls, but not these, and a
+/// terminal may act on them). Outside strings JSON holds no such characters.
+fn json_shown(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if c.is_control() && !c.is_ascii_whitespace() {
+            out += &format!("\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A value from the manager as text: a string as it is, anything else as
+/// JSON; either [`shown`].
+fn shown_value(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) => shown(s),
+        None => shown(&v.to_string()),
+    }
 }
 
 fn num(v: &Value, path: &[&str]) -> f64 {
@@ -138,7 +185,7 @@ fn header(v: &Value, where_: &str) -> String {
     let up = (num(v, &["manager", "now"]) - num(v, &["manager", "started"])).max(0.0) as u64;
     format!(
         "manager {where_} (pid {}), up {:02}:{:02}:{:02}\n",
-        v["manager"]["pid"],
+        shown_value(&v["manager"]["pid"]),
         up / 3600,
         up / 60 % 60,
         up % 60
@@ -180,14 +227,14 @@ fn tasks(v: &Value) -> String {
         Some(_) => {
             // Indexing a Value (not its map) gives null for a key it lacks.
             let l = &v["largest_waiting"];
-            let able: Vec<&str> = l["workers_able"]
+            let able: Vec<String> = l["workers_able"]
                 .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .map(|a| a.iter().filter_map(Value::as_str).map(shown).collect())
                 .unwrap_or_default();
             s += &format!(
                 "largest waiting task: {} ({}): {}\n  workers that could hold it: {}\n",
-                l["id"],
-                l["category"].as_str().unwrap_or(""),
+                shown_value(&l["id"]),
+                shown(l["category"].as_str().unwrap_or("")),
                 res(&l["resources"]),
                 if able.is_empty() {
                     "none".to_owned()
@@ -211,13 +258,13 @@ fn workers(v: &Value) -> String {
         let pair = |k: &str| format!("{}/{}", num(&w["in_use"], &[k]), num(&w["resources"], &[k]));
         let ids: Vec<String> = w["task_ids"]
             .as_array()
-            .map(|a| a.iter().map(ToString::to_string).collect())
+            .map(|a| a.iter().map(shown_value).collect())
             .unwrap_or_default();
         let more = num(w, &["tasks"]) as usize > ids.len();
         s += &format!(
             "{:<14} {:<22} {:>11} {:>15} {:>15} {:>5} {:>6}  {}{}{}\n",
-            w["id"].as_str().unwrap_or("?"),
-            w["addrport"].as_str().unwrap_or(""),
+            shown(w["id"].as_str().unwrap_or("?")),
+            shown(w["addrport"].as_str().unwrap_or("")),
             pair("cores"),
             pair("memory"),
             pair("disk"),

@@ -150,19 +150,48 @@ pub unsafe extern "C" fn vine_task_add_output(
 /// brought from it first (the call waits for it). The memory belongs to the file and
 /// stays valid until `vine_delete`; a fetch of contents that have not changed since
 /// the last returns the same pointer (one copy per version, not per call). NULL on error (e.g. a temp no task produced yet,
-/// or whose worker was lost).
+/// or whose worker was lost). A file declared at a FIFO, socket or device (or at
+/// a link to one) is refused without being opened, as it is as an input (reading
+/// a FIFO could wait forever, `/dev/zero` never end): NULL with `VINE_ERROR_IO`
+/// ("... is a FIFO, not a regular file").
 #[no_mangle]
 pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *const c_char {
     guard(ptr::null(), || {
         let m = handles::manager(m)?;
         let file = handles::file(f)?;
+        refuse_special(&file)?;
         Ok(m.fetch_file(&file)?.as_ptr().cast())
     })
 }
 
+/// An error if `file` is a path at a FIFO, socket or device (links followed),
+/// found by its type alone: such a file is never opened, as reading it could
+/// block forever or never end. What is missing or a directory is left for the
+/// fetch to report.
+fn refuse_special(file: &File) -> crate::error::Result<()> {
+    let crate::files::FileKind::Path(p) = file.kind() else {
+        return Ok(());
+    };
+    match std::fs::metadata(p)
+        .ok()
+        .and_then(|meta| crate::transfer::special_kind(meta.file_type()))
+    {
+        Some(kind) => Err(crate::error::Error::new(
+            crate::error::ErrorKind::Io,
+            format!(
+                "{} is {kind}, not a regular file: it is not read",
+                p.display()
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 /// `vine_fetch_file`, writing the size of what it returns to `*len` (the NUL
 /// excluded; 0 on error): the size that goes with those bytes, however the file
-/// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`. vine's own.
+/// changes meanwhile. NULL with `VINE_ERROR_NULL` for a NULL `len`, and with
+/// `VINE_ERROR_IO` for a file at a FIFO, socket or device (never opened), as
+/// `vine_fetch_file`. vine's own.
 #[no_mangle]
 pub unsafe extern "C" fn vine_fetch_file_len(
     m: *mut vine_manager,
@@ -177,6 +206,7 @@ pub unsafe extern "C" fn vine_fetch_file_len(
         unsafe { *len = 0 };
         let m = handles::manager(m)?;
         let file = handles::file(f)?;
+        refuse_special(&file)?;
         let data = m.fetch_file(&file)?;
         // SAFETY: as above. The copy ends with the NUL it does not count.
         unsafe { *len = data.len().saturating_sub(1) };
@@ -419,9 +449,13 @@ pub extern "C" fn vine_prune_file(m: *mut vine_manager, f: *mut vine_file) -> c_
 /// `vine_prune_file`), the manager lets go of it, deleting what it keeps for
 /// it (a temp's data, and the file of one declared `VINE_UNLINK_WHEN_DONE`),
 /// and `f` may no longer be used in calls (they fail as with a file never
-/// declared). No task should need it any more. Tasks that were given it keep
-/// what they need of it until they are deleted. What `vine_fetch_file` and
-/// `vine_file_source` returned for it stays valid until `vine_delete`.
+/// declared). No task should need it any more: the handles of tasks that were
+/// given it stay valid until they are deleted, but a task not yet run finds
+/// the file of one declared `VINE_UNLINK_WHEN_DONE` gone (it ends
+/// `VINE_RESULT_INPUT_MISSING`; a buffer's or temp's data it is still sent).
+/// Undeclare such a file after the tasks reading it came back. What
+/// `vine_fetch_file` and `vine_file_source` returned for it stays valid until
+/// `vine_delete`.
 #[no_mangle]
 pub extern "C" fn vine_undeclare_file(m: *mut vine_manager, f: *mut vine_file) {
     guard((), || {

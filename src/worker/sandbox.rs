@@ -233,8 +233,12 @@ fn copy_tree(source: &Path, target: &Path) -> std::io::Result<()> {
 /// setuid, setgid or sticky bits. A task could otherwise make an output a hard
 /// link to a file outside its sandbox, and the output delivered would be that
 /// file, which a later write to either would change. Links are left as links.
+/// FIFOs, sockets and devices inside a directory are removed, never opened: a
+/// remote worker leaves them out, and a device node a task planted (as root)
+/// must not reach the program's output path. `path` itself must not be one
+/// (outputs are checked first, see [`crate::transfer::check_output`]).
 pub fn detach(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::symlink_metadata(path)?;
     let kind = meta.file_type();
     if kind.is_symlink() {
@@ -250,7 +254,14 @@ pub fn detach(path: &Path) -> std::io::Result<()> {
         }
         let walked = std::fs::read_dir(path).and_then(|entries| {
             for entry in entries {
-                detach(&entry?.path())?;
+                let entry = entry?;
+                // Its own type (a link is not followed), taken without opening it.
+                let ft = entry.file_type()?;
+                if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device() {
+                    std::fs::remove_file(entry.path())?;
+                } else {
+                    detach(&entry.path())?;
+                }
             }
             Ok(())
         });
