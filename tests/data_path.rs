@@ -1037,3 +1037,25 @@ fn names_through_symbolic_links_never_reach_outside_the_sandbox() {
         "precious"
     );
 }
+
+#[test]
+fn a_buffer_linked_into_the_sandbox_is_a_link_locally_and_remotely() {
+    let size = 3_000_000;
+    let runs = |m: &Manager| {
+        let buffer = m.declare(File::buffer(&vec![7u8; size], CacheLevel::Task, 0).unwrap());
+        // Linked, its bytes are not the sandbox's: a 1 MB disk request holds.
+        let mut t = command("test -L in && wc -c < in && test -x in && echo executable");
+        t.add_input(Mount::new(buffer, "in", vine::files::MOUNT_SYMLINK).unwrap())
+            .unwrap();
+        t.set_disk(1).unwrap();
+        let t = run(m, t);
+        (outcome(&t), reason(&t))
+    };
+    let (here, there) = here_and_there(runs);
+    let want = (
+        (TaskResult::Success, 0, format!("{size}\nexecutable\n")),
+        String::new(),
+    );
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}

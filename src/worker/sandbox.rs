@@ -111,6 +111,11 @@ impl Sandbox {
                 &target,
                 mount.flags & MOUNT_SYMLINK != 0,
             ),
+            FileKind::Buffer if mount.flags & MOUNT_SYMLINK != 0 => {
+                let kept = buffer_on_disk(&mount.file, &env.temp_root)
+                    .map_err(|e| format!("cannot write buffer input {}: {e}", mount.remote_name))?;
+                place_path(&mount.remote_name, &kept, &target, true)
+            }
             FileKind::Buffer => {
                 let data = mount.file.contents().unwrap_or_default();
                 std::fs::write(&target, &data[..])
@@ -173,6 +178,34 @@ pub fn resolve_in(root: &Path, remote_name: &str) -> Result<PathBuf, String> {
         }
     }
     Ok(at)
+}
+
+/// The file under `root` holding buffer `file`'s bytes, written the first
+/// time a task links it (`VINE_MOUNT_SYMLINK`), as a remote worker links its
+/// cached copy: the sandbox holds a link, not the bytes. Kept until the
+/// manager's scratch directory goes, with the buffer's mode.
+fn buffer_on_disk(file: &crate::files::File, root: &Path) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let kept = root.join(format!("buffer-{}", file.id()));
+    if std::fs::symlink_metadata(&kept).is_ok() {
+        return Ok(kept);
+    }
+    std::fs::create_dir_all(root)?;
+    // Written aside and moved into place: a task linking it at the same time
+    // finds it whole or not at all.
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let aside = root.join(format!(".buffer-{}-{n}", file.id()));
+    let written = std::fs::write(&aside, &file.contents().unwrap_or_default()[..])
+        .and_then(|()| {
+            let mode = file.delivered_mode().unwrap_or(0o755);
+            std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(mode))
+        })
+        .and_then(|()| std::fs::rename(&aside, &kept));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&aside);
+    }
+    written.map(|()| kept)
 }
 
 fn place_path(name: &str, source: &Path, target: &Path, symlink: bool) -> Result<(), String> {
