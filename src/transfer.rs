@@ -99,6 +99,13 @@ pub fn open_regular(path: &Path) -> std::result::Result<std::fs::File, String> {
 /// is opened that could block.
 pub fn check_output(path: &Path) -> std::result::Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    // Never opened: opening a device can act, a socket cannot be opened.
+    if let Some(kind) = special_kind(meta.file_type()) {
+        return Err(format!(
+            "{} is {kind}, not a regular file or directory",
+            path.display()
+        ));
+    }
     if meta.is_dir() {
         return std::fs::read_dir(path)
             .map(drop)

@@ -541,6 +541,13 @@ fn fifos_sockets_and_devices_are_left_out_of_output_directories_locally_and_remo
             let t = run(m, t);
             let why = reason(&t);
             assert!(why.contains(&format!("output {name}")), "{place}: {why}");
+            // Found by its type, never opened.
+            let kind = if name == "s" {
+                "a socket"
+            } else {
+                "a character device"
+            };
+            assert!(why.contains(&format!("is {kind}")), "{place}: {why}");
             refused.push(t.result());
             assert!(std::fs::symlink_metadata(dir.join(format!("{name}-{place}"))).is_err());
         }
