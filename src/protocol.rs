@@ -25,7 +25,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 7;
+pub const VERSION: u16 = 8;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -109,6 +109,15 @@ pub struct InputSpec {
     /// set; else those it came with.
     #[serde(default)]
     pub mode: Option<u32>,
+    /// The content hash (as a transfer's `End` carries it: the SHA-256 of a
+    /// file's bytes, or of a directory's records) the data must have, when the
+    /// manager knows it: a declared file or buffer, as the manager would send
+    /// it. A worker that fetches the input from a peer
+    /// ([`InputContent::Peer`]) takes nothing else: what hashes otherwise is a
+    /// failed fetch. None for a temp, which the manager never saw: a peer's
+    /// copy of one is trusted as the worker that made it.
+    #[serde(default)]
+    pub hash: Option<[u8; 32]>,
 }
 
 /// Where a remote task finds an input's data.
@@ -125,7 +134,8 @@ pub enum InputContent {
     Stored(String),
     /// Fetched by the worker from another worker of the same manager (a peer),
     /// into its cache under the file id; then as [`InputContent::Cached`]. A
-    /// fetch that fails is reported (`ToManager::PeerFetched`) and the task
+    /// fetch that fails, or brings data whose hash is not the input's
+    /// [`InputSpec::hash`], is reported (`ToManager::PeerFetched`) and the task
     /// comes back as an input lost, to be sent again.
     Peer {
         /// The peer's transfer address as the manager sees it (host or IP).
@@ -830,6 +840,7 @@ mod test {
                     level: 0,
                 },
                 mode: None,
+                hash: None,
             }];
         }
         spec

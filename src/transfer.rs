@@ -135,6 +135,21 @@ pub fn hash_source(source: &Source) -> std::result::Result<[u8; 32], String> {
     }
 }
 
+/// The content hash `source` arrives with when sent with root mode `mode`
+/// (see [`send`]): that of a file's bytes, or of a directory's records. Err if
+/// it cannot be read whole. Reads a chunk at a time.
+pub fn content_hash(source: &Source, mode: Option<u32>) -> std::result::Result<[u8; 32], String> {
+    match source {
+        // The mode of a file is no part of its hash.
+        Source::Bytes(_) => hash_source(source),
+        Source::Path(p) if !std::fs::metadata(p).is_ok_and(|m| m.is_dir()) => hash_source(source),
+        Source::Path(_) => match send(0, Dest::Cache(0), source, mode, &mut |_| Ok(()), &mut 0) {
+            Ok(outcome) => outcome,
+            Err(e) => Err(e.to_string()),
+        },
+    }
+}
+
 /// The content hash, computed over entries as they are sent or received.
 struct Hasher {
     /// Set for a transfer whose root is a regular file.
@@ -470,6 +485,11 @@ impl Receiver {
                 *handle = None;
             }
         }
+    }
+
+    /// Whether transfer `xfer` has begun and not ended.
+    pub fn is_open(&self, xfer: u64) -> bool {
+        self.open.contains_key(&xfer)
     }
 
     /// Takes one frame. Err is a peer that breaks the protocol (the connection
@@ -918,6 +938,64 @@ mod test {
             std::fs::read_link(got.join("link")).unwrap(),
             Path::new("a.txt")
         );
+        remove_all(&dir);
+    }
+
+    /// What a peer checks a fetched input against: the hash the manager
+    /// computes without sending is the one the receiver computes, and the one
+    /// the receiver's copy has when it is served on.
+    #[test]
+    fn a_content_hash_is_what_arrives_and_what_a_copy_serves_on() {
+        let dir = tmp("vine-xfer-content");
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a"), b"alpha").unwrap();
+        std::fs::write(src.join("sub/b"), vec![3u8; CHUNK + 5]).unwrap();
+        std::os::unix::fs::symlink("a", src.join("l")).unwrap();
+        let staging = dir.join("staging");
+        std::fs::create_dir(&staging).unwrap();
+        let relay = |source: &Source, mode: Option<u32>, prefix: &str| {
+            let mut frames = Vec::new();
+            send(
+                1,
+                Dest::Cache(1),
+                source,
+                mode,
+                &mut |p| {
+                    frames.push(p);
+                    Ok(())
+                },
+                &mut 0,
+            )
+            .unwrap()
+            .unwrap();
+            let mut r = Receiver::new(staging.clone(), prefix);
+            let mut last = None;
+            for p in frames {
+                last = r.piece(p).unwrap().or(last);
+            }
+            last.expect("it ended").outcome.unwrap()
+        };
+        for (source, mode) in [
+            (Source::Path(src.clone()), Some(0o750)),
+            (Source::Path(src.clone()), None),
+            (Source::Path(src.join("a")), Some(0o700)),
+            (Source::Bytes(b"a buffer".to_vec().into()), Some(0o755)),
+        ] {
+            let expected = content_hash(&source, mode).unwrap();
+            let (copy, got) = relay(&source, mode, "m-");
+            assert_eq!(got, expected);
+            let (again, served) = relay(&Source::Path(copy.clone()), None, "p-");
+            assert_eq!(served, expected, "a copy serves what it got");
+            remove_all(&copy);
+            remove_all(&again);
+        }
+        let other = content_hash(&Source::Bytes(b"another".to_vec().into()), None).unwrap();
+        assert_ne!(
+            other,
+            content_hash(&Source::Bytes(b"a buffer".to_vec().into()), None).unwrap()
+        );
+        assert!(content_hash(&Source::Path(dir.join("none")), None).is_err());
         remove_all(&dir);
     }
 

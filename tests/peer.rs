@@ -709,6 +709,7 @@ fn cache_input(file_id: u64, content: vine::protocol::InputContent) -> vine::pro
         flags: 0,
         content,
         mode: None,
+        hash: None,
     }
 }
 
@@ -811,4 +812,180 @@ fn a_peer_that_does_not_answer_holds_up_only_the_tasks_that_need_its_files() {
     assert!(fetched[&6].is_some(), "file 6 never came");
     w.send(&ToWorker::Exit).unwrap();
     assert_eq!(worker.wait().unwrap().code(), Some(0));
+}
+
+/// A worker of the manager at `port` played by the test, offering `feature`
+/// and serving files to peers on `transfer_port`: its session's halves and
+/// the peer key it was given.
+fn fake_holder(
+    port: u16,
+    feature: &str,
+    transfer_port: u16,
+) -> (
+    vine::channel::FrameReader,
+    vine::channel::FrameWriter,
+    Vec<u8>,
+) {
+    use vine::protocol::{ToManager, ToWorker};
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
+    let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Hello");
+    };
+    h.send(&ToManager::Register {
+        resources: (4000, 1024, 4096, 0),
+        functions: Vec::new(),
+        hostname: "poisoner".into(),
+        proof: None,
+        challenge: protocol::challenge(),
+        stored: Vec::new(),
+        features: vec![feature.to_owned()],
+        time_left_s: None,
+        factory_job: None,
+        status: false,
+        transfer_port,
+    })
+    .unwrap();
+    let ToWorker::Welcome { transfer_token, .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
+    else {
+        panic!("not welcomed");
+    };
+    let (r, w, _) = h.into_session(None).unwrap();
+    (r, w, protocol::peer_key(None, &transfer_token))
+}
+
+/// A worker the manager counts as holding a declared file and a buffer
+/// (it was sent them) serves other bytes for them to a peer: the peer checks
+/// them against the hash the manager gave and throws them away, and its task
+/// reads the manager's bytes.
+#[test]
+fn a_peer_serving_other_bytes_than_the_managers_is_not_believed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let (m, port) = remote_manager();
+    // The poisoner sends no keepalives.
+    m.tune("keepalive-timeout", 0.0).unwrap();
+    let dir = tempdir();
+    let path = dir.join("genuine.txt");
+    std::fs::write(&path, "genuine file\n").unwrap();
+    let file = m.declare(File::path(&path, CacheLevel::Workflow, 0).unwrap());
+    let buffer = m.declare(File::buffer(b"genuine buffer\n", CacheLevel::Workflow, 0).unwrap());
+    let task_on = |feature: &str| {
+        let mut t = Task::command(c"cat f b");
+        t.add_input(Mount::new(file.clone(), "f", 0).unwrap())
+            .unwrap();
+        t.add_input(Mount::new(buffer.clone(), "b", 0).unwrap())
+            .unwrap();
+        t.add_feature(&CString::new(feature).unwrap()).unwrap();
+        t
+    };
+    // The poisoner's transfer server: it proves the peer key (it has it, as
+    // every worker of the manager does) and serves its own bytes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let tport = listener.local_addr().unwrap().port();
+    m.submit(task_on("a")).unwrap();
+    let (mut r, mut w, key) = fake_holder(port, "a", tport);
+    let served = std::sync::Arc::new(AtomicUsize::new(0));
+    let count = served.clone();
+    std::thread::spawn(move || {
+        for sock in listener.incoming() {
+            let until = Instant::now() + Duration::from_secs(60);
+            let mut h = vine::channel::Handshake::start(sock.unwrap(), None, until).unwrap();
+            let mine = protocol::challenge();
+            h.send(&PeerMsg::Hello { challenge: mine }).unwrap();
+            let PeerMsg::Ask {
+                challenge: theirs,
+                file_id,
+                ..
+            } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
+            else {
+                panic!("no Ask");
+            };
+            let context = protocol::ProofContext {
+                manager: &mine,
+                worker: &theirs,
+                binding: &[],
+            };
+            let proof = protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE);
+            h.send(&PeerMsg::Welcome { proof }).unwrap();
+            let keys = protocol::session_keys(&key, &mine, &theirs);
+            let (mut pr, mut pw, _s) = h.into_session(Some(keys)).unwrap();
+            vine::transfer::send(
+                1,
+                protocol::Dest::Cache(file_id),
+                &vine::transfer::Source::Bytes(b"POISONED\n".to_vec().into()),
+                None,
+                &mut |piece| pw.send(&PeerMsg::Xfer(piece)),
+                &mut 0,
+            )
+            .unwrap()
+            .unwrap();
+            count.fetch_add(1, Ordering::SeqCst);
+            // Until the fetching peer hangs up.
+            let _ = pr.recv::<PeerMsg>();
+        }
+    });
+    // The manager sends the poisoner both inputs and its task, which it
+    // holds, keeping the files.
+    let held = common::next_run(&mut r);
+    assert_eq!(held.inputs.len(), 2);
+    // The honest worker's task is sent to fetch them from the poisoner.
+    m.submit(task_on("b")).unwrap();
+    let honest = worker_with(port, "b", &[]);
+    let t = wait_ok(&m);
+    assert_eq!(
+        t.stdout().unwrap().to_str().unwrap(),
+        "genuine file\ngenuine buffer\n"
+    );
+    assert!(
+        served.load(Ordering::SeqCst) > 0,
+        "the honest worker was never sent to the poisoner"
+    );
+    w.send(&common::report_success(&held, 1, 2, b"")).unwrap();
+    wait_ok(&m);
+    drop(r);
+    stop(m, vec![honest]);
+}
+
+/// Between honest peers, a declared file, a directory (its mode set) and a
+/// buffer pass the check against the manager's hash: each goes from the
+/// manager once, then between workers.
+#[test]
+fn files_directories_and_buffers_pass_their_check_between_honest_peers() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let tree = dir.join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("x"), "0123456789").unwrap();
+    std::fs::write(tree.join("sub/y"), "01234567890123456789").unwrap();
+    std::os::unix::fs::symlink("x", tree.join("l")).unwrap();
+    let path = dir.join("f");
+    std::fs::write(&path, "a declared file\n").unwrap();
+    let tree = m.declare(File::path(&tree, CacheLevel::Workflow, 0).unwrap());
+    tree.set_mode(0o700);
+    let file = m.declare(File::path(&path, CacheLevel::Workflow, 0).unwrap());
+    let buffer = m.declare(File::buffer(b"a buffer\n", CacheLevel::Workflow, 0).unwrap());
+    let task_on = |feature: &str| {
+        let mut t = Task::command(c"cat d/x d/sub/y d/l f b");
+        for (f, name) in [(&tree, "d"), (&file, "f"), (&buffer, "b")] {
+            t.add_input(Mount::new(f.clone(), name, 0).unwrap())
+                .unwrap();
+        }
+        t.add_feature(&CString::new(feature).unwrap()).unwrap();
+        t
+    };
+    let workers = vec![worker_with(port, "a", &[]), worker_with(port, "b", &[])];
+    let expected = "0123456789012345678901234567890123456789a declared file\na buffer\n";
+    m.submit(task_on("a")).unwrap();
+    assert_eq!(wait_ok(&m).stdout().unwrap().to_str().unwrap(), expected);
+    m.submit(task_on("b")).unwrap();
+    assert_eq!(wait_ok(&m).stdout().unwrap().to_str().unwrap(), expected);
+    let size = 10 + 20 + 16 + 9;
+    assert_eq!(m.bytes_transferred().0, size, "the manager sent each once");
+    assert_eq!(
+        m.bytes_peer(),
+        size,
+        "the second worker got them from the first"
+    );
+    stop(m, workers);
 }

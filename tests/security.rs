@@ -660,3 +660,91 @@ fn workers_never_take_the_programs_last_file_descriptors() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
     assert!(err.contains("turning workers away"), "{err}");
 }
+
+/// Sends `bytes` to the manager as output `file_id` of task `task`, attempt
+/// `attempt`, in transfer `xfer`; false if the manager closed the connection.
+fn send_output(
+    w: &mut vine::channel::FrameWriter,
+    xfer: u64,
+    (task, attempt, file_id): (u64, u32, u64),
+    bytes: &[u8],
+) -> bool {
+    vine::transfer::send(
+        xfer,
+        protocol::Dest::Output(task, attempt, file_id),
+        &vine::transfer::Source::Bytes(bytes.to_vec().into()),
+        None,
+        &mut |p| w.send(&ToManager::Xfer(p)),
+        &mut 0,
+    )
+    .is_ok()
+}
+
+/// The names in the manager's staging directory of what arrives from workers.
+fn staged(m: &Manager) -> Vec<String> {
+    std::fs::read_dir(m.runtime_dir().join("temp"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("from-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A worker sending outputs for a task it was never given, or a file that is
+/// not an output of the task it was given, gets nothing stored at the manager:
+/// it is dropped at the transfer's first frame, and the task it had runs
+/// elsewhere.
+#[test]
+fn outputs_a_worker_was_not_given_are_never_stored() {
+    use vine::files::{CacheLevel, File, Mount};
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let mut real_workers = Vec::new();
+    for (i, other_task) in [true, false].into_iter().enumerate() {
+        let feature = format!("f{i}");
+        let out = m.declare(File::path(&dir.join(format!("out{i}")), CacheLevel::Task, 0).unwrap());
+        let mut t = Task::command(&std::ffi::CString::new(format!("echo real{i} > o")).unwrap());
+        t.add_output(Mount::new(out.clone(), "o", 0).unwrap())
+            .unwrap();
+        t.add_feature(&std::ffi::CString::new(feature.clone()).unwrap())
+            .unwrap();
+        let id = m.submit(t).unwrap();
+        let (mut r, mut w) = fake_worker(port, &[&feature]);
+        let spec = next_run(&mut r);
+        assert_eq!(spec.id, id);
+        // Many of them, each for another task or file, then a report that
+        // the real task is done.
+        for xfer in 1..=50 {
+            let bogus = if other_task {
+                (spec.id + 1000 + xfer, spec.attempt, out.id())
+            } else {
+                (spec.id, spec.attempt, out.id() + 1000 + xfer)
+            };
+            if !send_output(&mut w, xfer, bogus, &[b'x'; 64 << 10]) {
+                break;
+            }
+        }
+        let _ = w.send(&report_success(&spec, 1, 2, b"forged"));
+        real_workers.push(vine_worker(port, &["--feature", &feature]));
+        let t = m.wait(LONG).expect("the task comes back");
+        assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+        assert!(
+            staged(&m).is_empty(),
+            "kept for a transfer it should have refused: {:?}",
+            staged(&m)
+        );
+        // Run by the real worker: the fake was dropped before its report.
+        assert_eq!(
+            std::fs::read_to_string(dir.join(format!("out{i}"))).unwrap(),
+            format!("real{i}\n")
+        );
+        while r.recv::<ToWorker>().is_ok() {}
+    }
+    m.shutdown().unwrap();
+    for w in real_workers {
+        assert_eq!(exit_code(w), Some(0));
+    }
+}

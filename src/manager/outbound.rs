@@ -145,8 +145,20 @@ impl Outbound {
             Outgoing::Run(mut spec, planned) => {
                 for p in planned {
                     let content = self.resolve(w, &spec, &p)?;
+                    // From a peer, a declared file or a buffer comes with the
+                    // hash the manager's copy has, which the worker checks; a
+                    // temp's bytes the manager never saw.
+                    let hash = match (&content, &p.source, p.file.kind()) {
+                        (
+                            InputContent::Peer { .. },
+                            Some(source),
+                            crate::files::FileKind::Path(_) | crate::files::FileKind::Buffer,
+                        ) => self.settings.hashes.of(&p.file, source),
+                        _ => None,
+                    };
                     if let Some(input) = input_at(&mut spec, &p.nest, p.index) {
                         input.content = content;
+                        input.hash = hash;
                     }
                 }
                 w.send(&ToWorker::Run(spec))

@@ -97,6 +97,8 @@ pub(crate) struct RemoteSettings {
     pub(crate) journal: std::sync::OnceLock<Arc<super::journal::Sink>>,
     /// Replicas and transfers between workers.
     pub(crate) peers: super::peers::Peers,
+    /// The content hashes of inputs workers may fetch from peers.
+    pub(crate) hashes: ContentHashes,
     /// The process's limit on open files (`ulimit -n`), if known.
     fd_limit: Option<usize>,
     /// When a worker was last turned away for want of descriptors (said once
@@ -143,6 +145,7 @@ impl RemoteSettings {
             next_worker: AtomicU32::new(1),
             blocked: Mutex::default(),
             peers: super::peers::Peers::new(),
+            hashes: ContentHashes::default(),
             fd_limit: open_files_limit(),
             fd_warned: Mutex::new(None),
         })
@@ -454,6 +457,7 @@ fn serve_connection(
         stored,
         made: HashSet::new(),
     }));
+    let expected = Arc::new(Mutex::new(Expected::default()));
     let outbound = Outbound {
         inventory: inventory.clone(),
         settings: settings.clone(),
@@ -480,6 +484,7 @@ fn serve_connection(
         ip: link_sock.peer_addr().ok().map(|a| a.ip()),
         sock: link_sock,
         inventory: inventory.clone(),
+        expected: expected.clone(),
         features,
         place: Arc::new(place),
         end_us,
@@ -503,7 +508,7 @@ fn serve_connection(
         ms => Some(Duration::from_millis(ms)),
     };
     let _ = sock.set_read_timeout(timeout);
-    let mut files = Arrivals::new(id, &settings);
+    let mut files = Arrivals::new(id, &settings, expected);
     let mut pace = super::bandwidth::Pace::default();
     loop {
         match incoming.recv::<ToManager>() {
@@ -548,6 +553,7 @@ fn serve_connection(
                 pace.went(at, data, settings.transfers.limit(), &settings.closing);
             }
             Ok(ToManager::FileData { file_id, error }) => {
+                files.answered(file_id);
                 let data = match error {
                     Some(e) => Err(e),
                     None => files
@@ -688,8 +694,26 @@ impl RemoteSettings {
     }
 }
 
+/// What a worker may send the manager: the outputs of the tasks sent to it
+/// and not yet reported on, and the temps asked of it and not yet answered.
+/// The manager thread adds to it before it sends the task or the request; the
+/// connection's reader takes away as the worker reports or answers.
+#[derive(Default)]
+struct Expected {
+    /// The file ids of the outputs of each task in flight, by (task id, attempt).
+    outputs: HashMap<(u64, u32), Vec<u64>>,
+    /// Temps asked for (`GetFile`), with how many requests are unanswered.
+    asked: HashMap<u64, usize>,
+}
+
+/// Transfers refused at once, at most, whose frames are being skipped: a
+/// worker opening more is broken.
+const MAX_REFUSED: usize = 4096;
+
 /// Files arriving from one worker: outputs wait here for the report of their
-/// task, temps for the answer to the request that fetched them.
+/// task, temps for the answer to the request that fetched them. Nothing else
+/// is taken: a transfer to anywhere but an output of a task the worker has, or
+/// a temp asked of it, is refused at its `Begin`, before a byte is stored.
 struct Arrivals {
     worker: WorkerId,
     receiver: transfer::Receiver,
@@ -697,10 +721,19 @@ struct Arrivals {
     outputs: HashMap<(u64, u32, u64), Result<std::path::PathBuf, String>>,
     /// Temps fetched, by file id.
     fetched: HashMap<u64, Result<std::path::PathBuf, String>>,
+    /// What the worker may send, shared with its link.
+    expected: Arc<Mutex<Expected>>,
+    /// Transfers of temps not asked for (or no longer): their frames are
+    /// dropped until their end.
+    refused: HashSet<u64>,
 }
 
 impl Arrivals {
-    fn new(worker: WorkerId, settings: &RemoteSettings) -> Arrivals {
+    fn new(
+        worker: WorkerId,
+        settings: &RemoteSettings,
+        expected: Arc<Mutex<Expected>>,
+    ) -> Arrivals {
         let staging = settings
             .staging
             .get()
@@ -711,6 +744,40 @@ impl Arrivals {
             receiver: transfer::Receiver::new(staging, &format!("from-{worker}-")),
             outputs: HashMap::new(),
             fetched: HashMap::new(),
+            expected,
+            refused: HashSet::new(),
+        }
+    }
+
+    fn expected(&self) -> std::sync::MutexGuard<'_, Expected> {
+        self.expected.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a transfer to `dest` is one the worker may send now: Ok(true)
+    /// to take it, Ok(false) to drop its frames (a temp not asked for: another
+    /// worker's answer, say, or a second one), Err if no worker sends there.
+    fn admit(&self, dest: &Dest) -> crate::error::Result<bool> {
+        use crate::error::Error;
+        match *dest {
+            Dest::Output(task, attempt, file) => {
+                let given = self
+                    .expected()
+                    .outputs
+                    .get(&(task, attempt))
+                    .is_some_and(|files| files.contains(&file));
+                if given {
+                    Ok(true)
+                } else {
+                    Err(Error::invalid(format!(
+                        "it sent file {file} as an output of task {task} (attempt {attempt}), \
+                         which it was not given"
+                    )))
+                }
+            }
+            Dest::Fetched(file) => Ok(self.expected().asked.contains_key(&file)),
+            Dest::Cache(_) | Dest::Store | Dest::Task(..) => Err(Error::invalid(
+                "a worker sent a file where only the manager sends",
+            )),
         }
     }
 
@@ -720,6 +787,39 @@ impl Arrivals {
         piece: protocol::Piece,
         settings: &RemoteSettings,
     ) -> crate::error::Result<()> {
+        use protocol::Piece;
+        let xfer = match &piece {
+            Piece::Begin { xfer, .. }
+            | Piece::Dir { xfer, .. }
+            | Piece::File { xfer, .. }
+            | Piece::Link { xfer, .. }
+            | Piece::Data { xfer, .. }
+            | Piece::End { xfer, .. }
+            | Piece::Abort { xfer, .. } => *xfer,
+        };
+        if self.refused.contains(&xfer) {
+            return match piece {
+                Piece::Begin { .. } => Err(crate::error::Error::invalid(
+                    "a transfer began twice, or too many at once",
+                )),
+                Piece::End { .. } | Piece::Abort { .. } => {
+                    self.refused.remove(&xfer);
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+        }
+        if let Piece::Begin { dest, .. } = &piece {
+            if !self.admit(dest)? {
+                if self.receiver.is_open(xfer) || self.refused.len() >= MAX_REFUSED {
+                    return Err(crate::error::Error::invalid(
+                        "a transfer began twice, or too many at once",
+                    ));
+                }
+                self.refused.insert(xfer);
+                return Ok(());
+            }
+        }
         let Some(arrived) = self.receiver.piece(piece)? else {
             return Ok(());
         };
@@ -773,8 +873,11 @@ impl Arrivals {
         Ok(())
     }
 
-    /// Gives a report where each output it says was sent arrived.
+    /// Gives a report where each output it says was sent arrived. The task
+    /// sends no more: what else came of it is dropped.
     fn attach(&mut self, report: &mut TaskReport) {
+        let key = (report.id, report.attempt);
+        let files = self.expected().outputs.remove(&key).unwrap_or_default();
         for (file_id, status) in &report.outputs {
             let got = match status {
                 OutputStatus::Sent => self
@@ -784,6 +887,22 @@ impl Arrivals {
                 OutputStatus::Failed(why) => Err(why.clone()),
             };
             report.arrived.push((*file_id, got));
+        }
+        for file in files {
+            if let Some(Ok(path)) = self.outputs.remove(&(key.0, key.1, file)) {
+                transfer::remove_all(&path);
+            }
+        }
+    }
+
+    /// The worker answered a request for temp `file_id`.
+    fn answered(&mut self, file_id: u64) {
+        let mut expected = self.expected();
+        if let Some(n) = expected.asked.get_mut(&file_id) {
+            *n -= 1;
+            if *n == 0 {
+                expected.asked.remove(&file_id);
+            }
         }
     }
 }
@@ -976,6 +1095,141 @@ fn handshake(
     ))
 }
 
+/// The content hashes of the inputs workers may fetch from peers, as the
+/// manager would send them, each kept with what it was worked out from: a file
+/// is read again only once it changed.
+#[derive(Default)]
+pub(crate) struct ContentHashes {
+    table: Mutex<HashTable>,
+}
+
+#[derive(Default)]
+struct HashTable {
+    known: HashMap<u64, KnownHash>,
+    /// The entries of files gone are dropped once there are this many.
+    prune_at: usize,
+}
+
+struct KnownHash {
+    file: std::sync::Weak<File>,
+    of: Stamp,
+    hash: [u8; 32],
+}
+
+/// What a content hash was worked out from.
+enum Stamp {
+    /// A buffer's bytes: the very allocation (a buffer written anew is
+    /// another; held weakly, it is never reused for another while here).
+    Bytes(std::sync::Weak<[u8]>),
+    /// A path: the SHA-256 of the metadata of its tree, and the mode sent.
+    Path([u8; 32]),
+}
+
+impl Stamp {
+    fn of(source: &Source, mode: Option<u32>) -> Option<Stamp> {
+        match source {
+            Source::Bytes(b) => Some(Stamp::Bytes(Arc::downgrade(b))),
+            Source::Path(p) => tree_stamp(p, mode).map(Stamp::Path),
+        }
+    }
+
+    fn same(&self, other: &Stamp) -> bool {
+        match (self, other) {
+            (Stamp::Bytes(a), Stamp::Bytes(b)) => std::sync::Weak::ptr_eq(a, b),
+            (Stamp::Path(a), Stamp::Path(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl ContentHashes {
+    /// The content hash of `file`, whose data the manager has at `source`;
+    /// None if it cannot be read.
+    pub(crate) fn of(&self, file: &Arc<File>, source: &Source) -> Option<[u8; 32]> {
+        let mode = file.delivered_mode();
+        let stamp = Stamp::of(source, mode)?;
+        {
+            let table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(k) = table.known.get(&file.id()) {
+                if k.of.same(&stamp) {
+                    return Some(k.hash);
+                }
+            }
+        }
+        let hash = transfer::content_hash(source, mode).ok()?;
+        // Kept only if nothing changed while it was read.
+        if Stamp::of(source, mode).is_some_and(|after| after.same(&stamp)) {
+            let mut table = self.table.lock().unwrap_or_else(|p| p.into_inner());
+            if table.known.len() >= table.prune_at {
+                table.known.retain(|_, k| k.file.strong_count() > 0);
+                table.prune_at = (2 * table.known.len()).max(64);
+            }
+            table.known.insert(
+                file.id(),
+                KnownHash {
+                    file: Arc::downgrade(file),
+                    of: stamp,
+                    hash,
+                },
+            );
+        }
+        Some(hash)
+    }
+}
+
+/// The SHA-256 of the metadata of every entry of the tree at `path` (followed
+/// if a link, as it is sent) and of `mode`: any change to the tree changes it.
+fn tree_stamp(path: &std::path::Path, mode: Option<u32>) -> Option<[u8; 32]> {
+    use sha2::{Digest, Sha256};
+    use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    fn entry(h: &mut Sha256, name: &[u8], m: &std::fs::Metadata) {
+        h.update(name);
+        h.update([0]);
+        for v in [
+            m.dev(),
+            m.ino(),
+            u64::from(m.mode()),
+            m.size(),
+            m.mtime() as u64,
+            m.mtime_nsec() as u64,
+            m.ctime() as u64,
+            m.ctime_nsec() as u64,
+        ] {
+            h.update(v.to_le_bytes());
+        }
+    }
+    fn below(h: &mut Sha256, dir: &std::path::Path) -> Option<()> {
+        let mut names = std::fs::read_dir(dir)
+            .ok()?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<std::io::Result<Vec<_>>>()
+            .ok()?;
+        names.sort();
+        for name in names {
+            let at = dir.join(&name);
+            let m = std::fs::symlink_metadata(&at).ok()?;
+            entry(h, name.as_bytes(), &m);
+            if m.is_dir() {
+                below(h, &at)?;
+            }
+        }
+        Some(())
+    }
+    let mut h = Sha256::new();
+    h.update(mode.map_or([0xff; 5], |m| {
+        let mut b = [0; 5];
+        b[1..].copy_from_slice(&m.to_le_bytes());
+        b
+    }));
+    let m = std::fs::metadata(path).ok()?;
+    entry(&mut h, b"", &m);
+    if m.is_dir() {
+        below(&mut h, path)?;
+    }
+    Some(h.finalize().into())
+}
+
 fn write_loop(
     frames: FrameWriter,
     out: Receiver<Outgoing>,
@@ -1015,6 +1269,8 @@ pub struct RemoteLink {
     sock: TcpStream,
     /// What the worker holds, shared with the connection's writer thread.
     inventory: Arc<Mutex<Inventory>>,
+    /// What it may send, shared with the connection's reader.
+    expected: Arc<Mutex<Expected>>,
     /// The features it offers.
     features: Vec<Box<[u8]>>,
     /// Its host name and address, given to the tasks it runs.
@@ -1097,7 +1353,12 @@ impl RemoteLink {
 
     /// Asks the worker for a file it keeps (answered with `RemoteFileData`).
     pub(crate) fn get_file(&self, file_id: u64) {
+        *self.expected().asked.entry(file_id).or_insert(0) += 1;
         let _ = self.out.send(Outgoing::Frame(ToWorker::GetFile(file_id)));
+    }
+
+    fn expected(&self) -> std::sync::MutexGuard<'_, Expected> {
+        self.expected.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Tells the worker to fetch a replica of `file_id` from the peer chosen.
@@ -1283,6 +1544,8 @@ impl RemoteLink {
                 flags: m.flags,
                 content,
                 mode,
+                // Filled in by the writer, for an input a peer may send.
+                hash: None,
             });
         }
         specs
@@ -1352,6 +1615,11 @@ impl RemoteLink {
             empty_watched_outputs(&task);
             match self.spec_of(&task, temps) {
                 Ok((spec, planned)) => {
+                    // The outputs it may send back, known before it can.
+                    let outputs = spec.outputs.iter().map(|o| o.file_id).collect();
+                    self.expected()
+                        .outputs
+                        .insert((spec.id, spec.attempt), outputs);
                     let _ = self.out.send(Outgoing::Run(Box::new(spec), planned));
                 }
                 Err(reason) => {

@@ -110,11 +110,14 @@ impl Inbound {
                     port,
                     source,
                 } => {
+                    // A temp, which the manager never saw: its holder is
+                    // trusted as the worker that made it.
                     let fetch = Fetch {
                         file_id,
                         host,
                         port,
                         source,
+                        hash: None,
                     };
                     self.fetches.queue(vec![fetch], None);
                 }
@@ -298,11 +301,14 @@ impl Inbound {
                 // Fetched before the task goes to the pool (see
                 // `peer_fetch`); one that fails is an input lost, which the
                 // manager sends again, from itself or another peer.
+                // Checked against the hash the manager gave, when it gave
+                // one: a peer serving other bytes fails the fetch.
                 p.fetches.push(Fetch {
                     file_id: input.file_id,
                     host: host.clone(),
                     port: *port,
                     source: *source,
+                    hash: input.hash,
                 });
                 p.needs.push(input.file_id);
                 self.cached(input.file_id, p)
@@ -626,6 +632,7 @@ mod test {
                 flags: 0,
                 content: InputContent::Sent,
                 mode: None,
+                hash: None,
             }],
             outputs: vec![OutputSpec {
                 file_id: 2,

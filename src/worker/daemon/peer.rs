@@ -177,16 +177,25 @@ impl PeerServer {
 
     /// Fetches file `file_id` from the peer at `host:port` with this worker's
     /// peer key, under TLS when this worker serves under TLS; builds it under
-    /// `staging`.
+    /// `staging`. With `expected`, what arrives must have that content hash.
     pub fn fetch(
         &self,
         host: &str,
         port: u16,
         file_id: u64,
+        expected: Option<&[u8; 32]>,
         staging: &Path,
     ) -> std::result::Result<Fetched, String> {
         let key = self.key().ok_or("this worker has no peer key")?;
-        fetch(self.client.as_ref(), host, port, file_id, &key, staging)
+        fetch(
+            self.client.as_ref(),
+            host,
+            port,
+            file_id,
+            expected,
+            &key,
+            staging,
+        )
     }
 
     /// A file arrived in the cache.
@@ -373,12 +382,16 @@ pub struct Fetched {
 }
 
 /// Fetches file `file_id` from the peer at `host:port`, proving `key`, under TLS
-/// with `tls`; builds it under `staging`.
+/// with `tls`; builds it under `staging`. With `expected` (the content hash the
+/// manager gave for the file), what arrives with another hash is thrown away
+/// and the fetch fails: a peer proves it belongs to the manager, not that it
+/// serves the manager's bytes.
 pub fn fetch(
     tls: Option<&crate::tls::ClientTls>,
     host: &str,
     port: u16,
     file_id: u64,
+    expected: Option<&[u8; 32]>,
     key: &[u8],
     staging: &Path,
 ) -> std::result::Result<Fetched, String> {
@@ -442,7 +455,14 @@ pub fn fetch(
         }
         if let Some(arrived) = receiver.piece(piece).map_err(|e| e.to_string())? {
             crate::channel::close(&sock);
-            let (staged, _) = arrived.outcome?;
+            let (staged, hash) = arrived.outcome?;
+            if expected.is_some_and(|want| *want != hash) {
+                transfer::remove_all(&staged);
+                return Err(format!(
+                    "the peer sent file {file_id} with content hash {}, not the manager's",
+                    protocol::hex_name(&hash)
+                ));
+            }
             return Ok(Fetched {
                 staged,
                 bytes: arrived.bytes,
@@ -471,7 +491,7 @@ mod tests {
     fn under_tls_a_peer_with_the_key_gets_the_file_and_a_plain_one_does_not() {
         let (s, dir) = server(true);
         let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
-        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, key, &dir.join("out"));
+        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, None, key, &dir.join("out"));
         let got = get(Some(&client), b"peer key").unwrap();
         assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");
         assert!(get(None, b"peer key").is_err());
@@ -481,10 +501,41 @@ mod tests {
     }
 
     #[test]
+    fn what_does_not_hash_as_the_manager_said_is_thrown_away() {
+        let dir = std::env::temp_dir().join(format!("vine-peer-unit-{}-hash", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("cache")).unwrap();
+        std::fs::create_dir_all(dir.join("out")).unwrap();
+        std::fs::write(dir.join("cache").join("7"), b"what the peer has").unwrap();
+        let s = PeerServer::start(&dir.join("cache"), 0, false).unwrap();
+        s.set_key(Some(b"peer key".to_vec()));
+        let get = |expected: &[u8]| {
+            let hash = crate::transfer::hash_source(&Source::Bytes(expected.to_vec().into()));
+            s.fetch(
+                "127.0.0.1",
+                s.port,
+                7,
+                Some(&hash.unwrap()),
+                &dir.join("out"),
+            )
+        };
+        let why = get(b"what the manager has").err().expect("refused");
+        assert!(why.contains("not the manager's"), "{why}");
+        assert_eq!(
+            std::fs::read_dir(dir.join("out")).unwrap().count(),
+            0,
+            "nothing of it is left"
+        );
+        let got = get(b"what the peer has").unwrap();
+        assert_eq!(std::fs::read(&got.staged).unwrap(), b"what the peer has");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn in_the_clear_a_tls_client_gets_nothing() {
         let (s, dir) = server(false);
         let client = crate::tls::ClientTls::new(&crate::tls::Verify::Any).unwrap();
-        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, key, &dir.join("out"));
+        let get = |tls, key: &[u8]| fetch(tls, "127.0.0.1", s.port, 7, None, key, &dir.join("out"));
         assert!(get(Some(&client), b"peer key").is_err());
         let got = get(None, b"peer key").unwrap();
         assert_eq!(std::fs::read(&got.staged).unwrap(), b"the bytes of file 7");

@@ -36,6 +36,8 @@ pub(super) struct Fetch {
     pub(super) port: u16,
     /// The peer's worker id at the manager.
     pub(super) source: u32,
+    /// The content hash what comes must have, when the manager knows it.
+    pub(super) hash: Option<[u8; 32]>,
 }
 
 /// A task held back until the files it needs are no longer on their way.
@@ -207,7 +209,13 @@ impl PeerFetches {
     fn fetch_one(&self, f: &Fetch) {
         let start = std::time::Instant::now();
         let fetched = match &self.peer {
-            Some(peer) => peer.fetch(&f.host, f.port, f.file_id, &self.dir.join("out")),
+            Some(peer) => peer.fetch(
+                &f.host,
+                f.port,
+                f.file_id,
+                f.hash.as_ref(),
+                &self.dir.join("out"),
+            ),
             None => Err("this worker has no transfer server".into()),
         };
         let (bytes, error) = match fetched {
