@@ -350,6 +350,21 @@ pub enum Piece {
     },
 }
 
+impl Piece {
+    /// The transfer this frame belongs to.
+    pub fn xfer(&self) -> u64 {
+        match self {
+            Piece::Begin { xfer, .. }
+            | Piece::Dir { xfer, .. }
+            | Piece::File { xfer, .. }
+            | Piece::Link { xfer, .. }
+            | Piece::Data { xfer, .. }
+            | Piece::End { xfer, .. }
+            | Piece::Abort { xfer, .. } => *xfer,
+        }
+    }
+}
+
 /// Manager to worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ToWorker {

@@ -496,15 +496,7 @@ impl Receiver {
     /// should end); a transfer that fails here comes out as an `Arrived` with an
     /// Err outcome at its end.
     pub fn piece(&mut self, piece: Piece) -> Result<Option<Arrived>> {
-        let xfer = match &piece {
-            Piece::Begin { xfer, .. }
-            | Piece::Dir { xfer, .. }
-            | Piece::File { xfer, .. }
-            | Piece::Link { xfer, .. }
-            | Piece::Data { xfer, .. }
-            | Piece::End { xfer, .. }
-            | Piece::Abort { xfer, .. } => *xfer,
-        };
+        let xfer = piece.xfer();
         if let Piece::Begin { dest, .. } = piece {
             if self.open.contains_key(&xfer) || self.open.len() >= MAX_OPEN {
                 return Err(Error::invalid(

@@ -642,6 +642,41 @@ fn play_manager() -> (
     (w, r, wr, protocol::peer_key(None, &token))
 }
 
+/// Answers a peer's request on `sock` as a worker knowing `key` would: the
+/// file it asks for, and the session.
+fn serve_as_peer(
+    sock: TcpStream,
+    key: &[u8],
+) -> (
+    u64,
+    vine::channel::FrameReader,
+    vine::channel::FrameWriter,
+    TcpStream,
+) {
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
+    let mine = protocol::challenge();
+    h.send(&PeerMsg::Hello { challenge: mine }).unwrap();
+    let PeerMsg::Ask {
+        challenge: theirs,
+        file_id,
+        ..
+    } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
+    else {
+        panic!("no Ask");
+    };
+    let context = protocol::ProofContext {
+        manager: &mine,
+        worker: &theirs,
+        binding: &[],
+    };
+    let proof = protocol::prove(key, &context, protocol::ROLE_PEER_SERVE);
+    h.send(&PeerMsg::Welcome { proof }).unwrap();
+    let keys = protocol::session_keys(key, &mine, &theirs);
+    let (r, w, s) = h.into_session(Some(keys)).unwrap();
+    (file_id, r, w, s)
+}
+
 /// A peer that proves `key` to whoever fetches from it, then holds each
 /// connection (by the file asked for) until the test says what to do with it.
 fn held_peer(
@@ -655,27 +690,7 @@ fn held_peer(
     let (tx, rx) = crossbeam_channel::unbounded();
     std::thread::spawn(move || {
         for sock in listener.incoming() {
-            let until = Instant::now() + Duration::from_secs(60);
-            let mut h = vine::channel::Handshake::start(sock.unwrap(), None, until).unwrap();
-            let mine = protocol::challenge();
-            h.send(&PeerMsg::Hello { challenge: mine }).unwrap();
-            let PeerMsg::Ask {
-                challenge: theirs,
-                file_id,
-                ..
-            } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
-            else {
-                panic!("no Ask");
-            };
-            let context = protocol::ProofContext {
-                manager: &mine,
-                worker: &theirs,
-                binding: &[],
-            };
-            let proof = protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE);
-            h.send(&PeerMsg::Welcome { proof }).unwrap();
-            let keys = protocol::session_keys(&key, &mine, &theirs);
-            let (_, w, s) = h.into_session(Some(keys)).unwrap();
+            let (file_id, _, w, s) = serve_as_peer(sock.unwrap(), &key);
             if tx.send((file_id, w, s)).is_err() {
                 return;
             }
@@ -889,27 +904,7 @@ fn a_peer_serving_other_bytes_than_the_managers_is_not_believed() {
     let count = served.clone();
     std::thread::spawn(move || {
         for sock in listener.incoming() {
-            let until = Instant::now() + Duration::from_secs(60);
-            let mut h = vine::channel::Handshake::start(sock.unwrap(), None, until).unwrap();
-            let mine = protocol::challenge();
-            h.send(&PeerMsg::Hello { challenge: mine }).unwrap();
-            let PeerMsg::Ask {
-                challenge: theirs,
-                file_id,
-                ..
-            } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
-            else {
-                panic!("no Ask");
-            };
-            let context = protocol::ProofContext {
-                manager: &mine,
-                worker: &theirs,
-                binding: &[],
-            };
-            let proof = protocol::prove(&key, &context, protocol::ROLE_PEER_SERVE);
-            h.send(&PeerMsg::Welcome { proof }).unwrap();
-            let keys = protocol::session_keys(&key, &mine, &theirs);
-            let (mut pr, mut pw, _s) = h.into_session(Some(keys)).unwrap();
+            let (file_id, mut pr, mut pw, _s) = serve_as_peer(sock.unwrap(), &key);
             vine::transfer::send(
                 1,
                 protocol::Dest::Cache(file_id),

@@ -788,15 +788,7 @@ impl Arrivals {
         settings: &RemoteSettings,
     ) -> crate::error::Result<()> {
         use protocol::Piece;
-        let xfer = match &piece {
-            Piece::Begin { xfer, .. }
-            | Piece::Dir { xfer, .. }
-            | Piece::File { xfer, .. }
-            | Piece::Link { xfer, .. }
-            | Piece::Data { xfer, .. }
-            | Piece::End { xfer, .. }
-            | Piece::Abort { xfer, .. } => *xfer,
-        };
+        let xfer = piece.xfer();
         if self.refused.contains(&xfer) {
             return match piece {
                 Piece::Begin { .. } => Err(crate::error::Error::invalid(
