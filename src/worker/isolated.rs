@@ -93,16 +93,8 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     let pid = unsafe { libc::fork() };
     if pid == 0 {
         drop(reader);
-        // SAFETY: setpgid, sigemptyset, sigprocmask and _exit are
-        // async-signal-safe; the set is a local. The child starts with no
-        // signal blocked, whatever the thread that forked it blocks (a
-        // worker's threads block the signals that stop it).
-        unsafe {
-            libc::setpgid(0, 0);
-            let mut none: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut none);
-            libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
-        }
+        // SAFETY: setpgid and _exit are async-signal-safe system calls.
+        unsafe { libc::setpgid(0, 0) };
         if enlist.in_child().is_err() {
             // SAFETY: as below; the parent is gone, so nobody wants the result.
             unsafe { libc::_exit(CANNOT_SEND) };

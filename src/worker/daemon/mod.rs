@@ -11,7 +11,6 @@ mod options;
 pub mod peer;
 mod peer_fetch;
 mod session;
-mod signals;
 mod store;
 
 pub use options::WorkerOptions;
@@ -65,8 +64,6 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
 /// Connects, serves, reconnects while the manager is reachable within the timeout;
 /// returns when the manager says to exit.
 pub fn run(opts: &WorkerOptions) -> Result<()> {
-    // Before any thread starts: every thread inherits the blocked signals.
-    signals::block();
     for lib in &opts.libraries {
         crate::worker::library::load(lib)?;
     }
@@ -74,7 +71,6 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     let store = open_store(&opts.store());
     let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
-    signals::remove_on_signal(dir.clone());
     for sub in ["cache", "sandbox", "out"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
