@@ -143,6 +143,14 @@ fn a_worker_job_cancelled_mid_run_loses_no_task() {
     let dir = common::tempdir();
     let (m, _) = remote_manager();
     let f = factory(&m, 1.0, &dir);
+    // The workers' directories, as on a node's scratch space.
+    let scratch = dir.join("scratch");
+    std::fs::create_dir(&scratch).unwrap();
+    f.set_string(
+        "worker-options",
+        &format!("--workdir {}", scratch.display()),
+    )
+    .unwrap();
     let go = dir.join("go");
     let cmd = format!(
         "echo $SLURM_JOB_ID >> {d}/ran; while [ ! -e {go} ]; do sleep 0.05; done; echo $SLURM_JOB_ID",
@@ -155,6 +163,16 @@ fn a_worker_job_cancelled_mid_run_loses_no_task() {
     let ran = dir.join("ran");
     eventually("the task starts", || ran.exists());
     let first = std::fs::read_to_string(&ran).unwrap().trim().to_owned();
+    let workers_dirs = || -> Vec<_> {
+        std::fs::read_dir(&scratch)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.to_string_lossy().contains("vine-worker-"))
+            .collect()
+    };
+    let first_dir = workers_dirs();
+    assert_eq!(first_dir.len(), 1, "{first_dir:?}");
     assert!(Command::new("scancel")
         .arg(&first)
         .status()
@@ -163,6 +181,10 @@ fn a_worker_job_cancelled_mid_run_loses_no_task() {
     // The task runs again, in another job the factory submits.
     eventually("the task starts again", || {
         std::fs::read_to_string(&ran).unwrap().lines().count() == 2
+    });
+    // The cancelled worker's directory does not stay behind.
+    eventually("the cancelled worker's directory goes", || {
+        !first_dir[0].exists()
     });
     std::fs::write(&go, "").unwrap();
     let t = m

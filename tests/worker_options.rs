@@ -126,3 +126,69 @@ fn help_prints_the_usage_and_succeeds() {
         assert!(text.starts_with("usage: vine_worker"), "{flag}: {text}");
     }
 }
+
+#[test]
+fn a_worker_killed_by_a_signal_leaves_neither_its_directory_nor_its_tasks_processes() {
+    use std::os::unix::process::ExitStatusExt;
+    for (sig, name) in [
+        (libc::SIGTERM, "TERM"),
+        (libc::SIGINT, "INT"),
+        (libc::SIGKILL, "KILL"),
+    ] {
+        let dir = tempdir();
+        let (m, port) = remote_manager();
+        let workdir = dir.join("w");
+        std::fs::create_dir(&workdir).unwrap();
+        let mut w = vine_worker(port, &["-s", workdir.to_str().unwrap()]);
+        // A task running when the signal comes: it leaves its pid in a file.
+        let running = dir.join("running");
+        let c = std::ffi::CString::new(format!(
+            "echo $$ > {r}.part; mv {r}.part {r}; exec sleep 600",
+            r = running.display()
+        ))
+        .unwrap();
+        m.submit(Task::command(&c)).unwrap();
+        let end = Instant::now() + BOUND;
+        while !running.exists() {
+            assert!(Instant::now() < end, "the task never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let task_pid: i32 = std::fs::read_to_string(&running)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        // SAFETY: signals a child process of this test.
+        assert_eq!(unsafe { libc::kill(w.id() as i32, sig) }, 0);
+        let status = exits_within_bound(&mut w);
+        assert_eq!(status.signal(), Some(sig), "SIG{name}: {status}");
+        // What it left goes once it is gone: its own directory (the store of
+        // files kept forever stays for the next worker, as at any exit) and
+        // its task's process.
+        let left = || -> Vec<_> {
+            std::fs::read_dir(&workdir)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
+                .map(|e| e.path())
+                .collect()
+        };
+        // A killed process whose parent (the worker) is gone may stay a
+        // zombie until someone reaps it: that counts as ended.
+        let task_alive = || {
+            std::fs::read_to_string(format!("/proc/{task_pid}/stat"))
+                .is_ok_and(|s| !s.rsplit(") ").next().unwrap_or("").starts_with('Z'))
+        };
+        let end = Instant::now() + BOUND;
+        while !left().is_empty() || task_alive() {
+            assert!(
+                Instant::now() < end,
+                "SIG{name} left {:?}, task process alive: {}",
+                left(),
+                task_alive()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(m);
+    }
+}

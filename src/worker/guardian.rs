@@ -17,6 +17,11 @@
 //! *thread* that forked it exits: a pool thread, which stays until the task's
 //! process has been reaped), so it dies even without a guardian.
 //!
+//! A worker also hands its guardian its directory (sandboxes, cache, outputs),
+//! which the guardian removes after the processes: a worker killed by a signal
+//! (a batch system's SIGTERM, SIGKILL) dies at once, as a killed process
+//! should, and leaves nothing on the node's scratch space.
+//!
 //! Limits: a process that left the group of a PROCESS-mode function, or that left
 //! a command's group and cleared its environment, is not found; nor is anything
 //! but a PROCESS function's leader if the guardian itself was killed.
@@ -28,17 +33,20 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 /// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
-/// the enlisted ids as a multiset in `g`, and at end of input kills what is left,
-/// then the processes marked with its pid (a few rounds, for what they started
-/// meanwhile). Terminal signals are ignored: it must
+/// the enlisted ids as a multiset in `g`, and `=PATH` (a directory to remove
+/// last; `=` alone: none) in `d`; at end of input kills what is left, then the
+/// processes marked with its pid (a few rounds, for what they started
+/// meanwhile), then removes the directory. Terminal signals are ignored: it must
 /// outlive the process it guards.
 const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
 g=' '
-while read -r m; do
+d=
+while IFS= read -r m; do
   p=${m#?}
   case $m in
     +*) g="$g$p " ;;
     -*) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
+    =*) d=$p ;;
   esac
 done
 for p in $g; do kill -9 -$p 2>/dev/null; done
@@ -47,6 +55,7 @@ for round in 1 2 3; do
   [ -n "$found" ] || break
   for f in $found; do p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; done
 done
+[ -z "$d" ] || rm -rf -- "$d"
 "#;
 
 /// Starts the guardian in the background and prints its pid, so that it is not a
@@ -219,6 +228,48 @@ impl Enlist {
             }
         }
     }
+}
+
+/// Has the guardian remove directory `dir` once this process has ended,
+/// after its tasks' processes, however the process ended: by a signal with no
+/// handler (a batch system cancelling a worker's job sends SIGTERM) or one no
+/// handler can catch (SIGKILL) as well as by a return. `None`: nothing to
+/// remove (the process removed it itself). Starts the guardian if it is not
+/// running; false if there is none, or the name has a newline (the guardian
+/// reads lines). Called before the tasks that use `dir` start and after they
+/// end, so that no other line is sent meanwhile (lines of this length may be
+/// split).
+pub fn remove_at_end(dir: Option<&std::path::Path>) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(g) = GUARDIAN.get_or_init(start) else {
+        return false;
+    };
+    let name = dir.map_or(&b""[..], |d| d.as_os_str().as_bytes());
+    if name.contains(&b'\n') {
+        return false;
+    }
+    let mut line = Vec::with_capacity(name.len() + 2);
+    line.push(b'=');
+    line.extend_from_slice(name);
+    line.push(b'\n');
+    let mut sent = &line[..];
+    while !sent.is_empty() {
+        // SAFETY: sends initialised bytes of `line`; MSG_NOSIGNAL as in `send`.
+        let n = unsafe {
+            libc::send(
+                g.socket.as_raw_fd(),
+                sent.as_ptr().cast(),
+                sent.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        match n {
+            n if n > 0 => sent = &sent[n as usize..],
+            _ if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted => {}
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// Releases group `pgid` from the guardian, once per enlistment: its leader has

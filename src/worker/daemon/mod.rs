@@ -71,6 +71,9 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     let store = open_store(&opts.store());
     let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
+    // Killed (a cancelled batch job's SIGTERM, SIGKILL), the worker cannot
+    // remove its directory: its guardian does, once the worker is gone.
+    crate::worker::guardian::remove_at_end(Some(&dir));
     for sub in ["cache", "sandbox", "out"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
@@ -212,6 +215,7 @@ pub(super) struct DirGuard(PathBuf);
 impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+        crate::worker::guardian::remove_at_end(None);
     }
 }
 
