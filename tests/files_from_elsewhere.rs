@@ -237,6 +237,10 @@ fn a_url_is_downloaded_once_per_worker_and_a_failed_download_names_the_url_and_s
             );
         }
         assert_eq!(server.hits(&path), 1, "{}: downloaded once", place.name());
+        // The worker that downloaded it keeps it for the workflow: a replica
+        // (the local pool is never counted).
+        let kept = usize::from(place.worker.is_some());
+        assert_eq!(place.m.file_replica_count(&url).unwrap(), kept);
 
         let missing_url = server.url("/nothing-here");
         let missing = place
@@ -246,6 +250,7 @@ fn a_url_is_downloaded_once_per_worker_and_a_failed_download_names_the_url_and_s
         assert_eq!(t.result(), TaskResult::InputMissing, "{}", place.name());
         let why = reason(&t);
         assert!(why.contains(&missing_url) && why.contains("404"), "{why}");
+        assert_eq!(place.m.file_replica_count(&missing).unwrap(), 0);
 
         // Nobody listens on this port.
         let refused_url = {
@@ -258,6 +263,9 @@ fn a_url_is_downloaded_once_per_worker_and_a_failed_download_names_the_url_and_s
         let t = place.run(task("cat page", &[(&refused, "page")]));
         assert_eq!(t.result(), TaskResult::InputMissing, "{}", place.name());
         assert!(reason(&t).contains(&refused_url), "{}", reason(&t));
+        // Dropped from every worker: no replica left.
+        assert_eq!(place.m.prune_file(&url).unwrap(), 1, "{}", place.name());
+        assert_eq!(place.m.file_replica_count(&url).unwrap(), 0);
         place.stop();
     }
 }
@@ -315,6 +323,8 @@ fn a_mini_task_output_is_made_once_per_worker_and_its_failure_fails_the_tasks_us
             "{}: made once",
             place.name()
         );
+        let kept = usize::from(place.worker.is_some());
+        assert_eq!(place.m.file_replica_count(&made).unwrap(), kept);
 
         let broken = place.m.declare(
             File::mini_task(
@@ -332,6 +342,7 @@ fn a_mini_task_output_is_made_once_per_worker_and_its_failure_fails_the_tasks_us
             why.contains("mini task") && why.contains("exited with code 3: cannot"),
             "{why}"
         );
+        assert_eq!(place.m.file_replica_count(&broken).unwrap(), 0);
         place.stop();
     }
 }

@@ -216,9 +216,11 @@ pub unsafe extern "C" fn vine_fetch_file_len(
 
 /// How many remote workers hold `f` now (or are being sent it), as TaskVine's
 /// function of the same name: a temp made or fetched there, an input cached
-/// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above).
-/// A worker that is lost, or that dropped the file, no longer counts. The
-/// local pool reads the manager's own copy and is not counted; neither are
+/// there for the workflow or longer (`VINE_CACHE_LEVEL_WORKFLOW` and above),
+/// and a URL or mini-task file kept there as long, once a task that reads it
+/// has run there (a download that failed holds nothing). A worker that is
+/// lost, or that dropped the file, no longer counts. The local pool reads the
+/// manager's own copy, or its own download, and is not counted; neither are
 /// inputs sent for one task only. Returns the count, or a negative error
 /// (`VINE_ERROR_INVALID_ARGUMENT` for a file declared to another manager).
 #[no_mangle]

@@ -625,6 +625,7 @@ impl ManagerLoop {
                     }
                 }
                 if apply_report(&mut task, *report, &self.temp_root) {
+                    link.made_inputs_kept(&task);
                     self.outputs_renewed(&task);
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);

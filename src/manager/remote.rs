@@ -1562,10 +1562,47 @@ impl RemoteLink {
         // manager has its own copy (and the temps table has forgotten it).
         let replica = self.settings.peers.holds(id, self.id);
         if held || queued || replica || temps.worker_of(id) == Some(self.id) {
+            // No longer counted from now on; a task queued before the frame
+            // that sends the file counts it again until the frame is written.
+            self.settings.peers.remove(id, self.id);
             let _ = self.out.send(Outgoing::Forget(id));
             return true;
         }
         false
+    }
+
+    /// `task` came back from this worker: if it ran with every input in
+    /// place, the URL and mini-task files among its inputs (and its mini
+    /// tasks'), which the worker made, are held there as replicas while the
+    /// worker keeps them (for the workflow or longer) and has not been told
+    /// to drop them since.
+    pub(crate) fn made_inputs_kept(&self, task: &Task) {
+        if !task.was_started()
+            || matches!(
+                task.result,
+                TaskResult::InputMissing | TaskResult::Cancelled
+            )
+        {
+            return;
+        }
+        fn walk(link: &RemoteLink, inv: &Inventory, task: &Task) {
+            let Some(extra) = &task.extra else { return };
+            for m in &extra.inputs {
+                let made = match m.file.kind() {
+                    FileKind::Url(_) => true,
+                    FileKind::MiniTask { task, .. } => {
+                        walk(link, inv, task);
+                        true
+                    }
+                    _ => false,
+                };
+                let id = m.file.id();
+                if made && m.file.cache_level() != CacheLevel::Task && inv.made.contains(&id) {
+                    link.settings.peers.add(id, link.id);
+                }
+            }
+        }
+        walk(self, &self.inventory(), task);
     }
 }
 
