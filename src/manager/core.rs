@@ -624,7 +624,14 @@ impl ManagerLoop {
                         e.1 += sent.elapsed();
                     }
                 }
+                let attempt = report.attempt;
                 if apply_report(&mut task, *report, &self.temp_root) {
+                    use crate::task::TaskResult::InputMissing;
+                    let unsent = link.why_unsent(task.id, attempt);
+                    if let Some(why) = unsent.filter(|_| task.result == InputMissing) {
+                        // The worker named its placeholder; the manager knows why.
+                        task.finish(InputMissing, Some(why));
+                    }
                     link.made_inputs_kept(&task);
                     self.outputs_renewed(&task);
                     // Temps it made stay at its worker, which can make them again if lost.

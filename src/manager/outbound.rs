@@ -66,6 +66,10 @@ pub(crate) struct Inventory {
     pub stored: HashSet<String>,
     /// URLs and mini-task outputs it was told to make, by file id.
     pub made: HashSet<u64>,
+    /// Why the first input of a task sent there that the manager could not
+    /// read was not sent, by task id, with the attempt: the worker, which
+    /// fails the task as INPUT_MISSING, knows only that it never came.
+    pub unsent: crate::idmap::IdMap<(u32, String)>,
 }
 
 impl Inventory {
@@ -144,7 +148,8 @@ impl Outbound {
             }
             Outgoing::Run(mut spec, planned) => {
                 for p in planned {
-                    let content = self.resolve(w, &spec, &p)?;
+                    let mut why = None;
+                    let content = self.resolve(w, &spec, &p, &mut why)?;
                     // From a peer, a declared file or a buffer comes with the
                     // hash the manager's copy has, which the worker checks; a
                     // temp's bytes the manager never saw.
@@ -159,6 +164,21 @@ impl Outbound {
                     if let Some(input) = input_at(&mut spec, &p.nest, p.index) {
                         input.content = content;
                         input.hash = hash;
+                        // The worker knows only that it is missing: the
+                        // manager tells the task why when it comes back.
+                        if let Some(why) = why {
+                            let why = format!("input {}: {why}", input.remote_name);
+                            // The first of this attempt's (what an earlier
+                            // attempt left is stale).
+                            let mut inv = self.inventory();
+                            if inv
+                                .unsent
+                                .get(&spec.id)
+                                .is_none_or(|(a, _)| *a != spec.attempt)
+                            {
+                                inv.unsent.insert(spec.id, (spec.attempt, why));
+                            }
+                        }
                     }
                 }
                 w.send(&ToWorker::Run(spec))
@@ -229,11 +249,15 @@ impl Outbound {
         outcome
     }
 
+    /// Where the worker finds input `p` of `spec`, sending it first if need
+    /// be. `Missing` if the manager could not read it, with the reason in
+    /// `why` when the manager knows it.
     fn resolve(
         &mut self,
         w: &mut FrameWriter,
         spec: &TaskSpec,
         p: &Planned,
+        why: &mut Option<String>,
     ) -> crate::error::Result<InputContent> {
         let id = p.file.id();
         let settings = self.settings.clone();
@@ -278,7 +302,10 @@ impl Outbound {
                     Some(name) => name,
                     None => match transfer::hash_source(source) {
                         Ok(h) => p.file.set_content_name(protocol::hex_name(&h)),
-                        Err(_) => return Ok(InputContent::Missing),
+                        Err(e) => {
+                            *why = Some(e);
+                            return Ok(InputContent::Missing);
+                        }
                     },
                 };
                 if self.inventory().stored.contains(&content) {
@@ -295,7 +322,10 @@ impl Outbound {
                             peers.stored(id, self.worker);
                             InputContent::Stored(name)
                         }
-                        Err(_) => InputContent::Missing,
+                        Err(e) => {
+                            *why = Some(e);
+                            InputContent::Missing
+                        }
                     },
                 )
             }
@@ -315,9 +345,10 @@ impl Outbound {
                             self.inventory().cached.insert(id);
                             InputContent::Cached
                         }
-                        Err(_) => {
+                        Err(e) => {
                             peers.remove(id, self.worker);
                             self.inventory().cached.remove(&id);
+                            *why = Some(e);
                             InputContent::Missing
                         }
                     },
@@ -332,7 +363,10 @@ impl Outbound {
                     name,
                 )? {
                     Ok(_) => InputContent::Sent,
-                    Err(_) => InputContent::Missing,
+                    Err(e) => {
+                        *why = Some(e);
+                        InputContent::Missing
+                    }
                 },
             ),
         }

@@ -456,6 +456,7 @@ fn serve_connection(
         cached: HashSet::new(),
         stored,
         made: HashSet::new(),
+        unsent: Default::default(),
     }));
     let expected = Arc::new(Mutex::new(Expected::default()));
     let outbound = Outbound {
@@ -1569,6 +1570,14 @@ impl RemoteLink {
             return true;
         }
         false
+    }
+
+    /// Why an input of attempt `attempt` of task `id` (back from this
+    /// worker) was not sent, if the manager could not read one; what was
+    /// kept for the task is forgotten once asked.
+    pub(crate) fn why_unsent(&self, id: TaskId, attempt: u32) -> Option<String> {
+        let (of, why) = self.inventory().unsent.remove(&id)?;
+        (of == attempt).then_some(why)
     }
 
     /// `task` came back from this worker: if it ran with every input in
