@@ -1121,7 +1121,9 @@ int vine_port(const struct vine_manager *m);
 //   task of higher priority may start after those already dispatched; 0 gives
 //   strict priority order.
 // - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
-//   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept.
+//   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept. The command is not
+//   stopped at the cap: it runs to its end (or its `time_max`), what it prints
+//   past the cap read and thrown away, and its outputs are delivered.
 // - `"hungry-factor"` (2): `vine_hungry` wants this many tasks waiting per worker
 //   slot.
 // - `"local-worker-processes"` (0): start and supervise this many `vine_worker`

@@ -646,6 +646,30 @@ fn max_stdout_holds_on_remote_workers() {
     stop(m, vec![w]);
 }
 
+#[test]
+fn a_command_printing_past_max_stdout_runs_to_its_end_with_its_outputs_delivered() {
+    let (here, there) = here_and_there(|m: &Manager| {
+        m.tune("max-stdout", 100.0).unwrap();
+        let out = m.declare(File::buffer(b"", CacheLevel::Task, 0).unwrap());
+        // 1000 bytes printed, then the output written and a code to exit with.
+        let mut t = command("head -c 1000 /dev/zero | tr '\\0' x; echo finished > o; exit 7");
+        t.add_output(Mount::new(out.clone(), "o", 0).unwrap())
+            .unwrap();
+        let t = run(m, t);
+        (
+            t.result(),
+            stdout(&t).len(),
+            t.exit_code(),
+            m.fetch_file(&out).unwrap().to_vec(),
+        )
+    });
+    assert_eq!(
+        here,
+        (TaskResult::StdoutMissing, 100, 7, b"finished\n\0".to_vec())
+    );
+    assert_eq!(there, here);
+}
+
 /// Runs `make(m)` on a local pool and on one remote worker; gives both outcomes.
 fn here_and_there<T>(make: impl Fn(&Manager) -> T) -> (T, T) {
     let local = local_manager();
