@@ -244,7 +244,12 @@ pub fn remove_at_end(dir: Option<&std::path::Path>) -> bool {
     let Some(g) = GUARDIAN.get_or_init(start) else {
         return false;
     };
-    let name = dir.map_or(&b""[..], |d| d.as_os_str().as_bytes());
+    // Absolute: the guardian's working directory is this process's when it
+    // started.
+    let Ok(dir) = dir.map(std::path::absolute).transpose() else {
+        return false;
+    };
+    let name = dir.as_ref().map_or(&b""[..], |d| d.as_os_str().as_bytes());
     if name.contains(&b'\n') {
         return false;
     }
