@@ -113,25 +113,43 @@ impl Handshake {
 
     /// Sends a handshake frame.
     pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<()> {
+        self.send_sealed(msg, None)
+    }
+
+    /// Sends a handshake frame with its tag under `mac` when there is one
+    /// (once both sides proved the password, on a connection without TLS).
+    pub fn send_sealed<T: Serialize>(&mut self, msg: &T, mac: Option<&mut FrameMac>) -> Result<()> {
         let mut io = Deadline::new(&self.sock, self.until);
         match self.tls.as_mut() {
             Some(conn) => {
-                over_tls(conn, &mut io, |mut s| protocol::write_frame(&mut s, msg))?;
+                over_tls(conn, &mut io, |mut s| {
+                    protocol::write_frame_sealed(&mut s, msg, mac)
+                })?;
                 // rustls::Stream writes records as it goes; make sure none is left.
                 tls::handshake(conn, &mut io)
             }
-            None => protocol::write_frame(&mut io, msg),
+            None => protocol::write_frame_sealed(&mut io, msg, mac),
         }
     }
 
     /// Receives a handshake frame of at most `limit` bytes.
     pub fn recv<T: for<'de> Deserialize<'de>>(&mut self, limit: u32) -> Result<T> {
+        self.recv_sealed(limit, None)
+    }
+
+    /// Receives a handshake frame of at most `limit` bytes, checking its tag
+    /// under `mac` when there is one.
+    pub fn recv_sealed<T: for<'de> Deserialize<'de>>(
+        &mut self,
+        limit: u32,
+        mac: Option<&mut FrameMac>,
+    ) -> Result<T> {
         let mut io = Deadline::new(&self.sock, self.until);
         match self.tls.as_mut() {
             Some(conn) => over_tls(conn, &mut io, |mut s| {
-                protocol::read_frame_within(&mut s, limit, None)
+                protocol::read_frame_within(&mut s, limit, mac)
             }),
-            None => protocol::read_frame_within(&mut io, limit, None),
+            None => protocol::read_frame_within(&mut io, limit, mac),
         }
     }
 

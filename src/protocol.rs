@@ -12,9 +12,13 @@
 //! sends a random challenge and proves it knows the password by an HMAC of both
 //! challenges and of the TLS channel when there is one. The password never crosses
 //! the wire, and a worker runs nothing for a manager that did not prove itself.
-//! After the handshake, frames of a session without TLS carry an HMAC under keys
-//! derived from the password and both challenges (see [`session_keys`]); before
-//! it, frames are held to [`MAX_HANDSHAKE_FRAME`].
+//! The handshake runs `Hello` (manager), `Register` (worker: its proof and
+//! challenge only), `Proved` (manager: its proof), `Details` (worker: what it is
+//! and offers, sent only once the manager's proof holds, so a party posing as
+//! the manager learns nothing of it) and `Welcome` (or `Refused`). From
+//! `Details` on, frames of a connection without TLS carry an HMAC under keys
+//! derived from the password and both challenges (see [`session_keys`]); until
+//! the session starts, frames are held to [`MAX_HANDSHAKE_FRAME`].
 
 use std::io::{Read, Write};
 
@@ -25,7 +29,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 8;
+pub const VERSION: u16 = 9;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -375,12 +379,18 @@ pub enum ToWorker {
         /// True if the manager requires authentication.
         auth: bool,
     },
-    /// The worker is accepted.
+    /// Reply to `Register`: the worker proved the password (or none is
+    /// needed); the manager's answer to the worker's challenge. The worker
+    /// describes itself (`Details`) only once this proof holds, so a party
+    /// posing as the manager learns nothing about it.
+    Proved {
+        /// The manager's answer to the worker's challenge.
+        proof: Option<Proof>,
+    },
+    /// Reply to `Details`: the worker is accepted.
     Welcome {
         /// The id the manager gave it.
         worker_id: u32,
-        /// The manager's answer to the worker's challenge.
-        proof: Option<Proof>,
         /// How often the worker must send a keepalive, milliseconds: a fraction of
         /// the silence after which the manager declares it lost.
         keepalive_ms: u64,
@@ -431,39 +441,21 @@ pub enum ToWorker {
 /// Worker to manager.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum ToManager {
-    /// Reply to `Hello`.
+    /// Reply to `Hello`: the worker's proof and challenge, and nothing that
+    /// describes it.
     Register {
-        /// What the worker offers: cores (thousandths), memory MB, disk MB, gpus.
-        resources: (u64, u64, u64, u32),
-        /// Function names registered at the worker.
-        functions: Vec<String>,
-        /// Host name, for logs.
-        hostname: String,
         /// Answer to the manager's challenge.
         proof: Option<Proof>,
         /// The worker's own challenge.
         challenge: Challenge,
-        /// Names of the files in its store of files kept forever.
-        stored: Vec<String>,
-        /// Features it offers (`--feature`): tasks that require them may run here.
-        #[serde(default)]
-        features: Vec<String>,
-        /// Whole seconds it has left to live, as of this message, when it knows
-        /// (`--wall-time`, or its Slurm job's end): a duration rather than a time,
-        /// so that the manager needs no clock agreement with the worker's host.
-        #[serde(default)]
-        time_left_s: Option<u64>,
-        /// The factory job it runs in, when a factory started it.
-        #[serde(default)]
-        factory_job: Option<String>,
         /// Not a worker: `vine_status` asking for the manager's state, once
         /// authenticated as a worker would be.
         #[serde(default)]
         status: bool,
-        /// The port the worker serves its files to peers on (0: none).
-        #[serde(default)]
-        transfer_port: u16,
     },
+    /// Reply to `Proved`, once the manager proved the password: what the
+    /// worker is and offers.
+    Details(Box<WorkerDetails>),
     /// A task finished (or was cancelled).
     Done(Box<TaskReport>),
     /// Still here.
@@ -493,6 +485,29 @@ pub enum ToManager {
         /// Why it failed, if it did.
         error: Option<String>,
     },
+}
+
+/// What a worker is and offers, sent once the manager proved the password.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct WorkerDetails {
+    /// What the worker offers: cores (thousandths), memory MB, disk MB, gpus.
+    pub resources: (u64, u64, u64, u32),
+    /// Function names registered at the worker.
+    pub functions: Vec<String>,
+    /// Host name, for logs.
+    pub hostname: String,
+    /// Names of the files in its store of files kept forever.
+    pub stored: Vec<String>,
+    /// Features it offers (`--feature`): tasks that require them may run here.
+    pub features: Vec<String>,
+    /// Whole seconds it has left to live, as of this message, when it knows
+    /// (`--wall-time`, or its Slurm job's end): a duration rather than a time,
+    /// so that the manager needs no clock agreement with the worker's host.
+    pub time_left_s: Option<u64>,
+    /// The factory job it runs in, when a factory started it.
+    pub factory_job: Option<String>,
+    /// The port the worker serves its files to peers on (0: none).
+    pub transfer_port: u16,
 }
 
 /// A transfer between two workers of one manager, on the serving worker's

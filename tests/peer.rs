@@ -626,10 +626,13 @@ fn play_manager() -> (
     let ToManager::Register { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
         panic!("no Register");
     };
+    h.send(&ToWorker::Proved { proof: None }).unwrap();
+    let ToManager::Details(_) = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Details");
+    };
     let token = [7u8; 32];
     h.send(&ToWorker::Welcome {
         worker_id: 1,
-        proof: None,
         keepalive_ms: 60_000,
         transfer_token: token,
     })
@@ -841,28 +844,22 @@ fn fake_holder(
     vine::channel::FrameWriter,
     Vec<u8>,
 ) {
-    use vine::protocol::{ToManager, ToWorker};
+    use vine::protocol::ToWorker;
     let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
     let until = Instant::now() + Duration::from_secs(60);
     let mut h = vine::channel::Handshake::start(sock, None, until).unwrap();
     let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
         panic!("no Hello");
     };
-    h.send(&ToManager::Register {
+    let details = protocol::WorkerDetails {
         resources: (4000, 1024, 4096, 0),
-        functions: Vec::new(),
         hostname: "poisoner".into(),
-        proof: None,
-        challenge: protocol::challenge(),
-        stored: Vec::new(),
         features: vec![feature.to_owned()],
-        time_left_s: None,
-        factory_job: None,
-        status: false,
         transfer_port,
-    })
-    .unwrap();
-    let ToWorker::Welcome { transfer_token, .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap()
+        ..Default::default()
+    };
+    let ToWorker::Welcome { transfer_token, .. } =
+        common::join_without_password(&mut h, details).unwrap()
     else {
         panic!("not welcomed");
     };

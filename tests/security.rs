@@ -153,6 +153,62 @@ fn changing_the_password_drops_workers_that_proved_the_old_one() {
     assert_eq!(exit_code(right), Some(0));
 }
 
+/// A party posing as the manager to a worker with a password, that cannot
+/// prove the password (it answers with no proof, or a made-up one), learns
+/// nothing about the worker: not its host name, features, functions or
+/// resources. The worker sends its proof and challenge only, and leaves.
+#[test]
+fn an_impostor_manager_learns_nothing_about_a_worker() {
+    let dir = tempdir();
+    let pw = password_file(&dir, "pw", "sesame");
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let host = host.trim();
+    for proof in [None, Some([7u8; 32])] {
+        let trap = TcpListener::bind("127.0.0.1:0").unwrap();
+        let trap_port = trap.local_addr().unwrap().port();
+        let victim = vine_worker(
+            trap_port,
+            &[
+                "--password",
+                &pw,
+                "--feature",
+                "feature-only-the-manager-may-know",
+                "--memory",
+                "123457",
+                "--timeout",
+                "5",
+            ],
+        );
+        let (mut s, _) = trap.accept().unwrap();
+        drop(trap);
+        s.set_read_timeout(LONG).unwrap();
+        protocol::write_frame(
+            &mut s,
+            &ToWorker::Hello {
+                challenge: protocol::challenge(),
+                auth: true,
+            },
+        )
+        .unwrap();
+        let register = read_raw_frame(&mut s);
+        protocol::write_frame(&mut s, &ToWorker::Proved { proof }).unwrap();
+        // Everything the worker sends until it leaves.
+        let mut said = register.clone();
+        s.read_to_end(&mut said).unwrap();
+        let ToManager::Register { status: false, .. } =
+            protocol::read_frame::<ToManager>(&mut &register[..]).unwrap()
+        else {
+            panic!("the worker did not start with Register");
+        };
+        assert_eq!(said.len(), register.len(), "nothing after Register");
+        let contains = |what: &[u8]| said.windows(what.len()).any(|w| w == what);
+        assert!(!contains(host.as_bytes()), "the host name was sent");
+        assert!(!contains(b"feature-only-the-manager-may-know"));
+        assert!(!contains(&123457u64.to_le_bytes()), "the memory was sent");
+        assert_eq!(exit_code(victim), Some(1), "refused for good");
+    }
+}
+
 /// An impostor between a real worker and the manager relays the handshake, then
 /// tries to drive the session itself: take a task and return a forged result.
 #[test]
@@ -168,12 +224,21 @@ fn a_relayed_login_cannot_forge_a_result() {
     let (mut to_worker, _) = trap.accept().unwrap();
     drop(trap);
     let mut to_manager = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    // Relay Hello, Register and Welcome untouched.
+    // Relay the handshake untouched: Hello, Register, Proved, Details (tagged:
+    // 32 bytes after the frame) and Welcome.
     let hello = read_raw_frame(&mut to_manager);
     to_worker.write_all(&hello).unwrap();
     let register = read_raw_frame(&mut to_worker);
     to_manager.write_all(&register).unwrap();
+    let proved = read_raw_frame(&mut to_manager);
+    to_worker.write_all(&proved).unwrap();
+    let mut details = read_raw_frame(&mut to_worker);
+    let mut tag = [0u8; 32];
+    to_worker.read_exact(&mut tag).unwrap();
+    details.extend_from_slice(&tag);
+    to_manager.write_all(&details).unwrap();
     let welcome = read_raw_frame(&mut to_manager);
+    to_manager.read_exact(&mut tag).unwrap();
     assert!(matches!(
         protocol::read_frame::<ToWorker>(&mut &welcome[..]).unwrap(),
         ToWorker::Welcome { .. }

@@ -226,8 +226,8 @@ fn shown_against(
     (code, shown, said)
 }
 
-/// A fake manager's handshake, without a password: Hello, the worker's
-/// Hello, Welcome.
+/// A fake manager's handshake with a status query, without a password:
+/// Hello, the query's Register, Proved.
 fn welcome(s: &mut std::net::TcpStream) {
     use vine::protocol::{challenge, read_frame, write_frame, ToManager, ToWorker};
     write_frame(
@@ -239,16 +239,7 @@ fn welcome(s: &mut std::net::TcpStream) {
     )
     .unwrap();
     let _: ToManager = read_frame(s).unwrap();
-    write_frame(
-        s,
-        &ToWorker::Welcome {
-            worker_id: 1,
-            proof: None,
-            keepalive_ms: 5000,
-            transfer_token: [0; 32],
-        },
-    )
-    .unwrap();
+    write_frame(s, &ToWorker::Proved { proof: None }).unwrap();
 }
 
 #[test]

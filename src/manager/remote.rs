@@ -21,8 +21,8 @@ use crate::channel::{FrameReader, FrameWriter, Handshake};
 use crate::files::{CacheLevel, File, FileKind, MOUNT_RESEND};
 use crate::idmap::IdMap;
 use crate::protocol::{
-    self, Dest, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec, ToManager,
-    ToWorker, WorkSpec,
+    self, Dest, FrameMac, InputContent, InputSpec, OutputSpec, OutputStatus, TaskReport, TaskSpec,
+    ToManager, ToWorker, WorkSpec,
 };
 use crate::resources::{Measured, Resources};
 use crate::task::{Task, TaskId, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG};
@@ -622,7 +622,7 @@ fn serve_connection(
                     }
                 }
             }
-            Ok(ToManager::Register { .. }) => {
+            Ok(ToManager::Register { .. } | ToManager::Details(_)) => {
                 eprintln!("vine: worker {id} ({peer}) registered twice; dropping it");
                 break;
             }
@@ -956,32 +956,20 @@ fn handshake(
         auth: password.is_some(),
     })?;
     let ToManager::Register {
-        resources,
         proof,
         challenge: theirs,
-        functions,
-        stored,
-        features,
-        hostname,
-        time_left_s,
-        factory_job,
         status,
-        transfer_port,
     } = h.recv(protocol::MAX_HANDSHAKE_FRAME)?
     else {
         return Err(Error::invalid("the first frame was not Register"));
     };
-    let ip = h.socket().peer_addr().ok().map(|a| a.ip());
-    if settings.is_blocked(&hostname, ip) {
-        // Dropped without a word, as an unreachable manager: the worker tries
-        // again, and joins once the block is lifted.
-        crate::channel::close(h.socket());
-        return Err(Error::invalid(BLOCKED));
-    }
-    let refuse = |h: &mut Handshake, reason: &str| {
-        let _ = h.send(&ToWorker::Refused {
-            reason: reason.to_owned(),
-        });
+    let refuse = |h: &mut Handshake, reason: &str, mac: Option<&mut FrameMac>| {
+        let _ = h.send_sealed(
+            &ToWorker::Refused {
+                reason: reason.to_owned(),
+            },
+            mac,
+        );
         crate::channel::close(h.socket());
         Err(Error::invalid(reason.to_owned()))
     };
@@ -996,7 +984,7 @@ fn handshake(
             let ok =
                 proof.is_some_and(|p| protocol::verify(pw, &context, protocol::ROLE_WORKER, &p));
             if !ok {
-                return refuse(&mut h, "wrong or missing password");
+                return refuse(&mut h, "wrong or missing password", None);
             }
             // Without TLS, every later frame is authenticated under session keys.
             let keys = (!h.is_tls()).then(|| protocol::session_keys(pw, &challenge, &theirs));
@@ -1007,14 +995,9 @@ fn handshake(
         }
         None => (None, None),
     };
+    h.send(&ToWorker::Proved { proof: answer })?;
     if status {
         // Authenticated as a worker would be; answered, and never a worker.
-        h.send(&ToWorker::Welcome {
-            worker_id: 0,
-            proof: answer,
-            keepalive_ms: 0,
-            transfer_token: [0; 32],
-        })?;
         let (_incoming, mut outgoing, sock) = h.into_session(keys)?;
         let (reply, answer) = super::reply::oneshot();
         let json = match events.send(Message::Status { reply }) {
@@ -1030,22 +1013,52 @@ fn handshake(
         crate::channel::close(&sock);
         return Err(Error::invalid(STATUS_SERVED));
     }
+    // The manager sends with the manager-to-worker key.
+    let (mut send_mac, mut recv_mac) = match keys {
+        Some((s, r)) => (Some(s), Some(r)),
+        None => (None, None),
+    };
+    let ToManager::Details(details) =
+        h.recv_sealed(protocol::MAX_HANDSHAKE_FRAME, recv_mac.as_mut())?
+    else {
+        return Err(Error::invalid("the worker did not describe itself"));
+    };
+    let protocol::WorkerDetails {
+        resources,
+        functions,
+        hostname,
+        stored,
+        features,
+        time_left_s,
+        factory_job,
+        transfer_port,
+    } = *details;
+    let ip = h.socket().peer_addr().ok().map(|a| a.ip());
+    if settings.is_blocked(&hostname, ip) {
+        // Dropped without a word, as an unreachable manager: the worker tries
+        // again, and joins once the block is lifted.
+        crate::channel::close(h.socket());
+        return Err(Error::invalid(BLOCKED));
+    }
     let (millicores, memory_mb, disk_mb, gpus) = resources;
     if millicores == 0 {
-        return refuse(&mut h, "a worker with no cores");
+        return refuse(&mut h, "a worker with no cores", send_mac.as_mut());
     }
     let id = settings.next_worker.fetch_add(1, Ordering::Relaxed);
     let timeout_ms = settings.keepalive_timeout_ms.load(Ordering::Relaxed);
-    h.send(&ToWorker::Welcome {
-        worker_id: id,
-        proof: answer,
-        keepalive_ms: keepalive_interval(
-            timeout_ms,
-            settings.keepalive_interval_ms.load(Ordering::Relaxed),
-        ),
-        // Over a link authenticated by the password when there is one.
-        transfer_token: settings.peers.token,
-    })?;
+    h.send_sealed(
+        &ToWorker::Welcome {
+            worker_id: id,
+            keepalive_ms: keepalive_interval(
+                timeout_ms,
+                settings.keepalive_interval_ms.load(Ordering::Relaxed),
+            ),
+            // Over a link authenticated by the password when there is one.
+            transfer_token: settings.peers.token,
+        },
+        send_mac.as_mut(),
+    )?;
+    let keys = send_mac.zip(recv_mac);
     // The manager sends with the manager-to-worker key.
     let (incoming, outgoing, sock) = h.into_session(keys)?;
     if let Err(e) = settings.register(id, &sock, password.is_some().then_some(generation)) {

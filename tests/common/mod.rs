@@ -81,7 +81,7 @@ pub fn try_fake_worker(
     port: u16,
     features: &[&str],
 ) -> vine::Result<(vine::channel::FrameReader, vine::channel::FrameWriter)> {
-    use vine::protocol::{self, ToManager, ToWorker};
+    use vine::protocol::{self, ToWorker};
     let sock = std::net::TcpStream::connect(("127.0.0.1", port))
         .map_err(|e| vine::Error::io("connecting", e))?;
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
@@ -89,24 +89,37 @@ pub fn try_fake_worker(
     let ToWorker::Hello { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME)? else {
         panic!("no Hello");
     };
-    h.send(&ToManager::Register {
+    let details = protocol::WorkerDetails {
         resources: (4000, 1024, 4096, 0),
-        functions: Vec::new(),
         hostname: "forger".into(),
-        proof: None,
-        challenge: protocol::challenge(),
-        stored: Vec::new(),
         features: features.iter().map(|f| f.to_string()).collect(),
-        time_left_s: None,
-        factory_job: None,
-        status: false,
-        transfer_port: 0,
-    })?;
-    let ToWorker::Welcome { .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME)? else {
+        ..Default::default()
+    };
+    let ToWorker::Welcome { .. } = join_without_password(&mut h, details)? else {
         panic!("not welcomed");
     };
     let (r, w, _) = h.into_session(None)?;
     Ok((r, w))
+}
+
+/// A fake worker's handshake after the manager's `Hello`, without a
+/// password: `Register`, the manager's `Proved`, `details`; the manager's
+/// answer to them (`Welcome` or `Refused`).
+pub fn join_without_password(
+    h: &mut vine::channel::Handshake,
+    details: vine::protocol::WorkerDetails,
+) -> vine::Result<vine::protocol::ToWorker> {
+    use vine::protocol::{self, ToManager, ToWorker};
+    h.send(&ToManager::Register {
+        proof: None,
+        challenge: protocol::challenge(),
+        status: false,
+    })?;
+    let ToWorker::Proved { proof: None } = h.recv(protocol::MAX_HANDSHAKE_FRAME)? else {
+        panic!("not answered with Proved");
+    };
+    h.send(&ToManager::Details(Box::new(details)))?;
+    h.recv(protocol::MAX_HANDSHAKE_FRAME)
 }
 
 /// The next task the manager sends a fake worker.

@@ -159,45 +159,28 @@ fn register(
         .password
         .as_ref()
         .map(|pw| protocol::prove(pw, &context, protocol::ROLE_WORKER));
-    let r = resources;
     h.send(&ToManager::Register {
-        resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
-        functions: crate::registry::names(),
-        hostname: hostname(),
         proof,
         challenge: mine,
-        stored: store.map(stored_names).unwrap_or_default(),
-        features: opts.features.clone(),
-        factory_job: opts.factory_job.clone(),
-        time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
         status,
-        transfer_port,
     })
     .map_err(BeforeSession)?;
-    let welcome: ToWorker = h
+    let proved: ToWorker = h
         .recv(protocol::MAX_HANDSHAKE_FRAME)
         .map_err(BeforeSession)?;
-    let (proof, keepalive_ms, token) = match welcome {
-        ToWorker::Welcome {
-            proof,
-            keepalive_ms,
-            transfer_token,
-            ..
-        } => (proof, keepalive_ms, transfer_token),
-        ToWorker::Refused { reason } => {
-            return Err(Refused(crate::channel::refused(&format!(
-                "the manager refused this worker: {reason}"
-            ))))
-        }
+    let proof = match proved {
+        ToWorker::Proved { proof } => proof,
+        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason)),
         _ => {
             return Err(BeforeSession(Error::invalid(
-                "the manager did not welcome this worker",
+                "the manager did not answer the worker's proof",
             )))
         }
     };
     let mut keys = None;
     if let Some(pw) = &opts.password {
-        // Never run anything for a manager that cannot prove it knows the password.
+        // Never run anything for a manager that cannot prove it knows the
+        // password, nor tell it anything about this worker.
         let ok = proof.is_some_and(|p| protocol::verify(pw, &context, protocol::ROLE_MANAGER, &p));
         if !ok {
             return Err(Refused(crate::channel::refused(
@@ -210,12 +193,61 @@ fn register(
             keys = Some((w2m, m2w));
         }
     }
+    if status {
+        // A status query is answered at once, in the session.
+        return Ok(Welcomed {
+            h,
+            keys,
+            keepalive_ms: 0,
+            token: [0; 32],
+        });
+    }
+    let r = resources;
+    let details = protocol::WorkerDetails {
+        resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
+        functions: crate::registry::names(),
+        hostname: hostname(),
+        stored: store.map(stored_names).unwrap_or_default(),
+        features: opts.features.clone(),
+        factory_job: opts.factory_job.clone(),
+        time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
+        transfer_port,
+    };
+    let (mut send_mac, mut recv_mac) = match keys {
+        Some((s, r)) => (Some(s), Some(r)),
+        None => (None, None),
+    };
+    h.send_sealed(&ToManager::Details(Box::new(details)), send_mac.as_mut())
+        .map_err(BeforeSession)?;
+    let welcome: ToWorker = h
+        .recv_sealed(protocol::MAX_HANDSHAKE_FRAME, recv_mac.as_mut())
+        .map_err(BeforeSession)?;
+    let (keepalive_ms, token) = match welcome {
+        ToWorker::Welcome {
+            keepalive_ms,
+            transfer_token,
+            ..
+        } => (keepalive_ms, transfer_token),
+        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason)),
+        _ => {
+            return Err(BeforeSession(Error::invalid(
+                "the manager did not welcome this worker",
+            )))
+        }
+    };
     Ok(Welcomed {
         h,
-        keys,
+        keys: send_mac.zip(recv_mac),
         keepalive_ms,
         token,
     })
+}
+
+/// The manager refused this worker for `reason`: for good.
+fn refused_by_manager(reason: &str) -> Ended {
+    Ended::Refused(crate::channel::refused(&format!(
+        "the manager refused this worker: {reason}"
+    )))
 }
 
 pub(super) fn hostname() -> String {

@@ -142,6 +142,7 @@ impl Inbound {
                 }
                 ToWorker::Keepalive
                 | ToWorker::Hello { .. }
+                | ToWorker::Proved { .. }
                 | ToWorker::Welcome { .. }
                 | ToWorker::Refused { .. }
                 | ToWorker::Status(_) => {}
