@@ -256,13 +256,55 @@ fn a_temp_replicated_to_two_workers_survives_the_loss_of_its_maker() {
     stop(m, vec![other]);
 }
 
-/// A free loopback port (bound, then released for the worker to take).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// The port worker `w` serves its files to peers on: it picks one itself
+/// (`--transfer-port` 0), and the test finds it in /proc (the process's
+/// sockets matched against the kernel's table of listening ones) rather than
+/// freeing a port for the worker to take, which another test may take first.
+/// Called once the worker has run a task, so it listens already.
+fn transfer_port_of(w: &Child) -> u16 {
+    let inodes: std::collections::HashSet<String> =
+        std::fs::read_dir(format!("/proc/{}/fd", w.id()))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_str()?;
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+    let mut ports = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            // Field 3 is the state (0A: listening), field 9 the inode.
+            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9]) {
+                let port = f[1].rsplit(':').next().unwrap();
+                ports.push(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    assert_eq!(ports.len(), 1, "the worker listens on one port: {ports:?}");
+    ports[0]
+}
+
+/// `--transfer-port` is the port the worker serves on: one in use makes it
+/// leave at once, naming the port, rather than serve on another.
+#[test]
+fn a_transfer_port_in_use_is_an_error_that_names_it() {
+    let held = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let p = held.local_addr().unwrap().port().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", "1", "--transfer-port", &p, "--timeout", "1"])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!("cannot open transfer port {p}: ")),
+        "{said}"
+    );
 }
 
 /// Asks the transfer server at `port` for file `file_id` with a proof of `key`;
@@ -312,17 +354,9 @@ fn a_peer_that_cannot_prove_it_belongs_to_the_manager_is_refused() {
     let pw = dir.join("pw");
     std::fs::write(&pw, "sesame").unwrap();
     m.set_password_file(&pw).unwrap();
-    let tport = free_port();
-    let w = vine_worker(
-        port,
-        &[
-            "--password",
-            pw.to_str().unwrap(),
-            "--transfer-port",
-            &tport.to_string(),
-        ],
-    );
+    let w = vine_worker(port, &["--password", pw.to_str().unwrap()]);
     let input = give_the_worker_a_file(&m, &dir);
+    let tport = transfer_port_of(&w);
     // The worker holds the file now. Without the password, or with it but
     // without this manager run's token, nobody gets it.
     let refused = |answer: PeerMsg| matches!(answer, PeerMsg::Refused { .. });
@@ -384,12 +418,11 @@ fn under_tls_a_fan_out_still_goes_between_peers() {
 #[test]
 fn a_worker_under_tls_gives_nothing_to_a_client_that_does_not_speak_tls() {
     let dir = tempdir();
-    let (m, port, mut args) = tls_manager(&dir);
-    let tport = free_port();
-    args.extend(["--transfer-port".to_owned(), tport.to_string()]);
+    let (m, port, args) = tls_manager(&dir);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let w = vine_worker(port, &args);
     let input = give_the_worker_a_file(&m, &dir);
+    let tport = transfer_port_of(&w);
     // The worker holds the file. A client that asks in the clear, as a peer
     // without TLS would, gets a TLS alert at most and never a byte of it.
     let mut s = TcpStream::connect(("127.0.0.1", tport)).unwrap();
@@ -491,13 +524,11 @@ fn flood(
     (stop, held.load(Ordering::SeqCst))
 }
 
-/// A manager, a worker offering "a" that serves peers on a known transfer
-/// port, a worker offering "b", and a temp "a" made and keeps: the manager,
+/// A manager, a worker offering "a" and the port it serves peers on, a worker offering "b", and a temp "a" made and keeps: the manager,
 /// that port, both workers and the temp.
 fn temp_at_a_holder() -> (Manager, u16, Child, Child, std::sync::Arc<File>) {
     let (m, port) = remote_manager();
-    let tport = free_port();
-    let holder = worker_with(port, "a", &["--transfer-port", &tport.to_string()]);
+    let holder = worker_with(port, "a", &[]);
     let other = worker_with(port, "b", &[]);
     let temp = m.declare(File::temp().unwrap());
     let mut make = Task::command(c"echo precious > t");
@@ -506,6 +537,7 @@ fn temp_at_a_holder() -> (Manager, u16, Child, Child, std::sync::Arc<File>) {
     make.add_feature(c"a").unwrap();
     m.submit(make).unwrap();
     wait_ok(&m);
+    let tport = transfer_port_of(&holder);
     (m, tport, holder, other, temp)
 }
 

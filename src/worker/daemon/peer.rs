@@ -139,7 +139,7 @@ impl PeerServer {
             (None, None)
         };
         let listener = TcpListener::bind(("0.0.0.0", port))
-            .map_err(|e| Error::io("cannot open the transfer port", e))?;
+            .map_err(|e| Error::io(format_args!("cannot open transfer port {port}"), e))?;
         let port = listener
             .local_addr()
             .map_err(|e| Error::io("transfer port", e))?
