@@ -627,7 +627,7 @@ impl ManagerLoop {
                 let attempt = report.attempt;
                 if apply_report(&mut task, *report, &self.temp_root) {
                     use crate::task::TaskResult::InputMissing;
-                    let unsent = link.why_unsent(task.id, attempt);
+                    let unsent = link.why_unsent(&task, attempt);
                     if let Some(why) = unsent.filter(|_| task.result == InputMissing) {
                         // The worker named its placeholder; the manager knows why.
                         task.finish(InputMissing, Some(why));

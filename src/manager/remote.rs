@@ -1585,11 +1585,13 @@ impl RemoteLink {
         false
     }
 
-    /// Why an input of attempt `attempt` of task `id` (back from this
+    /// Why an input of attempt `attempt` of `task` (back from this
     /// worker) was not sent, if the manager could not read one; what was
     /// kept for the task is forgotten once asked.
-    pub(crate) fn why_unsent(&self, id: TaskId, attempt: u32) -> Option<String> {
-        let (of, why) = self.inventory().unsent.remove(&id)?;
+    pub(crate) fn why_unsent(&self, task: &Task, attempt: u32) -> Option<String> {
+        // A task without inputs had none to send: the lock is not taken.
+        task.extra.as_ref()?;
+        let (of, why) = self.inventory().unsent.remove(&task.id)?;
         (of == attempt).then_some(why)
     }
 
@@ -1599,7 +1601,8 @@ impl RemoteLink {
     /// worker keeps them (for the workflow or longer) and has not been told
     /// to drop them since.
     pub(crate) fn made_inputs_kept(&self, task: &Task) {
-        if !task.was_started()
+        if task.extra.is_none()
+            || !task.was_started()
             || matches!(
                 task.result,
                 TaskResult::InputMissing | TaskResult::Cancelled
