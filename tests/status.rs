@@ -92,6 +92,12 @@ fn vine_status_shows_the_tasks_and_workers_of_a_running_manager() {
         assert!(out.stdout.is_empty());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("password"), "{err}");
+        if !extra.is_empty() {
+            assert!(
+                err.contains("the manager refused this status query: wrong"),
+                "{err}"
+            );
+        }
     }
     // The queries changed nothing.
     assert_eq!(m.stats().unwrap().workers_connected, 1);

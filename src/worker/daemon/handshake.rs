@@ -170,7 +170,7 @@ fn register(
         .map_err(BeforeSession)?;
     let proof = match proved {
         ToWorker::Proved { proof } => proof,
-        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason)),
+        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason, status)),
         _ => {
             return Err(BeforeSession(Error::invalid(
                 "the manager did not answer the worker's proof",
@@ -228,7 +228,7 @@ fn register(
             transfer_token,
             ..
         } => (keepalive_ms, transfer_token),
-        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason)),
+        ToWorker::Refused { reason } => return Err(refused_by_manager(&reason, false)),
         _ => {
             return Err(BeforeSession(Error::invalid(
                 "the manager did not welcome this worker",
@@ -243,10 +243,12 @@ fn register(
     })
 }
 
-/// The manager refused this worker for `reason`: for good.
-fn refused_by_manager(reason: &str) -> Ended {
+/// The manager refused this worker (or status query, `status`) for
+/// `reason`: for good.
+fn refused_by_manager(reason: &str, status: bool) -> Ended {
+    let who = if status { "status query" } else { "worker" };
     Ended::Refused(crate::channel::refused(&format!(
-        "the manager refused this worker: {reason}"
+        "the manager refused this {who}: {reason}"
     )))
 }
 
