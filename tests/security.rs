@@ -209,6 +209,35 @@ fn an_impostor_manager_learns_nothing_about_a_worker() {
     }
 }
 
+/// A worker the manager will not take once it described itself (no cores) is
+/// told why, and never counted.
+#[test]
+fn a_worker_refused_after_describing_itself_is_told_why() {
+    let (m, port) = remote_manager();
+    // The manager takes workers in from its first call on.
+    assert_eq!(m.stats().unwrap().workers_connected, 0);
+    let sock = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    let mut h = Handshake::start(sock, None, until).unwrap();
+    let ToWorker::Hello { auth: false, .. } = h.recv(protocol::MAX_HANDSHAKE_FRAME).unwrap() else {
+        panic!("no Hello");
+    };
+    let details = protocol::WorkerDetails {
+        resources: (0, 1024, 4096, 0),
+        hostname: "coreless".into(),
+        ..Default::default()
+    };
+    let answer = common::join_without_password(&mut h, details).unwrap();
+    assert_eq!(
+        answer,
+        ToWorker::Refused {
+            reason: "a worker with no cores".into()
+        }
+    );
+    assert_eq!(m.stats().unwrap().workers_joined, 0);
+    m.shutdown().unwrap();
+}
+
 /// An impostor between a real worker and the manager relays the handshake, then
 /// tries to drive the session itself: take a task and return a forged result.
 #[test]
