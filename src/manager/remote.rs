@@ -1013,7 +1013,7 @@ fn handshake(
         crate::channel::close(&sock);
         return Err(Error::invalid(STATUS_SERVED));
     }
-    // The manager sends with the manager-to-worker key.
+    // From here on, without TLS, frames carry tags under the session's keys.
     let (mut send_mac, mut recv_mac) = match keys {
         Some((s, r)) => (Some(s), Some(r)),
         None => (None, None),
