@@ -1114,6 +1114,23 @@ pub extern "C" fn vine_version() -> *const c_char {
 #[no_mangle]
 pub extern "C" fn vine_result_string(result: vine_result_t) -> *const c_char {
     guard(c"UNKNOWN_RESULT".as_ptr(), || {
-        Ok(TaskResult::from_code(result).map_or(c"UNKNOWN_RESULT".as_ptr(), |r| r.name().as_ptr()))
+        use super::constants::{
+            VINE_RESULT_LIBRARY_EXIT, VINE_RESULT_MISSING_LIBRARY,
+            VINE_RESULT_OUTPUT_TRANSFER_ERROR, VINE_RESULT_RMONITOR_ERROR,
+            VINE_RESULT_SANDBOX_EXHAUSTION,
+        };
+        let name = match TaskResult::from_code(result) {
+            Some(r) => r.name(),
+            // TaskVine's, which vine never gives: named all the same.
+            None => match result {
+                VINE_RESULT_RMONITOR_ERROR => c"RMONITOR_ERROR",
+                VINE_RESULT_OUTPUT_TRANSFER_ERROR => c"OUTPUT_TRANSFER_ERROR",
+                VINE_RESULT_LIBRARY_EXIT => c"LIBRARY_EXIT",
+                VINE_RESULT_SANDBOX_EXHAUSTION => c"SANDBOX_EXHAUSTION",
+                VINE_RESULT_MISSING_LIBRARY => c"MISSING_LIBRARY",
+                _ => c"UNKNOWN_RESULT",
+            },
+        };
+        Ok(name.as_ptr())
     })
 }

@@ -370,6 +370,12 @@ static void test_null_and_bad_arguments(void)
     CHECK(strcmp(vine_result_string(VINE_RESULT_SUCCESS), "SUCCESS") == 0);
     CHECK(strcmp(vine_result_string(VINE_RESULT_UNSCHEDULABLE), "UNSCHEDULABLE") == 0);
     CHECK(strcmp(vine_result_string(12345), "UNKNOWN_RESULT") == 0);
+    /* TaskVine's results that vine never gives still have their names. */
+    CHECK(strcmp(vine_result_string(VINE_RESULT_RMONITOR_ERROR), "RMONITOR_ERROR") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_OUTPUT_TRANSFER_ERROR), "OUTPUT_TRANSFER_ERROR") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_LIBRARY_EXIT), "LIBRARY_EXIT") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_SANDBOX_EXHAUSTION), "SANDBOX_EXHAUSTION") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_MISSING_LIBRARY), "MISSING_LIBRARY") == 0);
     /* TaskVine's names and values, for programs that name them. */
     CHECK(VINE_RANDOM_PORT == 0 && VINE_RESULT_RMONITOR_ERROR == 8 << 3);
     CHECK(VINE_RESULT_OUTPUT_TRANSFER_ERROR == 9 << 3 && VINE_RESULT_LIBRARY_EXIT == 12 << 3);
