@@ -851,9 +851,9 @@ struct vine_file *vine_declare_poncho(struct vine_manager *m, struct vine_file *
 // `else PATH="$PWD/__vine_env_<n>/bin:$PATH"; export PATH; fi` followed, on a
 // new line, by the command as it was (what `vine_task_get_command` then
 // returns). TaskVine instead runs the command through the package's
-// `bin/run_in_env`, a Python tool. Call it after setting the command; calling
-// it twice nests the environments. Returns 1 on success and 0 on error, as
-// TaskVine does.
+// `bin/run_in_env`, a Python tool. Call it after setting the command (on a
+// task with none yet it fails); calling it twice nests the environments.
+// Returns 1 on success and 0 on error, as TaskVine does.
 int vine_task_add_poncho_package(struct vine_task *t, struct vine_file *pkg);
 
 // The contents of `f` as the manager holds them in memory, NUL-terminated: a

@@ -611,6 +611,12 @@ pub fn add_poncho_package(task: &mut crate::task::Task, package: Arc<File>) -> R
     let crate::task::Work::Command { command } = &task.work else {
         return Err(Error::invalid("only a command task runs in an environment"));
     };
+    if command.is_empty() {
+        // Wrapped, it would no longer look empty, and would run the wrapper alone.
+        return Err(Error::invalid(
+            "the task has no command yet: set it before adding an environment",
+        ));
+    }
     let env = format!("\"$PWD/{name}\"");
     let mut wrapped = format!(
         "if [ -f {env}/bin/activate ]; then . {env}/bin/activate; \

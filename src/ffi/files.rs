@@ -387,9 +387,9 @@ pub extern "C" fn vine_declare_poncho(
 /// `else PATH="$PWD/__vine_env_<n>/bin:$PATH"; export PATH; fi` followed, on a
 /// new line, by the command as it was (what `vine_task_get_command` then
 /// returns). TaskVine instead runs the command through the package's
-/// `bin/run_in_env`, a Python tool. Call it after setting the command; calling
-/// it twice nests the environments. Returns 1 on success and 0 on error, as
-/// TaskVine does.
+/// `bin/run_in_env`, a Python tool. Call it after setting the command (on a
+/// task with none yet it fails); calling it twice nests the environments.
+/// Returns 1 on success and 0 on error, as TaskVine does.
 #[no_mangle]
 pub extern "C" fn vine_task_add_poncho_package(t: *mut vine_task, pkg: *mut vine_file) -> c_int {
     guard(0, || {

@@ -1316,6 +1316,12 @@ static void test_files_from_elsewhere(void)
     vine_task_add_input(t, tree, "d", 0);
     CHECK(vine_task_add_poncho_package(t, env) == 1);
     CHECK(vine_task_add_poncho_package(t, NULL) == 0);
+    /* Not before the command: the task would run the environment alone. */
+    struct vine_task *bare = vine_task_create(NULL);
+    CHECK(vine_task_add_poncho_package(bare, env) == 0);
+    CHECK(strstr(vine_last_error(), "no command") != NULL);
+    CHECK(vine_submit(m, bare) == 0);
+    CHECK(vine_task_delete(bare) == 0);
     t = run(m, t);
     CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
     CHECK(strcmp(vine_task_get_stdout(t), "made\nexport CAPI_ENV=on\nenv=on\n") == 0);
