@@ -1585,8 +1585,10 @@ double vine_resources_get(const struct vine_resources *s, const char *resource);
 const struct vine_resources *vine_task_get_resources(struct vine_task *t, const char *name);
 
 // Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
-// negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
-// negative error (nothing changes then).
+// negative (not set), as the four `vine_task_set_*` calls would: cores finer
+// than a thousandth, and memory, disk or gpus that are not whole, are refused
+// (`VINE_ERROR_INVALID_ARGUMENT`). Returns 0, or a negative error (nothing
+// changes then).
 int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm);
 
 // The most that tasks of `category` are given (TaskVine's call): a task that

@@ -487,6 +487,22 @@ fn bad_summaries_and_names_are_refused() {
         assert_eq!(vine_task_set_resources(t, r), 0);
         let q = resources(t, c"requested").unwrap();
         assert_eq!((q.cores, q.memory, q.gpus), (2.5, -1.0, 0.0));
+        // What a single setter refuses is refused here too, not rounded, and
+        // nothing changes.
+        for (field, bad) in [
+            (c"cores", 1.0004),
+            (c"memory", 100.7),
+            (c"disk", 0.2),
+            (c"gpus", 0.5),
+        ] {
+            let b = vine_resources_create(-1.0);
+            assert_eq!(vine_resources_set(b, field.as_ptr(), bad), 1);
+            assert_eq!(vine_task_set_resources(t, b), VINE_ERROR_INVALID_ARGUMENT);
+            let q = resources(t, c"requested").unwrap();
+            assert_eq!((q.cores, q.memory, q.disk, q.gpus), (2.5, -1.0, -1.0, 0.0));
+            vine_resources_delete(b);
+        }
+        assert_eq!(vine_task_set_cores(t, 1.0004), VINE_ERROR_INVALID_ARGUMENT);
         assert!(vine_submit(m.0, t) > 0);
         assert!(
             vine_task_get_resources(t, c"requested".as_ptr()).is_null(),

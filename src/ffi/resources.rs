@@ -194,11 +194,11 @@ impl vine_resources {
     }
 }
 
-/// The cores, memory, disk and gpus of `rm` (a negative value: not given),
-/// checked; NULL gives none of them.
-fn partial(rm: *const vine_resources) -> Result<Partial> {
+/// The cores, memory, disk and gpus of `rm` as given (a negative value: not
+/// given), each checked to be a number in range; NULL gives none of them.
+fn given_values(rm: *const vine_resources) -> Result<[Option<f64>; 4]> {
     if rm.is_null() {
-        return Ok(Partial::default());
+        return Ok([None; 4]);
     }
     // SAFETY: non-NULL and pointing to a struct vine_resources by the C contract.
     let rm = unsafe { &*rm };
@@ -211,15 +211,28 @@ fn partial(rm: *const vine_resources) -> Result<Partial> {
         }
         Ok((v >= 0.0).then_some(v))
     };
-    let cores = given(rm.cores, "cores", 1e9)?
+    let mb = MAX_MB as f64;
+    Ok([
+        given(rm.cores, "cores", 1e9)?,
+        given(rm.memory, "memory", mb)?,
+        given(rm.disk, "disk", mb)?,
+        given(rm.gpus, "gpus", f64::from(MAX_GPUS))?,
+    ])
+}
+
+/// The cores, memory, disk and gpus of `rm` (a negative value: not given),
+/// checked, and rounded up to what vine counts in (thousandths of a core,
+/// whole MB and gpus); NULL gives none of them.
+fn partial(rm: *const vine_resources) -> Result<Partial> {
+    let [cores, memory, disk, gpus] = given_values(rm)?;
+    let cores = cores
         .map(|c| Resources::millicores_from((c * 1000.0).ceil() / 1000.0, true))
         .transpose()?;
-    let mb = MAX_MB as f64;
     Ok(Partial {
         millicores: cores,
-        memory_mb: given(rm.memory, "memory", mb)?.map(|m| m.ceil() as u64),
-        disk_mb: given(rm.disk, "disk", mb)?.map(|d| d.ceil() as u64),
-        gpus: given(rm.gpus, "gpus", f64::from(MAX_GPUS))?.map(|g| g.ceil() as u32),
+        memory_mb: memory.map(|m| m.ceil() as u64),
+        disk_mb: disk.map(|d| d.ceil() as u64),
+        gpus: gpus.map(|g| g.ceil() as u32),
     })
 }
 
@@ -466,8 +479,10 @@ fn requested(task: &Task) -> vine_resources {
 }
 
 /// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
-/// negative (not set), as the four `vine_task_set_*` calls would. Returns 0, or a
-/// negative error (nothing changes then).
+/// negative (not set), as the four `vine_task_set_*` calls would: cores finer
+/// than a thousandth, and memory, disk or gpus that are not whole, are refused
+/// (`VINE_ERROR_INVALID_ARGUMENT`). Returns 0, or a negative error (nothing
+/// changes then).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_set_resources(
     t: *mut vine_task,
@@ -477,21 +492,36 @@ pub unsafe extern "C" fn vine_task_set_resources(
         if rm.is_null() {
             return Err(boundary::null("the summary"));
         }
-        let p = partial(rm)?;
+        let [cores, memory, disk, gpus] = given_values(rm)?;
+        // What the single setters take: memory, disk and gpus are whole.
+        let whole = |v: Option<f64>, what: &str| -> Result<Option<i64>> {
+            match v {
+                Some(v) if v.fract() != 0.0 => Err(Error::invalid(format!(
+                    "{what} must be a whole number, not {v}"
+                ))),
+                // In range (checked above): exact as an i64.
+                v => Ok(v.map(|v| v as i64)),
+            }
+        };
+        let (memory, disk, gpus) = (
+            whole(memory, "memory (MB)")?,
+            whole(disk, "disk (MB)")?,
+            whole(gpus, "gpus")?,
+        );
         handles::with_task_mut(t, |task| {
             let mut copy = Task::command(c"true");
             copy.request = task.request;
-            if let Some(m) = p.millicores {
-                copy.set_cores(m as f64 / 1000.0)?;
+            if let Some(c) = cores {
+                copy.set_cores(c)?;
             }
-            if let Some(mb) = p.memory_mb {
-                copy.set_memory(mb as i64)?;
+            if let Some(mb) = memory {
+                copy.set_memory(mb)?;
             }
-            if let Some(mb) = p.disk_mb {
-                copy.set_disk(mb as i64)?;
+            if let Some(mb) = disk {
+                copy.set_disk(mb)?;
             }
-            if let Some(g) = p.gpus {
-                copy.set_gpus(i64::from(g))?;
+            if let Some(g) = gpus {
+                copy.set_gpus(g)?;
             }
             task.request = copy.request;
             task.flags |= copy.flags;
