@@ -1225,7 +1225,8 @@ const char *vine_get_name(struct vine_manager *m);
 
 // Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
 // next id changes nothing. Returns the id the next task will get, or a negative
-// error.
+// error: `VINE_ERROR_INVALID_ARGUMENT` once every id up to `INT_MAX` was given
+// (`vine_submit` then refuses every task, and a refused task takes no id).
 int vine_set_task_id_min(struct vine_manager *m, int minid);
 
 // As `vine_enable_disconnect_slow_workers`, for the tasks of one category

@@ -355,13 +355,20 @@ fn the_smaller_manager_calls_do_what_taskvine_documents() {
         assert_eq!(vine_set_task_id_min(m.0, i32::MAX), i32::MAX);
         assert_eq!(m.submit("true", c"default"), i32::MAX);
         let t = unsafe { vine_task_create(c"true".as_ptr()) };
-        assert_eq!(vine_submit(m.0, t), 0);
-        let why = unsafe { CStr::from_ptr(vine_last_error()) }.to_string_lossy();
-        assert!(
-            why.contains("exhausted") && why.contains("vine_set_task_id_min"),
-            "{why}"
-        );
+        // Refused as often as it is tried, and a refused task takes no id.
+        for _ in 0..3 {
+            assert_eq!(vine_submit(m.0, t), 0);
+            let why = unsafe { CStr::from_ptr(vine_last_error()) }.to_string_lossy();
+            assert!(
+                why.contains("exhausted") && why.contains("vine_set_task_id_min"),
+                "{why}"
+            );
+        }
         assert_eq!(vine_task_delete(t), 0);
+        // No id is left to name as the next one: an error, not an id given.
+        assert_eq!(vine_set_task_id_min(m.0, 1), VINE_ERROR_INVALID_ARGUMENT);
+        let why = unsafe { CStr::from_ptr(vine_last_error()) }.to_string_lossy();
+        assert!(why.contains("exhausted"), "{why}");
         assert_eq!(m.wait_for(i32::MAX).0, VINE_RESULT_SUCCESS);
     }
 

@@ -360,13 +360,14 @@ pub extern "C" fn vine_get_name(m: *mut vine_manager) -> *const c_char {
 
 /// Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the
 /// next id changes nothing. Returns the id the next task will get, or a negative
-/// error.
+/// error: `VINE_ERROR_INVALID_ARGUMENT` once every id up to `INT_MAX` was given
+/// (`vine_submit` then refuses every task, and a refused task takes no id).
 #[no_mangle]
 pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
-        let next = m.set_task_id_min(u64::try_from(minid).unwrap_or(0));
-        Ok(c_int::try_from(next).unwrap_or(c_int::MAX))
+        let next = m.set_task_id_min(u64::try_from(minid).unwrap_or(0))?;
+        Ok(c_int::try_from(next).expect("ids given are C ints"))
     })
 }
 

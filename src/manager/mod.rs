@@ -386,7 +386,13 @@ pub enum Port {
     Fixed(u16),
 }
 
+/// Why a task gets no id: tasks' ids are C `int`s.
+const IDS_EXHAUSTED: &str =
+    "task ids are exhausted: every id up to 2147483647, the largest a C int \
+     holds, was given (or vine_set_task_id_min asked for more)";
+
 /// A task manager.
+
 pub struct Manager {
     /// Where its log records go.
     sink: Arc<journal::Sink>,
@@ -730,13 +736,11 @@ impl Manager {
         }
         let id = self.shared.next_id.fetch_add(1, Ordering::Relaxed);
         if id > i32::MAX as u64 {
-            return Err((
-                Error::invalid(format!(
-                    "task ids are exhausted: the next would be {id}, above the largest \
-                     a C int holds (2147483647; vine_set_task_id_min moves ids up)"
-                )),
-                task,
-            ));
+            // A refused task takes no id: the count stays just past the last.
+            self.shared
+                .next_id
+                .fetch_min(i32::MAX as u64 + 1, Ordering::Relaxed);
+            return Err((Error::invalid(IDS_EXHAUSTED), task));
         }
         task.id = id;
         task.times.submitted = now_us();
@@ -1290,10 +1294,15 @@ impl Manager {
     }
 
     /// Future tasks get ids of at least `min`; returns the id the next task
-    /// gets (a smaller `min` changes nothing).
-    pub fn set_task_id_min(&self, min: u64) -> u64 {
+    /// gets (a smaller `min` changes nothing), or an error once every id a C
+    /// `int` holds was given (or `min` is past them).
+    pub fn set_task_id_min(&self, min: u64) -> Result<u64> {
         let before = self.shared.next_id.fetch_max(min, Ordering::Relaxed);
-        before.max(min)
+        let next = before.max(min);
+        if next > i32::MAX as u64 {
+            return Err(Error::invalid(IDS_EXHAUSTED));
+        }
+        Ok(next)
     }
 
     /// Blocks `host` (its workers' host name or address): its workers are cut
