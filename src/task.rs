@@ -762,6 +762,14 @@ impl Task {
                     mount.remote_name, earlier.remote_name
                 )));
             }
+            let linked = earlier.flags & crate::files::MOUNT_SYMLINK != 0;
+            if linked && sandbox_name_within(&earlier.remote_name, &mount.remote_name) {
+                return Err(Error::invalid(format!(
+                    "input {:?} would be inside input {:?}, which is linked \
+                     (VINE_MOUNT_SYMLINK), not copied: nothing may be placed in it",
+                    mount.remote_name, earlier.remote_name
+                )));
+            }
         }
         self.extra_mut().inputs.push(mount);
         Ok(())
@@ -797,6 +805,19 @@ impl Task {
         {
             return Err(Error::invalid(format!(
                 "output {:?} goes to the same file as output {:?} of this task",
+                mount.remote_name, m.remote_name
+            )));
+        }
+        // An output is moved out of the sandbox whole: one inside another
+        // would go with it, and taking it first would empty the other.
+        let outputs = self.extra.as_ref().map_or(&[][..], |e| &e.outputs[..]);
+        if let Some(m) = outputs.iter().find(|m| {
+            sandbox_name_within(&m.remote_name, &mount.remote_name)
+                || sandbox_name_within(&mount.remote_name, &m.remote_name)
+        }) {
+            return Err(Error::invalid(format!(
+                "output {:?} and output {:?} of this task would be one inside the other: \
+                 an output is taken whole, so declare only the outer one",
                 mount.remote_name, m.remote_name
             )));
         }

@@ -91,7 +91,8 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 /// it may change. A name inside another input's (`d/x` beside `d`) puts that
 /// file into the task's copy of `d`, which must be a directory (a buffer, or a
 /// file that is not a directory now, is refused) added before it (an input
-/// around one added earlier, which would replace it, is refused).
+/// around one added earlier, which would replace it, is refused; so is one
+/// inside an input linked with `VINE_MOUNT_SYMLINK`, which has no copy).
 /// An input missing when the task starts makes it `VINE_RESULT_INPUT_MISSING`.
 /// Returns 0 or a negative error.
 #[no_mangle]
@@ -123,7 +124,8 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// A second output of `t` into the same file (the same `vine_file`, or another
 /// declared at the same path, however spelled: relative, through `..`, or
 /// through a link to its directory) is refused, and so is a URL or mini-task
-/// file (they are made from their source at workers). Returns 0 or a negative
+/// file (they are made from their source at workers). An output is taken whole,
+/// so one inside another (`d/x` beside `d`) is refused. Returns 0 or a negative
 /// error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(

@@ -356,6 +356,25 @@ static void test_null_and_bad_arguments(void)
     CHECK(strstr(vine_last_error(), "not a directory") != NULL);
     CHECK_ERR(vine_task_add_input(t, f, "./in", 0), VINE_ERROR_INVALID_ARGUMENT);
     CHECK(strstr(vine_last_error(), "first") != NULL);
+    {
+        /* Nothing inside an input that is linked, not copied. */
+        struct vine_task *n = vine_task_create("true");
+        struct vine_file *here = vine_declare_file(m, ".", VINE_CACHE_LEVEL_TASK, 0);
+        CHECK(vine_task_add_input(n, here, "s", VINE_MOUNT_SYMLINK) == 0);
+        CHECK_ERR(vine_task_add_input(n, f, "s/inner", 0), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(strstr(vine_last_error(), "linked") != NULL);
+        /* Outputs are taken whole: never one inside another, in either order. */
+        struct vine_file *outer = vine_declare_temp(m), *inner = vine_declare_temp(m);
+        CHECK(vine_task_add_output(n, outer, "od", 0) == 0);
+        CHECK_ERR(vine_task_add_output(n, inner, "od/a", 0), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(strstr(vine_last_error(), "inside") != NULL);
+        CHECK(vine_task_add_output(n, inner, "oda", 0) == 0);
+        CHECK(vine_task_delete(n) == 0);
+        n = vine_task_create("true");
+        CHECK(vine_task_add_output(n, inner, "od/a", 0) == 0);
+        CHECK_ERR(vine_task_add_output(n, outer, "./od/", 0), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(vine_task_delete(n) == 0);
+    }
     CHECK(vine_fetch_file(NULL, f) == NULL);
     CHECK(vine_fetch_file(m, NULL) == NULL);
     size_t got_len = 7;
