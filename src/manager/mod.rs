@@ -392,7 +392,6 @@ const IDS_EXHAUSTED: &str =
      holds, was given (or vine_set_task_id_min asked for more)";
 
 /// A task manager.
-
 pub struct Manager {
     /// Where its log records go.
     sink: Arc<journal::Sink>,
