@@ -739,6 +739,13 @@ impl Task {
     /// Adds a declared input.
     pub fn add_input(&mut self, mount: Mount) -> Result<()> {
         self.check_mount(&mount)?;
+        use crate::files::{MOUNT_FAILURE_ONLY, MOUNT_SUCCESS_ONLY, MOUNT_WATCH};
+        if mount.flags & (MOUNT_WATCH | MOUNT_FAILURE_ONLY | MOUNT_SUCCESS_ONLY) != 0 {
+            return Err(Error::invalid(format!(
+                "input {:?}: VINE_WATCH, VINE_FAILURE_ONLY and VINE_SUCCESS_ONLY are for outputs",
+                mount.remote_name
+            )));
+        }
         // Inputs are placed in order, a later one replacing what is at its
         // name: one around an earlier one would silently remove it, and one
         // inside a file could never be placed.
@@ -778,6 +785,25 @@ impl Task {
     /// Adds a declared output.
     pub fn add_output(&mut self, mount: Mount) -> Result<()> {
         self.check_mount(&mount)?;
+        use crate::files::{
+            MOUNT_FAILURE_ONLY, MOUNT_FIXED_LOCATION, MOUNT_RESEND, MOUNT_SUCCESS_ONLY,
+            MOUNT_SYMLINK,
+        };
+        if mount.flags & (MOUNT_SYMLINK | MOUNT_FIXED_LOCATION | MOUNT_RESEND) != 0 {
+            return Err(Error::invalid(format!(
+                "output {:?}: VINE_MOUNT_SYMLINK, VINE_FIXED_LOCATION and VINE_MOUNT_RESEND \
+                 are for inputs",
+                mount.remote_name
+            )));
+        }
+        let both = MOUNT_FAILURE_ONLY | MOUNT_SUCCESS_ONLY;
+        if mount.flags & both == both {
+            return Err(Error::invalid(format!(
+                "output {:?}: VINE_FAILURE_ONLY and VINE_SUCCESS_ONLY together would never \
+                 return it",
+                mount.remote_name
+            )));
+        }
         // Refused now rather than when the task ran: nothing could receive it.
         if matches!(
             mount.file.kind(),

@@ -83,8 +83,10 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 
 /// Attaches `f` as an input of command task `t`, placed in its sandbox as
 /// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
-/// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`, or
-/// `VINE_TRANSFER_ALWAYS` (0, the default).
+/// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`,
+/// `VINE_FIXED_LOCATION`, or `VINE_TRANSFER_ALWAYS` (0, the default); the
+/// outputs' flags (`VINE_WATCH`, `VINE_FAILURE_ONLY`, `VINE_SUCCESS_ONLY`) are
+/// refused.
 /// A name the task has already (an input or an output), however spelled (`x`,
 /// `./x`, `x/`), is refused.
 /// The task gets its own copy of each input (unless `VINE_MOUNT_SYMLINK`), which
@@ -120,7 +122,10 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// of the sandbox is refused (`VINE_RESULT_OUTPUT_MISSING`), and one leading to
 /// nothing is an output not produced.
 /// `flags`: `VINE_MOUNT_MKDIR` makes `remote_name` an empty directory before the
-/// command runs (the directory, as the command leaves it, is the output); else 0.
+/// command runs (the directory, as the command leaves it, is the output), or-ed
+/// with `VINE_WATCH` and one of `VINE_FAILURE_ONLY` and `VINE_SUCCESS_ONLY`
+/// (both together are refused); else 0. The inputs' flags
+/// (`VINE_MOUNT_SYMLINK`, `VINE_FIXED_LOCATION`, `VINE_MOUNT_RESEND`) are refused.
 /// A second output of `t` into the same file (the same `vine_file`, or another
 /// declared at the same path, however spelled: relative, through `..`, or
 /// through a link to its directory) is refused, and so is a URL or mini-task

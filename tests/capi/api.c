@@ -369,6 +369,19 @@ static void test_null_and_bad_arguments(void)
         CHECK_ERR(vine_task_add_output(n, inner, "od/a", 0), VINE_ERROR_INVALID_ARGUMENT);
         CHECK(strstr(vine_last_error(), "inside") != NULL);
         CHECK(vine_task_add_output(n, inner, "oda", 0) == 0);
+        /* Each direction's flags only. */
+        CHECK_ERR(vine_task_add_input(n, f, "w", VINE_WATCH), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK_ERR(vine_task_add_input(n, f, "w", VINE_FAILURE_ONLY), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK_ERR(vine_task_add_input(n, f, "w", VINE_SUCCESS_ONLY), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(strstr(vine_last_error(), "for outputs") != NULL);
+        CHECK_ERR(vine_task_add_output(n, outer, "o1", VINE_MOUNT_SYMLINK), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK_ERR(vine_task_add_output(n, outer, "o1", VINE_FIXED_LOCATION), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK_ERR(vine_task_add_output(n, outer, "o1", VINE_MOUNT_RESEND), VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(strstr(vine_last_error(), "for inputs") != NULL);
+        CHECK_ERR(vine_task_add_output(n, outer, "o1", VINE_FAILURE_ONLY | VINE_SUCCESS_ONLY),
+                  VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(vine_task_add_input(n, f, "w", VINE_FIXED_LOCATION | VINE_MOUNT_RESEND) == 0);
+        CHECK(vine_task_add_output(n, vine_declare_temp(m), "o1", VINE_WATCH | VINE_FAILURE_ONLY | VINE_MOUNT_MKDIR) == 0);
         CHECK(vine_task_delete(n) == 0);
         n = vine_task_create("true");
         CHECK(vine_task_add_output(n, inner, "od/a", 0) == 0);
