@@ -1732,6 +1732,9 @@ static void test_logs(void)
     snprintf(path, sizeof path, "%s/plain-file", dir);
     unlink(path);
     vine_delete(plain);
+    /* A missing directory is made, by every log. */
+    snprintf(path, sizeof path, "%s/made/for/debug", dir);
+    CHECK(vine_enable_debug_log(path) == 1 && access(path, F_OK) == 0);
     snprintf(path, sizeof path, "%s/all-debug", dir);
     CHECK(vine_enable_debug_log(path) == 1);
     CHECK(vine_set_runtime_info_path(dir) == 0);

@@ -32,6 +32,7 @@ pub(crate) fn enable_global(path: &Path) -> Result<()> {
             )));
         }
     }
+    super::make_parent(path)?;
     let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
     let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
     let mut global = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());

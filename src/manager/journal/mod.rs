@@ -519,14 +519,7 @@ impl Sink {
                 )));
             }
         }
-        // A parent that is a file is left to the create below, which names the
-        // failure rightly ("Not a directory"); making it would say "File exists".
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        }
+        make_parent(path)?;
         let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
         let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
         let at = (m.dev(), m.ino());
@@ -684,6 +677,19 @@ pub(crate) fn line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
+}
+
+/// Makes the directory a log file `path` goes into, if it is missing. A
+/// parent that is a file is left to the file's creation, which names the
+/// failure rightly ("Not a directory"); making it would say "File exists".
+pub(crate) fn make_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
