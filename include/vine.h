@@ -936,8 +936,8 @@ int vine_task_gpu_ids(int *ids, int max);
 int vine_worker_main(int argc, char *const *argv);
 
 // Writes manager `m`'s transactions log to `logfile` from now on (created or
-// truncated, its directory made if missing), in TaskVine's format: a header block of `#` lines, then a line
-// per event, `TIME PID MANAGER|WORKER|TASK|TRANSFER|APPLICATION ...` (TIME in
+// truncated, its directory made if missing), in TaskVine's format: a header
+// block of `#` lines, then a line per event, `TIME PID MANAGER|WORKER|TASK|TRANSFER|APPLICATION ...` (TIME in
 // microseconds since the epoch). Every task goes `READY` (TaskVine's documents
 // call this state WAITING; its manager writes, and its tools read, `READY`),
 // `RUNNING`, `WAITING_RETRIEVAL`, `RETRIEVED`, and `DONE` when it is handed to
@@ -955,8 +955,8 @@ int vine_worker_main(int argc, char *const *argv);
 int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
 
 // Writes manager `m`'s performance log to `logfile` from now on (created or
-// truncated, its directory made if missing): TaskVine's header row of `vine_stats` field names, then a row of
-// their values whenever one changed, at most one a second, and a last row when the
+// truncated, its directory made if missing): TaskVine's header row of
+// `vine_stats` field names, then a row of their values whenever one changed, at most one a second, and a last row when the
 // manager ends (it may follow the one before within the second). Fields vine does
 // not measure (the manager's own time split past its transfers, capacity
 // estimates) are 0.
@@ -977,8 +977,8 @@ int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
 int vine_enable_taskgraph_log(struct vine_manager *m, const char *logfile);
 
 // Writes the debug log of every manager of the process to `logfile` (created or
-// truncated, its directory made if missing), as TaskVine's call does (it takes no manager): workers joining
-// and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
+// truncated, its directory made if missing), as TaskVine's call does (it
+// takes no manager): workers joining and leaving, shutdown, the program's `vine_log_debug_app` lines. Each line
 // is `YYYY/MM/DD HH:MM:SS.cc vine[PID] vine: TEXT` (UTC). A file a manager of
 // the process writes one of its own logs to is refused. Returns 1 if the file
 // was opened, 0 if not.
