@@ -192,3 +192,68 @@ fn a_worker_killed_by_a_signal_leaves_neither_its_directory_nor_its_tasks_proces
         drop(m);
     }
 }
+
+/// When the test binary is started as two workers (see the test below), this
+/// test becomes them: two `vine_worker`s in one process, as a program calling
+/// `vine_worker_main` from two threads runs them.
+#[test]
+fn zz_two_workers_entry() {
+    let Ok(args) = std::env::var("VINE_TEST_TWO_WORKERS") else {
+        return;
+    };
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let mut argv = vec!["self".to_owned()];
+            argv.extend(args.split(' ').map(str::to_owned));
+            std::thread::spawn(move || vine::worker::daemon::main_with_args(argv))
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn two_workers_of_one_killed_process_leave_neither_directory() {
+    let dir = tempdir();
+    let (m, port) = remote_manager();
+    m.stats().unwrap();
+    let workdir = dir.join("w");
+    std::fs::create_dir(&workdir).unwrap();
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "zz_two_workers_entry",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(
+            "VINE_TEST_TWO_WORKERS",
+            format!(
+                "127.0.0.1 {port} --cores 1 --timeout 60 -s {}",
+                workdir.display()
+            ),
+        )
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Both have made their directories once both are connected.
+    until(&m, "two workers connected", |s| s.workers_connected == 2);
+    let left = || -> Vec<_> {
+        std::fs::read_dir(&workdir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    assert_eq!(left().len(), 2, "{:?}", left());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let end = Instant::now() + BOUND;
+    while !left().is_empty() {
+        assert!(Instant::now() < end, "the killed process left {:?}", left());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

@@ -34,19 +34,23 @@ use std::sync::OnceLock;
 
 /// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
 /// the enlisted ids as a multiset in `g`, and `=PATH` (a directory to remove
-/// last; `=` alone: none) in `d`; at end of input kills what is left, then the
-/// processes marked with its pid (a few rounds, for what they started
-/// meanwhile), then removes the directory. Terminal signals are ignored: it must
-/// outlive the process it guards.
+/// last) and `~PATH` (no longer) as a list of lines in `d`, one per worker the
+/// process runs; at end of input kills what is left, then the processes marked
+/// with its pid (a few rounds, for what they started meanwhile), then removes
+/// the directories. Terminal signals are ignored: it must outlive the process
+/// it guards.
 const SCRIPT: &str = r#"trap '' HUP INT TERM QUIT PIPE
 g=' '
-d=
+n='
+'
+d=$n
 while IFS= read -r m; do
   p=${m#?}
   case $m in
     +*) g="$g$p " ;;
     -*) case $g in *" $p "*) g="${g%% $p *} ${g#* $p }" ;; esac ;;
-    =*) d=$p ;;
+    =?*) d="$d$p$n" ;;
+    ~?*) case $d in *"$n$p$n"*) d="${d%%"$n$p$n"*}$n${d#*"$n$p$n"}" ;; esac ;;
   esac
 done
 for p in $g; do kill -9 -$p 2>/dev/null; done
@@ -55,7 +59,9 @@ for round in 1 2 3; do
   [ -n "$found" ] || break
   for f in $found; do p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null; done
 done
-[ -z "$d" ] || rm -rf -- "$d"
+IFS=$n
+set -f
+for p in $d; do rm -rf -- "$p"; done
 "#;
 
 /// Starts the guardian in the background and prints its pid, so that it is not a
@@ -233,28 +239,41 @@ impl Enlist {
 /// Has the guardian remove directory `dir` once this process has ended,
 /// after its tasks' processes, however the process ended: by a signal with no
 /// handler (a batch system cancelling a worker's job sends SIGTERM) or one no
-/// handler can catch (SIGKILL) as well as by a return. `None`: nothing to
-/// remove (the process removed it itself). Starts the guardian if it is not
+/// handler can catch (SIGKILL) as well as by a return. Each worker of the
+/// process (a program may run several through `vine_worker_main`) gives its
+/// own; [`keep_at_end`] takes one back. Starts the guardian if it is not
 /// running; false if there is none, or the name has a newline (the guardian
-/// reads lines). Called before the tasks that use `dir` start and after they
-/// end, so that no other line is sent meanwhile (lines of this length may be
-/// split).
-pub fn remove_at_end(dir: Option<&std::path::Path>) -> bool {
+/// reads lines).
+pub fn remove_at_end(dir: &std::path::Path) -> bool {
+    dir_line(b'=', dir)
+}
+
+/// The guardian no longer removes `dir` (given to [`remove_at_end`]): the
+/// process removed it itself, and a later worker may take the name.
+pub fn keep_at_end(dir: &std::path::Path) -> bool {
+    dir_line(b'~', dir)
+}
+
+/// Sends the guardian `sign` and the absolute name of `dir` as one line. A
+/// line of a name's length (at most `PATH_MAX`) goes into the socket whole, in
+/// one buffer, so that it never mixes with the lines other threads send
+/// meanwhile.
+fn dir_line(sign: u8, dir: &std::path::Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Some(g) = GUARDIAN.get_or_init(start) else {
         return false;
     };
     // Absolute: the guardian's working directory is this process's when it
     // started.
-    let Ok(dir) = dir.map(std::path::absolute).transpose() else {
+    let Ok(dir) = std::path::absolute(dir) else {
         return false;
     };
-    let name = dir.as_ref().map_or(&b""[..], |d| d.as_os_str().as_bytes());
-    if name.contains(&b'\n') {
+    let name = dir.as_os_str().as_bytes();
+    if name.is_empty() || name.contains(&b'\n') {
         return false;
     }
     let mut line = Vec::with_capacity(name.len() + 2);
-    line.push(b'=');
+    line.push(sign);
     line.extend_from_slice(name);
     line.push(b'\n');
     let mut sent = &line[..];
@@ -283,5 +302,51 @@ pub fn remove_at_end(dir: Option<&std::path::Path>) -> bool {
 pub fn release(pgid: i32) {
     if let Some(Some(g)) = GUARDIAN.get() {
         send(g.socket.as_raw_fd(), b'-', pgid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SCRIPT;
+    use std::io::Write;
+
+    /// Runs the guardian's script on `lines` as its whole input.
+    fn guard(lines: &str) {
+        let mut sh = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg(SCRIPT)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        sh.stdin
+            .take()
+            .unwrap()
+            .write_all(lines.as_bytes())
+            .unwrap();
+        assert!(sh.wait().unwrap().success());
+    }
+
+    #[test]
+    fn the_guardian_removes_every_directory_given_and_not_taken_back() {
+        let base = std::env::temp_dir().join(format!("vine-guardian-test-{}", std::process::id()));
+        // Names with spaces and glob characters are taken as they are.
+        let names = ["a", "b c", "d*", "e", "e2"];
+        for n in names {
+            std::fs::create_dir_all(base.join(n)).unwrap();
+        }
+        let p = |n: &str| base.join(n).display().to_string();
+        guard(&format!(
+            "={a}\n={bc}\n={d}\n={e}\n={e2}\n~{a}\n~{d}\n~{e}\n~{missing}\n=\n~\n",
+            a = p("a"),
+            bc = p("b c"),
+            d = p("d*"),
+            e = p("e"),
+            e2 = p("e2"),
+            missing = p("missing"),
+        ));
+        let left: Vec<bool> = names.iter().map(|n| base.join(n).exists()).collect();
+        let _ = std::fs::remove_dir_all(&base);
+        // Kept: a, d*, e (taken back); removed: "b c", e2.
+        assert_eq!(left, [true, false, true, true, false]);
     }
 }

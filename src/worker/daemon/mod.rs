@@ -69,11 +69,15 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
     }
     remove_dead_workers_dirs(&opts.workdir);
     let store = open_store(&opts.store());
-    let dir = crate::files::fresh_dir(&opts.workdir, "vine-worker")?;
+    // Absolute, so that the guardian is given back the name it was given
+    // even if the program changes its directory meanwhile.
+    let workdir =
+        std::path::absolute(&opts.workdir).map_err(|e| Error::io(opts.workdir.display(), e))?;
+    let dir = crate::files::fresh_dir(&workdir, "vine-worker")?;
     let _cleanup = DirGuard(dir.clone());
     // Killed (a cancelled batch job's SIGTERM, SIGKILL), the worker cannot
     // remove its directory: its guardian does, once the worker is gone.
-    crate::worker::guardian::remove_at_end(Some(&dir));
+    crate::worker::guardian::remove_at_end(&dir);
     for sub in ["cache", "sandbox", "out"] {
         std::fs::create_dir_all(dir.join(sub)).map_err(|e| Error::io(dir.display(), e))?;
     }
@@ -215,7 +219,7 @@ pub(super) struct DirGuard(PathBuf);
 impl Drop for DirGuard {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-        crate::worker::guardian::remove_at_end(None);
+        crate::worker::guardian::keep_at_end(&self.0);
     }
 }
 
