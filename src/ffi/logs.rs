@@ -23,7 +23,9 @@ use crate::error::Error;
 /// log by default in its runtime directory (see `vine_set_runtime_info_path`).
 /// Enabled again with another file, the log goes on there; records of events
 /// before that stay in the old file. A file that is already another log of the
-/// manager (its performance or debug log) is refused.
+/// manager (its performance or debug log) is refused. Any log may be a FIFO or
+/// a pipe; if its reader goes away, the log's writes fail and the program goes
+/// on (no SIGPIPE reaches it).
 /// Returns 1 if the file was opened, 0 if not (as TaskVine).
 #[no_mangle]
 pub unsafe extern "C" fn vine_enable_transactions_log(

@@ -10,6 +10,7 @@
 #include "vine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -1799,6 +1800,34 @@ static void test_logs(void)
     CHECK(run != NULL && strstr(run, "/fixed-20") != NULL);
     vine_delete(m);
     vine_set_runtime_info_template(NULL);
+
+    /* Logs whose reader went away (FIFOs read by a program that exited): the
+       writes fail and the program goes on; no SIGPIPE ends it. */
+    char fifo_txn[4200], fifo_debug[4200];
+    snprintf(fifo_txn, sizeof fifo_txn, "%s/txn.fifo", dir);
+    snprintf(fifo_debug, sizeof fifo_debug, "%s/debug.fifo", dir);
+    CHECK(mkfifo(fifo_txn, 0600) == 0 && mkfifo(fifo_debug, 0600) == 0);
+    /* Readers first, so that opening them for writing does not wait. */
+    int read_txn = open(fifo_txn, O_RDONLY | O_NONBLOCK);
+    int read_debug = open(fifo_debug, O_RDONLY | O_NONBLOCK);
+    CHECK(read_txn >= 0 && read_debug >= 0);
+    m = vine_create(VINE_PORT_NONE);
+    CHECK(vine_enable_transactions_log(m, fifo_txn) == 1);
+    CHECK(vine_enable_debug_log(fifo_debug) == 1);
+    close(read_txn);
+    close(read_debug);
+    for (int i = 0; i < 3; i++) {
+        vine_log_debug_app(m, "a line nobody reads");
+        vine_log_txn_app(m, "a record nobody reads");
+        t = vine_task_create("true");
+        CHECK(vine_submit(m, t) > 0 && vine_wait(m, LONG) == t);
+        CHECK(vine_task_get_result(t) == VINE_RESULT_SUCCESS);
+        vine_task_delete(t);
+    }
+    vine_delete(m); /* writes the rest of the transactions log */
+    snprintf(path, sizeof path, "%s/debug-after-fifo", dir);
+    CHECK(vine_enable_debug_log(path) == 1);
+
     char cmd[4200];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     CHECK(system(cmd) == 0);

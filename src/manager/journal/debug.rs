@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use crate::error::{Error, Result};
 
-static GLOBAL: Mutex<Option<std::fs::File>> = Mutex::new(None);
+static GLOBAL: Mutex<Option<super::logfile::LogFile>> = Mutex::new(None);
 /// The device and inode of the file `GLOBAL` writes to.
 static GLOBAL_AT: Mutex<Option<(u64, u64)>> = Mutex::new(None);
 
@@ -36,7 +36,7 @@ pub(crate) fn enable_global(path: &Path) -> Result<()> {
     let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
     let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
     let mut global = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
-    *global = Some(f);
+    *global = Some(super::logfile::LogFile::new(f));
     *GLOBAL_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some((m.dev(), m.ino()));
     Ok(())
 }

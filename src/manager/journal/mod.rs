@@ -17,6 +17,7 @@ mod clock;
 pub(crate) mod debug;
 mod format;
 pub(crate) mod graph;
+pub(crate) mod logfile;
 mod writer;
 
 use std::collections::HashMap;
@@ -422,7 +423,7 @@ struct Pending {
     /// Files opened by callers, for the writer to take, each with the number
     /// of records in `recs` when it was opened: those go to the file it
     /// replaces.
-    opened: Vec<(writer::Target, std::fs::File, usize)>,
+    opened: Vec<(writer::Target, logfile::LogFile, usize)>,
     /// The writer is asleep and must be woken for new records.
     idle: bool,
     /// Records handed over and not yet written, counted by `flushed`.
@@ -520,7 +521,7 @@ impl Sink {
             }
         }
         make_parent(path)?;
-        let mut f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
+        let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
         let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
         let at = (m.dev(), m.ino());
         {
@@ -533,6 +534,7 @@ impl Sink {
         places.retain(|(t, _)| *t != target);
         places.push((target, at));
         drop(places);
+        let mut f = logfile::LogFile::new(f);
         writer::write_header(target, &mut f).map_err(|e| Error::io(path.display(), e))?;
         let mut p = self.lock();
         let before = p.recs.len();

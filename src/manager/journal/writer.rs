@@ -1,12 +1,12 @@
 //! The writer thread: formats what the sink gathered and writes it, one batch
 //! at a time, to the transactions, performance and debug logs.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use super::format;
+use super::logfile::LogFile;
 use super::{Other, Rec, Sink, What};
 use crate::resources::Resources;
 
@@ -122,7 +122,7 @@ const TXN_HEADER: &str = "\
 ";
 
 /// Writes the header a new log file starts with.
-pub(crate) fn write_header(target: Target, f: &mut File) -> std::io::Result<()> {
+pub(crate) fn write_header(target: Target, f: &mut impl Write) -> std::io::Result<()> {
     match target {
         Target::Txn => f.write_all(TXN_HEADER.as_bytes()),
         Target::Perf => {
@@ -185,10 +185,10 @@ fn file_fields(b: &mut Vec<u8>, name: &str, bytes: u64, took_us: i64, start_us: 
 }
 
 struct Files {
-    txn: Option<BufWriter<File>>,
-    perf: Option<BufWriter<File>>,
-    debug: Option<BufWriter<File>>,
-    graph: Option<BufWriter<File>>,
+    txn: Option<BufWriter<LogFile>>,
+    perf: Option<BufWriter<LogFile>>,
+    debug: Option<BufWriter<LogFile>>,
+    graph: Option<BufWriter<LogFile>>,
     shapes: Vec<(String, Resources)>,
     pid: Vec<u8>,
     started: i64,
@@ -329,7 +329,7 @@ impl Files {
         b.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
             if t.write_all(&self.line).is_err() {
-                self.failed("transactions");
+                self.failed("transactions log");
             }
         }
     }
@@ -462,7 +462,7 @@ impl Files {
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
             if t.write_all(&self.line).is_err() {
-                self.failed("transactions");
+                self.failed("transactions log");
             }
         }
     }
@@ -479,7 +479,7 @@ impl Files {
                 }
                 b.push(b'\n');
                 if f.write_all(&b).is_err() {
-                    self.failed("performance");
+                    self.failed("performance log");
                 }
                 return;
             }
@@ -487,7 +487,7 @@ impl Files {
                 let line = super::debug::format_line(at, text);
                 if let Some(f) = self.debug.as_mut() {
                     if f.write_all(line.as_bytes()).is_err() {
-                        self.failed("debug");
+                        self.failed("debug log");
                     }
                 }
                 super::debug::to_global(&line);
@@ -497,7 +497,7 @@ impl Files {
             Other::Graph(lines) => {
                 if let Some(f) = self.graph.as_mut() {
                     if f.write_all(lines.as_bytes()).is_err() {
-                        self.failed("task graph");
+                        self.failed("task graph log");
                     }
                 }
                 return;
@@ -567,15 +567,17 @@ impl Files {
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
             if t.write_all(&self.line).is_err() {
-                self.failed("transactions");
+                self.failed("transactions log");
             }
         }
     }
 
+    /// Says once that a log cannot be written: `which` names it (and may
+    /// say why).
     fn failed(&mut self, which: &str) {
         if !self.failed {
             self.failed = true;
-            eprintln!("vine: cannot write the {which} log; later records may be missing");
+            eprintln!("vine: cannot write the {which}; later records may be missing");
         }
     }
 
@@ -583,25 +585,27 @@ impl Files {
     fn close_graph(&mut self) {
         if let Some(mut f) = self.graph.take() {
             if f.write_all(GRAPH_FOOTER).and_then(|()| f.flush()).is_err() {
-                self.failed("task graph");
+                self.failed("task graph log");
             }
         }
     }
 
     fn flush(&mut self) {
-        for f in [
-            &mut self.txn,
-            &mut self.perf,
-            &mut self.debug,
-            &mut self.graph,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            if f.flush().is_err() && !self.failed {
-                self.failed = true;
-                eprintln!("vine: cannot write a log file; later records may be missing");
+        let mut broken = None;
+        for (f, which) in [
+            (&mut self.txn, "transactions"),
+            (&mut self.perf, "performance"),
+            (&mut self.debug, "debug"),
+            (&mut self.graph, "task graph"),
+        ] {
+            if let Some(f) = f {
+                if let Err(e) = f.flush() {
+                    broken.get_or_insert(format!("{which} log: {e}"));
+                }
             }
+        }
+        if let Some(which) = broken {
+            self.failed(&which);
         }
     }
 }

@@ -1,0 +1,104 @@
+//! A log file whose reader may go away. A log may be a FIFO or a pipe (a
+//! program's `tail -f`-like reader): a write to one whose reader has exited
+//! raises SIGPIPE, which by default ends the whole program, the very thing a
+//! library must never do. Writes to such a file run with SIGPIPE blocked on
+//! the writing thread, and the signal a failed write raised is taken back
+//! before it is unblocked: the write only fails (`EPIPE`), the log stops, and
+//! the program goes on. Writes to a regular file (which cannot raise it) go
+//! straight through.
+
+use std::fs::File;
+use std::io::{self, Write};
+
+/// A log's file (see the module's documentation).
+pub(crate) struct LogFile {
+    file: File,
+    /// Not a regular file: writes may raise SIGPIPE.
+    pipe: bool,
+}
+
+impl LogFile {
+    pub(crate) fn new(file: File) -> LogFile {
+        let pipe = file.metadata().map_or(true, |m| !m.file_type().is_file());
+        LogFile { file, pipe }
+    }
+}
+
+impl Write for LogFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.pipe {
+            without_sigpipe(|| self.file.write(buf))
+        } else {
+            self.file.write(buf)
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// Runs `f` (a write) with SIGPIPE blocked on this thread; a SIGPIPE that
+/// `f` raised is taken, one that was pending before is left as it was.
+fn without_sigpipe<T>(f: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    // SAFETY: the sets are initialised by sigemptyset before any other use;
+    // the mask calls act on this thread only and restore its mask before
+    // returning; sigtimedwait with a zero timeout only takes a signal that is
+    // pending and blocked here.
+    unsafe {
+        let mut pipe: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pipe);
+        libc::sigaddset(&mut pipe, libc::SIGPIPE);
+        let mut old: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut old);
+        if libc::pthread_sigmask(libc::SIG_BLOCK, &pipe, &mut old) != 0 {
+            return f();
+        }
+        let mut pending: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut pending);
+        let was_pending =
+            libc::sigpending(&mut pending) == 0 && libc::sigismember(&pending, libc::SIGPIPE) == 1;
+        let out = f();
+        let broke = matches!(&out, Err(e) if e.raw_os_error() == Some(libc::EPIPE));
+        if broke && !was_pending {
+            let now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            while libc::sigtimedwait(&pipe, std::ptr::null_mut(), &now) == -1
+                && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+            {}
+        }
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{FromRawFd, OwnedFd};
+
+    #[test]
+    fn a_write_to_a_pipe_with_no_reader_fails_without_a_signal() {
+        let mut fds = [0; 2];
+        // SAFETY: pipe writes two new descriptors into the array.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: both are new and owned here alone.
+        let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+        drop(read);
+        let mut log = LogFile::new(write);
+        assert!(log.pipe);
+        // With SIGPIPE's default action, this test process would end here.
+        let e = log.write_all(b"line\n").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EPIPE));
+        // Nothing is left pending to end the process later.
+        // SAFETY: as in `without_sigpipe`.
+        unsafe {
+            let mut pending: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut pending);
+            assert_eq!(libc::sigpending(&mut pending), 0);
+            assert_eq!(libc::sigismember(&pending, libc::SIGPIPE), 0);
+        }
+    }
+}
