@@ -1829,7 +1829,10 @@ int vine_task_set_memory(struct vine_task *t, int64_t mb);
 // Enforced for commands: the files in the command's sandbox (inputs included,
 // each counted at the larger of its length and its allocated blocks) are
 // measured every 100 ms and when it ends; past the request the command is killed
-// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`.
+// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`. So does one that nests
+// directories so deep that their paths pass the system's limit (`PATH_MAX`):
+// what they hold cannot be measured. A file with several names (hard links)
+// counts once per name.
 int vine_task_set_disk(struct vine_task *t, int64_t mb);
 
 // Gpus the task needs (default 0). The task gets distinct device ids: a command sees

@@ -158,6 +158,33 @@ fn a_command_that_ends_over_its_disk_fails_and_one_within_it_succeeds() {
 }
 
 #[test]
+fn a_command_hiding_its_files_deeper_than_paths_reach_is_stopped() {
+    // 3000 directories deep (a path of 6000 bytes, past PATH_MAX), reached 100
+    // at a time, then 3 MB at the bottom: what cannot be listed by name cannot
+    // be measured, so a disk limit cannot be kept.
+    let mut t = Task::command(
+        c"q=$(printf 'd/%.0s' $(seq 100)); \
+          for i in $(seq 30); do mkdir -p $q && cd -P $q || exit 9; done; \
+          head -c 3000000 /dev/urandom > big",
+    );
+    t.set_disk(1).unwrap();
+    let t = run_to_exhaustion(t);
+    let why = t.reason().unwrap().to_str().unwrap().to_owned();
+    assert!(why.contains("too deep"), "{why}");
+    // Without a limit the same task runs to its end.
+    let m = manager();
+    m.submit(Task::command(
+        c"q=$(printf 'd/%.0s' $(seq 100)); \
+          for i in $(seq 30); do mkdir -p $q && cd -P $q || exit 9; done; \
+          head -c 3000 /dev/urandom > big",
+    ))
+    .unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    assert_eq!(t.exit_code(), 0);
+}
+
+#[test]
 fn commands_cannot_be_put_in_process_mode_twice() {
     let mut t = Task::command(c"true");
     assert!(t.set_exec_mode(ExecMode::Process).is_err());

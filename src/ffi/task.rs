@@ -290,7 +290,10 @@ pub extern "C" fn vine_task_set_memory(t: *mut vine_task, mb: i64) -> c_int {
 /// Enforced for commands: the files in the command's sandbox (inputs included,
 /// each counted at the larger of its length and its allocated blocks) are
 /// measured every 100 ms and when it ends; past the request the command is killed
-/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`.
+/// and comes back `VINE_RESULT_RESOURCE_EXHAUSTION`. So does one that nests
+/// directories so deep that their paths pass the system's limit (`PATH_MAX`):
+/// what they hold cannot be measured. A file with several names (hard links)
+/// counts once per name.
 #[no_mangle]
 pub extern "C" fn vine_task_set_disk(t: *mut vine_task, mb: i64) -> c_int {
     set(t, |t| t.set_disk(mb))

@@ -128,6 +128,10 @@ pub enum Ending {
     /// It was killed, or its results refused, for writing this many MB, more than
     /// its disk.
     OverDisk(u64),
+    /// It was killed, or its results refused, for nesting directories in its
+    /// sandbox deeper than can be measured (this many MB counted), while
+    /// limited to a disk size.
+    TooDeep(u64),
 }
 
 impl Ending {
@@ -156,6 +160,14 @@ impl Ending {
                 TaskResult::ResourceExhaustion,
                 format!(
                     "its sandbox took {mb} MB, more than its {} MB of disk",
+                    task.request.disk_mb
+                ),
+            ),
+            Ending::TooDeep(mb) => (
+                TaskResult::ResourceExhaustion,
+                format!(
+                    "its sandbox nests directories past the system's path limit, too deep \
+                     to measure against its {} MB of disk ({mb} MB counted)",
                     task.request.disk_mb
                 ),
             ),
@@ -235,46 +247,67 @@ const MEMORY_CHECK_MS: i32 = 20;
 /// How often (ms) the disk used by a limited sandbox is measured.
 const DISK_CHECK_MS: i32 = 100;
 
-/// Bytes of disk taken by the files under `dir` (symbolic links not followed).
-/// A file counts for the larger of its length and its allocated blocks: some file
-/// systems allocate blocks only when data is flushed.
+/// Bytes of disk taken by the files under `dir` (symbolic links not followed),
+/// and whether every directory could be measured: one nested so deep that its
+/// path passes the system's limit (`PATH_MAX`) cannot be listed by name, and
+/// what it holds is not counted (false then). A file counts for the larger of
+/// its length and its allocated blocks: some file systems allocate blocks only
+/// when data is flushed.
 ///
 /// A task may take its own permissions away from a directory of its sandbox
 /// (`chmod 000`): what is in it would then not count, and the limit could be
 /// passed. Such a directory gets the owner's read and search permissions back.
-pub fn disk_used_bytes(dir: &Path) -> u64 {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && let_owner_in(dir) => {
-            match std::fs::read_dir(dir) {
-                Ok(entries) => entries,
-                Err(_) => return 0,
-            }
-        }
-        Err(_) => return 0,
-    };
+pub fn disk_use(dir: &Path) -> (u64, bool) {
+    // Directories still to list. Each is listed whole and closed before the
+    // next is opened, so a deep tree holds one descriptor at a time, and no
+    // recursion follows its depth.
+    let mut to_list = vec![dir.to_path_buf()];
     let mut total = 0;
-    let mut repaired = false;
-    for e in entries.flatten() {
-        let meta = match e.metadata() {
-            Ok(meta) => meta,
-            // Listed but not searchable (read without execute permission).
-            Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied && !repaired => {
-                repaired = true;
-                let_owner_in(dir);
-                match e.metadata() {
-                    Ok(meta) => meta,
-                    Err(_) => continue,
+    let mut whole = true;
+    while let Some(dir) = to_list.pop() {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && let_owner_in(&dir) => {
+                match std::fs::read_dir(&dir) {
+                    Ok(entries) => entries,
+                    Err(e) => {
+                        whole &= !too_long(&e);
+                        continue;
+                    }
                 }
             }
-            Err(_) => continue,
+            Err(e) => {
+                whole &= !too_long(&e);
+                continue;
+            }
         };
-        total += (meta.blocks() * 512).max(meta.len());
-        if meta.is_dir() {
-            total += disk_used_bytes(&e.path());
+        let mut repaired = false;
+        for e in entries.flatten() {
+            let meta = match e.metadata() {
+                Ok(meta) => meta,
+                // Listed but not searchable (read without execute permission).
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied && !repaired => {
+                    repaired = true;
+                    let_owner_in(&dir);
+                    match e.metadata() {
+                        Ok(meta) => meta,
+                        Err(_) => continue,
+                    }
+                }
+                Err(_) => continue,
+            };
+            total += (meta.blocks() * 512).max(meta.len());
+            if meta.is_dir() {
+                to_list.push(e.path());
+            }
         }
     }
-    total
+    (total, whole)
+}
+
+/// True for an error that says a path is longer than the system takes.
+fn too_long(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ENAMETOOLONG)
 }
 
 /// Adds the owner's read and search permissions to directory `dir`; whether
@@ -575,10 +608,11 @@ pub fn supervise(
         if let Some(dir) = disk {
             if disk_mb.is_none() && Instant::now() >= next_disk_check {
                 next_disk_check = Instant::now() + Duration::from_millis(DISK_CHECK_MS as u64);
-                let used = disk_used_bytes(dir).div_ceil(1 << 20);
+                let (used, whole) = disk_use(dir);
+                let used = used.div_ceil(1 << 20);
                 usage.disk_mb = usage.disk_mb.max(used);
-                if disk_limit > 0 && used > disk_limit {
-                    disk_mb = Some(used);
+                if disk_limit > 0 && (used > disk_limit || !whole) {
+                    disk_mb = Some((used, whole));
                     kill_group(pid);
                 }
             }
@@ -632,18 +666,23 @@ pub fn supervise(
     }
     // What was written just before the process ended is measured here.
     if let Some(dir) = disk {
-        let used = disk_used_bytes(dir).div_ceil(1 << 20);
+        let (used, whole) = disk_use(dir);
+        let used = used.div_ceil(1 << 20);
         usage.disk_mb = usage.disk_mb.max(used);
-        if disk_limit > 0 && used > disk_limit && disk_mb.is_none() && !timed_out {
-            disk_mb = Some(used);
+        if disk_limit > 0 && (used > disk_limit || !whole) && disk_mb.is_none() && !timed_out {
+            disk_mb = Some((used, whole));
         }
     }
     let ending = if control.is_cancelled() {
         Ending::Cancelled
     } else if let Some(mb) = peak_mb {
         Ending::OverMemory(mb)
-    } else if let Some(mb) = disk_mb {
-        Ending::OverDisk(mb)
+    } else if let Some((mb, whole)) = disk_mb {
+        if whole {
+            Ending::OverDisk(mb)
+        } else {
+            Ending::TooDeep(mb)
+        }
     } else if timed_out {
         Ending::TimedOut
     } else {
