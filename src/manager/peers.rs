@@ -112,14 +112,36 @@ impl Peers {
                 !ws.is_empty()
             });
         }
-        let ended: Vec<(WorkerId, u64)> = t
+        let ended: Vec<((WorkerId, u64), WorkerId)> = t
             .under_way
             .iter()
             .filter(|(&(dest, _), &src)| dest == worker || src == worker)
-            .map(|(&k, _)| k)
+            .map(|(&k, &src)| (k, src))
             .collect();
-        for k in ended {
-            end(&mut t, k);
+        let mut not_coming: Vec<(WorkerId, u64)> = Vec::new();
+        for ((dest, file), src) in ended {
+            end(&mut t, (dest, file));
+            if src == worker {
+                not_coming.push((dest, file));
+            }
+        }
+        // A copy that was coming from the worker gone will not come, nor one
+        // coming from such a copy, and so on: their workers hold nothing to
+        // serve (a peer sent there would wait for it in vain). Their fetches
+        // still count until they are reported.
+        while let Some((dest, file)) = not_coming.pop() {
+            if let Some(ws) = t.holders.get_mut(&file) {
+                ws.retain(|w| *w != dest);
+                if ws.is_empty() {
+                    t.holders.remove(&file);
+                }
+            }
+            not_coming.extend(
+                t.under_way
+                    .iter()
+                    .filter(|(&(_, f), &src)| f == file && src == dest)
+                    .map(|(&k, _)| k),
+            );
         }
         t.serving.remove(&worker);
         t.serving_file.retain(|(w, _), _| *w != worker);
@@ -213,7 +235,7 @@ impl Peers {
         let candidates = t.holders.get(&file)?.clone();
         let mut best: Option<(usize, WorkerId)> = None;
         for w in candidates {
-            if w == dest || !t.addrs.contains_key(&w) {
+            if w == dest || !t.addrs.contains_key(&w) || waits_on(t, w, file, dest) {
                 continue;
             }
             let busy = t.serving.get(&w).copied().unwrap_or(0);
@@ -265,6 +287,21 @@ impl Peers {
     fn serving(&self, source: WorkerId) -> usize {
         self.table().serving.get(&source).copied().unwrap_or(0)
     }
+}
+
+/// True if `w`'s copy of `file` is still coming, through fetches under way,
+/// from `dest`: `dest` fetching from `w` would then wait for itself.
+fn waits_on(t: &Table, mut w: WorkerId, file: u64, dest: WorkerId) -> bool {
+    // A chain is never longer than the workers fetching; the bound only
+    // guards against a loop the table should never hold.
+    for _ in 0..=t.under_way.len() {
+        match t.under_way.get(&(w, file)) {
+            Some(&source) if source == dest => return true,
+            Some(&source) => w = source,
+            None => return false,
+        }
+    }
+    true
 }
 
 fn end(t: &mut Table, key: (WorkerId, u64)) {
@@ -331,6 +368,39 @@ mod test {
     }
 
     #[test]
+    fn copies_that_were_coming_from_a_lost_worker_serve_no_one() {
+        let p = peers();
+        p.add(7, 1);
+        // 2 fetches file 7 from 1 and 3 from 2 (a chain), then 1 is lost
+        // mid-transfer: neither 2 nor 3 has a copy to give anyone.
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        assert_eq!(p.choose(7, 3, true).unwrap().source, 2);
+        p.gone(1);
+        assert_eq!(p.replicas(7), 0);
+        assert_eq!(p.choose(7, 4, true), None);
+        // Their fetches are still reported as they end.
+        assert!(p.finished(3, 7, 2, false));
+    }
+
+    #[test]
+    fn a_worker_is_never_sent_to_fetch_a_copy_that_is_coming_from_itself() {
+        let p = peers();
+        p.file_max.store(10, Ordering::Relaxed);
+        p.add(7, 1);
+        // 2 fetches from 1, 3 from 2 (a chain); 1's copy is then dropped (a
+        // fetch from it failed for one of them) while 2 and 3 are still
+        // counted holders.
+        assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
+        p.remove(7, 1);
+        assert_eq!(p.choose(7, 3, true).unwrap().source, 2);
+        // 2's fetch is tried again: 3 holds a copy only through 2, so 2 is
+        // not sent there (each would wait for the other); nobody else has it.
+        assert_eq!(p.choose(7, 2, true), None);
+        // 4 may fetch from 2 or 3, whose copies are coming from elsewhere.
+        assert!(p.choose(7, 4, true).is_some());
+    }
+
+    #[test]
     fn a_fetch_a_worker_was_never_told_to_make_changes_nothing() {
         let p = peers();
         p.add(7, 1);
@@ -371,11 +441,9 @@ mod test {
         assert_eq!(p.choose(7, 2, true).unwrap().source, 1);
         p.gone(1);
         assert_eq!(p.serving(1), 0);
-        assert_eq!(
-            p.replicas(7),
-            1,
-            "the fetching worker counts until it fails"
-        );
-        assert_eq!(p.choose(7, 3, true).unwrap().source, 2);
+        // Worker 2's copy was coming from 1: it will not come, so nobody is
+        // sent to 2 for it (they would wait for it in vain).
+        assert_eq!(p.replicas(7), 0);
+        assert_eq!(p.choose(7, 3, true), None);
     }
 }

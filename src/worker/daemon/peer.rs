@@ -80,6 +80,11 @@ struct State {
     /// Connections not yet proved, by the address they come from.
     unproved: std::collections::HashMap<std::net::IpAddr, usize>,
     unproved_total: usize,
+    /// Files this worker was fetching and failed to get: a peer waiting for
+    /// one is told at once that it is not here, rather than after
+    /// `ARRIVAL_WAIT` (two workers each waiting for the other's copy of a
+    /// file whose source was lost would otherwise hold each other up).
+    not_coming: std::collections::HashSet<u64>,
 }
 
 /// A connection's slot: unproved until its peer proves the key, then one of
@@ -166,7 +171,11 @@ impl PeerServer {
 
     /// The key of the session that begins (None: the session ended).
     pub fn set_key(&self, key: Option<Vec<u8>>) {
-        self.state().key = key;
+        let mut st = self.state();
+        st.key = key;
+        // File ids are the session's: the next one's are others.
+        st.not_coming.clear();
+        drop(st);
         self.changed.notify_all();
     }
 
@@ -202,6 +211,19 @@ impl PeerServer {
     pub fn arrived(&self) {
         let _guard = self.state();
         self.changed.notify_all();
+    }
+
+    /// This worker's fetch of file `file_id` failed: peers waiting for it are
+    /// told it is not here.
+    pub fn not_coming(&self, file_id: u64) {
+        self.state().not_coming.insert(file_id);
+        self.changed.notify_all();
+    }
+
+    /// File `file_id` is on its way again (a new fetch, or the manager sends
+    /// it): peers asking for it wait for it.
+    pub fn coming(&self, file_id: u64) {
+        self.state().not_coming.remove(&file_id);
     }
 
     fn accept_loop(self: Arc<Self>, listener: TcpListener) {
@@ -289,7 +311,7 @@ impl PeerServer {
         let (_reader, writer, sock) = h.into_session(keys)?;
         let mut writer = writer.buffered(256 * 1024);
         let path = self.cache.join(file_id.to_string());
-        if !self.wait_for(&path, &key) {
+        if !self.wait_for(file_id, &path, &key) {
             writer.send(&PeerMsg::Refused {
                 reason: format!("this worker does not have file {file_id}"),
             })?;
@@ -353,7 +375,7 @@ impl PeerServer {
         }
     }
 
-    fn wait_for(&self, path: &Path, key: &[u8]) -> bool {
+    fn wait_for(&self, file_id: u64, path: &Path, key: &[u8]) -> bool {
         let until = Instant::now() + ARRIVAL_WAIT;
         let mut st = self.state();
         loop {
@@ -361,7 +383,7 @@ impl PeerServer {
                 return true;
             }
             let now = Instant::now();
-            if now >= until || st.key.as_deref() != Some(key) {
+            if now >= until || st.key.as_deref() != Some(key) || st.not_coming.contains(&file_id) {
                 return false;
             }
             st = self

@@ -119,6 +119,9 @@ impl PeerFetches {
             return;
         }
         for f in fetches {
+            if let Some(peer) = &self.peer {
+                peer.coming(f.file_id);
+            }
             *st.on_the_way.entry(f.file_id).or_insert(0) += 1;
             st.queue.push_back(f);
         }
@@ -243,8 +246,11 @@ impl PeerFetches {
             }
             Err(e) => (0, Some(e)),
         };
-        if let (None, Some(peer)) = (&error, &self.peer) {
-            peer.arrived();
+        if let Some(peer) = &self.peer {
+            match &error {
+                None => peer.arrived(),
+                Some(_) => peer.not_coming(f.file_id),
+            }
         }
         if let Some(e) = &error {
             super::log::notice(&format!(
