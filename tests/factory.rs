@@ -331,11 +331,16 @@ fn bad_settings_are_refused_with_a_message() {
         ("memory", 1e300),
         ("idle-timeout", 0.0),
         ("wall-time", -5.0),
+        // A worker takes no task in its last 5 s: a job this short runs none.
+        ("wall-time", 5.0),
+        ("wall-time", 9.0),
         ("cycle-interval", 0.0),
         ("no-such-thing", 1.0),
     ] {
         assert!(f.set(name, v).is_err(), "{name} = {v} accepted");
     }
+    assert!(f.set("wall-time", 10.0).is_ok());
+    assert!(f.set("wall-time", 0.0).is_ok(), "0: none");
     for (name, v) in [
         ("worker-options", "--feature 'unbalanced"),
         ("worker-path", ""),

@@ -71,8 +71,9 @@ pub unsafe extern "C" fn vine_factory_create(
 ///   offered by the worker. Whole numbers.
 /// - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
 ///   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
-/// - `wall-time` (seconds, 0: none): each job's time limit; the worker knows it
-///   and takes no task whose `vine_task_set_time_min` exceeds the time it has left.
+/// - `wall-time` (seconds, 0: none, else at least 10): each job's time limit;
+///   the worker knows it and takes no task whose `vine_task_set_time_min`
+///   exceeds the time it has left, nor any in its last 5 s.
 /// - `cycle-interval` (seconds, 1): how often the factory looks at demand.
 #[no_mangle]
 pub unsafe extern "C" fn vine_factory_set(

@@ -35,9 +35,10 @@ impl Ask {
             f.to_str()
                 .is_ok_and(|f| self.features.iter().any(|o| o.as_str() == f))
         });
-        let time_ok = self
-            .wall_time_s
-            .is_none_or(|w| task.time_min() <= 0.0 || task.time_min() <= w);
+        // A worker takes no task in its last seconds.
+        let time_ok = self.wall_time_s.is_none_or(|w| {
+            task.time_min() <= 0.0 || task.time_min() <= w - super::END_MARGIN_S as f64
+        });
         if !features_ok || !time_ok {
             return None;
         }
@@ -196,6 +197,29 @@ mod test {
         let mut v = View::default();
         v.count_left(&ask(res(0.0, 0, 0, 0)), 2);
         assert_eq!(v.demand, 2.0);
+    }
+
+    #[test]
+    fn a_task_needing_more_time_than_a_worker_can_give_fits_none() {
+        let ask = Ask {
+            prefix: String::new(),
+            size: res(4.0, 0, 0, 0),
+            features: Vec::new(),
+            wall_time_s: Some(60.0),
+            limit: 10.0,
+        };
+        let task = |min: f64| {
+            let mut t = Task::command(c"true");
+            if min > 0.0 {
+                t.set_time_min(min).unwrap();
+            }
+            t
+        };
+        assert!(ask.share(&task(0.0)).is_some());
+        // A worker takes no task in its last 5 s: 55 s is all it can give.
+        assert!(ask.share(&task(55.0)).is_some());
+        assert!(ask.share(&task(56.0)).is_none());
+        assert!(ask.share(&task(60.0)).is_none());
     }
 
     #[test]

@@ -138,6 +138,14 @@ const STRINGS: &str = "batch-options, worker-options, worker-path, scratch-dir, 
                        submit-command, status-command, cancel-command";
 
 /// The largest count, and the largest number of seconds, a setting takes.
+/// Whole seconds before its end in which a worker takes no task (the
+/// scheduler's margin).
+pub(crate) const END_MARGIN_S: u64 = (super::scheduler::END_MARGIN_US / 1_000_000) as u64;
+
+/// The shortest `wall-time`: twice the margin, so that a job has time to start
+/// its worker and still run tasks.
+const MIN_WALL_TIME_S: f64 = 2.0 * END_MARGIN_S as f64;
+
 const MAX_COUNT: f64 = 1e6;
 const MAX_SECONDS: f64 = 1e8;
 
@@ -454,7 +462,9 @@ impl ConfigEdit {
             "disk" => c.disk_mb = count(0.0)? as u64,
             "gpus" => c.gpus = count(0.0)? as u32,
             "idle-timeout" => c.idle_timeout = seconds(0.001, false)?.unwrap_or_default(),
-            "wall-time" => c.wall_time = seconds(1.0, true)?,
+            // A worker takes no task in its last END_MARGIN_S: a shorter
+            // job could never run one, a slightly longer one hardly any.
+            "wall-time" => c.wall_time = seconds(MIN_WALL_TIME_S, true)?,
             "cycle-interval" => c.cycle = seconds(0.01, false)?.unwrap_or_default(),
             _ => {
                 return Err(Error::new(
@@ -698,13 +708,18 @@ impl Cycle {
             self.said_unfit = true;
             eprintln!(
                 "vine: factory: {} waiting task(s) fit no worker of this factory \
-                 ({} cores, {} MB memory, {} MB disk, {} gpus, features {:?})",
+                 ({} cores, {} MB memory, {} MB disk, {} gpus, features {:?}{})",
                 view.unfit,
                 config.cores,
                 config.memory_mb,
                 config.disk_mb,
                 config.gpus,
-                ask.features
+                ask.features,
+                config.wall_time.map_or(String::new(), |w| format!(
+                    ", wall-time {} s: tasks of a time_min above {} s",
+                    w.as_secs(),
+                    w.as_secs().saturating_sub(END_MARGIN_S)
+                ))
             );
         }
         let busy = self
