@@ -257,6 +257,52 @@ fn a_custom_batch_system_runs_the_workers_and_cancels_them_at_the_end() {
         processes_with(&format!("vine_worker\0127.0.0.1\0{port}\0")),
         0
     );
+    // Nothing failed: the job files are gone from the scratch directory,
+    // which was there before and stays.
+    let left: Vec<_> = std::fs::read_dir(&*dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| {
+            let n = n.to_string_lossy();
+            n.ends_with(".sh") || n.ends_with(".out")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(dir.is_dir());
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn a_factory_stopped_while_its_status_query_hangs_still_cancels_within_its_grace() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    f.set("max-workers", 1.0).unwrap();
+    // The batch system runs jobs but never answers a status query (a
+    // slurmctld that hangs); the factory is asking when it is stopped.
+    let asked = dir.join("asked");
+    f.set_string(
+        "status-command",
+        &format!("touch {}; exec sleep 600", asked.display()),
+    )
+    .unwrap();
+    let id = m.submit(Task::command(c"true")).unwrap();
+    done(&m, id);
+    eventually("a status query hangs", || asked.exists());
+    let started = Instant::now();
+    let stopped = f.stop(Duration::from_secs(4));
+    let took = started.elapsed();
+    // The query in flight is given up: the grace is not added to the 60 s
+    // a batch command may take.
+    assert!(took < Duration::from_secs(30), "stopping took {took:?}");
+    // Its job was cancelled all the same; the batch system never said so.
+    let e = stopped.expect_err("the jobs' end was never confirmed");
+    assert!(e.message().contains("still present"), "{e}");
+    let port = m.port().unwrap().to_string();
+    eventually("the job's worker is gone", || {
+        processes_with(&format!("vine_worker\0127.0.0.1\0{port}\0")) == 0
+    });
     m.shutdown().unwrap();
 }
 

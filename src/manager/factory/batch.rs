@@ -97,12 +97,34 @@ const KEEP: usize = 1 << 20;
 thread_local! {
     /// When this thread's batch commands must be over (see [`commands_end_by`]).
     static END_BY: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
+    /// A time another thread may set, by which this thread's batch commands
+    /// must be over (see [`commands_watch`]).
+    static WATCHED: std::cell::RefCell<Option<Watched>> = const { std::cell::RefCell::new(None) };
 }
+
+/// A deadline other threads may set for a thread's batch commands.
+pub type Watched = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
 
 /// Bounds every batch command this thread runs from now by `deadline` as well
 /// as by `COMMAND_TIMEOUT` (a factory stopping within its grace).
 pub fn commands_end_by(deadline: Option<Instant>) {
     END_BY.with(|d| d.set(deadline));
+}
+
+/// Bounds every batch command this thread runs from now, including one that
+/// is running when it is set, by the time `watched` holds (none while it holds
+/// None): a factory told to stop does not first wait out a command that hangs.
+pub fn commands_watch(watched: Watched) {
+    WATCHED.with(|w| *w.borrow_mut() = Some(watched));
+}
+
+/// The time the watched deadline holds now, if any.
+fn watched_deadline() -> Option<Instant> {
+    WATCHED.with(|w| {
+        w.borrow()
+            .as_ref()
+            .and_then(|w| *w.lock().unwrap_or_else(|p| p.into_inner()))
+    })
 }
 
 /// One output stream of a command being read.
@@ -209,6 +231,7 @@ pub fn run(mut cmd: Command) -> Result<Ran, String> {
         .map_or(deadline, |d| d.min(deadline));
     let mut pause = Duration::from_millis(2);
     let code = loop {
+        let deadline = watched_deadline().map_or(deadline, |w| w.min(deadline));
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = pause.min(left).as_millis() as i32;
         if wait_for_output(&streams, ms) {

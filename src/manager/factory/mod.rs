@@ -167,8 +167,17 @@ struct Shared {
     failures: AtomicU64,
     /// How long stopping waits for jobs to go, in milliseconds.
     grace_ms: AtomicU64,
+    /// Once the factory is told to stop: when a batch command still running
+    /// from before (a status query that hangs) is given up, so that cancelling
+    /// the jobs gets the rest of the grace.
+    cut_at: batch::Watched,
+    /// When the factory was told to stop: its grace counts from then.
+    stop_from: Mutex<Option<Instant>>,
     /// Scratch directories the factory made (removed at the end if nothing failed).
     made_dirs: Mutex<Vec<PathBuf>>,
+    /// Job scripts and outputs it wrote (removed likewise, also from a
+    /// directory it did not make).
+    made_files: Mutex<Vec<PathBuf>>,
 }
 
 /// The manager's password as it is now (None: it has none), and its
@@ -241,7 +250,10 @@ impl Factory {
             submitted: AtomicU64::new(0),
             failures: AtomicU64::new(0),
             grace_ms: AtomicU64::new(30_000),
+            cut_at: Default::default(),
+            stop_from: Mutex::new(None),
             made_dirs: Mutex::new(Vec::new()),
+            made_files: Mutex::new(Vec::new()),
         });
         let mut cycle = Cycle {
             kind,
@@ -377,6 +389,16 @@ impl Factory {
             grace.as_millis().try_into().unwrap_or(u64::MAX),
             Ordering::Release,
         );
+        // What the thread is running now gets half the grace at most; the
+        // grace counts from here, not from when that ends.
+        let started = Instant::now();
+        *self.shared.cut_at.lock().unwrap_or_else(|p| p.into_inner()) =
+            started.checked_add(grace / 2);
+        *self
+            .shared
+            .stop_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(started);
         {
             let _g = self.shared.sleep.lock().unwrap_or_else(|p| p.into_inner());
             self.shared.stop.store(true, Ordering::Release);
@@ -393,6 +415,18 @@ impl Factory {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()),
         );
+        let files = std::mem::take(
+            &mut *self
+                .shared
+                .made_files
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if !(failed || stuck) {
+            for f in files {
+                let _ = std::fs::remove_file(f);
+            }
+        }
         for dir in made {
             if failed || stuck {
                 eprintln!(
@@ -608,6 +642,7 @@ struct Cycle {
 
 impl Cycle {
     fn run(&mut self) {
+        batch::commands_watch(self.shared.cut_at.clone());
         loop {
             if self.shared.stop.load(Ordering::Acquire) {
                 break;
@@ -1004,6 +1039,11 @@ impl Cycle {
         self.next_job += 1;
         let output = dir.join(format!("{token}.out"));
         let script = dir.join(format!("{token}.sh"));
+        self.shared
+            .made_files
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend([output.clone(), script.clone()]);
         let argv = self.worker_argv(config, &token, password.as_ref().map(|(p, _)| p.as_path()));
         let spec = JobSpec {
             name: &self.name,
@@ -1171,11 +1211,25 @@ impl Cycle {
     /// Cancels every job not known to have ended and waits, up to `grace`, until
     /// the batch system says they are gone.
     fn cancel_all(&mut self, grace: Duration) {
-        let start = Instant::now();
+        // The grace counts from when the factory was told to stop; the
+        // commands run from here are bounded by it alone.
+        *self.shared.cut_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        let start = self
+            .shared
+            .stop_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(Instant::now);
         let deadline = start + grace;
-        // No batch command outlasts the grace either.
-        batch::commands_end_by(Some(deadline));
-        self.refresh_status();
+        // No batch command outlasts the grace either; a status query, which
+        // only saves cancelling jobs that ended, gets an eighth of it, so that
+        // one that hangs leaves time to cancel.
+        let refresh = |c: &mut Self| {
+            batch::commands_end_by(Some(deadline.min(Instant::now() + grace / 8)));
+            c.refresh_status();
+            batch::commands_end_by(Some(deadline));
+        };
+        refresh(self);
         let ask = Ask {
             prefix: self.prefix.clone(),
             size: Resources::default(),
@@ -1206,7 +1260,7 @@ impl Cycle {
         let mut pause = Duration::from_millis(10);
         let mut asked = std::collections::HashSet::new();
         loop {
-            self.refresh_status();
+            refresh(self);
             let left: Vec<String> = self
                 .jobs
                 .iter()
