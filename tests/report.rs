@@ -521,6 +521,19 @@ fn errors_and_empty_logs() {
     ]);
     assert_eq!(out.status.code(), Some(1));
     assert!(out_path.is_file());
+    // -o naming the log itself (here through another spelling) is refused,
+    // and the log is left as it was.
+    let log = logs.join("transactions");
+    let before = std::fs::read(&log).unwrap();
+    let same = dir.join("vine-logs/../vine-logs/transactions");
+    let out = vine_report(&[log.as_os_str(), "-o".as_ref(), same.as_os_str()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("the transactions log the report is made from"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read(&log).unwrap(), before);
 
     // Help, and an unknown option.
     let out = vine_report(&["--help".as_ref()]);

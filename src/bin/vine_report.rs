@@ -178,6 +178,13 @@ fn run(args: Args) -> Result<bool, String> {
     let source = log_path.display().to_string();
     let page = html::page(&log, &m, &source, &inline);
     let out = args.output.unwrap_or_else(|| run_dir.join("report.html"));
+    if same_file(&out, &log_path) {
+        return Err(format!(
+            "-o {}: that is the transactions log the report is made from; \
+             name another file",
+            out.display()
+        ));
+    }
     std::fs::write(&out, page).map_err(|e| format!("{}: {e}", out.display()))?;
 
     if log.run.task_records == 0 {
@@ -189,6 +196,16 @@ fn run(args: Args) -> Result<bool, String> {
         return Ok(false);
     }
     Ok(true)
+}
+
+/// True if `a` and `b` name one existing file (links and other spellings
+/// included).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 fn main() -> ExitCode {
