@@ -141,6 +141,16 @@ fn vine_status_says_why_it_cannot_ask() {
     let out = status(port, &["--bogus"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("usage: vine_status"), "{err}");
+    // Two views: refused, not the last one silently.
+    for two in [["--json", "--tasks"], ["--tasks", "--workers"]] {
+        let out = status(port, &two);
+        assert_eq!(out.status.code(), Some(2), "{two:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("exclude each other"), "{err}");
+    }
+    // The same one twice is just that view.
+    let out = status(port, &["--tasks", "--tasks"]);
+    assert_ne!(out.status.code(), Some(2));
     let out = Command::new(env!("CARGO_BIN_EXE_vine_status"))
         .output()
         .unwrap();

@@ -20,6 +20,7 @@ workers that could hold it.
   -h, --help           this text
 ";
 
+#[derive(PartialEq)]
 enum Show {
     All,
     Tasks,
@@ -46,9 +47,20 @@ fn run(args: Vec<String>) -> i32 {
                 print!("{USAGE}");
                 return 0;
             }
-            "--tasks" => show = Show::Tasks,
-            "--workers" => show = Show::Workers,
-            "--json" => show = Show::Json,
+            "--tasks" | "--workers" | "--json" => {
+                let chosen = match name.as_str() {
+                    "--tasks" => Show::Tasks,
+                    "--workers" => Show::Workers,
+                    _ => Show::Json,
+                };
+                // One view: a second, different one would silently win.
+                if !matches!(show, Show::All) && show != chosen {
+                    eprintln!("vine_status: --tasks, --workers and --json exclude each other");
+                    eprint!("{USAGE}");
+                    return 2;
+                }
+                show = chosen;
+            }
             "--ssl" => rest.push(a),
             "-P" | "--password" | "--ssl-fingerprint" | "--ssl-ca" | "--timeout" => {
                 timeout |= name == "--timeout";
