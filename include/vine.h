@@ -933,8 +933,11 @@ int vine_task_gpu_ids(int *ids, int max);
 // and calls `register_function` for each of its functions.
 //
 // Returns 0 when the manager tells the worker to exit, 1 when no manager could be
-// reached or authenticated within `--timeout` (default 900 s), 2 for a bad command
-// line (the reason on standard error).
+// reached or authenticated within `--timeout` (default 900 s) or the worker
+// cannot start as asked (a `--library` that does not load, a workspace,
+// transfer port or TLS file it cannot have), 2 for a command line it cannot
+// take (an unknown option, a bad number, an unreadable password file); the
+// reason on standard error.
 int vine_worker_main(int argc, char *const *argv);
 
 // Writes manager `m`'s transactions log to `logfile` from now on (created or

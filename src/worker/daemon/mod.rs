@@ -27,7 +27,9 @@ use store::open_store;
 /// Runs a worker with `args` as its command line; returns the process exit code:
 /// 0 when the manager told it to exit (or, with `--single-shot`, its session
 /// ended; with `--wall-time`, that time passed), 1 when no manager could be
-/// reached or authenticated within the timeout, 2 for a bad command line;
+/// reached or authenticated within the timeout or it cannot start as asked (a
+/// library, its workspace, a port, a TLS file), 2 for a command line it cannot
+/// take;
 /// `-h` or `--help` prints the usage and returns 0.
 pub fn main_with_args(args: Vec<String>) -> i32 {
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
