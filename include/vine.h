@@ -1602,16 +1602,19 @@ const struct vine_resources *vine_task_get_resources(struct vine_task *t, const 
 // Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
 // negative (not set), as the four `vine_task_set_*` calls would: cores finer
 // than a thousandth, and memory, disk or gpus that are not whole, are refused
-// (`VINE_ERROR_INVALID_ARGUMENT`). Returns 0, or a negative error (nothing
-// changes then).
+// (`VINE_ERROR_INVALID_ARGUMENT`). As in TaskVine, a `wall_time` above 0 sets
+// the maximum running time (seconds, as `vine_task_set_time_max`) and an `end`
+// above 0 the end time (microseconds since the epoch, as
+// `vine_task_set_time_end`). Returns 0, or a negative error (nothing changes
+// then).
 int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm);
 
 // The most that tasks of `category` are given (TaskVine's call): a task that
 // sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 // an automatic mode never allocates more, and a task that exhausts an automatic
 // allocation runs once more with them. Negative fields (and NULL: all) are not
-// set, which means the largest worker's for the automatic modes. Returns 0, or a
-// negative error (TaskVine's returns nothing).
+// set, which means the largest worker's for the automatic modes; 0 cores are
+// refused. Returns 0, or a negative error (TaskVine's returns nothing).
 int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // The least that an automatic mode allocates to tasks of `category` (fields as

@@ -470,6 +470,30 @@ fn bad_summaries_and_names_are_refused() {
         assert!(vine_set_category_resources_max(m.0, c"".as_ptr(), s) < 0);
         assert!(vine_set_category_max_concurrent(std::ptr::null_mut(), c"a".as_ptr(), 1) < 0);
         assert!(vine_get_stats_category(m.0, c"a".as_ptr(), std::ptr::null_mut()) < 0);
+        // 0 cores: no minimum, but never a maximum or a first allocation (a
+        // task given no cores would take none, any number running at once).
+        let zero = vine_resources_create(-1.0);
+        assert_eq!(vine_resources_set(zero, c"cores".as_ptr(), 0.0), 1);
+        assert_eq!(vine_set_category_resources_min(m.0, c"z".as_ptr(), zero), 0);
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"z".as_ptr(), zero),
+            VINE_ERROR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            vine_set_category_first_allocation_guess(m.0, c"z".as_ptr(), zero),
+            VINE_ERROR_INVALID_ARGUMENT
+        );
+        assert_eq!(
+            vine_set_resources_max(m.0, zero),
+            VINE_ERROR_INVALID_ARGUMENT
+        );
+        assert_eq!(vine_resources_set(zero, c"cores".as_ptr(), 0.0001), 1);
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"z".as_ptr(), zero),
+            0,
+            "rounded up to a thousandth"
+        );
+        vine_resources_delete(zero);
         // NULL: no bound at all.
         assert_eq!(vine_set_resources_max(m.0, std::ptr::null()), 0);
         let t = command("true", c"a");

@@ -542,7 +542,15 @@ fn set_bound(
         Some(c) => Some(unsafe { category_name(c)? }.to_owned()),
         None => None,
     };
-    m.change_categories(Change::Bound(category, which, partial(rm)?))?;
+    let bound = partial(rm)?;
+    // A task given no cores would take none of a worker's: any number of
+    // them would run at once. A minimum of 0 is no minimum.
+    if which != Bound::Min && bound.millicores == Some(0) {
+        return Err(Error::invalid(
+            "cores must be above 0 (or negative: not set) in a maximum or a first allocation",
+        ));
+    }
+    m.change_categories(Change::Bound(category, which, bound))?;
     Ok(0)
 }
 
@@ -550,8 +558,8 @@ fn set_bound(
 /// sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 /// an automatic mode never allocates more, and a task that exhausts an automatic
 /// allocation runs once more with them. Negative fields (and NULL: all) are not
-/// set, which means the largest worker's for the automatic modes. Returns 0, or a
-/// negative error (TaskVine's returns nothing).
+/// set, which means the largest worker's for the automatic modes; 0 cores are
+/// refused. Returns 0, or a negative error (TaskVine's returns nothing).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_resources_max(
     m: *mut vine_manager,
