@@ -822,3 +822,49 @@ fn proportional_resources_give_a_task_its_share_of_the_pool() {
         VINE_ERROR_NULL
     );
 }
+
+#[test]
+fn a_summarys_wall_time_and_end_bound_the_task_as_in_taskvine() {
+    let m = local(2.0);
+    // wall_time: the most seconds the task may run.
+    let t = command("exec sleep 30", c"w");
+    let r = vine_resources_create(-1.0);
+    unsafe { (*r).wall_time = 1.0 };
+    assert_eq!(unsafe { vine_task_set_resources(t, r) }, 0);
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_MAX_WALL_TIME, "{}", result(t).1);
+    vine_task_delete(t);
+    // end: microseconds since the epoch, here already past.
+    let t = command("true", c"w");
+    unsafe {
+        (*r).wall_time = -1.0;
+        (*r).end = 1_000_000.0;
+    }
+    assert_eq!(unsafe { vine_task_set_resources(t, r) }, 0);
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_MAX_END_TIME, "{}", result(t).1);
+    vine_task_delete(t);
+    // Refused, changing nothing: the task still runs to its end.
+    for (wall_time, end) in [
+        (f64::NAN, -1.0),
+        (f64::INFINITY, -1.0),
+        (-1.0, f64::NAN),
+        (-1.0, 0.5),
+    ] {
+        let t = command("true", c"w");
+        unsafe {
+            (*r).wall_time = wall_time;
+            (*r).end = end;
+            (*r).cores = 1.0;
+        }
+        assert_eq!(
+            unsafe { vine_task_set_resources(t, r) },
+            VINE_ERROR_INVALID_ARGUMENT,
+            "wall_time {wall_time}, end {end}"
+        );
+        let t = run(&m, t);
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+        vine_task_delete(t);
+    }
+    unsafe { vine_resources_delete(r) };
+}

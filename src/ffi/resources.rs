@@ -481,8 +481,11 @@ fn requested(task: &Task) -> vine_resources {
 /// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
 /// negative (not set), as the four `vine_task_set_*` calls would: cores finer
 /// than a thousandth, and memory, disk or gpus that are not whole, are refused
-/// (`VINE_ERROR_INVALID_ARGUMENT`). Returns 0, or a negative error (nothing
-/// changes then).
+/// (`VINE_ERROR_INVALID_ARGUMENT`). As in TaskVine, a `wall_time` above 0 sets
+/// the maximum running time (seconds, as `vine_task_set_time_max`) and an `end`
+/// above 0 the end time (microseconds since the epoch, as
+/// `vine_task_set_time_end`). Returns 0, or a negative error (nothing changes
+/// then).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_set_resources(
     t: *mut vine_task,
@@ -508,6 +511,18 @@ pub unsafe extern "C" fn vine_task_set_resources(
             whole(disk, "disk (MB)")?,
             whole(gpus, "gpus")?,
         );
+        // SAFETY: non-NULL (checked above), a summary by the caller's contract.
+        let (wall_time, end) = unsafe { ((*rm).wall_time, (*rm).end) };
+        let end = match end {
+            e if e.is_nan() => return Err(Error::invalid("end is NaN")),
+            e if e <= 0.0 => None,
+            e if e.fract() != 0.0 || e > i64::MAX as f64 => {
+                return Err(Error::invalid(format!(
+                    "end must be whole microseconds since the epoch, not {e}"
+                )))
+            }
+            e => Some(e as i64),
+        };
         handles::with_task_mut(t, |task| {
             let mut copy = Task::command(c"true");
             copy.request = task.request;
@@ -523,8 +538,21 @@ pub unsafe extern "C" fn vine_task_set_resources(
             if let Some(g) = gpus {
                 copy.set_gpus(g)?;
             }
+            // NaN is refused by the setter; negative and 0 leave it unset.
+            let wall_time = if wall_time > 0.0 || wall_time.is_nan() {
+                copy.set_time_max(wall_time)?;
+                Some(copy.time_max())
+            } else {
+                None
+            };
             task.request = copy.request;
             task.flags |= copy.flags;
+            if let Some(seconds) = wall_time {
+                task.set_time_max(seconds)?;
+            }
+            if let Some(us) = end {
+                task.set_time_end(us);
+            }
             Ok(0)
         })
     })
