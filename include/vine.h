@@ -163,9 +163,10 @@ typedef struct vine_stats {
   int tasks_dispatched;
   // Tasks finished, whatever the result, retrieved or not.
   int tasks_done;
-  // Finished tasks whose result is not SUCCESS or whose exit code is not 0.
+  // Finished tasks whose result is not SUCCESS (a command that exited
+  // non-zero has result SUCCESS: it is counted successful, as in TaskVine).
   int tasks_failed;
-  // Finished tasks with result SUCCESS and exit code 0.
+  // Finished tasks with result SUCCESS, whatever their exit code.
   int tasks_successful;
   // Finished tasks that were cancelled.
   int tasks_cancelled;

@@ -16,7 +16,9 @@ fn zz_child() {
     for _ in 0..4 {
         m.submit(Task::command(c"sleep 1")).unwrap();
     }
-    let mut failed = Task::command(c"exit 1");
+    // Failed by its result (a command that exits 1 is a success, as in
+    // TaskVine): killed by a signal.
+    let mut failed = Task::command(c"kill -9 $$");
     failed.set_retries(0).unwrap();
     m.submit(failed).unwrap();
     for _ in 0..5 {

@@ -111,9 +111,10 @@ pub struct vine_stats {
     pub tasks_dispatched: c_int,
     /// Tasks finished, whatever the result, retrieved or not.
     pub tasks_done: c_int,
-    /// Finished tasks whose result is not SUCCESS or whose exit code is not 0.
+    /// Finished tasks whose result is not SUCCESS (a command that exited
+    /// non-zero has result SUCCESS: it is counted successful, as in TaskVine).
     pub tasks_failed: c_int,
-    /// Finished tasks with result SUCCESS and exit code 0.
+    /// Finished tasks with result SUCCESS, whatever their exit code.
     pub tasks_successful: c_int,
     /// Finished tasks that were cancelled.
     pub tasks_cancelled: c_int,

@@ -215,9 +215,9 @@ pub struct CategoryStats {
     pub running: u64,
     /// Finished.
     pub done: u64,
-    /// Finished not successfully.
+    /// Finished with a result other than SUCCESS.
     pub failed: u64,
-    /// Finished with SUCCESS and exit code 0.
+    /// Finished with SUCCESS, whatever the exit code (as TaskVine counts).
     pub successful: u64,
     /// Cancelled.
     pub cancelled: u64,
@@ -573,7 +573,7 @@ impl Categories {
         s.done += 1;
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
         s.time_execute = s.time_execute.saturating_add(execute);
-        if task.result != TaskResult::Success || task.exit_code != 0 {
+        if task.result != TaskResult::Success {
             s.failed += 1;
         } else {
             s.successful += 1;

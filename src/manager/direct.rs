@@ -213,7 +213,7 @@ pub(crate) fn sink(shared: Arc<Shared>, tell: super::inbox::Sender<Message>) -> 
             task.times.done = now_us();
         }
         let execute = u64::try_from(task.times.execute).unwrap_or(0);
-        let successful = task.result == TaskResult::Success && task.exit_code == 0;
+        let successful = task.result == TaskResult::Success;
         let watched = {
             let mut c = shared.direct.lock();
             count_ended(&mut c.all, execute, task.result, successful);

@@ -345,7 +345,7 @@ pub struct Stats {
     /// Of those, the tasks the manager ran itself (`tasks_recovery`), which no
     /// wait returns.
     pub tasks_done_internal: u64,
-    /// Finished tasks whose result is not SUCCESS, or that exited non-zero.
+    /// Finished tasks whose result is not SUCCESS.
     pub tasks_failed: u64,
     /// Finished tasks that were cancelled.
     pub tasks_cancelled: u64,
@@ -1278,7 +1278,9 @@ impl Scheduler {
             self.stats.tasks_done_internal += 1;
         }
         self.categories.completed(&task);
-        if task.result != TaskResult::Success || task.exit_code != 0 {
+        // As TaskVine counts them: by result alone (a command that exited
+        // non-zero ran successfully).
+        if task.result != TaskResult::Success {
             self.stats.tasks_failed += 1;
         }
         if task.result == TaskResult::Cancelled {
@@ -1288,9 +1290,7 @@ impl Scheduler {
         self.stats.time_execute = self.stats.time_execute.saturating_add(execute);
         if task.result == TaskResult::Success {
             self.stats.time_execute_good = self.stats.time_execute_good.saturating_add(execute);
-            if task.exit_code == 0 {
-                self.stats.tasks_successful += 1;
-            }
+            self.stats.tasks_successful += 1;
         }
         if task.result == TaskResult::ResourceExhaustion {
             self.stats.tasks_exhausted += 1;
