@@ -1938,7 +1938,9 @@ int vine_task_set_exec_mode(struct vine_task *t, vine_exec_mode_t mode);
 vine_result_t vine_task_get_result(const struct vine_task *t);
 
 // The command's exit status, the function's return value, or the signal number
-// for `VINE_RESULT_SIGNAL`. -1 on error.
+// for `VINE_RESULT_SIGNAL`. -1, as in TaskVine, for a task that has none: one
+// not run (yet), or one that ended without an exit (cancelled before it
+// ended, killed at a limit, refused); and on error.
 int vine_task_get_exit_code(const struct vine_task *t);
 
 // What the command printed (standard output and error), NUL-terminated, NUL bytes

@@ -275,6 +275,10 @@ impl State {
 /// The largest number of seconds any time setting takes (about 31 years): every
 /// such number becomes a deadline, which must stay representable.
 pub const MAX_SECONDS: f64 = 1e9;
+
+/// The exit code of a task that has not run to an end that gives one
+/// (not run yet, cancelled, refused), as TaskVine reports it.
+pub(crate) const NO_EXIT_CODE: i32 = -1;
 /// The largest memory or disk, in MB (an exabyte), a task asks for or a pool offers.
 pub const MAX_MB: u64 = 1_000_000_000_000;
 /// The largest number of gpus a task asks for or a pool offers.
@@ -327,6 +331,8 @@ pub struct Task {
     pub(crate) flags: u16,
     pub(crate) worker_id: u32,
     pub(crate) result: TaskResult,
+    /// The command's exit status, the function's return value or the signal
+    /// that ended it; -1 until the task has run to one (as in TaskVine).
     pub(crate) exit_code: i32,
     pub(crate) output: Vec<u8>,
     pub(crate) times: Times,
@@ -369,7 +375,7 @@ impl Task {
             flags: 0,
             worker_id: 0,
             result: TaskResult::Unknown,
-            exit_code: 0,
+            exit_code: NO_EXIT_CODE,
             output: Vec::new(),
             times: Times::default(),
             handle: 0,
@@ -931,7 +937,7 @@ impl Task {
     pub(crate) fn reset_for_retry(&mut self) {
         self.flags &= !FLAG_STARTED;
         self.result = TaskResult::Unknown;
-        self.exit_code = 0;
+        self.exit_code = NO_EXIT_CODE;
         self.output.clear();
         if let Some(e) = self.extra.as_mut() {
             e.stdout = None;

@@ -468,7 +468,9 @@ pub extern "C" fn vine_task_get_result(t: *const vine_task) -> vine_result_t {
 }
 
 /// The command's exit status, the function's return value, or the signal number
-/// for `VINE_RESULT_SIGNAL`. -1 on error.
+/// for `VINE_RESULT_SIGNAL`. -1, as in TaskVine, for a task that has none: one
+/// not run (yet), or one that ended without an exit (cancelled before it
+/// ended, killed at a limit, refused); and on error.
 #[no_mangle]
 pub extern "C" fn vine_task_get_exit_code(t: *const vine_task) -> c_int {
     guard(-1, || with_task(t, |t| Ok(t.exit_code())))

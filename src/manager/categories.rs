@@ -835,6 +835,7 @@ mod test {
     fn run(c: &mut Categories, t: &mut Task, m: Measured) {
         c.dispatched(t);
         t.result = TaskResult::Success;
+        t.exit_code = 0;
         t.extra_mut().measured = Some(m);
         c.returned(t);
         c.completed(t);

@@ -310,6 +310,7 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_set_exec_mode(t, VINE_EXEC_PROCESS), VINE_ERROR_INVALID_ARGUMENT);
     CHECK(vine_task_get_result(NULL) == VINE_RESULT_UNKNOWN);
     CHECK(vine_task_get_exit_code(NULL) == -1);
+    CHECK(vine_task_get_exit_code(t) == -1); /* not run */
     CHECK(vine_task_get_stdout(NULL) == NULL);
     CHECK(vine_task_get_output(NULL, &len) == NULL && len == 0);
     CHECK(vine_task_get_output(t, NULL) == NULL);
@@ -1394,6 +1395,8 @@ static void test_cancel_and_shutdown(void)
     CHECK(vine_cancel_by_task_id(m, a) == 0);
     struct vine_task *t = vine_wait_for_task_id(m, a, LONG);
     CHECK(t && vine_task_get_result(t) == VINE_RESULT_CANCELLED);
+    /* It never ran: no exit code, -1 as in TaskVine (not 0, a success). */
+    CHECK(vine_task_get_exit_code(t) == -1);
     vine_task_delete(t);
     CHECK(vine_cancel_all(m) == 3); /* b, c waiting; the gate running */
 
