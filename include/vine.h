@@ -1230,12 +1230,14 @@ int vine_set_runtime_info_path(const char *path);
 // managers created later). Returns 0 or a negative error (`""` is refused).
 int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
-// Names the manager (shown to workers and in logs). Returns 0 or a negative error.
+// Names the manager (shown to workers and in logs); NULL forgets the name, as
+// in TaskVine. Returns 0 or a negative error (`""` is refused).
 int vine_set_name(struct vine_manager *m, const char *name);
 
-// The manager's name: what `vine_set_name` set, else "vine". Owned by the
-// manager and valid until `vine_delete` (a later `vine_set_name` does not free
-// it). NULL on error.
+// The manager's name: what `vine_set_name` set; NULL if none is set (as in
+// TaskVine; logs and workers then show "vine"), and on error. Owned by the
+// manager and valid until `vine_delete` (a later `vine_set_name` does not
+// free it).
 const char *vine_get_name(struct vine_manager *m);
 
 // Future tasks get ids of at least `minid`, as in TaskVine; a `minid` below the

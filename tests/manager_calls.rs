@@ -326,12 +326,21 @@ fn a_worker_slow_twice_is_found(enable: impl FnOnce(&M)) {
 #[test]
 fn the_smaller_manager_calls_do_what_taskvine_documents() {
     let m = M(vine_create(VINE_PORT_NONE));
-    // Names: the default, then one set; an earlier pointer stays readable.
+    // Names: none by default (NULL, as in TaskVine), then one set; an
+    // earlier pointer stays readable; NULL forgets the name.
+    assert!(vine_get_name(m.0).is_null());
+    assert_eq!(unsafe { vine_set_name(m.0, c"first".as_ptr()) }, 0);
     let first = vine_get_name(m.0);
-    assert_eq!(unsafe { CStr::from_ptr(first) }, c"vine");
+    assert_eq!(unsafe { CStr::from_ptr(first) }, c"first");
     assert_eq!(unsafe { vine_set_name(m.0, c"sweep".as_ptr()) }, 0);
     assert_eq!(unsafe { CStr::from_ptr(vine_get_name(m.0)) }, c"sweep");
-    assert_eq!(unsafe { CStr::from_ptr(first) }, c"vine");
+    assert_eq!(unsafe { CStr::from_ptr(first) }, c"first");
+    assert_eq!(unsafe { vine_set_name(m.0, std::ptr::null()) }, 0);
+    assert!(vine_get_name(m.0).is_null());
+    assert_eq!(
+        unsafe { vine_set_name(m.0, c"".as_ptr()) },
+        VINE_ERROR_INVALID_ARGUMENT
+    );
     assert!(vine_get_name(std::ptr::null_mut()).is_null());
 
     // Task ids from a minimum; a smaller one changes nothing.

@@ -338,21 +338,27 @@ pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     })
 }
 
-/// Names the manager (shown to workers and in logs). Returns 0 or a negative error.
+/// Names the manager (shown to workers and in logs); NULL forgets the name, as
+/// in TaskVine. Returns 0 or a negative error (`""` is refused).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char) -> c_int {
     guard_code(|| {
         let m = handles::manager(m)?;
-        // SAFETY: C passes a NUL-terminated string or NULL.
-        let name = Manager::utf8(unsafe { c_str(name, "the name")? })?;
+        let name = if name.is_null() {
+            None
+        } else {
+            // SAFETY: C passes a NUL-terminated string.
+            Some(Manager::utf8(unsafe { c_str(name, "the name")? })?)
+        };
         m.set_name(name)?;
         Ok(0)
     })
 }
 
-/// The manager's name: what `vine_set_name` set, else "vine". Owned by the
-/// manager and valid until `vine_delete` (a later `vine_set_name` does not free
-/// it). NULL on error.
+/// The manager's name: what `vine_set_name` set; NULL if none is set (as in
+/// TaskVine; logs and workers then show "vine"), and on error. Owned by the
+/// manager and valid until `vine_delete` (a later `vine_set_name` does not
+/// free it).
 #[no_mangle]
 pub extern "C" fn vine_get_name(m: *mut vine_manager) -> *const c_char {
     guard(ptr::null(), || Ok(handles::manager(m)?.name_c()))

@@ -411,7 +411,7 @@ pub struct Manager {
     /// them) until the manager goes, as the memory `vine_fetch_file` and
     /// `vine_file_source` returned must stay valid until `vine_delete`.
     undeclared: Mutex<Vec<Arc<File>>>,
-    name: Mutex<String>,
+    name: Mutex<Option<String>>,
     /// Every name the manager had, as C strings: what `vine_get_name` returned
     /// stays valid as long as the manager.
     names_c: Mutex<Vec<std::ffi::CString>>,
@@ -639,7 +639,7 @@ impl Manager {
             },
             files: Mutex::new(Vec::new()),
             undeclared: Mutex::new(Vec::new()),
-            name: Mutex::new("vine".into()),
+            name: Mutex::new(None),
             names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
             peer_transfers: AtomicBool::new(true),
@@ -1257,23 +1257,31 @@ impl Manager {
             .find_map(|f| f.last_error())
     }
 
-    /// Sets the manager's name (what remote workers and logs show).
-    pub fn set_name(&self, name: &str) -> Result<()> {
-        if name.is_empty() {
+    /// Sets the manager's name (what remote workers and logs show); None
+    /// forgets it.
+    pub fn set_name(&self, name: Option<&str>) -> Result<()> {
+        if name == Some("") {
             return Err(Error::invalid("a manager name cannot be empty"));
         }
-        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.to_owned();
+        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.map(str::to_owned);
         Ok(())
     }
 
-    /// The manager's name.
+    /// The manager's name, "vine" if none was set.
     pub fn name(&self) -> String {
-        self.name.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "vine".into())
     }
 
-    /// The manager's name as a C string, valid as long as the manager.
+    /// The name set, as a C string valid as long as the manager; NULL if
+    /// none was set.
     pub fn name_c(&self) -> *const std::ffi::c_char {
-        let name = self.name();
+        let Some(name) = self.name.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return std::ptr::null();
+        };
         let mut names = self.names_c.lock().unwrap_or_else(|p| p.into_inner());
         if names.last().is_none_or(|n| n.to_bytes() != name.as_bytes()) {
             names.push(std::ffi::CString::new(name.replace('\0', " ")).unwrap_or_default());
