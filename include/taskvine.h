@@ -5,14 +5,19 @@
  * meaning. vine.h documents each function, and where vine differs from TaskVine
  * its comment says so. Differences that compile unchanged:
  *
- *  - Six calls return what TaskVine's return, not vine.h's 0 or negative
+ *  - Eight calls return what TaskVine's return, not vine.h's 0 or negative
  *    error: this header maps them onto vine's through small wrappers, so a
  *    program that tests them as TaskVine documents sees TaskVine's values,
  *    and vine_last_error() still says why one failed. vine_task_add_input,
- *    vine_task_add_output, vine_set_password_file and vine_enable_monitoring
+ *    vine_task_add_output, vine_set_password_file, vine_enable_monitoring,
+ *    vine_enable_proportional_resources and vine_disable_proportional_resources
  *    return 1 on success and 0 on failure; vine_cancel_by_task_id returns 1
  *    if the task was found and cancelled, else 0; vine_tune returns 0, or -1
  *    on failure. A program that includes vine.h gets vine.h's values.
+ *  - The names TaskVine's taskvine.h brings in from cctools' own headers and
+ *    its programs use are declared here: timestamp_t and timestamp_get
+ *    (microseconds since the epoch), the CATEGORY_ALLOCATION_MODE_* values
+ *    and category_allocation_t, and time_t (<time.h>).
  *  - Calls that return nothing in TaskVine (vine_task_set_cores, vine_set_name,
  *    vine_get_stats, vine_task_delete, ...) return an int in vine: 0, or a
  *    negative VINE_ERROR_* with the reason in vine_last_error().
@@ -32,6 +37,21 @@
  *    vine_resources, with the same fields; this header maps the names, and
  *    rmsummary_create, rmsummary_delete, rmsummary_set and rmsummary_get onto
  *    vine's, so programs that build summaries need no cctools library.
+ *  - vine_create(-1) is vine_create(VINE_PORT_NONE): no port, local threads
+ *    only (TaskVine's -1 is any port). vine_create(0) takes any free port the
+ *    system gives; VINE_PORT, VINE_LOW_PORT and VINE_HIGH_PORT are not read.
+ *    Give the port itself, or 0 and read it back with vine_port.
+ *  - Values TaskVine accepts and vine refuses, with the reason in
+ *    vine_last_error(): a resource of -1 given to vine_task_set_cores and the
+ *    other single setters (TaskVine's "unset"; a new task has none set), 0
+ *    cores, and a vine_wait timeout below -1 (TaskVine waits 5 s).
+ *  - A second vine_cancel_by_task_id of a task not yet returned by a wait
+ *    returns 1 (it comes back cancelled), where TaskVine's returns 0.
+ *  - Each vine_declare_* call gives a file object of its own, even for a name
+ *    declared before (TaskVine gives back the earlier one); each is deleted on
+ *    its own.
+ *  - vine_result_string of a value that is no result gives "UNKNOWN_RESULT"
+ *    (TaskVine's gives NULL).
  *
  * What vine lacks of TaskVine's C API (115 of its 142 functions are in vine.h):
  *
@@ -66,6 +86,37 @@
 #define VINE_TASKVINE_H
 
 #include "vine.h"
+
+#include <stdint.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <time.h>
+
+/* What TaskVine's taskvine.h has from cctools' timestamp.h and category.h
+   (skipped where those headers are included too). */
+#ifndef TIMESTAMP_H
+typedef uint64_t timestamp_t;
+
+static inline timestamp_t timestamp_get(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (timestamp_t)tv.tv_sec * 1000000u + (timestamp_t)tv.tv_usec;
+}
+#endif
+
+#ifndef CATEGORY_H
+typedef int category_allocation_t;
+#define CATEGORY_ALLOCATION_MODE_FIXED VINE_ALLOCATION_MODE_FIXED
+#define CATEGORY_ALLOCATION_MODE_MAX VINE_ALLOCATION_MODE_MAX
+#define CATEGORY_ALLOCATION_MODE_MIN_WASTE VINE_ALLOCATION_MODE_MIN_WASTE
+#define CATEGORY_ALLOCATION_MODE_MAX_THROUGHPUT VINE_ALLOCATION_MODE_MAX_THROUGHPUT
+#define CATEGORY_ALLOCATION_MODE_GREEDY_BUCKETING VINE_ALLOCATION_MODE_GREEDY_BUCKETING
+#define CATEGORY_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING VINE_ALLOCATION_MODE_EXHAUSTIVE_BUCKETING
+#define CATEGORY_ALLOCATION_MODE_DET_GREEDY_BUCKETING VINE_ALLOCATION_MODE_DET_GREEDY_BUCKETING
+#define CATEGORY_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING VINE_ALLOCATION_MODE_DET_EXHAUSTIVE_BUCKETING
+#define CATEGORY_ALLOCATION_MODE_QUANTIZED_BUCKETING VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING
+#endif
 
 /* TaskVine's resource summaries are vine's. */
 #define rmsummary vine_resources
@@ -102,6 +153,16 @@ static inline int vine_taskvine_cancel_by_task_id(struct vine_manager *m, int id
 	return vine_cancel_by_task_id(m, id) == 0;
 }
 
+static inline int vine_taskvine_enable_proportional_resources(struct vine_manager *m)
+{
+	return vine_enable_proportional_resources(m) == 0;
+}
+
+static inline int vine_taskvine_disable_proportional_resources(struct vine_manager *m)
+{
+	return vine_disable_proportional_resources(m) == 0;
+}
+
 static inline int vine_taskvine_tune(struct vine_manager *m, const char *name, double value)
 {
 	return vine_tune(m, name, value) == 0 ? 0 : -1;
@@ -113,5 +174,7 @@ static inline int vine_taskvine_tune(struct vine_manager *m, const char *name, d
 #define vine_enable_monitoring vine_taskvine_enable_monitoring
 #define vine_cancel_by_task_id vine_taskvine_cancel_by_task_id
 #define vine_tune vine_taskvine_tune
+#define vine_enable_proportional_resources vine_taskvine_enable_proportional_resources
+#define vine_disable_proportional_resources vine_taskvine_disable_proportional_resources
 
 #endif /* VINE_TASKVINE_H */

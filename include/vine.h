@@ -1046,7 +1046,8 @@ char *vine_get_path_cache(struct vine_manager *m, const char *path);
 // address is configured), `0` on any free port (see `vine_port`), `VINE_PORT_NONE`
 // opens no socket: tasks run on local threads only, and a task too large for them
 // comes back `VINE_RESULT_UNSCHEDULABLE`. With a socket, such a task waits for a
-// worker large enough.
+// worker large enough. (vine's own: TaskVine's -1 is any port, and its 0 reads
+// `VINE_PORT`; vine reads no port variable.)
 //
 // The local pool has the machine's cores, memory and free disk, changed by the
 // environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
@@ -1153,7 +1154,13 @@ int vine_port(const struct vine_manager *m);
 //   0 = off): as `vine_enable_disconnect_slow_workers`.
 // - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
 //   host stays blocked.
-// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+// - `"hungry-minimum"` (10): `vine_hungry` wants at least this many tasks waiting.
+// - `"hungry-minimum-factor"` (2): `"hungry-factor"` above, by TaskVine's name.
+// - `"max-task-stdout-storage"` (16 MiB here): `"max-stdout"` above, by
+//   TaskVine's name.
+// - `"proportional-resources"` (also `"force-proportional-resources"`): 1 as
+//   `vine_enable_proportional_resources`, 0 as
+//   `vine_disable_proportional_resources`.
 // - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
 //   worker holds tasks for this many times its cores, the excess waiting there:
 //   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
@@ -1177,6 +1184,7 @@ int vine_port(const struct vine_manager *m);
 // from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
 // `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 // `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
+// `proportional-resources` 0 or 1;
 // `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
 // `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
 // to 1e6 (0 counts as 1).
@@ -1451,7 +1459,8 @@ struct vine_task *vine_wait_for_tag(struct vine_manager *m, const char *tag, int
 int vine_empty(struct vine_manager *m);
 
 // How many more tasks the manager wants to keep its workers busy, as in TaskVine:
-// `hungry-factor` times the workers' slots, less the tasks waiting; 0 when it is
+// `hungry-factor` times the workers' slots, but at least `hungry-minimum` (10),
+// less the tasks waiting; 0 when it is
 // not hungry (and after shutdown); a negative error for a bad manager. Feed it
 // while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory.
 int vine_hungry(struct vine_manager *m);
@@ -1543,8 +1552,10 @@ char *vine_version_string(void);
 // The library version, "MAJOR.MINOR.PATCH" (static storage).
 const char *vine_version(void);
 
-// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage);
-// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*`.
+// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage),
+// as TaskVine names it (`VINE_RESULT_RMONITOR_ERROR` is "MONITOR_ERROR").
+// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*` (vine's own:
+// TaskVine's returns NULL).
 const char *vine_result_string(vine_result_t result);
 
 // A new summary with every number `default_value` (TaskVine's programs pass -1:
@@ -1648,13 +1659,14 @@ int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *
 // its share. Memory and disk so given are limits as if set.
 // vine's own: off by default (TaskVine's is on), so a task that asks for
 // nothing gets one core and no memory or disk bound. Tasks already waiting are
-// sized anew when dispatched. Returns 0, or a negative error. (TaskVine's
-// returns nothing.)
+// sized anew when dispatched. Returns 0, or a negative error (TaskVine's
+// returns 1, as it does through `taskvine.h`).
 int vine_enable_proportional_resources(struct vine_manager *m);
 
 // Turns TaskVine's proportional resources off (see
 // `vine_enable_proportional_resources`): what a task leaves unset is sized as
-// if they had never been on. Returns 0, or a negative error.
+// if they had never been on. Returns 0, or a negative error (TaskVine's
+// returns 1, as it does through `taskvine.h`).
 int vine_disable_proportional_resources(struct vine_manager *m);
 
 // Counts what earlier tasks measured, as TaskVine's function of the same name:

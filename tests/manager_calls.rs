@@ -395,6 +395,8 @@ fn the_smaller_manager_calls_do_what_taskvine_documents() {
         (c"disconnect-slow-worker-factor", 3.0),
         (c"option-blocklist-slow-workers-timeout", 60.0),
         (c"hungry-minimum", 10.0),
+        (c"hungry-minimum-factor", 2.0),
+        (c"max-task-stdout-storage", 16.0 * 1024.0 * 1024.0),
     ] {
         assert_eq!(
             unsafe { vine_tune(m.0, name.as_ptr(), value) },

@@ -813,6 +813,25 @@ fn proportional_resources_give_a_task_its_share_of_the_pool() {
     vine_task_delete(t);
     assert_eq!(vine_disable_proportional_resources(m.0), 0);
     assert_eq!(allocated(one_core()), (1.0, 0.0, 0.0));
+    // TaskVine's tune names for the same switch: 1 on, 0 off.
+    let tune = |name: &std::ffi::CStr, v: f64| unsafe { vine_tune(m.0, name.as_ptr(), v) };
+    assert_eq!(tune(c"proportional-resources", 1.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 512.0, 2048.0));
+    assert_eq!(tune(c"proportional-resources", 0.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 0.0, 0.0));
+    assert_eq!(tune(c"force-proportional-resources", 1.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 512.0, 2048.0));
+    for bad in [f64::NAN, -1.0, 2.0, 0.5] {
+        assert_eq!(
+            tune(c"proportional-resources", bad),
+            VINE_ERROR_INVALID_ARGUMENT,
+            "{bad}"
+        );
+    }
+    // Refused, nothing changed: still on.
+    assert_eq!(allocated(one_core()), (1.0, 512.0, 2048.0));
+    assert_eq!(tune(c"force-proportional-resources", 0.0), 0);
+    assert_eq!(allocated(one_core()), (1.0, 0.0, 0.0));
     assert_eq!(
         vine_enable_proportional_resources(std::ptr::null_mut()),
         VINE_ERROR_NULL

@@ -20,7 +20,8 @@ use crate::task::TaskResult;
 /// address is configured), `0` on any free port (see `vine_port`), `VINE_PORT_NONE`
 /// opens no socket: tasks run on local threads only, and a task too large for them
 /// comes back `VINE_RESULT_UNSCHEDULABLE`. With a socket, such a task waits for a
-/// worker large enough.
+/// worker large enough. (vine's own: TaskVine's -1 is any port, and its 0 reads
+/// `VINE_PORT`; vine reads no port variable.)
 ///
 /// The local pool has the machine's cores, memory and free disk, changed by the
 /// environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
@@ -204,7 +205,13 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   0 = off): as `vine_enable_disconnect_slow_workers`.
 /// - `"option-blocklist-slow-workers-timeout"` (900 s): how long a slow worker's
 ///   host stays blocked.
-/// - `"hungry-minimum"` (0): `vine_hungry` wants at least this many tasks waiting.
+/// - `"hungry-minimum"` (10): `vine_hungry` wants at least this many tasks waiting.
+/// - `"hungry-minimum-factor"` (2): `"hungry-factor"` above, by TaskVine's name.
+/// - `"max-task-stdout-storage"` (16 MiB here): `"max-stdout"` above, by
+///   TaskVine's name.
+/// - `"proportional-resources"` (also `"force-proportional-resources"`): 1 as
+///   `vine_enable_proportional_resources`, 0 as
+///   `vine_disable_proportional_resources`.
 /// - `"resource-submit-multiplier"` (also `"asynchrony-multiplier"`; 1 to 1e6): each
 ///   worker holds tasks for this many times its cores, the excess waiting there:
 ///   a prefetch of `(multiplier - 1) * cores` per worker (1: none). A later
@@ -228,6 +235,7 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// from 0 to 1e9; `local-cores` from 0 to 1e9 in steps of 0.001; `local-memory` and
 /// `local-disk` whole MB from 0 to 1e12; `local-gpus` 0 to 1e6; `autocategory` 0 or 1;
 /// `max-stdout` 0 to 1e12 bytes; `hungry-factor` above 0 and at most 1e6;
+/// `proportional-resources` 0 or 1;
 /// `local-worker-processes` 0 to 4096; `disconnect-slow-workers-factor` 0 to 1e6;
 /// `hungry-minimum` 0 to 1e9; the three peer-transfer settings whole numbers from 0
 /// to 1e6 (0 counts as 1).
@@ -855,7 +863,8 @@ pub extern "C" fn vine_empty(m: *mut vine_manager) -> c_int {
 }
 
 /// How many more tasks the manager wants to keep its workers busy, as in TaskVine:
-/// `hungry-factor` times the workers' slots, less the tasks waiting; 0 when it is
+/// `hungry-factor` times the workers' slots, but at least `hungry-minimum` (10),
+/// less the tasks waiting; 0 when it is
 /// not hungry (and after shutdown); a negative error for a bad manager. Feed it
 /// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory.
 #[no_mangle]
@@ -1116,8 +1125,10 @@ pub extern "C" fn vine_version() -> *const c_char {
     })
 }
 
-/// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage);
-/// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*`.
+/// The name of a result, e.g. "SUCCESS" or "FUNCTION_ERROR" (static storage),
+/// as TaskVine names it (`VINE_RESULT_RMONITOR_ERROR` is "MONITOR_ERROR").
+/// "UNKNOWN_RESULT" for a value that is not a `VINE_RESULT_*` (vine's own:
+/// TaskVine's returns NULL).
 #[no_mangle]
 pub extern "C" fn vine_result_string(result: vine_result_t) -> *const c_char {
     guard(c"UNKNOWN_RESULT".as_ptr(), || {
@@ -1130,7 +1141,7 @@ pub extern "C" fn vine_result_string(result: vine_result_t) -> *const c_char {
             Some(r) => r.name(),
             // TaskVine's, which vine never gives: named all the same.
             None => match result {
-                VINE_RESULT_RMONITOR_ERROR => c"RMONITOR_ERROR",
+                VINE_RESULT_RMONITOR_ERROR => c"MONITOR_ERROR",
                 VINE_RESULT_OUTPUT_TRANSFER_ERROR => c"OUTPUT_TRANSFER_ERROR",
                 VINE_RESULT_LIBRARY_EXIT => c"LIBRARY_EXIT",
                 VINE_RESULT_SANDBOX_EXHAUSTION => c"SANDBOX_EXHAUSTION",

@@ -645,8 +645,8 @@ pub unsafe extern "C" fn vine_set_resources_max(
 /// its share. Memory and disk so given are limits as if set.
 /// vine's own: off by default (TaskVine's is on), so a task that asks for
 /// nothing gets one core and no memory or disk bound. Tasks already waiting are
-/// sized anew when dispatched. Returns 0, or a negative error. (TaskVine's
-/// returns nothing.)
+/// sized anew when dispatched. Returns 0, or a negative error (TaskVine's
+/// returns 1, as it does through `taskvine.h`).
 #[no_mangle]
 pub extern "C" fn vine_enable_proportional_resources(m: *mut vine_manager) -> c_int {
     guard_code(|| {
@@ -657,7 +657,8 @@ pub extern "C" fn vine_enable_proportional_resources(m: *mut vine_manager) -> c_
 
 /// Turns TaskVine's proportional resources off (see
 /// `vine_enable_proportional_resources`): what a task leaves unset is sized as
-/// if they had never been on. Returns 0, or a negative error.
+/// if they had never been on. Returns 0, or a negative error (TaskVine's
+/// returns 1, as it does through `taskvine.h`).
 #[no_mangle]
 pub extern "C" fn vine_disable_proportional_resources(m: *mut vine_manager) -> c_int {
     guard_code(|| {

@@ -1033,7 +1033,8 @@ impl ManagerLoop {
             | Setting::LocalWorkerProcesses(_)
             | Setting::WorkerSourceMaxTransfers(_)
             | Setting::FileSourceMaxTransfers(_)
-            | Setting::TempReplicaCount(_) => {
+            | Setting::TempReplicaCount(_)
+            | Setting::Proportional(_) => {
                 unreachable!("applied by the manager handle")
             }
         }

@@ -387,6 +387,10 @@ pub enum Port {
 }
 
 /// Why a task gets no id: tasks' ids are C `int`s.
+/// `vine_hungry` wants at least this many tasks waiting unless tuned
+/// (`"hungry-minimum"`), as in TaskVine.
+const DEFAULT_HUNGRY_MINIMUM: u64 = 10;
+
 const IDS_EXHAUSTED: &str =
     "task ids are exhausted: every id up to 2147483647, the largest a C int \
      holds, was given (or vine_set_task_id_min asked for more)";
@@ -514,7 +518,7 @@ impl Manager {
             local_assigned: Padded(AtomicU64::new(0)),
             slots: Padded(AtomicU64::new(0)),
             hungry_factor_milli: AtomicU64::new(2000),
-            hungry_minimum: AtomicU64::new(0),
+            hungry_minimum: AtomicU64::new(DEFAULT_HUNGRY_MINIMUM),
             final_stats: Mutex::new(None),
             failure: Mutex::new(None),
             direct: direct::Counters::default(),
@@ -1129,6 +1133,9 @@ impl Manager {
                 .shared
                 .hungry_factor_milli
                 .store((f * 1000.0).max(1.0) as u64, Ordering::Relaxed),
+            Setting::Proportional(on) => {
+                self.change_categories(categories::Change::Proportional(on))?
+            }
             _ => self.ask(|reply| Message::Tune { setting, reply })??,
         }
         Ok(())

@@ -58,6 +58,8 @@ pub enum Setting {
     FileSourceMaxTransfers(u64),
     /// TaskVine's: workers each temp is kept at.
     TempReplicaCount(u64),
+    /// TaskVine's proportional resources on or off.
+    Proportional(bool),
 }
 
 /// The names `vine_tune` knows, for messages and documentation.
@@ -87,6 +89,10 @@ pub const NAMES: &[&str] = &[
     "worker-source-max-transfers",
     "file-source-max-transfers",
     "temp-replica-count",
+    "hungry-minimum-factor",
+    "max-task-stdout-storage",
+    "proportional-resources",
+    "force-proportional-resources",
 ];
 
 fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
@@ -135,7 +141,9 @@ impl Setting {
             "local-worker-processes" => {
                 Setting::LocalWorkerProcesses(whole(name, v, 4096.0)? as usize)
             }
-            "max-stdout" => Setting::MaxStdout(whole(name, v, 1e12)? as usize),
+            "max-stdout" | "max-task-stdout-storage" => {
+                Setting::MaxStdout(whole(name, v, 1e12)? as usize)
+            }
             // TaskVine's names, with TaskVine's meaning.
             "disconnect-slow-workers-factor" | "disconnect-slow-worker-factor" => {
                 if !v.is_finite() || !(0.0..=MAX_HUNGRY_FACTOR).contains(&v) {
@@ -150,6 +158,9 @@ impl Setting {
                 Setting::SlowWorkersBlockTimeout(seconds(name, v)?)
             }
             "hungry-minimum" => Setting::HungryMinimum(whole(name, v, 1e9)? as usize),
+            "proportional-resources" | "force-proportional-resources" => {
+                Setting::Proportional(whole(name, v, 1.0)? == 1)
+            }
             "worker-source-max-transfers" => {
                 Setting::WorkerSourceMaxTransfers(whole(name, v, 1e6)?.max(1))
             }
@@ -166,10 +177,10 @@ impl Setting {
                 }
                 Setting::SubmitMultiplier(v)
             }
-            "hungry-factor" => {
+            "hungry-factor" | "hungry-minimum-factor" => {
                 if !v.is_finite() || v <= 0.0 || v > MAX_HUNGRY_FACTOR {
                     return Err(Error::invalid(format!(
-                        "hungry-factor must be a number > 0 and at most {MAX_HUNGRY_FACTOR:e}, not {}",
+                        "{name} must be a number > 0 and at most {MAX_HUNGRY_FACTOR:e}, not {}",
                         crate::error::Shown(v)
                     )));
                 }

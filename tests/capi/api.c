@@ -406,7 +406,7 @@ static void test_null_and_bad_arguments(void)
     CHECK(strcmp(vine_result_string(VINE_RESULT_UNSCHEDULABLE), "UNSCHEDULABLE") == 0);
     CHECK(strcmp(vine_result_string(12345), "UNKNOWN_RESULT") == 0);
     /* TaskVine's results that vine never gives still have their names. */
-    CHECK(strcmp(vine_result_string(VINE_RESULT_RMONITOR_ERROR), "RMONITOR_ERROR") == 0);
+    CHECK(strcmp(vine_result_string(VINE_RESULT_RMONITOR_ERROR), "MONITOR_ERROR") == 0);
     CHECK(strcmp(vine_result_string(VINE_RESULT_OUTPUT_TRANSFER_ERROR), "OUTPUT_TRANSFER_ERROR") == 0);
     CHECK(strcmp(vine_result_string(VINE_RESULT_LIBRARY_EXIT), "LIBRARY_EXIT") == 0);
     CHECK(strcmp(vine_result_string(VINE_RESULT_SANDBOX_EXHAUSTION), "SANDBOX_EXHAUSTION") == 0);
@@ -524,10 +524,18 @@ static void test_ownership_and_lifecycle(void)
         gone_factory = factory;
         vine_delete(again);
     }
-    /* vine_hungry counts: hungry-factor tasks per slot of the pool, none waiting. */
+    /* vine_hungry counts: hungry-factor tasks per slot of the pool, none waiting,
+       and at least hungry-minimum (TaskVine's 10). */
     struct vine_manager *h = manager(1);
     int want = vine_hungry(h);
+    CHECK(want >= 10 && want % 2 == 0);
+    CHECK(vine_tune(h, "hungry-minimum", 0) == 0);
+    want = vine_hungry(h);
     CHECK(want >= 2 && want % 2 == 0);
+    /* TaskVine's name for the factor. */
+    CHECK(vine_tune(h, "hungry-minimum-factor", 5) == 0);
+    want = vine_hungry(h);
+    CHECK(want >= 5 && want % 5 == 0);
     CHECK(vine_tune(h, "hungry-factor", 7) == 0);
     want = vine_hungry(h);
     CHECK(want >= 7 && want % 7 == 0);

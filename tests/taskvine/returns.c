@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int failures;
 
@@ -39,6 +40,24 @@ int main(void)
 	expect("vine_tune(a setting)", vine_tune(m, "max-retries", 3), 0);
 	expect("vine_tune(no such setting)", vine_tune(m, "no-such-setting", 1), -1);
 	expect("vine_enable_monitoring", vine_enable_monitoring(m, 0, 0), 1);
+	expect("vine_enable_proportional_resources", vine_enable_proportional_resources(m), 1);
+	expect("vine_disable_proportional_resources", vine_disable_proportional_resources(m), 1);
+	expect("vine_enable_proportional_resources(NULL)", vine_enable_proportional_resources(NULL), 0);
+	expect("vine_result_string(VINE_RESULT_RMONITOR_ERROR) is MONITOR_ERROR",
+			strcmp(vine_result_string(VINE_RESULT_RMONITOR_ERROR), "MONITOR_ERROR"), 0);
+
+	/* The names TaskVine's header has from cctools' timestamp.h and category.h. */
+	struct vine_stats s;
+	vine_get_stats(m, &s);
+	timestamp_t started = s.time_when_started;
+	timestamp_t now = timestamp_get();
+	expect("timestamp_get() not before the manager started", now >= started, 1);
+	category_allocation_t mode = CATEGORY_ALLOCATION_MODE_MAX;
+	expect("vine_set_category_mode(CATEGORY_ALLOCATION_MODE_MAX)",
+			vine_set_category_mode(m, "c", mode), 1);
+	time_t block = 60;
+	vine_block_host_with_timeout(m, "no-such-host.invalid", block);
+	vine_unblock_host(m, "no-such-host.invalid");
 
 	struct vine_file *in = vine_declare_buffer(m, "hello\n", 6, VINE_CACHE_LEVEL_TASK, 0);
 	struct vine_file *result = vine_declare_buffer(m, NULL, 0, VINE_CACHE_LEVEL_TASK, 0);
@@ -64,6 +83,6 @@ int main(void)
 	vine_delete(m);
 	if (failures)
 		return 1;
-	printf("returns: TaskVine's return values, 13 checks\n");
+	printf("returns: TaskVine's return values, 20 checks\n");
 	return 0;
 }
