@@ -29,6 +29,16 @@ fn exits_within_bound(w: &mut Child) -> std::process::ExitStatus {
     }
 }
 
+/// The workers' own directories in `workdir`.
+fn worker_dirs(workdir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(workdir)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
+        .map(|e| e.path())
+        .collect()
+}
+
 fn until(m: &Manager, what: &str, ok: impl Fn(&vine::manager::Stats) -> bool) {
     let end = Instant::now() + BOUND;
     while !ok(&m.stats().unwrap()) {
@@ -165,14 +175,7 @@ fn a_worker_killed_by_a_signal_leaves_neither_its_directory_nor_its_tasks_proces
         // What it left goes once it is gone: its own directory (the store of
         // files kept forever stays for the next worker, as at any exit) and
         // its task's process.
-        let left = || -> Vec<_> {
-            std::fs::read_dir(&workdir)
-                .unwrap()
-                .flatten()
-                .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
-                .map(|e| e.path())
-                .collect()
-        };
+        let left = || worker_dirs(&workdir);
         // A killed process whose parent (the worker) is gone may stay a
         // zombie until someone reaps it: that counts as ended.
         let task_alive = || {
@@ -240,14 +243,7 @@ fn two_workers_of_one_killed_process_leave_neither_directory() {
         .unwrap();
     // Both have made their directories once both are connected.
     until(&m, "two workers connected", |s| s.workers_connected == 2);
-    let left = || -> Vec<_> {
-        std::fs::read_dir(&workdir)
-            .unwrap()
-            .flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("vine-worker-"))
-            .map(|e| e.path())
-            .collect()
-    };
+    let left = || worker_dirs(&workdir);
     assert_eq!(left().len(), 2, "{:?}", left());
     child.kill().unwrap();
     child.wait().unwrap();
