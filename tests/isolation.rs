@@ -160,14 +160,15 @@ fn a_command_that_ends_over_its_disk_fails_and_one_within_it_succeeds() {
 #[test]
 fn a_command_hiding_its_files_deeper_than_paths_reach_is_stopped() {
     // 3000 directories deep (a path of 6000 bytes, past PATH_MAX), reached 100
-    // at a time, then 3 MB at the bottom: what cannot be listed by name cannot
-    // be measured, so a disk limit cannot be kept.
+    // at a time, then 50 MB at the bottom: what cannot be listed by name
+    // cannot be measured, so a disk limit cannot be kept. (The directories a
+    // walk by name can reach take about 8 MB: within the 20 MB asked.)
     let mut t = Task::command(
         c"q=$(printf 'd/%.0s' $(seq 100)); \
           for i in $(seq 30); do mkdir -p $q && cd -P $q || exit 9; done; \
-          head -c 3000000 /dev/urandom > big",
+          head -c 50000000 /dev/zero > big",
     );
-    t.set_disk(1).unwrap();
+    t.set_disk(20).unwrap();
     let t = run_to_exhaustion(t);
     let why = t.reason().unwrap().to_str().unwrap().to_owned();
     assert!(why.contains("too deep"), "{why}");
