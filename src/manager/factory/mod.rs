@@ -137,7 +137,6 @@ const NUMBERS: &str = "min-workers, max-workers, workers-per-cycle, cores, memor
 const STRINGS: &str = "batch-options, worker-options, worker-path, scratch-dir, \
                        submit-command, status-command, cancel-command";
 
-/// The largest count, and the largest number of seconds, a setting takes.
 /// Whole seconds before its end in which a worker takes no task (the
 /// scheduler's margin).
 pub(crate) const END_MARGIN_S: u64 = (super::scheduler::END_MARGIN_US / 1_000_000) as u64;
@@ -146,6 +145,7 @@ pub(crate) const END_MARGIN_S: u64 = (super::scheduler::END_MARGIN_US / 1_000_00
 /// its worker and still run tasks.
 const MIN_WALL_TIME_S: f64 = 2.0 * END_MARGIN_S as f64;
 
+/// The largest count, and the largest number of seconds, a setting takes.
 const MAX_COUNT: f64 = 1e6;
 const MAX_SECONDS: f64 = 1e8;
 

@@ -220,8 +220,10 @@ impl PeerServer {
         self.changed.notify_all();
     }
 
-    /// File `file_id` is on its way again (a new fetch, or the manager sends
-    /// it): peers asking for it wait for it.
+    /// File `file_id` is to be fetched again: peers asking for it wait for it.
+    /// (A file the manager sends meanwhile is served once it is here; a
+    /// peer asking before then is told it is not, and its fetch fails over
+    /// as any failed fetch does.)
     pub fn coming(&self, file_id: u64) {
         self.state().not_coming.remove(&file_id);
     }
