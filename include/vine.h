@@ -957,7 +957,8 @@ int vine_worker_main(int argc, char *const *argv);
 // Enabled again with another file, the log goes on there; records of events
 // before that stay in the old file. A file that is already another log of the
 // manager (its performance or debug log) is refused. Any log may be a FIFO or
-// a pipe; if its reader goes away, the log's writes fail and the program goes
+// a pipe: opening a FIFO waits, as any open of one does, until it has a
+// reader; if its reader goes away, the log's writes fail and the program goes
 // on (no SIGPIPE reaches it).
 // Returns 1 if the file was opened, 0 if not (as TaskVine).
 int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
