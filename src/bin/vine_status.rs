@@ -54,7 +54,7 @@ fn run(args: Vec<String>) -> i32 {
                     _ => Show::Json,
                 };
                 // One view: a second, different one would silently win.
-                if !matches!(show, Show::All) && show != chosen {
+                if show != Show::All && show != chosen {
                     eprintln!("vine_status: --tasks, --workers and --json exclude each other");
                     eprint!("{USAGE}");
                     return 2;

@@ -538,17 +538,15 @@ pub unsafe extern "C" fn vine_task_set_resources(
             if let Some(g) = gpus {
                 copy.set_gpus(g)?;
             }
-            // NaN is refused by the setter; negative and 0 leave it unset.
-            let wall_time = if wall_time > 0.0 || wall_time.is_nan() {
+            // Checked on the copy (NaN and infinity refused); negative and 0
+            // leave it unset.
+            if wall_time > 0.0 || wall_time.is_nan() {
                 copy.set_time_max(wall_time)?;
-                Some(copy.time_max())
-            } else {
-                None
-            };
+            }
             task.request = copy.request;
             task.flags |= copy.flags;
-            if let Some(seconds) = wall_time {
-                task.set_time_max(seconds)?;
+            if copy.time_max() > 0.0 {
+                task.set_time_max(copy.time_max())?;
             }
             if let Some(us) = end {
                 task.set_time_end(us);

@@ -130,11 +130,18 @@ impl Peers {
         // serve (a peer sent there would wait for it in vain). Their fetches
         // still count until they are reported.
         while let Some((dest, file)) = not_coming.pop() {
-            if let Some(ws) = t.holders.get_mut(&file) {
-                ws.retain(|w| *w != dest);
-                if ws.is_empty() {
-                    t.holders.remove(&file);
-                }
+            let Some(ws) = t.holders.get_mut(&file) else {
+                continue;
+            };
+            let held = ws.len();
+            ws.retain(|w| *w != dest);
+            let dropped = ws.len() < held;
+            if ws.is_empty() {
+                t.holders.remove(&file);
+            }
+            // Each holder is dropped once: the walk ends even on a loop.
+            if !dropped {
+                continue;
             }
             not_coming.extend(
                 t.under_way

@@ -265,17 +265,14 @@ pub fn disk_use(dir: &Path) -> (u64, bool) {
     let mut total = 0;
     let mut whole = true;
     while let Some(dir) = to_list.pop() {
-        let entries = match std::fs::read_dir(&dir) {
-            Ok(entries) => entries,
+        let listed = match std::fs::read_dir(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && let_owner_in(&dir) => {
-                match std::fs::read_dir(&dir) {
-                    Ok(entries) => entries,
-                    Err(e) => {
-                        whole &= !too_long(&e);
-                        continue;
-                    }
-                }
+                std::fs::read_dir(&dir)
             }
+            listed => listed,
+        };
+        let entries = match listed {
+            Ok(entries) => entries,
             Err(e) => {
                 whole &= !too_long(&e);
                 continue;
@@ -303,6 +300,15 @@ pub fn disk_use(dir: &Path) -> (u64, bool) {
         }
     }
     (total, whole)
+}
+
+/// Measures sandbox `dir` into `usage`; its MB and whether it was measured
+/// whole if it passes `limit` (MB; 0: none) or cannot be measured against it.
+fn over_disk(dir: &Path, limit: u64, usage: &mut Usage) -> Option<(u64, bool)> {
+    let (bytes, whole) = disk_use(dir);
+    let used = bytes.div_ceil(1 << 20);
+    usage.disk_mb = usage.disk_mb.max(used);
+    (limit > 0 && (used > limit || !whole)).then_some((used, whole))
 }
 
 /// True for an error that says a path is longer than the system takes.
@@ -608,11 +614,8 @@ pub fn supervise(
         if let Some(dir) = disk {
             if disk_mb.is_none() && Instant::now() >= next_disk_check {
                 next_disk_check = Instant::now() + Duration::from_millis(DISK_CHECK_MS as u64);
-                let (used, whole) = disk_use(dir);
-                let used = used.div_ceil(1 << 20);
-                usage.disk_mb = usage.disk_mb.max(used);
-                if disk_limit > 0 && (used > disk_limit || !whole) {
-                    disk_mb = Some((used, whole));
+                disk_mb = over_disk(dir, disk_limit, &mut usage);
+                if disk_mb.is_some() {
                     kill_group(pid);
                 }
             }
@@ -666,11 +669,9 @@ pub fn supervise(
     }
     // What was written just before the process ended is measured here.
     if let Some(dir) = disk {
-        let (used, whole) = disk_use(dir);
-        let used = used.div_ceil(1 << 20);
-        usage.disk_mb = usage.disk_mb.max(used);
-        if disk_limit > 0 && (used > disk_limit || !whole) && disk_mb.is_none() && !timed_out {
-            disk_mb = Some((used, whole));
+        let over = over_disk(dir, disk_limit, &mut usage);
+        if disk_mb.is_none() && !timed_out {
+            disk_mb = over;
         }
     }
     let ending = if control.is_cancelled() {

@@ -94,37 +94,32 @@ impl Ran {
 /// The most of each stream of a command kept; the rest is read and dropped.
 const KEEP: usize = 1 << 20;
 
-thread_local! {
-    /// When this thread's batch commands must be over (see [`commands_end_by`]).
-    static END_BY: std::cell::Cell<Option<Instant>> = const { std::cell::Cell::new(None) };
-    /// A time another thread may set, by which this thread's batch commands
-    /// must be over (see [`commands_watch`]).
-    static WATCHED: std::cell::RefCell<Option<Watched>> = const { std::cell::RefCell::new(None) };
-}
-
-/// A deadline other threads may set for a thread's batch commands.
+/// A deadline for a thread's batch commands that other threads may set too.
 pub type Watched = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
 
-/// Bounds every batch command this thread runs from now by `deadline` as well
-/// as by `COMMAND_TIMEOUT` (a factory stopping within its grace).
-pub fn commands_end_by(deadline: Option<Instant>) {
-    END_BY.with(|d| d.set(deadline));
+thread_local! {
+    /// When this thread's batch commands must be over (see [`commands_end_by`]
+    /// and [`commands_watch`]).
+    static END_BY: std::cell::RefCell<Watched> = std::cell::RefCell::new(Watched::default());
 }
 
 /// Bounds every batch command this thread runs from now, including one that
-/// is running when it is set, by the time `watched` holds (none while it holds
-/// None): a factory told to stop does not first wait out a command that hangs.
-pub fn commands_watch(watched: Watched) {
-    WATCHED.with(|w| *w.borrow_mut() = Some(watched));
+/// is running, by `deadline` as well as by `COMMAND_TIMEOUT` (a factory
+/// stopping within its grace).
+pub fn commands_end_by(deadline: Option<Instant>) {
+    END_BY.with(|w| *w.borrow().lock().unwrap_or_else(|p| p.into_inner()) = deadline);
 }
 
-/// The time the watched deadline holds now, if any.
-fn watched_deadline() -> Option<Instant> {
-    WATCHED.with(|w| {
-        w.borrow()
-            .as_ref()
-            .and_then(|w| *w.lock().unwrap_or_else(|p| p.into_inner()))
-    })
+/// Makes `watched` this thread's deadline (see [`commands_end_by`]), which
+/// other threads may then set: a factory told to stop does not first wait
+/// out a command that hangs.
+pub fn commands_watch(watched: Watched) {
+    END_BY.with(|w| *w.borrow_mut() = watched);
+}
+
+/// This thread's deadline for batch commands now, if any.
+fn end_by() -> Option<Instant> {
+    END_BY.with(|w| *w.borrow().lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 /// One output stream of a command being read.
@@ -225,13 +220,10 @@ pub fn run(mut cmd: Command) -> Result<Ran, String> {
         Stream::new(child.stderr.take()),
     ];
     let mut buf = vec![0u8; 64 * 1024];
-    let deadline = Instant::now() + COMMAND_TIMEOUT;
-    let deadline = END_BY
-        .with(|d| d.get())
-        .map_or(deadline, |d| d.min(deadline));
+    let timeout = Instant::now() + COMMAND_TIMEOUT;
     let mut pause = Duration::from_millis(2);
     let code = loop {
-        let deadline = watched_deadline().map_or(deadline, |w| w.min(deadline));
+        let deadline = end_by().map_or(timeout, |d| d.min(timeout));
         let left = deadline.saturating_duration_since(Instant::now());
         let ms = pause.min(left).as_millis() as i32;
         if wait_for_output(&streams, ms) {

@@ -167,9 +167,10 @@ struct Shared {
     failures: AtomicU64,
     /// How long stopping waits for jobs to go, in milliseconds.
     grace_ms: AtomicU64,
-    /// Once the factory is told to stop: when a batch command still running
-    /// from before (a status query that hangs) is given up, so that cancelling
-    /// the jobs gets the rest of the grace.
+    /// The factory thread's deadline for its batch commands (see
+    /// `batch::commands_watch`): set when the factory is told to stop, so that
+    /// a command in flight (a status query that hangs) is given up and
+    /// cancelling the jobs gets the rest of the grace.
     cut_at: batch::Watched,
     /// When the factory was told to stop: its grace counts from then.
     stop_from: Mutex<Option<Instant>>,
@@ -1211,9 +1212,7 @@ impl Cycle {
     /// Cancels every job not known to have ended and waits, up to `grace`, until
     /// the batch system says they are gone.
     fn cancel_all(&mut self, grace: Duration) {
-        // The grace counts from when the factory was told to stop; the
-        // commands run from here are bounded by it alone.
-        *self.shared.cut_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        // The grace counts from when the factory was told to stop.
         let start = self
             .shared
             .stop_from
@@ -1221,9 +1220,10 @@ impl Cycle {
             .unwrap_or_else(|p| p.into_inner())
             .unwrap_or_else(Instant::now);
         let deadline = start + grace;
-        // No batch command outlasts the grace either; a status query, which
-        // only saves cancelling jobs that ended, gets an eighth of it, so that
-        // one that hangs leaves time to cancel.
+        // No batch command outlasts the grace either (this replaces the cut
+        // for the command that was in flight); a status query, which only
+        // saves cancelling jobs that ended, gets an eighth of it, so that one
+        // that hangs leaves time to cancel.
         let refresh = |c: &mut Self| {
             batch::commands_end_by(Some(deadline.min(Instant::now() + grace / 8)));
             c.refresh_status();

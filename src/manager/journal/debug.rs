@@ -32,12 +32,10 @@ pub(crate) fn enable_global(path: &Path) -> Result<()> {
             )));
         }
     }
-    super::make_parent(path)?;
-    let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
-    let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+    let (f, at) = super::logfile::LogFile::create(path)?;
     let mut global = GLOBAL.lock().unwrap_or_else(|p| p.into_inner());
-    *global = Some(super::logfile::LogFile::new(f));
-    *GLOBAL_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some((m.dev(), m.ino()));
+    *global = Some(f);
+    *GLOBAL_AT.lock().unwrap_or_else(|p| p.into_inner()) = Some(at);
     Ok(())
 }
 

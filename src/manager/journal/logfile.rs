@@ -9,6 +9,9 @@
 
 use std::fs::File;
 use std::io::{self, Write};
+use std::path::Path;
+
+use crate::error::{Error, Result};
 
 /// A log's file (see the module's documentation).
 pub(crate) struct LogFile {
@@ -21,6 +24,17 @@ impl LogFile {
     pub(crate) fn new(file: File) -> LogFile {
         let pipe = file.metadata().map_or(true, |m| !m.file_type().is_file());
         LogFile { file, pipe }
+    }
+
+    /// Creates (or truncates) the log file `path`, its directory made if
+    /// missing; with its device and inode, by which logs sharing a file are
+    /// found.
+    pub(crate) fn create(path: &Path) -> Result<(LogFile, (u64, u64))> {
+        use std::os::unix::fs::MetadataExt;
+        make_parent(path)?;
+        let f = File::create(path).map_err(|e| Error::io(path.display(), e))?;
+        let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
+        Ok((LogFile::new(f), (m.dev(), m.ino())))
     }
 }
 
@@ -36,6 +50,19 @@ impl Write for LogFile {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
+}
+
+/// Makes the directory a log file `path` goes into, if it is missing. A
+/// parent that is a file is left to the file's creation, which names the
+/// failure rightly ("Not a directory"); making it would say "File exists".
+fn make_parent(path: &Path) -> Result<()> {
+    if let Some(dir) = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
+    {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+    }
+    Ok(())
 }
 
 /// Runs `f` (a write) with SIGPIPE blocked on this thread; a SIGPIPE that

@@ -520,10 +520,7 @@ impl Sink {
                 )));
             }
         }
-        make_parent(path)?;
-        let f = std::fs::File::create(path).map_err(|e| Error::io(path.display(), e))?;
-        let m = f.metadata().map_err(|e| Error::io(path.display(), e))?;
-        let at = (m.dev(), m.ino());
+        let (mut f, at) = logfile::LogFile::create(path)?;
         {
             let mut all = in_use();
             if let Some(&(_, old)) = places.iter().find(|(t, _)| *t == target) {
@@ -534,7 +531,6 @@ impl Sink {
         places.retain(|(t, _)| *t != target);
         places.push((target, at));
         drop(places);
-        let mut f = logfile::LogFile::new(f);
         writer::write_header(target, &mut f).map_err(|e| Error::io(path.display(), e))?;
         let mut p = self.lock();
         let before = p.recs.len();
@@ -679,19 +675,6 @@ pub(crate) fn line(text: &str) -> String {
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
-}
-
-/// Makes the directory a log file `path` goes into, if it is missing. A
-/// parent that is a file is left to the file's creation, which names the
-/// failure rightly ("Not a directory"); making it would say "File exists".
-pub(crate) fn make_parent(path: &Path) -> Result<()> {
-    if let Some(dir) = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-    {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
