@@ -145,7 +145,8 @@ typedef struct vine_stats {
   int workers_slow;
   // Times a host was blocked (`vine_block_host`, and slow workers' hosts).
   int workers_blocked;
-  // Remote worker connections lost unexpectedly.
+  // Remote worker connections lost unexpectedly (a worker leaving at its
+  // `--wall-time` says so first and is not counted).
   int workers_lost;
   // Tasks waiting for a worker.
   int tasks_waiting;

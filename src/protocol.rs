@@ -29,7 +29,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 9;
+pub const VERSION: u16 = 10;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -484,6 +484,13 @@ pub enum ToManager {
         took_us: u64,
         /// Why it failed, if it did.
         error: Option<String>,
+    },
+    /// The worker leaves of its own accord (its wall time passed), and says
+    /// so before it closes the connection: an expected departure, not a
+    /// lost worker. Its tasks go back to the manager with it.
+    Leaving {
+        /// Why, for the manager's logs.
+        reason: String,
     },
 }
 

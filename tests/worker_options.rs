@@ -89,6 +89,9 @@ fn a_worker_past_its_wall_time_leaves_and_its_task_runs_elsewhere() {
     until(&m, "the task waits again", |s| {
         s.workers_connected == 0 && s.tasks_waiting == 1
     });
+    // It said why it left: an expected departure, not a lost worker.
+    let s = m.stats().unwrap();
+    assert_eq!((s.workers_removed, s.workers_lost), (1, 0));
 
     let mut second = vine_worker(port, &[]);
     std::fs::write(&go, "").unwrap();

@@ -93,7 +93,8 @@ pub struct vine_stats {
     pub workers_slow: c_int,
     /// Times a host was blocked (`vine_block_host`, and slow workers' hosts).
     pub workers_blocked: c_int,
-    /// Remote worker connections lost unexpectedly.
+    /// Remote worker connections lost unexpectedly (a worker leaving at its
+    /// `--wall-time` says so first and is not counted).
     pub workers_lost: c_int,
     /// Tasks waiting for a worker.
     pub tasks_waiting: c_int,

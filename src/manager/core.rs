@@ -90,6 +90,8 @@ enum Departure {
     Disconnected,
     /// Its connection ended by itself.
     Lost,
+    /// It said it leaves (its wall time passed), then closed.
+    Left,
 }
 
 /// A temp on its way back from its worker, and the callers waiting for it.
@@ -563,6 +565,7 @@ impl ManagerLoop {
                 | Message::RemoteWatch { .. }
                 | Message::WorkerJoined { .. }
                 | Message::WorkerLost { .. }
+                | Message::WorkerLeft { .. }
         );
         if from_caller {
             self.take_submissions(usize::MAX);
@@ -722,6 +725,18 @@ impl ManagerLoop {
                 if self.remote.contains_key(&worker) {
                     self.sched.stats_mut().workers_lost += 1;
                     self.drop_worker(worker, Departure::Lost);
+                }
+            }
+            Message::WorkerLeft { worker, reason } => {
+                if self.remote.contains_key(&worker) {
+                    self.sched
+                        .journal
+                        .other(super::journal::Other::Debug(format!(
+                            "{} leaves: {}",
+                            super::journal::worker_label(worker),
+                            reason
+                        )));
+                    self.drop_worker(worker, Departure::Left);
                 }
             }
             Message::BlockHost {
@@ -1368,7 +1383,8 @@ impl ManagerLoop {
             let why = match how {
                 Departure::Released => Why::Explicit,
                 Departure::Disconnected => Why::FastAbort,
-                Departure::Lost => Why::Unknown,
+                // TaskVine's name for a departure the worker chose.
+                Departure::Lost | Departure::Left => Why::Unknown,
             };
             self.worker_left_records(worker, why);
         }
@@ -1386,7 +1402,7 @@ impl ManagerLoop {
                 link.exit();
             }
             Departure::Disconnected => link.disconnect(),
-            Departure::Lost => {}
+            Departure::Lost | Departure::Left => {}
         }
         self.draining.remove(&worker);
         self.slow.suspects.remove(&worker);

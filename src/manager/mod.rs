@@ -116,6 +116,14 @@ pub enum Message {
         /// Which worker.
         worker: WorkerId,
     },
+    /// A remote worker said it leaves of its own accord (see
+    /// `ToManager::Leaving`); its connection ends next.
+    WorkerLeft {
+        /// Which worker.
+        worker: WorkerId,
+        /// Why, as it said.
+        reason: String,
+    },
     /// A direct task of `category` ended while the manager thread watches the
     /// direct lane (see `direct::Counters::watch`).
     DirectEnded {

@@ -622,6 +622,14 @@ fn serve_connection(
                     }
                 }
             }
+            Ok(ToManager::Leaving { reason }) => {
+                // Said before the worker closes: not a lost worker. What it
+                // says goes to a log: one line, of bounded length.
+                let reason: String = reason.chars().take(200).collect();
+                let reason = super::journal::line(&reason);
+                let _ = events.send(Message::WorkerLeft { worker: id, reason });
+                break;
+            }
             Ok(ToManager::Register { .. } | ToManager::Details(_)) => {
                 eprintln!("vine: worker {id} ({peer}) registered twice; dropping it");
                 break;

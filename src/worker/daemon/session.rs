@@ -320,7 +320,11 @@ pub(super) fn keep_alive(
             Err(crossbeam_channel::RecvTimeoutError::Timeout)
                 if wall.is_some_and(|w| Instant::now() >= w) =>
             {
-                return Err(Error::new(ErrorKind::Timeout, "the wall time passed"))
+                // Said before the connection closes, so the manager counts an
+                // expected departure; a manager gone already hears nothing.
+                let reason = "it reached its wall time".to_owned();
+                let _ = send(writer, &ToManager::Leaving { reason });
+                return Err(Error::new(ErrorKind::Timeout, "the wall time passed"));
             }
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
                 send(writer, &ToManager::Keepalive)?
