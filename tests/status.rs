@@ -127,6 +127,7 @@ fn vine_status_says_why_it_cannot_ask() {
         &["--bogus"][..],
         &["--cores", "2"],
         &["--timeout", "nan"],
+        &["--timeout", "0"],
         &["--password"],
     ] {
         let out = status(port, bad);
@@ -138,6 +139,9 @@ fn vine_status_says_why_it_cannot_ask() {
     let out = status(port, &["--timeout", "nan"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--timeout \"nan\" is not valid"), "{err}");
+    let out = status(port, &["--timeout", "0"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--timeout must be more than 0"), "{err}");
     let out = status(port, &["--bogus"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("usage: vine_status"), "{err}");

@@ -109,6 +109,12 @@ fn run(args: Vec<String>) -> i32 {
             return 2;
         }
     };
+    if opts.timeout.is_zero() {
+        // No time at all to answer in: every manager would seem silent.
+        eprintln!("vine_status: --timeout must be more than 0 seconds");
+        eprint!("{USAGE}");
+        return 2;
+    }
     let json = match vine::worker::daemon::ask_status(&opts) {
         Ok(j) => j,
         Err(e) => {
