@@ -53,6 +53,21 @@ fn expand(template: &str, secs: i64) -> String {
     out
 }
 
+/// Makes directory `dir` and those above it. A file already there by that
+/// name is reported as what it is (the system says only "File exists").
+fn make_dirs(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            let e = std::io::Error::new(
+                std::io::ErrorKind::NotADirectory,
+                "it is a file, not a directory",
+            );
+            return Error::io(dir.display(), e);
+        }
+        Error::io(dir.display(), e)
+    })
+}
+
 /// Makes a new run directory under `root` (and its `vine-logs`), and points
 /// `root/most-recent` at it; returns it, absolute.
 pub(crate) fn create(root: &Path) -> Result<PathBuf> {
@@ -66,7 +81,7 @@ pub(crate) fn create(root: &Path) -> Result<PathBuf> {
     } else {
         root.join(&name)
     };
-    std::fs::create_dir_all(root).map_err(|e| Error::io(root.display(), e))?;
+    make_dirs(root)?;
     if !chosen {
         // Two managers started in the same second each get their own.
         let base = dir.clone();
@@ -83,7 +98,7 @@ pub(crate) fn create(root: &Path) -> Result<PathBuf> {
         }
     }
     let logs = dir.join("vine-logs");
-    std::fs::create_dir_all(&logs).map_err(|e| Error::io(logs.display(), e))?;
+    make_dirs(&logs)?;
     let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io(dir.display(), e))?;
     let link = root.join("most-recent");
     static LINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -98,6 +113,17 @@ pub(crate) fn create(root: &Path) -> Result<PathBuf> {
 
 #[cfg(test)]
 mod test {
+    #[test]
+    fn a_file_where_the_run_root_should_be_is_named_as_such() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-rundir-test").unwrap();
+        let file = dir.join("runs");
+        std::fs::write(&file, "").unwrap();
+        let e = super::create(&file).unwrap_err().to_string();
+        assert!(e.contains("it is a file, not a directory"), "{e}");
+        assert!(!e.contains("File exists"), "{e}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn templates_expand_to_the_utc_time() {
         // 2025-12-03 01:02:03 UTC
