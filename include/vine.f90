@@ -1025,7 +1025,8 @@ contains
     type(c_ptr) :: m
     character(kind=c_char, len=len(key) + 1), target :: k
     character(kind=c_char, len=len(cert) + 1), target :: c
-    if (len(key) == 0 .and. len(cert) == 0) then
+    ! Blank is empty here, as for every string the module passes.
+    if (len_trim(key) == 0 .and. len_trim(cert) == 0) then
       m = c_vine_ssl_create(port, c_null_ptr, c_null_ptr)
     else
       k = cstr(key)

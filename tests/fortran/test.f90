@@ -41,6 +41,7 @@ program test
   integer :: back
   type(c_ptr) :: rp
   type(vine_resources), pointer :: r
+  character(len=64) :: blank_key, blank_cert
 
   call check(vine_register_function('double_all', c_funloc(double_all)) == 0, 'register')
   call check(vine_register_function('fails', c_funloc(fails)) == 0, 'register fails')
@@ -189,6 +190,13 @@ program test
   call check(vine_get_stats_category(m, 'fcat', s) == 0 .and. s%tasks_done == 1, 'category stats')
   call vine_resources_delete(rp)
   call vine_delete(m)
+
+  ! Blank fixed-length key and cert hold nothing: no TLS, as with ''.
+  blank_key = ''
+  blank_cert = ''
+  m = vine_ssl_create(VINE_PORT_NONE, blank_key, blank_cert)
+  call check(c_associated(m), 'ssl create with blank key and cert')
+  if (c_associated(m)) call vine_delete(m)
 
   print '(i0, a, i0, a)', passed, ' passed, ', failed, ' failed'
   if (failed /= 0) stop 1
