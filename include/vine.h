@@ -1085,7 +1085,7 @@ struct vine_manager *vine_create(int port);
 // it with a password: TLS alone does not say who may join.
 //
 // Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
-// `key` and `cert` is given or they do not make a TLS identity.
+// `key` and `cert` is given, either is empty, or they do not make a TLS identity.
 struct vine_manager *vine_ssl_create(int port, const char *key, const char *cert);
 
 // Like `vine_ssl_create`, with a self-signed certificate the manager makes for its

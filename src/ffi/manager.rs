@@ -73,7 +73,7 @@ fn port_of(port: c_int) -> crate::error::Result<Port> {
 /// it with a password: TLS alone does not say who may join.
 ///
 /// Returns NULL on failure, with `errno` set, as `vine_create`, or when only one of
-/// `key` and `cert` is given or they do not make a TLS identity.
+/// `key` and `cert` is given, either is empty, or they do not make a TLS identity.
 #[no_mangle]
 pub unsafe extern "C" fn vine_ssl_create(
     port: c_int,
@@ -86,9 +86,9 @@ pub unsafe extern "C" fn vine_ssl_create(
             (true, true) => None,
             (false, false) => {
                 // SAFETY: C passes NUL-terminated strings.
-                let key = Manager::utf8(unsafe { c_str(key, "the key file")? })?;
+                let key = unsafe { boundary::path_of(key, "the key file")? };
                 // SAFETY: as above.
-                let cert = Manager::utf8(unsafe { c_str(cert, "the certificate file")? })?;
+                let cert = unsafe { boundary::path_of(cert, "the certificate file")? };
                 Some(crate::tls::ServerTls::from_pem(
                     key.as_ref(),
                     cert.as_ref(),

@@ -1621,6 +1621,9 @@ static void test_tls_and_password(void)
     CHECK(vine_ssl_create(0, "key.pem", NULL) == NULL);
     CHECK(strstr(vine_last_error(), "both") != NULL);
     CHECK(vine_ssl_create(0, "/nonexistent/key.pem", "/nonexistent/cert.pem") == NULL);
+    /* Empty names are not files: said so, not "No such file" about nothing. */
+    CHECK(vine_ssl_create(0, "", "") == NULL);
+    CHECK(strstr(vine_last_error(), "the key file cannot be empty") != NULL);
     CHECK(vine_ssl_create_self_signed(VINE_PORT_NONE) == NULL);
     /* Without a key and a certificate, as in TaskVine: no TLS, so no fingerprint. */
     m = vine_ssl_create(VINE_PORT_NONE, NULL, NULL);
