@@ -1803,13 +1803,14 @@ int vine_task_add_feature(struct vine_task *t, const char *name);
 // The host name of the worker the task's last attempt was given to: a remote
 // worker's own host name, or this machine's for the local worker threads. NULL
 // if it was never given to a worker, and on error (NULL, or the task belongs to
-// the manager: read it after `vine_wait`). Owned by the task.
+// the manager: read it after `vine_wait`). Owned by the task: valid until it is
+// submitted again or deleted.
 const char *vine_task_get_hostname(const struct vine_task *t);
 
 // The address and port of the worker the task's last attempt was given to, as
 // `"ADDRESS:PORT"` of its connection for a remote worker, `"local"` for the
 // local worker threads (vine's own). NULL as for `vine_task_get_hostname`.
-// Owned by the task.
+// Owned by the task: valid until it is submitted again or deleted.
 const char *vine_task_get_addrport(const struct vine_task *t);
 
 // Where the task is, as TaskVine names it: `"INITIAL"` (not submitted),
@@ -1961,12 +1962,13 @@ int vine_task_get_exit_code(const struct vine_task *t);
 
 // What the command printed (standard output and error), NUL-terminated, NUL bytes
 // removed. NULL for function tasks, commands that did not run, and on error. Owned
-// by the task: valid until it is deleted.
+// by the task: valid until it is submitted again (a new run, a new output) or
+// deleted, as in TaskVine.
 const char *vine_task_get_stdout(const struct vine_task *t);
 
 // The bytes the function appended to its output; their count in `*len` (`len` may
 // be NULL). NULL (and `*len` = 0) when there are none or on error. Owned by the
-// task: valid until it is deleted.
+// task: valid until it is submitted again (a new run, a new output) or deleted.
 const void *vine_task_get_output(const struct vine_task *t, size_t *len);
 
 // The task's id: 0 before `vine_submit`, then the id it returned. Readable even

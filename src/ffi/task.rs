@@ -175,7 +175,8 @@ pub unsafe extern "C" fn vine_task_add_feature(t: *mut vine_task, name: *const c
 /// The host name of the worker the task's last attempt was given to: a remote
 /// worker's own host name, or this machine's for the local worker threads. NULL
 /// if it was never given to a worker, and on error (NULL, or the task belongs to
-/// the manager: read it after `vine_wait`). Owned by the task.
+/// the manager: read it after `vine_wait`). Owned by the task: valid until it is
+/// submitted again or deleted.
 #[no_mangle]
 pub extern "C" fn vine_task_get_hostname(t: *const vine_task) -> *const c_char {
     guard(ptr::null(), || {
@@ -188,7 +189,7 @@ pub extern "C" fn vine_task_get_hostname(t: *const vine_task) -> *const c_char {
 /// The address and port of the worker the task's last attempt was given to, as
 /// `"ADDRESS:PORT"` of its connection for a remote worker, `"local"` for the
 /// local worker threads (vine's own). NULL as for `vine_task_get_hostname`.
-/// Owned by the task.
+/// Owned by the task: valid until it is submitted again or deleted.
 #[no_mangle]
 pub extern "C" fn vine_task_get_addrport(t: *const vine_task) -> *const c_char {
     guard(ptr::null(), || {
@@ -478,7 +479,8 @@ pub extern "C" fn vine_task_get_exit_code(t: *const vine_task) -> c_int {
 
 /// What the command printed (standard output and error), NUL-terminated, NUL bytes
 /// removed. NULL for function tasks, commands that did not run, and on error. Owned
-/// by the task: valid until it is deleted.
+/// by the task: valid until it is submitted again (a new run, a new output) or
+/// deleted, as in TaskVine.
 #[no_mangle]
 pub extern "C" fn vine_task_get_stdout(t: *const vine_task) -> *const c_char {
     guard(ptr::null(), || {
@@ -488,7 +490,7 @@ pub extern "C" fn vine_task_get_stdout(t: *const vine_task) -> *const c_char {
 
 /// The bytes the function appended to its output; their count in `*len` (`len` may
 /// be NULL). NULL (and `*len` = 0) when there are none or on error. Owned by the
-/// task: valid until it is deleted.
+/// task: valid until it is submitted again (a new run, a new output) or deleted.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_get_output(
     t: *const vine_task,
