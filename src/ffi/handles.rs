@@ -21,7 +21,7 @@ use std::cell::UnsafeCell;
 use std::collections::BTreeMap;
 use std::ffi::{c_char, CString};
 use std::sync::atomic::{AtomicI32, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use super::resources::vine_resources;
 use super::{vine_factory, vine_file, vine_manager, vine_task};
@@ -31,14 +31,102 @@ use crate::manager::factory::Factory;
 use crate::manager::Manager;
 use crate::task::Task;
 
+/// Handles given so far (see [`fresh_handle`]).
+static HANDLES_GIVEN: AtomicUsize = AtomicUsize::new(0);
+
+/// The handle numbered `n`: 16-byte steps from 1 MiB: aligned, never NULL, and
+/// it takes 2^60 handles to run out.
+fn nth_handle(n: usize) -> usize {
+    (1 << 20) + n.saturating_mul(16)
+}
+
 /// A handle C holds for a manager, file or factory: an address no other handle
 /// of this process had or will have, and never memory (C never reads through it;
 /// it is looked up in the registries).
 fn fresh_handle() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    // 16-byte steps from 1 MiB: aligned, never NULL, and it takes 2^60 handles
-    // to run out.
-    (1 << 20) + NEXT.fetch_add(1, Ordering::Relaxed).saturating_mul(16)
+    // This process's registries exist before it gives a handle of its own, so
+    // that each knows which handles it inherited (see `Generation`).
+    let _ = (managers(), files(), factories());
+    nth_handle(HANDLES_GIVEN.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A registry of this process, made anew in a `fork()`ed child: the parent's
+/// lock may have been held at the fork by a thread the child does not have, and
+/// would then stay held there for good. The child's registry starts empty; the
+/// parent's is left as it was (its managers' threads are not in the child, so
+/// nothing of them may be freed or waited for there).
+struct PerFork<T> {
+    now: std::sync::atomic::AtomicPtr<Generation<T>>,
+}
+
+struct Generation<T> {
+    /// `crate::worker::isolated::forks()` when it was made.
+    forks: u64,
+    /// Handles below this one were given before this process was forked (or
+    /// none: in the process that never was).
+    inherited_below: usize,
+    value: T,
+}
+
+impl<T: Default> PerFork<T> {
+    const fn new() -> Self {
+        PerFork {
+            now: std::sync::atomic::AtomicPtr::new(std::ptr::null_mut()),
+        }
+    }
+
+    /// This process's registry.
+    fn get(&self) -> &Generation<T> {
+        let forks = crate::worker::isolated::forks();
+        loop {
+            let at = self.now.load(Ordering::Acquire);
+            // SAFETY: a registry once published is never freed (see below).
+            if let Some(g) = unsafe { at.as_ref() } {
+                if g.forks == forks {
+                    return g;
+                }
+            }
+            let fresh = Box::into_raw(Box::new(Generation {
+                forks,
+                inherited_below: if forks == 0 {
+                    0
+                } else {
+                    nth_handle(HANDLES_GIVEN.load(Ordering::Relaxed))
+                },
+                value: T::default(),
+            }));
+            match self
+                .now
+                .compare_exchange(at, fresh, Ordering::AcqRel, Ordering::Acquire)
+            {
+                // The one replaced, if any, is the parent's: left as it is, never
+                // freed, as references to it may be held.
+                // SAFETY: just published, never freed.
+                Ok(_) => return unsafe { &*fresh },
+                Err(_) => {
+                    // SAFETY: made above and never published.
+                    drop(unsafe { Box::from_raw(fresh) });
+                }
+            }
+        }
+    }
+}
+
+impl<T> Generation<T> {
+    /// The error for `handle` of a `what`, not in this registry: made before
+    /// this process was forked, or not live.
+    fn missing(&self, handle: usize, what: &str, not_live: &str) -> Error {
+        if handle < self.inherited_below {
+            return Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{what} was made before this process was forked: it belongs to the parent \
+                     (its threads are not in this process); make a new one here"
+                ),
+            );
+        }
+        Error::new(ErrorKind::InvalidHandle, not_live)
+    }
 }
 
 /// Live managers, each with its handle and the process generation it was made in
@@ -59,23 +147,24 @@ fn made_here(generation: u64, what: &str) -> Result<()> {
     ))
 }
 
-fn managers() -> &'static RwLock<Managers> {
-    static LIVE: OnceLock<RwLock<Managers>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
+fn managers() -> &'static Generation<RwLock<Managers>> {
+    static LIVE: PerFork<RwLock<Managers>> = PerFork::new();
+    LIVE.get()
 }
 
 /// Live factories by handle, each with its manager's handle.
 type Factories = BTreeMap<usize, (usize, Arc<Factory>)>;
 
-fn factories() -> &'static Mutex<Factories> {
-    static LIVE: OnceLock<Mutex<Factories>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
+fn factories() -> &'static Generation<Mutex<Factories>> {
+    static LIVE: PerFork<Mutex<Factories>> = PerFork::new();
+    LIVE.get()
 }
 
 /// Registers factory `f` of manager `m`; the pointer C will hold.
 pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> *mut vine_factory {
     let handle = fresh_handle();
     factories()
+        .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(handle, (m as usize, f));
@@ -88,14 +177,17 @@ pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<
         return Err(super::boundary::null("the factory"));
     }
     not_in_child("a factory")?;
-    let (m, f) = factories()
+    let live = factories();
+    let (m, f) = live
+        .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&(f as usize))
         .map(|(m, f)| (*m as *mut vine_manager, f.clone()))
         .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidHandle,
+            live.missing(
+                f as usize,
+                "the factory",
                 "not a live factory (deleted already, or its manager was?)",
             )
         })?;
@@ -107,6 +199,7 @@ pub(crate) fn factory(f: *const vine_factory) -> Result<(*mut vine_manager, Arc<
 /// Forgets factory `f`; false if it was not live.
 pub(crate) fn factory_remove(f: *const vine_factory) -> bool {
     factories()
+        .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&(f as usize))
@@ -116,6 +209,7 @@ pub(crate) fn factory_remove(f: *const vine_factory) -> bool {
 /// Forgets every factory of manager `m`.
 pub(crate) fn factories_forget(m: *const vine_manager) {
     factories()
+        .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .retain(|_, (owner, _)| *owner != m as usize);
@@ -128,9 +222,9 @@ struct Files {
     handle_of: BTreeMap<usize, usize>,
 }
 
-fn files() -> &'static Mutex<Files> {
-    static LIVE: OnceLock<Mutex<Files>> = OnceLock::new();
-    LIVE.get_or_init(Default::default)
+fn files() -> &'static Generation<Mutex<Files>> {
+    static LIVE: PerFork<Mutex<Files>> = PerFork::new();
+    LIVE.get()
 }
 
 /// Makes a manager with `make`, registers it and returns the pointer C will hold.
@@ -140,11 +234,11 @@ pub(crate) fn manager_into_c(make: impl FnOnce() -> Result<Manager>) -> Result<*
     let m = make()?;
     super::logs::flush_at_exit();
     let handle = fresh_handle();
-    managers().write().unwrap_or_else(|p| p.into_inner()).push((
-        handle,
-        Arc::new(m),
-        crate::worker::isolated::forks(),
-    ));
+    managers()
+        .value
+        .write()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((handle, Arc::new(m), crate::worker::isolated::forks()));
     Ok(handle as *mut vine_manager)
 }
 
@@ -169,13 +263,15 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
         return Err(super::boundary::null("the manager"));
     }
     not_in_child("the manager")?;
-    let live = managers().read().unwrap_or_else(|p| p.into_inner());
+    let registry = managers();
+    let live = registry.value.read().unwrap_or_else(|p| p.into_inner());
     let (_, a, generation) = live
         .iter()
         .find(|(h, ..)| *h == m as usize)
         .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidHandle,
+            registry.missing(
+                m as usize,
+                "the manager",
                 "not a live manager (deleted already?)",
             )
         })?;
@@ -186,13 +282,15 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
 /// Removes the manager at `m` from the registry; it is freed when the last call
 /// using it returns.
 pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
-    let mut live = managers().write().unwrap_or_else(|p| p.into_inner());
+    let registry = managers();
+    let mut live = registry.value.write().unwrap_or_else(|p| p.into_inner());
     let at = live
         .iter()
         .position(|(h, ..)| *h == m as usize)
         .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidHandle,
+            registry.missing(
+                m as usize,
+                "the manager",
                 "not a live manager (deleted already?)",
             )
         })?;
@@ -211,7 +309,7 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
 /// Registers a file declared by a manager and returns the pointer C will hold.
 /// The same file registered again keeps its handle.
 pub(crate) fn file_into_c(f: Arc<File>) -> *mut vine_file {
-    let mut live = files().lock().unwrap_or_else(|p| p.into_inner());
+    let mut live = files().value.lock().unwrap_or_else(|p| p.into_inner());
     let at = Arc::as_ptr(&f) as usize;
     if let Some(&h) = live.handle_of.get(&at) {
         return h as *mut vine_file;
@@ -228,23 +326,26 @@ pub(crate) fn file(f: *const vine_file) -> Result<Arc<File>> {
         return Err(super::boundary::null("the file"));
     }
     not_in_child("a file")?;
-    files()
+    let registry = files();
+    let found = registry
+        .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .by_handle
         .get(&(f as usize))
-        .cloned()
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::InvalidHandle,
-                "not a file declared by a live manager",
-            )
-        })
+        .cloned();
+    found.ok_or_else(|| {
+        registry.missing(
+            f as usize,
+            "the file",
+            "not a file declared by a live manager",
+        )
+    })
 }
 
 /// Forgets the files of a manager being deleted.
 pub(crate) fn files_forget(list: &[Arc<File>]) {
-    let mut live = files().lock().unwrap_or_else(|p| p.into_inner());
+    let mut live = files().value.lock().unwrap_or_else(|p| p.into_inner());
     for f in list {
         if let Some(h) = live.handle_of.remove(&(Arc::as_ptr(f) as usize)) {
             live.by_handle.remove(&h);
@@ -582,4 +683,55 @@ pub(crate) fn task_take_for_file(t: *mut vine_task) -> Result<(Box<Task>, TakenH
         h.owner.store(OWNER_FILE, Ordering::Release);
     }
     Ok((task, TakenHandle(t as usize)))
+}
+
+#[cfg(test)]
+mod test {
+    use super::*;
+
+    /// Waits for child `pid`; its wait status.
+    fn child_status(pid: libc::pid_t) -> i32 {
+        let mut status = 0;
+        // SAFETY: waits for this process's own child, into a local.
+        let got = unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert_eq!(got, pid);
+        status
+    }
+
+    #[test]
+    fn a_child_forked_while_the_registries_are_locked_has_its_own() {
+        crate::worker::isolated::count_forks();
+        let m = manager_into_c(|| Manager::new(crate::manager::Port::None)).unwrap();
+        // Held at the fork, as by another thread in a vine call: in the child
+        // nobody will ever release them.
+        let managers_held = managers().value.write().unwrap();
+        let files_held = files().value.lock().unwrap();
+        let factories_held = factories().value.lock().unwrap();
+        // SAFETY: the child only calls the library and async-signal-safe
+        // functions, then `_exit`s; `alarm` turns a hang into a failure.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            // SAFETY: plain system calls in the child.
+            unsafe { libc::alarm(20) };
+            let refused = manager(m).err().map(|e| e.kind());
+            let fresh = manager_into_c(|| Manager::new(crate::manager::Port::None));
+            let fresh_usable = fresh.as_ref().is_ok_and(|&h| manager(h).is_ok());
+            let file_refused = file(m.cast()).err().map(|e| e.kind());
+            let code = match (refused, fresh_usable, file_refused) {
+                (Some(ErrorKind::Unsupported), true, Some(ErrorKind::Unsupported)) => 0,
+                (Some(ErrorKind::Unsupported), true, _) => 3,
+                (Some(ErrorKind::Unsupported), false, _) => 2,
+                _ => 1,
+            };
+            // SAFETY: ends the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) };
+        }
+        drop((managers_held, files_held, factories_held));
+        // 0: it exited 0 (not killed by its alarm, not failed).
+        assert_eq!(child_status(pid), 0, "the child hung or failed");
+        // The parent's registry is its own still.
+        assert!(manager(m).is_ok());
+        manager_remove(m).unwrap().shutdown().unwrap();
+    }
 }
