@@ -561,3 +561,34 @@ fn small_tasks_behind_many_that_need_a_larger_worker_still_run() {
         assert_eq!(t.result(), TaskResult::Cancelled);
     }
 }
+
+#[test]
+fn a_function_shutdown_abandoned_comes_back_when_it_returns_on_either_lane() {
+    // A plain local function takes the direct lane; one with an environment
+    // variable the manager's path. Either way, shutdown gives up on it (it
+    // ignores cancellation), and a wait that follows gets it once it returns.
+    for by_manager in [false, true] {
+        let m = Arc::new(manager(1.0));
+        m.tune("shutdown-timeout", 0.0).unwrap();
+        let probe = Arc::new(Probe::default());
+        let mut t = gated_task(&probe, 0);
+        if by_manager {
+            t.set_env_var(c"VINE_TEST", Some(c"1")).unwrap();
+        }
+        let id = m.submit(t).unwrap();
+        probe.wait_until_running(1);
+        let e = m.shutdown().unwrap_err();
+        assert!(e.to_string().contains("abandoned"), "{e}");
+        // Still outstanding: a wait waits for it rather than giving up at once.
+        let m2 = m.clone();
+        let waiter = std::thread::spawn(move || m2.wait(LONG));
+        probe.open_gate();
+        let back = waiter.join().unwrap().expect("the task comes back");
+        assert_eq!(
+            (back.id(), back.result()),
+            (id, TaskResult::Cancelled),
+            "by the manager's path: {by_manager}"
+        );
+        assert!(m.wait(LONG).is_none(), "nothing is outstanding");
+    }
+}

@@ -1047,10 +1047,13 @@ pub unsafe extern "C" fn vine_set_bandwidth_limit(
 /// the workers told to cancel get 2 s more to bring their tasks back, and a
 /// THREAD function 2 s more to return. A THREAD function still running then
 /// cannot be killed: it is abandoned (its thread detached) and this returns
-/// `VINE_ERROR_TIMEOUT`, about 2 s after `shutdown-timeout`. If the function
-/// returns before `vine_delete`, its task may still come back from a
-/// `vine_wait`; if not, it never comes back and its handle (a few dozen bytes)
-/// is not freed, as the function may still read its input. A factory's jobs
+/// `VINE_ERROR_TIMEOUT`, about 2 s after `shutdown-timeout`. Its task stays
+/// outstanding (`vine_empty` is 0, and `vine_wait` waits for it up to its
+/// timeout): if the function returns before `vine_delete`, the task comes back
+/// from `vine_wait` as `VINE_RESULT_CANCELLED`; if not, it never comes back and
+/// its handle (a few dozen bytes) is not freed, as the function may still read
+/// its input. (So a wait without a timeout then waits as long as the function
+/// runs.) A factory's jobs
 /// still listed by the batch system after 60 s (5 s for a local factory) also
 /// make it `VINE_ERROR_TIMEOUT`, naming them.
 /// Calling it again returns the first result. Do not call it from inside a task

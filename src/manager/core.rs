@@ -1230,6 +1230,24 @@ impl ManagerLoop {
                 self.sched.finished(worker, task, &mut self.outbox);
             }
         }
+        // What the abandoned functions return from now on goes straight to
+        // the callers of `wait`, as direct tasks do: nothing collects the
+        // pool's outbox once this loop ends. What is there already is taken.
+        let shared = self.shared.clone();
+        self.local
+            .set_late_sink(Box::new(move |mut task: Box<Task>| {
+                task.flags |= crate::task::FLAG_CANCELLED;
+                task.finish(
+                    crate::task::TaskResult::Cancelled,
+                    Some(
+                        "the manager was shut down; the function returned after shutdown-timeout"
+                            .into(),
+                    ),
+                );
+                task.publish_state(crate::task::State::Retrieved);
+                shared.completions.push(task);
+            }));
+        self.collect_local();
         self.flush();
         let stuck = self.sched.dispatched_len() + self.local.direct_counts().1;
         let s = self.shutdown.take().expect("checked above");

@@ -345,6 +345,14 @@ impl Shared {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// True once the manager thread has failed.
+    fn has_failed(&self) -> bool {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
     /// The error callers get once the manager thread has failed.
     fn failure(&self) -> Option<Error> {
         let why = self.failure.lock().unwrap_or_else(|p| p.into_inner());
@@ -934,8 +942,12 @@ impl Manager {
         // A timeout past what an Instant holds is no bound at all.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         let shared = &self.shared;
-        let possible =
-            |cq: &CompletionQueue| cq.outstanding() > 0 && !shared.closed.load(Ordering::Acquire);
+        // Once the manager thread ended, what is still outstanding and not
+        // here is a function shutdown abandoned, which may yet return (its task
+        // then comes here); unless the thread failed, when nothing will.
+        let possible = |cq: &CompletionQueue| {
+            cq.outstanding() > 0 && (!shared.closed.load(Ordering::Acquire) || !shared.has_failed())
+        };
         if let Want::Id(id) = want {
             // Finished already: no need to ask the manager.
             if let Some(t) = shared.completions.wait(want, None, |_| false) {

@@ -96,6 +96,9 @@ struct Shared {
     owner_untimed: std::sync::atomic::AtomicBool,
     /// Where finished direct tasks go (see [`LocalPool::submit_direct`]).
     direct_sink: std::sync::OnceLock<Sink>,
+    /// Where the other finished tasks go once the owner stopped collecting
+    /// the outbox (see [`LocalPool::set_late_sink`]). Read under the lock.
+    late_sink: std::sync::OnceLock<Sink>,
     /// Direct tasks not yet started, for readers without the lock.
     direct_waiting: std::sync::atomic::AtomicUsize,
     /// Direct tasks running, likewise.
@@ -297,6 +300,7 @@ impl LocalPool {
                 kept: Default::default(),
                 owner_untimed: Default::default(),
                 direct_sink: std::sync::OnceLock::new(),
+                late_sink: std::sync::OnceLock::new(),
                 direct_waiting: Default::default(),
                 direct_running: Default::default(),
                 inbox: Mutex::new(Inbox {
@@ -473,6 +477,16 @@ impl LocalPool {
     /// True if finished tasks wait in the outbox unreported.
     pub fn has_kept(&self) -> bool {
         self.shared.kept.load(SeqCst)
+    }
+
+    /// From now on, tasks that finish (other than direct ones) go to `sink`
+    /// from the thread that ran them, not to the outbox: for an owner that
+    /// stops collecting while tasks it could not stop still run. A task put in
+    /// the outbox before this returns is the owner's to take (`take_finished`).
+    pub fn set_late_sink(&self, sink: Sink) {
+        // Under the lock, so that a task delivered after this goes to the sink.
+        let _st = self.shared.lock();
+        let _ = self.shared.late_sink.set(sink);
     }
 
     /// Where finished direct tasks go: set once, before the first
@@ -927,6 +941,9 @@ fn thread_main(shared: Arc<Shared>) {
             } else if let Report::Each(sink) = &shared.report {
                 drop(st);
                 sink(task);
+            } else if let Some(late) = shared.late_sink.get() {
+                drop(st);
+                late(task);
             } else if deliver(&shared, &mut st, task) {
                 drop(st);
                 shared.wake_owner();
