@@ -1137,7 +1137,9 @@ int vine_port(const struct vine_manager *m);
 //   task has run there, nor for tasks longer than that (they wait at the manager,
 //   where a worker that joins, or a factory counting demand, finds them). A later
 //   task of higher priority may start after those already dispatched; 0 gives
-//   strict priority order.
+//   strict priority order among tasks that can start. A task waiting for
+//   resources held by running tasks does not hold back a smaller one behind it
+//   that fits now (as in TaskVine): the smaller one starts first.
 // - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 //   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept. The command is not
 //   stopped at the cap: it runs to its end (or its `time_max`), what it prints
@@ -1869,7 +1871,8 @@ int vine_task_set_disk(struct vine_task *t, int64_t mb);
 // with `vine_task_gpu_ids`. At most 1e6; negative or larger values are refused.
 int vine_task_set_gpus(struct vine_task *t, int gpus);
 
-// Priority: higher runs first, FIFO among equals (default 0). Must be finite.
+// Priority: higher runs first, FIFO among equals (default 0), among the tasks
+// that fit the resources free (see `"prefetch"` in `vine_tune`). Must be finite.
 int vine_task_set_priority(struct vine_task *t, double priority);
 
 // Category (default: the function name under autocategory, else "default").

@@ -186,7 +186,9 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 ///   task has run there, nor for tasks longer than that (they wait at the manager,
 ///   where a worker that joins, or a factory counting demand, finds them). A later
 ///   task of higher priority may start after those already dispatched; 0 gives
-///   strict priority order.
+///   strict priority order among tasks that can start. A task waiting for
+///   resources held by running tasks does not hold back a smaller one behind it
+///   that fits now (as in TaskVine): the smaller one starts first.
 /// - `"max-stdout"` (16 MiB): bytes of command output kept; past it the task ends
 ///   `VINE_RESULT_STDOUT_MISSING` with the first bytes kept. The command is not
 ///   stopped at the cap: it runs to its end (or its `time_max`), what it prints

@@ -308,7 +308,8 @@ pub extern "C" fn vine_task_set_gpus(t: *mut vine_task, gpus: c_int) -> c_int {
     set(t, |t| t.set_gpus(i64::from(gpus)))
 }
 
-/// Priority: higher runs first, FIFO among equals (default 0). Must be finite.
+/// Priority: higher runs first, FIFO among equals (default 0), among the tasks
+/// that fit the resources free (see `"prefetch"` in `vine_tune`). Must be finite.
 #[no_mangle]
 pub extern "C" fn vine_task_set_priority(t: *mut vine_task, priority: f64) -> c_int {
     set(t, |t| t.set_priority(priority))
