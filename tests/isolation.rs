@@ -21,6 +21,19 @@ unsafe extern "C" fn crash(
     0
 }
 
+unsafe extern "C" fn raises_a_fault(
+    _: *const c_void,
+    _: usize,
+    out: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: raises SIGSEGV in the task's own process, as a C function that
+    // detects a fatal error and signals it would.
+    unsafe { libc::raise(libc::SIGSEGV) };
+    unsafe { vine::ffi::function::vine_buffer_append(out, b"went on".as_ptr().cast(), 7) };
+    0
+}
+
 unsafe extern "C" fn quit(
     _: *const c_void,
     _: usize,
@@ -80,6 +93,19 @@ fn a_crash_in_a_process_task_costs_only_that_task() {
     assert_eq!(t.result(), TaskResult::FunctionError);
     assert_eq!(t.exit_code(), 7);
     assert_eq!(t.output(), b"hello world");
+}
+
+#[test]
+fn a_fault_a_process_task_raises_ends_it_even_where_a_handler_is_installed() {
+    // This test program, as vine_worker, is a Rust program: the runtime has a
+    // SIGSEGV handler, which returns from a raised signal. The task still
+    // ends by the signal, with no output.
+    let m = manager();
+    let id = m.submit(process_task(raises_a_fault, b"")).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Signal));
+    assert_eq!(t.exit_code(), libc::SIGSEGV);
+    assert!(t.output().is_empty());
 }
 
 #[test]

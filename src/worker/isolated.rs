@@ -46,6 +46,36 @@ pub fn count_forks() {
     });
 }
 
+/// Fault signals a handler of the program may have taken over: Rust's runtime
+/// (in `vine_worker`, or a Rust program) installs one for these.
+const FAULTS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
+
+/// Which of [`FAULTS`] have a handler now.
+fn fault_handlers() -> [bool; FAULTS.len()] {
+    FAULTS.map(|sig| {
+        // SAFETY: reads the disposition into a zeroed plain C struct.
+        let mut now: libc::sigaction = unsafe { std::mem::zeroed() };
+        let read = unsafe { libc::sigaction(sig, std::ptr::null(), &mut now) } == 0;
+        read && now.sa_sigaction != libc::SIG_DFL && now.sa_sigaction != libc::SIG_IGN
+    })
+}
+
+/// A handler that resets its signal to the default and returns (Rust's does,
+/// for a fault outside a stack guard, so that the fault comes again and kills
+/// the process) swallows a signal that was raised rather than caused by a
+/// fault: `raise(SIGSEGV)` then returns and the function goes on. A handler
+/// found reset after the function returned had run: the signal is raised
+/// again, now with its default action, so the task ends as the signal says.
+fn reraise_swallowed_faults(before: [bool; FAULTS.len()]) {
+    let after = fault_handlers();
+    for ((sig, had), has) in FAULTS.into_iter().zip(before).zip(after) {
+        if had && !has {
+            // SAFETY: raises a signal whose disposition is now the default.
+            unsafe { libc::raise(sig) };
+        }
+    }
+}
+
 /// The child's exit code when it cannot send its result back.
 const CANNOT_SEND: i32 = 111;
 
@@ -102,7 +132,9 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         enlist.close_in_child();
         IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
         drop_inherited_stdio();
+        let handled = fault_handlers();
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
+        reraise_swallowed_faults(handled);
         let ok = writer
             .write_all(&rc.to_le_bytes())
             .and_then(|()| writer.write_all(&output))
