@@ -914,9 +914,16 @@ impl Task {
         self.worker_id
     }
 
-    /// Attempts beyond the first.
+    /// Attempts beyond the first that count against the task's retries: with a
+    /// `max_forsaken` of its own, the attempts its workers gave back (forsaken,
+    /// lost) do not.
     pub fn retries_used(&self) -> u32 {
-        self.attempts.saturating_sub(1)
+        let forsaken = self
+            .extra
+            .as_ref()
+            .filter(|e| e.max_forsaken.is_some())
+            .map_or(0, |e| e.forsaken);
+        self.attempts.saturating_sub(1).saturating_sub(forsaken)
     }
 
     /// The exec mode.
@@ -1052,6 +1059,16 @@ mod test {
             "{}",
             std::mem::size_of::<Task>()
         );
+    }
+
+    #[test]
+    fn attempts_given_back_count_against_the_retries_only_without_a_max_forsaken() {
+        let mut t = Task::command(c"true");
+        t.attempts = 3;
+        t.extra_mut().forsaken = 2;
+        assert_eq!(t.retries_used(), 2, "no max_forsaken: every attempt counts");
+        t.set_max_forsaken(5);
+        assert_eq!(t.retries_used(), 0, "forsaken attempts do not count");
     }
 
     #[test]
