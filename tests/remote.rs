@@ -1055,3 +1055,29 @@ fn a_remote_command_is_told_what_it_holds_and_where_its_temporary_files_go() {
     }
     stop(m, vec![w]);
 }
+
+#[test]
+fn a_shutdown_whose_worker_never_answers_still_succeeds_when_nothing_was_abandoned() {
+    // A stopped worker cannot answer the cancel; its task comes back cancelled
+    // from the manager, which held it all along: nothing is abandoned.
+    let (m, port) = remote_manager();
+    m.tune("shutdown-timeout", 0.0).unwrap();
+    let id = m.submit(Task::command(c"sleep 600")).unwrap();
+    let mut worker = vine_worker(port, &[]);
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    while m.stats().unwrap().tasks_running < 1 {
+        assert!(std::time::Instant::now() < bound, "the task never ran");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = worker.id() as i32;
+    // SAFETY: signals the worker this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let down = m.shutdown();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(down.is_ok(), "{down:?}");
+    let t = m.wait(LONG).unwrap();
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Cancelled));
+    let _ = worker.kill();
+    let _ = worker.wait();
+}

@@ -1251,11 +1251,17 @@ impl ManagerLoop {
         self.flush();
         let stuck = self.sched.dispatched_len() + self.local.direct_counts().1;
         let s = self.shutdown.take().expect("checked above");
-        self.local.stop(Instant::now());
-        let _ = s.reply.send(Err(Error::new(
-            ErrorKind::Timeout,
-            format!("{stuck} task function(s) did not return within shutdown-timeout and were abandoned"),
-        )));
+        let joined = self.local.stop(Instant::now());
+        // Only an abandoned function makes the shutdown incomplete: tasks of
+        // workers that did not answer came back cancelled above.
+        let _ = s.reply.send(if stuck == 0 && joined {
+            Ok(())
+        } else {
+            Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{stuck} task function(s) did not return within shutdown-timeout and were abandoned"),
+            ))
+        });
         true
     }
 
