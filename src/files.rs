@@ -146,6 +146,8 @@ pub struct File {
 struct FileState {
     /// Contents of a buffer, or of a temp or path once fetched.
     contents: Option<Arc<[u8]>>,
+    /// Times a task's output replaced the contents (see [`File::set_contents`]).
+    rewritten: u64,
     /// Every NUL-terminated snapshot handed to C, kept alive with the file.
     fetched: Vec<Arc<[u8]>>,
     /// Where the manager keeps a temp's data: made by a local task, or
@@ -451,7 +453,16 @@ impl File {
 
     /// Replaces the contents (a buffer written as a task output).
     pub(crate) fn set_contents(&self, data: Vec<u8>) {
-        self.state().contents = Some(Arc::from(data));
+        let mut st = self.state();
+        st.contents = Some(Arc::from(data));
+        st.rewritten += 1;
+    }
+
+    /// The contents with how many times a task's output replaced them: what
+    /// a copy made of them on disk is named by.
+    pub(crate) fn contents_version(&self) -> (Option<Arc<[u8]>>, u64) {
+        let st = self.state();
+        (st.contents.clone(), st.rewritten)
     }
 
     /// For a file kept forever, its name in the workers' stores, once computed.

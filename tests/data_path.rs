@@ -1094,3 +1094,30 @@ fn a_buffer_linked_into_the_sandbox_is_a_link_locally_and_remotely() {
     assert_eq!(here, want, "locally");
     assert_eq!(there, want, "remotely");
 }
+
+#[test]
+fn a_linked_buffer_a_task_rewrote_is_read_anew_locally_and_remotely() {
+    let runs = |m: &Manager| {
+        let buffer = m.declare(File::buffer(b"v1\n", CacheLevel::Workflow, 0).unwrap());
+        let read = |m: &Manager| {
+            let mut t = command("cat in");
+            t.add_input(Mount::new(buffer.clone(), "in", vine::files::MOUNT_SYMLINK).unwrap())
+                .unwrap();
+            outcome(&run(m, t))
+        };
+        let first = read(m);
+        let mut t = command("echo v2 > out");
+        t.add_output(Mount::new(buffer.clone(), "out", 0).unwrap())
+            .unwrap();
+        let wrote = outcome(&run(m, t));
+        (first, wrote, read(m))
+    };
+    let (here, there) = here_and_there(runs);
+    let want = (
+        (TaskResult::Success, 0, "v1\n".to_owned()),
+        (TaskResult::Success, 0, String::new()),
+        (TaskResult::Success, 0, "v2\n".to_owned()),
+    );
+    assert_eq!(here, want, "locally");
+    assert_eq!(there, want, "remotely");
+}

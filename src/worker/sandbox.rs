@@ -187,7 +187,10 @@ pub fn resolve_in(root: &Path, remote_name: &str) -> Result<PathBuf, String> {
 fn buffer_on_disk(file: &crate::files::File, root: &Path) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let kept = root.join(format!("buffer-{}", file.id()));
+    // Named by its version too: a task's output may have rewritten the buffer
+    // since an earlier task linked it.
+    let (contents, version) = file.contents_version();
+    let kept = root.join(format!("buffer-{}-{version}", file.id()));
     if std::fs::symlink_metadata(&kept).is_ok() {
         return Ok(kept);
     }
@@ -196,7 +199,7 @@ fn buffer_on_disk(file: &crate::files::File, root: &Path) -> std::io::Result<Pat
     // finds it whole or not at all.
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let aside = root.join(format!(".buffer-{}-{n}", file.id()));
-    let written = std::fs::write(&aside, &file.contents().unwrap_or_default()[..])
+    let written = std::fs::write(&aside, &contents.unwrap_or_default()[..])
         .and_then(|()| {
             let mode = file.delivered_mode().unwrap_or(0o755);
             std::fs::set_permissions(&aside, std::fs::Permissions::from_mode(mode))
