@@ -679,3 +679,44 @@ fn fetching_a_file_declared_at_a_fifo_or_a_device_refuses_it_unopened() {
     let (_, (no_data, len, data, ..)) = rx.recv_timeout(Duration::from_secs(20)).unwrap();
     assert_eq!((no_data, len, data.as_deref()), (false, 5, Some("hello")));
 }
+
+#[test]
+fn a_download_from_a_server_that_never_answers_is_given_up_at_a_cancel_or_a_time_limit() {
+    // Connections complete in the backlog; nothing is ever read or answered.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/never", silent.local_addr().unwrap());
+    let dir = tempdir();
+    for place in Place::both(&dir) {
+        let file = place
+            .m
+            .declare(File::url(&url, CacheLevel::Task, 0).unwrap());
+        // Cancelled while it waits for the server.
+        let id = place.m.submit(task("cat u", &[(&file, "u")])).unwrap();
+        let bound = std::time::Instant::now() + LONG.unwrap();
+        while place.m.stats().unwrap().tasks_running < 1 {
+            assert!(std::time::Instant::now() < bound, "never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        place.m.cancel(id).unwrap();
+        let t = place.m.wait(LONG).expect("the cancelled task came back");
+        assert_eq!(
+            (t.id(), t.result()),
+            (id, TaskResult::Cancelled),
+            "{}",
+            place.name()
+        );
+        // Past its time_max while it waits.
+        let mut limited = task("cat u", &[(&file, "u")]);
+        limited.set_time_max(1.0).unwrap();
+        let t = place.run(limited);
+        assert_eq!(
+            t.result(),
+            TaskResult::MaxWallTime,
+            "{}: {}",
+            place.name(),
+            reason(&t)
+        );
+        assert!(reason(&t).contains(&url), "{}", reason(&t));
+        place.stop();
+    }
+}

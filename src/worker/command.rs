@@ -51,8 +51,31 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         }
     };
     if let Some(extra) = &task.extra {
+        // A download for an input is given up when the task is cancelled or
+        // runs out of time meanwhile.
+        let deadline = crate::worker::process::task_deadline(task);
+        let stop = || {
+            if control.is_cancelled() {
+                Some("the task was cancelled".to_owned())
+            } else if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                Some("the task ran out of time".to_owned())
+            } else {
+                None
+            }
+        };
         for mount in &extra.inputs {
-            if let Err(reason) = sandbox.place_input(mount, env) {
+            if let Err(reason) = sandbox.place_input(mount, env, &stop) {
+                let out_of_time = deadline.is_some_and(|d| std::time::Instant::now() >= d);
+                if !control.is_cancelled() && out_of_time {
+                    // As a command killed at its limit ends.
+                    let end = task.time_end();
+                    let result = if end > 0 && crate::task::now_us() >= end {
+                        TaskResult::MaxEndTime
+                    } else {
+                        TaskResult::MaxWallTime
+                    };
+                    return task.finish(result, Some(reason));
+                }
                 return task.finish(TaskResult::InputMissing, Some(reason));
             }
         }

@@ -120,11 +120,13 @@ impl Fetcher {
     }
 
     /// The file `file` (a URL or a mini task) at this worker, made if need be.
-    /// Errors are sentences naming what could not be made and why.
-    pub fn get(&self, file: &File, env: &CommandEnv) -> Result<Made, String> {
+    /// Errors are sentences naming what could not be made and why. A download
+    /// is given up when `stop` gives a reason (the task was cancelled, or ran
+    /// out of time): a server that never answers holds no task for good.
+    pub fn get(&self, file: &File, env: &CommandEnv, stop: &Stop<'_>) -> Result<Made, String> {
         let Some(key) = file.worker_key() else {
             let p = self.fresh_path("once")?;
-            make(self, file, &p, None, env).inspect_err(|_| remove_all(&p))?;
+            make(self, file, &p, None, env, stop).inspect_err(|_| remove_all(&p))?;
             return Ok(Made::Once(p));
         };
         let entry = lock(&self.entries).entry(key.clone()).or_default().clone();
@@ -144,7 +146,7 @@ impl Fetcher {
         } else {
             None
         };
-        match make(self, file, &p, validators, env) {
+        match make(self, file, &p, validators, env, stop) {
             Ok(Some(v)) => {
                 if let Some(old) = e.path.replace(p) {
                     remove_all(&old);
@@ -199,6 +201,12 @@ impl Fetcher {
 /// A URL's ETag and Last-Modified, as its server gave them.
 type Validators = (Option<String>, Option<String>);
 
+/// Why the task that needs a file must stop waiting for it, if it must.
+pub type Stop<'a> = dyn Fn() -> Option<String> + 'a;
+
+/// How often a task waiting for a download looks at its [`Stop`].
+const STOP_CHECK: Duration = Duration::from_millis(100);
+
 /// Makes `file` at `dest`. For a URL with `validators` (those of the copy
 /// kept), Ok(None) means the server says it has not changed; Ok(Some) gives the
 /// validators of what was made.
@@ -208,9 +216,10 @@ fn make(
     dest: &Path,
     validators: Option<Validators>,
     env: &CommandEnv,
+    stop: &Stop<'_>,
 ) -> Result<Option<Validators>, String> {
     match file.kind() {
-        FileKind::Url(url) => download(fetcher, url, dest, validators),
+        FileKind::Url(url) => download_unless_stopped(fetcher, url, dest, validators, stop),
         FileKind::MiniTask { task, output } => {
             run_mini_task(task, output, dest, env, &fetcher.next).map(|()| Some((None, None)))
         }
@@ -218,9 +227,48 @@ fn make(
     }
 }
 
+/// Downloads `url` to `dest` (see [`make`]) on a thread of its own, while
+/// the task's thread watches `stop`: a read from the network cannot be
+/// interrupted, so a download given up is left to end by itself (by its
+/// server, or its read timeout), and what it made is removed then.
+fn download_unless_stopped(
+    fetcher: &Fetcher,
+    url: &str,
+    dest: &Path,
+    validators: Option<Validators>,
+    stop: &Stop<'_>,
+) -> Result<Option<Validators>, String> {
+    let agent = fetcher.agent()?.clone();
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let (url_copy, dest_copy) = (url.to_owned(), dest.to_path_buf());
+    std::thread::Builder::new()
+        .name("vine-download".into())
+        .spawn(move || {
+            let got = download(&agent, &url_copy, &dest_copy, validators);
+            if tx.send(got).is_err() {
+                // Given up: nobody removes what it made but this thread.
+                remove_all(&dest_copy);
+            }
+        })
+        .map_err(|e| format!("cannot download {url}: cannot start a thread: {e}"))?;
+    loop {
+        match rx.recv_timeout(STOP_CHECK) {
+            Ok(got) => return got,
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                if let Some(why) = stop() {
+                    return Err(format!("gave up downloading {url}: {why}"));
+                }
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                return Err(format!("cannot download {url}: the download failed"))
+            }
+        }
+    }
+}
+
 /// Downloads `url` to `dest` (see [`make`]).
 fn download(
-    fetcher: &Fetcher,
+    agent: &ureq::Agent,
     url: &str,
     dest: &Path,
     validators: Option<Validators>,
@@ -237,7 +285,7 @@ fn download(
         copied.map_err(|e| format!("cannot copy {url}: {e}"))?;
         return Ok(Some((None, None)));
     }
-    let mut req = fetcher.agent()?.get(url);
+    let mut req = agent.get(url);
     if let Some((etag, modified)) = &validators {
         if let Some(t) = etag {
             req = req.set("If-None-Match", t);
@@ -397,12 +445,12 @@ mod test {
             let url = format!("file://{}", from.display());
             // Nobody writes to the FIFO: opening it for reading the usual way
             // would block this test forever.
-            let e = download(&fetcher, &url, &dir.join("dest"), None).unwrap_err();
+            let e = download(fetcher.agent().unwrap(), &url, &dir.join("dest"), None).unwrap_err();
             assert!(e.contains(says), "{e}");
         }
         std::fs::write(dir.join("plain"), "data").unwrap();
         let url = format!("file://{}", dir.join("plain").display());
-        download(&fetcher, &url, &dir.join("dest"), None).unwrap();
+        download(fetcher.agent().unwrap(), &url, &dir.join("dest"), None).unwrap();
         assert_eq!(std::fs::read_to_string(dir.join("dest")).unwrap(), "data");
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -424,15 +472,15 @@ mod test {
             Made::Kept(p, _) => p,
             Made::Once(_) => panic!("a file kept for the worker's life is kept"),
         };
-        let first = path_of(fetcher.get(&f, &env).unwrap());
+        let first = path_of(fetcher.get(&f, &env, &|| None).unwrap());
         assert_eq!(requests.recv().unwrap(), None, "a plain download first");
-        assert_eq!(path_of(fetcher.get(&f, &env).unwrap()), first);
+        assert_eq!(path_of(fetcher.get(&f, &env, &|| None).unwrap()), first);
         assert!(
             requests.try_recv().is_err(),
             "not asked again for one manager"
         );
         fetcher.new_generation();
-        assert_eq!(path_of(fetcher.get(&f, &env).unwrap()), first);
+        assert_eq!(path_of(fetcher.get(&f, &env, &|| None).unwrap()), first);
         assert_eq!(
             requests.recv().unwrap().as_deref(),
             Some("\"v1\""),

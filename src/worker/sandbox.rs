@@ -81,6 +81,7 @@ impl Sandbox {
         &self,
         mount: &Mount,
         env: &crate::worker::command::CommandEnv,
+        stop: &crate::worker::fetch::Stop<'_>,
     ) -> Result<(), String> {
         let target = self.resolve(&mount.remote_name)?;
         if let Some(parent) = target.parent() {
@@ -129,7 +130,7 @@ impl Sandbox {
                 )),
             },
             FileKind::Url(_) | FileKind::MiniTask { .. } => {
-                match env.fetcher.get(&mount.file, env)? {
+                match env.fetcher.get(&mount.file, env, stop)? {
                     Made::Kept(path, lease) => {
                         self.leases
                             .lock()
@@ -430,23 +431,23 @@ mod test {
         let sandbox = Sandbox::create(&dir.join("sandbox"), "t").unwrap();
         let tree = File::path(&source, CacheLevel::Task, 0).unwrap();
         sandbox
-            .place_input(&Mount::new(tree, "d", 0).unwrap(), &env)
+            .place_input(&Mount::new(tree, "d", 0).unwrap(), &env, &|| None)
             .unwrap();
         let buffer = File::buffer(b"PWNED", CacheLevel::Task, 0).unwrap();
         for name in ["d/lnk", "d/dangling"] {
             let m = Mount::new(buffer.clone(), name, 0).unwrap();
-            sandbox.place_input(&m, &env).unwrap();
+            sandbox.place_input(&m, &env, &|| None).unwrap();
             let placed = sandbox.path().join(name);
             assert!(!std::fs::symlink_metadata(&placed).unwrap().is_symlink());
             assert_eq!(std::fs::read(&placed).unwrap(), b"PWNED");
         }
         let copied = File::path(&canary, CacheLevel::Task, 0).unwrap();
         sandbox
-            .place_input(&Mount::new(copied, "d/lnk", 0).unwrap(), &env)
+            .place_input(&Mount::new(copied, "d/lnk", 0).unwrap(), &env, &|| None)
             .unwrap();
         // A directory made where a link to one was.
         let mkdir = Mount::new(buffer, "d/dirlink", MOUNT_MKDIR).unwrap();
-        sandbox.place_input(&mkdir, &env).unwrap();
+        sandbox.place_input(&mkdir, &env, &|| None).unwrap();
         assert!(std::fs::symlink_metadata(sandbox.path().join("d/dirlink"))
             .unwrap()
             .is_dir());
