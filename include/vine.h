@@ -472,7 +472,9 @@ typedef int vine_error_t;
 // A bug inside vine was caught; the call was abandoned.
 #define VINE_ERROR_INTERNAL -12
 
-// The file is needed only by the task that uses it.
+// The file is needed only by the task that uses it. (The inputs of a mini
+// task, such as an untar's archive, stay at the worker until the file is
+// undeclared: the worker may make the mini task's file again.)
 #define VINE_CACHE_LEVEL_TASK 0
 
 // The file may be kept at a worker for the rest of the workflow.

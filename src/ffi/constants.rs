@@ -112,7 +112,9 @@ pub const VINE_ERROR_TIMEOUT: vine_error_t = -11;
 /// A bug inside vine was caught; the call was abandoned.
 pub const VINE_ERROR_INTERNAL: vine_error_t = -12;
 
-/// The file is needed only by the task that uses it.
+/// The file is needed only by the task that uses it. (The inputs of a mini
+/// task, such as an untar's archive, stay at the worker until the file is
+/// undeclared: the worker may make the mini task's file again.)
 pub const VINE_CACHE_LEVEL_TASK: vine_cache_level_t = 0;
 /// The file may be kept at a worker for the rest of the workflow.
 pub const VINE_CACHE_LEVEL_WORKFLOW: vine_cache_level_t = 1;
