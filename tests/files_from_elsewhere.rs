@@ -720,3 +720,36 @@ fn a_download_from_a_server_that_never_answers_is_given_up_at_a_cancel_or_a_time
         place.stop();
     }
 }
+
+#[test]
+fn a_mini_task_that_never_ends_is_stopped_when_the_task_needing_it_is_cancelled() {
+    let dir = tempdir();
+    for place in Place::both(&dir) {
+        let made = place.m.declare(
+            File::mini_task(
+                task("sleep 600; echo late > out", &[]),
+                "out",
+                CacheLevel::Task,
+                0,
+            )
+            .unwrap(),
+        );
+        let id = place.m.submit(task("cat x", &[(&made, "x")])).unwrap();
+        let bound = std::time::Instant::now() + LONG.unwrap();
+        while place.m.stats().unwrap().tasks_running < 1 {
+            assert!(std::time::Instant::now() < bound, "never started");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        place.m.cancel(id).unwrap();
+        let t = place.m.wait(LONG).expect("the cancelled task came back");
+        assert_eq!(
+            (t.id(), t.result()),
+            (id, TaskResult::Cancelled),
+            "{}",
+            place.name()
+        );
+        // The worker's core is free again: the next task runs.
+        assert_eq!(place.output_of("echo next", &[]), "next\n");
+        place.stop();
+    }
+}

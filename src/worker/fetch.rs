@@ -202,7 +202,7 @@ impl Fetcher {
 type Validators = (Option<String>, Option<String>);
 
 /// Why the task that needs a file must stop waiting for it, if it must.
-pub type Stop<'a> = dyn Fn() -> Option<String> + 'a;
+pub type Stop<'a> = dyn Fn() -> Option<String> + Sync + 'a;
 
 /// How often a task waiting for a download looks at its [`Stop`].
 const STOP_CHECK: Duration = Duration::from_millis(100);
@@ -221,7 +221,7 @@ fn make(
     match file.kind() {
         FileKind::Url(url) => download_unless_stopped(fetcher, url, dest, validators, stop),
         FileKind::MiniTask { task, output } => {
-            run_mini_task(task, output, dest, env, &fetcher.next).map(|()| Some((None, None)))
+            run_mini_task(task, output, dest, env, &fetcher.next, stop).map(|()| Some((None, None)))
         }
         _ => Err("only URLs and mini tasks are made at a worker".into()),
     }
@@ -344,12 +344,14 @@ fn download(
 }
 
 /// Runs a copy of mini task `task` here and moves its output `output` to `dest`.
+/// It is killed, as a cancelled command is, when `stop` gives a reason.
 fn run_mini_task(
     task: &Task,
     output: &str,
     dest: &Path,
     env: &CommandEnv,
     next: &AtomicU64,
+    stop: &Stop<'_>,
 ) -> Result<(), String> {
     let mut t = task.recipe();
     t.id = MINI_TASK_IDS + next.fetch_add(1, Ordering::Relaxed);
@@ -359,7 +361,22 @@ fn run_mini_task(
         .and_then(|m| t.add_output(m))
         .map_err(|e| e.to_string())?;
     let control = crate::worker::process::RunControl::default();
-    crate::worker::command::run(&mut t, &[], &control, env);
+    let (ran, done) = crossbeam_channel::bounded::<()>(0);
+    std::thread::scope(|s| {
+        // Watches `stop` while the mini task runs; ends when it is done.
+        s.spawn(|| {
+            while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+                done.recv_timeout(STOP_CHECK)
+            {
+                if stop().is_some() {
+                    control.cancel();
+                    return;
+                }
+            }
+        });
+        crate::worker::command::run(&mut t, &[], &control, env);
+        drop(ran);
+    });
     if t.result == TaskResult::Success && t.exit_code == 0 {
         return Ok(());
     }
