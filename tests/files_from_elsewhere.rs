@@ -156,6 +156,25 @@ impl Place {
         stdout(&t)
     }
 
+    /// Submits `task`, cancels it once it runs, and asserts it comes back
+    /// cancelled.
+    fn cancel_once_running(&self, task: Box<Task>) {
+        let id = self.m.submit(task).unwrap();
+        let bound = std::time::Instant::now() + LONG.unwrap();
+        while self.m.stats().unwrap().tasks_running < 1 {
+            assert!(std::time::Instant::now() < bound, "never started");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.m.cancel(id).unwrap();
+        let t = self.m.wait(LONG).expect("the cancelled task came back");
+        assert_eq!(
+            (t.id(), t.result()),
+            (id, TaskResult::Cancelled),
+            "{}",
+            self.name()
+        );
+    }
+
     fn stop(self) {
         self.m.shutdown().unwrap();
         if let Some((mut w, _)) = self.worker {
@@ -691,20 +710,7 @@ fn a_download_from_a_server_that_never_answers_is_given_up_at_a_cancel_or_a_time
             .m
             .declare(File::url(&url, CacheLevel::Task, 0).unwrap());
         // Cancelled while it waits for the server.
-        let id = place.m.submit(task("cat u", &[(&file, "u")])).unwrap();
-        let bound = std::time::Instant::now() + LONG.unwrap();
-        while place.m.stats().unwrap().tasks_running < 1 {
-            assert!(std::time::Instant::now() < bound, "never started");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        place.m.cancel(id).unwrap();
-        let t = place.m.wait(LONG).expect("the cancelled task came back");
-        assert_eq!(
-            (t.id(), t.result()),
-            (id, TaskResult::Cancelled),
-            "{}",
-            place.name()
-        );
+        place.cancel_once_running(task("cat u", &[(&file, "u")]));
         // Past its time_max while it waits.
         let mut limited = task("cat u", &[(&file, "u")]);
         limited.set_time_max(1.0).unwrap();
@@ -734,20 +740,7 @@ fn a_mini_task_that_never_ends_is_stopped_when_the_task_needing_it_is_cancelled(
             )
             .unwrap(),
         );
-        let id = place.m.submit(task("cat x", &[(&made, "x")])).unwrap();
-        let bound = std::time::Instant::now() + LONG.unwrap();
-        while place.m.stats().unwrap().tasks_running < 1 {
-            assert!(std::time::Instant::now() < bound, "never started");
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        place.m.cancel(id).unwrap();
-        let t = place.m.wait(LONG).expect("the cancelled task came back");
-        assert_eq!(
-            (t.id(), t.result()),
-            (id, TaskResult::Cancelled),
-            "{}",
-            place.name()
-        );
+        place.cancel_once_running(task("cat x", &[(&made, "x")]));
         // The worker's core is free again: the next task runs.
         assert_eq!(place.output_of("echo next", &[]), "next\n");
         place.stop();

@@ -129,23 +129,10 @@ impl<T> Generation<T> {
     }
 }
 
-/// Live managers, each with its handle and the process generation it was made in
-/// (see [`crate::worker::isolated::forks`]).
-type Managers = Vec<(usize, Arc<Manager>, u64)>;
-
-/// Refused in a process forked after the manager (or factory) was made.
-fn made_here(generation: u64, what: &str) -> Result<()> {
-    if generation == crate::worker::isolated::forks() {
-        return Ok(());
-    }
-    Err(Error::new(
-        ErrorKind::Unsupported,
-        format!(
-            "{what} was made before this process was forked: it belongs to the parent \
-             (its threads are not in this process); make a new one here"
-        ),
-    ))
-}
+/// Live managers, each with its handle. A registry holds only managers made in
+/// its own process (see [`PerFork`]): one made before a fork is not in the
+/// child's, and is refused there as the parent's.
+type Managers = Vec<(usize, Arc<Manager>)>;
 
 fn managers() -> &'static Generation<RwLock<Managers>> {
     static LIVE: PerFork<RwLock<Managers>> = PerFork::new();
@@ -238,7 +225,7 @@ pub(crate) fn manager_into_c(make: impl FnOnce() -> Result<Manager>) -> Result<*
         .value
         .write()
         .unwrap_or_else(|p| p.into_inner())
-        .push((handle, Arc::new(m), crate::worker::isolated::forks()));
+        .push((handle, Arc::new(m)));
     Ok(handle as *mut vine_manager)
 }
 
@@ -265,17 +252,13 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
     not_in_child("the manager")?;
     let registry = managers();
     let live = registry.value.read().unwrap_or_else(|p| p.into_inner());
-    let (_, a, generation) = live
-        .iter()
-        .find(|(h, ..)| *h == m as usize)
-        .ok_or_else(|| {
-            registry.missing(
-                m as usize,
-                "the manager",
-                "not a live manager (deleted already?)",
-            )
-        })?;
-    made_here(*generation, "the manager")?;
+    let (_, a) = live.iter().find(|(h, _)| *h == m as usize).ok_or_else(|| {
+        registry.missing(
+            m as usize,
+            "the manager",
+            "not a live manager (deleted already?)",
+        )
+    })?;
     Ok(a.clone())
 }
 
@@ -286,7 +269,7 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
     let mut live = registry.value.write().unwrap_or_else(|p| p.into_inner());
     let at = live
         .iter()
-        .position(|(h, ..)| *h == m as usize)
+        .position(|(h, _)| *h == m as usize)
         .ok_or_else(|| {
             registry.missing(
                 m as usize,
@@ -294,10 +277,9 @@ pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {
                 "not a live manager (deleted already?)",
             )
         })?;
-    // In a forked child the parent's manager stays: its drop would wait for
-    // threads that are not here.
-    made_here(live[at].2, "the manager")?;
-    let (_, m, _) = live.swap_remove(at);
+    // In a forked child the parent's manager is not in this registry, so it
+    // stays: its drop would wait for threads that are not here.
+    let (_, m) = live.swap_remove(at);
     if live.is_empty() {
         // Nothing of the registry outlives the last manager (a leak checker
         // run at exit finds no block of the library's at all).
