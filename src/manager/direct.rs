@@ -24,6 +24,7 @@
 
 use std::collections::HashMap;
 use std::ffi::{CStr, CString};
+use std::hash::BuildHasherDefault;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::categories::CategoryStats;
@@ -43,8 +44,10 @@ pub(crate) struct Counters(Mutex<Counts>);
 struct Counts {
     /// Every direct task (`running` unused: submitted and not done).
     all: CategoryStats,
-    /// The same, per category.
-    categories: HashMap<CString, CategoryStats>,
+    /// The same, per category (looked up twice for every direct task: a
+    /// category is the program's own name, so the cheap hash of task ids
+    /// serves, not SipHash).
+    categories: HashMap<CString, CategoryStats, BuildHasherDefault<crate::idmap::IdHasher>>,
     /// The manager thread counts the direct tasks still running by category
     /// (it bounds how many of a category run at once): no task takes the lane
     /// any more, and each one ending is reported to it.
