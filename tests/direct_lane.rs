@@ -662,3 +662,53 @@ fn every_stats_sample_taken_while_direct_tasks_run_adds_up() {
     let s = m.stats();
     assert_eq!((s.tasks_submitted, s.tasks_done), (n, n));
 }
+
+/// Set by `announce` when it runs; `ANNOUNCED_CV` is told.
+static ANNOUNCED: Mutex<bool> = Mutex::new(false);
+static ANNOUNCED_CV: std::sync::Condvar = std::sync::Condvar::new();
+
+unsafe extern "C" fn announce(
+    _: *const c_void,
+    _: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    *ANNOUNCED.lock().unwrap() = true;
+    ANNOUNCED_CV.notify_all();
+    0
+}
+
+#[test]
+fn after_a_submit_and_wait_loop_a_direct_task_nobody_waits_for_starts_by_itself() {
+    let m = manager();
+    // Each task is run by its submitter's wait; a pool thread then dozes, and
+    // later submissions are left to it rather than wake it.
+    for _ in 0..2000 {
+        let id = m.submit(Task::local(churn, 0, &[0])).unwrap();
+        let t = m.wait(None).expect("it comes back");
+        assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    }
+    for round in 0..20 {
+        *ANNOUNCED.lock().unwrap() = false;
+        let id = m.submit(Task::local(announce, 0, &[])).unwrap();
+        // No call into vine until the task has run: only a pool thread can
+        // start it. (A bound that never passes in a working pool.)
+        let started = ANNOUNCED.lock().unwrap();
+        let (started, waited) = ANNOUNCED_CV
+            .wait_timeout_while(started, Duration::from_secs(120), |s| !*s)
+            .unwrap();
+        assert!(
+            *started && !waited.timed_out(),
+            "round {round}: the task never started"
+        );
+        drop(started);
+        let t = m.wait(None).expect("it comes back");
+        assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+        // And the loop again, so the next one finds a dozing thread.
+        for _ in 0..50 {
+            m.submit(Task::local(churn, 0, &[0])).unwrap();
+            assert!(m.wait(None).is_some());
+        }
+    }
+    assert!(m.direct_tasks() > 2000);
+}

@@ -978,6 +978,9 @@ impl Manager {
                 }
             }
         }
+        // A direct task left for a dozing pool thread is not left to its
+        // timer by a caller about to wait for it.
+        self.pool.start_deferred();
         // A direct task runs (or is about to) while a local core is idle: it is likely to end
         // within microseconds, sooner than a sleeping waiter could be woken.
         // With every core busy, the waiter sleeps at once, taking no CPU from

@@ -69,6 +69,9 @@ struct State {
     direct_closed: bool,
     /// Reused for what a direct submission starts.
     scratch: Vec<(Resources, Box<Task>)>,
+    /// A thread sleeps with a timer, looking at the inbox when it rings (see
+    /// `sleep`); at most one does.
+    dozing: bool,
 }
 
 struct Shared {
@@ -117,6 +120,9 @@ struct Shared {
     direct_len: std::sync::atomic::AtomicUsize,
     /// Direct tasks let go of and not yet in the completion queue.
     delivering: std::sync::atomic::AtomicUsize,
+    /// Mirrors `State::dozing`: a submitter leaves a direct task to the
+    /// thread dozing (see `sleep`) rather than wake one.
+    dozer: std::sync::atomic::AtomicBool,
     /// The owner waits for direct tasks to leave room: each one that ends
     /// wakes it.
     owner_waits: std::sync::atomic::AtomicBool,
@@ -131,6 +137,9 @@ struct Inbox {
     capacity: Resources,
     /// No more direct tasks (shutdown began, or the pool has no direct sink).
     closed: bool,
+    /// Direct tasks submitted so far: a thread about to sleep dozes if the
+    /// lane was used since it last looked (see `sleep`).
+    pushed: u64,
 }
 
 /// Takes each finished task on the thread that finished it (see [`Report::Each`]).
@@ -288,6 +297,7 @@ impl LocalPool {
                     direct: IdMap::default(),
                     direct_closed: false,
                     scratch: Vec::new(),
+                    dozing: false,
                 }),
                 handed: Default::default(),
                 work: Condvar::new(),
@@ -307,12 +317,14 @@ impl LocalPool {
                     tasks: Vec::new(),
                     capacity,
                     closed: false,
+                    pushed: 0,
                 }),
                 inbox_len: Default::default(),
                 sleepers: Default::default(),
                 spinner: Default::default(),
                 direct_len: Default::default(),
                 delivering: Default::default(),
+                dozer: Default::default(),
                 owner_waits: Default::default(),
             }),
         }
@@ -514,19 +526,31 @@ impl LocalPool {
             task.flags |= FLAG_DIRECT;
             self.shared.direct_waiting.fetch_add(1, Relaxed);
             inbox.tasks.push(task);
+            inbox.pushed += 1;
             self.shared.inbox_len.fetch_add(1, SeqCst);
             inbox.tasks.len() == 1
         };
         // Someone must move it into the queue: a spinning thread will (it
-        // watches the inbox); so will whoever moves the tasks already there.
-        // Otherwise this thread does, and wakes or starts a thread for it. A
-        // thread about to sleep checks the inbox after counting itself a
-        // sleeper, under the pool's lock, which this thread takes to wake it.
+        // watches the inbox); so will whoever moves the tasks already there,
+        // and a dozing thread when its timer rings, if the submitter has not
+        // run it itself by then (`run_direct_here`): a submit-and-wait loop
+        // then wakes no thread at all. Otherwise this thread moves it, and
+        // wakes or starts a thread for it. A thread about to sleep checks the
+        // inbox after counting itself a sleeper (or no longer a dozer), under
+        // the pool's lock, which this thread takes to wake it.
         if self.shared.spinner.load(SeqCst)
+            || self.shared.dozer.load(SeqCst)
             || (!was_empty && self.shared.sleepers.load(SeqCst) == 0)
         {
             return Ok(());
         }
+        self.start_inbox();
+        Ok(())
+    }
+
+    /// Moves the direct tasks in the inbox into the queue and wakes or starts
+    /// threads for what can start.
+    fn start_inbox(&self) {
         let mut st = self.shared.lock();
         let refused = self.shared.absorb(&mut st);
         Self::wake_or_spawn(&self.shared, &mut st);
@@ -534,7 +558,18 @@ impl LocalPool {
         for task in refused {
             direct_done(&self.shared, task);
         }
-        Ok(())
+    }
+
+    /// For a caller about to sleep until a task ends: a direct task left in
+    /// the inbox for a dozing thread (see `submit_direct`) is handed to a
+    /// thread now rather than when the dozer's timer rings.
+    pub fn start_deferred(&self) {
+        if self.shared.dozer.load(SeqCst)
+            && (self.shared.inbox_len.load(SeqCst) > 0
+                || self.shared.direct_waiting.load(SeqCst) > 0)
+        {
+            self.start_inbox();
+        }
     }
 
     /// Cancels direct task `id`: one not started comes back cancelled at once,
@@ -882,6 +917,8 @@ fn thread_main(shared: Arc<Shared>) {
     let mut carried: Option<Startable> = None;
     // Direct tasks the queue refused, handed back once the lock is released.
     let mut bounced: Vec<Box<Task>> = Vec::new();
+    // Direct tasks submitted when this thread last went to sleep.
+    let mut pushed_seen = 0;
     let mut guard = Some(shared.lock());
     loop {
         if !bounced.is_empty() {
@@ -994,10 +1031,10 @@ fn thread_main(shared: Arc<Shared>) {
             shared.spinner.store(false, SeqCst);
             bounced.extend(shared.absorb(&mut st));
             if st.startable.is_empty() && !st.stopping && bounced.is_empty() {
-                st = sleep(&shared, st);
+                st = sleep(&shared, st, &mut pushed_seen);
             }
         } else {
-            st = sleep(&shared, st);
+            st = sleep(&shared, st, &mut pushed_seen);
         }
         guard = Some(st);
     }
@@ -1082,16 +1119,71 @@ fn direct_done(shared: &Shared, mut task: Box<Task>) {
 /// submitter wakes a sleeper (taking the lock held here until the wait) only
 /// if it sees one counted, after placing its task, so this thread counts
 /// itself first and then looks.
-fn sleep<'a>(shared: &'a Shared, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+///
+/// If direct tasks were submitted since this thread last went to sleep
+/// (`pushed_seen`), and no other thread dozes, it dozes instead: it sleeps
+/// with a timer of [`DOZE`], and submitters leave their direct tasks to it
+/// rather than wake it. Most such tasks are run by their submitter's wait
+/// (`run_direct_here`) within a microsecond, and a submit-and-wait loop then
+/// wakes no thread; a task nobody waits for is started when the timer rings,
+/// or at once by a caller about to sleep (`start_deferred`). A timer that
+/// rings with no direct task submitted since ends the doze in a sleep without
+/// a timer.
+fn sleep<'a>(
+    shared: &'a Shared,
+    mut st: MutexGuard<'a, State>,
+    pushed_seen: &mut u64,
+) -> MutexGuard<'a, State> {
     st.sleeping += 1;
     shared.sleepers.fetch_add(1, SeqCst);
-    if shared.inbox_len.load(SeqCst) == 0 {
-        st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+    let mut pushed = shared.inbox().pushed;
+    if pushed != *pushed_seen && !st.dozing && !st.stopping {
+        *pushed_seen = pushed;
+        st.dozing = true;
+        shared.dozer.store(true, SeqCst);
+        loop {
+            // A task taken into the queue by another caller (one asking what
+            // direct tasks hold, say) wakes no thread: this one starts it.
+            if shared.inbox_len.load(SeqCst) > 0 || !st.startable.is_empty() {
+                break;
+            }
+            let (next, rang) = shared
+                .work
+                .wait_timeout(st, DOZE)
+                .unwrap_or_else(|p| p.into_inner());
+            st = next;
+            if !rang.timed_out() || st.stopping {
+                break;
+            }
+            pushed = shared.inbox().pushed;
+            if pushed == *pushed_seen {
+                // The lane is quiet: sleep without a timer, unless a task came
+                // before a submitter could see this thread stop dozing.
+                st.dozing = false;
+                shared.dozer.store(false, SeqCst);
+                if shared.inbox_len.load(SeqCst) == 0 && st.startable.is_empty() {
+                    st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+                }
+                break;
+            }
+            *pushed_seen = pushed;
+        }
+        st.dozing = false;
+        shared.dozer.store(false, SeqCst);
+    } else {
+        *pushed_seen = pushed;
+        if shared.inbox_len.load(SeqCst) == 0 {
+            st = shared.work.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
     }
     shared.sleepers.fetch_sub(1, SeqCst);
     st.sleeping -= 1;
     st
 }
+
+/// How long a dozing thread sleeps between looks at the inbox (see `sleep`):
+/// the longest a direct task nobody waits for can wait for an idle thread.
+const DOZE: std::time::Duration = std::time::Duration::from_micros(250);
 
 /// Runs one task on this thread; a panic inside the library fails only the task.
 fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared) {
