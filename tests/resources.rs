@@ -887,3 +887,76 @@ fn a_summarys_wall_time_and_end_bound_the_task_as_in_taskvine() {
     }
     unsafe { vine_resources_delete(r) };
 }
+
+#[test]
+fn a_retry_at_the_category_maximum_is_logged_as_max_resources_with_the_limit_it_went_past() {
+    let dir = tempdir();
+    let log = CString::new(dir.join("txn").to_str().unwrap()).unwrap();
+    let m = local(2.0);
+    let max = vine_resources_create(-1.0);
+    let guess = vine_resources_create(-1.0);
+    unsafe {
+        assert_eq!(vine::ffi::logs::vine_enable_transactions_log(m.0, log.as_ptr()), 1);
+        assert_eq!(
+            vine_set_category_mode(m.0, c"big".as_ptr(), VINE_ALLOCATION_MODE_MAX),
+            1
+        );
+        assert_eq!(vine_resources_set(max, c"memory".as_ptr(), 500.0), 1);
+        assert_eq!(vine_resources_set(guess, c"memory".as_ptr(), 100.0), 1);
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"big".as_ptr(), max),
+            0
+        );
+        assert_eq!(
+            vine_set_category_first_allocation_guess(m.0, c"big".as_ptr(), guess),
+            0
+        );
+    }
+    // 300 MB: past the first guess, within the maximum.
+    let t = run(&m, command(&user(300, 1), c"big"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    assert_eq!(resources(t, c"allocated").unwrap().memory, 500.0);
+    vine_task_delete(t);
+    drop(m);
+    unsafe {
+        vine_resources_delete(max);
+        vine_resources_delete(guess);
+    }
+    let text = std::fs::read_to_string(dir.join("txn")).unwrap();
+    // Each line's words after the time and pid.
+    let lines: Vec<Vec<&str>> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(' ').skip(2).collect())
+        .filter(|w: &Vec<&str>| w.len() > 2 && w[0] == "TASK" && w[1] == "1")
+        .collect();
+    let states: Vec<String> = lines
+        .iter()
+        .filter(|w| w[2] != "WAITING_RETRIEVAL" && w[2] != "DONE")
+        .map(|w| match w[2] {
+            "READY" => format!("READY {} {}", w[4], w[5]),
+            "RUNNING" => format!("RUNNING {}", w[4]),
+            "RETRIEVED" => format!("RETRIEVED {} {}", w[3], w[5]),
+            s => s.to_string(),
+        })
+        .collect();
+    assert_eq!(
+        states,
+        [
+            "READY FIRST_RESOURCES 1",
+            "RUNNING FIRST_RESOURCES",
+            "RETRIEVED RESOURCE_EXHAUSTION {\"memory\":[100,\"MB\"]}",
+            "READY MAX_RESOURCES 2",
+            "RUNNING MAX_RESOURCES",
+            "RETRIEVED SUCCESS {}",
+        ],
+        "{text}"
+    );
+    // What each attempt measured is in its record.
+    for w in lines.iter().filter(|w| w[2] == "RETRIEVED") {
+        let measured: serde_json::Value = serde_json::from_str(&w[6..].join(" ")).unwrap();
+        let mb = measured["memory"][0].as_f64().unwrap_or(0.0);
+        assert!(mb >= 100.0, "measured {mb} MB: {text}");
+        assert!(measured["cores"][0].is_number(), "{text}");
+    }
+}

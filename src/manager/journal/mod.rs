@@ -136,17 +136,21 @@ pub(crate) struct Rec {
 /// ones are boxed.
 pub(crate) enum What {
     /// A task waits for a worker: its attempt (from 1) and its shape (category
-    /// and request, see [`Shapes`]).
+    /// and request, see [`Shapes`]); `at_max` if it runs with its category's
+    /// maximum after an automatic allocation was exhausted (TaskVine's
+    /// `MAX_RESOURCES`).
     Ready {
         task: TaskId,
         attempt: u32,
         shape: u32,
+        at_max: bool,
     },
     /// A task was given to a worker.
     Running {
         task: TaskId,
         worker: WorkerId,
         shape: u32,
+        at_max: bool,
     },
     /// A task came back from its worker: the attempt's result, exit code and
     /// worker-side start and end; with `done`, also handed to the caller with
@@ -173,6 +177,16 @@ pub(crate) struct Retrieved {
     pub(crate) exit: i32,
     pub(crate) result: TaskResult,
     pub(crate) done: bool,
+    /// What the attempt measured (with monitoring), and what it was given.
+    pub(crate) measured: Option<Box<(crate::resources::Measured, Resources)>>,
+}
+
+/// True if `task` runs with its category's maximum after an automatic
+/// allocation was exhausted.
+fn at_max(task: &Task) -> bool {
+    task.extra
+        .as_ref()
+        .is_some_and(|e| e.sizing == crate::resources::Sizing::Max)
 }
 
 /// The rare records.
@@ -291,8 +305,11 @@ impl Journal {
             at: self.now,
             what: What::Ready {
                 task: task.id,
-                attempt: task.attempts + 1,
+                // The run at the maximum does not count against the task's
+                // retries, but it is an attempt of its own in the log.
+                attempt: (task.attempts + 1).saturating_add(u32::from(at_max(task))),
                 shape,
+                at_max: at_max(task),
             },
         });
     }
@@ -310,6 +327,7 @@ impl Journal {
                 task: task.id,
                 worker,
                 shape,
+                at_max: at_max(task),
             },
         });
     }
@@ -330,6 +348,11 @@ impl Journal {
                 started: task.times.started,
                 ended: task.times.done,
                 done: false,
+                measured: task
+                    .extra
+                    .as_ref()
+                    .and_then(|e| e.measured)
+                    .map(|m| Box::new((m, task.request))),
             }),
         });
     }

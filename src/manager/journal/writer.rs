@@ -173,6 +173,62 @@ fn done_fields(b: &mut Vec<u8>, task: u64, result: crate::task::TaskResult, exit
     format::int(b, i64::from(exit));
 }
 
+/// ` FIRST_RESOURCES ` or, for a run at the category's maximum after an
+/// automatic allocation was exhausted, ` MAX_RESOURCES `.
+fn allocation(at_max: bool) -> &'static [u8] {
+    if at_max {
+        b" MAX_RESOURCES "
+    } else {
+        b" FIRST_RESOURCES "
+    }
+}
+
+/// `{limits_exceeded}` of a retrieved attempt: for one that ran out of its
+/// allocation, the limits its measurement went past (the limit's value, as
+/// TaskVine writes it); `{}` otherwise.
+fn limits_exceeded(b: &mut Vec<u8>, d: &super::Retrieved) {
+    b.push(b'{');
+    if let (crate::task::TaskResult::ResourceExhaustion, Some(m)) = (d.result, &d.measured) {
+        let (measured, given) = (&m.0, &m.1);
+        let mut sep = "";
+        if given.memory_mb > 0 && measured.memory_mb.is_some_and(|mb| mb > given.memory_mb) {
+            b.extend_from_slice(b"\"memory\":[");
+            format::uint(b, given.memory_mb);
+            b.extend_from_slice(b",\"MB\"]");
+            sep = ",";
+        }
+        if given.disk_mb > 0 && measured.disk_mb > given.disk_mb {
+            b.extend_from_slice(sep.as_bytes());
+            b.extend_from_slice(b"\"disk\":[");
+            format::uint(b, given.disk_mb);
+            b.extend_from_slice(b",\"MB\"]");
+        }
+    }
+    b.push(b'}');
+}
+
+/// The measured resources of an attempt, as the first entries of an open
+/// dictionary: cores (CPU time over wall time), memory (not for a THREAD
+/// function), disk.
+fn measured_fields(b: &mut Vec<u8>, m: &crate::resources::Measured) {
+    let millicores = if m.wall_us > 0 {
+        (u128::from(m.cpu_us) * 1000 / u128::from(m.wall_us)).min(u128::from(u32::MAX)) as u64
+    } else {
+        0
+    };
+    b.extend_from_slice(b"\"cores\":[");
+    format::cores(b, millicores);
+    b.extend_from_slice(b",\"cores\"]");
+    if let Some(mb) = m.memory_mb {
+        b.extend_from_slice(b",\"memory\":[");
+        format::uint(b, mb);
+        b.extend_from_slice(b",\"MB\"]");
+    }
+    b.extend_from_slice(b",\"disk\":[");
+    format::uint(b, m.disk_mb);
+    b.extend_from_slice(b",\"MB\"]");
+}
+
 /// A file event's tail: `NAME BYTES TOOK_US START_US`.
 fn file_fields(b: &mut Vec<u8>, name: &str, bytes: u64, took_us: i64, start_us: i64) {
     b.extend_from_slice(super::word(name.as_bytes()).as_bytes());
@@ -378,6 +434,7 @@ impl Files {
                 task,
                 attempt,
                 shape,
+                at_max,
             } => {
                 self.prefix(at);
                 let (category, req) = self.shape(*shape);
@@ -387,7 +444,7 @@ impl Files {
                 format::uint(b, *task);
                 b.extend_from_slice(b" READY ");
                 b.extend_from_slice(&category);
-                b.extend_from_slice(b" FIRST_RESOURCES ");
+                b.extend_from_slice(allocation(*at_max));
                 format::uint(b, u64::from(*attempt));
                 b.push(b' ');
                 format::open_resources(b, &req, false);
@@ -397,6 +454,7 @@ impl Files {
                 task,
                 worker,
                 shape,
+                at_max,
             } => {
                 self.prefix(at);
                 let (_, req) = self.shape(*shape);
@@ -405,7 +463,7 @@ impl Files {
                 format::uint(b, *task);
                 b.extend_from_slice(b" RUNNING ");
                 worker_name(b, *worker);
-                b.extend_from_slice(b" FIRST_RESOURCES ");
+                b.extend_from_slice(allocation(*at_max));
                 format::open_resources(b, &req, false);
                 // TaskVine's commit report: what the manager sent with the task
                 // is not counted per task here (see bytes_sent).
@@ -430,8 +488,18 @@ impl Files {
                 b.extend_from_slice(d.result.name().to_bytes());
                 b.push(b' ');
                 format::int(b, i64::from(d.exit));
-                b.extend_from_slice(b" {} {");
+                b.push(b' ');
+                limits_exceeded(b, d);
+                b.extend_from_slice(b" {");
+                let mut first = true;
+                if let Some(m) = &d.measured {
+                    measured_fields(b, &m.0);
+                    first = false;
+                }
                 if d.started > 0 && d.ended >= d.started {
+                    if !first {
+                        b.push(b',');
+                    }
                     b.extend_from_slice(b"\"wall_time\":[");
                     format::seconds(b, d.ended - d.started);
                     b.extend_from_slice(b",\"s\"]");
