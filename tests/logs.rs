@@ -515,3 +515,46 @@ fn the_task_graph_log_draws_each_task_with_the_files_it_reads_and_writes() {
     want.sort();
     assert_eq!(got, want, "{text}");
 }
+
+#[test]
+fn a_log_switched_right_after_submissions_leaves_their_records_in_the_old_one() {
+    let dir = tempdir();
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    let (a, b, graph) = (dir.join("a.txn"), dir.join("b.txn"), dir.join("g.dot"));
+    m.enable_transactions_log(&a).unwrap();
+    let ids: Vec<u64> = (0..300)
+        .map(|_| {
+            m.submit(Task::command(c"true"))
+                .map_err(|(e, _)| e)
+                .unwrap()
+        })
+        .collect();
+    // Submitted before the switch: their READY is in the old log, and the
+    // graph begun now does not draw them.
+    m.enable_transactions_log(&b).unwrap();
+    m.enable_taskgraph_log(&graph).unwrap();
+    let after = m
+        .submit(Task::command(c"true"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    for _ in 0..=ids.len() {
+        assert!(m.wait(Some(Duration::from_secs(120))).is_some());
+    }
+    drop(m);
+    let ready = |path: &Path| -> Vec<u64> {
+        let (_, recs) = read_txn(path);
+        recs.iter()
+            .filter(|r| r.words.first().is_some_and(|w| w == "TASK") && r.words[2] == "READY")
+            .map(|r| r.words[1].parse().unwrap())
+            .collect()
+    };
+    assert_eq!(ready(&a), ids);
+    assert_eq!(ready(&b), [after]);
+    let text = std::fs::read_to_string(&graph).unwrap();
+    let drawn: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("\"task-") && l.contains("[label="))
+        .collect();
+    assert_eq!(drawn, [format!("\"task-{after}\" [label=\"{after}\"];")], "{text}");
+}

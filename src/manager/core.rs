@@ -920,6 +920,11 @@ impl ManagerLoop {
                     .count_waiting(|t| t.category() == category.as_c_str());
                 let _ = reply.send((self.sched.categories.stats(&category), waiting));
             }
+            Message::LogBarrier { reply } => {
+                // The submissions before it were taken above.
+                self.sched.journal.flush();
+                let _ = reply.send(());
+            }
             Message::WorkerSizes { reply } => {
                 let _ = reply.send(self.sched.worker_sizes());
             }

@@ -182,6 +182,12 @@ pub enum Message {
         /// Reply.
         reply: Reply<Stats>,
     },
+    /// Replies once the records of everything submitted so far are with the
+    /// log writer: what a log switched after this records happened after.
+    LogBarrier {
+        /// Reply.
+        reply: Reply<()>,
+    },
     /// The workers' sizes, and how many workers have each.
     WorkerSizes {
         /// Reply.
@@ -1531,18 +1537,30 @@ impl Manager {
 
     /// Writes the transactions log to `path` from now on.
     pub fn enable_transactions_log(&self, path: &Path) -> Result<()> {
+        self.log_barrier();
         self.sink.open(journal::Target::Txn, path)
     }
 
     /// Writes the performance log to `path` from now on.
     pub fn enable_perf_log(&self, path: &Path) -> Result<()> {
+        self.log_barrier();
         self.sink.open(journal::Target::Perf, path)
     }
 
     /// Writes the task graph log to `path` from now on: every task submitted
     /// from now on, with its files.
     pub fn enable_taskgraph_log(&self, path: &Path) -> Result<()> {
+        self.log_barrier();
         self.sink.open(journal::Target::Graph, path)
+    }
+
+    /// Waits until the manager thread has recorded what was submitted before
+    /// this call, so that a log opened next does not take the records of
+    /// earlier events from the log they happened under (or, opened for the
+    /// first time, records of tasks submitted before it). Once the manager
+    /// thread has ended there is nothing left to record.
+    fn log_barrier(&self) {
+        let _ = self.ask(|reply| Message::LogBarrier { reply });
     }
 
     /// Writes the debug log to `path` from now on.
