@@ -968,8 +968,10 @@ int vine_enable_transactions_log(struct vine_manager *m, const char *logfile);
 
 // Writes manager `m`'s performance log to `logfile` from now on (created or
 // truncated, its directory made if missing): TaskVine's header row of
-// `vine_stats` field names, then a row of their values whenever one changed, at most one a second, and a last row when the
-// manager ends (it may follow the one before within the second). Fields vine does
+// `vine_stats` field names, then a row of their values whenever one changed,
+// at most one a second (a change within the second is written when the
+// second is over), and a last row when the manager ends or the program exits
+// without deleting it (it may follow the one before within the second). Fields vine does
 // not measure (the manager's own time split past its transfers, capacity
 // estimates) are 0.
 // Returns 1 if the file was opened, 0 if not.
@@ -982,7 +984,8 @@ int vine_enable_perf_log(struct vine_manager *m, const char *logfile);
 // labelled with the last part of the file's path or URL (or `buffer`, `temp`,
 // `mini task`), each written once; an edge goes from each input to its task and
 // from each task to its outputs. The closing brace is written when the
-// manager ends, or when the log is enabled again with another file. A file
+// manager ends, when the program exits without deleting it, or when the log
+// is enabled again with another file. A file
 // that is already another log of the manager is refused. Returns 1 if the
 // file was opened, 0 if not (the reason in `vine_last_error()`), as TaskVine.
 // While it is on, local tasks all take the manager's path.

@@ -556,5 +556,122 @@ fn a_log_switched_right_after_submissions_leaves_their_records_in_the_old_one() 
         .lines()
         .filter(|l| l.starts_with("\"task-") && l.contains("[label="))
         .collect();
-    assert_eq!(drawn, [format!("\"task-{after}\" [label=\"{after}\"];")], "{text}");
+    assert_eq!(
+        drawn,
+        [format!("\"task-{after}\" [label=\"{after}\"];")],
+        "{text}"
+    );
+}
+
+#[test]
+fn a_change_the_one_a_second_bound_held_back_is_written_once_the_second_is_over() {
+    let dir = tempdir();
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    let perf = dir.join("perf");
+    m.enable_perf_log(&perf).unwrap();
+    // A command that ends once the test makes its gate file, and one that
+    // ends at once.
+    let gate = dir.join("gate");
+    let wait = format!("while [ ! -e '{}' ]; do sleep 0.05; done", gate.display());
+    let blocked = m
+        .submit(Task::command(&CString::new(wait).unwrap()))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let done = m
+        .submit(Task::command(c"true"))
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let t = m.wait(Some(Duration::from_secs(120))).unwrap();
+    assert_eq!(t.id(), done);
+    // Nothing changes after this (the other task holds its core): the row
+    // that counts the finished task is not left for a later change to bring.
+    let header = std::fs::read_to_string(&perf).unwrap();
+    // The header names the columns after its '#'.
+    let col = header
+        .lines()
+        .next()
+        .unwrap()
+        .split(' ')
+        .skip(1)
+        .position(|c| c == "tasks_done")
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        m.sync_logs();
+        let text = std::fs::read_to_string(&perf).unwrap();
+        let counted = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .any(|l| l.split(' ').nth(col).and_then(|v| v.parse::<i64>().ok()) == Some(1));
+        if counted {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no row counts the task:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(
+        m.wait(Some(Duration::from_secs(120))).unwrap().id(),
+        blocked
+    );
+}
+
+/// Run by the test below in a process of its own, which exits without
+/// deleting its manager.
+#[test]
+fn zz_exits_without_deleting_its_manager_entry() {
+    use vine::ffi::logs::{vine_enable_perf_log, vine_enable_taskgraph_log};
+    use vine::ffi::manager::{vine_create, vine_submit, vine_tune, vine_wait};
+    use vine::ffi::task::{vine_task_create, vine_task_delete};
+    let Ok(dir) = std::env::var("VINE_TEST_EXIT_LOGS") else {
+        return;
+    };
+    let perf = CString::new(format!("{dir}/perf")).unwrap();
+    let graph = CString::new(format!("{dir}/graph.dot")).unwrap();
+    let m = vine_create(vine::ffi::VINE_PORT_NONE);
+    assert!(!m.is_null());
+    unsafe {
+        assert_eq!(vine_tune(m, c"local-cores".as_ptr(), 2.0), 0);
+        assert_eq!(vine_enable_perf_log(m, perf.as_ptr()), 1);
+        assert_eq!(vine_enable_taskgraph_log(m, graph.as_ptr()), 1);
+        for _ in 0..4 {
+            assert!(vine_submit(m, vine_task_create(c"true".as_ptr())) > 0);
+        }
+        for _ in 0..4 {
+            let t = vine_wait(m, 120);
+            assert!(!t.is_null());
+            vine_task_delete(t);
+        }
+    }
+    std::process::exit(0);
+}
+
+#[test]
+fn a_program_that_exits_without_deleting_its_manager_still_gets_whole_logs() {
+    let dir = tempdir();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "zz_exits_without_deleting_its_manager_entry"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env("VINE_TEST_EXIT_LOGS", &*dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    let graph = std::fs::read_to_string(dir.join("graph.dot")).unwrap();
+    assert!(graph.ends_with("}\n"), "the graph is not closed:\n{graph}");
+    assert_eq!(graph.matches("[label=").count(), 4, "{graph}");
+    let perf = std::fs::read_to_string(dir.join("perf")).unwrap();
+    let mut lines = perf.lines();
+    let col = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .skip(1)
+        .position(|c| c == "tasks_done")
+        .unwrap();
+    let last = lines.last().expect("a row");
+    assert_eq!(last.split(' ').nth(col), Some("4"), "{perf}");
 }

@@ -896,7 +896,10 @@ fn a_retry_at_the_category_maximum_is_logged_as_max_resources_with_the_limit_it_
     let max = vine_resources_create(-1.0);
     let guess = vine_resources_create(-1.0);
     unsafe {
-        assert_eq!(vine::ffi::logs::vine_enable_transactions_log(m.0, log.as_ptr()), 1);
+        assert_eq!(
+            vine::ffi::logs::vine_enable_transactions_log(m.0, log.as_ptr()),
+            1
+        );
         assert_eq!(
             vine_set_category_mode(m.0, c"big".as_ptr(), VINE_ALLOCATION_MODE_MAX),
             1

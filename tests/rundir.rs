@@ -42,6 +42,9 @@ fn a_manager_with_a_port_writes_taskvines_run_directory_by_default() {
     let status: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(logs.join("status.json")).unwrap()).unwrap();
     assert!(status["tasks"]["submitted"].is_u64(), "{status}");
+    // Written once more at the end: the state the run ended in.
+    assert_eq!(status["tasks"]["done"], 1, "{status}");
+    assert_eq!(status["tasks"]["waiting"], 0, "{status}");
     assert_eq!(status["workers"][0]["id"], "worker-local", "{status}");
     let debug = std::fs::read_to_string(logs.join("debug")).unwrap();
     assert!(debug.contains("vine: from the program\n"), "{debug}");

@@ -262,6 +262,15 @@ pub(crate) fn manager(m: *const vine_manager) -> Result<Arc<Manager>> {
     Ok(a.clone())
 }
 
+/// The live managers of this process, for the exit hook; none if another
+/// thread holds the registry for writing (the hook does not wait for it).
+pub(crate) fn live_managers() -> Vec<Arc<Manager>> {
+    match managers().value.try_read() {
+        Ok(live) => live.iter().map(|(_, m)| m.clone()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Removes the manager at `m` from the registry; it is freed when the last call
 /// using it returns.
 pub(crate) fn manager_remove(m: *const vine_manager) -> Result<Arc<Manager>> {

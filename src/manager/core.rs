@@ -151,6 +151,9 @@ pub(super) struct ManagerLoop {
     /// The last row of the performance log, and when it was written.
     perf_last: Vec<i64>,
     perf_last_at: i64,
+    /// A performance row was held back by the one-a-second bound: when to
+    /// look again (see `perf_row`).
+    perf_due: Option<i64>,
     /// When the state was last written to the run directory.
     status_last_at: i64,
     /// The files already in the task graph log.
@@ -275,6 +278,7 @@ impl ManagerLoop {
             sink,
             perf_last: Vec::new(),
             perf_last_at: 0,
+            perf_due: None,
             status_last_at: 0,
             graph: Default::default(),
         }
@@ -347,12 +351,16 @@ impl ManagerLoop {
     }
 
     /// A row of the performance log, at most one a second and only when
-    /// something changed.
+    /// something changed. A change within the second is written when the
+    /// second is over (the manager sleeps no longer than that), not when
+    /// something next changes.
     fn perf_row(&mut self, now: i64, force: bool) {
         let fresh = self.sink.perf_fresh.swap(false, Ordering::Relaxed);
         if now - self.perf_last_at < 1_000_000 && !fresh && !force {
+            self.perf_due = Some(self.perf_last_at + 1_000_000);
             return;
         }
+        self.perf_due = None;
         let s = self.sched.stats();
         let (sent, received) = (
             self.remote_settings.bytes_sent.load(Ordering::Relaxed),
@@ -533,8 +541,14 @@ impl ManagerLoop {
         if let Some(at) = self.next_slow_deadline() {
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
         }
-        // A task's start or end time.
-        if let Some(t) = self.sched.next_timer_us() {
+        // A task's start or end time, or a performance row held back.
+        if let Some(t) = self
+            .sched
+            .next_timer_us()
+            .into_iter()
+            .chain(self.perf_due)
+            .min()
+        {
             let wait = (t - crate::task::now_us()).max(0) as u64;
             let at = later(Duration::from_micros(wait));
             deadline = Some(deadline.map_or(at, |d| d.min(at)));
@@ -919,6 +933,17 @@ impl ManagerLoop {
                     .sched
                     .count_waiting(|t| t.category() == category.as_c_str());
                 let _ = reply.send((self.sched.categories.stats(&category), waiting));
+            }
+            Message::AtExit { reply } => {
+                let now = super::journal::now_us();
+                self.sched.journal.set_now(now);
+                if self.sink.perf_on.load(Ordering::Relaxed) {
+                    self.perf_row(now, true);
+                }
+                self.status_last_at = i64::MIN / 2;
+                self.status_file(now);
+                self.sched.journal.flush();
+                let _ = reply.send(());
             }
             Message::LogBarrier { reply } => {
                 // The submissions before it were taken above.
@@ -1521,6 +1546,9 @@ impl ManagerLoop {
             // The last row: how the run ended.
             self.perf_row(now, true);
         }
+        // And the last state.
+        self.status_last_at = i64::MIN / 2;
+        self.status_file(now);
         if self.local_capacity.millicores > 0 {
             self.worker_left_records(LOCAL_WORKER, Why::Explicit);
         }

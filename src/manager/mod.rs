@@ -188,6 +188,12 @@ pub enum Message {
         /// Reply.
         reply: Reply<()>,
     },
+    /// The program exits without ending the manager: the last performance
+    /// row and state are written now, then the reply.
+    AtExit {
+        /// Reply.
+        reply: Reply<()>,
+    },
     /// The workers' sizes, and how many workers have each.
     WorkerSizes {
         /// Reply.
@@ -1561,6 +1567,20 @@ impl Manager {
     /// thread has ended there is nothing left to record.
     fn log_barrier(&self) {
         let _ = self.ask(|reply| Message::LogBarrier { reply });
+    }
+
+    /// The program exits with this manager alive: its logs get what its end
+    /// would have written (the last performance row, the state, the task
+    /// graph's closing brace), waiting at most `limit` for the manager thread.
+    /// The records still have to be written (see `journal::flush_all`).
+    pub(crate) fn end_logs_at_exit(&self, limit: Duration) {
+        let (reply, answer) = reply::oneshot();
+        if self.tx.send(Message::AtExit { reply }).is_ok() {
+            let _ = answer.recv_timeout(limit);
+        }
+        if self.sink.graph_on.load(Ordering::Relaxed) {
+            self.sink.push(journal::Other::GraphEnd);
+        }
     }
 
     /// Writes the debug log to `path` from now on.

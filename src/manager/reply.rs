@@ -85,6 +85,34 @@ impl<T> Answer<T> {
     }
 }
 
+impl<T> Answer<T> {
+    /// Like [`Answer::recv`], waiting at most `limit`; `Err` also when the
+    /// time ran out.
+    pub(crate) fn recv_timeout(self, limit: std::time::Duration) -> Result<T, ()> {
+        let deadline = std::time::Instant::now() + limit;
+        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            match std::mem::replace(&mut *state, State::Dropped) {
+                State::Sent(v) => return Ok(v),
+                State::Dropped => return Err(()),
+                State::Waiting => {
+                    *state = State::Waiting;
+                    let now = std::time::Instant::now();
+                    if now >= deadline {
+                        return Err(());
+                    }
+                    state = self
+                        .0
+                        .ready
+                        .wait_timeout(state, deadline - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod test {
     use super::*;

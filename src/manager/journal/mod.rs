@@ -228,6 +228,9 @@ pub(crate) enum Other {
     Status(String),
     /// Lines of the task graph log.
     Graph(String),
+    /// The program exits without ending the manager: the task graph log gets
+    /// its closing brace now.
+    GraphEnd,
 }
 
 /// The shapes (category, request) tasks have had, so a task's record names one

@@ -562,6 +562,10 @@ impl Files {
                 return;
             }
             Other::Status(_) => return,
+            Other::GraphEnd => {
+                self.close_graph();
+                return;
+            }
             Other::Graph(lines) => {
                 if let Some(f) = self.graph.as_mut() {
                     if f.write_all(lines.as_bytes()).is_err() {
@@ -630,7 +634,11 @@ impl Files {
                 b.extend_from_slice(b"APPLICATION ");
                 b.extend_from_slice(super::line(text).as_bytes());
             }
-            Other::Perf(_) | Other::Debug(_) | Other::Status(_) | Other::Graph(_) => return,
+            Other::Perf(_)
+            | Other::Debug(_)
+            | Other::Status(_)
+            | Other::Graph(_)
+            | Other::GraphEnd => return,
         }
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
