@@ -447,3 +447,39 @@ fn vine_status_asks_a_manager_over_tls() {
         m.shutdown().unwrap();
     }
 }
+
+#[test]
+fn vine_status_names_as_able_only_workers_that_could_run_the_waiting_task() {
+    let (m, port) = remote_manager();
+    // A function task: a plain worker has no function registered, so it
+    // could never run it, whatever its size.
+    let waiting = m
+        .submit(Task::function(c"registered_nowhere", b""))
+        .unwrap();
+    let mut w = vine_worker(port, &[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while m.stats().unwrap().workers_connected < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never joined"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = status(port, &["--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["largest_waiting"]["id"], waiting, "{v}");
+    assert_eq!(
+        v["largest_waiting"]["workers_able"],
+        serde_json::json!([]),
+        "{v}"
+    );
+    m.cancel(waiting).unwrap();
+    assert!(m.wait(Some(Duration::from_secs(60))).is_some());
+    m.shutdown().unwrap();
+    w.wait().unwrap();
+}

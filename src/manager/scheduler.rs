@@ -665,7 +665,18 @@ impl Scheduler {
         }
     }
 
-    /// True if worker `worker` is present and `req` fits in its capacity.
+    /// True if worker `worker` is present and could ever run `task`: large
+    /// enough, and offering what else it needs (its function, features, kept
+    /// temps; see `can_run`).
+    pub fn worker_could_run(&self, worker: WorkerId, task: &Task) -> bool {
+        self.workers.iter().any(|w| {
+            w.id == worker
+                && task.request.fits_within(&w.model.capacity())
+                && can_run(w, &self.temps, task, true)
+        })
+    }
+
+    /// True if `worker` is present and large enough for a task asking `req`.
     pub fn worker_can_hold(&self, worker: WorkerId, req: &Resources) -> bool {
         self.workers
             .iter()

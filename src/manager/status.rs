@@ -81,12 +81,23 @@ pub(crate) fn report(sched: &Scheduler, about: &About<'_>) -> String {
             })
         })
         .collect();
+    // The workers that could run it: large enough, and with what else it
+    // needs (a function task goes only where its function is registered).
+    let mut able: Vec<String> = Vec::new();
+    if let Some((_, id, _)) = &largest {
+        sched.visit_waiting(|t, _| {
+            if t.id != *id {
+                return std::ops::ControlFlow::Continue(());
+            }
+            able = views
+                .iter()
+                .filter(|w| sched.worker_could_run(w.id, t))
+                .map(|w| worker_name(w.id))
+                .collect();
+            std::ops::ControlFlow::Break(())
+        });
+    }
     let largest = largest.map(|(r, id, category)| {
-        let able: Vec<String> = views
-            .iter()
-            .filter(|w| sched.worker_can_hold(w.id, &r))
-            .map(|w| worker_name(w.id))
-            .collect();
         json!({
             "id": id,
             "category": category,
