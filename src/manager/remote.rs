@@ -91,7 +91,8 @@ pub(crate) struct RemoteSettings {
     /// Hosts whose workers may not join (`vine_block_host`): by host name or
     /// address, until an instant or (None) until unblocked.
     blocked: Mutex<HashMap<String, Option<Instant>>>,
-    /// Workers told to exit: their connection's end is no news.
+    /// Workers told to exit or disconnected on purpose: their connection's
+    /// end is no news.
     told_to_exit: Mutex<HashSet<WorkerId>>,
     /// Where transfer records go.
     pub(crate) journal: std::sync::OnceLock<Arc<super::journal::Sink>>,
@@ -1315,6 +1316,12 @@ impl RemoteLink {
     /// Cuts the connection without telling the worker to exit: it tries to join
     /// again (and is turned away while its host is blocked).
     pub(crate) fn disconnect(&self) {
+        // Let go of on purpose (a blocked host, a slow worker): not lost.
+        self.settings
+            .told_to_exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(self.id);
         crate::channel::close(&self.sock);
     }
 
