@@ -156,6 +156,9 @@ pub(crate) enum What {
     /// worker-side start and end; with `done`, also handed to the caller with
     /// that result (the common case, one record for three lines).
     Retrieved(Retrieved),
+    /// The same, for an attempt that was measured (with monitoring): what it
+    /// measured and what it was given. Boxed: most records carry none.
+    RetrievedMeasured(Box<(Retrieved, crate::resources::Measured, Resources)>),
     /// A task was handed to the caller with its final result.
     Done {
         task: TaskId,
@@ -177,8 +180,6 @@ pub(crate) struct Retrieved {
     pub(crate) exit: i32,
     pub(crate) result: TaskResult,
     pub(crate) done: bool,
-    /// What the attempt measured (with monitoring), and what it was given.
-    pub(crate) measured: Option<Box<(crate::resources::Measured, Resources)>>,
 }
 
 /// True if `task` runs with its category's maximum after an automatic
@@ -341,23 +342,20 @@ impl Journal {
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
         }
-        self.recs.push(Rec {
-            at: self.now,
-            what: What::Retrieved(Retrieved {
-                task: task.id,
-                worker,
-                result: task.result,
-                exit: task.exit_code,
-                started: task.times.started,
-                ended: task.times.done,
-                done: false,
-                measured: task
-                    .extra
-                    .as_ref()
-                    .and_then(|e| e.measured)
-                    .map(|m| Box::new((m, task.request))),
-            }),
-        });
+        let r = Retrieved {
+            task: task.id,
+            worker,
+            result: task.result,
+            exit: task.exit_code,
+            started: task.times.started,
+            ended: task.times.done,
+            done: false,
+        };
+        let what = match task.extra.as_ref().and_then(|e| e.measured) {
+            Some(m) => What::RetrievedMeasured(Box::new((r, m, task.request))),
+            None => What::Retrieved(r),
+        };
+        self.recs.push(Rec { at: self.now, what });
     }
 
     /// `task` is handed to the caller.
@@ -367,11 +365,12 @@ impl Journal {
             return;
         }
         // Handed over as it came back: the same record says so.
-        if let Some(Rec {
-            what: What::Retrieved(r),
-            ..
-        }) = self.recs.last_mut()
-        {
+        let last = self.recs.last_mut().and_then(|r| match &mut r.what {
+            What::Retrieved(r) => Some(r),
+            What::RetrievedMeasured(b) => Some(&mut b.0),
+            _ => None,
+        });
+        if let Some(r) = last {
             if r.task == task.id && r.result == task.result && r.exit == task.exit_code && !r.done {
                 r.done = true;
                 return;

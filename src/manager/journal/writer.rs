@@ -186,10 +186,15 @@ fn allocation(at_max: bool) -> &'static [u8] {
 /// `{limits_exceeded}` of a retrieved attempt: for one that ran out of its
 /// allocation, the limits its measurement went past (the limit's value, as
 /// TaskVine writes it); `{}` otherwise.
-fn limits_exceeded(b: &mut Vec<u8>, d: &super::Retrieved) {
+fn limits_exceeded(
+    b: &mut Vec<u8>,
+    result: crate::task::TaskResult,
+    measured: Option<(&crate::resources::Measured, &crate::resources::Resources)>,
+) {
     b.push(b'{');
-    if let (crate::task::TaskResult::ResourceExhaustion, Some(m)) = (d.result, &d.measured) {
-        let (measured, given) = (&m.0, &m.1);
+    if let (crate::task::TaskResult::ResourceExhaustion, Some((measured, given))) =
+        (result, measured)
+    {
         let mut sep = "";
         if given.memory_mb > 0 && measured.memory_mb.is_some_and(|mb| mb > given.memory_mb) {
             b.extend_from_slice(b"\"memory\":[");
@@ -473,7 +478,12 @@ impl Files {
                 format::add_seconds(b, "time_commit_start", at);
                 format::close(b);
             }
-            What::Retrieved(d) => {
+            What::Retrieved(_) | What::RetrievedMeasured(_) => {
+                let (d, measured) = match &r.what {
+                    What::RetrievedMeasured(b) => (&b.0, Some((&b.1, &b.2))),
+                    What::Retrieved(d) => (d, None),
+                    _ => unreachable!("matched above"),
+                };
                 self.prefix(at);
                 let b = &mut self.line;
                 b.extend_from_slice(b"TASK ");
@@ -489,11 +499,11 @@ impl Files {
                 b.push(b' ');
                 format::int(b, i64::from(d.exit));
                 b.push(b' ');
-                limits_exceeded(b, d);
+                limits_exceeded(b, d.result, measured);
                 b.extend_from_slice(b" {");
                 let mut first = true;
-                if let Some(m) = &d.measured {
-                    measured_fields(b, &m.0);
+                if let Some((m, _)) = measured {
+                    measured_fields(b, m);
                     first = false;
                 }
                 if d.started > 0 && d.ended >= d.started {
