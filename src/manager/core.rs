@@ -935,13 +935,7 @@ impl ManagerLoop {
                 let _ = reply.send((self.sched.categories.stats(&category), waiting));
             }
             Message::AtExit { reply } => {
-                let now = super::journal::now_us();
-                self.sched.journal.set_now(now);
-                if self.sink.perf_on.load(Ordering::Relaxed) {
-                    self.perf_row(now, true);
-                }
-                self.status_last_at = i64::MIN / 2;
-                self.status_file(now);
+                self.last_rows();
                 self.sched.journal.flush();
                 let _ = reply.send(());
             }
@@ -1535,20 +1529,23 @@ impl ManagerLoop {
         self.flush();
     }
 
+    /// The performance log's last row and the last state: how the run ended.
+    fn last_rows(&mut self) {
+        let now = super::journal::now_us();
+        self.sched.journal.set_now(now);
+        if self.sink.perf_on.load(Ordering::Relaxed) {
+            self.perf_row(now, true);
+        }
+        self.status_last_at = i64::MIN / 2;
+        self.status_file(now);
+    }
+
     /// Tells every remote worker to exit and stops accepting new ones.
     fn close_remote(&mut self) {
         // Workers leaving now are told to, not lost.
         self.remote_settings.closing.store(true, Ordering::Release);
         use super::journal::Departure as Why;
-        let now = super::journal::now_us();
-        self.sched.journal.set_now(now);
-        if self.sink.perf_on.load(Ordering::Relaxed) {
-            // The last row: how the run ended.
-            self.perf_row(now, true);
-        }
-        // And the last state.
-        self.status_last_at = i64::MIN / 2;
-        self.status_file(now);
+        self.last_rows();
         if self.local_capacity.millicores > 0 {
             self.worker_left_records(LOCAL_WORKER, Why::Explicit);
         }

@@ -71,25 +71,16 @@ impl<T> std::fmt::Debug for Reply<T> {
 impl<T> Answer<T> {
     /// Waits for the answer; `Err` if the request was dropped unanswered.
     pub(crate) fn recv(self) -> Result<T, ()> {
-        let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            match std::mem::replace(&mut *state, State::Dropped) {
-                State::Sent(v) => return Ok(v),
-                State::Dropped => return Err(()),
-                State::Waiting => {
-                    *state = State::Waiting;
-                    state = self.0.ready.wait(state).unwrap_or_else(|p| p.into_inner());
-                }
-            }
-        }
+        self.recv_until(None)
     }
-}
 
-impl<T> Answer<T> {
     /// Like [`Answer::recv`], waiting at most `limit`; `Err` also when the
     /// time ran out.
     pub(crate) fn recv_timeout(self, limit: std::time::Duration) -> Result<T, ()> {
-        let deadline = std::time::Instant::now() + limit;
+        self.recv_until(std::time::Instant::now().checked_add(limit))
+    }
+
+    fn recv_until(self, deadline: Option<std::time::Instant>) -> Result<T, ()> {
         let mut state = self.0.state.lock().unwrap_or_else(|p| p.into_inner());
         loop {
             match std::mem::replace(&mut *state, State::Dropped) {
@@ -97,6 +88,10 @@ impl<T> Answer<T> {
                 State::Dropped => return Err(()),
                 State::Waiting => {
                     *state = State::Waiting;
+                    let Some(deadline) = deadline else {
+                        state = self.0.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+                        continue;
+                    };
                     let now = std::time::Instant::now();
                     if now >= deadline {
                         return Err(());
@@ -128,5 +123,18 @@ mod test {
         let t = std::thread::spawn(move || drop(reply));
         assert_eq!(answer.recv(), Err(()));
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_bounded_wait_ends_without_an_answer_and_takes_one_that_came() {
+        let (reply, answer) = oneshot::<u8>();
+        assert_eq!(
+            answer.recv_timeout(std::time::Duration::from_millis(1)),
+            Err(())
+        );
+        drop(reply);
+        let (reply, answer) = oneshot();
+        reply.send(3).unwrap();
+        assert_eq!(answer.recv_timeout(std::time::Duration::ZERO), Ok(3));
     }
 }
