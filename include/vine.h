@@ -1115,7 +1115,9 @@ int vine_port(const struct vine_manager *m);
 // Changes a numeric setting. Known names:
 // - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
 //   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
-// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present.
+// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present;
+//   once they were, as in TaskVine, dispatch is not held again when workers leave
+//   (until it is set again).
 // - `"keepalive-timeout"` (30 s): a remote worker silent this long is lost and its
 //   tasks re-run elsewhere; 0: never for its silence alone (a closed connection
 //   still loses it), and workers keep alive at their own interval unless

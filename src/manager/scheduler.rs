@@ -494,7 +494,7 @@ impl Scheduler {
         self.default_retries = n;
     }
 
-    /// Dispatch nothing until `n` workers are present.
+    /// Dispatch nothing until `n` workers are present (once; see `schedule`).
     pub fn set_wait_for_workers(&mut self, n: usize) {
         self.wait_for_workers = n;
     }
@@ -964,6 +964,9 @@ impl Scheduler {
         if self.workers.len() < self.wait_for_workers || self.shutting_down {
             return;
         }
+        // Reached: as in TaskVine, dispatch is not held again when workers
+        // leave (until the setting is given again).
+        self.wait_for_workers = 0;
         if !self.workers.iter().any(WorkerEntry::has_room) {
             // Nothing can be placed: parked shapes wait for the next chance.
             return;

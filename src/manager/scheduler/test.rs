@@ -299,6 +299,17 @@ fn wait_for_workers_holds_dispatch() {
     s.add_worker(1, cores(1.0), Some(0));
     s.schedule(&mut comm);
     assert_eq!(comm.dispatched.len(), 1);
+    // Reached once, it holds nothing again (as in TaskVine): a worker fewer
+    // does not stop the next task.
+    s.remove_worker(0, Vec::new(), &mut comm);
+    s.submit(task(2, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1, 2]);
+    // Set again, it holds again.
+    s.set_wait_for_workers(3);
+    s.submit(task(3, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1, 2]);
 }
 
 #[test]
