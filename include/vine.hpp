@@ -275,6 +275,18 @@ private:
         return m_;
     }
 
+    /* What a wait returned: NULL is an empty task when nothing finished in
+       time or nothing is outstanding, and an exception for any other error. */
+    static task waited(vine_task *t, const char *call)
+    {
+        if (!t) {
+            int code = vine_last_error_code();
+            if (code != VINE_ERROR_TIMEOUT && code != VINE_ERROR_UNKNOWN_TASK && code != VINE_ERROR_IO)
+                throw error(detail::last_code(), detail::last(call));
+        }
+        return task(t);
+    }
+
 public:
     int port() const noexcept { return vine_port(m_); }
     void tune(const std::string &name, double value) { detail::check(vine_tune(m_, detail::cstr(name), value), "vine_tune"); }
@@ -290,16 +302,18 @@ public:
     }
     int submit(task &&t) { return submit(t); }
 
-    /// The next finished task (empty on timeout or when nothing is outstanding).
-    /// A manager moved from throws vine::error (VINE_ERROR_NULL) instead.
-    task wait(int timeout_s = VINE_WAIT_FOREVER) { return task(vine_wait(live("vine_wait"), timeout_s)); }
+    /// The next finished task; empty on timeout (also when a factory cannot
+    /// get workers: vine_last_error() then says why) or when nothing is
+    /// outstanding. Any other failure throws vine::error: a bad timeout, a
+    /// manager moved from (VINE_ERROR_NULL), a manager whose thread failed.
+    task wait(int timeout_s = VINE_WAIT_FOREVER) { return waited(vine_wait(live("vine_wait"), timeout_s), "vine_wait"); }
     task wait_for(int id, int timeout_s = VINE_WAIT_FOREVER)
     {
-        return task(vine_wait_for_task_id(live("vine_wait_for_task_id"), id, timeout_s));
+        return waited(vine_wait_for_task_id(live("vine_wait_for_task_id"), id, timeout_s), "vine_wait_for_task_id");
     }
     task wait_for_tag(const std::string &tag, int timeout_s = VINE_WAIT_FOREVER)
     {
-        return task(vine_wait_for_tag(live("vine_wait_for_tag"), detail::cstr(tag), timeout_s));
+        return waited(vine_wait_for_tag(live("vine_wait_for_tag"), detail::cstr(tag), timeout_s), "vine_wait_for_tag");
     }
 
     bool empty() const { return detail::check(vine_empty(m_), "vine_empty") == 1; }

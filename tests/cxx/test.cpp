@@ -182,6 +182,35 @@ int main()
         CHECK(code == VINE_ERROR_NULL);
     }
 
+    {
+        // A wait that fails is an exception, not an empty task that reads as
+        // "nothing left": a bad timeout here. Timeouts and nothing outstanding
+        // stay empty.
+        int code = 0;
+        try {
+            owner.wait(-5);
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_INVALID_ARGUMENT);
+        code = 0;
+        try {
+            owner.wait_for(1, -5);
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_INVALID_ARGUMENT);
+        CHECK(!owner.wait(0));
+        CHECK(!owner.wait_for(12345, 0));
+        CHECK(!owner.wait_for_tag("none", 0));
+        owner.submit(vine::task::command("sleep 30").tag("slow"));
+        CHECK(!owner.wait(0));
+        CHECK(!owner.wait_for_tag("slow", 0));
+        CHECK(owner.cancel_all() == 1);
+        auto t = owner.wait(60);
+        CHECK(t && t.result() == VINE_RESULT_CANCELLED);
+    }
+
     std::cout << passed << " passed, " << failed << " failed" << std::endl;
     return failed != 0;
 }
