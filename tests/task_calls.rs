@@ -180,6 +180,32 @@ fn outputs_follow_the_exit_code(m: &Manager, dir: &Path) {
             "the success-only output, exit {code}"
         );
     }
+    // Killed at its time limit or by a signal: what it wrote comes back, the
+    // failure-only output with it, as TaskVine's manager fetches it.
+    for (how, result) in [
+        ("exec sleep 30", TaskResult::MaxWallTime),
+        ("kill -9 $$", TaskResult::Signal),
+    ] {
+        let log = dir.join(format!("log-{how}"));
+        let res = dir.join(format!("res-{how}"));
+        let plain = dir.join(format!("plain-{how}"));
+        let cmd = format!("echo log > log; echo res > res; echo out > plain; {how}");
+        let mut t = Task::command(&CString::new(cmd).unwrap());
+        t.set_time_max(1.0).unwrap();
+        let f = |p: &Path| m.declare(File::path(p, CacheLevel::Task, 0).unwrap());
+        t.add_output(Mount::new(f(&log), "log", MOUNT_FAILURE_ONLY).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(f(&res), "res", MOUNT_SUCCESS_ONLY).unwrap())
+            .unwrap();
+        t.add_output(Mount::new(f(&plain), "plain", 0).unwrap())
+            .unwrap();
+        let t = run(m, t);
+        assert_eq!(t.result(), result, "{:?}", t.reason());
+        assert_eq!(t.exit_code(), 9, "{how}");
+        assert!(log.exists(), "the failure-only output after {how}");
+        assert!(plain.exists(), "the output after {how}");
+        assert!(!res.exists(), "the success-only output after {how}");
+    }
 }
 
 #[test]
@@ -406,11 +432,14 @@ fn end_times(m: &Manager, dir: &Path) {
     let t = run(m, t);
     assert_eq!(t.result(), TaskResult::MaxEndTime, "{:?}", t.reason());
     assert!(!ran.exists(), "a task past its end time ran");
-    // Running at its end time: killed then.
+    assert_eq!(t.exit_code(), -1, "never ran: no exit code");
+    // Running at its end time: killed then, and its exit code is the signal
+    // (as in TaskVine).
     let mut t = Task::command(c"sleep 1000");
     t.set_time_end(now_us() + 1_500_000);
     let t = run(m, t);
     assert_eq!(t.result(), TaskResult::MaxEndTime, "{:?}", t.reason());
+    assert_eq!(t.exit_code(), 9, "{:?}", t.reason());
 }
 
 #[test]

@@ -37,13 +37,17 @@ pub const VINE_WAIT_FOREVER: c_int = -1;
 
 /// The task ran. A command may still have exited non-zero: see its exit code.
 pub const VINE_RESULT_SUCCESS: vine_result_t = 0;
-/// A declared input file, buffer or temp was not there when the task started.
+/// A declared input file, buffer or temp was not there when the task started,
+/// or an input URL could not be downloaded (vine's own: TaskVine forsakes the
+/// task and tries it again).
 pub const VINE_RESULT_INPUT_MISSING: vine_result_t = 1;
 /// A declared output was not produced.
 pub const VINE_RESULT_OUTPUT_MISSING: vine_result_t = 2;
 /// The command printed more than the `max-stdout` cap; what fit is kept.
 pub const VINE_RESULT_STDOUT_MISSING: vine_result_t = 4;
-/// The task was killed by a signal (exit code = the signal number).
+/// The task was killed by a signal (exit code = the signal number). vine's
+/// use for a command: TaskVine reports a command a signal ended as
+/// `VINE_RESULT_SUCCESS` with the signal as its exit code.
 pub const VINE_RESULT_SIGNAL: vine_result_t = 8;
 /// The task used more memory or disk than it asked for.
 pub const VINE_RESULT_RESOURCE_EXHAUSTION: vine_result_t = 16;
@@ -153,8 +157,11 @@ pub const VINE_FIXED_LOCATION: vine_mount_flags_t = 1;
 pub const VINE_WATCH: vine_mount_flags_t = 2;
 /// Mount flag (output): return the output only if the task failed, that is,
 /// its command exited non-zero (as TaskVine judges it: not `VINE_RESULT_SUCCESS`
-/// with exit code 0). Otherwise it is not returned and not missing. A command
-/// killed (signal, time or resource limit, end time) returns no output at all.
+/// with exit code 0). Otherwise it is not returned and not missing. As in
+/// TaskVine, a command killed by a signal, at its time limit or at its end
+/// time still returns what it wrote (these outputs among them; one it did not
+/// write is not missing then); one killed at a resource limit or cancelled
+/// returns none.
 pub const VINE_FAILURE_ONLY: vine_mount_flags_t = 4;
 /// Mount flag (output): return the output only if the task succeeded (its
 /// command exited 0); otherwise it is not returned and not missing.

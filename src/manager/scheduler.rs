@@ -1177,6 +1177,14 @@ impl Scheduler {
             // Stopped at its end time, before or while it ran.
             let mut task = task;
             task.flags &= !crate::task::FLAG_CANCELLED;
+            // A process killed there: the signal is its exit code, as for one
+            // its worker killed at the end time (a THREAD function ran on).
+            let thread = matches!(task.work, crate::task::Work::Local { .. })
+                || (matches!(task.work, crate::task::Work::Function { .. })
+                    && task.mode == crate::task::ExecMode::Thread);
+            if task.was_started() && !thread && task.exit_code == crate::task::NO_EXIT_CODE {
+                task.exit_code = libc::SIGKILL;
+            }
             task.finish(
                 TaskResult::MaxEndTime,
                 Some("the task was not done by its end time".into()),

@@ -202,6 +202,15 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         task.extra_mut().measured = Some(usage.measured(started.elapsed()));
     }
     let Some(status) = ending.settle(task, "the command") else {
+        // Killed at its time limit or end time, or by a signal: what it wrote
+        // is still delivered, as TaskVine's manager fetches it (outputs for
+        // failure only among them; what is missing changes nothing).
+        if matches!(
+            task.result,
+            TaskResult::MaxWallTime | TaskResult::MaxEndTime | TaskResult::Signal
+        ) {
+            let _ = collect_outputs(task, &sandbox, env);
+        }
         return;
     };
     task.exit_code = status.code().unwrap_or(-1);

@@ -140,6 +140,11 @@ impl Ending {
     /// returned for the caller to interpret. `what` names the process in reasons.
     pub fn settle(self, task: &mut crate::task::Task, what: &str) -> Option<ExitStatus> {
         use crate::task::TaskResult;
+        // Killed at a limit: its exit code is the signal that ended it (SIGKILL),
+        // as TaskVine reports it.
+        if matches!(self, Ending::TimedOut | Ending::OverMemory(_)) {
+            task.exit_code = libc::SIGKILL;
+        }
         let (result, reason) = match self {
             Ending::Cancelled => (TaskResult::Cancelled, "the task was cancelled".to_owned()),
             Ending::TimedOut if task.time_end() > 0 && crate::task::now_us() >= task.time_end() => {
