@@ -16,8 +16,9 @@
  *    on failure. A program that includes vine.h gets vine.h's values.
  *  - The names TaskVine's taskvine.h brings in from cctools' own headers and
  *    its programs use are declared here: timestamp_t and timestamp_get
- *    (microseconds since the epoch), the CATEGORY_ALLOCATION_MODE_* values
- *    and category_allocation_t, and time_t (<time.h>).
+ *    (microseconds since the epoch), category_mode_t with the
+ *    CATEGORY_ALLOCATION_MODE_* values, category_allocation_t with the
+ *    CATEGORY_ALLOCATION_* values, and time_t (<time.h>).
  *  - Calls that return nothing in TaskVine (vine_task_set_cores, vine_set_name,
  *    vine_get_stats, vine_task_delete, ...) return an int in vine: 0, or a
  *    negative VINE_ERROR_* with the reason in vine_last_error().
@@ -52,6 +53,27 @@
  *    its own.
  *  - vine_result_string of a value that is no result gives "UNKNOWN_RESULT"
  *    (TaskVine's gives NULL).
+ *  - The manager listens on 127.0.0.1 unless told otherwise (TaskVine's on
+ *    every address): set VINE_LISTEN_ADDRESS (e.g. 0.0.0.0, see vine_create)
+ *    for workers on other hosts to reach it.
+ *  - vine_enable_transactions_log, vine_enable_perf_log and
+ *    vine_enable_taskgraph_log write where their path says, relative to the
+ *    current directory (TaskVine's write under the run's vine-logs directory,
+ *    vine_get_path_log; vine's debug log and runtime directory are as
+ *    TaskVine's).
+ *  - A command killed by a signal comes back VINE_RESULT_SIGNAL, with the
+ *    signal as its exit code (TaskVine's reports VINE_RESULT_SUCCESS with that
+ *    exit code and never uses VINE_RESULT_SIGNAL).
+ *  - An input URL that cannot be downloaded ends the task at once with
+ *    VINE_RESULT_INPUT_MISSING (TaskVine's worker gives the task back, which
+ *    then is forsaken and tried again until vine_task_set_max_forsaken).
+ *  - An output inside an input mounted as a symbolic link
+ *    (VINE_MOUNT_SYMLINK) is refused: VINE_RESULT_OUTPUT_MISSING.
+ *  - vine_wait returns NULL at once when no task is outstanding (TaskVine's
+ *    may wait out the timeout).
+ *  - vine_hungry compares the tasks waiting with the workers' task slots
+ *    (see vine.h), not TaskVine's count of resources left over.
+ *  - vine_set_name does not set the VINE_NAME environment variable.
  *
  * What vine lacks of TaskVine's C API (115 of its 142 functions are in vine.h):
  *
@@ -106,7 +128,20 @@ static inline timestamp_t timestamp_get(void)
 #endif
 
 #ifndef CATEGORY_H
-typedef int category_allocation_t;
+/* As in cctools' category.h: the modes are a category_mode_t, and a
+   category_allocation_t says which step of its sizing a task is at. */
+typedef int category_mode_t;
+typedef enum {
+	CATEGORY_ALLOCATION_FIRST = 0,
+	CATEGORY_ALLOCATION_AUTO = 0,
+	CATEGORY_ALLOCATION_MAX,
+	CATEGORY_ALLOCATION_ERROR,
+	CATEGORY_ALLOCATION_GREEDY_BUCKETING,
+	CATEGORY_ALLOCATION_EXHAUSTIVE_BUCKETING,
+	CATEGORY_ALLOCATION_DET_GREEDY_BUCKETING,
+	CATEGORY_ALLOCATION_DET_EXHAUSTIVE_BUCKETING,
+	CATEGORY_ALLOCATION_QUANTIZED_BUCKETING
+} category_allocation_t;
 #define CATEGORY_ALLOCATION_MODE_FIXED VINE_ALLOCATION_MODE_FIXED
 #define CATEGORY_ALLOCATION_MODE_MAX VINE_ALLOCATION_MODE_MAX
 #define CATEGORY_ALLOCATION_MODE_MIN_WASTE VINE_ALLOCATION_MODE_MIN_WASTE
@@ -118,11 +153,30 @@ typedef int category_allocation_t;
 #define CATEGORY_ALLOCATION_MODE_QUANTIZED_BUCKETING VINE_ALLOCATION_MODE_QUANTIZED_BUCKETING
 #endif
 
-/* TaskVine's resource summaries are vine's. */
+/* TaskVine's resource summaries are vine's, with the resource monitor's
+   values: a new summary's signal, exit_status and last_error are 0, and
+   rmsummary_set gives 1, or -1 for a name that is not a number of it. */
 #define rmsummary vine_resources
-#define rmsummary_create vine_resources_create
+
+static inline struct vine_resources *vine_taskvine_rmsummary_create(double default_value)
+{
+	struct vine_resources *s = vine_resources_create(default_value);
+	if (s) {
+		s->signal = 0;
+		s->exit_status = 0;
+		s->last_error = 0;
+	}
+	return s;
+}
+
+static inline int vine_taskvine_rmsummary_set(struct vine_resources *s, const char *resource, double value)
+{
+	return vine_resources_set(s, resource, value) == 1 ? 1 : -1;
+}
+
+#define rmsummary_create vine_taskvine_rmsummary_create
 #define rmsummary_delete vine_resources_delete
-#define rmsummary_set vine_resources_set
+#define rmsummary_set vine_taskvine_rmsummary_set
 #define rmsummary_get vine_resources_get
 
 /* TaskVine's return values, where they differ from vine.h's. */

@@ -305,9 +305,11 @@ typedef struct vine_resources {
   int64_t exit_status;
   // Not filled (-1).
   int64_t last_error;
-  // When the measured attempt started, microseconds since the epoch.
+  // When the attempt started, seconds since the epoch (requested: the
+  // earliest start, `vine_task_set_time_start`, whole seconds rounded up).
   double start;
-  // When it ended, microseconds since the epoch.
+  // When it ended, seconds since the epoch (requested: the end time,
+  // `vine_task_set_time_end`, whole seconds rounded up).
   double end;
   // CPU time over wall time.
   double cores_avg;
@@ -366,7 +368,9 @@ typedef int vine_error_t;
 // The task ran. A command may still have exited non-zero: see its exit code.
 #define VINE_RESULT_SUCCESS 0
 
-// A declared input file, buffer or temp was not there when the task started.
+// A declared input file, buffer or temp was not there when the task started,
+// or an input URL could not be downloaded (vine's own: TaskVine forsakes the
+// task and tries it again).
 #define VINE_RESULT_INPUT_MISSING 1
 
 // A declared output was not produced.
@@ -375,7 +379,9 @@ typedef int vine_error_t;
 // The command printed more than the `max-stdout` cap; what fit is kept.
 #define VINE_RESULT_STDOUT_MISSING 4
 
-// The task was killed by a signal (exit code = the signal number).
+// The task was killed by a signal (exit code = the signal number). vine's
+// use for a command: TaskVine reports a command a signal ended as
+// `VINE_RESULT_SUCCESS` with the signal as its exit code.
 #define VINE_RESULT_SIGNAL 8
 
 // The task used more memory or disk than it asked for.
@@ -520,8 +526,11 @@ typedef int vine_error_t;
 
 // Mount flag (output): return the output only if the task failed, that is,
 // its command exited non-zero (as TaskVine judges it: not `VINE_RESULT_SUCCESS`
-// with exit code 0). Otherwise it is not returned and not missing. A command
-// killed (signal, time or resource limit, end time) returns no output at all.
+// with exit code 0). Otherwise it is not returned and not missing. As in
+// TaskVine, a command killed by a signal, at its time limit or at its end
+// time still returns what it wrote (these outputs among them; one it did not
+// write is not missing then); one killed at a resource limit or cancelled
+// returns none.
 #define VINE_FAILURE_ONLY 4
 
 // Mount flag (output): return the output only if the task succeeded (its
@@ -772,7 +781,9 @@ int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *r
 // or whose worker was lost). A file declared at a FIFO, socket or device (or at
 // a link to one) is refused without being opened, as it is as an input (reading
 // a FIFO could wait forever, `/dev/zero` never end): NULL with `VINE_ERROR_IO`
-// ("... is a FIFO, not a regular file").
+// ("... is a FIFO, not a regular file"). On error `errno` is set too, as in
+// TaskVine: `ENOENT` for a temp no task produced yet, the system's own code
+// for a file that cannot be read, `EIO` for other failures to bring it.
 const char *vine_fetch_file(struct vine_manager *m, struct vine_file *f);
 
 // `vine_fetch_file`, writing the size of what it returns to `*len` (the NUL
@@ -1268,11 +1279,12 @@ int vine_set_task_id_min(struct vine_manager *m, int minid);
 // As `vine_enable_disconnect_slow_workers`, for the tasks of one category
 // only, as in TaskVine: a task of `category` is taken back once it runs past
 // `multiplier` times the average of its category, whatever the multiplier of
-// the other categories. A `multiplier` below 1 makes the category follow
-// `vine_enable_disconnect_slow_workers` again (the default). The category
-// "default" is `vine_enable_disconnect_slow_workers` itself: it sets the
-// multiplier of every category without its own. Returns 0 if the category's
-// own multiplier is on, 1 if the category follows the default, or a negative
+// the other categories. As in TaskVine, a `multiplier` of 0 turns it off for
+// the category whatever the default, and any other below 1 makes the
+// category follow `vine_enable_disconnect_slow_workers` again (the default).
+// The category "default" is `vine_enable_disconnect_slow_workers` itself: it
+// sets the multiplier of every category without its own. Returns, as
+// TaskVine's, 1 for a `multiplier` of 0 and 0 for any other, or a negative
 // error: a bad manager, NULL or empty `category`, a `multiplier` that is NaN,
 // infinite or above 1e6.
 int vine_enable_disconnect_slow_workers_category(struct vine_manager *m, const char *category, double multiplier);
@@ -1328,8 +1340,9 @@ int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, 
 // task a second time is disconnected and its host blocked for
 // `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
 // `multiplier` below 1 turns it off (the default). Applies to all categories.
-// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN,
-// infinite, above 1e6, as `vine_tune`'s `disconnect-slow-workers-factor`).
+// Returns, as TaskVine's, 1 for a `multiplier` of 0 and 0 for any other, or a
+// negative error (NaN, infinite, above 1e6, as `vine_tune`'s
+// `disconnect-slow-workers-factor`).
 int vine_enable_disconnect_slow_workers(struct vine_manager *m, double multiplier);
 
 // `vine_tune(m, "keepalive-interval", interval)`. Returns 0 or a negative error
@@ -1381,7 +1394,8 @@ int vine_enable_monitoring(struct vine_manager *m, int watchdog, int time_series
 // without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`:
 // - `FIXED` (the default): a task gets what it asks for; what it does not set
 //   is the category's maximum (`vine_set_category_resources_max`) if set, else
-//   vine's default: one core, no memory, disk or gpu bound.
+//   vine's default: one core (none for a task with gpus), no memory, disk or
+//   gpu bound.
 // - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
 //   What a task sets is kept; the rest of what these modes size (cores,
 //   memory and disk; gpus as FIXED sizes them; see
@@ -1469,11 +1483,14 @@ struct vine_task *vine_wait_for_tag(struct vine_manager *m, const char *tag, int
 // 0 otherwise, a negative error for a bad manager.
 int vine_empty(struct vine_manager *m);
 
-// How many more tasks the manager wants to keep its workers busy, as in TaskVine:
+// How many more tasks the manager wants to keep its workers busy:
 // `hungry-factor` times the workers' slots, but at least `hungry-minimum` (10),
 // less the tasks waiting; 0 when it is
 // not hungry (and after shutdown); a negative error for a bad manager. Feed it
-// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory.
+// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory. The use
+// is TaskVine's; the count is vine's own: TaskVine's divides what its
+// workers have left over (times the factor) by the size of the tasks waiting
+// or running, so the two may give different numbers for one state.
 int vine_hungry(struct vine_manager *m);
 
 // Cancels task `id`. A waiting task comes back from `vine_wait` as
@@ -1614,26 +1631,34 @@ double vine_resources_get(const struct vine_resources *s, const char *resource);
 //   closed to itself are opened again to measure them), CPU time of the
 //   processes it waited for, bytes read and written, most processes at once.
 //   For a THREAD function: its thread's CPU time and wall time only; its
-//   memory (-1) cannot be told apart from the rest of the process.
+//   memory (-1) cannot be told apart from the rest of the process. As in
+//   TaskVine, a task that ran unmonitored has what its last attempt was given
+//   (as `"allocated"`), with when it started and ended and its wall time;
+//   one that never ran, -1 throughout.
 // - `"allocated"`: what its last attempt was given (its request, or what its
-//   category's allocation mode chose), once it has been dispatched.
-// - `"requested"`: what the program set (`vine_task_set_cores`, ...); what it
-//   did not set is -1 (vine gives such a task one core and no memory, disk or
-//   gpu bound, unless its category says otherwise).
+//   category's allocation mode chose), once it has been dispatched; -1
+//   throughout before.
+// - `"requested"`: what the program set (`vine_task_set_cores`, ...,
+//   `vine_task_set_time_max` as `wall_time`, start and end times); what it
+//   did not set is -1 (vine gives such a task one core, or none if it sets
+//   gpus, and no memory, disk or gpu bound, unless its category says
+//   otherwise).
 //
 // Returns a summary the task owns (valid until `vine_task_delete`; the next
-// call with the same name rewrites it), or NULL if there is none yet or on
-// error (NULL arguments, an unknown name, a task the manager holds), with the
-// reason in `vine_last_error()`.
+// call with the same name rewrites it), or NULL on error (NULL arguments, an
+// unknown name, a task the manager holds), with the reason in
+// `vine_last_error()`.
 const struct vine_resources *vine_task_get_resources(struct vine_task *t, const char *name);
 
-// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
-// negative (not set), as the four `vine_task_set_*` calls would: cores finer
-// than a thousandth, and memory, disk or gpus that are not whole, are refused
-// (`VINE_ERROR_INVALID_ARGUMENT`). As in TaskVine, a `wall_time` above 0 sets
-// the maximum running time (seconds, as `vine_task_set_time_max`) and an `end`
-// above 0 the end time (microseconds since the epoch, as
-// `vine_task_set_time_end`). Returns 0, or a negative error (nothing changes
+// Sets a task's cores, memory, disk and gpus from `rm`, as the four
+// `vine_task_set_*` calls would: cores finer than a thousandth, and memory,
+// disk or gpus that are not whole, are refused (`VINE_ERROR_INVALID_ARGUMENT`).
+// As in TaskVine, each is replaced: one that is negative in `rm` (not set)
+// is unset, back to vine's default, whatever was set before; a `wall_time`
+// above 0 sets the maximum running time (seconds, as
+// `vine_task_set_time_max`), and an `end` above 0 the end time (microseconds
+// since the epoch, as `vine_task_set_time_end`, which TaskVine's passes it
+// to); 0 or less unsets them. Returns 0, or a negative error (nothing changes
 // then).
 int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm);
 
@@ -1645,8 +1670,10 @@ int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm
 // refused. Returns 0, or a negative error (TaskVine's returns nothing).
 int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
-// The least that an automatic mode allocates to tasks of `category` (fields as
-// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+// The least that tasks of `category` are given (fields as in
+// `vine_set_category_resources_max`), in every allocation mode, as in
+// TaskVine: what a task does not set itself is raised to it. Returns 0, or a
+// negative error.
 int vine_set_category_resources_min(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // What an automatic mode gives tasks of `category` before it has measured
@@ -1873,7 +1900,9 @@ int vine_task_set_memory(struct vine_task *t, int64_t mb);
 // counts once per name.
 int vine_task_set_disk(struct vine_task *t, int64_t mb);
 
-// Gpus the task needs (default 0). The task gets distinct device ids: a command sees
+// Gpus the task needs (default 0). As in TaskVine, a task that asks for gpus
+// and sets no cores (`vine_task_set_cores`) asks for no core: its gpus bound
+// how many run at once. The task gets distinct device ids: a command sees
 // them in `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`, a function reads them
 // with `vine_task_gpu_ids`. At most 1e6; negative or larger values are refused.
 int vine_task_set_gpus(struct vine_task *t, int gpus);
@@ -1968,9 +1997,12 @@ int vine_task_set_exec_mode(struct vine_task *t, vine_exec_mode_t mode);
 vine_result_t vine_task_get_result(const struct vine_task *t);
 
 // The command's exit status, the function's return value, or the signal number
-// for `VINE_RESULT_SIGNAL`. -1, as in TaskVine, for a task that has none: one
-// not run (yet), or one that ended without an exit (cancelled before it
-// ended, killed at a limit, refused); and on error.
+// for `VINE_RESULT_SIGNAL`. As in TaskVine, a command (or PROCESS function)
+// killed at its time limit, its end time or its memory limit has the signal
+// that killed it: 9 (`SIGKILL`). -1, as in TaskVine, for a task that has
+// none: one not run (yet), or one that ended without an exit (cancelled
+// before it ended, refused, its results refused for the disk it took); and on
+// error.
 int vine_task_get_exit_code(const struct vine_task *t);
 
 // What the command printed (standard output and error), NUL-terminated, NUL bytes

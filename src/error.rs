@@ -64,6 +64,12 @@ impl Error {
         e
     }
 
+    /// The same error, giving `errno` the value `code` (see [`Error::errno`]).
+    pub fn with_errno(mut self, code: i32) -> Self {
+        self.os_code = Some(code);
+        self
+    }
+
     /// The `errno` value that describes it: the operating system's own for a
     /// failed OS call, else the closest one for its kind.
     pub fn errno(&self) -> i32 {

@@ -503,6 +503,7 @@ impl File {
                         crate::error::ErrorKind::Io,
                         "the temp has not been produced by any task yet",
                     )
+                    .with_errno(libc::ENOENT)
                 })?;
                 std::fs::read(&loc).map_err(|e| Error::io(loc.display(), e))?
             }

@@ -533,7 +533,33 @@ impl Task {
                 Error::invalid(format!("gpus must be at most {MAX_GPUS}, not {gpus}"))
             })?;
         self.flags |= FLAG_SET_GPUS;
+        self.default_cores();
         Ok(())
+    }
+
+    /// Forgets what the program set for one of cores, memory, disk or gpus
+    /// (`flag`: its `FLAG_SET_*`): the task asks for vine's default again.
+    pub(crate) fn unset_request(&mut self, flag: u16) {
+        self.flags &= !flag;
+        match flag {
+            FLAG_SET_MEMORY => self.request.memory_mb = 0,
+            FLAG_SET_DISK => self.request.disk_mb = 0,
+            FLAG_SET_GPUS => self.request.gpus = 0,
+            _ => {}
+        }
+        self.default_cores();
+    }
+
+    /// Cores the program did not set: one, or none for a task that asks for
+    /// gpus (as TaskVine gives it).
+    fn default_cores(&mut self) {
+        if self.flags & FLAG_SET_CORES == 0 {
+            self.request.millicores = if self.request.gpus > 0 {
+                0
+            } else {
+                Resources::DEFAULT_REQUEST.millicores
+            };
+        }
     }
 
     /// Sets the priority: higher runs first.

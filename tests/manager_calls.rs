@@ -266,8 +266,8 @@ fn a_worker_slow_twice_is_disconnected_and_its_host_blocked() {
     a_worker_slow_twice_is_found(|m| {
         assert_eq!(
             vine_enable_disconnect_slow_workers(m.0, 0.5),
-            1,
-            "off below 1"
+            0,
+            "off below 1; 1 only for 0, as TaskVine's"
         );
         assert_eq!(vine_enable_disconnect_slow_workers(m.0, 2.0), 0);
     });
@@ -279,7 +279,8 @@ fn a_category_with_its_own_multiplier_finds_a_slow_worker_while_the_default_is_o
         let own = |c: &CStr, f: f64| unsafe {
             vine_enable_disconnect_slow_workers_category(m.0, c.as_ptr(), f)
         };
-        assert_eq!(own(c"c", 0.5), 1, "below 1: the default's, which is off");
+        assert_eq!(own(c"c", 0.5), 0, "below 1: the default's, which is off");
+        assert_eq!(own(c"c", 0.0), 1, "0: off for the category, as TaskVine's");
         assert_eq!(own(c"c", 2.0), 0);
         // "default" is the default's: turned on, then off again.
         assert_eq!(own(c"default", 2.0), 0);

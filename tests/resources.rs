@@ -92,12 +92,10 @@ fn a_monitored_command_reports_its_peaks_and_an_unmonitored_one_nothing() {
     let m = local(2.0);
     let t = run(&m, command(&user(100, 30), c"a"));
     assert_eq!(result(t).0, VINE_RESULT_SUCCESS);
-    assert!(resources(t, c"measured").is_none(), "not monitored");
-    assert!(
-        last_error().contains("no measured resources"),
-        "{}",
-        last_error()
-    );
+    // Not monitored: as in TaskVine, what it was given (no memory bound),
+    // nothing measured.
+    let r = resources(t, c"measured").expect("a summary");
+    assert_eq!((r.memory, r.cpu_time, r.bytes_read), (0.0, -1.0, -1.0));
     assert_eq!(
         unsafe { vine_task_get_metric(t, c"memory_measured".as_ptr()) },
         -1
@@ -500,8 +498,9 @@ fn bad_summaries_and_names_are_refused() {
         assert!(vine_task_get_resources(t, c"weird".as_ptr()).is_null());
         assert!(vine_task_get_resources(t, std::ptr::null()).is_null());
         assert!(vine_task_get_resources(std::ptr::null_mut(), c"measured".as_ptr()).is_null());
-        assert!(
-            vine_task_get_resources(t, c"allocated".as_ptr()).is_null(),
+        assert_eq!(
+            resources(t, c"allocated").map(|a| a.cores),
+            Some(-1.0),
             "not run yet"
         );
         // Set from a summary: cores and gpus, the rest untouched.
@@ -852,6 +851,8 @@ fn a_summarys_wall_time_and_end_bound_the_task_as_in_taskvine() {
     assert_eq!(unsafe { vine_task_set_resources(t, r) }, 0);
     let t = run(&m, t);
     assert_eq!(result(t).0, VINE_RESULT_MAX_WALL_TIME, "{}", result(t).1);
+    // Killed: the signal is its exit code, as in TaskVine.
+    assert_eq!(vine_task_get_exit_code(t), 9);
     vine_task_delete(t);
     // end: microseconds since the epoch, here already past.
     let t = command("true", c"w");
@@ -962,4 +963,133 @@ fn a_retry_at_the_category_maximum_is_logged_as_max_resources_with_the_limit_it_
         assert!(mb >= 100.0, "measured {mb} MB: {text}");
         assert!(measured["cores"][0].is_number(), "{text}");
     }
+}
+
+#[test]
+fn a_task_that_asks_for_gpus_and_no_cores_takes_no_core_as_in_taskvine() {
+    // One core, two gpus: two 1-gpu tasks run at once, as in TaskVine (each
+    // waits for the other to have started; one core each would run them one
+    // after the other, and the first would give up).
+    let m = local(1.0);
+    assert_eq!(unsafe { vine_tune(m.0, c"local-gpus".as_ptr(), 2.0) }, 0);
+    let dir = tempdir();
+    let meet = |me: &str, other: &str| {
+        format!(
+            "touch {d}/{me}; i=0; while [ ! -e {d}/{other} ]; do \
+             i=$((i+1)); [ $i -gt 6000 ] && exit 7; sleep 0.01; done",
+            d = dir.display()
+        )
+    };
+    let a = command(&meet("a", "b"), c"g");
+    let b = command(&meet("b", "a"), c"g");
+    for t in [a, b] {
+        assert_eq!(vine_task_set_gpus(t, 1), 0);
+        assert!(vine_submit(m.0, t) > 0, "{}", last_error());
+    }
+    for _ in 0..2 {
+        let t = vine_wait(m.0, 120);
+        assert!(!t.is_null(), "{}", last_error());
+        assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+        assert_eq!(vine_task_get_exit_code(t), 0, "the two did not run at once");
+        let a = resources(t, c"allocated").unwrap();
+        assert_eq!((a.cores, a.gpus), (0.0, 1.0));
+        let q = resources(t, c"requested").unwrap();
+        assert_eq!((q.cores, q.gpus), (-1.0, 1.0));
+        vine_task_delete(t);
+    }
+    // Cores set are kept; gpus set back to none give the one core again.
+    let t = command("true", c"g");
+    assert_eq!(vine_task_set_cores(t, 0.5), 0);
+    assert_eq!(vine_task_set_gpus(t, 1), 0);
+    let t = run(&m, t);
+    assert_eq!(resources(t, c"allocated").unwrap().cores, 0.5);
+    vine_task_delete(t);
+    let t = command("true", c"g");
+    assert_eq!(vine_task_set_gpus(t, 1), 0);
+    assert_eq!(vine_task_set_gpus(t, 0), 0);
+    let t = run(&m, t);
+    assert_eq!(resources(t, c"allocated").unwrap().cores, 1.0);
+    vine_task_delete(t);
+}
+
+#[test]
+fn summaries_are_there_before_a_run_and_without_monitoring_as_in_taskvine() {
+    let m = local(2.0);
+    let t = command("sleep 0.2", c"s");
+    assert_eq!(vine_task_set_time_max(t, 30.0), 0);
+    // Before a run: every field -1, not NULL (a TaskVine program reads them).
+    for which in [c"measured", c"allocated"] {
+        let r = resources(t, which).expect("a summary before the run");
+        assert_eq!(
+            (r.cores, r.memory, r.wall_time, r.start),
+            (-1.0, -1.0, -1.0, -1.0)
+        );
+    }
+    let q = resources(t, c"requested").unwrap();
+    assert_eq!(q.wall_time, 30.0);
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    // Not monitored: what it was given, when it ran (seconds since the
+    // epoch) and for how long.
+    let r = resources(t, c"measured").expect("measured");
+    assert_eq!((r.cores, r.memory, r.disk), (1.0, 0.0, 0.0));
+    assert!(
+        r.wall_time >= 0.2 && r.wall_time < 60.0,
+        "wall {}",
+        r.wall_time
+    );
+    assert!(
+        r.start >= before.floor() && r.start < before + 60.0,
+        "start {}",
+        r.start
+    );
+    assert!(r.end >= r.start + 0.2, "end {} start {}", r.end, r.start);
+    vine_task_delete(t);
+}
+
+#[test]
+fn a_summary_replaces_each_resource_as_in_taskvine() {
+    let t = command("true", c"r");
+    assert_eq!(vine_task_set_cores(t, 2.0), 0);
+    assert_eq!(vine_task_set_disk(t, 50), 0);
+    assert_eq!(vine_task_set_time_max(t, 50.0), 0);
+    let r = vine_resources_create(-1.0);
+    unsafe { (*r).memory = 10.0 };
+    assert_eq!(unsafe { vine_task_set_resources(t, r) }, 0);
+    // Only memory given: the cores, disk and time limit set before are unset.
+    let q = resources(t, c"requested").unwrap();
+    assert_eq!(
+        (q.cores, q.memory, q.disk, q.gpus, q.wall_time),
+        (-1.0, 10.0, -1.0, -1.0, -1.0)
+    );
+    unsafe { vine_resources_delete(r) };
+    vine_task_delete(t);
+}
+
+#[test]
+fn a_category_minimum_holds_in_the_fixed_mode_as_in_taskvine() {
+    let m = local(4.0);
+    let min = vine_resources_create(-1.0);
+    unsafe {
+        (*min).cores = 3.0;
+        (*min).memory = 100.0;
+        assert_eq!(vine_set_category_resources_min(m.0, c"lo".as_ptr(), min), 0);
+    }
+    // FIXED, the default: what the task leaves unset is raised to the
+    // minimum; what it sets is kept.
+    let t = run(&m, command("true", c"lo"));
+    let a = resources(t, c"allocated").unwrap();
+    assert_eq!((a.cores, a.memory), (3.0, 100.0));
+    vine_task_delete(t);
+    let t = command("true", c"lo");
+    assert_eq!(vine_task_set_cores(t, 1.0), 0);
+    let t = run(&m, t);
+    let a = resources(t, c"allocated").unwrap();
+    assert_eq!((a.cores, a.memory), (1.0, 100.0));
+    vine_task_delete(t);
+    unsafe { vine_resources_delete(min) };
 }

@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ptr;
 
-use super::boundary::{bytes, c_str, guard, guard_code};
+use super::boundary::{bytes, c_str, guard, guard_code, guard_errno};
 use super::handles::{self, with_task_mut};
 use super::{
     vine_cache_level_t, vine_file, vine_file_flags_t, vine_manager, vine_mount_flags_t, vine_task,
@@ -160,10 +160,12 @@ pub unsafe extern "C" fn vine_task_add_output(
 /// or whose worker was lost). A file declared at a FIFO, socket or device (or at
 /// a link to one) is refused without being opened, as it is as an input (reading
 /// a FIFO could wait forever, `/dev/zero` never end): NULL with `VINE_ERROR_IO`
-/// ("... is a FIFO, not a regular file").
+/// ("... is a FIFO, not a regular file"). On error `errno` is set too, as in
+/// TaskVine: `ENOENT` for a temp no task produced yet, the system's own code
+/// for a file that cannot be read, `EIO` for other failures to bring it.
 #[no_mangle]
 pub extern "C" fn vine_fetch_file(m: *mut vine_manager, f: *mut vine_file) -> *const c_char {
-    guard(ptr::null(), || {
+    guard_errno(ptr::null(), || {
         let m = handles::manager(m)?;
         let file = handles::file(f)?;
         refuse_special(&file)?;
@@ -205,7 +207,7 @@ pub unsafe extern "C" fn vine_fetch_file_len(
     f: *mut vine_file,
     len: *mut usize,
 ) -> *const c_char {
-    guard(ptr::null(), || {
+    guard_errno(ptr::null(), || {
         if len.is_null() {
             return Err(super::boundary::null("the length"));
         }

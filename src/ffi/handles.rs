@@ -489,11 +489,9 @@ pub(crate) fn with_task<R>(t: *const vine_task, f: impl FnOnce(&Task) -> Result<
 pub(crate) fn task_summary(
     t: *const vine_task,
     which: usize,
-    make: impl FnOnce(&Task) -> Result<Option<vine_resources>>,
+    make: impl FnOnce(&Task) -> Result<vine_resources>,
 ) -> Result<*const vine_resources> {
-    let Some(value) = with_task(t, make)? else {
-        return Ok(std::ptr::null());
-    };
+    let value = with_task(t, make)?;
     let h = handle(t)?;
     // SAFETY: `with_task` just checked that the caller owns the handle, so no
     // other thread touches `summaries`.

@@ -392,11 +392,12 @@ pub extern "C" fn vine_set_task_id_min(m: *mut vine_manager, minid: c_int) -> c_
 /// As `vine_enable_disconnect_slow_workers`, for the tasks of one category
 /// only, as in TaskVine: a task of `category` is taken back once it runs past
 /// `multiplier` times the average of its category, whatever the multiplier of
-/// the other categories. A `multiplier` below 1 makes the category follow
-/// `vine_enable_disconnect_slow_workers` again (the default). The category
-/// "default" is `vine_enable_disconnect_slow_workers` itself: it sets the
-/// multiplier of every category without its own. Returns 0 if the category's
-/// own multiplier is on, 1 if the category follows the default, or a negative
+/// the other categories. As in TaskVine, a `multiplier` of 0 turns it off for
+/// the category whatever the default, and any other below 1 makes the
+/// category follow `vine_enable_disconnect_slow_workers` again (the default).
+/// The category "default" is `vine_enable_disconnect_slow_workers` itself: it
+/// sets the multiplier of every category without its own. Returns, as
+/// TaskVine's, 1 for a `multiplier` of 0 and 0 for any other, or a negative
 /// error: a bad manager, NULL or empty `category`, a `multiplier` that is NaN,
 /// infinite or above 1e6.
 #[no_mangle]
@@ -410,7 +411,7 @@ pub unsafe extern "C" fn vine_enable_disconnect_slow_workers_category(
         // SAFETY: C passes a NUL-terminated string or NULL.
         let category = unsafe { c_str(category, "the category")? };
         m.set_slow_workers_category(category, multiplier)?;
-        Ok(if multiplier >= 1.0 { 0 } else { 1 })
+        Ok(c_int::from(multiplier == 0.0))
     })
 }
 
@@ -535,8 +536,9 @@ pub unsafe extern "C" fn vine_set_draining_by_hostname(
 /// task a second time is disconnected and its host blocked for
 /// `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
 /// `multiplier` below 1 turns it off (the default). Applies to all categories.
-/// Returns 0 if it is on, 1 if off (as TaskVine), or a negative error (NaN,
-/// infinite, above 1e6, as `vine_tune`'s `disconnect-slow-workers-factor`).
+/// Returns, as TaskVine's, 1 for a `multiplier` of 0 and 0 for any other, or a
+/// negative error (NaN, infinite, above 1e6, as `vine_tune`'s
+/// `disconnect-slow-workers-factor`).
 #[no_mangle]
 pub extern "C" fn vine_enable_disconnect_slow_workers(
     m: *mut vine_manager,
@@ -553,7 +555,7 @@ pub extern "C" fn vine_enable_disconnect_slow_workers(
         }
         let v = if multiplier >= 1.0 { multiplier } else { 0.0 };
         m.tune("disconnect-slow-workers-factor", v)?;
-        Ok(if v >= 1.0 { 0 } else { 1 })
+        Ok(c_int::from(multiplier == 0.0))
     })
 }
 
@@ -642,7 +644,8 @@ pub extern "C" fn vine_enable_monitoring(
 /// without its own), with TaskVine's `VINE_ALLOCATION_MODE_*`:
 /// - `FIXED` (the default): a task gets what it asks for; what it does not set
 ///   is the category's maximum (`vine_set_category_resources_max`) if set, else
-///   vine's default: one core, no memory, disk or gpu bound.
+///   vine's default: one core (none for a task with gpus), no memory, disk or
+///   gpu bound.
 /// - `MAX`, `MIN_WASTE`, `MAX_THROUGHPUT`: the category's tasks are measured.
 ///   What a task sets is kept; the rest of what these modes size (cores,
 ///   memory and disk; gpus as FIXED sizes them; see
@@ -866,11 +869,14 @@ pub extern "C" fn vine_empty(m: *mut vine_manager) -> c_int {
     guard_code(|| Ok(c_int::from(handles::manager(m)?.empty())))
 }
 
-/// How many more tasks the manager wants to keep its workers busy, as in TaskVine:
+/// How many more tasks the manager wants to keep its workers busy:
 /// `hungry-factor` times the workers' slots, but at least `hungry-minimum` (10),
 /// less the tasks waiting; 0 when it is
 /// not hungry (and after shutdown); a negative error for a bad manager. Feed it
-/// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory.
+/// while it is hungry (`while (vine_hungry(m) > 0)`) to bound memory. The use
+/// is TaskVine's; the count is vine's own: TaskVine's divides what its
+/// workers have left over (times the factor) by the size of the tasks waiting
+/// or running, so the two may give different numbers for one state.
 #[no_mangle]
 pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
     guard_code(|| {

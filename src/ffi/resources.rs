@@ -51,9 +51,11 @@ pub struct vine_resources {
     pub exit_status: i64,
     /// Not filled (-1).
     pub last_error: i64,
-    /// When the measured attempt started, microseconds since the epoch.
+    /// When the attempt started, seconds since the epoch (requested: the
+    /// earliest start, `vine_task_set_time_start`, whole seconds rounded up).
     pub start: f64,
-    /// When it ended, microseconds since the epoch.
+    /// When it ended, seconds since the epoch (requested: the end time,
+    /// `vine_task_set_time_end`, whole seconds rounded up).
     pub end: f64,
     /// CPU time over wall time.
     pub cores_avg: f64,
@@ -392,17 +394,23 @@ pub unsafe extern "C" fn vine_resources_get(
 ///   closed to itself are opened again to measure them), CPU time of the
 ///   processes it waited for, bytes read and written, most processes at once.
 ///   For a THREAD function: its thread's CPU time and wall time only; its
-///   memory (-1) cannot be told apart from the rest of the process.
+///   memory (-1) cannot be told apart from the rest of the process. As in
+///   TaskVine, a task that ran unmonitored has what its last attempt was given
+///   (as `"allocated"`), with when it started and ended and its wall time;
+///   one that never ran, -1 throughout.
 /// - `"allocated"`: what its last attempt was given (its request, or what its
-///   category's allocation mode chose), once it has been dispatched.
-/// - `"requested"`: what the program set (`vine_task_set_cores`, ...); what it
-///   did not set is -1 (vine gives such a task one core and no memory, disk or
-///   gpu bound, unless its category says otherwise).
+///   category's allocation mode chose), once it has been dispatched; -1
+///   throughout before.
+/// - `"requested"`: what the program set (`vine_task_set_cores`, ...,
+///   `vine_task_set_time_max` as `wall_time`, start and end times); what it
+///   did not set is -1 (vine gives such a task one core, or none if it sets
+///   gpus, and no memory, disk or gpu bound, unless its category says
+///   otherwise).
 ///
 /// Returns a summary the task owns (valid until `vine_task_delete`; the next
-/// call with the same name rewrites it), or NULL if there is none yet or on
-/// error (NULL arguments, an unknown name, a task the manager holds), with the
-/// reason in `vine_last_error()`.
+/// call with the same name rewrites it), or NULL on error (NULL arguments, an
+/// unknown name, a task the manager holds), with the reason in
+/// `vine_last_error()`.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_get_resources(
     t: *mut vine_task,
@@ -422,34 +430,49 @@ pub unsafe extern "C" fn vine_task_get_resources(
                 )))
             }
         };
-        let found = task_summary(t, which, |task| {
+        task_summary(t, which, |task| {
             Ok(match which {
                 0 => measured(task),
-                1 => (task.attempts > 0).then(|| vine_resources::of(task.request)),
-                _ => Some(requested(task)),
+                1 if task.attempts > 0 => vine_resources::of(task.request),
+                1 => vine_resources::unset(),
+                _ => requested(task),
             })
-        })?;
-        if found.is_null() {
-            boundary::record(&Error::invalid(format!(
-                "the task has no {} resources (yet)",
-                name.to_string_lossy()
-            )));
-        }
-        Ok(found)
+        })
     })
 }
 
-fn measured(task: &Task) -> Option<vine_resources> {
-    let m = task.extra.as_ref()?.measured?;
+/// Microseconds since the epoch as a summary's seconds (0: -1, none).
+fn seconds(us: i64) -> f64 {
+    if us > 0 {
+        us as f64 / 1e6
+    } else {
+        -1.0
+    }
+}
+
+fn measured(task: &Task) -> vine_resources {
     let times = task.times();
+    let Some(m) = task.extra.as_ref().and_then(|e| e.measured) else {
+        // Not measured: as TaskVine, when it ran, what it was given, with
+        // when it ran and for how long.
+        if times.started <= 0 {
+            return vine_resources::unset();
+        }
+        return vine_resources {
+            start: seconds(times.started),
+            end: seconds(times.done),
+            wall_time: (times.done.saturating_sub(times.started)).max(0) as f64 / 1e6,
+            ..vine_resources::of(task.request)
+        };
+    };
     let mb = |b: u64| b as f64 / (1u64 << 20) as f64;
-    Some(vine_resources {
+    vine_resources {
         cores: m.cores(),
         cores_avg: m.cores(),
         memory: m.memory_mb.map_or(-1.0, |v| v as f64),
         disk: m.disk_mb as f64,
-        start: times.started as f64,
-        end: times.done as f64,
+        start: seconds(times.started),
+        end: seconds(times.done),
         wall_time: m.wall_us as f64 / 1e6,
         cpu_time: m.cpu_us as f64 / 1e6,
         bytes_read: mb(m.bytes_read),
@@ -457,7 +480,7 @@ fn measured(task: &Task) -> Option<vine_resources> {
         max_concurrent_processes: f64::from(m.max_processes),
         total_processes: f64::from(m.max_processes),
         ..vine_resources::unset()
-    })
+    }
 }
 
 fn requested(task: &Task) -> vine_resources {
@@ -469,22 +492,39 @@ fn requested(task: &Task) -> vine_resources {
         .unwrap_or(task.request);
     let all = vine_resources::of(asked);
     let set = |flag: u16, v: f64| if task.flags & flag != 0 { v } else { -1.0 };
+    // Times as TaskVine keeps them: whole seconds, rounded up.
+    let whole_seconds = |us: i64| {
+        if us > 0 {
+            (us as f64 / 1e6).ceil()
+        } else {
+            -1.0
+        }
+    };
     vine_resources {
         cores: set(FLAG_SET_CORES, all.cores),
         memory: set(FLAG_SET_MEMORY, all.memory),
         disk: set(FLAG_SET_DISK, all.disk),
         gpus: set(FLAG_SET_GPUS, all.gpus),
+        wall_time: if task.time_max() > 0.0 {
+            task.time_max()
+        } else {
+            -1.0
+        },
+        start: whole_seconds(task.time_start()),
+        end: whole_seconds(task.time_end()),
         ..vine_resources::unset()
     }
 }
 
-/// Sets a task's cores, memory, disk and gpus from `rm`, skipping those that are
-/// negative (not set), as the four `vine_task_set_*` calls would: cores finer
-/// than a thousandth, and memory, disk or gpus that are not whole, are refused
-/// (`VINE_ERROR_INVALID_ARGUMENT`). As in TaskVine, a `wall_time` above 0 sets
-/// the maximum running time (seconds, as `vine_task_set_time_max`) and an `end`
-/// above 0 the end time (microseconds since the epoch, as
-/// `vine_task_set_time_end`). Returns 0, or a negative error (nothing changes
+/// Sets a task's cores, memory, disk and gpus from `rm`, as the four
+/// `vine_task_set_*` calls would: cores finer than a thousandth, and memory,
+/// disk or gpus that are not whole, are refused (`VINE_ERROR_INVALID_ARGUMENT`).
+/// As in TaskVine, each is replaced: one that is negative in `rm` (not set)
+/// is unset, back to vine's default, whatever was set before; a `wall_time`
+/// above 0 sets the maximum running time (seconds, as
+/// `vine_task_set_time_max`), and an `end` above 0 the end time (microseconds
+/// since the epoch, as `vine_task_set_time_end`, which TaskVine's passes it
+/// to); 0 or less unsets them. Returns 0, or a negative error (nothing changes
 /// then).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_set_resources(
@@ -524,32 +564,41 @@ pub unsafe extern "C" fn vine_task_set_resources(
             e => Some(e as i64),
         };
         handles::with_task_mut(t, |task| {
+            use crate::task::{FLAG_SET_CORES, FLAG_SET_DISK, FLAG_SET_GPUS, FLAG_SET_MEMORY};
+            const SET: u16 = FLAG_SET_CORES | FLAG_SET_MEMORY | FLAG_SET_DISK | FLAG_SET_GPUS;
             let mut copy = Task::command(c"true");
             copy.request = task.request;
-            if let Some(c) = cores {
-                copy.set_cores(c)?;
+            copy.flags = task.flags & SET;
+            // As TaskVine's, each of the four setters is called: a value not
+            // given (negative) unsets what was set before.
+            match cores {
+                Some(c) => copy.set_cores(c)?,
+                None => copy.unset_request(FLAG_SET_CORES),
             }
-            if let Some(mb) = memory {
-                copy.set_memory(mb)?;
+            match memory {
+                Some(mb) => copy.set_memory(mb)?,
+                None => copy.unset_request(FLAG_SET_MEMORY),
             }
-            if let Some(mb) = disk {
-                copy.set_disk(mb)?;
+            match disk {
+                Some(mb) => copy.set_disk(mb)?,
+                None => copy.unset_request(FLAG_SET_DISK),
             }
-            if let Some(g) = gpus {
-                copy.set_gpus(g)?;
+            match gpus {
+                Some(g) => copy.set_gpus(g)?,
+                None => copy.unset_request(FLAG_SET_GPUS),
             }
             // Checked on the copy (NaN and infinity refused); negative and 0
-            // leave it unset.
+            // unset it.
             if wall_time > 0.0 || wall_time.is_nan() {
                 copy.set_time_max(wall_time)?;
             }
             task.request = copy.request;
-            task.flags |= copy.flags;
-            if copy.time_max() > 0.0 {
+            task.flags = (task.flags & !SET) | (copy.flags & SET);
+            if copy.time_max() > 0.0 || task.time_max() > 0.0 {
                 task.set_time_max(copy.time_max())?;
             }
-            if let Some(us) = end {
-                task.set_time_end(us);
+            if end.is_some() || task.time_end() > 0 {
+                task.set_time_end(end.unwrap_or(0));
             }
             Ok(0)
         })
@@ -595,8 +644,10 @@ pub unsafe extern "C" fn vine_set_category_resources_max(
     guard_code(|| set_bound(m, Some(category), Bound::Max, rm))
 }
 
-/// The least that an automatic mode allocates to tasks of `category` (fields as
-/// in `vine_set_category_resources_max`). Returns 0, or a negative error.
+/// The least that tasks of `category` are given (fields as in
+/// `vine_set_category_resources_max`), in every allocation mode, as in
+/// TaskVine: what a task does not set itself is raised to it. Returns 0, or a
+/// negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_resources_min(
     m: *mut vine_manager,

@@ -300,7 +300,9 @@ pub extern "C" fn vine_task_set_disk(t: *mut vine_task, mb: i64) -> c_int {
     set(t, |t| t.set_disk(mb))
 }
 
-/// Gpus the task needs (default 0). The task gets distinct device ids: a command sees
+/// Gpus the task needs (default 0). As in TaskVine, a task that asks for gpus
+/// and sets no cores (`vine_task_set_cores`) asks for no core: its gpus bound
+/// how many run at once. The task gets distinct device ids: a command sees
 /// them in `CUDA_VISIBLE_DEVICES` and `ROCR_VISIBLE_DEVICES`, a function reads them
 /// with `vine_task_gpu_ids`. At most 1e6; negative or larger values are refused.
 #[no_mangle]
@@ -470,9 +472,12 @@ pub extern "C" fn vine_task_get_result(t: *const vine_task) -> vine_result_t {
 }
 
 /// The command's exit status, the function's return value, or the signal number
-/// for `VINE_RESULT_SIGNAL`. -1, as in TaskVine, for a task that has none: one
-/// not run (yet), or one that ended without an exit (cancelled before it
-/// ended, killed at a limit, refused); and on error.
+/// for `VINE_RESULT_SIGNAL`. As in TaskVine, a command (or PROCESS function)
+/// killed at its time limit, its end time or its memory limit has the signal
+/// that killed it: 9 (`SIGKILL`). -1, as in TaskVine, for a task that has
+/// none: one not run (yet), or one that ended without an exit (cancelled
+/// before it ended, refused, its results refused for the disk it took); and on
+/// error.
 #[no_mangle]
 pub extern "C" fn vine_task_get_exit_code(t: *const vine_task) -> c_int {
     guard(-1, || with_task(t, |t| Ok(t.exit_code())))

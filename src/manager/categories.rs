@@ -319,9 +319,12 @@ pub fn proportional(given: Partial, whole: Resources) -> Partial {
     };
     let part = |w: u64| (p * w as f64).floor() as u64;
     Partial {
-        millicores: given
-            .millicores
-            .or(Some((part(whole.millicores) / MILLI).max(1) * MILLI)),
+        // Unset cores of a task with gpus: none, as in TaskVine.
+        millicores: given.millicores.or(Some(if given.gpus.unwrap_or(0) > 0 {
+            0
+        } else {
+            (part(whole.millicores) / MILLI).max(1) * MILLI
+        })),
         memory_mb: given.memory_mb.or(Some(part(whole.memory_mb))),
         disk_mb: given.disk_mb.or(Some(part(whole.disk_mb))),
         gpus: given.gpus,
@@ -631,6 +634,22 @@ impl Categories {
         } else {
             declared.or(max).filled(asked)
         };
+        // As in TaskVine, never below the category's minimum, but for what the
+        // task set itself.
+        let at_least = |v: u64, declared: Option<u64>, min: Option<u64>| match (declared, min) {
+            (None, Some(m)) => v.max(m),
+            _ => v,
+        };
+        let fixed = Resources {
+            millicores: at_least(fixed.millicores, declared.millicores, min.millicores),
+            memory_mb: at_least(fixed.memory_mb, declared.memory_mb, min.memory_mb),
+            disk_mb: at_least(fixed.disk_mb, declared.disk_mb, min.disk_mb),
+            gpus: at_least(
+                u64::from(fixed.gpus),
+                declared.gpus.map(u64::from),
+                min.gpus.map(u64::from),
+            ) as u32,
+        };
         let sized = |alloc: Resources| Resources {
             millicores: if labels.cores {
                 alloc.millicores
@@ -691,8 +710,13 @@ impl Categories {
             (sized(alloc), Sizing::Auto)
         };
         let alloc = Resources {
-            // A task always holds some of a core.
-            millicores: alloc.millicores.max(1),
+            // A task always holds some of a core, but for one of gpus, which
+            // its gpus bound (as TaskVine gives it no core unless it asks).
+            millicores: if alloc.gpus > 0 && !set(FLAG_SET_CORES) {
+                alloc.millicores
+            } else {
+                alloc.millicores.max(1)
+            },
             ..alloc
         };
         if alloc == task.request && how == sizing {

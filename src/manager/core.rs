@@ -169,7 +169,8 @@ const STATUS_EVERY_US: i64 = 5_000_000;
 struct SlowWorkers {
     /// For categories without their own; 0: off.
     factor: f64,
-    /// Categories with their own factor (at least 1).
+    /// Categories with their own factor (at least 1), or off (0) whatever
+    /// the default.
     by_category: HashMap<Arc<[u8]>, f64>,
     block_for: Duration,
     /// Tasks on remote workers: their worker, when they were sent, their category.
@@ -202,7 +203,7 @@ impl SlowWorkers {
 
     /// True if tasks of any category may be taken back.
     fn on(&self) -> bool {
-        self.factor > 0.0 || !self.by_category.is_empty()
+        self.factor > 0.0 || self.by_category.values().any(|&f| f > 0.0)
     }
 
     /// The factor for tasks of `category` (0: off).
@@ -978,8 +979,9 @@ impl ManagerLoop {
                 reply,
             } => {
                 let key: Arc<[u8]> = category.to_bytes().into();
-                if factor >= 1.0 {
+                if factor >= 1.0 || factor == 0.0 {
                     self.slow.by_category.insert(key, factor);
+                    self.slow.forget_off();
                 } else {
                     self.slow.by_category.remove(&key);
                     self.slow.forget_off();
@@ -1624,5 +1626,14 @@ mod test {
         slow.factor = 0.0;
         slow.forget_off();
         assert_eq!(slow.running.keys().copied().collect::<Vec<_>>(), vec![1]);
+        // A category turned off (0) is never judged, whatever the default
+        // (as in TaskVine).
+        slow.factor = 2.0;
+        slow.by_category.insert(b"own".as_slice().into(), 0.0);
+        assert_eq!(slow.deadline(1, sent, b"own"), None);
+        slow.forget_off();
+        assert!(slow.running.is_empty());
+        slow.factor = 0.0;
+        assert!(!slow.on(), "off everywhere");
     }
 }

@@ -1479,10 +1479,18 @@ impl Manager {
         if category.is_empty() {
             return Err(Error::invalid("the category name is empty"));
         }
-        let factor = if factor >= 1.0 { factor } else { 0.0 };
+        // As TaskVine's: at least 1 is the category's own, 0 turns it off
+        // for the category whatever the default, any other follows the
+        // default (the default category's own is then off).
         if category == crate::task::DEFAULT_CATEGORY {
+            let factor = if factor >= 1.0 { factor } else { 0.0 };
             return self.tune("disconnect-slow-workers-factor", factor);
         }
+        let factor = if factor >= 1.0 || factor == 0.0 {
+            factor
+        } else {
+            -1.0
+        };
         let category = category.to_owned();
         self.ask(|reply| Message::SlowWorkersCategory {
             category,

@@ -1171,7 +1171,9 @@ static void test_commands_and_files(void)
     struct vine_file *count = vine_declare_buffer(m, NULL, 0, VINE_CACHE_LEVEL_TASK, 0);
     struct vine_file *temp = vine_declare_temp(m);
     CHECK(numbers && param && sorted && count && temp);
+    errno = 0;
     CHECK(vine_fetch_file(m, temp) == NULL); /* not produced yet */
+    CHECK(errno == ENOENT);                  /* as in TaskVine */
 
     t = vine_task_create("sort $(cat flag) data/in.txt > sorted.txt; wc -l < data/in.txt > count; "
                          "echo kept > t.txt");
@@ -1872,7 +1874,9 @@ static void test_resources(void)
 
     struct vine_task *t = vine_task_create("dd if=/dev/zero of=/dev/null bs=50M count=1 2>/dev/null");
     CHECK(vine_task_set_category(t, "a") == 0);
-    CHECK(vine_task_get_resources(t, "measured") == NULL);
+    /* Before a run, as in TaskVine: a summary, every field -1. */
+    const struct vine_resources *none = vine_task_get_resources(t, "measured");
+    CHECK(none != NULL && none->memory == -1 && none->wall_time == -1);
     CHECK(vine_task_get_resources(t, "nonsense") == NULL);
     const struct vine_resources *q = vine_task_get_resources(t, "requested");
     CHECK(q != NULL && q->memory == -1 && q->cores == -1);

@@ -52,9 +52,21 @@ int main(void)
 	timestamp_t started = s.time_when_started;
 	timestamp_t now = timestamp_get();
 	expect("timestamp_get() not before the manager started", now >= started, 1);
-	category_allocation_t mode = CATEGORY_ALLOCATION_MODE_MAX;
+	category_mode_t mode = CATEGORY_ALLOCATION_MODE_MAX;
 	expect("vine_set_category_mode(CATEGORY_ALLOCATION_MODE_MAX)",
 			vine_set_category_mode(m, "c", mode), 1);
+	category_allocation_t step = CATEGORY_ALLOCATION_FIRST;
+	expect("CATEGORY_ALLOCATION_MAX follows CATEGORY_ALLOCATION_FIRST", CATEGORY_ALLOCATION_MAX, step + 1);
+
+	/* The resource monitor's summaries, as TaskVine programs build them. */
+	struct rmsummary *r = rmsummary_create(-1);
+	expect("rmsummary_create(-1)->signal", (int)r->signal, 0);
+	expect("rmsummary_create(-1)->exit_status", (int)r->exit_status, 0);
+	expect("rmsummary_create(-1)->cores", (int)r->cores, -1);
+	expect("rmsummary_set(cores)", rmsummary_set(r, "cores", 2), 1);
+	expect("rmsummary_set(no such resource)", rmsummary_set(r, "no_such_resource", 2), -1);
+	expect("rmsummary_get(cores)", (int)rmsummary_get(r, "cores"), 2);
+	rmsummary_delete(r);
 	time_t block = 60;
 	vine_block_host_with_timeout(m, "no-such-host.invalid", block);
 	vine_unblock_host(m, "no-such-host.invalid");

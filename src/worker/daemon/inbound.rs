@@ -394,8 +394,13 @@ impl Inbound {
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         t.request = Resources {
             // A task always holds some of a core (as the manager gives it):
-            // tasks of none would all start at once, however many.
-            millicores: millicores.max(1),
+            // tasks of none would all start at once, however many; but for
+            // one of gpus, which they bound.
+            millicores: if gpus > 0 {
+                millicores
+            } else {
+                millicores.max(1)
+            },
             memory_mb,
             disk_mb,
             gpus,
@@ -461,7 +466,11 @@ impl Inbound {
         task.attempts = spec.attempt;
         let (millicores, memory_mb, disk_mb, gpus) = spec.resources;
         task.request = Resources {
-            millicores: millicores.max(1),
+            millicores: if gpus > 0 {
+                millicores
+            } else {
+                millicores.max(1)
+            },
             memory_mb,
             disk_mb,
             gpus,
