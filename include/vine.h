@@ -654,7 +654,8 @@ struct vine_factory *vine_factory_create(struct vine_manager *m, const char *bat
 // - `workers-per-cycle` (5): jobs submitted per cycle at most.
 // - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
 //   measured), `gpus` (0): each worker job's size, asked of the batch system and
-//   offered by the worker. Whole numbers.
+//   offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
+// 1e12 MB.
 // - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
 //   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
 // - `wall-time` (seconds, 0: none, else at least 10): each job's time limit;
@@ -669,7 +670,9 @@ int vine_factory_set(struct vine_factory *f, const char *name, double value);
 // - `batch-options`: options given to the batch system's submit command, split
 //   into words as a shell would (e.g. `"--partition=debug --account=x"`). For
 //   Slurm they are checked at once with `sbatch --test-only`: options Slurm
-//   refuses are an error here, with Slurm's message.
+//   refuses are an error here, with Slurm's message, and so are those that
+//   make a submission other than one job of one worker (`--array`, `-a`,
+//   `--wrap`, `--test-only`, `--help`, `--usage`).
 // - `worker-options`: more `vine_worker` options (e.g. `"--feature big"`).
 // - `worker-path`: the worker program (default: `VINE_WORKER_PATH`, else
 //   `vine_worker` beside this program, else on the `PATH`); it must exist where

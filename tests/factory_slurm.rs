@@ -322,3 +322,128 @@ fn jobs_renamed_by_the_batch_options_are_still_followed_and_cancelled() {
     assert_eq!(named(), 0);
     m.shutdown().unwrap();
 }
+
+/// Every file under `dir` whose name ends with `password`.
+fn password_copies(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut todo = vec![dir.to_owned()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.to_string_lossy().ends_with("password") {
+                found.push(p);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_scratch_directory_named_with_what_slurm_misreads_works_and_no_password_copy_is_left() {
+    let Some(_slurm) = slurm() else { return };
+    let base = common::tempdir();
+    // A space, a `#`, Slurm's `%j` and `\`, a quote, a newline: each broke
+    // the job's output directive.
+    let odd = base.join("a b#c%j\\d'e\nf");
+    let second = base.join("second");
+    let (m, _) = remote_manager();
+    m.set_password(b"odd-scratch-secret").unwrap();
+    let f = factory(&m, 1.0, &odd);
+    f.set("idle-timeout", 0.5).unwrap();
+    // What makes more than one worker job of a submission is refused; memory
+    // and disk as large as a worker may have are not.
+    assert!(f.set_string("batch-options", "--array=0-3").is_err());
+    assert!(f.set_string("batch-options", "-a 0-3").is_err());
+    f.set("memory", 2e6).unwrap();
+    f.set("memory", 0.0).unwrap();
+    m.submit(Task::command(c"echo $SLURM_JOB_ID")).unwrap();
+    job_id_of(&wait(&m));
+    // The job's output is in the directory, under its own name; nothing
+    // went beside it.
+    let outs: Vec<_> = std::fs::read_dir(&odd)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().extension().is_some_and(|x| x == "out"))
+        .collect();
+    assert_eq!(outs.len(), 1, "{outs:?}");
+    let beside: Vec<_> = std::fs::read_dir(&*base)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(beside, vec![odd.clone()]);
+    // The worker idles out, its job ends; the next job goes to another
+    // scratch directory, with its own password copy.
+    eventually("the first job ended", || jobs().is_empty());
+    f.set_string("scratch-dir", second.to_str().unwrap())
+        .unwrap();
+    m.submit(Task::command(c"echo $SLURM_JOB_ID")).unwrap();
+    job_id_of(&wait(&m));
+    assert!(!password_copies(&second).is_empty());
+    m.delete_factory(&f).unwrap();
+    // Neither directory keeps a copy of the password.
+    assert_eq!(password_copies(&base), Vec::<std::path::PathBuf>::new());
+    m.shutdown().unwrap();
+}
+
+#[test]
+fn deleting_a_factory_and_shutting_its_manager_down_at_once_both_wait_for_its_jobs() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let m = Arc::new(m);
+    let f = factory(&m, 1.0, &dir);
+    f.set("min-workers", 1.0).unwrap();
+    eventually("a job in Slurm", || !jobs().is_empty());
+    let go = Arc::new(std::sync::Barrier::new(2));
+    let deleter = {
+        let (m, f, go) = (m.clone(), f.clone(), go.clone());
+        std::thread::spawn(move || {
+            go.wait();
+            m.delete_factory(&f).unwrap();
+            jobs()
+        })
+    };
+    go.wait();
+    m.shutdown().unwrap();
+    let after_shutdown = jobs();
+    let after_delete = deleter.join().unwrap();
+    // Whichever came second returned only once the job was gone.
+    assert_eq!(after_shutdown, vec![]);
+    assert_eq!(after_delete, vec![]);
+}
+
+#[test]
+fn a_job_whose_worker_was_cut_off_is_cancelled_and_counted_until_gone() {
+    let Some(_slurm) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let f = factory(&m, 1.0, &dir);
+    let gate = dir.join("gate");
+    let cmd = format!(
+        "while [ ! -e {} ]; do sleep 0.05; done; echo $SLURM_JOB_ID",
+        gate.display()
+    );
+    m.submit(Task::command(&std::ffi::CString::new(cmd).unwrap()))
+        .unwrap();
+    eventually("the task runs", || m.stats().unwrap().tasks_running == 1);
+    let first = jobs();
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The worker's host is blocked: the worker is cut off, its job keeps
+    // running (the worker tries again). The job is cancelled, and until
+    // Slurm says it is gone no other job starts: max-workers is 1.
+    assert_eq!(m.block_host("127.0.0.1", None).unwrap(), 1);
+    eventually("the first job is gone", || {
+        let now = jobs();
+        assert!(now.len() <= 1, "more than max-workers jobs: {now:?}");
+        !now.iter().any(|(id, _)| *id == first[0].0)
+    });
+    m.unblock_host(Some("127.0.0.1"));
+    std::fs::write(&gate, b"").unwrap();
+    job_id_of(&wait(&m));
+    m.delete_factory(&f).unwrap();
+    assert_eq!(jobs(), vec![]);
+    m.shutdown().unwrap();
+}

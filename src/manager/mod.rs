@@ -1283,11 +1283,13 @@ impl Manager {
 
     /// Stops factory `f` (see [`factory::Factory::stop`]) and forgets it.
     pub fn delete_factory(&self, f: &Arc<factory::Factory>) -> Result<()> {
+        // Stopped while still listed: a shutdown meanwhile (another thread)
+        // stops it too, and so waits until its jobs are gone.
+        let stopped = f.stop(Duration::from_secs(60));
         let mut all = self.factories.lock().unwrap_or_else(|p| p.into_inner());
         all.retain(|g| !Arc::ptr_eq(g, f));
         self.factory_count.store(all.len(), Ordering::Relaxed);
-        drop(all);
-        f.stop(Duration::from_secs(60))
+        stopped
     }
 
     /// The last failure any of its factories reported, if any.

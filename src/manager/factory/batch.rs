@@ -407,6 +407,19 @@ impl Slurm {
 
     /// Asks Slurm whether `options` would be accepted, without submitting.
     pub fn check_options(options: &[String]) -> Result<(), String> {
+        // Options that make a submission something other than one job of
+        // one worker, known by its id, or no job at all.
+        for o in options {
+            let name = o.split('=').next().unwrap_or(o);
+            let refused = ["--array", "--wrap", "--test-only", "--help", "--usage"].contains(&name)
+                || (o.starts_with("-a") && !o.starts_with("--"));
+            if refused {
+                return Err(format!(
+                    "{o} is not for a worker job: each job the factory submits is \
+                     one worker, known by its id"
+                ));
+            }
+        }
         let mut cmd = Command::new("sbatch");
         cmd.arg("--test-only").args(options).args([
             "--job-name=vine-check",
@@ -424,7 +437,11 @@ impl Slurm {
     fn script(job: &JobSpec) -> String {
         let mut s = String::from("#!/bin/sh\n");
         let _ = writeln!(s, "#SBATCH --job-name={}", job.name);
-        let _ = writeln!(s, "#SBATCH --output={}", job.output.display());
+        // The output file is opened by the script, its name quoted for the
+        // shell: in a directive Slurm would split it at a space, cut it at a
+        // `#`, read `%j` and `\` as patterns, and a newline would end the
+        // directives there.
+        s.push_str("#SBATCH --output=/dev/null\n");
         s.push_str("#SBATCH --ntasks=1\n");
         let _ = writeln!(s, "#SBATCH --cpus-per-task={}", job.cores.max(1));
         if job.memory_mb > 0 {
@@ -440,6 +457,11 @@ impl Slurm {
             // Slurm's limit is in whole minutes.
             let _ = writeln!(s, "#SBATCH --time={}", w.as_secs().div_ceil(60).max(1));
         }
+        let _ = writeln!(
+            s,
+            "exec >{} 2>&1",
+            shell_quote(&job.output.to_string_lossy())
+        );
         let _ = writeln!(s, "exec {}", shell_line(job.argv));
         s
     }
@@ -672,11 +694,45 @@ mod test {
             "#SBATCH --mem=1000M",
             "#SBATCH --gres=gpu:1",
             "#SBATCH --time=2",
+            "exec >/tmp/o 2>&1",
             "exec /bin/vine_worker h 9",
         ] {
             assert!(s.lines().any(|l| l == line), "{line} missing in\n{s}");
         }
         assert!(!s.contains("--tmp"));
+        // An output path with what a directive would misread: only in the
+        // script's quoted redirection, which the shell reads back as given.
+        let odd = "/tmp/a b#c%j\\d'e\nf/o.out";
+        let s = Slurm::script(&JobSpec {
+            name: "vine-w",
+            argv: &argv,
+            output: Path::new(odd),
+            script: Path::new("/tmp/s"),
+            cores: 1,
+            memory_mb: 0,
+            disk_mb: 0,
+            gpus: 0,
+            wall_time: None,
+            options: &[],
+            options_text: "",
+        });
+        let directives: Vec<&str> = s.lines().filter(|l| l.starts_with("#SBATCH")).collect();
+        assert!(
+            directives.iter().all(|l| !l.contains("a b")),
+            "{directives:?}"
+        );
+        let redirect = s
+            .split("exec >")
+            .nth(1)
+            .and_then(|r| r.split(" 2>&1").next())
+            .expect("a redirection");
+        let ran = run({
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(format!("printf %s {redirect}"));
+            c
+        })
+        .unwrap();
+        assert_eq!(ran.stdout, odd);
     }
 
     #[test]

@@ -262,7 +262,9 @@ impl Factory {
             shared: shared.clone(),
             tx,
             name,
-            prefix: format!("vf{seq}-"),
+            // The process's id too: programs sharing a scratch directory
+            // never write each other's files (the password copy above all).
+            prefix: format!("vf{}-{seq}-", std::process::id()),
             next_job: 1,
             jobs: Vec::new(),
             endpoint,
@@ -270,6 +272,7 @@ impl Factory {
             backoff_until: None,
             streak: 0,
             said_unfit: false,
+            password_copies: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("vine-factory-{seq}"))
@@ -378,9 +381,12 @@ impl Factory {
 
     /// Stops the factory: cancels every job still pending or running and waits
     /// until the batch system says they are gone (bounded by `grace`). An error
-    /// names jobs that would not go. Calling it again does nothing.
+    /// names jobs that would not go. Calling it again does nothing; a call
+    /// while another runs (another thread) returns once that one is done.
     pub fn stop(&self, grace: Duration) -> Result<()> {
-        let Some(t) = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+        // Held to the end: a second caller waits until the jobs are gone.
+        let mut thread = self.thread.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(t) = thread.take() else {
             return Ok(());
         };
         self.pause();
@@ -464,16 +470,19 @@ impl ConfigEdit {
     /// Changes a numeric setting.
     pub fn set(&mut self, name: &str, value: f64) -> Result<()> {
         let c = &mut self.config;
-        let count = |lo: f64| -> Result<usize> {
-            if value.is_finite() && value >= lo && value <= MAX_COUNT && value.fract() == 0.0 {
-                Ok(value as usize)
+        let up_to = |lo: f64, hi: f64| -> Result<u64> {
+            if value.is_finite() && value >= lo && value <= hi && value.fract() == 0.0 {
+                Ok(value as u64)
             } else {
                 Err(Error::invalid(format!(
-                    "factory setting {name} must be a whole number from {lo} to {MAX_COUNT}, not {}",
+                    "factory setting {name} must be a whole number from {lo} to {hi}, not {}",
                     crate::error::Shown(value)
                 )))
             }
         };
+        let count = |lo: f64| up_to(lo, MAX_COUNT).map(|v| v as usize);
+        // Memory and disk as large as a worker's may be (`local-memory`).
+        let megabytes = || up_to(0.0, crate::task::MAX_MB as f64);
         let seconds = |lo: f64, zero_ok: bool| -> Result<Option<Duration>> {
             if zero_ok && value == 0.0 {
                 return Ok(None);
@@ -493,8 +502,8 @@ impl ConfigEdit {
             "max-workers" => c.max_workers = count(0.0)?,
             "workers-per-cycle" => c.per_cycle = count(1.0)?,
             "cores" => c.cores = count(1.0)? as u64,
-            "memory" => c.memory_mb = count(0.0)? as u64,
-            "disk" => c.disk_mb = count(0.0)? as u64,
+            "memory" => c.memory_mb = megabytes()?,
+            "disk" => c.disk_mb = megabytes()?,
             "gpus" => c.gpus = count(0.0)? as u32,
             "idle-timeout" => c.idle_timeout = seconds(0.001, false)?.unwrap_or_default(),
             // A worker takes no task in its last END_MARGIN_S: a shorter
@@ -639,6 +648,8 @@ struct Cycle {
     streak: u32,
     /// The unfit tasks were reported.
     said_unfit: bool,
+    /// Every password copy written (one per scratch directory used).
+    password_copies: Vec<PathBuf>,
 }
 
 impl Cycle {
@@ -664,9 +675,9 @@ impl Cycle {
         }
         let grace = Duration::from_millis(self.shared.grace_ms.load(Ordering::Acquire));
         self.cancel_all(grace);
-        // The password's copy never outlives the factory, even where its job
-        // files are kept.
-        if let Some((pw, _)) = self.ready_dir.as_ref().and_then(|r| r.password.as_ref()) {
+        // The password's copies never outlive the factory, even where its job
+        // files are kept, in every scratch directory it used.
+        for pw in &self.password_copies {
             let _ = std::fs::remove_file(pw);
         }
     }
@@ -722,6 +733,7 @@ impl Cycle {
             return false;
         };
         self.take_view(&view);
+        self.cancel_left_behind();
         let (password, generation) = (self.endpoint.password)();
         let current = password.is_some().then_some(generation);
         self.cancel_without_password(current);
@@ -771,10 +783,18 @@ impl Cycle {
             .count();
         let target = demand::target(config.min_workers, config.max_workers, busy, view.demand);
         let alive = self.jobs.iter().filter(|j| j.alive()).count();
+        // Jobs the batch system still lists, cancelled ones too: never more
+        // than max-workers of them.
+        let listed = self
+            .jobs
+            .iter()
+            .filter(|j| j.status != Status::Ended)
+            .count();
         let paused = self.shared.paused.load(Ordering::Acquire);
         let backing_off = self.backoff_until.is_some_and(|t| Instant::now() < t);
         if !paused && !backing_off {
-            let n = demand::to_submit(target, alive, config.per_cycle, config.max_workers);
+            let n = demand::to_submit(target, alive, config.per_cycle, config.max_workers)
+                .min(config.max_workers.saturating_sub(listed));
             for _ in 0..n {
                 if !self.submit(&config) {
                     break;
@@ -979,6 +999,9 @@ impl Cycle {
                         let _ = std::fs::remove_file(&new);
                         format!("cannot write {}: {e}", copy.display())
                     })?;
+                if !self.password_copies.contains(&copy) {
+                    self.password_copies.push(copy.clone());
+                }
                 Some((copy, generation))
             }
             None => None,
@@ -1127,6 +1150,26 @@ impl Cycle {
         let dir = r.dir.clone();
         if let Err(e) = self.prepare_dir(&dir) {
             self.fail(e);
+        }
+    }
+
+    /// Cancels the jobs whose worker came and went while the batch system
+    /// still runs them (its host was blocked, it was cut off, its job was
+    /// suspended): they serve no more, and count against `max-workers` until
+    /// the batch system says they ended.
+    fn cancel_left_behind(&mut self) {
+        let mut cancel = Vec::new();
+        for j in &mut self.jobs {
+            if j.joined && j.worker.is_none() && !j.cancelled && j.status != Status::Ended {
+                j.cancelled = true;
+                cancel.push(j.id.clone());
+            }
+        }
+        if !cancel.is_empty() {
+            let refs: Vec<&str> = cancel.iter().map(String::as_str).collect();
+            if let Err(e) = self.batch.cancel(&refs) {
+                eprintln!("vine: factory: {e}");
+            }
         }
     }
 
