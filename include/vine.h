@@ -655,7 +655,7 @@ struct vine_factory *vine_factory_create(struct vine_manager *m, const char *bat
 // - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
 //   measured), `gpus` (0): each worker job's size, asked of the batch system and
 //   offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
-// 1e12 MB.
+//   1e12 MB.
 // - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
 //   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
 // - `wall-time` (seconds, 0: none, else at least 10): each job's time limit;
