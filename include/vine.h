@@ -652,9 +652,10 @@ struct vine_factory *vine_factory_create(struct vine_manager *m, const char *bat
 // - `min-workers` (default 0), `max-workers` (10): workers kept alive at least,
 //   and alive at most (pending jobs count); min above max counts as max.
 // - `workers-per-cycle` (5): jobs submitted per cycle at most.
-// - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
-//   measured), `gpus` (0): each worker job's size, asked of the batch system and
-//   offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
+// - `cores` (1), `memory` (MB; 0: what the job has, as the worker measures
+//   it: its node's, or less where its cgroup or Slurm's memory for the job
+//   says so), `disk` (MB; 0: measured), `gpus` (0): each worker job's size,
+//   asked of the batch system and offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
 //   1e12 MB.
 // - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
 //   to exit, unless that would leave fewer than `min-workers` or than the tasks need.
@@ -1070,7 +1071,9 @@ char *vine_get_path_cache(struct vine_manager *m, const char *path);
 // worker large enough. (vine's own: TaskVine's -1 is any port, and its 0 reads
 // `VINE_PORT`; vine reads no port variable.)
 //
-// The local pool has the machine's cores, memory and free disk, changed by the
+// The local pool has the machine's cores (those this process may use), memory
+// (less where its cgroup's limit or, inside a Slurm job, the job's memory on
+// this node says so) and free disk, changed by the
 // environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 // `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
 //

@@ -431,6 +431,28 @@ fn a_job_whose_worker_was_cut_off_is_cancelled_and_counted_until_gone() {
     eventually("the task runs", || m.stats().unwrap().tasks_running == 1);
     let first = jobs();
     assert_eq!(first.len(), 1, "{first:?}");
+    // Its worker offers no more memory than Slurm gave its job (the node's
+    // is more than the default per-CPU share of this one-CPU job).
+    let o = Command::new("scontrol")
+        .args(["show", "job", &first[0].0])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    let given = text
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .find_map(|w| w.strip_prefix("mem="))
+        .and_then(|v| match v.as_bytes().last() {
+            Some(b'M') => v[..v.len() - 1].parse::<f64>().ok(),
+            Some(b'G') => v[..v.len() - 1].parse::<f64>().ok().map(|g| g * 1024.0),
+            _ => None,
+        });
+    if let Some(given) = given {
+        let offered = m.stats().unwrap().total.memory_mb as f64;
+        assert!(
+            offered <= given,
+            "{offered} MB offered, {given} MB given\n{text}"
+        );
+    }
     // The worker's host is blocked: the worker is cut off, its job keeps
     // running (the worker tries again). The job is cancelled, and until
     // Slurm says it is gone no other job starts: max-workers is 1.

@@ -66,9 +66,10 @@ pub unsafe extern "C" fn vine_factory_create(
 /// - `min-workers` (default 0), `max-workers` (10): workers kept alive at least,
 ///   and alive at most (pending jobs count); min above max counts as max.
 /// - `workers-per-cycle` (5): jobs submitted per cycle at most.
-/// - `cores` (1), `memory` (MB; 0: the worker measures its node), `disk` (MB; 0:
-///   measured), `gpus` (0): each worker job's size, asked of the batch system and
-///   offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
+/// - `cores` (1), `memory` (MB; 0: what the job has, as the worker measures
+///   it: its node's, or less where its cgroup or Slurm's memory for the job
+///   says so), `disk` (MB; 0: measured), `gpus` (0): each worker job's size,
+///   asked of the batch system and offered by the worker. Whole numbers: cores up to 1e6, memory and disk up to
 ///   1e12 MB.
 /// - `idle-timeout` (seconds, 60): a worker holding no task for this long is told
 ///   to exit, unless that would leave fewer than `min-workers` or than the tasks need.

@@ -23,7 +23,9 @@ use crate::task::TaskResult;
 /// worker large enough. (vine's own: TaskVine's -1 is any port, and its 0 reads
 /// `VINE_PORT`; vine reads no port variable.)
 ///
-/// The local pool has the machine's cores, memory and free disk, changed by the
+/// The local pool has the machine's cores (those this process may use), memory
+/// (less where its cgroup's limit or, inside a Slurm job, the job's memory on
+/// this node says so) and free disk, changed by the
 /// environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 /// `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
 ///
