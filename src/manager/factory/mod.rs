@@ -1158,9 +1158,15 @@ impl Cycle {
     /// suspended): they serve no more, and count against `max-workers` until
     /// the batch system says they ended.
     fn cancel_left_behind(&mut self) {
+        self.cancel_where(|j| j.joined && j.worker.is_none());
+    }
+
+    /// Cancels the jobs not cancelled nor known to have ended that `which`
+    /// picks.
+    fn cancel_where(&mut self, which: impl Fn(&Job) -> bool) {
         let mut cancel = Vec::new();
         for j in &mut self.jobs {
-            if j.joined && j.worker.is_none() && !j.cancelled && j.status != Status::Ended {
+            if !j.cancelled && j.status != Status::Ended && which(j) {
                 j.cancelled = true;
                 cancel.push(j.id.clone());
             }
@@ -1182,19 +1188,7 @@ impl Cycle {
         if current.is_none() {
             return;
         }
-        let mut cancel = Vec::new();
-        for j in &mut self.jobs {
-            if j.password.is_none() && !j.cancelled && j.status != Status::Ended {
-                j.cancelled = true;
-                cancel.push(j.id.clone());
-            }
-        }
-        if !cancel.is_empty() {
-            let refs: Vec<&str> = cancel.iter().map(String::as_str).collect();
-            if let Err(e) = self.batch.cancel(&refs) {
-                eprintln!("vine: factory: {e}");
-            }
-        }
+        self.cancel_where(|j| j.password.is_none());
     }
 
     /// Gives back `surplus` workers: pending jobs first, newest first, then
