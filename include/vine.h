@@ -683,10 +683,12 @@ int vine_factory_set(struct vine_factory *f, const char *name, double value);
 //   the manager's own scratch directory under `TMPDIR`, where its sandboxes
 //   are, not its run directory of `vine_get_runtime_directory`, and gone
 //   with the manager). It must be visible to the jobs. Made readable by this
-//   user only, and made again if it is removed meanwhile; removed at the end
-//   unless a job failed (a directory of this user's that was there already
-//   stays, and only the job files vine wrote in it are removed). An existing directory others may write (`/tmp`, a
-//   group's) is not used as it is: the files go in a private directory made
+//   user only (with the parents it lacks), and made again if it is removed
+//   meanwhile; removed at the end unless a job failed, with the parents made
+//   for it that hold nothing else (a directory of this user's that was there
+//   already stays, and only the job files vine wrote in it are removed). An
+//   existing directory others may write (`/tmp`, a group's) is not used as
+//   it is: the files go in a private directory made
 //   inside it, `vine-worker-PID-N-files`. The password's copy is removed at the
 //   end in any case.
 // - `submit-command`, `status-command`, `cancel-command` (`"custom"` only): run

@@ -274,6 +274,33 @@ fn a_custom_batch_system_runs_the_workers_and_cancels_them_at_the_end() {
 }
 
 #[test]
+fn a_scratch_directory_made_with_its_parents_goes_with_them() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    let nested = dir.join("p1/p2/scratch");
+    f.set_string("scratch-dir", nested.to_str().unwrap())
+        .unwrap();
+    let id = m.submit(Task::command(c"echo $FAKE_JOB")).unwrap();
+    assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
+    assert!(nested.is_dir());
+    m.delete_factory(&f).unwrap();
+    assert!(!dir.join("p1").exists(), "the parents made for it are gone");
+    // A parent that holds something else by then stays.
+    let f = fake_batch(&m, &dir);
+    let other = dir.join("q1/scratch");
+    f.set_string("scratch-dir", other.to_str().unwrap())
+        .unwrap();
+    let id = m.submit(Task::command(c"echo $FAKE_JOB")).unwrap();
+    assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
+    std::fs::write(dir.join("q1/mine"), b"").unwrap();
+    m.delete_factory(&f).unwrap();
+    assert!(!other.exists());
+    assert!(dir.join("q1/mine").exists(), "what else was there stays");
+    m.shutdown().unwrap();
+}
+
+#[test]
 fn a_factory_stopped_while_its_status_query_hangs_still_cancels_within_its_grace() {
     let dir = tempdir();
     let (m, _) = remote_manager();

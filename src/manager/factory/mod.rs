@@ -179,6 +179,9 @@ struct Shared {
     /// Job scripts and outputs it wrote (removed likewise, also from a
     /// directory it did not make).
     made_files: Mutex<Vec<PathBuf>>,
+    /// Parents it made for its scratch directories, deepest first (removed
+    /// after them if nothing else is in them).
+    made_parents: Mutex<Vec<PathBuf>>,
 }
 
 /// The manager's password as it is now (None: it has none), and its
@@ -255,6 +258,7 @@ impl Factory {
             stop_from: Mutex::new(None),
             made_dirs: Mutex::new(Vec::new()),
             made_files: Mutex::new(Vec::new()),
+            made_parents: Mutex::new(Vec::new()),
         });
         let mut cycle = Cycle {
             kind,
@@ -443,6 +447,17 @@ impl Factory {
             } else {
                 let _ = std::fs::remove_dir_all(&dir);
             }
+        }
+        let parents = std::mem::take(
+            &mut *self
+                .shared
+                .made_parents
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for p in parents {
+            // Only if empty: never what another program put there.
+            let _ = std::fs::remove_dir(p);
         }
         match left {
             Some(e) if stuck => Err(Error::new(ErrorKind::Timeout, e)),
@@ -1018,6 +1033,16 @@ impl Cycle {
     /// to be removed when the factory stops unless a job failed.
     fn make_dir(&self, dir: &Path, parents: bool) -> std::result::Result<(), String> {
         use std::os::unix::fs::DirBuilderExt;
+        // The parents made for it, deepest first: removed with it if empty.
+        let parents_made: Vec<PathBuf> = if parents {
+            dir.ancestors()
+                .skip(1)
+                .take_while(|a| !a.as_os_str().is_empty() && !a.exists())
+                .map(Path::to_path_buf)
+                .collect()
+        } else {
+            Vec::new()
+        };
         std::fs::DirBuilder::new()
             .recursive(parents)
             .mode(0o700)
@@ -1031,6 +1056,12 @@ impl Cycle {
         if !made.iter().any(|d| d == dir) {
             made.push(dir.to_owned());
         }
+        drop(made);
+        self.shared
+            .made_parents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(parents_made);
         Ok(())
     }
 
