@@ -419,20 +419,8 @@ impl Factory {
         let left = self.last_error();
         let failed = self.shared.failures.load(Ordering::Relaxed) > 0;
         let stuck = left.as_deref().is_some_and(|e| e.starts_with(STUCK));
-        let made = std::mem::take(
-            &mut *self
-                .shared
-                .made_dirs
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        let files = std::mem::take(
-            &mut *self
-                .shared
-                .made_files
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let made = take_all(&self.shared.made_dirs);
+        let files = take_all(&self.shared.made_files);
         if !(failed || stuck) {
             for f in files {
                 let _ = std::fs::remove_file(f);
@@ -448,13 +436,7 @@ impl Factory {
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
-        let parents = std::mem::take(
-            &mut *self
-                .shared
-                .made_parents
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
+        let parents = take_all(&self.shared.made_parents);
         for p in parents {
             // Only if empty: never what another program put there.
             let _ = std::fs::remove_dir(p);
@@ -464,6 +446,11 @@ impl Factory {
             _ => Ok(()),
         }
     }
+}
+
+/// Empties a list of paths the factory made, giving what it held.
+fn take_all(list: &Mutex<Vec<PathBuf>>) -> Vec<PathBuf> {
+    std::mem::take(&mut *list.lock().unwrap_or_else(|p| p.into_inner()))
 }
 
 impl Drop for Factory {
