@@ -672,8 +672,12 @@ int vine_factory_set(struct vine_factory *f, const char *name, double value);
 //   into words as a shell would (e.g. `"--partition=debug --account=x"`). For
 //   Slurm they are checked at once with `sbatch --test-only`: options Slurm
 //   refuses are an error here, with Slurm's message, and so are those that
-//   make a submission other than one job of one worker (`--array`, `-a`,
-//   `--wrap`, `--test-only`, `--help`, `--usage`).
+//   make a submission other than one job of one worker that starts when Slurm
+//   can (`--array`, `--wrap`, `--test-only`, `--help`, `--usage`,
+//   `--version`, `--wait`, `--hold`, their abbreviations such as `--arr`, and
+//   `-a`, `-h`, `-V`, `-W`, `-H`, also bundled as in `-Qa`). The variables
+//   `SBATCH_ARRAY_INX` and `SBATCH_WAIT`, which Slurm reads as `--array` and
+//   `--wait`, are not passed on to `sbatch`.
 // - `worker-options`: more `vine_worker` options (e.g. `"--feature big"`).
 // - `worker-path`: the worker program (default: `VINE_WORKER_PATH`, else
 //   `vine_worker` beside this program, else on the `PATH`); it must exist where

@@ -356,6 +356,13 @@ fn a_scratch_directory_named_with_what_slurm_misreads_works_and_no_password_copy
     // and disk as large as a worker may have are not.
     assert!(f.set_string("batch-options", "--array=0-3").is_err());
     assert!(f.set_string("batch-options", "-a 0-3").is_err());
+    // However spelled: Slurm takes abbreviations and bundled short options.
+    // A job that waits to be released, or a submission that returns only
+    // once its job ended, is refused too.
+    for bad in ["--arr=0-3", "-Qa 0-3", "--wait", "-W", "--hold", "--te"] {
+        let e = f.set_string("batch-options", bad).unwrap_err();
+        assert!(e.to_string().contains("not for a worker job"), "{bad}: {e}");
+    }
     f.set("memory", 2e6).unwrap();
     f.set("memory", 0.0).unwrap();
     m.submit(Task::command(c"echo $SLURM_JOB_ID")).unwrap();
@@ -468,4 +475,26 @@ fn a_job_whose_worker_was_cut_off_is_cancelled_and_counted_until_gone() {
     m.delete_factory(&f).unwrap();
     assert_eq!(jobs(), vec![]);
     m.shutdown().unwrap();
+}
+
+#[test]
+fn a_job_slurm_will_never_start_is_cancelled_and_reported() {
+    let Some((_slurm, cpus)) = slurm() else { return };
+    let dir = common::tempdir();
+    let (m, _) = remote_manager();
+    let f = factory(&m, 1.0, &dir);
+    // More cores than the node has: Slurm takes the job and keeps it pending
+    // (reason PartitionConfig) for ever.
+    f.set("cores", f64::from(cpus * 8)).unwrap();
+    m.submit(Task::command(c"true")).unwrap();
+    eventually("the factory names the job Slurm will not start", || {
+        f.last_error()
+            .is_some_and(|e| e.contains("will not start worker job"))
+    });
+    let e = f.last_error().unwrap();
+    assert!(e.contains("asks for more than the nodes"), "{e}");
+    eventually("the job is gone from Slurm", || jobs().is_empty());
+    assert!(f.counts().1 >= 1, "{:?}", f.counts());
+    m.delete_factory(&f).unwrap();
+    assert!(jobs().is_empty());
 }

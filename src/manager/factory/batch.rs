@@ -18,6 +18,26 @@ pub enum Status {
     Running,
     /// Finished, failed, cancelled, or unknown to the batch system.
     Ended,
+    /// Queued for a reason that does not pass by itself (it asks for more
+    /// than the nodes it may run on have, say): what the reason means.
+    Stuck(&'static str),
+}
+
+/// What a Slurm reason for keeping a job pending means, for the reasons that
+/// do not pass by themselves (the job, or the cluster's configuration, must be
+/// changed); None for the others (waiting for resources, priority, a
+/// dependency, a hold that may be released...).
+fn slurm_stuck(reason: &str) -> Option<&'static str> {
+    Some(match reason {
+        "PartitionConfig" => "it asks for more than the nodes of its partition have",
+        "PartitionNodeLimit" => "its node count is outside its partition's limits",
+        "PartitionTimeLimit" => "its time limit is above its partition's",
+        "BadConstraints" => "its constraints cannot be met",
+        "InvalidAccount" => "its account is not valid",
+        "InvalidQOS" => "its QOS is not valid",
+        "DependencyNeverSatisfied" => "its dependency can never be satisfied",
+        _ => return None,
+    })
 }
 
 /// One worker job to submit.
@@ -387,6 +407,64 @@ impl Drop for Local {
     }
 }
 
+/// `sbatch`, without the environment variables that stand for options the
+/// factory refuses (see [`refused_option`]): Slurm reads them as if given.
+fn sbatch() -> Command {
+    let mut c = Command::new("sbatch");
+    c.env_remove("SBATCH_ARRAY_INX").env_remove("SBATCH_WAIT");
+    c
+}
+
+/// Long `sbatch` options that make a submission something other than one job
+/// of one worker, known by its id and started when Slurm can: several jobs
+/// (`--array`), none (`--test-only`, `--help`, `--usage`, `--version`), a
+/// job other than the worker (`--wrap`), a submission that returns only when
+/// the job has ended (`--wait`), a job that waits to be released (`--hold`).
+const REFUSED_LONG: [&str; 8] = [
+    "array",
+    "wrap",
+    "test-only",
+    "help",
+    "usage",
+    "version",
+    "wait",
+    "hold",
+];
+/// Their short forms.
+const REFUSED_SHORT: &[u8] = b"ahuVWH";
+/// `sbatch`'s short options that take an argument (in the same word or the
+/// next).
+const SHORT_WITH_ARGUMENT: &[u8] = b"AabDMCScdmexBGiJLFwNnopqt";
+
+/// The first of `options` (words) that [`REFUSED_LONG`] or [`REFUSED_SHORT`]
+/// name, however spelled: Slurm takes any unambiguous abbreviation of a long
+/// option (`--arr`), and short options bundled in one word (`-Qa 0-3`).
+fn refused_option(options: &[String]) -> Option<&String> {
+    let mut words = options.iter();
+    while let Some(o) = words.next() {
+        if let Some(long) = o.strip_prefix("--") {
+            let name = long.split('=').next().unwrap_or(long);
+            if !name.is_empty() && REFUSED_LONG.iter().any(|r| r.starts_with(name)) {
+                return Some(o);
+            }
+        } else if let Some(short) = o.strip_prefix('-') {
+            for (i, c) in short.bytes().enumerate() {
+                if REFUSED_SHORT.contains(&c) {
+                    return Some(o);
+                }
+                if SHORT_WITH_ARGUMENT.contains(&c) {
+                    // The argument is the rest of this word, or the next word.
+                    if i + 1 == short.len() {
+                        words.next();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+    None
+}
+
 /// Slurm: a job script given to `sbatch`, jobs looked up by id with `squeue`,
 /// cancelled with `scancel`.
 pub struct Slurm;
@@ -407,20 +485,13 @@ impl Slurm {
 
     /// Asks Slurm whether `options` would be accepted, without submitting.
     pub fn check_options(options: &[String]) -> Result<(), String> {
-        // Options that make a submission something other than one job of
-        // one worker, known by its id, or no job at all.
-        for o in options {
-            let name = o.split('=').next().unwrap_or(o);
-            let refused = ["--array", "--wrap", "--test-only", "--help", "--usage"].contains(&name)
-                || (o.starts_with("-a") && !o.starts_with("--"));
-            if refused {
-                return Err(format!(
-                    "{o} is not for a worker job: each job the factory submits is \
-                     one worker, known by its id"
-                ));
-            }
+        if let Some(o) = refused_option(options) {
+            return Err(format!(
+                "{o} is not for a worker job: each job the factory submits is \
+                 one worker, known by its id, that starts without being released"
+            ));
         }
-        let mut cmd = Command::new("sbatch");
+        let mut cmd = sbatch();
         cmd.arg("--test-only").args(options).args([
             "--job-name=vine-check",
             "--output=/dev/null",
@@ -480,7 +551,7 @@ impl Batch for Slurm {
         std::io::Write::write_all(&mut f, Self::script(job).as_bytes())
             .map_err(|e| format!("{}: {e}", job.script.display()))?;
         drop(f);
-        let mut cmd = Command::new("sbatch");
+        let mut cmd = sbatch();
         // Options on the command line win over the script's.
         cmd.arg("--parsable").args(job.options).arg(job.script);
         let ran = run(cmd)?;
@@ -500,13 +571,16 @@ impl Batch for Slurm {
     fn status(&mut self, ids: &[&str]) -> Result<HashMap<String, Status>, String> {
         // By id, not by name: the user's batch options may rename the jobs.
         let mut cmd = Command::new("squeue");
-        cmd.args(["--noheader", "--format=%i %T"])
+        cmd.args(["--noheader", "--format=%i %T %r"])
             .arg(format!("--jobs={}", ids.join(",")));
         let ran = run(cmd)?;
-        let listed: HashMap<&str, &str> = if ran.code == Some(0) {
+        let listed: HashMap<&str, (&str, &str)> = if ran.code == Some(0) {
             ran.stdout
                 .lines()
-                .filter_map(|l| l.trim().split_once(' '))
+                .filter_map(|l| {
+                    let mut w = l.split_whitespace();
+                    Some((w.next()?, (w.next()?, w.next().unwrap_or(""))))
+                })
                 .collect()
         } else if ran.stderr.contains("Invalid job id") {
             // Every one of them has left Slurm's memory.
@@ -517,13 +591,17 @@ impl Batch for Slurm {
         Ok(ids
             .iter()
             .map(|&id| {
-                let s = match listed.get(id).map(|s| s.trim()) {
+                let s = match listed.get(id).map(|&(s, _)| s) {
                     None
                     | Some("COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT")
                     | Some("NODE_FAIL" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE")
                     | Some("PREEMPTED") => Status::Ended,
                     // Still listed while its processes end: not gone yet.
                     Some("RUNNING" | "COMPLETING") => Status::Running,
+                    Some("PENDING") => match slurm_stuck(listed[id].1) {
+                        Some(why) => Status::Stuck(why),
+                        None => Status::Pending,
+                    },
                     Some(_) => Status::Pending,
                 };
                 (id.to_owned(), s)
@@ -670,6 +748,48 @@ mod test {
         })
         .unwrap();
         assert_eq!(ran.stdout, "a b $HOME\n");
+    }
+
+    #[test]
+    fn options_that_are_not_one_worker_job_are_refused_however_spelled() {
+        let words = |s: &str| s.split_whitespace().map(String::from).collect::<Vec<_>>();
+        for bad in [
+            "--array=0-3",
+            "--arr=0-3",
+            "--ar 0-3",
+            "-a 0-3",
+            "-a0-3",
+            "-Qa 0-3",
+            "--wait",
+            "-W",
+            "-vW",
+            "--hold",
+            "-H",
+            "--te",
+            "--wrap=true",
+            "--version",
+            "-V",
+            "--help",
+            "-h",
+            "--usage",
+            "-p debug --arr=1-2",
+        ] {
+            assert!(refused_option(&words(bad)).is_some(), "{bad}");
+        }
+        for good in [
+            "--partition=debug",
+            "-p debug",
+            "-J -a",
+            "-pdebug -J w",
+            "--wait-all-nodes=1",
+            "--verbose",
+            "-v",
+            "--time=10 --nice=-5",
+            "-c 2 -t 5",
+            "--hint=nomultithread",
+        ] {
+            assert_eq!(refused_option(&words(good)), None, "{good}");
+        }
     }
 
     #[test]

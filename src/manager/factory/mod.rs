@@ -866,13 +866,35 @@ impl Cycle {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         match self.batch.status(&refs) {
             Ok(known) => {
+                let mut stuck = Vec::new();
                 for j in &mut self.jobs {
-                    if let Some(&s) = known.get(&j.id) {
-                        j.status = s;
+                    match known.get(&j.id) {
+                        Some(&Status::Stuck(why)) => {
+                            j.status = Status::Pending;
+                            if !j.cancelled {
+                                stuck.push((j.id.clone(), why));
+                            }
+                        }
+                        Some(&s) => j.status = s,
+                        None => {}
                     }
                 }
+                self.give_up_stuck(stuck);
             }
             Err(e) => eprintln!("vine: factory: cannot learn its jobs' status: {e}"),
+        }
+    }
+
+    /// Cancels the jobs the batch system keeps queued for a reason that does
+    /// not pass by itself (`stuck`: id and what the reason means), each a
+    /// failure: their workers would never come, and the factory's demand
+    /// would count them as on their way.
+    fn give_up_stuck(&mut self, stuck: Vec<(String, &'static str)>) {
+        for (id, why) in stuck {
+            self.cancel_where(|j| j.id == id);
+            self.failed(format!(
+                "the batch system will not start worker job {id}: {why}; it was cancelled"
+            ));
         }
     }
 
