@@ -3,7 +3,9 @@
 ! Every C function keeps its C name. Handles (manager, task, file, output buffer)
 ! are type(c_ptr); sizes are integer(c_size_t); string arguments are character(*)
 ! (the module drops trailing blanks, as Fortran comparisons ignore them, so a
-! fixed-length variable passes what it holds, and adds the terminating NUL) and
+! fixed-length variable passes what it holds, and adds the terminating NUL; a
+! string with a NUL byte inside, c_null_char, ends there for the library, as it
+! would in C: do not build commands, paths or tags from bytes that may hold one) and
 ! strings the library returns come back as
 ! allocatable character ('' where C returns NULL). Every constant of vine.h is a
 ! named parameter here. Compile this file with your program; no .mod file is shipped.
@@ -15,6 +17,8 @@
 !     integer(c_size_t), value :: input_len
 !     real(c_double), pointer :: x
 !     real(c_double), target :: y            ! a local: appending copies it
+!     square = -1                            ! a failure, unless ...
+!     if (c_associated(context) .or. input_len /= c_sizeof(y)) return
 !     call c_f_pointer(input, x)             ! read the input
 !     y = x * x
 !     square = vine_buffer_append(output, c_loc(y), int(c_sizeof(y), c_size_t))
@@ -983,12 +987,12 @@ contains
     type(c_ptr), intent(in) :: p
     character(:), allocatable :: s
     character(kind=c_char), pointer :: chars(:)
-    integer :: i, n
+    integer(c_size_t) :: i, n
     if (.not. c_associated(p)) then
       s = ''
       return
     end if
-    n = int(c_strlen(p))
+    n = c_strlen(p)
     call c_f_pointer(p, chars, [n])
     allocate(character(n) :: s)
     do i = 1, n
@@ -1438,7 +1442,7 @@ contains
     type(c_ptr) :: p
     integer(c_size_t) :: n
     character(kind=c_char), pointer :: chars(:)
-    integer :: i
+    integer(c_size_t) :: i
     p = vine_fetch_file_len(m, f, n)
     if (.not. c_associated(p)) then
       s = ''
@@ -1446,7 +1450,7 @@ contains
     end if
     call c_f_pointer(p, chars, [n])
     allocate(character(n) :: s)
-    do i = 1, int(n)
+    do i = 1, n
       s(i:i) = chars(i)
     end do
   end function

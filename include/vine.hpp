@@ -22,7 +22,29 @@
 #include <string>
 #include <type_traits>
 #include <utility>
+#include <string_view>
 #include <vector>
+
+// taskvine.h, included before this header, turns a few vine_ names into
+// TaskVine-style wrappers with TaskVine's return values; this header calls
+// vine's own functions whatever was included before it, and gives the names
+// back as they were at its end.
+#pragma push_macro("vine_task_add_input")
+#undef vine_task_add_input
+#pragma push_macro("vine_task_add_output")
+#undef vine_task_add_output
+#pragma push_macro("vine_set_password_file")
+#undef vine_set_password_file
+#pragma push_macro("vine_enable_monitoring")
+#undef vine_enable_monitoring
+#pragma push_macro("vine_cancel_by_task_id")
+#undef vine_cancel_by_task_id
+#pragma push_macro("vine_tune")
+#undef vine_tune
+#pragma push_macro("vine_enable_proportional_resources")
+#undef vine_enable_proportional_resources
+#pragma push_macro("vine_disable_proportional_resources")
+#undef vine_disable_proportional_resources
 
 namespace vine {
 
@@ -111,8 +133,12 @@ public:
     template <class T> void append(const T &value)
     {
         static_assert(std::is_trivially_copyable_v<T>, "append(T) copies bytes");
+        static_assert(!std::is_pointer_v<T>, "append(p) would copy the address: append(p, len) copies what it points to");
         append(&value, sizeof value);
     }
+    /// The bytes a view shows (not the view itself).
+    void append(bytes b) { append(b.data(), b.size()); }
+    void append(std::string_view s) { append(s.data(), s.size()); }
     template <class T> void append(const std::vector<T> &values)
     {
         static_assert(std::is_trivially_copyable_v<T>, "append(vector<T>) copies bytes");
@@ -187,8 +213,13 @@ public:
     template <class T> static task function(const std::string &name, const T &value)
     {
         static_assert(std::is_trivially_copyable_v<T>, "the input is copied as bytes");
+        static_assert(!std::is_pointer_v<T>,
+                      "a pointer as input would send the address: function(name, p, len) sends what it points to");
         return function(name, &value, sizeof value);
     }
+    /// A registered function with the bytes a view shows as input.
+    static task function(const std::string &name, bytes input) { return function(name, input.data(), input.size()); }
+    static task function(const std::string &name, std::string_view input) { return function(name, input.data(), input.size()); }
     /// A registered function with an array as input.
     template <class T> static task function(const std::string &name, const std::vector<T> &values)
     {
@@ -201,20 +232,38 @@ public:
     /// Gives up ownership (e.g. to pass it to C code).
     vine_task *release() noexcept { return std::exchange(t_, nullptr); }
 
-    task &cores(double c) { detail::check(vine_task_set_cores(t_, c), "vine_task_set_cores"); return *this; }
-    task &memory(int64_t mb) { detail::check(vine_task_set_memory(t_, mb), "vine_task_set_memory"); return *this; }
-    task &disk(int64_t mb) { detail::check(vine_task_set_disk(t_, mb), "vine_task_set_disk"); return *this; }
-    task &gpus(int n) { detail::check(vine_task_set_gpus(t_, n), "vine_task_set_gpus"); return *this; }
-    task &priority(double p) { detail::check(vine_task_set_priority(t_, p), "vine_task_set_priority"); return *this; }
-    task &category(const std::string &c) { detail::check(vine_task_set_category(t_, detail::cstr(c)), "vine_task_set_category"); return *this; }
-    task &tag(const std::string &s) { detail::check(vine_task_set_tag(t_, detail::cstr(s)), "vine_task_set_tag"); return *this; }
-    task &time_max(double s) { detail::check(vine_task_set_time_max(t_, s), "vine_task_set_time_max"); return *this; }
-    task &time_min(double s) { detail::check(vine_task_set_time_min(t_, s), "vine_task_set_time_min"); return *this; }
-    task &retries(std::int64_t n) { detail::check(vine_task_set_retries(t_, n), "vine_task_set_retries"); return *this; }
-    task &env(const std::string &k, const std::string &v) { detail::check(vine_task_set_env_var(t_, detail::cstr(k), detail::cstr(v)), "vine_task_set_env_var"); return *this; }
-    task &exec_mode(int mode) { detail::check(vine_task_set_exec_mode(t_, mode), "vine_task_set_exec_mode"); return *this; }
-    task &input(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_input(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_input"); return *this; }
-    task &output(const file &f, const std::string &remote, int flags = 0) { detail::check(vine_task_add_output(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_output"); return *this; }
+    // Each setter returns the task it was called on: a reference for a
+    // variable (`t.cores(2).tag("x")`), the task itself for a temporary, so
+    // that `auto t = vine::task::command("x").tag("y");` holds it rather than
+    // a reference to a task already deleted.
+    task &cores(double c) & { detail::check(vine_task_set_cores(t_, c), "vine_task_set_cores"); return *this; }
+    task cores(double c) && { cores(c); return std::move(*this); }
+    task &memory(int64_t mb) & { detail::check(vine_task_set_memory(t_, mb), "vine_task_set_memory"); return *this; }
+    task memory(int64_t mb) && { memory(mb); return std::move(*this); }
+    task &disk(int64_t mb) & { detail::check(vine_task_set_disk(t_, mb), "vine_task_set_disk"); return *this; }
+    task disk(int64_t mb) && { disk(mb); return std::move(*this); }
+    task &gpus(int n) & { detail::check(vine_task_set_gpus(t_, n), "vine_task_set_gpus"); return *this; }
+    task gpus(int n) && { gpus(n); return std::move(*this); }
+    task &priority(double p) & { detail::check(vine_task_set_priority(t_, p), "vine_task_set_priority"); return *this; }
+    task priority(double p) && { priority(p); return std::move(*this); }
+    task &category(const std::string &c) & { detail::check(vine_task_set_category(t_, detail::cstr(c)), "vine_task_set_category"); return *this; }
+    task category(const std::string &c) && { category(c); return std::move(*this); }
+    task &tag(const std::string &s) & { detail::check(vine_task_set_tag(t_, detail::cstr(s)), "vine_task_set_tag"); return *this; }
+    task tag(const std::string &s) && { tag(s); return std::move(*this); }
+    task &time_max(double s) & { detail::check(vine_task_set_time_max(t_, s), "vine_task_set_time_max"); return *this; }
+    task time_max(double s) && { time_max(s); return std::move(*this); }
+    task &time_min(double s) & { detail::check(vine_task_set_time_min(t_, s), "vine_task_set_time_min"); return *this; }
+    task time_min(double s) && { time_min(s); return std::move(*this); }
+    task &retries(std::int64_t n) & { detail::check(vine_task_set_retries(t_, n), "vine_task_set_retries"); return *this; }
+    task retries(std::int64_t n) && { retries(n); return std::move(*this); }
+    task &env(const std::string &k, const std::string &v) & { detail::check(vine_task_set_env_var(t_, detail::cstr(k), detail::cstr(v)), "vine_task_set_env_var"); return *this; }
+    task env(const std::string &k, const std::string &v) && { env(k, v); return std::move(*this); }
+    task &exec_mode(int mode) & { detail::check(vine_task_set_exec_mode(t_, mode), "vine_task_set_exec_mode"); return *this; }
+    task exec_mode(int mode) && { exec_mode(mode); return std::move(*this); }
+    task &input(const file &f, const std::string &remote, int flags = 0) & { detail::check(vine_task_add_input(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_input"); return *this; }
+    task input(const file &f, const std::string &remote, int flags = 0) && { input(f, remote, flags); return std::move(*this); }
+    task &output(const file &f, const std::string &remote, int flags = 0) & { detail::check(vine_task_add_output(t_, f.get(), detail::cstr(remote), flags), "vine_task_add_output"); return *this; }
+    task output(const file &f, const std::string &remote, int flags = 0) && { output(f, remote, flags); return std::move(*this); }
 
     int id() const noexcept { return vine_task_get_id(t_); }
     int result() const noexcept { return vine_task_get_result(t_); }
@@ -225,7 +274,14 @@ public:
     std::string reason() const { const char *s = vine_task_get_reason(t_); return s ? s : ""; }
     std::string tag() const { const char *s = vine_task_get_tag(t_); return s ? s : ""; }
     std::string category() const { const char *s = vine_task_get_category(t_); return s ? s : ""; }
-    int64_t metric(const char *name) const { return vine_task_get_metric(t_, name); }
+    /// A measured value (see vine_task_get_metric; -1: not measured). An empty
+    /// task or a NULL name throws, where C would give an error code that reads
+    /// like a value.
+    int64_t metric(const char *name) const
+    {
+        if (!t_ || !name) throw error(VINE_ERROR_NULL, std::string("vine_task_get_metric: ") + (t_ ? "the name" : "the task") + " is NULL");
+        return vine_task_get_metric(t_, name);
+    }
     /// The function's output bytes (valid while the task lives).
     bytes output() const
     {
@@ -288,7 +344,7 @@ private:
     }
 
 public:
-    int port() const noexcept { return vine_port(m_); }
+    int port() const { return vine_port(live("vine_port")); }
     void tune(const std::string &name, double value) { detail::check(vine_tune(m_, detail::cstr(name), value), "vine_tune"); }
 
     /// Submits; the manager owns the task until wait() returns it. On failure the
@@ -382,5 +438,14 @@ private:
 };
 
 } // namespace vine
+
+#pragma pop_macro("vine_task_add_input")
+#pragma pop_macro("vine_task_add_output")
+#pragma pop_macro("vine_set_password_file")
+#pragma pop_macro("vine_enable_monitoring")
+#pragma pop_macro("vine_cancel_by_task_id")
+#pragma pop_macro("vine_tune")
+#pragma pop_macro("vine_enable_proportional_resources")
+#pragma pop_macro("vine_disable_proportional_resources")
 
 #endif // VINE_HPP

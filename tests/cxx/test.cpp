@@ -37,8 +37,18 @@ static int refuses(vine::bytes in, vine::output &out)
     return 5;
 }
 
+static int echo_bytes(vine::bytes in, vine::output &out)
+{
+    out.append(in); // the bytes, not the view
+    return 0;
+}
+
+int taskvine_first_failures();
+
 int main()
 {
+    vine::register_function<echo_bytes>("echo_bytes");
+    CHECK(taskvine_first_failures() == 0);
     vine::register_function<sum_doubles>("sum_doubles");
     vine::register_function<throws>("throws");
     vine::register_function<refuses>("refuses");
@@ -161,9 +171,44 @@ int main()
         }
         CHECK(threw);
     }
+    {
+        // A chain on a temporary gives the task itself, not a reference to a
+        // task deleted at the end of the statement.
+        vine::manager m;
+        auto t = vine::task::function("echo_bytes", std::string_view("view")).tag("kept").cores(1);
+        CHECK(t && t.tag() == "kept");
+        int id = m.submit(t);
+        auto back = m.wait_for(id, 60);
+        CHECK(back.ok());
+        auto out = back.output();
+        CHECK(std::string(reinterpret_cast<const char *>(out.data()), out.size()) == "view");
+        int code = 0;
+        try {
+            vine::task().metric("wall_time");
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_NULL);
+        code = 0;
+        try {
+            back.metric(nullptr);
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_NULL);
+    }
     vine::manager moved_from;
     vine::manager owner = std::move(moved_from);
     CHECK(owner.port() == VINE_PORT_NONE);
+    {
+        int code = 0;
+        try {
+            (void)moved_from.port();
+        } catch (const vine::error &e) {
+            code = e.code();
+        }
+        CHECK(code == VINE_ERROR_NULL);
+    }
     {
         // A wait on the manager moved from is an error, not a timeout.
         int code = 0;
