@@ -637,6 +637,9 @@ extern "C" {
 // that ends before its worker connects is a failure: submissions then pause
 // 1, 2, 4 ... up to 60 s, the batch system's message is printed on standard
 // error, and a `vine_wait` that returns NULL sets `vine_last_error()` to it.
+// Waiting tasks that no worker of the factory could run (more cores, memory,
+// disk or gpus than its workers have, features they lack) start no job; when
+// only such tasks are left, the factory says so once, the same way.
 // Tasks on a worker whose job ends (cancelled, out of time) run again elsewhere,
 // as for any lost worker.
 //

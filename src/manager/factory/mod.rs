@@ -756,8 +756,9 @@ impl Cycle {
         }
         if view.unfit > 0 && view.demand == 0.0 && !self.said_unfit {
             self.said_unfit = true;
-            eprintln!(
-                "vine: factory: {} waiting task(s) fit no worker of this factory \
+            // Also what a wait that gives nothing names as the reason.
+            self.fail(format!(
+                "{} waiting task(s) fit no worker of this factory \
                  ({} cores, {} MB memory, {} MB disk, {} gpus, features {:?}{})",
                 view.unfit,
                 config.cores,
@@ -770,7 +771,7 @@ impl Cycle {
                     w.as_secs(),
                     w.as_secs().saturating_sub(END_MARGIN_S)
                 ))
-            );
+            ));
         }
         let busy = self
             .jobs
