@@ -187,7 +187,11 @@ int vine_register_functions(int (*register_function)(const char *, vine_function
         .unwrap();
     assert!(built.success());
     let (m, port) = remote_manager();
-    m.tune("wait-for-workers", 2.0).unwrap();
+    // Local cores too: the pool runs what this process registered, and no
+    // task of a name only the workers know goes there.
+    m.tune("local-cores", 2.0).unwrap();
+    // The pool counts as a worker.
+    m.tune("wait-for-workers", 3.0).unwrap();
     let workers = vec![
         vine_worker(port, &["--library", lib.to_str().unwrap()]),
         vine_worker(port, &["--library", lib.to_str().unwrap()]),

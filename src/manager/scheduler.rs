@@ -237,6 +237,12 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
     let known = match (&task.work, &w.functions) {
         (_, functions) if task.local_only() => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
+        // The local pool runs what this process registered (by now, if not
+        // when the task was made); a name only remote workers know waits for
+        // them.
+        (Work::Function { name, func, .. }, None) => {
+            func.is_some() || crate::registry::lookup(name).is_some()
+        }
         _ => true,
     };
     // A temp kept at a worker is read there; one being made is waited for.
