@@ -204,10 +204,13 @@ fn tasks_no_worker_of_the_factory_can_hold_start_no_job() {
     assert_eq!(f.counts(), (1, 0));
     // The two left are named where a program looks: a wait that gives
     // nothing says why (not only standard error).
-    eventually("the factory names the tasks that fit none of its workers", || {
-        f.last_error()
-            .is_some_and(|e| e.contains("2 waiting task(s) fit no worker"))
-    });
+    eventually(
+        "the factory names the tasks that fit none of its workers",
+        || {
+            f.last_error()
+                .is_some_and(|e| e.contains("2 waiting task(s) fit no worker"))
+        },
+    );
     assert!(m.wait(Some(Duration::from_millis(1))).is_none());
     let why = m.factory_error().unwrap_or_default();
     assert!(why.contains("fit no worker"), "{why}");

@@ -479,7 +479,9 @@ fn a_job_whose_worker_was_cut_off_is_cancelled_and_counted_until_gone() {
 
 #[test]
 fn a_job_slurm_will_never_start_is_cancelled_and_reported() {
-    let Some((_slurm, cpus)) = slurm() else { return };
+    let Some((_slurm, cpus)) = slurm() else {
+        return;
+    };
     let dir = common::tempdir();
     let (m, _) = remote_manager();
     let f = factory(&m, 1.0, &dir);

@@ -1082,6 +1082,23 @@ fn a_shutdown_whose_worker_never_answers_still_succeeds_when_nothing_was_abandon
     assert!(down.is_ok(), "{down:?}");
     let t = m.wait(LONG).unwrap();
     assert_eq!((t.id(), t.result()), (id, TaskResult::Cancelled));
-    let _ = worker.kill();
-    let _ = worker.wait();
+    // The manager listens no more (its port is free for a new one), and the
+    // worker, awake again, was told to exit.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "the manager still listens after its shutdown"
+    );
+    let bound = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = worker.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > bound {
+            let _ = worker.kill();
+            panic!("the worker was not told to exit");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "worker exited with {status}");
+    drop(m);
 }

@@ -1275,6 +1275,9 @@ impl ManagerLoop {
             }));
         self.collect_local();
         self.flush();
+        // Workers are told to exit and the listener stops here too: this
+        // loop ends now, and nothing would stop them later.
+        self.close_remote();
         let stuck = self.sched.dispatched_len() + self.local.direct_counts().1;
         let s = self.shutdown.take().expect("checked above");
         let joined = self.local.stop(Instant::now());

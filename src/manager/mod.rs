@@ -433,7 +433,9 @@ pub struct Manager {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
     shutdown_result: Mutex<Option<Result<()>>>,
-    listener: Option<std::net::TcpListener>,
+    /// Where the listener thread accepts workers (it alone holds the
+    /// socket, so the port is free once it has stopped).
+    listen_addr: Option<std::net::SocketAddr>,
     runtime_dir: PathBuf,
     /// Names this manager among those of the process, as the owner of the
     /// files declared to it.
@@ -606,16 +608,16 @@ impl Manager {
             }
             _ => {}
         }
-        if let Some(l) = &listener {
+        let listening = listener.is_some();
+        let mut listen_addr = None;
+        if let Some(l) = listener {
             let addr = l
                 .local_addr()
-                .map_err(|e| cleanup(Error::io("listening socket", e)))?;
-            let l = l
-                .try_clone()
                 .map_err(|e| cleanup(Error::io("listening socket", e)))?;
             let handle = remote::start_listener(l, tx.clone(), remote_settings.clone())
                 .map_err(|e| cleanup(Error::io("cannot start the listener thread", e)))?;
             lp.listener = Some((handle, addr));
+            listen_addr = Some(addr);
         }
         shared
             .slots
@@ -650,11 +652,9 @@ impl Manager {
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from)
         });
-        let run_root = asked.clone().or_else(|| {
-            listener
-                .is_some()
-                .then(|| PathBuf::from(rundir::DEFAULT_ROOT))
-        });
+        let run_root = asked
+            .clone()
+            .or_else(|| listening.then(|| PathBuf::from(rundir::DEFAULT_ROOT)));
         sink_guard.keep();
         let manager = Manager {
             progress: progress::Progress::new(&tx, progress_asked),
@@ -663,7 +663,7 @@ impl Manager {
             shared,
             thread: Mutex::new(Some(thread)),
             shutdown_result: Mutex::new(None),
-            listener,
+            listen_addr,
             runtime_dir,
             owner_id: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -718,10 +718,7 @@ impl Manager {
 
     /// The port remote workers connect to, if listening.
     pub fn port(&self) -> Option<u16> {
-        self.listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .map(|a| a.port())
+        self.listen_addr.map(|a| a.port())
     }
 
     /// Submits `task`; returns its id. On error the task is handed back.
@@ -873,7 +870,7 @@ impl Manager {
     /// True while tasks may take the direct lane: nothing needs the manager's
     /// view of every task (see [`direct`]).
     fn direct_lane_open(&self) -> bool {
-        self.listener.is_none()
+        self.listen_addr.is_none()
             && self.factory_count.load(Ordering::Relaxed) == 0
             && !self.local_workers_started.load(Ordering::Relaxed)
             && !self.sizing_active.load(Ordering::Relaxed)
@@ -1225,16 +1222,12 @@ impl Manager {
         setup: impl FnOnce(&mut factory::ConfigEdit) -> Result<()>,
     ) -> Result<Arc<factory::Factory>> {
         self.remote_settings.seal();
-        let addr = self
-            .listener
-            .as_ref()
-            .and_then(|l| l.local_addr().ok())
-            .ok_or_else(|| {
-                Error::invalid(
-                    "a factory's workers connect to the manager's port: \
+        let addr = self.listen_addr.ok_or_else(|| {
+            Error::invalid(
+                "a factory's workers connect to the manager's port: \
                      create the manager with a port, not VINE_PORT_NONE",
-                )
-            })?;
+            )
+        })?;
         if self.is_shut_down() {
             return Err(Error::new(ErrorKind::ShutDown, "the manager has shut down"));
         }
