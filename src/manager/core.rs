@@ -41,6 +41,24 @@ const COLLECT_EVERY: Duration = Duration::from_millis(5);
 /// Seconds a THREAD function may still take after shutdown killed what it could.
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
+/// True if `task`, back from `worker` with an input missing, reads a temp that
+/// worker does not hold and that is being made again or held by another
+/// worker now: its holder was lost while the task was on its way.
+fn reads_temp_lost_meanwhile(temps: &super::temps::Temps, task: &Task, worker: WorkerId) -> bool {
+    use super::temps::TempPlace;
+    task.extra.as_ref().is_some_and(|e| {
+        e.inputs.iter().any(|m| {
+            matches!(m.file.kind(), crate::files::FileKind::Temp)
+                && !temps.held_by(m.file.id(), worker)
+                && match temps.place(&m.file) {
+                    TempPlace::BeingMade => true,
+                    TempPlace::Worker(w) => w != worker,
+                    TempPlace::Anywhere => false,
+                }
+        })
+    })
+}
+
 /// The instant `d` from now, or as late as an `Instant` goes.
 fn later(d: Duration) -> Instant {
     let now = Instant::now();
@@ -649,6 +667,21 @@ impl ManagerLoop {
                     if let Some(why) = unsent.filter(|_| task.result == InputMissing) {
                         // The worker named its placeholder; the manager knows why.
                         task.finish(InputMissing, Some(why));
+                    }
+                    if task.result == InputMissing
+                        && !task.cancel_requested()
+                        && reads_temp_lost_meanwhile(&self.sched.temps, &task, worker)
+                    {
+                        // The worker that held a temp it reads was lost
+                        // between its dispatch and its inputs' sending: it
+                        // runs again once the temp is made again (or from
+                        // where it is now), and this attempt, which never had
+                        // its inputs, does not count.
+                        task.attempts = task.attempts.saturating_sub(1);
+                        task.finish(
+                            crate::task::TaskResult::Forsaken,
+                            Some("a temp it reads was lost with its worker before it was sent".into()),
+                        );
                     }
                     link.made_inputs_kept(&task);
                     self.outputs_renewed(&task);
