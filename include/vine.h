@@ -162,12 +162,16 @@ typedef struct vine_stats {
   int tasks_submitted;
   // Times a task was given to a worker (retries count again).
   int tasks_dispatched;
-  // Tasks finished, whatever the result, retrieved or not.
+  // Tasks finished, whatever the result, retrieved or not; the recovery
+  // tasks among them (`tasks_recovery`, which `tasks_submitted` does not
+  // count), so that once all are done it is `tasks_submitted +
+  // tasks_recovery`.
   int tasks_done;
   // Finished tasks whose result is not SUCCESS (a command that exited
   // non-zero has result SUCCESS: it is counted successful, as in TaskVine).
   int tasks_failed;
-  // Finished tasks with result SUCCESS, whatever their exit code.
+  // Finished tasks with result SUCCESS, whatever their exit code
+  // (recovery tasks included, as in `tasks_done`).
   int tasks_successful;
   // Finished tasks that were cancelled.
   int tasks_cancelled;
@@ -927,8 +931,9 @@ int vine_prune_file(struct vine_manager *m, struct vine_file *f);
 // and `f` may no longer be used in calls (they fail as with a file never
 // declared). No task should need it any more: the handles of tasks that were
 // given it stay valid until they are deleted, but a task not yet run finds
-// the file of one declared `VINE_UNLINK_WHEN_DONE` gone (it ends
-// `VINE_RESULT_INPUT_MISSING`; a buffer's or temp's data it is still sent).
+// the file of one declared `VINE_UNLINK_WHEN_DONE` gone, and a temp gone
+// from the workers (it ends `VINE_RESULT_INPUT_MISSING`; a buffer's data it
+// is still sent, and a temp's copy the manager kept).
 // Undeclare such a file after the tasks reading it came back. What
 // `vine_fetch_file` and `vine_file_source` returned for it stays valid until
 // `vine_delete`.
@@ -1141,6 +1146,8 @@ int vine_port(const struct vine_manager *m);
 // Changes a numeric setting. Known names:
 // - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
 //   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
+//   Here 0 means no re-run (a task's own `vine_task_set_retries(t, 0)` means
+//   without limit, as in TaskVine).
 // - `"wait-for-workers"` (0): dispatch nothing until this many workers are present;
 //   once they were, as in TaskVine, dispatch is not held again when workers leave
 //   (until it is set again).

@@ -462,8 +462,9 @@ pub extern "C" fn vine_prune_file(m: *mut vine_manager, f: *mut vine_file) -> c_
 /// and `f` may no longer be used in calls (they fail as with a file never
 /// declared). No task should need it any more: the handles of tasks that were
 /// given it stay valid until they are deleted, but a task not yet run finds
-/// the file of one declared `VINE_UNLINK_WHEN_DONE` gone (it ends
-/// `VINE_RESULT_INPUT_MISSING`; a buffer's or temp's data it is still sent).
+/// the file of one declared `VINE_UNLINK_WHEN_DONE` gone, and a temp gone
+/// from the workers (it ends `VINE_RESULT_INPUT_MISSING`; a buffer's data it
+/// is still sent, and a temp's copy the manager kept).
 /// Undeclare such a file after the tasks reading it came back. What
 /// `vine_fetch_file` and `vine_file_source` returned for it stays valid until
 /// `vine_delete`.

@@ -161,6 +161,8 @@ pub extern "C" fn vine_port(m: *const vine_manager) -> c_int {
 /// Changes a numeric setting. Known names:
 /// - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
 ///   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
+///   Here 0 means no re-run (a task's own `vine_task_set_retries(t, 0)` means
+///   without limit, as in TaskVine).
 /// - `"wait-for-workers"` (0): dispatch nothing until this many workers are present;
 ///   once they were, as in TaskVine, dispatch is not held again when workers leave
 ///   (until it is set again).

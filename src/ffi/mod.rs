@@ -110,12 +110,16 @@ pub struct vine_stats {
     pub tasks_submitted: c_int,
     /// Times a task was given to a worker (retries count again).
     pub tasks_dispatched: c_int,
-    /// Tasks finished, whatever the result, retrieved or not.
+    /// Tasks finished, whatever the result, retrieved or not; the recovery
+    /// tasks among them (`tasks_recovery`, which `tasks_submitted` does not
+    /// count), so that once all are done it is `tasks_submitted +
+    /// tasks_recovery`.
     pub tasks_done: c_int,
     /// Finished tasks whose result is not SUCCESS (a command that exited
     /// non-zero has result SUCCESS: it is counted successful, as in TaskVine).
     pub tasks_failed: c_int,
-    /// Finished tasks with result SUCCESS, whatever their exit code.
+    /// Finished tasks with result SUCCESS, whatever their exit code
+    /// (recovery tasks included, as in `tasks_done`).
     pub tasks_successful: c_int,
     /// Finished tasks that were cancelled.
     pub tasks_cancelled: c_int,
