@@ -172,13 +172,15 @@ impl Inbound {
             // store never holds a file under another file's name.
             Dest::Store if arrived.is_file => {
                 let name = protocol::hex_name(&hash);
-                // Renamed into place whole: a worker sharing the store never sees
-                // half a file under the name. Without a usable store the file is
-                // kept for this worker's life only.
-                let kept = self.store.as_ref().map(|s| s.join(&name)).filter(|at| {
-                    crate::transfer::remove_all(at);
-                    move_file(&staged, at).is_ok()
-                });
+                // Renamed into place whole, over what is there (in one step: a
+                // worker sharing the store never sees half a file under the
+                // name, nor none). Without a usable store the file is kept for
+                // this worker's life only.
+                let kept = self
+                    .store
+                    .as_ref()
+                    .map(|s| s.join(&name))
+                    .filter(|at| move_file(&staged, at).is_ok());
                 let at = match kept {
                     Some(at) => at,
                     None => {
