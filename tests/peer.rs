@@ -1013,3 +1013,30 @@ fn files_directories_and_buffers_pass_their_check_between_honest_peers() {
     );
     stop(m, workers);
 }
+
+#[test]
+fn a_temp_given_twice_to_one_task_is_fetched_from_its_peer_once_and_used_under_both_names() {
+    let (m, port) = remote_manager();
+    let a = worker_with(port, "a", &[]);
+    let b = worker_with(port, "b", &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo twice > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    let mut read = Task::command(c"cat one two");
+    read.add_input(Mount::new(temp.clone(), "one", 0).unwrap())
+        .unwrap();
+    read.add_input(Mount::new(temp.clone(), "two", 0).unwrap())
+        .unwrap();
+    read.add_feature(c"b").unwrap();
+    m.submit(read).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.stdout().unwrap().to_str().unwrap(), "twice\ntwice\n");
+    // The first attempt ran: the second name did not count as an input lost.
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    assert_eq!(m.bytes_peer(), "twice\n".len() as u64);
+    stop(m, vec![a, b]);
+}

@@ -316,8 +316,13 @@ impl Inbound {
                 p.needs.push(input.file_id);
                 self.cached(input.file_id, p)
             }
-            // A replica on its way is waited for, as the manager counts it here.
-            InputContent::Cached if self.fetches.on_the_way(input.file_id) => {
+            // A replica on its way is waited for, as the manager counts it
+            // here: one fetched for another worker's task, or for this task
+            // under another name.
+            InputContent::Cached
+                if self.fetches.on_the_way(input.file_id)
+                    || p.fetches.iter().any(|f| f.file_id == input.file_id) =>
+            {
                 p.needs.push(input.file_id);
                 self.cached(input.file_id, p)
             }
