@@ -42,19 +42,14 @@ const COLLECT_EVERY: Duration = Duration::from_millis(5);
 const STUCK_GRACE: Duration = Duration::from_secs(2);
 
 /// True if `task`, back from `worker` with an input missing, reads a temp that
-/// worker does not hold and that is being made again or held by another
-/// worker now: its holder was lost while the task was on its way.
+/// worker does not hold and that is being made again: its holder was lost
+/// while the task was on its way.
 fn reads_temp_lost_meanwhile(temps: &super::temps::Temps, task: &Task, worker: WorkerId) -> bool {
-    use super::temps::TempPlace;
     task.extra.as_ref().is_some_and(|e| {
         e.inputs.iter().any(|m| {
             matches!(m.file.kind(), crate::files::FileKind::Temp)
                 && !temps.held_by(m.file.id(), worker)
-                && match temps.place(&m.file) {
-                    TempPlace::BeingMade => true,
-                    TempPlace::Worker(w) => w != worker,
-                    TempPlace::Anywhere => false,
-                }
+                && temps.place(&m.file) == super::temps::TempPlace::BeingMade
         })
     })
 }
@@ -674,13 +669,15 @@ impl ManagerLoop {
                     {
                         // The worker that held a temp it reads was lost
                         // between its dispatch and its inputs' sending: it
-                        // runs again once the temp is made again (or from
-                        // where it is now), and this attempt, which never had
-                        // its inputs, does not count.
+                        // runs again once the temp is made again, and this
+                        // attempt, which never had its inputs, does not count.
                         task.attempts = task.attempts.saturating_sub(1);
                         task.finish(
                             crate::task::TaskResult::Forsaken,
-                            Some("a temp it reads was lost with its worker before it was sent".into()),
+                            Some(
+                                "a temp it reads was lost with its worker before it was sent"
+                                    .into(),
+                            ),
                         );
                     }
                     link.made_inputs_kept(&task);
