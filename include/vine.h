@@ -1775,7 +1775,10 @@ int vine_get_stats_category(struct vine_manager *m, const char *category, struct
 // Creates a task that calls the function registered as `name` (see
 // `vine_register_function`) with a copy of `input_len` bytes at `input` (NULL is
 // allowed when `input_len` is 0). The name need not be registered yet in this
-// process: a task whose function is unknown where it runs comes back
+// process. The local pool runs it only if this process has registered the
+// name by then, and remote workers only if they registered it; a manager with
+// a port keeps a task of a name no worker knows waiting for one that does, and
+// one without a port (`VINE_PORT_NONE`) returns it
 // `VINE_RESULT_MISSING_FUNCTION`. Returns NULL if `name` is NULL. The caller owns
 // the task. Between the manager and a remote worker an input or an output
 // travels in one message of at most 255 MiB: a task with a larger input runs

@@ -178,6 +178,10 @@ struct WorkerEntry {
     /// The function names a remote worker can run (None: the local pool, which
     /// resolves names in this process when it runs them).
     functions: Option<Vec<Box<[u8]>>>,
+    /// Takes function tasks of names this process has not registered (the
+    /// local pool of a manager no remote worker can join: they fail there,
+    /// MISSING_FUNCTION, rather than wait for ever).
+    runs_unknown_names: bool,
     /// Takes no new task (`vine_set_draining_by_hostname`).
     draining: bool,
     /// The features it offers (`vine_worker --feature`).
@@ -238,10 +242,10 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
         (_, functions) if task.local_only() => functions.is_none(),
         (Work::Function { name, .. }, Some(known)) => known.iter().any(|k| **k == *name.to_bytes()),
         // The local pool runs what this process registered (by now, if not
-        // when the task was made); a name only remote workers know waits for
-        // them.
+        // when the task was made); with remote workers possible, a name only
+        // they may know waits for them.
         (Work::Function { name, func, .. }, None) => {
-            func.is_some() || crate::registry::lookup(name).is_some()
+            w.runs_unknown_names || func.is_some() || crate::registry::lookup(name).is_some()
         }
         _ => true,
     };
@@ -546,6 +550,7 @@ impl Scheduler {
             assigned: 0,
             avg_run_us: None,
             functions: None,
+            runs_unknown_names: !self.remote_allowed,
             draining: false,
             features: Vec::new(),
             place: None,
