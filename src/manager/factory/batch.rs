@@ -591,17 +591,16 @@ impl Batch for Slurm {
         Ok(ids
             .iter()
             .map(|&id| {
-                let s = match listed.get(id).map(|&(s, _)| s) {
+                let s = match listed.get(id).copied() {
                     None
-                    | Some("COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT")
-                    | Some("NODE_FAIL" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE")
-                    | Some("PREEMPTED") => Status::Ended,
+                    | Some(("COMPLETED" | "CANCELLED" | "FAILED" | "TIMEOUT", _))
+                    | Some(("NODE_FAIL" | "OUT_OF_MEMORY" | "BOOT_FAIL" | "DEADLINE", _))
+                    | Some(("PREEMPTED", _)) => Status::Ended,
                     // Still listed while its processes end: not gone yet.
-                    Some("RUNNING" | "COMPLETING") => Status::Running,
-                    Some("PENDING") => match slurm_stuck(listed[id].1) {
-                        Some(why) => Status::Stuck(why),
-                        None => Status::Pending,
-                    },
+                    Some(("RUNNING" | "COMPLETING", _)) => Status::Running,
+                    Some(("PENDING", reason)) => {
+                        slurm_stuck(reason).map_or(Status::Pending, Status::Stuck)
+                    }
                     Some(_) => Status::Pending,
                 };
                 (id.to_owned(), s)

@@ -891,8 +891,12 @@ impl Cycle {
     /// failure: their workers would never come, and the factory's demand
     /// would count them as on their way.
     fn give_up_stuck(&mut self, stuck: Vec<(String, &'static str)>) {
+        if stuck.is_empty() {
+            return;
+        }
+        // One cancel for them all.
+        self.cancel_where(|j| stuck.iter().any(|(id, _)| *id == j.id));
         for (id, why) in stuck {
-            self.cancel_where(|j| j.id == id);
             self.failed(format!(
                 "the batch system will not start worker job {id}: {why}; it was cancelled"
             ));
