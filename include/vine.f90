@@ -7,7 +7,10 @@
 ! string with a NUL byte inside, c_null_char, ends there for the library, as it
 ! would in C: do not build commands, paths or tags from bytes that may hold one) and
 ! strings the library returns come back as
-! allocatable character ('' where C returns NULL). Every constant of vine.h is a
+! allocatable character ('' where C returns NULL). Where C takes NULL for a string
+! (an unset environment variable, any tag, no name, every category), leave the
+! optional argument out, by keyword after it: vine_wait_for_tag(m, timeout_s=5).
+! Every constant of vine.h is a
 ! named parameter here. Compile this file with your program; no .mod file is shipped.
 !
 ! A task function is a bind(C) function, registered with c_funloc:
@@ -536,14 +539,12 @@ module vine
       character(kind=c_char), intent(in) :: s(*)
     end function
     integer(c_int) function c_vine_set_name(m, s) bind(C, name='vine_set_name')
-      import :: c_ptr, c_int, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: s(*)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, s
     end function
     type(c_ptr) function c_vine_wait_for_tag(m, tag, timeout_s) bind(C, name='vine_wait_for_tag')
-      import :: c_ptr, c_int, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: tag(*)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, tag
       integer(c_int), value :: timeout_s
     end function
     type(c_ptr) function c_vine_last_error() bind(C, name='vine_last_error')
@@ -578,8 +579,8 @@ module vine
     end function
     integer(c_int) function c_vine_task_set_env_var(t, name, value) bind(C, name='vine_task_set_env_var')
       import :: c_ptr, c_int, c_char
-      type(c_ptr), value :: t
-      character(kind=c_char), intent(in) :: name(*), value(*)
+      type(c_ptr), value :: t, value
+      character(kind=c_char), intent(in) :: name(*)
     end function
     type(c_ptr) function c_vine_task_get_stdout(t) bind(C, name='vine_task_get_stdout')
       import :: c_ptr
@@ -1095,17 +1096,31 @@ contains
     vine_set_bandwidth_limit = c_vine_set_bandwidth_limit(m, cstr(bandwidth))
   end function
 
+  !> name absent: forget the name (C's NULL).
   integer(c_int) function vine_set_name(m, name)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: name
-    vine_set_name = c_vine_set_name(m, cstr(name))
+    character(*), intent(in), optional :: name
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(name)) then
+      c = cstr(name)
+      vine_set_name = c_vine_set_name(m, c_loc(c))
+    else
+      vine_set_name = c_vine_set_name(m, c_null_ptr)
+    end if
   end function
 
+  !> tag absent (call with timeout_s=...): any task, as vine_wait (C's NULL).
   type(c_ptr) function vine_wait_for_tag(m, tag, timeout_s)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: tag
+    character(*), intent(in), optional :: tag
     integer(c_int), intent(in) :: timeout_s
-    vine_wait_for_tag = c_vine_wait_for_tag(m, cstr(tag), timeout_s)
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(tag)) then
+      c = cstr(tag)
+      vine_wait_for_tag = c_vine_wait_for_tag(m, c_loc(c), timeout_s)
+    else
+      vine_wait_for_tag = c_vine_wait_for_tag(m, c_null_ptr, timeout_s)
+    end if
   end function
 
   function vine_last_error() result(s)
@@ -1149,10 +1164,18 @@ contains
     vine_task_set_tag = c_vine_task_set_tag(t, cstr(tag))
   end function
 
+  !> value absent: the variable is unset for the command (C's NULL).
   integer(c_int) function vine_task_set_env_var(t, name, value)
     type(c_ptr), intent(in) :: t
-    character(*), intent(in) :: name, value
-    vine_task_set_env_var = c_vine_task_set_env_var(t, cstr(name), cstr(value))
+    character(*), intent(in) :: name
+    character(*), intent(in), optional :: value
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(value)) then
+      c = cstr(value)
+      vine_task_set_env_var = c_vine_task_set_env_var(t, cstr(name), c_loc(c))
+    else
+      vine_task_set_env_var = c_vine_task_set_env_var(t, cstr(name), c_null_ptr)
+    end if
   end function
 
   function vine_task_get_stdout(t) result(s)

@@ -140,6 +140,22 @@ program test
   call vine_task_delete(t, rc)
   call check(rc == VINE_ERROR_NULL, 'deleting it again is an error, not a double free')
 
+  ! Absent optional arguments are C's NULL: an unset variable, any tag, no name.
+  t = vine_task_create('echo "[${VINE_FORTRAN_UNSET-unset}]"')
+  call check(vine_task_set_env_var(t, 'VINE_FORTRAN_UNSET', 'set') == 0, 'env set')
+  call check(vine_task_set_env_var(t, 'VINE_FORTRAN_UNSET') == 0, 'env unset')
+  call check(vine_task_set_tag(t, 'some tag') == 0, 'tag for any')
+  id = vine_submit(m, t)
+  t = vine_wait_for_tag(m, timeout_s=60)
+  call check(c_associated(t), 'any tag')
+  call check(vine_task_get_stdout(t) == '[unset]' // new_line('a'), 'unset variable')
+  call vine_task_delete(t)
+  ! (Two statements each: Fortran may evaluate the operands of .and. in any order.)
+  call check(vine_set_name(m, 'named') == 0, 'name set')
+  call check(vine_get_name(m) == 'named', 'name')
+  call check(vine_set_name(m) == 0, 'name forgotten')
+  call check(vine_get_name(m) == '', 'no name')
+
   ! Shutdown with work outstanding: every task comes back.
   do back = 1, 20
     id = vine_submit(m, vine_task_create('true'))
@@ -155,9 +171,9 @@ program test
   end do
   call check(back == 20, 'all back')
   call check(vine_get_stats(m, s) == 0, 'stats')
-  call check(s%tasks_submitted == 24, 'stats submitted')
+  call check(s%tasks_submitted == 25, 'stats submitted')
   ! Fields at both ends of the struct read right: the layouts agree.
-  call check(s%tasks_done == 24 .and. s%total_cores_exact > 0 .and. s%time_when_started > 0, 'stats layout')
+  call check(s%tasks_done == 25 .and. s%total_cores_exact > 0 .and. s%time_when_started > 0, 'stats layout')
   call vine_delete(m)
 
   ! Measured resources and category bounds, through TaskVine's struct vine_resources.
