@@ -730,6 +730,15 @@ void vine_factory_delete(struct vine_factory *f);
 // holds), and a task's outputs that can be stored are stored even if one of
 // them cannot (the task then ends `VINE_RESULT_OUTPUT_MISSING`). `cache`
 // is a `VINE_CACHE_LEVEL_*`, `flags` or-ed `VINE_PEER_NOSHARE` / `VINE_UNLINK_WHEN_DONE`.
+// An input file written again on this machine between tasks (vine's own
+// addition; TaskVine leaves it undefined) reaches the tasks dispatched after
+// that as it is then, on every worker: copies workers keep of the earlier
+// contents are replaced when a task there needs it and are never served to a
+// peer. A change is seen in the file's metadata (size, modification and
+// change times, inode, mode), as `make` sees one. A directory is looked at
+// for a worker that has no copy of it yet: a worker holding one keeps using
+// it (its tree is not walked for every task; declare a new file for new
+// contents).
 // The manager owns the returned file (valid until `vine_delete`); NULL on error.
 struct vine_file *vine_declare_file(struct vine_manager *m, const char *path, vine_cache_level_t cache, vine_file_flags_t flags);
 

@@ -155,6 +155,10 @@ struct FileState {
     temp_location: Option<PathBuf>,
     /// For a file kept forever, its name in the workers' stores (once computed).
     content_name: Option<String>,
+    /// For a declared file or buffer kept at workers: the content hash of the
+    /// version the manager last sent, and how many times it found the file
+    /// changed from the version before (see [`File::copies_version`]).
+    copies: Option<([u8; 32], u64)>,
     /// Permission bits set by [`File::set_mode`].
     mode: Option<u32>,
     /// The name a worker keeps a URL or mini-task file under, when the default
@@ -474,6 +478,32 @@ impl File {
     /// computed, no longer names what it holds.
     pub(crate) fn forget_content_name(&self) {
         self.state().content_name = None;
+    }
+
+    /// The version of the file that copies made now hold, given `now`, the
+    /// content hash of what the manager has: 0 until the manager finds it
+    /// changed (written on its disk, a buffer's bytes replaced) from what it
+    /// sent before, one more each time. True if it just found it changed:
+    /// copies made before hold an older version.
+    pub(crate) fn copies_version(&self, now: [u8; 32]) -> (u64, bool) {
+        let mut st = self.state();
+        match &mut st.copies {
+            None => {
+                st.copies = Some((now, 0));
+                (0, false)
+            }
+            Some((hash, version)) if *hash == now => (*version, false),
+            Some((hash, version)) => {
+                *hash = now;
+                *version += 1;
+                (*version, true)
+            }
+        }
+    }
+
+    /// The version [`File::copies_version`] last gave (0 if none).
+    pub(crate) fn copies_version_known(&self) -> u64 {
+        self.state().copies.map_or(0, |(_, v)| v)
     }
 
     /// Records the name computed for a file kept forever; returns it.

@@ -1040,3 +1040,103 @@ fn a_temp_given_twice_to_one_task_is_fetched_from_its_peer_once_and_used_under_b
     assert_eq!(m.bytes_peer(), "twice\n".len() as u64);
     stop(m, vec![a, b]);
 }
+
+/// A task on the worker offering `feature` that prints `input`.
+fn cat_on(feature: &str, input: &std::sync::Arc<File>) -> Box<Task> {
+    let mut t = Task::command(c"cat in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    t.add_feature(&CString::new(feature).unwrap()).unwrap();
+    t
+}
+
+fn run_cat(m: &Manager, feature: &str, input: &std::sync::Arc<File>) -> String {
+    m.submit(cat_on(feature, input)).unwrap();
+    wait_ok(m).stdout().unwrap().to_str().unwrap().to_string()
+}
+
+#[test]
+fn a_file_changed_on_the_managers_disk_reaches_its_holders_and_new_workers_as_it_is_now() {
+    let (m, port) = remote_manager();
+    let holders = ["h0", "h1", "h2"];
+    let mut workers: Vec<Child> = holders.iter().map(|h| worker_with(port, h, &[])).collect();
+    workers.push(worker_with(port, "new", &[]));
+    let dir = tempdir();
+    let path = dir.join("params");
+    std::fs::write(&path, "version 1\n").unwrap();
+    let input = m.declare(File::path(&path, CacheLevel::Workflow, 0).unwrap());
+    for h in holders {
+        assert_eq!(run_cat(&m, h, &input), "version 1\n");
+    }
+    assert_eq!(m.file_replica_count(&input).unwrap(), 3);
+    // Written again between two rounds of tasks, as a workflow does.
+    std::fs::write(&path, "version 2, longer\n").unwrap();
+    // Not from a peer holding the older version (whose copy would be refused,
+    // costing the task an attempt per peer tried), nor from the holder's own.
+    assert_eq!(run_cat(&m, "new", &input), "version 2, longer\n");
+    assert_eq!(run_cat(&m, "h0", &input), "version 2, longer\n");
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    // The copies of version 1 left are no replicas of it.
+    assert_eq!(m.file_replica_count(&input).unwrap(), 2);
+    // Version 2 is what peers now serve.
+    assert_eq!(run_cat(&m, "h1", &input), "version 2, longer\n");
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    stop(m, workers);
+}
+
+#[test]
+fn a_file_kept_forever_changed_on_disk_is_sent_once_again_not_for_every_task() {
+    let (m, port) = remote_manager();
+    m.set_peer_transfers(false);
+    let workers = vec![worker_with(port, "a", &[]), worker_with(port, "b", &[])];
+    let dir = tempdir();
+    let path = dir.join("table");
+    std::fs::write(&path, "version 1\n").unwrap();
+    let input = m.declare(File::path(&path, CacheLevel::Forever, 0).unwrap());
+    assert_eq!(run_cat(&m, "a", &input), "version 1\n");
+    std::fs::write(&path, "version 2, longer\n").unwrap();
+    assert_eq!(run_cat(&m, "b", &input), "version 2, longer\n");
+    assert_eq!(run_cat(&m, "a", &input), "version 2, longer\n");
+    let sent = m.bytes_transferred().0;
+    for _ in 0..3 {
+        assert_eq!(run_cat(&m, "b", &input), "version 2, longer\n");
+        assert_eq!(run_cat(&m, "a", &input), "version 2, longer\n");
+    }
+    assert_eq!(
+        m.bytes_transferred().0,
+        sent,
+        "each worker holds it already"
+    );
+    stop(m, workers);
+}
+
+#[test]
+fn a_directory_changed_on_disk_reaches_a_new_worker_whole_and_costs_no_attempt() {
+    let (m, port) = remote_manager();
+    let workers = vec![
+        worker_with(port, "h0", &[]),
+        worker_with(port, "h1", &[]),
+        worker_with(port, "new", &[]),
+    ];
+    let dir = tempdir();
+    let tree = dir.join("tree");
+    std::fs::create_dir(&tree).unwrap();
+    std::fs::write(tree.join("a"), "a\n").unwrap();
+    let input = m.declare(File::path(&tree, CacheLevel::Workflow, 0).unwrap());
+    let ls = |feature: &str| {
+        let mut t = Task::command(c"ls in");
+        t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+            .unwrap();
+        t.add_feature(&CString::new(feature).unwrap()).unwrap();
+        m.submit(t).unwrap();
+        wait_ok(&m).stdout().unwrap().to_str().unwrap().to_string()
+    };
+    assert_eq!(ls("h0"), "a\n");
+    assert_eq!(ls("h1"), "a\n");
+    std::fs::write(tree.join("b"), "b\n").unwrap();
+    assert_eq!(ls("new"), "a\nb\n");
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    // A holder keeps the copy it has (documented at vine_declare_file).
+    assert_eq!(ls("h0"), "a\n");
+    stop(m, workers);
+}

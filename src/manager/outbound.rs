@@ -6,7 +6,7 @@
 //! sent: a file kept forever is named by the hash of the bytes that went.
 
 use crate::channel::FrameWriter;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -62,6 +62,9 @@ pub(crate) struct Planned {
 pub(crate) struct Inventory {
     /// In its cache, by file id.
     pub cached: HashSet<u64>,
+    /// The version of the copy in its cache (see [`crate::files::File::copies_version`]),
+    /// where not 0.
+    pub versions: HashMap<u64, u64>,
     /// In its store of files kept forever, by content name.
     pub stored: HashSet<String>,
     /// URLs and mini-task outputs it was told to make, by file id.
@@ -73,12 +76,23 @@ pub(crate) struct Inventory {
 }
 
 impl Inventory {
+    /// A copy of `version` of file `id` is (or is being put) in its cache.
+    pub(crate) fn cache(&mut self, id: u64, version: u64) {
+        self.cached.insert(id);
+        if version == 0 {
+            self.versions.remove(&id);
+        } else {
+            self.versions.insert(id, version);
+        }
+    }
+
     /// The worker found these missing or damaged: they are sent again when needed.
     pub(crate) fn forget(&mut self, lost: &[protocol::Held]) {
         for h in lost {
             match h {
                 protocol::Held::Cached(id) => {
                     self.cached.remove(id);
+                    self.versions.remove(id);
                 }
                 protocol::Held::Stored(name) => {
                     self.stored.remove(name);
@@ -141,6 +155,7 @@ impl Outbound {
                 {
                     let mut inv = self.inventory();
                     inv.cached.remove(&id);
+                    inv.versions.remove(&id);
                     inv.made.remove(&id);
                 }
                 self.settings.peers.remove(id, self.worker);
@@ -184,6 +199,47 @@ impl Outbound {
                 w.send(&ToWorker::Run(spec))
             }
         }
+    }
+
+    /// The version of input `p` that a copy at a worker must hold to be used
+    /// (see [`File::copies_version`]): for a declared file or a buffer kept at
+    /// workers, the manager's own data is looked at (its metadata; its bytes
+    /// hashed again only when they changed), and when it changed since it
+    /// was last sent, every copy made before is of an older version, which no
+    /// task is given again and no peer serves. 0 for the rest (temps, and
+    /// files sent for one task only).
+    fn version_of(&self, p: &Planned) -> u64 {
+        let (Plan::Keep { always: false }, Some(source)) = (&p.plan, &p.source) else {
+            return 0;
+        };
+        if !matches!(
+            p.file.kind(),
+            crate::files::FileKind::Path(_) | crate::files::FileKind::Buffer
+        ) {
+            return 0;
+        }
+        let Some(hash) = self.settings.hashes.of(&p.file, source) else {
+            // Unreadable now (removed since, say): the copies made are used.
+            return p.file.copies_version_known();
+        };
+        let (version, changed) = p.file.copies_version(hash);
+        if changed {
+            self.settings.peers.outdated(p.file.id());
+        }
+        version
+    }
+
+    /// True if the data of a file kept forever changed since its content
+    /// name was worked out (the name then names an older version).
+    fn changed_since_named(&self, p: &Planned, source: &Source) -> bool {
+        let Some(hash) = self.settings.hashes.of(&p.file, source) else {
+            return false;
+        };
+        let (_, changed) = p.file.copies_version(hash);
+        if changed {
+            self.settings.peers.outdated(p.file.id());
+        }
+        changed
     }
 
     /// Sends `source` to `dest`; Ok(Err) if the source could not be sent.
@@ -262,8 +318,20 @@ impl Outbound {
         let id = p.file.id();
         let settings = self.settings.clone();
         let peers = &settings.peers;
+        let is_dir = matches!(&p.source, Some(Source::Path(path)) if path.is_dir());
+        // A directory's tree is not walked for a worker holding a copy.
+        let version = if is_dir && self.inventory().cached.contains(&id) {
+            None
+        } else {
+            Some(self.version_of(p))
+        };
+        let fresh = |inv: &Inventory| {
+            inv.cached.contains(&id)
+                && version.is_none_or(|v| inv.versions.get(&id).copied().unwrap_or(0) == v)
+        };
+        let version = version.unwrap_or(0);
         if p.shareable && matches!(p.plan, Plan::Keep { always: false }) {
-            if self.inventory().cached.contains(&id) {
+            if fresh(&self.inventory()) {
                 return Ok(InputContent::Cached);
             }
             // A file only workers have (a temp) is fetched from one whatever
@@ -276,7 +344,7 @@ impl Outbound {
                 peers.choose(id, self.worker, false)
             };
             if let Some(c) = chosen {
-                self.inventory().cached.insert(id);
+                self.inventory().cache(id, version);
                 return Ok(InputContent::Peer {
                     host: c.host,
                     port: c.port,
@@ -293,11 +361,13 @@ impl Outbound {
             .get()
             .is_some_and(|s| s.txn_on.load(Ordering::Relaxed));
         let name = logging.then(|| log_name(&p.file));
-        let is_dir = matches!(source, Source::Path(path) if path.is_dir());
         match p.plan {
             // A directory has no content name: it is kept like a file kept
             // for the worker's life.
             Plan::Forever if !is_dir => {
+                if self.changed_since_named(p, source) {
+                    p.file.forget_content_name();
+                }
                 let content = match p.file.content_name() {
                     Some(name) => name,
                     None => match transfer::hash_source(source) {
@@ -331,7 +401,7 @@ impl Outbound {
             }
             Plan::Forever | Plan::Keep { .. } => {
                 let always = matches!(p.plan, Plan::Keep { always: true });
-                if !always && self.inventory().cached.contains(&id) {
+                if !always && fresh(&self.inventory()) {
                     return Ok(InputContent::Cached);
                 }
                 // Counted as a replica from now on: a peer asking for it while
@@ -342,12 +412,15 @@ impl Outbound {
                 Ok(
                     match self.send(w, Dest::Cache(id), source, p.file.delivered_mode(), name)? {
                         Ok(_) => {
-                            self.inventory().cached.insert(id);
+                            self.inventory().cache(id, version);
                             InputContent::Cached
                         }
                         Err(e) => {
                             peers.remove(id, self.worker);
-                            self.inventory().cached.remove(&id);
+                            let mut inv = self.inventory();
+                            inv.cached.remove(&id);
+                            inv.versions.remove(&id);
+                            drop(inv);
                             *why = Some(e);
                             InputContent::Missing
                         }

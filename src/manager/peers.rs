@@ -174,6 +174,15 @@ impl Peers {
         }
     }
 
+    /// The copies workers hold of `file` are of an older version: none is a
+    /// replica any more (each worker is sent the new one when a task there
+    /// needs it). Fetches under way end as they do.
+    pub(crate) fn outdated(&self, file: u64) {
+        let mut t = self.table();
+        t.holders.remove(&file);
+        t.stored.remove(&file);
+    }
+
     /// Whether `worker` holds `file` (or is being sent it).
     pub(crate) fn holds(&self, file: u64, worker: WorkerId) -> bool {
         self.table()

@@ -455,6 +455,7 @@ fn serve_connection(
     let (out_tx, out_rx) = crossbeam_channel::unbounded::<Outgoing>();
     let inventory = Arc::new(Mutex::new(Inventory {
         cached: HashSet::new(),
+        versions: Default::default(),
         stored,
         made: HashSet::new(),
         unsent: Default::default(),
