@@ -1140,3 +1140,28 @@ fn a_directory_changed_on_disk_reaches_a_new_worker_whole_and_costs_no_attempt()
     assert_eq!(ls("h0"), "a\n");
     stop(m, workers);
 }
+
+#[test]
+fn a_temp_the_manager_fetched_is_not_sent_back_to_the_worker_that_made_it() {
+    let (m, port) = remote_manager();
+    let a = worker_with(port, "a", &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"head -c 100000 /dev/zero > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    // The bytes and the NUL the C API adds.
+    assert_eq!(m.fetch_file(&temp).unwrap().len(), 100_001);
+    assert_eq!(m.bytes_transferred(), (0, 100_000));
+    for _ in 0..2 {
+        m.submit(count_on("a", &temp)).unwrap();
+        assert_eq!(
+            wait_ok(&m).stdout().unwrap().to_str().unwrap().trim(),
+            "100000"
+        );
+    }
+    assert_eq!(m.bytes_transferred(), (0, 100_000), "a holds it");
+    stop(m, vec![a]);
+}

@@ -730,7 +730,12 @@ impl ManagerLoop {
                     })
                     .map_err(|e| Error::new(ErrorKind::Io, format!("cannot fetch the temp: {e}")));
                 if stored.is_ok() {
-                    self.sched.temps.fetched(file_id);
+                    // The workers holding it are not sent it again.
+                    for w in self.sched.temps.fetched(file_id) {
+                        if let Some(link) = self.remote.get(&w) {
+                            link.holds_in_cache(file_id);
+                        }
+                    }
                     // Tasks that read it may now go to any worker.
                     self.sched.retry_parked();
                 }

@@ -1373,6 +1373,12 @@ impl RemoteLink {
         v
     }
 
+    /// The worker keeps `file_id` in its cache (a temp made or replicated
+    /// there, which the manager now has too): a task there is not sent it.
+    pub(crate) fn holds_in_cache(&self, file_id: u64) {
+        self.inventory().cached.insert(file_id);
+    }
+
     /// Asks the worker for a file it keeps (answered with `RemoteFileData`).
     pub(crate) fn get_file(&self, file_id: u64) {
         *self.expected().asked.entry(file_id).or_insert(0) += 1;

@@ -282,8 +282,13 @@ impl Temps {
     }
 
     /// Temp `file_id` arrived at the manager: any worker can be sent it now.
-    pub(crate) fn fetched(&mut self, file_id: u64) {
+    /// Returns the workers that hold it still (made or replicated there).
+    pub(crate) fn fetched(&mut self, file_id: u64) -> Vec<WorkerId> {
+        let holders = self.kept.get(&file_id).map_or_else(Vec::new, |k| {
+            k.at.iter().chain(k.replicas.iter()).copied().collect()
+        });
         self.remove(file_id);
+        holders
     }
 
     /// `worker` is gone with the temps it kept: each is marked as being made
