@@ -755,7 +755,10 @@ struct vine_file *vine_declare_buffer(struct vine_manager *m, const void *data, 
 // the tasks reading it wait for it. A task reading a temp that a task submitted
 // before it will write waits until that task is done, as TaskVine's do; if no
 // such task made it (none was submitted, or it failed or was cancelled), the
-// reader ends `VINE_RESULT_INPUT_MISSING`. Owned by the manager; NULL on error.
+// reader ends `VINE_RESULT_INPUT_MISSING`. A temp a later task writes again
+// (vine's own; TaskVine has one writer) holds what that task wrote from then
+// on, wherever it is read: the copies of what it held before are deleted.
+// Owned by the manager; NULL on error.
 struct vine_file *vine_declare_temp(struct vine_manager *m);
 
 // Attaches `f` as an input of command task `t`, placed in its sandbox as

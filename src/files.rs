@@ -517,6 +517,14 @@ impl File {
         self.state().temp_location.clone()
     }
 
+    /// A remote task wrote the temp anew: the manager's copy of what it held
+    /// before is removed.
+    pub(crate) fn drop_temp_location(&self) {
+        if let Some(loc) = self.state().temp_location.take() {
+            crate::transfer::remove_all(&loc);
+        }
+    }
+
     pub(crate) fn set_temp_location(&self, path: PathBuf) {
         self.state().temp_location = Some(path);
     }

@@ -1165,3 +1165,38 @@ fn a_temp_the_manager_fetched_is_not_sent_back_to_the_worker_that_made_it() {
     assert_eq!(m.bytes_transferred(), (0, 100_000), "a holds it");
     stop(m, vec![a]);
 }
+
+#[test]
+fn a_temp_written_again_is_read_as_written_last_wherever_its_earlier_copies_are() {
+    let (m, port) = remote_manager();
+    let workers = vec![
+        worker_with(port, "a", &[]),
+        worker_with(port, "b", &[]),
+        worker_with(port, "r", &[]),
+    ];
+    let temp = m.declare(File::temp().unwrap());
+    let write_on = |feature: &str, what: &str| {
+        let cmd = CString::new(format!("echo {what} > t")).unwrap();
+        let mut t = Task::command(&cmd);
+        t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        t.add_feature(&CString::new(feature).unwrap()).unwrap();
+        m.submit(t).unwrap();
+        wait_ok(&m);
+    };
+    write_on("a", "one");
+    assert_eq!(run_cat(&m, "r", &temp), "one\n");
+    assert_eq!(m.file_replica_count(&temp).unwrap(), 2);
+    write_on("b", "two");
+    // Not from a's copy, nor r's own.
+    assert_eq!(run_cat(&m, "r", &temp), "two\n");
+    assert_eq!(run_cat(&m, "a", &temp), "two\n");
+    // Once the manager has a copy, a third version replaces that one too.
+    assert_eq!(&m.fetch_file(&temp).unwrap()[..4], b"two\n");
+    write_on("a", "three");
+    assert_eq!(run_cat(&m, "b", &temp), "three\n");
+    assert_eq!(run_cat(&m, "r", &temp), "three\n");
+    assert_eq!(&m.fetch_file(&temp).unwrap()[..6], b"three\n");
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    stop(m, workers);
+}

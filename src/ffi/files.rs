@@ -81,7 +81,10 @@ pub unsafe extern "C" fn vine_declare_buffer(
 /// the tasks reading it wait for it. A task reading a temp that a task submitted
 /// before it will write waits until that task is done, as TaskVine's do; if no
 /// such task made it (none was submitted, or it failed or was cancelled), the
-/// reader ends `VINE_RESULT_INPUT_MISSING`. Owned by the manager; NULL on error.
+/// reader ends `VINE_RESULT_INPUT_MISSING`. A temp a later task writes again
+/// (vine's own; TaskVine has one writer) holds what that task wrote from then
+/// on, wherever it is read: the copies of what it held before are deleted.
+/// Owned by the manager; NULL on error.
 #[no_mangle]
 pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
     guard(ptr::null_mut(), || {

@@ -681,7 +681,7 @@ impl ManagerLoop {
                         );
                     }
                     link.made_inputs_kept(&task);
-                    self.outputs_renewed(&task);
+                    self.outputs_renewed(&task, Some(worker));
                     // Temps it made stay at its worker, which can make them again if lost.
                     self.sched.temps.task_done(worker, true, &task);
                     self.share_temps_of(worker, &task);
@@ -1227,17 +1227,43 @@ impl ManagerLoop {
     /// `task` came back: files and buffers of the manager that it wrote as
     /// outputs may hold new data, so remote workers caching an older copy are
     /// told to delete it, and the next task reading one is sent it again.
-    fn outputs_renewed(&mut self, task: &Task) {
+    fn outputs_renewed(&mut self, task: &Task, writer: Option<WorkerId>) {
         let Some(extra) = &task.extra else { return };
         for m in &extra.outputs {
-            if matches!(m.file.kind(), FileKind::Path(_) | FileKind::Buffer) {
-                m.file.forget_content_name();
-                self.remote_settings.peers.unstored(m.file.id());
-                for link in self.remote.values() {
-                    link.forget_file(&m.file, &self.sched.temps);
+            match m.file.kind() {
+                FileKind::Path(_) | FileKind::Buffer => {
+                    m.file.forget_content_name();
+                    self.remote_settings.peers.unstored(m.file.id());
+                    for link in self.remote.values() {
+                        link.forget_file(&m.file, &self.sched.temps);
+                    }
                 }
+                // A temp written again: the copies of what it held before,
+                // wherever they are, are not the temp any more.
+                FileKind::Temp
+                    if task.result == crate::task::TaskResult::Success
+                        && self.made_before(&m.file) =>
+                {
+                    for (w, link) in &self.remote {
+                        if Some(*w) != writer {
+                            link.forget_file(&m.file, &self.sched.temps);
+                        }
+                    }
+                    if writer.is_some() {
+                        m.file.drop_temp_location();
+                    }
+                }
+                _ => {}
             }
         }
+    }
+
+    /// Whether temp `file` holds data already, at the manager or at workers.
+    fn made_before(&self, file: &crate::files::File) -> bool {
+        let id = file.id();
+        file.temp_location().is_some()
+            || self.sched.temps.holders(id) > 0
+            || self.remote_settings.peers.replicas(id) > 0
     }
 
     /// Takes the tasks the local pool has finished.
@@ -1249,7 +1275,7 @@ impl ManagerLoop {
         self.local.take_finished(&mut batch);
         for task in batch.drain(..) {
             if task.extra.is_some() {
-                self.outputs_renewed(&task);
+                self.outputs_renewed(&task, None);
                 // Temps it made are at the manager: any worker can be sent them.
                 self.sched.temps.task_done(LOCAL_WORKER, false, &task);
             }
