@@ -256,3 +256,24 @@ fn two_workers_of_one_killed_process_leave_neither_directory() {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+#[test]
+fn a_worker_whose_store_is_too_full_to_list_whole_still_joins_and_runs_tasks() {
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let workdir = dir.join("w");
+    // SAFETY: geteuid takes nothing and cannot fail.
+    let store = workdir.join(format!("vine-forever-{}", unsafe { libc::geteuid() }));
+    std::fs::create_dir_all(&store).unwrap();
+    // 20,000 names of 64 hex digits: more than a handshake frame (1 MiB) holds.
+    for i in 0..20_000u32 {
+        std::fs::write(store.join(format!("{i:064x}")), b"").unwrap();
+    }
+    let mut w = vine_worker(port, &["--workdir", workdir.to_str().unwrap()]);
+    until(&m, "the worker joined", |s| s.workers_connected == 1);
+    m.submit(Task::command(c"echo ran")).unwrap();
+    let t = m.wait(Some(BOUND)).expect("the task came back");
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    m.shutdown().unwrap();
+    assert!(exits_within_bound(&mut w).success());
+}

@@ -203,7 +203,7 @@ fn register(
         });
     }
     let r = resources;
-    let details = protocol::WorkerDetails {
+    let mut details = protocol::WorkerDetails {
         resources: (r.millicores, r.memory_mb, r.disk_mb, r.gpus),
         functions: crate::registry::names(),
         hostname: hostname(),
@@ -213,6 +213,7 @@ fn register(
         time_left_s: end.map(|e| e.saturating_duration_since(Instant::now()).as_secs()),
         transfer_port,
     };
+    fit_details(&mut details).map_err(Ended::Refused)?;
     let (mut send_mac, mut recv_mac) = match keys {
         Some((s, r)) => (Some(s), Some(r)),
         None => (None, None),
@@ -245,6 +246,40 @@ fn register(
 
 /// The manager refused this worker (or status query, `status`) for
 /// `reason`: for good.
+/// The size of `details` as sent, in bytes.
+fn details_len(details: &protocol::WorkerDetails) -> u64 {
+    bincode::serialized_size(&ToManager::Details(Box::new(details.clone()))).unwrap_or(u64::MAX)
+}
+
+/// Fits `details` in a handshake frame ([`protocol::MAX_HANDSHAKE_FRAME`]): a
+/// store too full to list whole is listed in part (the manager sends again
+/// what it does not know is there, which changes nothing in the store); an
+/// error, which trying again would not mend, if the function names and
+/// features alone do not fit.
+fn fit_details(details: &mut protocol::WorkerDetails) -> Result<(), Error> {
+    let limit = u64::from(protocol::MAX_HANDSHAKE_FRAME);
+    let len = details_len(details);
+    if len <= limit {
+        return Ok(());
+    }
+    // Each name costs the same (content names have one length).
+    let per_name = details
+        .stored
+        .first()
+        .map_or(1, |n| bincode::serialized_size(n).unwrap_or(1).max(1));
+    let over = (len - limit).div_ceil(per_name);
+    let keep = details.stored.len().saturating_sub(over as usize);
+    details.stored.truncate(keep);
+    let len = details_len(details);
+    if len <= limit {
+        return Ok(());
+    }
+    Err(Error::invalid(format!(
+        "this worker's function names and features take {len} bytes to tell the manager; \
+         at most {limit} fit (register fewer functions, or shorter names)"
+    )))
+}
+
 fn refused_by_manager(reason: &str, status: bool) -> Ended {
     let who = if status { "status query" } else { "worker" };
     Ended::Refused(crate::channel::refused(&format!(
@@ -256,4 +291,33 @@ pub(super) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_owned())
         .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_too_full_is_listed_in_part_and_too_many_function_names_are_an_error() {
+        let limit = u64::from(protocol::MAX_HANDSHAKE_FRAME);
+        let mut d = protocol::WorkerDetails {
+            stored: (0..20_000u32).map(|i| format!("{i:064x}")).collect(),
+            functions: vec!["f".into()],
+            ..Default::default()
+        };
+        fit_details(&mut d).unwrap();
+        assert!(details_len(&d) <= limit);
+        assert!(
+            d.stored.len() > 10_000,
+            "only what does not fit is left out"
+        );
+
+        let mut d = protocol::WorkerDetails {
+            functions: (0..20_000u32).map(|i| format!("{i:064x}")).collect(),
+            stored: vec!["0".repeat(64)],
+            ..Default::default()
+        };
+        let e = fit_details(&mut d).unwrap_err();
+        assert!(e.to_string().contains("function names"), "{e}");
+    }
 }
