@@ -1102,3 +1102,49 @@ fn a_shutdown_whose_worker_never_answers_still_succeeds_when_nothing_was_abandon
     assert!(status.success(), "worker exited with {status}");
     drop(m);
 }
+
+/// The outputs a worker sends back for a task cancelled meanwhile are not
+/// stored: the declared file keeps what it held, and the task comes back
+/// cancelled.
+#[test]
+fn the_outputs_of_a_task_cancelled_while_they_were_on_their_way_are_not_stored() {
+    use vine::protocol::{OutputStatus, ToManager, ToWorker};
+    let (m, port) = remote_manager();
+    let dir = tempdir();
+    let path = dir.join("result");
+    std::fs::write(&path, "before\n").unwrap();
+    let out = m.declare(File::path(&path, CacheLevel::Task, 0).unwrap());
+    let mut t = Task::command(c"echo after > result");
+    t.add_output(Mount::new(out.clone(), "result", 0).unwrap())
+        .unwrap();
+    let id = m.submit(t).unwrap();
+    let (mut r, mut w) = common::fake_worker(port, &[]);
+    let spec = common::next_run(&mut r);
+    m.cancel(id).unwrap();
+    loop {
+        if let ToWorker::Cancel(c) = r.recv::<ToWorker>().unwrap() {
+            assert_eq!(c, id);
+            break;
+        }
+    }
+    // The worker had finished: it sends the output, then its report.
+    vine::transfer::send(
+        1,
+        vine::protocol::Dest::Output(spec.id, spec.attempt, out.id()),
+        &vine::transfer::Source::Bytes(b"after\n".to_vec().into()),
+        None,
+        &mut |p| w.send(&ToManager::Xfer(p)),
+        &mut 0,
+    )
+    .unwrap()
+    .unwrap();
+    let ToManager::Done(mut report) = common::report_success(&spec, 1, 2, b"") else {
+        unreachable!()
+    };
+    report.outputs = vec![(out.id(), OutputStatus::Sent)];
+    w.send(&ToManager::Done(report)).unwrap();
+    let back = m.wait(LONG).expect("the task comes back");
+    assert_eq!(back.result(), TaskResult::Cancelled);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), "before\n");
+    m.shutdown().unwrap();
+}

@@ -893,8 +893,10 @@ pub extern "C" fn vine_hungry(m: *mut vine_manager) -> c_int {
 /// `VINE_RESULT_CANCELLED` at once; a running command is killed; a running THREAD
 /// function cannot be stopped, so it is marked and comes back cancelled when it
 /// returns. Returns 0, and then the task always comes back `VINE_RESULT_CANCELLED`
-/// (even if it was finishing as the cancel arrived; a second cancel of a task
-/// still on its way back also returns 0), or `VINE_ERROR_UNKNOWN_TASK` if
+/// (even if it was finishing as the cancel arrived, when the outputs a remote
+/// worker sends back are not stored: a declared file keeps what it held; a
+/// second cancel of a task still on its way back also returns 0), or
+/// `VINE_ERROR_UNKNOWN_TASK` if
 /// it has already finished (it comes back as it finished; `vine_last_error()` says
 /// so) or no task `id` was submitted; `VINE_ERROR_INVALID_ARGUMENT` for an `id`
 /// below 1, `VINE_ERROR_SHUT_DOWN` after `vine_shutdown` (which has cancelled

@@ -656,7 +656,8 @@ impl ManagerLoop {
                     }
                 }
                 let attempt = report.attempt;
-                if apply_report(&mut task, *report, &self.temp_root) {
+                let cancelled = self.sched.is_cancelling(task.id);
+                if apply_report(&mut task, *report, &self.temp_root, cancelled) {
                     use crate::task::TaskResult::InputMissing;
                     let unsent = link.why_unsent(&task, attempt);
                     if let Some(why) = unsent.filter(|_| task.result == InputMissing) {

@@ -1744,13 +1744,21 @@ pub(crate) fn apply_report(
     task: &mut Task,
     report: TaskReport,
     temp_root: &std::path::Path,
+    cancelled: bool,
 ) -> bool {
-    if report.attempt != task.attempts {
-        for (_, arrived) in report.arrived {
+    let mut report = report;
+    // Of another attempt: nothing of it is kept. Of a task cancelled
+    // meanwhile (which comes back cancelled): what it wrote is not stored, so
+    // a file it declared keeps what it held.
+    let stale = report.attempt != task.attempts;
+    if stale || cancelled {
+        for (_, arrived) in std::mem::take(&mut report.arrived) {
             if let Ok(path) = arrived {
                 transfer::remove_all(&path);
             }
         }
+    }
+    if stale {
         return false;
     }
     task.exit_code = report.exit_code;

@@ -1347,6 +1347,11 @@ impl Scheduler {
         comm.complete(task);
     }
 
+    /// Whether task `id`, on a worker, is being cancelled there.
+    pub fn is_cancelling(&self, id: TaskId) -> bool {
+        self.cancelling.contains_key(&id)
+    }
+
     /// Cancels task `id`: a waiting one comes back at once, a dispatched one when its
     /// worker returns it, CANCELLED in both cases (even if its worker finished it
     /// meanwhile). True also for one whose cancellation is under way: it too
