@@ -5,7 +5,8 @@
 # its own process; runtimes are alternated within every pass, over PASSES passes
 # (default 3), so that a slow quarter of an hour hits them all alike. Medians,
 # and each runtime's ratio to vine. Needs libtbb-dev (oneTBB) and cargo (rayon).
-# Then one run of lost.c: where vine's time goes on the 100 us tasks.
+# Then one run of lost.c: where vine's time goes on the 100 us tasks, and one
+# of phases.c: the calling thread's cost per task, call by call.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=../..
@@ -14,6 +15,7 @@ mkdir -p "$bin"
 cargo build --release -q --manifest-path "$root/Cargo.toml"
 gcc -O2 -Wall -Wextra -Werror -I. vine.c "$root/target/release/libvine.a" -lpthread -ldl -lm -o "$bin/ip_vine"
 gcc -O2 -Wall -Wextra -Werror -I. lost.c "$root/target/release/libvine.a" -lpthread -ldl -lm -o "$bin/ip_lost"
+gcc -O2 -Wall -Wextra -Werror -I. phases.c "$root/target/release/libvine.a" -lpthread -ldl -lm -o "$bin/ip_phases"
 gcc -O2 -Wall -Wextra -Werror -fopenmp omp.c -o "$bin/ip_omp"
 runtimes=(vine omp tbb rayon)
 if ! g++ -std=c++17 -O2 -Wall -Wextra -Werror tbb.cpp -ltbb -lpthread -o "$bin/ip_tbb" 2>/dev/null; then
@@ -92,3 +94,6 @@ done
 echo
 echo "Where vine's spin100 loses time (one run; see lost.c):"
 env VINE_LOCAL_CORES=2 "$bin/ip_lost" 20000
+echo
+echo "Where the calling thread's time goes on the empty tasks (one run; see phases.c):"
+env VINE_LOCAL_CORES=2 "$bin/ip_phases" 1000000
