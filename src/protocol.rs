@@ -29,7 +29,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 10;
+pub const VERSION: u16 = 11;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -436,6 +436,9 @@ pub enum ToWorker {
         /// Its worker id.
         source: u32,
     },
+    /// The end time of this task passed (by the manager's clock): stop it as
+    /// one killed at its end time (see `Cancel` for a cancel).
+    EndTime(u64),
 }
 
 /// Worker to manager.

@@ -180,18 +180,32 @@ fn outputs_follow_the_exit_code(m: &Manager, dir: &Path) {
             "the success-only output, exit {code}"
         );
     }
-    // Killed at its time limit or by a signal: what it wrote comes back, the
-    // failure-only output with it, as TaskVine's manager fetches it.
-    for (how, result) in [
+    // Killed at its time limit, at its end time or by a signal: what it wrote
+    // comes back, the failure-only output with it, as TaskVine's manager
+    // fetches it. (At its end time the manager's timer and the worker's own
+    // deadline both stop it, whichever comes first, alike.)
+    for (i, (how, result)) in [
         ("exec sleep 30", TaskResult::MaxWallTime),
+        ("exec sleep 30", TaskResult::MaxEndTime),
         ("kill -9 $$", TaskResult::Signal),
-    ] {
-        let log = dir.join(format!("log-{how}"));
-        let res = dir.join(format!("res-{how}"));
-        let plain = dir.join(format!("plain-{how}"));
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let log = dir.join(format!("killed-log-{i}"));
+        let res = dir.join(format!("killed-res-{i}"));
+        let plain = dir.join(format!("killed-plain-{i}"));
         let cmd = format!("echo log > log; echo res > res; echo out > plain; {how}");
         let mut t = Task::command(&CString::new(cmd).unwrap());
-        t.set_time_max(1.0).unwrap();
+        if result == TaskResult::MaxEndTime {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros() as i64;
+            t.set_time_end(now + 1_000_000);
+        } else {
+            t.set_time_max(1.0).unwrap();
+        }
         let f = |p: &Path| m.declare(File::path(p, CacheLevel::Task, 0).unwrap());
         t.add_output(Mount::new(f(&log), "log", MOUNT_FAILURE_ONLY).unwrap())
             .unwrap();

@@ -68,7 +68,9 @@ struct Outbox {
     to_local: Vec<Box<Task>>,
     to_remote: Vec<(WorkerId, Box<Task>)>,
     finished: Vec<Box<Task>>,
-    cancels: Vec<(WorkerId, TaskId)>,
+    /// Tasks to stop at their workers: true for one stopped at its end
+    /// time, false for a cancel.
+    cancels: Vec<(WorkerId, TaskId, bool)>,
     /// Tasks the manager ran itself (to make lost temps again): never returned.
     internal: Vec<Box<Task>>,
 }
@@ -91,7 +93,11 @@ impl Comm for Outbox {
     }
 
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
-        self.cancels.push((worker, id));
+        self.cancels.push((worker, id, false));
+    }
+
+    fn end_on_worker(&mut self, worker: WorkerId, id: TaskId) {
+        self.cancels.push((worker, id, true));
     }
 }
 
@@ -1147,11 +1153,15 @@ impl ManagerLoop {
                 }
             }
         }
-        for (worker, id) in std::mem::take(&mut self.outbox.cancels) {
-            if worker == LOCAL_WORKER {
-                self.local.cancel(id);
-            } else if let Some(link) = self.remote.get_mut(&worker) {
-                link.cancel(id);
+        for (worker, id, end_time) in std::mem::take(&mut self.outbox.cancels) {
+            match (worker == LOCAL_WORKER, end_time) {
+                (true, false) => self.local.cancel(id),
+                (true, true) => self.local.end_time(id),
+                (false, _) => {
+                    if let Some(link) = self.remote.get_mut(&worker) {
+                        link.stop(id, end_time);
+                    }
+                }
             }
         }
         if !self.slow.marks.is_empty() {

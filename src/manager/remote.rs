@@ -1710,7 +1710,18 @@ impl RemoteLink {
 
     /// Stops task `id` if the worker has it; it comes back marked cancelled.
     pub(crate) fn cancel(&mut self, id: TaskId) {
-        let _ = self.out.send(Outgoing::Frame(ToWorker::Cancel(id)));
+        self.stop(id, false);
+    }
+
+    /// Stops task `id` at the worker: cancels it, or when `end_time` stops it
+    /// at its end time.
+    pub(crate) fn stop(&mut self, id: TaskId, end_time: bool) {
+        let frame = if end_time {
+            ToWorker::EndTime(id)
+        } else {
+            ToWorker::Cancel(id)
+        };
+        let _ = self.out.send(Outgoing::Frame(frame));
     }
 }
 

@@ -52,6 +52,9 @@ pub trait Comm {
     fn complete(&mut self, task: Box<Task>);
     /// Ask `worker` to stop task `id` and send it back.
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId);
+    /// Tell `worker` that task `id`'s end time passed: it stops it as one
+    /// killed at its end time (a command returns what it wrote).
+    fn end_on_worker(&mut self, worker: WorkerId, id: TaskId);
 }
 
 /// What decides which workers can take a task: tasks of one shape fit the same
@@ -937,7 +940,7 @@ impl Scheduler {
             self.ends.pop();
             if let Some(&worker) = self.dispatched.get(&id) {
                 if !self.cancelling.contains_key(&id) && self.ending.insert(id, ()).is_none() {
-                    comm.cancel_on_worker(worker, id);
+                    comm.end_on_worker(worker, id);
                 }
                 continue;
             }

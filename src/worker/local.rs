@@ -876,6 +876,18 @@ impl WorkerLink for LocalPool {
     }
 
     fn cancel(&mut self, id: TaskId) {
+        self.stop_task(id, false);
+    }
+
+    fn end_time(&mut self, id: TaskId) {
+        self.stop_task(id, true);
+    }
+}
+
+impl LocalPool {
+    /// Stops task `id` if the pool has it: cancels it, or when `end_time`
+    /// stops it at its end time.
+    fn stop_task(&mut self, id: TaskId, end_time: bool) {
         let mut st = self.shared.lock();
         let mut started = Vec::new();
         let mut back = st
@@ -889,7 +901,11 @@ impl WorkerLink for LocalPool {
                 st.slots.release(s.task.request, &mut started);
                 back = Some(s.task);
             } else if let Some(control) = st.running.get(&id) {
-                control.cancel();
+                if end_time {
+                    control.expire();
+                } else {
+                    control.cancel();
+                }
             }
         }
         if let Some(task) = &mut back {
@@ -899,7 +915,14 @@ impl WorkerLink for LocalPool {
         Self::wake_or_spawn(&self.shared, &mut st);
         drop(st);
         if let Some(mut task) = back {
-            task.flags |= FLAG_CANCELLED;
+            if end_time {
+                task.finish(
+                    TaskResult::MaxEndTime,
+                    Some("the task reached its end time before it started; it did not run".into()),
+                );
+            } else {
+                task.flags |= FLAG_CANCELLED;
+            }
             self.send_back(task);
         }
     }

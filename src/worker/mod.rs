@@ -25,4 +25,7 @@ pub trait WorkerLink: Send {
     fn dispatch(&mut self, tasks: &mut Vec<Box<Task>>);
     /// Stops task `id` if the worker has it; it comes back marked cancelled.
     fn cancel(&mut self, id: TaskId);
+    /// Task `id`'s end time passed: it is stopped if the worker has it, and
+    /// comes back `MaxEndTime` (a command killed then returns what it wrote).
+    fn end_time(&mut self, id: TaskId);
 }

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Default)]
 pub struct RunControl {
     cancelled: AtomicBool,
+    /// Stopped at its end time by the manager (see [`RunControl::expire`]).
+    expired: AtomicBool,
     pgid: AtomicI32,
     /// Panic as soon as the process group is recorded, as a bug in the
     /// supervisor would (tests only).
@@ -31,6 +33,7 @@ impl RunControl {
     /// Clears the control for the next task.
     pub fn reset(&self) {
         self.cancelled.store(false, Ordering::Release);
+        self.expired.store(false, Ordering::Release);
         self.pgid.store(0, Ordering::Release);
     }
 
@@ -42,7 +45,7 @@ impl RunControl {
     /// Records the process group of the running command.
     pub fn set_pgid(&self, pgid: i32) {
         self.pgid.store(pgid, Ordering::Release);
-        if self.is_cancelled() {
+        if self.is_cancelled() || self.is_expired() {
             kill_group(pgid);
         }
         #[cfg(test)]
@@ -75,6 +78,22 @@ impl RunControl {
         if pgid > 0 {
             kill_group(pgid);
         }
+    }
+
+    /// The task's end time passed (as the manager's clock tells it): a running
+    /// command's group is killed at once and ends as one killed at its end time
+    /// by its own deadline does, returning what it wrote.
+    pub fn expire(&self) {
+        self.expired.store(true, Ordering::Release);
+        let pgid = self.pgid.load(Ordering::Acquire);
+        if pgid > 0 {
+            kill_group(pgid);
+        }
+    }
+
+    /// True once [`RunControl::expire`] was called.
+    pub fn is_expired(&self) -> bool {
+        self.expired.load(Ordering::Acquire)
     }
 }
 
@@ -121,6 +140,8 @@ pub enum Ending {
     Exited(ExitStatus),
     /// It was killed at its deadline.
     TimedOut,
+    /// It was killed at its end time, which the manager told passed.
+    EndTime,
     /// It was killed by a cancellation.
     Cancelled,
     /// It was killed for using this many MB, more than its memory.
@@ -142,7 +163,10 @@ impl Ending {
         use crate::task::TaskResult;
         // Killed at a limit: its exit code is the signal that ended it (SIGKILL),
         // as TaskVine reports it.
-        if matches!(self, Ending::TimedOut | Ending::OverMemory(_)) {
+        if matches!(
+            self,
+            Ending::TimedOut | Ending::EndTime | Ending::OverMemory(_)
+        ) {
             task.exit_code = libc::SIGKILL;
         }
         let (result, reason) = match self {
@@ -150,6 +174,7 @@ impl Ending {
             Ending::TimedOut if task.time_end() > 0 && crate::task::now_us() >= task.time_end() => {
                 (TaskResult::MaxEndTime, "killed at its end time".to_owned())
             }
+            Ending::EndTime => (TaskResult::MaxEndTime, "killed at its end time".to_owned()),
             Ending::TimedOut => (
                 TaskResult::MaxWallTime,
                 format!("killed after its time_max of {} s", task.time_max()),
@@ -691,6 +716,8 @@ pub fn supervise(
         }
     } else if timed_out {
         Ending::TimedOut
+    } else if control.is_expired() {
+        Ending::EndTime
     } else {
         Ending::Exited(status)
     };

@@ -8,6 +8,8 @@ struct TestComm {
     dispatched: Vec<(WorkerId, Box<Task>)>,
     completed: Vec<Box<Task>>,
     cancels: Vec<(WorkerId, TaskId)>,
+    /// Tasks told their end time passed.
+    ends: Vec<(WorkerId, TaskId)>,
 }
 
 impl Comm for TestComm {
@@ -19,6 +21,9 @@ impl Comm for TestComm {
     }
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
         self.cancels.push((worker, id));
+    }
+    fn end_on_worker(&mut self, worker: WorkerId, id: TaskId) {
+        self.ends.push((worker, id));
     }
 }
 
@@ -600,6 +605,38 @@ fn a_task_waits_for_its_start_time_and_a_waiting_one_ends_at_its_end_time() {
     s.schedule(&mut comm);
     assert_eq!(comm.dispatched_ids(), [1]);
     assert_eq!(s.next_timer_us(), None);
+}
+
+#[test]
+fn a_running_task_at_its_end_time_is_stopped_as_such_not_cancelled() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(2.0), Some(0));
+    s.tick(1_000, &mut comm);
+    for id in [1, 2] {
+        let mut t = task(id, 0.0, 1.0);
+        t.set_time_end(3_000);
+        s.submit(t, &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1, 2]);
+    s.tick(3_000, &mut comm);
+    assert!(comm.cancels.is_empty());
+    assert_eq!(comm.ends, [(0, 1), (0, 2)]);
+    // The worker stopped one as killed at its end time; the other was still
+    // waiting for its inputs there, and comes back cancelled.
+    let (w, mut t) = comm.take(1);
+    t.finish(
+        TaskResult::MaxEndTime,
+        Some("killed at its end time".into()),
+    );
+    s.finished(w, t, &mut comm);
+    let (w, mut t) = comm.take(2);
+    t.flags |= crate::task::FLAG_CANCELLED;
+    t.finish(TaskResult::Cancelled, None);
+    s.finished(w, t, &mut comm);
+    let results: Vec<TaskResult> = comm.completed.iter().map(|t| t.result()).collect();
+    assert_eq!(results, [TaskResult::MaxEndTime, TaskResult::MaxEndTime]);
 }
 
 #[test]

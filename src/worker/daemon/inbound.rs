@@ -104,6 +104,13 @@ impl Inbound {
                         self.pool.cancel(id);
                     }
                 }
+                // One still waiting for its inputs comes back cancelled,
+                // which the manager reports as stopped at its end time.
+                ToWorker::EndTime(id) => {
+                    if !self.fetches.cancel(id) {
+                        self.pool.end_time(id);
+                    }
+                }
                 ToWorker::Replicate {
                     file_id,
                     host,
