@@ -218,28 +218,28 @@ impl Outbound {
         ) {
             return 0;
         }
-        let Some(hash) = self.settings.hashes.of(&p.file, source) else {
-            // Unreadable now (removed since, say): the copies made are used.
-            return p.file.copies_version_known();
-        };
-        let (version, changed) = p.file.copies_version(hash);
-        if changed {
-            self.settings.peers.outdated(p.file.id());
-        }
-        version
+        // Unreadable now (removed since, say): the copies made are used.
+        self.looked_at(p, source)
+            .map_or_else(|| p.file.copies_version_known(), |(version, _)| version)
     }
 
     /// True if the data of a file kept forever changed since its content
     /// name was worked out (the name then names an older version).
     fn changed_since_named(&self, p: &Planned, source: &Source) -> bool {
-        let Some(hash) = self.settings.hashes.of(&p.file, source) else {
-            return false;
-        };
-        let (_, changed) = p.file.copies_version(hash);
+        self.looked_at(p, source)
+            .is_some_and(|(_, changed)| changed)
+    }
+
+    /// Looks at the manager's data of input `p` at `source`: its version (see
+    /// [`File::copies_version`]) and whether it just changed, in which case
+    /// no copy made before is a replica any more. None if it cannot be read.
+    fn looked_at(&self, p: &Planned, source: &Source) -> Option<(u64, bool)> {
+        let hash = self.settings.hashes.of(&p.file, source)?;
+        let (version, changed) = p.file.copies_version(hash);
         if changed {
             self.settings.peers.outdated(p.file.id());
         }
-        changed
+        Some((version, changed))
     }
 
     /// Sends `source` to `dest`; Ok(Err) if the source could not be sent.

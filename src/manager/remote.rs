@@ -1753,11 +1753,10 @@ fn source(file: &File) -> Option<Source> {
 /// where they were declared. Returns false if the report is stale (another attempt).
 pub(crate) fn apply_report(
     task: &mut Task,
-    report: TaskReport,
+    mut report: TaskReport,
     temp_root: &std::path::Path,
     cancelled: bool,
 ) -> bool {
-    let mut report = report;
     // Of another attempt: nothing of it is kept. Of a task cancelled
     // meanwhile (which comes back cancelled): what it wrote is not stored, so
     // a file it declared keeps what it held.

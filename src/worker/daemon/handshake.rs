@@ -244,8 +244,6 @@ fn register(
     })
 }
 
-/// The manager refused this worker (or status query, `status`) for
-/// `reason`: for good.
 /// The size of `details` as sent, in bytes.
 fn details_len(details: &protocol::WorkerDetails) -> u64 {
     bincode::serialized_size(&ToManager::Details(Box::new(details.clone()))).unwrap_or(u64::MAX)
@@ -280,6 +278,8 @@ fn fit_details(details: &mut protocol::WorkerDetails) -> Result<(), Error> {
     )))
 }
 
+/// The manager refused this worker (or status query, `status`) for
+/// `reason`: for good.
 fn refused_by_manager(reason: &str, status: bool) -> Ended {
     let who = if status { "status query" } else { "worker" };
     Ended::Refused(crate::channel::refused(&format!(
