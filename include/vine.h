@@ -992,7 +992,9 @@ int vine_worker_main(int argc, char *const *argv);
 // call this state WAITING; its manager writes, and its tools read, `READY`),
 // `RUNNING`, `WAITING_RETRIEVAL`, `RETRIEVED`, and `DONE` when it is handed to
 // `vine_wait`'s queue; a retried task starts again at `READY` with the next
-// attempt number. Local threads appear as the worker `worker-local`, remote
+// attempt number. A task whose worker was lost while it ran goes from
+// `RUNNING` straight back to `READY`, or to `DONE FORSAKEN` (as TaskVine's
+// does: nothing was retrieved). Local threads appear as the worker `worker-local`, remote
 // workers as `worker-N`. Records are written by a thread of their own, a batch
 // at a time and at idle priority: the file may lag behind the run while tasks
 // keep every core busy, and is complete once `vine_delete` returns (or at
@@ -2085,7 +2087,9 @@ const char *vine_task_get_reason(const struct vine_task *t);
 // - `"time_workers_execute_last"`: execution of the last attempt;
 //   `"time_workers_execute_all"`: of all attempts;
 //   `"time_workers_execute_exhaustion"`: of the last attempt if it exhausted its
-//   resources; `"time_workers_execute_failure"`: of the attempts that failed;
+//   resources; `"time_workers_execute_failure"`: of the attempts that failed
+//   (an attempt lost with its worker counts from its hand-over to the loss,
+//   as in TaskVine);
 // - `"bytes_received"`, `"bytes_sent"`, `"bytes_transferred"`: not counted per
 //   task by vine: 0 (see `vine_get_stats` for the manager's totals).
 //

@@ -396,6 +396,11 @@ fn a_worker_killed_mid_task_loses_nothing() {
     assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
     assert_eq!(t.stdout().unwrap().to_str().unwrap(), "finished\n");
     assert_eq!(t.retries_used(), 1);
+    // The attempt lost with its worker counts in the execution time of all
+    // attempts, as a failed one (TaskVine's time_workers_execute_failure).
+    let times = t.times();
+    let last = times.done - times.started;
+    assert!(times.execute > last, "{times:?}");
     stop(m, vec![second]);
 }
 

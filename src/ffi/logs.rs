@@ -15,7 +15,9 @@ use crate::error::Error;
 /// call this state WAITING; its manager writes, and its tools read, `READY`),
 /// `RUNNING`, `WAITING_RETRIEVAL`, `RETRIEVED`, and `DONE` when it is handed to
 /// `vine_wait`'s queue; a retried task starts again at `READY` with the next
-/// attempt number. Local threads appear as the worker `worker-local`, remote
+/// attempt number. A task whose worker was lost while it ran goes from
+/// `RUNNING` straight back to `READY`, or to `DONE FORSAKEN` (as TaskVine's
+/// does: nothing was retrieved). Local threads appear as the worker `worker-local`, remote
 /// workers as `worker-N`. Records are written by a thread of their own, a batch
 /// at a time and at idle priority: the file may lag behind the run while tasks
 /// keep every core busy, and is complete once `vine_delete` returns (or at

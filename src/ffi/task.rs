@@ -577,7 +577,9 @@ pub extern "C" fn vine_task_get_reason(t: *const vine_task) -> *const c_char {
 /// - `"time_workers_execute_last"`: execution of the last attempt;
 ///   `"time_workers_execute_all"`: of all attempts;
 ///   `"time_workers_execute_exhaustion"`: of the last attempt if it exhausted its
-///   resources; `"time_workers_execute_failure"`: of the attempts that failed;
+///   resources; `"time_workers_execute_failure"`: of the attempts that failed
+///   (an attempt lost with its worker counts from its hand-over to the loss,
+///   as in TaskVine);
 /// - `"bytes_received"`, `"bytes_sent"`, `"bytes_transferred"`: not counted per
 ///   task by vine: 0 (see `vine_get_stats` for the manager's totals).
 ///

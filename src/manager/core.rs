@@ -70,7 +70,7 @@ struct Outbox {
     finished: Vec<Box<Task>>,
     /// Tasks to stop at their workers: true for one stopped at its end
     /// time, false for a cancel.
-    cancels: Vec<(WorkerId, TaskId, bool)>,
+    stops: Vec<(WorkerId, TaskId, bool)>,
     /// Tasks the manager ran itself (to make lost temps again): never returned.
     internal: Vec<Box<Task>>,
 }
@@ -93,11 +93,11 @@ impl Comm for Outbox {
     }
 
     fn cancel_on_worker(&mut self, worker: WorkerId, id: TaskId) {
-        self.cancels.push((worker, id, false));
+        self.stops.push((worker, id, false));
     }
 
     fn end_on_worker(&mut self, worker: WorkerId, id: TaskId) {
-        self.cancels.push((worker, id, true));
+        self.stops.push((worker, id, true));
     }
 }
 
@@ -1130,9 +1130,14 @@ impl ManagerLoop {
             self.local.dispatch(&mut self.outbox.to_local);
         }
         let mut one = Vec::with_capacity(1);
-        for (worker, task) in std::mem::take(&mut self.outbox.to_remote) {
+        let now = crate::task::now_us();
+        for (worker, mut task) in std::mem::take(&mut self.outbox.to_remote) {
             match self.remote.get_mut(&worker) {
                 Some(link) => {
+                    // When this attempt was handed over (TaskVine's
+                    // time_when_commit_start); its worker's report says when
+                    // it started there.
+                    task.times.started = now;
                     if self.slow.on() && self.slow.factor_of(task.category().to_bytes()) > 0.0 {
                         let category: Arc<[u8]> = task.category().to_bytes().into();
                         self.slow
@@ -1144,7 +1149,6 @@ impl ManagerLoop {
                 }
                 None => {
                     // The books are wrong (a bug): the task runs again elsewhere.
-                    let mut task = task;
                     task.finish(
                         crate::task::TaskResult::Forsaken,
                         Some(format!("internal error: worker {worker} is gone")),
@@ -1153,7 +1157,7 @@ impl ManagerLoop {
                 }
             }
         }
-        for (worker, id, end_time) in std::mem::take(&mut self.outbox.cancels) {
+        for (worker, id, end_time) in std::mem::take(&mut self.outbox.stops) {
             match (worker == LOCAL_WORKER, end_time) {
                 (true, false) => self.local.cancel(id),
                 (true, true) => self.local.end_time(id),

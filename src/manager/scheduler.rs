@@ -711,8 +711,18 @@ impl Scheduler {
             self.dispatched_tags.remove(&task.id);
         }
         self.retry_parked = true;
+        let now = crate::task::now_us();
         for mut task in tasks {
             self.recalling.remove(&task.id);
+            // The attempt ran (or waited there) from its hand-over until now,
+            // as TaskVine counts it: an execution time that failed.
+            if task.times.started > task.times.done {
+                task.times.execute = task
+                    .times
+                    .execute
+                    .saturating_add(now.saturating_sub(task.times.started));
+                task.times.done = now;
+            }
             if self.cancelling.remove(&task.id).is_some() {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm);
