@@ -670,6 +670,13 @@ struct vine_factory *vine_factory_create(struct vine_manager *m, const char *bat
 //   the worker knows it and takes no task whose `vine_task_set_time_min`
 //   exceeds the time it has left, nor any in its last 5 s.
 // - `cycle-interval` (seconds, 1): how often the factory looks at demand.
+// - `command-timeout` (seconds, 60): how long each batch command (`sbatch`,
+//   `squeue`, `scancel`, the custom commands) may take; one still running
+//   then is killed and counts as failed. A submission that failed may have
+//   submitted its job all the same (a controller that answered too late):
+//   for Slurm, the factory then looks for jobs of its own name it does not
+//   know, for a while, and cancels them (jobs renamed by `batch-options`
+//   are not found this way).
 int vine_factory_set(struct vine_factory *f, const char *name, double value);
 
 // Sets a text setting of factory `f`; 0, or a negative error code with

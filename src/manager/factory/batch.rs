@@ -74,10 +74,16 @@ pub trait Batch: Send {
     fn status(&mut self, ids: &[&str]) -> Result<HashMap<String, Status>, String>;
     /// Asks for `ids` to be cancelled.
     fn cancel(&mut self, ids: &[&str]) -> Result<(), String>;
+    /// The ids of this user's jobs named `name` that have not ended (pending,
+    /// running); None if the batch system cannot list jobs by name.
+    fn named(&mut self, _name: &str) -> Option<Result<Vec<String>, String>> {
+        None
+    }
 }
 
-/// How long a batch command may take before it counts as failed.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a batch command may take before it counts as failed, unless the
+/// thread says otherwise ([`commands_timeout`]).
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What a command printed and how it ended.
 pub struct Ran {
@@ -121,10 +127,19 @@ thread_local! {
     /// When this thread's batch commands must be over (see [`commands_end_by`]
     /// and [`commands_watch`]).
     static END_BY: std::cell::RefCell<Watched> = std::cell::RefCell::new(Watched::default());
+    /// How long each of this thread's batch commands may take (see
+    /// [`commands_timeout`]).
+    static TIMEOUT: std::cell::Cell<Duration> = const { std::cell::Cell::new(COMMAND_TIMEOUT) };
+}
+
+/// Bounds each batch command this thread runs from now to `timeout` (the
+/// factory's `command-timeout`).
+pub fn commands_timeout(timeout: Duration) {
+    TIMEOUT.with(|t| t.set(timeout));
 }
 
 /// Bounds every batch command this thread runs from now, including one that
-/// is running, by `deadline` as well as by `COMMAND_TIMEOUT` (a factory
+/// is running, by `deadline` as well as by [`commands_timeout`] (a factory
 /// stopping within its grace).
 pub fn commands_end_by(deadline: Option<Instant>) {
     END_BY.with(|w| *w.borrow().lock().unwrap_or_else(|p| p.into_inner()) = deadline);
@@ -218,7 +233,7 @@ fn wait_for_output(streams: &[Stream; 2], ms: i32) -> bool {
     rc > 0
 }
 
-/// Runs `cmd` to its end, at most `COMMAND_TIMEOUT` (and the thread's
+/// Runs `cmd` to its end, at most the thread's [`commands_timeout`] (and its
 /// [`commands_end_by`]), capturing up to `KEEP` bytes of what it prints on each
 /// stream. It runs in a process group of its own, killed whole at the timeout.
 /// Once the command has exited, what it printed is read and nothing more: a
@@ -240,7 +255,7 @@ pub fn run(mut cmd: Command) -> Result<Ran, String> {
         Stream::new(child.stderr.take()),
     ];
     let mut buf = vec![0u8; 64 * 1024];
-    let timeout = Instant::now() + COMMAND_TIMEOUT;
+    let timeout = Instant::now() + TIMEOUT.with(std::cell::Cell::get);
     let mut pause = Duration::from_millis(2);
     let code = loop {
         let deadline = end_by().map_or(timeout, |d| d.min(timeout));
@@ -606,6 +621,27 @@ impl Batch for Slurm {
                 (id.to_owned(), s)
             })
             .collect())
+    }
+
+    fn named(&mut self, name: &str) -> Option<Result<Vec<String>, String>> {
+        let mut cmd = Command::new("squeue");
+        // SAFETY: getuid cannot fail.
+        let uid = unsafe { libc::getuid() };
+        cmd.args(["--noheader", "--format=%i"])
+            .arg(format!("--user={uid}"))
+            .arg(format!("--name={name}"));
+        Some(run(cmd).and_then(|ran| {
+            if ran.code == Some(0) {
+                Ok(ran
+                    .stdout
+                    .split_whitespace()
+                    .filter(|id| id.bytes().all(|b| b.is_ascii_digit() || b == b'_'))
+                    .map(str::to_owned)
+                    .collect())
+            } else {
+                Err(format!("squeue failed: {}", ran.complaint()))
+            }
+        }))
     }
 
     fn cancel(&mut self, ids: &[&str]) -> Result<(), String> {

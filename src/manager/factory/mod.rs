@@ -90,6 +90,8 @@ struct Config {
     idle_timeout: Duration,
     wall_time: Option<Duration>,
     cycle: Duration,
+    /// How long a batch command may take.
+    command_timeout: Duration,
     batch_options: Vec<String>,
     batch_options_text: String,
     worker_options: Vec<String>,
@@ -118,6 +120,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             wall_time: None,
             cycle: Duration::from_secs(1),
+            command_timeout: batch::COMMAND_TIMEOUT,
             batch_options: Vec::new(),
             batch_options_text: String::new(),
             worker_options: Vec::new(),
@@ -132,7 +135,7 @@ impl Default for Config {
 
 /// The names `Factory::set` knows.
 const NUMBERS: &str = "min-workers, max-workers, workers-per-cycle, cores, memory, disk, gpus, \
-                       idle-timeout, wall-time, cycle-interval";
+                       idle-timeout, wall-time, cycle-interval, command-timeout";
 /// The names `Factory::set_string` knows.
 const STRINGS: &str = "batch-options, worker-options, worker-path, scratch-dir, \
                        submit-command, status-command, cancel-command";
@@ -277,6 +280,8 @@ impl Factory {
             streak: 0,
             said_unfit: false,
             password_copies: Vec::new(),
+            unsure_since: None,
+            unknown_cancelled: Vec::new(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("vine-factory-{seq}"))
@@ -512,6 +517,9 @@ impl ConfigEdit {
             // job could never run one, a slightly longer one hardly any.
             "wall-time" => c.wall_time = seconds(MIN_WALL_TIME_S, true)?,
             "cycle-interval" => c.cycle = seconds(0.01, false)?.unwrap_or_default(),
+            "command-timeout" => {
+                c.command_timeout = seconds(0.1, false)?.unwrap_or_default();
+            }
             _ => {
                 return Err(Error::new(
                     ErrorKind::UnknownSetting,
@@ -652,7 +660,19 @@ struct Cycle {
     said_unfit: bool,
     /// Every password copy written (one per scratch directory used).
     password_copies: Vec<PathBuf>,
+    /// When a submission last failed: a submit command that failed (killed at
+    /// `command-timeout`, say) may have submitted its job all the same, a job
+    /// this factory does not know. Until a look at the batch system's jobs of
+    /// this factory's name made well after it, unknown ones are cancelled
+    /// (see [`Cycle::cancel_unknown`]).
+    unsure_since: Option<Instant>,
+    /// Jobs cancelled as unknown.
+    unknown_cancelled: Vec<String>,
 }
+
+/// How long after a failed submission the batch system may still list its
+/// job for the first time.
+const UNSURE_FOR: Duration = Duration::from_secs(10);
 
 impl Cycle {
     fn run(&mut self) {
@@ -705,7 +725,9 @@ impl Cycle {
     fn once(&mut self) -> bool {
         self.shared.nudged.store(false, Ordering::Release);
         let config = self.config();
+        batch::commands_timeout(config.command_timeout);
         self.refresh_status();
+        self.cancel_unknown();
         let size = Resources {
             millicores: config.cores * MILLI,
             memory_mb: config.memory_mb,
@@ -1144,6 +1166,7 @@ impl Cycle {
                 true
             }
             Err(e) => {
+                self.unsure_since = Some(Instant::now());
                 self.failed(format!("cannot submit a worker job: {e}"));
                 false
             }
@@ -1202,6 +1225,47 @@ impl Cycle {
     /// still runs them (its host was blocked, it was cut off, its job was
     /// suspended): they serve no more, and count against `max-workers` until
     /// the batch system says they ended.
+    /// After a failed submission (see `unsure_since`): cancels the jobs of
+    /// this factory's name that the batch system lists and the factory does
+    /// not know. Jobs renamed by the batch options are not found this way.
+    fn cancel_unknown(&mut self) {
+        let Some(since) = self.unsure_since else {
+            return;
+        };
+        let listed = match self.batch.named(&self.name) {
+            // The batch system cannot tell: nothing to look for.
+            None => {
+                self.unsure_since = None;
+                return;
+            }
+            Some(Err(e)) => {
+                eprintln!("vine: factory: cannot look for jobs a failed submission left: {e}");
+                return;
+            }
+            Some(Ok(ids)) => ids,
+        };
+        let unknown: Vec<String> = listed
+            .into_iter()
+            .filter(|id| {
+                !self.jobs.iter().any(|j| j.id == *id) && !self.unknown_cancelled.contains(id)
+            })
+            .collect();
+        if !unknown.is_empty() {
+            eprintln!(
+                "vine: factory: cancelling job(s) {} that a failed submission left behind",
+                unknown.join(" ")
+            );
+            let refs: Vec<&str> = unknown.iter().map(String::as_str).collect();
+            match self.batch.cancel(&refs) {
+                Ok(()) => self.unknown_cancelled.extend(unknown),
+                Err(e) => eprintln!("vine: factory: {e}"),
+            }
+        }
+        if since.elapsed() >= UNSURE_FOR {
+            self.unsure_since = None;
+        }
+    }
+
     fn cancel_left_behind(&mut self) {
         self.cancel_where(|j| j.joined && j.worker.is_none());
     }
@@ -1312,6 +1376,7 @@ impl Cycle {
             batch::commands_end_by(Some(deadline));
         };
         refresh(self);
+        self.cancel_unknown();
         let ask = Ask {
             prefix: self.prefix.clone(),
             size: Resources::default(),
