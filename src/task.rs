@@ -502,23 +502,41 @@ impl Task {
         self.request
     }
 
+    /// What the program asks for, to change it: the request, unless a
+    /// category gave the last attempt other resources; then what the task
+    /// asked for before that, which its next submission asks for again.
+    pub(crate) fn asked_mut(&mut self) -> &mut Resources {
+        match self.extra.as_mut().and_then(|e| e.asked.as_mut()) {
+            Some(asked) => asked,
+            None => &mut self.request,
+        }
+    }
+
+    /// What the program asks for (see [`Task::asked_mut`]).
+    pub(crate) fn asked(&self) -> Resources {
+        self.extra
+            .as_ref()
+            .and_then(|e| e.asked)
+            .unwrap_or(self.request)
+    }
+
     /// Requests `cores` (fractions allowed, in thousandths).
     pub fn set_cores(&mut self, cores: f64) -> Result<()> {
-        self.request.millicores = Resources::millicores_from(cores, false)?;
+        self.asked_mut().millicores = Resources::millicores_from(cores, false)?;
         self.flags |= FLAG_SET_CORES;
         Ok(())
     }
 
     /// Requests `mb` MB of memory.
     pub fn set_memory(&mut self, mb: i64) -> Result<()> {
-        self.request.memory_mb = megabytes(mb, "memory")?;
+        self.asked_mut().memory_mb = megabytes(mb, "memory")?;
         self.flags |= FLAG_SET_MEMORY;
         Ok(())
     }
 
     /// Requests `mb` MB of disk.
     pub fn set_disk(&mut self, mb: i64) -> Result<()> {
-        self.request.disk_mb = megabytes(mb, "disk")?;
+        self.asked_mut().disk_mb = megabytes(mb, "disk")?;
         self.flags |= FLAG_SET_DISK;
         Ok(())
     }
@@ -526,7 +544,7 @@ impl Task {
     /// Requests `gpus` devices.
     pub fn set_gpus(&mut self, gpus: i64) -> Result<()> {
         let n = non_negative(gpus, "gpus")?;
-        self.request.gpus = u32::try_from(n)
+        self.asked_mut().gpus = u32::try_from(n)
             .ok()
             .filter(|&n| n <= MAX_GPUS)
             .ok_or_else(|| {
@@ -542,9 +560,9 @@ impl Task {
     pub(crate) fn unset_request(&mut self, flag: u16) {
         self.flags &= !flag;
         match flag {
-            FLAG_SET_MEMORY => self.request.memory_mb = 0,
-            FLAG_SET_DISK => self.request.disk_mb = 0,
-            FLAG_SET_GPUS => self.request.gpus = 0,
+            FLAG_SET_MEMORY => self.asked_mut().memory_mb = 0,
+            FLAG_SET_DISK => self.asked_mut().disk_mb = 0,
+            FLAG_SET_GPUS => self.asked_mut().gpus = 0,
             _ => {}
         }
         self.default_cores();
@@ -554,7 +572,8 @@ impl Task {
     /// gpus (as TaskVine gives it).
     fn default_cores(&mut self) {
         if self.flags & FLAG_SET_CORES == 0 {
-            self.request.millicores = if self.request.gpus > 0 {
+            let asked = self.asked_mut();
+            asked.millicores = if asked.gpus > 0 {
                 0
             } else {
                 Resources::DEFAULT_REQUEST.millicores

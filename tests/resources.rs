@@ -358,6 +358,54 @@ fn a_category_maximum_bounds_fixed_tasks_and_the_retry() {
 }
 
 #[test]
+fn what_the_program_sets_on_a_task_its_category_sized_is_what_its_next_submission_asks() {
+    let m = local(4.0);
+    let max = vine_resources_create(-1.0);
+    unsafe {
+        assert_eq!(vine_resources_set(max, c"memory".as_ptr(), 500.0), 1);
+        assert_eq!(
+            vine_set_category_resources_max(m.0, c"sized".as_ptr(), max),
+            0
+        );
+    }
+    // First run: the category gives the unset memory its maximum.
+    let t = run(&m, command(&user(300, 1), c"sized"));
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    assert_eq!(resources(t, c"allocated").unwrap().memory, 500.0);
+    // Set now, before the next submission: asked for, and enforced.
+    unsafe {
+        assert_eq!(vine_task_set_cores(t, 0.25), 0);
+        assert_eq!(vine_task_set_memory(t, 100), 0);
+    }
+    let r = resources(t, c"requested").unwrap();
+    assert_eq!((r.cores, r.memory), (0.25, 100.0));
+    // What the last attempt was given is still what it was.
+    assert_eq!(resources(t, c"allocated").unwrap().memory, 500.0);
+    let t = run(&m, t);
+    let a = resources(t, c"allocated").unwrap();
+    assert_eq!((a.cores, a.memory), (0.25, 100.0));
+    assert_eq!(
+        result(t).0,
+        VINE_RESULT_RESOURCE_EXHAUSTION,
+        "{}",
+        result(t).1
+    );
+    // Unset again (negative values), then resubmitted: the category's
+    // maximum once more, and the task fits in it.
+    let none = vine_resources_create(-1.0);
+    unsafe {
+        assert_eq!(vine_task_set_resources(t, none), 0);
+        vine_resources_delete(none);
+    }
+    let t = run(&m, t);
+    assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
+    let a = resources(t, c"allocated").unwrap();
+    assert_eq!((a.cores, a.memory), (1.0, 500.0));
+    vine_task_delete(t);
+    unsafe { vine_resources_delete(max) };
+}
+
+#[test]
 fn a_task_its_category_makes_larger_than_the_pool_comes_back_unschedulable() {
     let m = local(2.0);
     let big = vine_resources_create(-1.0);

@@ -485,12 +485,7 @@ fn measured(task: &Task) -> vine_resources {
 
 fn requested(task: &Task) -> vine_resources {
     use crate::task::{FLAG_SET_CORES, FLAG_SET_DISK, FLAG_SET_GPUS, FLAG_SET_MEMORY};
-    let asked = task
-        .extra
-        .as_ref()
-        .and_then(|e| e.asked)
-        .unwrap_or(task.request);
-    let all = vine_resources::of(asked);
+    let all = vine_resources::of(task.asked());
     let set = |flag: u16, v: f64| if task.flags & flag != 0 { v } else { -1.0 };
     // Times as TaskVine keeps them: whole seconds, rounded up.
     let whole_seconds = |us: i64| {
@@ -567,7 +562,7 @@ pub unsafe extern "C" fn vine_task_set_resources(
             use crate::task::{FLAG_SET_CORES, FLAG_SET_DISK, FLAG_SET_GPUS, FLAG_SET_MEMORY};
             const SET: u16 = FLAG_SET_CORES | FLAG_SET_MEMORY | FLAG_SET_DISK | FLAG_SET_GPUS;
             let mut copy = Task::command(c"true");
-            copy.request = task.request;
+            copy.request = task.asked();
             copy.flags = task.flags & SET;
             // As TaskVine's, each of the four setters is called: a value not
             // given (negative) unsets what was set before.
@@ -592,7 +587,7 @@ pub unsafe extern "C" fn vine_task_set_resources(
             if wall_time > 0.0 || wall_time.is_nan() {
                 copy.set_time_max(wall_time)?;
             }
-            task.request = copy.request;
+            *task.asked_mut() = copy.request;
             task.flags = (task.flags & !SET) | (copy.flags & SET);
             if copy.time_max() > 0.0 || task.time_max() > 0.0 {
                 task.set_time_max(copy.time_max())?;
