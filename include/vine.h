@@ -1726,7 +1726,11 @@ int vine_set_category_resources_min(struct vine_manager *m, const char *category
 // in `vine_set_category_resources_max`). Returns 0, or a negative error.
 int vine_set_category_first_allocation_guess(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
-// `vine_set_category_resources_max` for every category without its own.
+// `vine_set_category_resources_max` for every category, resource by
+// resource: for each of cores, memory, disk and gpus, a category's own
+// maximum wins where it gives that resource, and this one holds where it
+// does not (a category that bounds only its cores keeps this memory bound).
+// vine's own: TaskVine's bounds only the "default" category.
 // Returns 0, or a negative error.
 int vine_set_resources_max(struct vine_manager *m, const struct vine_resources *rm);
 
@@ -1776,7 +1780,9 @@ int vine_disable_proportional_resources(struct vine_manager *m);
 // returns nothing.)
 int vine_initialize_categories(struct vine_manager *m, const struct vine_resources *max, const char *summaries_file);
 
-// `vine_set_category_resources_min` for every category without its own.
+// `vine_set_category_resources_min` for every category, resource by
+// resource, as `vine_set_resources_max` is for the maximum. vine's own:
+// TaskVine's applies to the "default" category only.
 // Returns 0, or a negative error.
 int vine_set_resources_min(struct vine_manager *m, const struct vine_resources *rm);
 

@@ -664,7 +664,11 @@ pub unsafe extern "C" fn vine_set_category_first_allocation_guess(
     guard_code(|| set_bound(m, Some(category), Bound::FirstGuess, rm))
 }
 
-/// `vine_set_category_resources_max` for every category without its own.
+/// `vine_set_category_resources_max` for every category, resource by
+/// resource: for each of cores, memory, disk and gpus, a category's own
+/// maximum wins where it gives that resource, and this one holds where it
+/// does not (a category that bounds only its cores keeps this memory bound).
+/// vine's own: TaskVine's bounds only the "default" category.
 /// Returns 0, or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_resources_max(
@@ -746,7 +750,9 @@ pub unsafe extern "C" fn vine_initialize_categories(
     })
 }
 
-/// `vine_set_category_resources_min` for every category without its own.
+/// `vine_set_category_resources_min` for every category, resource by
+/// resource, as `vine_set_resources_max` is for the maximum. vine's own:
+/// TaskVine's applies to the "default" category only.
 /// Returns 0, or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_resources_min(

@@ -611,11 +611,7 @@ impl Categories {
         let max = c.max.or(gmax);
         let min = c.min.or(gmin);
         let sizing = task.extra.as_ref().map_or(Sizing::Asked, |e| e.sizing);
-        let asked = task
-            .extra
-            .as_ref()
-            .and_then(|e| e.asked)
-            .unwrap_or(task.request);
+        let asked = task.asked();
         let set = |flag| task.flags & flag != 0;
         let declared = Partial {
             millicores: set(FLAG_SET_CORES).then_some(asked.millicores),
