@@ -29,7 +29,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 11;
+pub const VERSION: u16 = 12;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -246,6 +246,9 @@ pub struct TaskReport {
     /// Inputs the worker should have had but found missing or damaged: the
     /// manager sends them again to the next task that needs them.
     pub lost: Vec<Held>,
+    /// The temps among its outputs that the worker holds in its cache after
+    /// the task (what its outcome and the outputs' flags returned), by file id.
+    pub kept: Vec<u64>,
     /// Where each sent output arrived at the manager, or why it did not: filled by
     /// the manager's connection thread, never on the wire.
     #[serde(skip)]

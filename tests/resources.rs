@@ -373,10 +373,8 @@ fn what_the_program_sets_on_a_task_its_category_sized_is_what_its_next_submissio
     assert_eq!(result(t).0, VINE_RESULT_SUCCESS, "{}", result(t).1);
     assert_eq!(resources(t, c"allocated").unwrap().memory, 500.0);
     // Set now, before the next submission: asked for, and enforced.
-    unsafe {
-        assert_eq!(vine_task_set_cores(t, 0.25), 0);
-        assert_eq!(vine_task_set_memory(t, 100), 0);
-    }
+    assert_eq!(vine_task_set_cores(t, 0.25), 0);
+    assert_eq!(vine_task_set_memory(t, 100), 0);
     let r = resources(t, c"requested").unwrap();
     assert_eq!((r.cores, r.memory), (0.25, 100.0));
     // What the last attempt was given is still what it was.
@@ -621,6 +619,7 @@ fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
         done: 2,
         outputs: Vec::new(),
         lost: Vec::new(),
+        kept: Vec::new(),
         arrived: Vec::new(),
         measured: Some(Measured {
             wall_us: 1,

@@ -292,6 +292,7 @@ fn a_relayed_login_cannot_forge_a_result() {
         done: 2,
         outputs: Vec::new(),
         lost: Vec::new(),
+        kept: Vec::new(),
         arrived: Vec::new(),
         measured: None,
     }));

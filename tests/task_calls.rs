@@ -220,6 +220,39 @@ fn outputs_follow_the_exit_code(m: &Manager, dir: &Path) {
         assert!(plain.exists(), "the output after {how}");
         assert!(!res.exists(), "the success-only output after {how}");
     }
+    // Temps alike, as a later task reads them: what the outcome returns is
+    // there; what it does not is missing, as a temp no task made.
+    for (cmd, flags, time_max, returned) in [
+        (c"echo t > t; exit 0", MOUNT_FAILURE_ONLY, 0.0, false),
+        (c"echo t > t; exit 3", MOUNT_SUCCESS_ONLY, 0.0, false),
+        (c"echo t > t; exit 3", MOUNT_FAILURE_ONLY, 0.0, true),
+        (c"echo t > t; exec sleep 30", MOUNT_FAILURE_ONLY, 1.0, true),
+        (c"echo t > t; exec sleep 30", 0, 1.0, true),
+    ] {
+        let temp = m.declare(File::temp().unwrap());
+        let mut w = Task::command(cmd);
+        w.add_output(Mount::new(temp.clone(), "t", flags).unwrap())
+            .unwrap();
+        if time_max > 0.0 {
+            w.set_time_max(time_max).unwrap();
+        }
+        let w = run(m, w);
+        assert!(w.exit_code() != -1, "{cmd:?}: {:?}", w.reason());
+        let mut r = Task::command(c"cat t");
+        r.add_input(Mount::new(temp, "t", 0).unwrap()).unwrap();
+        let r = run(m, r);
+        if returned {
+            assert_eq!(r.result(), TaskResult::Success, "{cmd:?}: {:?}", r.reason());
+            assert_eq!(r.stdout().unwrap().to_bytes(), b"t\n");
+        } else {
+            assert_eq!(
+                r.result(),
+                TaskResult::InputMissing,
+                "{cmd:?} flags {flags}: {:?}",
+                r.reason()
+            );
+        }
+    }
 }
 
 #[test]

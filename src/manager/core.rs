@@ -647,7 +647,7 @@ impl ManagerLoop {
                     .slots
                     .store(self.sched.total_slots(), Ordering::Relaxed);
             }
-            Message::RemoteDone { worker, report } => {
+            Message::RemoteDone { worker, mut report } => {
                 let Some(link) = self.remote.get_mut(&worker) else {
                     return;
                 };
@@ -662,6 +662,7 @@ impl ManagerLoop {
                     }
                 }
                 let attempt = report.attempt;
+                let kept = std::mem::take(&mut report.kept);
                 let cancelled = self.sched.is_cancelling(task.id);
                 if apply_report(&mut task, *report, &self.temp_root, cancelled) {
                     use crate::task::TaskResult::InputMissing;
@@ -690,7 +691,7 @@ impl ManagerLoop {
                     link.made_inputs_kept(&task);
                     self.outputs_renewed(&task, Some(worker));
                     // Temps it made stay at its worker, which can make them again if lost.
-                    self.sched.temps.task_done(worker, true, &task);
+                    self.sched.temps.task_done(worker, Some(&kept), &task);
                     self.share_temps_of(worker, &task);
                     self.sched.finished(worker, task, &mut self.outbox);
                 } else {
@@ -1292,7 +1293,7 @@ impl ManagerLoop {
             if task.extra.is_some() {
                 self.outputs_renewed(&task, None);
                 // Temps it made are at the manager: any worker can be sent them.
-                self.sched.temps.task_done(LOCAL_WORKER, false, &task);
+                self.sched.temps.task_done(LOCAL_WORKER, None, &task);
             }
             self.sched.finished(LOCAL_WORKER, task, &mut self.outbox);
         }

@@ -189,14 +189,22 @@ impl Temps {
         self.by_worker.entry(worker).or_default().push(file_id);
     }
 
-    /// `task` came back: from a remote worker if `remote`, else from the local
-    /// pool. A temp it wrote that the manager now holds has no place any more;
-    /// one a successful remote task left at its worker stays there, with the
+    /// `task` came back: from a remote worker that holds the temps `kept` of
+    /// its outputs now (`Some`), else from the local pool. A temp it wrote
+    /// that the manager now holds has no place any more; one a remote task
+    /// left at its worker (as its outcome and the output's flags return it:
+    /// a command killed at its time limit returns what it wrote, a
+    /// failure-only output is not returned on success) stays there, with the
     /// task's recipe to make it again.
-    pub(crate) fn task_done(&mut self, worker: WorkerId, remote: bool, task: &Task) {
+    pub(crate) fn task_done(&mut self, worker: WorkerId, kept: Option<&[u64]>, task: &Task) {
         let Some(extra) = &task.extra else { return };
-        let kept_there = remote && task.result == crate::task::TaskResult::Success;
-        if kept_there {
+        let remote = kept.is_some();
+        let succeeded = remote && task.result == crate::task::TaskResult::Success;
+        let kept_there = |id: u64| {
+            task.result != crate::task::TaskResult::Cancelled
+                && kept.is_some_and(|k| k.contains(&id))
+        };
+        if succeeded {
             // Temps it read that it did not hold were fetched from a peer.
             for m in &extra.inputs {
                 if matches!(m.file.kind(), FileKind::Temp) {
@@ -212,7 +220,7 @@ impl Temps {
             let id = m.file.id();
             let old = if m.file.temp_location().is_some() {
                 self.kept.remove(&id)
-            } else if kept_there {
+            } else if kept_there(id) {
                 let maker = *maker.get_or_insert_with(|| {
                     self.last_maker += 1;
                     self.last_maker
@@ -345,6 +353,37 @@ mod test {
     use crate::task::TaskResult;
     use std::sync::{Arc, Weak};
 
+    /// The temps `task` wrote: what its worker reports it holds.
+    fn made_by(task: &Task) -> Vec<u64> {
+        task.extra
+            .as_ref()
+            .map(|e| e.outputs.iter().map(|m| m.file.id()).collect())
+            .unwrap_or_default()
+    }
+
+    /// `task` came back from remote worker `worker`, which holds every temp it wrote.
+    fn done_at(temps: &mut Temps, worker: WorkerId, task: &Task) {
+        temps.task_done(worker, Some(&made_by(task)), task);
+    }
+
+    #[test]
+    fn a_temp_is_placed_where_its_worker_says_it_holds_it_whatever_the_outcome() {
+        let mut temps = Temps::default();
+        let (killed, not_returned) = (File::temp().unwrap(), File::temp().unwrap());
+        // Killed at its time limit, it returns what it wrote.
+        let t = maker(&killed, TaskResult::MaxWallTime);
+        done_at(&mut temps, 3, &t);
+        assert_eq!(temps.place(&killed), TempPlace::Worker(3));
+        // A failure-only output of a task that succeeded is not returned.
+        temps.task_done(3, Some(&[]), &maker(&not_returned, TaskResult::Success));
+        assert_eq!(temps.place(&not_returned), TempPlace::Anywhere);
+        assert_eq!(temps.worker_of(not_returned.id()), None);
+        // Cancelled: what it wrote is not kept.
+        let t = maker(&not_returned, TaskResult::Cancelled);
+        done_at(&mut temps, 4, &t);
+        assert_eq!(temps.worker_of(not_returned.id()), None);
+    }
+
     fn maker(temp: &Arc<File>, result: TaskResult) -> Box<Task> {
         let mut t = Task::command(c"echo x > t");
         t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
@@ -357,13 +396,13 @@ mod test {
     fn a_temp_made_at_a_remote_worker_is_placed_there_and_nowhere_else() {
         let mut temps = Temps::default();
         let (temp, other) = (File::temp().unwrap(), File::temp().unwrap());
-        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&temp, TaskResult::Success));
         assert_eq!(temps.place(&temp), TempPlace::Worker(3));
         assert_eq!(temps.worker_of(temp.id()), Some(3));
         assert_eq!(temps.place(&other), TempPlace::Anywhere);
         // A failed task leaves nothing behind; the local pool keeps nothing.
-        temps.task_done(4, true, &maker(&other, TaskResult::OutputMissing));
-        temps.task_done(0, false, &maker(&other, TaskResult::Success));
+        temps.task_done(4, Some(&[]), &maker(&other, TaskResult::OutputMissing));
+        temps.task_done(0, None, &maker(&other, TaskResult::Success));
         assert_eq!(temps.place(&other), TempPlace::Anywhere);
         assert_eq!(temps.len(), 1);
     }
@@ -372,15 +411,15 @@ mod test {
     fn a_temp_the_manager_holds_goes_anywhere() {
         let mut temps = Temps::default();
         let temp = File::temp().unwrap();
-        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&temp, TaskResult::Success));
         temps.fetched(temp.id());
         assert_eq!(temps.place(&temp), TempPlace::Anywhere);
         assert!(temps.lost(3).is_empty(), "nothing to make again");
         // Written again here: the manager's copy wins over any worker's.
-        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&temp, TaskResult::Success));
         let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-temps-test").unwrap();
         temp.set_temp_location(dir.join("t"));
-        temps.task_done(0, false, &maker(&temp, TaskResult::Success));
+        temps.task_done(0, None, &maker(&temp, TaskResult::Success));
         assert_eq!(temps.place(&temp), TempPlace::Anywhere);
         let _ = std::fs::remove_dir_all(dir);
     }
@@ -389,8 +428,8 @@ mod test {
     fn a_lost_workers_temps_are_made_again_by_their_recipe_and_waited_for() {
         let mut temps = Temps::default();
         let (a, b) = (File::temp().unwrap(), File::temp().unwrap());
-        temps.task_done(3, true, &maker(&a, TaskResult::Success));
-        temps.task_done(4, true, &maker(&b, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&a, TaskResult::Success));
+        done_at(&mut temps, 4, &maker(&b, TaskResult::Success));
         let remake = temps.lost(3);
         assert_eq!(remake.len(), 1);
         let (id, recipe) = &remake[0];
@@ -402,7 +441,7 @@ mod test {
         assert_eq!(temps.place(&b), TempPlace::Worker(4), "other workers' stay");
         assert!(temps.lost(3).is_empty(), "lost once");
         // Made again at another worker: placed there, and lost again from there.
-        temps.task_done(4, true, &maker(&a, TaskResult::Success));
+        done_at(&mut temps, 4, &maker(&a, TaskResult::Success));
         assert_eq!(temps.place(&a), TempPlace::Worker(4));
         assert_eq!(temps.lost(4).len(), 2);
     }
@@ -423,7 +462,7 @@ mod test {
         let mut temps = Temps::default();
         let made: Vec<Arc<File>> = (0..3).map(|_| File::temp().unwrap()).collect();
         let refs: Vec<&Arc<File>> = made.iter().collect();
-        temps.task_done(3, true, &maker_of(&refs, TaskResult::Success));
+        done_at(&mut temps, 3, &maker_of(&refs, TaskResult::Success));
         let remake = temps.lost(3);
         assert_eq!(remake.len(), 1, "one run makes all three again");
         for t in &made {
@@ -432,7 +471,7 @@ mod test {
         // Back from its new worker: lost from there, it runs again, once.
         let (_, mut again) = remake.into_iter().next().unwrap();
         again.finish(TaskResult::Success, None);
-        temps.task_done(4, true, &again);
+        done_at(&mut temps, 4, &again);
         for t in &made {
             assert_eq!(temps.place(t), TempPlace::Worker(4));
         }
@@ -443,7 +482,7 @@ mod test {
     fn a_task_being_made_again_is_not_run_again_for_another_of_its_temps() {
         let mut temps = Temps::default();
         let (a, b) = (File::temp().unwrap(), File::temp().unwrap());
-        temps.task_done(3, true, &maker_of(&[&a, &b], TaskResult::Success));
+        done_at(&mut temps, 3, &maker_of(&[&a, &b], TaskResult::Success));
         temps.add_replica(a.id(), 5);
         let remake = temps.lost(3);
         assert_eq!(remake.len(), 1, "b is made again");
@@ -457,7 +496,7 @@ mod test {
         failed.finish(TaskResult::Forsaken, None);
         temps.remake_failed(&failed);
         assert_eq!(temps.len(), 0);
-        temps.task_done(6, true, &maker_of(&[&a, &b], TaskResult::Success));
+        done_at(&mut temps, 6, &maker_of(&[&a, &b], TaskResult::Success));
         temps.add_replica(a.id(), 7);
         assert_eq!(temps.lost(6).len(), 1);
         assert!(temps.lost(7).is_empty(), "still the one run");
@@ -498,7 +537,7 @@ mod test {
     fn a_temp_that_cannot_be_made_again_is_waited_for_no_more() {
         let mut temps = Temps::default();
         let temp = File::temp().unwrap();
-        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&temp, TaskResult::Success));
         let (_, recipe) = temps.lost(3).pop().unwrap();
         let mut failed = recipe;
         failed.finish(TaskResult::Forsaken, None);
@@ -511,7 +550,7 @@ mod test {
     fn a_recipe_held_by_the_table_does_not_keep_its_temp_alive_after_the_table() {
         let mut temps = Temps::default();
         let temp = File::temp().unwrap();
-        temps.task_done(3, true, &maker(&temp, TaskResult::Success));
+        done_at(&mut temps, 3, &maker(&temp, TaskResult::Success));
         let weak: Weak<File> = Arc::downgrade(&temp);
         drop(temp);
         assert!(weak.upgrade().is_some(), "the recipe still writes it");

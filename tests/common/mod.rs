@@ -153,6 +153,13 @@ pub fn report_success(
         done,
         outputs: Vec::new(),
         lost: Vec::new(),
+        // Succeeded: it holds every temp it was to write.
+        kept: spec
+            .outputs
+            .iter()
+            .filter(|o| o.keep_at_worker)
+            .map(|o| o.file_id)
+            .collect(),
         arrived: Vec::new(),
         measured: None,
     }))

@@ -531,9 +531,12 @@ impl Inbound {
                     .join("out")
                     .join(format!("{}-{}-{}", spec.id, spec.attempt, output.file_id))
             };
-            if !output.keep_at_worker {
-                outs.push((output.file_id, path.clone(), AfterTask::Send));
-            }
+            let after = if output.keep_at_worker {
+                AfterTask::Keep
+            } else {
+                AfterTask::Send
+            };
+            outs.push((output.file_id, path.clone(), after));
             let mount = File::path(&path, CacheLevel::Task, 0)
                 .and_then(|f| Mount::new(f, &output.remote_name, output.flags))
                 .and_then(|m| task.add_output(m));

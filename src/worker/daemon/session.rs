@@ -301,6 +301,9 @@ pub(super) enum AfterTask {
     Remove,
     /// An input in the cache: the task no longer uses it (see [`InUse`]).
     Release,
+    /// A temp output, written into the cache: the manager hears whether the
+    /// task left it there.
+    Keep,
 }
 
 /// Sends keepalives until the session ends: Ok when the manager said exit, Err
@@ -346,6 +349,7 @@ impl Reporter {
     /// transfer, so one that cannot be sent fails only this task).
     pub(super) fn report(&self, task: &Task) -> Result<TaskReport> {
         let mut outputs = Vec::new();
+        let mut kept = Vec::new();
         let TaskFiles { files, lost } = self
             .outputs
             .lock()
@@ -358,6 +362,12 @@ impl Reporter {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .release(file_id, &path);
+                continue;
+            }
+            if after == AfterTask::Keep {
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    kept.push(file_id);
+                }
                 continue;
             }
             // Not produced: the task's result already says so.
@@ -405,6 +415,7 @@ impl Reporter {
             done: task.times().done,
             outputs,
             lost,
+            kept,
             arrived: Vec::new(),
             measured: task.extra.as_ref().and_then(|e| e.measured),
         })
