@@ -24,7 +24,7 @@ const LONG: Option<Duration> = Some(Duration::from_secs(120));
 
 /// A tiny HTTP/1.1 server on loopback: serves the bodies it was given (with an
 /// ETag), 404 for anything else, 304 to a matching `If-None-Match`, and counts
-/// the requests for each path.
+/// the requests for each path. A body `REDIRECT <location>` is a 302 there.
 struct Server {
     port: u16,
     hits: Arc<Mutex<HashMap<String, usize>>>,
@@ -64,6 +64,12 @@ impl Server {
                 *counted.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
                 let etag = format!("\"{}\"", path.len());
                 let reply = match pages.get(&path) {
+                    Some(body) if body.starts_with(b"REDIRECT ") => format!(
+                        "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\
+                         Connection: close\r\n\r\n",
+                        String::from_utf8_lossy(&body[9..])
+                    )
+                    .into_bytes(),
                     Some(_) if if_none_match.as_deref() == Some(etag.as_str()) => format!(
                         "HTTP/1.1 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
                     )
@@ -285,6 +291,56 @@ fn a_url_is_downloaded_once_per_worker_and_a_failed_download_names_the_url_and_s
         // Dropped from every worker: no replica left.
         assert_eq!(place.m.prune_file(&url).unwrap(), 1, "{}", place.name());
         assert_eq!(place.m.file_replica_count(&url).unwrap(), 0);
+        place.stop();
+    }
+}
+
+#[test]
+fn a_redirect_is_followed_to_http_urls_only() {
+    let dir = tempdir();
+    let secret = dir.join("secret");
+    std::fs::write(&secret, "not for the web\n").unwrap();
+    let to_file = format!("REDIRECT file://{}", secret.display());
+    let server = Server::start(&[
+        ("/page.txt", b"from the web\n"),
+        ("/moved", b"REDIRECT /page.txt"),
+        ("/twice", b"REDIRECT /moved"),
+        ("/to-file", to_file.as_bytes()),
+        ("/loop", b"REDIRECT /loop"),
+    ]);
+    for place in Place::both(&dir) {
+        for path in ["/moved", "/twice"] {
+            let url = place
+                .m
+                .declare(File::url(&server.url(path), CacheLevel::Task, 0).unwrap());
+            assert_eq!(
+                place.output_of("cat page", &[(&url, "page")]),
+                "from the web\n",
+                "{} {path}",
+                place.name()
+            );
+        }
+        for (path, why) in [
+            ("/to-file", "not an http or https URL"),
+            ("/loop", "more than 5 redirects"),
+        ] {
+            let url = place
+                .m
+                .declare(File::url(&server.url(path), CacheLevel::Task, 0).unwrap());
+            let t = place.run(task("cat page", &[(&url, "page")]));
+            assert_eq!(
+                t.result(),
+                TaskResult::InputMissing,
+                "{} {path}",
+                place.name()
+            );
+            let reason = reason(&t);
+            assert!(
+                reason.contains(&server.url(path)) && reason.contains(why),
+                "{} {path}: {reason}",
+                place.name()
+            );
+        }
         place.stop();
     }
 }

@@ -292,8 +292,12 @@ pub extern "C" fn vine_file_set_mode(f: *mut vine_file, mode: c_int) -> c_int {
 /// local pool downloads into the manager's own directory in the same way. A
 /// download that fails (an HTTP status other than 200, a refused connection, an
 /// unknown host) makes the task that needs it `VINE_RESULT_INPUT_MISSING`, with
-/// a reason naming the URL and the status. Redirects are followed; the manager
-/// never reads the URL. Owned by the manager; NULL on error.
+/// a reason naming the URL and the status. Redirects are followed, at most 5,
+/// and only to `http` and `https` URLs (one to `file://`, say, is such a
+/// failure). A body cut short is a failure where the server gave its length
+/// (`Content-Length`); one sent in chunks and cut inside a chunk is not
+/// noticed (a limit of the HTTP client vine uses). The manager never reads
+/// the URL. Owned by the manager; NULL on error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_declare_url(
     m: *mut vine_manager,

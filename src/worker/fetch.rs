@@ -94,6 +94,9 @@ impl Fetcher {
             .get_or_init(|| {
                 let https = crate::tls::HttpsConnector::new().map_err(|e| e.to_string())?;
                 Ok(ureq::AgentBuilder::new()
+                    // Followed here (see `download`): where one leads is
+                    // checked first.
+                    .redirects(0)
                     .timeout_connect(Duration::from_secs(30))
                     .timeout_read(Duration::from_secs(300))
                     .tls_connector(Arc::new(https))
@@ -285,34 +288,34 @@ fn download(
         copied.map_err(|e| format!("cannot copy {url}: {e}"))?;
         return Ok(Some((None, None)));
     }
-    let mut req = agent.get(url);
-    if let Some((etag, modified)) = &validators {
-        if let Some(t) = etag {
-            req = req.set("If-None-Match", t);
+    let mut at = url.to_owned();
+    let mut hops = 0;
+    let resp = loop {
+        let resp = get(agent, url, &at, validators.as_ref())?;
+        if !matches!(resp.status(), 301 | 302 | 303 | 307 | 308) {
+            break resp;
         }
-        if let Some(m) = modified {
-            req = req.set("If-Modified-Since", m);
-        }
-    }
-    let resp = match req.call() {
-        Ok(r) => r,
-        Err(ureq::Error::Status(code, r)) => {
+        hops += 1;
+        if hops > MAX_REDIRECTS {
             return Err(format!(
-                "cannot download {url}: HTTP status {code} {}",
-                r.status_text()
-            ))
+                "cannot download {url}: more than {MAX_REDIRECTS} redirects"
+            ));
         }
-        Err(ureq::Error::Transport(t)) => {
-            // Its own text repeats the URL: say it once.
-            let mut why = match t.message() {
-                Some(m) => format!("{}: {m}", t.kind()),
-                None => t.kind().to_string(),
-            };
-            if let Some(cause) = std::error::Error::source(&t) {
-                why = format!("{why}: {cause}");
-            }
-            return Err(format!("cannot download {url}: {why}"));
+        let Some(to) = resp.header("Location") else {
+            return Err(format!(
+                "cannot download {url}: HTTP status {} without a Location",
+                resp.status()
+            ));
+        };
+        let next = url::Url::parse(&at)
+            .and_then(|base| base.join(to))
+            .map_err(|e| format!("cannot download {url}: redirected to {to:?}: {e}"))?;
+        if !matches!(next.scheme(), "http" | "https") || !next.has_host() {
+            return Err(format!(
+                "cannot download {url}: redirected to {next}, which is not an http or https URL"
+            ));
         }
+        at = next.into();
     };
     if resp.status() == 304 && validators.is_some() {
         return Ok(None);
@@ -341,6 +344,46 @@ fn download(
             .map_err(|e| format!("cannot download {url}: {}: {e}", dest.display()))?;
     }
     Ok(Some((etag, modified)))
+}
+
+/// Redirects a download follows at most (as browsers and curl bound them).
+const MAX_REDIRECTS: u32 = 5;
+
+/// One GET of `at` for the download of `url` (with the validators of a copy
+/// kept from before, if any): the response, whatever its status below 400.
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    at: &str,
+    validators: Option<&Validators>,
+) -> Result<ureq::Response, String> {
+    let mut req = agent.get(at);
+    if let Some((etag, modified)) = validators {
+        if let Some(t) = etag {
+            req = req.set("If-None-Match", t);
+        }
+        if let Some(m) = modified {
+            req = req.set("If-Modified-Since", m);
+        }
+    }
+    match req.call() {
+        Ok(r) => Ok(r),
+        Err(ureq::Error::Status(code, r)) => Err(format!(
+            "cannot download {url}: HTTP status {code} {}",
+            r.status_text()
+        )),
+        Err(ureq::Error::Transport(t)) => {
+            // Its own text repeats the URL: say it once.
+            let mut why = match t.message() {
+                Some(m) => format!("{}: {m}", t.kind()),
+                None => t.kind().to_string(),
+            };
+            if let Some(cause) = std::error::Error::source(&t) {
+                why = format!("{why}: {cause}");
+            }
+            Err(format!("cannot download {url}: {why}"))
+        }
+    }
 }
 
 /// Runs a copy of mini task `task` here and moves its output `output` to `dest`.
