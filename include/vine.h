@@ -850,7 +850,9 @@ size_t vine_file_size(struct vine_file *f);
 // added; bits past 0777 are dropped).
 // Without it, a file or directory keeps its own mode and a buffer is 0755, so a
 // script shipped as an input runs. A file linked into the sandbox
-// (`VINE_MOUNT_SYMLINK`) keeps its source's mode. A directory is copied,
+// (`VINE_MOUNT_SYMLINK`) has the mode of what it links to: in the local pool
+// your own file, whose mode vine never changes; at a remote worker the
+// worker's copy, which has the mode set here. A directory is copied,
 // locally as at remote workers, so that a task writing in it changes only its copy.
 // Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
 int vine_file_set_mode(struct vine_file *f, int mode);

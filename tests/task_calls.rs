@@ -21,7 +21,7 @@ use vine::ffi::vine_manager;
 use vine::ffi::vine_task;
 use vine::files::{
     CacheLevel, File, Mount, MOUNT_FAILURE_ONLY, MOUNT_FIXED_LOCATION, MOUNT_SUCCESS_ONLY,
-    MOUNT_WATCH,
+    MOUNT_SYMLINK, MOUNT_WATCH,
 };
 use vine::{Manager, Port, Task, TaskResult};
 
@@ -239,11 +239,19 @@ fn outputs_follow_the_exit_code(m: &Manager, dir: &Path) {
         let w = run(m, w);
         assert!(w.exit_code() != -1, "{cmd:?}: {:?}", w.reason());
         let mut r = Task::command(c"cat t");
-        r.add_input(Mount::new(temp, "t", 0).unwrap()).unwrap();
+        r.add_input(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
         let r = run(m, r);
         if returned {
             assert_eq!(r.result(), TaskResult::Success, "{cmd:?}: {:?}", r.reason());
             assert_eq!(r.stdout().unwrap().to_bytes(), b"t\n");
+            // Linked, not copied, when asked (and so not counted in its disk).
+            let mut r = Task::command(c"test -L t && cat t");
+            r.add_input(Mount::new(temp.clone(), "t", MOUNT_SYMLINK).unwrap())
+                .unwrap();
+            let r = run(m, r);
+            assert_eq!(r.result(), TaskResult::Success, "{:?}", r.reason());
+            assert_eq!(r.exit_code(), 0, "a temp linked into the sandbox");
         } else {
             assert_eq!(
                 r.result(),

@@ -266,7 +266,9 @@ pub extern "C" fn vine_file_size(f: *mut vine_file) -> usize {
 /// added; bits past 0777 are dropped).
 /// Without it, a file or directory keeps its own mode and a buffer is 0755, so a
 /// script shipped as an input runs. A file linked into the sandbox
-/// (`VINE_MOUNT_SYMLINK`) keeps its source's mode. A directory is copied,
+/// (`VINE_MOUNT_SYMLINK`) has the mode of what it links to: in the local pool
+/// your own file, whose mode vine never changes; at a remote worker the
+/// worker's copy, which has the mode set here. A directory is copied,
 /// locally as at remote workers, so that a task writing in it changes only its copy.
 /// Returns 0 or a negative error (TaskVine's function of the same name returns nothing).
 #[no_mangle]

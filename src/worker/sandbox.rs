@@ -123,7 +123,12 @@ impl Sandbox {
                     .map_err(|e| format!("cannot write buffer input {}: {e}", mount.remote_name))
             }
             FileKind::Temp => match mount.file.temp_location() {
-                Some(loc) => place_path(&mount.remote_name, &loc, &target, false),
+                Some(loc) => place_path(
+                    &mount.remote_name,
+                    &loc,
+                    &target,
+                    mount.flags & MOUNT_SYMLINK != 0,
+                ),
                 None => Err(format!(
                     "temp input {} has not been produced by any task",
                     mount.remote_name
