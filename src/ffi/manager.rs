@@ -660,7 +660,9 @@ pub extern "C" fn vine_enable_monitoring(
 ///   the largest (`MAX`), the allocation that wastes least over the measured
 ///   tasks weighted by their run time, counting a failed attempt as waste
 ///   (`MIN_WASTE`), or the one that completes most tasks per worker, counting
-///   what a worker cannot pack (`MAX_THROUGHPUT`). Memory and disk are rounded up
+///   what a worker cannot pack (`MAX_THROUGHPUT`). A resource none of them had
+///   measured (the memory and disk of `VINE_EXEC_THREAD` functions) is then
+///   given as `FIXED` gives it, so that such tasks pack. Memory and disk are rounded up
 ///   by at most 1/16, cores to whole cores; always within the category's minimum
 ///   and maximum. A task that exhausts such an allocation runs once more with
 ///   the maximum (the category's, else the largest worker's), an attempt that

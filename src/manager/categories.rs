@@ -673,10 +673,21 @@ impl Categories {
                 c.guess
             } else {
                 let whole = largest;
+                // A resource never measured for the category's tasks (the
+                // memory and disk of THREAD functions) is sized as FIXED mode
+                // sizes it: the whole worker, kept for learning, would stay
+                // theirs for good.
+                let chosen = |h: &Histogram, top: u64, whole: u64, fixed: u64| {
+                    if h.0.is_empty() {
+                        Some(fixed)
+                    } else {
+                        h.choose(mode, top, whole)
+                    }
+                };
                 Partial {
                     millicores: c.cores.choose(mode, top.millicores, whole.millicores),
-                    memory_mb: c.memory.choose(mode, top.memory_mb, whole.memory_mb),
-                    disk_mb: c.disk.choose(mode, top.disk_mb, whole.disk_mb),
+                    memory_mb: chosen(&c.memory, top.memory_mb, whole.memory_mb, fixed.memory_mb),
+                    disk_mb: chosen(&c.disk, top.disk_mb, whole.disk_mb, fixed.disk_mb),
                     gpus: None,
                 }
             };
@@ -983,6 +994,37 @@ mod test {
         assert_eq!(t.request, Resources { gpus: 0, ..WORKER });
         t.result = TaskResult::ResourceExhaustion;
         assert!(!c.retry_at_max(&mut t));
+    }
+
+    #[test]
+    fn what_an_automatic_mode_never_measures_is_sized_as_fixed_mode_sizes_it_once_steady() {
+        let mut c = Categories::new();
+        c.set_mode(Some(c"f"), MODE_MAX_THROUGHPUT);
+        c.set_steady_n(2);
+        // THREAD functions: cores and time measured, memory and disk never.
+        let thread = Measured {
+            wall_us: 1000,
+            cpu_us: 900,
+            memory_mb: None,
+            disk_mb: 0,
+            ..Default::default()
+        };
+        for _ in 0..2 {
+            let mut done = task(c"f");
+            run(&mut c, &mut done, thread);
+        }
+        let mut t = task(c"f");
+        c.size(&mut t, WORKER);
+        assert_eq!(
+            t.request,
+            Resources {
+                millicores: 1000,
+                memory_mb: 0,
+                disk_mb: 0,
+                gpus: 0
+            },
+            "one core, and no bound where nothing was measured: tasks pack"
+        );
     }
 
     #[test]
