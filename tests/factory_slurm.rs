@@ -55,21 +55,7 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
 
 /// This process's factory jobs in Slurm: (id, state).
 fn jobs() -> Vec<(String, String)> {
-    let o = Command::new("squeue")
-        .args(["--noheader", "--format=%i %j %T"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mine = format!("vine-worker-{}-", std::process::id());
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (id, name, state) = (w.next()?, w.next()?, w.next()?);
-            name.starts_with(&mine)
-                .then(|| (id.to_owned(), state.to_owned()))
-        })
-        .collect()
+    common::slurm_jobs(None)
 }
 
 /// A Slurm factory whose scratch directory is `dir`.

@@ -25,26 +25,6 @@ fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
     }
 }
 
-/// This process's factory jobs that Slurm lists in `states`: (id, state).
-fn jobs(states: &str) -> Vec<(String, String)> {
-    let o = Command::new("squeue")
-        .args(["--noheader", "--format=%i %j %T"])
-        .arg(format!("--states={states}"))
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let mine = format!("vine-worker-{}-", std::process::id());
-    String::from_utf8_lossy(&o.stdout)
-        .lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let (id, name, state) = (w.next()?, w.next()?, w.next()?);
-            name.starts_with(&mine)
-                .then(|| (id.to_owned(), state.to_owned()))
-        })
-        .collect()
-}
-
 #[test]
 fn a_job_submitted_by_an_sbatch_killed_at_its_timeout_is_found_and_cancelled() {
     let usable = Command::new("sinfo")
@@ -97,7 +77,11 @@ fn a_job_submitted_by_an_sbatch_killed_at_its_timeout_is_found_and_cancelled() {
     m.submit(Task::command(c"true")).unwrap();
     eventually(
         "the factory cancelled the job its killed sbatch had submitted",
-        || jobs("all").iter().any(|(_, s)| s == "CANCELLED"),
+        || {
+            common::slurm_jobs(Some("all"))
+                .iter()
+                .any(|(_, s)| s == "CANCELLED")
+        },
     );
     // The submission failed, and said why.
     assert!(f.counts().1 >= 1);
@@ -111,6 +95,6 @@ fn a_job_submitted_by_an_sbatch_killed_at_its_timeout_is_found_and_cancelled() {
     // Nothing of this factory is left to run or to wait in the queue, not even
     // what a submission cut off by the shutdown left.
     eventually("no job of the factory is left in Slurm", || {
-        jobs("PENDING,RUNNING,SUSPENDED,CONFIGURING").is_empty()
+        common::slurm_jobs(Some("PENDING,RUNNING,SUSPENDED,CONFIGURING")).is_empty()
     });
 }

@@ -164,3 +164,26 @@ pub fn report_success(
         measured: None,
     }))
 }
+
+/// This process's factory jobs that Slurm lists: (id, state). `states` as
+/// `squeue --states` takes them; None: what squeue lists by default (jobs not
+/// ended).
+pub fn slurm_jobs(states: Option<&str>) -> Vec<(String, String)> {
+    let mut cmd = Command::new("squeue");
+    cmd.args(["--noheader", "--format=%i %j %T"]);
+    if let Some(s) = states {
+        cmd.arg(format!("--states={s}"));
+    }
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let mine = format!("vine-worker-{}-", std::process::id());
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (id, name, state) = (w.next()?, w.next()?, w.next()?);
+            name.starts_with(&mine)
+                .then(|| (id.to_owned(), state.to_owned()))
+        })
+        .collect()
+}
