@@ -1221,10 +1221,6 @@ impl Cycle {
         }
     }
 
-    /// Cancels the jobs whose worker came and went while the batch system
-    /// still runs them (its host was blocked, it was cut off, its job was
-    /// suspended): they serve no more, and count against `max-workers` until
-    /// the batch system says they ended.
     /// After a failed submission (see `unsure_since`): cancels the jobs of
     /// this factory's name that the batch system lists and the factory does
     /// not know. Jobs renamed by the batch options are not found this way.
@@ -1266,6 +1262,10 @@ impl Cycle {
         }
     }
 
+    /// Cancels the jobs whose worker came and went while the batch system
+    /// still runs them (its host was blocked, it was cut off, its job was
+    /// suspended): they serve no more, and count against `max-workers` until
+    /// the batch system says they ended.
     fn cancel_left_behind(&mut self) {
         self.cancel_where(|j| j.joined && j.worker.is_none());
     }
