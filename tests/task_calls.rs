@@ -259,6 +259,9 @@ fn outputs_follow_the_exit_code(m: &Manager, dir: &Path) {
                 "{cmd:?} flags {flags}: {:?}",
                 r.reason()
             );
+            // Said as the local pool says it, not by a path of the worker's.
+            let why = r.reason().unwrap().to_string_lossy().into_owned();
+            assert!(why.contains("temp") && why.contains("produced"), "{why}");
         }
     }
 }

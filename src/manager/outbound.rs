@@ -353,6 +353,9 @@ impl Outbound {
             }
         }
         let Some(source) = &p.source else {
+            if matches!(p.file.kind(), crate::files::FileKind::Temp) {
+                *why = Some("a temp no task has produced (or whose copies were lost)".into());
+            }
             return Ok(InputContent::Missing);
         };
         let logging = self
