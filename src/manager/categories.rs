@@ -677,7 +677,7 @@ impl Categories {
                 // memory and disk of THREAD functions) is sized as FIXED mode
                 // sizes it: the whole worker, kept for learning, would stay
                 // theirs for good.
-                let chosen = |h: &Histogram, top: u64, whole: u64, fixed: u64| {
+                let measured_or_fixed = |h: &Histogram, top: u64, whole: u64, fixed: u64| {
                     if h.0.is_empty() {
                         Some(fixed)
                     } else {
@@ -686,8 +686,13 @@ impl Categories {
                 };
                 Partial {
                     millicores: c.cores.choose(mode, top.millicores, whole.millicores),
-                    memory_mb: chosen(&c.memory, top.memory_mb, whole.memory_mb, fixed.memory_mb),
-                    disk_mb: chosen(&c.disk, top.disk_mb, whole.disk_mb, fixed.disk_mb),
+                    memory_mb: measured_or_fixed(
+                        &c.memory,
+                        top.memory_mb,
+                        whole.memory_mb,
+                        fixed.memory_mb,
+                    ),
+                    disk_mb: measured_or_fixed(&c.disk, top.disk_mb, whole.disk_mb, fixed.disk_mb),
                     gpus: None,
                 }
             };
