@@ -1385,7 +1385,10 @@ int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, 
 // succeeded on remote workers, a task of it still running on a remote worker
 // after `multiplier` times their average (from dispatch to result) is taken back
 // and runs elsewhere (the attempt does not count against its retries; each time
-// it is taken back it is allowed one average more). A worker that holds such a
+// it is taken back it is allowed one average more). vine's own: "elsewhere" is
+// kept: the task is not sent again to a worker it was taken back from while
+// another worker could run it (it waits for one to have room), and only when
+// none could does it go back to one of them. A worker that holds such a
 // task a second time is disconnected and its host blocked for
 // `option-blocklist-slow-workers-timeout` seconds (900; see `vine_tune`).
 // `multiplier` below 1 turns it off (the default). Applies to all categories.

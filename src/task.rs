@@ -202,6 +202,10 @@ pub struct Extra {
     pub max_forsaken: Option<u32>,
     /// Times it was forsaken so far.
     pub forsaken: u32,
+    /// Workers it was taken back from for running slowly there (see
+    /// `vine_enable_disconnect_slow_workers`): passed over while another
+    /// worker could run it.
+    pub slow_on: Vec<u32>,
     /// Features a worker must offer to run it.
     pub features: Vec<CString>,
     /// What its last attempt used, when it was monitored.
@@ -1012,6 +1016,7 @@ impl Task {
         if let Some(e) = self.extra.as_mut() {
             e.refused = None;
             e.forsaken = 0;
+            e.slow_on = Vec::new();
             e.measured = None;
             if let Some(asked) = e.asked.take() {
                 self.request = asked;

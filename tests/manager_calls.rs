@@ -325,6 +325,45 @@ fn a_worker_slow_twice_is_found(enable: impl FnOnce(&M)) {
 }
 
 #[test]
+fn a_task_taken_back_for_being_slow_runs_on_another_worker_not_again_where_it_was_slow() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let (m, port) = M::remote();
+    assert_eq!(vine_enable_disconnect_slow_workers(m.0, 2.0), 0);
+    // A command that hangs (until `go`) only in a sandbox of the first worker.
+    let slow_side = dir.join("slow-side");
+    let fast_side = dir.join("fast-side");
+    for d in [&slow_side, &fast_side] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let slow_there = format!(
+        "case \"$PWD\" in {}/*) while [ ! -e {} ]; do sleep 0.02; done ;; esac; echo ran",
+        slow_side.display(),
+        go.display()
+    );
+    let mut first = vine_worker(port, &["--workdir", slow_side.to_str().unwrap()]);
+    // Ten quick tasks give the category its average.
+    let quick: Vec<i32> = (0..10).map(|_| m.submit("true", c"c")).collect();
+    for id in quick {
+        assert_eq!(m.wait_for(id).0, VINE_RESULT_SUCCESS);
+    }
+    // Dispatched to the only worker, where it is slow.
+    let id = m.submit(&slow_there, c"c");
+    m.until("the task runs", |s| s.tasks_running == 1);
+    let mut second = vine_worker(port, &["--workdir", fast_side.to_str().unwrap()]);
+    m.until("the second worker joins", |s| s.workers_connected == 2);
+    // Taken back from the first worker, it runs on the second, not on the
+    // first again (whose core is free first, and which joined first).
+    assert_eq!(m.wait_for(id), (VINE_RESULT_SUCCESS, "ran\n".into()));
+    let s = m.stats();
+    assert_eq!((s.workers_slow, s.workers_connected), (0, 2), "{s:?}");
+    std::fs::write(&go, "").unwrap();
+    assert_eq!(vine_shutdown(m.0), 0);
+    assert!(exits_with(&mut first).success());
+    assert!(exits_with(&mut second).success());
+}
+
+#[test]
 fn the_smaller_manager_calls_do_what_taskvine_documents() {
     let m = M(vine_create(VINE_PORT_NONE));
     // Names: none by default (NULL, as in TaskVine), then one set; an

@@ -90,8 +90,11 @@ fn shape_of(task: &Task, by_category: bool) -> Shape {
             .iter()
             .any(|m| matches!(m.file.kind(), FileKind::Temp) || m.flags & MOUNT_FIXED_LOCATION != 0)
     });
+    // A task passing over workers it was slow on fits fewer workers than
+    // others of its request do.
+    let avoids = task.extra.as_ref().is_some_and(|e| !e.slow_on.is_empty());
     let runs = match &task.work {
-        _ if reads_temps => Runs::Alone(task.id),
+        _ if reads_temps || avoids => Runs::Alone(task.id),
         Work::Command { .. } => Runs::Anywhere,
         _ if task.local_only() => Runs::Here,
         Work::Local { .. } => Runs::Here,
@@ -322,13 +325,20 @@ fn pick_worker(workers: &[WorkerEntry], temps: &Temps, now_us: i64, task: &Task)
         .extra
         .as_ref()
         .is_none_or(|e| e.sizing != crate::resources::Sizing::Auto);
+    let could = |w: &WorkerEntry| {
+        !w.draining
+            && req.fits_within(&w.model.capacity())
+            && lives_long_enough(w, now_us, task)
+            && can_run(w, temps, task, false)
+    };
+    // Workers the task was taken back from for being slow there are passed
+    // over while another worker could run it, now or once it has room.
+    let slow_on = task.extra.as_ref().map_or(&[][..], |e| &e.slow_on[..]);
+    let passed_over = |w: &WorkerEntry| slow_on.contains(&w.id);
+    let pass_over = !slow_on.is_empty() && workers.iter().any(|w| !passed_over(w) && could(w));
     let mut best: Option<(usize, usize)> = None;
     for (at, w) in workers.iter().enumerate() {
-        if w.draining
-            || !req.fits_within(&w.model.capacity())
-            || !lives_long_enough(w, now_us, task)
-            || !can_run(w, temps, task, false)
-        {
+        if !could(w) || (pass_over && passed_over(w)) {
             continue;
         }
         if w.model.would_start(req) {
@@ -1221,6 +1231,11 @@ impl Scheduler {
             task.attempts = task.attempts.saturating_sub(1);
             task.flags &= !crate::task::FLAG_CANCELLED;
             task.reset_for_retry();
+            // Slow there: not sent back while another worker could run it.
+            let slow_on = &mut task.extra_mut().slow_on;
+            if !slow_on.contains(&worker) {
+                slow_on.push(worker);
+            }
             if self.shutting_down {
                 task.finish(
                     TaskResult::Cancelled,
