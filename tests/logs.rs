@@ -517,6 +517,64 @@ fn the_task_graph_log_draws_each_task_with_the_files_it_reads_and_writes() {
 }
 
 #[test]
+fn a_task_cancelled_while_held_ahead_at_its_worker_is_retrieved_and_done_cancelled() {
+    let dir = tempdir();
+    let go = dir.join("go");
+    let log = dir.join("txn");
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 1.0).unwrap();
+    m.tune("prefetch", 1.0).unwrap();
+    // The running task is left to run this long at shutdown.
+    m.tune("shutdown-timeout", 1.0).unwrap();
+    m.enable_transactions_log(&log).unwrap();
+    let submit = |command: &str| {
+        let c = CString::new(command).unwrap();
+        m.submit(Task::command(&c)).map_err(|(e, _)| e).unwrap()
+    };
+    let held_ahead = |what: &str| {
+        let end = std::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let s = m.stats().unwrap();
+            if (s.tasks_running, s.tasks_on_workers) == (1, 2) {
+                return;
+            }
+            assert!(std::time::Instant::now() < end, "never held: {what}: {s:?}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let running = submit(&format!(
+        "while [ ! -e {} ]; do sleep 0.02; done",
+        go.display()
+    ));
+    // Given to the pool, behind the running task: cancelled there.
+    let cancelled = submit("true");
+    held_ahead("the task to cancel");
+    m.cancel(cancelled).unwrap();
+    let t = m
+        .wait_for(vine::Want::Id(cancelled), Some(Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(t.result(), TaskResult::Cancelled);
+    // Held likewise when the manager shuts down.
+    let at_shutdown = submit("true");
+    held_ahead("the task left at shutdown");
+    drop(m);
+
+    let (_, recs) = read_txn(&log);
+    for id in [cancelled, at_shutdown] {
+        let ends: Vec<String> = recs
+            .iter()
+            .filter(|r| r.words[0] == "TASK" && r.words[1] == id.to_string())
+            .filter(|r| r.words[2] == "RETRIEVED" || r.words[2] == "DONE")
+            .map(|r| format!("{} {}", r.words[2], r.words[3]))
+            .collect();
+        assert_eq!(ends, ["RETRIEVED CANCELLED", "DONE CANCELLED"], "task {id}");
+    }
+    assert!(recs
+        .iter()
+        .any(|r| r.words[0] == "TASK" && r.words[1] == running.to_string()));
+}
+
+#[test]
 fn a_log_switched_right_after_submissions_leaves_their_records_in_the_old_one() {
     let dir = tempdir();
     let m = Manager::new(Port::None).unwrap();

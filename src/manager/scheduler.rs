@@ -1159,6 +1159,21 @@ impl Scheduler {
             );
             return self.complete(task, comm);
         }
+        let mut task = task;
+        let id = task.id;
+        let shut_out = self.shutting_down
+            && task.cancel_requested()
+            && !self.recalling.contains_key(&id)
+            && !self.ending.contains_key(&id);
+        if !task.was_started()
+            && task.result == TaskResult::Unknown
+            && (self.cancelling.contains_key(&id) || shut_out)
+        {
+            // Given back unstarted because it was cancelled, or the manager
+            // shuts down (held ahead at its worker): it comes back cancelled,
+            // and its record says so.
+            task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
+        }
         self.journal.retrieved(&task, worker);
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
