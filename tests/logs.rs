@@ -574,6 +574,49 @@ fn a_task_cancelled_while_held_ahead_at_its_worker_is_retrieved_and_done_cancell
         .any(|r| r.words[0] == "TASK" && r.words[1] == running.to_string()));
 }
 
+unsafe extern "C" fn nothing(
+    _: *const std::ffi::c_void,
+    _: usize,
+    _: *mut vine::ffi::vine_buffer,
+    _: *mut std::ffi::c_void,
+) -> std::ffi::c_int {
+    0
+}
+
+#[test]
+fn a_task_submitted_after_a_line_of_the_program_is_logged_after_it() {
+    // The manager thread may be in the middle of a round (here: the one the
+    // log's opening began) when the tasks are submitted; their records carry
+    // the time the manager takes them, never the time that round began.
+    let dir = tempdir();
+    for run in 0..200 {
+        let log = dir.join(format!("txn-{run}"));
+        let m = Manager::new(Port::None).unwrap();
+        m.tune("local-cores", 1.0).unwrap();
+        m.enable_transactions_log(&log).unwrap();
+        m.log_txn_app("before");
+        for _ in 0..5 {
+            m.submit(Task::local(nothing, 0, &[]))
+                .map_err(|(e, _)| e)
+                .unwrap();
+        }
+        while m.wait(Some(Duration::from_secs(60))).is_some() {}
+        drop(m);
+        let (_, recs) = read_txn(&log);
+        let app = recs
+            .iter()
+            .position(|r| r.words[0] == "APPLICATION")
+            .unwrap_or_else(|| panic!("run {run}: no line of the program"));
+        let first_task = recs.iter().position(|r| r.words[0] == "TASK").unwrap();
+        assert!(
+            app < first_task,
+            "run {run}: a task is logged at {}, before the program's line at {}",
+            recs[first_task].at,
+            recs[app].at
+        );
+    }
+}
+
 #[test]
 fn a_log_switched_right_after_submissions_leaves_their_records_in_the_old_one() {
     let dir = tempdir();

@@ -445,7 +445,15 @@ impl ManagerLoop {
                     self.handle(msg);
                     for _ in 0..BATCH {
                         match self.rx.try_recv() {
-                            Ok(msg) => self.handle(msg),
+                            Ok(msg) => {
+                                // Records carry the time their message was
+                                // taken: it may have been sent after a line
+                                // the program logged since the round began.
+                                if logging {
+                                    self.sched.journal.set_now(super::journal::now_us());
+                                }
+                                self.handle(msg)
+                            }
                             Err(_) => break,
                         }
                     }
@@ -512,6 +520,11 @@ impl ManagerLoop {
                     return;
                 }
                 std::mem::swap(&mut queue.tasks, &mut self.incoming);
+                drop(queue);
+                // Their records carry a time after their submissions.
+                if self.sched.journal.on() {
+                    self.sched.journal.set_now(super::journal::now_us());
+                }
             }
             if taken == limit {
                 self.more_submissions = true;
