@@ -6,8 +6,10 @@ MAJOR   := $(firstword $(subst ., ,$(VERSION)))
 LIBDIR  := $(PREFIX)/lib
 INCDIR  := $(PREFIX)/include
 BINDIR  := $(PREFIX)/bin
-# What a static link of libvine.a needs (rustc --print native-static-libs).
-STATIC_LIBS := -lgcc_s -lutil -lrt -lpthread -lm -ldl -lc
+# What a static link of libvine.a needs (rustc --print native-static-libs, but
+# for -lgcc_s: cc links the unwinder itself, libgcc_eh.a in a -static link,
+# where -lgcc_s has no archive to find).
+STATIC_LIBS := -lutil -lrt -lpthread -lm -ldl -lc
 
 .PHONY: install install-test
 install: release

@@ -25,6 +25,11 @@ check "pkg-config static build" sh -c "cc -static-libgcc tests/install/hello.c \
     \$(pkg-config --variable=libdir vine)/libvine.a \$(pkg-config --static --libs-only-l vine | sed 's/-lvine//') -o '$work/hello_static'"
 check "pkg-config static run" "$work/hello_static"
 check "static binary needs no libvine.so" sh -c "! ldd '$work/hello_static' | grep -q libvine"
+# A wholly static program, linked with what pkg-config says (glibc warns that
+# name lookups in it need the shared libraries at run time).
+check "pkg-config -static build" sh -c "cc -static tests/install/hello.c \$(pkg-config --cflags vine) \
+    \$(pkg-config --variable=libdir vine)/libvine.a \$(pkg-config --static --libs-only-l vine | sed 's/-lvine//') -o '$work/hello_all_static'"
+check "pkg-config -static run" "$work/hello_all_static"
 if command -v cmake > /dev/null; then
     check "cmake configure" cmake -S tests/install -B "$work/cmake" -DCMAKE_PREFIX_PATH="$prefix"
     check "cmake build" cmake --build "$work/cmake"
