@@ -1275,7 +1275,7 @@ int vine_tune(struct vine_manager *m, const char *name, double value);
 // are replaced (see `vine_factory_create`). Without TLS, every frame of an
 // authenticated session carries an HMAC under keys derived from the password (see
 // the README's security model). Returns 0 or a negative error (unreadable,
-// empty).
+// empty, not a regular file, larger than 64 KiB).
 int vine_set_password_file(struct vine_manager *m, const char *path);
 
 // Sets the password remote workers must prove, as `vine_set_password_file` does,

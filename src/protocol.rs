@@ -559,12 +559,41 @@ pub enum PeerMsg {
     Xfer(Piece),
 }
 
+/// The largest password file read, in bytes.
+pub const PASSWORD_FILE_MAX: u64 = 64 * 1024;
+
 /// A password from its file: the file's bytes less trailing white space; never
 /// empty (an empty password would let anyone in, so it is refused, on the
-/// manager's side and the worker's alike).
+/// manager's side and the worker's alike). Only a regular file of at most
+/// [`PASSWORD_FILE_MAX`] bytes is read: a device or a FIFO would never end
+/// (or never open).
 pub fn read_password(path: &std::path::Path) -> crate::error::Result<Vec<u8>> {
     use crate::error::Error;
-    let mut pw = std::fs::read(path).map_err(|e| Error::io(path.display(), e))?;
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let io = |e| Error::io(path.display(), e);
+    // Opened without waiting for a writer, should it be a FIFO.
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(Error::invalid(format!(
+            "password file {} is not a regular file",
+            path.display()
+        )));
+    }
+    let mut pw = Vec::new();
+    file.take(PASSWORD_FILE_MAX + 1)
+        .read_to_end(&mut pw)
+        .map_err(io)?;
+    if pw.len() as u64 > PASSWORD_FILE_MAX {
+        return Err(Error::invalid(format!(
+            "password file {} is larger than {PASSWORD_FILE_MAX} bytes",
+            path.display()
+        )));
+    }
     while pw.last().is_some_and(|b| b.is_ascii_whitespace()) {
         pw.pop();
     }

@@ -272,7 +272,7 @@ pub unsafe extern "C" fn vine_tune(m: *mut vine_manager, name: *const c_char, va
 /// are replaced (see `vine_factory_create`). Without TLS, every frame of an
 /// authenticated session carries an HMAC under keys derived from the password (see
 /// the README's security model). Returns 0 or a negative error (unreadable,
-/// empty).
+/// empty, not a regular file, larger than 64 KiB).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_password_file(
     m: *mut vine_manager,

@@ -447,6 +447,48 @@ mod test {
     }
 
     #[test]
+    fn a_password_file_that_would_never_end_is_refused_not_read() {
+        // A device that never ends, a FIFO no one writes (which would not
+        // even open), a directory, and a file past the largest read.
+        let dir = std::env::temp_dir().join(format!("vine-options-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let big = dir.join("big");
+        std::fs::write(
+            &big,
+            vec![b'x'; crate::protocol::PASSWORD_FILE_MAX as usize + 1],
+        )
+        .unwrap();
+        let dev = std::path::PathBuf::from("/dev/zero");
+        for (path, why) in [
+            (&dev, "not a regular file"),
+            (&fifo, "not a regular file"),
+            (&dir, "not a regular file"),
+            (&big, "larger than"),
+        ] {
+            let e = parse(&["-P", path.to_str().unwrap(), "h", "1"]).unwrap_err();
+            assert!(e.to_string().contains(why), "{}: {e}", path.display());
+        }
+        // At the largest, it is read.
+        std::fs::write(
+            &big,
+            vec![b'x'; crate::protocol::PASSWORD_FILE_MAX as usize],
+        )
+        .unwrap();
+        let o = parse(&["-P", big.to_str().unwrap(), "h", "1"]).unwrap();
+        assert_eq!(
+            o.password.map(|p| p.len()),
+            Some(crate::protocol::PASSWORD_FILE_MAX as usize)
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_values_of_taskvines_options_are_refused() {
         for bad in [
             &["h", "1", "--wall-time", "0"][..],
