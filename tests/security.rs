@@ -117,7 +117,11 @@ fn setting_a_password_drops_workers_that_joined_without_one() {
     let t = m.wait(LONG).unwrap();
     assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
     assert_eq!(t.stdout().unwrap().to_bytes(), b"done\n");
-    assert_eq!(m.stats().unwrap().workers_connected, 1);
+    let s = m.stats().unwrap();
+    assert_eq!(s.workers_connected, 1);
+    // Dropped by the manager (its task could run again only once it was):
+    // removed, not lost.
+    assert_eq!((s.workers_removed, s.workers_lost), (1, 0), "{s:?}");
     m.shutdown().unwrap();
     assert_eq!(exit_code(right), Some(0));
 }

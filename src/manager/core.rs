@@ -111,6 +111,8 @@ enum Departure {
     Lost,
     /// It said it leaves (its wall time passed), then closed.
     Left,
+    /// Its session was closed when the password was set or changed.
+    Revoked,
 }
 
 /// A temp on its way back from its worker, and the callers waiting for it.
@@ -793,9 +795,15 @@ impl ManagerLoop {
                 let _ = reply.send(self.status_report());
             }
             Message::WorkerLost { worker } => {
+                // Dropped for the password set or changed: removed, not lost.
+                let revoked = self.remote_settings.take_revoked(worker);
                 if self.remote.contains_key(&worker) {
-                    self.sched.stats_mut().workers_lost += 1;
-                    self.drop_worker(worker, Departure::Lost);
+                    if revoked {
+                        self.drop_worker(worker, Departure::Revoked);
+                    } else {
+                        self.sched.stats_mut().workers_lost += 1;
+                        self.drop_worker(worker, Departure::Lost);
+                    }
                 }
             }
             Message::WorkerLeft { worker, reason } => {
@@ -1524,7 +1532,7 @@ impl ManagerLoop {
         {
             use super::journal::Departure as Why;
             let why = match how {
-                Departure::Released => Why::Explicit,
+                Departure::Released | Departure::Revoked => Why::Explicit,
                 Departure::Disconnected => Why::FastAbort,
                 // TaskVine's name for a departure the worker chose.
                 Departure::Lost | Departure::Left => Why::Unknown,
@@ -1545,7 +1553,7 @@ impl ManagerLoop {
                 link.exit();
             }
             Departure::Disconnected => link.disconnect(),
-            Departure::Lost | Departure::Left => {}
+            Departure::Lost | Departure::Left | Departure::Revoked => {}
         }
         self.draining.remove(&worker);
         self.slow.suspects.remove(&worker);

@@ -55,6 +55,9 @@ struct Auth {
     /// Sessions joined, with the generation of the password they proved (None:
     /// joined without one).
     sessions: Vec<(WorkerId, TcpStream, Option<u64>)>,
+    /// Sessions dropped for the password set or changed: their end is the
+    /// manager's doing, not a connection lost.
+    revoked: Vec<WorkerId>,
 }
 
 /// Settings the connection threads read.
@@ -202,7 +205,8 @@ impl RemoteSettings {
         }
         auth.password = Some(password);
         auth.generation += 1;
-        for (id, sock, proved) in auth.sessions.drain(..) {
+        let sessions = std::mem::take(&mut auth.sessions);
+        for (id, sock, proved) in sessions {
             match proved {
                 None => eprintln!(
                     "vine: worker {id} joined without a password; dropping it now that one is set"
@@ -212,7 +216,17 @@ impl RemoteSettings {
                 ),
             }
             crate::channel::close(&sock);
+            auth.revoked.push(id);
         }
+    }
+
+    /// True (once) if worker `id`'s session was dropped when the password was
+    /// set or changed.
+    pub(crate) fn take_revoked(&self, id: WorkerId) -> bool {
+        let mut auth = self.auth();
+        let before = auth.revoked.len();
+        auth.revoked.retain(|&w| w != id);
+        auth.revoked.len() != before
     }
 
     /// The password workers must prove now, and its generation.
