@@ -505,8 +505,9 @@ pub enum ToManager {
 pub struct WorkerDetails {
     /// What the worker offers: cores (thousandths), memory MB, disk MB, gpus.
     pub resources: (u64, u64, u64, u32),
-    /// Function names registered at the worker.
-    pub functions: Vec<String>,
+    /// Function names registered at the worker, as registered (a name need
+    /// not be UTF-8; encoded as a string is, so older peers read valid ones).
+    pub functions: Vec<Vec<u8>>,
     /// Host name, for logs.
     pub hostname: String,
     /// Names of the files in its store of files kept forever.

@@ -85,9 +85,7 @@ pub(crate) fn lookup_for_task(name: &CStr) -> (Arc<CStr>, Option<FunctionPtr>) {
 }
 
 /// Every registered name (what a worker tells its manager it can run).
-pub fn names() -> Vec<String> {
+pub fn names() -> Vec<Vec<u8>> {
     let reg = registry().read().unwrap_or_else(|p| p.into_inner());
-    reg.values()
-        .map(|e| e.name.to_string_lossy().into_owned())
-        .collect()
+    reg.values().map(|e| e.name.to_bytes().to_vec()).collect()
 }

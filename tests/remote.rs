@@ -169,7 +169,8 @@ static int triple(const void *in, size_t len, struct vine_buffer *out, void *ctx
     return vine_buffer_append(out, &x, sizeof x);
 }
 int vine_register_functions(int (*register_function)(const char *, vine_function_t)) {
-    return register_function("triple", triple);
+    /* A name need not be UTF-8. */
+    return register_function("triple", triple) || register_function("tri\xffple", triple);
 }
 "#,
     )
@@ -197,8 +198,8 @@ int vine_register_functions(int (*register_function)(const char *, vine_function
         vine_worker(port, &["--library", lib.to_str().unwrap()]),
     ];
     for x in 1..=20i64 {
-        m.submit(Task::function(c"triple", &x.to_le_bytes()))
-            .unwrap();
+        let name = if x == 20 { c"tri\xffple" } else { c"triple" };
+        m.submit(Task::function(name, &x.to_le_bytes())).unwrap();
     }
     let mut sum = 0;
     for _ in 0..20 {
@@ -781,15 +782,24 @@ fn a_worker_without_a_manager_gives_up_after_its_timeout() {
         .status()
         .unwrap();
     assert_eq!(usage.code(), Some(2));
-    // An empty password, which no manager accepts, is a bad command line.
-    let empty = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
-        .args(["-P", "/dev/null", "127.0.0.1", &port.to_string()])
-        .args(["--timeout", "0.3"])
-        .output()
-        .unwrap();
-    assert_eq!(empty.status.code(), Some(2));
-    let said = String::from_utf8_lossy(&empty.stderr);
-    assert!(said.contains("/dev/null is empty"), "{said}");
+    // An empty password, which no manager accepts, is a bad command line; so
+    // is a device (which may never end) as the password file.
+    let dir = tempdir();
+    let none = dir.join("none");
+    std::fs::write(&none, "").unwrap();
+    for (file, why) in [
+        (none.to_str().unwrap(), "none is empty"),
+        ("/dev/null", "/dev/null is not a regular file"),
+    ] {
+        let refused = Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+            .args(["-P", file, "127.0.0.1", &port.to_string()])
+            .args(["--timeout", "0.3"])
+            .output()
+            .unwrap();
+        assert_eq!(refused.status.code(), Some(2));
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(said.contains(why), "{said}");
+    }
 }
 
 #[test]

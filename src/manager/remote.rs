@@ -1089,10 +1089,7 @@ fn handshake(
         crate::channel::close(&sock);
         return Err(e);
     }
-    let functions = functions
-        .into_iter()
-        .map(|f| f.into_bytes().into_boxed_slice())
-        .collect();
+    let functions = functions.into_iter().map(Vec::into_boxed_slice).collect();
     Ok((
         Joined {
             id,

@@ -302,7 +302,7 @@ mod tests {
         let limit = u64::from(protocol::MAX_HANDSHAKE_FRAME);
         let mut d = protocol::WorkerDetails {
             stored: (0..20_000u32).map(|i| format!("{i:064x}")).collect(),
-            functions: vec!["f".into()],
+            functions: vec![b"f".to_vec()],
             ..Default::default()
         };
         fit_details(&mut d).unwrap();
@@ -313,7 +313,9 @@ mod tests {
         );
 
         let mut d = protocol::WorkerDetails {
-            functions: (0..20_000u32).map(|i| format!("{i:064x}")).collect(),
+            functions: (0..20_000u32)
+                .map(|i| format!("{i:064x}").into_bytes())
+                .collect(),
             stored: vec!["0".repeat(64)],
             ..Default::default()
         };
