@@ -722,9 +722,10 @@ impl Task {
 
     /// Sets how many times the task may be forsaken (given back by a worker that
     /// did not run it to completion, through no fault of its own) before it is
-    /// returned `Forsaken`; negative: no limit of its own (the default).
+    /// returned `Forsaken`; negative: no limit of its own (the default). A
+    /// count past `u32::MAX` is held there: more than any run sees.
     pub fn set_max_forsaken(&mut self, n: i64) {
-        self.extra_mut().max_forsaken = u32::try_from(n).ok();
+        self.extra_mut().max_forsaken = (n >= 0).then(|| u32::try_from(n).unwrap_or(u32::MAX));
     }
 
     /// Requires a worker that offers `feature`.

@@ -590,6 +590,26 @@ fn a_task_forsaken_more_than_its_max_forsaken_comes_back_forsaken() {
     stop(m, vec![]);
 }
 
+#[test]
+fn a_max_forsaken_past_what_a_count_holds_means_run_again_not_no_limit_of_its_own() {
+    // No retries: only a limit of its own runs it again once its worker is lost.
+    for limit in [i64::MAX, 1 << 32] {
+        let dir = tempdir();
+        let (m, port) = remote_manager();
+        let mut w = vine_worker(port, &[]);
+        let mut t = Task::command(&lost_until_done(&dir, 1));
+        t.set_retries(0).unwrap();
+        t.set_max_forsaken(limit);
+        let id = m.submit(t).map_err(|(e, _)| e).unwrap();
+        lose_worker_when(&mut w, &dir.join("run0"), port);
+        let t = m.wait_for(vine::Want::Id(id), LONG).unwrap();
+        assert_eq!(t.result(), TaskResult::Success, "{limit}: {:?}", t.reason());
+        assert_eq!(stdout(&t), "done\n");
+        let _ = w.kill();
+        stop(m, vec![w]);
+    }
+}
+
 /// A command that sleeps (until its worker is killed) on its first `losses`
 /// runs, each marked by a file `run<i>` in `dir`, and then prints "done".
 fn lost_until_done(dir: &Path, losses: usize) -> CString {

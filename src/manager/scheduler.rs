@@ -1301,7 +1301,7 @@ impl Scheduler {
             return self.retry_or_complete(task, exhausted, comm);
         }
         let e = task.extra_mut();
-        e.forsaken += 1;
+        e.forsaken = e.forsaken.saturating_add(1);
         let forsaken = e.forsaken;
         if forsaken > limit {
             let why = task
