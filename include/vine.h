@@ -1309,12 +1309,15 @@ int vine_set_runtime_info_path(const char *path);
 // managers created later). Returns 0 or a negative error (`""` is refused).
 int vine_set_runtime_info_path_for(struct vine_manager *m, const char *dir);
 
-// Names the manager (shown to workers and in logs); NULL forgets the name, as
-// in TaskVine. Returns 0 or a negative error (`""` is refused).
+// Names the manager; NULL forgets the name, as in TaskVine. The name is shown
+// by `vine_status` (and its `--json`, `"manager"."name"`, and the run
+// directory's `status.json`) and in the debug log; unlike TaskVine's, it is
+// not published to a catalog, nor do workers find managers by it. Returns 0
+// or a negative error (`""` is refused, as is a name that is not UTF-8).
 int vine_set_name(struct vine_manager *m, const char *name);
 
 // The manager's name: what `vine_set_name` set; NULL if none is set (as in
-// TaskVine; logs and workers then show "vine"), and on error. Owned by the
+// TaskVine; the debug log then says "vine"), and on error. Owned by the
 // manager and valid until `vine_delete` (a later `vine_set_name` does not
 // free it).
 const char *vine_get_name(struct vine_manager *m);
@@ -1892,7 +1895,8 @@ int vine_task_set_time_end(struct vine_task *t, int64_t useconds);
 // forever), vine counts forsaken attempts against the task's retries
 // (`vine_task_set_retries`, default the manager's `max-retries`), after which
 // it comes back `VINE_RESULT_FORSAKEN` if its last worker was lost, else
-// `VINE_RESULT_MAX_RETRIES`. Returns 0 or an error code.
+// `VINE_RESULT_MAX_RETRIES`. A count above 4294967295 counts as that many
+// (forever, in practice). Returns 0 or an error code.
 int vine_task_set_max_forsaken(struct vine_task *t, int64_t max_forsaken);
 
 // Requires a worker offering the feature `name` (a `vine_worker` started with

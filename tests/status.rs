@@ -28,6 +28,7 @@ fn vine_status_shows_the_tasks_and_workers_of_a_running_manager() {
     std::fs::write(&wrong, "open\n").unwrap();
     let (m, port) = remote_manager();
     m.set_password_file(&pw).unwrap();
+    m.set_name(Some("sweep")).unwrap();
     let started = dir.join("started");
     assert!(Command::new("mkfifo")
         .arg(&started)
@@ -68,11 +69,13 @@ fn vine_status_shows_the_tasks_and_workers_of_a_running_manager() {
     assert_eq!(v["largest_waiting"]["resources"]["cores"], 4.0);
     assert_eq!(v["largest_waiting"]["workers_able"], serde_json::json!([]));
     assert_eq!(v["manager"]["port"], port);
+    assert_eq!(v["manager"]["name"], "sweep");
 
     // As a person reads it.
     let out = status(port, &["--password", pw.to_str().unwrap()]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with("manager sweep 127.0.0.1:"), "{text}");
     assert!(text.contains("tasks: 1 waiting"), "{text}");
     assert!(text.contains("worker-1"), "{text}");
     assert!(
@@ -295,7 +298,7 @@ fn vine_status_shows_control_characters_from_the_manager_escaped() {
     // CSI: shown as \xNN in the plain views, never written raw.
     let esc = "\u{1b}]0;PWNED\u{7}\u{1b}[2J\u{1b}[31mFAKE\r\nline\u{7f}\u{9b}1m";
     let answer = serde_json::json!({
-        "manager": {"pid": esc, "now": 10.0, "started": 0.0},
+        "manager": {"name": esc, "pid": esc, "now": 10.0, "started": 0.0},
         "tasks": {"waiting": 1},
         "largest_waiting": {
             "id": esc,
@@ -338,11 +341,12 @@ fn vine_status_shows_control_characters_from_the_manager_escaped() {
             assert_eq!(v["workers"][0]["addrport"], esc, "{shown}");
             continue;
         }
-        // Every field is shown, escaped (the pid, the largest waiting task's
-        // id, category and first able worker, the worker's id, address and
-        // first task id); the views' own lines stay theirs.
+        // Every field is shown, escaped (the manager's name and pid, the
+        // largest waiting task's id, category and first able worker, the
+        // worker's id, address and first task id); the views' own lines stay
+        // theirs.
         let (fields, lines) = match view.first().copied() {
-            None => (7, 8),
+            None => (8, 8),
             Some("--tasks") => (3, 4),
             _ => (3, 2),
         };

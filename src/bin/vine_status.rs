@@ -201,8 +201,12 @@ fn num(v: &Value, path: &[&str]) -> f64 {
 
 fn header(v: &Value, where_: &str) -> String {
     let up = (num(v, &["manager", "now"]) - num(v, &["manager", "started"])).max(0.0) as u64;
+    let name = match v["manager"]["name"].as_str() {
+        Some(name) => format!(" {}", shown(name)),
+        None => String::new(),
+    };
     format!(
-        "manager {where_} (pid {}), up {:02}:{:02}:{:02}\n",
+        "manager{name} {where_} (pid {}), up {:02}:{:02}:{:02}\n",
         shown_value(&v["manager"]["pid"]),
         up / 3600,
         up / 60 % 60,

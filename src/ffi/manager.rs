@@ -354,8 +354,11 @@ pub unsafe extern "C" fn vine_set_runtime_info_path_for(
     })
 }
 
-/// Names the manager (shown to workers and in logs); NULL forgets the name, as
-/// in TaskVine. Returns 0 or a negative error (`""` is refused).
+/// Names the manager; NULL forgets the name, as in TaskVine. The name is shown
+/// by `vine_status` (and its `--json`, `"manager"."name"`, and the run
+/// directory's `status.json`) and in the debug log; unlike TaskVine's, it is
+/// not published to a catalog, nor do workers find managers by it. Returns 0
+/// or a negative error (`""` is refused, as is a name that is not UTF-8).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char) -> c_int {
     guard_code(|| {
@@ -372,7 +375,7 @@ pub unsafe extern "C" fn vine_set_name(m: *mut vine_manager, name: *const c_char
 }
 
 /// The manager's name: what `vine_set_name` set; NULL if none is set (as in
-/// TaskVine; logs and workers then show "vine"), and on error. Owned by the
+/// TaskVine; the debug log then says "vine"), and on error. Owned by the
 /// manager and valid until `vine_delete` (a later `vine_set_name` does not
 /// free it).
 #[no_mangle]

@@ -349,7 +349,14 @@ impl ManagerLoop {
     /// The manager's state as JSON (see `status`).
     fn status_report(&self) -> String {
         let run_dir = self.sink.status_dir();
+        let name = self
+            .shared
+            .name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let about = super::status::About {
+            name: name.as_deref(),
             port: self.listener.as_ref().map(|(_, a)| a.port()),
             with_results: self.shared.completions.finished_len(),
             bytes_sent: self.remote_settings.bytes_sent.load(Ordering::Relaxed),

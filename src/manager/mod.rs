@@ -285,6 +285,8 @@ pub enum Message {
 /// is scheduling state: that lives on the manager thread only.
 pub(crate) struct Shared {
     pub(crate) completions: CompletionQueue,
+    /// The name `vine_set_name` gave (None: none), which `vine_status` shows.
+    pub(crate) name: Mutex<Option<String>>,
     /// Tasks submitted and not yet taken by the manager thread. A batch of
     /// submissions costs one message and no allocation, and the buffers stay
     /// with the threads that use them instead of being freed across threads.
@@ -445,7 +447,6 @@ pub struct Manager {
     /// them) until the manager goes, as the memory `vine_fetch_file` and
     /// `vine_file_source` returned must stay valid until `vine_delete`.
     undeclared: Mutex<Vec<Arc<File>>>,
-    name: Mutex<Option<String>>,
     /// Every name the manager had, as C strings: what `vine_get_name` returned
     /// stays valid as long as the manager.
     names_c: Mutex<Vec<std::ffi::CString>>,
@@ -536,6 +537,7 @@ impl Manager {
         let (tx, rx) = inbox::unbounded::<Message>();
         let shared = Arc::new(Shared {
             completions: CompletionQueue::default(),
+            name: Mutex::new(None),
             submissions: Default::default(),
             accepting: AtomicBool::new(true),
             closed: AtomicBool::new(false),
@@ -671,7 +673,6 @@ impl Manager {
             },
             files: Mutex::new(Vec::new()),
             undeclared: Mutex::new(Vec::new()),
-            name: Mutex::new(None),
             names_c: Mutex::new(Vec::new()),
             info_dir: Mutex::new(None),
             peer_transfers: AtomicBool::new(true),
@@ -1294,19 +1295,21 @@ impl Manager {
             .find_map(|f| f.last_error())
     }
 
-    /// Sets the manager's name (what remote workers and logs show); None
-    /// forgets it.
+    /// Sets the manager's name (what `vine_status` and the debug log show);
+    /// None forgets it.
     pub fn set_name(&self, name: Option<&str>) -> Result<()> {
         if name == Some("") {
             return Err(Error::invalid("a manager name cannot be empty"));
         }
-        *self.name.lock().unwrap_or_else(|p| p.into_inner()) = name.map(str::to_owned);
+        *self.shared.name.lock().unwrap_or_else(|p| p.into_inner()) = name.map(str::to_owned);
+        self.log_debug(&format!("manager named {}", self.name()));
         Ok(())
     }
 
     /// The manager's name, "vine" if none was set.
     pub fn name(&self) -> String {
-        self.name
+        self.shared
+            .name
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -1316,7 +1319,13 @@ impl Manager {
     /// The name set, as a C string valid as long as the manager; NULL if
     /// none was set.
     pub fn name_c(&self) -> *const std::ffi::c_char {
-        let Some(name) = self.name.lock().unwrap_or_else(|p| p.into_inner()).clone() else {
+        let Some(name) = self
+            .shared
+            .name
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
             return std::ptr::null();
         };
         let mut names = self.names_c.lock().unwrap_or_else(|p| p.into_inner());

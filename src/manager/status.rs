@@ -30,6 +30,8 @@ fn worker_name(id: u32) -> String {
 
 /// What the manager knows besides its scheduler.
 pub(crate) struct About<'a> {
+    /// The name `vine_set_name` gave, if any.
+    pub name: Option<&'a str>,
     pub port: Option<u16>,
     pub with_results: usize,
     pub bytes_sent: u64,
@@ -107,6 +109,7 @@ pub(crate) fn report(sched: &Scheduler, about: &About<'_>) -> String {
     });
     json!({
         "manager": {
+            "name": about.name,
             "pid": std::process::id(),
             "port": about.port,
             "started": s.time_when_started as f64 / 1e6,
