@@ -85,8 +85,11 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// task ends `VINE_RESULT_SUCCESS` with exit code 126, as a command the shell
 /// cannot execute does, and is not retried. In the local pool a command (as a
 /// `VINE_EXEC_PROCESS` function) is a child process of the program, which must
-/// therefore not ignore SIGCHLD (`SIG_IGN` or `SA_NOCLDWAIT`): the system would
-/// reap it before its exit status could be read, and the task fails saying so.
+/// therefore not ignore SIGCHLD (`SIG_IGN` or `SA_NOCLDWAIT`), nor reap children
+/// it did not start (a SIGCHLD handler looping on `waitpid(-1, ...)`): the
+/// system, or that wait, would take its exit status before vine reads it, and
+/// the task comes back `VINE_RESULT_UNKNOWN` saying so. It ran: it is not run
+/// again.
 /// An empty command is no command, as NULL is.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {

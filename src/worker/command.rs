@@ -188,12 +188,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
     drop(watcher);
     let (ending, captured, usage) = match supervised {
         Ok(x) => x,
-        Err(e) => {
-            return task.finish(
-                TaskResult::Forsaken,
-                Some(crate::worker::process::lost_track("the command", &e)),
-            )
-        }
+        Err(e) => return crate::worker::process::lost_child(task, "the command", &e),
     };
     let mut stdout = captured.bytes;
     stdout.retain(|&b| b != 0);

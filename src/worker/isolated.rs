@@ -169,12 +169,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     let supervised = process::supervise(pid, reader, limits, control);
     let (ending, captured, usage) = match supervised {
         Ok(x) => x,
-        Err(e) => {
-            return task.finish(
-                TaskResult::Forsaken,
-                Some(crate::worker::process::lost_track("the task process", &e)),
-            )
-        }
+        Err(e) => return crate::worker::process::lost_child(task, "the task process", &e),
     };
     if monitor {
         task.extra_mut().measured = Some(usage.measured(started.elapsed()));

@@ -756,9 +756,23 @@ pub fn signal_of(status: &ExitStatus) -> Option<i32> {
     status.signal()
 }
 
+/// How a task ends whose child process could not be waited for: one whose
+/// child was reaped by someone else (`ECHILD`) ran, so it is not run again
+/// (`Unknown`); any other error is its worker's fault (`Forsaken`: it may run
+/// again), with [`lost_track`]'s reason.
+pub(crate) fn lost_child(task: &mut crate::task::Task, what: &str, e: &std::io::Error) {
+    let result = if e.raw_os_error() == Some(libc::ECHILD) {
+        crate::task::TaskResult::Unknown
+    } else {
+        crate::task::TaskResult::Forsaken
+    };
+    task.finish(result, Some(lost_track(what, e)));
+}
+
 /// Why a child process could not be waited for, as a task's reason: `what`
 /// and the error, and when the program ignores SIGCHLD (which makes the
-/// system reap children before anyone can read how they ended), that cause.
+/// system reap children before anyone can read how they ended), that cause;
+/// when it does not, another wait of the program's took the status.
 pub(crate) fn lost_track(what: &str, e: &std::io::Error) -> String {
     let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
     // SAFETY: a null new action only reads the current one into `old`.
@@ -772,6 +786,13 @@ pub(crate) fn lost_track(what: &str, e: &std::io::Error) -> String {
             "lost track of {what}: this program ignores SIGCHLD (SIG_IGN or SA_NOCLDWAIT), \
              so the system reaps child processes before their exit status can be read; \
              leave SIGCHLD at its default to run commands and PROCESS functions here"
+        )
+    } else if e.raw_os_error() == Some(libc::ECHILD) {
+        format!(
+            "lost track of {what}: its exit status was taken by another wait in this program \
+             (a SIGCHLD handler or a waitpid(-1) that reaps children it did not start); it ran, \
+             and is not run again; wait only for this program's own children \
+             (waitpid with their pids) to run commands and PROCESS functions here"
         )
     } else {
         format!("lost track of {what}: {e}")
