@@ -25,7 +25,7 @@ fn a_command_whose_exit_status_the_program_reaped_runs_once_and_says_so() {
     // SAFETY: installs a handler that only reaps (async-signal-safe).
     unsafe {
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = reap_all as usize;
+        sa.sa_sigaction = reap_all as *const () as usize;
         sa.sa_flags = libc::SA_RESTART;
         libc::sigemptyset(&mut sa.sa_mask);
         assert_eq!(libc::sigaction(libc::SIGCHLD, &sa, std::ptr::null_mut()), 0);
