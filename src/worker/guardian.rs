@@ -30,7 +30,8 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The guardian's script. Reads lines `+PGID` (enlist) and `-PGID` (release), keeps
 /// the enlisted ids as a multiset in `g`, and `=PATH` (a directory to remove
@@ -80,7 +81,45 @@ struct Guardian {
     pid: u32,
 }
 
-static GUARDIAN: OnceLock<Option<Guardian>> = OnceLock::new();
+/// This process's guardian, or when starting one last failed: a process
+/// forked from this one starts its own (the one it inherited guards its
+/// parent, and ends with it), and one that could not start (no process left
+/// under `RLIMIT_NPROC`, a launcher reaped by the program's own wait) is tried
+/// again a second later, not given up for good.
+static GUARDIAN: Mutex<Option<(u32, Started)>> = Mutex::new(None);
+
+/// A guardian started, or when starting one failed.
+type Started = Result<Arc<Guardian>, Instant>;
+
+/// How long after a failed start the next task's process tries again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// This process's guardian, started now if it has none yet.
+fn current() -> Option<Arc<Guardian>> {
+    let mut g = GUARDIAN.lock().unwrap_or_else(|p| p.into_inner());
+    let me = std::process::id();
+    if let Some((owner, now)) = g.as_ref() {
+        if *owner == me {
+            match now {
+                Ok(guardian) => return Some(guardian.clone()),
+                Err(failed) if failed.elapsed() < RETRY_AFTER => return None,
+                Err(_) => {}
+            }
+        }
+    }
+    let started = start().map(Arc::new);
+    *g = Some((me, started.clone().ok_or_else(Instant::now)));
+    started
+}
+
+/// This process's guardian if it has one now (none is started).
+fn existing() -> Option<Arc<Guardian>> {
+    let g = GUARDIAN.lock().unwrap_or_else(|p| p.into_inner());
+    match g.as_ref() {
+        Some((owner, Ok(guardian))) if *owner == std::process::id() => Some(guardian.clone()),
+        _ => None,
+    }
+}
 
 fn start() -> Option<Guardian> {
     let mut fds = [0 as RawFd; 2];
@@ -104,7 +143,8 @@ fn start() -> Option<Guardian> {
     let (mine, theirs) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
     // The guardian is in a group of its own, so a signal to this process's group
     // (a terminal's ^C) does not reach it.
-    let spawned = Command::new("/bin/sh")
+    let mut launcher = Command::new("/bin/sh");
+    launcher
         .arg("-c")
         .arg(LAUNCH)
         .arg("sh")
@@ -112,8 +152,28 @@ fn start() -> Option<Guardian> {
         .stdin(Stdio::from(theirs))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .process_group(0)
-        .spawn();
+        // Its tools are found whatever the program's PATH.
+        .env("PATH", "/usr/bin:/bin")
+        .process_group(0);
+    // SAFETY: between fork and exec only close_range and fcntl run, which are
+    // async-signal-safe.
+    unsafe {
+        launcher.pre_exec(|| {
+            // It holds nothing of the program's but its socket (now its
+            // standard input): a pipe, lock or listening socket the program
+            // left inheritable would otherwise stay open for the program's
+            // whole life, in the guardian. Closed at exec, not now: the
+            // spawn's own error pipe is among them.
+            let cloexec = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+            if libc::close_range(3, libc::c_uint::MAX, cloexec) != 0 {
+                for fd in 3..1024 {
+                    libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                }
+            }
+            Ok(())
+        });
+    }
+    let spawned = launcher.spawn();
     let launched = spawned.and_then(|mut launcher| {
         let mut said = String::new();
         if let Some(mut out) = launcher.stdout.take() {
@@ -173,7 +233,8 @@ pub struct Enlist {
 impl Enlist {
     /// Prepares to start a task's process, starting the guardian the first time.
     pub fn prepare() -> Enlist {
-        let guardian = GUARDIAN.get_or_init(start).as_ref();
+        let guardian = current();
+        let guardian = guardian.as_deref();
         Enlist {
             parent: std::process::id() as i32,
             socket: guardian.map_or(-1, |g| g.socket.as_raw_fd()),
@@ -260,7 +321,7 @@ pub fn keep_at_end(dir: &std::path::Path) -> bool {
 /// meanwhile.
 fn dir_line(sign: u8, dir: &std::path::Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
-    let Some(g) = GUARDIAN.get_or_init(start) else {
+    let Some(g) = current() else {
         return false;
     };
     // Absolute: the guardian's working directory is this process's when it
@@ -300,7 +361,7 @@ fn dir_line(sign: u8, dir: &std::path::Path) -> bool {
 /// ended and the group has been killed. The guardian counts enlistments of an id,
 /// so a group id reused by the next task before this release stays enlisted.
 pub fn release(pgid: i32) {
-    if let Some(Some(g)) = GUARDIAN.get() {
+    if let Some(g) = existing() {
         send(g.socket.as_raw_fd(), b'-', pgid);
     }
 }
