@@ -126,6 +126,9 @@ struct Shared {
     /// The owner waits for direct tasks to leave room: each one that ends
     /// wakes it.
     owner_waits: std::sync::atomic::AtomicBool,
+    /// No thread can be started (as under a process limit), for tests.
+    #[cfg(test)]
+    refuse_threads: std::sync::atomic::AtomicBool,
 }
 
 /// Direct submissions on their way into the pool's queue.
@@ -326,6 +329,8 @@ impl LocalPool {
                 delivering: Default::default(),
                 dozer: Default::default(),
                 owner_waits: Default::default(),
+                #[cfg(test)]
+                refuse_threads: Default::default(),
             }),
         }
     }
@@ -823,19 +828,25 @@ impl LocalPool {
         }
         while st.idle < want && !st.stopping {
             let s = shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("vine-local-{}", st.threads))
-                .stack_size(THREAD_STACK)
-                .spawn(move || {
-                    let ran = std::panic::catch_unwind(AssertUnwindSafe(|| thread_main(s)));
-                    if ran.is_err() {
-                        // A bug outside any task: the pool's books and the tasks it
-                        // held are in an unknown state, and waiting on them would
-                        // hang. Stop loudly instead.
-                        eprintln!("vine: internal error: a local worker thread failed; aborting");
-                        std::process::abort();
-                    }
-                });
+            let spawned = if threads_refused(shared) {
+                Err(std::io::Error::other("refused for the test"))
+            } else {
+                std::thread::Builder::new()
+                    .name(format!("vine-local-{}", st.threads))
+                    .stack_size(THREAD_STACK)
+                    .spawn(move || {
+                        let ran = std::panic::catch_unwind(AssertUnwindSafe(|| thread_main(s)));
+                        if ran.is_err() {
+                            // A bug outside any task: the pool's books and the tasks it
+                            // held are in an unknown state, and waiting on them would
+                            // hang. Stop loudly instead.
+                            eprintln!(
+                                "vine: internal error: a local worker thread failed; aborting"
+                            );
+                            std::process::abort();
+                        }
+                    })
+            };
             match spawned {
                 Ok(h) => {
                     st.idle += 1;
@@ -845,7 +856,20 @@ impl LocalPool {
                 }
                 // Out of threads: the ones there are will get to it.
                 Err(_) if st.threads > 0 => break,
-                Err(e) => panic!("vine: cannot start a single local worker thread: {e}"),
+                // Not even one (a process or memory limit): the tasks wait,
+                // and the next hand-over or submission tries again. Said
+                // once; a panic here would leave the submitting caller's
+                // task half handed over.
+                Err(e) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| {
+                        eprintln!(
+                            "vine: cannot start a local worker thread ({e}); the local pool's \
+                             tasks wait until one can start"
+                        );
+                    });
+                    break;
+                }
             }
         }
     }
@@ -1259,6 +1283,18 @@ fn execute(task: &mut Task, gpus: &[u32], control: &RunControl, shared: &Shared)
     }
 }
 
+/// True if no thread may be started (only ever in tests: as under a process
+/// limit).
+#[cfg(test)]
+fn threads_refused(shared: &Shared) -> bool {
+    shared.refuse_threads.load(SeqCst)
+}
+
+#[cfg(not(test))]
+fn threads_refused(_: &Shared) -> bool {
+    false
+}
+
 /// The whole cores in `capacity` (a fraction counts as one).
 fn whole_cores(capacity: Resources) -> usize {
     capacity.millicores.div_ceil(1000) as usize
@@ -1313,6 +1349,28 @@ mod test {
         let mut ids: Vec<_> = got.iter().map(|t| (t.id, t.result)).collect();
         ids.sort_by_key(|&(id, _)| id);
         assert_eq!(ids, [1, 2, 3].map(|id| (id, TaskResult::Success)));
+        assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn tasks_wait_while_no_thread_can_start_and_run_once_one_can() {
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-pool-test").unwrap();
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let sink = Report::Each(Box::new(move |t: Box<Task>| tx.send(t).unwrap()));
+        let mut pool = LocalPool::new(one_core(), env(&dir), sink);
+        pool.shared.refuse_threads.store(true, SeqCst);
+        let mut all = tasks(2);
+        let second = all.split_off(1);
+        // Not a panic: the task waits.
+        pool.dispatch(&mut all);
+        assert_eq!(pool.shared.lock().threads, 0);
+        pool.shared.refuse_threads.store(false, SeqCst);
+        // The next hand-over starts a thread, which runs both.
+        pool.dispatch(&mut { second });
+        let mut ids: Vec<_> = (0..2).map(|_| rx.recv().unwrap().id).collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2]);
         assert!(pool.stop(Instant::now() + std::time::Duration::from_secs(30)));
         let _ = std::fs::remove_dir_all(dir);
     }
