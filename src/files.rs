@@ -36,20 +36,31 @@ impl CacheLevel {
     }
 }
 
+/// Where scratch directories go: `TMPDIR`, or `/tmp` where it is unset or
+/// empty (as the C library's own temporary files take an empty one).
+pub(crate) fn temp_root() -> PathBuf {
+    match std::env::var_os("TMPDIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from("/tmp"),
+    }
+}
+
 /// Creates a directory `parent/{prefix}-{pid}-{k}` of its own, trying k = 0, 1, ...
 /// until one does not exist yet: a directory left behind by an earlier process that
 /// had the same pid (a crash, a recycled container) is never taken over.
 /// The path returned is absolute (a relative `parent` is taken from the
 /// current directory now): sandboxes under it are named to the tasks that run
 /// in them (`VINE_SANDBOX`), whose own current directory is elsewhere.
+/// It is this user's alone (mode 0700, whatever the umask).
 pub(crate) fn fresh_dir(parent: &Path, prefix: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let parent = &std::path::absolute(parent).map_err(|e| Error::io(parent.display(), e))?;
     let pid = std::process::id();
     loop {
         let k = NEXT.fetch_add(1, Ordering::Relaxed);
         let dir = parent.join(format!("{prefix}-{pid}-{k}"));
-        match std::fs::create_dir(&dir) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => return Ok(dir),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(Error::io(dir.display(), e)),

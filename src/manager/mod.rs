@@ -494,7 +494,8 @@ impl Manager {
     /// Like [`Manager::new`]; with `tls`, workers connect with TLS under that
     /// identity. The password comes from `VINE_PASSWORD_FILE` when it is set.
     pub fn with_tls(port: Port, tls: Option<crate::tls::ServerTls>) -> Result<Manager> {
-        let runtime_dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine")?;
+        crate::worker::process::open_standard_fds();
+        let runtime_dir = crate::files::fresh_dir(&crate::files::temp_root(), "vine")?;
         let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
         mkdir(&runtime_dir.join("sandbox"))?;
         mkdir(&runtime_dir.join("temp"))?;

@@ -756,6 +756,27 @@ pub fn signal_of(status: &ExitStatus) -> Option<i32> {
     status.signal()
 }
 
+/// Opens `/dev/null` on whichever of descriptors 0, 1 and 2 is closed, before
+/// the library opens descriptors of its own: in a program started with one
+/// closed, a socket or pipe of the library's would otherwise take its number,
+/// and what the program writes to stderr (say) would go into it.
+pub(crate) fn open_standard_fds() {
+    for fd in 0..3 {
+        // SAFETY: fcntl F_GETFD only asks whether `fd` is open.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::EBADF)
+        {
+            // SAFETY: opens /dev/null: the lowest free number, `fd` or below.
+            let got = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) };
+            if got > 2 {
+                // Another thread took the number meanwhile: not ours to fill.
+                // SAFETY: closes the descriptor just opened.
+                unsafe { libc::close(got) };
+            }
+        }
+    }
+}
+
 /// How a task ends whose child process could not be waited for: one whose
 /// child was reaped by someone else (`ECHILD`) ran, so it is not run again
 /// (`Unknown`); any other error is its worker's fault (`Forsaken`: it may run

@@ -32,6 +32,7 @@ use store::open_store;
 /// take;
 /// `-h` or `--help` prints the usage and returns 0.
 pub fn main_with_args(args: Vec<String>) -> i32 {
+    crate::worker::process::open_standard_fds();
     if args.iter().skip(1).any(|a| a == "-h" || a == "--help") {
         println!("{}", options::USAGE);
         return 0;

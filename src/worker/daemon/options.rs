@@ -140,7 +140,7 @@ impl WorkerOptions {
             gpus: None,
             libraries: Vec::new(),
             timeout: Duration::from_secs(900),
-            workdir: std::env::temp_dir(),
+            workdir: crate::files::temp_root(),
             keepalive: Duration::from_secs(5),
             tls: None,
             debug: Vec::new(),
