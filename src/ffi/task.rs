@@ -89,7 +89,13 @@ pub unsafe extern "C" fn vine_task_create_local(
 /// it did not start (a SIGCHLD handler looping on `waitpid(-1, ...)`): the
 /// system, or that wait, would take its exit status before vine reads it, and
 /// the task comes back `VINE_RESULT_UNKNOWN` saying so. It ran: it is not run
-/// again.
+/// again. Such a command starts with the program's environment as it is at
+/// that moment, read from a library thread: the program must not call
+/// `setenv`, `unsetenv` or `putenv` while a manager may start commands (the C
+/// library does not make them safe against a concurrent reader; set what a
+/// command needs with `vine_task_set_env_var`). It also inherits every
+/// descriptor the program left open without close-on-exec, as a child of
+/// `system()` does: open files with `O_CLOEXEC` to keep them from commands.
 /// An empty command is no command, as NULL is.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create(command: *const c_char) -> *mut vine_task {
