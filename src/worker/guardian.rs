@@ -121,6 +121,15 @@ fn existing() -> Option<Arc<Guardian>> {
     }
 }
 
+/// Says, the first time only, that no guardian could start (it is tried again
+/// a second later, as often as it fails).
+fn say_none(why: &str) {
+    static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("vine: no guardian for task processes ({why}); tried again as tasks start");
+    }
+}
+
 fn start() -> Option<Guardian> {
     let mut fds = [0 as RawFd; 2];
     // SAFETY: socketpair writes two new descriptors into the 2-element array.
@@ -133,10 +142,7 @@ fn start() -> Option<Guardian> {
         )
     };
     if rc != 0 {
-        eprintln!(
-            "vine: no guardian for task processes (socketpair: {})",
-            std::io::Error::last_os_error()
-        );
+        say_none(&format!("socketpair: {}", std::io::Error::last_os_error()));
         return None;
     }
     // SAFETY: both descriptors were just created and nothing else owns them.
@@ -187,7 +193,7 @@ fn start() -> Option<Guardian> {
     match launched {
         Ok(pid) => Some(Guardian { socket: mine, pid }),
         Err(e) => {
-            eprintln!("vine: no guardian for task processes (/bin/sh: {e})");
+            say_none(&format!("/bin/sh: {e}"));
             None
         }
     }
