@@ -1149,7 +1149,7 @@ impl Scheduler {
     }
 
     /// A worker sends a task back, run or not.
-    pub fn finished(&mut self, worker: WorkerId, task: Box<Task>, comm: &mut impl Comm) {
+    pub fn finished(&mut self, worker: WorkerId, mut task: Box<Task>, comm: &mut impl Comm) {
         if self.dispatched.remove(&task.id).is_none() {
             // The books are wrong (a bug), but the task is real: hand it back
             // rather than lose it.
@@ -1159,7 +1159,6 @@ impl Scheduler {
             );
             return self.complete(task, comm);
         }
-        let mut task = task;
         let id = task.id;
         let shut_out = self.shutting_down
             && task.cancel_requested()
@@ -1224,7 +1223,6 @@ impl Scheduler {
         if ended && !cancelled && (task.cancel_requested() || task.result == TaskResult::Cancelled)
         {
             // Stopped at its end time, before or while it ran.
-            let mut task = task;
             task.flags &= !crate::task::FLAG_CANCELLED;
             // A process killed there: the signal is its exit code, as for one
             // its worker killed at the end time (a THREAD function ran on).
@@ -1242,7 +1240,6 @@ impl Scheduler {
         }
         if recalled && !cancelled && !ended && task.result != TaskResult::Success {
             // Stopped by the recall: the attempt does not count.
-            let mut task = task;
             task.attempts = task.attempts.saturating_sub(1);
             task.flags &= !crate::task::FLAG_CANCELLED;
             task.reset_for_retry();
@@ -1260,7 +1257,6 @@ impl Scheduler {
             }
             return self.push_ready(task);
         }
-        let mut task = task;
         if !cancelled && !task.cancel_requested() && self.categories.retry_at_max(&mut task) {
             // An automatic allocation was too small: once more with the maximum,
             // not counted as an attempt.
@@ -1277,7 +1273,6 @@ impl Scheduler {
         }
         match task.result {
             _ if cancelled || task.cancel_requested() => {
-                let mut task = task;
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm)
             }
