@@ -8,6 +8,7 @@
 //! no lock of the library and never returns into the parent's code.
 
 use std::io::Write;
+use std::os::fd::AsRawFd;
 
 use crate::task::{FunctionPtr, Task, TaskResult, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::worker::guardian;
@@ -76,6 +77,14 @@ fn reraise_swallowed_faults(before: [bool; FAULTS.len()]) {
     }
 }
 
+/// What descriptor `fd` refers to (device and inode), if it is open.
+fn identity(fd: std::os::fd::RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes into a zeroed plain C struct; a closed descriptor
+    // only makes it fail.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    (unsafe { libc::fstat(fd, &mut st) } == 0).then_some((st.st_dev, st.st_ino))
+}
+
 /// The child's exit code when it cannot send its result back.
 const CANNOT_SEND: i32 = 111;
 
@@ -88,6 +97,21 @@ extern "C" {
     static stdout: *mut libc::FILE;
     static stderr: *mut libc::FILE;
     fn __fpurge(stream: *mut libc::FILE);
+}
+
+/// In the child, once the function returned: what it printed reaches its
+/// destination, as it would from a THREAD function; `_exit` would drop what is
+/// still in a buffer (all of it, where standard output is a file or a pipe).
+/// Only what the function wrote is there (see [`drop_inherited_stdio`]).
+/// Other streams are not flushed: they may hold what the program wrote before
+/// the fork, which it writes itself.
+fn flush_stdio() {
+    // SAFETY: as in `drop_inherited_stdio`; glibc's fork leaves the streams'
+    // locks usable in the child.
+    unsafe {
+        libc::fflush(stdout);
+        libc::fflush(stderr);
+    }
 }
 
 /// In the child: what the program's C stdio had not yet written at the fork is
@@ -133,12 +157,18 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
         drop_inherited_stdio();
         let handled = fault_handlers();
+        let pipe = identity(writer.as_raw_fd());
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);
         reraise_swallowed_faults(handled);
-        let ok = writer
-            .write_all(&rc.to_le_bytes())
-            .and_then(|()| writer.write_all(&output))
-            .is_ok();
+        flush_stdio();
+        // A function that closed its descriptors may have opened a file of
+        // its own at the pipe's number: the result goes nowhere but the pipe.
+        let ok = pipe.is_some()
+            && identity(writer.as_raw_fd()) == pipe
+            && writer
+                .write_all(&rc.to_le_bytes())
+                .and_then(|()| writer.write_all(&output))
+                .is_ok();
         // SAFETY: ends the child at once, running no destructor or atexit handler of
         // the parent's program.
         unsafe { libc::_exit(if ok { 0 } else { CANNOT_SEND }) };
@@ -155,7 +185,8 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
     process::test_end_before_supervised(task, pid);
     let monitor = task.flags & FLAG_MONITOR != 0;
     let limits = Limits {
-        cap: MAX_OUTPUT,
+        // The return value, then the output.
+        cap: 4 + MAX_OUTPUT,
         deadline: process::task_deadline(task),
         memory_mb: if task.flags & FLAG_NO_WATCHDOG == 0 {
             task.request.memory_mb
@@ -165,6 +196,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         sandbox: None,
         disk_mb: 0,
         monitor,
+        forked: true,
     };
     let supervised = process::supervise(pid, reader, limits, control);
     let (ending, captured, usage) = match supervised {
@@ -195,8 +227,17 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         );
     }
     let rc = i32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    task.output = bytes[4..].to_vec();
     task.exit_code = rc;
+    if captured.truncated {
+        return task.finish(
+            TaskResult::OutputMissing,
+            Some(format!(
+                "the function returned more output than a PROCESS function may ({} MiB)",
+                MAX_OUTPUT >> 20
+            )),
+        );
+    }
+    task.output = bytes[4..].to_vec();
     if rc == 0 {
         task.finish(TaskResult::Success, None);
     } else {
