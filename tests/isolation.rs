@@ -139,6 +139,151 @@ fn a_process_task_over_its_memory_is_stopped() {
     run_to_exhaustion(t);
 }
 
+/// Reads the bytes the input points to (address and length) three times,
+/// writing none: it shares every page it reads with the program.
+unsafe extern "C" fn reads_the_programs_memory(
+    input: *const c_void,
+    len: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    assert_eq!(len, 16);
+    // SAFETY: the input is an address and a length the test passed.
+    let (at, n) = unsafe {
+        let words = std::slice::from_raw_parts(input as *const u8, 16);
+        (
+            usize::from_ne_bytes(words[..8].try_into().unwrap()),
+            usize::from_ne_bytes(words[8..].try_into().unwrap()),
+        )
+    };
+    // SAFETY: the program's buffer, copied into this process by the fork.
+    let bytes = unsafe { std::slice::from_raw_parts(at as *const u8, n) };
+    let mut sum = 0u64;
+    for _ in 0..3 {
+        sum += bytes.iter().map(|&b| u64::from(b)).sum::<u64>();
+        std::hint::black_box(sum);
+    }
+    c_int::from(sum != 3 * n as u64)
+}
+
+#[test]
+fn a_process_task_is_not_charged_for_the_memory_it_shares_with_the_program() {
+    // The program holds 300 MB; the task, asking for 100 MB, reads it all and
+    // holds next to nothing of its own.
+    let big = vec![1u8; 300 << 20];
+    let mut input = Vec::new();
+    input.extend_from_slice(&(big.as_ptr() as usize).to_ne_bytes());
+    input.extend_from_slice(&big.len().to_ne_bytes());
+    let mut t = process_task(reads_the_programs_memory, &input);
+    t.set_memory(100).unwrap();
+    let m = manager();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).unwrap();
+    assert_eq!(t.result(), TaskResult::Success, "{:?}", t.reason());
+    drop(big);
+}
+
+/// Closes every descriptor it inherited, opens 256 files of its own in the
+/// directory its input names (one of them takes the number its result pipe
+/// had), and returns 0.
+unsafe extern "C" fn reopens_its_descriptors(
+    input: *const c_void,
+    len: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: the input is the directory's path, `len` bytes.
+    let dir = std::str::from_utf8(unsafe { std::slice::from_raw_parts(input as *const u8, len) })
+        .unwrap()
+        .to_owned();
+    for fd in 3..1024 {
+        // SAFETY: closes descriptors of this (the task's) process only.
+        unsafe { libc::close(fd) };
+    }
+    for i in 0..256 {
+        let f = std::fs::File::create(format!("{dir}/f{i}")).unwrap();
+        std::mem::forget(f);
+    }
+    0
+}
+
+#[test]
+fn a_process_task_that_reopened_its_descriptors_gets_no_result_written_into_its_files() {
+    let dir = tempdir_here();
+    let m = manager();
+    m.submit(process_task(
+        reopens_its_descriptors,
+        dir.to_str().unwrap().as_bytes(),
+    ))
+    .unwrap();
+    let t = m.wait(LONG).unwrap();
+    // As vine.h says of a function that closes every descriptor.
+    assert_eq!(
+        (t.result(), t.exit_code()),
+        (TaskResult::FunctionError, 111),
+        "{:?}",
+        t.reason()
+    );
+    for i in 0..256 {
+        let len = std::fs::metadata(dir.join(format!("f{i}"))).unwrap().len();
+        assert_eq!(len, 0, "f{i} was written to");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Leaves its process group for the program's, says so on the descriptor
+/// its input names (if any), then blocks until killed.
+unsafe extern "C" fn leaves_its_group(
+    input: *const c_void,
+    len: usize,
+    _: *mut vine_buffer,
+    _: *mut c_void,
+) -> c_int {
+    // SAFETY: plain system calls; the input is a descriptor number, or empty.
+    unsafe {
+        libc::setpgid(0, libc::getpgid(libc::getppid()));
+        if len == 4 {
+            let fd = std::ptr::read_unaligned(input as *const i32);
+            libc::write(fd, b"x".as_ptr().cast(), 1);
+        }
+        loop {
+            libc::pause();
+        }
+    }
+}
+
+#[test]
+fn a_process_task_that_left_its_group_is_still_stopped_at_its_time_limit_and_by_a_cancel() {
+    let m = manager();
+    // At its time limit: the supervisor kills it.
+    let mut t = process_task(leaves_its_group, b"");
+    t.set_time_max(1.0).unwrap();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).expect("the task outlived its time limit");
+    assert_eq!(t.result(), TaskResult::MaxWallTime, "{:?}", t.reason());
+    // By a cancel, once it has left.
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into the array.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    let id = m
+        .submit(process_task(leaves_its_group, &fds[1].to_ne_bytes()))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    // SAFETY: reads one byte into a local buffer; waits for the task to say.
+    assert_eq!(
+        unsafe { libc::read(fds[0], byte.as_mut_ptr().cast(), 1) },
+        1
+    );
+    m.cancel(id).unwrap();
+    let t = m.wait(LONG).expect("the cancelled task never came back");
+    assert_eq!((t.id(), t.result()), (id, TaskResult::Cancelled));
+    // SAFETY: closes the two descriptors made above.
+    unsafe {
+        libc::close(fds[0]);
+        libc::close(fds[1]);
+    }
+}
+
 #[test]
 fn a_command_over_its_memory_is_stopped() {
     // The shell holds 200 MB in a variable, then waits: only the limit ends it.
@@ -377,4 +522,16 @@ fn zz_unprivileged_disk_entry() {
 #[test]
 fn a_task_cannot_hide_its_disk_behind_permissions() {
     run_unprivileged("zz_unprivileged_disk_entry");
+}
+
+/// A fresh directory of this test's own under the system's temporary one.
+fn tempdir_here() -> std::path::PathBuf {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "vine-isolation-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }

@@ -182,6 +182,7 @@ pub fn run(task: &mut Task, gpus: &[u32], control: &RunControl, env: &CommandEnv
         sandbox: Some(sandbox.path()),
         disk_mb: if watchdog { task.request.disk_mb } else { 0 },
         monitor,
+        forked: false,
     };
     let supervised = process::supervise(child.id() as i32, reader, limits, control);
     // Stopped before the outputs are collected: they are then delivered whole.

@@ -19,6 +19,10 @@ pub struct RunControl {
     /// Stopped at its end time by the manager (see [`RunControl::expire`]).
     expired: AtomicBool,
     pgid: AtomicI32,
+    /// A pidfd of the group's leader while it runs: a leader that moved to
+    /// another group (`setpgid`) is killed through it, which no reuse of its
+    /// pid can misdirect. Cleared before the leader is reaped.
+    leader: std::sync::Mutex<Option<std::sync::Arc<OwnedFd>>>,
     /// Panic as soon as the process group is recorded, as a bug in the
     /// supervisor would (tests only).
     #[cfg(test)]
@@ -35,6 +39,32 @@ impl RunControl {
         self.cancelled.store(false, Ordering::Release);
         self.expired.store(false, Ordering::Release);
         self.pgid.store(0, Ordering::Release);
+        *self.leader() = None;
+    }
+
+    fn leader(&self) -> std::sync::MutexGuard<'_, Option<std::sync::Arc<OwnedFd>>> {
+        self.leader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the pidfd of the running group's leader (see `leader`).
+    fn set_leader(&self, pidfd: std::sync::Arc<OwnedFd>) {
+        let mut leader = self.leader();
+        if self.is_cancelled() || self.is_expired() {
+            signal_pidfd(&pidfd);
+        }
+        *leader = Some(pidfd);
+    }
+
+    /// Forgets the leader's pidfd: it is about to be reaped.
+    fn clear_leader(&self) {
+        *self.leader() = None;
+    }
+
+    /// Kills the group's leader, wherever it is now.
+    fn kill_leader(&self) {
+        if let Some(pidfd) = self.leader().as_ref() {
+            signal_pidfd(pidfd);
+        }
     }
 
     /// True once cancellation was requested.
@@ -61,7 +91,9 @@ impl RunControl {
     pub fn abandon(&self) {
         let pgid = self.pgid.swap(0, Ordering::AcqRel);
         if pgid > 0 {
-            kill_group(pgid);
+            // Not reaped yet: its pid is still its own.
+            kill_leader_and_group(pgid);
+            self.clear_leader();
             let _ = Reaper(pgid).wait();
         }
     }
@@ -78,6 +110,7 @@ impl RunControl {
         if pgid > 0 {
             kill_group(pgid);
         }
+        self.kill_leader();
     }
 
     /// The task's end time passed (as the manager's clock tells it): a running
@@ -89,6 +122,7 @@ impl RunControl {
         if pgid > 0 {
             kill_group(pgid);
         }
+        self.kill_leader();
     }
 
     /// True once [`RunControl::expire`] was called.
@@ -120,6 +154,31 @@ pub fn task_deadline(task: &crate::task::Task) -> Option<Instant> {
     match (by_max, by_end) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// Sends SIGKILL to the process `pidfd` names, if it is still there.
+fn signal_pidfd(pidfd: &OwnedFd) {
+    // SAFETY: the syscall takes a descriptor, a signal number, a null info
+    // pointer and flags; a process gone already only makes it fail.
+    unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            libc::SIGKILL,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        );
+    }
+}
+
+/// Kills leader `pid` of group `pid` and the group: the leader may have left
+/// it. Only for a leader not yet reaped (its pid cannot have been reused).
+fn kill_leader_and_group(pid: i32) {
+    kill_group(pid);
+    // SAFETY: kill has no memory-safety preconditions.
+    unsafe {
+        libc::kill(pid, libc::SIGKILL);
     }
 }
 
@@ -233,6 +292,10 @@ pub struct Limits<'a> {
     pub disk_mb: u64,
     /// Measure what it uses (see [`Usage`]).
     pub monitor: bool,
+    /// The process is a fork of this one (a PROCESS function): the pages it
+    /// still shares with this process are this process's, not the task's, so
+    /// its memory is what its group holds privately.
+    pub forked: bool,
 }
 
 /// What a supervised process group used, when it was monitored.
@@ -359,8 +422,14 @@ fn let_owner_in(dir: &Path) -> bool {
 }
 
 /// Resident memory (MB) and number of the processes in group `pgid`; with `io`,
-/// also records each one's bytes read and written (by pid) there.
-fn sample_group(pgid: i32, mut io: Option<&mut HashMap<i32, (u64, u64)>>) -> (u64, u32) {
+/// also records each one's bytes read and written (by pid) there. With
+/// `private`, a process's memory is what it holds alone (see
+/// [`Limits::forked`]).
+fn sample_group(
+    pgid: i32,
+    mut io: Option<&mut HashMap<i32, (u64, u64)>>,
+    private: bool,
+) -> (u64, u32) {
     let page_kb = 4; // Linux reports RSS in pages; x86-64 and arm64 default to 4 KiB.
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return (0, 0);
@@ -386,11 +455,18 @@ fn sample_group(pgid: i32, mut io: Option<&mut HashMap<i32, (u64, u64)>>) -> (u6
             continue;
         }
         count += 1;
-        kb += fields
-            .get(21)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-            * page_kb;
+        let rss_kb = || {
+            fields
+                .get(21)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+                * page_kb
+        };
+        kb += if private {
+            private_kb(name).unwrap_or_else(rss_kb)
+        } else {
+            rss_kb()
+        };
         if let (Some(io), Ok(pid)) = (io.as_deref_mut(), name.parse::<i32>()) {
             if let Some(rw) = read_io(name) {
                 io.insert(pid, rw);
@@ -398,6 +474,19 @@ fn sample_group(pgid: i32, mut io: Option<&mut HashMap<i32, (u64, u64)>>) -> (u6
         }
     }
     (kb / 1024, count)
+}
+
+/// The memory process `pid` holds alone, KiB: its private pages, clean and
+/// dirty (a page it shares with the process it was forked from, until either
+/// writes it, is not among them). None where the kernel does not say.
+fn private_kb(pid: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    Some(field("Private_Clean:")? + field("Private_Dirty:")?)
 }
 
 /// A process's bytes read and written through system calls (`rchar`, `wchar`).
@@ -546,13 +635,17 @@ pub fn supervise(
         sandbox,
         disk_mb: disk_limit,
         monitor,
+        forked,
     } = limits;
     let disk = sandbox.filter(|_| disk_limit > 0 || monitor);
     let sample_memory = memory_mb > 0 || monitor;
     let child = Reaper(pid);
     // Without pidfds (old kernels, tools that trace system calls) the exit is
     // noticed by checking every EXIT_CHECK_MS instead.
-    let pidfd = pidfd_open(pid).ok();
+    let pidfd = pidfd_open(pid).ok().map(std::sync::Arc::new);
+    if let Some(fd) = &pidfd {
+        control.set_leader(fd.clone());
+    }
     let out_fd = output.as_raw_fd();
     set_nonblocking(out_fd);
     let mut captured = Captured::default();
@@ -608,7 +701,8 @@ pub fn supervise(
             if err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            kill_group(pid);
+            kill_leader_and_group(pid);
+            control.clear_leader();
             let _ = child.wait();
             crate::worker::guardian::release(pid);
             return Err(err);
@@ -623,6 +717,7 @@ pub fn supervise(
                     // children it reaped.
                     leader_io = read_io(&pid.to_string());
                 }
+                control.clear_leader();
                 break child.wait()?;
             }
         } else if let Some(done) = child.try_wait()? {
@@ -630,15 +725,15 @@ pub fn supervise(
         }
         if !timed_out && deadline.is_some_and(|d| Instant::now() >= d) {
             timed_out = true;
-            kill_group(pid);
+            kill_leader_and_group(pid);
         }
         if sample_memory && peak_mb.is_none() {
-            let (used, procs) = sample_group(pid, monitor.then_some(&mut io));
+            let (used, procs) = sample_group(pid, monitor.then_some(&mut io), forked);
             usage.memory_mb = usage.memory_mb.max(used);
             usage.max_processes = usage.max_processes.max(procs);
             if memory_mb > 0 && used > memory_mb {
                 peak_mb = Some(used);
-                kill_group(pid);
+                kill_leader_and_group(pid);
             }
         }
         if let Some(dir) = disk {
@@ -646,7 +741,7 @@ pub fn supervise(
                 next_disk_check = Instant::now() + Duration::from_millis(DISK_CHECK_MS as u64);
                 disk_mb = over_disk(dir, disk_limit, &mut usage);
                 if disk_mb.is_some() {
-                    kill_group(pid);
+                    kill_leader_and_group(pid);
                 }
             }
         }
@@ -676,10 +771,16 @@ pub fn supervise(
     // copies the pages), so that figure says something only above this
     // process's own peak.
     let kernel_peak = (rusage.ru_maxrss.max(0) as u64).div_ceil(1024);
-    let kernel_peak = if kernel_peak > own_peak_mb() {
-        kernel_peak
-    } else {
+    let own_peak = own_peak_mb();
+    let kernel_peak = if kernel_peak <= own_peak {
         0
+    } else if forked {
+        // A fork's peak counts the pages it shared with this process, which
+        // were at most this process's peak: only what is above that is surely
+        // its own.
+        kernel_peak - own_peak
+    } else {
+        kernel_peak
     };
     if memory_mb > 0 && peak_mb.is_none() && kernel_peak > memory_mb {
         peak_mb = Some(kernel_peak);
