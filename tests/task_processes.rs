@@ -209,15 +209,38 @@ fn a_killed_workers_process_function_dies_with_it() {
 }
 
 #[test]
-fn a_killed_programs_local_commands_die_with_it() {
+fn a_killed_programs_local_commands_die_with_it_and_its_scratch_directory_goes() {
     let dir = tempdir();
     let (fifo, marker, script) = blocking_command(&dir);
-    let mut program = self_exec("VINE_TEST_PROGRAM_COMMAND", &script);
+    // The program's scratch directory is made under a TMPDIR of its own.
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let mut program = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "zz_entry", "--nocapture", "--test-threads=1"])
+        .env("VINE_TEST_PROGRAM_COMMAND", &script)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
     let pids = pids_from(&fifo);
     assert_eq!(pids.len(), 2);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 1);
     sigkill(&mut program);
     assert_all_end(&pids);
     assert!(!marker.exists(), "the command ran past its block");
+    // The guardian removes it after the processes; the bound is generous.
+    let bound = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left: Vec<_> = std::fs::read_dir(&tmp)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < bound, "left behind: {left:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 #[test]

@@ -307,10 +307,15 @@ extern "C" fn flush_logs_at_exit() {
             // What a manager's end would have written, for those the program
             // did not delete (a manager thread that does not answer within a
             // second is not waited for).
-            for m in super::handles::live_managers() {
+            let live = super::handles::live_managers();
+            for m in &live {
                 m.end_logs_at_exit(std::time::Duration::from_secs(1));
             }
             crate::manager::journal::flush_all();
+            // Nor would their scratch directories be removed.
+            for m in &live {
+                m.remove_scratch_at_exit();
+            }
         }
         Ok(())
     })

@@ -496,10 +496,18 @@ impl Manager {
     pub fn with_tls(port: Port, tls: Option<crate::tls::ServerTls>) -> Result<Manager> {
         crate::worker::process::open_standard_fds();
         let runtime_dir = crate::files::fresh_dir(&crate::files::temp_root(), "vine")?;
-        let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
-        mkdir(&runtime_dir.join("sandbox"))?;
-        mkdir(&runtime_dir.join("temp"))?;
         let cleanup = |e: Error| {
+            let _ = std::fs::remove_dir_all(&runtime_dir);
+            e
+        };
+        let mkdir = |p: &Path| std::fs::create_dir_all(p).map_err(|e| Error::io(p.display(), e));
+        mkdir(&runtime_dir.join("sandbox")).map_err(cleanup)?;
+        mkdir(&runtime_dir.join("temp")).map_err(cleanup)?;
+        // Removed by the guardian if the program ends without deleting the
+        // manager (an exit(), a signal), once a guardian runs.
+        crate::worker::guardian::remove_scratch_at_end(&runtime_dir);
+        let cleanup = |e: Error| {
+            crate::worker::guardian::keep_scratch_at_end(&runtime_dir);
             let _ = std::fs::remove_dir_all(&runtime_dir);
             e
         };
@@ -1596,6 +1604,13 @@ impl Manager {
         }
     }
 
+    /// Removes the scratch directory (sandboxes, temps) of a manager the
+    /// program did not delete before it exited: nothing will use it.
+    pub(crate) fn remove_scratch_at_exit(&self) {
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        crate::worker::guardian::keep_scratch_at_end(&self.runtime_dir);
+    }
+
     /// Writes the debug log to `path` from now on.
     pub fn enable_debug_log(&self, path: &Path) -> Result<()> {
         self.sink.open(journal::Target::Debug, path)
@@ -1849,6 +1864,7 @@ impl Drop for Manager {
             f.release();
         }
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
+        crate::worker::guardian::keep_scratch_at_end(&self.runtime_dir);
     }
 }
 

@@ -109,7 +109,55 @@ fn current() -> Option<Arc<Guardian>> {
     }
     let started = start().map(Arc::new);
     *g = Some((me, started.clone().ok_or_else(Instant::now)));
+    if let Some(guardian) = &started {
+        for (_, dir) in scratch().iter().filter(|(pid, _)| *pid == me) {
+            dir_line_to(guardian, b'=', dir);
+        }
+    }
     started
+}
+
+/// The scratch directories of this process's managers (sandboxes, temps),
+/// each with the pid of the process that made it (a forked child's guardian
+/// must not remove its parent's). Handed to the guardian whenever one runs:
+/// a manager does not start one for them, but its first command or PROCESS
+/// function does, and a program killed after that leaves none behind.
+static SCRATCH: Mutex<Vec<(u32, std::path::PathBuf)>> = Mutex::new(Vec::new());
+
+fn scratch() -> std::sync::MutexGuard<'static, Vec<(u32, std::path::PathBuf)>> {
+    SCRATCH.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Has the guardian remove manager scratch directory `dir` once this process
+/// has ended, as [`remove_at_end`] does, from when a guardian runs (none is
+/// started for it).
+pub fn remove_scratch_at_end(dir: &std::path::Path) {
+    let Ok(dir) = std::path::absolute(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    {
+        let mut all = scratch();
+        all.retain(|(pid, _)| *pid == me);
+        all.push((me, dir.clone()));
+    }
+    // Also sent by a guardian starting meanwhile: twice is harmless.
+    if let Some(g) = existing() {
+        dir_line_to(&g, b'=', &dir);
+    }
+}
+
+/// Takes back a directory given to [`remove_scratch_at_end`]: its manager
+/// removed it.
+pub fn keep_scratch_at_end(dir: &std::path::Path) {
+    let Ok(dir) = std::path::absolute(dir) else {
+        return;
+    };
+    let me = std::process::id();
+    scratch().retain(|(pid, d)| !(*pid == me && *d == dir));
+    if let Some(g) = existing() {
+        dir_line_to(&g, b'~', &dir);
+    }
 }
 
 /// This process's guardian if it has one now (none is started).
@@ -326,7 +374,6 @@ pub fn keep_at_end(dir: &std::path::Path) -> bool {
 /// one buffer, so that it never mixes with the lines other threads send
 /// meanwhile.
 fn dir_line(sign: u8, dir: &std::path::Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     let Some(g) = current() else {
         return false;
     };
@@ -335,6 +382,12 @@ fn dir_line(sign: u8, dir: &std::path::Path) -> bool {
     let Ok(dir) = std::path::absolute(dir) else {
         return false;
     };
+    dir_line_to(&g, sign, &dir)
+}
+
+/// Sends guardian `g` the line [`dir_line`] sends, for absolute `dir`.
+fn dir_line_to(g: &Guardian, sign: u8, dir: &std::path::Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
     let name = dir.as_os_str().as_bytes();
     if name.is_empty() || name.contains(&b'\n') {
         return false;
