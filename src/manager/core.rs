@@ -129,6 +129,15 @@ struct Shutdown {
     killed: bool,
 }
 
+/// The listening socket, the thread accepting on it, and its address. The
+/// socket is shared so that it stays open until that thread is joined: it is
+/// shut down to wake the thread (see `remote::stop_listener`).
+pub(super) struct Listening {
+    pub(super) thread: std::thread::JoinHandle<()>,
+    pub(super) socket: std::sync::Arc<std::net::TcpListener>,
+    pub(super) addr: std::net::SocketAddr,
+}
+
 pub(super) struct ManagerLoop {
     /// First, so it is dropped first (see `FailNotice`).
     _fail_notice: super::FailNotice,
@@ -157,7 +166,7 @@ pub(super) struct ManagerLoop {
     factory_joined: Vec<String>,
     pub(super) remote_settings: Arc<RemoteSettings>,
     /// The accept loop, and the address that wakes it.
-    pub(super) listener: Option<(std::thread::JoinHandle<()>, std::net::SocketAddr)>,
+    pub(super) listener: Option<Listening>,
     /// Where temps produced by remote workers are kept.
     pub(super) temp_root: std::path::PathBuf,
     /// Callers waiting for a temp to come from its worker, by file id.
@@ -357,7 +366,7 @@ impl ManagerLoop {
             .clone();
         let about = super::status::About {
             name: name.as_deref(),
-            port: self.listener.as_ref().map(|(_, a)| a.port()),
+            port: self.listener.as_ref().map(|l| l.addr.port()),
             with_results: self.shared.completions.finished_len(),
             bytes_sent: self.remote_settings.bytes_sent.load(Ordering::Relaxed),
             bytes_received: self.remote_settings.bytes_received.load(Ordering::Relaxed),
@@ -1668,9 +1677,9 @@ impl ManagerLoop {
         for worker in told {
             self.worker_left_records(worker, Why::Explicit);
         }
-        if let Some((handle, addr)) = self.listener.take() {
-            super::remote::stop_listener(addr, &self.remote_settings);
-            let _ = handle.join();
+        if let Some(l) = self.listener.take() {
+            super::remote::stop_listener(&l.socket, l.addr, &self.remote_settings);
+            let _ = l.thread.join();
         }
     }
 

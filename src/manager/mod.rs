@@ -625,9 +625,14 @@ impl Manager {
             let addr = l
                 .local_addr()
                 .map_err(|e| cleanup(Error::io("listening socket", e)))?;
-            let handle = remote::start_listener(l, tx.clone(), remote_settings.clone())
+            let l = Arc::new(l);
+            let handle = remote::start_listener(l.clone(), tx.clone(), remote_settings.clone())
                 .map_err(|e| cleanup(Error::io("cannot start the listener thread", e)))?;
-            lp.listener = Some((handle, addr));
+            lp.listener = Some(core::Listening {
+                thread: handle,
+                socket: l,
+                addr,
+            });
             listen_addr = Some(addr);
         }
         shared

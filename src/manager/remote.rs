@@ -355,7 +355,7 @@ impl Drop for PendingSlot {
 /// Nothing is accepted before the authentication settings are final (see
 /// [`RemoteSettings::seal`]): until then connections wait in the kernel's queue.
 pub(crate) fn start_listener(
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     events: super::inbox::Sender<Message>,
     settings: Arc<RemoteSettings>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -404,14 +404,25 @@ pub(crate) fn start_listener(
         })
 }
 
-/// Wakes the accept loop so it sees `closing`.
-pub(crate) fn stop_listener(addr: std::net::SocketAddr, settings: &RemoteSettings) {
+/// Wakes the accept loop on `listener` (at `addr`) so it sees `closing`.
+/// Shutting the socket down ends a blocked `accept` and takes no descriptor
+/// (a program out of descriptors is likely to be deleting its manager); a
+/// connection of its own wakes it where that did not work.
+pub(crate) fn stop_listener(
+    listener: &TcpListener,
+    addr: std::net::SocketAddr,
+    settings: &RemoteSettings,
+) {
     settings.closing.store(true, Ordering::Release);
     {
         let _sealed = settings.sealed.lock().unwrap_or_else(|p| p.into_inner());
         settings.sealed_cv.notify_all();
     }
-    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    use std::os::fd::AsRawFd;
+    // SAFETY: shutdown on a socket this function's caller keeps open.
+    if unsafe { libc::shutdown(listener.as_raw_fd(), libc::SHUT_RDWR) } != 0 {
+        let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+    }
 }
 
 fn serve_connection(
