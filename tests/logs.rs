@@ -408,6 +408,25 @@ fn logs_that_cannot_be_opened_say_why() {
 }
 
 #[test]
+fn two_managers_never_share_a_log_file() {
+    let dir = tempdir();
+    let a = Manager::new(Port::None).unwrap();
+    let b = Manager::new(Port::None).unwrap();
+    let path = dir.join("shared.txn");
+    a.enable_transactions_log(&path).unwrap();
+    // Each would truncate and interleave the other's records.
+    let e = b.enable_transactions_log(&path).unwrap_err();
+    assert!(e.to_string().contains("another manager"), "{e}");
+    std::os::unix::fs::symlink(&path, dir.join("link")).unwrap();
+    assert!(b.enable_perf_log(&dir.join("link")).is_err());
+    // The manager that has it may open it again.
+    a.enable_transactions_log(&path).unwrap();
+    // Once the first is gone, the file is free.
+    drop(a);
+    b.enable_transactions_log(&path).unwrap();
+}
+
+#[test]
 fn two_logs_never_share_a_file_and_a_switched_log_keeps_its_own_records() {
     let dir = tempdir();
     let m = Manager::new(Port::None).unwrap();

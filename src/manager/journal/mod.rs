@@ -538,6 +538,13 @@ impl Sink {
                     other.name()
                 )));
             }
+            let at = (m.dev(), m.ino());
+            if !places.contains(&(target, at)) && in_use().contains(&at) {
+                return Err(Error::invalid(format!(
+                    "{} is a log of another manager of this process already",
+                    path.display()
+                )));
+            }
             if debug::global_at() == Some((m.dev(), m.ino())) {
                 return Err(Error::invalid(format!(
                     "{} is the process's debug log already (vine_enable_debug_log)",
