@@ -10,8 +10,9 @@
 //! their rare records to the sink directly. The sink flushes everything when the
 //! manager is deleted, when the journal is dropped by a panic, and at `exit`.
 //!
-//! Memory is bounded: past [`MAX_PENDING`] records not yet written, the manager
-//! thread waits for the writer rather than grow without end or drop records.
+//! Memory is bounded: past [`HURRY_AT`] records not yet written, the writer
+//! leaves its idle priority until it has caught up; past [`MAX_PENDING`], the
+//! manager thread waits for it rather than grow without end or drop records.
 
 mod clock;
 pub(crate) mod debug;
@@ -35,7 +36,13 @@ pub(crate) use writer::{flush_all, Perf, Target, PERF_COLUMNS};
 use super::scheduler::WorkerId;
 
 /// Records gathered and not yet written, past which producers wait.
-const MAX_PENDING: usize = 8 << 20;
+const MAX_PENDING: usize = 1 << 20;
+
+/// Records gathered and not yet written, past which the writer runs at normal
+/// priority (it runs at idle priority otherwise, so it takes no core from a
+/// task; but then, with every core busy, it hardly runs at all, and what it
+/// has not written would pile up) until it has caught up.
+const HURRY_AT: usize = 1 << 16;
 
 /// Why a worker left, as the transactions log names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -456,6 +463,9 @@ struct Pending {
     /// Records written (and flushed to the kernel).
     flushed: u64,
     stop: bool,
+    /// The writer runs at normal priority until it has caught up (see
+    /// [`HURRY_AT`]).
+    hurried: bool,
 }
 
 impl Sink {
@@ -509,6 +519,11 @@ impl Sink {
         if p.idle {
             p.idle = false;
             self.wake.notify_one();
+        }
+        if p.recs.len() >= HURRY_AT && !p.hurried {
+            p.hurried = true;
+            drop(p);
+            self.hurry();
         }
     }
 

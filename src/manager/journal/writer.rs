@@ -301,6 +301,12 @@ pub(crate) fn run(sink: &Sink, started: i64) {
     loop {
         let (opened, stop) = {
             let mut p = sink.lock();
+            // Caught up after a hurry: idle priority again (not while the
+            // sink stops, which waits for this thread).
+            if p.hurried && p.recs.len() < super::HURRY_AT / 4 && !p.stop {
+                p.hurried = false;
+                set_idle(0, true);
+            }
             while p.recs.is_empty() && p.opened.is_empty() && !p.stop {
                 p.idle = true;
                 p = sink.wake.wait(p).unwrap_or_else(|e| e.into_inner());
