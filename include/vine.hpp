@@ -74,6 +74,12 @@ inline int check(int rc, const char *call)
     if (rc < 0) throw error(rc, last(call));
     return rc;
 }
+/// A char array's text: a string literal without its terminating NUL.
+template <std::size_t N> std::string_view text(const char (&s)[N])
+{
+    return std::string_view(s, N > 0 && s[N - 1] == '\0' ? N - 1 : N);
+}
+
 template <class T> T *check_ptr(T *p, const char *call)
 {
     if (!p) throw error(last_code(), last(call));
@@ -133,15 +139,20 @@ public:
     template <class T> void append(const T &value)
     {
         static_assert(std::is_trivially_copyable_v<T>, "append(T) copies bytes");
-        static_assert(!std::is_pointer_v<T>, "append(p) would copy the address: append(p, len) copies what it points to");
+        static_assert(!std::is_pointer_v<std::remove_all_extents_t<T>> && !std::is_null_pointer_v<T>,
+                      "append(p) would copy the address: append(p, len) copies what it points to");
         append(&value, sizeof value);
     }
     /// The bytes a view shows (not the view itself).
     void append(bytes b) { append(b.data(), b.size()); }
+    /// A string's characters, without a terminating NUL (a string literal's too).
     void append(std::string_view s) { append(s.data(), s.size()); }
+    void append(const std::string &s) { append(s.data(), s.size()); }
+    template <std::size_t N> void append(const char (&s)[N]) { append(detail::text(s)); }
     template <class T> void append(const std::vector<T> &values)
     {
         static_assert(std::is_trivially_copyable_v<T>, "append(vector<T>) copies bytes");
+        static_assert(!std::is_pointer_v<T>, "a vector of pointers would copy the addresses");
         append(values.data(), values.size() * sizeof(T));
     }
 
@@ -184,7 +195,9 @@ private:
 
 class manager;
 
-/// A task: move-only; deletes the C task unless a manager owns it.
+/// A task: move-only; deletes the C task unless a manager owns it. Hand the C
+/// task to C code that takes it for good (`vine_declare_mini_task`, say) with
+/// `release()`, not `get()`: the wrapper would delete it again.
 class task {
 public:
     task() = default;
@@ -213,17 +226,25 @@ public:
     template <class T> static task function(const std::string &name, const T &value)
     {
         static_assert(std::is_trivially_copyable_v<T>, "the input is copied as bytes");
-        static_assert(!std::is_pointer_v<T>,
+        static_assert(!std::is_pointer_v<std::remove_all_extents_t<T>> && !std::is_null_pointer_v<T>,
                       "a pointer as input would send the address: function(name, p, len) sends what it points to");
         return function(name, &value, sizeof value);
     }
     /// A registered function with the bytes a view shows as input.
     static task function(const std::string &name, bytes input) { return function(name, input.data(), input.size()); }
+    /// A registered function with a string's characters as input, without a
+    /// terminating NUL (a string literal's too).
     static task function(const std::string &name, std::string_view input) { return function(name, input.data(), input.size()); }
+    static task function(const std::string &name, const std::string &input) { return function(name, input.data(), input.size()); }
+    template <std::size_t N> static task function(const std::string &name, const char (&input)[N])
+    {
+        return function(name, detail::text(input));
+    }
     /// A registered function with an array as input.
     template <class T> static task function(const std::string &name, const std::vector<T> &values)
     {
         static_assert(std::is_trivially_copyable_v<T>, "the input is copied as bytes");
+        static_assert(!std::is_pointer_v<T>, "a vector of pointers would send the addresses");
         return function(name, values.data(), values.size() * sizeof(T));
     }
 

@@ -196,6 +196,15 @@ int main()
             code = e.code();
         }
         CHECK(code == VINE_ERROR_NULL);
+        // A std::string and a literal send their characters, no NUL.
+        std::string text("str\0ing", 7);
+        int a = m.submit(vine::task::function("echo_bytes", text));
+        int b = m.submit(vine::task::function("echo_bytes", "lit"));
+        auto ta = m.wait_for(a, 60), tb = m.wait_for(b, 60);
+        CHECK(ta.ok() && tb.ok());
+        auto oa = ta.output(), ob = tb.output();
+        CHECK(std::string(reinterpret_cast<const char *>(oa.data()), oa.size()) == text);
+        CHECK(std::string(reinterpret_cast<const char *>(ob.data()), ob.size()) == "lit");
     }
     vine::manager moved_from;
     vine::manager owner = std::move(moved_from);
