@@ -36,13 +36,20 @@
 ! second call of a function not RECURSIVE). A STOP or ERROR STOP in a task
 ! function ends the whole program, as exit() does in C: run such code with
 ! vine_task_set_exec_mode(t, VINE_EXEC_PROCESS), where it ends only the task
-! (VINE_RESULT_FUNCTION_ERROR with the stop code).
+! (VINE_RESULT_FUNCTION_ERROR with the stop code). Such a task runs in a copy of
+! the program made by fork(): what a unit holds unwritten at the submission is
+! written again by a STOP there, so flush(output_unit) (and any unit written to)
+! before submitting; and what the function PRINTs is lost at its return unless
+! it flushes the unit itself, where the unit is a file or a pipe.
 !
 ! Arrays as task inputs: the input is copied at creation, so pass any contiguous
 ! array with the TARGET attribute and its size in bytes:
 !
 !   real(c_double), target :: xs(100)
 !   t = vine_task_create_function('sum', c_loc(xs), int(c_sizeof(xs), c_size_t))
+!
+! (c_sizeof takes an array of explicit size only; for an allocatable one pass
+! size(ys) * c_sizeof(ys(1)).)
 !
 ! Reading an output back into a Fortran array:
 !
@@ -451,7 +458,7 @@ module vine
       import :: c_ptr, c_int
       type(c_ptr), value :: f
     end function
-    type(c_ptr) function vine_file_source(f) bind(C, name='vine_file_source')
+    type(c_ptr) function c_vine_file_source(f) bind(C, name='vine_file_source')
       import :: c_ptr
       type(c_ptr), value :: f
     end function
@@ -626,9 +633,8 @@ module vine
       character(kind=c_char), intent(in) :: s(*)
     end function
     integer(c_int) function c_vine_cancel_all_by_tag(m, s) bind(C, name='vine_cancel_all_by_tag')
-      import :: c_ptr, c_int, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: s(*)
+      import :: c_ptr, c_int
+      type(c_ptr), value :: m, s
     end function
     type(c_ptr) function c_vine_task_get_reason(t) bind(C, name='vine_task_get_reason')
       import :: c_ptr
@@ -939,34 +945,30 @@ module vine
       character(kind=c_char), intent(in) :: entry(*)
     end subroutine
     subroutine c_vine_set_runtime_info_template(dir) bind(C, name='vine_set_runtime_info_template')
-      import :: c_char
-      character(kind=c_char), intent(in) :: dir(*)
+      import :: c_ptr
+      type(c_ptr), value :: dir
     end subroutine
     type(c_ptr) function c_vine_get_runtime_directory(m) bind(C, name='vine_get_runtime_directory')
       import :: c_ptr
       type(c_ptr), value :: m
     end function
     type(c_ptr) function c_vine_get_path_log(m, path) bind(C, name='vine_get_path_log')
-      import :: c_ptr, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: path(*)
+      import :: c_ptr
+      type(c_ptr), value :: m, path
     end function
     type(c_ptr) function c_vine_get_path_staging(m, path) bind(C, name='vine_get_path_staging')
-      import :: c_ptr, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: path(*)
+      import :: c_ptr
+      type(c_ptr), value :: m, path
     end function
     type(c_ptr) function c_vine_get_path_library_log(m, path) &
         bind(C, name='vine_get_path_library_log')
-      import :: c_ptr, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: path(*)
+      import :: c_ptr
+      type(c_ptr), value :: m, path
     end function
     type(c_ptr) function c_vine_get_path_cache(m, path) &
         bind(C, name='vine_get_path_cache')
-      import :: c_ptr, c_char
-      type(c_ptr), value :: m
-      character(kind=c_char), intent(in) :: path(*)
+      import :: c_ptr
+      type(c_ptr), value :: m, path
     end function
     subroutine c_free(p) bind(C, name='free')
       import :: c_ptr
@@ -1238,10 +1240,17 @@ contains
     vine_cancel_by_task_tag = c_vine_cancel_by_task_tag(m, cstr(tag))
   end function
 
+  !> tag absent: the tasks that have no tag (C's NULL).
   integer(c_int) function vine_cancel_all_by_tag(m, tag)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: tag
-    vine_cancel_all_by_tag = c_vine_cancel_all_by_tag(m, cstr(tag))
+    character(*), intent(in), optional :: tag
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(tag)) then
+      c = cstr(tag)
+      vine_cancel_all_by_tag = c_vine_cancel_all_by_tag(m, c_loc(c))
+    else
+      vine_cancel_all_by_tag = c_vine_cancel_all_by_tag(m, c_null_ptr)
+    end if
   end function
 
   function vine_task_get_reason(t) result(s)
@@ -1512,10 +1521,17 @@ contains
     call c_vine_log_debug_app(m, cstr(entry))
   end subroutine
 
-  !> Names the run directories of managers created from now on.
+  !> Names the run directories of managers created from now on (dir absent:
+  !> the default again, C's NULL).
   subroutine vine_set_runtime_info_template(dir)
-    character(*), intent(in) :: dir
-    call c_vine_set_runtime_info_template(cstr(dir))
+    character(*), intent(in), optional :: dir
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(dir)) then
+      c = cstr(dir)
+      call c_vine_set_runtime_info_template(c_loc(c))
+    else
+      call c_vine_set_runtime_info_template(c_null_ptr)
+    end if
   end subroutine
 
   !> The manager's run directory ('' if it writes no logs).
@@ -1525,33 +1541,65 @@ contains
     s = fstr(c_vine_get_runtime_directory(m))
   end function
 
-  !> `RUNDIR/vine-logs/path` ('' if the manager writes no logs).
+  !> `RUNDIR/vine-logs/path` ('' if the manager writes no logs; path absent:
+  !> `RUNDIR/vine-logs`, C's NULL). So are the three below, each in its place.
   function vine_get_path_log(m, path) result(s)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: path
+    character(*), intent(in), optional :: path
     character(:), allocatable :: s
-    s = owned_str(c_vine_get_path_log(m, cstr(path)))
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(path)) then
+      c = cstr(path)
+      s = owned_str(c_vine_get_path_log(m, c_loc(c)))
+    else
+      s = owned_str(c_vine_get_path_log(m, c_null_ptr))
+    end if
   end function
 
   function vine_get_path_staging(m, path) result(s)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: path
+    character(*), intent(in), optional :: path
     character(:), allocatable :: s
-    s = owned_str(c_vine_get_path_staging(m, cstr(path)))
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(path)) then
+      c = cstr(path)
+      s = owned_str(c_vine_get_path_staging(m, c_loc(c)))
+    else
+      s = owned_str(c_vine_get_path_staging(m, c_null_ptr))
+    end if
   end function
 
   function vine_get_path_library_log(m, path) result(s)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: path
+    character(*), intent(in), optional :: path
     character(:), allocatable :: s
-    s = owned_str(c_vine_get_path_library_log(m, cstr(path)))
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(path)) then
+      c = cstr(path)
+      s = owned_str(c_vine_get_path_library_log(m, c_loc(c)))
+    else
+      s = owned_str(c_vine_get_path_library_log(m, c_null_ptr))
+    end if
   end function
 
   function vine_get_path_cache(m, path) result(s)
     type(c_ptr), intent(in) :: m
-    character(*), intent(in) :: path
+    character(*), intent(in), optional :: path
     character(:), allocatable :: s
-    s = owned_str(c_vine_get_path_cache(m, cstr(path)))
+    character(kind=c_char, len=:), allocatable, target :: c
+    if (present(path)) then
+      c = cstr(path)
+      s = owned_str(c_vine_get_path_cache(m, c_loc(c)))
+    else
+      s = owned_str(c_vine_get_path_cache(m, c_null_ptr))
+    end if
+  end function
+
+  !> Where file f comes from (a path, a URL, "buffer", ...; '' for an unknown file).
+  function vine_file_source(f) result(s)
+    type(c_ptr), intent(in) :: f
+    character(:), allocatable :: s
+    s = fstr(c_vine_file_source(f))
   end function
 
   ! A string the library allocated for the caller, copied and freed.

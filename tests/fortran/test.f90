@@ -64,6 +64,7 @@ program test
   call check(len(vine_get_path_staging(m, 'x')) == 0, 'no staging path without a run directory')
   call check(len(vine_get_path_library_log(m, 'x')) == 0, 'no library log path without a run directory')
   call check(len(vine_get_path_cache(m, 'x')) == 0, 'no cache path without a run directory')
+  call check(len(vine_get_path_log(m)) == 0, 'no log directory without a run directory')
   call check(vine_tune(m, 'no-such-setting', 1.0_c_double) == VINE_ERROR_UNKNOWN_SETTING, 'unknown setting')
   ! TaskVine's manager calls.
   call check(len(vine_get_name(m)) == 0, 'no name set')
@@ -110,9 +111,16 @@ program test
   call check(vine_task_get_metric(t, 'no_such') == 0, 'unknown metric is 0')
   call vine_task_delete(t)
   call check(vine_cancel_by_task_id(m, 9999) == VINE_ERROR_UNKNOWN_TASK, 'unknown id')
+  ! No tag given: the tasks that have none (C's NULL), not those tagged ''.
+  id = vine_submit(m, vine_task_create('sleep 60'))
+  call check(vine_cancel_all_by_tag(m) == 1, 'cancel the untagged task')
+  t = vine_wait_for_task_id(m, id, 60)
+  call check(vine_task_get_result(t) == VINE_RESULT_CANCELLED, 'untagged task cancelled')
+  call vine_task_delete(t)
 
   ! A command with a buffer input and a buffer output.
   f = vine_declare_buffer(m, c_loc(xs), int(c_sizeof(xs), c_size_t), VINE_CACHE_LEVEL_TASK, 0)
+  call check(vine_file_source(f) == 'buffer', 'file source')
   t = vine_task_create('wc -c < in > out; echo $GREETING')
   call check(vine_task_add_input(t, f, 'in', 0) == 0, 'add input')
   call check(vine_task_add_input(t, f, '../escape', 0) == VINE_ERROR_INVALID_ARGUMENT, 'escape refused')
