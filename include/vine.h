@@ -435,6 +435,8 @@ typedef int vine_error_t;
 #define VINE_RESULT_CANCELLED 88
 
 // The task function returned non-zero; the exit code and any output are kept.
+// Also a PROCESS function whose process exited before it returned (an `exit()`
+// in it, even `exit(0)`), with that exit code (see `vine_task_set_exec_mode`).
 #define VINE_RESULT_FUNCTION_ERROR 1024
 
 // No function is registered under the task's name where it ran.
@@ -1117,6 +1119,8 @@ char *vine_get_path_cache(struct vine_manager *m, const char *path);
 // this node says so) and free disk, changed by the
 // environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 // `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
+// Each manager has a pool of its own: the pools of several managers in one
+// process add up (give each its share with `"local-cores"`).
 //
 // Who may connect: the manager binds its port at once, but takes no connection
 // until its authentication settings are final, so that no worker joins in the
@@ -1507,7 +1511,8 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 // bound). NULL on timeout or when no task is outstanding (then it returns at once);
 // `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
-// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error).
+// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error). A timeout below
+// -1 is refused at once (`VINE_ERROR_INVALID_ARGUMENT`).
 // If the manager's thread failed (a bug inside the library), every wait returns
 // NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
 // and `vine_submit` refuses new tasks.
@@ -1518,9 +1523,9 @@ int vine_submit(struct vine_manager *m, struct vine_task *t);
 // delivering results takes no cores from running tasks; otherwise a task is
 // reported the moment it finishes. So a task may come back after one that
 // finished up to about 5 ms after it.
-// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and
-// the local pool's next task a function task submitted while nothing else was
-// outstanding (see the README's direct lane) runs that task on the calling
+// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished, a
+// core of the local pool free and the pool's next task a function task that
+// took the direct lane (see the README) runs that task on the calling
 // thread, as OpenMP's taskwait and oneTBB's wait do, instead of sleeping until
 // a pool thread has. The task holds its share of the pool's cores meanwhile, so
 // the pool's limits hold, and cancel finds it as anywhere else; its function
@@ -1990,6 +1995,10 @@ int vine_task_set_gpus(struct vine_task *t, int gpus);
 int vine_task_set_priority(struct vine_task *t, double priority);
 
 // Category (default: the function name under autocategory, else "default").
+// A category is a group of tasks sized and counted together: the manager
+// keeps each category it has seen (its settings and stats, some hundreds of
+// bytes) until `vine_delete`, as TaskVine does. Use a tag
+// (`vine_task_set_tag`), not a category, to name a task of its own.
 int vine_task_set_category(struct vine_task *t, const char *category);
 
 // A free-form tag, returned by `vine_task_get_tag` and matched by `vine_wait_for_tag`.
@@ -2061,10 +2070,14 @@ int vine_task_set_env_var(struct vine_task *t, const char *name, const char *val
 // threads are not in the child), a file, a factory, and `vine_register_function`
 // fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
 // runs the program's own `atexit` handlers in the child, as after any `fork`.
-// What the program's C `stdio` had not written at the fork (C++ streams synced
-// with it included) is dropped in the child, so an `exit()` there does not
-// write it a second time; other buffers, a Fortran unit's, would be: flush
-// them before submitting. vine's own exit handler does nothing there. A memory request
+// What the program's C `stdout` and `stderr` had not written at the fork (C++
+// streams synced with them included) is dropped in the child, so an `exit()`
+// there does not write it a second time; other buffers, a file's the program
+// opened with `fopen` or a Fortran unit's, would be: flush them before
+// submitting. vine's own exit handler does nothing there. What the
+// function wrote to C's `stdout` and `stderr` is flushed when it returns, as the
+// program would flush it (a Fortran unit's is not: flush it in the function, or
+// it is lost where the unit is a file or a pipe). A memory request
 // (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 // task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
 // Commands always run in their own processes: setting PROCESS on one is refused.

@@ -83,6 +83,8 @@ pub const VINE_RESULT_FIXED_LOCATION_MISSING: vine_result_t = 80;
 /// The task was cancelled (by a cancel call or by `vine_shutdown`).
 pub const VINE_RESULT_CANCELLED: vine_result_t = 88;
 /// The task function returned non-zero; the exit code and any output are kept.
+/// Also a PROCESS function whose process exited before it returned (an `exit()`
+/// in it, even `exit(0)`), with that exit code (see `vine_task_set_exec_mode`).
 pub const VINE_RESULT_FUNCTION_ERROR: vine_result_t = 1024;
 /// No function is registered under the task's name where it ran.
 pub const VINE_RESULT_MISSING_FUNCTION: vine_result_t = 1032;

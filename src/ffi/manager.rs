@@ -28,6 +28,8 @@ use crate::task::TaskResult;
 /// this node says so) and free disk, changed by the
 /// environment variables `VINE_LOCAL_CORES`, `VINE_LOCAL_MEMORY` (MB),
 /// `VINE_LOCAL_DISK` (MB) and `VINE_LOCAL_GPUS` (default 0), or later by `vine_tune`.
+/// Each manager has a pool of its own: the pools of several managers in one
+/// process add up (give each its share with `"local-cores"`).
 ///
 /// Who may connect: the manager binds its port at once, but takes no connection
 /// until its authentication settings are final, so that no worker joins in the
@@ -816,7 +818,8 @@ fn wait_common(
 /// `timeout_s` only bounds the wait (0 = do not block, `VINE_WAIT_FOREVER` = no
 /// bound). NULL on timeout or when no task is outstanding (then it returns at once);
 /// `vine_last_error_code()` then says which: `VINE_ERROR_TIMEOUT` or
-/// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error).
+/// `VINE_ERROR_UNKNOWN_TASK` (and never an earlier call's error). A timeout below
+/// -1 is refused at once (`VINE_ERROR_INVALID_ARGUMENT`).
 /// If the manager's thread failed (a bug inside the library), every wait returns
 /// NULL at once with `vine_last_error()` saying so (the tasks it held are lost),
 /// and `vine_submit` refuses new tasks.
@@ -827,9 +830,9 @@ fn wait_common(
 /// delivering results takes no cores from running tasks; otherwise a task is
 /// reported the moment it finishes. So a task may come back after one that
 /// finished up to about 5 ms after it.
-/// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished and
-/// the local pool's next task a function task submitted while nothing else was
-/// outstanding (see the README's direct lane) runs that task on the calling
+/// vine's own: a wait with `VINE_WAIT_FOREVER` that finds nothing finished, a
+/// core of the local pool free and the pool's next task a function task that
+/// took the direct lane (see the README) runs that task on the calling
 /// thread, as OpenMP's taskwait and oneTBB's wait do, instead of sleeping until
 /// a pool thread has. The task holds its share of the pool's cores meanwhile, so
 /// the pool's limits hold, and cancel finds it as anywhere else; its function

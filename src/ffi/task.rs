@@ -331,6 +331,10 @@ pub extern "C" fn vine_task_set_priority(t: *mut vine_task, priority: f64) -> c_
 }
 
 /// Category (default: the function name under autocategory, else "default").
+/// A category is a group of tasks sized and counted together: the manager
+/// keeps each category it has seen (its settings and stats, some hundreds of
+/// bytes) until `vine_delete`, as TaskVine does. Use a tag
+/// (`vine_task_set_tag`), not a category, to name a task of its own.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_set_category(
     t: *mut vine_task,
@@ -459,10 +463,14 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// threads are not in the child), a file, a factory, and `vine_register_function`
 /// fail there with `VINE_ERROR_UNSUPPORTED` (`vine_buffer_append` works). An `exit()` in the function
 /// runs the program's own `atexit` handlers in the child, as after any `fork`.
-/// What the program's C `stdio` had not written at the fork (C++ streams synced
-/// with it included) is dropped in the child, so an `exit()` there does not
-/// write it a second time; other buffers, a Fortran unit's, would be: flush
-/// them before submitting. vine's own exit handler does nothing there. A memory request
+/// What the program's C `stdout` and `stderr` had not written at the fork (C++
+/// streams synced with them included) is dropped in the child, so an `exit()`
+/// there does not write it a second time; other buffers, a file's the program
+/// opened with `fopen` or a Fortran unit's, would be: flush them before
+/// submitting. vine's own exit handler does nothing there. What the
+/// function wrote to C's `stdout` and `stderr` is flushed when it returns, as the
+/// program would flush it (a Fortran unit's is not: flush it in the function, or
+/// it is lost where the unit is a file or a pipe). A memory request
 /// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 /// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
 /// Commands always run in their own processes: setting PROCESS on one is refused.
