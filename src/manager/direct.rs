@@ -44,10 +44,15 @@ pub(crate) struct Counters(Mutex<Counts>);
 struct Counts {
     /// Every direct task (`running` unused: submitted and not done).
     all: CategoryStats,
-    /// The same, per category (looked up twice for every direct task: a
-    /// category is the program's own name, so the cheap hash of task ids
-    /// serves, not SipHash).
-    categories: HashMap<CString, CategoryStats, BuildHasherDefault<crate::idmap::IdHasher>>,
+    /// The same, per category, in the order first seen (looked up twice for
+    /// every direct task).
+    categories: Vec<(CString, CategoryStats)>,
+    /// Where each category is in `categories` (a category is the program's
+    /// own name, so the cheap hash of task ids serves, not SipHash).
+    index: HashMap<CString, usize, BuildHasherDefault<crate::idmap::IdHasher>>,
+    /// The category looked up last: most tasks have the category of the one
+    /// before them, found then with no hashing.
+    last: usize,
     /// The manager thread counts the direct tasks still running by category
     /// (it bounds how many of a category run at once): no task takes the lane
     /// any more, and each one ending is reported to it.
@@ -74,14 +79,24 @@ fn count_ended(s: &mut CategoryStats, execute: u64, result: TaskResult, successf
 
 impl Counts {
     fn category(&mut self, category: &CStr) -> &mut CategoryStats {
-        // Looked up before inserting: the name is copied only the first time.
-        if !self.categories.contains_key(category) {
-            self.categories
-                .insert(category.to_owned(), CategoryStats::default());
+        let last_matches = self
+            .categories
+            .get(self.last)
+            .is_some_and(|(name, _)| name.as_c_str() == category);
+        if !last_matches {
+            // Looked up before inserting: the name is copied only the first time.
+            self.last = match self.index.get(category) {
+                Some(&at) => at,
+                None => {
+                    let at = self.categories.len();
+                    self.categories
+                        .push((category.to_owned(), CategoryStats::default()));
+                    self.index.insert(category.to_owned(), at);
+                    at
+                }
+            };
         }
-        self.categories
-            .get_mut(category)
-            .expect("the category was just inserted")
+        &mut self.categories[self.last].1
     }
 }
 
@@ -128,7 +143,12 @@ impl Counters {
 
     /// Adds the direct tasks of `category` to `stats`.
     pub(crate) fn add_category_to(&self, category: &CStr, stats: &mut CategoryStats) {
-        if let Some(c) = self.lock().categories.get(category) {
+        let counts = self.lock();
+        if let Some(c) = counts
+            .index
+            .get(category)
+            .map(|&at| &counts.categories[at].1)
+        {
             stats.submitted += c.submitted;
             stats.dispatched += c.dispatched;
             stats.running += c.submitted.saturating_sub(c.done);
@@ -147,18 +167,22 @@ impl Counters {
     }
 
     /// Adds the direct tasks to `stats` (kept by the manager thread for its
-    /// own). A direct task not done is on the local worker, as a task the
-    /// manager gave it is, whether it has started or waits for a core.
+    /// own). A direct task not done is waiting while it waits for a core in
+    /// the pool (as a task the manager holds is), and on the local worker once
+    /// it started.
     pub(crate) fn add_to(&self, stats: &mut Stats, pool: &LocalPool) {
         // The pool's lock is not taken under this one.
-        let running = pool.direct_counts().1 as u64;
+        let (waiting, running) = pool.direct_counts();
         let counts = self.lock();
         let c = &counts.all;
-        let on_worker = c.submitted.saturating_sub(c.done);
+        let held = c.submitted.saturating_sub(c.done);
+        let waiting = (waiting as u64).min(held);
+        let on_worker = held - waiting;
         stats.tasks_submitted += c.submitted;
         stats.tasks_dispatched += c.dispatched;
+        stats.tasks_waiting += waiting;
         stats.tasks_on_workers += on_worker;
-        stats.tasks_running += running.min(on_worker);
+        stats.tasks_running += (running as u64).min(on_worker);
         stats.tasks_done += c.done;
         stats.tasks_failed += c.failed;
         stats.tasks_cancelled += c.cancelled;
