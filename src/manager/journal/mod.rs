@@ -36,7 +36,7 @@ pub(crate) use writer::{flush_all, Perf, Target, PERF_COLUMNS};
 use super::scheduler::WorkerId;
 
 /// Records gathered and not yet written, past which producers wait.
-const MAX_PENDING: usize = 1 << 20;
+const MAX_PENDING: usize = 1 << 18;
 
 /// Records gathered and not yet written, past which the writer runs at normal
 /// priority (it runs at idle priority otherwise, so it takes no core from a
