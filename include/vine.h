@@ -1071,7 +1071,9 @@ void vine_log_debug_app(struct vine_manager *m, const char *entry);
 // runtime info path unless absolute. NULL restores the default
 // (`%Y-%m-%dT%H%M%S`; a second manager started in the same second gets `.2`).
 // A directory named by the template is used even if it exists (its logs are
-// truncated).
+// truncated), but not while another manager of this process writes its logs
+// there: `vine_create` then fails (`VINE_ERROR_INVALID_ARGUMENT`), as two
+// managers writing one file would lose records.
 void vine_set_runtime_info_template(const char *dir);
 
 // The absolute path of manager `m`'s run directory (its logs are in

@@ -149,7 +149,9 @@ pub unsafe extern "C" fn vine_log_debug_app(m: *mut vine_manager, entry: *const 
 /// runtime info path unless absolute. NULL restores the default
 /// (`%Y-%m-%dT%H%M%S`; a second manager started in the same second gets `.2`).
 /// A directory named by the template is used even if it exists (its logs are
-/// truncated).
+/// truncated), but not while another manager of this process writes its logs
+/// there: `vine_create` then fails (`VINE_ERROR_INVALID_ARGUMENT`), as two
+/// managers writing one file would lose records.
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_runtime_info_template(dir: *const c_char) {
     guard((), || {
