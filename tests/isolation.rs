@@ -1,5 +1,7 @@
 //! Function tasks in separate processes, and memory and disk limits.
 
+mod common;
+
 use std::ffi::{c_int, c_void};
 use std::time::Duration;
 
@@ -209,7 +211,7 @@ unsafe extern "C" fn reopens_its_descriptors(
 
 #[test]
 fn a_process_task_that_reopened_its_descriptors_gets_no_result_written_into_its_files() {
-    let dir = tempdir_here();
+    let dir = common::tempdir();
     let m = manager();
     m.submit(process_task(
         reopens_its_descriptors,
@@ -228,7 +230,6 @@ fn a_process_task_that_reopened_its_descriptors_gets_no_result_written_into_its_
         let len = std::fs::metadata(dir.join(format!("f{i}"))).unwrap().len();
         assert_eq!(len, 0, "f{i} was written to");
     }
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Leaves its process group for the program's, says so on the descriptor
@@ -524,14 +525,3 @@ fn a_task_cannot_hide_its_disk_behind_permissions() {
     run_unprivileged("zz_unprivileged_disk_entry");
 }
 
-/// A fresh directory of this test's own under the system's temporary one.
-fn tempdir_here() -> std::path::PathBuf {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "vine-isolation-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
