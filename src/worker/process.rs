@@ -91,8 +91,10 @@ impl RunControl {
     pub fn abandon(&self) {
         let pgid = self.pgid.swap(0, Ordering::AcqRel);
         if pgid > 0 {
-            // Not reaped yet: its pid is still its own.
-            kill_leader_and_group(pgid);
+            kill_group(pgid);
+            // A leader that left its group, if not reaped yet (its pidfd is
+            // cleared before it is).
+            self.kill_leader();
             self.clear_leader();
             let _ = Reaper(pgid).wait();
         }
