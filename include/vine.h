@@ -1834,7 +1834,9 @@ int vine_get_stats_category(struct vine_manager *m, const char *category, struct
 // travels in one message of at most 255 MiB: a task with a larger input runs
 // only in the local pool (without one it is `VINE_RESULT_UNSCHEDULABLE`), and
 // one whose output on a remote worker is larger ends
-// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound).
+// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound, but for a
+// `VINE_EXEC_PROCESS` function's output: at most 1 GiB, or likewise
+// `VINE_RESULT_OUTPUT_MISSING`).
 struct vine_task *vine_task_create_function(const char *name, const void *input, size_t input_len);
 
 // Creates a task that calls `fn(input, input_len, output, context)` on a local

@@ -524,4 +524,3 @@ fn zz_unprivileged_disk_entry() {
 fn a_task_cannot_hide_its_disk_behind_permissions() {
     run_unprivileged("zz_unprivileged_disk_entry");
 }
-

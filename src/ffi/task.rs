@@ -22,7 +22,9 @@ use crate::task::{ExecMode, Task};
 /// travels in one message of at most 255 MiB: a task with a larger input runs
 /// only in the local pool (without one it is `VINE_RESULT_UNSCHEDULABLE`), and
 /// one whose output on a remote worker is larger ends
-/// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound).
+/// `VINE_RESULT_OUTPUT_MISSING` (the local pool has no such bound, but for a
+/// `VINE_EXEC_PROCESS` function's output: at most 1 GiB, or likewise
+/// `VINE_RESULT_OUTPUT_MISSING`).
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_create_function(
     name: *const c_char,
