@@ -2084,6 +2084,10 @@ int vine_task_set_env_var(struct vine_task *t, const char *name, const char *val
 // it is lost where the unit is a file or a pipe). A memory request
 // (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 // task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
+// The child keeps the program's signal dispositions; on `vine_worker` it runs
+// with SIGPIPE, SIGSEGV and SIGBUS at their default action, as in a C program
+// that set none (a write to a closed pipe or a stack overflow ends it
+// `VINE_RESULT_SIGNAL`, as locally).
 // Commands always run in their own processes: setting PROCESS on one is refused.
 int vine_task_set_exec_mode(struct vine_task *t, vine_exec_mode_t mode);
 

@@ -152,6 +152,23 @@ fn a_crash_on_a_remote_worker_costs_only_the_task() {
     stop(m, vec![w]);
 }
 
+/// Builds the library of functions in the C file `src`, next to it.
+fn build_library(src: &std::path::Path) -> std::path::PathBuf {
+    let lib = src.with_extension("so");
+    // Not linked against vine: vine_buffer_append resolves in the worker, which
+    // exports the C API to the libraries it loads.
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"])
+        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
+        .arg(src)
+        .arg("-o")
+        .arg(&lib)
+        .status()
+        .unwrap();
+    assert!(built.success());
+    lib
+}
+
 #[test]
 fn a_worker_serves_the_functions_of_a_library() {
     let dir = tempdir();
@@ -175,18 +192,7 @@ int vine_register_functions(int (*register_function)(const char *, vine_function
 "#,
     )
     .unwrap();
-    let lib = dir.join("libtriple.so");
-    // Not linked against vine: vine_buffer_append resolves in the worker, which
-    // exports the C API to the libraries it loads.
-    let built = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wall", "-Wextra", "-Werror"])
-        .arg(format!("-I{}/include", env!("CARGO_MANIFEST_DIR")))
-        .arg(&src)
-        .arg("-o")
-        .arg(&lib)
-        .status()
-        .unwrap();
-    assert!(built.success());
+    let lib = build_library(&src);
     let (m, port) = remote_manager();
     // Local cores too: the pool runs what this process registered, and no
     // task of a name only the workers know goes there.
@@ -209,6 +215,62 @@ int vine_register_functions(int (*register_function)(const char *, vine_function
     }
     assert_eq!(sum, 3 * 210);
     stop(m, workers);
+}
+
+#[test]
+fn a_process_function_on_vine_worker_dies_of_sigpipe_and_of_a_stack_overflow_as_in_a_c_program() {
+    let dir = tempdir();
+    let src = dir.join("signals.c");
+    std::fs::write(
+        &src,
+        r#"#include "vine.h"
+#include <errno.h>
+#include <unistd.h>
+/* Writes to a pipe nobody reads: SIGPIPE's default action ends the process. */
+static int broken_pipe(const void *in, size_t len, struct vine_buffer *out, void *ctx) {
+    (void)in; (void)len; (void)out; (void)ctx;
+    int p[2];
+    if (pipe(p) != 0) return 2;
+    close(p[0]);
+    if (write(p[1], "x", 1) < 0) return errno == EPIPE ? 3 : 4;
+    return 5;
+}
+static int deeper(volatile int n) {
+    volatile char frame[4096];
+    frame[0] = (char)n;
+    if (n < 0) return 0;
+    return deeper(n + 1) + frame[0];
+}
+/* Recurses until the stack is gone: SIGSEGV, as in a C program. */
+static int overflow(const void *in, size_t len, struct vine_buffer *out, void *ctx) {
+    (void)in; (void)out; (void)ctx;
+    return deeper((int)len);
+}
+int vine_register_functions(int (*register_function)(const char *, vine_function_t)) {
+    return register_function("broken_pipe", broken_pipe) || register_function("overflow", overflow);
+}
+"#,
+    )
+    .unwrap();
+    let lib = build_library(&src);
+    let (m, port) = remote_manager();
+    let w = vine_worker(port, &["--library", lib.to_str().unwrap()]);
+    for (name, signal) in [
+        (c"broken_pipe", libc::SIGPIPE),
+        (c"overflow", libc::SIGSEGV),
+    ] {
+        let mut t = Task::function(name, b"");
+        t.set_exec_mode(vine::task::ExecMode::Process).unwrap();
+        m.submit(t).unwrap();
+        let t = m.wait(LONG).unwrap();
+        assert_eq!(
+            (t.result(), t.exit_code()),
+            (TaskResult::Signal, signal),
+            "{name:?}: {:?}",
+            t.reason()
+        );
+    }
+    stop(m, vec![w]);
 }
 
 #[test]

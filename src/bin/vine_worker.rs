@@ -1,5 +1,5 @@
 fn main() {
-    std::process::exit(vine::worker::daemon::main_with_args(
+    std::process::exit(vine::worker::daemon::main_of_rust_program(
         std::env::args().collect(),
     ));
 }

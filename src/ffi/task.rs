@@ -475,6 +475,10 @@ pub unsafe extern "C" fn vine_task_set_env_var(
 /// it is lost where the unit is a file or a pipe). A memory request
 /// (`vine_task_set_memory`) is enforced for PROCESS tasks and commands: past it the
 /// task is killed and ends `VINE_RESULT_RESOURCE_EXHAUSTION`; `time_max` kills it.
+/// The child keeps the program's signal dispositions; on `vine_worker` it runs
+/// with SIGPIPE, SIGSEGV and SIGBUS at their default action, as in a C program
+/// that set none (a write to a closed pipe or a stack overflow ends it
+/// `VINE_RESULT_SIGNAL`, as locally).
 /// Commands always run in their own processes: setting PROCESS on one is refused.
 #[no_mangle]
 pub extern "C" fn vine_task_set_exec_mode(t: *mut vine_task, mode: vine_exec_mode_t) -> c_int {

@@ -47,6 +47,33 @@ pub fn count_forks() {
     });
 }
 
+/// Set in `vine_worker` (see [`children_take_default_signals`]).
+static DEFAULT_SIGNALS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Signals whose disposition in `vine_worker` is Rust's runtime's: SIGPIPE
+/// ignored, SIGSEGV and SIGBUS handled (a stack overflow then aborts).
+const RUNTIME_SIGNALS: [libc::c_int; 3] = [libc::SIGPIPE, libc::SIGSEGV, libc::SIGBUS];
+
+/// In a program whose signal dispositions are Rust's runtime's, not a C
+/// program's (`vine_worker`): PROCESS functions run from now on with the
+/// default action of [`RUNTIME_SIGNALS`], as in a C program that set none, so
+/// that a function behaves on a remote worker as it does locally (a write to
+/// a closed pipe or a stack overflow kills it with SIGPIPE or SIGSEGV). A
+/// program's own dispositions are otherwise what its children inherit.
+pub fn children_take_default_signals() {
+    DEFAULT_SIGNALS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// In the child: the default action for [`RUNTIME_SIGNALS`] if asked for.
+fn take_default_signals() {
+    if DEFAULT_SIGNALS.load(std::sync::atomic::Ordering::Relaxed) {
+        for sig in RUNTIME_SIGNALS {
+            // SAFETY: signal is async-signal-safe; SIG_DFL is always valid.
+            unsafe { libc::signal(sig, libc::SIG_DFL) };
+        }
+    }
+}
+
 /// Fault signals a handler of the program may have taken over: Rust's runtime
 /// (in `vine_worker`, or a Rust program) installs one for these.
 const FAULTS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
@@ -156,6 +183,7 @@ pub fn run(task: &mut Task, func: FunctionPtr, context: usize, input: &[u8], con
         enlist.close_in_child();
         IN_CHILD.store(true, std::sync::atomic::Ordering::Relaxed);
         drop_inherited_stdio();
+        take_default_signals();
         let handled = fault_handlers();
         let pipe = identity(writer.as_raw_fd());
         let (rc, output) = crate::ffi::callback::call_task_function(func, input, context);

@@ -24,6 +24,15 @@ use crate::error::{Error, ErrorKind, Result};
 use session::serve;
 use store::open_store;
 
+/// [`main_with_args`] in a program of Rust's (`vine_worker`): PROCESS
+/// functions run with the signal dispositions of a C program, not those
+/// Rust's runtime set for the worker (see
+/// [`crate::worker::isolated::children_take_default_signals`]).
+pub fn main_of_rust_program(args: Vec<String>) -> i32 {
+    crate::worker::isolated::children_take_default_signals();
+    main_with_args(args)
+}
+
 /// Runs a worker with `args` as its command line; returns the process exit code:
 /// 0 when the manager told it to exit (or, with `--single-shot`, its session
 /// ended; with `--wall-time`, that time passed), 1 when no manager could be
