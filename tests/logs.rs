@@ -770,6 +770,39 @@ fn zz_exits_without_deleting_its_manager_entry() {
     std::process::exit(0);
 }
 
+/// Run by the test below in a process of its own: makes a manager, runs no
+/// command (so no guardian process is started) and exits.
+#[test]
+fn zz_exits_with_a_manager_and_nothing_else_entry() {
+    if std::env::var_os("VINE_TEST_EXIT_SCRATCH").is_none() {
+        return;
+    }
+    let m = vine::ffi::manager::vine_create(vine::ffi::VINE_PORT_NONE);
+    assert!(!m.is_null());
+    std::process::exit(0);
+}
+
+#[test]
+fn a_program_that_exits_without_deleting_its_manager_leaves_no_scratch_directory() {
+    let dir = tempdir();
+    let tmp = dir.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "zz_exits_with_a_manager_and_nothing_else_entry"])
+        .args(["--nocapture", "--test-threads=1"])
+        .env("VINE_TEST_EXIT_SCRATCH", "1")
+        .env("TMPDIR", &tmp)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{status}");
+    // Removed by vine's exit handler before the process ended.
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
 #[test]
 fn a_program_that_exits_without_deleting_its_manager_still_gets_whole_logs() {
     let dir = tempdir();
