@@ -315,6 +315,15 @@ pub fn read_log<R: BufRead>(mut input: R) -> io::Result<Log> {
                 skip(&mut log, "a line longer than 1 MiB");
                 continue;
             }
+            LineRead::CutShort => {
+                // What a killed program leaves: its words may be cut anywhere
+                // (a result `SUC`, a worker `worker-`), so none is trusted.
+                skip(
+                    &mut log,
+                    "a last line with no end (the program was killed?)",
+                );
+                continue;
+            }
             LineRead::Line => {}
         }
         let line = match std::str::from_utf8(&buf) {
@@ -603,6 +612,8 @@ fn task_record(run: &mut Run, t: i64, line: &str, f: &[&str]) -> Result<Used, Sk
 enum LineRead {
     Line,
     TooLong,
+    /// The last line, with no newline at its end.
+    CutShort,
     Eof,
 }
 
@@ -612,6 +623,7 @@ fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<LineRea
     buf.clear();
     let mut too_long = false;
     let mut any = false;
+    let mut ended = false;
     loop {
         let chunk = match input.fill_buf() {
             Ok(c) => c,
@@ -636,11 +648,15 @@ fn read_line<R: BufRead>(input: &mut R, buf: &mut Vec<u8>) -> io::Result<LineRea
         }
         input.consume(used);
         if done {
+            ended = true;
             break;
         }
     }
     if !any {
         return Ok(LineRead::Eof);
+    }
+    if !ended && !too_long {
+        return Ok(LineRead::CutShort);
     }
     if buf.last() == Some(&b'\r') {
         buf.pop();
@@ -697,6 +713,25 @@ mod tests {
         assert_eq!(log.skipped, 4);
         assert_eq!(log.bad_json, 1);
         assert_eq!(log.run.tasks.len(), 1);
+    }
+
+    #[test]
+    fn a_last_line_cut_short_is_skipped_not_read() {
+        let whole = "1 1 MANAGER 1 START 0\n\
+                     2 1 TASK 1 READY c FIRST_RESOURCES 1 {}\n\
+                     3 1 TASK 1 RUNNING w1 FIRST_RESOURCES {}\n\
+                     4 1 TASK 1 RETRIEVED SUCCESS 0 {} {}\n";
+        // Cut where a killed writer may have stopped: in a result, a
+        // worker's name.
+        for cut in ["4 1 TASK 1 RETRIEVED SUC", "3 1 TASK 1 RUNNING w"] {
+            let at = whole.find(cut).unwrap() + cut.len();
+            let log = read(&whole[..at]);
+            assert_eq!(log.skipped, 1, "{cut}");
+            let attempts = &log.run.tasks[0].attempts;
+            assert!(attempts.iter().all(|a| a.worker.as_deref() != Some("w")));
+            assert!(attempts.iter().all(|a| a.result.as_deref() != Some("SUC")));
+        }
+        assert_eq!(read(whole).skipped, 0);
     }
 
     #[test]

@@ -51,11 +51,17 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     format!("drawing a plot: {e}")
 }
 
-/// At most `max` characters of `s`, with an ellipsis when cut, and control
-/// characters replaced (XML, and so a standalone SVG, does not allow most of
-/// them even escaped).
+/// At most `max` characters of `s`, with an ellipsis when cut, and the
+/// characters XML (and so a standalone SVG) does not allow, even escaped,
+/// replaced: control characters, U+FFFE and U+FFFF.
 pub fn shorten(s: &str, max: usize) -> String {
-    let clean = |c: char| if c.is_control() { '\u{FFFD}' } else { c };
+    let clean = |c: char| {
+        if c.is_control() || matches!(c, '\u{FFFE}' | '\u{FFFF}') {
+            '\u{FFFD}'
+        } else {
+            c
+        }
+    };
     if s.chars().count() <= max {
         s.chars().map(clean).collect()
     } else {
@@ -408,6 +414,7 @@ mod tests {
         assert_eq!(shorten("abc", 5), "abc");
         assert_eq!(shorten("abcdef", 4), "abc…");
         assert_eq!(shorten("a\u{1}b", 5), "a\u{FFFD}b");
+        assert_eq!(shorten("\u{FFFE}\u{FFFF}", 5), "\u{FFFD}\u{FFFD}");
     }
 
     #[test]
