@@ -587,6 +587,13 @@ fn a_task_cancelled_while_held_ahead_at_its_worker_is_retrieved_and_done_cancell
             .map(|r| format!("{} {}", r.words[2], r.words[3]))
             .collect();
         assert_eq!(ends, ["RETRIEVED CANCELLED", "DONE CANCELLED"], "task {id}");
+        // Held ahead, never started: never RUNNING.
+        assert!(
+            !recs.iter().any(|r| r.words[0] == "TASK"
+                && r.words[1] == id.to_string()
+                && r.words[2] == "RUNNING"),
+            "task {id} RUNNING"
+        );
     }
     assert!(recs
         .iter()
@@ -600,6 +607,48 @@ unsafe extern "C" fn nothing(
     _: *mut std::ffi::c_void,
 ) -> std::ffi::c_int {
     0
+}
+
+#[test]
+fn the_tasks_running_on_a_worker_at_once_in_the_log_fit_its_cores() {
+    let dir = tempdir();
+    let log = dir.join("txn");
+    let m = Manager::new(Port::None).unwrap();
+    m.tune("local-cores", 2.0).unwrap();
+    m.enable_transactions_log(&log).unwrap();
+    // More than the pool runs at once: most are held ahead at it.
+    let n = 2000;
+    for _ in 0..n {
+        m.submit(Task::local(nothing, 0, &[]))
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    for _ in 0..n {
+        assert_eq!(
+            m.wait(Some(Duration::from_secs(120))).unwrap().result(),
+            TaskResult::Success
+        );
+    }
+    drop(m);
+    let (_, recs) = read_txn(&log);
+    let mut running = std::collections::HashSet::new();
+    let mut most = 0;
+    let mut started = 0;
+    for r in recs.iter().filter(|r| r.words[0] == "TASK") {
+        match r.words[2].as_str() {
+            "RUNNING" => {
+                assert!(running.insert(r.words[1].clone()), "twice: {:?}", r.words);
+                started += 1;
+                most = most.max(running.len());
+            }
+            "RETRIEVED" | "READY" | "DONE" => {
+                running.remove(&r.words[1]);
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(started, n, "every task RUNNING once");
+    assert!(most <= 2, "{most} tasks RUNNING at once on 2 cores");
 }
 
 #[test]

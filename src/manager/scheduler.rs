@@ -1136,7 +1136,8 @@ impl Scheduler {
             self.dispatched_tags.insert(task.id, tag.to_owned());
         }
         task.publish_state(State::Running);
-        self.journal.running(&task, w.id);
+        let started = self.scratch.iter().any(|&(_, id)| id == task.id);
+        self.journal.running(&task, w.id, started);
         comm.dispatch(w.id, task);
     }
 
@@ -1197,6 +1198,7 @@ impl Scheduler {
                     w.model.release(task.request, &mut self.scratch);
                 }
             }
+            self.journal.started(self.scratch.iter().map(|&(_, id)| id));
             w.assigned -= 1;
             if task.times.started > 0 && task.times.done >= task.times.started {
                 w.observe_run((task.times.done - task.times.started) as f64);
@@ -1561,6 +1563,7 @@ impl Scheduler {
         if let Some(w) = self.workers.iter_mut().find(|w| w.id == worker) {
             self.scratch.clear();
             w.model.set_reserved(reserved, &mut self.scratch);
+            self.journal.started(self.scratch.iter().map(|&(_, id)| id));
             self.retry_parked = true;
         }
     }

@@ -257,6 +257,10 @@ pub(crate) struct Journal {
     now: i64,
     recs: Vec<Rec>,
     shapes: Shapes,
+    /// Tasks given to a worker that holds them ahead, not started yet as its
+    /// model says: their RUNNING record (worker, shape, at the maximum) waits
+    /// for the start, so that the tasks RUNNING on a worker fit it.
+    held: crate::idmap::IdMap<(WorkerId, u32, bool)>,
 }
 
 impl Journal {
@@ -308,6 +312,7 @@ impl Journal {
     /// `task` waits for a worker.
     #[inline]
     pub(crate) fn ready(&mut self, task: &Task) {
+        self.forget_held(task.id);
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
         }
@@ -325,27 +330,64 @@ impl Journal {
         });
     }
 
-    /// `task` was given to `worker`.
+    /// `task` was given to `worker`, which `started` it (as its model says)
+    /// or holds it ahead: then it is RUNNING once [`Journal::started`] says so.
     #[inline]
-    pub(crate) fn running(&mut self, task: &Task, worker: WorkerId) {
+    pub(crate) fn running(&mut self, task: &Task, worker: WorkerId, started: bool) {
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
         }
         let shape = self.shape(task);
+        if started {
+            self.push_running(task.id, (worker, shape, at_max(task)));
+        } else {
+            self.held.insert(task.id, (worker, shape, at_max(task)));
+        }
+    }
+
+    fn push_running(&mut self, task: TaskId, (worker, shape, at_max): (WorkerId, u32, bool)) {
         self.recs.push(Rec {
             at: self.now,
             what: What::Running {
-                task: task.id,
+                task,
                 worker,
                 shape,
-                at_max: at_max(task),
+                at_max,
             },
         });
+    }
+
+    /// Tasks a worker held ahead started (as its model says).
+    pub(crate) fn started(&mut self, tasks: impl Iterator<Item = TaskId>) {
+        if self.held.is_empty() {
+            return;
+        }
+        for task in tasks {
+            if let Some(h) = self.held.remove(&task) {
+                self.push_running(task, h);
+            }
+        }
+    }
+
+    /// `task` is back or given up before it started: it was never RUNNING.
+    fn forget_held(&mut self, task: TaskId) {
+        if !self.held.is_empty() {
+            self.held.remove(&task);
+        }
     }
 
     /// `task` came back from `worker`.
     #[inline]
     pub(crate) fn retrieved(&mut self, task: &Task, worker: WorkerId) {
+        if let Some(h) = (!self.held.is_empty())
+            .then(|| self.held.remove(&task.id))
+            .flatten()
+        {
+            // Started before its worker's model knew: it ran all the same.
+            if task.was_started() && self.on() {
+                self.push_running(task.id, h);
+            }
+        }
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
         }
@@ -368,6 +410,7 @@ impl Journal {
     /// `task` is handed to the caller.
     #[inline]
     pub(crate) fn done(&mut self, task: &Task) {
+        self.forget_held(task.id);
         if !self.on() || task.flags & crate::task::FLAG_INTERNAL != 0 {
             return;
         }
