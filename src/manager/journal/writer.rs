@@ -254,8 +254,9 @@ struct Files {
     pid: Vec<u8>,
     started: i64,
     line: Vec<u8>,
-    /// A write failed: the log says why on standard error once.
-    failed: bool,
+    /// The logs (by `Target as usize`) a write failed for since they were
+    /// opened: each says why on standard error once.
+    failed: [bool; 4],
 }
 
 /// The writer thread's body.
@@ -295,7 +296,7 @@ pub(crate) fn run(sink: &Sink, started: i64) {
         pid: std::process::id().to_string().into_bytes(),
         started,
         line: Vec::with_capacity(512),
-        failed: false,
+        failed: [false; 4],
     };
     let mut batch = Vec::new();
     loop {
@@ -338,6 +339,7 @@ pub(crate) fn run(sink: &Sink, started: i64) {
                 written = before;
             }
             let w = Some(BufWriter::with_capacity(1 << 20, f));
+            files.failed[target as usize] = false;
             match target {
                 Target::Txn => {
                     files.txn = w;
@@ -395,8 +397,8 @@ impl Files {
         format::int(b, since);
         b.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
-            if t.write_all(&self.line).is_err() {
-                self.failed("transactions log");
+            if let Err(e) = t.write_all(&self.line) {
+                self.failed(Target::Txn, &e);
             }
         }
     }
@@ -545,8 +547,8 @@ impl Files {
         }
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
-            if t.write_all(&self.line).is_err() {
-                self.failed("transactions log");
+            if let Err(e) = t.write_all(&self.line) {
+                self.failed(Target::Txn, &e);
             }
         }
     }
@@ -562,16 +564,16 @@ impl Files {
                     format::int(&mut b, *v);
                 }
                 b.push(b'\n');
-                if f.write_all(&b).is_err() {
-                    self.failed("performance log");
+                if let Err(e) = f.write_all(&b) {
+                    self.failed(Target::Perf, &e);
                 }
                 return;
             }
             Other::Debug(text) => {
                 let line = super::debug::format_line(at, text);
                 if let Some(f) = self.debug.as_mut() {
-                    if f.write_all(line.as_bytes()).is_err() {
-                        self.failed("debug log");
+                    if let Err(e) = f.write_all(line.as_bytes()) {
+                        self.failed(Target::Debug, &e);
                     }
                 }
                 super::debug::to_global(&line);
@@ -584,8 +586,8 @@ impl Files {
             }
             Other::Graph(lines) => {
                 if let Some(f) = self.graph.as_mut() {
-                    if f.write_all(lines.as_bytes()).is_err() {
-                        self.failed("task graph log");
+                    if let Err(e) = f.write_all(lines.as_bytes()) {
+                        self.failed(Target::Graph, &e);
                     }
                 }
                 return;
@@ -658,46 +660,45 @@ impl Files {
         }
         self.line.push(b'\n');
         if let Some(t) = self.txn.as_mut() {
-            if t.write_all(&self.line).is_err() {
-                self.failed("transactions log");
+            if let Err(e) = t.write_all(&self.line) {
+                self.failed(Target::Txn, &e);
             }
         }
     }
 
-    /// Says once that a log cannot be written: `which` names it (and may
-    /// say why).
-    fn failed(&mut self, which: &str) {
-        if !self.failed {
-            self.failed = true;
-            eprintln!("vine: cannot write the {which}; later records may be missing");
+    /// Says once per log, with why, that it cannot be written.
+    fn failed(&mut self, log: Target, e: &std::io::Error) {
+        if !std::mem::replace(&mut self.failed[log as usize], true) {
+            eprintln!(
+                "vine: cannot write the {} log ({e}); later records may be missing",
+                log.name()
+            );
         }
     }
 
     /// Ends the task graph log, if one is open: its closing brace.
     fn close_graph(&mut self) {
         if let Some(mut f) = self.graph.take() {
-            if f.write_all(GRAPH_FOOTER).and_then(|()| f.flush()).is_err() {
-                self.failed("task graph log");
+            if let Err(e) = f.write_all(GRAPH_FOOTER).and_then(|()| f.flush()) {
+                self.failed(Target::Graph, &e);
             }
         }
     }
 
     fn flush(&mut self) {
-        let mut broken = None;
-        for (f, which) in [
-            (&mut self.txn, "transactions"),
-            (&mut self.perf, "performance"),
-            (&mut self.debug, "debug"),
-            (&mut self.graph, "task graph"),
+        let mut broken = Vec::new();
+        for (f, log) in [
+            (&mut self.txn, Target::Txn),
+            (&mut self.perf, Target::Perf),
+            (&mut self.debug, Target::Debug),
+            (&mut self.graph, Target::Graph),
         ] {
-            if let Some(f) = f {
-                if let Err(e) = f.flush() {
-                    broken.get_or_insert(format!("{which} log: {e}"));
-                }
+            if let Some(Err(e)) = f.as_mut().map(|f| f.flush()) {
+                broken.push((log, e));
             }
         }
-        if let Some(which) = broken {
-            self.failed(&which);
+        for (log, e) in broken {
+            self.failed(log, &e);
         }
     }
 }
