@@ -1178,7 +1178,10 @@ int vine_port(const struct vine_manager *m);
 
 // Changes a numeric setting. Known names:
 // - `"max-retries"` (default 3): re-runs of a task whose failure was not its own
-//   (its worker failed or was lost), for tasks that did not call `vine_task_set_retries`.
+//   (its worker failed, was lost, left at its `--wall-time` or was cut off
+//   by `vine_block_host`), for tasks that did not call `vine_task_set_retries`.
+//   A worker the manager sends away (told to exit, or dropped when the
+//   password was set) costs its tasks no attempt: they run again.
 //   Here 0 means no re-run (a task's own `vine_task_set_retries(t, 0)` means
 //   without limit, as in TaskVine).
 // - `"wait-for-workers"` (0): dispatch nothing until this many workers are present;

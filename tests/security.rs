@@ -101,27 +101,47 @@ fn until_dispatched(m: &Manager) {
 #[test]
 fn setting_a_password_drops_workers_that_joined_without_one() {
     let (m, port) = remote_manager();
+    // A drop the manager chose costs the task no attempt: with no re-runs
+    // allowed, it still runs again.
+    m.tune("max-retries", 0.0).unwrap();
     let dir = tempdir();
     let pw = password_file(&dir, "pw", "sesame");
     let gate = dir.join("gate");
-    // A task that runs until the test lets it go; it starts on the worker that
-    // joined without a password.
+    // A task that runs until the test lets it go; it starts on one of two
+    // workers that joined without a password.
+    let open = [
+        vine_worker(port, &["--timeout", "5"]),
+        vine_worker(port, &["--timeout", "5"]),
+    ];
+    while m.stats().unwrap().workers_connected < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let id = submit_gated(&m, &gate);
-    let open = vine_worker(port, &["--timeout", "5"]);
     until_dispatched(&m);
     m.set_password_file(pw.as_ref()).unwrap();
-    // The worker without the password is dropped and refused when it comes back.
-    assert_eq!(exit_code(open), Some(1));
+    // The workers without the password are dropped and refused when they
+    // come back.
+    for w in open {
+        assert_eq!(exit_code(w), Some(1));
+    }
     std::fs::write(&gate, "").unwrap();
     let right = vine_worker(port, &["--password", &pw]);
     let t = m.wait(LONG).unwrap();
-    assert_eq!((t.id(), t.result()), (id, TaskResult::Success));
+    assert_eq!(
+        (t.id(), t.result()),
+        (id, TaskResult::Success),
+        "{:?}",
+        t.reason()
+    );
     assert_eq!(t.stdout().unwrap().to_bytes(), b"done\n");
+    assert_eq!(t.retries_used(), 0);
     let s = m.stats().unwrap();
     assert_eq!(s.workers_connected, 1);
+    // Both dropped at once: the task was never sent to the other one.
+    assert_eq!(s.tasks_dispatched, 2, "{s:?}");
     // Dropped by the manager (its task could run again only once it was):
     // removed, not lost.
-    assert_eq!((s.workers_removed, s.workers_lost), (1, 0), "{s:?}");
+    assert_eq!((s.workers_removed, s.workers_lost), (2, 0), "{s:?}");
     m.shutdown().unwrap();
     assert_eq!(exit_code(right), Some(0));
 }

@@ -811,15 +811,19 @@ impl ManagerLoop {
                 let _ = reply.send(self.status_report());
             }
             Message::WorkerLost { worker } => {
-                // Dropped for the password set or changed: removed, not lost.
-                let revoked = self.remote_settings.take_revoked(worker);
-                if self.remote.contains_key(&worker) {
-                    if revoked {
-                        self.drop_worker(worker, Departure::Revoked);
-                    } else {
-                        self.sched.stats_mut().workers_lost += 1;
-                        self.drop_worker(worker, Departure::Lost);
+                if self.remote_settings.take_revoked(worker) {
+                    // Dropped for the password set or changed: removed, not
+                    // lost; and with it every other worker the password cut
+                    // off, so that none is given a task before its own
+                    // message comes.
+                    let mut revoked = self.remote_settings.take_all_revoked();
+                    revoked.push(worker);
+                    for w in revoked {
+                        self.drop_worker(w, Departure::Revoked);
                     }
+                } else if self.remote.contains_key(&worker) {
+                    self.sched.stats_mut().workers_lost += 1;
+                    self.drop_worker(worker, Departure::Lost);
                 }
             }
             Message::WorkerLeft { worker, reason } => {
@@ -1556,7 +1560,16 @@ impl ManagerLoop {
             self.worker_left_records(worker, why);
         }
         let tasks = link.take_all();
-        self.sched.remove_worker(worker, tasks, &mut self.outbox);
+        use super::scheduler::Removal;
+        let removal = match how {
+            Departure::Lost => Removal::Counted("was lost"),
+            Departure::Left => Removal::Counted("left (its wall time passed)"),
+            Departure::Disconnected => Removal::Counted("was cut off"),
+            Departure::Released => Removal::NotCounted("was told to exit"),
+            Departure::Revoked => Removal::NotCounted("was dropped when the password was set"),
+        };
+        self.sched
+            .remove_worker_as(worker, tasks, removal, &mut self.outbox);
         self.remake_temps_of(worker);
         self.shared
             .slots

@@ -229,6 +229,12 @@ impl RemoteSettings {
         auth.revoked.len() != before
     }
 
+    /// Every worker whose session was dropped when the password was set or
+    /// changed, and not taken yet.
+    pub(crate) fn take_all_revoked(&self) -> Vec<WorkerId> {
+        std::mem::take(&mut self.auth().revoked)
+    }
+
     /// The password workers must prove now, and its generation.
     pub(super) fn password(&self) -> (Option<Vec<u8>>, u64) {
         let auth = self.auth();

@@ -438,6 +438,18 @@ pub struct WorkerView {
     pub draining: bool,
 }
 
+/// How a worker that may hold tasks went (see [`Scheduler::remove_worker_as`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Removal {
+    /// Lost, or gone by its own choice (its wall time passed): the attempts
+    /// it held count against their tasks' retries. The words say how it went
+    /// ("was lost"), for the tasks' reasons.
+    Counted(&'static str),
+    /// Sent away by the manager (told to exit, dropped when the password was
+    /// set): its tasks run again with their attempts given back.
+    NotCounted(&'static str),
+}
+
 /// The scheduling state of one manager.
 pub struct Scheduler {
     ready: ReadyQueue,
@@ -712,9 +724,20 @@ impl Scheduler {
         self.dispatched.iter().map(|(&t, &w)| (w, t)).collect()
     }
 
-    /// A worker left; `tasks` are those it held, which run again elsewhere or, out
-    /// of retries, come back FORSAKEN.
+    /// A worker was lost; `tasks` are those it held, which run again elsewhere
+    /// or, out of retries, come back FORSAKEN.
     pub fn remove_worker(&mut self, id: WorkerId, tasks: Vec<Box<Task>>, comm: &mut impl Comm) {
+        self.remove_worker_as(id, tasks, Removal::Counted("was lost"), comm)
+    }
+
+    /// A worker went as `how` says; `tasks` are those it held.
+    pub fn remove_worker_as(
+        &mut self,
+        id: WorkerId,
+        tasks: Vec<Box<Task>>,
+        how: Removal,
+        comm: &mut impl Comm,
+    ) {
         self.workers.retain(|w| w.id != id);
         self.dispatched.retain(|_, w| *w != id);
         for task in &tasks {
@@ -738,9 +761,29 @@ impl Scheduler {
                 self.complete(task, comm);
                 continue;
             }
+            let (counted, why) = match how {
+                Removal::Counted(why) => (true, why),
+                Removal::NotCounted(why) => (false, why),
+            };
+            if !counted {
+                // Sent away by the manager's or the program's choice: the
+                // task did not fail, and runs again with its attempt given back.
+                task.attempts = task.attempts.saturating_sub(1);
+                task.reset_for_retry();
+                if self.shutting_down {
+                    task.finish(
+                        TaskResult::Cancelled,
+                        Some("the manager is shutting down".into()),
+                    );
+                    self.complete(task, comm);
+                } else {
+                    self.push_ready(task);
+                }
+                continue;
+            }
             task.finish(
                 TaskResult::Forsaken,
-                Some(format!("worker {id} was lost while it held the task")),
+                Some(format!("worker {id} {why} while it held the task")),
             );
             self.forsaken(task, TaskResult::Forsaken, comm);
         }
