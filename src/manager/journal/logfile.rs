@@ -124,7 +124,7 @@ mod tests {
         // SAFETY: installs a handler that only stores to an atomic.
         unsafe {
             let mut act: libc::sigaction = std::mem::zeroed();
-            act.sa_sigaction = note_sigpipe as usize;
+            act.sa_sigaction = note_sigpipe as *const () as usize;
             act.sa_flags = libc::SA_RESTART;
             assert_eq!(
                 libc::sigaction(libc::SIGPIPE, &act, std::ptr::null_mut()),
