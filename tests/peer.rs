@@ -1085,6 +1085,114 @@ fn a_file_changed_on_the_managers_disk_reaches_its_holders_and_new_workers_as_it
 }
 
 #[test]
+fn a_changed_file_two_holders_need_at_once_is_never_read_as_it_was() {
+    let (m, port) = remote_manager();
+    let workers = vec![worker_with(port, "h0", &[]), worker_with(port, "h1", &[])];
+    let dir = tempdir();
+    let path = big_file(&dir, "data", 20 * MB);
+    let input = m.declare(File::path(&path, CacheLevel::Workflow, 0).unwrap());
+    let sum_on = |h: &str| {
+        let mut t = Task::command(c"cksum < in");
+        t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+            .unwrap();
+        t.add_feature(&CString::new(h).unwrap()).unwrap();
+        t
+    };
+    let cksum = || {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("cksum < {}", path.display()))
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let before = cksum();
+    for h in ["h0", "h1"] {
+        m.submit(sum_on(h)).unwrap();
+        assert_eq!(wait_ok(&m).stdout().unwrap().to_str().unwrap(), before);
+    }
+    // Written again in place (same size), then needed on both holders at
+    // once: one may be told to fetch it from the other while that one still
+    // has only the old copy, which the fetch refuses. The old copy is never
+    // what a task reads.
+    {
+        use std::io::{Seek, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.seek(std::io::SeekFrom::Start(MB)).unwrap();
+        f.write_all(b"new").unwrap();
+    }
+    let after = cksum();
+    assert_ne!(before, after);
+    for h in ["h0", "h1"] {
+        m.submit(sum_on(h)).unwrap();
+    }
+    for _ in 0..2 {
+        assert_eq!(wait_ok(&m).stdout().unwrap().to_str().unwrap(), after);
+    }
+    stop(m, workers);
+}
+
+#[test]
+fn a_temp_written_again_while_a_task_reads_it_is_kept_where_its_new_copy_was_fetched() {
+    let (m, port) = remote_manager();
+    // b runs a reader of each version at once.
+    let workers = vec![
+        worker_with(port, "a", &[]),
+        worker_with(port, "b", &["--cores", "2"]),
+        worker_with(port, "c", &[]),
+    ];
+    let dir = tempdir();
+    let gate = dir.join("gate");
+    let temp = m.declare(File::temp().unwrap());
+    let task = |cmd: String, feature: &str, read: bool, write: bool| {
+        let mut t = Task::command(&CString::new(cmd).unwrap());
+        if read {
+            t.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+                .unwrap();
+        }
+        if write {
+            t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+                .unwrap();
+        }
+        t.add_feature(&CString::new(feature).unwrap()).unwrap();
+        t
+    };
+    m.submit(task("echo version1 > t".into(), "a", false, true))
+        .unwrap();
+    wait_ok(&m);
+    // Reads version 1 on b until the test lets it go.
+    let first = m
+        .submit(task(
+            format!(
+                "while [ ! -e {} ]; do sleep 0.02; done; cat in",
+                gate.display()
+            ),
+            "b",
+            true,
+            false,
+        ))
+        .unwrap();
+    wait_until("the reader runs", || m.stats().unwrap().tasks_running == 1);
+    // Written again on c: b's copy of version 1 is to go once its reader is
+    // done; a reader on b now fetches version 2 into its place.
+    m.submit(task("echo version2 > t".into(), "c", false, true))
+        .unwrap();
+    wait_ok(&m);
+    m.submit(task("cat in".into(), "b", true, false)).unwrap();
+    assert_eq!(wait_ok(&m).stdout().unwrap().to_bytes(), b"version2\n");
+    std::fs::write(&gate, "").unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.id(), first);
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"version1\n");
+    // The copy of version 2 stayed at b when the reader of version 1 ended.
+    m.submit(task("cat in".into(), "b", true, false)).unwrap();
+    let t = wait_ok(&m);
+    assert_eq!(t.stdout().unwrap().to_bytes(), b"version2\n");
+    assert_eq!(m.stats().unwrap().tasks_retried, 0);
+    stop(m, workers);
+}
+
+#[test]
 fn a_file_kept_forever_changed_on_disk_is_sent_once_again_not_for_every_task() {
     let (m, port) = remote_manager();
     m.set_peer_transfers(false);

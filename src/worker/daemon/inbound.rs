@@ -334,8 +334,10 @@ impl Inbound {
                 self.cached(input.file_id, p)
             }
             InputContent::Cached => {
+                // A copy to delete may hold what the file was before.
+                let doomed = self.in_use().doomed(input.file_id);
                 let path = self.cached(input.file_id, p);
-                if std::fs::symlink_metadata(&path).is_err() {
+                if doomed || std::fs::symlink_metadata(&path).is_err() {
                     p.lost.push(Held::Cached(input.file_id));
                 }
                 path

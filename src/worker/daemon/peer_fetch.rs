@@ -98,6 +98,10 @@ impl PeerFetches {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn in_use(&self) -> MutexGuard<'_, super::session::InUse> {
+        self.in_use.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn cache_path(&self, file_id: u64) -> PathBuf {
         self.dir.join("cache").join(file_id.to_string())
     }
@@ -235,6 +239,11 @@ impl PeerFetches {
                     move_file(&got.staged, &dest)
                         .map_err(|e| format!("cannot put it in the cache: {e}"))
                 };
+                if put.is_ok() {
+                    // A copy the manager said to delete while a task used it
+                    // is replaced by this one, which stays.
+                    self.in_use().arrived(f.file_id);
+                }
                 drop(st);
                 match put {
                     Ok(()) => (got.bytes, None),
@@ -257,6 +266,14 @@ impl PeerFetches {
                 "fetching file {} from the worker at {}:{} failed: {e}",
                 f.file_id, f.host, f.port
             ));
+            // A copy here is not the one the manager asked for (it asks only
+            // for what this worker lacks): what the file was before it
+            // changed. No task may read it; it goes once those using it are
+            // done.
+            let st = self.state();
+            if !st.closed {
+                self.in_use().forget(f.file_id, &self.cache_path(f.file_id));
+            }
         }
         let took = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
         // A broken connection ends the session; the reader finds out.
@@ -303,10 +320,7 @@ impl PeerFetches {
         };
         if last && st.forgotten.remove(&f.file_id) {
             let path = self.cache_path(f.file_id);
-            self.in_use
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .forget(f.file_id, &path);
+            self.in_use().forget(f.file_id, &path);
         }
         self.dispatch_ready(&mut st);
     }
@@ -329,10 +343,15 @@ impl PeerFetches {
         }
         let mut tasks = Vec::with_capacity(ready.len());
         for Waiting { mut task, needs } in ready {
-            let missing: Vec<u64> = needs
-                .into_iter()
-                .filter(|f| std::fs::symlink_metadata(self.cache_path(*f)).is_err())
-                .collect();
+            let missing: Vec<u64> = {
+                let in_use = self.in_use();
+                needs
+                    .into_iter()
+                    .filter(|&f| {
+                        in_use.doomed(f) || std::fs::symlink_metadata(self.cache_path(f)).is_err()
+                    })
+                    .collect()
+            };
             if !missing.is_empty() {
                 if let Some(files) = self
                     .outputs

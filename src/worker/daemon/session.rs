@@ -256,6 +256,12 @@ impl InUse {
     pub(super) fn arrived(&mut self, id: u64) {
         self.doomed.remove(&id);
     }
+
+    /// True if the copy of file `id` in the cache is one to delete, kept only
+    /// for the tasks that used it already: no other task may use it.
+    pub(super) fn doomed(&self, id: u64) -> bool {
+        self.doomed.contains(&id)
+    }
 }
 
 pub(super) fn send(writer: &Mutex<FrameWriter>, frame: &ToManager) -> Result<()> {
