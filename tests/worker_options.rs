@@ -277,3 +277,54 @@ fn a_worker_whose_store_is_too_full_to_list_whole_still_joins_and_runs_tasks() {
     m.shutdown().unwrap();
     assert!(exits_within_bound(&mut w).success());
 }
+
+/// A listening socket on loopback whose queue is full, so that the kernel
+/// drops further connection attempts unanswered (as a firewall does); its
+/// port, and the descriptors that keep it so.
+fn black_hole() -> (u16, Vec<std::os::fd::OwnedFd>) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: plain socket calls on descriptors made and owned here; the
+    // address structs are zeroed then filled.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let listener = OwnedFd::from_raw_fd(fd);
+        let mut addr: libc::sockaddr_in = std::mem::zeroed();
+        addr.sin_family = libc::AF_INET as libc::sa_family_t;
+        addr.sin_addr.s_addr = u32::from_be_bytes([127, 0, 0, 1]).to_be();
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, (&raw const addr).cast(), len), 0);
+        assert_eq!(libc::listen(fd, 0), 0);
+        let mut bound: libc::sockaddr_in = std::mem::zeroed();
+        let mut blen = len;
+        assert_eq!(libc::getsockname(fd, (&raw mut bound).cast(), &mut blen), 0);
+        let mut held = vec![listener];
+        // Connections nobody accepts fill the queue (one more than the
+        // backlog); the rest stay unanswered.
+        for _ in 0..4 {
+            let c = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK, 0);
+            assert!(c >= 0);
+            libc::connect(c, (&raw const bound).cast(), len);
+            held.push(OwnedFd::from_raw_fd(c));
+        }
+        (u16::from_be(bound.sin_port), held)
+    }
+}
+
+#[test]
+fn a_worker_whose_manager_never_answers_a_connection_gives_up_at_its_timeout_and_wall_time() {
+    let (port, _hole) = black_hole();
+    for (args, code) in [(["--timeout", "1"], 1), (["--wall-time", "1"], 0)] {
+        let mut argv: Vec<String> = ["self", "127.0.0.1", &port.to_string()]
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        argv.extend(args.iter().map(|a| a.to_string()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(vine::worker::daemon::main_with_args(argv));
+        });
+        // A connection attempt left to the kernel takes minutes.
+        assert_eq!(rx.recv_timeout(BOUND), Ok(code), "{args:?}");
+    }
+}

@@ -16,7 +16,6 @@ mod store;
 pub use options::WorkerOptions;
 use options::MIN_BACKOFF;
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -119,7 +118,14 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
             return Ok(());
         }
         log::debug(|| format!("connecting to {}:{}", opts.host, opts.port));
-        match TcpStream::connect((opts.host.as_str(), opts.port)) {
+        // A host that drops the connection attempts (a firewall, a full
+        // listen queue) is not waited for past the timeout or the wall time.
+        let deadline = [last_contact.checked_add(opts.timeout), end]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
+        match crate::dial::connect_within(&opts.host, opts.port, deadline) {
             Ok(stream) => {
                 match serve(
                     opts,
