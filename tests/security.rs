@@ -571,6 +571,43 @@ fn a_listen_address_that_is_no_address_is_an_argument_error() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
 }
 
+#[test]
+fn on_a_dual_stack_address_an_ipv4_worker_is_named_by_its_ipv4_address() {
+    if std::env::var("VINE_TEST_DUAL_STACK").is_ok() {
+        let m = Manager::new(Port::Any).unwrap();
+        m.tune("local-cores", 0.0).unwrap();
+        let port = m.port().unwrap();
+        let mut w = vine_worker(port, &[]);
+        while m.stats().unwrap().workers_connected == 0 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // As the manager sees it, not as `::ffff:127.0.0.1`.
+        assert_eq!(m.block_host("127.0.0.1", None).unwrap(), 1);
+        m.shutdown().unwrap();
+        // Cut off, it would try to join again until its timeout.
+        w.kill().unwrap();
+        w.wait().unwrap();
+        return;
+    }
+    if std::net::TcpListener::bind("[::]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 on this machine");
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "on_a_dual_stack_address_an_ipv4_worker_is_named_by_its_ipv4_address",
+            "--nocapture",
+        ])
+        .env("VINE_TEST_DUAL_STACK", "1")
+        .env("VINE_LISTEN_ADDRESS", "::")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("1 passed"));
+}
+
 /// Run as a child of the test below (`VINE_TEST_EXPOSED` set): a manager on a
 /// port, given a password by the program (`set`) or not, then a submission.
 fn exposed_child(mode: &str) {

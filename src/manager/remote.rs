@@ -28,6 +28,12 @@ use crate::resources::{Measured, Resources};
 use crate::task::{Task, TaskId, TaskResult, Work, FLAG_MONITOR, FLAG_NO_WATCHDOG};
 use crate::transfer::{self, Source};
 
+/// `addr` with an IPv4 address mapped into IPv6 (a dual-stack socket's view
+/// of an IPv4 peer, `::ffff:127.0.0.1`) as the IPv4 address it is, so that a
+/// host is named alike whatever the listening address.
+fn canonical(addr: std::net::SocketAddr) -> std::net::SocketAddr {
+    std::net::SocketAddr::new(addr.ip().to_canonical(), addr.port())
+}
 /// How long a connection has to finish its handshake (TLS and the password
 /// proofs) before it is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -395,7 +401,7 @@ pub(crate) fn start_listener(
                 if !settings.descriptors_to_spare() {
                     continue;
                 }
-                let Some(slot) = settings.admit(addr.ip()) else {
+                let Some(slot) = settings.admit(canonical(addr).ip()) else {
                     continue;
                 };
                 let events = events.clone();
@@ -439,7 +445,7 @@ fn serve_connection(
 ) {
     let peer = stream
         .peer_addr()
-        .map_or_else(|_| "?".into(), |a| a.to_string());
+        .map_or_else(|_| "?".into(), |a| canonical(a).to_string());
     let _ = stream.set_nodelay(true);
     let joined = handshake(stream, &settings, &events);
     drop(slot);
@@ -471,7 +477,7 @@ fn serve_connection(
         settings.forget(id);
         return;
     };
-    if let Ok(addr) = sock.peer_addr() {
+    if let Ok(addr) = sock.peer_addr().map(canonical) {
         // Peers reach it where the manager sees its connection come from.
         settings
             .peers
@@ -515,7 +521,7 @@ fn serve_connection(
         settings: settings.clone(),
         functions,
         hostname,
-        ip: link_sock.peer_addr().ok().map(|a| a.ip()),
+        ip: link_sock.peer_addr().ok().map(|a| canonical(a).ip()),
         sock: link_sock,
         inventory: inventory.clone(),
         expected: expected.clone(),
@@ -1074,7 +1080,7 @@ fn handshake(
         factory_job,
         transfer_port,
     } = *details;
-    let ip = h.socket().peer_addr().ok().map(|a| a.ip());
+    let ip = h.socket().peer_addr().ok().map(|a| canonical(a).ip());
     if settings.is_blocked(&hostname, ip) {
         // Dropped without a word, as an unreachable manager: the worker tries
         // again, and joins once the block is lifted.
