@@ -1193,6 +1193,45 @@ fn a_temp_written_again_while_a_task_reads_it_is_kept_where_its_new_copy_was_fet
 }
 
 #[test]
+fn a_temp_lost_with_the_task_that_added_to_it_is_missing_not_waited_for() {
+    let (m, port) = remote_manager();
+    let a = worker_with(port, "a", &[]);
+    let mut b = worker_with(port, "b", &[]);
+    let temp = m.declare(File::temp().unwrap());
+    let mut make = Task::command(c"echo v1 > t");
+    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    make.add_feature(c"a").unwrap();
+    m.submit(make).unwrap();
+    wait_ok(&m);
+    // Reads the temp and writes it again, longer: only b holds the result.
+    let mut add = Task::command(c"cat in > t; echo v2 >> t");
+    add.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    add.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+        .unwrap();
+    add.add_feature(c"b").unwrap();
+    m.submit(add).unwrap();
+    wait_ok(&m);
+    b.kill().unwrap();
+    b.wait().unwrap();
+    wait_until("b is lost", || m.stats().unwrap().workers_connected == 1);
+    // A worker where the task that added to it could run again; but what it
+    // read is gone with what it wrote.
+    let again = worker_with(port, "b", &[]);
+    wait_until("b's successor joins", || {
+        m.stats().unwrap().workers_connected == 2
+    });
+    let mut read = Task::command(c"cat in");
+    read.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+        .unwrap();
+    m.submit(read).unwrap();
+    let t = m.wait(LONG).expect("the reader comes back");
+    assert_eq!(t.result(), TaskResult::InputMissing, "{:?}", t.reason());
+    stop(m, vec![a, again]);
+}
+
+#[test]
 fn a_file_kept_forever_changed_on_disk_is_sent_once_again_not_for_every_task() {
     let (m, port) = remote_manager();
     m.set_peer_transfers(false);

@@ -305,6 +305,7 @@ impl Temps {
     /// again already.
     pub(crate) fn lost(&mut self, worker: WorkerId) -> Vec<(u64, Box<Task>)> {
         let mut remake = Vec::new();
+        let mut gone = Vec::new();
         for id in self.by_worker.remove(&worker).unwrap_or_default() {
             if let Some(k) = self.kept.get_mut(&id) {
                 k.replicas.retain(|w| *w != worker);
@@ -313,11 +314,26 @@ impl Temps {
                     k.bringing = false;
                     // A replica elsewhere takes its place; with none, it is made again.
                     k.at = k.replicas.pop();
-                    if k.at.is_none() && self.remaking.insert(k.maker) {
-                        remake.push((id, k.recipe.recipe()));
+                    if k.at.is_none() {
+                        // A maker that read what it wrote (it added to the
+                        // temp) cannot make it again: what it read is gone
+                        // too. Readers are placed anywhere, to find it missing.
+                        let reads_it = k
+                            .recipe
+                            .extra
+                            .as_ref()
+                            .is_some_and(|e| e.inputs.iter().any(|m| m.file.id() == id));
+                        if reads_it {
+                            gone.push(id);
+                        } else if self.remaking.insert(k.maker) {
+                            remake.push((id, k.recipe.recipe()));
+                        }
                     }
                 }
             }
+        }
+        for id in gone {
+            self.remove(id);
         }
         remake
     }
