@@ -1193,7 +1193,8 @@ int vine_port(const struct vine_manager *m);
 //   `"keepalive-interval"` is set.
 // - `"keepalive-interval"` (0 = a quarter of the timeout): how often workers send
 //   keepalives, at most half the timeout. Both apply to workers that connect
-//   afterwards.
+//   afterwards. A timeout other than 0 is at least 0.2 s and an interval at
+//   least 0.1 s (more often would be a flood of frames, not a heartbeat).
 // - `"shutdown-timeout"` (30 s): how long `vine_shutdown` lets running tasks finish
 //   before killing them.
 // - `"local-cores"` (fractions allowed), `"local-memory"` (MB), `"local-disk"` (MB),
@@ -1389,8 +1390,9 @@ int vine_workers_shutdown(struct vine_manager *m, int n);
 // With `drain_flag` non-zero, the remote workers now connected from `hostname`
 // (named as for `vine_block_host`) get no new task; the tasks they hold finish,
 // and each is told to exit once it holds none. With 0 they take tasks again.
-// Workers that join later are not draining. Returns how many workers were
-// changed, or a negative error.
+// Workers that join later are not draining. Returns how many workers of the
+// host were set so (as in TaskVine, counting those that already were), or a
+// negative error.
 int vine_set_draining_by_hostname(struct vine_manager *m, const char *hostname, int drain_flag);
 
 // Disconnects slow workers, as TaskVine does: once 10 tasks of a category have

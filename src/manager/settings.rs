@@ -105,6 +105,19 @@ fn whole(name: &str, v: f64, max: f64) -> Result<u64> {
     Ok(v as u64)
 }
 
+/// `v` seconds, 0 (off) or at least `least`: workers send keepalives at
+/// most every 0.1 s (more would be a flood of frames, not a heartbeat), and
+/// a timeout is at least two of them.
+fn at_least(name: &str, v: f64, least: f64) -> Result<f64> {
+    if v != 0.0 && v < least {
+        return Err(Error::invalid(format!(
+            "{name} must be 0 or at least {least} s, not {}",
+            crate::error::Shown(v)
+        )));
+    }
+    Ok(v)
+}
+
 fn seconds(name: &str, v: f64) -> Result<f64> {
     if !v.is_finite() || !(0.0..=MAX_SECONDS).contains(&v) {
         return Err(Error::invalid(format!(
@@ -128,8 +141,12 @@ impl Setting {
                 Setting::CategorySteadyN(whole(name, v, 1e9)?.max(1) as usize)
             }
             "wait-for-workers" => Setting::WaitForWorkers(whole(name, v, 1e9)? as usize),
-            "keepalive-timeout" => Setting::KeepaliveTimeout(seconds(name, v)?),
-            "keepalive-interval" => Setting::KeepaliveInterval(seconds(name, v)?),
+            "keepalive-timeout" => {
+                Setting::KeepaliveTimeout(at_least(name, seconds(name, v)?, 0.2)?)
+            }
+            "keepalive-interval" => {
+                Setting::KeepaliveInterval(at_least(name, seconds(name, v)?, 0.1)?)
+            }
             "shutdown-timeout" => Setting::ShutdownTimeout(seconds(name, v)?),
             "local-cores" => Setting::LocalCores(Resources::millicores_from(v, true)?),
             "local-memory" => Setting::LocalMemory(whole(name, v, BIG)?),
@@ -239,6 +256,11 @@ mod test {
             Setting::parse("no-such-thing", 1.0).unwrap_err().kind(),
             ErrorKind::UnknownSetting
         );
+        assert!(Setting::parse("keepalive-timeout", 0.001).is_err());
+        assert!(Setting::parse("keepalive-interval", 0.05).is_err());
+        assert!(Setting::parse("keepalive-timeout", 0.0).is_ok());
+        assert!(Setting::parse("keepalive-timeout", 0.2).is_ok());
+        assert!(Setting::parse("keepalive-interval", 0.1).is_ok());
         assert!(Setting::parse("max-retries", -1.0).is_err());
         assert!(Setting::parse("max-retries", 1.5).is_err());
         assert!(Setting::parse("local-cores", f64::NAN).is_err());
