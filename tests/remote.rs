@@ -99,6 +99,12 @@ fn first_line(path: &std::path::Path) -> String {
 
 fn stop(m: Manager, workers: Vec<Child>) {
     m.shutdown().unwrap();
+    // Told to exit: none is counted as connected any more (the local pool
+    // may be).
+    let s = m.stats().unwrap();
+    assert!(s.workers_connected <= 1, "{s:?}");
+    assert_eq!(s.workers_joined, s.workers_removed, "{s:?}");
+    assert!(s.workers_released >= workers.len() as u64, "{s:?}");
     for mut w in workers {
         // Shutdown tells every worker to exit: each one does, with status 0.
         let status = w.wait().unwrap();

@@ -1689,6 +1689,23 @@ impl ManagerLoop {
         told.sort_unstable();
         for worker in told {
             self.worker_left_records(worker, Why::Explicit);
+            // Told to exit, each leaves now: it is no longer counted as
+            // connected (its link stays until this thread ends, so that the
+            // word reaches it).
+            let tasks = self
+                .remote
+                .get_mut(&worker)
+                .map(|l| l.take_all())
+                .unwrap_or_default();
+            self.sched.remove_worker_as(
+                worker,
+                tasks,
+                super::scheduler::Removal::NotCounted("was told to exit"),
+                &mut self.outbox,
+            );
+            let stats = self.sched.stats_mut();
+            stats.workers_removed += 1;
+            stats.workers_released += 1;
         }
         if let Some(l) = self.listener.take() {
             super::remote::stop_listener(&l.socket, l.addr, &self.remote_settings);

@@ -120,11 +120,18 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
         log::debug(|| format!("connecting to {}:{}", opts.host, opts.port));
         // A host that drops the connection attempts (a firewall, a full
         // listen queue) is not waited for past the timeout or the wall time.
-        let deadline = [last_contact.checked_add(opts.timeout), end]
-            .into_iter()
-            .flatten()
-            .min()
-            .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
+        // Each attempt has a second at least, a worker with `--timeout 0` too.
+        let at_least = Instant::now() + std::time::Duration::from_secs(1);
+        let deadline = [
+            last_contact
+                .checked_add(opts.timeout)
+                .map(|t| t.max(at_least)),
+            end,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or_else(|| Instant::now() + std::time::Duration::from_secs(3600));
         match crate::dial::connect_within(&opts.host, opts.port, deadline) {
             Ok(stream) => {
                 match serve(
