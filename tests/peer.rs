@@ -1132,6 +1132,28 @@ fn a_changed_file_two_holders_need_at_once_is_never_read_as_it_was() {
     stop(m, workers);
 }
 
+/// A command on the worker offering `feature` that reads `temp` as `in`
+/// (`read`) and writes it as `t` (`write`).
+fn temp_task(
+    cmd: &str,
+    feature: &str,
+    temp: &std::sync::Arc<File>,
+    read: bool,
+    write: bool,
+) -> Box<Task> {
+    let mut t = Task::command(&CString::new(cmd).unwrap());
+    if read {
+        t.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
+            .unwrap();
+    }
+    if write {
+        t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+    }
+    t.add_feature(&CString::new(feature).unwrap()).unwrap();
+    t
+}
+
 #[test]
 fn a_temp_written_again_while_a_task_reads_it_is_kept_where_its_new_copy_was_fetched() {
     let (m, port) = remote_manager();
@@ -1145,17 +1167,7 @@ fn a_temp_written_again_while_a_task_reads_it_is_kept_where_its_new_copy_was_fet
     let gate = dir.join("gate");
     let temp = m.declare(File::temp().unwrap());
     let task = |cmd: String, feature: &str, read: bool, write: bool| {
-        let mut t = Task::command(&CString::new(cmd).unwrap());
-        if read {
-            t.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
-                .unwrap();
-        }
-        if write {
-            t.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
-                .unwrap();
-        }
-        t.add_feature(&CString::new(feature).unwrap()).unwrap();
-        t
+        temp_task(&cmd, feature, &temp, read, write)
     };
     m.submit(task("echo version1 > t".into(), "a", false, true))
         .unwrap();
@@ -1198,20 +1210,18 @@ fn a_temp_lost_with_the_task_that_added_to_it_is_missing_not_waited_for() {
     let a = worker_with(port, "a", &[]);
     let mut b = worker_with(port, "b", &[]);
     let temp = m.declare(File::temp().unwrap());
-    let mut make = Task::command(c"echo v1 > t");
-    make.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+    m.submit(temp_task("echo v1 > t", "a", &temp, false, true))
         .unwrap();
-    make.add_feature(c"a").unwrap();
-    m.submit(make).unwrap();
     wait_ok(&m);
     // Reads the temp and writes it again, longer: only b holds the result.
-    let mut add = Task::command(c"cat in > t; echo v2 >> t");
-    add.add_input(Mount::new(temp.clone(), "in", 0).unwrap())
-        .unwrap();
-    add.add_output(Mount::new(temp.clone(), "t", 0).unwrap())
-        .unwrap();
-    add.add_feature(c"b").unwrap();
-    m.submit(add).unwrap();
+    m.submit(temp_task(
+        "cat in > t; echo v2 >> t",
+        "b",
+        &temp,
+        true,
+        true,
+    ))
+    .unwrap();
     wait_ok(&m);
     b.kill().unwrap();
     b.wait().unwrap();
