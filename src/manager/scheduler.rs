@@ -705,9 +705,12 @@ impl Scheduler {
     /// enough, and offering what else it needs (its function, features, kept
     /// temps; see `can_run`).
     pub fn worker_could_run(&self, worker: WorkerId, task: &Task) -> bool {
+        let now_us = crate::task::now_us();
         self.workers.iter().any(|w| {
             w.id == worker
+                && !w.draining
                 && task.request.fits_within(&w.model.capacity())
+                && lives_long_enough(w, now_us, task)
                 && can_run(w, &self.temps, task, true)
         })
     }
