@@ -759,6 +759,14 @@ pub fn read_frame_within<T: for<'de> Deserialize<'de>>(
     r.read_exact(&mut header)
         .map_err(|e| Error::io("reading a frame", e))?;
     if header[..2] != MAGIC {
+        if header[..2] == [0x16, 0x03] {
+            // A TLS record carrying a handshake message: a ClientHello.
+            return Err(Error::invalid(
+                "not a vine frame but the start of a TLS handshake: the other side uses TLS \
+                 (a worker started with --ssl) and this manager does not (made by vine_create, \
+                 not vine_ssl_create)",
+            ));
+        }
         return Err(Error::invalid("not a vine frame (bad magic)"));
     }
     let version = u16::from_le_bytes([header[2], header[3]]);

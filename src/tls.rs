@@ -294,9 +294,36 @@ impl ClientTls {
 /// A failure of TLS itself (a certificate refused, a peer that does not speak TLS)
 /// is an `InvalidHandle` error: trying again would fail again. A socket error is `Io`.
 pub fn handshake(conn: &mut Connection, io: &mut (impl Read + Write)) -> Result<()> {
+    let client = matches!(conn, Connection::Client(_));
     let failed = |e: io::Error| {
-        if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-            Error::new(ErrorKind::InvalidHandle, format!("TLS handshake: {e}"))
+        if let Some(tls) = e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            // The other side answered with something that is not TLS at all:
+            // say which setting differs, not only that the bytes were wrong.
+            let hint = match tls {
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)
+                    if client =>
+                {
+                    " (the manager does not use TLS: one made by vine_create, not \
+                     vine_ssl_create, takes workers started without --ssl)"
+                }
+                rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType) => {
+                    " (the peer does not speak TLS: this manager takes workers started \
+                     with --ssl)"
+                }
+                _ => "",
+            };
+            Error::new(
+                ErrorKind::InvalidHandle,
+                format!("TLS handshake: {e}{hint}"),
+            )
+        } else if !client && e.kind() == io::ErrorKind::UnexpectedEof {
+            // A worker without --ssl waits for a greeting that a TLS manager
+            // never sends, then leaves.
+            Error::io(
+                "TLS handshake (the worker left without starting TLS: was it started \
+                 without --ssl?)",
+                e,
+            )
         } else {
             Error::io("TLS handshake", e)
         }

@@ -413,6 +413,39 @@ fn a_worker_with_the_wrong_password_gives_up_at_once() {
     assert_eq!(exit_code(plain), Some(1));
 }
 
+/// What a `vine_worker` run to its end printed, and its exit code.
+fn worker_output(port: u16, extra: &[&str]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_worker_and_a_manager_that_disagree_on_tls_say_which_setting_differs() {
+    // A plain worker against a TLS manager hears nothing (the manager waits for
+    // a TLS hello): it says that --ssl may be what is missing.
+    let t = Manager::with_tls(Port::Any, Some(ServerTls::generate().unwrap())).unwrap();
+    t.tune("local-cores", 0.0).unwrap();
+    t.stats().unwrap();
+    let (code, err) = worker_output(t.port().unwrap(), &["--timeout", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("start this worker with --ssl"), "{err}");
+    // A TLS worker against a plain manager is answered in plain frames: it
+    // gives up at once, and says the manager does not use TLS.
+    let (m, port) = remote_manager();
+    m.stats().unwrap();
+    let (code, err) = worker_output(port, &["--ssl", "--timeout", "600"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("takes workers started without --ssl"), "{err}");
+    assert_eq!(m.stats().unwrap().workers_connected, 0);
+}
+
 #[test]
 fn an_oversized_frame_before_login_is_refused_without_reading_it() {
     let (m, port) = remote_manager();

@@ -135,9 +135,23 @@ fn register(
             BeforeSession(e)
         }
     })?;
-    let hello: ToWorker = h
-        .recv(protocol::MAX_HANDSHAKE_FRAME)
-        .map_err(BeforeSession)?;
+    let hello: ToWorker = h.recv(protocol::MAX_HANDSHAKE_FRAME).map_err(|e| {
+        if tls.is_none() && e.kind() == ErrorKind::Io && Instant::now() >= until {
+            // A manager that uses TLS waits for the worker to begin it, and
+            // says nothing to a worker that does not.
+            BeforeSession(Error::new(
+                ErrorKind::Timeout,
+                format!(
+                    "the manager sent no greeting ({}); a manager made by vine_ssl_create \
+                     waits for the worker to start TLS: if it is one, start this worker \
+                     with --ssl",
+                    e.message()
+                ),
+            ))
+        } else {
+            BeforeSession(e)
+        }
+    })?;
     let ToWorker::Hello { challenge, auth } = hello else {
         return Err(BeforeSession(Error::invalid(
             "the manager did not start with Hello",

@@ -158,6 +158,10 @@ pub fn run(opts: &WorkerOptions) -> Result<()> {
                     }
                     Err(Ended::Refused(e)) => return Err(e),
                     Err(Ended::BeforeSession(e)) => {
+                        log::notice(&format!(
+                            "no session with the manager at {}:{}: {e}",
+                            opts.host, opts.port
+                        ));
                         if last_contact.elapsed() >= opts.timeout {
                             return Err(Error::new(
                                 ErrorKind::Timeout,
