@@ -203,8 +203,9 @@ pub struct Extra {
     /// Times it was forsaken so far.
     pub forsaken: u32,
     /// Workers it was taken back from for running slowly there (see
-    /// `vine_enable_disconnect_slow_workers`): passed over while another
-    /// worker could run it.
+    /// `vine_enable_disconnect_slow_workers`), or that failed it through no
+    /// fault of its own (FORSAKEN there): passed over while another worker
+    /// could run it.
     pub slow_on: Vec<u32>,
     /// Features a worker must offer to run it.
     pub features: Vec<CString>,

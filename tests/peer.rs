@@ -1357,3 +1357,76 @@ fn a_temp_written_again_is_read_as_written_last_wherever_its_earlier_copies_are(
     assert_eq!(m.stats().unwrap().tasks_retried, 0);
     stop(m, workers);
 }
+
+/// A worker offering feature `name` that cannot keep a file over about
+/// `blocks` blocks of 512 bytes: its file size limit, with SIGXFSZ ignored,
+/// makes every write past it fail, as on a full disk.
+fn worker_keeping_at_most(port: u16, name: &str, blocks: u64) -> Child {
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(format!(
+            "trap '' XFSZ; ulimit -f {blocks}; exec \"$0\" \"$@\""
+        ))
+        .arg(env!("CARGO_BIN_EXE_vine_worker"))
+        .args(["127.0.0.1", &port.to_string(), "--cores", "1"])
+        .args(["--timeout", "60", "--feature", name])
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn an_input_a_worker_cannot_keep_is_reported_with_why_and_its_task_runs_elsewhere() {
+    let dir = tempdir();
+    let data = big_file(&dir, "data", 4 * MB);
+    let gate = dir.join("gate");
+    let (m, port) = remote_manager();
+    let full = worker_keeping_at_most(port, "full", 1024);
+    wait_until("the worker joins", || {
+        m.stats().unwrap().workers_connected == 1
+    });
+    let input = m.declare(File::path(&data, CacheLevel::Workflow, 0).unwrap());
+    // Alone, it fails there on each attempt, and its reason says why.
+    let mut t = count_on("full", &input);
+    t.set_retries(1).unwrap();
+    m.submit(t).unwrap();
+    let t = m.wait(LONG).expect("a task comes back");
+    assert_eq!(t.result(), TaskResult::MaxRetries, "{:?}", t.reason());
+    let why = t.reason().unwrap().to_string_lossy().into_owned();
+    assert!(why.contains("could not be kept when it came"), "{why}");
+    // With a second worker, busy until the test lets it go: the task fails
+    // on the first once, then waits for the second rather than fail again
+    // where it failed.
+    let roomy = worker_with(port, "roomy", &[]);
+    wait_until("the second worker joins", || {
+        m.stats().unwrap().workers_connected == 2
+    });
+    let mut hold = Task::command(
+        &CString::new(format!(
+            "while [ ! -e {} ]; do sleep 0.02; done",
+            gate.display()
+        ))
+        .unwrap(),
+    );
+    hold.add_feature(c"roomy").unwrap();
+    let hold = m.submit(hold).unwrap();
+    wait_until("the second worker is busy", || {
+        m.stats().unwrap().tasks_running == 1
+    });
+    let retried = m.stats().unwrap().tasks_retried;
+    let mut t = Task::command(c"wc -c < in");
+    t.add_input(Mount::new(input.clone(), "in", 0).unwrap())
+        .unwrap();
+    t.set_retries(3).unwrap();
+    let reader = m.submit(t).unwrap();
+    wait_until("the reader fails on the full worker", || {
+        m.stats().unwrap().tasks_retried > retried
+    });
+    std::fs::write(&gate, "").unwrap();
+    let mut back = [wait_ok(&m), wait_ok(&m)];
+    back.sort_by_key(|t| t.id());
+    assert_eq!(back[0].id(), hold);
+    assert_eq!(back[1].id(), reader);
+    assert_eq!(back[1].stdout().unwrap().to_bytes(), b"4194304\n");
+    assert_eq!(back[1].retries_used(), 1);
+    stop(m, vec![full, roomy]);
+}

@@ -558,6 +558,12 @@ fn serve_connection(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .forget(&report.lost);
+                // Nor is it a copy peers may fetch from any more.
+                for h in &report.lost {
+                    if let protocol::Held::Cached(file) = h {
+                        settings.peers.remove(*file, id);
+                    }
+                }
                 if events
                     .send(Message::RemoteDone { worker: id, report })
                     .is_err()

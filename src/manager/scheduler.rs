@@ -1324,8 +1324,16 @@ impl Scheduler {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm)
             }
-            // The worker failed the task through no fault of the task.
-            TaskResult::Forsaken => self.forsaken(task, TaskResult::MaxRetries, comm),
+            // The worker failed the task through no fault of the task: not
+            // sent back there while another worker could run it (a worker
+            // whose disk is full would fail it again).
+            TaskResult::Forsaken => {
+                let passed_over = &mut task.extra_mut().slow_on;
+                if !passed_over.contains(&worker) {
+                    passed_over.push(worker);
+                }
+                self.forsaken(task, TaskResult::MaxRetries, comm)
+            }
             _ => self.complete(task, comm),
         }
     }

@@ -73,6 +73,10 @@ pub(super) struct Inbound {
     pub(super) peer: Option<Arc<super::peer::PeerServer>>,
     /// Fetches from peers, and the tasks waiting for them.
     pub(super) fetches: Arc<PeerFetches>,
+    /// Why the last copy of a file the manager sent could not be kept here
+    /// (a full disk), by file id, until a copy is: the task that then finds
+    /// it missing says why.
+    pub(super) unstored: std::collections::HashMap<u64, String>,
 }
 
 /// How the names of files made for one session begin.
@@ -165,9 +169,17 @@ impl Inbound {
     /// Puts a file that arrived complete where it was sent to. One that cannot be
     /// put there is dropped: the task that needs it finds it missing.
     pub(super) fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
+        let file_id = match arrived.dest {
+            Dest::Cache(id) | Dest::Task(_, _, id) => Some(id),
+            _ => None,
+        };
+        let cached = matches!(arrived.dest, Dest::Cache(_));
         let (staged, hash) = match arrived.outcome {
             Ok(x) => x,
-            Err(_) => return Ok(()),
+            Err(e) => {
+                self.unstored_because(file_id, cached, e);
+                return Ok(());
+            }
         };
         let dest = match arrived.dest {
             Dest::Cache(file_id) => {
@@ -215,13 +227,36 @@ impl Inbound {
             }
         };
         crate::transfer::remove_all(&dest);
-        if move_file(&staged, &dest).is_err() {
+        if let Err(e) = move_file(&staged, &dest) {
             crate::transfer::remove_all(&staged);
+            self.unstored_because(file_id, cached, format!("{e}"));
+        } else if let Some(id) = file_id {
+            if self.unstored.remove(&id).is_some() && cached {
+                if let Some(peer) = &self.peer {
+                    peer.coming(id);
+                }
+            }
         }
         if let Some(peer) = &self.peer {
             peer.arrived();
         }
         Ok(())
+    }
+
+    /// File `file_id` (if a file of the manager's) arrived and could not be
+    /// kept, for reason `why`: noted for the task that will miss it. A peer
+    /// waiting for a cached one is told at once that it is not here.
+    fn unstored_because(&mut self, file_id: Option<u64>, cached: bool, why: String) {
+        let Some(id) = file_id else { return };
+        super::log::notice(&format!(
+            "could not keep file {id} sent by the manager: {why}"
+        ));
+        self.unstored.insert(id, why);
+        if cached {
+            if let Some(peer) = &self.peer {
+                peer.not_coming(id);
+            }
+        }
     }
 
     /// Whether the file kept forever at `path` still hashes to `name` (checked
@@ -554,10 +589,22 @@ impl Inbound {
             // Not run: reported as the worker's failure (see `Reporter::report`).
             task.extra_mut().refused = Some("an input it kept was missing or damaged".into());
         }
+        // A lost input that could not be kept when it came: the reason says why.
+        let why_lost = lost.iter().find_map(|h| match h {
+            Held::Cached(id) => self.unstored.get(id).cloned(),
+            Held::Stored(_) => None,
+        });
         self.outputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.id, TaskFiles { files: outs, lost });
+            .insert(
+                spec.id,
+                TaskFiles {
+                    files: outs,
+                    lost,
+                    why_lost,
+                },
+            );
         (task, Waits { fetches, needs })
     }
 
@@ -641,6 +688,7 @@ mod test {
                 outputs.clone(),
                 in_use,
             ),
+            unstored: Default::default(),
         }
     }
 

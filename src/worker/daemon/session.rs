@@ -180,6 +180,7 @@ pub(super) fn serve_session(
         in_use,
         peer,
         fetches: fetches.clone(),
+        unstored: Default::default(),
     };
     std::thread::Builder::new()
         .name("vine-worker-reader".into())
@@ -210,6 +211,8 @@ pub(super) struct TaskFiles {
     pub(super) files: Vec<(u64, PathBuf, AfterTask)>,
     /// Inputs this worker should have held but found missing or damaged.
     pub(super) lost: Vec<Held>,
+    /// Why one of them could not be kept when it came, if that is known.
+    pub(super) why_lost: Option<String>,
 }
 
 /// The files in the cache that running tasks use, by file id: one the manager
@@ -356,7 +359,11 @@ impl Reporter {
     pub(super) fn report(&self, task: &Task) -> Result<TaskReport> {
         let mut outputs = Vec::new();
         let mut kept = Vec::new();
-        let TaskFiles { files, lost } = self
+        let TaskFiles {
+            files,
+            lost,
+            why_lost,
+        } = self
             .outputs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -404,7 +411,13 @@ impl Reporter {
         } else if !lost.is_empty() {
             // Not the task's fault: it runs again, and the manager sends the
             // inputs again.
-            reason = Some("an input this worker kept was missing or damaged".into());
+            reason = Some(match why_lost {
+                Some(why) => format!(
+                    "an input this worker kept was missing or damaged: it could not be kept \
+                     when it came ({why})"
+                ),
+                None => "an input this worker kept was missing or damaged".into(),
+            });
             TaskResult::Forsaken
         } else {
             task.result()
