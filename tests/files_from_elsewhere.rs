@@ -802,3 +802,62 @@ fn a_mini_task_that_never_ends_is_stopped_when_the_task_needing_it_is_cancelled(
         place.stop();
     }
 }
+
+#[test]
+fn a_mini_task_reading_a_temp_waits_for_the_task_that_writes_it() {
+    let dir = tempdir();
+    for remote in [false, true] {
+        let (m, worker) = if remote {
+            let (m, port) = remote_manager();
+            (m, Some(vine_worker(port, &["--cores", "2"])))
+        } else {
+            let m = Manager::new(Port::None).unwrap();
+            m.tune("local-cores", 2.0).unwrap();
+            (m, None)
+        };
+        let gate = dir.join(format!("gate-{remote}"));
+        let temp = m.declare(File::temp().unwrap());
+        // Writes the temp once the test lets it.
+        let mut writer = task(
+            &format!(
+                "while [ ! -e {} ]; do sleep 0.01; done; echo written > t",
+                gate.display()
+            ),
+            &[],
+        );
+        writer
+            .add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        let writer = m.submit(writer).unwrap();
+        let made = m.declare(
+            File::mini_task(
+                task("cat t > out", &[(&temp, "t")]),
+                "out",
+                CacheLevel::Task,
+                0,
+            )
+            .unwrap(),
+        );
+        let reader = m.submit(task("cat in", &[(&made, "in")])).unwrap();
+        // Submitted after the reader, with a core free: it is done while the
+        // reader still waits for the writer.
+        let third = m.submit(task("echo third", &[])).unwrap();
+        let t = m.wait(LONG).expect("a task comes back");
+        assert_eq!(t.id(), third, "remote {remote}: {:?}", reason(&t));
+        std::fs::write(&gate, "").unwrap();
+        let mut back = [m.wait(LONG).unwrap(), m.wait(LONG).unwrap()];
+        back.sort_by_key(|t| t.id());
+        assert_eq!(back[0].id(), writer);
+        assert_eq!(back[1].id(), reader);
+        assert_eq!(
+            (back[1].result(), stdout(&back[1])),
+            (TaskResult::Success, "written\n".into()),
+            "remote {remote}: {}",
+            reason(&back[1])
+        );
+        m.shutdown().unwrap();
+        if let Some(mut w) = worker {
+            w.wait().unwrap();
+        }
+    }
+}

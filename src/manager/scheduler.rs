@@ -84,11 +84,29 @@ enum Runs {
     Alone(TaskId),
 }
 
+/// Whether a mini task behind input file `file` (one making it, or one making
+/// a file that one reads, at any depth) reads a temp for which `temp` holds.
+fn temp_behind(
+    file: &crate::files::File,
+    temp: &mut impl FnMut(&crate::files::File) -> bool,
+) -> bool {
+    let FileKind::MiniTask { task, .. } = file.kind() else {
+        return false;
+    };
+    task.extra.as_ref().is_some_and(|e| {
+        e.inputs.iter().any(|m| {
+            (matches!(m.file.kind(), FileKind::Temp) && temp(&m.file)) || temp_behind(&m.file, temp)
+        })
+    })
+}
+
 fn shape_of(task: &Task, by_category: bool) -> Shape {
     let reads_temps = task.extra.as_ref().is_some_and(|e| {
-        e.inputs
-            .iter()
-            .any(|m| matches!(m.file.kind(), FileKind::Temp) || m.flags & MOUNT_FIXED_LOCATION != 0)
+        e.inputs.iter().any(|m| {
+            matches!(m.file.kind(), FileKind::Temp)
+                || m.flags & MOUNT_FIXED_LOCATION != 0
+                || temp_behind(&m.file, &mut |_| true)
+        })
     });
     // A task passing over workers it was slow on fits fewer workers than
     // others of its request do.
@@ -262,6 +280,13 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
                 .iter()
                 .all(|f| w.features.iter().any(|k| **k == *f.to_bytes()))
                 && e.inputs.iter().all(|m| {
+                    // A mini task making an input waits, as its task does,
+                    // for the temps it reads to be written.
+                    if !ever
+                        && temp_behind(&m.file, &mut |t| temps.place(t) == TempPlace::BeingMade)
+                    {
+                        return false;
+                    }
                     let place = temps.place(&m.file);
                     if ever && place == TempPlace::BeingMade {
                         return true;
