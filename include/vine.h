@@ -1634,7 +1634,9 @@ int vine_shutdown(struct vine_manager *m);
 // `VINE_ERROR_INVALID_HANDLE`. NULL is ignored. Do not call it from inside a task.
 // When the shutdown did not all happen (see `vine_shutdown`: an abandoned THREAD
 // function, or a factory's jobs that would not go), the manager is freed all the
-// same and `vine_last_error()` says what did not happen.
+// same and `vine_last_error()` says what did not happen. A file another thread
+// declares while this runs is refused (`VINE_ERROR_INVALID_HANDLE`) or freed
+// with the manager, as is a mini task's task with its file.
 void vine_delete(struct vine_manager *m);
 
 // The message of this thread's most recent failed call (never NULL; "" if none).

@@ -286,18 +286,7 @@ impl File {
         cache: CacheLevel,
         flags: u32,
     ) -> Result<Arc<File>> {
-        validate_remote_name(output)?;
-        if !matches!(task.work, crate::task::Work::Command { .. }) {
-            return Err(Error::invalid("a mini task must be a command task"));
-        }
-        // Workers refuse deeper nesting (see the protocol's bound).
-        let depth = 1 + mini_task_depth(&task);
-        if depth > crate::protocol::MAX_MINI_TASK_DEPTH {
-            return Err(Error::invalid(format!(
-                "mini tasks nested {depth} deep: at most {} may be made one from another",
-                crate::protocol::MAX_MINI_TASK_DEPTH
-            )));
-        }
+        File::check_mini_task(&task, output)?;
         File::new(
             FileKind::MiniTask {
                 task,
@@ -306,6 +295,24 @@ impl File {
             cache,
             flags | FILE_PEER_NOSHARE,
         )
+    }
+
+    /// Whether `task` can make a file as its output `output` (what
+    /// [`File::mini_task`] checks), without taking it.
+    pub fn check_mini_task(task: &crate::task::Task, output: &str) -> Result<()> {
+        validate_remote_name(output)?;
+        if !matches!(task.work, crate::task::Work::Command { .. }) {
+            return Err(Error::invalid("a mini task must be a command task"));
+        }
+        // Workers refuse deeper nesting (see the protocol's bound).
+        let depth = 1 + mini_task_depth(task);
+        if depth > crate::protocol::MAX_MINI_TASK_DEPTH {
+            return Err(Error::invalid(format!(
+                "mini tasks nested {depth} deep: at most {} may be made one from another",
+                crate::protocol::MAX_MINI_TASK_DEPTH
+            )));
+        }
+        Ok(())
     }
 
     /// The directory made by unpacking tar archive `archive` at the worker: a
@@ -416,9 +423,18 @@ impl File {
 
     /// False if a manager other than `manager` declared the file (one never
     /// declared belongs to none and may go to any).
+    /// A file made by a mini task is usable only where every file that task
+    /// reads is.
     pub(crate) fn usable_by(&self, manager: u64) -> bool {
         let owner = self.owner.load(Ordering::Acquire);
-        owner == 0 || owner == manager
+        (owner == 0 || owner == manager)
+            && match &self.kind {
+                FileKind::MiniTask { task, .. } => task
+                    .extra
+                    .as_ref()
+                    .is_none_or(|e| e.inputs.iter().all(|m| m.file.usable_by(manager))),
+                _ => true,
+            }
     }
 
     /// What kind of file it is.

@@ -40,7 +40,8 @@ pub unsafe extern "C" fn vine_declare_file(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
+        let at = m;
+        let m = handles::manager(at)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let path = Manager::utf8(unsafe { c_str(path, "the path")? })?;
         let f = File::path(
@@ -48,7 +49,7 @@ pub unsafe extern "C" fn vine_declare_file(
             CacheLevel::from_code(cache)?,
             flags_of(flags)?,
         )?;
-        Ok(handles::file_into_c(m.declare(f)))
+        handles::declare_into_c(at, &m, f)
     })
 }
 
@@ -65,12 +66,13 @@ pub unsafe extern "C" fn vine_declare_buffer(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
+        let at = m;
+        let m = handles::manager(at)?;
         // SAFETY: C passes `len` readable bytes or NULL with 0.
         let data = unsafe { bytes(data, len, "the data")? };
         super::boundary::can_copy(data.len(), "the data")?;
         let f = File::buffer(data, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
-        Ok(handles::file_into_c(m.declare(f)))
+        handles::declare_into_c(at, &m, f)
     })
 }
 
@@ -88,8 +90,9 @@ pub unsafe extern "C" fn vine_declare_buffer(
 #[no_mangle]
 pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
-        Ok(handles::file_into_c(m.declare(File::temp()?)))
+        let at = m;
+        let m = handles::manager(at)?;
+        handles::declare_into_c(at, &m, File::temp()?)
     })
 }
 
@@ -308,11 +311,12 @@ pub unsafe extern "C" fn vine_declare_url(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
+        let at = m;
+        let m = handles::manager(at)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let url = Manager::utf8(unsafe { c_str(url, "the URL")? })?;
         let f = File::url(url, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
-        Ok(handles::file_into_c(m.declare(f)))
+        handles::declare_into_c(at, &m, f)
     })
 }
 
@@ -339,22 +343,42 @@ pub unsafe extern "C" fn vine_declare_mini_task(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
+        let at = m;
+        let m = handles::manager(at)?;
         // SAFETY: C passes a NUL-terminated string or NULL.
         let name = Manager::utf8(unsafe { c_str(name, "the output name")? })?;
         let cache = CacheLevel::from_code(cache)?;
         let flags = flags_of(flags)?;
         crate::files::validate_remote_name(name)?;
-        handles::with_task(mini_task, |t| match t.work() {
-            crate::task::Work::Command { .. } => Ok(()),
-            _ => Err(crate::error::Error::invalid(
-                "a mini task must be a command task",
-            )),
+        // Everything that can refuse it is checked before the task is taken:
+        // refused, it stays the caller's.
+        handles::with_task(mini_task, |t| {
+            File::check_mini_task(t, name)?;
+            match t
+                .extra
+                .as_ref()
+                .and_then(|e| e.inputs.iter().find(|i| m.check_owner(&i.file).is_err()))
+            {
+                Some(i) => Err(crate::error::Error::invalid(format!(
+                    "the file of input {:?} was declared to another manager",
+                    i.remote_name
+                ))),
+                None => Ok(()),
+            }
         })?;
         let (task, owner) = handles::task_take_for_file(mini_task)?;
-        let f = File::mini_task(task, name, cache, flags)?;
+        let f = match File::mini_task(task, name, cache, flags) {
+            Ok(f) => f,
+            Err(e) => {
+                // Only if another thread changed the task meanwhile: its
+                // handle, owned by no file now, is left as it is, not freed
+                // under the caller.
+                std::mem::forget(owner);
+                return Err(e);
+            }
+        };
         f.own(Box::new(owner));
-        Ok(handles::file_into_c(m.declare(f)))
+        handles::declare_into_c(at, &m, f)
     })
 }
 
@@ -372,13 +396,12 @@ pub extern "C" fn vine_declare_untar(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
-        let f = File::untar(
-            handles::file(f)?,
-            CacheLevel::from_code(cache)?,
-            flags_of(flags)?,
-        )?;
-        Ok(handles::file_into_c(m.declare(f)))
+        let at = m;
+        let m = handles::manager(at)?;
+        let source = handles::file(f)?;
+        m.check_owner(&source)?;
+        let f = File::untar(source, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
+        handles::declare_into_c(at, &m, f)
     })
 }
 
@@ -396,13 +419,12 @@ pub extern "C" fn vine_declare_poncho(
     flags: vine_file_flags_t,
 ) -> *mut vine_file {
     guard(ptr::null_mut(), || {
-        let m = handles::manager(m)?;
-        let f = File::poncho(
-            handles::file(f)?,
-            CacheLevel::from_code(cache)?,
-            flags_of(flags)?,
-        )?;
-        Ok(handles::file_into_c(m.declare(f)))
+        let at = m;
+        let m = handles::manager(at)?;
+        let source = handles::file(f)?;
+        m.check_owner(&source)?;
+        let f = File::poncho(source, CacheLevel::from_code(cache)?, flags_of(flags)?)?;
+        handles::declare_into_c(at, &m, f)
     })
 }
 

@@ -311,6 +311,33 @@ pub(crate) fn file_into_c(f: Arc<File>) -> *mut vine_file {
     handle as *mut vine_file
 }
 
+/// Declares `f` to manager `m`, whose handle is `at`, and gives C a handle
+/// for it. A manager `vine_delete` takes away meanwhile forgets the files it
+/// had when it went; a file declared after that is forgotten here, and the
+/// call fails, rather than outlive its manager.
+pub(crate) fn declare_into_c(
+    at: *const vine_manager,
+    m: &Manager,
+    f: Arc<File>,
+) -> Result<*mut vine_file> {
+    let f = m.declare(f);
+    let handle = file_into_c(f.clone());
+    let live = managers()
+        .value
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(h, _)| *h == at as usize);
+    if !live {
+        files_forget(&[f]);
+        return Err(Error::new(
+            ErrorKind::InvalidHandle,
+            "the manager was deleted while the file was declared",
+        ));
+    }
+    Ok(handle)
+}
+
 /// The live file at `f`.
 pub(crate) fn file(f: *const vine_file) -> Result<Arc<File>> {
     if f.is_null() {

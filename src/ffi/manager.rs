@@ -1104,7 +1104,9 @@ pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
 /// `VINE_ERROR_INVALID_HANDLE`. NULL is ignored. Do not call it from inside a task.
 /// When the shutdown did not all happen (see `vine_shutdown`: an abandoned THREAD
 /// function, or a factory's jobs that would not go), the manager is freed all the
-/// same and `vine_last_error()` says what did not happen.
+/// same and `vine_last_error()` says what did not happen. A file another thread
+/// declares while this runs is refused (`VINE_ERROR_INVALID_HANDLE`) or freed
+/// with the manager, as is a mini task's task with its file.
 #[no_mangle]
 pub extern "C" fn vine_delete(m: *mut vine_manager) {
     guard((), || {
@@ -1116,9 +1118,13 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
         for task in mgr.drain_finished() {
             handles::task_free_unretrieved(task);
         }
-        handles::files_forget(&mgr.files());
         handles::factories_forget(m);
-        handles::manager_remove(m)?;
+        let removed = handles::manager_remove(m);
+        // Once no call can find the manager: a file declared by a call that
+        // found it before is either in this list or forgotten by that call
+        // (see `handles::declare_into_c`).
+        handles::files_forget(&mgr.files());
+        removed?;
         // Freed all the same; what did not happen is said.
         down
     })

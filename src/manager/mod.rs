@@ -1695,7 +1695,9 @@ impl Manager {
     }
 
     /// An error if `file` was declared to another manager.
-    fn check_owner(&self, file: &File) -> Result<()> {
+    /// An error if `file`, or a file it is made from, was declared to another
+    /// manager.
+    pub(crate) fn check_owner(&self, file: &File) -> Result<()> {
         if file.usable_by(self.owner_id) {
             Ok(())
         } else {

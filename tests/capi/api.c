@@ -484,6 +484,18 @@ static void test_ownership_and_lifecycle(void)
     CHECK(strstr(vine_last_error(), "another manager") != NULL);
     vine_undeclare_file(other, mine);
     CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    /* Nor can it make files from it: refused, and a refused mini task is
+       still the caller's. */
+    CHECK(vine_declare_untar(other, mine, VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    CHECK(vine_declare_poncho(other, mine, VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    struct vine_task *maker = vine_task_create("cat in > out");
+    CHECK(vine_task_add_input(maker, mine, "in", 0) == 0);
+    CHECK(vine_declare_mini_task(other, maker, "out", VINE_CACHE_LEVEL_TASK, 0) == NULL);
+    CHECK(strstr(vine_last_error(), "another manager") != NULL);
+    CHECK(vine_task_set_tag(maker, "still the caller's") == 0);
+    CHECK(vine_task_delete(maker) == 0);
     CHECK(vine_submit(m, c) > 0);
     CHECK(vine_wait(m, LONG) == c && vine_task_get_result(c) == VINE_RESULT_SUCCESS);
     CHECK(vine_task_get_stdout(c) && strcmp(vine_task_get_stdout(c), "mine") == 0);
@@ -1042,6 +1054,45 @@ static void test_many_threads(void)
     vine_delete(shared);
 }
 
+/* Files declared by two threads while a third deletes their manager: each
+   call fails, or gives a file that goes with the manager. */
+#define DECLARES 200
+struct declarer {
+    struct vine_manager *m;
+    struct vine_file *got[DECLARES];
+    int n;
+};
+
+static void *declare_buffers(void *arg)
+{
+    struct declarer *d = arg;
+    for (int i = 0; i < DECLARES; i++) {
+        struct vine_file *f = vine_declare_buffer(d->m, "x", 1, VINE_CACHE_LEVEL_TASK, 0);
+        if (f) d->got[d->n++] = f;
+    }
+    return NULL;
+}
+
+static void test_declaring_while_the_manager_is_deleted(void)
+{
+    static struct declarer d[2];
+    int outlived = 0;
+    for (int round = 0; round < 10; round++) {
+        struct vine_manager *m = manager(1);
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) {
+            d[k].m = m;
+            d[k].n = 0;
+            pthread_create(&th[k], NULL, declare_buffers, &d[k]);
+        }
+        vine_delete(m);
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < d[k].n; i++) outlived += vine_file_source(d[k].got[i]) != NULL;
+    }
+    CHECK(outlived == 0);
+}
+
 /* ---- commands and files --------------------------------------------------------- */
 
 static char dir[256];
@@ -1340,6 +1391,23 @@ static void test_files_from_elsewhere(void)
     CHECK(strstr(vine_last_error(), "mini task") != NULL);
     CHECK_ERR(vine_task_set_cores(mini, 1), VINE_ERROR_TASK_SUBMITTED);
     CHECK(strstr(vine_last_error(), "mini task") != NULL);
+    /* Nested deeper than workers take: refused, and the task stays the
+       caller's, whole. */
+    struct vine_file *level = made;
+    for (int depth = 2; depth <= 17; depth++) {
+        struct vine_task *next = vine_task_create("cat in > out");
+        CHECK(vine_task_add_input(next, level, "in", 0) == 0);
+        struct vine_file *f = vine_declare_mini_task(m, next, "out", VINE_CACHE_LEVEL_TASK, 0);
+        if (depth <= 16) {
+            CHECK(f != NULL);
+            level = f;
+            continue;
+        }
+        CHECK(f == NULL && strstr(vine_last_error(), "nested 17 deep") != NULL);
+        CHECK(vine_task_get_command(next) && strcmp(vine_task_get_command(next), "cat in > out") == 0);
+        CHECK(vine_task_set_tag(next, "still the caller's") == 0);
+        CHECK(vine_task_delete(next) == 0);
+    }
     snprintf(cmd, sizeof cmd,
              "mkdir -p %s/env/bin && echo 'export CAPI_ENV=on' > %s/env/bin/activate && "
              "tar czf %s/env.tar.gz -C %s/env .",
@@ -1973,6 +2041,7 @@ int main(void)
     test_create_sets_errno();
     test_function_results();
     test_many_threads();
+    test_declaring_while_the_manager_is_deleted();
     test_commands_and_files();
     test_files_from_elsewhere();
     test_cancel_and_shutdown();
