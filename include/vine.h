@@ -771,7 +771,8 @@ struct vine_file *vine_declare_buffer(struct vine_manager *m, const void *data, 
 struct vine_file *vine_declare_temp(struct vine_manager *m);
 
 // Attaches `f` as an input of command task `t`, placed in its sandbox as
-// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
+// `remote_name` (a relative path; one with `..` or starting with `/` is refused,
+// as is one longer than 3072 bytes or with a component longer than 255).
 // `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`,
 // `VINE_FIXED_LOCATION`, or `VINE_TRANSFER_ALWAYS` (0, the default); the
 // outputs' flags (`VINE_WATCH`, `VINE_FAILURE_ONLY`, `VINE_SUCCESS_ONLY`) are

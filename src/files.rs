@@ -708,8 +708,15 @@ pub fn add_poncho_package(task: &mut crate::task::Task, package: Arc<File>) -> R
     Ok(())
 }
 
+/// The longest name of a file in a task's sandbox, in bytes: the sandbox's
+/// own path and this must stay under the system's 4096.
+pub const MAX_REMOTE_NAME: usize = 3072;
+/// The longest component of such a name (`NAME_MAX` of Linux file systems).
+pub const MAX_NAME_COMPONENT: usize = 255;
+
 /// Accepts a relative path of normal components: no `..`, no root, no `.`-only,
-/// nothing empty. Such a name cannot leave the directory it is joined to.
+/// nothing empty, none too long. Such a name cannot leave the directory it is
+/// joined to, and a file system can hold it there.
 pub fn validate_remote_name(name: &str) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("file name {name:?} {why}")));
     if name.is_empty() {
@@ -722,9 +729,21 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
     if path.is_absolute() {
         return refuse("is absolute: names are relative to the task's sandbox");
     }
+    if name.len() > MAX_REMOTE_NAME {
+        return refuse(&format!(
+            "is {} bytes long: at most {MAX_REMOTE_NAME}, to leave room for the sandbox's own path",
+            name.len()
+        ));
+    }
     let mut normal = 0;
     for c in path.components() {
         match c {
+            Component::Normal(part) if part.len() > MAX_NAME_COMPONENT => {
+                return refuse(&format!(
+                    "has a component of {} bytes: a file system takes at most {MAX_NAME_COMPONENT}",
+                    part.len()
+                ))
+            }
             Component::Normal(_) => normal += 1,
             Component::CurDir => {}
             Component::ParentDir => return refuse("contains '..' and could leave the sandbox"),
@@ -822,6 +841,19 @@ mod test {
         for good in ["x", "a/b/c.txt", "./x", "a..b", "..x"] {
             assert!(validate_remote_name(good).is_ok(), "{good:?} refused");
         }
+    }
+
+    #[test]
+    fn names_no_file_system_could_hold_are_refused() {
+        let part = |n: usize| "p".repeat(n);
+        assert!(validate_remote_name(&part(MAX_NAME_COMPONENT)).is_ok());
+        let e = validate_remote_name(&format!("d/{}", part(MAX_NAME_COMPONENT + 1))).unwrap_err();
+        assert!(e.to_string().contains("component of 256 bytes"), "{e}");
+        // Long, each component short: up to the bound.
+        let long = |n: usize| vec!["d"; n / 2].join("/");
+        assert!(validate_remote_name(&long(MAX_REMOTE_NAME)).is_ok());
+        let e = validate_remote_name(&long(MAX_REMOTE_NAME + 4)).unwrap_err();
+        assert!(e.to_string().contains("bytes long"), "{e}");
     }
 
     #[test]

@@ -97,7 +97,8 @@ pub extern "C" fn vine_declare_temp(m: *mut vine_manager) -> *mut vine_file {
 }
 
 /// Attaches `f` as an input of command task `t`, placed in its sandbox as
-/// `remote_name` (a relative path; one with `..` or starting with `/` is refused).
+/// `remote_name` (a relative path; one with `..` or starting with `/` is refused,
+/// as is one longer than 3072 bytes or with a component longer than 255).
 /// `flags`: or-ed `VINE_MOUNT_MKDIR`, `VINE_MOUNT_SYMLINK`, `VINE_MOUNT_RESEND`,
 /// `VINE_FIXED_LOCATION`, or `VINE_TRANSFER_ALWAYS` (0, the default); the
 /// outputs' flags (`VINE_WATCH`, `VINE_FAILURE_ONLY`, `VINE_SUCCESS_ONLY`) are
