@@ -805,8 +805,9 @@ int vine_task_add_input(struct vine_task *t, struct vine_file *f, const char *re
 // declared at the same path, however spelled: relative, through `..`, or
 // through a link to its directory) is refused, and so is a URL or mini-task
 // file (they are made from their source at workers). An output is taken whole,
-// so one inside another (`d/x` beside `d`) is refused. Returns 0 or a negative
-// error.
+// so one inside another (`d/x` beside `d`) is refused. Names follow the rules of
+// `vine_task_add_input` (relative, no `..`, at most 3072 bytes, components at
+// most 255). Returns 0 or a negative error.
 int vine_task_add_output(struct vine_task *t, struct vine_file *f, const char *remote_name, vine_mount_flags_t flags);
 
 // The current contents of a buffer, temp or file, NUL-terminated (their size,
@@ -893,15 +894,17 @@ struct vine_file *vine_declare_url(struct vine_manager *m, const char *url, vine
 // freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
 // Mini tasks whose inputs are made by mini tasks nest at most 16 deep (vine's
 // bound; workers refuse deeper ones); deeper is `VINE_ERROR_INVALID_ARGUMENT`.
-// Owned by the manager; NULL on error (and the task stays the caller's).
+// Owned by the manager; NULL on error (and the task stays the caller's; but if
+// another thread deletes the manager meanwhile, `VINE_ERROR_INVALID_HANDLE`, the
+// task goes with it). A task reading a file of another manager is refused.
 struct vine_file *vine_declare_mini_task(struct vine_manager *m, struct vine_task *mini_task, const char *name, vine_cache_level_t cache, vine_file_flags_t flags);
 
 // Declares the directory obtained by unpacking tar archive `f` (compressed or
 // not, as the worker's `tar` recognises: gzip, bzip2, xz, ...) at each worker
 // that needs it: a mini task (see `vine_declare_mini_task`) running
 // `mkdir output && tar xf input -C output` with `f` as `input`, as TaskVine
-// does. `f` may be any file, e.g. from `vine_declare_url`. Owned by the
-// manager; NULL on error.
+// does. `f` may be any file, e.g. from `vine_declare_url`, but not one declared
+// to another manager. Owned by the manager; NULL on error.
 struct vine_file *vine_declare_untar(struct vine_manager *m, struct vine_file *f, vine_cache_level_t cache, vine_file_flags_t flags);
 
 // Declares the environment packed in tarball `f` (a poncho or conda-pack
@@ -909,7 +912,8 @@ struct vine_file *vine_declare_untar(struct vine_manager *m, struct vine_file *f
 // `mkdir output && tar xf package.tar.gz -C output` with `f` as
 // `package.tar.gz`. TaskVine's mini task also runs the package's
 // `bin/run_in_env` (a Python tool); vine does not: it only unpacks. Use it
-// with `vine_task_add_poncho_package`. Owned by the manager; NULL on error.
+// with `vine_task_add_poncho_package`. `f` may not be a file declared to another
+// manager. Owned by the manager; NULL on error.
 struct vine_file *vine_declare_poncho(struct vine_manager *m, struct vine_file *f, vine_cache_level_t cache, vine_file_flags_t flags);
 
 // Runs command task `t` inside the environment `pkg` (from
@@ -1921,8 +1925,10 @@ int vine_task_set_time_end(struct vine_task *t, int64_t useconds);
 // forever), vine counts forsaken attempts against the task's retries
 // (`vine_task_set_retries`, default the manager's `max-retries`), after which
 // it comes back `VINE_RESULT_FORSAKEN` if its last worker was lost, else
-// `VINE_RESULT_MAX_RETRIES`. A count above 4294967295 counts as that many
-// (forever, in practice). Returns 0 or an error code.
+// `VINE_RESULT_MAX_RETRIES`. A task given back because its worker could not
+// keep an input sent for it (its disk was full) is not sent there again while
+// another worker could run it (vine's own). A count above 4294967295 counts as
+// that many (forever, in practice). Returns 0 or an error code.
 int vine_task_set_max_forsaken(struct vine_task *t, int64_t max_forsaken);
 
 // Requires a worker offering the feature `name` (a `vine_worker` started with

@@ -718,6 +718,16 @@ pub const MAX_NAME_COMPONENT: usize = 255;
 /// nothing empty, none too long. Such a name cannot leave the directory it is
 /// joined to, and a file system can hold it there.
 pub fn validate_remote_name(name: &str) -> Result<()> {
+    validate_name(name, true)
+}
+
+/// [`validate_remote_name`] without the length bounds: for the entries of a
+/// directory on its way, whose depth the file system that made it allowed.
+pub(crate) fn validate_entry_name(name: &str) -> Result<()> {
+    validate_name(name, false)
+}
+
+fn validate_name(name: &str, bounded: bool) -> Result<()> {
     let refuse = |why: &str| Err(Error::invalid(format!("file name {name:?} {why}")));
     if name.is_empty() {
         return refuse("is empty");
@@ -729,7 +739,7 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
     if path.is_absolute() {
         return refuse("is absolute: names are relative to the task's sandbox");
     }
-    if name.len() > MAX_REMOTE_NAME {
+    if bounded && name.len() > MAX_REMOTE_NAME {
         return refuse(&format!(
             "is {} bytes long: at most {MAX_REMOTE_NAME}, to leave room for the sandbox's own path",
             name.len()
@@ -738,7 +748,7 @@ pub fn validate_remote_name(name: &str) -> Result<()> {
     let mut normal = 0;
     for c in path.components() {
         match c {
-            Component::Normal(part) if part.len() > MAX_NAME_COMPONENT => {
+            Component::Normal(part) if bounded && part.len() > MAX_NAME_COMPONENT => {
                 return refuse(&format!(
                     "has a component of {} bytes: a file system takes at most {MAX_NAME_COMPONENT}",
                     part.len()

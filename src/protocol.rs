@@ -29,7 +29,7 @@ use sha2::Sha256;
 use crate::error::{Error, ErrorKind, Result};
 
 /// The protocol version; both ends must speak the same.
-pub const VERSION: u16 = 12;
+pub const VERSION: u16 = 13;
 /// The largest payload accepted.
 pub const MAX_FRAME: u32 = 256 << 20;
 
@@ -256,6 +256,9 @@ pub struct TaskReport {
     /// What the attempt used, when it was monitored.
     #[serde(default)]
     pub measured: Option<crate::resources::Measured>,
+    /// An input sent to this worker could not be kept there (its disk is
+    /// full, say): the task is better run on another worker.
+    pub unkept: bool,
 }
 
 /// What became of one output a worker sends back.
@@ -763,8 +766,8 @@ pub fn read_frame_within<T: for<'de> Deserialize<'de>>(
             // A TLS record carrying a handshake message: a ClientHello.
             return Err(Error::invalid(
                 "not a vine frame but the start of a TLS handshake: the other side uses TLS \
-                 (a worker started with --ssl) and this manager does not (made by vine_create, \
-                 not vine_ssl_create)",
+                 and this one does not (a worker started with --ssl against a manager made by \
+                 vine_create, not vine_ssl_create?)",
             ));
         }
         return Err(Error::invalid("not a vine frame (bad magic)"));

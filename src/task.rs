@@ -203,9 +203,8 @@ pub struct Extra {
     /// Times it was forsaken so far.
     pub forsaken: u32,
     /// Workers it was taken back from for running slowly there (see
-    /// `vine_enable_disconnect_slow_workers`), or that failed it through no
-    /// fault of its own (FORSAKEN there): passed over while another worker
-    /// could run it.
+    /// `vine_enable_disconnect_slow_workers`), or that could not keep an input
+    /// sent for it: passed over while another worker could run it.
     pub slow_on: Vec<u32>,
     /// Features a worker must offer to run it.
     pub features: Vec<CString>,
@@ -323,6 +322,9 @@ pub(crate) const FLAG_DIRECT: u16 = 1024;
 /// A direct task the pool no longer holds and has not yet handed to the
 /// completion queue (see `LocalPool::holds_direct`).
 pub(crate) const FLAG_DELIVERING: u16 = 2048;
+/// Its last worker could not keep an input sent for it (a full disk): its
+/// next attempt passes that worker over (see `Scheduler::finished`).
+pub(crate) const FLAG_UNKEPT: u16 = 4096;
 
 /// One unit of work and its outcome.
 pub struct Task {

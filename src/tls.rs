@@ -316,12 +316,17 @@ pub fn handshake(conn: &mut Connection, io: &mut (impl Read + Write)) -> Result<
                 ErrorKind::InvalidHandle,
                 format!("TLS handshake: {e}{hint}"),
             )
-        } else if !client && e.kind() == io::ErrorKind::UnexpectedEof {
+        } else if !client
+            && matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            )
+        {
             // A worker without --ssl waits for a greeting that a TLS manager
-            // never sends, then leaves.
+            // never sends, until one of them gives up.
             Error::io(
-                "TLS handshake (the worker left without starting TLS: was it started \
-                 without --ssl?)",
+                "TLS handshake (the peer did not start TLS: a worker started without \
+                 --ssl does not)",
                 e,
             )
         } else {

@@ -611,7 +611,7 @@ impl Incoming {
         if !self.started || !self.dirs.contains("") {
             return Err("an entry outside a directory".into());
         }
-        crate::files::validate_remote_name(path).map_err(|e| e.to_string())?;
+        crate::files::validate_entry_name(path).map_err(|e| e.to_string())?;
         let parent = match path.rfind('/') {
             Some(at) => &path[..at],
             None => "",

@@ -855,6 +855,31 @@ fn a_mini_task_reading_a_temp_waits_for_the_task_that_writes_it() {
             "remote {remote}: {}",
             reason(&back[1])
         );
+        // A task that writes the temp again, reading it through a mini task,
+        // reads what it held and does not wait for itself.
+        let made = m.declare(
+            File::mini_task(
+                task("cat t > out", &[(&temp, "t")]),
+                "out",
+                CacheLevel::Task,
+                0,
+            )
+            .unwrap(),
+        );
+        let mut again = task("cat in; echo again > t", &[(&made, "in")]);
+        again
+            .add_output(Mount::new(temp.clone(), "t", 0).unwrap())
+            .unwrap();
+        m.submit(again).unwrap();
+        let t = m
+            .wait(LONG)
+            .expect("the task writing the temp again came back");
+        assert_eq!(
+            (t.result(), stdout(&t)),
+            (TaskResult::Success, "written\n".into()),
+            "remote {remote}: {}",
+            reason(&t)
+        );
         m.shutdown().unwrap();
         if let Some(mut w) = worker {
             w.wait().unwrap();

@@ -619,6 +619,7 @@ fn a_forged_measurement_cannot_size_a_category_past_the_largest_worker() {
         done: 2,
         outputs: Vec::new(),
         lost: Vec::new(),
+        unkept: false,
         kept: Vec::new(),
         arrived: Vec::new(),
         measured: Some(Measured {

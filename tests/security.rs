@@ -316,6 +316,7 @@ fn a_relayed_login_cannot_forge_a_result() {
         done: 2,
         outputs: Vec::new(),
         lost: Vec::new(),
+        unkept: false,
         kept: Vec::new(),
         arrived: Vec::new(),
         measured: None,
@@ -434,6 +435,11 @@ fn a_worker_and_a_manager_that_disagree_on_tls_say_which_setting_differs() {
     t.tune("local-cores", 0.0).unwrap();
     t.stats().unwrap();
     let (code, err) = worker_output(t.port().unwrap(), &["--timeout", "1"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("start this worker with --ssl"), "{err}");
+    // Also when the manager gives up on the handshake first (after its 10 s),
+    // closing the connection.
+    let (code, err) = worker_output(t.port().unwrap(), &["--timeout", "11"]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("start this worker with --ssl"), "{err}");
     // A TLS worker against a plain manager is answered in plain frames: it

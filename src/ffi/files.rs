@@ -146,8 +146,9 @@ pub unsafe extern "C" fn vine_task_add_input(
 /// declared at the same path, however spelled: relative, through `..`, or
 /// through a link to its directory) is refused, and so is a URL or mini-task
 /// file (they are made from their source at workers). An output is taken whole,
-/// so one inside another (`d/x` beside `d`) is refused. Returns 0 or a negative
-/// error.
+/// so one inside another (`d/x` beside `d`) is refused. Names follow the rules of
+/// `vine_task_add_input` (relative, no `..`, at most 3072 bytes, components at
+/// most 255). Returns 0 or a negative error.
 #[no_mangle]
 pub unsafe extern "C" fn vine_task_add_output(
     t: *mut vine_task,
@@ -334,7 +335,9 @@ pub unsafe extern "C" fn vine_declare_url(
 /// freed with the file. `VINE_PEER_NOSHARE` is added to `flags`, as in TaskVine.
 /// Mini tasks whose inputs are made by mini tasks nest at most 16 deep (vine's
 /// bound; workers refuse deeper ones); deeper is `VINE_ERROR_INVALID_ARGUMENT`.
-/// Owned by the manager; NULL on error (and the task stays the caller's).
+/// Owned by the manager; NULL on error (and the task stays the caller's; but if
+/// another thread deletes the manager meanwhile, `VINE_ERROR_INVALID_HANDLE`, the
+/// task goes with it). A task reading a file of another manager is refused.
 #[no_mangle]
 pub unsafe extern "C" fn vine_declare_mini_task(
     m: *mut vine_manager,
@@ -387,8 +390,8 @@ pub unsafe extern "C" fn vine_declare_mini_task(
 /// not, as the worker's `tar` recognises: gzip, bzip2, xz, ...) at each worker
 /// that needs it: a mini task (see `vine_declare_mini_task`) running
 /// `mkdir output && tar xf input -C output` with `f` as `input`, as TaskVine
-/// does. `f` may be any file, e.g. from `vine_declare_url`. Owned by the
-/// manager; NULL on error.
+/// does. `f` may be any file, e.g. from `vine_declare_url`, but not one declared
+/// to another manager. Owned by the manager; NULL on error.
 #[no_mangle]
 pub extern "C" fn vine_declare_untar(
     m: *mut vine_manager,
@@ -411,7 +414,8 @@ pub extern "C" fn vine_declare_untar(
 /// `mkdir output && tar xf package.tar.gz -C output` with `f` as
 /// `package.tar.gz`. TaskVine's mini task also runs the package's
 /// `bin/run_in_env` (a Python tool); vine does not: it only unpacks. Use it
-/// with `vine_task_add_poncho_package`. Owned by the manager; NULL on error.
+/// with `vine_task_add_poncho_package`. `f` may not be a file declared to another
+/// manager. Owned by the manager; NULL on error.
 #[no_mangle]
 pub extern "C" fn vine_declare_poncho(
     m: *mut vine_manager,

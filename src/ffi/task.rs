@@ -161,8 +161,10 @@ pub extern "C" fn vine_task_set_time_end(t: *mut vine_task, useconds: i64) -> c_
 /// forever), vine counts forsaken attempts against the task's retries
 /// (`vine_task_set_retries`, default the manager's `max-retries`), after which
 /// it comes back `VINE_RESULT_FORSAKEN` if its last worker was lost, else
-/// `VINE_RESULT_MAX_RETRIES`. A count above 4294967295 counts as that many
-/// (forever, in practice). Returns 0 or an error code.
+/// `VINE_RESULT_MAX_RETRIES`. A task given back because its worker could not
+/// keep an input sent for it (its disk was full) is not sent there again while
+/// another worker could run it (vine's own). A count above 4294967295 counts as
+/// that many (forever, in practice). Returns 0 or an error code.
 #[no_mangle]
 pub extern "C" fn vine_task_set_max_forsaken(t: *mut vine_task, max_forsaken: i64) -> c_int {
     set(t, |t| {

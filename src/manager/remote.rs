@@ -554,15 +554,17 @@ fn serve_connection(
         match incoming.recv::<ToManager>() {
             Ok(ToManager::Done(mut report)) => {
                 files.attach(&mut report);
-                inventory
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .forget(&report.lost);
-                // Nor is it a copy peers may fetch from any more.
-                for h in &report.lost {
-                    if let protocol::Held::Cached(file) = h {
-                        settings.peers.remove(*file, id);
+                {
+                    // Under the inventory's lock, so that a copy the writer
+                    // sends again meanwhile is counted again after this.
+                    let mut inv = inventory.lock().unwrap_or_else(|p| p.into_inner());
+                    // Not a copy peers may fetch from any more.
+                    for h in &report.lost {
+                        if let protocol::Held::Cached(file) = h {
+                            settings.peers.remove(*file, id);
+                        }
                     }
+                    inv.forget(&report.lost);
                 }
                 if events
                     .send(Message::RemoteDone { worker: id, report })
@@ -1834,6 +1836,9 @@ pub(crate) fn apply_report(
     let mut reason = report.reason;
     if result == TaskResult::Cancelled {
         task.flags |= crate::task::FLAG_CANCELLED;
+    }
+    if report.unkept {
+        task.flags |= crate::task::FLAG_UNKEPT;
     }
     for (file_id, arrived) in report.arrived {
         let m = task

@@ -100,6 +100,13 @@ fn temp_behind(
     })
 }
 
+/// Whether `task` writes file `id` (a temp it makes itself is not waited for).
+fn writes(task: &Task, id: u64) -> bool {
+    task.extra
+        .as_ref()
+        .is_some_and(|e| e.outputs.iter().any(|m| m.file.id() == id))
+}
+
 fn shape_of(task: &Task, by_category: bool) -> Shape {
     let reads_temps = task.extra.as_ref().is_some_and(|e| {
         e.inputs.iter().any(|m| {
@@ -283,7 +290,9 @@ fn can_run(w: &WorkerEntry, temps: &Temps, task: &Task, ever: bool) -> bool {
                     // A mini task making an input waits, as its task does,
                     // for the temps it reads to be written.
                     if !ever
-                        && temp_behind(&m.file, &mut |t| temps.place(t) == TempPlace::BeingMade)
+                        && temp_behind(&m.file, &mut |t| {
+                            temps.place(t) == TempPlace::BeingMade && !writes(task, t.id())
+                        })
                     {
                         return false;
                     }
@@ -1349,13 +1358,17 @@ impl Scheduler {
                 task.finish(TaskResult::Cancelled, Some("the task was cancelled".into()));
                 self.complete(task, comm)
             }
-            // The worker failed the task through no fault of the task: not
-            // sent back there while another worker could run it (a worker
-            // whose disk is full would fail it again).
+            // The worker failed the task through no fault of the task. One
+            // that could not keep an input sent for it (its disk is full)
+            // would fail it again: not sent back there while another worker
+            // could run it.
             TaskResult::Forsaken => {
-                let passed_over = &mut task.extra_mut().slow_on;
-                if !passed_over.contains(&worker) {
-                    passed_over.push(worker);
+                if task.flags & crate::task::FLAG_UNKEPT != 0 {
+                    task.flags &= !crate::task::FLAG_UNKEPT;
+                    let passed_over = &mut task.extra_mut().slow_on;
+                    if !passed_over.contains(&worker) {
+                        passed_over.push(worker);
+                    }
                 }
                 self.forsaken(task, TaskResult::MaxRetries, comm)
             }

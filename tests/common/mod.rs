@@ -153,6 +153,7 @@ pub fn report_success(
         done,
         outputs: Vec::new(),
         lost: Vec::new(),
+        unkept: false,
         // Succeeded: it holds every temp it was to write.
         kept: spec
             .outputs

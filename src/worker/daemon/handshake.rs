@@ -136,9 +136,10 @@ fn register(
         }
     })?;
     let hello: ToWorker = h.recv(protocol::MAX_HANDSHAKE_FRAME).map_err(|e| {
-        if tls.is_none() && e.kind() == ErrorKind::Io && Instant::now() >= until {
+        if tls.is_none() && e.kind() == ErrorKind::Io {
             // A manager that uses TLS waits for the worker to begin it, and
-            // says nothing to a worker that does not.
+            // says nothing to a worker that does not, until it gives up on it
+            // (or the worker does).
             BeforeSession(Error::new(
                 ErrorKind::Timeout,
                 format!(

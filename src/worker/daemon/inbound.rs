@@ -73,9 +73,9 @@ pub(super) struct Inbound {
     pub(super) peer: Option<Arc<super::peer::PeerServer>>,
     /// Fetches from peers, and the tasks waiting for them.
     pub(super) fetches: Arc<PeerFetches>,
-    /// Why the last copy of a file the manager sent could not be kept here
-    /// (a full disk), by file id, until a copy is: the task that then finds
-    /// it missing says why.
+    /// Why the last copy of a file the manager sent to the cache could not be
+    /// kept here (a full disk), by file id, until a copy is or the manager
+    /// forgets the file: the task that then finds it missing says why.
     pub(super) unstored: std::collections::HashMap<u64, String>,
 }
 
@@ -133,6 +133,7 @@ impl Inbound {
                     self.fetches.queue(vec![fetch], None);
                 }
                 ToWorker::Forget(file_id) => {
+                    self.unstored.remove(&file_id);
                     let path = self.cache_path(file_id);
                     if !self.fetches.forget(file_id) {
                         self.in_use().forget(file_id, &path);
@@ -169,15 +170,15 @@ impl Inbound {
     /// Puts a file that arrived complete where it was sent to. One that cannot be
     /// put there is dropped: the task that needs it finds it missing.
     pub(super) fn arrived(&mut self, arrived: crate::transfer::Arrived) -> Result<()> {
+        // Only a cached file is looked for as kept (see `TaskFiles::why_lost`).
         let file_id = match arrived.dest {
-            Dest::Cache(id) | Dest::Task(_, _, id) => Some(id),
+            Dest::Cache(id) => Some(id),
             _ => None,
         };
-        let cached = matches!(arrived.dest, Dest::Cache(_));
         let (staged, hash) = match arrived.outcome {
             Ok(x) => x,
             Err(e) => {
-                self.unstored_because(file_id, cached, e);
+                self.unstored_because(file_id, e);
                 return Ok(());
             }
         };
@@ -229,9 +230,9 @@ impl Inbound {
         crate::transfer::remove_all(&dest);
         if let Err(e) = move_file(&staged, &dest) {
             crate::transfer::remove_all(&staged);
-            self.unstored_because(file_id, cached, format!("{e}"));
+            self.unstored_because(file_id, format!("{e}"));
         } else if let Some(id) = file_id {
-            if self.unstored.remove(&id).is_some() && cached {
+            if self.unstored.remove(&id).is_some() {
                 if let Some(peer) = &self.peer {
                     peer.coming(id);
                 }
@@ -243,19 +244,17 @@ impl Inbound {
         Ok(())
     }
 
-    /// File `file_id` (if a file of the manager's) arrived and could not be
-    /// kept, for reason `why`: noted for the task that will miss it. A peer
-    /// waiting for a cached one is told at once that it is not here.
-    fn unstored_because(&mut self, file_id: Option<u64>, cached: bool, why: String) {
+    /// File `file_id` (if one the manager sent to the cache) arrived and could
+    /// not be kept, for reason `why`: noted for the task that will miss it. A
+    /// peer waiting for it is told at once that it is not here.
+    fn unstored_because(&mut self, file_id: Option<u64>, why: String) {
         let Some(id) = file_id else { return };
         super::log::notice(&format!(
             "could not keep file {id} sent by the manager: {why}"
         ));
         self.unstored.insert(id, why);
-        if cached {
-            if let Some(peer) = &self.peer {
-                peer.not_coming(id);
-            }
+        if let Some(peer) = &self.peer {
+            peer.not_coming(id);
         }
     }
 

@@ -395,6 +395,7 @@ impl Reporter {
             crate::transfer::remove_all(&path);
         }
         let mut reason = task.reason().map(|r| r.to_string_lossy().into_owned());
+        let mut unkept = false;
         let mut output = task.output();
         let result = if task.flags & FLAG_CANCELLED != 0 {
             TaskResult::Cancelled
@@ -411,6 +412,7 @@ impl Reporter {
         } else if !lost.is_empty() {
             // Not the task's fault: it runs again, and the manager sends the
             // inputs again.
+            unkept = why_lost.is_some();
             reason = Some(match why_lost {
                 Some(why) => format!(
                     "an input this worker kept was missing or damaged: it could not be kept \
@@ -434,6 +436,7 @@ impl Reporter {
             done: task.times().done,
             outputs,
             lost,
+            unkept,
             kept,
             arrived: Vec::new(),
             measured: task.extra.as_ref().and_then(|e| e.measured),
