@@ -452,15 +452,12 @@ fn vine_status_asks_a_manager_over_tls() {
     }
 }
 
-#[test]
-fn vine_status_does_not_name_as_able_a_worker_that_ends_before_the_tasks_time_min() {
+/// Submits `task`, which the one worker started with `worker_args` cannot run,
+/// and asserts that `vine_status` names that worker not able to run it.
+fn no_worker_is_able_to_run(task: Box<Task>, worker_args: &[&str]) {
     let (m, port) = remote_manager();
-    // Large enough, and runs commands, but its wall time is an hour: a task
-    // that asks for two is never given to it.
-    let mut t = Task::command(c"true");
-    t.set_time_min(7200.0).unwrap();
-    let waiting = m.submit(t).unwrap();
-    let mut w = vine_worker(port, &["--wall-time", "3600"]);
+    let waiting = m.submit(task).unwrap();
+    let mut w = vine_worker(port, worker_args);
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while m.stats().unwrap().workers_connected < 1 {
         assert!(
@@ -489,37 +486,17 @@ fn vine_status_does_not_name_as_able_a_worker_that_ends_before_the_tasks_time_mi
 }
 
 #[test]
+fn vine_status_does_not_name_as_able_a_worker_that_ends_before_the_tasks_time_min() {
+    // Large enough, and runs commands, but its wall time is an hour: a task
+    // that asks for two is never given to it.
+    let mut t = Task::command(c"true");
+    t.set_time_min(7200.0).unwrap();
+    no_worker_is_able_to_run(t, &["--wall-time", "3600"]);
+}
+
+#[test]
 fn vine_status_names_as_able_only_workers_that_could_run_the_waiting_task() {
-    let (m, port) = remote_manager();
     // A function task: a plain worker has no function registered, so it
     // could never run it, whatever its size.
-    let waiting = m
-        .submit(Task::function(c"registered_nowhere", b""))
-        .unwrap();
-    let mut w = vine_worker(port, &[]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while m.stats().unwrap().workers_connected < 1 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the worker never joined"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = status(port, &["--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["largest_waiting"]["id"], waiting, "{v}");
-    assert_eq!(
-        v["largest_waiting"]["workers_able"],
-        serde_json::json!([]),
-        "{v}"
-    );
-    m.cancel(waiting).unwrap();
-    assert!(m.wait(Some(Duration::from_secs(60))).is_some());
-    m.shutdown().unwrap();
-    w.wait().unwrap();
+    no_worker_is_able_to_run(Task::function(c"registered_nowhere", b""), &[]);
 }
