@@ -69,6 +69,9 @@ struct Shape {
     time_min: u64,
     /// Its category, when categories bound how many of their tasks run at once.
     category: Option<Box<[u8]>>,
+    /// The workers it passes over (see [`pick_worker`]), sorted: tasks that
+    /// avoid the same workers fit the same ones.
+    avoids: Box<[u32]>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -115,11 +118,15 @@ fn shape_of(task: &Task, by_category: bool) -> Shape {
                 || temp_behind(&m.file, &mut |_| true)
         })
     });
-    // A task passing over workers it was slow on fits fewer workers than
-    // others of its request do.
-    let avoids = task.extra.as_ref().is_some_and(|e| !e.slow_on.is_empty());
+    // A task passing over workers fits fewer workers than others of its
+    // request do: its shape names them.
+    let mut avoids: Box<[u32]> = task
+        .extra
+        .as_ref()
+        .map_or(Box::default(), |e| e.slow_on.as_slice().into());
+    avoids.sort_unstable();
     let runs = match &task.work {
-        _ if reads_temps || avoids => Runs::Alone(task.id),
+        _ if reads_temps => Runs::Alone(task.id),
         Work::Command { .. } => Runs::Anywhere,
         _ if task.local_only() => Runs::Here,
         Work::Local { .. } => Runs::Here,
@@ -131,6 +138,7 @@ fn shape_of(task: &Task, by_category: bool) -> Shape {
         features: task.features().to_vec(),
         time_min: task.time_min().to_bits(),
         category: by_category.then(|| task.category().to_bytes().into()),
+        avoids,
     }
 }
 

@@ -758,3 +758,31 @@ fn a_task_held_back_by_its_time_min_does_not_hold_back_others_of_its_size() {
     s.schedule(&mut comm);
     assert_eq!(comm.dispatched_ids(), vec![3]);
 }
+
+#[test]
+fn tasks_passing_over_the_same_worker_wait_as_one_shape() {
+    let mut s = Scheduler::new(false);
+    let mut comm = TestComm::default();
+    s.add_worker(0, cores(4.0), Some(0));
+    s.add_worker(1, cores(1.0), Some(0));
+    for id in 1..=500 {
+        let mut t = task(id, 0.0, 1.0);
+        t.extra_mut().slow_on.push(0);
+        s.submit(t, &mut comm);
+    }
+    s.submit(task(501, 0.0, 1.0), &mut comm);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1, 501]);
+    assert_eq!(comm.dispatched[0].0, 1, "task 1 passes over worker 0");
+    assert_eq!(comm.dispatched[1].0, 0);
+    // One shape for the tasks passing over worker 0, not one per task: a
+    // round costs the same whatever the number of them waiting.
+    assert_eq!(s.parked.by_shape.len(), 1);
+    assert_eq!(s.parked.len, 499);
+    // Each finished task makes room for the next one.
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [501, 2]);
+    assert_eq!(comm.dispatched[1].0, 1);
+    assert_eq!(s.parked.len, 498);
+}
