@@ -421,13 +421,19 @@ impl File {
         }
     }
 
+    /// False if a manager other than `manager` declared the file itself (one
+    /// never declared belongs to none).
+    pub(crate) fn declared_by(&self, manager: u64) -> bool {
+        let owner = self.owner.load(Ordering::Acquire);
+        owner == 0 || owner == manager
+    }
+
     /// False if a manager other than `manager` declared the file (one never
     /// declared belongs to none and may go to any).
     /// A file made by a mini task is usable only where every file that task
     /// reads is.
     pub(crate) fn usable_by(&self, manager: u64) -> bool {
-        let owner = self.owner.load(Ordering::Acquire);
-        (owner == 0 || owner == manager)
+        self.declared_by(manager)
             && match &self.kind {
                 FileKind::MiniTask { task, .. } => task
                     .extra

@@ -1667,7 +1667,7 @@ impl Manager {
     /// downloaded or made there); the manager's own data stays. Returns how
     /// many workers had one: the local pool counts when it had made the file.
     pub fn prune_file(&self, file: &Arc<File>) -> Result<usize> {
-        self.check_owner(file)?;
+        self.check_declarer(file)?;
         let remote = self.ask(|reply| Message::Prune {
             file: file.clone(),
             reply,
@@ -1699,6 +1699,17 @@ impl Manager {
     /// manager.
     pub(crate) fn check_owner(&self, file: &File) -> Result<()> {
         if file.usable_by(self.owner_id) {
+            Ok(())
+        } else {
+            Err(Error::invalid("the file was declared to another manager"))
+        }
+    }
+
+    /// An error if `file` itself was declared to another manager: what only
+    /// names the file (prune, undeclare, count its replicas) may be done by
+    /// the manager it was declared to whatever it is made from.
+    fn check_declarer(&self, file: &File) -> Result<()> {
+        if file.declared_by(self.owner_id) {
             Ok(())
         } else {
             Err(Error::invalid("the file was declared to another manager"))
@@ -1797,7 +1808,7 @@ impl Manager {
     /// How many remote workers hold `file` (or are being sent it): temps made
     /// or fetched there, and inputs cached there for the workflow or longer.
     pub fn file_replica_count(&self, file: &crate::files::File) -> Result<usize> {
-        self.check_owner(file)?;
+        self.check_declarer(file)?;
         Ok(self.remote_settings.peers.replicas(file.id()))
     }
 
@@ -1918,6 +1929,29 @@ mod test {
         assert!(m.cancel(ids[0]).unwrap_err().message().contains("failed"));
         assert!(m.try_wait_for(Want::Any, Some(Duration::ZERO)).is_err());
         assert!(m.shutdown().is_err());
+    }
+
+    #[test]
+    fn a_manager_undeclares_its_mini_task_file_whatever_the_file_reads() {
+        use crate::files::{CacheLevel, File};
+        let a = Manager::new(Port::None).unwrap();
+        let b = Manager::new(Port::None).unwrap();
+        let theirs = b.declare(File::buffer(b"b's", CacheLevel::Task, 0).unwrap());
+        let mut maker = Task::command(c"cat in > out");
+        maker
+            .add_input(crate::files::Mount::new(theirs, "in", 0).unwrap())
+            .unwrap();
+        let made = a.declare(File::mini_task(maker, "out", CacheLevel::Task, 0).unwrap());
+        // Its tasks cannot use it, nor can it be fetched...
+        let e = a.fetch_file(&made).unwrap_err();
+        assert!(e.message().contains("another manager"), "{e}");
+        // ...but the manager it was declared to counts, prunes and forgets it.
+        assert_eq!(a.file_replica_count(&made).unwrap(), 0);
+        assert_eq!(a.prune_file(&made).unwrap(), 0);
+        a.undeclare(&made).unwrap();
+        assert!(b.undeclare(&made).is_err(), "declared to a, not b");
+        a.shutdown().unwrap();
+        b.shutdown().unwrap();
     }
 
     #[test]
