@@ -59,7 +59,7 @@ pub unsafe extern "C" fn vine_factory_create(
         // SAFETY: C passes a NUL-terminated string or NULL.
         let kind = Manager::utf8(unsafe { c_str(batch_type, "the batch type")? })?;
         let f = mgr.create_factory(kind)?;
-        Ok(handles::factory_into_c(m, f))
+        handles::factory_into_c(m, f)
     })
 }
 

@@ -147,15 +147,30 @@ fn factories() -> &'static Generation<Mutex<Factories>> {
     LIVE.get()
 }
 
-/// Registers factory `f` of manager `m`; the pointer C will hold.
-pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> *mut vine_factory {
+/// Registers factory `f` of manager `m`; the pointer C will hold. An error if
+/// `vine_delete` took `m` out of the registry meanwhile (it forgets the
+/// factories it finds, and this one it might not have found).
+pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> Result<*mut vine_factory> {
     let handle = fresh_handle();
     factories()
         .value
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(handle, (m as usize, f));
-    handle as *mut vine_factory
+    let live = managers()
+        .value
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(h, _)| *h == m as usize);
+    if !live {
+        factory_remove(handle as *const vine_factory);
+        return Err(Error::new(
+            ErrorKind::InvalidHandle,
+            "the manager was deleted while the factory was created",
+        ));
+    }
+    Ok(handle as *mut vine_factory)
 }
 
 /// The live factory at `f`, with its manager's address.

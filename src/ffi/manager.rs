@@ -1118,11 +1118,11 @@ pub extern "C" fn vine_delete(m: *mut vine_manager) {
         for task in mgr.drain_finished() {
             handles::task_free_unretrieved(task);
         }
-        handles::factories_forget(m);
         let removed = handles::manager_remove(m);
-        // Once no call can find the manager: a file declared by a call that
-        // found it before is either in this list or forgotten by that call
-        // (see `handles::declare_into_c`).
+        // Once no call can find the manager: a file declared (or factory
+        // created) by a call that found it before is either found here or
+        // forgotten by that call (see `handles::declare_into_c`).
+        handles::factories_forget(m);
         handles::files_forget(&mgr.files());
         removed?;
         // Freed all the same; what did not happen is said.

@@ -1283,6 +1283,13 @@ impl Manager {
         };
         let f = factory::Factory::start(kind, self.tx.clone(), endpoint, &default_dir, setup)?;
         let mut all = self.factories.lock().unwrap_or_else(|p| p.into_inner());
+        // A shutdown that began meanwhile (another thread) stops the factories
+        // it finds in the list; one it cannot find stops here.
+        if self.is_shut_down() {
+            drop(all);
+            let _ = f.stop(Duration::from_secs(5));
+            return Err(Error::new(ErrorKind::ShutDown, "the manager has shut down"));
+        }
         all.push(f.clone());
         self.factory_count.store(all.len(), Ordering::Relaxed);
         drop(all);

@@ -13,7 +13,9 @@
 #include <fcntl.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1093,6 +1095,56 @@ static void test_declaring_while_the_manager_is_deleted(void)
     CHECK(outlived == 0);
 }
 
+/* The same for factories: each one created either fails or goes with the
+   manager. */
+#define FACTORIES 20
+struct creator {
+    struct vine_manager *m;
+    struct vine_factory *got[FACTORIES];
+    atomic_int n;
+};
+
+static void *create_factories(void *arg)
+{
+    struct creator *c = arg;
+    for (int i = 0; i < FACTORIES; i++) {
+        struct vine_factory *f = vine_factory_create(c->m, "local");
+        if (f) {
+            c->got[c->n] = f;
+            atomic_fetch_add(&c->n, 1);
+        }
+    }
+    return NULL;
+}
+
+static void test_creating_factories_while_the_manager_is_deleted(void)
+{
+    static struct creator c[2];
+    int outlived = 0, made = 0;
+    for (int round = 0; round < 10; round++) {
+        struct vine_manager *m = vine_create(0);
+        CHECK(m != NULL && vine_tune(m, "local-cores", 0) == 0);
+        pthread_t th[2];
+        for (int k = 0; k < 2; k++) {
+            c[k].m = m;
+            c[k].n = 0;
+            pthread_create(&th[k], NULL, create_factories, &c[k]);
+        }
+        /* Deleted while both are creating. */
+        while (atomic_load(&c[0].n) == 0 || atomic_load(&c[1].n) == 0)
+            sched_yield();
+        vine_delete(m);
+        for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+        for (int k = 0; k < 2; k++)
+            for (int i = 0; i < c[k].n; i++) {
+                made++;
+                outlived += vine_factory_set(c[k].got[i], "max-workers", 1) == 0;
+            }
+    }
+    CHECK(outlived == 0);
+    printf("factories created before their manager was deleted: %d\n", made);
+}
+
 /* ---- commands and files --------------------------------------------------------- */
 
 static char dir[256];
@@ -2042,6 +2094,7 @@ int main(void)
     test_function_results();
     test_many_threads();
     test_declaring_while_the_manager_is_deleted();
+    test_creating_factories_while_the_manager_is_deleted();
     test_commands_and_files();
     test_files_from_elsewhere();
     test_cancel_and_shutdown();
