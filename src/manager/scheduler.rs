@@ -792,6 +792,9 @@ impl Scheduler {
         let now = crate::task::now_us();
         for mut task in tasks {
             self.recalling.remove(&task.id);
+            // It no longer runs for its category (whose bound on tasks at
+            // once may let another start now).
+            self.categories.returned(&task);
             // The attempt ran (or waited there) from its hand-over until now,
             // as TaskVine counts it: an execution time that failed.
             if task.times.started > task.times.done {

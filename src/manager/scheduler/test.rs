@@ -786,3 +786,31 @@ fn tasks_passing_over_the_same_worker_wait_as_one_shape() {
     assert_eq!(comm.dispatched[1].0, 1);
     assert_eq!(s.parked.len, 498);
 }
+
+#[test]
+fn a_lost_worker_s_tasks_no_longer_count_as_running_in_their_category() {
+    let mut s = Scheduler::new(true);
+    let mut comm = TestComm::default();
+    s.categories.set_max_concurrent(c"k", Some(1));
+    s.add_worker(1, cores(2.0), Some(0));
+    for id in 1..=2 {
+        let mut t = task(id, 0.0, 1.0);
+        t.set_category(c"k").unwrap();
+        s.submit(t, &mut comm);
+    }
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1], "one of k at once");
+    let (_, t) = comm.take(1);
+    s.remove_worker(1, vec![t], &mut comm);
+    assert_eq!(s.categories.stats(c"k").running, 0);
+    s.add_worker(2, cores(2.0), Some(0));
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [1], "k may run one again");
+    assert_eq!(s.categories.stats(c"k").running, 1);
+    finish_ok(&mut s, &mut comm, 1);
+    s.schedule(&mut comm);
+    assert_eq!(comm.dispatched_ids(), [2]);
+    finish_ok(&mut s, &mut comm, 2);
+    assert_eq!(s.categories.stats(c"k").running, 0);
+    assert_eq!(s.categories.stats(c"k").done, 2);
+}
