@@ -117,8 +117,10 @@ impl Ran {
     }
 }
 
-/// The most of each stream of a command kept; the rest is read and dropped.
+/// The most of the start of each stream of a command kept; of the rest, only
+/// the last [`KEEP_END`] bytes are (the job id is on the last line).
 const KEEP: usize = 1 << 20;
+const KEEP_END: usize = 64 << 10;
 
 /// A deadline for a thread's batch commands that other threads may set too.
 pub type Watched = std::sync::Arc<std::sync::Mutex<Option<Instant>>>;
@@ -162,6 +164,11 @@ struct Stream {
     pipe: Option<Box<dyn Read + Send>>,
     fd: i32,
     kept: Vec<u8>,
+    /// What came after the first `KEEP` bytes: the last `KEEP_END` of it at
+    /// least (trimmed when twice that).
+    end: Vec<u8>,
+    /// Whether bytes between `kept` and `end` were dropped.
+    cut: bool,
 }
 
 impl Stream {
@@ -174,12 +181,16 @@ impl Stream {
                     pipe: Some(Box::new(r)),
                     fd,
                     kept: Vec::new(),
+                    end: Vec::new(),
+                    cut: false,
                 }
             }
             None => Stream {
                 pipe: None,
                 fd: -1,
                 kept: Vec::new(),
+                end: Vec::new(),
+                cut: false,
             },
         }
     }
@@ -202,6 +213,11 @@ impl Stream {
                     came = true;
                     let room = KEEP.saturating_sub(self.kept.len());
                     self.kept.extend_from_slice(&buf[..n.min(room)]);
+                    self.end.extend_from_slice(&buf[n.min(room)..n]);
+                    if self.end.len() > 2 * KEEP_END {
+                        self.end.drain(..self.end.len() - KEEP_END);
+                        self.cut = true;
+                    }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return came,
@@ -215,7 +231,17 @@ impl Stream {
         came
     }
 
-    fn text(self) -> String {
+    /// What was kept: the start, and the end after a line saying how much
+    /// between them was dropped.
+    fn text(mut self) -> String {
+        if self.cut {
+            if let Some(nl) = self.end.iter().position(|&b| b == b'\n') {
+                // From a line's start.
+                self.end.drain(..=nl);
+            }
+            self.kept.extend_from_slice(b"\n[...]\n");
+        }
+        self.kept.append(&mut self.end);
         String::from_utf8_lossy(&self.kept).into_owned()
     }
 }
@@ -234,8 +260,8 @@ fn wait_for_output(streams: &[Stream; 2], ms: i32) -> bool {
 }
 
 /// Runs `cmd` to its end, at most the thread's [`commands_timeout`] (and its
-/// [`commands_end_by`]), capturing up to `KEEP` bytes of what it prints on each
-/// stream. It runs in a process group of its own, killed whole at the timeout.
+/// [`commands_end_by`]), capturing what it prints on each stream: all of it
+/// up to `KEEP` bytes, else its start and its end (a `[...]` line between). It runs in a process group of its own, killed whole at the timeout.
 /// Once the command has exited, what it printed is read and nothing more: a
 /// process it left in the background (a job it started) may keep the pipes
 /// open, and is neither waited for nor killed.
@@ -924,6 +950,30 @@ mod test {
         assert_eq!(c.status(&["1"]).unwrap()["1"], Status::Ended);
         c.status = "exit 1".into();
         assert!(c.status(&["1"]).is_err());
+        // More output than is kept: the id on the last line still is.
+        c.submit = "yes line | head -c 3000000; echo; echo job-7".into();
+        assert_eq!(c.submit(&job).unwrap(), "job-7");
+    }
+
+    #[test]
+    fn a_long_output_keeps_its_start_and_its_end() {
+        let ran = run(sh(
+            "echo first; yes middle | head -c 3000000; echo; echo last",
+        ))
+        .unwrap();
+        assert!(ran.stdout.starts_with("first\nmiddle\n"));
+        let tail = &ran.stdout[ran.stdout.len().saturating_sub(40)..];
+        assert!(
+            ran.stdout.ends_with("middle\nmid\nlast\n"),
+            "the end is kept: {tail:?}"
+        );
+        assert!(
+            ran.stdout.contains("\n[...]\nmiddle\n"),
+            "the cut is marked"
+        );
+        assert!(ran.stdout.len() < KEEP + 3 * KEEP_END);
+        let short = run(sh("yes x | head -c 1100000; echo end")).unwrap();
+        assert_eq!(short.stdout.len(), 1_100_004, "nothing cut");
     }
 
     fn sh(line: &str) -> Command {
@@ -956,12 +1006,14 @@ mod test {
     #[test]
     fn a_commands_output_is_kept_up_to_a_bound() {
         // 50 MB on standard output, a complaint of wide characters on standard
-        // error: 1 MiB kept of each, and the complaint cut between characters.
+        // error: 1 MiB kept of each and a bounded end, and the complaint cut
+        // between characters.
         let ran = run_ending(
             "head -c 50000000 /dev/zero; for i in $(seq 1500); do printf 'é'; done >&2; exit 4",
             None,
         );
-        assert_eq!(ran.stdout.len(), KEEP);
+        assert!(ran.stdout.len() <= KEEP + "\n[...]\n".len() + 2 * KEEP_END);
+        assert!(ran.stdout[..KEEP].bytes().all(|b| b == 0));
         assert_eq!(ran.code, Some(4));
         let c = ran.complaint();
         assert!(
