@@ -313,6 +313,31 @@ fn a_scratch_directory_made_with_its_parents_goes_with_them() {
 }
 
 #[test]
+fn a_scratch_directory_removed_while_a_job_runs_is_made_again_for_its_status() {
+    let dir = tempdir();
+    let (m, _) = remote_manager();
+    let f = fake_batch(&m, &dir);
+    let scratch = dir.join("scratch");
+    f.set_string("scratch-dir", scratch.to_str().unwrap())
+        .unwrap();
+    f.set("max-workers", 1.0).unwrap();
+    f.set("idle-timeout", 1.0).unwrap();
+    let id = m.submit(Task::command(c"echo $FAKE_JOB")).unwrap();
+    assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
+    // A cleaner of old files removes it while the job runs; the job ends.
+    std::fs::remove_dir_all(&scratch).unwrap();
+    eventually("the idle worker leaves", || {
+        m.stats().unwrap().workers_connected == 0
+    });
+    // The status command tells the job ended, so the next one is submitted.
+    let id = m.submit(Task::command(c"echo $FAKE_JOB")).unwrap();
+    assert_eq!(done(&m, id).stdout().unwrap().to_bytes(), b"yes\n");
+    assert!(scratch.is_dir());
+    m.delete_factory(&f).unwrap();
+    m.shutdown().unwrap();
+}
+
+#[test]
 fn a_factory_stopped_while_its_status_query_hangs_still_cancels_within_its_grace() {
     let dir = tempdir();
     let (m, _) = remote_manager();

@@ -274,7 +274,10 @@ pub fn run(mut cmd: Command) -> Result<Ran, String> {
         .stderr(Stdio::piped())
         .process_group(0)
         .spawn()
-        .map_err(|e| format!("cannot run {what}: {e}"))?;
+        .map_err(|e| match cmd.get_current_dir() {
+            Some(d) if !d.is_dir() => format!("cannot run {what} in {}: {e}", d.display()),
+            _ => format!("cannot run {what}: {e}"),
+        })?;
     let pid = i32::try_from(child.id()).unwrap_or(0);
     let mut streams = [
         Stream::new(child.stdout.take()),
@@ -701,7 +704,18 @@ pub struct Custom {
 }
 
 impl Custom {
+    /// `line` for the shell, run in the scratch directory: made again
+    /// (readable by this user only) if it was removed since the last
+    /// submission, as submitting does.
     fn shell(&self, line: &str) -> Command {
+        use std::os::unix::fs::DirBuilderExt;
+        if !self.dir.is_dir() {
+            // A failure is what running the command then says.
+            let _ = std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&self.dir);
+        }
         let mut c = Command::new("/bin/sh");
         c.arg("-c").arg(line).current_dir(&self.dir);
         c

@@ -424,6 +424,13 @@ impl Factory {
         let left = self.last_error();
         let failed = self.shared.failures.load(Ordering::Relaxed) > 0;
         let stuck = left.as_deref().is_some_and(|e| e.starts_with(STUCK));
+        // A local factory's directory is in the manager's own, which goes
+        // with the manager: its jobs' failures were printed as they came.
+        let (failed, stuck) = if self.kind() == Kind::Local {
+            (false, false)
+        } else {
+            (failed, stuck)
+        };
         let made = take_all(&self.shared.made_dirs);
         let files = take_all(&self.shared.made_files);
         if !(failed || stuck) {
