@@ -197,6 +197,14 @@ fn tasks_no_worker_of_the_factory_can_hold_start_no_job() {
     let mut featured = Task::command(c"true");
     featured.add_feature(c"nowhere").unwrap();
     m.submit(big).unwrap();
+    eventually(
+        "the factory names the task that fits none of its workers",
+        || {
+            f.last_error()
+                .is_some_and(|e| e.contains("1 waiting task(s) fit no worker"))
+        },
+    );
+    // Said again when their number changes.
     m.submit(featured).unwrap();
     // A task that fits comes after them: its job is the only one.
     let id = m.submit(Task::command(c"echo fits")).unwrap();

@@ -41,7 +41,8 @@ use crate::manager::Manager;
 /// error, and a `vine_wait` that returns NULL sets `vine_last_error()` to it.
 /// Waiting tasks that no worker of the factory could run (more cores, memory,
 /// disk or gpus than its workers have, features they lack) start no job; when
-/// only such tasks are left, the factory says so once, the same way.
+/// only such tasks are left, the factory says so the same way (again when their
+/// number changes).
 /// Tasks on a worker whose job ends (cancelled, out of time) run again elsewhere,
 /// as for any lost worker.
 ///

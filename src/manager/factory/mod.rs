@@ -278,7 +278,7 @@ impl Factory {
             ready_dir: None,
             backoff_until: None,
             streak: 0,
-            said_unfit: false,
+            said_unfit: 0,
             password_copies: Vec::new(),
             unsure_since: None,
             unknown_cancelled: Vec::new(),
@@ -663,8 +663,9 @@ struct Cycle {
     backoff_until: Option<Instant>,
     /// Failures in a row.
     streak: u32,
-    /// The unfit tasks were reported.
-    said_unfit: bool,
+    /// How many unfit tasks were last reported (0: none since there were
+    /// none): said again when their number changes.
+    said_unfit: usize,
     /// Every password copy written (one per scratch directory used).
     password_copies: Vec<PathBuf>,
     /// When a submission last failed: a submit command that failed (killed at
@@ -783,8 +784,11 @@ impl Cycle {
             self.shared.nudged.store(true, Ordering::Release);
             return true;
         }
-        if view.unfit > 0 && view.demand == 0.0 && !self.said_unfit {
-            self.said_unfit = true;
+        if view.unfit == 0 {
+            self.said_unfit = 0;
+        }
+        if view.unfit > 0 && view.demand == 0.0 && self.said_unfit != view.unfit {
+            self.said_unfit = view.unfit;
             // Also what a wait that gives nothing names as the reason.
             self.fail(format!(
                 "{} waiting task(s) fit no worker of this factory \
