@@ -1745,8 +1745,9 @@ int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm
 // sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 // an automatic mode never allocates more, and a task that exhausts an automatic
 // allocation runs once more with them. Negative fields (and NULL: all) are not
-// set, which means the largest worker's for the automatic modes; 0 cores are
-// refused. Returns 0, or a negative error (TaskVine's returns nothing).
+// set, which means the largest worker's for the automatic modes; 0 cores, and
+// memory (MB), disk (MB) or gpus that are not whole, are refused. Returns 0, or
+// a negative error (TaskVine's returns nothing).
 int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // The least that tasks of `category` are given (fields as in

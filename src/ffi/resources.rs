@@ -223,19 +223,32 @@ fn given_values(rm: *const vine_resources) -> Result<[Option<f64>; 4]> {
 }
 
 /// The cores, memory, disk and gpus of `rm` (a negative value: not given),
-/// checked, and rounded up to what vine counts in (thousandths of a core,
-/// whole MB and gpus); NULL gives none of them.
+/// checked: cores rounded up to thousandths of a core, memory (MB), disk (MB)
+/// and gpus whole or refused; NULL gives none of them.
 fn partial(rm: *const vine_resources) -> Result<Partial> {
     let [cores, memory, disk, gpus] = given_values(rm)?;
     let cores = cores
         .map(|c| Resources::millicores_from((c * 1000.0).ceil() / 1000.0, true))
         .transpose()?;
+    // Whole and in range (checked above): exact as integers.
     Ok(Partial {
         millicores: cores,
-        memory_mb: memory.map(|m| m.ceil() as u64),
-        disk_mb: disk.map(|d| d.ceil() as u64),
-        gpus: gpus.map(|g| g.ceil() as u32),
+        memory_mb: whole(memory, "memory (MB)")?.map(|m| m as u64),
+        disk_mb: whole(disk, "disk (MB)")?.map(|d| d as u64),
+        gpus: whole(gpus, "gpus")?.map(|g| g as u32),
     })
+}
+
+/// A given memory, disk or gpus value, which must be whole (as the single
+/// setters of a task take them).
+fn whole(v: Option<f64>, what: &str) -> Result<Option<i64>> {
+    match v {
+        Some(v) if v.fract() != 0.0 => Err(Error::invalid(format!(
+            "{what} must be a whole number, not {v}"
+        ))),
+        // In range (checked by `given_values`): exact as an i64.
+        v => Ok(v.map(|v| v as i64)),
+    }
 }
 
 /// A category argument where NULL stands for every category without a
@@ -531,16 +544,6 @@ pub unsafe extern "C" fn vine_task_set_resources(
             return Err(boundary::null("the summary"));
         }
         let [cores, memory, disk, gpus] = given_values(rm)?;
-        // What the single setters take: memory, disk and gpus are whole.
-        let whole = |v: Option<f64>, what: &str| -> Result<Option<i64>> {
-            match v {
-                Some(v) if v.fract() != 0.0 => Err(Error::invalid(format!(
-                    "{what} must be a whole number, not {v}"
-                ))),
-                // In range (checked above): exact as an i64.
-                v => Ok(v.map(|v| v as i64)),
-            }
-        };
         let (memory, disk, gpus) = (
             whole(memory, "memory (MB)")?,
             whole(disk, "disk (MB)")?,
@@ -628,8 +631,9 @@ fn set_bound(
 /// sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 /// an automatic mode never allocates more, and a task that exhausts an automatic
 /// allocation runs once more with them. Negative fields (and NULL: all) are not
-/// set, which means the largest worker's for the automatic modes; 0 cores are
-/// refused. Returns 0, or a negative error (TaskVine's returns nothing).
+/// set, which means the largest worker's for the automatic modes; 0 cores, and
+/// memory (MB), disk (MB) or gpus that are not whole, are refused. Returns 0, or
+/// a negative error (TaskVine's returns nothing).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_resources_max(
     m: *mut vine_manager,

@@ -1986,6 +1986,16 @@ static void test_resources(void)
     struct vine_manager *m = manager(2);
     CHECK_ERR(vine_set_category_resources_max(m, "a", r), VINE_ERROR_INVALID_ARGUMENT);
     r->disk = -1;
+    /* Memory, disk and gpus are whole, as a task's are: a maximum of 1.5
+       gpus would give tasks 2. */
+    r->gpus = 1.5;
+    CHECK_ERR(vine_set_category_resources_max(m, "a", r), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "gpus must be a whole number") != NULL);
+    CHECK_ERR(vine_set_category_resources_min(m, "a", r), VINE_ERROR_INVALID_ARGUMENT);
+    r->gpus = -1;
+    r->memory = 0.0001;
+    CHECK_ERR(vine_set_category_resources_max(m, "a", r), VINE_ERROR_INVALID_ARGUMENT);
+    r->memory = 150;
     CHECK(vine_set_category_resources_max(m, "a", r) == 0);
     CHECK(vine_set_category_mode(m, "b", VINE_ALLOCATION_MODE_MIN_WASTE) == 1);
     CHECK(vine_set_category_mode(m, "b", 99) == 0);
