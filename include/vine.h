@@ -2014,7 +2014,8 @@ int vine_task_set_gpus(struct vine_task *t, int gpus);
 // that fit the resources free (see `"prefetch"` in `vine_tune`). Must be finite.
 int vine_task_set_priority(struct vine_task *t, double priority);
 
-// Category (default: the function name under autocategory, else "default").
+// Category (default: the function name under autocategory, else "default"):
+// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`).
 // A category is a group of tasks sized and counted together: the manager
 // keeps each category it has seen (its settings and stats, some hundreds of
 // bytes) until `vine_delete`, as TaskVine does. Use a tag

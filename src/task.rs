@@ -608,6 +608,10 @@ impl Task {
         if category.is_empty() {
             return Err(Error::invalid("a category name cannot be empty"));
         }
+        // As the calls that set and read a category's settings take it.
+        if category.to_str().is_err() {
+            return Err(Error::invalid("a category name must be valid UTF-8"));
+        }
         self.extra_mut().category = Some(Arc::from(category));
         Ok(())
     }

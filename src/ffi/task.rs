@@ -334,7 +334,8 @@ pub extern "C" fn vine_task_set_priority(t: *mut vine_task, priority: f64) -> c_
     set(t, |t| t.set_priority(priority))
 }
 
-/// Category (default: the function name under autocategory, else "default").
+/// Category (default: the function name under autocategory, else "default"):
+/// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`).
 /// A category is a group of tasks sized and counted together: the manager
 /// keeps each category it has seen (its settings and stats, some hundreds of
 /// bytes) until `vine_delete`, as TaskVine does. Use a tag

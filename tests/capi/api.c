@@ -299,6 +299,8 @@ static void test_null_and_bad_arguments(void)
     CHECK_ERR(vine_task_set_priority(t, INFINITY), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_category(t, NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_task_set_category(t, ""), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK_ERR(vine_task_set_category(t, "\xff\xfe"), VINE_ERROR_INVALID_ARGUMENT);
+    CHECK(strstr(vine_last_error(), "UTF-8") != NULL);
     CHECK_ERR(vine_task_set_tag(t, NULL), VINE_ERROR_NULL);
     CHECK_ERR(vine_task_set_time_min(t, -1), VINE_ERROR_INVALID_ARGUMENT);
     CHECK_ERR(vine_task_set_time_max(t, NAN), VINE_ERROR_INVALID_ARGUMENT);
