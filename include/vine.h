@@ -653,7 +653,9 @@ extern "C" {
 // Settings apply to jobs submitted after them: set them before submitting tasks.
 // The factory belongs to `m`: `vine_factory_delete` stops it, and so does
 // `vine_delete`. Returns NULL with `vine_last_error()` set on an unknown type, a
-// batch system whose commands are missing, or a manager without a port.
+// batch system whose commands are missing, a manager without a port, or one
+// shut down (`VINE_ERROR_SHUT_DOWN`) or deleted meanwhile
+// (`VINE_ERROR_INVALID_HANDLE`).
 struct vine_factory *vine_factory_create(struct vine_manager *m, const char *batch_type);
 
 // Sets a numeric setting of factory `f`; 0, or a negative error code with
@@ -1642,7 +1644,8 @@ int vine_shutdown(struct vine_manager *m);
 // function, or a factory's jobs that would not go), the manager is freed all the
 // same and `vine_last_error()` says what did not happen. A file another thread
 // declares while this runs is refused (`VINE_ERROR_INVALID_HANDLE`) or freed
-// with the manager, as is a mini task's task with its file.
+// with the manager, as is a mini task's task with its file; so is a factory
+// another thread creates meanwhile (refused, or stopped and freed).
 void vine_delete(struct vine_manager *m);
 
 // The message of this thread's most recent failed call (never NULL; "" if none).
@@ -1745,9 +1748,10 @@ int vine_task_set_resources(struct vine_task *t, const struct vine_resources *rm
 // sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 // an automatic mode never allocates more, and a task that exhausts an automatic
 // allocation runs once more with them. Negative fields (and NULL: all) are not
-// set, which means the largest worker's for the automatic modes; 0 cores, and
-// memory (MB), disk (MB) or gpus that are not whole, are refused. Returns 0, or
-// a negative error (TaskVine's returns nothing).
+// set, which means the largest worker's for the automatic modes. Cores are
+// rounded up to thousandths, memory and disk to whole MB; 0 cores, and gpus that
+// are not whole, are refused. Returns 0, or a negative error (TaskVine's returns
+// nothing).
 int vine_set_category_resources_max(struct vine_manager *m, const char *category, const struct vine_resources *rm);
 
 // The least that tasks of `category` are given (fields as in
@@ -2015,7 +2019,9 @@ int vine_task_set_gpus(struct vine_task *t, int gpus);
 int vine_task_set_priority(struct vine_task *t, double priority);
 
 // Category (default: the function name under autocategory, else "default"):
-// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`).
+// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`), as the calls
+// that set a category's bounds and read its stats take it (a function name
+// that is not UTF-8 makes a category under autocategory that they cannot name).
 // A category is a group of tasks sized and counted together: the manager
 // keeps each category it has seen (its settings and stats, some hundreds of
 // bytes) until `vine_delete`, as TaskVine does. Use a tag

@@ -49,7 +49,9 @@ use crate::manager::Manager;
 /// Settings apply to jobs submitted after them: set them before submitting tasks.
 /// The factory belongs to `m`: `vine_factory_delete` stops it, and so does
 /// `vine_delete`. Returns NULL with `vine_last_error()` set on an unknown type, a
-/// batch system whose commands are missing, or a manager without a port.
+/// batch system whose commands are missing, a manager without a port, or one
+/// shut down (`VINE_ERROR_SHUT_DOWN`) or deleted meanwhile
+/// (`VINE_ERROR_INVALID_HANDLE`).
 #[no_mangle]
 pub unsafe extern "C" fn vine_factory_create(
     m: *mut vine_manager,

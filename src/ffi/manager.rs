@@ -1106,7 +1106,8 @@ pub extern "C" fn vine_shutdown(m: *mut vine_manager) -> c_int {
 /// function, or a factory's jobs that would not go), the manager is freed all the
 /// same and `vine_last_error()` says what did not happen. A file another thread
 /// declares while this runs is refused (`VINE_ERROR_INVALID_HANDLE`) or freed
-/// with the manager, as is a mini task's task with its file.
+/// with the manager, as is a mini task's task with its file; so is a factory
+/// another thread creates meanwhile (refused, or stopped and freed).
 #[no_mangle]
 pub extern "C" fn vine_delete(m: *mut vine_manager) {
     guard((), || {

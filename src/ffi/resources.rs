@@ -223,18 +223,19 @@ fn given_values(rm: *const vine_resources) -> Result<[Option<f64>; 4]> {
 }
 
 /// The cores, memory, disk and gpus of `rm` (a negative value: not given),
-/// checked: cores rounded up to thousandths of a core, memory (MB), disk (MB)
-/// and gpus whole or refused; NULL gives none of them.
+/// checked: cores rounded up to thousandths of a core, memory and disk to
+/// whole MB (a size computed in floating point is seldom whole), gpus whole or
+/// refused; NULL gives none of them.
 fn partial(rm: *const vine_resources) -> Result<Partial> {
     let [cores, memory, disk, gpus] = given_values(rm)?;
     let cores = cores
         .map(|c| Resources::millicores_from((c * 1000.0).ceil() / 1000.0, true))
         .transpose()?;
-    // Whole and in range (checked above): exact as integers.
     Ok(Partial {
         millicores: cores,
-        memory_mb: whole(memory, "memory (MB)")?.map(|m| m as u64),
-        disk_mb: whole(disk, "disk (MB)")?.map(|d| d as u64),
+        memory_mb: memory.map(|m| m.ceil() as u64),
+        disk_mb: disk.map(|d| d.ceil() as u64),
+        // Whole and in range (checked above): exact.
         gpus: whole(gpus, "gpus")?.map(|g| g as u32),
     })
 }
@@ -631,9 +632,10 @@ fn set_bound(
 /// sets none of cores, memory or disk gets these in `VINE_ALLOCATION_MODE_FIXED`,
 /// an automatic mode never allocates more, and a task that exhausts an automatic
 /// allocation runs once more with them. Negative fields (and NULL: all) are not
-/// set, which means the largest worker's for the automatic modes; 0 cores, and
-/// memory (MB), disk (MB) or gpus that are not whole, are refused. Returns 0, or
-/// a negative error (TaskVine's returns nothing).
+/// set, which means the largest worker's for the automatic modes. Cores are
+/// rounded up to thousandths, memory and disk to whole MB; 0 cores, and gpus that
+/// are not whole, are refused. Returns 0, or a negative error (TaskVine's returns
+/// nothing).
 #[no_mangle]
 pub unsafe extern "C" fn vine_set_category_resources_max(
     m: *mut vine_manager,

@@ -335,7 +335,9 @@ pub extern "C" fn vine_task_set_priority(t: *mut vine_task, priority: f64) -> c_
 }
 
 /// Category (default: the function name under autocategory, else "default"):
-/// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`).
+/// a UTF-8 name, not empty (else `VINE_ERROR_INVALID_ARGUMENT`), as the calls
+/// that set a category's bounds and read its stats take it (a function name
+/// that is not UTF-8 makes a category under autocategory that they cannot name).
 /// A category is a group of tasks sized and counted together: the manager
 /// keeps each category it has seen (its settings and stats, some hundreds of
 /// bytes) until `vine_delete`, as TaskVine does. Use a tag

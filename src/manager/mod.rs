@@ -1287,7 +1287,8 @@ impl Manager {
         // it finds in the list; one it cannot find stops here.
         if self.is_shut_down() {
             drop(all);
-            let _ = f.stop(Duration::from_secs(5));
+            let grace = if kind == factory::Kind::Local { 5 } else { 60 };
+            let _ = f.stop(Duration::from_secs(grace));
             return Err(Error::new(ErrorKind::ShutDown, "the manager has shut down"));
         }
         all.push(f.clone());

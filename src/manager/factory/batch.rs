@@ -235,9 +235,13 @@ impl Stream {
     /// between them was dropped.
     fn text(mut self) -> String {
         if self.cut {
-            if let Some(nl) = self.end.iter().position(|&b| b == b'\n') {
-                // From a line's start.
-                self.end.drain(..=nl);
+            match self.end.iter().position(|&b| b == b'\n') {
+                // From a line's start, unless that would leave nothing (a
+                // last line longer than what is kept of the end).
+                Some(nl) if nl + 1 < self.end.len() => {
+                    self.end.drain(..=nl);
+                }
+                _ => {}
             }
             self.kept.extend_from_slice(b"\n[...]\n");
         }
@@ -260,8 +264,9 @@ fn wait_for_output(streams: &[Stream; 2], ms: i32) -> bool {
 }
 
 /// Runs `cmd` to its end, at most the thread's [`commands_timeout`] (and its
-/// [`commands_end_by`]), capturing what it prints on each stream: all of it
-/// up to `KEEP` bytes, else its start and its end (a `[...]` line between). It runs in a process group of its own, killed whole at the timeout.
+/// [`commands_end_by`]), capturing what it prints on each stream: all of
+/// it up to `KEEP` bytes, else its start and its end (a `[...]` line
+/// between). It runs in a process group of its own, killed whole at the timeout.
 /// Once the command has exited, what it printed is read and nothing more: a
 /// process it left in the background (a job it started) may keep the pipes
 /// open, and is neither waited for nor killed.
@@ -704,18 +709,9 @@ pub struct Custom {
 }
 
 impl Custom {
-    /// `line` for the shell, run in the scratch directory: made again
-    /// (readable by this user only) if it was removed since the last
-    /// submission, as submitting does.
+    /// `line` for the shell, run in the scratch directory (which the factory
+    /// makes again before each cycle if it was removed).
     fn shell(&self, line: &str) -> Command {
-        use std::os::unix::fs::DirBuilderExt;
-        if !self.dir.is_dir() {
-            // A failure is what running the command then says.
-            let _ = std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&self.dir);
-        }
         let mut c = Command::new("/bin/sh");
         c.arg("-c").arg(line).current_dir(&self.dir);
         c
@@ -752,9 +748,16 @@ impl Batch for Custom {
             .find(|l| !l.is_empty())
             .unwrap_or("");
         if id.is_empty() || id.len() > MAX_JOB_ID || id.chars().any(char::is_control) {
+            // What it printed last, at most a few lines' worth.
+            let printed = ran.stdout.trim();
+            let from = printed.len().saturating_sub(200);
+            let from = (from..printed.len())
+                .find(|&i| printed.is_char_boundary(i))
+                .unwrap_or(printed.len());
+            let cut = if from > 0 { "..." } else { "" };
             return Err(format!(
-                "the submit command printed no job id on its last line (it printed {:?})",
-                ran.stdout.trim()
+                "the submit command printed no job id on its last line (it printed {cut}{:?})",
+                &printed[from..]
             ));
         }
         Ok(id.to_owned())
@@ -967,6 +970,11 @@ mod test {
         // More output than is kept: the id on the last line still is.
         c.submit = "yes line | head -c 3000000; echo; echo job-7".into();
         assert_eq!(c.submit(&job).unwrap(), "job-7");
+        // A last line longer than what is kept of the end is no id, nor is
+        // the mark of the cut.
+        c.submit = "yes line | head -c 3000000; head -c 200000 /dev/zero | tr '\\0' x; echo".into();
+        let e = c.submit(&job).unwrap_err();
+        assert!(e.contains("no job id") && e.len() < 400, "{e}");
     }
 
     #[test]

@@ -185,6 +185,8 @@ struct Shared {
     /// Parents it made for its scratch directories, deepest first (removed
     /// after them if nothing else is in them).
     made_parents: Mutex<Vec<PathBuf>>,
+    /// The scratch directory when none is set.
+    default_scratch: PathBuf,
 }
 
 /// The manager's password as it is now (None: it has none), and its
@@ -241,7 +243,7 @@ impl Factory {
         let mut edit = ConfigEdit {
             kind,
             config: Config {
-                scratch_dir: dir,
+                scratch_dir: dir.clone(),
                 ..Config::default()
             },
         };
@@ -262,6 +264,7 @@ impl Factory {
             made_dirs: Mutex::new(Vec::new()),
             made_files: Mutex::new(Vec::new()),
             made_parents: Mutex::new(Vec::new()),
+            default_scratch: dir.clone(),
         });
         let mut cycle = Cycle {
             kind,
@@ -424,22 +427,21 @@ impl Factory {
         let left = self.last_error();
         let failed = self.shared.failures.load(Ordering::Relaxed) > 0;
         let stuck = left.as_deref().is_some_and(|e| e.starts_with(STUCK));
-        // A local factory's directory is in the manager's own, which goes
-        // with the manager: its jobs' failures were printed as they came.
-        let (failed, stuck) = if self.kind() == Kind::Local {
-            (false, false)
-        } else {
-            (failed, stuck)
-        };
+        // Kept for a look after failures.
+        let keep = failed || stuck;
         let made = take_all(&self.shared.made_dirs);
         let files = take_all(&self.shared.made_files);
-        if !(failed || stuck) {
+        if !keep {
             for f in files {
                 let _ = std::fs::remove_file(f);
             }
         }
         for dir in made {
-            if failed || stuck {
+            // Not the default directory of a local factory, in the manager's
+            // own, which goes with the manager (its jobs' failures were
+            // printed as they came).
+            let goes = self.kind == Kind::Local && dir == self.shared.default_scratch;
+            if keep && !goes {
                 eprintln!(
                     "vine: factory: its job scripts and output are kept in {}",
                     dir.display()
@@ -888,6 +890,14 @@ impl Cycle {
 
     /// Asks the batch system about the jobs not known to have ended.
     fn refresh_status(&mut self) {
+        // Its commands, and those cancelling jobs after it, run in the scratch
+        // directory: made again if it was removed (a cleaner of old files).
+        if let Some(r) = self.ready_dir.as_ref().filter(|r| !r.used.is_dir()) {
+            let dir = r.dir.clone();
+            if let Err(e) = self.prepare_dir(&dir) {
+                self.fail(e);
+            }
+        }
         let ids: Vec<String> = self
             .jobs
             .iter()
