@@ -147,6 +147,17 @@ fn factories() -> &'static Generation<Mutex<Factories>> {
     LIVE.get()
 }
 
+/// Whether manager `m` is still in the registry (`vine_delete` takes it out
+/// before it forgets the files and factories it finds).
+fn manager_listed(m: *const vine_manager) -> bool {
+    managers()
+        .value
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .any(|(h, _)| *h == m as usize)
+}
+
 /// Registers factory `f` of manager `m`; the pointer C will hold. An error if
 /// `vine_delete` took `m` out of the registry meanwhile (it forgets the
 /// factories it finds, and this one it might not have found).
@@ -157,13 +168,7 @@ pub(crate) fn factory_into_c(m: *const vine_manager, f: Arc<Factory>) -> Result<
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(handle, (m as usize, f));
-    let live = managers()
-        .value
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .any(|(h, _)| *h == m as usize);
-    if !live {
+    if !manager_listed(m) {
         factory_remove(handle as *const vine_factory);
         return Err(Error::new(
             ErrorKind::InvalidHandle,
@@ -337,13 +342,7 @@ pub(crate) fn declare_into_c(
 ) -> Result<*mut vine_file> {
     let f = m.declare(f);
     let handle = file_into_c(f.clone());
-    let live = managers()
-        .value
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .iter()
-        .any(|(h, _)| *h == at as usize);
-    if !live {
+    if !manager_listed(at) {
         files_forget(&[f]);
         return Err(Error::new(
             ErrorKind::InvalidHandle,
