@@ -462,6 +462,22 @@ impl Factory {
     }
 }
 
+/// Whether the directory `r` uses, made or checked before, is still a
+/// directory of this user's: not removed, nor replaced meanwhile by another
+/// user's directory, nor (the private one made inside a directory others may
+/// write) by a link.
+fn still_ours(r: &ReadyDir) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let found = if r.used == r.dir {
+        // The directory set, which may be reached through a link of the user's.
+        std::fs::metadata(&r.used)
+    } else {
+        std::fs::symlink_metadata(&r.used)
+    };
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    found.is_ok_and(|m| m.is_dir() && m.uid() == unsafe { libc::geteuid() })
+}
+
 /// Empties a list of paths the factory made, giving what it held.
 fn take_all(list: &Mutex<Vec<PathBuf>>) -> Vec<PathBuf> {
     std::mem::take(&mut *list.lock().unwrap_or_else(|p| p.into_inner()))
@@ -892,7 +908,7 @@ impl Cycle {
     fn refresh_status(&mut self) {
         // Its commands, and those cancelling jobs after it, run in the scratch
         // directory: made again if it was removed (a cleaner of old files).
-        if let Some(r) = self.ready_dir.as_ref().filter(|r| !r.used.is_dir()) {
+        if let Some(r) = self.ready_dir.as_ref().filter(|r| !still_ours(r)) {
             let dir = r.dir.clone();
             if let Err(e) = self.prepare_dir(&dir) {
                 self.fail(e);
@@ -1016,7 +1032,7 @@ impl Cycle {
                 Some((p, g)) => Some(*g) == current && p.is_file(),
                 None => current.is_none(),
             };
-            if r.dir == dir && r.used.is_dir() && copy_ok {
+            if r.dir == dir && still_ours(r) && copy_ok {
                 return Ok((r.used.clone(), r.password.clone()));
             }
         }
@@ -1644,6 +1660,39 @@ mod test {
         // Nothing of the factory's is left, the password's copy least of all.
         assert!(!copy.exists() && !own.exists());
         assert!(shared.join("password").exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_private_directory_replaced_by_a_link_is_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = crate::files::fresh_dir(&std::env::temp_dir(), "vine-factory-test").unwrap();
+        let shared = dir.join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let (f, rx) = pending_jobs(&dir, &shared, None);
+        answer(&rx, 1.0);
+        answer(&rx, 1.0);
+        let jobs = outputs_below(&shared);
+        assert_eq!(jobs.len(), 1, "{jobs:?}");
+        let own = jobs[0].0.parent().unwrap().to_owned();
+        // Another user of the shared directory puts a link of theirs in its
+        // place (here: to a directory of this test's).
+        let elsewhere = dir.join("elsewhere");
+        std::fs::create_dir(&elsewhere).unwrap();
+        std::fs::remove_dir_all(&own).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &own).unwrap();
+        answer(&rx, 2.0);
+        answer(&rx, 2.0);
+        assert_eq!(
+            outputs_below(&elsewhere),
+            Vec::new(),
+            "job files through the link"
+        );
+        let e = f.last_error().unwrap_or_default();
+        assert!(e.contains("not a directory of this user's only"), "{e}");
+        drop(rx);
+        let _ = f.stop(Duration::from_secs(60));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
