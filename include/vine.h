@@ -21,6 +21,11 @@
  * and sets a message for this thread readable with vine_last_error(). No call
  * crashes on a NULL handle or a deleted manager.
  *
+ * Strings: paths, the names files take in a task's sandbox, host, manager and
+ * category names, and the names and string values of settings must be UTF-8
+ * (else VINE_ERROR_INVALID_ARGUMENT); commands, tags and environment variables
+ * may hold any bytes but NUL, and buffers any bytes.
+ *
  * Linking: cc app.c -Iinclude libvine.a -lpthread -ldl -lm
  */
 
